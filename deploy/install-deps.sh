@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install every Debian 12 package mxgate's build, tests and demo need. Idempotent: packages
+# already present are left alone, and apt is not touched at all when nothing is missing.
+# Run as root.
+set -euo pipefail
+
+packages=(
+	# build
+	build-essential meson ninja-build pkg-config
+	libdpdk-dev libhyperscan-dev liblmdb-dev libjemalloc-dev libpcre2-dev libssl-dev
+	# fuzzing (libFuzzer ships in clang's runtime package)
+	clang libclang-rt-14-dev llvm
+	# tests and demo: real SMTP clients and Postfix as a peer and oracle
+	swaks postfix postfix-pcre python3 iproute2 procps lmdb-utils
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+		missing+=("$p")
+	fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "install-deps: all ${#packages[@]} packages present"
+	exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: missing packages: ${missing[*]}; run this script as root" >&2
+	exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# Postfix asks which kind of mail system to set up; mxgate only uses its binaries (as a test
+# peer and oracle), so it gets no system configuration and no running daemon.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,29 @@
+/* Per-thread event counters. Each worker owns one struct and is its only writer, so plain
+ * increments suffice; readers (metrics) tolerate a torn, slightly old view. */
+#ifndef MXGATE_COUNTERS_H
+#define MXGATE_COUNTERS_H
+
+#include <stdint.h>
+
+#define MX_COUNTERS(X)                                                                     \
+	X(connections_accepted)                                                            \
+	X(connections_closed)                                                              \
+	X(connections_timed_out)                                                           \
+	X(commands)                                                                        \
+	X(protocol_errors)                                                                 \
+	X(pipelining_violations)                                                           \
+	X(bare_newlines)                                                                   \
+	X(messages_accepted)                                                               \
+	X(messages_rejected)                                                               \
+	X(recipients_accepted)                                                             \
+	X(recipients_rejected)                                                             \
+	X(bytes_received)                                                                  \
+	X(spool_failures)
+
+struct mx_counters {
+#define MX_COUNTER_FIELD(name) uint64_t name;
+	MX_COUNTERS(MX_COUNTER_FIELD)
+#undef MX_COUNTER_FIELD
+};
+
+#endif

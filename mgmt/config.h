@@ -1,0 +1,84 @@
+/* mxgate.cf: configuration in Postfix main.cf syntax.
+ *
+ * Syntax (as postconf(5)): `name = value` logical lines; a line that starts with whitespace
+ * continues the previous one; empty lines and lines whose first non-blank is '#' are
+ * ignored; `$name`, `${name}`, `$(name)`, `${name?value}`, `${name:value}` expand (lazily,
+ * so a value may use a parameter defined later or only by default), `$$` is a literal '$'.
+ *
+ * Postfix concepts keep Postfix's parameter names and defaults (myhostname, mydomain,
+ * mynetworks, mydestination, relay_domains, smtpd_banner, message_size_limit, ...).
+ * mxgate's own parameters start with `mxgate_` and are documented in deploy/mxgate.cf.example
+ * and in mgmt/config_params.c (the single table of every parameter mxgate knows). */
+#ifndef MXGATE_MGMT_CONFIG_H
+#define MXGATE_MGMT_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "smtp/smtp_session.h"
+#include "tables/domain_list.h"
+#include "tables/netlist.h"
+
+enum mx_transport {
+	MX_TRANSPORT_KERNEL, /* Linux sockets + epoll */
+	MX_TRANSPORT_DPDK,   /* DPDK ports, own TCP/IP stack (dataplane issue) */
+	MX_TRANSPORT_MAX,
+};
+
+const char *mx_transport_name(enum mx_transport t);
+
+#define MX_CONFIG_MAX_LISTEN 16
+
+struct mx_listen_addr {
+	char host[64]; /* numeric address as written ("0.0.0.0", "::1") */
+	uint16_t port;
+};
+
+struct mx_config {
+	/* Postfix parameters, resolved ($-expanded, parsed, validated). */
+	char *myhostname;
+	char *mydomain;
+	char *mail_name;     /* "mxgate" */
+	char *smtpd_banner;  /* default "$myhostname ESMTP $mail_name" */
+	struct netlist *mynetworks;
+	struct domain_list *mydestination;
+	struct domain_list *relay_domains;
+	struct netlist *bare_newline_exclusions; /* smtpd_forbid_bare_newline_exclusions */
+	unsigned smtpd_timeout_s;               /* smtpd_timeout, Postfix time units allowed */
+	char *maillog_file;                     /* empty: log to stderr */
+
+	/* The engine's view (limits, flags), filled from the parameters above. Its strings
+	 * point into this struct. */
+	struct smtp_config smtp;
+
+	/* mxgate-specific parameters. */
+	enum mx_transport transport;            /* mxgate_transport = kernel | dpdk */
+	struct mx_listen_addr listen[MX_CONFIG_MAX_LISTEN]; /* mxgate_listen = addr:port, ... */
+	unsigned listen_count;
+	unsigned workers;                       /* mxgate_workers (0 = one per core) */
+	char *spool_directory;                  /* mxgate_spool_directory */
+	unsigned max_connections;               /* mxgate_max_connections per worker */
+
+	char *source_path; /* the file it came from, for messages */
+};
+
+/* Load and validate a config file. On success returns 0 and *out. On failure returns a
+ * negative errno (-ENOENT, -EINVAL...) and writes one line per problem to `diag` in the form
+ * "FILE:LINE: problem" (the line of the parameter whose value is wrong), so `mxgate --check`
+ * can print them. Unknown parameter names are reported as warnings ("unused parameter", as
+ * Postfix says) without failing. */
+int mx_config_load(const char *path, struct mx_config **out, FILE *diag);
+
+/* The same from a string, for tests; `name` stands in for the file name in messages. */
+int mx_config_load_string(const char *text, const char *name, struct mx_config **out,
+			  FILE *diag);
+
+/* The value of any known parameter after expansion, as `postconf NAME` would print it;
+ * NULL for an unknown name. The string belongs to the config. */
+const char *mx_config_get(const struct mx_config *cfg, const char *name);
+
+void mx_config_free(struct mx_config *cfg);
+
+#endif

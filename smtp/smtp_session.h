@@ -1,0 +1,268 @@
+/* The sans-I/O SMTP server engine (RFC 5321, RFC 1870 SIZE, RFC 2920 PIPELINING,
+ * RFC 3030 CHUNKING, RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, RFC 2034 ENHANCEDSTATUSCODES).
+ *
+ * Bytes in, events and reply bytes out. The engine owns no socket, reads no clock, does no
+ * logging and does not allocate per byte: a session allocates its state once, and its header
+ * buffer lazily (grown up to header_size_limit, then reused).
+ *
+ * Driving a session (what a transport does):
+ *
+ *     s = smtp_session_new(&cfg, &client);
+ *     smtp_session_greet(s);                       // queues the 220 banner
+ *     on readable:
+ *         off = 0;
+ *         for (;;) {
+ *             ev = smtp_session_step(s, buf + off, len - off, &used); off += used;
+ *             if (ev.type == SMTP_EV_NONE) break;          // all input consumed
+ *             if (ev.type == SMTP_EV_BLOCKED) break;       // verdict pending or output full
+ *             handle(ev);  // may call smtp_session_verdict() now, or later (spool commit)
+ *         }
+ *         keep buf[off..len) for the next call if off < len;
+ *     write smtp_session_output() bytes; smtp_session_output_done(n);
+ *     close when smtp_session_closed(s) and the output is drained.
+ *
+ * Events that carry `needs_verdict` stop the engine: until smtp_session_verdict() answers
+ * them, smtp_session_step() consumes nothing and returns SMTP_EV_BLOCKED. That is what keeps
+ * replies in command order under PIPELINING even when a verdict comes later (the spool commit
+ * answers end-of-message asynchronously).
+ *
+ * Spans inside an event point into the input given to that smtp_session_step() call, into
+ * the engine's own buffers, or into static strings; they are valid until the next call on
+ * the session. */
+#ifndef MXGATE_SMTP_SESSION_H
+#define MXGATE_SMTP_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mxgate/span.h"
+
+struct smtp_session;
+
+/* What smtpd_forbid_bare_newline may say. mxgate offers no mode that lets a bare LF end a
+ * message: LF . LF and friends never end DATA in any mode. */
+enum smtp_bare_newline_mode {
+	SMTP_BARE_NEWLINE_NORMALIZE, /* bare LF is taken as CRLF (default, as Postfix 3.9+) */
+	SMTP_BARE_NEWLINE_REJECT,    /* bare LF: 550 5.5.2 Error: bare <LF> received, close */
+	SMTP_BARE_NEWLINE_MODE_MAX,
+};
+
+/* Engine configuration; the transport maps mxgate.cf (Postfix parameter names) onto it.
+ * Strings are borrowed and must outlive every session that uses the config. */
+struct smtp_config {
+	const char *myhostname;     /* for EHLO, Received:, 421 texts */
+	const char *banner;         /* smtpd_banner, already $-expanded, without "220 " */
+	const char *mail_name;      /* "mxgate", shown in Received: "by host (mail_name)" */
+	size_t line_length_limit;   /* longest command line incl. CRLF (Postfix 2048) */
+	size_t message_size_limit;  /* 0 = unlimited; counts the message as it is stored */
+	size_t header_size_limit;   /* one logical header; the excess is discarded */
+	unsigned hopcount_limit;    /* Received: headers before 554 5.4.0 too many hops */
+	unsigned recipient_limit;   /* smtpd_recipient_limit */
+	unsigned soft_error_limit;  /* smtpd_soft_error_limit: past it, errors are delayed */
+	unsigned hard_error_limit;  /* smtpd_hard_error_limit: past it, 421 and close */
+	unsigned junk_command_limit; /* smtpd_junk_command_limit (NOOP, VRFY, RSET, HELP...) */
+	unsigned error_sleep_ms;    /* smtpd_error_sleep_time, reported to the transport */
+	enum smtp_bare_newline_mode bare_newline;
+	bool forbid_unauth_pipelining; /* smtpd_forbid_unauth_pipelining */
+	bool helo_required;         /* smtpd_helo_required */
+	bool disable_vrfy_command;  /* disable_vrfy_command: 502 instead of 252 */
+	bool strict_rfc821_envelopes; /* require <> around MAIL/RCPT addresses */
+	bool enable_pipelining;     /* advertise PIPELINING */
+	bool enable_chunking;       /* advertise CHUNKING and accept BDAT */
+	bool enable_smtputf8;       /* advertise SMTPUTF8 */
+	bool enable_8bitmime;       /* advertise 8BITMIME */
+};
+
+/* Fill *cfg with Postfix's defaults (and mxgate's hardened ones); hostname etc. are set to
+ * "localhost"-style placeholders the caller is expected to replace. */
+void smtp_config_defaults(struct smtp_config *cfg);
+
+/* Who is on the other end, as the transport knows it. Strings are copied. */
+struct smtp_client_info {
+	const char *addr;        /* numeric address, "192.0.2.1" or "2001:db8::1" */
+	const char *name;        /* verified reverse name or NULL ("unknown") */
+	uint16_t port;
+	bool bare_newline_excluded; /* in smtpd_forbid_bare_newline_exclusions: normalize even
+	                               when the mode is reject */
+};
+
+enum smtp_event_type {
+	SMTP_EV_NONE,          /* all given input consumed; nothing to report */
+	SMTP_EV_BLOCKED,       /* a verdict is pending, or the output buffer is full */
+	SMTP_EV_HELO,          /* HELO/EHLO (needs verdict) */
+	SMTP_EV_MAIL,          /* MAIL FROM (needs verdict) */
+	SMTP_EV_RCPT,          /* RCPT TO (needs verdict) */
+	SMTP_EV_DATA,          /* DATA, or the first BDAT of a transaction (needs verdict) */
+	SMTP_EV_HEADER,        /* one logical header of the message, CRLFs included */
+	SMTP_EV_HEADERS_END,   /* the header section is over; body follows */
+	SMTP_EV_BODY,          /* a piece of the body, dot-unstuffed, line ends normalized */
+	SMTP_EV_MESSAGE_END,   /* final dot / BDAT LAST: whole message seen (needs verdict) */
+	SMTP_EV_MESSAGE_ABORT, /* the message in progress is dropped; discard what you have */
+	SMTP_EV_RSET,          /* RSET, or an implicit reset (EHLO/HELO mid-transaction) */
+	SMTP_EV_PROTOCOL_ERROR,/* informational: a command was refused by the engine */
+	SMTP_EV_QUIT,          /* QUIT: 221 is queued; the session closes after it */
+	SMTP_EV_CLOSE,         /* the engine ended the session (421/554/221 queued) */
+	SMTP_EV_MAX,
+};
+
+const char *smtp_event_name(enum smtp_event_type t);
+
+/* Why the engine refused something (for logs and counters). */
+enum smtp_error_kind {
+	SMTP_ERR_NONE,
+	SMTP_ERR_UNKNOWN_COMMAND,
+	SMTP_ERR_SYNTAX,
+	SMTP_ERR_BAD_SEQUENCE,
+	SMTP_ERR_LINE_TOO_LONG,
+	SMTP_ERR_BAD_ADDRESS,
+	SMTP_ERR_BAD_PARAMETER,
+	SMTP_ERR_MESSAGE_TOO_BIG,
+	SMTP_ERR_TOO_MANY_RECIPIENTS,
+	SMTP_ERR_TOO_MANY_HOPS,
+	SMTP_ERR_BARE_NEWLINE,
+	SMTP_ERR_UNAUTH_PIPELINING, /* includes talking before the greeting */
+	SMTP_ERR_HARD_ERROR_LIMIT,
+	SMTP_ERR_JUNK_COMMAND_LIMIT,
+	SMTP_ERR_NO_VALID_RECIPIENTS,
+	SMTP_ERR_KIND_MAX,
+};
+
+const char *smtp_error_kind_name(enum smtp_error_kind k);
+
+enum smtp_body_type {
+	SMTP_BODY_UNSPECIFIED,
+	SMTP_BODY_7BIT,
+	SMTP_BODY_8BITMIME,
+	SMTP_BODY_BINARYMIME, /* only with BDAT (RFC 3030) */
+	SMTP_BODY_TYPE_MAX,
+};
+
+struct smtp_event {
+	enum smtp_event_type type;
+	bool needs_verdict;
+	union {
+		struct {
+			struct mx_span name; /* the HELO/EHLO argument */
+			bool esmtp;          /* EHLO */
+		} helo;
+		struct {
+			struct mx_span addr;   /* without <>, source route stripped; empty = null sender */
+			struct mx_span params; /* the raw ESMTP parameter text after the address */
+			uint64_t size;         /* SIZE=, 0 if absent */
+			enum smtp_body_type body;
+			bool smtputf8;
+		} mail;
+		struct {
+			struct mx_span addr;   /* without <>, source route stripped */
+			struct mx_span params; /* raw ESMTP parameter text (ORCPT, NOTIFY...) */
+		} rcpt;
+		struct {
+			bool bdat;             /* the transaction uses BDAT rather than DATA */
+		} data;
+		struct {
+			struct mx_span text;   /* "Name: value\r\n\tmore\r\n" as received (normalized) */
+			bool truncated;        /* header_size_limit cut it */
+		} header;
+		struct mx_span body;
+		struct {
+			uint64_t size;         /* bytes of message content seen (what was stored) */
+			unsigned recipients;   /* accepted recipients in this transaction */
+		} message;
+		struct {
+			enum smtp_error_kind kind;
+			uint16_t code;         /* the reply code the engine sent */
+			bool closing;          /* the engine is closing the session */
+			uint32_t delay_ms;     /* hold the output this long (past soft_error_limit) */
+		} error;
+	} u;
+};
+
+/* A verdict for an event that needs one.
+ * code == 0 takes the engine's default success reply for that event ("250 2.1.0 Ok" for
+ * MAIL, "250 2.1.5 Ok" for RCPT, "354 End data with <CR><LF>.<CR><LF>" for DATA, the EHLO
+ * capability list, and for MESSAGE_END "250 2.0.0 Ok: queued as <queue_id>").
+ * Otherwise `code` and `text` ("5.7.1 <a@b>: Relay access denied", without the code) form
+ * the reply; a 2xx code counts as acceptance, anything else as refusal. `disconnect` closes
+ * the session after the reply (421, 521). */
+struct smtp_verdict {
+	uint16_t code;
+	const char *text;
+	const char *queue_id; /* MESSAGE_END with code 0 */
+	bool disconnect;
+};
+
+/* Allocate a session. Returns NULL on allocation failure. */
+struct smtp_session *smtp_session_new(const struct smtp_config *cfg,
+				      const struct smtp_client_info *client);
+void smtp_session_free(struct smtp_session *s);
+
+/* Queue the greeting. Input given before this is "talking before the greeting": with
+ * forbid_unauth_pipelining the session answers 554 5.5.0 and closes. */
+void smtp_session_greet(struct smtp_session *s);
+
+/* Refuse the connection at greeting time instead (e.g. a 421 or 554 from a client
+ * restriction); the session closes after the reply. */
+void smtp_session_greet_reject(struct smtp_session *s, uint16_t code, const char *text);
+
+/* Feed bytes. Consumes at most len bytes (*used says how many) and returns the next event.
+ * Returns SMTP_EV_NONE with *used == len when everything was consumed and nothing happened,
+ * SMTP_EV_BLOCKED (possibly with *used < len) while a verdict is pending or the output
+ * buffer is above its high-water mark.
+ * The transport passes everything it has read and not yet had consumed, so bytes after a
+ * command in buf are bytes the client sent before seeing our reply: that is what the
+ * pipelining checks look at (RFC 2920: a command that must end a group, or any command when
+ * PIPELINING was not negotiated, followed by more input -> 554 5.5.0 and close when
+ * forbid_unauth_pipelining is set). */
+struct smtp_event smtp_session_step(struct smtp_session *s, const char *buf, size_t len,
+				    size_t *used);
+
+/* Answer the pending event. Returns 0, or -EINVAL if no verdict is pending. */
+int smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v);
+
+/* The transport's idle/command timer fired: queue "421 4.4.2 <host> Error: timeout
+ * exceeded" and close. */
+void smtp_session_timeout(struct smtp_session *s);
+
+/* The gateway is shutting down: queue "421 4.3.2 <host> Service shutting down" and close. */
+void smtp_session_shutdown(struct smtp_session *s);
+
+/* The peer went away (EOF or reset): a message in progress is aborted (the next step()
+ * returns SMTP_EV_MESSAGE_ABORT if one was), nothing more is queued. */
+void smtp_session_peer_closed(struct smtp_session *s);
+
+/* Reply bytes waiting to be sent, and how many of them were sent. */
+struct mx_span smtp_session_output(const struct smtp_session *s);
+void smtp_session_output_done(struct smtp_session *s, size_t n);
+
+/* True once the session has ended (after QUIT, a closing error or a disconnect verdict);
+ * the transport closes after draining the output. */
+bool smtp_session_closed(const struct smtp_session *s);
+
+/* True while the engine waits for smtp_session_verdict(). */
+bool smtp_session_verdict_pending(const struct smtp_session *s);
+
+/* True between the 354 (or first BDAT) and the end of the message: transports use a
+ * different timeout or buffer policy there. */
+bool smtp_session_in_data(const struct smtp_session *s);
+
+/* The protocol name for Received: and logs: SMTP, ESMTP, UTF8SMTP. */
+const char *smtp_session_protocol(const struct smtp_session *s);
+
+/* The HELO/EHLO name the client gave (empty span before HELO). */
+struct mx_span smtp_session_helo(const struct smtp_session *s);
+
+/* Format the Received: header mxgate prepends, in Postfix's form:
+ *   Received: from HELO (NAME [ADDR])\r\n
+ *   \tby MYHOSTNAME (MAIL_NAME) with PROTO id QUEUE_ID\r\n
+ *   \tfor <RCPT>; DATE\r\n            ("for" only when there is exactly one recipient)
+ * `now` is wall-clock seconds, `tz_offset_min` the local offset for the RFC 5322 date.
+ * Writes at most cap bytes; returns the length it needed (like snprintf). */
+size_t smtp_received_header(char *out, size_t cap, const struct smtp_session *s,
+			    const char *queue_id, const char *single_rcpt, int64_t now,
+			    int tz_offset_min);
+
+/* Bytes of state a session holds now (struct plus buffers), for the memory report. */
+size_t smtp_session_memory(const struct smtp_session *s);
+
+#endif

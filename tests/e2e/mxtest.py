@@ -1,0 +1,303 @@
+"""Shared pieces of mxgate's end-to-end tests: start the real binary with a private config
+and spool, talk to it with real clients, read what it spooled and logged, and run a private
+Debian Postfix instance as a peer. Python 3 standard library only.
+
+Tests import this module; they exit 77 (meson's "skipped") when a tool they need is missing
+and 1 on the first failed expectation, printing what was expected and what was seen.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+SKIP = 77
+
+
+def skip(why):
+    print(f"SKIP: {why}")
+    sys.exit(SKIP)
+
+
+def fail(why):
+    print(f"FAIL: {why}")
+    sys.exit(1)
+
+
+def need_tool(path):
+    if not (shutil.which(path) or os.path.exists(path)):
+        skip(f"{path} is not installed (deploy/install-deps.sh installs it)")
+
+
+def need_root():
+    if os.geteuid() != 0:
+        skip("needs root")
+
+
+def free_port():
+    """A TCP port nobody listens on now (bound and released; the race is acceptable in
+    a test run that owns the machine)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(host, port, timeout=15.0, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection((host, port), timeout=0.5) as s:
+                s.settimeout(2)
+                s.recv(512)  # the greeting; connecting alone proves little
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def parse_spool_file(path):
+    """Read one spooled message: the envelope (the text lines before the first empty
+    line, see dataplane/spool/spool_file.h) and the message bytes after it."""
+    with open(path, "rb") as f:
+        data = f.read()
+    sep = data.index(b"\n\n")
+    envelope_lines = data[:sep].decode("utf-8", "replace").split("\n")
+    message = data[sep + 2:]
+    env = {"_lines": envelope_lines, "rcpt": [], "mail_param": []}
+    for line in envelope_lines[1:]:
+        key, _, value = line.partition(" ")
+        if key == "rcpt":
+            env["rcpt"].append(value)
+        elif key == "mail_param":
+            env["mail_param"].append(value)
+        else:
+            env[key] = value
+    env["_magic"] = envelope_lines[0]
+    return env, message
+
+
+class Gateway:
+    """The mxgate binary with a private config and spool. Use as a context manager."""
+
+    def __init__(self, binary, extra_config="", workers=2, port=None, host="127.0.0.1"):
+        self.binary = binary
+        self.dir = tempfile.mkdtemp(prefix="mxgate-e2e-")
+        self.spool = os.path.join(self.dir, "spool")
+        self.maillog = os.path.join(self.dir, "maillog")
+        self.host = host
+        self.port = port or free_port()
+        self.config_path = os.path.join(self.dir, "mxgate.cf")
+        listen = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        with open(self.config_path, "w") as f:
+            f.write(
+                "# written by tests/e2e/mxtest.py\n"
+                "myhostname = mx.test.example\n"
+                "mydestination = $myhostname, localhost\n"
+                "relay_domains = relay.example\n"
+                "mynetworks = 127.0.0.0/8 [::1]/128\n"
+                f"mxgate_listen = {listen}\n"
+                f"mxgate_workers = {workers}\n"
+                f"mxgate_spool_directory = {self.spool}\n"
+                f"maillog_file = {self.maillog}\n"
+                + extra_config
+            )
+        self.proc = None
+
+    def start(self):
+        self.stderr = open(os.path.join(self.dir, "stderr"), "wb")
+        self.proc = subprocess.Popen([self.binary, "-c", self.config_path],
+                                     stdout=self.stderr, stderr=subprocess.STDOUT)
+        if not wait_port(self.host, self.port, proc=self.proc):
+            self.stop(check=False)
+            fail(f"gateway did not come up on {self.host}:{self.port}:\n{self.output()}")
+        return self
+
+    def stop(self, check=True):
+        """SIGTERM and wait; the gateway must exit 0 (clean shutdown, no sanitizer
+        report)."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                if check:
+                    fail("gateway did not exit within 20 s of SIGTERM")
+        rc = self.proc.returncode
+        self.proc = None
+        self.stderr.close()
+        if check and rc != 0:
+            fail(f"gateway exited {rc} after SIGTERM:\n{self.output()}")
+        return rc
+
+    def output(self):
+        parts = []
+        for name in ("stderr", "maillog"):
+            p = os.path.join(self.dir, name)
+            if os.path.exists(p):
+                with open(p, "rb") as f:
+                    parts.append(f"--- {name} ---\n" + f.read()[-6000:].decode("utf-8", "replace"))
+        return "\n".join(parts)
+
+    def log(self):
+        if not os.path.exists(self.maillog):
+            return ""
+        with open(self.maillog, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def spooled(self):
+        """Every message made durable so far: list of (queue_id, envelope, message)."""
+        out = []
+        incoming = os.path.join(self.spool, "incoming")
+        if os.path.isdir(incoming):
+            for name in sorted(os.listdir(incoming)):
+                env, msg = parse_spool_file(os.path.join(incoming, name))
+                out.append((name, env, msg))
+        return out
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb):
+        self.stop(check=exc_type is None)
+        if exc_type is None and os.environ.get("MXGATE_KEEP_TEST_DIRS") is None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return False
+
+
+class PostfixPeer:
+    """A private Debian Postfix instance (own config, queue and log under a temp dir) that
+    relays everything to `relayhost`, with an smtpd on `smtpd_port`. Needs root."""
+
+    MASTER_CF = """\
+{listen} inet n - n - - smtpd
+pickup    unix  n  -  n  60  1  pickup
+cleanup   unix  n  -  n  -   0  cleanup
+qmgr      unix  n  -  n  300 1  qmgr
+rewrite   unix  -  -  n  -   -  trivial-rewrite
+bounce    unix  -  -  n  -   0  bounce
+defer     unix  -  -  n  -   0  bounce
+trace     unix  -  -  n  -   0  bounce
+verify    unix  -  -  n  -   1  verify
+flush     unix  n  -  n  1000? 0 flush
+proxymap  unix  -  -  n  -   -  proxymap
+smtp      unix  -  -  n  -   -  smtp
+relay     unix  -  -  n  -   -  smtp
+error     unix  -  -  n  -   -  error
+retry     unix  -  -  n  -   -  error
+discard   unix  -  -  n  -   -  discard
+anvil     unix  -  -  n  -   1  anvil
+scache    unix  -  -  n  -   1  scache
+postlog   unix-dgram n - n - 1 postlogd
+"""
+
+    def __init__(self, relayhost, smtpd_port=None, extra_main_cf=""):
+        need_root()
+        need_tool("/usr/sbin/postfix")
+        self.dir = tempfile.mkdtemp(prefix="mxgate-postfix-")
+        self.conf = os.path.join(self.dir, "conf")
+        self.smtpd_port = smtpd_port or free_port()
+        os.makedirs(self.conf)
+        os.makedirs(os.path.join(self.dir, "queue"))
+        data = os.path.join(self.dir, "data")
+        os.makedirs(data)
+        shutil.chown(data, "postfix")
+        os.chmod(self.dir, 0o755)
+        self.maillog = os.path.join(self.dir, "maillog")
+        with open(os.path.join(self.conf, "main.cf"), "w") as f:
+            f.write(
+                "compatibility_level = 3.6\n"
+                f"queue_directory = {self.dir}/queue\n"
+                f"data_directory = {data}\n"
+                "myhostname = pfx.test.example\n"
+                "mydestination =\n"
+                "inet_interfaces = 127.0.0.1\n"
+                "inet_protocols = ipv4\n"
+                f"relayhost = {relayhost}\n"
+                f"maillog_file = {self.maillog}\n"
+                f"maillog_file_prefixes = {self.dir}\n"
+                "smtp_tls_security_level = none\n"
+                "smtpd_tls_security_level = none\n"
+                "smtp_address_preference = ipv4\n"
+                + extra_main_cf
+            )
+        with open(os.path.join(self.conf, "master.cf"), "w") as f:
+            f.write(self.MASTER_CF.format(listen=f"127.0.0.1:{self.smtpd_port}"))
+
+    def postfix(self, *args, check=True):
+        r = subprocess.run(["/usr/sbin/postfix", "-c", self.conf, *args],
+                           capture_output=True, text=True)
+        if check and r.returncode != 0:
+            fail(f"postfix {' '.join(args)} failed: {r.stdout}{r.stderr}\n{self.log()}")
+        return r
+
+    def start(self):
+        self.postfix("check")
+        self.postfix("start")
+        return self
+
+    def stop(self):
+        self.postfix("stop", check=False)
+        # master exits after its children; don't leave it behind for the next test
+        pid_file = os.path.join(self.dir, "queue", "pid", "master.pid")
+        for _ in range(100):
+            try:
+                with open(pid_file) as f:
+                    pid = int(f.read().split()[0])
+                os.kill(pid, 0)
+            except (OSError, ValueError):
+                break
+            time.sleep(0.1)
+
+    def sendmail(self, sender, recipients, message: bytes):
+        r = subprocess.run(["/usr/sbin/sendmail", "-C", self.conf, "-i", "-f", sender, *recipients],
+                           input=message, capture_output=True)
+        if r.returncode != 0:
+            fail(f"postfix sendmail failed: {r.stderr!r}")
+
+    def flush(self):
+        subprocess.run(["/usr/sbin/postqueue", "-c", self.conf, "-f"], capture_output=True)
+
+    def queue_listing(self):
+        r = subprocess.run(["/usr/sbin/postqueue", "-c", self.conf, "-p"],
+                           capture_output=True, text=True)
+        return r.stdout
+
+    def log(self):
+        if not os.path.exists(self.maillog):
+            return ""
+        with open(self.maillog, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb):
+        self.stop()
+        if exc_type is None and os.environ.get("MXGATE_KEEP_TEST_DIRS") is None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return False
+
+
+def smtp_source_body(length):
+    """The body Postfix's smtp-source sends with -l LENGTH (read off smtp-sink dumps):
+    LENGTH // 80 lines of a digit (line number mod 10) and 77 'X' with CRLF, then
+    LENGTH % 80 'X' and, since the body must end with a line end, CRLF."""
+    lines = [f"{n % 10}".encode() + b"X" * 77 + b"\r\n" for n in range(1, length // 80 + 1)]
+    tail = b"X" * (length % 80)
+    return b"".join(lines) + (tail + b"\r\n" if tail else b"")
+
+
+def binary_from_argv():
+    if len(sys.argv) < 2 or not os.access(sys.argv[1], os.X_OK):
+        fail("usage: TEST path/to/mxgate")
+    return sys.argv[1]
