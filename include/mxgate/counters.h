@@ -7,6 +7,7 @@
 
 #define MX_COUNTERS(X)                                                                     \
 	X(connections_accepted)                                                            \
+	X(connections_refused)                                                             \
 	X(connections_closed)                                                              \
 	X(connections_timed_out)                                                           \
 	X(commands)                                                                        \

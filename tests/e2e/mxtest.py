@@ -61,24 +61,49 @@ def wait_port(host, port, timeout=15.0, proc=None):
     return False
 
 
+def _spool_unescape(value):
+    """Envelope values escape control bytes and '%' as %XX (dataplane/spool/spool_file.h)."""
+    raw = value.encode("utf-8", "surrogateescape")
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        if raw[i:i + 1] == b"%" and i + 2 < len(raw):
+            out.append(int(raw[i + 1:i + 3], 16))
+            i += 3
+        else:
+            out.append(raw[i])
+            i += 1
+    return out.decode("utf-8", "replace")
+
+
 def parse_spool_file(path):
-    """Read one spooled message: the envelope (the text lines before the first empty
-    line, see dataplane/spool/spool_file.h) and the message bytes after it."""
+    """Read one spooled message (format: dataplane/spool/spool_file.h): the envelope, as a
+    dict with lists for the repeatable keys, and the message bytes. Fails the test when
+    the file is malformed or its size line disagrees with its length."""
     with open(path, "rb") as f:
         data = f.read()
-    sep = data.index(b"\n\n")
-    envelope_lines = data[:sep].decode("utf-8", "replace").split("\n")
+    sep = data.find(b"\n\n")
+    if sep < 0:
+        fail(f"{path}: no end of envelope")
+    lines = data[:sep].decode("utf-8", "surrogateescape").split("\n")
     message = data[sep + 2:]
-    env = {"_lines": envelope_lines, "rcpt": [], "mail_param": []}
-    for line in envelope_lines[1:]:
+    if lines[0] != "MXGATE-SPOOL 1":
+        fail(f"{path}: bad magic line {lines[0]!r}")
+    env = {"_lines": lines, "rcpt": [], "mail_param": [], "rcpt_param": []}
+    for line in lines[1:]:
         key, _, value = line.partition(" ")
-        if key == "rcpt":
+        value = _spool_unescape(value)
+        if key == "recipient":
             env["rcpt"].append(value)
-        elif key == "mail_param":
+        elif key == "mail-parameter":
             env["mail_param"].append(value)
+        elif key == "recipient-parameter":
+            env["rcpt_param"].append((len(env["rcpt"]) - 1, value))
         else:
             env[key] = value
-    env["_magic"] = envelope_lines[0]
+    env["client"] = env.get("client-address", "")
+    if int(env.get("size", "-1")) != len(message):
+        fail(f"{path}: size line {env.get('size')} but {len(message)} message bytes")
     return env, message
 
 

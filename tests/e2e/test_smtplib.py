@@ -88,17 +88,31 @@ with Gateway(binary, extra_config=f"message_size_limit = {LIMIT}\n") as gw:
     if not msg.endswith(big):
         fail("large message not stored byte-exact")
     too_big = big + (b"Z" * 998 + b"\r\n") * 20
+    # smtplib declares SIZE= at MAIL (RFC 1870), so the refusal comes before any data
     with smtplib.SMTP("127.0.0.1", gw.port) as c:
         try:
             c.sendmail("huge@sender.example", ["huge@localhost"], too_big)
-            fail("a message over message_size_limit was accepted")
-        except smtplib.SMTPDataError as e:
+            fail("a message declared over message_size_limit was accepted")
+        except smtplib.SMTPSenderRefused as e:
             if e.smtp_code != 552 or b"5.3.4 Message size exceeds fixed limit" not in e.smtp_error:
-                fail(f"over-size message got {e.smtp_code} {e.smtp_error!r}")
-        # the session is still usable afterwards
+                fail(f"over-size declaration got {e.smtp_code} {e.smtp_error!r}")
         code, _ = c.noop()
         if code != 250:
-            fail("session unusable after a 552")
+            fail("session unusable after a 552 at MAIL")
+    # without a declaration the limit is enforced on the data itself: the whole message is
+    # read, then refused 552, and the session goes on
+    replies = raw_session(gw.port, [
+        (b"EHLO huge.test.example\r\n", 1),
+        (b"MAIL FROM:<huge@sender.example>\r\n", 1),
+        (b"RCPT TO:<huge@localhost>\r\n", 1),
+        (b"DATA\r\n", 1),
+        (too_big + b".\r\n", 1),
+        (b"NOOP\r\n", 1),
+    ])
+    if replies[-2] != "552 5.3.4 Message size exceeds fixed limit" or replies[-1] != "250 2.0.0 Ok":
+        fail(f"undeclared over-size message: {replies[-2:]}")
+    if any(m[1].get("sender") == "huge@sender.example" for m in gw.spooled()):
+        fail("an over-size message reached the spool")
     with smtplib.SMTP("127.0.0.1", gw.port) as c:
         c.ehlo("py.test.example")
         code, text = c.mail("declared@sender.example", [f"SIZE={LIMIT + 1}"])

@@ -1,0 +1,98 @@
+/* The glue between one client connection and its SMTP session, independent of the
+ * transport (kernel sockets now, the DPDK stack next): it feeds bytes to the engine,
+ * answers the engine's events (relay policy at RCPT, the spool at DATA and end of
+ * message), keeps the transaction's envelope, and writes the Postfix-style log lines a
+ * postmaster greps for:
+ *
+ *     connect from unknown[192.0.2.1]
+ *     4ZhQ5N0Bc9z01: client=unknown[192.0.2.1]
+ *     4ZhQ5N0Bc9z01: message-id=<20241122.1@example.org>
+ *     4ZhQ5N0Bc9z01: from=<a@example.org>, size=1234, nrcpt=1 (queued as 4ZhQ5N0Bc9z01)
+ *     NOQUEUE: reject: RCPT from unknown[192.0.2.1]: 554 5.7.1 <x@example.net>: Relay
+ *         access denied; from=<a@example.org> to=<x@example.net> proto=ESMTP helo=<h>
+ *     timeout after DATA (1234 bytes) from unknown[192.0.2.1]
+ *     lost connection after RCPT from unknown[192.0.2.1]
+ *     disconnect from unknown[192.0.2.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5
+ *
+ * The transport owns the socket, buffers, timers and the decision to close; this module
+ * owns what the bytes mean. One worker thread drives a connection for its whole life, so
+ * nothing here locks. */
+#ifndef MXGATE_DATAPLANE_CONN_H
+#define MXGATE_DATAPLANE_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dataplane/queue_id.h"
+#include "dataplane/spool/spool_file.h"
+#include "mgmt/config.h"
+#include "mxgate/counters.h"
+#include "mxgate/inet.h"
+#include "mxgate/span.h"
+#include "smtp/smtp_relay_policy.h"
+
+/* What a worker shares with all its connections. The config, policy and spool are
+ * read-only and shared by every worker; the generator and counters belong to one worker. */
+struct conn_worker {
+	const struct mx_config *cfg;
+	const struct smtp_relay_policy *policy;
+	const struct spool_dir *spool;
+	struct queue_id_gen qid;
+	struct mx_counters counters;
+	unsigned index;
+};
+
+struct conn;
+
+/* A new connection from peer:port (IPv4-mapped addresses are shown and matched as IPv4;
+ * no reverse DNS: the name is "unknown", as Postfix shows a client without one). Logs
+ * "connect from". Returns NULL when out of memory. */
+struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, uint16_t port);
+
+/* Queue the 220 greeting. */
+void conn_greet(struct conn *c);
+
+/* Feed received bytes. Returns how many were consumed; the caller keeps the rest and
+ * offers them again later. The engine stops early when its output is above its
+ * high-water mark (flush, then call again), when a protocol error asks for a delay
+ * (conn_take_delay_ms()), or when the session has ended (conn_closed()). */
+size_t conn_input(struct conn *c, const char *buf, size_t len);
+
+/* Reply bytes to send, and how many were sent. */
+struct mx_span conn_output(const struct conn *c);
+void conn_output_done(struct conn *c, size_t n);
+
+/* The delay (ms) a protocol error asked for (smtpd_error_sleep_time): hold the output
+ * and the input this long. Returns 0 when none; reading it clears it. */
+uint32_t conn_take_delay_ms(struct conn *c);
+
+/* True once the session is over: send what conn_output() holds, then close. */
+bool conn_closed(const struct conn *c);
+
+/* True while a message is being received (between 354 and its end). */
+bool conn_in_data(const struct conn *c);
+
+/* The transport's idle timer fired: log "timeout after ...", queue the 421, drop the
+ * message in progress. */
+void conn_timeout(struct conn *c);
+
+/* The gateway is stopping: queue the 421 and drop the message in progress. A message
+ * being committed is never cut short: commits complete inside conn_input(), so this
+ * cannot run in the middle of one. */
+void conn_shutdown(struct conn *c);
+
+/* The peer went away (EOF, reset, write error): log "lost connection after ..." unless
+ * the session had already ended, and drop the message in progress. */
+void conn_peer_closed(struct conn *c);
+
+/* Log "disconnect from ..." with the command counts and free everything. */
+void conn_free(struct conn *c);
+
+/* "unknown[192.0.2.1]", for the transport's own log lines. */
+const char *conn_client(const struct conn *c);
+
+/* Bytes this connection holds (for memory reports). */
+size_t conn_memory(const struct conn *c);
+
+#endif

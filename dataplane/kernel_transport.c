@@ -1,0 +1,1023 @@
+#include "dataplane/kernel_transport.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "dataplane/conn.h"
+#include "mgmt/log.h"
+#include "mxgate/clock.h"
+
+/* One read(2) at most this much. It is also the bound on what a connection keeps between
+ * calls: it only reads again once the engine has consumed what it holds. */
+#define KT_READ_CHUNK 32768
+/* Read rounds one connection gets per wake-up before the others have their turn. */
+#define KT_ROUNDS 8
+#define KT_ACCEPT_BURST 64
+#define KT_EVENTS 256
+#define KT_LISTEN_BACKLOG 1024
+/* After EMFILE/ENFILE, stop accepting this long rather than spin on the listener. */
+#define KT_ACCEPT_PAUSE_MS 100
+#define KT_WARN_INTERVAL_MS 1000
+
+static const char kt_refusal[] = "421 4.3.2 Service currently unavailable\r\n";
+
+enum kt_kind {
+	KT_LISTENER,
+	KT_WAKE,
+	KT_CONN,
+	KT_KIND_MAX,
+};
+
+/* epoll_event.data.ptr points at one of these, first member of each object. */
+struct kt_handle {
+	enum kt_kind kind;
+};
+
+struct kt_listener {
+	struct kt_handle h;
+	int fd;
+	char name[80]; /* "127.0.0.1:25", "[::]:25" */
+};
+
+struct kt_worker;
+
+struct kt_conn {
+	struct kt_handle h;
+	int fd;
+	bool readable;   /* edge-triggered: the socket may have more to read */
+	bool eof;        /* the peer closed its side (or reset) */
+	bool dead;       /* closed; freed at the end of the loop iteration */
+	bool in_ready;
+	struct conn *c;
+	char *in;        /* unconsumed input, KT_READ_CHUNK bytes when allocated */
+	size_t in_len;
+	uint64_t idle_at;    /* smtpd_timeout deadline (monotonic ms) */
+	uint64_t hold_until; /* smtpd_error_sleep_time: no I/O before this; 0 = none */
+	uint64_t heap_key;
+	size_t heap_idx;
+	struct kt_conn *prev, *next;             /* the worker's connections */
+	struct kt_conn *ready_prev, *ready_next; /* work left over from a wake-up */
+};
+
+struct kt_worker {
+	struct kernel_transport *kt;
+	unsigned index;
+	pthread_t thread;
+	bool started;
+	int epfd;
+	struct kt_handle wake_h;
+	int wake_fd;
+	struct kt_listener *listeners;
+	unsigned nlisteners;
+	bool listeners_closed;
+	struct conn_worker cw;
+	char *scratch;
+
+	struct kt_conn **heap; /* min-heap on heap_key */
+	size_t heap_len, heap_cap;
+	struct kt_conn *conns;
+	struct kt_conn *ready_head, *ready_tail;
+	struct kt_conn *dead;
+	uint64_t nconns; /* read by other threads with __atomic loads */
+
+	bool stopping;
+	uint64_t stop_deadline;
+	bool accept_paused;
+	uint64_t accept_resume_at;
+	uint64_t refused_warned_at;
+	unsigned refused_since_warning;
+	uint64_t accept_warned_at;
+};
+
+struct kernel_transport {
+	struct kernel_transport_params p;
+	struct kt_worker *workers;
+	unsigned nworkers;
+	atomic_bool stop;
+	atomic_bool failed;
+};
+
+/* ---- deadlines: a binary min-heap per worker ----
+ * Every connection is in its worker's heap from accept to close, keyed by its earliest
+ * deadline. Activity moves the idle deadline later without touching the heap (the key is
+ * allowed to be early: when it comes up, the real deadline is recomputed and the entry
+ * sinks); only a deadline that moves earlier (an error-sleep hold) sifts up. */
+
+static uint64_t kt_due(const struct kt_conn *k)
+{
+	if (k->hold_until && k->hold_until < k->idle_at)
+		return k->hold_until;
+	return k->idle_at;
+}
+
+static void kt_heap_set(struct kt_worker *w, size_t i, struct kt_conn *k)
+{
+	w->heap[i] = k;
+	k->heap_idx = i;
+}
+
+static void kt_heap_up(struct kt_worker *w, size_t i)
+{
+	struct kt_conn *k = w->heap[i];
+	while (i > 0) {
+		size_t parent = (i - 1) / 2;
+		if (w->heap[parent]->heap_key <= k->heap_key)
+			break;
+		kt_heap_set(w, i, w->heap[parent]);
+		i = parent;
+	}
+	kt_heap_set(w, i, k);
+}
+
+static void kt_heap_down(struct kt_worker *w, size_t i)
+{
+	struct kt_conn *k = w->heap[i];
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		uint64_t mk = k->heap_key;
+		if (l < w->heap_len && w->heap[l]->heap_key < mk) {
+			m = l;
+			mk = w->heap[l]->heap_key;
+		}
+		if (r < w->heap_len && w->heap[r]->heap_key < mk)
+			m = r;
+		if (m == i)
+			break;
+		kt_heap_set(w, i, w->heap[m]);
+		i = m;
+	}
+	kt_heap_set(w, i, k);
+}
+
+static int kt_heap_push(struct kt_worker *w, struct kt_conn *k)
+{
+	if (w->heap_len == w->heap_cap) {
+		size_t cap = w->heap_cap ? w->heap_cap * 2 : 256;
+		struct kt_conn **h = realloc(w->heap, cap * sizeof(*h));
+		if (!h)
+			return -ENOMEM;
+		w->heap = h;
+		w->heap_cap = cap;
+	}
+	k->heap_key = kt_due(k);
+	kt_heap_set(w, w->heap_len++, k);
+	kt_heap_up(w, k->heap_idx);
+	return 0;
+}
+
+static void kt_heap_remove(struct kt_worker *w, struct kt_conn *k)
+{
+	size_t i = k->heap_idx;
+	assert(i < w->heap_len && w->heap[i] == k);
+	struct kt_conn *last = w->heap[--w->heap_len];
+	k->heap_idx = SIZE_MAX;
+	if (last == k)
+		return;
+	kt_heap_set(w, i, last);
+	kt_heap_up(w, i);
+	kt_heap_down(w, last->heap_idx);
+}
+
+/* The deadline may have moved earlier (a hold): fix the entry's place. */
+static void kt_heap_update(struct kt_worker *w, struct kt_conn *k)
+{
+	uint64_t due = kt_due(k);
+	if (due < k->heap_key) {
+		k->heap_key = due;
+		kt_heap_up(w, k->heap_idx);
+	}
+}
+
+/* ---- lists ---- */
+
+static void kt_ready_push(struct kt_worker *w, struct kt_conn *k)
+{
+	if (k->in_ready || k->dead)
+		return;
+	k->in_ready = true;
+	k->ready_next = NULL;
+	k->ready_prev = w->ready_tail;
+	if (w->ready_tail)
+		w->ready_tail->ready_next = k;
+	else
+		w->ready_head = k;
+	w->ready_tail = k;
+}
+
+static void kt_ready_remove(struct kt_worker *w, struct kt_conn *k)
+{
+	if (!k->in_ready)
+		return;
+	if (k->ready_prev)
+		k->ready_prev->ready_next = k->ready_next;
+	else
+		w->ready_head = k->ready_next;
+	if (k->ready_next)
+		k->ready_next->ready_prev = k->ready_prev;
+	else
+		w->ready_tail = k->ready_prev;
+	k->in_ready = false;
+	k->ready_prev = k->ready_next = NULL;
+}
+
+/* ---- connections ---- */
+
+static uint64_t kt_idle_ms(const struct kt_worker *w)
+{
+	return w->kt->p.idle_timeout_ms;
+}
+
+/* Close now: the session has ended (or the peer is gone, or time is up). Logs the
+ * disconnect line. The struct itself lives until the end of this loop iteration, because
+ * later events of the same epoll batch may still point at it. */
+static void kt_close(struct kt_worker *w, struct kt_conn *k)
+{
+	if (k->dead)
+		return;
+	k->dead = true;
+	kt_heap_remove(w, k);
+	kt_ready_remove(w, k);
+	if (k->prev)
+		k->prev->next = k->next;
+	else
+		w->conns = k->next;
+	if (k->next)
+		k->next->prev = k->prev;
+
+	/* close(2) with unread input sends a RST, and a RST can make the peer's TCP drop
+	 * our last reply (the 221 or 421) before the client reads it. Read what is there
+	 * (bounded) so the close is a FIN after the reply. */
+	char sink[4096];
+	for (int i = 0; i < 4 && !k->eof; i++)
+		if (read(k->fd, sink, sizeof(sink)) <= 0)
+			break;
+	close(k->fd);
+	k->fd = -1;
+	conn_free(k->c);
+	k->c = NULL;
+	free(k->in);
+	k->in = NULL;
+	__atomic_store_n(&w->nconns, w->nconns - 1, __ATOMIC_RELAXED);
+	k->next = w->dead;
+	w->dead = k;
+}
+
+static void kt_free_dead(struct kt_worker *w)
+{
+	while (w->dead) {
+		struct kt_conn *k = w->dead;
+		w->dead = k->next;
+		free(k);
+	}
+}
+
+/* Send what the engine has queued. Returns 1 when all of it went out, 0 when the socket
+ * is full (EPOLLOUT will call us back), -1 when the connection is gone (closed here). */
+static int kt_flush(struct kt_worker *w, struct kt_conn *k, uint64_t now)
+{
+	for (;;) {
+		struct mx_span out = conn_output(k->c);
+		if (out.len == 0)
+			return 1;
+		ssize_t n = send(k->fd, out.ptr, out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			conn_output_done(k->c, (size_t)n);
+			k->idle_at = now + kt_idle_ms(w);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		/* EPIPE, ECONNRESET, ETIMEDOUT: the peer is gone */
+		k->eof = true;
+		conn_peer_closed(k->c);
+		kt_close(w, k);
+		return -1;
+	}
+}
+
+/* Keep the part of a read the engine did not consume. */
+static int kt_keep(struct kt_conn *k, const char *p, size_t n)
+{
+	assert(k->in_len == 0 && n <= KT_READ_CHUNK);
+	if (!k->in && !(k->in = malloc(KT_READ_CHUNK)))
+		return -ENOMEM;
+	memcpy(k->in, p, n);
+	k->in_len = n;
+	return 0;
+}
+
+static void kt_consume(struct kt_conn *k, size_t used)
+{
+	assert(used <= k->in_len);
+	k->in_len -= used;
+	if (k->in_len == 0) {
+		/* an idle connection holds no buffer */
+		free(k->in);
+		k->in = NULL;
+	} else if (used) {
+		memmove(k->in, k->in + used, k->in_len);
+	}
+}
+
+/* After conn_input(): start an error-sleep hold if the engine asked for one. Returns true
+ * when the connection is now held. */
+static bool kt_after_input(struct kt_worker *w, struct kt_conn *k, uint64_t now)
+{
+	uint32_t delay = conn_take_delay_ms(k->c);
+	if (delay == 0)
+		return false;
+	/* smtpd_error_sleep_time: Postfix sleeps before it answers; a worker cannot sleep,
+	 * so the reply (and further input) waits on the timer heap instead. The idle
+	 * timeout does not run during the hold. */
+	k->hold_until = now + delay;
+	if (k->idle_at < k->hold_until + kt_idle_ms(w))
+		k->idle_at = k->hold_until + kt_idle_ms(w);
+	kt_heap_update(w, k);
+	return true;
+}
+
+static void kt_fail_conn(struct kt_worker *w, struct kt_conn *k, const char *why)
+{
+	mx_log(MX_LOG_WARNING, "%s: closing connection from %s", why, conn_client(k->c));
+	conn_shutdown(k->c);
+	kt_flush(w, k, mx_clock_monotonic_ms());
+	if (!k->dead)
+		kt_close(w, k);
+}
+
+/* Do what can be done for one connection now: send, read, feed the engine, close. */
+static void kt_service(struct kt_worker *w, struct kt_conn *k, uint64_t now)
+{
+	if (k->dead || (k->hold_until && now < k->hold_until))
+		return;
+	for (int round = 0; round < KT_ROUNDS; round++) {
+		int fr = kt_flush(w, k, now);
+		if (fr < 0)
+			return;
+		if (conn_closed(k->c) || k->eof) {
+			/* Nothing more will be read: close once the last reply is out (or the
+			 * idle timer gives up on a client that does not read it). */
+			if (fr == 1)
+				kt_close(w, k);
+			return;
+		}
+		if (fr == 0)
+			return; /* the client is not reading: stop reading it too */
+
+		if (k->in_len) {
+			size_t before = k->in_len;
+			size_t used = conn_input(k->c, k->in, k->in_len);
+			kt_consume(k, used);
+			if (kt_after_input(w, k, now))
+				return;
+			if (used == 0 && conn_output(k->c).len == 0 && !conn_closed(k->c) &&
+			    k->in_len == before) {
+				/* no input taken, nothing to send, not closed: the engine cannot
+				 * make progress, and spinning here would starve the worker */
+				kt_fail_conn(w, k, "error: SMTP engine made no progress");
+				return;
+			}
+			continue;
+		}
+		if (!k->readable)
+			return;
+
+		ssize_t n = read(k->fd, w->scratch, KT_READ_CHUNK);
+		if (n > 0) {
+			w->cw.counters.bytes_received += (uint64_t)n;
+			k->idle_at = now + kt_idle_ms(w);
+			/* A short read drained the socket (stream sockets, epoll(7)). */
+			if ((size_t)n < KT_READ_CHUNK)
+				k->readable = false;
+			size_t used = conn_input(k->c, w->scratch, (size_t)n);
+			if (used < (size_t)n && kt_keep(k, w->scratch + used, (size_t)n - used) < 0) {
+				kt_fail_conn(w, k, "warning: out of memory");
+				return;
+			}
+			if (kt_after_input(w, k, now))
+				return;
+			continue;
+		}
+		if (n == 0) {
+			k->eof = true;
+			k->readable = false;
+			conn_peer_closed(k->c);
+			continue; /* send what is queued, then close */
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			k->readable = false;
+			return;
+		}
+		/* ECONNRESET and friends: nobody to talk to */
+		k->eof = true;
+		k->readable = false;
+		conn_peer_closed(k->c);
+		kt_close(w, k);
+		return;
+	}
+	/* Out of rounds with work left: let the other connections run first. */
+	kt_ready_push(w, k);
+}
+
+static void kt_refuse(struct kt_worker *w, int fd, const struct mx_inet_addr *peer,
+		      uint64_t now)
+{
+	/* Best effort: the socket buffer of a fresh connection has room for one line. */
+	ssize_t n = send(fd, kt_refusal, sizeof(kt_refusal) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)n;
+	close(fd);
+	w->cw.counters.connections_refused++;
+	w->refused_since_warning++;
+	/* One warning per interval: a flood must not turn into a log flood. */
+	if (now - w->refused_warned_at >= KT_WARN_INTERVAL_MS || w->refused_warned_at == 0) {
+		char addr[INET6_ADDRSTRLEN];
+		struct mx_inet_addr a = mx_inet_unmap(peer);
+		mx_log(MX_LOG_WARNING,
+		       "worker %u: mxgate_max_connections = %u reached: refused unknown[%s] "
+		       "(%u connections refused since the last warning)",
+		       w->index, w->kt->p.max_connections, mx_inet_format(&a, addr, sizeof(addr)),
+		       w->refused_since_warning);
+		w->refused_warned_at = now;
+		w->refused_since_warning = 0;
+	}
+}
+
+static void kt_new_conn(struct kt_worker *w, int fd, const struct sockaddr_storage *ss,
+			uint64_t now)
+{
+	struct mx_inet_addr peer = { 0 };
+	uint16_t port = 0;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+		peer.family = AF_INET;
+		memcpy(peer.bytes, &sin->sin_addr, 4);
+		port = ntohs(sin->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+		peer.family = AF_INET6;
+		memcpy(peer.bytes, &sin6->sin6_addr, 16);
+		port = ntohs(sin6->sin6_port);
+	} else {
+		close(fd);
+		return;
+	}
+	if (w->kt->p.max_connections && w->nconns >= w->kt->p.max_connections) {
+		kt_refuse(w, fd, &peer, now);
+		return;
+	}
+
+	/* Replies are batched by the engine (one send per pipelined group), so Nagle only
+	 * adds delay. */
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+	struct kt_conn *k = calloc(1, sizeof(*k));
+	struct conn *c = k ? conn_new(&w->cw, &peer, port) : NULL;
+	if (!c) {
+		free(k);
+		kt_refuse(w, fd, &peer, now);
+		return;
+	}
+	k->h.kind = KT_CONN;
+	k->fd = fd;
+	k->c = c;
+	k->heap_idx = SIZE_MAX;
+	k->idle_at = now + kt_idle_ms(w);
+	struct epoll_event ev = {
+		.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+		.data.ptr = k,
+	};
+	if (kt_heap_push(w, k) < 0 || epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+		mx_log(MX_LOG_WARNING, "cannot register connection from %s: %s", conn_client(c),
+		       strerror(errno ? errno : ENOMEM));
+		if (k->heap_idx != SIZE_MAX)
+			kt_heap_remove(w, k);
+		conn_free(c);
+		close(fd);
+		free(k);
+		return;
+	}
+	k->next = w->conns;
+	if (w->conns)
+		w->conns->prev = k;
+	w->conns = k;
+	__atomic_store_n(&w->nconns, w->nconns + 1, __ATOMIC_RELAXED);
+
+	/* Talking before the greeting. Whatever is already readable now, right after
+	 * accept and before our 220 exists, was sent by a client that did not wait for the
+	 * greeting (RFC 5321 3.1: the client waits for it; spam bots often do not). Those
+	 * bytes go to the engine BEFORE smtp_session_greet(), which is how the engine
+	 * knows they came first: with smtpd_forbid_unauth_pipelining it answers
+	 * "554 5.5.0 Error: SMTP protocol synchronization" and closes, and no 220 is sent.
+	 * This catches what arrived with or right after the handshake; it is not
+	 * postscreen's greet-wait, which would delay every client. */
+	ssize_t n = read(fd, w->scratch, KT_READ_CHUNK);
+	if (n > 0) {
+		w->cw.counters.bytes_received += (uint64_t)n;
+		k->readable = (size_t)n == KT_READ_CHUNK;
+		size_t used = conn_input(c, w->scratch, (size_t)n);
+		if (used < (size_t)n && kt_keep(k, w->scratch + used, (size_t)n - used) < 0) {
+			kt_fail_conn(w, k, "warning: out of memory");
+			return;
+		}
+		kt_after_input(w, k, now);
+	} else if (n == 0) {
+		k->eof = true; /* connected and closed at once: a port scan */
+		conn_peer_closed(c);
+	} else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+		k->eof = true;
+		conn_peer_closed(c);
+	}
+	if (!conn_closed(c) && !k->eof)
+		conn_greet(c);
+	kt_service(w, k, now);
+}
+
+static void kt_pause_accept(struct kt_worker *w, bool pause, uint64_t now)
+{
+	if (w->listeners_closed || w->accept_paused == pause)
+		return;
+	for (unsigned i = 0; i < w->nlisteners; i++) {
+		struct epoll_event ev = { .events = pause ? 0 : EPOLLIN,
+					  .data.ptr = &w->listeners[i].h };
+		epoll_ctl(w->epfd, EPOLL_CTL_MOD, w->listeners[i].fd, &ev);
+	}
+	w->accept_paused = pause;
+	w->accept_resume_at = now + KT_ACCEPT_PAUSE_MS;
+}
+
+static void kt_accept(struct kt_worker *w, struct kt_listener *l, uint64_t now)
+{
+	for (int i = 0; i < KT_ACCEPT_BURST && !w->stopping; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			kt_new_conn(w, fd, &ss, now);
+			continue;
+		}
+		switch (errno) {
+		case EAGAIN:
+#if EAGAIN != EWOULDBLOCK
+		case EWOULDBLOCK:
+#endif
+			return;
+		case EINTR:
+		case ECONNABORTED:
+		case EPROTO:
+		case EPERM: /* a firewall rule refused it */
+			continue;
+		default:
+			/* EMFILE, ENFILE, ENOBUFS, ENOMEM: the pending connection stays in
+			 * the backlog and the level-triggered listener would fire again at
+			 * once, so pause instead of spinning. */
+			if (now - w->accept_warned_at >= KT_WARN_INTERVAL_MS ||
+			    w->accept_warned_at == 0) {
+				mx_log(MX_LOG_WARNING, "accept on %s: %s; pausing new connections",
+				       l->name, strerror(errno));
+				w->accept_warned_at = now;
+			}
+			kt_pause_accept(w, true, now);
+			return;
+		}
+	}
+}
+
+static void kt_close_listeners(struct kt_worker *w)
+{
+	if (w->listeners_closed)
+		return;
+	for (unsigned i = 0; i < w->nlisteners; i++) {
+		if (w->listeners[i].fd >= 0)
+			close(w->listeners[i].fd);
+		w->listeners[i].fd = -1;
+	}
+	w->listeners_closed = true;
+}
+
+static void kt_begin_stop(struct kt_worker *w, uint64_t now)
+{
+	w->stopping = true;
+	w->stop_deadline = now + w->kt->p.shutdown_grace_ms;
+	kt_close_listeners(w);
+	for (struct kt_conn *k = w->conns, *next; k; k = next) {
+		next = k->next;
+		/* conn_shutdown() never interrupts a commit: commits run to completion inside
+		 * conn_input() on this thread, and we are between two of those calls. */
+		conn_shutdown(k->c);
+		k->hold_until = 0;
+		kt_service(w, k, now);
+	}
+}
+
+static void kt_run_timers(struct kt_worker *w, uint64_t now)
+{
+	while (w->heap_len && w->heap[0]->heap_key <= now) {
+		struct kt_conn *k = w->heap[0];
+		uint64_t due = kt_due(k);
+		if (due > now) {
+			/* activity moved the deadline since the key was set */
+			k->heap_key = due;
+			kt_heap_down(w, 0);
+			continue;
+		}
+		if (k->hold_until && k->hold_until <= now) {
+			k->hold_until = 0;
+			k->heap_key = kt_due(k);
+			kt_heap_down(w, 0);
+			kt_service(w, k, now);
+			continue;
+		}
+		/* smtpd_timeout */
+		if (!conn_closed(k->c) && !k->eof) {
+			conn_timeout(k->c);
+			kt_flush(w, k, now);
+		}
+		/* Either way this connection has had its time: a client that does not read
+		 * our 421 (or our last reply) does not keep the slot. */
+		if (!k->dead)
+			kt_close(w, k);
+	}
+}
+
+static void kt_run_ready(struct kt_worker *w, uint64_t now)
+{
+	/* Only those queued before this pass: kt_service() may queue again. */
+	struct kt_conn *tail = w->ready_tail;
+	while (w->ready_head) {
+		struct kt_conn *k = w->ready_head;
+		bool last = k == tail;
+		kt_ready_remove(w, k);
+		kt_service(w, k, now);
+		if (last)
+			break;
+	}
+}
+
+static int kt_wait_timeout(const struct kt_worker *w, uint64_t now)
+{
+	if (w->ready_head)
+		return 0;
+	uint64_t next = UINT64_MAX;
+	if (w->heap_len)
+		next = w->heap[0]->heap_key;
+	if (w->stopping && w->stop_deadline < next)
+		next = w->stop_deadline;
+	if (w->accept_paused && w->accept_resume_at < next)
+		next = w->accept_resume_at;
+	if (next == UINT64_MAX)
+		return -1;
+	if (next <= now)
+		return 0;
+	return next - now > INT_MAX ? INT_MAX : (int)(next - now);
+}
+
+static void kt_worker_fail(struct kt_worker *w, const char *what)
+{
+	mx_log(MX_LOG_FATAL, "worker %u: %s: %s", w->index, what, strerror(errno));
+	atomic_store(&w->kt->failed, true);
+	/* main waits for signals; this one makes it stop the other workers too */
+	kill(getpid(), SIGTERM);
+}
+
+static void *kt_worker_main(void *arg)
+{
+	struct kt_worker *w = arg;
+	struct epoll_event evs[KT_EVENTS];
+
+	for (;;) {
+		uint64_t now = mx_clock_monotonic_ms();
+		if (!w->stopping && atomic_load(&w->kt->stop))
+			kt_begin_stop(w, now);
+		kt_free_dead(w);
+		if (w->stopping && (!w->conns || now >= w->stop_deadline))
+			break;
+		if (w->accept_paused && now >= w->accept_resume_at)
+			kt_pause_accept(w, false, now);
+
+		int n = epoll_wait(w->epfd, evs, KT_EVENTS, kt_wait_timeout(w, now));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			kt_worker_fail(w, "epoll_wait");
+			break;
+		}
+		now = mx_clock_monotonic_ms();
+		for (int i = 0; i < n; i++) {
+			struct kt_handle *h = evs[i].data.ptr;
+			switch (h->kind) {
+			case KT_LISTENER:
+				kt_accept(w, (struct kt_listener *)h, now);
+				break;
+			case KT_WAKE: {
+				uint64_t v;
+				ssize_t r = read(w->wake_fd, &v, sizeof(v));
+				(void)r;
+				break;
+			}
+			case KT_CONN: {
+				struct kt_conn *k = (struct kt_conn *)h;
+				if (k->dead)
+					break;
+				if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+					k->readable = true;
+				kt_service(w, k, now);
+				break;
+			}
+			case KT_KIND_MAX:
+				assert(!"bad handle");
+				break;
+			}
+		}
+		kt_run_ready(w, now);
+		kt_run_timers(w, mx_clock_monotonic_ms());
+	}
+
+	/* Stopped: whatever is left had its grace period. */
+	kt_close_listeners(w);
+	while (w->conns) {
+		struct kt_conn *k = w->conns;
+		if (!conn_closed(k->c) && !k->eof)
+			conn_shutdown(k->c);
+		kt_close(w, k);
+	}
+	kt_free_dead(w);
+	return NULL;
+}
+
+/* ---- setup ---- */
+
+static int kt_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int kt_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* "0.0.0.0", "::", "[::1]" and a port into a sockaddr. */
+static int kt_sockaddr(const struct mx_listen_addr *la, struct sockaddr_storage *ss,
+		       socklen_t *len, char *name, size_t namelen)
+{
+	char host[sizeof(la->host)];
+	snprintf(host, sizeof(host), "%s", la->host);
+	size_t hl = strlen(host);
+	if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+		memmove(host, host + 1, hl - 2);
+		host[hl - 2] = '\0';
+	}
+	memset(ss, 0, sizeof(*ss));
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(la->port);
+		*len = sizeof(*sin);
+		snprintf(name, namelen, "%s:%u", host, (unsigned)la->port);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(la->port);
+		*len = sizeof(*sin6);
+		snprintf(name, namelen, "[%s]:%u", host, (unsigned)la->port);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int kt_listen_socket(const struct sockaddr_storage *ss, socklen_t len, bool reuseport,
+			    int *out)
+{
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
+	    /* a v6 socket takes v6 only; "0.0.0.0" is listed separately when wanted */
+	    (ss->ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
+	    bind(fd, (const struct sockaddr *)ss, len) != 0 ||
+	    (reuseport && listen(fd, KT_LISTEN_BACKLOG) != 0)) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	*out = fd;
+	return 0;
+}
+
+void kernel_transport_destroy(struct kernel_transport *kt)
+{
+	if (!kt)
+		return;
+	for (unsigned i = 0; i < kt->nworkers; i++) {
+		struct kt_worker *w = &kt->workers[i];
+		assert(!w->started);
+		kt_close_listeners(w);
+		free(w->listeners);
+		if (w->epfd >= 0)
+			close(w->epfd);
+		if (w->wake_fd >= 0)
+			close(w->wake_fd);
+		free(w->scratch);
+		free(w->heap);
+	}
+	free(kt->workers);
+	free(kt);
+}
+
+int kernel_transport_create(struct kernel_transport **out,
+			    const struct kernel_transport_params *p, char *err, size_t errlen)
+{
+	const struct mx_config *cfg = p->cfg;
+	int rc;
+
+	if (p->workers < 1 || p->workers > QUEUE_ID_MAX_WORKERS)
+		return kt_errf(err, errlen, -EINVAL, "mxgate_workers: %u is out of range 1..%u",
+			       p->workers, QUEUE_ID_MAX_WORKERS);
+	if (cfg->listen_count == 0)
+		return kt_errf(err, errlen, -EINVAL, "mxgate_listen: no address to listen on");
+
+	struct kernel_transport *kt = calloc(1, sizeof(*kt));
+	if (!kt)
+		return kt_errf(err, errlen, -ENOMEM, "out of memory");
+	kt->p = *p;
+	if (kt->p.idle_timeout_ms == 0)
+		kt->p.idle_timeout_ms = 1000;
+	kt->workers = calloc(p->workers, sizeof(*kt->workers));
+	if (!kt->workers) {
+		free(kt);
+		return kt_errf(err, errlen, -ENOMEM, "out of memory");
+	}
+	kt->nworkers = p->workers;
+	for (unsigned i = 0; i < kt->nworkers; i++) {
+		struct kt_worker *w = &kt->workers[i];
+		w->kt = kt;
+		w->index = i;
+		w->epfd = w->wake_fd = -1;
+		w->listeners_closed = true; /* until they exist */
+		w->cw = (struct conn_worker){ .cfg = cfg, .policy = p->policy, .spool = p->spool,
+					      .index = i };
+		queue_id_gen_init(&w->cw.qid, i, p->queue_id_floor_us);
+	}
+
+	for (unsigned a = 0; a < cfg->listen_count; a++) {
+		struct sockaddr_storage ss;
+		socklen_t sl;
+		char name[80];
+		if (kt_sockaddr(&cfg->listen[a], &ss, &sl, name, sizeof(name)) < 0) {
+			rc = kt_errf(err, errlen, -EINVAL,
+				     "mxgate_listen: '%s' is not a numeric IPv4 or IPv6 address",
+				     cfg->listen[a].host);
+			goto fail;
+		}
+		if (cfg->listen[a].port == 0) {
+			rc = kt_errf(err, errlen, -EINVAL, "mxgate_listen: %s: port 0", name);
+			goto fail;
+		}
+		/* SO_REUSEPORT would let us share the port with any other process of this
+		 * user that also set it (a second gateway, silently taking half the mail). A
+		 * plain bind first finds such an owner. */
+		int probe;
+		if ((rc = kt_listen_socket(&ss, sl, false, &probe)) < 0) {
+			kt_errf(err, errlen, rc, "bind %s: %s", name, strerror(-rc));
+			goto fail;
+		}
+		close(probe);
+		for (unsigned i = 0; i < kt->nworkers; i++) {
+			struct kt_worker *w = &kt->workers[i];
+			if (!w->listeners) {
+				w->listeners = calloc(cfg->listen_count, sizeof(*w->listeners));
+				if (!w->listeners) {
+					rc = kt_errf(err, errlen, -ENOMEM, "out of memory");
+					goto fail;
+				}
+				w->listeners_closed = false;
+			}
+			struct kt_listener *l = &w->listeners[w->nlisteners];
+			l->h.kind = KT_LISTENER;
+			snprintf(l->name, sizeof(l->name), "%s", name);
+			if ((rc = kt_listen_socket(&ss, sl, true, &l->fd)) < 0) {
+				kt_errf(err, errlen, rc, "bind %s: %s", name, strerror(-rc));
+				goto fail;
+			}
+			w->nlisteners++;
+		}
+	}
+
+	for (unsigned i = 0; i < kt->nworkers; i++) {
+		struct kt_worker *w = &kt->workers[i];
+		w->scratch = malloc(KT_READ_CHUNK);
+		w->epfd = epoll_create1(EPOLL_CLOEXEC);
+		w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (!w->scratch || w->epfd < 0 || w->wake_fd < 0) {
+			rc = -(errno ? errno : ENOMEM);
+			kt_errf(err, errlen, rc, "worker %u setup: %s", i, strerror(-rc));
+			goto fail;
+		}
+		w->wake_h.kind = KT_WAKE;
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &w->wake_h };
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wake_fd, &ev) != 0)
+			goto fail_errno;
+		for (unsigned j = 0; j < w->nlisteners; j++) {
+			/* level-triggered: a backlog left after a burst fires again */
+			struct epoll_event lev = { .events = EPOLLIN, .data.ptr = &w->listeners[j].h };
+			if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->listeners[j].fd, &lev) != 0)
+				goto fail_errno;
+		}
+	}
+	*out = kt;
+	return 0;
+
+fail_errno:
+	rc = -errno;
+	kt_errf(err, errlen, rc, "epoll_ctl: %s", strerror(-rc));
+fail:
+	kernel_transport_destroy(kt);
+	return rc;
+}
+
+int kernel_transport_start(struct kernel_transport *kt)
+{
+	for (unsigned i = 0; i < kt->nworkers; i++) {
+		struct kt_worker *w = &kt->workers[i];
+		int rc = pthread_create(&w->thread, NULL, kt_worker_main, w);
+		if (rc != 0) {
+			kernel_transport_stop(kt);
+			kernel_transport_join(kt);
+			return -rc;
+		}
+		w->started = true;
+		char name[16];
+		snprintf(name, sizeof(name), "mxgate-w%u", i % 10000u);
+		pthread_setname_np(w->thread, name);
+	}
+	return 0;
+}
+
+void kernel_transport_stop(struct kernel_transport *kt)
+{
+	atomic_store(&kt->stop, true);
+	for (unsigned i = 0; i < kt->nworkers; i++) {
+		uint64_t one = 1;
+		ssize_t r = write(kt->workers[i].wake_fd, &one, sizeof(one));
+		(void)r;
+	}
+}
+
+void kernel_transport_join(struct kernel_transport *kt)
+{
+	for (unsigned i = 0; i < kt->nworkers; i++) {
+		struct kt_worker *w = &kt->workers[i];
+		if (w->started) {
+			pthread_join(w->thread, NULL);
+			w->started = false;
+		}
+	}
+}
+
+bool kernel_transport_failed(const struct kernel_transport *kt)
+{
+	return atomic_load(&kt->failed);
+}
+
+void kernel_transport_counters(const struct kernel_transport *kt, struct mx_counters *sum,
+			       uint64_t *open_connections)
+{
+	memset(sum, 0, sizeof(*sum));
+	uint64_t open = 0;
+	for (unsigned i = 0; i < kt->nworkers; i++) {
+		const struct kt_worker *w = &kt->workers[i];
+#define KT_ADD(name) sum->name += w->cw.counters.name;
+		MX_COUNTERS(KT_ADD)
+#undef KT_ADD
+		open += __atomic_load_n(&w->nconns, __ATOMIC_RELAXED);
+	}
+	if (open_connections)
+		*open_connections = open;
+}

@@ -1,0 +1,329 @@
+/* mxgate: the gateway's main program. Loads mxgate.cf, opens the log and the spool,
+ * binds the listeners, runs the transport's workers, and turns signals into actions:
+ *     SIGTERM, SIGINT  stop: 421 to every session, flush, close, exit 0
+ *     SIGUSR1          log a one-line statistics summary
+ *     SIGHUP           logged; configuration reload arrives with the mgmt plane
+ * The main thread only waits for signals; the workers never see one. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <rte_version.h>
+
+#include "dataplane/kernel_transport.h"
+#include "dataplane/spool/spool_file.h"
+#include "mgmt/config.h"
+#include "mgmt/log.h"
+#include "mxgate/counters.h"
+#include "smtp/smtp_relay_policy.h"
+
+#ifndef MXGATE_VERSION
+#define MXGATE_VERSION "unknown"
+#endif
+
+#define MXGATE_DEFAULT_CONFIG "/etc/mxgate/mxgate.cf"
+/* How long a stop waits for 421s to drain to slow clients before closing anyway. */
+#define MXGATE_SHUTDOWN_GRACE_MS 5000
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: mxgate [-c FILE] [--pidfile FILE]   run the gateway (foreground)\n"
+		"       mxgate --check [-c FILE]            validate the configuration\n"
+		"       mxgate --version                    print the version\n"
+		"       mxgate -h                           this help\n"
+		"\n"
+		"  -c, --config FILE   configuration file (default " MXGATE_DEFAULT_CONFIG ")\n"
+		"  -n, --check         load and validate FILE, print problems, exit 0 if OK\n"
+		"      --pidfile FILE  write the process ID to FILE while running\n"
+		"  -V, --version       version and the DPDK release it was built against\n"
+		"  -h, --help          this help\n"
+		"\n"
+		"Signals: SIGTERM/SIGINT stop gracefully, SIGUSR1 logs statistics.\n");
+}
+
+static void log_statistics(const struct kernel_transport *kt, const char *when)
+{
+	struct mx_counters sum;
+	uint64_t open;
+	char line[1024];
+	size_t n = 0;
+
+	kernel_transport_counters(kt, &sum, &open);
+#define MAIN_FMT(name)                                                                     \
+	n += (size_t)snprintf(line + n, n < sizeof(line) ? sizeof(line) - n : 0,             \
+			      " " #name "=%" PRIu64, sum.name);
+	MX_COUNTERS(MAIN_FMT)
+#undef MAIN_FMT
+	mx_log(MX_LOG_INFO, "statistics (%s): open_connections=%" PRIu64 "%s", when, open, line);
+}
+
+static int write_pidfile(const char *path)
+{
+	char buf[32];
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	int len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	int rc = write(fd, buf, (size_t)len) == len ? 0 : -EIO;
+	if (close(fd) != 0 && rc == 0)
+		rc = -errno;
+	return rc;
+}
+
+/* Many connections need many descriptors: take the hard limit. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			mx_log(MX_LOG_WARNING, "cannot raise the open files limit: %s",
+			       strerror(errno));
+	}
+}
+
+static void short_hostname(char *buf, size_t len)
+{
+	if (gethostname(buf, len) != 0)
+		snprintf(buf, len, "localhost");
+	buf[len - 1] = '\0';
+	char *dot = strchr(buf, '.');
+	if (dot)
+		*dot = '\0';
+}
+
+static int check_config(const char *path)
+{
+	struct mx_config *cfg = NULL;
+	int rc = mx_config_load(path, &cfg, stderr);
+	if (rc < 0) {
+		fprintf(stderr, "mxgate: %s: configuration has errors\n", path);
+		return 1;
+	}
+	if (cfg->transport == MX_TRANSPORT_DPDK) {
+		fprintf(stderr,
+			"mxgate: %s: mxgate_transport = dpdk: the DPDK dataplane is not built "
+			"yet; this release runs mxgate_transport = kernel only\n",
+			path);
+		mx_config_free(cfg);
+		return 1;
+	}
+	printf("mxgate: %s: configuration OK\n", path);
+	mx_config_free(cfg);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	enum { OPT_PIDFILE = 256 };
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 'n' },
+		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config_path = MXGATE_DEFAULT_CONFIG, *pidfile = NULL;
+	bool check = false;
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "c:nVh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'n':
+			check = true;
+			break;
+		case OPT_PIDFILE:
+			pidfile = optarg;
+			break;
+		case 'V':
+			printf("mxgate %s (built with %s)\n", MXGATE_VERSION, rte_version());
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "mxgate: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (check)
+		return check_config(config_path);
+
+	struct mx_config *cfg = NULL;
+	if (mx_config_load(config_path, &cfg, stderr) < 0) {
+		fprintf(stderr, "mxgate: %s: configuration has errors; not starting\n",
+			config_path);
+		return 1;
+	}
+	/* Say so rather than pretend: the DPDK transport is the next milestone. */
+	if (cfg->transport == MX_TRANSPORT_DPDK) {
+		fprintf(stderr,
+			"mxgate: fatal: %s: mxgate_transport = dpdk: the DPDK dataplane is not "
+			"built yet (it is the next milestone); set mxgate_transport = kernel\n",
+			config_path);
+		mx_config_free(cfg);
+		return 1;
+	}
+
+	char host[256];
+	short_hostname(host, sizeof(host));
+	int rc = mx_log_open(cfg->maillog_file, host, "smtpd");
+	if (rc < 0) {
+		fprintf(stderr, "mxgate: fatal: open maillog_file %s: %s\n", cfg->maillog_file,
+			strerror(-rc));
+		mx_config_free(cfg);
+		return 1;
+	}
+
+	/* Signals are taken by sigwaitinfo() in this thread only: block them before any
+	 * worker exists so every thread inherits the mask. A full disk or a file size
+	 * limit must fail a write (451), not kill the gateway. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGUSR1);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGXFSZ, SIG_IGN);
+	raise_nofile();
+
+	struct spool_dir spool;
+	unsigned stale = 0;
+	char err[512];
+	rc = spool_dir_open(&spool, cfg->spool_directory, &stale, err, sizeof(err));
+	if (rc < 0) {
+		mx_log(MX_LOG_FATAL, "mxgate_spool_directory: %s", err);
+		fprintf(stderr, "mxgate: fatal: mxgate_spool_directory: %s\n", err);
+		mx_log_close();
+		mx_config_free(cfg);
+		return 1;
+	}
+	if (stale)
+		mx_log(MX_LOG_WARNING,
+		       "%s/tmp: removed %u incomplete message file(s) left by an earlier run "
+		       "(none of them had been acknowledged)",
+		       cfg->spool_directory, stale);
+
+	struct smtp_relay_policy policy = {
+		.mynetworks = cfg->mynetworks,
+		.mydestination = cfg->mydestination,
+		.relay_domains = cfg->relay_domains,
+		.myorigin = cfg->myorigin && *cfg->myorigin ? cfg->myorigin : cfg->myhostname,
+	};
+
+	unsigned workers = cfg->workers;
+	if (workers == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		workers = n > 0 ? (unsigned)n : 1;
+	}
+	struct kernel_transport_params params = {
+		.cfg = cfg,
+		.policy = &policy,
+		.spool = &spool,
+		.workers = workers,
+		.max_connections = cfg->max_connections,
+		.idle_timeout_ms = (uint64_t)cfg->smtpd_timeout_s * 1000u,
+		.shutdown_grace_ms = MXGATE_SHUTDOWN_GRACE_MS,
+		.queue_id_floor_us = spool_dir_newest_id_us(&spool),
+	};
+	struct kernel_transport *kt = NULL;
+	rc = kernel_transport_create(&kt, &params, err, sizeof(err));
+	if (rc < 0) {
+		mx_log(MX_LOG_FATAL, "%s", err);
+		fprintf(stderr, "mxgate: fatal: %s\n", err);
+		spool_dir_close(&spool);
+		mx_log_close();
+		mx_config_free(cfg);
+		return 1;
+	}
+	if (pidfile && (rc = write_pidfile(pidfile)) < 0) {
+		mx_log(MX_LOG_FATAL, "pidfile %s: %s", pidfile, strerror(-rc));
+		fprintf(stderr, "mxgate: fatal: pidfile %s: %s\n", pidfile, strerror(-rc));
+		kernel_transport_destroy(kt);
+		spool_dir_close(&spool);
+		mx_log_close();
+		mx_config_free(cfg);
+		return 1;
+	}
+
+	char listening[MX_CONFIG_MAX_LISTEN * 80] = "";
+	size_t ln = 0;
+	for (unsigned i = 0; i < cfg->listen_count && ln < sizeof(listening); i++) {
+		bool v6 = strchr(cfg->listen[i].host, ':') && cfg->listen[i].host[0] != '[';
+		ln += (size_t)snprintf(listening + ln, sizeof(listening) - ln, "%s%s%s%s:%u",
+				       i ? ", " : "", v6 ? "[" : "", cfg->listen[i].host,
+				       v6 ? "]" : "", (unsigned)cfg->listen[i].port);
+	}
+	rc = kernel_transport_start(kt);
+	if (rc < 0) {
+		mx_log(MX_LOG_FATAL, "cannot start workers: %s", strerror(-rc));
+		fprintf(stderr, "mxgate: fatal: cannot start workers: %s\n", strerror(-rc));
+		kernel_transport_destroy(kt);
+		if (pidfile)
+			unlink(pidfile);
+		spool_dir_close(&spool);
+		mx_log_close();
+		mx_config_free(cfg);
+		return 1;
+	}
+	mx_log(MX_LOG_INFO,
+	       "mxgate %s started -- transport kernel, %u worker(s), listening on %s, "
+	       "spool %s, configuration %s",
+	       MXGATE_VERSION, workers, listening, cfg->spool_directory, config_path);
+
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(&sigs, &si);
+		if (sig < 0) {
+			if (errno == EINTR)
+				continue;
+			mx_log(MX_LOG_ERROR, "sigwaitinfo: %s", strerror(errno));
+			break;
+		}
+		if (sig == SIGUSR1) {
+			log_statistics(kt, "SIGUSR1");
+			continue;
+		}
+		if (sig == SIGHUP) {
+			mx_log(MX_LOG_WARNING,
+			       "SIGHUP: configuration reload is not supported yet; restart mxgate "
+			       "to apply changes");
+			continue;
+		}
+		if (!kernel_transport_failed(kt))
+			mx_log(MX_LOG_INFO, "terminating on signal %d (%s)", sig, strsignal(sig));
+		break;
+	}
+
+	kernel_transport_stop(kt);
+	kernel_transport_join(kt);
+	bool failed = kernel_transport_failed(kt);
+	log_statistics(kt, "shutdown");
+	mx_log(MX_LOG_INFO, "mxgate stopped%s", failed ? " after an internal error" : "");
+	kernel_transport_destroy(kt);
+	if (pidfile)
+		unlink(pidfile);
+	spool_dir_close(&spool);
+	mx_log_close();
+	mx_config_free(cfg);
+	return failed ? 1 : 0;
+}
