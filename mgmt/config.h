@@ -40,6 +40,7 @@ struct mx_config {
 	/* Postfix parameters, resolved ($-expanded, parsed, validated). */
 	char *myhostname;
 	char *mydomain;
+	char *myorigin;      /* for the relay policy: unqualified recipients (added by config) */
 	char *mail_name;     /* "mxgate" */
 	char *smtpd_banner;  /* default "$myhostname ESMTP $mail_name" */
 	struct netlist *mynetworks;

@@ -22,7 +22,8 @@ enum mx_log_level {
 int mx_log_open(const char *path, const char *hostname, const char *service);
 void mx_log(enum mx_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-void mx_logv(enum mx_log_level level, const char *fmt, va_list ap);
+void mx_logv(enum mx_log_level level, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 void mx_log_close(void);
 
 #endif

@@ -1,0 +1,228 @@
+/* Every parameter mxgate knows, with its default and bounds.
+ *
+ * Postfix parameters keep Postfix's names, meanings, bounds (the min/max of Postfix's own
+ * CONFIG_*_TABLEs) and defaults as Debian's Postfix 3.7 prints them with `postconf -d`,
+ * evaluated at compatibility_level 3.6 (what Debian's main.cf sets), with these deliberate
+ * differences:
+ *   compatibility_level             3.6, not 0: mxgate has no pre-3.6 behaviours to keep
+ *   mail_name                       mxgate
+ *   mynetworks                      127.0.0.0/8 [::1]/128: the loopback networks only, a
+ *                                   fixed value rather than a list computed from the
+ *                                   machine's interfaces (mynetworks_style), so the same
+ *                                   file means the same thing on every box of a tier
+ *   smtpd_forbid_bare_newline       normalize (Postfix 3.9+), never "no"
+ *   smtpd_forbid_unauth_pipelining  yes (Postfix 3.9+)
+ *   smtpd_hard_error_limit 20, smtpd_junk_command_limit 100, smtpd_timeout 300s: Postfix
+ *                                   writes these as ${stress?{..}:{..}}; mxgate has no
+ *                                   stress mode, so the non-stress values stand
+ * mxgate's own parameters start with mxgate_. */
+#include "mgmt/config_params.h"
+
+#include <limits.h>
+#include <string.h>
+
+const struct mx_param_def mx_params[MX_P_MAX] = {
+	[MX_P_COMPATIBILITY_LEVEL] = {
+		.id = MX_P_COMPATIBILITY_LEVEL, .name = "compatibility_level",
+		.type = MX_PT_LEVEL, .def = "3.6", .postfix = true,
+		.doc = "Postfix defaults to follow; mxgate implements level 3.6 and later",
+	},
+	[MX_P_MYHOSTNAME] = {
+		.id = MX_P_MYHOSTNAME, .name = "myhostname", .type = MX_PT_HOSTNAME,
+		.def = NULL, .min = 1, .postfix = true,
+		.doc = "this host's FQDN (default: the system host name, plus "
+		       ".$mydomain if it has no dot)",
+	},
+	[MX_P_MYDOMAIN] = {
+		.id = MX_P_MYDOMAIN, .name = "mydomain", .type = MX_PT_HOSTNAME,
+		.def = NULL, .min = 1, .postfix = true,
+		.doc = "this host's domain (default: $myhostname minus its first label, "
+		       "or localdomain)",
+	},
+	[MX_P_MYORIGIN] = {
+		.id = MX_P_MYORIGIN, .name = "myorigin", .type = MX_PT_HOSTNAME,
+		.def = "$myhostname", .min = 1, .postfix = true,
+		.doc = "the domain that unqualified addresses (\"postmaster\") belong to",
+	},
+	[MX_P_MAIL_NAME] = {
+		.id = MX_P_MAIL_NAME, .name = "mail_name", .type = MX_PT_TEXT,
+		.def = "mxgate", .min = 1, .max = 64, .postfix = true,
+		.doc = "the name in the banner and in Received: headers",
+	},
+	[MX_P_SMTPD_BANNER] = {
+		.id = MX_P_SMTPD_BANNER, .name = "smtpd_banner", .type = MX_PT_TEXT,
+		.def = "$myhostname ESMTP $mail_name", .min = 1, .max = 500,
+		.postfix = true,
+		.doc = "the text after \"220 \" in the greeting; must start with $myhostname",
+	},
+	[MX_P_MYNETWORKS] = {
+		.id = MX_P_MYNETWORKS, .name = "mynetworks", .type = MX_PT_NETLIST,
+		.def = "127.0.0.0/8 [::1]/128", .postfix = true,
+		.doc = "trusted client networks, allowed to relay",
+	},
+	[MX_P_MYDESTINATION] = {
+		.id = MX_P_MYDESTINATION, .name = "mydestination", .type = MX_PT_DOMAINS,
+		.def = "$myhostname, localhost.$mydomain, localhost", .postfix = true,
+		.doc = "domains this gateway is the final destination for",
+	},
+	[MX_P_PARENT_DOMAIN_MATCHES_SUBDOMAINS] = {
+		.id = MX_P_PARENT_DOMAIN_MATCHES_SUBDOMAINS,
+		.name = "parent_domain_matches_subdomains", .type = MX_PT_WORDS,
+		.def = "debug_peer_list,fast_flush_domains,mynetworks,"
+		       "permit_mx_backup_networks,qmqpd_authorized_clients,relay_domains,"
+		       "smtpd_access_maps",
+		.postfix = true,
+		.doc = "features where example.com also matches sub.example.com",
+	},
+	[MX_P_RELAY_DOMAINS] = {
+		.id = MX_P_RELAY_DOMAINS, .name = "relay_domains", .type = MX_PT_DOMAINS,
+		.def = "${{$compatibility_level} <level {2} ? {$mydestination} : {}}",
+		.postfix = true,
+		.doc = "domains accepted from anyone and relayed to the next hop",
+	},
+	[MX_P_MESSAGE_SIZE_LIMIT] = {
+		.id = MX_P_MESSAGE_SIZE_LIMIT, .name = "message_size_limit", .type = MX_PT_SIZE,
+		.def = "10240000", .min = 0, .max = LONG_MAX, .postfix = true,
+		.doc = "largest message in bytes (0 = no limit)",
+	},
+	[MX_P_HEADER_SIZE_LIMIT] = {
+		.id = MX_P_HEADER_SIZE_LIMIT, .name = "header_size_limit", .type = MX_PT_INT,
+		.def = "102400", .min = 1, .max = 0, .postfix = true,
+		.doc = "largest message header in bytes; the excess is discarded",
+	},
+	[MX_P_LINE_LENGTH_LIMIT] = {
+		.id = MX_P_LINE_LENGTH_LIMIT, .name = "line_length_limit", .type = MX_PT_INT,
+		.def = "2048", .min = 512, .max = 0, .postfix = true,
+		.doc = "longest SMTP command line in bytes",
+	},
+	[MX_P_HOPCOUNT_LIMIT] = {
+		.id = MX_P_HOPCOUNT_LIMIT, .name = "hopcount_limit", .type = MX_PT_INT,
+		.def = "50", .min = 1, .max = 0, .postfix = true,
+		.doc = "most Received: headers before a message is refused as looping",
+	},
+	[MX_P_SMTPD_RECIPIENT_LIMIT] = {
+		.id = MX_P_SMTPD_RECIPIENT_LIMIT, .name = "smtpd_recipient_limit",
+		.type = MX_PT_INT, .def = "1000", .min = 1, .max = 0, .postfix = true,
+		.doc = "most recipients per message",
+	},
+	[MX_P_SMTPD_SOFT_ERROR_LIMIT] = {
+		.id = MX_P_SMTPD_SOFT_ERROR_LIMIT, .name = "smtpd_soft_error_limit",
+		.type = MX_PT_INT, .def = "10", .min = 1, .max = 0, .postfix = true,
+		.doc = "errors per session before replies are delayed",
+	},
+	[MX_P_SMTPD_HARD_ERROR_LIMIT] = {
+		.id = MX_P_SMTPD_HARD_ERROR_LIMIT, .name = "smtpd_hard_error_limit",
+		.type = MX_PT_INT, .def = "20", .min = 1, .max = 0, .postfix = true,
+		.doc = "errors per session before it is closed",
+	},
+	[MX_P_SMTPD_JUNK_COMMAND_LIMIT] = {
+		.id = MX_P_SMTPD_JUNK_COMMAND_LIMIT, .name = "smtpd_junk_command_limit",
+		.type = MX_PT_INT, .def = "100", .min = 1, .max = 0, .postfix = true,
+		.doc = "NOOP/VRFY/RSET/HELP/ETRN commands per session",
+	},
+	[MX_P_SMTPD_ERROR_SLEEP_TIME] = {
+		.id = MX_P_SMTPD_ERROR_SLEEP_TIME, .name = "smtpd_error_sleep_time",
+		.type = MX_PT_TIME, .def = "1s", .min = 0, .max = 86400, .postfix = true,
+		.doc = "delay of an error reply once the soft error limit is passed",
+	},
+	[MX_P_SMTPD_TIMEOUT] = {
+		.id = MX_P_SMTPD_TIMEOUT, .name = "smtpd_timeout", .type = MX_PT_TIME,
+		.def = "300s", .min = 1, .max = 0, .postfix = true,
+		.doc = "how long to wait for the client's next command or data",
+	},
+	[MX_P_SMTPD_FORBID_BARE_NEWLINE] = {
+		.id = MX_P_SMTPD_FORBID_BARE_NEWLINE, .name = "smtpd_forbid_bare_newline",
+		.type = MX_PT_CHOICE, .def = "normalize", .choices = "normalize|yes|reject",
+		.postfix = true,
+		.doc = "normalize: a bare LF counts as CRLF; reject: 550 and close",
+	},
+	[MX_P_SMTPD_FORBID_BARE_NEWLINE_EXCLUSIONS] = {
+		.id = MX_P_SMTPD_FORBID_BARE_NEWLINE_EXCLUSIONS,
+		.name = "smtpd_forbid_bare_newline_exclusions", .type = MX_PT_NETLIST,
+		.def = "$mynetworks", .postfix = true,
+		.doc = "clients that get normalize even when the setting is reject",
+	},
+	[MX_P_SMTPD_FORBID_UNAUTH_PIPELINING] = {
+		.id = MX_P_SMTPD_FORBID_UNAUTH_PIPELINING,
+		.name = "smtpd_forbid_unauth_pipelining", .type = MX_PT_BOOL, .def = "yes",
+		.postfix = true,
+		.doc = "close sessions that send commands ahead of replies without PIPELINING",
+	},
+	[MX_P_SMTPD_HELO_REQUIRED] = {
+		.id = MX_P_SMTPD_HELO_REQUIRED, .name = "smtpd_helo_required",
+		.type = MX_PT_BOOL, .def = "no", .postfix = true,
+		.doc = "require HELO or EHLO before MAIL FROM",
+	},
+	[MX_P_DISABLE_VRFY_COMMAND] = {
+		.id = MX_P_DISABLE_VRFY_COMMAND, .name = "disable_vrfy_command",
+		.type = MX_PT_BOOL, .def = "no", .postfix = true,
+		.doc = "answer VRFY with 502",
+	},
+	[MX_P_STRICT_RFC821_ENVELOPES] = {
+		.id = MX_P_STRICT_RFC821_ENVELOPES, .name = "strict_rfc821_envelopes",
+		.type = MX_PT_BOOL, .def = "no", .postfix = true,
+		.doc = "require <> around MAIL FROM and RCPT TO addresses",
+	},
+	[MX_P_SMTPUTF8_ENABLE] = {
+		.id = MX_P_SMTPUTF8_ENABLE, .name = "smtputf8_enable", .type = MX_PT_BOOL,
+		.def = "${{$compatibility_level} <level {1} ? {no} : {yes}}", .postfix = true,
+		.doc = "offer SMTPUTF8 (RFC 6531)",
+	},
+	[MX_P_SMTPD_DISCARD_EHLO_KEYWORDS] = {
+		.id = MX_P_SMTPD_DISCARD_EHLO_KEYWORDS, .name = "smtpd_discard_ehlo_keywords",
+		.type = MX_PT_WORDS, .def = "", .postfix = true,
+		.doc = "EHLO keywords not to offer: pipelining, chunking, smtputf8, 8bitmime",
+	},
+	[MX_P_MAILLOG_FILE] = {
+		.id = MX_P_MAILLOG_FILE, .name = "maillog_file", .type = MX_PT_PATH,
+		.def = "", .min = 0, .postfix = true,
+		.doc = "log file (empty: standard error)",
+	},
+	[MX_P_MXGATE_TRANSPORT] = {
+		.id = MX_P_MXGATE_TRANSPORT, .name = "mxgate_transport", .type = MX_PT_CHOICE,
+		.def = "kernel", .choices = "kernel|dpdk",
+		.doc = "kernel: Linux sockets and epoll; dpdk: DPDK ports, own TCP/IP stack",
+	},
+	[MX_P_MXGATE_LISTEN] = {
+		.id = MX_P_MXGATE_LISTEN, .name = "mxgate_listen", .type = MX_PT_LISTEN,
+		.def = "0.0.0.0:25",
+		.doc = "addresses to accept SMTP on: ADDR:PORT or [IPV6]:PORT, up to 16",
+	},
+	[MX_P_MXGATE_WORKERS] = {
+		.id = MX_P_MXGATE_WORKERS, .name = "mxgate_workers", .type = MX_PT_INT,
+		.def = "0", .min = 0, .max = 1024,
+		.doc = "worker threads (0: one per online CPU core)",
+	},
+	[MX_P_MXGATE_SPOOL_DIRECTORY] = {
+		.id = MX_P_MXGATE_SPOOL_DIRECTORY, .name = "mxgate_spool_directory",
+		.type = MX_PT_PATH, .def = "/var/spool/mxgate", .min = 1,
+		.doc = "where accepted mail is stored until the next hop takes it",
+	},
+	[MX_P_MXGATE_MAX_CONNECTIONS] = {
+		.id = MX_P_MXGATE_MAX_CONNECTIONS, .name = "mxgate_max_connections",
+		.type = MX_PT_INT, .def = "10000", .min = 1, .max = 10000000,
+		.doc = "concurrent SMTP sessions per worker; beyond it a client gets 421 4.3.2 and is closed",
+	},
+};
+
+const char *mx_param_type_name(enum mx_param_type t)
+{
+	static const char *const names[MX_PT_TYPE_MAX] = {
+		[MX_PT_HOSTNAME] = "hostname", [MX_PT_TEXT] = "text",
+		[MX_PT_LEVEL] = "level",       [MX_PT_BOOL] = "bool",
+		[MX_PT_INT] = "int",           [MX_PT_SIZE] = "size",
+		[MX_PT_TIME] = "time",         [MX_PT_NETLIST] = "netlist",
+		[MX_PT_DOMAINS] = "domains",   [MX_PT_WORDS] = "words",
+		[MX_PT_PATH] = "path",         [MX_PT_CHOICE] = "choice",
+		[MX_PT_LISTEN] = "listen",
+	};
+	return (unsigned)t < MX_PT_TYPE_MAX ? names[t] : "?";
+}
+
+const struct mx_param_def *mx_param_find(const char *name, size_t len)
+{
+	for (size_t i = 0; i < MX_P_MAX; i++)
+		if (strlen(mx_params[i].name) == len && memcmp(mx_params[i].name, name, len) == 0)
+			return &mx_params[i];
+	return NULL;
+}

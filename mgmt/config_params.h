@@ -1,0 +1,94 @@
+/* The table of every parameter mxgate knows (private to mgmt/config*.c and their tests).
+ * config.c reads mxgate.cf, expands values and validates each known parameter by its type;
+ * this table says which names exist, their defaults (as `postconf -d` would print them for
+ * Postfix's own parameters) and their bounds. */
+#ifndef MXGATE_MGMT_CONFIG_PARAMS_H
+#define MXGATE_MGMT_CONFIG_PARAMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One id per parameter; the table in config_params.c is indexed by it. The order is the
+ * order of validation: a parameter whose default refers to another ($mynetworks) comes
+ * after it, so an error is reported once, at its source. */
+enum mx_param_id {
+	MX_P_COMPATIBILITY_LEVEL,
+	MX_P_MYHOSTNAME,
+	MX_P_MYDOMAIN,
+	MX_P_MYORIGIN,
+	MX_P_MAIL_NAME,
+	MX_P_SMTPD_BANNER,
+	MX_P_MYNETWORKS,
+	MX_P_MYDESTINATION,
+	MX_P_PARENT_DOMAIN_MATCHES_SUBDOMAINS,
+	MX_P_RELAY_DOMAINS,
+	MX_P_MESSAGE_SIZE_LIMIT,
+	MX_P_HEADER_SIZE_LIMIT,
+	MX_P_LINE_LENGTH_LIMIT,
+	MX_P_HOPCOUNT_LIMIT,
+	MX_P_SMTPD_RECIPIENT_LIMIT,
+	MX_P_SMTPD_SOFT_ERROR_LIMIT,
+	MX_P_SMTPD_HARD_ERROR_LIMIT,
+	MX_P_SMTPD_JUNK_COMMAND_LIMIT,
+	MX_P_SMTPD_ERROR_SLEEP_TIME,
+	MX_P_SMTPD_TIMEOUT,
+	MX_P_SMTPD_FORBID_BARE_NEWLINE,
+	MX_P_SMTPD_FORBID_BARE_NEWLINE_EXCLUSIONS,
+	MX_P_SMTPD_FORBID_UNAUTH_PIPELINING,
+	MX_P_SMTPD_HELO_REQUIRED,
+	MX_P_DISABLE_VRFY_COMMAND,
+	MX_P_STRICT_RFC821_ENVELOPES,
+	MX_P_SMTPUTF8_ENABLE,
+	MX_P_SMTPD_DISCARD_EHLO_KEYWORDS,
+	MX_P_MAILLOG_FILE,
+	MX_P_MXGATE_TRANSPORT,
+	MX_P_MXGATE_LISTEN,
+	MX_P_MXGATE_WORKERS,
+	MX_P_MXGATE_SPOOL_DIRECTORY,
+	MX_P_MXGATE_MAX_CONNECTIONS,
+	MX_P_MAX,
+};
+
+/* How a value is parsed and checked. */
+enum mx_param_type {
+	MX_PT_HOSTNAME, /* a host or domain name (myhostname, mydomain, myorigin) */
+	MX_PT_TEXT,     /* printable text, sent to clients (mail_name, smtpd_banner) */
+	MX_PT_LEVEL,    /* a Postfix compatibility level: major[.minor[.patch]] */
+	MX_PT_BOOL,     /* yes | no, any case (Postfix's mail_conf_bool) */
+	MX_PT_INT,      /* decimal int within [min, max] (Postfix's mail_conf_int) */
+	MX_PT_SIZE,     /* decimal byte count within [min, max] (mail_conf_long) */
+	MX_PT_TIME,     /* N[s|m|h|d|w] within [min, max] seconds (Postfix's conv_time) */
+	MX_PT_NETLIST,  /* tables/netlist.h */
+	MX_PT_DOMAINS,  /* tables/domain_list.h */
+	MX_PT_WORDS,    /* a list of words separated by commas and/or whitespace */
+	MX_PT_PATH,     /* an absolute path, or empty where `min` is 0 */
+	MX_PT_CHOICE,   /* one of `choices`, any case */
+	MX_PT_LISTEN,   /* ADDR:PORT and [IPV6]:PORT, separated by commas and/or whitespace */
+	MX_PT_TYPE_MAX,
+};
+
+const char *mx_param_type_name(enum mx_param_type t);
+
+struct mx_param_def {
+	enum mx_param_id id;
+	const char *name;
+	enum mx_param_type type;
+	/* The raw default, $-expanded like a configured value. NULL for the two defaults
+	 * that are computed (myhostname from the system's host name, mydomain from
+	 * myhostname). */
+	const char *def;
+	/* INT, SIZE, TIME: bounds (0 = no bound, as in Postfix's tables). PATH: min 1 means
+	 * a value is required. */
+	int64_t min, max;
+	const char *choices; /* MX_PT_CHOICE: "a|b|c" */
+	bool postfix;        /* a Postfix parameter (same name and meaning) */
+	const char *doc;     /* one line for the example config and --help */
+};
+
+extern const struct mx_param_def mx_params[MX_P_MAX];
+
+/* The definition of `name`, or NULL if mxgate does not know it. */
+const struct mx_param_def *mx_param_find(const char *name, size_t len);
+
+#endif

@@ -1,0 +1,329 @@
+/* mgmt/log.c: Postfix-style log lines, one write(2) each. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mgmt/log.h"
+#include "testing.h"
+
+static char dir[] = "/tmp/mxgate-test-log-XXXXXX";
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	rewind(f);
+	char *buf = malloc((size_t)n + 1);
+	size_t got = fread(buf, 1, (size_t)n, f);
+	buf[got] = '\0';
+	fclose(f);
+	if (len)
+		*len = got;
+	return buf;
+}
+
+/* Check "Mon DD HH:MM:SS host tag[pid]: " and return what follows, or NULL. */
+static const char *check_header(const char *line, const char *host, const char *tag)
+{
+	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	bool month_ok = false;
+	for (int i = 0; i < 12; i++)
+		month_ok |= strncmp(line, months[i], 3) == 0;
+	CHECK(month_ok);
+	/* " D" or "DD" day, space padded as syslog does. */
+	CHECK(line[3] == ' ');
+	CHECK((line[4] == ' ' || (line[4] >= '1' && line[4] <= '3')) && line[5] >= '0' &&
+	      line[5] <= '9');
+	CHECK(line[6] == ' ' && line[9] == ':' && line[12] == ':' && line[15] == ' ');
+	for (int i = 7; i < 15; i++)
+		if (i != 9 && i != 12)
+			CHECK(line[i] >= '0' && line[i] <= '9');
+	char want[256];
+	snprintf(want, sizeof(want), "%s %s[%ld]: ", host, tag, (long)getpid());
+	if (strncmp(line + 16, want, strlen(want)) != 0) {
+		fprintf(stderr, "  line \"%.80s\" lacks \"%s\" at 16\n", line, want);
+		CHECK(false);
+		return NULL;
+	}
+	return line + 16 + strlen(want);
+}
+
+static void test_format_and_levels(void)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/levels.log", dir);
+	CHECK_INT_EQ(mx_log_open(path, "mx1.example.com", "smtpd"), 0);
+	mx_log(MX_LOG_INFO, "4ABC123: client=unknown[%s]", "192.0.2.1");
+	mx_log(MX_LOG_WARNING, "w %d", 1);
+	mx_log(MX_LOG_ERROR, "e");
+	mx_log(MX_LOG_FATAL, "f");
+	mx_log_close();
+
+	char *text = slurp(path, NULL);
+	CHECK(text != NULL);
+	if (!text)
+		return;
+	const char *want[] = { "4ABC123: client=unknown[192.0.2.1]\n", "warning: w 1\n",
+			       "error: e\n", "fatal: f\n" };
+	const char *p = text;
+	for (int i = 0; i < 4; i++) {
+		const char *rest = check_header(p, "mx1", "mxgate/smtpd");
+		CHECK(rest && strncmp(rest, want[i], strlen(want[i])) == 0);
+		p = strchr(p, '\n');
+		if (!p)
+			break;
+		p++;
+	}
+	CHECK(p && *p == '\0');
+	free(text);
+}
+
+static void test_local_time(void)
+{
+	/* The time is local time, as syslog writes it: with TZ at UTC-10 the hour is the
+	 * UTC hour plus 10. */
+	char path[128];
+	snprintf(path, sizeof(path), "%s/tz.log", dir);
+	char *old = getenv("TZ") ? strdup(getenv("TZ")) : NULL;
+	setenv("TZ", "XYZ-10", 1);
+	CHECK_INT_EQ(mx_log_open(path, "h", "t"), 0);
+	time_t before = time(NULL);
+	mx_log(MX_LOG_INFO, "now");
+	time_t after = time(NULL);
+	mx_log_close();
+	char *text = slurp(path, NULL);
+	bool found = false;
+	for (time_t t = before; t <= after && text; t++) {
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		tm.tm_hour += 10; /* normalize through timegm */
+		time_t shifted = timegm(&tm);
+		gmtime_r(&shifted, &tm);
+		char stamp[32];
+		strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
+		found |= strncmp(text, stamp, strlen(stamp)) == 0;
+	}
+	if (!found)
+		fprintf(stderr, "  line: %s", text ? text : "(none)");
+	CHECK(found);
+	free(text);
+	if (old)
+		setenv("TZ", old, 1);
+	else
+		unsetenv("TZ");
+	free(old);
+	tzset();
+}
+
+static void test_append_and_reopen(void)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/append.log", dir);
+	FILE *f = fopen(path, "w");
+	fputs("existing line\n", f);
+	fclose(f);
+	CHECK_INT_EQ(mx_log_open(path, "h", "a"), 0);
+	mx_log(MX_LOG_INFO, "one");
+	/* Re-opening (log rotation) replaces the file descriptor and the tags. */
+	CHECK_INT_EQ(mx_log_open(path, "h2", "b"), 0);
+	mx_log(MX_LOG_INFO, "two");
+	mx_log_close();
+	char *text = slurp(path, NULL);
+	CHECK(text && strncmp(text, "existing line\n", 14) == 0);
+	CHECK(text && strstr(text, " h mxgate/a[") && strstr(text, "]: one\n"));
+	CHECK(text && strstr(text, " h2 mxgate/b[") && strstr(text, "]: two\n"));
+	free(text);
+
+	/* A file the log creates is not world-readable (mail logs hold addresses). */
+	snprintf(path, sizeof(path), "%s/created.log", dir);
+	CHECK_INT_EQ(mx_log_open(path, "h", "a"), 0);
+	mx_log_close();
+	struct stat st;
+	CHECK_INT_EQ(stat(path, &st), 0);
+	CHECK_INT_EQ(st.st_mode & 0777 & ~0640, 0);
+
+	/* A file that cannot be opened is an error, and logging goes on to stderr. */
+	char bad[160];
+	snprintf(bad, sizeof(bad), "%s/no/such/dir/x.log", dir);
+	CHECK_INT_EQ(mx_log_open(bad, "h", "x"), -ENOENT);
+}
+
+static void test_truncation_and_sanitizing(void)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/long.log", dir);
+	CHECK_INT_EQ(mx_log_open(path, "h", "long"), 0);
+	char *big = malloc(100000);
+	memset(big, 'x', 99999);
+	big[99999] = '\0';
+	mx_log(MX_LOG_WARNING, "%s", big);
+	/* A client-supplied string cannot start a second line or send terminal codes. */
+	mx_log(MX_LOG_INFO, "helo=<%s>", "evil\r\nNov 22 10:00:00 h mxgate/smtpd[1]: forged\x1b[2J");
+	mx_log(MX_LOG_INFO, "utf8=%s tab=[\t]", "caf\xc3\xa9");
+	mx_log(MX_LOG_INFO, "%s", "");
+	mx_log_close();
+	size_t len = 0;
+	char *text = slurp(path, &len);
+	CHECK(text != NULL);
+	if (!text) {
+		free(big);
+		return;
+	}
+	char *nl = strchr(text, '\n');
+	CHECK(nl != NULL);
+	size_t first = nl ? (size_t)(nl - text) + 1 : 0;
+	CHECK(first <= 2048);
+	CHECK(first > 2000);
+	CHECK(nl && nl[-1] == 'x');
+	const char *second = nl + 1;
+	const char *rest = check_header(second, "h", "mxgate/long");
+	CHECK(rest && strncmp(rest, "helo=<evil??Nov 22 10:00:00 h mxgate/smtpd[1]: forged?[2J>\n",
+			      59) == 0);
+	CHECK(strstr(text, "utf8=caf\xc3\xa9 tab=[?]\n") != NULL);
+	/* Four lines in all. */
+	int lines = 0;
+	for (size_t i = 0; i < len; i++)
+		lines += text[i] == '\n';
+	CHECK_INT_EQ(lines, 4);
+	free(text);
+	free(big);
+}
+
+static void test_short_hostname_and_tags(void)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/tags.log", dir);
+	CHECK_INT_EQ(mx_log_open(path, "mx7.example.net", NULL), 0);
+	mx_log(MX_LOG_INFO, "a");
+	CHECK_INT_EQ(mx_log_open(path, "odd host", "odd service"), 0);
+	mx_log(MX_LOG_INFO, "b");
+	char host[256] = "";
+	gethostname(host, sizeof(host) - 1);
+	host[strcspn(host, ".")] = '\0';
+	CHECK_INT_EQ(mx_log_open(path, NULL, "smtpd"), 0);
+	mx_log(MX_LOG_INFO, "c");
+	mx_log_close();
+	char *text = slurp(path, NULL);
+	CHECK(text != NULL);
+	if (!text)
+		return;
+	char *l2 = strchr(text, '\n') + 1, *l3 = strchr(l2, '\n') + 1;
+	const char *r = check_header(text, "mx7", "mxgate");
+	CHECK(r && strncmp(r, "a\n", 2) == 0);
+	r = check_header(l2, "odd_host", "mxgate/odd_service");
+	CHECK(r && strncmp(r, "b\n", 2) == 0);
+	r = check_header(l3, host, "mxgate/smtpd");
+	CHECK(r && strncmp(r, "c\n", 2) == 0);
+	free(text);
+}
+
+#define THREADS 8
+#define LINES_PER_THREAD 3000
+
+static void *logger(void *arg)
+{
+	int id = (int)(intptr_t)arg;
+	char pad[300];
+	memset(pad, 'a' + id, sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	for (int i = 0; i < LINES_PER_THREAD; i++)
+		mx_log(MX_LOG_INFO, "thread=%d seq=%d %s end", id, i, pad + (i % 200));
+	return NULL;
+}
+
+static void test_threads_do_not_interleave(void)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/threads.log", dir);
+	CHECK_INT_EQ(mx_log_open(path, "h", "smtpd"), 0);
+	pthread_t th[THREADS];
+	for (int i = 0; i < THREADS; i++)
+		pthread_create(&th[i], NULL, logger, (void *)(intptr_t)i);
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(th[i], NULL);
+	mx_log_close();
+
+	char *text = slurp(path, NULL);
+	CHECK(text != NULL);
+	if (!text)
+		return;
+	int next[THREADS] = { 0 };
+	int lines = 0, bad = 0;
+	for (char *line = text; *line;) {
+		char *end = strchr(line, '\n');
+		if (!end)
+			break;
+		*end = '\0';
+		int id = -1, seq = -1, n = 0;
+		const char *body = strstr(line, "]: thread=");
+		if (body && sscanf(body, "]: thread=%d seq=%d %n", &id, &seq, &n) == 2 && id >= 0 &&
+		    id < THREADS) {
+			/* Each thread's lines arrive whole and in its order. */
+			const char *pad = body + n;
+			size_t padlen = strlen(pad) - 4;
+			bool whole = strcmp(pad + padlen, " end") == 0 &&
+				     padlen == 299 - (size_t)(seq % 200) &&
+				     strspn(pad, (char[]){ (char)('a' + id), 0 }) == padlen;
+			if (!whole || seq != next[id])
+				bad++;
+			next[id] = seq + 1;
+		} else {
+			bad++;
+		}
+		lines++;
+		line = end + 1;
+	}
+	CHECK_INT_EQ(bad, 0);
+	CHECK_INT_EQ(lines, THREADS * LINES_PER_THREAD);
+	free(text);
+}
+
+static void test_stderr(void)
+{
+	/* Without a file, lines go to standard error. */
+	char path[128];
+	snprintf(path, sizeof(path), "%s/stderr.log", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	int saved = dup(STDERR_FILENO);
+	dup2(fd, STDERR_FILENO);
+	close(fd);
+	CHECK_INT_EQ(mx_log_open("", "h", "main"), 0);
+	mx_log(MX_LOG_ERROR, "to stderr");
+	mx_log_close(); /* must not close stderr */
+	mx_log(MX_LOG_INFO, "still stderr");
+	CHECK(fcntl(STDERR_FILENO, F_GETFD) != -1);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	char *text = slurp(path, NULL);
+	CHECK(text && strstr(text, " h mxgate/main[") && strstr(text, "]: error: to stderr\n"));
+	CHECK(text && strstr(text, "]: still stderr\n"));
+	free(text);
+}
+
+int main(void)
+{
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	RUN_TEST(test_format_and_levels);
+	RUN_TEST(test_local_time);
+	RUN_TEST(test_append_and_reopen);
+	RUN_TEST(test_truncation_and_sanitizing);
+	RUN_TEST(test_short_hostname_and_tags);
+	RUN_TEST(test_threads_do_not_interleave);
+	RUN_TEST(test_stderr);
+	char cmd[200];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", dir);
+	return TEST_RESULT();
+}
