@@ -249,8 +249,15 @@ bool smtp_session_in_data(const struct smtp_session *s);
 /* The protocol name for Received: and logs: SMTP, ESMTP, UTF8SMTP. */
 const char *smtp_session_protocol(const struct smtp_session *s);
 
-/* The HELO/EHLO name the client gave (empty span before HELO). */
+/* The HELO/EHLO name the client gave (empty span before HELO), as Postfix keeps it for
+ * Received: and logs: at most 255 octets, control characters and " <>()\\\";@" turned
+ * into '?'. The HELO event carries the name exactly as sent. */
 struct mx_span smtp_session_helo(const struct smtp_session *s);
+
+/* The last command the session saw, for logs as Postfix writes them ("lost connection
+ * after DATA"): "CONNECT" before any, then "EHLO", "MAIL", "RCPT", "DATA", "BDAT",
+ * "END-OF-MESSAGE" once a message ended, "UNKNOWN" after an unrecognized verb. Static. */
+const char *smtp_session_where(const struct smtp_session *s);
 
 /* Format the Received: header mxgate prepends, in Postfix's form:
  *   Received: from HELO (NAME [ADDR])\r\n

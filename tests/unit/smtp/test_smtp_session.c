@@ -1,0 +1,384 @@
+/* The engine's API contract (smtp/smtp_session.h) where the golden transcripts cannot
+ * look: output backpressure, spans and their lifetime, verdict bookkeeping, memory, the
+ * defaults, and the names of every enum value. Conversations themselves are in
+ * tests/golden/. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "smtp/smtp_session.h"
+#include "testing.h"
+
+static struct smtp_config cfg;
+static const struct smtp_client_info client = { .addr = "192.0.2.1", .port = 1025 };
+
+static struct smtp_session *greeted(void)
+{
+	struct smtp_session *s = smtp_session_new(&cfg, &client);
+	CHECK(s != NULL);
+	smtp_session_greet(s);
+	return s;
+}
+
+/* Take the output as a string (and mark it sent). */
+static char *take_output(struct smtp_session *s)
+{
+	struct mx_span out = smtp_session_output(s);
+	char *p = malloc(out.len + 1);
+	memcpy(p, out.ptr, out.len);
+	p[out.len] = '\0';
+	smtp_session_output_done(s, out.len);
+	return p;
+}
+
+static void expect_output(struct smtp_session *s, const char *want)
+{
+	char *got = take_output(s);
+	CHECK_STR_EQ(got, want);
+	free(got);
+}
+
+/* Feed `text` whole, accepting every verdict; returns the events' names joined by ' '. */
+static void feed_accepting(struct smtp_session *s, const char *text, char *names, size_t cap)
+{
+	size_t off = 0, len = strlen(text);
+	names[0] = '\0';
+	for (;;) {
+		size_t used;
+		struct smtp_event ev = smtp_session_step(s, text + off, len - off, &used);
+		off += used;
+		if (ev.type == SMTP_EV_NONE)
+			break;
+		CHECK(ev.type != SMTP_EV_BLOCKED);
+		if (ev.type == SMTP_EV_BLOCKED)
+			break;
+		snprintf(names + strlen(names), cap - strlen(names), "%s%s", names[0] ? " " : "",
+			 smtp_event_name(ev.type));
+		if (ev.needs_verdict) {
+			struct smtp_verdict v = { .queue_id = "QID" };
+			CHECK_INT_EQ(smtp_session_verdict(s, &v), 0);
+		}
+	}
+}
+
+static void test_defaults_are_postfix(void)
+{
+	struct smtp_config d;
+	smtp_config_defaults(&d);
+	/* postconf -d (Postfix 3.7), and the 3.9 anti-smuggling defaults */
+	CHECK_INT_EQ(d.line_length_limit, 2048);
+	CHECK_INT_EQ(d.message_size_limit, 10240000);
+	CHECK_INT_EQ(d.header_size_limit, 102400);
+	CHECK_INT_EQ(d.hopcount_limit, 50);
+	CHECK_INT_EQ(d.recipient_limit, 1000);
+	CHECK_INT_EQ(d.soft_error_limit, 10);
+	CHECK_INT_EQ(d.hard_error_limit, 20);
+	CHECK_INT_EQ(d.junk_command_limit, 100);
+	CHECK_INT_EQ(d.error_sleep_ms, 1000);
+	CHECK_INT_EQ(d.bare_newline, SMTP_BARE_NEWLINE_NORMALIZE);
+	CHECK(d.forbid_unauth_pipelining && !d.helo_required && !d.disable_vrfy_command &&
+	      !d.strict_rfc821_envelopes);
+	CHECK(d.enable_pipelining && d.enable_chunking && d.enable_smtputf8 && d.enable_8bitmime);
+	CHECK(d.myhostname && d.banner && d.mail_name);
+
+	/* and against the installed Postfix, when there is one */
+	FILE *p = popen("postconf -d line_length_limit message_size_limit header_size_limit "
+			"hopcount_limit smtpd_recipient_limit smtpd_soft_error_limit "
+			"2>/dev/null",
+			"r");
+	char line[256];
+	int seen = 0;
+	while (p && fgets(line, sizeof(line), p)) {
+		char name[64];
+		unsigned long long v;
+		if (sscanf(line, "%63s = %llu", name, &v) != 2)
+			continue;
+		seen++;
+		if (strcmp(name, "line_length_limit") == 0)
+			CHECK_INT_EQ(d.line_length_limit, v);
+		else if (strcmp(name, "message_size_limit") == 0)
+			CHECK_INT_EQ(d.message_size_limit, v);
+		else if (strcmp(name, "header_size_limit") == 0)
+			CHECK_INT_EQ(d.header_size_limit, v);
+		else if (strcmp(name, "hopcount_limit") == 0)
+			CHECK_INT_EQ(d.hopcount_limit, v);
+		else if (strcmp(name, "smtpd_recipient_limit") == 0)
+			CHECK_INT_EQ(d.recipient_limit, v);
+		else if (strcmp(name, "smtpd_soft_error_limit") == 0)
+			CHECK_INT_EQ(d.soft_error_limit, v);
+	}
+	if (p)
+		pclose(p);
+	printf("     (compared %d defaults with the installed postconf)\n", seen);
+}
+
+static void test_names(void)
+{
+	for (int t = 0; t < SMTP_EV_MAX; t++)
+		CHECK(strcmp(smtp_event_name((enum smtp_event_type)t), "?") != 0);
+	CHECK_STR_EQ(smtp_event_name(SMTP_EV_MAX), "?");
+	for (int k = 0; k < SMTP_ERR_KIND_MAX; k++)
+		CHECK(strcmp(smtp_error_kind_name((enum smtp_error_kind)k), "?") != 0);
+	CHECK_STR_EQ(smtp_error_kind_name(SMTP_ERR_KIND_MAX), "?");
+}
+
+static void test_spans_point_into_input(void)
+{
+	struct smtp_session *s = greeted();
+	char names[256];
+	expect_output(s, "220 mx.example.net ESMTP mxgate\r\n");
+	feed_accepting(s, "EHLO c.example\r\n", names, sizeof(names));
+	const char *in = "MAIL FROM:<a@example.org> BODY=7BIT\r\n";
+	size_t used;
+	struct smtp_event ev = smtp_session_step(s, in, strlen(in), &used);
+	CHECK_INT_EQ(ev.type, SMTP_EV_MAIL);
+	CHECK_INT_EQ(used, strlen(in));
+	CHECK(ev.u.mail.addr.ptr == in + 11);
+	CHECK_MEM_EQ(ev.u.mail.addr.ptr, ev.u.mail.addr.len, "a@example.org", 13);
+	CHECK_MEM_EQ(ev.u.mail.params.ptr, ev.u.mail.params.len, "BODY=7BIT", 9);
+	CHECK_INT_EQ(ev.u.mail.body, SMTP_BODY_7BIT);
+	CHECK(smtp_session_verdict_pending(s));
+
+	/* while the verdict is pending nothing moves, whatever arrives */
+	ev = smtp_session_step(s, "RCPT TO:<b@c>\r\n", 15, &used);
+	CHECK_INT_EQ(ev.type, SMTP_EV_BLOCKED);
+	CHECK_INT_EQ(used, 0);
+	struct smtp_verdict v = { 0 };
+	CHECK_INT_EQ(smtp_session_verdict(s, &v), 0);
+	CHECK_INT_EQ(smtp_session_verdict(s, &v), -EINVAL);
+	CHECK(!smtp_session_verdict_pending(s));
+	expect_output(s, "250-mx.example.net\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n"
+			 "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
+			 "250 CHUNKING\r\n250 2.1.0 Ok\r\n");
+
+	/* a command line that arrives in pieces is assembled in the engine's buffer */
+	ev = smtp_session_step(s, "RCPT TO:<b@", 11, &used);
+	CHECK_INT_EQ(ev.type, SMTP_EV_NONE);
+	CHECK_INT_EQ(used, 11);
+	const char *tail = "example.net>\r\n";
+	ev = smtp_session_step(s, tail, strlen(tail), &used);
+	CHECK_INT_EQ(ev.type, SMTP_EV_RCPT);
+	CHECK_MEM_EQ(ev.u.rcpt.addr.ptr, ev.u.rcpt.addr.len, "b@example.net", 13);
+	CHECK(!(ev.u.rcpt.addr.ptr >= tail && ev.u.rcpt.addr.ptr < tail + strlen(tail)));
+	smtp_session_free(s);
+}
+
+static void test_verdict_without_event(void)
+{
+	struct smtp_session *s = greeted();
+	struct smtp_verdict v = { 0 };
+	CHECK_INT_EQ(smtp_session_verdict(s, &v), -EINVAL);
+	size_t used = 99;
+	struct smtp_event ev = smtp_session_step(s, NULL, 0, &used);
+	CHECK_INT_EQ(ev.type, SMTP_EV_NONE);
+	CHECK_INT_EQ(used, 0);
+	smtp_session_free(s);
+}
+
+static void test_output_backpressure(void)
+{
+	/* 1000 pipelined recipients produce 14 KB of replies; the engine holds the input
+	 * while its output is above the high-water mark, and no reply is lost or reordered */
+	struct smtp_session *s = greeted();
+	char names[256];
+	feed_accepting(s, "EHLO c.example\r\nX", names, sizeof(names)); /* (X: bad on purpose) */
+	free(take_output(s));
+	/* that EHLO was followed by more bytes: a pipelining violation, session over */
+	CHECK(smtp_session_closed(s));
+	smtp_session_free(s);
+
+	s = greeted();
+	feed_accepting(s, "EHLO c.example\r\n", names, sizeof(names));
+	feed_accepting(s, "MAIL FROM:<a@b>\r\n", names, sizeof(names));
+	free(take_output(s));
+	size_t n = 1000, len = 0;
+	char *in = malloc(n * 32);
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)sprintf(in + len, "RCPT TO:<r%zu@example.net>\r\n", i);
+	size_t off = 0, blocked = 0, rcpts = 0, replies = 0;
+	while (off < len || smtp_session_output(s).len) {
+		size_t used;
+		struct smtp_event ev = smtp_session_step(s, in + off, len - off, &used);
+		off += used;
+		if (ev.type == SMTP_EV_RCPT) {
+			struct smtp_verdict v = { 0 };
+			smtp_session_verdict(s, &v);
+			rcpts++;
+			CHECK(smtp_session_output(s).len <= 4096);
+			continue;
+		}
+		if (ev.type == SMTP_EV_BLOCKED)
+			blocked++;
+		/* drain: the transport writes what it can */
+		char *out = take_output(s);
+		for (char *p = out; (p = strstr(p, "250 2.1.5 Ok\r\n")); p += 14)
+			replies++;
+		free(out);
+		if (ev.type == SMTP_EV_NONE && off == len)
+			continue;
+	}
+	CHECK_INT_EQ(rcpts, n);
+	CHECK_INT_EQ(replies, n);
+	CHECK(blocked > 0);
+	free(in);
+	smtp_session_free(s);
+}
+
+static void test_in_data_where_and_memory(void)
+{
+	struct smtp_session *s = greeted();
+	char names[512];
+	CHECK_STR_EQ(smtp_session_where(s), "CONNECT");
+	size_t before = smtp_session_memory(s);
+	feed_accepting(s, "EHLO c.example\r\n", names, sizeof(names));
+	feed_accepting(s, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n", names, sizeof(names));
+	CHECK_STR_EQ(names, "MAIL RCPT DATA");
+	CHECK(smtp_session_in_data(s));
+	CHECK_STR_EQ(smtp_session_where(s), "DATA");
+
+	/* a 30 KB header grows the header buffer (and no more than the limit allows) */
+	size_t hlen = 30000;
+	char *h = malloc(hlen + 64);
+	size_t k = (size_t)sprintf(h, "X-Big: ");
+	memset(h + k, 'v', hlen);
+	k += hlen;
+	k += (size_t)sprintf(h + k, "\r\n\r\nbody\r\n");
+	h[k] = '\0';
+	feed_accepting(s, h, names, sizeof(names));
+	/* the body may come in several pieces */
+	CHECK(strncmp(names, "HEADER HEADERS_END BODY", 23) == 0);
+	CHECK(strstr(names, "HEADER HEADERS_END") == names && !strstr(names + 7, "HEADER "));
+	size_t during = smtp_session_memory(s);
+	CHECK(during >= before + hlen);
+	CHECK(during <= before + cfg.header_size_limit + 64);
+	feed_accepting(s, ".\r\n", names, sizeof(names));
+	CHECK_STR_EQ(names, "MESSAGE_END");
+	CHECK(!smtp_session_in_data(s));
+	CHECK_STR_EQ(smtp_session_where(s), "END-OF-MESSAGE");
+	/* the buffer is kept for the next message, not grown again */
+	CHECK_INT_EQ(smtp_session_memory(s), during);
+	free(h);
+	free(take_output(s));
+	feed_accepting(s, "QUIT\r\n", names, sizeof(names));
+	CHECK_STR_EQ(names, "QUIT");
+	CHECK(smtp_session_closed(s));
+	expect_output(s, "221 2.0.0 Bye\r\n");
+	/* input after the end of the session is taken and ignored */
+	size_t used;
+	struct smtp_event ev = smtp_session_step(s, "NOOP\r\n", 6, &used);
+	CHECK_INT_EQ(ev.type, SMTP_EV_NONE);
+	CHECK_INT_EQ(used, 6);
+	CHECK_INT_EQ(smtp_session_output(s).len, 0);
+	smtp_session_free(s);
+}
+
+static void test_peer_closed_mid_message(void)
+{
+	struct smtp_session *s = greeted();
+	char names[256];
+	feed_accepting(s, "EHLO c\r\n", names, sizeof(names));
+	feed_accepting(s, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n", names, sizeof(names));
+	feed_accepting(s, "Subject: x\r\n\r\npart", names, sizeof(names));
+	smtp_session_peer_closed(s);
+	CHECK(smtp_session_closed(s));
+	CHECK_INT_EQ(smtp_session_output(s).len, 0); /* nothing is sent to nobody */
+	size_t used;
+	struct smtp_event ev = smtp_session_step(s, NULL, 0, &used);
+	CHECK_INT_EQ(ev.type, SMTP_EV_MESSAGE_ABORT);
+	ev = smtp_session_step(s, NULL, 0, &used);
+	CHECK_INT_EQ(ev.type, SMTP_EV_NONE);
+	smtp_session_free(s);
+}
+
+static void test_close_waits_for_the_pending_reply(void)
+{
+	/* a timeout while the end of a message waits for the spool: the 250 goes first */
+	struct smtp_session *s = greeted();
+	char names[256];
+	feed_accepting(s, "EHLO c\r\n", names, sizeof(names));
+	feed_accepting(s, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n", names, sizeof(names));
+	free(take_output(s));
+	size_t used, off = 0;
+	const char *end = "\r\n.\r\n";
+	struct smtp_event ev;
+	do {
+		ev = smtp_session_step(s, end + off, strlen(end) - off, &used);
+		off += used;
+	} while (ev.type != SMTP_EV_MESSAGE_END && ev.type != SMTP_EV_NONE);
+	CHECK_INT_EQ(ev.type, SMTP_EV_MESSAGE_END);
+	smtp_session_timeout(s);
+	CHECK(!smtp_session_closed(s));
+	CHECK_INT_EQ(smtp_session_output(s).len, 0);
+	struct smtp_verdict v = { .queue_id = "ABC" };
+	CHECK_INT_EQ(smtp_session_verdict(s, &v), 0);
+	CHECK(smtp_session_closed(s));
+	expect_output(s, "250 2.0.0 Ok: queued as ABC\r\n"
+			 "421 4.4.2 mx.example.net Error: timeout exceeded\r\n");
+	ev = smtp_session_step(s, NULL, 0, &used);
+	CHECK_INT_EQ(ev.type, SMTP_EV_CLOSE);
+	smtp_session_free(s);
+}
+
+static void test_idle_session_holds_no_output(void)
+{
+	/* millions of idle sessions: the reply buffer is given back once it is sent */
+	struct smtp_session *s = smtp_session_new(&cfg, &client);
+	size_t idle = smtp_session_memory(s);
+	smtp_session_greet(s);
+	size_t talking = smtp_session_memory(s);
+	CHECK(talking > idle);
+	struct mx_span out = smtp_session_output(s);
+	smtp_session_output_done(s, 3);
+	CHECK_INT_EQ(smtp_session_memory(s), talking);
+	smtp_session_output_done(s, out.len - 3);
+	CHECK_INT_EQ(smtp_session_memory(s), idle);
+	CHECK_INT_EQ(smtp_session_output(s).len, 0);
+	CHECK(idle < 2048);
+	smtp_session_free(s);
+}
+
+static void test_greeting_calls(void)
+{
+	struct smtp_session *s = smtp_session_new(&cfg, &client);
+	size_t used;
+	/* nothing said yet, nothing to do */
+	struct smtp_event ev = smtp_session_step(s, NULL, 0, &used);
+	CHECK_INT_EQ(ev.type, SMTP_EV_NONE);
+	smtp_session_greet(s);
+	smtp_session_greet(s);
+	smtp_session_greet_reject(s, 554, "5.7.1 no");
+	expect_output(s, "220 mx.example.net ESMTP mxgate\r\n");
+	CHECK(!smtp_session_closed(s));
+	smtp_session_free(s);
+
+	/* without forbid_unauth_pipelining, early input waits for the greeting */
+	struct smtp_config lax = cfg;
+	lax.forbid_unauth_pipelining = false;
+	s = smtp_session_new(&lax, &client);
+	ev = smtp_session_step(s, "NOOP\r\n", 6, &used);
+	CHECK_INT_EQ(ev.type, SMTP_EV_BLOCKED);
+	CHECK_INT_EQ(used, 0);
+	smtp_session_greet(s);
+	ev = smtp_session_step(s, "NOOP\r\n", 6, &used);
+	CHECK_INT_EQ(ev.type, SMTP_EV_NONE);
+	expect_output(s, "220 mx.example.net ESMTP mxgate\r\n250 2.0.0 Ok\r\n");
+	smtp_session_free(s);
+	smtp_session_free(NULL);
+}
+
+int main(void)
+{
+	smtp_config_defaults(&cfg);
+	cfg.myhostname = "mx.example.net";
+	cfg.banner = "mx.example.net ESMTP mxgate";
+	RUN_TEST(test_defaults_are_postfix);
+	RUN_TEST(test_names);
+	RUN_TEST(test_spans_point_into_input);
+	RUN_TEST(test_verdict_without_event);
+	RUN_TEST(test_output_backpressure);
+	RUN_TEST(test_in_data_where_and_memory);
+	RUN_TEST(test_peer_closed_mid_message);
+	RUN_TEST(test_close_waits_for_the_pending_reply);
+	RUN_TEST(test_idle_session_holds_no_output);
+	RUN_TEST(test_greeting_calls);
+	return TEST_RESULT();
+}
