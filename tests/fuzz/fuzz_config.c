@@ -4,12 +4,12 @@
  * loads must be consistent (every known parameter has a value, the engine's strings are
  * set), and must mean the same with CRLF line ends and with comment lines between all
  * lines, since main.cf syntax says neither changes anything. */
-#include <assert.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "mgmt/config.h"
 #include "mgmt/config_params.h"
 
@@ -46,9 +46,9 @@ static void fuzz_check_same(const struct mx_config *cfg, const char *variant)
 	int rc = mx_config_load_string(variant, "fuzz.cf", &other, diag);
 	if (diag)
 		fclose(diag);
-	assert(rc == 0);
+	FUZZ_CHECK(rc == 0);
 	for (size_t i = 0; i < MX_P_MAX; i++)
-		assert(strcmp(mx_config_get(cfg, mx_params[i].name),
+		FUZZ_CHECK(strcmp(mx_config_get(cfg, mx_params[i].name),
 			      mx_config_get(other, mx_params[i].name)) == 0);
 	mx_config_free(other);
 }
@@ -68,20 +68,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (diag)
 		fclose(diag);
 	if (rc == 0) {
-		assert(cfg);
-		assert(cfg->myhostname && cfg->smtp.myhostname == cfg->myhostname);
-		assert(cfg->smtp.banner && cfg->smtp.mail_name && cfg->myorigin);
-		assert(cfg->mynetworks && cfg->mydestination && cfg->relay_domains);
-		assert(cfg->bare_newline_exclusions && cfg->spool_directory && cfg->maillog_file);
-		assert(cfg->listen_count >= 1 && cfg->listen_count <= MX_CONFIG_MAX_LISTEN);
+		FUZZ_CHECK(cfg);
+		FUZZ_CHECK(cfg->myhostname && cfg->smtp.myhostname == cfg->myhostname);
+		FUZZ_CHECK(cfg->smtp.banner && cfg->smtp.mail_name && cfg->myorigin);
+		FUZZ_CHECK(cfg->mynetworks && cfg->mydestination && cfg->relay_domains);
+		FUZZ_CHECK(cfg->bare_newline_exclusions && cfg->spool_directory && cfg->maillog_file);
+		FUZZ_CHECK(cfg->listen_count >= 1 && cfg->listen_count <= MX_CONFIG_MAX_LISTEN);
 		for (unsigned i = 0; i < cfg->listen_count; i++)
-			assert(cfg->listen[i].port != 0);
-		assert(cfg->smtp.line_length_limit >= 512);
-		assert(cfg->smtpd_timeout_s >= 1 && cfg->max_connections >= 1);
-		assert(mx_config_get(cfg, "smtpd_banner") == cfg->smtpd_banner);
-		assert(mx_config_get(cfg, "no_such_parameter_name") == NULL);
+			FUZZ_CHECK(cfg->listen[i].port != 0);
+		FUZZ_CHECK(cfg->smtp.line_length_limit >= 512);
+		FUZZ_CHECK(cfg->smtpd_timeout_s >= 1 && cfg->max_connections >= 1);
+		FUZZ_CHECK(mx_config_get(cfg, "smtpd_banner") == cfg->smtpd_banner);
+		FUZZ_CHECK(mx_config_get(cfg, "no_such_parameter_name") == NULL);
 		for (size_t i = 0; i < MX_P_MAX; i++)
-			assert(mx_config_get(cfg, mx_params[i].name) != NULL);
+			FUZZ_CHECK(mx_config_get(cfg, mx_params[i].name) != NULL);
 
 		if (!strchr(text, '\r')) {
 			char *crlf = fuzz_replace_newlines(text, "\r\n");
@@ -93,7 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(commented);
 		mx_config_free(cfg);
 	} else {
-		assert(cfg == NULL);
+		FUZZ_CHECK(cfg == NULL);
 	}
 	free(text);
 	return 0;

@@ -24,16 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "smtp/smtp_session.h"
 
-#define CHECK_OR_ABORT(cond)                                                               \
-	do {                                                                               \
-		if (!(cond)) {                                                             \
-			fprintf(stderr, "fuzz_smtp_session: invariant failed: %s (line %d)\n", \
-				#cond, __LINE__);                                          \
-			abort();                                                           \
-		}                                                                          \
-	} while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -71,28 +64,28 @@ static void touch(struct state *st, struct mx_span sp)
 static void check_output(struct state *st)
 {
 	struct mx_span out = smtp_session_output(st->s);
-	CHECK_OR_ABORT(out.len <= 4096);
+	FUZZ_CHECK(out.len <= 4096);
 	size_t i = 0;
 	char code[3] = { 0 };
 	bool continued = false;
 	while (i < out.len) {
 		const char *l = out.ptr + i;
 		const char *nl = memchr(l, '\n', out.len - i);
-		CHECK_OR_ABORT(nl != NULL);
+		FUZZ_CHECK(nl != NULL);
 		size_t n = (size_t)(nl - l) + 1;
-		CHECK_OR_ABORT(n >= 6 && l[n - 2] == '\r');
-		CHECK_OR_ABORT(l[0] >= '2' && l[0] <= '5' && l[1] >= '0' && l[1] <= '9' &&
+		FUZZ_CHECK(n >= 6 && l[n - 2] == '\r');
+		FUZZ_CHECK(l[0] >= '2' && l[0] <= '5' && l[1] >= '0' && l[1] <= '9' &&
 			       l[2] >= '0' && l[2] <= '9');
-		CHECK_OR_ABORT(l[3] == ' ' || l[3] == '-');
+		FUZZ_CHECK(l[3] == ' ' || l[3] == '-');
 		if (continued)
-			CHECK_OR_ABORT(memcmp(code, l, 3) == 0);
+			FUZZ_CHECK(memcmp(code, l, 3) == 0);
 		memcpy(code, l, 3);
 		continued = l[3] == '-';
 		for (size_t k = 4; k + 2 < n; k++)
-			CHECK_OR_ABORT((unsigned char)l[k] >= 32 && l[k] != 127);
+			FUZZ_CHECK((unsigned char)l[k] >= 32 && l[k] != 127);
 		i += n;
 	}
-	CHECK_OR_ABORT(!continued); /* a reply is always complete */
+	FUZZ_CHECK(!continued); /* a reply is always complete */
 	/* drain in a random number of writes */
 	while (out.len) {
 		size_t k = 1 + next_rand(st) % out.len;
@@ -160,9 +153,9 @@ static void give_verdict(struct state *st, enum smtp_event_type type)
 			st->message_bytes = 0;
 		}
 	}
-	CHECK_OR_ABORT(smtp_session_verdict(st->s, &v) == 0);
-	CHECK_OR_ABORT(!smtp_session_verdict_pending(st->s));
-	CHECK_OR_ABORT(smtp_session_verdict(st->s, &v) < 0);
+	FUZZ_CHECK(smtp_session_verdict(st->s, &v) == 0);
+	FUZZ_CHECK(!smtp_session_verdict_pending(st->s));
+	FUZZ_CHECK(smtp_session_verdict(st->s, &v) < 0);
 }
 
 static void on_event(struct state *st, const struct smtp_event *ev)
@@ -171,82 +164,82 @@ static void on_event(struct state *st, const struct smtp_event *ev)
 	switch (ev->type) {
 	case SMTP_EV_HELO:
 		touch(st, ev->u.helo.name);
-		CHECK_OR_ABORT(ev->u.helo.name.len > 0);
+		FUZZ_CHECK(ev->u.helo.name.len > 0);
 		break;
 	case SMTP_EV_MAIL:
 		touch(st, ev->u.mail.addr);
 		touch(st, ev->u.mail.params);
-		CHECK_OR_ABORT(!st->in_message);
+		FUZZ_CHECK(!st->in_message);
 		break;
 	case SMTP_EV_RCPT:
 		touch(st, ev->u.rcpt.addr);
 		touch(st, ev->u.rcpt.params);
-		CHECK_OR_ABORT(ev->u.rcpt.addr.len > 0 && ev->u.rcpt.addr.len <= 256);
+		FUZZ_CHECK(ev->u.rcpt.addr.len > 0 && ev->u.rcpt.addr.len <= 256);
 		break;
 	case SMTP_EV_DATA:
-		CHECK_OR_ABORT(!st->in_message);
+		FUZZ_CHECK(!st->in_message);
 		break;
 	case SMTP_EV_HEADER:
-		CHECK_OR_ABORT(st->in_message && !st->headers_ended);
+		FUZZ_CHECK(st->in_message && !st->headers_ended);
 		touch(st, ev->u.header.text);
-		CHECK_OR_ABORT(ev->u.header.text.len >= 3);
-		CHECK_OR_ABORT(ev->u.header.text.ptr[ev->u.header.text.len - 2] == '\r' &&
+		FUZZ_CHECK(ev->u.header.text.len >= 3);
+		FUZZ_CHECK(ev->u.header.text.ptr[ev->u.header.text.len - 2] == '\r' &&
 			       ev->u.header.text.ptr[ev->u.header.text.len - 1] == '\n');
-		CHECK_OR_ABORT(ev->u.header.text.len <= cfg->header_size_limit + 3);
+		FUZZ_CHECK(ev->u.header.text.len <= cfg->header_size_limit + 3);
 		st->message_bytes += ev->u.header.text.len;
 		break;
 	case SMTP_EV_HEADERS_END:
-		CHECK_OR_ABORT(st->in_message && !st->headers_ended);
+		FUZZ_CHECK(st->in_message && !st->headers_ended);
 		st->headers_ended = true;
 		break;
 	case SMTP_EV_BODY:
-		CHECK_OR_ABORT(st->in_message && st->headers_ended);
-		CHECK_OR_ABORT(ev->u.body.len > 0);
+		FUZZ_CHECK(st->in_message && st->headers_ended);
+		FUZZ_CHECK(ev->u.body.len > 0);
 		touch(st, ev->u.body);
 		st->message_bytes += ev->u.body.len;
 		break;
 	case SMTP_EV_MESSAGE_END:
-		CHECK_OR_ABORT(st->in_message && st->headers_ended);
-		CHECK_OR_ABORT(ev->u.message.size == st->message_bytes);
-		CHECK_OR_ABORT(ev->u.message.recipients > 0);
+		FUZZ_CHECK(st->in_message && st->headers_ended);
+		FUZZ_CHECK(ev->u.message.size == st->message_bytes);
+		FUZZ_CHECK(ev->u.message.recipients > 0);
 		if (cfg->message_size_limit)
-			CHECK_OR_ABORT(ev->u.message.size <= cfg->message_size_limit);
+			FUZZ_CHECK(ev->u.message.size <= cfg->message_size_limit);
 		st->in_message = false;
 		break;
 	case SMTP_EV_MESSAGE_ABORT:
-		CHECK_OR_ABORT(st->in_message);
+		FUZZ_CHECK(st->in_message);
 		st->in_message = false;
 		break;
 	case SMTP_EV_PROTOCOL_ERROR:
-		CHECK_OR_ABORT(ev->u.error.kind > SMTP_ERR_NONE && ev->u.error.kind < SMTP_ERR_KIND_MAX);
-		CHECK_OR_ABORT(ev->u.error.delay_ms <= cfg->error_sleep_ms);
+		FUZZ_CHECK(ev->u.error.kind > SMTP_ERR_NONE && ev->u.error.kind < SMTP_ERR_KIND_MAX);
+		FUZZ_CHECK(ev->u.error.delay_ms <= cfg->error_sleep_ms);
 		break;
 	default:
 		break;
 	}
-	CHECK_OR_ABORT(smtp_session_memory(st->s) <=
+	FUZZ_CHECK(smtp_session_memory(st->s) <=
 		       8192 + cfg->line_length_limit + cfg->header_size_limit + 64);
 }
 
 static void drive(struct state *st)
 {
 	for (int guard = 0;; guard++) {
-		CHECK_OR_ABORT(guard < 1000000);
+		FUZZ_CHECK(guard < 1000000);
 		size_t used = 0;
 		/* a private copy per call, freed after the event: a span that outlives its
 		 * call is a use-after-free */
 		char *in = malloc(st->pend_len ? st->pend_len : 1);
-		CHECK_OR_ABORT(in != NULL);
+		FUZZ_CHECK(in != NULL);
 		memcpy(in, st->pend, st->pend_len);
 		struct smtp_event ev = smtp_session_step(st->s, in, st->pend_len, &used);
-		CHECK_OR_ABORT(used <= st->pend_len);
-		CHECK_OR_ABORT(ev.type != SMTP_EV_NONE || used == st->pend_len);
+		FUZZ_CHECK(used <= st->pend_len);
+		FUZZ_CHECK(ev.type != SMTP_EV_NONE || used == st->pend_len);
 		on_event(st, &ev);
 		free(in);
 		memmove(st->pend, st->pend + used, st->pend_len - used);
 		st->pend_len -= used;
 		if (ev.needs_verdict) {
-			CHECK_OR_ABORT(smtp_session_verdict_pending(st->s));
+			FUZZ_CHECK(smtp_session_verdict_pending(st->s));
 			/* one verdict in eight waits for the next flight (a spool commit) */
 			if ((next_rand(st) & 7) == 0) {
 				st->deferred = true;
@@ -261,10 +254,10 @@ static void drive(struct state *st)
 				break;
 			if (!st->greeted) {
 				/* input before the greeting, which is allowed to wait for it */
-				CHECK_OR_ABORT(!st->cfg->forbid_unauth_pipelining && used == 0);
+				FUZZ_CHECK(!st->cfg->forbid_unauth_pipelining && used == 0);
 				break;
 			}
-			CHECK_OR_ABORT(smtp_session_output(st->s).len > 0);
+			FUZZ_CHECK(smtp_session_output(st->s).len > 0);
 			check_output(st);
 		}
 	}
@@ -388,8 +381,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	smtp_session_peer_closed(st.s);
 	drive(&st);
-	CHECK_OR_ABORT(smtp_session_closed(st.s));
-	CHECK_OR_ABORT(!st.in_message);
+	FUZZ_CHECK(smtp_session_closed(st.s));
+	FUZZ_CHECK(!st.in_message);
 	smtp_session_free(st.s);
 	return 0;
 }
