@@ -17,6 +17,10 @@
 /* Postfix's wording for every failure to store a message (cleanup's "queue file write
  * error"), with the 4.3.0 enhanced code it sends. */
 #define CONN_SPOOL_ERROR_TEXT "4.3.0 Error: queue file write error"
+/* Postfix's smtpd refuses with this when the queue file system is short of space
+ * (smtpd_check.c, "Insufficient system storage"); we send it for a full disk and for a
+ * spool over mxgate_spool_quota. */
+#define CONN_SPOOL_FULL_TEXT "4.3.1 Insufficient system storage"
 
 /* The commands the disconnect line counts, in the order of Postfix's command table
  * (smtpd_cmd_table), "unknown" last. */
@@ -65,8 +69,11 @@ struct conn {
 	char *first_rcpt;              /* for Received: "for <rcpt>" */
 	unsigned nrcpt;                /* accepted recipients */
 	char queue_id[QUEUE_ID_SIZE];  /* "" until the first accepted recipient */
-	struct spool_writer writer;
+	struct spool_msg *msg;         /* from the first accepted recipient to the end */
 	bool message_open;             /* between the DATA verdict and the end */
+	bool commit_pending;           /* handed to the spool writer, result not back yet */
+	bool shutdown_deferred;        /* a stop arrived while a commit was pending */
+	void *owner;                   /* the transport's handle */
 	enum conn_cmd data_cmd;        /* DATA or BDAT: which counts the message */
 
 	/* For the log. */
@@ -147,7 +154,9 @@ static void conn_log_reject(struct conn *c, const char *cmd, const char *reply,
 
 static void conn_txn_reset(struct conn *c)
 {
-	spool_writer_abort(&c->writer);
+	spool_msg_release(c->msg);
+	c->msg = NULL;
+	c->commit_pending = false;
 	free(c->sender);
 	free(c->mail_params);
 	free(c->first_rcpt);
@@ -183,7 +192,6 @@ struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, ui
 	mx_inet_format(&c->addr, c->addr_str, sizeof(c->addr_str));
 	/* No reverse DNS in this version: Postfix shows such a client as unknown[addr]. */
 	snprintf(c->client, sizeof(c->client), "unknown[%s]", c->addr_str);
-	c->writer = (struct spool_writer){ .dir = w->spool, .fd = -1 };
 
 	struct smtp_client_info info = {
 		.addr = c->addr_str,
@@ -250,9 +258,44 @@ const char *conn_client(const struct conn *c)
 size_t conn_memory(const struct conn *c)
 {
 	size_t n = sizeof(*c) + smtp_session_memory(c->s);
-	if (c->writer.state != SPOOL_WRITER_IDLE)
-		n += SPOOL_WRITER_BUFSIZE;
+	if (c->message_open)
+		n += SPOOL_FRAGMENT_SIZE;
 	return n;
+}
+
+void conn_set_owner(struct conn *c, void *owner)
+{
+	c->owner = owner;
+}
+
+void *conn_owner(const struct conn *c)
+{
+	return c->owner;
+}
+
+/* The reply for a spool error: 452 4.3.1 when storage ran out, else 451 4.3.0. */
+static void conn_spool_refusal(struct conn *c, int rc)
+{
+	if (rc == -ENOSPC || rc == -EDQUOT)
+		conn_verdict(c, 452, CONN_SPOOL_FULL_TEXT, false);
+	else
+		conn_verdict(c, 451, CONN_SPOOL_ERROR_TEXT, false);
+}
+
+/* Refuse a new transaction (at MAIL) or a message (at DATA) when the spool is full or
+ * over its quota, before the client sends anything big. Returns true when refused. */
+static bool conn_storage_refused(struct conn *c, const char *cmd)
+{
+	int rc = spool_storage_check(c->w->spool);
+	if (rc == 0)
+		return false;
+	char reply[128];
+	snprintf(reply, sizeof(reply), "452 %s", CONN_SPOOL_FULL_TEXT);
+	mx_log(MX_LOG_WARNING, "%s: spool %s", c->queue_id[0] ? c->queue_id : "NOQUEUE",
+	       rc == -EDQUOT ? "is over mxgate_spool_quota" : "file system is full");
+	conn_log_reject(c, cmd, reply, NULL);
+	conn_verdict(c, 452, CONN_SPOOL_FULL_TEXT, false);
+	return true;
 }
 
 /* ---- events ---- */
@@ -277,6 +320,10 @@ static void conn_on_helo(struct conn *c, const struct smtp_event *ev)
 static void conn_on_mail(struct conn *c, const struct smtp_event *ev)
 {
 	conn_txn_reset(c);
+	if (conn_storage_refused(c, "MAIL")) {
+		conn_count(c, CONN_CMD_MAIL, false);
+		return;
+	}
 	c->sender = conn_dup(ev->u.mail.addr);
 	c->mail_params = conn_dup(ev->u.mail.params);
 	if (!c->sender || !c->mail_params) {
@@ -305,7 +352,10 @@ static int conn_open_message(struct conn *c)
 		.sender = mx_span_cstr(c->sender),
 		.mail_params = mx_span_cstr(c->mail_params),
 	};
-	int rc = spool_writer_begin(&c->writer, c->w->spool, &env);
+	c->msg = spool_msg_new(c->w->spool_client, c);
+	if (!c->msg)
+		return -ENOMEM;
+	int rc = spool_msg_begin(c->msg, &env);
 	if (rc < 0)
 		return rc;
 	mx_log(MX_LOG_INFO, "%s: client=%s", c->queue_id, c->client);
@@ -334,12 +384,12 @@ static void conn_on_rcpt(struct conn *c, const struct smtp_event *ev)
 	int rc = 0;
 	if (!c->first_rcpt && !(c->first_rcpt = conn_dup(ev->u.rcpt.addr)))
 		rc = -ENOMEM;
-	if (rc == 0 && c->writer.state == SPOOL_WRITER_IDLE)
+	if (rc == 0 && !c->msg)
 		rc = conn_open_message(c);
-	/* A writer error is sticky: once one recipient could not be recorded, every later
-	 * one and DATA fail too, so no message goes out with part of its envelope. */
+	/* An envelope error is sticky: once one recipient could not be recorded, every
+	 * later one and DATA fail too, so no message goes out with part of its envelope. */
 	if (rc == 0)
-		rc = spool_writer_add_rcpt(&c->writer, ev->u.rcpt.addr, ev->u.rcpt.params);
+		rc = spool_msg_add_rcpt(c->msg, ev->u.rcpt.addr, ev->u.rcpt.params);
 	if (rc < 0) {
 		mx_log(MX_LOG_WARNING, "%s: queue file write error: %s",
 		       c->queue_id[0] ? c->queue_id : "NOQUEUE", strerror(-rc));
@@ -349,7 +399,8 @@ static void conn_on_rcpt(struct conn *c, const struct smtp_event *ev)
 		conn_verdict(c, 451, CONN_SPOOL_ERROR_TEXT, false);
 		if (c->nrcpt == 0) {
 			/* nothing accepted yet: the next recipient may start afresh */
-			spool_writer_abort(&c->writer);
+			spool_msg_release(c->msg);
+			c->msg = NULL;
 			free(c->first_rcpt);
 			c->first_rcpt = NULL;
 			c->queue_id[0] = '\0';
@@ -376,12 +427,12 @@ static int conn_write_received(struct conn *c)
 	size_t need = smtp_received_header(stack, sizeof(stack), c->s, c->queue_id, single, now,
 					   tz);
 	if (need < sizeof(stack))
-		return spool_writer_append(&c->writer, stack, need);
+		return spool_msg_append(c->msg, stack, need);
 	char *big = malloc(need + 1);
 	if (!big)
 		return -ENOMEM;
 	smtp_received_header(big, need + 1, c->s, c->queue_id, single, now, tz);
-	int rc = spool_writer_append(&c->writer, big, need);
+	int rc = spool_msg_append(c->msg, big, need);
 	free(big);
 	return rc;
 }
@@ -389,11 +440,17 @@ static int conn_write_received(struct conn *c)
 static void conn_on_data(struct conn *c, const struct smtp_event *ev)
 {
 	enum conn_cmd cmd = ev->u.data.bdat ? CONN_CMD_BDAT : CONN_CMD_DATA;
-	/* The engine refuses DATA without an accepted recipient itself, so the queue file
-	 * is open here. */
-	int rc = c->writer.state == SPOOL_WRITER_ENVELOPE ? 0 : -EINVAL;
-	if (rc == 0)
-		rc = spool_writer_message_begin(&c->writer);
+	/* The engine refuses DATA without an accepted recipient itself, so the message
+	 * exists here. */
+	int rc = c->msg && spool_msg_nrcpt(c->msg) > 0 && !c->message_open ? 0 : -EINVAL;
+	if (rc == 0 && spool_storage_check(c->w->spool) < 0) {
+		c->cmds[cmd].total++;
+		c->w->counters.commands++;
+		c->w->counters.messages_rejected++;
+		conn_storage_refused(c, "DATA");
+		conn_txn_reset(c);
+		return;
+	}
 	if (rc == 0)
 		rc = conn_write_received(c);
 	if (rc < 0) {
@@ -404,7 +461,7 @@ static void conn_on_data(struct conn *c, const struct smtp_event *ev)
 		/* data stays "not ok" in the disconnect counts */
 		c->cmds[cmd].total++;
 		c->w->counters.commands++;
-		conn_verdict(c, 451, CONN_SPOOL_ERROR_TEXT, false);
+		conn_spool_refusal(c, rc);
 		conn_txn_reset(c);
 		return;
 	}
@@ -439,21 +496,19 @@ static void conn_log_message_id(struct conn *c, struct mx_span text)
 	       conn_printable(mx_span_make(text.ptr + i, end - i), buf, sizeof(buf)));
 }
 
-static void conn_on_message_end(struct conn *c, const struct smtp_event *ev)
+/* The commit's result is known: answer the final dot. */
+static void conn_commit_done(struct conn *c, int rc)
 {
-	(void)ev;
-	c->message_open = false;
-	uint64_t size = spool_writer_message_size(&c->writer);
-	/* The durable commit. INTERIM: it blocks this worker (fdatasync + directory fsync);
-	 * the spool issue moves it to a writer thread with group commit, and this verdict
-	 * then arrives later (the engine holds the pipeline until it does). */
-	int rc = spool_writer_commit(&c->writer);
+	c->commit_pending = false;
+	uint64_t size = spool_msg_size(c->msg);
 	if (rc < 0) {
-		mx_log(MX_LOG_WARNING, "%s: queue file write error: %s", c->queue_id,
+		mx_log(MX_LOG_WARNING, "%s: %s: %s", c->queue_id,
+		       rc == -ENOSPC || rc == -EDQUOT ? "not enough space in the spool"
+						       : "queue file write error",
 		       strerror(-rc));
 		c->w->counters.spool_failures++;
 		c->w->counters.messages_rejected++;
-		conn_verdict(c, 451, CONN_SPOOL_ERROR_TEXT, false);
+		conn_spool_refusal(c, rc);
 		conn_txn_reset(c);
 		return;
 	}
@@ -467,6 +522,42 @@ static void conn_on_message_end(struct conn *c, const struct smtp_event *ev)
 	smtp_session_verdict(c->s, &v); /* formats the reply now: the ID may go */
 	/* The transaction is over; the next one gets a new ID at its first recipient. */
 	conn_txn_reset(c);
+}
+
+static void conn_on_message_end(struct conn *c, const struct smtp_event *ev)
+{
+	(void)ev;
+	c->message_open = false;
+	/* The durable commit runs on the spool writer thread (group commit); the verdict
+	 * follows in conn_spool_news(), and the engine holds the pipeline until then. */
+	int rc = spool_msg_commit(c->msg);
+	if (rc < 0) {
+		conn_commit_done(c, rc);
+		return;
+	}
+	c->commit_pending = true;
+}
+
+void conn_spool_news(struct conn *c)
+{
+	if (!c->commit_pending || !c->msg)
+		return; /* room for more bytes: the transport services us again */
+	int rc = spool_msg_result(c->msg);
+	if (rc > 0)
+		return;
+	conn_commit_done(c, rc);
+	if (c->shutdown_deferred) {
+		/* the stop that arrived while we waited: its 421 follows this reply */
+		c->shutdown_deferred = false;
+		conn_shutdown(c);
+	}
+}
+
+bool conn_waiting(struct conn *c)
+{
+	if (c->commit_pending)
+		return true;
+	return c->message_open && c->msg && spool_msg_busy(c->msg);
 }
 
 /* Count a command the engine refused, by the verb it says it last saw. */
@@ -540,6 +631,8 @@ size_t conn_input(struct conn *c, const char *buf, size_t len)
 	size_t off = 0;
 
 	for (;;) {
+		if (conn_waiting(c))
+			return off;
 		size_t used = 0;
 		bool helo_answered = c->helo_answered;
 		c->helo_answered = false;
@@ -550,9 +643,10 @@ size_t conn_input(struct conn *c, const char *buf, size_t len)
 		case SMTP_EV_NONE:
 			return off;
 		case SMTP_EV_BLOCKED:
-			/* Every verdict is given before step() is called again, so this is the
-			 * output buffer at its high-water mark: the transport flushes it. */
-			assert(!smtp_session_verdict_pending(c->s));
+			/* Every verdict but a pending commit's is given before step() is called
+			 * again, so this is the output buffer at its high-water mark (the
+			 * transport flushes it) or a commit the spool has not answered yet. */
+			assert(!smtp_session_verdict_pending(c->s) || c->commit_pending);
 			return off;
 		case SMTP_EV_HELO:
 			conn_on_helo(c, &ev);
@@ -568,8 +662,7 @@ size_t conn_input(struct conn *c, const char *buf, size_t len)
 			break;
 		case SMTP_EV_HEADER:
 			if (c->message_open) {
-				spool_writer_append(&c->writer, ev.u.header.text.ptr,
-						    ev.u.header.text.len);
+				spool_msg_append(c->msg, ev.u.header.text.ptr, ev.u.header.text.len);
 				if (conn_header_is(ev.u.header.text, "Message-ID"))
 					conn_log_message_id(c, ev.u.header.text);
 			}
@@ -578,7 +671,7 @@ size_t conn_input(struct conn *c, const char *buf, size_t len)
 			break;
 		case SMTP_EV_BODY:
 			if (c->message_open)
-				spool_writer_append(&c->writer, ev.u.body.ptr, ev.u.body.len);
+				spool_msg_append(c->msg, ev.u.body.ptr, ev.u.body.len);
 			break;
 		case SMTP_EV_MESSAGE_END:
 			if (c->message_open) {
@@ -614,7 +707,7 @@ size_t conn_input(struct conn *c, const char *buf, size_t len)
 			return off;
 		}
 		if (ev.needs_verdict)
-			assert(!smtp_session_verdict_pending(c->s));
+			assert(!smtp_session_verdict_pending(c->s) || c->commit_pending);
 	}
 }
 
@@ -660,7 +753,7 @@ static void conn_drain(struct conn *c)
 			conn_verdict(c, 421, "4.3.2 Service shutting down", true);
 	}
 	/* Whatever the engine said, nothing of an unfinished message may stay behind. */
-	if (c->message_open || c->writer.state != SPOOL_WRITER_IDLE)
+	if (c->message_open || c->msg)
 		conn_txn_reset(c);
 }
 
@@ -670,7 +763,7 @@ static void conn_log_after(struct conn *c, const char *what)
 	char bytes[48] = "";
 	if (c->message_open)
 		snprintf(bytes, sizeof(bytes), " (%" PRIu64 " bytes)",
-			 spool_writer_message_size(&c->writer));
+			 spool_msg_size(c->msg));
 	mx_log(MX_LOG_INFO, "%s after %s%s from %s", what, smtp_session_where(c->s), bytes,
 	       c->client);
 }
@@ -689,6 +782,11 @@ void conn_shutdown(struct conn *c)
 {
 	if (smtp_session_closed(c->s))
 		return;
+	if (c->commit_pending) {
+		/* its 250 (or 451) first, then the 421: conn_spool_news() */
+		c->shutdown_deferred = true;
+		return;
+	}
 	smtp_session_shutdown(c->s);
 	conn_drain(c);
 }

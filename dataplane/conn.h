@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #include "dataplane/queue_id.h"
-#include "dataplane/spool/spool_file.h"
+#include "dataplane/spool/spool_writer.h"
 #include "mgmt/config.h"
 #include "mxgate/counters.h"
 #include "mxgate/inet.h"
@@ -33,11 +33,13 @@
 #include "smtp/smtp_relay_policy.h"
 
 /* What a worker shares with all its connections. The config, policy and spool are
- * read-only and shared by every worker; the generator and counters belong to one worker. */
+ * shared by every worker; the spool client (where the spool writer posts this worker's
+ * results), the generator and the counters belong to one worker. */
 struct conn_worker {
 	const struct mx_config *cfg;
 	const struct smtp_relay_policy *policy;
-	const struct spool_dir *spool;
+	struct spool *spool;
+	struct spool_client *spool_client;
 	struct queue_id_gen qid;
 	struct mx_counters counters;
 	unsigned index;
@@ -49,6 +51,21 @@ struct conn;
  * no reverse DNS: the name is "unknown", as Postfix shows a client without one). Logs
  * "connect from". Returns NULL when out of memory. */
 struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, uint16_t port);
+
+/* The transport's handle for this connection, given back by conn_owner() when the spool
+ * has news for it (see conn_spool_news()). */
+void conn_set_owner(struct conn *c, void *owner);
+void *conn_owner(const struct conn *c);
+
+/* The spool writer has news for this connection's message (spool_client_poll() calls the
+ * transport, which calls this): a commit result (the 250, 451 or 452 is queued now), or
+ * room for more message bytes. The transport then services the connection again. */
+void conn_spool_news(struct conn *c);
+
+/* True while the connection waits for the spool (a commit's result, or the writer taking
+ * a fragment): conn_input() consumes nothing meanwhile; do not read more, and wait for
+ * conn_spool_news(). */
+bool conn_waiting(struct conn *c);
 
 /* Queue the 220 greeting. */
 void conn_greet(struct conn *c);
@@ -78,8 +95,8 @@ bool conn_in_data(const struct conn *c);
 void conn_timeout(struct conn *c);
 
 /* The gateway is stopping: queue the 421 and drop the message in progress. A message
- * being committed is never cut short: commits complete inside conn_input(), so this
- * cannot run in the middle of one. */
+ * being committed is never cut short: while its commit is pending the 421 waits, and
+ * follows its 250 (or 451) when the result arrives. */
 void conn_shutdown(struct conn *c);
 
 /* The peer went away (EOF, reset, write error): log "lost connection after ..." unless

@@ -380,6 +380,8 @@ static void kt_service(struct kt_worker *w, struct kt_conn *k, uint64_t now)
 		}
 		if (fr == 0)
 			return; /* the client is not reading: stop reading it too */
+		if (conn_waiting(k->c))
+			return; /* the spool writer wakes us (kt_spool_news) */
 
 		if (k->in_len) {
 			size_t before = k->in_len;
@@ -388,7 +390,7 @@ static void kt_service(struct kt_worker *w, struct kt_conn *k, uint64_t now)
 			if (kt_after_input(w, k, now))
 				return;
 			if (used == 0 && conn_output(k->c).len == 0 && !conn_closed(k->c) &&
-			    k->in_len == before) {
+			    k->in_len == before && !conn_waiting(k->c)) {
 				/* no input taken, nothing to send, not closed: the engine cannot
 				 * make progress, and spinning here would starve the worker */
 				kt_fail_conn(w, k, "error: SMTP engine made no progress");
@@ -500,6 +502,7 @@ static void kt_new_conn(struct kt_worker *w, int fd, const struct sockaddr_stora
 	k->h.kind = KT_CONN;
 	k->fd = fd;
 	k->c = c;
+	conn_set_owner(c, k);
 	k->heap_idx = SIZE_MAX;
 	k->idle_at = now + kt_idle_ms(w);
 	struct epoll_event ev = {
@@ -550,6 +553,19 @@ static void kt_new_conn(struct kt_worker *w, int fd, const struct sockaddr_stora
 	if (!conn_closed(c) && !k->eof)
 		conn_greet(c);
 	kt_service(w, k, now);
+}
+
+/* The spool writer has news for a connection of this worker (a commit's result, or room
+ * for more message bytes): let the connection act on it, then service it. */
+static void kt_spool_news(void *owner, void *arg)
+{
+	struct kt_worker *w = arg;
+	struct conn *c = owner;
+	struct kt_conn *k = conn_owner(c);
+	if (k->dead)
+		return;
+	conn_spool_news(c);
+	kt_ready_push(w, k);
 }
 
 static void kt_pause_accept(struct kt_worker *w, bool pause, uint64_t now)
@@ -621,8 +637,8 @@ static void kt_begin_stop(struct kt_worker *w, uint64_t now)
 	kt_close_listeners(w);
 	for (struct kt_conn *k = w->conns, *next; k; k = next) {
 		next = k->next;
-		/* conn_shutdown() never interrupts a commit: commits run to completion inside
-		 * conn_input() on this thread, and we are between two of those calls. */
+		/* conn_shutdown() never interrupts a commit: a connection waiting for one
+		 * gets its 250 (or 451) first and the 421 after it (conn_spool_news()). */
 		conn_shutdown(k->c);
 		k->hold_until = 0;
 		kt_service(w, k, now);
@@ -729,9 +745,11 @@ static void *kt_worker_main(void *arg)
 				kt_accept(w, (struct kt_listener *)h, now);
 				break;
 			case KT_WAKE: {
+				/* a stop request, or news from the spool writer */
 				uint64_t v;
 				ssize_t r = read(w->wake_fd, &v, sizeof(v));
 				(void)r;
+				spool_client_poll(w->cw.spool_client, kt_spool_news, w);
 				break;
 			}
 			case KT_CONN: {
@@ -846,6 +864,7 @@ void kernel_transport_destroy(struct kernel_transport *kt)
 			close(w->wake_fd);
 		free(w->scratch);
 		free(w->heap);
+		spool_client_free(w->cw.spool_client);
 	}
 	free(kt->workers);
 	free(kt);
@@ -935,7 +954,9 @@ int kernel_transport_create(struct kernel_transport **out,
 		w->scratch = malloc(KT_READ_CHUNK);
 		w->epfd = epoll_create1(EPOLL_CLOEXEC);
 		w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (!w->scratch || w->epfd < 0 || w->wake_fd < 0) {
+		if (w->wake_fd >= 0)
+			w->cw.spool_client = spool_client_new(p->spool, w->wake_fd);
+		if (!w->scratch || w->epfd < 0 || w->wake_fd < 0 || !w->cw.spool_client) {
 			rc = -(errno ? errno : ENOMEM);
 			kt_errf(err, errlen, rc, "worker %u setup: %s", i, strerror(-rc));
 			goto fail;

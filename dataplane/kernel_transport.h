@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dataplane/spool/spool_file.h"
+#include "dataplane/spool/spool_writer.h"
 #include "mgmt/config.h"
 #include "mxgate/counters.h"
 #include "smtp/smtp_relay_policy.h"
@@ -25,12 +25,12 @@ struct kernel_transport;
 struct kernel_transport_params {
 	const struct mx_config *cfg;            /* listen addresses, limits, engine config */
 	const struct smtp_relay_policy *policy;
-	const struct spool_dir *spool;
+	struct spool *spool;                    /* started; stopped after the workers */
 	unsigned workers;                       /* >= 1 (the caller resolves 0 = cores) */
 	unsigned max_connections;               /* per worker; 0 = no limit */
 	uint64_t idle_timeout_ms;               /* smtpd_timeout */
 	uint64_t shutdown_grace_ms;             /* how long a stop waits for output to drain */
-	uint64_t queue_id_floor_us;             /* spool_dir_newest_id_us() */
+	uint64_t queue_id_floor_us;             /* spool_newest_id_us() */
 };
 
 /* Create the listening sockets (every worker's, so a bad or busy address is reported now,
@@ -59,6 +59,7 @@ bool kernel_transport_failed(const struct kernel_transport *kt);
 void kernel_transport_counters(const struct kernel_transport *kt, struct mx_counters *sum,
 			       uint64_t *open_connections);
 
+/* After kernel_transport_join() and spool_stop(): the workers' spool clients go too. */
 void kernel_transport_destroy(struct kernel_transport *kt);
 
 #endif

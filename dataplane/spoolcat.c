@@ -1,8 +1,18 @@
-/* mxgate-spoolcat: show a spool file (envelope and message) for people and tests.
- *     mxgate-spoolcat FILE...     envelope, an empty line, the message
- *     mxgate-spoolcat -e FILE...  envelope only
- *     mxgate-spoolcat -m FILE     the message bytes exactly as stored
- * Exits 1 if a file is missing, truncated or malformed (the reason goes to stderr). */
+/* mxgate-spoolcat: show the committed messages of a spool (operators, tests).
+ *     mxgate-spoolcat SPOOL              every message: envelope, an empty line, message
+ *     mxgate-spoolcat SPOOL ID...        those messages only
+ *     mxgate-spoolcat -e SPOOL [ID...]   envelopes only
+ *     mxgate-spoolcat -m SPOOL ID        the message bytes exactly as stored
+ *     mxgate-spoolcat -l SPOOL           one line per message: ID size sender nrcpt
+ *     mxgate-spoolcat -x SPOOL [ID...]   machine-readable: per message a line
+ *                                        "MXGATE-SPOOLCAT ID ENVLEN MSGLEN", then the raw
+ *                                        envelope text (spool_envelope.h) and the message
+ * It reads what a start-up recovery would keep (spool_recovery.h) without changing
+ * anything, so it is safe while the gateway runs: it sees every message that got a 250
+ * before it started. -v reports what recovery would discard. Exits 1 when an ID is not in
+ * the spool or a message cannot be read (the reason goes to stderr). */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dataplane/spool/spool_file.h"
+#include "dataplane/spool/spool_recovery.h"
 
 static void print_envelope(const struct spool_record *r)
 {
@@ -38,11 +48,47 @@ static void print_envelope(const struct spool_record *r)
 	printf("size: %" PRIu64 "\n", r->size);
 }
 
+static void log_stderr(void *ctx, bool warning, const char *line)
+{
+	(void)warning;
+	if (*(const bool *)ctx)
+		fprintf(stderr, "mxgate-spoolcat: %s\n", line);
+}
+
+static int usage(FILE *f, int rc)
+{
+	fprintf(f, "usage: mxgate-spoolcat [-v] [-e | -m | -l | -x] SPOOL [ID...]\n");
+	return rc;
+}
+
+/* -x: the envelope text as stored, re-read from the segment, beside the message. */
+static int print_raw(int dirfd, const struct spool_msg_entry *m, const struct spool_record *r)
+{
+	char name[32];
+	snprintf(name, sizeof(name), "%016" PRIx64, m->commit_seg);
+	char *env = malloc(m->env_len ? m->env_len : 1);
+	if (!env)
+		return -ENOMEM;
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? pread(fd, env, m->env_len, (off_t)m->env_off) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n != (ssize_t)m->env_len) {
+		free(env);
+		return -EIO;
+	}
+	printf("MXGATE-SPOOLCAT %s %" PRIu32 " %" PRIu64 "\n", m->id, m->env_len, r->size);
+	fwrite(env, 1, m->env_len, stdout);
+	fwrite(r->message, 1, r->size, stdout);
+	free(env);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	bool envelope = true, message = true;
+	bool envelope = true, message = true, list = false, raw = false, verbose = false;
 	int opt;
-	while ((opt = getopt(argc, argv, "emh")) != -1) {
+	while ((opt = getopt(argc, argv, "emlxvh")) != -1) {
 		switch (opt) {
 		case 'e':
 			message = false;
@@ -50,32 +96,80 @@ int main(int argc, char **argv)
 		case 'm':
 			envelope = false;
 			break;
+		case 'l':
+			list = true;
+			break;
+		case 'x':
+			raw = true;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'h':
+			return usage(stdout, 0);
 		default:
-			fprintf(opt == 'h' ? stdout : stderr,
-				"usage: mxgate-spoolcat [-e | -m] FILE...\n");
-			return opt == 'h' ? 0 : 2;
+			return usage(stderr, 2);
 		}
 	}
-	if (optind >= argc || (!envelope && !message)) {
-		fprintf(stderr, "usage: mxgate-spoolcat [-e | -m] FILE...\n");
-		return 2;
+	if (optind >= argc || (!envelope && !message))
+		return usage(stderr, 2);
+	const char *spool = argv[optind++];
+	int dirfd = spool_open_seg_dir(spool);
+	if (dirfd < 0) {
+		fprintf(stderr, "mxgate-spoolcat: %s/seg: %s\n", spool, strerror(-dirfd));
+		return 1;
 	}
+	struct spool_index idx;
+	struct spool_recovery_stats st;
+	char err[512];
+	if (spool_recover(dirfd, false, &idx, &st, log_stderr, &verbose, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mxgate-spoolcat: %s: %s\n", spool, err);
+		close(dirfd);
+		return 1;
+	}
+
 	int status = 0;
-	for (int i = optind; i < argc; i++) {
+	size_t nids = (size_t)(argc - optind);
+	size_t count = nids ? nids : idx.n;
+	for (size_t i = 0; i < count; i++) {
+		const struct spool_msg_entry *m;
+		if (nids) {
+			m = spool_index_find(&idx, argv[optind + (int)i]);
+			if (!m) {
+				fprintf(stderr, "mxgate-spoolcat: %s: no such message in %s\n",
+					argv[optind + (int)i], spool);
+				status = 1;
+				continue;
+			}
+		} else {
+			m = &idx.msgs[i];
+		}
 		struct spool_record *r = NULL;
-		char err[512];
-		if (spool_file_read(argv[i], &r, err, sizeof(err)) < 0) {
+		if (spool_index_read(dirfd, m, &r, err, sizeof(err)) < 0) {
 			fprintf(stderr, "mxgate-spoolcat: %s\n", err);
 			status = 1;
 			continue;
 		}
-		if (envelope)
-			print_envelope(r);
-		if (envelope && message)
-			printf("\n");
-		if (message)
-			fwrite(r->message, 1, r->size, stdout);
+		if (raw) {
+			if (print_raw(dirfd, m, r) < 0) {
+				fprintf(stderr, "mxgate-spoolcat: %s: cannot read envelope\n", m->id);
+				status = 1;
+			}
+		} else if (list) {
+			printf("%s %" PRIu64 " <%s> %zu\n", r->queue_id, r->size, r->sender, r->nrcpt);
+		} else {
+			if (envelope)
+				print_envelope(r);
+			if (envelope && message)
+				printf("\n");
+			if (message)
+				fwrite(r->message, 1, r->size, stdout);
+		}
 		spool_record_free(r);
 	}
+	spool_index_free(&idx);
+	close(dirfd);
+	if (fflush(stdout) != 0)
+		status = 1;
 	return status;
 }

@@ -12,6 +12,8 @@ packages=(
 	clang libclang-rt-14-dev llvm
 	# tests and demo: real SMTP clients and Postfix as a peer and oracle
 	swaks postfix postfix-pcre python3 iproute2 procps lmdb-utils
+	# perf: the disk's own fdatasync rate beside the spool's group commit
+	fio
 )
 
 missing=()

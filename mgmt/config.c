@@ -1673,6 +1673,12 @@ static int cfg_apply(struct cfg_ctx *c, size_t v, struct mx_config_impl *impl,
 	case MX_P_MXGATE_MAX_CONNECTIONS:
 		cfg->max_connections = (unsigned)n;
 		break;
+	case MX_P_MXGATE_SPOOL_COMMIT_DELAY:
+		cfg->spool_commit_delay_ms = (unsigned)n;
+		break;
+	case MX_P_MXGATE_SPOOL_QUOTA:
+		cfg->spool_quota = (uint64_t)n;
+		break;
 	default:
 		break;
 	}

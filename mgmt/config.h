@@ -61,6 +61,9 @@ struct mx_config {
 	unsigned workers;                       /* mxgate_workers (0 = one per core) */
 	char *spool_directory;                  /* mxgate_spool_directory */
 	unsigned max_connections;               /* mxgate_max_connections per worker */
+	unsigned spool_commit_delay_ms;         /* mxgate_spool_commit_delay: the most a
+						   group commit waits for company */
+	uint64_t spool_quota;                   /* mxgate_spool_quota, bytes; 0 = none */
 
 	char *source_path; /* the file it came from, for messages */
 };

@@ -203,6 +203,17 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		.type = MX_PT_INT, .def = "10000", .min = 1, .max = 10000000,
 		.doc = "concurrent SMTP sessions per worker; beyond it a client gets 421 4.3.2 and is closed",
 	},
+	[MX_P_MXGATE_SPOOL_COMMIT_DELAY] = {
+		.id = MX_P_MXGATE_SPOOL_COMMIT_DELAY, .name = "mxgate_spool_commit_delay",
+		.type = MX_PT_INT, .def = "0", .min = 0, .max = 1000,
+		.doc = "milliseconds a spool batch may wait for more messages before its fdatasync "
+		       "(0: sync as soon as the writer's queue is empty; batches still form under load)",
+	},
+	[MX_P_MXGATE_SPOOL_QUOTA] = {
+		.id = MX_P_MXGATE_SPOOL_QUOTA, .name = "mxgate_spool_quota", .type = MX_PT_SIZE,
+		.def = "0", .min = 0, .max = LONG_MAX,
+		.doc = "bytes the spool may hold; above it MAIL and DATA get 452 4.3.1 (0: no quota)",
+	},
 };
 
 const char *mx_param_type_name(enum mx_param_type t)

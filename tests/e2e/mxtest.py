@@ -62,7 +62,8 @@ def wait_port(host, port, timeout=15.0, proc=None):
 
 
 def _spool_unescape(value):
-    """Envelope values escape control bytes and '%' as %XX (dataplane/spool/spool_file.h)."""
+    """Envelope values escape control bytes and '%' as %XX
+    (dataplane/spool/spool_envelope.h)."""
     raw = value.encode("utf-8", "surrogateescape")
     out = bytearray()
     i = 0
@@ -76,19 +77,12 @@ def _spool_unescape(value):
     return out.decode("utf-8", "replace")
 
 
-def parse_spool_file(path):
-    """Read one spooled message (format: dataplane/spool/spool_file.h): the envelope, as a
-    dict with lists for the repeatable keys, and the message bytes. Fails the test when
-    the file is malformed or its size line disagrees with its length."""
-    with open(path, "rb") as f:
-        data = f.read()
-    sep = data.find(b"\n\n")
-    if sep < 0:
-        fail(f"{path}: no end of envelope")
-    lines = data[:sep].decode("utf-8", "surrogateescape").split("\n")
-    message = data[sep + 2:]
-    if lines[0] != "MXGATE-SPOOL 1":
-        fail(f"{path}: bad magic line {lines[0]!r}")
+def parse_envelope(text, size):
+    """Envelope text (dataplane/spool/spool_envelope.h) as a dict with lists for the
+    repeatable keys; `size` is the message length the spool recorded."""
+    lines = text.decode("utf-8", "surrogateescape").rstrip("\n").split("\n")
+    if lines[0] != "MXGATE-ENVELOPE 1":
+        fail(f"bad envelope magic line {lines[0]!r}")
     env = {"_lines": lines, "rcpt": [], "mail_param": [], "rcpt_param": []}
     for line in lines[1:]:
         key, _, value = line.partition(" ")
@@ -102,9 +96,48 @@ def parse_spool_file(path):
         else:
             env[key] = value
     env["client"] = env.get("client-address", "")
-    if int(env.get("size", "-1")) != len(message):
-        fail(f"{path}: size line {env.get('size')} but {len(message)} message bytes")
-    return env, message
+    env["size"] = str(size)
+    return env
+
+
+def parse_spoolcat(out):
+    """The output of `mxgate-spoolcat -x SPOOL`: list of (queue_id, envelope, message)."""
+    msgs = []
+    pos = 0
+    while pos < len(out):
+        nl = out.find(b"\n", pos)
+        if nl < 0:
+            fail("mxgate-spoolcat -x: truncated output")
+        fields = out[pos:nl].split(b" ")
+        if len(fields) != 4 or fields[0] != b"MXGATE-SPOOLCAT":
+            fail(f"mxgate-spoolcat -x: bad header {out[pos:nl][:100]!r}")
+        qid, envlen, msglen = fields[1].decode(), int(fields[2]), int(fields[3])
+        pos = nl + 1
+        env = parse_envelope(out[pos:pos + envlen], msglen)
+        pos += envlen
+        msg = out[pos:pos + msglen]
+        pos += msglen
+        if len(msg) != msglen or env.get("queue-id") != qid:
+            fail(f"mxgate-spoolcat -x: message {qid} is inconsistent")
+        msgs.append((qid, env, msg))
+    return msgs
+
+
+def spoolcat_binary(mxgate_binary):
+    """mxgate-spoolcat lives beside mxgate in the build tree and when installed."""
+    return os.path.join(os.path.dirname(os.path.abspath(mxgate_binary)), "mxgate-spoolcat")
+
+
+def read_spool(mxgate_binary, spool):
+    """Every committed message of a spool, as a start-up recovery would keep them (the
+    reader is the gateway's own, via mxgate-spoolcat): list of (queue_id, envelope,
+    message), in queue ID order."""
+    if not os.path.isdir(os.path.join(spool, "seg")):
+        return []
+    r = subprocess.run([spoolcat_binary(mxgate_binary), "-x", spool], capture_output=True)
+    if r.returncode != 0:
+        fail(f"mxgate-spoolcat failed ({r.returncode}): {r.stderr.decode(errors='replace')}")
+    return parse_spoolcat(r.stdout)
 
 
 class Gateway:
@@ -181,13 +214,7 @@ class Gateway:
 
     def spooled(self):
         """Every message made durable so far: list of (queue_id, envelope, message)."""
-        out = []
-        incoming = os.path.join(self.spool, "incoming")
-        if os.path.isdir(incoming):
-            for name in sorted(os.listdir(incoming)):
-                env, msg = parse_spool_file(os.path.join(incoming, name))
-                out.append((name, env, msg))
-        return out
+        return read_spool(self.binary, self.spool)
 
     def __enter__(self):
         return self.start()

@@ -31,14 +31,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def parse_spool_file(path):
-    """Read a spool file as the format in dataplane/spool/spool_file.h describes it."""
-    with open(path, "rb") as f:
-        data = f.read()
-    head, sep, message = data.partition(b"\n\n")
-    assert sep, "no empty line after the envelope"
-    lines = head.split(b"\n")
-    assert lines[0] == b"MXGATE-SPOOL 1", lines[0]
+def parse_envelope(head):
+    """Envelope text as dataplane/spool/spool_envelope.h describes it."""
+    lines = head.rstrip(b"\n").split(b"\n")
+    assert lines[0] == b"MXGATE-ENVELOPE 1", lines[0]
     env = {"mail-parameter": [], "recipient": []}
     for line in lines[1:]:
         key, _, value = line.partition(b" ")
@@ -52,8 +48,27 @@ def parse_spool_file(path):
             env["recipient"][-1][1].append(value.decode())
         else:
             env[key] = value.decode()
-    assert int(env["size"]) == len(message), (env["size"], len(message))
-    return env, message
+    return env
+
+
+def spool_messages(spool):
+    """Every committed message, as mxgate-spoolcat -x reads them: {id: (env, message)}."""
+    out = subprocess.run([SPOOLCAT, "-x", spool], capture_output=True, check=True).stdout
+    msgs = {}
+    pos = 0
+    while pos < len(out):
+        nl = out.index(b"\n", pos)
+        magic, qid, envlen, msglen = out[pos:nl].split(b" ")
+        assert magic == b"MXGATE-SPOOLCAT", out[pos:nl]
+        pos = nl + 1
+        env = parse_envelope(out[pos:pos + int(envlen)])
+        pos += int(envlen)
+        msg = out[pos:pos + int(msglen)]
+        pos += int(msglen)
+        assert len(msg) == int(msglen)
+        assert env["queue-id"] == qid.decode()
+        msgs[qid.decode()] = (env, msg)
+    return msgs
 
 
 class Gateway:
@@ -141,8 +156,10 @@ class Gateway:
         raise AssertionError("log never matched %r:\n%s" % (pattern, self.log()))
 
     def incoming(self):
-        d = os.path.join(self.spool, "incoming")
-        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+        """The IDs of the committed messages in the spool."""
+        if not os.path.isdir(os.path.join(self.spool, "seg")):
+            return []
+        return sorted(spool_messages(self.spool))
 
     def smtp(self, timeout=10):
         return smtplib.SMTP("127.0.0.1", self.port, local_hostname="client.example",
@@ -217,7 +234,8 @@ class KernelTransportTest(unittest.TestCase):
             s.sendmail("", ["carol@localhost", "dave@" + HOST], big)
         gw.wait_log(r"disconnect from unknown\[127\.0\.0\.1\] ehlo=1 mail=2 rcpt=3 data=2 "
                     r"quit=1 commands=9$")
-        ids = gw.incoming()
+        spooled = spool_messages(gw.spool)
+        ids = sorted(spooled)
         self.assertEqual(len(ids), 2, ids)
         log = gw.log()
         self.assertIn("connect from unknown[127.0.0.1]", log)
@@ -225,7 +243,7 @@ class KernelTransportTest(unittest.TestCase):
         for qid in ids:
             self.assertRegex(qid, r"^[0-9BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz]{10}z"
                                   r"[0-9BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxy]{2}$")
-            env, msg = parse_spool_file(os.path.join(gw.spool, "incoming", qid))
+            env, msg = spooled[qid]
             envs[env["sender"]] = (env, msg)
             self.assertEqual(env["queue-id"], qid)
             self.assertIn("%s: client=unknown[127.0.0.1]" % qid, log)
@@ -256,15 +274,24 @@ class KernelTransportTest(unittest.TestCase):
         self.assertNotIn(b"\tfor <", msg.split(b"\r\n\r\n")[0].split(b"\r\nSubject")[0])
         self.assertTrue(msg.endswith(big.encode()))
         # the reader in C agrees with this one
-        out = subprocess.run([SPOOLCAT, "-m", os.path.join(gw.spool, "incoming",
-                                                           env["queue-id"])],
+        out = subprocess.run([SPOOLCAT, "-m", gw.spool, env["queue-id"]],
                              capture_output=True, check=True).stdout
         self.assertEqual(out, msg)
-        out = subprocess.run([SPOOLCAT, "-e", os.path.join(gw.spool, "incoming",
-                                                           env["queue-id"])],
+        out = subprocess.run([SPOOLCAT, "-e", gw.spool, env["queue-id"]],
                              capture_output=True, check=True, text=True).stdout
         self.assertRegex(out, r"\nsender: <> size=\d+\n")
         self.assertIn("recipient: <dave@%s>\n" % HOST, out)
+        # the listing: one line per message, in ID order
+        out = subprocess.run([SPOOLCAT, "-l", gw.spool], capture_output=True, check=True,
+                             text=True).stdout
+        self.assertEqual(out, "".join("%s %d <%s> %d\n" % (q, len(spooled[q][1]),
+                                                             spooled[q][0]["sender"],
+                                                             len(spooled[q][0]["recipient"]))
+                                      for q in ids))
+        r = subprocess.run([SPOOLCAT, gw.spool, "4ZhQ5N0Bc9z01"], capture_output=True,
+                           text=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("4ZhQ5N0Bc9z01: no such message", r.stderr)
         self.assertEqual(gw.stop(), 0)
         self.assertRegex(gw.log(), r"statistics \(shutdown\): open_connections=0 "
                                    r"connections_accepted=1 .*messages_accepted=2 ")
@@ -302,7 +329,7 @@ class KernelTransportTest(unittest.TestCase):
         self.assertTrue(c.eof())
         c.close()
         self.assertEqual(gw.incoming(), sorted([qid, m2.group(1).decode()]))
-        env, msg = parse_spool_file(os.path.join(gw.spool, "incoming", m2.group(1).decode()))
+        env, msg = spool_messages(gw.spool)[m2.group(1).decode()]
         self.assertTrue(msg.endswith(b"Subject: two\r\n\r\n.dot\r\n"), msg)
         gw.wait_log(r"disconnect from unknown\[127\.0\.0\.1\] ehlo=1 mail=2 rcpt=3 data=2 "
                     r"rset=1 quit=1 commands=10$")
@@ -411,7 +438,6 @@ class KernelTransportTest(unittest.TestCase):
         c.close()
         gw.wait_log(r"timeout after DATA \(\d+ bytes\) from unknown\[127\.0\.0\.1\]$")
         self.assertEqual(gw.incoming(), [])
-        self.assertEqual(os.listdir(os.path.join(gw.spool, "tmp")), [])
 
     def test_ipv6_listener(self):
         try:
@@ -484,25 +510,81 @@ class KernelTransportTest(unittest.TestCase):
         a.close()
 
     def test_spool_failure_answers_451(self):
+        import resource
         gw = self.gateway()
-        # tmp/ vanishes under the running gateway: creating the queue file fails. (A
-        # read-only directory would not stop root; a missing one stops everyone.)
-        os.rmdir(os.path.join(gw.spool, "tmp"))
+        seg = os.path.join(gw.spool, "seg")
+        first = sorted(os.listdir(seg))
+        self.assertEqual(len(first), 1, first)
+        # A file size limit on the running gateway: the next write past it fails
+        # (EFBIG; SIGXFSZ is ignored), as a failing disk would.
+        limit = 16384
+        _, hard = resource.prlimit(gw.proc.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(gw.proc.pid, resource.RLIMIT_FSIZE, (limit, hard))
         with gw.smtp() as s:
             s.ehlo()
             s.mail("a@client.example")
             self.assertEqual(s.rcpt("b@localhost")[0], 250)
-            # the queue file is created at DATA, so DATA itself is refused, before the
-            # client sends a message that could not be stored
-            with self.assertRaises(smtplib.SMTPDataError) as cm:
-                s.data("Subject: x\r\n\r\nbody\r\n")
-            self.assertEqual((cm.exception.smtp_code, cm.exception.smtp_error),
+            # the failed batch answers 451 at the end of the message, never 250
+            self.assertEqual(s.data("Subject: big\r\n\r\n" + ("x" * 76 + "\r\n") * 400),
                              (451, b"4.3.0 Error: queue file write error"))
-            # the session goes on; the transaction is gone
+            # the session goes on; the failed segment is closed for good and a small
+            # message goes to a fresh one
             self.assertEqual(s.rset()[0], 250)
-        gw.wait_log(r"warning: \w+: queue file write error: No such file or directory")
-        gw.wait_log(r"disconnect from .* data=0/1 ")
+            res = s.sendmail("c@client.example", ["d@localhost"], "Subject: small\r\n\r\nok\r\n")
+            self.assertEqual(res, {})
+        gw.wait_log(r"warning: \w+: queue file write error: File too large")
+        gw.wait_log(r"disconnect from .* data=1/2 ")
+        resource.prlimit(gw.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+        segs = sorted(os.listdir(seg))
+        self.assertEqual(len(segs), 2, segs)
+        msgs = spool_messages(gw.spool)
+        self.assertEqual([m[0]["sender"] for m in msgs.values()], ["c@client.example"])
+
+    def test_spool_quota_answers_452(self):
+        # a quota below what an empty spool already holds (its first segment's header)
+        gw = self.gateway(mxgate_spool_quota=1)
+        if "unused parameter" in gw.read(gw.stderr) + gw.log():
+            self.skipTest("mxgate_spool_quota is not in the configuration table yet")
+        with gw.smtp() as s:
+            s.ehlo()
+            # refused at MAIL, before the client sends anything big
+            self.assertEqual(s.mail("a@client.example"),
+                             (452, b"4.3.1 Insufficient system storage"))
+            self.assertEqual(s.noop()[0], 250)
+        gw.wait_log(r"warning: NOQUEUE: spool is over mxgate_spool_quota")
+        gw.wait_log(r"NOQUEUE: reject: MAIL from unknown\[127\.0\.0\.1\]: 452 4\.3\.1 "
+                    r"Insufficient system storage;")
         self.assertEqual(gw.incoming(), [])
+
+    def test_sigterm_while_committing(self):
+        # A commit delay holds a lone message's sync for a second: the stop arrives while
+        # its commit is pending. The message is committed and answered 250 first; the 421
+        # follows.
+        gw = self.gateway(mxgate_spool_commit_delay=1000, mxgate_workers=1)
+        if "unused parameter" in gw.read(gw.stderr) + gw.log():
+            self.skipTest("mxgate_spool_commit_delay is not in the configuration table yet")
+        c = gw.raw()
+        c.reply()
+        c.send(b"EHLO client.example\r\n")
+        c.reply()
+        c.send(b"MAIL FROM:<a@client.example>\r\nRCPT TO:<b@localhost>\r\nDATA\r\n")
+        for _ in range(3):
+            c.reply()
+        t0 = time.monotonic()
+        c.send(b"Subject: in flight\r\n\r\nbody\r\n.\r\n")
+        time.sleep(0.3)
+        gw.proc.send_signal(signal.SIGTERM)
+        r = c.reply()
+        m = re.match(rb"250 2\.0\.0 Ok: queued as (\S+)\r\n", r)
+        self.assertTrue(m, r)
+        # held by the delay, not much longer
+        self.assertGreater(time.monotonic() - t0, 0.9)
+        self.assertLess(time.monotonic() - t0, 4)
+        self.assertTrue(c.reply().startswith(b"421 4.3.2 " + HOST.encode()))
+        self.assertTrue(c.eof())
+        c.close()
+        self.assertEqual(gw.stop(), 0)
+        self.assertEqual(gw.incoming(), [m.group(1).decode()])
 
     def test_sigterm_with_open_sessions(self):
         gw = self.gateway()
@@ -530,7 +612,6 @@ class KernelTransportTest(unittest.TestCase):
             self.assertTrue(c.eof())
             c.close()
         self.assertEqual(gw.incoming(), [])
-        self.assertEqual(os.listdir(os.path.join(gw.spool, "tmp")), [])
         self.assertIn("mxgate stopped", gw.log())
         self.assertFalse(os.path.exists(gw.pidfile))
         # the port is free again

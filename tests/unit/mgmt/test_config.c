@@ -602,6 +602,12 @@ static const struct bad_value bad_values[] = {
 	{ "mxgate_max_connections = 0", "invalid mxgate_max_connections parameter value 0 < 1" },
 	{ "mxgate_max_connections = 10000001", "invalid mxgate_max_connections parameter value "
 					       "10000001 > 10000000" },
+	{ "mxgate_spool_commit_delay = -1", "invalid mxgate_spool_commit_delay parameter value "
+					    "-1 < 0" },
+	{ "mxgate_spool_commit_delay = 1001", "invalid mxgate_spool_commit_delay parameter value "
+					      "1001 > 1000" },
+	{ "mxgate_spool_quota = 1G", "bad numerical configuration: mxgate_spool_quota = 1G" },
+	{ "mxgate_spool_quota = -1", "invalid mxgate_spool_quota parameter value -1 < 0" },
 };
 
 static void test_bad_values(void)

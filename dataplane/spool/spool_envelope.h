@@ -1,0 +1,99 @@
+/* The envelope of a spooled message: who sent it, to whom, from where. It is stored as
+ * text inside the message's COMMIT record (spool_segment.h), so a human with
+ * mxgate-spoolcat, and the relay, read the same thing.
+ *
+ * Format, version 1: one "key value" per line, lines end in LF, the first line is the
+ * magic:
+ *
+ *     MXGATE-ENVELOPE 1
+ *     queue-id 4ZhQ5N0Bc9z01
+ *     arrival 1732270495                  wall-clock seconds since the epoch (UTC)
+ *     client-address 192.0.2.1            numeric, IPv4-mapped IPv6 shown as IPv4
+ *     client-port 54321
+ *     client-name unknown                 "unknown": no reverse DNS in this version
+ *     helo mail.example.com               empty when the client sent none
+ *     protocol ESMTP                      SMTP, ESMTP or UTF8SMTP (as in Received:)
+ *     sender a@example.com                empty for the null sender <>
+ *     mail-parameter SIZE=1234            zero or more, in the order given
+ *     recipient x@example.net             one or more, in the order accepted
+ *     recipient-parameter NOTIFY=NEVER    zero or more, for the recipient above
+ *
+ * Values run to the end of their line. Bytes below 0x20, 0x7f and '%' are written as %XX
+ * (upper-case hex), so a value can never break a line; other bytes (UTF-8) are written
+ * as they are. An incompatible change changes the version on the first line. */
+#ifndef MXGATE_DATAPLANE_SPOOL_ENVELOPE_H
+#define MXGATE_DATAPLANE_SPOOL_ENVELOPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dataplane/queue_id.h"
+#include "mxgate/span.h"
+
+#define SPOOL_ENVELOPE_MAGIC "MXGATE-ENVELOPE 1"
+/* A bound on the envelope text: 1000 recipients (smtpd_recipient_limit) of 512 bytes
+ * with parameters fit well below it. A longer envelope fails with -E2BIG. */
+#define SPOOL_ENVELOPE_MAX (4u << 20)
+
+/* The connection-independent part of an envelope, known at the first accepted recipient.
+ * Everything is copied. */
+struct spool_envelope {
+	const char *queue_id;
+	int64_t arrival;
+	const char *client_addr;
+	uint16_t client_port;
+	const char *client_name;
+	struct mx_span helo;
+	const char *protocol;
+	struct mx_span sender;
+	struct mx_span mail_params; /* raw "SIZE=1 BODY=8BITMIME"; split on white space */
+};
+
+/* The envelope text being built. Errors are sticky: after the first one, every call
+ * returns it. */
+struct spool_envbuf {
+	char *p;
+	size_t len, cap;
+	unsigned nrcpt;
+	int error;
+};
+
+/* Start the text with the head of env. Returns 0 or a negative errno. */
+int spool_envbuf_begin(struct spool_envbuf *b, const struct spool_envelope *env);
+/* Add an accepted recipient with its raw ESMTP parameters. Returns 0 or a negative
+ * errno. */
+int spool_envbuf_add_rcpt(struct spool_envbuf *b, struct mx_span addr, struct mx_span params);
+void spool_envbuf_free(struct spool_envbuf *b);
+
+/* A message read back from the spool (tools, tests, the relay). */
+struct spool_rcpt {
+	char *addr;
+	char **params;
+	size_t nparams;
+};
+
+struct spool_record {
+	char queue_id[QUEUE_ID_SIZE];
+	int64_t arrival;
+	char *client_addr;
+	uint16_t client_port;
+	char *client_name;
+	char *helo;
+	char *protocol;
+	char *sender;
+	char **mail_params;
+	size_t nmail_params;
+	struct spool_rcpt *rcpts;
+	size_t nrcpt;
+	uint64_t size;
+	char *message; /* `size` bytes, NUL-terminated for convenience; NULL until read */
+};
+
+/* Parse envelope text into a new record (message NULL, size 0). Returns 0 and *out, or
+ * -EINVAL with the reason in err (-ENOMEM). */
+int spool_envelope_parse(const char *p, size_t n, struct spool_record **out, char *err,
+			 size_t errlen);
+void spool_record_free(struct spool_record *r);
+
+#endif

@@ -1,0 +1,82 @@
+/* Start-up recovery and the index of committed messages.
+ *
+ * spool_recover() scans every segment of SPOOL/seg in order (spool_segment.h) and
+ * rebuilds the index of live messages: a message is kept when its COMMIT record is intact
+ * and its FRAGMENT records are intact, contiguous, and add up to the committed length
+ * and CRC32C. Everything else is discarded and counted, never delivered:
+ *   - a torn tail (a record cut short by a crash, or bytes after the last valid record
+ *     that hold no valid record further on): truncated when repairing;
+ *   - a corrupt region followed by valid records (a flipped bit, a bad sector): skipped;
+ *     the records after it are kept;
+ *   - orphan fragments (no COMMIT: never acknowledged), and committed messages whose
+ *     fragments are missing or do not match.
+ * Files in seg/ that are not segments (stale temporary files) are removed when repairing.
+ * The mxgate-spoolcat tool calls it without repairing, so it changes nothing on disk. */
+#ifndef MXGATE_DATAPLANE_SPOOL_RECOVERY_H
+#define MXGATE_DATAPLANE_SPOOL_RECOVERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dataplane/queue_id.h"
+#include "dataplane/spool/spool_envelope.h"
+
+struct spool_frag_loc {
+	uint64_t seg;
+	uint64_t off; /* file offset of the fragment's bytes */
+	uint32_t len;
+};
+
+struct spool_msg_entry {
+	char id[QUEUE_ID_SIZE];
+	uint64_t size;
+	uint32_t crc;
+	uint64_t commit_seg;
+	uint64_t env_off; /* file offset of the envelope text in commit_seg */
+	uint32_t env_len;
+	uint32_t nfrag;
+	struct spool_frag_loc *frags;
+};
+
+struct spool_index {
+	struct spool_msg_entry *msgs; /* sorted by ID (that is, by time) */
+	size_t n;
+	uint64_t newest_id_us; /* newest ID tick in any record, kept or not */
+	uint64_t last_seg;     /* highest segment number present (0: none) */
+	uint64_t bytes;        /* bytes in all segments after repair */
+};
+
+struct spool_recovery_stats {
+	unsigned segments;
+	unsigned messages;
+	unsigned orphans;         /* message IDs with fragments but no COMMIT */
+	unsigned bad_messages;    /* COMMIT present but the message does not check out */
+	unsigned corrupt_regions; /* invalid bytes followed by valid records */
+	unsigned torn_tails;
+	uint64_t torn_bytes;
+	unsigned stale_files;
+};
+
+/* How recovery reports what it discards: one line each, no trailing newline. */
+typedef void spool_recovery_log_fn(void *ctx, bool warning, const char *line);
+
+/* Scan the segments under seg_dirfd. With repair, truncate torn tails and remove stale
+ * files (the writer's start-up); without, only read. Returns 0 and fills idx and st, or a
+ * negative errno (an unreadable directory or segment, out of memory) with err. */
+int spool_recover(int seg_dirfd, bool repair, struct spool_index *idx,
+		  struct spool_recovery_stats *st, spool_recovery_log_fn *log, void *ctx,
+		  char *err, size_t errlen);
+void spool_index_free(struct spool_index *idx);
+
+const struct spool_msg_entry *spool_index_find(const struct spool_index *idx, const char *id);
+
+/* Read one indexed message (envelope and bytes, re-checking the CRC). Returns 0 and *out,
+ * or a negative errno with err. */
+int spool_index_read(int seg_dirfd, const struct spool_msg_entry *m, struct spool_record **out,
+		     char *err, size_t errlen);
+
+/* Open SPOOL/seg read-only (for tools). Returns the descriptor or a negative errno. */
+int spool_open_seg_dir(const char *spool_path);
+
+#endif

@@ -1,0 +1,106 @@
+/* The spool's on-disk format: append-only segment files of self-checking records.
+ *
+ * A spool directory holds SPOOL/seg/NNNNNNNNNNNNNNNN (16 hex digits, the segment number,
+ * increasing). One writer thread appends to one segment at a time (spool_writer.h); a
+ * segment is never written again once the writer has moved on, and never modified in
+ * place except that recovery truncates a torn tail.
+ *
+ * Record, all integers little-endian:
+ *     0   u32  magic 0x3152584d ("MXR1")
+ *     4   u8   type (enum spool_rec_type)
+ *     5   u8   0
+ *     6   u16  0
+ *     8   u32  payload length (<= SPOOL_REC_MAX_PAYLOAD)
+ *     12  u32  CRC32C over bytes 4..11 and the payload
+ *     16  ...  payload
+ *     16+len u32 end marker 0x0a45584d ("MXE\n")
+ * A record is valid only when magic, length bound, end marker and CRC all hold, so a torn
+ * write (a prefix of the record reached the disk), stale bytes or a flipped bit are all
+ * found. Payloads:
+ *     SEGMENT   u32 version (1), u64 segment number          first record of every file
+ *     FRAGMENT  id[13] 0 0 0, u64 message offset, bytes      a piece of a message
+ *     COMMIT    id[13] 0 0 0, u64 message length, u32 CRC32C of the whole message,
+ *               u32 number of fragments, envelope text (spool_envelope.h)
+ * A message is the concatenation of its FRAGMENT records in order (offsets 0..length,
+ * contiguous; they may span segments); it exists only once its COMMIT record is on disk
+ * and its fragments add up to exactly the committed length and CRC. Fragments without a
+ * COMMIT are messages that were never acknowledged (lost connection, crash, failed
+ * batch). */
+#ifndef MXGATE_DATAPLANE_SPOOL_SEGMENT_H
+#define MXGATE_DATAPLANE_SPOOL_SEGMENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "dataplane/queue_id.h"
+#include "mxgate/span.h"
+
+#define SPOOL_REC_MAGIC 0x3152584du
+#define SPOOL_REC_END 0x0a45584du
+#define SPOOL_REC_HEADER 16u
+#define SPOOL_REC_TRAILER 4u
+#define SPOOL_REC_OVERHEAD (SPOOL_REC_HEADER + SPOOL_REC_TRAILER)
+#define SPOOL_REC_MAX_PAYLOAD (8u << 20)
+#define SPOOL_SEGMENT_VERSION 1u
+#define SPOOL_SEG_NAME_LEN 16 /* hex digits */
+#define SPOOL_REC_ID_FIELD 16 /* 13-byte ID and 3 zero bytes */
+#define SPOOL_FRAGMENT_HEAD (SPOOL_REC_ID_FIELD + 8)
+#define SPOOL_COMMIT_HEAD (SPOOL_REC_ID_FIELD + 8 + 4 + 4)
+
+enum spool_rec_type {
+	SPOOL_REC_NONE,
+	SPOOL_REC_SEGMENT,
+	SPOOL_REC_FRAGMENT,
+	SPOOL_REC_COMMIT,
+	SPOOL_REC_TYPE_MAX,
+};
+
+const char *spool_rec_type_name(enum spool_rec_type t);
+
+/* CRC32C (Castagnoli), as iSCSI and ext4 use: crc = spool_crc32c(crc, p, n) continues a
+ * running value; start from 0. */
+uint32_t spool_crc32c(uint32_t crc, const void *p, size_t n);
+
+/* A record as parsed; pointers point into the caller's buffer. */
+struct spool_rec {
+	enum spool_rec_type type;
+	uint32_t size;             /* whole record, header to end marker */
+	char id[QUEUE_ID_SIZE];    /* FRAGMENT, COMMIT */
+	uint64_t seg_no;           /* SEGMENT */
+	uint64_t msg_off;          /* FRAGMENT: offset in the message */
+	uint64_t msg_len;          /* COMMIT */
+	uint32_t msg_crc;          /* COMMIT */
+	uint32_t nfrag;            /* COMMIT */
+	struct mx_span data;       /* FRAGMENT: bytes; COMMIT: envelope text */
+};
+
+/* Parse the record at p[0..n). Returns its size (> 0), 0 when p holds only a prefix of
+ * a record that may be valid (a torn write at the end of a file looks like this), or
+ * -EINVAL when it is no valid record (bad magic, length, CRC, end marker or payload). */
+long spool_rec_parse(const void *p, size_t n, struct spool_rec *out);
+
+/* Bytes of a record with this payload length. */
+static inline size_t spool_rec_size(size_t payload)
+{
+	return SPOOL_REC_OVERHEAD + payload;
+}
+
+/* Write a record of `type` whose payload is the concatenation of parts into dst, which
+ * has room for spool_rec_size(total). Returns the record size. */
+size_t spool_rec_encode(void *dst, enum spool_rec_type type, const struct iovec *parts,
+			int nparts);
+
+/* The fixed payload heads, for spool_rec_encode()'s first part. */
+void spool_rec_segment_head(unsigned char out[12], uint64_t seg_no);
+void spool_rec_fragment_head(unsigned char out[SPOOL_FRAGMENT_HEAD], const char *id,
+			     uint64_t msg_off);
+void spool_rec_commit_head(unsigned char out[SPOOL_COMMIT_HEAD], const char *id,
+			   uint64_t msg_len, uint32_t msg_crc, uint32_t nfrag);
+
+/* "0000000000000001" for segment 1 (buf has SPOOL_SEG_NAME_LEN + 1 bytes); parse back. */
+void spool_seg_name(uint64_t seg_no, char *buf);
+bool spool_seg_parse_name(const char *name, uint64_t *seg_no);
+
+#endif

@@ -1,0 +1,141 @@
+/* The spool writer: group commit of messages into segment files (spool_segment.h).
+ *
+ * "250 means durable" (RFC 5321 6.1): a message's bytes and its COMMIT record are on
+ * stable storage (fdatasync) before its 250 leaves. One writer thread per spool
+ * directory owns the segment files; workers never do file I/O:
+ *
+ *   worker                                  writer thread
+ *   spool_msg_append() fills a 64 KiB   ->  appends FRAGMENT(ID, offset, bytes) records
+ *   fragment buffer; a full one is handed   (buffered, written with write(2))
+ *   over (two in flight at most per
+ *   message: then spool_msg_busy() and the
+ *   connection stops reading until the
+ *   writer has taken one: back-pressure)
+ *   spool_msg_commit()                  ->  appends COMMIT(ID, length, CRC, envelope)
+ *                                           batch = every record taken since the last
+ *                                           sync; ONE fdatasync covers the batch
+ *   spool_client_poll() on the worker's <-  only after the sync: results posted, the
+ *   eventfd: 250, or 451/452                worker's eventfd written
+ *
+ * Memory per connection is a few fragment buffers whatever the message size: the worker
+ * stops feeding a message once two are handed over and not yet taken, so there are at
+ * most those two, the one being filled, and what one engine event adds (a header is at
+ * most header_size_limit). The queue between workers and writer is a mutex-protected
+ * list bounded by the same rule.
+ *
+ * Batching: the writer syncs as soon as it has taken everything queued (commit_delay 0):
+ * while one sync runs, the commits that arrive meanwhile form the next batch, so the batch
+ * size follows the load and a lone message is never held. With commit_delay > 0 the
+ * writer waits up to that long after the first commit of a batch for more (fewer, larger
+ * syncs at the cost of that much latency).
+ *
+ * Failure: a failed write or fdatasync fails EVERY message with unsynced records in that
+ * segment (result -EIO etc.: the worker answers 451 4.3.0, or 452 4.3.1 for ENOSPC and
+ * EDQUOT), and closes the segment for good; the writer goes on with a fresh segment. A
+ * failed message is never retried into a 250; the unsynced tail of the segment is cut
+ * (best effort) so those messages do not come back as duplicates. New segments are made durable (file
+ * fdatasync and directory fsync) before any record in them is acknowledged.
+ *
+ * Layout: SPOOL/lock (flock: one gateway per spool), SPOOL/seg/ (segments). */
+#ifndef MXGATE_DATAPLANE_SPOOL_WRITER_H
+#define MXGATE_DATAPLANE_SPOOL_WRITER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "dataplane/spool/spool_envelope.h"
+#include "dataplane/spool/spool_recovery.h"
+
+#define SPOOL_FRAGMENT_SIZE 65536
+#define SPOOL_DEFAULT_SEGMENT_SIZE (64u << 20)
+
+/* The file-system calls of the writer. Production uses spool_io_system; tests substitute
+ * failing ones (EIO from fdatasync, short writes, ENOSPC). */
+struct spool_io {
+	ssize_t (*write)(int fd, const void *buf, size_t n);
+	int (*fdatasync)(int fd);
+	int (*fsync)(int fd);
+};
+
+extern const struct spool_io spool_io_system;
+
+struct spool_params {
+	const char *path;
+	uint64_t commit_delay_us;  /* 0: sync as soon as the queue is empty */
+	uint64_t quota;            /* bytes of segments; 0: none */
+	uint64_t segment_size;     /* roll over past this; 0: SPOOL_DEFAULT_SEGMENT_SIZE */
+	const struct spool_io *io; /* NULL: spool_io_system */
+};
+
+struct spool;
+struct spool_client;
+struct spool_msg;
+
+/* Create (mkdir -p, 0700) and lock the spool, and recover it (spool_recovery.h, with
+ * repair), logging through log. Returns 0, or a negative errno with err. */
+int spool_open(struct spool **out, const struct spool_params *p,
+	       struct spool_recovery_stats *st, spool_recovery_log_fn *log, void *ctx,
+	       char *err, size_t errlen);
+/* The index recovery built (messages committed before this run). */
+const struct spool_index *spool_recovered(const struct spool *s);
+/* The floor for queue ID generators: the newest ID tick found in any record. */
+uint64_t spool_newest_id_us(const struct spool *s);
+
+/* Start the writer thread. Returns 0 or a negative errno. */
+int spool_start(struct spool *s);
+/* Process and sync everything queued, then stop the thread. Call once the workers are
+ * gone (no spool_msg_* call may follow); idempotent. When the thread was never started,
+ * each call processes what is queued on the caller's thread, as one batch (tests use
+ * this to make batches deterministic). */
+void spool_stop(struct spool *s);
+/* After spool_stop() and after every client is freed. */
+void spool_close(struct spool *s);
+
+/* 0 when a new message may be taken; -EDQUOT when the spool is over its quota, -ENOSPC
+ * for a while after the disk was found full. Callable from any thread. */
+int spool_storage_check(const struct spool *s);
+
+struct spool_stats {
+	uint64_t syncs;     /* fdatasync calls for batches */
+	uint64_t committed; /* messages made durable */
+	uint64_t failed;    /* messages failed by the writer */
+	uint64_t bytes;     /* bytes in segments */
+};
+void spool_stats(const struct spool *s, struct spool_stats *out);
+
+/* One per worker thread: where the writer posts news for that worker's messages. The
+ * writer writes 1 to wake_fd (an eventfd in the worker's epoll set) when news arrive. */
+struct spool_client *spool_client_new(struct spool *s, int wake_fd);
+/* After spool_stop(). */
+void spool_client_free(struct spool_client *c);
+/* Deliver the news: fn(owner, arg) once for each message with news whose owner is still
+ * attached (a result, or room for the next fragment). Worker thread only. */
+void spool_client_poll(struct spool_client *c, void (*fn)(void *owner, void *arg), void *arg);
+
+/* A message being received. Worker thread only, except where said. Returns NULL when out
+ * of memory. owner is handed to spool_client_poll()'s fn. */
+struct spool_msg *spool_msg_new(struct spool_client *c, void *owner);
+/* The envelope head (queue ID, client, sender). Returns 0 or a negative errno. */
+int spool_msg_begin(struct spool_msg *m, const struct spool_envelope *env);
+int spool_msg_add_rcpt(struct spool_msg *m, struct mx_span addr, struct mx_span params);
+unsigned spool_msg_nrcpt(const struct spool_msg *m);
+/* Append message bytes. Returns 0 or a negative errno (sticky: the writer failed an
+ * earlier fragment, or out of memory). */
+int spool_msg_append(struct spool_msg *m, const void *p, size_t n);
+uint64_t spool_msg_size(const struct spool_msg *m);
+/* True when the message has a fragment in flight and a full one waiting: stop feeding
+ * it until spool_client_poll() brings news. */
+bool spool_msg_busy(struct spool_msg *m);
+/* Hand the message to the writer for commit. Returns 0 (the result comes later) or a
+ * negative errno at once. */
+int spool_msg_commit(struct spool_msg *m);
+/* 1 while pending, 0 once durable, a negative errno when it failed. */
+int spool_msg_result(const struct spool_msg *m);
+/* The caller is done with the message (committed, failed, or dropped: RSET, lost
+ * connection): detach and release it. A message dropped before its result is never
+ * reported; if its commit was already handed over it may still become durable. */
+void spool_msg_release(struct spool_msg *m);
+
+#endif
