@@ -19,6 +19,7 @@ else
 fi
 ninja -C build-release >/dev/null
 mxgate=$root/build-release/dataplane/mxgate
+spoolcat=$root/build-release/dataplane/mxgate-spoolcat
 
 if [ -f "$demo/mxgate.pid" ] && kill -0 "$(cat "$demo/mxgate.pid")" 2>/dev/null; then
 	echo "== stopping the previous demo gateway"
@@ -45,19 +46,23 @@ for _ in $(seq 100); do
 done
 
 echo "== sending one message with swaks"
-swaks --server "127.0.0.1:$port" --from newcomer@example.org --to postmaster@demo.example \
-	--header "Subject: hello mxgate" --body "My first message through mxgate." | sed 's/^/   /'
+swaks_out=$(swaks --server "127.0.0.1:$port" --from newcomer@example.org --to postmaster@demo.example \
+	--header "Subject: hello mxgate" --body "My first message through mxgate.")
+echo "$swaks_out" | sed 's/^/   /'
+queue_id=$(echo "$swaks_out" | sed -n 's/.*250 2.0.0 Ok: queued as \([0-9A-Za-z]*\).*/\1/p')
+if [ -z "$queue_id" ]; then
+	echo "the message was not accepted; see $demo/maillog"; exit 1
+fi
 
-echo "== spooled (envelope, then the message):"
-latest=$(ls -t "$demo/spool/incoming" | head -n 1)
-sed 's/^/   /' "$demo/spool/incoming/$latest"
+echo "== spooled as $queue_id (mxgate-spoolcat: envelope, then the message):"
+"$spoolcat" "$demo/spool" "$queue_id" | sed 's/^/   /'
 
 cat <<MSG
 
 mxgate is running (pid $(cat "$demo/mxgate.pid")) on $listen.
   send mail:      swaks --server 127.0.0.1:$port --to someone@demo.example
   see it refuse:  swaks --server 127.0.0.1:$port --to someone@example.net   (554 Relay access denied)
-  spool:          $demo/spool/incoming/    log: $demo/maillog
+  list the spool: $spoolcat -l $demo/spool      log: $demo/maillog
   config:         $demo/mxgate.cf          (Postfix main.cf syntax; deploy/mxgate.cf.example documents it)
   stop:           kill \$(cat $demo/mxgate.pid)
 MSG
