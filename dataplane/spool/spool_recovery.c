@@ -409,7 +409,9 @@ int spool_recover(int seg_dirfd, bool repair, struct spool_index *idx,
 			end++;
 		const char *why = NULL;
 		struct spool_msg_entry e = { 0 };
-		if (rec_check_message(&s, c, s.frags + lo, end - lo, &e, &why)) {
+		/* no fragments at all: frags is NULL, and NULL + 0 is still undefined */
+		const struct rec_frag *first = s.nfrags ? s.frags + lo : NULL;
+		if (rec_check_message(&s, c, first, end - lo, &e, &why)) {
 			idx->msgs[idx->n++] = e;
 			continue;
 		}
