@@ -18,6 +18,7 @@
 #include <rte_version.h>
 
 #include "dataplane/kernel_transport.h"
+#include "dataplane/spool/spool_relay.h"
 #include "dataplane/spool/spool_writer.h"
 #include "mgmt/config.h"
 #include "mgmt/log.h"
@@ -230,25 +231,82 @@ int main(int argc, char **argv)
 		mx_config_free(cfg);
 		return 1;
 	}
+	/* The relay, when relayhost is set: recovered messages first, then each one the
+	 * writer commits. Without relayhost mail stays in the spool. */
+	struct spool_relay *relay = NULL;
+	if (cfg->relayhost_addr[0]) {
+		struct spool_relay_params rp = {
+			.spool = spool,
+			.host = cfg->relayhost_addr,
+			.port = cfg->relayhost_port,
+			.lmtp = cfg->relay_lmtp,
+			.helo_name = cfg->myhostname,
+			.concurrency = cfg->relay_concurrency,
+			.connect_timeout = cfg->smtp_connect_timeout_s,
+			.helo_timeout = cfg->smtp_helo_timeout_s,
+			.mail_timeout = cfg->smtp_mail_timeout_s,
+			.rcpt_timeout = cfg->smtp_rcpt_timeout_s,
+			.data_init_timeout = cfg->smtp_data_init_timeout_s,
+			.data_xfer_timeout = cfg->smtp_data_xfer_timeout_s,
+			.data_done_timeout = cfg->smtp_data_done_timeout_s,
+			.quit_timeout = cfg->smtp_quit_timeout_s,
+			.cache_time_limit = cfg->smtp_connection_cache_time_s,
+			.min_backoff = cfg->minimal_backoff_s,
+			.max_backoff = cfg->maximal_backoff_s,
+			.queue_run_delay = cfg->queue_run_delay_s,
+		};
+		rc = spool_relay_create(&relay, &rp, err, sizeof(err));
+		if (rc < 0) {
+			mx_log(MX_LOG_FATAL, "relayhost: %s", err);
+			fprintf(stderr, "mxgate: fatal: relayhost: %s\n", err);
+			spool_stop(spool);
+			spool_close(spool);
+			mx_log_close();
+			mx_config_free(cfg);
+			return 1;
+		}
+	}
 	mx_log(rst.orphans || rst.bad_messages || rst.corrupt_regions || rst.torn_tails ||
 			       rst.stale_files
 		       ? MX_LOG_WARNING
 		       : MX_LOG_INFO,
 	       "spool %s recovered: %u segment(s), %u message(s) kept; discarded: %u "
 	       "incomplete (never acknowledged), %u damaged, %u corrupt region(s), %u torn "
-	       "tail(s) (%" PRIu64 " bytes), %u stale file(s)",
+	       "tail(s) (%" PRIu64 " bytes), %u stale file(s); %u fully delivered, %u delivery "
+	       "record(s) applied",
 	       cfg->spool_directory, rst.segments, rst.messages, rst.orphans, rst.bad_messages,
-	       rst.corrupt_regions, rst.torn_tails, rst.torn_bytes, rst.stale_files);
+	       rst.corrupt_regions, rst.torn_tails, rst.torn_bytes, rst.stale_files, rst.retired,
+	       rst.deliveries);
 	if ((rc = spool_start(spool)) < 0) {
 		mx_log(MX_LOG_FATAL, "cannot start the spool writer: %s", strerror(-rc));
 		fprintf(stderr, "mxgate: fatal: cannot start the spool writer: %s\n",
 			strerror(-rc));
 		spool_stop(spool);
+		spool_relay_free(relay);
 		spool_close(spool);
 		mx_log_close();
 		mx_config_free(cfg);
 		return 1;
 	}
+
+	if (relay && (rc = spool_relay_start(relay)) < 0) {
+		mx_log(MX_LOG_FATAL, "cannot start the relay: %s", strerror(-rc));
+		fprintf(stderr, "mxgate: fatal: cannot start the relay: %s\n", strerror(-rc));
+		spool_relay_stop(relay);
+		spool_stop(spool);
+		spool_relay_free(relay);
+		spool_close(spool);
+		mx_log_close();
+		mx_config_free(cfg);
+		return 1;
+	}
+	if (relay)
+		mx_log(MX_LOG_INFO, "relay to %s%s%s:%u over %s, %u connection(s)",
+		       strchr(cfg->relayhost_addr, ':') ? "[" : "", cfg->relayhost_addr,
+		       strchr(cfg->relayhost_addr, ':') ? "]" : "", (unsigned)cfg->relayhost_port,
+		       cfg->relay_lmtp ? "LMTP" : "SMTP", cfg->relay_concurrency);
+	else
+		mx_log(MX_LOG_INFO, "relayhost is empty: accepted mail stays in the spool");
 
 	struct smtp_relay_policy policy = {
 		.mynetworks = cfg->mynetworks,
@@ -277,7 +335,9 @@ int main(int argc, char **argv)
 	if (rc < 0) {
 		mx_log(MX_LOG_FATAL, "%s", err);
 		fprintf(stderr, "mxgate: fatal: %s\n", err);
+		spool_relay_stop(relay);
 		spool_stop(spool);
+		spool_relay_free(relay);
 		spool_close(spool);
 		mx_log_close();
 		mx_config_free(cfg);
@@ -286,7 +346,9 @@ int main(int argc, char **argv)
 	if (pidfile && (rc = write_pidfile(pidfile)) < 0) {
 		mx_log(MX_LOG_FATAL, "pidfile %s: %s", pidfile, strerror(-rc));
 		fprintf(stderr, "mxgate: fatal: pidfile %s: %s\n", pidfile, strerror(-rc));
+		spool_relay_stop(relay);
 		spool_stop(spool);
+		spool_relay_free(relay);
 		kernel_transport_destroy(kt);
 		spool_close(spool);
 		mx_log_close();
@@ -306,7 +368,9 @@ int main(int argc, char **argv)
 	if (rc < 0) {
 		mx_log(MX_LOG_FATAL, "cannot start workers: %s", strerror(-rc));
 		fprintf(stderr, "mxgate: fatal: cannot start workers: %s\n", strerror(-rc));
+		spool_relay_stop(relay);
 		spool_stop(spool);
+		spool_relay_free(relay);
 		kernel_transport_destroy(kt);
 		if (pidfile)
 			unlink(pidfile);
@@ -347,7 +411,9 @@ int main(int argc, char **argv)
 	kernel_transport_stop(kt);
 	kernel_transport_join(kt);
 	/* The workers are gone; commits they handed over are synced before the writer
-	 * stops. */
+	 * stops. The relay stops first: it needs the writer for its records. */
+	if (relay)
+		spool_relay_stop(relay);
 	spool_stop(spool);
 	bool failed = kernel_transport_failed(kt);
 	log_statistics(kt, "shutdown");
@@ -358,6 +424,15 @@ int main(int argc, char **argv)
 	       "spool statistics: committed=%" PRIu64 " failed=%" PRIu64 " syncs=%" PRIu64
 	       " bytes=%" PRIu64,
 	       sst.committed, sst.failed, sst.syncs, sst.bytes);
+	if (relay) {
+		struct spool_relay_stats rs;
+		spool_relay_stats(relay, &rs);
+		mx_log(MX_LOG_INFO,
+		       "relay statistics: queued=%" PRIu64 " sent=%" PRIu64 " deferred=%" PRIu64
+		       " bounced=%" PRIu64 " removed=%" PRIu64 " segments_reclaimed=%" PRIu64,
+		       rs.queued, rs.sent, rs.deferred, rs.bounced, rs.removed, rs.reclaimed);
+		spool_relay_free(relay);
+	}
 	mx_log(MX_LOG_INFO, "mxgate stopped%s", failed ? " after an internal error" : "");
 	kernel_transport_destroy(kt);
 	if (pidfile)

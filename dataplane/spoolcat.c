@@ -4,6 +4,8 @@
  *     mxgate-spoolcat -e SPOOL [ID...]   envelopes only
  *     mxgate-spoolcat -m SPOOL ID        the message bytes exactly as stored
  *     mxgate-spoolcat -l SPOOL           one line per message: ID size sender nrcpt
+ *     mxgate-spoolcat -s SPOOL [ID...]   delivery state, one line per recipient:
+ *                                        "ID INDEX pending|sent|failed <ADDRESS>"
  *     mxgate-spoolcat -x SPOOL [ID...]   machine-readable: per message a line
  *                                        "MXGATE-SPOOLCAT ID ENVLEN MSGLEN", then the raw
  *                                        envelope text (spool_envelope.h) and the message
@@ -21,8 +23,14 @@
 #include <unistd.h>
 
 #include "dataplane/spool/spool_recovery.h"
+#include "dataplane/spool/spool_segment.h"
 
-static void print_envelope(const struct spool_record *r)
+static enum spool_rcpt_state rcpt_state(const struct spool_msg_entry *m, size_t i)
+{
+	return i < m->nrstate ? (enum spool_rcpt_state)m->rstate[i] : SPOOL_RCPT_PENDING;
+}
+
+static void print_envelope(const struct spool_msg_entry *m, const struct spool_record *r)
 {
 	char when[64] = "?";
 	time_t t = (time_t)r->arrival;
@@ -44,6 +52,10 @@ static void print_envelope(const struct spool_record *r)
 		for (size_t j = 0; j < r->rcpts[i].nparams; j++)
 			printf(" %s", r->rcpts[i].params[j]);
 		printf("\n");
+		/* what the relay recorded: sent ones are never sent again, failed ones await
+		 * their DSN */
+		if (rcpt_state(m, i) != SPOOL_RCPT_PENDING)
+			printf("recipient-status: %s\n", spool_rcpt_state_name(rcpt_state(m, i)));
 	}
 	printf("size: %" PRIu64 "\n", r->size);
 }
@@ -57,7 +69,7 @@ static void log_stderr(void *ctx, bool warning, const char *line)
 
 static int usage(FILE *f, int rc)
 {
-	fprintf(f, "usage: mxgate-spoolcat [-v] [-e | -m | -l | -x] SPOOL [ID...]\n");
+	fprintf(f, "usage: mxgate-spoolcat [-v] [-e | -m | -l | -s | -x] SPOOL [ID...]\n");
 	return rc;
 }
 
@@ -87,8 +99,9 @@ static int print_raw(int dirfd, const struct spool_msg_entry *m, const struct sp
 int main(int argc, char **argv)
 {
 	bool envelope = true, message = true, list = false, raw = false, verbose = false;
+	bool states = false;
 	int opt;
-	while ((opt = getopt(argc, argv, "emlxvh")) != -1) {
+	while ((opt = getopt(argc, argv, "emlsxvh")) != -1) {
 		switch (opt) {
 		case 'e':
 			message = false;
@@ -101,6 +114,9 @@ int main(int argc, char **argv)
 			break;
 		case 'x':
 			raw = true;
+			break;
+		case 's':
+			states = true;
 			break;
 		case 'v':
 			verbose = true;
@@ -155,11 +171,15 @@ int main(int argc, char **argv)
 				fprintf(stderr, "mxgate-spoolcat: %s: cannot read envelope\n", m->id);
 				status = 1;
 			}
+		} else if (states) {
+			for (size_t k = 0; k < r->nrcpt; k++)
+				printf("%s %zu %s <%s>\n", r->queue_id, k,
+				       spool_rcpt_state_name(rcpt_state(m, k)), r->rcpts[k].addr);
 		} else if (list) {
 			printf("%s %" PRIu64 " <%s> %zu\n", r->queue_id, r->size, r->sender, r->nrcpt);
 		} else {
 			if (envelope)
-				print_envelope(r);
+				print_envelope(m, r);
 			if (envelope && message)
 				printf("\n");
 			if (message)

@@ -24,6 +24,7 @@
  * by line, as "FILE:LINE: problem" or "FILE:LINE: warning: problem". */
 #include "mgmt/config.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1409,6 +1410,74 @@ static int cfg_apply_discard_ehlo(const struct cfg_param_ref *r, struct smtp_con
 	}
 }
 
+/* relayhost (Postfix's nexthop syntax): [ADDRESS]:PORT, ADDRESS:PORT, [ADDRESS], ADDRESS,
+ * [IPV6]:PORT, [IPV6]; empty means no relay. mxgate resolves no names: a host name is
+ * refused here rather than failing at the first delivery. */
+static int cfg_parse_relayhost(const struct cfg_param_ref *r, struct mx_config *cfg)
+{
+	const char *v = r->value;
+	cfg->relayhost_addr[0] = '\0';
+	cfg->relayhost_port = 25;
+	if (!*v)
+		return 0;
+	char host[64];
+	const char *port = NULL;
+	size_t hl;
+	if (*v == '[') {
+		const char *close = strchr(v, ']');
+		if (!close || (close[1] != '\0' && close[1] != ':')) {
+			cfg_param_error(r, false,
+					"parameter relayhost: bad value \"%.*s%s\": expected "
+					"[ADDRESS]:PORT, ADDRESS:PORT or [IPV6]:PORT",
+					CFG_SHOW(v));
+			return -1;
+		}
+		hl = (size_t)(close - v - 1);
+		if (hl >= sizeof(host))
+			hl = sizeof(host) - 1;
+		memcpy(host, v + 1, hl);
+		host[hl] = '\0';
+		if (strncasecmp(host, "ipv6:", 5) == 0)
+			memmove(host, host + 5, strlen(host + 5) + 1);
+		port = close[1] == ':' ? close + 2 : NULL;
+	} else {
+		const char *colon = strchr(v, ':');
+		if (colon && strchr(colon + 1, ':')) {
+			cfg_param_error(r, false,
+					"parameter relayhost: bad value \"%.*s%s\": an IPv6 address "
+					"is written in brackets: [IPV6]:PORT",
+					CFG_SHOW(v));
+			return -1;
+		}
+		hl = colon ? (size_t)(colon - v) : strlen(v);
+		if (hl >= sizeof(host))
+			hl = sizeof(host) - 1;
+		memcpy(host, v, hl);
+		host[hl] = '\0';
+		port = colon ? colon + 1 : NULL;
+	}
+	unsigned char buf[16];
+	if (inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1) {
+		cfg_param_error(r, false,
+				"parameter relayhost: \"%.*s%s\" is not a numeric IP address: "
+				"mxgate does no DNS lookups; write [192.0.2.25]:25 or [2001:db8::25]:25",
+				CFG_SHOW(host));
+		return -1;
+	}
+	if (port) {
+		char *end = NULL;
+		unsigned long p = strtoul(port, &end, 10);
+		if (!*port || *end || p == 0 || p > 65535 || *port < '0' || *port > '9') {
+			cfg_param_error(r, false, "parameter relayhost: bad port \"%.*s%s\"",
+					CFG_SHOW(port));
+			return -1;
+		}
+		cfg->relayhost_port = (uint16_t)p;
+	}
+	snprintf(cfg->relayhost_addr, sizeof(cfg->relayhost_addr), "%s", host);
+	return 0;
+}
+
 /* Check one known parameter's expanded value and store what it means. */
 static int cfg_apply(struct cfg_ctx *c, size_t v, struct mx_config_impl *impl,
 		     const char *pdms)
@@ -1678,6 +1747,50 @@ static int cfg_apply(struct cfg_ctx *c, size_t v, struct mx_config_impl *impl,
 		break;
 	case MX_P_MXGATE_SPOOL_QUOTA:
 		cfg->spool_quota = (uint64_t)n;
+		break;
+	case MX_P_RELAYHOST:
+		return cfg_parse_relayhost(&r, cfg);
+	case MX_P_MXGATE_RELAY_PROTOCOL:
+		cfg->relay_lmtp = strcasecmp(value, "lmtp") == 0;
+		break;
+	case MX_P_DEFAULT_DESTINATION_CONCURRENCY_LIMIT:
+		cfg->relay_concurrency = (unsigned)n;
+		break;
+	case MX_P_SMTP_CONNECT_TIMEOUT:
+		cfg->smtp_connect_timeout_s = (unsigned)n;
+		break;
+	case MX_P_SMTP_HELO_TIMEOUT:
+		cfg->smtp_helo_timeout_s = (unsigned)n;
+		break;
+	case MX_P_SMTP_MAIL_TIMEOUT:
+		cfg->smtp_mail_timeout_s = (unsigned)n;
+		break;
+	case MX_P_SMTP_RCPT_TIMEOUT:
+		cfg->smtp_rcpt_timeout_s = (unsigned)n;
+		break;
+	case MX_P_SMTP_DATA_INIT_TIMEOUT:
+		cfg->smtp_data_init_timeout_s = (unsigned)n;
+		break;
+	case MX_P_SMTP_DATA_XFER_TIMEOUT:
+		cfg->smtp_data_xfer_timeout_s = (unsigned)n;
+		break;
+	case MX_P_SMTP_DATA_DONE_TIMEOUT:
+		cfg->smtp_data_done_timeout_s = (unsigned)n;
+		break;
+	case MX_P_SMTP_QUIT_TIMEOUT:
+		cfg->smtp_quit_timeout_s = (unsigned)n;
+		break;
+	case MX_P_SMTP_CONNECTION_CACHE_TIME_LIMIT:
+		cfg->smtp_connection_cache_time_s = (unsigned)n;
+		break;
+	case MX_P_MINIMAL_BACKOFF_TIME:
+		cfg->minimal_backoff_s = (unsigned)n;
+		break;
+	case MX_P_MAXIMAL_BACKOFF_TIME:
+		cfg->maximal_backoff_s = (unsigned)n;
+		break;
+	case MX_P_QUEUE_RUN_DELAY:
+		cfg->queue_run_delay_s = (unsigned)n;
 		break;
 	default:
 		break;

@@ -65,6 +65,17 @@ struct mx_config {
 						   group commit waits for company */
 	uint64_t spool_quota;                   /* mxgate_spool_quota, bytes; 0 = none */
 
+	/* The relay (dataplane/spool/spool_relay.h); off while relayhost is empty. */
+	char relayhost_addr[64];                /* relayhost: numeric address, "" = no relay */
+	uint16_t relayhost_port;                /* default 25 */
+	bool relay_lmtp;                        /* mxgate_relay_protocol = lmtp */
+	unsigned relay_concurrency;             /* default_destination_concurrency_limit */
+	unsigned smtp_connect_timeout_s, smtp_helo_timeout_s, smtp_mail_timeout_s;
+	unsigned smtp_rcpt_timeout_s, smtp_data_init_timeout_s, smtp_data_xfer_timeout_s;
+	unsigned smtp_data_done_timeout_s, smtp_quit_timeout_s;
+	unsigned smtp_connection_cache_time_s;  /* smtp_connection_cache_time_limit */
+	unsigned minimal_backoff_s, maximal_backoff_s, queue_run_delay_s;
+
 	char *source_path; /* the file it came from, for messages */
 };
 

@@ -214,6 +214,83 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		.def = "0", .min = 0, .max = LONG_MAX,
 		.doc = "bytes the spool may hold; above it MAIL and DATA get 452 4.3.1 (0: no quota)",
 	},
+	[MX_P_RELAYHOST] = {
+		.id = MX_P_RELAYHOST, .name = "relayhost", .type = MX_PT_TEXT,
+		.def = "", .min = 0, .max = 300, .postfix = true,
+		.doc = "the next hop for all accepted mail: [ADDRESS]:PORT, ADDRESS:PORT or "
+		       "[IPV6]:PORT (numeric: no DNS); empty: no relay, mail stays in the spool",
+	},
+	[MX_P_MXGATE_RELAY_PROTOCOL] = {
+		.id = MX_P_MXGATE_RELAY_PROTOCOL, .name = "mxgate_relay_protocol",
+		.type = MX_PT_CHOICE, .def = "smtp", .choices = "smtp|lmtp",
+		.doc = "how the relay talks to relayhost: smtp (EHLO) or lmtp (LHLO, RFC 2033)",
+	},
+	[MX_P_DEFAULT_DESTINATION_CONCURRENCY_LIMIT] = {
+		.id = MX_P_DEFAULT_DESTINATION_CONCURRENCY_LIMIT,
+		.name = "default_destination_concurrency_limit", .type = MX_PT_INT,
+		.def = "20", .min = 1, .max = 256, .postfix = true,
+		.doc = "parallel connections (relay threads) to relayhost",
+	},
+	[MX_P_SMTP_CONNECT_TIMEOUT] = {
+		.id = MX_P_SMTP_CONNECT_TIMEOUT, .name = "smtp_connect_timeout", .type = MX_PT_TIME,
+		.def = "30s", .min = 1, .max = 3600, .postfix = true,
+		.doc = "time limit for the relay's TCP connection to relayhost",
+	},
+	[MX_P_SMTP_HELO_TIMEOUT] = {
+		.id = MX_P_SMTP_HELO_TIMEOUT, .name = "smtp_helo_timeout", .type = MX_PT_TIME,
+		.def = "300s", .min = 1, .max = 3600, .postfix = true,
+		.doc = "time limit for the next hop's greeting and its EHLO/LHLO reply",
+	},
+	[MX_P_SMTP_MAIL_TIMEOUT] = {
+		.id = MX_P_SMTP_MAIL_TIMEOUT, .name = "smtp_mail_timeout", .type = MX_PT_TIME,
+		.def = "300s", .min = 1, .max = 3600, .postfix = true,
+		.doc = "time limit for sending MAIL FROM and its reply",
+	},
+	[MX_P_SMTP_RCPT_TIMEOUT] = {
+		.id = MX_P_SMTP_RCPT_TIMEOUT, .name = "smtp_rcpt_timeout", .type = MX_PT_TIME,
+		.def = "300s", .min = 1, .max = 3600, .postfix = true,
+		.doc = "time limit for sending RCPT TO and its reply",
+	},
+	[MX_P_SMTP_DATA_INIT_TIMEOUT] = {
+		.id = MX_P_SMTP_DATA_INIT_TIMEOUT, .name = "smtp_data_init_timeout", .type = MX_PT_TIME,
+		.def = "120s", .min = 1, .max = 3600, .postfix = true,
+		.doc = "time limit for sending DATA and its reply",
+	},
+	[MX_P_SMTP_DATA_XFER_TIMEOUT] = {
+		.id = MX_P_SMTP_DATA_XFER_TIMEOUT, .name = "smtp_data_xfer_timeout", .type = MX_PT_TIME,
+		.def = "180s", .min = 1, .max = 3600, .postfix = true,
+		.doc = "time limit for each write of the message content",
+	},
+	[MX_P_SMTP_DATA_DONE_TIMEOUT] = {
+		.id = MX_P_SMTP_DATA_DONE_TIMEOUT, .name = "smtp_data_done_timeout", .type = MX_PT_TIME,
+		.def = "600s", .min = 1, .max = 3600, .postfix = true,
+		.doc = "time limit for the reply to the final \".\"",
+	},
+	[MX_P_SMTP_QUIT_TIMEOUT] = {
+		.id = MX_P_SMTP_QUIT_TIMEOUT, .name = "smtp_quit_timeout", .type = MX_PT_TIME,
+		.def = "300s", .min = 1, .max = 3600, .postfix = true,
+		.doc = "time limit for sending QUIT and its reply",
+	},
+	[MX_P_SMTP_CONNECTION_CACHE_TIME_LIMIT] = {
+		.id = MX_P_SMTP_CONNECTION_CACHE_TIME_LIMIT, .name = "smtp_connection_cache_time_limit", .type = MX_PT_TIME,
+		.def = "2s", .min = 1, .max = 300, .postfix = true,
+		.doc = "how long an idle relay connection stays open for the next message",
+	},
+	[MX_P_MINIMAL_BACKOFF_TIME] = {
+		.id = MX_P_MINIMAL_BACKOFF_TIME, .name = "minimal_backoff_time", .type = MX_PT_TIME,
+		.def = "300s", .min = 1, .max = 604800, .postfix = true,
+		.doc = "the first retry delay of a deferred message; it doubles at each attempt",
+	},
+	[MX_P_MAXIMAL_BACKOFF_TIME] = {
+		.id = MX_P_MAXIMAL_BACKOFF_TIME, .name = "maximal_backoff_time", .type = MX_PT_TIME,
+		.def = "4000s", .min = 1, .max = 604800, .postfix = true,
+		.doc = "the longest retry delay of a deferred message",
+	},
+	[MX_P_QUEUE_RUN_DELAY] = {
+		.id = MX_P_QUEUE_RUN_DELAY, .name = "queue_run_delay", .type = MX_PT_TIME,
+		.def = "300s", .min = 1, .max = 604800, .postfix = true,
+		.doc = "how often deferred messages are checked for a retry",
+	},
 };
 
 const char *mx_param_type_name(enum mx_param_type t)

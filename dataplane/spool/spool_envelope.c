@@ -40,7 +40,8 @@ static int spool_envbuf_put(struct spool_envbuf *b, const char *s, size_t n)
 		b->p = p;
 		b->cap = cap;
 	}
-	memcpy(b->p + b->len, s, n);
+	if (n) /* an empty span may have a NULL pointer */
+		memcpy(b->p + b->len, s, n);
 	b->len += n;
 	return 0;
 }

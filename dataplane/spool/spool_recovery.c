@@ -71,7 +71,18 @@ struct rec_commit {
 	uint32_t nfrag;
 };
 
+struct rec_delivery {
+	char id[QUEUE_ID_SIZE];
+	uint64_t seq;
+	uint32_t rcpt;
+	uint8_t state;
+};
+
 struct rec_state {
+	struct rec_delivery *dels;
+	size_t ndels, capdels;
+	char (*retires)[QUEUE_ID_SIZE];
+	size_t nretires, capretires;
 	struct rec_seg *segs;
 	size_t nsegs;
 	struct rec_frag *frags;
@@ -120,6 +131,20 @@ static int rec_cmp_frag(const void *a, const void *b)
 static int rec_cmp_commit(const void *a, const void *b)
 {
 	return strcmp((const char *)a, ((const struct rec_commit *)b)->id);
+}
+
+static int rec_cmp_delivery(const void *a, const void *b)
+{
+	const struct rec_delivery *x = a, *y = b;
+	int c = strcmp(x->id, y->id);
+	if (c)
+		return c;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static int rec_cmp_id(const void *a, const void *b)
+{
+	return strcmp((const char *)a, (const char *)b);
 }
 
 static int rec_cmp_entry(const void *a, const void *b)
@@ -206,6 +231,30 @@ static int rec_scan_segment(struct rec_state *s, size_t si, struct spool_index *
 			c->msg_crc = r.msg_crc;
 			c->nfrag = r.nfrag;
 			rec_note_id(idx, r.id);
+		} else if (r.type == SPOOL_REC_DELIVERY) {
+			/* IDs named by delivery records count for the ID floor too: a new
+			 * message must never take the ID of one whose RETIRE survives */
+			rec_note_id(idx, r.id);
+			if (r.rcpt >= SPOOL_MAX_RCPTS) {
+				rec_log(log, ctx, true,
+					"%s: delivery record for recipient %u ignored (out of range)",
+					r.id, r.rcpt);
+			} else {
+				if (rec_grow((void **)&s->dels, &s->capdels, s->ndels,
+					     sizeof(*s->dels)))
+					return -ENOMEM;
+				struct rec_delivery *d = &s->dels[s->ndels++];
+				memcpy(d->id, r.id, QUEUE_ID_SIZE);
+				d->seq = s->seq++;
+				d->rcpt = r.rcpt;
+				d->state = (uint8_t)r.rcpt_state;
+			}
+		} else if (r.type == SPOOL_REC_RETIRE) {
+			rec_note_id(idx, r.id);
+			if (rec_grow((void **)&s->retires, &s->capretires, s->nretires,
+				     sizeof(*s->retires)))
+				return -ENOMEM;
+			memcpy(s->retires[s->nretires++], r.id, QUEUE_ID_SIZE);
 		}
 		pos += (size_t)n;
 		valid_end = pos;
@@ -364,6 +413,71 @@ static void rec_state_free(struct rec_state *s)
 	free(s->segs);
 	free(s->frags);
 	free(s->commits);
+	free(s->dels);
+	free(s->retires);
+}
+
+/* Apply RETIRE and DELIVERY records to the kept messages. */
+static int rec_apply_deliveries(struct rec_state *s, struct spool_index *idx,
+				struct spool_recovery_stats *st)
+{
+	rec_sort(s->retires, s->nretires, sizeof(*s->retires), rec_cmp_id);
+	rec_sort(s->dels, s->ndels, sizeof(*s->dels), rec_cmp_delivery);
+	size_t kept = 0;
+	for (size_t i = 0; i < idx->n; i++) {
+		struct spool_msg_entry *e = &idx->msgs[i];
+		if (s->nretires &&
+		    bsearch(e->id, s->retires, s->nretires, sizeof(*s->retires), rec_cmp_id)) {
+			st->retired++;
+			spool_msg_entry_clear(e);
+			continue;
+		}
+		size_t lo = 0, hi = s->ndels;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+			if (strcmp(s->dels[mid].id, e->id) < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		uint32_t need = 0;
+		size_t end = lo;
+		for (; end < s->ndels && strcmp(s->dels[end].id, e->id) == 0; end++)
+			if (s->dels[end].rcpt + 1 > need)
+				need = s->dels[end].rcpt + 1;
+		if (need) {
+			e->rstate = calloc(need, 1);
+			if (!e->rstate)
+				return -ENOMEM;
+			e->nrstate = need;
+			/* in write order: a later record for the same recipient wins */
+			for (size_t k = lo; k < end; k++) {
+				e->rstate[s->dels[k].rcpt] = s->dels[k].state;
+				st->deliveries++;
+			}
+		}
+		idx->msgs[kept++] = *e;
+	}
+	idx->n = kept;
+	return 0;
+}
+
+uint64_t spool_msg_entry_min_seg(const struct spool_msg_entry *m)
+{
+	uint64_t min = m->commit_seg;
+	for (uint32_t i = 0; i < m->nfrag; i++)
+		if (m->frags[i].seg < min)
+			min = m->frags[i].seg;
+	return min;
+}
+
+void spool_msg_entry_clear(struct spool_msg_entry *m)
+{
+	free(m->frags);
+	free(m->rstate);
+	m->frags = NULL;
+	m->rstate = NULL;
+	m->nrstate = 0;
 }
 
 int spool_recover(int seg_dirfd, bool repair, struct spool_index *idx,
@@ -432,6 +546,10 @@ int spool_recover(int seg_dirfd, bool repair, struct spool_index *idx,
 		idx->msgs[kept++] = idx->msgs[i];
 	}
 	idx->n = kept;
+	if ((rc = rec_apply_deliveries(&s, idx, st)) < 0) {
+		rec_errf(err, errlen, rc, "out of memory");
+		goto out;
+	}
 	st->messages = (unsigned)idx->n;
 	/* Orphans: IDs with fragments and no COMMIT at all. */
 	rec_sort(s.commits, s.ncommits, sizeof(*s.commits), rec_cmp_commit);
@@ -459,7 +577,7 @@ out:
 void spool_index_free(struct spool_index *idx)
 {
 	for (size_t i = 0; i < idx->n; i++)
-		free(idx->msgs[i].frags);
+		spool_msg_entry_clear(&idx->msgs[i]);
 	free(idx->msgs);
 	*idx = (struct spool_index){ 0 };
 }

@@ -10,6 +10,9 @@
  *     the records after it are kept;
  *   - orphan fragments (no COMMIT: never acknowledged), and committed messages whose
  *     fragments are missing or do not match.
+ * DELIVERY and RETIRE records (written by the relay) are applied: a retired message is not
+ * live (it is left out of the index); a message with DELIVERY records carries the state
+ * of each recipient (rstate), so the relay sends only to those still pending.
  * Files in seg/ that are not segments (stale temporary files) are removed when repairing.
  * The mxgate-spoolcat tool calls it without repairing, so it changes nothing on disk. */
 #ifndef MXGATE_DATAPLANE_SPOOL_RECOVERY_H
@@ -37,7 +40,21 @@ struct spool_msg_entry {
 	uint32_t env_len;
 	uint32_t nfrag;
 	struct spool_frag_loc *frags;
+	/* Per-recipient state from DELIVERY records (enum spool_rcpt_state), indexed by
+	 * envelope position; recipients at or past nrstate are pending. NULL when none. */
+	uint8_t *rstate;
+	uint32_t nrstate;
 };
+
+/* The lowest segment number holding any record of m (its oldest fragment or commit):
+ * a segment below every live message's floor holds nothing live. */
+uint64_t spool_msg_entry_min_seg(const struct spool_msg_entry *m);
+/* Release what an entry owns (frags, rstate). */
+void spool_msg_entry_clear(struct spool_msg_entry *m);
+
+/* Bound on a recipient index in a DELIVERY record: an envelope of SPOOL_ENVELOPE_MAX bytes
+ * holds fewer recipients than this. */
+#define SPOOL_MAX_RCPTS (SPOOL_ENVELOPE_MAX / 8u)
 
 struct spool_index {
 	struct spool_msg_entry *msgs; /* sorted by ID (that is, by time) */
@@ -56,6 +73,8 @@ struct spool_recovery_stats {
 	unsigned torn_tails;
 	uint64_t torn_bytes;
 	unsigned stale_files;
+	unsigned retired;         /* messages with a RETIRE record (fully delivered) */
+	unsigned deliveries;      /* DELIVERY records applied */
 };
 
 /* How recovery reports what it discards: one line each, no trailing newline. */

@@ -11,7 +11,20 @@ const char *spool_rec_type_name(enum spool_rec_type t)
 	case SPOOL_REC_SEGMENT: return "segment";
 	case SPOOL_REC_FRAGMENT: return "fragment";
 	case SPOOL_REC_COMMIT: return "commit";
+	case SPOOL_REC_DELIVERY: return "delivery";
+	case SPOOL_REC_RETIRE: return "retire";
 	case SPOOL_REC_TYPE_MAX: break;
+	}
+	return "?";
+}
+
+const char *spool_rcpt_state_name(enum spool_rcpt_state st)
+{
+	switch (st) {
+	case SPOOL_RCPT_PENDING: return "pending";
+	case SPOOL_RCPT_SENT: return "sent";
+	case SPOOL_RCPT_FAILED: return "failed";
+	case SPOOL_RCPT_STATE_MAX: break;
 	}
 	return "?";
 }
@@ -133,6 +146,20 @@ void spool_rec_commit_head(unsigned char out[SPOOL_COMMIT_HEAD], const char *id,
 	put32(out + SPOOL_REC_ID_FIELD + 12, nfrag);
 }
 
+void spool_rec_delivery_head(unsigned char out[SPOOL_DELIVERY_HEAD], const char *id,
+			     uint32_t rcpt, enum spool_rcpt_state st)
+{
+	spool_rec_id_field(out, id);
+	put32(out + SPOOL_REC_ID_FIELD, rcpt);
+	out[SPOOL_REC_ID_FIELD + 4] = (unsigned char)st;
+	out[SPOOL_REC_ID_FIELD + 5] = out[SPOOL_REC_ID_FIELD + 6] = out[SPOOL_REC_ID_FIELD + 7] = 0;
+}
+
+void spool_rec_retire_head(unsigned char out[SPOOL_REC_ID_FIELD], const char *id)
+{
+	spool_rec_id_field(out, id);
+}
+
 static bool spool_rec_get_id(const unsigned char *p, char *id)
 {
 	memcpy(id, p, QUEUE_ID_LEN);
@@ -193,6 +220,24 @@ long spool_rec_parse(const void *buf, size_t n, struct spool_rec *out)
 		r.nfrag = get32(pl + SPOOL_REC_ID_FIELD + 12);
 		r.data = mx_span_make((const char *)pl + SPOOL_COMMIT_HEAD,
 				      len - SPOOL_COMMIT_HEAD);
+		break;
+	case SPOOL_REC_DELIVERY: {
+		if (len < SPOOL_DELIVERY_HEAD || len > SPOOL_DELIVERY_HEAD + SPOOL_DELIVERY_MAX_TEXT ||
+		    !spool_rec_get_id(pl, r.id))
+			return -EINVAL;
+		unsigned st = pl[SPOOL_REC_ID_FIELD + 4];
+		if ((st != SPOOL_RCPT_SENT && st != SPOOL_RCPT_FAILED) || pl[SPOOL_REC_ID_FIELD + 5] ||
+		    pl[SPOOL_REC_ID_FIELD + 6] || pl[SPOOL_REC_ID_FIELD + 7])
+			return -EINVAL;
+		r.rcpt = get32(pl + SPOOL_REC_ID_FIELD);
+		r.rcpt_state = (enum spool_rcpt_state)st;
+		r.data = mx_span_make((const char *)pl + SPOOL_DELIVERY_HEAD,
+				      len - SPOOL_DELIVERY_HEAD);
+		break;
+	}
+	case SPOOL_REC_RETIRE:
+		if (len != SPOOL_REC_ID_FIELD || !spool_rec_get_id(pl, r.id))
+			return -EINVAL;
 		break;
 	default:
 		return -EINVAL;

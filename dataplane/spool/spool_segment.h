@@ -21,6 +21,12 @@
  *     FRAGMENT  id[13] 0 0 0, u64 message offset, bytes      a piece of a message
  *     COMMIT    id[13] 0 0 0, u64 message length, u32 CRC32C of the whole message,
  *               u32 number of fragments, envelope text (spool_envelope.h)
+ *     DELIVERY  id[13] 0 0 0, u32 recipient index (0-based, envelope order), u8 status
+ *               (enum spool_rcpt_state: 1 sent, 2 failed), 0 0 0, the next hop's reply
+ *               text (at most SPOOL_DELIVERY_MAX_TEXT bytes; for a future DSN)
+ *     RETIRE    id[13] 0 0 0                                   every recipient is done
+ * DELIVERY and RETIRE records are appended by the relay (through the writer, synced) in
+ * any later segment; recovery applies them to the message (spool_recovery.h).
  * A message is the concatenation of its FRAGMENT records in order (offsets 0..length,
  * contiguous; they may span segments); it exists only once its COMMIT record is on disk
  * and its fragments add up to exactly the committed length and CRC. Fragments without a
@@ -54,10 +60,25 @@ enum spool_rec_type {
 	SPOOL_REC_SEGMENT,
 	SPOOL_REC_FRAGMENT,
 	SPOOL_REC_COMMIT,
+	SPOOL_REC_DELIVERY,
+	SPOOL_REC_RETIRE,
 	SPOOL_REC_TYPE_MAX,
 };
 
 const char *spool_rec_type_name(enum spool_rec_type t);
+
+/* A recipient's delivery state, as DELIVERY records and the relay keep it. */
+enum spool_rcpt_state {
+	SPOOL_RCPT_PENDING,
+	SPOOL_RCPT_SENT,   /* the next hop answered 250 (2xx) */
+	SPOOL_RCPT_FAILED, /* the next hop answered 5xx: permanent, a DSN is owed */
+	SPOOL_RCPT_STATE_MAX,
+};
+
+const char *spool_rcpt_state_name(enum spool_rcpt_state st);
+
+#define SPOOL_DELIVERY_HEAD (SPOOL_REC_ID_FIELD + 8)
+#define SPOOL_DELIVERY_MAX_TEXT 1024u
 
 /* CRC32C (Castagnoli), as iSCSI and ext4 use: crc = spool_crc32c(crc, p, n) continues a
  * running value; start from 0. */
@@ -73,7 +94,9 @@ struct spool_rec {
 	uint64_t msg_len;          /* COMMIT */
 	uint32_t msg_crc;          /* COMMIT */
 	uint32_t nfrag;            /* COMMIT */
-	struct mx_span data;       /* FRAGMENT: bytes; COMMIT: envelope text */
+	uint32_t rcpt;             /* DELIVERY: recipient index */
+	enum spool_rcpt_state rcpt_state; /* DELIVERY: SENT or FAILED */
+	struct mx_span data;       /* FRAGMENT: bytes; COMMIT: envelope text; DELIVERY: reply */
 };
 
 /* Parse the record at p[0..n). Returns its size (> 0), 0 when p holds only a prefix of
@@ -98,6 +121,11 @@ void spool_rec_fragment_head(unsigned char out[SPOOL_FRAGMENT_HEAD], const char 
 			     uint64_t msg_off);
 void spool_rec_commit_head(unsigned char out[SPOOL_COMMIT_HEAD], const char *id,
 			   uint64_t msg_len, uint32_t msg_crc, uint32_t nfrag);
+
+/* DELIVERY's and RETIRE's payload head (RETIRE's is the first SPOOL_REC_ID_FIELD bytes). */
+void spool_rec_delivery_head(unsigned char out[SPOOL_DELIVERY_HEAD], const char *id,
+			     uint32_t rcpt, enum spool_rcpt_state st);
+void spool_rec_retire_head(unsigned char out[SPOOL_REC_ID_FIELD], const char *id);
 
 /* "0000000000000001" for segment 1 (buf has SPOOL_SEG_NAME_LEN + 1 bytes); parse back. */
 void spool_seg_name(uint64_t seg_no, char *buf);

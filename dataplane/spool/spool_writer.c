@@ -51,6 +51,7 @@ const struct spool_io spool_io_system = {
 enum spool_op_kind {
 	SPOOL_OP_FRAGMENT,
 	SPOOL_OP_COMMIT,
+	SPOOL_OP_STATUS,
 	SPOOL_OP_KIND_MAX,
 };
 
@@ -62,13 +63,21 @@ struct spool_op {
 	uint64_t msg_off; /* FRAGMENT: offset; COMMIT: message length */
 	uint32_t crc;     /* COMMIT */
 	uint32_t nfrag;   /* COMMIT */
+	/* STATUS: a DELIVERY or RETIRE record for the relay, and its completion */
+	enum spool_rec_type rec_type;
+	char id[QUEUE_ID_SIZE];
+	uint32_t rcpt;
+	enum spool_rcpt_state rstate;
+	spool_status_done_fn *done;
+	void *done_arg;
 	size_t len;
-	char data[];      /* FRAGMENT: SPOOL_FRAGMENT_SIZE bytes */
+	char data[];      /* FRAGMENT: SPOOL_FRAGMENT_SIZE bytes; STATUS: reply text */
 };
 
 struct spool_msg {
 	atomic_int refs;
 	struct spool_client *client;
+	struct spool *spool;
 	/* worker side */
 	void *owner;
 	char id[QUEUE_ID_SIZE];
@@ -87,6 +96,14 @@ struct spool_msg {
 	atomic_bool released;
 	/* writer side */
 	bool dirty; /* has records in the current segment since the last sync */
+	struct spool_frag_loc *locs; /* where its fragments went, for the relay */
+	uint32_t nlocs, caplocs;
+	uint64_t commit_seg, env_off;
+	uint32_t env_len;
+	/* open list (under spool->open_mu): fragments on disk, not yet handed on */
+	bool open;
+	uint64_t first_seg;
+	struct spool_msg *open_prev, *open_next;
 	/* client side (under client->mu) */
 	bool news_queued;
 	struct spool_msg *news_next;
@@ -125,6 +142,20 @@ struct spool {
 	struct spool_msg **dirty;
 	size_t ndirty, capdirty;
 
+	struct spool_op **status; /* STATUS records written since the last sync */
+	size_t nstatus, capstatus;
+
+	/* the relay's hand-off (spool_set_committed_hook) */
+	spool_committed_fn *committed_fn;
+	void *committed_ctx;
+	/* messages with fragments on disk that are not committed yet: their segments must
+	 * not be reclaimed */
+	pthread_mutex_t open_mu;
+	struct spool_msg *open_head;
+	atomic_uint_fast64_t cur_seg; /* the segment the writer appends to */
+	uint64_t reclaimed_below;     /* relay thread: segments below this are gone */
+	pthread_mutex_t reclaim_mu;
+
 	atomic_uint_fast64_t bytes;
 	atomic_uint_fast64_t full_until_ms;
 	atomic_uint_fast64_t syncs, committed, failed;
@@ -158,10 +189,44 @@ static void spool_msg_get(struct spool_msg *m)
 	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
 }
 
+static void spool_open_unlink(struct spool_msg *m)
+{
+	struct spool *s = m->spool;
+	pthread_mutex_lock(&s->open_mu);
+	if (m->open) {
+		if (m->open_prev)
+			m->open_prev->open_next = m->open_next;
+		else
+			s->open_head = m->open_next;
+		if (m->open_next)
+			m->open_next->open_prev = m->open_prev;
+		m->open = false;
+	}
+	pthread_mutex_unlock(&s->open_mu);
+}
+
+static void spool_open_link(struct spool_msg *m, uint64_t seg)
+{
+	struct spool *s = m->spool;
+	pthread_mutex_lock(&s->open_mu);
+	if (!m->open) {
+		m->open = true;
+		m->first_seg = seg;
+		m->open_prev = NULL;
+		m->open_next = s->open_head;
+		if (s->open_head)
+			s->open_head->open_prev = m;
+		s->open_head = m;
+	}
+	pthread_mutex_unlock(&s->open_mu);
+}
+
 static void spool_msg_put(struct spool_msg *m)
 {
 	if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	spool_open_unlink(m);
+	free(m->locs);
 	free(m->cur);
 	spool_envbuf_free(&m->env);
 	free(m);
@@ -248,6 +313,7 @@ struct spool_msg *spool_msg_new(struct spool_client *c, void *owner)
 	atomic_init(&m->refs, 1);
 	atomic_init(&m->result, 1);
 	m->client = c;
+	m->spool = c->s;
 	m->owner = owner;
 	return m;
 }
@@ -425,6 +491,30 @@ static int spool_push_msg(struct spool_msg ***arr, size_t *n, size_t *cap, struc
 	return 0;
 }
 
+/* A durable message goes to the relay: where its envelope and fragments are. Its
+ * locations move to the entry. */
+static void spool_hand_off(struct spool *s, struct spool_msg *m)
+{
+	struct spool_msg_entry *e = calloc(1, sizeof(*e));
+	if (!e) {
+		/* it is durable: the next start's recovery finds it */
+		fprintf(stderr, "mxgate: %s: out of memory handing the message to the relay; "
+				"it is delivered after the next restart\n", m->id);
+		return;
+	}
+	memcpy(e->id, m->id, QUEUE_ID_SIZE);
+	e->size = m->size;
+	e->crc = m->crc;
+	e->commit_seg = m->commit_seg;
+	e->env_off = m->env_off;
+	e->env_len = m->env_len;
+	e->nfrag = m->nlocs;
+	e->frags = m->locs;
+	m->locs = NULL;
+	m->nlocs = m->caplocs = 0;
+	s->committed_fn(s->committed_ctx, e);
+}
+
 static void spool_finish(struct spool *s, struct spool_msg *m, int rc)
 {
 	if (rc < 0) {
@@ -433,11 +523,20 @@ static void spool_finish(struct spool *s, struct spool_msg *m, int rc)
 			atomic_store(&s->full_until_ms, spool_now_ms() + SPOOL_FULL_BACKOFF_MS);
 	} else {
 		atomic_fetch_add(&s->committed, 1);
+		if (s->committed_fn)
+			spool_hand_off(s, m);
 	}
+	spool_open_unlink(m);
 	atomic_store(&m->result, rc);
 	if (!atomic_load(&m->released))
 		spool_notify(m);
 	spool_msg_put(m);
+}
+
+static void spool_status_finish(struct spool_op *op, int rc)
+{
+	op->done(op->done_arg, rc);
+	free(op);
 }
 
 /* A write or sync failed: nothing unsynced in this segment can be trusted. Every message
@@ -469,6 +568,9 @@ static void spool_fail_segment(struct spool *s, int rc)
 	for (size_t i = 0; i < s->nbatch; i++)
 		spool_finish(s, s->batch[i], rc);
 	s->nbatch = 0;
+	for (size_t i = 0; i < s->nstatus; i++)
+		spool_status_finish(s->status[i], rc);
+	s->nstatus = 0;
 }
 
 static int spool_flush_stage(struct spool *s)
@@ -487,7 +589,8 @@ static int spool_flush_stage(struct spool *s)
 /* Write out, fdatasync, and post the batch's results. */
 static void spool_sync(struct spool *s)
 {
-	if (s->seg_fd < 0 || (s->nbatch == 0 && s->ndirty == 0 && s->stage_len == 0))
+	if (s->seg_fd < 0 ||
+	    (s->nbatch == 0 && s->ndirty == 0 && s->stage_len == 0 && s->nstatus == 0))
 		return;
 	int rc = spool_flush_stage(s);
 	if (rc == 0 && s->io->fdatasync(s->seg_fd) != 0)
@@ -506,6 +609,9 @@ static void spool_sync(struct spool *s)
 	for (size_t i = 0; i < s->nbatch; i++)
 		spool_finish(s, s->batch[i], 0);
 	s->nbatch = 0;
+	for (size_t i = 0; i < s->nstatus; i++)
+		spool_status_finish(s->status[i], 0);
+	s->nstatus = 0;
 }
 
 /* A new segment, durable (file and directory entry) before any record in it counts. */
@@ -534,6 +640,7 @@ static int spool_open_segment(struct spool *s)
 		return rc;
 	}
 	s->seg_fd = fd;
+	atomic_store(&s->cur_seg, no);
 	s->seg_len = s->seg_synced = n;
 	atomic_fetch_add(&s->bytes, n);
 	return 0;
@@ -562,8 +669,9 @@ static int spool_room(struct spool *s, size_t size)
 	return 0;
 }
 
+/* Append a record; *at is its file offset in the current segment (s->seg_no). */
 static int spool_put_record(struct spool *s, enum spool_rec_type type, const struct iovec *iov,
-			    int n)
+			    int n, uint64_t *at)
 {
 	size_t payload = 0;
 	for (int i = 0; i < n; i++)
@@ -578,6 +686,7 @@ static int spool_put_record(struct spool *s, enum spool_rec_type type, const str
 		if (!tmp)
 			return -ENOMEM;
 		spool_rec_encode(tmp, type, iov, n);
+		*at = s->seg_len + s->stage_len;
 		if ((rc = spool_flush_stage(s)) == 0 &&
 		    (rc = spool_write_all(s, s->seg_fd, tmp, size)) == 0) {
 			s->seg_len += size;
@@ -588,6 +697,7 @@ static int spool_put_record(struct spool *s, enum spool_rec_type type, const str
 			spool_fail_segment(s, rc);
 		return rc;
 	}
+	*at = s->seg_len + s->stage_len;
 	spool_rec_encode(s->stage + s->stage_len, type, iov, n);
 	s->stage_len += size;
 	return 0;
@@ -614,11 +724,26 @@ static void spool_do_fragment(struct spool *s, struct spool_op *op)
 		unsigned char head[SPOOL_FRAGMENT_HEAD];
 		spool_rec_fragment_head(head, m->id, op->msg_off);
 		struct iovec iov[2] = { { head, sizeof(head) }, { op->data, op->len } };
-		int rc = spool_put_record(s, SPOOL_REC_FRAGMENT, iov, 2);
+		uint64_t at = 0;
+		int rc = spool_put_record(s, SPOOL_REC_FRAGMENT, iov, 2, &at);
+		if (rc == 0 && m->nlocs == m->caplocs) {
+			uint32_t c = m->caplocs ? m->caplocs * 2 : 4;
+			struct spool_frag_loc *l = realloc(m->locs, c * sizeof(*l));
+			if (!l)
+				rc = -ENOMEM;
+			else {
+				m->locs = l;
+				m->caplocs = c;
+			}
+		}
 		if (rc < 0) {
 			int expected = 0;
 			atomic_compare_exchange_strong(&m->werror, &expected, rc);
 		} else {
+			m->locs[m->nlocs++] = (struct spool_frag_loc){
+				.seg = s->seg_no, .off = at + SPOOL_REC_HEADER + SPOOL_FRAGMENT_HEAD,
+				.len = (uint32_t)op->len };
+			spool_open_link(m, s->seg_no);
 			spool_mark_dirty(s, m);
 		}
 	}
@@ -646,7 +771,11 @@ static void spool_do_commit(struct spool *s, struct spool_op *op)
 		unsigned char head[SPOOL_COMMIT_HEAD];
 		spool_rec_commit_head(head, m->id, len, crc, nfrag);
 		struct iovec iov[2] = { { head, sizeof(head) }, { m->env.p, m->env.len } };
-		rc = spool_put_record(s, SPOOL_REC_COMMIT, iov, 2);
+		uint64_t at = 0;
+		rc = spool_put_record(s, SPOOL_REC_COMMIT, iov, 2, &at);
+		m->commit_seg = s->seg_no;
+		m->env_off = at + SPOOL_REC_HEADER + SPOOL_COMMIT_HEAD;
+		m->env_len = (uint32_t)m->env.len;
 	}
 	if (rc < 0) {
 		spool_finish(s, m, rc);
@@ -663,6 +792,41 @@ static void spool_do_commit(struct spool *s, struct spool_op *op)
 	spool_mark_dirty(s, m);
 }
 
+static void spool_do_status(struct spool *s, struct spool_op *op)
+{
+	unsigned char head[SPOOL_DELIVERY_HEAD];
+	struct iovec iov[2];
+	int n = 1;
+	if (op->rec_type == SPOOL_REC_DELIVERY) {
+		spool_rec_delivery_head(head, op->id, op->rcpt, op->rstate);
+		iov[0] = (struct iovec){ head, SPOOL_DELIVERY_HEAD };
+		iov[1] = (struct iovec){ op->data, op->len };
+		n = 2;
+	} else {
+		spool_rec_retire_head(head, op->id);
+		iov[0] = (struct iovec){ head, SPOOL_REC_ID_FIELD };
+	}
+	uint64_t at;
+	int rc = spool_put_record(s, op->rec_type, iov, n, &at);
+	if (rc == 0) {
+		struct spool_op **a = s->status;
+		if (s->nstatus == s->capstatus) {
+			size_t c = s->capstatus ? s->capstatus * 2 : 64;
+			a = realloc(s->status, c * sizeof(*a));
+			if (a) {
+				s->status = a;
+				s->capstatus = c;
+			}
+		}
+		if (a) {
+			s->status[s->nstatus++] = op;
+			return;
+		}
+		rc = -ENOMEM; /* written, but not tracked: the caller retries; harmless */
+	}
+	spool_status_finish(op, rc);
+}
+
 static void spool_process(struct spool *s, struct spool_op *list)
 {
 	while (list) {
@@ -670,9 +834,104 @@ static void spool_process(struct spool *s, struct spool_op *list)
 		list = op->next;
 		if (op->kind == SPOOL_OP_FRAGMENT)
 			spool_do_fragment(s, op);
-		else
+		else if (op->kind == SPOOL_OP_COMMIT)
 			spool_do_commit(s, op);
+		else
+			spool_do_status(s, op);
 	}
+}
+
+int spool_status_append(struct spool *s, enum spool_rec_type type, const char *id,
+			uint32_t rcpt, enum spool_rcpt_state st, const char *text,
+			spool_status_done_fn *done, void *arg)
+{
+	assert(type == SPOOL_REC_DELIVERY || type == SPOOL_REC_RETIRE);
+	assert(queue_id_valid(id));
+	size_t tl = text ? strlen(text) : 0;
+	if (tl > SPOOL_DELIVERY_MAX_TEXT)
+		tl = SPOOL_DELIVERY_MAX_TEXT;
+	struct spool_op *op = malloc(sizeof(*op) + tl + 1);
+	if (!op)
+		return -ENOMEM;
+	*op = (struct spool_op){ .kind = SPOOL_OP_STATUS, .rec_type = type, .rcpt = rcpt,
+				 .rstate = st, .done = done, .done_arg = arg, .len = tl };
+	memcpy(op->id, id, QUEUE_ID_SIZE);
+	if (tl)
+		memcpy(op->data, text, tl);
+	spool_enqueue(s, op);
+	return 0;
+}
+
+void spool_set_committed_hook(struct spool *s, spool_committed_fn *fn, void *ctx)
+{
+	assert(!s->started);
+	s->committed_fn = fn;
+	s->committed_ctx = ctx;
+}
+
+uint64_t spool_reclaim_floor(struct spool *s)
+{
+	/* The current segment first, then the open messages: a message that opens after
+	 * the first read writes at or above it (see spool_reclaim()). */
+	uint64_t floor = atomic_load(&s->cur_seg);
+	pthread_mutex_lock(&s->open_mu);
+	for (struct spool_msg *m = s->open_head; m; m = m->open_next)
+		if (m->first_seg < floor)
+			floor = m->first_seg;
+	pthread_mutex_unlock(&s->open_mu);
+	return floor;
+}
+
+int spool_reclaim(struct spool *s, uint64_t below, unsigned *removed, uint64_t *freed)
+{
+	*removed = 0;
+	*freed = 0;
+	pthread_mutex_lock(&s->reclaim_mu);
+	if (below <= s->reclaimed_below || below > atomic_load(&s->cur_seg)) {
+		pthread_mutex_unlock(&s->reclaim_mu);
+		return 0;
+	}
+	int fd = openat(s->seg_dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		int e = -errno;
+		if (fd >= 0)
+			close(fd);
+		pthread_mutex_unlock(&s->reclaim_mu);
+		return e;
+	}
+	int rc = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		uint64_t no;
+		if (!spool_seg_parse_name(de->d_name, &no) || no >= below)
+			continue;
+		struct stat sb;
+		uint64_t size = fstatat(s->seg_dir_fd, de->d_name, &sb, 0) == 0
+					? (uint64_t)sb.st_size
+					: 0;
+		if (unlinkat(s->seg_dir_fd, de->d_name, 0) != 0) {
+			if (errno != ENOENT)
+				rc = -errno;
+			continue;
+		}
+		(*removed)++;
+		*freed += size;
+		atomic_fetch_sub(&s->bytes, size);
+	}
+	closedir(d);
+	/* the removal is durable before anyone counts on the space */
+	if (*removed && s->io->fsync(s->seg_dir_fd) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0)
+		s->reclaimed_below = below;
+	pthread_mutex_unlock(&s->reclaim_mu);
+	return rc;
+}
+
+int spool_seg_dir_fd(const struct spool *s)
+{
+	return s->seg_dir_fd;
 }
 
 static void spool_deadline(struct timespec *ts, uint64_t us)
@@ -763,6 +1022,9 @@ static void spool_free(struct spool *s)
 	spool_index_free(&s->index);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
+	pthread_mutex_destroy(&s->open_mu);
+	pthread_mutex_destroy(&s->reclaim_mu);
+	free(s->status);
 	free(s->stage);
 	free(s->batch);
 	free(s->dirty);
@@ -784,6 +1046,8 @@ int spool_open(struct spool **out, const struct spool_params *p,
 	s->io = p->io ? p->io : &spool_io_system;
 	s->root_fd = s->seg_dir_fd = s->lock_fd = s->seg_fd = -1;
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->open_mu, NULL);
+	pthread_mutex_init(&s->reclaim_mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

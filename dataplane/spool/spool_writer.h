@@ -47,6 +47,7 @@
 
 #include "dataplane/spool/spool_envelope.h"
 #include "dataplane/spool/spool_recovery.h"
+#include "dataplane/spool/spool_segment.h"
 
 #define SPOOL_FRAGMENT_SIZE 65536
 #define SPOOL_DEFAULT_SEGMENT_SIZE (64u << 20)
@@ -104,6 +105,32 @@ struct spool_stats {
 	uint64_t bytes;     /* bytes in segments */
 };
 void spool_stats(const struct spool *s, struct spool_stats *out);
+
+/* ---- the relay's side (spool_relay.h) ---- */
+
+/* Called on the writer thread, after the sync, for each message that became durable;
+ * the entry (with its frags) belongs to the callee. Set before spool_start(). */
+typedef void spool_committed_fn(void *ctx, struct spool_msg_entry *e);
+void spool_set_committed_hook(struct spool *s, spool_committed_fn *fn, void *ctx);
+
+/* Append a DELIVERY (recipient rcpt reached state st; text: the next hop's reply) or a
+ * RETIRE record for message id. done(arg, rc) is called on the writer thread once the
+ * record is durable (rc 0) or failed (a negative errno; the record may or may not be on
+ * disk). Returns 0, or a negative errno at once (done is then never called). */
+typedef void spool_status_done_fn(void *arg, int rc);
+int spool_status_append(struct spool *s, enum spool_rec_type type, const char *id,
+			uint32_t rcpt, enum spool_rcpt_state st, const char *text,
+			spool_status_done_fn *done, void *arg);
+
+/* Segments below this number hold no record of a message still being received: the
+ * lower of the writer's current segment and the oldest segment of any uncommitted
+ * message. The caller reads it BEFORE computing its own floor of live messages. */
+uint64_t spool_reclaim_floor(struct spool *s);
+/* Delete every segment below `below` (never the current one), then sync the directory.
+ * Returns 0 or a negative errno; *removed segments, *freed bytes. */
+int spool_reclaim(struct spool *s, uint64_t below, unsigned *removed, uint64_t *freed);
+/* SPOOL/seg, for spool_index_read(). */
+int spool_seg_dir_fd(const struct spool *s);
 
 /* One per worker thread: where the writer posts news for that worker's messages. The
  * writer writes 1 to wake_fd (an eventfd in the worker's epoll set) when news arrive. */

@@ -353,3 +353,156 @@ def binary_from_argv():
     if len(sys.argv) < 2 or not os.access(sys.argv[1], os.X_OK):
         fail("usage: TEST path/to/mxgate")
     return sys.argv[1]
+
+
+class ScriptedSmtpServer:
+    """A tiny next hop for relay tests (asyncio, stdlib only), in a background thread.
+    It offers PIPELINING, 8BITMIME, SMTPUTF8 and SIZE, undoes dot-stuffing, and records
+    each transaction it accepted as a dict: mail, rcpts (accepted), data (bytes, CRLF),
+    params (MAIL parameters). Replies come from overridable policies:
+      rcpt_reply(addr) -> "250 2.1.5 Ok" (default) or e.g. "451 4.3.0 try later"
+      data_reply(txn)  -> "250 2.0.0 Ok: queued as N" (default)
+      data_delay       seconds to wait before the final reply (a slow next hop)
+    Use as a context manager; .port is where it listens."""
+
+    def __init__(self, port=None, lmtp=False):
+        import asyncio
+        import threading
+        self.asyncio = asyncio
+        self.port = port or free_port()
+        self.lmtp = lmtp
+        self.transactions = []
+        self.commands = []
+        self.connections = 0
+        self.data_delay = 0.0
+        self.lock = threading.Lock()
+        self.loop = None
+        self.server = None
+        self.thread = None
+        self.ready = threading.Event()
+
+    def rcpt_reply(self, addr):
+        return "250 2.1.5 Ok"
+
+    def data_reply(self, txn):
+        return f"250 2.0.0 Ok: queued as T{len(self.transactions)}"
+
+    async def _session(self, reader, writer):
+        with self.lock:
+            self.connections += 1
+        try:
+            writer.write(b"220 next.hop.test ESMTP scripted\r\n")
+            txn = None
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                cmd = line.decode("utf-8", "replace").rstrip("\r\n")
+                with self.lock:
+                    self.commands.append(cmd)
+                verb = cmd[:4].upper()
+                if verb in ("EHLO", "LHLO"):
+                    writer.write(b"250-next.hop.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
+                                 b"250-SMTPUTF8\r\n250 SIZE 10240000\r\n")
+                elif verb == "HELO":
+                    writer.write(b"250 next.hop.test\r\n")
+                elif verb == "MAIL":
+                    addr = cmd[cmd.index("<") + 1:cmd.index(">")]
+                    params = cmd[cmd.index(">") + 1:].split()
+                    txn = {"mail": addr, "rcpts": [], "params": params}
+                    writer.write(b"250 2.1.0 Ok\r\n")
+                elif verb == "RCPT":
+                    addr = cmd[cmd.index("<") + 1:cmd.index(">")]
+                    reply = self.rcpt_reply(addr)
+                    if reply.startswith("2") and txn is not None:
+                        txn["rcpts"].append(addr)
+                    writer.write(reply.encode() + b"\r\n")
+                elif verb == "DATA":
+                    if not txn or not txn["rcpts"]:
+                        writer.write(b"554 5.5.1 Error: no valid recipients\r\n")
+                        continue
+                    writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                    await writer.drain()
+                    data = []
+                    while True:
+                        l = await reader.readline()
+                        if not l:
+                            return
+                        if l == b".\r\n":
+                            break
+                        data.append(l[1:] if l.startswith(b".") else l)
+                    txn["data"] = b"".join(data)
+                    if self.data_delay:
+                        await self.asyncio.sleep(self.data_delay)
+                    reply = self.data_reply(txn)
+                    if reply.startswith("2"):
+                        with self.lock:
+                            self.transactions.append(txn)
+                    n = len(txn["rcpts"]) if self.lmtp else 1
+                    writer.write((reply.encode() + b"\r\n") * n)
+                    txn = None
+                elif verb == "RSET":
+                    txn = None
+                    writer.write(b"250 2.0.0 Ok\r\n")
+                elif verb == "QUIT":
+                    writer.write(b"221 2.0.0 Bye\r\n")
+                    await writer.drain()
+                    return
+                else:
+                    writer.write(b"502 5.5.2 Error: command not recognized\r\n")
+                await writer.drain()
+        except (ConnectionError, ValueError):
+            return
+        finally:
+            writer.close()
+
+    def _run(self):
+        self.loop = self.asyncio.new_event_loop()
+        self.asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(
+            self.asyncio.start_server(self._session, "127.0.0.1", self.port))
+        self.ready.set()
+        self.loop.run_forever()
+        self.server.close()
+        tasks = self.asyncio.all_tasks(self.loop)
+        for t in tasks:
+            t.cancel()
+        self.loop.run_until_complete(self.asyncio.gather(*tasks, return_exceptions=True))
+        self.loop.run_until_complete(self.server.wait_closed())
+        self.loop.close()
+
+    def start(self):
+        import threading
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        if not self.ready.wait(10):
+            fail("scripted SMTP server did not start")
+        return self
+
+    def stop(self):
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop = None
+
+    def received(self):
+        with self.lock:
+            return list(self.transactions)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb):
+        self.stop()
+        return False
+
+
+def wait_for(pred, timeout, what, diag=lambda: ""):
+    """Poll pred() until true; fail with what and diag() after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    fail(f"timed out after {timeout} s waiting for {what}\n{diag()}")

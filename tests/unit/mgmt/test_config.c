@@ -608,6 +608,36 @@ static const struct bad_value bad_values[] = {
 					      "1001 > 1000" },
 	{ "mxgate_spool_quota = 1G", "bad numerical configuration: mxgate_spool_quota = 1G" },
 	{ "mxgate_spool_quota = -1", "invalid mxgate_spool_quota parameter value -1 < 0" },
+	{ "relayhost = mx.example.com", "parameter relayhost: \"mx.example.com\" is not a "
+					"numeric IP address: mxgate does no DNS lookups" },
+	{ "relayhost = [mx.example.com]:25", "\"mx.example.com\" is not a numeric IP address" },
+	{ "relayhost = ::1:25", "an IPv6 address is written in brackets: [IPV6]:PORT" },
+	{ "relayhost = [::1]25", "expected [ADDRESS]:PORT, ADDRESS:PORT or [IPV6]:PORT" },
+	{ "relayhost = [::1", "expected [ADDRESS]:PORT, ADDRESS:PORT or [IPV6]:PORT" },
+	{ "relayhost = 127.0.0.1:0", "parameter relayhost: bad port \"0\"" },
+	{ "relayhost = [127.0.0.1]:65536", "parameter relayhost: bad port \"65536\"" },
+	{ "relayhost = 127.0.0.1:smtp", "parameter relayhost: bad port \"smtp\"" },
+	{ "relayhost = 127.0.0.1:", "parameter relayhost: bad port \"\"" },
+	{ "mxgate_relay_protocol = esmtp", "parameter mxgate_relay_protocol: bad value \"esmtp\" "
+					   "(expected one of: smtp lmtp)" },
+	{ "default_destination_concurrency_limit = 0", "invalid "
+	  "default_destination_concurrency_limit parameter value 0 < 1" },
+	{ "default_destination_concurrency_limit = 257", "invalid "
+	  "default_destination_concurrency_limit parameter value 257 > 256" },
+	{ "smtp_connect_timeout = 0", "invalid smtp_connect_timeout: 0 (min 1)" },
+	{ "smtp_connect_timeout = 2h", "invalid smtp_connect_timeout: 7200 (max 3600)" },
+	{ "smtp_helo_timeout = 5x", "bad time value or unit" },
+	{ "smtp_mail_timeout = 0s", "invalid smtp_mail_timeout: 0 (min 1)" },
+	{ "smtp_rcpt_timeout = 3601", "invalid smtp_rcpt_timeout: 3601 (max 3600)" },
+	{ "smtp_data_init_timeout = -1", "bad time value or unit" },
+	{ "smtp_data_xfer_timeout = 0", "invalid smtp_data_xfer_timeout: 0 (min 1)" },
+	{ "smtp_data_done_timeout = 1d", "invalid smtp_data_done_timeout: 86400 (max 3600)" },
+	{ "smtp_quit_timeout = 0", "invalid smtp_quit_timeout: 0 (min 1)" },
+	{ "smtp_connection_cache_time_limit = 301", "invalid smtp_connection_cache_time_limit: "
+						    "301 (max 300)" },
+	{ "minimal_backoff_time = 0", "invalid minimal_backoff_time: 0 (min 1)" },
+	{ "maximal_backoff_time = 2w", "invalid maximal_backoff_time: 1209600 (max 604800)" },
+	{ "queue_run_delay = 0", "invalid queue_run_delay: 0 (min 1)" },
 };
 
 static void test_bad_values(void)
@@ -1121,6 +1151,58 @@ static int hostname_child(void)
 	return failures ? 1 : 0;
 }
 
+/* relayhost in each of Postfix's nexthop forms, and the relay parameters' values. */
+static void test_relay_values(void)
+{
+	static const struct {
+		const char *value, *addr;
+		unsigned port;
+	} forms[] = {
+		{ "", "", 25 },
+		{ "[192.0.2.25]", "192.0.2.25", 25 },
+		{ "192.0.2.25", "192.0.2.25", 25 },
+		{ "[192.0.2.25]:2525", "192.0.2.25", 2525 },
+		{ "192.0.2.25:24", "192.0.2.25", 24 },
+		{ "[2001:db8::25]:587", "2001:db8::25", 587 },
+		{ "[ipv6:2001:db8::25]", "2001:db8::25", 25 },
+		{ "[::1]", "::1", 25 },
+	};
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		char text[256];
+		snprintf(text, sizeof(text), "myhostname = mx.example.com\nrelayhost = %s\n",
+			 forms[i].value);
+		struct load l = load_clean(text);
+		if (!l.cfg)
+			continue;
+		CHECK_STR_EQ(l.cfg->relayhost_addr, forms[i].addr);
+		CHECK_INT_EQ(l.cfg->relayhost_port, forms[i].port);
+		load_free(&l);
+	}
+	struct load l = load_clean("myhostname = mx.example.com\n"
+				   "mxgate_relay_protocol = LMTP\n"
+				   "default_destination_concurrency_limit = 3\n"
+				   "smtp_connect_timeout = 1m\n"
+				   "smtp_data_done_timeout = 5s\n"
+				   "smtp_connection_cache_time_limit = 10s\n"
+				   "minimal_backoff_time = 1s\n"
+				   "maximal_backoff_time = 1h\n"
+				   "queue_run_delay = 2s\n");
+	if (l.cfg) {
+		CHECK(l.cfg->relay_lmtp);
+		CHECK_INT_EQ(l.cfg->relay_concurrency, 3);
+		CHECK_INT_EQ(l.cfg->smtp_connect_timeout_s, 60);
+		CHECK_INT_EQ(l.cfg->smtp_helo_timeout_s, 300);
+		CHECK_INT_EQ(l.cfg->smtp_data_init_timeout_s, 120);
+		CHECK_INT_EQ(l.cfg->smtp_data_done_timeout_s, 5);
+		CHECK_INT_EQ(l.cfg->smtp_connection_cache_time_s, 10);
+		CHECK_INT_EQ(l.cfg->minimal_backoff_s, 1);
+		CHECK_INT_EQ(l.cfg->maximal_backoff_s, 3600);
+		CHECK_INT_EQ(l.cfg->queue_run_delay_s, 2);
+		CHECK_STR_EQ(l.cfg->relayhost_addr, "");
+	}
+	load_free(&l);
+}
+
 static void test_hostname_defaults(void)
 {
 	pid_t pid = fork();
@@ -1384,5 +1466,6 @@ int main(int argc, char **argv)
 	RUN_TEST(test_example_config);
 	RUN_TEST(test_files);
 	RUN_TEST(test_hostname_defaults);
+	RUN_TEST(test_relay_values);
 	return TEST_RESULT();
 }
