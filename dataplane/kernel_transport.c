@@ -20,6 +20,7 @@
 
 #include "dataplane/conn.h"
 #include "mgmt/log.h"
+#include "mxgate/errf.h"
 #include "mxgate/clock.h"
 
 /* One read(2) at most this much. It is also the bound on what a connection keeps between
@@ -784,18 +785,6 @@ static void *kt_worker_main(void *arg)
 
 /* ---- setup ---- */
 
-static int kt_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int kt_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
 /* "0.0.0.0", "::", "[::1]" and a port into a sockaddr. */
 static int kt_sockaddr(const struct mx_listen_addr *la, struct sockaddr_storage *ss,
 		       socklen_t *len, char *name, size_t namelen)
@@ -877,21 +866,21 @@ int kernel_transport_create(struct kernel_transport **out,
 	int rc;
 
 	if (p->workers < 1 || p->workers > QUEUE_ID_MAX_WORKERS)
-		return kt_errf(err, errlen, -EINVAL, "mxgate_workers: %u is out of range 1..%u",
+		return mx_errf(err, errlen, -EINVAL, "mxgate_workers: %u is out of range 1..%u",
 			       p->workers, QUEUE_ID_MAX_WORKERS);
 	if (cfg->listen_count == 0)
-		return kt_errf(err, errlen, -EINVAL, "mxgate_listen: no address to listen on");
+		return mx_errf(err, errlen, -EINVAL, "mxgate_listen: no address to listen on");
 
 	struct kernel_transport *kt = calloc(1, sizeof(*kt));
 	if (!kt)
-		return kt_errf(err, errlen, -ENOMEM, "out of memory");
+		return mx_errf(err, errlen, -ENOMEM, "out of memory");
 	kt->p = *p;
 	if (kt->p.idle_timeout_ms == 0)
 		kt->p.idle_timeout_ms = 1000;
 	kt->workers = calloc(p->workers, sizeof(*kt->workers));
 	if (!kt->workers) {
 		free(kt);
-		return kt_errf(err, errlen, -ENOMEM, "out of memory");
+		return mx_errf(err, errlen, -ENOMEM, "out of memory");
 	}
 	kt->nworkers = p->workers;
 	for (unsigned i = 0; i < kt->nworkers; i++) {
@@ -910,13 +899,13 @@ int kernel_transport_create(struct kernel_transport **out,
 		socklen_t sl;
 		char name[80];
 		if (kt_sockaddr(&cfg->listen[a], &ss, &sl, name, sizeof(name)) < 0) {
-			rc = kt_errf(err, errlen, -EINVAL,
+			rc = mx_errf(err, errlen, -EINVAL,
 				     "mxgate_listen: '%s' is not a numeric IPv4 or IPv6 address",
 				     cfg->listen[a].host);
 			goto fail;
 		}
 		if (cfg->listen[a].port == 0) {
-			rc = kt_errf(err, errlen, -EINVAL, "mxgate_listen: %s: port 0", name);
+			rc = mx_errf(err, errlen, -EINVAL, "mxgate_listen: %s: port 0", name);
 			goto fail;
 		}
 		/* SO_REUSEPORT would let us share the port with any other process of this
@@ -924,7 +913,7 @@ int kernel_transport_create(struct kernel_transport **out,
 		 * plain bind first finds such an owner. */
 		int probe;
 		if ((rc = kt_listen_socket(&ss, sl, false, &probe)) < 0) {
-			kt_errf(err, errlen, rc, "bind %s: %s", name, strerror(-rc));
+			mx_errf(err, errlen, rc, "bind %s: %s", name, strerror(-rc));
 			goto fail;
 		}
 		close(probe);
@@ -933,7 +922,7 @@ int kernel_transport_create(struct kernel_transport **out,
 			if (!w->listeners) {
 				w->listeners = calloc(cfg->listen_count, sizeof(*w->listeners));
 				if (!w->listeners) {
-					rc = kt_errf(err, errlen, -ENOMEM, "out of memory");
+					rc = mx_errf(err, errlen, -ENOMEM, "out of memory");
 					goto fail;
 				}
 				w->listeners_closed = false;
@@ -942,7 +931,7 @@ int kernel_transport_create(struct kernel_transport **out,
 			l->h.kind = KT_LISTENER;
 			snprintf(l->name, sizeof(l->name), "%s", name);
 			if ((rc = kt_listen_socket(&ss, sl, true, &l->fd)) < 0) {
-				kt_errf(err, errlen, rc, "bind %s: %s", name, strerror(-rc));
+				mx_errf(err, errlen, rc, "bind %s: %s", name, strerror(-rc));
 				goto fail;
 			}
 			w->nlisteners++;
@@ -958,7 +947,7 @@ int kernel_transport_create(struct kernel_transport **out,
 			w->cw.spool_client = spool_client_new(p->spool, w->wake_fd);
 		if (!w->scratch || w->epfd < 0 || w->wake_fd < 0 || !w->cw.spool_client) {
 			rc = -(errno ? errno : ENOMEM);
-			kt_errf(err, errlen, rc, "worker %u setup: %s", i, strerror(-rc));
+			mx_errf(err, errlen, rc, "worker %u setup: %s", i, strerror(-rc));
 			goto fail;
 		}
 		w->wake_h.kind = KT_WAKE;
@@ -977,7 +966,7 @@ int kernel_transport_create(struct kernel_transport **out,
 
 fail_errno:
 	rc = -errno;
-	kt_errf(err, errlen, rc, "epoll_ctl: %s", strerror(-rc));
+	mx_errf(err, errlen, rc, "epoll_ctl: %s", strerror(-rc));
 fail:
 	kernel_transport_destroy(kt);
 	return rc;

@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mxgate/errf.h"
+
 struct domain_list_entry {
 	char *name;           /* lower case, no leading or trailing dot */
 	size_t len;
@@ -36,20 +38,6 @@ struct domain_list {
 #define DOMAIN_LIST_SEPARATORS ", \t\r\n"
 #define DOMAIN_NAME_MAX 255 /* as Postfix's VALID_HOSTNAME_LEN */
 #define DOMAIN_LABEL_MAX 63 /* RFC 1035 2.3.4 */
-
-static int domain_list_fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int domain_list_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
 
 static char domain_lower(char c)
 {
@@ -166,18 +154,18 @@ int domain_list_parse(const char *text, bool parent_matches_subdomains,
 			nlen--;
 		}
 		if (nlen == 0) {
-			domain_list_fail(err, errlen, "no pattern after \"%.*s\"", shown, tok);
+			mx_errf(err, errlen, -EINVAL, "no pattern after \"%.*s\"", shown, tok);
 			goto fail;
 		}
 		if (*name == '/') {
-			domain_list_fail(err, errlen,
+			mx_errf(err, errlen, -EINVAL,
 					 "\"%.*s%s\": /file/name patterns are not supported; list "
 					 "the domains inline",
 					 shown, tok, more);
 			goto fail;
 		}
 		if (domain_is_table(name, nlen)) {
-			domain_list_fail(err, errlen,
+			mx_errf(err, errlen, -EINVAL,
 					 "\"%.*s%s\": table lookups (type:name) arrive with the "
 					 "table engine; list the domains inline for now",
 					 shown, tok, more);
@@ -195,7 +183,7 @@ int domain_list_parse(const char *text, bool parent_matches_subdomains,
 		char why[96];
 		const char *problem = domain_name_problem(name, nlen, why, sizeof(why));
 		if (problem) {
-			domain_list_fail(err, errlen, "bad domain \"%.*s%s\": %s", shown, tok, more,
+			mx_errf(err, errlen, -EINVAL, "bad domain \"%.*s%s\": %s", shown, tok, more,
 					 problem);
 			goto fail;
 		}

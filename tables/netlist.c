@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mxgate/errf.h"
+
 struct netlist_entry {
 	uint8_t family; /* AF_INET or AF_INET6 */
 	uint8_t prefix; /* 0..32 or 0..128 */
@@ -38,20 +40,6 @@ struct netlist {
 #define NETLIST_SEPARATORS ", \t\r\n"
 /* Longer than any address with brackets, a scope-free IPv6 text and a /128. */
 #define NETLIST_TOKEN_MAX 128
-
-static int netlist_fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int netlist_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
 
 /* "hash:/etc/postfix/x", "cidr:/x", "inline:{...}": a lookup table reference, as Postfix's
  * match_list recognizes it (a name of letters, digits, '_' or '-' before the first ':').
@@ -90,14 +78,14 @@ static int netlist_parse_entry(char *tok, struct netlist_entry *e, char *err, si
 	if (*addr == '[') {
 		char *close = strchr(addr, ']');
 		if (!close)
-			return netlist_fail(err, errlen, "missing ']' character after \"%s\"",
+			return mx_errf(err, errlen, -EINVAL, "missing ']' character after \"%s\"",
 					    shown);
 		*close = '\0';
 		addr++;
 		if (close[1] == '/') {
 			mask = close + 2;
 		} else if (close[1] != '\0') {
-			return netlist_fail(err, errlen, "garbage after \"[%s]\"", addr);
+			return mx_errf(err, errlen, -EINVAL, "garbage after \"[%s]\"", addr);
 		} else {
 			/* [2001:db8::/32], the other bracket placement Postfix accepts. */
 			char *slash = strchr(addr, '/');
@@ -122,8 +110,8 @@ static int netlist_parse_entry(char *tok, struct netlist_entry *e, char *err, si
 
 	if (*addr == '\0' || inet_pton(e->family, addr, e->net) != 1) {
 		if (mask)
-			return netlist_fail(err, errlen, "bad net/mask pattern: \"%s\"", shown);
-		return netlist_fail(err, errlen, "bad address pattern: \"%s\"", shown);
+			return mx_errf(err, errlen, -EINVAL, "bad net/mask pattern: \"%s\"", shown);
+		return mx_errf(err, errlen, -EINVAL, "bad address pattern: \"%s\"", shown);
 	}
 
 	if (!mask) {
@@ -136,7 +124,7 @@ static int netlist_parse_entry(char *tok, struct netlist_entry *e, char *err, si
 	const char *sig = mask + strspn(mask, "0");
 	if (mlen == 0 || strspn(mask, "0123456789") != mlen || strlen(sig) > 3 ||
 	    (unsigned)atoi(sig) > bits)
-		return netlist_fail(err, errlen, "bad net/mask pattern: \"%s\"", shown);
+		return mx_errf(err, errlen, -EINVAL, "bad net/mask pattern: \"%s\"", shown);
 	e->prefix = (uint8_t)atoi(sig);
 
 	uint8_t masked[16];
@@ -145,7 +133,7 @@ static int netlist_parse_entry(char *tok, struct netlist_entry *e, char *err, si
 	if (memcmp(masked, e->net, bits / 8) != 0) {
 		char net[INET6_ADDRSTRLEN];
 		inet_ntop(e->family, masked, net, sizeof(net));
-		return netlist_fail(err, errlen,
+		return mx_errf(err, errlen, -EINVAL,
 				    "non-null host address bits in \"%s/%s\", "
 				    "perhaps you should use \"%s%s%s/%u\" instead",
 				    addr, mask, v6 ? "[" : "", net, v6 ? "]" : "",
@@ -176,7 +164,7 @@ int netlist_parse(const char *text, struct netlist **out, char *err, size_t errl
 		p += len;
 
 		if (len > NETLIST_TOKEN_MAX) {
-			netlist_fail(err, errlen, "bad address pattern: \"%.40s...\"", start);
+			mx_errf(err, errlen, -EINVAL, "bad address pattern: \"%.40s...\"", start);
 			netlist_free(nl);
 			return -EINVAL;
 		}
@@ -194,9 +182,9 @@ int netlist_parse(const char *text, struct netlist **out, char *err, size_t errl
 		int rc;
 		struct netlist_entry e = { 0 };
 		if (*t == '\0') {
-			rc = netlist_fail(err, errlen, "no pattern after \"%s\"", tok);
+			rc = mx_errf(err, errlen, -EINVAL, "no pattern after \"%s\"", tok);
 		} else if (*t == '/') {
-			rc = netlist_fail(err, errlen,
+			rc = mx_errf(err, errlen, -EINVAL,
 					  "\"%s\": /file/name patterns are not supported; "
 					  "list the networks inline",
 					  tok);
@@ -209,7 +197,7 @@ int netlist_parse(const char *text, struct netlist **out, char *err, size_t errl
 				tok[len] = '\0';
 				t = tok + strspn(tok, "!");
 				if (*t != '[' && netlist_is_table(t))
-					netlist_fail(err, errlen,
+					mx_errf(err, errlen, -EINVAL,
 						     "\"%s\": table lookups (type:name) arrive "
 						     "with the table engine; list the networks "
 						     "inline for now",
@@ -219,7 +207,7 @@ int netlist_parse(const char *text, struct netlist **out, char *err, size_t errl
 					 strspn(t, "abcdefghijklmnopqrstuvwxyz"
 						   "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 						   "0123456789.-_") == strlen(t))
-					netlist_fail(err, errlen,
+					mx_errf(err, errlen, -EINVAL,
 						     "\"%s\": host name patterns need DNS and are "
 						     "not supported; use network addresses",
 						     t);

@@ -8,19 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int spool_env_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int spool_env_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
+#include "mxgate/errf.h"
 
 /* ---- building ---- */
 
@@ -215,14 +203,14 @@ int spool_envelope_parse(const char *data, size_t flen, struct spool_record **ou
 	int rc;
 	struct spool_record *r = calloc(1, sizeof(*r));
 	if (!r)
-		return spool_env_errf(err, errlen, -ENOMEM, "out of memory");
+		return mx_errf(err, errlen, -ENOMEM, "out of memory");
 
 	size_t pos = 0, lineno = 0;
 	bool have_id = false, have_sender = false;
 	while (pos < flen) {
 		const char *nl = memchr(data + pos, '\n', flen - pos);
 		if (!nl) {
-			rc = spool_env_errf(err, errlen, -EINVAL, "envelope line %zu has no end",
+			rc = mx_errf(err, errlen, -EINVAL, "envelope line %zu has no end",
 					    lineno + 1);
 			goto fail;
 		}
@@ -233,7 +221,7 @@ int spool_envelope_parse(const char *data, size_t flen, struct spool_record **ou
 		if (lineno == 1) {
 			if (llen != strlen(SPOOL_ENVELOPE_MAGIC) ||
 			    memcmp(line, SPOOL_ENVELOPE_MAGIC, llen) != 0) {
-				rc = spool_env_errf(err, errlen, -EINVAL,
+				rc = mx_errf(err, errlen, -EINVAL,
 						    "not a version 1 mxgate envelope");
 				goto fail;
 			}
@@ -243,7 +231,7 @@ int spool_envelope_parse(const char *data, size_t flen, struct spool_record **ou
 		size_t klen = sp ? (size_t)(sp - line) : llen;
 		char *val = spool_unescape(sp ? sp + 1 : line + llen, sp ? llen - klen - 1 : 0);
 		if (!val) {
-			rc = spool_env_errf(err, errlen, -EINVAL, "envelope line %zu: bad %%-escape",
+			rc = mx_errf(err, errlen, -EINVAL, "envelope line %zu: bad %%-escape",
 					    lineno);
 			goto fail;
 		}
@@ -302,19 +290,19 @@ int spool_envelope_parse(const char *data, size_t flen, struct spool_record **ou
 			}
 		} else {
 			free(val);
-			rc = spool_env_errf(err, errlen, -EINVAL,
+			rc = mx_errf(err, errlen, -EINVAL,
 					    "envelope line %zu: unknown key '%.*s'", lineno,
 					    (int)(klen > 40 ? 40 : klen), line);
 			goto fail;
 		}
 #undef KEY
 		if (rc < 0) {
-			spool_env_errf(err, errlen, rc, "envelope line %zu: bad value", lineno);
+			mx_errf(err, errlen, rc, "envelope line %zu: bad value", lineno);
 			goto fail;
 		}
 	}
 	if (!have_id || !have_sender || r->nrcpt == 0 || !r->client_addr || !r->protocol) {
-		rc = spool_env_errf(err, errlen, -EINVAL, "incomplete envelope");
+		rc = mx_errf(err, errlen, -EINVAL, "incomplete envelope");
 		goto fail;
 	}
 	*out = r;

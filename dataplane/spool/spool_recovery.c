@@ -14,19 +14,7 @@
 
 #include "dataplane/spool/spool_segment.h"
 
-static int rec_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int rec_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
+#include "mxgate/errf.h"
 
 static void rec_log(spool_recovery_log_fn *log, void *ctx, bool warning, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -489,13 +477,13 @@ int spool_recover(int seg_dirfd, bool repair, struct spool_index *idx,
 	*st = (struct spool_recovery_stats){ 0 };
 	int rc = rec_list_segments(seg_dirfd, repair, &s, st, log, ctx);
 	if (rc < 0) {
-		rec_errf(err, errlen, rc, "read spool segments: %s", strerror(-rc));
+		mx_errf(err, errlen, rc, "read spool segments: %s", strerror(-rc));
 		goto out;
 	}
 	st->segments = (unsigned)s.nsegs;
 	for (size_t i = 0; i < s.nsegs; i++) {
 		if ((rc = rec_scan_segment(&s, i, idx, st, repair, log, ctx)) < 0) {
-			rec_errf(err, errlen, rc, "scan spool segment %016" PRIx64 ": %s",
+			mx_errf(err, errlen, rc, "scan spool segment %016" PRIx64 ": %s",
 				 s.segs[i].no, strerror(-rc));
 			goto out;
 		}
@@ -504,7 +492,7 @@ int spool_recover(int seg_dirfd, bool repair, struct spool_index *idx,
 	rec_sort(s.frags, s.nfrags, sizeof(*s.frags), rec_cmp_frag);
 	idx->msgs = calloc(s.ncommits ? s.ncommits : 1, sizeof(*idx->msgs));
 	if (!idx->msgs) {
-		rc = rec_errf(err, errlen, -ENOMEM, "out of memory");
+		rc = mx_errf(err, errlen, -ENOMEM, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < s.ncommits; i++) {
@@ -547,7 +535,7 @@ int spool_recover(int seg_dirfd, bool repair, struct spool_index *idx,
 	}
 	idx->n = kept;
 	if ((rc = rec_apply_deliveries(&s, idx, st)) < 0) {
-		rec_errf(err, errlen, rc, "out of memory");
+		mx_errf(err, errlen, rc, "out of memory");
 		goto out;
 	}
 	st->messages = (unsigned)idx->n;
@@ -631,36 +619,36 @@ int spool_index_read(int dirfd, const struct spool_msg_entry *m, struct spool_re
 	char *msg = malloc(m->size + 1);
 	struct spool_record *r = NULL;
 	if (!env || !msg) {
-		rc = rec_errf(err, errlen, -ENOMEM, "out of memory");
+		rc = mx_errf(err, errlen, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	if ((fd = rec_open_seg(dirfd, m->commit_seg)) < 0) {
-		rc = rec_errf(err, errlen, fd, "%s: open segment: %s", m->id, strerror(-fd));
+		rc = mx_errf(err, errlen, fd, "%s: open segment: %s", m->id, strerror(-fd));
 		goto fail;
 	}
 	rc = rec_pread_all(fd, env, m->env_len, m->env_off);
 	close(fd);
 	if (rc < 0) {
-		rec_errf(err, errlen, rc, "%s: read envelope: %s", m->id, strerror(-rc));
+		mx_errf(err, errlen, rc, "%s: read envelope: %s", m->id, strerror(-rc));
 		goto fail;
 	}
 	uint64_t off = 0;
 	for (uint32_t i = 0; i < m->nfrag; i++) {
 		const struct spool_frag_loc *f = &m->frags[i];
 		if ((fd = rec_open_seg(dirfd, f->seg)) < 0) {
-			rc = rec_errf(err, errlen, fd, "%s: open segment: %s", m->id, strerror(-fd));
+			rc = mx_errf(err, errlen, fd, "%s: open segment: %s", m->id, strerror(-fd));
 			goto fail;
 		}
 		rc = rec_pread_all(fd, msg + off, f->len, f->off);
 		close(fd);
 		if (rc < 0) {
-			rec_errf(err, errlen, rc, "%s: read message: %s", m->id, strerror(-rc));
+			mx_errf(err, errlen, rc, "%s: read message: %s", m->id, strerror(-rc));
 			goto fail;
 		}
 		off += f->len;
 	}
 	if (off != m->size || spool_crc32c(0, msg, m->size) != m->crc) {
-		rc = rec_errf(err, errlen, -EIO, "%s: message changed on disk (CRC mismatch)",
+		rc = mx_errf(err, errlen, -EIO, "%s: message changed on disk (CRC mismatch)",
 			      m->id);
 		goto fail;
 	}
@@ -668,7 +656,7 @@ int spool_index_read(int dirfd, const struct spool_msg_entry *m, struct spool_re
 	if ((rc = spool_envelope_parse(env, m->env_len, &r, err, errlen)) < 0)
 		goto fail;
 	if (strcmp(r->queue_id, m->id) != 0) {
-		rc = rec_errf(err, errlen, -EINVAL, "%s: envelope names %s", m->id, r->queue_id);
+		rc = mx_errf(err, errlen, -EINVAL, "%s: envelope names %s", m->id, r->queue_id);
 		goto fail;
 	}
 	r->size = m->size;

@@ -20,6 +20,8 @@
 
 #include "mgmt/log.h"
 
+#include "mxgate/errf.h"
+
 /* Bounds on what the next hop may send us. */
 #define RELAY_LINE_MAX 2048   /* one reply line (RFC 5321 4.5.3.1.5 says 512) */
 #define RELAY_REPLY_LINES 100 /* lines of one multi-line reply */
@@ -1089,26 +1091,12 @@ static void *relay_main(void *arg)
 
 /* ---- set-up ---- */
 
-static int relay_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int relay_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 int spool_relay_create(struct spool_relay **out, const struct spool_relay_params *p, char *err,
 		       size_t errlen)
 {
 	struct spool_relay *r = calloc(1, sizeof(*r));
 	if (!r)
-		return relay_errf(err, errlen, -ENOMEM, "out of memory");
+		return mx_errf(err, errlen, -ENOMEM, "out of memory");
 	r->p = *p;
 	r->host = strdup(p->host);
 	r->helo_name = strdup(p->helo_name);
@@ -1116,7 +1104,7 @@ int spool_relay_create(struct spool_relay **out, const struct spool_relay_params
 		free(r->host);
 		free(r->helo_name);
 		free(r);
-		return relay_errf(err, errlen, -ENOMEM, "out of memory");
+		return mx_errf(err, errlen, -ENOMEM, "out of memory");
 	}
 	r->p.host = r->host;
 	r->p.helo_name = r->helo_name;
@@ -1144,7 +1132,7 @@ int spool_relay_create(struct spool_relay **out, const struct spool_relay_params
 		free(r->host);
 		free(r->helo_name);
 		free(r);
-		return relay_errf(err, errlen, -EINVAL, "relayhost: \"%s\" is not a numeric address",
+		return mx_errf(err, errlen, -EINVAL, "relayhost: \"%s\" is not a numeric address",
 				  p->host);
 	}
 	snprintf(r->name, sizeof(r->name), "%s[%s]", p->host, p->host);
@@ -1186,7 +1174,7 @@ int spool_relay_create(struct spool_relay **out, const struct spool_relay_params
 	return 0;
 oom:
 	spool_relay_free(r);
-	return relay_errf(err, errlen, -ENOMEM, "out of memory");
+	return mx_errf(err, errlen, -ENOMEM, "out of memory");
 }
 
 int spool_relay_start(struct spool_relay *r)

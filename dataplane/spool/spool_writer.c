@@ -17,6 +17,8 @@
 
 #include "dataplane/spool/spool_segment.h"
 
+#include "mxgate/errf.h"
+
 /* The staging buffer: records are gathered here and written with one write(2) when it
  * is this full, or at the sync. */
 #define SPOOL_STAGE_SIZE (1u << 20)
@@ -166,20 +168,6 @@ static uint64_t spool_now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static int spool_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int spool_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
 }
 
 /* ---- messages: references and news ---- */
@@ -1038,10 +1026,10 @@ int spool_open(struct spool **out, const struct spool_params *p,
 {
 	int rc;
 	if (!p->path || !*p->path)
-		return spool_errf(err, errlen, -EINVAL, "no spool directory configured");
+		return mx_errf(err, errlen, -EINVAL, "no spool directory configured");
 	struct spool *s = calloc(1, sizeof(*s));
 	if (!s)
-		return spool_errf(err, errlen, -ENOMEM, "out of memory");
+		return mx_errf(err, errlen, -ENOMEM, "out of memory");
 	s->p = *p;
 	s->io = p->io ? p->io : &spool_io_system;
 	s->root_fd = s->seg_dir_fd = s->lock_fd = s->seg_fd = -1;
@@ -1056,51 +1044,51 @@ int spool_open(struct spool **out, const struct spool_params *p,
 	s->path = strdup(p->path);
 	s->stage = malloc(SPOOL_STAGE_SIZE);
 	if (!s->path || !s->stage) {
-		rc = spool_errf(err, errlen, -ENOMEM, "out of memory");
+		rc = mx_errf(err, errlen, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	s->p.path = s->path;
 	if ((rc = spool_mkdirs(p->path)) < 0) {
-		spool_errf(err, errlen, rc, "create spool directory %s: %s", p->path, strerror(-rc));
+		mx_errf(err, errlen, rc, "create spool directory %s: %s", p->path, strerror(-rc));
 		goto fail;
 	}
 	s->root_fd = open(p->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s->root_fd < 0) {
 		rc = -errno;
-		spool_errf(err, errlen, rc, "open spool directory %s: %s", p->path, strerror(-rc));
+		mx_errf(err, errlen, rc, "open spool directory %s: %s", p->path, strerror(-rc));
 		goto fail;
 	}
 	s->lock_fd = openat(s->root_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (s->lock_fd < 0) {
 		rc = -errno;
-		spool_errf(err, errlen, rc, "create %s/lock: %s", p->path, strerror(-rc));
+		mx_errf(err, errlen, rc, "create %s/lock: %s", p->path, strerror(-rc));
 		goto fail;
 	}
 	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
 		rc = -errno;
 		if (rc == -EWOULDBLOCK)
-			rc = spool_errf(err, errlen, -EBUSY,
+			rc = mx_errf(err, errlen, -EBUSY,
 					"spool directory %s is in use by another mxgate process",
 					p->path);
 		else
-			spool_errf(err, errlen, rc, "lock %s/lock: %s", p->path, strerror(-rc));
+			mx_errf(err, errlen, rc, "lock %s/lock: %s", p->path, strerror(-rc));
 		goto fail;
 	}
 	if (mkdirat(s->root_fd, "seg", 0700) != 0 && errno != EEXIST) {
 		rc = -errno;
-		spool_errf(err, errlen, rc, "create %s/seg: %s", p->path, strerror(-rc));
+		mx_errf(err, errlen, rc, "create %s/seg: %s", p->path, strerror(-rc));
 		goto fail;
 	}
 	s->seg_dir_fd = openat(s->root_fd, "seg", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s->seg_dir_fd < 0) {
 		rc = -errno;
-		spool_errf(err, errlen, rc, "open %s/seg: %s", p->path, strerror(-rc));
+		mx_errf(err, errlen, rc, "open %s/seg: %s", p->path, strerror(-rc));
 		goto fail;
 	}
 	/* seg/ itself must survive a crash before anything in it is acknowledged */
 	if (s->io->fsync(s->root_fd) != 0) {
 		rc = -errno;
-		spool_errf(err, errlen, rc, "sync %s: %s", p->path, strerror(-rc));
+		mx_errf(err, errlen, rc, "sync %s: %s", p->path, strerror(-rc));
 		goto fail;
 	}
 	/* The interim one-file-per-message layout (incoming/) is not read by this version:
@@ -1135,7 +1123,7 @@ int spool_open(struct spool **out, const struct spool_params *p,
 	/* Prove now, not at the first message, that the spool takes a durable segment: the
 	 * writer starts on a fresh one (old segments are never appended to). */
 	if ((rc = spool_open_segment(s)) < 0) {
-		spool_errf(err, errlen, rc, "spool directory %s is not writable: %s", p->path,
+		mx_errf(err, errlen, rc, "spool directory %s is not writable: %s", p->path,
 			   strerror(-rc));
 		goto fail;
 	}
