@@ -5,6 +5,7 @@
  *     SIGHUP           logged; configuration reload arrives with the mgmt plane
  * The main thread only waits for signals; the workers never see one. */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -99,6 +100,21 @@ static void short_hostname(char *buf, size_t len)
 	char *dot = strchr(buf, '.');
 	if (dot)
 		*dot = '\0';
+}
+
+/* A start-up failure: said in the log and on stderr, since the log may be a file the
+ * operator starting mxgate by hand is not looking at. */
+static void startup_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void startup_fatal(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	mx_log(MX_LOG_FATAL, "%s", msg);
+	fprintf(stderr, "mxgate: fatal: %s\n", msg);
 }
 
 static void spool_log(void *ctx, bool warning, const char *line)
@@ -216,6 +232,9 @@ int main(int argc, char **argv)
 	/* Open, lock and recover the spool before anything listens: messages that got a
 	 * 250 before a crash are found and indexed, torn writes are discarded. */
 	struct spool *spool = NULL;
+	struct spool_relay *relay = NULL;
+	struct kernel_transport *kt = NULL;
+	bool pidfile_written = false;
 	struct spool_recovery_stats rst;
 	char err[512];
 	struct spool_params sp = {
@@ -225,15 +244,11 @@ int main(int argc, char **argv)
 	};
 	rc = spool_open(&spool, &sp, &rst, spool_log, NULL, err, sizeof(err));
 	if (rc < 0) {
-		mx_log(MX_LOG_FATAL, "mxgate_spool_directory: %s", err);
-		fprintf(stderr, "mxgate: fatal: mxgate_spool_directory: %s\n", err);
-		mx_log_close();
-		mx_config_free(cfg);
-		return 1;
+		startup_fatal("mxgate_spool_directory: %s", err);
+		goto fail_startup;
 	}
 	/* The relay, when relayhost is set: recovered messages first, then each one the
 	 * writer commits. Without relayhost mail stays in the spool. */
-	struct spool_relay *relay = NULL;
 	if (cfg->relayhost_addr[0]) {
 		struct spool_relay_params rp = {
 			.spool = spool,
@@ -257,13 +272,8 @@ int main(int argc, char **argv)
 		};
 		rc = spool_relay_create(&relay, &rp, err, sizeof(err));
 		if (rc < 0) {
-			mx_log(MX_LOG_FATAL, "relayhost: %s", err);
-			fprintf(stderr, "mxgate: fatal: relayhost: %s\n", err);
-			spool_stop(spool);
-			spool_close(spool);
-			mx_log_close();
-			mx_config_free(cfg);
-			return 1;
+			startup_fatal("relayhost: %s", err);
+			goto fail_startup;
 		}
 	}
 	mx_log(rst.orphans || rst.bad_messages || rst.corrupt_regions || rst.torn_tails ||
@@ -278,27 +288,13 @@ int main(int argc, char **argv)
 	       rst.corrupt_regions, rst.torn_tails, rst.torn_bytes, rst.stale_files, rst.retired,
 	       rst.deliveries);
 	if ((rc = spool_start(spool)) < 0) {
-		mx_log(MX_LOG_FATAL, "cannot start the spool writer: %s", strerror(-rc));
-		fprintf(stderr, "mxgate: fatal: cannot start the spool writer: %s\n",
-			strerror(-rc));
-		spool_stop(spool);
-		spool_relay_free(relay);
-		spool_close(spool);
-		mx_log_close();
-		mx_config_free(cfg);
-		return 1;
+		startup_fatal("cannot start the spool writer: %s", strerror(-rc));
+		goto fail_startup;
 	}
 
 	if (relay && (rc = spool_relay_start(relay)) < 0) {
-		mx_log(MX_LOG_FATAL, "cannot start the relay: %s", strerror(-rc));
-		fprintf(stderr, "mxgate: fatal: cannot start the relay: %s\n", strerror(-rc));
-		spool_relay_stop(relay);
-		spool_stop(spool);
-		spool_relay_free(relay);
-		spool_close(spool);
-		mx_log_close();
-		mx_config_free(cfg);
-		return 1;
+		startup_fatal("cannot start the relay: %s", strerror(-rc));
+		goto fail_startup;
 	}
 	if (relay)
 		mx_log(MX_LOG_INFO, "relay to %s%s%s:%u over %s, %u connection(s)",
@@ -330,31 +326,16 @@ int main(int argc, char **argv)
 		.shutdown_grace_ms = MXGATE_SHUTDOWN_GRACE_MS,
 		.queue_id_floor_us = spool_newest_id_us(spool),
 	};
-	struct kernel_transport *kt = NULL;
 	rc = kernel_transport_create(&kt, &params, err, sizeof(err));
 	if (rc < 0) {
-		mx_log(MX_LOG_FATAL, "%s", err);
-		fprintf(stderr, "mxgate: fatal: %s\n", err);
-		spool_relay_stop(relay);
-		spool_stop(spool);
-		spool_relay_free(relay);
-		spool_close(spool);
-		mx_log_close();
-		mx_config_free(cfg);
-		return 1;
+		startup_fatal("%s", err);
+		goto fail_startup;
 	}
 	if (pidfile && (rc = write_pidfile(pidfile)) < 0) {
-		mx_log(MX_LOG_FATAL, "pidfile %s: %s", pidfile, strerror(-rc));
-		fprintf(stderr, "mxgate: fatal: pidfile %s: %s\n", pidfile, strerror(-rc));
-		spool_relay_stop(relay);
-		spool_stop(spool);
-		spool_relay_free(relay);
-		kernel_transport_destroy(kt);
-		spool_close(spool);
-		mx_log_close();
-		mx_config_free(cfg);
-		return 1;
+		startup_fatal("pidfile %s: %s", pidfile, strerror(-rc));
+		goto fail_startup;
 	}
+	pidfile_written = pidfile != NULL;
 
 	char listening[MX_CONFIG_MAX_LISTEN * 80] = "";
 	size_t ln = 0;
@@ -366,18 +347,8 @@ int main(int argc, char **argv)
 	}
 	rc = kernel_transport_start(kt);
 	if (rc < 0) {
-		mx_log(MX_LOG_FATAL, "cannot start workers: %s", strerror(-rc));
-		fprintf(stderr, "mxgate: fatal: cannot start workers: %s\n", strerror(-rc));
-		spool_relay_stop(relay);
-		spool_stop(spool);
-		spool_relay_free(relay);
-		kernel_transport_destroy(kt);
-		if (pidfile)
-			unlink(pidfile);
-		spool_close(spool);
-		mx_log_close();
-		mx_config_free(cfg);
-		return 1;
+		startup_fatal("cannot start workers: %s", strerror(-rc));
+		goto fail_startup;
 	}
 	mx_log(MX_LOG_INFO,
 	       "mxgate %s started -- transport kernel, %u worker(s), listening on %s, "
@@ -441,4 +412,19 @@ int main(int argc, char **argv)
 	mx_log_close();
 	mx_config_free(cfg);
 	return failed ? 1 : 0;
+
+fail_startup:
+	/* A start-up step failed: undo what the steps before it did. Every call here accepts
+	 * what was never created (NULL) or never started. */
+	spool_relay_stop(relay);
+	if (spool)
+		spool_stop(spool);
+	spool_relay_free(relay);
+	kernel_transport_destroy(kt);
+	if (pidfile_written)
+		unlink(pidfile);
+	spool_close(spool);
+	mx_log_close();
+	mx_config_free(cfg);
+	return 1;
 }

@@ -553,6 +553,23 @@ static const char *cfg_skip_space(const char *p, const char *end)
 	return p;
 }
 
+/* The text of a ${name?...} or ${name:...} branch at *pp: a {braced} payload, or else
+ * the rest of the expression, ':' and blanks included (the Postfix 2.2 form). Blanks are
+ * skipped only before a '{' (MAC_EXP_FIND_LEFT_CURLY). */
+static bool cfg_branch_text(struct cfg_ctx *c, struct cfg_owner o, const char **pp,
+			    const char *end, const char **start, size_t *len)
+{
+	const char *q = cfg_skip_space(*pp, end);
+	if (q < end && *q == '{') {
+		*pp = q;
+		return cfg_payload(c, o, pp, end, start, len);
+	}
+	*start = *pp;
+	*len = (size_t)(end - *pp);
+	*pp = end;
+	return true;
+}
+
 /* Postfix compatibility level "major[.minor[.patch]]" as three numbers. */
 static bool cfg_parse_level(const char *s, uint64_t lv[3])
 {
@@ -771,23 +788,12 @@ static int cfg_expr(struct cfg_ctx *c, struct cfg_owner o, const char *e, size_t
 		}
 	}
 
-	const char *t, *q;
+	const char *t;
 	size_t tlen;
 	switch (ch) {
 	case '?':
-		/* MAC_EXP_FIND_LEFT_CURLY: blanks are skipped only before a '{'; unbraced
-		 * text is the rest of the expression, ':' and blanks included (the Postfix
-		 * 2.2 form). */
-		q = cfg_skip_space(p, end);
-		if (q < end && *q == '{') {
-			p = q;
-			if (!cfg_payload(c, o, &p, end, &t, &tlen))
-				goto out;
-		} else {
-			t = p;
-			tlen = (size_t)(end - p);
-			p = end;
-		}
+		if (!cfg_branch_text(c, o, &p, end, &t, &tlen))
+			goto out;
 		if (test && cfg_expand(c, o, t, tlen, out) != 0)
 			goto out;
 		if (p == end)
@@ -801,16 +807,8 @@ static int cfg_expr(struct cfg_ctx *c, struct cfg_owner o, const char *e, size_t
 		p++;
 		/* FALLTHROUGH */
 	case ':':
-		q = cfg_skip_space(p, end);
-		if (q < end && *q == '{') {
-			p = q;
-			if (!cfg_payload(c, o, &p, end, &t, &tlen))
-				goto out;
-		} else {
-			t = p;
-			tlen = (size_t)(end - p);
-			p = end;
-		}
+		if (!cfg_branch_text(c, o, &p, end, &t, &tlen))
+			goto out;
 		if (!test && cfg_expand(c, o, t, tlen, out) != 0)
 			goto out;
 		if (p != end) {

@@ -480,6 +480,28 @@ static void engine_error(struct smtp_session *s, enum smtp_error_kind kind, uint
 	push_error(s, kind, code, false, delay);
 }
 
+/* A literal refusal: send it and report it. The reported code is read from the text, so
+ * the two can never disagree. */
+#define refuse_lit(s, kind, text)                                                          \
+	do {                                                                               \
+		reply_lit((s), text);                                                      \
+		engine_error((s), (kind), (uint16_t)(((text)[0] - '0') * 100 +              \
+						      ((text)[1] - '0') * 10 + ((text)[2] - '0'))); \
+	} while (0)
+
+/* A non-ASCII address without SMTPUTF8 on MAIL (RFC 6531 3.4): Postfix's 553 when we
+ * offer SMTPUTF8, else it is plain bad syntax. */
+static void refuse_undeclared_utf8(struct smtp_session *s, bool recipient)
+{
+	if (s->cfg->enable_smtputf8)
+		refuse_lit(s, SMTP_ERR_BAD_ADDRESS,
+			   "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
+	else if (recipient)
+		refuse_lit(s, SMTP_ERR_BAD_ADDRESS, "501 5.1.3 Bad recipient address syntax");
+	else
+		refuse_lit(s, SMTP_ERR_BAD_ADDRESS, "501 5.1.7 Bad sender address syntax");
+}
+
 static void abort_message(struct smtp_session *s)
 {
 	if (s->msg_open) {
@@ -792,18 +814,15 @@ static void message_end(struct smtp_session *s)
 	}
 	switch (s->fail) {
 	case MF_TOO_BIG:
-		reply_lit(s, "552 5.3.4 Error: message file too big");
-		engine_error(s, SMTP_ERR_MESSAGE_TOO_BIG, 552);
+		refuse_lit(s, SMTP_ERR_MESSAGE_TOO_BIG, "552 5.3.4 Error: message file too big");
 		break;
 	case MF_HOPS:
-		reply_lit(s, "554 5.4.0 Error: too many hops");
-		engine_error(s, SMTP_ERR_TOO_MANY_HOPS, 554);
+		refuse_lit(s, SMTP_ERR_TOO_MANY_HOPS, "554 5.4.0 Error: too many hops");
 		break;
 	case MF_NOMEM:
 	case MF_NONE:
 	case MF_MAX:
-		reply_lit(s, "452 4.3.1 Insufficient system storage");
-		engine_error(s, SMTP_ERR_MESSAGE_TOO_BIG, 452);
+		refuse_lit(s, SMTP_ERR_MESSAGE_TOO_BIG, "452 4.3.1 Insufficient system storage");
 		break;
 	}
 	/* The refusal is reported first, while the transport still has the message open. */
@@ -1207,13 +1226,11 @@ static bool mail_params(struct smtp_session *s, struct mx_span text)
 			uint64_t v = 0;
 			int rc = smtp_param_size(p.value, &v);
 			if (rc == -ERANGE) {
-				reply_lit(s, "552 5.3.4 Message size exceeds file system imposed limit");
-				engine_error(s, SMTP_ERR_MESSAGE_TOO_BIG, 552);
+				refuse_lit(s, SMTP_ERR_MESSAGE_TOO_BIG, "552 5.3.4 Message size exceeds file system imposed limit");
 				return false;
 			}
 			if (rc < 0) {
-				reply_lit(s, "501 5.5.4 Bad message size syntax");
-				engine_error(s, SMTP_ERR_BAD_PARAMETER, 501);
+				refuse_lit(s, SMTP_ERR_BAD_PARAMETER, "501 5.5.4 Bad message size syntax");
 				return false;
 			}
 			have_size = true;
@@ -1241,8 +1258,7 @@ static bool mail_params(struct smtp_session *s, struct mx_span text)
 		if (p.keyword_valid && p.has_value &&
 		    (span_eq_cstr_nocase(p.keyword, "RET") || span_eq_cstr_nocase(p.keyword, "ENVID"))) {
 			/* DSN is not offered; Postfix's wording when it is turned off */
-			reply_lit(s, "501 5.7.1 DSN support is disabled");
-			engine_error(s, SMTP_ERR_BAD_PARAMETER, 501);
+			refuse_lit(s, SMTP_ERR_BAD_PARAMETER, "501 5.7.1 DSN support is disabled");
 			return false;
 		}
 		replyf(s, "555 5.5.4 Unsupported option: %s", tok);
@@ -1259,40 +1275,31 @@ static void cmd_mail(struct smtp_session *s, struct mx_span args)
 	struct smtp_path path;
 
 	if (c->helo_required && !s->helo_seen) {
-		reply_lit(s, "503 5.5.1 Error: send HELO/EHLO first");
-		engine_error(s, SMTP_ERR_BAD_SEQUENCE, 503);
+		refuse_lit(s, SMTP_ERR_BAD_SEQUENCE, "503 5.5.1 Error: send HELO/EHLO first");
 		return;
 	}
 	if (s->mail_given) {
-		reply_lit(s, "503 5.5.1 Error: nested MAIL command");
-		engine_error(s, SMTP_ERR_BAD_SEQUENCE, 503);
+		refuse_lit(s, SMTP_ERR_BAD_SEQUENCE, "503 5.5.1 Error: nested MAIL command");
 		return;
 	}
 	if (!span_prefix_nocase(args, "FROM:", &rest) || span_trim(rest).len == 0) {
-		reply_lit(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
-		engine_error(s, SMTP_ERR_SYNTAX, 501);
+		refuse_lit(s, SMTP_ERR_SYNTAX, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
 	}
 	unsigned flags = SMTP_PATH_ALLOW_NULL | (c->strict_rfc821_envelopes ? SMTP_PATH_STRICT : 0);
 	if (smtp_path_parse(rest, flags, &path) != SMTP_PATH_OK) {
-		reply_lit(s, "501 5.1.7 Bad sender address syntax");
-		engine_error(s, SMTP_ERR_BAD_ADDRESS, 501);
+		refuse_lit(s, SMTP_ERR_BAD_ADDRESS, "501 5.1.7 Bad sender address syntax");
 		return;
 	}
 	if (!mail_params(s, path.rest))
 		return;
 	if (c->message_size_limit && s->mail_next_size > c->message_size_limit) {
-		reply_lit(s, "552 5.3.4 Message size exceeds fixed limit");
-		engine_error(s, SMTP_ERR_MESSAGE_TOO_BIG, 552);
+		refuse_lit(s, SMTP_ERR_MESSAGE_TOO_BIG, "552 5.3.4 Message size exceeds fixed limit");
 		return;
 	}
 	if (path.non_ascii && !s->mail_next_utf8) {
 		/* RFC 6531 3.4; Postfix with strict_smtputf8 */
-		if (c->enable_smtputf8)
-			reply_lit(s, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
-		else
-			reply_lit(s, "501 5.1.7 Bad sender address syntax");
-		engine_error(s, SMTP_ERR_BAD_ADDRESS, c->enable_smtputf8 ? 553 : 501);
+		refuse_undeclared_utf8(s, false);
 		return;
 	}
 	struct smtp_event ev = { .type = SMTP_EV_MAIL, .needs_verdict = true };
@@ -1313,32 +1320,27 @@ static void cmd_rcpt(struct smtp_session *s, struct mx_span args)
 	size_t pos = 0;
 
 	if (!s->mail_given) {
-		reply_lit(s, "503 5.5.1 Error: need MAIL command");
-		engine_error(s, SMTP_ERR_BAD_SEQUENCE, 503);
+		refuse_lit(s, SMTP_ERR_BAD_SEQUENCE, "503 5.5.1 Error: need MAIL command");
 		return;
 	}
 	if (s->bdat_used) {
-		reply_lit(s, "503 5.5.1 Error: RCPT after BDAT");
-		engine_error(s, SMTP_ERR_BAD_SEQUENCE, 503);
+		refuse_lit(s, SMTP_ERR_BAD_SEQUENCE, "503 5.5.1 Error: RCPT after BDAT");
 		return;
 	}
 	if (!span_prefix_nocase(args, "TO:", &rest) || span_trim(rest).len == 0) {
-		reply_lit(s, "501 5.5.4 Syntax: RCPT TO:<address>");
-		engine_error(s, SMTP_ERR_SYNTAX, 501);
+		refuse_lit(s, SMTP_ERR_SYNTAX, "501 5.5.4 Syntax: RCPT TO:<address>");
 		return;
 	}
 	unsigned flags = c->strict_rfc821_envelopes ? SMTP_PATH_STRICT : 0;
 	if (smtp_path_parse(rest, flags, &path) != SMTP_PATH_OK) {
-		reply_lit(s, "501 5.1.3 Bad recipient address syntax");
-		engine_error(s, SMTP_ERR_BAD_ADDRESS, 501);
+		refuse_lit(s, SMTP_ERR_BAD_ADDRESS, "501 5.1.3 Bad recipient address syntax");
 		return;
 	}
 	while (smtp_param_next(path.rest, &pos, &p)) {
 		char tok[REPLY_LINE_MAX - 40];
 		if (p.keyword_valid && p.has_value &&
 		    (span_eq_cstr_nocase(p.keyword, "NOTIFY") || span_eq_cstr_nocase(p.keyword, "ORCPT"))) {
-			reply_lit(s, "501 5.7.1 DSN support is disabled");
-			engine_error(s, SMTP_ERR_BAD_PARAMETER, 501);
+			refuse_lit(s, SMTP_ERR_BAD_PARAMETER, "501 5.7.1 DSN support is disabled");
 			return;
 		}
 		replyf(s, "555 5.5.4 Unsupported option: %s",
@@ -1347,16 +1349,11 @@ static void cmd_rcpt(struct smtp_session *s, struct mx_span args)
 		return;
 	}
 	if (c->recipient_limit && s->rcpt_count >= c->recipient_limit) {
-		reply_lit(s, "452 4.5.3 Error: too many recipients");
-		engine_error(s, SMTP_ERR_TOO_MANY_RECIPIENTS, 452);
+		refuse_lit(s, SMTP_ERR_TOO_MANY_RECIPIENTS, "452 4.5.3 Error: too many recipients");
 		return;
 	}
 	if (path.non_ascii && !s->smtputf8) {
-		if (c->enable_smtputf8)
-			reply_lit(s, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
-		else
-			reply_lit(s, "501 5.1.3 Bad recipient address syntax");
-		engine_error(s, SMTP_ERR_BAD_ADDRESS, c->enable_smtputf8 ? 553 : 501);
+		refuse_undeclared_utf8(s, true);
 		return;
 	}
 	struct smtp_event ev = { .type = SMTP_EV_RCPT, .needs_verdict = true };
@@ -1372,11 +1369,9 @@ static bool have_recipients(struct smtp_session *s)
 	if (s->rcpt_count > 0)
 		return true;
 	if (!s->mail_given) {
-		reply_lit(s, "503 5.5.1 Error: need RCPT command");
-		engine_error(s, SMTP_ERR_BAD_SEQUENCE, 503);
+		refuse_lit(s, SMTP_ERR_BAD_SEQUENCE, "503 5.5.1 Error: need RCPT command");
 	} else {
-		reply_lit(s, "554 5.5.1 Error: no valid recipients");
-		engine_error(s, SMTP_ERR_NO_VALID_RECIPIENTS, 554);
+		refuse_lit(s, SMTP_ERR_NO_VALID_RECIPIENTS, "554 5.5.1 Error: no valid recipients");
 	}
 	return false;
 }
@@ -1386,13 +1381,11 @@ static void cmd_data(struct smtp_session *s, struct mx_span args)
 	if (!have_recipients(s))
 		return;
 	if (args.len) {
-		reply_lit(s, "501 5.5.4 Syntax: DATA");
-		engine_error(s, SMTP_ERR_SYNTAX, 501);
+		refuse_lit(s, SMTP_ERR_SYNTAX, "501 5.5.4 Syntax: DATA");
 		return;
 	}
 	if (s->bdat_used) {
-		reply_lit(s, "503 5.5.1 Error: DATA after BDAT");
-		engine_error(s, SMTP_ERR_BAD_SEQUENCE, 503);
+		refuse_lit(s, SMTP_ERR_BAD_SEQUENCE, "503 5.5.1 Error: DATA after BDAT");
 		return;
 	}
 	s->data_next_bdat = false;
@@ -1451,14 +1444,12 @@ static void cmd_bdat(struct smtp_session *s, struct mx_span args)
 		if (s->mail_given)
 			s->bdat_used = s->bdat_failed = true;
 	} else if (size == 0 && !last) {
-		reply_lit(s, "551 5.7.1 Null BDAT request");
-		engine_error(s, SMTP_ERR_SYNTAX, 551);
+		refuse_lit(s, SMTP_ERR_SYNTAX, "551 5.7.1 Null BDAT request");
 		s->bdat_used = s->bdat_failed = true;
 		abort_message(s);
 	} else if (c->message_size_limit && (size > c->message_size_limit ||
 					     so_far + size > c->message_size_limit)) {
-		reply_lit(s, "552 5.3.4 Chunk exceeds message size limit");
-		engine_error(s, SMTP_ERR_MESSAGE_TOO_BIG, 552);
+		refuse_lit(s, SMTP_ERR_MESSAGE_TOO_BIG, "552 5.3.4 Chunk exceeds message size limit");
 		s->bdat_used = s->bdat_failed = true;
 		abort_message(s);
 	} else if (!s->bdat_used) {
@@ -1481,8 +1472,7 @@ static void cmd_vrfy(struct smtp_session *s, struct mx_span args)
 	char echo[REPLY_LINE_MAX - 20];
 
 	if (c->disable_vrfy_command) {
-		reply_lit(s, "502 5.5.1 VRFY command is disabled");
-		engine_error(s, SMTP_ERR_UNKNOWN_COMMAND, 502);
+		refuse_lit(s, SMTP_ERR_UNKNOWN_COMMAND, "502 5.5.1 VRFY command is disabled");
 		return;
 	}
 	if (args.len == 0) {
@@ -1498,16 +1488,11 @@ static void cmd_vrfy(struct smtp_session *s, struct mx_span args)
 			r = SMTP_PATH_SYNTAX;
 	}
 	if (r != SMTP_PATH_OK) {
-		reply_lit(s, "501 5.1.3 Bad recipient address syntax");
-		engine_error(s, SMTP_ERR_BAD_ADDRESS, 501);
+		refuse_lit(s, SMTP_ERR_BAD_ADDRESS, "501 5.1.3 Bad recipient address syntax");
 		return;
 	}
 	if (path.non_ascii && !utf8) {
-		if (c->enable_smtputf8)
-			reply_lit(s, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
-		else
-			reply_lit(s, "501 5.1.3 Bad recipient address syntax");
-		engine_error(s, SMTP_ERR_BAD_ADDRESS, c->enable_smtputf8 ? 553 : 501);
+		refuse_undeclared_utf8(s, true);
 		return;
 	}
 	/* RFC 5321 3.5.3: 252, we cannot verify here; Postfix echoes what the client wrote */
@@ -1531,19 +1516,16 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 
 	if (memchr(text, '\0', n) || memchr(text, '\r', n)) {
 		/* RFC 5321 2.3.8: CR only before LF; NUL never belongs in a command */
-		reply_lit(s, "500 5.5.2 Error: bad syntax");
-		engine_error(s, SMTP_ERR_SYNTAX, 500);
+		refuse_lit(s, SMTP_ERR_SYNTAX, "500 5.5.2 Error: bad syntax");
 		return;
 	}
 	struct mx_span line = span_trim(mx_span_make(text, n));
 	if (line.len == 0) {
-		reply_lit(s, "500 5.5.2 Error: bad syntax");
-		engine_error(s, SMTP_ERR_SYNTAX, 500);
+		refuse_lit(s, SMTP_ERR_SYNTAX, "500 5.5.2 Error: bad syntax");
 		return;
 	}
 	if (c->enable_smtputf8 && !smtp_utf8_valid(line.ptr, line.len)) {
-		reply_lit(s, "500 5.5.2 Error: bad UTF-8 syntax");
-		engine_error(s, SMTP_ERR_SYNTAX, 500);
+		refuse_lit(s, SMTP_ERR_SYNTAX, "500 5.5.2 Error: bad UTF-8 syntax");
 		return;
 	}
 	size_t vlen = 0;
@@ -1567,8 +1549,7 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 			return;
 		}
 		/* Postfix checks no pipelining for a verb it does not know */
-		reply_lit(s, "500 5.5.2 Error: command not recognized");
-		engine_error(s, SMTP_ERR_UNKNOWN_COMMAND, 500);
+		refuse_lit(s, SMTP_ERR_UNKNOWN_COMMAND, "500 5.5.2 Error: command not recognized");
 		return;
 	}
 
@@ -1601,8 +1582,7 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 		break;
 	case CMD_RSET:
 		if (args.len) {
-			reply_lit(s, "501 5.5.4 Syntax: RSET");
-			engine_error(s, SMTP_ERR_SYNTAX, 501);
+			refuse_lit(s, SMTP_ERR_SYNTAX, "501 5.5.4 Syntax: RSET");
 			break;
 		}
 		abort_message(s);
@@ -1630,17 +1610,14 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 	case CMD_STARTTLS:
 	case CMD_ETRN:
 		/* not offered in this version (Postfix: TLS or fast flush not configured) */
-		reply_lit(s, "502 5.5.1 Error: command not implemented");
-		engine_error(s, SMTP_ERR_UNKNOWN_COMMAND, 502);
+		refuse_lit(s, SMTP_ERR_UNKNOWN_COMMAND, "502 5.5.1 Error: command not implemented");
 		break;
 	case CMD_AUTH:
-		reply_lit(s, "503 5.5.1 Error: authentication not enabled");
-		engine_error(s, SMTP_ERR_UNKNOWN_COMMAND, 503);
+		refuse_lit(s, SMTP_ERR_UNKNOWN_COMMAND, "503 5.5.1 Error: authentication not enabled");
 		break;
 	case CMD_XCLIENT:
 	case CMD_XFORWARD:
-		reply_lit(s, "550 5.7.0 Error: insufficient authorization");
-		engine_error(s, SMTP_ERR_UNKNOWN_COMMAND, 550);
+		refuse_lit(s, SMTP_ERR_UNKNOWN_COMMAND, "550 5.7.0 Error: insufficient authorization");
 		break;
 	case CMD_MAX:
 		break;
@@ -1720,8 +1697,7 @@ static void command_input(struct smtp_session *s, const char *buf, size_t len, s
 
 too_long:
 	/* RFC 5321 4.5.3.1.4 "500 Line too long"; the rest of the line was skipped */
-	reply_lit(s, "500 5.5.2 Error: line too long");
-	engine_error(s, SMTP_ERR_LINE_TOO_LONG, 500);
+	refuse_lit(s, SMTP_ERR_LINE_TOO_LONG, "500 5.5.2 Error: line too long");
 }
 
 /* ---- driving ---- */
