@@ -5,7 +5,8 @@
  *     mxgate-spoolcat -m SPOOL ID        the message bytes exactly as stored
  *     mxgate-spoolcat -l SPOOL           one line per message: ID size sender nrcpt
  *     mxgate-spoolcat -s SPOOL [ID...]   delivery state, one line per recipient:
- *                                        "ID INDEX pending|sent|failed <ADDRESS>"
+ *                                        "ID INDEX pending|sent|failed <ADDRESS>", and
+ *                                        " held" at the end while the message is held
  *     mxgate-spoolcat -x SPOOL [ID...]   machine-readable: per message a line
  *                                        "MXGATE-SPOOLCAT ID ENVLEN MSGLEN", then the raw
  *                                        envelope text (spool_envelope.h) and the message
@@ -28,6 +29,14 @@
 static enum spool_rcpt_state rcpt_state(const struct spool_msg_entry *m, size_t i)
 {
 	return i < m->nrstate ? (enum spool_rcpt_state)m->rstate[i] : SPOOL_RCPT_PENDING;
+}
+
+/* Reply texts and reasons come from other hosts: control bytes are shown as '?' so that
+ * they cannot break the output or drive the terminal. */
+static void print_safe(const char *p)
+{
+	for (; *p; p++)
+		putchar((unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p);
 }
 
 static void print_envelope(const struct spool_msg_entry *m, const struct spool_record *r)
@@ -53,9 +62,28 @@ static void print_envelope(const struct spool_msg_entry *m, const struct spool_r
 			printf(" %s", r->rcpts[i].params[j]);
 		printf("\n");
 		/* what the relay recorded: sent ones are never sent again, failed ones await
-		 * their DSN */
-		if (rcpt_state(m, i) != SPOOL_RCPT_PENDING)
-			printf("recipient-status: %s\n", spool_rcpt_state_name(rcpt_state(m, i)));
+		 * their DSN; the reply says why, as mailq's parenthesised reason does */
+		if (rcpt_state(m, i) != SPOOL_RCPT_PENDING) {
+			const char *text = i < m->nrstate && m->rtext ? m->rtext[i] : NULL;
+			printf("recipient-status: %s", spool_rcpt_state_name(rcpt_state(m, i)));
+			if (text && *text) {
+				printf(" (");
+				print_safe(text);
+				printf(")");
+			}
+			printf("\n");
+		}
+	}
+	if (r->filter) {
+		printf("filter: ");
+		print_safe(r->filter);
+		printf("\n");
+	}
+	/* the current state (HOLD records win over the envelope's line) */
+	if (m->held) {
+		printf("hold: ");
+		print_safe(m->hold_reason && *m->hold_reason ? m->hold_reason : "held");
+		printf("\n");
 	}
 	printf("size: %" PRIu64 "\n", r->size);
 }
@@ -173,8 +201,9 @@ int main(int argc, char **argv)
 			}
 		} else if (states) {
 			for (size_t k = 0; k < r->nrcpt; k++)
-				printf("%s %zu %s <%s>\n", r->queue_id, k,
-				       spool_rcpt_state_name(rcpt_state(m, k)), r->rcpts[k].addr);
+				printf("%s %zu %s <%s>%s\n", r->queue_id, k,
+				       spool_rcpt_state_name(rcpt_state(m, k)), r->rcpts[k].addr,
+				       m->held ? " held" : "");
 		} else if (list) {
 			printf("%s %" PRIu64 " <%s> %zu\n", r->queue_id, r->size, r->sender, r->nrcpt);
 		} else {

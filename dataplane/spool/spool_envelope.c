@@ -92,7 +92,13 @@ int spool_envbuf_begin(struct spool_envbuf *b, const struct spool_envelope *env)
 	spool_envbuf_line(b, "helo", env->helo);
 	spool_envbuf_line(b, "protocol", mx_span_cstr(env->protocol));
 	spool_envbuf_line(b, "sender", env->sender);
-	return spool_envbuf_params(b, "mail-parameter", env->mail_params);
+	spool_envbuf_params(b, "mail-parameter", env->mail_params);
+	/* The optional lines close the head, before the first recipient. */
+	if (env->hold_reason)
+		spool_envbuf_line(b, "hold", mx_span_cstr(env->hold_reason));
+	if (env->filter)
+		spool_envbuf_line(b, "filter", mx_span_cstr(env->filter));
+	return b->error;
 }
 
 int spool_envbuf_add_rcpt(struct spool_envbuf *b, struct mx_span addr, struct mx_span params)
@@ -124,6 +130,8 @@ void spool_record_free(struct spool_record *r)
 	for (size_t i = 0; i < r->nmail_params; i++)
 		free(r->mail_params[i]);
 	free(r->mail_params);
+	free(r->hold_reason);
+	free(r->filter);
 	for (size_t i = 0; i < r->nrcpt; i++) {
 		free(r->rcpts[i].addr);
 		for (size_t j = 0; j < r->rcpts[i].nparams; j++)
@@ -271,6 +279,17 @@ int spool_envelope_parse(const char *data, size_t flen, struct spool_record **ou
 			have_sender = true;
 		} else if (KEY("mail-parameter")) {
 			rc = spool_push(&r->mail_params, &r->nmail_params, val);
+		} else if (KEY("hold") || KEY("filter")) {
+			/* Head lines: once each, before the first recipient. The filter's
+			 * syntax is the relay's to judge: refusing it here would make the
+			 * whole message unreadable. */
+			char **slot = KEY("hold") ? &r->hold_reason : &r->filter;
+			if (*slot || r->nrcpt > 0) {
+				free(val);
+				rc = -EINVAL;
+			} else {
+				*slot = val;
+			}
 		} else if (KEY("recipient")) {
 			struct spool_rcpt *a = realloc(r->rcpts, (r->nrcpt + 1) * sizeof(*a));
 			if (!a) {
@@ -310,4 +329,30 @@ int spool_envelope_parse(const char *data, size_t flen, struct spool_record **ou
 fail:
 	spool_record_free(r);
 	return rc;
+}
+
+int spool_envelope_hold(const char *data, size_t n, char **reason)
+{
+	static const char key[] = "hold ";
+	*reason = NULL;
+	size_t pos = 0;
+	while (pos < n) {
+		const char *nl = memchr(data + pos, '\n', n - pos);
+		size_t llen = nl ? (size_t)(nl - (data + pos)) : n - pos;
+		const char *line = data + pos;
+		pos += llen + 1;
+		if (llen >= 10 && memcmp(line, "recipient ", 10) == 0)
+			break; /* the optional lines come before the first recipient */
+		/* as the parser reads it: "hold" alone is a hold with an empty reason */
+		bool bare = llen == sizeof(key) - 2 && memcmp(line, key, llen) == 0;
+		if (!bare && (llen < sizeof(key) - 1 || memcmp(line, key, sizeof(key) - 1) != 0))
+			continue;
+		char *v = bare ? spool_unescape(line, 0)
+			       : spool_unescape(line + sizeof(key) - 1, llen - (sizeof(key) - 1));
+		if (!v) /* spool_unescape() cannot tell: a bad escape is the likelier */
+			return -EINVAL;
+		*reason = v;
+		return 1;
+	}
+	return 0;
 }

@@ -17,7 +17,16 @@
  *     mail-parameter SIZE=1234            zero or more, in the order given
  *     recipient x@example.net             one or more, in the order accepted
  *     recipient-parameter NOTIFY=NEVER    zero or more, for the recipient above
+ *     hold REASON                         optional: policy said HOLD (the reason is the
+ *                                         text Postfix logs, e.g. "<a@b>: Sender address
+ *                                         triggers HOLD action")
+ *     filter TRANSPORT:NEXTHOP            optional: policy said FILTER; the relay delivers
+ *                                         every recipient there instead (transport(5)
+ *                                         syntax, e.g. "smtp:[127.0.0.1]:10025")
  *
+ * The optional lines come after the head and before the first recipient. A parser meeting
+ * an unknown key refuses the envelope, so adding a key is an incompatible change only for
+ * older readers (this version reads envelopes without the optional lines).
  * Values run to the end of their line. Bytes below 0x20, 0x7f and '%' are written as %XX
  * (upper-case hex), so a value can never break a line; other bytes (UTF-8) are written
  * as they are. An incompatible change changes the version on the first line. */
@@ -48,6 +57,8 @@ struct spool_envelope {
 	const char *protocol;
 	struct mx_span sender;
 	struct mx_span mail_params; /* raw "SIZE=1 BODY=8BITMIME"; split on white space */
+	const char *hold_reason; /* NULL: not held */
+	const char *filter;      /* NULL: none */
 };
 
 /* The envelope text being built. Errors are sticky: after the first one, every call
@@ -84,6 +95,8 @@ struct spool_record {
 	char *sender;
 	char **mail_params;
 	size_t nmail_params;
+	char *hold_reason; /* NULL: the envelope has no "hold" line */
+	char *filter;      /* NULL: no "filter" line */
 	struct spool_rcpt *rcpts;
 	size_t nrcpt;
 	uint64_t size;
@@ -95,5 +108,10 @@ struct spool_record {
 int spool_envelope_parse(const char *p, size_t n, struct spool_record **out, char *err,
 			 size_t errlen);
 void spool_record_free(struct spool_record *r);
+
+/* The "hold" line of envelope text, without parsing the rest (recovery and the writer
+ * need only this). Returns 1 and *reason (malloc'd, decoded) when there is one, 0 when
+ * there is none, -EINVAL for a bad escape or -ENOMEM. */
+int spool_envelope_hold(const char *p, size_t n, char **reason);
 
 #endif

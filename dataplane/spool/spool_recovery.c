@@ -37,20 +37,27 @@ struct rec_seg {
 	uint64_t no;
 	int fd;
 	const unsigned char *map;
-	size_t len;
+	size_t len;     /* bytes kept (less than map_len once a torn tail is cut) */
+	size_t map_len; /* what was mapped: what munmap() must be given */
+};
+
+/* Every collected record starts with its ID and its place in file order (segments in
+ * order, records in order; from 1), so all of them sort and search alike. */
+struct rec_key {
+	char id[QUEUE_ID_SIZE];
+	uint64_t seq;
 };
 
 struct rec_frag {
-	char id[QUEUE_ID_SIZE];
-	uint64_t seq; /* order of appearance: segments in order, records in order */
-	size_t seg;   /* index into the segment array */
+	struct rec_key k;
+	size_t seg; /* index into the segment array */
 	uint64_t off;
 	uint64_t msg_off;
 	uint32_t len;
 };
 
 struct rec_commit {
-	char id[QUEUE_ID_SIZE];
+	struct rec_key k;
 	size_t seg;
 	uint64_t env_off;
 	uint32_t env_len;
@@ -59,26 +66,43 @@ struct rec_commit {
 	uint32_t nfrag;
 };
 
-struct rec_delivery {
-	char id[QUEUE_ID_SIZE];
-	uint64_t seq;
-	uint32_t rcpt;
-	uint8_t state;
+/* DELIVERY and HOLD records: text is the reply or the reason, in the mapping. */
+struct rec_status {
+	struct rec_key k;
+	uint32_t rcpt;  /* DELIVERY */
+	uint8_t state;  /* DELIVERY: enum spool_rcpt_state; HOLD: 1 held, 0 released */
+	size_t seg;
+	uint64_t text_off;
+	uint32_t text_len;
+};
+
+struct rec_vec {
+	void *v;
+	size_t n, cap;
 };
 
 struct rec_state {
-	struct rec_delivery *dels;
-	size_t ndels, capdels;
-	char (*retires)[QUEUE_ID_SIZE];
-	size_t nretires, capretires;
 	struct rec_seg *segs;
 	size_t nsegs;
-	struct rec_frag *frags;
-	size_t nfrags, capfrags;
-	struct rec_commit *commits;
-	size_t ncommits, capcommits;
+	struct rec_vec frags, commits, dels, holds, retires; /* retires: struct rec_key */
 	uint64_t seq;
 };
+
+/* Room for one more element; returns it (zeroed) or NULL. */
+static void *rec_push(struct rec_vec *a, size_t elem)
+{
+	if (a->n == a->cap) {
+		size_t c = a->cap ? a->cap * 2 : 256;
+		void *p = realloc(a->v, c * elem);
+		if (!p)
+			return NULL;
+		a->v = p;
+		a->cap = c;
+	}
+	void *e = (char *)a->v + a->n++ * elem;
+	memset(e, 0, elem);
+	return e;
+}
 
 static int rec_grow(void **arr, size_t *cap, size_t n, size_t elem)
 {
@@ -106,39 +130,44 @@ static int rec_cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int rec_cmp_frag(const void *a, const void *b)
+/* By ID, then in file order. */
+static int rec_cmp_key(const void *a, const void *b)
 {
-	const struct rec_frag *x = a, *y = b;
+	const struct rec_key *x = a, *y = b;
 	int c = strcmp(x->id, y->id);
 	if (c)
 		return c;
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-/* Commits by ID; also compares a bare ID (the first member) for bsearch(). */
-static int rec_cmp_commit(const void *a, const void *b)
-{
-	return strcmp((const char *)a, ((const struct rec_commit *)b)->id);
-}
-
-static int rec_cmp_delivery(const void *a, const void *b)
-{
-	const struct rec_delivery *x = a, *y = b;
-	int c = strcmp(x->id, y->id);
-	if (c)
-		return c;
-	return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-static int rec_cmp_id(const void *a, const void *b)
-{
-	return strcmp((const char *)a, (const char *)b);
 }
 
 static int rec_cmp_entry(const void *a, const void *b)
 {
 	const struct spool_msg_entry *x = a, *y = b;
 	return strcmp(x->id, y->id);
+}
+
+static const struct rec_key *rec_at(const struct rec_vec *a, size_t elem, size_t i)
+{
+	return (const struct rec_key *)(const void *)((const char *)a->v + i * elem);
+}
+
+/* The elements of a (sorted by rec_cmp_key) with this ID: [*lo, *hi). */
+static void rec_range(const struct rec_vec *a, size_t elem, const char *id, size_t *lo,
+		      size_t *hi)
+{
+	size_t l = 0, h = a->n;
+	while (l < h) {
+		size_t mid = (l + h) / 2;
+		if (strcmp(rec_at(a, elem, mid)->id, id) < 0)
+			l = mid + 1;
+		else
+			h = mid;
+	}
+	size_t e = l;
+	while (e < a->n && strcmp(rec_at(a, elem, e)->id, id) == 0)
+		e++;
+	*lo = l;
+	*hi = e;
 }
 
 static void rec_note_id(struct spool_index *idx, const char *id)
@@ -164,6 +193,74 @@ static size_t rec_resync(const unsigned char *map, size_t len, size_t from)
 		pos++;
 	}
 	return len;
+}
+
+/* Collect one valid record. Returns 0 or -ENOMEM. */
+static int rec_collect(struct rec_state *s, size_t si, const struct spool_rec *r,
+		       struct spool_index *idx, spool_recovery_log_fn *log, void *ctx)
+{
+	const unsigned char *map = s->segs[si].map;
+	uint64_t data_off = r->data.ptr ? (uint64_t)((const unsigned char *)r->data.ptr - map) : 0;
+	if (r->type == SPOOL_REC_SEGMENT)
+		return 0;
+	/* Every ID named by any record counts for the ID floor: a new message must never
+	 * take the ID of one whose RETIRE (or anything else) survives. */
+	rec_note_id(idx, r->id);
+	struct rec_key k;
+	memcpy(k.id, r->id, QUEUE_ID_SIZE);
+	k.seq = ++s->seq;
+	switch (r->type) {
+	case SPOOL_REC_FRAGMENT: {
+		struct rec_frag *f = rec_push(&s->frags, sizeof(*f));
+		if (!f)
+			return -ENOMEM;
+		*f = (struct rec_frag){ .k = k, .seg = si, .off = data_off, .msg_off = r->msg_off,
+					.len = (uint32_t)r->data.len };
+		break;
+	}
+	case SPOOL_REC_COMMIT: {
+		struct rec_commit *c = rec_push(&s->commits, sizeof(*c));
+		if (!c)
+			return -ENOMEM;
+		*c = (struct rec_commit){ .k = k, .seg = si, .env_off = data_off,
+					  .env_len = (uint32_t)r->data.len, .msg_len = r->msg_len,
+					  .msg_crc = r->msg_crc, .nfrag = r->nfrag };
+		break;
+	}
+	case SPOOL_REC_DELIVERY: {
+		if (r->rcpt >= SPOOL_MAX_RCPTS) {
+			rec_log(log, ctx, true,
+				"%s: delivery record for recipient %u ignored (out of range)", r->id,
+				r->rcpt);
+			break;
+		}
+		struct rec_status *d = rec_push(&s->dels, sizeof(*d));
+		if (!d)
+			return -ENOMEM;
+		*d = (struct rec_status){ .k = k, .rcpt = r->rcpt, .state = (uint8_t)r->rcpt_state,
+					  .seg = si, .text_off = data_off,
+					  .text_len = (uint32_t)r->data.len };
+		break;
+	}
+	case SPOOL_REC_HOLD: {
+		struct rec_status *h = rec_push(&s->holds, sizeof(*h));
+		if (!h)
+			return -ENOMEM;
+		*h = (struct rec_status){ .k = k, .state = r->held ? 1 : 0, .seg = si,
+					  .text_off = data_off, .text_len = (uint32_t)r->data.len };
+		break;
+	}
+	case SPOOL_REC_RETIRE: {
+		struct rec_key *t = rec_push(&s->retires, sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		*t = k;
+		break;
+	}
+	default:
+		break;
+	}
+	return 0;
 }
 
 static int rec_scan_segment(struct rec_state *s, size_t si, struct spool_index *idx,
@@ -195,55 +292,8 @@ static int rec_scan_segment(struct rec_state *s, size_t si, struct spool_index *
 			continue;
 		}
 		first = false;
-		if (r.type == SPOOL_REC_FRAGMENT) {
-			if (rec_grow((void **)&s->frags, &s->capfrags, s->nfrags, sizeof(*s->frags)))
-				return -ENOMEM;
-			struct rec_frag *f = &s->frags[s->nfrags++];
-			memcpy(f->id, r.id, QUEUE_ID_SIZE);
-			f->seq = s->seq++;
-			f->seg = si;
-			f->off = (uint64_t)((const unsigned char *)r.data.ptr - seg->map);
-			f->msg_off = r.msg_off;
-			f->len = (uint32_t)r.data.len;
-			rec_note_id(idx, r.id);
-		} else if (r.type == SPOOL_REC_COMMIT) {
-			if (rec_grow((void **)&s->commits, &s->capcommits, s->ncommits,
-				     sizeof(*s->commits)))
-				return -ENOMEM;
-			struct rec_commit *c = &s->commits[s->ncommits++];
-			memcpy(c->id, r.id, QUEUE_ID_SIZE);
-			c->seg = si;
-			c->env_off = (uint64_t)((const unsigned char *)r.data.ptr - seg->map);
-			c->env_len = (uint32_t)r.data.len;
-			c->msg_len = r.msg_len;
-			c->msg_crc = r.msg_crc;
-			c->nfrag = r.nfrag;
-			rec_note_id(idx, r.id);
-		} else if (r.type == SPOOL_REC_DELIVERY) {
-			/* IDs named by delivery records count for the ID floor too: a new
-			 * message must never take the ID of one whose RETIRE survives */
-			rec_note_id(idx, r.id);
-			if (r.rcpt >= SPOOL_MAX_RCPTS) {
-				rec_log(log, ctx, true,
-					"%s: delivery record for recipient %u ignored (out of range)",
-					r.id, r.rcpt);
-			} else {
-				if (rec_grow((void **)&s->dels, &s->capdels, s->ndels,
-					     sizeof(*s->dels)))
-					return -ENOMEM;
-				struct rec_delivery *d = &s->dels[s->ndels++];
-				memcpy(d->id, r.id, QUEUE_ID_SIZE);
-				d->seq = s->seq++;
-				d->rcpt = r.rcpt;
-				d->state = (uint8_t)r.rcpt_state;
-			}
-		} else if (r.type == SPOOL_REC_RETIRE) {
-			rec_note_id(idx, r.id);
-			if (rec_grow((void **)&s->retires, &s->capretires, s->nretires,
-				     sizeof(*s->retires)))
-				return -ENOMEM;
-			memcpy(s->retires[s->nretires++], r.id, QUEUE_ID_SIZE);
-		}
+		if (rec_collect(s, si, &r, idx, log, ctx) < 0)
+			return -ENOMEM;
 		pos += (size_t)n;
 		valid_end = pos;
 	}
@@ -266,17 +316,24 @@ static int rec_scan_segment(struct rec_state *s, size_t si, struct spool_index *
 	return 0;
 }
 
-/* Check one committed message against its fragments (frags[lo..hi) share its ID, in
- * write order). Returns true and fills e when it is whole. */
+/* Check one COMMIT against the fragments of its ID written before it (and after the
+ * previous COMMIT of that ID), in write order. An attempt to write the message that
+ * failed part way (a failed batch, a torn relocation) may have left fragments ahead of
+ * the complete run: the message starts at the last fragment for offset 0. Returns true
+ * and fills e when it is whole. */
 static bool rec_check_message(const struct rec_state *s, const struct rec_commit *c,
 			      const struct rec_frag *frags, size_t n, struct spool_msg_entry *e,
 			      const char **why)
 {
+	size_t start = 0;
+	for (size_t i = 0; i < n; i++)
+		if (frags[i].msg_off == 0)
+			start = i;
 	uint64_t off = 0;
 	uint32_t crc = 0;
 	size_t used = 0;
 	*why = NULL;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = start; i < n; i++) {
 		const struct rec_frag *f = &frags[i];
 		if (f->msg_off != off) {
 			*why = "fragments are not contiguous";
@@ -301,11 +358,12 @@ static bool rec_check_message(const struct rec_state *s, const struct rec_commit
 		*why = "out of memory";
 		return false;
 	}
-	for (size_t i = 0; i < used; i++)
-		e->frags[i] = (struct spool_frag_loc){ .seg = s->segs[frags[i].seg].no,
-						       .off = frags[i].off,
-						       .len = frags[i].len };
-	memcpy(e->id, c->id, QUEUE_ID_SIZE);
+	for (size_t i = 0; i < used; i++) {
+		const struct rec_frag *f = &frags[start + i];
+		e->frags[i] = (struct spool_frag_loc){ .seg = s->segs[f->seg].no, .off = f->off,
+						       .len = f->len };
+	}
+	memcpy(e->id, c->k.id, QUEUE_ID_SIZE);
 	e->size = c->msg_len;
 	e->crc = c->msg_crc;
 	e->commit_seg = s->segs[c->seg].no;
@@ -385,6 +443,7 @@ static int rec_list_segments(int dirfd, bool repair, struct rec_state *s,
 				break;
 			}
 			g->map = m;
+			g->map_len = g->len;
 		}
 	}
 	free(nos);
@@ -395,63 +454,273 @@ static void rec_state_free(struct rec_state *s)
 {
 	for (size_t i = 0; i < s->nsegs; i++) {
 		if (s->segs[i].map)
-			munmap((void *)s->segs[i].map, s->segs[i].len);
+			munmap((void *)s->segs[i].map, s->segs[i].map_len);
 		close(s->segs[i].fd);
 	}
 	free(s->segs);
-	free(s->frags);
-	free(s->commits);
-	free(s->dels);
-	free(s->retires);
+	free(s->frags.v);
+	free(s->commits.v);
+	free(s->dels.v);
+	free(s->holds.v);
+	free(s->retires.v);
 }
 
-/* Apply RETIRE and DELIVERY records to the kept messages. */
-static int rec_apply_deliveries(struct rec_state *s, struct spool_index *idx,
-				struct spool_recovery_stats *st)
+/* A text field of a DELIVERY or HOLD record, NUL-terminated; NULL when empty. An
+ * embedded NUL ends it (the text is for people). */
+static int rec_text(const struct rec_state *s, const struct rec_status *r, char **out)
 {
-	rec_sort(s->retires, s->nretires, sizeof(*s->retires), rec_cmp_id);
-	rec_sort(s->dels, s->ndels, sizeof(*s->dels), rec_cmp_delivery);
-	size_t kept = 0;
-	for (size_t i = 0; i < idx->n; i++) {
-		struct spool_msg_entry *e = &idx->msgs[i];
-		if (s->nretires &&
-		    bsearch(e->id, s->retires, s->nretires, sizeof(*s->retires), rec_cmp_id)) {
-			st->retired++;
-			spool_msg_entry_clear(e);
-			continue;
-		}
-		size_t lo = 0, hi = s->ndels;
-		while (lo < hi) {
-			size_t mid = (lo + hi) / 2;
-			if (strcmp(s->dels[mid].id, e->id) < 0)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		uint32_t need = 0;
-		size_t end = lo;
-		for (; end < s->ndels && strcmp(s->dels[end].id, e->id) == 0; end++)
-			if (s->dels[end].rcpt + 1 > need)
-				need = s->dels[end].rcpt + 1;
-		if (need) {
-			e->rstate = calloc(need, 1);
-			if (!e->rstate)
-				return -ENOMEM;
-			e->nrstate = need;
-			/* in write order: a later record for the same recipient wins */
-			for (size_t k = lo; k < end; k++) {
-				e->rstate[s->dels[k].rcpt] = s->dels[k].state;
-				st->deliveries++;
-			}
-		}
-		idx->msgs[kept++] = *e;
-	}
-	idx->n = kept;
+	*out = NULL;
+	if (r->text_len == 0)
+		return 0;
+	const char *p = (const char *)s->segs[r->seg].map + r->text_off;
+	size_t n = strnlen(p, r->text_len);
+	char *t = malloc(n + 1);
+	if (!t)
+		return -ENOMEM;
+	memcpy(t, p, n);
+	t[n] = '\0';
+	*out = t;
 	return 0;
+}
+
+/* The "hold" line of a commit's envelope: 1 held (reason in *reason, NULL when empty),
+ * 0 not, -ENOMEM. A bad escape reads as no hold line: reading the message fails on the
+ * same envelope anyway. */
+static int rec_env_hold(const struct rec_state *s, const struct rec_commit *c, char **reason)
+{
+	const char *env = (const char *)s->segs[c->seg].map + c->env_off;
+	int rc = spool_envelope_hold(env, c->env_len, reason);
+	if (rc == -EINVAL)
+		return 0;
+	if (rc == 1 && *reason && !**reason) {
+		free(*reason);
+		*reason = NULL;
+	}
+	return rc;
+}
+
+static bool rec_str_eq(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* What one ID's DELIVERY and HOLD records say, for choosing among its copies. */
+struct rec_id_status {
+	const struct rec_status *dels, *holds;
+	size_t ndels, nholds;
+	uint32_t need;            /* recipients covered: highest index + 1 */
+	size_t *last;             /* per recipient: index in dels of its last record + 1 */
+	uint64_t min_last_seq;    /* lowest "last record" seq over the recipients; 0: none */
+};
+
+/* Does the copy committed at c carry the message's whole state after it? A relocation
+ * re-emits DELIVERY records for every decided recipient and a HOLD record when the hold
+ * state differs from the envelope's, right after the copy's COMMIT; a crash between that
+ * COMMIT and those records leaves a copy without them, and indexing it would let the old
+ * segments (still holding the only records) be reclaimed. */
+static int rec_self_contained(const struct rec_state *s, const struct rec_commit *c,
+			      const struct rec_id_status *is, bool *yes)
+{
+	*yes = true;
+	if (is->min_last_seq && is->min_last_seq < c->k.seq) {
+		*yes = false;
+		return 0;
+	}
+	if (is->nholds == 0)
+		return 0;
+	const struct rec_status *h = &is->holds[is->nholds - 1];
+	if (h->k.seq > c->k.seq)
+		return 0;
+	/* the last HOLD record is older than the copy: it must agree with the envelope */
+	char *env_reason = NULL, *rec_reason = NULL;
+	int held = rec_env_hold(s, c, &env_reason);
+	if (held < 0)
+		return held;
+	if (rec_text(s, h, &rec_reason) < 0) {
+		free(env_reason);
+		return -ENOMEM;
+	}
+	*yes = (held == 1) == (h->state == 1) && (!held || rec_str_eq(env_reason, rec_reason));
+	free(env_reason);
+	free(rec_reason);
+	return 0;
+}
+
+/* Apply the ID's records to the chosen copy e (committed at c), in file order: the last
+ * DELIVERY record of each recipient wins; the last HOLD record wins over the
+ * envelope's hold line. */
+static int rec_apply(const struct rec_state *s, const struct rec_commit *c,
+		     const struct rec_id_status *is, struct spool_msg_entry *e,
+		     struct spool_recovery_stats *st)
+{
+	if (is->need) {
+		e->rstate = calloc(is->need, 1);
+		e->rtext = calloc(is->need, sizeof(*e->rtext));
+		if (!e->rstate || !e->rtext)
+			return -ENOMEM;
+		e->nrstate = is->need;
+		for (uint32_t r = 0; r < is->need; r++) {
+			if (!is->last[r])
+				continue;
+			const struct rec_status *d = &is->dels[is->last[r] - 1];
+			e->rstate[r] = d->state;
+			if (rec_text(s, d, &e->rtext[r]) < 0)
+				return -ENOMEM;
+		}
+		st->deliveries += (unsigned)is->ndels;
+	}
+	if (is->nholds) {
+		const struct rec_status *h = &is->holds[is->nholds - 1];
+		e->held = h->state == 1;
+		if (e->held && rec_text(s, h, &e->hold_reason) < 0)
+			return -ENOMEM;
+		st->holds += (unsigned)is->nholds;
+		return 0;
+	}
+	int held = rec_env_hold(s, c, &e->hold_reason);
+	if (held < 0)
+		return held;
+	e->held = held == 1;
+	return 0;
+}
+
+/* Gather what the ID's DELIVERY and HOLD records say. */
+static int rec_id_status_init(const struct rec_state *s, const char *id,
+			      struct rec_id_status *is)
+{
+	size_t lo, hi;
+	*is = (struct rec_id_status){ 0 };
+	rec_range(&s->dels, sizeof(struct rec_status), id, &lo, &hi);
+	is->dels = hi > lo ? (const struct rec_status *)s->dels.v + lo : NULL;
+	is->ndels = hi - lo;
+	rec_range(&s->holds, sizeof(struct rec_status), id, &lo, &hi);
+	is->holds = hi > lo ? (const struct rec_status *)s->holds.v + lo : NULL;
+	is->nholds = hi - lo;
+	for (size_t i = 0; i < is->ndels; i++)
+		if (is->dels[i].rcpt + 1 > is->need)
+			is->need = is->dels[i].rcpt + 1;
+	if (!is->need)
+		return 0;
+	is->last = calloc(is->need, sizeof(*is->last));
+	if (!is->last)
+		return -ENOMEM;
+	for (size_t i = 0; i < is->ndels; i++)
+		is->last[is->dels[i].rcpt] = i + 1;
+	for (uint32_t r = 0; r < is->need; r++) {
+		if (!is->last[r])
+			continue;
+		uint64_t seq = is->dels[is->last[r] - 1].k.seq;
+		if (!is->min_last_seq || seq < is->min_last_seq)
+			is->min_last_seq = seq;
+	}
+	return 0;
+}
+
+/* One ID with at least one COMMIT (commits[lo..hi) in file order): choose the copy to
+ * index (spool_segment.h, relocation), apply its records, and add it to idx. */
+static int rec_build_id(struct rec_state *s, size_t lo, size_t hi, struct spool_index *idx,
+			struct spool_recovery_stats *st, spool_recovery_log_fn *log, void *ctx)
+{
+	const struct rec_commit *commits = (const struct rec_commit *)s->commits.v;
+	const char *id = commits[lo].k.id;
+	size_t fl, fh, rl, rh;
+	rec_range(&s->frags, sizeof(struct rec_frag), id, &fl, &fh);
+	rec_range(&s->retires, sizeof(struct rec_key), id, &rl, &rh);
+	uint64_t retire_seq = rh > rl ? rec_at(&s->retires, sizeof(struct rec_key), rl)->seq
+				      : UINT64_MAX;
+	const struct rec_frag *frags = (const struct rec_frag *)s->frags.v;
+	struct rec_id_status is;
+	int rc = rec_id_status_init(s, id, &is);
+	if (rc < 0)
+		return rc;
+
+	/* why each COMMIT of the ID was refused (NULL: whole), reported once the copy to
+	 * index is known: an older copy cut short by reclaiming is no news */
+	const char **why = calloc(hi - lo, sizeof(*why));
+	if (!why) {
+		free(is.last);
+		return -ENOMEM;
+	}
+	struct spool_msg_entry best = { 0 };
+	const struct rec_commit *best_c = NULL;
+	bool best_self = false;
+	unsigned ncomplete = 0, best_nth = 0;
+	size_t fp = fl;
+	for (size_t k = lo; k < hi; k++) {
+		const struct rec_commit *c = &commits[k];
+		size_t fs = fp;
+		while (fp < fh && frags[fp].k.seq < c->k.seq)
+			fp++;
+		if (c->k.seq > retire_seq)
+			continue; /* a copy of a message already retired: IDs are never reused */
+		struct spool_msg_entry e = { 0 };
+		if (!rec_check_message(s, c, fp > fs ? frags + fs : NULL, fp - fs, &e,
+				       &why[k - lo]))
+			continue;
+		bool self;
+		if ((rc = rec_self_contained(s, c, &is, &self)) < 0) {
+			spool_msg_entry_clear(&e);
+			spool_msg_entry_clear(&best);
+			goto out;
+		}
+		ncomplete++;
+		/* the newest copy that carries its whole state; failing that, the newest */
+		if (!best_c || self || !best_self) {
+			spool_msg_entry_clear(&best);
+			best = e;
+			best_c = c;
+			best_self = self;
+			best_nth = ncomplete;
+		} else {
+			spool_msg_entry_clear(&e);
+		}
+	}
+	for (size_t k = lo; k < hi; k++) {
+		if (!why[k - lo])
+			continue;
+		if (!best_c)
+			st->bad_messages++;
+		bool older = best_c && commits[k].k.seq < best_c->k.seq;
+		rec_log(log, ctx, !older, "%s: committed %s discarded: %s%s", id,
+			best_c ? "copy" : "message", why[k - lo],
+			older ? " (a newer copy is kept)" : best_c ? " (an older copy is kept)" : "");
+	}
+	if (fp < fh) {
+		/* fragments after the last COMMIT: a copy (or a message) never committed */
+		st->orphans++;
+		rec_log(log, ctx, false, "%s: incomplete %s discarded (%zu fragment(s) after its "
+			"last COMMIT)", id, best_c ? "copy" : "message", fh - fp);
+	}
+	rc = 0;
+	if (!best_c)
+		goto out;
+	if (rh > rl) {
+		st->retired++;
+		spool_msg_entry_clear(&best);
+		goto out;
+	}
+	if (ncomplete > 1) {
+		if (best_nth > 1)
+			st->relocated++;
+		if (!best_self || best_nth < ncomplete)
+			rec_log(log, ctx, false, "%s: indexed at copy %u of %u (segment %016" PRIx64
+				")", id, best_nth, ncomplete, best.commit_seg);
+	}
+	if ((rc = rec_apply(s, best_c, &is, &best, st)) < 0) {
+		spool_msg_entry_clear(&best);
+		goto out;
+	}
+	idx->msgs[idx->n++] = best;
+out:
+	free(why);
+	free(is.last);
+	return rc;
 }
 
 uint64_t spool_msg_entry_min_seg(const struct spool_msg_entry *m)
 {
+	/* Recovery indexes a relocated message at a copy that carries its DELIVERY and
+	 * HOLD records after its COMMIT, so the copy's own records are all it needs. */
 	uint64_t min = m->commit_seg;
 	for (uint32_t i = 0; i < m->nfrag; i++)
 		if (m->frags[i].seg < min)
@@ -463,9 +732,56 @@ void spool_msg_entry_clear(struct spool_msg_entry *m)
 {
 	free(m->frags);
 	free(m->rstate);
+	if (m->rtext)
+		for (uint32_t i = 0; i < m->nrstate; i++)
+			free(m->rtext[i]);
+	free(m->rtext);
+	free(m->hold_reason);
 	m->frags = NULL;
+	m->nfrag = 0;
 	m->rstate = NULL;
+	m->rtext = NULL;
 	m->nrstate = 0;
+	m->held = false;
+	m->hold_reason = NULL;
+}
+
+int spool_msg_entry_copy(struct spool_msg_entry *dst, const struct spool_msg_entry *src)
+{
+	*dst = *src;
+	dst->frags = NULL;
+	dst->rstate = NULL;
+	dst->rtext = NULL;
+	dst->hold_reason = NULL;
+	if (src->nfrag) {
+		dst->frags = malloc(src->nfrag * sizeof(*dst->frags));
+		if (!dst->frags)
+			goto fail;
+		memcpy(dst->frags, src->frags, src->nfrag * sizeof(*dst->frags));
+	}
+	if (src->rstate && src->nrstate) {
+		dst->rstate = malloc(src->nrstate);
+		if (!dst->rstate)
+			goto fail;
+		memcpy(dst->rstate, src->rstate, src->nrstate);
+	}
+	if (src->rtext && src->nrstate) {
+		dst->rtext = calloc(src->nrstate, sizeof(*dst->rtext));
+		if (!dst->rtext)
+			goto fail;
+		for (uint32_t i = 0; i < src->nrstate; i++)
+			if (src->rtext[i] && !(dst->rtext[i] = strdup(src->rtext[i])))
+				goto fail;
+	}
+	if (!dst->rstate && !dst->rtext)
+		dst->nrstate = 0;
+	if (src->hold_reason && !(dst->hold_reason = strdup(src->hold_reason)))
+		goto fail;
+	return 0;
+fail:
+	spool_msg_entry_clear(dst);
+	*dst = (struct spool_msg_entry){ 0 };
+	return -ENOMEM;
 }
 
 int spool_recover(int seg_dirfd, bool repair, struct spool_index *idx,
@@ -489,68 +805,43 @@ int spool_recover(int seg_dirfd, bool repair, struct spool_index *idx,
 		}
 		idx->last_seg = s.segs[i].no;
 	}
-	rec_sort(s.frags, s.nfrags, sizeof(*s.frags), rec_cmp_frag);
-	idx->msgs = calloc(s.ncommits ? s.ncommits : 1, sizeof(*idx->msgs));
+	rec_sort(s.frags.v, s.frags.n, sizeof(struct rec_frag), rec_cmp_key);
+	rec_sort(s.commits.v, s.commits.n, sizeof(struct rec_commit), rec_cmp_key);
+	rec_sort(s.dels.v, s.dels.n, sizeof(struct rec_status), rec_cmp_key);
+	rec_sort(s.holds.v, s.holds.n, sizeof(struct rec_status), rec_cmp_key);
+	rec_sort(s.retires.v, s.retires.n, sizeof(struct rec_key), rec_cmp_key);
+	idx->msgs = calloc(s.commits.n ? s.commits.n : 1, sizeof(*idx->msgs));
 	if (!idx->msgs) {
 		rc = mx_errf(err, errlen, -ENOMEM, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < s.ncommits; i++) {
-		const struct rec_commit *c = &s.commits[i];
-		/* first fragment with this ID */
-		size_t lo = 0, hi = s.nfrags;
-		while (lo < hi) {
-			size_t mid = (lo + hi) / 2;
-			if (strcmp(s.frags[mid].id, c->id) < 0)
-				lo = mid + 1;
-			else
-				hi = mid;
+	const struct rec_commit *commits = s.commits.v;
+	for (size_t i = 0; i < s.commits.n;) {
+		size_t j = i;
+		while (j < s.commits.n && strcmp(commits[j].k.id, commits[i].k.id) == 0)
+			j++;
+		if ((rc = rec_build_id(&s, i, j, idx, st, log, ctx)) < 0) {
+			mx_errf(err, errlen, rc, "out of memory");
+			goto out;
 		}
-		size_t end = lo;
-		while (end < s.nfrags && strcmp(s.frags[end].id, c->id) == 0)
-			end++;
-		const char *why = NULL;
-		struct spool_msg_entry e = { 0 };
-		/* no fragments at all: frags is NULL, and NULL + 0 is still undefined */
-		const struct rec_frag *first = s.nfrags ? s.frags + lo : NULL;
-		if (rec_check_message(&s, c, first, end - lo, &e, &why)) {
-			idx->msgs[idx->n++] = e;
-			continue;
-		}
-		st->bad_messages++;
-		rec_log(log, ctx, true, "%s: committed message discarded: %s", c->id, why);
+		i = j;
 	}
+	/* built in ID order already (commits sorted by ID); sort anyway, it is cheap */
 	rec_sort(idx->msgs, idx->n, sizeof(*idx->msgs), rec_cmp_entry);
-	/* The writer never commits an ID twice; if a copy did appear, keep one. */
-	size_t kept = 0;
-	for (size_t i = 0; i < idx->n; i++) {
-		if (kept && strcmp(idx->msgs[kept - 1].id, idx->msgs[i].id) == 0) {
-			st->bad_messages++;
-			rec_log(log, ctx, true, "%s: second COMMIT for the same ID ignored",
-				idx->msgs[i].id);
-			free(idx->msgs[i].frags);
-			continue;
-		}
-		idx->msgs[kept++] = idx->msgs[i];
-	}
-	idx->n = kept;
-	if ((rc = rec_apply_deliveries(&s, idx, st)) < 0) {
-		mx_errf(err, errlen, rc, "out of memory");
-		goto out;
-	}
 	st->messages = (unsigned)idx->n;
 	/* Orphans: IDs with fragments and no COMMIT at all. */
-	rec_sort(s.commits, s.ncommits, sizeof(*s.commits), rec_cmp_commit);
-	for (size_t i = 0; i < s.nfrags;) {
+	const struct rec_frag *frags = s.frags.v;
+	for (size_t i = 0; i < s.frags.n;) {
 		size_t j = i;
-		while (j < s.nfrags && strcmp(s.frags[j].id, s.frags[i].id) == 0)
+		while (j < s.frags.n && strcmp(frags[j].k.id, frags[i].k.id) == 0)
 			j++;
-		if (!s.ncommits || !bsearch(s.frags[i].id, s.commits, s.ncommits, sizeof(*s.commits),
-			     rec_cmp_commit)) {
+		size_t cl, ch;
+		rec_range(&s.commits, sizeof(struct rec_commit), frags[i].k.id, &cl, &ch);
+		if (cl == ch) {
 			st->orphans++;
 			rec_log(log, ctx, false,
 				"%s: incomplete message discarded (%zu fragment(s), never committed)",
-				s.frags[i].id, j - i);
+				frags[i].k.id, j - i);
 		}
 		i = j;
 	}
@@ -588,20 +879,6 @@ const struct spool_msg_entry *spool_index_find(const struct spool_index *idx, co
 	return NULL;
 }
 
-static int rec_pread_all(int fd, char *p, size_t n, uint64_t off)
-{
-	while (n) {
-		ssize_t r = pread(fd, p, n, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO;
-		p += r;
-		n -= (size_t)r;
-		off += (uint64_t)r;
-	}
-	return 0;
-}
 
 static int rec_open_seg(int dirfd, uint64_t no)
 {
@@ -626,7 +903,7 @@ int spool_index_read(int dirfd, const struct spool_msg_entry *m, struct spool_re
 		rc = mx_errf(err, errlen, fd, "%s: open segment: %s", m->id, strerror(-fd));
 		goto fail;
 	}
-	rc = rec_pread_all(fd, env, m->env_len, m->env_off);
+	rc = spool_pread_all(fd, env, m->env_len, m->env_off);
 	close(fd);
 	if (rc < 0) {
 		mx_errf(err, errlen, rc, "%s: read envelope: %s", m->id, strerror(-rc));
@@ -639,7 +916,7 @@ int spool_index_read(int dirfd, const struct spool_msg_entry *m, struct spool_re
 			rc = mx_errf(err, errlen, fd, "%s: open segment: %s", m->id, strerror(-fd));
 			goto fail;
 		}
-		rc = rec_pread_all(fd, msg + off, f->len, f->off);
+		rc = spool_pread_all(fd, msg + off, f->len, f->off);
 		close(fd);
 		if (rc < 0) {
 			mx_errf(err, errlen, rc, "%s: read message: %s", m->id, strerror(-rc));

@@ -10,9 +10,12 @@
  *     the records after it are kept;
  *   - orphan fragments (no COMMIT: never acknowledged), and committed messages whose
  *     fragments are missing or do not match.
- * DELIVERY and RETIRE records (written by the relay) are applied: a retired message is not
- * live (it is left out of the index); a message with DELIVERY records carries the state
- * of each recipient (rstate), so the relay sends only to those still pending.
+ * DELIVERY, RETIRE and HOLD records (written by the relay and the queue tool) are applied
+ * by ID in file order: a retired message is not live (it is left out of the index); a
+ * message with DELIVERY records carries the state and reply text of each recipient
+ * (rstate, rtext), so the relay sends only to those still pending; HOLD records set or
+ * clear `held`. A message relocated forward (spool_segment.h) is indexed at its newest
+ * complete copy.
  * Files in seg/ that are not segments (stale temporary files) are removed when repairing.
  * The mxgate-spoolcat tool calls it without repairing, so it changes nothing on disk. */
 #ifndef MXGATE_DATAPLANE_SPOOL_RECOVERY_H
@@ -44,12 +47,20 @@ struct spool_msg_entry {
 	 * envelope position; recipients at or past nrstate are pending. NULL when none. */
 	uint8_t *rstate;
 	uint32_t nrstate;
+	/* The next hop's reply from each recipient's last DELIVERY record (NUL-terminated,
+	 * malloc'd), indexed like rstate; NULL (the array or an element) when none. The DSN
+	 * generator and relocation need it after a restart. */
+	char **rtext;
+	/* Held (HOLD records, or "hold" in the envelope, the later one winning): the relay
+	 * leaves the message alone until it is released. hold_reason is malloc'd or NULL. */
+	bool held;
+	char *hold_reason;
 };
 
 /* The lowest segment number holding any record of m (its oldest fragment or commit):
  * a segment below every live message's floor holds nothing live. */
 uint64_t spool_msg_entry_min_seg(const struct spool_msg_entry *m);
-/* Release what an entry owns (frags, rstate). */
+/* Release what an entry owns (frags, rstate, rtext, hold_reason). */
 void spool_msg_entry_clear(struct spool_msg_entry *m);
 
 /* Bound on a recipient index in a DELIVERY record: an envelope of SPOOL_ENVELOPE_MAX bytes
@@ -75,6 +86,8 @@ struct spool_recovery_stats {
 	unsigned stale_files;
 	unsigned retired;         /* messages with a RETIRE record (fully delivered) */
 	unsigned deliveries;      /* DELIVERY records applied */
+	unsigned holds;           /* HOLD records applied */
+	unsigned relocated;       /* messages found again later in the spool (a copy) */
 };
 
 /* How recovery reports what it discards: one line each, no trailing newline. */
@@ -89,6 +102,10 @@ int spool_recover(int seg_dirfd, bool repair, struct spool_index *idx,
 void spool_index_free(struct spool_index *idx);
 
 const struct spool_msg_entry *spool_index_find(const struct spool_index *idx, const char *id);
+
+/* A deep copy of src (frags, rstate, rtext, hold_reason) into dst. Returns 0 or -ENOMEM
+ * (dst is then cleared). */
+int spool_msg_entry_copy(struct spool_msg_entry *dst, const struct spool_msg_entry *src);
 
 /* Read one indexed message (envelope and bytes, re-checking the CRC). Returns 0 and *out,
  * or a negative errno with err. */

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 const char *spool_rec_type_name(enum spool_rec_type t)
 {
@@ -13,6 +14,7 @@ const char *spool_rec_type_name(enum spool_rec_type t)
 	case SPOOL_REC_COMMIT: return "commit";
 	case SPOOL_REC_DELIVERY: return "delivery";
 	case SPOOL_REC_RETIRE: return "retire";
+	case SPOOL_REC_HOLD: return "hold";
 	case SPOOL_REC_TYPE_MAX: break;
 	}
 	return "?";
@@ -160,6 +162,13 @@ void spool_rec_retire_head(unsigned char out[SPOOL_REC_ID_FIELD], const char *id
 	spool_rec_id_field(out, id);
 }
 
+void spool_rec_hold_head(unsigned char out[SPOOL_HOLD_HEAD], const char *id, bool held)
+{
+	spool_rec_id_field(out, id);
+	out[SPOOL_REC_ID_FIELD] = held ? 1 : 0;
+	out[SPOOL_REC_ID_FIELD + 1] = out[SPOOL_REC_ID_FIELD + 2] = out[SPOOL_REC_ID_FIELD + 3] = 0;
+}
+
 static bool spool_rec_get_id(const unsigned char *p, char *id)
 {
 	memcpy(id, p, QUEUE_ID_LEN);
@@ -239,6 +248,18 @@ long spool_rec_parse(const void *buf, size_t n, struct spool_rec *out)
 		if (len != SPOOL_REC_ID_FIELD || !spool_rec_get_id(pl, r.id))
 			return -EINVAL;
 		break;
+	case SPOOL_REC_HOLD: {
+		if (len < SPOOL_HOLD_HEAD || len > SPOOL_HOLD_HEAD + SPOOL_DELIVERY_MAX_TEXT ||
+		    !spool_rec_get_id(pl, r.id))
+			return -EINVAL;
+		unsigned h = pl[SPOOL_REC_ID_FIELD];
+		if (h > 1 || pl[SPOOL_REC_ID_FIELD + 1] || pl[SPOOL_REC_ID_FIELD + 2] ||
+		    pl[SPOOL_REC_ID_FIELD + 3])
+			return -EINVAL;
+		r.held = h == 1;
+		r.data = mx_span_make((const char *)pl + SPOOL_HOLD_HEAD, len - SPOOL_HOLD_HEAD);
+		break;
+	}
 	default:
 		return -EINVAL;
 	}
@@ -269,4 +290,20 @@ bool spool_seg_parse_name(const char *name, uint64_t *seg_no)
 		return false;
 	*seg_no = v;
 	return true;
+}
+
+int spool_pread_all(int fd, void *buf, size_t n, uint64_t off)
+{
+	char *p = buf;
+	while (n) {
+		ssize_t r = pread(fd, p, n, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO; /* 0: the file is shorter than the record */
+		p += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
 }

@@ -25,8 +25,17 @@
  *               (enum spool_rcpt_state: 1 sent, 2 failed), 0 0 0, the next hop's reply
  *               text (at most SPOOL_DELIVERY_MAX_TEXT bytes; for a future DSN)
  *     RETIRE    id[13] 0 0 0                                   every recipient is done
- * DELIVERY and RETIRE records are appended by the relay (through the writer, synced) in
- * any later segment; recovery applies them to the message (spool_recovery.h).
+ *     HOLD      id[13] 0 0 0, u8 held (1 hold, 0 release), 0 0 0, reason text (at most
+ *               SPOOL_DELIVERY_MAX_TEXT bytes: who and why, for the logs and mailq)
+ * DELIVERY, RETIRE and HOLD records are appended by the relay and the queue tool (through
+ * the writer, synced) in any later segment; recovery applies them to the message by ID, in
+ * file order (spool_recovery.h).
+ * Relocation (compaction): a live message that pins old segments is copied forward: its
+ * FRAGMENT records and COMMIT again, under the SAME ID, followed by a DELIVERY record for
+ * each decided recipient and a HOLD record when its hold state differs from its envelope's.
+ * The later complete COMMIT of an ID supersedes the earlier one; fragments of an ID count
+ * only towards the next COMMIT of that ID after them; a COMMIT after a RETIRE of the same ID
+ * is ignored (IDs are never reused, so it can only be a copy of a deleted message).
  * A message is the concatenation of its FRAGMENT records in order (offsets 0..length,
  * contiguous; they may span segments); it exists only once its COMMIT record is on disk
  * and its fragments add up to exactly the committed length and CRC. Fragments without a
@@ -62,6 +71,7 @@ enum spool_rec_type {
 	SPOOL_REC_COMMIT,
 	SPOOL_REC_DELIVERY,
 	SPOOL_REC_RETIRE,
+	SPOOL_REC_HOLD,
 	SPOOL_REC_TYPE_MAX,
 };
 
@@ -96,7 +106,9 @@ struct spool_rec {
 	uint32_t nfrag;            /* COMMIT */
 	uint32_t rcpt;             /* DELIVERY: recipient index */
 	enum spool_rcpt_state rcpt_state; /* DELIVERY: SENT or FAILED */
-	struct mx_span data;       /* FRAGMENT: bytes; COMMIT: envelope text; DELIVERY: reply */
+	bool held;                 /* HOLD: 1 hold, 0 release */
+	struct mx_span data;       /* FRAGMENT: bytes; COMMIT: envelope text; DELIVERY: reply;
+				    * HOLD: reason */
 };
 
 /* Parse the record at p[0..n). Returns its size (> 0), 0 when p holds only a prefix of
@@ -126,6 +138,12 @@ void spool_rec_commit_head(unsigned char out[SPOOL_COMMIT_HEAD], const char *id,
 void spool_rec_delivery_head(unsigned char out[SPOOL_DELIVERY_HEAD], const char *id,
 			     uint32_t rcpt, enum spool_rcpt_state st);
 void spool_rec_retire_head(unsigned char out[SPOOL_REC_ID_FIELD], const char *id);
+#define SPOOL_HOLD_HEAD (SPOOL_REC_ID_FIELD + 4)
+void spool_rec_hold_head(unsigned char out[SPOOL_HOLD_HEAD], const char *id, bool held);
+
+/* Read exactly n bytes at off (retrying short reads and EINTR). Returns 0, -EIO when the
+ * file ends first, or a negative errno. */
+int spool_pread_all(int fd, void *buf, size_t n, uint64_t off);
 
 /* "0000000000000001" for segment 1 (buf has SPOOL_SEG_NAME_LEN + 1 bytes); parse back. */
 void spool_seg_name(uint64_t seg_no, char *buf);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -54,6 +55,7 @@ enum spool_op_kind {
 	SPOOL_OP_FRAGMENT,
 	SPOOL_OP_COMMIT,
 	SPOOL_OP_STATUS,
+	SPOOL_OP_RELOCATE,
 	SPOOL_OP_KIND_MAX,
 };
 
@@ -65,13 +67,18 @@ struct spool_op {
 	uint64_t msg_off; /* FRAGMENT: offset; COMMIT: message length */
 	uint32_t crc;     /* COMMIT */
 	uint32_t nfrag;   /* COMMIT */
-	/* STATUS: a DELIVERY or RETIRE record for the relay, and its completion */
+	/* STATUS: a DELIVERY, RETIRE or HOLD record for the relay, and its completion */
 	enum spool_rec_type rec_type;
 	char id[QUEUE_ID_SIZE];
 	uint32_t rcpt;
 	enum spool_rcpt_state rstate;
+	bool held; /* HOLD */
 	spool_status_done_fn *done;
 	void *done_arg;
+	/* RELOCATE: the message as the caller knows it (a deep copy), and once its copy is
+	 * written, the entry at the new place */
+	struct spool_msg_entry *entry, *moved;
+	spool_relocate_done_fn *rdone;
 	size_t len;
 	char data[];      /* FRAGMENT: SPOOL_FRAGMENT_SIZE bytes; STATUS: reply text */
 };
@@ -146,6 +153,8 @@ struct spool {
 
 	struct spool_op **status; /* STATUS records written since the last sync */
 	size_t nstatus, capstatus;
+	struct spool_op **relocs; /* relocations written since the last sync */
+	size_t nrelocs, caprelocs;
 
 	/* the relay's hand-off (spool_set_committed_hook) */
 	spool_committed_fn *committed_fn;
@@ -235,8 +244,7 @@ static void spool_notify(struct spool_msg *m)
 	}
 	pthread_mutex_unlock(&c->mu);
 	if (wake && c->wake_fd >= 0) {
-		uint64_t one = 1;
-		ssize_t r = write(c->wake_fd, &one, sizeof(one));
+		int r = eventfd_write(c->wake_fd, 1);
 		(void)r; /* EAGAIN: the counter is already non-zero, the worker will wake */
 	}
 }
@@ -479,6 +487,17 @@ static int spool_push_msg(struct spool_msg ***arr, size_t *n, size_t *cap, struc
 	return 0;
 }
 
+/* The envelope's "hold" line: 1 (reason malloc'd, NULL when empty), 0, or -ENOMEM. */
+static int spool_hold_of_envelope(const char *env, size_t len, char **reason)
+{
+	int rc = spool_envelope_hold(env, len, reason);
+	if (rc == 1 && *reason && !**reason) {
+		free(*reason);
+		*reason = NULL;
+	}
+	return rc;
+}
+
 /* A durable message goes to the relay: where its envelope and fragments are. Its
  * locations move to the entry. */
 static void spool_hand_off(struct spool *s, struct spool_msg *m)
@@ -500,6 +519,15 @@ static void spool_hand_off(struct spool *s, struct spool_msg *m)
 	e->frags = m->locs;
 	m->locs = NULL;
 	m->nlocs = m->caplocs = 0;
+	/* The policy's HOLD travels in the envelope: the relay must see it from the start. */
+	int held = spool_hold_of_envelope(m->env.p, m->env.len, &e->hold_reason);
+	if (held < 0) {
+		/* our own text, so only -ENOMEM: held without the reason beats sending */
+		fprintf(stderr, "mxgate: %s: cannot read the envelope's hold line: %s\n", m->id,
+			strerror(-held));
+		held = memmem(m->env.p, m->env.len, "\nhold ", 6) != NULL;
+	}
+	e->held = held == 1;
 	s->committed_fn(s->committed_ctx, e);
 }
 
@@ -525,6 +553,30 @@ static void spool_status_finish(struct spool_op *op, int rc)
 {
 	op->done(op->done_arg, rc);
 	free(op);
+}
+
+static void spool_reloc_free(struct spool_op *op)
+{
+	if (op->entry) {
+		spool_msg_entry_clear(op->entry);
+		free(op->entry);
+	}
+	free(op);
+}
+
+/* A relocation's end: the moved entry goes to the caller on success, nowhere on
+ * failure (the message stays where it was). */
+static void spool_reloc_finish(struct spool_op *op, int rc)
+{
+	struct spool_msg_entry *moved = op->moved;
+	op->moved = NULL;
+	if (rc < 0 && moved) {
+		spool_msg_entry_clear(moved);
+		free(moved);
+		moved = NULL;
+	}
+	op->rdone(op->done_arg, rc, moved);
+	spool_reloc_free(op);
 }
 
 /* A write or sync failed: nothing unsynced in this segment can be trusted. Every message
@@ -559,6 +611,9 @@ static void spool_fail_segment(struct spool *s, int rc)
 	for (size_t i = 0; i < s->nstatus; i++)
 		spool_status_finish(s->status[i], rc);
 	s->nstatus = 0;
+	for (size_t i = 0; i < s->nrelocs; i++)
+		spool_reloc_finish(s->relocs[i], rc);
+	s->nrelocs = 0;
 }
 
 static int spool_flush_stage(struct spool *s)
@@ -577,8 +632,8 @@ static int spool_flush_stage(struct spool *s)
 /* Write out, fdatasync, and post the batch's results. */
 static void spool_sync(struct spool *s)
 {
-	if (s->seg_fd < 0 ||
-	    (s->nbatch == 0 && s->ndirty == 0 && s->stage_len == 0 && s->nstatus == 0))
+	if (s->seg_fd < 0 || (s->nbatch == 0 && s->ndirty == 0 && s->stage_len == 0 &&
+			      s->nstatus == 0 && s->nrelocs == 0))
 		return;
 	int rc = spool_flush_stage(s);
 	if (rc == 0 && s->io->fdatasync(s->seg_fd) != 0)
@@ -600,6 +655,9 @@ static void spool_sync(struct spool *s)
 	for (size_t i = 0; i < s->nstatus; i++)
 		spool_status_finish(s->status[i], 0);
 	s->nstatus = 0;
+	for (size_t i = 0; i < s->nrelocs; i++)
+		spool_reloc_finish(s->relocs[i], 0);
+	s->nrelocs = 0;
 }
 
 /* A new segment, durable (file and directory entry) before any record in it counts. */
@@ -639,7 +697,7 @@ static int spool_open_segment(struct spool *s)
 static int spool_room(struct spool *s, size_t size)
 {
 	int rc;
-	uint64_t limit = s->p.segment_size ? s->p.segment_size : SPOOL_DEFAULT_SEGMENT_SIZE;
+	uint64_t limit = spool_segment_size(s);
 	if (s->seg_fd >= 0 && s->seg_len + s->stage_len + size > limit &&
 	    s->seg_len + s->stage_len > SPOOL_REC_OVERHEAD + 12) {
 		/* Roll over: the old segment's batch is synced now, then closed. */
@@ -790,6 +848,11 @@ static void spool_do_status(struct spool *s, struct spool_op *op)
 		iov[0] = (struct iovec){ head, SPOOL_DELIVERY_HEAD };
 		iov[1] = (struct iovec){ op->data, op->len };
 		n = 2;
+	} else if (op->rec_type == SPOOL_REC_HOLD) {
+		spool_rec_hold_head(head, op->id, op->held);
+		iov[0] = (struct iovec){ head, SPOOL_HOLD_HEAD };
+		iov[1] = (struct iovec){ op->data, op->len };
+		n = 2;
 	} else {
 		spool_rec_retire_head(head, op->id);
 		iov[0] = (struct iovec){ head, SPOOL_REC_ID_FIELD };
@@ -815,6 +878,204 @@ static void spool_do_status(struct spool *s, struct spool_op *op)
 	spool_status_finish(op, rc);
 }
 
+
+/* Read-only descriptors of old segments during one relocation (most messages sit in one
+ * or two). */
+struct spool_rfd {
+	uint64_t seg;
+	int fd;
+};
+
+static int spool_rfd_get(struct spool *s, struct spool_rfd *c, uint64_t seg)
+{
+	if (c->fd >= 0 && c->seg == seg)
+		return c->fd;
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	char name[SPOOL_SEG_NAME_LEN + 1];
+	spool_seg_name(seg, name);
+	int fd = openat(s->seg_dir_fd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	c->seg = seg;
+	c->fd = fd;
+	return fd;
+}
+
+/* Read the message e back: its COMMIT record (checked whole: record CRC, ID, length and
+ * CRC as the entry says) and its bytes (checked against e->crc). Nothing is written
+ * before this succeeded. */
+static int spool_reloc_read(struct spool *s, const struct spool_msg_entry *e, char **env_out,
+			    char **msg_out)
+{
+	int rc;
+	struct spool_rfd rfd = { .fd = -1 };
+	char *rec = NULL, *msg = NULL;
+	/* Records of the current segment may still sit in the stage. */
+	bool current = e->commit_seg == s->seg_no;
+	for (uint32_t i = 0; i < e->nfrag; i++)
+		current |= e->frags[i].seg == s->seg_no;
+	if (current && s->seg_fd >= 0 && (rc = spool_flush_stage(s)) < 0) {
+		spool_fail_segment(s, rc);
+		return rc;
+	}
+	if (e->env_off < SPOOL_REC_HEADER + SPOOL_COMMIT_HEAD || e->env_len > SPOOL_REC_MAX_PAYLOAD)
+		return -EINVAL;
+	size_t rsize = spool_rec_size(SPOOL_COMMIT_HEAD + (size_t)e->env_len);
+	rec = malloc(rsize);
+	msg = malloc(e->size ? e->size : 1);
+	if (!rec || !msg) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	int fd = spool_rfd_get(s, &rfd, e->commit_seg);
+	if (fd < 0) {
+		rc = fd;
+		goto fail;
+	}
+	if ((rc = spool_pread_all(fd, rec, rsize,
+				  e->env_off - SPOOL_REC_HEADER - SPOOL_COMMIT_HEAD)) < 0)
+		goto fail;
+	struct spool_rec r;
+	if (spool_rec_parse(rec, rsize, &r) != (long)rsize || r.type != SPOOL_REC_COMMIT ||
+	    strcmp(r.id, e->id) != 0 || r.msg_len != e->size || r.msg_crc != e->crc ||
+	    r.nfrag != e->nfrag) {
+		rc = -EIO; /* not the record the entry names */
+		goto fail;
+	}
+	uint64_t off = 0;
+	for (uint32_t i = 0; i < e->nfrag; i++) {
+		const struct spool_frag_loc *f = &e->frags[i];
+		if (f->len > e->size - off) {
+			rc = -EIO;
+			goto fail;
+		}
+		if ((fd = spool_rfd_get(s, &rfd, f->seg)) < 0) {
+			rc = fd;
+			goto fail;
+		}
+		if ((rc = spool_pread_all(fd, msg + off, f->len, f->off)) < 0)
+			goto fail;
+		off += f->len;
+	}
+	if (off != e->size || spool_crc32c(0, msg, e->size) != e->crc) {
+		rc = -EIO;
+		goto fail;
+	}
+	/* the envelope text moves to the front of the buffer */
+	memmove(rec, rec + SPOOL_REC_HEADER + SPOOL_COMMIT_HEAD, e->env_len);
+	if (rfd.fd >= 0)
+		close(rfd.fd);
+	*env_out = rec;
+	*msg_out = msg;
+	return 0;
+fail:
+	if (rfd.fd >= 0)
+		close(rfd.fd);
+	free(rec);
+	free(msg);
+	return rc;
+}
+
+static void spool_do_relocate(struct spool *s, struct spool_op *op)
+{
+	const struct spool_msg_entry *e = op->entry;
+	char *env = NULL, *msg = NULL, *env_reason = NULL;
+	struct spool_frag_loc *locs = NULL;
+	int rc = spool_reloc_read(s, e, &env, &msg);
+	if (rc < 0)
+		goto fail;
+	int env_held = spool_hold_of_envelope(env, e->env_len, &env_reason);
+	if (env_held < 0) {
+		rc = env_held == -EINVAL ? -EIO : env_held;
+		goto fail;
+	}
+	uint32_t nfrag = (uint32_t)((e->size + SPOOL_FRAGMENT_SIZE - 1) / SPOOL_FRAGMENT_SIZE);
+	locs = malloc((nfrag ? nfrag : 1) * sizeof(*locs));
+	op->moved = calloc(1, sizeof(*op->moved));
+	if (!locs || !op->moved || (rc = spool_msg_entry_copy(op->moved, e)) < 0) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	/* The copy: fragments, COMMIT, then the state the message has gathered, so that
+	 * the copy needs nothing from the segments it leaves (spool_segment.h). */
+	uint64_t at;
+	for (uint32_t i = 0; i < nfrag; i++) {
+		uint64_t off = (uint64_t)i * SPOOL_FRAGMENT_SIZE;
+		size_t len = e->size - off < SPOOL_FRAGMENT_SIZE ? (size_t)(e->size - off)
+								 : SPOOL_FRAGMENT_SIZE;
+		unsigned char head[SPOOL_FRAGMENT_HEAD];
+		spool_rec_fragment_head(head, e->id, off);
+		struct iovec iov[2] = { { head, sizeof(head) }, { msg + off, len } };
+		if ((rc = spool_put_record(s, SPOOL_REC_FRAGMENT, iov, 2, &at)) < 0)
+			goto fail;
+		locs[i] = (struct spool_frag_loc){
+			.seg = s->seg_no, .off = at + SPOOL_REC_HEADER + SPOOL_FRAGMENT_HEAD,
+			.len = (uint32_t)len };
+	}
+	unsigned char chead[SPOOL_COMMIT_HEAD];
+	spool_rec_commit_head(chead, e->id, e->size, e->crc, nfrag);
+	struct iovec civ[2] = { { chead, sizeof(chead) }, { env, e->env_len } };
+	if ((rc = spool_put_record(s, SPOOL_REC_COMMIT, civ, 2, &at)) < 0)
+		goto fail;
+	uint64_t commit_seg = s->seg_no, env_off = at + SPOOL_REC_HEADER + SPOOL_COMMIT_HEAD;
+	for (uint32_t i = 0; e->rstate && i < e->nrstate; i++) {
+		if (e->rstate[i] != SPOOL_RCPT_SENT && e->rstate[i] != SPOOL_RCPT_FAILED)
+			continue;
+		const char *t = e->rtext ? e->rtext[i] : NULL;
+		size_t tl = t ? strnlen(t, SPOOL_DELIVERY_MAX_TEXT) : 0;
+		unsigned char dhead[SPOOL_DELIVERY_HEAD];
+		spool_rec_delivery_head(dhead, e->id, i, (enum spool_rcpt_state)e->rstate[i]);
+		struct iovec div[2] = { { dhead, sizeof(dhead) }, { (void *)(t ? t : ""), tl } };
+		if ((rc = spool_put_record(s, SPOOL_REC_DELIVERY, div, 2, &at)) < 0)
+			goto fail;
+	}
+	/* A HOLD record when the envelope alone would say otherwise (held, or why). */
+	bool same_reason = env_reason == e->hold_reason ||
+			   (env_reason && e->hold_reason && strcmp(env_reason, e->hold_reason) == 0) ||
+			   (!env_reason && e->hold_reason && !*e->hold_reason);
+	if (e->held != (env_held == 1) || (e->held && !same_reason)) {
+		const char *t = e->held ? e->hold_reason : NULL;
+		size_t tl = t ? strnlen(t, SPOOL_DELIVERY_MAX_TEXT) : 0;
+		unsigned char hhead[SPOOL_HOLD_HEAD];
+		spool_rec_hold_head(hhead, e->id, e->held);
+		struct iovec hiv[2] = { { hhead, sizeof(hhead) }, { (void *)(t ? t : ""), tl } };
+		if ((rc = spool_put_record(s, SPOOL_REC_HOLD, hiv, 2, &at)) < 0)
+			goto fail;
+	}
+	struct spool_msg_entry *mv = op->moved;
+	free(mv->frags);
+	mv->frags = locs;
+	locs = NULL;
+	mv->nfrag = nfrag;
+	mv->commit_seg = commit_seg;
+	mv->env_off = env_off;
+	if (s->nrelocs == s->caprelocs) {
+		size_t c = s->caprelocs ? s->caprelocs * 2 : 8;
+		struct spool_op **a = realloc(s->relocs, c * sizeof(*a));
+		if (!a) {
+			/* written but not tracked: the copy may come back at the next start;
+			 * the old one stays valid, nothing is lost */
+			rc = -ENOMEM;
+			goto fail;
+		}
+		s->relocs = a;
+		s->caprelocs = c;
+	}
+	s->relocs[s->nrelocs++] = op;
+	free(env);
+	free(msg);
+	free(env_reason);
+	return;
+fail:
+	free(env);
+	free(msg);
+	free(env_reason);
+	free(locs);
+	spool_reloc_finish(op, rc);
+}
+
 static void spool_process(struct spool *s, struct spool_op *list)
 {
 	while (list) {
@@ -824,6 +1085,8 @@ static void spool_process(struct spool *s, struct spool_op *list)
 			spool_do_fragment(s, op);
 		else if (op->kind == SPOOL_OP_COMMIT)
 			spool_do_commit(s, op);
+		else if (op->kind == SPOOL_OP_RELOCATE)
+			spool_do_relocate(s, op);
 		else
 			spool_do_status(s, op);
 	}
@@ -848,6 +1111,55 @@ int spool_status_append(struct spool *s, enum spool_rec_type type, const char *i
 		memcpy(op->data, text, tl);
 	spool_enqueue(s, op);
 	return 0;
+}
+
+int spool_hold_append(struct spool *s, const char *id, bool held, const char *reason,
+		      spool_status_done_fn *done, void *arg)
+{
+	assert(queue_id_valid(id));
+	size_t tl = reason ? strnlen(reason, SPOOL_DELIVERY_MAX_TEXT) : 0;
+	struct spool_op *op = malloc(sizeof(*op) + tl + 1);
+	if (!op)
+		return -ENOMEM;
+	*op = (struct spool_op){ .kind = SPOOL_OP_STATUS, .rec_type = SPOOL_REC_HOLD,
+				 .held = held, .done = done, .done_arg = arg, .len = tl };
+	memcpy(op->id, id, QUEUE_ID_SIZE);
+	if (tl)
+		memcpy(op->data, reason, tl);
+	spool_enqueue(s, op);
+	return 0;
+}
+
+int spool_relocate(struct spool *s, const struct spool_msg_entry *e,
+		   spool_relocate_done_fn *done, void *arg)
+{
+	assert(queue_id_valid(e->id));
+	struct spool_op *op = calloc(1, sizeof(*op));
+	if (!op)
+		return -ENOMEM;
+	op->kind = SPOOL_OP_RELOCATE;
+	op->rdone = done;
+	op->done_arg = arg;
+	memcpy(op->id, e->id, QUEUE_ID_SIZE);
+	/* a copy: the caller's entry may change or go before the writer gets to it */
+	op->entry = calloc(1, sizeof(*op->entry));
+	if (!op->entry || spool_msg_entry_copy(op->entry, e) < 0) {
+		free(op->entry);
+		free(op);
+		return -ENOMEM;
+	}
+	spool_enqueue(s, op);
+	return 0;
+}
+
+uint64_t spool_current_segment(struct spool *s)
+{
+	return atomic_load(&s->cur_seg);
+}
+
+uint64_t spool_segment_size(const struct spool *s)
+{
+	return s->p.segment_size ? s->p.segment_size : SPOOL_DEFAULT_SEGMENT_SIZE;
 }
 
 void spool_set_committed_hook(struct spool *s, spool_committed_fn *fn, void *ctx)
@@ -1013,6 +1325,7 @@ static void spool_free(struct spool *s)
 	pthread_mutex_destroy(&s->open_mu);
 	pthread_mutex_destroy(&s->reclaim_mu);
 	free(s->status);
+	free(s->relocs);
 	free(s->stage);
 	free(s->batch);
 	free(s->dirty);

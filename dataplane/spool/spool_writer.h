@@ -109,7 +109,8 @@ void spool_stats(const struct spool *s, struct spool_stats *out);
 /* ---- the relay's side (spool_relay.h) ---- */
 
 /* Called on the writer thread, after the sync, for each message that became durable;
- * the entry (with its frags) belongs to the callee. Set before spool_start(). */
+ * the entry (with its frags; held and hold_reason from the envelope) belongs to the
+ * callee. Set before spool_start(). Relocated copies are not reported here. */
 typedef void spool_committed_fn(void *ctx, struct spool_msg_entry *e);
 void spool_set_committed_hook(struct spool *s, spool_committed_fn *fn, void *ctx);
 
@@ -121,6 +122,30 @@ typedef void spool_status_done_fn(void *arg, int rc);
 int spool_status_append(struct spool *s, enum spool_rec_type type, const char *id,
 			uint32_t rcpt, enum spool_rcpt_state st, const char *text,
 			spool_status_done_fn *done, void *arg);
+
+/* Append a HOLD record (held true: hold, false: release; reason: who and why, may be NULL)
+ * for message id; done as for spool_status_append(). Returns 0 or a negative errno at once
+ * (done is then never called). */
+int spool_hold_append(struct spool *s, const char *id, bool held, const char *reason,
+		      spool_status_done_fn *done, void *arg);
+
+/* Relocation (compaction, spool_segment.h): copy message e forward into the current
+ * segment, on the writer thread: its bytes (read back from the old segments and checked
+ * against e->crc), its COMMIT with the same envelope text, a DELIVERY record for every
+ * decided recipient (e->rstate, e->rtext) and a HOLD record when e->held differs from the
+ * envelope's hold line. done(arg, rc, moved) runs on the writer thread once all of it is
+ * durable: rc 0 and `moved` the entry at its new place (frags, commit_seg, env_off; owned
+ * by the callee, to be released with spool_msg_entry_clear() and free()), or a negative
+ * errno and moved NULL (the message stays where it was; nothing is lost). The caller keeps
+ * the message from changing (no DELIVERY, HOLD or RETIRE for it) until done has run.
+ * Returns 0, or a negative errno at once (done is then never called). */
+typedef void spool_relocate_done_fn(void *arg, int rc, struct spool_msg_entry *moved);
+int spool_relocate(struct spool *s, const struct spool_msg_entry *e,
+		   spool_relocate_done_fn *done, void *arg);
+/* The segment the writer appends to now (its number). */
+uint64_t spool_current_segment(struct spool *s);
+/* The segment size the writer rolls over at. */
+uint64_t spool_segment_size(const struct spool *s);
 
 /* Segments below this number hold no record of a message still being received: the
  * lower of the writer's current segment and the oldest segment of any uncommitted

@@ -45,7 +45,8 @@ static size_t put(enum spool_rec_type type, const struct iovec *iov, int n)
 	return at;
 }
 
-static void put_message(const char *id, const char *body, unsigned nrcpt)
+static void put_message_hold(const char *id, const char *body, unsigned nrcpt,
+			     const char *hold)
 {
 	unsigned char fh[SPOOL_FRAGMENT_HEAD], ch[SPOOL_COMMIT_HEAD];
 	spool_rec_fragment_head(fh, id, 0);
@@ -57,11 +58,18 @@ static void put_message(const char *id, const char *body, unsigned nrcpt)
 			 "192.0.2.1\nclient-port 1\nclient-name unknown\nhelo h\nprotocol ESMTP\n"
 			 "sender s@example.org\n",
 			 id);
+	if (hold)
+		n += snprintf(env + n, sizeof(env) - (size_t)n, "hold %s\n", hold);
 	for (unsigned i = 0; i < nrcpt; i++)
 		n += snprintf(env + n, sizeof(env) - (size_t)n, "recipient r%u@example.net\n", i);
 	spool_rec_commit_head(ch, id, strlen(body), spool_crc32c(0, body, strlen(body)), 1);
 	struct iovec c[2] = { { ch, sizeof(ch) }, { env, (size_t)n } };
 	put(SPOOL_REC_COMMIT, c, 2);
+}
+
+static void put_message(const char *id, const char *body, unsigned nrcpt)
+{
+	put_message_hold(id, body, nrcpt, NULL);
 }
 
 /* the delivery records, with where each ends */
@@ -268,6 +276,201 @@ static void test_flip_every_delivery_byte(void)
 		}
 		CHECK((spool_index_find(&idx, B) != NULL) == (drecs[hit].retire));
 		spool_index_free(&idx);
+		close(dirfd);
+	}
+}
+
+/* ---- HOLD records and reply texts ---- */
+
+static void test_hold_record_parse(void)
+{
+	unsigned char h[SPOOL_HOLD_HEAD], buf[2048];
+	const char *why = "held by postmaster: spam run";
+	spool_rec_hold_head(h, A, true);
+	struct iovec v[2] = { { h, sizeof(h) }, { (void *)why, strlen(why) } };
+	size_t size = spool_rec_encode(buf, SPOOL_REC_HOLD, v, 2);
+	struct spool_rec r;
+	CHECK_INT_EQ(spool_rec_parse(buf, size, &r), (long)size);
+	CHECK_INT_EQ(r.type, SPOOL_REC_HOLD);
+	CHECK_STR_EQ(r.id, A);
+	CHECK(r.held);
+	CHECK(mx_span_eq(r.data, mx_span_cstr(why)));
+	CHECK_STR_EQ(spool_rec_type_name(SPOOL_REC_HOLD), "hold");
+	/* every prefix asks for more; every flipped byte is refused */
+	for (size_t k = 0; k < size; k++)
+		CHECK_INT_EQ(spool_rec_parse(buf, k, &r), 0);
+	for (size_t k = 0; k < size; k++) {
+		unsigned char copy[256];
+		memcpy(copy, buf, size);
+		copy[k] ^= 0x10;
+		long got = spool_rec_parse(copy, size, &r);
+		if (k >= 8 && k < 12 && got == 0)
+			continue;
+		CHECK_INT_EQ(got, -EINVAL);
+	}
+	/* release, without a reason */
+	spool_rec_hold_head(h, B, false);
+	size = spool_rec_encode(buf, SPOOL_REC_HOLD, v, 1);
+	CHECK_INT_EQ(spool_rec_parse(buf, size, &r), (long)size);
+	CHECK(!r.held);
+	CHECK_INT_EQ(r.data.len, 0);
+	/* a flag other than 0 or 1, non-zero padding, a short head, an over-long reason:
+	 * refused even with a valid CRC */
+	spool_rec_hold_head(h, A, true);
+	h[SPOOL_REC_ID_FIELD] = 2;
+	size = spool_rec_encode(buf, SPOOL_REC_HOLD, v, 1);
+	CHECK_INT_EQ(spool_rec_parse(buf, size, &r), -EINVAL);
+	spool_rec_hold_head(h, A, true);
+	h[SPOOL_REC_ID_FIELD + 3] = 1;
+	size = spool_rec_encode(buf, SPOOL_REC_HOLD, v, 1);
+	CHECK_INT_EQ(spool_rec_parse(buf, size, &r), -EINVAL);
+	spool_rec_hold_head(h, A, true);
+	struct iovec shortv = { h, SPOOL_REC_ID_FIELD };
+	size = spool_rec_encode(buf, SPOOL_REC_HOLD, &shortv, 1);
+	CHECK_INT_EQ(spool_rec_parse(buf, size, &r), -EINVAL);
+	static char longtext[SPOOL_DELIVERY_MAX_TEXT + 1];
+	memset(longtext, 'x', sizeof(longtext));
+	struct iovec lv[2] = { { h, sizeof(h) }, { longtext, SPOOL_DELIVERY_MAX_TEXT } };
+	size = spool_rec_encode(buf, SPOOL_REC_HOLD, lv, 2);
+	CHECK_INT_EQ(spool_rec_parse(buf, size, &r), (long)size);
+	lv[1].iov_len++;
+	size = spool_rec_encode(buf, SPOOL_REC_HOLD, lv, 2);
+	CHECK_INT_EQ(spool_rec_parse(buf, size, &r), -EINVAL);
+}
+
+/* A (3 recipients, no hold line) and C (1 recipient, envelope "hold") followed by their
+ * DELIVERY and HOLD records; cut at every byte. */
+static const char *const C = "4ZhQ5N0Bd1z01";
+struct hrec {
+	const char *id;
+	bool hold;    /* HOLD, else DELIVERY */
+	bool held;    /* HOLD */
+	uint32_t rcpt; /* DELIVERY */
+	enum spool_rcpt_state st;
+	const char *text;
+	size_t end;
+};
+static struct hrec hrecs[] = {
+	{ A, false, false, 0, SPOOL_RCPT_SENT, "250 2.0.0 Ok: queued as X", 0 },
+	{ A, true, true, 0, 0, "held by postmaster", 0 },
+	{ A, false, false, 2, SPOOL_RCPT_FAILED, "550 5.1.1 <r2@example.net>: User unknown", 0 },
+	{ C, true, false, 0, 0, "released by postmaster", 0 },
+	{ A, false, false, 0, SPOOL_RCPT_SENT, "250 2.0.0 Ok: queued as Y", 0 },
+	{ A, true, false, 0, 0, "released", 0 },
+	{ A, true, true, 0, 0, "", 0 },
+};
+#define NHREC (sizeof(hrecs) / sizeof(hrecs[0]))
+static size_t hmsgs_end, ha_end;
+
+static void build_holds(void)
+{
+	seg_len = 0;
+	unsigned char sh[12];
+	spool_rec_segment_head(sh, 1);
+	struct iovec s = { sh, sizeof(sh) };
+	put(SPOOL_REC_SEGMENT, &s, 1);
+	put_message(A, body_a, 3);
+	ha_end = seg_len;
+	put_message_hold(C, body_b, 1, "<s@example.org>: Sender address triggers HOLD action");
+	hmsgs_end = seg_len;
+	for (size_t i = 0; i < NHREC; i++) {
+		unsigned char h[SPOOL_DELIVERY_HEAD];
+		const struct hrec *x = &hrecs[i];
+		if (x->hold) {
+			spool_rec_hold_head(h, x->id, x->held);
+			struct iovec v[2] = { { h, SPOOL_HOLD_HEAD },
+					      { (void *)x->text, strlen(x->text) } };
+			put(SPOOL_REC_HOLD, v, 2);
+		} else {
+			spool_rec_delivery_head(h, x->id, x->rcpt, x->st);
+			struct iovec v[2] = { { h, sizeof(h) }, { (void *)x->text, strlen(x->text) } };
+			put(SPOOL_REC_DELIVERY, v, 2);
+		}
+		hrecs[i].end = seg_len;
+	}
+}
+
+static bool str_or_null_eq(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static void check_hold_cut(int dirfd, size_t cut)
+{
+	struct spool_index idx;
+	struct spool_recovery_stats st;
+	char err[256];
+	if (spool_recover(dirfd, true, &idx, &st, NULL, NULL, err, sizeof(err)) != 0) {
+		fprintf(stderr, "hold cut at %zu: %s\n", cut, err);
+		testing_failures++;
+		return;
+	}
+	/* what the records wholly before the cut say, applied in order */
+	bool a_held = false, c_held = true;
+	const char *a_reason = NULL, *c_reason =
+		"<s@example.org>: Sender address triggers HOLD action";
+	uint8_t a_state[3] = { 0, 0, 0 };
+	const char *a_text[3] = { NULL, NULL, NULL };
+	unsigned holds = 0, dels = 0;
+	for (size_t i = 0; i < NHREC; i++) {
+		const struct hrec *x = &hrecs[i];
+		if (x->end > cut)
+			break;
+		if (x->hold) {
+			holds++;
+			const char *why = x->held && *x->text ? x->text : NULL;
+			if (x->id == A)
+				a_held = x->held, a_reason = why;
+			else
+				c_held = x->held, c_reason = why;
+		} else {
+			dels++;
+			a_state[x->rcpt] = (uint8_t)x->st;
+			a_text[x->rcpt] = x->text;
+		}
+	}
+	const struct spool_msg_entry *a = spool_index_find(&idx, A);
+	const struct spool_msg_entry *c = spool_index_find(&idx, C);
+	CHECK((a != NULL) == (cut >= ha_end));
+	CHECK((c != NULL) == (cut >= hmsgs_end));
+	if (a) {
+		if (a->held != a_held || !str_or_null_eq(a->hold_reason, a_reason)) {
+			fprintf(stderr, "cut %zu: A held %d (%s), want %d (%s)\n", cut, a->held,
+				a->hold_reason ? a->hold_reason : "-", a_held,
+				a_reason ? a_reason : "-");
+			testing_failures++;
+		}
+		for (uint32_t k = 0; k < 3; k++) {
+			uint8_t got = k < a->nrstate ? a->rstate[k] : SPOOL_RCPT_PENDING;
+			const char *txt = k < a->nrstate && a->rtext ? a->rtext[k] : NULL;
+			if (got != a_state[k] || !str_or_null_eq(txt, a_text[k])) {
+				fprintf(stderr, "cut %zu: A recipient %u: %s \"%s\", want %s \"%s\"\n",
+					cut, k, spool_rcpt_state_name(got), txt ? txt : "-",
+					spool_rcpt_state_name(a_state[k]),
+					a_text[k] ? a_text[k] : "-");
+				testing_failures++;
+			}
+		}
+	}
+	if (c) {
+		CHECK_INT_EQ(c->held, c_held);
+		CHECK(str_or_null_eq(c->hold_reason, c_reason));
+		CHECK_INT_EQ(c->nrstate, 0);
+	}
+	if (cut >= hmsgs_end) {
+		CHECK_INT_EQ(st.holds, holds);
+		CHECK_INT_EQ(st.deliveries, dels);
+	}
+	spool_index_free(&idx);
+}
+
+static void test_holds_torn_at_every_offset(void)
+{
+	build_holds();
+	for (size_t cut = 0; cut <= seg_len; cut++) {
+		int dirfd = spool_with(seg, cut);
+		check_hold_cut(dirfd, cut);
+		check_hold_cut(dirfd, cut); /* after the truncation */
 		close(dirfd);
 	}
 }
@@ -556,6 +759,8 @@ int main(void)
 	RUN_TEST(test_record_parse);
 	RUN_TEST(test_torn_at_every_offset);
 	RUN_TEST(test_flip_every_delivery_byte);
+	RUN_TEST(test_hold_record_parse);
+	RUN_TEST(test_holds_torn_at_every_offset);
 	RUN_TEST(test_writer_hand_off_and_status);
 	RUN_TEST(test_steady_load_stays_flat);
 	rm_rf(root);

@@ -424,6 +424,104 @@ static void test_envelope_parse_errors(void)
 	}
 }
 
+/* The optional "hold" and "filter" lines: written escaped like every value, read back,
+ * found by spool_envelope_hold() alone; envelopes without them still parse (good above);
+ * twice, or after a recipient, they are refused. */
+static void test_envelope_hold_filter(void)
+{
+	testing_current = "envelope_hold_filter";
+	struct spool_envbuf eb;
+	struct spool_envelope env = {
+		.queue_id = "4ZhQ5N0Bc9z01",
+		.arrival = 1732270495,
+		.client_addr = "192.0.2.1",
+		.client_port = 25,
+		.protocol = "ESMTP",
+		.sender = mx_span_cstr("a@example.org"),
+		.mail_params = mx_span_cstr("SIZE=10"),
+		.hold_reason = "<a@example.org>: Sender address triggers HOLD action\n100%",
+		.filter = "smtp:[127.0.0.1]:10025",
+	};
+	CHECK_INT_EQ(spool_envbuf_begin(&eb, &env), 0);
+	CHECK_INT_EQ(spool_envbuf_add_rcpt(&eb, mx_span_cstr("x@example.net"), mx_span_cstr("")),
+		     0);
+	/* one line each, escaped, before the first recipient */
+	CHECK(memmem(eb.p, eb.len,
+		     "mail-parameter SIZE=10\nhold <a@example.org>: Sender address triggers HOLD "
+		     "action%0A100%25\nfilter smtp:[127.0.0.1]:10025\nrecipient x@example.net\n",
+		     strlen("mail-parameter SIZE=10\nhold <a@example.org>: Sender address triggers "
+			    "HOLD action%0A100%25\nfilter smtp:[127.0.0.1]:10025\nrecipient "
+			    "x@example.net\n")) != NULL);
+	struct spool_record *r = NULL;
+	char err[128];
+	CHECK_INT_EQ(spool_envelope_parse(eb.p, eb.len, &r, err, sizeof(err)), 0);
+	if (r) {
+		CHECK_STR_EQ(r->hold_reason, env.hold_reason);
+		CHECK_STR_EQ(r->filter, env.filter);
+		CHECK_INT_EQ(r->nrcpt, 1);
+		spool_record_free(r);
+	}
+	char *reason = NULL;
+	CHECK_INT_EQ(spool_envelope_hold(eb.p, eb.len, &reason), 1);
+	CHECK_STR_EQ(reason ? reason : "(null)", env.hold_reason);
+	free(reason);
+	spool_envbuf_free(&eb);
+
+	/* without them: NULL fields, no hold */
+	env.hold_reason = env.filter = NULL;
+	CHECK_INT_EQ(spool_envbuf_begin(&eb, &env), 0);
+	CHECK_INT_EQ(spool_envbuf_add_rcpt(&eb, mx_span_cstr("x@example.net"), mx_span_cstr("")),
+		     0);
+	CHECK(memmem(eb.p, eb.len, "\nhold", 5) == NULL);
+	CHECK(memmem(eb.p, eb.len, "\nfilter", 7) == NULL);
+	r = NULL;
+	CHECK_INT_EQ(spool_envelope_parse(eb.p, eb.len, &r, err, sizeof(err)), 0);
+	if (r) {
+		CHECK(r->hold_reason == NULL);
+		CHECK(r->filter == NULL);
+		spool_record_free(r);
+	}
+	reason = (char *)1;
+	CHECK_INT_EQ(spool_envelope_hold(eb.p, eb.len, &reason), 0);
+	CHECK(reason == NULL);
+	spool_envbuf_free(&eb);
+
+	/* an empty reason is still a hold */
+	static const char empty[] = "MXGATE-ENVELOPE 1\nqueue-id 4ZhQ5N0Bc9z01\nclient-address "
+				    "1\nprotocol SMTP\nsender \nhold \nrecipient b\n";
+	r = NULL;
+	CHECK_INT_EQ(spool_envelope_parse(empty, strlen(empty), &r, err, sizeof(err)), 0);
+	if (r) {
+		CHECK_STR_EQ(r->hold_reason ? r->hold_reason : "(null)", "");
+		spool_record_free(r);
+	}
+	CHECK_INT_EQ(spool_envelope_hold(empty, strlen(empty), &reason), 1);
+	free(reason);
+	static const char bare[] = "MXGATE-ENVELOPE 1\nqueue-id 4ZhQ5N0Bc9z01\nclient-address "
+				   "1\nprotocol SMTP\nsender \nhold\nrecipient b\n";
+	r = NULL;
+	CHECK_INT_EQ(spool_envelope_parse(bare, strlen(bare), &r, err, sizeof(err)), 0);
+	CHECK(r && r->hold_reason && !*r->hold_reason);
+	spool_record_free(r);
+	CHECK_INT_EQ(spool_envelope_hold(bare, strlen(bare), &reason), 1);
+	free(reason);
+	/* a "hold" after the recipients is no hold line (and the parser refuses it) */
+	static const char late[] = "MXGATE-ENVELOPE 1\nqueue-id 4ZhQ5N0Bc9z01\nclient-address "
+				   "1\nprotocol SMTP\nsender \nrecipient b\nhold x\n";
+	CHECK_INT_EQ(spool_envelope_hold(late, strlen(late), &reason), 0);
+	r = NULL;
+	CHECK_INT_EQ(spool_envelope_parse(late, strlen(late), &r, err, sizeof(err)), -EINVAL);
+	CHECK(r == NULL);
+	static const char twice[] = "MXGATE-ENVELOPE 1\nqueue-id 4ZhQ5N0Bc9z01\nclient-address "
+				    "1\nprotocol SMTP\nsender \nfilter a:b\nfilter c:d\n"
+				    "recipient b\n";
+	CHECK_INT_EQ(spool_envelope_parse(twice, strlen(twice), &r, err, sizeof(err)), -EINVAL);
+	static const char badesc[] = "MXGATE-ENVELOPE 1\nqueue-id 4ZhQ5N0Bc9z01\nclient-address "
+				     "1\nprotocol SMTP\nsender \nhold a%G1\nrecipient b\n";
+	CHECK_INT_EQ(spool_envelope_hold(badesc, strlen(badesc), &reason), -EINVAL);
+	CHECK_INT_EQ(spool_envelope_parse(badesc, strlen(badesc), &r, err, sizeof(err)), -EINVAL);
+}
+
 int main(void)
 {
 	snprintf(root, sizeof(root), "/tmp/mxgate-test-seg-XXXXXX");
@@ -439,6 +537,7 @@ int main(void)
 	RUN_TEST(test_flip_every_byte);
 	RUN_TEST(test_stale_files);
 	RUN_TEST(test_envelope_parse_errors);
+	RUN_TEST(test_envelope_hold_filter);
 	rm_rf(root);
 	return TEST_RESULT();
 }
