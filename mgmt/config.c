@@ -1399,10 +1399,12 @@ static int cfg_apply_discard_ehlo(const struct cfg_param_ref *r, struct smtp_con
 			smtp->enable_smtputf8 = false;
 		else if (n == 8 && strncasecmp(p, "8bitmime", n) == 0)
 			smtp->enable_8bitmime = false;
+		else if (n == 3 && strncasecmp(p, "dsn", n) == 0)
+			smtp->enable_dsn = false;
 		else if (!(n == 14 && strncasecmp(p, "silent-discard", n) == 0))
 			cfg_param_error(r, true,
 					"%s: \"%.*s\" has no effect in mxgate (it can discard "
-					"pipelining, chunking, smtputf8 and 8bitmime)",
+					"pipelining, chunking, smtputf8, 8bitmime and dsn)",
 					r->def->name, (int)(n > 40 ? 40 : n), p);
 		p += n;
 	}
@@ -1477,6 +1479,70 @@ static int cfg_parse_relayhost(const struct cfg_param_ref *r, struct mx_config *
 }
 
 /* Check one known parameter's expanded value and store what it means. */
+/* An absolute path without control characters, shorter than PATH_MAX. */
+static int cfg_check_path(const struct cfg_param_ref *r, const char *path, size_t len)
+{
+	if (len == 0 || path[0] != '/') {
+		cfg_param_error(r, false, "parameter %s: not an absolute path: \"%.*s%s\"",
+				r->def->name, CFG_SHOW(path));
+		return -1;
+	}
+	if (len >= PATH_MAX) {
+		cfg_param_error(r, false, "parameter %s: path longer than %d bytes", r->def->name,
+				PATH_MAX - 1);
+		return -1;
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)path[i];
+		if (ch < 0x20 || ch == 0x7f) {
+			cfg_param_error(r, false, "parameter %s: control character in path",
+					r->def->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* mxgate_spool_directory: one or more spool directories (commas and/or white space between
+ * them), each with its own writer thread, for throughput across devices. The strings are
+ * copies owned by the config (freed with it). */
+static int cfg_parse_spool_dirs(const struct cfg_param_ref *r, struct mx_config *cfg)
+{
+	const char *p = r->value;
+	cfg->spool_dir_count = 0;
+	for (;;) {
+		p += strspn(p, ", \t\r\n");
+		if (!*p)
+			break;
+		size_t len = strcspn(p, ", \t\r\n");
+		if (cfg_check_path(r, p, len) != 0)
+			return -1;
+		if (cfg->spool_dir_count == MX_CONFIG_MAX_SPOOLS) {
+			cfg_param_error(r, false, "parameter %s: more than %d spool directories",
+					r->def->name, MX_CONFIG_MAX_SPOOLS);
+			return -1;
+		}
+		for (unsigned i = 0; i < cfg->spool_dir_count; i++) {
+			if (strlen(cfg->spool_dirs[i]) == len && memcmp(cfg->spool_dirs[i], p, len) == 0) {
+				cfg_param_error(r, false, "parameter %s: %.*s is listed twice",
+						r->def->name, (int)len, p);
+				return -1;
+			}
+		}
+		char *dir = strndup(p, len);
+		if (!dir) {
+			r->c->oom = true;
+			return -1;
+		}
+		cfg->spool_dirs[cfg->spool_dir_count++] = dir;
+		p += len;
+	}
+	if (cfg->spool_dir_count == 0)
+		return cfg_check_path(r, r->value, 0); /* "not an absolute path" */
+	cfg->spool_directory = cfg->spool_dirs[0];
+	return 0;
+}
+
 static int cfg_apply(struct cfg_ctx *c, size_t v, struct mx_config_impl *impl,
 		     const char *pdms)
 {
@@ -1592,23 +1658,10 @@ static int cfg_apply(struct cfg_ctx *c, size_t v, struct mx_config_impl *impl,
 	case MX_PT_PATH:
 		if (!*value && def->min == 0)
 			break;
-		if (value[0] != '/') {
-			cfg_param_error(&r, false, "parameter %s: not an absolute path: \"%.*s%s\"",
-					def->name, CFG_SHOW(value));
+		if (def->id == MX_P_MXGATE_SPOOL_DIRECTORY)
+			return cfg_parse_spool_dirs(&r, cfg);
+		if (cfg_check_path(&r, value, strlen(value)) != 0)
 			return -1;
-		}
-		if (strlen(value) >= PATH_MAX) {
-			cfg_param_error(&r, false, "parameter %s: path longer than %d bytes",
-					def->name, PATH_MAX - 1);
-			return -1;
-		}
-		for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
-			if (*p < 0x20 || *p == 0x7f) {
-				cfg_param_error(&r, false, "parameter %s: control character in path",
-						def->name);
-				return -1;
-			}
-		}
 		break;
 	case MX_PT_CHOICE: {
 		if (def->id == MX_P_SMTPD_FORBID_BARE_NEWLINE && strcasecmp(value, "no") == 0) {
@@ -1734,9 +1787,6 @@ static int cfg_apply(struct cfg_ctx *c, size_t v, struct mx_config_impl *impl,
 	case MX_P_MXGATE_WORKERS:
 		cfg->workers = (unsigned)n;
 		break;
-	case MX_P_MXGATE_SPOOL_DIRECTORY:
-		cfg->spool_directory = impl->values[def->id];
-		break;
 	case MX_P_MXGATE_MAX_CONNECTIONS:
 		cfg->max_connections = (unsigned)n;
 		break;
@@ -1790,6 +1840,30 @@ static int cfg_apply(struct cfg_ctx *c, size_t v, struct mx_config_impl *impl,
 	case MX_P_QUEUE_RUN_DELAY:
 		cfg->queue_run_delay_s = (unsigned)n;
 		break;
+	case MX_P_MAXIMAL_QUEUE_LIFETIME:
+		cfg->maximal_queue_lifetime_s = (unsigned)n;
+		break;
+	case MX_P_BOUNCE_QUEUE_LIFETIME:
+		cfg->bounce_queue_lifetime_s = (unsigned)n;
+		break;
+	case MX_P_BOUNCE_SIZE_LIMIT:
+		cfg->bounce_size_limit = (uint64_t)n;
+		break;
+	case MX_P_TRANSPORT_MAPS:
+		cfg->transport_maps = impl->values[def->id];
+		break;
+	case MX_P_RECIPIENT_DELIMITER:
+		cfg->recipient_delimiter = impl->values[def->id];
+		break;
+	case MX_P_MXGATE_TABLE_DIRECTORY:
+		cfg->table_directory = impl->values[def->id];
+		break;
+	case MX_P_MXGATE_CONTROL_SOCKET:
+		cfg->control_socket = impl->values[def->id];
+		break;
+	case MX_P_MXGATE_SPOOL_SEGMENT_SIZE:
+		cfg->spool_segment_size = (uint64_t)n;
+		break;
 	default:
 		break;
 	}
@@ -1805,10 +1879,19 @@ void mx_config_free(struct mx_config *cfg)
 	netlist_free(cfg->bare_newline_exclusions);
 	domain_list_free(cfg->mydestination);
 	domain_list_free(cfg->relay_domains);
+	for (unsigned i = 0; i < cfg->spool_dir_count; i++)
+		free(cfg->spool_dirs[i]);
+	free(cfg->control_socket_default);
 	for (size_t i = 0; i < MX_P_MAX; i++)
 		free(impl->values[i]);
 	free(cfg->source_path);
 	free(impl);
+}
+
+bool mx_config_word_listed(const struct mx_config *cfg, const char *param, const char *word)
+{
+	const char *list = mx_config_get(cfg, param);
+	return list && cfg_word_in_list(list, word);
 }
 
 const char *mx_config_get(const struct mx_config *cfg, const char *name)
@@ -1863,6 +1946,7 @@ static int cfg_load(const char *text, size_t len, const char *name, struct mx_co
 	cfg->smtp.enable_chunking = true;
 	cfg->smtp.enable_smtputf8 = true;
 	cfg->smtp.enable_8bitmime = true;
+	cfg->smtp.enable_dsn = true;
 
 	/* Expand and check every known parameter, in table order. */
 	const char *pdms = "";
@@ -1901,6 +1985,15 @@ static int cfg_load(const char *text, size_t len, const char *name, struct mx_co
 		if (var->line && !var->def && !var->used)
 			cfg_diag_add(c, var->line, true, "unused parameter: %s=%.*s%s", var->name,
 				     CFG_SHOW(var->raw ? var->raw : ""));
+	}
+
+	/* The control socket lives in the (first) spool directory unless placed elsewhere. */
+	if ((!cfg->control_socket || !*cfg->control_socket) && cfg->spool_directory) {
+		if (asprintf(&cfg->control_socket_default, "%s/control", cfg->spool_directory) < 0) {
+			cfg->control_socket_default = NULL;
+			c->oom = true;
+		}
+		cfg->control_socket = cfg->control_socket_default;
 	}
 
 	/* Strings the engine borrows. */

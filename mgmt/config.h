@@ -30,6 +30,7 @@ enum mx_transport {
 const char *mx_transport_name(enum mx_transport t);
 
 #define MX_CONFIG_MAX_LISTEN 16
+#define MX_CONFIG_MAX_SPOOLS 16
 
 struct mx_listen_addr {
 	char host[64]; /* numeric address as written ("0.0.0.0", "::1") */
@@ -59,7 +60,14 @@ struct mx_config {
 	struct mx_listen_addr listen[MX_CONFIG_MAX_LISTEN]; /* mxgate_listen = addr:port, ... */
 	unsigned listen_count;
 	unsigned workers;                       /* mxgate_workers (0 = one per core) */
-	char *spool_directory;                  /* mxgate_spool_directory */
+	char *spool_directory;                  /* the first of spool_dirs */
+	char *spool_dirs[MX_CONFIG_MAX_SPOOLS]; /* mxgate_spool_directory: one or more */
+	unsigned spool_dir_count;
+	uint64_t spool_segment_size;            /* mxgate_spool_segment_size, bytes */
+	/* mxgate_control_socket; when empty, $first_spool_directory/control */
+	const char *control_socket;
+	char *control_socket_default;           /* owns the default when used */
+	const char *table_directory;            /* mxgate_table_directory (LMDB) */
 	unsigned max_connections;               /* mxgate_max_connections per worker */
 	unsigned spool_commit_delay_ms;         /* mxgate_spool_commit_delay: the most a
 						   group commit waits for company */
@@ -75,6 +83,11 @@ struct mx_config {
 	unsigned smtp_data_done_timeout_s, smtp_quit_timeout_s;
 	unsigned smtp_connection_cache_time_s;  /* smtp_connection_cache_time_limit */
 	unsigned minimal_backoff_s, maximal_backoff_s, queue_run_delay_s;
+	unsigned maximal_queue_lifetime_s;      /* 0: one attempt, then bounce */
+	unsigned bounce_queue_lifetime_s;       /* the same for null-sender mail (bounces) */
+	uint64_t bounce_size_limit;             /* bytes of the original a DSN returns */
+	const char *transport_maps;             /* table specs, commas and/or white space */
+	const char *recipient_delimiter;        /* "" for none */
 
 	char *source_path; /* the file it came from, for messages */
 };
@@ -89,6 +102,10 @@ int mx_config_load(const char *path, struct mx_config **out, FILE *diag);
 /* The same from a string, for tests; `name` stands in for the file name in messages. */
 int mx_config_load_string(const char *text, const char *name, struct mx_config **out,
 			  FILE *diag);
+
+/* True when the list parameter `param` (words separated by commas and/or white space)
+ * contains `word`, as Postfix tests parent_domain_matches_subdomains. */
+bool mx_config_word_listed(const struct mx_config *cfg, const char *param, const char *word);
 
 /* The value of any known parameter after expansion, as `postconf NAME` would print it;
  * NULL for an unknown name. The string belongs to the config. */

@@ -171,7 +171,7 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 	[MX_P_SMTPD_DISCARD_EHLO_KEYWORDS] = {
 		.id = MX_P_SMTPD_DISCARD_EHLO_KEYWORDS, .name = "smtpd_discard_ehlo_keywords",
 		.type = MX_PT_WORDS, .def = "", .postfix = true,
-		.doc = "EHLO keywords not to offer: pipelining, chunking, smtputf8, 8bitmime",
+		.doc = "EHLO keywords not to offer: pipelining, chunking, smtputf8, 8bitmime, dsn",
 	},
 	[MX_P_MAILLOG_FILE] = {
 		.id = MX_P_MAILLOG_FILE, .name = "maillog_file", .type = MX_PT_PATH,
@@ -196,7 +196,9 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 	[MX_P_MXGATE_SPOOL_DIRECTORY] = {
 		.id = MX_P_MXGATE_SPOOL_DIRECTORY, .name = "mxgate_spool_directory",
 		.type = MX_PT_PATH, .def = "/var/spool/mxgate", .min = 1,
-		.doc = "where accepted mail is stored until the next hop takes it",
+		.doc = "where accepted mail is stored until the next hop takes it; several "
+		       "directories (commas or spaces between them) get one writer each, for "
+		       "throughput across devices",
 	},
 	[MX_P_MXGATE_MAX_CONNECTIONS] = {
 		.id = MX_P_MXGATE_MAX_CONNECTIONS, .name = "mxgate_max_connections",
@@ -290,6 +292,52 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		.id = MX_P_QUEUE_RUN_DELAY, .name = "queue_run_delay", .type = MX_PT_TIME,
 		.def = "300s", .min = 1, .max = 604800, .postfix = true,
 		.doc = "how often deferred messages are checked for a retry",
+	},
+	[MX_P_MAXIMAL_QUEUE_LIFETIME] = {
+		.id = MX_P_MAXIMAL_QUEUE_LIFETIME, .name = "maximal_queue_lifetime",
+		.type = MX_PT_TIME, .def = "5d", .min = 0, .max = 8640000, .postfix = true,
+		.doc = "how long a deferred message is retried before it is returned to its "
+		       "sender (0: one attempt only)",
+	},
+	[MX_P_BOUNCE_QUEUE_LIFETIME] = {
+		.id = MX_P_BOUNCE_QUEUE_LIFETIME, .name = "bounce_queue_lifetime",
+		.type = MX_PT_TIME, .def = "5d", .min = 0, .max = 8640000, .postfix = true,
+		.doc = "maximal_queue_lifetime for bounces (null-sender mail); when it runs out "
+		       "the bounce is dropped (logged)",
+	},
+	[MX_P_BOUNCE_SIZE_LIMIT] = {
+		.id = MX_P_BOUNCE_SIZE_LIMIT, .name = "bounce_size_limit", .type = MX_PT_INT,
+		.def = "50000", .min = 1, .max = 0, .postfix = true,
+		.doc = "bytes of the original message a delivery status notification returns "
+		       "whole; a larger one is returned as its header only",
+	},
+	[MX_P_TRANSPORT_MAPS] = {
+		.id = MX_P_TRANSPORT_MAPS, .name = "transport_maps", .type = MX_PT_WORDS,
+		.def = "", .postfix = true,
+		.doc = "transport(5) tables (in mxgate_table_directory, built with mxgate-map): "
+		       "per recipient or domain next hops that override relayhost",
+	},
+	[MX_P_RECIPIENT_DELIMITER] = {
+		.id = MX_P_RECIPIENT_DELIMITER, .name = "recipient_delimiter", .type = MX_PT_TEXT,
+		.def = "", .min = 0, .max = 32, .postfix = true,
+		.doc = "characters that start an address extension (user+ext@domain)",
+	},
+	[MX_P_MXGATE_TABLE_DIRECTORY] = {
+		.id = MX_P_MXGATE_TABLE_DIRECTORY, .name = "mxgate_table_directory",
+		.type = MX_PT_PATH, .def = "/var/lib/mxgate/tables", .min = 1,
+		.doc = "the LMDB environment that holds every table (mxgate-map -d)",
+	},
+	[MX_P_MXGATE_CONTROL_SOCKET] = {
+		.id = MX_P_MXGATE_CONTROL_SOCKET, .name = "mxgate_control_socket",
+		.type = MX_PT_PATH, .def = "", .min = 0,
+		.doc = "the UNIX socket operator tools (mxgate-queue) use; empty: \"control\" in "
+		       "the first spool directory",
+	},
+	[MX_P_MXGATE_SPOOL_SEGMENT_SIZE] = {
+		.id = MX_P_MXGATE_SPOOL_SEGMENT_SIZE, .name = "mxgate_spool_segment_size",
+		.type = MX_PT_SIZE, .def = "67108864", .min = 1048576, .max = 4294967296,
+		.doc = "bytes after which the spool writer starts a new segment file; delivered "
+		       "segments are deleted whole",
 	},
 };
 

@@ -251,6 +251,7 @@ void smtp_config_defaults(struct smtp_config *cfg)
 		.enable_chunking = true,
 		.enable_smtputf8 = true,
 		.enable_8bitmime = true,
+		.enable_dsn = true,
 	};
 }
 
@@ -1165,16 +1166,120 @@ static void cmd_helo(struct smtp_session *s, struct mx_span args, bool esmtp)
 	evq_push(s, ev);
 }
 
+/* ---- RFC 3461 DSN parameters ---- */
+
+/* RFC 3461 4.4 and 4.2: the longest ENVID esmtp-value, and the longest original recipient
+ * address once its xtext is decoded. Postfix bounds neither (only the command line); the
+ * DSN that carries them back is built from them, so they get the RFC's bounds here. */
+#define DSN_ENVID_MAX 100
+#define DSN_ORCPT_MAX 500
+
+static int hex_value(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10; /* RFC 3461 4 says upper case; Postfix decodes both */
+	return -1;
+}
+
+/* RFC 3461 4: xtext = *( xchar / hexchar ), xchar = "!".."~" except "+" and "=",
+ * hexchar = "+" 2HEXDIG. Every decoded octet must be printable ASCII (graphic or space:
+ * RFC 3461 4.2 and 4.4, Postfix's allprint() for ENVID), so a "+0D+0A" can never put a
+ * line break into the DSN built from it. `utf8` also lets raw UTF-8 through (RFC 6533 3,
+ * ORCPT in an SMTPUTF8 transaction; the command line was checked as UTF-8). Returns
+ * the decoded length, or -1. */
+static long dsn_xtext_len(struct mx_span v, bool utf8)
+{
+	long n = 0;
+	for (size_t i = 0; i < v.len; i++, n++) {
+		unsigned char c = (unsigned char)v.ptr[i];
+		if (c == '+') {
+			if (v.len - i < 3)
+				return -1;
+			int hi = hex_value((unsigned char)v.ptr[i + 1]);
+			int lo = hex_value((unsigned char)v.ptr[i + 2]);
+			if (hi < 0 || lo < 0)
+				return -1;
+			int d = hi * 16 + lo;
+			if (d < 32 || d > 126)
+				return -1;
+			i += 2;
+		} else if (c >= 128) {
+			if (!utf8)
+				return -1;
+		} else if (c < 33 || c > 126 || c == '=') {
+			return -1;
+		}
+	}
+	return n;
+}
+
+/* RET=FULL|HDRS (RFC 3461 4.3), any case. */
+static bool dsn_ret_valid(struct mx_span v)
+{
+	return span_eq_cstr_nocase(v, "FULL") || span_eq_cstr_nocase(v, "HDRS");
+}
+
+/* ENVID=xtext (RFC 3461 4.4): not empty (RFC 5321 esmtp-value is 1*), at most 100. */
+static bool dsn_envid_valid(struct mx_span v)
+{
+	return v.len > 0 && v.len <= DSN_ENVID_MAX && dsn_xtext_len(v, false) >= 0;
+}
+
+/* NOTIFY="NEVER" / 1#( "SUCCESS" / "FAILURE" / "DELAY" ) (RFC 3461 4.1), any case, each
+ * keyword once: a list that names one twice or mixes NEVER in is refused. */
+static bool dsn_notify_valid(struct mx_span v)
+{
+	static const char *const words[] = { "NEVER", "SUCCESS", "FAILURE", "DELAY" };
+	unsigned seen = 0, count = 0;
+	size_t start = 0;
+	for (size_t i = 0; i <= v.len; i++) {
+		if (i < v.len && v.ptr[i] != ',')
+			continue;
+		struct mx_span w = mx_span_make(v.ptr + start, i - start);
+		unsigned k = 0;
+		while (k < 4 && !span_eq_cstr_nocase(w, words[k]))
+			k++;
+		if (k == 4 || (seen & (1u << k)))
+			return false;
+		seen |= 1u << k;
+		count++;
+		start = i + 1;
+	}
+	return !((seen & 1u) && count > 1);
+}
+
+/* ORCPT=addr-type ";" xtext (RFC 3461 4.2): addr-type is an RFC 5322 atom ("rfc822",
+ * "utf-8"); the address may be empty, as Postfix takes it. */
+static bool dsn_orcpt_valid(struct mx_span v, bool utf8)
+{
+	const char *semi = memchr(v.ptr, ';', v.len);
+	if (!semi || semi == v.ptr)
+		return false;
+	for (const char *p = v.ptr; p < semi; p++) {
+		unsigned char c = (unsigned char)*p;
+		/* atext (RFC 5322 3.2.3) */
+		if (!(is_alpha(c) || (c >= '0' && c <= '9') || strchr("!#$%&'*+-/=?^_`{|}~", c)))
+			return false;
+	}
+	struct mx_span addr = mx_span_make(semi + 1, v.len - (size_t)(semi + 1 - v.ptr));
+	long n = dsn_xtext_len(addr, utf8);
+	return n >= 0 && n <= DSN_ORCPT_MAX;
+}
+
 static void reply_ehlo(struct smtp_session *s)
 {
 	const struct smtp_config *c = s->cfg;
 	char host[HOST_MAX + 1];
-	const char *kw[8];
+	const char *kw[10];
 	char size[40];
 	unsigned n = 0;
 
 	/* Postfix's order: PIPELINING SIZE VRFY ETRN STARTTLS AUTH ENHANCEDSTATUSCODES
-	 * 8BITMIME DSN SMTPUTF8 CHUNKING (ETRN, STARTTLS, AUTH and DSN are not offered) */
+	 * 8BITMIME DSN SMTPUTF8 CHUNKING (ETRN, STARTTLS and AUTH are not offered) */
 	if (c->enable_pipelining)
 		kw[n++] = "PIPELINING";
 	if (c->message_size_limit)
@@ -1187,6 +1292,8 @@ static void reply_ehlo(struct smtp_session *s)
 	kw[n++] = "ENHANCEDSTATUSCODES";
 	if (c->enable_8bitmime)
 		kw[n++] = "8BITMIME";
+	if (c->enable_dsn)
+		kw[n++] = "DSN";
 	if (c->enable_smtputf8)
 		kw[n++] = "SMTPUTF8";
 	if (c->enable_chunking)
@@ -1204,6 +1311,7 @@ static bool mail_params(struct smtp_session *s, struct mx_span text)
 	struct smtp_param p;
 	size_t pos = 0;
 	bool have_size = false, have_body = false, have_utf8 = false;
+	bool have_ret = false, have_envid = false;
 	char tok[REPLY_LINE_MAX - 40];
 
 	s->mail_next_size = 0;
@@ -1255,11 +1363,24 @@ static bool mail_params(struct smtp_session *s, struct mx_span text)
 			s->mail_next_utf8 = true;
 			continue;
 		}
-		if (p.keyword_valid && p.has_value &&
-		    (span_eq_cstr_nocase(p.keyword, "RET") || span_eq_cstr_nocase(p.keyword, "ENVID"))) {
-			/* DSN is not offered; Postfix's wording when it is turned off */
-			refuse_lit(s, SMTP_ERR_BAD_PARAMETER, "501 5.7.1 DSN support is disabled");
-			return false;
+		bool is_ret = span_eq_cstr_nocase(p.keyword, "RET");
+		if (p.keyword_valid && p.has_value && (is_ret || span_eq_cstr_nocase(p.keyword, "ENVID"))) {
+			/* RFC 3461 4.3, 4.4; Postfix's mail_cmd() checks and texts: the
+			 * discarded keyword first, then a repeat or a bad value alike. */
+			if (!c->enable_dsn) {
+				refuse_lit(s, SMTP_ERR_BAD_PARAMETER, "501 5.7.1 DSN support is disabled");
+				return false;
+			}
+			if (is_ret ? (have_ret || !dsn_ret_valid(p.value))
+				   : (have_envid || !dsn_envid_valid(p.value))) {
+				if (is_ret)
+					refuse_lit(s, SMTP_ERR_BAD_PARAMETER, "501 5.5.4 Bad RET parameter syntax");
+				else
+					refuse_lit(s, SMTP_ERR_BAD_PARAMETER, "501 5.5.4 Bad ENVID parameter syntax");
+				return false;
+			}
+			*(is_ret ? &have_ret : &have_envid) = true;
+			continue;
 		}
 		replyf(s, "555 5.5.4 Unsupported option: %s", tok);
 		engine_error(s, SMTP_ERR_BAD_PARAMETER, 555);
@@ -1336,12 +1457,28 @@ static void cmd_rcpt(struct smtp_session *s, struct mx_span args)
 		refuse_lit(s, SMTP_ERR_BAD_ADDRESS, "501 5.1.3 Bad recipient address syntax");
 		return;
 	}
+	bool have_notify = false, have_orcpt = false;
 	while (smtp_param_next(path.rest, &pos, &p)) {
 		char tok[REPLY_LINE_MAX - 40];
-		if (p.keyword_valid && p.has_value &&
-		    (span_eq_cstr_nocase(p.keyword, "NOTIFY") || span_eq_cstr_nocase(p.keyword, "ORCPT"))) {
-			refuse_lit(s, SMTP_ERR_BAD_PARAMETER, "501 5.7.1 DSN support is disabled");
-			return;
+		bool is_notify = span_eq_cstr_nocase(p.keyword, "NOTIFY");
+		if (p.keyword_valid && p.has_value && (is_notify || span_eq_cstr_nocase(p.keyword, "ORCPT"))) {
+			/* RFC 3461 4.1, 4.2; Postfix's rcpt_cmd() checks and texts */
+			if (!c->enable_dsn) {
+				refuse_lit(s, SMTP_ERR_BAD_PARAMETER, "501 5.7.1 DSN support is disabled");
+				return;
+			}
+			if (is_notify ? (have_notify || !dsn_notify_valid(p.value))
+				      : (have_orcpt || !dsn_orcpt_valid(p.value, s->smtputf8))) {
+				if (is_notify)
+					refuse_lit(s, SMTP_ERR_BAD_PARAMETER,
+						   "501 5.5.4 Error: Bad NOTIFY parameter syntax");
+				else
+					refuse_lit(s, SMTP_ERR_BAD_PARAMETER,
+						   "501 5.5.4 Error: Bad ORCPT parameter syntax");
+				return;
+			}
+			*(is_notify ? &have_notify : &have_orcpt) = true;
+			continue;
 		}
 		replyf(s, "555 5.5.4 Unsupported option: %s",
 		       printable(tok, sizeof(tok), p.text, c->enable_smtputf8));

@@ -1,5 +1,6 @@
 /* The sans-I/O SMTP server engine (RFC 5321, RFC 1870 SIZE, RFC 2920 PIPELINING,
- * RFC 3030 CHUNKING, RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, RFC 2034 ENHANCEDSTATUSCODES).
+ * RFC 3030 CHUNKING, RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, RFC 2034 ENHANCEDSTATUSCODES,
+ * RFC 3461 DSN).
  *
  * Bytes in, events and reply bytes out. The engine owns no socket, reads no clock, does no
  * logging and does not allocate per byte: a session allocates its state once, and its header
@@ -72,6 +73,7 @@ struct smtp_config {
 	bool enable_chunking;       /* advertise CHUNKING and accept BDAT */
 	bool enable_smtputf8;       /* advertise SMTPUTF8 */
 	bool enable_8bitmime;       /* advertise 8BITMIME */
+	bool enable_dsn;            /* advertise DSN and accept RET ENVID NOTIFY ORCPT */
 };
 
 /* Fill *cfg with Postfix's defaults (and mxgate's hardened ones); hostname etc. are set to
@@ -148,14 +150,15 @@ struct smtp_event {
 		} helo;
 		struct {
 			struct mx_span addr;   /* without <>, source route stripped; empty = null sender */
-			struct mx_span params; /* the raw ESMTP parameter text after the address */
+			struct mx_span params; /* the raw ESMTP parameter text after the address
+			                          (SIZE, BODY, SMTPUTF8, RET, ENVID), all checked */
 			uint64_t size;         /* SIZE=, 0 if absent */
 			enum smtp_body_type body;
 			bool smtputf8;
 		} mail;
 		struct {
 			struct mx_span addr;   /* without <>, source route stripped */
-			struct mx_span params; /* raw ESMTP parameter text (ORCPT, NOTIFY...) */
+			struct mx_span params; /* raw ESMTP parameter text (NOTIFY, ORCPT), checked */
 		} rcpt;
 		struct {
 			bool bdat;             /* the transaction uses BDAT rather than DATA */

@@ -290,6 +290,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.junk_command_limit = (c1 & 64) ? 3 : 100;
 	cfg.hopcount_limit = (c1 & 128) ? 3 : 50;
 	cfg.enable_8bitmime = (c1 & 3) != 3;
+	cfg.enable_dsn = (c0 & 12) != 12;
 
 	struct smtp_client_info client = {
 		.addr = (c1 & 1) ? "2001:db8::25" : "192.0.2.25",

@@ -224,6 +224,8 @@ static void set_config(struct transcript *t, int line, char *kv)
 		c->enable_smtputf8 = parse_bool(v);
 	else if (strcmp(k, "enable_8bitmime") == 0)
 		c->enable_8bitmime = parse_bool(v);
+	else if (strcmp(k, "enable_dsn") == 0)
+		c->enable_dsn = parse_bool(v);
 	else
 		die(t, line, "unknown config %s", k);
 }

@@ -150,6 +150,7 @@ static void test_defaults(void)
 	CHECK(s->enable_chunking);
 	CHECK(s->enable_smtputf8);
 	CHECK(s->enable_8bitmime);
+	CHECK(s->enable_dsn);
 
 	/* Every known parameter has a value; unknown names have none. */
 	for (size_t i = 0; i < MX_P_MAX; i++) {
@@ -637,6 +638,18 @@ static const struct bad_value bad_values[] = {
 						    "301 (max 300)" },
 	{ "minimal_backoff_time = 0", "invalid minimal_backoff_time: 0 (min 1)" },
 	{ "maximal_backoff_time = 2w", "invalid maximal_backoff_time: 1209600 (max 604800)" },
+	{ "maximal_queue_lifetime = 101d", "invalid maximal_queue_lifetime: 8726400 (max 8640000)" },
+	{ "bounce_queue_lifetime = 1y", "bad time value or unit" },
+	{ "bounce_size_limit = 0", "invalid bounce_size_limit parameter value 0 < 1" },
+	{ "recipient_delimiter = +++++++++++++++++++++++++++++++++", "recipient_delimiter" },
+	{ "mxgate_table_directory = tables", "parameter mxgate_table_directory: not an absolute "
+					     "path: \"tables\"" },
+	{ "mxgate_control_socket = control", "parameter mxgate_control_socket: not an absolute "
+					     "path: \"control\"" },
+	{ "mxgate_spool_segment_size = 1000", "invalid mxgate_spool_segment_size parameter value "
+					      "1000 < 1048576" },
+	{ "mxgate_spool_directory = /a, /b, /a", "parameter mxgate_spool_directory: /a is listed "
+						 "twice" },
 	{ "queue_run_delay = 0", "invalid queue_run_delay: 0 (min 1)" },
 };
 
@@ -805,13 +818,17 @@ static void test_good_values(void)
 	}
 
 	/* The other EHLO keywords are accepted with a warning, as they change nothing. */
-	l = load("myhostname = mx.example.com\nsmtpd_discard_ehlo_keywords = pipelining, dsn\n"
+	l = load("myhostname = mx.example.com\nsmtpd_discard_ehlo_keywords = pipelining, etrn\n"
 		 "smtputf8_enable = no\n");
 	CHECK_INT_EQ(l.rc, 0);
-	CHECK(diag_has(&l, "t.cf:2: warning: smtpd_discard_ehlo_keywords: \"dsn\" has no "
+	CHECK(diag_has(&l, "t.cf:2: warning: smtpd_discard_ehlo_keywords: \"etrn\" has no "
 			   "effect in mxgate"));
 	CHECK(l.cfg && !l.cfg->smtp.enable_pipelining && !l.cfg->smtp.enable_smtputf8 &&
-	      l.cfg->smtp.enable_chunking);
+	      l.cfg->smtp.enable_chunking && l.cfg->smtp.enable_dsn);
+	load_free(&l);
+	/* DSN is offered as Postfix offers it, and discarded as Postfix discards it. */
+	l = load_clean("myhostname = mx.example.com\nsmtpd_discard_ehlo_keywords = DSN\n");
+	CHECK(l.cfg && !l.cfg->smtp.enable_dsn && l.cfg->smtp.enable_pipelining);
 	load_free(&l);
 
 	/* A banner that does not start with the host name is allowed, with a warning. */

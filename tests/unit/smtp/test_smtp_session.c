@@ -78,6 +78,7 @@ static void test_defaults_are_postfix(void)
 	CHECK(d.forbid_unauth_pipelining && !d.helo_required && !d.disable_vrfy_command &&
 	      !d.strict_rfc821_envelopes);
 	CHECK(d.enable_pipelining && d.enable_chunking && d.enable_smtputf8 && d.enable_8bitmime);
+	CHECK(d.enable_dsn); /* Postfix offers DSN unless smtpd_discard_ehlo_keywords has dsn */
 	CHECK(d.myhostname && d.banner && d.mail_name);
 
 	/* and against the installed Postfix, when there is one */
@@ -147,7 +148,7 @@ static void test_spans_point_into_input(void)
 	CHECK_INT_EQ(smtp_session_verdict(s, &v), -EINVAL);
 	CHECK(!smtp_session_verdict_pending(s));
 	expect_output(s, "250-mx.example.net\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n"
-			 "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
+			 "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n"
 			 "250 CHUNKING\r\n250 2.1.0 Ok\r\n");
 
 	/* a command line that arrives in pieces is assembled in the engine's buffer */
@@ -365,6 +366,191 @@ static void test_greeting_calls(void)
 	smtp_session_free(NULL);
 }
 
+/* The reply a session gives to `cmd` after EHLO and `setup` (both accepted, whatever they
+ * are), fed in one piece or one byte at a time; the last event's params go to *params. */
+static char *reply_to(const struct smtp_config *c, const char *setup, const char *cmd,
+		      bool bytewise, char *params, size_t pcap)
+{
+	struct smtp_session *s = smtp_session_new(c, &client);
+	CHECK(s != NULL);
+	smtp_session_greet(s);
+	char names[256];
+	feed_accepting(s, "EHLO client.example\r\n", names, sizeof(names));
+	feed_accepting(s, setup, names, sizeof(names));
+	free(take_output(s));
+	params[0] = '\0';
+	size_t len = strlen(cmd), off = 0;
+	while (off < len) {
+		size_t used, give = bytewise ? 1 : len - off;
+		struct smtp_event ev = smtp_session_step(s, cmd + off, give, &used);
+		off += used;
+		if (ev.type == SMTP_EV_NONE || ev.type == SMTP_EV_PROTOCOL_ERROR) {
+			CHECK(used > 0 || ev.type == SMTP_EV_PROTOCOL_ERROR);
+			continue;
+		}
+		CHECK(ev.type == SMTP_EV_MAIL || ev.type == SMTP_EV_RCPT || ev.type == SMTP_EV_HELO);
+		struct mx_span pr = ev.type == SMTP_EV_MAIL   ? ev.u.mail.params
+				    : ev.type == SMTP_EV_RCPT ? ev.u.rcpt.params
+							      : mx_span_make("", 0);
+		snprintf(params, pcap, "%.*s", (int)pr.len, pr.ptr);
+		struct smtp_verdict v = { 0 };
+		CHECK_INT_EQ(smtp_session_verdict(s, &v), 0);
+	}
+	char *out = take_output(s);
+	smtp_session_free(s);
+	return out;
+}
+
+/* RFC 3461 parameters: what is taken (and handed on byte for byte, as the envelope stores
+ * it), and Postfix's reply to each refusal; with DSN discarded, Postfix's 501 5.7.1 first. */
+static void test_dsn_parameters(void)
+{
+	static const char mail[] = "MAIL FROM:<a@example.org>\r\n";
+	static const char utf8[] = "MAIL FROM:<a@example.org> SMTPUTF8\r\n";
+	static const char ok_mail[] = "250 2.1.0 Ok\r\n", ok_rcpt[] = "250 2.1.5 Ok\r\n";
+	static const char ret[] = "501 5.5.4 Bad RET parameter syntax\r\n";
+	static const char envid[] = "501 5.5.4 Bad ENVID parameter syntax\r\n";
+	static const char notify[] = "501 5.5.4 Error: Bad NOTIFY parameter syntax\r\n";
+	static const char orcpt[] = "501 5.5.4 Error: Bad ORCPT parameter syntax\r\n";
+	static const char off[] = "501 5.7.1 DSN support is disabled\r\n";
+	static const char unsup[] = "555 5.5.4 Unsupported option: ";
+	char a100[101], a101[102], o500[600], o501[600], h500[1600];
+	memset(a100, 'A', 100), a100[100] = '\0';
+	memset(a101, 'A', 101), a101[101] = '\0';
+	snprintf(o500, sizeof(o500), "rfc822;%0489d+40example.ne", 0); /* 489+1+10 decoded */
+	snprintf(o501, sizeof(o501), "rfc822;%0490d+40example.ne", 0);
+	strcpy(h500, "rfc822;");
+	for (int i = 0; i < 500; i++)
+		strcat(h500, "+41"); /* 1500 bytes on the wire, 500 decoded */
+	struct {
+		const char *setup, *args, *want; /* args: after MAIL FROM:<a@example.org> or
+		                                     RCPT TO:<b@example.net>, by setup */
+		bool ok_when_off;                /* not a DSN parameter: same reply without DSN */
+	} cases[] = {
+		{ "", "RET=FULL", ok_mail, false },
+		{ "", "RET=hdrs", ok_mail, false },
+		{ "", "ret=Full SIZE=10 BODY=8BITMIME", ok_mail, false },
+		{ "", "RET=FULL RET=FULL", ret, false },
+		{ "", "RET=FULL RET=HDRS", ret, false },
+		{ "", "RET=FULLY", ret, false },
+		{ "", "RET=", ret, false },
+		{ "", "RET=NEVER", ret, false },
+		{ "", "RET", "555", true },
+		{ "", "ENVID=QQ+2B123", ok_mail, false },
+		{ "", "ENVID=a+2bb", ok_mail, false },  /* lowercase hex: Postfix takes it */
+		{ "", "ENVID=+20+7E", ok_mail, false }, /* the printable range's ends */
+		{ "", "ENVID=x ENVID=y", envid, false },
+		{ "", "ENVID=", envid, false },
+		{ "", "ENVID=a+0Db", envid, false }, /* a CR inside would break the DSN */
+		{ "", "ENVID=a+1F", envid, false },
+		{ "", "ENVID=a+7F", envid, false },
+		{ "", "ENVID=a+C3+BC", envid, false },
+		{ "", "ENVID=a+2", envid, false },
+		{ "", "ENVID=a+", envid, false },
+		{ "", "ENVID=a+zz", envid, false },
+		{ "", "ENVID=a=b", envid, false },
+		{ "", "ENVID=a\xc3\xbc", envid, false },
+		{ "", a100, ok_mail, false },  /* ENVID= prefixed below */
+		{ "", a101, envid, false },
+		{ "", "RET=HDRS ENVID=x BOGUS=1", "555", false },
+		{ mail, "NOTIFY=NEVER", ok_rcpt, false },
+		{ mail, "NOTIFY=never", ok_rcpt, false },
+		{ mail, "NOTIFY=SUCCESS", ok_rcpt, false },
+		{ mail, "NOTIFY=FAILURE,DELAY", ok_rcpt, false },
+		{ mail, "NOTIFY=delay,Success,failure", ok_rcpt, false },
+		{ mail, "NOTIFY=NEVER,DELAY", notify, false },
+		{ mail, "NOTIFY=DELAY,NEVER", notify, false },
+		{ mail, "NOTIFY=NEVER,NEVER", notify, false },
+		{ mail, "NOTIFY=SUCCESS,SUCCESS", notify, false },
+		{ mail, "NOTIFY=SUCCESS,", notify, false },
+		{ mail, "NOTIFY=,SUCCESS", notify, false },
+		{ mail, "NOTIFY=SUCCESS,,DELAY", notify, false },
+		{ mail, "NOTIFY=", notify, false },
+		{ mail, "NOTIFY=BOGUS", notify, false },
+		{ mail, "NOTIFY=SUCCESSFUL", notify, false },
+		{ mail, "NOTIFY=NEVER NOTIFY=NEVER", notify, false },
+		{ mail, "NOTIFY", "555", true },
+		{ mail, "ORCPT=rfc822;b@example.net", ok_rcpt, false },
+		{ mail, "ORCPT=rfc822;b+40example.net", ok_rcpt, false },
+		{ mail, "ORCPT=RFC822;", ok_rcpt, false },
+		{ mail, "ORCPT=x-local;b+20c", ok_rcpt, false },
+		{ mail, o500, ok_rcpt, false },  /* ORCPT= prefixed below */
+		{ mail, h500, ok_rcpt, false },
+		{ mail, o501, orcpt, false },
+		{ mail, "ORCPT=rfc822", orcpt, false },
+		{ mail, "ORCPT=;b@example.net", orcpt, false },
+		{ mail, "ORCPT=r(x;b", orcpt, false },
+		{ mail, "ORCPT=rfc822;b+zz", orcpt, false },
+		{ mail, "ORCPT=rfc822;b+0Dx", orcpt, false },
+		{ mail, "ORCPT=rfc822;b+00", orcpt, false },
+		{ mail, "ORCPT=rfc822;b=c", orcpt, false },
+		{ mail, "ORCPT=rfc822;b ORCPT=rfc822;c", orcpt, false },
+		{ mail, "ORCPT=rfc822;\xc3\xbc@example.net", orcpt, false },
+		{ utf8, "ORCPT=utf-8;\xc3\xbc@example.net", ok_rcpt, false },
+		{ mail, "NOTIFY=FAILURE ORCPT=rfc822;b+40example.net", ok_rcpt, false },
+		{ mail, "ORCPT=rfc822;b NOTIFY=BOGUS", notify, false },
+		{ mail, "NOTIFY=NEVER SIZE=1", "555", false },
+		{ mail, "SIZE=1 NOTIFY=NEVER", "555", true },
+	};
+	for (int dsn = 1; dsn >= 0; dsn--) {
+		struct smtp_config c = cfg;
+		c.enable_dsn = dsn;
+		c.hard_error_limit = c.soft_error_limit = 1000;
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			char cmd[2100], params[2100];
+			const char *args = cases[i].args;
+			const char *pfx = args == a100 || args == a101 ? "ENVID="
+					  : args == o500 || args == o501 || args == h500 ? "ORCPT="
+											 : "";
+			int n = snprintf(cmd, sizeof(cmd), "%s %s%s\r\n",
+					 cases[i].setup[0] ? "RCPT TO:<b@example.net>"
+							   : "MAIL FROM:<a@example.org>",
+					 pfx, args);
+			CHECK(n > 0 && (size_t)n < sizeof(cmd));
+			for (int bytewise = 0; bytewise <= 1; bytewise++) {
+				char *got = reply_to(&c, cases[i].setup, cmd, bytewise, params,
+						     sizeof(params));
+				const char *want = cases[i].want;
+				if (!dsn && !cases[i].ok_when_off)
+					want = off;
+				bool ok = strcmp(want, "555") == 0 ? strncmp(got, unsup, strlen(unsup)) == 0
+								  : strcmp(got, want) == 0;
+				if (!ok)
+					printf("     dsn=%d bytewise=%d %s-> %s", dsn, bytewise, cmd, got);
+				CHECK(ok);
+				/* accepted: the event hands on the parameter text exactly */
+				if (want[0] == '2') {
+					char expect[2100];
+					snprintf(expect, sizeof(expect), "%s%s", pfx, args);
+					CHECK_STR_EQ(params, expect);
+				} else {
+					CHECK_STR_EQ(params, "");
+				}
+				free(got);
+			}
+		}
+	}
+}
+
+/* DSN sits between 8BITMIME and SMTPUTF8, as Postfix lists it, whatever else is off. */
+static void test_dsn_in_ehlo(void)
+{
+	struct smtp_config c = cfg;
+	char params[16];
+	char *got = reply_to(&c, "", "EHLO client.example\r\n", false, params, sizeof(params));
+	CHECK(strstr(got, "250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n") != NULL);
+	free(got);
+	c.enable_8bitmime = c.enable_smtputf8 = c.enable_chunking = false;
+	got = reply_to(&c, "", "EHLO client.example\r\n", false, params, sizeof(params));
+	CHECK(strstr(got, "250-ENHANCEDSTATUSCODES\r\n250 DSN\r\n") != NULL);
+	free(got);
+	c.enable_dsn = false;
+	got = reply_to(&c, "", "EHLO client.example\r\n", false, params, sizeof(params));
+	CHECK(strstr(got, "DSN") == NULL);
+	CHECK(strstr(got, "250 ENHANCEDSTATUSCODES\r\n") != NULL);
+	free(got);
+}
+
 int main(void)
 {
 	smtp_config_defaults(&cfg);
@@ -380,5 +566,7 @@ int main(void)
 	RUN_TEST(test_close_waits_for_the_pending_reply);
 	RUN_TEST(test_idle_session_holds_no_output);
 	RUN_TEST(test_greeting_calls);
+	RUN_TEST(test_dsn_parameters);
+	RUN_TEST(test_dsn_in_ehlo);
 	return TEST_RESULT();
 }
