@@ -12,6 +12,9 @@ packages=(
 	clang libclang-rt-14-dev llvm
 	# tests and demo: real SMTP clients and Postfix as a peer and oracle
 	swaks postfix postfix-pcre python3 iproute2 procps lmdb-utils
+	# fault injection into the spool's write(2)/fdatasync(2) (tests/e2e/test_faults.py):
+	# fiu-run, fiu-ctrl and libfiu's POSIX preload library
+	fiu-utils libfiu0
 	# perf: the disk's own fdatasync rate beside the spool's group commit
 	fio
 )
