@@ -25,12 +25,15 @@ struct kernel_transport;
 struct kernel_transport_params {
 	const struct mx_config *cfg;            /* listen addresses, limits, engine config */
 	const struct smtp_relay_policy *policy;
-	struct spool *spool;                    /* started; stopped after the workers */
+	/* Started; stopped after the workers. Worker i writes to spools[i % nspools] (one
+	 * writer per spool directory: mxgate_spool_directory may list several). */
+	struct spool *const *spools;
+	unsigned nspools;
 	unsigned workers;                       /* >= 1 (the caller resolves 0 = cores) */
 	unsigned max_connections;               /* per worker; 0 = no limit */
 	uint64_t idle_timeout_ms;               /* smtpd_timeout */
 	uint64_t shutdown_grace_ms;             /* how long a stop waits for output to drain */
-	uint64_t queue_id_floor_us;             /* spool_newest_id_us() */
+	uint64_t queue_id_floor_us;             /* the newest spool_newest_id_us() */
 };
 
 /* Create the listening sockets (every worker's, so a bad or busy address is reported now,

@@ -19,6 +19,7 @@
 #include <rte_version.h>
 
 #include "dataplane/kernel_transport.h"
+#include "dataplane/queue_control.h"
 #include "dataplane/spool/spool_relay.h"
 #include "dataplane/spool/spool_writer.h"
 #include "mgmt/config.h"
@@ -144,6 +145,160 @@ static int check_config(const char *path)
 	return 0;
 }
 
+/* The spool directories, a writer and (when mail has somewhere to go) a relay for each,
+ * the table store for transport_maps, and the control socket. */
+struct mx_spools {
+	struct spool *spool[MX_CONFIG_MAX_SPOOLS];
+	struct spool_relay *relay[MX_CONFIG_MAX_SPOOLS];
+	unsigned n;
+	uint64_t newest_id_us;
+	struct tables_env *tables;
+	struct queue_control *control;
+};
+
+static void spool_recovery_logged(const struct spool_recovery_stats *rst, const char *dir)
+{
+	mx_log(rst->orphans || rst->bad_messages || rst->corrupt_regions || rst->torn_tails ||
+			       rst->stale_files
+		       ? MX_LOG_WARNING
+		       : MX_LOG_INFO,
+	       "spool %s recovered: %u segment(s), %u message(s) kept; discarded: %u "
+	       "incomplete (never acknowledged), %u damaged, %u corrupt region(s), %u torn "
+	       "tail(s) (%" PRIu64 " bytes), %u stale file(s); %u fully delivered, %u delivery "
+	       "record(s) applied, %u hold record(s), %u relocated message(s)",
+	       dir, rst->segments, rst->messages, rst->orphans, rst->bad_messages,
+	       rst->corrupt_regions, rst->torn_tails, rst->torn_bytes, rst->stale_files,
+	       rst->retired, rst->deliveries, rst->holds, rst->relocated);
+}
+
+/* Open every spool directory and create its relay. Returns 0, or -1 after logging. */
+static int spools_open(struct mx_spools *sp, const struct mx_config *cfg)
+{
+	char err[512];
+	int rc;
+	const char *relayhost = mx_config_get(cfg, "relayhost");
+	bool have_maps = cfg->transport_maps && cfg->transport_maps[strspn(cfg->transport_maps,
+									 ", \t\r\n")];
+	bool relay = (relayhost && *relayhost) || have_maps;
+	struct spool_relay_params rp = {
+		.helo_name = cfg->myhostname,
+		.concurrency = cfg->relay_concurrency,
+		.connect_timeout = cfg->smtp_connect_timeout_s,
+		.helo_timeout = cfg->smtp_helo_timeout_s,
+		.mail_timeout = cfg->smtp_mail_timeout_s,
+		.rcpt_timeout = cfg->smtp_rcpt_timeout_s,
+		.data_init_timeout = cfg->smtp_data_init_timeout_s,
+		.data_xfer_timeout = cfg->smtp_data_xfer_timeout_s,
+		.data_done_timeout = cfg->smtp_data_done_timeout_s,
+		.quit_timeout = cfg->smtp_quit_timeout_s,
+		.cache_time_limit = cfg->smtp_connection_cache_time_s,
+		.min_backoff = cfg->minimal_backoff_s,
+		.max_backoff = cfg->maximal_backoff_s,
+		.queue_run_delay = cfg->queue_run_delay_s,
+		.max_queue_lifetime = cfg->maximal_queue_lifetime_s,
+		.bounce_queue_lifetime = cfg->bounce_queue_lifetime_s,
+		.bounce_size_limit = cfg->bounce_size_limit,
+		.transport_maps = have_maps ? cfg->transport_maps : NULL,
+		.transport_opts = {
+			.recipient_delimiter = cfg->recipient_delimiter,
+			.parent_matches_subdomains = mx_config_word_listed(
+				cfg, "parent_domain_matches_subdomains", "transport_maps"),
+		},
+	};
+	if (relayhost && *relayhost) {
+		if (spool_nexthop_from_relayhost(relayhost, cfg->relay_lmtp, &rp.dflt, err,
+						 sizeof(err)) < 0) {
+			startup_fatal("relayhost: %s", err);
+			return -1;
+		}
+		rp.have_default = true;
+	}
+	if (have_maps) {
+		struct tables_env_opts o = { .read_only = true };
+		if ((rc = tables_env_open(cfg->table_directory, &o, &sp->tables, err,
+					  sizeof(err))) < 0) {
+			startup_fatal("mxgate_table_directory: %s", err);
+			return -1;
+		}
+		rp.tables = sp->tables;
+	}
+	for (unsigned i = 0; i < cfg->spool_dir_count; i++) {
+		struct spool_recovery_stats rst;
+		struct spool_params params = {
+			.path = cfg->spool_dirs[i],
+			.commit_delay_us = (uint64_t)cfg->spool_commit_delay_ms * 1000u,
+			.quota = cfg->spool_quota,
+			.segment_size = cfg->spool_segment_size,
+		};
+		rc = spool_open(&sp->spool[i], &params, &rst, spool_log, NULL, err, sizeof(err));
+		if (rc < 0) {
+			startup_fatal("mxgate_spool_directory: %s", err);
+			return -1;
+		}
+		sp->n = i + 1;
+		if (spool_newest_id_us(sp->spool[i]) > sp->newest_id_us)
+			sp->newest_id_us = spool_newest_id_us(sp->spool[i]);
+		/* The relay: recovered messages first, then each one the writer commits. */
+		if (relay) {
+			rp.spool = sp->spool[i];
+			rp.spool_index = i;
+			rc = spool_relay_create(&sp->relay[i], &rp, err, sizeof(err));
+			if (rc < 0) {
+				startup_fatal("relay: %s", err);
+				return -1;
+			}
+		}
+		spool_recovery_logged(&rst, cfg->spool_dirs[i]);
+	}
+	return 0;
+}
+
+/* Stop the control socket, the relays, then the writers. Idempotent. */
+static void spools_stop(struct mx_spools *sp)
+{
+	queue_control_stop(sp->control);
+	sp->control = NULL;
+	for (unsigned i = 0; i < sp->n; i++)
+		spool_relay_stop(sp->relay[i]);
+	for (unsigned i = 0; i < sp->n; i++)
+		spool_stop(sp->spool[i]);
+}
+
+static void spools_log_statistics(struct mx_spools *sp)
+{
+	for (unsigned i = 0; i < sp->n; i++) {
+		struct spool_stats sst;
+		spool_stats(sp->spool[i], &sst);
+		/* what group commit bought: messages per fdatasync */
+		mx_log(MX_LOG_INFO,
+		       "spool %u statistics: committed=%" PRIu64 " failed=%" PRIu64
+		       " syncs=%" PRIu64 " bytes=%" PRIu64,
+		       i, sst.committed, sst.failed, sst.syncs, sst.bytes);
+		if (!sp->relay[i])
+			continue;
+		struct spool_relay_stats rs;
+		spool_relay_stats(sp->relay[i], &rs);
+		mx_log(MX_LOG_INFO,
+		       "relay %u statistics: queued=%" PRIu64 " sent=%" PRIu64 " deferred=%" PRIu64
+		       " bounced=%" PRIu64 " expired=%" PRIu64 " notifications=%" PRIu64
+		       " removed=%" PRIu64 " segments_reclaimed=%" PRIu64 " relocated=%" PRIu64,
+		       i, rs.queued, rs.sent, rs.deferred, rs.bounced, rs.expired, rs.notified,
+		       rs.removed, rs.reclaimed, rs.relocated);
+	}
+}
+
+/* After spools_stop() and after the workers' spool clients are gone. */
+static void spools_close(struct mx_spools *sp)
+{
+	for (unsigned i = 0; i < sp->n; i++) {
+		spool_relay_free(sp->relay[i]);
+		spool_close(sp->spool[i]);
+	}
+	sp->n = 0;
+	tables_env_close(sp->tables);
+	sp->tables = NULL;
+}
+
 int main(int argc, char **argv)
 {
 	enum { OPT_PIDFILE = 256 };
@@ -229,80 +384,43 @@ int main(int argc, char **argv)
 	signal(SIGXFSZ, SIG_IGN);
 	raise_nofile();
 
-	/* Open, lock and recover the spool before anything listens: messages that got a
+	/* Open, lock and recover the spools before anything listens: messages that got a
 	 * 250 before a crash are found and indexed, torn writes are discarded. */
-	struct spool *spool = NULL;
-	struct spool_relay *relay = NULL;
+	struct mx_spools sp = { 0 };
 	struct kernel_transport *kt = NULL;
 	bool pidfile_written = false;
-	struct spool_recovery_stats rst;
 	char err[512];
-	struct spool_params sp = {
-		.path = cfg->spool_directory,
-		.commit_delay_us = (uint64_t)cfg->spool_commit_delay_ms * 1000u,
-		.quota = cfg->spool_quota,
-	};
-	rc = spool_open(&spool, &sp, &rst, spool_log, NULL, err, sizeof(err));
-	if (rc < 0) {
-		startup_fatal("mxgate_spool_directory: %s", err);
+	if (spools_open(&sp, cfg) < 0)
 		goto fail_startup;
-	}
-	/* The relay, when relayhost is set: recovered messages first, then each one the
-	 * writer commits. Without relayhost mail stays in the spool. */
-	if (cfg->relayhost_addr[0]) {
-		struct spool_relay_params rp = {
-			.spool = spool,
-			.host = cfg->relayhost_addr,
-			.port = cfg->relayhost_port,
-			.lmtp = cfg->relay_lmtp,
-			.helo_name = cfg->myhostname,
-			.concurrency = cfg->relay_concurrency,
-			.connect_timeout = cfg->smtp_connect_timeout_s,
-			.helo_timeout = cfg->smtp_helo_timeout_s,
-			.mail_timeout = cfg->smtp_mail_timeout_s,
-			.rcpt_timeout = cfg->smtp_rcpt_timeout_s,
-			.data_init_timeout = cfg->smtp_data_init_timeout_s,
-			.data_xfer_timeout = cfg->smtp_data_xfer_timeout_s,
-			.data_done_timeout = cfg->smtp_data_done_timeout_s,
-			.quit_timeout = cfg->smtp_quit_timeout_s,
-			.cache_time_limit = cfg->smtp_connection_cache_time_s,
-			.min_backoff = cfg->minimal_backoff_s,
-			.max_backoff = cfg->maximal_backoff_s,
-			.queue_run_delay = cfg->queue_run_delay_s,
-		};
-		rc = spool_relay_create(&relay, &rp, err, sizeof(err));
-		if (rc < 0) {
-			startup_fatal("relayhost: %s", err);
+	for (unsigned i = 0; i < sp.n; i++) {
+		if ((rc = spool_start(sp.spool[i])) < 0) {
+			startup_fatal("cannot start the spool writer: %s", strerror(-rc));
 			goto fail_startup;
 		}
 	}
-	mx_log(rst.orphans || rst.bad_messages || rst.corrupt_regions || rst.torn_tails ||
-			       rst.stale_files
-		       ? MX_LOG_WARNING
-		       : MX_LOG_INFO,
-	       "spool %s recovered: %u segment(s), %u message(s) kept; discarded: %u "
-	       "incomplete (never acknowledged), %u damaged, %u corrupt region(s), %u torn "
-	       "tail(s) (%" PRIu64 " bytes), %u stale file(s); %u fully delivered, %u delivery "
-	       "record(s) applied",
-	       cfg->spool_directory, rst.segments, rst.messages, rst.orphans, rst.bad_messages,
-	       rst.corrupt_regions, rst.torn_tails, rst.torn_bytes, rst.stale_files, rst.retired,
-	       rst.deliveries);
-	if ((rc = spool_start(spool)) < 0) {
-		startup_fatal("cannot start the spool writer: %s", strerror(-rc));
-		goto fail_startup;
+	for (unsigned i = 0; i < sp.n && sp.relay[i]; i++) {
+		if ((rc = spool_relay_start(sp.relay[i])) < 0) {
+			startup_fatal("cannot start the relay: %s", strerror(-rc));
+			goto fail_startup;
+		}
 	}
-
-	if (relay && (rc = spool_relay_start(relay)) < 0) {
-		startup_fatal("cannot start the relay: %s", strerror(-rc));
-		goto fail_startup;
+	if (sp.relay[0]) {
+		const char *relayhost = mx_config_get(cfg, "relayhost");
+		mx_log(MX_LOG_INFO, "relay to %s%s%s, %u connection(s) per destination%s%s",
+		       relayhost && *relayhost ? relayhost : "(no relayhost)",
+		       relayhost && *relayhost ? " over " : "",
+		       relayhost && *relayhost ? (cfg->relay_lmtp ? "LMTP" : "SMTP") : "",
+		       cfg->relay_concurrency, sp.tables ? ", transport_maps = " : "",
+		       sp.tables ? cfg->transport_maps : "");
+		if ((rc = queue_control_start(&sp.control, cfg->control_socket, sp.relay, sp.n, err,
+					      sizeof(err))) < 0) {
+			startup_fatal("mxgate_control_socket: %s", err);
+			goto fail_startup;
+		}
+	} else {
+		mx_log(MX_LOG_INFO, "relayhost and transport_maps are empty: accepted mail stays "
+				    "in the spool");
 	}
-	if (relay)
-		mx_log(MX_LOG_INFO, "relay to %s%s%s:%u over %s, %u connection(s)",
-		       strchr(cfg->relayhost_addr, ':') ? "[" : "", cfg->relayhost_addr,
-		       strchr(cfg->relayhost_addr, ':') ? "]" : "", (unsigned)cfg->relayhost_port,
-		       cfg->relay_lmtp ? "LMTP" : "SMTP", cfg->relay_concurrency);
-	else
-		mx_log(MX_LOG_INFO, "relayhost is empty: accepted mail stays in the spool");
 
 	struct smtp_relay_policy policy = {
 		.mynetworks = cfg->mynetworks,
@@ -319,12 +437,13 @@ int main(int argc, char **argv)
 	struct kernel_transport_params params = {
 		.cfg = cfg,
 		.policy = &policy,
-		.spool = spool,
+		.spools = sp.spool,
+		.nspools = sp.n,
 		.workers = workers,
 		.max_connections = cfg->max_connections,
 		.idle_timeout_ms = (uint64_t)cfg->smtpd_timeout_s * 1000u,
 		.shutdown_grace_ms = MXGATE_SHUTDOWN_GRACE_MS,
-		.queue_id_floor_us = spool_newest_id_us(spool),
+		.queue_id_floor_us = sp.newest_id_us,
 	};
 	rc = kernel_transport_create(&kt, &params, err, sizeof(err));
 	if (rc < 0) {
@@ -353,7 +472,8 @@ int main(int argc, char **argv)
 	mx_log(MX_LOG_INFO,
 	       "mxgate %s started -- transport kernel, %u worker(s), listening on %s, "
 	       "spool %s, configuration %s",
-	       MXGATE_VERSION, workers, listening, cfg->spool_directory, config_path);
+	       MXGATE_VERSION, workers, listening, mx_config_get(cfg, "mxgate_spool_directory"),
+	       config_path);
 
 	for (;;) {
 		siginfo_t si;
@@ -381,34 +501,17 @@ int main(int argc, char **argv)
 
 	kernel_transport_stop(kt);
 	kernel_transport_join(kt);
-	/* The workers are gone; commits they handed over are synced before the writer
-	 * stops. The relay stops first: it needs the writer for its records. */
-	if (relay)
-		spool_relay_stop(relay);
-	spool_stop(spool);
+	/* The workers are gone; commits they handed over are synced before the writers
+	 * stop. The relays stop first: they need the writers for their records. */
+	spools_stop(&sp);
 	bool failed = kernel_transport_failed(kt);
 	log_statistics(kt, "shutdown");
-	struct spool_stats sst;
-	spool_stats(spool, &sst);
-	/* what group commit bought: messages per fdatasync */
-	mx_log(MX_LOG_INFO,
-	       "spool statistics: committed=%" PRIu64 " failed=%" PRIu64 " syncs=%" PRIu64
-	       " bytes=%" PRIu64,
-	       sst.committed, sst.failed, sst.syncs, sst.bytes);
-	if (relay) {
-		struct spool_relay_stats rs;
-		spool_relay_stats(relay, &rs);
-		mx_log(MX_LOG_INFO,
-		       "relay statistics: queued=%" PRIu64 " sent=%" PRIu64 " deferred=%" PRIu64
-		       " bounced=%" PRIu64 " removed=%" PRIu64 " segments_reclaimed=%" PRIu64,
-		       rs.queued, rs.sent, rs.deferred, rs.bounced, rs.removed, rs.reclaimed);
-		spool_relay_free(relay);
-	}
+	spools_log_statistics(&sp);
 	mx_log(MX_LOG_INFO, "mxgate stopped%s", failed ? " after an internal error" : "");
 	kernel_transport_destroy(kt);
 	if (pidfile)
 		unlink(pidfile);
-	spool_close(spool);
+	spools_close(&sp);
 	mx_log_close();
 	mx_config_free(cfg);
 	return failed ? 1 : 0;
@@ -416,14 +519,11 @@ int main(int argc, char **argv)
 fail_startup:
 	/* A start-up step failed: undo what the steps before it did. Every call here accepts
 	 * what was never created (NULL) or never started. */
-	spool_relay_stop(relay);
-	if (spool)
-		spool_stop(spool);
-	spool_relay_free(relay);
+	spools_stop(&sp);
 	kernel_transport_destroy(kt);
 	if (pidfile_written)
 		unlink(pidfile);
-	spool_close(spool);
+	spools_close(&sp);
 	mx_log_close();
 	mx_config_free(cfg);
 	return 1;

@@ -14,10 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "dataplane/queue_id.h"
+#include "dataplane/spool/spool_dsn.h"
 #include "mgmt/log.h"
 
 #include "mxgate/errf.h"
@@ -26,8 +29,14 @@
 #define RELAY_LINE_MAX 2048   /* one reply line (RFC 5321 4.5.3.1.5 says 512) */
 #define RELAY_REPLY_LINES 100 /* lines of one multi-line reply */
 #define RELAY_TEXT_MAX 1024   /* reply text kept for logs and DELIVERY records */
+#define RELAY_WHY_MAX (RELAY_TEXT_MAX + 400)
 #define RELAY_OUT_SIZE 65536  /* body output buffer */
 #define RELAY_RECLAIM_MS 1000 /* at most one reclaim pass a second */
+#define RELAY_MAX_MAPS 16     /* tables in transport_maps */
+/* Relocation: when the segments below the newest two hold at least this many times more
+ * bytes than the live messages in them, the live ones are copied forward (so copying
+ * costs at most a quarter of what it frees). */
+#define RELAY_RELOCATE_RATIO 4
 
 enum relay_phase {
 	RELAY_PH_GREETING,
@@ -60,25 +69,43 @@ static const char *relay_phase_name(enum relay_phase p)
 	return "?";
 }
 
-struct relay_msg {
-	struct spool_msg_entry e; /* e.rstate: per recipient state, grown as needed */
-	uint64_t min_seg;
-	uint64_t next_try_ms;
-	unsigned attempts;
-	bool busy;
-	bool final; /* nothing left to deliver (a failed recipient awaits its DSN) */
-	bool deferred;
-	struct relay_msg *prev, *next;   /* all live messages */
-	struct relay_msg *qnext;         /* ready queue */
+/* A next hop and its connections. Created on first use, kept until the relay stops. */
+struct relay_dest {
+	struct spool_nexthop nh;
+	char host[160];              /* nh.name without the port: "host X said" */
+	unsigned nconn;              /* open connections, idle or in use */
+	struct relay_conn *idle;     /* cached idle connections, most recent first */
+	uint64_t dead_until_ms;      /* connecting failed: defer without trying until then */
+	char dead_reason[RELAY_WHY_MAX];
+	struct relay_dest *next;
 };
 
 struct relay_conn {
 	int fd;
-	bool pipelining, eightbitmime, smtputf8, has_size;
+	struct relay_dest *dest;
+	bool pipelining, eightbitmime, smtputf8, has_size, dsn;
 	uint64_t size_limit;
 	uint64_t idle_since_ms;
+	struct relay_conn *next; /* in dest->idle */
 	char in[RELAY_LINE_MAX * 2];
 	size_t in_len;
+};
+
+struct relay_msg {
+	struct spool_msg_entry e; /* e.rstate/e.rtext: per recipient state, grown as needed */
+	uint64_t min_seg;
+	uint64_t next_try_ms;
+	int64_t next_try_wall;
+	unsigned attempts;
+	bool busy;      /* a thread works on it (delivery, relocation, an operator change) */
+	bool in_ready;  /* in the ready queue */
+	bool deferred;  /* waiting for its next attempt */
+	bool waiting;   /* waiting for a free connection to a destination at its limit */
+	/* operator changes asked for while busy, applied when the attempt ends */
+	bool want_hold, want_release, want_delete;
+	char *reason;   /* the last deferral reason (malloc'd), for mailq */
+	struct relay_msg *prev, *next; /* all live messages */
+	struct relay_msg *qnext;       /* ready queue */
 };
 
 struct relay_reply {
@@ -86,6 +113,7 @@ struct relay_reply {
 	char text[RELAY_TEXT_MAX]; /* the lines joined by a space, as Postfix logs them */
 };
 
+/* Waiting for records handed to the writer to become durable. */
 struct relay_wait {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -97,21 +125,26 @@ struct relay_thread {
 	struct spool_relay *r;
 	pthread_t tid;
 	bool started;
-	struct relay_conn conn;
+	struct relay_conn *conn; /* the connection in use */
 	struct relay_wait wait;
 	char *out;
 	size_t out_len;
+	/* spooling notifications: this thread's client of the writer */
+	struct spool_client *client;
+	int wake_fd;
+	/* transport_maps, through this thread's own LMDB reader */
+	struct tables_reader *reader;
+	struct table *maps[RELAY_MAX_MAPS];
+	size_t nmaps;
 };
 
 struct spool_relay {
 	struct spool_relay_params p;
-	char *host;
 	char *helo_name;
-	char peer[96]; /* 127.0.0.1[127.0.0.1]:25 */
-	char name[72]; /* 127.0.0.1[127.0.0.1] */
-	struct sockaddr_storage addr;
-	socklen_t addrlen;
+	char *transport_maps;
 	int seg_dir_fd;
+	char map_specs[RELAY_MAX_MAPS][TABLE_NAME_MAX + 16];
+	size_t nmaps;
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -119,15 +152,17 @@ struct spool_relay {
 	struct relay_msg *all;
 	struct relay_msg *ready_head, *ready_tail;
 	uint64_t last_run_ms;
-	uint64_t dead_until_ms; /* the next hop failed: defer without trying until then */
-	char dead_reason[RELAY_TEXT_MAX + 160];
 	uint64_t last_reclaim_ms;
 	bool reclaim_wanted;
+	struct relay_dest *dests;
+	unsigned ndests;
+	struct queue_id_gen idgen; /* for notifications, under mu */
 
 	unsigned nthreads;
 	struct relay_thread *threads;
 
 	atomic_uint_fast64_t queued, sent, deferred, bounced, removed, reclaimed;
+	atomic_uint_fast64_t expired, notified, relocated;
 };
 
 static uint64_t relay_now_ms(void)
@@ -155,20 +190,65 @@ static void relay_deadline(struct timespec *ts, uint64_t ms)
 	}
 }
 
-/* ---- the queue ---- */
+static void relay_set_reason(struct relay_msg *m, const char *why)
+{
+	char *s = why ? strdup(why) : NULL;
+	if (why && !s)
+		return; /* keep the old one: it is only for mailq */
+	free(m->reason);
+	m->reason = s;
+}
+
+/* ---- the queue (all under r->mu) ---- */
 
 static void relay_ready_push(struct spool_relay *r, struct relay_msg *m)
 {
+	if (m->in_ready || m->busy || m->e.held)
+		return;
 	m->qnext = NULL;
 	m->deferred = false;
+	m->waiting = false;
+	m->in_ready = true;
 	if (r->ready_tail)
 		r->ready_tail->qnext = m;
 	else
 		r->ready_head = m;
 	r->ready_tail = m;
+	pthread_cond_signal(&r->cv);
 }
 
-/* Under r->mu. */
+static struct relay_msg *relay_ready_pop(struct spool_relay *r)
+{
+	struct relay_msg *m = r->ready_head;
+	if (!m)
+		return NULL;
+	r->ready_head = m->qnext;
+	if (!r->ready_head)
+		r->ready_tail = NULL;
+	m->in_ready = false;
+	return m;
+}
+
+/* Take m out of the ready queue (an operator change on it). */
+static void relay_ready_unlink(struct spool_relay *r, struct relay_msg *m)
+{
+	if (!m->in_ready)
+		return;
+	struct relay_msg *prev = NULL;
+	for (struct relay_msg *q = r->ready_head; q; prev = q, q = q->qnext) {
+		if (q != m)
+			continue;
+		if (prev)
+			prev->qnext = q->qnext;
+		else
+			r->ready_head = q->qnext;
+		if (r->ready_tail == q)
+			r->ready_tail = prev;
+		break;
+	}
+	m->in_ready = false;
+}
+
 static void relay_add(struct spool_relay *r, struct relay_msg *m)
 {
 	m->min_seg = spool_msg_entry_min_seg(&m->e);
@@ -178,12 +258,12 @@ static void relay_add(struct spool_relay *r, struct relay_msg *m)
 		r->all->prev = m;
 	r->all = m;
 	atomic_fetch_add(&r->queued, 1);
-	relay_ready_push(r, m);
-	pthread_cond_signal(&r->cv);
+	relay_ready_push(r, m); /* not when held */
 }
 
 static void relay_remove(struct spool_relay *r, struct relay_msg *m)
 {
+	relay_ready_unlink(r, m);
 	if (m->prev)
 		m->prev->next = m->next;
 	else
@@ -192,7 +272,16 @@ static void relay_remove(struct spool_relay *r, struct relay_msg *m)
 		m->next->prev = m->prev;
 	atomic_fetch_sub(&r->queued, 1);
 	spool_msg_entry_clear(&m->e);
+	free(m->reason);
 	free(m);
+}
+
+static struct relay_msg *relay_find(struct spool_relay *r, const char *id)
+{
+	for (struct relay_msg *m = r->all; m; m = m->next)
+		if (strcmp(m->e.id, id) == 0)
+			return m;
+	return NULL;
 }
 
 static void relay_committed(void *ctx, struct spool_msg_entry *e)
@@ -209,26 +298,51 @@ static void relay_committed(void *ctx, struct spool_msg_entry *e)
 	}
 	m->e = *e;
 	free(e);
+	if (m->e.held)
+		mx_log(MX_LOG_INFO, "%s: held: %s", m->e.id,
+		       m->e.hold_reason ? m->e.hold_reason : "policy HOLD action");
 	pthread_mutex_lock(&r->mu);
 	relay_add(r, m);
 	pthread_mutex_unlock(&r->mu);
 }
 
 /* A queue run: deferred messages whose time has come become ready (Postfix's qmgr scans
- * the deferred queue every queue_run_delay). Under r->mu. */
+ * the deferred queue every queue_run_delay). */
 static void relay_queue_run(struct spool_relay *r, uint64_t now)
 {
 	if (now < r->last_run_ms + (uint64_t)r->p.queue_run_delay * 1000u)
 		return;
 	r->last_run_ms = now;
 	for (struct relay_msg *m = r->all; m; m = m->next)
-		if (m->deferred && !m->busy && !m->final && m->next_try_ms <= now)
+		if (m->deferred && m->next_try_ms <= now)
+			relay_ready_push(r, m);
+}
+
+/* A connection slot became free: messages that waited for one try again. */
+static void relay_wake_waiting(struct spool_relay *r)
+{
+	for (struct relay_msg *m = r->all; m; m = m->next)
+		if (m->waiting)
 			relay_ready_push(r, m);
 }
 
 /* ---- waiting for the writer ---- */
 
-static void relay_status_done(void *arg, int rc)
+static void relay_wait_init(struct relay_wait *w)
+{
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->pending = 0;
+	w->rc = 0;
+}
+
+static void relay_wait_destroy(struct relay_wait *w)
+{
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+}
+
+static void relay_wait_done(void *arg, int rc)
 {
 	struct relay_wait *w = arg;
 	pthread_mutex_lock(&w->mu);
@@ -239,33 +353,45 @@ static void relay_status_done(void *arg, int rc)
 	pthread_mutex_unlock(&w->mu);
 }
 
-static int relay_status(struct relay_thread *t, enum spool_rec_type type, const char *id,
-			uint32_t rcpt, enum spool_rcpt_state st, const char *text)
+static void relay_wait_add(struct relay_wait *w, int rc)
 {
-	pthread_mutex_lock(&t->wait.mu);
-	t->wait.pending++;
-	pthread_mutex_unlock(&t->wait.mu);
-	int rc = spool_status_append(t->r->p.spool, type, id, rcpt, st, text, relay_status_done,
-				     &t->wait);
-	if (rc < 0) {
-		pthread_mutex_lock(&t->wait.mu);
-		t->wait.pending--;
-		if (t->wait.rc == 0)
-			t->wait.rc = rc;
-		pthread_mutex_unlock(&t->wait.mu);
-	}
-	return rc;
+	pthread_mutex_lock(&w->mu);
+	if (rc == 0)
+		w->pending++;
+	else if (w->rc == 0)
+		w->rc = rc;
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* Hand a DELIVERY or RETIRE record to the writer; relay_wait_end() waits for it. */
+static void relay_record(struct spool_relay *r, struct relay_wait *w, enum spool_rec_type type,
+			 const char *id, uint32_t rcpt, enum spool_rcpt_state st, const char *text)
+{
+	/* count it first: the writer may call back before append returns */
+	relay_wait_add(w, 0);
+	int rc = spool_status_append(r->p.spool, type, id, rcpt, st, text, relay_wait_done, w);
+	if (rc < 0)
+		relay_wait_done(w, rc);
+}
+
+static void relay_record_hold(struct spool_relay *r, struct relay_wait *w, const char *id,
+			      bool held, const char *reason)
+{
+	relay_wait_add(w, 0);
+	int rc = spool_hold_append(r->p.spool, id, held, reason, relay_wait_done, w);
+	if (rc < 0)
+		relay_wait_done(w, rc);
 }
 
 /* Wait until every record handed over is durable. Returns 0 or the first error. */
-static int relay_status_wait(struct relay_thread *t)
+static int relay_wait_end(struct relay_wait *w)
 {
-	pthread_mutex_lock(&t->wait.mu);
-	while (t->wait.pending)
-		pthread_cond_wait(&t->wait.cv, &t->wait.mu);
-	int rc = t->wait.rc;
-	t->wait.rc = 0;
-	pthread_mutex_unlock(&t->wait.mu);
+	pthread_mutex_lock(&w->mu);
+	while (w->pending)
+		pthread_cond_wait(&w->cv, &w->mu);
+	int rc = w->rc;
+	w->rc = 0;
+	pthread_mutex_unlock(&w->mu);
 	return rc;
 }
 
@@ -292,7 +418,7 @@ static int relay_poll(struct relay_thread *t, short events, uint64_t deadline_ms
 		uint64_t wait = deadline_ms - now;
 		if (wait > 250)
 			wait = 250; /* notice a stop */
-		struct pollfd pfd = { .fd = t->conn.fd, .events = events };
+		struct pollfd pfd = { .fd = t->conn->fd, .events = events };
 		int n = poll(&pfd, 1, (int)wait);
 		if (n < 0 && errno != EINTR)
 			return -errno;
@@ -305,7 +431,7 @@ static int relay_write(struct relay_thread *t, const char *p, size_t n, unsigned
 {
 	uint64_t deadline = relay_now_ms() + (uint64_t)timeout_s * 1000u;
 	while (n) {
-		ssize_t w = send(t->conn.fd, p, n, MSG_NOSIGNAL);
+		ssize_t w = send(t->conn->fd, p, n, MSG_NOSIGNAL);
 		if (w > 0) {
 			p += w;
 			n -= (size_t)w;
@@ -330,7 +456,7 @@ static int relay_write(struct relay_thread *t, const char *p, size_t n, unsigned
  * reply, -ETIMEDOUT, -ECONNRESET (closed), -EPROTO (not a reply) or -ECANCELED. */
 static int relay_read_reply(struct relay_thread *t, unsigned timeout_s, struct relay_reply *rep)
 {
-	struct relay_conn *c = &t->conn;
+	struct relay_conn *c = t->conn;
 	uint64_t deadline = relay_now_ms() + (uint64_t)timeout_s * 1000u;
 	size_t tl = 0;
 	unsigned lines = 0;
@@ -397,7 +523,7 @@ static void relay_parse_ehlo(struct relay_conn *c, const char *text)
 {
 	/* the joined text: "250 host word word ..." lines separated by ' ' cannot be told
 	 * apart, so look for each keyword as a word; SIZE takes the number after it */
-	c->pipelining = c->eightbitmime = c->smtputf8 = c->has_size = false;
+	c->pipelining = c->eightbitmime = c->smtputf8 = c->has_size = c->dsn = false;
 	c->size_limit = 0;
 	const char *p = text;
 	while (*p) {
@@ -410,6 +536,8 @@ static void relay_parse_ehlo(struct relay_conn *c, const char *text)
 			c->eightbitmime = true;
 		else if (n == 8 && strncasecmp(p, "SMTPUTF8", n) == 0)
 			c->smtputf8 = true;
+		else if (n == 3 && strncasecmp(p, "DSN", n) == 0)
+			c->dsn = true;
 		else if (n == 4 && strncasecmp(p, "SIZE", n) == 0) {
 			c->has_size = true;
 			const char *q = p + n;
@@ -424,7 +552,7 @@ static void relay_parse_ehlo(struct relay_conn *c, const char *text)
 struct relay_failure {
 	bool permanent;
 	char dsn[16];
-	char why[RELAY_TEXT_MAX + 160];
+	char why[RELAY_WHY_MAX];
 };
 
 static void relay_dsn_of(const struct relay_reply *rep, char *dsn, size_t len)
@@ -439,16 +567,16 @@ static void relay_dsn_of(const struct relay_reply *rep, char *dsn, size_t len)
 		snprintf(dsn, len, "%d.0.0", rep->code / 100);
 }
 
-static void relay_fail_reply(struct spool_relay *r, struct relay_failure *f,
+static void relay_fail_reply(const char *host, struct relay_failure *f,
 			     const struct relay_reply *rep, enum relay_phase ph)
 {
 	f->permanent = rep->code >= 500;
 	relay_dsn_of(rep, f->dsn, sizeof(f->dsn));
-	snprintf(f->why, sizeof(f->why), "host %s said: %s (in reply to %s command)", r->name,
+	snprintf(f->why, sizeof(f->why), "host %s said: %s (in reply to %s command)", host,
 		 rep->text, relay_phase_name(ph));
 }
 
-static void relay_fail_io(struct spool_relay *r, struct relay_failure *f, int rc,
+static void relay_fail_io(const char *host, struct relay_failure *f, int rc,
 			  enum relay_phase ph)
 {
 	/* Postfix's texts: "... while receiving the initial server greeting", "... while
@@ -459,37 +587,44 @@ static void relay_fail_io(struct spool_relay *r, struct relay_failure *f, int rc
 	snprintf(f->dsn, sizeof(f->dsn), "4.4.2");
 	if (rc == -ETIMEDOUT) {
 		snprintf(f->why, sizeof(f->why), "conversation with %s timed out while %s%s",
-			 r->name, verb, relay_phase_name(ph));
+			 host, verb, relay_phase_name(ph));
 	} else if (rc == -EPROTO) {
 		snprintf(f->dsn, sizeof(f->dsn), "4.5.0");
 		snprintf(f->why, sizeof(f->why), "host %s sent a malformed reply while %s%s",
-			 r->name, verb, relay_phase_name(ph));
+			 host, verb, relay_phase_name(ph));
 	} else if (rc == -ECANCELED) {
 		snprintf(f->dsn, sizeof(f->dsn), "4.3.0");
 		snprintf(f->why, sizeof(f->why), "mail system is shutting down");
 	} else {
-		snprintf(f->why, sizeof(f->why), "lost connection with %s while %s%s", r->name,
+		snprintf(f->why, sizeof(f->why), "lost connection with %s while %s%s", host,
 			 verb, relay_phase_name(ph));
 	}
 }
 
-/* Connect, read the greeting, EHLO (or LHLO). Returns 0, or fills f and returns < 0. */
+/* Connect t->conn to its destination, read the greeting, EHLO (or LHLO). Returns 0, or
+ * fills f, closes the socket and returns < 0. */
 static int relay_connect(struct relay_thread *t, struct relay_failure *f)
 {
 	struct spool_relay *r = t->r;
-	struct relay_conn *c = &t->conn;
-	c->fd = socket(r->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	struct relay_conn *c = t->conn;
+	const struct spool_nexthop *nh = &c->dest->nh;
+	const char *host = c->dest->host;
+	bool lmtp = nh->kind == SPOOL_TRANSPORT_LMTP;
+	c->in_len = 0;
+	c->fd = socket(nh->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
 		int e = errno;
 		snprintf(f->dsn, sizeof(f->dsn), "4.4.1");
-		snprintf(f->why, sizeof(f->why), "connect to %s: %s", r->peer, strerror(e));
+		snprintf(f->why, sizeof(f->why), "connect to %s: %s", nh->name, strerror(e));
 		f->permanent = false;
 		return -e;
 	}
-	int one = 1;
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (nh->addr.ss_family != AF_UNIX) {
+		int one = 1;
+		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
 	int rc = 0;
-	if (connect(c->fd, (const struct sockaddr *)&r->addr, r->addrlen) != 0) {
+	if (connect(c->fd, (const struct sockaddr *)&nh->addr, nh->addrlen) != 0) {
 		if (errno != EINPROGRESS)
 			rc = -errno;
 		else if ((rc = relay_poll(t, POLLOUT,
@@ -503,7 +638,7 @@ static int relay_connect(struct relay_thread *t, struct relay_failure *f)
 	}
 	if (rc < 0) {
 		snprintf(f->dsn, sizeof(f->dsn), "4.4.1");
-		snprintf(f->why, sizeof(f->why), "connect to %s: %s", r->peer,
+		snprintf(f->why, sizeof(f->why), "connect to %s: %s", nh->name,
 			 rc == -ETIMEDOUT ? "Connection timed out" : strerror(-rc));
 		f->permanent = false;
 		relay_close(c);
@@ -511,42 +646,41 @@ static int relay_connect(struct relay_thread *t, struct relay_failure *f)
 	}
 	struct relay_reply rep;
 	if ((rc = relay_read_reply(t, r->p.helo_timeout, &rep)) < 0) {
-		relay_fail_io(r, f, rc, RELAY_PH_GREETING);
+		relay_fail_io(host, f, rc, RELAY_PH_GREETING);
 		relay_close(c);
 		return rc;
 	}
 	if (rep.code != 220) {
-		relay_fail_reply(r, f, &rep, RELAY_PH_GREETING);
-		snprintf(f->why, sizeof(f->why), "host %s refused to talk to me: %s", r->name,
+		relay_fail_reply(host, f, &rep, RELAY_PH_GREETING);
+		snprintf(f->why, sizeof(f->why), "host %s refused to talk to me: %s", host,
 			 rep.text);
 		f->permanent = false; /* Postfix defers on a 5xx greeting too (another MX) */
 		relay_close(c);
 		return -EPROTO;
 	}
 	char cmd[512];
-	int n = snprintf(cmd, sizeof(cmd), "%s %s\r\n", r->p.lmtp ? "LHLO" : "EHLO",
-			 r->helo_name);
+	int n = snprintf(cmd, sizeof(cmd), "%s %s\r\n", lmtp ? "LHLO" : "EHLO", r->helo_name);
 	if ((rc = relay_write(t, cmd, (size_t)n, r->p.helo_timeout)) < 0 ||
 	    (rc = relay_read_reply(t, r->p.helo_timeout, &rep)) < 0) {
-		relay_fail_io(r, f, rc, RELAY_PH_HELO);
+		relay_fail_io(host, f, rc, RELAY_PH_HELO);
 		relay_close(c);
 		return rc;
 	}
-	if (rep.code != 250 && !r->p.lmtp) {
+	if (rep.code != 250 && !lmtp) {
 		/* RFC 5321 4.1.4: a server that does not know EHLO gets HELO */
 		n = snprintf(cmd, sizeof(cmd), "HELO %s\r\n", r->helo_name);
 		if ((rc = relay_write(t, cmd, (size_t)n, r->p.helo_timeout)) < 0 ||
 		    (rc = relay_read_reply(t, r->p.helo_timeout, &rep)) < 0) {
-			relay_fail_io(r, f, rc, RELAY_PH_HELO);
+			relay_fail_io(host, f, rc, RELAY_PH_HELO);
 			relay_close(c);
 			return rc;
 		}
-		c->pipelining = c->eightbitmime = c->smtputf8 = c->has_size = false;
+		c->pipelining = c->eightbitmime = c->smtputf8 = c->has_size = c->dsn = false;
 	} else if (rep.code == 250) {
 		relay_parse_ehlo(c, rep.text);
 	}
 	if (rep.code != 250) {
-		relay_fail_reply(r, f, &rep, RELAY_PH_HELO);
+		relay_fail_reply(host, f, &rep, RELAY_PH_HELO);
 		f->permanent = false;
 		relay_close(c);
 		return -EPROTO;
@@ -554,14 +688,150 @@ static int relay_connect(struct relay_thread *t, struct relay_failure *f)
 	return 0;
 }
 
+/* QUIT and close t->conn (not freed). */
 static void relay_quit(struct relay_thread *t)
 {
-	if (t->conn.fd < 0)
+	struct relay_conn *c = t->conn;
+	if (!c || c->fd < 0)
 		return;
 	struct relay_reply rep;
-	if (relay_write(t, "QUIT\r\n", 6, t->r->p.quit_timeout) == 0)
-		(void)relay_read_reply(t, t->r->p.quit_timeout < 5 ? t->r->p.quit_timeout : 5, &rep);
-	relay_close(&t->conn);
+	unsigned to = t->r->p.quit_timeout;
+	if (relay_write(t, "QUIT\r\n", 6, to) == 0)
+		(void)relay_read_reply(t, to < 5 ? to : 5, &rep);
+	relay_close(c);
+}
+
+/* ---- destinations and their connections ---- */
+
+/* The destination for nh, created on first use. Under r->mu. NULL when out of memory or
+ * over SPOOL_RELAY_MAX_DESTINATIONS. */
+static struct relay_dest *relay_dest_get(struct spool_relay *r, const struct spool_nexthop *nh)
+{
+	for (struct relay_dest *d = r->dests; d; d = d->next)
+		if (strcmp(d->nh.key, nh->key) == 0)
+			return d;
+	if (r->ndests >= SPOOL_RELAY_MAX_DESTINATIONS)
+		return NULL;
+	struct relay_dest *d = calloc(1, sizeof(*d));
+	if (!d)
+		return NULL;
+	d->nh = *nh;
+	/* "host X said": the name without its port */
+	snprintf(d->host, sizeof(d->host), "%s", nh->name);
+	char *br = strrchr(d->host, ']');
+	if (br)
+		br[1] = '\0';
+	d->next = r->dests;
+	r->dests = d;
+	r->ndests++;
+	return d;
+}
+
+enum relay_acquire {
+	RELAY_ACQ_CACHED, /* t->conn is an open cached connection */
+	RELAY_ACQ_NEW,    /* t->conn is fresh: connect it */
+	RELAY_ACQ_DEAD,   /* the destination is marked dead: why says so */
+	RELAY_ACQ_BUSY,   /* at its concurrency limit: wait for a free slot */
+	RELAY_ACQ_NOMEM,
+};
+
+static enum relay_acquire relay_conn_acquire(struct relay_thread *t, struct relay_dest *d,
+					     char *why, size_t whylen)
+{
+	struct spool_relay *r = t->r;
+	pthread_mutex_lock(&r->mu);
+	enum relay_acquire res;
+	if (relay_now_ms() < d->dead_until_ms) {
+		snprintf(why, whylen, "%s", d->dead_reason);
+		res = RELAY_ACQ_DEAD;
+	} else if (d->idle) {
+		t->conn = d->idle;
+		d->idle = t->conn->next;
+		t->conn->next = NULL;
+		res = RELAY_ACQ_CACHED;
+	} else if (d->nconn < r->p.concurrency) {
+		struct relay_conn *c = calloc(1, sizeof(*c));
+		if (c) {
+			c->fd = -1;
+			c->dest = d;
+			d->nconn++;
+			t->conn = c;
+			res = RELAY_ACQ_NEW;
+		} else {
+			res = RELAY_ACQ_NOMEM;
+		}
+	} else {
+		res = RELAY_ACQ_BUSY;
+	}
+	pthread_mutex_unlock(&r->mu);
+	return res;
+}
+
+/* Give t->conn back: cached when still open, else freed. Wakes messages that waited for a
+ * connection slot. */
+static void relay_conn_release(struct relay_thread *t)
+{
+	struct spool_relay *r = t->r;
+	struct relay_conn *c = t->conn;
+	if (!c)
+		return;
+	t->conn = NULL;
+	pthread_mutex_lock(&r->mu);
+	struct relay_dest *d = c->dest;
+	if (c->fd >= 0 && !r->stop) {
+		c->idle_since_ms = relay_now_ms();
+		c->next = d->idle;
+		d->idle = c;
+		c = NULL;
+	} else {
+		d->nconn--;
+	}
+	relay_wake_waiting(r);
+	pthread_mutex_unlock(&r->mu);
+	if (c) {
+		relay_close(c);
+		free(c);
+	}
+}
+
+/* Close cached connections idle for smtp_connection_cache_time_limit (QUIT first), and
+ * return the milliseconds until the next one expires (UINT64_MAX: none). Called without
+ * r->mu. */
+static uint64_t relay_close_idle(struct relay_thread *t)
+{
+	struct spool_relay *r = t->r;
+	uint64_t limit = (uint64_t)r->p.cache_time_limit * 1000u, next = UINT64_MAX;
+	for (;;) {
+		struct relay_conn *expired = NULL;
+		uint64_t now = relay_now_ms();
+		pthread_mutex_lock(&r->mu);
+		next = UINT64_MAX;
+		for (struct relay_dest *d = r->dests; d && !expired; d = d->next) {
+			for (struct relay_conn **pc = &d->idle; *pc; pc = &(*pc)->next) {
+				struct relay_conn *c = *pc;
+				if (now >= c->idle_since_ms + limit) {
+					*pc = c->next;
+					c->next = NULL;
+					d->nconn--;
+					expired = c;
+					break;
+				}
+				if (c->idle_since_ms + limit - now < next)
+					next = c->idle_since_ms + limit - now;
+			}
+		}
+		pthread_mutex_unlock(&r->mu);
+		if (!expired)
+			return next;
+		struct relay_conn *mine = t->conn;
+		t->conn = expired;
+		relay_quit(t);
+		t->conn = mine;
+		free(expired);
+		pthread_mutex_lock(&r->mu);
+		relay_wake_waiting(r);
+		pthread_mutex_unlock(&r->mu);
+	}
 }
 
 /* ---- one message ---- */
@@ -606,6 +876,26 @@ static int relay_send_body(struct relay_thread *t, const char *msg, size_t size)
 	return rc;
 }
 
+/* RFC 3461 5.2/5.3: a next hop that offers DSN gets the client's RET/ENVID and
+ * NOTIFY/ORCPT along, so its notifications follow what the sender asked for. */
+static size_t relay_dsn_params(char *out, size_t cap, char *const *params, size_t n,
+			       const char *const *names)
+{
+	size_t len = 0;
+	for (size_t i = 0; i < n; i++) {
+		for (const char *const *k = names; *k; k++) {
+			size_t kl = strlen(*k);
+			if (strncasecmp(params[i], *k, kl) == 0 && params[i][kl] == '=') {
+				int w = snprintf(out + len, cap - len, " %s", params[i]);
+				if (w < 0 || (size_t)w >= cap - len)
+					return len; /* bounded by cap: the envelope bounds them anyway */
+				len += (size_t)w;
+			}
+		}
+	}
+	return len;
+}
+
 static bool relay_has_param(const struct spool_record *rec, const char *prefix)
 {
 	size_t n = strlen(prefix);
@@ -618,9 +908,11 @@ static bool relay_has_param(const struct spool_record *rec, const char *prefix)
 /* The outcome of one attempt, per recipient. */
 struct relay_outcome {
 	enum spool_rcpt_state *st; /* per recipient: SENT, FAILED, or PENDING (deferred) */
-	char (*text)[RELAY_TEXT_MAX + 160];
+	char (*text)[RELAY_WHY_MAX];
 	char (*dsn)[16];
 	bool *tried;
+	const char **relay; /* relay= in the log: the destination's name, or "none" */
+	bool *decided;      /* this attempt decided (or deferred) it: log and record it */
 };
 
 static void relay_set(struct relay_outcome *o, size_t i, enum spool_rcpt_state st,
@@ -628,6 +920,7 @@ static void relay_set(struct relay_outcome *o, size_t i, enum spool_rcpt_state s
 {
 	o->st[i] = st;
 	o->tried[i] = true;
+	o->decided[i] = true;
 	snprintf(o->dsn[i], sizeof(o->dsn[i]), "%s", dsn);
 	snprintf(o->text[i], sizeof(o->text[i]), "%s", text);
 }
@@ -649,7 +942,9 @@ static int relay_transaction(struct relay_thread *t, const struct spool_record *
 			     struct relay_failure *f)
 {
 	struct spool_relay *r = t->r;
-	struct relay_conn *c = &t->conn;
+	struct relay_conn *c = t->conn;
+	const char *host = c->dest->host;
+	bool lmtp = c->dest->nh.kind == SPOOL_TRANSPORT_LMTP;
 	struct relay_reply rep;
 	int rc;
 
@@ -659,7 +954,7 @@ static int relay_transaction(struct relay_thread *t, const struct spool_record *
 		snprintf(f->dsn, sizeof(f->dsn), "5.3.4");
 		snprintf(f->why, sizeof(f->why),
 			 "message size %" PRIu64 " exceeds size limit %" PRIu64 " of server %s",
-			 rec->size, c->size_limit, r->name);
+			 rec->size, c->size_limit, host);
 		relay_set_all(o, idx, n, f);
 		return 0;
 	}
@@ -669,15 +964,22 @@ static int relay_transaction(struct relay_thread *t, const struct spool_record *
 		snprintf(f->dsn, sizeof(f->dsn), "5.6.7");
 		snprintf(f->why, sizeof(f->why), "SMTPUTF8 is required, but was not offered by "
 						 "host %s",
-			 r->name);
+			 host);
 		relay_set_all(o, idx, n, f);
 		return 0;
 	}
 
 	/* MAIL, RCPT..., DATA: one write with PIPELINING (RFC 2920), else one at a time */
+	static const char *const mail_dsn[] = { "RET", "ENVID", NULL };
+	static const char *const rcpt_dsn[] = { "NOTIFY", "ORCPT", NULL };
 	size_t cap = 1024 + strlen(rec->sender), len = 0;
-	for (size_t k = 0; k < n; k++)
+	for (size_t i = 0; i < rec->nmail_params; i++)
+		cap += strlen(rec->mail_params[i]) + 1;
+	for (size_t k = 0; k < n; k++) {
 		cap += strlen(rec->rcpts[idx[k]].addr) + 16;
+		for (size_t j = 0; j < rec->rcpts[idx[k]].nparams; j++)
+			cap += strlen(rec->rcpts[idx[k]].params[j]) + 1;
+	}
 	char *cmds = malloc(cap);
 	if (!cmds)
 		return -ENOMEM;
@@ -688,6 +990,9 @@ static int relay_transaction(struct relay_thread *t, const struct spool_record *
 		len += (size_t)snprintf(cmds + len, cap - len, " BODY=8BITMIME");
 	if (utf8)
 		len += (size_t)snprintf(cmds + len, cap - len, " SMTPUTF8");
+	if (c->dsn)
+		len += relay_dsn_params(cmds + len, cap - len, rec->mail_params, rec->nmail_params,
+					mail_dsn);
 	len += (size_t)snprintf(cmds + len, cap - len, "\r\n");
 	size_t mail_end = len;
 	size_t *rcpt_end = malloc(n * sizeof(*rcpt_end));
@@ -699,8 +1004,12 @@ static int relay_transaction(struct relay_thread *t, const struct spool_record *
 		return -ENOMEM;
 	}
 	for (size_t k = 0; k < n; k++) {
-		len += (size_t)snprintf(cmds + len, cap - len, "RCPT TO:<%s>\r\n",
+		len += (size_t)snprintf(cmds + len, cap - len, "RCPT TO:<%s>",
 					rec->rcpts[idx[k]].addr);
+		if (c->dsn)
+			len += relay_dsn_params(cmds + len, cap - len, rec->rcpts[idx[k]].params,
+						rec->rcpts[idx[k]].nparams, rcpt_dsn);
+		len += (size_t)snprintf(cmds + len, cap - len, "\r\n");
 		rcpt_end[k] = len;
 	}
 	len += (size_t)snprintf(cmds + len, cap - len, "DATA\r\n");
@@ -719,7 +1028,7 @@ static int relay_transaction(struct relay_thread *t, const struct spool_record *
 	any_reply = true;
 	bool mail_ok = rep.code / 100 == 2;
 	if (!mail_ok) {
-		relay_fail_reply(r, f, &rep, RELAY_PH_MAIL);
+		relay_fail_reply(host, f, &rep, RELAY_PH_MAIL);
 		relay_set_all(o, idx, n, f);
 	}
 	ph = RELAY_PH_RCPT;
@@ -737,7 +1046,7 @@ static int relay_transaction(struct relay_thread *t, const struct spool_record *
 			accepted[naccepted++] = idx[k];
 		} else {
 			struct relay_failure rf;
-			relay_fail_reply(r, &rf, &rep, RELAY_PH_RCPT);
+			relay_fail_reply(host, &rf, &rep, RELAY_PH_RCPT);
 			relay_set(o, idx[k], rf.permanent ? SPOOL_RCPT_FAILED : SPOOL_RCPT_PENDING,
 				  rf.dsn, rf.why);
 		}
@@ -759,7 +1068,7 @@ static int relay_transaction(struct relay_thread *t, const struct spool_record *
 				goto io_fail;
 		} else if (rep.code != 354 && naccepted) {
 			struct relay_failure rf;
-			relay_fail_reply(r, &rf, &rep, RELAY_PH_DATA);
+			relay_fail_reply(host, &rf, &rep, RELAY_PH_DATA);
 			relay_set_all(o, accepted, naccepted, &rf);
 			naccepted = 0;
 		}
@@ -769,11 +1078,11 @@ static int relay_transaction(struct relay_thread *t, const struct spool_record *
 				goto io_fail;
 			ph = RELAY_PH_DOT;
 			/* RFC 2033 4.2: LMTP answers once per accepted recipient */
-			size_t replies = r->p.lmtp ? naccepted : 1;
+			size_t replies = lmtp ? naccepted : 1;
 			for (size_t k = 0; k < replies; k++) {
 				if ((rc = relay_read_reply(t, r->p.data_done_timeout, &rep)) < 0)
 					goto io_fail;
-				size_t from = r->p.lmtp ? k : 0, to = r->p.lmtp ? k + 1 : naccepted;
+				size_t from = lmtp ? k : 0, to = lmtp ? k + 1 : naccepted;
 				for (size_t j = from; j < to; j++) {
 					if (rep.code / 100 == 2) {
 						char dsn[16];
@@ -782,7 +1091,7 @@ static int relay_transaction(struct relay_thread *t, const struct spool_record *
 							  rep.text);
 					} else {
 						struct relay_failure rf;
-						relay_fail_reply(r, &rf, &rep, RELAY_PH_DOT);
+						relay_fail_reply(host, &rf, &rep, RELAY_PH_DOT);
 						relay_set(o, accepted[j],
 							  rf.permanent ? SPOOL_RCPT_FAILED
 								       : SPOOL_RCPT_PENDING,
@@ -806,7 +1115,7 @@ done:
 	return 0;
 
 io_fail:
-	relay_fail_io(r, f, rc, ph);
+	relay_fail_io(host, f, rc, ph);
 	relay_close(c);
 	/* everything not decided yet is deferred */
 	for (size_t k = 0; k < n; k++)
@@ -830,18 +1139,384 @@ static uint64_t relay_backoff_ms(const struct spool_relay *r, unsigned attempts)
 	return d;
 }
 
-/* Try to deliver m. Returns true when nothing is left to deliver. */
-static bool relay_deliver(struct relay_thread *t, struct relay_msg *m)
+/* ---- per-recipient state kept in memory (as recovery would rebuild it) ---- */
+
+/* Grow e's per-recipient arrays to n. Returns 0 or -ENOMEM. */
+static int relay_entry_grow(struct spool_msg_entry *e, size_t n)
+{
+	size_t want = n > e->nrstate ? n : e->nrstate;
+	if (want == e->nrstate && (e->rtext || want == 0))
+		return 0;
+	uint8_t *ns = realloc(e->rstate, want);
+	if (!ns)
+		return -ENOMEM;
+	memset(ns + e->nrstate, SPOOL_RCPT_PENDING, want - e->nrstate);
+	e->rstate = ns;
+	char **nt = realloc(e->rtext, want * sizeof(*nt));
+	if (!nt)
+		return -ENOMEM; /* rstate grew, nrstate did not: still consistent */
+	size_t had = e->rtext ? e->nrstate : 0;
+	memset(nt + had, 0, (want - had) * sizeof(*nt));
+	e->rtext = nt;
+	e->nrstate = (uint32_t)want;
+	return 0;
+}
+
+static enum spool_rcpt_state relay_rstate(const struct spool_msg_entry *e, size_t i)
+{
+	return i < e->nrstate ? (enum spool_rcpt_state)e->rstate[i] : SPOOL_RCPT_PENDING;
+}
+
+/* A failed recipient's DELIVERY text is "X.Y.Z reason" (spool_relay.h). Older records, or
+ * odd text, get a status from the reply quoted in the reason, else 5.0.0. */
+static void relay_split_failure(const char *text, char *status, size_t slen, const char **reason)
+{
+	int a = 0, b = 0, c = 0, n = 0;
+	if (text && sscanf(text, "%1d.%3d.%3d%n", &a, &b, &c, &n) == 3 && (a == 4 || a == 5) &&
+	    text[n] == ' ') {
+		snprintf(status, slen, "%d.%d.%d", a, b, c);
+		*reason = text + n + 1;
+		return;
+	}
+	*reason = text && *text ? text : "delivery failed";
+	const char *said = text ? strstr(text, " said: ") : NULL;
+	if (said && sscanf(said + 7, "%*3d %1d.%3d.%3d%n", &a, &b, &c, &n) == 3 && (a == 4 || a == 5))
+		snprintf(status, slen, "%d.%d.%d", a, b, c);
+	else if (said && (said[7] == '4' || said[7] == '5'))
+		snprintf(status, slen, "%c.0.0", said[7]);
+	else
+		snprintf(status, slen, "5.0.0");
+}
+
+/* ---- routing: where each pending recipient goes ---- */
+
+/* Decide the destination of each pending recipient idx[0..np) of rec. Network
+ * destinations go to dest[i]; what the route itself decides (error:, retry:, discard:, a
+ * table or configuration problem) is set in o. */
+static void relay_route(struct relay_thread *t, const struct spool_record *rec, const size_t *idx,
+			size_t np, struct relay_outcome *o, struct relay_dest **dest)
+{
+	struct spool_relay *r = t->r;
+	if (t->reader && tables_reader_renew(t->reader) < 0)
+		mx_log(MX_LOG_WARNING, "transport_maps: cannot renew the table reader");
+	char val[TABLE_VALUE_MAX + 1], err[256];
+	struct spool_nexthop nh;
+	for (size_t k = 0; k < np; k++) {
+		size_t i = idx[k];
+		const char *addr = rec->rcpts[i].addr;
+		const char *value = NULL, *what = "relayhost";
+		dest[i] = NULL;
+		if (rec->filter) {
+			value = rec->filter;
+			what = "FILTER action";
+		} else if (t->nmaps) {
+			int rc = spool_transport_lookup(t->maps, t->nmaps, addr, &r->p.transport_opts,
+							val, sizeof(val), NULL, 0);
+			if (rc < 0) {
+				/* a broken table must never reroute mail: wait for it to be fixed */
+				char why[RELAY_WHY_MAX];
+				snprintf(why, sizeof(why), "transport_maps lookup error for %s: %s",
+					 addr, strerror(-rc));
+				relay_set(o, i, SPOOL_RCPT_PENDING, "4.3.0", why);
+				continue;
+			}
+			if (rc == 1) {
+				value = val;
+				what = "transport_maps";
+			}
+		}
+		int prc = 0;
+		if (value)
+			prc = spool_nexthop_parse(value, r->p.have_default ? &r->p.dflt : NULL, &nh, err,
+						  sizeof(err));
+		else if (r->p.have_default)
+			nh = r->p.dflt;
+		else
+			prc = mx_errf(err, sizeof(err), -EINVAL,
+				      "relayhost is empty and transport_maps has no entry for it");
+		if (prc < 0) {
+			char why[RELAY_WHY_MAX];
+			snprintf(why, sizeof(why), "mail transport unavailable: %s \"%.200s\": %.512s", what,
+				 value ? value : "", err);
+			relay_set(o, i, SPOOL_RCPT_PENDING, "4.3.5", why);
+			continue;
+		}
+		switch (nh.kind) {
+		case SPOOL_TRANSPORT_ERROR:
+			relay_set(o, i, SPOOL_RCPT_FAILED, nh.status, nh.text);
+			break;
+		case SPOOL_TRANSPORT_RETRY:
+			relay_set(o, i, SPOOL_RCPT_PENDING, nh.status, nh.text);
+			break;
+		case SPOOL_TRANSPORT_DISCARD:
+			/* Postfix's discard(8): "status=sent (discarded)" */
+			relay_set(o, i, SPOOL_RCPT_SENT, "2.0.0", nh.text[0] ? nh.text : "discarded");
+			break;
+		case SPOOL_TRANSPORT_SMTP:
+		case SPOOL_TRANSPORT_LMTP:
+		case SPOOL_TRANSPORT_KIND_MAX: {
+			pthread_mutex_lock(&r->mu);
+			dest[i] = relay_dest_get(r, &nh);
+			pthread_mutex_unlock(&r->mu);
+			if (!dest[i])
+				relay_set(o, i, SPOOL_RCPT_PENDING, "4.3.0",
+					  "too many destinations (or out of memory)");
+			break;
+		}
+		}
+	}
+}
+
+/* Deliver the recipients gidx[0..gn) of rec to destination d on one connection. Sets
+ * *waiting when d is at its concurrency limit (nothing tried). */
+static void relay_deliver_group(struct relay_thread *t, const struct spool_record *rec,
+				struct relay_dest *d, const size_t *gidx, size_t gn,
+				struct relay_outcome *o, bool *waiting)
+{
+	struct spool_relay *r = t->r;
+	struct relay_failure f = { 0 };
+	for (int attempt = 0; attempt < 2; attempt++) {
+		char why[RELAY_WHY_MAX];
+		enum relay_acquire acq = relay_conn_acquire(t, d, why, sizeof(why));
+		if (acq == RELAY_ACQ_BUSY) {
+			*waiting = true;
+			return;
+		}
+		if (acq == RELAY_ACQ_DEAD || acq == RELAY_ACQ_NOMEM) {
+			snprintf(f.dsn, sizeof(f.dsn), acq == RELAY_ACQ_DEAD ? "4.4.1" : "4.3.0");
+			snprintf(f.why, sizeof(f.why), "%s",
+				 acq == RELAY_ACQ_DEAD ? why : "out of memory");
+			f.permanent = false;
+			relay_set_all(o, gidx, gn, &f);
+			return;
+		}
+		bool reused = acq == RELAY_ACQ_CACHED;
+		if (!reused && relay_connect(t, &f) < 0) {
+			relay_set_all(o, gidx, gn, &f);
+			if (strncmp(f.why, "connect to", 10) == 0) {
+				/* the next hop is down: the rest for it waits too, without trying */
+				pthread_mutex_lock(&r->mu);
+				d->dead_until_ms = relay_now_ms() + (uint64_t)r->p.min_backoff * 1000u;
+				snprintf(d->dead_reason, sizeof(d->dead_reason), "%s", f.why);
+				pthread_mutex_unlock(&r->mu);
+			}
+			relay_conn_release(t);
+			return;
+		}
+		for (size_t k = 0; k < gn; k++) {
+			o->tried[gidx[k]] = false;
+			o->relay[gidx[k]] = d->nh.name;
+		}
+		int rc = relay_transaction(t, rec, gidx, gn, o, &f);
+		if (rc < 0 && reused && rc != -ECANCELED) {
+			/* a cached connection the next hop closed meanwhile: once more, fresh */
+			relay_conn_release(t);
+			continue;
+		}
+		if (rc < 0)
+			relay_set_all(o, gidx, gn, &f);
+		relay_conn_release(t);
+		return;
+	}
+}
+
+/* ---- notifications ---- */
+
+static void relay_noop_news(void *owner, void *arg)
+{
+	(void)owner;
+	(void)arg;
+}
+
+/* Wait for the writer's news about this thread's messages (or 250 ms). */
+static void relay_client_wait(struct relay_thread *t)
+{
+	struct pollfd pfd = { .fd = t->wake_fd, .events = POLLIN };
+	if (poll(&pfd, 1, 250) > 0) {
+		uint64_t v;
+		if (read(t->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+			mx_log(MX_LOG_WARNING, "relay: reading the writer's eventfd: %s",
+			       strerror(errno));
+	}
+	spool_client_poll(t->client, relay_noop_news, NULL);
+}
+
+/* Spool a message the gateway itself writes (a notification): null sender, one
+ * recipient, made durable like mail from a client. Returns 0 or a negative errno. */
+static int relay_spool_message(struct relay_thread *t, const char *id, const char *rcpt,
+			       const char *mail_params, const char *bytes, size_t len)
+{
+	struct spool_msg *sm = spool_msg_new(t->client, t);
+	if (!sm)
+		return -ENOMEM;
+	struct spool_envelope env = {
+		.queue_id = id,
+		.arrival = (int64_t)time(NULL),
+		.client_addr = "",
+		.client_port = 0,
+		.client_name = "localhost",
+		.helo = mx_span_cstr(""),
+		.protocol = "local",
+		.sender = mx_span_cstr(""),
+		.mail_params = mx_span_cstr(mail_params),
+	};
+	int rc = spool_msg_begin(sm, &env);
+	if (rc == 0)
+		rc = spool_msg_add_rcpt(sm, mx_span_cstr(rcpt), mx_span_cstr(""));
+	for (size_t off = 0; rc == 0 && off < len;) {
+		while (spool_msg_busy(sm) && spool_msg_result(sm) >= 0)
+			relay_client_wait(t);
+		size_t n = len - off < SPOOL_FRAGMENT_SIZE ? len - off : SPOOL_FRAGMENT_SIZE;
+		rc = spool_msg_append(sm, bytes + off, n);
+		off += n;
+	}
+	if (rc == 0)
+		rc = spool_msg_commit(sm);
+	while (rc == 0 && (rc = spool_msg_result(sm)) == 1)
+		relay_client_wait(t);
+	spool_msg_release(sm);
+	return rc;
+}
+
+/* Every recipient of m is decided and some failed: send the sender a notification when it
+ * is owed. Returns 0 (sent, or none owed) or a negative errno (try again later). */
+static int relay_notify(struct relay_thread *t, struct relay_msg *m, const struct spool_record *rec,
+			char *why, size_t whylen)
+{
+	struct spool_relay *r = t->r;
+	size_t n = 0;
+	for (size_t i = 0; i < rec->nrcpt; i++)
+		n += relay_rstate(&m->e, i) == SPOOL_RCPT_FAILED;
+	struct spool_dsn_rcpt *dr = calloc(n ? n : 1, sizeof(*dr));
+	char (*status)[16] = calloc(n ? n : 1, sizeof(*status));
+	char (*mta)[160] = calloc(n ? n : 1, sizeof(*mta));
+	char (*diag)[RELAY_WHY_MAX] = calloc(n ? n : 1, sizeof(*diag));
+	int rc = 0;
+	if (!dr || !status || !mta || !diag) {
+		rc = mx_errf(why, whylen, -ENOMEM, "out of memory");
+		goto out;
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < rec->nrcpt; i++) {
+		if (relay_rstate(&m->e, i) != SPOOL_RCPT_FAILED)
+			continue;
+		const char *text = m->e.rtext && i < m->e.nrstate ? m->e.rtext[i] : NULL;
+		const char *reason;
+		relay_split_failure(text, status[k], sizeof(status[k]), &reason);
+		dr[k] = (struct spool_dsn_rcpt){ .index = i, .status = status[k], .reason = reason,
+						 .expired = status[k][0] == '4' };
+		/* "host NAME[ADDR] said: REPLY (in reply to X command)" names the next hop */
+		const char *said = strstr(reason, " said: ");
+		if (strncmp(reason, "host ", 5) == 0 && said) {
+			snprintf(mta[k], sizeof(mta[k]), "%.*s", (int)(said - reason - 5), reason + 5);
+			char *br = strchr(mta[k], '[');
+			if (br)
+				*br = '\0';
+			const char *d = said + 7, *end = strstr(d, " (in reply to ");
+			snprintf(diag[k], sizeof(diag[k]), "%.*s", (int)(end ? end - d : (long)strlen(d)),
+				 d);
+			dr[k].remote_mta = mta[k];
+			dr[k].diagnostic = diag[k];
+		}
+		k++;
+	}
+	if (!spool_dsn_owed(rec, dr, n)) {
+		mx_log(MX_LOG_INFO, "%s: sender non-delivery notification not sent: %s", m->e.id,
+		       rec->sender[0] ? "no recipient asked for one (NOTIFY)"
+				      : "the sender is the null sender");
+		goto out;
+	}
+	char nid[QUEUE_ID_SIZE];
+	pthread_mutex_lock(&r->mu);
+	queue_id_next(&r->idgen, queue_id_clock_us(), nid);
+	pthread_mutex_unlock(&r->mu);
+	struct spool_dsn_params dp = {
+		.myhostname = r->helo_name,
+		.bounce_size_limit = r->p.bounce_size_limit,
+		.now = (int64_t)time(NULL),
+		.dsn_queue_id = nid,
+	};
+	char *msg = NULL;
+	size_t len = 0;
+	rc = spool_dsn_build(&dp, rec, dr, n, &msg, &len);
+	if (rc < 0) {
+		mx_errf(why, whylen, rc, "cannot build the delivery status notification: %s",
+			strerror(-rc));
+		goto out;
+	}
+	/* 8-bit content needs BODY=8BITMIME at the next hop; UTF-8 addresses need SMTPUTF8 */
+	bool eight = false;
+	for (size_t i = 0; i < len && !eight; i++)
+		eight = (unsigned char)msg[i] >= 0x80;
+	bool utf8 = false;
+	for (size_t i = 0; i < rec->nmail_params; i++)
+		utf8 |= strcasecmp(rec->mail_params[i], "SMTPUTF8") == 0;
+	char params[64];
+	snprintf(params, sizeof(params), "%s%s%s", eight ? "BODY=8BITMIME" : "",
+		 eight && utf8 ? " " : "", utf8 ? "SMTPUTF8" : "");
+	rc = relay_spool_message(t, nid, rec->sender, params, msg, len);
+	if (rc < 0) {
+		mx_errf(why, whylen, rc, "cannot spool the delivery status notification: %s",
+			strerror(-rc));
+	} else {
+		mx_log(MX_LOG_INFO, "%s: from=<>, size=%zu, nrcpt=1 (queue active)", nid, len);
+		mx_log(MX_LOG_INFO, "%s: sender non-delivery notification: %s", m->e.id, nid);
+		atomic_fetch_add(&r->notified, 1);
+	}
+	free(msg);
+out:
+	free(dr);
+	free(status);
+	free(mta);
+	free(diag);
+	return rc;
+}
+
+/* ---- one delivery attempt ---- */
+
+enum relay_result {
+	RELAY_DONE,     /* retired: remove it */
+	RELAY_DEFERRED, /* try again after the backoff */
+	RELAY_WAITING,  /* only waiting for a connection slot: try again when one frees */
+};
+
+static const char *relay_status_name(enum spool_rcpt_state st)
+{
+	return st == SPOOL_RCPT_SENT ? "sent" : st == SPOOL_RCPT_FAILED ? "bounced" : "deferred";
+}
+
+static void relay_log_rcpt(const struct relay_msg *m, const char *addr, const char *relay,
+			   double delay, const char *dsn, const char *status, const char *text)
+{
+	/* Postfix's precision: delay=0.25, delay=1.2, delay=51 */
+	mx_log(MX_LOG_INFO, "%s: to=<%s>, relay=%s, delay=%.*f, dsn=%s, status=%s (%s)", m->e.id,
+	       addr, relay, delay < 1 ? 2 : delay < 10 ? 1 : 0, delay, dsn, status, text);
+}
+
+/* Remember a decided recipient in memory as recovery would after a restart: we do not
+ * send twice in this run even if its record failed. */
+static void relay_entry_decide(struct spool_msg_entry *e, size_t n, size_t i,
+			       enum spool_rcpt_state st, const char *text)
+{
+	if (relay_entry_grow(e, n) < 0)
+		return;
+	e->rstate[i] = (uint8_t)st;
+	free(e->rtext[i]);
+	e->rtext[i] = text ? strdup(text) : NULL;
+}
+
+static enum relay_result relay_deliver(struct relay_thread *t, struct relay_msg *m)
 {
 	struct spool_relay *r = t->r;
 	struct spool_record *rec = NULL;
-	char err[256];
+	char err[RELAY_WHY_MAX];
 	int rc = spool_index_read(r->seg_dir_fd, &m->e, &rec, err, sizeof(err));
 	if (rc < 0) {
 		mx_log(MX_LOG_WARNING, "%s: cannot read the message from the spool: %s; retrying "
 				       "later",
 		       m->e.id, err);
-		return false;
+		relay_set_reason(m, err);
+		return RELAY_DEFERRED;
 	}
 	size_t n = rec->nrcpt;
 	struct relay_outcome o = {
@@ -849,150 +1524,233 @@ static bool relay_deliver(struct relay_thread *t, struct relay_msg *m)
 		.text = calloc(n, sizeof(*o.text)),
 		.dsn = calloc(n, sizeof(*o.dsn)),
 		.tried = calloc(n, sizeof(*o.tried)),
+		.relay = calloc(n, sizeof(*o.relay)),
+		.decided = calloc(n, sizeof(*o.decided)),
 	};
-	size_t *idx = calloc(n, sizeof(*idx));
-	bool done = false;
-	if (!o.st || !o.text || !o.dsn || !o.tried || !idx) {
+	size_t *idx = calloc(n, sizeof(*idx)), *gidx = calloc(n, sizeof(*gidx));
+	struct relay_dest **dest = calloc(n, sizeof(*dest));
+	enum relay_result result = RELAY_DEFERRED;
+	if (!o.st || !o.text || !o.dsn || !o.tried || !o.relay || !o.decided || !idx || !gidx ||
+	    !dest || relay_entry_grow(&m->e, n) < 0) {
 		mx_log(MX_LOG_WARNING, "%s: out of memory; retrying later", m->e.id);
+		relay_set_reason(m, "out of memory");
 		goto out;
 	}
 	size_t np = 0;
-	bool any_failed = false;
 	for (size_t i = 0; i < n; i++) {
-		uint8_t st = i < m->e.nrstate ? m->e.rstate[i] : SPOOL_RCPT_PENDING;
-		o.st[i] = (enum spool_rcpt_state)st;
-		if (st == SPOOL_RCPT_PENDING)
+		o.st[i] = relay_rstate(&m->e, i);
+		if (o.st[i] == SPOOL_RCPT_PENDING)
 			idx[np++] = i;
-		any_failed |= st == SPOOL_RCPT_FAILED;
 	}
 
-	struct relay_failure f = { 0 };
-	bool connected = false;
+	/* where each goes, then one transaction per destination */
+	bool waiting = false;
 	if (np) {
-		uint64_t now = relay_now_ms();
-		pthread_mutex_lock(&r->mu);
-		bool dead = now < r->dead_until_ms;
-		if (dead)
-			snprintf(f.why, sizeof(f.why), "%s", r->dead_reason);
-		pthread_mutex_unlock(&r->mu);
-		if (dead) {
-			snprintf(f.dsn, sizeof(f.dsn), "4.4.1");
-			relay_set_all(&o, idx, np, &f);
-		} else {
-			for (int attempt = 0; attempt < 2; attempt++) {
-				bool reused = t->conn.fd >= 0;
-				if (!reused && relay_connect(t, &f) < 0) {
-					relay_set_all(&o, idx, np, &f);
-					if (f.dsn[0] == '4' && strncmp(f.why, "connect to", 10) == 0) {
-						/* the next hop is down: the rest waits too */
-						pthread_mutex_lock(&r->mu);
-						r->dead_until_ms =
-							relay_now_ms() +
-							(uint64_t)r->p.min_backoff * 1000u;
-						snprintf(r->dead_reason, sizeof(r->dead_reason),
-							 "%s", f.why);
-						pthread_mutex_unlock(&r->mu);
-					}
-					break;
-				}
-				connected = true;
-				memset(o.tried, 0, n * sizeof(*o.tried));
-				rc = relay_transaction(t, rec, idx, np, &o, &f);
-				/* a cached connection the next hop closed meanwhile: once more on
-				 * a fresh one */
-				if (rc < 0 && reused && rc != -ECANCELED)
+		relay_route(t, rec, idx, np, &o, dest);
+		for (size_t k = 0; k < np; k++) {
+			struct relay_dest *d = dest[idx[k]];
+			if (!d)
+				continue;
+			size_t gn = 0;
+			for (size_t j = k; j < np; j++) {
+				if (dest[idx[j]] != d)
 					continue;
-				if (rc < 0)
-					relay_set_all(&o, idx, np, &f);
-				break;
+				gidx[gn++] = idx[j];
+				if (j > k)
+					dest[idx[j]] = NULL; /* grouped now */
 			}
+			dest[idx[k]] = NULL;
+			relay_deliver_group(t, rec, d, gidx, gn, &o, &waiting);
 		}
 	}
-	t->conn.idle_since_ms = relay_now_ms();
 
 	/* log and record each decided recipient; durable before it counts */
 	double delay = relay_wall() - (double)rec->arrival;
 	if (delay < 0)
 		delay = 0;
-	char relay_name[128];
-	snprintf(relay_name, sizeof(relay_name), "%s", connected ? r->peer : "none");
-	size_t pending = 0;
+	size_t deferred = 0;
+	struct relay_wait *w = &t->wait;
 	for (size_t k = 0; k < np; k++) {
 		size_t i = idx[k];
-		const char *status = o.st[i] == SPOOL_RCPT_SENT     ? "sent"
-				     : o.st[i] == SPOOL_RCPT_FAILED ? "bounced"
-								    : "deferred";
-		/* Postfix's precision: delay=0.25, delay=1.2, delay=51 */
-		mx_log(MX_LOG_INFO, "%s: to=<%s>, relay=%s, delay=%.*f, dsn=%s, status=%s (%s)",
-		       m->e.id, rec->rcpts[i].addr, relay_name,
-		       delay < 1 ? 2 : delay < 10 ? 1 : 0, delay,
-		       o.dsn[i][0] ? o.dsn[i] : "4.0.0", status,
-		       o.text[i][0] ? o.text[i] : "delivery temporarily suspended");
+		if (!o.decided[i])
+			continue; /* waiting for a connection slot: not tried */
+		const char *text = o.text[i][0] ? o.text[i] : "delivery temporarily suspended";
+		relay_log_rcpt(m, rec->rcpts[i].addr, o.relay[i] ? o.relay[i] : "none", delay,
+			       o.dsn[i][0] ? o.dsn[i] : "4.0.0", relay_status_name(o.st[i]), text);
 		if (o.st[i] == SPOOL_RCPT_PENDING) {
-			pending++;
+			deferred++;
+			relay_set_reason(m, text);
 			continue;
 		}
-		if (o.st[i] == SPOOL_RCPT_SENT)
+		char stored[RELAY_WHY_MAX + 20];
+		if (o.st[i] == SPOOL_RCPT_SENT) {
 			atomic_fetch_add(&r->sent, 1);
-		else {
+			snprintf(stored, sizeof(stored), "%s", o.text[i]);
+		} else {
 			atomic_fetch_add(&r->bounced, 1);
-			any_failed = true;
+			snprintf(stored, sizeof(stored), "%s %s", o.dsn[i][0] ? o.dsn[i] : "5.0.0",
+				 text);
 		}
-		/* a failed hand-over shows in relay_status_wait() */
-		(void)relay_status(t, SPOOL_REC_DELIVERY, m->e.id, (uint32_t)i, o.st[i], o.text[i]);
+		relay_record(r, w, SPOOL_REC_DELIVERY, m->e.id, (uint32_t)i, o.st[i], stored);
+		relay_entry_decide(&m->e, n, i, o.st[i], stored);
 	}
-	int wrc = relay_status_wait(t);
-	if (wrc < 0) {
+	int wrc = relay_wait_end(w);
+	if (wrc < 0)
 		mx_log(MX_LOG_WARNING,
 		       "%s: cannot record the delivery status in the spool: %s; recipients may "
 		       "be sent again after a restart",
 		       m->e.id, strerror(-wrc));
-	}
-	/* the in-memory state follows what was decided, even if the record failed: we do
-	 * not send twice in this run */
-	for (size_t k = 0; k < np; k++) {
-		size_t i = idx[k];
-		if (o.st[i] == SPOOL_RCPT_PENDING)
-			continue;
-		if (m->e.nrstate < n) {
-			uint8_t *ns = realloc(m->e.rstate, n);
-			if (!ns)
-				continue;
-			memset(ns + m->e.nrstate, SPOOL_RCPT_PENDING, n - m->e.nrstate);
-			m->e.rstate = ns;
-			m->e.nrstate = (uint32_t)n;
-		}
-		m->e.rstate[i] = (uint8_t)o.st[i];
-	}
-	if (pending) {
-		atomic_fetch_add(&r->deferred, 1);
+
+	size_t pending = 0;
+	for (size_t i = 0; i < n; i++)
+		pending += relay_rstate(&m->e, i) == SPOOL_RCPT_PENDING;
+	if (pending && !deferred && waiting) {
+		result = RELAY_WAITING;
 		goto out;
 	}
-	done = true;
-	if (!any_failed) {
-		if (relay_status(t, SPOOL_REC_RETIRE, m->e.id, 0, SPOOL_RCPT_SENT, NULL) == 0 &&
-		    (wrc = relay_status_wait(t)) == 0) {
-			mx_log(MX_LOG_INFO, "%s: removed", m->e.id);
-			atomic_fetch_add(&r->removed, 1);
-		} else {
-			mx_log(MX_LOG_WARNING,
-			       "%s: cannot record the message as delivered; it may be delivered "
-			       "again after a restart",
-			       m->e.id);
+	if (pending) {
+		/* maximal_queue_lifetime: after this attempt, the deferred ones are returned */
+		unsigned life = rec->sender[0] ? r->p.max_queue_lifetime : r->p.bounce_queue_lifetime;
+		if (relay_wall() - (double)rec->arrival < (double)life) {
+			atomic_fetch_add(&r->deferred, 1);
+			goto out;
 		}
+		mx_log(MX_LOG_INFO, "%s: from=<%s>, status=expired, returned to sender", m->e.id,
+		       rec->sender);
+		for (size_t i = 0; i < n; i++) {
+			if (relay_rstate(&m->e, i) != SPOOL_RCPT_PENDING)
+				continue;
+			const char *last = o.decided[i] && o.text[i][0] ? o.text[i]
+					   : m->reason	       ? m->reason
+								: "delivery temporarily suspended";
+			const char *dsn = o.decided[i] && o.dsn[i][0] == '4' ? o.dsn[i] : "4.4.7";
+			char stored[RELAY_WHY_MAX + 20];
+			snprintf(stored, sizeof(stored), "%s %s", dsn, last);
+			relay_record(r, w, SPOOL_REC_DELIVERY, m->e.id, (uint32_t)i,
+				     SPOOL_RCPT_FAILED, stored);
+			relay_entry_decide(&m->e, n, i, SPOOL_RCPT_FAILED, stored);
+			atomic_fetch_add(&r->expired, 1);
+		}
+		if ((wrc = relay_wait_end(w)) < 0) {
+			mx_log(MX_LOG_WARNING, "%s: cannot record the expiry in the spool: %s",
+			       m->e.id, strerror(-wrc));
+			goto out;
+		}
+	}
+
+	/* nothing pending: a notification for the failed ones, then retire */
+	bool any_failed = false;
+	for (size_t i = 0; i < n; i++)
+		any_failed |= relay_rstate(&m->e, i) == SPOOL_RCPT_FAILED;
+	if (any_failed && (rc = relay_notify(t, m, rec, err, sizeof(err))) < 0) {
+		mx_log(MX_LOG_WARNING, "%s: %s; retrying later", m->e.id, err);
+		relay_set_reason(m, err);
+		goto out;
+	}
+	relay_record(r, w, SPOOL_REC_RETIRE, m->e.id, 0, SPOOL_RCPT_SENT, NULL);
+	if ((wrc = relay_wait_end(w)) == 0) {
+		mx_log(MX_LOG_INFO, "%s: removed", m->e.id);
+		atomic_fetch_add(&r->removed, 1);
+		result = RELAY_DONE;
+	} else {
+		/* kept: a later attempt finds nothing pending and retires it then */
+		mx_log(MX_LOG_WARNING, "%s: cannot record the message as done: %s; retrying later",
+		       m->e.id, strerror(-wrc));
+		relay_set_reason(m, "cannot record the message as done");
 	}
 out:
 	free(o.st);
 	free(o.text);
 	free(o.dsn);
 	free(o.tried);
+	free(o.relay);
+	free(o.decided);
 	free(idx);
+	free(gidx);
+	free(dest);
 	spool_record_free(rec);
-	return done;
+	return result;
 }
 
-/* Delete segments no live message needs. Relay thread, r->mu not held. */
-static void relay_reclaim(struct spool_relay *r)
+/* ---- reclaim and relocation ---- */
+
+struct relay_relocation {
+	struct relay_wait wait;
+	struct spool_msg_entry *moved;
+};
+
+static void relay_relocated(void *arg, int rc, struct spool_msg_entry *moved)
+{
+	struct relay_relocation *rl = arg;
+	pthread_mutex_lock(&rl->wait.mu);
+	rl->moved = moved;
+	pthread_mutex_unlock(&rl->wait.mu);
+	relay_wait_done(&rl->wait, rc);
+}
+
+static void relay_apply_wants(struct spool_relay *r, struct relay_msg *m);
+
+/* The segments below the newest two mostly hold dead bytes while live messages pin them:
+ * copy those messages forward so the segments can go. Only messages that are waiting
+ * (deferred, held, for a slot, for their DSN) qualify: the others leave by themselves.
+ * Relay thread, r->mu not held. */
+static void relay_relocate_old(struct relay_thread *t, uint64_t floor)
+{
+	struct spool_relay *r = t->r;
+	uint64_t cur = spool_current_segment(r->p.spool);
+	if (cur < floor + 2)
+		return;
+	uint64_t old_bytes = (cur - 1 - floor) * spool_segment_size(r->p.spool), live = 0;
+	enum { BATCH = 256 };
+	struct relay_msg *pick[BATCH];
+	size_t npick = 0;
+	pthread_mutex_lock(&r->mu);
+	for (struct relay_msg *m = r->all; m; m = m->next)
+		if (m->min_seg + 1 < cur)
+			live += m->e.size + 4096;
+	if (live && old_bytes >= RELAY_RELOCATE_RATIO * live) {
+		for (struct relay_msg *m = r->all; m && npick < BATCH; m = m->next) {
+			if (m->min_seg + 1 < cur && !m->busy && !m->in_ready) {
+				m->busy = true;
+				pick[npick++] = m;
+			}
+		}
+	}
+	pthread_mutex_unlock(&r->mu);
+	for (size_t k = 0; k < npick; k++) {
+		struct relay_msg *m = pick[k];
+		struct relay_relocation rl = { .moved = NULL };
+		relay_wait_init(&rl.wait);
+		relay_wait_add(&rl.wait, 0);
+		int rc = spool_relocate(r->p.spool, &m->e, relay_relocated, &rl);
+		if (rc < 0)
+			relay_wait_done(&rl.wait, rc);
+		rc = relay_wait_end(&rl.wait);
+		relay_wait_destroy(&rl.wait);
+		pthread_mutex_lock(&r->mu);
+		if (rc == 0 && rl.moved) {
+			spool_msg_entry_clear(&m->e);
+			m->e = *rl.moved;
+			free(rl.moved);
+			m->min_seg = spool_msg_entry_min_seg(&m->e);
+			atomic_fetch_add(&r->relocated, 1);
+		} else if (rc < 0) {
+			mx_log(MX_LOG_WARNING, "%s: cannot relocate the message to a newer segment: "
+					       "%s; it stays where it is",
+			       m->e.id, strerror(-rc));
+		}
+		m->busy = false;
+		relay_apply_wants(r, m); /* may remove it */
+		pthread_mutex_unlock(&r->mu);
+	}
+	if (npick)
+		mx_log(MX_LOG_INFO, "spool: %zu waiting message(s) moved to segment %" PRIu64
+				    " so older segments can be deleted",
+		       npick, cur);
+}
+
+/* The lowest segment a live message needs (or the writer's floor). */
+static uint64_t relay_floor(struct spool_relay *r)
 {
 	/* the writer's floor first (spool_reclaim_floor()), then ours */
 	uint64_t floor = spool_reclaim_floor(r->p.spool);
@@ -1000,9 +1758,20 @@ static void relay_reclaim(struct spool_relay *r)
 	for (struct relay_msg *m = r->all; m; m = m->next)
 		if (m->min_seg < floor)
 			floor = m->min_seg;
+	pthread_mutex_unlock(&r->mu);
+	return floor;
+}
+
+/* Delete segments no live message needs. Relay thread, r->mu not held. */
+static void relay_reclaim(struct relay_thread *t)
+{
+	struct spool_relay *r = t->r;
+	pthread_mutex_lock(&r->mu);
 	r->last_reclaim_ms = relay_now_ms();
 	r->reclaim_wanted = false;
 	pthread_mutex_unlock(&r->mu);
+	relay_relocate_old(t, relay_floor(r));
+	uint64_t floor = relay_floor(r);
 	unsigned removed;
 	uint64_t freed;
 	int rc = spool_reclaim(r->p.spool, floor, &removed, &freed);
@@ -1014,6 +1783,291 @@ static void relay_reclaim(struct spool_relay *r)
 		       removed, freed);
 	}
 }
+
+/* ---- operator changes (spool_relay_admin) ---- */
+
+/* Write the records an operator change needs for the messages ms[0..n) (all marked busy
+ * by the caller), wait until they are durable, and apply the change. */
+static int relay_admin_apply(struct spool_relay *r, enum spool_relay_op op, struct relay_msg **ms,
+			     size_t n)
+{
+	struct relay_wait w;
+	relay_wait_init(&w);
+	for (size_t k = 0; k < n; k++) {
+		struct relay_msg *m = ms[k];
+		if (op == SPOOL_RELAY_HOLD)
+			relay_record_hold(r, &w, m->e.id, true, "mxgate-queue hold");
+		else if (op == SPOOL_RELAY_RELEASE)
+			relay_record_hold(r, &w, m->e.id, false, "mxgate-queue release");
+		else if (op == SPOOL_RELAY_DELETE)
+			relay_record(r, &w, SPOOL_REC_RETIRE, m->e.id, 0, SPOOL_RCPT_SENT, NULL);
+	}
+	int rc = relay_wait_end(&w);
+	relay_wait_destroy(&w);
+	pthread_mutex_lock(&r->mu);
+	uint64_t now = relay_now_ms();
+	for (size_t k = 0; k < n; k++) {
+		struct relay_msg *m = ms[k];
+		m->busy = false;
+		if (rc < 0) {
+			relay_apply_wants(r, m);
+			continue;
+		}
+		switch (op) {
+		case SPOOL_RELAY_HOLD:
+			m->e.held = true;
+			free(m->e.hold_reason);
+			m->e.hold_reason = strdup("mxgate-queue hold");
+			mx_log(MX_LOG_INFO, "%s: placed on hold", m->e.id);
+			relay_ready_unlink(r, m);
+			break;
+		case SPOOL_RELAY_RELEASE:
+			m->e.held = false;
+			free(m->e.hold_reason);
+			m->e.hold_reason = NULL;
+			mx_log(MX_LOG_INFO, "%s: released from hold", m->e.id);
+			m->attempts = 0;
+			relay_ready_push(r, m);
+			break;
+		case SPOOL_RELAY_DELETE:
+			mx_log(MX_LOG_INFO, "%s: removed", m->e.id);
+			atomic_fetch_add(&r->removed, 1);
+			relay_remove(r, m);
+			r->reclaim_wanted = true;
+			continue;
+		case SPOOL_RELAY_REQUEUE:
+			m->attempts = 0;
+			/* fall through */
+		case SPOOL_RELAY_FLUSH:
+			m->next_try_ms = now;
+			relay_ready_push(r, m);
+			break;
+		case SPOOL_RELAY_OP_MAX:
+			break;
+		}
+		relay_apply_wants(r, m);
+	}
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	return rc;
+}
+
+/* Apply operator changes asked for while m was busy. Under r->mu; m not busy. May remove
+ * m. The records are written on this thread, with r->mu released meanwhile. */
+static void relay_apply_wants(struct spool_relay *r, struct relay_msg *m)
+{
+	enum spool_relay_op op;
+	if (m->want_delete)
+		op = SPOOL_RELAY_DELETE;
+	else if (m->want_hold && !m->e.held)
+		op = SPOOL_RELAY_HOLD;
+	else if (m->want_release && m->e.held)
+		op = SPOOL_RELAY_RELEASE;
+	else {
+		m->want_hold = m->want_release = false;
+		return;
+	}
+	m->want_delete = m->want_hold = m->want_release = false;
+	m->busy = true;
+	relay_ready_unlink(r, m);
+	pthread_mutex_unlock(&r->mu);
+	(void)relay_admin_apply(r, op, &m, 1);
+	pthread_mutex_lock(&r->mu);
+}
+
+const char *spool_relay_op_name(enum spool_relay_op op)
+{
+	switch (op) {
+	case SPOOL_RELAY_HOLD: return "hold";
+	case SPOOL_RELAY_RELEASE: return "release";
+	case SPOOL_RELAY_DELETE: return "delete";
+	case SPOOL_RELAY_REQUEUE: return "requeue";
+	case SPOOL_RELAY_FLUSH: return "flush";
+	case SPOOL_RELAY_OP_MAX: break;
+	}
+	return "?";
+}
+
+/* Does op change m? Under r->mu. */
+static bool relay_op_applies(const struct relay_msg *m, enum spool_relay_op op)
+{
+	switch (op) {
+	case SPOOL_RELAY_HOLD: return !m->e.held;
+	case SPOOL_RELAY_RELEASE: return m->e.held;
+	case SPOOL_RELAY_DELETE: return true;
+	case SPOOL_RELAY_REQUEUE:
+	case SPOOL_RELAY_FLUSH: return !m->e.held && (m->deferred || m->waiting);
+	case SPOOL_RELAY_OP_MAX: break;
+	}
+	return false;
+}
+
+int spool_relay_admin(struct spool_relay *r, enum spool_relay_op op, const char *id)
+{
+	if ((unsigned)op >= SPOOL_RELAY_OP_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&r->mu);
+	if (op == SPOOL_RELAY_FLUSH || op == SPOOL_RELAY_REQUEUE) {
+		/* the operator says the next hops are back: stop skipping them */
+		for (struct relay_dest *d = r->dests; d; d = d->next)
+			d->dead_until_ms = 0;
+	}
+	size_t cap = 0, n = 0;
+	for (struct relay_msg *m = r->all; m; m = m->next)
+		cap++;
+	struct relay_msg **ms = calloc(cap ? cap : 1, sizeof(*ms));
+	if (!ms) {
+		pthread_mutex_unlock(&r->mu);
+		return -ENOMEM;
+	}
+	int changed = 0;
+	bool found = id == NULL;
+	for (struct relay_msg *m = r->all; m; m = m->next) {
+		if (id && strcmp(m->e.id, id) != 0)
+			continue;
+		found = true;
+		if (!relay_op_applies(m, op))
+			continue;
+		changed++;
+		if (m->busy) {
+			/* a delivery attempt runs: its outcome counts; the change follows */
+			m->want_delete |= op == SPOOL_RELAY_DELETE;
+			m->want_hold |= op == SPOOL_RELAY_HOLD;
+			m->want_release |= op == SPOOL_RELAY_RELEASE;
+			if (op == SPOOL_RELAY_HOLD)
+				m->want_release = false;
+			if (op == SPOOL_RELAY_RELEASE)
+				m->want_hold = false;
+			continue;
+		}
+		m->busy = true;
+		relay_ready_unlink(r, m);
+		ms[n++] = m;
+	}
+	pthread_mutex_unlock(&r->mu);
+	int rc = n ? relay_admin_apply(r, op, ms, n) : 0;
+	free(ms);
+	if (!found)
+		return -ENOENT;
+	return rc < 0 ? rc : changed;
+}
+
+/* The envelope of an indexed message, without its bytes. */
+static int relay_read_envelope(struct spool_relay *r, const struct spool_msg_entry *e,
+			       struct spool_record **out, char *err, size_t errlen)
+{
+	char name[SPOOL_SEG_NAME_LEN + 1];
+	spool_seg_name(e->commit_seg, name);
+	int fd = openat(r->seg_dir_fd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return mx_errf(err, errlen, -errno, "segment %s: %s", name, strerror(errno));
+	char *buf = malloc(e->env_len ? e->env_len : 1);
+	if (!buf) {
+		close(fd);
+		return mx_errf(err, errlen, -ENOMEM, "out of memory");
+	}
+	int rc = spool_pread_all(fd, buf, e->env_len, e->env_off);
+	close(fd);
+	if (rc < 0)
+		rc = mx_errf(err, errlen, rc, "segment %s: %s", name, strerror(-rc));
+	else
+		rc = spool_envelope_parse(buf, e->env_len, out, err, errlen);
+	free(buf);
+	return rc;
+}
+
+int spool_relay_list(struct spool_relay *r, spool_relay_list_fn *fn, void *ctx)
+{
+	/* a snapshot, then the envelopes without the lock */
+	pthread_mutex_lock(&r->mu);
+	size_t n = 0;
+	for (struct relay_msg *m = r->all; m; m = m->next)
+		n++;
+	struct relay_list_item {
+		struct spool_relay_msg_info info;
+		struct spool_msg_entry e;
+		char *reason;
+	} *items = calloc(n ? n : 1, sizeof(*items));
+	if (!items) {
+		pthread_mutex_unlock(&r->mu);
+		return -ENOMEM;
+	}
+	size_t k = 0;
+	int64_t wall_now = (int64_t)time(NULL);
+	uint64_t now = relay_now_ms();
+	for (struct relay_msg *m = r->all; m; m = m->next) {
+		struct relay_list_item *it = &items[k];
+		if (spool_msg_entry_copy(&it->e, &m->e) < 0)
+			continue;
+		bool bounce_pending = false;
+		if (!m->e.held) {
+			bool any_pending = m->e.nrstate == 0;
+			for (uint32_t i = 0; i < m->e.nrstate; i++)
+				any_pending |= m->e.rstate[i] == SPOOL_RCPT_PENDING;
+			bounce_pending = !any_pending;
+		}
+		const char *why = m->e.held ? m->e.hold_reason : m->reason;
+		it->reason = why ? strdup(why) : NULL;
+		it->info = (struct spool_relay_msg_info){
+			.size = m->e.size,
+			.active = m->busy,
+			.held = m->e.held,
+			.deferred = m->deferred || m->waiting,
+			.bounce_pending = bounce_pending,
+			.attempts = m->attempts,
+			.next_attempt = m->deferred && m->next_try_ms > now
+						? wall_now + (int64_t)((m->next_try_ms - now) / 1000u)
+						: 0,
+		};
+		snprintf(it->info.id, sizeof(it->info.id), "%s", m->e.id);
+		k++;
+	}
+	pthread_mutex_unlock(&r->mu);
+	/* ID order is arrival order */
+	for (size_t i = 1; i < k; i++) {
+		struct relay_list_item tmp = items[i];
+		size_t j = i;
+		for (; j > 0 && strcmp(items[j - 1].info.id, tmp.info.id) > 0; j--)
+			items[j] = items[j - 1];
+		items[j] = tmp;
+	}
+	int rc = 0;
+	for (size_t i = 0; i < k; i++) {
+		struct relay_list_item *it = &items[i];
+		it->info.reason = it->reason;
+		it->info.entry = &it->e;
+		struct spool_record *rec = NULL;
+		char err[256];
+		if (rc == 0 && relay_read_envelope(r, &it->e, &rec, err, sizeof(err)) == 0) {
+			if (fn(ctx, &it->info, rec) != 0)
+				rc = 1;
+			spool_record_free(rec);
+		}
+		spool_msg_entry_clear(&it->e);
+		free(it->reason);
+	}
+	free(items);
+	return 0;
+}
+
+int spool_relay_read(struct spool_relay *r, const char *id, struct spool_record **out,
+		     char *err, size_t errlen)
+{
+	struct spool_msg_entry e;
+	pthread_mutex_lock(&r->mu);
+	struct relay_msg *m = relay_find(r, id);
+	int rc = m ? spool_msg_entry_copy(&e, &m->e) : -ENOENT;
+	pthread_mutex_unlock(&r->mu);
+	if (rc == -ENOENT)
+		return mx_errf(err, errlen, rc, "%s: no such message in the queue", id);
+	if (rc < 0)
+		return mx_errf(err, errlen, rc, "out of memory");
+	rc = spool_index_read(r->seg_dir_fd, &e, out, err, errlen);
+	spool_msg_entry_clear(&e);
+	return rc;
+}
+
+/* ---- the threads ---- */
 
 static void *relay_main(void *arg)
 {
@@ -1028,27 +2082,22 @@ static void *relay_main(void *arg)
 		if (r->reclaim_wanted && now >= r->last_reclaim_ms + RELAY_RECLAIM_MS) {
 			r->reclaim_wanted = false;
 			pthread_mutex_unlock(&r->mu);
-			relay_reclaim(r);
+			relay_reclaim(t);
 			pthread_mutex_lock(&r->mu);
 			continue;
 		}
-		struct relay_msg *m = r->ready_head;
+		struct relay_msg *m = relay_ready_pop(r);
 		if (!m) {
-			/* nothing to do: close an idle cached connection, wait for work, the
-			 * next queue run, or a reclaim */
+			/* nothing to do: close idle cached connections, wait for work, the next
+			 * queue run, or a reclaim */
+			pthread_mutex_unlock(&r->mu);
+			uint64_t idle = relay_close_idle(t);
+			pthread_mutex_lock(&r->mu);
+			if (r->ready_head || r->stop)
+				continue;
 			uint64_t wait = (uint64_t)r->p.queue_run_delay * 1000u;
-			if (t->conn.fd >= 0) {
-				uint64_t idle_end =
-					t->conn.idle_since_ms + (uint64_t)r->p.cache_time_limit * 1000u;
-				if (now >= idle_end) {
-					pthread_mutex_unlock(&r->mu);
-					relay_quit(t);
-					pthread_mutex_lock(&r->mu);
-					continue;
-				}
-				if (idle_end - now < wait)
-					wait = idle_end - now;
-			}
+			if (idle < wait)
+				wait = idle;
 			if (r->reclaim_wanted && RELAY_RECLAIM_MS < wait)
 				wait = RELAY_RECLAIM_MS;
 			if (wait == 0)
@@ -1058,38 +2107,107 @@ static void *relay_main(void *arg)
 			pthread_cond_timedwait(&r->cv, &r->mu, &until);
 			continue;
 		}
-		r->ready_head = m->qnext;
-		if (!r->ready_head)
-			r->ready_tail = NULL;
+		if (m->busy || m->e.held)
+			continue; /* an operator got to it first */
 		m->busy = true;
 		pthread_mutex_unlock(&r->mu);
 
-		bool done = relay_deliver(t, m);
+		enum relay_result res = relay_deliver(t, m);
 
 		pthread_mutex_lock(&r->mu);
 		m->busy = false;
-		m->attempts++;
-		if (done) {
-			if (m->e.nrstate && memchr(m->e.rstate, SPOOL_RCPT_FAILED, m->e.nrstate)) {
-				/* kept for the DSN generator; pins its segments */
-				m->final = true;
-			} else {
-				relay_remove(r, m);
-				r->reclaim_wanted = true;
-			}
-		} else if (__atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
-			/* shutting down: it stays in the spool */
-		} else {
-			m->deferred = true;
-			m->next_try_ms = relay_now_ms() + relay_backoff_ms(r, m->attempts);
+		if (res == RELAY_DONE) {
+			relay_remove(r, m);
+			r->reclaim_wanted = true;
+			continue;
 		}
+		if (!r->stop) {
+			if (res == RELAY_WAITING) {
+				m->waiting = true;
+			} else {
+				m->attempts++;
+				m->deferred = true;
+				m->next_try_ms = relay_now_ms() + relay_backoff_ms(r, m->attempts);
+			}
+		}
+		relay_apply_wants(r, m);
 	}
 	pthread_mutex_unlock(&r->mu);
-	relay_quit(t);
 	return NULL;
 }
 
 /* ---- set-up ---- */
+
+static int relay_split_maps(struct spool_relay *r, char *err, size_t errlen)
+{
+	if (!r->transport_maps)
+		return 0;
+	const char *p = r->transport_maps;
+	for (;;) {
+		p += strspn(p, ", \t\r\n");
+		if (!*p)
+			return 0;
+		size_t len = strcspn(p, ", \t\r\n");
+		if (r->nmaps == RELAY_MAX_MAPS)
+			return mx_errf(err, errlen, -EINVAL, "transport_maps: more than %d tables",
+				       RELAY_MAX_MAPS);
+		if (len >= sizeof(r->map_specs[0]))
+			return mx_errf(err, errlen, -EINVAL, "transport_maps: \"%.*s\" is too long",
+				       (int)len, p);
+		memcpy(r->map_specs[r->nmaps], p, len);
+		r->map_specs[r->nmaps][len] = '\0';
+		r->nmaps++;
+		p += len;
+	}
+}
+
+static int relay_thread_init(struct spool_relay *r, struct relay_thread *t, char *err,
+			     size_t errlen)
+{
+	t->r = r;
+	t->wake_fd = -1;
+	relay_wait_init(&t->wait);
+	t->out = malloc(RELAY_OUT_SIZE);
+	if (!t->out)
+		return mx_errf(err, errlen, -ENOMEM, "out of memory");
+	t->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (t->wake_fd < 0)
+		return mx_errf(err, errlen, -errno, "eventfd: %s", strerror(errno));
+	t->client = spool_client_new(r->p.spool, t->wake_fd);
+	if (!t->client)
+		return mx_errf(err, errlen, -ENOMEM, "out of memory");
+	if (r->nmaps) {
+		int rc = tables_reader_open(r->p.tables, &t->reader);
+		if (rc < 0)
+			return mx_errf(err, errlen, rc, "transport_maps: cannot open a table reader: %s",
+				       strerror(-rc));
+		for (size_t i = 0; i < r->nmaps; i++) {
+			rc = table_open(t->reader, r->map_specs[i], &t->maps[i], err, errlen);
+			if (rc < 0)
+				return rc;
+			t->nmaps = i + 1;
+		}
+	}
+	return 0;
+}
+
+static void relay_thread_fini(struct relay_thread *t)
+{
+	if (!t->r)
+		return;
+	if (t->conn) {
+		relay_close(t->conn);
+		free(t->conn);
+		t->conn = NULL;
+	}
+	for (size_t i = 0; i < t->nmaps; i++)
+		table_close(t->maps[i]);
+	if (t->reader)
+		tables_reader_close(t->reader);
+	free(t->out);
+	relay_wait_destroy(&t->wait);
+	t->r = NULL;
+}
 
 int spool_relay_create(struct spool_relay **out, const struct spool_relay_params *p, char *err,
 		       size_t errlen)
@@ -1098,99 +2216,87 @@ int spool_relay_create(struct spool_relay **out, const struct spool_relay_params
 	if (!r)
 		return mx_errf(err, errlen, -ENOMEM, "out of memory");
 	r->p = *p;
-	r->host = strdup(p->host);
+	r->seg_dir_fd = -1;
 	r->helo_name = strdup(p->helo_name);
-	if (!r->host || !r->helo_name) {
-		free(r->host);
-		free(r->helo_name);
-		free(r);
-		return mx_errf(err, errlen, -ENOMEM, "out of memory");
-	}
-	r->p.host = r->host;
-	r->p.helo_name = r->helo_name;
-	if (r->p.concurrency == 0)
-		r->p.concurrency = 1;
-	if (r->p.concurrency > SPOOL_RELAY_MAX_THREADS)
-		r->p.concurrency = SPOOL_RELAY_MAX_THREADS;
-	if (r->p.queue_run_delay == 0)
-		r->p.queue_run_delay = 1;
-	if (r->p.min_backoff == 0)
-		r->p.min_backoff = 1;
-	if (r->p.max_backoff < r->p.min_backoff)
-		r->p.max_backoff = r->p.min_backoff;
-	struct sockaddr_in *a4 = (struct sockaddr_in *)&r->addr;
-	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&r->addr;
-	if (inet_pton(AF_INET, p->host, &a4->sin_addr) == 1) {
-		a4->sin_family = AF_INET;
-		a4->sin_port = htons(p->port);
-		r->addrlen = sizeof(*a4);
-	} else if (inet_pton(AF_INET6, p->host, &a6->sin6_addr) == 1) {
-		a6->sin6_family = AF_INET6;
-		a6->sin6_port = htons(p->port);
-		r->addrlen = sizeof(*a6);
-	} else {
-		free(r->host);
-		free(r->helo_name);
-		free(r);
-		return mx_errf(err, errlen, -EINVAL, "relayhost: \"%s\" is not a numeric address",
-				  p->host);
-	}
-	snprintf(r->name, sizeof(r->name), "%s[%s]", p->host, p->host);
-	snprintf(r->peer, sizeof(r->peer), "%s:%u", r->name, (unsigned)p->port);
-	r->seg_dir_fd = spool_seg_dir_fd(p->spool);
+	r->transport_maps = p->transport_maps ? strdup(p->transport_maps) : NULL;
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&r->cv, &ca);
 	pthread_condattr_destroy(&ca);
+	int rc;
+	if (!r->helo_name || (p->transport_maps && !r->transport_maps)) {
+		rc = mx_errf(err, errlen, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	r->p.helo_name = r->helo_name;
+	r->p.transport_maps = r->transport_maps;
+	if ((rc = relay_split_maps(r, err, errlen)) < 0)
+		goto fail;
+	if (r->nmaps && !p->tables) {
+		rc = mx_errf(err, errlen, -EINVAL, "transport_maps needs the table store "
+						   "(mxgate_table_directory)");
+		goto fail;
+	}
+	if (r->p.concurrency == 0)
+		r->p.concurrency = 1;
+	if (r->p.concurrency > SPOOL_RELAY_MAX_THREADS)
+		r->p.concurrency = SPOOL_RELAY_MAX_THREADS;
+	if (r->p.threads == 0)
+		r->p.threads = 2 * r->p.concurrency;
+	if (r->p.threads > SPOOL_RELAY_MAX_THREADS)
+		r->p.threads = SPOOL_RELAY_MAX_THREADS;
+	if (r->p.queue_run_delay == 0)
+		r->p.queue_run_delay = 1;
+	if (r->p.min_backoff == 0)
+		r->p.min_backoff = 1;
+	if (r->p.max_backoff < r->p.min_backoff)
+		r->p.max_backoff = r->p.min_backoff;
+	r->seg_dir_fd = spool_seg_dir_fd(p->spool);
 	r->last_run_ms = relay_now_ms();
 	r->reclaim_wanted = true; /* segments recovery found fully delivered */
+	/* notifications get IDs of their own "worker", after everything in the spool */
+	assert(p->spool_index < QUEUE_ID_MAX_WORKERS / 2);
+	queue_id_gen_init(&r->idgen, QUEUE_ID_MAX_WORKERS - 1 - p->spool_index,
+			  spool_newest_id_us(p->spool));
+
+	r->threads = calloc(r->p.threads, sizeof(*r->threads));
+	if (!r->threads) {
+		rc = mx_errf(err, errlen, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	for (unsigned i = 0; i < r->p.threads; i++)
+		if ((rc = relay_thread_init(r, &r->threads[i], err, errlen)) < 0)
+			goto fail;
 
 	/* recovered messages: only what is still pending */
 	const struct spool_index *idx = spool_recovered(p->spool);
 	for (size_t i = 0; i < idx->n; i++) {
-		const struct spool_msg_entry *e = &idx->msgs[i];
 		struct relay_msg *m = calloc(1, sizeof(*m));
-		if (!m)
-			goto oom;
-		m->e = *e;
-		m->e.frags = malloc((e->nfrag ? e->nfrag : 1) * sizeof(*e->frags));
-		m->e.rstate = e->nrstate ? malloc(e->nrstate) : NULL;
-		if (!m->e.frags || (e->nrstate && !m->e.rstate)) {
-			spool_msg_entry_clear(&m->e);
+		if (!m || spool_msg_entry_copy(&m->e, &idx->msgs[i]) < 0) {
 			free(m);
-			goto oom;
+			rc = mx_errf(err, errlen, -ENOMEM, "out of memory");
+			goto fail;
 		}
-		memcpy(m->e.frags, e->frags, e->nfrag * sizeof(*e->frags));
-		if (e->nrstate)
-			memcpy(m->e.rstate, e->rstate, e->nrstate);
 		/* a message whose every recipient is decided (a failed one awaits its DSN) is
-		 * found so at its first turn, and kept without delivering anything */
+		 * found so at its first turn: the notification, then the retirement */
+		pthread_mutex_lock(&r->mu);
 		relay_add(r, m);
+		pthread_mutex_unlock(&r->mu);
 	}
 	spool_set_committed_hook(p->spool, relay_committed, r);
 	*out = r;
 	return 0;
-oom:
+fail:
 	spool_relay_free(r);
-	return mx_errf(err, errlen, -ENOMEM, "out of memory");
+	return rc;
 }
 
 int spool_relay_start(struct spool_relay *r)
 {
-	r->threads = calloc(r->p.concurrency, sizeof(*r->threads));
-	if (!r->threads)
-		return -ENOMEM;
-	for (unsigned i = 0; i < r->p.concurrency; i++) {
+	for (unsigned i = 0; i < r->p.threads; i++) {
 		struct relay_thread *t = &r->threads[i];
-		t->r = r;
-		t->conn.fd = -1;
-		pthread_mutex_init(&t->wait.mu, NULL);
-		pthread_cond_init(&t->wait.cv, NULL);
-		t->out = malloc(RELAY_OUT_SIZE);
-		if (!t->out)
-			return -ENOMEM;
 		int rc = pthread_create(&t->tid, NULL, relay_main, t);
 		if (rc != 0)
 			return -rc;
@@ -1215,30 +2321,56 @@ void spool_relay_stop(struct spool_relay *r)
 			r->threads[i].started = false;
 		}
 	}
+	/* cached connections: QUIT, politely */
+	if (r->threads && r->p.threads) {
+		struct relay_thread *t = &r->threads[0];
+		for (struct relay_dest *d = r->dests; d; d = d->next) {
+			while (d->idle) {
+				struct relay_conn *c = d->idle;
+				d->idle = c->next;
+				d->nconn--;
+				/* relay_poll() sees stop: QUIT is written without waiting */
+				struct relay_conn *mine = t->conn;
+				t->conn = c;
+				relay_quit(t);
+				t->conn = mine;
+				free(c);
+			}
+		}
+	}
 }
 
+/* After spool_stop(): the writer no longer hands messages over. */
 void spool_relay_free(struct spool_relay *r)
 {
 	if (!r)
 		return;
 	if (r->threads) {
-		for (unsigned i = 0; i < r->p.concurrency; i++) {
-			struct relay_thread *t = &r->threads[i];
-			if (!t->r)
-				continue;
-			relay_close(&t->conn);
-			free(t->out);
-			pthread_mutex_destroy(&t->wait.mu);
-			pthread_cond_destroy(&t->wait.cv);
+		for (unsigned i = 0; i < r->p.threads; i++) {
+			relay_thread_fini(&r->threads[i]);
+			spool_client_free(r->threads[i].client);
+			if (r->threads[i].wake_fd >= 0)
+				close(r->threads[i].wake_fd);
 		}
 		free(r->threads);
 	}
 	while (r->all)
 		relay_remove(r, r->all);
+	while (r->dests) {
+		struct relay_dest *d = r->dests;
+		r->dests = d->next;
+		while (d->idle) {
+			struct relay_conn *c = d->idle;
+			d->idle = c->next;
+			relay_close(c);
+			free(c);
+		}
+		free(d);
+	}
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
-	free(r->host);
 	free(r->helo_name);
+	free(r->transport_maps);
 	free(r);
 }
 
@@ -1250,4 +2382,7 @@ void spool_relay_stats(struct spool_relay *r, struct spool_relay_stats *out)
 	out->bounced = atomic_load(&r->bounced);
 	out->removed = atomic_load(&r->removed);
 	out->reclaimed = atomic_load(&r->reclaimed);
+	out->expired = atomic_load(&r->expired);
+	out->notified = atomic_load(&r->notified);
+	out->relocated = atomic_load(&r->relocated);
 }

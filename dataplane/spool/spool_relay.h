@@ -1,48 +1,73 @@
-/* The relay: delivers spooled mail to the next hop (`relayhost`) over SMTP (RFC 5321) or
- * LMTP (RFC 2033), and retires a message only after the next hop said 2xx for each of its
- * recipients.
+/* The relay: delivers spooled mail to its next hops over SMTP (RFC 5321) or LMTP (RFC
+ * 2033), and retires a message only after each of its recipients was delivered or
+ * returned to the sender in a delivery status notification.
  *
  * Messages come from recovery at start-up (spool_recovered(): only the recipients still
  * pending) and from the writer as it commits them (spool_set_committed_hook()). Delivery
- * runs on the relay's own threads, never on a worker: one per concurrent connection to
- * the destination (default_destination_concurrency_limit), each with a cached connection
- * reused across messages (closed after smtp_connection_cache_time_limit idle) and every
- * step bounded by Postfix's smtp_*_timeout. Kernel sockets, blocking on poll(2) with a
- * deadline per step.
+ * runs on the relay's own threads, never on a worker.
+ *
+ * Where a recipient goes (spool_transport.h): the envelope's FILTER destination when policy
+ * set one, else its transport_maps entry, else the default destination (relayhost).
+ * Recipients of one message with the same destination share one transaction. Each
+ * destination has at most `concurrency` connections (default_destination_concurrency_limit);
+ * idle ones are cached and reused across messages and threads (closed after
+ * smtp_connection_cache_time_limit). A message whose destination is at its limit waits,
+ * without a retry penalty, until a connection is free. Every protocol step is bounded by
+ * Postfix's smtp_*_timeout. Kernel sockets, blocking on poll(2) with a deadline per step.
  *
  * Per recipient, the outcome is made durable through the writer before it counts:
  *   2xx  DELIVERY(sent) record, logged "status=sent"; never sent again after a restart
- *   5xx  DELIVERY(failed) record, logged "status=bounced"; kept for the DSN generator
+ *   5xx  DELIVERY(failed) record whose text is "X.Y.Z reason", logged "status=bounced"
  *   4xx, no connection, timeout: logged "status=deferred", retried with exponential
  *        backoff from minimal_backoff_time to maximal_backoff_time, at queue runs every
- *        queue_run_delay
- * When every recipient was sent, a RETIRE record follows ("ID: removed"). A message with a
- * failed recipient stays in the spool (not delivered again) until a bounce is sent.
+ *        queue_run_delay; once the message is older than maximal_queue_lifetime
+ *        (bounce_queue_lifetime for null-sender mail) a deferred recipient fails too
+ *        ("status=expired, returned to sender")
+ * When no recipient is pending: if any failed and the sender asked for it (spool_dsn.h),
+ * a delivery status notification to the sender is spooled (and relayed like any message)
+ * before the original is retired (RETIRE record, "ID: removed"). A crash between the two
+ * sends the notification twice, never zero times.
+ *
+ * Held messages (policy HOLD, or `mxgate-queue hold`) are not delivered until released.
  *
  * Reclaim: segments are deleted oldest first once no live message (nor one still being
- * received) has any record in them; see spool_reclaim(). */
+ * received) has any record in them; see spool_reclaim(). A few long-deferred messages
+ * must not pin every later segment: when the segments below the newest two hold mostly
+ * dead bytes, the live messages in them are relocated forward (spool_relocate()) and the
+ * old segments deleted, so disk use stays flat while a next hop is down for days. */
 #ifndef MXGATE_DATAPLANE_SPOOL_RELAY_H
 #define MXGATE_DATAPLANE_SPOOL_RELAY_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dataplane/spool/spool_transport.h"
 #include "dataplane/spool/spool_writer.h"
+#include "tables/tables_env.h"
 
 #define SPOOL_RELAY_MAX_THREADS 256
+#define SPOOL_RELAY_MAX_DESTINATIONS 4096
 
 struct spool_relay_params {
 	struct spool *spool;
-	const char *host;      /* numeric IPv4 or IPv6 address */
-	uint16_t port;
-	bool lmtp;             /* LHLO and one reply per recipient after the data */
-	const char *helo_name; /* myhostname */
-	unsigned concurrency;  /* default_destination_concurrency_limit */
+	/* Which spool directory this relay serves (several may be configured): notifications
+	 * it generates get queue IDs with worker number QUEUE_ID_MAX_WORKERS - 1 - index. */
+	unsigned spool_index;
+	bool have_default;            /* false: no relayhost; unrouted recipients wait */
+	struct spool_nexthop dflt;    /* relayhost, SMTP or LMTP */
+	struct tables_env *tables;    /* for transport_maps; NULL when there are none */
+	const char *transport_maps;   /* table specs (commas and/or white space), or NULL */
+	struct spool_transport_opts transport_opts;
+	const char *helo_name;        /* myhostname: EHLO, and the notifications' From: */
+	unsigned concurrency;         /* default_destination_concurrency_limit */
+	unsigned threads;             /* delivery threads; 0: twice the concurrency */
 	/* seconds */
 	unsigned connect_timeout, helo_timeout, mail_timeout, rcpt_timeout;
 	unsigned data_init_timeout, data_xfer_timeout, data_done_timeout, quit_timeout;
 	unsigned min_backoff, max_backoff, queue_run_delay;
 	unsigned cache_time_limit; /* idle seconds before a cached connection is closed */
+	unsigned max_queue_lifetime, bounce_queue_lifetime; /* 0: one attempt */
+	uint64_t bounce_size_limit;
 };
 
 struct spool_relay;
@@ -65,7 +90,56 @@ struct spool_relay_stats {
 	uint64_t bounced;   /* recipients */
 	uint64_t removed;   /* messages retired */
 	uint64_t reclaimed; /* segments deleted */
+	uint64_t expired;   /* recipients returned after their queue lifetime */
+	uint64_t notified;  /* delivery status notifications spooled */
+	uint64_t relocated; /* messages copied forward to free old segments */
 };
 void spool_relay_stats(struct spool_relay *r, struct spool_relay_stats *out);
+
+/* ---- the queue, for operators (mxgate-queue through the control socket) ---- */
+
+/* One live message as the relay sees it now. */
+struct spool_relay_msg_info {
+	char id[QUEUE_ID_SIZE];
+	uint64_t size;        /* message bytes */
+	bool active;          /* a delivery attempt or relocation is running */
+	bool held;
+	bool deferred;        /* waiting for its next attempt */
+	bool bounce_pending;  /* every recipient decided; the DSN is not yet spooled */
+	unsigned attempts;
+	int64_t next_attempt; /* wall-clock seconds; 0 when not deferred */
+	const char *reason;   /* the last deferral reason, or the hold reason; NULL if none */
+	const struct spool_msg_entry *entry; /* recipient states (rstate) */
+};
+
+/* Call fn for every live message in ID (arrival) order, with its envelope read from the
+ * spool (rec: message bytes not loaded). The queue is not locked while fn runs: a message
+ * may change meanwhile. fn returns non-zero to stop. Returns 0 or a negative errno. */
+typedef int spool_relay_list_fn(void *ctx, const struct spool_relay_msg_info *info,
+				const struct spool_record *rec);
+int spool_relay_list(struct spool_relay *r, spool_relay_list_fn *fn, void *ctx);
+
+/* Read live message id whole (envelope and bytes) for `mxgate-queue show`. Returns 0 and
+ * *out (spool_record_free()), -ENOENT when id is not in this relay's queue, or another
+ * negative errno with err. */
+int spool_relay_read(struct spool_relay *r, const char *id, struct spool_record **out,
+		     char *err, size_t errlen);
+
+enum spool_relay_op {
+	SPOOL_RELAY_HOLD,    /* keep it until released (durable HOLD record) */
+	SPOOL_RELAY_RELEASE, /* deliver it again (durable HOLD record, released) */
+	SPOOL_RELAY_DELETE,  /* remove it without delivering (durable RETIRE), no DSN */
+	SPOOL_RELAY_REQUEUE, /* forget its retry history and try now */
+	SPOOL_RELAY_FLUSH,   /* try now (deferred messages; a held one stays held) */
+	SPOOL_RELAY_OP_MAX
+};
+const char *spool_relay_op_name(enum spool_relay_op op);
+
+/* Apply op to message id, or to every live message when id is NULL. Waits until the
+ * records it writes are durable. A message in the middle of a delivery attempt is changed
+ * once the attempt ends (its outcome is kept: what the next hop took is not sent again).
+ * Returns the number of messages changed (0 when nothing needed to change), -ENOENT when
+ * id is not in the queue, or another negative errno (the spool refused the record). */
+int spool_relay_admin(struct spool_relay *r, enum spool_relay_op op, const char *id);
 
 #endif
