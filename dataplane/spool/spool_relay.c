@@ -156,6 +156,7 @@ struct spool_relay {
 	bool reclaim_wanted;
 	struct relay_dest *dests;
 	unsigned ndests;
+	size_t nwaiting; /* messages with `waiting` set: a released slot scans only if any */
 	struct queue_id_gen idgen; /* for notifications, under mu */
 
 	unsigned nthreads;
@@ -201,13 +202,20 @@ static void relay_set_reason(struct relay_msg *m, const char *why)
 
 /* ---- the queue (all under r->mu) ---- */
 
+static void relay_set_waiting(struct spool_relay *r, struct relay_msg *m, bool waiting)
+{
+	if (m->waiting != waiting)
+		r->nwaiting = waiting ? r->nwaiting + 1 : r->nwaiting - 1;
+	m->waiting = waiting;
+}
+
 static void relay_ready_push(struct spool_relay *r, struct relay_msg *m)
 {
 	if (m->in_ready || m->busy || m->e.held)
 		return;
 	m->qnext = NULL;
 	m->deferred = false;
-	m->waiting = false;
+	relay_set_waiting(r, m, false);
 	m->in_ready = true;
 	if (r->ready_tail)
 		r->ready_tail->qnext = m;
@@ -264,6 +272,7 @@ static void relay_add(struct spool_relay *r, struct relay_msg *m)
 static void relay_remove(struct spool_relay *r, struct relay_msg *m)
 {
 	relay_ready_unlink(r, m);
+	relay_set_waiting(r, m, false);
 	if (m->prev)
 		m->prev->next = m->next;
 	else
@@ -321,7 +330,8 @@ static void relay_queue_run(struct spool_relay *r, uint64_t now)
 /* A connection slot became free: messages that waited for one try again. */
 static void relay_wake_waiting(struct spool_relay *r)
 {
-	for (struct relay_msg *m = r->all; m; m = m->next)
+	/* every delivery releases a connection: no scan of the queue unless someone waits */
+	for (struct relay_msg *m = r->nwaiting ? r->all : NULL; m; m = m->next)
 		if (m->waiting)
 			relay_ready_push(r, m);
 }
@@ -2123,7 +2133,7 @@ static void *relay_main(void *arg)
 		}
 		if (!r->stop) {
 			if (res == RELAY_WAITING) {
-				m->waiting = true;
+				relay_set_waiting(r, m, true);
 			} else {
 				m->attempts++;
 				m->deferred = true;
