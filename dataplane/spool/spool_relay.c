@@ -1986,6 +1986,19 @@ static int relay_read_envelope(struct spool_relay *r, const struct spool_msg_ent
 	return rc;
 }
 
+/* One message of a listing: a snapshot taken under the lock. */
+struct relay_list_item {
+	struct spool_relay_msg_info info;
+	struct spool_msg_entry e;
+	char *reason;
+};
+
+static int relay_list_item_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct relay_list_item *)a)->info.id,
+		      ((const struct relay_list_item *)b)->info.id);
+}
+
 int spool_relay_list(struct spool_relay *r, spool_relay_list_fn *fn, void *ctx)
 {
 	/* a snapshot, then the envelopes without the lock */
@@ -1993,11 +2006,7 @@ int spool_relay_list(struct spool_relay *r, spool_relay_list_fn *fn, void *ctx)
 	size_t n = 0;
 	for (struct relay_msg *m = r->all; m; m = m->next)
 		n++;
-	struct relay_list_item {
-		struct spool_relay_msg_info info;
-		struct spool_msg_entry e;
-		char *reason;
-	} *items = calloc(n ? n : 1, sizeof(*items));
+	struct relay_list_item *items = calloc(n ? n : 1, sizeof(*items));
 	if (!items) {
 		pthread_mutex_unlock(&r->mu);
 		return -ENOMEM;
@@ -2033,14 +2042,8 @@ int spool_relay_list(struct spool_relay *r, spool_relay_list_fn *fn, void *ctx)
 		k++;
 	}
 	pthread_mutex_unlock(&r->mu);
-	/* ID order is arrival order */
-	for (size_t i = 1; i < k; i++) {
-		struct relay_list_item tmp = items[i];
-		size_t j = i;
-		for (; j > 0 && strcmp(items[j - 1].info.id, tmp.info.id) > 0; j--)
-			items[j] = items[j - 1];
-		items[j] = tmp;
-	}
+	/* ID order is arrival order; a queue of a million must list in n log n */
+	qsort(items, k, sizeof(*items), relay_list_item_cmp);
 	int rc = 0;
 	for (size_t i = 0; i < k; i++) {
 		struct relay_list_item *it = &items[i];

@@ -9,7 +9,8 @@
  * Where a recipient goes (spool_transport.h): the envelope's FILTER destination when policy
  * set one, else its transport_maps entry, else the default destination (relayhost).
  * Recipients of one message with the same destination share one transaction. Each
- * destination has at most `concurrency` connections (default_destination_concurrency_limit);
+ * destination has at most `concurrency` connections (default_destination_concurrency_limit)
+ * from this relay (one relay per spool directory);
  * idle ones are cached and reused across messages and threads (closed after
  * smtp_connection_cache_time_limit). A message whose destination is at its limit waits,
  * without a retry penalty, until a connection is free. Every protocol step is bounded by
