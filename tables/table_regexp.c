@@ -102,6 +102,11 @@ static int table_regexp_subst(const char *t, unsigned nsub, bool refs_allowed, c
 			return -EINVAL;
 		}
 		unsigned idx = (unsigned)atoi(ns);
+		if (idx == 0) {
+			/* Postfix: "$0" is no capture group (postmap refuses the rule) */
+			snprintf(err, errlen, "out-of-range replacement index \"0\"");
+			return -EINVAL;
+		}
 		if (!refs_allowed) {
 			snprintf(err, errlen,
 				 "$number in result after a negated pattern (nothing is captured)");
@@ -232,22 +237,25 @@ static int table_regexp_pattern(struct table_regexp *re, char *p, struct table_r
 		return -EINVAL;
 	}
 	*p++ = '\0';
+	/* Every flag toggles a default, as Postfix's dict_regexp/dict_pcre: both kinds match
+	 * case-insensitively unless `i` is given; pcre: also has DOTALL on by default. */
 	bool icase = true, ext = true, nl = false;
-	uint32_t popts = 0;
+	uint32_t popts = PCRE2_CASELESS | PCRE2_DOTALL;
 	for (; *p && *p != ' ' && *p != '\t'; p++) {
 		switch (*p) {
 		case 'i':
 			icase = !icase;
+			popts ^= PCRE2_CASELESS;
 			break;
 		case 'x':
 			if (re->pcre)
-				popts |= PCRE2_EXTENDED;
+				popts ^= PCRE2_EXTENDED;
 			else
 				ext = !ext;
 			break;
 		case 'm':
 			if (re->pcre)
-				popts |= PCRE2_MULTILINE;
+				popts ^= PCRE2_MULTILINE;
 			else
 				nl = !nl;
 			break;
@@ -258,7 +266,9 @@ static int table_regexp_pattern(struct table_regexp *re, char *p, struct table_r
 		case 'X':
 			if (!re->pcre)
 				goto unknown;
-			popts |= *p == 's' ? PCRE2_DOTALL
+			/* X (PCRE_EXTRA: an unknown escape is an error) is what PCRE2
+			 * always does, so it changes nothing here. */
+			popts ^= *p == 's' ? PCRE2_DOTALL
 				: *p == 'A' ? PCRE2_ANCHORED
 				: *p == 'E' ? PCRE2_DOLLAR_ENDONLY
 				: *p == 'U' ? PCRE2_UNGREEDY
@@ -274,8 +284,6 @@ unknown:
 	if (re->pcre) {
 		int ec;
 		PCRE2_SIZE eo;
-		if (icase)
-			popts |= PCRE2_CASELESS;
 		r->pcre = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, popts, &ec, &eo, NULL);
 		if (!r->pcre) {
 			PCRE2_UCHAR msg[160];

@@ -74,8 +74,13 @@ static void test_flags_and_case(void)
 	re = compile_ok("/(a|ab)/ [$1]\n", true);
 	CHECK_STR_EQ(look(re, "ab"), "[a]");
 	table_regexp_free(re);
-	re = compile_ok("/a.b/s DOTALL\n/^x$/m MULTI\n/(a+?)/U UNGREEDY $1\n/^q/A ANCH\n", true);
-	CHECK_STR_EQ(look(re, "a\nb"), "DOTALL");
+	/* pcre: flags toggle Postfix's defaults, which include DOTALL: /s turns it off
+	 * (postmap -q "a<LF>b" answers the next rule, as here). */
+	re = compile_ok("/a.b/s NOT-DOTALL\n/a.c/ DOTALL\n/^x$/m MULTI\n/(a+?)/U UNGREEDY $1\n"
+			"/^q/A ANCH\n",
+			true);
+	CHECK_STR_EQ(look(re, "a\nb"), "UNGREEDY a");
+	CHECK_STR_EQ(look(re, "a\nc"), "DOTALL");
 	CHECK_STR_EQ(look(re, "y\nx\nz"), "MULTI");
 	CHECK_STR_EQ(look(re, "zaaa"), "UNGREEDY aaa");
 	table_regexp_free(re);
@@ -111,6 +116,8 @@ static void test_errors(void)
 {
 	for (int pcre = 0; pcre < 2; pcre++) {
 		compile_fails("/a/ x\n/(b)/ $2\n", pcre, "line 2: out-of-range replacement index");
+		/* postmap refuses $0 too (it is no capture group) */
+		compile_fails("/(b)/ $0\n", pcre, "line 1: out-of-range replacement index \"0\"");
 		compile_fails("!/(b)/ $1\n", pcre, "negated");
 		compile_fails("/a/\n", pcre, "no replacement text");
 		compile_fails("/a x\n", pcre, "missing closing delimiter");
