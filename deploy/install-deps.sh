@@ -15,6 +15,9 @@ packages=(
 	# fault injection into the spool's write(2)/fdatasync(2) (tests/e2e/test_faults.py):
 	# fiu-run, fiu-ctrl and libfiu's POSIX preload library
 	fiu-utils libfiu0
+	# a local DNS blocklist server for Postfix's reject_rbl_client in the differential
+	# policy tests (tests/e2e/test_policy_diff.py serves the same zones to both servers)
+	rbldnsd
 	# perf: the disk's own fdatasync rate beside the spool's group commit
 	fio
 )

@@ -11,6 +11,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <time.h>
+
+#include "mxgate/inet.h"
+#include "tables/rbl_zone.h"
 #include "tables/table_access.h"
 #include "tables/tables_env.h"
 
@@ -18,6 +22,8 @@ static const char mxgate_map_usage[] =
 	"usage: mxgate-map -d DBDIR [-v] TYPE:NAME [FILE]\n"
 	"       mxgate-map -d DBDIR -q KEY|- [-a address|domain|client [-D DELIMS] [-N]] TYPE:NAME\n"
 	"       mxgate-map -d DBDIR -s TYPE:NAME\n"
+	"       mxgate-map -d DBDIR -z ZONE -t FORMAT [-v] FILE|-\n"
+	"       mxgate-map -d DBDIR -z ZONE -q ADDRESS|NAME|-\n"
 	"\n"
 	"TYPE:NAME is the table as main.cf names it (hash:/etc/postfix/access); the store keeps it\n"
 	"under that name (hash: and lmdb: are the same table).\n"
@@ -41,7 +47,13 @@ static const char mxgate_map_usage[] =
 	"  -D DELIMS  recipient_delimiter (default none)\n"
 	"  -N         parent_domain_matches_subdomains does not list smtpd_access_maps: parents\n"
 	"             are tried as .example.com instead of example.com\n"
-	"List (-s): print every \"key<TAB>value\" (cidr/regexp/pcre: the rules, in file order).\n";
+	"List (-s): print every \"key<TAB>value\" (cidr/regexp/pcre: the rules, in file order).\n"
+	"Local DNSBL zones (-z ZONE): build zone ZONE (a DNS domain, e.g. zen.spamhaus.org) from an\n"
+	"  rbldnsd(8) data file of FORMAT ip4set, ip4tset, ip4trie, ip6trie, ip6tset, dnset or\n"
+	"  combined; or query it (-q): an IP address is looked up in the ip4/ip6 datasets,\n"
+	"  anything else as a domain name in the dnset datasets (a subzone of a combined zone is\n"
+	"  queried as -z SUB.ZONE). Prints one \"A<TAB>TXT\" line per answer (with -q -:\n"
+	"  \"key<TAB>A<TAB>TXT\"); exit 0 listed, 1 not listed, 2 error.\n";
 
 enum mxgate_map_access { MXGATE_MAP_PLAIN, MXGATE_MAP_ADDRESS, MXGATE_MAP_DOMAIN, MXGATE_MAP_CLIENT };
 
@@ -172,13 +184,130 @@ static int mxgate_map_list_one(void *ctx, const char *key, const char *value)
 	return 0;
 }
 
+/* Build (text != NULL) or query a local DNSBL zone; returns the exit status. */
+static int mxgate_map_zone_query(struct rbl_zone *z, const char *key, bool batch)
+{
+	struct rbl_result res;
+	struct mx_inet_addr a;
+	int rc = mx_inet_parse(key, &a) ? rbl_zone_query_addr(z, &a, (int64_t)time(NULL), &res)
+					 : rbl_zone_query_name(z, key, (int64_t)time(NULL), &res);
+	for (int i = 0; rc == 1 && i < (int)res.count; i++) {
+		const uint8_t *q = res.answers[i].a;
+		if (batch)
+			printf("%s\t", key);
+		printf("%u.%u.%u.%u\t%s\n", q[0], q[1], q[2], q[3], res.answers[i].txt);
+	}
+	return rc;
+}
+
+static int mxgate_map_zone(const char *dbdir, const char *zone, const char *format,
+			   const char *query, bool verbose, const char *file)
+{
+	char err[512];
+	struct tables_env *env;
+	struct tables_env_opts o = { .read_only = query != NULL };
+	if (!dbdir) {
+		fprintf(stderr, "mxgate-map: fatal: -z needs -d DBDIR\n");
+		return 2;
+	}
+	if (tables_env_open(dbdir, &o, &env, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mxgate-map: fatal: %s\n", err);
+		return 2;
+	}
+	int status = 0, rc;
+	if (!query) {
+		enum rbl_format fmt;
+		if (!format || rbl_format_parse(format, &fmt) < 0) {
+			fprintf(stderr, "mxgate-map: fatal: -t: expected ip4set, ip4tset, ip4trie, "
+					"ip6trie, ip6tset, dnset or combined\n");
+			tables_env_close(env);
+			return 2;
+		}
+		struct rbl_build_stats st;
+		if (strcmp(file, "-") == 0) {
+			char *text;
+			size_t len;
+			rc = mxgate_map_slurp(stdin, &text, &len);
+			if (rc < 0) {
+				snprintf(err, sizeof(err), "read stdin: %s", strerror(-rc));
+			} else {
+				rc = rbl_zone_build(env, zone, fmt, text, len, mxgate_map_warn,
+						    (void *)"stdin", &st, err, sizeof(err));
+				if (rc == -EINVAL && strncmp(err, "line ", 5) == 0) {
+					char tmp[600];
+					snprintf(tmp, sizeof(tmp), "stdin, %s", err);
+					snprintf(err, sizeof(err), "%.500s", tmp);
+				}
+				free(text);
+			}
+		} else {
+			rc = rbl_zone_build_file(env, zone, fmt, file, mxgate_map_warn, (void *)file,
+						 &st, err, sizeof(err));
+		}
+		if (rc < 0) {
+			fprintf(stderr, "mxgate-map: fatal: zone %s: %s\n", zone, err);
+			status = 2;
+		} else if (verbose) {
+			fprintf(stderr, "mxgate-map: zone %s: %llu entries, %llu records%s\n", zone,
+				(unsigned long long)st.entries, (unsigned long long)st.records,
+				st.expires ? ", expires" : "");
+		}
+		tables_env_close(env);
+		return status;
+	}
+	struct tables_reader *rd = NULL;
+	struct rbl_zone *z = NULL;
+	if ((rc = tables_reader_open(env, &rd)) < 0 || (rc = rbl_zone_open(rd, zone, &z)) < 0) {
+		fprintf(stderr, "mxgate-map: fatal: zone %s: %s\n", zone, strerror(-rc));
+		status = 2;
+	} else if (strcmp(query, "-") == 0) {
+		char *line = NULL;
+		size_t cap = 0;
+		ssize_t n;
+		bool any = false;
+		while ((n = getline(&line, &cap, stdin)) >= 0) {
+			while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+				line[--n] = '\0';
+			if (n == 0)
+				continue;
+			rc = mxgate_map_zone_query(z, line, true);
+			if (rc < 0) {
+				fprintf(stderr, "mxgate-map: fatal: zone %s: lookup error for \"%.300s\": "
+						"%s\n", zone, line,
+					rc == -ENOENT ? "no such zone" : strerror(-rc));
+				status = 2;
+				break;
+			}
+			any |= rc == 1;
+			fflush(stdout);
+		}
+		free(line);
+		if (status == 0)
+			status = any ? 0 : 1;
+	} else {
+		rc = mxgate_map_zone_query(z, query, false);
+		if (rc < 0) {
+			fprintf(stderr, "mxgate-map: fatal: zone %s: lookup error: %s\n", zone,
+				rc == -ENOENT ? "no such zone (build it first)" : strerror(-rc));
+			status = 2;
+		} else {
+			status = rc == 1 ? 0 : 1;
+		}
+	}
+	rbl_zone_close(z);
+	tables_reader_close(rd);
+	tables_env_close(env);
+	fflush(stdout);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
-	const char *dbdir = NULL, *query = NULL, *delims = NULL;
+	const char *dbdir = NULL, *query = NULL, *delims = NULL, *zone = NULL, *format = NULL;
 	bool list = false, verbose = false, no_parent = false;
 	enum mxgate_map_access mode = MXGATE_MAP_PLAIN;
 	int c;
-	while ((c = getopt(argc, argv, "d:q:sva:D:Nh")) != -1) {
+	while ((c = getopt(argc, argv, "d:q:sva:D:Nz:t:h")) != -1) {
 		switch (c) {
 		case 'd':
 			dbdir = optarg;
@@ -210,6 +339,12 @@ int main(int argc, char **argv)
 		case 'N':
 			no_parent = true;
 			break;
+		case 'z':
+			zone = optarg;
+			break;
+		case 't':
+			format = optarg;
+			break;
 		case 'h':
 			fputs(mxgate_map_usage, stdout);
 			return 0;
@@ -219,6 +354,14 @@ int main(int argc, char **argv)
 		}
 	}
 	int nargs = argc - optind;
+	if (zone) {
+		if (list || mode != MXGATE_MAP_PLAIN || nargs != (query ? 0 : 1)) {
+			fputs(mxgate_map_usage, stderr);
+			return 2;
+		}
+		return mxgate_map_zone(dbdir, zone, format, query, verbose,
+				       query ? NULL : argv[optind]);
+	}
 	bool build = !query && !list;
 	if (nargs < 1 || nargs > (build ? 2 : 1) || (query && list) ||
 	    (mode != MXGATE_MAP_PLAIN && !query)) {

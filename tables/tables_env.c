@@ -24,6 +24,7 @@
 #include "mxgate/inet.h"
 #include "tables/table_cidr.h"
 #include "tables/table_regexp.h"
+#include "tables/tables_internal.h"
 
 #define TABLES_MAGIC "MXTB"
 #define TABLES_VERSION 1u
@@ -44,18 +45,6 @@ struct tables_meta {
 	uint32_t reserved;
 	uint64_t generation;
 	uint64_t entries;
-};
-
-struct tables_env {
-	MDB_env *env;
-	pthread_mutex_t lock; /* mdb_dbi_open must not run in concurrent transactions */
-	bool read_only;
-};
-
-struct tables_reader {
-	struct tables_env *env;
-	MDB_txn *txn;
-	uint64_t epoch; /* bumped by every renew */
 };
 
 struct table_inline_entry {

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mxgate/inet.h"
+#include "tables/rbl_zone.h"
 #include "tables/table_access.h"
 #include "tables/tables_env.h"
 
@@ -75,6 +77,108 @@ static void bench_lookups(struct tables_reader *rd, const char *spec, char **key
 	table_close(t);
 }
 
+/* Local DNSBL zones (tables/rbl_zone.h): an ip4set of n entries (random addresses, a tenth
+ * /24 networks, a hundredth exclusions) and a dnset of n names (a tenth .domain wildcards);
+ * the import time (parse, sort, flatten, one write transaction) and queries/s through
+ * rbl_zone_query_addr / rbl_zone_query_name, half listed. */
+static void bench_rbl_build(struct tables_env *env, const char *zone, enum rbl_format fmt,
+			    const char *text, size_t len)
+{
+	char err[512];
+	struct rbl_build_stats st;
+	struct timespec c0, c1;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+	double t0 = bench_now();
+	int rc = rbl_zone_build(env, zone, fmt, text, len, NULL, NULL, &st, err, sizeof(err));
+	if (rc < 0)
+		bench_die(zone, rc, err);
+	double dt = bench_now() - t0;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+	double cpu = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
+	printf("rbl:%-6s import: %9llu entries, %9llu records, %7.2f s (%.0f entries/s, "
+	       "%.2f s CPU)\n",
+	       rbl_format_name(fmt), (unsigned long long)st.entries, (unsigned long long)st.records,
+	       dt, (double)st.entries / dt, cpu);
+}
+
+static void bench_rbl(struct tables_env *env, struct tables_reader *rd, char *text, size_t cap,
+		      size_t n, size_t rounds)
+{
+	enum { NQ = 1 << 16 };
+	static uint32_t listed[NQ];
+	static struct mx_inet_addr addrs[NQ];
+	size_t w = 0;
+	w += (size_t)snprintf(text + w, cap - w, ":127.0.0.2:Listed, see http://bl.example/?$\n");
+	for (size_t i = 0; i < n; i++) {
+		uint32_t a = (uint32_t)bench_rand();
+		if (i % 10 == 9)
+			w += (size_t)snprintf(text + w, cap - w, "%u.%u.%u\n", a >> 24, (a >> 16) & 255,
+					      (a >> 8) & 255);
+		else
+			w += (size_t)snprintf(text + w, cap - w, "%s%u.%u.%u.%u\n",
+					      i % 100 == 50 ? "!" : "", a >> 24, (a >> 16) & 255,
+					      (a >> 8) & 255, a & 255);
+		if (i % 10 != 9 && i % 100 != 50)
+			listed[i % NQ] = a;
+	}
+	bench_rbl_build(env, "ip4.bench.test", RBL_FORMAT_IP4SET, text, w);
+	for (size_t i = 0; i < NQ; i++) {
+		uint32_t a = i % 2 && i < n ? listed[i] : (uint32_t)bench_rand();
+		addrs[i].family = AF_INET;
+		addrs[i].bytes[0] = (uint8_t)(a >> 24);
+		addrs[i].bytes[1] = (uint8_t)(a >> 16);
+		addrs[i].bytes[2] = (uint8_t)(a >> 8);
+		addrs[i].bytes[3] = (uint8_t)a;
+	}
+	int rc = tables_reader_renew(rd);
+	struct rbl_zone *z;
+	if (rc < 0 || (rc = rbl_zone_open(rd, "ip4.bench.test", &z)) < 0)
+		bench_die("rbl open", rc, "");
+	struct rbl_result res;
+	size_t found = 0;
+	double t0 = bench_now();
+	for (size_t r = 0; r < rounds; r++) {
+		rc = rbl_zone_query_addr(z, &addrs[r % NQ], 0, &res);
+		if (rc < 0)
+			bench_die("rbl query", rc, "");
+		found += (size_t)rc;
+	}
+	double dt = bench_now() - t0;
+	printf("rbl:ip4set query:  %9zu queries, %5.1f%% listed, %10.0f queries/s, %6.0f ns/query\n",
+	       rounds, 100.0 * (double)found / (double)rounds, (double)rounds / dt,
+	       dt * 1e9 / (double)rounds);
+	rbl_zone_close(z);
+
+	w = 0;
+	for (size_t i = 0; i < n; i++)
+		w += (size_t)snprintf(text + w, cap - w, "%sd%zu.example%zu.com\n", i % 10 == 9 ? "." : "",
+				      i, i % 1000);
+	bench_rbl_build(env, "dbl.bench.test", RBL_FORMAT_DNSET, text, w);
+	static char names[NQ][64];
+	for (size_t i = 0; i < NQ; i++) {
+		size_t k = bench_rand() % n;
+		/* a quarter exact names of entries, a quarter names never listed, half with a
+		 * www. that only the wildcard tenth matches: about 30% listed */
+		snprintf(names[i], sizeof(names[i]), "%sd%zu.example%zu.com", i % 2 ? "" : "www.",
+			 i % 4 == 3 ? k + n : k, k % 1000);
+	}
+	if ((rc = tables_reader_renew(rd)) < 0 || (rc = rbl_zone_open(rd, "dbl.bench.test", &z)) < 0)
+		bench_die("rbl open", rc, "");
+	found = 0;
+	t0 = bench_now();
+	for (size_t r = 0; r < rounds; r++) {
+		rc = rbl_zone_query_name(z, names[r % NQ], 0, &res);
+		if (rc < 0)
+			bench_die("rbl query", rc, "");
+		found += (size_t)rc;
+	}
+	dt = bench_now() - t0;
+	printf("rbl:dnset  query:  %9zu queries, %5.1f%% listed, %10.0f queries/s, %6.0f ns/query\n",
+	       rounds, 100.0 * (double)found / (double)rounds, (double)rounds / dt,
+	       dt * 1e9 / (double)rounds);
+	rbl_zone_close(z);
+}
+
 int main(int argc, char **argv)
 {
 	size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000;
@@ -94,6 +198,16 @@ int main(int argc, char **argv)
 	char **keys = malloc(nkeys * sizeof(*keys));
 	if (!text || !keys)
 		bench_die("malloc", ENOMEM, "");
+	for (size_t i = 0; i < nkeys; i++)
+		keys[i] = NULL;
+	struct tables_reader *rd;
+	if (argc > 2 && strcmp(argv[2], "rbl") == 0) {
+		/* ./bench_tables N rbl: the local DNSBL zones only */
+		if ((rc = tables_reader_open(env, &rd)) < 0)
+			bench_die("reader", rc, "");
+		bench_rbl(env, rd, text, cap, n, rounds);
+		goto done;
+	}
 	for (size_t i = 0; i < n; i++)
 		w += (size_t)snprintf(text + w, cap - w, "user%zu@d%zu.example REJECT %zu\n", i,
 				      i % 1000, i);
@@ -103,7 +217,6 @@ int main(int argc, char **argv)
 		size_t k = bench_rand() % n;
 		snprintf(keys[i], 64, "%s%zu@d%zu.example", i % 2 ? "User" : "nouser", k, k % 1000);
 	}
-	struct tables_reader *rd;
 	if ((rc = tables_reader_open(env, &rd)) < 0)
 		bench_die("reader", rc, "");
 	bench_lookups(rd, "hash:bench", keys, nkeys, rounds);
@@ -172,6 +285,9 @@ int main(int argc, char **argv)
 	bench_lookups(rd, "pcre:bench", keys, nkeys, rounds / 200);
 	bench_lookups(rd, "regexp:bench", keys, nkeys, rounds / 2000);
 
+	bench_rbl(env, rd, text, cap, n, rounds);
+
+done:
 	tables_reader_close(rd);
 	tables_env_close(env);
 	for (size_t i = 0; i < nkeys; i++)
