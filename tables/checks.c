@@ -1,0 +1,1096 @@
+/* header_checks / body_checks sets on Hyperscan with PCRE2 and regexec(3); see checks.h. */
+#include "tables/checks.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <ctype.h>
+#include <errno.h>
+#include <hs/hs.h>
+#include <pcre2.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "tables/table_parse.h"
+
+enum checks_op { CHECKS_OP_RULE, CHECKS_OP_IF, CHECKS_OP_ENDIF };
+
+/* How a rule is decided. */
+enum checks_mode {
+	CHECKS_MODE_EXACT,   /* the Hyperscan hit is the answer */
+	CHECKS_MODE_CONFIRM, /* Hyperscan hit (superset), confirmed by PCRE2/regexec */
+	CHECKS_MODE_NONE,    /* not in the database: PCRE2/regexec on every subject */
+};
+
+/* Bounds on PCRE2's backtracking, as table_regexp.c: a hostile header must not burn a worker. */
+#define CHECKS_MATCH_LIMIT 1000000u
+#define CHECKS_DEPTH_LIMIT 10000u
+#define CHECKS_GROUPS_MAX 99u
+
+struct checks_rule {
+	uint8_t op, mode;
+	bool negate, pcre, has_refs, posix_ok;
+	unsigned nsub;
+	uint32_t end; /* IF: index of its ENDIF */
+	uint32_t file, line;
+	regex_t posix;
+	pcre2_code *re;
+	char *result;
+	char *hs_expr; /* only while compiling */
+	unsigned hs_flags;
+};
+
+struct checks {
+	struct checks_rule *rules;
+	size_t n, cap;
+	uint32_t *always; /* rules to visit whatever Hyperscan says, ascending */
+	size_t nalways;
+	hs_database_t *db;
+	struct checks_stats st;
+};
+
+struct checks_scratch {
+	hs_scratch_t *hs;
+	uint64_t *bits; /* rule index -> Hyperscan matched */
+	uint32_t *ids;  /* the indices set in bits, to clear them */
+	size_t cap;     /* rules bits/ids can hold */
+	size_t nids;
+	pcre2_match_data *md;
+	pcre2_match_context *mctx;
+	regmatch_t pm[CHECKS_GROUPS_MAX + 1];
+	/* regexec(3) wants a NUL-terminated subject (REG_STARTEND is a glibc/BSD extension
+	 * the sanitizers' interceptor ignores): a copy, made once per lookup that needs it */
+	char *z;
+	size_t zcap;
+	const char *zsrc; /* the subject z holds a copy of, for this lookup */
+};
+
+static const char *const checks_action_names[CHECKS_ACTION_MAX] = {
+	[CHECKS_DUNNO] = "DUNNO",     [CHECKS_REJECT] = "REJECT",   [CHECKS_DISCARD] = "DISCARD",
+	[CHECKS_HOLD] = "HOLD",       [CHECKS_IGNORE] = "IGNORE",   [CHECKS_STRIP] = "STRIP",
+	[CHECKS_REPLACE] = "REPLACE", [CHECKS_PREPEND] = "PREPEND", [CHECKS_WARN] = "WARN",
+	[CHECKS_INFO] = "INFO",       [CHECKS_REDIRECT] = "REDIRECT", [CHECKS_FILTER] = "FILTER",
+	[CHECKS_BCC] = "BCC",         [CHECKS_PASS] = "PASS",       [CHECKS_UNKNOWN] = "UNKNOWN",
+};
+
+const char *checks_action_name(enum checks_action a)
+{
+	return (unsigned)a < CHECKS_ACTION_MAX ? checks_action_names[a] : "?";
+}
+
+/* ---- result templates ------------------------------------------------------------------ */
+
+/* Walk a result template (regexp_table(5): $n, ${n}, $(n), $$). With caps == NULL only checks
+ * it (references must be <= nsub, none after a negated pattern) and sets *refs. Otherwise
+ * writes the substituted text into out. Returns 0, -EINVAL (reason in why), -E2BIG. */
+static int checks_subst(const char *t, unsigned nsub, bool refs_allowed, bool *refs,
+			const char *subj, const size_t *caps, char *out, size_t outlen, char *why,
+			size_t whylen)
+{
+	size_t w = 0;
+	for (const char *p = t; *p;) {
+		const char *src = p;
+		size_t cnt;
+		if (*p != '$') {
+			const char *q = strchr(p, '$');
+			cnt = q ? (size_t)(q - p) : strlen(p);
+			p += cnt;
+		} else if (p[1] == '$') {
+			src = p;
+			cnt = 1;
+			p += 2;
+		} else {
+			const char *ns, *ne;
+			p++;
+			if (*p == '{' || *p == '(') {
+				ns = p + 1;
+				ne = strchr(ns, *p == '{' ? '}' : ')');
+				if (!ne) {
+					snprintf(why, whylen, "unmatched '%c' in result", *p);
+					return -EINVAL;
+				}
+				p = ne + 1;
+			} else {
+				ns = p;
+				while (isalnum((unsigned char)*p) || *p == '_')
+					p++;
+				ne = p;
+			}
+			size_t l = (size_t)(ne - ns);
+			if (l == 0) {
+				snprintf(why, whylen, "empty macro name in result (use $$ for $)");
+				return -EINVAL;
+			}
+			if (l > 2 || strspn(ns, "0123456789") < l) {
+				snprintf(why, whylen, "non-numeric replacement index \"%.*s\"",
+					 (int)(l > 32 ? 32 : l), ns);
+				return -EINVAL;
+			}
+			unsigned idx = (unsigned)atoi(ns);
+			if (!refs_allowed) {
+				snprintf(why, whylen, "$number in result after a negated pattern");
+				return -EINVAL;
+			}
+			if (idx == 0 || idx > nsub) { /* Postfix has no $0 */
+				snprintf(why, whylen, "out-of-range replacement index \"%u\"", idx);
+				return -EINVAL;
+			}
+			if (refs)
+				*refs = true;
+			if (!caps || caps[2 * idx] == SIZE_MAX)
+				continue;
+			src = subj + caps[2 * idx];
+			cnt = caps[2 * idx + 1] - caps[2 * idx];
+		}
+		if (caps) {
+			if (w + cnt >= outlen)
+				return -E2BIG;
+			memcpy(out + w, src, cnt);
+			w += cnt;
+		}
+	}
+	if (caps)
+		out[w] = '\0';
+	return 0;
+}
+
+/* ---- pattern translation to Hyperscan ------------------------------------------------- */
+
+struct checks_buf {
+	char *p;
+	size_t n, cap;
+	bool oom;
+};
+
+static void checks_put(struct checks_buf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->n + n + 1 > b->cap) {
+		size_t cap = (b->n + n + 1) * 2;
+		char *np = realloc(b->p, cap);
+		if (!np) {
+			b->oom = true;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->n, s, n);
+	b->n += n;
+	b->p[b->n] = '\0';
+}
+
+/* POSIX ERE -> Hyperscan (PCRE syntax). Returns 1 when translated (the caller confirms every
+ * hit with regexec, so the translation only has to keep every match), 0 when the pattern
+ * must run without Hyperscan, -ENOMEM. */
+static int checks_ere_to_hs(const char *pat, bool nl, struct checks_buf *b)
+{
+	const char *prev = "(";
+	checks_put(b, "", 0); /* an empty pattern is an empty expression, not none */
+	for (const char *p = pat; *p; p++) {
+		if (*p == '[') {
+			checks_put(b, "[", 1);
+			p++;
+			if (*p == '^') {
+				checks_put(b, "^", 1);
+				p++;
+			}
+			if (*p == ']') { /* first ']' is a member (XBD 9.3.5) */
+				checks_put(b, "\\]", 2);
+				p++;
+			}
+			for (; *p && *p != ']'; p++) {
+				if (*p == '[' && p[1] == ':') {
+					const char *e = strstr(p + 2, ":]");
+					if (!e)
+						return 0;
+					checks_put(b, p, (size_t)(e + 2 - p));
+					p = e + 1;
+				} else if (*p == '[' && (p[1] == '.' || p[1] == '=')) {
+					return 0; /* collating elements: no Hyperscan form */
+				} else if (*p == '\\' || *p == '[') {
+					checks_put(b, "\\", 1); /* literal in POSIX brackets */
+					checks_put(b, p, 1);
+				} else {
+					checks_put(b, p, 1);
+				}
+			}
+			if (!*p)
+				return 0;
+			checks_put(b, "]", 1);
+			prev = "]";
+			continue;
+		}
+		if (*p == '\\') {
+			if (!p[1])
+				return 0;
+			/* glibc gives \w \< \b \1 ... their GNU meaning; punctuation is literal. */
+			if (isalnum((unsigned char)p[1]) || strchr("<>`'", p[1]))
+				return 0;
+			checks_put(b, p, 2);
+			p++;
+			prev = "\\";
+			continue;
+		}
+		if ((*p == '*' || *p == '+' || *p == '?' || *p == '{') && strchr("(|", *prev))
+			return 0; /* a leading repetition: literal or error in glibc, not in PCRE */
+		if (*p == '{' && p[1] == ',')
+			return 0;
+		if (*p == '(' && (p[1] == '?' || p[1] == '*'))
+			return 0;
+		checks_put(b, p, 1);
+		prev = p;
+	}
+	(void)nl;
+	return b->oom ? -ENOMEM : 1;
+}
+
+/* POSIX leaves adjacent duplication symbols undefined and glibc's regcomp() is exponential
+ * on them (see table_regexp.c): refuse them and bound {m,n} counts. */
+static int checks_posix_check(const char *pat, bool ext, char *why, size_t whylen)
+{
+	bool after_dup = false;
+	for (const char *p = pat; *p; p++) {
+		bool dup = false;
+		if (*p == '[') {
+			const char *q = p + 1;
+			if (*q == '^')
+				q++;
+			if (*q == ']')
+				q++;
+			while (*q && *q != ']') {
+				if (*q == '[' && (q[1] == ':' || q[1] == '.' || q[1] == '=')) {
+					const char *e = strchr(q + 2, q[1]);
+					q = e && e[1] == ']' ? e + 2 : q + 1;
+				} else {
+					q++;
+				}
+			}
+			if (!*q)
+				return 0;
+			p = q;
+		} else if (*p == '\\' && p[1]) {
+			p++;
+			if (!ext && (*p == '{' || *p == '}'))
+				dup = true;
+		} else if (ext && (*p == '*' || *p == '+' || *p == '?' || *p == '{')) {
+			dup = true;
+			if (*p == '{') {
+				const char *q = p + 1;
+				unsigned long v = 0;
+				for (; *q && *q != '}'; q++) {
+					if (*q >= '0' && *q <= '9') {
+						v = v * 10 + (unsigned long)(*q - '0');
+						if (v > 1000) {
+							snprintf(why, whylen,
+								 "repetition count above 1000");
+							return -EINVAL;
+						}
+					} else {
+						v = 0;
+					}
+				}
+				if (*q)
+					p = q;
+			}
+		} else if (!ext && *p == '*' && after_dup) {
+			dup = true;
+		}
+		if (dup && after_dup) {
+			snprintf(why, whylen, "adjacent repetition operators are undefined in "
+					      "POSIX regular expressions (use a group)");
+			return -EINVAL;
+		}
+		after_dup = dup || (!ext && *p == '*');
+	}
+	return 0;
+}
+
+/* Compile one pattern; p points at the delimiter. Sets *rest after the flags. */
+static int checks_pattern(struct checks_rule *r, char *p, char **rest, char *why, size_t whylen)
+{
+	char delim = *p;
+	if (!delim || delim == ' ' || delim == '\t') {
+		snprintf(why, whylen, "missing regular expression delimiter");
+		return -EINVAL;
+	}
+	char *pat = ++p;
+	while (*p && *p != delim) {
+		if (*p == '\\' && p[1])
+			p++;
+		p++;
+	}
+	if (*p != delim) {
+		snprintf(why, whylen, "missing closing delimiter '%c'", delim);
+		return -EINVAL;
+	}
+	*p++ = '\0';
+	/* pcre_table(5): every flag toggles; i and s are on by default (CASELESS, DOTALL). */
+	bool icase = true, ext = true, nl = false, x = false, anch = false, endonly = false;
+	uint32_t popts = PCRE2_DOTALL;
+	for (; *p && *p != ' ' && *p != '\t'; p++) {
+		switch (*p) {
+		case 'i':
+			icase = !icase;
+			break;
+		case 'x':
+			if (r->pcre) {
+				popts ^= PCRE2_EXTENDED;
+				x = !x;
+			} else {
+				ext = !ext;
+			}
+			break;
+		case 'm':
+			if (r->pcre)
+				popts ^= PCRE2_MULTILINE;
+			else
+				nl = !nl;
+			break;
+		case 's':
+		case 'A':
+		case 'E':
+		case 'U':
+		case 'X':
+			if (!r->pcre)
+				goto unknown;
+			if (*p == 's')
+				popts ^= PCRE2_DOTALL;
+			else if (*p == 'A')
+				popts ^= PCRE2_ANCHORED, anch = !anch;
+			else if (*p == 'E')
+				popts ^= PCRE2_DOLLAR_ENDONLY, endonly = !endonly;
+			else if (*p == 'U')
+				popts ^= PCRE2_UNGREEDY;
+			/* X: PCRE1's PCRE_EXTRA has no PCRE2 form; Postfix with PCRE2 ignores it */
+			break;
+		default:
+unknown:
+			snprintf(why, whylen, "unknown regexp option \"%c\"", *p);
+			return -EINVAL;
+		}
+	}
+	*rest = p;
+	struct checks_buf b = { 0 };
+	r->hs_flags = HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY;
+	if (r->pcre) {
+		int ec;
+		PCRE2_SIZE eo;
+		if (icase)
+			popts |= PCRE2_CASELESS;
+		r->re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, popts, &ec, &eo, NULL);
+		if (!r->re) {
+			PCRE2_UCHAR msg[160];
+			pcre2_get_error_message(ec, msg, sizeof(msg));
+			snprintf(why, whylen, "error in regex at offset %zu: %s", (size_t)eo,
+				 (const char *)msg);
+			return -EINVAL;
+		}
+		uint32_t cc = 0;
+		pcre2_pattern_info(r->re, PCRE2_INFO_CAPTURECOUNT, &cc);
+		r->nsub = cc;
+		pcre2_jit_compile(r->re, PCRE2_JIT_COMPLETE);
+		r->mode = CHECKS_MODE_EXACT;
+		if (icase)
+			r->hs_flags |= HS_FLAG_CASELESS;
+		if (popts & PCRE2_MULTILINE)
+			r->hs_flags |= HS_FLAG_MULTILINE;
+		if (popts & PCRE2_DOTALL)
+			r->hs_flags |= HS_FLAG_DOTALL;
+		/* With x a '#' comment runs to the end of the pattern and would eat a closing
+		 * parenthesis of ours: then scan unanchored and let PCRE2 confirm. */
+		if (anch && !x)
+			checks_put(&b, "\\A(?:", 5);
+		else if (anch)
+			r->mode = CHECKS_MODE_CONFIRM;
+		if (x)
+			checks_put(&b, "(?x)", 4);
+		checks_put(&b, pat, strlen(pat));
+		if (anch && !x)
+			checks_put(&b, ")", 1);
+		/* E: '$' only at the very end; Hyperscan's '$' also before a final newline,
+		 * a superset. */
+		if (endonly)
+			r->mode = CHECKS_MODE_CONFIRM;
+		if (b.oom)
+			return -ENOMEM;
+		r->hs_expr = b.p;
+	} else {
+		int flags = (ext ? REG_EXTENDED : 0) | (icase ? REG_ICASE : 0) | (nl ? REG_NEWLINE : 0);
+		if (checks_posix_check(pat, ext, why, whylen) < 0)
+			return -EINVAL;
+		int ec = regcomp(&r->posix, pat, flags);
+		if (ec) {
+			char msg[160];
+			regerror(ec, &r->posix, msg, sizeof(msg));
+			snprintf(why, whylen, "regcomp: %s", msg);
+			return -EINVAL;
+		}
+		r->posix_ok = true;
+		r->nsub = (unsigned)r->posix.re_nsub;
+		r->mode = CHECKS_MODE_NONE;
+		if (ext) {
+			int t = checks_ere_to_hs(pat, nl, &b);
+			if (t < 0)
+				return t;
+			if (t == 1) {
+				r->mode = CHECKS_MODE_CONFIRM;
+				r->hs_expr = b.p;
+				b.p = NULL;
+				if (icase)
+					r->hs_flags |= HS_FLAG_CASELESS;
+				/* Without REG_NEWLINE '.' matches a newline (XBD 9.3.8). */
+				r->hs_flags |= nl ? HS_FLAG_MULTILINE : HS_FLAG_DOTALL;
+			}
+			free(b.p);
+		}
+	}
+	if (r->nsub > CHECKS_GROUPS_MAX) {
+		snprintf(why, whylen, "more than %u capture groups", CHECKS_GROUPS_MAX);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void checks_rule_free(struct checks_rule *r)
+{
+	if (r->posix_ok)
+		regfree(&r->posix);
+	pcre2_code_free(r->re);
+	free(r->result);
+	free(r->hs_expr);
+	r->hs_expr = NULL;
+}
+
+static int checks_push(struct checks *c, const struct checks_rule *r)
+{
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		struct checks_rule *nr = realloc(c->rules, cap * sizeof(*nr));
+		if (!nr)
+			return -ENOMEM;
+		c->rules = nr;
+		c->cap = cap;
+	}
+	c->rules[c->n++] = *r;
+	return 0;
+}
+
+/* Parse one source into c. */
+static int checks_parse(struct checks *c, const struct checks_source *src, uint32_t file,
+			char *err, size_t errlen)
+{
+	struct table_text tt;
+	table_text_init(&tt, src->text, src->len);
+	uint32_t stack[CHECKS_DEPTH_MAX];
+	unsigned depth = 0, lineno = 0, if_line[CHECKS_DEPTH_MAX];
+	char *line, why[256];
+	size_t llen;
+	int rc;
+	while ((rc = table_text_next(&tt, &line, &llen, &lineno, why, sizeof(why))) > 0) {
+		struct checks_rule r = { .op = CHECKS_OP_RULE, .pcre = src->pcre, .file = file,
+					 .line = lineno };
+		char *p = line;
+		if (c->n >= CHECKS_RULES_MAX) {
+			snprintf(why, sizeof(why), "more than %u lines", CHECKS_RULES_MAX);
+			rc = -EINVAL;
+			goto bad;
+		}
+		if (strcasecmp(p, "endif") == 0) {
+			if (depth == 0) {
+				snprintf(why, sizeof(why), "ENDIF without matching IF");
+				rc = -EINVAL;
+				goto bad;
+			}
+			r.op = CHECKS_OP_ENDIF;
+			c->rules[stack[--depth]].end = (uint32_t)c->n;
+			if ((rc = checks_push(c, &r)) < 0)
+				goto out;
+			continue;
+		}
+		if (strncasecmp(p, "if", 2) == 0 && (p[2] == ' ' || p[2] == '\t')) {
+			r.op = CHECKS_OP_IF;
+			p += 2;
+			while (*p == ' ' || *p == '\t')
+				p++;
+		}
+		if (*p == '!') {
+			r.negate = true;
+			p++;
+		}
+		char *rest;
+		if ((rc = checks_pattern(&r, p, &rest, why, sizeof(why))) < 0) {
+			checks_rule_free(&r);
+			if (rc == -ENOMEM)
+				goto out;
+			goto bad;
+		}
+		while (*rest == ' ' || *rest == '\t')
+			rest++;
+		if (r.op == CHECKS_OP_IF) {
+			if (*rest) {
+				snprintf(why, sizeof(why), "extra text after IF pattern: \"%.64s\"",
+					 rest);
+				rc = -EINVAL;
+			} else if (depth == CHECKS_DEPTH_MAX) {
+				snprintf(why, sizeof(why), "if/endif nested deeper than %u",
+					 CHECKS_DEPTH_MAX);
+				rc = -EINVAL;
+			}
+		} else if (!*rest) {
+			snprintf(why, sizeof(why), "no action");
+			rc = -EINVAL;
+		} else if (strlen(rest) > CHECKS_RESULT_MAX / 2) {
+			snprintf(why, sizeof(why), "action longer than %u bytes",
+				 CHECKS_RESULT_MAX / 2);
+			rc = -EINVAL;
+		} else {
+			rc = checks_subst(rest, r.nsub, !r.negate, &r.has_refs, NULL, NULL, NULL, 0,
+					  why, sizeof(why));
+			if (rc == 0 && !(r.result = strdup(rest)))
+				rc = -ENOMEM;
+		}
+		if (rc < 0) {
+			checks_rule_free(&r);
+			if (rc == -ENOMEM)
+				goto out;
+			goto bad;
+		}
+		if (r.op == CHECKS_OP_IF) {
+			if_line[depth] = lineno;
+			stack[depth++] = (uint32_t)c->n;
+		}
+		if ((rc = checks_push(c, &r)) < 0) {
+			checks_rule_free(&r);
+			goto out;
+		}
+	}
+	if (rc < 0) {
+		if (rc == -EINVAL)
+			snprintf(err, errlen, "%s, line %u: %s", src->name ? src->name : "?",
+				 lineno + 1, why);
+		goto out;
+	}
+	if (depth > 0) {
+		snprintf(err, errlen, "%s, line %u: IF has no matching ENDIF",
+			 src->name ? src->name : "?", if_line[depth - 1]);
+		rc = -EINVAL;
+		goto out;
+	}
+	rc = 0;
+	goto out;
+bad:
+	snprintf(err, errlen, "%s, line %u: %s", src->name ? src->name : "?", lineno, why);
+out:
+	table_text_free(&tt);
+	return rc;
+}
+
+/* Build the Hyperscan database: a pattern Hyperscan refuses is retried as a prefilter and,
+ * if that fails too, left out. hs_expression_info() finds most refusals cheaply; a refusal
+ * only the full compile sees is taken out one by one. */
+static int checks_build_db(struct checks *c)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		struct checks_rule *r = &c->rules[i];
+		if (r->op == CHECKS_OP_ENDIF)
+			continue;
+		if (!r->hs_expr) { /* whatever the reason, a rule Hyperscan does not see */
+			r->mode = CHECKS_MODE_NONE;
+			continue;
+		}
+		hs_expr_info_t *info = NULL;
+		hs_compile_error_t *ce = NULL;
+		if (hs_expression_info(r->hs_expr, r->hs_flags, &info, &ce) != HS_SUCCESS) {
+			hs_free_compile_error(ce);
+			ce = NULL;
+			r->hs_flags |= HS_FLAG_PREFILTER;
+			r->mode = CHECKS_MODE_CONFIRM;
+			if (hs_expression_info(r->hs_expr, r->hs_flags, &info, &ce) != HS_SUCCESS) {
+				hs_free_compile_error(ce);
+				r->mode = CHECKS_MODE_NONE;
+				continue;
+			}
+		}
+		free(info);
+		n++;
+	}
+	const char **exprs = calloc(n ? n : 1, sizeof(*exprs));
+	unsigned *flags = calloc(n ? n : 1, sizeof(*flags)), *ids = calloc(n ? n : 1, sizeof(*ids));
+	int rc = -ENOMEM;
+	if (!exprs || !flags || !ids)
+		goto out;
+	for (;;) {
+		size_t k = 0;
+		for (size_t i = 0; i < c->n; i++) {
+			struct checks_rule *r = &c->rules[i];
+			if (r->op == CHECKS_OP_ENDIF || !r->hs_expr || r->mode == CHECKS_MODE_NONE)
+				continue;
+			exprs[k] = r->hs_expr;
+			flags[k] = r->hs_flags;
+			ids[k] = (unsigned)i;
+			k++;
+		}
+		if (k == 0) {
+			rc = 0;
+			break;
+		}
+		hs_compile_error_t *ce = NULL;
+		hs_database_t *db = NULL;
+		c->st.hs_compiles++;
+		if (hs_compile_multi(exprs, flags, ids, (unsigned)k, HS_MODE_BLOCK, NULL, &db, &ce) ==
+		    HS_SUCCESS) {
+			c->db = db;
+			size_t dbsize = 0;
+			if (hs_database_size(db, &dbsize) == HS_SUCCESS)
+				c->st.hs_bytes = (double)dbsize;
+			rc = 0;
+			break;
+		}
+		int bad = ce ? ce->expression : -1;
+		hs_free_compile_error(ce);
+		if (bad < 0 || (size_t)bad >= k) {
+			/* Not one pattern's fault (a resource limit): all run without it. */
+			for (size_t i = 0; i < k; i++)
+				c->rules[ids[i]].mode = CHECKS_MODE_NONE;
+			rc = 0;
+			break;
+		}
+		struct checks_rule *r = &c->rules[ids[bad]];
+		if (!(r->hs_flags & HS_FLAG_PREFILTER)) {
+			r->hs_flags |= HS_FLAG_PREFILTER;
+			r->mode = CHECKS_MODE_CONFIRM;
+		} else {
+			r->mode = CHECKS_MODE_NONE;
+		}
+	}
+out:
+	free(exprs);
+	free(flags);
+	free(ids);
+	return rc;
+}
+
+int checks_compile(const struct checks_source *src, size_t n, struct checks **out, char *err,
+		   size_t errlen)
+{
+	if (n > CHECKS_FILES_MAX) {
+		snprintf(err, errlen, "more than %u check files in one list", CHECKS_FILES_MAX);
+		return -EINVAL;
+	}
+	struct checks *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	int rc = 0;
+	for (size_t f = 0; f < n; f++)
+		if ((rc = checks_parse(c, &src[f], (uint32_t)f, err, errlen)) < 0)
+			goto fail;
+	if ((rc = checks_build_db(c)) < 0)
+		goto fail;
+	rc = -ENOMEM;
+	if (!(c->always = calloc(c->n ? c->n : 1, sizeof(*c->always))))
+		goto fail;
+	for (size_t i = 0; i < c->n; i++) {
+		struct checks_rule *r = &c->rules[i];
+		free(r->hs_expr);
+		r->hs_expr = NULL;
+		if (r->op == CHECKS_OP_ENDIF)
+			continue;
+		if (r->op == CHECKS_OP_IF)
+			c->st.ifs++;
+		else
+			c->st.rules++;
+		if (r->mode == CHECKS_MODE_EXACT)
+			c->st.hs_exact++;
+		else if (r->mode == CHECKS_MODE_CONFIRM)
+			c->st.hs_confirm++;
+		else
+			c->st.no_hs++;
+		if (r->op == CHECKS_OP_IF || r->negate || r->mode == CHECKS_MODE_NONE)
+			c->always[c->nalways++] = (uint32_t)i;
+	}
+	*out = c;
+	return 0;
+fail:
+	checks_free(c);
+	return rc;
+}
+
+void checks_free(struct checks *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n; i++)
+		checks_rule_free(&c->rules[i]);
+	free(c->rules);
+	free(c->always);
+	hs_free_database(c->db);
+	free(c);
+}
+
+void checks_stats(const struct checks *c, struct checks_stats *st)
+{
+	*st = c ? c->st : (struct checks_stats){ 0 };
+}
+
+/* ---- reading a list of files ------------------------------------------------------------ */
+
+#define CHECKS_FILE_MAX (64u << 20)
+
+static int checks_read_file(const char *path, char **data, size_t *len, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		snprintf(err, errlen, "open %s: %s", path, strerror(errno));
+		return -EINVAL;
+	}
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+	for (;;) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 65536;
+			if (cap > CHECKS_FILE_MAX + 1) {
+				snprintf(err, errlen, "%s: larger than %u bytes", path,
+					 CHECKS_FILE_MAX);
+				rc = -EINVAL;
+				break;
+			}
+			char *nb = realloc(buf, cap);
+			if (!nb) {
+				rc = -ENOMEM;
+				break;
+			}
+			buf = nb;
+		}
+		size_t got = fread(buf + n, 1, cap - n, f);
+		n += got;
+		if (got == 0) {
+			if (ferror(f)) {
+				snprintf(err, errlen, "read %s: %s", path, strerror(errno));
+				rc = -EINVAL;
+			}
+			break;
+		}
+	}
+	fclose(f);
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	*data = buf;
+	*len = n;
+	return 0;
+}
+
+int checks_compile_list(const char *list, struct checks **out, char *err, size_t errlen)
+{
+	struct checks_source src[CHECKS_FILES_MAX];
+	char *names[CHECKS_FILES_MAX], *texts[CHECKS_FILES_MAX];
+	size_t n = 0;
+	int rc = 0;
+	*out = NULL;
+	for (const char *p = list; *p;) {
+		p += strspn(p, ", \t\r\n");
+		if (!*p)
+			break;
+		size_t l = strcspn(p, ", \t\r\n");
+		if (n == CHECKS_FILES_MAX) {
+			snprintf(err, errlen, "more than %u check files in one list",
+				 CHECKS_FILES_MAX);
+			rc = -EINVAL;
+			goto out;
+		}
+		if (!(names[n] = strndup(p, l))) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		texts[n] = NULL;
+		n++;
+		char *name = names[n - 1];
+		bool pcre = strncmp(name, "pcre:", 5) == 0;
+		if (!pcre && strncmp(name, "regexp:", 7) != 0) {
+			snprintf(err, errlen, "%s: unsupported check table type (pcre: or regexp:)",
+				 name);
+			rc = -EINVAL;
+			goto out;
+		}
+		size_t len;
+		if ((rc = checks_read_file(name + (pcre ? 5 : 7), &texts[n - 1], &len, err,
+					   errlen)) < 0)
+			goto out;
+		src[n - 1] = (struct checks_source){ name, pcre, texts[n - 1], len };
+		p += l;
+	}
+	if (n > 0)
+		rc = checks_compile(src, n, out, err, errlen);
+out:
+	for (size_t i = 0; i < n; i++) {
+		free(names[i]);
+		free(texts[i]);
+	}
+	return rc;
+}
+
+/* ---- scratch and matching --------------------------------------------------------------- */
+
+int checks_scratch_alloc(const struct checks *c, struct checks_scratch **sp)
+{
+	struct checks_scratch *s = *sp;
+	bool fresh = !s;
+	if (fresh) {
+		if (!(s = calloc(1, sizeof(*s))))
+			return -ENOMEM;
+		s->md = pcre2_match_data_create(CHECKS_GROUPS_MAX + 1, NULL);
+		s->mctx = pcre2_match_context_create(NULL);
+		if (!s->md || !s->mctx)
+			goto fail;
+		pcre2_set_match_limit(s->mctx, CHECKS_MATCH_LIMIT);
+		pcre2_set_depth_limit(s->mctx, CHECKS_DEPTH_LIMIT);
+	}
+	if (c && c->n > s->cap) {
+		size_t words = (c->n + 63) / 64;
+		uint64_t *nb = realloc(s->bits, words * sizeof(*nb));
+		if (!nb)
+			goto fail;
+		s->bits = nb;
+		memset(s->bits, 0, words * sizeof(*nb));
+		uint32_t *ni = realloc(s->ids, c->n * sizeof(*ni));
+		if (!ni)
+			goto fail;
+		s->ids = ni;
+		s->cap = c->n;
+	}
+	if (c && c->db && hs_alloc_scratch(c->db, &s->hs) != HS_SUCCESS)
+		goto fail;
+	*sp = s;
+	return 0;
+fail:
+	if (fresh)
+		checks_scratch_free(s);
+	return -ENOMEM;
+}
+
+void checks_scratch_free(struct checks_scratch *s)
+{
+	if (!s)
+		return;
+	hs_free_scratch(s->hs);
+	free(s->bits);
+	free(s->ids);
+	free(s->z);
+	pcre2_match_data_free(s->md);
+	pcre2_match_context_free(s->mctx);
+	free(s);
+}
+
+/* Run rule r with its own engine; fills caps (2 * (nsub + 1)) when non-NULL.
+ * Returns 1, 0, or <0. */
+static int checks_exec(const struct checks_rule *r, struct checks_scratch *s, const char *subj,
+		       size_t len, size_t *caps)
+{
+	if (r->pcre) {
+		int rc = pcre2_match(r->re, (PCRE2_SPTR)subj, len, 0, 0, s->md, s->mctx);
+		if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
+			rc = pcre2_match(r->re, (PCRE2_SPTR)subj, len, 0, PCRE2_NO_JIT, s->md,
+					 s->mctx);
+		if (rc == PCRE2_ERROR_NOMATCH)
+			return 0;
+		if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT)
+			return -ERANGE;
+		if (rc < 0)
+			return -EIO;
+		if (caps) {
+			PCRE2_SIZE *ov = pcre2_get_ovector_pointer(s->md);
+			for (unsigned i = 0; i <= r->nsub; i++) {
+				bool set = (int)i < rc && ov[2 * i] != PCRE2_UNSET;
+				caps[2 * i] = set ? ov[2 * i] : SIZE_MAX;
+				caps[2 * i + 1] = set ? ov[2 * i + 1] : SIZE_MAX;
+			}
+		}
+		return 1;
+	}
+	if (s->zsrc != subj) {
+		if (len + 1 > s->zcap) {
+			size_t cap = len + 1 < 4096 ? 4096 : len + 1;
+			char *nz = realloc(s->z, cap);
+			if (!nz)
+				return -ENOMEM;
+			s->z = nz;
+			s->zcap = cap;
+		}
+		memcpy(s->z, subj, len);
+		s->z[len] = '\0';
+		s->zsrc = subj;
+	}
+	/* REG_STARTEND: a NUL inside the subject does not end it (glibc, BSD). */
+	s->pm[0].rm_so = 0;
+	s->pm[0].rm_eo = (regoff_t)len;
+	int rc = regexec(&r->posix, s->z, r->nsub + 1, s->pm, REG_STARTEND);
+	if (rc == REG_NOMATCH)
+		return 0;
+	if (rc != 0)
+		return -EIO;
+	if (caps) {
+		for (unsigned i = 0; i <= r->nsub; i++) {
+			bool set = s->pm[i].rm_so >= 0;
+			caps[2 * i] = set ? (size_t)s->pm[i].rm_so : SIZE_MAX;
+			caps[2 * i + 1] = set ? (size_t)s->pm[i].rm_eo : SIZE_MAX;
+		}
+	}
+	return 1;
+}
+
+/* The winner: substitute and classify as cleanup_act() does. */
+static int checks_finish(const struct checks_rule *r, struct checks_scratch *s, const char *subj,
+			 size_t len, char *out, size_t outlen, struct checks_result *res)
+{
+	size_t caps[2 * (CHECKS_GROUPS_MAX + 1)];
+	const size_t none[2] = { SIZE_MAX, SIZE_MAX };
+	const size_t *cp = none;
+	if (r->has_refs) {
+		int m = checks_exec(r, s, subj, len, caps);
+		if (m < 0)
+			return m;
+		if (m == 0)
+			return -EIO; /* Hyperscan and the engine disagree: a bug, reported */
+		cp = caps;
+	}
+	char why[96];
+	int rc = checks_subst(r->result, r->nsub, true, NULL, subj, cp, out, outlen, why,
+			      sizeof(why));
+	if (rc < 0)
+		return rc;
+	size_t w = strcspn(out, " \t");
+	res->action = CHECKS_UNKNOWN;
+	if (w == 2 && strncasecmp(out, "OK", 2) == 0) {
+		res->action = CHECKS_DUNNO;
+	} else {
+		for (unsigned a = 0; a < CHECKS_UNKNOWN; a++)
+			if (strlen(checks_action_names[a]) == w &&
+			    strncasecmp(out, checks_action_names[a], w) == 0)
+				res->action = (enum checks_action)a;
+	}
+	const char *t = out + w;
+	t += strspn(t, " \t");
+	res->text = t;
+	res->value = out;
+	res->file = r->file;
+	res->line = r->line;
+	return 1;
+}
+
+static int checks_on_match(unsigned id, unsigned long long from, unsigned long long to,
+			   unsigned flags, void *ctx)
+{
+	(void)from;
+	(void)to;
+	(void)flags;
+	struct checks_scratch *s = ctx;
+	uint64_t bit = 1ull << (id % 64);
+	if (!(s->bits[id / 64] & bit)) {
+		s->bits[id / 64] |= bit;
+		s->ids[s->nids++] = id;
+	}
+	return 0;
+}
+
+static int checks_cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int checks_match(const struct checks *c, struct checks_scratch *s, const char *subj, size_t len,
+		 char *out, size_t outlen, struct checks_result *res)
+{
+	if (!c || c->n == 0)
+		return 0;
+	if (len > CHECKS_SUBJECT_MAX)
+		return -E2BIG;
+	/* A scratch not grown for this set is a caller bug. */
+	if (s->cap < c->n || (c->db && !s->hs))
+		return -EINVAL;
+	s->nids = 0;
+	s->zsrc = NULL;
+	if (c->db &&
+	    hs_scan(c->db, subj, (unsigned)len, 0, s->hs, checks_on_match, s) != HS_SUCCESS) {
+		for (size_t i = 0; i < s->nids; i++)
+			s->bits[s->ids[i] / 64] = 0;
+		return -EIO;
+	}
+	if (s->nids > 1)
+		qsort(s->ids, s->nids, sizeof(*s->ids), checks_cmp_u32);
+	size_t i = 0, j = 0;
+	uint32_t skip = 0;
+	int rc = 0;
+	while (i < s->nids || j < c->nalways) {
+		uint32_t a = i < s->nids ? s->ids[i] : UINT32_MAX;
+		uint32_t b = j < c->nalways ? c->always[j] : UINT32_MAX;
+		uint32_t k = a < b ? a : b;
+		if (a == k)
+			i++;
+		if (b == k)
+			j++;
+		if (k < skip)
+			continue;
+		const struct checks_rule *r = &c->rules[k];
+		int m;
+		if (r->mode == CHECKS_MODE_NONE)
+			m = checks_exec(r, s, subj, len, NULL);
+		else if (!(s->bits[k / 64] & (1ull << (k % 64))))
+			m = 0;
+		else if (r->mode == CHECKS_MODE_CONFIRM)
+			m = checks_exec(r, s, subj, len, NULL);
+		else
+			m = 1;
+		if (m < 0) {
+			rc = m;
+			break;
+		}
+		bool hit = (m == 1) != r->negate;
+		if (r->op == CHECKS_OP_IF) {
+			if (!hit)
+				skip = r->end;
+			continue;
+		}
+		if (hit) {
+			rc = checks_finish(r, s, subj, len, out, outlen, res);
+			break;
+		}
+	}
+	for (size_t q = 0; q < s->nids; q++)
+		s->bits[s->ids[q] / 64] = 0;
+	s->nids = 0;
+	return rc;
+}
+
+int checks_match_slow(const struct checks *c, struct checks_scratch *s, const char *subj,
+		      size_t len, char *out, size_t outlen, struct checks_result *res)
+{
+	if (!c)
+		return 0;
+	if (len > CHECKS_SUBJECT_MAX)
+		return -E2BIG;
+	s->zsrc = NULL;
+	for (size_t i = 0; i < c->n; i++) {
+		const struct checks_rule *r = &c->rules[i];
+		if (r->op == CHECKS_OP_ENDIF)
+			continue;
+		int m = checks_exec(r, s, subj, len, NULL);
+		if (m < 0)
+			return m;
+		bool hit = (m == 1) != r->negate;
+		if (r->op == CHECKS_OP_IF) {
+			if (!hit)
+				i = r->end;
+			continue;
+		}
+		if (hit)
+			return checks_finish(r, s, subj, len, out, outlen, res);
+	}
+	return 0;
+}
