@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+
 #include "smtp/smtp_address.h"
 #include "smtp/smtp_internal.h"
 
@@ -33,6 +35,7 @@
 #define ADDR_MAX 63
 #define HDR_INITIAL 512
 #define HDR_SLACK 16 /* a folded CRLF, a truncation CRLF and one byte group past the limit */
+#define XCLIENT_VALUE_MAX 255 /* Postfix: "attribute value too long" past it */
 
 enum session_state {
 	ST_PREGREET, /* before smtp_session_greet() */
@@ -85,6 +88,10 @@ struct smtp_session {
 	char client_name[HOST_MAX + 1];
 	bool normalize_bare_lf; /* bare LF is taken as CRLF (normalize mode, or excluded) */
 	bool peer_gone;
+	bool xclient_authorized; /* smtpd_authorized_xclient_hosts matches the client */
+	bool ill_pipelining;     /* Postfix's SMTPD_FLAG_ILL_PIPELINING (sticky) */
+	bool access_denied;      /* smtp_session_greet_deny(): only QUIT (and XCLIENT) work */
+	struct xclient_buf *xcl; /* the XCLIENT awaiting its verdict (taken lazily) */
 
 	/* HELO/EHLO: the accepted name (neutered for Received:) and the one being decided */
 	char helo[HOST_MAX + 1];
@@ -144,6 +151,10 @@ struct smtp_session {
 	char *out;
 	size_t out_off, out_len;
 	bool out_failed; /* a reply could not be kept (no memory): the session ends */
+	/* soft_bounce: where the reply being written is in its line, and whether its code
+	 * was turned from 5xx into 4xx (then a 5.x.x enhanced code follows suit). */
+	unsigned out_col;
+	bool out_softened;
 };
 
 /* ---- names ---- */
@@ -181,6 +192,8 @@ const char *smtp_event_name(enum smtp_event_type t)
 		return "QUIT";
 	case SMTP_EV_CLOSE:
 		return "CLOSE";
+	case SMTP_EV_XCLIENT:
+		return "XCLIENT";
 	case SMTP_EV_MAX:
 		break;
 	}
@@ -220,7 +233,36 @@ const char *smtp_error_kind_name(enum smtp_error_kind k)
 		return "junk-command-limit";
 	case SMTP_ERR_NO_VALID_RECIPIENTS:
 		return "no-valid-recipients";
+	case SMTP_ERR_ACCESS_DENIED:
+		return "access-denied";
 	case SMTP_ERR_KIND_MAX:
+		break;
+	}
+	return "?";
+}
+
+const char *smtp_xclient_attr_name(enum smtp_xclient_attr a)
+{
+	switch (a) {
+	case SMTP_XCLIENT_NAME:
+		return "NAME";
+	case SMTP_XCLIENT_REVERSE_NAME:
+		return "REVERSE_NAME";
+	case SMTP_XCLIENT_ADDR:
+		return "ADDR";
+	case SMTP_XCLIENT_PORT:
+		return "PORT";
+	case SMTP_XCLIENT_PROTO:
+		return "PROTO";
+	case SMTP_XCLIENT_HELO:
+		return "HELO";
+	case SMTP_XCLIENT_LOGIN:
+		return "LOGIN";
+	case SMTP_XCLIENT_DESTADDR:
+		return "DESTADDR";
+	case SMTP_XCLIENT_DESTPORT:
+		return "DESTPORT";
+	case SMTP_XCLIENT_ATTR_MAX:
 		break;
 	}
 	return "?";
@@ -326,6 +368,7 @@ static void evq_push(struct smtp_session *s, struct smtp_event ev)
 	assert(s->evq_len < EVQ_CAP);
 	if (s->evq_len >= EVQ_CAP)
 		return;
+	ev.unauth_pipelining = s->ill_pipelining;
 	s->evq[(s->evq_head + s->evq_len) % EVQ_CAP] = ev;
 	s->evq_len++;
 }
@@ -373,6 +416,23 @@ static size_t out_pending(const struct smtp_session *s)
 	return s->out_len - s->out_off;
 }
 
+/* soft_bounce = yes: every 5xx reply line leaves as the matching 4xx, and its 5.x.x
+ * enhanced code as 4.x.x, as Postfix's smtpd_chat_reply() rewrites them; whatever wrote
+ * the reply (the engine, a policy verdict, header_checks). */
+static void out_soften(struct smtp_session *s, char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (s->out_col == 0) {
+			s->out_softened = p[i] == '5';
+			if (s->out_softened)
+				p[i] = '4';
+		} else if (s->out_col == 4 && s->out_softened && p[i] == '5') {
+			p[i] = '4';
+		}
+		s->out_col = p[i] == '\n' ? 0 : s->out_col + 1;
+	}
+}
+
 static void out_write(struct smtp_session *s, const char *p, size_t n)
 {
 	if (s->peer_gone)
@@ -391,6 +451,8 @@ static void out_write(struct smtp_session *s, const char *p, size_t n)
 	if (s->out_len + n > OUT_CAP)
 		n = OUT_CAP - s->out_len;
 	memcpy(s->out + s->out_len, p, n);
+	if (s->cfg->soft_bounce)
+		out_soften(s, s->out + s->out_len, n);
 	s->out_len += n;
 }
 
@@ -836,9 +898,12 @@ static void message_end(struct smtp_session *s)
 static void chunk_end(struct smtp_session *s, bool more_after)
 {
 	s->state = ST_COMMAND;
-	if (more_after && s->cfg->forbid_unauth_pipelining && !pipelining_negotiated(s)) {
-		sync_error(s);
-		return;
+	if (more_after && !pipelining_negotiated(s)) {
+		if (s->cfg->forbid_unauth_pipelining) {
+			sync_error(s);
+			return;
+		}
+		s->ill_pipelining = true;
 	}
 	if (s->chunk_discard) {
 		if (s->chunk_last && s->mail_given) {
@@ -1270,16 +1335,326 @@ static bool dsn_orcpt_valid(struct mx_span v, bool utf8)
 	return n >= 0 && n <= DSN_ORCPT_MAX;
 }
 
+/* ---- XCLIENT (Postfix XCLIENT_README; smtpd.c xclient_cmd() of Postfix 3.7) ---- */
+
+/* The decoded attribute values of the XCLIENT being decided; the event points here. */
+struct xclient_buf {
+	struct smtp_xclient pub;
+	char val[SMTP_XCLIENT_ATTR_MAX][XCLIENT_VALUE_MAX + 1];
+};
+
+/* Postfix's xtext_unquote(): "+" and two hex digits (either case) is one octet, anything
+ * else stands for itself. Returns the decoded length, or -1 when a "+" is not followed
+ * by two hex digits (Postfix then takes the raw text). A decoded NUL ends the value, as
+ * it ends Postfix's C string. */
+static long xclient_xtext(struct mx_span v, char *out)
+{
+	size_t n = 0;
+	bool cut = false; /* a decoded NUL was seen: the rest is checked, not kept */
+	for (size_t i = 0; i < v.len; i++) {
+		char c = v.ptr[i];
+		if (c == '+') {
+			if (v.len - i < 3)
+				return -1;
+			int hi = hex_value((unsigned char)v.ptr[i + 1]);
+			int lo = hex_value((unsigned char)v.ptr[i + 2]);
+			if (hi < 0 || lo < 0)
+				return -1;
+			c = (char)(hi * 16 + lo);
+			i += 2;
+		}
+		if (c == '\0')
+			cut = true;
+		if (!cut)
+			out[n++] = c;
+	}
+	return (long)n;
+}
+
+/* Postfix's valid_hostname(): at most 255 octets of labels of letters, digits, '-' and
+ * '_', each 1 to 63 long, not starting or ending with '-', and not all digits and dots. */
+static bool xclient_valid_hostname(struct mx_span v)
+{
+	size_t label = 0;
+	bool non_numeric = false;
+
+	if (v.len == 0 || v.len > HOST_MAX)
+		return false;
+	for (size_t i = 0; i < v.len; i++) {
+		unsigned char c = (unsigned char)v.ptr[i];
+		if (c == '.') {
+			if (label == 0 || v.ptr[i - 1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!(is_alpha(c) || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+			return false;
+		if (c == '-' && label == 0)
+			return false;
+		if (!(c >= '0' && c <= '9'))
+			non_numeric = true;
+		if (++label > 63)
+			return false;
+	}
+	return label > 0 && v.ptr[v.len - 1] != '-' && non_numeric;
+}
+
+/* Postfix's valid_ipv4_hostaddr(): four decimal octets, each at most 255 (leading zeros
+ * allowed), the first not 0. */
+static bool xclient_valid_ipv4(struct mx_span v)
+{
+	unsigned parts = 0, val = 0, digits = 0;
+	for (size_t i = 0; i <= v.len; i++) {
+		if (i == v.len || v.ptr[i] == '.') {
+			if (digits == 0 || (parts == 0 && val == 0))
+				return false;
+			parts++;
+			val = digits = 0;
+			continue;
+		}
+		if (v.ptr[i] < '0' || v.ptr[i] > '9')
+			return false;
+		val = val * 10 + (unsigned)(v.ptr[i] - '0');
+		digits++;
+		if (val > 255)
+			return false;
+	}
+	return parts == 4;
+}
+
+/* Postfix's valid_mailhost_addr(): IPv4, or "IPv6:" (any case) and an IPv6 address.
+ * On success *bare is the address without the prefix. (Postfix built for IPv4 only
+ * refuses every IPv6 form; mxgate speaks IPv6.) */
+static bool xclient_valid_addr(struct mx_span v, struct mx_span *bare)
+{
+	struct mx_span rest;
+	if (span_prefix_nocase(v, "IPv6:", &rest)) {
+		char tmp[INET6_ADDRSTRLEN + 1];
+		unsigned char bin[16];
+		if (rest.len == 0 || rest.len >= sizeof(tmp))
+			return false;
+		memcpy(tmp, rest.ptr, rest.len);
+		tmp[rest.len] = '\0';
+		if (inet_pton(AF_INET6, tmp, bin) != 1)
+			return false;
+		*bare = rest;
+		return true;
+	}
+	*bare = v;
+	return xclient_valid_ipv4(v);
+}
+
+/* PORT, DESTPORT: Postfix's alldig() and at most five digits (no range check). */
+static bool xclient_valid_port(struct mx_span v)
+{
+	if (v.len == 0 || v.len > 5)
+		return false;
+	for (size_t i = 0; i < v.len; i++)
+		if (v.ptr[i] < '0' || v.ptr[i] > '9')
+			return false;
+	return true;
+}
+
+static void xclient_bad_syntax(struct smtp_session *s, enum smtp_xclient_attr a,
+			       struct mx_span value)
+{
+	replyf(s, "501 5.5.4 Bad %s syntax: %.*s", smtp_xclient_attr_name(a), (int)value.len,
+	       value.ptr);
+	engine_error(s, SMTP_ERR_BAD_PARAMETER, 501);
+}
+
+/* One attribute=value token. Returns false after replying. */
+static bool xclient_attr(struct smtp_session *s, struct xclient_buf *x, struct mx_span tok)
+{
+	const char *eq = memchr(tok.ptr, '=', tok.len);
+	if (!eq || eq + 1 == tok.ptr + tok.len) {
+		refuse_lit(s, SMTP_ERR_SYNTAX, "501 5.5.4 Error: attribute=value expected");
+		return false;
+	}
+	struct mx_span name = mx_span_make(tok.ptr, (size_t)(eq - tok.ptr));
+	struct mx_span raw = mx_span_make(eq + 1, tok.len - name.len - 1);
+	if (raw.len > XCLIENT_VALUE_MAX) {
+		refuse_lit(s, SMTP_ERR_BAD_PARAMETER, "501 5.5.4 Error: attribute value too long");
+		return false;
+	}
+	enum smtp_xclient_attr a = SMTP_XCLIENT_ATTR_MAX;
+	for (unsigned i = 0; i < SMTP_XCLIENT_ATTR_MAX; i++) {
+		if (span_eq_cstr_nocase(name, smtp_xclient_attr_name((enum smtp_xclient_attr)i))) {
+			a = (enum smtp_xclient_attr)i;
+			break;
+		}
+	}
+	/* Decoded into the attribute's slot (a scratch slot for an unknown name, whose
+	 * reply shows only the name). A repeated attribute: the last one counts. */
+	char scratch[XCLIENT_VALUE_MAX + 1];
+	char *buf = a == SMTP_XCLIENT_ATTR_MAX ? scratch : x->val[a];
+	long n = xclient_xtext(raw, buf);
+	if (n < 0) {
+		memcpy(buf, raw.ptr, raw.len);
+		n = (long)raw.len;
+	}
+	/* Postfix's printable(): controls become '?', 8-bit bytes too unless UTF-8 is on
+	 * and the value is UTF-8 */
+	bool utf8 = s->cfg->enable_smtputf8 && smtp_utf8_valid(buf, (size_t)n);
+	for (long i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)buf[i];
+		if (c < 32 || c == 127 || (c >= 128 && !utf8))
+			buf[i] = '?';
+	}
+	buf[n] = '\0';
+	struct mx_span v = mx_span_make(buf, (size_t)n);
+
+	if (a == SMTP_XCLIENT_ATTR_MAX) {
+		char echo[REPLY_LINE_MAX - 40];
+		replyf(s, "501 5.5.4 Bad XCLIENT attribute name: %s",
+		       printable(echo, sizeof(echo), name, s->cfg->enable_smtputf8));
+		engine_error(s, SMTP_ERR_BAD_PARAMETER, 501);
+		return false;
+	}
+	struct smtp_xclient_value *out = &x->pub.attr[a];
+	bool unavailable = span_eq_cstr_nocase(v, "[UNAVAILABLE]");
+	bool tempunavail = span_eq_cstr_nocase(v, "[TEMPUNAVAIL]");
+	struct mx_span bare = v;
+
+	switch (a) {
+	case SMTP_XCLIENT_NAME:
+	case SMTP_XCLIENT_REVERSE_NAME:
+		unavailable = unavailable || tempunavail;
+		if (!unavailable && !xclient_valid_hostname(v)) {
+			xclient_bad_syntax(s, a, v);
+			return false;
+		}
+		break;
+	case SMTP_XCLIENT_ADDR:
+	case SMTP_XCLIENT_DESTADDR:
+		tempunavail = false;
+		if (!unavailable && !xclient_valid_addr(v, &bare)) {
+			xclient_bad_syntax(s, a, v);
+			return false;
+		}
+		break;
+	case SMTP_XCLIENT_PORT:
+	case SMTP_XCLIENT_DESTPORT:
+		tempunavail = false;
+		if (!unavailable && !xclient_valid_port(v)) {
+			xclient_bad_syntax(s, a, v);
+			return false;
+		}
+		break;
+	case SMTP_XCLIENT_PROTO:
+		/* [UNAVAILABLE] is no protocol name */
+		unavailable = tempunavail = false;
+		if (!span_eq_cstr_nocase(v, "SMTP") && !span_eq_cstr_nocase(v, "ESMTP")) {
+			xclient_bad_syntax(s, a, v);
+			return false;
+		}
+		for (long i = 0; i < n; i++)
+			if (buf[i] >= 'a' && buf[i] <= 'z')
+				buf[i] = (char)(buf[i] - 'a' + 'A');
+		break;
+	case SMTP_XCLIENT_HELO:
+		/* never longer than 255 (the raw value is not), so never Postfix's "Bad
+		 * HELO syntax"; neutered as Received: wants it */
+		tempunavail = false;
+		if (!unavailable)
+			for (long i = 0; i < n; i++)
+				if (strchr(" <>()\\\";@", buf[i]))
+					buf[i] = '?';
+		break;
+	case SMTP_XCLIENT_LOGIN:
+		tempunavail = false;
+		break;
+	case SMTP_XCLIENT_ATTR_MAX:
+		assert(!"unknown attribute");
+		return false;
+	}
+	out->present = true;
+	out->unavailable = unavailable;
+	out->tempunavail = tempunavail;
+	out->value = bare;
+	return true;
+}
+
+static void cmd_xclient(struct smtp_session *s, struct mx_span args)
+{
+	/* Postfix's order of checks: transaction, syntax, authorization. */
+	if (s->mail_given) {
+		refuse_lit(s, SMTP_ERR_BAD_SEQUENCE, "503 5.5.1 Error: MAIL transaction in progress");
+		return;
+	}
+	if (args.len == 0) {
+		refuse_lit(s, SMTP_ERR_SYNTAX, "501 5.5.4 Syntax: XCLIENT attribute=value...");
+		return;
+	}
+	if (!s->xclient_authorized) {
+		refuse_lit(s, SMTP_ERR_UNKNOWN_COMMAND, "550 5.7.0 Error: insufficient authorization");
+		return;
+	}
+	if (!s->xcl && !(s->xcl = malloc(sizeof(*s->xcl)))) {
+		refuse_lit(s, SMTP_ERR_MESSAGE_TOO_BIG, "451 4.3.0 Error: insufficient system resources");
+		return;
+	}
+	memset(&s->xcl->pub, 0, sizeof(s->xcl->pub));
+	size_t i = 0;
+	while (i < args.len) {
+		while (i < args.len && is_blank(args.ptr[i]))
+			i++;
+		size_t start = i;
+		while (i < args.len && !is_blank(args.ptr[i]))
+			i++;
+		if (i > start && !xclient_attr(s, s->xcl, mx_span_make(args.ptr + start, i - start)))
+			return;
+	}
+	struct smtp_event ev = { .type = SMTP_EV_XCLIENT, .needs_verdict = true };
+	ev.u.xclient = &s->xcl->pub;
+	evq_push(s, ev);
+}
+
+/* An accepted XCLIENT: the engine takes the new identity and goes back to the greeting
+ * stage, as Postfix's xclient_cmd() does (HELO reset unless HELO= was given, protocol
+ * SMTP unless PROTO= was given, transaction reset). */
+static void xclient_apply(struct smtp_session *s, bool authorized)
+{
+	const struct smtp_xclient_value *a = s->xcl->pub.attr;
+	const struct smtp_xclient_value *v;
+
+	v = &a[SMTP_XCLIENT_NAME];
+	if (v->present)
+		printable(s->client_name, sizeof(s->client_name),
+			  v->unavailable ? mx_span_cstr("unknown") : v->value, false);
+	v = &a[SMTP_XCLIENT_ADDR];
+	if (v->present)
+		printable(s->client_addr, sizeof(s->client_addr),
+			  v->unavailable ? mx_span_cstr("unknown") : v->value, false);
+	v = &a[SMTP_XCLIENT_HELO];
+	if (v->present && !v->unavailable) {
+		helo_neuter(s, v->value);
+		memcpy(s->helo, s->helo_next, s->helo_next_len + 1);
+		s->helo_len = s->helo_next_len;
+		s->helo_seen = true;
+	} else {
+		s->helo[0] = '\0';
+		s->helo_len = 0;
+		s->helo_seen = false;
+	}
+	v = &a[SMTP_XCLIENT_PROTO];
+	s->esmtp = v->present && span_eq_cstr_nocase(v->value, "ESMTP");
+	s->xclient_authorized = authorized;
+	txn_reset(s);
+}
+
 static void reply_ehlo(struct smtp_session *s)
 {
 	const struct smtp_config *c = s->cfg;
 	char host[HOST_MAX + 1];
-	const char *kw[10];
+	const char *kw[12];
 	char size[40];
 	unsigned n = 0;
 
-	/* Postfix's order: PIPELINING SIZE VRFY ETRN STARTTLS AUTH ENHANCEDSTATUSCODES
-	 * 8BITMIME DSN SMTPUTF8 CHUNKING (ETRN, STARTTLS and AUTH are not offered) */
+	/* Postfix's order: PIPELINING SIZE VRFY ETRN STARTTLS AUTH XCLIENT XFORWARD
+	 * ENHANCEDSTATUSCODES 8BITMIME DSN SMTPUTF8 CHUNKING (ETRN, STARTTLS, AUTH and
+	 * XFORWARD are not offered; XCLIENT only to smtpd_authorized_xclient_hosts) */
 	if (c->enable_pipelining)
 		kw[n++] = "PIPELINING";
 	if (c->message_size_limit)
@@ -1289,6 +1664,8 @@ static void reply_ehlo(struct smtp_session *s)
 	kw[n++] = size;
 	if (!c->disable_vrfy_command)
 		kw[n++] = "VRFY";
+	if (s->xclient_authorized)
+		kw[n++] = "XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT";
 	kw[n++] = "ENHANCEDSTATUSCODES";
 	if (c->enable_8bitmime)
 		kw[n++] = "8BITMIME";
@@ -1693,12 +2070,26 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 	/* RFC 2920 3.1: without PIPELINING every command waits for its reply, and EHLO,
 	 * DATA, VRFY, NOOP, QUIT... always end a group. Checked before the command runs,
 	 * as Postfix does. BDAT is checked after its chunk. */
-	if (cmd != CMD_BDAT && more_after && c->forbid_unauth_pipelining &&
+	if (cmd != CMD_BDAT && more_after &&
 	    ((commands[cmd].flags & CMD_LAST) || !pipelining_negotiated(s))) {
-		sync_error(s);
-		return;
+		if (c->forbid_unauth_pipelining) {
+			sync_error(s);
+			return;
+		}
+		/* Postfix 3.7 smtpd_proto(): noted for reject_unauth_pipelining */
+		s->ill_pipelining = true;
 	}
 	s->where = commands[cmd].name;
+
+	/* The client restrictions refused this client at connect (smtpd_delay_reject = no):
+	 * as Postfix's smtpd_proto(), every command but QUIT, and XCLIENT from a client that
+	 * may use it, is answered this way and counts as an error. */
+	if (s->access_denied && cmd != CMD_QUIT && !(cmd == CMD_XCLIENT && s->xclient_authorized)) {
+		replyf(s, "503 5.7.0 Error: access denied for %s[%s]", s->client_name,
+		       s->client_addr);
+		engine_error(s, SMTP_ERR_ACCESS_DENIED, 503);
+		return;
+	}
 
 	switch (cmd) {
 	case CMD_HELO:
@@ -1753,6 +2144,8 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 		refuse_lit(s, SMTP_ERR_UNKNOWN_COMMAND, "503 5.5.1 Error: authentication not enabled");
 		break;
 	case CMD_XCLIENT:
+		cmd_xclient(s, args);
+		break;
 	case CMD_XFORWARD:
 		refuse_lit(s, SMTP_ERR_UNKNOWN_COMMAND, "550 5.7.0 Error: insufficient authorization");
 		break;
@@ -1914,6 +2307,7 @@ struct smtp_event smtp_session_step(struct smtp_session *s, const char *buf, siz
 		if (len == 0)
 			return ev;
 		if (!s->cfg->forbid_unauth_pipelining) {
+			s->ill_pipelining = true; /* for reject_unauth_pipelining */
 			ev.type = SMTP_EV_BLOCKED; /* kept until the greeting is out */
 			return ev;
 		}
@@ -2038,6 +2432,28 @@ int smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v)
 		else
 			reply_lit(s, "354 End data with <CR><LF>.<CR><LF>");
 		break;
+	case SMTP_EV_XCLIENT:
+		if (v->access_denied && s->xcl) {
+			/* the new identity, refused by the client restrictions */
+			xclient_apply(s, v->xclient_authorized);
+			reply_text(s, (uint16_t)code, v->text);
+			s->access_denied = true;
+		} else if (accept && s->xcl) {
+			xclient_apply(s, v->xclient_authorized);
+			s->access_denied = false;
+			if (code == 0) {
+				char banner[REPLY_LINE_MAX - 4];
+				replyf(s, "220 %s", printable(banner, sizeof(banner),
+							  mx_span_cstr(s->cfg->banner), false));
+			} else {
+				reply_text(s, (uint16_t)code, v->text);
+			}
+		} else {
+			reply_text(s, (uint16_t)code, v->text);
+		}
+		free(s->xcl);
+		s->xcl = NULL;
+		break;
 	case SMTP_EV_MESSAGE_END:
 		if (code == 0 && v->queue_id) {
 			char line[100] = "250 2.0.0 Ok: queued as ";
@@ -2095,6 +2511,7 @@ struct smtp_session *smtp_session_new(const struct smtp_config *cfg,
 		  mx_span_cstr(client->name ? client->name : "unknown"), false);
 	s->normalize_bare_lf = cfg->bare_newline == SMTP_BARE_NEWLINE_NORMALIZE ||
 			       client->bare_newline_excluded;
+	s->xclient_authorized = client->xclient_authorized;
 	return s;
 }
 
@@ -2105,6 +2522,7 @@ void smtp_session_free(struct smtp_session *s)
 	free(s->line);
 	free(s->hdr);
 	free(s->out);
+	free(s->xcl);
 	free(s);
 }
 
@@ -2124,6 +2542,15 @@ void smtp_session_greet_reject(struct smtp_session *s, uint16_t code, const char
 	reply_text(s, code, text);
 	push_simple(s, SMTP_EV_CLOSE);
 	s->state = ST_CLOSED;
+}
+
+void smtp_session_greet_deny(struct smtp_session *s, uint16_t code, const char *text)
+{
+	if (s->state != ST_PREGREET)
+		return;
+	reply_text(s, code, text);
+	s->state = ST_COMMAND;
+	s->access_denied = true;
 }
 
 static void request_close(struct smtp_session *s, enum close_reason why)
@@ -2216,7 +2643,7 @@ const char *smtp_session_where(const struct smtp_session *s)
 size_t smtp_session_memory(const struct smtp_session *s)
 {
 	return sizeof(*s) + (s->line ? s->cfg->line_length_limit : 0) + s->hdr_cap +
-	       (s->out ? OUT_CAP : 0);
+	       (s->out ? OUT_CAP : 0) + (s->xcl ? sizeof(*s->xcl) : 0);
 }
 
 void smtp_session_received_info(const struct smtp_session *s, struct smtp_received_info *out)

@@ -1,6 +1,6 @@
 /* The sans-I/O SMTP server engine (RFC 5321, RFC 1870 SIZE, RFC 2920 PIPELINING,
  * RFC 3030 CHUNKING, RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, RFC 2034 ENHANCEDSTATUSCODES,
- * RFC 3461 DSN).
+ * RFC 3461 DSN), and Postfix's XCLIENT for authorized proxies (XCLIENT_README).
  *
  * Bytes in, events and reply bytes out. The engine owns no socket, reads no clock, does no
  * logging and does not allocate per byte: a session allocates its state once, and its header
@@ -74,6 +74,7 @@ struct smtp_config {
 	bool enable_smtputf8;       /* advertise SMTPUTF8 */
 	bool enable_8bitmime;       /* advertise 8BITMIME */
 	bool enable_dsn;            /* advertise DSN and accept RET ENVID NOTIFY ORCPT */
+	bool soft_bounce;           /* soft_bounce: every 5xx reply is sent as 4xx */
 };
 
 /* Fill *cfg with Postfix's defaults (and mxgate's hardened ones); hostname etc. are set to
@@ -87,6 +88,8 @@ struct smtp_client_info {
 	uint16_t port;
 	bool bare_newline_excluded; /* in smtpd_forbid_bare_newline_exclusions: normalize even
 	                               when the mode is reject */
+	bool xclient_authorized; /* matches smtpd_authorized_xclient_hosts: EHLO offers XCLIENT
+	                            and the XCLIENT command is taken */
 };
 
 enum smtp_event_type {
@@ -105,6 +108,8 @@ enum smtp_event_type {
 	SMTP_EV_PROTOCOL_ERROR,/* informational: a command was refused by the engine */
 	SMTP_EV_QUIT,          /* QUIT: 221 is queued; the session closes after it */
 	SMTP_EV_CLOSE,         /* the engine ended the session (421/554/221 queued) */
+	SMTP_EV_XCLIENT,       /* XCLIENT from an authorized client, attributes checked
+	                          (needs verdict) */
 	SMTP_EV_MAX,
 };
 
@@ -126,6 +131,7 @@ enum smtp_error_kind {
 	SMTP_ERR_UNAUTH_PIPELINING, /* includes talking before the greeting */
 	SMTP_ERR_HARD_ERROR_LIMIT,
 	SMTP_ERR_JUNK_COMMAND_LIMIT,
+	SMTP_ERR_ACCESS_DENIED,     /* a command after smtp_session_greet_deny() */
 	SMTP_ERR_NO_VALID_RECIPIENTS,
 	SMTP_ERR_KIND_MAX,
 };
@@ -140,9 +146,56 @@ enum smtp_body_type {
 	SMTP_BODY_TYPE_MAX,
 };
 
+/* The attributes of XCLIENT (Postfix XCLIENT_README, as Postfix 3.7 takes them). */
+enum smtp_xclient_attr {
+	SMTP_XCLIENT_NAME,         /* verified client name */
+	SMTP_XCLIENT_REVERSE_NAME, /* the client's reverse name (unverified) */
+	SMTP_XCLIENT_ADDR,         /* client address */
+	SMTP_XCLIENT_PORT,         /* client port */
+	SMTP_XCLIENT_PROTO,        /* SMTP or ESMTP */
+	SMTP_XCLIENT_HELO,         /* the HELO name */
+	SMTP_XCLIENT_LOGIN,        /* SASL login name */
+	SMTP_XCLIENT_DESTADDR,     /* the address the client connected to */
+	SMTP_XCLIENT_DESTPORT,     /* the port the client connected to */
+	SMTP_XCLIENT_ATTR_MAX,
+};
+
+/* The attribute's name as XCLIENT spells it ("NAME", "REVERSE_NAME"...). */
+const char *smtp_xclient_attr_name(enum smtp_xclient_attr a);
+
+/* One XCLIENT attribute. `value` is the value after xtext decoding (RFC 1891 xtext, as
+ * Postfix's xtext_unquote: the raw text when it does not decode, cut at a decoded NUL),
+ * with control characters (and 8-bit bytes unless SMTPUTF8 is enabled and the value is
+ * UTF-8) turned into '?'. Checked as Postfix checks it: NAME and REVERSE_NAME are host
+ * names (valid_hostname), ADDR and DESTADDR numeric addresses (IPv4, or "IPv6:" and an
+ * IPv6 address; `value` is the address without the prefix), PORT and DESTPORT 1 to 5
+ * digits (Postfix does not check the range: 99999 passes), PROTO SMTP or ESMTP (upper
+ * case here), HELO neutered as for Received: (" <>()\\\";@" and controls become '?'),
+ * LOGIN anything. `unavailable`: the value was [UNAVAILABLE], or for NAME and
+ * REVERSE_NAME also [TEMPUNAVAIL] (then `tempunavail` is set too): the attribute is
+ * known to be unknown ("unknown" in Received:), `value` then holds the literal text. */
+struct smtp_xclient_value {
+	bool present;
+	bool unavailable;
+	bool tempunavail;
+	struct mx_span value;
+};
+
+struct smtp_xclient {
+	struct smtp_xclient_value attr[SMTP_XCLIENT_ATTR_MAX];
+};
+
 struct smtp_event {
 	enum smtp_event_type type;
 	bool needs_verdict;
+	/* Postfix's SMTPD_FLAG_ILL_PIPELINING, which reject_unauth_pipelining tests: at some
+	 * point in this session, up to and including this command, the client sent a command
+	 * ahead of our reply where RFC 2920 does not allow it (before the greeting; any
+	 * command without PIPELINING negotiated; or HELO, EHLO, DATA, NOOP, VRFY, QUIT,
+	 * STARTTLS, or a BDAT chunk, followed by more input). Like Postfix's flag it stays set
+	 * for the rest of the session. Only seen with forbid_unauth_pipelining off (on, the
+	 * engine answers 554 and closes instead). Set on every event. */
+	bool unauth_pipelining;
 	union {
 		struct {
 			struct mx_span name; /* the HELO/EHLO argument */
@@ -172,6 +225,8 @@ struct smtp_event {
 			uint64_t size;         /* bytes of message content seen (what was stored) */
 			unsigned recipients;   /* accepted recipients in this transaction */
 		} message;
+		/* The attributes given, all checked. Valid until the verdict (engine memory). */
+		const struct smtp_xclient *xclient;
 		struct {
 			enum smtp_error_kind kind;
 			uint16_t code;         /* the reply code the engine sent */
@@ -187,12 +242,26 @@ struct smtp_event {
  * capability list, and for MESSAGE_END "250 2.0.0 Ok: queued as <queue_id>").
  * Otherwise `code` and `text` ("5.7.1 <a@b>: Relay access denied", without the code) form
  * the reply; a 2xx code counts as acceptance, anything else as refusal. `disconnect` closes
- * the session after the reply (421, 521). */
+ * the session after the reply (421, 521).
+ *
+ * XCLIENT: code 0 takes the new identity and answers with a fresh "220 <banner>", as
+ * Postfix does; a 2xx code takes it too but answers with `text`; anything else keeps the
+ * old identity and sends the reply. Taking it means, as Postfix's xclient_cmd(): NAME and
+ * ADDR become the client name and address (Received:, logs), HELO the HELO name (or no
+ * HELO was given if HELO= was absent or [UNAVAILABLE]), PROTO the protocol (SMTP if
+ * absent), the transaction and the HELO state are reset, and `xclient_authorized` says
+ * whether the new identity still matches smtpd_authorized_xclient_hosts (Postfix
+ * matches the list again). */
 struct smtp_verdict {
 	uint16_t code;
 	const char *text;
 	const char *queue_id; /* MESSAGE_END with code 0 */
 	bool disconnect;
+	bool xclient_authorized; /* XCLIENT accepted: the new identity may send XCLIENT */
+	/* XCLIENT only: take the new identity, answer with code and text (the client
+	 * restrictions' refusal), and from then on deny every command as
+	 * smtp_session_greet_deny() does (Postfix with smtpd_delay_reject = no). */
+	bool access_denied;
 };
 
 /* Allocate a session. Returns NULL on allocation failure. */
@@ -207,6 +276,12 @@ void smtp_session_greet(struct smtp_session *s);
 /* Refuse the connection at greeting time instead (e.g. a 421 or 554 from a client
  * restriction); the session closes after the reply. */
 void smtp_session_greet_reject(struct smtp_session *s, uint16_t code, const char *text);
+
+/* The client restrictions refused the client at connect (smtpd_delay_reject = no): send
+ * this reply instead of the greeting and keep the session, answering every later command
+ * but QUIT (and XCLIENT from an authorized client) with "503 5.7.0 Error: access denied
+ * for NAME[ADDR]", each counted as an error, as Postfix does. */
+void smtp_session_greet_deny(struct smtp_session *s, uint16_t code, const char *text);
 
 /* Feed bytes. Consumes at most len bytes (*used says how many) and returns the next event.
  * Returns SMTP_EV_NONE with *used == len when everything was consumed and nothing happened,

@@ -2,6 +2,7 @@
  *
  * Input layout:
  *   [0] config switches   [1] limit switches   [2] flight separator   [3] verdict seed
+ *   (bit 0x08 of [3]: the client is in smtpd_authorized_xclient_hosts)
  *   [4..] client bytes, cut into flights at each separator byte. A flight that starts
  *         with 0xff and one of 'T' 'S' 'P' 'G' calls timeout(), shutdown(), peer_closed()
  *         or greet() instead of sending. Each flight is fed in pieces whose sizes come from
@@ -145,6 +146,7 @@ static void give_verdict(struct state *st, enum smtp_event_type type)
 	snprintf(qid, sizeof(qid), "QID%u", r % 1000);
 	if (v.code == 0 && (r & 1))
 		v.queue_id = qid;
+	v.xclient_authorized = (r & 0x200) != 0;
 	bool accept = v.code == 0 || v.code / 100 == 2 || (type == SMTP_EV_DATA && v.code / 100 == 3);
 	if (type == SMTP_EV_DATA) {
 		if (accept) {
@@ -210,6 +212,20 @@ static void on_event(struct state *st, const struct smtp_event *ev)
 		FUZZ_CHECK(st->in_message);
 		st->in_message = false;
 		break;
+	case SMTP_EV_XCLIENT:
+		/* only outside a transaction; every value was checked and is bounded */
+		FUZZ_CHECK(!st->in_message);
+		for (unsigned i = 0; i < SMTP_XCLIENT_ATTR_MAX; i++) {
+			const struct smtp_xclient_value *a = &ev->u.xclient->attr[i];
+			if (!a->present)
+				continue;
+			touch(st, a->value);
+			FUZZ_CHECK(a->value.len <= 255);
+			for (size_t k = 0; k < a->value.len; k++)
+				FUZZ_CHECK((unsigned char)a->value.ptr[k] >= 32 &&
+					   a->value.ptr[k] != 127);
+		}
+		break;
 	case SMTP_EV_PROTOCOL_ERROR:
 		FUZZ_CHECK(ev->u.error.kind > SMTP_ERR_NONE && ev->u.error.kind < SMTP_ERR_KIND_MAX);
 		FUZZ_CHECK(ev->u.error.delay_ms <= cfg->error_sleep_ms);
@@ -218,7 +234,8 @@ static void on_event(struct state *st, const struct smtp_event *ev)
 		break;
 	}
 	FUZZ_CHECK(smtp_session_memory(st->s) <=
-		       8192 + cfg->line_length_limit + cfg->header_size_limit + 64);
+		       8192 + cfg->line_length_limit + cfg->header_size_limit + 64 +
+			       4096 /* the XCLIENT being decided */);
 }
 
 static void drive(struct state *st)
@@ -297,6 +314,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.name = (c0 & 3) == 3 ? "client.example" : NULL,
 		.port = 2525,
 		.bare_newline_excluded = (c1 & 0x81) == 0x81,
+		.xclient_authorized = (data[3] & 0x08) != 0,
 	};
 	static struct state st; /* big buffer: keep it off the stack */
 	memset(&st, 0, offsetof(struct state, pend));

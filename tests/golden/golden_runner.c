@@ -119,6 +119,7 @@ struct verdict_script {
 	char type[16];
 	int code; /* -1: defer */
 	bool disconnect;
+	bool xclient_authorized;
 	char queue[64];
 	char text[512];
 };
@@ -244,6 +245,10 @@ static void parse_verdict_args(struct transcript *t, int line, char *p, struct v
 		if (strncmp(rest, "disconnect", 10) == 0 && (rest[10] == ' ' || !rest[10])) {
 			v->disconnect = true;
 			rest += 10;
+		} else if (strncmp(rest, "xclient-authorized", 18) == 0 &&
+			   (rest[18] == ' ' || !rest[18])) {
+			v->xclient_authorized = true;
+			rest += 18;
 		} else if (strncmp(rest, "queue=", 6) == 0) {
 			size_t n = strcspn(rest + 6, " ");
 			snprintf(v->queue, sizeof(v->queue), "%.*s", (int)n, rest + 6);
@@ -321,6 +326,8 @@ static void load(struct transcript *t, const char *path)
 					t->client.name = t->client_name;
 				} else if (strcmp(tok, "excluded") == 0)
 					t->client.bare_newline_excluded = true;
+				else if (strcmp(tok, "xclient") == 0)
+					t->client.xclient_authorized = true;
 				else
 					die(t, ln, "bad client option %s", tok);
 			}
@@ -482,6 +489,7 @@ static void answer(struct runner *r, const struct verdict_script *v)
 		.code = (uint16_t)v->code,
 		.text = v->text[0] ? v->text : NULL,
 		.disconnect = v->disconnect,
+		.xclient_authorized = v->xclient_authorized,
 	};
 	char qid[64];
 	if (v->queue[0]) {
@@ -551,9 +559,34 @@ static void record_event(struct runner *r, const struct smtp_event *ev)
 			 smtp_error_kind_name(ev->u.error.kind), ev->u.error.code,
 			 ev->u.error.closing, ev->u.error.delay_ms);
 		break;
+	case SMTP_EV_XCLIENT:
+		buf_add(e, "XCLIENT", 7);
+		for (unsigned i = 0; i < SMTP_XCLIENT_ATTR_MAX; i++) {
+			const struct smtp_xclient_value *a = &ev->u.xclient->attr[i];
+			if (!a->present)
+				continue;
+			buf_addf(e, " %s=", smtp_xclient_attr_name((enum smtp_xclient_attr)i));
+			if (a->tempunavail) {
+				buf_add(e, "TEMPUNAVAIL", 11);
+			} else if (a->unavailable) {
+				buf_add(e, "UNAVAILABLE", 11);
+			} else {
+				buf_add(e, "\"", 1);
+				buf_escaped(e, a->value.ptr, a->value.len);
+				buf_add(e, "\"", 1);
+			}
+		}
+		buf_add(e, "\n", 1);
+		break;
 	default:
 		buf_addf(e, "%s\n", smtp_event_name(ev->type));
 		break;
+	}
+	if (ev->unauth_pipelining) {
+		/* the flag goes on the line just written: " unauth_pipelining" before its
+		 * newline */
+		e->len--;
+		buf_add(e, " unauth_pipelining\n", 19);
 	}
 }
 

@@ -44,6 +44,7 @@ def unescape(s):
 
 def convert(path):
     c0, c1, seed = 0, 0, 0x80
+    xclient = False
     flights, cur = [], bytearray()
     for raw in open(path, encoding="utf-8", errors="surrogateescape"):
         line = raw.rstrip("\n")
@@ -80,6 +81,8 @@ def convert(path):
                 c1 |= 64
             elif k == "hopcount_limit" and int(v) < 50:
                 c1 |= 128
+        elif line.startswith("client ") and "xclient" in line[7:].split():
+            xclient = True
         elif line == "nogreet":
             seed = 0x10
         elif line.startswith("greet-reject"):
@@ -93,6 +96,8 @@ def convert(path):
             cur = bytearray()
         elif line in ("timeout", "shutdown", "peer-closed"):
             flights.append(b"\xff" + {"timeout": b"T", "shutdown": b"S", "peer-closed": b"P"}[line])
+    if xclient:
+        seed |= 0x08  # the harness's smtpd_authorized_xclient_hosts switch
     used = set(b"".join(flights))
     sep = next(b for b in range(1, 255) if b not in used and b != 0xff)
     return bytes([c0, c1, sep, seed]) + bytes([sep]).join(flights)

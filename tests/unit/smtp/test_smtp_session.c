@@ -551,6 +551,248 @@ static void test_dsn_in_ehlo(void)
 	free(got);
 }
 
+/* ---- XCLIENT and the pipelining flag ---- */
+
+static const struct smtp_client_info xclient_client = {
+	.addr = "127.0.0.1", .port = 1025, .xclient_authorized = true
+};
+
+/* Feed `text` whole; the first event must be `want`; returns it (spans valid until the
+ * next call on s). */
+static struct smtp_event step_one(struct smtp_session *s, const char *text,
+				  enum smtp_event_type want)
+{
+	size_t used;
+	struct smtp_event ev = smtp_session_step(s, text, strlen(text), &used);
+	CHECK_STR_EQ(smtp_event_name(ev.type), smtp_event_name(want));
+	return ev;
+}
+
+static void received(struct smtp_session *s, char *buf, size_t cap)
+{
+	smtp_received_header(buf, cap, s, "Q1", NULL, 1795343161, 0);
+}
+
+static void test_xclient_names(void)
+{
+	static const char *want[] = { "NAME", "REVERSE_NAME", "ADDR", "PORT", "PROTO",
+				      "HELO", "LOGIN", "DESTADDR", "DESTPORT" };
+	CHECK_INT_EQ(sizeof(want) / sizeof(want[0]), SMTP_XCLIENT_ATTR_MAX);
+	for (int a = 0; a < SMTP_XCLIENT_ATTR_MAX; a++)
+		CHECK_STR_EQ(smtp_xclient_attr_name((enum smtp_xclient_attr)a), want[a]);
+	CHECK_STR_EQ(smtp_xclient_attr_name(SMTP_XCLIENT_ATTR_MAX), "?");
+	CHECK_STR_EQ(smtp_event_name(SMTP_EV_XCLIENT), "XCLIENT");
+}
+
+/* An accepted XCLIENT changes what Received: says (Postfix's xclient_cmd() changes name,
+ * addr, helo_name and protocol); a refused one changes nothing. */
+static void test_xclient_identity(void)
+{
+	char before[512], buf[512];
+	struct smtp_session *s = smtp_session_new(&cfg, &xclient_client);
+	CHECK(s != NULL);
+	smtp_session_greet(s);
+	free(take_output(s));
+	char names[256];
+	feed_accepting(s, "EHLO client.example\r\n", names, sizeof(names));
+	CHECK_STR_EQ(names, "HELO");
+	char *ehlo = take_output(s);
+	CHECK(strstr(ehlo, "250-XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR "
+			   "DESTPORT\r\n") != NULL);
+	free(ehlo);
+	received(s, before, sizeof(before));
+	CHECK(strstr(before, "from client.example (unknown [127.0.0.1])") != NULL);
+	CHECK(strstr(before, "with ESMTP") != NULL);
+
+	/* refused: identity kept, the buffer of the attributes given back */
+	size_t idle = smtp_session_memory(s);
+	struct smtp_event ev = step_one(
+		s, "XCLIENT NAME=relay.example ADDR=IPV6:2001:DB8::7 HELO=h<x> PROTO=smtp\r\n",
+		SMTP_EV_XCLIENT);
+	CHECK(ev.needs_verdict && !ev.unauth_pipelining);
+	const struct smtp_xclient *x = ev.u.xclient;
+	CHECK(x->attr[SMTP_XCLIENT_NAME].present && !x->attr[SMTP_XCLIENT_PORT].present);
+	CHECK(mx_span_eq(x->attr[SMTP_XCLIENT_ADDR].value, mx_span_cstr("2001:DB8::7")));
+	CHECK(mx_span_eq(x->attr[SMTP_XCLIENT_HELO].value, mx_span_cstr("h?x?")));
+	CHECK(mx_span_eq(x->attr[SMTP_XCLIENT_PROTO].value, mx_span_cstr("SMTP")));
+	CHECK(smtp_session_memory(s) > idle);
+	struct smtp_verdict no = { .code = 550, .text = "5.7.1 no" };
+	CHECK_INT_EQ(smtp_session_verdict(s, &no), 0);
+	expect_output(s, "550 5.7.1 no\r\n");
+	CHECK_INT_EQ(smtp_session_memory(s), idle);
+	received(s, buf, sizeof(buf));
+	CHECK_STR_EQ(buf, before);
+
+	/* accepted: name, address, HELO and protocol change; the greeting is sent again */
+	step_one(s, "XCLIENT NAME=relay.example ADDR=IPV6:2001:DB8::7 HELO=h<x> PROTO=smtp\r\n",
+		 SMTP_EV_XCLIENT);
+	struct smtp_verdict yes = { .code = 0, .xclient_authorized = true };
+	CHECK_INT_EQ(smtp_session_verdict(s, &yes), 0);
+	expect_output(s, "220 mx.example.net ESMTP mxgate\r\n");
+	received(s, buf, sizeof(buf));
+	CHECK(strstr(buf, "from h?x? (relay.example [IPv6:2001:DB8::7])") != NULL);
+	CHECK(strstr(buf, "with SMTP") != NULL);
+	CHECK(mx_span_eq(smtp_session_helo(s), mx_span_cstr("h?x?")));
+
+	/* [UNAVAILABLE] is "unknown"; no HELO= forgets the HELO name; PROTO=ESMTP */
+	step_one(s, "XCLIENT NAME=[UNAVAILABLE] ADDR=[UNAVAILABLE] PROTO=esmtp\r\n",
+		 SMTP_EV_XCLIENT);
+	CHECK_INT_EQ(smtp_session_verdict(s, &yes), 0);
+	free(take_output(s));
+	received(s, buf, sizeof(buf));
+	CHECK(strstr(buf, "from unknown (unknown [unknown])") != NULL);
+	CHECK_STR_EQ(smtp_session_protocol(s), "ESMTP");
+	CHECK_INT_EQ(smtp_session_helo(s).len, 0);
+
+	/* accepted without xclient_authorized: EHLO stops offering it, XCLIENT is refused */
+	step_one(s, "XCLIENT ADDR=198.51.100.7\r\n", SMTP_EV_XCLIENT);
+	struct smtp_verdict yes_only = { .code = 0 };
+	CHECK_INT_EQ(smtp_session_verdict(s, &yes_only), 0);
+	free(take_output(s));
+	feed_accepting(s, "EHLO again.example\r\n", names, sizeof(names));
+	ehlo = take_output(s);
+	CHECK(strstr(ehlo, "XCLIENT") == NULL);
+	free(ehlo);
+	step_one(s, "XCLIENT ADDR=198.51.100.8\r\n", SMTP_EV_PROTOCOL_ERROR);
+	expect_output(s, "550 5.7.0 Error: insufficient authorization\r\n");
+	smtp_session_free(s);
+}
+
+/* A session freed while its XCLIENT waits for a verdict frees the attributes (ASan). */
+static void test_xclient_freed_pending(void)
+{
+	struct smtp_session *s = smtp_session_new(&cfg, &xclient_client);
+	smtp_session_greet(s);
+	free(take_output(s));
+	struct smtp_event ev = step_one(s, "XCLIENT LOGIN=someone+40example.org NAME=ab+00cd\r\n",
+					SMTP_EV_XCLIENT);
+	CHECK(mx_span_eq(ev.u.xclient->attr[SMTP_XCLIENT_LOGIN].value,
+			 mx_span_cstr("someone@example.org")));
+	/* a decoded NUL ends the value, as it ends Postfix's C string */
+	CHECK(mx_span_eq(ev.u.xclient->attr[SMTP_XCLIENT_NAME].value, mx_span_cstr("ab")));
+	smtp_session_peer_closed(s);
+	smtp_session_free(s);
+}
+
+/* reject_unauth_pipelining's flag with forbid_unauth_pipelining off. */
+static void test_unauth_pipelining_flag(void)
+{
+	struct smtp_config c = cfg;
+	c.forbid_unauth_pipelining = false;
+	size_t used;
+
+	/* an orderly client: never set */
+	struct smtp_session *s = smtp_session_new(&c, &client);
+	smtp_session_greet(s);
+	struct smtp_event ev = step_one(s, "EHLO a.example\r\n", SMTP_EV_HELO);
+	CHECK(!ev.unauth_pipelining);
+	struct smtp_verdict ok = { 0 };
+	smtp_session_verdict(s, &ok);
+	const char *two = "MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n";
+	ev = smtp_session_step(s, two, strlen(two), &used);
+	CHECK(ev.type == SMTP_EV_MAIL && !ev.unauth_pipelining);
+	smtp_session_verdict(s, &ok);
+	ev = smtp_session_step(s, two + used, strlen(two) - used, &used);
+	CHECK(ev.type == SMTP_EV_RCPT && !ev.unauth_pipelining);
+	smtp_session_free(s);
+
+	/* talking before the greeting: kept until the greeting, then flagged for good */
+	s = smtp_session_new(&c, &client);
+	ev = smtp_session_step(s, "EHLO a.example\r\n", 16, &used);
+	CHECK(ev.type == SMTP_EV_BLOCKED && used == 0);
+	smtp_session_greet(s);
+	ev = step_one(s, "EHLO a.example\r\n", SMTP_EV_HELO);
+	CHECK(ev.unauth_pipelining);
+	smtp_session_verdict(s, &ok);
+	ev = step_one(s, "MAIL FROM:<a@b.example>\r\n", SMTP_EV_MAIL);
+	CHECK(ev.unauth_pipelining);
+	smtp_session_free(s);
+
+	/* with forbid_unauth_pipelining the same client is cut off instead */
+	s = smtp_session_new(&cfg, &client);
+	ev = smtp_session_step(s, "EHLO a.example\r\n", 16, &used);
+	CHECK(ev.type == SMTP_EV_PROTOCOL_ERROR && !ev.unauth_pipelining);
+	smtp_session_free(s);
+}
+
+/* smtpd_delay_reject = no and the client restrictions refused: the refusal stands for the
+ * greeting, then every command but QUIT gets Postfix's 503 5.7.0 (counted as an error); an
+ * authorized client may still XCLIENT, and a refusal of the new identity denies again. */
+static void test_access_denied(void)
+{
+	struct smtp_session *s = smtp_session_new(&cfg, &xclient_client);
+	smtp_session_greet_deny(s, 554, "5.7.1 <unknown[127.0.0.1]>: Client host rejected: "
+					"Access denied");
+	smtp_session_greet(s); /* too late: no second greeting */
+	expect_output(s, "554 5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access "
+			 "denied\r\n");
+	CHECK(!smtp_session_closed(s));
+	char names[256];
+	feed_accepting(s, "EHLO a.example\r\n", names, sizeof(names));
+	CHECK_STR_EQ(names, "PROTOCOL_ERROR");
+	feed_accepting(s, "MAIL FROM:<a@b.example>\r\n", names, sizeof(names));
+	feed_accepting(s, "NOOP\r\n", names, sizeof(names));
+	expect_output(s, "503 5.7.0 Error: access denied for unknown[127.0.0.1]\r\n"
+			 "503 5.7.0 Error: access denied for unknown[127.0.0.1]\r\n"
+			 "503 5.7.0 Error: access denied for unknown[127.0.0.1]\r\n");
+	/* XCLIENT from an authorized client is taken; a refusal denies the new identity */
+	struct smtp_event ev = step_one(s, "XCLIENT NAME=x.example ADDR=192.0.2.9\r\n",
+					SMTP_EV_XCLIENT);
+	(void)ev;
+	struct smtp_verdict v = { .code = 554, .text = "5.7.1 <x.example[192.0.2.9]>: Client "
+						       "host rejected: Access denied",
+				  .access_denied = true, .xclient_authorized = true };
+	CHECK_INT_EQ(smtp_session_verdict(s, &v), 0);
+	feed_accepting(s, "HELO a.example\r\n", names, sizeof(names));
+	expect_output(s, "554 5.7.1 <x.example[192.0.2.9]>: Client host rejected: Access "
+			 "denied\r\n503 5.7.0 Error: access denied for x.example[192.0.2.9]\r\n");
+	/* an accepted XCLIENT lifts it */
+	step_one(s, "XCLIENT ADDR=192.0.2.10\r\n", SMTP_EV_XCLIENT);
+	struct smtp_verdict ok = { .xclient_authorized = true };
+	CHECK_INT_EQ(smtp_session_verdict(s, &ok), 0);
+	feed_accepting(s, "HELO a.example\r\n", names, sizeof(names));
+	CHECK_STR_EQ(names, "HELO");
+	feed_accepting(s, "QUIT\r\n", names, sizeof(names));
+	CHECK_STR_EQ(names, "QUIT");
+	char *out = take_output(s);
+	CHECK(strstr(out, "220 ") == out);
+	CHECK(strstr(out, "250 ") != NULL && strstr(out, "221 2.0.0 Bye") != NULL);
+	free(out);
+	smtp_session_free(s);
+
+	/* QUIT always works */
+	s = smtp_session_new(&cfg, &client);
+	smtp_session_greet_deny(s, 450, "4.7.1 try later");
+	feed_accepting(s, "QUIT\r\n", names, sizeof(names));
+	CHECK_STR_EQ(names, "QUIT");
+	expect_output(s, "450 4.7.1 try later\r\n221 2.0.0 Bye\r\n");
+	smtp_session_free(s);
+}
+
+/* soft_bounce = yes: every 5xx reply line, and its 5.x.x enhanced code, leaves as 4xx,
+ * whoever wrote it (the engine's own refusals, verdicts), in every line of a multi-line
+ * reply; 2xx and a 5 elsewhere in the text are untouched. */
+static void test_soft_bounce(void)
+{
+	struct smtp_config soft = cfg;
+	soft.soft_bounce = true;
+	struct smtp_session *s = smtp_session_new(&soft, &client);
+	smtp_session_greet(s);
+	char names[256];
+	feed_accepting(s, "EHLO a.example\r\n", names, sizeof(names));
+	free(take_output(s));
+	feed_accepting(s, "FOO 5.5.5\r\nDATA\r\n", names, sizeof(names));
+	expect_output(s, "400 4.5.2 Error: command not recognized\r\n"
+			 "403 4.5.1 Error: need RCPT command\r\n");
+	size_t used;
+	struct smtp_event ev = smtp_session_step(s, "MAIL FROM:<a@b.example>\r\n", 25, &used);
+	CHECK_INT_EQ(ev.type, SMTP_EV_MAIL);
+	struct smtp_verdict v = { .code = 554, .text = "5.7.1 no\n5.7.1 really 555" };
+	CHECK_INT_EQ(smtp_session_verdict(s, &v), 0);
+	expect_output(s, "454-4.7.1 no\r\n454 4.7.1 really 555\r\n");
+	smtp_session_free(s);
+}
+
 int main(void)
 {
 	smtp_config_defaults(&cfg);
@@ -568,5 +810,11 @@ int main(void)
 	RUN_TEST(test_greeting_calls);
 	RUN_TEST(test_dsn_parameters);
 	RUN_TEST(test_dsn_in_ehlo);
+	RUN_TEST(test_xclient_names);
+	RUN_TEST(test_xclient_identity);
+	RUN_TEST(test_xclient_freed_pending);
+	RUN_TEST(test_unauth_pipelining_flag);
+	RUN_TEST(test_access_denied);
+	RUN_TEST(test_soft_bounce);
 	return TEST_RESULT();
 }
