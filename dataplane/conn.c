@@ -11,6 +11,7 @@
 
 #include "mgmt/log.h"
 #include "mxgate/clock.h"
+#include "smtp/smtp_checks.h"
 #include "smtp/smtp_session.h"
 #include "tables/netlist.h"
 
@@ -21,6 +22,9 @@
  * (smtpd_check.c, "Insufficient system storage"); we send it for a full disk and for a
  * spool over mxgate_spool_quota. */
 #define CONN_SPOOL_FULL_TEXT "4.3.1 Insufficient system storage"
+
+/* "NAME[ADDR]": a name is at most 255 bytes (RFC 1035), an address INET6_ADDRSTRLEN. */
+#define CONN_CLIENT_MAX (256 + INET6_ADDRSTRLEN + 2)
 
 /* The commands the disconnect line counts, in the order of Postfix's command table
  * (smtpd_cmd_table), "unknown" last. */
@@ -60,7 +64,8 @@ struct conn {
 	struct mx_inet_addr addr;      /* unmapped */
 	uint16_t port;
 	char addr_str[INET6_ADDRSTRLEN];
-	char client[INET6_ADDRSTRLEN + 16]; /* "unknown[192.0.2.1]" */
+	char client[CONN_CLIENT_MAX];  /* "unknown[192.0.2.1]", "NAME[ADDR]" after XCLIENT */
+	char *name;                    /* the client's verified name; NULL: "unknown" */
 
 	/* The transaction. */
 	char *helo;                    /* as given; NULL before HELO/EHLO */
@@ -69,6 +74,16 @@ struct conn {
 	char *first_rcpt;              /* for Received: "for <rcpt>" */
 	unsigned nrcpt;                /* accepted recipients */
 	char queue_id[QUEUE_ID_SIZE];  /* "" until the first accepted recipient */
+	/* Policy's envelope actions (HOLD, DISCARD, FILTER, REDIRECT, BCC, PREPEND) for this
+	 * transaction; allocated at MAIL (it is several KiB, and most connections never
+	 * get that far), freed with the transaction. */
+	struct smtp_policy_actions *actions;
+	/* What the evaluator keeps across commands with smtpd_delay_reject = no
+	 * (defer_if_permit from the client, helo or sender list); NULL with delay_reject. */
+	struct smtp_policy_session *policy_session;
+	/* header_checks and body_checks on the message being received (between DATA and its
+	 * end; NULL when none are configured). */
+	struct smtp_checks *checks;
 	struct spool_msg *msg;         /* from the first accepted recipient to the end */
 	bool message_open;             /* between the DATA verdict and the end */
 	bool commit_pending;           /* handed to the spool writer, result not back yet */
@@ -137,19 +152,28 @@ static const char *conn_last_reply(const struct conn *c, char *buf, size_t cap)
 
 /* "NOQUEUE: reject: RCPT from unknown[192.0.2.1]: 554 5.7.1 <x@y>: Relay access denied;
  * from=<a@b> to=<x@y> proto=ESMTP helo=<h>", exactly as Postfix's smtpd logs a
- * restriction's refusal (the from= and to= parts only when known). */
-static void conn_log_reject(struct conn *c, const char *cmd, const char *reply,
-			    const char *rcpt)
+ * restriction's refusal (the from= and to= parts only when known); other kinds
+ * (reject_warning, warn, info, hold, discard, filter, redirect, bcc, prepend) the same
+ * way. */
+static void conn_log_action(struct conn *c, const char *kind, const char *cmd,
+			    const char *text, const char *rcpt)
 {
-	char from[600] = "", to[600] = "", helo[300], tmp[520];
+	char from[600] = "", to[600] = "", helo[300], tmp[520], shown[700];
 	if (c->sender)
 		snprintf(from, sizeof(from), " from=<%s>",
 			 conn_printable_str(c->sender, tmp, sizeof(tmp)));
 	if (rcpt)
 		snprintf(to, sizeof(to), " to=<%s>", conn_printable_str(rcpt, tmp, sizeof(tmp)));
-	mx_log(MX_LOG_INFO, "%s: reject: %s from %s: %s;%s%s proto=%s helo=<%s>",
-	       c->queue_id[0] ? c->queue_id : "NOQUEUE", cmd, c->client, reply, from, to,
+	mx_log(MX_LOG_INFO, "%s: %s: %s from %s: %s;%s%s proto=%s helo=<%s>",
+	       c->queue_id[0] ? c->queue_id : "NOQUEUE", kind, cmd, c->client,
+	       conn_printable_str(text, shown, sizeof(shown)), from, to,
 	       smtp_session_protocol(c->s), conn_printable_str(c->helo, helo, sizeof(helo)));
+}
+
+static void conn_log_reject(struct conn *c, const char *cmd, const char *reply,
+			    const char *rcpt)
+{
+	conn_log_action(c, "reject", cmd, reply, rcpt);
 }
 
 static void conn_txn_reset(struct conn *c)
@@ -164,6 +188,10 @@ static void conn_txn_reset(struct conn *c)
 	c->nrcpt = 0;
 	c->queue_id[0] = '\0';
 	c->message_open = false;
+	free(c->actions);
+	c->actions = NULL;
+	smtp_checks_free(c->checks);
+	c->checks = NULL;
 }
 
 static int conn_verdict(struct conn *c, uint16_t code, const char *text, bool disconnect)
@@ -178,6 +206,10 @@ static void conn_accept(struct conn *c)
 {
 	conn_verdict(c, 0, NULL, false);
 }
+
+static bool conn_policy_check(struct conn *c, enum smtp_policy_stage stage, const char *cmd,
+			      const char *rcpt, bool unauth_pipelining,
+			      struct smtp_policy_result *res);
 
 /* ---- lifecycle ---- */
 
@@ -199,9 +231,16 @@ struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, ui
 		.port = port,
 		.bare_newline_excluded = w->cfg->bare_newline_exclusions &&
 					 netlist_match(w->cfg->bare_newline_exclusions, &c->addr),
+		.xclient_authorized = w->cfg->xclient_hosts &&
+				      netlist_match(w->cfg->xclient_hosts, &c->addr),
 	};
 	c->s = smtp_session_new(&w->cfg->smtp, &info);
 	if (!c->s) {
+		free(c);
+		return NULL;
+	}
+	if (!w->delay_reject && !(c->policy_session = calloc(1, sizeof(*c->policy_session)))) {
+		smtp_session_free(c->s);
 		free(c);
 		return NULL;
 	}
@@ -212,6 +251,18 @@ struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, ui
 
 void conn_greet(struct conn *c)
 {
+	/* With smtpd_delay_reject = no, smtpd_client_restrictions decide here (with yes the
+	 * evaluator defers them to RCPT and accepts now). */
+	struct smtp_policy_result res;
+	if (!conn_policy_check(c, SMTP_STAGE_CONNECT, "CONNECT", NULL, false, &res)) {
+		/* Postfix keeps talking: the refusal stands for the greeting and later
+		 * commands get 503 (a 421/521 from a table still closes). */
+		if (res.disconnect)
+			smtp_session_greet_reject(c->s, res.code, res.text);
+		else
+			smtp_session_greet_deny(c->s, res.code, res.text);
+		return;
+	}
 	smtp_session_greet(c->s);
 }
 
@@ -245,6 +296,8 @@ void conn_free(struct conn *c)
 
 	conn_txn_reset(c);
 	free(c->helo);
+	free(c->name);
+	free(c->policy_session);
 	smtp_session_free(c->s);
 	c->w->counters.connections_closed++;
 	free(c);
@@ -298,6 +351,66 @@ static bool conn_storage_refused(struct conn *c, const char *cmd)
 	return true;
 }
 
+/* ---- policy ---- */
+
+struct conn_policy_log {
+	struct conn *c;
+	const char *cmd;
+	const char *rcpt;
+};
+
+/* What the restriction lists want logged (warn_if_reject, WARN, INFO, HOLD...). */
+static void conn_policy_event(void *ctx, const char *kind, const char *text)
+{
+	struct conn_policy_log *pl = ctx;
+	conn_log_action(pl->c, kind, pl->cmd, text, pl->rcpt);
+}
+
+/* Evaluate the restriction lists of `stage` (cmd names it in logs: "RCPT"). Returns true
+ * when the command may be accepted; otherwise the refusal is logged and in *res (code,
+ * text, disconnect) for the verdict. */
+static bool conn_policy_check(struct conn *c, enum smtp_policy_stage stage, const char *cmd,
+			      const char *rcpt, bool unauth_pipelining,
+			      struct smtp_policy_result *res)
+{
+	struct smtp_policy_request req = {
+		.stage = stage,
+		.client_addr = c->addr_str,
+		.client_name = c->name ? c->name : "unknown",
+		.reverse_name = c->name ? c->name : "unknown",
+		.helo = c->helo,
+		.sender = c->sender,
+		.recipient = rcpt,
+		.protocol = smtp_session_protocol(c->s),
+		.recipient_count = c->nrcpt,
+		.unauth_pipelining = unauth_pipelining,
+		.now = mx_clock_wall_s(),
+		.session = c->policy_session,
+	};
+	struct conn_policy_log pl = { .c = c, .cmd = cmd, .rcpt = rcpt };
+	struct smtp_policy_callbacks cb = { .event = conn_policy_event, .ctx = &pl };
+	int rc = smtp_policy_check(c->w->policy, &req, c->actions, &cb, res);
+	if (rc < 0) {
+		/* A request the evaluator cannot take is our bug, not the client's: refuse it
+		 * the way a broken table is refused, never let it pass. */
+		mx_log(MX_LOG_WARNING, "%s: policy evaluation failed for %s: %s",
+		       c->queue_id[0] ? c->queue_id : "NOQUEUE", cmd, strerror(-rc));
+		*res = (struct smtp_policy_result){ .decision = SMTP_POLICY_DEFER, .code = 451 };
+		snprintf(res->text, sizeof(res->text), "4.3.5 Server configuration error");
+	}
+	if (res->decision == SMTP_POLICY_ACCEPT)
+		return true;
+	char reply[SMTP_POLICY_TEXT_MAX + 8];
+	snprintf(reply, sizeof(reply), "%u %s", res->code, res->text);
+	conn_log_reject(c, cmd, reply, rcpt);
+	return false;
+}
+
+static void conn_policy_verdict(struct conn *c, const struct smtp_policy_result *res)
+{
+	conn_verdict(c, res->code, res->text, res->disconnect);
+}
+
 /* ---- events ---- */
 
 static void conn_on_helo(struct conn *c, const struct smtp_event *ev)
@@ -311,10 +424,95 @@ static void conn_on_helo(struct conn *c, const struct smtp_event *ev)
 	}
 	free(c->helo);
 	c->helo = h;
+	struct smtp_policy_result res;
+	if (!conn_policy_check(c, SMTP_STAGE_HELO, ev->u.helo.esmtp ? "EHLO" : "HELO", NULL,
+			       ev->unauth_pipelining, &res)) {
+		conn_count(c, ev->u.helo.esmtp ? CONN_CMD_EHLO : CONN_CMD_HELO, false);
+		conn_policy_verdict(c, &res);
+		/* Postfix does not record a refused HELO name */
+		free(c->helo);
+		c->helo = NULL;
+		return;
+	}
 	conn_count(c, ev->u.helo.esmtp ? CONN_CMD_EHLO : CONN_CMD_HELO, true);
 	conn_accept(c);
 	/* an accepted EHLO in a transaction makes the engine queue an RSET event now */
 	c->helo_answered = true;
+}
+
+/* XCLIENT from a client in smtpd_authorized_xclient_hosts (the engine refused it from
+ * anyone else): the session goes on as the client it names, for the restriction lists,
+ * Received: and the log, as Postfix's xclient_cmd() does. */
+static void conn_on_xclient(struct conn *c, const struct smtp_event *ev)
+{
+	const struct smtp_xclient *x = ev->u.xclient;
+	const struct smtp_xclient_value *addr = &x->attr[SMTP_XCLIENT_ADDR];
+	const struct smtp_xclient_value *name = &x->attr[SMTP_XCLIENT_NAME];
+	const struct smtp_xclient_value *port = &x->attr[SMTP_XCLIENT_PORT];
+	const struct smtp_xclient_value *helo = &x->attr[SMTP_XCLIENT_HELO];
+
+	struct mx_inet_addr a = c->addr;
+	if (addr->present && !addr->unavailable) {
+		char text[INET6_ADDRSTRLEN + 1];
+		size_t n = addr->value.len < sizeof(text) - 1 ? addr->value.len : sizeof(text) - 1;
+		memcpy(text, addr->value.ptr, n);
+		text[n] = '\0';
+		struct mx_inet_addr parsed;
+		/* the engine checked the syntax; a failure here keeps the old address */
+		if (mx_inet_parse(text, &parsed))
+			a = mx_inet_unmap(&parsed);
+	}
+	char *new_name = NULL, *new_helo = NULL;
+	bool oom = false;
+	if (name->present && !name->unavailable)
+		oom |= !(new_name = conn_dup(name->value));
+	else if (!name->present && c->name)
+		oom |= !(new_name = strdup(c->name)); /* NAME not given: unchanged */
+	if (helo->present && !helo->unavailable)
+		oom |= !(new_helo = conn_dup(helo->value));
+	if (oom) {
+		free(new_name);
+		free(new_helo);
+		conn_count(c, CONN_CMD_XCLIENT, false);
+		conn_verdict(c, 451, "4.3.0 Error: insufficient system resources", false);
+		return;
+	}
+	conn_txn_reset(c);
+	c->addr = a;
+	mx_inet_format(&c->addr, c->addr_str, sizeof(c->addr_str));
+	if (port->present && !port->unavailable) {
+		/* 1 to 5 digits (the engine checked); Postfix takes 99999 too, we keep 16 bits */
+		unsigned long p = 0;
+		for (size_t i = 0; i < port->value.len && i < 5; i++)
+			p = p * 10 + (unsigned long)(port->value.ptr[i] - '0');
+		c->port = (uint16_t)(p <= 65535 ? p : 0);
+	}
+	free(c->name);
+	c->name = new_name;
+	free(c->helo);
+	c->helo = new_helo;
+	snprintf(c->client, sizeof(c->client), "%s[%s]", c->name ? c->name : "unknown",
+		 c->addr_str);
+	struct smtp_verdict v = {
+		.code = 0,
+		.xclient_authorized = c->w->cfg->xclient_hosts &&
+				      netlist_match(c->w->cfg->xclient_hosts, &c->addr),
+	};
+	/* A new client: with smtpd_delay_reject = no its client restrictions decide now, and
+	 * a refusal answers XCLIENT (Postfix's xclient_cmd()). */
+	if (c->policy_session)
+		memset(c->policy_session, 0, sizeof(*c->policy_session));
+	struct smtp_policy_result res;
+	if (!conn_policy_check(c, SMTP_STAGE_CONNECT, "CONNECT", NULL, false, &res)) {
+		v.code = res.code;
+		v.text = res.text;
+		v.disconnect = res.disconnect;
+		v.access_denied = !res.disconnect;
+		conn_count(c, CONN_CMD_XCLIENT, false);
+	} else {
+		conn_count(c, CONN_CMD_XCLIENT, true);
+	}
+	smtp_session_verdict(c->s, &v);
 }
 
 static void conn_on_mail(struct conn *c, const struct smtp_event *ev)
@@ -326,10 +524,18 @@ static void conn_on_mail(struct conn *c, const struct smtp_event *ev)
 	}
 	c->sender = conn_dup(ev->u.mail.addr);
 	c->mail_params = conn_dup(ev->u.mail.params);
-	if (!c->sender || !c->mail_params) {
+	c->actions = calloc(1, sizeof(*c->actions));
+	if (!c->sender || !c->mail_params || !c->actions) {
 		conn_txn_reset(c);
 		conn_count(c, CONN_CMD_MAIL, false);
 		conn_verdict(c, 451, "4.3.0 Error: insufficient system resources", false);
+		return;
+	}
+	struct smtp_policy_result res;
+	if (!conn_policy_check(c, SMTP_STAGE_MAIL, "MAIL", NULL, ev->unauth_pipelining, &res)) {
+		conn_txn_reset(c);
+		conn_count(c, CONN_CMD_MAIL, false);
+		conn_policy_verdict(c, &res);
 		return;
 	}
 	conn_count(c, CONN_CMD_MAIL, true);
@@ -346,7 +552,7 @@ static int conn_open_message(struct conn *c)
 		.arrival = mx_clock_wall_s(),
 		.client_addr = c->addr_str,
 		.client_port = c->port,
-		.client_name = "unknown",
+		.client_name = c->name ? c->name : "unknown",
 		.helo = smtp_session_helo(c->s),
 		.protocol = smtp_session_protocol(c->s),
 		.sender = mx_span_cstr(c->sender),
@@ -364,18 +570,20 @@ static int conn_open_message(struct conn *c)
 
 static void conn_on_rcpt(struct conn *c, const struct smtp_event *ev)
 {
-	char text[600];
-	struct smtp_verdict v;
-
-	if (!smtp_relay_policy_check(c->w->policy, &c->addr, ev->u.rcpt.addr, &v, text,
-				     sizeof(text))) {
-		char reply[700], rcpt[520];
-		snprintf(reply, sizeof(reply), "%u %s", v.code, v.text);
-		conn_log_reject(c, "RCPT", reply,
-				conn_printable(ev->u.rcpt.addr, rcpt, sizeof(rcpt)));
+	char *rcpt = conn_dup(ev->u.rcpt.addr);
+	if (!rcpt) {
+		conn_count(c, CONN_CMD_RCPT, false);
+		conn_verdict(c, 451, "4.3.0 Error: insufficient system resources", false);
+		return;
+	}
+	struct smtp_policy_result res;
+	bool ok = conn_policy_check(c, SMTP_STAGE_RCPT, "RCPT", rcpt, ev->unauth_pipelining,
+				    &res);
+	free(rcpt);
+	if (!ok) {
 		c->w->counters.recipients_rejected++;
 		conn_count(c, CONN_CMD_RCPT, false);
-		smtp_session_verdict(c->s, &v);
+		conn_policy_verdict(c, &res);
 		return;
 	}
 
@@ -413,6 +621,48 @@ static void conn_on_rcpt(struct conn *c, const struct smtp_event *ev)
 	conn_accept(c);
 }
 
+/* A header of our own making (PREPEND, Received:): like the client's headers it passes
+ * header_checks, as smtpd's do in Postfix's cleanup. */
+static int conn_store_header(struct conn *c, const char *p, size_t n)
+{
+	if (c->checks)
+		return smtp_checks_header(c->checks, p, n);
+	return spool_msg_append(c->msg, p, n);
+}
+
+static int conn_checks_emit(void *ctx, const char *p, size_t n)
+{
+	struct conn *c = ctx;
+	return spool_msg_append(c->msg, p, n);
+}
+
+/* "4ZhQ5N0Bc9z01: warning: header Subject: x from unknown[192.0.2.1]; from=<a@b>
+ * to=<c@d> proto=ESMTP helo=<h>: text", as Postfix's cleanup logs a check's action. */
+static void conn_checks_log(void *ctx, const struct smtp_checks_log *ev)
+{
+	struct conn *c = ctx;
+	char line[1400], sender[520], rcpt[520], helo[300];
+	smtp_checks_log_format(line, sizeof(line), ev, c->queue_id, c->client,
+			       conn_printable_str(c->sender, sender, sizeof(sender)),
+			       conn_printable_str(c->first_rcpt, rcpt, sizeof(rcpt)),
+			       smtp_session_protocol(c->s),
+			       conn_printable_str(c->helo, helo, sizeof(helo)));
+	char shown[1400];
+	mx_log(MX_LOG_INFO, "%s", conn_printable_str(line, shown, sizeof(shown)));
+}
+
+/* The checks' state lives only while a message is being received. */
+static int conn_checks_open(struct conn *c)
+{
+	static const struct smtp_checks_ops ops = { .emit = conn_checks_emit,
+						    .log = conn_checks_log };
+	int rc = smtp_checks_new(c->w->checks, c->w->checks_scratch, &ops, c, &c->checks);
+	if (rc < 0)
+		return rc;
+	smtp_checks_begin(c->checks);
+	return 0;
+}
+
 /* Our Received: header goes first in the stored message (RFC 5321 4.4). */
 static int conn_write_received(struct conn *c)
 {
@@ -427,14 +677,32 @@ static int conn_write_received(struct conn *c)
 	size_t need = smtp_received_header(stack, sizeof(stack), c->s, c->queue_id, single, now,
 					   tz);
 	if (need < sizeof(stack))
-		return spool_msg_append(c->msg, stack, need);
+		return conn_store_header(c, stack, need);
 	char *big = malloc(need + 1);
 	if (!big)
 		return -ENOMEM;
 	smtp_received_header(big, need + 1, c->s, c->queue_id, single, now, tz);
-	int rc = spool_msg_append(c->msg, big, need);
+	int rc = conn_store_header(c, big, need);
 	free(big);
 	return rc;
+}
+
+/* PREPEND actions of the restriction lists go above our Received:, as smtpd writes them
+ * first. The evaluator keeps them to one header line; a CR or LF that got through would
+ * split it, so the line is cut there. */
+static int conn_write_prepends(struct conn *c)
+{
+	for (unsigned i = 0; c->actions && i < c->actions->nprepend; i++) {
+		char line[SMTP_POLICY_TEXT_MAX + 2];
+		const char *h = c->actions->prepend[i];
+		size_t n = strcspn(h, "\r\n");
+		memcpy(line, h, n);
+		memcpy(line + n, "\r\n", 2);
+		int rc = conn_store_header(c, line, n + 2);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
 }
 
 static void conn_on_data(struct conn *c, const struct smtp_event *ev)
@@ -443,6 +711,14 @@ static void conn_on_data(struct conn *c, const struct smtp_event *ev)
 	/* The engine refuses DATA without an accepted recipient itself, so the message
 	 * exists here. */
 	int rc = c->msg && spool_msg_nrcpt(c->msg) > 0 && !c->message_open ? 0 : -EINVAL;
+	struct smtp_policy_result res;
+	if (rc == 0 && !conn_policy_check(c, SMTP_STAGE_DATA, ev->u.data.bdat ? "BDAT" : "DATA",
+					  NULL, ev->unauth_pipelining, &res)) {
+		c->cmds[cmd].total++;
+		c->w->counters.commands++;
+		conn_policy_verdict(c, &res);
+		return;
+	}
 	if (rc == 0 && spool_storage_check(c->w->spool) < 0) {
 		c->cmds[cmd].total++;
 		c->w->counters.commands++;
@@ -451,6 +727,10 @@ static void conn_on_data(struct conn *c, const struct smtp_event *ev)
 		conn_txn_reset(c);
 		return;
 	}
+	if (rc == 0 && c->w->checks)
+		rc = conn_checks_open(c);
+	if (rc == 0)
+		rc = conn_write_prepends(c);
 	if (rc == 0)
 		rc = conn_write_received(c);
 	if (rc < 0) {
@@ -524,13 +804,88 @@ static void conn_commit_done(struct conn *c, int rc)
 	conn_txn_reset(c);
 }
 
+/* The message is complete and passed every check, but policy said DISCARD: the client
+ * hears "250 ... queued as ID" (as Postfix answers) and nothing is stored. */
+static void conn_discard(struct conn *c)
+{
+	char sender[520];
+	mx_log(MX_LOG_INFO, "%s: from=<%s>, size=%" PRIu64 ", nrcpt=%u (discarded)", c->queue_id,
+	       conn_printable_str(c->sender, sender, sizeof(sender)), spool_msg_size(c->msg),
+	       c->nrcpt);
+	c->w->counters.messages_discarded++;
+	c->cmds[c->data_cmd].ok++;
+	struct smtp_verdict v = { .code = 0, .queue_id = c->queue_id };
+	smtp_session_verdict(c->s, &v);
+	conn_txn_reset(c);
+}
+
 static void conn_on_message_end(struct conn *c, const struct smtp_event *ev)
 {
 	(void)ev;
 	c->message_open = false;
+	/* header_checks/body_checks: what is still buffered goes out, and the verdict. */
+	struct smtp_checks_verdict cv = { .outcome = SMTP_CHECKS_ACCEPT };
+	if (c->checks) {
+		int rc = smtp_checks_end(c->checks, &cv);
+		if (rc < 0) {
+			conn_commit_done(c, rc);
+			return;
+		}
+	}
+	struct smtp_policy_result res;
+	if (!conn_policy_check(c, SMTP_STAGE_END_OF_DATA, "END-OF-MESSAGE", NULL, false, &res)) {
+		c->w->counters.messages_rejected++;
+		conn_policy_verdict(c, &res);
+		conn_txn_reset(c);
+		return;
+	}
+	/* A DISCARD from the restriction lists decided before the content was seen: Postfix
+	 * answers 250 whatever header_checks say then. */
+	if (c->actions && c->actions->discard) {
+		conn_discard(c);
+		return;
+	}
+	if (cv.outcome == SMTP_CHECKS_REJECT || cv.outcome == SMTP_CHECKS_TEMPFAIL) {
+		/* cleanup's refusal: the log line was written by the checks' log event */
+		c->w->counters.messages_rejected++;
+		conn_verdict(c, (uint16_t)cv.code, cv.reply, false);
+		conn_txn_reset(c);
+		return;
+	}
+	if (cv.outcome == SMTP_CHECKS_DISCARD) {
+		conn_discard(c);
+		return;
+	}
+	/* Envelope actions: the restriction lists' (from MAIL and RCPT), then the content
+	 * checks'. A FILTER or REDIRECT from the checks comes later, so it wins, as in
+	 * Postfix where cleanup applies its own after smtpd's. */
+	const char *bcc[1 + SMTP_CHECKS_BCC_MAX];
+	unsigned nbcc = 0;
+	struct spool_envelope_actions ea = { .bcc = bcc };
+	if (c->actions) {
+		ea.hold_reason = c->actions->hold ? c->actions->hold_reason : NULL;
+		ea.filter = c->actions->filter;
+		ea.redirect = c->actions->redirect;
+		if (c->actions->bcc[0])
+			bcc[nbcc++] = c->actions->bcc;
+	}
+	if (cv.hold && !ea.hold_reason)
+		ea.hold_reason = cv.hold_reason ? cv.hold_reason : "";
+	if (cv.filter)
+		ea.filter = cv.filter;
+	if (cv.redirect)
+		ea.redirect = cv.redirect;
+	for (unsigned i = 0; i < cv.nbcc && nbcc < 1 + SMTP_CHECKS_BCC_MAX; i++)
+		bcc[nbcc++] = cv.bcc[i];
+	ea.nbcc = nbcc;
+	int rc = spool_msg_finish_envelope(c->msg, &ea);
+	if (rc < 0) {
+		conn_commit_done(c, rc);
+		return;
+	}
 	/* The durable commit runs on the spool writer thread (group commit); the verdict
 	 * follows in conn_spool_news(), and the engine holds the pipeline until then. */
-	int rc = spool_msg_commit(c->msg);
+	rc = spool_msg_commit(c->msg);
 	if (rc < 0) {
 		conn_commit_done(c, rc);
 		return;
@@ -660,18 +1015,34 @@ size_t conn_input(struct conn *c, const char *buf, size_t len)
 		case SMTP_EV_DATA:
 			conn_on_data(c, &ev);
 			break;
+		case SMTP_EV_XCLIENT:
+			conn_on_xclient(c, &ev);
+			break;
 		case SMTP_EV_HEADER:
 			if (c->message_open) {
-				spool_msg_append(c->msg, ev.u.header.text.ptr, ev.u.header.text.len);
+				/* An append error is sticky in the message: the commit reports
+				 * it. */
+				if (c->checks)
+					smtp_checks_header(c->checks, ev.u.header.text.ptr,
+							   ev.u.header.text.len);
+				else
+					spool_msg_append(c->msg, ev.u.header.text.ptr,
+							 ev.u.header.text.len);
 				if (conn_header_is(ev.u.header.text, "Message-ID"))
 					conn_log_message_id(c, ev.u.header.text);
 			}
 			break;
 		case SMTP_EV_HEADERS_END:
+			if (c->message_open && c->checks)
+				smtp_checks_headers_end(c->checks);
 			break;
 		case SMTP_EV_BODY:
-			if (c->message_open)
-				spool_msg_append(c->msg, ev.u.body.ptr, ev.u.body.len);
+			if (c->message_open) {
+				if (c->checks)
+					smtp_checks_body(c->checks, ev.u.body.ptr, ev.u.body.len);
+				else
+					spool_msg_append(c->msg, ev.u.body.ptr, ev.u.body.len);
+			}
 			break;
 		case SMTP_EV_MESSAGE_END:
 			if (c->message_open) {

@@ -1,8 +1,8 @@
 /* The glue between one client connection and its SMTP session, independent of the
  * transport (kernel sockets now, the DPDK stack next): it feeds bytes to the engine,
- * answers the engine's events (relay policy at RCPT, the spool at DATA and end of
- * message), keeps the transaction's envelope, and writes the Postfix-style log lines a
- * postmaster greps for:
+ * answers the engine's events (the restriction lists at every command, header_checks on
+ * the message, the spool at DATA and end of message), keeps the transaction's envelope
+ * with policy's actions, and writes the Postfix-style log lines a postmaster greps for:
  *
  *     connect from unknown[192.0.2.1]
  *     4ZhQ5N0Bc9z01: client=unknown[192.0.2.1]
@@ -30,14 +30,21 @@
 #include "mxgate/counters.h"
 #include "mxgate/inet.h"
 #include "mxgate/span.h"
-#include "smtp/smtp_relay_policy.h"
+#include "smtp/smtp_checks.h"
+#include "smtp/smtp_restrictions.h"
 
-/* What a worker shares with all its connections. The config, policy and spool are
- * shared by every worker; the spool client (where the spool writer posts this worker's
- * results), the generator and the counters belong to one worker. */
+/* What a worker shares with all its connections. The config and spool are shared by
+ * every worker; the policy context (table handles on this worker's LMDB reader), the
+ * spool client (where the spool writer posts this worker's results), the generator and
+ * the counters belong to one worker. */
 struct conn_worker {
 	const struct mx_config *cfg;
-	const struct smtp_relay_policy *policy;
+	struct smtp_policy_ctx *policy;
+	bool delay_reject;             /* smtpd_delay_reject: no per-session policy state */
+	/* header_checks etc. (shared, immutable; NULL: none configured) and this worker's
+	 * Hyperscan/PCRE2 scratch for them. */
+	const struct smtp_checks_config *checks;
+	struct checks_scratch *checks_scratch;
 	struct spool *spool;
 	struct spool_client *spool_client;
 	struct queue_id_gen qid;

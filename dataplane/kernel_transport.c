@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -87,6 +88,7 @@ struct kt_worker {
 	unsigned nlisteners;
 	bool listeners_closed;
 	struct conn_worker cw;
+	struct tables_reader *tables; /* this worker's LMDB reader; NULL without tables */
 	char *scratch;
 
 	struct kt_conn **heap; /* min-heap on heap_key */
@@ -739,6 +741,11 @@ static void *kt_worker_main(void *arg)
 			break;
 		}
 		now = mx_clock_monotonic_ms();
+		/* See every table change committed so far (an LMDB read transaction is a
+		 * snapshot): mxgate-map's replacements take effect within one iteration. */
+		if (w->tables && n > 0 && tables_reader_renew(w->tables) < 0)
+			mx_log(MX_LOG_WARNING, "worker %u: cannot renew the table reader; lookups "
+					       "use the previous snapshot", w->index);
 		for (int i = 0; i < n; i++) {
 			struct kt_handle *h = evs[i].data.ptr;
 			switch (h->kind) {
@@ -854,6 +861,9 @@ void kernel_transport_destroy(struct kernel_transport *kt)
 		free(w->scratch);
 		free(w->heap);
 		spool_client_free(w->cw.spool_client);
+		smtp_policy_ctx_free(w->cw.policy);
+		checks_scratch_free(w->cw.checks_scratch);
+		tables_reader_close(w->tables);
 	}
 	free(kt->workers);
 	free(kt);
@@ -889,9 +899,30 @@ int kernel_transport_create(struct kernel_transport **out,
 		w->index = i;
 		w->epfd = w->wake_fd = -1;
 		w->listeners_closed = true; /* until they exist */
-		w->cw = (struct conn_worker){ .cfg = cfg, .policy = p->policy,
-					      .spool = p->spools[i % p->nspools], .index = i };
+		w->cw = (struct conn_worker){ .cfg = cfg, .spool = p->spools[i % p->nspools],
+					      .index = i };
 		queue_id_gen_init(&w->cw.qid, i, p->queue_id_floor_us);
+	}
+	for (unsigned i = 0; i < kt->nworkers; i++) {
+		struct kt_worker *w = &kt->workers[i];
+		if (p->tables && (rc = tables_reader_open(p->tables, &w->tables)) < 0) {
+			mx_errf(err, errlen, rc, "table reader: %s", strerror(-rc));
+			goto fail;
+		}
+		if ((rc = smtp_policy_ctx_new(p->policy, w->tables, &w->cw.policy)) < 0) {
+			mx_errf(err, errlen, rc, "restriction lists: %s", strerror(-rc));
+			goto fail;
+		}
+		w->cw.checks = p->checks;
+		const char *dr = mx_config_get(cfg, "smtpd_delay_reject");
+		w->cw.delay_reject = !dr || strcasecmp(dr, "yes") == 0;
+		for (int k = 0; p->checks && k < SMTP_CHECKS_CLASS_MAX; k++) {
+			if (p->checks->set[k] &&
+			    (rc = checks_scratch_alloc(p->checks->set[k], &w->cw.checks_scratch)) < 0) {
+				mx_errf(err, errlen, rc, "header_checks scratch: %s", strerror(-rc));
+				goto fail;
+			}
+		}
 	}
 
 	for (unsigned a = 0; a < cfg->listen_count; a++) {

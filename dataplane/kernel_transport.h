@@ -18,13 +18,20 @@
 #include "dataplane/spool/spool_writer.h"
 #include "mgmt/config.h"
 #include "mxgate/counters.h"
-#include "smtp/smtp_relay_policy.h"
+#include "smtp/smtp_restrictions.h"
+#include "tables/tables_env.h"
 
 struct kernel_transport;
 
 struct kernel_transport_params {
 	const struct mx_config *cfg;            /* listen addresses, limits, engine config */
-	const struct smtp_relay_policy *policy;
+	const struct smtp_policy *policy;       /* the restriction lists, shared */
+	/* The table store the policy looks up (each worker opens its own reader and renews
+	 * it once per poll iteration, so a committed table change is seen at once); NULL when
+	 * the policy uses no table. */
+	struct tables_env *tables;
+	/* header_checks and friends (each worker allocates its own scratch); NULL: none. */
+	const struct smtp_checks_config *checks;
 	/* Started; stopped after the workers. Worker i writes to spools[i % nspools] (one
 	 * writer per spool directory: mxgate_spool_directory may list several). */
 	struct spool *const *spools;

@@ -23,9 +23,11 @@
 #include "dataplane/spool/spool_relay.h"
 #include "dataplane/spool/spool_writer.h"
 #include "mgmt/config.h"
+#include "mgmt/explain.h"
 #include "mgmt/log.h"
+#include "mgmt/policy.h"
 #include "mxgate/counters.h"
-#include "smtp/smtp_relay_policy.h"
+#include "smtp/smtp_restrictions.h"
 
 #ifndef MXGATE_VERSION
 #define MXGATE_VERSION "unknown"
@@ -40,6 +42,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: mxgate [-c FILE] [--pidfile FILE]   run the gateway (foreground)\n"
 		"       mxgate --check [-c FILE]            validate the configuration\n"
+		"       mxgate explain [-c FILE] NAME=VALUE...  which restriction decides a\n"
+		"                                           request (mxgate explain -h)\n"
 		"       mxgate --version                    print the version\n"
 		"       mxgate -h                           this help\n"
 		"\n"
@@ -140,7 +144,28 @@ static int check_config(const char *path)
 		mx_config_free(cfg);
 		return 1;
 	}
-	printf("mxgate: %s: configuration OK\n", path);
+	/* The restriction lists: what mxgate cannot do honestly (DNS lookups, unknown
+	 * restrictions) is an error here, not a surprise at the first RCPT. */
+	struct smtp_policy *policy = NULL;
+	char err[512];
+	if (mx_policy_build(cfg, &policy, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mxgate: %s: %s\n", path, err);
+		mx_config_free(cfg);
+		return 1;
+	}
+	/* Tables that are named but not built answer 451 4.3.5 to every client: say so. */
+	int missing = mx_policy_check_tables(cfg, policy, stderr);
+	smtp_policy_free(policy);
+	/* The check files are read and compiled now, as at start. */
+	struct mx_checks checks;
+	if (mx_checks_build(cfg, &checks, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mxgate: %s: %s\n", path, err);
+		mx_config_free(cfg);
+		return 1;
+	}
+	mx_checks_free(&checks);
+	printf("mxgate: %s: configuration OK%s\n", path,
+	       missing ? " (with warnings about tables)" : "");
 	mx_config_free(cfg);
 	return 0;
 }
@@ -172,7 +197,7 @@ static void spool_recovery_logged(const struct spool_recovery_stats *rst, const 
 }
 
 /* Open every spool directory and create its relay. Returns 0, or -1 after logging. */
-static int spools_open(struct mx_spools *sp, const struct mx_config *cfg)
+static int spools_open(struct mx_spools *sp, const struct mx_config *cfg, bool need_tables)
 {
 	char err[512];
 	int rc;
@@ -213,14 +238,18 @@ static int spools_open(struct mx_spools *sp, const struct mx_config *cfg)
 		}
 		rp.have_default = true;
 	}
-	if (have_maps) {
+	if (have_maps || need_tables) {
 		struct tables_env_opts o = { .read_only = true };
 		if ((rc = tables_env_open(cfg->table_directory, &o, &sp->tables, err,
 					  sizeof(err))) < 0) {
-			startup_fatal("mxgate_table_directory: %s", err);
+			startup_fatal("mxgate_table_directory: %s (build the tables that %s "
+				      "names with mxgate-map -d %s)",
+				      err, have_maps ? "transport_maps" : "the restriction lists",
+				      cfg->table_directory);
 			return -1;
 		}
-		rp.tables = sp->tables;
+		if (have_maps)
+			rp.tables = sp->tables;
 	}
 	for (unsigned i = 0; i < cfg->spool_dir_count; i++) {
 		struct spool_recovery_stats rst;
@@ -314,6 +343,9 @@ int main(int argc, char **argv)
 	bool check = false;
 	int opt;
 
+	if (argc > 1 && strcmp(argv[1], "explain") == 0)
+		return mx_explain_main(argc - 1, argv + 1, MXGATE_DEFAULT_CONFIG);
+
 	while ((opt = getopt_long(argc, argv, "c:nVh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
@@ -388,9 +420,19 @@ int main(int argc, char **argv)
 	 * 250 before a crash are found and indexed, torn writes are discarded. */
 	struct mx_spools sp = { 0 };
 	struct kernel_transport *kt = NULL;
+	struct smtp_policy *policy = NULL;
+	struct mx_checks checks = { 0 };
 	bool pidfile_written = false;
 	char err[512];
-	if (spools_open(&sp, cfg) < 0)
+	if ((rc = mx_policy_build(cfg, &policy, err, sizeof(err))) < 0) {
+		startup_fatal("%s", err);
+		goto fail_startup;
+	}
+	if ((rc = mx_checks_build(cfg, &checks, err, sizeof(err))) < 0) {
+		startup_fatal("%s", err);
+		goto fail_startup;
+	}
+	if (spools_open(&sp, cfg, mx_policy_needs_tables(policy)) < 0)
 		goto fail_startup;
 	for (unsigned i = 0; i < sp.n; i++) {
 		if ((rc = spool_start(sp.spool[i])) < 0) {
@@ -422,13 +464,6 @@ int main(int argc, char **argv)
 				    "in the spool");
 	}
 
-	struct smtp_relay_policy policy = {
-		.mynetworks = cfg->mynetworks,
-		.mydestination = cfg->mydestination,
-		.relay_domains = cfg->relay_domains,
-		.myorigin = cfg->myorigin && *cfg->myorigin ? cfg->myorigin : cfg->myhostname,
-	};
-
 	unsigned workers = cfg->workers;
 	if (workers == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -436,7 +471,9 @@ int main(int argc, char **argv)
 	}
 	struct kernel_transport_params params = {
 		.cfg = cfg,
-		.policy = &policy,
+		.policy = policy,
+		.tables = sp.tables,
+		.checks = checks.any ? &checks.cfg : NULL,
 		.spools = sp.spool,
 		.nspools = sp.n,
 		.workers = workers,
@@ -512,6 +549,8 @@ int main(int argc, char **argv)
 	if (pidfile)
 		unlink(pidfile);
 	spools_close(&sp);
+	smtp_policy_free(policy);
+	mx_checks_free(&checks);
 	mx_log_close();
 	mx_config_free(cfg);
 	return failed ? 1 : 0;
@@ -524,6 +563,8 @@ fail_startup:
 	if (pidfile_written)
 		unlink(pidfile);
 	spools_close(&sp);
+	smtp_policy_free(policy);
+	mx_checks_free(&checks);
 	mx_log_close();
 	mx_config_free(cfg);
 	return 1;

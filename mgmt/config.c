@@ -1120,6 +1120,10 @@ static bool cfg_refers_to_bad(struct cfg_ctx *c, size_t v)
 struct mx_config_impl {
 	struct mx_config pub; /* first: the public view is the same pointer */
 	char *values[MX_P_MAX];
+	/* The parameters smtpd_restriction_classes names (user-defined, so not in
+	 * mx_params): name and expanded value, for mx_config_get_any(). */
+	char **class_names, **class_values;
+	size_t nclasses;
 };
 
 /* Where a message about known parameter `id` goes. */
@@ -1628,6 +1632,8 @@ static int cfg_apply(struct cfg_ctx *c, size_t v, struct mx_config_impl *impl,
 		}
 		if (def->id == MX_P_MYNETWORKS)
 			cfg->mynetworks = nl;
+		else if (def->id == MX_P_SMTPD_AUTHORIZED_XCLIENT_HOSTS)
+			cfg->xclient_hosts = nl;
 		else
 			cfg->bare_newline_exclusions = nl;
 		break;
@@ -1766,6 +1772,9 @@ static int cfg_apply(struct cfg_ctx *c, size_t v, struct mx_config_impl *impl,
 	case MX_P_SMTPD_HELO_REQUIRED:
 		smtp->helo_required = b;
 		break;
+	case MX_P_SOFT_BOUNCE:
+		smtp->soft_bounce = b;
+		break;
 	case MX_P_DISABLE_VRFY_COMMAND:
 		smtp->disable_vrfy_command = b;
 		break;
@@ -1877,6 +1886,13 @@ void mx_config_free(struct mx_config *cfg)
 	struct mx_config_impl *impl = (struct mx_config_impl *)cfg;
 	netlist_free(cfg->mynetworks);
 	netlist_free(cfg->bare_newline_exclusions);
+	netlist_free(cfg->xclient_hosts);
+	for (size_t i = 0; i < impl->nclasses; i++) {
+		free(impl->class_names[i]);
+		free(impl->class_values[i]);
+	}
+	free(impl->class_names);
+	free(impl->class_values);
 	domain_list_free(cfg->mydestination);
 	domain_list_free(cfg->relay_domains);
 	for (unsigned i = 0; i < cfg->spool_dir_count; i++)
@@ -1903,6 +1919,58 @@ const char *mx_config_get(const struct mx_config *cfg, const char *name)
 		return NULL;
 	const struct mx_config_impl *impl = (const struct mx_config_impl *)cfg;
 	return impl->values[def->id];
+}
+
+/* smtpd_restriction_classes = name1, name2: each name is a parameter of the file whose
+ * value is a restriction list. A name without a definition is left out here; compiling the
+ * policy reports it ("class has no definition"). */
+static void cfg_load_classes(struct cfg_ctx *c, struct mx_config_impl *impl)
+{
+	const char *p = impl->values[MX_P_SMTPD_RESTRICTION_CLASSES];
+	while (*p) {
+		while (*p == ',' || cfg_is_space(*p))
+			p++;
+		const char *w = p;
+		while (*p && *p != ',' && !cfg_is_space(*p))
+			p++;
+		if (p == w)
+			break;
+		size_t v = cfg_find(c, w, (size_t)(p - w));
+		if (v == SIZE_MAX || !c->vars[v].line)
+			continue;
+		c->vars[v].used = true;
+		const char *value = cfg_resolve(c, v);
+		if (!value)
+			continue; /* the expansion error is reported */
+		char **names = realloc(impl->class_names, (impl->nclasses + 1) * sizeof(*names));
+		if (names)
+			impl->class_names = names;
+		char **values = realloc(impl->class_values, (impl->nclasses + 1) * sizeof(*values));
+		if (values)
+			impl->class_values = values;
+		char *n = strndup(w, (size_t)(p - w)), *val = strdup(value);
+		if (!names || !values || !n || !val) {
+			free(n);
+			free(val);
+			c->oom = true;
+			return;
+		}
+		impl->class_names[impl->nclasses] = n;
+		impl->class_values[impl->nclasses] = val;
+		impl->nclasses++;
+	}
+}
+
+const char *mx_config_get_any(const struct mx_config *cfg, const char *name)
+{
+	const char *v = mx_config_get(cfg, name);
+	if (v || !cfg || !name)
+		return v;
+	const struct mx_config_impl *impl = (const struct mx_config_impl *)cfg;
+	for (size_t i = 0; i < impl->nclasses; i++)
+		if (strcmp(impl->class_names[i], name) == 0)
+			return impl->class_values[i];
+	return NULL;
 }
 
 static int cfg_load(const char *text, size_t len, const char *name, struct mx_config **out,
@@ -1953,7 +2021,8 @@ static int cfg_load(const char *text, size_t len, const char *name, struct mx_co
 	for (size_t i = 0; i < MX_P_MAX && !c->oom; i++) {
 		size_t v = cfg_find(c, mx_params[i].name, strlen(mx_params[i].name));
 		size_t mark = c->ndiags;
-		const char *value = cfg_resolve(c, v);
+		const char *value = mx_params[i].raw ? (c->vars[v].raw ? c->vars[v].raw : "")
+						     : cfg_resolve(c, v);
 		bool ok = value != NULL;
 		if (ok) {
 			impl->values[i] = strdup(value);
@@ -1978,6 +2047,11 @@ static int cfg_load(const char *text, size_t len, const char *name, struct mx_co
 		/* Every failure was reported somewhere. */
 		assert(c->errors > 0 || c->oom);
 	}
+
+	/* The restriction classes: user-defined parameters, in use because a list names
+	 * them. Their values are expanded like any other. */
+	if (!c->oom && impl->values[MX_P_SMTPD_RESTRICTION_CLASSES])
+		cfg_load_classes(c, impl);
 
 	/* Names mxgate does not know and nothing refers to. */
 	for (size_t v = 0; v < nfile; v++) {

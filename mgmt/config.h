@@ -48,6 +48,7 @@ struct mx_config {
 	struct domain_list *mydestination;
 	struct domain_list *relay_domains;
 	struct netlist *bare_newline_exclusions; /* smtpd_forbid_bare_newline_exclusions */
+	struct netlist *xclient_hosts;          /* smtpd_authorized_xclient_hosts */
 	unsigned smtpd_timeout_s;               /* smtpd_timeout, Postfix time units allowed */
 	char *maillog_file;                     /* empty: log to stderr */
 
@@ -110,6 +111,10 @@ bool mx_config_word_listed(const struct mx_config *cfg, const char *param, const
 /* The value of any known parameter after expansion, as `postconf NAME` would print it;
  * NULL for an unknown name. The string belongs to the config. */
 const char *mx_config_get(const struct mx_config *cfg, const char *name);
+
+/* mx_config_get(), and also the user-defined parameters smtpd_restriction_classes names
+ * (the restriction lists of those classes, expanded). NULL when neither. */
+const char *mx_config_get_any(const struct mx_config *cfg, const char *name);
 
 void mx_config_free(struct mx_config *cfg);
 

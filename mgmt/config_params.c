@@ -339,6 +339,177 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		.doc = "bytes after which the spool writer starts a new segment file; delivered "
 		       "segments are deleted whole",
 	},
+	[MX_P_SMTPD_RESTRICTION_CLASSES] = {
+		.id = MX_P_SMTPD_RESTRICTION_CLASSES, .name = "smtpd_restriction_classes", .type = MX_PT_WORDS,
+		.def = "", .postfix = true,
+		.doc = "names of parameters that hold restriction lists, usable in lists and as access(5) values",
+	},
+	[MX_P_SMTPD_CLIENT_RESTRICTIONS] = {
+		.id = MX_P_SMTPD_CLIENT_RESTRICTIONS, .name = "smtpd_client_restrictions", .type = MX_PT_WORDS,
+		.def = "", .postfix = true,
+		.doc = "restrictions on the client address and name (at RCPT with smtpd_delay_reject)",
+	},
+	[MX_P_SMTPD_HELO_RESTRICTIONS] = {
+		.id = MX_P_SMTPD_HELO_RESTRICTIONS, .name = "smtpd_helo_restrictions", .type = MX_PT_WORDS,
+		.def = "", .postfix = true,
+		.doc = "restrictions on the HELO/EHLO name (at RCPT with smtpd_delay_reject)",
+	},
+	[MX_P_SMTPD_SENDER_RESTRICTIONS] = {
+		.id = MX_P_SMTPD_SENDER_RESTRICTIONS, .name = "smtpd_sender_restrictions", .type = MX_PT_WORDS,
+		.def = "", .postfix = true,
+		.doc = "restrictions on the MAIL FROM address (at RCPT with smtpd_delay_reject)",
+	},
+	[MX_P_SMTPD_RELAY_RESTRICTIONS] = {
+		.id = MX_P_SMTPD_RELAY_RESTRICTIONS, .name = "smtpd_relay_restrictions",
+		.type = MX_PT_WORDS,
+		.def = "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination",
+		.postfix = true,
+		.doc = "mail relay control at RCPT, before smtpd_recipient_restrictions",
+	},
+	[MX_P_SMTPD_RECIPIENT_RESTRICTIONS] = {
+		.id = MX_P_SMTPD_RECIPIENT_RESTRICTIONS, .name = "smtpd_recipient_restrictions", .type = MX_PT_WORDS,
+		.def = "", .postfix = true,
+		.doc = "restrictions at RCPT TO, after smtpd_relay_restrictions",
+	},
+	[MX_P_SMTPD_DATA_RESTRICTIONS] = {
+		.id = MX_P_SMTPD_DATA_RESTRICTIONS, .name = "smtpd_data_restrictions", .type = MX_PT_WORDS,
+		.def = "", .postfix = true,
+		.doc = "restrictions at DATA",
+	},
+	[MX_P_SMTPD_END_OF_DATA_RESTRICTIONS] = {
+		.id = MX_P_SMTPD_END_OF_DATA_RESTRICTIONS, .name = "smtpd_end_of_data_restrictions", .type = MX_PT_WORDS,
+		.def = "", .postfix = true,
+		.doc = "restrictions at the end of the message",
+	},
+	[MX_P_SMTPD_DELAY_REJECT] = {
+		.id = MX_P_SMTPD_DELAY_REJECT, .name = "smtpd_delay_reject", .type = MX_PT_BOOL,
+		.def = "yes", .postfix = true,
+		.doc = "evaluate client, helo and sender restrictions at RCPT TO",
+	},
+	[MX_P_SOFT_BOUNCE] = {
+		.id = MX_P_SOFT_BOUNCE, .name = "soft_bounce", .type = MX_PT_BOOL,
+		.def = "no", .postfix = true,
+		.doc = "turn every 5xx policy reply into the matching 4xx",
+	},
+	[MX_P_REJECT_CODE] = {
+		.id = MX_P_REJECT_CODE, .name = "reject_code", .type = MX_PT_INT,
+		.def = "554", .min = 400, .max = 599, .postfix = true,
+		.doc = "reply code of the reject restriction",
+	},
+	[MX_P_DEFER_CODE] = {
+		.id = MX_P_DEFER_CODE, .name = "defer_code", .type = MX_PT_INT,
+		.def = "450", .min = 400, .max = 599, .postfix = true,
+		.doc = "reply code of the defer restriction",
+	},
+	[MX_P_ACCESS_MAP_REJECT_CODE] = {
+		.id = MX_P_ACCESS_MAP_REJECT_CODE, .name = "access_map_reject_code", .type = MX_PT_INT,
+		.def = "554", .min = 400, .max = 599, .postfix = true,
+		.doc = "reply code of REJECT in an access(5) table",
+	},
+	[MX_P_ACCESS_MAP_DEFER_CODE] = {
+		.id = MX_P_ACCESS_MAP_DEFER_CODE, .name = "access_map_defer_code", .type = MX_PT_INT,
+		.def = "450", .min = 400, .max = 599, .postfix = true,
+		.doc = "reply code of DEFER in an access(5) table",
+	},
+	[MX_P_INVALID_HOSTNAME_REJECT_CODE] = {
+		.id = MX_P_INVALID_HOSTNAME_REJECT_CODE, .name = "invalid_hostname_reject_code", .type = MX_PT_INT,
+		.def = "501", .min = 400, .max = 599, .postfix = true,
+		.doc = "reply code of reject_invalid_helo_hostname",
+	},
+	[MX_P_NON_FQDN_REJECT_CODE] = {
+		.id = MX_P_NON_FQDN_REJECT_CODE, .name = "non_fqdn_reject_code", .type = MX_PT_INT,
+		.def = "504", .min = 400, .max = 599, .postfix = true,
+		.doc = "reply code of the reject_non_fqdn_* restrictions",
+	},
+	[MX_P_RELAY_DOMAINS_REJECT_CODE] = {
+		.id = MX_P_RELAY_DOMAINS_REJECT_CODE, .name = "relay_domains_reject_code", .type = MX_PT_INT,
+		.def = "554", .min = 400, .max = 599, .postfix = true,
+		.doc = "reply code of reject_unauth_destination",
+	},
+	[MX_P_MAPS_RBL_REJECT_CODE] = {
+		.id = MX_P_MAPS_RBL_REJECT_CODE, .name = "maps_rbl_reject_code", .type = MX_PT_INT,
+		.def = "554", .min = 400, .max = 599, .postfix = true,
+		.doc = "reply code of reject_rbl_client and reject_rhsbl_*",
+	},
+	[MX_P_UNKNOWN_RELAY_RECIPIENT_REJECT_CODE] = {
+		.id = MX_P_UNKNOWN_RELAY_RECIPIENT_REJECT_CODE, .name = "unknown_relay_recipient_reject_code", .type = MX_PT_INT,
+		.def = "550", .min = 400, .max = 599, .postfix = true,
+		.doc = "reply code for a relay_domains recipient missing from relay_recipient_maps",
+	},
+	[MX_P_UNKNOWN_LOCAL_RECIPIENT_REJECT_CODE] = {
+		.id = MX_P_UNKNOWN_LOCAL_RECIPIENT_REJECT_CODE, .name = "unknown_local_recipient_reject_code", .type = MX_PT_INT,
+		.def = "550", .min = 400, .max = 599, .postfix = true,
+		.doc = "reply code for a mydestination recipient missing from local_recipient_maps",
+	},
+	[MX_P_MULTI_RECIPIENT_BOUNCE_REJECT_CODE] = {
+		.id = MX_P_MULTI_RECIPIENT_BOUNCE_REJECT_CODE, .name = "multi_recipient_bounce_reject_code", .type = MX_PT_INT,
+		.def = "550", .min = 400, .max = 599, .postfix = true,
+		.doc = "reply code of reject_multi_recipient_bounce",
+	},
+	[MX_P_DEFAULT_RBL_REPLY] = {
+		.id = MX_P_DEFAULT_RBL_REPLY, .name = "default_rbl_reply", .type = MX_PT_WORDS,
+		.def = "$rbl_code Service unavailable; $rbl_class [$rbl_what] blocked using "
+		       "$rbl_domain${rbl_reason?; $rbl_reason}",
+		.postfix = true, .raw = true,
+		.doc = "the reply of reject_rbl_client and friends ($rbl_code, $rbl_class, "
+		       "$rbl_what, $rbl_domain, $rbl_reason expanded per reply)",
+	},
+	[MX_P_SMTPD_REJECT_UNLISTED_RECIPIENT] = {
+		.id = MX_P_SMTPD_REJECT_UNLISTED_RECIPIENT, .name = "smtpd_reject_unlisted_recipient", .type = MX_PT_BOOL,
+		.def = "yes", .postfix = true,
+		.doc = "reject a recipient in a local or relay domain that no recipient table lists",
+	},
+	[MX_P_SMTPD_REJECT_UNLISTED_SENDER] = {
+		.id = MX_P_SMTPD_REJECT_UNLISTED_SENDER, .name = "smtpd_reject_unlisted_sender", .type = MX_PT_BOOL,
+		.def = "no", .postfix = true,
+		.doc = "the same for the sender address",
+	},
+	[MX_P_RELAY_RECIPIENT_MAPS] = {
+		.id = MX_P_RELAY_RECIPIENT_MAPS, .name = "relay_recipient_maps", .type = MX_PT_WORDS,
+		.def = "", .postfix = true,
+		.doc = "tables of the valid recipients in relay_domains (empty: every one is valid)",
+	},
+	[MX_P_LOCAL_RECIPIENT_MAPS] = {
+		.id = MX_P_LOCAL_RECIPIENT_MAPS, .name = "local_recipient_maps", .type = MX_PT_WORDS,
+		.def = "", .postfix = true,
+		.doc = "tables of the valid recipients in mydestination; empty (mxgate's default, as it has no local users): not checked",
+	},
+	[MX_P_SMTPD_NULL_ACCESS_LOOKUP_KEY] = {
+		.id = MX_P_SMTPD_NULL_ACCESS_LOOKUP_KEY, .name = "smtpd_null_access_lookup_key",
+		.type = MX_PT_TEXT, .def = "<>", .min = 1, .max = 255, .postfix = true,
+		.doc = "the key check_sender_access looks the null sender up as",
+	},
+	[MX_P_SMTPD_AUTHORIZED_XCLIENT_HOSTS] = {
+		.id = MX_P_SMTPD_AUTHORIZED_XCLIENT_HOSTS, .name = "smtpd_authorized_xclient_hosts",
+		.type = MX_PT_NETLIST, .def = "", .postfix = true,
+		.doc = "clients allowed to use XCLIENT (to act as another client, for tests and "
+		       "proxies)",
+	},
+	[MX_P_HEADER_CHECKS] = {
+		.id = MX_P_HEADER_CHECKS, .name = "header_checks", .type = MX_PT_WORDS,
+		.def = "", .postfix = true,
+		.doc = "regexp:/pcre: check files for the message headers (read at start)",
+	},
+	[MX_P_MIME_HEADER_CHECKS] = {
+		.id = MX_P_MIME_HEADER_CHECKS, .name = "mime_header_checks", .type = MX_PT_WORDS,
+		.def = "$header_checks", .postfix = true,
+		.doc = "check files for MIME part headers",
+	},
+	[MX_P_NESTED_HEADER_CHECKS] = {
+		.id = MX_P_NESTED_HEADER_CHECKS, .name = "nested_header_checks", .type = MX_PT_WORDS,
+		.def = "$header_checks", .postfix = true,
+		.doc = "check files for the headers of attached messages",
+	},
+	[MX_P_BODY_CHECKS] = {
+		.id = MX_P_BODY_CHECKS, .name = "body_checks", .type = MX_PT_WORDS,
+		.def = "", .postfix = true,
+		.doc = "check files for body lines",
+	},
+	[MX_P_BODY_CHECKS_SIZE_LIMIT] = {
+		.id = MX_P_BODY_CHECKS_SIZE_LIMIT, .name = "body_checks_size_limit",
+		.type = MX_PT_INT, .def = "51200", .min = 0, .max = 0, .postfix = true,
+		.doc = "bytes of each body part that body_checks inspect",
+	},
 };
 
 const char *mx_param_type_name(enum mx_param_type t)

@@ -98,7 +98,59 @@ int spool_envbuf_begin(struct spool_envbuf *b, const struct spool_envelope *env)
 		spool_envbuf_line(b, "hold", mx_span_cstr(env->hold_reason));
 	if (env->filter)
 		spool_envbuf_line(b, "filter", mx_span_cstr(env->filter));
+	b->head_len = b->len;
+	b->head_hold = env->hold_reason != NULL;
+	b->head_filter = env->filter != NULL;
 	return b->error;
+}
+
+int spool_envbuf_finish(struct spool_envbuf *b, const struct spool_envelope_actions *a)
+{
+	if (b->error)
+		return b->error;
+	bool hold = a->hold_reason && !b->head_hold;
+	bool filter = a->filter && *a->filter && !b->head_filter;
+	bool redirect = a->redirect && *a->redirect;
+	unsigned nbcc = 0;
+	for (unsigned i = 0; i < a->nbcc; i++)
+		nbcc += a->bcc[i] && *a->bcc[i];
+	if (!hold && !filter && !redirect && !nbcc)
+		return 0;
+	assert(b->head_len > 0 && b->head_len <= b->len);
+	struct spool_envbuf n = { 0 };
+	spool_envbuf_put(&n, b->p, b->head_len);
+	if (hold)
+		spool_envbuf_line(&n, "hold", mx_span_cstr(a->hold_reason));
+	if (filter)
+		spool_envbuf_line(&n, "filter", mx_span_cstr(a->filter));
+	n.head_len = n.len;
+	n.head_hold = b->head_hold || hold;
+	n.head_filter = b->head_filter || filter;
+	if (redirect) {
+		/* access(5) REDIRECT: the message goes to this address "instead of the intended
+		 * recipient(s)"; their DSN parameters describe addresses it no longer goes to. */
+		spool_envbuf_line(&n, "recipient", mx_span_cstr(a->redirect));
+		n.nrcpt = 1;
+	} else {
+		spool_envbuf_put(&n, b->p + b->head_len, b->len - b->head_len);
+		n.nrcpt = b->nrcpt;
+	}
+	for (unsigned i = 0; i < a->nbcc; i++) {
+		if (!a->bcc[i] || !*a->bcc[i])
+			continue;
+		/* A blind copy must never tell the sender about itself. */
+		spool_envbuf_line(&n, "recipient", mx_span_cstr(a->bcc[i]));
+		spool_envbuf_line(&n, "recipient-parameter", mx_span_cstr("NOTIFY=NEVER"));
+		n.nrcpt++;
+	}
+	if (n.error) {
+		int rc = n.error;
+		spool_envbuf_free(&n);
+		return b->error = rc;
+	}
+	spool_envbuf_free(b);
+	*b = n;
+	return 0;
 }
 
 int spool_envbuf_add_rcpt(struct spool_envbuf *b, struct mx_span addr, struct mx_span params)

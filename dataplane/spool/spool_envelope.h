@@ -66,8 +66,20 @@ struct spool_envelope {
 struct spool_envbuf {
 	char *p;
 	size_t len, cap;
+	size_t head_len;               /* where the recipients start */
+	bool head_hold, head_filter;   /* the head has a hold / filter line */
 	unsigned nrcpt;
 	int error;
+};
+
+/* Policy's envelope actions (smtp/smtp_restrictions.h, header_checks), known only once the
+ * message is complete. NULL or "" fields do nothing. */
+struct spool_envelope_actions {
+	const char *hold_reason; /* add the hold line (unless the head has one) */
+	const char *filter;      /* add the filter line (unless the head has one) */
+	const char *redirect;    /* replace every recipient by this one */
+	const char *const *bcc;  /* add these recipients, with NOTIFY=NEVER */
+	unsigned nbcc;
 };
 
 /* Start the text with the head of env. Returns 0 or a negative errno. */
@@ -75,6 +87,9 @@ int spool_envbuf_begin(struct spool_envbuf *b, const struct spool_envelope *env)
 /* Add an accepted recipient with its raw ESMTP parameters. Returns 0 or a negative
  * errno. */
 int spool_envbuf_add_rcpt(struct spool_envbuf *b, struct mx_span addr, struct mx_span params);
+/* Apply actions to the finished envelope (after the last recipient, before the commit).
+ * Returns 0 or a negative errno (sticky, as the others). */
+int spool_envbuf_finish(struct spool_envbuf *b, const struct spool_envelope_actions *a);
 void spool_envbuf_free(struct spool_envbuf *b);
 
 /* A message read back from the spool (tools, tests, the relay). */

@@ -328,6 +328,13 @@ int spool_msg_add_rcpt(struct spool_msg *m, struct mx_span addr, struct mx_span 
 	return m->error = spool_envbuf_add_rcpt(&m->env, addr, params);
 }
 
+int spool_msg_finish_envelope(struct spool_msg *m, const struct spool_envelope_actions *a)
+{
+	if (m->error)
+		return m->error;
+	return m->error = spool_envbuf_finish(&m->env, a);
+}
+
 unsigned spool_msg_nrcpt(const struct spool_msg *m)
 {
 	return m->env.nrcpt;

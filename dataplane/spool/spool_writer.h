@@ -173,6 +173,9 @@ struct spool_msg *spool_msg_new(struct spool_client *c, void *owner);
 int spool_msg_begin(struct spool_msg *m, const struct spool_envelope *env);
 int spool_msg_add_rcpt(struct spool_msg *m, struct mx_span addr, struct mx_span params);
 unsigned spool_msg_nrcpt(const struct spool_msg *m);
+/* Apply policy's envelope actions (hold, filter, redirect, bcc) once the recipients are
+ * all in, before spool_msg_commit(). Returns 0 or a negative errno (sticky). */
+int spool_msg_finish_envelope(struct spool_msg *m, const struct spool_envelope_actions *a);
 /* Append message bytes. Returns 0 or a negative errno (sticky: the writer failed an
  * earlier fragment, or out of memory). */
 int spool_msg_append(struct spool_msg *m, const void *p, size_t n);

@@ -16,6 +16,7 @@
 	X(bare_newlines)                                                                   \
 	X(messages_accepted)                                                               \
 	X(messages_rejected)                                                               \
+	X(messages_discarded)                                                              \
 	X(recipients_accepted)                                                             \
 	X(recipients_rejected)                                                             \
 	X(bytes_received)                                                                  \

@@ -54,8 +54,15 @@ with Gateway(binary) as gw:
     except OSError:
         have_v6 = False
 
-# 2. From outside mynetworks: local and relay domains are accepted, others refused 554.
-outside = "mynetworks = 192.0.2.0/24\n"
+# 2. From outside mynetworks: local and relay domains are accepted, others refused: 454
+# with Postfix's default smtpd_relay_restrictions (defer_unauth_destination), 554 with
+# reject_unauth_destination.
+with Gateway(binary, extra_config="mynetworks = 192.0.2.0/24\n") as gw:
+    rc, out = swaks(gw.port, "carol@example.org")
+    if "454 4.7.1 <carol@example.org>: Relay access denied" not in out:
+        fail(f"the default relay restrictions did not defer carol@example.org:\n{out}")
+outside = ("mynetworks = 192.0.2.0/24\n"
+           "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n")
 with Gateway(binary, extra_config=outside) as gw:
     rc, out = swaks(gw.port, "carol@example.org")
     expect = "554 5.7.1 <carol@example.org>: Relay access denied"

@@ -359,7 +359,17 @@ class KernelTransportTest(unittest.TestCase):
                     r"commands=%d$" % (n, n + 2))
 
     def test_relay_denied_outside_mynetworks(self):
+        # Postfix's default smtpd_relay_restrictions defers (454); reject_unauth_destination
+        # refuses for good (554), which the rest of this test checks.
         gw = self.gateway(mynetworks="192.0.2.0/24")
+        with gw.smtp() as s:
+            s.ehlo("client.example")
+            self.assertEqual(s.mail("a@client.example")[0], 250)
+            self.assertEqual(s.rcpt("x@other.example"),
+                             (454, b"4.7.1 <x@other.example>: Relay access denied"))
+        gw = self.gateway(mynetworks="192.0.2.0/24",
+                          smtpd_relay_restrictions="permit_mynetworks, "
+                                                   "reject_unauth_destination")
         with gw.smtp() as s:
             s.ehlo()
             self.assertEqual(s.mail("a@client.example")[0], 250)

@@ -522,6 +522,85 @@ static void test_envelope_hold_filter(void)
 	CHECK_INT_EQ(spool_envelope_parse(badesc, strlen(badesc), &r, err, sizeof(err)), -EINVAL);
 }
 
+/* Policy's actions land in the envelope after the last recipient: the parser reads them
+ * back as the relay will. */
+static void test_envelope_finish(void)
+{
+	testing_current = "envelope_finish";
+	struct spool_envelope env = {
+		.queue_id = "4ZhQ5N0Bc9z01",
+		.arrival = 1732270495,
+		.client_addr = "192.0.2.1",
+		.protocol = "ESMTP",
+		.sender = mx_span_cstr("a@example.org"),
+	};
+	char err[128];
+	struct spool_record *r = NULL;
+
+	/* nothing to do: the text is unchanged */
+	struct spool_envbuf eb;
+	CHECK_INT_EQ(spool_envbuf_begin(&eb, &env), 0);
+	spool_envbuf_add_rcpt(&eb, mx_span_cstr("x@example.net"), mx_span_cstr("NOTIFY=FAILURE"));
+	char *before = strndup(eb.p, eb.len);
+	const char *empty_bcc[] = { "" };
+	struct spool_envelope_actions none = { .filter = "", .redirect = "", .bcc = empty_bcc,
+					       .nbcc = 1 };
+	CHECK_INT_EQ(spool_envbuf_finish(&eb, &none), 0);
+	CHECK(eb.len == strlen(before) && memcmp(eb.p, before, eb.len) == 0);
+	free(before);
+
+	/* hold + filter + bcc keep the recipients and add the blind copy last */
+	const char *bcc[] = { "archive@example.com" };
+	struct spool_envelope_actions a = {
+		.hold_reason = "<a@example.org>: Sender address triggers HOLD action",
+		.filter = "smtp:[127.0.0.1]:10025",
+		.bcc = bcc,
+		.nbcc = 1,
+	};
+	spool_envbuf_add_rcpt(&eb, mx_span_cstr("y@example.net"), mx_span_cstr(""));
+	CHECK_INT_EQ(spool_envbuf_finish(&eb, &a), 0);
+	CHECK_INT_EQ(eb.nrcpt, 3);
+	CHECK_INT_EQ(spool_envelope_parse(eb.p, eb.len, &r, err, sizeof(err)), 0);
+	if (r) {
+		CHECK_STR_EQ(r->hold_reason ? r->hold_reason : "", a.hold_reason);
+		CHECK_STR_EQ(r->filter ? r->filter : "", a.filter);
+		CHECK_INT_EQ(r->nrcpt, 3);
+		if (r->nrcpt == 3) {
+			CHECK_STR_EQ(r->rcpts[0].addr, "x@example.net");
+			CHECK_INT_EQ(r->rcpts[0].nparams, 1);
+			CHECK_STR_EQ(r->rcpts[1].addr, "y@example.net");
+			CHECK_STR_EQ(r->rcpts[2].addr, "archive@example.com");
+			CHECK(r->rcpts[2].nparams == 1 &&
+			      strcmp(r->rcpts[2].params[0], "NOTIFY=NEVER") == 0);
+		}
+		spool_record_free(r);
+	}
+	/* a second finish adds no second hold or filter line (the parser would refuse it) */
+	struct spool_envelope_actions again = { .hold_reason = "x", .filter = "smtp:[::1]:25" };
+	CHECK_INT_EQ(spool_envbuf_finish(&eb, &again), 0);
+	r = NULL;
+	CHECK_INT_EQ(spool_envelope_parse(eb.p, eb.len, &r, err, sizeof(err)), 0);
+	spool_record_free(r);
+	spool_envbuf_free(&eb);
+
+	/* redirect replaces every recipient (and its DSN parameters) */
+	CHECK_INT_EQ(spool_envbuf_begin(&eb, &env), 0);
+	spool_envbuf_add_rcpt(&eb, mx_span_cstr("x@example.net"), mx_span_cstr("NOTIFY=NEVER"));
+	spool_envbuf_add_rcpt(&eb, mx_span_cstr("y@example.net"), mx_span_cstr(""));
+	struct spool_envelope_actions redir = { .redirect = "quarantine@example.com" };
+	CHECK_INT_EQ(spool_envbuf_finish(&eb, &redir), 0);
+	r = NULL;
+	CHECK_INT_EQ(spool_envelope_parse(eb.p, eb.len, &r, err, sizeof(err)), 0);
+	if (r) {
+		CHECK_INT_EQ(r->nrcpt, 1);
+		CHECK_STR_EQ(r->rcpts[0].addr, "quarantine@example.com");
+		CHECK_INT_EQ(r->rcpts[0].nparams, 0);
+		CHECK(r->hold_reason == NULL);
+		spool_record_free(r);
+	}
+	spool_envbuf_free(&eb);
+}
+
 int main(void)
 {
 	snprintf(root, sizeof(root), "/tmp/mxgate-test-seg-XXXXXX");
@@ -538,6 +617,7 @@ int main(void)
 	RUN_TEST(test_stale_files);
 	RUN_TEST(test_envelope_parse_errors);
 	RUN_TEST(test_envelope_hold_filter);
+	RUN_TEST(test_envelope_finish);
 	rm_rf(root);
 	return TEST_RESULT();
 }

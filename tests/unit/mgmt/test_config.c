@@ -158,7 +158,7 @@ static void test_defaults(void)
 		CHECK(mx_config_get(c, mx_params[i].name) != NULL);
 		CHECK(mx_params[i].doc && *mx_params[i].doc);
 	}
-	CHECK(mx_config_get(c, "smtpd_recipient_restrictions") == NULL);
+	CHECK(mx_config_get(c, "smtpd_etrn_restrictions") == NULL);
 	CHECK(mx_config_get(c, "") == NULL);
 	CHECK(mx_config_get(NULL, "myhostname") == NULL);
 	CHECK_STR_EQ(mx_transport_name(MX_TRANSPORT_KERNEL), "kernel");
@@ -269,7 +269,7 @@ static void test_unused_parameters(void)
 	/* Unknown names warn as postconf(1) does, unless a value refers to them (in a
 	 * taken branch or not, or through another user parameter). */
 	struct load l = load("myhostname = mx.example.com\n"
-			     "smtpd_recipient_restrictions = permit_mynetworks\n"
+			     "smtpd_etrn_restrictions = permit_mynetworks\n"
 			     "my_domains = a.example $more_domains\n"
 			     "more_domains = b.example\n"
 			     "mydestination = $my_domains\n"
@@ -279,7 +279,7 @@ static void test_unused_parameters(void)
 			     "orphan_ref = 1\n");
 	CHECK_INT_EQ(l.rc, 0);
 	CHECK_STR_EQ(l.diag, "t.cf:2: warning: unused parameter: "
-			     "smtpd_recipient_restrictions=permit_mynetworks\n"
+			     "smtpd_etrn_restrictions=permit_mynetworks\n"
 			     "t.cf:7: warning: undefined parameter: nothing\n"
 			     "t.cf:8: warning: unused parameter: orphan=$orphan_ref\n");
 	CHECK_STR_EQ(get(&l, "mydestination"), "a.example b.example");
@@ -650,6 +650,25 @@ static const struct bad_value bad_values[] = {
 					      "1000 < 1048576" },
 	{ "mxgate_spool_directory = /a, /b, /a", "parameter mxgate_spool_directory: /a is listed "
 						 "twice" },
+	{ "smtpd_delay_reject = 0", "bad boolean configuration: smtpd_delay_reject = 0" },
+	{ "soft_bounce = maybe", "bad boolean configuration: soft_bounce = maybe" },
+	{ "smtpd_reject_unlisted_recipient = y", "bad boolean configuration" },
+	{ "smtpd_reject_unlisted_sender = n", "bad boolean configuration" },
+	{ "reject_code = 250", "invalid reject_code parameter value 250 < 400" },
+	{ "defer_code = 600", "invalid defer_code parameter value 600 > 599" },
+	{ "access_map_reject_code = x", "bad numerical configuration: access_map_reject_code" },
+	{ "access_map_defer_code = 399", "invalid access_map_defer_code parameter value 399 < 400" },
+	{ "invalid_hostname_reject_code = 1", "invalid invalid_hostname_reject_code" },
+	{ "non_fqdn_reject_code = 5040", "invalid non_fqdn_reject_code parameter value 5040 > 599" },
+	{ "relay_domains_reject_code = -554", "invalid relay_domains_reject_code" },
+	{ "maps_rbl_reject_code = 55x", "bad numerical configuration: maps_rbl_reject_code" },
+	{ "unknown_relay_recipient_reject_code = 0", "invalid unknown_relay_recipient_reject_code" },
+	{ "unknown_local_recipient_reject_code = 700", "invalid "
+	  "unknown_local_recipient_reject_code parameter value 700 > 599" },
+	{ "multi_recipient_bounce_reject_code = 2", "invalid multi_recipient_bounce_reject_code" },
+	{ "smtpd_null_access_lookup_key = ", "smtpd_null_access_lookup_key" },
+	{ "smtpd_authorized_xclient_hosts = 10.0.0.1/8", "parameter smtpd_authorized_xclient_hosts" },
+	{ "body_checks_size_limit = -1", "invalid body_checks_size_limit parameter value -1 < 0" },
 	{ "queue_run_delay = 0", "invalid queue_run_delay: 0 (min 1)" },
 };
 

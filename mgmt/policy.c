@@ -1,0 +1,228 @@
+#include "mgmt/policy.h"
+
+#include "tables/rbl_zone.h"
+#include "tables/tables_env.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *mx_policy_class_value(void *ctx, const char *name)
+{
+	return mx_config_get_any(ctx, name);
+}
+
+static unsigned mx_policy_code(const struct mx_config *cfg, const char *name)
+{
+	/* Validated by the config (an int within 400..599). */
+	const char *v = mx_config_get(cfg, name);
+	return v ? (unsigned)strtoul(v, NULL, 10) : 0;
+}
+
+static bool mx_policy_bool(const struct mx_config *cfg, const char *name)
+{
+	const char *v = mx_config_get(cfg, name);
+	return v && strcasecmp(v, "yes") == 0;
+}
+
+int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, char *err,
+		    size_t errlen)
+{
+	static const char *const list_params[SMTP_LIST_MAX] = {
+		[SMTP_LIST_CLIENT] = "smtpd_client_restrictions",
+		[SMTP_LIST_HELO] = "smtpd_helo_restrictions",
+		[SMTP_LIST_SENDER] = "smtpd_sender_restrictions",
+		[SMTP_LIST_RELAY] = "smtpd_relay_restrictions",
+		[SMTP_LIST_RECIPIENT] = "smtpd_recipient_restrictions",
+		[SMTP_LIST_DATA] = "smtpd_data_restrictions",
+		[SMTP_LIST_END_OF_DATA] = "smtpd_end_of_data_restrictions",
+	};
+	struct smtp_policy_config pc = {
+		.restriction_classes = mx_config_get(cfg, "smtpd_restriction_classes"),
+		.class_value = mx_policy_class_value,
+		.class_ctx = (void *)cfg,
+		.delay_reject = mx_policy_bool(cfg, "smtpd_delay_reject"),
+		.soft_bounce = mx_policy_bool(cfg, "soft_bounce"),
+		.reject_unlisted_recipient = mx_policy_bool(cfg, "smtpd_reject_unlisted_recipient"),
+		.reject_unlisted_sender = mx_policy_bool(cfg, "smtpd_reject_unlisted_sender"),
+		.mynetworks = cfg->mynetworks,
+		.mydestination = cfg->mydestination,
+		.relay_domains = cfg->relay_domains,
+		.myorigin = cfg->myorigin,
+		.relay_recipient_maps = mx_config_get(cfg, "relay_recipient_maps"),
+		.local_recipient_maps = mx_config_get(cfg, "local_recipient_maps"),
+		.access = {
+			.recipient_delimiter = cfg->recipient_delimiter,
+			.parent_matches_subdomains = mx_config_word_listed(
+				cfg, "parent_domain_matches_subdomains", "smtpd_access_maps"),
+			.null_key = mx_config_get(cfg, "smtpd_null_access_lookup_key"),
+		},
+	};
+	for (int l = 0; l < SMTP_LIST_MAX; l++)
+		pc.lists[l] = mx_config_get(cfg, list_params[l]);
+
+	smtp_policy_codes_defaults(&pc.codes);
+	struct smtp_policy_codes *c = &pc.codes;
+	c->reject_code = mx_policy_code(cfg, "reject_code");
+	c->defer_code = mx_policy_code(cfg, "defer_code");
+	c->access_map_reject_code = mx_policy_code(cfg, "access_map_reject_code");
+	c->access_map_defer_code = mx_policy_code(cfg, "access_map_defer_code");
+	c->invalid_hostname_reject_code = mx_policy_code(cfg, "invalid_hostname_reject_code");
+	c->non_fqdn_reject_code = mx_policy_code(cfg, "non_fqdn_reject_code");
+	c->relay_domains_reject_code = mx_policy_code(cfg, "relay_domains_reject_code");
+	c->maps_rbl_reject_code = mx_policy_code(cfg, "maps_rbl_reject_code");
+	c->unknown_relay_recipient_reject_code =
+		mx_policy_code(cfg, "unknown_relay_recipient_reject_code");
+	c->unknown_local_recipient_reject_code =
+		mx_policy_code(cfg, "unknown_local_recipient_reject_code");
+	c->multi_recipient_bounce_reject_code =
+		mx_policy_code(cfg, "multi_recipient_bounce_reject_code");
+	c->default_rbl_reply = mx_config_get(cfg, "default_rbl_reply");
+
+	return smtp_policy_compile(&pc, out, err, errlen);
+}
+
+static int mx_policy_stored(void *ctx, const char *spec, bool is_zone)
+{
+	bool *needs = ctx;
+	enum table_kind kind;
+	const char *name;
+	char err[128];
+	if (is_zone || (table_spec_parse(spec, &kind, &name, err, sizeof(err)) == 0 &&
+			kind != TABLE_KIND_STATIC && kind != TABLE_KIND_INLINE)) {
+		*needs = true;
+		return 1;
+	}
+	return 0;
+}
+
+bool mx_policy_needs_tables(const struct smtp_policy *p)
+{
+	bool needs = false;
+	smtp_policy_foreach_table(p, mx_policy_stored, &needs);
+	return needs;
+}
+
+struct mx_policy_probe {
+	const struct mx_config *cfg;
+	struct tables_reader *rd;
+	FILE *diag;
+	int warnings;
+};
+
+static int mx_policy_probe_one(void *ctx, const char *spec, bool is_zone)
+{
+	struct mx_policy_probe *pr = ctx;
+	bool needs = false;
+	mx_policy_stored(&needs, spec, is_zone);
+	if (!needs)
+		return 0;
+	int rc;
+	if (is_zone) {
+		struct rbl_zone *z = NULL;
+		struct rbl_result res;
+		rc = rbl_zone_open(pr->rd, spec, &z);
+		if (rc == 0)
+			rc = rbl_zone_query_name(z, "mxgate-check.invalid", 0, &res);
+		rbl_zone_close(z);
+	} else {
+		struct table *t = NULL;
+		char val[TABLE_VALUE_MAX + 1], err[256];
+		rc = table_open(pr->rd, spec, &t, err, sizeof(err));
+		if (rc == 0)
+			rc = table_lookup(t, "mxgate-check-probe", val, sizeof(val));
+		table_close(t);
+	}
+	if (rc == -ENOENT) {
+		fprintf(pr->diag,
+			"mxgate: warning: %s %s is not in mxgate_table_directory %s: every lookup "
+			"will answer 451 4.3.5 until it is built (%s)\n",
+			is_zone ? "RBL zone" : "table", spec, pr->cfg->table_directory,
+			is_zone ? "mxgate-map -d DIR -z ZONE -t FORMAT FILE" : "mxgate-map -d DIR "
+									     "TYPE:NAME FILE");
+		pr->warnings++;
+	} else if (rc < 0) {
+		fprintf(pr->diag, "mxgate: warning: %s %s cannot be read: %s\n",
+			is_zone ? "RBL zone" : "table", spec, strerror(-rc));
+		pr->warnings++;
+	}
+	return 0;
+}
+
+int mx_policy_check_tables(const struct mx_config *cfg, const struct smtp_policy *p,
+			   FILE *diag)
+{
+	if (!mx_policy_needs_tables(p))
+		return 0;
+	struct tables_env *env = NULL;
+	struct tables_env_opts o = { .read_only = true };
+	char err[512];
+	if (tables_env_open(cfg->table_directory, &o, &env, err, sizeof(err)) < 0) {
+		fprintf(diag,
+			"mxgate: warning: mxgate_table_directory %s: %s; the restriction lists "
+			"name tables, so the gateway will not start until they are built with "
+			"mxgate-map -d %s\n",
+			cfg->table_directory, err, cfg->table_directory);
+		return 1;
+	}
+	struct mx_policy_probe pr = { .cfg = cfg, .diag = diag };
+	if (tables_reader_open(env, &pr.rd) < 0) {
+		fprintf(diag, "mxgate: warning: cannot read mxgate_table_directory %s\n",
+			cfg->table_directory);
+		tables_env_close(env);
+		return 1;
+	}
+	smtp_policy_foreach_table(p, mx_policy_probe_one, &pr);
+	tables_reader_close(pr.rd);
+	tables_env_close(env);
+	return pr.warnings;
+}
+
+int mx_checks_build(const struct mx_config *cfg, struct mx_checks *cc, char *err,
+		    size_t errlen)
+{
+	static const char *const params[SMTP_CHECKS_CLASS_MAX] = {
+		[SMTP_CHECKS_HEADER] = "header_checks",
+		[SMTP_CHECKS_MIME_HEADER] = "mime_header_checks",
+		[SMTP_CHECKS_NESTED_HEADER] = "nested_header_checks",
+		[SMTP_CHECKS_BODY] = "body_checks",
+	};
+	*cc = (struct mx_checks){ 0 };
+	const char *values[SMTP_CHECKS_CLASS_MAX];
+	for (int i = 0; i < SMTP_CHECKS_CLASS_MAX; i++) {
+		values[i] = mx_config_get(cfg, params[i]);
+		/* the same list as an earlier set: share its database */
+		int same = -1;
+		for (int j = 0; j < i && same < 0; j++)
+			if (values[j] && strcmp(values[j], values[i]) == 0)
+				same = j;
+		if (same >= 0) {
+			cc->cfg.set[i] = cc->cfg.set[same];
+			continue;
+		}
+		char why[400];
+		int rc = checks_compile_list(values[i] ? values[i] : "", &cc->owned[i], why,
+					     sizeof(why));
+		if (rc < 0) {
+			snprintf(err, errlen, "%s: %s", params[i], why);
+			mx_checks_free(cc);
+			return rc;
+		}
+		cc->cfg.set[i] = cc->owned[i];
+	}
+	for (int i = 0; i < SMTP_CHECKS_CLASS_MAX; i++)
+		cc->any = cc->any || cc->cfg.set[i] != NULL;
+	cc->cfg.body_checks_size_limit =
+		(size_t)strtoull(mx_config_get(cfg, "body_checks_size_limit"), NULL, 10);
+	cc->cfg.line_length_limit = cfg->smtp.line_length_limit;
+	cc->cfg.header_size_limit = cfg->smtp.header_size_limit;
+	return 0;
+}
+
+void mx_checks_free(struct mx_checks *cc)
+{
+	for (int i = 0; i < SMTP_CHECKS_CLASS_MAX; i++)
+		checks_free(cc->owned[i]);
+	*cc = (struct mx_checks){ 0 };
+}
