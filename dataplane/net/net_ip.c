@@ -1,0 +1,849 @@
+/* The stack object, Ethernet II, ARP (RFC 826), IPv4 (RFC 791, RFC 1122 3.2) and ICMP
+ * (RFC 792, RFC 1122 3.2.2). */
+#include "net_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net_timer.h"
+
+static const uint8_t eth_bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+
+const char *net_event_name(enum net_event ev)
+{
+	static const char *const names[NET_EV_MAX] = { "accept", "connected", "readable",
+						       "writable", "abort" };
+	return (unsigned)ev < NET_EV_MAX ? names[ev] : "?";
+}
+
+static uint32_t pow2_at_least(uint32_t n)
+{
+	uint32_t p = 1;
+	while (p < n && p < (1u << 30))
+		p <<= 1;
+	return p;
+}
+
+struct net_stack *net_stack_create(const struct net_config *cfg, const struct net_ops *ops,
+				   uint64_t now_us)
+{
+	if (!cfg || !ops || !ops->tx_alloc || !ops->tx_send || !ops->event) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct net_config c = *cfg;
+	if (!c.mtu)
+		c.mtu = 1500;
+	if (!c.max_conns)
+		c.max_conns = 65536;
+	if (!c.syn_backlog)
+		c.syn_backlog = 1024;
+	if (!c.time_wait_max)
+		c.time_wait_max = 65536;
+	if (!c.rcvbuf)
+		c.rcvbuf = 65536;
+	if (!c.sndbuf)
+		c.sndbuf = 65536;
+	if (!c.time_wait_ms)
+		c.time_wait_ms = 60000;
+	if (!c.rst_per_sec)
+		c.rst_per_sec = 1000;
+	if (!c.icmp_per_sec)
+		c.icmp_per_sec = 100;
+	if (!c.delack_ms)
+		c.delack_ms = 40;
+	if (c.mtu < 576 || c.mtu > 9000 || c.ipv4_prefix > 32 || c.rcvbuf < 1024 ||
+	    c.rcvbuf > (1u << 20) || c.sndbuf < 1024 || c.sndbuf > (1u << 20) ||
+	    c.max_conns > (1u << 24) || c.time_wait_max > (1u << 24) || c.delack_ms >= 500) {
+		/* RFC 1122 4.2.3.2: an ACK must not be delayed 500 ms or more. */
+		errno = EINVAL;
+		return NULL;
+	}
+	struct net_stack *s = calloc(1, sizeof(*s));
+	if (!s) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	s->cfg = c;
+	s->ops = *ops;
+	s->now_us = now_us;
+	s->now_ms = (uint32_t)(now_us / 1000);
+	s->mss_local = (uint16_t)(c.mtu - NET_IP_HLEN - NET_TCP_HLEN);
+	while ((c.rcvbuf >> s->rcv_wscale) > 65535)
+		s->rcv_wscale++;
+	uint32_t nb = pow2_at_least(c.max_conns);
+	s->hash = calloc(nb, sizeof(*s->hash));
+	s->hash_mask = nb - 1;
+	uint32_t tb = pow2_at_least(c.time_wait_max);
+	s->tw = calloc(c.time_wait_max, sizeof(*s->tw));
+	s->tw_hash = calloc(tb, sizeof(*s->tw_hash));
+	s->tw_mask = tb - 1;
+	if (!s->hash || !s->tw || !s->tw_hash) {
+		net_stack_destroy(s);
+		errno = ENOMEM;
+		return NULL;
+	}
+	net_timer_wheel_init(&s->wheel, s->now_ms);
+	s->rst_tb = (struct net_token_bucket){ c.rst_per_sec, c.rst_per_sec, s->now_ms };
+	s->icmp_tb = (struct net_token_bucket){ c.icmp_per_sec, c.icmp_per_sec, s->now_ms };
+	s->next_port = (uint16_t)(32768 + (net_siphash(c.secret, "port", 4) % 28000));
+	static const uint8_t zero16[16];
+	if (memcmp(c.ipv6, zero16, 16) != 0) {
+		/* RFC 4291 2.5.1 / appendix A: fe80::, then the MAC as modified EUI-64. */
+		s->has_ipv6 = true;
+		s->ll6[0] = 0xfe;
+		s->ll6[1] = 0x80;
+		s->ll6[8] = c.mac[0] ^ 2;
+		s->ll6[9] = c.mac[1];
+		s->ll6[10] = c.mac[2];
+		s->ll6[11] = 0xff;
+		s->ll6[12] = 0xfe;
+		s->ll6[13] = c.mac[3];
+		s->ll6[14] = c.mac[4];
+		s->ll6[15] = c.mac[5];
+	}
+	if (c.ipv4_gateway)
+		net_arp_request(s, c.ipv4_gateway);
+	if (s->has_ipv6 && memcmp(c.ipv6_gateway, zero16, 16) != 0)
+		net_nd_solicit(s, c.ipv6_gateway);
+	return s;
+}
+
+void net_stack_destroy(struct net_stack *s)
+{
+	if (!s)
+		return;
+	if (s->hash)
+		net_tcp_free_all(s);
+	net_fault_free(s);
+	for (void *p = s->free_rbuf; p;) {
+		void *next = *(void **)p;
+		free(p);
+		p = next;
+	}
+	for (void *p = s->free_sbuf; p;) {
+		void *next = *(void **)p;
+		free(p);
+		p = next;
+	}
+	free(s->hash);
+	free(s->tw);
+	free(s->tw_hash);
+	free(s);
+}
+
+int net_stack_listen(struct net_stack *s, uint16_t port)
+{
+	for (unsigned i = 0; i < s->nlisten; i++)
+		if (s->listen[i] == port)
+			return -EEXIST;
+	if (s->nlisten == NET_MAX_LISTEN)
+		return -ENOSPC;
+	s->listen[s->nlisten++] = port;
+	return 0;
+}
+
+void net_stack_set_pressure(struct net_stack *s, bool low)
+{
+	s->pressure = low;
+}
+
+const struct net_counters *net_stack_counters(const struct net_stack *s)
+{
+	return &s->cnt;
+}
+
+uint32_t net_stack_conn_count(const struct net_stack *s)
+{
+	return s->nconns;
+}
+
+uint32_t net_stack_time_wait_count(const struct net_stack *s)
+{
+	return s->tw_live;
+}
+
+uint32_t net_stack_buffers_in_use(const struct net_stack *s)
+{
+	return s->bufs_in_use;
+}
+
+static void stack_clock(struct net_stack *s, uint64_t now_us)
+{
+	if (now_us > s->now_us) {
+		s->now_us = now_us;
+		s->now_ms = (uint32_t)(now_us / 1000);
+	}
+}
+
+void net_stack_input(struct net_stack *s, const uint8_t *frame, size_t len, unsigned rx_flags,
+		     uint64_t now_us)
+{
+	stack_clock(s, now_us);
+	s->depth++;
+	if (__builtin_expect(s->fault != NULL, 0))
+		net_fault_rx(s, frame, len, rx_flags);
+	else
+		net_input_frame(s, frame, len, rx_flags);
+	if (--s->depth == 0)
+		net_tcp_reap(s);
+}
+
+void net_stack_poll(struct net_stack *s, uint64_t now_us)
+{
+	stack_clock(s, now_us);
+	s->depth++;
+	if (__builtin_expect(s->fault != NULL, 0))
+		net_fault_poll(s);
+	net_timer_advance(&s->wheel, s->now_ms, net_tcp_timer_fire, s);
+	net_tcp_poll(s);
+	/* Keep trying to resolve the gateway, once a second (RFC 1122 2.3.2.1 limits ARP
+	 * requests for one address to one per second). */
+	uint8_t mac[6];
+	if (s->cfg.ipv4_gateway && !net_arp_lookup(s, s->cfg.ipv4_gateway, mac) &&
+	    net_tick_le(s->arp_next_try, s->now_ms))
+		net_arp_request(s, s->cfg.ipv4_gateway);
+	/* The same for the IPv6 router (RFC 4861 7.2.2: RetransTimer, 1 s). */
+	static const uint8_t zero16[16];
+	if (s->has_ipv6 && memcmp(s->cfg.ipv6_gateway, zero16, 16) != 0 &&
+	    !net_nd_lookup(s, s->cfg.ipv6_gateway, mac) && net_tick_le(s->nd_next_try, s->now_ms))
+		net_nd_solicit(s, s->cfg.ipv6_gateway);
+	if (--s->depth == 0)
+		net_tcp_reap(s);
+}
+
+/* ---- transmit ---- */
+
+static void tx_frame(struct net_stack *s, void *handle, uint8_t *frame, size_t len,
+		     const struct net_tx_meta *meta)
+{
+	s->cnt.tx_frames++;
+	if (__builtin_expect(s->fault != NULL, 0) && net_fault_tx(s, frame, len, meta)) {
+		/* net_fault_tx kept a copy (or dropped it): give the buffer back by sending
+		 * nothing of it. The glue frees a zero-length frame. */
+		s->ops.tx_send(s->ops.ctx, handle, 0, meta);
+		return;
+	}
+	s->ops.tx_send(s->ops.ctx, handle, len, meta);
+}
+
+uint8_t *net_tx_begin(struct net_stack *s, void **handle, uint8_t **frame, size_t l3len,
+		      size_t l4len)
+{
+	*handle = s->ops.tx_alloc(s->ops.ctx, frame, NET_ETH_HLEN + l3len + l4len);
+	if (!*handle) {
+		s->cnt.tx_alloc_fail++;
+		return NULL;
+	}
+	return *frame + NET_ETH_HLEN + l3len;
+}
+
+void net_tx_ipv6(struct net_stack *s, void *handle, uint8_t *frame, const uint8_t dmac[6],
+		 const uint8_t src[16], const uint8_t dst[16], uint8_t proto, size_t l4len,
+		 size_t l4hdr)
+{
+	memcpy(frame, dmac, 6);
+	memcpy(frame + 6, s->cfg.mac, 6);
+	net_put16(frame + 12, NET_ETHERTYPE_IPV6);
+	uint8_t *ip = frame + NET_ETH_HLEN;
+	net_put32(ip, 0x60000000u);
+	net_put16(ip + 4, (uint16_t)l4len);
+	ip[6] = proto;
+	/* RFC 4861 7.1: neighbour discovery must carry hop limit 255; our other ICMPv6
+	 * messages may as well. */
+	ip[7] = proto == 58 ? 255 : 64;
+	memcpy(ip + 8, src, 16);
+	memcpy(ip + 24, dst, 16);
+	uint8_t *l4 = ip + NET_IP6_HLEN;
+	/* RFC 8200 8.1 pseudo-header. */
+	uint32_t ph = net_csum_add(net_csum_add(0, src, 16), dst, 16) + proto + (uint32_t)l4len;
+	struct net_tx_meta meta = { NET_ETH_HLEN, NET_IP6_HLEN, (uint16_t)l4hdr, 0 };
+	if (proto == 6) {
+		if (s->cfg.offload & NET_OFFLOAD_TCP_CKSUM) {
+			meta.offload |= NET_OFFLOAD_TCP_CKSUM;
+			net_put16(l4 + 16, (uint16_t)~net_csum_fold(ph));
+		} else {
+			net_put16(l4 + 16, 0);
+			net_put16(l4 + 16, net_csum_fold(net_csum_add(ph, l4, l4len)));
+		}
+	} else if (proto == 58) {
+		net_put16(l4 + 2, 0);
+		net_put16(l4 + 2, net_csum_fold(net_csum_add(ph, l4, l4len)));
+	}
+	tx_frame(s, handle, frame, NET_ETH_HLEN + NET_IP6_HLEN + l4len, &meta);
+}
+
+
+void net_tx_ipv4(struct net_stack *s, void *handle, uint8_t *frame, const uint8_t dmac[6],
+		 uint32_t src, uint32_t dst, uint8_t proto, size_t l4len, size_t l4hdr)
+{
+	memcpy(frame, dmac, 6);
+	memcpy(frame + 6, s->cfg.mac, 6);
+	net_put16(frame + 12, NET_ETHERTYPE_IPV4);
+	uint8_t *ip = frame + NET_ETH_HLEN;
+	size_t total = NET_IP_HLEN + l4len;
+	ip[0] = 0x45;
+	ip[1] = 0;
+	net_put16(ip + 2, (uint16_t)total);
+	net_put16(ip + 4, 0); /* ID: DF is set, RFC 6864 4.1 allows any value */
+	net_put16(ip + 6, 0x4000); /* DF */
+	ip[8] = 64;
+	ip[9] = proto;
+	net_put16(ip + 10, 0);
+	memcpy(ip + 12, &src, 4);
+	memcpy(ip + 16, &dst, 4);
+	struct net_tx_meta meta = { NET_ETH_HLEN, NET_IP_HLEN, (uint16_t)l4hdr, 0 };
+	if (s->cfg.offload & NET_OFFLOAD_IPV4_CKSUM)
+		meta.offload |= NET_OFFLOAD_IPV4_CKSUM;
+	else
+		net_put16(ip + 10, net_csum_fold(net_csum_add(0, ip, NET_IP_HLEN)));
+	uint8_t *l4 = ip + NET_IP_HLEN;
+	if (proto == 6) {
+		/* Pseudo-header (RFC 9293 3.1). */
+		uint32_t ph = net_csum_add(0, ip + 12, 8) + 6 + (uint32_t)l4len;
+		if (s->cfg.offload & NET_OFFLOAD_TCP_CKSUM) {
+			meta.offload |= NET_OFFLOAD_TCP_CKSUM;
+			net_put16(l4 + 16, (uint16_t)~net_csum_fold(ph));
+		} else {
+			net_put16(l4 + 16, 0);
+			net_put16(l4 + 16, net_csum_fold(net_csum_add(ph, l4, l4len)));
+		}
+	} else if (proto == 1) {
+		net_put16(l4 + 2, 0);
+		net_put16(l4 + 2, net_csum_fold(net_csum_add(0, l4, l4len)));
+	}
+	tx_frame(s, handle, frame, NET_ETH_HLEN + total, &meta);
+}
+
+/* ---- ARP ---- */
+
+bool net_arp_lookup(struct net_stack *s, uint32_t ip, uint8_t mac[6])
+{
+	for (unsigned i = 0; i < NET_ARP_CACHE; i++)
+		if (s->arp[i].used && s->arp[i].ip == ip) {
+			memcpy(mac, s->arp[i].mac, 6);
+			return true;
+		}
+	return false;
+}
+
+bool net_stack_gateway_mac(const struct net_stack *s, uint8_t mac[6])
+{
+	return s->cfg.ipv4_gateway &&
+	       net_arp_lookup((struct net_stack *)s, s->cfg.ipv4_gateway, mac);
+}
+
+static void arp_update(struct net_stack *s, uint32_t ip, const uint8_t mac[6], bool create)
+{
+	unsigned oldest = 0;
+	for (unsigned i = 0; i < NET_ARP_CACHE; i++) {
+		if (s->arp[i].used && s->arp[i].ip == ip) {
+			memcpy(s->arp[i].mac, mac, 6);
+			s->arp[i].at = s->now_ms;
+			return;
+		}
+		if (!s->arp[i].used ||
+		    (s->arp[oldest].used && SEQ_LT(s->arp[i].at, s->arp[oldest].at)))
+			oldest = i;
+	}
+	if (!create)
+		return;
+	/* The gateway is never evicted by other entries. */
+	if (s->arp[oldest].used && s->arp[oldest].ip == s->cfg.ipv4_gateway)
+		oldest = (oldest + 1) % NET_ARP_CACHE;
+	s->arp[oldest] = (struct net_arp_entry){ ip, { 0 }, 1, s->now_ms };
+	memcpy(s->arp[oldest].mac, mac, 6);
+}
+
+static void arp_send(struct net_stack *s, uint16_t op, const uint8_t tha[6], uint32_t tpa,
+		     const uint8_t dmac[6])
+{
+	uint8_t *frame;
+	void *h = s->ops.tx_alloc(s->ops.ctx, &frame, 60);
+	if (!h) {
+		s->cnt.tx_alloc_fail++;
+		return;
+	}
+	memset(frame, 0, 60); /* minimum Ethernet frame, padded */
+	memcpy(frame, dmac, 6);
+	memcpy(frame + 6, s->cfg.mac, 6);
+	net_put16(frame + 12, NET_ETHERTYPE_ARP);
+	uint8_t *a = frame + NET_ETH_HLEN;
+	net_put16(a, 1); /* Ethernet */
+	net_put16(a + 2, NET_ETHERTYPE_IPV4);
+	a[4] = 6;
+	a[5] = 4;
+	net_put16(a + 6, op);
+	memcpy(a + 8, s->cfg.mac, 6);
+	memcpy(a + 14, &s->cfg.ipv4, 4);
+	memcpy(a + 18, tha, 6);
+	memcpy(a + 24, &tpa, 4);
+	s->cnt.tx_arp++;
+	struct net_tx_meta meta = { NET_ETH_HLEN, 0, 0, 0 };
+	tx_frame(s, h, frame, 60, &meta);
+}
+
+void net_arp_request(struct net_stack *s, uint32_t ip)
+{
+	static const uint8_t zero[6];
+	s->arp_next_try = s->now_ms + 1000;
+	arp_send(s, 1, zero, ip, eth_bcast);
+}
+
+/* RFC 826 "Packet reception": merge the sender into the cache if we hold it; if the
+ * request is for us, add it and reply. */
+static void arp_input(struct net_stack *s, const uint8_t *a, size_t len)
+{
+	s->cnt.rx_arp++;
+	if (len < 28 || net_get16(a) != 1 || net_get16(a + 2) != NET_ETHERTYPE_IPV4 ||
+	    a[4] != 6 || a[5] != 4) {
+		s->cnt.rx_bad_eth++;
+		return;
+	}
+	uint16_t op = net_get16(a + 6);
+	uint32_t spa, tpa;
+	memcpy(&spa, a + 14, 4);
+	memcpy(&tpa, a + 24, 4);
+	const uint8_t *sha = a + 8;
+	/* Refuse broadcast/multicast sender hardware addresses and a zero sender IP
+	 * (an ARP probe, RFC 5227) as cache material. */
+	bool sane = !(sha[0] & 1) && spa != 0;
+	bool for_us = tpa == s->cfg.ipv4 && s->cfg.ipv4 != 0;
+	if (sane)
+		arp_update(s, spa, sha, for_us);
+	if (for_us && op == 1)
+		arp_send(s, 2, sha, spa, sha);
+}
+
+/* ---- ICMP ---- */
+
+void net_icmp_unreach(struct net_stack *s, const uint8_t smac[6], const uint8_t *ip,
+		      size_t ip_len, uint8_t code)
+{
+	if (!net_tb_take(&s->icmp_tb, s->now_ms))
+		return;
+	/* RFC 1812 4.3.2.3 / RFC 1122 3.2.2: the IP header and at least 8 bytes; we quote
+	 * up to 548 so the whole error fits in 576 bytes. */
+	size_t quote = ip_len > 548 ? 548 : ip_len;
+	void *h;
+	uint8_t *frame;
+	uint8_t *l4 = net_tx_begin(s, &h, &frame, NET_IP_HLEN, 8 + quote);
+	if (!l4)
+		return;
+	l4[0] = 3;
+	l4[1] = code;
+	memset(l4 + 2, 0, 6);
+	memcpy(l4 + 8, ip, quote);
+	uint32_t src, dst;
+	memcpy(&dst, ip + 12, 4);
+	memcpy(&src, ip + 16, 4);
+	s->cnt.tx_icmp_unreach++;
+	net_tx_ipv4(s, h, frame, smac, src, dst, 1, 8 + quote, 8);
+}
+
+static void icmp_input(struct net_stack *s, const uint8_t smac[6], const uint8_t *ip,
+		       size_t hlen, size_t total, unsigned rx_flags)
+{
+	s->cnt.rx_icmp++;
+	const uint8_t *icmp = ip + hlen;
+	size_t len = total - hlen;
+	if (len < 8 || (!(rx_flags & NET_RX_L4_CKSUM_GOOD) &&
+			net_csum_fold(net_csum_add(0, icmp, len)) != 0)) {
+		s->cnt.rx_bad_csum++;
+		return;
+	}
+	if (icmp[0] != 8 || icmp[1] != 0)
+		return; /* errors for our connections: TCP recovers by itself (RFC 5927) */
+	/* Echo reply (RFC 792): same identifier, sequence and data. Our replies carry no
+	 * IP options, so the data fits in what came in. */
+	if (len > (size_t)s->cfg.mtu - NET_IP_HLEN)
+		return;
+	void *h;
+	uint8_t *frame;
+	uint8_t *l4 = net_tx_begin(s, &h, &frame, NET_IP_HLEN, len);
+	if (!l4)
+		return;
+	memcpy(l4, icmp, len);
+	l4[0] = 0;
+	uint32_t src, dst;
+	memcpy(&dst, ip + 12, 4);
+	memcpy(&src, ip + 16, 4);
+	s->cnt.tx_icmp_echo++;
+	net_tx_ipv4(s, h, frame, smac, src, dst, 1, len, 8);
+}
+
+/* ---- IPv6: neighbour discovery (RFC 4861) and ICMPv6 (RFC 4443) ---- */
+
+static const uint8_t all_nodes6[16] = { 0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 };
+static const uint8_t unspec6[16];
+
+static void solicited_node(uint8_t out[16], const uint8_t addr[16])
+{
+	/* RFC 4291 2.7.1: ff02::1:ff00:0/104 plus the low 24 bits. */
+	memset(out, 0, 16);
+	out[0] = 0xff;
+	out[1] = 2;
+	out[11] = 1;
+	out[12] = 0xff;
+	memcpy(out + 13, addr + 13, 3);
+}
+
+static void mcast6_mac(uint8_t mac[6], const uint8_t group[16])
+{
+	mac[0] = mac[1] = 0x33; /* RFC 2464 7 */
+	memcpy(mac + 2, group + 12, 4);
+}
+
+static bool ours6(const struct net_stack *s, const uint8_t a[16])
+{
+	return memcmp(a, s->cfg.ipv6, 16) == 0 || memcmp(a, s->ll6, 16) == 0;
+}
+
+bool net_nd_lookup(struct net_stack *s, const uint8_t ip[16], uint8_t mac[6])
+{
+	for (unsigned i = 0; i < NET_ND_CACHE; i++)
+		if (s->nd[i].used && memcmp(s->nd[i].ip, ip, 16) == 0) {
+			memcpy(mac, s->nd[i].mac, 6);
+			return true;
+		}
+	return false;
+}
+
+bool net_stack_gateway6_mac(const struct net_stack *s, uint8_t mac[6])
+{
+	return s->has_ipv6 && net_nd_lookup((struct net_stack *)s, s->cfg.ipv6_gateway, mac);
+}
+
+static void nd_update(struct net_stack *s, const uint8_t ip[16], const uint8_t mac[6],
+		      bool create)
+{
+	if (mac[0] & 1)
+		return;
+	for (unsigned i = 0; i < NET_ND_CACHE; i++)
+		if (s->nd[i].used && memcmp(s->nd[i].ip, ip, 16) == 0) {
+			memcpy(s->nd[i].mac, mac, 6);
+			return;
+		}
+	if (!create)
+		return;
+	unsigned i = s->nd_next++ % NET_ND_CACHE;
+	if (s->nd[i].used && memcmp(s->nd[i].ip, s->cfg.ipv6_gateway, 16) == 0)
+		i = s->nd_next++ % NET_ND_CACHE; /* the router stays */
+	memcpy(s->nd[i].ip, ip, 16);
+	memcpy(s->nd[i].mac, mac, 6);
+	s->nd[i].used = 1;
+}
+
+void net_nd_solicit(struct net_stack *s, const uint8_t target[16])
+{
+	s->nd_next_try = s->now_ms + 1000;
+	uint8_t group[16], dmac[6];
+	solicited_node(group, target);
+	mcast6_mac(dmac, group);
+	void *h;
+	uint8_t *frame;
+	uint8_t *m = net_tx_begin(s, &h, &frame, NET_IP6_HLEN, 32);
+	if (!m)
+		return;
+	memset(m, 0, 32);
+	m[0] = 135;
+	memcpy(m + 8, target, 16);
+	m[24] = 1; /* source link-layer address */
+	m[25] = 1;
+	memcpy(m + 26, s->cfg.mac, 6);
+	/* From the link-local address when the target is link-local (RFC 4861 7.2.2). */
+	const uint8_t *src = (target[0] == 0xfe && (target[1] & 0xc0) == 0x80) ? s->ll6
+									      : s->cfg.ipv6;
+	s->cnt.tx_nd++;
+	net_tx_ipv6(s, h, frame, dmac, src, group, 58, 32, 8);
+}
+
+static void nd_advertise(struct net_stack *s, const uint8_t smac[6], const uint8_t *src,
+			 const uint8_t target[16])
+{
+	bool dad = memcmp(src, unspec6, 16) == 0;
+	uint8_t dmac[6];
+	if (dad)
+		mcast6_mac(dmac, all_nodes6);
+	else
+		memcpy(dmac, smac, 6);
+	void *h;
+	uint8_t *frame;
+	uint8_t *m = net_tx_begin(s, &h, &frame, NET_IP6_HLEN, 32);
+	if (!m)
+		return;
+	memset(m, 0, 32);
+	m[0] = 136;
+	/* RFC 4861 7.2.4: Solicited unless answering DAD; Override for our own address. */
+	m[4] = (uint8_t)((dad ? 0 : 0x40) | 0x20);
+	memcpy(m + 8, target, 16);
+	m[24] = 2; /* target link-layer address */
+	m[25] = 1;
+	memcpy(m + 26, s->cfg.mac, 6);
+	s->cnt.tx_nd++;
+	net_tx_ipv6(s, h, frame, dmac, target, dad ? all_nodes6 : src, 58, 32, 8);
+}
+
+/* The link-layer address option of type `want` in ND options, or NULL. RFC 4861 4.6: a
+ * zero length makes the packet invalid. */
+static const uint8_t *nd_lladdr(const uint8_t *o, size_t len, uint8_t want, bool *bad)
+{
+	const uint8_t *found = NULL;
+	while (len >= 2) {
+		size_t olen = (size_t)o[1] * 8;
+		if (olen == 0 || olen > len) {
+			*bad = true;
+			return NULL;
+		}
+		if (o[0] == want && olen >= 8)
+			found = o + 2;
+		o += olen;
+		len -= olen;
+	}
+	return found;
+}
+
+static void icmp6_input(struct net_stack *s, const uint8_t smac[6], const uint8_t *ip,
+			const uint8_t *m, size_t len, unsigned rx_flags)
+{
+	s->cnt.rx_icmp6++;
+	const uint8_t *src = ip + 8, *dst = ip + 24;
+	if (len < 8) {
+		s->cnt.rx_bad_ip++;
+		return;
+	}
+	if (!(rx_flags & NET_RX_L4_CKSUM_GOOD)) {
+		uint32_t ph = net_csum_add(net_csum_add(0, src, 16), dst, 16) + 58 + (uint32_t)len;
+		if (net_csum_fold(net_csum_add(ph, m, len)) != 0) {
+			s->cnt.rx_bad_csum++;
+			return;
+		}
+	}
+	uint8_t type = m[0];
+	if (type == 128 && m[1] == 0 && ours6(s, dst)) {
+		/* RFC 4443 4.2: echo reply to a unicast request, same data. */
+		if (len > (size_t)s->cfg.mtu - NET_IP6_HLEN)
+			return;
+		void *h;
+		uint8_t *frame;
+		uint8_t *r = net_tx_begin(s, &h, &frame, NET_IP6_HLEN, len);
+		if (!r)
+			return;
+		memcpy(r, m, len);
+		r[0] = 129;
+		s->cnt.tx_icmp6_echo++;
+		net_tx_ipv6(s, h, frame, smac, dst, src, 58, len, 8);
+		return;
+	}
+	if (type != 135 && type != 136)
+		return;
+	s->cnt.rx_nd++;
+	/* RFC 4861 7.1.1 / 7.1.2: hop limit 255 (never forwarded), code 0, 24 bytes. */
+	if (ip[7] != 255 || m[1] != 0 || len < 24) {
+		s->cnt.rx_bad_ip++;
+		return;
+	}
+	const uint8_t *target = m + 8;
+	bool bad = false;
+	if (type == 135) {
+		if (!ours6(s, target))
+			return;
+		const uint8_t *sll = nd_lladdr(m + 24, len - 24, 1, &bad);
+		bool dad = memcmp(src, unspec6, 16) == 0;
+		if (bad || (dad && sll))
+			return;
+		if (dad) {
+			/* DAD goes to the solicited-node group (7.1.1). */
+			uint8_t group[16];
+			solicited_node(group, target);
+			if (memcmp(dst, group, 16) != 0)
+				return;
+		}
+		if (sll)
+			nd_update(s, src, sll, true);
+		nd_advertise(s, sll ? sll : smac, src, target);
+		return;
+	}
+	/* Neighbour advertisement: learn the router's (or a cached neighbour's) MAC. */
+	const uint8_t *tll = nd_lladdr(m + 24, len - 24, 2, &bad);
+	if (bad || !tll || target[0] == 0xff)
+		return;
+	nd_update(s, target, tll, memcmp(target, s->cfg.ipv6_gateway, 16) == 0);
+}
+
+static void ipv6_input(struct net_stack *s, const uint8_t *smac, const uint8_t *ip, size_t len,
+		       unsigned rx_flags)
+{
+	s->cnt.rx_ipv6++;
+	/* RFC 8200 3: version, payload length within the frame (padding beyond it). */
+	if (len < NET_IP6_HLEN || (ip[0] >> 4) != 6) {
+		s->cnt.rx_bad_ip++;
+		return;
+	}
+	size_t plen = net_get16(ip + 4);
+	if (plen > len - NET_IP6_HLEN) {
+		s->cnt.rx_bad_ip++;
+		return;
+	}
+	const uint8_t *src = ip + 8, *dst = ip + 24;
+	uint8_t group[16];
+	solicited_node(group, s->cfg.ipv6);
+	bool unicast = ours6(s, dst);
+	bool mcast = memcmp(dst, all_nodes6, 16) == 0 || memcmp(dst, group, 16) == 0;
+	if (!mcast) {
+		solicited_node(group, s->ll6);
+		mcast = memcmp(dst, group, 16) == 0;
+	}
+	if (!unicast && !mcast) {
+		s->cnt.rx_not_ours++;
+		return;
+	}
+	/* RFC 4291 2.7: a multicast source is invalid; so is a forged copy of ours. */
+	if (src[0] == 0xff || ours6(s, src)) {
+		s->cnt.rx_bad_ip++;
+		return;
+	}
+	const uint8_t *l4 = ip + NET_IP6_HLEN;
+	switch (ip[6]) {
+	case 58:
+		icmp6_input(s, smac, ip, l4, plen, rx_flags);
+		break;
+	case 6:
+		if (!unicast || memcmp(src, unspec6, 16) == 0 || net_addr_is4(src)) {
+			s->cnt.rx_bad_ip++;
+			break;
+		}
+		s->cnt.rx_tcp++;
+		net_tcp_input(s, smac, src, dst, l4, plen, (rx_flags & NET_RX_L4_CKSUM_GOOD) != 0);
+		break;
+	case 44:
+		s->cnt.rx_ip_fragments++; /* as for IPv4: no reassembly */
+		break;
+	default:
+		/* Extension headers and other protocols: dropped and counted (net_stack.h). */
+		s->cnt.rx_proto_unknown++;
+		break;
+	}
+}
+
+/* ---- IPv4 ---- */
+
+static bool ipv4_bad_source(const struct net_stack *s, uint32_t src_be)
+{
+	uint32_t a = __builtin_bswap32(src_be);
+	/* RFC 1122 3.2.1.3: a source that is broadcast, multicast, "this network" or
+	 * loopback is discarded; so is a forged copy of our own address. */
+	if (a == 0xffffffffu || (a >> 28) == 0xe || (a >> 24) == 0 || (a >> 24) == 127 ||
+	    src_be == s->cfg.ipv4)
+		return true;
+	if (s->cfg.ipv4_prefix && s->cfg.ipv4_prefix < 31) {
+		uint32_t host = ~0u >> s->cfg.ipv4_prefix;
+		uint32_t net = __builtin_bswap32(s->cfg.ipv4) & ~host;
+		if ((a & ~host) == net && (a & host) == host)
+			return true; /* our subnet's directed broadcast */
+	}
+	return false;
+}
+
+static void ipv4_input(struct net_stack *s, const uint8_t *smac, const uint8_t *ip, size_t len,
+		       unsigned rx_flags)
+{
+	/* RFC 1122 3.2.1: version, header length, total length within the frame (the
+	 * frame may carry Ethernet padding beyond it), checksum. */
+	if (len < NET_IP_HLEN || (ip[0] >> 4) != 4) {
+		s->cnt.rx_bad_ip++;
+		return;
+	}
+	size_t hlen = (size_t)(ip[0] & 0xf) * 4;
+	size_t total = net_get16(ip + 2);
+	if (hlen < NET_IP_HLEN || total < hlen || total > len) {
+		s->cnt.rx_bad_ip++;
+		return;
+	}
+	if (!(rx_flags & NET_RX_IP_CKSUM_GOOD) && net_csum_fold(net_csum_add(0, ip, hlen)) != 0) {
+		s->cnt.rx_bad_csum++;
+		return;
+	}
+	uint32_t dst, src;
+	memcpy(&dst, ip + 16, 4);
+	memcpy(&src, ip + 12, 4);
+	if (dst != s->cfg.ipv4 || s->cfg.ipv4 == 0) {
+		s->cnt.rx_not_ours++; /* we do not forward, nor answer broadcasts */
+		return;
+	}
+	if (ipv4_bad_source(s, src)) {
+		s->cnt.rx_bad_ip++;
+		return;
+	}
+	/* Fragments: we never send any (DF) and a gateway's clients have no reason to;
+	 * reassembly would be state for attackers to fill. Dropped and counted. */
+	uint16_t frag = net_get16(ip + 6);
+	if (frag & 0x3fff) {
+		s->cnt.rx_ip_fragments++;
+		return;
+	}
+	switch (ip[9]) {
+	case 1:
+		icmp_input(s, smac, ip, hlen, total, rx_flags);
+		break;
+	case 6:
+		s->cnt.rx_tcp++;
+		uint8_t a[16], b[16];
+		net_addr_map4(a, src);
+		net_addr_map4(b, dst);
+		net_tcp_input(s, smac, a, b, ip + hlen, total - hlen,
+			      (rx_flags & NET_RX_L4_CKSUM_GOOD) != 0);
+		break;
+	case 17:
+		/* No UDP service: port unreachable (RFC 1122 4.1.3.1). A UDP header we cannot
+		 * read is not worth an answer. */
+		s->cnt.rx_udp++;
+		if (total - hlen >= 8)
+			net_icmp_unreach(s, smac, ip, total, 3);
+		break;
+	default:
+		/* RFC 1122 3.2.2.1: protocol unreachable. */
+		s->cnt.rx_proto_unknown++;
+		net_icmp_unreach(s, smac, ip, total, 2);
+		break;
+	}
+}
+
+void net_input_frame(struct net_stack *s, const uint8_t *frame, size_t len, unsigned rx_flags)
+{
+	s->cnt.rx_frames++;
+	if (len < NET_ETH_HLEN) {
+		s->cnt.rx_bad_eth++;
+		return;
+	}
+	const uint8_t *dmac = frame, *smac = frame + 6;
+	/* Unicast to us, broadcast, or IPv6 multicast (33:33:..., RFC 2464 7: the
+	 * solicited-node and all-nodes groups; the IPv6 layer checks the group); a
+	 * multicast or broadcast source is bogus. */
+	bool mcast6 = dmac[0] == 0x33 && dmac[1] == 0x33;
+	if ((memcmp(dmac, s->cfg.mac, 6) != 0 && memcmp(dmac, eth_bcast, 6) != 0 && !mcast6) ||
+	    (smac[0] & 1)) {
+		s->cnt.rx_not_ours++;
+		return;
+	}
+	uint16_t type = net_get16(frame + 12);
+	const uint8_t *p = frame + NET_ETH_HLEN;
+	size_t plen = len - NET_ETH_HLEN;
+	if (type == NET_ETHERTYPE_IPV6) {
+		if (s->has_ipv6)
+			ipv6_input(s, smac, p, plen, rx_flags);
+		else
+			s->cnt.rx_not_ours++;
+	} else if (type == NET_ETHERTYPE_ARP) {
+		arp_input(s, p, plen);
+	} else if (type == NET_ETHERTYPE_IPV4) {
+		if (memcmp(dmac, s->cfg.mac, 6) != 0) {
+			s->cnt.rx_not_ours++; /* IP in a broadcast frame: not for a host */
+			return;
+		}
+		ipv4_input(s, smac, p, plen, rx_flags);
+	} else {
+		s->cnt.rx_not_ours++;
+	}
+}

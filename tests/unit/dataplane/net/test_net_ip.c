@@ -1,0 +1,409 @@
+/* Below TCP: Ethernet, ARP (RFC 826), IPv4 validation (RFC 1122 3.2.1), ICMP echo and
+ * unreachable (RFC 792, 1122 3.2.2); and the timer wheel. */
+#include <errno.h>
+
+#include "dataplane/net/net_timer.h"
+#include "net_test.h"
+
+static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+
+static size_t arp_frame(uint8_t *f, uint16_t op, const uint8_t dmac[6], uint32_t spa,
+			uint32_t tpa)
+{
+	memset(f, 0, 60);
+	memcpy(f, dmac, 6);
+	memcpy(f + 6, t_peer_mac, 6);
+	f[12] = 0x08;
+	f[13] = 0x06;
+	uint8_t *a = f + 14;
+	a[1] = 1;
+	a[2] = 8;
+	a[4] = 6;
+	a[5] = 4;
+	a[7] = (uint8_t)op;
+	memcpy(a + 8, t_peer_mac, 6);
+	memcpy(a + 14, &spa, 4);
+	memcpy(a + 24, &tpa, 4);
+	return 60;
+}
+
+static void test_arp_reply(void)
+{
+	struct net_stack *s = t_stack(NULL);
+	uint8_t f[64];
+	size_t n = arp_frame(f, 1, bcast, t_ip(T_PEER_IP), t_ip(T_OUR_IP));
+	net_stack_input(s, f, n, 0, t_now);
+	CHECK_INT_EQ(t_ntx, 1);
+	const uint8_t *r = t_tx[0].d;
+	CHECK_INT_EQ(t_tx[0].len, 60);
+	CHECK_INT_EQ(memcmp(r, t_peer_mac, 6), 0);
+	CHECK_INT_EQ(memcmp(r + 6, t_our_mac, 6), 0);
+	CHECK_INT_EQ(r[12] << 8 | r[13], 0x0806);
+	CHECK_INT_EQ(r[14 + 7], 2); /* reply */
+	CHECK_INT_EQ(memcmp(r + 14 + 8, t_our_mac, 6), 0);
+	uint32_t ours = t_ip(T_OUR_IP), theirs = t_ip(T_PEER_IP);
+	CHECK_INT_EQ(memcmp(r + 14 + 14, &ours, 4), 0);
+	CHECK_INT_EQ(memcmp(r + 14 + 18, t_peer_mac, 6), 0);
+	CHECK_INT_EQ(memcmp(r + 14 + 24, &theirs, 4), 0);
+	/* For another address: silence. Truncated: silence. */
+	n = arp_frame(f, 1, bcast, t_ip(T_PEER_IP), t_ip("192.0.2.99"));
+	net_stack_input(s, f, n, 0, t_now);
+	net_stack_input(s, f, 14 + 20, 0, t_now);
+	CHECK_INT_EQ(t_ntx, 1);
+	net_stack_destroy(s);
+}
+
+static void test_arp_gateway(void)
+{
+	struct net_config cfg = { .ipv4_gateway = t_ip("192.0.2.1") };
+	struct net_stack *s = t_stack(&cfg);
+	/* Created: a broadcast request for the gateway. */
+	CHECK_INT_EQ(t_ntx, 1);
+	const uint8_t *r = t_tx[0].d;
+	CHECK_INT_EQ(memcmp(r, bcast, 6), 0);
+	CHECK_INT_EQ(r[14 + 7], 1);
+	uint32_t gw = t_ip("192.0.2.1");
+	CHECK_INT_EQ(memcmp(r + 14 + 24, &gw, 4), 0);
+	uint8_t mac[6];
+	CHECK(!net_stack_gateway_mac(s, mac));
+	/* Unanswered: asked again after a second, not before. */
+	t_advance(s, 999);
+	CHECK_INT_EQ(t_ntx, 1);
+	t_advance(s, 2);
+	CHECK_INT_EQ(t_ntx, 2);
+	/* The reply fills the cache; no more requests. */
+	uint8_t f[64];
+	size_t n = arp_frame(f, 2, t_our_mac, gw, t_ip(T_OUR_IP));
+	net_stack_input(s, f, n, 0, t_now);
+	CHECK(net_stack_gateway_mac(s, mac));
+	CHECK_INT_EQ(memcmp(mac, t_peer_mac, 6), 0);
+	t_advance(s, 5000);
+	CHECK_INT_EQ(t_ntx, 2);
+	/* An active open to an off-link address goes to the gateway's MAC. */
+	struct net_conn *c = net_conn_connect(s, t_ip("198.51.100.7"), 25, 0, t_now);
+	CHECK(c != NULL);
+	CHECK_INT_EQ(t_ntx, 3);
+	CHECK_INT_EQ(memcmp(t_tx[2].d, t_peer_mac, 6), 0);
+	struct pseg syn = t_last();
+	CHECK_INT_EQ(syn.flags, F_SYN);
+	CHECK(syn.mss == 1460 && syn.sackok && syn.ts && syn.ws >= 0);
+	net_stack_destroy(s);
+}
+
+static uint16_t csum(const uint8_t *p, size_t n)
+{
+	return t_csum(0, p, n);
+}
+
+/* An IPv4 frame to us with the given protocol and payload. */
+static size_t ip_frame(uint8_t *f, uint8_t proto, const uint8_t *payload, size_t len)
+{
+	memcpy(f, t_our_mac, 6);
+	memcpy(f + 6, t_peer_mac, 6);
+	f[12] = 8;
+	f[13] = 0;
+	uint8_t *ip = f + 14;
+	memset(ip, 0, 20);
+	ip[0] = 0x45;
+	ip[2] = (uint8_t)((20 + len) >> 8);
+	ip[3] = (uint8_t)(20 + len);
+	ip[8] = 64;
+	ip[9] = proto;
+	uint32_t src = t_ip(T_PEER_IP), dst = t_ip(T_OUR_IP);
+	memcpy(ip + 12, &src, 4);
+	memcpy(ip + 16, &dst, 4);
+	uint16_t c = csum(ip, 20);
+	ip[10] = (uint8_t)(c >> 8);
+	ip[11] = (uint8_t)c;
+	memcpy(ip + 20, payload, len);
+	return 34 + len;
+}
+
+static void fix_ip_csum(uint8_t *f)
+{
+	uint8_t *ip = f + 14;
+	ip[10] = ip[11] = 0;
+	uint16_t c = csum(ip, (size_t)(ip[0] & 15) * 4);
+	ip[10] = (uint8_t)(c >> 8);
+	ip[11] = (uint8_t)c;
+}
+
+static void test_icmp_echo(void)
+{
+	struct net_stack *s = t_stack(NULL);
+	uint8_t echo[64];
+	echo[0] = 8;
+	echo[1] = 0;
+	echo[2] = echo[3] = 0;
+	echo[4] = 0x12;
+	echo[5] = 0x34; /* id */
+	echo[6] = 0;
+	echo[7] = 7; /* seq */
+	for (int i = 8; i < 64; i++)
+		echo[i] = (uint8_t)i;
+	uint16_t c = csum(echo, 64);
+	echo[2] = (uint8_t)(c >> 8);
+	echo[3] = (uint8_t)c;
+	uint8_t f[256];
+	size_t n = ip_frame(f, 1, echo, 64);
+	/* Ethernet padding after the IP packet is ignored. */
+	memset(f + n, 0xee, 10);
+	net_stack_input(s, f, n + 10, 0, t_now);
+	CHECK_INT_EQ(t_ntx, 1);
+	const uint8_t *r = t_tx[0].d;
+	CHECK_INT_EQ(t_tx[0].len, 34 + 64);
+	CHECK_INT_EQ(memcmp(r, t_peer_mac, 6), 0);
+	CHECK_INT_EQ(csum(r + 14, 20), 0);
+	CHECK_INT_EQ(r[14 + 9], 1);
+	CHECK_INT_EQ(memcmp(r + 14 + 16, f + 14 + 12, 4), 0); /* back to the sender */
+	const uint8_t *e = r + 34;
+	CHECK_INT_EQ(e[0], 0);
+	CHECK_INT_EQ(csum(e, 64), 0);
+	CHECK_MEM_EQ(e + 4, 60, echo + 4, 60);
+	/* A bad ICMP checksum: nothing. */
+	f[34 + 10] ^= 1;
+	net_stack_input(s, f, n, 0, t_now);
+	CHECK_INT_EQ(t_ntx, 1);
+	net_stack_destroy(s);
+}
+
+static void test_ip_validation(void)
+{
+	struct net_stack *s = t_stack(NULL);
+	uint8_t echo[8] = { 8, 0, 0xf7, 0xff, 0, 0, 0, 0 };
+	uint8_t f[256];
+	size_t n = ip_frame(f, 1, echo, 8);
+	net_stack_input(s, f, n, 0, t_now);
+	CHECK_INT_EQ(t_ntx, 1); /* the valid one is answered */
+	const struct net_counters *k = net_stack_counters(s);
+	uint8_t g[256];
+	/* Bad header checksum. */
+	memcpy(g, f, n);
+	g[14 + 10] ^= 0xff;
+	net_stack_input(s, g, n, 0, t_now);
+	CHECK_INT_EQ(k->rx_bad_csum, 1);
+	/* ...unless the NIC says it checked (then the header is trusted as it is). */
+	net_stack_input(s, g, n, NET_RX_IP_CKSUM_GOOD, t_now);
+	CHECK_INT_EQ(t_ntx, 2);
+	/* Version 6 in an IPv4 frame, IHL 4, total length beyond the frame, below IHL. */
+	memcpy(g, f, n);
+	g[14] = 0x65;
+	fix_ip_csum(g);
+	net_stack_input(s, g, n, 0, t_now);
+	memcpy(g, f, n);
+	g[14] = 0x44;
+	net_stack_input(s, g, n, 0, t_now);
+	memcpy(g, f, n);
+	g[14 + 3] = 200;
+	fix_ip_csum(g);
+	net_stack_input(s, g, n, 0, t_now);
+	memcpy(g, f, n);
+	g[14 + 3] = 10;
+	fix_ip_csum(g);
+	net_stack_input(s, g, n, 0, t_now);
+	CHECK_INT_EQ(k->rx_bad_ip, 4);
+	/* Fragments (MF, or an offset) are dropped and counted. */
+	memcpy(g, f, n);
+	g[14 + 6] = 0x20;
+	fix_ip_csum(g);
+	net_stack_input(s, g, n, 0, t_now);
+	memcpy(g, f, n);
+	g[14 + 7] = 0x10;
+	fix_ip_csum(g);
+	net_stack_input(s, g, n, 0, t_now);
+	CHECK_INT_EQ(k->rx_ip_fragments, 2);
+	/* Not our address; from a broadcast source; a frame for another MAC. */
+	memcpy(g, f, n);
+	g[14 + 19] = 99;
+	fix_ip_csum(g);
+	net_stack_input(s, g, n, 0, t_now);
+	memcpy(g, f, n);
+	memset(g + 14 + 12, 0xff, 4);
+	fix_ip_csum(g);
+	net_stack_input(s, g, n, 0, t_now);
+	memcpy(g, f, n);
+	g[5] = 0x55;
+	net_stack_input(s, g, n, 0, t_now);
+	/* IP options (IHL 6) are skipped: the echo is still answered. */
+	uint8_t h[256];
+	memcpy(h, f, 34);
+	h[14] = 0x46;
+	h[14 + 3] = (uint8_t)(24 + 8);
+	memset(h + 34, 1, 4); /* four NOP options */
+	memcpy(h + 38, echo, 8);
+	fix_ip_csum(h);
+	net_stack_input(s, h, 46, 0, t_now);
+	CHECK_INT_EQ(t_ntx, 3);
+	/* Every length from 0 to the full frame: no crash, no answer from a cut frame. */
+	for (size_t cut = 0; cut < n; cut++)
+		net_stack_input(s, f, cut, 0, t_now);
+	CHECK_INT_EQ(t_ntx, 3);
+	net_stack_destroy(s);
+}
+
+static void test_unreachable(void)
+{
+	struct net_stack *s = t_stack(NULL);
+	uint8_t udp[12] = { 0x30, 0x39, 0, 53, 0, 12, 0, 0, 'a', 'b', 'c', 'd' };
+	uint8_t f[256];
+	size_t n = ip_frame(f, 17, udp, 12);
+	net_stack_input(s, f, n, 0, t_now);
+	CHECK_INT_EQ(t_ntx, 1);
+	const uint8_t *r = t_tx[0].d;
+	CHECK_INT_EQ(r[14 + 9], 1);
+	const uint8_t *e = r + 34;
+	CHECK_INT_EQ(e[0], 3);
+	CHECK_INT_EQ(e[1], 3); /* port unreachable */
+	CHECK_INT_EQ(csum(e, t_tx[0].len - 34), 0);
+	CHECK_MEM_EQ(e + 8, t_tx[0].len - 42, f + 14, n - 14); /* the whole datagram quoted */
+	/* An unknown protocol: protocol unreachable. */
+	n = ip_frame(f, 99, udp, 12);
+	net_stack_input(s, f, n, 0, t_now);
+	CHECK_INT_EQ(t_ntx, 2);
+	CHECK_INT_EQ(t_tx[1].d[34 + 1], 2);
+	/* Rate limited: 100 a second by default. */
+	for (int i = 0; i < 500; i++)
+		net_stack_input(s, f, n, 0, t_now);
+	CHECK_INT_EQ(t_ntx, 100);
+	net_stack_destroy(s);
+}
+
+static int fired[64];
+static int nfired;
+static struct net_timer_wheel wheel;
+
+static void fire(void *arg, struct net_timer *t)
+{
+	struct net_timer *base = arg;
+	if (nfired < 64)
+		fired[nfired++] = (int)(t - base);
+}
+
+static void test_timer_wheel(void)
+{
+	struct net_timer tm[8];
+	memset(tm, 0, sizeof(tm));
+	net_timer_wheel_init(&wheel, 0xfffff000u); /* the tick counter wraps during the test */
+	net_timer_arm(&wheel, &tm[0], 0xfffff000u + 10);
+	net_timer_arm(&wheel, &tm[1], 0xfffff000u + 5);
+	net_timer_arm(&wheel, &tm[2], 0xfffff000u + 10000); /* beyond one turn */
+	net_timer_arm(&wheel, &tm[3], 0xfffff000u + 7);
+	net_timer_cancel(&wheel, &tm[3]);
+	nfired = 0;
+	net_timer_advance(&wheel, 0xfffff000u + 4, fire, tm);
+	CHECK_INT_EQ(nfired, 0);
+	net_timer_advance(&wheel, 0xfffff000u + 5, fire, tm);
+	CHECK_INT_EQ(nfired, 1);
+	CHECK_INT_EQ(fired[0], 1);
+	net_timer_advance(&wheel, 0xfffff000u + 5000, fire, tm);
+	CHECK_INT_EQ(nfired, 2);
+	CHECK_INT_EQ(fired[1], 0);
+	net_timer_advance(&wheel, 0xfffff000u + 9999, fire, tm);
+	CHECK_INT_EQ(nfired, 2);
+	net_timer_advance(&wheel, 0xfffff000u + 10000, fire, tm);
+	CHECK_INT_EQ(nfired, 3);
+	CHECK_INT_EQ(fired[2], 2);
+	CHECK_INT_EQ(wheel.armed, 0);
+	/* Re-arming moves a timer; a time in the past fires on the next advance. */
+	net_timer_arm(&wheel, &tm[4], wheel.now + 100);
+	net_timer_arm(&wheel, &tm[4], wheel.now + 3);
+	net_timer_arm(&wheel, &tm[5], wheel.now - 50);
+	net_timer_advance(&wheel, wheel.now + 1, fire, tm);
+	CHECK_INT_EQ(nfired, 4);
+	CHECK_INT_EQ(fired[3], 5);
+	net_timer_advance(&wheel, wheel.now + 200, fire, tm);
+	CHECK_INT_EQ(nfired, 5);
+	CHECK_INT_EQ(fired[4], 4);
+	CHECK_INT_EQ(wheel.armed, 0);
+}
+
+static void test_create_rejects(void)
+{
+	struct net_config cfg = { .mtu = 100 };
+	CHECK(t_stack(&cfg) == NULL);
+	struct net_config cfg2 = { .rcvbuf = 10 };
+	CHECK(t_stack(&cfg2) == NULL);
+	struct net_config cfg3 = { .delack_ms = 500 };
+	CHECK(t_stack(&cfg3) == NULL);
+}
+
+static void test_fault_parse(void)
+{
+	struct net_fault_config f;
+	CHECK_INT_EQ(net_fault_parse("seed=7,drop=5,reorder=3,tx_dup=1,delay_us=500", &f), 0);
+	CHECK_INT_EQ(f.seed, 7);
+	CHECK_INT_EQ(f.rx_drop_pct, 5);
+	CHECK_INT_EQ(f.tx_drop_pct, 5);
+	CHECK_INT_EQ(f.rx_reorder_pct, 3);
+	CHECK_INT_EQ(f.tx_reorder_pct, 3);
+	CHECK_INT_EQ(f.tx_dup_pct, 1);
+	CHECK_INT_EQ(f.rx_dup_pct, 0);
+	CHECK_INT_EQ(f.delay_us, 500);
+	CHECK_INT_EQ(net_fault_parse("", &f), 0);
+	CHECK_INT_EQ(f.rx_drop_pct, 0);
+	CHECK_INT_EQ(net_fault_parse("drop=101", &f), -EINVAL);
+	CHECK_INT_EQ(net_fault_parse("drops=1", &f), -EINVAL);
+	CHECK_INT_EQ(net_fault_parse("drop=", &f), -EINVAL);
+	CHECK_INT_EQ(net_fault_parse("drop=1x", &f), -EINVAL);
+	CHECK_INT_EQ(net_fault_parse("drop", &f), -EINVAL);
+	CHECK_INT_EQ(net_fault_parse("delay_us=0", &f), -EINVAL);
+}
+
+/* Same seed, same frames: the same faults (reproducible runs). Off: every frame passes. */
+static void test_fault_rx(void)
+{
+	struct net_stack *s = t_stack(NULL);
+	uint8_t echo[8] = { 8, 0, 0xf7, 0xff, 0, 0, 0, 0 };
+	uint8_t f[128];
+	memcpy(f, t_our_mac, 6);
+	memcpy(f + 6, t_peer_mac, 6);
+	f[12] = 8;
+	f[13] = 0;
+	uint8_t *ip = f + 14;
+	memset(ip, 0, 20);
+	ip[0] = 0x45;
+	ip[3] = 28;
+	ip[8] = 64;
+	ip[9] = 1;
+	uint32_t src = t_ip(T_PEER_IP), dst = t_ip(T_OUR_IP);
+	memcpy(ip + 12, &src, 4);
+	memcpy(ip + 16, &dst, 4);
+	uint16_t c = t_csum(0, ip, 20);
+	ip[10] = (uint8_t)(c >> 8);
+	ip[11] = (uint8_t)c;
+	memcpy(ip + 20, echo, 8);
+	int counts[2];
+	for (int round = 0; round < 2; round++) {
+		t_clear_tx();
+		struct net_fault_config fc = { .seed = 99, .rx_drop_pct = 30, .rx_dup_pct = 10,
+					       .rx_reorder_pct = 10 };
+		CHECK_INT_EQ(net_stack_set_fault(s, &fc), 0);
+		for (int i = 0; i < 50; i++)
+			net_stack_input(s, f, 42, 0, t_now);
+		t_advance(s, 10); /* held frames come out */
+		counts[round] = t_ntx;
+		net_stack_set_fault(s, NULL);
+	}
+	CHECK_INT_EQ(counts[0], counts[1]);
+	CHECK(counts[0] > 20 && counts[0] < 50);
+	t_clear_tx();
+	for (int i = 0; i < 50; i++)
+		net_stack_input(s, f, 42, 0, t_now);
+	CHECK_INT_EQ(t_ntx, 50);
+	net_stack_destroy(s);
+}
+
+int main(void)
+{
+	RUN_TEST(test_fault_parse);
+	RUN_TEST(test_fault_rx);
+	RUN_TEST(test_arp_reply);
+	RUN_TEST(test_arp_gateway);
+	RUN_TEST(test_icmp_echo);
+	RUN_TEST(test_ip_validation);
+	RUN_TEST(test_unreachable);
+	RUN_TEST(test_timer_wheel);
+	RUN_TEST(test_create_rejects);
+	t_clear_tx();
+	return TEST_RESULT();
+}
