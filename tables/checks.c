@@ -13,6 +13,8 @@
 #include <strings.h>
 
 #include "tables/table_parse.h"
+#include "tables/table_regexp.h"
+#include "tables/tables_internal.h"
 
 enum checks_op { CHECKS_OP_RULE, CHECKS_OP_IF, CHECKS_OP_ENDIF };
 
@@ -247,67 +249,6 @@ static int checks_ere_to_hs(const char *pat, bool nl, struct checks_buf *b)
 	return b->oom ? -ENOMEM : 1;
 }
 
-/* POSIX leaves adjacent duplication symbols undefined and glibc's regcomp() is exponential
- * on them (see table_regexp.c): refuse them and bound {m,n} counts. */
-static int checks_posix_check(const char *pat, bool ext, char *why, size_t whylen)
-{
-	bool after_dup = false;
-	for (const char *p = pat; *p; p++) {
-		bool dup = false;
-		if (*p == '[') {
-			const char *q = p + 1;
-			if (*q == '^')
-				q++;
-			if (*q == ']')
-				q++;
-			while (*q && *q != ']') {
-				if (*q == '[' && (q[1] == ':' || q[1] == '.' || q[1] == '=')) {
-					const char *e = strchr(q + 2, q[1]);
-					q = e && e[1] == ']' ? e + 2 : q + 1;
-				} else {
-					q++;
-				}
-			}
-			if (!*q)
-				return 0;
-			p = q;
-		} else if (*p == '\\' && p[1]) {
-			p++;
-			if (!ext && (*p == '{' || *p == '}'))
-				dup = true;
-		} else if (ext && (*p == '*' || *p == '+' || *p == '?' || *p == '{')) {
-			dup = true;
-			if (*p == '{') {
-				const char *q = p + 1;
-				unsigned long v = 0;
-				for (; *q && *q != '}'; q++) {
-					if (*q >= '0' && *q <= '9') {
-						v = v * 10 + (unsigned long)(*q - '0');
-						if (v > 1000) {
-							snprintf(why, whylen,
-								 "repetition count above 1000");
-							return -EINVAL;
-						}
-					} else {
-						v = 0;
-					}
-				}
-				if (*q)
-					p = q;
-			}
-		} else if (!ext && *p == '*' && after_dup) {
-			dup = true;
-		}
-		if (dup && after_dup) {
-			snprintf(why, whylen, "adjacent repetition operators are undefined in "
-					      "POSIX regular expressions (use a group)");
-			return -EINVAL;
-		}
-		after_dup = dup || (!ext && *p == '*');
-	}
-	return 0;
-}
-
 /* Compile one pattern; p points at the delimiter. Sets *rest after the flags. */
 static int checks_pattern(struct checks_rule *r, char *p, char **rest, char *why, size_t whylen)
 {
@@ -419,7 +360,7 @@ unknown:
 		r->hs_expr = b.p;
 	} else {
 		int flags = (ext ? REG_EXTENDED : 0) | (icase ? REG_ICASE : 0) | (nl ? REG_NEWLINE : 0);
-		if (checks_posix_check(pat, ext, why, whylen) < 0)
+		if (table_regexp_posix_check(pat, ext, why, whylen) < 0)
 			return -EINVAL;
 		int ec = regcomp(&r->posix, pat, flags);
 		if (ec) {
@@ -740,52 +681,6 @@ void checks_stats(const struct checks *c, struct checks_stats *st)
 
 #define CHECKS_FILE_MAX (64u << 20)
 
-static int checks_read_file(const char *path, char **data, size_t *len, char *err, size_t errlen)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		snprintf(err, errlen, "open %s: %s", path, strerror(errno));
-		return -EINVAL;
-	}
-	char *buf = NULL;
-	size_t n = 0, cap = 0;
-	int rc = 0;
-	for (;;) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 65536;
-			if (cap > CHECKS_FILE_MAX + 1) {
-				snprintf(err, errlen, "%s: larger than %u bytes", path,
-					 CHECKS_FILE_MAX);
-				rc = -EINVAL;
-				break;
-			}
-			char *nb = realloc(buf, cap);
-			if (!nb) {
-				rc = -ENOMEM;
-				break;
-			}
-			buf = nb;
-		}
-		size_t got = fread(buf + n, 1, cap - n, f);
-		n += got;
-		if (got == 0) {
-			if (ferror(f)) {
-				snprintf(err, errlen, "read %s: %s", path, strerror(errno));
-				rc = -EINVAL;
-			}
-			break;
-		}
-	}
-	fclose(f);
-	if (rc < 0) {
-		free(buf);
-		return rc;
-	}
-	*data = buf;
-	*len = n;
-	return 0;
-}
-
 int checks_compile_list(const char *list, struct checks **out, char *err, size_t errlen)
 {
 	struct checks_source src[CHECKS_FILES_MAX];
@@ -819,9 +714,13 @@ int checks_compile_list(const char *list, struct checks **out, char *err, size_t
 			goto out;
 		}
 		size_t len;
-		if ((rc = checks_read_file(name + (pcre ? 5 : 7), &texts[n - 1], &len, err,
-					   errlen)) < 0)
+		if ((rc = tables_read_file(name + (pcre ? 5 : 7), CHECKS_FILE_MAX, &texts[n - 1],
+					   &len, err, errlen)) < 0) {
+			/* an unreadable file is a configuration error like a bad line */
+			if (rc != -ENOMEM)
+				rc = -EINVAL;
 			goto out;
+		}
 		src[n - 1] = (struct checks_source){ name, pcre, texts[n - 1], len };
 		p += l;
 	}

@@ -529,46 +529,12 @@ int rbl_zone_build_file(struct tables_env *env, const char *zone, enum rbl_forma
 			const char *path, tables_warn_fn *warn, void *warn_ctx,
 			struct rbl_build_stats *stats, char *err, size_t errlen)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		snprintf(err, errlen, "open %s: %s", path, strerror(e));
-		return -e;
-	}
-	struct stat sb;
-	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (size_t)sb.st_size > RBL_FILE_MAX) {
-		snprintf(err, errlen, "%s: not a regular file of at most 4 GiB", path);
-		close(fd);
-		return -EINVAL;
-	}
-	size_t cap = (size_t)sb.st_size + 1, n = 0;
-	char *buf = malloc(cap);
-	if (!buf) {
-		close(fd);
-		return -ENOMEM;
-	}
-	while (n < cap) {
-		ssize_t r = read(fd, buf + n, cap - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			int e = errno;
-			snprintf(err, errlen, "read %s: %s", path, strerror(e));
-			free(buf);
-			close(fd);
-			return -e;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
-	close(fd);
-	if (n == cap) {
-		snprintf(err, errlen, "%s: changed while being read", path);
-		free(buf);
-		return -EAGAIN;
-	}
-	int rc = rbl_zone_build(env, zone, fmt, buf, n, warn, warn_ctx, stats, err, errlen);
+	char *buf = NULL;
+	size_t n = 0;
+	int rc = tables_read_file(path, RBL_FILE_MAX, &buf, &n, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = rbl_zone_build(env, zone, fmt, buf, n, warn, warn_ctx, stats, err, errlen);
 	if (rc == -EINVAL && strncmp(err, "line ", 5) == 0) {
 		char tmp[512];
 		snprintf(tmp, sizeof(tmp), "%s, %s", path, err);

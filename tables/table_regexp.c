@@ -147,11 +147,7 @@ static void table_regexp_rule_free(struct table_regexp_rule *r)
 	free(r->result);
 }
 
-/* POSIX leaves adjacent duplication symbols ("a+*", "a{2}{3}", "a**") undefined (XBD 9.4.6,
- * 9.3.6), and glibc's regcomp() expands each level by copying the tree, so a line like "c++++
- * ..." costs memory exponential in its length. Refuse them (write "(a+)*" if that is meant),
- * and bound {m,n} counts. Returns 0 or -EINVAL with a reason. */
-static int table_regexp_posix_check(const char *pat, bool ext, char *why, size_t whylen)
+int table_regexp_posix_check(const char *pat, bool ext, char *why, size_t whylen)
 {
 	bool after_dup = false;
 	for (const char *p = pat; *p; p++) {

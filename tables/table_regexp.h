@@ -41,4 +41,12 @@ int table_regexp_lookup(struct table_regexp *re, const char *key, char *out, siz
 size_t table_regexp_rules(const struct table_regexp *re);
 void table_regexp_free(struct table_regexp *re);
 
+/* Before regcomp() of a regexp: pattern (ext: POSIX extended syntax, else basic).
+ * POSIX leaves adjacent duplication symbols ("a+*", "a{2}{3}", "a**") undefined (XBD 9.4.6,
+ * 9.3.6), and glibc's regcomp() expands each level by copying the tree, so a line like "c++++
+ * ..." costs memory exponential in its length. Refuse them (write "(a+)*" if that is meant),
+ * and bound {m,n} counts. Returns 0 or -EINVAL with a reason. Shared with header_checks
+ * (tables/checks.c). */
+int table_regexp_posix_check(const char *pat, bool ext, char *why, size_t whylen);
+
 #endif

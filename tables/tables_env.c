@@ -494,9 +494,8 @@ out:
 	return rc;
 }
 
-int tables_build_file(struct tables_env *env, const char *spec, const char *path,
-		      tables_warn_fn *warn, void *warn_ctx, struct tables_build_stats *stats,
-		      char *err, size_t errlen)
+int tables_read_file(const char *path, size_t max, char **data, size_t *len, char *err,
+		     size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -505,25 +504,23 @@ int tables_build_file(struct tables_env *env, const char *spec, const char *path
 		return -e;
 	}
 	struct stat sb;
-	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (size_t)sb.st_size > TABLES_FILE_MAX) {
-		snprintf(err, errlen, "%s: not a regular file of at most 4 GiB", path);
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > max) {
+		snprintf(err, errlen, "%s: not a regular file of at most %zu bytes", path, max);
 		close(fd);
 		return -EINVAL;
 	}
+	/* One byte more than the size: reading it means the file grew while we read. */
 	size_t cap = (size_t)sb.st_size + 1, n = 0;
 	char *buf = malloc(cap);
 	if (!buf) {
 		close(fd);
 		return -ENOMEM;
 	}
-	for (;;) {
-		if (n == cap) { /* the file grew while we read it: read no more than its size */
-			break;
-		}
+	while (n < cap) {
 		ssize_t r = read(fd, buf + n, cap - n);
+		if (r < 0 && errno == EINTR)
+			continue;
 		if (r < 0) {
-			if (errno == EINTR)
-				continue;
 			int e = errno;
 			snprintf(err, errlen, "read %s: %s", path, strerror(e));
 			free(buf);
@@ -540,7 +537,21 @@ int tables_build_file(struct tables_env *env, const char *spec, const char *path
 		free(buf);
 		return -EAGAIN;
 	}
-	int rc = tables_build(env, spec, buf, n, warn, warn_ctx, stats, err, errlen);
+	*data = buf;
+	*len = n;
+	return 0;
+}
+
+int tables_build_file(struct tables_env *env, const char *spec, const char *path,
+		      tables_warn_fn *warn, void *warn_ctx, struct tables_build_stats *stats,
+		      char *err, size_t errlen)
+{
+	char *buf = NULL;
+	size_t n = 0;
+	int rc = tables_read_file(path, TABLES_FILE_MAX, &buf, &n, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = tables_build(env, spec, buf, n, warn, warn_ctx, stats, err, errlen);
 	if (rc == -EINVAL && strncmp(err, "line ", 5) == 0) {
 		char tmp[512];
 		snprintf(tmp, sizeof(tmp), "%s, %s", path, err);

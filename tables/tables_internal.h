@@ -7,6 +7,7 @@
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct tables_env {
@@ -20,5 +21,11 @@ struct tables_reader {
 	MDB_txn *txn;
 	uint64_t epoch; /* bumped by every renew */
 };
+
+/* Read a whole regular file of at most max bytes (table, zone and check sources) into a
+ * malloc'd buffer. Returns 0, or a negative errno with the reason in err (-EAGAIN when the
+ * file changed while being read). */
+int tables_read_file(const char *path, size_t max, char **data, size_t *len, char *err,
+		     size_t errlen);
 
 #endif
