@@ -667,6 +667,19 @@ static void spool_sync(struct spool *s)
 	s->nrelocs = 0;
 }
 
+/* Between commits: records of messages still being received need no sync of their own
+ * (the next commit's fdatasync covers every earlier byte of the segment, and a failed one
+ * fails every message still marked dirty), only to leave the stage. Syncing them would
+ * cost a flush per message fragment and make the commit that follows wait for it. */
+static void spool_write_pending(struct spool *s)
+{
+	if (s->seg_fd < 0 || s->stage_len == 0)
+		return;
+	int rc = spool_flush_stage(s);
+	if (rc < 0)
+		spool_fail_segment(s, rc);
+}
+
 /* A new segment, durable (file and directory entry) before any record in it counts. */
 static int spool_open_segment(struct spool *s)
 {
@@ -1283,7 +1296,10 @@ static void *spool_writer_main(void *arg)
 			}
 			pthread_mutex_unlock(&s->mu);
 		}
-		spool_sync(s);
+		if (s->nbatch || s->nstatus || s->nrelocs)
+			spool_sync(s);
+		else
+			spool_write_pending(s);
 		pthread_mutex_lock(&s->mu);
 	}
 	pthread_mutex_unlock(&s->mu);

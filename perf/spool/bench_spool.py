@@ -14,6 +14,12 @@ On the file system of DIR (default: $TMPDIR or /tmp):
      session) and high load (50 sessions), measured client-side.
 The gateway's own count of fdatasync calls (its "spool statistics" log line) shows the
 batch size. Use a release build: a debug/ASan build measures the sanitizers.
+
+--sync-delay-us N with --slow-sync LIB (perf/spool/slow_sync.c, built by meson) makes every
+fdatasync/fsync of fio AND of the gateway N microseconds slower, as on a disk whose flush
+costs that much: a VM's virtual disk that acknowledges flushes in a fraction of a
+millisecond hides what group commit buys, because the CPU, not the disk, is then the
+limit. The run is printed both ways: the disk as it is, then the slowed one.
 Python 3 standard library, /usr/sbin/smtp-source (postfix) and fio (Debian packages)."""
 
 import argparse
@@ -54,7 +60,7 @@ def fio_rate(directory, size):
 
 
 def spool_stats(gw):
-    m = re.findall(r"spool statistics: committed=(\d+) failed=(\d+) syncs=(\d+)", gw.log())
+    m = re.findall(r"spool \d+ statistics: committed=(\d+) failed=(\d+) syncs=(\d+)", gw.log())
     return tuple(int(x) for x in m[-1]) if m else None
 
 
@@ -139,14 +145,33 @@ def main():
                     help="file system to measure (spools and fio files go here)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="smaller runs, for CI smoke tests")
+    ap.add_argument("--sync-delay-us", type=int, default=0,
+                    help="also run with every fdatasync this much slower (needs --slow-sync)")
+    ap.add_argument("--slow-sync", help="the slow_sync LD_PRELOAD library")
     a = ap.parse_args()
+    if a.sync_delay_us and not (a.slow_sync and os.path.exists(a.slow_sync)):
+        raise SystemExit("--sync-delay-us needs --slow-sync LIB (perf/spool/slow_sync.c)")
     os.environ["TMPDIR"] = a.dir
     tempfile.tempdir = a.dir
     messages = 1000 if a.quick else 5000
 
-    rate = fio_rate(a.dir, "16m" if a.quick else "64m")
-    print(f"disk ({a.dir}): fio 4k write + fdatasync: "
-          + (f"{rate:.0f} syncs/s" if rate else "fio not installed"))
+    runs = [(0, "16m" if a.quick else "64m")]
+    if a.sync_delay_us:
+        runs.append((a.sync_delay_us, "4m" if a.quick else "16m"))
+    for delay, fio_size in runs:
+        if delay:
+            os.environ["LD_PRELOAD"] = os.path.abspath(a.slow_sync)
+            os.environ["MXGATE_SYNC_DELAY_US"] = str(delay)
+            print(f"\n== the same with every fdatasync/fsync {delay} us slower (slow_sync)")
+        rate = fio_rate(a.dir, fio_size)
+        print(f"disk ({a.dir}): fio 4k write + fdatasync: "
+              + (f"{rate:.0f} syncs/s" if rate else "fio not installed"))
+        run_binaries(a, messages, rate)
+        os.environ.pop("LD_PRELOAD", None)
+        os.environ.pop("MXGATE_SYNC_DELAY_US", None)
+
+
+def run_binaries(a, messages, rate):
     bins = [("after", a.mxgate)] + ([("before", a.before)] if a.before else [])
     results = {}
     for label, binary in bins:
