@@ -1718,14 +1718,24 @@ static void relay_relocate_old(struct relay_thread *t, uint64_t floor)
 	for (struct relay_msg *m = r->all; m; m = m->next)
 		if (m->min_seg + 1 < cur)
 			live += m->e.size + 4096;
+	bool skipped = false;
 	if (live && old_bytes >= RELAY_RELOCATE_RATIO * live) {
 		for (struct relay_msg *m = r->all; m && npick < BATCH; m = m->next) {
-			if (m->min_seg + 1 < cur && !m->busy && !m->in_ready) {
-				m->busy = true;
-				pick[npick++] = m;
+			if (m->min_seg + 1 >= cur)
+				continue;
+			if (m->busy || m->in_ready) {
+				skipped = true;
+				continue;
 			}
+			m->busy = true;
+			pick[npick++] = m;
 		}
 	}
+	/* A message being tried now (or about to be) cannot move; if it stays, it must be
+	 * moved later, and nothing else may ask for another pass once the traffic stops: ask
+	 * for one now (at most one a second, RELAY_RECLAIM_MS). */
+	if (skipped)
+		r->reclaim_wanted = true;
 	pthread_mutex_unlock(&r->mu);
 	for (size_t k = 0; k < npick; k++) {
 		struct relay_msg *m = pick[k];
