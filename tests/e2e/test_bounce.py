@@ -264,6 +264,26 @@ def test_postfix_5xx():
 
 
 # ---- 5. relocation keeps disk use flat ----
+def relocation_run(gw):
+    """One stuck message, then ~12 MB of mail that leaves at once: a dozen segments come and
+    go, and the stuck message must be moved forward so they can. Returns its queue ID."""
+    send(gw, "a@client.test", ["stuck@relay.example"], message("stuck", 20000))
+    stuck = listed(gw)
+    if len(stuck) != 1:
+        fail(f"expected one queued message, got {stuck}")
+    for i in range(60):
+        send(gw, "a@client.test", ["ok@relay.example"], message(f"flow-{i}", 200000))
+    wait_for(lambda: listed(gw) == stuck, 30, "only the stuck message left", gw.output)
+
+    def segs():
+        return len(os.listdir(os.path.join(gw.spool, "seg")))
+    wait_for(lambda: segs() <= 3, 30, "old segments deleted",
+             lambda: f"{segs()} segments\n" + gw.output())
+    if "so older segments can be deleted" not in gw.log():
+        fail("the stuck message was never relocated\n" + gw.log()[-3000:])
+    return stuck[0]
+
+
 def test_relocation():
     class Server(ScriptedSmtpServer):
         def rcpt_reply(self, addr):
@@ -272,26 +292,16 @@ def test_relocation():
     with Server() as srv:
         gw = Gateway(binary, relay_config(srv.port, "mxgate_spool_segment_size = 1048576\n"))
         gw.start()
-        send(gw, "a@client.test", ["stuck@relay.example"], message("stuck", 20000))
-        stuck = listed(gw)
-        if len(stuck) != 1:
-            fail(f"expected one queued message, got {stuck}")
-        # ~12 MB of mail that leaves at once: a dozen segments come and go
-        for i in range(60):
-            send(gw, "a@client.test", ["ok@relay.example"], message(f"flow-{i}", 200000))
-        wait_for(lambda: listed(gw) == stuck, 30, "only the stuck message left", gw.output)
-
-        def segs():
-            return len(os.listdir(os.path.join(gw.spool, "seg")))
-        wait_for(lambda: segs() <= 3, 30, "old segments deleted",
-                 lambda: f"{segs()} segments\n" + gw.output())
-        if "so older segments can be deleted" not in gw.log():
-            fail("the stuck message was never relocated\n" + gw.log()[-3000:])
+        try:
+            stuck = relocation_run(gw)
+        except BaseException:
+            gw.stop(check=False)  # a failure must not leave the gateway running
+            raise
         gw.stop()
         # after a restart it is still there, whole
         with gw:
             spooled = gw.spooled()
-            if len(spooled) != 1 or spooled[0][0] != stuck[0] or \
+            if len(spooled) != 1 or spooled[0][0] != stuck or \
                     not spooled[0][2].endswith(message("stuck", 20000)):
                 fail("the relocated message did not survive the restart intact")
     print("ok   a deferred message is relocated; at most 3 segments remain")
