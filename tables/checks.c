@@ -252,75 +252,19 @@ static int checks_ere_to_hs(const char *pat, bool nl, struct checks_buf *b)
 /* Compile one pattern; p points at the delimiter. Sets *rest after the flags. */
 static int checks_pattern(struct checks_rule *r, char *p, char **rest, char *why, size_t whylen)
 {
-	char delim = *p;
-	if (!delim || delim == ' ' || delim == '\t') {
-		snprintf(why, whylen, "missing regular expression delimiter");
+	struct table_regexp_syntax syn;
+	if (table_regexp_syntax_parse(p, r->pcre, &syn, rest, why, whylen) < 0)
 		return -EINVAL;
-	}
-	char *pat = ++p;
-	while (*p && *p != delim) {
-		if (*p == '\\' && p[1])
-			p++;
-		p++;
-	}
-	if (*p != delim) {
-		snprintf(why, whylen, "missing closing delimiter '%c'", delim);
-		return -EINVAL;
-	}
-	*p++ = '\0';
-	/* pcre_table(5): every flag toggles; i and s are on by default (CASELESS, DOTALL). */
-	bool icase = true, ext = true, nl = false, x = false, anch = false, endonly = false;
-	uint32_t popts = PCRE2_DOTALL;
-	for (; *p && *p != ' ' && *p != '\t'; p++) {
-		switch (*p) {
-		case 'i':
-			icase = !icase;
-			break;
-		case 'x':
-			if (r->pcre) {
-				popts ^= PCRE2_EXTENDED;
-				x = !x;
-			} else {
-				ext = !ext;
-			}
-			break;
-		case 'm':
-			if (r->pcre)
-				popts ^= PCRE2_MULTILINE;
-			else
-				nl = !nl;
-			break;
-		case 's':
-		case 'A':
-		case 'E':
-		case 'U':
-		case 'X':
-			if (!r->pcre)
-				goto unknown;
-			if (*p == 's')
-				popts ^= PCRE2_DOTALL;
-			else if (*p == 'A')
-				popts ^= PCRE2_ANCHORED, anch = !anch;
-			else if (*p == 'E')
-				popts ^= PCRE2_DOLLAR_ENDONLY, endonly = !endonly;
-			else if (*p == 'U')
-				popts ^= PCRE2_UNGREEDY;
-			/* X: PCRE1's PCRE_EXTRA has no PCRE2 form; Postfix with PCRE2 ignores it */
-			break;
-		default:
-unknown:
-			snprintf(why, whylen, "unknown regexp option \"%c\"", *p);
-			return -EINVAL;
-		}
-	}
-	*rest = p;
+	char *pat = syn.pattern;
+	bool icase = syn.icase, ext = syn.ext, nl = syn.newline;
+	uint32_t popts = syn.pcre_opts;
+	bool x = popts & PCRE2_EXTENDED, anch = popts & PCRE2_ANCHORED,
+	     endonly = popts & PCRE2_DOLLAR_ENDONLY;
 	struct checks_buf b = { 0 };
 	r->hs_flags = HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY;
 	if (r->pcre) {
 		int ec;
 		PCRE2_SIZE eo;
-		if (icase)
-			popts |= PCRE2_CASELESS;
 		r->re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, popts, &ec, &eo, NULL);
 		if (!r->re) {
 			PCRE2_UCHAR msg[160];

@@ -211,9 +211,8 @@ int table_regexp_posix_check(const char *pat, bool ext, char *why, size_t whylen
 	return 0;
 }
 
-/* Compile one pattern: `p` points at the delimiter. On success sets *rest after the flags. */
-static int table_regexp_pattern(struct table_regexp *re, char *p, struct table_regexp_rule *r,
-				char **rest, char *why, size_t whylen)
+int table_regexp_syntax_parse(char *p, bool pcre, struct table_regexp_syntax *out, char **rest,
+			      char *why, size_t whylen)
 {
 	char delim = *p;
 	if (!delim || delim == ' ' || delim == '\t') {
@@ -221,8 +220,6 @@ static int table_regexp_pattern(struct table_regexp *re, char *p, struct table_r
 		return -EINVAL;
 	}
 	char *pat = ++p;
-	/* The pattern ends at the next delimiter not escaped by a backslash; the backslash
-	 * stays in the pattern (the regex engine sees "\/"), as in Postfix. */
 	while (*p && *p != delim) {
 		if (*p == '\\' && p[1])
 			p++;
@@ -233,42 +230,38 @@ static int table_regexp_pattern(struct table_regexp *re, char *p, struct table_r
 		return -EINVAL;
 	}
 	*p++ = '\0';
-	/* Every flag toggles a default, as Postfix's dict_regexp/dict_pcre: both kinds match
-	 * case-insensitively unless `i` is given; pcre: also has DOTALL on by default. */
-	bool icase = true, ext = true, nl = false;
-	uint32_t popts = PCRE2_CASELESS | PCRE2_DOTALL;
+	*out = (struct table_regexp_syntax){ .pattern = pat, .icase = true, .ext = true,
+					     .pcre_opts = PCRE2_CASELESS | PCRE2_DOTALL };
 	for (; *p && *p != ' ' && *p != '\t'; p++) {
 		switch (*p) {
 		case 'i':
-			icase = !icase;
-			popts ^= PCRE2_CASELESS;
+			out->icase = !out->icase;
+			out->pcre_opts ^= PCRE2_CASELESS;
 			break;
 		case 'x':
-			if (re->pcre)
-				popts ^= PCRE2_EXTENDED;
+			if (pcre)
+				out->pcre_opts ^= PCRE2_EXTENDED;
 			else
-				ext = !ext;
+				out->ext = !out->ext;
 			break;
 		case 'm':
-			if (re->pcre)
-				popts ^= PCRE2_MULTILINE;
+			if (pcre)
+				out->pcre_opts ^= PCRE2_MULTILINE;
 			else
-				nl = !nl;
+				out->newline = !out->newline;
 			break;
 		case 's':
 		case 'A':
 		case 'E':
 		case 'U':
 		case 'X':
-			if (!re->pcre)
+			if (!pcre)
 				goto unknown;
-			/* X (PCRE_EXTRA: an unknown escape is an error) is what PCRE2
-			 * always does, so it changes nothing here. */
-			popts ^= *p == 's' ? PCRE2_DOTALL
-				: *p == 'A' ? PCRE2_ANCHORED
-				: *p == 'E' ? PCRE2_DOLLAR_ENDONLY
-				: *p == 'U' ? PCRE2_UNGREEDY
-					    : 0u;
+			out->pcre_opts ^= *p == 's' ? PCRE2_DOTALL
+					: *p == 'A' ? PCRE2_ANCHORED
+					: *p == 'E' ? PCRE2_DOLLAR_ENDONLY
+					: *p == 'U' ? PCRE2_UNGREEDY
+						    : 0u;
 			break;
 		default:
 unknown:
@@ -277,6 +270,19 @@ unknown:
 		}
 	}
 	*rest = p;
+	return 0;
+}
+
+/* Compile one pattern: `p` points at the delimiter. On success sets *rest after the flags. */
+static int table_regexp_pattern(struct table_regexp *re, char *p, struct table_regexp_rule *r,
+				char **rest, char *why, size_t whylen)
+{
+	struct table_regexp_syntax syn;
+	if (table_regexp_syntax_parse(p, re->pcre, &syn, rest, why, whylen) < 0)
+		return -EINVAL;
+	char *pat = syn.pattern;
+	bool icase = syn.icase, ext = syn.ext, nl = syn.newline;
+	uint32_t popts = syn.pcre_opts;
 	if (re->pcre) {
 		int ec;
 		PCRE2_SIZE eo;

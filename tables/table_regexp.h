@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define TABLE_REGEXP_RULES_MAX 200000u
 #define TABLE_REGEXP_DEPTH_MAX 64u
@@ -40,6 +41,24 @@ int table_regexp_compile(const char *text, size_t len, bool pcre, struct table_r
 int table_regexp_lookup(struct table_regexp *re, const char *key, char *out, size_t outlen);
 size_t table_regexp_rules(const struct table_regexp *re);
 void table_regexp_free(struct table_regexp *re);
+
+/* One "/pattern/flags" of a Postfix regexp: or pcre: file (also header_checks files), as
+ * Postfix's dict_regexp/dict_pcre read it. The pattern ends at the next unescaped delimiter
+ * (the backslash stays in the pattern, as in Postfix) and is NUL-terminated in place. Every
+ * flag toggles a default: both kinds match case-insensitively unless `i` is given; regexp:
+ * takes x (extended syntax, on by default) and m (REG_NEWLINE); pcre: takes i m s x A E U X
+ * with DOTALL on by default (X, PCRE1's PCRE_EXTRA, is what PCRE2 always does). */
+struct table_regexp_syntax {
+	char *pattern;      /* NUL-terminated, inside the line */
+	bool icase;         /* both kinds */
+	bool ext, newline;  /* regexp: REG_EXTENDED, REG_NEWLINE */
+	uint32_t pcre_opts; /* pcre: the PCRE2 compile options, PCRE2_CASELESS included */
+};
+
+/* p points at the delimiter. Returns 0 with *out and *rest (just after the flags), or
+ * -EINVAL with a reason ("missing closing delimiter", "unknown regexp option"). */
+int table_regexp_syntax_parse(char *p, bool pcre, struct table_regexp_syntax *out, char **rest,
+			      char *why, size_t whylen);
 
 /* Before regcomp() of a regexp: pattern (ext: POSIX extended syntax, else basic).
  * POSIX leaves adjacent duplication symbols ("a+*", "a{2}{3}", "a**") undefined (XBD 9.4.6,
