@@ -11,6 +11,7 @@
 
 #include "mgmt/log.h"
 #include "mxgate/clock.h"
+#include "mxgate/errf.h"
 #include "smtp/smtp_checks.h"
 #include "smtp/smtp_session.h"
 #include "tables/netlist.h"
@@ -212,6 +213,49 @@ static bool conn_policy_check(struct conn *c, enum smtp_policy_stage stage, cons
 			      struct smtp_policy_result *res);
 
 /* ---- lifecycle ---- */
+
+int conn_worker_init(struct conn_worker *w, const struct transport_params *p, unsigned index,
+		     char *err, size_t errlen)
+{
+	int rc;
+	*w = (struct conn_worker){ .cfg = p->cfg, .spool = p->spools[index % p->nspools],
+				   .index = index, .checks = p->checks };
+	queue_id_gen_init(&w->qid, index, p->queue_id_floor_us);
+	if (p->tables && (rc = tables_reader_open(p->tables, &w->tables)) < 0)
+		return mx_errf(err, errlen, rc, "table reader: %s", strerror(-rc));
+	if ((rc = smtp_policy_ctx_new(p->policy, w->tables, &w->policy)) < 0)
+		return mx_errf(err, errlen, rc, "restriction lists: %s", strerror(-rc));
+	const char *dr = mx_config_get(p->cfg, "smtpd_delay_reject");
+	w->delay_reject = !dr || strcasecmp(dr, "yes") == 0;
+	/* one scratch serves every set of this worker (Hyperscan grows it to fit each) */
+	for (int k = 0; p->checks && k < SMTP_CHECKS_CLASS_MAX; k++) {
+		if (p->checks->set[k] &&
+		    (rc = checks_scratch_alloc(p->checks->set[k], &w->checks_scratch)) < 0)
+			return mx_errf(err, errlen, rc, "header_checks scratch: %s", strerror(-rc));
+	}
+	return 0;
+}
+
+void conn_worker_fini(struct conn_worker *w)
+{
+	spool_client_free(w->spool_client);
+	smtp_policy_ctx_free(w->policy);
+	checks_scratch_free(w->checks_scratch);
+	tables_reader_close(w->tables);
+	w->spool_client = NULL;
+	w->policy = NULL;
+	w->checks_scratch = NULL;
+	w->tables = NULL;
+}
+
+void conn_worker_renew_tables(struct conn_worker *w)
+{
+	/* An LMDB read transaction is a snapshot: mxgate-map's replacements are seen from
+	 * the next renewal on. */
+	if (w->tables && tables_reader_renew(w->tables) < 0)
+		mx_log(MX_LOG_WARNING, "worker %u: cannot renew the table reader; lookups use the "
+				       "previous snapshot", w->index);
+}
 
 struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, uint16_t port)
 {

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "dataplane/queue_id.h"
+#include "dataplane/transport.h"
 #include "dataplane/spool/spool_writer.h"
 #include "mgmt/config.h"
 #include "mxgate/counters.h"
@@ -39,6 +40,8 @@
  * the counters belong to one worker. */
 struct conn_worker {
 	const struct mx_config *cfg;
+	/* This worker's LMDB reader (NULL without tables), renewed between batches. */
+	struct tables_reader *tables;
 	struct smtp_policy_ctx *policy;
 	bool delay_reject;             /* smtpd_delay_reject: no per-session policy state */
 	/* header_checks etc. (shared, immutable; NULL: none configured) and this worker's
@@ -51,6 +54,18 @@ struct conn_worker {
 	struct mx_counters counters;
 	unsigned index;
 };
+
+/* Build a worker's own state from the transport's parameters: the table reader, the
+ * policy context on it, the checks scratch, the spool (spools[index % nspools]) and the
+ * queue-ID generator. The spool client is the transport's to create (it knows how the
+ * worker is woken). 0, or a negative errno with a message in err. */
+int conn_worker_init(struct conn_worker *w, const struct transport_params *p, unsigned index,
+		     char *err, size_t errlen);
+/* Free what conn_worker_init() and the transport put in w (a zeroed w is fine). */
+void conn_worker_fini(struct conn_worker *w);
+/* Take a fresh LMDB snapshot, so table changes committed since the last one are seen.
+ * Call between batches of work (each poll iteration that did something). */
+void conn_worker_renew_tables(struct conn_worker *w);
 
 struct conn;
 

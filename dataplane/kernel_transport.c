@@ -88,7 +88,6 @@ struct kt_worker {
 	unsigned nlisteners;
 	bool listeners_closed;
 	struct conn_worker cw;
-	struct tables_reader *tables; /* this worker's LMDB reader; NULL without tables */
 	char *scratch;
 
 	struct kt_conn **heap; /* min-heap on heap_key */
@@ -108,7 +107,7 @@ struct kt_worker {
 };
 
 struct kernel_transport {
-	struct kernel_transport_params p;
+	struct transport_params p;
 	struct kt_worker *workers;
 	unsigned nworkers;
 	atomic_bool stop;
@@ -743,9 +742,8 @@ static void *kt_worker_main(void *arg)
 		now = mx_clock_monotonic_ms();
 		/* See every table change committed so far (an LMDB read transaction is a
 		 * snapshot): mxgate-map's replacements take effect within one iteration. */
-		if (w->tables && n > 0 && tables_reader_renew(w->tables) < 0)
-			mx_log(MX_LOG_WARNING, "worker %u: cannot renew the table reader; lookups "
-					       "use the previous snapshot", w->index);
+		if (n > 0)
+			conn_worker_renew_tables(&w->cw);
 		for (int i = 0; i < n; i++) {
 			struct kt_handle *h = evs[i].data.ptr;
 			switch (h->kind) {
@@ -860,17 +858,14 @@ void kernel_transport_destroy(struct kernel_transport *kt)
 			close(w->wake_fd);
 		free(w->scratch);
 		free(w->heap);
-		spool_client_free(w->cw.spool_client);
-		smtp_policy_ctx_free(w->cw.policy);
-		checks_scratch_free(w->cw.checks_scratch);
-		tables_reader_close(w->tables);
+		conn_worker_fini(&w->cw);
 	}
 	free(kt->workers);
 	free(kt);
 }
 
 int kernel_transport_create(struct kernel_transport **out,
-			    const struct kernel_transport_params *p, char *err, size_t errlen)
+			    const struct transport_params *p, char *err, size_t errlen)
 {
 	const struct mx_config *cfg = p->cfg;
 	int rc;
@@ -899,30 +894,10 @@ int kernel_transport_create(struct kernel_transport **out,
 		w->index = i;
 		w->epfd = w->wake_fd = -1;
 		w->listeners_closed = true; /* until they exist */
-		w->cw = (struct conn_worker){ .cfg = cfg, .spool = p->spools[i % p->nspools],
-					      .index = i };
-		queue_id_gen_init(&w->cw.qid, i, p->queue_id_floor_us);
 	}
 	for (unsigned i = 0; i < kt->nworkers; i++) {
-		struct kt_worker *w = &kt->workers[i];
-		if (p->tables && (rc = tables_reader_open(p->tables, &w->tables)) < 0) {
-			mx_errf(err, errlen, rc, "table reader: %s", strerror(-rc));
+		if ((rc = conn_worker_init(&kt->workers[i].cw, p, i, err, errlen)) < 0)
 			goto fail;
-		}
-		if ((rc = smtp_policy_ctx_new(p->policy, w->tables, &w->cw.policy)) < 0) {
-			mx_errf(err, errlen, rc, "restriction lists: %s", strerror(-rc));
-			goto fail;
-		}
-		w->cw.checks = p->checks;
-		const char *dr = mx_config_get(cfg, "smtpd_delay_reject");
-		w->cw.delay_reject = !dr || strcasecmp(dr, "yes") == 0;
-		for (int k = 0; p->checks && k < SMTP_CHECKS_CLASS_MAX; k++) {
-			if (p->checks->set[k] &&
-			    (rc = checks_scratch_alloc(p->checks->set[k], &w->cw.checks_scratch)) < 0) {
-				mx_errf(err, errlen, rc, "header_checks scratch: %s", strerror(-rc));
-				goto fail;
-			}
-		}
 	}
 
 	for (unsigned a = 0; a < cfg->listen_count; a++) {

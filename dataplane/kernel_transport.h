@@ -15,39 +15,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dataplane/spool/spool_writer.h"
-#include "mgmt/config.h"
+#include "dataplane/transport.h"
 #include "mxgate/counters.h"
-#include "smtp/smtp_restrictions.h"
-#include "tables/tables_env.h"
 
 struct kernel_transport;
-
-struct kernel_transport_params {
-	const struct mx_config *cfg;            /* listen addresses, limits, engine config */
-	const struct smtp_policy *policy;       /* the restriction lists, shared */
-	/* The table store the policy looks up (each worker opens its own reader and renews
-	 * it once per poll iteration, so a committed table change is seen at once); NULL when
-	 * the policy uses no table. */
-	struct tables_env *tables;
-	/* header_checks and friends (each worker allocates its own scratch); NULL: none. */
-	const struct smtp_checks_config *checks;
-	/* Started; stopped after the workers. Worker i writes to spools[i % nspools] (one
-	 * writer per spool directory: mxgate_spool_directory may list several). */
-	struct spool *const *spools;
-	unsigned nspools;
-	unsigned workers;                       /* >= 1 (the caller resolves 0 = cores) */
-	unsigned max_connections;               /* per worker; 0 = no limit */
-	uint64_t idle_timeout_ms;               /* smtpd_timeout */
-	uint64_t shutdown_grace_ms;             /* how long a stop waits for output to drain */
-	uint64_t queue_id_floor_us;             /* the newest spool_newest_id_us() */
-};
 
 /* Create the listening sockets (every worker's, so a bad or busy address is reported now,
  * before anything runs) and the workers' state. Returns 0, or a negative errno with a
  * message in err. */
 int kernel_transport_create(struct kernel_transport **out,
-			    const struct kernel_transport_params *p, char *err, size_t errlen);
+			    const struct transport_params *p, char *err, size_t errlen);
 
 /* Start the worker threads. Returns 0 or a negative errno (threads already started are
  * stopped again). */

@@ -18,6 +18,8 @@
 
 #include <rte_version.h>
 
+#include "dataplane/dpdk_config.h"
+#include "dataplane/dpdk_transport.h"
 #include "dataplane/kernel_transport.h"
 #include "dataplane/queue_control.h"
 #include "dataplane/spool/spool_relay.h"
@@ -56,20 +58,61 @@ static void usage(FILE *f)
 		"Signals: SIGTERM/SIGINT stop gracefully, SIGUSR1 logs statistics.\n");
 }
 
-static void log_statistics(const struct kernel_transport *kt, const char *when)
+/* The transport main runs: one of the two, behind the same calls. */
+struct mx_transport_run {
+	struct kernel_transport *kt;
+	struct dpdk_transport *dt;
+};
+
+static void transport_counters(const struct mx_transport_run *tr, struct mx_counters *sum,
+			       uint64_t *open)
+{
+	if (tr->dt)
+		dpdk_transport_counters(tr->dt, sum, open);
+	else
+		kernel_transport_counters(tr->kt, sum, open);
+}
+
+static bool transport_failed(const struct mx_transport_run *tr)
+{
+	return tr->dt ? dpdk_transport_failed(tr->dt) : kernel_transport_failed(tr->kt);
+}
+
+static void transport_stop_join(struct mx_transport_run *tr)
+{
+	if (tr->dt) {
+		dpdk_transport_stop(tr->dt);
+		dpdk_transport_join(tr->dt);
+	} else if (tr->kt) {
+		kernel_transport_stop(tr->kt);
+		kernel_transport_join(tr->kt);
+	}
+}
+
+static void transport_destroy(struct mx_transport_run *tr)
+{
+	kernel_transport_destroy(tr->kt);
+	dpdk_transport_destroy(tr->dt);
+	tr->kt = NULL;
+	tr->dt = NULL;
+}
+
+static void log_statistics(const struct mx_transport_run *tr, const char *when)
 {
 	struct mx_counters sum;
 	uint64_t open;
 	char line[1024];
 	size_t n = 0;
 
-	kernel_transport_counters(kt, &sum, &open);
+	transport_counters(tr, &sum, &open);
 #define MAIN_FMT(name)                                                                     \
 	n += (size_t)snprintf(line + n, n < sizeof(line) ? sizeof(line) - n : 0,             \
 			      " " #name "=%" PRIu64, sum.name);
 	MX_COUNTERS(MAIN_FMT)
 #undef MAIN_FMT
 	mx_log(MX_LOG_INFO, "statistics (%s): open_connections=%" PRIu64 "%s", when, open, line);
+	if (tr->dt)
+		dpdk_transport_log_statistics(tr->dt, when);
 }
 
 static int write_pidfile(const char *path)
@@ -136,18 +179,24 @@ static int check_config(const char *path)
 		fprintf(stderr, "mxgate: %s: configuration has errors\n", path);
 		return 1;
 	}
+	char err[512];
 	if (cfg->transport == MX_TRANSPORT_DPDK) {
-		fprintf(stderr,
-			"mxgate: %s: mxgate_transport = dpdk: the DPDK dataplane is not built "
-			"yet; this release runs mxgate_transport = kernel only\n",
-			path);
-		mx_config_free(cfg);
-		return 1;
+		/* what can be checked without starting DPDK: the ports, addresses, listen
+		 * ports and fault specification (the EAL arguments are DPDK's to judge) */
+		struct dpdk_config *dc = malloc(sizeof(*dc));
+		int drc = dc ? dpdk_config_parse(cfg, getenv("MXGATE_NET_FAULT"), dc, err,
+						 sizeof(err))
+			     : -ENOMEM;
+		free(dc);
+		if (drc < 0) {
+			fprintf(stderr, "mxgate: %s: %s\n", path, dc ? err : "out of memory");
+			mx_config_free(cfg);
+			return 1;
+		}
 	}
 	/* The restriction lists: what mxgate cannot do honestly (DNS lookups, unknown
 	 * restrictions) is an error here, not a surprise at the first RCPT. */
 	struct smtp_policy *policy = NULL;
-	char err[512];
 	if (mx_policy_build(cfg, &policy, err, sizeof(err)) < 0) {
 		fprintf(stderr, "mxgate: %s: %s\n", path, err);
 		mx_config_free(cfg);
@@ -382,14 +431,20 @@ int main(int argc, char **argv)
 			config_path);
 		return 1;
 	}
-	/* Say so rather than pretend: the DPDK transport is the next milestone. */
+	/* The dpdk settings are parsed before anything starts, so a typo in a port is a
+	 * one-line error rather than a half-started gateway. */
+	struct dpdk_config *dc = NULL;
 	if (cfg->transport == MX_TRANSPORT_DPDK) {
-		fprintf(stderr,
-			"mxgate: fatal: %s: mxgate_transport = dpdk: the DPDK dataplane is not "
-			"built yet (it is the next milestone); set mxgate_transport = kernel\n",
-			config_path);
-		mx_config_free(cfg);
-		return 1;
+		char derr[512];
+		dc = malloc(sizeof(*dc));
+		if (!dc || dpdk_config_parse(cfg, getenv("MXGATE_NET_FAULT"), dc, derr,
+					     sizeof(derr)) < 0) {
+			fprintf(stderr, "mxgate: fatal: %s: %s\n", config_path,
+				dc ? derr : "out of memory");
+			free(dc);
+			mx_config_free(cfg);
+			return 1;
+		}
 	}
 
 	char host[256];
@@ -419,7 +474,7 @@ int main(int argc, char **argv)
 	/* Open, lock and recover the spools before anything listens: messages that got a
 	 * 250 before a crash are found and indexed, torn writes are discarded. */
 	struct mx_spools sp = { 0 };
-	struct kernel_transport *kt = NULL;
+	struct mx_transport_run tr = { 0 };
 	struct smtp_policy *policy = NULL;
 	struct mx_checks checks = { 0 };
 	bool pidfile_written = false;
@@ -465,11 +520,11 @@ int main(int argc, char **argv)
 	}
 
 	unsigned workers = cfg->workers;
-	if (workers == 0) {
+	if (workers == 0 && !dc) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		workers = n > 0 ? (unsigned)n : 1;
 	}
-	struct kernel_transport_params params = {
+	struct transport_params params = {
 		.cfg = cfg,
 		.policy = policy,
 		.tables = sp.tables,
@@ -482,7 +537,10 @@ int main(int argc, char **argv)
 		.shutdown_grace_ms = MXGATE_SHUTDOWN_GRACE_MS,
 		.queue_id_floor_us = sp.newest_id_us,
 	};
-	rc = kernel_transport_create(&kt, &params, err, sizeof(err));
+	if (dc)
+		rc = dpdk_transport_create(&tr.dt, &params, dc, &workers, err, sizeof(err));
+	else
+		rc = kernel_transport_create(&tr.kt, &params, err, sizeof(err));
 	if (rc < 0) {
 		startup_fatal("%s", err);
 		goto fail_startup;
@@ -501,16 +559,25 @@ int main(int argc, char **argv)
 				       i ? ", " : "", v6 ? "[" : "", cfg->listen[i].host,
 				       v6 ? "]" : "", (unsigned)cfg->listen[i].port);
 	}
-	rc = kernel_transport_start(kt);
+	rc = tr.dt ? dpdk_transport_start(tr.dt) : kernel_transport_start(tr.kt);
 	if (rc < 0) {
 		startup_fatal("cannot start workers: %s", strerror(-rc));
 		goto fail_startup;
 	}
-	mx_log(MX_LOG_INFO,
-	       "mxgate %s started -- transport kernel, %u worker(s), listening on %s, "
-	       "spool %s, configuration %s",
-	       MXGATE_VERSION, workers, listening, mx_config_get(cfg, "mxgate_spool_directory"),
-	       config_path);
+	if (dc)
+		mx_log(MX_LOG_INFO,
+		       "mxgate %s started -- transport dpdk (%s), %u worker lcore(s), %u port(s), "
+		       "steering %s, listening on TCP port(s) of %s, spool %s, configuration %s%s%s",
+		       MXGATE_VERSION, rte_version(), workers, dc->nports,
+		       dpdk_steering_name(dc->steering), listening,
+		       mx_config_get(cfg, "mxgate_spool_directory"), config_path,
+		       dc->fault_on ? ", FAULT INJECTION " : "", dc->fault_on ? dc->fault_spec : "");
+	else
+		mx_log(MX_LOG_INFO,
+		       "mxgate %s started -- transport kernel, %u worker(s), listening on %s, "
+		       "spool %s, configuration %s",
+		       MXGATE_VERSION, workers, listening,
+		       mx_config_get(cfg, "mxgate_spool_directory"), config_path);
 
 	for (;;) {
 		siginfo_t si;
@@ -522,7 +589,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		if (sig == SIGUSR1) {
-			log_statistics(kt, "SIGUSR1");
+			log_statistics(&tr, "SIGUSR1");
 			continue;
 		}
 		if (sig == SIGHUP) {
@@ -531,24 +598,24 @@ int main(int argc, char **argv)
 			       "to apply changes");
 			continue;
 		}
-		if (!kernel_transport_failed(kt))
+		if (!transport_failed(&tr))
 			mx_log(MX_LOG_INFO, "terminating on signal %d (%s)", sig, strsignal(sig));
 		break;
 	}
 
-	kernel_transport_stop(kt);
-	kernel_transport_join(kt);
+	transport_stop_join(&tr);
 	/* The workers are gone; commits they handed over are synced before the writers
 	 * stop. The relays stop first: they need the writers for their records. */
 	spools_stop(&sp);
-	bool failed = kernel_transport_failed(kt);
-	log_statistics(kt, "shutdown");
+	bool failed = transport_failed(&tr);
+	log_statistics(&tr, "shutdown");
 	spools_log_statistics(&sp);
 	mx_log(MX_LOG_INFO, "mxgate stopped%s", failed ? " after an internal error" : "");
-	kernel_transport_destroy(kt);
+	transport_destroy(&tr);
 	if (pidfile)
 		unlink(pidfile);
 	spools_close(&sp);
+	free(dc);
 	smtp_policy_free(policy);
 	mx_checks_free(&checks);
 	mx_log_close();
@@ -559,10 +626,11 @@ fail_startup:
 	/* A start-up step failed: undo what the steps before it did. Every call here accepts
 	 * what was never created (NULL) or never started. */
 	spools_stop(&sp);
-	kernel_transport_destroy(kt);
+	transport_destroy(&tr);
 	if (pidfile_written)
 		unlink(pidfile);
 	spools_close(&sp);
+	free(dc);
 	smtp_policy_free(policy);
 	mx_checks_free(&checks);
 	mx_log_close();

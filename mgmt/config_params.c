@@ -178,9 +178,14 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		.def = "", .min = 0, .postfix = true,
 		.doc = "log file (empty: standard error)",
 	},
+	[MX_P_DATAPLANE] = {
+		.id = MX_P_DATAPLANE, .name = "dataplane", .type = MX_PT_CHOICE,
+		.def = "kernel", .choices = "kernel|dpdk",
+		.doc = "the default of mxgate_transport (either name may be set)",
+	},
 	[MX_P_MXGATE_TRANSPORT] = {
 		.id = MX_P_MXGATE_TRANSPORT, .name = "mxgate_transport", .type = MX_PT_CHOICE,
-		.def = "kernel", .choices = "kernel|dpdk",
+		.def = "$dataplane", .choices = "kernel|dpdk",
 		.doc = "kernel: Linux sockets and epoll; dpdk: DPDK ports, own TCP/IP stack",
 	},
 	[MX_P_MXGATE_LISTEN] = {
@@ -192,6 +197,41 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		.id = MX_P_MXGATE_WORKERS, .name = "mxgate_workers", .type = MX_PT_INT,
 		.def = "0", .min = 0, .max = 1024,
 		.doc = "worker threads (0: one per online CPU core)",
+	},
+	[MX_P_MXGATE_DPDK_EAL_ARGS] = {
+		.id = MX_P_MXGATE_DPDK_EAL_ARGS, .name = "mxgate_dpdk_eal_args", .type = MX_PT_TEXT,
+		.def = "", .min = 0, .max = 4096,
+		.doc = "DPDK EAL arguments, split on white space (lcores, memory, devices); every "
+		       "EAL lcore but the main one runs a worker poll loop",
+	},
+	[MX_P_MXGATE_DPDK_PORTS] = {
+		.id = MX_P_MXGATE_DPDK_PORTS, .name = "mxgate_dpdk_ports", .type = MX_PT_TEXT,
+		.def = "", .min = 0, .max = 4096,
+		.doc = "DPDK ports, comma separated: NAME address=A/LEN [gateway=G] [address6=A6] "
+		       "[gateway6=G6] [mtu=N]",
+	},
+	[MX_P_MXGATE_DPDK_STEERING] = {
+		.id = MX_P_MXGATE_DPDK_STEERING, .name = "mxgate_dpdk_steering", .type = MX_PT_CHOICE,
+		.def = "auto", .choices = "auto|software",
+		.doc = "auto: RSS or af_packet fanout puts a flow on its lcore's queue (strays are "
+		       "handed over); software: every packet goes to the lcore our own flow hash "
+		       "names, over a ring",
+	},
+	[MX_P_MXGATE_DPDK_MBUFS] = {
+		.id = MX_P_MXGATE_DPDK_MBUFS, .name = "mxgate_dpdk_mbufs", .type = MX_PT_INT,
+		.def = "16383", .min = 1023, .max = 4194303,
+		.doc = "packet buffers in each port's pool",
+	},
+	[MX_P_MXGATE_DPDK_IDLE_SLEEP_US] = {
+		.id = MX_P_MXGATE_DPDK_IDLE_SLEEP_US, .name = "mxgate_dpdk_idle_sleep_us",
+		.type = MX_PT_INT, .def = "100", .min = 0, .max = 100000,
+		.doc = "microseconds an idle poll loop sleeps (0: busy-poll, for dedicated cores)",
+	},
+	[MX_P_MXGATE_DPDK_FAULT] = {
+		.id = MX_P_MXGATE_DPDK_FAULT, .name = "mxgate_dpdk_fault", .type = MX_PT_TEXT,
+		.def = "", .min = 0, .max = 256,
+		.doc = "test only: seeded packet loss, duplication and reordering, e.g. "
+		       "seed=7,drop=5,reorder=5,dup=1 (MXGATE_NET_FAULT overrides it)",
 	},
 	[MX_P_MXGATE_SPOOL_DIRECTORY] = {
 		.id = MX_P_MXGATE_SPOOL_DIRECTORY, .name = "mxgate_spool_directory",

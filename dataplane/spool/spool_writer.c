@@ -240,7 +240,8 @@ static void spool_notify(struct spool_msg *m)
 		spool_msg_get(m);
 		wake = c->news_head == NULL;
 		m->news_next = c->news_head;
-		c->news_head = m;
+		/* atomic: spool_client_pending() peeks at it without the lock */
+		__atomic_store_n(&c->news_head, m, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&c->mu);
 	if (wake && c->wake_fd >= 0) {
@@ -267,9 +268,14 @@ static struct spool_msg *spool_client_take(struct spool_client *c)
 {
 	pthread_mutex_lock(&c->mu);
 	struct spool_msg *list = c->news_head;
-	c->news_head = NULL;
+	__atomic_store_n(&c->news_head, NULL, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&c->mu);
 	return list;
+}
+
+bool spool_client_pending(const struct spool_client *c)
+{
+	return __atomic_load_n(&c->news_head, __ATOMIC_ACQUIRE) != NULL;
 }
 
 void spool_client_poll(struct spool_client *c, void (*fn)(void *owner, void *arg), void *arg)

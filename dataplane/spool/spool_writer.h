@@ -158,13 +158,17 @@ int spool_reclaim(struct spool *s, uint64_t below, unsigned *removed, uint64_t *
 int spool_seg_dir_fd(const struct spool *s);
 
 /* One per worker thread: where the writer posts news for that worker's messages. The
- * writer writes 1 to wake_fd (an eventfd in the worker's epoll set) when news arrive. */
+ * writer writes 1 to wake_fd (an eventfd in the worker's epoll set) when news arrive; a
+ * poll loop passes -1 and asks spool_client_pending() each iteration instead. */
 struct spool_client *spool_client_new(struct spool *s, int wake_fd);
 /* After spool_stop(). */
 void spool_client_free(struct spool_client *c);
 /* Deliver the news: fn(owner, arg) once for each message with news whose owner is still
  * attached (a result, or room for the next fragment). Worker thread only. */
 void spool_client_poll(struct spool_client *c, void (*fn)(void *owner, void *arg), void *arg);
+/* True when spool_client_poll() has news to deliver: one atomic load, no lock, for a
+ * poll loop that asks every iteration (news posted meanwhile is seen next time). */
+bool spool_client_pending(const struct spool_client *c);
 
 /* A message being received. Worker thread only, except where said. Returns NULL when out
  * of memory. owner is handed to spool_client_poll()'s fn. */
