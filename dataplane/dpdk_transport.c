@@ -107,6 +107,7 @@ struct dp_worker {
 	uint64_t refused_warned_ms;
 	unsigned refused_since_warning;
 	bool launched;
+	pid_t tid; /* for the CPU time the kernel accounts to this lcore's thread */
 };
 
 struct dpdk_transport {
@@ -759,6 +760,7 @@ static int dp_worker_main(void *arg)
 {
 	struct dp_worker *w = arg;
 	struct dpdk_transport *t = w->t;
+	__atomic_store_n(&w->tid, gettid(), __ATOMIC_RELAXED);
 	unsigned idle = 0;
 	uint64_t last = rte_rdtsc();
 	dp_update_clock(w, last);
@@ -1126,11 +1128,28 @@ void dpdk_transport_counters(const struct dpdk_transport *t, struct mx_counters 
 		*open_connections = open;
 }
 
+/* CPU time the kernel accounted to a thread, in ns (schedstat's first field): unlike TSC
+ * cycles it excludes time the thread was preempted, which matters when lcores share
+ * cores with other work. 0 when unknown. */
+static uint64_t dp_thread_cpu_ns(pid_t tid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", (int)tid);
+	FILE *f = tid > 0 ? fopen(path, "re") : NULL;
+	unsigned long long ns = 0;
+	if (f) {
+		if (fscanf(f, "%llu", &ns) != 1)
+			ns = 0;
+		fclose(f);
+	}
+	return ns;
+}
+
 void dpdk_transport_log_statistics(const struct dpdk_transport *t, const char *when)
 {
 	struct dp_stats s = { 0 };
 	struct net_counters nc = { 0 };
-	uint64_t conns_open = 0, buffers = 0, time_wait = 0;
+	uint64_t conns_open = 0, buffers = 0, time_wait = 0, cpu_ns = 0;
 	for (unsigned i = 0; i < t->nworkers; i++) {
 		const struct dp_worker *w = &t->workers[i];
 		s.rx_packets += dp_stat_get(&w->st.rx_packets);
@@ -1144,6 +1163,7 @@ void dpdk_transport_log_statistics(const struct dpdk_transport *t, const char *w
 		s.idle_sleeps += dp_stat_get(&w->st.idle_sleeps);
 		s.conn_memory += dp_stat_get(&w->st.conn_memory);
 		s.nconns += dp_stat_get(&w->st.nconns);
+		cpu_ns += dp_thread_cpu_ns(__atomic_load_n(&w->tid, __ATOMIC_RELAXED));
 		for (unsigned pi = 0; pi < t->nports; pi++) {
 			if (!w->stack[pi])
 				continue;
@@ -1181,14 +1201,14 @@ void dpdk_transport_log_statistics(const struct dpdk_transport *t, const char *w
 		" mbufs_total=%" PRIu64 " tsc_hz=%" PRIu64 " busy_cycles=%" PRIu64
 		" total_cycles=%" PRIu64 " idle_sleeps=%" PRIu64 " cycles_per_packet=%" PRIu64
 		" cycles_per_message=%" PRIu64 " cycles_per_session=%" PRIu64
-		" open_connections=%" PRIu64 " stack_connections=%" PRIu64
+		" worker_cpu_ns=%" PRIu64 " cpu_ns_per_message=%" PRIu64 " open_connections=%" PRIu64 " stack_connections=%" PRIu64
 		" time_wait=%" PRIu64 " stack_buffers=%" PRIu64 " conn_memory_bytes=%" PRIu64
 		" conn_bytes_each=%" PRIu64,
 		when, t->nworkers, s.rx_packets, s.tx_packets, s.tx_dropped, missed,
 		s.rx_multiseg_drop, s.steered_out, s.steer_drops, in_use, total, t->tsc_hz,
 		s.busy_cycles, s.total_cycles, s.idle_sleeps,
 		s.rx_packets ? s.busy_cycles / s.rx_packets : 0, msgs ? s.busy_cycles / msgs : 0,
-		sess ? s.busy_cycles / sess : 0, s.nconns, conns_open, time_wait, buffers,
+		sess ? s.busy_cycles / sess : 0, cpu_ns, msgs ? cpu_ns / msgs : 0, s.nconns, conns_open, time_wait, buffers,
 		s.conn_memory, s.nconns ? s.conn_memory / s.nconns : 0);
 #define DP_NC(name)                                                                        \
 	if (n < sizeof(line))                                                              \

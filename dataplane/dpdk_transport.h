@@ -29,7 +29,10 @@
  *
  * Cycles. Each iteration reads the TSC; iterations that did work add to busy cycles, all
  * add to total cycles. The statistics report busy cycles per packet, message and session.
- * An idle loop sleeps mxgate_dpdk_idle_sleep_us (0: never), so a gateway sharing cores
+ * TSC cycles are wall time: on shared cores they include time the lcore was preempted,
+ * and on af_packet they include the kernel work the TX syscall does for the peer (a veth
+ * runs the receiver's stack inline), so the CPU time the kernel accounted to the worker
+ * threads is reported beside them (worker_cpu_ns, cpu_ns_per_message). An idle loop sleeps mxgate_dpdk_idle_sleep_us (0: never), so a gateway sharing cores
  * with its clients and spool writer leaves them the CPU. */
 #ifndef MXGATE_DATAPLANE_DPDK_TRANSPORT_H
 #define MXGATE_DATAPLANE_DPDK_TRANSPORT_H

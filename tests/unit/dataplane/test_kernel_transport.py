@@ -659,12 +659,16 @@ class CommandLineTest(unittest.TestCase):
         r = self.run_mxgate("--check", "-c", os.path.join(gw.dir, "missing.cf"))
         self.assertEqual(r.returncode, 1)
 
-    def test_dpdk_transport_refused(self):
+    def test_dpdk_transport_needs_ports(self):
+        # a dpdk configuration without ports is a one-line error before anything starts
         gw = Gateway(mxgate_transport="dpdk")
         self.addCleanup(gw.cleanup)
         r = self.run_mxgate("-c", gw.config)
         self.assertEqual(r.returncode, 1)
-        self.assertIn("DPDK dataplane is not built yet", r.stderr)
+        self.assertIn("mxgate_dpdk_ports: no port", r.stderr)
+        r = self.run_mxgate("--check", "-c", gw.config)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("mxgate_dpdk_ports: no port", r.stderr)
 
     def test_port_in_use(self):
         with socket.socket() as s:

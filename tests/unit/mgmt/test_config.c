@@ -577,6 +577,16 @@ static const struct bad_value bad_values[] = {
 					       "\"var/log/mxgate.log\"" },
 	{ "mxgate_transport = netmap", "parameter mxgate_transport: bad value \"netmap\" "
 				       "(expected one of: kernel dpdk)" },
+	{ "dataplane = xdp", "parameter dataplane: bad value \"xdp\" (expected one of: kernel "
+			     "dpdk)" },
+	{ "mxgate_dpdk_eal_args = --no-huge \x01x", "control character 0x01 in the text" },
+	{ "mxgate_dpdk_ports = p0\x7fx", "control character 0x7f in the text" },
+	{ "mxgate_dpdk_steering = rss", "parameter mxgate_dpdk_steering: bad value \"rss\" "
+					"(expected one of: auto software)" },
+	{ "mxgate_dpdk_mbufs = 100", "invalid mxgate_dpdk_mbufs parameter value 100 < 1023" },
+	{ "mxgate_dpdk_idle_sleep_us = 100001", "invalid mxgate_dpdk_idle_sleep_us parameter "
+						"value 100001 > 100000" },
+	{ "mxgate_dpdk_fault = drop=\x02x", "control character 0x02 in the text" },
 	{ "mxgate_listen = ", "parameter mxgate_listen: at least one address is required" },
 	{ "mxgate_listen = 0.0.0.0", "parameter mxgate_listen: bad address \"0.0.0.0\": "
 				     "expected ADDRESS:PORT or [IPV6]:PORT" },
