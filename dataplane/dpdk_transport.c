@@ -24,6 +24,7 @@
 #include <rte_spinlock.h>
 
 #include "dataplane/conn.h"
+#include "dataplane/net/net_flow.h"
 #include "dataplane/net/net_stack.h"
 #include "dataplane/net/net_timer.h"
 #include "mgmt/log.h"
@@ -141,62 +142,6 @@ static inline uint64_t dp_stat_get(const uint64_t *field)
 
 /* ---- flow steering ---- */
 
-/* A keyed 64-bit mix of the 4-tuple (murmur3's finaliser over key-xored words): the same
- * for every packet of a flow, unpredictable to a sender who would aim flows at one lcore. */
-static inline uint64_t dp_mix(uint64_t h)
-{
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ULL;
-	h ^= h >> 33;
-	return h;
-}
-
-/* The flow hash of a TCP segment to us, or 0 for anything else (ARP, ICMP, fragments,
- * IPv6 extension headers, short frames): those stay on the lcore that polled them. The
- * frame is not validated here; the owner's stack does that. */
-static uint64_t dp_flow_hash(const struct dpdk_transport *t, const uint8_t *f, size_t len,
-			     uint8_t *tcp_flags)
-{
-	if (len < 14)
-		return 0;
-	uint16_t type = (uint16_t)(f[12] << 8 | f[13]);
-	const uint8_t *ip = f + 14;
-	size_t iplen = len - 14;
-	uint64_t a, b;
-	const uint8_t *tcp;
-	if (type == 0x0800) {
-		if (iplen < 20 || (ip[0] >> 4) != 4 || ip[9] != 6)
-			return 0;
-		size_t ihl = (size_t)(ip[0] & 0x0f) * 4;
-		if ((ip[6] & 0x3f) || ip[7] || ihl < 20 || iplen < ihl + 14)
-			return 0; /* a fragment, or too short for the ports and flags */
-		uint32_t s, d;
-		memcpy(&s, ip + 12, 4);
-		memcpy(&d, ip + 16, 4);
-		a = (uint64_t)s << 32 | d;
-		b = 0;
-		tcp = ip + ihl;
-	} else if (type == 0x86dd) {
-		if (iplen < 40 + 14 || ip[6] != 6)
-			return 0;
-		uint64_t w[4];
-		memcpy(w, ip + 8, 32);
-		a = w[0] ^ dp_mix(w[1] ^ t->flow_key[1]);
-		b = w[2] ^ dp_mix(w[3] ^ t->flow_key[1]);
-		tcp = ip + 40;
-	} else {
-		return 0;
-	}
-	uint32_t ports;
-	memcpy(&ports, tcp, 4);
-	*tcp_flags = tcp[13];
-	uint64_t h = dp_mix(a ^ t->flow_key[0]);
-	h = dp_mix(h ^ b ^ ((uint64_t)ports << 17) ^ t->flow_key[1]);
-	return h ? h : 1;
-}
-
 /* Which worker handles this frame. */
 static unsigned dp_owner(struct dp_worker *w, const struct dp_port *port, const uint8_t *f,
 			 size_t len)
@@ -205,11 +150,11 @@ static unsigned dp_owner(struct dp_worker *w, const struct dp_port *port, const 
 	if (t->nworkers == 1)
 		return w->index;
 	uint8_t flags = 0;
-	uint64_t h = dp_flow_hash(t, f, len, &flags);
+	uint64_t h = net_flow_hash(t->flow_key, f, len, &flags);
 	if (h == 0)
 		return w->index;
 	if (port->software)
-		return (unsigned)(((h >> 32) * t->nworkers) >> 32);
+		return net_flow_pick(h, t->nworkers);
 	/* Queues own flows. The first SYN of a flow claims it for the lcore it arrived on;
 	 * later packets (a retransmitted SYN included) that land elsewhere follow the claim. */
 	uint64_t *slot = &t->owner[h & ((1u << DP_OWNER_BITS) - 1)];
