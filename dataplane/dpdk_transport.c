@@ -643,7 +643,7 @@ static void dp_housekeeping(struct dp_worker *w)
 			}
 		}
 	}
-	if (w->now_ms - w->sampled_ms >= 1000) {
+	if (w->now_ms - w->sampled_ms >= 1000 || (!w->conns && w->st.conn_memory)) {
 		w->sampled_ms = w->now_ms;
 		uint64_t bytes = 0;
 		for (struct dp_conn *k = w->conns; k; k = k->next)
@@ -1148,13 +1148,13 @@ void dpdk_transport_log_statistics(const struct dpdk_transport *t, const char *w
 		" cycles_per_message=%" PRIu64 " cycles_per_session=%" PRIu64
 		" worker_cpu_ns=%" PRIu64 " cpu_ns_per_message=%" PRIu64 " open_connections=%" PRIu64 " stack_connections=%" PRIu64
 		" time_wait=%" PRIu64 " stack_buffers=%" PRIu64 " conn_memory_bytes=%" PRIu64
-		" conn_bytes_each=%" PRIu64,
+		" conn_bytes_each=%" PRIu64 " tcb_bytes=%zu",
 		when, t->nworkers, s.rx_packets, s.tx_packets, s.tx_dropped, missed,
 		s.rx_multiseg_drop, s.steered_out, s.steer_drops, in_use, total, t->tsc_hz,
 		s.busy_cycles, s.total_cycles, s.idle_sleeps,
 		s.rx_packets ? s.busy_cycles / s.rx_packets : 0, msgs ? s.busy_cycles / msgs : 0,
 		sess ? s.busy_cycles / sess : 0, cpu_ns, msgs ? cpu_ns / msgs : 0, s.nconns, conns_open, time_wait, buffers,
-		s.conn_memory, s.nconns ? s.conn_memory / s.nconns : 0);
+		s.conn_memory, s.nconns ? s.conn_memory / s.nconns : 0, net_conn_size());
 #define DP_NC(name)                                                                        \
 	if (n < sizeof(line))                                                              \
 		n += (size_t)snprintf(line + n, sizeof(line) - n, " " #name "=%" PRIu64, nc.name);
