@@ -31,6 +31,7 @@
 #include "mxgate/errf.h"
 
 #define DP_BURST 32
+#define DP_RX_ROUNDS 32 /* bursts per port (and ring) an iteration takes before timers */
 #define DP_TX_BATCH 64
 #define DP_RX_DESC 1024
 #define DP_TX_DESC 1024
@@ -142,29 +143,52 @@ static inline uint64_t dp_stat_get(const uint64_t *field)
 
 /* ---- flow steering ---- */
 
-/* Which worker handles this frame. */
-static unsigned dp_owner(struct dp_worker *w, const struct dp_port *port, const uint8_t *f,
-			 size_t len)
+/* Which worker handles a frame this lcore polled, and whether the frame is sent there to
+ * search for its owner (*search) rather than because the owner is known. */
+static unsigned dp_owner(struct dp_worker *w, unsigned pi, const uint8_t *f, size_t len,
+			 bool *search)
 {
 	struct dpdk_transport *t = w->t;
+	*search = false;
 	if (t->nworkers == 1)
 		return w->index;
 	uint8_t flags = 0;
 	uint64_t h = net_flow_hash(t->flow_key, f, len, &flags);
 	if (h == 0)
 		return w->index;
-	if (port->software)
+	if (t->port[pi].software)
 		return net_flow_pick(h, t->nworkers);
-	/* Queues own flows. The first SYN of a flow claims it for the lcore it arrived on;
-	 * later packets (a retransmitted SYN included) that land elsewhere follow the claim. */
+	/* Queues own flows: the lcore a flow's first SYN arrives on claims it in the owner
+	 * table, and later packets that land elsewhere (af_packet's rollover when a ring is
+	 * full) follow the claim. The table is a hint: a slot holds the last claim that hashed
+	 * to it, so a flood of SYNs overwrites live flows' claims. A segment without a
+	 * matching claim is handled here only if this lcore's stack knows its flow;
+	 * otherwise the other lcores are asked in turn (dp_poll_ring), so a flow is never
+	 * reset by an lcore that merely lost track of who owns it. */
 	uint64_t *slot = &t->owner[h & ((1u << DP_OWNER_BITS) - 1)];
 	uint64_t tag = h >> 32;
 	uint64_t e = __atomic_load_n(slot, __ATOMIC_RELAXED);
 	if ((e >> 32) == tag && (e & 0xffffffffu) != 0)
 		return (unsigned)(e & 0xffffffffu) - 1;
-	if ((flags & 0x12) == 0x02) /* SYN without ACK */
+	if ((flags & 0x12) == 0x02) { /* SYN without ACK: a new flow, ours */
 		__atomic_store_n(slot, tag << 32 | (w->index + 1), __ATOMIC_RELAXED);
-	return w->index;
+		return w->index;
+	}
+	if (net_stack_knows_segment(w->stack[pi], f, len))
+		return w->index;
+	*search = true;
+	return (w->index + 1) % t->nworkers;
+}
+
+/* A searched-for flow was found here: claim it again, so its next strays come directly. */
+static void dp_reclaim(struct dp_worker *w, const uint8_t *f, size_t len)
+{
+	struct dpdk_transport *t = w->t;
+	uint8_t flags;
+	uint64_t h = net_flow_hash(t->flow_key, f, len, &flags);
+	if (h)
+		__atomic_store_n(&t->owner[h & ((1u << DP_OWNER_BITS) - 1)],
+				 (h >> 32) << 32 | (w->index + 1), __ATOMIC_RELAXED);
 }
 
 /* ---- the stack's ops ---- */
@@ -568,7 +592,7 @@ static void dp_input(struct dp_worker *w, unsigned pi, struct rte_mbuf *m)
 static unsigned dp_poll_port(struct dp_worker *w, unsigned pi)
 {
 	struct dpdk_transport *t = w->t;
-	struct dp_port *port = &t->port[pi];
+	const struct dp_port *port = &t->port[pi];
 	if (w->index >= port->nq)
 		return 0; /* fewer queues than workers: others poll, the ring brings ours */
 	struct rte_mbuf *pkts[DP_BURST];
@@ -586,8 +610,13 @@ static unsigned dp_poll_port(struct dp_worker *w, unsigned pi)
 			done[ndone++] = m;
 			continue;
 		}
-		unsigned owner = dp_owner(w, port, rte_pktmbuf_mtod(m, const uint8_t *), m->data_len);
+		bool search;
+		unsigned owner = dp_owner(w, pi, rte_pktmbuf_mtod(m, const uint8_t *), m->data_len,
+					  &search);
 		if (owner != w->index) {
+			/* hash.usr travels with the mbuf: 0 for a frame sent to its known owner,
+			 * else how many lcores have not known its flow so far */
+			m->hash.usr = search ? 1 : 0;
 			if (rte_ring_mp_enqueue(t->workers[owner].ring, m) == 0) {
 				dp_stat_add(&w->st.steered_out, 1);
 			} else {
@@ -610,12 +639,39 @@ static unsigned dp_poll_ring(struct dp_worker *w)
 	if (n == 0)
 		return 0;
 	dp_stat_add(&w->st.steered_in, n);
+	struct rte_mbuf *done[DP_BURST];
+	unsigned ndone = 0;
 	for (unsigned i = 0; i < n; i++) {
-		int16_t pi = w->t->port_index[pkts[i]->port];
-		if (pi >= 0)
-			dp_input(w, (unsigned)pi, pkts[i]);
+		struct rte_mbuf *m = pkts[i];
+		int16_t pi = w->t->port_index[m->port];
+		if (pi < 0) {
+			done[ndone++] = m;
+			continue;
+		}
+		uint32_t asked = m->hash.usr;
+		if (asked) {
+			const uint8_t *f = rte_pktmbuf_mtod(m, const uint8_t *);
+			if (net_stack_knows_segment(w->stack[pi], f, m->data_len)) {
+				dp_reclaim(w, f, m->data_len);
+			} else if (asked + 1 < w->t->nworkers) {
+				/* not ours either: on to the next lcore */
+				m->hash.usr = asked + 1;
+				unsigned next = (w->index + 1) % w->t->nworkers;
+				if (rte_ring_mp_enqueue(w->t->workers[next].ring, m) == 0) {
+					dp_stat_add(&w->st.steered_out, 1);
+					continue;
+				}
+				dp_stat_add(&w->st.steer_drops, 1);
+				done[ndone++] = m;
+				continue;
+			}
+			/* every lcore was asked and none knows the flow: the stack here answers
+			 * it as an unknown segment (RST), as RFC 9293 3.10.7.1 says */
+		}
+		dp_input(w, (unsigned)pi, m);
+		done[ndone++] = m;
 	}
-	rte_pktmbuf_free_bulk(pkts, n);
+	rte_pktmbuf_free_bulk(done, ndone);
 	return n;
 }
 
@@ -671,9 +727,18 @@ static bool dp_iterate(struct dp_worker *w)
 {
 	struct dpdk_transport *t = w->t;
 	unsigned work = 0;
-	for (unsigned pi = 0; pi < t->nports; pi++)
-		work += dp_poll_port(w, pi);
-	work += dp_poll_ring(w);
+	/* Take what is queued before any timer runs: under a backlog (a burst of thousands of
+	 * closes, a flood) an ACK that arrived in time must not sit in the ring while its
+	 * retransmission timer fires. Bounded, so timers and the spool still get their turn. */
+	for (unsigned round = 0; round < DP_RX_ROUNDS; round++) {
+		unsigned got = 0;
+		for (unsigned pi = 0; pi < t->nports; pi++)
+			got += dp_poll_port(w, pi);
+		got += dp_poll_ring(w);
+		work += got;
+		if (got < DP_BURST)
+			break;
+	}
 	for (unsigned pi = 0; pi < t->nports; pi++)
 		net_stack_poll(w->stack[pi], w->now_us);
 	if (spool_client_pending(w->cw.spool_client)) {

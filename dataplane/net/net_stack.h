@@ -243,4 +243,11 @@ enum net_tcp_state net_stack_lookup_state(const struct net_stack *s, uint32_t lo
 					  uint16_t local_port, uint32_t remote_ip,
 					  uint16_t remote_port);
 
+/* Whether a received frame belongs to this stack as far as TCP state goes: true for a
+ * segment of one of its connections (TIME-WAIT included) and for anything that is not a
+ * TCP segment (ARP, ICMP, truncated frames: the stack judges those itself); false for a
+ * segment of a flow it has never seen. The steering glue asks before handling a segment
+ * whose owner it does not know, so another lcore's flow is not answered with a reset. */
+bool net_stack_knows_segment(const struct net_stack *s, const uint8_t *frame, size_t len);
+
 #endif

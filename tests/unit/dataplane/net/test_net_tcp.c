@@ -374,6 +374,46 @@ static void test_active_close_time_wait(void)
 	net_stack_destroy(s);
 }
 
+/* The steering glue's question: is this segment of a flow this stack knows? Yes for its
+ * connection and for that connection in TIME-WAIT, no for another flow, and yes for what
+ * is not a TCP segment (the stack judges those itself). */
+static void test_knows_segment(void)
+{
+	struct net_config cfg = { .time_wait_ms = 5000 };
+	struct net_stack *s = t_stack(&cfg);
+	uint8_t f[2048];
+	struct tseg seg = { .seq = 1, .ack = 1, .flags = F_ACK, .win = 1000 };
+	size_t n = t_build(f, &seg);
+	CHECK(!net_stack_knows_segment(s, f, n)); /* nothing yet */
+	handshake(s, 70, true, 7);
+	CHECK(net_stack_knows_segment(s, f, n));
+	struct tseg other = { .seq = 1, .ack = 1, .flags = F_ACK, .win = 1000, .sport = 5555 };
+	size_t on = t_build(f, &other);
+	CHECK(!net_stack_knows_segment(s, f, on));
+	struct tseg from = { .seq = 1, .ack = 1, .flags = F_ACK, .win = 1000,
+			     .src = t_ip("198.51.100.9") };
+	on = t_build(f, &from);
+	CHECK(!net_stack_knows_segment(s, f, on));
+	/* into TIME-WAIT: still known (the peer's FIN retransmissions must reach it) */
+	net_conn_close(t_conn);
+	t_conn = NULL;
+	t_sseq++;
+	peer(s, F_ACK, NULL, 0);
+	peer(s, F_FIN | F_ACK, NULL, 0);
+	CHECK_INT_EQ(net_stack_time_wait_count(s), 1);
+	n = t_build(f, &seg);
+	CHECK(net_stack_knows_segment(s, f, n));
+	/* not TCP, or too short to say: the stack's own business */
+	f[12] = 0x08;
+	f[13] = 0x06;
+	CHECK(net_stack_knows_segment(s, f, n));
+	n = t_build(f, &other);
+	CHECK(net_stack_knows_segment(s, f, 14 + 20 + 3));
+	f[14 + 9] = 17;
+	CHECK(net_stack_knows_segment(s, f, n));
+	net_stack_destroy(s);
+}
+
 /* RFC 9293 3.6 simultaneous close: FIN crosses FIN; CLOSING, then TIME-WAIT. */
 static void test_simultaneous_close(void)
 {
@@ -562,15 +602,17 @@ static void test_paws(void)
 	net_stack_destroy(s);
 }
 
-/* RFC 6298: first RTO 1 s, doubling on each expiry (Karn: no sample from a resend). */
+/* RFC 6298: RTO from the handshake's sample (0 on the virtual clock), floored at 200 ms
+ * (RTO_MIN_MS, Linux's floor), doubling on each expiry up to 60 s (Karn: no sample from a
+ * resend). */
 static void test_retransmit_backoff(void)
 {
 	struct net_stack *s = t_stack(NULL);
 	handshake(s, 10, false, -1);
 	CHECK_INT_EQ(net_conn_write(t_conn, "hello", 5), 5);
 	int sent = t_ntx;
-	uint32_t expect[] = { 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000 };
-	for (int k = 0; k < 8; k++) {
+	uint32_t expect[] = { 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 51200, 60000 };
+	for (int k = 0; k < 10; k++) {
 		t_advance(s, expect[k] - 1);
 		CHECK_INT_EQ(t_ntx, sent);
 		t_advance(s, 1);
@@ -580,7 +622,7 @@ static void test_retransmit_backoff(void)
 		CHECK_MEM_EQ(r.data, r.len, "hello", 5);
 		sent = t_ntx;
 	}
-	CHECK_INT_EQ(net_stack_counters(s)->tcp_rto, 8);
+	CHECK_INT_EQ(net_stack_counters(s)->tcp_rto, 10);
 	/* The ACK stops the timer. */
 	t_sseq += 5;
 	peer(s, F_ACK, NULL, 0);
@@ -592,6 +634,32 @@ static void test_retransmit_backoff(void)
 	CHECK_INT_EQ(t_events[NET_EV_ABORT], 1);
 	CHECK_INT_EQ(t_abort_err, -ETIMEDOUT);
 	CHECK_INT_EQ(net_stack_conn_count(s), 0);
+	net_stack_destroy(s);
+}
+
+/* RFC 6298 2.2: the handshake times the path. SYN-ACK answered after 300 ms: SRTT 300,
+ * RTTVAR 150, so the first data RTO is 300 + 4 * 150 = 900 ms. */
+static void test_handshake_rtt_sample(void)
+{
+	struct net_stack *s = t_stack(NULL);
+	uint8_t o[40];
+	t_use_ts = false;
+	struct tseg syn = { .seq = 500, .flags = F_SYN, .win = 65535, .opt = o,
+			    .optlen = syn_opts(o, false, -1) };
+	t_in(s, &syn);
+	struct pseg sa = t_last();
+	t_pseq = 501;
+	t_sseq = sa.seq + 1;
+	t_advance(s, 300);
+	peer(s, F_ACK, NULL, 0);
+	CHECK(t_conn != NULL);
+	CHECK_INT_EQ(net_conn_write(t_conn, "x", 1), 1);
+	int sent = t_ntx;
+	t_advance(s, 899);
+	CHECK_INT_EQ(t_ntx, sent);
+	t_advance(s, 1);
+	CHECK_INT_EQ(t_ntx, sent + 1);
+	CHECK_INT_EQ(net_stack_counters(s)->tcp_rto, 1);
 	net_stack_destroy(s);
 }
 
@@ -627,15 +695,18 @@ static void test_zero_window_persist(void)
 	int before = t_ntx;
 	CHECK_INT_EQ(net_conn_write(t_conn, "0123456789", 10), 10);
 	CHECK_INT_EQ(t_ntx, before);
-	t_advance(s, 1000);
+	/* the first probe after one RTO (the handshake's sample, floored at 200 ms) */
+	t_advance(s, 199);
+	CHECK_INT_EQ(t_ntx, before);
+	t_advance(s, 1);
 	CHECK_INT_EQ(t_ntx, before + 1);
 	struct pseg p = t_last();
 	CHECK_INT_EQ(p.seq, t_sseq);
 	CHECK_INT_EQ(p.len, 1); /* one byte of new data probes the window */
 	CHECK_INT_EQ(net_stack_counters(s)->tcp_persist_probes, 1);
-	/* The peer still says 0 without taking the byte: the next probe is 2 s later. */
+	/* The peer still says 0 without taking the byte: the next probe backs off to 400 ms. */
 	t_in(s, &z);
-	t_advance(s, 1999);
+	t_advance(s, 399);
 	CHECK_INT_EQ(t_ntx, before + 1);
 	t_advance(s, 1);
 	CHECK_INT_EQ(t_ntx, before + 2);
@@ -877,7 +948,7 @@ static void test_pool_empty(void)
 	CHECK(net_stack_counters(s)->tx_alloc_fail >= 1);
 	int before = t_ntx;
 	t_pool_empty = false;
-	t_advance(s, 1000);
+	t_advance(s, 200); /* the RTO: the handshake's sample floored at RTO_MIN_MS */
 	CHECK_INT_EQ(t_ntx, before + 1);
 	CHECK_MEM_EQ(t_last().data, t_last().len, "abc", 3);
 	net_stack_destroy(s);
@@ -965,6 +1036,7 @@ int main(void)
 {
 	RUN_TEST(test_handshake);
 	RUN_TEST(test_closed_port_rst);
+	RUN_TEST(test_knows_segment);
 	RUN_TEST(test_rst_rate_limit);
 	RUN_TEST(test_syn_cookie);
 	RUN_TEST(test_pressure_cookies);
@@ -976,6 +1048,7 @@ int main(void)
 	RUN_TEST(test_challenge_ack_syn);
 	RUN_TEST(test_paws);
 	RUN_TEST(test_retransmit_backoff);
+	RUN_TEST(test_handshake_rtt_sample);
 	RUN_TEST(test_fast_retransmit);
 	RUN_TEST(test_zero_window_persist);
 	RUN_TEST(test_our_zero_window);
