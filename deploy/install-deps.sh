@@ -20,6 +20,10 @@ packages=(
 	rbldnsd
 	# perf: the disk's own fdatasync rate beside the spool's group commit
 	fio
+	# the DPDK dataplane's namespace tests (tests/e2e/test_dpdk*.py): a SYN flood, a storm of
+	# malformed frames (scapy for Debian's /usr/bin/python3), ethtool to turn off the client
+	# veth's TX checksum offload, ping (v4 and v6), tcpdump for packet traces on failure
+	hping3 python3-scapy ethtool tcpdump iputils-ping
 )
 
 missing=()
