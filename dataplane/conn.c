@@ -257,6 +257,13 @@ void conn_worker_renew_tables(struct conn_worker *w)
 				       "previous snapshot", w->index);
 }
 
+void conn_worker_counters_add(struct mx_counters *sum, const struct conn_worker *w)
+{
+#define CONN_ADD(name) sum->name += __atomic_load_n(&w->counters.name, __ATOMIC_RELAXED);
+	MX_COUNTERS(CONN_ADD)
+#undef CONN_ADD
+}
+
 struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, uint16_t port)
 {
 	struct conn *c = calloc(1, sizeof(*c));

@@ -67,6 +67,10 @@ void conn_worker_fini(struct conn_worker *w);
  * Call between batches of work (each poll iteration that did something). */
 void conn_worker_renew_tables(struct conn_worker *w);
 
+/* Add the worker's counters to *sum, from another thread (relaxed loads: a statistics
+ * line tolerates a counter that moves while it is read). */
+void conn_worker_counters_add(struct mx_counters *sum, const struct conn_worker *w);
+
 struct conn;
 
 /* A new connection from peer:port (IPv4-mapped addresses are shown and matched as IPv4;

@@ -588,6 +588,20 @@ static void dp_input(struct dp_worker *w, unsigned pi, struct rte_mbuf *m)
 			w->now_us);
 }
 
+/* Give a frame to another lcore's ring. hash.usr travels with the mbuf: 0 for a frame sent
+ * to its known owner, else how many lcores have not known its flow so far. False when the
+ * ring is full: the caller frees the frame (a drop, which TCP recovers from). */
+static bool dp_hand_over(struct dp_worker *w, unsigned to, struct rte_mbuf *m, uint32_t asked)
+{
+	m->hash.usr = asked;
+	if (rte_ring_mp_enqueue(w->t->workers[to].ring, m) == 0) {
+		dp_stat_add(&w->st.steered_out, 1);
+		return true;
+	}
+	dp_stat_add(&w->st.steer_drops, 1);
+	return false;
+}
+
 /* Poll one port's queue; returns how many frames came in. */
 static unsigned dp_poll_port(struct dp_worker *w, unsigned pi)
 {
@@ -614,15 +628,8 @@ static unsigned dp_poll_port(struct dp_worker *w, unsigned pi)
 		unsigned owner = dp_owner(w, pi, rte_pktmbuf_mtod(m, const uint8_t *), m->data_len,
 					  &search);
 		if (owner != w->index) {
-			/* hash.usr travels with the mbuf: 0 for a frame sent to its known owner,
-			 * else how many lcores have not known its flow so far */
-			m->hash.usr = search ? 1 : 0;
-			if (rte_ring_mp_enqueue(t->workers[owner].ring, m) == 0) {
-				dp_stat_add(&w->st.steered_out, 1);
-			} else {
-				dp_stat_add(&w->st.steer_drops, 1);
+			if (!dp_hand_over(w, owner, m, search ? 1 : 0))
 				done[ndone++] = m;
-			}
 			continue;
 		}
 		dp_input(w, pi, m);
@@ -655,14 +662,8 @@ static unsigned dp_poll_ring(struct dp_worker *w)
 				dp_reclaim(w, f, m->data_len);
 			} else if (asked + 1 < w->t->nworkers) {
 				/* not ours either: on to the next lcore */
-				m->hash.usr = asked + 1;
-				unsigned next = (w->index + 1) % w->t->nworkers;
-				if (rte_ring_mp_enqueue(w->t->workers[next].ring, m) == 0) {
-					dp_stat_add(&w->st.steered_out, 1);
-					continue;
-				}
-				dp_stat_add(&w->st.steer_drops, 1);
-				done[ndone++] = m;
+				if (!dp_hand_over(w, (w->index + 1) % w->t->nworkers, m, asked + 1))
+					done[ndone++] = m;
 				continue;
 			}
 			/* every lcore was asked and none knows the flow: the stack here answers
@@ -1128,11 +1129,8 @@ void dpdk_transport_counters(const struct dpdk_transport *t, struct mx_counters 
 	memset(sum, 0, sizeof(*sum));
 	uint64_t open = 0;
 	for (unsigned i = 0; i < t->nworkers; i++) {
-		const struct dp_worker *w = &t->workers[i];
-#define DP_ADD(name) sum->name += __atomic_load_n(&w->cw.counters.name, __ATOMIC_RELAXED);
-		MX_COUNTERS(DP_ADD)
-#undef DP_ADD
-		open += dp_stat_get(&w->st.nconns);
+		conn_worker_counters_add(sum, &t->workers[i].cw);
+		open += dp_stat_get(&t->workers[i].st.nconns);
 	}
 	if (open_connections)
 		*open_connections = open;

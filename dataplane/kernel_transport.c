@@ -1028,11 +1028,8 @@ void kernel_transport_counters(const struct kernel_transport *kt, struct mx_coun
 	memset(sum, 0, sizeof(*sum));
 	uint64_t open = 0;
 	for (unsigned i = 0; i < kt->nworkers; i++) {
-		const struct kt_worker *w = &kt->workers[i];
-#define KT_ADD(name) sum->name += w->cw.counters.name;
-		MX_COUNTERS(KT_ADD)
-#undef KT_ADD
-		open += __atomic_load_n(&w->nconns, __ATOMIC_RELAXED);
+		conn_worker_counters_add(sum, &kt->workers[i].cw);
+		open += __atomic_load_n(&kt->workers[i].nconns, __ATOMIC_RELAXED);
 	}
 	if (open_connections)
 		*open_connections = open;
