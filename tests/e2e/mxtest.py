@@ -252,8 +252,13 @@ scache    unix  -  -  n  -   1  scache
 postlog   unix-dgram n - n - 1 postlogd
 """
 
-    def __init__(self, relayhost, smtpd_port=None, extra_main_cf=""):
+    def __init__(self, relayhost, smtpd_port=None, extra_main_cf="", listen_host="127.0.0.1",
+                 command_prefix=()):
+        """listen_host: smtpd's address (inet_interfaces too); command_prefix: run the
+        postfix command under it, e.g. ["ip", "netns", "exec", NS] to start master and its
+        daemons inside a network namespace."""
         need_root()
+        self.command_prefix = list(command_prefix)
         need_tool("/usr/sbin/postfix")
         self.dir = tempfile.mkdtemp(prefix="mxgate-postfix-")
         self.conf = os.path.join(self.dir, "conf")
@@ -272,7 +277,7 @@ postlog   unix-dgram n - n - 1 postlogd
                 f"data_directory = {data}\n"
                 "myhostname = pfx.test.example\n"
                 "mydestination =\n"
-                "inet_interfaces = 127.0.0.1\n"
+                f"inet_interfaces = {listen_host}\n"
                 "inet_protocols = ipv4\n"
                 f"relayhost = {relayhost}\n"
                 f"maillog_file = {self.maillog}\n"
@@ -283,10 +288,10 @@ postlog   unix-dgram n - n - 1 postlogd
                 + extra_main_cf
             )
         with open(os.path.join(self.conf, "master.cf"), "w") as f:
-            f.write(self.MASTER_CF.format(listen=f"127.0.0.1:{self.smtpd_port}"))
+            f.write(self.MASTER_CF.format(listen=f"{listen_host}:{self.smtpd_port}"))
 
     def postfix(self, *args, check=True):
-        r = subprocess.run(["/usr/sbin/postfix", "-c", self.conf, *args],
+        r = subprocess.run([*self.command_prefix, "/usr/sbin/postfix", "-c", self.conf, *args],
                            capture_output=True, text=True)
         if check and r.returncode != 0:
             fail(f"postfix {' '.join(args)} failed: {r.stdout}{r.stderr}\n{self.log()}")
