@@ -759,6 +759,7 @@ static bool dp_iterate(struct dp_worker *w)
 		}
 	}
 	dp_free_dead(w);
+	mx_log_batch_flush(); /* this iteration's connect, queued and disconnect lines */
 	/* see table changes committed since the last snapshot, between batches */
 	if (work && w->now_us - w->renewed_us >= 1000) {
 		w->renewed_us = w->now_us;
@@ -776,6 +777,8 @@ static int dp_worker_main(void *arg)
 	/* The idle sleep is short; the kernel's default timer slack (50 us) would stretch every
 	 * one of them by half again, and a client waiting for a reply waits that much more. */
 	prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+	/* one write(2) per iteration for all its log lines, not one per line */
+	mx_log_batch_begin();
 	unsigned idle = 0;
 	uint64_t last = rte_rdtsc();
 	dp_update_clock(w, last);
@@ -826,6 +829,7 @@ static int dp_worker_main(void *arg)
 		dp_update_clock(w, rte_rdtsc());
 	}
 	dp_free_dead(w);
+	mx_log_batch_end();
 	return 0;
 }
 

@@ -721,6 +721,7 @@ static void *kt_worker_main(void *arg)
 {
 	struct kt_worker *w = arg;
 	struct epoll_event evs[KT_EVENTS];
+	mx_log_batch_begin();
 
 	for (;;) {
 		uint64_t now = mx_clock_monotonic_ms();
@@ -732,6 +733,8 @@ static void *kt_worker_main(void *arg)
 		if (w->accept_paused && now >= w->accept_resume_at)
 			kt_pause_accept(w, false, now);
 
+		/* the lines of the last batch of events leave in one write(2) before we wait */
+		mx_log_batch_flush();
 		int n = epoll_wait(w->epfd, evs, KT_EVENTS, kt_wait_timeout(w, now));
 		if (n < 0) {
 			if (errno == EINTR)
@@ -785,6 +788,7 @@ static void *kt_worker_main(void *arg)
 		kt_close(w, k);
 	}
 	kt_free_dead(w);
+	mx_log_batch_end();
 	return NULL;
 }
 

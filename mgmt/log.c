@@ -7,7 +7,12 @@
  * descriptor opened with O_APPEND: lines from concurrent threads (and processes sharing the
  * file) never interleave. A line longer than MX_LOG_LINE_MAX is cut, never overflowed.
  * Control characters in the text are shown as '?', as Postfix's printable() does, so a
- * client-supplied string cannot forge a second log line. */
+ * client-supplied string cannot forge a second log line.
+ *
+ * A poll-loop thread may batch (mx_log_batch_begin): its informational lines collect in a
+ * per-thread buffer that mx_log_batch_flush() writes with one write(2) at the end of each
+ * iteration, instead of one system call per connect, queued and disconnect line. Lines
+ * stay whole and in order; a warning or worse flushes the batch and is written at once. */
 #include "mgmt/log.h"
 
 #include <errno.h>
@@ -16,6 +21,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +35,14 @@ static int mx_log_fd = STDERR_FILENO;
 static bool mx_log_own_fd; /* opened by mx_log_open(), closed by mx_log_close() */
 static char mx_log_host[MX_LOG_TAG_MAX] = "localhost";
 static char mx_log_service[MX_LOG_TAG_MAX] = "mxgate";
+
+/* The calling thread's batch (NULL: write each line at once). */
+#define MX_LOG_BATCH_MAX (16 * MX_LOG_LINE_MAX)
+struct mx_log_batch {
+	size_t len;
+	char buf[MX_LOG_BATCH_MAX];
+};
+static __thread struct mx_log_batch *mx_log_batch;
 
 static const char *const mx_log_prefix[MX_LOG_LEVEL_MAX] = {
 	[MX_LOG_INFO] = "",
@@ -102,6 +116,48 @@ void mx_log_close(void)
 	pthread_mutex_unlock(&mx_log_lock);
 }
 
+/* One write: O_APPEND makes it atomic against other writers of the file. The loop only
+ * runs again after EINTR or a short write (a full disk), where a cut line is better than a
+ * lost one. */
+static void mx_log_write(const char *p, size_t len)
+{
+	pthread_mutex_lock(&mx_log_lock);
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = write(mx_log_fd, p + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	pthread_mutex_unlock(&mx_log_lock);
+}
+
+int mx_log_batch_begin(void)
+{
+	if (mx_log_batch)
+		return 0;
+	mx_log_batch = calloc(1, sizeof(*mx_log_batch));
+	return mx_log_batch ? 0 : -ENOMEM;
+}
+
+void mx_log_batch_flush(void)
+{
+	struct mx_log_batch *b = mx_log_batch;
+	if (b && b->len) {
+		mx_log_write(b->buf, b->len);
+		b->len = 0;
+	}
+}
+
+void mx_log_batch_end(void)
+{
+	mx_log_batch_flush();
+	free(mx_log_batch);
+	mx_log_batch = NULL;
+}
+
 void mx_logv(enum mx_log_level level, const char *fmt, va_list ap)
 {
 	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -118,9 +174,8 @@ void mx_logv(enum mx_log_level level, const char *fmt, va_list ap)
 	char line[MX_LOG_LINE_MAX];
 	const size_t room = sizeof(line) - 1; /* the last byte is kept for the newline */
 
-	pthread_mutex_lock(&mx_log_lock);
 	/* Months are spelled out here rather than by strftime(), which follows the locale:
-	 * syslog's format is the C locale's. */
+	 * syslog's format is the C locale's. The tags are set before any thread logs. */
 	int head = snprintf(line, room, "%s %2d %02d:%02d:%02d %s %s[%ld]: %s",
 			    months[tm.tm_mon % 12], tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
 			    mx_log_host, mx_log_service, (long)getpid(), mx_log_prefix[level]);
@@ -137,19 +192,17 @@ void mx_logv(enum mx_log_level level, const char *fmt, va_list ap)
 	}
 	line[len++] = '\n';
 
-	/* One write: O_APPEND makes it atomic against other writers of the file. The loop
-	 * only runs again after EINTR or a short write (a full disk), where a cut line is
-	 * better than a lost one. */
-	size_t off = 0;
-	while (off < len) {
-		ssize_t n = write(mx_log_fd, line + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		off += (size_t)n;
+	struct mx_log_batch *b = mx_log_batch;
+	if (b && level == MX_LOG_INFO) {
+		if (b->len + len > sizeof(b->buf))
+			mx_log_batch_flush();
+		memcpy(b->buf + b->len, line, len);
+		b->len += len;
+		return;
 	}
-	pthread_mutex_unlock(&mx_log_lock);
+	if (b)
+		mx_log_batch_flush(); /* what came before this line goes first */
+	mx_log_write(line, len);
 }
 
 void mx_log(enum mx_log_level level, const char *fmt, ...)

@@ -234,8 +234,17 @@ static void *logger(void *arg)
 	char pad[300];
 	memset(pad, 'a' + id, sizeof(pad) - 1);
 	pad[sizeof(pad) - 1] = '\0';
-	for (int i = 0; i < LINES_PER_THREAD; i++)
+	/* half the threads batch, as poll loops do, flushing every 7 lines */
+	bool batch = id % 2 == 0;
+	if (batch && mx_log_batch_begin() != 0)
+		return NULL;
+	for (int i = 0; i < LINES_PER_THREAD; i++) {
 		mx_log(MX_LOG_INFO, "thread=%d seq=%d %s end", id, i, pad + (i % 200));
+		if (batch && i % 7 == 6)
+			mx_log_batch_flush();
+	}
+	if (batch)
+		mx_log_batch_end();
 	return NULL;
 }
 
@@ -286,6 +295,59 @@ static void test_threads_do_not_interleave(void)
 	free(text);
 }
 
+/* A batching thread's lines wait for the flush, whole and in order; a warning flushes
+ * what came before it and goes out at once; a full batch flushes itself. */
+static void test_batches(void)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/batch.log", dir);
+	CHECK_INT_EQ(mx_log_open(path, "h", "smtpd"), 0);
+	CHECK_INT_EQ(mx_log_batch_begin(), 0);
+	mx_log(MX_LOG_INFO, "b1");
+	mx_log(MX_LOG_INFO, "b2");
+	size_t len = 0;
+	char *text = slurp(path, &len);
+	CHECK_INT_EQ(len, 0);
+	free(text);
+	mx_log(MX_LOG_WARNING, "w");
+	text = slurp(path, &len);
+	const char *b1 = text ? strstr(text, "]: b1\n") : NULL;
+	const char *b2 = text ? strstr(text, "]: b2\n") : NULL;
+	const char *w = text ? strstr(text, "]: warning: w\n") : NULL;
+	CHECK(b1 && b2 && w && b1 < b2 && b2 < w);
+	free(text);
+	mx_log(MX_LOG_INFO, "b3");
+	mx_log_batch_flush();
+	text = slurp(path, NULL);
+	CHECK(text && strstr(text, "]: b3\n"));
+	free(text);
+
+	/* more than the batch holds: it is written before it would overflow */
+	char big[1500];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	for (int i = 0; i < 100; i++)
+		mx_log(MX_LOG_INFO, "n=%d %s", i, big);
+	size_t before_flush = 0;
+	text = slurp(path, &before_flush);
+	free(text);
+	mx_log_batch_end(); /* flushes the rest; later lines go out one by one */
+	mx_log(MX_LOG_INFO, "after");
+	text = slurp(path, &len);
+	CHECK(before_flush > 0 && before_flush < len);
+	int seen = 0;
+	for (const char *p = text; p && (p = strstr(p, "]: n=")); p++) {
+		int n = -1;
+		sscanf(p, "]: n=%d", &n);
+		CHECK_INT_EQ(n, seen);
+		seen++;
+	}
+	CHECK_INT_EQ(seen, 100);
+	CHECK(text && strstr(text, "]: after\n"));
+	free(text);
+	mx_log_close();
+}
+
 static void test_stderr(void)
 {
 	/* Without a file, lines go to standard error. */
@@ -320,6 +382,7 @@ int main(void)
 	RUN_TEST(test_truncation_and_sanitizing);
 	RUN_TEST(test_short_hostname_and_tags);
 	RUN_TEST(test_threads_do_not_interleave);
+	RUN_TEST(test_batches);
 	RUN_TEST(test_stderr);
 	char cmd[200];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
