@@ -62,6 +62,11 @@ struct kt_conn {
 	struct kt_handle h;
 	int fd;
 	bool readable;   /* edge-triggered: the socket may have more to read */
+	/* epoll said the peer closed or reset (EPOLLRDHUP, EPOLLHUP, EPOLLERR). The close
+	 * may have come in the same event as the client's last bytes, and edge-triggered
+	 * epoll will not report it again: reading goes on until read(2) says EOF or error,
+	 * even after a short read. */
+	bool hangup;
 	bool eof;        /* the peer closed its side (or reset) */
 	bool dead;       /* closed; freed at the end of the loop iteration */
 	bool in_ready;
@@ -299,7 +304,7 @@ static int kt_flush(struct kt_worker *w, struct kt_conn *k, uint64_t now)
 		ssize_t n = send(k->fd, out.ptr, out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
 			conn_output_done(k->c, (size_t)n);
-			k->idle_at = now + kt_idle_ms(w);
+			k->idle_at = conn_deadline(k->c, now, 0, true);
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -389,6 +394,7 @@ static void kt_service(struct kt_worker *w, struct kt_conn *k, uint64_t now)
 			size_t before = k->in_len;
 			size_t used = conn_input(k->c, k->in, k->in_len);
 			kt_consume(k, used);
+			k->idle_at = conn_deadline(k->c, now, 0, false); /* a request may have ended */
 			if (kt_after_input(w, k, now))
 				return;
 			if (used == 0 && conn_output(k->c).len == 0 && !conn_closed(k->c) &&
@@ -406,11 +412,13 @@ static void kt_service(struct kt_worker *w, struct kt_conn *k, uint64_t now)
 		ssize_t n = read(k->fd, w->scratch, KT_READ_CHUNK);
 		if (n > 0) {
 			w->cw.counters.bytes_received += (uint64_t)n;
-			k->idle_at = now + kt_idle_ms(w);
-			/* A short read drained the socket (stream sockets, epoll(7)). */
-			if ((size_t)n < KT_READ_CHUNK)
+			/* A short read drained the socket (stream sockets, epoll(7)), unless
+			 * the peer hung up: then the EOF is still to be read, and no further
+			 * edge will announce it. */
+			if ((size_t)n < KT_READ_CHUNK && !k->hangup)
 				k->readable = false;
 			size_t used = conn_input(k->c, w->scratch, (size_t)n);
+			k->idle_at = conn_deadline(k->c, now, (size_t)n, false);
 			if (used < (size_t)n && kt_keep(k, w->scratch + used, (size_t)n - used) < 0) {
 				kt_fail_conn(w, k, "warning: out of memory");
 				return;
@@ -506,7 +514,7 @@ static void kt_new_conn(struct kt_worker *w, int fd, const struct sockaddr_stora
 	k->c = c;
 	conn_set_owner(c, k);
 	k->heap_idx = SIZE_MAX;
-	k->idle_at = now + kt_idle_ms(w);
+	k->idle_at = conn_deadline(c, now, 0, false);
 	struct epoll_event ev = {
 		.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
 		.data.ptr = k,
@@ -767,6 +775,8 @@ static void *kt_worker_main(void *arg)
 					break;
 				if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 					k->readable = true;
+				if (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+					k->hangup = true;
 				kt_service(w, k, now);
 				break;
 			}

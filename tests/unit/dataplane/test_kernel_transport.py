@@ -400,6 +400,17 @@ class KernelTransportTest(unittest.TestCase):
         # Stop the gateway so the connection and its bytes wait in the kernel: then the
         # worker finds the command already there when it accepts.
         os.kill(gw.proc.pid, signal.SIGSTOP)
+        # kill() returns before every thread has stopped: a worker still running could
+        # accept the connection before its bytes arrive and greet it
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            states = []
+            for tid in os.listdir(f"/proc/{gw.proc.pid}/task"):
+                with open(f"/proc/{gw.proc.pid}/task/{tid}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            if all(st in ("T", "t") for st in states):
+                break
+            time.sleep(0.01)
         try:
             c = gw.raw()
             c.send(b"EHLO eager.example\r\n")
