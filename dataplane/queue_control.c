@@ -313,6 +313,10 @@ static int queue_cmd_show(void *ctx, int argc, char **argv, struct control_out *
 		if (rc == -ENOENT) {
 			control_printf(out, "mxgate-queue: warning: %s: no such message\n", argv[a]);
 			status = 1;
+		} else if (rc == -EDESTADDRREQ) {
+			control_printf(out, "mxgate-queue: warning: %s: no next hop is configured "
+					    "(relayhost and transport_maps are empty)\n", argv[a]);
+			status = 1;
 		} else if (rc < 0) {
 			control_printf(out, "mxgate-queue: warning: %s: %s\n", argv[a],
 				       err[0] ? err : strerror(-rc));
@@ -341,7 +345,13 @@ static int queue_cmd_admin(void *ctx, int argc, char **argv, struct control_out 
 	if (all) {
 		for (size_t i = 0; i < qc->n; i++) {
 			int rc = spool_relay_admin(qc->relays[i], op, NULL);
-			if (rc < 0) {
+			if (rc == -EDESTADDRREQ) {
+				control_printf(out, "mxgate-queue: warning: no next hop is configured "
+						    "(relayhost and transport_maps are empty): mail "
+						    "stays in the queue\n");
+				status = 1;
+				break;
+			} else if (rc < 0) {
 				control_printf(out, "mxgate-queue: warning: spool %zu: %s\n", i + 1,
 					       strerror(-rc));
 				status = 1;
@@ -364,6 +374,10 @@ static int queue_cmd_admin(void *ctx, int argc, char **argv, struct control_out 
 			rc = spool_relay_admin(qc->relays[i], op, argv[a]);
 		if (rc == -ENOENT) {
 			control_printf(out, "mxgate-queue: warning: %s: no such message\n", argv[a]);
+			status = 1;
+		} else if (rc == -EDESTADDRREQ) {
+			control_printf(out, "mxgate-queue: warning: %s: no next hop is configured "
+					    "(relayhost and transport_maps are empty)\n", argv[a]);
 			status = 1;
 		} else if (rc < 0) {
 			control_printf(out, "mxgate-queue: warning: %s: %s\n", argv[a],

@@ -85,6 +85,11 @@ struct rec_state {
 	struct rec_seg *segs;
 	size_t nsegs;
 	struct rec_vec frags, commits, dels, holds, retires; /* retires: struct rec_key */
+	/* with repair: fragments of messages that were never committed (struct rec_frag),
+	 * whose space is given back once the scan is done */
+	struct rec_vec dead;
+	bool repair;
+	int dirfd;
 	uint64_t seq;
 };
 
@@ -263,6 +268,15 @@ static int rec_collect(struct rec_state *s, size_t si, const struct spool_rec *r
 	return 0;
 }
 
+/* True when [from, to) of the segment holds a hole: the writer punched the records of a
+ * message that never became durable there (spool_space.c), so what looks like damage is
+ * space given back. */
+static bool rec_punched(const struct rec_seg *seg, size_t from, size_t to)
+{
+	off_t h = lseek(seg->fd, (off_t)from, SEEK_HOLE);
+	return h >= 0 && (size_t)h < to;
+}
+
 static int rec_scan_segment(struct rec_state *s, size_t si, struct spool_index *idx,
 			    struct spool_recovery_stats *st, bool repair,
 			    spool_recovery_log_fn *log, void *ctx)
@@ -282,11 +296,15 @@ static int rec_scan_segment(struct rec_state *s, size_t si, struct spool_index *
 			size_t next = rec_resync(seg->map, seg->len, pos + 1);
 			if (next == seg->len)
 				break; /* torn tail: nothing valid follows */
-			st->corrupt_regions++;
-			rec_log(log, ctx, true,
-				"spool segment %s: %zu corrupt bytes at offset %zu skipped; records "
-				"after them are kept",
-				name, next - pos, pos);
+			if (rec_punched(seg, pos, next)) {
+				st->punched_regions++;
+			} else {
+				st->corrupt_regions++;
+				rec_log(log, ctx, true,
+					"spool segment %s: %zu corrupt bytes at offset %zu skipped; "
+					"records after them are kept",
+					name, next - pos, pos);
+			}
 			pos = next;
 			first = false;
 			continue;
@@ -298,13 +316,18 @@ static int rec_scan_segment(struct rec_state *s, size_t si, struct spool_index *
 		valid_end = pos;
 	}
 	if (valid_end < seg->len) {
-		st->torn_tails++;
-		st->torn_bytes += seg->len - valid_end;
-		rec_log(log, ctx, true,
-			"spool segment %s: torn or corrupt tail of %zu bytes at offset %zu "
-			"discarded%s",
-			name, seg->len - valid_end, valid_end,
-			repair ? " (truncated)" : "");
+		if (rec_punched(seg, valid_end, seg->len)) {
+			/* the last records were a message given up: cut, without a warning */
+			st->punched_regions++;
+		} else {
+			st->torn_tails++;
+			st->torn_bytes += seg->len - valid_end;
+			rec_log(log, ctx, true,
+				"spool segment %s: torn or corrupt tail of %zu bytes at offset %zu "
+				"discarded%s",
+				name, seg->len - valid_end, valid_end,
+				repair ? " (truncated)" : "");
+		}
 		if (repair) {
 			/* The mapping stays valid for the bytes we keep. */
 			if (ftruncate(seg->fd, (off_t)valid_end) != 0 || fsync(seg->fd) != 0)
@@ -312,7 +335,6 @@ static int rec_scan_segment(struct rec_state *s, size_t si, struct spool_index *
 			seg->len = valid_end;
 		}
 	}
-	idx->bytes += seg->len;
 	return 0;
 }
 
@@ -463,6 +485,7 @@ static void rec_state_free(struct rec_state *s)
 	free(s->dels.v);
 	free(s->holds.v);
 	free(s->retires.v);
+	free(s->dead.v);
 }
 
 /* A text field of a DELIVERY or HOLD record, NUL-terminated; NULL when empty. An
@@ -616,6 +639,67 @@ static int rec_id_status_init(const struct rec_state *s, const char *id,
 	return 0;
 }
 
+/* Remember n fragments of a message that never became durable, to give their space back. */
+static int rec_mark_dead(struct rec_state *s, const struct rec_frag *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct rec_frag *d = rec_push(&s->dead, sizeof(*d));
+		if (!d)
+			return -ENOMEM;
+		*d = f[i];
+	}
+	return 0;
+}
+
+static int rec_cmp_place(const void *a, const void *b)
+{
+	const struct rec_frag *x = a, *y = b;
+	if (x->seg != y->seg)
+		return x->seg < y->seg ? -1 : 1;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Punch the whole blocks of [start, end) out of segment g. */
+static void rec_punch(const struct rec_state *s, const struct rec_seg *g, uint64_t start,
+		      uint64_t end, struct spool_recovery_stats *st)
+{
+	struct stat sb;
+	uint64_t b = fstat(g->fd, &sb) == 0 && sb.st_blksize > 0 ? (uint64_t)sb.st_blksize : 4096;
+	uint64_t from = (start + b - 1) / b * b, to = end / b * b;
+	if (to <= from)
+		return;
+	char name[SPOOL_SEG_NAME_LEN + 1];
+	spool_seg_name(g->no, name);
+	int fd = openat(s->dirfd, name, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)from,
+		      (off_t)(to - from)) == 0)
+		st->punched_bytes += to - from;
+	close(fd);
+}
+
+/* The writer punches the records of every message given up while it runs; these are the
+ * ones a crash (or an older version) left behind. Adjacent records merge into one run. */
+static void rec_punch_dead(struct rec_state *s, struct spool_recovery_stats *st)
+{
+	struct rec_frag *d = s->dead.v;
+	rec_sort(d, s->dead.n, sizeof(*d), rec_cmp_place);
+	for (size_t i = 0; i < s->dead.n;) {
+		const struct rec_seg *g = &s->segs[d[i].seg];
+		uint64_t start = d[i].off - SPOOL_REC_HEADER - SPOOL_FRAGMENT_HEAD;
+		uint64_t end = d[i].off + d[i].len + SPOOL_REC_TRAILER;
+		size_t j = i + 1;
+		while (j < s->dead.n && d[j].seg == d[i].seg &&
+		       d[j].off - SPOOL_REC_HEADER - SPOOL_FRAGMENT_HEAD == end) {
+			end = d[j].off + d[j].len + SPOOL_REC_TRAILER;
+			j++;
+		}
+		rec_punch(s, g, start, end, st);
+		i = j;
+	}
+}
+
 /* One ID with at least one COMMIT (commits[lo..hi) in file order): choose the copy to
  * index (spool_segment.h, relocation), apply its records, and add it to idx. */
 static int rec_build_id(struct rec_state *s, size_t lo, size_t hi, struct spool_index *idx,
@@ -688,6 +772,10 @@ static int rec_build_id(struct rec_state *s, size_t lo, size_t hi, struct spool_
 	if (fp < fh) {
 		/* fragments after the last COMMIT: a copy (or a message) never committed */
 		st->orphans++;
+		if (s->repair && rec_mark_dead(s, frags + fp, fh - fp) < 0) {
+			rc = -ENOMEM;
+			goto out;
+		}
 		rec_log(log, ctx, false, "%s: incomplete %s discarded (%zu fragment(s) after its "
 			"last COMMIT)", id, best_c ? "copy" : "message", fh - fp);
 	}
@@ -788,7 +876,7 @@ int spool_recover(int seg_dirfd, bool repair, struct spool_index *idx,
 		  struct spool_recovery_stats *st, spool_recovery_log_fn *log, void *ctx,
 		  char *err, size_t errlen)
 {
-	struct rec_state s = { 0 };
+	struct rec_state s = { .repair = repair, .dirfd = seg_dirfd };
 	*idx = (struct spool_index){ 0 };
 	*st = (struct spool_recovery_stats){ 0 };
 	int rc = rec_list_segments(seg_dirfd, repair, &s, st, log, ctx);
@@ -839,11 +927,25 @@ int spool_recover(int seg_dirfd, bool repair, struct spool_index *idx,
 		rec_range(&s.commits, sizeof(struct rec_commit), frags[i].k.id, &cl, &ch);
 		if (cl == ch) {
 			st->orphans++;
+			if (repair && rec_mark_dead(&s, frags + i, j - i) < 0) {
+				rc = mx_errf(err, errlen, -ENOMEM, "out of memory");
+				goto out;
+			}
 			rec_log(log, ctx, false,
 				"%s: incomplete message discarded (%zu fragment(s), never committed)",
 				frags[i].k.id, j - i);
 		}
 		i = j;
+	}
+	if (repair)
+		rec_punch_dead(&s, st);
+	/* what the segments occupy (punched regions excluded): what the quota counts */
+	for (size_t i = 0; i < s.nsegs; i++) {
+		struct stat sb;
+		if (fstat(s.segs[i].fd, &sb) == 0) {
+			uint64_t blocks = (uint64_t)sb.st_blocks * 512u, size = (uint64_t)sb.st_size;
+			idx->bytes += blocks < size ? blocks : size;
+		}
 	}
 	rc = 0;
 out:

@@ -72,7 +72,8 @@ struct spool_index {
 	size_t n;
 	uint64_t newest_id_us; /* newest ID tick in any record, kept or not */
 	uint64_t last_seg;     /* highest segment number present (0: none) */
-	uint64_t bytes;        /* bytes in all segments after repair */
+	uint64_t bytes;        /* bytes the segments occupy after repair (punched holes
+				  excluded) */
 };
 
 struct spool_recovery_stats {
@@ -88,6 +89,8 @@ struct spool_recovery_stats {
 	unsigned deliveries;      /* DELIVERY records applied */
 	unsigned holds;           /* HOLD records applied */
 	unsigned relocated;       /* messages found again later in the spool (a copy) */
+	unsigned punched_regions; /* space given back from abandoned messages (not damage) */
+	uint64_t punched_bytes;   /* given back now, from fragments a crash left behind */
 };
 
 /* How recovery reports what it discards: one line each, no trailing newline. */

@@ -153,6 +153,7 @@ struct spool_relay {
 	struct relay_msg *ready_head, *ready_tail;
 	uint64_t last_run_ms;
 	uint64_t last_reclaim_ms;
+	uint64_t reclaim_seg; /* the writer's segment at the last reclaim pass */
 	bool reclaim_wanted;
 	struct relay_dest *dests;
 	unsigned ndests;
@@ -209,9 +210,12 @@ static void relay_set_waiting(struct spool_relay *r, struct relay_msg *m, bool w
 	m->waiting = waiting;
 }
 
+/* What mailq says of a message while no next hop is configured. */
+#define RELAY_KEEP_REASON "mail transport unavailable: relayhost and transport_maps are empty"
+
 static void relay_ready_push(struct spool_relay *r, struct relay_msg *m)
 {
-	if (m->in_ready || m->busy || m->e.held)
+	if (m->in_ready || m->busy || m->e.held || r->p.keep_only)
 		return;
 	m->qnext = NULL;
 	m->deferred = false;
@@ -266,7 +270,11 @@ static void relay_add(struct spool_relay *r, struct relay_msg *m)
 		r->all->prev = m;
 	r->all = m;
 	atomic_fetch_add(&r->queued, 1);
-	relay_ready_push(r, m); /* not when held */
+	if (r->p.keep_only) {
+		m->deferred = true;
+		m->reason = strdup(RELAY_KEEP_REASON); /* NULL: mailq shows no reason */
+	}
+	relay_ready_push(r, m); /* not when held, nor while keeping only */
 }
 
 static void relay_remove(struct spool_relay *r, struct relay_msg *m)
@@ -1926,6 +1934,8 @@ int spool_relay_admin(struct spool_relay *r, enum spool_relay_op op, const char 
 {
 	if ((unsigned)op >= SPOOL_RELAY_OP_MAX)
 		return -EINVAL;
+	if (r->p.keep_only && (op == SPOOL_RELAY_FLUSH || op == SPOOL_RELAY_REQUEUE))
+		return -EDESTADDRREQ; /* nowhere to deliver to: say so, do not pretend */
 	pthread_mutex_lock(&r->mu);
 	if (op == SPOOL_RELAY_FLUSH || op == SPOOL_RELAY_REQUEUE) {
 		/* the operator says the next hops are back: stop skipping them */
@@ -2102,6 +2112,13 @@ static void *relay_main(void *arg)
 			break;
 		uint64_t now = relay_now_ms();
 		relay_queue_run(r, now);
+		/* A new segment: the older ones may hold nothing live any more (messages
+		 * delivered, or given up by their clients), whether or not we delivered. */
+		uint64_t cur = spool_current_segment(r->p.spool);
+		if (cur != r->reclaim_seg) {
+			r->reclaim_seg = cur;
+			r->reclaim_wanted = true;
+		}
 		if (r->reclaim_wanted && now >= r->last_reclaim_ms + RELAY_RECLAIM_MS) {
 			r->reclaim_wanted = false;
 			pthread_mutex_unlock(&r->mu);
@@ -2121,7 +2138,8 @@ static void *relay_main(void *arg)
 			uint64_t wait = (uint64_t)r->p.queue_run_delay * 1000u;
 			if (idle < wait)
 				wait = idle;
-			if (r->reclaim_wanted && RELAY_RECLAIM_MS < wait)
+			/* look for a new segment (above) at least this often */
+			if (RELAY_RECLAIM_MS < wait)
 				wait = RELAY_RECLAIM_MS;
 			if (wait == 0)
 				wait = 1;
@@ -2267,7 +2285,7 @@ int spool_relay_create(struct spool_relay **out, const struct spool_relay_params
 	if (r->p.concurrency > SPOOL_RELAY_MAX_THREADS)
 		r->p.concurrency = SPOOL_RELAY_MAX_THREADS;
 	if (r->p.threads == 0)
-		r->p.threads = 2 * r->p.concurrency;
+		r->p.threads = r->p.keep_only ? 1 : 2 * r->p.concurrency;
 	if (r->p.threads > SPOOL_RELAY_MAX_THREADS)
 		r->p.threads = SPOOL_RELAY_MAX_THREADS;
 	if (r->p.queue_run_delay == 0)

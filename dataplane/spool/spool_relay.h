@@ -55,6 +55,10 @@ struct spool_relay_params {
 	 * it generates get queue IDs with worker number QUEUE_ID_MAX_WORKERS - 1 - index. */
 	unsigned spool_index;
 	bool have_default;            /* false: no relayhost; unrouted recipients wait */
+	/* No next hop at all (no relayhost, no transport_maps): keep the queue (list, hold,
+	 * release, delete, and give space back) but never try a delivery, so mail waits for
+	 * a configuration with a next hop instead of expiring into bounces. */
+	bool keep_only;
 	struct spool_nexthop dflt;    /* relayhost, SMTP or LMTP */
 	struct tables_env *tables;    /* for transport_maps; NULL when there are none */
 	const char *transport_maps;   /* table specs (commas and/or white space), or NULL */
@@ -140,7 +144,8 @@ const char *spool_relay_op_name(enum spool_relay_op op);
  * records it writes are durable. A message in the middle of a delivery attempt is changed
  * once the attempt ends (its outcome is kept: what the next hop took is not sent again).
  * Returns the number of messages changed (0 when nothing needed to change), -ENOENT when
- * id is not in the queue, or another negative errno (the spool refused the record). */
+ * id is not in the queue, -EDESTADDRREQ for a flush or requeue while no next hop is
+ * configured (keep_only), or another negative errno (the spool refused the record). */
 int spool_relay_admin(struct spool_relay *r, enum spool_relay_op op, const char *id);
 
 #endif

@@ -16,13 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dataplane/spool/spool_internal.h"
 #include "dataplane/spool/spool_segment.h"
 
 #include "mxgate/errf.h"
-
-/* The staging buffer: records are gathered here and written with one write(2) when it
- * is this full, or at the sync. */
-#define SPOOL_STAGE_SIZE (1u << 20)
 /* After ENOSPC, refuse new messages this long before trying the disk again. */
 #define SPOOL_FULL_BACKOFF_MS 1000
 
@@ -43,134 +40,18 @@ static int spool_sys_fsync(int fd)
 	return fsync(fd);
 }
 
+static int spool_sys_punch(int fd, uint64_t off, uint64_t len)
+{
+	return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len);
+}
+
 const struct spool_io spool_io_system = {
 	.write = spool_sys_write,
 	.fdatasync = spool_sys_fdatasync,
 	.fsync = spool_sys_fsync,
+	.punch = spool_sys_punch,
 };
 
-/* ---- objects ---- */
-
-enum spool_op_kind {
-	SPOOL_OP_FRAGMENT,
-	SPOOL_OP_COMMIT,
-	SPOOL_OP_STATUS,
-	SPOOL_OP_RELOCATE,
-	SPOOL_OP_KIND_MAX,
-};
-
-/* A unit of work for the writer: a fragment of bytes, or a commit. */
-struct spool_op {
-	struct spool_op *next;
-	struct spool_msg *m;
-	enum spool_op_kind kind;
-	uint64_t msg_off; /* FRAGMENT: offset; COMMIT: message length */
-	uint32_t crc;     /* COMMIT */
-	uint32_t nfrag;   /* COMMIT */
-	/* STATUS: a DELIVERY, RETIRE or HOLD record for the relay, and its completion */
-	enum spool_rec_type rec_type;
-	char id[QUEUE_ID_SIZE];
-	uint32_t rcpt;
-	enum spool_rcpt_state rstate;
-	bool held; /* HOLD */
-	spool_status_done_fn *done;
-	void *done_arg;
-	/* RELOCATE: the message as the caller knows it (a deep copy), and once its copy is
-	 * written, the entry at the new place */
-	struct spool_msg_entry *entry, *moved;
-	spool_relocate_done_fn *rdone;
-	size_t len;
-	char data[];      /* FRAGMENT: SPOOL_FRAGMENT_SIZE bytes; STATUS: reply text */
-};
-
-struct spool_msg {
-	atomic_int refs;
-	struct spool_client *client;
-	struct spool *spool;
-	/* worker side */
-	void *owner;
-	char id[QUEUE_ID_SIZE];
-	struct spool_envbuf env; /* read by the writer once the commit is handed over */
-	struct spool_op *cur;
-	uint64_t size;
-	uint32_t crc;
-	uint32_t nfrag;
-	int error;
-	bool committed;
-	/* shared */
-	atomic_uint inflight;  /* fragments handed over, not yet taken by the writer */
-	atomic_bool waiting;   /* the worker wants news when inflight drops */
-	atomic_int result;     /* 1 pending, 0 durable, < 0 failed */
-	atomic_int werror;     /* the writer failed one of its records */
-	atomic_bool released;
-	/* writer side */
-	bool dirty; /* has records in the current segment since the last sync */
-	struct spool_frag_loc *locs; /* where its fragments went, for the relay */
-	uint32_t nlocs, caplocs;
-	uint64_t commit_seg, env_off;
-	uint32_t env_len;
-	/* open list (under spool->open_mu): fragments on disk, not yet handed on */
-	bool open;
-	uint64_t first_seg;
-	struct spool_msg *open_prev, *open_next;
-	/* client side (under client->mu) */
-	bool news_queued;
-	struct spool_msg *news_next;
-};
-
-struct spool_client {
-	struct spool *s;
-	int wake_fd;
-	pthread_mutex_t mu;
-	struct spool_msg *news_head;
-};
-
-struct spool {
-	struct spool_params p;
-	const struct spool_io *io;
-	char *path;
-	int root_fd, seg_dir_fd, lock_fd;
-	struct spool_index index;
-
-	pthread_t thread;
-	bool started;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct spool_op *head, *tail;
-	bool stop;
-
-	/* writer thread only */
-	int seg_fd;          /* -1: none open */
-	uint64_t seg_no;     /* the last segment number used */
-	uint64_t seg_len;
-	uint64_t seg_synced; /* bytes of the segment known durable */
-	unsigned char *stage;
-	size_t stage_len;
-	struct spool_msg **batch; /* commits written since the last sync */
-	size_t nbatch, capbatch;
-	struct spool_msg **dirty;
-	size_t ndirty, capdirty;
-
-	struct spool_op **status; /* STATUS records written since the last sync */
-	size_t nstatus, capstatus;
-	struct spool_op **relocs; /* relocations written since the last sync */
-	size_t nrelocs, caprelocs;
-
-	/* the relay's hand-off (spool_set_committed_hook) */
-	spool_committed_fn *committed_fn;
-	void *committed_ctx;
-	/* messages with fragments on disk that are not committed yet: their segments must
-	 * not be reclaimed */
-	pthread_mutex_t open_mu;
-	struct spool_msg *open_head;
-	atomic_uint_fast64_t cur_seg; /* the segment the writer appends to */
-	uint64_t reclaimed_below;     /* relay thread: segments below this are gone */
-	pthread_mutex_t reclaim_mu;
-
-	atomic_uint_fast64_t bytes;
-	atomic_uint_fast64_t full_until_ms;
-	atomic_uint_fast64_t syncs, committed, failed;
-};
 
 static uint64_t spool_now_ms(void)
 {
@@ -179,9 +60,21 @@ static uint64_t spool_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+void spool_warn(struct spool *s, const char *fmt, ...)
+{
+	if (!s->log)
+		return;
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	s->log(s->log_ctx, true, line);
+}
+
 /* ---- messages: references and news ---- */
 
-static void spool_msg_get(struct spool_msg *m)
+void spool_msg_get(struct spool_msg *m)
 {
 	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
 }
@@ -218,7 +111,7 @@ static void spool_open_link(struct spool_msg *m, uint64_t seg)
 	pthread_mutex_unlock(&s->open_mu);
 }
 
-static void spool_msg_put(struct spool_msg *m)
+void spool_msg_put(struct spool_msg *m)
 {
 	if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
 		return;
@@ -346,16 +239,22 @@ unsigned spool_msg_nrcpt(const struct spool_msg *m)
 	return m->env.nrcpt;
 }
 
-static void spool_enqueue(struct spool *s, struct spool_op *op)
+/* Queue op for the writer; s->mu held. */
+static void spool_link_op(struct spool *s, struct spool_op *op)
 {
 	op->next = NULL;
-	pthread_mutex_lock(&s->mu);
 	if (s->tail)
 		s->tail->next = op;
 	else
 		s->head = op;
 	s->tail = op;
 	pthread_cond_signal(&s->cv);
+}
+
+void spool_enqueue(struct spool *s, struct spool_op *op)
+{
+	pthread_mutex_lock(&s->mu);
+	spool_link_op(s, op);
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -461,6 +360,31 @@ void spool_msg_release(struct spool_msg *m)
 	free(m->cur);
 	m->cur = NULL;
 	atomic_store(&m->released, true);
+	/* A message that can no longer become durable (never committed: RSET, a lost
+	 * connection, a refusal at the end of data; or its commit failed) leaves the records
+	 * of its fragments behind: the writer gives their space back. It comes after the
+	 * message's last fragment in the queue, and fragments not yet written when it is
+	 * released never will be. A commit still pending may yet succeed: leave it. */
+	if (m->nfrag && (!m->committed || atomic_load(&m->result) < 0)) {
+		struct spool_op *op = malloc(sizeof(*op));
+		struct spool *s = m->spool;
+		if (op) {
+			*op = (struct spool_op){ .m = m, .kind = SPOOL_OP_ABORT };
+			spool_msg_get(m);
+			pthread_mutex_lock(&s->mu);
+			/* a stopped writer takes no more work: the next start's recovery gives
+			 * the space back instead */
+			bool stopped = s->stop;
+			if (!stopped)
+				spool_link_op(s, op);
+			pthread_mutex_unlock(&s->mu);
+			if (stopped) {
+				free(op);
+				spool_msg_put(m);
+			}
+		}
+		/* without memory the records stay until their segment is reclaimed */
+	}
 	spool_msg_put(m);
 }
 
@@ -501,7 +425,7 @@ static int spool_push_msg(struct spool_msg ***arr, size_t *n, size_t *cap, struc
 }
 
 /* The envelope's "hold" line: 1 (reason malloc'd, NULL when empty), 0, or -ENOMEM. */
-static int spool_hold_of_envelope(const char *env, size_t len, char **reason)
+int spool_hold_of_envelope(const char *env, size_t len, char **reason)
 {
 	int rc = spool_envelope_hold(env, len, reason);
 	if (rc == 1 && *reason && !**reason) {
@@ -579,7 +503,7 @@ static void spool_reloc_free(struct spool_op *op)
 
 /* A relocation's end: the moved entry goes to the caller on success, nowhere on
  * failure (the message stays where it was). */
-static void spool_reloc_finish(struct spool_op *op, int rc)
+void spool_reloc_finish(struct spool_op *op, int rc)
 {
 	struct spool_msg_entry *moved = op->moved;
 	op->moved = NULL;
@@ -595,15 +519,14 @@ static void spool_reloc_finish(struct spool_op *op, int rc)
 /* A write or sync failed: nothing unsynced in this segment can be trusted. Every message
  * with records in it since the last sync fails, the batch gets its result now, and the
  * segment is never written again. */
-static void spool_fail_segment(struct spool *s, int rc)
+void spool_fail_segment(struct spool *s, int rc)
 {
 	if (s->seg_fd >= 0) {
 		/* Best effort: cut what was never acknowledged, so that records of messages
 		 * answered 451 do not come back at the next start as duplicates. If even
 		 * this fails, recovery may find them: a duplicate, never a loss. */
 		if (ftruncate(s->seg_fd, (off_t)s->seg_synced) == 0) {
-			uint64_t cut = s->seg_len - s->seg_synced;
-			atomic_fetch_sub(&s->bytes, cut);
+			spool_bytes_sub(s, s->seg_len - s->seg_synced);
 			(void)s->io->fsync(s->seg_fd);
 		}
 		close(s->seg_fd);
@@ -629,7 +552,7 @@ static void spool_fail_segment(struct spool *s, int rc)
 	s->nrelocs = 0;
 }
 
-static int spool_flush_stage(struct spool *s)
+int spool_flush_stage(struct spool *s)
 {
 	if (s->stage_len == 0)
 		return 0;
@@ -742,8 +665,8 @@ static int spool_room(struct spool *s, size_t size)
 }
 
 /* Append a record; *at is its file offset in the current segment (s->seg_no). */
-static int spool_put_record(struct spool *s, enum spool_rec_type type, const struct iovec *iov,
-			    int n, uint64_t *at)
+int spool_put_record(struct spool *s, enum spool_rec_type type, const struct iovec *iov,
+		     int n, uint64_t *at)
 {
 	size_t payload = 0;
 	for (int i = 0; i < n; i++)
@@ -905,202 +828,6 @@ static void spool_do_status(struct spool *s, struct spool_op *op)
 }
 
 
-/* Read-only descriptors of old segments during one relocation (most messages sit in one
- * or two). */
-struct spool_rfd {
-	uint64_t seg;
-	int fd;
-};
-
-static int spool_rfd_get(struct spool *s, struct spool_rfd *c, uint64_t seg)
-{
-	if (c->fd >= 0 && c->seg == seg)
-		return c->fd;
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	char name[SPOOL_SEG_NAME_LEN + 1];
-	spool_seg_name(seg, name);
-	int fd = openat(s->seg_dir_fd, name, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	c->seg = seg;
-	c->fd = fd;
-	return fd;
-}
-
-/* Read the message e back: its COMMIT record (checked whole: record CRC, ID, length and
- * CRC as the entry says) and its bytes (checked against e->crc). Nothing is written
- * before this succeeded. */
-static int spool_reloc_read(struct spool *s, const struct spool_msg_entry *e, char **env_out,
-			    char **msg_out)
-{
-	int rc;
-	struct spool_rfd rfd = { .fd = -1 };
-	char *rec = NULL, *msg = NULL;
-	/* Records of the current segment may still sit in the stage. */
-	bool current = e->commit_seg == s->seg_no;
-	for (uint32_t i = 0; i < e->nfrag; i++)
-		current |= e->frags[i].seg == s->seg_no;
-	if (current && s->seg_fd >= 0 && (rc = spool_flush_stage(s)) < 0) {
-		spool_fail_segment(s, rc);
-		return rc;
-	}
-	if (e->env_off < SPOOL_REC_HEADER + SPOOL_COMMIT_HEAD || e->env_len > SPOOL_REC_MAX_PAYLOAD)
-		return -EINVAL;
-	size_t rsize = spool_rec_size(SPOOL_COMMIT_HEAD + (size_t)e->env_len);
-	rec = malloc(rsize);
-	msg = malloc(e->size ? e->size : 1);
-	if (!rec || !msg) {
-		rc = -ENOMEM;
-		goto fail;
-	}
-	int fd = spool_rfd_get(s, &rfd, e->commit_seg);
-	if (fd < 0) {
-		rc = fd;
-		goto fail;
-	}
-	if ((rc = spool_pread_all(fd, rec, rsize,
-				  e->env_off - SPOOL_REC_HEADER - SPOOL_COMMIT_HEAD)) < 0)
-		goto fail;
-	struct spool_rec r;
-	if (spool_rec_parse(rec, rsize, &r) != (long)rsize || r.type != SPOOL_REC_COMMIT ||
-	    strcmp(r.id, e->id) != 0 || r.msg_len != e->size || r.msg_crc != e->crc ||
-	    r.nfrag != e->nfrag) {
-		rc = -EIO; /* not the record the entry names */
-		goto fail;
-	}
-	uint64_t off = 0;
-	for (uint32_t i = 0; i < e->nfrag; i++) {
-		const struct spool_frag_loc *f = &e->frags[i];
-		if (f->len > e->size - off) {
-			rc = -EIO;
-			goto fail;
-		}
-		if ((fd = spool_rfd_get(s, &rfd, f->seg)) < 0) {
-			rc = fd;
-			goto fail;
-		}
-		if ((rc = spool_pread_all(fd, msg + off, f->len, f->off)) < 0)
-			goto fail;
-		off += f->len;
-	}
-	if (off != e->size || spool_crc32c(0, msg, e->size) != e->crc) {
-		rc = -EIO;
-		goto fail;
-	}
-	/* the envelope text moves to the front of the buffer */
-	memmove(rec, rec + SPOOL_REC_HEADER + SPOOL_COMMIT_HEAD, e->env_len);
-	if (rfd.fd >= 0)
-		close(rfd.fd);
-	*env_out = rec;
-	*msg_out = msg;
-	return 0;
-fail:
-	if (rfd.fd >= 0)
-		close(rfd.fd);
-	free(rec);
-	free(msg);
-	return rc;
-}
-
-static void spool_do_relocate(struct spool *s, struct spool_op *op)
-{
-	const struct spool_msg_entry *e = op->entry;
-	char *env = NULL, *msg = NULL, *env_reason = NULL;
-	struct spool_frag_loc *locs = NULL;
-	int rc = spool_reloc_read(s, e, &env, &msg);
-	if (rc < 0)
-		goto fail;
-	int env_held = spool_hold_of_envelope(env, e->env_len, &env_reason);
-	if (env_held < 0) {
-		rc = env_held == -EINVAL ? -EIO : env_held;
-		goto fail;
-	}
-	uint32_t nfrag = (uint32_t)((e->size + SPOOL_FRAGMENT_SIZE - 1) / SPOOL_FRAGMENT_SIZE);
-	locs = malloc((nfrag ? nfrag : 1) * sizeof(*locs));
-	op->moved = calloc(1, sizeof(*op->moved));
-	if (!locs || !op->moved || (rc = spool_msg_entry_copy(op->moved, e)) < 0) {
-		rc = -ENOMEM;
-		goto fail;
-	}
-	/* The copy: fragments, COMMIT, then the state the message has gathered, so that
-	 * the copy needs nothing from the segments it leaves (spool_segment.h). */
-	uint64_t at;
-	for (uint32_t i = 0; i < nfrag; i++) {
-		uint64_t off = (uint64_t)i * SPOOL_FRAGMENT_SIZE;
-		size_t len = e->size - off < SPOOL_FRAGMENT_SIZE ? (size_t)(e->size - off)
-								 : SPOOL_FRAGMENT_SIZE;
-		unsigned char head[SPOOL_FRAGMENT_HEAD];
-		spool_rec_fragment_head(head, e->id, off);
-		struct iovec iov[2] = { { head, sizeof(head) }, { msg + off, len } };
-		if ((rc = spool_put_record(s, SPOOL_REC_FRAGMENT, iov, 2, &at)) < 0)
-			goto fail;
-		locs[i] = (struct spool_frag_loc){
-			.seg = s->seg_no, .off = at + SPOOL_REC_HEADER + SPOOL_FRAGMENT_HEAD,
-			.len = (uint32_t)len };
-	}
-	unsigned char chead[SPOOL_COMMIT_HEAD];
-	spool_rec_commit_head(chead, e->id, e->size, e->crc, nfrag);
-	struct iovec civ[2] = { { chead, sizeof(chead) }, { env, e->env_len } };
-	if ((rc = spool_put_record(s, SPOOL_REC_COMMIT, civ, 2, &at)) < 0)
-		goto fail;
-	uint64_t commit_seg = s->seg_no, env_off = at + SPOOL_REC_HEADER + SPOOL_COMMIT_HEAD;
-	for (uint32_t i = 0; e->rstate && i < e->nrstate; i++) {
-		if (e->rstate[i] != SPOOL_RCPT_SENT && e->rstate[i] != SPOOL_RCPT_FAILED)
-			continue;
-		const char *t = e->rtext ? e->rtext[i] : NULL;
-		size_t tl = t ? strnlen(t, SPOOL_DELIVERY_MAX_TEXT) : 0;
-		unsigned char dhead[SPOOL_DELIVERY_HEAD];
-		spool_rec_delivery_head(dhead, e->id, i, (enum spool_rcpt_state)e->rstate[i]);
-		struct iovec div[2] = { { dhead, sizeof(dhead) }, { (void *)(t ? t : ""), tl } };
-		if ((rc = spool_put_record(s, SPOOL_REC_DELIVERY, div, 2, &at)) < 0)
-			goto fail;
-	}
-	/* A HOLD record when the envelope alone would say otherwise (held, or why). */
-	bool same_reason = env_reason == e->hold_reason ||
-			   (env_reason && e->hold_reason && strcmp(env_reason, e->hold_reason) == 0) ||
-			   (!env_reason && e->hold_reason && !*e->hold_reason);
-	if (e->held != (env_held == 1) || (e->held && !same_reason)) {
-		const char *t = e->held ? e->hold_reason : NULL;
-		size_t tl = t ? strnlen(t, SPOOL_DELIVERY_MAX_TEXT) : 0;
-		unsigned char hhead[SPOOL_HOLD_HEAD];
-		spool_rec_hold_head(hhead, e->id, e->held);
-		struct iovec hiv[2] = { { hhead, sizeof(hhead) }, { (void *)(t ? t : ""), tl } };
-		if ((rc = spool_put_record(s, SPOOL_REC_HOLD, hiv, 2, &at)) < 0)
-			goto fail;
-	}
-	struct spool_msg_entry *mv = op->moved;
-	free(mv->frags);
-	mv->frags = locs;
-	locs = NULL;
-	mv->nfrag = nfrag;
-	mv->commit_seg = commit_seg;
-	mv->env_off = env_off;
-	if (s->nrelocs == s->caprelocs) {
-		size_t c = s->caprelocs ? s->caprelocs * 2 : 8;
-		struct spool_op **a = realloc(s->relocs, c * sizeof(*a));
-		if (!a) {
-			/* written but not tracked: the copy may come back at the next start;
-			 * the old one stays valid, nothing is lost */
-			rc = -ENOMEM;
-			goto fail;
-		}
-		s->relocs = a;
-		s->caprelocs = c;
-	}
-	s->relocs[s->nrelocs++] = op;
-	free(env);
-	free(msg);
-	free(env_reason);
-	return;
-fail:
-	free(env);
-	free(msg);
-	free(env_reason);
-	free(locs);
-	spool_reloc_finish(op, rc);
-}
 
 static void spool_process(struct spool *s, struct spool_op *list)
 {
@@ -1113,6 +840,8 @@ static void spool_process(struct spool *s, struct spool_op *list)
 			spool_do_commit(s, op);
 		else if (op->kind == SPOOL_OP_RELOCATE)
 			spool_do_relocate(s, op);
+		else if (op->kind == SPOOL_OP_ABORT)
+			spool_do_abort(s, op);
 		else
 			spool_do_status(s, op);
 	}
@@ -1156,32 +885,6 @@ int spool_hold_append(struct spool *s, const char *id, bool held, const char *re
 	return 0;
 }
 
-int spool_relocate(struct spool *s, const struct spool_msg_entry *e,
-		   spool_relocate_done_fn *done, void *arg)
-{
-	assert(queue_id_valid(e->id));
-	struct spool_op *op = calloc(1, sizeof(*op));
-	if (!op)
-		return -ENOMEM;
-	op->kind = SPOOL_OP_RELOCATE;
-	op->rdone = done;
-	op->done_arg = arg;
-	memcpy(op->id, e->id, QUEUE_ID_SIZE);
-	/* a copy: the caller's entry may change or go before the writer gets to it */
-	op->entry = calloc(1, sizeof(*op->entry));
-	if (!op->entry || spool_msg_entry_copy(op->entry, e) < 0) {
-		free(op->entry);
-		free(op);
-		return -ENOMEM;
-	}
-	spool_enqueue(s, op);
-	return 0;
-}
-
-uint64_t spool_current_segment(struct spool *s)
-{
-	return atomic_load(&s->cur_seg);
-}
 
 uint64_t spool_segment_size(const struct spool *s)
 {
@@ -1195,65 +898,6 @@ void spool_set_committed_hook(struct spool *s, spool_committed_fn *fn, void *ctx
 	s->committed_ctx = ctx;
 }
 
-uint64_t spool_reclaim_floor(struct spool *s)
-{
-	/* The current segment first, then the open messages: a message that opens after
-	 * the first read writes at or above it (see spool_reclaim()). */
-	uint64_t floor = atomic_load(&s->cur_seg);
-	pthread_mutex_lock(&s->open_mu);
-	for (struct spool_msg *m = s->open_head; m; m = m->open_next)
-		if (m->first_seg < floor)
-			floor = m->first_seg;
-	pthread_mutex_unlock(&s->open_mu);
-	return floor;
-}
-
-int spool_reclaim(struct spool *s, uint64_t below, unsigned *removed, uint64_t *freed)
-{
-	*removed = 0;
-	*freed = 0;
-	pthread_mutex_lock(&s->reclaim_mu);
-	if (below <= s->reclaimed_below || below > atomic_load(&s->cur_seg)) {
-		pthread_mutex_unlock(&s->reclaim_mu);
-		return 0;
-	}
-	int fd = openat(s->seg_dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		int e = -errno;
-		if (fd >= 0)
-			close(fd);
-		pthread_mutex_unlock(&s->reclaim_mu);
-		return e;
-	}
-	int rc = 0;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		uint64_t no;
-		if (!spool_seg_parse_name(de->d_name, &no) || no >= below)
-			continue;
-		struct stat sb;
-		uint64_t size = fstatat(s->seg_dir_fd, de->d_name, &sb, 0) == 0
-					? (uint64_t)sb.st_size
-					: 0;
-		if (unlinkat(s->seg_dir_fd, de->d_name, 0) != 0) {
-			if (errno != ENOENT)
-				rc = -errno;
-			continue;
-		}
-		(*removed)++;
-		*freed += size;
-		atomic_fetch_sub(&s->bytes, size);
-	}
-	closedir(d);
-	/* the removal is durable before anyone counts on the space */
-	if (*removed && s->io->fsync(s->seg_dir_fd) != 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0)
-		s->reclaimed_below = below;
-	pthread_mutex_unlock(&s->reclaim_mu);
-	return rc;
-}
 
 int spool_seg_dir_fd(const struct spool *s)
 {
@@ -1374,6 +1018,8 @@ int spool_open(struct spool **out, const struct spool_params *p,
 		return mx_errf(err, errlen, -ENOMEM, "out of memory");
 	s->p = *p;
 	s->io = p->io ? p->io : &spool_io_system;
+	s->log = log;
+	s->log_ctx = ctx;
 	s->root_fd = s->seg_dir_fd = s->lock_fd = s->seg_fd = -1;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->open_mu, NULL);
@@ -1462,6 +1108,9 @@ int spool_open(struct spool **out, const struct spool_params *p,
 		goto fail;
 	s->seg_no = s->index.last_seg;
 	atomic_store(&s->bytes, s->index.bytes);
+	struct stat sb;
+	s->blksize = fstat(s->seg_dir_fd, &sb) == 0 && sb.st_blksize > 0 ? (uint64_t)sb.st_blksize
+									  : 4096;
 	/* Prove now, not at the first message, that the spool takes a durable segment: the
 	 * writer starts on a fresh one (old segments are never appended to). */
 	if ((rc = spool_open_segment(s)) < 0) {
@@ -1540,4 +1189,5 @@ void spool_stats(const struct spool *s, struct spool_stats *out)
 	out->committed = atomic_load(&w->committed);
 	out->failed = atomic_load(&w->failed);
 	out->bytes = atomic_load(&w->bytes);
+	out->punched = atomic_load(&w->punched);
 }

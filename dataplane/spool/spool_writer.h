@@ -36,6 +36,12 @@
  * (best effort) so those messages do not come back as duplicates. New segments are made durable (file
  * fdatasync and directory fsync) before any record in them is acknowledged.
  *
+ * Abandoned messages: a message released without becoming durable (RSET, a lost
+ * connection, a refusal at the end of data, a failed commit) has its fragment records
+ * punched out of their segments (spool_space.c): the disk and mxgate_spool_quota hold only
+ * mail that was acknowledged or is still arriving. The relay (the queue manager, which
+ * exists even without a next hop) deletes segments no live message needs.
+ *
  * Layout: SPOOL/lock (flock: one gateway per spool), SPOOL/seg/ (segments). */
 #ifndef MXGATE_DATAPLANE_SPOOL_WRITER_H
 #define MXGATE_DATAPLANE_SPOOL_WRITER_H
@@ -58,6 +64,10 @@ struct spool_io {
 	ssize_t (*write)(int fd, const void *buf, size_t n);
 	int (*fdatasync)(int fd);
 	int (*fsync)(int fd);
+	/* Give back the blocks of [off, off + len) (block-aligned), keeping the file's size:
+	 * fallocate(FALLOC_FL_PUNCH_HOLE). NULL: not supported, the space waits for its
+	 * segment to be reclaimed. */
+	int (*punch)(int fd, uint64_t off, uint64_t len);
 };
 
 extern const struct spool_io spool_io_system;
@@ -102,7 +112,8 @@ struct spool_stats {
 	uint64_t syncs;     /* fdatasync calls for batches */
 	uint64_t committed; /* messages made durable */
 	uint64_t failed;    /* messages failed by the writer */
-	uint64_t bytes;     /* bytes in segments */
+	uint64_t bytes;     /* bytes the segments occupy (what mxgate_spool_quota counts) */
+	uint64_t punched;   /* bytes given back from messages that never became durable */
 };
 void spool_stats(const struct spool *s, struct spool_stats *out);
 
