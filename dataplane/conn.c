@@ -97,6 +97,11 @@ struct conn {
 	bool helo_answered;            /* an RSET event right after is EHLO's implicit one */
 	uint32_t delay_ms;
 	bool lost_logged;
+
+	/* smtpd_timeout: when the connection's time is up (monotonic ms), and the request
+	 * count it was computed for (conn_deadline()) */
+	uint64_t deadline_ms;
+	uint64_t deadline_requests;
 };
 
 /* ---- small helpers ---- */
@@ -993,6 +998,12 @@ static void conn_on_error(struct conn *c, const struct smtp_event *ev)
 	const char *where = smtp_session_where(c->s);
 	enum smtp_error_kind kind = ev->u.error.kind;
 
+	if (kind == SMTP_ERR_RECIPIENT_OVERSHOOT) {
+		/* Postfix counts these RCPTs as successful commands and logs nothing */
+		c->w->counters.recipients_rejected++;
+		conn_count(c, CONN_CMD_RCPT, true);
+		return;
+	}
 	c->w->counters.protocol_errors++;
 	switch (kind) {
 	case SMTP_ERR_UNAUTH_PIPELINING:
@@ -1141,6 +1152,32 @@ struct mx_span conn_output(const struct conn *c)
 void conn_output_done(struct conn *c, size_t n)
 {
 	smtp_session_output_done(c->s, n);
+}
+
+uint64_t conn_deadline(struct conn *c, uint64_t now_ms, size_t received, bool sent)
+{
+	const struct mx_config *cfg = c->w->cfg;
+	uint64_t timeout = (uint64_t)(cfg->smtpd_timeout_s ? cfg->smtpd_timeout_s : 1) * 1000u;
+	uint64_t requests = smtp_session_requests(c->s);
+	if (!cfg->smtpd_per_request_deadline) {
+		/* Postfix's default: smtpd_timeout for each read and each write */
+		if (received || sent || !c->deadline_ms)
+			c->deadline_ms = now_ms + timeout;
+		return c->deadline_ms;
+	}
+	if (!c->deadline_ms || requests != c->deadline_requests) {
+		/* a new request (command line, message content, BDAT chunk) has smtpd_timeout
+		 * from now, however its bytes trickle in */
+		c->deadline_requests = requests;
+		c->deadline_ms = now_ms + timeout;
+	} else if (received && smtp_session_in_data(c->s)) {
+		/* smtpd_min_data_rate: content moves the deadline of DATA or BDAT by
+		 * received / rate seconds, never past smtpd_timeout from now (Postfix 3.7) */
+		uint64_t rate = cfg->smtpd_min_data_rate ? cfg->smtpd_min_data_rate : 1;
+		uint64_t later = c->deadline_ms + (uint64_t)received * 1000u / rate;
+		c->deadline_ms = later < now_ms + timeout ? later : now_ms + timeout;
+	}
+	return c->deadline_ms;
 }
 
 uint32_t conn_take_delay_ms(struct conn *c)

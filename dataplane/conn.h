@@ -106,6 +106,14 @@ size_t conn_input(struct conn *c, const char *buf, size_t len);
 struct mx_span conn_output(const struct conn *c);
 void conn_output_done(struct conn *c, size_t n);
 
+/* When smtpd_timeout runs out for this connection (monotonic ms), after what just
+ * happened at now_ms: `received` bytes were taken from the client, or `sent` reply bytes
+ * left. With smtpd_per_request_deadline = no, each read or write restarts the clock, as
+ * Postfix's per-call timeout; with yes (mxgate's default) the clock restarts only when a
+ * new request begins, and message content extends it at smtpd_min_data_rate, so a client
+ * that trickles bytes cannot hold a connection. The first call (at accept) starts it. */
+uint64_t conn_deadline(struct conn *c, uint64_t now_ms, size_t received, bool sent);
+
 /* The delay (ms) a protocol error asked for (smtpd_error_sleep_time): hold the output
  * and the input this long. Returns 0 when none; reading it clears it. */
 uint32_t conn_take_delay_ms(struct conn *c);

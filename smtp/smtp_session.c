@@ -115,6 +115,8 @@ struct smtp_session {
 	enum smtp_body_type body;
 	uint64_t declared_size;
 	unsigned rcpt_count;
+	unsigned rcpt_overshoot; /* 452s past recipient_limit in this transaction */
+	uint64_t requests;       /* command lines and message contents read in full */
 	bool bdat_used;   /* this transaction sends its message with BDAT */
 	bool bdat_failed; /* BDAT error state: chunks are discarded until LAST */
 	bool msg_open;    /* DATA accepted; MESSAGE_END or MESSAGE_ABORT still owed */
@@ -221,6 +223,8 @@ const char *smtp_error_kind_name(enum smtp_error_kind k)
 		return "message-too-big";
 	case SMTP_ERR_TOO_MANY_RECIPIENTS:
 		return "too-many-recipients";
+	case SMTP_ERR_RECIPIENT_OVERSHOOT:
+		return "recipient-overshoot";
 	case SMTP_ERR_TOO_MANY_HOPS:
 		return "too-many-hops";
 	case SMTP_ERR_BARE_NEWLINE:
@@ -280,6 +284,7 @@ void smtp_config_defaults(struct smtp_config *cfg)
 		.header_size_limit = 102400,
 		.hopcount_limit = 50,
 		.recipient_limit = 1000,
+		.recipient_overshoot_limit = 1000,
 		.soft_error_limit = 10,
 		.hard_error_limit = 20,
 		.junk_command_limit = 100,
@@ -624,6 +629,7 @@ static void txn_reset(struct smtp_session *s)
 	s->body = SMTP_BODY_UNSPECIFIED;
 	s->declared_size = 0;
 	s->rcpt_count = 0;
+	s->rcpt_overshoot = 0;
 	s->bdat_used = false;
 	s->bdat_failed = false;
 }
@@ -860,6 +866,7 @@ static void content_begin(struct smtp_session *s)
 /* End of the message (CR LF . CR LF, or the end of BDAT LAST). */
 static void message_end(struct smtp_session *s)
 {
+	s->requests++;
 	s->state = ST_COMMAND;
 	s->where = "END-OF-MESSAGE";
 	if (s->fail == MF_NONE && s->hs != HS_BODY && s->hdr_have)
@@ -897,6 +904,7 @@ static void message_end(struct smtp_session *s)
  * reply. */
 static void chunk_end(struct smtp_session *s, bool more_after)
 {
+	s->requests++;
 	s->state = ST_COMMAND;
 	if (more_after && !pipelining_negotiated(s)) {
 		if (s->cfg->forbid_unauth_pipelining) {
@@ -1863,6 +1871,14 @@ static void cmd_rcpt(struct smtp_session *s, struct mx_span args)
 		return;
 	}
 	if (c->recipient_limit && s->rcpt_count >= c->recipient_limit) {
+		/* Postfix's rcpt_cmd(): the first smtpd_recipient_overshoot_limit of these in a
+		 * transaction are not errors, so a client that sends 1,100 recipients keeps the
+		 * first 1,000 and its session */
+		if (s->rcpt_overshoot++ < c->recipient_overshoot_limit) {
+			reply_lit(s, "452 4.5.3 Error: too many recipients");
+			push_error(s, SMTP_ERR_RECIPIENT_OVERSHOOT, 452, false, 0);
+			return;
+		}
 		refuse_lit(s, SMTP_ERR_TOO_MANY_RECIPIENTS, "452 4.5.3 Error: too many recipients");
 		return;
 	}
@@ -1916,7 +1932,9 @@ static bool bdat_args(struct mx_span args, uint64_t *size, bool *last)
 
 	if (!smtp_param_next(args, &pos, &tok) || tok.has_value)
 		return false;
-	if (smtp_param_size(tok.text, size) != 0)
+	/* A count off_t cannot hold is malformed, as Postfix's off_cvt_string() finds it: the
+	 * session cannot stay in step with a chunk it could never finish reading. */
+	if (smtp_param_size(tok.text, size) != 0 || *size > (uint64_t)INT64_MAX)
 		return false;
 	*last = false;
 	if (smtp_param_next(args, &pos, &tok)) {
@@ -2028,6 +2046,7 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 {
 	const struct smtp_config *c = s->cfg;
 
+	s->requests++;
 	if (memchr(text, '\0', n) || memchr(text, '\r', n)) {
 		/* RFC 5321 2.3.8: CR only before LF; NUL never belongs in a command */
 		refuse_lit(s, SMTP_ERR_SYNTAX, "500 5.5.2 Error: bad syntax");
@@ -2227,6 +2246,7 @@ static void command_input(struct smtp_session *s, const char *buf, size_t len, s
 
 too_long:
 	/* RFC 5321 4.5.3.1.4 "500 Line too long"; the rest of the line was skipped */
+	s->requests++;
 	refuse_lit(s, SMTP_ERR_LINE_TOO_LONG, "500 5.5.2 Error: line too long");
 }
 
@@ -2393,6 +2413,7 @@ int smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v)
 			s->body = s->mail_next_body;
 			s->declared_size = s->mail_next_size;
 			s->rcpt_count = 0;
+			s->rcpt_overshoot = 0;
 		}
 		if (code == 0)
 			reply_lit(s, "250 2.1.0 Ok");
@@ -2621,6 +2642,11 @@ bool smtp_session_verdict_pending(const struct smtp_session *s)
 bool smtp_session_in_data(const struct smtp_session *s)
 {
 	return s->state == ST_DATA || s->state == ST_CHUNK || s->msg_open;
+}
+
+uint64_t smtp_session_requests(const struct smtp_session *s)
+{
+	return s->requests;
 }
 
 const char *smtp_session_protocol(const struct smtp_session *s)

@@ -60,6 +60,10 @@ struct smtp_config {
 	size_t header_size_limit;   /* one logical header; the excess is discarded */
 	unsigned hopcount_limit;    /* Received: headers before 554 5.4.0 too many hops */
 	unsigned recipient_limit;   /* smtpd_recipient_limit */
+	/* smtpd_recipient_overshoot_limit: this many "452 too many recipients" replies per
+	 * transaction are not errors (a client may send its whole list at once and send the
+	 * rest later); past them each one counts toward the error limits (Postfix 2.8+) */
+	unsigned recipient_overshoot_limit;
 	unsigned soft_error_limit;  /* smtpd_soft_error_limit: past it, errors are delayed */
 	unsigned hard_error_limit;  /* smtpd_hard_error_limit: past it, 421 and close */
 	unsigned junk_command_limit; /* smtpd_junk_command_limit (NOOP, VRFY, RSET, HELP...) */
@@ -125,7 +129,8 @@ enum smtp_error_kind {
 	SMTP_ERR_BAD_ADDRESS,
 	SMTP_ERR_BAD_PARAMETER,
 	SMTP_ERR_MESSAGE_TOO_BIG,
-	SMTP_ERR_TOO_MANY_RECIPIENTS,
+	SMTP_ERR_TOO_MANY_RECIPIENTS, /* past smtpd_recipient_overshoot_limit: an error */
+	SMTP_ERR_RECIPIENT_OVERSHOOT, /* the 452 within the overshoot limit: not an error */
 	SMTP_ERR_TOO_MANY_HOPS,
 	SMTP_ERR_BARE_NEWLINE,
 	SMTP_ERR_UNAUTH_PIPELINING, /* includes talking before the greeting */
@@ -323,6 +328,11 @@ bool smtp_session_verdict_pending(const struct smtp_session *s);
 /* True between the 354 (or first BDAT) and the end of the message: transports use a
  * different timeout or buffer policy there. */
 bool smtp_session_in_data(const struct smtp_session *s);
+
+/* How many requests the client completed: command lines (too long ones included),
+ * message contents (the final dot) and BDAT chunks. A transport that bounds each request
+ * in time (smtpd_per_request_deadline) restarts its clock when this moves. */
+uint64_t smtp_session_requests(const struct smtp_session *s);
 
 /* The protocol name for Received: and logs: SMTP, ESMTP, UTF8SMTP. */
 const char *smtp_session_protocol(const struct smtp_session *s);

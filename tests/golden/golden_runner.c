@@ -198,6 +198,8 @@ static void set_config(struct transcript *t, int line, char *kv)
 		c->hopcount_limit = (unsigned)strtoul(v, NULL, 10);
 	else if (strcmp(k, "recipient_limit") == 0)
 		c->recipient_limit = (unsigned)strtoul(v, NULL, 10);
+	else if (strcmp(k, "recipient_overshoot_limit") == 0)
+		c->recipient_overshoot_limit = (unsigned)strtoul(v, NULL, 10);
 	else if (strcmp(k, "soft_error_limit") == 0)
 		c->soft_error_limit = (unsigned)strtoul(v, NULL, 10);
 	else if (strcmp(k, "hard_error_limit") == 0)
