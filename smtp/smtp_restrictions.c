@@ -237,6 +237,13 @@ struct smtp_policy {
 	char *myorigin;
 	char *recipient_delimiter, *null_key;
 	struct table_access_opts access;
+
+	/* while compiling: where each error goes (smtp_policy_config.diag), and how many */
+	void (*diag)(void *ctx, const char *line);
+	void *diag_ctx;
+	unsigned nerrors;
+	int first_rc;
+	char first_error[SMTP_POLICY_TEXT_MAX];
 };
 
 /* Value recursion (access value -> class -> access value ...): Postfix gives up past 100
@@ -561,6 +568,23 @@ static int parse_item(struct smtp_policy *p, const char *param, const char *word
 	return 0;
 }
 
+/* A compile error in err (rc -EINVAL): with a diag callback it is reported and compiling
+ * goes on (returns 0), so a check shows every problem at once; without one it stops
+ * compiling (returns rc). The first one is kept for the caller's err either way. */
+static int compile_error(struct smtp_policy *p, int rc, const char *err)
+{
+	if (rc != -EINVAL && rc != -ENOTSUP)
+		return rc;
+	if (p->nerrors++ == 0) {
+		scopy(p->first_error, sizeof(p->first_error), err);
+		p->first_rc = rc;
+	}
+	if (!p->diag)
+		return rc;
+	p->diag(p->diag_ctx, err);
+	return 0;
+}
+
 static int compile_list(struct smtp_policy *p, const char *param, const char *text,
 			bool has_def_acl, struct plist *out, char *err, size_t errlen)
 {
@@ -574,23 +598,30 @@ static int compile_list(struct smtp_policy *p, const char *param, const char *te
 	while ((tn = next_token(&cur, &ts)) != 0) {
 		if (tn < 0) {
 			snprintf(err, errlen, "%s: unbalanced braces", param);
-			return -EINVAL;
+			return compile_error(p, -EINVAL, err) < 0 ? -EINVAL : 0; /* nothing follows */
 		}
 		if (!token_copy(word, sizeof(word), ts, (size_t)tn)) {
 			snprintf(err, errlen, "%s: restriction too long: \"%.40s...\"", param, ts);
-			return -EINVAL;
+			if (compile_error(p, -EINVAL, err) < 0)
+				return -EINVAL;
+			continue;
 		}
 		if (!has_def_acl && strchr(word, ':')) {
 			snprintf(err, errlen,
 				 "%s: specify one of check_client_access, check_helo_access, "
 				 "check_sender_access, check_recipient_access before table \"%s\"",
 				 param, word);
-			return -EINVAL;
+			if (compile_error(p, -EINVAL, err) < 0)
+				return -EINVAL;
+			continue;
 		}
 		struct pitem it;
 		int rc = parse_item(p, param, word, &cur, &it, true, err, errlen);
-		if (rc < 0)
-			return rc;
+		if (rc < 0) {
+			if ((rc = compile_error(p, rc, err)) < 0)
+				return rc;
+			continue;
+		}
 		if (out->n == cap) {
 			cap = cap ? cap * 2 : 8;
 			struct pitem *ni = realloc(out->items, cap * sizeof(*ni));
@@ -675,6 +706,8 @@ int smtp_policy_compile(const struct smtp_policy_config *cfg, struct smtp_policy
 		return -ENOMEM;
 	if (errlen)
 		err[0] = '\0';
+	p->diag = cfg->diag;
+	p->diag_ctx = cfg->diag_ctx;
 	p->delay_reject = cfg->delay_reject;
 	p->soft_bounce = cfg->soft_bounce;
 	p->reject_unlisted_recipient = cfg->reject_unlisted_recipient;
@@ -729,8 +762,9 @@ int smtp_policy_compile(const struct smtp_policy_config *cfg, struct smtp_policy
 			if (!v) {
 				snprintf(err, errlen, "smtpd_restriction_classes: class \"%s\" has no definition",
 					 p->class_names[i]);
-				rc = -EINVAL;
-				goto fail;
+				if ((rc = compile_error(p, -EINVAL, err)) < 0)
+					goto fail;
+				continue;
 			}
 			if ((rc = compile_list(p, p->class_names[i], v, true, &p->classes[i], err,
 					       errlen)) < 0)
@@ -744,13 +778,23 @@ int smtp_policy_compile(const struct smtp_policy_config *cfg, struct smtp_policy
 			goto fail;
 	}
 	if ((rc = compile_maps(p, "relay_recipient_maps", cfg->relay_recipient_maps,
-			       p->relay_maps, &p->nrelay_maps, err, errlen)) < 0 ||
-	    (rc = compile_maps(p, "local_recipient_maps", cfg->local_recipient_maps,
-			       p->local_maps, &p->nlocal_maps, err, errlen)) < 0)
+			       p->relay_maps, &p->nrelay_maps, err, errlen)) < 0 &&
+	    (rc = compile_error(p, rc, err)) < 0)
 		goto fail;
+	if ((rc = compile_maps(p, "local_recipient_maps", cfg->local_recipient_maps,
+			       p->local_maps, &p->nlocal_maps, err, errlen)) < 0 &&
+	    (rc = compile_error(p, rc, err)) < 0)
+		goto fail;
+	if (p->nerrors) {
+		/* every error went to the diag callback; the caller's err names the first */
+		rc = p->first_rc;
+		goto fail;
+	}
 	*out = p;
 	return 0;
 fail:
+	if ((rc == -EINVAL || rc == -ENOTSUP) && p->nerrors && errlen)
+		scopy(err, errlen, p->first_error);
 	if (rc == -ENOMEM && errlen && !err[0])
 		snprintf(err, errlen, "out of memory");
 	smtp_policy_free(p);

@@ -135,6 +135,12 @@ struct smtp_policy_config {
 	/* recipient_delimiter, parent_domain_matches_subdomains (smtpd_access_maps),
 	 * smtpd_null_access_lookup_key. Copied. */
 	struct table_access_opts access;
+
+	/* Optional: each compile error (one line, as err would hold it) is passed here and
+	 * compiling goes on past the bad restriction, so a check reports every problem at
+	 * once; compilation still fails with the first one in err. NULL: stop at the first. */
+	void (*diag)(void *ctx, const char *line);
+	void *diag_ctx;
 };
 
 #define SMTP_POLICY_TEXT_MAX 512
