@@ -252,6 +252,9 @@ int dpdk_config_parse(const struct mx_config *cfg, const char *fault_env, struct
 	v = mx_config_get(cfg, "mxgate_dpdk_idle_sleep_us");
 	if (!v || !dpdk_parse_u32(v, 0, 100000, &out->idle_sleep_us))
 		out->idle_sleep_us = 100;
+	v = mx_config_get(cfg, "mxgate_dpdk_idle_sleep_max_us");
+	if (!v || !dpdk_parse_u32(v, 0, 1000000, &out->idle_sleep_max_us))
+		out->idle_sleep_max_us = 10000;
 
 	const char *fault = fault_env && *fault_env ? fault_env : mx_config_get(cfg, "mxgate_dpdk_fault");
 	if (fault && *fault) {

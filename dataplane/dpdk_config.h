@@ -8,6 +8,7 @@
  *     mxgate_dpdk_steering  = auto | software
  *     mxgate_dpdk_mbufs     = 16383
  *     mxgate_dpdk_idle_sleep_us = 100
+ *     mxgate_dpdk_idle_sleep_max_us = 10000
  *     mxgate_dpdk_fault     = seed=7,drop=5,reorder=5,dup=1   (tests; MXGATE_NET_FAULT wins)
  *
  * SMTP is served on the TCP port of every mxgate_listen entry, on every address of every
@@ -55,6 +56,7 @@ struct dpdk_config {
 	enum dpdk_steering steering;
 	uint32_t mbufs;
 	uint32_t idle_sleep_us;
+	uint32_t idle_sleep_max_us; /* the sleep a long idle spell grows to */
 	bool fault_on;
 	struct net_fault_config fault;
 	char fault_spec[260]; /* as given, for the start-up log line */

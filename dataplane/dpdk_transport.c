@@ -39,6 +39,7 @@
 #define DP_RING_SIZE 4096 /* per worker: frames handed over by other lcores */
 #define DP_ROUNDS 8       /* service rounds one connection gets before the others */
 #define DP_IDLE_SPINS 256 /* empty iterations before an idle sleep */
+#define DP_IDLE_SHORT_US 100000 /* idle time before the sleeps grow */
 #define DP_OWNER_BITS 20  /* flow-owner table: 2^20 slots of 8 bytes */
 #define DP_TX_RETRIES 4
 #define DP_WARN_INTERVAL_MS 1000
@@ -340,7 +341,7 @@ static int dp_flush(struct dp_worker *w, struct dp_conn *k)
 		if (n == 0)
 			return 0;
 		conn_output_done(k->c, n);
-		k->idle_at_ms = w->now_ms + dp_idle_ms(w);
+		k->idle_at_ms = conn_deadline(k->c, w->now_ms, 0, true);
 	}
 }
 
@@ -393,7 +394,7 @@ static void dp_service(struct dp_worker *w, struct dp_conn *k)
 		if (used) {
 			net_conn_consume(k->nc, used);
 			w->cw.counters.bytes_received += used;
-			k->idle_at_ms = w->now_ms + dp_idle_ms(w);
+			k->idle_at_ms = conn_deadline(k->c, w->now_ms, used, false);
 		}
 		if (dp_after_input(w, k))
 			return;
@@ -452,7 +453,7 @@ static void dp_accept(struct dp_worker *w, struct net_conn *nc)
 	k->w = w;
 	conn_set_owner(c, k);
 	net_conn_set_user(nc, k);
-	k->idle_at_ms = w->now_ms + dp_idle_ms(w);
+	k->idle_at_ms = conn_deadline(c, w->now_ms, 0, false);
 	dp_timer_set(w, k);
 	k->next = w->conns;
 	if (w->conns)
@@ -769,6 +770,20 @@ static bool dp_iterate(struct dp_worker *w)
 	return work != 0;
 }
 
+/* How long an idle poll loop sleeps, idle_us after its last work. For the first
+ * DP_IDLE_SHORT_US the short sleep (a reply waiting for the spool's fdatasync must not
+ * wait for us too); then a hundredth of the time idle, so the first packet after an idle
+ * spell of T waits at most T/100, up to the configured maximum: an idle gateway wakes
+ * about a hundred times a second instead of ten thousand. */
+static uint64_t dp_idle_sleep_us(const struct dpdk_config *dc, uint64_t idle_us)
+{
+	uint64_t base = dc->idle_sleep_us, max = dc->idle_sleep_max_us;
+	if (idle_us < DP_IDLE_SHORT_US || max <= base)
+		return base;
+	uint64_t us = idle_us / 100;
+	return us < base ? base : us > max ? max : us;
+}
+
 static int dp_worker_main(void *arg)
 {
 	struct dp_worker *w = arg;
@@ -782,6 +797,7 @@ static int dp_worker_main(void *arg)
 	unsigned idle = 0;
 	uint64_t last = rte_rdtsc();
 	dp_update_clock(w, last);
+	uint64_t busy_at_us = w->now_us;
 	for (;;) {
 		if (!w->stopping && atomic_load_explicit(&t->stop, memory_order_relaxed))
 			dp_begin_stop(w);
@@ -795,10 +811,13 @@ static int dp_worker_main(void *arg)
 		last = now;
 		dp_update_clock(w, now);
 		idle = busy ? 0 : idle + 1;
+		if (busy)
+			busy_at_us = w->now_us;
 		if (idle >= DP_IDLE_SPINS && t->dc.idle_sleep_us) {
 			/* nothing to do for a while: give the core back briefly (clients, the
 			 * spool writer and the kernel share it on small machines) */
-			struct timespec ts = { 0, (long)t->dc.idle_sleep_us * 1000 };
+			uint64_t us = dp_idle_sleep_us(&t->dc, w->now_us - busy_at_us);
+			struct timespec ts = { (time_t)(us / 1000000u), (long)(us % 1000000u) * 1000 };
 			nanosleep(&ts, NULL);
 			dp_stat_add(&w->st.idle_sleeps, 1);
 			uint64_t after = rte_rdtsc();

@@ -176,7 +176,7 @@ static int check_config(const char *path)
 	struct mx_config *cfg = NULL;
 	int rc = mx_config_load(path, &cfg, stderr);
 	if (rc < 0) {
-		fprintf(stderr, "mxgate: %s: configuration has errors\n", path);
+		mx_config_report_failure(stderr, "mxgate", path, rc);
 		return 1;
 	}
 	char err[512];
@@ -197,8 +197,8 @@ static int check_config(const char *path)
 	/* The restriction lists: what mxgate cannot do honestly (DNS lookups, unknown
 	 * restrictions) is an error here, not a surprise at the first RCPT. */
 	struct smtp_policy *policy = NULL;
-	if (mx_policy_build(cfg, &policy, err, sizeof(err)) < 0) {
-		fprintf(stderr, "mxgate: %s: %s\n", path, err);
+	if (mx_policy_build(cfg, &policy, stderr, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mxgate: %s: configuration has errors\n", path);
 		mx_config_free(cfg);
 		return 1;
 	}
@@ -239,10 +239,18 @@ static void spool_recovery_logged(const struct spool_recovery_stats *rst, const 
 	       "spool %s recovered: %u segment(s), %u message(s) kept; discarded: %u "
 	       "incomplete (never acknowledged), %u damaged, %u corrupt region(s), %u torn "
 	       "tail(s) (%" PRIu64 " bytes), %u stale file(s); %u fully delivered, %u delivery "
-	       "record(s) applied, %u hold record(s), %u relocated message(s)",
+	       "record(s) applied, %u hold record(s), %u relocated message(s); space of "
+	       "abandoned messages: %u region(s) given back before, %" PRIu64 " bytes now",
 	       dir, rst->segments, rst->messages, rst->orphans, rst->bad_messages,
 	       rst->corrupt_regions, rst->torn_tails, rst->torn_bytes, rst->stale_files,
-	       rst->retired, rst->deliveries, rst->holds, rst->relocated);
+	       rst->retired, rst->deliveries, rst->holds, rst->relocated, rst->punched_regions,
+	       rst->punched_bytes);
+}
+
+/* transport_maps names at least one table. */
+static bool config_has_transport_maps(const struct mx_config *cfg)
+{
+	return cfg->transport_maps && cfg->transport_maps[strspn(cfg->transport_maps, ", \t\r\n")];
 }
 
 /* Open every spool directory and create its relay. Returns 0, or -1 after logging. */
@@ -251,10 +259,10 @@ static int spools_open(struct mx_spools *sp, const struct mx_config *cfg, bool n
 	char err[512];
 	int rc;
 	const char *relayhost = mx_config_get(cfg, "relayhost");
-	bool have_maps = cfg->transport_maps && cfg->transport_maps[strspn(cfg->transport_maps,
-									 ", \t\r\n")];
+	bool have_maps = config_has_transport_maps(cfg);
 	bool relay = (relayhost && *relayhost) || have_maps;
 	struct spool_relay_params rp = {
+		.keep_only = !relay,
 		.helo_name = cfg->myhostname,
 		.concurrency = cfg->relay_concurrency,
 		.connect_timeout = cfg->smtp_connect_timeout_s,
@@ -316,15 +324,15 @@ static int spools_open(struct mx_spools *sp, const struct mx_config *cfg, bool n
 		sp->n = i + 1;
 		if (spool_newest_id_us(sp->spool[i]) > sp->newest_id_us)
 			sp->newest_id_us = spool_newest_id_us(sp->spool[i]);
-		/* The relay: recovered messages first, then each one the writer commits. */
-		if (relay) {
-			rp.spool = sp->spool[i];
-			rp.spool_index = i;
-			rc = spool_relay_create(&sp->relay[i], &rp, err, sizeof(err));
-			if (rc < 0) {
-				startup_fatal("relay: %s", err);
-				return -1;
-			}
+		/* The relay (the queue manager): recovered messages first, then each one the
+		 * writer commits. Without a next hop it only keeps the queue (mxgate-queue
+		 * works, space is given back) and delivers nothing. */
+		rp.spool = sp->spool[i];
+		rp.spool_index = i;
+		rc = spool_relay_create(&sp->relay[i], &rp, err, sizeof(err));
+		if (rc < 0) {
+			startup_fatal("relay: %s", err);
+			return -1;
 		}
 		spool_recovery_logged(&rst, cfg->spool_dirs[i]);
 	}
@@ -350,10 +358,8 @@ static void spools_log_statistics(struct mx_spools *sp)
 		/* what group commit bought: messages per fdatasync */
 		mx_log(MX_LOG_INFO,
 		       "spool %u statistics: committed=%" PRIu64 " failed=%" PRIu64
-		       " syncs=%" PRIu64 " bytes=%" PRIu64,
-		       i, sst.committed, sst.failed, sst.syncs, sst.bytes);
-		if (!sp->relay[i])
-			continue;
+		       " syncs=%" PRIu64 " bytes=%" PRIu64 " punched=%" PRIu64,
+		       i, sst.committed, sst.failed, sst.syncs, sst.bytes, sst.punched);
 		struct spool_relay_stats rs;
 		spool_relay_stats(sp->relay[i], &rs);
 		mx_log(MX_LOG_INFO,
@@ -426,9 +432,10 @@ int main(int argc, char **argv)
 		return check_config(config_path);
 
 	struct mx_config *cfg = NULL;
-	if (mx_config_load(config_path, &cfg, stderr) < 0) {
-		fprintf(stderr, "mxgate: %s: configuration has errors; not starting\n",
-			config_path);
+	int lrc = mx_config_load(config_path, &cfg, stderr);
+	if (lrc < 0) {
+		mx_config_report_failure(stderr, "mxgate", config_path, lrc);
+		fprintf(stderr, "mxgate: not starting\n");
 		return 1;
 	}
 	/* The dpdk settings are parsed before anything starts, so a typo in a port is a
@@ -479,7 +486,7 @@ int main(int argc, char **argv)
 	struct mx_checks checks = { 0 };
 	bool pidfile_written = false;
 	char err[512];
-	if ((rc = mx_policy_build(cfg, &policy, err, sizeof(err))) < 0) {
+	if ((rc = mx_policy_build(cfg, &policy, stderr, err, sizeof(err))) < 0) {
 		startup_fatal("%s", err);
 		goto fail_startup;
 	}
@@ -495,28 +502,29 @@ int main(int argc, char **argv)
 			goto fail_startup;
 		}
 	}
-	for (unsigned i = 0; i < sp.n && sp.relay[i]; i++) {
+	for (unsigned i = 0; i < sp.n; i++) {
 		if ((rc = spool_relay_start(sp.relay[i])) < 0) {
 			startup_fatal("cannot start the relay: %s", strerror(-rc));
 			goto fail_startup;
 		}
 	}
-	if (sp.relay[0]) {
-		const char *relayhost = mx_config_get(cfg, "relayhost");
+	const char *relayhost = mx_config_get(cfg, "relayhost");
+	bool have_maps = config_has_transport_maps(cfg);
+	if ((relayhost && *relayhost) || have_maps)
 		mx_log(MX_LOG_INFO, "relay to %s%s%s, %u connection(s) per destination%s%s",
 		       relayhost && *relayhost ? relayhost : "(no relayhost)",
 		       relayhost && *relayhost ? " over " : "",
 		       relayhost && *relayhost ? (cfg->relay_lmtp ? "LMTP" : "SMTP") : "",
-		       cfg->relay_concurrency, sp.tables ? ", transport_maps = " : "",
-		       sp.tables ? cfg->transport_maps : "");
-		if ((rc = queue_control_start(&sp.control, cfg->control_socket, sp.relay, sp.n, err,
-					      sizeof(err))) < 0) {
-			startup_fatal("mxgate_control_socket: %s", err);
-			goto fail_startup;
-		}
-	} else {
+		       cfg->relay_concurrency, have_maps ? ", transport_maps = " : "",
+		       have_maps ? cfg->transport_maps : "");
+	else
 		mx_log(MX_LOG_INFO, "relayhost and transport_maps are empty: accepted mail stays "
-				    "in the spool");
+				    "in the spool (mxgate-queue lists it)");
+	/* The control socket is always open: the queue tool works whatever the config. */
+	if ((rc = queue_control_start(&sp.control, cfg->control_socket, sp.relay, sp.n, err,
+				      sizeof(err))) < 0) {
+		startup_fatal("mxgate_control_socket: %s", err);
+		goto fail_startup;
 	}
 
 	unsigned workers = cfg->workers;
@@ -589,6 +597,9 @@ int main(int argc, char **argv)
 			break;
 		}
 		if (sig == SIGUSR1) {
+			/* the spools first: the statistics line (and the dpdk line after it) end
+			 * the group, so a reader that sees them has the whole group */
+			spools_log_statistics(&sp);
 			log_statistics(&tr, "SIGUSR1");
 			continue;
 		}

@@ -461,8 +461,7 @@ int main(int argc, char **argv)
 		/* the loader's own lines say what is wrong where; the errno only when none */
 		if (diag_text && diag_text[0])
 			fprintf(stderr, "%s", diag_text);
-		fprintf(stderr, "mxgate-queue: fatal: cannot load %s: %s\n", config,
-			strerror(-rc));
+		mx_config_report_failure(stderr, "mxgate-queue: fatal", config, rc);
 		free(diag_text);
 		return 1;
 	}

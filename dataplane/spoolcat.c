@@ -97,7 +97,22 @@ static void log_stderr(void *ctx, bool warning, const char *line)
 
 static int usage(FILE *f, int rc)
 {
-	fprintf(f, "usage: mxgate-spoolcat [-v] [-e | -m | -l | -s | -x] SPOOL [ID...]\n");
+	fprintf(f,
+		"usage: mxgate-spoolcat [-v] [-e | -m | -l | -s | -x] SPOOL [ID...]\n"
+		"Show the messages a spool directory holds (those that got a 250), read-only:\n"
+		"safe while the gateway runs. Without ID, every message; with IDs, those only.\n"
+		"  (none)  each message: its envelope, an empty line, the message\n"
+		"  -e      envelopes only\n"
+		"  -m      the message bytes exactly as stored (one ID)\n"
+		"  -l      one line per message: ID size sender number-of-recipients\n"
+		"  -s      delivery state, one line per recipient:\n"
+		"          ID INDEX pending|sent|failed <ADDRESS> [held]\n"
+		"  -x      machine-readable: per message \"MXGATE-SPOOLCAT ID ENVLEN MSGLEN\",\n"
+		"          then the raw envelope text and the message\n"
+		"  -v      also say what a start-up recovery would discard, and why\n"
+		"  -h      this help\n"
+		"SPOOL is a directory of mxgate_spool_directory (it holds seg/). Exit status 1\n"
+		"when an ID is not in the spool or a message cannot be read.\n");
 	return rc;
 }
 

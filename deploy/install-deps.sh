@@ -10,8 +10,9 @@ packages=(
 	libdpdk-dev libhyperscan-dev liblmdb-dev libjemalloc-dev libpcre2-dev libssl-dev
 	# fuzzing (libFuzzer ships in clang's runtime package)
 	clang libclang-rt-14-dev llvm
-	# tests and demo: real SMTP clients and Postfix as a peer and oracle
-	swaks postfix postfix-pcre python3 iproute2 procps lmdb-utils
+	# tests and demo: real SMTP clients and Postfix as a peer and oracle (swaks needs
+	# IO::Socket::INET6 for IPv6 servers; Recommends are not installed)
+	swaks libio-socket-inet6-perl postfix postfix-pcre python3 iproute2 procps lmdb-utils
 	# fault injection into the spool's write(2)/fdatasync(2) (tests/e2e/test_faults.py):
 	# fiu-run, fiu-ctrl and libfiu's POSIX preload library
 	fiu-utils libfiu0

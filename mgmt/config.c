@@ -1120,9 +1120,11 @@ static bool cfg_refers_to_bad(struct cfg_ctx *c, size_t v)
 struct mx_config_impl {
 	struct mx_config pub; /* first: the public view is the same pointer */
 	char *values[MX_P_MAX];
+	unsigned lines[MX_P_MAX]; /* where each was set; 0: its default */
 	/* The parameters smtpd_restriction_classes names (user-defined, so not in
-	 * mx_params): name and expanded value, for mx_config_get_any(). */
+	 * mx_params): name and expanded value, for mx_config_get_any(), and their lines. */
 	char **class_names, **class_values;
+	unsigned *class_lines;
 	size_t nclasses;
 };
 
@@ -1547,6 +1549,35 @@ static int cfg_parse_spool_dirs(const struct cfg_param_ref *r, struct mx_config 
 	return 0;
 }
 
+/* Debian's Postfix (MYORIGIN_FROM_FILE, mail_params.c) takes "myorigin = /etc/mailname"
+ * as the first line of that file, blanks trimmed. Returns the name (malloc'd) or NULL
+ * after reporting why. */
+static char *cfg_myorigin_from_file(const struct cfg_param_ref *r)
+{
+	char line[512];
+	FILE *f = fopen(r->value, "re");
+	if (!f) {
+		cfg_param_error(r, false, "parameter myorigin: %s: %s", r->value, strerror(errno));
+		return NULL;
+	}
+	bool got = fgets(line, sizeof(line), f) != NULL;
+	fclose(f);
+	const char *p = got ? line : "";
+	while (*p == ' ' || *p == '\t')
+		p++;
+	size_t n = strcspn(p, "\r\n");
+	while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+		n--;
+	if (n == 0) {
+		cfg_param_error(r, false, "parameter myorigin: file %s is empty", r->value);
+		return NULL;
+	}
+	char *name = strndup(p, n);
+	if (!name)
+		r->c->oom = true;
+	return name;
+}
+
 static int cfg_apply(struct cfg_ctx *c, size_t v, struct mx_config_impl *impl,
 		     const char *pdms)
 {
@@ -1558,6 +1589,14 @@ static int cfg_apply(struct cfg_ctx *c, size_t v, struct mx_config_impl *impl,
 	int64_t n = 0;
 	bool b = false;
 
+	if (def->id == MX_P_MYORIGIN && value && value[0] == '/') {
+		char *name = cfg_myorigin_from_file(&r);
+		if (!name)
+			return -1;
+		free(impl->pub.myorigin_from_file);
+		impl->pub.myorigin_from_file = name;
+		value = r.value = name;
+	}
 	switch (def->type) {
 	case MX_PT_HOSTNAME: {
 		if (cfg_check_string_length(&r) != 0)
@@ -1713,7 +1752,8 @@ static int cfg_apply(struct cfg_ctx *c, size_t v, struct mx_config_impl *impl,
 		cfg->mydomain = impl->values[def->id];
 		break;
 	case MX_P_MYORIGIN:
-		cfg->myorigin = impl->values[def->id];
+		cfg->myorigin = cfg->myorigin_from_file ? cfg->myorigin_from_file
+							: impl->values[def->id];
 		break;
 	case MX_P_MAIL_NAME:
 		cfg->mail_name = impl->values[def->id];
@@ -1760,6 +1800,15 @@ static int cfg_apply(struct cfg_ctx *c, size_t v, struct mx_config_impl *impl,
 		break;
 	case MX_P_SMTPD_TIMEOUT:
 		cfg->smtpd_timeout_s = (unsigned)n;
+		break;
+	case MX_P_SMTPD_PER_REQUEST_DEADLINE:
+		cfg->smtpd_per_request_deadline = b;
+		break;
+	case MX_P_SMTPD_MIN_DATA_RATE:
+		cfg->smtpd_min_data_rate = (unsigned)n;
+		break;
+	case MX_P_SMTPD_RECIPIENT_OVERSHOOT_LIMIT:
+		smtp->recipient_overshoot_limit = (unsigned)n;
 		break;
 	case MX_P_SMTPD_FORBID_BARE_NEWLINE:
 		smtp->bare_newline = strcasecmp(value, "reject") == 0
@@ -1893,11 +1942,13 @@ void mx_config_free(struct mx_config *cfg)
 	}
 	free(impl->class_names);
 	free(impl->class_values);
+	free(impl->class_lines);
 	domain_list_free(cfg->mydestination);
 	domain_list_free(cfg->relay_domains);
 	for (unsigned i = 0; i < cfg->spool_dir_count; i++)
 		free(cfg->spool_dirs[i]);
 	free(cfg->control_socket_default);
+	free(cfg->myorigin_from_file);
 	for (size_t i = 0; i < MX_P_MAX; i++)
 		free(impl->values[i]);
 	free(cfg->source_path);
@@ -1948,8 +1999,11 @@ static void cfg_load_classes(struct cfg_ctx *c, struct mx_config_impl *impl)
 		char **values = realloc(impl->class_values, (impl->nclasses + 1) * sizeof(*values));
 		if (values)
 			impl->class_values = values;
+		unsigned *lines = realloc(impl->class_lines, (impl->nclasses + 1) * sizeof(*lines));
+		if (lines)
+			impl->class_lines = lines;
 		char *n = strndup(w, (size_t)(p - w)), *val = strdup(value);
-		if (!names || !values || !n || !val) {
+		if (!names || !values || !lines || !n || !val) {
 			free(n);
 			free(val);
 			c->oom = true;
@@ -1957,8 +2011,21 @@ static void cfg_load_classes(struct cfg_ctx *c, struct mx_config_impl *impl)
 		}
 		impl->class_names[impl->nclasses] = n;
 		impl->class_values[impl->nclasses] = val;
+		impl->class_lines[impl->nclasses] = c->vars[v].line;
 		impl->nclasses++;
 	}
+}
+
+unsigned mx_config_line(const struct mx_config *cfg, const char *name)
+{
+	const struct mx_config_impl *impl = (const struct mx_config_impl *)cfg;
+	const struct mx_param_def *def = mx_param_find(name, strlen(name));
+	if (def)
+		return impl->lines[def->id];
+	for (size_t i = 0; i < impl->nclasses; i++)
+		if (strcmp(impl->class_names[i], name) == 0)
+			return impl->class_lines[i];
+	return 0;
 }
 
 const char *mx_config_get_any(const struct mx_config *cfg, const char *name)
@@ -2025,6 +2092,7 @@ static int cfg_load(const char *text, size_t len, const char *name, struct mx_co
 						     : cfg_resolve(c, v);
 		bool ok = value != NULL;
 		if (ok) {
+			impl->lines[i] = c->vars[v].line;
 			impl->values[i] = strdup(value);
 			if (!impl->values[i]) {
 				c->oom = true;
@@ -2106,13 +2174,24 @@ int mx_config_load_string(const char *text, const char *name, struct mx_config *
 	return rc;
 }
 
+void mx_config_report_failure(FILE *f, const char *prog, const char *path, int rc)
+{
+	if (rc == -ENOENT)
+		fprintf(f, "%s: %s: no such file (name the configuration with -c FILE)\n", prog,
+			path);
+	else if (rc == -EINVAL)
+		fprintf(f, "%s: %s: configuration has errors\n", prog, path);
+	else
+		fprintf(f, "%s: %s: %s\n", prog, path, strerror(-rc));
+}
+
 int mx_config_load(const char *path, struct mx_config **out, FILE *diag)
 {
 	*out = NULL;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
-		if (diag)
+		if (diag && e != ENOENT) /* mx_config_report_failure() says that one */
 			fprintf(diag, "open %s: %s\n", path, strerror(e));
 		return -e;
 	}

@@ -42,6 +42,7 @@ struct mx_config {
 	char *myhostname;
 	char *mydomain;
 	char *myorigin;      /* for the relay policy: unqualified recipients (added by config) */
+	char *myorigin_from_file; /* owns myorigin when it was "/file" (Debian's /etc/mailname) */
 	char *mail_name;     /* "mxgate" */
 	char *smtpd_banner;  /* default "$myhostname ESMTP $mail_name" */
 	struct netlist *mynetworks;
@@ -50,6 +51,8 @@ struct mx_config {
 	struct netlist *bare_newline_exclusions; /* smtpd_forbid_bare_newline_exclusions */
 	struct netlist *xclient_hosts;          /* smtpd_authorized_xclient_hosts */
 	unsigned smtpd_timeout_s;               /* smtpd_timeout, Postfix time units allowed */
+	bool smtpd_per_request_deadline;        /* smtpd_timeout bounds a whole request */
+	unsigned smtpd_min_data_rate;           /* bytes/s that extend a DATA deadline */
 	char *maillog_file;                     /* empty: log to stderr */
 
 	/* The engine's view (limits, flags), filled from the parameters above. Its strings
@@ -100,6 +103,10 @@ struct mx_config {
  * Postfix says) without failing. */
 int mx_config_load(const char *path, struct mx_config **out, FILE *diag);
 
+/* The line a tool prints after mx_config_load() failed with rc (its diag lines say what
+ * is wrong where; this says "no such file", "configuration has errors", ...). */
+void mx_config_report_failure(FILE *f, const char *prog, const char *path, int rc);
+
 /* The same from a string, for tests; `name` stands in for the file name in messages. */
 int mx_config_load_string(const char *text, const char *name, struct mx_config **out,
 			  FILE *diag);
@@ -115,6 +122,10 @@ const char *mx_config_get(const struct mx_config *cfg, const char *name);
 /* mx_config_get(), and also the user-defined parameters smtpd_restriction_classes names
  * (the restriction lists of those classes, expanded). NULL when neither. */
 const char *mx_config_get_any(const struct mx_config *cfg, const char *name);
+
+/* The line of the file where parameter (or restriction class) `name` was set; 0 when it
+ * has its default or is unknown. For messages in the "FILE:LINE: problem" form. */
+unsigned mx_config_line(const struct mx_config *cfg, const char *name);
 
 void mx_config_free(struct mx_config *cfg);
 

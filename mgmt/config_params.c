@@ -12,6 +12,9 @@
  *                                   file means the same thing on every box of a tier
  *   smtpd_forbid_bare_newline       normalize (Postfix 3.9+), never "no"
  *   smtpd_forbid_unauth_pipelining  yes (Postfix 3.9+)
+ *   smtpd_per_request_deadline      yes: smtpd_timeout bounds a whole request, so a client
+ *                                   that trickles a byte at a time cannot hold a session
+ *                                   (Postfix turns it on only under stress)
  *   smtpd_hard_error_limit 20, smtpd_junk_command_limit 100, smtpd_timeout 300s: Postfix
  *                                   writes these as ${stress?{..}:{..}}; mxgate has no
  *                                   stress mode, so the non-stress values stand
@@ -130,6 +133,32 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		.def = "300s", .min = 1, .max = 0, .postfix = true,
 		.doc = "how long to wait for the client's next command or data",
 	},
+	[MX_P_SMTPD_PER_RECORD_DEADLINE] = {
+		/* Postfix 2.9's name: not a parameter of its own any more, but when set it is
+		 * smtpd_per_request_deadline's default (as in Postfix 3.7) */
+		.id = MX_P_SMTPD_PER_RECORD_DEADLINE, .name = "smtpd_per_record_deadline",
+		.type = MX_PT_CHOICE, .def = "", .choices = "|yes|no", .postfix = true,
+		.doc = "the old name of smtpd_per_request_deadline (yes or no when set)",
+	},
+	[MX_P_SMTPD_PER_REQUEST_DEADLINE] = {
+		.id = MX_P_SMTPD_PER_REQUEST_DEADLINE, .name = "smtpd_per_request_deadline",
+		.type = MX_PT_BOOL,
+		.def = "${smtpd_per_record_deadline?{$smtpd_per_record_deadline}:{yes}}",
+		.postfix = true,
+		.doc = "smtpd_timeout bounds each whole command line and message (yes), not "
+		       "each read (no); smtpd_per_record_deadline is its Postfix 2.9 name",
+	},
+	[MX_P_SMTPD_MIN_DATA_RATE] = {
+		.id = MX_P_SMTPD_MIN_DATA_RATE, .name = "smtpd_min_data_rate", .type = MX_PT_INT,
+		.def = "500", .min = 1, .max = 0, .postfix = true,
+		.doc = "bytes/s of message content that extend a DATA or BDAT deadline",
+	},
+	[MX_P_SMTPD_RECIPIENT_OVERSHOOT_LIMIT] = {
+		.id = MX_P_SMTPD_RECIPIENT_OVERSHOOT_LIMIT,
+		.name = "smtpd_recipient_overshoot_limit", .type = MX_PT_INT, .def = "1000",
+		.min = 0, .max = 0, .postfix = true,
+		.doc = "452 replies past smtpd_recipient_limit that are not errors",
+	},
 	[MX_P_SMTPD_FORBID_BARE_NEWLINE] = {
 		.id = MX_P_SMTPD_FORBID_BARE_NEWLINE, .name = "smtpd_forbid_bare_newline",
 		.type = MX_PT_CHOICE, .def = "normalize", .choices = "normalize|yes|reject",
@@ -226,6 +255,12 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		.id = MX_P_MXGATE_DPDK_IDLE_SLEEP_US, .name = "mxgate_dpdk_idle_sleep_us",
 		.type = MX_PT_INT, .def = "100", .min = 0, .max = 100000,
 		.doc = "microseconds an idle poll loop sleeps (0: busy-poll, for dedicated cores)",
+	},
+	[MX_P_MXGATE_DPDK_IDLE_SLEEP_MAX_US] = {
+		.id = MX_P_MXGATE_DPDK_IDLE_SLEEP_MAX_US, .name = "mxgate_dpdk_idle_sleep_max_us",
+		.type = MX_PT_INT, .def = "10000", .min = 0, .max = 1000000,
+		.doc = "longest idle sleep once a poll loop has idled a while (a hundredth of the "
+		       "idle time, at most this)",
 	},
 	[MX_P_MXGATE_DPDK_FAULT] = {
 		.id = MX_P_MXGATE_DPDK_FAULT, .name = "mxgate_dpdk_fault", .type = MX_PT_TEXT,

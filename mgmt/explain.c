@@ -152,8 +152,9 @@ int mx_explain_main(int argc, char **argv, const char *default_config)
 	mx_inet_format(&ua, addr, sizeof(addr));
 
 	struct mx_config *cfg = NULL;
-	if (mx_config_load(config_path, &cfg, stderr) < 0) {
-		fprintf(stderr, "mxgate explain: %s: configuration has errors\n", config_path);
+	int lrc = mx_config_load(config_path, &cfg, stderr);
+	if (lrc < 0) {
+		mx_config_report_failure(stderr, "mxgate explain", config_path, lrc);
 		return 2;
 	}
 	int status = 2;
@@ -162,7 +163,7 @@ int mx_explain_main(int argc, char **argv, const char *default_config)
 	struct tables_reader *rd = NULL;
 	struct smtp_policy_ctx *pc = NULL;
 	char err[512];
-	if (mx_policy_build(cfg, &policy, err, sizeof(err)) < 0) {
+	if (mx_policy_build(cfg, &policy, NULL, err, sizeof(err)) < 0) {
 		fprintf(stderr, "mxgate explain: %s: %s\n", config_path, err);
 		goto out;
 	}

@@ -26,9 +26,31 @@ static bool mx_policy_bool(const struct mx_config *cfg, const char *name)
 	return v && strcasecmp(v, "yes") == 0;
 }
 
-int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, char *err,
-		    size_t errlen)
+struct mx_policy_diag {
+	const struct mx_config *cfg;
+	FILE *f;
+};
+
+/* "smtpd_client_restrictions: unknown restriction: ..." -> "FILE:LINE: ..." with the line
+ * of the parameter the message starts with (a list, a class, a map parameter). */
+static void mx_policy_diag_line(void *ctx, const char *line)
 {
+	struct mx_policy_diag *d = ctx;
+	char name[128];
+	size_t n = strcspn(line, ":");
+	snprintf(name, sizeof(name), "%.*s", (int)(n < sizeof(name) ? n : sizeof(name) - 1), line);
+	unsigned at = mx_config_line(d->cfg, name);
+	const char *file = d->cfg->source_path ? d->cfg->source_path : "mxgate.cf";
+	if (at)
+		fprintf(d->f, "%s:%u: %s\n", file, at, line);
+	else
+		fprintf(d->f, "%s: %s (in the default value)\n", file, line);
+}
+
+int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE *diag,
+		    char *err, size_t errlen)
+{
+	struct mx_policy_diag pd = { .cfg = cfg, .f = diag };
 	static const char *const list_params[SMTP_LIST_MAX] = {
 		[SMTP_LIST_CLIENT] = "smtpd_client_restrictions",
 		[SMTP_LIST_HELO] = "smtpd_helo_restrictions",
@@ -61,6 +83,10 @@ int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, char 
 	};
 	for (int l = 0; l < SMTP_LIST_MAX; l++)
 		pc.lists[l] = mx_config_get(cfg, list_params[l]);
+	if (diag) {
+		pc.diag = mx_policy_diag_line;
+		pc.diag_ctx = &pd;
+	}
 
 	smtp_policy_codes_defaults(&pc.codes);
 	struct smtp_policy_codes *c = &pc.codes;

@@ -14,9 +14,11 @@
 #include "smtp/smtp_restrictions.h"
 
 /* Returns 0 and *out, or a negative errno with one line in err (from
- * smtp_policy_compile()). */
-int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, char *err,
-		    size_t errlen);
+ * smtp_policy_compile()). With diag, every error is also written there as
+ * "FILE:LINE: problem" (the line of the list or class that holds it), all of them, not
+ * only the first. */
+int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE *diag,
+		    char *err, size_t errlen);
 
 /* True when the policy looks anything up in the table store (a hash/cidr/regexp/pcre table
  * or an RBL zone; static: and inline: need none). */
