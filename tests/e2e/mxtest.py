@@ -7,6 +7,7 @@ and 1 on the first failed expectation, printing what was expected and what was s
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -215,6 +216,70 @@ class Gateway:
     def spooled(self):
         """Every message made durable so far: list of (queue_id, envelope, message)."""
         return read_spool(self.binary, self.spool)
+
+    _KV = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(-?\d+)\b")
+    # the line that ends what one SIGUSR1 writes (the dpdk transport adds one after it)
+    _LAST_STAT_LINE = "statistics (SIGUSR1): open_connections="
+
+    def stats(self, timeout=15.0):
+        """SIGUSR1, wait for the lines it writes, and return their key=value integers as
+        one dict: the statistics line, the dpdk line (dpdk transport), and the spool lines
+        with keys prefixed "spool_" and summed over the spool directories."""
+        before = self.log().count(self._LAST_STAT_LINE)
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lines = self.log().splitlines()
+            ends = [i for i, l in enumerate(lines) if self._LAST_STAT_LINE in l]
+            if len(ends) > before:
+                out = {}
+                spools = False
+                # the group, read backwards from its last line: the statistics line(s),
+                # then the spool lines written just before them, up to the group before
+                for line in reversed(lines[:ends[-1] + 1]):
+                    if "statistics (SIGUSR1):" in line:
+                        if spools:
+                            break
+                        body = line.split("statistics (SIGUSR1):", 1)[1]
+                        for k, v in self._KV.findall(body):
+                            out.setdefault(k, int(v))
+                    elif re.search(r"spool \d+ statistics: ", line):
+                        spools = True
+                        for k, v in self._KV.findall(line.split("statistics:", 1)[1]):
+                            out["spool_" + k] = out.get("spool_" + k, 0) + int(v)
+                    elif not re.search(r"relay \d+ statistics: ", line):
+                        break
+                return out
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        fail(f"no new statistics line within {timeout} s of SIGUSR1:\n{self.output()}")
+
+    def wait_stat(self, pred, timeout, what):
+        """Poll stats() until pred(stats) holds; fail after timeout seconds."""
+        deadline = time.monotonic() + timeout
+        st = self.stats()
+        while not pred(st):
+            if time.monotonic() > deadline:
+                fail(f"timed out after {timeout} s waiting for {what}; last stats: {st}")
+            time.sleep(0.2)
+            st = self.stats()
+        return st
+
+    def fds(self):
+        """How many descriptors the gateway process holds."""
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def spool_disk_bytes(self):
+        """Bytes the spool's files occupy on disk (allocated blocks, as du counts)."""
+        total = 0
+        for dirpath, _, names in os.walk(self.spool):
+            for n in names:
+                try:
+                    total += os.stat(os.path.join(dirpath, n)).st_blocks * 512
+                except OSError:
+                    pass
+        return total
 
     def __enter__(self):
         return self.start()

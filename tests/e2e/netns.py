@@ -313,45 +313,8 @@ class DpdkGateway(mxtest.Gateway):
                     return int(line.split()[1])
         return 0
 
-    _KV = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(-?\d+)\b")
-
-    def _stat_lines(self, tag):
-        """(general statistics line, dpdk statistics line) with this tag, in log order."""
-        gen, dp = [], []
-        for line in self.log().splitlines():
-            if f"dpdk statistics ({tag}):" in line:
-                dp.append(line)
-            elif f"statistics ({tag}): open_connections=" in line:
-                gen.append(line)
-        return gen, dp
-
-    def stats(self, timeout=15.0):
-        _, before = self._stat_lines("SIGUSR1")
-        self.proc.send_signal(signal.SIGUSR1)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            gen, dp = self._stat_lines("SIGUSR1")
-            if len(dp) > len(before) and gen:
-                out = {}
-                for line in (gen[-1], dp[-1]):
-                    body = line.split("statistics (SIGUSR1):", 1)[1]
-                    out.update((k, int(v)) for k, v in self._KV.findall(body))
-                return out
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        mxtest.fail(f"no new 'dpdk statistics (SIGUSR1)' line within {timeout} s of SIGUSR1:\n"
-                    f"{self.output()}")
-
-    def wait_stat(self, pred, timeout, what):
-        deadline = time.monotonic() + timeout
-        st = self.stats()
-        while not pred(st):
-            if time.monotonic() > deadline:
-                mxtest.fail(f"timed out after {timeout} s waiting for {what}; last stats: {st}")
-            time.sleep(0.5)
-            st = self.stats()
-        return st
+    # what one SIGUSR1 writes ends with the dpdk statistics line
+    _LAST_STAT_LINE = "dpdk statistics (SIGUSR1):"
 
 
 # -- clients in the client namespace, and checks of what they left in the spool -----------
