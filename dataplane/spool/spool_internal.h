@@ -169,8 +169,8 @@ void spool_warn(struct spool *s, const char *fmt, ...) __attribute__((format(pri
 /* ---- spool_space.c ---- */
 
 void spool_do_relocate(struct spool *s, struct spool_op *op);
-/* Give back the space of m's fragments (writer thread): m was released without becoming
- * durable. */
+/* Give back the space of m's fragments (writer thread): m was released before its
+ * commit. */
 void spool_do_abort(struct spool *s, struct spool_op *op);
 /* The bytes a segment file occupies (its blocks, at most its size: punched regions
  * excluded). */

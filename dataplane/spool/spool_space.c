@@ -1,6 +1,6 @@
 /* Giving spool space back. Segments are append-only, so space comes back three ways:
  *   - a message that will never be durable (RSET, a lost connection, a refusal at the end of
- *     data, a failed commit) has its fragment records punched out of their segments at once
+ *     data) has its fragment records punched out of their segments at once
  *     (fallocate PUNCH_HOLE): the file keeps its size, the blocks go back to the file system,
  *     and neither the disk nor mxgate_spool_quota holds bytes of mail nobody acknowledged;
  *   - a segment that no live message needs any more is deleted (spool_reclaim());

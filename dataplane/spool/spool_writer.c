@@ -361,11 +361,14 @@ void spool_msg_release(struct spool_msg *m)
 	m->cur = NULL;
 	atomic_store(&m->released, true);
 	/* A message that can no longer become durable (never committed: RSET, a lost
-	 * connection, a refusal at the end of data; or its commit failed) leaves the records
-	 * of its fragments behind: the writer gives their space back. It comes after the
-	 * message's last fragment in the queue, and fragments not yet written when it is
-	 * released never will be. A commit still pending may yet succeed: leave it. */
-	if (m->nfrag && (!m->committed || atomic_load(&m->result) < 0)) {
+	 * connection, a refusal at the end of data) leaves the records of its fragments
+	 * behind: the writer gives their space back. It comes after the message's last
+	 * fragment in the queue, and fragments not yet written when it is released never
+	 * will be. Once a commit was handed over its COMMIT record may be on disk even if the
+	 * batch failed (a sync error whose tail could not be cut): punching its fragments
+	 * would turn a harmless duplicate into a damaged message, so those wait for their
+	 * segment to be reclaimed. */
+	if (m->nfrag && !m->committed) {
 		struct spool_op *op = malloc(sizeof(*op));
 		struct spool *s = m->spool;
 		if (op) {

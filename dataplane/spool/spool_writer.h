@@ -36,8 +36,8 @@
  * (best effort) so those messages do not come back as duplicates. New segments are made durable (file
  * fdatasync and directory fsync) before any record in them is acknowledged.
  *
- * Abandoned messages: a message released without becoming durable (RSET, a lost
- * connection, a refusal at the end of data, a failed commit) has its fragment records
+ * Abandoned messages: a message released before its commit (RSET, a lost connection, a
+ * refusal at the end of data) has its fragment records
  * punched out of their segments (spool_space.c): the disk and mxgate_spool_quota hold only
  * mail that was acknowledged or is still arriving. The relay (the queue manager, which
  * exists even without a next hop) deletes segments no live message needs.
