@@ -1247,7 +1247,7 @@ struct smtp_client_event smtp_client_step(struct smtp_client *c, const char *buf
 				memset(&c->caps_next, 0, sizeof(c->caps_next));
 		} else if (c->caps_reading && st != SMTP_CLIENT_RP_ERROR) {
 			/* RFC 5321 4.1.1.1: lines after the first are ehlo-lines */
-			smtp_client_caps_line(&c->caps_next, c->rp.last_line);
+			smtp_client_caps_line(&c->caps_next, c->rp.last_line, c->rp.last_line_cut);
 		}
 		if (st == SMTP_CLIENT_RP_LINE)
 			continue;

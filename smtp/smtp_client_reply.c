@@ -32,6 +32,7 @@ static void smtp_client_reply_restart(struct smtp_client_reply *r)
 	r->enhanced[0] = '\0';
 	r->error = SMTP_CLIENT_ERR_NONE;
 	r->last_line = mx_span_make(r->line, 0);
+	r->last_line_cut = false;
 }
 
 void smtp_client_reply_reset(struct smtp_client_reply *r)
@@ -150,6 +151,7 @@ static enum smtp_client_rp_status smtp_client_reply_line_end(struct smtp_client_
 		smtp_client_reply_text(r, text.ptr, text.len);
 	}
 	r->last_line = text;
+	r->last_line_cut = cut;
 	if (n == 3 || l[3] == ' ') {
 		r->done = true;
 		return SMTP_CLIENT_RP_REPLY;
@@ -307,8 +309,13 @@ static bool smtp_client_next_word(struct mx_span *rest, struct mx_span *w)
 	return w->len > 0;
 }
 
-void smtp_client_caps_line(struct smtp_client_caps *caps, struct mx_span line)
+void smtp_client_caps_line(struct smtp_client_caps *caps, struct mx_span line, bool cut)
 {
+	if (cut) {
+		/* drop the partial last word */
+		while (line.len && line.ptr[line.len - 1] != ' ' && line.ptr[line.len - 1] != '\t')
+			line.len--;
+	}
 	struct mx_span rest = line, kw, w;
 	if (!smtp_client_next_word(&rest, &kw))
 		return;

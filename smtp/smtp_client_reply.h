@@ -36,6 +36,7 @@ struct smtp_client_reply {
 	char enhanced[SMTP_CLIENT_ENHANCED_MAX];
 	enum smtp_client_error error;
 	struct mx_span last_line; /* the text of the line that just ended (raw, kept part) */
+	bool last_line_cut;       /* ...and it was longer than line_max */
 };
 
 enum smtp_client_rp_status {
@@ -72,7 +73,9 @@ bool smtp_client_enhanced_parse(struct mx_span text, uint16_t code,
 
 /* One line of a successful EHLO/LHLO reply after the first (RFC 5321 4.1.1.1 ehlo-line:
  * keyword, then parameters separated by spaces), added to *caps. Unknown keywords are
- * ignored; keywords and parameters are matched case-insensitively. */
-void smtp_client_caps_line(struct smtp_client_caps *caps, struct mx_span line);
+ * ignored; keywords and parameters are matched case-insensitively. `cut`: the line was
+ * longer than what was kept, so its last word is partial and is not looked at (a SIZE
+ * number cut short would be a wrong limit, a mechanism name cut short another one). */
+void smtp_client_caps_line(struct smtp_client_caps *caps, struct mx_span line, bool cut);
 
 #endif

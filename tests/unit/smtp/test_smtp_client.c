@@ -398,7 +398,7 @@ static struct smtp_client_caps caps_of(const char *const *lines)
 		size_t n = strlen(*lines);
 		char *copy = malloc(n ? n : 1);
 		memcpy(copy, *lines, n);
-		smtp_client_caps_line(&caps, mx_span_make(copy, n));
+		smtp_client_caps_line(&caps, mx_span_make(copy, n), false);
 		free(copy);
 	}
 	return caps;
@@ -473,6 +473,16 @@ static void test_caps(void)
 	CHECK(c.dsn);
 	CHECK(!c.auth);
 	CHECK_STR_EQ(smtp_client_auth_mech_name(SMTP_CLIENT_AUTH_CRAM_MD5), "CRAM-MD5");
+
+	/* a line cut at line_max: its last word is partial and not taken */
+	memset(&c, 0, sizeof(c));
+	smtp_client_caps_line(&c, mx_span_cstr("SIZE 20"), true);
+	CHECK(c.size && c.size_limit == 0);
+	smtp_client_caps_line(&c, mx_span_cstr("AUTH PLAIN SCRAM-SHA-1"), true);
+	CHECK_INT_EQ(c.auth_mechs, 1u << SMTP_CLIENT_AUTH_PLAIN);
+	memset(&c, 0, sizeof(c));
+	smtp_client_caps_line(&c, mx_span_cstr("PIPELINING"), true);
+	CHECK(!c.pipelining);
 	CHECK_STR_EQ(smtp_client_auth_mech_name(SMTP_CLIENT_AUTH_MECH_MAX), "?");
 }
 
