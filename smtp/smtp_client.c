@@ -211,6 +211,8 @@ const char *smtp_client_noreply_name(enum smtp_client_noreply n)
 		return "lost";
 	case SMTP_CLIENT_NOREPLY_ERROR:
 		return "error";
+	case SMTP_CLIENT_NOREPLY_NONE_DUE:
+		return "none-due";
 	case SMTP_CLIENT_NOREPLY_MAX:
 		break;
 	}
@@ -503,11 +505,15 @@ void smtp_client_output_done(struct smtp_client *c, size_t n)
 
 /* ---- the state machine ---- */
 
+/* The transaction is over as the replies tell it (end of data, RSET, EHLO/HELO, or a new
+ * MAIL's reply). */
 static void smtp_client_rs_end_txn(struct smtp_client *c)
 {
 	c->rs_txn = SMTP_CLIENT_TXN_NONE;
 	c->rs_accepted = 0;
 	c->rs_bdat_failed = false;
+	memset(c->accepted, 0, c->rs_rcpt_hi);
+	c->rs_rcpt_hi = 0;
 }
 
 /* The one place the state changes. Entering CLOSED or ERROR ends the session: every entry
@@ -515,6 +521,7 @@ static void smtp_client_rs_end_txn(struct smtp_client *c)
 static void smtp_client_enter_state(struct smtp_client *c, enum smtp_client_state st)
 {
 	enum smtp_client_state from = c->state;
+	(void)from; /* only the asserts look at it */
 	assert(st < SMTP_CLIENT_ST_MAX);
 	assert(from != SMTP_CLIENT_ST_CLOSED && from != SMTP_CLIENT_ST_ERROR);
 	switch (st) {
@@ -683,6 +690,7 @@ static int smtp_client_hello(struct smtp_client *c, const char *name, enum smtp_
 	if ((rc = smtp_client_enqueue(c, cmd, &l, -1)) < 0)
 		return rc;
 	c->helo_pending++;
+	c->q_body = SMTP_BODY_UNSPECIFIED; /* RFC 5321 4.1.4: EHLO resets the transaction */
 	smtp_client_release(c);
 	return 0;
 }
@@ -868,6 +876,8 @@ static int smtp_client_simple(struct smtp_client *c, enum smtp_client_cmd cmd, c
 		return rc;
 	if (cmd == SMTP_CLIENT_CMD_QUIT)
 		smtp_client_enter_state(c, SMTP_CLIENT_ST_QUIT);
+	if (cmd == SMTP_CLIENT_CMD_RSET)
+		c->q_body = SMTP_BODY_UNSPECIFIED;
 	smtp_client_release(c);
 	return 0;
 }
@@ -1011,9 +1021,10 @@ static bool smtp_client_lmtp_multi(const struct smtp_client *c, enum smtp_client
 }
 
 /* The events the head entry is owed, counted when it first reports: with LMTP the end of
- * the message gets one reply per accepted recipient (RFC 2033 4.2; RFC 3030 4.2 for BDAT
+ * the message gets one reply per accepted recipient (RFC 2033 4.2 for DATA, 4.3 for BDAT
  * LAST). By then every RCPT reply of its transaction is in. A server that took DATA
- * without an accepted recipient owes one reply. */
+ * without an accepted recipient owes one reply (RFC 2033 4.2 says it must refuse DATA
+ * then; for BDAT LAST see smtp_client_none_due()). */
 static void smtp_client_owed(struct smtp_client *c, struct smtp_client_entry *e)
 {
 	if (e->replies)
@@ -1079,14 +1090,34 @@ static bool smtp_client_consume_head(struct smtp_client *c)
 	return true;
 }
 
+/* RFC 2033 4.3: with LMTP, a BDAT LAST gets zero replies when no RCPT of its transaction
+ * succeeded. True when the head entry is such a one, whole and out, and no reply to it has
+ * begun: its event (noreply NONE_DUE) is due without input. */
+static bool smtp_client_none_due(const struct smtp_client *c)
+{
+	if (c->head == c->held || c->match != SMTP_CLIENT_MATCH_NONE)
+		return false;
+	const struct smtp_client_entry *e = smtp_client_at(c, c->head);
+	return c->cfg.lmtp && e->cmd == SMTP_CLIENT_CMD_BDAT_LAST &&
+	       e->status == SMTP_CLIENT_E_SENT && c->rs_accepted == 0 &&
+	       !(c->state == SMTP_CLIENT_ST_CHUNK && c->head == c->chunk_pos);
+}
+
 /* The head entry will never get a reply: its event says why. */
 static struct smtp_client_event smtp_client_noreply_event(struct smtp_client *c)
 {
 	struct smtp_client_entry *e = smtp_client_at(c, c->head);
 	smtp_client_owed(c, e);
 	struct smtp_client_event ev = smtp_client_event_for(c, e);
-	ev.noreply = e->status == SMTP_CLIENT_E_SKIPPED ? SMTP_CLIENT_NOREPLY_SKIPPED : c->abort_why;
+	if (e->status == SMTP_CLIENT_E_SKIPPED)
+		ev.noreply = SMTP_CLIENT_NOREPLY_SKIPPED;
+	else if (e->status == SMTP_CLIENT_E_SENT)
+		ev.noreply = SMTP_CLIENT_NOREPLY_NONE_DUE;
+	else
+		ev.noreply = c->abort_why;
 	(void)smtp_client_consume_head(c);
+	if (ev.noreply == SMTP_CLIENT_NOREPLY_NONE_DUE)
+		smtp_client_release(c); /* as after a reply */
 	return ev;
 }
 
@@ -1168,8 +1199,6 @@ static struct smtp_client_event smtp_client_dispatch(struct smtp_client *c)
 		}
 		break;
 	case SMTP_CLIENT_CMD_MAIL:
-		memset(c->accepted, 0, c->rs_rcpt_hi);
-		c->rs_rcpt_hi = 0;
 		smtp_client_rs_end_txn(c);
 		c->rs_txn = ok ? SMTP_CLIENT_TXN_OPEN : SMTP_CLIENT_TXN_REFUSED;
 		break;
@@ -1224,7 +1253,8 @@ struct smtp_client_event smtp_client_step(struct smtp_client *c, const char *buf
 	/* events of commands that will get no reply come first, in command order */
 	if (c->head != c->tail) {
 		const struct smtp_client_entry *e = smtp_client_at(c, c->head);
-		if (e->status == SMTP_CLIENT_E_SKIPPED || e->status == SMTP_CLIENT_E_ABORTED)
+		if (e->status == SMTP_CLIENT_E_SKIPPED || e->status == SMTP_CLIENT_E_ABORTED ||
+		    smtp_client_none_due(c))
 			return smtp_client_noreply_event(c);
 	}
 	if (c->state == SMTP_CLIENT_ST_CLOSED || c->state == SMTP_CLIENT_ST_ERROR) {

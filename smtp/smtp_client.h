@@ -35,7 +35,8 @@
  * accepted recipient, RFC 2033 4.2), in command order: either with the server's reply, or
  * with `noreply` saying why no reply will come (SKIPPED: not sent because an earlier
  * refusal doomed it - see smtp_client_config.send_after_refusal; CLOSED: the server sent
- * 421 or closed; LOST: smtp_client_peer_closed(); ERROR: after a protocol error).
+ * 421 or closed; LOST: smtp_client_peer_closed(); ERROR: after a protocol error;
+ * NONE_DUE: LMTP's BDAT LAST when no recipient was accepted, RFC 2033 4.3).
  * PROTOCOL_ERROR events come on top of those: a malformed reply (RFC 5321 4.2 grammar,
  * codes differing between lines, a line or a reply over its bound), a reply when no
  * command awaits one (unsolicited input: a reply to a command whose bytes were not all
@@ -78,9 +79,10 @@ struct smtp_client_config {
 	/* Off (default): a command not yet sent is not sent, and gets noreply SKIPPED, when
 	 * every earlier command has its reply and they doom it: RCPT after a refused MAIL,
 	 * DATA or BDAT after a refused MAIL or without an accepted recipient, BDAT after a
-	 * refused BDAT (RFC 3030 2). That is what happens without PIPELINING; with it the
-	 * commands are usually out before the replies come. On: every command is sent (a load
-	 * generator that checks the server's 503s). */
+	 * refused BDAT (RFC 3030 2), anything but QUIT after a greeting that was not 2xx
+	 * (RFC 5321 3.1). That is what happens without PIPELINING; with it the commands are
+	 * usually out before the replies come. On: every command is sent (a load generator
+	 * that checks the server's 503s). */
 	bool send_after_refusal;
 	size_t output_max;       /* output buffer bound, bytes (default 65536, at least 4096):
 	                            the buffer starts small and doubles up to it */
@@ -143,7 +145,8 @@ enum smtp_client_event_type {
 	SMTP_CLIENT_EV_DATA,           /* 354: write the content now; or the refusal */
 	SMTP_CLIENT_EV_BDAT,           /* the reply to a BDAT chunk that is not the last */
 	SMTP_CLIENT_EV_MESSAGE,        /* end of data or BDAT LAST: SMTP one, LMTP one per
-	                                  accepted recipient in recipient order */
+	                                  accepted recipient in recipient order (RFC 2033
+	                                  4.2, 4.3) */
 	SMTP_CLIENT_EV_RSET,
 	SMTP_CLIENT_EV_NOOP,
 	SMTP_CLIENT_EV_QUIT,
@@ -160,6 +163,8 @@ enum smtp_client_noreply {
 	SMTP_CLIENT_NOREPLY_CLOSED,  /* the server ended the session (421, QUIT's reply) */
 	SMTP_CLIENT_NOREPLY_LOST,    /* the connection closed first (peer_closed()) */
 	SMTP_CLIENT_NOREPLY_ERROR,   /* a protocol error ended the session first */
+	SMTP_CLIENT_NOREPLY_NONE_DUE, /* sent, and the protocol owes no reply: LMTP's BDAT
+	                                 LAST without an accepted recipient (RFC 2033 4.3) */
 	SMTP_CLIENT_NOREPLY_MAX,
 };
 
@@ -272,8 +277,8 @@ struct smtp_client_rcpt {
 int smtp_client_new(struct smtp_client **out, const struct smtp_client_config *cfg);
 void smtp_client_free(struct smtp_client *c);
 
-/* Queue commands. Each returns 0 (smtp_client_rcpt(): the recipient's index, from 0 in
- * each transaction), or:
+/* Queue commands. Each returns 0 (smtp_client_rcpt(): the recipient's index, counted from
+ * 0 after each smtp_client_mail()), or:
  *   -EPIPE      the session is over or ending (CLOSED, ERROR, QUIT queued)
  *   -EBUSY      message content is due first (DATA queued, 354 received, BDAT chunk)
  *   -ENOBUFS    the command queue or the output buffer is full: drain the output, feed

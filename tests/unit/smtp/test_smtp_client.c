@@ -1177,6 +1177,18 @@ static void test_bdat(void)
 				"RCPT RCPT rcpt=1 250 ok", "MESSAGE BDAT-LAST rcpt=0 250 one",
 				"MESSAGE BDAT-LAST rcpt=1 450 two", NULL };
 	sess_expect_events(s, want3);
+	CHECK(smtp_client_idle(s->c));
+	/* RFC 2033 4.3: no recipient accepted, BDAT LAST gets zero replies; the QUIT's
+	 * reply is the next one */
+	CHECK_INT_EQ(mail(s, "a@b"), 0);
+	CHECK_INT_EQ(rcpt(s, "c@d"), 0);
+	CHECK_INT_EQ(smtp_client_bdat(s->c, 2, true), 0);
+	CHECK_INT_EQ(smtp_client_content(s->c, "xy", 2), 2);
+	CHECK_INT_EQ(smtp_client_quit(s->c), 0);
+	sess_recv(s, "250 ok\r\n550 no\r\n221 bye\r\n");
+	const char *want4[] = { "MAIL MAIL 250 ok", "RCPT RCPT rcpt=0 550 no",
+				"MESSAGE BDAT-LAST noreply=none-due", "QUIT QUIT 221 bye", NULL };
+	sess_expect_events(s, want4);
 	sess_free(s);
 }
 
