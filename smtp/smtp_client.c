@@ -1331,6 +1331,16 @@ unsigned smtp_client_inflight(const struct smtp_client *c)
 	return c->inflight;
 }
 
+enum smtp_client_cmd smtp_client_awaiting(const struct smtp_client *c)
+{
+	for (uint32_t pos = c->head; pos != c->held; pos++) {
+		const struct smtp_client_entry *e = smtp_client_at(c, pos);
+		if (e->status == SMTP_CLIENT_E_SENT)
+			return (enum smtp_client_cmd)e->cmd;
+	}
+	return SMTP_CLIENT_CMD_NONE;
+}
+
 unsigned smtp_client_pending(const struct smtp_client *c)
 {
 	return c->tail - c->head;

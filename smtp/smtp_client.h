@@ -354,6 +354,13 @@ bool smtp_client_pipelining(const struct smtp_client *c);
 /* Commands out awaiting their reply (the greeting counts until it comes). */
 unsigned smtp_client_inflight(const struct smtp_client *c);
 
+/* The command whose reply comes next (the oldest one out), NONE when no reply is awaited:
+ * what a transport picks its timeout by (Postfix's smtp_helo_timeout, smtp_mail_timeout,
+ * smtp_rcpt_timeout, smtp_data_init_timeout, smtp_data_done_timeout...) and names in "lost
+ * connection while ..." texts. In CONTENT and CHUNK the client waits for the caller, not
+ * for a reply: NONE (the transport's data_xfer timeout applies to its sending). */
+enum smtp_client_cmd smtp_client_awaiting(const struct smtp_client *c);
+
 /* Commands queued whose event has not been handed out yet (out or not). */
 unsigned smtp_client_pending(const struct smtp_client *c);
 

@@ -98,6 +98,7 @@ static void check_client(struct state *st)
 	struct smtp_client *c = st->c;
 	unsigned inflight = smtp_client_inflight(c), pending = smtp_client_pending(c);
 	FUZZ_CHECK(inflight <= pending);
+	FUZZ_CHECK((smtp_client_awaiting(c) != SMTP_CLIENT_CMD_NONE) == (inflight > 0));
 	FUZZ_CHECK(pending <= st->cfg.queue_max);
 	if (!smtp_client_pipelining(c))
 		FUZZ_CHECK(inflight <= 1);

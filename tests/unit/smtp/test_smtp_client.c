@@ -854,6 +854,34 @@ static void test_pipelined_emission(void)
 	sess_free(s);
 }
 
+static void test_awaiting(void)
+{
+	struct smtp_client_config cfg;
+	smtp_client_config_defaults(&cfg);
+	struct sess *s = sess_new(&cfg);
+	CHECK_INT_EQ(smtp_client_awaiting(s->c), SMTP_CLIENT_CMD_GREETING);
+	CHECK_INT_EQ(smtp_client_ehlo(s->c, "c.example"), 0);
+	sess_recv(s, "220 hi\r\n");
+	CHECK_INT_EQ(smtp_client_awaiting(s->c), SMTP_CLIENT_CMD_EHLO);
+	sess_recv(s, EHLO_PIPE);
+	CHECK_INT_EQ(smtp_client_awaiting(s->c), SMTP_CLIENT_CMD_NONE);
+	CHECK_INT_EQ(mail(s, "a@b"), 0);
+	CHECK_INT_EQ(rcpt(s, "c@d"), 0);
+	CHECK_INT_EQ(smtp_client_data(s->c), 0);
+	CHECK_INT_EQ(smtp_client_awaiting(s->c), SMTP_CLIENT_CMD_MAIL);
+	sess_recv(s, "250 ok\r\n");
+	CHECK_INT_EQ(smtp_client_awaiting(s->c), SMTP_CLIENT_CMD_RCPT);
+	sess_recv(s, "250 ok\r\n");
+	CHECK_INT_EQ(smtp_client_awaiting(s->c), SMTP_CLIENT_CMD_DATA);
+	sess_recv(s, "354 go\r\n");
+	CHECK_INT_EQ(smtp_client_awaiting(s->c), SMTP_CLIENT_CMD_NONE);
+	CHECK_INT_EQ(smtp_client_content_end(s->c), 0);
+	CHECK_INT_EQ(smtp_client_awaiting(s->c), SMTP_CLIENT_CMD_DOT);
+	sess_recv(s, "250 ok\r\n");
+	CHECK_INT_EQ(smtp_client_awaiting(s->c), SMTP_CLIENT_CMD_NONE);
+	sess_free(s);
+}
+
 static void test_lockstep_emission(void)
 {
 	/* PIPELINING not offered: one command at a time */
@@ -1460,6 +1488,7 @@ int main(void)
 	RUN_TEST(test_content_small_buffer);
 	RUN_TEST(test_pipelined_emission);
 	RUN_TEST(test_lockstep_emission);
+	RUN_TEST(test_awaiting);
 	RUN_TEST(test_group_enders);
 	RUN_TEST(test_inflight_max);
 	RUN_TEST(test_lockstep_skip);
