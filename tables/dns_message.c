@@ -465,7 +465,8 @@ int dns_response_parse(const struct dns_query *q, const uint8_t *pkt, size_t len
 	int rc;
 
 	dns_answer_reset(out);
-	if ((unsigned)q->type >= DNS_TYPE_MAX || q->qname_len < 1)
+	if ((unsigned)q->type >= DNS_TYPE_MAX || q->qname_len < 1 ||
+	    q->qname_len > DNS_NAME_WIRE_MAX || !memchr(q->name, '\0', sizeof(q->name)))
 		return mx_errf(err, errlen, -EINVAL, "query not initialised");
 	/* RFC 1035 4.1.1: is this a response to our query at all? */
 	if (len < DNS_HEADER_LEN)

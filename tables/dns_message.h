@@ -190,7 +190,8 @@ struct dns_answer {
  *             drop it and keep waiting;
  *   -EBADMSG  a response to q that is malformed (lengths, pointers, labels, bad record
  *             data, two OPT records): treat as a server failure;
- *   -ELOOP    the CNAME chain is longer than DNS_CNAME_DEPTH_MAX (or loops).
+ *   -ELOOP    the CNAME chain is longer than DNS_CNAME_DEPTH_MAX (or loops);
+ *   -EINVAL   q was not made by dns_query_init() (a caller bug, reported, not trusted).
  * err (may be NULL) says why for the negative results. Only the answer section's records
  * of q's type (and the CNAMEs on the way) are used; the authority section gives the SOA of
  * a negative answer; the additional section is checked for form and its OPT record read,
