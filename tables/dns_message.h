@@ -174,7 +174,7 @@ struct dns_answer {
 	unsigned count;            /* records kept */
 	unsigned dropped;          /* records of the type counted but not kept (past
 	                              DNS_RECORDS_MAX, or the arena was full) */
-	struct dns_record records[DNS_RECORDS_MAX];
+	struct dns_record records[DNS_RECORDS_MAX]; /* in wire order (MX: the caller sorts) */
 	unsigned nstrings;
 	struct dns_text strings[DNS_TXT_STRINGS_MAX];
 	uint32_t arena_used;
