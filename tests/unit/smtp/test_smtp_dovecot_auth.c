@@ -1083,6 +1083,16 @@ static void expect_auth_param(const char *v, int rc, const char *decoded, bool i
 		CHECK_INT_EQ(null, is_null);
 	}
 	free(heap);
+	/* prefixes never read past their end */
+	for (size_t k = 0; k < n; k++) {
+		char *pre = malloc(k ? k : 1);
+		memcpy(pre, v, k);
+		(void)smtp_dovecot_mail_auth_param(mx_span_make(pre, k), out, sizeof(out), &len,
+						   &null);
+		(void)smtp_dovecot_b64_decode(mx_span_make(pre, k), out, sizeof(out));
+		(void)smtp_dovecot_response_parse(mx_span_make(pre, k), 1000);
+		free(pre);
+	}
 }
 
 static void test_mail_auth_param(void)
