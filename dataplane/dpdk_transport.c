@@ -604,6 +604,24 @@ static bool dp_hand_over(struct dp_worker *w, unsigned to, struct rte_mbuf *m, u
 	return false;
 }
 
+/* hash.usr of a copy of a neighbour frame (ARP, ND) another lcore answered: learn only. */
+#define DP_LEARN_ONLY UINT32_MAX
+
+/* Every lcore keeps its own neighbour cache per port, but a NIC (or af_packet's fanout)
+ * hands an ARP or ND frame to one queue: without a copy, the other lcores never learn the
+ * gateway's MAC and ask for it again every second, forever. */
+static void dp_share_neighbour(struct dp_worker *w, unsigned pi, const struct rte_mbuf *m)
+{
+	struct dpdk_transport *t = w->t;
+	for (unsigned i = 0; i < t->nworkers; i++) {
+		if (i == w->index)
+			continue;
+		struct rte_mbuf *c = rte_pktmbuf_copy(m, t->port[pi].pool, 0, UINT32_MAX);
+		if (c && !dp_hand_over(w, i, c, DP_LEARN_ONLY))
+			rte_pktmbuf_free(c);
+	}
+}
+
 /* Poll one port's queue; returns how many frames came in. */
 static unsigned dp_poll_port(struct dp_worker *w, unsigned pi)
 {
@@ -626,6 +644,9 @@ static unsigned dp_poll_port(struct dp_worker *w, unsigned pi)
 			done[ndone++] = m;
 			continue;
 		}
+		if (t->nworkers > 1 &&
+		    net_frame_is_neighbour(rte_pktmbuf_mtod(m, const uint8_t *), m->data_len))
+			dp_share_neighbour(w, pi, m);
 		bool search;
 		unsigned owner = dp_owner(w, pi, rte_pktmbuf_mtod(m, const uint8_t *), m->data_len,
 					  &search);
@@ -658,6 +679,12 @@ static unsigned dp_poll_ring(struct dp_worker *w)
 			continue;
 		}
 		uint32_t asked = m->hash.usr;
+		if (asked == DP_LEARN_ONLY) {
+			net_stack_input(w->stack[pi], rte_pktmbuf_mtod(m, const uint8_t *),
+					m->data_len, NET_RX_LEARN_ONLY, w->now_us);
+			done[ndone++] = m;
+			continue;
+		}
 		if (asked) {
 			const uint8_t *f = rte_pktmbuf_mtod(m, const uint8_t *);
 			if (net_stack_knows_segment(w->stack[pi], f, m->data_len)) {

@@ -393,7 +393,7 @@ void net_arp_request(struct net_stack *s, uint32_t ip)
 
 /* RFC 826 "Packet reception": merge the sender into the cache if we hold it; if the
  * request is for us, add it and reply. */
-static void arp_input(struct net_stack *s, const uint8_t *a, size_t len)
+static void arp_input(struct net_stack *s, const uint8_t *a, size_t len, unsigned rx_flags)
 {
 	s->cnt.rx_arp++;
 	if (len < 28 || net_get16(a) != 1 || net_get16(a + 2) != NET_ETHERTYPE_IPV4 ||
@@ -412,7 +412,7 @@ static void arp_input(struct net_stack *s, const uint8_t *a, size_t len)
 	bool for_us = tpa == s->cfg.ipv4 && s->cfg.ipv4 != 0;
 	if (sane)
 		arp_update(s, spa, sha, for_us);
-	if (for_us && op == 1)
+	if (for_us && op == 1 && !(rx_flags & NET_RX_LEARN_ONLY))
 		arp_send(s, 2, sha, spa, sha);
 }
 
@@ -621,6 +621,8 @@ static void icmp6_input(struct net_stack *s, const uint8_t smac[6], const uint8_
 		}
 	}
 	uint8_t type = m[0];
+	if (rx_flags & NET_RX_LEARN_ONLY && type != 135 && type != 136)
+		return;
 	if (type == 128 && m[1] == 0 && ours6(s, dst)) {
 		/* RFC 4443 4.2: echo reply to a unicast request, same data. */
 		if (len > (size_t)s->cfg.mtu - NET_IP6_HLEN)
@@ -662,7 +664,8 @@ static void icmp6_input(struct net_stack *s, const uint8_t smac[6], const uint8_
 		}
 		if (sll)
 			nd_update(s, src, sll, true);
-		nd_advertise(s, sll ? sll : smac, src, target);
+		if (!(rx_flags & NET_RX_LEARN_ONLY))
+			nd_advertise(s, sll ? sll : smac, src, target);
 		return;
 	}
 	/* Neighbour advertisement: learn the router's (or a cached neighbour's) MAC. */
@@ -810,6 +813,21 @@ static void ipv4_input(struct net_stack *s, const uint8_t *smac, const uint8_t *
 	}
 }
 
+bool net_frame_is_neighbour(const uint8_t *frame, size_t len)
+{
+	if (len < NET_ETH_HLEN)
+		return false;
+	uint16_t type = net_get16(frame + 12);
+	if (type == NET_ETHERTYPE_ARP)
+		return true;
+	/* IPv6 with ICMPv6 right after the fixed header (ND never carries extension
+	 * headers), type 135 (NS) or 136 (NA) */
+	return type == NET_ETHERTYPE_IPV6 && len > NET_ETH_HLEN + NET_IP6_HLEN &&
+	       frame[NET_ETH_HLEN + 6] == 58 &&
+	       (frame[NET_ETH_HLEN + NET_IP6_HLEN] == 135 ||
+		frame[NET_ETH_HLEN + NET_IP6_HLEN] == 136);
+}
+
 void net_input_frame(struct net_stack *s, const uint8_t *frame, size_t len, unsigned rx_flags)
 {
 	s->cnt.rx_frames++;
@@ -830,13 +848,15 @@ void net_input_frame(struct net_stack *s, const uint8_t *frame, size_t len, unsi
 	uint16_t type = net_get16(frame + 12);
 	const uint8_t *p = frame + NET_ETH_HLEN;
 	size_t plen = len - NET_ETH_HLEN;
+	if ((rx_flags & NET_RX_LEARN_ONLY) && !net_frame_is_neighbour(frame, len))
+		return;
 	if (type == NET_ETHERTYPE_IPV6) {
 		if (s->has_ipv6)
 			ipv6_input(s, smac, p, plen, rx_flags);
 		else
 			s->cnt.rx_not_ours++;
 	} else if (type == NET_ETHERTYPE_ARP) {
-		arp_input(s, p, plen);
+		arp_input(s, p, plen, rx_flags);
 	} else if (type == NET_ETHERTYPE_IPV4) {
 		if (memcmp(dmac, s->cfg.mac, 6) != 0) {
 			s->cnt.rx_not_ours++; /* IP in a broadcast frame: not for a host */

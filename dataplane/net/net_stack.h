@@ -61,6 +61,10 @@ enum net_offload {
 enum net_rx_flag {
 	NET_RX_IP_CKSUM_GOOD = 1u << 0,
 	NET_RX_L4_CKSUM_GOOD = 1u << 1,
+	/* A copy of an ARP or neighbour-discovery frame another stack instance of the same
+	 * port received: learn the neighbour's MAC from it, answer nothing (the instance that
+	 * got the frame answers), process nothing else. */
+	NET_RX_LEARN_ONLY = 1u << 2,
 };
 
 struct net_tx_meta {
@@ -152,6 +156,11 @@ int net_stack_listen(struct net_stack *s, uint16_t port);
 /* Process one received frame. The bytes are only read during the call. */
 void net_stack_input(struct net_stack *s, const uint8_t *frame, size_t len, unsigned rx_flags,
 		     uint64_t now_us);
+
+/* True for the frames every stack instance of a port must see to keep its neighbour
+ * caches (ARP, IPv6 neighbour solicitations and advertisements): a multi-queue NIC hands
+ * each of them to one queue only. Reads only the headers within len. */
+bool net_frame_is_neighbour(const uint8_t *frame, size_t len);
 
 /* Run due timers (retransmissions, delayed ACKs, persist probes, TIME-WAIT expiry, ARP
  * retries, held fault-injection frames). Call every poll-loop iteration or at least every

@@ -128,6 +128,37 @@ static void fix_ip_csum(uint8_t *f)
 	ip[11] = (uint8_t)c;
 }
 
+/* A copy of a neighbour frame another stack instance received (NET_RX_LEARN_ONLY) fills
+ * the cache and answers nothing; any other frame so marked is ignored. */
+static void test_learn_only(void)
+{
+	struct net_config cfg = { .ipv4_gateway = t_ip("192.0.2.1") };
+	struct net_stack *s = t_stack(&cfg);
+	CHECK_INT_EQ(t_ntx, 1); /* its own request for the gateway */
+	uint8_t f[64], mac[6];
+	uint32_t gw = t_ip("192.0.2.1");
+	/* the gateway asks for us: the copy learns its MAC, the reply is not ours to send */
+	size_t n = arp_frame(f, 1, bcast, gw, t_ip(T_OUR_IP));
+	CHECK(net_frame_is_neighbour(f, n));
+	net_stack_input(s, f, n, NET_RX_LEARN_ONLY, t_now);
+	CHECK_INT_EQ(t_ntx, 1);
+	CHECK(net_stack_gateway_mac(s, mac));
+	CHECK_INT_EQ(memcmp(mac, t_peer_mac, 6), 0);
+	/* learnt: no more requests for it */
+	t_advance(s, 3000);
+	CHECK_INT_EQ(t_ntx, 1);
+	/* a TCP SYN marked learn-only is not a neighbour frame and is ignored */
+	uint8_t syn[20] = { 0x30, 0x39, 0, 25, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff };
+	n = ip_frame(f, 6, syn, sizeof(syn));
+	CHECK(!net_frame_is_neighbour(f, n));
+	net_stack_input(s, f, n, NET_RX_LEARN_ONLY, t_now);
+	CHECK_INT_EQ(t_ntx, 1);
+	/* truncated frames are no neighbour frames */
+	CHECK(!net_frame_is_neighbour(f, 13));
+	net_stack_destroy(s);
+}
+
+
 static void test_icmp_echo(void)
 {
 	struct net_stack *s = t_stack(NULL);
@@ -399,6 +430,7 @@ int main(void)
 	RUN_TEST(test_fault_rx);
 	RUN_TEST(test_arp_reply);
 	RUN_TEST(test_arp_gateway);
+	RUN_TEST(test_learn_only);
 	RUN_TEST(test_icmp_echo);
 	RUN_TEST(test_ip_validation);
 	RUN_TEST(test_unreachable);
