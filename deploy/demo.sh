@@ -87,6 +87,7 @@ ninja -C "$build" >/dev/null
 case "$build" in /*) bdir=$build ;; *) bdir=$root/$build ;; esac
 mxgate=$bdir/dataplane/mxgate
 spoolcat=$bdir/dataplane/mxgate-spoolcat
+queue=$bdir/dataplane/mxgate-queue
 
 stop_previous
 mkdir -p "$demo"
@@ -179,6 +180,7 @@ mxgate is running on the dpdk transport (pid $pid) on $where.
   see it refuse:  ip netns exec $ns swaks --server 10.77.0.2 --to someone@example.net   (454 4.7.1 Relay access denied)
   ping it:        ip netns exec $ns ping -c 3 10.77.0.2       (DPDK answers ARP, ND and ping)
   statistics:     kill -USR1 $pid; grep statistics $demo/maillog
+  the queue:      $queue -c $demo/mxgate.cf list   (also show, hold, release, delete)
   list the spool: $spoolcat -l $demo/spool      log: $demo/maillog
   config:         $demo/mxgate.cf          (Postfix main.cf syntax; deploy/mxgate.cf.example documents it)
   stop:           bash deploy/demo.sh stop   (stops mxgate, removes namespace $ns and $dpdk_runtime)
@@ -190,6 +192,7 @@ else
 mxgate is running on the kernel transport (pid $pid) on $where.
   send mail:      swaks --server 127.0.0.1:$port --to someone@demo.example
   see it refuse:  swaks --server 127.0.0.1:$port --to someone@example.net   (454 4.7.1 Relay access denied)
+  the queue:      $queue -c $demo/mxgate.cf list   (also show, hold, release, delete)
   list the spool: $spoolcat -l $demo/spool      log: $demo/maillog
   config:         $demo/mxgate.cf          (Postfix main.cf syntax; deploy/mxgate.cf.example documents it)
   stop:           bash deploy/demo.sh stop   (or: kill $pid)
