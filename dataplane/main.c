@@ -16,14 +16,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <rte_version.h>
-
-#include "dataplane/dpdk_config.h"
-#include "dataplane/dpdk_transport.h"
-#include "dataplane/kernel_transport.h"
-#include "dataplane/queue_control.h"
-#include "dataplane/spool/spool_relay.h"
+#include "dataplane/relay/queue_control.h"
+#include "dataplane/relay/relay.h"
 #include "dataplane/spool/spool_writer.h"
+#include "dataplane/transport.h"
 #include "mgmt/config.h"
 #include "mgmt/explain.h"
 #include "mgmt/log.h"
@@ -58,43 +54,48 @@ static void usage(FILE *f)
 		"Signals: SIGTERM/SIGINT stop gracefully, SIGUSR1 logs statistics.\n");
 }
 
-/* The transport main runs: one of the two, behind the same calls. */
+/* The transport main runs, behind its ops. */
 struct mx_transport_run {
-	struct kernel_transport *kt;
-	struct dpdk_transport *dt;
+	const struct transport_ops *ops;
+	void *impl;
 };
 
 static void transport_counters(const struct mx_transport_run *tr, struct mx_counters *sum,
 			       uint64_t *open)
 {
-	if (tr->dt)
-		dpdk_transport_counters(tr->dt, sum, open);
-	else
-		kernel_transport_counters(tr->kt, sum, open);
+	tr->ops->counters(tr->impl, sum, open);
 }
 
 static bool transport_failed(const struct mx_transport_run *tr)
 {
-	return tr->dt ? dpdk_transport_failed(tr->dt) : kernel_transport_failed(tr->kt);
+	return tr->impl && tr->ops->failed(tr->impl);
 }
 
 static void transport_stop_join(struct mx_transport_run *tr)
 {
-	if (tr->dt) {
-		dpdk_transport_stop(tr->dt);
-		dpdk_transport_join(tr->dt);
-	} else if (tr->kt) {
-		kernel_transport_stop(tr->kt);
-		kernel_transport_join(tr->kt);
-	}
+	if (!tr->impl)
+		return;
+	tr->ops->stop(tr->impl);
+	tr->ops->join(tr->impl);
 }
 
 static void transport_destroy(struct mx_transport_run *tr)
 {
-	kernel_transport_destroy(tr->kt);
-	dpdk_transport_destroy(tr->dt);
-	tr->kt = NULL;
-	tr->dt = NULL;
+	if (tr->impl)
+		tr->ops->destroy(tr->impl);
+	tr->impl = NULL;
+}
+
+/* The transport mxgate_transport names, or NULL after saying why on f. */
+static const struct transport_ops *transport_or_complain(const struct mx_config *cfg,
+							 const char *path, FILE *f)
+{
+	const struct transport_ops *ops = transport_ops_for(cfg->transport);
+	if (!ops)
+		fprintf(f, "mxgate: %s: mxgate_transport = %s: this mxgate was built without it "
+			   "(no libdpdk at build time; meson setup -Ddpdk=enabled)\n",
+			path, mx_transport_name(cfg->transport));
+	return ops;
 }
 
 static void log_statistics(const struct mx_transport_run *tr, const char *when)
@@ -111,8 +112,8 @@ static void log_statistics(const struct mx_transport_run *tr, const char *when)
 	MX_COUNTERS(MAIN_FMT)
 #undef MAIN_FMT
 	mx_log(MX_LOG_INFO, "statistics (%s): open_connections=%" PRIu64 "%s", when, open, line);
-	if (tr->dt)
-		dpdk_transport_log_statistics(tr->dt, when);
+	if (tr->ops->log_statistics)
+		tr->ops->log_statistics(tr->impl, when);
 }
 
 static int write_pidfile(const char *path)
@@ -180,19 +181,14 @@ static int check_config(const char *path)
 		return 1;
 	}
 	char err[512];
-	if (cfg->transport == MX_TRANSPORT_DPDK) {
-		/* what can be checked without starting DPDK: the ports, addresses, listen
-		 * ports and fault specification (the EAL arguments are DPDK's to judge) */
-		struct dpdk_config *dc = malloc(sizeof(*dc));
-		int drc = dc ? dpdk_config_parse(cfg, getenv("MXGATE_NET_FAULT"), dc, err,
-						 sizeof(err))
-			     : -ENOMEM;
-		free(dc);
-		if (drc < 0) {
-			fprintf(stderr, "mxgate: %s: %s\n", path, dc ? err : "out of memory");
-			mx_config_free(cfg);
-			return 1;
-		}
+	/* what the transport can check without starting (dpdk: the ports, addresses, listen
+	 * ports and fault specification; the EAL arguments are DPDK's to judge) */
+	const struct transport_ops *ops = transport_or_complain(cfg, path, stderr);
+	if (!ops || (ops->check && ops->check(cfg, err, sizeof(err)) < 0)) {
+		if (ops)
+			fprintf(stderr, "mxgate: %s: %s\n", path, err);
+		mx_config_free(cfg);
+		return 1;
 	}
 	/* The restriction lists: what mxgate cannot do honestly (DNS lookups, unknown
 	 * restrictions) is an error here, not a surprise at the first RCPT. */
@@ -223,7 +219,7 @@ static int check_config(const char *path)
  * the table store for transport_maps, and the control socket. */
 struct mx_spools {
 	struct spool *spool[MX_CONFIG_MAX_SPOOLS];
-	struct spool_relay *relay[MX_CONFIG_MAX_SPOOLS];
+	struct relay *relay[MX_CONFIG_MAX_SPOOLS];
 	unsigned n;
 	uint64_t newest_id_us;
 	struct tables_env *tables;
@@ -261,7 +257,7 @@ static int spools_open(struct mx_spools *sp, const struct mx_config *cfg, bool n
 	const char *relayhost = mx_config_get(cfg, "relayhost");
 	bool have_maps = config_has_transport_maps(cfg);
 	bool relay = (relayhost && *relayhost) || have_maps;
-	struct spool_relay_params rp = {
+	struct relay_params rp = {
 		.keep_only = !relay,
 		.helo_name = cfg->myhostname,
 		.concurrency = cfg->relay_concurrency,
@@ -288,7 +284,7 @@ static int spools_open(struct mx_spools *sp, const struct mx_config *cfg, bool n
 		},
 	};
 	if (relayhost && *relayhost) {
-		if (spool_nexthop_from_relayhost(relayhost, cfg->relay_lmtp, &rp.dflt, err,
+		if (relay_nexthop_from_relayhost(relayhost, cfg->relay_lmtp, &rp.dflt, err,
 						 sizeof(err)) < 0) {
 			startup_fatal("relayhost: %s", err);
 			return -1;
@@ -329,7 +325,7 @@ static int spools_open(struct mx_spools *sp, const struct mx_config *cfg, bool n
 		 * works, space is given back) and delivers nothing. */
 		rp.spool = sp->spool[i];
 		rp.spool_index = i;
-		rc = spool_relay_create(&sp->relay[i], &rp, err, sizeof(err));
+		rc = relay_create(&sp->relay[i], &rp, err, sizeof(err));
 		if (rc < 0) {
 			startup_fatal("relay: %s", err);
 			return -1;
@@ -345,7 +341,7 @@ static void spools_stop(struct mx_spools *sp)
 	queue_control_stop(sp->control);
 	sp->control = NULL;
 	for (unsigned i = 0; i < sp->n; i++)
-		spool_relay_stop(sp->relay[i]);
+		relay_stop(sp->relay[i]);
 	for (unsigned i = 0; i < sp->n; i++)
 		spool_stop(sp->spool[i]);
 }
@@ -360,8 +356,8 @@ static void spools_log_statistics(struct mx_spools *sp)
 		       "spool %u statistics: committed=%" PRIu64 " failed=%" PRIu64
 		       " syncs=%" PRIu64 " bytes=%" PRIu64 " punched=%" PRIu64,
 		       i, sst.committed, sst.failed, sst.syncs, sst.bytes, sst.punched);
-		struct spool_relay_stats rs;
-		spool_relay_stats(sp->relay[i], &rs);
+		struct relay_stats rs;
+		relay_stats(sp->relay[i], &rs);
 		mx_log(MX_LOG_INFO,
 		       "relay %u statistics: queued=%" PRIu64 " sent=%" PRIu64 " deferred=%" PRIu64
 		       " bounced=%" PRIu64 " expired=%" PRIu64 " notifications=%" PRIu64
@@ -375,7 +371,7 @@ static void spools_log_statistics(struct mx_spools *sp)
 static void spools_close(struct mx_spools *sp)
 {
 	for (unsigned i = 0; i < sp->n; i++) {
-		spool_relay_free(sp->relay[i]);
+		relay_free(sp->relay[i]);
 		spool_close(sp->spool[i]);
 	}
 	sp->n = 0;
@@ -413,7 +409,9 @@ int main(int argc, char **argv)
 			pidfile = optarg;
 			break;
 		case 'V':
-			printf("mxgate %s (built with %s)\n", MXGATE_VERSION, rte_version());
+			printf("mxgate %s (built with %s)\n", MXGATE_VERSION,
+			       transport_dpdk_version() ? transport_dpdk_version()
+							: "the kernel transport only, no DPDK");
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -438,20 +436,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mxgate: not starting\n");
 		return 1;
 	}
-	/* The dpdk settings are parsed before anything starts, so a typo in a port is a
-	 * one-line error rather than a half-started gateway. */
-	struct dpdk_config *dc = NULL;
-	if (cfg->transport == MX_TRANSPORT_DPDK) {
-		char derr[512];
-		dc = malloc(sizeof(*dc));
-		if (!dc || dpdk_config_parse(cfg, getenv("MXGATE_NET_FAULT"), dc, derr,
-					     sizeof(derr)) < 0) {
-			fprintf(stderr, "mxgate: fatal: %s: %s\n", config_path,
-				dc ? derr : "out of memory");
-			free(dc);
-			mx_config_free(cfg);
-			return 1;
-		}
+	/* The transport's own settings are checked before anything starts, so a typo in a
+	 * port is a one-line error rather than a half-started gateway. */
+	const struct transport_ops *ops = transport_or_complain(cfg, config_path, stderr);
+	char cerr[512];
+	if (!ops || (ops->check && ops->check(cfg, cerr, sizeof(cerr)) < 0)) {
+		if (ops)
+			fprintf(stderr, "mxgate: fatal: %s: %s\n", config_path, cerr);
+		mx_config_free(cfg);
+		return 1;
 	}
 
 	char host[256];
@@ -481,7 +474,7 @@ int main(int argc, char **argv)
 	/* Open, lock and recover the spools before anything listens: messages that got a
 	 * 250 before a crash are found and indexed, torn writes are discarded. */
 	struct mx_spools sp = { 0 };
-	struct mx_transport_run tr = { 0 };
+	struct mx_transport_run tr = { .ops = ops };
 	struct smtp_policy *policy = NULL;
 	struct mx_checks checks = { 0 };
 	bool pidfile_written = false;
@@ -503,7 +496,7 @@ int main(int argc, char **argv)
 		}
 	}
 	for (unsigned i = 0; i < sp.n; i++) {
-		if ((rc = spool_relay_start(sp.relay[i])) < 0) {
+		if ((rc = relay_start(sp.relay[i])) < 0) {
 			startup_fatal("cannot start the relay: %s", strerror(-rc));
 			goto fail_startup;
 		}
@@ -528,7 +521,8 @@ int main(int argc, char **argv)
 	}
 
 	unsigned workers = cfg->workers;
-	if (workers == 0 && !dc) {
+	if (workers == 0 && cfg->transport == MX_TRANSPORT_KERNEL) {
+		/* dpdk: the EAL's lcores say how many */
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		workers = n > 0 ? (unsigned)n : 1;
 	}
@@ -545,10 +539,7 @@ int main(int argc, char **argv)
 		.shutdown_grace_ms = MXGATE_SHUTDOWN_GRACE_MS,
 		.queue_id_floor_us = sp.newest_id_us,
 	};
-	if (dc)
-		rc = dpdk_transport_create(&tr.dt, &params, dc, &workers, err, sizeof(err));
-	else
-		rc = kernel_transport_create(&tr.kt, &params, err, sizeof(err));
+	rc = ops->create(&tr.impl, &params, err, sizeof(err));
 	if (rc < 0) {
 		startup_fatal("%s", err);
 		goto fail_startup;
@@ -559,33 +550,15 @@ int main(int argc, char **argv)
 	}
 	pidfile_written = pidfile != NULL;
 
-	char listening[MX_CONFIG_MAX_LISTEN * 80] = "";
-	size_t ln = 0;
-	for (unsigned i = 0; i < cfg->listen_count && ln < sizeof(listening); i++) {
-		bool v6 = strchr(cfg->listen[i].host, ':') && cfg->listen[i].host[0] != '[';
-		ln += (size_t)snprintf(listening + ln, sizeof(listening) - ln, "%s%s%s%s:%u",
-				       i ? ", " : "", v6 ? "[" : "", cfg->listen[i].host,
-				       v6 ? "]" : "", (unsigned)cfg->listen[i].port);
-	}
-	rc = tr.dt ? dpdk_transport_start(tr.dt) : kernel_transport_start(tr.kt);
+	rc = ops->start(tr.impl);
 	if (rc < 0) {
 		startup_fatal("cannot start workers: %s", strerror(-rc));
 		goto fail_startup;
 	}
-	if (dc)
-		mx_log(MX_LOG_INFO,
-		       "mxgate %s started -- transport dpdk (%s), %u worker lcore(s), %u port(s), "
-		       "steering %s, listening on TCP port(s) of %s, spool %s, configuration %s%s%s",
-		       MXGATE_VERSION, rte_version(), workers, dc->nports,
-		       dpdk_steering_name(dc->steering), listening,
-		       mx_config_get(cfg, "mxgate_spool_directory"), config_path,
-		       dc->fault_on ? ", FAULT INJECTION " : "", dc->fault_on ? dc->fault_spec : "");
-	else
-		mx_log(MX_LOG_INFO,
-		       "mxgate %s started -- transport kernel, %u worker(s), listening on %s, "
-		       "spool %s, configuration %s",
-		       MXGATE_VERSION, workers, listening,
-		       mx_config_get(cfg, "mxgate_spool_directory"), config_path);
+	char what[1024];
+	ops->describe(tr.impl, what, sizeof(what));
+	mx_log(MX_LOG_INFO, "mxgate %s started -- transport %s, spool %s, configuration %s",
+	       MXGATE_VERSION, what, mx_config_get(cfg, "mxgate_spool_directory"), config_path);
 
 	for (;;) {
 		siginfo_t si;
@@ -626,7 +599,6 @@ int main(int argc, char **argv)
 	if (pidfile)
 		unlink(pidfile);
 	spools_close(&sp);
-	free(dc);
 	smtp_policy_free(policy);
 	mx_checks_free(&checks);
 	mx_log_close();
@@ -641,7 +613,6 @@ fail_startup:
 	if (pidfile_written)
 		unlink(pidfile);
 	spools_close(&sp);
-	free(dc);
 	smtp_policy_free(policy);
 	mx_checks_free(&checks);
 	mx_log_close();

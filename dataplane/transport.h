@@ -9,6 +9,7 @@
 
 #include "dataplane/spool/spool_writer.h"
 #include "mgmt/config.h"
+#include "mxgate/counters.h"
 #include "smtp/smtp_checks.h"
 #include "smtp/smtp_restrictions.h"
 #include "tables/tables_env.h"
@@ -32,5 +33,37 @@ struct transport_params {
 	uint64_t shutdown_grace_ms;             /* how long a stop waits for output to drain */
 	uint64_t queue_id_floor_us;             /* the newest spool_newest_id_us() */
 };
+
+/* A transport behind one set of calls: main.c drives whichever mxgate_transport names. */
+struct transport_ops {
+	const char *name; /* "kernel", "dpdk" */
+	/* What `mxgate --check` can judge without starting anything (ports, addresses);
+	 * NULL: nothing beyond the configuration. 0, or a negative errno with err. */
+	int (*check)(const struct mx_config *cfg, char *err, size_t errlen);
+	/* Build the transport (listeners, ports, workers not yet running). 0 and *impl, or a
+	 * negative errno with err. */
+	int (*create)(void **impl, const struct transport_params *p, char *err, size_t errlen);
+	int (*start)(void *impl);                /* the workers run */
+	void (*stop)(void *impl);                /* ask the workers to stop (any thread) */
+	void (*join)(void *impl);                /* wait for them */
+	bool (*failed)(const void *impl);        /* a worker hit an internal error */
+	/* The workers' counters summed, and the connections open now. */
+	void (*counters)(const void *impl, struct mx_counters *sum, uint64_t *open);
+	/* Extra statistics lines of this transport (SIGUSR1, shutdown); NULL: none. */
+	void (*log_statistics)(const void *impl, const char *when);
+	/* For the start-up line: "dpdk (DPDK 22.11.4), 2 worker lcore(s), 1 port(s), ...". */
+	void (*describe)(const void *impl, char *buf, size_t len);
+	void (*destroy)(void *impl);             /* after join; NULL is a no-op */
+};
+
+/* The transport mxgate_transport names, or NULL when this mxgate was built without it
+ * (no libdpdk at build time). */
+const struct transport_ops *transport_ops_for(enum mx_transport t);
+
+/* The DPDK release this mxgate was built against, or NULL without DPDK. */
+const char *transport_dpdk_version(void);
+
+extern const struct transport_ops kernel_transport_ops;
+extern const struct transport_ops dpdk_transport_ops;
 
 #endif

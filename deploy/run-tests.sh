@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what is missing, build, and run mxgate's whole test suite. Run as root from the
-# repository (README command 2; .ci/run runs exactly this). Three builds:
+# repository (README command 2; .ci/run runs exactly this). Four builds:
 #   build-test     debug, ASan+UBSan, -Werror: every unit, golden, corpus and e2e test
 #   build-release  release, -Werror: must compile cleanly at -O2 (different warnings)
+#   build-nodpdk   -Ddpdk=disabled: the gateway without DPDK (kernel transport) compiles
 #   build-fuzz     clang + libFuzzer: each harness fuzzes for MXGATE_FUZZ_SECONDS (30)
 # The last line is "N passed, N failed[, N skipped]"; the exit status is non-zero on any
 # failure.
@@ -100,7 +101,12 @@ fi
 step "build-release (-O2, -Werror)" bash -c \
 	"$(declare -f setup); setup build-release -Dbuildtype=release -Dwerror=true && ninja -C build-release"
 
-# 3. libFuzzer: every harness fuzzes for a bounded time, starting from its corpus.
+# 3. Without DPDK: the kernel transport, the tools and the tests that need no DPDK build
+#    with -Ddpdk=disabled (a machine without libdpdk builds the same way).
+step "build-nodpdk (kernel transport only, -Werror)" bash -c \
+	"$(declare -f setup); setup build-nodpdk -Dbuildtype=debug -Ddpdk=disabled -Dwerror=true && ninja -C build-nodpdk"
+
+# 4. libFuzzer: every harness fuzzes for a bounded time, starting from its corpus.
 if command -v clang >/dev/null; then
 	if step "build-fuzz (clang, libFuzzer)" bash -c \
 		"$(declare -f setup); CC=clang setup build-fuzz -Dbuildtype=debug -Dfuzzing=true -Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link && ninja -C build-fuzz"; then

@@ -37,7 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dataplane/queue_id.h"
+#include "dataplane/spool/queue_id.h"
 #include "mxgate/span.h"
 
 #define SPOOL_ENVELOPE_MAGIC "MXGATE-ENVELOPE 1"

@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dataplane/queue_id.h"
+#include "dataplane/spool/queue_id.h"
 #include "dataplane/spool/spool_envelope.h"
 
 struct spool_frag_loc {

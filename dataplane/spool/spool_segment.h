@@ -49,7 +49,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "dataplane/queue_id.h"
+#include "dataplane/spool/queue_id.h"
 #include "mxgate/span.h"
 
 #define SPOOL_REC_MAGIC 0x3152584du

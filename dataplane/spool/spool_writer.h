@@ -117,7 +117,7 @@ struct spool_stats {
 };
 void spool_stats(const struct spool *s, struct spool_stats *out);
 
-/* ---- the relay's side (spool_relay.h) ---- */
+/* ---- the relay's side (relay.h) ---- */
 
 /* Called on the writer thread, after the sync, for each message that became durable;
  * the entry (with its frags; held and hold_reason from the envelope) belongs to the

@@ -1,7 +1,7 @@
 /* libFuzzer harness for the relay's transport(5) code: any text as a transport(5) result
- * (spool_nexthop_parse, without and with each kind of default destination), as main.cf's
- * relayhost (spool_nexthop_from_relayhost, SMTP and LMTP), and as a recipient looked up in
- * inline: tables (spool_transport_lookup: extension and parent-domain splitting).
+ * (relay_nexthop_parse, without and with each kind of default destination), as main.cf's
+ * relayhost (relay_nexthop_from_relayhost, SMTP and LMTP), and as a recipient looked up in
+ * inline: tables (relay_transport_lookup: extension and parent-domain splitting).
  *
  * Invariants: never a crash or an out-of-bounds read; a refusal says why and leaves *out
  * alone; a success is a complete destination (an SMTP/LMTP socket address whose length
@@ -16,7 +16,7 @@
 #include <string.h>
 #include <sys/un.h>
 
-#include "dataplane/spool/spool_transport.h"
+#include "dataplane/relay/relay_transport.h"
 #include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -29,19 +29,19 @@ static void fuzz_check_clean(const char *s, size_t cap)
 		FUZZ_CHECK(((unsigned char)s[i] >= 0x20 || s[i] == '\t') && s[i] != 0x7f);
 }
 
-static void fuzz_check_hop(const struct spool_nexthop *h, int depth)
+static void fuzz_check_hop(const struct relay_nexthop *h, int depth)
 {
-	FUZZ_CHECK((unsigned)h->kind < SPOOL_TRANSPORT_KIND_MAX);
+	FUZZ_CHECK((unsigned)h->kind < RELAY_TRANSPORT_KIND_MAX);
 	fuzz_check_clean(h->name, sizeof(h->name));
 	fuzz_check_clean(h->key, sizeof(h->key));
 	fuzz_check_clean(h->status, sizeof(h->status));
 	fuzz_check_clean(h->text, sizeof(h->text));
-	const char *kn = spool_transport_kind_name(h->kind);
+	const char *kn = relay_transport_kind_name(h->kind);
 	FUZZ_CHECK(strncmp(h->key, kn, strlen(kn)) == 0);
-	if (h->kind != SPOOL_TRANSPORT_SMTP && h->kind != SPOOL_TRANSPORT_LMTP) {
+	if (h->kind != RELAY_TRANSPORT_SMTP && h->kind != RELAY_TRANSPORT_LMTP) {
 		FUZZ_CHECK(h->addrlen == 0);
 		FUZZ_CHECK(strlen(h->status) >= 5);
-		FUZZ_CHECK(h->kind == SPOOL_TRANSPORT_DISCARD || h->text[0] != '\0');
+		FUZZ_CHECK(h->kind == RELAY_TRANSPORT_DISCARD || h->text[0] != '\0');
 		return;
 	}
 	switch (h->addr.ss_family) {
@@ -59,7 +59,7 @@ static void fuzz_check_hop(const struct spool_nexthop *h, int depth)
 	}
 	case AF_UNIX: {
 		const struct sockaddr_un *un = (const struct sockaddr_un *)&h->addr;
-		FUZZ_CHECK(h->kind == SPOOL_TRANSPORT_LMTP);
+		FUZZ_CHECK(h->kind == RELAY_TRANSPORT_LMTP);
 		size_t n = strnlen(un->sun_path, sizeof(un->sun_path));
 		FUZZ_CHECK(n > 0 && n < sizeof(un->sun_path) && un->sun_path[0] == '/');
 		FUZZ_CHECK(h->addrlen == offsetof(struct sockaddr_un, sun_path) + n + 1);
@@ -70,9 +70,9 @@ static void fuzz_check_hop(const struct spool_nexthop *h, int depth)
 	}
 	/* The key is itself a transport(5) value naming the same destination. */
 	if (depth == 0) {
-		struct spool_nexthop again;
+		struct relay_nexthop again;
 		char err[512];
-		int rc = spool_nexthop_parse(h->key, NULL, &again, err, sizeof(err));
+		int rc = relay_nexthop_parse(h->key, NULL, &again, err, sizeof(err));
 		FUZZ_CHECK(rc == 0);
 		FUZZ_CHECK(again.kind == h->kind && again.addrlen == h->addrlen);
 		FUZZ_CHECK(memcmp(&again.addr, &h->addr, h->addrlen) == 0);
@@ -81,13 +81,13 @@ static void fuzz_check_hop(const struct spool_nexthop *h, int depth)
 	}
 }
 
-static void fuzz_parse(const char *value, const struct spool_nexthop *dflt)
+static void fuzz_parse(const char *value, const struct relay_nexthop *dflt)
 {
-	struct spool_nexthop out, before;
+	struct relay_nexthop out, before;
 	memset(&out, 0x5a, sizeof(out));
 	before = out;
 	char err[512] = "";
-	int rc = spool_nexthop_parse(value, dflt, &out, err, sizeof(err));
+	int rc = relay_nexthop_parse(value, dflt, &out, err, sizeof(err));
 	FUZZ_CHECK(rc == 0 || rc == -EINVAL);
 	if (rc == 0) {
 		fuzz_check_hop(&out, 0);
@@ -100,12 +100,12 @@ static void fuzz_parse(const char *value, const struct spool_nexthop *dflt)
 
 static void fuzz_relayhost(const char *value, bool lmtp)
 {
-	struct spool_nexthop out;
+	struct relay_nexthop out;
 	char err[512] = "";
-	int rc = spool_nexthop_from_relayhost(value, lmtp, &out, err, sizeof(err));
+	int rc = relay_nexthop_from_relayhost(value, lmtp, &out, err, sizeof(err));
 	FUZZ_CHECK(rc == 0 || rc == -EINVAL);
 	if (rc == 0) {
-		FUZZ_CHECK(out.kind == (lmtp ? SPOOL_TRANSPORT_LMTP : SPOOL_TRANSPORT_SMTP));
+		FUZZ_CHECK(out.kind == (lmtp ? RELAY_TRANSPORT_LMTP : RELAY_TRANSPORT_SMTP));
 		fuzz_check_hop(&out, 0);
 		/* a relayhost is a default any value can complete */
 		fuzz_parse(":", &out);
@@ -118,7 +118,7 @@ static void fuzz_relayhost(const char *value, bool lmtp)
 }
 
 static struct table *fuzz_maps[2];
-static struct spool_nexthop fuzz_dflt[4];
+static struct relay_nexthop fuzz_dflt[4];
 
 static void fuzz_init(void)
 {
@@ -133,13 +133,13 @@ static void fuzz_init(void)
 		fprintf(stderr, "fuzz_transport: %s\n", err);
 		abort();
 	}
-	FUZZ_CHECK(spool_nexthop_from_relayhost("[192.0.2.1]:25", false, &fuzz_dflt[0], err,
+	FUZZ_CHECK(relay_nexthop_from_relayhost("[192.0.2.1]:25", false, &fuzz_dflt[0], err,
 						sizeof(err)) == 0);
-	FUZZ_CHECK(spool_nexthop_from_relayhost("[2001:db8::1]", true, &fuzz_dflt[1], err,
+	FUZZ_CHECK(relay_nexthop_from_relayhost("[2001:db8::1]", true, &fuzz_dflt[1], err,
 						sizeof(err)) == 0);
-	FUZZ_CHECK(spool_nexthop_from_relayhost("unix:/run/lmtp", true, &fuzz_dflt[2], err,
+	FUZZ_CHECK(relay_nexthop_from_relayhost("unix:/run/lmtp", true, &fuzz_dflt[2], err,
 						sizeof(err)) == 0);
-	FUZZ_CHECK(spool_nexthop_parse("error:5.1.1 x", NULL, &fuzz_dflt[3], err,
+	FUZZ_CHECK(relay_nexthop_parse("error:5.1.1 x", NULL, &fuzz_dflt[3], err,
 				       sizeof(err)) == 0);
 }
 
@@ -162,9 +162,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	char val[TABLE_VALUE_MAX + 1], matched[TABLE_KEY_MAX + 1];
 	for (int parent = 0; parent < 2; parent++) {
-		struct spool_transport_opts o = { .recipient_delimiter = parent ? "+-" : "+",
+		struct relay_transport_opts o = { .recipient_delimiter = parent ? "+-" : "+",
 						  .parent_matches_subdomains = parent };
-		int rc = spool_transport_lookup(fuzz_maps, 2, s, &o, val, sizeof(val), matched,
+		int rc = relay_transport_lookup(fuzz_maps, 2, s, &o, val, sizeof(val), matched,
 						sizeof(matched));
 		FUZZ_CHECK(rc == 0 || rc == 1);
 		if (rc == 1) {

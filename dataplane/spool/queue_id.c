@@ -1,4 +1,4 @@
-#include "dataplane/queue_id.h"
+#include "dataplane/spool/queue_id.h"
 
 #include <assert.h>
 #include <errno.h>

@@ -1,4 +1,4 @@
-#include "dataplane/conn.h"
+#include "dataplane/session/conn.h"
 
 #include <assert.h>
 #include <errno.h>

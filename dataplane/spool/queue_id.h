@@ -24,8 +24,8 @@
  *     the newest ID still in the spool (spool_dir_newest_id_us()), so a clock that stepped
  *     backwards cannot reissue an ID the spool still holds. The spool also refuses to
  *     overwrite (O_EXCL, RENAME_NOREPLACE) as a last line of defence. */
-#ifndef MXGATE_DATAPLANE_QUEUE_ID_H
-#define MXGATE_DATAPLANE_QUEUE_ID_H
+#ifndef MXGATE_DATAPLANE_SPOOL_QUEUE_ID_H
+#define MXGATE_DATAPLANE_SPOOL_QUEUE_ID_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -6,7 +6,7 @@
  * pending) and from the writer as it commits them (spool_set_committed_hook()). Delivery
  * runs on the relay's own threads, never on a worker.
  *
- * Where a recipient goes (spool_transport.h): the envelope's FILTER destination when policy
+ * Where a recipient goes (relay_transport.h): the envelope's FILTER destination when policy
  * set one, else its transport_maps entry, else the default destination (relayhost).
  * Recipients of one message with the same destination share one transaction. Each
  * destination has at most `concurrency` connections (default_destination_concurrency_limit)
@@ -24,7 +24,7 @@
  *        queue_run_delay; once the message is older than maximal_queue_lifetime
  *        (bounce_queue_lifetime for null-sender mail) a deferred recipient fails too
  *        ("status=expired, returned to sender")
- * When no recipient is pending: if any failed and the sender asked for it (spool_dsn.h),
+ * When no recipient is pending: if any failed and the sender asked for it (relay_dsn.h),
  * a delivery status notification to the sender is spooled (and relayed like any message)
  * before the original is retired (RETIRE record, "ID: removed"). A crash between the two
  * sends the notification twice, never zero times.
@@ -36,20 +36,20 @@
  * must not pin every later segment: when the segments below the newest two hold mostly
  * dead bytes, the live messages in them are relocated forward (spool_relocate()) and the
  * old segments deleted, so disk use stays flat while a next hop is down for days. */
-#ifndef MXGATE_DATAPLANE_SPOOL_RELAY_H
-#define MXGATE_DATAPLANE_SPOOL_RELAY_H
+#ifndef MXGATE_DATAPLANE_RELAY_RELAY_H
+#define MXGATE_DATAPLANE_RELAY_RELAY_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "dataplane/spool/spool_transport.h"
+#include "dataplane/relay/relay_transport.h"
 #include "dataplane/spool/spool_writer.h"
 #include "tables/tables_env.h"
 
-#define SPOOL_RELAY_MAX_THREADS 256
-#define SPOOL_RELAY_MAX_DESTINATIONS 4096
+#define RELAY_MAX_THREADS 256
+#define RELAY_MAX_DESTINATIONS 4096
 
-struct spool_relay_params {
+struct relay_params {
 	struct spool *spool;
 	/* Which spool directory this relay serves (several may be configured): notifications
 	 * it generates get queue IDs with worker number QUEUE_ID_MAX_WORKERS - 1 - index. */
@@ -59,10 +59,10 @@ struct spool_relay_params {
 	 * release, delete, and give space back) but never try a delivery, so mail waits for
 	 * a configuration with a next hop instead of expiring into bounces. */
 	bool keep_only;
-	struct spool_nexthop dflt;    /* relayhost, SMTP or LMTP */
+	struct relay_nexthop dflt;    /* relayhost, SMTP or LMTP */
 	struct tables_env *tables;    /* for transport_maps; NULL when there are none */
 	const char *transport_maps;   /* table specs (commas and/or white space), or NULL */
-	struct spool_transport_opts transport_opts;
+	struct relay_transport_opts transport_opts;
 	const char *helo_name;        /* myhostname: EHLO, and the notifications' From: */
 	unsigned concurrency;         /* default_destination_concurrency_limit */
 	unsigned threads;             /* delivery threads; 0: twice the concurrency */
@@ -75,20 +75,20 @@ struct spool_relay_params {
 	uint64_t bounce_size_limit;
 };
 
-struct spool_relay;
+struct relay;
 
 /* Create the relay and register it with the writer (before spool_start()); queues the
  * recovered messages. Returns 0 or a negative errno with err. */
-int spool_relay_create(struct spool_relay **out, const struct spool_relay_params *p, char *err,
+int relay_create(struct relay **out, const struct relay_params *p, char *err,
 		       size_t errlen);
-int spool_relay_start(struct spool_relay *r);
+int relay_start(struct relay *r);
 /* Stop the threads (deliveries in progress are cut; what was not confirmed stays in the
  * spool) and wait for them. Before spool_stop(): the relay needs the writer. */
-void spool_relay_stop(struct spool_relay *r);
+void relay_stop(struct relay *r);
 /* After spool_stop(): the writer no longer hands messages over. */
-void spool_relay_free(struct spool_relay *r);
+void relay_free(struct relay *r);
 
-struct spool_relay_stats {
+struct relay_stats {
 	uint64_t queued;    /* live messages */
 	uint64_t sent;      /* recipients */
 	uint64_t deferred;  /* delivery attempts that left recipients pending */
@@ -99,12 +99,12 @@ struct spool_relay_stats {
 	uint64_t notified;  /* delivery status notifications spooled */
 	uint64_t relocated; /* messages copied forward to free old segments */
 };
-void spool_relay_stats(struct spool_relay *r, struct spool_relay_stats *out);
+void relay_stats(struct relay *r, struct relay_stats *out);
 
 /* ---- the queue, for operators (mxgate-queue through the control socket) ---- */
 
 /* One live message as the relay sees it now. */
-struct spool_relay_msg_info {
+struct relay_msg_info {
 	char id[QUEUE_ID_SIZE];
 	uint64_t size;        /* message bytes */
 	bool active;          /* a delivery attempt or relocation is running */
@@ -120,25 +120,25 @@ struct spool_relay_msg_info {
 /* Call fn for every live message in ID (arrival) order, with its envelope read from the
  * spool (rec: message bytes not loaded). The queue is not locked while fn runs: a message
  * may change meanwhile. fn returns non-zero to stop. Returns 0 or a negative errno. */
-typedef int spool_relay_list_fn(void *ctx, const struct spool_relay_msg_info *info,
+typedef int relay_list_fn(void *ctx, const struct relay_msg_info *info,
 				const struct spool_record *rec);
-int spool_relay_list(struct spool_relay *r, spool_relay_list_fn *fn, void *ctx);
+int relay_list(struct relay *r, relay_list_fn *fn, void *ctx);
 
 /* Read live message id whole (envelope and bytes) for `mxgate-queue show`. Returns 0 and
  * *out (spool_record_free()), -ENOENT when id is not in this relay's queue, or another
  * negative errno with err. */
-int spool_relay_read(struct spool_relay *r, const char *id, struct spool_record **out,
+int relay_read(struct relay *r, const char *id, struct spool_record **out,
 		     char *err, size_t errlen);
 
-enum spool_relay_op {
-	SPOOL_RELAY_HOLD,    /* keep it until released (durable HOLD record) */
-	SPOOL_RELAY_RELEASE, /* deliver it again (durable HOLD record, released) */
-	SPOOL_RELAY_DELETE,  /* remove it without delivering (durable RETIRE), no DSN */
-	SPOOL_RELAY_REQUEUE, /* forget its retry history and try now */
-	SPOOL_RELAY_FLUSH,   /* try now (deferred messages; a held one stays held) */
-	SPOOL_RELAY_OP_MAX
+enum relay_op {
+	RELAY_HOLD,    /* keep it until released (durable HOLD record) */
+	RELAY_RELEASE, /* deliver it again (durable HOLD record, released) */
+	RELAY_DELETE,  /* remove it without delivering (durable RETIRE), no DSN */
+	RELAY_REQUEUE, /* forget its retry history and try now */
+	RELAY_FLUSH,   /* try now (deferred messages; a held one stays held) */
+	RELAY_OP_MAX
 };
-const char *spool_relay_op_name(enum spool_relay_op op);
+const char *relay_op_name(enum relay_op op);
 
 /* Apply op to message id, or to every live message when id is NULL. Waits until the
  * records it writes are durable. A message in the middle of a delivery attempt is changed
@@ -146,6 +146,6 @@ const char *spool_relay_op_name(enum spool_relay_op op);
  * Returns the number of messages changed (0 when nothing needed to change), -ENOENT when
  * id is not in the queue, -EDESTADDRREQ for a flush or requeue while no next hop is
  * configured (keep_only), or another negative errno (the spool refused the record). */
-int spool_relay_admin(struct spool_relay *r, enum spool_relay_op op, const char *id);
+int relay_admin(struct relay *r, enum relay_op op, const char *id);
 
 #endif

@@ -1,4 +1,4 @@
-/* transport(5) lookups and next-hop parsing; see spool_transport.h.
+/* transport(5) lookups and next-hop parsing; see relay_transport.h.
  *
  * Sources of the rules below (Postfix 3.x, as Debian ships it):
  * - trivial-rewrite/transport.c, transport_lookup(): mail_addr_find_strategy() with
@@ -24,7 +24,7 @@
  *   lmtp (24, lmtp_tcp_port); known_tcp_ports (Postfix 3.6) maps lmtp=24, smtp=25,
  *   smtps=submissions=465, submission=587 before asking services(5).
  */
-#include "dataplane/spool/spool_transport.h"
+#include "dataplane/relay/relay_transport.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -40,17 +40,17 @@
 #include "mxgate/inet.h"
 #include "tables/table_access.h"
 
-static const char *const spool_transport_kind_names[SPOOL_TRANSPORT_KIND_MAX] = {
-	[SPOOL_TRANSPORT_SMTP] = "smtp",
-	[SPOOL_TRANSPORT_LMTP] = "lmtp",
-	[SPOOL_TRANSPORT_ERROR] = "error",
-	[SPOOL_TRANSPORT_RETRY] = "retry",
-	[SPOOL_TRANSPORT_DISCARD] = "discard",
+static const char *const relay_transport_kind_names[RELAY_TRANSPORT_KIND_MAX] = {
+	[RELAY_TRANSPORT_SMTP] = "smtp",
+	[RELAY_TRANSPORT_LMTP] = "lmtp",
+	[RELAY_TRANSPORT_ERROR] = "error",
+	[RELAY_TRANSPORT_RETRY] = "retry",
+	[RELAY_TRANSPORT_DISCARD] = "discard",
 };
 
-const char *spool_transport_kind_name(enum spool_transport_kind k)
+const char *relay_transport_kind_name(enum relay_transport_kind k)
 {
-	return (unsigned)k < SPOOL_TRANSPORT_KIND_MAX ? spool_transport_kind_names[k] : "unknown";
+	return (unsigned)k < RELAY_TRANSPORT_KIND_MAX ? relay_transport_kind_names[k] : "unknown";
 }
 
 /* Transport names of master.cf that this gateway implements. `relay` is Postfix's stock
@@ -58,15 +58,15 @@ const char *spool_transport_kind_name(enum spool_transport_kind k)
  * master.cf service names. */
 static const struct {
 	const char *name;
-	enum spool_transport_kind kind;
-} spool_transport_names[] = {
-	{ "smtp", SPOOL_TRANSPORT_SMTP },	{ "relay", SPOOL_TRANSPORT_SMTP },
-	{ "lmtp", SPOOL_TRANSPORT_LMTP },	{ "error", SPOOL_TRANSPORT_ERROR },
-	{ "retry", SPOOL_TRANSPORT_RETRY },	{ "discard", SPOOL_TRANSPORT_DISCARD },
+	enum relay_transport_kind kind;
+} relay_transport_names[] = {
+	{ "smtp", RELAY_TRANSPORT_SMTP },	{ "relay", RELAY_TRANSPORT_SMTP },
+	{ "lmtp", RELAY_TRANSPORT_LMTP },	{ "error", RELAY_TRANSPORT_ERROR },
+	{ "retry", RELAY_TRANSPORT_RETRY },	{ "discard", RELAY_TRANSPORT_DISCARD },
 };
 
 /* Postfix's update_entry() text for an error/retry result without a reason. */
-#define SPOOL_TRANSPORT_DEFAULT_REASON "Address is undeliverable"
+#define RELAY_TRANSPORT_DEFAULT_REASON "Address is undeliverable"
 
 #define SPOOL_SMTP_PORT 25
 #define SPOOL_LMTP_PORT 24 /* lmtp_tcp_port */
@@ -79,7 +79,7 @@ static bool spool_is_space(char c)
 
 /* Postfix's dsn_valid(): "x.y.z" with x in {2,4,5}, y and z 1-3 digits, followed by the end
  * or white space. Returns its length or 0. */
-static size_t spool_dsn_valid(const char *s)
+static size_t relay_dsn_valid(const char *s)
 {
 	if ((s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.')
 		return 0;
@@ -114,14 +114,14 @@ static void spool_copy_text(char *dst, size_t dstlen, const char *src)
  * Postfix's "Address is undeliverable" for error and retry (update_entry() does that for an
  * empty next hop; we also do it for a bare status such as "error:5.1.1", where Postfix would
  * bounce with an empty text). A reason longer than the field is cut (it is only text). */
-static void spool_nexthop_reason(struct spool_nexthop *out, const char *hop)
+static void relay_nexthop_reason(struct relay_nexthop *out, const char *hop)
 {
-	const char *def = out->kind == SPOOL_TRANSPORT_ERROR ? "5.0.0"
-			  : out->kind == SPOOL_TRANSPORT_RETRY ? "4.0.0"
+	const char *def = out->kind == RELAY_TRANSPORT_ERROR ? "5.0.0"
+			  : out->kind == RELAY_TRANSPORT_RETRY ? "4.0.0"
 							       : "2.0.0";
 	while (spool_is_space(*hop))
 		hop++;
-	size_t n = spool_dsn_valid(hop);
+	size_t n = relay_dsn_valid(hop);
 	if (n) {
 		memcpy(out->status, hop, n);
 		out->status[n] = '\0';
@@ -131,11 +131,11 @@ static void spool_nexthop_reason(struct spool_nexthop *out, const char *hop)
 	}
 	while (spool_is_space(*hop))
 		hop++;
-	if (!*hop && out->kind != SPOOL_TRANSPORT_DISCARD)
-		hop = SPOOL_TRANSPORT_DEFAULT_REASON;
+	if (!*hop && out->kind != RELAY_TRANSPORT_DISCARD)
+		hop = RELAY_TRANSPORT_DEFAULT_REASON;
 	spool_copy_text(out->text, sizeof(out->text), hop);
 	snprintf(out->name, sizeof(out->name), "none");
-	snprintf(out->key, sizeof(out->key), "%s", spool_transport_kind_name(out->kind));
+	snprintf(out->key, sizeof(out->key), "%s", relay_transport_kind_name(out->kind));
 }
 
 /* A port: decimal 1-65535, or a service name (known_tcp_ports first, as Postfix 3.6+ does,
@@ -194,9 +194,9 @@ static int spool_port_parse(const char *s, size_t len, uint16_t *port, char *err
 }
 
 /* Name and key of an SMTP/LMTP destination from kind and addr (see the header). */
-static void spool_nexthop_describe(struct spool_nexthop *out)
+static void relay_nexthop_describe(struct relay_nexthop *out)
 {
-	const char *proto = spool_transport_kind_name(out->kind);
+	const char *proto = relay_transport_kind_name(out->kind);
 	if (out->addr.ss_family == AF_UNIX) {
 		const struct sockaddr_un *un = (const struct sockaddr_un *)&out->addr;
 		snprintf(out->name, sizeof(out->name), "%s", un->sun_path);
@@ -220,7 +220,7 @@ static void spool_nexthop_describe(struct spool_nexthop *out)
 	snprintf(out->name, sizeof(out->name), "%s[%s]:%u", a, a, port);
 }
 
-static void spool_nexthop_set_inet(struct spool_nexthop *out, const struct mx_inet_addr *a,
+static void relay_nexthop_set_inet(struct relay_nexthop *out, const struct mx_inet_addr *a,
 				   uint16_t port)
 {
 	memset(&out->addr, 0, sizeof(out->addr));
@@ -237,7 +237,7 @@ static void spool_nexthop_set_inet(struct spool_nexthop *out, const struct mx_in
 		memcpy(&s6->sin6_addr, a->bytes, 16);
 		out->addrlen = sizeof(*s6);
 	}
-	spool_nexthop_describe(out);
+	relay_nexthop_describe(out);
 }
 
 /* Could s be a host name (letters, digits, '-', '_', '.')? Then it is refused because it
@@ -260,7 +260,7 @@ static bool spool_hostname_like(const char *s, size_t len)
 /* A TCP destination: [address], [address]:port, [ipv6:address][:port], address[:port]
  * (IPv4 only without brackets: "2001:db8::1:25" has no unambiguous port). */
 static int spool_hop_inet(const char *hop, size_t len, uint16_t dflt_port,
-			  struct spool_nexthop *out, char *err, size_t errlen)
+			  struct relay_nexthop *out, char *err, size_t errlen)
 {
 	const char *host, *rest;
 	size_t hlen, rlen;
@@ -318,13 +318,13 @@ static int spool_hop_inet(const char *hop, size_t len, uint16_t dflt_port,
 		return mx_errf(err, errlen, -EINVAL, "next hop \"%.*s\": \"%s\" is not a numeric "
 			       "IPv4 or IPv6 address", (int)len, hop, h);
 	}
-	spool_nexthop_set_inet(out, &a, port);
+	relay_nexthop_set_inet(out, &a, port);
 	return 0;
 }
 
 /* lmtp:unix:/path. Postfix takes a path relative to its queue directory; mxgate has none,
  * so the path must be absolute. */
-static int spool_hop_unix(const char *path, size_t len, struct spool_nexthop *out, char *err,
+static int spool_hop_unix(const char *path, size_t len, struct relay_nexthop *out, char *err,
 			  size_t errlen)
 {
 	struct sockaddr_un *un = (struct sockaddr_un *)&out->addr;
@@ -342,13 +342,13 @@ static int spool_hop_unix(const char *path, size_t len, struct spool_nexthop *ou
 	memcpy(un->sun_path, path, len);
 	un->sun_path[len] = '\0';
 	out->addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
-	spool_nexthop_describe(out);
+	relay_nexthop_describe(out);
 	return 0;
 }
 
 /* An SMTP or LMTP next hop (trimmed, non-empty). */
-static int spool_hop_parse(enum spool_transport_kind kind, const char *hop, size_t len,
-			   struct spool_nexthop *out, char *err, size_t errlen)
+static int spool_hop_parse(enum relay_transport_kind kind, const char *hop, size_t len,
+			   struct relay_nexthop *out, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < len; i++) {
 		if (hop[i] == ',' || spool_is_space(hop[i]))
@@ -359,7 +359,7 @@ static int spool_hop_parse(enum spool_transport_kind kind, const char *hop, size
 	}
 	bool unix_prefix = len >= 5 && strncmp(hop, "unix:", 5) == 0;
 	bool inet_prefix = len >= 5 && strncmp(hop, "inet:", 5) == 0;
-	if (kind == SPOOL_TRANSPORT_SMTP && (unix_prefix || inet_prefix))
+	if (kind == RELAY_TRANSPORT_SMTP && (unix_prefix || inet_prefix))
 		return mx_errf(err, errlen, -EINVAL,
 			       "next hop \"%.*s\": unix: and inet: are LMTP syntax (lmtp:%.*s)",
 			       (int)(len > 128 ? 128 : len), hop, (int)(len > 128 ? 128 : len), hop);
@@ -367,18 +367,18 @@ static int spool_hop_parse(enum spool_transport_kind kind, const char *hop, size
 		return spool_hop_unix(hop + 5, len - 5, out, err, errlen);
 	if (inet_prefix)
 		hop += 5, len -= 5;
-	return spool_hop_inet(hop, len, kind == SPOOL_TRANSPORT_LMTP ? SPOOL_LMTP_PORT
+	return spool_hop_inet(hop, len, kind == RELAY_TRANSPORT_LMTP ? SPOOL_LMTP_PORT
 								     : SPOOL_SMTP_PORT,
 			      out, err, errlen);
 }
 
-static bool spool_kind_connects(enum spool_transport_kind k)
+static bool spool_kind_connects(enum relay_transport_kind k)
 {
-	return k == SPOOL_TRANSPORT_SMTP || k == SPOOL_TRANSPORT_LMTP;
+	return k == RELAY_TRANSPORT_SMTP || k == RELAY_TRANSPORT_LMTP;
 }
 
-int spool_nexthop_parse(const char *value, const struct spool_nexthop *dflt,
-			struct spool_nexthop *out, char *err, size_t errlen)
+int relay_nexthop_parse(const char *value, const struct relay_nexthop *dflt,
+			struct relay_nexthop *out, char *err, size_t errlen)
 {
 	if (err && errlen)
 		err[0] = '\0';
@@ -401,17 +401,17 @@ int spool_nexthop_parse(const char *value, const struct spool_nexthop *dflt,
 	size_t tlen = colon ? (size_t)(colon - value) : vlen;
 	const char *hop = colon ? colon + 1 : value + vlen;
 
-	enum spool_transport_kind kind;
+	enum relay_transport_kind kind;
 	if (tlen == 0) {
 		if (!dflt)
 			return mx_errf(err, errlen, -EINVAL,
 				       "\"%.64s\": no transport and no default destination", value);
 		kind = dflt->kind;
 	} else {
-		size_t i, n = sizeof(spool_transport_names) / sizeof(spool_transport_names[0]);
+		size_t i, n = sizeof(relay_transport_names) / sizeof(relay_transport_names[0]);
 		for (i = 0; i < n; i++) {
-			if (strlen(spool_transport_names[i].name) == tlen &&
-			    memcmp(spool_transport_names[i].name, value, tlen) == 0)
+			if (strlen(relay_transport_names[i].name) == tlen &&
+			    memcmp(relay_transport_names[i].name, value, tlen) == 0)
 				break;
 		}
 		if (i == n)
@@ -419,7 +419,7 @@ int spool_nexthop_parse(const char *value, const struct spool_nexthop *dflt,
 				       "unknown transport \"%.*s\" (mxgate delivers with smtp, relay, "
 				       "lmtp, error, retry and discard only)",
 				       (int)(tlen > 64 ? 64 : tlen), value);
-		kind = spool_transport_names[i].kind;
+		kind = relay_transport_names[i].kind;
 	}
 
 	/* ":" (or nothing after it) is transport(5)'s "do not change". */
@@ -427,11 +427,11 @@ int spool_nexthop_parse(const char *value, const struct spool_nexthop *dflt,
 		*out = *dflt;
 		return 0;
 	}
-	struct spool_nexthop tmp;
+	struct relay_nexthop tmp;
 	memset(&tmp, 0, sizeof(tmp));
 	tmp.kind = kind;
 	if (!spool_kind_connects(kind)) {
-		spool_nexthop_reason(&tmp, hop);
+		relay_nexthop_reason(&tmp, hop);
 		*out = tmp;
 		return 0;
 	}
@@ -452,14 +452,14 @@ int spool_nexthop_parse(const char *value, const struct spool_nexthop *dflt,
 				       "(Postfix would look up the recipient domain, which needs "
 				       "DNS; mxgate does not do DNS)",
 				       value);
-		if (kind == SPOOL_TRANSPORT_SMTP && dflt->addr.ss_family == AF_UNIX)
+		if (kind == RELAY_TRANSPORT_SMTP && dflt->addr.ss_family == AF_UNIX)
 			return mx_errf(err, errlen, -EINVAL,
 				       "\"%.64s\": the default destination is a UNIX-domain socket, "
 				       "which only lmtp can use",
 				       value);
 		tmp.addr = dflt->addr;
 		tmp.addrlen = dflt->addrlen;
-		spool_nexthop_describe(&tmp);
+		relay_nexthop_describe(&tmp);
 		*out = tmp;
 		return 0;
 	}
@@ -470,7 +470,7 @@ int spool_nexthop_parse(const char *value, const struct spool_nexthop *dflt,
 	return 0;
 }
 
-int spool_nexthop_from_relayhost(const char *relayhost, bool lmtp, struct spool_nexthop *out,
+int relay_nexthop_from_relayhost(const char *relayhost, bool lmtp, struct relay_nexthop *out,
 				 char *err, size_t errlen)
 {
 	if (err && errlen)
@@ -494,9 +494,9 @@ int spool_nexthop_from_relayhost(const char *relayhost, bool lmtp, struct spool_
 		len--;
 	if (len == 0)
 		return mx_errf(err, errlen, -EINVAL, "relayhost is empty");
-	struct spool_nexthop tmp;
+	struct relay_nexthop tmp;
 	memset(&tmp, 0, sizeof(tmp));
-	tmp.kind = lmtp ? SPOOL_TRANSPORT_LMTP : SPOOL_TRANSPORT_SMTP;
+	tmp.kind = lmtp ? RELAY_TRANSPORT_LMTP : RELAY_TRANSPORT_SMTP;
 	int rc = spool_hop_parse(tmp.kind, hop, len, &tmp, err, errlen);
 	if (rc < 0)
 		return rc;
@@ -511,7 +511,7 @@ static bool spool_table_is_pattern(const struct table *t)
 }
 
 /* maps_find(): one key in every table, in order. partial keys skip pattern tables. */
-static int spool_transport_find(struct table *const *maps, size_t nmaps, const char *key,
+static int relay_transport_find(struct table *const *maps, size_t nmaps, const char *key,
 				bool partial, char *val, size_t vallen, char *matched,
 				size_t matchedlen)
 {
@@ -536,8 +536,8 @@ static int spool_transport_find(struct table *const *maps, size_t nmaps, const c
 	return 0;
 }
 
-int spool_transport_lookup(struct table *const *maps, size_t nmaps, const char *rcpt,
-			   const struct spool_transport_opts *o, char *val, size_t vallen,
+int relay_transport_lookup(struct table *const *maps, size_t nmaps, const char *rcpt,
+			   const struct relay_transport_opts *o, char *val, size_t vallen,
 			   char *matched, size_t matchedlen)
 {
 	if (matched && matchedlen)
@@ -550,7 +550,7 @@ int spool_transport_lookup(struct table *const *maps, size_t nmaps, const char *
 	int rc;
 
 	/* 1. user+ext@domain: every table, patterns included (FULL). */
-	if ((rc = spool_transport_find(maps, nmaps, rcpt, false, val, vallen, matched,
+	if ((rc = relay_transport_find(maps, nmaps, rcpt, false, val, vallen, matched,
 				       matchedlen)) != 0)
 		return rc;
 
@@ -562,7 +562,7 @@ int spool_transport_lookup(struct table *const *maps, size_t nmaps, const char *
 	if (base && alen - (llen - base) <= TABLE_KEY_MAX) {
 		char key[TABLE_KEY_MAX + 1];
 		snprintf(key, sizeof(key), "%.*s%s", (int)base, rcpt, at ? at : "");
-		if ((rc = spool_transport_find(maps, nmaps, key, true, val, vallen, matched,
+		if ((rc = relay_transport_find(maps, nmaps, key, true, val, vallen, matched,
 					       matchedlen)) != 0)
 			return rc;
 	}
@@ -573,7 +573,7 @@ int spool_transport_lookup(struct table *const *maps, size_t nmaps, const char *
 	if (at && at[1]) {
 		const char *name = at + 1;
 		while (*name) {
-			if ((rc = spool_transport_find(maps, nmaps, name, true, val, vallen, matched,
+			if ((rc = relay_transport_find(maps, nmaps, name, true, val, vallen, matched,
 						       matchedlen)) != 0)
 				return rc;
 			const char *next = strchr(name + 1, '.');
@@ -584,5 +584,5 @@ int spool_transport_lookup(struct table *const *maps, size_t nmaps, const char *
 	}
 
 	/* 4. the wildcard, looked up FULL by transport_wildcard_init(). */
-	return spool_transport_find(maps, nmaps, "*", false, val, vallen, matched, matchedlen);
+	return relay_transport_find(maps, nmaps, "*", false, val, vallen, matched, matchedlen);
 }

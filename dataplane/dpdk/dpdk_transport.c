@@ -1,4 +1,4 @@
-#include "dataplane/dpdk_transport.h"
+#include "dataplane/dpdk/dpdk_transport.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,8 +23,9 @@
 #include <rte_mempool.h>
 #include <rte_ring.h>
 #include <rte_spinlock.h>
+#include <rte_version.h>
 
-#include "dataplane/conn.h"
+#include "dataplane/session/conn.h"
 #include "dataplane/net/net_flow.h"
 #include "dataplane/net/net_stack.h"
 #include "dataplane/net/net_timer.h"
@@ -1321,3 +1322,100 @@ void dpdk_transport_destroy(struct dpdk_transport *t)
 	if (dp_eal_initialised)
 		rte_eal_cleanup();
 }
+
+const char *dpdk_transport_version(void)
+{
+	return rte_version();
+}
+
+/* ---- the transport ops (dataplane/transport.h) ---- */
+
+static int dp_ops_check(const struct mx_config *cfg, char *err, size_t errlen)
+{
+	struct dpdk_config *dc = malloc(sizeof(*dc));
+	if (!dc)
+		return mx_errf(err, errlen, -ENOMEM, "out of memory");
+	int rc = dpdk_config_parse(cfg, getenv("MXGATE_NET_FAULT"), dc, err, errlen);
+	free(dc);
+	return rc;
+}
+
+static int dp_ops_create(void **impl, const struct transport_params *p, char *err,
+			 size_t errlen)
+{
+	/* the environment's fault specification wins over the configuration's (tests) */
+	struct dpdk_config *dc = malloc(sizeof(*dc));
+	if (!dc)
+		return mx_errf(err, errlen, -ENOMEM, "out of memory");
+	int rc = dpdk_config_parse(p->cfg, getenv("MXGATE_NET_FAULT"), dc, err, errlen);
+	unsigned workers;
+	if (rc == 0)
+		rc = dpdk_transport_create((struct dpdk_transport **)impl, p, dc, &workers, err,
+					   errlen);
+	free(dc);
+	return rc;
+}
+
+static int dp_ops_start(void *impl)
+{
+	return dpdk_transport_start(impl);
+}
+
+static void dp_ops_stop(void *impl)
+{
+	dpdk_transport_stop(impl);
+}
+
+static void dp_ops_join(void *impl)
+{
+	dpdk_transport_join(impl);
+}
+
+static bool dp_ops_failed(const void *impl)
+{
+	return dpdk_transport_failed(impl);
+}
+
+static void dp_ops_counters(const void *impl, struct mx_counters *sum, uint64_t *open)
+{
+	dpdk_transport_counters(impl, sum, open);
+}
+
+static void dp_ops_log_statistics(const void *impl, const char *when)
+{
+	dpdk_transport_log_statistics(impl, when);
+}
+
+static void dp_ops_describe(const void *impl, char *buf, size_t len)
+{
+	const struct dpdk_transport *t = impl;
+	size_t n = (size_t)snprintf(buf, len,
+				    "dpdk (%s), %u worker lcore(s), %u port(s), steering %s, "
+				    "SMTP on TCP port(s)",
+				    rte_version(), t->nworkers, t->nports,
+				    dpdk_steering_name(t->dc.steering));
+	for (unsigned i = 0; i < t->dc.nlisten && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, "%s %u", i ? "," : "",
+				      (unsigned)t->dc.listen_port[i]);
+	if (t->dc.fault_on && n < len)
+		snprintf(buf + n, len - n, ", FAULT INJECTION %s", t->dc.fault_spec);
+}
+
+static void dp_ops_destroy(void *impl)
+{
+	dpdk_transport_destroy(impl);
+}
+
+const struct transport_ops dpdk_transport_ops = {
+	.name = "dpdk",
+	.check = dp_ops_check,
+	.create = dp_ops_create,
+	.start = dp_ops_start,
+	.stop = dp_ops_stop,
+	.join = dp_ops_join,
+	.failed = dp_ops_failed,
+	.counters = dp_ops_counters,
+	.log_statistics = dp_ops_log_statistics,
+	.describe = dp_ops_describe,
+	.destroy = dp_ops_destroy,
+};

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataplane/dpdk_config.h"
+#include "dataplane/dpdk/dpdk_config.h"
 #include "testing.h"
 
 static int parse_cf(const char *extra, const char *env, struct dpdk_config *dc, char *err,

@@ -17,14 +17,14 @@
  * The transport owns the socket, buffers, timers and the decision to close; this module
  * owns what the bytes mean. One worker thread drives a connection for its whole life, so
  * nothing here locks. */
-#ifndef MXGATE_DATAPLANE_CONN_H
-#define MXGATE_DATAPLANE_CONN_H
+#ifndef MXGATE_DATAPLANE_SESSION_CONN_H
+#define MXGATE_DATAPLANE_SESSION_CONN_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dataplane/queue_id.h"
+#include "dataplane/spool/queue_id.h"
 #include "dataplane/transport.h"
 #include "dataplane/spool/spool_writer.h"
 #include "mgmt/config.h"

@@ -1,7 +1,7 @@
 /* The queue commands of the control socket, and the mailq/postcat/postsuper formats
  * (queue_control.h). Output is formatted here, on the gateway's side, so mxgate-queue
  * only copies it: what an operator sees does not depend on the tool's version. */
-#include "dataplane/queue_control.h"
+#include "dataplane/relay/queue_control.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "dataplane/queue_id.h"
+#include "dataplane/spool/queue_id.h"
 #include "dataplane/spool/spool_envelope.h"
 #include "dataplane/spool/spool_recovery.h"
 #include "dataplane/spool/spool_segment.h"
@@ -23,14 +23,14 @@ struct queue_control;
 /* The context of one admin command: which operation it is. */
 struct queue_admin_cmd {
 	struct queue_control *qc;
-	enum spool_relay_op op;
+	enum relay_op op;
 };
 
 struct queue_control {
 	struct control_server *server;
-	struct spool_relay **relays;
+	struct relay **relays;
 	size_t n;
-	struct queue_admin_cmd admin[SPOOL_RELAY_OP_MAX];
+	struct queue_admin_cmd admin[RELAY_OP_MAX];
 };
 
 /* ---- output ---- */
@@ -103,7 +103,7 @@ static void queue_reason_line(struct queue_sink *o, const char *reason)
  * status character (`*` active, `!` held). */
 #define QUEUE_LIST_STRING "%-11s %7s %-20s %s\n"
 
-void queue_list_message(struct queue_list *l, const struct spool_relay_msg_info *info,
+void queue_list_message(struct queue_list *l, const struct relay_msg_info *info,
 			const struct spool_record *rec)
 {
 	struct queue_sink *o = l->out;
@@ -218,29 +218,29 @@ void queue_show_message(struct queue_sink *o, const struct spool_msg_entry *entr
 	queue_sink_printf(o, "*** MESSAGE FILE END %s ***\n", id);
 }
 
-static const char *const queue_done_word[SPOOL_RELAY_OP_MAX] = {
-	[SPOOL_RELAY_HOLD] = "placed on hold",
-	[SPOOL_RELAY_RELEASE] = "released from hold",
-	[SPOOL_RELAY_DELETE] = "removed",
-	[SPOOL_RELAY_REQUEUE] = "requeued",
-	[SPOOL_RELAY_FLUSH] = NULL,
+static const char *const queue_done_word[RELAY_OP_MAX] = {
+	[RELAY_HOLD] = "placed on hold",
+	[RELAY_RELEASE] = "released from hold",
+	[RELAY_DELETE] = "removed",
+	[RELAY_REQUEUE] = "requeued",
+	[RELAY_FLUSH] = NULL,
 };
 
-static const char *const queue_summary_word[SPOOL_RELAY_OP_MAX] = {
-	[SPOOL_RELAY_HOLD] = "Placed on hold",
-	[SPOOL_RELAY_RELEASE] = "Released from hold",
-	[SPOOL_RELAY_DELETE] = "Deleted",
-	[SPOOL_RELAY_REQUEUE] = "Requeued",
-	[SPOOL_RELAY_FLUSH] = NULL,
+static const char *const queue_summary_word[RELAY_OP_MAX] = {
+	[RELAY_HOLD] = "Placed on hold",
+	[RELAY_RELEASE] = "Released from hold",
+	[RELAY_DELETE] = "Deleted",
+	[RELAY_REQUEUE] = "Requeued",
+	[RELAY_FLUSH] = NULL,
 };
 
-void queue_admin_report(struct queue_sink *o, enum spool_relay_op op, const char *id)
+void queue_admin_report(struct queue_sink *o, enum relay_op op, const char *id)
 {
 	if (queue_done_word[op])
 		queue_sink_printf(o, "mxgate-queue: %s: %s\n", id, queue_done_word[op]);
 }
 
-void queue_admin_summary(struct queue_sink *o, enum spool_relay_op op, unsigned long n)
+void queue_admin_summary(struct queue_sink *o, enum relay_op op, unsigned long n)
 {
 	if (queue_summary_word[op])
 		queue_sink_printf(o, "mxgate-queue: %s: %lu message%s\n", queue_summary_word[op],
@@ -254,7 +254,7 @@ static void queue_sink_control(void *ctx, const void *p, size_t n)
 	control_write(ctx, p, n);
 }
 
-static int queue_list_cb(void *ctx, const struct spool_relay_msg_info *info,
+static int queue_list_cb(void *ctx, const struct relay_msg_info *info,
 			 const struct spool_record *rec)
 {
 	queue_list_message(ctx, info, rec);
@@ -273,7 +273,7 @@ static int queue_cmd_list(void *ctx, int argc, char **argv, struct control_out *
 	struct queue_list l = { .out = &sink };
 	int status = 0;
 	for (size_t i = 0; i < qc->n; i++) {
-		int rc = spool_relay_list(qc->relays[i], queue_list_cb, &l);
+		int rc = relay_list(qc->relays[i], queue_list_cb, &l);
 		if (rc < 0) {
 			control_printf(out, "mxgate-queue: warning: cannot list spool %zu: %s\n",
 				       i + 1, strerror(-rc));
@@ -304,7 +304,7 @@ static int queue_cmd_show(void *ctx, int argc, char **argv, struct control_out *
 		char err[256] = "";
 		for (size_t i = 0; i < qc->n && rc == -ENOENT; i++) {
 			struct spool_record *rec = NULL;
-			rc = spool_relay_read(qc->relays[i], argv[a], &rec, err, sizeof(err));
+			rc = relay_read(qc->relays[i], argv[a], &rec, err, sizeof(err));
 			if (rc == 0) {
 				queue_show_message(&sink, NULL, rec);
 				spool_record_free(rec);
@@ -330,8 +330,8 @@ static int queue_cmd_admin(void *ctx, int argc, char **argv, struct control_out 
 {
 	const struct queue_admin_cmd *cmd = ctx;
 	struct queue_control *qc = cmd->qc;
-	enum spool_relay_op op = cmd->op;
-	if (argc < 2 && op != SPOOL_RELAY_FLUSH) {
+	enum relay_op op = cmd->op;
+	if (argc < 2 && op != RELAY_FLUSH) {
 		control_printf(out, "usage: %s ID...|ALL\n", argv[0]);
 		return 2;
 	}
@@ -344,7 +344,7 @@ static int queue_cmd_admin(void *ctx, int argc, char **argv, struct control_out 
 			all = true;
 	if (all) {
 		for (size_t i = 0; i < qc->n; i++) {
-			int rc = spool_relay_admin(qc->relays[i], op, NULL);
+			int rc = relay_admin(qc->relays[i], op, NULL);
 			if (rc == -EDESTADDRREQ) {
 				control_printf(out, "mxgate-queue: warning: no next hop is configured "
 						    "(relayhost and transport_maps are empty): mail "
@@ -371,7 +371,7 @@ static int queue_cmd_admin(void *ctx, int argc, char **argv, struct control_out 
 		}
 		int rc = -ENOENT;
 		for (size_t i = 0; i < qc->n && rc == -ENOENT; i++)
-			rc = spool_relay_admin(qc->relays[i], op, argv[a]);
+			rc = relay_admin(qc->relays[i], op, argv[a]);
 		if (rc == -ENOENT) {
 			control_printf(out, "mxgate-queue: warning: %s: no such message\n", argv[a]);
 			status = 1;
@@ -393,7 +393,7 @@ static int queue_cmd_admin(void *ctx, int argc, char **argv, struct control_out 
 }
 
 int queue_control_start(struct queue_control **out, const char *socket_path,
-			struct spool_relay *const *relays, size_t n, char *err, size_t errlen)
+			struct relay *const *relays, size_t n, char *err, size_t errlen)
 {
 	*out = NULL;
 	if (n == 0) {
@@ -411,8 +411,8 @@ int queue_control_start(struct queue_control **out, const char *socket_path,
 	int rc = control_server_create(&qc->server, socket_path, err, errlen);
 	if (rc < 0)
 		goto fail;
-	for (int op = 0; op < SPOOL_RELAY_OP_MAX; op++)
-		qc->admin[op] = (struct queue_admin_cmd){ qc, (enum spool_relay_op)op };
+	for (int op = 0; op < RELAY_OP_MAX; op++)
+		qc->admin[op] = (struct queue_admin_cmd){ qc, (enum relay_op)op };
 	const struct {
 		const char *name, *usage;
 		control_cmd_fn *fn;
@@ -420,11 +420,11 @@ int queue_control_start(struct queue_control **out, const char *socket_path,
 	} cmds[] = {
 		{ "queue-list", "", queue_cmd_list, qc },
 		{ "queue-show", "ID...", queue_cmd_show, qc },
-		{ "queue-hold", "ID...|ALL", queue_cmd_admin, &qc->admin[SPOOL_RELAY_HOLD] },
-		{ "queue-release", "ID...|ALL", queue_cmd_admin, &qc->admin[SPOOL_RELAY_RELEASE] },
-		{ "queue-delete", "ID...|ALL", queue_cmd_admin, &qc->admin[SPOOL_RELAY_DELETE] },
-		{ "queue-requeue", "ID...|ALL", queue_cmd_admin, &qc->admin[SPOOL_RELAY_REQUEUE] },
-		{ "queue-flush", "[ID...]", queue_cmd_admin, &qc->admin[SPOOL_RELAY_FLUSH] },
+		{ "queue-hold", "ID...|ALL", queue_cmd_admin, &qc->admin[RELAY_HOLD] },
+		{ "queue-release", "ID...|ALL", queue_cmd_admin, &qc->admin[RELAY_RELEASE] },
+		{ "queue-delete", "ID...|ALL", queue_cmd_admin, &qc->admin[RELAY_DELETE] },
+		{ "queue-requeue", "ID...|ALL", queue_cmd_admin, &qc->admin[RELAY_REQUEUE] },
+		{ "queue-flush", "[ID...]", queue_cmd_admin, &qc->admin[RELAY_FLUSH] },
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		rc = control_register(qc->server, cmds[i].name, cmds[i].usage, cmds[i].fn,

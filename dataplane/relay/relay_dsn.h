@@ -2,7 +2,7 @@
  * a message it accepted (RFC 5321 6.1: having said 250, we either deliver or tell the
  * sender).
  *
- * spool_dsn_build() writes the whole notification message as Postfix's bounce(8) does
+ * relay_dsn_build() writes the whole notification message as Postfix's bounce(8) does
  * with its default templates (`postconf -b`): a multipart/report (RFC 6522) with
  * report-type=delivery-status and three parts:
  *   1. text/plain: the human-readable explanation ("This is the mail system at host
@@ -26,9 +26,9 @@
  * Recipients with NOTIFY= that does not include FAILURE (e.g. NOTIFY=NEVER, or BCC
  * recipients that policy added) are not reported; when none is left, or the sender is the
  * null sender (a bounce is never bounced, RFC 3464 2 / RFC 5321 6.1), no notification is
- * owed: spool_dsn_owed() says so and the caller only logs. */
-#ifndef MXGATE_DATAPLANE_SPOOL_DSN_H
-#define MXGATE_DATAPLANE_SPOOL_DSN_H
+ * owed: relay_dsn_owed() says so and the caller only logs. */
+#ifndef MXGATE_DATAPLANE_RELAY_RELAY_DSN_H
+#define MXGATE_DATAPLANE_RELAY_RELAY_DSN_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -37,7 +37,7 @@
 #include "dataplane/spool/spool_envelope.h"
 
 /* One failed recipient of the original message. */
-struct spool_dsn_rcpt {
+struct relay_dsn_rcpt {
 	size_t index;           /* in orig->rcpts: its address and NOTIFY/ORCPT parameters */
 	const char *status;     /* enhanced status code, e.g. "5.1.1", "4.4.1" (expired) */
 	/* The reason, as logged: the next hop's reply ("host 192.0.2.1[192.0.2.1] said: 550
@@ -51,7 +51,7 @@ struct spool_dsn_rcpt {
 	bool expired; /* maximal_queue_lifetime / bounce_queue_lifetime ran out */
 };
 
-struct spool_dsn_params {
+struct relay_dsn_params {
 	const char *myhostname;
 	uint64_t bounce_size_limit; /* bytes of the original returned whole; Postfix 50000 */
 	int64_t now;                /* wall-clock seconds, for Date: */
@@ -60,14 +60,14 @@ struct spool_dsn_params {
 
 /* True when a notification is owed for these recipients of orig: the sender is not the
  * null sender and at least one recipient's NOTIFY includes FAILURE (or has no NOTIFY). */
-bool spool_dsn_owed(const struct spool_record *orig, const struct spool_dsn_rcpt *rcpts,
+bool relay_dsn_owed(const struct spool_record *orig, const struct relay_dsn_rcpt *rcpts,
 		    size_t n);
 
 /* Build the notification for the failed recipients rcpts[0..n) of orig (whose message
  * bytes are loaded: orig->message, orig->size). The envelope of the notification is the
  * null sender to orig->sender. Returns 0 with *out (malloc'd, *outlen bytes, CR LF lines)
  * or a negative errno (-ENOMEM; -EINVAL when no notification is owed). */
-int spool_dsn_build(const struct spool_dsn_params *p, const struct spool_record *orig,
-		    const struct spool_dsn_rcpt *rcpts, size_t n, char **out, size_t *outlen);
+int relay_dsn_build(const struct relay_dsn_params *p, const struct spool_record *orig,
+		    const struct relay_dsn_rcpt *rcpts, size_t n, char **out, size_t *outlen);
 
 #endif

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Parse the delivery status notifications spool_dsn_build() writes with an independent
+"""Parse the delivery status notifications relay_dsn_build() writes with an independent
 MIME parser (Python's email package, policy.default): a multipart/report with
 report-type=delivery-status and three parts (RFC 6522 3), readable delivery-status
 fields (RFC 3464 2), the returned original as message/rfc822 or text/rfc822-headers,
 and the SMTPUTF8 variants (RFC 6533). The notifications come from
-`test_spool_dsn --dump DIR`.
+`test_relay_dsn --dump DIR`.
 
-Usage: test_spool_dsn.py PATH-TO-test_spool_dsn
+Usage: test_relay_dsn.py PATH-TO-test_relay_dsn
 """
 import email
 import email.policy

@@ -32,8 +32,8 @@
  * that reason, logged and shown by mxgate-queue list).
  * Ports: numeric or a service name of /etc/services (getservbyname, at parse time).
  * The default port is 25 for smtp/relay and 24 for lmtp. */
-#ifndef MXGATE_DATAPLANE_SPOOL_TRANSPORT_H
-#define MXGATE_DATAPLANE_SPOOL_TRANSPORT_H
+#ifndef MXGATE_DATAPLANE_RELAY_RELAY_TRANSPORT_H
+#define MXGATE_DATAPLANE_RELAY_RELAY_TRANSPORT_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -43,23 +43,23 @@
 
 #include "tables/tables_env.h"
 
-enum spool_transport_kind {
-	SPOOL_TRANSPORT_SMTP,
-	SPOOL_TRANSPORT_LMTP,
-	SPOOL_TRANSPORT_ERROR,   /* bounce */
-	SPOOL_TRANSPORT_RETRY,   /* defer */
-	SPOOL_TRANSPORT_DISCARD, /* pretend delivered */
-	SPOOL_TRANSPORT_KIND_MAX
+enum relay_transport_kind {
+	RELAY_TRANSPORT_SMTP,
+	RELAY_TRANSPORT_LMTP,
+	RELAY_TRANSPORT_ERROR,   /* bounce */
+	RELAY_TRANSPORT_RETRY,   /* defer */
+	RELAY_TRANSPORT_DISCARD, /* pretend delivered */
+	RELAY_TRANSPORT_KIND_MAX
 };
 
-const char *spool_transport_kind_name(enum spool_transport_kind k);
+const char *relay_transport_kind_name(enum relay_transport_kind k);
 
 #define SPOOL_NEXTHOP_TEXT_MAX 512
 
 /* A parsed destination. Two recipients with equal `key` share connections and a
  * concurrency limit. */
-struct spool_nexthop {
-	enum spool_transport_kind kind;
+struct relay_nexthop {
+	enum relay_transport_kind kind;
 	/* SMTP and LMTP: where to connect. addr.ss_family AF_INET, AF_INET6 or AF_UNIX */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
@@ -80,15 +80,15 @@ struct spool_nexthop {
  * (its kind when the transport is empty, its address when the next hop is empty); dflt
  * may be NULL only when value names both. Returns 0, or -EINVAL with the reason in err
  * (unknown transport, a host name that needs DNS, a bad port, a UNIX path too long). */
-int spool_nexthop_parse(const char *value, const struct spool_nexthop *dflt,
-			struct spool_nexthop *out, char *err, size_t errlen);
+int relay_nexthop_parse(const char *value, const struct relay_nexthop *dflt,
+			struct relay_nexthop *out, char *err, size_t errlen);
 
 /* The default destination from main.cf's `relayhost` (e.g. "[192.0.2.1]:25",
  * "192.0.2.1", "[::1]:2525") and whether to speak LMTP. Returns 0 or -EINVAL with err. */
-int spool_nexthop_from_relayhost(const char *relayhost, bool lmtp, struct spool_nexthop *out,
+int relay_nexthop_from_relayhost(const char *relayhost, bool lmtp, struct relay_nexthop *out,
 				 char *err, size_t errlen);
 
-struct spool_transport_opts {
+struct relay_transport_opts {
 	const char *recipient_delimiter;  /* NULL or "" for none */
 	bool parent_matches_subdomains;   /* parent_domain_matches_subdomains has transport_maps */
 };
@@ -97,8 +97,8 @@ struct spool_transport_opts {
  * (TABLE_VALUE_MAX + 1 bytes always fit) and the key that matched (may be NULL), 0 when no
  * table has an entry (use the default destination), or a negative errno from the table
  * (the relay defers the recipient: a broken table must never reroute mail). */
-int spool_transport_lookup(struct table *const *maps, size_t nmaps, const char *rcpt,
-			   const struct spool_transport_opts *o, char *val, size_t vallen,
+int relay_transport_lookup(struct table *const *maps, size_t nmaps, const char *rcpt,
+			   const struct relay_transport_opts *o, char *val, size_t vallen,
 			   char *matched, size_t matchedlen);
 
 #endif

@@ -1,4 +1,4 @@
-/* Delivery status notifications (spool_dsn.c): the whole message for one failed
+/* Delivery status notifications (relay_dsn.c): the whole message for one failed
  * recipient against the text Postfix's bounce(8) writes, and then the cases that change
  * it: several recipients with different statuses, NOTIFY filtering, no notification
  * owed, RET=HDRS and bounce_size_limit, ENVID, ORCPT xtext, a boundary planted in the
@@ -7,7 +7,7 @@
  * CR LF line ends and the 998-octet line limit.
  *
  * With "--dump DIR" it writes the notifications of these cases to DIR as *.eml instead,
- * for test_spool_dsn.py, which parses them with Python's email package (an independent
+ * for test_relay_dsn.py, which parses them with Python's email package (an independent
  * MIME parser). */
 #include <errno.h>
 #include <stdint.h>
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataplane/spool/spool_dsn.h"
+#include "dataplane/relay/relay_dsn.h"
 #include "dataplane/spool/spool_envelope.h"
 #include "testing.h"
 
@@ -32,7 +32,7 @@ static const char msg_plain[] = "From: Alice <a@example.org>\r\n"
 				"-- \r\n"
 				"Alice\r\n";
 
-static const struct spool_dsn_params params = {
+static const struct relay_dsn_params params = {
 	.myhostname = "mx.example.com",
 	.bounce_size_limit = 50000,
 	.now = NOW,
@@ -96,12 +96,12 @@ static long pos(const char *hay, const char *needle)
 	return p ? (long)(p - hay) : -1;
 }
 
-static char *build(const struct spool_dsn_params *p, const struct spool_record *r,
-		   const struct spool_dsn_rcpt *d, size_t n)
+static char *build(const struct relay_dsn_params *p, const struct spool_record *r,
+		   const struct relay_dsn_rcpt *d, size_t n)
 {
 	char *out = NULL;
 	size_t len = 0;
-	int rc = spool_dsn_build(p, r, d, n, &out, &len);
+	int rc = relay_dsn_build(p, r, d, n, &out, &len);
 	CHECK_INT_EQ(rc, 0);
 	if (rc != 0)
 		return NULL;
@@ -202,7 +202,7 @@ static const char golden_one[] =
 	"\r\n"
 	"--4ZhQ5N0Bc9z01.1732270600/mx.example.com--\r\n";
 
-static const struct spool_dsn_rcpt bob_550 = {
+static const struct relay_dsn_rcpt bob_550 = {
 	.index = 0,
 	.status = "5.1.1",
 	.reason = "host mail.example.net[192.0.2.25] said: 550 5.1.1 <bob@example.net>: "
@@ -221,7 +221,7 @@ static struct spool_record *one_record(void)
 static void test_one_failed_golden(void)
 {
 	struct spool_record *r = one_record();
-	CHECK(spool_dsn_owed(r, &bob_550, 1));
+	CHECK(relay_dsn_owed(r, &bob_550, 1));
 	char *s = build(&params, r, &bob_550, 1);
 	if (s)
 		CHECK_MEM_EQ(s, strlen(s), golden_one, strlen(golden_one));
@@ -243,7 +243,7 @@ static struct spool_record *multi_record(void)
 		      msg_plain, strlen(msg_plain));
 }
 
-static const struct spool_dsn_rcpt multi[] = {
+static const struct relay_dsn_rcpt multi[] = {
 	{ .index = 0,
 	  .status = "5.1.1",
 	  .reason = "host mail.example.net[192.0.2.25] said: 550 5.1.1 no such user (in reply "
@@ -303,8 +303,8 @@ static void test_none_owed(void)
 	/* null sender: a bounce is never bounced */
 	struct spool_record *r = record("sender \nrecipient bob@example.net\n", msg_plain,
 					strlen(msg_plain));
-	CHECK(!spool_dsn_owed(r, &bob_550, 1));
-	CHECK_INT_EQ(spool_dsn_build(&params, r, &bob_550, 1, &out, &len), -EINVAL);
+	CHECK(!relay_dsn_owed(r, &bob_550, 1));
+	CHECK_INT_EQ(relay_dsn_build(&params, r, &bob_550, 1, &out, &len), -EINVAL);
 	CHECK(out == NULL);
 	CHECK_INT_EQ(len, 0);
 	spool_record_free(r);
@@ -314,17 +314,17 @@ static void test_none_owed(void)
 		   "recipient bob@example.net\nrecipient-parameter NOTIFY=NEVER\n"
 		   "recipient carol@example.net\nrecipient-parameter NOTIFY=SUCCESS,DELAY\n",
 		   msg_plain, strlen(msg_plain));
-	struct spool_dsn_rcpt d[2] = { bob_550, bob_550 };
+	struct relay_dsn_rcpt d[2] = { bob_550, bob_550 };
 	d[1].index = 1;
-	CHECK(!spool_dsn_owed(r, d, 2));
-	CHECK_INT_EQ(spool_dsn_build(&params, r, d, 2, &out, &len), -EINVAL);
+	CHECK(!relay_dsn_owed(r, d, 2));
+	CHECK_INT_EQ(relay_dsn_build(&params, r, d, 2, &out, &len), -EINVAL);
 	/* the default (no NOTIFY) and lower-case keywords are owed */
-	CHECK(!spool_dsn_owed(r, d, 0));
+	CHECK(!relay_dsn_owed(r, d, 0));
 	spool_record_free(r);
 	r = record("sender a@example.org\n"
 		   "recipient bob@example.net\nrecipient-parameter notify=delay,failure\n",
 		   msg_plain, strlen(msg_plain));
-	CHECK(spool_dsn_owed(r, &bob_550, 1));
+	CHECK(relay_dsn_owed(r, &bob_550, 1));
 	spool_record_free(r);
 }
 
@@ -352,7 +352,7 @@ static void test_ret_hdrs(void)
 static void test_size_limit(void)
 {
 	struct spool_record *r = one_record();
-	struct spool_dsn_params p = params;
+	struct relay_dsn_params p = params;
 	p.bounce_size_limit = r->size - 1;
 	char *s = build(&p, r, &bob_550, 1);
 	if (s) {
@@ -411,7 +411,7 @@ static void test_orcpt(void)
 					"recipient erin@example.net\n"
 					"recipient-parameter ORCPT=rfc822;ctl+0Dx\n",
 					msg_plain, strlen(msg_plain));
-	struct spool_dsn_rcpt d[4];
+	struct relay_dsn_rcpt d[4];
 	for (size_t i = 0; i < 4; i++) {
 		d[i] = bob_550;
 		d[i].index = i;
@@ -464,7 +464,7 @@ static void test_expired(void)
 	struct spool_record *r = record("sender a@example.org\n"
 					"recipient bob@example.net\nrecipient carol@example.net\n",
 					msg_plain, strlen(msg_plain));
-	const struct spool_dsn_rcpt d[2] = {
+	const struct relay_dsn_rcpt d[2] = {
 		{ .index = 0,
 		  .status = "4.4.1",
 		  .reason = "connect to mail.example.net[192.0.2.25]:25: Connection timed out",
@@ -554,7 +554,7 @@ static void test_long_diagnostic(void)
 	if (!reason)
 		abort();
 	snprintf(reason, rl, "host x[192.0.2.1] said: %s (in reply to RCPT TO command)", diag);
-	struct spool_dsn_rcpt d = { .index = 0,
+	struct relay_dsn_rcpt d = { .index = 0,
 				    .status = "5.7.1",
 				    .reason = reason,
 				    .remote_mta = "x[192.0.2.1]",
@@ -651,7 +651,7 @@ static void test_control_characters(void)
 {
 	struct spool_record *r = record("sender a@example.org\nrecipient bob@example.net\n",
 					msg_plain, strlen(msg_plain));
-	struct spool_dsn_rcpt d = bob_550;
+	struct relay_dsn_rcpt d = bob_550;
 	d.reason = "host x said: 550 evil\r\nX-Injected: yes\x01\xff";
 	d.diagnostic = "550 evil\r\nX-Injected: yes";
 	char *s = build(&params, r, &d, 1);
@@ -671,7 +671,7 @@ static void test_long_hostname(void)
 	static char host[601];
 	memset(host, 'h', 600);
 	host[600] = 0;
-	struct spool_dsn_params p = params;
+	struct relay_dsn_params p = params;
 	p.myhostname = host;
 	struct spool_record *r = one_record();
 	char *s = build(&p, r, &bob_550, 1);
@@ -764,7 +764,7 @@ static void test_random(void)
 		rnd_text(reason, sizeof(reason));
 		rnd_text(diag, sizeof(diag));
 		rnd_text(mta, sizeof(mta));
-		struct spool_dsn_rcpt d = { .index = 0,
+		struct relay_dsn_rcpt d = { .index = 0,
 					    .status = "5.1.1",
 					    .reason = reason,
 					    .remote_mta = rnd(2) ? mta : NULL,
@@ -789,17 +789,17 @@ static void test_random(void)
 	}
 }
 
-/* Cases for the Python parser, named as test_spool_dsn.py expects them. */
+/* Cases for the Python parser, named as test_relay_dsn.py expects them. */
 static int dump(const char *dir)
 {
 	struct {
 		const char *name;
 		struct spool_record *r;
-		const struct spool_dsn_rcpt *d;
+		const struct relay_dsn_rcpt *d;
 		size_t n;
 	} cases[8];
 	size_t nc = 0;
-	static struct spool_dsn_rcpt orcpt_d, exp_d[1], long_d;
+	static struct relay_dsn_rcpt orcpt_d, exp_d[1], long_d;
 	cases[nc++] = (typeof(cases[0])){ "one", one_record(), &bob_550, 1 };
 	cases[nc++] = (typeof(cases[0])){ "multi", multi_record(), multi, 5 };
 	cases[nc++] = (typeof(cases[0])){
@@ -821,7 +821,7 @@ static int dump(const char *dir)
 		record("sender a@example.org\nrecipient bob@example.net\n", trap, strlen(trap)),
 		&orcpt_d, 1
 	};
-	exp_d[0] = (struct spool_dsn_rcpt){ .index = 0,
+	exp_d[0] = (struct relay_dsn_rcpt){ .index = 0,
 					    .status = "4.4.1",
 					    .reason = "connect to mail.example.net[192.0.2.25]:25: "
 						      "Connection timed out",
@@ -833,7 +833,7 @@ static int dump(const char *dir)
 		exp_d, 1
 	};
 	char *diag = long_diag();
-	long_d = (struct spool_dsn_rcpt){ .index = 0,
+	long_d = (struct relay_dsn_rcpt){ .index = 0,
 					  .status = "5.7.1",
 					  .reason = diag,
 					  .remote_mta = "x[192.0.2.1]",
@@ -857,7 +857,7 @@ static int dump(const char *dir)
 	for (size_t i = 0; i < nc; i++) {
 		char *out = NULL;
 		size_t len = 0;
-		if (spool_dsn_build(&params, cases[i].r, cases[i].d, cases[i].n, &out, &len) != 0) {
+		if (relay_dsn_build(&params, cases[i].r, cases[i].d, cases[i].n, &out, &len) != 0) {
 			fprintf(stderr, "%s: build failed\n", cases[i].name);
 			rc = 1;
 		} else {

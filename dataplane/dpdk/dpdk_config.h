@@ -13,8 +13,8 @@
  *
  * SMTP is served on the TCP port of every mxgate_listen entry, on every address of every
  * port (an entry's address must be a wildcard or one of the ports' addresses). */
-#ifndef MXGATE_DATAPLANE_DPDK_CONFIG_H
-#define MXGATE_DATAPLANE_DPDK_CONFIG_H
+#ifndef MXGATE_DATAPLANE_DPDK_DPDK_CONFIG_H
+#define MXGATE_DATAPLANE_DPDK_DPDK_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-#include "dataplane/kernel_transport.h"
+#include "dataplane/kernel/kernel_transport.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -19,7 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "dataplane/conn.h"
+#include "dataplane/session/conn.h"
 #include "mgmt/log.h"
 #include "mxgate/errf.h"
 #include "mxgate/clock.h"
@@ -1048,3 +1048,66 @@ void kernel_transport_counters(const struct kernel_transport *kt, struct mx_coun
 	if (open_connections)
 		*open_connections = open;
 }
+
+/* ---- the transport ops (dataplane/transport.h) ---- */
+
+static int kt_ops_create(void **impl, const struct transport_params *p, char *err,
+			 size_t errlen)
+{
+	return kernel_transport_create((struct kernel_transport **)impl, p, err, errlen);
+}
+
+static int kt_ops_start(void *impl)
+{
+	return kernel_transport_start(impl);
+}
+
+static void kt_ops_stop(void *impl)
+{
+	kernel_transport_stop(impl);
+}
+
+static void kt_ops_join(void *impl)
+{
+	kernel_transport_join(impl);
+}
+
+static bool kt_ops_failed(const void *impl)
+{
+	return kernel_transport_failed(impl);
+}
+
+static void kt_ops_counters(const void *impl, struct mx_counters *sum, uint64_t *open)
+{
+	kernel_transport_counters(impl, sum, open);
+}
+
+static void kt_ops_describe(const void *impl, char *buf, size_t len)
+{
+	const struct kernel_transport *kt = impl;
+	const struct mx_config *cfg = kt->p.cfg;
+	size_t n = (size_t)snprintf(buf, len, "kernel, %u worker(s), listening on", kt->nworkers);
+	for (unsigned i = 0; i < cfg->listen_count && n < len; i++) {
+		bool v6 = strchr(cfg->listen[i].host, ':') && cfg->listen[i].host[0] != '[';
+		n += (size_t)snprintf(buf + n, len - n, "%s %s%s%s:%u", i ? "," : "",
+				      v6 ? "[" : "", cfg->listen[i].host, v6 ? "]" : "",
+				      (unsigned)cfg->listen[i].port);
+	}
+}
+
+static void kt_ops_destroy(void *impl)
+{
+	kernel_transport_destroy(impl);
+}
+
+const struct transport_ops kernel_transport_ops = {
+	.name = "kernel",
+	.create = kt_ops_create,
+	.start = kt_ops_start,
+	.stop = kt_ops_stop,
+	.join = kt_ops_join,
+	.failed = kt_ops_failed,
+	.counters = kt_ops_counters,
+	.describe = kt_ops_describe,
+	.destroy = kt_ops_destroy,
+};

@@ -1,4 +1,4 @@
-#include "dataplane/spool/spool_relay.h"
+#include "dataplane/relay/relay.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -19,8 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dataplane/queue_id.h"
-#include "dataplane/spool/spool_dsn.h"
+#include "dataplane/spool/queue_id.h"
+#include "dataplane/relay/relay_dsn.h"
 #include "mgmt/log.h"
 
 #include "mxgate/errf.h"
@@ -71,7 +71,7 @@ static const char *relay_phase_name(enum relay_phase p)
 
 /* A next hop and its connections. Created on first use, kept until the relay stops. */
 struct relay_dest {
-	struct spool_nexthop nh;
+	struct relay_nexthop nh;
 	char host[160];              /* nh.name without the port: "host X said" */
 	unsigned nconn;              /* open connections, idle or in use */
 	struct relay_conn *idle;     /* cached idle connections, most recent first */
@@ -122,7 +122,7 @@ struct relay_wait {
 };
 
 struct relay_thread {
-	struct spool_relay *r;
+	struct relay *r;
 	pthread_t tid;
 	bool started;
 	struct relay_conn *conn; /* the connection in use */
@@ -138,8 +138,8 @@ struct relay_thread {
 	size_t nmaps;
 };
 
-struct spool_relay {
-	struct spool_relay_params p;
+struct relay {
+	struct relay_params p;
 	char *helo_name;
 	char *transport_maps;
 	int seg_dir_fd;
@@ -203,7 +203,7 @@ static void relay_set_reason(struct relay_msg *m, const char *why)
 
 /* ---- the queue (all under r->mu) ---- */
 
-static void relay_set_waiting(struct spool_relay *r, struct relay_msg *m, bool waiting)
+static void relay_set_waiting(struct relay *r, struct relay_msg *m, bool waiting)
 {
 	if (m->waiting != waiting)
 		r->nwaiting = waiting ? r->nwaiting + 1 : r->nwaiting - 1;
@@ -213,7 +213,7 @@ static void relay_set_waiting(struct spool_relay *r, struct relay_msg *m, bool w
 /* What mailq says of a message while no next hop is configured. */
 #define RELAY_KEEP_REASON "mail transport unavailable: relayhost and transport_maps are empty"
 
-static void relay_ready_push(struct spool_relay *r, struct relay_msg *m)
+static void relay_ready_push(struct relay *r, struct relay_msg *m)
 {
 	if (m->in_ready || m->busy || m->e.held || r->p.keep_only)
 		return;
@@ -229,7 +229,7 @@ static void relay_ready_push(struct spool_relay *r, struct relay_msg *m)
 	pthread_cond_signal(&r->cv);
 }
 
-static struct relay_msg *relay_ready_pop(struct spool_relay *r)
+static struct relay_msg *relay_ready_pop(struct relay *r)
 {
 	struct relay_msg *m = r->ready_head;
 	if (!m)
@@ -242,7 +242,7 @@ static struct relay_msg *relay_ready_pop(struct spool_relay *r)
 }
 
 /* Take m out of the ready queue (an operator change on it). */
-static void relay_ready_unlink(struct spool_relay *r, struct relay_msg *m)
+static void relay_ready_unlink(struct relay *r, struct relay_msg *m)
 {
 	if (!m->in_ready)
 		return;
@@ -261,7 +261,7 @@ static void relay_ready_unlink(struct spool_relay *r, struct relay_msg *m)
 	m->in_ready = false;
 }
 
-static void relay_add(struct spool_relay *r, struct relay_msg *m)
+static void relay_add(struct relay *r, struct relay_msg *m)
 {
 	m->min_seg = spool_msg_entry_min_seg(&m->e);
 	m->prev = NULL;
@@ -277,7 +277,7 @@ static void relay_add(struct spool_relay *r, struct relay_msg *m)
 	relay_ready_push(r, m); /* not when held, nor while keeping only */
 }
 
-static void relay_remove(struct spool_relay *r, struct relay_msg *m)
+static void relay_remove(struct relay *r, struct relay_msg *m)
 {
 	relay_ready_unlink(r, m);
 	relay_set_waiting(r, m, false);
@@ -293,7 +293,7 @@ static void relay_remove(struct spool_relay *r, struct relay_msg *m)
 	free(m);
 }
 
-static struct relay_msg *relay_find(struct spool_relay *r, const char *id)
+static struct relay_msg *relay_find(struct relay *r, const char *id)
 {
 	for (struct relay_msg *m = r->all; m; m = m->next)
 		if (strcmp(m->e.id, id) == 0)
@@ -303,7 +303,7 @@ static struct relay_msg *relay_find(struct spool_relay *r, const char *id)
 
 static void relay_committed(void *ctx, struct spool_msg_entry *e)
 {
-	struct spool_relay *r = ctx;
+	struct relay *r = ctx;
 	struct relay_msg *m = calloc(1, sizeof(*m));
 	if (!m) {
 		mx_log(MX_LOG_WARNING, "%s: out of memory queueing the message for relay; it is "
@@ -325,7 +325,7 @@ static void relay_committed(void *ctx, struct spool_msg_entry *e)
 
 /* A queue run: deferred messages whose time has come become ready (Postfix's qmgr scans
  * the deferred queue every queue_run_delay). */
-static void relay_queue_run(struct spool_relay *r, uint64_t now)
+static void relay_queue_run(struct relay *r, uint64_t now)
 {
 	if (now < r->last_run_ms + (uint64_t)r->p.queue_run_delay * 1000u)
 		return;
@@ -336,7 +336,7 @@ static void relay_queue_run(struct spool_relay *r, uint64_t now)
 }
 
 /* A connection slot became free: messages that waited for one try again. */
-static void relay_wake_waiting(struct spool_relay *r)
+static void relay_wake_waiting(struct relay *r)
 {
 	/* every delivery releases a connection: no scan of the queue unless someone waits */
 	for (struct relay_msg *m = r->nwaiting ? r->all : NULL; m; m = m->next)
@@ -382,7 +382,7 @@ static void relay_wait_add(struct relay_wait *w, int rc)
 }
 
 /* Hand a DELIVERY or RETIRE record to the writer; relay_wait_end() waits for it. */
-static void relay_record(struct spool_relay *r, struct relay_wait *w, enum spool_rec_type type,
+static void relay_record(struct relay *r, struct relay_wait *w, enum spool_rec_type type,
 			 const char *id, uint32_t rcpt, enum spool_rcpt_state st, const char *text)
 {
 	/* count it first: the writer may call back before append returns */
@@ -392,7 +392,7 @@ static void relay_record(struct spool_relay *r, struct relay_wait *w, enum spool
 		relay_wait_done(w, rc);
 }
 
-static void relay_record_hold(struct spool_relay *r, struct relay_wait *w, const char *id,
+static void relay_record_hold(struct relay *r, struct relay_wait *w, const char *id,
 			      bool held, const char *reason)
 {
 	relay_wait_add(w, 0);
@@ -623,11 +623,11 @@ static void relay_fail_io(const char *host, struct relay_failure *f, int rc,
  * fills f, closes the socket and returns < 0. */
 static int relay_connect(struct relay_thread *t, struct relay_failure *f)
 {
-	struct spool_relay *r = t->r;
+	struct relay *r = t->r;
 	struct relay_conn *c = t->conn;
-	const struct spool_nexthop *nh = &c->dest->nh;
+	const struct relay_nexthop *nh = &c->dest->nh;
 	const char *host = c->dest->host;
-	bool lmtp = nh->kind == SPOOL_TRANSPORT_LMTP;
+	bool lmtp = nh->kind == RELAY_TRANSPORT_LMTP;
 	c->in_len = 0;
 	c->fd = socket(nh->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
@@ -722,13 +722,13 @@ static void relay_quit(struct relay_thread *t)
 /* ---- destinations and their connections ---- */
 
 /* The destination for nh, created on first use. Under r->mu. NULL when out of memory or
- * over SPOOL_RELAY_MAX_DESTINATIONS. */
-static struct relay_dest *relay_dest_get(struct spool_relay *r, const struct spool_nexthop *nh)
+ * over RELAY_MAX_DESTINATIONS. */
+static struct relay_dest *relay_dest_get(struct relay *r, const struct relay_nexthop *nh)
 {
 	for (struct relay_dest *d = r->dests; d; d = d->next)
 		if (strcmp(d->nh.key, nh->key) == 0)
 			return d;
-	if (r->ndests >= SPOOL_RELAY_MAX_DESTINATIONS)
+	if (r->ndests >= RELAY_MAX_DESTINATIONS)
 		return NULL;
 	struct relay_dest *d = calloc(1, sizeof(*d));
 	if (!d)
@@ -756,7 +756,7 @@ enum relay_acquire {
 static enum relay_acquire relay_conn_acquire(struct relay_thread *t, struct relay_dest *d,
 					     char *why, size_t whylen)
 {
-	struct spool_relay *r = t->r;
+	struct relay *r = t->r;
 	pthread_mutex_lock(&r->mu);
 	enum relay_acquire res;
 	if (relay_now_ms() < d->dead_until_ms) {
@@ -789,7 +789,7 @@ static enum relay_acquire relay_conn_acquire(struct relay_thread *t, struct rela
  * connection slot. */
 static void relay_conn_release(struct relay_thread *t)
 {
-	struct spool_relay *r = t->r;
+	struct relay *r = t->r;
 	struct relay_conn *c = t->conn;
 	if (!c)
 		return;
@@ -817,7 +817,7 @@ static void relay_conn_release(struct relay_thread *t)
  * r->mu. */
 static uint64_t relay_close_idle(struct relay_thread *t)
 {
-	struct spool_relay *r = t->r;
+	struct relay *r = t->r;
 	uint64_t limit = (uint64_t)r->p.cache_time_limit * 1000u, next = UINT64_MAX;
 	for (;;) {
 		struct relay_conn *expired = NULL;
@@ -896,7 +896,7 @@ static int relay_send_body(struct relay_thread *t, const char *msg, size_t size)
 
 /* RFC 3461 5.2/5.3: a next hop that offers DSN gets the client's RET/ENVID and
  * NOTIFY/ORCPT along, so its notifications follow what the sender asked for. */
-static size_t relay_dsn_params(char *out, size_t cap, char *const *params, size_t n,
+static size_t relay_dsn_param_text(char *out, size_t cap, char *const *params, size_t n,
 			       const char *const *names)
 {
 	size_t len = 0;
@@ -959,10 +959,10 @@ static int relay_transaction(struct relay_thread *t, const struct spool_record *
 			     const size_t *idx, size_t n, struct relay_outcome *o,
 			     struct relay_failure *f)
 {
-	struct spool_relay *r = t->r;
+	struct relay *r = t->r;
 	struct relay_conn *c = t->conn;
 	const char *host = c->dest->host;
-	bool lmtp = c->dest->nh.kind == SPOOL_TRANSPORT_LMTP;
+	bool lmtp = c->dest->nh.kind == RELAY_TRANSPORT_LMTP;
 	struct relay_reply rep;
 	int rc;
 
@@ -1009,7 +1009,7 @@ static int relay_transaction(struct relay_thread *t, const struct spool_record *
 	if (utf8)
 		len += (size_t)snprintf(cmds + len, cap - len, " SMTPUTF8");
 	if (c->dsn)
-		len += relay_dsn_params(cmds + len, cap - len, rec->mail_params, rec->nmail_params,
+		len += relay_dsn_param_text(cmds + len, cap - len, rec->mail_params, rec->nmail_params,
 					mail_dsn);
 	len += (size_t)snprintf(cmds + len, cap - len, "\r\n");
 	size_t mail_end = len;
@@ -1025,7 +1025,7 @@ static int relay_transaction(struct relay_thread *t, const struct spool_record *
 		len += (size_t)snprintf(cmds + len, cap - len, "RCPT TO:<%s>",
 					rec->rcpts[idx[k]].addr);
 		if (c->dsn)
-			len += relay_dsn_params(cmds + len, cap - len, rec->rcpts[idx[k]].params,
+			len += relay_dsn_param_text(cmds + len, cap - len, rec->rcpts[idx[k]].params,
 						rec->rcpts[idx[k]].nparams, rcpt_dsn);
 		len += (size_t)snprintf(cmds + len, cap - len, "\r\n");
 		rcpt_end[k] = len;
@@ -1147,7 +1147,7 @@ io_fail:
 	return any_reply ? 0 : rc;
 }
 
-static uint64_t relay_backoff_ms(const struct spool_relay *r, unsigned attempts)
+static uint64_t relay_backoff_ms(const struct relay *r, unsigned attempts)
 {
 	uint64_t d = (uint64_t)r->p.min_backoff * 1000u;
 	for (unsigned i = 1; i < attempts && d < (uint64_t)r->p.max_backoff * 1000u; i++)
@@ -1185,7 +1185,7 @@ static enum spool_rcpt_state relay_rstate(const struct spool_msg_entry *e, size_
 	return i < e->nrstate ? (enum spool_rcpt_state)e->rstate[i] : SPOOL_RCPT_PENDING;
 }
 
-/* A failed recipient's DELIVERY text is "X.Y.Z reason" (spool_relay.h). Older records, or
+/* A failed recipient's DELIVERY text is "X.Y.Z reason" (relay.h). Older records, or
  * odd text, get a status from the reply quoted in the reason, else 5.0.0. */
 static void relay_split_failure(const char *text, char *status, size_t slen, const char **reason)
 {
@@ -1214,11 +1214,11 @@ static void relay_split_failure(const char *text, char *status, size_t slen, con
 static void relay_route(struct relay_thread *t, const struct spool_record *rec, const size_t *idx,
 			size_t np, struct relay_outcome *o, struct relay_dest **dest)
 {
-	struct spool_relay *r = t->r;
+	struct relay *r = t->r;
 	if (t->reader && tables_reader_renew(t->reader) < 0)
 		mx_log(MX_LOG_WARNING, "transport_maps: cannot renew the table reader");
 	char val[TABLE_VALUE_MAX + 1], err[256];
-	struct spool_nexthop nh;
+	struct relay_nexthop nh;
 	for (size_t k = 0; k < np; k++) {
 		size_t i = idx[k];
 		const char *addr = rec->rcpts[i].addr;
@@ -1228,7 +1228,7 @@ static void relay_route(struct relay_thread *t, const struct spool_record *rec, 
 			value = rec->filter;
 			what = "FILTER action";
 		} else if (t->nmaps) {
-			int rc = spool_transport_lookup(t->maps, t->nmaps, addr, &r->p.transport_opts,
+			int rc = relay_transport_lookup(t->maps, t->nmaps, addr, &r->p.transport_opts,
 							val, sizeof(val), NULL, 0);
 			if (rc < 0) {
 				/* a broken table must never reroute mail: wait for it to be fixed */
@@ -1245,7 +1245,7 @@ static void relay_route(struct relay_thread *t, const struct spool_record *rec, 
 		}
 		int prc = 0;
 		if (value)
-			prc = spool_nexthop_parse(value, r->p.have_default ? &r->p.dflt : NULL, &nh, err,
+			prc = relay_nexthop_parse(value, r->p.have_default ? &r->p.dflt : NULL, &nh, err,
 						  sizeof(err));
 		else if (r->p.have_default)
 			nh = r->p.dflt;
@@ -1260,19 +1260,19 @@ static void relay_route(struct relay_thread *t, const struct spool_record *rec, 
 			continue;
 		}
 		switch (nh.kind) {
-		case SPOOL_TRANSPORT_ERROR:
+		case RELAY_TRANSPORT_ERROR:
 			relay_set(o, i, SPOOL_RCPT_FAILED, nh.status, nh.text);
 			break;
-		case SPOOL_TRANSPORT_RETRY:
+		case RELAY_TRANSPORT_RETRY:
 			relay_set(o, i, SPOOL_RCPT_PENDING, nh.status, nh.text);
 			break;
-		case SPOOL_TRANSPORT_DISCARD:
+		case RELAY_TRANSPORT_DISCARD:
 			/* Postfix's discard(8): "status=sent (discarded)" */
 			relay_set(o, i, SPOOL_RCPT_SENT, "2.0.0", nh.text[0] ? nh.text : "discarded");
 			break;
-		case SPOOL_TRANSPORT_SMTP:
-		case SPOOL_TRANSPORT_LMTP:
-		case SPOOL_TRANSPORT_KIND_MAX: {
+		case RELAY_TRANSPORT_SMTP:
+		case RELAY_TRANSPORT_LMTP:
+		case RELAY_TRANSPORT_KIND_MAX: {
 			pthread_mutex_lock(&r->mu);
 			dest[i] = relay_dest_get(r, &nh);
 			pthread_mutex_unlock(&r->mu);
@@ -1291,7 +1291,7 @@ static void relay_deliver_group(struct relay_thread *t, const struct spool_recor
 				struct relay_dest *d, const size_t *gidx, size_t gn,
 				struct relay_outcome *o, bool *waiting)
 {
-	struct spool_relay *r = t->r;
+	struct relay *r = t->r;
 	struct relay_failure f = { 0 };
 	for (int attempt = 0; attempt < 2; attempt++) {
 		char why[RELAY_WHY_MAX];
@@ -1401,11 +1401,11 @@ static int relay_spool_message(struct relay_thread *t, const char *id, const cha
 static int relay_notify(struct relay_thread *t, struct relay_msg *m, const struct spool_record *rec,
 			char *why, size_t whylen)
 {
-	struct spool_relay *r = t->r;
+	struct relay *r = t->r;
 	size_t n = 0;
 	for (size_t i = 0; i < rec->nrcpt; i++)
 		n += relay_rstate(&m->e, i) == SPOOL_RCPT_FAILED;
-	struct spool_dsn_rcpt *dr = calloc(n ? n : 1, sizeof(*dr));
+	struct relay_dsn_rcpt *dr = calloc(n ? n : 1, sizeof(*dr));
 	char (*status)[16] = calloc(n ? n : 1, sizeof(*status));
 	char (*mta)[160] = calloc(n ? n : 1, sizeof(*mta));
 	char (*diag)[RELAY_WHY_MAX] = calloc(n ? n : 1, sizeof(*diag));
@@ -1421,7 +1421,7 @@ static int relay_notify(struct relay_thread *t, struct relay_msg *m, const struc
 		const char *text = m->e.rtext && i < m->e.nrstate ? m->e.rtext[i] : NULL;
 		const char *reason;
 		relay_split_failure(text, status[k], sizeof(status[k]), &reason);
-		dr[k] = (struct spool_dsn_rcpt){ .index = i, .status = status[k], .reason = reason,
+		dr[k] = (struct relay_dsn_rcpt){ .index = i, .status = status[k], .reason = reason,
 						 .expired = status[k][0] == '4' };
 		/* "host NAME[ADDR] said: REPLY (in reply to X command)" names the next hop */
 		const char *said = strstr(reason, " said: ");
@@ -1438,7 +1438,7 @@ static int relay_notify(struct relay_thread *t, struct relay_msg *m, const struc
 		}
 		k++;
 	}
-	if (!spool_dsn_owed(rec, dr, n)) {
+	if (!relay_dsn_owed(rec, dr, n)) {
 		mx_log(MX_LOG_INFO, "%s: sender non-delivery notification not sent: %s", m->e.id,
 		       rec->sender[0] ? "no recipient asked for one (NOTIFY)"
 				      : "the sender is the null sender");
@@ -1448,7 +1448,7 @@ static int relay_notify(struct relay_thread *t, struct relay_msg *m, const struc
 	pthread_mutex_lock(&r->mu);
 	queue_id_next(&r->idgen, queue_id_clock_us(), nid);
 	pthread_mutex_unlock(&r->mu);
-	struct spool_dsn_params dp = {
+	struct relay_dsn_params dp = {
 		.myhostname = r->helo_name,
 		.bounce_size_limit = r->p.bounce_size_limit,
 		.now = (int64_t)time(NULL),
@@ -1456,7 +1456,7 @@ static int relay_notify(struct relay_thread *t, struct relay_msg *m, const struc
 	};
 	char *msg = NULL;
 	size_t len = 0;
-	rc = spool_dsn_build(&dp, rec, dr, n, &msg, &len);
+	rc = relay_dsn_build(&dp, rec, dr, n, &msg, &len);
 	if (rc < 0) {
 		mx_errf(why, whylen, rc, "cannot build the delivery status notification: %s",
 			strerror(-rc));
@@ -1525,7 +1525,7 @@ static void relay_entry_decide(struct spool_msg_entry *e, size_t n, size_t i,
 
 static enum relay_result relay_deliver(struct relay_thread *t, struct relay_msg *m)
 {
-	struct spool_relay *r = t->r;
+	struct relay *r = t->r;
 	struct spool_record *rec = NULL;
 	char err[RELAY_WHY_MAX];
 	int rc = spool_index_read(r->seg_dir_fd, &m->e, &rec, err, sizeof(err));
@@ -1706,7 +1706,7 @@ static void relay_relocated(void *arg, int rc, struct spool_msg_entry *moved)
 	relay_wait_done(&rl->wait, rc);
 }
 
-static void relay_apply_wants(struct spool_relay *r, struct relay_msg *m);
+static void relay_apply_wants(struct relay *r, struct relay_msg *m);
 
 /* The segments below the newest two mostly hold dead bytes while live messages pin them:
  * copy those messages forward so the segments can go. Only messages that are waiting
@@ -1714,7 +1714,7 @@ static void relay_apply_wants(struct spool_relay *r, struct relay_msg *m);
  * Relay thread, r->mu not held. */
 static void relay_relocate_old(struct relay_thread *t, uint64_t floor)
 {
-	struct spool_relay *r = t->r;
+	struct relay *r = t->r;
 	uint64_t cur = spool_current_segment(r->p.spool);
 	if (cur < floor + 2)
 		return;
@@ -1778,7 +1778,7 @@ static void relay_relocate_old(struct relay_thread *t, uint64_t floor)
 }
 
 /* The lowest segment a live message needs (or the writer's floor). */
-static uint64_t relay_floor(struct spool_relay *r)
+static uint64_t relay_floor(struct relay *r)
 {
 	/* the writer's floor first (spool_reclaim_floor()), then ours */
 	uint64_t floor = spool_reclaim_floor(r->p.spool);
@@ -1793,7 +1793,7 @@ static uint64_t relay_floor(struct spool_relay *r)
 /* Delete segments no live message needs. Relay thread, r->mu not held. */
 static void relay_reclaim(struct relay_thread *t)
 {
-	struct spool_relay *r = t->r;
+	struct relay *r = t->r;
 	pthread_mutex_lock(&r->mu);
 	r->last_reclaim_ms = relay_now_ms();
 	r->reclaim_wanted = false;
@@ -1812,22 +1812,22 @@ static void relay_reclaim(struct relay_thread *t)
 	}
 }
 
-/* ---- operator changes (spool_relay_admin) ---- */
+/* ---- operator changes (relay_admin) ---- */
 
 /* Write the records an operator change needs for the messages ms[0..n) (all marked busy
  * by the caller), wait until they are durable, and apply the change. */
-static int relay_admin_apply(struct spool_relay *r, enum spool_relay_op op, struct relay_msg **ms,
+static int relay_admin_apply(struct relay *r, enum relay_op op, struct relay_msg **ms,
 			     size_t n)
 {
 	struct relay_wait w;
 	relay_wait_init(&w);
 	for (size_t k = 0; k < n; k++) {
 		struct relay_msg *m = ms[k];
-		if (op == SPOOL_RELAY_HOLD)
+		if (op == RELAY_HOLD)
 			relay_record_hold(r, &w, m->e.id, true, "mxgate-queue hold");
-		else if (op == SPOOL_RELAY_RELEASE)
+		else if (op == RELAY_RELEASE)
 			relay_record_hold(r, &w, m->e.id, false, "mxgate-queue release");
-		else if (op == SPOOL_RELAY_DELETE)
+		else if (op == RELAY_DELETE)
 			relay_record(r, &w, SPOOL_REC_RETIRE, m->e.id, 0, SPOOL_RCPT_SENT, NULL);
 	}
 	int rc = relay_wait_end(&w);
@@ -1842,14 +1842,14 @@ static int relay_admin_apply(struct spool_relay *r, enum spool_relay_op op, stru
 			continue;
 		}
 		switch (op) {
-		case SPOOL_RELAY_HOLD:
+		case RELAY_HOLD:
 			m->e.held = true;
 			free(m->e.hold_reason);
 			m->e.hold_reason = strdup("mxgate-queue hold");
 			mx_log(MX_LOG_INFO, "%s: placed on hold", m->e.id);
 			relay_ready_unlink(r, m);
 			break;
-		case SPOOL_RELAY_RELEASE:
+		case RELAY_RELEASE:
 			m->e.held = false;
 			free(m->e.hold_reason);
 			m->e.hold_reason = NULL;
@@ -1857,20 +1857,20 @@ static int relay_admin_apply(struct spool_relay *r, enum spool_relay_op op, stru
 			m->attempts = 0;
 			relay_ready_push(r, m);
 			break;
-		case SPOOL_RELAY_DELETE:
+		case RELAY_DELETE:
 			mx_log(MX_LOG_INFO, "%s: removed", m->e.id);
 			atomic_fetch_add(&r->removed, 1);
 			relay_remove(r, m);
 			r->reclaim_wanted = true;
 			continue;
-		case SPOOL_RELAY_REQUEUE:
+		case RELAY_REQUEUE:
 			m->attempts = 0;
 			/* fall through */
-		case SPOOL_RELAY_FLUSH:
+		case RELAY_FLUSH:
 			m->next_try_ms = now;
 			relay_ready_push(r, m);
 			break;
-		case SPOOL_RELAY_OP_MAX:
+		case RELAY_OP_MAX:
 			break;
 		}
 		relay_apply_wants(r, m);
@@ -1882,15 +1882,15 @@ static int relay_admin_apply(struct spool_relay *r, enum spool_relay_op op, stru
 
 /* Apply operator changes asked for while m was busy. Under r->mu; m not busy. May remove
  * m. The records are written on this thread, with r->mu released meanwhile. */
-static void relay_apply_wants(struct spool_relay *r, struct relay_msg *m)
+static void relay_apply_wants(struct relay *r, struct relay_msg *m)
 {
-	enum spool_relay_op op;
+	enum relay_op op;
 	if (m->want_delete)
-		op = SPOOL_RELAY_DELETE;
+		op = RELAY_DELETE;
 	else if (m->want_hold && !m->e.held)
-		op = SPOOL_RELAY_HOLD;
+		op = RELAY_HOLD;
 	else if (m->want_release && m->e.held)
-		op = SPOOL_RELAY_RELEASE;
+		op = RELAY_RELEASE;
 	else {
 		m->want_hold = m->want_release = false;
 		return;
@@ -1903,41 +1903,41 @@ static void relay_apply_wants(struct spool_relay *r, struct relay_msg *m)
 	pthread_mutex_lock(&r->mu);
 }
 
-const char *spool_relay_op_name(enum spool_relay_op op)
+const char *relay_op_name(enum relay_op op)
 {
 	switch (op) {
-	case SPOOL_RELAY_HOLD: return "hold";
-	case SPOOL_RELAY_RELEASE: return "release";
-	case SPOOL_RELAY_DELETE: return "delete";
-	case SPOOL_RELAY_REQUEUE: return "requeue";
-	case SPOOL_RELAY_FLUSH: return "flush";
-	case SPOOL_RELAY_OP_MAX: break;
+	case RELAY_HOLD: return "hold";
+	case RELAY_RELEASE: return "release";
+	case RELAY_DELETE: return "delete";
+	case RELAY_REQUEUE: return "requeue";
+	case RELAY_FLUSH: return "flush";
+	case RELAY_OP_MAX: break;
 	}
 	return "?";
 }
 
 /* Does op change m? Under r->mu. */
-static bool relay_op_applies(const struct relay_msg *m, enum spool_relay_op op)
+static bool relay_op_applies(const struct relay_msg *m, enum relay_op op)
 {
 	switch (op) {
-	case SPOOL_RELAY_HOLD: return !m->e.held;
-	case SPOOL_RELAY_RELEASE: return m->e.held;
-	case SPOOL_RELAY_DELETE: return true;
-	case SPOOL_RELAY_REQUEUE:
-	case SPOOL_RELAY_FLUSH: return !m->e.held && (m->deferred || m->waiting);
-	case SPOOL_RELAY_OP_MAX: break;
+	case RELAY_HOLD: return !m->e.held;
+	case RELAY_RELEASE: return m->e.held;
+	case RELAY_DELETE: return true;
+	case RELAY_REQUEUE:
+	case RELAY_FLUSH: return !m->e.held && (m->deferred || m->waiting);
+	case RELAY_OP_MAX: break;
 	}
 	return false;
 }
 
-int spool_relay_admin(struct spool_relay *r, enum spool_relay_op op, const char *id)
+int relay_admin(struct relay *r, enum relay_op op, const char *id)
 {
-	if ((unsigned)op >= SPOOL_RELAY_OP_MAX)
+	if ((unsigned)op >= RELAY_OP_MAX)
 		return -EINVAL;
-	if (r->p.keep_only && (op == SPOOL_RELAY_FLUSH || op == SPOOL_RELAY_REQUEUE))
+	if (r->p.keep_only && (op == RELAY_FLUSH || op == RELAY_REQUEUE))
 		return -EDESTADDRREQ; /* nowhere to deliver to: say so, do not pretend */
 	pthread_mutex_lock(&r->mu);
-	if (op == SPOOL_RELAY_FLUSH || op == SPOOL_RELAY_REQUEUE) {
+	if (op == RELAY_FLUSH || op == RELAY_REQUEUE) {
 		/* the operator says the next hops are back: stop skipping them */
 		for (struct relay_dest *d = r->dests; d; d = d->next)
 			d->dead_until_ms = 0;
@@ -1961,12 +1961,12 @@ int spool_relay_admin(struct spool_relay *r, enum spool_relay_op op, const char 
 		changed++;
 		if (m->busy) {
 			/* a delivery attempt runs: its outcome counts; the change follows */
-			m->want_delete |= op == SPOOL_RELAY_DELETE;
-			m->want_hold |= op == SPOOL_RELAY_HOLD;
-			m->want_release |= op == SPOOL_RELAY_RELEASE;
-			if (op == SPOOL_RELAY_HOLD)
+			m->want_delete |= op == RELAY_DELETE;
+			m->want_hold |= op == RELAY_HOLD;
+			m->want_release |= op == RELAY_RELEASE;
+			if (op == RELAY_HOLD)
 				m->want_release = false;
-			if (op == SPOOL_RELAY_RELEASE)
+			if (op == RELAY_RELEASE)
 				m->want_hold = false;
 			continue;
 		}
@@ -1983,7 +1983,7 @@ int spool_relay_admin(struct spool_relay *r, enum spool_relay_op op, const char 
 }
 
 /* The envelope of an indexed message, without its bytes. */
-static int relay_read_envelope(struct spool_relay *r, const struct spool_msg_entry *e,
+static int relay_read_envelope(struct relay *r, const struct spool_msg_entry *e,
 			       struct spool_record **out, char *err, size_t errlen)
 {
 	char name[SPOOL_SEG_NAME_LEN + 1];
@@ -2008,7 +2008,7 @@ static int relay_read_envelope(struct spool_relay *r, const struct spool_msg_ent
 
 /* One message of a listing: a snapshot taken under the lock. */
 struct relay_list_item {
-	struct spool_relay_msg_info info;
+	struct relay_msg_info info;
 	struct spool_msg_entry e;
 	char *reason;
 };
@@ -2019,7 +2019,7 @@ static int relay_list_item_cmp(const void *a, const void *b)
 		      ((const struct relay_list_item *)b)->info.id);
 }
 
-int spool_relay_list(struct spool_relay *r, spool_relay_list_fn *fn, void *ctx)
+int relay_list(struct relay *r, relay_list_fn *fn, void *ctx)
 {
 	/* a snapshot, then the envelopes without the lock */
 	pthread_mutex_lock(&r->mu);
@@ -2047,7 +2047,7 @@ int spool_relay_list(struct spool_relay *r, spool_relay_list_fn *fn, void *ctx)
 		}
 		const char *why = m->e.held ? m->e.hold_reason : m->reason;
 		it->reason = why ? strdup(why) : NULL;
-		it->info = (struct spool_relay_msg_info){
+		it->info = (struct relay_msg_info){
 			.size = m->e.size,
 			.active = m->busy,
 			.held = m->e.held,
@@ -2083,7 +2083,7 @@ int spool_relay_list(struct spool_relay *r, spool_relay_list_fn *fn, void *ctx)
 	return 0;
 }
 
-int spool_relay_read(struct spool_relay *r, const char *id, struct spool_record **out,
+int relay_read(struct relay *r, const char *id, struct spool_record **out,
 		     char *err, size_t errlen)
 {
 	struct spool_msg_entry e;
@@ -2105,7 +2105,7 @@ int spool_relay_read(struct spool_relay *r, const char *id, struct spool_record 
 static void *relay_main(void *arg)
 {
 	struct relay_thread *t = arg;
-	struct spool_relay *r = t->r;
+	struct relay *r = t->r;
 	pthread_mutex_lock(&r->mu);
 	for (;;) {
 		if (r->stop)
@@ -2179,7 +2179,7 @@ static void *relay_main(void *arg)
 
 /* ---- set-up ---- */
 
-static int relay_split_maps(struct spool_relay *r, char *err, size_t errlen)
+static int relay_split_maps(struct relay *r, char *err, size_t errlen)
 {
 	if (!r->transport_maps)
 		return 0;
@@ -2202,7 +2202,7 @@ static int relay_split_maps(struct spool_relay *r, char *err, size_t errlen)
 	}
 }
 
-static int relay_thread_init(struct spool_relay *r, struct relay_thread *t, char *err,
+static int relay_thread_init(struct relay *r, struct relay_thread *t, char *err,
 			     size_t errlen)
 {
 	t->r = r;
@@ -2250,10 +2250,10 @@ static void relay_thread_fini(struct relay_thread *t)
 	t->r = NULL;
 }
 
-int spool_relay_create(struct spool_relay **out, const struct spool_relay_params *p, char *err,
+int relay_create(struct relay **out, const struct relay_params *p, char *err,
 		       size_t errlen)
 {
-	struct spool_relay *r = calloc(1, sizeof(*r));
+	struct relay *r = calloc(1, sizeof(*r));
 	if (!r)
 		return mx_errf(err, errlen, -ENOMEM, "out of memory");
 	r->p = *p;
@@ -2282,12 +2282,12 @@ int spool_relay_create(struct spool_relay **out, const struct spool_relay_params
 	}
 	if (r->p.concurrency == 0)
 		r->p.concurrency = 1;
-	if (r->p.concurrency > SPOOL_RELAY_MAX_THREADS)
-		r->p.concurrency = SPOOL_RELAY_MAX_THREADS;
+	if (r->p.concurrency > RELAY_MAX_THREADS)
+		r->p.concurrency = RELAY_MAX_THREADS;
 	if (r->p.threads == 0)
 		r->p.threads = r->p.keep_only ? 1 : 2 * r->p.concurrency;
-	if (r->p.threads > SPOOL_RELAY_MAX_THREADS)
-		r->p.threads = SPOOL_RELAY_MAX_THREADS;
+	if (r->p.threads > RELAY_MAX_THREADS)
+		r->p.threads = RELAY_MAX_THREADS;
 	if (r->p.queue_run_delay == 0)
 		r->p.queue_run_delay = 1;
 	if (r->p.min_backoff == 0)
@@ -2330,11 +2330,11 @@ int spool_relay_create(struct spool_relay **out, const struct spool_relay_params
 	*out = r;
 	return 0;
 fail:
-	spool_relay_free(r);
+	relay_free(r);
 	return rc;
 }
 
-int spool_relay_start(struct spool_relay *r)
+int relay_start(struct relay *r)
 {
 	for (unsigned i = 0; i < r->p.threads; i++) {
 		struct relay_thread *t = &r->threads[i];
@@ -2348,7 +2348,7 @@ int spool_relay_start(struct spool_relay *r)
 	return 0;
 }
 
-void spool_relay_stop(struct spool_relay *r)
+void relay_stop(struct relay *r)
 {
 	if (!r)
 		return;
@@ -2382,7 +2382,7 @@ void spool_relay_stop(struct spool_relay *r)
 }
 
 /* After spool_stop(): the writer no longer hands messages over. */
-void spool_relay_free(struct spool_relay *r)
+void relay_free(struct relay *r)
 {
 	if (!r)
 		return;
@@ -2415,7 +2415,7 @@ void spool_relay_free(struct spool_relay *r)
 	free(r);
 }
 
-void spool_relay_stats(struct spool_relay *r, struct spool_relay_stats *out)
+void relay_stats(struct relay *r, struct relay_stats *out)
 {
 	out->queued = atomic_load(&r->queued);
 	out->sent = atomic_load(&r->sent);

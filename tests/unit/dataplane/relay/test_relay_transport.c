@@ -11,20 +11,20 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "dataplane/spool/spool_transport.h"
+#include "dataplane/relay/relay_transport.h"
 #include "testing.h"
 #include "../tables/tables_test_util.h"
 
 static char err[512];
 
 /* Parse value and return the result code; *out is filled on success. */
-static int parse(const char *value, const struct spool_nexthop *dflt, struct spool_nexthop *out)
+static int parse(const char *value, const struct relay_nexthop *dflt, struct relay_nexthop *out)
 {
 	err[0] = '\0';
-	return spool_nexthop_parse(value, dflt, out, err, sizeof(err));
+	return relay_nexthop_parse(value, dflt, out, err, sizeof(err));
 }
 
-static unsigned port_of(const struct spool_nexthop *h)
+static unsigned port_of(const struct relay_nexthop *h)
 {
 	if (h->addr.ss_family == AF_INET)
 		return ntohs(((const struct sockaddr_in *)&h->addr)->sin_port);
@@ -33,7 +33,7 @@ static unsigned port_of(const struct spool_nexthop *h)
 	return 0;
 }
 
-static const char *addr_of(const struct spool_nexthop *h, char *buf, size_t len)
+static const char *addr_of(const struct relay_nexthop *h, char *buf, size_t len)
 {
 	if (h->addr.ss_family == AF_INET)
 		return inet_ntop(AF_INET, &((const struct sockaddr_in *)&h->addr)->sin_addr, buf,
@@ -47,11 +47,11 @@ static const char *addr_of(const struct spool_nexthop *h, char *buf, size_t len)
 }
 
 /* A TCP next hop: kind, family, address text, port, name and key. */
-static void check_inet(const char *value, const struct spool_nexthop *dflt,
-		       enum spool_transport_kind kind, int family, const char *addr, unsigned port,
+static void check_inet(const char *value, const struct relay_nexthop *dflt,
+		       enum relay_transport_kind kind, int family, const char *addr, unsigned port,
 		       const char *name, const char *key)
 {
-	struct spool_nexthop h;
+	struct relay_nexthop h;
 	char a[INET6_ADDRSTRLEN];
 	int rc = parse(value, dflt, &h);
 	if (rc != 0)
@@ -70,11 +70,11 @@ static void check_inet(const char *value, const struct spool_nexthop *dflt,
 }
 
 /* A refusal: -EINVAL, a reason containing `why`, and *out left alone. */
-static void check_refused(const char *value, const struct spool_nexthop *dflt, const char *why)
+static void check_refused(const char *value, const struct relay_nexthop *dflt, const char *why)
 {
-	struct spool_nexthop h;
+	struct relay_nexthop h;
 	memset(&h, 0xa5, sizeof(h));
-	struct spool_nexthop before = h;
+	struct relay_nexthop before = h;
 	int rc = parse(value, dflt, &h);
 	if (rc != -EINVAL || !strstr(err, why))
 		fprintf(stderr, "  \"%s\": rc %d, reason \"%s\" (want \"%s\")\n", value, rc, err,
@@ -86,38 +86,38 @@ static void check_refused(const char *value, const struct spool_nexthop *dflt, c
 
 static void test_smtp_forms(void)
 {
-	check_inet("smtp:[192.0.2.1]:25", NULL, SPOOL_TRANSPORT_SMTP, AF_INET, "192.0.2.1", 25,
+	check_inet("smtp:[192.0.2.1]:25", NULL, RELAY_TRANSPORT_SMTP, AF_INET, "192.0.2.1", 25,
 		   "192.0.2.1[192.0.2.1]:25", "smtp:192.0.2.1:25");
-	check_inet("smtp:[192.0.2.1]", NULL, SPOOL_TRANSPORT_SMTP, AF_INET, "192.0.2.1", 25,
+	check_inet("smtp:[192.0.2.1]", NULL, RELAY_TRANSPORT_SMTP, AF_INET, "192.0.2.1", 25,
 		   "192.0.2.1[192.0.2.1]:25", "smtp:192.0.2.1:25");
-	check_inet("smtp:192.0.2.1", NULL, SPOOL_TRANSPORT_SMTP, AF_INET, "192.0.2.1", 25,
+	check_inet("smtp:192.0.2.1", NULL, RELAY_TRANSPORT_SMTP, AF_INET, "192.0.2.1", 25,
 		   "192.0.2.1[192.0.2.1]:25", "smtp:192.0.2.1:25");
-	check_inet("smtp:192.0.2.1:2525", NULL, SPOOL_TRANSPORT_SMTP, AF_INET, "192.0.2.1", 2525,
+	check_inet("smtp:192.0.2.1:2525", NULL, RELAY_TRANSPORT_SMTP, AF_INET, "192.0.2.1", 2525,
 		   "192.0.2.1[192.0.2.1]:2525", "smtp:192.0.2.1:2525");
 	/* relay is SMTP too, and shares connections with smtp to the same place */
-	check_inet("relay:[2001:db8::1]:2525", NULL, SPOOL_TRANSPORT_SMTP, AF_INET6, "2001:db8::1",
+	check_inet("relay:[2001:db8::1]:2525", NULL, RELAY_TRANSPORT_SMTP, AF_INET6, "2001:db8::1",
 		   2525, "2001:db8::1[2001:db8::1]:2525", "smtp:[2001:db8::1]:2525");
-	check_inet("relay:[192.0.2.1]:25", NULL, SPOOL_TRANSPORT_SMTP, AF_INET, "192.0.2.1", 25,
+	check_inet("relay:[192.0.2.1]:25", NULL, RELAY_TRANSPORT_SMTP, AF_INET, "192.0.2.1", 25,
 		   "192.0.2.1[192.0.2.1]:25", "smtp:192.0.2.1:25");
 	/* Postfix's own IPv6 form, any case; the address is canonicalized */
-	check_inet("smtp:[ipv6:2001:db8::1]", NULL, SPOOL_TRANSPORT_SMTP, AF_INET6, "2001:db8::1",
+	check_inet("smtp:[ipv6:2001:db8::1]", NULL, RELAY_TRANSPORT_SMTP, AF_INET6, "2001:db8::1",
 		   25, "2001:db8::1[2001:db8::1]:25", "smtp:[2001:db8::1]:25");
-	check_inet("smtp:[IPv6:2001:DB8:0:0::1]:submission", NULL, SPOOL_TRANSPORT_SMTP, AF_INET6,
+	check_inet("smtp:[IPv6:2001:DB8:0:0::1]:submission", NULL, RELAY_TRANSPORT_SMTP, AF_INET6,
 		   "2001:db8::1", 587, "2001:db8::1[2001:db8::1]:587", "smtp:[2001:db8::1]:587");
-	check_inet("smtp:[::ffff:192.0.2.1]:26", NULL, SPOOL_TRANSPORT_SMTP, AF_INET6,
+	check_inet("smtp:[::ffff:192.0.2.1]:26", NULL, RELAY_TRANSPORT_SMTP, AF_INET6,
 		   "::ffff:192.0.2.1", 26, "::ffff:192.0.2.1[::ffff:192.0.2.1]:26",
 		   "smtp:[::ffff:192.0.2.1]:26");
 	/* known_tcp_ports names */
-	check_inet("smtp:[192.0.2.1]:smtp", NULL, SPOOL_TRANSPORT_SMTP, AF_INET, "192.0.2.1", 25,
+	check_inet("smtp:[192.0.2.1]:smtp", NULL, RELAY_TRANSPORT_SMTP, AF_INET, "192.0.2.1", 25,
 		   "192.0.2.1[192.0.2.1]:25", "smtp:192.0.2.1:25");
-	check_inet("smtp:[192.0.2.1]:smtps", NULL, SPOOL_TRANSPORT_SMTP, AF_INET, "192.0.2.1",
+	check_inet("smtp:[192.0.2.1]:smtps", NULL, RELAY_TRANSPORT_SMTP, AF_INET, "192.0.2.1",
 		   465, "192.0.2.1[192.0.2.1]:465", "smtp:192.0.2.1:465");
-	check_inet("smtp:[192.0.2.1]:submissions", NULL, SPOOL_TRANSPORT_SMTP, AF_INET,
+	check_inet("smtp:[192.0.2.1]:submissions", NULL, RELAY_TRANSPORT_SMTP, AF_INET,
 		   "192.0.2.1", 465, "192.0.2.1[192.0.2.1]:465", "smtp:192.0.2.1:465");
-	check_inet("smtp:[192.0.2.1]:65535", NULL, SPOOL_TRANSPORT_SMTP, AF_INET, "192.0.2.1",
+	check_inet("smtp:[192.0.2.1]:65535", NULL, RELAY_TRANSPORT_SMTP, AF_INET, "192.0.2.1",
 		   65535, "192.0.2.1[192.0.2.1]:65535", "smtp:192.0.2.1:65535");
 	/* blanks around the next hop (table values may have them after the ':') */
-	check_inet("smtp: [192.0.2.1]:25 ", NULL, SPOOL_TRANSPORT_SMTP, AF_INET, "192.0.2.1", 25,
+	check_inet("smtp: [192.0.2.1]:25 ", NULL, RELAY_TRANSPORT_SMTP, AF_INET, "192.0.2.1", 25,
 		   "192.0.2.1[192.0.2.1]:25", "smtp:192.0.2.1:25");
 	/* a service of /etc/services that known_tcp_ports does not list */
 	struct servent se, *res = NULL;
@@ -127,7 +127,7 @@ static void test_smtp_forms(void)
 		unsigned p = ntohs((uint16_t)res->s_port);
 		snprintf(name, sizeof(name), "192.0.2.1[192.0.2.1]:%u", p);
 		snprintf(key, sizeof(key), "smtp:192.0.2.1:%u", p);
-		check_inet("smtp:[192.0.2.1]:imap", NULL, SPOOL_TRANSPORT_SMTP, AF_INET, "192.0.2.1",
+		check_inet("smtp:[192.0.2.1]:imap", NULL, RELAY_TRANSPORT_SMTP, AF_INET, "192.0.2.1",
 			   p, name, key);
 		CHECK_INT_EQ(p, 143);
 	} else {
@@ -137,23 +137,23 @@ static void test_smtp_forms(void)
 
 static void test_lmtp_forms(void)
 {
-	check_inet("lmtp:inet:[127.0.0.1]:24", NULL, SPOOL_TRANSPORT_LMTP, AF_INET, "127.0.0.1", 24,
+	check_inet("lmtp:inet:[127.0.0.1]:24", NULL, RELAY_TRANSPORT_LMTP, AF_INET, "127.0.0.1", 24,
 		   "127.0.0.1[127.0.0.1]:24", "lmtp:127.0.0.1:24");
-	check_inet("lmtp:[127.0.0.1]:24", NULL, SPOOL_TRANSPORT_LMTP, AF_INET, "127.0.0.1", 24,
+	check_inet("lmtp:[127.0.0.1]:24", NULL, RELAY_TRANSPORT_LMTP, AF_INET, "127.0.0.1", 24,
 		   "127.0.0.1[127.0.0.1]:24", "lmtp:127.0.0.1:24");
 	/* lmtp's default port is 24 (lmtp_tcp_port), with or without inet: */
-	check_inet("lmtp:[127.0.0.1]", NULL, SPOOL_TRANSPORT_LMTP, AF_INET, "127.0.0.1", 24,
+	check_inet("lmtp:[127.0.0.1]", NULL, RELAY_TRANSPORT_LMTP, AF_INET, "127.0.0.1", 24,
 		   "127.0.0.1[127.0.0.1]:24", "lmtp:127.0.0.1:24");
-	check_inet("lmtp:inet:127.0.0.1", NULL, SPOOL_TRANSPORT_LMTP, AF_INET, "127.0.0.1", 24,
+	check_inet("lmtp:inet:127.0.0.1", NULL, RELAY_TRANSPORT_LMTP, AF_INET, "127.0.0.1", 24,
 		   "127.0.0.1[127.0.0.1]:24", "lmtp:127.0.0.1:24");
-	check_inet("lmtp:inet:[ipv6:::1]:2003", NULL, SPOOL_TRANSPORT_LMTP, AF_INET6, "::1", 2003,
+	check_inet("lmtp:inet:[ipv6:::1]:2003", NULL, RELAY_TRANSPORT_LMTP, AF_INET6, "::1", 2003,
 		   "::1[::1]:2003", "lmtp:[::1]:2003");
-	check_inet("lmtp:[::1]:lmtp", NULL, SPOOL_TRANSPORT_LMTP, AF_INET6, "::1", 24,
+	check_inet("lmtp:[::1]:lmtp", NULL, RELAY_TRANSPORT_LMTP, AF_INET6, "::1", 24,
 		   "::1[::1]:24", "lmtp:[::1]:24");
 
-	struct spool_nexthop h;
+	struct relay_nexthop h;
 	CHECK_INT_EQ(parse("lmtp:unix:/run/dovecot/lmtp", NULL, &h), 0);
-	CHECK_INT_EQ(h.kind, SPOOL_TRANSPORT_LMTP);
+	CHECK_INT_EQ(h.kind, RELAY_TRANSPORT_LMTP);
 	CHECK_INT_EQ(h.addr.ss_family, AF_UNIX);
 	CHECK_STR_EQ(((struct sockaddr_un *)&h.addr)->sun_path, "/run/dovecot/lmtp");
 	CHECK_INT_EQ(h.addrlen, offsetof(struct sockaddr_un, sun_path) + strlen("/run/dovecot/lmtp") + 1);
@@ -174,10 +174,10 @@ static void test_lmtp_forms(void)
 	check_refused(v, NULL, "longer than 107 bytes");
 }
 
-static void check_reason(const char *value, enum spool_transport_kind kind, const char *status,
+static void check_reason(const char *value, enum relay_transport_kind kind, const char *status,
 			 const char *text)
 {
-	struct spool_nexthop h;
+	struct relay_nexthop h;
 	int rc = parse(value, NULL, &h);
 	if (rc)
 		fprintf(stderr, "  %s: %s\n", value, err);
@@ -188,36 +188,36 @@ static void check_reason(const char *value, enum spool_transport_kind kind, cons
 	CHECK_STR_EQ(h.status, status);
 	CHECK_STR_EQ(h.text, text);
 	CHECK_STR_EQ(h.name, "none");
-	CHECK_STR_EQ(h.key, spool_transport_kind_name(kind));
+	CHECK_STR_EQ(h.key, relay_transport_kind_name(kind));
 	CHECK_INT_EQ(h.addrlen, 0);
 }
 
 static void test_error_retry_discard(void)
 {
-	check_reason("error:5.1.1 No such user", SPOOL_TRANSPORT_ERROR, "5.1.1", "No such user");
-	check_reason("error:  5.7.1   policy says no ", SPOOL_TRANSPORT_ERROR, "5.7.1",
+	check_reason("error:5.1.1 No such user", RELAY_TRANSPORT_ERROR, "5.1.1", "No such user");
+	check_reason("error:  5.7.1   policy says no ", RELAY_TRANSPORT_ERROR, "5.7.1",
 		     "policy says no ");
 	/* no status: 5.0.0; no text: Postfix's "Address is undeliverable" */
-	check_reason("error:mail for *.example.com is not deliverable", SPOOL_TRANSPORT_ERROR,
+	check_reason("error:mail for *.example.com is not deliverable", RELAY_TRANSPORT_ERROR,
 		     "5.0.0", "mail for *.example.com is not deliverable");
-	check_reason("error:", SPOOL_TRANSPORT_ERROR, "5.0.0", "Address is undeliverable");
-	check_reason("error", SPOOL_TRANSPORT_ERROR, "5.0.0", "Address is undeliverable");
-	check_reason("error:5.1.1", SPOOL_TRANSPORT_ERROR, "5.1.1", "Address is undeliverable");
-	check_reason("error:5.123.123 x", SPOOL_TRANSPORT_ERROR, "5.123.123", "x");
+	check_reason("error:", RELAY_TRANSPORT_ERROR, "5.0.0", "Address is undeliverable");
+	check_reason("error", RELAY_TRANSPORT_ERROR, "5.0.0", "Address is undeliverable");
+	check_reason("error:5.1.1", RELAY_TRANSPORT_ERROR, "5.1.1", "Address is undeliverable");
+	check_reason("error:5.123.123 x", RELAY_TRANSPORT_ERROR, "5.123.123", "x");
 	/* not RFC 3463 status codes (dsn_valid()): they stay in the text */
-	check_reason("error:5.1.1234 x", SPOOL_TRANSPORT_ERROR, "5.0.0", "5.1.1234 x");
-	check_reason("error:3.1.1 x", SPOOL_TRANSPORT_ERROR, "5.0.0", "3.1.1 x");
-	check_reason("error:5.1.1x y", SPOOL_TRANSPORT_ERROR, "5.0.0", "5.1.1x y");
-	check_reason("error:5..1 y", SPOOL_TRANSPORT_ERROR, "5.0.0", "5..1 y");
+	check_reason("error:5.1.1234 x", RELAY_TRANSPORT_ERROR, "5.0.0", "5.1.1234 x");
+	check_reason("error:3.1.1 x", RELAY_TRANSPORT_ERROR, "5.0.0", "3.1.1 x");
+	check_reason("error:5.1.1x y", RELAY_TRANSPORT_ERROR, "5.0.0", "5.1.1x y");
+	check_reason("error:5..1 y", RELAY_TRANSPORT_ERROR, "5.0.0", "5..1 y");
 	/* the text keeps its own colons */
-	check_reason("error:5.1.1 see: http://example.com/x", SPOOL_TRANSPORT_ERROR, "5.1.1",
+	check_reason("error:5.1.1 see: http://example.com/x", RELAY_TRANSPORT_ERROR, "5.1.1",
 		     "see: http://example.com/x");
-	check_reason("retry:4.3.2 try later", SPOOL_TRANSPORT_RETRY, "4.3.2", "try later");
-	check_reason("retry:", SPOOL_TRANSPORT_RETRY, "4.0.0", "Address is undeliverable");
-	check_reason("retry:maintenance", SPOOL_TRANSPORT_RETRY, "4.0.0", "maintenance");
-	check_reason("discard:", SPOOL_TRANSPORT_DISCARD, "2.0.0", "");
-	check_reason("discard", SPOOL_TRANSPORT_DISCARD, "2.0.0", "");
-	check_reason("discard:reason", SPOOL_TRANSPORT_DISCARD, "2.0.0", "reason");
+	check_reason("retry:4.3.2 try later", RELAY_TRANSPORT_RETRY, "4.3.2", "try later");
+	check_reason("retry:", RELAY_TRANSPORT_RETRY, "4.0.0", "Address is undeliverable");
+	check_reason("retry:maintenance", RELAY_TRANSPORT_RETRY, "4.0.0", "maintenance");
+	check_reason("discard:", RELAY_TRANSPORT_DISCARD, "2.0.0", "");
+	check_reason("discard", RELAY_TRANSPORT_DISCARD, "2.0.0", "");
+	check_reason("discard:reason", RELAY_TRANSPORT_DISCARD, "2.0.0", "reason");
 
 	/* a reason longer than the field is cut at a character boundary */
 	char v[2048];
@@ -227,7 +227,7 @@ static void test_error_retry_discard(void)
 		v[n++] = '\xa9';
 	}
 	v[n] = '\0';
-	struct spool_nexthop h;
+	struct relay_nexthop h;
 	CHECK_INT_EQ(parse(v, NULL, &h), 0);
 	CHECK_INT_EQ(strlen(h.text), SPOOL_NEXTHOP_TEXT_MAX - 2);
 	CHECK(memcmp(h.text, v + 12, SPOOL_NEXTHOP_TEXT_MAX - 2) == 0);
@@ -235,10 +235,10 @@ static void test_error_retry_discard(void)
 
 static void test_defaults(void)
 {
-	struct spool_nexthop d, dl, du, h;
-	CHECK_INT_EQ(spool_nexthop_from_relayhost("[192.0.2.1]:2525", false, &d, err, sizeof(err)), 0);
-	CHECK_INT_EQ(spool_nexthop_from_relayhost("[192.0.2.2]", true, &dl, err, sizeof(err)), 0);
-	CHECK_INT_EQ(spool_nexthop_from_relayhost("unix:/run/lmtp", true, &du, err, sizeof(err)), 0);
+	struct relay_nexthop d, dl, du, h;
+	CHECK_INT_EQ(relay_nexthop_from_relayhost("[192.0.2.1]:2525", false, &d, err, sizeof(err)), 0);
+	CHECK_INT_EQ(relay_nexthop_from_relayhost("[192.0.2.2]", true, &dl, err, sizeof(err)), 0);
+	CHECK_INT_EQ(relay_nexthop_from_relayhost("unix:/run/lmtp", true, &du, err, sizeof(err)), 0);
 
 	/* ":" and "" change nothing: the default itself */
 	CHECK_INT_EQ(parse(":", &d, &h), 0);
@@ -249,35 +249,35 @@ static void test_defaults(void)
 	CHECK(memcmp(&h, &du, sizeof(h)) == 0);
 
 	/* transport only: the default's address (port included) */
-	check_inet("smtp:", &d, SPOOL_TRANSPORT_SMTP, AF_INET, "192.0.2.1", 2525,
+	check_inet("smtp:", &d, RELAY_TRANSPORT_SMTP, AF_INET, "192.0.2.1", 2525,
 		   "192.0.2.1[192.0.2.1]:2525", "smtp:192.0.2.1:2525");
-	check_inet("relay", &dl, SPOOL_TRANSPORT_SMTP, AF_INET, "192.0.2.2", 24,
+	check_inet("relay", &dl, RELAY_TRANSPORT_SMTP, AF_INET, "192.0.2.2", 24,
 		   "192.0.2.2[192.0.2.2]:24", "smtp:192.0.2.2:24");
-	check_inet("lmtp:", &d, SPOOL_TRANSPORT_LMTP, AF_INET, "192.0.2.1", 2525,
+	check_inet("lmtp:", &d, RELAY_TRANSPORT_LMTP, AF_INET, "192.0.2.1", 2525,
 		   "192.0.2.1[192.0.2.1]:2525", "lmtp:192.0.2.1:2525");
 	CHECK_INT_EQ(parse("lmtp:", &du, &h), 0);
 	CHECK_STR_EQ(h.key, "lmtp:unix:/run/lmtp");
 	CHECK_INT_EQ(h.addrlen, du.addrlen);
 
 	/* next hop only: the default's transport, and its default port */
-	check_inet(":[192.0.2.7]", &d, SPOOL_TRANSPORT_SMTP, AF_INET, "192.0.2.7", 25,
+	check_inet(":[192.0.2.7]", &d, RELAY_TRANSPORT_SMTP, AF_INET, "192.0.2.7", 25,
 		   "192.0.2.7[192.0.2.7]:25", "smtp:192.0.2.7:25");
-	check_inet(":[192.0.2.7]", &dl, SPOOL_TRANSPORT_LMTP, AF_INET, "192.0.2.7", 24,
+	check_inet(":[192.0.2.7]", &dl, RELAY_TRANSPORT_LMTP, AF_INET, "192.0.2.7", 24,
 		   "192.0.2.7[192.0.2.7]:24", "lmtp:192.0.2.7:24");
-	check_inet(":[2001:db8::7]:26", &du, SPOOL_TRANSPORT_LMTP, AF_INET6, "2001:db8::7", 26,
+	check_inet(":[2001:db8::7]:26", &du, RELAY_TRANSPORT_LMTP, AF_INET6, "2001:db8::7", 26,
 		   "2001:db8::7[2001:db8::7]:26", "lmtp:[2001:db8::7]:26");
 	CHECK_INT_EQ(parse(":unix:/run/other", &dl, &h), 0);
 	CHECK_STR_EQ(h.key, "lmtp:unix:/run/other");
 
 	/* error/retry/discard need no default */
-	check_reason("error:5.1.1 x", SPOOL_TRANSPORT_ERROR, "5.1.1", "x");
+	check_reason("error:5.1.1 x", RELAY_TRANSPORT_ERROR, "5.1.1", "x");
 
 	/* what cannot be completed */
 	check_refused(":", NULL, "no transport and no default");
 	check_refused(":[192.0.2.1]", NULL, "no transport and no default");
 	check_refused("smtp:", NULL, "DNS");
 	check_refused("lmtp", NULL, "DNS");
-	struct spool_nexthop e;
+	struct relay_nexthop e;
 	CHECK_INT_EQ(parse("error:", NULL, &e), 0);
 	check_refused("smtp:", &e, "no default address");
 	check_refused("smtp:", &du, "only lmtp");
@@ -343,47 +343,47 @@ static void test_refusals(void)
 
 static void test_relayhost(void)
 {
-	struct spool_nexthop h;
+	struct relay_nexthop h;
 	char a[INET6_ADDRSTRLEN];
-	CHECK_INT_EQ(spool_nexthop_from_relayhost("[192.0.2.1]:25", false, &h, err, sizeof(err)), 0);
+	CHECK_INT_EQ(relay_nexthop_from_relayhost("[192.0.2.1]:25", false, &h, err, sizeof(err)), 0);
 	CHECK_STR_EQ(h.key, "smtp:192.0.2.1:25");
-	CHECK_INT_EQ(spool_nexthop_from_relayhost("192.0.2.1", false, &h, err, sizeof(err)), 0);
+	CHECK_INT_EQ(relay_nexthop_from_relayhost("192.0.2.1", false, &h, err, sizeof(err)), 0);
 	CHECK_STR_EQ(h.name, "192.0.2.1[192.0.2.1]:25");
-	CHECK_INT_EQ(spool_nexthop_from_relayhost("[::1]:2525", false, &h, err, sizeof(err)), 0);
-	CHECK_INT_EQ(h.kind, SPOOL_TRANSPORT_SMTP);
+	CHECK_INT_EQ(relay_nexthop_from_relayhost("[::1]:2525", false, &h, err, sizeof(err)), 0);
+	CHECK_INT_EQ(h.kind, RELAY_TRANSPORT_SMTP);
 	CHECK_STR_EQ(addr_of(&h, a, sizeof(a)), "::1");
 	CHECK_INT_EQ(port_of(&h), 2525);
 	CHECK_STR_EQ(h.key, "smtp:[::1]:2525");
-	CHECK_INT_EQ(spool_nexthop_from_relayhost(" [ipv6:::1] ", false, &h, err, sizeof(err)), 0);
+	CHECK_INT_EQ(relay_nexthop_from_relayhost(" [ipv6:::1] ", false, &h, err, sizeof(err)), 0);
 	CHECK_INT_EQ(port_of(&h), 25);
 	/* LMTP: port 24 by default, and inet:/unix: */
-	CHECK_INT_EQ(spool_nexthop_from_relayhost("[127.0.0.1]", true, &h, err, sizeof(err)), 0);
-	CHECK_INT_EQ(h.kind, SPOOL_TRANSPORT_LMTP);
+	CHECK_INT_EQ(relay_nexthop_from_relayhost("[127.0.0.1]", true, &h, err, sizeof(err)), 0);
+	CHECK_INT_EQ(h.kind, RELAY_TRANSPORT_LMTP);
 	CHECK_STR_EQ(h.key, "lmtp:127.0.0.1:24");
-	CHECK_INT_EQ(spool_nexthop_from_relayhost("inet:[127.0.0.1]:2424", true, &h, err, sizeof(err)), 0);
+	CHECK_INT_EQ(relay_nexthop_from_relayhost("inet:[127.0.0.1]:2424", true, &h, err, sizeof(err)), 0);
 	CHECK_STR_EQ(h.key, "lmtp:127.0.0.1:2424");
-	CHECK_INT_EQ(spool_nexthop_from_relayhost("unix:/run/dovecot/lmtp", true, &h, err, sizeof(err)), 0);
+	CHECK_INT_EQ(relay_nexthop_from_relayhost("unix:/run/dovecot/lmtp", true, &h, err, sizeof(err)), 0);
 	CHECK_STR_EQ(h.key, "lmtp:unix:/run/dovecot/lmtp");
 	/* refusals */
-	CHECK_INT_EQ(spool_nexthop_from_relayhost("", false, &h, err, sizeof(err)), -EINVAL);
+	CHECK_INT_EQ(relay_nexthop_from_relayhost("", false, &h, err, sizeof(err)), -EINVAL);
 	CHECK(strstr(err, "empty") != NULL);
-	CHECK_INT_EQ(spool_nexthop_from_relayhost("  ", false, &h, err, sizeof(err)), -EINVAL);
-	CHECK_INT_EQ(spool_nexthop_from_relayhost(NULL, false, &h, err, sizeof(err)), -EINVAL);
-	CHECK_INT_EQ(spool_nexthop_from_relayhost("mx.example.com", false, &h, err, sizeof(err)), -EINVAL);
+	CHECK_INT_EQ(relay_nexthop_from_relayhost("  ", false, &h, err, sizeof(err)), -EINVAL);
+	CHECK_INT_EQ(relay_nexthop_from_relayhost(NULL, false, &h, err, sizeof(err)), -EINVAL);
+	CHECK_INT_EQ(relay_nexthop_from_relayhost("mx.example.com", false, &h, err, sizeof(err)), -EINVAL);
 	CHECK(strstr(err, "DNS") != NULL);
-	CHECK_INT_EQ(spool_nexthop_from_relayhost("[relay.example.com]:587", false, &h, err, sizeof(err)), -EINVAL);
+	CHECK_INT_EQ(relay_nexthop_from_relayhost("[relay.example.com]:587", false, &h, err, sizeof(err)), -EINVAL);
 	CHECK(strstr(err, "DNS") != NULL);
-	CHECK_INT_EQ(spool_nexthop_from_relayhost("[192.0.2.1]:25, [192.0.2.2]:25", false, &h, err, sizeof(err)), -EINVAL);
+	CHECK_INT_EQ(relay_nexthop_from_relayhost("[192.0.2.1]:25, [192.0.2.2]:25", false, &h, err, sizeof(err)), -EINVAL);
 	CHECK(strstr(err, "list") != NULL);
-	CHECK_INT_EQ(spool_nexthop_from_relayhost("unix:/run/x", false, &h, err, sizeof(err)), -EINVAL);
-	CHECK_INT_EQ(spool_nexthop_from_relayhost("[192.0.2.1]:smtpx", false, &h, err, sizeof(err)), -EINVAL);
+	CHECK_INT_EQ(relay_nexthop_from_relayhost("unix:/run/x", false, &h, err, sizeof(err)), -EINVAL);
+	CHECK_INT_EQ(relay_nexthop_from_relayhost("[192.0.2.1]:smtpx", false, &h, err, sizeof(err)), -EINVAL);
 	/* the names of the kinds */
-	CHECK_STR_EQ(spool_transport_kind_name(SPOOL_TRANSPORT_SMTP), "smtp");
-	CHECK_STR_EQ(spool_transport_kind_name(SPOOL_TRANSPORT_LMTP), "lmtp");
-	CHECK_STR_EQ(spool_transport_kind_name(SPOOL_TRANSPORT_ERROR), "error");
-	CHECK_STR_EQ(spool_transport_kind_name(SPOOL_TRANSPORT_RETRY), "retry");
-	CHECK_STR_EQ(spool_transport_kind_name(SPOOL_TRANSPORT_DISCARD), "discard");
-	CHECK_STR_EQ(spool_transport_kind_name(SPOOL_TRANSPORT_KIND_MAX), "unknown");
+	CHECK_STR_EQ(relay_transport_kind_name(RELAY_TRANSPORT_SMTP), "smtp");
+	CHECK_STR_EQ(relay_transport_kind_name(RELAY_TRANSPORT_LMTP), "lmtp");
+	CHECK_STR_EQ(relay_transport_kind_name(RELAY_TRANSPORT_ERROR), "error");
+	CHECK_STR_EQ(relay_transport_kind_name(RELAY_TRANSPORT_RETRY), "retry");
+	CHECK_STR_EQ(relay_transport_kind_name(RELAY_TRANSPORT_DISCARD), "discard");
+	CHECK_STR_EQ(relay_transport_kind_name(RELAY_TRANSPORT_KIND_MAX), "unknown");
 }
 
 /* ---- lookups ---- */
@@ -405,11 +405,11 @@ static struct table *open_table(const char *spec)
 
 /* Look rcpt up; expect rc, and on 1 the value and the matched key. */
 static void check_lookup(struct table *const *maps, size_t n, const char *rcpt,
-			 const struct spool_transport_opts *o, int want, const char *value,
+			 const struct relay_transport_opts *o, int want, const char *value,
 			 const char *key)
 {
 	char val[TABLE_VALUE_MAX + 1] = "", matched[TABLE_KEY_MAX + 1] = "?";
-	int rc = spool_transport_lookup(maps, n, rcpt, o, val, sizeof(val), matched,
+	int rc = relay_transport_lookup(maps, n, rcpt, o, val, sizeof(val), matched,
 					sizeof(matched));
 	if (rc != want)
 		fprintf(stderr, "  lookup \"%s\": rc %d (want %d) value \"%s\"\n", rcpt, rc, want,
@@ -440,13 +440,13 @@ static void test_lookup_order(void)
 	CHECK_INT_EQ(tables_reader_renew(rd), 0);
 	struct table *t = open_table("hash:/etc/postfix/transport");
 	struct table *maps[] = { t };
-	struct spool_transport_opts plus = { .recipient_delimiter = "+",
+	struct relay_transport_opts plus = { .recipient_delimiter = "+",
 					     .parent_matches_subdomains = true };
-	struct spool_transport_opts none = { .recipient_delimiter = NULL,
+	struct relay_transport_opts none = { .recipient_delimiter = NULL,
 					     .parent_matches_subdomains = true };
-	struct spool_transport_opts dot = { .recipient_delimiter = "+",
+	struct relay_transport_opts dot = { .recipient_delimiter = "+",
 					    .parent_matches_subdomains = false };
-	struct spool_transport_opts multi = { .recipient_delimiter = "+-",
+	struct relay_transport_opts multi = { .recipient_delimiter = "+-",
 					      .parent_matches_subdomains = true };
 
 	/* full address beats the stripped one beats the domain beats parents beat `*` */
@@ -465,7 +465,7 @@ static void test_lookup_order(void)
 	check_lookup(maps, 1, "a@nowhere.test", &plus, 1, "smtp:[192.0.2.9]", "*");
 	/* without a delimiter the extension is part of the local part */
 	check_lookup(maps, 1, "full+y@example.com", &none, 1, "smtp:[192.0.2.3]", "example.com");
-	check_lookup(maps, 1, "full+y@example.com", &(struct spool_transport_opts){ "", true }, 1,
+	check_lookup(maps, 1, "full+y@example.com", &(struct relay_transport_opts){ "", true }, 1,
 		     "smtp:[192.0.2.3]", "example.com");
 	/* several delimiters; split_addr()'s exceptions */
 	check_lookup(maps, 1, "full-y@example.com", &multi, 1, "smtp:[192.0.2.2]",
@@ -499,7 +499,7 @@ static void test_lookup_order(void)
 	check_lookup(maps, 0, "a@example.com", &plus, 0, NULL, NULL);
 	/* matched may be NULL */
 	char val[TABLE_VALUE_MAX + 1];
-	CHECK_INT_EQ(spool_transport_lookup(maps, 1, "a@example.com", &plus, val, sizeof(val),
+	CHECK_INT_EQ(relay_transport_lookup(maps, 1, "a@example.com", &plus, val, sizeof(val),
 					    NULL, 0), 1);
 	CHECK_STR_EQ(val, "smtp:[192.0.2.3]");
 
@@ -530,7 +530,7 @@ static void test_two_tables(void)
 	CHECK_INT_EQ(tables_reader_renew(rd), 0);
 	struct table *a = open_table("hash:/t/a"), *b = open_table("hash:/t/b");
 	struct table *maps[] = { a, b };
-	struct spool_transport_opts o = { .recipient_delimiter = "+",
+	struct relay_transport_opts o = { .recipient_delimiter = "+",
 					  .parent_matches_subdomains = true };
 	check_lookup(maps, 2, "user@example.com", &o, 1, "smtp:[198.51.100.2]", "user@example.com");
 	check_lookup(maps, 2, "user+x@example.com", &o, 1, "smtp:[198.51.100.2]",
@@ -573,7 +573,7 @@ static void test_patterns(void)
 	struct table *re = open_table("regexp:/etc/postfix/transport.re");
 	struct table *pc = open_table("pcre:/etc/postfix/transport.pcre");
 	struct table *h = open_table("hash:/etc/postfix/after");
-	struct spool_transport_opts o = { .recipient_delimiter = "+",
+	struct relay_transport_opts o = { .recipient_delimiter = "+",
 					  .parent_matches_subdomains = true };
 	struct table *m[] = { re, pc, h };
 	/* the whole address goes to the pattern tables first */
@@ -601,7 +601,7 @@ static void test_inline_static(void)
 {
 	struct table *in = open_table("inline:{ {user@inline.test = smtp:[192.0.2.77]:2525}, "
 				      "inline.test=discard:, {.sub.test = error:5.1.1 gone} }");
-	struct spool_transport_opts dot = { .recipient_delimiter = "+",
+	struct relay_transport_opts dot = { .recipient_delimiter = "+",
 					    .parent_matches_subdomains = false };
 	check_lookup(&in, 1, "User+x@Inline.Test", &dot, 1, "smtp:[192.0.2.77]:2525",
 		     "User@Inline.Test");
@@ -633,18 +633,18 @@ static void test_lookup_then_parse(void)
 {
 	struct table *in = open_table("inline:{ {a@x.test = :[192.0.2.5]}, {x.test = lmtp:}, "
 				      "{* = error:5.1.1 Unknown user} }");
-	struct spool_nexthop d, h;
-	CHECK_INT_EQ(spool_nexthop_from_relayhost("[192.0.2.1]", false, &d, err, sizeof(err)), 0);
+	struct relay_nexthop d, h;
+	CHECK_INT_EQ(relay_nexthop_from_relayhost("[192.0.2.1]", false, &d, err, sizeof(err)), 0);
 	char val[TABLE_VALUE_MAX + 1];
-	CHECK_INT_EQ(spool_transport_lookup(&in, 1, "a@x.test", NULL, val, sizeof(val), NULL, 0), 1);
+	CHECK_INT_EQ(relay_transport_lookup(&in, 1, "a@x.test", NULL, val, sizeof(val), NULL, 0), 1);
 	CHECK_INT_EQ(parse(val, &d, &h), 0);
 	CHECK_STR_EQ(h.key, "smtp:192.0.2.5:25");
-	CHECK_INT_EQ(spool_transport_lookup(&in, 1, "b@x.test", NULL, val, sizeof(val), NULL, 0), 1);
+	CHECK_INT_EQ(relay_transport_lookup(&in, 1, "b@x.test", NULL, val, sizeof(val), NULL, 0), 1);
 	CHECK_INT_EQ(parse(val, &d, &h), 0);
 	CHECK_STR_EQ(h.key, "lmtp:192.0.2.1:25");
-	CHECK_INT_EQ(spool_transport_lookup(&in, 1, "b@y.test", NULL, val, sizeof(val), NULL, 0), 1);
+	CHECK_INT_EQ(relay_transport_lookup(&in, 1, "b@y.test", NULL, val, sizeof(val), NULL, 0), 1);
 	CHECK_INT_EQ(parse(val, &d, &h), 0);
-	CHECK_INT_EQ(h.kind, SPOOL_TRANSPORT_ERROR);
+	CHECK_INT_EQ(h.kind, RELAY_TRANSPORT_ERROR);
 	CHECK_STR_EQ(h.status, "5.1.1");
 	CHECK_STR_EQ(h.text, "Unknown user");
 	table_close(in);

@@ -30,8 +30,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dataplane/queue_control.h"
-#include "dataplane/queue_id.h"
+#include "dataplane/relay/queue_control.h"
+#include "dataplane/spool/queue_id.h"
 #include "dataplane/spool/spool_envelope.h"
 #include "dataplane/spool/spool_recovery.h"
 #include "dataplane/spool/spool_segment.h"
@@ -59,15 +59,15 @@ enum queue_cmd {
 static const struct {
 	const char *word;    /* on the command line */
 	const char *request; /* on the control socket */
-	enum spool_relay_op op;
+	enum relay_op op;
 } queue_cmds[QUEUE_CMD_MAX] = {
-	[QUEUE_CMD_LIST] = { "list", "queue-list", SPOOL_RELAY_OP_MAX },
-	[QUEUE_CMD_SHOW] = { "show", "queue-show", SPOOL_RELAY_OP_MAX },
-	[QUEUE_CMD_HOLD] = { "hold", "queue-hold", SPOOL_RELAY_HOLD },
-	[QUEUE_CMD_RELEASE] = { "release", "queue-release", SPOOL_RELAY_RELEASE },
-	[QUEUE_CMD_DELETE] = { "delete", "queue-delete", SPOOL_RELAY_DELETE },
-	[QUEUE_CMD_REQUEUE] = { "requeue", "queue-requeue", SPOOL_RELAY_REQUEUE },
-	[QUEUE_CMD_FLUSH] = { "flush", "queue-flush", SPOOL_RELAY_FLUSH },
+	[QUEUE_CMD_LIST] = { "list", "queue-list", RELAY_OP_MAX },
+	[QUEUE_CMD_SHOW] = { "show", "queue-show", RELAY_OP_MAX },
+	[QUEUE_CMD_HOLD] = { "hold", "queue-hold", RELAY_HOLD },
+	[QUEUE_CMD_RELEASE] = { "release", "queue-release", RELAY_RELEASE },
+	[QUEUE_CMD_DELETE] = { "delete", "queue-delete", RELAY_DELETE },
+	[QUEUE_CMD_REQUEUE] = { "requeue", "queue-requeue", RELAY_REQUEUE },
+	[QUEUE_CMD_FLUSH] = { "flush", "queue-flush", RELAY_FLUSH },
 };
 
 static int usage(FILE *f, int rc)
@@ -215,7 +215,7 @@ static int offline_list(const struct mx_config *cfg)
 				status = 1;
 				continue;
 			}
-			struct spool_relay_msg_info info = {
+			struct relay_msg_info info = {
 				.size = e->size,
 				.held = e->held,
 				.reason = e->held ? e->hold_reason : NULL,
@@ -292,7 +292,7 @@ static void offline_done(void *arg, int rc)
 /* Hold, release or delete in one spool: returns 0, 1 (a change failed) or -1 (the spool
  * cannot be opened: stop). found[] marks the IDs seen; *changed counts. */
 static int offline_admin_spool(const struct mx_config *cfg, const char *spool,
-			       enum spool_relay_op op, bool all, int nargs, char **args,
+			       enum relay_op op, bool all, int nargs, char **args,
 			       bool *found, unsigned long *changed)
 {
 	int dirfd = spool_open_seg_dir(spool);
@@ -335,17 +335,17 @@ static int offline_admin_spool(const struct mx_config *cfg, const char *spool,
 		}
 		if (!wanted)
 			continue;
-		if ((op == SPOOL_RELAY_HOLD && e->held) || (op == SPOOL_RELAY_RELEASE && !e->held))
+		if ((op == RELAY_HOLD && e->held) || (op == RELAY_RELEASE && !e->held))
 			continue; /* nothing to change, as postsuper counts it */
 		struct offline_change *c = &ch[nch];
 		memcpy(c->id, e->id, sizeof(c->id));
 		c->rc = 1;
-		if (op == SPOOL_RELAY_DELETE)
+		if (op == RELAY_DELETE)
 			rc = spool_status_append(s, SPOOL_REC_RETIRE, c->id, 0, SPOOL_RCPT_PENDING,
 						 NULL, offline_done, c);
 		else
-			rc = spool_hold_append(s, c->id, op == SPOOL_RELAY_HOLD,
-					       op == SPOOL_RELAY_HOLD ? "mxgate-queue hold"
+			rc = spool_hold_append(s, c->id, op == RELAY_HOLD,
+					       op == RELAY_HOLD ? "mxgate-queue hold"
 								      : "mxgate-queue release",
 					       offline_done, c);
 		if (rc < 0) {
@@ -374,7 +374,7 @@ static int offline_admin_spool(const struct mx_config *cfg, const char *spool,
 	return status;
 }
 
-static int offline_admin(const struct mx_config *cfg, enum spool_relay_op op, int nargs,
+static int offline_admin(const struct mx_config *cfg, enum relay_op op, int nargs,
 			 char **args)
 {
 	bool all = false;

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataplane/queue_id.h"
+#include "dataplane/spool/queue_id.h"
 #include "testing.h"
 
 static const char alphabet52[] = "0123456789BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz";

@@ -1,4 +1,4 @@
-#include "dataplane/dpdk_config.h"
+#include "dataplane/dpdk/dpdk_config.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

@@ -44,7 +44,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "dataplane/spool/spool_dsn.h"
+#include "dataplane/relay/relay_dsn.h"
 
 /* Postfix line_wrap() width and hanging indent for bounce text and DSN fields. */
 #define DSN_WRAP_WIDTH 79
@@ -510,7 +510,7 @@ static bool occurs_in_str(const char *hay, const char *needle)
 }
 
 static bool boundary_collides(const char *bd, const struct spool_record *orig,
-			      const struct spool_dsn_rcpt *rcpts, size_t n)
+			      const struct relay_dsn_rcpt *rcpts, size_t n)
 {
 	if (occurs_in(orig->message, orig->message ? orig->size : 0, bd) ||
 	    occurs_in_str(orig->sender, bd))
@@ -542,8 +542,8 @@ static uint64_t mix64(uint64_t x)
 /* Postfix's QUEUEID.TIME/MYHOSTNAME; when that text occurs in what the parts carry, a
  * hash of the original is added, so that a sender cannot plan a collision; the
  * hostname is shortened when the boundary would exceed RFC 2046's 70 characters. */
-static void choose_boundary(char *bd, size_t cap, const struct spool_dsn_params *p,
-			    const struct spool_record *orig, const struct spool_dsn_rcpt *rcpts,
+static void choose_boundary(char *bd, size_t cap, const struct relay_dsn_params *p,
+			    const struct spool_record *orig, const struct relay_dsn_rcpt *rcpts,
 			    size_t n)
 {
 	(void)cap; /* only the asserts read it */
@@ -612,7 +612,7 @@ static void put_original(struct dsn_buf *b, const char *m, size_t n, bool header
 	}
 }
 
-bool spool_dsn_owed(const struct spool_record *orig, const struct spool_dsn_rcpt *rcpts,
+bool relay_dsn_owed(const struct spool_record *orig, const struct relay_dsn_rcpt *rcpts,
 		    size_t n)
 {
 	if (!orig->sender || !*orig->sender)
@@ -625,13 +625,13 @@ bool spool_dsn_owed(const struct spool_record *orig, const struct spool_dsn_rcpt
 	return false;
 }
 
-int spool_dsn_build(const struct spool_dsn_params *p, const struct spool_record *orig,
-		    const struct spool_dsn_rcpt *rcpts, size_t n, char **out, size_t *outlen)
+int relay_dsn_build(const struct relay_dsn_params *p, const struct spool_record *orig,
+		    const struct relay_dsn_rcpt *rcpts, size_t n, char **out, size_t *outlen)
 {
 	assert(p && p->myhostname && p->dsn_queue_id && orig && out && outlen);
 	*out = NULL;
 	*outlen = 0;
-	if (!spool_dsn_owed(orig, rcpts, n))
+	if (!relay_dsn_owed(orig, rcpts, n))
 		return -EINVAL;
 
 	const bool smtputf8 = param_value(orig->mail_params, orig->nmail_params, "SMTPUTF8");
@@ -691,7 +691,7 @@ int spool_dsn_build(const struct spool_dsn_params *p, const struct spool_record 
 		    "\r\n"
 		    "                   The mail system\r\n");
 	for (size_t i = 0; i < n; i++) {
-		const struct spool_dsn_rcpt *d = &rcpts[i];
+		const struct relay_dsn_rcpt *d = &rcpts[i];
 		const struct spool_rcpt *r = &orig->rcpts[d->index];
 		if (!rcpt_wants_failure(r))
 			continue;
@@ -757,7 +757,7 @@ int spool_dsn_build(const struct spool_dsn_params *p, const struct spool_record 
 		buf_fmt(&b, "Arrival-Date: %s\r\n", adate);
 	}
 	for (size_t i = 0; i < n && !b.error; i++) {
-		const struct spool_dsn_rcpt *d = &rcpts[i];
+		const struct relay_dsn_rcpt *d = &rcpts[i];
 		const struct spool_rcpt *r = &orig->rcpts[d->index];
 		if (!rcpt_wants_failure(r))
 			continue;

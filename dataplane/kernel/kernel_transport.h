@@ -8,8 +8,8 @@
  * bytes the engine has not consumed yet, bounded by one read), a binary heap of deadlines
  * for the idle timeout and the error-sleep delay (no timerfd per connection), and a limit
  * on connections. */
-#ifndef MXGATE_DATAPLANE_KERNEL_TRANSPORT_H
-#define MXGATE_DATAPLANE_KERNEL_TRANSPORT_H
+#ifndef MXGATE_DATAPLANE_KERNEL_KERNEL_TRANSPORT_H
+#define MXGATE_DATAPLANE_KERNEL_KERNEL_TRANSPORT_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -13,13 +13,13 @@
  * hold, release, delete and requeue end with postsuper's summary line ("mxgate-queue:
  * Placed on hold: 2 messages"). Exit status: 0, 1 when an ID was not found, invalid, or a
  * change failed, 2 for usage. */
-#ifndef MXGATE_DATAPLANE_QUEUE_CONTROL_H
-#define MXGATE_DATAPLANE_QUEUE_CONTROL_H
+#ifndef MXGATE_DATAPLANE_RELAY_QUEUE_CONTROL_H
+#define MXGATE_DATAPLANE_RELAY_QUEUE_CONTROL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dataplane/spool/spool_relay.h"
+#include "dataplane/relay/relay.h"
 
 struct queue_control;
 
@@ -27,9 +27,9 @@ struct queue_control;
  * (n >= 1; the array is copied, the relays must outlive the control) and start its
  * thread. Returns 0 or a negative errno with err. */
 int queue_control_start(struct queue_control **out, const char *socket_path,
-			struct spool_relay *const *relays, size_t n, char *err, size_t errlen);
+			struct relay *const *relays, size_t n, char *err, size_t errlen);
 /* Stop the thread (a command in progress finishes first), remove the socket, free. Call
- * before spool_relay_stop(). NULL is a no-op. */
+ * before relay_stop(). NULL is a no-op. */
 void queue_control_stop(struct queue_control *qc);
 
 /* ---- output formats (shared with mxgate-queue's offline mode) ---- */
@@ -49,7 +49,7 @@ struct queue_list {
 	uint64_t bytes;
 	unsigned long count;
 };
-void queue_list_message(struct queue_list *l, const struct spool_relay_msg_info *info,
+void queue_list_message(struct queue_list *l, const struct relay_msg_info *info,
 			const struct spool_record *rec);
 void queue_list_end(struct queue_list *l);
 
@@ -60,7 +60,7 @@ void queue_show_message(struct queue_sink *o, const struct spool_msg_entry *entr
 			const struct spool_record *rec);
 
 /* postsuper's messages: a changed message, and the summary. Nothing for FLUSH. */
-void queue_admin_report(struct queue_sink *o, enum spool_relay_op op, const char *id);
-void queue_admin_summary(struct queue_sink *o, enum spool_relay_op op, unsigned long n);
+void queue_admin_report(struct queue_sink *o, enum relay_op op, const char *id);
+void queue_admin_summary(struct queue_sink *o, enum relay_op op, unsigned long n);
 
 #endif

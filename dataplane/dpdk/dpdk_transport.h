@@ -34,14 +34,14 @@
  * runs the receiver's stack inline), so the CPU time the kernel accounted to the worker
  * threads is reported beside them (worker_cpu_ns, cpu_ns_per_message). An idle loop sleeps mxgate_dpdk_idle_sleep_us (0: never), so a gateway sharing cores
  * with its clients and spool writer leaves them the CPU. */
-#ifndef MXGATE_DATAPLANE_DPDK_TRANSPORT_H
-#define MXGATE_DATAPLANE_DPDK_TRANSPORT_H
+#ifndef MXGATE_DATAPLANE_DPDK_DPDK_TRANSPORT_H
+#define MXGATE_DATAPLANE_DPDK_DPDK_TRANSPORT_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dataplane/dpdk_config.h"
+#include "dataplane/dpdk/dpdk_config.h"
 #include "dataplane/transport.h"
 #include "mxgate/counters.h"
 
@@ -75,5 +75,8 @@ void dpdk_transport_log_statistics(const struct dpdk_transport *t, const char *w
 
 /* After join and spool_stop(): ports closed, EAL cleaned up. */
 void dpdk_transport_destroy(struct dpdk_transport *t);
+
+/* The DPDK release this mxgate was built against ("DPDK 22.11.4"). */
+const char *dpdk_transport_version(void);
 
 #endif
