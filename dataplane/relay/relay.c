@@ -1,4 +1,5 @@
 #include "dataplane/relay/relay.h"
+#include "dataplane/relay/relay_internal.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -25,163 +26,22 @@
 
 #include "mxgate/errf.h"
 
-/* Bounds on what the next hop may send us. */
-#define RELAY_LINE_MAX 2048   /* one reply line (RFC 5321 4.5.3.1.5 says 512) */
-#define RELAY_REPLY_LINES 100 /* lines of one multi-line reply */
-#define RELAY_TEXT_MAX 1024   /* reply text kept for logs and DELIVERY records */
-#define RELAY_WHY_MAX (RELAY_TEXT_MAX + 400)
-#define RELAY_OUT_SIZE 65536  /* body output buffer */
-#define RELAY_RECLAIM_MS 1000 /* at most one reclaim pass a second */
-#define RELAY_MAX_MAPS 16     /* tables in transport_maps */
-/* Relocation: when the segments below the newest two hold at least this many times more
- * bytes than the live messages in them, the live ones are copied forward (so copying
- * costs at most a quarter of what it frees). */
-#define RELAY_RELOCATE_RATIO 4
 
-enum relay_phase {
-	RELAY_PH_GREETING,
-	RELAY_PH_HELO,
-	RELAY_PH_MAIL,
-	RELAY_PH_RCPT,
-	RELAY_PH_DATA,
-	RELAY_PH_BODY,
-	RELAY_PH_DOT,
-	RELAY_PH_RSET,
-	RELAY_PH_QUIT,
-	RELAY_PH_MAX,
-};
-
-static const char *relay_phase_name(enum relay_phase p)
-{
-	/* as Postfix's "(in reply to ... command)" and "while ..." texts */
-	switch (p) {
-	case RELAY_PH_GREETING: return "receiving the initial server greeting";
-	case RELAY_PH_HELO: return "performing the EHLO handshake";
-	case RELAY_PH_MAIL: return "MAIL FROM";
-	case RELAY_PH_RCPT: return "RCPT TO";
-	case RELAY_PH_DATA: return "DATA";
-	case RELAY_PH_BODY: return "sending message body";
-	case RELAY_PH_DOT: return "end of DATA";
-	case RELAY_PH_RSET: return "RSET";
-	case RELAY_PH_QUIT: return "QUIT";
-	case RELAY_PH_MAX: break;
-	}
-	return "?";
-}
-
-/* A next hop and its connections. Created on first use, kept until the relay stops. */
-struct relay_dest {
-	struct relay_nexthop nh;
-	char host[160];              /* nh.name without the port: "host X said" */
-	unsigned nconn;              /* open connections, idle or in use */
-	struct relay_conn *idle;     /* cached idle connections, most recent first */
-	uint64_t dead_until_ms;      /* connecting failed: defer without trying until then */
-	char dead_reason[RELAY_WHY_MAX];
-	struct relay_dest *next;
-};
-
-struct relay_conn {
-	int fd;
-	struct relay_dest *dest;
-	bool pipelining, eightbitmime, smtputf8, has_size, dsn;
-	uint64_t size_limit;
-	uint64_t idle_since_ms;
-	struct relay_conn *next; /* in dest->idle */
-	char in[RELAY_LINE_MAX * 2];
-	size_t in_len;
-};
-
-struct relay_msg {
-	struct spool_msg_entry e; /* e.rstate/e.rtext: per recipient state, grown as needed */
-	uint64_t min_seg;
-	uint64_t next_try_ms;
-	int64_t next_try_wall;
-	unsigned attempts;
-	bool busy;      /* a thread works on it (delivery, relocation, an operator change) */
-	bool in_ready;  /* in the ready queue */
-	bool deferred;  /* waiting for its next attempt */
-	bool waiting;   /* waiting for a free connection to a destination at its limit */
-	/* operator changes asked for while busy, applied when the attempt ends */
-	bool want_hold, want_release, want_delete;
-	char *reason;   /* the last deferral reason (malloc'd), for mailq */
-	struct relay_msg *prev, *next; /* all live messages */
-	struct relay_msg *qnext;       /* ready queue */
-};
-
-struct relay_reply {
-	int code;
-	char text[RELAY_TEXT_MAX]; /* the lines joined by a space, as Postfix logs them */
-};
-
-/* Waiting for records handed to the writer to become durable. */
-struct relay_wait {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	unsigned pending;
-	int rc;
-};
-
-struct relay_thread {
-	struct relay *r;
-	pthread_t tid;
-	bool started;
-	struct relay_conn *conn; /* the connection in use */
-	struct relay_wait wait;
-	char *out;
-	size_t out_len;
-	/* spooling notifications: this thread's client of the writer */
-	struct spool_client *client;
-	int wake_fd;
-	/* transport_maps, through this thread's own LMDB reader */
-	struct tables_reader *reader;
-	struct table *maps[RELAY_MAX_MAPS];
-	size_t nmaps;
-};
-
-struct relay {
-	struct relay_params p;
-	char *helo_name;
-	char *transport_maps;
-	int seg_dir_fd;
-	char map_specs[RELAY_MAX_MAPS][TABLE_NAME_MAX + 16];
-	size_t nmaps;
-
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool stop;
-	struct relay_msg *all;
-	struct relay_msg *ready_head, *ready_tail;
-	uint64_t last_run_ms;
-	uint64_t last_reclaim_ms;
-	uint64_t reclaim_seg; /* the writer's segment at the last reclaim pass */
-	bool reclaim_wanted;
-	struct relay_dest *dests;
-	unsigned ndests;
-	size_t nwaiting; /* messages with `waiting` set: a released slot scans only if any */
-	struct queue_id_gen idgen; /* for notifications, under mu */
-
-	unsigned nthreads;
-	struct relay_thread *threads;
-
-	atomic_uint_fast64_t queued, sent, deferred, bounced, removed, reclaimed;
-	atomic_uint_fast64_t expired, notified, relocated;
-};
-
-static uint64_t relay_now_ms(void)
+uint64_t relay_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static double relay_wall(void)
+double relay_wall(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void relay_deadline(struct timespec *ts, uint64_t ms)
+void relay_deadline(struct timespec *ts, uint64_t ms)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
 	ts->tv_sec += (time_t)(ms / 1000u);
@@ -192,7 +52,7 @@ static void relay_deadline(struct timespec *ts, uint64_t ms)
 	}
 }
 
-static void relay_set_reason(struct relay_msg *m, const char *why)
+void relay_set_reason(struct relay_msg *m, const char *why)
 {
 	char *s = why ? strdup(why) : NULL;
 	if (why && !s)
@@ -203,7 +63,7 @@ static void relay_set_reason(struct relay_msg *m, const char *why)
 
 /* ---- the queue (all under r->mu) ---- */
 
-static void relay_set_waiting(struct relay *r, struct relay_msg *m, bool waiting)
+void relay_set_waiting(struct relay *r, struct relay_msg *m, bool waiting)
 {
 	if (m->waiting != waiting)
 		r->nwaiting = waiting ? r->nwaiting + 1 : r->nwaiting - 1;
@@ -213,7 +73,7 @@ static void relay_set_waiting(struct relay *r, struct relay_msg *m, bool waiting
 /* What mailq says of a message while no next hop is configured. */
 #define RELAY_KEEP_REASON "mail transport unavailable: relayhost and transport_maps are empty"
 
-static void relay_ready_push(struct relay *r, struct relay_msg *m)
+void relay_ready_push(struct relay *r, struct relay_msg *m)
 {
 	if (m->in_ready || m->busy || m->e.held || r->p.keep_only)
 		return;
@@ -242,7 +102,7 @@ static struct relay_msg *relay_ready_pop(struct relay *r)
 }
 
 /* Take m out of the ready queue (an operator change on it). */
-static void relay_ready_unlink(struct relay *r, struct relay_msg *m)
+void relay_ready_unlink(struct relay *r, struct relay_msg *m)
 {
 	if (!m->in_ready)
 		return;
@@ -277,7 +137,7 @@ static void relay_add(struct relay *r, struct relay_msg *m)
 	relay_ready_push(r, m); /* not when held, nor while keeping only */
 }
 
-static void relay_remove(struct relay *r, struct relay_msg *m)
+void relay_remove(struct relay *r, struct relay_msg *m)
 {
 	relay_ready_unlink(r, m);
 	relay_set_waiting(r, m, false);
@@ -293,7 +153,7 @@ static void relay_remove(struct relay *r, struct relay_msg *m)
 	free(m);
 }
 
-static struct relay_msg *relay_find(struct relay *r, const char *id)
+struct relay_msg *relay_find(struct relay *r, const char *id)
 {
 	for (struct relay_msg *m = r->all; m; m = m->next)
 		if (strcmp(m->e.id, id) == 0)
@@ -336,7 +196,7 @@ static void relay_queue_run(struct relay *r, uint64_t now)
 }
 
 /* A connection slot became free: messages that waited for one try again. */
-static void relay_wake_waiting(struct relay *r)
+void relay_wake_waiting(struct relay *r)
 {
 	/* every delivery releases a connection: no scan of the queue unless someone waits */
 	for (struct relay_msg *m = r->nwaiting ? r->all : NULL; m; m = m->next)
@@ -346,7 +206,7 @@ static void relay_wake_waiting(struct relay *r)
 
 /* ---- waiting for the writer ---- */
 
-static void relay_wait_init(struct relay_wait *w)
+void relay_wait_init(struct relay_wait *w)
 {
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
@@ -354,13 +214,13 @@ static void relay_wait_init(struct relay_wait *w)
 	w->rc = 0;
 }
 
-static void relay_wait_destroy(struct relay_wait *w)
+void relay_wait_destroy(struct relay_wait *w)
 {
 	pthread_mutex_destroy(&w->mu);
 	pthread_cond_destroy(&w->cv);
 }
 
-static void relay_wait_done(void *arg, int rc)
+void relay_wait_done(void *arg, int rc)
 {
 	struct relay_wait *w = arg;
 	pthread_mutex_lock(&w->mu);
@@ -371,7 +231,7 @@ static void relay_wait_done(void *arg, int rc)
 	pthread_mutex_unlock(&w->mu);
 }
 
-static void relay_wait_add(struct relay_wait *w, int rc)
+void relay_wait_add(struct relay_wait *w, int rc)
 {
 	pthread_mutex_lock(&w->mu);
 	if (rc == 0)
@@ -382,7 +242,7 @@ static void relay_wait_add(struct relay_wait *w, int rc)
 }
 
 /* Hand a DELIVERY or RETIRE record to the writer; relay_wait_end() waits for it. */
-static void relay_record(struct relay *r, struct relay_wait *w, enum spool_rec_type type,
+void relay_record(struct relay *r, struct relay_wait *w, enum spool_rec_type type,
 			 const char *id, uint32_t rcpt, enum spool_rcpt_state st, const char *text)
 {
 	/* count it first: the writer may call back before append returns */
@@ -392,7 +252,7 @@ static void relay_record(struct relay *r, struct relay_wait *w, enum spool_rec_t
 		relay_wait_done(w, rc);
 }
 
-static void relay_record_hold(struct relay *r, struct relay_wait *w, const char *id,
+void relay_record_hold(struct relay *r, struct relay_wait *w, const char *id,
 			      bool held, const char *reason)
 {
 	relay_wait_add(w, 0);
@@ -402,7 +262,7 @@ static void relay_record_hold(struct relay *r, struct relay_wait *w, const char 
 }
 
 /* Wait until every record handed over is durable. Returns 0 or the first error. */
-static int relay_wait_end(struct relay_wait *w)
+int relay_wait_end(struct relay_wait *w)
 {
 	pthread_mutex_lock(&w->mu);
 	while (w->pending)
@@ -413,527 +273,9 @@ static int relay_wait_end(struct relay_wait *w)
 	return rc;
 }
 
-/* ---- the connection ---- */
+/* ---- outcomes ---- */
 
-static void relay_close(struct relay_conn *c)
-{
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	c->in_len = 0;
-}
-
-/* Wait for `events` on the connection until deadline_ms. Returns 0, -ETIMEDOUT, or
- * -ECANCELED when the relay stops. */
-static int relay_poll(struct relay_thread *t, short events, uint64_t deadline_ms)
-{
-	for (;;) {
-		if (__atomic_load_n(&t->r->stop, __ATOMIC_RELAXED))
-			return -ECANCELED;
-		uint64_t now = relay_now_ms();
-		if (now >= deadline_ms)
-			return -ETIMEDOUT;
-		uint64_t wait = deadline_ms - now;
-		if (wait > 250)
-			wait = 250; /* notice a stop */
-		struct pollfd pfd = { .fd = t->conn->fd, .events = events };
-		int n = poll(&pfd, 1, (int)wait);
-		if (n < 0 && errno != EINTR)
-			return -errno;
-		if (n > 0)
-			return 0;
-	}
-}
-
-static int relay_write(struct relay_thread *t, const char *p, size_t n, unsigned timeout_s)
-{
-	uint64_t deadline = relay_now_ms() + (uint64_t)timeout_s * 1000u;
-	while (n) {
-		ssize_t w = send(t->conn->fd, p, n, MSG_NOSIGNAL);
-		if (w > 0) {
-			p += w;
-			n -= (size_t)w;
-			/* the timeout bounds each wait for progress, as Postfix's per-write */
-			deadline = relay_now_ms() + (uint64_t)timeout_s * 1000u;
-			continue;
-		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			int rc = relay_poll(t, POLLOUT, deadline);
-			if (rc < 0)
-				return rc;
-			continue;
-		}
-		return w < 0 ? -errno : -EPIPE;
-	}
-	return 0;
-}
-
-/* Read one reply (RFC 5321 4.2: "NNN-text" lines, then "NNN text"). Returns 0 and the
- * reply, -ETIMEDOUT, -ECONNRESET (closed), -EPROTO (not a reply) or -ECANCELED. */
-static int relay_read_reply(struct relay_thread *t, unsigned timeout_s, struct relay_reply *rep)
-{
-	struct relay_conn *c = t->conn;
-	uint64_t deadline = relay_now_ms() + (uint64_t)timeout_s * 1000u;
-	size_t tl = 0;
-	unsigned lines = 0;
-	rep->code = 0;
-	rep->text[0] = '\0';
-	for (;;) {
-		char *nl = memchr(c->in, '\n', c->in_len);
-		if (!nl && c->in_len == sizeof(c->in)) {
-			/* an over-long line: keep its start, drop the rest up to its end */
-			nl = c->in + sizeof(c->in) - 1;
-		}
-		if (!nl) {
-			int rc = relay_poll(t, POLLIN, deadline);
-			if (rc < 0)
-				return rc;
-			ssize_t n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, 0);
-			if (n == 0)
-				return -ECONNRESET;
-			if (n < 0) {
-				if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
-					continue;
-				return -errno;
-			}
-			c->in_len += (size_t)n;
-			continue;
-		}
-		size_t len = (size_t)(nl - c->in);
-		size_t used = len + 1;
-		if (len && c->in[len - 1] == '\r')
-			len--;
-		const char *l = c->in;
-		if (len < 3 || l[0] < '2' || l[0] > '5' || l[1] < '0' || l[1] > '9' || l[2] < '0' ||
-		    l[2] > '9' || (len > 3 && l[3] != ' ' && l[3] != '-'))
-			return -EPROTO;
-		int code = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
-		if (lines && code != rep->code)
-			return -EPROTO;
-		rep->code = code;
-		bool last = len == 3 || l[3] == ' ';
-		/* "250 text" first, then the text of continuation lines */
-		size_t from = lines ? 4 : 0;
-		if (from <= len) {
-			if (lines && tl < sizeof(rep->text) - 1)
-				rep->text[tl++] = ' ';
-			for (size_t i = from; i < len && tl < sizeof(rep->text) - 1; i++) {
-				unsigned char ch = (unsigned char)l[i];
-				rep->text[tl++] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
-			}
-			rep->text[tl] = '\0';
-		}
-		if (!lines && len > 3)
-			rep->text[3] = ' ';
-		memmove(c->in, c->in + used, c->in_len - used);
-		c->in_len -= used;
-		if (++lines > RELAY_REPLY_LINES)
-			return -EPROTO;
-		if (last)
-			return 0;
-	}
-}
-
-/* What the EHLO reply offers (RFC 5321 4.1.1.1; keywords are case-insensitive). */
-static void relay_parse_ehlo(struct relay_conn *c, const char *text)
-{
-	/* the joined text: "250 host word word ..." lines separated by ' ' cannot be told
-	 * apart, so look for each keyword as a word; SIZE takes the number after it */
-	c->pipelining = c->eightbitmime = c->smtputf8 = c->has_size = c->dsn = false;
-	c->size_limit = 0;
-	const char *p = text;
-	while (*p) {
-		while (*p == ' ')
-			p++;
-		size_t n = strcspn(p, " ");
-		if (n == 10 && strncasecmp(p, "PIPELINING", n) == 0)
-			c->pipelining = true;
-		else if (n == 8 && strncasecmp(p, "8BITMIME", n) == 0)
-			c->eightbitmime = true;
-		else if (n == 8 && strncasecmp(p, "SMTPUTF8", n) == 0)
-			c->smtputf8 = true;
-		else if (n == 3 && strncasecmp(p, "DSN", n) == 0)
-			c->dsn = true;
-		else if (n == 4 && strncasecmp(p, "SIZE", n) == 0) {
-			c->has_size = true;
-			const char *q = p + n;
-			if (*q == ' ' && q[1] >= '0' && q[1] <= '9')
-				c->size_limit = strtoull(q + 1, NULL, 10);
-		}
-		p += n;
-	}
-}
-
-/* Why a delivery attempt did not go through, in Postfix's words. */
-struct relay_failure {
-	bool permanent;
-	char dsn[16];
-	char why[RELAY_WHY_MAX];
-};
-
-static void relay_dsn_of(const struct relay_reply *rep, char *dsn, size_t len)
-{
-	/* RFC 3463 enhanced status code after the reply code, when the next hop sent one */
-	const char *p = rep->text + 4;
-	int a = 0, b = 0, c = 0, n = 0;
-	if (strlen(rep->text) > 4 && sscanf(p, "%1d.%3d.%3d%n", &a, &b, &c, &n) == 3 &&
-	    a == rep->code / 100 && (p[n] == ' ' || p[n] == '\0'))
-		snprintf(dsn, len, "%d.%d.%d", a, b, c);
-	else
-		snprintf(dsn, len, "%d.0.0", rep->code / 100);
-}
-
-static void relay_fail_reply(const char *host, struct relay_failure *f,
-			     const struct relay_reply *rep, enum relay_phase ph)
-{
-	f->permanent = rep->code >= 500;
-	relay_dsn_of(rep, f->dsn, sizeof(f->dsn));
-	snprintf(f->why, sizeof(f->why), "host %s said: %s (in reply to %s command)", host,
-		 rep->text, relay_phase_name(ph));
-}
-
-static void relay_fail_io(const char *host, struct relay_failure *f, int rc,
-			  enum relay_phase ph)
-{
-	/* Postfix's texts: "... while receiving the initial server greeting", "... while
-	 * sending RCPT TO", "... while sending message body" */
-	bool cmd = ph != RELAY_PH_GREETING && ph != RELAY_PH_HELO && ph != RELAY_PH_BODY;
-	const char *verb = cmd ? "sending " : ph == RELAY_PH_BODY ? "sending " : "";
-	f->permanent = false;
-	snprintf(f->dsn, sizeof(f->dsn), "4.4.2");
-	if (rc == -ETIMEDOUT) {
-		snprintf(f->why, sizeof(f->why), "conversation with %s timed out while %s%s",
-			 host, verb, relay_phase_name(ph));
-	} else if (rc == -EPROTO) {
-		snprintf(f->dsn, sizeof(f->dsn), "4.5.0");
-		snprintf(f->why, sizeof(f->why), "host %s sent a malformed reply while %s%s",
-			 host, verb, relay_phase_name(ph));
-	} else if (rc == -ECANCELED) {
-		snprintf(f->dsn, sizeof(f->dsn), "4.3.0");
-		snprintf(f->why, sizeof(f->why), "mail system is shutting down");
-	} else {
-		snprintf(f->why, sizeof(f->why), "lost connection with %s while %s%s", host,
-			 verb, relay_phase_name(ph));
-	}
-}
-
-/* Connect t->conn to its destination, read the greeting, EHLO (or LHLO). Returns 0, or
- * fills f, closes the socket and returns < 0. */
-static int relay_connect(struct relay_thread *t, struct relay_failure *f)
-{
-	struct relay *r = t->r;
-	struct relay_conn *c = t->conn;
-	const struct relay_nexthop *nh = &c->dest->nh;
-	const char *host = c->dest->host;
-	bool lmtp = nh->kind == RELAY_TRANSPORT_LMTP;
-	c->in_len = 0;
-	c->fd = socket(nh->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->fd < 0) {
-		int e = errno;
-		snprintf(f->dsn, sizeof(f->dsn), "4.4.1");
-		snprintf(f->why, sizeof(f->why), "connect to %s: %s", nh->name, strerror(e));
-		f->permanent = false;
-		return -e;
-	}
-	if (nh->addr.ss_family != AF_UNIX) {
-		int one = 1;
-		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	}
-	int rc = 0;
-	if (connect(c->fd, (const struct sockaddr *)&nh->addr, nh->addrlen) != 0) {
-		if (errno != EINPROGRESS)
-			rc = -errno;
-		else if ((rc = relay_poll(t, POLLOUT,
-					  relay_now_ms() + (uint64_t)r->p.connect_timeout * 1000u)) ==
-			 0) {
-			int soerr = 0;
-			socklen_t sl = sizeof(soerr);
-			getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-			rc = -soerr;
-		}
-	}
-	if (rc < 0) {
-		snprintf(f->dsn, sizeof(f->dsn), "4.4.1");
-		snprintf(f->why, sizeof(f->why), "connect to %s: %s", nh->name,
-			 rc == -ETIMEDOUT ? "Connection timed out" : strerror(-rc));
-		f->permanent = false;
-		relay_close(c);
-		return rc;
-	}
-	struct relay_reply rep;
-	if ((rc = relay_read_reply(t, r->p.helo_timeout, &rep)) < 0) {
-		relay_fail_io(host, f, rc, RELAY_PH_GREETING);
-		relay_close(c);
-		return rc;
-	}
-	if (rep.code != 220) {
-		relay_fail_reply(host, f, &rep, RELAY_PH_GREETING);
-		snprintf(f->why, sizeof(f->why), "host %s refused to talk to me: %s", host,
-			 rep.text);
-		f->permanent = false; /* Postfix defers on a 5xx greeting too (another MX) */
-		relay_close(c);
-		return -EPROTO;
-	}
-	char cmd[512];
-	int n = snprintf(cmd, sizeof(cmd), "%s %s\r\n", lmtp ? "LHLO" : "EHLO", r->helo_name);
-	if ((rc = relay_write(t, cmd, (size_t)n, r->p.helo_timeout)) < 0 ||
-	    (rc = relay_read_reply(t, r->p.helo_timeout, &rep)) < 0) {
-		relay_fail_io(host, f, rc, RELAY_PH_HELO);
-		relay_close(c);
-		return rc;
-	}
-	if (rep.code != 250 && !lmtp) {
-		/* RFC 5321 4.1.4: a server that does not know EHLO gets HELO */
-		n = snprintf(cmd, sizeof(cmd), "HELO %s\r\n", r->helo_name);
-		if ((rc = relay_write(t, cmd, (size_t)n, r->p.helo_timeout)) < 0 ||
-		    (rc = relay_read_reply(t, r->p.helo_timeout, &rep)) < 0) {
-			relay_fail_io(host, f, rc, RELAY_PH_HELO);
-			relay_close(c);
-			return rc;
-		}
-		c->pipelining = c->eightbitmime = c->smtputf8 = c->has_size = c->dsn = false;
-	} else if (rep.code == 250) {
-		relay_parse_ehlo(c, rep.text);
-	}
-	if (rep.code != 250) {
-		relay_fail_reply(host, f, &rep, RELAY_PH_HELO);
-		f->permanent = false;
-		relay_close(c);
-		return -EPROTO;
-	}
-	return 0;
-}
-
-/* QUIT and close t->conn (not freed). */
-static void relay_quit(struct relay_thread *t)
-{
-	struct relay_conn *c = t->conn;
-	if (!c || c->fd < 0)
-		return;
-	struct relay_reply rep;
-	unsigned to = t->r->p.quit_timeout;
-	if (relay_write(t, "QUIT\r\n", 6, to) == 0)
-		(void)relay_read_reply(t, to < 5 ? to : 5, &rep);
-	relay_close(c);
-}
-
-/* ---- destinations and their connections ---- */
-
-/* The destination for nh, created on first use. Under r->mu. NULL when out of memory or
- * over RELAY_MAX_DESTINATIONS. */
-static struct relay_dest *relay_dest_get(struct relay *r, const struct relay_nexthop *nh)
-{
-	for (struct relay_dest *d = r->dests; d; d = d->next)
-		if (strcmp(d->nh.key, nh->key) == 0)
-			return d;
-	if (r->ndests >= RELAY_MAX_DESTINATIONS)
-		return NULL;
-	struct relay_dest *d = calloc(1, sizeof(*d));
-	if (!d)
-		return NULL;
-	d->nh = *nh;
-	/* "host X said": the name without its port */
-	snprintf(d->host, sizeof(d->host), "%s", nh->name);
-	char *br = strrchr(d->host, ']');
-	if (br)
-		br[1] = '\0';
-	d->next = r->dests;
-	r->dests = d;
-	r->ndests++;
-	return d;
-}
-
-enum relay_acquire {
-	RELAY_ACQ_CACHED, /* t->conn is an open cached connection */
-	RELAY_ACQ_NEW,    /* t->conn is fresh: connect it */
-	RELAY_ACQ_DEAD,   /* the destination is marked dead: why says so */
-	RELAY_ACQ_BUSY,   /* at its concurrency limit: wait for a free slot */
-	RELAY_ACQ_NOMEM,
-};
-
-static enum relay_acquire relay_conn_acquire(struct relay_thread *t, struct relay_dest *d,
-					     char *why, size_t whylen)
-{
-	struct relay *r = t->r;
-	pthread_mutex_lock(&r->mu);
-	enum relay_acquire res;
-	if (relay_now_ms() < d->dead_until_ms) {
-		snprintf(why, whylen, "%s", d->dead_reason);
-		res = RELAY_ACQ_DEAD;
-	} else if (d->idle) {
-		t->conn = d->idle;
-		d->idle = t->conn->next;
-		t->conn->next = NULL;
-		res = RELAY_ACQ_CACHED;
-	} else if (d->nconn < r->p.concurrency) {
-		struct relay_conn *c = calloc(1, sizeof(*c));
-		if (c) {
-			c->fd = -1;
-			c->dest = d;
-			d->nconn++;
-			t->conn = c;
-			res = RELAY_ACQ_NEW;
-		} else {
-			res = RELAY_ACQ_NOMEM;
-		}
-	} else {
-		res = RELAY_ACQ_BUSY;
-	}
-	pthread_mutex_unlock(&r->mu);
-	return res;
-}
-
-/* Give t->conn back: cached when still open, else freed. Wakes messages that waited for a
- * connection slot. */
-static void relay_conn_release(struct relay_thread *t)
-{
-	struct relay *r = t->r;
-	struct relay_conn *c = t->conn;
-	if (!c)
-		return;
-	t->conn = NULL;
-	pthread_mutex_lock(&r->mu);
-	struct relay_dest *d = c->dest;
-	if (c->fd >= 0 && !r->stop) {
-		c->idle_since_ms = relay_now_ms();
-		c->next = d->idle;
-		d->idle = c;
-		c = NULL;
-	} else {
-		d->nconn--;
-	}
-	relay_wake_waiting(r);
-	pthread_mutex_unlock(&r->mu);
-	if (c) {
-		relay_close(c);
-		free(c);
-	}
-}
-
-/* Close cached connections idle for smtp_connection_cache_time_limit (QUIT first), and
- * return the milliseconds until the next one expires (UINT64_MAX: none). Called without
- * r->mu. */
-static uint64_t relay_close_idle(struct relay_thread *t)
-{
-	struct relay *r = t->r;
-	uint64_t limit = (uint64_t)r->p.cache_time_limit * 1000u, next = UINT64_MAX;
-	for (;;) {
-		struct relay_conn *expired = NULL;
-		uint64_t now = relay_now_ms();
-		pthread_mutex_lock(&r->mu);
-		next = UINT64_MAX;
-		for (struct relay_dest *d = r->dests; d && !expired; d = d->next) {
-			for (struct relay_conn **pc = &d->idle; *pc; pc = &(*pc)->next) {
-				struct relay_conn *c = *pc;
-				if (now >= c->idle_since_ms + limit) {
-					*pc = c->next;
-					c->next = NULL;
-					d->nconn--;
-					expired = c;
-					break;
-				}
-				if (c->idle_since_ms + limit - now < next)
-					next = c->idle_since_ms + limit - now;
-			}
-		}
-		pthread_mutex_unlock(&r->mu);
-		if (!expired)
-			return next;
-		struct relay_conn *mine = t->conn;
-		t->conn = expired;
-		relay_quit(t);
-		t->conn = mine;
-		free(expired);
-		pthread_mutex_lock(&r->mu);
-		relay_wake_waiting(r);
-		pthread_mutex_unlock(&r->mu);
-	}
-}
-
-/* ---- one message ---- */
-
-static int relay_out(struct relay_thread *t, const char *p, size_t n)
-{
-	if (t->out_len + n > RELAY_OUT_SIZE) {
-		int rc = relay_write(t, t->out, t->out_len, t->r->p.data_xfer_timeout);
-		t->out_len = 0;
-		if (rc < 0)
-			return rc;
-	}
-	if (n > RELAY_OUT_SIZE)
-		return relay_write(t, p, n, t->r->p.data_xfer_timeout);
-	memcpy(t->out + t->out_len, p, n);
-	t->out_len += n;
-	return 0;
-}
-
-/* The message with dot-stuffing (RFC 5321 4.5.2) and the final ".". Lines end in CRLF in
- * the spool (the engine normalizes); a last line without one gets it. */
-static int relay_send_body(struct relay_thread *t, const char *msg, size_t size)
-{
-	int rc;
-	size_t i = 0;
-	t->out_len = 0;
-	while (i < size) {
-		const char *nl = memchr(msg + i, '\n', size - i);
-		size_t end = nl ? (size_t)(nl - msg) + 1 : size;
-		if (msg[i] == '.' && (rc = relay_out(t, ".", 1)) < 0)
-			return rc;
-		if ((rc = relay_out(t, msg + i, end - i)) < 0)
-			return rc;
-		i = end;
-	}
-	if (size && msg[size - 1] != '\n' && (rc = relay_out(t, "\r\n", 2)) < 0)
-		return rc;
-	if ((rc = relay_out(t, ".\r\n", 3)) < 0)
-		return rc;
-	rc = relay_write(t, t->out, t->out_len, t->r->p.data_xfer_timeout);
-	t->out_len = 0;
-	return rc;
-}
-
-/* RFC 3461 5.2/5.3: a next hop that offers DSN gets the client's RET/ENVID and
- * NOTIFY/ORCPT along, so its notifications follow what the sender asked for. */
-static size_t relay_dsn_param_text(char *out, size_t cap, char *const *params, size_t n,
-			       const char *const *names)
-{
-	size_t len = 0;
-	for (size_t i = 0; i < n; i++) {
-		for (const char *const *k = names; *k; k++) {
-			size_t kl = strlen(*k);
-			if (strncasecmp(params[i], *k, kl) == 0 && params[i][kl] == '=') {
-				int w = snprintf(out + len, cap - len, " %s", params[i]);
-				if (w < 0 || (size_t)w >= cap - len)
-					return len; /* bounded by cap: the envelope bounds them anyway */
-				len += (size_t)w;
-			}
-		}
-	}
-	return len;
-}
-
-static bool relay_has_param(const struct spool_record *rec, const char *prefix)
-{
-	size_t n = strlen(prefix);
-	for (size_t i = 0; i < rec->nmail_params; i++)
-		if (strncasecmp(rec->mail_params[i], prefix, n) == 0)
-			return true;
-	return false;
-}
-
-/* The outcome of one attempt, per recipient. */
-struct relay_outcome {
-	enum spool_rcpt_state *st; /* per recipient: SENT, FAILED, or PENDING (deferred) */
-	char (*text)[RELAY_WHY_MAX];
-	char (*dsn)[16];
-	bool *tried;
-	const char **relay; /* relay= in the log: the destination's name, or "none" */
-	bool *decided;      /* this attempt decided (or deferred) it: log and record it */
-};
-
-static void relay_set(struct relay_outcome *o, size_t i, enum spool_rcpt_state st,
+void relay_set(struct relay_outcome *o, size_t i, enum spool_rcpt_state st,
 		      const char *dsn, const char *text)
 {
 	o->st[i] = st;
@@ -941,210 +283,6 @@ static void relay_set(struct relay_outcome *o, size_t i, enum spool_rcpt_state s
 	o->decided[i] = true;
 	snprintf(o->dsn[i], sizeof(o->dsn[i]), "%s", dsn);
 	snprintf(o->text[i], sizeof(o->text[i]), "%s", text);
-}
-
-static void relay_set_all(struct relay_outcome *o, const size_t *idx, size_t n,
-			  const struct relay_failure *f)
-{
-	for (size_t k = 0; k < n; k++)
-		relay_set(o, idx[k], f->permanent ? SPOOL_RCPT_FAILED : SPOOL_RCPT_PENDING, f->dsn,
-			  f->why);
-}
-
-/* One SMTP/LMTP transaction for the pending recipients idx[0..n). Returns 0 when the
- * transaction ran (outcomes set), or a negative errno on a connection failure before
- * any reply about this message (the caller may retry on a fresh connection; f says
- * why). */
-static int relay_transaction(struct relay_thread *t, const struct spool_record *rec,
-			     const size_t *idx, size_t n, struct relay_outcome *o,
-			     struct relay_failure *f)
-{
-	struct relay *r = t->r;
-	struct relay_conn *c = t->conn;
-	const char *host = c->dest->host;
-	bool lmtp = c->dest->nh.kind == RELAY_TRANSPORT_LMTP;
-	struct relay_reply rep;
-	int rc;
-
-	/* RFC 1870: refuse before sending what the next hop will not take */
-	if (c->has_size && c->size_limit && rec->size > c->size_limit) {
-		f->permanent = true;
-		snprintf(f->dsn, sizeof(f->dsn), "5.3.4");
-		snprintf(f->why, sizeof(f->why),
-			 "message size %" PRIu64 " exceeds size limit %" PRIu64 " of server %s",
-			 rec->size, c->size_limit, host);
-		relay_set_all(o, idx, n, f);
-		return 0;
-	}
-	bool utf8 = relay_has_param(rec, "SMTPUTF8");
-	if (utf8 && !c->smtputf8) {
-		f->permanent = true;
-		snprintf(f->dsn, sizeof(f->dsn), "5.6.7");
-		snprintf(f->why, sizeof(f->why), "SMTPUTF8 is required, but was not offered by "
-						 "host %s",
-			 host);
-		relay_set_all(o, idx, n, f);
-		return 0;
-	}
-
-	/* MAIL, RCPT..., DATA: one write with PIPELINING (RFC 2920), else one at a time */
-	static const char *const mail_dsn[] = { "RET", "ENVID", NULL };
-	static const char *const rcpt_dsn[] = { "NOTIFY", "ORCPT", NULL };
-	size_t cap = 1024 + strlen(rec->sender), len = 0;
-	for (size_t i = 0; i < rec->nmail_params; i++)
-		cap += strlen(rec->mail_params[i]) + 1;
-	for (size_t k = 0; k < n; k++) {
-		cap += strlen(rec->rcpts[idx[k]].addr) + 16;
-		for (size_t j = 0; j < rec->rcpts[idx[k]].nparams; j++)
-			cap += strlen(rec->rcpts[idx[k]].params[j]) + 1;
-	}
-	char *cmds = malloc(cap);
-	if (!cmds)
-		return -ENOMEM;
-	len += (size_t)snprintf(cmds + len, cap - len, "MAIL FROM:<%s>", rec->sender);
-	if (c->has_size)
-		len += (size_t)snprintf(cmds + len, cap - len, " SIZE=%" PRIu64, rec->size);
-	if (c->eightbitmime && relay_has_param(rec, "BODY=8BITMIME"))
-		len += (size_t)snprintf(cmds + len, cap - len, " BODY=8BITMIME");
-	if (utf8)
-		len += (size_t)snprintf(cmds + len, cap - len, " SMTPUTF8");
-	if (c->dsn)
-		len += relay_dsn_param_text(cmds + len, cap - len, rec->mail_params, rec->nmail_params,
-					mail_dsn);
-	len += (size_t)snprintf(cmds + len, cap - len, "\r\n");
-	size_t mail_end = len;
-	size_t *rcpt_end = malloc(n * sizeof(*rcpt_end));
-	size_t *accepted = malloc(n * sizeof(*accepted));
-	if (!rcpt_end || !accepted) {
-		free(cmds);
-		free(rcpt_end);
-		free(accepted);
-		return -ENOMEM;
-	}
-	for (size_t k = 0; k < n; k++) {
-		len += (size_t)snprintf(cmds + len, cap - len, "RCPT TO:<%s>",
-					rec->rcpts[idx[k]].addr);
-		if (c->dsn)
-			len += relay_dsn_param_text(cmds + len, cap - len, rec->rcpts[idx[k]].params,
-						rec->rcpts[idx[k]].nparams, rcpt_dsn);
-		len += (size_t)snprintf(cmds + len, cap - len, "\r\n");
-		rcpt_end[k] = len;
-	}
-	len += (size_t)snprintf(cmds + len, cap - len, "DATA\r\n");
-	size_t naccepted = 0;
-	bool any_reply = false;
-	enum relay_phase ph = RELAY_PH_MAIL;
-
-	if (c->pipelining) {
-		if ((rc = relay_write(t, cmds, len, r->p.mail_timeout)) < 0)
-			goto io_fail;
-	} else if ((rc = relay_write(t, cmds, mail_end, r->p.mail_timeout)) < 0) {
-		goto io_fail;
-	}
-	if ((rc = relay_read_reply(t, r->p.mail_timeout, &rep)) < 0)
-		goto io_fail;
-	any_reply = true;
-	bool mail_ok = rep.code / 100 == 2;
-	if (!mail_ok) {
-		relay_fail_reply(host, f, &rep, RELAY_PH_MAIL);
-		relay_set_all(o, idx, n, f);
-	}
-	ph = RELAY_PH_RCPT;
-	for (size_t k = 0; k < n && (mail_ok || c->pipelining); k++) {
-		if (!c->pipelining &&
-		    (rc = relay_write(t, cmds + (k ? rcpt_end[k - 1] : mail_end),
-				      rcpt_end[k] - (k ? rcpt_end[k - 1] : mail_end),
-				      r->p.rcpt_timeout)) < 0)
-			goto io_fail;
-		if ((rc = relay_read_reply(t, r->p.rcpt_timeout, &rep)) < 0)
-			goto io_fail;
-		if (!mail_ok)
-			continue; /* pipelined RCPTs after a refused MAIL: already decided */
-		if (rep.code / 100 == 2) {
-			accepted[naccepted++] = idx[k];
-		} else {
-			struct relay_failure rf;
-			relay_fail_reply(host, &rf, &rep, RELAY_PH_RCPT);
-			relay_set(o, idx[k], rf.permanent ? SPOOL_RCPT_FAILED : SPOOL_RCPT_PENDING,
-				  rf.dsn, rf.why);
-		}
-	}
-	ph = RELAY_PH_DATA;
-	if (!c->pipelining && naccepted) {
-		if ((rc = relay_write(t, "DATA\r\n", 6, r->p.data_init_timeout)) < 0)
-			goto io_fail;
-	}
-	if (c->pipelining || naccepted) {
-		if ((rc = relay_read_reply(t, r->p.data_init_timeout, &rep)) < 0)
-			goto io_fail;
-		if (rep.code == 354 && naccepted == 0) {
-			/* RFC 2920 3.1 says a server refuses DATA without a valid recipient; one
-			 * that did not gets an empty message it must not deliver */
-			ph = RELAY_PH_DOT;
-			if ((rc = relay_write(t, ".\r\n", 3, r->p.data_done_timeout)) < 0 ||
-			    (rc = relay_read_reply(t, r->p.data_done_timeout, &rep)) < 0)
-				goto io_fail;
-		} else if (rep.code != 354 && naccepted) {
-			struct relay_failure rf;
-			relay_fail_reply(host, &rf, &rep, RELAY_PH_DATA);
-			relay_set_all(o, accepted, naccepted, &rf);
-			naccepted = 0;
-		}
-		if (rep.code == 354 && naccepted) {
-			ph = RELAY_PH_BODY;
-			if ((rc = relay_send_body(t, rec->message, rec->size)) < 0)
-				goto io_fail;
-			ph = RELAY_PH_DOT;
-			/* RFC 2033 4.2: LMTP answers once per accepted recipient */
-			size_t replies = lmtp ? naccepted : 1;
-			for (size_t k = 0; k < replies; k++) {
-				if ((rc = relay_read_reply(t, r->p.data_done_timeout, &rep)) < 0)
-					goto io_fail;
-				size_t from = lmtp ? k : 0, to = lmtp ? k + 1 : naccepted;
-				for (size_t j = from; j < to; j++) {
-					if (rep.code / 100 == 2) {
-						char dsn[16];
-						relay_dsn_of(&rep, dsn, sizeof(dsn));
-						relay_set(o, accepted[j], SPOOL_RCPT_SENT, dsn,
-							  rep.text);
-					} else {
-						struct relay_failure rf;
-						relay_fail_reply(host, &rf, &rep, RELAY_PH_DOT);
-						relay_set(o, accepted[j],
-							  rf.permanent ? SPOOL_RCPT_FAILED
-								       : SPOOL_RCPT_PENDING,
-							  rf.dsn, rf.why);
-					}
-				}
-			}
-			naccepted = 0;
-			goto done;
-		}
-	}
-	/* no message went through: RSET so the connection can be reused (RFC 5321 4.1.1.5) */
-	ph = RELAY_PH_RSET;
-	if ((rc = relay_write(t, "RSET\r\n", 6, r->p.mail_timeout)) < 0 ||
-	    (rc = relay_read_reply(t, r->p.mail_timeout, &rep)) < 0 || rep.code != 250)
-		relay_close(c);
-done:
-	free(cmds);
-	free(rcpt_end);
-	free(accepted);
-	return 0;
-
-io_fail:
-	relay_fail_io(host, f, rc, ph);
-	relay_close(c);
-	/* everything not decided yet is deferred */
-	for (size_t k = 0; k < n; k++)
-		if (!o->tried[idx[k]])
-			relay_set(o, idx[k], SPOOL_RCPT_PENDING, f->dsn, f->why);
-	for (size_t k = 0; k < naccepted; k++)
-		relay_set(o, accepted[k], SPOOL_RCPT_PENDING, f->dsn, f->why);
-	free(cmds);
-	free(rcpt_end);
-	free(accepted);
-	return any_reply ? 0 : rc;
 }
 
 static uint64_t relay_backoff_ms(const struct relay *r, unsigned attempts)
@@ -1282,59 +420,6 @@ static void relay_route(struct relay_thread *t, const struct spool_record *rec, 
 			break;
 		}
 		}
-	}
-}
-
-/* Deliver the recipients gidx[0..gn) of rec to destination d on one connection. Sets
- * *waiting when d is at its concurrency limit (nothing tried). */
-static void relay_deliver_group(struct relay_thread *t, const struct spool_record *rec,
-				struct relay_dest *d, const size_t *gidx, size_t gn,
-				struct relay_outcome *o, bool *waiting)
-{
-	struct relay *r = t->r;
-	struct relay_failure f = { 0 };
-	for (int attempt = 0; attempt < 2; attempt++) {
-		char why[RELAY_WHY_MAX];
-		enum relay_acquire acq = relay_conn_acquire(t, d, why, sizeof(why));
-		if (acq == RELAY_ACQ_BUSY) {
-			*waiting = true;
-			return;
-		}
-		if (acq == RELAY_ACQ_DEAD || acq == RELAY_ACQ_NOMEM) {
-			snprintf(f.dsn, sizeof(f.dsn), acq == RELAY_ACQ_DEAD ? "4.4.1" : "4.3.0");
-			snprintf(f.why, sizeof(f.why), "%s",
-				 acq == RELAY_ACQ_DEAD ? why : "out of memory");
-			f.permanent = false;
-			relay_set_all(o, gidx, gn, &f);
-			return;
-		}
-		bool reused = acq == RELAY_ACQ_CACHED;
-		if (!reused && relay_connect(t, &f) < 0) {
-			relay_set_all(o, gidx, gn, &f);
-			if (strncmp(f.why, "connect to", 10) == 0) {
-				/* the next hop is down: the rest for it waits too, without trying */
-				pthread_mutex_lock(&r->mu);
-				d->dead_until_ms = relay_now_ms() + (uint64_t)r->p.min_backoff * 1000u;
-				snprintf(d->dead_reason, sizeof(d->dead_reason), "%s", f.why);
-				pthread_mutex_unlock(&r->mu);
-			}
-			relay_conn_release(t);
-			return;
-		}
-		for (size_t k = 0; k < gn; k++) {
-			o->tried[gidx[k]] = false;
-			o->relay[gidx[k]] = d->nh.name;
-		}
-		int rc = relay_transaction(t, rec, gidx, gn, o, &f);
-		if (rc < 0 && reused && rc != -ECANCELED) {
-			/* a cached connection the next hop closed meanwhile: once more, fresh */
-			relay_conn_release(t);
-			continue;
-		}
-		if (rc < 0)
-			relay_set_all(o, gidx, gn, &f);
-		relay_conn_release(t);
-		return;
 	}
 }
 
@@ -1690,416 +775,6 @@ out:
 	return result;
 }
 
-/* ---- reclaim and relocation ---- */
-
-struct relay_relocation {
-	struct relay_wait wait;
-	struct spool_msg_entry *moved;
-};
-
-static void relay_relocated(void *arg, int rc, struct spool_msg_entry *moved)
-{
-	struct relay_relocation *rl = arg;
-	pthread_mutex_lock(&rl->wait.mu);
-	rl->moved = moved;
-	pthread_mutex_unlock(&rl->wait.mu);
-	relay_wait_done(&rl->wait, rc);
-}
-
-static void relay_apply_wants(struct relay *r, struct relay_msg *m);
-
-/* The segments below the newest two mostly hold dead bytes while live messages pin them:
- * copy those messages forward so the segments can go. Only messages that are waiting
- * (deferred, held, for a slot, for their DSN) qualify: the others leave by themselves.
- * Relay thread, r->mu not held. */
-static void relay_relocate_old(struct relay_thread *t, uint64_t floor)
-{
-	struct relay *r = t->r;
-	uint64_t cur = spool_current_segment(r->p.spool);
-	if (cur < floor + 2)
-		return;
-	uint64_t old_bytes = (cur - 1 - floor) * spool_segment_size(r->p.spool), live = 0;
-	enum { BATCH = 256 };
-	struct relay_msg *pick[BATCH];
-	size_t npick = 0;
-	pthread_mutex_lock(&r->mu);
-	for (struct relay_msg *m = r->all; m; m = m->next)
-		if (m->min_seg + 1 < cur)
-			live += m->e.size + 4096;
-	bool skipped = false;
-	if (live && old_bytes >= RELAY_RELOCATE_RATIO * live) {
-		for (struct relay_msg *m = r->all; m && npick < BATCH; m = m->next) {
-			if (m->min_seg + 1 >= cur)
-				continue;
-			if (m->busy || m->in_ready) {
-				skipped = true;
-				continue;
-			}
-			m->busy = true;
-			pick[npick++] = m;
-		}
-	}
-	/* A message being tried now (or about to be) cannot move; if it stays, it must be
-	 * moved later, and nothing else may ask for another pass once the traffic stops: ask
-	 * for one now (at most one a second, RELAY_RECLAIM_MS). */
-	if (skipped)
-		r->reclaim_wanted = true;
-	pthread_mutex_unlock(&r->mu);
-	for (size_t k = 0; k < npick; k++) {
-		struct relay_msg *m = pick[k];
-		struct relay_relocation rl = { .moved = NULL };
-		relay_wait_init(&rl.wait);
-		relay_wait_add(&rl.wait, 0);
-		int rc = spool_relocate(r->p.spool, &m->e, relay_relocated, &rl);
-		if (rc < 0)
-			relay_wait_done(&rl.wait, rc);
-		rc = relay_wait_end(&rl.wait);
-		relay_wait_destroy(&rl.wait);
-		pthread_mutex_lock(&r->mu);
-		if (rc == 0 && rl.moved) {
-			spool_msg_entry_clear(&m->e);
-			m->e = *rl.moved;
-			free(rl.moved);
-			m->min_seg = spool_msg_entry_min_seg(&m->e);
-			atomic_fetch_add(&r->relocated, 1);
-		} else if (rc < 0) {
-			mx_log(MX_LOG_WARNING, "%s: cannot relocate the message to a newer segment: "
-					       "%s; it stays where it is",
-			       m->e.id, strerror(-rc));
-		}
-		m->busy = false;
-		relay_apply_wants(r, m); /* may remove it */
-		pthread_mutex_unlock(&r->mu);
-	}
-	if (npick)
-		mx_log(MX_LOG_INFO, "spool: %zu waiting message(s) moved to segment %" PRIu64
-				    " so older segments can be deleted",
-		       npick, cur);
-}
-
-/* The lowest segment a live message needs (or the writer's floor). */
-static uint64_t relay_floor(struct relay *r)
-{
-	/* the writer's floor first (spool_reclaim_floor()), then ours */
-	uint64_t floor = spool_reclaim_floor(r->p.spool);
-	pthread_mutex_lock(&r->mu);
-	for (struct relay_msg *m = r->all; m; m = m->next)
-		if (m->min_seg < floor)
-			floor = m->min_seg;
-	pthread_mutex_unlock(&r->mu);
-	return floor;
-}
-
-/* Delete segments no live message needs. Relay thread, r->mu not held. */
-static void relay_reclaim(struct relay_thread *t)
-{
-	struct relay *r = t->r;
-	pthread_mutex_lock(&r->mu);
-	r->last_reclaim_ms = relay_now_ms();
-	r->reclaim_wanted = false;
-	pthread_mutex_unlock(&r->mu);
-	relay_relocate_old(t, relay_floor(r));
-	uint64_t floor = relay_floor(r);
-	unsigned removed;
-	uint64_t freed;
-	int rc = spool_reclaim(r->p.spool, floor, &removed, &freed);
-	if (rc < 0)
-		mx_log(MX_LOG_WARNING, "spool: cannot remove delivered segments: %s", strerror(-rc));
-	if (removed) {
-		atomic_fetch_add(&r->reclaimed, removed);
-		mx_log(MX_LOG_INFO, "spool: %u delivered segment(s) removed, %" PRIu64 " bytes freed",
-		       removed, freed);
-	}
-}
-
-/* ---- operator changes (relay_admin) ---- */
-
-/* Write the records an operator change needs for the messages ms[0..n) (all marked busy
- * by the caller), wait until they are durable, and apply the change. */
-static int relay_admin_apply(struct relay *r, enum relay_op op, struct relay_msg **ms,
-			     size_t n)
-{
-	struct relay_wait w;
-	relay_wait_init(&w);
-	for (size_t k = 0; k < n; k++) {
-		struct relay_msg *m = ms[k];
-		if (op == RELAY_HOLD)
-			relay_record_hold(r, &w, m->e.id, true, "mxgate-queue hold");
-		else if (op == RELAY_RELEASE)
-			relay_record_hold(r, &w, m->e.id, false, "mxgate-queue release");
-		else if (op == RELAY_DELETE)
-			relay_record(r, &w, SPOOL_REC_RETIRE, m->e.id, 0, SPOOL_RCPT_SENT, NULL);
-	}
-	int rc = relay_wait_end(&w);
-	relay_wait_destroy(&w);
-	pthread_mutex_lock(&r->mu);
-	uint64_t now = relay_now_ms();
-	for (size_t k = 0; k < n; k++) {
-		struct relay_msg *m = ms[k];
-		m->busy = false;
-		if (rc < 0) {
-			relay_apply_wants(r, m);
-			continue;
-		}
-		switch (op) {
-		case RELAY_HOLD:
-			m->e.held = true;
-			free(m->e.hold_reason);
-			m->e.hold_reason = strdup("mxgate-queue hold");
-			mx_log(MX_LOG_INFO, "%s: placed on hold", m->e.id);
-			relay_ready_unlink(r, m);
-			break;
-		case RELAY_RELEASE:
-			m->e.held = false;
-			free(m->e.hold_reason);
-			m->e.hold_reason = NULL;
-			mx_log(MX_LOG_INFO, "%s: released from hold", m->e.id);
-			m->attempts = 0;
-			relay_ready_push(r, m);
-			break;
-		case RELAY_DELETE:
-			mx_log(MX_LOG_INFO, "%s: removed", m->e.id);
-			atomic_fetch_add(&r->removed, 1);
-			relay_remove(r, m);
-			r->reclaim_wanted = true;
-			continue;
-		case RELAY_REQUEUE:
-			m->attempts = 0;
-			/* fall through */
-		case RELAY_FLUSH:
-			m->next_try_ms = now;
-			relay_ready_push(r, m);
-			break;
-		case RELAY_OP_MAX:
-			break;
-		}
-		relay_apply_wants(r, m);
-	}
-	pthread_cond_broadcast(&r->cv);
-	pthread_mutex_unlock(&r->mu);
-	return rc;
-}
-
-/* Apply operator changes asked for while m was busy. Under r->mu; m not busy. May remove
- * m. The records are written on this thread, with r->mu released meanwhile. */
-static void relay_apply_wants(struct relay *r, struct relay_msg *m)
-{
-	enum relay_op op;
-	if (m->want_delete)
-		op = RELAY_DELETE;
-	else if (m->want_hold && !m->e.held)
-		op = RELAY_HOLD;
-	else if (m->want_release && m->e.held)
-		op = RELAY_RELEASE;
-	else {
-		m->want_hold = m->want_release = false;
-		return;
-	}
-	m->want_delete = m->want_hold = m->want_release = false;
-	m->busy = true;
-	relay_ready_unlink(r, m);
-	pthread_mutex_unlock(&r->mu);
-	(void)relay_admin_apply(r, op, &m, 1);
-	pthread_mutex_lock(&r->mu);
-}
-
-const char *relay_op_name(enum relay_op op)
-{
-	switch (op) {
-	case RELAY_HOLD: return "hold";
-	case RELAY_RELEASE: return "release";
-	case RELAY_DELETE: return "delete";
-	case RELAY_REQUEUE: return "requeue";
-	case RELAY_FLUSH: return "flush";
-	case RELAY_OP_MAX: break;
-	}
-	return "?";
-}
-
-/* Does op change m? Under r->mu. */
-static bool relay_op_applies(const struct relay_msg *m, enum relay_op op)
-{
-	switch (op) {
-	case RELAY_HOLD: return !m->e.held;
-	case RELAY_RELEASE: return m->e.held;
-	case RELAY_DELETE: return true;
-	case RELAY_REQUEUE:
-	case RELAY_FLUSH: return !m->e.held && (m->deferred || m->waiting);
-	case RELAY_OP_MAX: break;
-	}
-	return false;
-}
-
-int relay_admin(struct relay *r, enum relay_op op, const char *id)
-{
-	if ((unsigned)op >= RELAY_OP_MAX)
-		return -EINVAL;
-	if (r->p.keep_only && (op == RELAY_FLUSH || op == RELAY_REQUEUE))
-		return -EDESTADDRREQ; /* nowhere to deliver to: say so, do not pretend */
-	pthread_mutex_lock(&r->mu);
-	if (op == RELAY_FLUSH || op == RELAY_REQUEUE) {
-		/* the operator says the next hops are back: stop skipping them */
-		for (struct relay_dest *d = r->dests; d; d = d->next)
-			d->dead_until_ms = 0;
-	}
-	size_t cap = 0, n = 0;
-	for (struct relay_msg *m = r->all; m; m = m->next)
-		cap++;
-	struct relay_msg **ms = calloc(cap ? cap : 1, sizeof(*ms));
-	if (!ms) {
-		pthread_mutex_unlock(&r->mu);
-		return -ENOMEM;
-	}
-	int changed = 0;
-	bool found = id == NULL;
-	for (struct relay_msg *m = r->all; m; m = m->next) {
-		if (id && strcmp(m->e.id, id) != 0)
-			continue;
-		found = true;
-		if (!relay_op_applies(m, op))
-			continue;
-		changed++;
-		if (m->busy) {
-			/* a delivery attempt runs: its outcome counts; the change follows */
-			m->want_delete |= op == RELAY_DELETE;
-			m->want_hold |= op == RELAY_HOLD;
-			m->want_release |= op == RELAY_RELEASE;
-			if (op == RELAY_HOLD)
-				m->want_release = false;
-			if (op == RELAY_RELEASE)
-				m->want_hold = false;
-			continue;
-		}
-		m->busy = true;
-		relay_ready_unlink(r, m);
-		ms[n++] = m;
-	}
-	pthread_mutex_unlock(&r->mu);
-	int rc = n ? relay_admin_apply(r, op, ms, n) : 0;
-	free(ms);
-	if (!found)
-		return -ENOENT;
-	return rc < 0 ? rc : changed;
-}
-
-/* The envelope of an indexed message, without its bytes. */
-static int relay_read_envelope(struct relay *r, const struct spool_msg_entry *e,
-			       struct spool_record **out, char *err, size_t errlen)
-{
-	char name[SPOOL_SEG_NAME_LEN + 1];
-	spool_seg_name(e->commit_seg, name);
-	int fd = openat(r->seg_dir_fd, name, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return mx_errf(err, errlen, -errno, "segment %s: %s", name, strerror(errno));
-	char *buf = malloc(e->env_len ? e->env_len : 1);
-	if (!buf) {
-		close(fd);
-		return mx_errf(err, errlen, -ENOMEM, "out of memory");
-	}
-	int rc = spool_pread_all(fd, buf, e->env_len, e->env_off);
-	close(fd);
-	if (rc < 0)
-		rc = mx_errf(err, errlen, rc, "segment %s: %s", name, strerror(-rc));
-	else
-		rc = spool_envelope_parse(buf, e->env_len, out, err, errlen);
-	free(buf);
-	return rc;
-}
-
-/* One message of a listing: a snapshot taken under the lock. */
-struct relay_list_item {
-	struct relay_msg_info info;
-	struct spool_msg_entry e;
-	char *reason;
-};
-
-static int relay_list_item_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct relay_list_item *)a)->info.id,
-		      ((const struct relay_list_item *)b)->info.id);
-}
-
-int relay_list(struct relay *r, relay_list_fn *fn, void *ctx)
-{
-	/* a snapshot, then the envelopes without the lock */
-	pthread_mutex_lock(&r->mu);
-	size_t n = 0;
-	for (struct relay_msg *m = r->all; m; m = m->next)
-		n++;
-	struct relay_list_item *items = calloc(n ? n : 1, sizeof(*items));
-	if (!items) {
-		pthread_mutex_unlock(&r->mu);
-		return -ENOMEM;
-	}
-	size_t k = 0;
-	int64_t wall_now = (int64_t)time(NULL);
-	uint64_t now = relay_now_ms();
-	for (struct relay_msg *m = r->all; m; m = m->next) {
-		struct relay_list_item *it = &items[k];
-		if (spool_msg_entry_copy(&it->e, &m->e) < 0)
-			continue;
-		bool bounce_pending = false;
-		if (!m->e.held) {
-			bool any_pending = m->e.nrstate == 0;
-			for (uint32_t i = 0; i < m->e.nrstate; i++)
-				any_pending |= m->e.rstate[i] == SPOOL_RCPT_PENDING;
-			bounce_pending = !any_pending;
-		}
-		const char *why = m->e.held ? m->e.hold_reason : m->reason;
-		it->reason = why ? strdup(why) : NULL;
-		it->info = (struct relay_msg_info){
-			.size = m->e.size,
-			.active = m->busy,
-			.held = m->e.held,
-			.deferred = m->deferred || m->waiting,
-			.bounce_pending = bounce_pending,
-			.attempts = m->attempts,
-			.next_attempt = m->deferred && m->next_try_ms > now
-						? wall_now + (int64_t)((m->next_try_ms - now) / 1000u)
-						: 0,
-		};
-		snprintf(it->info.id, sizeof(it->info.id), "%s", m->e.id);
-		k++;
-	}
-	pthread_mutex_unlock(&r->mu);
-	/* ID order is arrival order; a queue of a million must list in n log n */
-	qsort(items, k, sizeof(*items), relay_list_item_cmp);
-	int rc = 0;
-	for (size_t i = 0; i < k; i++) {
-		struct relay_list_item *it = &items[i];
-		it->info.reason = it->reason;
-		it->info.entry = &it->e;
-		struct spool_record *rec = NULL;
-		char err[256];
-		if (rc == 0 && relay_read_envelope(r, &it->e, &rec, err, sizeof(err)) == 0) {
-			if (fn(ctx, &it->info, rec) != 0)
-				rc = 1;
-			spool_record_free(rec);
-		}
-		spool_msg_entry_clear(&it->e);
-		free(it->reason);
-	}
-	free(items);
-	return 0;
-}
-
-int relay_read(struct relay *r, const char *id, struct spool_record **out,
-		     char *err, size_t errlen)
-{
-	struct spool_msg_entry e;
-	pthread_mutex_lock(&r->mu);
-	struct relay_msg *m = relay_find(r, id);
-	int rc = m ? spool_msg_entry_copy(&e, &m->e) : -ENOENT;
-	pthread_mutex_unlock(&r->mu);
-	if (rc == -ENOENT)
-		return mx_errf(err, errlen, rc, "%s: no such message in the queue", id);
-	if (rc < 0)
-		return mx_errf(err, errlen, rc, "out of memory");
-	rc = spool_index_read(r->seg_dir_fd, &e, out, err, errlen);
-	spool_msg_entry_clear(&e);
-	return rc;
-}
-
 /* ---- the threads ---- */
 
 static void *relay_main(void *arg)
@@ -2208,9 +883,6 @@ static int relay_thread_init(struct relay *r, struct relay_thread *t, char *err,
 	t->r = r;
 	t->wake_fd = -1;
 	relay_wait_init(&t->wait);
-	t->out = malloc(RELAY_OUT_SIZE);
-	if (!t->out)
-		return mx_errf(err, errlen, -ENOMEM, "out of memory");
 	t->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (t->wake_fd < 0)
 		return mx_errf(err, errlen, -errno, "eventfd: %s", strerror(errno));
@@ -2236,16 +908,12 @@ static void relay_thread_fini(struct relay_thread *t)
 {
 	if (!t->r)
 		return;
-	if (t->conn) {
-		relay_close(t->conn);
-		free(t->conn);
-		t->conn = NULL;
-	}
+	relay_conn_discard(t->conn);
+	t->conn = NULL;
 	for (size_t i = 0; i < t->nmaps; i++)
 		table_close(t->maps[i]);
 	if (t->reader)
 		tables_reader_close(t->reader);
-	free(t->out);
 	relay_wait_destroy(&t->wait);
 	t->r = NULL;
 }
@@ -2363,22 +1031,8 @@ void relay_stop(struct relay *r)
 		}
 	}
 	/* cached connections: QUIT, politely */
-	if (r->threads && r->p.threads) {
-		struct relay_thread *t = &r->threads[0];
-		for (struct relay_dest *d = r->dests; d; d = d->next) {
-			while (d->idle) {
-				struct relay_conn *c = d->idle;
-				d->idle = c->next;
-				d->nconn--;
-				/* relay_poll() sees stop: QUIT is written without waiting */
-				struct relay_conn *mine = t->conn;
-				t->conn = c;
-				relay_quit(t);
-				t->conn = mine;
-				free(c);
-			}
-		}
-	}
+	if (r->threads && r->p.threads)
+		relay_quit_cached(&r->threads[0]);
 }
 
 /* After spool_stop(): the writer no longer hands messages over. */
@@ -2397,17 +1051,7 @@ void relay_free(struct relay *r)
 	}
 	while (r->all)
 		relay_remove(r, r->all);
-	while (r->dests) {
-		struct relay_dest *d = r->dests;
-		r->dests = d->next;
-		while (d->idle) {
-			struct relay_conn *c = d->idle;
-			d->idle = c->next;
-			relay_close(c);
-			free(c);
-		}
-		free(d);
-	}
+	relay_free_dests(r);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
 	free(r->helo_name);
