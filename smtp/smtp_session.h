@@ -347,6 +347,11 @@ struct mx_span smtp_session_helo(const struct smtp_session *s);
  * "END-OF-MESSAGE" once a message ended, "UNKNOWN" after an unrecognized verb. Static. */
 const char *smtp_session_where(const struct smtp_session *s);
 
+/* The engine's state, for logs: "PREGREET" (before the greeting), "COMMAND" (reading
+ * command lines), "DATA" (message content after the 354), "CHUNK" (the octets of a BDAT
+ * chunk), "CLOSED". Static. */
+const char *smtp_session_state_name(const struct smtp_session *s);
+
 /* Format the Received: header mxgate prepends, in Postfix's form:
  *   Received: from HELO (NAME [ADDR])\r\n
  *   \tby MYHOSTNAME (MAIL_NAME) with PROTO id QUEUE_ID\r\n

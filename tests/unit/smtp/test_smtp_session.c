@@ -272,6 +272,38 @@ static void test_in_data_where_and_memory(void)
 	smtp_session_free(s);
 }
 
+/* smtp_session_state_name() follows the engine through every state it has. */
+static void test_state_names(void)
+{
+	struct smtp_session *s = smtp_session_new(&cfg, &client);
+	char names[512];
+	CHECK_STR_EQ(smtp_session_state_name(s), "PREGREET");
+	smtp_session_greet(s);
+	CHECK_STR_EQ(smtp_session_state_name(s), "COMMAND");
+	feed_accepting(s, "EHLO c.example\r\n", names, sizeof(names));
+	feed_accepting(s, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n", names, sizeof(names));
+	feed_accepting(s, "DATA\r\n", names, sizeof(names));
+	CHECK_STR_EQ(names, "DATA");
+	CHECK_STR_EQ(smtp_session_state_name(s), "DATA");
+	feed_accepting(s, "\r\nbody\r\n.\r\n", names, sizeof(names));
+	CHECK_STR_EQ(smtp_session_state_name(s), "COMMAND");
+	feed_accepting(s, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n", names, sizeof(names));
+	feed_accepting(s, "BDAT 10\r\n", names, sizeof(names));
+	CHECK_STR_EQ(names, "DATA");
+	CHECK_STR_EQ(smtp_session_state_name(s), "CHUNK");
+	feed_accepting(s, "0123456789", names, sizeof(names));
+	CHECK_STR_EQ(smtp_session_state_name(s), "COMMAND");
+	feed_accepting(s, "QUIT\r\n", names, sizeof(names));
+	CHECK_STR_EQ(names, "MESSAGE_ABORT QUIT");
+	CHECK_STR_EQ(smtp_session_state_name(s), "CLOSED");
+	smtp_session_free(s);
+
+	s = smtp_session_new(&cfg, &client);
+	smtp_session_greet_reject(s, 554, "5.7.1 go away");
+	CHECK_STR_EQ(smtp_session_state_name(s), "CLOSED");
+	smtp_session_free(s);
+}
+
 static void test_peer_closed_mid_message(void)
 {
 	struct smtp_session *s = greeted();
@@ -804,6 +836,7 @@ int main(void)
 	RUN_TEST(test_verdict_without_event);
 	RUN_TEST(test_output_backpressure);
 	RUN_TEST(test_in_data_where_and_memory);
+	RUN_TEST(test_state_names);
 	RUN_TEST(test_peer_closed_mid_message);
 	RUN_TEST(test_close_waits_for_the_pending_reply);
 	RUN_TEST(test_idle_session_holds_no_output);

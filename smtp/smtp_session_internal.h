@@ -1,0 +1,219 @@
+/* The session engine's private state, shared by its files; nothing outside smtp/ includes
+ * this. smtp_session.c holds the lifecycle, the event queue, the state machine and the
+ * verdicts; smtp_session_reply.c the replies and the output buffer; smtp_session_cmd.c the
+ * commands; smtp_session_data.c the message content; smtp_session_xclient.c XCLIENT. */
+#ifndef MXGATE_SMTP_SESSION_INTERNAL_H
+#define MXGATE_SMTP_SESSION_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mxgate/span.h"
+#include "smtp/smtp_internal.h"
+#include "smtp/smtp_session.h"
+
+#define OUT_CAP 4096
+#define REPLY_MAX 1024                     /* longest reply one command or verdict makes */
+#define OUT_HIGH_WATER (OUT_CAP - 2 * REPLY_MAX) /* room for a reply and a closing 421 */
+#define REPLY_LINE_MAX 510                 /* RFC 5321 4.5.3.1.5: 512 with CRLF */
+#define EVQ_CAP 8 /* the most one step queues is 4; a timeout adds 2 */
+#define HOST_MAX 255
+#define ADDR_MAX 63
+#define XCLIENT_VALUE_MAX 255 /* Postfix: "attribute value too long" past it */
+
+enum session_state {
+	ST_PREGREET, /* before smtp_session_greet() */
+	ST_COMMAND,  /* reading command lines */
+	ST_DATA,     /* DATA content, until CR LF . CR LF */
+	ST_CHUNK,    /* the octets of a BDAT chunk */
+	ST_CLOSED,
+	ST_MAX,
+};
+
+enum content_state {
+	CS_BOL,    /* at the start of a line */
+	CS_MID,    /* inside a line */
+	CS_CR,     /* inside a line, the last byte was a CR (already passed on) */
+	CS_DOT,    /* DATA: a line started with '.' (held back) */
+	CS_DOT_CR, /* DATA: ".\r" at the start of a line (both held back) */
+	CS_MAX,
+};
+
+enum header_state {
+	HS_BOL,     /* at the start of a line of the header section */
+	HS_NAME,    /* reading what may be a field name */
+	HS_NAME_WS, /* blanks between a field name and its colon (RFC 5322 obs-optional) */
+	HS_VALUE,   /* inside a header field */
+	HS_BODY,    /* the header section is over */
+	HS_MAX,
+};
+
+enum msg_failure {
+	MF_NONE,
+	MF_TOO_BIG, /* message_size_limit */
+	MF_HOPS,    /* hopcount_limit */
+	MF_NOMEM,   /* the header buffer could not grow */
+	MF_MAX,
+};
+
+enum close_reason {
+	CLOSE_NONE,
+	CLOSE_TIMEOUT,
+	CLOSE_SHUTDOWN,
+	CLOSE_MAX,
+};
+
+/* The decoded attribute values of the XCLIENT being decided; the event points here. */
+struct xclient_buf {
+	struct smtp_xclient pub;
+	char val[SMTP_XCLIENT_ATTR_MAX][XCLIENT_VALUE_MAX + 1];
+};
+
+struct smtp_session {
+	const struct smtp_config *cfg;
+	enum session_state state;
+	const char *where; /* the last command, as Postfix logs "lost connection after X" */
+
+	char client_addr[ADDR_MAX + 1];
+	char client_name[HOST_MAX + 1];
+	bool normalize_bare_lf; /* bare LF is taken as CRLF (normalize mode, or excluded) */
+	bool peer_gone;
+	bool xclient_authorized; /* smtpd_authorized_xclient_hosts matches the client */
+	bool ill_pipelining;     /* Postfix's SMTPD_FLAG_ILL_PIPELINING (sticky) */
+	bool access_denied;      /* smtp_session_greet_deny(): only QUIT (and XCLIENT) work */
+	struct xclient_buf *xcl; /* the XCLIENT awaiting its verdict (taken lazily) */
+
+	/* HELO/EHLO: the accepted name (neutered for Received:) and the one being decided */
+	char helo[HOST_MAX + 1];
+	size_t helo_len;
+	bool helo_seen, esmtp;
+	char helo_next[HOST_MAX + 1];
+	size_t helo_next_len;
+	bool helo_next_esmtp;
+
+	/* The verdict being waited for and what applying it needs. */
+	enum smtp_event_type pending;
+	uint64_t mail_next_size;
+	enum smtp_body_type mail_next_body;
+	bool mail_next_utf8;
+	bool data_next_bdat;
+	enum close_reason close_deferred; /* timeout/shutdown after the pending reply */
+
+	/* The mail transaction. */
+	bool mail_given;
+	bool smtputf8;
+	enum smtp_body_type body;
+	uint64_t declared_size;
+	unsigned rcpt_count;
+	unsigned rcpt_overshoot; /* 452s past recipient_limit in this transaction */
+	uint64_t requests;       /* command lines and message contents read in full */
+	bool bdat_used;   /* this transaction sends its message with BDAT */
+	bool bdat_failed; /* BDAT error state: chunks are discarded until LAST */
+	bool msg_open;    /* DATA accepted; MESSAGE_END or MESSAGE_ABORT still owed */
+
+	/* Postfix's error_count and junk_cmds. */
+	unsigned error_count, junk_count;
+
+	/* A command line that arrived in pieces. */
+	char *line;
+	size_t line_len;
+	bool line_skip; /* over line_length_limit: skipping to its end */
+
+	/* The BDAT chunk being read. */
+	uint64_t chunk_size, chunk_left;
+	bool chunk_last, chunk_discard;
+
+	/* Message content. */
+	enum content_state cs;
+	bool bol_crlf; /* the current line began after a real CRLF (or at the 354) */
+	enum header_state hs;
+	char *hdr;
+	size_t hdr_cap, hdr_len, hdr_start, hdr_drop;
+	bool hdr_have, hdr_trunc, headers_end_sent;
+	uint64_t msg_bytes;  /* content after unstuffing and normalizing: the size limit */
+	uint64_t msg_stored; /* what HEADER and BODY events handed out */
+	unsigned hops;
+	enum msg_failure fail;
+
+	struct smtp_event evq[EVQ_CAP];
+	unsigned evq_head, evq_len;
+
+	/* Replies waiting to be sent. Taken when a reply is made and given back once all of
+	 * it was sent, so an idle session holds none. */
+	char *out;
+	size_t out_off, out_len;
+	bool out_failed; /* a reply could not be kept (no memory): the session ends */
+	/* soft_bounce: where the reply being written is in its line, and whether its code
+	 * was turned from 5xx into 4xx (then a 5.x.x enhanced code follows suit). */
+	unsigned out_col;
+	bool out_softened;
+};
+
+/* ---- smtp_session.c: states, events, error accounting, the transaction ---- */
+
+/* Every change of s->state goes through here. */
+void smtp_session_enter_state(struct smtp_session *s, enum session_state next);
+
+struct smtp_event *smtp_session_evq_tail(struct smtp_session *s);
+void smtp_session_evq_push(struct smtp_session *s, struct smtp_event ev);
+void smtp_session_evq_withdraw_unanswerable(struct smtp_session *s);
+void smtp_session_push_simple(struct smtp_session *s, enum smtp_event_type type);
+void smtp_session_push_error(struct smtp_session *s, enum smtp_error_kind kind, uint16_t code,
+			     bool closing, uint32_t delay_ms);
+
+void smtp_session_engine_error(struct smtp_session *s, enum smtp_error_kind kind,
+			       uint16_t code);
+void smtp_session_abort_message(struct smtp_session *s);
+void smtp_session_engine_close(struct smtp_session *s, enum smtp_error_kind kind,
+			       uint16_t code);
+void smtp_session_count_junk(struct smtp_session *s);
+bool smtp_session_pipelining_negotiated(const struct smtp_session *s);
+void smtp_session_sync_error(struct smtp_session *s);
+void smtp_session_bare_lf_reject(struct smtp_session *s);
+void smtp_session_txn_reset(struct smtp_session *s);
+
+/* ---- smtp_session_reply.c: replies and the output buffer ---- */
+
+size_t smtp_session_out_pending(const struct smtp_session *s);
+void smtp_session_out_write(struct smtp_session *s, const char *p, size_t n);
+void smtp_session_replyf(struct smtp_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* A fixed reply line (with its CRLF). */
+#define reply_lit(s, text) smtp_session_out_write((s), text "\r\n", sizeof(text "\r\n") - 1)
+
+void smtp_session_reply_text(struct smtp_session *s, uint16_t code, const char *text);
+const char *smtp_session_printable(char *dst, size_t cap, struct mx_span src, bool utf8);
+const char *smtp_session_myhostname(const struct smtp_session *s, char *buf, size_t cap);
+
+/* A literal refusal: send it and report it. The reported code is read from the text, so
+ * the two can never disagree. */
+#define refuse_lit(s, kind, text)                                                          \
+	do {                                                                               \
+		reply_lit((s), text);                                                      \
+		smtp_session_engine_error((s), (kind),                                     \
+					  (uint16_t)(((text)[0] - '0') * 100 +             \
+						     ((text)[1] - '0') * 10 + ((text)[2] - '0'))); \
+	} while (0)
+
+/* ---- smtp_session_cmd.c: command lines ---- */
+
+void smtp_session_command_input(struct smtp_session *s, const char *buf, size_t len,
+				size_t *pos);
+void smtp_session_helo_neuter(struct smtp_session *s, struct mx_span name);
+void smtp_session_reply_ehlo(struct smtp_session *s);
+
+/* ---- smtp_session_data.c: message content ---- */
+
+void smtp_session_content_begin(struct smtp_session *s);
+void smtp_session_chunk_end(struct smtp_session *s, bool more_after);
+struct smtp_event smtp_session_content_input(struct smtp_session *s, const char *buf,
+					     size_t len, size_t *pos);
+
+/* ---- smtp_session_xclient.c ---- */
+
+void smtp_session_cmd_xclient(struct smtp_session *s, struct mx_span args);
+void smtp_session_xclient_apply(struct smtp_session *s, bool authorized);
+
+#endif
