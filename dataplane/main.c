@@ -1,27 +1,35 @@
-/* mxgate: the gateway's main program. Loads mxgate.cf, opens the log and the spool,
- * binds the listeners, runs the transport's workers, and turns signals into actions:
+/* mxgate: the gateway's main program. Loads mxgate.cf, builds the first configuration
+ * generation (mgmt/generation.h), opens the log and the spools, starts the relays and the
+ * control socket, runs the transport's workers, and turns signals into actions:
  *     SIGTERM, SIGINT  stop: 421 to every session, flush, close, exit 0
  *     SIGUSR1          log a one-line statistics summary
- *     SIGHUP           logged; configuration reload arrives with the mgmt plane
- * The main thread only waits for signals; the workers never see one. */
+ *     SIGHUP           reload the configuration (as `mxgate reload`; dataplane/reload.h)
+ * The main thread waits for signals and, once a second, lets go of generations whose last
+ * connection closed; the workers never see a signal. */
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dataplane/relay/queue_control.h"
 #include "dataplane/relay/relay.h"
+#include "dataplane/reload.h"
 #include "dataplane/spool/spool_writer.h"
 #include "dataplane/transport.h"
 #include "mgmt/config.h"
+#include "mgmt/control.h"
+#include "mgmt/control_cmd.h"
 #include "mgmt/explain.h"
+#include "mgmt/generation.h"
 #include "mgmt/log.h"
 #include "mgmt/policy.h"
 #include "mxgate/counters.h"
@@ -42,6 +50,9 @@ static void usage(FILE *f)
 		"       mxgate --check [-c FILE]            validate the configuration\n"
 		"       mxgate explain [-c FILE] NAME=VALUE...  which restriction decides a\n"
 		"                                           request (mxgate explain -h)\n"
+		"       mxgate reload [-c FILE] [--canary N%%]  reload a running gateway's\n"
+		"                                           configuration (mxgate reload -h)\n"
+		"       mxgate status [-c FILE]             its generations and their counters\n"
 		"       mxgate --version                    print the version\n"
 		"       mxgate -h                           this help\n"
 		"\n"
@@ -51,7 +62,7 @@ static void usage(FILE *f)
 		"  -V, --version       version and the DPDK release it was built against\n"
 		"  -h, --help          this help\n"
 		"\n"
-		"Signals: SIGTERM/SIGINT stop gracefully, SIGUSR1 logs statistics.\n");
+		"Signals: SIGTERM/SIGINT stop gracefully, SIGUSR1 logs statistics, SIGHUP reloads.\n");
 }
 
 /* The transport main runs, behind its ops. */
@@ -172,6 +183,32 @@ static void spool_log(void *ctx, bool warning, const char *line)
 	mx_log(warning ? MX_LOG_WARNING : MX_LOG_INFO, "%s", line);
 }
 
+/* Build the generation a start would build; every problem goes to diag. NULL after
+ * saying why on stderr. */
+static struct mx_generation *build_first_generation(const char *path, unsigned nworkers,
+						    FILE *diag)
+{
+	struct mx_generation *g = NULL;
+	char err[1024];
+	struct mx_generation_opts o = { .path = path, .id = 1, .nworkers = nworkers,
+					.diag = diag };
+	if (mx_generation_build(&o, &g, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mxgate: %s\n", err);
+		return NULL;
+	}
+	return g;
+}
+
+/* Tables the services' restriction lists name that are not built answer 451 4.3.5 to
+ * every client: say so. Returns how many warnings. */
+static int check_generation_tables(const struct mx_generation *g, FILE *diag)
+{
+	int missing = 0;
+	for (unsigned i = 0; i < g->nservices; i++)
+		missing += mx_policy_check_tables(g->services[i].cfg, g->services[i].policy, diag);
+	return missing;
+}
+
 static int check_config(const char *path)
 {
 	struct mx_config *cfg = NULL;
@@ -190,28 +227,17 @@ static int check_config(const char *path)
 		mx_config_free(cfg);
 		return 1;
 	}
-	/* The restriction lists: what mxgate cannot do honestly (DNS lookups, unknown
-	 * restrictions) is an error here, not a surprise at the first RCPT. */
-	struct smtp_policy *policy = NULL;
-	if (mx_policy_build(cfg, &policy, stderr, err, sizeof(err)) < 0) {
-		fprintf(stderr, "mxgate: %s: configuration has errors\n", path);
-		mx_config_free(cfg);
+	mx_config_free(cfg);
+	/* The services, their restriction lists and checks, compiled as at start: what
+	 * mxgate cannot do honestly (unknown restrictions, features it lacks) is an error
+	 * here, not a surprise at the first RCPT. */
+	struct mx_generation *g = build_first_generation(path, 1, stderr);
+	if (!g)
 		return 1;
-	}
-	/* Tables that are named but not built answer 451 4.3.5 to every client: say so. */
-	int missing = mx_policy_check_tables(cfg, policy, stderr);
-	smtp_policy_free(policy);
-	/* The check files are read and compiled now, as at start. */
-	struct mx_checks checks;
-	if (mx_checks_build(cfg, &checks, err, sizeof(err)) < 0) {
-		fprintf(stderr, "mxgate: %s: %s\n", path, err);
-		mx_config_free(cfg);
-		return 1;
-	}
-	mx_checks_free(&checks);
+	int missing = check_generation_tables(g, stderr);
+	mx_generation_put(g);
 	printf("mxgate: %s: configuration OK%s\n", path,
 	       missing ? " (with warnings about tables)" : "");
-	mx_config_free(cfg);
 	return 0;
 }
 
@@ -223,7 +249,6 @@ struct mx_spools {
 	unsigned n;
 	uint64_t newest_id_us;
 	struct tables_env *tables;
-	struct queue_control *control;
 };
 
 static void spool_recovery_logged(const struct spool_recovery_stats *rst, const char *dir)
@@ -291,10 +316,19 @@ static int spools_open(struct mx_spools *sp, const struct mx_config *cfg, bool n
 		}
 		rp.have_default = true;
 	}
-	if (have_maps || need_tables) {
+	/* The store is opened when something names a table now, and also whenever it exists,
+	 * so that a reload that adds table lookups finds the workers' readers open. */
+	bool want_tables = have_maps || need_tables;
+	if (want_tables || access(cfg->table_directory, F_OK) == 0) {
 		struct tables_env_opts o = { .read_only = true };
 		if ((rc = tables_env_open(cfg->table_directory, &o, &sp->tables, err,
-					  sizeof(err))) < 0) {
+					  sizeof(err))) < 0 &&
+		    !want_tables) {
+			mx_log(MX_LOG_WARNING,
+			       "mxgate_table_directory: %s; a reload that adds table lookups will "
+			       "be refused until a restart",
+			       err);
+		} else if (rc < 0) {
 			startup_fatal("mxgate_table_directory: %s (build the tables that %s "
 				      "names with mxgate-map -d %s)",
 				      err, have_maps ? "transport_maps" : "the restriction lists",
@@ -335,11 +369,9 @@ static int spools_open(struct mx_spools *sp, const struct mx_config *cfg, bool n
 	return 0;
 }
 
-/* Stop the control socket, the relays, then the writers. Idempotent. */
+/* Stop the relays, then the writers. Idempotent. */
 static void spools_stop(struct mx_spools *sp)
 {
-	queue_control_stop(sp->control);
-	sp->control = NULL;
 	for (unsigned i = 0; i < sp->n; i++)
 		relay_stop(sp->relay[i]);
 	for (unsigned i = 0; i < sp->n; i++)
@@ -379,6 +411,261 @@ static void spools_close(struct mx_spools *sp)
 	sp->tables = NULL;
 }
 
+/* A SIGHUP: reload as `mxgate reload` does, the outcome in the log. */
+static void reload_on_sighup(struct reload *r)
+{
+	mx_log(MX_LOG_INFO, "SIGHUP: reloading the configuration");
+	struct reload_request q = { .mode = RELOAD_FULL };
+	reload_apply(r, &q, NULL);
+}
+
+/* Wait for signals and act on them until one says stop. */
+static void signal_loop(const sigset_t *sigs, struct mx_transport_run *tr,
+			struct mx_spools *sp, struct reload *r)
+{
+	for (;;) {
+		siginfo_t si;
+		/* a second at most: generations whose last connection closed are let go */
+		struct timespec tick = { .tv_sec = 1 };
+		int sig = sigtimedwait(sigs, &si, &tick);
+		reload_housekeeping(r);
+		if (sig < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			mx_log(MX_LOG_ERROR, "sigtimedwait: %s", strerror(errno));
+			return;
+		}
+		if (sig == SIGUSR1) {
+			/* the spools first: the statistics line (and the dpdk line after it) end
+			 * the group, so a reader that sees them has the whole group */
+			spools_log_statistics(sp);
+			log_statistics(tr, "SIGUSR1");
+			continue;
+		}
+		if (sig == SIGHUP) {
+			reload_on_sighup(r);
+			continue;
+		}
+		if (!transport_failed(tr))
+			mx_log(MX_LOG_INFO, "terminating on signal %d (%s)", sig, strsignal(sig));
+		return;
+	}
+}
+
+/* Whether some service's restriction lists look up tables. */
+static bool generation_needs_tables(const struct mx_generation *g)
+{
+	for (unsigned i = 0; i < g->nservices; i++)
+		if (mx_policy_needs_tables(g->services[i].policy))
+			return true;
+	return false;
+}
+
+static void log_relay_plan(const struct mx_config *cfg)
+{
+	const char *relayhost = mx_config_get(cfg, "relayhost");
+	bool have_maps = config_has_transport_maps(cfg);
+	if ((relayhost && *relayhost) || have_maps)
+		mx_log(MX_LOG_INFO, "relay to %s%s%s, %u connection(s) per destination%s%s",
+		       relayhost && *relayhost ? relayhost : "(no relayhost)",
+		       relayhost && *relayhost ? " over " : "",
+		       relayhost && *relayhost ? (cfg->relay_lmtp ? "LMTP" : "SMTP") : "",
+		       cfg->relay_concurrency, have_maps ? ", transport_maps = " : "",
+		       have_maps ? cfg->transport_maps : "");
+	else
+		mx_log(MX_LOG_INFO, "relayhost and transport_maps are empty: accepted mail stays "
+				    "in the spool (mxgate-queue lists it)");
+}
+
+/* Run the gateway until a signal stops it. The exit status. */
+static int run_gateway(const char *given_path, const char *pidfile)
+{
+	/* Reloads read the file again, perhaps from another thread's working directory. */
+	char config_path[PATH_MAX];
+	if (!realpath(given_path, config_path))
+		snprintf(config_path, sizeof(config_path), "%s", given_path);
+
+	/* boot: what only a restart changes (the transport, workers, spools, relay, log) */
+	struct mx_config *boot = NULL;
+	int lrc = mx_config_load(config_path, &boot, stderr);
+	if (lrc < 0) {
+		mx_config_report_failure(stderr, "mxgate", config_path, lrc);
+		fprintf(stderr, "mxgate: not starting\n");
+		return 1;
+	}
+	/* The transport's own settings are checked before anything starts, so a typo in a
+	 * port is a one-line error rather than a half-started gateway. */
+	const struct transport_ops *ops = transport_or_complain(boot, config_path, stderr);
+	char cerr[512];
+	if (!ops || (ops->check && ops->check(boot, cerr, sizeof(cerr)) < 0)) {
+		if (ops)
+			fprintf(stderr, "mxgate: fatal: %s: %s\n", config_path, cerr);
+		mx_config_free(boot);
+		return 1;
+	}
+	unsigned workers = boot->workers;
+	if (workers == 0 && boot->transport == MX_TRANSPORT_KERNEL) {
+		/* dpdk: the EAL's lcores say how many */
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		workers = n > 0 ? (unsigned)n : 1;
+	}
+	/* The first generation: the services, their restriction lists and checks. */
+	struct mx_generation *first = build_first_generation(
+		config_path, ops->worker_limit(boot, workers), stderr);
+	if (!first) {
+		fprintf(stderr, "mxgate: not starting\n");
+		mx_config_free(boot);
+		return 1;
+	}
+
+	char host[256];
+	short_hostname(host, sizeof(host));
+	int rc = mx_log_open(boot->maillog_file, host, "smtpd");
+	if (rc < 0) {
+		fprintf(stderr, "mxgate: fatal: open maillog_file %s: %s\n", boot->maillog_file,
+			strerror(-rc));
+		mx_generation_put(first);
+		mx_config_free(boot);
+		return 1;
+	}
+
+	/* Signals are taken by sigtimedwait() in this thread only: block them before any
+	 * worker exists so every thread inherits the mask. A full disk or a file size
+	 * limit must fail a write (451), not kill the gateway. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGUSR1);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGXFSZ, SIG_IGN);
+	raise_nofile();
+
+	/* Open, lock and recover the spools before anything listens: messages that got a
+	 * 250 before a crash are found and indexed, torn writes are discarded. */
+	struct mx_spools sp = { 0 };
+	struct mx_transport_run tr = { .ops = ops };
+	struct mx_gen_pub pub = { 0 };
+	struct control_server *control = NULL;
+	struct queue_control *queue_cmds = NULL;
+	struct reload *reload = NULL;
+	bool pidfile_written = false, failed = true;
+	char err[512];
+	atomic_init(&pub.current, first);
+	check_generation_tables(first, stderr);
+	if (spools_open(&sp, boot, generation_needs_tables(first)) < 0)
+		goto out;
+	for (unsigned i = 0; i < sp.n; i++) {
+		if ((rc = spool_start(sp.spool[i])) < 0) {
+			startup_fatal("cannot start the spool writer: %s", strerror(-rc));
+			goto out;
+		}
+	}
+	for (unsigned i = 0; i < sp.n; i++) {
+		if ((rc = relay_start(sp.relay[i])) < 0) {
+			startup_fatal("cannot start the relay: %s", strerror(-rc));
+			goto out;
+		}
+	}
+	log_relay_plan(boot);
+
+	struct transport_params params = {
+		.boot = boot,
+		.gens = &pub,
+		.tables = sp.tables,
+		.spools = sp.spool,
+		.nspools = sp.n,
+		.workers = workers,
+		.max_connections = boot->max_connections,
+		.shutdown_grace_ms = MXGATE_SHUTDOWN_GRACE_MS,
+		.queue_id_floor_us = sp.newest_id_us,
+	};
+	rc = ops->create(&tr.impl, &params, err, sizeof(err));
+	if (rc < 0) {
+		startup_fatal("%s", err);
+		goto out;
+	}
+	char what[1024];
+	ops->describe(tr.impl, what, sizeof(what));
+	struct reload_params rp = {
+		.ops = ops,
+		.impl = tr.impl,
+		.pub = &pub,
+		.boot = boot,
+		.have_tables = sp.tables != NULL,
+		.nworkers = ops->worker_limit(boot, workers),
+		.started_at = (int64_t)time(NULL),
+		.transport_description = what,
+	};
+	if (reload_create(&reload, &rp) < 0) {
+		startup_fatal("out of memory");
+		goto out;
+	}
+	first = NULL; /* the reload holds its publication now */
+
+	/* The control socket is always open: the queue tool and reloads work whatever the
+	 * configuration. */
+	if ((rc = control_server_create(&control, boot->control_socket, err, sizeof(err))) < 0 ||
+	    (rc = queue_control_register(&queue_cmds, control, sp.relay, sp.n, err,
+					 sizeof(err))) < 0 ||
+	    (rc = reload_register(reload, control, err, sizeof(err))) < 0) {
+		startup_fatal("mxgate_control_socket: %s", err);
+		goto out;
+	}
+	if ((rc = control_server_start(control)) < 0) {
+		startup_fatal("mxgate_control_socket: cannot start its thread: %s", strerror(-rc));
+		goto out;
+	}
+	if (pidfile && (rc = write_pidfile(pidfile)) < 0) {
+		startup_fatal("pidfile %s: %s", pidfile, strerror(-rc));
+		goto out;
+	}
+	pidfile_written = pidfile != NULL;
+
+	rc = ops->start(tr.impl);
+	if (rc < 0) {
+		startup_fatal("cannot start workers: %s", strerror(-rc));
+		goto out;
+	}
+	mx_log(MX_LOG_INFO, "mxgate %s started -- transport %s, spool %s, configuration %s",
+	       MXGATE_VERSION, what, mx_config_get(boot, "mxgate_spool_directory"), config_path);
+
+	signal_loop(&sigs, &tr, &sp, reload);
+
+	/* No control command runs from here on (a reload would wait for workers that are
+	 * stopping). Then the workers go; commits they handed over are synced before the
+	 * writers stop. The relays stop first: they need the writers for their records. */
+	control_server_free(control);
+	control = NULL;
+	transport_stop_join(&tr);
+	spools_stop(&sp);
+	failed = transport_failed(&tr);
+	log_statistics(&tr, "shutdown");
+	spools_log_statistics(&sp);
+	mx_log(MX_LOG_INFO, "mxgate stopped%s", failed ? " after an internal error" : "");
+
+out:
+	/* Also the undoing of a start-up step that failed: every call here accepts what was
+	 * never created (NULL) or never started. */
+	control_server_free(control);
+	queue_control_free(queue_cmds);
+	spools_stop(&sp);
+	transport_destroy(&tr);
+	if (pidfile_written)
+		unlink(pidfile);
+	spools_close(&sp);
+	reload_free(reload);
+	if (first) {
+		atomic_store(&pub.current, NULL);
+		mx_generation_put(first);
+	}
+	mx_log_close();
+	mx_config_free(boot);
+	return failed ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	enum { OPT_PIDFILE = 256 };
@@ -396,6 +683,8 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "explain") == 0)
 		return mx_explain_main(argc - 1, argv + 1, MXGATE_DEFAULT_CONFIG);
+	if (argc > 1 && (strcmp(argv[1], "reload") == 0 || strcmp(argv[1], "status") == 0))
+		return mx_control_cmd_main(argc - 1, argv + 1, MXGATE_DEFAULT_CONFIG);
 
 	while ((opt = getopt_long(argc, argv, "c:nVh", opts, NULL)) != -1) {
 		switch (opt) {
@@ -428,194 +717,5 @@ int main(int argc, char **argv)
 	}
 	if (check)
 		return check_config(config_path);
-
-	struct mx_config *cfg = NULL;
-	int lrc = mx_config_load(config_path, &cfg, stderr);
-	if (lrc < 0) {
-		mx_config_report_failure(stderr, "mxgate", config_path, lrc);
-		fprintf(stderr, "mxgate: not starting\n");
-		return 1;
-	}
-	/* The transport's own settings are checked before anything starts, so a typo in a
-	 * port is a one-line error rather than a half-started gateway. */
-	const struct transport_ops *ops = transport_or_complain(cfg, config_path, stderr);
-	char cerr[512];
-	if (!ops || (ops->check && ops->check(cfg, cerr, sizeof(cerr)) < 0)) {
-		if (ops)
-			fprintf(stderr, "mxgate: fatal: %s: %s\n", config_path, cerr);
-		mx_config_free(cfg);
-		return 1;
-	}
-
-	char host[256];
-	short_hostname(host, sizeof(host));
-	int rc = mx_log_open(cfg->maillog_file, host, "smtpd");
-	if (rc < 0) {
-		fprintf(stderr, "mxgate: fatal: open maillog_file %s: %s\n", cfg->maillog_file,
-			strerror(-rc));
-		mx_config_free(cfg);
-		return 1;
-	}
-
-	/* Signals are taken by sigwaitinfo() in this thread only: block them before any
-	 * worker exists so every thread inherits the mask. A full disk or a file size
-	 * limit must fail a write (451), not kill the gateway. */
-	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGUSR1);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGXFSZ, SIG_IGN);
-	raise_nofile();
-
-	/* Open, lock and recover the spools before anything listens: messages that got a
-	 * 250 before a crash are found and indexed, torn writes are discarded. */
-	struct mx_spools sp = { 0 };
-	struct mx_transport_run tr = { .ops = ops };
-	struct smtp_policy *policy = NULL;
-	struct mx_checks checks = { 0 };
-	bool pidfile_written = false;
-	char err[512];
-	if ((rc = mx_policy_build(cfg, &policy, stderr, err, sizeof(err))) < 0) {
-		startup_fatal("%s", err);
-		goto fail_startup;
-	}
-	if ((rc = mx_checks_build(cfg, &checks, err, sizeof(err))) < 0) {
-		startup_fatal("%s", err);
-		goto fail_startup;
-	}
-	if (spools_open(&sp, cfg, mx_policy_needs_tables(policy)) < 0)
-		goto fail_startup;
-	for (unsigned i = 0; i < sp.n; i++) {
-		if ((rc = spool_start(sp.spool[i])) < 0) {
-			startup_fatal("cannot start the spool writer: %s", strerror(-rc));
-			goto fail_startup;
-		}
-	}
-	for (unsigned i = 0; i < sp.n; i++) {
-		if ((rc = relay_start(sp.relay[i])) < 0) {
-			startup_fatal("cannot start the relay: %s", strerror(-rc));
-			goto fail_startup;
-		}
-	}
-	const char *relayhost = mx_config_get(cfg, "relayhost");
-	bool have_maps = config_has_transport_maps(cfg);
-	if ((relayhost && *relayhost) || have_maps)
-		mx_log(MX_LOG_INFO, "relay to %s%s%s, %u connection(s) per destination%s%s",
-		       relayhost && *relayhost ? relayhost : "(no relayhost)",
-		       relayhost && *relayhost ? " over " : "",
-		       relayhost && *relayhost ? (cfg->relay_lmtp ? "LMTP" : "SMTP") : "",
-		       cfg->relay_concurrency, have_maps ? ", transport_maps = " : "",
-		       have_maps ? cfg->transport_maps : "");
-	else
-		mx_log(MX_LOG_INFO, "relayhost and transport_maps are empty: accepted mail stays "
-				    "in the spool (mxgate-queue lists it)");
-	/* The control socket is always open: the queue tool works whatever the config. */
-	if ((rc = queue_control_start(&sp.control, cfg->control_socket, sp.relay, sp.n, err,
-				      sizeof(err))) < 0) {
-		startup_fatal("mxgate_control_socket: %s", err);
-		goto fail_startup;
-	}
-
-	unsigned workers = cfg->workers;
-	if (workers == 0 && cfg->transport == MX_TRANSPORT_KERNEL) {
-		/* dpdk: the EAL's lcores say how many */
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		workers = n > 0 ? (unsigned)n : 1;
-	}
-	struct transport_params params = {
-		.cfg = cfg,
-		.policy = policy,
-		.tables = sp.tables,
-		.checks = checks.any ? &checks.cfg : NULL,
-		.spools = sp.spool,
-		.nspools = sp.n,
-		.workers = workers,
-		.max_connections = cfg->max_connections,
-		.idle_timeout_ms = (uint64_t)cfg->smtpd_timeout_s * 1000u,
-		.shutdown_grace_ms = MXGATE_SHUTDOWN_GRACE_MS,
-		.queue_id_floor_us = sp.newest_id_us,
-	};
-	rc = ops->create(&tr.impl, &params, err, sizeof(err));
-	if (rc < 0) {
-		startup_fatal("%s", err);
-		goto fail_startup;
-	}
-	if (pidfile && (rc = write_pidfile(pidfile)) < 0) {
-		startup_fatal("pidfile %s: %s", pidfile, strerror(-rc));
-		goto fail_startup;
-	}
-	pidfile_written = pidfile != NULL;
-
-	rc = ops->start(tr.impl);
-	if (rc < 0) {
-		startup_fatal("cannot start workers: %s", strerror(-rc));
-		goto fail_startup;
-	}
-	char what[1024];
-	ops->describe(tr.impl, what, sizeof(what));
-	mx_log(MX_LOG_INFO, "mxgate %s started -- transport %s, spool %s, configuration %s",
-	       MXGATE_VERSION, what, mx_config_get(cfg, "mxgate_spool_directory"), config_path);
-
-	for (;;) {
-		siginfo_t si;
-		int sig = sigwaitinfo(&sigs, &si);
-		if (sig < 0) {
-			if (errno == EINTR)
-				continue;
-			mx_log(MX_LOG_ERROR, "sigwaitinfo: %s", strerror(errno));
-			break;
-		}
-		if (sig == SIGUSR1) {
-			/* the spools first: the statistics line (and the dpdk line after it) end
-			 * the group, so a reader that sees them has the whole group */
-			spools_log_statistics(&sp);
-			log_statistics(&tr, "SIGUSR1");
-			continue;
-		}
-		if (sig == SIGHUP) {
-			mx_log(MX_LOG_WARNING,
-			       "SIGHUP: configuration reload is not supported yet; restart mxgate "
-			       "to apply changes");
-			continue;
-		}
-		if (!transport_failed(&tr))
-			mx_log(MX_LOG_INFO, "terminating on signal %d (%s)", sig, strsignal(sig));
-		break;
-	}
-
-	transport_stop_join(&tr);
-	/* The workers are gone; commits they handed over are synced before the writers
-	 * stop. The relays stop first: they need the writers for their records. */
-	spools_stop(&sp);
-	bool failed = transport_failed(&tr);
-	log_statistics(&tr, "shutdown");
-	spools_log_statistics(&sp);
-	mx_log(MX_LOG_INFO, "mxgate stopped%s", failed ? " after an internal error" : "");
-	transport_destroy(&tr);
-	if (pidfile)
-		unlink(pidfile);
-	spools_close(&sp);
-	smtp_policy_free(policy);
-	mx_checks_free(&checks);
-	mx_log_close();
-	mx_config_free(cfg);
-	return failed ? 1 : 0;
-
-fail_startup:
-	/* A start-up step failed: undo what the steps before it did. Every call here accepts
-	 * what was never created (NULL) or never started. */
-	spools_stop(&sp);
-	transport_destroy(&tr);
-	if (pidfile_written)
-		unlink(pidfile);
-	spools_close(&sp);
-	smtp_policy_free(policy);
-	mx_checks_free(&checks);
-	mx_log_close();
-	mx_config_free(cfg);
-	return 1;
+	return run_gateway(config_path, pidfile);
 }

@@ -1,7 +1,8 @@
 /* What both transports (kernel_transport.h, dpdk_transport.h) are given by main.c: the
- * configuration, the shared policy and checks, the table store, the spools, and the
- * limits. Each worker builds its own per-worker state (table reader, policy context,
- * checks scratch, spool client, queue-ID generator) from these. */
+ * configuration they start with, the published generations (what each new connection is
+ * served by: mgmt/generation.h), the table store, the spools, and the limits. Each worker
+ * builds its own per-worker state (table reader, policy contexts, checks scratch, spool
+ * client, queue-ID generator) from these. */
 #ifndef MXGATE_DATAPLANE_TRANSPORT_H
 #define MXGATE_DATAPLANE_TRANSPORT_H
 
@@ -9,27 +10,27 @@
 
 #include "dataplane/spool/spool_writer.h"
 #include "mgmt/config.h"
+#include "mgmt/generation.h"
 #include "mxgate/counters.h"
-#include "smtp/smtp_checks.h"
-#include "smtp/smtp_restrictions.h"
 #include "tables/tables_env.h"
 
 struct transport_params {
-	const struct mx_config *cfg;            /* listen addresses, limits, engine config */
-	const struct smtp_policy *policy;       /* the restriction lists, shared */
+	/* What only a restart changes (the transport, its ports, the workers, the listen
+	 * addresses to open at start), read while the transport is created; it lives as long
+	 * as the gateway. */
+	const struct mx_config *boot;
+	/* The generations new connections get; current is set before create(). */
+	struct mx_gen_pub *gens;
 	/* The table store the policy looks up (each worker opens its own reader and renews
 	 * it once per poll iteration, so a committed table change is seen at once); NULL when
-	 * the policy uses no table. */
+	 * no policy uses a table. */
 	struct tables_env *tables;
-	/* header_checks and friends (each worker allocates its own scratch); NULL: none. */
-	const struct smtp_checks_config *checks;
 	/* Started; stopped after the workers. Worker i writes to spools[i % nspools] (one
 	 * writer per spool directory: mxgate_spool_directory may list several). */
 	struct spool *const *spools;
 	unsigned nspools;
 	unsigned workers;                       /* >= 1 (the caller resolves 0 = cores) */
 	unsigned max_connections;               /* per worker; 0 = no limit */
-	uint64_t idle_timeout_ms;               /* smtpd_timeout */
 	uint64_t shutdown_grace_ms;             /* how long a stop waits for output to drain */
 	uint64_t queue_id_floor_us;             /* the newest spool_newest_id_us() */
 };
@@ -40,6 +41,10 @@ struct transport_ops {
 	/* What `mxgate --check` can judge without starting anything (ports, addresses);
 	 * NULL: nothing beyond the configuration. 0, or a negative errno with err. */
 	int (*check)(const struct mx_config *cfg, char *err, size_t errlen);
+	/* The most workers create() may start for this configuration (workers: what main
+	 * resolved mxgate_workers to; the dpdk transport's come from the EAL's lcores): the
+	 * counter slots of every generation. */
+	unsigned (*worker_limit)(const struct mx_config *boot, unsigned workers);
 	/* Build the transport (listeners, ports, workers not yet running). 0 and *impl, or a
 	 * negative errno with err. */
 	int (*create)(void **impl, const struct transport_params *p, char *err, size_t errlen);
@@ -51,6 +56,18 @@ struct transport_ops {
 	void (*counters)(const void *impl, struct mx_counters *sum, uint64_t *open);
 	/* Extra statistics lines of this transport (SIGUSR1, shutdown); NULL: none. */
 	void (*log_statistics)(const void *impl, const char *when);
+	/* Wait until every worker passed a quiescent point (the end of a poll iteration, or
+	 * it sleeps): after it no worker holds a generation pointer it read before without a
+	 * reference of its own (mgmt/generation.h). Management thread only. */
+	void (*synchronize)(void *impl);
+	/* Before g is published: can its services listen where they say (addresses this
+	 * gateway does not hold yet are free, the ports are ones this transport serves)? 0,
+	 * or a negative errno with err. */
+	int (*check_services)(void *impl, const struct mx_generation *g, char *err,
+			      size_t errlen);
+	/* A new generation was published: listeners it adds or drops are opened or closed
+	 * (each worker reconciles its own at its next iteration). */
+	void (*services_changed)(void *impl);
 	/* For the start-up line: "dpdk (DPDK 22.11.4), 2 worker lcore(s), 1 port(s), ...". */
 	void (*describe)(const void *impl, char *buf, size_t len);
 	void (*destroy)(void *impl);             /* after join; NULL is a no-op */

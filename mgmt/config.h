@@ -77,7 +77,7 @@ struct mx_config {
 						   group commit waits for company */
 	uint64_t spool_quota;                   /* mxgate_spool_quota, bytes; 0 = none */
 
-	/* The relay (dataplane/spool/spool_relay.h); off while relayhost is empty. */
+	/* The relay (dataplane/spool/relay.h); off while relayhost is empty. */
 	char relayhost_addr[64];                /* relayhost: numeric address, "" = no relay */
 	uint16_t relayhost_port;                /* default 25 */
 	bool relay_lmtp;                        /* mxgate_relay_protocol = lmtp */

@@ -21,6 +21,7 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 #include <rte_spinlock.h>
 #include <rte_version.h>
@@ -44,6 +45,7 @@
 #define DP_OWNER_BITS 20  /* flow-owner table: 2^20 slots of 8 bytes */
 #define DP_TX_RETRIES 4
 #define DP_WARN_INTERVAL_MS 1000
+#define DP_LISTEN_MAX 8 /* TCP ports a stack listens on (net_stack_listen()'s bound) */
 
 static const char dp_refusal[] = "421 4.3.2 Service currently unavailable\r\n";
 
@@ -113,6 +115,11 @@ struct dp_worker {
 	unsigned refused_since_warning;
 	bool launched;
 	pid_t tid; /* for the CPU time the kernel accounts to this lcore's thread */
+	/* the TCP ports its stacks listen on (a reload may add some), and the generations
+	 * they were last made for (IDs) */
+	uint16_t listening[DP_LISTEN_MAX];
+	unsigned nlistening;
+	uint64_t listen_cur, listen_can;
 };
 
 struct dpdk_transport {
@@ -130,6 +137,8 @@ struct dpdk_transport {
 	atomic_bool stop;
 	atomic_bool failed;
 	bool ports_started;
+	/* quiescent points of the workers (RCU: rte_rcu_qsbr), for publishing generations */
+	struct rte_rcu_qsbr *qsbr;
 };
 
 static bool dp_eal_initialised; /* rte_eal_init() may run once per process */
@@ -290,11 +299,6 @@ static void dp_timer_set(struct dp_worker *w, struct dp_conn *k)
 	net_timer_arm(w->wheel, &k->timer, (uint32_t)dp_due_ms(k));
 }
 
-static uint64_t dp_idle_ms(const struct dp_worker *w)
-{
-	return w->t->p.idle_timeout_ms;
-}
-
 /* Unlink a connection that is over; the struct is freed at the end of the iteration,
  * since the ready list may still name it. */
 static void dp_forget(struct dp_worker *w, struct dp_conn *k)
@@ -353,8 +357,8 @@ static bool dp_after_input(struct dp_worker *w, struct dp_conn *k)
 		return false;
 	/* smtpd_error_sleep_time: the reply and further input wait on the timer wheel */
 	k->hold_until_ms = w->now_ms + delay;
-	if (k->idle_at_ms < k->hold_until_ms + dp_idle_ms(w))
-		k->idle_at_ms = k->hold_until_ms + dp_idle_ms(w);
+	if (k->idle_at_ms < k->hold_until_ms + conn_timeout_ms(k->c))
+		k->idle_at_ms = k->hold_until_ms + conn_timeout_ms(k->c);
 	dp_timer_set(w, k);
 	return true;
 }
@@ -441,12 +445,15 @@ static void dp_accept(struct dp_worker *w, struct net_conn *nc)
 	net_conn_peer(nc, &family, addr, &port);
 	peer.family = family;
 	memcpy(peer.bytes, addr, family == AF_INET ? 4 : 16);
+	/* a service listens on its TCP port on every port address: found by the port */
+	uint16_t local_port;
+	net_conn_local(nc, &family, addr, &local_port);
 
 	struct dp_conn *k = calloc(1, sizeof(*k));
-	struct conn *c = k ? conn_new(&w->cw, &peer, port) : NULL;
+	struct conn *c = k ? conn_new(&w->cw, &peer, port, NULL, local_port) : NULL;
 	if (!c) {
 		free(k);
-		dp_refuse(w, nc, "out of memory");
+		dp_refuse(w, nc, "out of memory, or no service on this port");
 		return;
 	}
 	k->nc = nc;
@@ -812,6 +819,46 @@ static uint64_t dp_idle_sleep_us(const struct dpdk_config *dc, uint64_t idle_us)
 	return us < base ? base : us > max ? max : us;
 }
 
+/* Listen on every TCP port a published generation's services use. Ports a reload drops
+ * stay open (the stack cannot unlisten yet): a connection there finds no service and is
+ * refused with 421. */
+static void dp_listen_reconcile(struct dp_worker *w)
+{
+	struct dpdk_transport *t = w->t;
+	struct mx_generation *gens[2] = {
+		atomic_load_explicit(&t->p.gens->current, memory_order_acquire),
+		atomic_load_explicit(&t->p.gens->canary, memory_order_acquire),
+	};
+	uint64_t cur = gens[0] ? gens[0]->id : 0, can = gens[1] ? gens[1]->id : 0;
+	if (cur == w->listen_cur && can == w->listen_can)
+		return;
+	for (int k = 0; k < 2; k++) {
+		for (unsigned i = 0; gens[k] && i < gens[k]->nservices; i++) {
+			const struct mx_service *svc = &gens[k]->services[i];
+			for (unsigned j = 0; j < svc->nlisten; j++) {
+				uint16_t port = svc->listen[j].port;
+				bool have = false;
+				for (unsigned l = 0; l < w->nlistening; l++)
+					have |= w->listening[l] == port;
+				if (have)
+					continue;
+				int rc = w->nlistening < DP_LISTEN_MAX ? 0 : -ENOSPC;
+				for (unsigned pi = 0; rc == 0 && pi < t->nports; pi++)
+					rc = net_stack_listen(w->stack[pi], port);
+				if (rc < 0) {
+					mx_log(MX_LOG_WARNING, "worker %u: cannot listen on TCP port "
+							       "%u: %s",
+					       w->index, (unsigned)port, strerror(-rc));
+					continue;
+				}
+				w->listening[w->nlistening++] = port;
+			}
+		}
+	}
+	w->listen_cur = cur;
+	w->listen_can = can;
+}
+
 static int dp_worker_main(void *arg)
 {
 	struct dp_worker *w = arg;
@@ -826,12 +873,19 @@ static int dp_worker_main(void *arg)
 	uint64_t last = rte_rdtsc();
 	dp_update_clock(w, last);
 	uint64_t busy_at_us = w->now_us;
+	rte_rcu_qsbr_thread_online(t->qsbr, w->index);
 	for (;;) {
 		if (!w->stopping && atomic_load_explicit(&t->stop, memory_order_relaxed))
 			dp_begin_stop(w);
 		if (w->stopping && (!w->conns || w->now_ms >= w->stop_deadline_ms))
 			break;
+		if (!w->stopping)
+			dp_listen_reconcile(w); /* a reload may have added services */
 		bool busy = dp_iterate(w);
+		/* the quiescent point: generation pointers read in this iteration are held
+		 * with references now, and idle generations are let go */
+		conn_worker_release_gens(&w->cw);
+		rte_rcu_qsbr_quiescent(t->qsbr, w->index);
 		uint64_t now = rte_rdtsc();
 		if (busy)
 			dp_stat_add(&w->st.busy_cycles, now - last);
@@ -846,7 +900,10 @@ static int dp_worker_main(void *arg)
 			 * spool writer and the kernel share it on small machines) */
 			uint64_t us = dp_idle_sleep_us(&t->dc, w->now_us - busy_at_us);
 			struct timespec ts = { (time_t)(us / 1000000u), (long)(us % 1000000u) * 1000 };
+			/* asleep is quiescent: a reload does not wait for the sleep to end */
+			rte_rcu_qsbr_thread_offline(t->qsbr, w->index);
 			nanosleep(&ts, NULL);
+			rte_rcu_qsbr_thread_online(t->qsbr, w->index);
 			dp_stat_add(&w->st.idle_sleeps, 1);
 			uint64_t after = rte_rdtsc();
 			dp_stat_add(&w->st.total_cycles, after - last);
@@ -854,6 +911,7 @@ static int dp_worker_main(void *arg)
 			dp_update_clock(w, after);
 		}
 	}
+	rte_rcu_qsbr_thread_offline(t->qsbr, w->index);
 	/* Out of grace: close whatever is left, then keep the stacks running a little so
 	 * the last replies and FINs leave (and are retransmitted if lost). */
 	while (w->conns) {
@@ -1021,6 +1079,9 @@ static int dp_worker_setup(struct dpdk_transport *t, struct dp_worker *w, char *
 	uint64_t tsc = rte_rdtsc();
 	dp_update_clock(w, tsc);
 	net_timer_wheel_init(w->wheel, (uint32_t)w->now_ms);
+	if ((rc = rte_rcu_qsbr_thread_register(t->qsbr, w->index)) != 0)
+		return mx_errf(err, errlen, -EINVAL, "worker %u: RCU registration failed",
+			       w->index);
 
 	for (unsigned pi = 0; pi < t->nports; pi++) {
 		const struct dpdk_port_config *pc = &t->dc.port[pi];
@@ -1045,10 +1106,6 @@ static int dp_worker_setup(struct dpdk_transport *t, struct dp_worker *w, char *
 		if (!w->stack[pi])
 			return mx_errf(err, errlen, -errno, "worker %u: TCP/IP stack for %s: %s",
 				       w->index, pc->name, strerror(errno));
-		for (unsigned l = 0; l < t->dc.nlisten; l++)
-			if ((rc = net_stack_listen(w->stack[pi], t->dc.listen_port[l])) < 0)
-				return mx_errf(err, errlen, rc, "listen on port %u: %s",
-					       t->dc.listen_port[l], strerror(-rc));
 		if (t->dc.fault_on) {
 			struct net_fault_config f = t->dc.fault;
 			f.seed += w->index * 1000003u + pi; /* each stack its own sequence */
@@ -1056,7 +1113,9 @@ static int dp_worker_setup(struct dpdk_transport *t, struct dp_worker *w, char *
 				return mx_errf(err, errlen, rc, "fault injection: %s", strerror(-rc));
 		}
 	}
-	return 0;
+	dp_listen_reconcile(w);
+	return w->nlistening ? 0 : mx_errf(err, errlen, -EINVAL, "worker %u: no TCP port to "
+								 "listen on", w->index);
 }
 
 int dpdk_transport_create(struct dpdk_transport **out, const struct transport_params *p,
@@ -1071,8 +1130,6 @@ int dpdk_transport_create(struct dpdk_transport **out, const struct transport_pa
 		return mx_errf(err, errlen, -ENOMEM, "out of memory");
 	t->p = *p;
 	t->dc = *dc;
-	if (t->p.idle_timeout_ms == 0)
-		t->p.idle_timeout_ms = 1000;
 	memset(t->port_index, 0xff, sizeof(t->port_index));
 
 	/* rte_eal_init() may permute argv: give it a copy */
@@ -1105,11 +1162,19 @@ int dpdk_transport_create(struct dpdk_transport **out, const struct transport_pa
 			     QUEUE_ID_MAX_WORKERS);
 		goto fail;
 	}
-	if (p->cfg->workers && p->cfg->workers != t->nworkers) {
+	if (p->boot->workers && p->boot->workers != t->nworkers) {
 		rc = mx_errf(err, errlen, -EINVAL,
 			     "mxgate_workers = %u but mxgate_dpdk_eal_args gives %u worker "
 			     "lcore(s); set mxgate_workers = 0 or match them",
-			     p->cfg->workers, t->nworkers);
+			     p->boot->workers, t->nworkers);
+		goto fail;
+	}
+	size_t qsz = rte_rcu_qsbr_get_memsize(t->nworkers);
+	t->qsbr = aligned_alloc(RTE_CACHE_LINE_SIZE,
+				(qsz + RTE_CACHE_LINE_SIZE - 1) / RTE_CACHE_LINE_SIZE *
+					RTE_CACHE_LINE_SIZE);
+	if (!t->qsbr || rte_rcu_qsbr_init(t->qsbr, t->nworkers) != 0) {
+		rc = mx_errf(err, errlen, -ENOMEM, "out of memory (RCU)");
 		goto fail;
 	}
 	t->workers = calloc(t->nworkers, sizeof(*t->workers));
@@ -1347,7 +1412,7 @@ static int dp_ops_create(void **impl, const struct transport_params *p, char *er
 	struct dpdk_config *dc = malloc(sizeof(*dc));
 	if (!dc)
 		return mx_errf(err, errlen, -ENOMEM, "out of memory");
-	int rc = dpdk_config_parse(p->cfg, getenv("MXGATE_NET_FAULT"), dc, err, errlen);
+	int rc = dpdk_config_parse(p->boot, getenv("MXGATE_NET_FAULT"), dc, err, errlen);
 	unsigned workers;
 	if (rc == 0)
 		rc = dpdk_transport_create((struct dpdk_transport **)impl, p, dc, &workers, err,
@@ -1394,11 +1459,55 @@ static void dp_ops_describe(const void *impl, char *buf, size_t len)
 				    "SMTP on TCP port(s)",
 				    rte_version(), t->nworkers, t->nports,
 				    dpdk_steering_name(t->dc.steering));
-	for (unsigned i = 0; i < t->dc.nlisten && n < len; i++)
+	const struct dp_worker *w0 = &t->workers[0];
+	for (unsigned i = 0; i < w0->nlistening && n < len; i++)
 		n += (size_t)snprintf(buf + n, len - n, "%s %u", i ? "," : "",
-				      (unsigned)t->dc.listen_port[i]);
+				      (unsigned)w0->listening[i]);
 	if (t->dc.fault_on && n < len)
 		snprintf(buf + n, len - n, ", FAULT INJECTION %s", t->dc.fault_spec);
+}
+
+static unsigned dp_ops_worker_limit(const struct mx_config *boot, unsigned workers)
+{
+	(void)boot;
+	return workers ? workers : RTE_MAX_LCORE;
+}
+
+static void dp_ops_synchronize(void *impl)
+{
+	struct dpdk_transport *t = impl;
+	rte_rcu_qsbr_synchronize(t->qsbr, RTE_QSBR_THRID_INVALID);
+}
+
+/* The stacks listen on at most DP_LISTEN_MAX ports, counting those the published
+ * generations use (the management thread publishes, and calls this). */
+static int dp_ops_check_services(void *impl, const struct mx_generation *g, char *err,
+				 size_t errlen)
+{
+	const struct dpdk_transport *t = impl;
+	const struct mx_generation *gens[3] = { g, atomic_load(&t->p.gens->current),
+						atomic_load(&t->p.gens->canary) };
+	uint16_t ports[DP_LISTEN_MAX];
+	unsigned n = 0;
+	for (int k = 0; k < 3; k++) {
+		for (unsigned i = 0; gens[k] && i < gens[k]->nservices; i++) {
+			const struct mx_service *svc = &gens[k]->services[i];
+			for (unsigned j = 0; j < svc->nlisten; j++) {
+				bool have = false;
+				for (unsigned l = 0; l < n; l++)
+					have |= ports[l] == svc->listen[j].port;
+				if (have)
+					continue;
+				if (n == DP_LISTEN_MAX)
+					return mx_errf(err, errlen, -ENOSPC,
+						       "service %s: more than %d TCP ports on the dpdk "
+						       "transport",
+						       svc->name, DP_LISTEN_MAX);
+				ports[n++] = svc->listen[j].port;
+			}
+		}
+	}
+	return 0;
 }
 
 static void dp_ops_destroy(void *impl)
@@ -1409,6 +1518,7 @@ static void dp_ops_destroy(void *impl)
 const struct transport_ops dpdk_transport_ops = {
 	.name = "dpdk",
 	.check = dp_ops_check,
+	.worker_limit = dp_ops_worker_limit,
 	.create = dp_ops_create,
 	.start = dp_ops_start,
 	.stop = dp_ops_stop,
@@ -1416,6 +1526,8 @@ const struct transport_ops dpdk_transport_ops = {
 	.failed = dp_ops_failed,
 	.counters = dp_ops_counters,
 	.log_statistics = dp_ops_log_statistics,
+	.synchronize = dp_ops_synchronize,
+	.check_services = dp_ops_check_services,
 	.describe = dp_ops_describe,
 	.destroy = dp_ops_destroy,
 };

@@ -17,8 +17,10 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "dataplane/kernel/kernel_internal.h"
 #include "dataplane/session/conn.h"
 #include "mgmt/log.h"
 #include "mxgate/errf.h"
@@ -31,93 +33,11 @@
 #define KT_ROUNDS 8
 #define KT_ACCEPT_BURST 64
 #define KT_EVENTS 256
-#define KT_LISTEN_BACKLOG 1024
 /* After EMFILE/ENFILE, stop accepting this long rather than spin on the listener. */
 #define KT_ACCEPT_PAUSE_MS 100
 #define KT_WARN_INTERVAL_MS 1000
 
 static const char kt_refusal[] = "421 4.3.2 Service currently unavailable\r\n";
-
-enum kt_kind {
-	KT_LISTENER,
-	KT_WAKE,
-	KT_CONN,
-	KT_KIND_MAX,
-};
-
-/* epoll_event.data.ptr points at one of these, first member of each object. */
-struct kt_handle {
-	enum kt_kind kind;
-};
-
-struct kt_listener {
-	struct kt_handle h;
-	int fd;
-	char name[80]; /* "127.0.0.1:25", "[::]:25" */
-};
-
-struct kt_worker;
-
-struct kt_conn {
-	struct kt_handle h;
-	int fd;
-	bool readable;   /* edge-triggered: the socket may have more to read */
-	/* epoll said the peer closed or reset (EPOLLRDHUP, EPOLLHUP, EPOLLERR). The close
-	 * may have come in the same event as the client's last bytes, and edge-triggered
-	 * epoll will not report it again: reading goes on until read(2) says EOF or error,
-	 * even after a short read. */
-	bool hangup;
-	bool eof;        /* the peer closed its side (or reset) */
-	bool dead;       /* closed; freed at the end of the loop iteration */
-	bool in_ready;
-	struct conn *c;
-	char *in;        /* unconsumed input, KT_READ_CHUNK bytes when allocated */
-	size_t in_len;
-	uint64_t idle_at;    /* smtpd_timeout deadline (monotonic ms) */
-	uint64_t hold_until; /* smtpd_error_sleep_time: no I/O before this; 0 = none */
-	uint64_t heap_key;
-	size_t heap_idx;
-	struct kt_conn *prev, *next;             /* the worker's connections */
-	struct kt_conn *ready_prev, *ready_next; /* work left over from a wake-up */
-};
-
-struct kt_worker {
-	struct kernel_transport *kt;
-	unsigned index;
-	pthread_t thread;
-	bool started;
-	int epfd;
-	struct kt_handle wake_h;
-	int wake_fd;
-	struct kt_listener *listeners;
-	unsigned nlisteners;
-	bool listeners_closed;
-	struct conn_worker cw;
-	char *scratch;
-
-	struct kt_conn **heap; /* min-heap on heap_key */
-	size_t heap_len, heap_cap;
-	struct kt_conn *conns;
-	struct kt_conn *ready_head, *ready_tail;
-	struct kt_conn *dead;
-	uint64_t nconns; /* read by other threads with __atomic loads */
-
-	bool stopping;
-	uint64_t stop_deadline;
-	bool accept_paused;
-	uint64_t accept_resume_at;
-	uint64_t refused_warned_at;
-	unsigned refused_since_warning;
-	uint64_t accept_warned_at;
-};
-
-struct kernel_transport {
-	struct transport_params p;
-	struct kt_worker *workers;
-	unsigned nworkers;
-	atomic_bool stop;
-	atomic_bool failed;
-};
 
 /* ---- deadlines: a binary min-heap per worker ----
  * Every connection is in its worker's heap from accept to close, keyed by its earliest
@@ -244,11 +164,6 @@ static void kt_ready_remove(struct kt_worker *w, struct kt_conn *k)
 
 /* ---- connections ---- */
 
-static uint64_t kt_idle_ms(const struct kt_worker *w)
-{
-	return w->kt->p.idle_timeout_ms;
-}
-
 /* Close now: the session has ended (or the peer is gone, or time is up). Logs the
  * disconnect line. The struct itself lives until the end of this loop iteration, because
  * later events of the same epoll batch may still point at it. */
@@ -354,8 +269,8 @@ static bool kt_after_input(struct kt_worker *w, struct kt_conn *k, uint64_t now)
 	 * so the reply (and further input) waits on the timer heap instead. The idle
 	 * timeout does not run during the hold. */
 	k->hold_until = now + delay;
-	if (k->idle_at < k->hold_until + kt_idle_ms(w))
-		k->idle_at = k->hold_until + kt_idle_ms(w);
+	if (k->idle_at < k->hold_until + conn_timeout_ms(k->c))
+		k->idle_at = k->hold_until + conn_timeout_ms(k->c);
 	kt_heap_update(w, k);
 	return true;
 }
@@ -473,8 +388,8 @@ static void kt_refuse(struct kt_worker *w, int fd, const struct mx_inet_addr *pe
 	}
 }
 
-static void kt_new_conn(struct kt_worker *w, int fd, const struct sockaddr_storage *ss,
-			uint64_t now)
+static void kt_new_conn(struct kt_worker *w, const struct kt_listener *l, int fd,
+			const struct sockaddr_storage *ss, uint64_t now)
 {
 	struct mx_inet_addr peer = { 0 };
 	uint16_t port = 0;
@@ -503,7 +418,7 @@ static void kt_new_conn(struct kt_worker *w, int fd, const struct sockaddr_stora
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
 	struct kt_conn *k = calloc(1, sizeof(*k));
-	struct conn *c = k ? conn_new(&w->cw, &peer, port) : NULL;
+	struct conn *c = k ? conn_new(&w->cw, &peer, port, &l->addr, l->port) : NULL;
 	if (!c) {
 		free(k);
 		kt_refuse(w, fd, &peer, now);
@@ -582,11 +497,7 @@ static void kt_pause_accept(struct kt_worker *w, bool pause, uint64_t now)
 {
 	if (w->listeners_closed || w->accept_paused == pause)
 		return;
-	for (unsigned i = 0; i < w->nlisteners; i++) {
-		struct epoll_event ev = { .events = pause ? 0 : EPOLLIN,
-					  .data.ptr = &w->listeners[i].h };
-		epoll_ctl(w->epfd, EPOLL_CTL_MOD, w->listeners[i].fd, &ev);
-	}
+	kt_listeners_pause(w, pause);
 	w->accept_paused = pause;
 	w->accept_resume_at = now + KT_ACCEPT_PAUSE_MS;
 }
@@ -598,7 +509,7 @@ static void kt_accept(struct kt_worker *w, struct kt_listener *l, uint64_t now)
 		socklen_t sl = sizeof(ss);
 		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
-			kt_new_conn(w, fd, &ss, now);
+			kt_new_conn(w, l, fd, &ss, now);
 			continue;
 		}
 		switch (errno) {
@@ -628,23 +539,11 @@ static void kt_accept(struct kt_worker *w, struct kt_listener *l, uint64_t now)
 	}
 }
 
-static void kt_close_listeners(struct kt_worker *w)
-{
-	if (w->listeners_closed)
-		return;
-	for (unsigned i = 0; i < w->nlisteners; i++) {
-		if (w->listeners[i].fd >= 0)
-			close(w->listeners[i].fd);
-		w->listeners[i].fd = -1;
-	}
-	w->listeners_closed = true;
-}
-
 static void kt_begin_stop(struct kt_worker *w, uint64_t now)
 {
 	w->stopping = true;
 	w->stop_deadline = now + w->kt->p.shutdown_grace_ms;
-	kt_close_listeners(w);
+	kt_listeners_close(w);
 	for (struct kt_conn *k = w->conns, *next; k; k = next) {
 		next = k->next;
 		/* conn_shutdown() never interrupts a commit: a connection waiting for one
@@ -740,10 +639,22 @@ static void *kt_worker_main(void *arg)
 			break;
 		if (w->accept_paused && now >= w->accept_resume_at)
 			kt_pause_accept(w, false, now);
+		if (!w->stopping) {
+			/* a reload may have added or dropped services */
+			char err[256];
+			if (kt_listeners_reconcile(w, err, sizeof(err)) < 0)
+				mx_log(MX_LOG_WARNING, "worker %u: %s", w->index, err);
+		}
 
+		/* the quiescent point: no generation pointer read in this iteration is held
+		 * without a reference any more, and idle generations are let go */
+		conn_worker_release_gens(&w->cw);
+		atomic_fetch_add_explicit(&w->qs, 1, memory_order_release);
 		/* the lines of the last batch of events leave in one write(2) before we wait */
 		mx_log_batch_flush();
+		atomic_store_explicit(&w->blocked, true, memory_order_release);
 		int n = epoll_wait(w->epfd, evs, KT_EVENTS, kt_wait_timeout(w, now));
+		atomic_store_explicit(&w->blocked, false, memory_order_seq_cst);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -790,7 +701,7 @@ static void *kt_worker_main(void *arg)
 	}
 
 	/* Stopped: whatever is left had its grace period. */
-	kt_close_listeners(w);
+	kt_listeners_close(w);
 	while (w->conns) {
 		struct kt_conn *k = w->conns;
 		if (!conn_closed(k->c) && !k->eof)
@@ -798,64 +709,13 @@ static void *kt_worker_main(void *arg)
 		kt_close(w, k);
 	}
 	kt_free_dead(w);
+	/* gone: quiescent for good */
+	atomic_store_explicit(&w->blocked, true, memory_order_release);
 	mx_log_batch_end();
 	return NULL;
 }
 
 /* ---- setup ---- */
-
-/* "0.0.0.0", "::", "[::1]" and a port into a sockaddr. */
-static int kt_sockaddr(const struct mx_listen_addr *la, struct sockaddr_storage *ss,
-		       socklen_t *len, char *name, size_t namelen)
-{
-	char host[sizeof(la->host)];
-	snprintf(host, sizeof(host), "%s", la->host);
-	size_t hl = strlen(host);
-	if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
-		memmove(host, host + 1, hl - 2);
-		host[hl - 2] = '\0';
-	}
-	memset(ss, 0, sizeof(*ss));
-	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(la->port);
-		*len = sizeof(*sin);
-		snprintf(name, namelen, "%s:%u", host, (unsigned)la->port);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(la->port);
-		*len = sizeof(*sin6);
-		snprintf(name, namelen, "[%s]:%u", host, (unsigned)la->port);
-		return 0;
-	}
-	return -EINVAL;
-}
-
-static int kt_listen_socket(const struct sockaddr_storage *ss, socklen_t len, bool reuseport,
-			    int *out)
-{
-	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	int one = 1;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-	    (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
-	    /* a v6 socket takes v6 only; "0.0.0.0" is listed separately when wanted */
-	    (ss->ss_family == AF_INET6 &&
-	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
-	    bind(fd, (const struct sockaddr *)ss, len) != 0 ||
-	    (reuseport && listen(fd, KT_LISTEN_BACKLOG) != 0)) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	*out = fd;
-	return 0;
-}
 
 void kernel_transport_destroy(struct kernel_transport *kt)
 {
@@ -864,8 +724,7 @@ void kernel_transport_destroy(struct kernel_transport *kt)
 	for (unsigned i = 0; i < kt->nworkers; i++) {
 		struct kt_worker *w = &kt->workers[i];
 		assert(!w->started);
-		kt_close_listeners(w);
-		free(w->listeners);
+		kt_listeners_close(w);
 		if (w->epfd >= 0)
 			close(w->epfd);
 		if (w->wake_fd >= 0)
@@ -881,21 +740,15 @@ void kernel_transport_destroy(struct kernel_transport *kt)
 int kernel_transport_create(struct kernel_transport **out,
 			    const struct transport_params *p, char *err, size_t errlen)
 {
-	const struct mx_config *cfg = p->cfg;
 	int rc;
 
 	if (p->workers < 1 || p->workers > QUEUE_ID_MAX_WORKERS)
 		return mx_errf(err, errlen, -EINVAL, "mxgate_workers: %u is out of range 1..%u",
 			       p->workers, QUEUE_ID_MAX_WORKERS);
-	if (cfg->listen_count == 0)
-		return mx_errf(err, errlen, -EINVAL, "mxgate_listen: no address to listen on");
-
 	struct kernel_transport *kt = calloc(1, sizeof(*kt));
 	if (!kt)
 		return mx_errf(err, errlen, -ENOMEM, "out of memory");
 	kt->p = *p;
-	if (kt->p.idle_timeout_ms == 0)
-		kt->p.idle_timeout_ms = 1000;
 	kt->workers = calloc(p->workers, sizeof(*kt->workers));
 	if (!kt->workers) {
 		free(kt);
@@ -908,56 +761,16 @@ int kernel_transport_create(struct kernel_transport **out,
 		w->index = i;
 		w->epfd = w->wake_fd = -1;
 		w->listeners_closed = true; /* until they exist */
+		atomic_init(&w->blocked, true); /* not running yet: quiescent */
 	}
+	/* the addresses of the published generation: free to bind, before any worker has */
+	struct mx_generation *cur = atomic_load(&p->gens->current);
+	if ((rc = kt_listeners_check(kt, cur, err, errlen)) < 0)
+		goto fail;
 	for (unsigned i = 0; i < kt->nworkers; i++) {
 		if ((rc = conn_worker_init(&kt->workers[i].cw, p, i, err, errlen)) < 0)
 			goto fail;
 	}
-
-	for (unsigned a = 0; a < cfg->listen_count; a++) {
-		struct sockaddr_storage ss;
-		socklen_t sl;
-		char name[80];
-		if (kt_sockaddr(&cfg->listen[a], &ss, &sl, name, sizeof(name)) < 0) {
-			rc = mx_errf(err, errlen, -EINVAL,
-				     "mxgate_listen: '%s' is not a numeric IPv4 or IPv6 address",
-				     cfg->listen[a].host);
-			goto fail;
-		}
-		if (cfg->listen[a].port == 0) {
-			rc = mx_errf(err, errlen, -EINVAL, "mxgate_listen: %s: port 0", name);
-			goto fail;
-		}
-		/* SO_REUSEPORT would let us share the port with any other process of this
-		 * user that also set it (a second gateway, silently taking half the mail). A
-		 * plain bind first finds such an owner. */
-		int probe;
-		if ((rc = kt_listen_socket(&ss, sl, false, &probe)) < 0) {
-			mx_errf(err, errlen, rc, "bind %s: %s", name, strerror(-rc));
-			goto fail;
-		}
-		close(probe);
-		for (unsigned i = 0; i < kt->nworkers; i++) {
-			struct kt_worker *w = &kt->workers[i];
-			if (!w->listeners) {
-				w->listeners = calloc(cfg->listen_count, sizeof(*w->listeners));
-				if (!w->listeners) {
-					rc = mx_errf(err, errlen, -ENOMEM, "out of memory");
-					goto fail;
-				}
-				w->listeners_closed = false;
-			}
-			struct kt_listener *l = &w->listeners[w->nlisteners];
-			l->h.kind = KT_LISTENER;
-			snprintf(l->name, sizeof(l->name), "%s", name);
-			if ((rc = kt_listen_socket(&ss, sl, true, &l->fd)) < 0) {
-				mx_errf(err, errlen, rc, "bind %s: %s", name, strerror(-rc));
-				goto fail;
-			}
-			w->nlisteners++;
-		}
-	}
-
 	for (unsigned i = 0; i < kt->nworkers; i++) {
 		struct kt_worker *w = &kt->workers[i];
 		w->scratch = malloc(KT_READ_CHUNK);
@@ -972,21 +785,18 @@ int kernel_transport_create(struct kernel_transport **out,
 		}
 		w->wake_h.kind = KT_WAKE;
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &w->wake_h };
-		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wake_fd, &ev) != 0)
-			goto fail_errno;
-		for (unsigned j = 0; j < w->nlisteners; j++) {
-			/* level-triggered: a backlog left after a burst fires again */
-			struct epoll_event lev = { .events = EPOLLIN, .data.ptr = &w->listeners[j].h };
-			if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->listeners[j].fd, &lev) != 0)
-				goto fail_errno;
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wake_fd, &ev) != 0) {
+			rc = -errno;
+			mx_errf(err, errlen, rc, "epoll_ctl: %s", strerror(-rc));
+			goto fail;
 		}
+		w->listeners_closed = false;
+		if ((rc = kt_listeners_reconcile(w, err, errlen)) < 0)
+			goto fail;
 	}
 	*out = kt;
 	return 0;
 
-fail_errno:
-	rc = -errno;
-	mx_errf(err, errlen, rc, "epoll_ctl: %s", strerror(-rc));
 fail:
 	kernel_transport_destroy(kt);
 	return rc;
@@ -1085,14 +895,61 @@ static void kt_ops_counters(const void *impl, struct mx_counters *sum, uint64_t 
 static void kt_ops_describe(const void *impl, char *buf, size_t len)
 {
 	const struct kernel_transport *kt = impl;
-	const struct mx_config *cfg = kt->p.cfg;
+	const struct mx_generation *g = atomic_load(&kt->p.gens->current);
 	size_t n = (size_t)snprintf(buf, len, "kernel, %u worker(s), listening on", kt->nworkers);
-	for (unsigned i = 0; i < cfg->listen_count && n < len; i++) {
-		bool v6 = strchr(cfg->listen[i].host, ':') && cfg->listen[i].host[0] != '[';
-		n += (size_t)snprintf(buf + n, len - n, "%s %s%s%s:%u", i ? "," : "",
-				      v6 ? "[" : "", cfg->listen[i].host, v6 ? "]" : "",
-				      (unsigned)cfg->listen[i].port);
+	for (unsigned i = 0; i < g->nservices && n < len; i++) {
+		const struct mx_service *svc = &g->services[i];
+		n += (size_t)snprintf(buf + n, len - n, "%s %s (", i ? "," : "", svc->name);
+		for (unsigned j = 0; j < svc->nlisten && n < len; j++) {
+			const struct mx_listen_addr *la = &svc->listen[j];
+			bool v6 = strchr(la->host, ':') && la->host[0] != '[';
+			n += (size_t)snprintf(buf + n, len - n, "%s%s%s%s:%u", j ? " " : "",
+					      v6 ? "[" : "", la->host, v6 ? "]" : "",
+					      (unsigned)la->port);
+		}
+		if (n < len)
+			n += (size_t)snprintf(buf + n, len - n, ")");
 	}
+}
+
+/* Every worker passed a quiescent point since the call: it ended an iteration, or waits
+ * in epoll_wait() (or has stopped). */
+static unsigned kt_ops_worker_limit(const struct mx_config *boot, unsigned workers)
+{
+	(void)boot;
+	return workers;
+}
+
+static void kt_ops_synchronize(void *impl)
+{
+	struct kernel_transport *kt = impl;
+	uint64_t *seen = calloc(kt->nworkers, sizeof(*seen));
+	for (unsigned i = 0; seen && i < kt->nworkers; i++)
+		seen[i] = atomic_load_explicit(&kt->workers[i].qs, memory_order_acquire);
+	for (unsigned i = 0; i < kt->nworkers; i++) {
+		struct kt_worker *w = &kt->workers[i];
+		while (!atomic_load_explicit(&w->blocked, memory_order_acquire) &&
+		       (!seen || atomic_load_explicit(&w->qs, memory_order_acquire) == seen[i])) {
+			struct timespec ts = { 0, 50000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	free(seen);
+}
+
+/* A generation was published: wake the workers so that they open or close listeners
+ * now, not at their next event. */
+static void kt_ops_services_changed(void *impl)
+{
+	struct kernel_transport *kt = impl;
+	for (unsigned i = 0; i < kt->nworkers; i++)
+		(void)eventfd_write(kt->workers[i].wake_fd, 1);
+}
+
+static int kt_ops_check_services(void *impl, const struct mx_generation *g, char *err,
+				 size_t errlen)
+{
+	return kt_listeners_check(impl, g, err, errlen);
 }
 
 static void kt_ops_destroy(void *impl)
@@ -1108,6 +965,10 @@ const struct transport_ops kernel_transport_ops = {
 	.join = kt_ops_join,
 	.failed = kt_ops_failed,
 	.counters = kt_ops_counters,
+	.worker_limit = kt_ops_worker_limit,
+	.synchronize = kt_ops_synchronize,
+	.check_services = kt_ops_check_services,
+	.services_changed = kt_ops_services_changed,
 	.describe = kt_ops_describe,
 	.destroy = kt_ops_destroy,
 };

@@ -204,6 +204,8 @@ void net_conn_set_user(struct net_conn *c, void *user);
 void *net_conn_user(const struct net_conn *c);
 /* Peer address: family AF_INET with 4 bytes, or AF_INET6 with 16; port in host order. */
 void net_conn_peer(const struct net_conn *c, int *family, uint8_t addr[16], uint16_t *port);
+/* The address and port the connection arrived on (ours). */
+void net_conn_local(const struct net_conn *c, int *family, uint8_t addr[16], uint16_t *port);
 
 /* Received bytes in order: the first contiguous run (the buffer is a ring; after
  * consuming it, peek again for the rest). Empty when nothing is buffered. */

@@ -4,6 +4,7 @@
 #include "net_internal.h"
 
 #include <string.h>
+#include <sys/socket.h>
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
 #define SIPROUND                                                                           \
@@ -100,4 +101,17 @@ bool net_tb_take(struct net_token_bucket *tb, uint32_t now_ms)
 		return false;
 	tb->tokens--;
 	return true;
+}
+
+/* The connection's own end, as net_conn_peer() gives the other (IPv4 addresses sit in the
+ * last four bytes of laddr). */
+void net_conn_local(const struct net_conn *c, int *family, uint8_t addr[16], uint16_t *port)
+{
+	*family = (c->flags & CF_IPV6) ? AF_INET6 : AF_INET;
+	memset(addr, 0, 16);
+	if (c->flags & CF_IPV6)
+		memcpy(addr, c->laddr, 16);
+	else
+		memcpy(addr, c->laddr + 12, 4);
+	*port = c->lport;
 }

@@ -27,7 +27,6 @@ struct queue_admin_cmd {
 };
 
 struct queue_control {
-	struct control_server *server;
 	struct relay **relays;
 	size_t n;
 	struct queue_admin_cmd admin[RELAY_OP_MAX];
@@ -392,8 +391,8 @@ static int queue_cmd_admin(void *ctx, int argc, char **argv, struct control_out 
 	return status;
 }
 
-int queue_control_start(struct queue_control **out, const char *socket_path,
-			struct relay *const *relays, size_t n, char *err, size_t errlen)
+int queue_control_register(struct queue_control **out, struct control_server *server,
+			   struct relay *const *relays, size_t n, char *err, size_t errlen)
 {
 	*out = NULL;
 	if (n == 0) {
@@ -408,9 +407,6 @@ int queue_control_start(struct queue_control **out, const char *socket_path,
 	}
 	memcpy(qc->relays, relays, n * sizeof(*relays));
 	qc->n = n;
-	int rc = control_server_create(&qc->server, socket_path, err, errlen);
-	if (rc < 0)
-		goto fail;
 	for (int op = 0; op < RELAY_OP_MAX; op++)
 		qc->admin[op] = (struct queue_admin_cmd){ qc, (enum relay_op)op };
 	const struct {
@@ -427,34 +423,23 @@ int queue_control_start(struct queue_control **out, const char *socket_path,
 		{ "queue-flush", "[ID...]", queue_cmd_admin, &qc->admin[RELAY_FLUSH] },
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-		rc = control_register(qc->server, cmds[i].name, cmds[i].usage, cmds[i].fn,
-				      cmds[i].ctx);
+		int rc = control_register(server, cmds[i].name, cmds[i].usage, cmds[i].fn,
+					  cmds[i].ctx);
 		if (rc < 0) {
 			snprintf(err, errlen, "control socket: register %s: %s", cmds[i].name,
 				 strerror(-rc));
-			goto fail;
+			queue_control_free(qc);
+			return rc;
 		}
-	}
-	rc = control_server_start(qc->server);
-	if (rc < 0) {
-		snprintf(err, errlen, "control socket: cannot start its thread: %s",
-			 strerror(-rc));
-		goto fail;
 	}
 	*out = qc;
 	return 0;
-fail:
-	control_server_free(qc->server);
-	free(qc->relays);
-	free(qc);
-	return rc;
 }
 
-void queue_control_stop(struct queue_control *qc)
+void queue_control_free(struct queue_control *qc)
 {
 	if (!qc)
 		return;
-	control_server_free(qc->server);
 	free(qc->relays);
 	free(qc);
 }

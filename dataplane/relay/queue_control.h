@@ -20,17 +20,17 @@
 #include <stdint.h>
 
 #include "dataplane/relay/relay.h"
+#include "mgmt/control.h"
 
 struct queue_control;
 
-/* Create the control socket at socket_path, register the queue commands over relays[0..n)
- * (n >= 1; the array is copied, the relays must outlive the control) and start its
- * thread. Returns 0 or a negative errno with err. */
-int queue_control_start(struct queue_control **out, const char *socket_path,
-			struct relay *const *relays, size_t n, char *err, size_t errlen);
-/* Stop the thread (a command in progress finishes first), remove the socket, free. Call
- * before relay_stop(). NULL is a no-op. */
-void queue_control_stop(struct queue_control *qc);
+/* Register the queue commands over relays[0..n) (n >= 1; the array is copied, the relays
+ * must outlive the server) on a control server not started yet. Returns 0 or a negative
+ * errno with err. */
+int queue_control_register(struct queue_control **out, struct control_server *server,
+			   struct relay *const *relays, size_t n, char *err, size_t errlen);
+/* After the server is freed (no command runs any more). NULL is a no-op. */
+void queue_control_free(struct queue_control *qc);
 
 /* ---- output formats (shared with mxgate-queue's offline mode) ---- */
 

@@ -59,8 +59,27 @@ struct conn_cmd_count {
 	unsigned ok, total;
 };
 
+struct conn_gen {
+	struct mx_generation *g;         /* this worker's reference */
+	struct conn_gen_service *svc;    /* [g->nservices] */
+	unsigned nconns;                 /* this worker's connections on it */
+	struct conn_gen *next;
+};
+
+/* One service of a held generation, as this worker uses it. */
+struct conn_gen_service {
+	bool ready;                      /* made on first use */
+	bool delay_reject;               /* smtpd_delay_reject: no per-session policy state */
+	struct smtp_policy_ctx *policy;  /* table handles on the worker's reader */
+};
+
 struct conn {
 	struct conn_worker *w;
+	struct conn_gen *gen;          /* the generation it started with, for its whole life */
+	const struct mx_service *svc;  /* its service there */
+	const struct mx_config *cfg;   /* the service's parameters */
+	struct smtp_policy_ctx *policy;
+	struct mx_gen_counters *gc;    /* this worker's counters of the generation */
 	struct smtp_session *s;
 	struct mx_inet_addr addr;      /* unmapped */
 	uint16_t port;
@@ -217,40 +236,108 @@ static bool conn_policy_check(struct conn *c, enum smtp_policy_stage stage, cons
 			      const char *rcpt, bool unauth_pipelining,
 			      struct smtp_policy_result *res);
 
+/* ---- generations ---- */
+
+/* This worker's hold on g: found, or taken now (a reference of the worker's own). The
+ * pointer g was read from the publisher during this poll iteration, so it is alive: the
+ * management thread drops a generation only after every worker passed a quiescent point
+ * since it was unpublished. NULL when out of memory. */
+static struct conn_gen *conn_gen_hold(struct conn_worker *w, struct mx_generation *g)
+{
+	for (struct conn_gen *cg = w->held; cg; cg = cg->next)
+		if (cg->g == g)
+			return cg;
+	struct conn_gen *cg = calloc(1, sizeof(*cg));
+	if (!cg || !(cg->svc = calloc(g->nservices, sizeof(*cg->svc)))) {
+		free(cg);
+		return NULL;
+	}
+	cg->g = mx_generation_get(g);
+	cg->next = w->held;
+	w->held = cg;
+	return cg;
+}
+
+/* Service i of a held generation, made usable by this worker: the policy context on the
+ * worker's LMDB reader, the scratch grown for its checks. 0 or a negative errno. */
+static int conn_gen_service_ready(struct conn_worker *w, struct conn_gen *cg, unsigned i)
+{
+	struct conn_gen_service *cs = &cg->svc[i];
+	if (cs->ready)
+		return 0;
+	const struct mx_service *svc = &cg->g->services[i];
+	int rc = smtp_policy_ctx_new(svc->policy, w->tables, &cs->policy);
+	if (rc < 0)
+		return rc;
+	for (int k = 0; svc->checks.any && k < SMTP_CHECKS_CLASS_MAX; k++)
+		if (svc->checks.cfg.set[k] &&
+		    (rc = checks_scratch_alloc(svc->checks.cfg.set[k], &w->checks_scratch)) < 0)
+			return rc;
+	const char *dr = mx_config_get(svc->cfg, "smtpd_delay_reject");
+	cs->delay_reject = !dr || strcasecmp(dr, "yes") == 0;
+	cs->ready = true;
+	return 0;
+}
+
+/* Unlink *pp (no connection uses it) and drop the worker's reference. */
+static void conn_gen_release(struct conn_worker *w, struct conn_gen **pp)
+{
+	(void)w;
+	struct conn_gen *cg = *pp;
+	*pp = cg->next;
+	for (unsigned i = 0; i < cg->g->nservices; i++)
+		smtp_policy_ctx_free(cg->svc[i].policy);
+	free(cg->svc);
+	mx_generation_put(cg->g);
+	free(cg);
+}
+
 /* ---- lifecycle ---- */
 
 int conn_worker_init(struct conn_worker *w, const struct transport_params *p, unsigned index,
 		     char *err, size_t errlen)
 {
 	int rc;
-	*w = (struct conn_worker){ .cfg = p->cfg, .spool = p->spools[index % p->nspools],
-				   .index = index, .checks = p->checks };
+	*w = (struct conn_worker){ .gens = p->gens, .spool = p->spools[index % p->nspools],
+				   .index = index };
 	queue_id_gen_init(&w->qid, index, p->queue_id_floor_us);
 	if (p->tables && (rc = tables_reader_open(p->tables, &w->tables)) < 0)
 		return mx_errf(err, errlen, rc, "table reader: %s", strerror(-rc));
-	if ((rc = smtp_policy_ctx_new(p->policy, w->tables, &w->policy)) < 0)
-		return mx_errf(err, errlen, rc, "restriction lists: %s", strerror(-rc));
-	const char *dr = mx_config_get(p->cfg, "smtpd_delay_reject");
-	w->delay_reject = !dr || strcasecmp(dr, "yes") == 0;
-	/* one scratch serves every set of this worker (Hyperscan grows it to fit each) */
-	for (int k = 0; p->checks && k < SMTP_CHECKS_CLASS_MAX; k++) {
-		if (p->checks->set[k] &&
-		    (rc = checks_scratch_alloc(p->checks->set[k], &w->checks_scratch)) < 0)
-			return mx_errf(err, errlen, rc, "header_checks scratch: %s", strerror(-rc));
-	}
-	return 0;
+	/* the generation published now: its policy and checks are ready before the first
+	 * connection, and a broken table store shows here rather than at a client */
+	struct conn_gen *cg = conn_gen_hold(w, atomic_load(&p->gens->current));
+	for (unsigned i = 0; cg && i < cg->g->nservices; i++)
+		if ((rc = conn_gen_service_ready(w, cg, i)) < 0)
+			return mx_errf(err, errlen, rc, "service %s: %s", cg->g->services[i].name,
+				       strerror(-rc));
+	return cg ? 0 : mx_errf(err, errlen, -ENOMEM, "out of memory");
 }
 
 void conn_worker_fini(struct conn_worker *w)
 {
 	spool_client_free(w->spool_client);
-	smtp_policy_ctx_free(w->policy);
+	while (w->held)
+		conn_gen_release(w, &w->held);
 	checks_scratch_free(w->checks_scratch);
 	tables_reader_close(w->tables);
 	w->spool_client = NULL;
-	w->policy = NULL;
 	w->checks_scratch = NULL;
 	w->tables = NULL;
+}
+
+void conn_worker_release_gens(struct conn_worker *w)
+{
+	struct mx_generation *cur = atomic_load_explicit(&w->gens->current,
+							 memory_order_acquire);
+	struct mx_generation *can = atomic_load_explicit(&w->gens->canary,
+							 memory_order_acquire);
+	for (struct conn_gen **pp = &w->held; *pp;) {
+		struct conn_gen *cg = *pp;
+		if (cg->nconns == 0 && cg->g != cur && cg->g != can)
+			conn_gen_release(w, pp);
+		else
+			pp = &cg->next;
+	}
 }
 
 void conn_worker_renew_tables(struct conn_worker *w)
@@ -269,13 +356,35 @@ void conn_worker_counters_add(struct mx_counters *sum, const struct conn_worker 
 #undef CONN_ADD
 }
 
-struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, uint16_t port)
+struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, uint16_t port,
+		      const struct mx_inet_addr *local, uint16_t local_port)
 {
+	struct mx_inet_addr client = mx_inet_unmap(peer);
+	struct mx_generation *g = mx_gen_pick(w->gens, &client, &w->canary_acc);
+	int si = mx_generation_service_at(g, local, local_port);
+	if (si < 0) {
+		/* a listener of the other published generation (a canary that adds or drops
+		 * a service): serve it from the one that has it */
+		struct mx_generation *cur = atomic_load(&w->gens->current);
+		struct mx_generation *can = atomic_load(&w->gens->canary);
+		g = g == cur && can ? can : cur;
+		si = mx_generation_service_at(g, local, local_port);
+		if (si < 0)
+			return NULL;
+	}
+	struct conn_gen *cg = conn_gen_hold(w, g);
+	if (!cg || conn_gen_service_ready(w, cg, (unsigned)si) < 0)
+		return NULL;
 	struct conn *c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
 	c->w = w;
-	c->addr = mx_inet_unmap(peer);
+	c->gen = cg;
+	c->svc = &g->services[si];
+	c->cfg = c->svc->cfg;
+	c->policy = cg->svc[si].policy;
+	c->gc = &g->counters[w->index];
+	c->addr = client;
 	c->port = port;
 	mx_inet_format(&c->addr, c->addr_str, sizeof(c->addr_str));
 	/* No reverse DNS in this version: Postfix shows such a client as unknown[addr]. */
@@ -285,24 +394,32 @@ struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, ui
 		.addr = c->addr_str,
 		.name = NULL,
 		.port = port,
-		.bare_newline_excluded = w->cfg->bare_newline_exclusions &&
-					 netlist_match(w->cfg->bare_newline_exclusions, &c->addr),
-		.xclient_authorized = w->cfg->xclient_hosts &&
-				      netlist_match(w->cfg->xclient_hosts, &c->addr),
+		.bare_newline_excluded = c->cfg->bare_newline_exclusions &&
+					 netlist_match(c->cfg->bare_newline_exclusions, &c->addr),
+		.xclient_authorized = c->cfg->xclient_hosts &&
+				      netlist_match(c->cfg->xclient_hosts, &c->addr),
 	};
-	c->s = smtp_session_new(&w->cfg->smtp, &info);
+	c->s = smtp_session_new(&c->cfg->smtp, &info);
 	if (!c->s) {
 		free(c);
 		return NULL;
 	}
-	if (!w->delay_reject && !(c->policy_session = calloc(1, sizeof(*c->policy_session)))) {
+	if (!cg->svc[si].delay_reject &&
+	    !(c->policy_session = calloc(1, sizeof(*c->policy_session)))) {
 		smtp_session_free(c->s);
 		free(c);
 		return NULL;
 	}
+	cg->nconns++;
+	c->gc->connections++;
 	w->counters.connections_accepted++;
 	mx_log(MX_LOG_INFO, "connect from %s", c->client);
 	return c;
+}
+
+uint64_t conn_timeout_ms(const struct conn *c)
+{
+	return (uint64_t)(c->cfg->smtpd_timeout_s ? c->cfg->smtpd_timeout_s : 1) * 1000u;
 }
 
 void conn_greet(struct conn *c)
@@ -355,6 +472,8 @@ void conn_free(struct conn *c)
 	free(c->name);
 	free(c->policy_session);
 	smtp_session_free(c->s);
+	c->gen->nconns--;
+	c->gc->connections_closed++;
 	c->w->counters.connections_closed++;
 	free(c);
 }
@@ -445,7 +564,7 @@ static bool conn_policy_check(struct conn *c, enum smtp_policy_stage stage, cons
 	};
 	struct conn_policy_log pl = { .c = c, .cmd = cmd, .rcpt = rcpt };
 	struct smtp_policy_callbacks cb = { .event = conn_policy_event, .ctx = &pl };
-	int rc = smtp_policy_check(c->w->policy, &req, c->actions, &cb, res);
+	int rc = smtp_policy_check(c->policy, &req, c->actions, &cb, res);
 	if (rc < 0) {
 		/* A request the evaluator cannot take is our bug, not the client's: refuse it
 		 * the way a broken table is refused, never let it pass. */
@@ -551,8 +670,8 @@ static void conn_on_xclient(struct conn *c, const struct smtp_event *ev)
 		 c->addr_str);
 	struct smtp_verdict v = {
 		.code = 0,
-		.xclient_authorized = c->w->cfg->xclient_hosts &&
-				      netlist_match(c->w->cfg->xclient_hosts, &c->addr),
+		.xclient_authorized = c->cfg->xclient_hosts &&
+				      netlist_match(c->cfg->xclient_hosts, &c->addr),
 	};
 	/* A new client: with smtpd_delay_reject = no its client restrictions decide now, and
 	 * a refusal answers XCLIENT (Postfix's xclient_cmd()). */
@@ -638,6 +757,11 @@ static void conn_on_rcpt(struct conn *c, const struct smtp_event *ev)
 	free(rcpt);
 	if (!ok) {
 		c->w->counters.recipients_rejected++;
+		/* per generation: what a canary's policy refuses, and what it only defers */
+		if (res.code >= 400 && res.code < 500)
+			c->gc->recipients_deferred++;
+		else
+			c->gc->recipients_rejected++;
 		conn_count(c, CONN_CMD_RCPT, false);
 		conn_policy_verdict(c, &res);
 		return;
@@ -673,6 +797,7 @@ static void conn_on_rcpt(struct conn *c, const struct smtp_event *ev)
 	}
 	c->nrcpt++;
 	c->w->counters.recipients_accepted++;
+	c->gc->recipients_accepted++;
 	conn_count(c, CONN_CMD_RCPT, true);
 	conn_accept(c);
 }
@@ -712,7 +837,7 @@ static int conn_checks_open(struct conn *c)
 {
 	static const struct smtp_checks_ops ops = { .emit = conn_checks_emit,
 						    .log = conn_checks_log };
-	int rc = smtp_checks_new(c->w->checks, c->w->checks_scratch, &ops, c, &c->checks);
+	int rc = smtp_checks_new(&c->svc->checks.cfg, c->w->checks_scratch, &ops, c, &c->checks);
 	if (rc < 0)
 		return rc;
 	smtp_checks_begin(c->checks);
@@ -779,11 +904,12 @@ static void conn_on_data(struct conn *c, const struct smtp_event *ev)
 		c->cmds[cmd].total++;
 		c->w->counters.commands++;
 		c->w->counters.messages_rejected++;
+		c->gc->messages_rejected++;
 		conn_storage_refused(c, "DATA");
 		conn_txn_reset(c);
 		return;
 	}
-	if (rc == 0 && c->w->checks)
+	if (rc == 0 && c->svc->checks.any)
 		rc = conn_checks_open(c);
 	if (rc == 0)
 		rc = conn_write_prepends(c);
@@ -794,6 +920,7 @@ static void conn_on_data(struct conn *c, const struct smtp_event *ev)
 		       c->queue_id[0] ? c->queue_id : "NOQUEUE", strerror(-rc));
 		c->w->counters.spool_failures++;
 		c->w->counters.messages_rejected++;
+		c->gc->messages_rejected++;
 		/* data stays "not ok" in the disconnect counts */
 		c->cmds[cmd].total++;
 		c->w->counters.commands++;
@@ -844,6 +971,7 @@ static void conn_commit_done(struct conn *c, int rc)
 		       strerror(-rc));
 		c->w->counters.spool_failures++;
 		c->w->counters.messages_rejected++;
+		c->gc->messages_rejected++;
 		conn_spool_refusal(c, rc);
 		conn_txn_reset(c);
 		return;
@@ -853,6 +981,7 @@ static void conn_commit_done(struct conn *c, int rc)
 	       c->queue_id, conn_printable_str(c->sender, sender, sizeof(sender)), size,
 	       c->nrcpt, c->queue_id);
 	c->w->counters.messages_accepted++;
+	c->gc->messages_accepted++;
 	c->cmds[c->data_cmd].ok++;
 	struct smtp_verdict v = { .code = 0, .queue_id = c->queue_id };
 	smtp_session_verdict(c->s, &v); /* formats the reply now: the ID may go */
@@ -891,6 +1020,7 @@ static void conn_on_message_end(struct conn *c, const struct smtp_event *ev)
 	struct smtp_policy_result res;
 	if (!conn_policy_check(c, SMTP_STAGE_END_OF_DATA, "END-OF-MESSAGE", NULL, false, &res)) {
 		c->w->counters.messages_rejected++;
+		c->gc->messages_rejected++;
 		conn_policy_verdict(c, &res);
 		conn_txn_reset(c);
 		return;
@@ -904,6 +1034,7 @@ static void conn_on_message_end(struct conn *c, const struct smtp_event *ev)
 	if (cv.outcome == SMTP_CHECKS_REJECT || cv.outcome == SMTP_CHECKS_TEMPFAIL) {
 		/* cleanup's refusal: the log line was written by the checks' log event */
 		c->w->counters.messages_rejected++;
+		c->gc->messages_rejected++;
 		conn_verdict(c, (uint16_t)cv.code, cv.reply, false);
 		conn_txn_reset(c);
 		return;
@@ -1035,6 +1166,7 @@ static void conn_on_error(struct conn *c, const struct smtp_event *ev)
 			conn_log_reject(c, "END-OF-MESSAGE",
 					conn_last_reply(c, reply, sizeof(reply)), NULL);
 			c->w->counters.messages_rejected++;
+			c->gc->messages_rejected++;
 		}
 		break;
 	default:
@@ -1156,7 +1288,7 @@ void conn_output_done(struct conn *c, size_t n)
 
 uint64_t conn_deadline(struct conn *c, uint64_t now_ms, size_t received, bool sent)
 {
-	const struct mx_config *cfg = c->w->cfg;
+	const struct mx_config *cfg = c->cfg;
 	uint64_t timeout = (uint64_t)(cfg->smtpd_timeout_s ? cfg->smtpd_timeout_s : 1) * 1000u;
 	uint64_t requests = smtp_session_requests(c->s);
 	if (!cfg->smtpd_per_request_deadline) {

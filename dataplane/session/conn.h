@@ -28,25 +28,28 @@
 #include "dataplane/transport.h"
 #include "dataplane/spool/spool_writer.h"
 #include "mgmt/config.h"
+#include "mgmt/generation.h"
 #include "mxgate/counters.h"
 #include "mxgate/inet.h"
 #include "mxgate/span.h"
 #include "smtp/smtp_checks.h"
 #include "smtp/smtp_restrictions.h"
 
-/* What a worker shares with all its connections. The config and spool are shared by
- * every worker; the policy context (table handles on this worker's LMDB reader), the
- * spool client (where the spool writer posts this worker's results), the generator and
- * the counters belong to one worker. */
+/* A worker's hold on one configuration generation (mgmt/generation.h): a reference, the
+ * policy contexts (table handles on this worker's LMDB reader) of its services, made on
+ * first use, and how many of this worker's connections use it. */
+struct conn_gen;
+
+/* What a worker shares with all its connections: the published generations, its LMDB
+ * reader, its Hyperscan scratch, its spool client, queue-ID generator and counters. */
 struct conn_worker {
-	const struct mx_config *cfg;
+	struct mx_gen_pub *gens;
+	unsigned canary_acc;          /* the canary's running share (mx_gen_pick()) */
+	struct conn_gen *held;        /* the generations this worker holds, newest first */
 	/* This worker's LMDB reader (NULL without tables), renewed between batches. */
 	struct tables_reader *tables;
-	struct smtp_policy_ctx *policy;
-	bool delay_reject;             /* smtpd_delay_reject: no per-session policy state */
-	/* header_checks etc. (shared, immutable; NULL: none configured) and this worker's
-	 * Hyperscan/PCRE2 scratch for them. */
-	const struct smtp_checks_config *checks;
+	/* Hyperscan/PCRE2 scratch for every header_checks set of every generation this worker
+	 * serves (Hyperscan grows one scratch to fit each database). */
 	struct checks_scratch *checks_scratch;
 	struct spool *spool;
 	struct spool_client *spool_client;
@@ -55,17 +58,21 @@ struct conn_worker {
 	unsigned index;
 };
 
-/* Build a worker's own state from the transport's parameters: the table reader, the
- * policy context on it, the checks scratch, the spool (spools[index % nspools]) and the
- * queue-ID generator. The spool client is the transport's to create (it knows how the
- * worker is woken). 0, or a negative errno with a message in err. */
+/* Build a worker's own state from the transport's parameters: the table reader, the spool
+ * (spools[index % nspools]) and the queue-ID generator. The spool client is the
+ * transport's to create (it knows how the worker is woken). 0, or a negative errno with a
+ * message in err. */
 int conn_worker_init(struct conn_worker *w, const struct transport_params *p, unsigned index,
 		     char *err, size_t errlen);
-/* Free what conn_worker_init() and the transport put in w (a zeroed w is fine). */
+/* Free what conn_worker_init() and the transport put in w (a zeroed w is fine); every
+ * connection is gone. */
 void conn_worker_fini(struct conn_worker *w);
 /* Take a fresh LMDB snapshot, so table changes committed since the last one are seen.
  * Call between batches of work (each poll iteration that did something). */
 void conn_worker_renew_tables(struct conn_worker *w);
+/* Let go of the generations no connection of this worker uses and that new connections
+ * no longer get. Call at the worker's quiescent point (the end of a poll iteration). */
+void conn_worker_release_gens(struct conn_worker *w);
 
 /* Add the worker's counters to *sum, from another thread (relaxed loads: a statistics
  * line tolerates a counter that moves while it is read). */
@@ -73,10 +80,18 @@ void conn_worker_counters_add(struct mx_counters *sum, const struct conn_worker 
 
 struct conn;
 
-/* A new connection from peer:port (IPv4-mapped addresses are shown and matched as IPv4;
- * no reverse DNS: the name is "unknown", as Postfix shows a client without one). Logs
- * "connect from". Returns NULL when out of memory. */
-struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, uint16_t port);
+/* A new connection from peer:port to local:local_port. It gets the generation new
+ * connections get now (the canary's share, or the current one) and the service of that
+ * generation listening on local:local_port, and keeps both for its whole life.
+ * IPv4-mapped addresses are shown and matched as IPv4; no reverse DNS: the name is
+ * "unknown", as Postfix shows a client without one. Logs "connect from". Returns NULL
+ * when out of memory, or when no generation serves local:local_port (a listener being
+ * closed by a reload). local NULL: the service is found by local_port alone. */
+struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, uint16_t port,
+		      const struct mx_inet_addr *local, uint16_t local_port);
+
+/* The smtpd_timeout of the connection's service, in ms. */
+uint64_t conn_timeout_ms(const struct conn *c);
 
 /* The transport's handle for this connection, given back by conn_owner() when the spool
  * has news for it (see conn_spool_news()). */

@@ -1,0 +1,594 @@
+#include "dataplane/reload.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mgmt/log.h"
+#include "mgmt/policy.h"
+#include "mxgate/clock.h"
+#include "tables/netlist.h"
+
+#ifndef MXGATE_VERSION
+#define MXGATE_VERSION "unknown"
+#endif
+
+/* A generation no longer published, kept until its last connection closes so that
+ * `mxgate status` can show it draining and the log can say when it is gone. */
+struct reload_retiring {
+	struct mx_generation *g;
+	int64_t since;              /* wall-clock seconds */
+	struct reload_retiring *next;
+};
+
+struct reload {
+	struct reload_params p;
+	pthread_mutex_t lock;       /* one request at a time */
+	uint64_t next_id;
+	/* the publication references (pub->current and pub->canary) */
+	struct mx_generation *current, *canary;
+	struct netlist *canary_clients;
+	char canary_clients_text[256];  /* as given, for status */
+	int64_t canary_since;
+	struct reload_retiring *retiring;
+	uint64_t reloads, failures;
+	int64_t last_reload_at;
+	char last_failure[1024];
+};
+
+/* ---- saying things: the log, and whoever asked ---- */
+
+static void reload_say(const struct reload_out *out, enum mx_log_level level, const char *fmt,
+		       ...) __attribute__((format(printf, 3, 4)));
+
+static void reload_say(const struct reload_out *out, enum mx_log_level level, const char *fmt,
+		       ...)
+{
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	mx_log(level, "%s", line);
+	if (out && out->say) {
+		if (level == MX_LOG_WARNING || level == MX_LOG_ERROR) {
+			char prefixed[1100];
+			snprintf(prefixed, sizeof(prefixed), "%s: %s",
+				 level == MX_LOG_WARNING ? "warning" : "error", line);
+			out->say(out->ctx, prefixed);
+		} else {
+			out->say(out->ctx, line);
+		}
+	}
+}
+
+/* Every line a build wrote to its diagnostics stream, said as a warning each. */
+static void reload_say_diag(const struct reload_out *out, char *text)
+{
+	for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		if (*line)
+			reload_say(out, MX_LOG_WARNING, "%s", line);
+	}
+}
+
+/* ---- lifecycle ---- */
+
+int reload_create(struct reload **out, const struct reload_params *p)
+{
+	struct reload *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->p = *p;
+	pthread_mutex_init(&r->lock, NULL);
+	r->current = atomic_load(&p->pub->current);
+	r->next_id = r->current->id + 1;
+	*out = r;
+	return 0;
+}
+
+void reload_free(struct reload *r)
+{
+	if (!r)
+		return;
+	atomic_store(&r->p.pub->current, NULL);
+	atomic_store(&r->p.pub->canary, NULL);
+	atomic_store(&r->p.pub->canary_clients, NULL);
+	mx_generation_put(r->current);
+	mx_generation_put(r->canary);
+	netlist_free(r->canary_clients);
+	while (r->retiring) {
+		struct reload_retiring *t = r->retiring;
+		r->retiring = t->next;
+		mx_generation_put(t->g);
+		free(t);
+	}
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+}
+
+/* ---- retiring generations ---- */
+
+static uint64_t reload_open_connections(const struct mx_generation *g)
+{
+	struct mx_gen_counters sum;
+	mx_generation_counters(g, &sum);
+	return sum.connections - sum.connections_closed;
+}
+
+/* g is no longer published (the caller already waited for the workers to pass a quiescent
+ * point): keep it until its connections are gone. Takes the caller's reference. */
+static void reload_retire(struct reload *r, struct mx_generation *g)
+{
+	struct reload_retiring *t = calloc(1, sizeof(*t));
+	if (!t) {
+		mx_generation_put(g); /* the connections' own references keep it alive */
+		return;
+	}
+	t->g = g;
+	t->since = (int64_t)time(NULL);
+	t->next = r->retiring;
+	r->retiring = t;
+}
+
+static void reload_prune_locked(struct reload *r)
+{
+	for (struct reload_retiring **pp = &r->retiring; *pp;) {
+		struct reload_retiring *t = *pp;
+		if (reload_open_connections(t->g) == 0) {
+			mx_log(MX_LOG_INFO, "generation %" PRIu64 " retired: its last connection "
+					    "closed",
+			       t->g->id);
+			*pp = t->next;
+			mx_generation_put(t->g);
+			free(t);
+		} else {
+			pp = &t->next;
+		}
+	}
+}
+
+void reload_housekeeping(struct reload *r)
+{
+	if (pthread_mutex_trylock(&r->lock) != 0)
+		return; /* a request is in progress; next second */
+	reload_prune_locked(r);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* ---- building and checking a candidate ---- */
+
+static void reload_services_line(const struct mx_generation *g, char *buf, size_t len)
+{
+	size_t n = 0;
+	buf[0] = '\0';
+	for (unsigned i = 0; i < g->nservices && n < len; i++) {
+		const struct mx_service *s = &g->services[i];
+		n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? "; " : "", s->name);
+		for (unsigned j = 0; j < s->nlisten && n < len; j++)
+			n += (size_t)snprintf(buf + n, len - n, "%s%s:%u", j ? "," : " on ",
+					      s->listen[j].host, (unsigned)s->listen[j].port);
+	}
+}
+
+/* Build a generation from path and check everything a publication needs. NULL after
+ * saying why. */
+static struct mx_generation *reload_build(struct reload *r, const char *path,
+					  const struct reload_out *out)
+{
+	char *diag_text = NULL;
+	size_t diag_len = 0;
+	FILE *diag = open_memstream(&diag_text, &diag_len);
+	char err[1024];
+	struct mx_generation *g = NULL;
+	uint64_t t0 = mx_clock_monotonic_ms();
+	struct mx_generation_opts o = {
+		.path = path,
+		.id = r->next_id,
+		.nworkers = r->p.nworkers,
+		.diag = diag,
+	};
+	int rc = mx_generation_build(&o, &g, err, sizeof(err));
+	/* the tables the restriction lists name: the store must have been open at start
+	 * (workers opened their readers on it), and missing tables are worth a warning */
+	for (unsigned i = 0; rc == 0 && i < g->nservices; i++) {
+		const struct mx_service *s = &g->services[i];
+		if (mx_policy_needs_tables(s->policy) && !r->p.have_tables) {
+			snprintf(err, sizeof(err),
+				 "service %s: the restriction lists look up tables, but the table "
+				 "store (mxgate_table_directory = %s) did not exist when mxgate "
+				 "started: build the tables with mxgate-map, then restart",
+				 s->name, r->p.boot->table_directory);
+			rc = -ENOENT;
+		} else if (diag) {
+			mx_policy_check_tables(s->cfg, s->policy, diag);
+		}
+	}
+	if (rc == 0 && r->p.ops->check_services &&
+	    (rc = r->p.ops->check_services(r->p.impl, g, err, sizeof(err))) < 0) {
+		/* err says which service and address */
+	}
+	if (diag)
+		fclose(diag);
+	if (diag_text)
+		reload_say_diag(out, diag_text);
+	free(diag_text);
+	if (rc < 0) {
+		reload_say(out, MX_LOG_ERROR,
+			   "reload from %s failed: %s; generation %" PRIu64 " stays in service, "
+			   "nothing changed",
+			   path, err, r->current->id);
+		snprintf(r->last_failure, sizeof(r->last_failure), "%s", err);
+		r->failures++;
+		mx_generation_put(g);
+		return NULL;
+	}
+	r->next_id++;
+	char changed[512];
+	if (mx_generation_restart_changes(r->p.boot, g, changed, sizeof(changed)))
+		reload_say(out, MX_LOG_WARNING,
+			   "%s changed: only a restart applies it; the running value is kept",
+			   changed);
+	char services[1024];
+	reload_services_line(g, services, sizeof(services));
+	reload_say(out, MX_LOG_INFO,
+		   "generation %" PRIu64 " built from %s in %" PRIu64 " ms: %u service(s): %s",
+		   g->id, path, mx_clock_monotonic_ms() - t0, g->nservices, services);
+	return g;
+}
+
+/* Publish: make the transport's listeners follow, then wait until no worker holds a
+ * pointer it read before without a reference of its own; the references the caller
+ * unpublished can be retired after it. */
+static void reload_published(struct reload *r)
+{
+	if (r->p.ops->services_changed)
+		r->p.ops->services_changed(r->p.impl);
+	if (r->p.ops->synchronize)
+		r->p.ops->synchronize(r->p.impl);
+}
+
+static void reload_drop_canary_locked(struct reload *r)
+{
+	struct mx_generation *old = r->canary;
+	struct netlist *clients = r->canary_clients;
+	atomic_store(&r->p.pub->canary, NULL);
+	atomic_store(&r->p.pub->canary_clients, NULL);
+	atomic_store(&r->p.pub->canary_permille, 0);
+	r->canary = NULL;
+	r->canary_clients = NULL;
+	reload_published(r);
+	netlist_free(clients);
+	if (old)
+		reload_retire(r, old);
+}
+
+static void reload_share_text(unsigned permille, const char *clients, char *buf, size_t len)
+{
+	size_t n = 0;
+	buf[0] = '\0';
+	if (permille)
+		n += (size_t)snprintf(buf, len, "%u.%u%% of new connections", permille / 10,
+				      permille % 10);
+	if (clients && n < len)
+		snprintf(buf + n, len - n, "%sclients %s", n ? " and " : "", clients);
+}
+
+/* ---- the requests ---- */
+
+static int reload_full(struct reload *r, const char *path, const struct reload_out *out)
+{
+	if (r->canary) {
+		reload_say(out, MX_LOG_ERROR,
+			   "reload refused: generation %" PRIu64 " is a canary; promote it "
+			   "(mxgate reload --promote) or abort it (mxgate reload --abort) first",
+			   r->canary->id);
+		return 1;
+	}
+	struct mx_generation *g = reload_build(r, path, out);
+	if (!g)
+		return 1;
+	struct mx_generation *old = r->current;
+	atomic_store_explicit(&r->p.pub->current, g, memory_order_release);
+	r->current = g;
+	reload_published(r);
+	reload_retire(r, old);
+	r->reloads++;
+	r->last_reload_at = (int64_t)time(NULL);
+	reload_say(out, MX_LOG_INFO,
+		   "reload: generation %" PRIu64 " serves new connections; generation %" PRIu64
+		   " keeps its %" PRIu64 " open connection(s) until they end",
+		   g->id, old->id, reload_open_connections(old));
+	return 0;
+}
+
+static int reload_canary(struct reload *r, const struct reload_request *q,
+			 const struct reload_out *out)
+{
+	struct netlist *clients = NULL;
+	if (q->canary_clients) {
+		char err[256];
+		if (netlist_parse(q->canary_clients, &clients, err, sizeof(err)) < 0) {
+			reload_say(out, MX_LOG_ERROR, "reload refused: --canary-clients %s: %s",
+				   q->canary_clients, err);
+			return 1;
+		}
+	}
+	if (!clients && (q->canary_permille == 0 || q->canary_permille > 1000)) {
+		netlist_free(clients);
+		reload_say(out, MX_LOG_ERROR, "reload refused: a canary needs a share above 0%% "
+					      "and at most 100%%, or a client list");
+		return 1;
+	}
+	struct mx_generation *g = reload_build(r, q->path ? q->path : r->current->path, out);
+	if (!g) {
+		netlist_free(clients);
+		return 1;
+	}
+	if (r->canary) {
+		reload_say(out, MX_LOG_INFO, "canary generation %" PRIu64 " is replaced",
+			   r->canary->id);
+		reload_drop_canary_locked(r);
+	}
+	atomic_store(&r->p.pub->canary_permille, q->canary_permille);
+	atomic_store_explicit(&r->p.pub->canary_clients, clients, memory_order_release);
+	atomic_store_explicit(&r->p.pub->canary, g, memory_order_release);
+	r->canary = g;
+	r->canary_clients = clients;
+	snprintf(r->canary_clients_text, sizeof(r->canary_clients_text), "%s",
+		 q->canary_clients ? q->canary_clients : "");
+	r->canary_since = (int64_t)time(NULL);
+	reload_published(r);
+	r->reloads++;
+	r->last_reload_at = r->canary_since;
+	char share[512];
+	reload_share_text(q->canary_permille, q->canary_clients, share, sizeof(share));
+	reload_say(out, MX_LOG_INFO,
+		   "canary: generation %" PRIu64 " serves %s; generation %" PRIu64
+		   " the others (mxgate status compares them; mxgate reload --promote or "
+		   "--abort ends it)",
+		   g->id, share, r->current->id);
+	return 0;
+}
+
+static int reload_promote(struct reload *r, const struct reload_out *out)
+{
+	if (!r->canary) {
+		reload_say(out, MX_LOG_ERROR, "promote refused: no canary is running");
+		return 1;
+	}
+	struct mx_generation *g = r->canary, *old = r->current;
+	struct netlist *clients = r->canary_clients;
+	/* current first: a worker that still sees the canary serves it from the same
+	 * generation, so no connection sees neither */
+	atomic_store_explicit(&r->p.pub->current, g, memory_order_release);
+	atomic_store(&r->p.pub->canary, NULL);
+	atomic_store(&r->p.pub->canary_clients, NULL);
+	atomic_store(&r->p.pub->canary_permille, 0);
+	r->current = g;
+	r->canary = NULL;
+	r->canary_clients = NULL;
+	reload_published(r);
+	netlist_free(clients);
+	reload_retire(r, old);
+	reload_say(out, MX_LOG_INFO,
+		   "promote: generation %" PRIu64 " serves every new connection; generation "
+		   "%" PRIu64 " keeps its %" PRIu64 " open connection(s) until they end",
+		   g->id, old->id, reload_open_connections(old));
+	return 0;
+}
+
+static int reload_abort(struct reload *r, const struct reload_out *out)
+{
+	if (!r->canary) {
+		reload_say(out, MX_LOG_ERROR, "abort refused: no canary is running");
+		return 1;
+	}
+	uint64_t id = r->canary->id;
+	reload_drop_canary_locked(r);
+	reload_say(out, MX_LOG_INFO,
+		   "abort: canary generation %" PRIu64 " takes no new connections; generation "
+		   "%" PRIu64 " serves them all",
+		   id, r->current->id);
+	return 0;
+}
+
+int reload_apply(struct reload *r, const struct reload_request *q, const struct reload_out *out)
+{
+	pthread_mutex_lock(&r->lock);
+	int rc;
+	switch (q->mode) {
+	case RELOAD_FULL:
+		rc = reload_full(r, q->path ? q->path : r->current->path, out);
+		break;
+	case RELOAD_CANARY:
+		rc = reload_canary(r, q, out);
+		break;
+	case RELOAD_PROMOTE:
+		rc = reload_promote(r, out);
+		break;
+	case RELOAD_ABORT:
+		rc = reload_abort(r, out);
+		break;
+	default:
+		rc = 1;
+	}
+	reload_prune_locked(r);
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+bool reload_parse_share(const char *s, unsigned *permille)
+{
+	/* digits, an optional one-digit fraction, an optional '%' */
+	unsigned whole = 0, tenth = 0;
+	const char *p = s;
+	if (*p < '0' || *p > '9')
+		return false;
+	while (*p >= '0' && *p <= '9') {
+		whole = whole * 10 + (unsigned)(*p++ - '0');
+		if (whole > 100)
+			return false;
+	}
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return false;
+		tenth = (unsigned)(*p++ - '0');
+	}
+	if (*p == '%')
+		p++;
+	if (*p)
+		return false;
+	unsigned v = whole * 10 + tenth;
+	if (v == 0 || v > 1000)
+		return false;
+	*permille = v;
+	return true;
+}
+
+/* ---- the control commands ---- */
+
+static void reload_say_control(void *ctx, const char *line)
+{
+	control_printf(ctx, "%s\n", line);
+}
+
+static int reload_cmd_usage(struct control_out *out, const char *why)
+{
+	control_printf(out,
+		       "mxgate reload: %s\n"
+		       "usage: mxgate reload [-c FILE] [--canary PERCENT%% | --canary-clients "
+		       "LIST]\n"
+		       "       mxgate reload --promote | --abort\n",
+		       why);
+	return 2;
+}
+
+/* reload [-c FILE] [--canary N%] [--canary-clients LIST] | --promote | --abort */
+static int reload_cmd(void *ctx, int argc, char **argv, struct control_out *out)
+{
+	struct reload *r = ctx;
+	struct reload_request q = { .mode = RELOAD_FULL };
+	bool promote = false, abort_ = false;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		bool has_value = i + 1 < argc;
+		if (strcmp(a, "-c") == 0 && has_value) {
+			q.path = argv[++i];
+			if (q.path[0] != '/')
+				return reload_cmd_usage(out, "-c needs an absolute path");
+		} else if (strcmp(a, "--canary") == 0 && has_value) {
+			if (!reload_parse_share(argv[++i], &q.canary_permille))
+				return reload_cmd_usage(out, "--canary takes a share above 0% and at "
+							     "most 100%, such as 10%");
+			q.mode = RELOAD_CANARY;
+		} else if (strcmp(a, "--canary-clients") == 0 && has_value) {
+			q.canary_clients = argv[++i];
+			q.mode = RELOAD_CANARY;
+		} else if (strcmp(a, "--promote") == 0) {
+			promote = true;
+		} else if (strcmp(a, "--abort") == 0) {
+			abort_ = true;
+		} else {
+			char why[128];
+			snprintf(why, sizeof(why), "unexpected argument '%.80s'", a);
+			return reload_cmd_usage(out, why);
+		}
+	}
+	if (promote + abort_ + (q.mode == RELOAD_CANARY) > 1 ||
+	    ((promote || abort_) && q.path))
+		return reload_cmd_usage(out, "--promote, --abort and a new build exclude each "
+					     "other");
+	if (promote)
+		q.mode = RELOAD_PROMOTE;
+	if (abort_)
+		q.mode = RELOAD_ABORT;
+	struct reload_out ro = { reload_say_control, out };
+	return reload_apply(r, &q, &ro);
+}
+
+static void reload_time_text(int64_t t, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+	if (!localtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm))
+		snprintf(buf, len, "%" PRId64, t);
+}
+
+static void reload_status_gen(struct control_out *out, const struct mx_generation *g,
+			      const char *role)
+{
+	char built[32], services[1024];
+	reload_time_text(g->built_at, built, sizeof(built));
+	reload_services_line(g, services, sizeof(services));
+	struct mx_gen_counters c;
+	mx_generation_counters(g, &c);
+	control_printf(out,
+		       "generation %" PRIu64 " (%s): built %s from %s\n"
+		       "  services: %s\n"
+		       "  connections=%" PRIu64 " open=%" PRIu64 " messages_accepted=%" PRIu64
+		       " messages_rejected=%" PRIu64 " recipients_accepted=%" PRIu64
+		       " recipients_rejected=%" PRIu64 " recipients_deferred=%" PRIu64 "\n",
+		       g->id, role, built, g->path, services, c.connections,
+		       c.connections - c.connections_closed, c.messages_accepted,
+		       c.messages_rejected, c.recipients_accepted, c.recipients_rejected,
+		       c.recipients_deferred);
+}
+
+static int status_cmd(void *ctx, int argc, char **argv, struct control_out *out)
+{
+	(void)argv;
+	struct reload *r = ctx;
+	if (argc > 1) {
+		control_printf(out, "mxgate status: takes no arguments\n");
+		return 2;
+	}
+	pthread_mutex_lock(&r->lock);
+	reload_prune_locked(r);
+	char started[32], last[32];
+	reload_time_text(r->p.started_at, started, sizeof(started));
+	control_printf(out, "mxgate %s running since %s, transport %s\n", MXGATE_VERSION,
+		       started, r->p.transport_description);
+	if (r->reloads || r->failures) {
+		reload_time_text(r->last_reload_at, last, sizeof(last));
+		control_printf(out, "reloads: %" PRIu64 " done%s%s, %" PRIu64 " failed%s%s\n",
+			       r->reloads, r->reloads ? ", the last at " : "",
+			       r->reloads ? last : "", r->failures,
+			       r->failures ? "; the last failure: " : "", r->last_failure);
+	}
+	reload_status_gen(out, r->current, "current");
+	if (r->canary) {
+		char role[600], share[512];
+		reload_share_text(atomic_load(&r->p.pub->canary_permille),
+				  r->canary_clients ? r->canary_clients_text : NULL, share,
+				  sizeof(share));
+		snprintf(role, sizeof(role), "canary: %s", share);
+		reload_status_gen(out, r->canary, role);
+	}
+	for (struct reload_retiring *t = r->retiring; t; t = t->next)
+		reload_status_gen(out, t->g, "retiring");
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+int reload_register(struct reload *r, struct control_server *s, char *err, size_t errlen)
+{
+	int rc = control_register(s, "reload",
+				  "[-c FILE] [--canary PERCENT%|--canary-clients LIST] | --promote "
+				  "| --abort",
+				  reload_cmd, r);
+	if (rc == 0)
+		rc = control_register(s, "status", "", status_cmd, r);
+	if (rc < 0)
+		snprintf(err, errlen, "control socket: cannot register the reload commands: %s",
+			 strerror(-rc));
+	return rc;
+}

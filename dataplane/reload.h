@@ -1,0 +1,81 @@
+/* Live reload: the management plane's keeper of the published generations
+ * (mgmt/generation.h).
+ *
+ * A reload builds a new generation from the configuration file (off the workers: in the
+ * thread that asked, the main thread for SIGHUP or the control socket's for `mxgate
+ * reload`), checks it (every problem FILE:LINE, the tables it needs, the addresses its
+ * services listen on), and only then publishes it. Connections keep the generation they
+ * started with; new ones get the new one. A failed build changes nothing.
+ *
+ * A canary publishes the new generation beside the current one for a share of new
+ * connections (a percentage, or a client list) until it is promoted (it becomes current)
+ * or aborted (it is dropped). Each generation counts what its connections did, so the
+ * two can be compared while both serve (`mxgate status`).
+ *
+ * Parameters that only a restart applies (the transport, workers, spools, relay, ...)
+ * are reported when a reload changes them, and keep their running values. */
+#ifndef MXGATE_DATAPLANE_RELOAD_H
+#define MXGATE_DATAPLANE_RELOAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dataplane/transport.h"
+#include "mgmt/control.h"
+#include "mgmt/generation.h"
+
+struct reload;
+
+struct reload_params {
+	const struct transport_ops *ops;
+	void *impl;                     /* the transport, created */
+	struct mx_gen_pub *pub;         /* current is set: the first generation, whose
+					   publication reference the reload now owns */
+	const struct mx_config *boot;   /* what the gateway started with */
+	bool have_tables;               /* the table store is open */
+	unsigned nworkers;              /* counter slots of each generation */
+	int64_t started_at;             /* wall-clock seconds */
+	const char *transport_description;
+};
+
+int reload_create(struct reload **out, const struct reload_params *p);
+/* After the transport is destroyed: drops every generation the reload holds. */
+void reload_free(struct reload *r);
+
+/* Register the control commands `reload` and `status` (before control_server_start()). */
+int reload_register(struct reload *r, struct control_server *s, char *err, size_t errlen);
+
+enum reload_mode {
+	RELOAD_FULL,     /* the new generation serves every new connection */
+	RELOAD_CANARY,   /* beside the current one, for a share or a client list */
+	RELOAD_PROMOTE,  /* the canary becomes current */
+	RELOAD_ABORT,    /* the canary is dropped */
+};
+
+struct reload_request {
+	enum reload_mode mode;
+	const char *path;              /* NULL: the file the current generation came from */
+	unsigned canary_permille;      /* RELOAD_CANARY: 1..1000, or 0 with canary_clients */
+	const char *canary_clients;    /* RELOAD_CANARY: addresses/CIDRs, or NULL */
+};
+
+/* Where a reload's lines go besides the log (each line once, without a newline). */
+struct reload_out {
+	void (*say)(void *ctx, const char *line);
+	void *ctx;
+};
+
+/* Carry out one request. Returns 0 when done, 1 when refused or failed (nothing changed:
+ * the reason went to out and the log). Serialized: one request at a time. */
+int reload_apply(struct reload *r, const struct reload_request *q,
+		 const struct reload_out *out);
+
+/* Generations that no longer serve new connections are kept until their last connection
+ * closes; drop those that are done (and log it). The main thread calls it every second. */
+void reload_housekeeping(struct reload *r);
+
+/* Parse "10%", "2.5%", "10" (percent, > 0, <= 100) into permille. false on bad input. */
+bool reload_parse_share(const char *s, unsigned *permille);
+
+#endif

@@ -1,0 +1,122 @@
+/* A configuration generation: everything a connection needs to be served the way the
+ * configuration says, built once off the workers and never changed after.
+ *
+ *   generation = main.cf (its global parameters)
+ *              + the services (one per listener: master.cf's smtpd lines, or the
+ *                addresses of mxgate_listen), each with its effective parameters (main.cf
+ *                with the service's -o overrides), its compiled restriction lists and its
+ *                compiled header/body checks
+ *              + per-worker counters (what this generation's connections did)
+ *
+ * It is reference counted. A reload builds a new one (mx_generation_build) and publishes
+ * it (struct mx_gen_pub); a connection keeps the generation it started with, new ones take
+ * the newest, or during a canary the one their share says. A failed build changes
+ * nothing. The last reference frees it. */
+#ifndef MXGATE_MGMT_GENERATION_H
+#define MXGATE_MGMT_GENERATION_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "mgmt/config.h"
+#include "mgmt/policy.h"
+#include "mxgate/inet.h"
+#include "smtp/smtp_restrictions.h"
+#include "tables/netlist.h"
+
+#define MX_SERVICE_NAME_MAX 80
+
+struct mx_service {
+	char name[MX_SERVICE_NAME_MAX]; /* "smtp", "submission", "127.0.0.1:2525" */
+	/* where it listens: numeric addresses (kernel transport), and on the dpdk transport
+	 * the TCP port on every port address */
+	struct mx_listen_addr listen[MX_CONFIG_MAX_LISTEN];
+	unsigned nlisten;
+	const struct mx_config *cfg;  /* the effective parameters: the generation's main
+					 configuration, or an own one with -o overrides */
+	struct mx_config *own_cfg;    /* owned when the service has overrides */
+	struct smtp_policy *policy;   /* compiled restriction lists (owned) */
+	struct mx_checks checks;      /* compiled header/body checks (owned) */
+};
+
+/* What one generation's connections did, per worker (each worker writes its own slot,
+ * so counting takes no lock and no shared cache line; readers sum the slots). */
+struct mx_gen_counters {
+	uint64_t connections;
+	uint64_t connections_closed;  /* open = connections - connections_closed */
+	uint64_t messages_accepted;
+	uint64_t messages_rejected;   /* refused at DATA or end of data (4xx or 5xx) */
+	uint64_t recipients_accepted;
+	uint64_t recipients_rejected; /* 5xx at RCPT */
+	uint64_t recipients_deferred; /* 4xx at RCPT */
+} __attribute__((aligned(64)));
+
+struct mx_generation {
+	uint64_t id;                  /* 1, 2, ...: the order of builds */
+	atomic_uint refs;
+	int64_t built_at;             /* wall-clock seconds */
+	char *path;                   /* the configuration file it was built from */
+	struct mx_config *cfg;        /* main.cf */
+	struct mx_service *services;
+	unsigned nservices;
+	unsigned nworkers;
+	struct mx_gen_counters *counters; /* [nworkers] */
+};
+
+struct mx_generation_opts {
+	const char *path;    /* main.cf */
+	uint64_t id;
+	unsigned nworkers;   /* counter slots */
+	FILE *diag;          /* every problem, as FILE:LINE: problem (may be NULL) */
+};
+
+/* Build a generation: load and check the configuration, its services, compile every
+ * service's restriction lists and checks. Returns 0 and *out (one reference), or a
+ * negative errno with err (the first problem; diag has them all). */
+int mx_generation_build(const struct mx_generation_opts *o, struct mx_generation **out,
+			char *err, size_t errlen);
+
+struct mx_generation *mx_generation_get(struct mx_generation *g);
+/* Drop a reference; the last frees it. NULL is a no-op. */
+void mx_generation_put(struct mx_generation *g);
+
+/* The service listening on a (an exact address match, or the wildcard address of its
+ * family) and port, or with a NULL: the first listening on port, whatever its address
+ * (the dpdk transport serves every port address); -1 when none. */
+int mx_generation_service_at(const struct mx_generation *g, const struct mx_inet_addr *a,
+			     uint16_t port);
+
+/* The sum of every worker's counters. */
+void mx_generation_counters(const struct mx_generation *g, struct mx_gen_counters *sum);
+
+/* The parameters that only a restart applies (mxgate_transport, the DPDK settings, worker
+ * count, spool directories, ...) whose values in g differ from those the gateway runs
+ * with, comma-separated into buf. Returns how many. */
+unsigned mx_generation_restart_changes(const struct mx_config *running,
+				       const struct mx_generation *g, char *buf, size_t len);
+
+/* ---- publishing: what the workers read ---- */
+
+/* The generations new connections get. The management thread writes it; workers read it
+ * when they accept (atomic loads, no lock). A worker that read a pointer holds it only
+ * until its next quiescent point (the end of its poll iteration); before the management
+ * thread drops the reference it held for a generation it unpublished, it waits until
+ * every worker passed one (the transport's synchronize), by which time every worker that
+ * kept it has taken a reference of its own. */
+struct mx_gen_pub {
+	_Atomic(struct mx_generation *) current;
+	_Atomic(struct mx_generation *) canary;   /* NULL: no canary */
+	atomic_uint canary_permille;               /* share of new connections, 0..1000 */
+	_Atomic(struct netlist *) canary_clients;  /* or these clients; NULL: none */
+};
+
+/* Which generation a new connection from `client` gets: the canary when the client is in
+ * canary_clients, or when its share says so (*acc is the caller's running share, one per
+ * worker, so that exactly permille of every thousand go there); else the current one. */
+struct mx_generation *mx_gen_pick(struct mx_gen_pub *pub, const struct mx_inet_addr *client,
+				  unsigned *acc);
+
+#endif
