@@ -218,12 +218,14 @@ bool net_nd_lookup(struct net_stack *s, const uint8_t ip[16], uint8_t mac[6]);
 void net_nd_solicit(struct net_stack *s, const uint8_t target[16]);
 void net_arp_request(struct net_stack *s, uint32_t ip);
 
-/* net_tcp.c */
-/* src and dst: 16-byte addresses (IPv4 mapped). */
+/* TCP (net_tcp*.c; what they share among themselves is in net_tcp_internal.h). */
+/* net_tcp_input.c. src and dst: 16-byte addresses (IPv4 mapped). */
 void net_tcp_input(struct net_stack *s, const uint8_t smac[6], const uint8_t *src,
 		   const uint8_t *dst, const uint8_t *tcp, size_t tcp_len, bool csum_ok);
+/* net_tcp_timer.c */
 void net_tcp_timer_fire(void *arg, struct net_timer *t);
 void net_tcp_poll(struct net_stack *s);
+/* net_tcp.c */
 void net_tcp_reap(struct net_stack *s);
 void net_tcp_free_all(struct net_stack *s);
 
