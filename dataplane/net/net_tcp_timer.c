@@ -168,7 +168,7 @@ bool net_tcp_tw_input(struct net_stack *s, struct net_tw *t, const struct net_tc
 	return true;
 }
 
-/* ---- timers ---- */
+/* ---- the wheel's callback ---- */
 
 void net_tcp_timer_fire(void *arg, struct net_timer *t)
 {
