@@ -156,7 +156,8 @@ static bool hold(struct net_stack *s, const uint8_t *frame, size_t len, bool tx,
 	return true;
 }
 
-void net_fault_rx(struct net_stack *s, const uint8_t *frame, size_t len, unsigned rx_flags)
+void net_fault_rx(struct net_stack *s, const uint8_t *frame, size_t len, unsigned rx_flags,
+		  void (*deliver)(struct net_stack *, const uint8_t *, size_t, unsigned))
 {
 	struct net_fault *f = s->fault;
 	if (coin(f, f->cfg.rx_drop_pct)) {
@@ -165,10 +166,10 @@ void net_fault_rx(struct net_stack *s, const uint8_t *frame, size_t len, unsigne
 	}
 	if (coin(f, f->cfg.rx_reorder_pct) && hold(s, frame, len, false, rx_flags, NULL))
 		return;
-	net_input_frame(s, frame, len, rx_flags);
+	deliver(s, frame, len, rx_flags);
 	if (s->fault && coin(f, f->cfg.rx_dup_pct)) {
 		s->cnt.fault_dup++;
-		net_input_frame(s, frame, len, rx_flags);
+		deliver(s, frame, len, rx_flags);
 	}
 }
 
@@ -193,7 +194,8 @@ bool net_fault_tx(struct net_stack *s, const uint8_t *frame, size_t len,
 	return false;
 }
 
-void net_fault_poll(struct net_stack *s)
+void net_fault_poll(struct net_stack *s,
+		    void (*deliver)(struct net_stack *, const uint8_t *, size_t, unsigned))
 {
 	struct net_fault *f = s->fault;
 	for (unsigned i = 0; i < f->nheld;) {
@@ -208,7 +210,7 @@ void net_fault_poll(struct net_stack *s)
 			tx_copy(s, h.data, h.len, &h.meta);
 			f->releasing = false;
 		} else {
-			net_input_frame(s, h.data, h.len, h.rx_flags);
+			deliver(s, h.data, h.len, h.rx_flags);
 		}
 		free(h.data);
 		if (s->fault != f)

@@ -1,5 +1,6 @@
 /* Inside the stack: the control block, the stack object, wire formats and helpers shared
- * by net_ip.c (Ethernet, ARP, IPv4, ICMP, lifecycle), net_tcp.c and net_fault.c. */
+ * by net_stack.c (the object and entry points), net_ip.c (frame input: Ethernet, IPv4,
+ * ICMP, IPv6), net_link.c (frame output, ARP), the TCP files and net_fault.c. */
 #ifndef MXGATE_DATAPLANE_NET_INTERNAL_H
 #define MXGATE_DATAPLANE_NET_INTERNAL_H
 
@@ -198,7 +199,12 @@ uint32_t net_csum_add(uint32_t sum, const void *data, size_t len);
 uint16_t net_csum_fold(uint32_t sum);
 bool net_tb_take(struct net_token_bucket *tb, uint32_t now_ms);
 
-/* net_ip.c */
+/* The files call each other downwards only: net_stack.c (entry points) -> net_fault.c,
+ * net_ip.c (frame input) -> net_tcp*.c -> net_link.c (frame output, ARP) -> net_fault.c's
+ * tap; net_util.c and net_timer.c serve them all. */
+
+/* net_link.c */
+extern const uint8_t net_eth_bcast[6];
 /* A frame buffer with room for Ethernet + IPv4 headers + l4len; returns the L4 pointer
  * or NULL (counted) when the pool is empty. */
 uint8_t *net_tx_begin(struct net_stack *s, void **handle, uint8_t **frame, size_t l3len,
@@ -210,30 +216,40 @@ void net_tx_ipv6(struct net_stack *s, void *handle, uint8_t *frame, const uint8_
 /* Fill Ethernet and IPv4 headers and the L4 checksum (proto 6 or 1), then send. */
 void net_tx_ipv4(struct net_stack *s, void *handle, uint8_t *frame, const uint8_t dmac[6],
 		 uint32_t src, uint32_t dst, uint8_t proto, size_t l4len, size_t l4hdr);
+bool net_arp_lookup(struct net_stack *s, uint32_t ip, uint8_t mac[6]);
+void net_arp_request(struct net_stack *s, uint32_t ip);
+/* An ARP packet (the Ethernet payload, len bytes). */
+void net_arp_input(struct net_stack *s, const uint8_t *a, size_t len, unsigned rx_flags);
+
+/* net_ip.c */
+/* The input path below fault injection. */
+void net_input_frame(struct net_stack *s, const uint8_t *frame, size_t len, unsigned rx_flags);
 /* ICMP destination unreachable about the IPv4 packet ip (ip_len bytes), rate limited. */
 void net_icmp_unreach(struct net_stack *s, const uint8_t smac[6], const uint8_t *ip,
 		      size_t ip_len, uint8_t code);
-bool net_arp_lookup(struct net_stack *s, uint32_t ip, uint8_t mac[6]);
 bool net_nd_lookup(struct net_stack *s, const uint8_t ip[16], uint8_t mac[6]);
 void net_nd_solicit(struct net_stack *s, const uint8_t target[16]);
-void net_arp_request(struct net_stack *s, uint32_t ip);
 
-/* net_tcp.c */
-/* src and dst: 16-byte addresses (IPv4 mapped). */
+/* TCP (net_tcp*.c; what they share among themselves is in net_tcp_internal.h). */
+/* net_tcp_input.c. src and dst: 16-byte addresses (IPv4 mapped). */
 void net_tcp_input(struct net_stack *s, const uint8_t smac[6], const uint8_t *src,
 		   const uint8_t *dst, const uint8_t *tcp, size_t tcp_len, bool csum_ok);
+/* net_tcp_timer.c */
 void net_tcp_timer_fire(void *arg, struct net_timer *t);
 void net_tcp_poll(struct net_stack *s);
+/* net_tcp.c */
 void net_tcp_reap(struct net_stack *s);
 void net_tcp_free_all(struct net_stack *s);
 
-/* net_fault.c: frames diverted when fault injection is on. */
-void net_fault_rx(struct net_stack *s, const uint8_t *frame, size_t len, unsigned rx_flags);
+/* net_fault.c: frames diverted when fault injection is on. Received frames, and held ones
+ * when their time comes, go on to deliver (net_input_frame): the caller names the next
+ * stage, so fault injection does not call up into the stack it wraps. */
+void net_fault_rx(struct net_stack *s, const uint8_t *frame, size_t len, unsigned rx_flags,
+		  void (*deliver)(struct net_stack *, const uint8_t *, size_t, unsigned));
 bool net_fault_tx(struct net_stack *s, const uint8_t *frame, size_t len,
 		  const struct net_tx_meta *meta);
-void net_fault_poll(struct net_stack *s);
+void net_fault_poll(struct net_stack *s,
+		    void (*deliver)(struct net_stack *, const uint8_t *, size_t, unsigned));
 void net_fault_free(struct net_stack *s);
-/* The input path below fault injection. */
-void net_input_frame(struct net_stack *s, const uint8_t *frame, size_t len, unsigned rx_flags);
 
 #endif

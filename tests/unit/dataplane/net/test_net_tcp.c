@@ -1032,6 +1032,64 @@ static void test_synack_retransmit(void)
 	net_stack_destroy(s);
 }
 
+/* The half-open count behind the SYN backlog follows every way out of SYN-RECEIVED: the
+ * handshake completing, an RST, the SYN-ACK retransmissions giving up. With a backlog of
+ * one, each of those must leave room for the next SYN to get full state, not a cookie. */
+static void test_syn_backlog_count(void)
+{
+	struct net_config cfg = { .syn_backlog = 1 };
+	struct net_stack *s = t_stack(&cfg);
+	const struct net_counters *cnt = net_stack_counters(s);
+	uint32_t lip = t_ip(T_OUR_IP), rip = t_ip(T_PEER_IP);
+	/* Half-open, then established. */
+	struct tseg syn = { .seq = 100, .flags = F_SYN, .win = 65535, .sport = 1111 };
+	t_in(s, &syn);
+	CHECK_INT_EQ(net_stack_lookup_state(s, lip, T_PORT, rip, 1111), NET_TCP_SYN_RCVD);
+	struct tseg ack = { .seq = 101, .ack = t_last().seq + 1, .flags = F_ACK, .win = 65535,
+			    .sport = 1111 };
+	t_in(s, &ack);
+	CHECK_INT_EQ(net_stack_lookup_state(s, lip, T_PORT, rip, 1111), NET_TCP_ESTABLISHED);
+	/* Half-open, then reset. */
+	syn.sport = 2222;
+	t_in(s, &syn);
+	CHECK_INT_EQ(cnt->tcp_syn_cookie_sent, 0);
+	CHECK_INT_EQ(net_stack_lookup_state(s, lip, T_PORT, rip, 2222), NET_TCP_SYN_RCVD);
+	struct tseg rst = { .seq = 101, .flags = F_RST, .sport = 2222 };
+	t_in(s, &rst);
+	CHECK_INT_EQ(net_stack_lookup_state(s, lip, T_PORT, rip, 2222), NET_TCP_CLOSED);
+	/* Half-open, then given up. */
+	syn.sport = 3333;
+	t_in(s, &syn);
+	CHECK_INT_EQ(cnt->tcp_syn_cookie_sent, 0);
+	CHECK_INT_EQ(net_stack_lookup_state(s, lip, T_PORT, rip, 3333), NET_TCP_SYN_RCVD);
+	t_advance(s, 200000);
+	CHECK_INT_EQ(net_stack_lookup_state(s, lip, T_PORT, rip, 3333), NET_TCP_CLOSED);
+	/* Room again; and once that one is half-open the backlog is full. */
+	syn.sport = 4444;
+	t_in(s, &syn);
+	CHECK_INT_EQ(cnt->tcp_syn_cookie_sent, 0);
+	CHECK_INT_EQ(net_stack_lookup_state(s, lip, T_PORT, rip, 4444), NET_TCP_SYN_RCVD);
+	syn.sport = 5555;
+	t_in(s, &syn);
+	CHECK_INT_EQ(cnt->tcp_syn_cookie_sent, 1);
+	CHECK_INT_EQ(net_stack_lookup_state(s, lip, T_PORT, rip, 5555), NET_TCP_CLOSED);
+	CHECK_INT_EQ(net_stack_conn_count(s), 2);
+	net_stack_destroy(s);
+}
+
+/* Every state has its own name for the logs; a value out of range is not a crash. */
+static void test_state_names(void)
+{
+	for (int i = 0; i < NET_TCP_STATE_MAX; i++) {
+		const char *a = net_tcp_state_name((enum net_tcp_state)i);
+		CHECK(strcmp(a, "?") != 0);
+		for (int j = 0; j < i; j++)
+			CHECK(strcmp(a, net_tcp_state_name((enum net_tcp_state)j)) != 0);
+	}
+	CHECK_STR_EQ(net_tcp_state_name(NET_TCP_ESTABLISHED), "ESTABLISHED");
+	CHECK_STR_EQ(net_tcp_state_name(NET_TCP_STATE_MAX), "?");
+}
+
 int main(void)
 {
 	RUN_TEST(test_handshake);
@@ -1061,6 +1119,8 @@ int main(void)
 	RUN_TEST(test_pool_empty);
 	RUN_TEST(test_close_unread_resets);
 	RUN_TEST(test_synack_retransmit);
+	RUN_TEST(test_syn_backlog_count);
+	RUN_TEST(test_state_names);
 	RUN_TEST(test_close_in_abort);
 	RUN_TEST(test_many_idle);
 	t_clear_tx();
