@@ -39,8 +39,10 @@ static void mx_policy_diag_line(void *ctx, const char *line)
 	char name[128];
 	size_t n = strcspn(line, ":");
 	snprintf(name, sizeof(name), "%.*s", (int)(n < sizeof(name) ? n : sizeof(name) - 1), line);
-	unsigned at = mx_config_line(d->cfg, name);
-	const char *file = d->cfg->source_path ? d->cfg->source_path : "mxgate.cf";
+	unsigned at;
+	const char *file = mx_config_source(d->cfg, name, &at);
+	if (!file)
+		file = "mxgate.cf";
 	if (at)
 		fprintf(d->f, "%s:%u: %s\n", file, at, line);
 	else
