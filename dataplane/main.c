@@ -400,6 +400,8 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "explain") == 0)
 		return mx_explain_main(argc - 1, argv + 1, MXGATE_DEFAULT_CONFIG);
+	if (argc > 1 && strcmp(argv[1], "config") == 0)
+		return mx_config_main(argc - 1, argv + 1, MXGATE_DEFAULT_CONFIG);
 
 	while ((opt = getopt_long(argc, argv, "c:nVh", opts, NULL)) != -1) {
 		switch (opt) {

@@ -161,6 +161,22 @@ const char *mx_config_get_any(const struct mx_config *cfg, const char *name)
 }
 
 
+int cfg_add_defaults(struct cfg_ctx *c)
+{
+	for (size_t i = 0; i < MX_P_MAX; i++) {
+		size_t v = cfg_find(c, mx_params[i].name, strlen(mx_params[i].name));
+		if (v == SIZE_MAX) {
+			v = cfg_add_var(c, mx_params[i].name, strlen(mx_params[i].name));
+			if (v == SIZE_MAX) {
+				c->oom = true;
+				return -ENOMEM;
+			}
+			c->vars[v].raw = (char *)mx_params[i].def;
+		}
+	}
+	return 0;
+}
+
 /* What one load is of: main.cf alone, or main.cf with the -o overrides of one service. */
 struct cfg_load_opts {
 	const struct mx_master *master;          /* the service's master file */
@@ -261,18 +277,7 @@ static int cfg_load(const char *text, size_t len, const char *name, struct mx_co
 	}
 
 	/* Every known parameter gets a var: its file value or its default. */
-	for (size_t i = 0; i < MX_P_MAX; i++) {
-		size_t v = cfg_find(c, mx_params[i].name, strlen(mx_params[i].name));
-		if (v == SIZE_MAX) {
-			v = cfg_add_var(c, mx_params[i].name, strlen(mx_params[i].name));
-			if (v == SIZE_MAX) {
-				c->oom = true;
-				break;
-			}
-			c->vars[v].raw = (char *)mx_params[i].def;
-		}
-	}
-	if (c->oom)
+	if (cfg_add_defaults(c) != 0)
 		return -ENOMEM;
 
 	/* Names that some value of the file refers to are in use (Postfix's rule for
@@ -491,9 +496,10 @@ void mx_config_report_failure(FILE *f, const char *prog, const char *path, int r
 		fprintf(f, "%s: %s: %s\n", prog, path, strerror(-rc));
 }
 
-int mx_config_load(const char *path, struct mx_config **out, FILE *diag)
+int cfg_read_file(const char *path, char **text, size_t *len, FILE *diag)
 {
-	*out = NULL;
+	*text = NULL;
+	*len = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
@@ -520,12 +526,12 @@ int mx_config_load(const char *path, struct mx_config **out, FILE *diag)
 		close(fd);
 		return -ENOMEM;
 	}
-	size_t len = 0;
+	size_t n = 0;
 	for (;;) {
-		ssize_t n = read(fd, buf + len, CFG_FILE_MAX + 1 - len);
-		if (n < 0 && errno == EINTR)
+		ssize_t r = read(fd, buf + n, CFG_FILE_MAX + 1 - n);
+		if (r < 0 && errno == EINTR)
 			continue;
-		if (n < 0) {
+		if (r < 0) {
 			int e = errno;
 			if (diag)
 				fprintf(diag, "read %s: %s\n", path, strerror(e));
@@ -533,19 +539,31 @@ int mx_config_load(const char *path, struct mx_config **out, FILE *diag)
 			close(fd);
 			return -e;
 		}
-		if (n == 0 || (len += (size_t)n) > CFG_FILE_MAX)
+		if (r == 0 || (n += (size_t)r) > CFG_FILE_MAX)
 			break;
 	}
 	close(fd);
-	if (len > CFG_FILE_MAX) {
+	if (n > CFG_FILE_MAX) {
 		if (diag)
 			fprintf(diag, "%s: file is larger than %u bytes\n", path, CFG_FILE_MAX);
 		free(buf);
 		return -EFBIG;
 	}
+	*text = buf;
+	*len = n;
+	return 0;
+}
+
+int mx_config_load(const char *path, struct mx_config **out, FILE *diag)
+{
+	*out = NULL;
+	char *buf;
+	size_t len;
+	int rc = cfg_read_file(path, &buf, &len, diag);
+	if (rc < 0)
+		return rc;
 	struct cfg_load_opts opts = { 0 };
-	int rc = cfg_load_text(buf, len, path, out, diag, &opts);
+	rc = cfg_load_text(buf, len, path, out, diag, &opts);
 	free(buf);
 	return rc;
 }
-

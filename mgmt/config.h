@@ -159,4 +159,10 @@ size_t mx_config_restart_changes(const struct mx_config *a, const struct mx_conf
 
 void mx_config_free(struct mx_config *cfg);
 
+/* `mxgate config [-c FILE] [-n|-d] [-h] [-x] [-M] [NAME...]`: print the parameters as
+ * postconf(1) prints main.cf's (mgmt/config_cmd.c). argv[0] is "config". Exit status as
+ * postconf's: 0, or 1 after a fatal error (file unreadable or unparsable, a value that
+ * cannot be expanded, bad options). */
+int mx_config_main(int argc, char **argv, const char *default_path);
+
 #endif

@@ -106,6 +106,12 @@ size_t cfg_find(const struct cfg_ctx *c, const char *name, size_t n);
 size_t cfg_add_var(struct cfg_ctx *c, const char *name, size_t n);
 void cfg_ctx_free(struct cfg_ctx *c);
 
+/* Read a whole config file: *len bytes (at most CFG_FILE_MAX) in a malloc'd *text. Returns 0 or a negative errno, said on diag except
+ * -ENOENT. */
+int cfg_read_file(const char *path, char **text, size_t *len, FILE *diag);
+/* Give every known parameter not in the file a var holding its default. */
+int cfg_add_defaults(struct cfg_ctx *c);
+
 bool cfg_is_space(char ch);
 bool cfg_is_name_char(char ch);
 void cfg_read(struct cfg_ctx *c, const char *text, size_t len);
