@@ -281,6 +281,7 @@ const struct mx_refused_def mx_refused[] = {
 	YES("smtpd_tls_req_ccert", "mxgate does not ask for client certificates yet"),
 	YES("smtpd_tls_auth_only", "mxgate does not offer AUTH yet"),
 	W("smtpd_tls_*", NO_TLS_YET),
+	W("smtpd_starttls_timeout", NO_TLS_YET),
 	TLS_LEVEL("smtp_tls_security_level", "|none",
 		  "the relay does not encrypt: mail would go out in plaintext",
 		  "the relay does not encrypt yet: mail goes out in plaintext, which \"may\" "
