@@ -18,6 +18,15 @@
  *   smtpd_hard_error_limit 20, smtpd_junk_command_limit 100, smtpd_timeout 300s: Postfix
  *                                   writes these as ${stress?{..}:{..}}; mxgate has no
  *                                   stress mode, so the non-stress values stand
+ *   local_recipient_maps            empty: mxgate has no local users (Postfix: the passwd
+ *                                   file and $alias_maps), so it checks no local recipients
+ *   smtpd_relay_restrictions        written as its level-1+ value: below level 1 Postfix
+ *                                   has no relay restrictions, mxgate never goes without
+ *
+ * Each row also says where a value may be set (scope: global, main.cf only; or service,
+ * also a master.cf service's -o), when a change takes effect (reload: live, with a new
+ * configuration generation; or restart, read once at start by threads and ports), and the
+ * struct mx_config field its validated value is stored in (config_check.c).
  * mxgate's own parameters start with mxgate_. */
 #include "mgmt/config_params.h"
 
