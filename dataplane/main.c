@@ -53,6 +53,8 @@ static void usage(FILE *f)
 		"       mxgate reload [-c FILE] [--canary N%%]  reload a running gateway's\n"
 		"                                           configuration (mxgate reload -h)\n"
 		"       mxgate status [-c FILE]             its generations and their counters\n"
+		"       mxgate config [-c FILE] [-n|-d|-x|-M] [NAME...]  parameters as postconf\n"
+		"                                           prints them (mxgate config -h)\n"
 		"       mxgate --version                    print the version\n"
 		"       mxgate -h                           this help\n"
 		"\n"
@@ -685,6 +687,8 @@ int main(int argc, char **argv)
 		return mx_explain_main(argc - 1, argv + 1, MXGATE_DEFAULT_CONFIG);
 	if (argc > 1 && (strcmp(argv[1], "reload") == 0 || strcmp(argv[1], "status") == 0))
 		return mx_control_cmd_main(argc - 1, argv + 1, MXGATE_DEFAULT_CONFIG);
+	if (argc > 1 && strcmp(argv[1], "config") == 0)
+		return mx_config_main(argc - 1, argv + 1, MXGATE_DEFAULT_CONFIG);
 
 	while ((opt = getopt_long(argc, argv, "c:nVh", opts, NULL)) != -1) {
 		switch (opt) {

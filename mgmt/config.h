@@ -127,6 +127,42 @@ const char *mx_config_get_any(const struct mx_config *cfg, const char *name);
  * has its default or is unknown. For messages in the "FILE:LINE: problem" form. */
 unsigned mx_config_line(const struct mx_config *cfg, const char *name);
 
+/* The same with the file: source_path, or for a service's configuration the master file
+ * when `name` is one of the service's -o overrides. */
+const char *mx_config_source(const struct mx_config *cfg, const char *name, unsigned *line);
+
+/* Services (mgmt/master.h). With mxgate_master_file set, mx_config_load() also reads that
+ * file and loads every service's effective configuration (failing when one fails); the
+ * services are then mx_config_master(cfg)->services. NULL without a master file. */
+struct mx_master;
+struct mx_master_service;
+const struct mx_master *mx_config_master(const struct mx_config *cfg);
+
+/* The effective configuration of one service of mx_config_master(cfg): main.cf with the
+ * service's -o overrides applied as Postfix applies them (an override replaces the value
+ * for that service, and every value that says $name sees it), fully validated; its listen
+ * addresses are the service's. Messages at main.cf lines are errors only (main.cf's own
+ * warnings were said by mx_config_load()), naming the service. Returns as
+ * mx_config_load(); the result is freed with mx_config_free() and does not depend on cfg
+ * (svc must stay valid while it is used). */
+int mx_config_load_service(const struct mx_config *cfg, const struct mx_master_service *svc,
+			   struct mx_config **out, FILE *diag);
+
+/* For a service's configuration, its service; NULL for mx_config_load()'s. */
+const struct mx_master_service *mx_config_service(const struct mx_config *cfg);
+
+/* The parameters whose reload class is "restart" and whose values differ between a and b
+ * (at most max names in names[]; returns how many differ): a reload that changes one of
+ * them takes effect only after a restart. */
+size_t mx_config_restart_changes(const struct mx_config *a, const struct mx_config *b,
+				 const char **names, size_t max);
+
 void mx_config_free(struct mx_config *cfg);
+
+/* `mxgate config [-c FILE] [-n|-d] [-h] [-x] [-M] [NAME...]`: print the parameters as
+ * postconf(1) prints main.cf's (mgmt/config_cmd.c). argv[0] is "config". Exit status as
+ * postconf's: 0, or 1 after a fatal error (file unreadable or unparsable, a value that
+ * cannot be expanded, bad options). */
+int mx_config_main(int argc, char **argv, const char *default_path);
 
 #endif

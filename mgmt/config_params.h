@@ -1,7 +1,13 @@
-/* The table of every parameter mxgate knows (private to mgmt/config*.c and their tests).
- * config.c reads mxgate.cf, expands values and validates each known parameter by its type;
- * this table says which names exist, their defaults (as `postconf -d` would print them for
- * Postfix's own parameters) and their bounds. */
+/* The registry: every parameter mxgate knows, one row each (private to mgmt/config*.c and
+ * their tests). config.c reads mxgate.cf and expands values; config_check.c validates each
+ * known parameter by its row: its type and bounds, where the validated value goes in struct
+ * mx_config (and so in its struct smtp_config), whether a master.cf service may override it
+ * with -o (scope), and whether a changed value can take effect without a restart (reload).
+ * Defaults are as `postconf -d` prints them for Postfix's own parameters.
+ *
+ * Adding a parameter: an id below (its place is its validation order), one row in
+ * config_params.c, the field in struct mx_config if the gateway reads it from there, a line
+ * in deploy/mxgate.cf.example and a bad-value case in tests/unit/mgmt/test_config.c. */
 #ifndef MXGATE_MGMT_CONFIG_PARAMS_H
 #define MXGATE_MGMT_CONFIG_PARAMS_H
 
@@ -117,6 +123,7 @@ enum mx_param_id {
 	MX_P_NESTED_HEADER_CHECKS,
 	MX_P_BODY_CHECKS,
 	MX_P_BODY_CHECKS_SIZE_LIMIT,
+	MX_P_MXGATE_MASTER_FILE,
 	MX_P_MAX,
 };
 
@@ -140,6 +147,41 @@ enum mx_param_type {
 
 const char *mx_param_type_name(enum mx_param_type t);
 
+/* Where a parameter may be set. */
+enum mx_param_scope {
+	MX_SCOPE_GLOBAL,  /* main.cf only: the process, its transport, spool and relay */
+	MX_SCOPE_SERVICE, /* also per master.cf service with -o (policy, limits, banner) */
+	MX_SCOPE_MAX,
+};
+
+/* When a changed value takes effect. */
+enum mx_param_reload {
+	MX_RELOAD_LIVE,    /* with the next configuration generation (new connections) */
+	MX_RELOAD_RESTART, /* read once at start (ports, threads, spool, relay, log file) */
+	MX_RELOAD_MAX,
+};
+
+const char *mx_param_scope_name(enum mx_param_scope s);
+const char *mx_param_reload_name(enum mx_param_reload r);
+
+/* The C type of the struct mx_config field a validated value is stored in (at `offset`,
+ * which may point into cfg->smtp). */
+enum mx_param_field {
+	MX_FIELD_NONE,     /* no field: read with mx_config_get() (lists, codes, checks) */
+	MX_FIELD_STRING,   /* char * or const char *: the expanded value, owned by the config */
+	MX_FIELD_UNSIGNED, /* unsigned: an INT, or a TIME in seconds */
+	MX_FIELD_MS,       /* unsigned: a TIME in milliseconds */
+	MX_FIELD_SIZE,     /* size_t: an INT or SIZE */
+	MX_FIELD_U64,      /* uint64_t: an INT or SIZE */
+	MX_FIELD_BOOL,     /* bool: a BOOL */
+	MX_FIELD_NETLIST,  /* struct netlist *, owned by the config */
+	MX_FIELD_DOMAINS,  /* struct domain_list *, owned by the config */
+	MX_FIELD_MAX,
+};
+
+struct mx_config;
+struct mx_param_value;
+
 struct mx_param_def {
 	enum mx_param_id id;
 	const char *name;
@@ -157,6 +199,24 @@ struct mx_param_def {
 	 * default_rbl_reply, whose $rbl_code is expanded per reply). */
 	bool raw;
 	const char *doc;     /* one line for the example config and --help */
+
+	enum mx_param_scope scope;
+	enum mx_param_reload reload;
+	enum mx_param_field field;
+	size_t offset;       /* of the field in struct mx_config (MX_FIELD_NONE: unused) */
+	/* A parameter that needs more than its type's check: called after the type's check
+	 * passed (for MX_PT_PATH instead of it), it validates further and stores what the
+	 * value means (config_check.c). Returns 0, or -1 after reporting. NULL: the type's
+	 * check and the field say it all. */
+	int (*parse)(const struct mx_param_value *pv, struct mx_config *cfg);
+	/* MX_PT_HOSTNAME: a value starting with '/' names a file whose first line is the
+	 * value (Debian's Postfix: myorigin = /etc/mailname). */
+	bool from_file;
+	/* MX_PT_DOMAINS: subdomains match when parent_domain_matches_subdomains lists the
+	 * parameter (Postfix's parent style; mydestination never has it). */
+	bool parent_style;
+	/* MX_PT_CHOICE: a value Postfix has that mxgate refuses, and why. */
+	const char *refused_choice, *refused_why;
 };
 
 extern const struct mx_param_def mx_params[MX_P_MAX];

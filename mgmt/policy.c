@@ -39,27 +39,157 @@ static void mx_policy_diag_line(void *ctx, const char *line)
 	char name[128];
 	size_t n = strcspn(line, ":");
 	snprintf(name, sizeof(name), "%.*s", (int)(n < sizeof(name) ? n : sizeof(name) - 1), line);
-	unsigned at = mx_config_line(d->cfg, name);
-	const char *file = d->cfg->source_path ? d->cfg->source_path : "mxgate.cf";
+	unsigned at;
+	const char *file = mx_config_source(d->cfg, name, &at);
+	if (!file)
+		file = "mxgate.cf";
 	if (at)
 		fprintf(d->f, "%s:%u: %s\n", file, at, line);
 	else
 		fprintf(d->f, "%s: %s (in the default value)\n", file, line);
 }
 
+static const char *const list_params[SMTP_LIST_MAX] = {
+	[SMTP_LIST_CLIENT] = "smtpd_client_restrictions",
+	[SMTP_LIST_HELO] = "smtpd_helo_restrictions",
+	[SMTP_LIST_SENDER] = "smtpd_sender_restrictions",
+	[SMTP_LIST_RELAY] = "smtpd_relay_restrictions",
+	[SMTP_LIST_RECIPIENT] = "smtpd_recipient_restrictions",
+	[SMTP_LIST_DATA] = "smtpd_data_restrictions",
+	[SMTP_LIST_END_OF_DATA] = "smtpd_end_of_data_restrictions",
+};
+
+#define MX_POLICY_SEPARATORS ", \t\r\n"
+
+/* Call fn(param, text, arg) for each restriction list, then each restriction class (by
+ * its name); with only_set, only for those set in the file (a default is not the
+ * operator's choice: Postfix's smtpd_relay_restrictions names permit_sasl_authenticated).
+ * Stops when fn returns true, and returns that. */
+static bool mx_policy_each_list(const struct mx_config *cfg, bool only_set,
+				bool (*fn)(const char *param, const char *text, void *arg),
+				void *arg)
+{
+	for (int l = 0; l < SMTP_LIST_MAX; l++) {
+		const char *text = mx_config_get(cfg, list_params[l]);
+		if (text && (!only_set || mx_config_line(cfg, list_params[l])) &&
+		    fn(list_params[l], text, arg))
+			return true;
+	}
+	const char *classes = mx_config_get(cfg, "smtpd_restriction_classes");
+	for (const char *p = classes; p && *p;) {
+		p += strspn(p, MX_POLICY_SEPARATORS);
+		size_t n = strcspn(p, MX_POLICY_SEPARATORS);
+		char name[256];
+		if (n && n < sizeof(name)) {
+			memcpy(name, p, n);
+			name[n] = '\0';
+			const char *text = mx_config_get_any(cfg, name);
+			if (text && (!only_set || mx_config_line(cfg, name)) && fn(name, text, arg))
+				return true;
+		}
+		p += n;
+	}
+	return false;
+}
+
+/* Restrictions that need SASL or TLS, which mxgate does not offer yet: they can never
+ * match (the permits never permit, the mismatch checks never find a login). */
+static const struct {
+	const char *word;
+	const char *needs;
+} mx_policy_never_match[] = {
+	{ "permit_sasl_authenticated", "AUTH (SASL)" },
+	{ "reject_sender_login_mismatch", "AUTH (SASL)" },
+	{ "reject_authenticated_sender_login_mismatch", "AUTH (SASL)" },
+	{ "reject_known_sender_login_mismatch", "AUTH (SASL)" },
+	{ "reject_unauthenticated_sender_login_mismatch", "AUTH (SASL)" },
+	{ "check_sasl_access", "AUTH (SASL)" },
+	{ "permit_tls_clientcerts", "TLS client certificates" },
+	{ "permit_tls_all_clientcerts", "TLS client certificates" },
+	{ "check_ccert_access", "TLS client certificates" },
+};
+
+struct mx_policy_never {
+	const struct mx_config *cfg;
+	FILE *diag;
+	int found;
+};
+
+static bool mx_policy_never_list(const char *param, const char *text, void *arg)
+{
+	struct mx_policy_never *nv = arg;
+	for (const char *p = text; *p;) {
+		p += strspn(p, MX_POLICY_SEPARATORS);
+		size_t n = strcspn(p, MX_POLICY_SEPARATORS);
+		for (size_t i = 0;
+		     i < sizeof(mx_policy_never_match) / sizeof(mx_policy_never_match[0]); i++) {
+			const char *word = mx_policy_never_match[i].word;
+			if (!n || strlen(word) != n || strncasecmp(p, word, n) != 0)
+				continue;
+			unsigned line;
+			const char *file = mx_config_source(nv->cfg, param, &line);
+			fprintf(nv->diag,
+				"%s:%u: warning: %s: %s can never match: mxgate does not offer %s "
+				"yet\n",
+				file, line, param, word, mx_policy_never_match[i].needs);
+			nv->found++;
+		}
+		p += n;
+	}
+	return false;
+}
+
+int mx_policy_warn_never_match(const struct mx_config *cfg, FILE *diag)
+{
+	struct mx_policy_never nv = { .cfg = cfg, .diag = diag };
+	mx_policy_each_list(cfg, true, mx_policy_never_list, &nv);
+	return nv.found;
+}
+
+static int mx_policy_count_zones(void *ctx, const char *spec, bool is_zone)
+{
+	(void)spec;
+	*(size_t *)ctx += is_zone;
+	return 0;
+}
+
+/* Is `spec` ("zen.example" or "zen.example=127.0.0.2") written in list text? */
+static bool mx_policy_names_zone(const char *param, const char *text, void *arg)
+{
+	(void)param;
+	const char *spec = arg;
+	size_t zl = strcspn(spec, "=");
+	for (const char *p = text; *p;) {
+		p += strspn(p, MX_POLICY_SEPARATORS);
+		size_t n = strcspn(p, MX_POLICY_SEPARATORS);
+		size_t wl = strcspn(p, "=" MX_POLICY_SEPARATORS);
+		if (n && wl == zl && strncasecmp(p, spec, zl) == 0)
+			return true;
+		p += n;
+	}
+	return false;
+}
+
+struct mx_policy_zone_at {
+	const char *spec;
+	const char *param; /* found */
+	char buf[256];
+};
+
+static bool mx_policy_zone_at(const char *param, const char *text, void *arg)
+{
+	struct mx_policy_zone_at *za = arg;
+	if (!mx_policy_names_zone(param, text, (void *)za->spec))
+		return false;
+	snprintf(za->buf, sizeof(za->buf), "%s", param);
+	za->param = za->buf;
+	return true;
+}
+
 int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE *diag,
 		    char *err, size_t errlen)
 {
 	struct mx_policy_diag pd = { .cfg = cfg, .f = diag };
-	static const char *const list_params[SMTP_LIST_MAX] = {
-		[SMTP_LIST_CLIENT] = "smtpd_client_restrictions",
-		[SMTP_LIST_HELO] = "smtpd_helo_restrictions",
-		[SMTP_LIST_SENDER] = "smtpd_sender_restrictions",
-		[SMTP_LIST_RELAY] = "smtpd_relay_restrictions",
-		[SMTP_LIST_RECIPIENT] = "smtpd_recipient_restrictions",
-		[SMTP_LIST_DATA] = "smtpd_data_restrictions",
-		[SMTP_LIST_END_OF_DATA] = "smtpd_end_of_data_restrictions",
-	};
 	struct smtp_policy_config pc = {
 		.restriction_classes = mx_config_get(cfg, "smtpd_restriction_classes"),
 		.class_value = mx_policy_class_value,
@@ -106,7 +236,18 @@ int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE 
 		mx_policy_code(cfg, "multi_recipient_bounce_reject_code");
 	c->default_rbl_reply = mx_config_get(cfg, "default_rbl_reply");
 
-	return smtp_policy_compile(&pc, out, err, errlen);
+	if (diag)
+		mx_policy_warn_never_match(cfg, diag);
+	int rc = smtp_policy_compile(&pc, out, err, errlen);
+	if (rc < 0)
+		return rc;
+	/* A zone with no local data would be a DNS query, and there is no resolver. */
+	if (mx_policy_check_zones(cfg, *out, diag, err, errlen) != 0) {
+		smtp_policy_free(*out);
+		*out = NULL;
+		return -ENOENT;
+	}
+	return 0;
 }
 
 static int mx_policy_stored(void *ctx, const char *spec, bool is_zone)
@@ -142,38 +283,105 @@ static int mx_policy_probe_one(void *ctx, const char *spec, bool is_zone)
 	struct mx_policy_probe *pr = ctx;
 	bool needs = false;
 	mx_policy_stored(&needs, spec, is_zone);
-	if (!needs)
+	if (!needs || is_zone) /* zones: mx_policy_check_zones(), errors */
 		return 0;
-	int rc;
-	if (is_zone) {
-		struct rbl_zone *z = NULL;
-		struct rbl_result res;
-		rc = rbl_zone_open(pr->rd, spec, &z);
-		if (rc == 0)
-			rc = rbl_zone_query_name(z, "mxgate-check.invalid", 0, &res);
-		rbl_zone_close(z);
-	} else {
-		struct table *t = NULL;
-		char val[TABLE_VALUE_MAX + 1], err[256];
-		rc = table_open(pr->rd, spec, &t, err, sizeof(err));
-		if (rc == 0)
-			rc = table_lookup(t, "mxgate-check-probe", val, sizeof(val));
-		table_close(t);
-	}
+	struct table *t = NULL;
+	char val[TABLE_VALUE_MAX + 1], err[256];
+	int rc = table_open(pr->rd, spec, &t, err, sizeof(err));
+	if (rc == 0)
+		rc = table_lookup(t, "mxgate-check-probe", val, sizeof(val));
+	table_close(t);
 	if (rc == -ENOENT) {
 		fprintf(pr->diag,
-			"mxgate: warning: %s %s is not in mxgate_table_directory %s: every lookup "
-			"will answer 451 4.3.5 until it is built (%s)\n",
-			is_zone ? "RBL zone" : "table", spec, pr->cfg->table_directory,
-			is_zone ? "mxgate-map -d DIR -z ZONE -t FORMAT FILE" : "mxgate-map -d DIR "
-									     "TYPE:NAME FILE");
+			"mxgate: warning: table %s is not in mxgate_table_directory %s: every "
+			"lookup will answer 451 4.3.5 until it is built (mxgate-map -d DIR "
+			"TYPE:NAME FILE)\n",
+			spec, pr->cfg->table_directory);
 		pr->warnings++;
 	} else if (rc < 0) {
-		fprintf(pr->diag, "mxgate: warning: %s %s cannot be read: %s\n",
-			is_zone ? "RBL zone" : "table", spec, strerror(-rc));
+		fprintf(pr->diag, "mxgate: warning: table %s cannot be read: %s\n", spec,
+			strerror(-rc));
 		pr->warnings++;
 	}
 	return 0;
+}
+
+struct mx_policy_zones {
+	const struct mx_config *cfg;
+	struct tables_reader *rd; /* NULL: the table directory cannot be read */
+	const char *env_error;
+	FILE *diag;
+	char *err;
+	size_t errlen;
+	int missing;
+};
+
+static int mx_policy_zone_one(void *ctx, const char *spec, bool is_zone)
+{
+	struct mx_policy_zones *zs = ctx;
+	if (!is_zone)
+		return 0;
+	int rc = -ENOENT;
+	char why[600];
+	if (zs->rd) {
+		struct rbl_zone *z = NULL;
+		struct rbl_result res;
+		rc = rbl_zone_open(zs->rd, spec, &z);
+		if (rc == 0)
+			rc = rbl_zone_query_name(z, "mxgate-check.invalid", 0, &res);
+		rbl_zone_close(z);
+		if (rc >= 0)
+			return 0;
+		snprintf(why, sizeof(why), "%s%s%s", rc == -ENOENT ? "" : " (",
+			 rc == -ENOENT ? "" : strerror(-rc), rc == -ENOENT ? "" : ")");
+	} else {
+		snprintf(why, sizeof(why), " (%s)", zs->env_error);
+	}
+	size_t zl = strcspn(spec, "=");
+	struct mx_policy_zone_at za = { .spec = spec };
+	mx_policy_each_list(zs->cfg, false, mx_policy_zone_at, &za);
+	unsigned line = 0;
+	const char *file = za.param ? mx_config_source(zs->cfg, za.param, &line)
+				    : zs->cfg->source_path;
+	char msg[1200];
+	snprintf(msg, sizeof(msg),
+		 "%s: RBL zone %.*s has no local data in mxgate_table_directory %s%s, and "
+		 "mxgate has no DNS resolver yet: load it with mxgate-map -d %s -z %.*s -t "
+		 "FORMAT FILE",
+		 za.param ? za.param : "restrictions", (int)zl, spec, zs->cfg->table_directory,
+		 why, zs->cfg->table_directory, (int)zl, spec);
+	if (zs->diag) {
+		if (line)
+			fprintf(zs->diag, "%s:%u: %s\n", file ? file : "mxgate.cf", line, msg);
+		else
+			fprintf(zs->diag, "%s: %s\n", file ? file : "mxgate.cf", msg);
+	}
+	if (zs->missing++ == 0 && zs->err)
+		snprintf(zs->err, zs->errlen, "%s", msg);
+	return 0;
+}
+
+int mx_policy_check_zones(const struct mx_config *cfg, const struct smtp_policy *p, FILE *diag,
+			  char *err, size_t errlen)
+{
+	size_t nz = 0;
+	smtp_policy_foreach_table(p, mx_policy_count_zones, &nz);
+	if (nz == 0)
+		return 0;
+	struct mx_policy_zones zs = { .cfg = cfg, .diag = diag, .err = err, .errlen = errlen };
+	struct tables_env *env = NULL;
+	struct tables_env_opts o = { .read_only = true };
+	char eerr[512];
+	if (tables_env_open(cfg->table_directory, &o, &env, eerr, sizeof(eerr)) < 0) {
+		zs.env_error = eerr;
+	} else if (tables_reader_open(env, &zs.rd) < 0) {
+		zs.env_error = "cannot read";
+		zs.rd = NULL;
+	}
+	smtp_policy_foreach_table(p, mx_policy_zone_one, &zs);
+	tables_reader_close(zs.rd);
+	tables_env_close(env);
+	return zs.missing;
 }
 
 int mx_policy_check_tables(const struct mx_config *cfg, const struct smtp_policy *p,

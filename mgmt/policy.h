@@ -16,17 +16,37 @@
 /* Returns 0 and *out, or a negative errno with one line in err (from
  * smtp_policy_compile()). With diag, every error is also written there as
  * "FILE:LINE: problem" (the line of the list or class that holds it), all of them, not
- * only the first. */
+ * only the first, with the warnings of mx_policy_warn_never_match(). An RBL zone without
+ * local data is an error too (-ENOENT, mx_policy_check_zones()): there is no resolver to
+ * ask, so every query would fail. */
 int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE *diag,
 		    char *err, size_t errlen);
+
+/* Warn on diag about restrictions that can never match in mxgate today (they need SASL or
+ * TLS client certificates: permit_sasl_authenticated, reject_*sender_login_mismatch,
+ * check_sasl_access, permit_tls_clientcerts, permit_tls_all_clientcerts,
+ * check_ccert_access), in the lists and classes the file sets, as
+ * "FILE:LINE: warning: LIST: WORD can never match: ...". Returns how many. */
+int mx_policy_warn_never_match(const struct mx_config *cfg, FILE *diag);
+
+/* Every RBL zone the policy names (reject_rbl_client, reject_rhsbl_*, permit_dnswl_client,
+ * permit_rhswl_client) must have local data in mxgate_table_directory (mxgate-map -z):
+ * there is no DNS resolver yet. Each one that has none is an error written to diag (may be
+ * NULL) as "FILE:LINE: LIST: RBL zone ZONE: ..."; the first also goes to err. Returns
+ * how many have none (0: all are there), opening the table directory read-only for the
+ * check (it needs none when the policy names no zone). mx_policy_build() calls it; the
+ * start path and a reload get it from there. */
+int mx_policy_check_zones(const struct mx_config *cfg, const struct smtp_policy *p, FILE *diag,
+			  char *err, size_t errlen);
 
 /* True when the policy looks anything up in the table store (a hash/cidr/regexp/pcre table
  * or an RBL zone; static: and inline: need none). */
 bool mx_policy_needs_tables(const struct smtp_policy *p);
 
-/* For `mxgate --check`: warn on diag about every table or zone the policy names that is
- * not in mxgate_table_directory (each would answer 451 4.3.5 to every client), or that
- * cannot be read. Returns the number of warnings. */
+/* For `mxgate --check`: warn on diag about every table the policy names that is not in
+ * mxgate_table_directory (each would answer 451 4.3.5 to every client), or that cannot be
+ * read. Returns the number of warnings. (A missing zone is an error of
+ * mx_policy_build().) */
 int mx_policy_check_tables(const struct mx_config *cfg, const struct smtp_policy *p,
 			   FILE *diag);
 

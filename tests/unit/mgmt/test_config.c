@@ -269,7 +269,7 @@ static void test_unused_parameters(void)
 	/* Unknown names warn as postconf(1) does, unless a value refers to them (in a
 	 * taken branch or not, or through another user parameter). */
 	struct load l = load("myhostname = mx.example.com\n"
-			     "smtpd_etrn_restrictions = permit_mynetworks\n"
+			     "smtpd_no_such_restrictions = permit_mynetworks\n"
 			     "my_domains = a.example $more_domains\n"
 			     "more_domains = b.example\n"
 			     "mydestination = $my_domains\n"
@@ -279,7 +279,7 @@ static void test_unused_parameters(void)
 			     "orphan_ref = 1\n");
 	CHECK_INT_EQ(l.rc, 0);
 	CHECK_STR_EQ(l.diag, "t.cf:2: warning: unused parameter: "
-			     "smtpd_etrn_restrictions=permit_mynetworks\n"
+			     "smtpd_no_such_restrictions=permit_mynetworks\n"
 			     "t.cf:7: warning: undefined parameter: nothing\n"
 			     "t.cf:8: warning: unused parameter: orphan=$orphan_ref\n");
 	CHECK_STR_EQ(get(&l, "mydestination"), "a.example b.example");
@@ -689,6 +689,8 @@ static const struct bad_value bad_values[] = {
 	{ "smtpd_authorized_xclient_hosts = 10.0.0.1/8", "parameter smtpd_authorized_xclient_hosts" },
 	{ "body_checks_size_limit = -1", "invalid body_checks_size_limit parameter value -1 < 0" },
 	{ "queue_run_delay = 0", "invalid queue_run_delay: 0 (min 1)" },
+	{ "mxgate_master_file = master.cf", "parameter mxgate_master_file: not an absolute path: "
+					    "\"master.cf\"" },
 };
 
 static void test_bad_values(void)

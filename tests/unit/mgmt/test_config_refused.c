@@ -1,0 +1,389 @@
+/* mgmt/config_refused.c and the policy checks of mgmt/policy.c: Postfix parameters mxgate
+ * does not implement are refused when they would change what is accepted, encrypted,
+ * filtered, rewritten or routed, and warned about when harmless; Debian 12's stock main.cf
+ * loads with warnings only; every parameter `postconf -d` knows is classified (this needs
+ * Debian's postfix package, and fails without it); restrictions that can never match are
+ * warnings; an RBL zone without local data is an error. */
+#include <errno.h>
+#include <stdbool.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mgmt/config.h"
+#include "mgmt/config_params.h"
+#include "mgmt/config_refused.h"
+#include "mgmt/policy.h"
+#include "testing.h"
+
+struct load {
+	int rc;
+	struct mx_config *cfg;
+	char *diag;
+};
+
+static struct load load(const char *text)
+{
+	struct load l = { 0 };
+	size_t n = 0;
+	FILE *f = open_memstream(&l.diag, &n);
+	l.rc = mx_config_load_string(text, "t.cf", &l.cfg, f);
+	fclose(f);
+	return l;
+}
+
+static void load_free(struct load *l)
+{
+	mx_config_free(l->cfg);
+	free(l->diag);
+	*l = (struct load){ 0 };
+}
+
+/* `line` (line 2, after myhostname) is refused with exactly one error naming it. */
+static void expect_refused(const char *line)
+{
+	char text[1024], want[256];
+	snprintf(text, sizeof(text), "myhostname = mx.example.com\n%s\n", line);
+	size_t nl = strcspn(line, " =");
+	snprintf(want, sizeof(want), "t.cf:2: %.*s: not implemented by mxgate: ", (int)nl, line);
+	struct load l = load(text);
+	if (l.rc != -EINVAL || strncmp(l.diag, want, strlen(want)) != 0 ||
+	    strchr(l.diag, '\n') != l.diag + strlen(l.diag) - 1)
+		fprintf(stderr, "  \"%s\": rc %d, want one line \"%s...\", got:\n%s", line, l.rc,
+			want, l.diag);
+	CHECK_INT_EQ(l.rc, -EINVAL);
+	CHECK(strncmp(l.diag, want, strlen(want)) == 0);
+	load_free(&l);
+}
+
+/* `line` loads; with want NULL silently, else with that warning (all of the output). */
+static void expect_accepted(const char *line, const char *want)
+{
+	char text[1024];
+	snprintf(text, sizeof(text), "myhostname = mx.example.com\n%s\n", line);
+	struct load l = load(text);
+	if (l.rc != 0 || (want ? !strstr(l.diag, want) : l.diag[0] != '\0'))
+		fprintf(stderr, "  \"%s\": rc %d, want %s, got:\n%s", line, l.rc,
+			want ? want : "no message", l.diag);
+	CHECK_INT_EQ(l.rc, 0);
+	CHECK(want ? strstr(l.diag, want) != NULL : l.diag[0] == '\0');
+	load_free(&l);
+}
+
+static void test_refused(void)
+{
+	/* issue 12's list */
+	expect_refused("smtpd_milters = inet:127.0.0.1:8891");
+	expect_refused("non_smtpd_milters = inet:127.0.0.1:8891");
+	expect_refused("content_filter = amavis:[127.0.0.1]:10024");
+	expect_refused("smtpd_proxy_filter = 127.0.0.1:10025");
+	expect_refused("virtual_alias_domains = example.org");
+	expect_refused("virtual_alias_maps = hash:/etc/postfix/virtual");
+	expect_refused("virtual_mailbox_domains = example.org");
+	expect_refused("virtual_mailbox_maps = hash:/etc/postfix/vmailbox");
+	expect_refused("canonical_maps = hash:/etc/postfix/canonical");
+	expect_refused("sender_canonical_maps = hash:/etc/postfix/sc");
+	expect_refused("recipient_canonical_maps = hash:/etc/postfix/rc");
+	expect_refused("masquerade_domains = example.com");
+	expect_refused("always_bcc = archive@example.com");
+	expect_refused("sender_bcc_maps = hash:/etc/postfix/sbcc");
+	expect_refused("recipient_bcc_maps = hash:/etc/postfix/rbcc");
+	expect_refused("smtpd_tls_security_level = encrypt");
+	expect_refused("smtpd_enforce_tls = yes");
+	expect_refused("smtpd_use_tls = YES");
+	expect_refused("smtpd_tls_wrappermode = yes");
+	expect_refused("smtpd_sasl_auth_enable = yes");
+	expect_refused("smtp_tls_security_level = encrypt");
+	expect_refused("smtp_tls_security_level = dane");
+	expect_refused("smtp_tls_security_level = verify");
+	expect_refused("smtp_tls_security_level = secure");
+	expect_refused("smtpd_client_connection_count_limit = 50");
+	expect_refused("smtpd_client_connection_rate_limit = 30");
+	expect_refused("smtpd_client_message_rate_limit = 100");
+	expect_refused("smtpd_client_recipient_rate_limit = 1000");
+	expect_refused("smtpd_client_new_tls_session_rate_limit = 10");
+	expect_refused("smtpd_client_auth_rate_limit = 5");
+	expect_refused("postscreen_dnsbl_sites = zen.spamhaus.org*3");
+	expect_refused("postscreen_greet_action = enforce");
+	expect_refused("smtpd_upstream_proxy_protocol = haproxy");
+	expect_refused("relocated_maps = hash:/etc/postfix/relocated");
+	expect_refused("receive_override_options = no_address_mappings");
+	/* and others the table's comment explains */
+	expect_refused("default_transport = error");
+	expect_refused("sender_dependent_relayhost_maps = hash:/etc/postfix/sdr");
+	expect_refused("smtp_fallback_relay = [192.0.2.9]");
+	expect_refused("master_service_disable = inet");
+	expect_refused("strict_8bitmime = yes");
+	expect_refused("allow_untrusted_routing = yes");
+	expect_refused("smtp_generic_maps = hash:/etc/postfix/generic");
+	expect_refused("smtp_sasl_auth_enable = yes");
+	expect_refused("smtp_tcp_port = 2525");
+	expect_refused("milter_header_checks = regexp:/etc/postfix/mh");
+	/* a value with $name is judged expanded */
+	expect_refused("content_filter = $filter\nfilter = smtp:[127.0.0.1]:10024");
+	expect_accepted("content_filter = $filter\nfilter =", NULL);
+
+	/* values that ask for what mxgate does anyway */
+	expect_accepted("smtpd_milters =", NULL);
+	expect_accepted("content_filter =", NULL);
+	expect_accepted("virtual_alias_maps =", NULL);
+	expect_accepted("smtpd_tls_security_level = none", NULL);
+	expect_accepted("smtpd_use_tls = no", NULL);
+	expect_accepted("smtpd_sasl_auth_enable = no", NULL);
+	expect_accepted("smtpd_client_connection_count_limit = 0", NULL);
+	expect_accepted("default_transport = smtp", NULL);
+	expect_accepted("smtp_tcp_port = smtp", NULL);
+	/* opportunistic TLS: allowed, with what it means */
+	expect_accepted("smtpd_tls_security_level = may",
+			"t.cf:2: warning: smtpd_tls_security_level = may: STARTTLS is not "
+			"offered yet: clients send in plaintext");
+	expect_accepted("smtp_tls_security_level = may",
+			"t.cf:2: warning: smtp_tls_security_level = may: the relay does not "
+			"encrypt yet");
+	/* what a gateway does not do */
+	expect_accepted("biff = no", "t.cf:2: warning: biff: not implemented by mxgate, "
+				     "ignored: mxgate delivers nothing locally");
+	expect_accepted("alias_maps = hash:/etc/aliases", "warning: alias_maps: not "
+							  "implemented by mxgate, ignored");
+	expect_accepted("queue_directory = /var/spool/postfix", "warning: queue_directory: "
+								"not implemented by mxgate");
+	expect_accepted("inet_interfaces = all", "warning: inet_interfaces: not implemented");
+	expect_accepted("readme_directory = no", "warning: readme_directory: not implemented");
+	expect_accepted("mailbox_size_limit = 0", "warning: mailbox_size_limit: not implemented");
+	expect_accepted("smtpd_tls_cert_file = /etc/ssl/certs/x.pem",
+			"warning: smtpd_tls_cert_file: not implemented by mxgate, ignored: "
+			"mxgate does not speak TLS yet");
+	expect_accepted("lmtp_destination_concurrency_limit = 2",
+			"warning: lmtp_destination_concurrency_limit: not implemented");
+	/* a user-defined parameter in use is the operator's own, whatever its name */
+	expect_accepted("local_domains = example.com\nmydestination = $local_domains", NULL);
+	/* unknown names are still just unused */
+	expect_accepted("no_such_postfix_parameter = 1", "t.cf:2: warning: unused parameter: "
+							 "no_such_postfix_parameter=1");
+	/* lookup */
+	CHECK(mx_refused_find("postscreen_access_list") != NULL);
+	CHECK_STR_EQ(mx_refused_find("smtpd_tls_security_level")->name,
+		     "smtpd_tls_security_level");
+	CHECK_STR_EQ(mx_refused_find("smtpd_tls_loglevel")->name, "smtpd_tls_*");
+	CHECK_STR_EQ(mx_refused_find("relay_destination_rate_delay")->name,
+		     "*_destination_rate_delay");
+	CHECK(mx_refused_find("nothing_like_it") == NULL);
+	/* no row names a parameter mxgate knows (the registry comes first) */
+	for (size_t i = 0; i < mx_refused_count; i++) {
+		const char *n = mx_refused[i].name;
+		CHECK(mx_refused[i].why && *mx_refused[i].why);
+		if (!strchr(n, '*') && mx_param_find(n, strlen(n))) {
+			fprintf(stderr, "  %s is known and refused\n", n);
+			CHECK(false);
+		}
+	}
+}
+
+/* Read a whole file, or NULL. */
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	char *buf = calloc(1, 1 << 16);
+	size_t n = fread(buf, 1, (1 << 16) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* Debian 12's main.cf as its postfix package writes it for an Internet site: its
+ * main.cf.debian and main.cf.tls, then the settings its postinst adds. */
+static void test_debian_main_cf(void)
+{
+	char *debian = slurp("/usr/share/postfix/main.cf.debian");
+	char *tls = slurp("/usr/share/postfix/main.cf.tls");
+	if (!debian || !tls) {
+		fprintf(stderr, "  /usr/share/postfix/main.cf.debian or main.cf.tls is missing: "
+				"install Debian's postfix package (deploy/install-deps.sh)\n");
+		CHECK(false);
+		free(debian);
+		free(tls);
+		return;
+	}
+	char *text = NULL;
+	CHECK(asprintf(&text,
+		       "%s%s"
+		       "smtpd_relay_restrictions = permit_mynetworks permit_sasl_authenticated "
+		       "defer_unauth_destination\n"
+		       "myhostname = debian.example.com\n"
+		       "alias_maps = hash:/etc/aliases\n"
+		       "alias_database = hash:/etc/aliases\n"
+		       "myorigin = $myhostname\n"
+		       "mydestination = $myhostname, debian.example.com, localhost.example.com, "
+		       ", localhost\n"
+		       "relayhost = \n"
+		       "mynetworks = 127.0.0.0/8 [::ffff:127.0.0.0]/104 [::1]/128\n"
+		       "mailbox_size_limit = 0\n"
+		       "recipient_delimiter = +\n"
+		       "inet_interfaces = all\n"
+		       "inet_protocols = all\n",
+		       debian, tls) > 0);
+	struct load l = load(text);
+	if (l.rc != 0)
+		fprintf(stderr, "  Debian's main.cf:\n%s", l.diag);
+	CHECK_INT_EQ(l.rc, 0);
+	/* warnings only, among them what TLS "may" means today */
+	for (const char *p = l.diag; *p;) {
+		const char *nl = strchr(p, '\n');
+		if (!strstr(p, ": warning: ") || strstr(p, ": warning: ") > nl) {
+			fprintf(stderr, "  not a warning: %.*s\n", (int)(nl - p), p);
+			CHECK(false);
+		}
+		p = nl + 1;
+	}
+	CHECK(strstr(l.diag, "warning: smtpd_tls_security_level = may: STARTTLS is not "
+			     "offered yet") != NULL);
+	CHECK(strstr(l.diag, "warning: smtp_tls_security_level = may: the relay does not "
+			     "encrypt yet") != NULL);
+	CHECK(strstr(l.diag, "warning: biff: not implemented by mxgate, ignored") != NULL);
+	CHECK(strstr(l.diag, "unused parameter") == NULL);
+	/* the policy builds, warning that permit_sasl_authenticated can never match */
+	if (l.cfg) {
+		struct smtp_policy *p = NULL;
+		char err[512], *diag = NULL;
+		size_t n = 0;
+		FILE *f = open_memstream(&diag, &n);
+		CHECK_INT_EQ(mx_policy_build(l.cfg, &p, f, err, sizeof(err)), 0);
+		fclose(f);
+		CHECK(strstr(diag, "warning: smtpd_relay_restrictions: permit_sasl_authenticated "
+				   "can never match: mxgate does not offer AUTH (SASL) yet"));
+		smtp_policy_free(p);
+		free(diag);
+	}
+	load_free(&l);
+	free(text);
+	free(debian);
+	free(tls);
+}
+
+/* Every parameter Debian's Postfix knows (postconf -d, with its stock master.cf, whose
+ * transports add per-transport names) is known to mxgate or has a row. */
+static void test_every_postfix_parameter(void)
+{
+	if (access("/usr/sbin/postconf", X_OK) != 0) {
+		fprintf(stderr, "  /usr/sbin/postconf is missing: install Debian's postfix "
+				"package (deploy/install-deps.sh)\n");
+		CHECK(false);
+		return;
+	}
+	char dir[] = "/tmp/mxgate-test-refused-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd),
+		 "printf 'compatibility_level = 3.6\\n' > %s/main.cf && "
+		 "cp /etc/postfix/master.cf %s/master.cf && touch -d '1 minute ago' %s/*.cf && "
+		 "/usr/sbin/postconf -c %s -d 2>/dev/null",
+		 dir, dir, dir, dir);
+	FILE *p = popen(cmd, "r");
+	char line[8192];
+	size_t names = 0, unclassified = 0;
+	while (p && fgets(line, sizeof(line), p)) {
+		size_t n = strcspn(line, " =");
+		line[n] = '\0';
+		names++;
+		if (mx_param_find(line, n) || mx_refused_find(line))
+			continue;
+		fprintf(stderr, "  %s: neither known nor in config_refused.c\n", line);
+		unclassified++;
+	}
+	int status = p ? pclose(p) : -1;
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(names > 800);
+	CHECK_INT_EQ(unclassified, 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK(system(cmd) == 0);
+}
+
+static void test_policy_checks(void)
+{
+	/* never-matching restrictions: a warning each, at the list's line, in lists and
+	 * classes the file sets */
+	struct load l = load("myhostname = mx.example.com\n"
+			     "smtpd_restriction_classes = auth_only\n"
+			     "auth_only = permit_tls_clientcerts, reject\n"
+			     "smtpd_sender_restrictions = reject_sender_login_mismatch\n"
+			     "smtpd_recipient_restrictions = permit_sasl_authenticated,\n"
+			     "    check_ccert_access inline:{x=OK} reject_unauth_destination\n");
+	CHECK_INT_EQ(l.rc, 0);
+	if (l.cfg) {
+		char *diag = NULL;
+		size_t n = 0;
+		FILE *f = open_memstream(&diag, &n);
+		CHECK_INT_EQ(mx_policy_warn_never_match(l.cfg, f), 4);
+		fclose(f);
+		CHECK(strstr(diag, "t.cf:4: warning: smtpd_sender_restrictions: "
+				   "reject_sender_login_mismatch can never match"));
+		CHECK(strstr(diag, "t.cf:5: warning: smtpd_recipient_restrictions: "
+				   "permit_sasl_authenticated can never match"));
+		CHECK(strstr(diag, "t.cf:5: warning: smtpd_recipient_restrictions: "
+				   "check_ccert_access can never match: mxgate does not offer TLS "
+				   "client certificates yet"));
+		CHECK(strstr(diag, "t.cf:3: warning: auth_only: permit_tls_clientcerts can never "
+				   "match"));
+		free(diag);
+	}
+	load_free(&l);
+	/* the default relay list names permit_sasl_authenticated: not the operator's */
+	l = load("myhostname = mx.example.com\n");
+	CHECK_INT_EQ(mx_policy_warn_never_match(l.cfg, stderr), 0);
+	load_free(&l);
+
+	/* an RBL zone with no local data: an error, at the list's line */
+	char dir[] = "/tmp/mxgate-test-zone-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char text[512];
+	snprintf(text, sizeof(text),
+		 "myhostname = mx.example.com\nmxgate_table_directory = %s/none\n"
+		 "smtpd_client_restrictions = permit_mynetworks,\n"
+		 "    reject_rbl_client zen.example=127.0.0.[2..11]\n"
+		 "smtpd_sender_restrictions = reject_rhsbl_sender dbl.example\n",
+		 dir);
+	l = load(text);
+	CHECK_INT_EQ(l.rc, 0);
+	if (l.cfg) {
+		struct smtp_policy *p = NULL;
+		char err[512], *diag = NULL;
+		size_t n = 0;
+		FILE *f = open_memstream(&diag, &n);
+		CHECK_INT_EQ(mx_policy_build(l.cfg, &p, f, err, sizeof(err)), -ENOENT);
+		fclose(f);
+		CHECK(p == NULL);
+		CHECK(strstr(diag, "t.cf:3: smtpd_client_restrictions: RBL zone zen.example has no "
+				   "local data in mxgate_table_directory") != NULL);
+		CHECK(strstr(diag, "t.cf:5: smtpd_sender_restrictions: RBL zone dbl.example has "
+				   "no local data") != NULL);
+		CHECK(strstr(diag, "mxgate has no DNS resolver yet") != NULL);
+		CHECK(strstr(err, "smtpd_client_restrictions: RBL zone zen.example") == err);
+		free(diag);
+		/* without diag too (mxgate explain), and the count */
+		CHECK_INT_EQ(mx_policy_build(l.cfg, &p, NULL, err, sizeof(err)), -ENOENT);
+	}
+	load_free(&l);
+	/* no zone: no table directory needed */
+	l = load("myhostname = mx.example.com\nmxgate_table_directory = /nonexistent\n"
+		 "smtpd_client_restrictions = permit_mynetworks, reject\n");
+	if (l.cfg) {
+		struct smtp_policy *p = NULL;
+		char err[512];
+		CHECK_INT_EQ(mx_policy_build(l.cfg, &p, NULL, err, sizeof(err)), 0);
+		CHECK_INT_EQ(mx_policy_check_zones(l.cfg, p, NULL, err, sizeof(err)), 0);
+		smtp_policy_free(p);
+	}
+	load_free(&l);
+	snprintf(text, sizeof(text), "rm -rf %s", dir);
+	CHECK(system(text) == 0);
+}
+
+int main(void)
+{
+	RUN_TEST(test_refused);
+	RUN_TEST(test_debian_main_cf);
+	RUN_TEST(test_every_postfix_parameter);
+	RUN_TEST(test_policy_checks);
+	return TEST_RESULT();
+}
