@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "mxgate/ctype.h"
+#include "mxgate/list.h"
 #include "tables/rule_file.h"
 #include "tables/tables_internal.h"
 
@@ -433,18 +434,16 @@ int checks_compile_list(const char *list, struct checks **out, char *err, size_t
 	size_t n = 0;
 	int rc = 0;
 	*out = NULL;
-	for (const char *p = list; *p;) {
-		p += strspn(p, ", \t\r\n");
-		if (!*p)
-			break;
-		size_t l = strcspn(p, ", \t\r\n");
+	const char *p = list, *word;
+	size_t l;
+	while ((l = mx_list_next(&p, &word)) > 0) {
 		if (n == CHECKS_FILES_MAX) {
 			snprintf(err, errlen, "more than %u check files in one list",
 				 CHECKS_FILES_MAX);
 			rc = -EINVAL;
 			goto out;
 		}
-		if (!(names[n] = strndup(p, l))) {
+		if (!(names[n] = strndup(word, l))) {
 			rc = -ENOMEM;
 			goto out;
 		}
@@ -467,7 +466,6 @@ int checks_compile_list(const char *list, struct checks **out, char *err, size_t
 			goto out;
 		}
 		src[n - 1] = (struct checks_source){ name, pcre, texts[n - 1], len };
-		p += l;
 	}
 	if (n > 0)
 		rc = checks_compile(src, n, out, err, errlen);

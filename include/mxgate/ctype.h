@@ -32,6 +32,13 @@ static inline bool mx_ctype_is_alnum(unsigned char c)
 	return mx_ctype_is_alpha(c) || mx_ctype_is_digit(c);
 }
 
+/* A character of a host name label as Postfix's valid_hostname() takes it: letters, digits,
+ * '-' and '_'. */
+static inline bool mx_ctype_is_hostname(unsigned char c)
+{
+	return mx_ctype_is_alnum(c) || c == '-' || c == '_';
+}
+
 /* Blank: space and tab (RFC 5234 WSP; Postfix's separators inside a line). */
 static inline bool mx_ctype_is_blank(unsigned char c)
 {
