@@ -36,6 +36,8 @@
 #include <unistd.h>
 
 #include "mgmt/config_params.h"
+#include "mxgate/ctype.h"
+#include "mxgate/list.h"
 
 #define CFG_FILE_MAX (4u << 20)       /* bytes of mxgate.cf */
 #define CFG_VALUE_MAX (1u << 20)      /* bytes of one expanded value */
@@ -43,7 +45,6 @@
 #define CFG_DEPTH_MAX 100             /* Postfix's "unreasonable macro call nesting" */
 #define CFG_SHOW_MAX 200              /* bytes of a value quoted in a message */
 #define CFG_WHITESPACE " \t\r\n"
-#define CFG_LIST_SEPARATORS ", \t\r\n"
 
 const char *mx_transport_name(enum mx_transport t)
 {
@@ -340,26 +341,21 @@ static void cfg_ctx_free(struct cfg_ctx *c)
 /* ---------------------------------------------------------------------------------------
  * Reading: physical lines -> logical lines -> name = value. */
 
-static bool cfg_is_space(char ch)
-{
-	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\v' || ch == '\f';
-}
-
 /* One logical line (split_nameval(3)): "name = value", blanks around both trimmed. */
 static void cfg_logical_line(struct cfg_ctx *c, char *buf, size_t len, unsigned line)
 {
 	char *p = buf, *end = buf + len;
-	while (p < end && cfg_is_space(*p))
+	while (p < end && mx_ctype_is_space(*p))
 		p++;
 	if (p == end || *p == '=') {
 		cfg_diag_add(c, line, false, "missing attribute name: \"%.*s%s\"", CFG_SHOW(buf));
 		return;
 	}
 	char *name = p;
-	while (p < end && !cfg_is_space(*p) && *p != '=')
+	while (p < end && !mx_ctype_is_space(*p) && *p != '=')
 		p++;
 	size_t name_len = (size_t)(p - name);
-	while (p < end && cfg_is_space(*p))
+	while (p < end && mx_ctype_is_space(*p))
 		p++;
 	if (p == end || *p != '=') {
 		cfg_diag_add(c, line, false, "missing '=' after attribute name: \"%.*s%s\"",
@@ -367,10 +363,10 @@ static void cfg_logical_line(struct cfg_ctx *c, char *buf, size_t len, unsigned 
 		return;
 	}
 	p++;
-	while (p < end && cfg_is_space(*p))
+	while (p < end && mx_ctype_is_space(*p))
 		p++;
 	char *vend = end;
-	while (vend > p && cfg_is_space(vend[-1]))
+	while (vend > p && mx_ctype_is_space(vend[-1]))
 		vend--;
 	*vend = '\0';
 
@@ -427,10 +423,10 @@ static void cfg_read(struct cfg_ctx *c, const char *text, size_t len)
 		bool continuation = false;
 		if (!at_end) {
 			size_t i = 0;
-			while (i < plen && cfg_is_space(phys[i]))
+			while (i < plen && mx_ctype_is_space(phys[i]))
 				i++;
 			skip = i == plen || phys[i] == '#';
-			continuation = !skip && cfg_is_space(phys[0]);
+			continuation = !skip && mx_ctype_is_space(phys[0]);
 		}
 		if (skip && !at_end)
 			continue;
@@ -494,8 +490,7 @@ static void cfg_read(struct cfg_ctx *c, const char *text, size_t len)
 
 static bool cfg_is_name_char(char ch)
 {
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-	       ch == '_';
+	return mx_ctype_is_alnum(ch) || ch == '_';
 }
 
 static const char *cfg_resolve(struct cfg_ctx *c, size_t v);
@@ -535,7 +530,7 @@ static bool cfg_payload(struct cfg_ctx *c, struct cfg_owner o, const char **pp, 
 			*start = p;
 			*len = (size_t)(q - p);
 			q++;
-			while (q < end && cfg_is_space(*q))
+			while (q < end && mx_ctype_is_space(*q))
 				q++;
 			*pp = q;
 			return true;
@@ -548,7 +543,7 @@ static bool cfg_payload(struct cfg_ctx *c, struct cfg_owner o, const char **pp, 
 
 static const char *cfg_skip_space(const char *p, const char *end)
 {
-	while (p < end && cfg_is_space(*p))
+	while (p < end && mx_ctype_is_space(*p))
 		p++;
 	return p;
 }
@@ -592,11 +587,6 @@ static bool cfg_parse_level(const char *s, uint64_t lv[3])
 	return false;
 }
 
-static bool cfg_all_digits(const char *s)
-{
-	return *s && strspn(s, "0123456789") == strlen(s);
-}
-
 /* Evaluate {left} OP {right}. Returns 1 (true), 0 (false) or -1 (error reported). */
 static int cfg_compare(struct cfg_ctx *c, struct cfg_owner o, const char *left, const char *op,
 		       size_t oplen, bool level, const char *right)
@@ -612,7 +602,7 @@ static int cfg_compare(struct cfg_ctx *c, struct cfg_owner o, const char *left, 
 		cmp = 0;
 		for (int i = 0; i < 3 && cmp == 0; i++)
 			cmp = a[i] < b[i] ? -1 : a[i] > b[i];
-	} else if (cfg_all_digits(left) && cfg_all_digits(right)) {
+	} else if (mx_ctype_all_digits(left) && mx_ctype_all_digits(right)) {
 		/* Both numbers: compare their values ("07" == "7"), as Postfix does. */
 		const char *a = left + strspn(left, "0"), *b = right + strspn(right, "0");
 		size_t al = strlen(a), bl = strlen(b);
@@ -1041,7 +1031,7 @@ static void cfg_scan_refs(struct cfg_ctx *c, const char *text,
 		}
 		if (*p == '{' || *p == '(') {
 			p++;
-			while (cfg_is_space(*p))
+			while (mx_ctype_is_space(*p))
 				p++;
 		}
 		const char *name = p;
@@ -1254,9 +1244,9 @@ static const char *cfg_hostname_problem(const char *s)
 		}
 		if (ch == '-' && label == 0)
 			return "label starts with '-'";
-		if (!cfg_is_name_char(ch) && ch != '-')
+		if (!mx_ctype_is_hostname(ch))
 			return "invalid character";
-		if (!(ch >= '0' && ch <= '9'))
+		if (!mx_ctype_is_digit(ch))
 			non_numeric = true;
 		label++;
 	}
@@ -1281,13 +1271,10 @@ static int cfg_check_string_length(const struct cfg_param_ref *r)
 
 static int cfg_parse_listen(const struct cfg_param_ref *r, struct mx_config *cfg)
 {
-	const char *p = r->value;
+	const char *cur = r->value, *p;
+	size_t n;
 	cfg->listen_count = 0;
-	for (;;) {
-		p += strspn(p, CFG_LIST_SEPARATORS);
-		if (!*p)
-			break;
-		size_t n = strcspn(p, CFG_LIST_SEPARATORS);
+	while ((n = mx_list_next(&cur, &p)) > 0) {
 		char tok[128];
 		if (n >= sizeof(tok)) {
 			cfg_param_error(r, false, "parameter %s: bad address \"%.40s...\"",
@@ -1298,7 +1285,6 @@ static int cfg_parse_listen(const struct cfg_param_ref *r, struct mx_config *cfg
 		tok[n] = '\0';
 		char orig[128];
 		memcpy(orig, tok, n + 1);
-		p += n;
 
 		char *host = tok, *port;
 		if (tok[0] == '[') {
@@ -1378,25 +1364,19 @@ static int cfg_parse_listen(const struct cfg_param_ref *r, struct mx_config *cfg
 
 static bool cfg_word_in_list(const char *list, const char *word)
 {
-	size_t wl = strlen(word);
-	for (const char *p = list;;) {
-		p += strspn(p, CFG_LIST_SEPARATORS);
-		if (!*p)
-			return false;
-		size_t n = strcspn(p, CFG_LIST_SEPARATORS);
+	size_t wl = strlen(word), n;
+	const char *p;
+	while ((n = mx_list_next(&list, &p)) > 0)
 		if (n == wl && strncasecmp(p, word, n) == 0)
 			return true;
-		p += n;
-	}
+	return false;
 }
 
 static int cfg_apply_discard_ehlo(const struct cfg_param_ref *r, struct smtp_config *smtp)
 {
-	for (const char *p = r->value;;) {
-		p += strspn(p, CFG_LIST_SEPARATORS);
-		if (!*p)
-			return 0;
-		size_t n = strcspn(p, CFG_LIST_SEPARATORS);
+	const char *cur = r->value, *p;
+	size_t n;
+	while ((n = mx_list_next(&cur, &p)) > 0) {
 		if (n == 10 && strncasecmp(p, "pipelining", n) == 0)
 			smtp->enable_pipelining = false;
 		else if (n == 8 && strncasecmp(p, "chunking", n) == 0)
@@ -1412,8 +1392,8 @@ static int cfg_apply_discard_ehlo(const struct cfg_param_ref *r, struct smtp_con
 					"%s: \"%.*s\" has no effect in mxgate (it can discard "
 					"pipelining, chunking, smtputf8, 8bitmime and dsn)",
 					r->def->name, (int)(n > 40 ? 40 : n), p);
-		p += n;
 	}
+	return 0;
 }
 
 /* relayhost (Postfix's nexthop syntax): [ADDRESS]:PORT, ADDRESS:PORT, [ADDRESS], ADDRESS,
@@ -1514,13 +1494,10 @@ static int cfg_check_path(const struct cfg_param_ref *r, const char *path, size_
  * copies owned by the config (freed with it). */
 static int cfg_parse_spool_dirs(const struct cfg_param_ref *r, struct mx_config *cfg)
 {
-	const char *p = r->value;
+	const char *cur = r->value, *p;
+	size_t len;
 	cfg->spool_dir_count = 0;
-	for (;;) {
-		p += strspn(p, ", \t\r\n");
-		if (!*p)
-			break;
-		size_t len = strcspn(p, ", \t\r\n");
+	while ((len = mx_list_next(&cur, &p)) > 0) {
 		if (cfg_check_path(r, p, len) != 0)
 			return -1;
 		if (cfg->spool_dir_count == MX_CONFIG_MAX_SPOOLS) {
@@ -1541,7 +1518,6 @@ static int cfg_parse_spool_dirs(const struct cfg_param_ref *r, struct mx_config 
 			return -1;
 		}
 		cfg->spool_dirs[cfg->spool_dir_count++] = dir;
-		p += len;
 	}
 	if (cfg->spool_dir_count == 0)
 		return cfg_check_path(r, r->value, 0); /* "not an absolute path" */
@@ -1977,16 +1953,10 @@ const char *mx_config_get(const struct mx_config *cfg, const char *name)
  * policy reports it ("class has no definition"). */
 static void cfg_load_classes(struct cfg_ctx *c, struct mx_config_impl *impl)
 {
-	const char *p = impl->values[MX_P_SMTPD_RESTRICTION_CLASSES];
-	while (*p) {
-		while (*p == ',' || cfg_is_space(*p))
-			p++;
-		const char *w = p;
-		while (*p && *p != ',' && !cfg_is_space(*p))
-			p++;
-		if (p == w)
-			break;
-		size_t v = cfg_find(c, w, (size_t)(p - w));
+	const char *p = impl->values[MX_P_SMTPD_RESTRICTION_CLASSES], *w;
+	size_t wn;
+	while ((wn = mx_list_next(&p, &w)) > 0) {
+		size_t v = cfg_find(c, w, wn);
 		if (v == SIZE_MAX || !c->vars[v].line)
 			continue;
 		c->vars[v].used = true;

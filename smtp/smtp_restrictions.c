@@ -15,6 +15,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "mxgate/ctype.h"
+#include "mxgate/list.h"
 #include "tables/rbl_zone.h"
 
 /* ---------------------------------------------------------------------------------------
@@ -290,37 +292,9 @@ static int push_str(char ***arr, size_t *n, const char *s, bool nocase)
 	return (int)(*n)++;
 }
 
-/* Next token of a restriction list: separated by commas and/or white space; text inside
- * balanced braces is never split ("inline:{ a=b, c=d }"), and a token that is wholly in
- * braces loses them (Postfix's argv_splitq + extpar). Returns its length, 0 at the end,
- * or -EINVAL for unbalanced braces. */
-static long next_token(const char **cur, const char **start)
-{
-	const char *s = *cur;
-	while (*s == ',' || *s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
-		s++;
-	if (!*s) {
-		*cur = s;
-		return 0;
-	}
-	const char *b = s;
-	int depth = 0;
-	while (*s && (depth > 0 || !(*s == ',' || *s == ' ' || *s == '\t' || *s == '\r' ||
-				       *s == '\n'))) {
-		if (*s == '{')
-			depth++;
-		else if (*s == '}' && --depth < 0)
-			return -EINVAL;
-		s++;
-	}
-	if (depth != 0)
-		return -EINVAL;
-	*cur = s;
-	*start = b;
-	return (long)(s - b);
-}
-
-/* Copy a token, stripping one pair of enclosing braces and the blanks inside them. */
+/* Restriction lists are split with mx_list_next_braced(): text inside balanced braces is
+ * never split ("inline:{ a=b, c=d }"). Copy such a token, stripping one pair of enclosing
+ * braces and the blanks inside them (Postfix's argv_splitq + extpar). */
 static bool token_copy(char *dst, size_t cap, const char *t, size_t n)
 {
 	if (n >= 2 && t[0] == '{' && t[n - 1] == '}') {
@@ -361,7 +335,7 @@ static bool parse_octet(const char *s, size_t n, uint8_t set[32])
 		size_t k = i, digits = 0;
 		bool range = false;
 		while (k < j) {
-			if (s[k] >= '0' && s[k] <= '9') {
+			if (mx_ctype_is_digit(s[k])) {
 				*cur = *cur * 10 + (unsigned)(s[k] - '0');
 				if (*cur > 255 || ++digits > 3)
 					return false;
@@ -445,9 +419,7 @@ static int add_rbl(struct smtp_policy *p, const char *spec, char *err, size_t er
 		free(r.spec);
 		return -ENOMEM;
 	}
-	for (char *c = r.domain; *c; c++)
-		if (*c >= 'A' && *c <= 'Z')
-			*c = (char)(*c - 'A' + 'a');
+	mx_ctype_lower_mem(r.domain, strlen(r.domain));
 	int z = push_str(&p->zones, &p->nzones, r.domain, true);
 	if (z < 0) {
 		free(r.domain);
@@ -526,7 +498,7 @@ static int parse_item(struct smtp_policy *p, const char *param, const char *word
 	it->arg = 0;
 	if (d->arg == ARG_NONE)
 		return 0;
-	tn = next_token(cur, &ts);
+	tn = mx_list_next_braced(cur, &ts);
 	if (tn <= 0 || !token_copy(arg, sizeof(arg), ts, (size_t)tn)) {
 		snprintf(err, errlen, "%s: %s needs %s argument", param, d->name,
 			 d->arg == ARG_TABLE ? "a table" : "a zone");
@@ -595,7 +567,7 @@ static int compile_list(struct smtp_policy *p, const char *param, const char *te
 	out->items = NULL;
 	out->n = 0;
 	size_t cap = 0;
-	while ((tn = next_token(&cur, &ts)) != 0) {
+	while ((tn = mx_list_next_braced(&cur, &ts)) != 0) {
 		if (tn < 0) {
 			snprintf(err, errlen, "%s: unbalanced braces", param);
 			return compile_error(p, -EINVAL, err) < 0 ? -EINVAL : 0; /* nothing follows */
@@ -642,7 +614,7 @@ static int compile_maps(struct smtp_policy *p, const char *param, const char *te
 	long tn;
 	char word[TABLE_NAME_MAX + 2];
 	*n = 0;
-	while ((tn = next_token(&cur, &ts)) != 0) {
+	while ((tn = mx_list_next_braced(&cur, &ts)) != 0) {
 		enum table_kind k;
 		const char *nm;
 		char why[200];
@@ -735,7 +707,7 @@ int smtp_policy_compile(const struct smtp_policy_config *cfg, struct smtp_policy
 		const char *ts;
 		long tn;
 		char word[256];
-		while ((tn = next_token(&cur, &ts)) != 0) {
+		while ((tn = mx_list_next_braced(&cur, &ts)) != 0) {
 			if (tn < 0 || !token_copy(word, sizeof(word), ts, (size_t)tn)) {
 				snprintf(err, errlen, "smtpd_restriction_classes: bad class name");
 				rc = -EINVAL;
@@ -928,13 +900,13 @@ static size_t dsn_valid(const char *s)
 	if (s[1] != '.')
 		return 0;
 	size_t i = 2, n = 0;
-	while (s[i] >= '0' && s[i] <= '9' && n < 3)
+	while (mx_ctype_is_digit(s[i]) && n < 3)
 		i++, n++;
 	if (n == 0 || s[i] != '.')
 		return 0;
 	i++;
 	n = 0;
-	while (s[i] >= '0' && s[i] <= '9' && n < 3)
+	while (mx_ctype_is_digit(s[i]) && n < 3)
 		i++, n++;
 	if (n == 0 || (s[i] && s[i] != ' ' && s[i] != '\t'))
 		return 0;
@@ -978,7 +950,7 @@ static const char *dsn_fix(const char *status, const char *cls)
 		{ "4", "4.1.7", "4.1.4" }, { "5", "4.1.0", "4.1.5" }, { "6", "4.1.7", "4.1.6" },
 		{ "7", "4.1.7", "4.1.3" }, { "8", "4.1.8", "4.1.2" },
 	};
-	if (!(status[0] >= '0' && status[0] <= '9') || strncmp(status + 1, ".1.", 3) != 0)
+	if (!mx_ctype_is_digit(status[0]) || strncmp(status + 1, ".1.", 3) != 0)
 		return status;
 	bool snd = strcmp(cls, NAME_SENDER) == 0, rcpt = strcmp(cls, NAME_RECIPIENT) == 0;
 	if (!snd && !rcpt)
@@ -1055,16 +1027,6 @@ static int server_error(struct ev *e, const char *why)
 /* ---------------------------------------------------------------------------------------
  * Name and address checks */
 
-static bool all_digits(const char *s)
-{
-	if (!*s)
-		return false;
-	for (; *s; s++)
-		if (*s < '0' || *s > '9')
-			return false;
-	return true;
-}
-
 /* Postfix's valid_hostname(): labels of letters, digits, '-' and '_', no label starts or
  * ends with '-', at most 63 octets per label and 255 in all, and not all-numeric. */
 static bool valid_hostname(const char *name, size_t len)
@@ -1081,9 +1043,9 @@ static bool valid_hostname(const char *name, size_t len)
 			label = 0;
 			continue;
 		}
-		if (c >= '0' && c <= '9') {
+		if (mx_ctype_is_digit(c)) {
 			label++;
-		} else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') {
+		} else if (mx_ctype_is_alpha(c)) {
 			label++;
 			non_numeric = true;
 		} else if (c == '-' || c == '_') {
@@ -1478,13 +1440,13 @@ static int check_table_result(struct ev *e, const char *table, const char *value
 		return ST_DUNNO;
 	}
 	/* All-numeric: OK (an out-of-band time stamp). */
-	if (all_digits(value)) {
+	if (mx_ctype_all_digits(value)) {
 		e->note = "OK";
 		return ST_OK;
 	}
 	/* 4NN text / 5NN text; 421 and 521 also end the session. */
-	if (cmd_len == 3 && *text && (value[0] == '4' || value[0] == '5') && value[1] >= '0' &&
-	    value[1] <= '9' && value[2] >= '0' && value[2] <= '9') {
+	if (cmd_len == 3 && *text && (value[0] == '4' || value[0] == '5') &&
+	    mx_ctype_is_digit(value[1]) && mx_ctype_is_digit(value[2])) {
 		char def[6] = { value[0], '.', '7', '.', '1', 0 };
 		const char *t = dsn_split(dsn, def, text);
 		return ev_reject(e, EC_POLICY, (unsigned)atoi(value), dsn_fix(dsn, rc),
@@ -1510,7 +1472,7 @@ static int check_table_result(struct ev *e, const char *table, const char *value
 	const char *cur = buf, *ts;
 	long tn;
 	char word[TABLE_NAME_MAX + 300], why[SMTP_POLICY_TEXT_MAX];
-	while ((tn = next_token(&cur, &ts)) != 0) {
+	while ((tn = mx_list_next_braced(&cur, &ts)) != 0) {
 		if (tn < 0 || n == VALUE_ITEMS_MAX || !token_copy(word, sizeof(word), ts, (size_t)tn))
 			return server_error(e, "unparsable access table value");
 		/* Parsing never adds to the shared policy at lookup time (compile = false). */
@@ -1654,7 +1616,7 @@ static const char *rhsbl_domain(const char *what)
 	if (!*d || d[0] == '[')
 		return NULL;
 	const char *dot = strrchr(d, '.');
-	if (all_digits(dot ? dot + 1 : d))
+	if (mx_ctype_all_digits(dot ? dot + 1 : d))
 		return NULL;
 	if (!valid_hostname(d, strlen(d)))
 		return NULL;
@@ -1759,8 +1721,7 @@ static void rbl_expand(const struct rbl_exp *x, const char *tpl, char *out, size
 			s = *e2 ? e2 + 1 : e2;
 		} else {
 			name = s;
-			while ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-			       (*s >= '0' && *s <= '9') || *s == '_')
+			while (mx_ctype_is_alnum(*s) || *s == '_')
 				s++;
 			nlen = (size_t)(s - name);
 		}

@@ -23,6 +23,7 @@
 
 #include <arpa/inet.h>
 
+#include "mxgate/ctype.h"
 #include "smtp/smtp_address.h"
 #include "smtp/smtp_internal.h"
 
@@ -304,16 +305,6 @@ void smtp_config_defaults(struct smtp_config *cfg)
 
 /* ---- small helpers ---- */
 
-static bool is_blank(char c)
-{
-	return c == ' ' || c == '\t';
-}
-
-static bool is_alpha(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
 static bool span_eq_cstr_nocase(struct mx_span a, const char *b)
 {
 	return mx_span_eq_nocase(a, mx_span_cstr(b));
@@ -331,11 +322,11 @@ static bool span_prefix_nocase(struct mx_span s, const char *prefix, struct mx_s
 
 static struct mx_span span_trim(struct mx_span s)
 {
-	while (s.len && is_blank(s.ptr[0])) {
+	while (s.len && mx_ctype_is_blank(s.ptr[0])) {
 		s.ptr++;
 		s.len--;
 	}
-	while (s.len && is_blank(s.ptr[s.len - 1]))
+	while (s.len && mx_ctype_is_blank(s.ptr[s.len - 1]))
 		s.len--;
 	return s;
 }
@@ -679,7 +670,7 @@ static void hdr_put(struct smtp_session *s, char c)
 static bool header_name_is(const char *text, size_t n, const char *name)
 {
 	size_t k = 0;
-	while (k < n && text[k] != ':' && !is_blank(text[k]))
+	while (k < n && text[k] != ':' && !mx_ctype_is_blank(text[k]))
 		k++;
 	return mx_span_eq_nocase(mx_span_make(text, k), mx_span_cstr(name));
 }
@@ -746,7 +737,7 @@ static void header_byte(struct smtp_session *s, char c)
 
 	switch (s->hs) {
 	case HS_BOL:
-		if (s->hdr_have && is_blank(c)) {
+		if (s->hdr_have && mx_ctype_is_blank(c)) {
 			s->hs = HS_VALUE;
 			header_value_byte(s, c);
 			return;
@@ -773,14 +764,14 @@ static void header_byte(struct smtp_session *s, char c)
 			s->hs = HS_VALUE;
 			return;
 		}
-		if (is_blank(c) && cur < limit) {
+		if (mx_ctype_is_blank(c) && cur < limit) {
 			hdr_put(s, c);
 			s->hs = HS_NAME_WS;
 			return;
 		}
 		break;
 	case HS_NAME_WS:
-		if (is_blank(c) && cur < limit) {
+		if (mx_ctype_is_blank(c) && cur < limit) {
 			hdr_put(s, c);
 			return;
 		}
@@ -1197,7 +1188,7 @@ static const struct {
  * its is_header() check: a proxy or a web client, or a message sent without DATA. */
 static bool forbidden_command(struct mx_span verb)
 {
-	if (!is_alpha((unsigned char)verb.ptr[0]))
+	if (!mx_ctype_is_alpha(verb.ptr[0]))
 		return true;
 	if (span_eq_cstr_nocase(verb, "CONNECT") || span_eq_cstr_nocase(verb, "GET") ||
 	    span_eq_cstr_nocase(verb, "POST"))
@@ -1247,23 +1238,13 @@ static void cmd_helo(struct smtp_session *s, struct mx_span args, bool esmtp)
 #define DSN_ENVID_MAX 100
 #define DSN_ORCPT_MAX 500
 
-static int hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10; /* RFC 3461 4 says upper case; Postfix decodes both */
-	return -1;
-}
-
 /* RFC 3461 4: xtext = *( xchar / hexchar ), xchar = "!".."~" except "+" and "=",
  * hexchar = "+" 2HEXDIG. Every decoded octet must be printable ASCII (graphic or space:
  * RFC 3461 4.2 and 4.4, Postfix's allprint() for ENVID), so a "+0D+0A" can never put a
  * line break into the DSN built from it. `utf8` also lets raw UTF-8 through (RFC 6533 3,
  * ORCPT in an SMTPUTF8 transaction; the command line was checked as UTF-8). Returns
- * the decoded length, or -1. */
+ * the decoded length, or -1. RFC 3461 4 says HEXDIG is upper case; Postfix decodes both, so do
+ * we. */
 static long dsn_xtext_len(struct mx_span v, bool utf8)
 {
 	long n = 0;
@@ -1272,8 +1253,8 @@ static long dsn_xtext_len(struct mx_span v, bool utf8)
 		if (c == '+') {
 			if (v.len - i < 3)
 				return -1;
-			int hi = hex_value((unsigned char)v.ptr[i + 1]);
-			int lo = hex_value((unsigned char)v.ptr[i + 2]);
+			int hi = mx_ctype_hex_value(v.ptr[i + 1]);
+			int lo = mx_ctype_hex_value(v.ptr[i + 2]);
 			if (hi < 0 || lo < 0)
 				return -1;
 			int d = hi * 16 + lo;
@@ -1335,7 +1316,7 @@ static bool dsn_orcpt_valid(struct mx_span v, bool utf8)
 	for (const char *p = v.ptr; p < semi; p++) {
 		unsigned char c = (unsigned char)*p;
 		/* atext (RFC 5322 3.2.3) */
-		if (!(is_alpha(c) || (c >= '0' && c <= '9') || strchr("!#$%&'*+-/=?^_`{|}~", c)))
+		if (!(mx_ctype_is_alnum(c) || strchr("!#$%&'*+-/=?^_`{|}~", c)))
 			return false;
 	}
 	struct mx_span addr = mx_span_make(semi + 1, v.len - (size_t)(semi + 1 - v.ptr));
@@ -1364,8 +1345,8 @@ static long xclient_xtext(struct mx_span v, char *out)
 		if (c == '+') {
 			if (v.len - i < 3)
 				return -1;
-			int hi = hex_value((unsigned char)v.ptr[i + 1]);
-			int lo = hex_value((unsigned char)v.ptr[i + 2]);
+			int hi = mx_ctype_hex_value(v.ptr[i + 1]);
+			int lo = mx_ctype_hex_value(v.ptr[i + 2]);
 			if (hi < 0 || lo < 0)
 				return -1;
 			c = (char)(hi * 16 + lo);
@@ -1396,11 +1377,11 @@ static bool xclient_valid_hostname(struct mx_span v)
 			label = 0;
 			continue;
 		}
-		if (!(is_alpha(c) || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+		if (!mx_ctype_is_hostname(c))
 			return false;
 		if (c == '-' && label == 0)
 			return false;
-		if (!(c >= '0' && c <= '9'))
+		if (!mx_ctype_is_digit(c))
 			non_numeric = true;
 		if (++label > 63)
 			return false;
@@ -1558,8 +1539,7 @@ static bool xclient_attr(struct smtp_session *s, struct xclient_buf *x, struct m
 			return false;
 		}
 		for (long i = 0; i < n; i++)
-			if (buf[i] >= 'a' && buf[i] <= 'z')
-				buf[i] = (char)(buf[i] - 'a' + 'A');
+			buf[i] = mx_ctype_upper(buf[i]);
 		break;
 	case SMTP_XCLIENT_HELO:
 		/* never longer than 255 (the raw value is not), so never Postfix's "Bad
@@ -1606,10 +1586,10 @@ static void cmd_xclient(struct smtp_session *s, struct mx_span args)
 	memset(&s->xcl->pub, 0, sizeof(s->xcl->pub));
 	size_t i = 0;
 	while (i < args.len) {
-		while (i < args.len && is_blank(args.ptr[i]))
+		while (i < args.len && mx_ctype_is_blank(args.ptr[i]))
 			i++;
 		size_t start = i;
-		while (i < args.len && !is_blank(args.ptr[i]))
+		while (i < args.len && !mx_ctype_is_blank(args.ptr[i]))
 			i++;
 		if (i > start && !xclient_attr(s, s->xcl, mx_span_make(args.ptr + start, i - start)))
 			return;
@@ -2062,7 +2042,7 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 		return;
 	}
 	size_t vlen = 0;
-	while (vlen < line.len && !is_blank(line.ptr[vlen]))
+	while (vlen < line.len && !mx_ctype_is_blank(line.ptr[vlen]))
 		vlen++;
 	struct mx_span verb = mx_span_make(line.ptr, vlen);
 	struct mx_span args = span_trim(mx_span_make(line.ptr + vlen, line.len - vlen));
