@@ -67,14 +67,14 @@ int table_regexp_compile(const char *text, size_t len, bool pcre, struct table_r
 		struct table_regexp_rule r = { .op = (uint8_t)e.op, .negate = e.negate, .re = e.re };
 		if (e.op == RULE_FILE_ENDIF)
 			re->rules[e.if_index].end = (uint32_t)e.index;
-		else if (e.op == RULE_FILE_MATCH)
-			re->results++;
-		if (e.op == RULE_FILE_MATCH && !(r.result = strdup(e.action)))
+		else if (e.op == RULE_FILE_MATCH && !(r.result = strdup(e.action)))
 			rc = -ENOMEM;
 		if (rc < 0 || (rc = table_regexp_push(re, &r)) < 0) {
 			table_regexp_rule_free(&r);
 			goto fail;
 		}
+		if (e.op == RULE_FILE_MATCH)
+			re->results++;
 		if (r.re.nsub > re->max_nsub)
 			re->max_nsub = r.re.nsub;
 	}
