@@ -87,16 +87,10 @@ const char *mx_config_get(const struct mx_config *cfg, const char *name)
  * policy reports it ("class has no definition"). */
 static void cfg_load_classes(struct cfg_ctx *c, struct mx_config_impl *impl)
 {
-	const char *p = impl->values[MX_P_SMTPD_RESTRICTION_CLASSES];
-	while (*p) {
-		while (*p == ',' || cfg_is_space(*p))
-			p++;
-		const char *w = p;
-		while (*p && *p != ',' && !cfg_is_space(*p))
-			p++;
-		if (p == w)
-			break;
-		size_t v = cfg_find(c, w, (size_t)(p - w));
+	const char *cur = impl->values[MX_P_SMTPD_RESTRICTION_CLASSES], *w;
+	size_t wl;
+	while ((wl = mx_list_next(&cur, &w)) > 0) {
+		size_t v = cfg_find(c, w, wl);
 		if (v == SIZE_MAX || !c->vars[v].line)
 			continue;
 		c->vars[v].used = true;
@@ -112,7 +106,7 @@ static void cfg_load_classes(struct cfg_ctx *c, struct mx_config_impl *impl)
 		unsigned *lines = realloc(impl->class_lines, (impl->nclasses + 1) * sizeof(*lines));
 		if (lines)
 			impl->class_lines = lines;
-		char *n = strndup(w, (size_t)(p - w)), *val = strdup(value);
+		char *n = strndup(w, wl), *val = strdup(value);
 		if (!names || !values || !lines || !n || !val) {
 			free(n);
 			free(val);

@@ -129,9 +129,9 @@ static const char *cfg_hostname_problem(const char *s)
 		}
 		if (ch == '-' && label == 0)
 			return "label starts with '-'";
-		if (!cfg_is_name_char(ch) && ch != '-')
+		if (!mx_ctype_is_hostname(ch))
 			return "invalid character";
-		if (!(ch >= '0' && ch <= '9'))
+		if (!mx_ctype_is_digit(ch))
 			non_numeric = true;
 		label++;
 	}
@@ -156,13 +156,10 @@ static int cfg_check_string_length(const struct mx_param_value *r)
 
 int cfg_parse_listen(const struct mx_param_value *r, struct mx_config *cfg)
 {
-	const char *p = r->value;
+	const char *cur = r->value, *p;
+	size_t n;
 	cfg->listen_count = 0;
-	for (;;) {
-		p += strspn(p, CFG_LIST_SEPARATORS);
-		if (!*p)
-			break;
-		size_t n = strcspn(p, CFG_LIST_SEPARATORS);
+	while ((n = mx_list_next(&cur, &p)) > 0) {
 		char tok[128];
 		if (n >= sizeof(tok)) {
 			mx_param_report(r, false, "parameter %s: bad address \"%.40s...\"",
@@ -173,7 +170,6 @@ int cfg_parse_listen(const struct mx_param_value *r, struct mx_config *cfg)
 		tok[n] = '\0';
 		char orig[128];
 		memcpy(orig, tok, n + 1);
-		p += n;
 
 		char *host = tok, *port;
 		if (tok[0] == '[') {
@@ -253,26 +249,20 @@ int cfg_parse_listen(const struct mx_param_value *r, struct mx_config *cfg)
 
 bool cfg_word_in_list(const char *list, const char *word)
 {
-	size_t wl = strlen(word);
-	for (const char *p = list;;) {
-		p += strspn(p, CFG_LIST_SEPARATORS);
-		if (!*p)
-			return false;
-		size_t n = strcspn(p, CFG_LIST_SEPARATORS);
+	size_t wl = strlen(word), n;
+	const char *p;
+	while ((n = mx_list_next(&list, &p)) > 0)
 		if (n == wl && strncasecmp(p, word, n) == 0)
 			return true;
-		p += n;
-	}
+	return false;
 }
 
 int cfg_parse_discard_ehlo(const struct mx_param_value *r, struct mx_config *cfg)
 {
 	struct smtp_config *smtp = &cfg->smtp;
-	for (const char *p = r->value;;) {
-		p += strspn(p, CFG_LIST_SEPARATORS);
-		if (!*p)
-			return 0;
-		size_t n = strcspn(p, CFG_LIST_SEPARATORS);
+	const char *cur = r->value, *p;
+	size_t n;
+	while ((n = mx_list_next(&cur, &p)) > 0) {
 		if (n == 10 && strncasecmp(p, "pipelining", n) == 0)
 			smtp->enable_pipelining = false;
 		else if (n == 8 && strncasecmp(p, "chunking", n) == 0)
@@ -288,8 +278,8 @@ int cfg_parse_discard_ehlo(const struct mx_param_value *r, struct mx_config *cfg
 					"%s: \"%.*s\" has no effect in mxgate (it can discard "
 					"pipelining, chunking, smtputf8, 8bitmime and dsn)",
 					r->def->name, (int)(n > 40 ? 40 : n), p);
-		p += n;
 	}
+	return 0;
 }
 
 /* relayhost (Postfix's nexthop syntax): [ADDRESS]:PORT, ADDRESS:PORT, [ADDRESS], ADDRESS,
@@ -389,13 +379,10 @@ static int cfg_check_path(const struct mx_param_value *r, const char *path, size
  * copies owned by the config (freed with it). */
 int cfg_parse_spool_dirs(const struct mx_param_value *r, struct mx_config *cfg)
 {
-	const char *p = r->value;
+	const char *cur = r->value, *p;
+	size_t len;
 	cfg->spool_dir_count = 0;
-	for (;;) {
-		p += strspn(p, ", \t\r\n");
-		if (!*p)
-			break;
-		size_t len = strcspn(p, ", \t\r\n");
+	while ((len = mx_list_next(&cur, &p)) > 0) {
 		if (cfg_check_path(r, p, len) != 0)
 			return -1;
 		if (cfg->spool_dir_count == MX_CONFIG_MAX_SPOOLS) {
@@ -416,7 +403,6 @@ int cfg_parse_spool_dirs(const struct mx_param_value *r, struct mx_config *cfg)
 			return -1;
 		}
 		cfg->spool_dirs[cfg->spool_dir_count++] = dir;
-		p += len;
 	}
 	if (cfg->spool_dir_count == 0)
 		return cfg_check_path(r, r->value, 0); /* "not an absolute path" */

@@ -41,7 +41,7 @@ static void config_cmd_put_value(FILE *f, const char *v)
 {
 	bool space = false, any = false;
 	for (const char *p = v; *p; p++) {
-		if (cfg_is_space(*p)) {
+		if (mx_ctype_is_space(*p)) {
 			space = true;
 			continue;
 		}

@@ -15,6 +15,8 @@
 
 #include "mgmt/config.h"
 #include "mgmt/config_params.h"
+#include "mxgate/ctype.h"
+#include "mxgate/list.h"
 
 #define CFG_FILE_MAX (4u << 20)       /* bytes of mxgate.cf */
 #define CFG_VALUE_MAX (1u << 20)      /* bytes of one expanded value */
@@ -22,7 +24,6 @@
 #define CFG_DEPTH_MAX 100             /* Postfix's "unreasonable macro call nesting" */
 #define CFG_SHOW_MAX 200              /* bytes of a value quoted in a message */
 #define CFG_WHITESPACE " \t\r\n"
-#define CFG_LIST_SEPARATORS ", \t\r\n"
 /* Lines of the second file of a load (a master.cf whose -o overrides apply) are numbered
  * from here, so every message and every parameter's line says which file it is in: a
  * file of CFG_FILE_MAX bytes has fewer lines. */
@@ -112,7 +113,6 @@ int cfg_read_file(const char *path, char **text, size_t *len, FILE *diag);
 /* Give every known parameter not in the file a var holding its default. */
 int cfg_add_defaults(struct cfg_ctx *c);
 
-bool cfg_is_space(char ch);
 bool cfg_is_name_char(char ch);
 void cfg_read(struct cfg_ctx *c, const char *text, size_t len);
 /* Set var `name` to `value` as if written at `line` (a -o override). Returns the var or

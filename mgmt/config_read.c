@@ -263,26 +263,21 @@ void cfg_ctx_free(struct cfg_ctx *c)
 /* ---------------------------------------------------------------------------------------
  * Reading: physical lines -> logical lines -> name = value. */
 
-bool cfg_is_space(char ch)
-{
-	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\v' || ch == '\f';
-}
-
 /* One logical line (split_nameval(3)): "name = value", blanks around both trimmed. */
 static void cfg_logical_line(struct cfg_ctx *c, char *buf, size_t len, unsigned line)
 {
 	char *p = buf, *end = buf + len;
-	while (p < end && cfg_is_space(*p))
+	while (p < end && mx_ctype_is_space(*p))
 		p++;
 	if (p == end || *p == '=') {
 		cfg_diag_add(c, line, false, "missing attribute name: \"%.*s%s\"", CFG_SHOW(buf));
 		return;
 	}
 	char *name = p;
-	while (p < end && !cfg_is_space(*p) && *p != '=')
+	while (p < end && !mx_ctype_is_space(*p) && *p != '=')
 		p++;
 	size_t name_len = (size_t)(p - name);
-	while (p < end && cfg_is_space(*p))
+	while (p < end && mx_ctype_is_space(*p))
 		p++;
 	if (p == end || *p != '=') {
 		cfg_diag_add(c, line, false, "missing '=' after attribute name: \"%.*s%s\"",
@@ -290,10 +285,10 @@ static void cfg_logical_line(struct cfg_ctx *c, char *buf, size_t len, unsigned 
 		return;
 	}
 	p++;
-	while (p < end && cfg_is_space(*p))
+	while (p < end && mx_ctype_is_space(*p))
 		p++;
 	char *vend = end;
-	while (vend > p && cfg_is_space(vend[-1]))
+	while (vend > p && mx_ctype_is_space(vend[-1]))
 		vend--;
 	*vend = '\0';
 
@@ -359,10 +354,10 @@ void cfg_read(struct cfg_ctx *c, const char *text, size_t len)
 		bool continuation = false;
 		if (!at_end) {
 			size_t i = 0;
-			while (i < plen && cfg_is_space(phys[i]))
+			while (i < plen && mx_ctype_is_space(phys[i]))
 				i++;
 			skip = i == plen || phys[i] == '#';
-			continuation = !skip && cfg_is_space(phys[0]);
+			continuation = !skip && mx_ctype_is_space(phys[0]);
 		}
 		if (skip && !at_end)
 			continue;
@@ -426,8 +421,7 @@ void cfg_read(struct cfg_ctx *c, const char *text, size_t len)
 
 bool cfg_is_name_char(char ch)
 {
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-	       ch == '_';
+	return mx_ctype_is_alnum(ch) || ch == '_';
 }
 
 
@@ -466,7 +460,7 @@ static bool cfg_payload(struct cfg_ctx *c, struct cfg_owner o, const char **pp, 
 			*start = p;
 			*len = (size_t)(q - p);
 			q++;
-			while (q < end && cfg_is_space(*q))
+			while (q < end && mx_ctype_is_space(*q))
 				q++;
 			*pp = q;
 			return true;
@@ -479,7 +473,7 @@ static bool cfg_payload(struct cfg_ctx *c, struct cfg_owner o, const char **pp, 
 
 static const char *cfg_skip_space(const char *p, const char *end)
 {
-	while (p < end && cfg_is_space(*p))
+	while (p < end && mx_ctype_is_space(*p))
 		p++;
 	return p;
 }
@@ -523,11 +517,6 @@ bool cfg_parse_level(const char *s, uint64_t lv[3])
 	return false;
 }
 
-static bool cfg_all_digits(const char *s)
-{
-	return *s && strspn(s, "0123456789") == strlen(s);
-}
-
 /* Evaluate {left} OP {right}. Returns 1 (true), 0 (false) or -1 (error reported). */
 static int cfg_compare(struct cfg_ctx *c, struct cfg_owner o, const char *left, const char *op,
 		       size_t oplen, bool level, const char *right)
@@ -543,7 +532,7 @@ static int cfg_compare(struct cfg_ctx *c, struct cfg_owner o, const char *left, 
 		cmp = 0;
 		for (int i = 0; i < 3 && cmp == 0; i++)
 			cmp = a[i] < b[i] ? -1 : a[i] > b[i];
-	} else if (cfg_all_digits(left) && cfg_all_digits(right)) {
+	} else if (mx_ctype_all_digits(left) && mx_ctype_all_digits(right)) {
 		/* Both numbers: compare their values ("07" == "7"), as Postfix does. */
 		const char *a = left + strspn(left, "0"), *b = right + strspn(right, "0");
 		size_t al = strlen(a), bl = strlen(b);
@@ -972,7 +961,7 @@ void cfg_scan_refs(struct cfg_ctx *c, const char *text,
 		}
 		if (*p == '{' || *p == '(') {
 			p++;
-			while (cfg_is_space(*p))
+			while (mx_ctype_is_space(*p))
 				p++;
 		}
 		const char *name = p;

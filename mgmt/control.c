@@ -21,10 +21,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "mgmt/log.h"
+#include "mxgate/clock.h"
 
 /* How long the client waits for the next piece of a reply: a command may legitimately
  * run for a while (changing every message of a large queue waits for its records to be
@@ -65,19 +65,12 @@ struct control_out {
 	char buf[CONTROL_OUT_BUF];
 };
 
-static int64_t control_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Wait until fd is ready for `events`, the stop pipe is readable, or the deadline passes.
  * Returns 1 ready, 0 timeout, -ECANCELED stop requested, or a negative errno. */
 static int control_wait(struct control_server *s, int fd, short events, int64_t deadline)
 {
 	for (;;) {
-		int64_t left = deadline - control_now_ms();
+		int64_t left = deadline - (int64_t)mx_clock_monotonic_ms();
 		if (left <= 0)
 			return 0;
 		struct pollfd p[2] = {
@@ -114,7 +107,7 @@ static void control_flush(struct control_out *out)
 			/* Each write has its own deadline: a client that reads slowly but
 			 * steadily gets its output; one that stopped reading is dropped. */
 			int w = control_wait(out->s, out->fd, POLLOUT,
-					     control_now_ms() + out->s->timeout_ms);
+					     (int64_t)mx_clock_monotonic_ms() + out->s->timeout_ms);
 			if (w > 0)
 				continue;
 			if (w == 0)
@@ -224,7 +217,7 @@ static void control_builtin_help(struct control_server *s, struct control_out *o
  * (-ETIMEDOUT, -ECONNRESET for EOF before the LF, -ECANCELED). */
 static long control_read_request(struct control_server *s, int fd)
 {
-	int64_t deadline = control_now_ms() + s->timeout_ms;
+	int64_t deadline = (int64_t)mx_clock_monotonic_ms() + s->timeout_ms;
 	size_t len = 0;
 	for (;;) {
 		int w = control_wait(s, fd, POLLIN, deadline);

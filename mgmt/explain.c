@@ -6,10 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "mgmt/config.h"
 #include "mgmt/policy.h"
+#include "mxgate/clock.h"
 #include "mxgate/inet.h"
 #include "smtp/smtp_restrictions.h"
 #include "tables/tables_env.h"
@@ -194,7 +194,7 @@ int mx_explain_main(int argc, char **argv, const char *default_config)
 		.client_name = name,
 		.reverse_name = name,
 		.protocol = protocol,
-		.now = (int64_t)time(NULL),
+		.now = mx_clock_wall_s(),
 	};
 	bool refused = false;
 	req.stage = SMTP_STAGE_CONNECT;

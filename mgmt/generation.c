@@ -5,13 +5,15 @@
 #include <string.h>
 #include <time.h>
 
-#include "mgmt/config_params.h"
+#include "mgmt/master.h"
 #include "mxgate/errf.h"
 
 static void mx_service_fini(struct mx_service *s)
 {
-	smtp_policy_free(s->policy);
-	mx_checks_free(&s->checks);
+	if (!s->borrowed) {
+		smtp_policy_free(s->policy);
+		mx_checks_free(&s->checks);
+	}
 	mx_config_free(s->own_cfg);
 	*s = (struct mx_service){ 0 };
 }
@@ -27,9 +29,20 @@ static void mx_generation_free(struct mx_generation *g)
 	free(g);
 }
 
-/* Compile what a service's parameters ask for. */
-static int mx_service_compile(struct mx_service *s, FILE *diag, char *err, size_t errlen)
+/* Compile what a service's parameters ask for. A service without overrides has main.cf's
+ * parameters: it shares the lists and checks of an earlier one that has them too. */
+static int mx_service_compile(struct mx_generation *g, unsigned i, FILE *diag, char *err,
+			      size_t errlen)
 {
+	struct mx_service *s = &g->services[i];
+	for (unsigned j = 0; j < i; j++) {
+		if (g->services[j].cfg == s->cfg) {
+			s->policy = g->services[j].policy;
+			s->checks = g->services[j].checks;
+			s->borrowed = true;
+			return 0;
+		}
+	}
 	char why[512];
 	int rc = mx_policy_build(s->cfg, &s->policy, diag, why, sizeof(why));
 	if (rc < 0)
@@ -54,15 +67,41 @@ static int mx_generation_default_service(struct mx_generation *g, FILE *diag, ch
 	s->cfg = cfg;
 	for (unsigned i = 0; i < cfg->listen_count; i++)
 		s->listen[s->nlisten++] = cfg->listen[i];
-	if (cfg->listen_count) {
-		const struct mx_listen_addr *a = &cfg->listen[0];
-		bool v6 = strchr(a->host, ':') && a->host[0] != '[';
-		snprintf(s->name, sizeof(s->name), "%s%s%s:%u", v6 ? "[" : "", a->host,
-			 v6 ? "]" : "", (unsigned)a->port);
-	} else {
-		snprintf(s->name, sizeof(s->name), "smtp");
+	snprintf(s->name, sizeof(s->name), "smtp");
+	return mx_service_compile(g, 0, diag, err, errlen);
+}
+
+/* The inet smtpd services of mxgate_master_file, each with its effective parameters. */
+static int mx_generation_master_services(struct mx_generation *g, const struct mx_master *m,
+					 FILE *diag, char *err, size_t errlen)
+{
+	g->services = calloc(m->nservices ? m->nservices : 1, sizeof(*g->services));
+	if (!g->services)
+		return mx_errf(err, errlen, -ENOMEM, "out of memory");
+	if (m->nservices == 0)
+		return mx_errf(err, errlen, -EINVAL,
+			       "%s: no inet smtpd service: mxgate would listen nowhere", m->path);
+	for (size_t i = 0; i < m->nservices; i++) {
+		const struct mx_master_service *ms = &m->services[i];
+		struct mx_service *s = &g->services[g->nservices++];
+		snprintf(s->name, sizeof(s->name), "%s", ms->name);
+		for (unsigned j = 0; j < ms->listen_count && j < MX_CONFIG_MAX_LISTEN; j++)
+			s->listen[s->nlisten++] = ms->listen[j];
+		if (ms->noverrides == 0) {
+			s->cfg = g->cfg;
+		} else {
+			int rc = mx_config_load_service(g->cfg, ms, &s->own_cfg, diag);
+			if (rc < 0)
+				return mx_errf(err, errlen, rc, "%s:%u: service %s: its -o overrides "
+								"have errors",
+					       m->path, ms->line, ms->name);
+			s->cfg = s->own_cfg;
+		}
+		int rc = mx_service_compile(g, g->nservices - 1, diag, err, errlen);
+		if (rc < 0)
+			return rc;
 	}
-	return mx_service_compile(s, diag, err, errlen);
+	return 0;
 }
 
 int mx_generation_build(const struct mx_generation_opts *o, struct mx_generation **out,
@@ -93,7 +132,10 @@ int mx_generation_build(const struct mx_generation_opts *o, struct mx_generation
 								   : strerror(-rc));
 		goto fail;
 	}
-	if ((rc = mx_generation_default_service(g, o->diag, err, errlen)) < 0)
+	const struct mx_master *m = mx_config_master(g->cfg);
+	rc = m ? mx_generation_master_services(g, m, o->diag, err, errlen)
+	       : mx_generation_default_service(g, o->diag, err, errlen);
+	if (rc < 0)
 		goto fail;
 	*out = g;
 	return 0;
@@ -181,50 +223,17 @@ void mx_generation_counters(const struct mx_generation *g, struct mx_gen_counter
 	}
 }
 
-/* What the gateway reads once, at start: the transport and its ports, the workers, the
- * spools and the relay built on them, the control socket, the table store, the log. */
-static bool mx_param_restart_only(const char *name)
-{
-	static const char *const names[] = {
-		"mxgate_transport", "dataplane", "mxgate_workers", "mxgate_max_connections",
-		"mxgate_spool_directory", "mxgate_spool_segment_size", "mxgate_spool_quota",
-		"mxgate_spool_commit_delay", "mxgate_control_socket", "mxgate_table_directory",
-		"maillog_file", "relayhost", "mxgate_relay_protocol", "transport_maps",
-		"default_destination_concurrency_limit", "smtp_connect_timeout",
-		"smtp_helo_timeout", "smtp_mail_timeout", "smtp_rcpt_timeout",
-		"smtp_data_init_timeout", "smtp_data_xfer_timeout", "smtp_data_done_timeout",
-		"smtp_quit_timeout", "smtp_connection_cache_time_limit", "minimal_backoff_time",
-		"maximal_backoff_time", "queue_run_delay", "maximal_queue_lifetime",
-		"bounce_queue_lifetime", "bounce_size_limit",
-	};
-	if (strncmp(name, "mxgate_dpdk_", 12) == 0)
-		return true;
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (strcmp(names[i], name) == 0)
-			return true;
-	return false;
-}
-
 unsigned mx_generation_restart_changes(const struct mx_config *running,
 				       const struct mx_generation *g, char *buf, size_t len)
 {
-	unsigned n = 0;
+	const char *names[64];
+	size_t n = mx_config_restart_changes(running, g->cfg, names, 64);
 	size_t used = 0;
 	if (len)
 		buf[0] = '\0';
-	for (unsigned id = 0; id < MX_P_MAX; id++) {
-		const char *name = mx_params[id].name;
-		if (!mx_param_restart_only(name))
-			continue;
-		const char *va = mx_config_get(running, name), *vb = mx_config_get(g->cfg, name);
-		if ((va == NULL) != (vb == NULL) || (va && strcmp(va, vb) != 0)) {
-			if (used < len)
-				used += (size_t)snprintf(buf + used, len - used, "%s%s", n ? ", " : "",
-							 name);
-			n++;
-		}
-	}
-	return n;
+	for (size_t i = 0; i < n && i < 64 && used < len; i++)
+		used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "", names[i]);
+	return (unsigned)n;
 }
 
 struct mx_generation *mx_gen_pick(struct mx_gen_pub *pub, const struct mx_inet_addr *client,

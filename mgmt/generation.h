@@ -38,8 +38,10 @@ struct mx_service {
 	const struct mx_config *cfg;  /* the effective parameters: the generation's main
 					 configuration, or an own one with -o overrides */
 	struct mx_config *own_cfg;    /* owned when the service has overrides */
-	struct smtp_policy *policy;   /* compiled restriction lists (owned) */
-	struct mx_checks checks;      /* compiled header/body checks (owned) */
+	struct smtp_policy *policy;   /* compiled restriction lists */
+	struct mx_checks checks;      /* compiled header/body checks */
+	bool borrowed;                /* policy and checks are an earlier service's (both
+					 have main.cf's parameters) */
 };
 
 /* What one generation's connections did, per worker (each worker writes its own slot,

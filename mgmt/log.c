@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mxgate/clock.h"
+
 /* One line, newline included. Postfix's syslog lines are cut near 2 kB too. */
 #define MX_LOG_LINE_MAX 2048
 #define MX_LOG_TAG_MAX 128
@@ -165,10 +167,8 @@ void mx_logv(enum mx_log_level level, const char *fmt, va_list ap)
 	if ((unsigned)level >= MX_LOG_LEVEL_MAX)
 		level = MX_LOG_ERROR;
 
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
 	struct tm tm;
-	time_t secs = now.tv_sec;
+	time_t secs = (time_t)mx_clock_wall_s();
 	localtime_r(&secs, &tm);
 
 	char line[MX_LOG_LINE_MAX];

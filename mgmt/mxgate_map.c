@@ -11,8 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <time.h>
-
+#include "mxgate/clock.h"
 #include "mxgate/inet.h"
 #include "tables/rbl_zone.h"
 #include "tables/table_access.h"
@@ -189,8 +188,9 @@ static int mxgate_map_zone_query(struct rbl_zone *z, const char *key, bool batch
 {
 	struct rbl_result res;
 	struct mx_inet_addr a;
-	int rc = mx_inet_parse(key, &a) ? rbl_zone_query_addr(z, &a, (int64_t)time(NULL), &res)
-					 : rbl_zone_query_name(z, key, (int64_t)time(NULL), &res);
+	int64_t now = mx_clock_wall_s();
+	int rc = mx_inet_parse(key, &a) ? rbl_zone_query_addr(z, &a, now, &res)
+					 : rbl_zone_query_name(z, key, now, &res);
 	for (int i = 0; rc == 1 && i < (int)res.count; i++) {
 		const uint8_t *q = res.answers[i].a;
 		if (batch)

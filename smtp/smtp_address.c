@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "mxgate/ctype.h"
+
 const char *smtp_path_result_name(enum smtp_path_result r)
 {
 	switch (r) {
@@ -21,25 +23,10 @@ const char *smtp_path_result_name(enum smtp_path_result r)
 	return "?";
 }
 
-static bool is_blank(unsigned char c)
-{
-	return c == ' ' || c == '\t';
-}
-
-static bool is_alpha(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-static bool is_digit(unsigned char c)
-{
-	return c >= '0' && c <= '9';
-}
-
 /* RFC 5322 atext as RFC 5321 4.1.2 uses it for Atom. */
 static bool is_atext(unsigned char c)
 {
-	if (is_alpha(c) || is_digit(c))
+	if (mx_ctype_is_alpha(c) || mx_ctype_is_digit(c))
 		return true;
 	return c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
 }
@@ -192,7 +179,7 @@ static bool parse_label(struct cursor *c)
 
 	for (;;) {
 		int ch = peek(c);
-		if (ch >= 0 && (is_alpha((unsigned char)ch) || is_digit((unsigned char)ch))) {
+		if (ch >= 0 && (mx_ctype_is_alpha((unsigned char)ch) || mx_ctype_is_digit((unsigned char)ch))) {
 			c->i++;
 			last_hyphen = false;
 		} else if (ch == '-' && c->i > start) {
@@ -214,7 +201,7 @@ static bool ipv4_literal(const unsigned char *p, size_t n)
 
 	for (int part = 0; part < 4; part++) {
 		unsigned v = 0, digits = 0;
-		while (i < n && is_digit(p[i]) && digits < 4) {
+		while (i < n && mx_ctype_is_digit(p[i]) && digits < 4) {
 			v = v * 10 + (p[i] - '0');
 			i++;
 			digits++;
@@ -251,7 +238,7 @@ static bool parse_address_literal(struct cursor *c)
 	size_t len = c->i - start;
 	c->i++;
 
-	if (len > 0 && is_digit(lit[0]))
+	if (len > 0 && mx_ctype_is_digit(lit[0]))
 		return ipv4_literal(lit, len);
 	if (ascii_prefix_nocase(lit, len, "IPv6:")) {
 		char tmp[64];
@@ -265,7 +252,7 @@ static bool parse_address_literal(struct cursor *c)
 	/* General-address-literal = Standardized-tag ":" 1*dcontent, with
 	 * Standardized-tag = Ldh-str and dcontent = %d33-90 / %d94-126. */
 	size_t i = 0;
-	while (i < len && (is_alpha(lit[i]) || is_digit(lit[i]) || lit[i] == '-'))
+	while (i < len && (mx_ctype_is_alpha(lit[i]) || mx_ctype_is_digit(lit[i]) || lit[i] == '-'))
 		i++;
 	if (i == 0 || lit[i - 1] == '-' || i >= len || lit[i] != ':' || i + 1 >= len)
 		return false;
@@ -286,8 +273,8 @@ static bool parse_domain(struct cursor *c, bool allow_literal)
 	while (peek(c) == '.') {
 		c->i++;
 		int ch = peek(c);
-		bool label_start = ch >= 0 && (is_alpha((unsigned char)ch) ||
-					       is_digit((unsigned char)ch) || ch >= 0x80);
+		bool label_start = ch >= 0 && (mx_ctype_is_alpha((unsigned char)ch) ||
+					       mx_ctype_is_digit((unsigned char)ch) || ch >= 0x80);
 		if (!label_start)
 			break; /* the trailing dot */
 		if (!parse_label(c))
@@ -346,7 +333,7 @@ enum smtp_path_result smtp_path_parse(struct mx_span text, unsigned flags, struc
 	enum smtp_path_result r;
 
 	memset(out, 0, sizeof(*out));
-	while (c.i < c.n && is_blank(c.p[c.i]))
+	while (c.i < c.n && mx_ctype_is_blank(c.p[c.i]))
 		c.i++;
 	size_t path_start = c.i;
 
@@ -385,9 +372,9 @@ enum smtp_path_result smtp_path_parse(struct mx_span text, unsigned flags, struc
 	}
 
 	/* The path ends at a blank (parameters follow) or at the end of the line. */
-	if (c.i < c.n && !is_blank(c.p[c.i]))
+	if (c.i < c.n && !mx_ctype_is_blank(c.p[c.i]))
 		return SMTP_PATH_SYNTAX;
-	while (c.i < c.n && is_blank(c.p[c.i]))
+	while (c.i < c.n && mx_ctype_is_blank(c.p[c.i]))
 		c.i++;
 	out->rest = mx_span_make((const char *)c.p + c.i, c.n - c.i);
 	out->non_ascii = c.non_ascii;
@@ -399,14 +386,14 @@ bool smtp_param_next(struct mx_span text, size_t *pos, struct smtp_param *out)
 	const unsigned char *p = (const unsigned char *)text.ptr;
 	size_t i = *pos;
 
-	while (i < text.len && is_blank(p[i]))
+	while (i < text.len && mx_ctype_is_blank(p[i]))
 		i++;
 	if (i >= text.len) {
 		*pos = i;
 		return false;
 	}
 	size_t start = i;
-	while (i < text.len && !is_blank(p[i]))
+	while (i < text.len && !mx_ctype_is_blank(p[i]))
 		i++;
 	*pos = i;
 
@@ -424,7 +411,7 @@ bool smtp_param_next(struct mx_span text, size_t *pos, struct smtp_param *out)
 	out->keyword_valid = klen > 0;
 	for (size_t k = 0; k < klen; k++) {
 		unsigned char ch = (unsigned char)out->keyword.ptr[k];
-		if (!(is_alpha(ch) || is_digit(ch) || (ch == '-' && k > 0)))
+		if (!(mx_ctype_is_alpha(ch) || mx_ctype_is_digit(ch) || (ch == '-' && k > 0)))
 			out->keyword_valid = false;
 	}
 	/* esmtp-value = 1*(%d33-60 / %d62-126), RFC 6531 adds UTF8-non-ascii */
@@ -450,7 +437,7 @@ int smtp_param_size(struct mx_span value, uint64_t *out)
 	if (value.len == 0)
 		return -EINVAL;
 	for (size_t i = 0; i < value.len; i++)
-		if (!is_digit((unsigned char)value.ptr[i]))
+		if (!mx_ctype_is_digit((unsigned char)value.ptr[i]))
 			return -EINVAL;
 	for (size_t i = 0; i < value.len; i++) {
 		unsigned d = (unsigned)(value.ptr[i] - '0');

@@ -8,6 +8,8 @@
 #include <assert.h>
 #include <string.h>
 
+#include "mxgate/ctype.h"
+
 void smtp_client_reply_init(struct smtp_client_reply *r, char *line, size_t line_max,
 			    size_t line_hard_max, char *text, size_t text_max, unsigned lines_max)
 {
@@ -48,11 +50,6 @@ bool smtp_client_reply_started(const struct smtp_client_reply *r)
 	return !r->done && (r->lines > 0 || r->line_total > 0 || r->cr);
 }
 
-static bool smtp_client_is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
-
 /* Append text for logs: control characters become '?', a tab a space (RFC 5321 4.2
  * textstring allows HT); bytes from 0x80 stay (RFC 6531 allows UTF-8 in replies). */
 static void smtp_client_reply_text(struct smtp_client_reply *r, const char *p, size_t n)
@@ -85,7 +82,7 @@ bool smtp_client_enhanced_parse(struct mx_span text, uint16_t code,
 	i = 2;
 	for (int part = 0; part < 2; part++) {
 		size_t start = i;
-		while (i < n && i - start < 4 && smtp_client_is_digit(p[i]))
+		while (i < n && i - start < 4 && mx_ctype_is_digit(p[i]))
 			i++;
 		if (i == start || i - start > 3)
 			return false;
@@ -115,7 +112,7 @@ static enum smtp_client_rp_status smtp_client_reply_line_end(struct smtp_client_
 	uint16_t code = 0;
 
 	if (n < 3 || l[0] < '2' || l[0] > '5' || l[1] < '0' || l[1] > '5' ||
-	    !smtp_client_is_digit(l[2]) || (n > 3 && l[3] != ' ' && l[3] != '-')) {
+	    !mx_ctype_is_digit(l[2]) || (n > 3 && l[3] != ' ' && l[3] != '-')) {
 		err = SMTP_CLIENT_ERR_MALFORMED;
 	} else {
 		code = (uint16_t)((l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0'));
@@ -284,7 +281,7 @@ static uint64_t smtp_client_size_param(struct mx_span w)
 	if (w.len == 0)
 		return 0;
 	for (size_t i = 0; i < w.len; i++) {
-		if (!smtp_client_is_digit(w.ptr[i]))
+		if (!mx_ctype_is_digit(w.ptr[i]))
 			return 0;
 		unsigned d = (unsigned)(w.ptr[i] - '0');
 		if (v > (UINT64_MAX - d) / 10)

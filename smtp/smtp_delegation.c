@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mxgate/ctype.h"
+#include "mxgate/list.h"
 #include "smtp/smtp_address.h"
 #include "smtp/smtp_delegation.h"
 
@@ -314,22 +316,6 @@ const char *smtp_delegation_action_kind_name(enum smtp_delegation_action_kind k)
 	return (unsigned)k < SMTP_DELEGATION_ACTION_KIND_MAX ? names[k] : "?";
 }
 
-static bool smtp_delegation_blank(char c)
-{
-	return c == ' ' || c == '\t';
-}
-
-/* Postfix's ISSPACE (isspace in the C locale), used by dsn_split() and dsn_valid(). */
-static bool smtp_delegation_space(char c)
-{
-	return c == ' ' || (c >= '\t' && c <= '\r');
-}
-
-static bool smtp_delegation_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
-
 /* dsn_valid(): X.Y.Z with X in 2 4 5, Y and Z of 1-3 digits, then the end or a space.
  * Returns its length or 0. */
 static size_t smtp_delegation_dsn_valid(const char *s, size_t n)
@@ -338,14 +324,14 @@ static size_t smtp_delegation_dsn_valid(const char *s, size_t n)
 	if (n < 5 || (s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.')
 		return 0;
 	i = 2;
-	for (d = 0; i < n && smtp_delegation_digit(s[i]); i++)
+	for (d = 0; i < n && mx_ctype_is_digit(s[i]); i++)
 		d++;
 	if (d < 1 || d > 3 || i >= n || s[i] != '.')
 		return 0;
 	i++;
-	for (d = 0; i < n && smtp_delegation_digit(s[i]); i++)
+	for (d = 0; i < n && mx_ctype_is_digit(s[i]); i++)
 		d++;
-	if (d < 1 || d > 3 || (i < n && !smtp_delegation_space(s[i])))
+	if (d < 1 || d > 3 || (i < n && !mx_ctype_is_space(s[i])))
 		return 0;
 	return i;
 }
@@ -357,7 +343,7 @@ static void smtp_delegation_dsn_split(struct smtp_delegation_action *a, const ch
 {
 	const char *p = a->args.ptr;
 	size_t n = a->args.len;
-	while (n && smtp_delegation_space(*p))
+	while (n && mx_ctype_is_space(*p))
 		p++, n--;
 	size_t d = smtp_delegation_dsn_valid(p, n);
 	if (d) {
@@ -368,7 +354,7 @@ static void smtp_delegation_dsn_split(struct smtp_delegation_action *a, const ch
 	} else {
 		snprintf(a->dsn, sizeof(a->dsn), "%s", def);
 	}
-	while (n && smtp_delegation_space(*p))
+	while (n && mx_ctype_is_space(*p))
 		p++, n--;
 	a->text = mx_span_make(p, n);
 }
@@ -402,10 +388,10 @@ void smtp_delegation_action_classify(struct mx_span action, struct smtp_delegati
 	out->default_text = "";
 	/* cmd_len = strcspn(value, " \t"); the text starts after the blanks (ISSPACE) */
 	size_t w = 0;
-	while (w < n && !smtp_delegation_blank(v[w]))
+	while (w < n && !mx_ctype_is_blank(v[w]))
 		w++;
 	size_t t = w;
-	while (t < n && smtp_delegation_space(v[t]))
+	while (t < n && mx_ctype_is_space(v[t]))
 		t++;
 	out->word = mx_span_make(v, w);
 	out->args = mx_span_make(v + t, n - t);
@@ -418,14 +404,14 @@ void smtp_delegation_action_classify(struct mx_span action, struct smtp_delegati
 		}
 	bool alldig = n > 0;
 	for (size_t i = 0; i < n; i++)
-		alldig = alldig && smtp_delegation_digit(v[i]);
+		alldig = alldig && mx_ctype_is_digit(v[i]);
 	if (kind != SMTP_DELEGATION_ACTION_KIND_MAX) {
 		/* a word of the table */
 	} else if (alldig) {
 		kind = SMTP_DELEGATION_ACTION_OK;
 		out->numeric = true;
 	} else if (w == 3 && t < n && (v[0] == '4' || v[0] == '5') &&
-		   smtp_delegation_digit(v[1]) && smtp_delegation_digit(v[2])) {
+		   mx_ctype_is_digit(v[1]) && mx_ctype_is_digit(v[2])) {
 		kind = SMTP_DELEGATION_ACTION_CODE;
 	} else if (mx_span_eq_nocase(out->word, MX_SPAN_LIT("OK")) ||
 		   mx_span_eq_nocase(out->word, MX_SPAN_LIT("RELAY"))) {
@@ -436,7 +422,7 @@ void smtp_delegation_action_classify(struct mx_span action, struct smtp_delegati
 		/* argv_splitq(value, ", \t\r\n", "{}"): no token at all is an empty value */
 		bool token = false;
 		for (size_t i = 0; i < n && !token; i++)
-			token = !strchr(", \t\r\n", v[i]) || v[i] == '\0';
+			token = !mx_list_is_separator(v[i]);
 		if (token) {
 			kind = SMTP_DELEGATION_ACTION_RESTRICTIONS;
 		} else {

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mxgate/ctype.h"
+#include "mxgate/list.h"
 #include "smtp/smtp_address.h"
 
 /* One request slot. A request id is (generation << id_bits) | slot index, so a reply is
@@ -122,13 +124,9 @@ int smtp_dovecot_sec_opts_parse(const char *text, unsigned *out, char *err, size
 		{ "mutual_auth", SMTP_DOVECOT_SEC_MUTUAL_AUTH },
 	};
 	unsigned mask = 0;
-	const char *p = text ? text : "";
-
-	for (;;) {
-		p += strspn(p, ", \t\r\n");
-		if (*p == '\0')
-			break;
-		size_t n = strcspn(p, ", \t\r\n");
+	const char *cur = text ? text : "", *p;
+	size_t n;
+	while ((n = mx_list_next(&cur, &p)) > 0) {
 		size_t i;
 		for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 			if (ascii_eq_nocase(p, n, names[i].name))
@@ -140,7 +138,6 @@ int smtp_dovecot_sec_opts_parse(const char *text, unsigned *out, char *err, size
 			return -EINVAL;
 		}
 		mask |= names[i].bit;
-		p += n;
 	}
 	*out = mask;
 	return 0;
@@ -182,8 +179,7 @@ static bool mech_name_valid(struct mx_span s)
 		return false;
 	for (size_t i = 0; i < s.len; i++) {
 		unsigned char ch = (unsigned char)s.ptr[i];
-		if (!((ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-		      ch == '_'))
+		if (!(mx_ctype_is_upper(ch) || mx_ctype_is_digit(ch) || ch == '-' || ch == '_'))
 			return false;
 	}
 	return true;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "mxgate/ctype.h"
 #include "smtp/smtp_address.h"
 
 const char *smtp_dovecot_cmd_result_name(enum smtp_dovecot_cmd_result r)
@@ -171,10 +172,6 @@ size_t smtp_dovecot_bad_mech_reply(struct mx_span mech, char *out, size_t cap)
 
 /* ---- AUTH command and responses ---- */
 
-static bool is_blank(char ch)
-{
-	return ch == ' ' || ch == '\t';
-}
 
 /* RFC 4422 3.1 characters, letters of either case (see the header). */
 static bool mech_syntax_ok(struct mx_span s)
@@ -183,8 +180,7 @@ static bool mech_syntax_ok(struct mx_span s)
 		return false;
 	for (size_t i = 0; i < s.len; i++) {
 		unsigned char ch = (unsigned char)s.ptr[i];
-		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
+		if (!(mx_ctype_is_alnum(ch) || ch == '-' || ch == '_'))
 			return false;
 	}
 	return true;
@@ -198,12 +194,12 @@ enum smtp_dovecot_cmd_result smtp_dovecot_auth_cmd_parse(struct mx_span args,
 
 	memset(out, 0, sizeof(*out));
 	while (i < args.len) {
-		while (i < args.len && is_blank(args.ptr[i]))
+		while (i < args.len && mx_ctype_is_blank(args.ptr[i]))
 			i++;
 		if (i == args.len)
 			break;
 		size_t start = i;
-		while (i < args.len && !is_blank(args.ptr[i]))
+		while (i < args.len && !mx_ctype_is_blank(args.ptr[i]))
 			i++;
 		if (ntok == 3)
 			return SMTP_DOVECOT_CMD_SYNTAX;
@@ -243,16 +239,6 @@ enum smtp_dovecot_resp_result smtp_dovecot_response_parse(struct mx_span line, s
 
 /* ---- MAIL FROM AUTH= ---- */
 
-static int hex_value(unsigned char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	return -1;
-}
 
 int smtp_dovecot_mail_auth_param(struct mx_span value, char *out, size_t cap, size_t *out_len,
 				 bool *is_null)
@@ -271,8 +257,8 @@ int smtp_dovecot_mail_auth_param(struct mx_span value, char *out, size_t cap, si
 		if (ch == '+') {
 			if (value.len - i < 3)
 				return -EINVAL;
-			int hi = hex_value((unsigned char)value.ptr[i + 1]);
-			int lo = hex_value((unsigned char)value.ptr[i + 2]);
+			int hi = mx_ctype_hex_value(value.ptr[i + 1]);
+			int lo = mx_ctype_hex_value(value.ptr[i + 2]);
 			if (hi < 0 || lo < 0)
 				return -EINVAL;
 			ch = (unsigned char)(hi << 4 | lo);

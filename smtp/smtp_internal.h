@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "mxgate/ctype.h"
 #include "mxgate/span.h"
 #include "smtp/smtp_session.h"
 
@@ -21,16 +22,6 @@ struct smtp_received_info {
 void smtp_session_received_info(const struct smtp_session *s, struct smtp_received_info *out);
 
 /* ---- small helpers ---- */
-
-static inline bool smtp_is_blank(char c)
-{
-	return c == ' ' || c == '\t';
-}
-
-static inline bool smtp_is_alpha(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
 
 static inline bool smtp_span_eq_cstr_nocase(struct mx_span a, const char *b)
 {
@@ -50,25 +41,13 @@ static inline bool smtp_span_prefix_nocase(struct mx_span s, const char *prefix,
 
 static inline struct mx_span smtp_span_trim(struct mx_span s)
 {
-	while (s.len && smtp_is_blank(s.ptr[0])) {
+	while (s.len && mx_ctype_is_blank(s.ptr[0])) {
 		s.ptr++;
 		s.len--;
 	}
-	while (s.len && smtp_is_blank(s.ptr[s.len - 1]))
+	while (s.len && mx_ctype_is_blank(s.ptr[s.len - 1]))
 		s.len--;
 	return s;
-}
-
-/* One hex digit's value, or -1. */
-static inline int smtp_hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10; /* RFC 3461 4 says upper case; Postfix decodes both */
-	return -1;
 }
 
 #endif

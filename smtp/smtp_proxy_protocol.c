@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "mxgate/ctype.h"
 #include "mxgate/errf.h"
 #include "smtp/smtp_address.h"
 
@@ -110,7 +111,7 @@ static bool v1_ipv4(struct mx_span s, struct mx_inet_addr *a)
 		}
 		size_t start = i;
 		unsigned v = 0;
-		while (i < s.len && s.ptr[i] >= '0' && s.ptr[i] <= '9' && i - start < 3)
+		while (i < s.len && mx_ctype_is_digit(s.ptr[i]) && i - start < 3)
 			v = v * 10 + (unsigned)(s.ptr[i++] - '0');
 		if (i == start || v > 255 || (i - start > 1 && s.ptr[start] == '0'))
 			return false;

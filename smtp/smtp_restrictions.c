@@ -156,13 +156,13 @@ static size_t dsn_valid(const char *s)
 	if (s[1] != '.')
 		return 0;
 	size_t i = 2, n = 0;
-	while (s[i] >= '0' && s[i] <= '9' && n < 3)
+	while (mx_ctype_is_digit(s[i]) && n < 3)
 		i++, n++;
 	if (n == 0 || s[i] != '.')
 		return 0;
 	i++;
 	n = 0;
-	while (s[i] >= '0' && s[i] <= '9' && n < 3)
+	while (mx_ctype_is_digit(s[i]) && n < 3)
 		i++, n++;
 	if (n == 0 || (s[i] && s[i] != ' ' && s[i] != '\t'))
 		return 0;
@@ -198,7 +198,7 @@ const char *smtp_policy_dsn_fix(const char *status, const char *cls)
 		{ "4", "4.1.7", "4.1.4" }, { "5", "4.1.0", "4.1.5" }, { "6", "4.1.7", "4.1.6" },
 		{ "7", "4.1.7", "4.1.3" }, { "8", "4.1.8", "4.1.2" },
 	};
-	if (!(status[0] >= '0' && status[0] <= '9') || strncmp(status + 1, ".1.", 3) != 0)
+	if (!mx_ctype_is_digit(status[0]) || strncmp(status + 1, ".1.", 3) != 0)
 		return status;
 	bool snd = strcmp(cls, NAME_SENDER) == 0, rcpt = strcmp(cls, NAME_RECIPIENT) == 0;
 	if (!snd && !rcpt)

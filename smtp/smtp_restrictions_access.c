@@ -175,13 +175,13 @@ static int check_table_result(struct ev *e, const char *table, const char *value
 		return ST_DUNNO;
 	}
 	/* All-numeric: OK (an out-of-band time stamp). */
-	if (smtp_policy_all_digits(value)) {
+	if (mx_ctype_all_digits(value)) {
 		e->note = "OK";
 		return ST_OK;
 	}
 	/* 4NN text / 5NN text; 421 and 521 also end the session. */
-	if (cmd_len == 3 && *text && (value[0] == '4' || value[0] == '5') && value[1] >= '0' &&
-	    value[1] <= '9' && value[2] >= '0' && value[2] <= '9') {
+	if (cmd_len == 3 && *text && (value[0] == '4' || value[0] == '5') &&
+	    mx_ctype_is_digit(value[1]) && mx_ctype_is_digit(value[2])) {
 		char def[6] = { value[0], '.', '7', '.', '1', 0 };
 		const char *t = smtp_policy_dsn_split(dsn, def, text);
 		return smtp_policy_reject(e, EC_POLICY, (unsigned)atoi(value),
@@ -208,7 +208,7 @@ static int check_table_result(struct ev *e, const char *table, const char *value
 	const char *cur = buf, *ts;
 	long tn;
 	char word[TABLE_NAME_MAX + 300], why[SMTP_POLICY_TEXT_MAX];
-	while ((tn = smtp_policy_next_token(&cur, &ts)) != 0) {
+	while ((tn = mx_list_next_braced(&cur, &ts)) != 0) {
 		if (tn < 0 || n == VALUE_ITEMS_MAX ||
 		    !smtp_policy_token_copy(word, sizeof(word), ts, (size_t)tn))
 			return smtp_policy_server_error(e, "unparsable access table value");

@@ -138,37 +138,9 @@ static int push_str(char ***arr, size_t *n, const char *s, bool nocase)
 	return (int)(*n)++;
 }
 
-/* Next token of a restriction list: separated by commas and/or white space; text inside
- * balanced braces is never split ("inline:{ a=b, c=d }"), and a token that is wholly in
- * braces loses them (Postfix's argv_splitq + extpar). Returns its length, 0 at the end,
- * or -EINVAL for unbalanced braces. */
-long smtp_policy_next_token(const char **cur, const char **start)
-{
-	const char *s = *cur;
-	while (*s == ',' || *s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
-		s++;
-	if (!*s) {
-		*cur = s;
-		return 0;
-	}
-	const char *b = s;
-	int depth = 0;
-	while (*s && (depth > 0 || !(*s == ',' || *s == ' ' || *s == '\t' || *s == '\r' ||
-				       *s == '\n'))) {
-		if (*s == '{')
-			depth++;
-		else if (*s == '}' && --depth < 0)
-			return -EINVAL;
-		s++;
-	}
-	if (depth != 0)
-		return -EINVAL;
-	*cur = s;
-	*start = b;
-	return (long)(s - b);
-}
-
-/* Copy a token, stripping one pair of enclosing braces and the blanks inside them. */
+/* Restriction lists are split with mx_list_next_braced(): text inside balanced braces is
+ * never split ("inline:{ a=b, c=d }"). Copy such a token, stripping one pair of enclosing
+ * braces and the blanks inside them (Postfix's argv_splitq + extpar). */
 bool smtp_policy_token_copy(char *dst, size_t cap, const char *t, size_t n)
 {
 	if (n >= 2 && t[0] == '{' && t[n - 1] == '}') {
@@ -209,7 +181,7 @@ static bool parse_octet(const char *s, size_t n, uint8_t set[32])
 		size_t k = i, digits = 0;
 		bool range = false;
 		while (k < j) {
-			if (s[k] >= '0' && s[k] <= '9') {
+			if (mx_ctype_is_digit(s[k])) {
 				*cur = *cur * 10 + (unsigned)(s[k] - '0');
 				if (*cur > 255 || ++digits > 3)
 					return false;
@@ -293,9 +265,7 @@ static int add_rbl(struct smtp_policy *p, const char *spec, char *err, size_t er
 		free(r.spec);
 		return -ENOMEM;
 	}
-	for (char *c = r.domain; *c; c++)
-		if (*c >= 'A' && *c <= 'Z')
-			*c = (char)(*c - 'A' + 'a');
+	mx_ctype_lower_mem(r.domain, strlen(r.domain));
 	int z = push_str(&p->zones, &p->nzones, r.domain, true);
 	if (z < 0) {
 		free(r.domain);
@@ -375,7 +345,7 @@ int smtp_policy_parse_item(struct smtp_policy *p, const char *param, const char 
 	it->arg = 0;
 	if (d->arg == ARG_NONE)
 		return 0;
-	tn = smtp_policy_next_token(cur, &ts);
+	tn = mx_list_next_braced(cur, &ts);
 	if (tn <= 0 || !smtp_policy_token_copy(arg, sizeof(arg), ts, (size_t)tn)) {
 		snprintf(err, errlen, "%s: %s needs %s argument", param, d->name,
 			 d->arg == ARG_TABLE ? "a table" : "a zone");
@@ -444,7 +414,7 @@ static int compile_list(struct smtp_policy *p, const char *param, const char *te
 	out->items = NULL;
 	out->n = 0;
 	size_t cap = 0;
-	while ((tn = smtp_policy_next_token(&cur, &ts)) != 0) {
+	while ((tn = mx_list_next_braced(&cur, &ts)) != 0) {
 		if (tn < 0) {
 			snprintf(err, errlen, "%s: unbalanced braces", param);
 			return compile_error(p, -EINVAL, err) < 0 ? -EINVAL : 0; /* nothing follows */
@@ -491,7 +461,7 @@ static int compile_maps(struct smtp_policy *p, const char *param, const char *te
 	long tn;
 	char word[TABLE_NAME_MAX + 2];
 	*n = 0;
-	while ((tn = smtp_policy_next_token(&cur, &ts)) != 0) {
+	while ((tn = mx_list_next_braced(&cur, &ts)) != 0) {
 		enum table_kind k;
 		const char *nm;
 		char why[200];
@@ -584,7 +554,7 @@ int smtp_policy_compile(const struct smtp_policy_config *cfg, struct smtp_policy
 		const char *ts;
 		long tn;
 		char word[256];
-		while ((tn = smtp_policy_next_token(&cur, &ts)) != 0) {
+		while ((tn = mx_list_next_braced(&cur, &ts)) != 0) {
 			if (tn < 0 || !smtp_policy_token_copy(word, sizeof(word), ts, (size_t)tn)) {
 				snprintf(err, errlen, "smtpd_restriction_classes: bad class name");
 				rc = -EINVAL;

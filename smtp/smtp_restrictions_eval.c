@@ -20,16 +20,6 @@
 /* ---------------------------------------------------------------------------------------
  * Name and address checks */
 
-bool smtp_policy_all_digits(const char *s)
-{
-	if (!*s)
-		return false;
-	for (; *s; s++)
-		if (*s < '0' || *s > '9')
-			return false;
-	return true;
-}
-
 /* Postfix's valid_hostname(): labels of letters, digits, '-' and '_', no label starts or
  * ends with '-', at most 63 octets per label and 255 in all, and not all-numeric. */
 bool smtp_policy_valid_hostname(const char *name, size_t len)
@@ -46,9 +36,9 @@ bool smtp_policy_valid_hostname(const char *name, size_t len)
 			label = 0;
 			continue;
 		}
-		if (c >= '0' && c <= '9') {
+		if (mx_ctype_is_digit(c)) {
 			label++;
-		} else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') {
+		} else if (mx_ctype_is_alpha(c)) {
 			label++;
 			non_numeric = true;
 		} else if (c == '-' || c == '_') {

@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "mxgate/ctype.h"
+#include "mxgate/list.h"
 #include "smtp/smtp_restrictions.h"
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -208,7 +210,6 @@ int smtp_policy_server_error(struct ev *e, const char *why);
 
 /* ---- smtp_restrictions_compile.c ---- */
 
-long smtp_policy_next_token(const char **cur, const char **start);
 bool smtp_policy_token_copy(char *dst, size_t cap, const char *t, size_t n);
 int smtp_policy_parse_item(struct smtp_policy *p, const char *param, const char *word,
 			   const char **cur, struct pitem *it, bool compile, char *err,
@@ -216,7 +217,6 @@ int smtp_policy_parse_item(struct smtp_policy *p, const char *param, const char 
 
 /* ---- smtp_restrictions_eval.c ---- */
 
-bool smtp_policy_all_digits(const char *s);
 bool smtp_policy_valid_hostname(const char *name, size_t len);
 bool smtp_policy_auth_destination(const struct ev *e, const char *rcpt);
 int smtp_policy_generic_checks(struct ev *e, const struct pitem *items, size_t n,

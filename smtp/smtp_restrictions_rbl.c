@@ -68,7 +68,7 @@ static const char *rhsbl_domain(const char *what)
 	if (!*d || d[0] == '[')
 		return NULL;
 	const char *dot = strrchr(d, '.');
-	if (smtp_policy_all_digits(dot ? dot + 1 : d))
+	if (mx_ctype_all_digits(dot ? dot + 1 : d))
 		return NULL;
 	if (!smtp_policy_valid_hostname(d, strlen(d)))
 		return NULL;
@@ -173,8 +173,7 @@ static void rbl_expand(const struct rbl_exp *x, const char *tpl, char *out, size
 			s = *e2 ? e2 + 1 : e2;
 		} else {
 			name = s;
-			while ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-			       (*s >= '0' && *s <= '9') || *s == '_')
+			while (mx_ctype_is_alnum(*s) || *s == '_')
 				s++;
 			nlen = (size_t)(s - name);
 		}

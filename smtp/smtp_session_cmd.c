@@ -65,7 +65,7 @@ static const struct {
  * its is_header() check: a proxy or a web client, or a message sent without DATA. */
 static bool forbidden_command(struct mx_span verb)
 {
-	if (!smtp_is_alpha((unsigned char)verb.ptr[0]))
+	if (!mx_ctype_is_alpha(verb.ptr[0]))
 		return true;
 	if (smtp_span_eq_cstr_nocase(verb, "CONNECT") || smtp_span_eq_cstr_nocase(verb, "GET") ||
 	    smtp_span_eq_cstr_nocase(verb, "POST"))
@@ -142,8 +142,8 @@ static long dsn_xtext_len(struct mx_span v, bool utf8)
 		if (c == '+') {
 			if (v.len - i < 3)
 				return -1;
-			int hi = smtp_hex_value((unsigned char)v.ptr[i + 1]);
-			int lo = smtp_hex_value((unsigned char)v.ptr[i + 2]);
+			int hi = mx_ctype_hex_value(v.ptr[i + 1]);
+			int lo = mx_ctype_hex_value(v.ptr[i + 2]);
 			if (hi < 0 || lo < 0)
 				return -1;
 			int d = hi * 16 + lo;
@@ -205,7 +205,7 @@ static bool dsn_orcpt_valid(struct mx_span v, bool utf8)
 	for (const char *p = v.ptr; p < semi; p++) {
 		unsigned char c = (unsigned char)*p;
 		/* atext (RFC 5322 3.2.3) */
-		if (!(smtp_is_alpha(c) || (c >= '0' && c <= '9') ||
+		if (!(mx_ctype_is_alnum(c) ||
 		      strchr("!#$%&'*+-/=?^_`{|}~", c)))
 			return false;
 	}
@@ -632,7 +632,7 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 		return;
 	}
 	size_t vlen = 0;
-	while (vlen < line.len && !smtp_is_blank(line.ptr[vlen]))
+	while (vlen < line.len && !mx_ctype_is_blank(line.ptr[vlen]))
 		vlen++;
 	struct mx_span verb = mx_span_make(line.ptr, vlen);
 	struct mx_span args = smtp_span_trim(mx_span_make(line.ptr + vlen, line.len - vlen));

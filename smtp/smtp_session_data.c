@@ -60,7 +60,7 @@ static void hdr_put(struct smtp_session *s, char c)
 static bool header_name_is(const char *text, size_t n, const char *name)
 {
 	size_t k = 0;
-	while (k < n && text[k] != ':' && !smtp_is_blank(text[k]))
+	while (k < n && text[k] != ':' && !mx_ctype_is_blank(text[k]))
 		k++;
 	return mx_span_eq_nocase(mx_span_make(text, k), mx_span_cstr(name));
 }
@@ -127,7 +127,7 @@ static void header_byte(struct smtp_session *s, char c)
 
 	switch (s->hs) {
 	case HS_BOL:
-		if (s->hdr_have && smtp_is_blank(c)) {
+		if (s->hdr_have && mx_ctype_is_blank(c)) {
 			s->hs = HS_VALUE;
 			header_value_byte(s, c);
 			return;
@@ -154,14 +154,14 @@ static void header_byte(struct smtp_session *s, char c)
 			s->hs = HS_VALUE;
 			return;
 		}
-		if (smtp_is_blank(c) && cur < limit) {
+		if (mx_ctype_is_blank(c) && cur < limit) {
 			hdr_put(s, c);
 			s->hs = HS_NAME_WS;
 			return;
 		}
 		break;
 	case HS_NAME_WS:
-		if (smtp_is_blank(c) && cur < limit) {
+		if (mx_ctype_is_blank(c) && cur < limit) {
 			hdr_put(s, c);
 			return;
 		}

@@ -54,8 +54,8 @@ static long xclient_xtext(struct mx_span v, char *out)
 		if (c == '+') {
 			if (v.len - i < 3)
 				return -1;
-			int hi = smtp_hex_value((unsigned char)v.ptr[i + 1]);
-			int lo = smtp_hex_value((unsigned char)v.ptr[i + 2]);
+			int hi = mx_ctype_hex_value(v.ptr[i + 1]);
+			int lo = mx_ctype_hex_value(v.ptr[i + 2]);
 			if (hi < 0 || lo < 0)
 				return -1;
 			c = (char)(hi * 16 + lo);
@@ -86,11 +86,11 @@ static bool xclient_valid_hostname(struct mx_span v)
 			label = 0;
 			continue;
 		}
-		if (!(smtp_is_alpha(c) || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+		if (!mx_ctype_is_hostname(c))
 			return false;
 		if (c == '-' && label == 0)
 			return false;
-		if (!(c >= '0' && c <= '9'))
+		if (!mx_ctype_is_digit(c))
 			non_numeric = true;
 		if (++label > 63)
 			return false;
@@ -250,8 +250,7 @@ static bool xclient_attr(struct smtp_session *s, struct xclient_buf *x, struct m
 			return false;
 		}
 		for (long i = 0; i < n; i++)
-			if (buf[i] >= 'a' && buf[i] <= 'z')
-				buf[i] = (char)(buf[i] - 'a' + 'A');
+			buf[i] = mx_ctype_upper(buf[i]);
 		break;
 	case SMTP_XCLIENT_HELO:
 		/* never longer than 255 (the raw value is not), so never Postfix's "Bad
@@ -298,10 +297,10 @@ void smtp_session_cmd_xclient(struct smtp_session *s, struct mx_span args)
 	memset(&s->xcl->pub, 0, sizeof(s->xcl->pub));
 	size_t i = 0;
 	while (i < args.len) {
-		while (i < args.len && smtp_is_blank(args.ptr[i]))
+		while (i < args.len && mx_ctype_is_blank(args.ptr[i]))
 			i++;
 		size_t start = i;
-		while (i < args.len && !smtp_is_blank(args.ptr[i]))
+		while (i < args.len && !mx_ctype_is_blank(args.ptr[i]))
 			i++;
 		if (i > start && !xclient_attr(s, s->xcl, mx_span_make(args.ptr + start, i - start)))
 			return;

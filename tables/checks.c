@@ -1,22 +1,19 @@
 /* header_checks / body_checks sets on Hyperscan with PCRE2 and regexec(3); see checks.h. */
 #include "tables/checks.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <ctype.h>
 #include <errno.h>
 #include <hs/hs.h>
-#include <pcre2.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "tables/table_parse.h"
-#include "tables/table_regexp.h"
+#include "mxgate/ctype.h"
+#include "mxgate/list.h"
+#include "tables/rule_file.h"
 #include "tables/tables_internal.h"
 
-enum checks_op { CHECKS_OP_RULE, CHECKS_OP_IF, CHECKS_OP_ENDIF };
+_Static_assert(CHECKS_DEPTH_MAX == RULE_FILE_DEPTH_MAX, "one if/endif bound");
 
 /* How a rule is decided. */
 enum checks_mode {
@@ -25,19 +22,13 @@ enum checks_mode {
 	CHECKS_MODE_NONE,    /* not in the database: PCRE2/regexec on every subject */
 };
 
-/* Bounds on PCRE2's backtracking, as table_regexp.c: a hostile header must not burn a worker. */
-#define CHECKS_MATCH_LIMIT 1000000u
-#define CHECKS_DEPTH_LIMIT 10000u
-#define CHECKS_GROUPS_MAX 99u
-
 struct checks_rule {
-	uint8_t op, mode;
-	bool negate, pcre, has_refs, posix_ok;
-	unsigned nsub;
+	uint8_t op; /* enum rule_file_op */
+	uint8_t mode;
+	bool negate, has_refs;
 	uint32_t end; /* IF: index of its ENDIF */
 	uint32_t file, line;
-	regex_t posix;
-	pcre2_code *re;
+	struct rule_file_re re;
 	char *result;
 	char *hs_expr; /* only while compiling */
 	unsigned hs_flags;
@@ -58,9 +49,7 @@ struct checks_scratch {
 	uint32_t *ids;  /* the indices set in bits, to clear them */
 	size_t cap;     /* rules bits/ids can hold */
 	size_t nids;
-	pcre2_match_data *md;
-	pcre2_match_context *mctx;
-	regmatch_t pm[CHECKS_GROUPS_MAX + 1];
+	struct rule_file_matcher m;
 	/* regexec(3) wants a NUL-terminated subject (REG_STARTEND is a glibc/BSD extension
 	 * the sanitizers' interceptor ignores): a copy, made once per lookup that needs it */
 	char *z;
@@ -79,82 +68,6 @@ static const char *const checks_action_names[CHECKS_ACTION_MAX] = {
 const char *checks_action_name(enum checks_action a)
 {
 	return (unsigned)a < CHECKS_ACTION_MAX ? checks_action_names[a] : "?";
-}
-
-/* ---- result templates ------------------------------------------------------------------ */
-
-/* Walk a result template (regexp_table(5): $n, ${n}, $(n), $$). With caps == NULL only checks
- * it (references must be <= nsub, none after a negated pattern) and sets *refs. Otherwise
- * writes the substituted text into out. Returns 0, -EINVAL (reason in why), -E2BIG. */
-static int checks_subst(const char *t, unsigned nsub, bool refs_allowed, bool *refs,
-			const char *subj, const size_t *caps, char *out, size_t outlen, char *why,
-			size_t whylen)
-{
-	size_t w = 0;
-	for (const char *p = t; *p;) {
-		const char *src = p;
-		size_t cnt;
-		if (*p != '$') {
-			const char *q = strchr(p, '$');
-			cnt = q ? (size_t)(q - p) : strlen(p);
-			p += cnt;
-		} else if (p[1] == '$') {
-			src = p;
-			cnt = 1;
-			p += 2;
-		} else {
-			const char *ns, *ne;
-			p++;
-			if (*p == '{' || *p == '(') {
-				ns = p + 1;
-				ne = strchr(ns, *p == '{' ? '}' : ')');
-				if (!ne) {
-					snprintf(why, whylen, "unmatched '%c' in result", *p);
-					return -EINVAL;
-				}
-				p = ne + 1;
-			} else {
-				ns = p;
-				while (isalnum((unsigned char)*p) || *p == '_')
-					p++;
-				ne = p;
-			}
-			size_t l = (size_t)(ne - ns);
-			if (l == 0) {
-				snprintf(why, whylen, "empty macro name in result (use $$ for $)");
-				return -EINVAL;
-			}
-			if (l > 2 || strspn(ns, "0123456789") < l) {
-				snprintf(why, whylen, "non-numeric replacement index \"%.*s\"",
-					 (int)(l > 32 ? 32 : l), ns);
-				return -EINVAL;
-			}
-			unsigned idx = (unsigned)atoi(ns);
-			if (!refs_allowed) {
-				snprintf(why, whylen, "$number in result after a negated pattern");
-				return -EINVAL;
-			}
-			if (idx == 0 || idx > nsub) { /* Postfix has no $0 */
-				snprintf(why, whylen, "out-of-range replacement index \"%u\"", idx);
-				return -EINVAL;
-			}
-			if (refs)
-				*refs = true;
-			if (!caps || caps[2 * idx] == SIZE_MAX)
-				continue;
-			src = subj + caps[2 * idx];
-			cnt = caps[2 * idx + 1] - caps[2 * idx];
-		}
-		if (caps) {
-			if (w + cnt >= outlen)
-				return -E2BIG;
-			memcpy(out + w, src, cnt);
-			w += cnt;
-		}
-	}
-	if (caps)
-		out[w] = '\0';
-	return 0;
 }
 
 /* ---- pattern translation to Hyperscan ------------------------------------------------- */
@@ -229,7 +142,7 @@ static int checks_ere_to_hs(const char *pat, bool nl, struct checks_buf *b)
 			if (!p[1])
 				return 0;
 			/* glibc gives \w \< \b \1 ... their GNU meaning; punctuation is literal. */
-			if (isalnum((unsigned char)p[1]) || strchr("<>`'", p[1]))
+			if (mx_ctype_is_alnum(p[1]) || strchr("<>`'", p[1]))
 				return 0;
 			checks_put(b, p, 2);
 			p++;
@@ -249,34 +162,18 @@ static int checks_ere_to_hs(const char *pat, bool nl, struct checks_buf *b)
 	return b->oom ? -ENOMEM : 1;
 }
 
-/* Compile one pattern; p points at the delimiter. Sets *rest after the flags. */
-static int checks_pattern(struct checks_rule *r, char *p, char **rest, char *why, size_t whylen)
+/* The Hyperscan side of a rule the reader compiled: its expression, flags and mode. Returns
+ * 0 or -ENOMEM. */
+static int checks_hs_expr(struct checks_rule *r, const struct rule_file_syntax *syn)
 {
-	struct table_regexp_syntax syn;
-	if (table_regexp_syntax_parse(p, r->pcre, &syn, rest, why, whylen) < 0)
-		return -EINVAL;
-	char *pat = syn.pattern;
-	bool icase = syn.icase, ext = syn.ext, nl = syn.newline;
-	uint32_t popts = syn.pcre_opts;
+	const char *pat = syn->pattern;
+	bool icase = syn->icase, ext = syn->ext, nl = syn->newline;
+	uint32_t popts = syn->pcre_opts;
 	bool x = popts & PCRE2_EXTENDED, anch = popts & PCRE2_ANCHORED,
 	     endonly = popts & PCRE2_DOLLAR_ENDONLY;
 	struct checks_buf b = { 0 };
 	r->hs_flags = HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY;
-	if (r->pcre) {
-		int ec;
-		PCRE2_SIZE eo;
-		r->re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, popts, &ec, &eo, NULL);
-		if (!r->re) {
-			PCRE2_UCHAR msg[160];
-			pcre2_get_error_message(ec, msg, sizeof(msg));
-			snprintf(why, whylen, "error in regex at offset %zu: %s", (size_t)eo,
-				 (const char *)msg);
-			return -EINVAL;
-		}
-		uint32_t cc = 0;
-		pcre2_pattern_info(r->re, PCRE2_INFO_CAPTURECOUNT, &cc);
-		r->nsub = cc;
-		pcre2_jit_compile(r->re, PCRE2_JIT_COMPLETE);
+	if (r->re.pcre) {
 		r->mode = CHECKS_MODE_EXACT;
 		if (icase)
 			r->hs_flags |= HS_FLAG_CASELESS;
@@ -303,18 +200,6 @@ static int checks_pattern(struct checks_rule *r, char *p, char **rest, char *why
 			return -ENOMEM;
 		r->hs_expr = b.p;
 	} else {
-		int flags = (ext ? REG_EXTENDED : 0) | (icase ? REG_ICASE : 0) | (nl ? REG_NEWLINE : 0);
-		if (table_regexp_posix_check(pat, ext, why, whylen) < 0)
-			return -EINVAL;
-		int ec = regcomp(&r->posix, pat, flags);
-		if (ec) {
-			char msg[160];
-			regerror(ec, &r->posix, msg, sizeof(msg));
-			snprintf(why, whylen, "regcomp: %s", msg);
-			return -EINVAL;
-		}
-		r->posix_ok = true;
-		r->nsub = (unsigned)r->posix.re_nsub;
 		r->mode = CHECKS_MODE_NONE;
 		if (ext) {
 			int t = checks_ere_to_hs(pat, nl, &b);
@@ -332,18 +217,12 @@ static int checks_pattern(struct checks_rule *r, char *p, char **rest, char *why
 			free(b.p);
 		}
 	}
-	if (r->nsub > CHECKS_GROUPS_MAX) {
-		snprintf(why, whylen, "more than %u capture groups", CHECKS_GROUPS_MAX);
-		return -EINVAL;
-	}
 	return 0;
 }
 
 static void checks_rule_free(struct checks_rule *r)
 {
-	if (r->posix_ok)
-		regfree(&r->posix);
-	pcre2_code_free(r->re);
+	rule_file_re_free(&r->re);
 	free(r->result);
 	free(r->hs_expr);
 	r->hs_expr = NULL;
@@ -367,109 +246,32 @@ static int checks_push(struct checks *c, const struct checks_rule *r)
 static int checks_parse(struct checks *c, const struct checks_source *src, uint32_t file,
 			char *err, size_t errlen)
 {
-	struct table_text tt;
-	table_text_init(&tt, src->text, src->len);
-	uint32_t stack[CHECKS_DEPTH_MAX];
-	unsigned depth = 0, lineno = 0, if_line[CHECKS_DEPTH_MAX];
-	char *line, why[256];
-	size_t llen;
+	struct rule_file rf;
+	rule_file_init(&rf, &(struct rule_file_spec){ .name = src->name ? src->name : "?",
+						      .pcre = src->pcre,
+						      .text = src->text,
+						      .len = src->len,
+						      .first_index = c->n,
+						      .entries_max = CHECKS_RULES_MAX,
+						      .action_max = CHECKS_RESULT_MAX / 2,
+						      .action_noun = "action" });
+	struct rule_file_rule e;
 	int rc;
-	while ((rc = table_text_next(&tt, &line, &llen, &lineno, why, sizeof(why))) > 0) {
-		struct checks_rule r = { .op = CHECKS_OP_RULE, .pcre = src->pcre, .file = file,
-					 .line = lineno };
-		char *p = line;
-		if (c->n >= CHECKS_RULES_MAX) {
-			snprintf(why, sizeof(why), "more than %u lines", CHECKS_RULES_MAX);
-			rc = -EINVAL;
-			goto bad;
-		}
-		if (strcasecmp(p, "endif") == 0) {
-			if (depth == 0) {
-				snprintf(why, sizeof(why), "ENDIF without matching IF");
-				rc = -EINVAL;
-				goto bad;
-			}
-			r.op = CHECKS_OP_ENDIF;
-			c->rules[stack[--depth]].end = (uint32_t)c->n;
-			if ((rc = checks_push(c, &r)) < 0)
-				goto out;
-			continue;
-		}
-		if (strncasecmp(p, "if", 2) == 0 && (p[2] == ' ' || p[2] == '\t')) {
-			r.op = CHECKS_OP_IF;
-			p += 2;
-			while (*p == ' ' || *p == '\t')
-				p++;
-		}
-		if (*p == '!') {
-			r.negate = true;
-			p++;
-		}
-		char *rest;
-		if ((rc = checks_pattern(&r, p, &rest, why, sizeof(why))) < 0) {
+	while ((rc = rule_file_next(&rf, &e, err, errlen)) > 0) {
+		struct checks_rule r = { .op = (uint8_t)e.op, .negate = e.negate,
+					 .has_refs = e.has_refs, .file = file, .line = e.line,
+					 .re = e.re };
+		if (e.op == RULE_FILE_ENDIF)
+			c->rules[e.if_index].end = (uint32_t)e.index;
+		else if ((rc = checks_hs_expr(&r, &e.syn)) == 0 && e.op == RULE_FILE_MATCH &&
+			 !(r.result = strdup(e.action)))
+			rc = -ENOMEM;
+		if (rc < 0 || (rc = checks_push(c, &r)) < 0) {
 			checks_rule_free(&r);
-			if (rc == -ENOMEM)
-				goto out;
-			goto bad;
-		}
-		while (*rest == ' ' || *rest == '\t')
-			rest++;
-		if (r.op == CHECKS_OP_IF) {
-			if (*rest) {
-				snprintf(why, sizeof(why), "extra text after IF pattern: \"%.64s\"",
-					 rest);
-				rc = -EINVAL;
-			} else if (depth == CHECKS_DEPTH_MAX) {
-				snprintf(why, sizeof(why), "if/endif nested deeper than %u",
-					 CHECKS_DEPTH_MAX);
-				rc = -EINVAL;
-			}
-		} else if (!*rest) {
-			snprintf(why, sizeof(why), "no action");
-			rc = -EINVAL;
-		} else if (strlen(rest) > CHECKS_RESULT_MAX / 2) {
-			snprintf(why, sizeof(why), "action longer than %u bytes",
-				 CHECKS_RESULT_MAX / 2);
-			rc = -EINVAL;
-		} else {
-			rc = checks_subst(rest, r.nsub, !r.negate, &r.has_refs, NULL, NULL, NULL, 0,
-					  why, sizeof(why));
-			if (rc == 0 && !(r.result = strdup(rest)))
-				rc = -ENOMEM;
-		}
-		if (rc < 0) {
-			checks_rule_free(&r);
-			if (rc == -ENOMEM)
-				goto out;
-			goto bad;
-		}
-		if (r.op == CHECKS_OP_IF) {
-			if_line[depth] = lineno;
-			stack[depth++] = (uint32_t)c->n;
-		}
-		if ((rc = checks_push(c, &r)) < 0) {
-			checks_rule_free(&r);
-			goto out;
+			break;
 		}
 	}
-	if (rc < 0) {
-		if (rc == -EINVAL)
-			snprintf(err, errlen, "%s, line %u: %s", src->name ? src->name : "?",
-				 lineno + 1, why);
-		goto out;
-	}
-	if (depth > 0) {
-		snprintf(err, errlen, "%s, line %u: IF has no matching ENDIF",
-			 src->name ? src->name : "?", if_line[depth - 1]);
-		rc = -EINVAL;
-		goto out;
-	}
-	rc = 0;
-	goto out;
-bad:
-	snprintf(err, errlen, "%s, line %u: %s", src->name ? src->name : "?", lineno, why);
-out:
-	table_text_free(&tt);
+	rule_file_free(&rf);
 	return rc;
 }
 
@@ -481,7 +283,7 @@ static int checks_build_db(struct checks *c)
 	size_t n = 0;
 	for (size_t i = 0; i < c->n; i++) {
 		struct checks_rule *r = &c->rules[i];
-		if (r->op == CHECKS_OP_ENDIF)
+		if (r->op == RULE_FILE_ENDIF)
 			continue;
 		if (!r->hs_expr) { /* whatever the reason, a rule Hyperscan does not see */
 			r->mode = CHECKS_MODE_NONE;
@@ -512,7 +314,7 @@ static int checks_build_db(struct checks *c)
 		size_t k = 0;
 		for (size_t i = 0; i < c->n; i++) {
 			struct checks_rule *r = &c->rules[i];
-			if (r->op == CHECKS_OP_ENDIF || !r->hs_expr || r->mode == CHECKS_MODE_NONE)
+			if (r->op == RULE_FILE_ENDIF || !r->hs_expr || r->mode == CHECKS_MODE_NONE)
 				continue;
 			exprs[k] = r->hs_expr;
 			flags[k] = r->hs_flags;
@@ -582,9 +384,9 @@ int checks_compile(const struct checks_source *src, size_t n, struct checks **ou
 		struct checks_rule *r = &c->rules[i];
 		free(r->hs_expr);
 		r->hs_expr = NULL;
-		if (r->op == CHECKS_OP_ENDIF)
+		if (r->op == RULE_FILE_ENDIF)
 			continue;
-		if (r->op == CHECKS_OP_IF)
+		if (r->op == RULE_FILE_IF)
 			c->st.ifs++;
 		else
 			c->st.rules++;
@@ -594,7 +396,7 @@ int checks_compile(const struct checks_source *src, size_t n, struct checks **ou
 			c->st.hs_confirm++;
 		else
 			c->st.no_hs++;
-		if (r->op == CHECKS_OP_IF || r->negate || r->mode == CHECKS_MODE_NONE)
+		if (r->op == RULE_FILE_IF || r->negate || r->mode == CHECKS_MODE_NONE)
 			c->always[c->nalways++] = (uint32_t)i;
 	}
 	*out = c;
@@ -632,18 +434,16 @@ int checks_compile_list(const char *list, struct checks **out, char *err, size_t
 	size_t n = 0;
 	int rc = 0;
 	*out = NULL;
-	for (const char *p = list; *p;) {
-		p += strspn(p, ", \t\r\n");
-		if (!*p)
-			break;
-		size_t l = strcspn(p, ", \t\r\n");
+	const char *p = list, *word;
+	size_t l;
+	while ((l = mx_list_next(&p, &word)) > 0) {
 		if (n == CHECKS_FILES_MAX) {
 			snprintf(err, errlen, "more than %u check files in one list",
 				 CHECKS_FILES_MAX);
 			rc = -EINVAL;
 			goto out;
 		}
-		if (!(names[n] = strndup(p, l))) {
+		if (!(names[n] = strndup(word, l))) {
 			rc = -ENOMEM;
 			goto out;
 		}
@@ -666,7 +466,6 @@ int checks_compile_list(const char *list, struct checks **out, char *err, size_t
 			goto out;
 		}
 		src[n - 1] = (struct checks_source){ name, pcre, texts[n - 1], len };
-		p += l;
 	}
 	if (n > 0)
 		rc = checks_compile(src, n, out, err, errlen);
@@ -687,12 +486,8 @@ int checks_scratch_alloc(const struct checks *c, struct checks_scratch **sp)
 	if (fresh) {
 		if (!(s = calloc(1, sizeof(*s))))
 			return -ENOMEM;
-		s->md = pcre2_match_data_create(CHECKS_GROUPS_MAX + 1, NULL);
-		s->mctx = pcre2_match_context_create(NULL);
-		if (!s->md || !s->mctx)
+		if (rule_file_matcher_init(&s->m, RULE_FILE_GROUPS_MAX) < 0)
 			goto fail;
-		pcre2_set_match_limit(s->mctx, CHECKS_MATCH_LIMIT);
-		pcre2_set_depth_limit(s->mctx, CHECKS_DEPTH_LIMIT);
 	}
 	if (c && c->n > s->cap) {
 		size_t words = (c->n + 63) / 64;
@@ -725,8 +520,7 @@ void checks_scratch_free(struct checks_scratch *s)
 	free(s->bits);
 	free(s->ids);
 	free(s->z);
-	pcre2_match_data_free(s->md);
-	pcre2_match_context_free(s->mctx);
+	rule_file_matcher_free(&s->m);
 	free(s);
 }
 
@@ -735,27 +529,8 @@ void checks_scratch_free(struct checks_scratch *s)
 static int checks_exec(const struct checks_rule *r, struct checks_scratch *s, const char *subj,
 		       size_t len, size_t *caps)
 {
-	if (r->pcre) {
-		int rc = pcre2_match(r->re, (PCRE2_SPTR)subj, len, 0, 0, s->md, s->mctx);
-		if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
-			rc = pcre2_match(r->re, (PCRE2_SPTR)subj, len, 0, PCRE2_NO_JIT, s->md,
-					 s->mctx);
-		if (rc == PCRE2_ERROR_NOMATCH)
-			return 0;
-		if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT)
-			return -ERANGE;
-		if (rc < 0)
-			return -EIO;
-		if (caps) {
-			PCRE2_SIZE *ov = pcre2_get_ovector_pointer(s->md);
-			for (unsigned i = 0; i <= r->nsub; i++) {
-				bool set = (int)i < rc && ov[2 * i] != PCRE2_UNSET;
-				caps[2 * i] = set ? ov[2 * i] : SIZE_MAX;
-				caps[2 * i + 1] = set ? ov[2 * i + 1] : SIZE_MAX;
-			}
-		}
-		return 1;
-	}
+	if (r->re.pcre)
+		return rule_file_exec(&r->re, &s->m, subj, len, caps);
 	if (s->zsrc != subj) {
 		if (len + 1 > s->zcap) {
 			size_t cap = len + 1 < 4096 ? 4096 : len + 1;
@@ -769,31 +544,15 @@ static int checks_exec(const struct checks_rule *r, struct checks_scratch *s, co
 		s->z[len] = '\0';
 		s->zsrc = subj;
 	}
-	/* REG_STARTEND: a NUL inside the subject does not end it (glibc, BSD). */
-	s->pm[0].rm_so = 0;
-	s->pm[0].rm_eo = (regoff_t)len;
-	int rc = regexec(&r->posix, s->z, r->nsub + 1, s->pm, REG_STARTEND);
-	if (rc == REG_NOMATCH)
-		return 0;
-	if (rc != 0)
-		return -EIO;
-	if (caps) {
-		for (unsigned i = 0; i <= r->nsub; i++) {
-			bool set = s->pm[i].rm_so >= 0;
-			caps[2 * i] = set ? (size_t)s->pm[i].rm_so : SIZE_MAX;
-			caps[2 * i + 1] = set ? (size_t)s->pm[i].rm_eo : SIZE_MAX;
-		}
-	}
-	return 1;
+	return rule_file_exec(&r->re, &s->m, s->z, len, caps);
 }
 
 /* The winner: substitute and classify as cleanup_act() does. */
 static int checks_finish(const struct checks_rule *r, struct checks_scratch *s, const char *subj,
 			 size_t len, char *out, size_t outlen, struct checks_result *res)
 {
-	size_t caps[2 * (CHECKS_GROUPS_MAX + 1)];
-	const size_t none[2] = { SIZE_MAX, SIZE_MAX };
-	const size_t *cp = none;
+	size_t caps[2 * (RULE_FILE_GROUPS_MAX + 1)];
+	const size_t *cp = NULL;
 	if (r->has_refs) {
 		int m = checks_exec(r, s, subj, len, caps);
 		if (m < 0)
@@ -802,9 +561,7 @@ static int checks_finish(const struct checks_rule *r, struct checks_scratch *s, 
 			return -EIO; /* Hyperscan and the engine disagree: a bug, reported */
 		cp = caps;
 	}
-	char why[96];
-	int rc = checks_subst(r->result, r->nsub, true, NULL, subj, cp, out, outlen, why,
-			      sizeof(why));
+	int rc = rule_file_expand(r->result, r->re.nsub, subj, cp, out, outlen);
 	if (rc < 0)
 		return rc;
 	size_t w = strcspn(out, " \t");
@@ -895,7 +652,7 @@ int checks_match(const struct checks *c, struct checks_scratch *s, const char *s
 			break;
 		}
 		bool hit = (m == 1) != r->negate;
-		if (r->op == CHECKS_OP_IF) {
+		if (r->op == RULE_FILE_IF) {
 			if (!hit)
 				skip = r->end;
 			continue;
@@ -921,13 +678,13 @@ int checks_match_slow(const struct checks *c, struct checks_scratch *s, const ch
 	s->zsrc = NULL;
 	for (size_t i = 0; i < c->n; i++) {
 		const struct checks_rule *r = &c->rules[i];
-		if (r->op == CHECKS_OP_ENDIF)
+		if (r->op == RULE_FILE_ENDIF)
 			continue;
 		int m = checks_exec(r, s, subj, len, NULL);
 		if (m < 0)
 			return m;
 		bool hit = (m == 1) != r->negate;
-		if (r->op == CHECKS_OP_IF) {
+		if (r->op == RULE_FILE_IF) {
 			if (!hit)
 				i = r->end;
 			continue;

@@ -4,20 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mxgate/ctype.h"
 #include "mxgate/errf.h"
 #include "tables/dns_internal.h"
 #include "tables/dns_message.h"
-
-static inline bool dns_ldh(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '_';
-}
-
-static inline unsigned char dns_lower(unsigned char c)
-{
-	return c >= 'A' && c <= 'Z' ? (unsigned char)(c + ('a' - 'A')) : c;
-}
 
 int dns_name_normalize(const char *in, size_t len, char *out, size_t cap, size_t *outlen)
 {
@@ -42,7 +32,7 @@ int dns_name_normalize(const char *in, size_t len, char *out, size_t cap, size_t
 			if (label == 0)
 				return -EINVAL; /* leading dot, or ".." */
 			label = 0;
-		} else if (dns_ldh(c)) {
+		} else if (mx_ctype_is_hostname(c)) {
 			if (++label > DNS_LABEL_MAX)
 				too_long = true;
 		} else {
@@ -56,7 +46,7 @@ int dns_name_normalize(const char *in, size_t len, char *out, size_t cap, size_t
 	if (cap < len + 1)
 		return -ENOSPC;
 	for (size_t i = 0; i < len; i++)
-		out[i] = (char)dns_lower((unsigned char)in[i]);
+		out[i] = mx_ctype_lower(in[i]);
 	out[len] = '\0';
 	if (outlen)
 		*outlen = len;
@@ -152,7 +142,7 @@ bool dns_wire_name_eq(const uint8_t *a, size_t alen, const uint8_t *b, size_t bl
 	if (alen != blen)
 		return false;
 	for (size_t i = 0; i < alen; i++)
-		if (dns_lower(a[i]) != dns_lower(b[i]))
+		if (mx_ctype_lower((char)a[i]) != mx_ctype_lower((char)b[i]))
 			return false;
 	return true;
 }
@@ -173,7 +163,7 @@ bool dns_wire_name_under(const uint8_t *name, size_t nlen, const uint8_t *suffix
 void dns_wire_name_lower(uint8_t *wire, size_t len)
 {
 	for (size_t i = 0; i < len; i++)
-		wire[i] = dns_lower(wire[i]);
+		wire[i] = (uint8_t)mx_ctype_lower((char)wire[i]);
 }
 
 int dns_wire_name_text(const uint8_t *wire, size_t len, char *out, size_t cap, size_t *outlen)
@@ -187,7 +177,7 @@ int dns_wire_name_text(const uint8_t *wire, size_t len, char *out, size_t cap, s
 			out[n++] = '.';
 		}
 		for (size_t i = 0; i < l && p < len; i++, p++) {
-			unsigned char c = dns_lower(wire[p]);
+			unsigned char c = (unsigned char)mx_ctype_lower((char)wire[p]);
 			char esc[5];
 			size_t el;
 			if (c == '.' || c == '\\') {

@@ -20,7 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mxgate/ctype.h"
 #include "mxgate/errf.h"
+#include "mxgate/list.h"
 
 struct domain_list_entry {
 	char *name;           /* lower case, no leading or trailing dot */
@@ -35,20 +37,8 @@ struct domain_list {
 	struct domain_list_entry *entries;
 };
 
-#define DOMAIN_LIST_SEPARATORS ", \t\r\n"
 #define DOMAIN_NAME_MAX 255 /* as Postfix's VALID_HOSTNAME_LEN */
 #define DOMAIN_LABEL_MAX 63 /* RFC 1035 2.3.4 */
-
-static char domain_lower(char c)
-{
-	return (c >= 'A' && c <= 'Z') ? (char)(c + 'a' - 'A') : c;
-}
-
-static bool domain_is_label_char(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '_';
-}
 
 /* Check a name (no leading dot, trailing dot already removed). Returns NULL when it is a
  * valid host name, otherwise why not. */
@@ -81,14 +71,14 @@ static const char *domain_name_problem(const char *name, size_t len, char *why, 
 		if (c >= 0x80)
 			return "non-ASCII character (write internationalized names in their "
 			       "xn-- form)";
-		if (!domain_is_label_char(c)) {
+		if (!mx_ctype_is_hostname(c)) {
 			if (c < 0x20 || c == 0x7f)
 				snprintf(why, whylen, "invalid character 0x%02x", c);
 			else
 				snprintf(why, whylen, "invalid character '%c'", c);
 			return why;
 		}
-		if (!(c >= '0' && c <= '9'))
+		if (!mx_ctype_is_digit(c))
 			all_numeric = false;
 	}
 	/* Postfix's valid_hostname() refuses all-numeric names: they are addresses. */
@@ -104,7 +94,7 @@ static bool domain_is_table(const char *tok, size_t len)
 	if (!colon || colon == tok)
 		return false;
 	for (const char *p = tok; p < colon; p++)
-		if (!domain_is_label_char((unsigned char)*p))
+		if (!mx_ctype_is_hostname(*p))
 			return false;
 	return true;
 }
@@ -133,14 +123,9 @@ int domain_list_parse(const char *text, bool parent_matches_subdomains,
 		text = "";
 
 	size_t cap = 0;
-	const char *p = text;
-	for (;;) {
-		p += strspn(p, DOMAIN_LIST_SEPARATORS);
-		if (*p == '\0')
-			break;
-		size_t len = strcspn(p, DOMAIN_LIST_SEPARATORS);
-		const char *tok = p;
-		p += len;
+	const char *p = text, *tok;
+	size_t len;
+	while ((len = mx_list_next(&p, &tok)) > 0) {
 		/* For messages: long junk is shown cut short. */
 		int shown = len > 80 ? 80 : (int)len;
 		const char *more = len > 80 ? "..." : "";
@@ -200,7 +185,7 @@ int domain_list_parse(const char *text, bool parent_matches_subdomains,
 		if (!copy)
 			goto nomem;
 		for (size_t i = 0; i < nlen; i++)
-			copy[i] = domain_lower(name[i]);
+			copy[i] = mx_ctype_lower(name[i]);
 		copy[nlen] = '\0';
 		dl->entries[dl->count++] = (struct domain_list_entry){
 			.name = copy,
@@ -226,7 +211,7 @@ static bool domain_tail_eq(const char *d, size_t dlen, const char *name, size_t 
 		return false;
 	const char *tail = d + dlen - nlen;
 	for (size_t i = 0; i < nlen; i++)
-		if (domain_lower(tail[i]) != name[i])
+		if (mx_ctype_lower(tail[i]) != name[i])
 			return false;
 	return true;
 }

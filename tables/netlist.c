@@ -23,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mxgate/ctype.h"
 #include "mxgate/errf.h"
+#include "mxgate/list.h"
 
 struct netlist_entry {
 	uint8_t family; /* AF_INET or AF_INET6 */
@@ -37,7 +39,6 @@ struct netlist {
 	struct netlist_entry *entries;
 };
 
-#define NETLIST_SEPARATORS ", \t\r\n"
 /* Longer than any address with brackets, a scope-free IPv6 text and a /128. */
 #define NETLIST_TOKEN_MAX 128
 
@@ -51,9 +52,7 @@ static bool netlist_is_table(const char *tok)
 	if (!colon || colon == tok)
 		return false;
 	for (const char *p = tok; p < colon; p++) {
-		char c = *p;
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '-'))
+		if (!mx_ctype_is_hostname(*p))
 			return false;
 	}
 	return true;
@@ -154,14 +153,9 @@ int netlist_parse(const char *text, struct netlist **out, char *err, size_t errl
 		text = "";
 
 	size_t cap = 0;
-	const char *p = text;
-	for (;;) {
-		p += strspn(p, NETLIST_SEPARATORS);
-		if (*p == '\0')
-			break;
-		size_t len = strcspn(p, NETLIST_SEPARATORS);
-		const char *start = p;
-		p += len;
+	const char *p = text, *start;
+	size_t len;
+	while ((len = mx_list_next(&p, &start)) > 0) {
 
 		if (len > NETLIST_TOKEN_MAX) {
 			mx_errf(err, errlen, -EINVAL, "bad address pattern: \"%.40s...\"", start);

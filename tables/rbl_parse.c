@@ -2,7 +2,6 @@
  * "DATASET TYPES AND FORMATS". */
 #include "tables/rbl_parse.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +10,8 @@
 #include <time.h>
 
 #include <arpa/inet.h>
+
+#include "mxgate/ctype.h"
 
 #define RBL_VARS 10
 
@@ -158,10 +159,10 @@ int rbl_parse_a(const char *s, size_t n, uint8_t out[4])
 	if (n == 0)
 		return -EINVAL;
 	while (i < n) {
-		if (k == 4 || !isdigit((unsigned char)s[i]))
+		if (k == 4 || !mx_ctype_is_digit(s[i]))
 			return -EINVAL;
 		unsigned v = 0, d = 0;
-		while (i < n && isdigit((unsigned char)s[i])) {
+		while (i < n && mx_ctype_is_digit(s[i])) {
 			v = v * 10 + (unsigned)(s[i++] - '0');
 			if (++d > 3 || v > 255)
 				return -EINVAL;
@@ -282,7 +283,7 @@ static void rbl_expand_vars(const struct rbl_pstate *s, const char *t, size_t n,
 		if (c == '$') {
 			rbl_buf_put(out, "$$", 2);
 			i++;
-		} else if (c >= '0' && c <= '9') {
+		} else if (mx_ctype_is_digit(c)) {
 			const char *v = rbl_var(s, (unsigned)(c - '0'));
 			rbl_buf_put(out, v, strlen(v));
 			i++;
@@ -427,7 +428,7 @@ static int rbl_parse_stamp(const char *p, size_t n, int64_t *t)
 			i++;
 		unsigned v = 0;
 		for (unsigned d = 0; d < widths[k]; d++, i++) {
-			if (i >= n || !isdigit((unsigned char)p[i]))
+			if (i >= n || !mx_ctype_is_digit(p[i]))
 				return -EINVAL;
 			v = v * 10 + (unsigned)(p[i] - '0');
 		}
@@ -448,16 +449,16 @@ static int rbl_parse_period(const char *p, size_t n, int64_t *out)
 {
 	int64_t v = 0;
 	size_t i = 0;
-	if (!n || !isdigit((unsigned char)p[0]))
+	if (!n || !mx_ctype_is_digit(p[0]))
 		return -EINVAL;
-	while (i < n && isdigit((unsigned char)p[i])) {
+	while (i < n && mx_ctype_is_digit(p[i])) {
 		v = v * 10 + (p[i++] - '0');
 		if (v > (int64_t)1 << 40)
 			return -EINVAL;
 	}
 	int64_t mul = 1;
 	if (i < n) {
-		switch (tolower((unsigned char)p[i++])) {
+		switch (mx_ctype_lower(p[i++])) {
 		case 's': mul = 1; break;
 		case 'm': mul = 60; break;
 		case 'h': mul = 3600; break;
@@ -488,7 +489,7 @@ static int rbl_special(struct rbl_pstate *s, const char *p)
 		kl++;
 	const char *arg = rbl_skip_blanks(p + kl);
 #define KW(w) (kl == sizeof(w) - 1 && strncasecmp(p, w, kl) == 0)
-	if (kl >= 1 && (isdigit((unsigned char)p[0]) || p[0] == '=') &&
+	if (kl >= 1 && (mx_ctype_is_digit(p[0]) || p[0] == '=') &&
 	    (kl == 1 || p[1] == ' ' || p[1] == '\t')) {
 		/* "$n text" and "$= text"; rest of the line, as given */
 		char *v = strdup(arg);
@@ -583,10 +584,10 @@ static int rbl_ip4_prefix(const char *p, size_t n, uint32_t *v, unsigned *count)
 	if (!n)
 		return -EINVAL;
 	for (;;) {
-		if (k == 4 || i >= n || !isdigit((unsigned char)p[i]))
+		if (k == 4 || i >= n || !mx_ctype_is_digit(p[i]))
 			return -EINVAL;
 		unsigned o = 0, d = 0;
-		while (i < n && isdigit((unsigned char)p[i])) {
+		while (i < n && mx_ctype_is_digit(p[i])) {
 			o = o * 10 + (unsigned)(p[i++] - '0');
 			if (++d > 3 || o > 255)
 				return -EINVAL;
@@ -620,7 +621,7 @@ static int rbl_ip4_entry(struct rbl_pstate *s, const char *p, size_t n, uint32_t
 		size_t pl = (size_t)(slash - p);
 		unsigned long l = strtoul(slash + 1, &end, 10);
 		if (s->fmt == RBL_FORMAT_IP4TSET || end != p + n || slash + 1 == end || l > 32 ||
-		    !isdigit((unsigned char)slash[1]) || rbl_ip4_prefix(p, pl, &a, &ka) < 0)
+		    !mx_ctype_is_digit(slash[1]) || rbl_ip4_prefix(p, pl, &a, &ka) < 0)
 			return rbl_fail(s, "bad address \"%.*s\"", (int)(n > 60 ? 60 : n), p);
 		uint32_t host = rbl_ones(32 - (unsigned)l);
 		if (a & host)
@@ -731,7 +732,7 @@ static int rbl_ip6_entry(struct rbl_pstate *s, const char *p, size_t n, bool exc
 		goto bad;
 	if (slash) {
 		char *end;
-		if (!isdigit((unsigned char)slash[1]))
+		if (!mx_ctype_is_digit(slash[1]))
 			goto bad;
 		unsigned long v = strtoul(slash + 1, &end, 10);
 		if (end != p + n || v > 128)

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mxgate/ctype.h"
 #include "tables/rbl_parse.h"
 #include "tables/tables_internal.h"
 
@@ -105,11 +106,9 @@ static int rbl_zone_canon(const char *zone, char *out)
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++) {
 		char c = zone[i];
-		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			  c == '-' || c == '_' || (c == '.' && i > 0 && zone[i - 1] != '.');
-		if (!ok)
+		if (!mx_ctype_is_hostname(c) && !(c == '.' && i > 0 && zone[i - 1] != '.'))
 			return -EINVAL;
-		out[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+		out[i] = mx_ctype_lower(c);
 	}
 	out[n] = '\0';
 	return 0;
@@ -882,7 +881,7 @@ int rbl_zone_query_name(struct rbl_zone *z, const char *name, int64_t now,
 	if (n == 0 || n > RBL_NAME_MAX)
 		return 0; /* no such name can be listed */
 	for (size_t i = 0; i < n; i++)
-		q[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] + 32) : name[i];
+		q[i] = mx_ctype_lower(name[i]);
 	q[n] = '\0';
 	for (unsigned d = 0; d < z->nds; d++) {
 		if (!z->ds_on[d] || z->ds_fmt[d] != RBL_FORMAT_DNSET)

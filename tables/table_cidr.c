@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "mxgate/ctype.h"
 #include "tables/table_parse.h"
 
 typedef unsigned __int128 table_u128; /* arithmetic type, not a struct */
@@ -123,11 +124,6 @@ static int table_cidr_push(struct table_cidr *c, const struct table_cidr_line *l
 	return 0;
 }
 
-static bool table_blank_char(char c)
-{
-	return c == ' ' || c == '\t';
-}
-
 int table_cidr_parse(const char *text, size_t len, struct table_cidr **out, char *err,
 		     size_t errlen)
 {
@@ -156,10 +152,10 @@ int table_cidr_parse(const char *text, size_t len, struct table_cidr **out, char
 				goto fail;
 			continue;
 		}
-		if (strncasecmp(p, "if", 2) == 0 && table_blank_char(p[2])) {
+		if (strncasecmp(p, "if", 2) == 0 && mx_ctype_is_blank(p[2])) {
 			l.op = TABLE_CIDR_IF;
 			p += 2;
-			while (table_blank_char(*p))
+			while (mx_ctype_is_blank(*p))
 				p++;
 		}
 		if (*p == '!') {
@@ -167,11 +163,11 @@ int table_cidr_parse(const char *text, size_t len, struct table_cidr **out, char
 			p++;
 		}
 		char *pat = p;
-		while (*p && !table_blank_char(*p))
+		while (*p && !mx_ctype_is_blank(*p))
 			p++;
 		if (*p)
 			*p++ = '\0';
-		while (table_blank_char(*p))
+		while (mx_ctype_is_blank(*p))
 			p++;
 		if ((rc = table_cidr_pattern(pat, &l, why, sizeof(why))) < 0)
 			goto bad;

@@ -6,10 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool table_blank(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
-}
+#include "mxgate/ctype.h"
 
 void table_text_init(struct table_text *t, const char *data, size_t len)
 {
@@ -45,7 +42,7 @@ static void table_text_physical(struct table_text *t, const char **s, const char
 /* Is the physical line [s, e) empty, blank or a comment? */
 static bool table_text_ignorable(const char *s, const char *e)
 {
-	while (s < e && table_blank(*s))
+	while (s < e && mx_ctype_is_space(*s))
 		s++;
 	return s == e || *s == '#';
 }
@@ -67,7 +64,7 @@ int table_text_next(struct table_text *t, char **line, size_t *len, unsigned *li
 			break;
 	}
 	*lineno = t->line;
-	while (s < e && table_blank(*s))
+	while (s < e && mx_ctype_is_space(*s))
 		s++;
 	for (;;) {
 		size_t add = (size_t)(e - s);
@@ -102,7 +99,7 @@ int table_text_next(struct table_text *t, char **line, size_t *len, unsigned *li
 			table_text_physical(t, &ns, &ne);
 			if (table_text_ignorable(ns, ne))
 				continue;
-			if (table_blank(*ns)) {
+			if (mx_ctype_is_space(*ns)) {
 				s = ns;
 				e = ne;
 				more = true;
@@ -115,7 +112,7 @@ int table_text_next(struct table_text *t, char **line, size_t *len, unsigned *li
 			break;
 		}
 	}
-	while (n > 0 && table_blank(t->buf[n - 1]))
+	while (n > 0 && mx_ctype_is_space(t->buf[n - 1]))
 		n--;
 	t->buf[n] = '\0';
 	*line = t->buf;
@@ -126,7 +123,7 @@ int table_text_next(struct table_text *t, char **line, size_t *len, unsigned *li
 int table_kv_split(char *line, char **key, char **value, char *err, size_t errlen)
 {
 	char *p = line;
-	while (*p && !table_blank(*p))
+	while (*p && !mx_ctype_is_space(*p))
 		p++;
 	*key = line;
 	if (!*p) {
@@ -134,7 +131,7 @@ int table_kv_split(char *line, char **key, char **value, char *err, size_t errle
 		return -EINVAL;
 	}
 	*p++ = '\0';
-	while (*p && table_blank(*p))
+	while (*p && mx_ctype_is_space(*p))
 		p++;
 	if (!*p) {
 		snprintf(err, errlen, "expected format: key whitespace value");
@@ -146,17 +143,15 @@ int table_kv_split(char *line, char **key, char **value, char *err, size_t errle
 
 void table_fold(char *s, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		if (s[i] >= 'A' && s[i] <= 'Z')
-			s[i] = (char)(s[i] - 'A' + 'a');
+	mx_ctype_lower_mem(s, n);
 }
 
 /* Copy [s, e) trimmed of blanks into out (size outlen). Returns 0 or -EINVAL when too long. */
 static int table_copy_trim(const char *s, const char *e, char *out, size_t outlen)
 {
-	while (s < e && table_blank(*s))
+	while (s < e && mx_ctype_is_space(*s))
 		s++;
-	while (e > s && table_blank(e[-1]))
+	while (e > s && mx_ctype_is_space(e[-1]))
 		e--;
 	if ((size_t)(e - s) >= outlen)
 		return -EINVAL;
@@ -190,7 +185,7 @@ int table_inline_parse(const char *text, int (*add)(void *ctx, const char *key, 
 	const char *p = text + 1;
 	int count = 0;
 	while (p < close) {
-		while (p < close && (table_blank(*p) || *p == ','))
+		while (p < close && (mx_ctype_is_space(*p) || *p == ','))
 			p++;
 		if (p >= close)
 			break;
@@ -206,7 +201,7 @@ int table_inline_parse(const char *text, int (*add)(void *ctx, const char *key, 
 			p = ce + 1;
 		} else {
 			s = p;
-			while (p < close && !table_blank(*p) && *p != ',' && *p != '{' && *p != '}')
+			while (p < close && !mx_ctype_is_space(*p) && *p != ',' && *p != '{' && *p != '}')
 				p++;
 			e = p;
 			if (p < close && (*p == '{' || *p == '}')) {

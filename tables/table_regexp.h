@@ -14,6 +14,7 @@
  * with PCRE2 does. Matching is bounded (match and depth limits); hitting a limit is a lookup
  * error, never "not found".
  *
+ * The file is read by tables/rule_file.c, shared with header_checks (tables/checks.c).
  * Where Postfix warns and skips a line (unknown flag, `$n` beyond the groups, `$n` after a
  * negated pattern, unbalanced if/endif, missing result), mxgate refuses the table with the
  * line number. At most TABLE_REGEXP_RULES_MAX lines. */
@@ -41,31 +42,5 @@ int table_regexp_compile(const char *text, size_t len, bool pcre, struct table_r
 int table_regexp_lookup(struct table_regexp *re, const char *key, char *out, size_t outlen);
 size_t table_regexp_rules(const struct table_regexp *re);
 void table_regexp_free(struct table_regexp *re);
-
-/* One "/pattern/flags" of a Postfix regexp: or pcre: file (also header_checks files), as
- * Postfix's dict_regexp/dict_pcre read it. The pattern ends at the next unescaped delimiter
- * (the backslash stays in the pattern, as in Postfix) and is NUL-terminated in place. Every
- * flag toggles a default: both kinds match case-insensitively unless `i` is given; regexp:
- * takes x (extended syntax, on by default) and m (REG_NEWLINE); pcre: takes i m s x A E U X
- * with DOTALL on by default (X, PCRE1's PCRE_EXTRA, is what PCRE2 always does). */
-struct table_regexp_syntax {
-	char *pattern;      /* NUL-terminated, inside the line */
-	bool icase;         /* both kinds */
-	bool ext, newline;  /* regexp: REG_EXTENDED, REG_NEWLINE */
-	uint32_t pcre_opts; /* pcre: the PCRE2 compile options, PCRE2_CASELESS included */
-};
-
-/* p points at the delimiter. Returns 0 with *out and *rest (just after the flags), or
- * -EINVAL with a reason ("missing closing delimiter", "unknown regexp option"). */
-int table_regexp_syntax_parse(char *p, bool pcre, struct table_regexp_syntax *out, char **rest,
-			      char *why, size_t whylen);
-
-/* Before regcomp() of a regexp: pattern (ext: POSIX extended syntax, else basic).
- * POSIX leaves adjacent duplication symbols ("a+*", "a{2}{3}", "a**") undefined (XBD 9.4.6,
- * 9.3.6), and glibc's regcomp() expands each level by copying the tree, so a line like "c++++
- * ..." costs memory exponential in its length. Refuse them (write "(a+)*" if that is meant),
- * and bound {m,n} counts. Returns 0 or -EINVAL with a reason. Shared with header_checks
- * (tables/checks.c). */
-int table_regexp_posix_check(const char *pat, bool ext, char *why, size_t whylen);
 
 #endif
