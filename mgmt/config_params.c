@@ -566,7 +566,7 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		.id = MX_P_SOFT_BOUNCE, .name = "soft_bounce", .type = MX_PT_BOOL,
 		.def = "no", .postfix = true,
 		.doc = "turn every 5xx policy reply into the matching 4xx",
-		P_SERVICE_LIVE,
+		P_SERVICE_LIVE, P_FIELD(BOOL, smtp.soft_bounce),
 	},
 	[MX_P_REJECT_CODE] = {
 		.id = MX_P_REJECT_CODE, .name = "reject_code", .type = MX_PT_INT,

@@ -784,6 +784,7 @@ static void test_good_values(void)
 		"smtpd_forbid_unauth_pipelining = NO\n"
 		"smtpd_helo_required = Yes\n"
 		"disable_vrfy_command = yes\n"
+		"soft_bounce = yes\n"
 		"strict_rfc821_envelopes = yes\n"
 		"smtpd_discard_ehlo_keywords = CHUNKING, 8bitmime silent-discard\n"
 		"maillog_file = /var/log/mxgate.log\n"
@@ -823,6 +824,7 @@ static void test_good_values(void)
 	CHECK(!c->smtp.forbid_unauth_pipelining);
 	CHECK(c->smtp.helo_required);
 	CHECK(c->smtp.disable_vrfy_command);
+	CHECK(c->smtp.soft_bounce); /* the registry row binds it (it once did not) */
 	CHECK(c->smtp.strict_rfc821_envelopes);
 	CHECK(c->smtp.enable_pipelining);
 	CHECK(!c->smtp.enable_chunking);
