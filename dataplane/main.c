@@ -596,7 +596,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 		.impl = tr.impl,
 		.pub = &pub,
 		.boot = boot,
-		.have_tables = sp.tables != NULL,
+		.tables = sp.tables,
 		.nworkers = ops->worker_limit(boot, workers),
 		.started_at = (int64_t)time(NULL),
 		.transport_description = what,

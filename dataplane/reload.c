@@ -12,6 +12,7 @@
 #include "mgmt/log.h"
 #include "mgmt/policy.h"
 #include "mxgate/clock.h"
+#include "mxgate/errf.h"
 #include "tables/netlist.h"
 
 #ifndef MXGATE_VERSION
@@ -67,15 +68,19 @@ static void reload_say(const struct reload_out *out, enum mx_log_level level, co
 	}
 }
 
-/* Every line a build wrote to its diagnostics stream, said as a warning each. */
+/* Every line a build wrote to its diagnostics stream ("FILE:LINE: problem", "FILE:LINE:
+ * warning: problem"), said as it is. */
 static void reload_say_diag(const struct reload_out *out, char *text)
 {
 	for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
 		nl = strchr(line, '\n');
 		if (nl)
 			*nl = '\0';
-		if (*line)
-			reload_say(out, MX_LOG_WARNING, "%s", line);
+		if (!*line)
+			continue;
+		mx_log(MX_LOG_INFO, "reload: %s", line);
+		if (out && out->say)
+			out->say(out->ctx, line);
 	}
 }
 
@@ -178,6 +183,28 @@ static void reload_services_line(const struct mx_generation *g, char *buf, size_
 	}
 }
 
+/* Open every service's policy as a worker will (its tables on a reader of the store): a
+ * generation whose workers could not serve it is not published. */
+static int reload_probe(struct reload *r, const struct mx_generation *g, char *err,
+			size_t errlen)
+{
+	struct tables_reader *rd = NULL;
+	int rc = r->p.tables ? tables_reader_open(r->p.tables, &rd) : 0;
+	if (rc < 0)
+		return mx_errf(err, errlen, rc, "table store: %s", strerror(-rc));
+	for (unsigned i = 0; rc == 0 && i < g->nservices; i++) {
+		struct smtp_policy_ctx *pc = NULL;
+		rc = smtp_policy_ctx_new(g->services[i].policy, rd, &pc);
+		smtp_policy_ctx_free(pc);
+		if (rc < 0)
+			mx_errf(err, errlen, rc, "service %s: its restriction lists' tables cannot "
+						 "be opened: %s",
+				g->services[i].name, strerror(-rc));
+	}
+	tables_reader_close(rd);
+	return rc;
+}
+
 /* Build a generation from path and check everything a publication needs. NULL after
  * saying why. */
 static struct mx_generation *reload_build(struct reload *r, const char *path,
@@ -200,7 +227,7 @@ static struct mx_generation *reload_build(struct reload *r, const char *path,
 	 * (workers opened their readers on it), and missing tables are worth a warning */
 	for (unsigned i = 0; rc == 0 && i < g->nservices; i++) {
 		const struct mx_service *s = &g->services[i];
-		if (mx_policy_needs_tables(s->policy) && !r->p.have_tables) {
+		if (mx_policy_needs_tables(s->policy) && !r->p.tables) {
 			snprintf(err, sizeof(err),
 				 "service %s: the restriction lists look up tables, but the table "
 				 "store (mxgate_table_directory = %s) did not exist when mxgate "
@@ -211,6 +238,8 @@ static struct mx_generation *reload_build(struct reload *r, const char *path,
 			mx_policy_check_tables(s->cfg, s->policy, diag);
 		}
 	}
+	if (rc == 0)
+		rc = reload_probe(r, g, err, sizeof(err));
 	if (rc == 0 && r->p.ops->check_services &&
 	    (rc = r->p.ops->check_services(r->p.impl, g, err, sizeof(err))) < 0) {
 		/* err says which service and address */
@@ -523,6 +552,13 @@ static void reload_time_text(int64_t t, char *buf, size_t len)
 		snprintf(buf, len, "%" PRId64, t);
 }
 
+static void reload_status_reject(void *ctx, const char *restriction, uint64_t rejected,
+				 uint64_t deferred)
+{
+	control_printf(ctx, "  refused by %s: rejected=%" PRIu64 " deferred=%" PRIu64 "\n",
+		       restriction, rejected, deferred);
+}
+
 static void reload_status_gen(struct control_out *out, const struct mx_generation *g,
 			      const char *role)
 {
@@ -541,6 +577,7 @@ static void reload_status_gen(struct control_out *out, const struct mx_generatio
 		       c.connections - c.connections_closed, c.messages_accepted,
 		       c.messages_rejected, c.recipients_accepted, c.recipients_rejected,
 		       c.recipients_deferred);
+	mx_generation_rejects(g, reload_status_reject, out);
 }
 
 static int status_cmd(void *ctx, int argc, char **argv, struct control_out *out)

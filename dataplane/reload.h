@@ -24,6 +24,7 @@
 #include "dataplane/transport.h"
 #include "mgmt/control.h"
 #include "mgmt/generation.h"
+#include "tables/tables_env.h"
 
 struct reload;
 
@@ -33,7 +34,7 @@ struct reload_params {
 	struct mx_gen_pub *pub;         /* current is set: the first generation, whose
 					   publication reference the reload now owns */
 	const struct mx_config *boot;   /* what the gateway started with */
-	bool have_tables;               /* the table store is open */
+	struct tables_env *tables;      /* the table store (NULL: not open) */
 	unsigned nworkers;              /* counter slots of each generation */
 	int64_t started_at;             /* wall-clock seconds */
 	const char *transport_description;

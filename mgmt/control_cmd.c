@@ -6,8 +6,9 @@
  *   mxgate status [-c FILE]
  *
  * FILE (default /etc/mxgate/mxgate.cf) says where the control socket is; given
- * explicitly to reload, it is also the file the gateway reloads from (a candidate
- * configuration for a canary, say). Without -c the gateway reloads the file it runs. */
+ * explicitly to a reload that builds, it is also the file the gateway reloads from (a
+ * candidate configuration for a canary, say). Without -c the gateway reloads the file it
+ * runs. */
 #include "mgmt/control_cmd.h"
 
 #include <errno.h>
@@ -49,6 +50,7 @@ int mx_control_cmd_main(int argc, char **argv, const char *default_path)
 	const char *cmd = argv[0];
 	bool reload = strcmp(cmd, "reload") == 0;
 	const char *path = NULL;
+	bool ends_canary = false; /* --promote, --abort: -c only finds the socket */
 	char *req[CONTROL_CMD_MAX_ARGS + 1];
 	int nreq = 0;
 	req[nreq++] = (char *)cmd;
@@ -70,6 +72,7 @@ int mx_control_cmd_main(int argc, char **argv, const char *default_path)
 			return control_cmd_usage(stderr, prog);
 		}
 		req[nreq++] = (char *)a;
+		ends_canary |= flag;
 		if (takes_value)
 			req[nreq++] = argv[++i];
 	}
@@ -88,7 +91,7 @@ int mx_control_cmd_main(int argc, char **argv, const char *default_path)
 		return 1;
 	}
 	char abs[PATH_MAX];
-	if (reload && path) {
+	if (reload && path && !ends_canary) {
 		/* the gateway reads the file itself: give it a path that does not depend on
 		 * this shell's working directory */
 		if (!realpath(path, abs)) {

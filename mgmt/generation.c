@@ -25,6 +25,9 @@ static void mx_generation_free(struct mx_generation *g)
 	free(g->services);
 	mx_config_free(g->cfg);
 	free(g->counters);
+	for (unsigned w = 0; g->rejects && w < g->nworkers; w++)
+		free(atomic_load(&g->rejects[w]));
+	free(g->rejects);
 	free(g->path);
 	free(g);
 }
@@ -120,8 +123,9 @@ int mx_generation_build(const struct mx_generation_opts *o, struct mx_generation
 	g->counters = aligned_alloc(64, g->nworkers * sizeof(*g->counters));
 	if (g->counters)
 		memset(g->counters, 0, g->nworkers * sizeof(*g->counters));
+	g->rejects = calloc(g->nworkers, sizeof(*g->rejects));
 	int rc;
-	if (!g->path || !g->counters) {
+	if (!g->path || !g->counters || !g->rejects) {
 		rc = mx_errf(err, errlen, -ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -221,6 +225,91 @@ void mx_generation_counters(const struct mx_generation *g, struct mx_gen_counter
 		MX_GEN_ADD(recipients_deferred);
 #undef MX_GEN_ADD
 	}
+}
+
+static uint32_t mx_gen_name_hash(const char *s)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}
+
+void mx_generation_count_reject(struct mx_generation *g, unsigned worker,
+				const char *restriction, bool deferred)
+{
+	if (worker >= g->nworkers)
+		return;
+	struct mx_gen_rejects *t = atomic_load_explicit(&g->rejects[worker],
+							 memory_order_relaxed);
+	if (!t) {
+		t = calloc(1, sizeof(*t));
+		if (!t)
+			return; /* a statistic, not worth failing a session for */
+		atomic_store_explicit(&g->rejects[worker], t, memory_order_release);
+	}
+	char name[MX_GEN_REJECT_NAME_MAX];
+	snprintf(name, sizeof(name), "%s", restriction && *restriction ? restriction : "?");
+	uint32_t h = mx_gen_name_hash(name);
+	for (unsigned k = 0; k < MX_GEN_REJECT_SLOTS; k++) {
+		struct mx_gen_reject_slot *sl = &t->slot[(h + k) % MX_GEN_REJECT_SLOTS];
+		if (!atomic_load_explicit(&sl->used, memory_order_relaxed)) {
+			memcpy(sl->name, name, sizeof(name));
+			atomic_store_explicit(&sl->used, true, memory_order_release);
+		} else if (strcmp(sl->name, name) != 0) {
+			continue;
+		}
+		__atomic_fetch_add(deferred ? &sl->deferred : &sl->rejected, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	__atomic_fetch_add(deferred ? &t->other_deferred : &t->other_rejected, 1,
+			   __ATOMIC_RELAXED);
+}
+
+void mx_generation_rejects(const struct mx_generation *g,
+			   void (*fn)(void *ctx, const char *restriction, uint64_t rejected,
+				      uint64_t deferred),
+			   void *ctx)
+{
+	/* merge the workers' tables by name (at most nworkers * slots names, usually a few) */
+	struct merged {
+		const char *name;
+		uint64_t rejected, deferred;
+	} m[MX_GEN_REJECT_SLOTS * 4];
+	size_t n = 0;
+	uint64_t other_rej = 0, other_def = 0;
+	for (unsigned w = 0; w < g->nworkers; w++) {
+		const struct mx_gen_rejects *t =
+			atomic_load_explicit(&g->rejects[w], memory_order_acquire);
+		if (!t)
+			continue;
+		other_rej += __atomic_load_n(&t->other_rejected, __ATOMIC_RELAXED);
+		other_def += __atomic_load_n(&t->other_deferred, __ATOMIC_RELAXED);
+		for (unsigned k = 0; k < MX_GEN_REJECT_SLOTS; k++) {
+			const struct mx_gen_reject_slot *sl = &t->slot[k];
+			if (!atomic_load_explicit(&sl->used, memory_order_acquire))
+				continue;
+			uint64_t r = __atomic_load_n(&sl->rejected, __ATOMIC_RELAXED);
+			uint64_t d = __atomic_load_n(&sl->deferred, __ATOMIC_RELAXED);
+			size_t i = 0;
+			while (i < n && strcmp(m[i].name, sl->name) != 0)
+				i++;
+			if (i == n) {
+				if (n == sizeof(m) / sizeof(m[0])) {
+					other_rej += r;
+					other_def += d;
+					continue;
+				}
+				m[n++] = (struct merged){ sl->name, 0, 0 };
+			}
+			m[i].rejected += r;
+			m[i].deferred += d;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		fn(ctx, m[i].name, m[i].rejected, m[i].deferred);
+	if (other_rej || other_def)
+		fn(ctx, "other", other_rej, other_def);
 }
 
 unsigned mx_generation_restart_changes(const struct mx_config *running,

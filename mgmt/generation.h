@@ -56,6 +56,26 @@ struct mx_gen_counters {
 	uint64_t recipients_deferred; /* 4xx at RCPT */
 } __attribute__((aligned(64)));
 
+/* Recipients refused per restriction (the restriction as the log names it:
+ * "check_recipient_access hash:/etc/postfix/access", "reject_unauth_destination"), one
+ * table per worker, made by the worker on its first refusal. A worker writes the name of a
+ * new slot before it marks the slot used (release), so a reader that sees it used reads a
+ * whole name. Names past the table's size are counted as "other". */
+#define MX_GEN_REJECT_SLOTS 32
+#define MX_GEN_REJECT_NAME_MAX 96
+
+struct mx_gen_reject_slot {
+	atomic_bool used;
+	char name[MX_GEN_REJECT_NAME_MAX];
+	uint64_t rejected;   /* 5xx */
+	uint64_t deferred;   /* 4xx */
+};
+
+struct mx_gen_rejects {
+	struct mx_gen_reject_slot slot[MX_GEN_REJECT_SLOTS];
+	uint64_t other_rejected, other_deferred;
+};
+
 struct mx_generation {
 	uint64_t id;                  /* 1, 2, ...: the order of builds */
 	atomic_uint refs;
@@ -66,6 +86,7 @@ struct mx_generation {
 	unsigned nservices;
 	unsigned nworkers;
 	struct mx_gen_counters *counters; /* [nworkers] */
+	_Atomic(struct mx_gen_rejects *) *rejects; /* [nworkers], NULL until the first */
 };
 
 struct mx_generation_opts {
@@ -93,6 +114,18 @@ int mx_generation_service_at(const struct mx_generation *g, const struct mx_inet
 
 /* The sum of every worker's counters. */
 void mx_generation_counters(const struct mx_generation *g, struct mx_gen_counters *sum);
+
+/* Count a recipient refused by `restriction` (deferred: a 4xx) on worker's table. Worker
+ * threads only, each with its own index. */
+void mx_generation_count_reject(struct mx_generation *g, unsigned worker,
+				const char *restriction, bool deferred);
+
+/* The refusals per restriction, summed over the workers: fn is called once per name
+ * ("other" last, when some did not fit), from any thread. */
+void mx_generation_rejects(const struct mx_generation *g,
+			   void (*fn)(void *ctx, const char *restriction, uint64_t rejected,
+				      uint64_t deferred),
+			   void *ctx);
 
 /* The parameters that only a restart applies (mxgate_transport, the DPDK settings, worker
  * count, spool directories, ...) whose values in g differ from those the gateway runs

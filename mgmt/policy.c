@@ -186,6 +186,69 @@ static bool mx_policy_zone_at(const char *param, const char *text, void *arg)
 	return true;
 }
 
+/* inline: and static: tables live in the configuration itself: one that cannot be opened
+ * is a configuration error, found now rather than by the first connection (a worker
+ * cannot serve a service whose tables do not open). */
+struct mx_policy_inline {
+	const struct mx_config *cfg;
+	FILE *diag;
+	char *err;
+	size_t errlen;
+	int bad;
+};
+
+struct mx_policy_text_at {
+	const char *needle;
+	char param[256];
+};
+
+static bool mx_policy_text_at(const char *param, const char *text, void *arg)
+{
+	struct mx_policy_text_at *ta = arg;
+	char head[64];
+	/* the spec as compiled may differ in blanks inside braces: its start is enough */
+	snprintf(head, sizeof(head), "%s", ta->needle);
+	size_t n = strcspn(head, "{");
+	head[n < sizeof(head) - 2 ? n + 1 : n] = '\0';
+	if (!strstr(text, head))
+		return false;
+	snprintf(ta->param, sizeof(ta->param), "%s", param);
+	return true;
+}
+
+static int mx_policy_inline_one(void *ctx, const char *spec, bool is_zone)
+{
+	struct mx_policy_inline *pi = ctx;
+	enum table_kind kind;
+	const char *name;
+	char why[300];
+	if (is_zone || table_spec_parse(spec, &kind, &name, why, sizeof(why)) != 0 ||
+	    (kind != TABLE_KIND_STATIC && kind != TABLE_KIND_INLINE))
+		return 0;
+	struct table *t = NULL;
+	int rc = table_open(NULL, spec, &t, why, sizeof(why));
+	table_close(t);
+	if (rc == 0)
+		return 0;
+	struct mx_policy_text_at ta = { .needle = spec };
+	unsigned line = 0;
+	const char *file = pi->cfg->source_path;
+	if (mx_policy_each_list(pi->cfg, false, mx_policy_text_at, &ta))
+		file = mx_config_source(pi->cfg, ta.param, &line);
+	char msg[800];
+	snprintf(msg, sizeof(msg), "%s%s%.80s: %s", ta.param[0] ? ta.param : "",
+		 ta.param[0] ? ": " : "", spec, why);
+	if (pi->diag) {
+		if (line)
+			fprintf(pi->diag, "%s:%u: %s\n", file ? file : "mxgate.cf", line, msg);
+		else
+			fprintf(pi->diag, "%s: %s\n", file ? file : "mxgate.cf", msg);
+	}
+	if (pi->bad++ == 0 && pi->err)
+		snprintf(pi->err, pi->errlen, "%s", msg);
+	return 0;
+}
+
 int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE *diag,
 		    char *err, size_t errlen)
 {
@@ -241,6 +304,13 @@ int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE 
 	int rc = smtp_policy_compile(&pc, out, err, errlen);
 	if (rc < 0)
 		return rc;
+	struct mx_policy_inline pi = { .cfg = cfg, .diag = diag, .err = err, .errlen = errlen };
+	smtp_policy_foreach_table(*out, mx_policy_inline_one, &pi);
+	if (pi.bad) {
+		smtp_policy_free(*out);
+		*out = NULL;
+		return -EINVAL;
+	}
 	/* A zone with no local data would be a DNS query, and there is no resolver. */
 	if (mx_policy_check_zones(cfg, *out, diag, err, errlen) != 0) {
 		smtp_policy_free(*out);

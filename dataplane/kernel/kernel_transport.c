@@ -365,8 +365,10 @@ static void kt_service(struct kt_worker *w, struct kt_conn *k, uint64_t now)
 	kt_ready_push(w, k);
 }
 
+/* Refuse a new connection with 421; why: what the warning says ("mxgate_max_connections
+ * = 100 reached", "out of memory"). */
 static void kt_refuse(struct kt_worker *w, int fd, const struct mx_inet_addr *peer,
-		      uint64_t now)
+		      uint64_t now, const char *why)
 {
 	/* Best effort: the socket buffer of a fresh connection has room for one line. */
 	ssize_t n = send(fd, kt_refusal, sizeof(kt_refusal) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -379,9 +381,9 @@ static void kt_refuse(struct kt_worker *w, int fd, const struct mx_inet_addr *pe
 		char addr[INET6_ADDRSTRLEN];
 		struct mx_inet_addr a = mx_inet_unmap(peer);
 		mx_log(MX_LOG_WARNING,
-		       "worker %u: mxgate_max_connections = %u reached: refused unknown[%s] "
-		       "(%u connections refused since the last warning)",
-		       w->index, w->kt->p.max_connections, mx_inet_format(&a, addr, sizeof(addr)),
+		       "worker %u: %s: refused unknown[%s] (%u connections refused since the "
+		       "last warning)",
+		       w->index, why, mx_inet_format(&a, addr, sizeof(addr)),
 		       w->refused_since_warning);
 		w->refused_warned_at = now;
 		w->refused_since_warning = 0;
@@ -408,7 +410,10 @@ static void kt_new_conn(struct kt_worker *w, const struct kt_listener *l, int fd
 		return;
 	}
 	if (w->kt->p.max_connections && w->nconns >= w->kt->p.max_connections) {
-		kt_refuse(w, fd, &peer, now);
+		char why[64];
+		snprintf(why, sizeof(why), "mxgate_max_connections = %u reached",
+			 w->kt->p.max_connections);
+		kt_refuse(w, fd, &peer, now, why);
 		return;
 	}
 
@@ -421,7 +426,7 @@ static void kt_new_conn(struct kt_worker *w, const struct kt_listener *l, int fd
 	struct conn *c = k ? conn_new(&w->cw, &peer, port, &l->addr, l->port) : NULL;
 	if (!c) {
 		free(k);
-		kt_refuse(w, fd, &peer, now);
+		kt_refuse(w, fd, &peer, now, "out of memory, or no service on this address");
 		return;
 	}
 	k->h.kind = KT_CONN;

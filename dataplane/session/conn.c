@@ -758,10 +758,12 @@ static void conn_on_rcpt(struct conn *c, const struct smtp_event *ev)
 	if (!ok) {
 		c->w->counters.recipients_rejected++;
 		/* per generation: what a canary's policy refuses, and what it only defers */
-		if (res.code >= 400 && res.code < 500)
+		bool deferred = res.code >= 400 && res.code < 500;
+		if (deferred)
 			c->gc->recipients_deferred++;
 		else
 			c->gc->recipients_rejected++;
+		mx_generation_count_reject(c->gen->g, c->w->index, res.restriction, deferred);
 		conn_count(c, CONN_CMD_RCPT, false);
 		conn_policy_verdict(c, &res);
 		return;
