@@ -1,4 +1,4 @@
-"""DESIGN.md's layering, checked on every #include of the tree, and the file-size ceiling.
+"""docs/ARCHITECTURE.md's layering, checked on every #include of the tree, and the file-size ceiling.
 
 Layers: dependencies point down (dataplane -> mgmt -> smtp -> tables -> include), and only
 dataplane/dpdk/ includes DPDK headers. Inside dataplane/, each sub-folder may include only
