@@ -441,9 +441,41 @@ static uint64_t dp_idle_sleep_us(const struct dpdk_config *dc, uint64_t idle_us)
 	return us < base ? base : us > max ? max : us;
 }
 
-/* Listen on every TCP port a published generation's services use. Ports a reload drops
- * stay open (the stack cannot unlisten yet): a connection there finds no service and is
- * refused with 421. */
+/* Whether port is among the n in ports. */
+static bool dp_port_in(const uint16_t *ports, unsigned n, uint16_t port)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (ports[i] == port)
+			return true;
+	return false;
+}
+
+/* Listen on a TCP port on every DPDK port. When one stack refuses, those that took it
+ * let it go again, so the stacks agree with w->listening. 0 or a negative errno. */
+static int dp_listen_port(struct dp_worker *w, uint16_t port)
+{
+	for (unsigned pi = 0; pi < w->t->nports; pi++) {
+		int rc = net_stack_listen(w->stack[pi], port);
+		if (rc < 0) {
+			while (pi-- > 0)
+				net_stack_unlisten(w->stack[pi], port);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static void dp_unlisten_port(struct dp_worker *w, uint16_t port)
+{
+	for (unsigned pi = 0; pi < w->t->nports; pi++)
+		net_stack_unlisten(w->stack[pi], port);
+}
+
+/* Make the stacks listen on exactly the TCP ports the published generations' services
+ * use (current and canary): the ports a reload adds open, the ports it drops close (a SYN
+ * there gets RST; connections open there finish with the generation they started with).
+ * Ports close before new ones open, so the stacks never hold more than the larger of the
+ * old and the new set, which dp_ops_check_services kept within DP_LISTEN_MAX. */
 void dp_listen_reconcile(struct dp_worker *w)
 {
 	struct dpdk_transport *t = w->t;
@@ -454,28 +486,47 @@ void dp_listen_reconcile(struct dp_worker *w)
 	uint64_t cur = gens[0] ? gens[0]->id : 0, can = gens[1] ? gens[1]->id : 0;
 	if (cur == w->listen_cur && can == w->listen_can)
 		return;
+	uint16_t want[DP_LISTEN_MAX];
+	unsigned nwant = 0;
 	for (int k = 0; k < 2; k++) {
 		for (unsigned i = 0; gens[k] && i < gens[k]->nservices; i++) {
 			const struct mx_service *svc = &gens[k]->services[i];
 			for (unsigned j = 0; j < svc->nlisten; j++) {
 				uint16_t port = svc->listen[j].port;
-				bool have = false;
-				for (unsigned l = 0; l < w->nlistening; l++)
-					have |= w->listening[l] == port;
-				if (have)
+				if (dp_port_in(want, nwant, port))
 					continue;
-				int rc = w->nlistening < DP_LISTEN_MAX ? 0 : -ENOSPC;
-				for (unsigned pi = 0; rc == 0 && pi < t->nports; pi++)
-					rc = net_stack_listen(w->stack[pi], port);
-				if (rc < 0) {
+				if (nwant == DP_LISTEN_MAX) {
 					mx_log(MX_LOG_WARNING, "worker %u: cannot listen on TCP port "
 							       "%u: %s",
-					       w->index, (unsigned)port, strerror(-rc));
+					       w->index, (unsigned)port, strerror(ENOSPC));
 					continue;
 				}
-				w->listening[w->nlistening++] = port;
+				want[nwant++] = port;
 			}
 		}
+	}
+	for (unsigned l = 0; l < w->nlistening;) {
+		uint16_t port = w->listening[l];
+		if (dp_port_in(want, nwant, port)) {
+			l++;
+			continue;
+		}
+		dp_unlisten_port(w, port);
+		memmove(&w->listening[l], &w->listening[l + 1],
+			(w->nlistening - l - 1) * sizeof(w->listening[0]));
+		w->nlistening--;
+	}
+	for (unsigned i = 0; i < nwant; i++) {
+		uint16_t port = want[i];
+		if (dp_port_in(w->listening, w->nlistening, port))
+			continue;
+		int rc = dp_listen_port(w, port);
+		if (rc < 0) {
+			mx_log(MX_LOG_WARNING, "worker %u: cannot listen on TCP port %u: %s",
+			       w->index, (unsigned)port, strerror(-rc));
+			continue;
+		}
+		w->listening[w->nlistening++] = port;
 	}
 	w->listen_cur = cur;
 	w->listen_can = can;
@@ -502,7 +553,7 @@ int dp_worker_main(void *arg)
 		if (w->stopping && (!w->conns || w->now_ms >= w->stop_deadline_ms))
 			break;
 		if (!w->stopping)
-			dp_listen_reconcile(w); /* a reload may have added services */
+			dp_listen_reconcile(w); /* a reload may have added or dropped services */
 		bool busy = dp_iterate(w);
 		/* the quiescent point: generation pointers read in this iteration are held
 		 * with references now, and idle generations are let go */

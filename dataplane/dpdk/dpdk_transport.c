@@ -2,6 +2,7 @@
 #include "dataplane/dpdk/dpdk_internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,17 +329,23 @@ static void dp_ops_synchronize(void *impl)
 	rte_rcu_qsbr_synchronize(t->qsbr, RTE_QSBR_THRID_INVALID);
 }
 
-/* The stacks listen on at most DP_LISTEN_MAX ports, counting those the published
- * generations use (the management thread publishes, and calls this). */
+/* The stacks listen on at most DP_LISTEN_MAX ports: the union of those g uses and those
+ * of the generations still published beside it once g is (dp_listen_reconcile follows
+ * exactly that union, closing ports before it opens others). That is the current
+ * generation, which stays when g is a canary; not the canary, which g replaces (a canary
+ * replaces the canary, and a full reload is refused while one runs). A full reload
+ * replaces the current generation too, but this call cannot tell it from a canary, so it
+ * counts the current one's ports: it errs towards refusing. The management thread
+ * publishes, and calls this before. */
 static int dp_ops_check_services(void *impl, const struct mx_generation *g, char *err,
 				 size_t errlen)
 {
 	const struct dpdk_transport *t = impl;
-	const struct mx_generation *gens[3] = { g, atomic_load(&t->p.gens->current),
-						atomic_load(&t->p.gens->canary) };
+	/* the current generation first, so that a port too many is one of g's */
+	const struct mx_generation *gens[2] = { atomic_load(&t->p.gens->current), g };
 	uint16_t ports[DP_LISTEN_MAX];
 	unsigned n = 0;
-	for (int k = 0; k < 3; k++) {
+	for (int k = 0; k < 2; k++) {
 		for (unsigned i = 0; gens[k] && i < gens[k]->nservices; i++) {
 			const struct mx_service *svc = &gens[k]->services[i];
 			for (unsigned j = 0; j < svc->nlisten; j++) {
@@ -350,8 +357,10 @@ static int dp_ops_check_services(void *impl, const struct mx_generation *g, char
 				if (n == DP_LISTEN_MAX)
 					return mx_errf(err, errlen, -ENOSPC,
 						       "service %s: more than %d TCP ports on the dpdk "
-						       "transport",
-						       svc->name, DP_LISTEN_MAX);
+						       "transport, counting those of generation %" PRIu64
+						       " in service",
+						       svc->name, DP_LISTEN_MAX,
+						       gens[0] ? gens[0]->id : 0);
 				ports[n++] = svc->listen[j].port;
 			}
 		}
