@@ -239,6 +239,8 @@ void net_tcp_timer_fire(void *arg, struct net_timer *t);
 void net_tcp_poll(struct net_stack *s);
 /* net_tcp.c */
 void net_tcp_reap(struct net_stack *s);
+/* Reset the passive opens in SYN-RECEIVED on local port lport (the port was unlistened). */
+void net_tcp_reset_half_open(struct net_stack *s, uint16_t lport);
 void net_tcp_free_all(struct net_stack *s);
 
 /* net_fault.c: frames diverted when fault injection is on. Received frames, and held ones

@@ -144,6 +144,17 @@ int net_stack_listen(struct net_stack *s, uint16_t port)
 	return 0;
 }
 
+int net_stack_unlisten(struct net_stack *s, uint16_t port)
+{
+	for (unsigned i = 0; i < s->nlisten; i++)
+		if (s->listen[i] == port) {
+			s->listen[i] = s->listen[--s->nlisten];
+			net_tcp_reset_half_open(s, port);
+			return 0;
+		}
+	return -ENOENT;
+}
+
 void net_stack_set_pressure(struct net_stack *s, bool low)
 {
 	s->pressure = low;

@@ -153,6 +153,14 @@ void net_stack_destroy(struct net_stack *s);
 /* Accept connections on a TCP port (host order). Up to 8 ports. 0 or -ENOSPC/-EEXIST. */
 int net_stack_listen(struct net_stack *s, uint16_t port);
 
+/* Stop accepting connections on a TCP port (host order): afterwards a segment that finds no
+ * connection there is answered as on any closed port (a SYN gets RST, RFC 9293 3.10.7.1),
+ * and the ACK of a SYN cookie is no longer taken (RST too). Passive opens still half-open
+ * (SYN-RECEIVED) on the port are reset now: the app never saw them, and no NET_EV_ACCEPT
+ * names the port after this call. Established connections are not touched: they run and
+ * close as usual, TIME-WAIT included. 0, or -ENOENT when the port was not listened on. */
+int net_stack_unlisten(struct net_stack *s, uint16_t port);
+
 /* Process one received frame. The bytes are only read during the call. */
 void net_stack_input(struct net_stack *s, const uint8_t *frame, size_t len, unsigned rx_flags,
 		     uint64_t now_us);

@@ -226,6 +226,22 @@ void net_tcp_reap(struct net_stack *s)
 	}
 }
 
+void net_tcp_reset_half_open(struct net_stack *s, uint16_t lport)
+{
+	if (s->nhalf == 0)
+		return;
+	s->depth++; /* reaped after the walk: a killed block stays readable until then */
+	for (uint32_t i = 0; i <= s->hash_mask; i++)
+		for (struct net_conn *c = s->hash[i], *next; c; c = next) {
+			next = c->hnext;
+			if (c->lport == lport && c->state == NET_TCP_SYN_RCVD &&
+			    !(c->flags & CF_ACTIVE))
+				net_conn_abort(c);
+		}
+	if (--s->depth == 0)
+		net_tcp_reap(s);
+}
+
 void net_tcp_free_all(struct net_stack *s)
 {
 	for (uint32_t i = 0; i <= s->hash_mask; i++)

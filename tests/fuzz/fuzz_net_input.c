@@ -10,6 +10,8 @@
  *   0x20  pass "checksums good" rx flags (the NIC checked), so mutations go deep
  *   0x40  the app writes 3000 bytes on the connection afterwards
  *   0x80  the app closes the connection afterwards
+ * A record of length 0 is no frame: it toggles listening on port 25 (net_stack_unlisten,
+ * net_stack_listen again), the clock and the app bits applying as for a frame.
  * Then the clock runs ten minutes so every timer fires.
  *
  * Each frame also goes through net_flow_hash(), the steering parser that sees it first on
@@ -17,7 +19,9 @@
  *
  * Invariants: never a crash or an out-of-bounds access; every frame sent is at least a
  * header and at most the MTU; an IPv4 frame sent has a valid header checksum and a total
- * length matching the frame; a TCP segment sent has a valid checksum. */
+ * length matching the frame; a TCP segment sent has a valid checksum; no connection is
+ * accepted while port 25 is not listened on. */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,6 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct net_conn *fz_conn;
 static uint32_t fz_next_seq;
+static bool fz_listening;
 
 static uint16_t fz_csum(uint32_t sum, const uint8_t *p, size_t n)
 {
@@ -104,6 +109,8 @@ static void fz_send(void *ctx, void *frame, size_t len, const struct net_tx_meta
 static void fz_event(void *ctx, struct net_conn *c, enum net_event ev)
 {
 	(void)ctx;
+	if (ev == NET_EV_ACCEPT)
+		FUZZ_CHECK(fz_listening);
 	if (ev == NET_EV_ACCEPT || ev == NET_EV_CONNECTED)
 		fz_conn = c;
 	if (ev == NET_EV_ABORT && c == fz_conn)
@@ -138,6 +145,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct net_stack *s = net_stack_create(&cfg, &ops, now);
 	FUZZ_CHECK(s != NULL);
 	FUZZ_CHECK(net_stack_listen(s, 25) == 0);
+	fz_listening = true;
 	size_t i = 0;
 	uint8_t frame[2048];
 	while (i + 3 <= size) {
@@ -153,6 +161,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (ctrl & 0x0f) {
 			now += (uint64_t)(ctrl & 0x0f) * 37000;
 			net_stack_poll(s, now);
+		}
+		if (len == 0) {
+			if (fz_listening) {
+				FUZZ_CHECK(net_stack_unlisten(s, 25) == 0);
+				FUZZ_CHECK(net_stack_unlisten(s, 25) < 0);
+			} else {
+				FUZZ_CHECK(net_stack_listen(s, 25) == 0);
+			}
+			fz_listening = !fz_listening;
+			goto app;
 		}
 		uint8_t *t = NULL;
 		if (len >= 14 + 20 + 20 && frame[12] == 8 && frame[13] == 0 &&
@@ -177,6 +195,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						    (frame[12] == 0x86 && frame[13] == 0xdd))));
 		FUZZ_CHECK(net_flow_pick(h1, 3) < 3);
 		net_stack_input(s, frame, len, flags, now);
+	app:
 		if (fz_conn && (ctrl & 0x40))
 			net_conn_write(fz_conn, blob, sizeof(blob));
 		if (fz_conn && (ctrl & 0x80)) {

@@ -1077,6 +1077,164 @@ static void test_syn_backlog_count(void)
 	net_stack_destroy(s);
 }
 
+/* The frame sent since index `from` that goes to peer port dport, or !ok. */
+static struct pseg sent_to(int from, uint16_t dport)
+{
+	for (int i = t_ntx - 1; i >= from; i--) {
+		struct pseg p = t_parse(i);
+		if (p.ok && p.dport == dport)
+			return p;
+	}
+	return t_parse(-1);
+}
+
+/* net_stack_unlisten: a SYN to the port is answered as on a closed port, a cookie issued
+ * before is no longer taken, half-open passive opens there are reset; an established
+ * connection on the port transfers data and closes as usual; other ports do not notice,
+ * and listening again works. */
+static void test_unlisten(void)
+{
+	struct net_stack *s = t_stack(NULL);
+	CHECK_INT_EQ(net_stack_listen(s, 587), 0);
+	handshake(s, 1000, false, -1);
+	struct net_conn *est = t_conn;
+	CHECK(est != NULL);
+	/* Half-open: one on the port that goes away, one on 587. */
+	struct tseg syn25 = { .seq = 200, .flags = F_SYN, .win = 65535, .sport = 2222 };
+	t_in(s, &syn25);
+	struct pseg sa25 = t_last();
+	CHECK_INT_EQ(sa25.flags, F_SYN | F_ACK);
+	struct tseg syn587 = { .seq = 300, .flags = F_SYN, .win = 65535, .sport = 3333,
+			       .dport = 587 };
+	t_in(s, &syn587);
+	struct pseg sa587 = t_last();
+	CHECK_INT_EQ(sa587.flags, F_SYN | F_ACK);
+	/* Two cookies issued while listening. */
+	net_stack_set_pressure(s, true);
+	struct tseg csyn1 = { .seq = 400, .flags = F_SYN, .win = 65535, .sport = 5555 };
+	t_in(s, &csyn1);
+	struct pseg cookie1 = t_last();
+	struct tseg csyn2 = { .seq = 500, .flags = F_SYN, .win = 65535, .sport = 6666 };
+	t_in(s, &csyn2);
+	struct pseg cookie2 = t_last();
+	net_stack_set_pressure(s, false);
+	CHECK_INT_EQ(net_stack_counters(s)->tcp_syn_cookie_sent, 2);
+	CHECK_INT_EQ(cookie1.flags, F_SYN | F_ACK);
+	CHECK_INT_EQ(cookie2.flags, F_SYN | F_ACK);
+	CHECK_INT_EQ(net_stack_conn_count(s), 3);
+
+	int before = t_ntx;
+	CHECK_INT_EQ(net_stack_unlisten(s, T_PORT), 0);
+	CHECK_INT_EQ(net_stack_unlisten(s, T_PORT), -ENOENT);
+	CHECK_INT_EQ(net_stack_unlisten(s, 80), -ENOENT);
+	/* The half-open on 25 was reset (RST at the sequence its SYN-ACK promised), the
+	 * one on 587 was not. */
+	CHECK_INT_EQ(t_ntx, before + 1);
+	struct pseg r = sent_to(before, 2222);
+	CHECK(r.ok && r.csum_ok);
+	CHECK_INT_EQ(r.flags, F_RST);
+	CHECK_INT_EQ(r.sport, T_PORT);
+	CHECK_INT_EQ(r.seq, sa25.seq + 1);
+	CHECK_INT_EQ(net_stack_lookup_state(s, t_ip(T_OUR_IP), T_PORT, t_ip(T_PEER_IP), 2222),
+		     NET_TCP_CLOSED);
+	CHECK_INT_EQ(net_stack_lookup_state(s, t_ip(T_OUR_IP), 587, t_ip(T_PEER_IP), 3333),
+		     NET_TCP_SYN_RCVD);
+	CHECK_INT_EQ(net_stack_lookup_state(s, t_ip(T_OUR_IP), T_PORT, t_ip(T_PEER_IP),
+					    T_PEER_PORT),
+		     NET_TCP_ESTABLISHED);
+	CHECK_INT_EQ(net_stack_conn_count(s), 2);
+
+	/* A new SYN: RST|ACK as on any closed port, no state. */
+	before = t_ntx;
+	struct tseg syn = { .seq = 777, .flags = F_SYN, .win = 65535, .sport = 4444 };
+	t_in(s, &syn);
+	CHECK_INT_EQ(t_ntx, before + 1);
+	r = t_last();
+	CHECK_INT_EQ(r.flags, F_RST | F_ACK);
+	CHECK_INT_EQ(r.seq, 0);
+	CHECK_INT_EQ(r.ack, 778);
+	CHECK_INT_EQ(net_stack_conn_count(s), 2);
+	/* Under pressure too: no cookie for a port nobody listens on. */
+	net_stack_set_pressure(s, true);
+	t_in(s, &syn);
+	CHECK_INT_EQ(t_last().flags, F_RST | F_ACK);
+	net_stack_set_pressure(s, false);
+	CHECK_INT_EQ(net_stack_counters(s)->tcp_syn_cookie_sent, 2);
+	/* The reset half-open's ACK finds nothing: RST, no connection. */
+	struct tseg ack25 = { .seq = 201, .ack = sa25.seq + 1, .flags = F_ACK, .win = 1000,
+			      .sport = 2222 };
+	t_in(s, &ack25);
+	CHECK_INT_EQ(t_last().flags, F_RST);
+	CHECK_INT_EQ(t_last().seq, sa25.seq + 1);
+	/* A valid cookie's ACK is no longer taken. */
+	struct tseg cack1 = { .seq = 401, .ack = cookie1.seq + 1, .flags = F_ACK, .win = 1000,
+			      .sport = 5555 };
+	t_in(s, &cack1);
+	CHECK_INT_EQ(t_last().flags, F_RST);
+	CHECK_INT_EQ(t_last().dport, 5555);
+	CHECK_INT_EQ(net_stack_counters(s)->tcp_syn_cookie_ok, 0);
+	CHECK_INT_EQ(t_events[NET_EV_ACCEPT], 1);
+	CHECK_INT_EQ(net_stack_conn_count(s), 2);
+
+	/* The other port's half-open completes. */
+	struct tseg ack587 = { .seq = 301, .ack = sa587.seq + 1, .flags = F_ACK, .win = 1000,
+			       .sport = 3333, .dport = 587 };
+	t_in(s, &ack587);
+	CHECK_INT_EQ(t_events[NET_EV_ACCEPT], 2);
+	CHECK_INT_EQ(net_stack_lookup_state(s, t_ip(T_OUR_IP), 587, t_ip(T_PEER_IP), 3333),
+		     NET_TCP_ESTABLISHED);
+	struct net_conn *other = t_conn;
+	t_conn = est;
+
+	/* The established connection on the unlistened port goes on: data both ways. */
+	int readable = t_events[NET_EV_READABLE];
+	peer(s, F_ACK | F_PSH, "QUIT\r\n", 6);
+	CHECK_INT_EQ(t_events[NET_EV_READABLE], readable + 1);
+	size_t n;
+	const uint8_t *p = net_conn_peek(est, &n);
+	CHECK_MEM_EQ(p, n, "QUIT\r\n", 6);
+	net_conn_consume(est, n);
+	CHECK_INT_EQ(net_conn_write(est, "221 bye\r\n", 9), 9);
+	struct pseg d = t_last();
+	CHECK_INT_EQ(d.sport, T_PORT);
+	CHECK_INT_EQ(d.dport, T_PEER_PORT);
+	CHECK_MEM_EQ(d.data, d.len, "221 bye\r\n", 9);
+	CHECK_INT_EQ(d.seq, t_sseq);
+	CHECK_INT_EQ(d.ack, t_pseq);
+	t_sseq += 9;
+	peer(s, F_ACK, NULL, 0);
+	CHECK_INT_EQ(net_conn_unacked(est), 0);
+	/* ... and closes cleanly: our FIN, their FIN and ACK, TIME-WAIT. */
+	net_conn_close(est);
+	t_conn = NULL;
+	struct pseg f = t_last();
+	CHECK_INT_EQ(f.flags, F_FIN | F_ACK);
+	CHECK_INT_EQ(f.seq, t_sseq);
+	t_sseq++;
+	peer(s, F_FIN | F_ACK, NULL, 0);
+	CHECK_INT_EQ(t_last().flags, F_ACK);
+	CHECK_INT_EQ(t_last().ack, t_pseq);
+	CHECK_INT_EQ(net_stack_lookup_state(s, t_ip(T_OUR_IP), T_PORT, t_ip(T_PEER_IP),
+					    T_PEER_PORT),
+		     NET_TCP_TIME_WAIT);
+	CHECK_INT_EQ(t_events[NET_EV_ABORT], 0);
+	CHECK_INT_EQ(net_stack_conn_count(s), 1);
+
+	/* Listening again: the other cookie, issued before, is taken; new SYNs get SYN-ACK. */
+	CHECK_INT_EQ(net_stack_listen(s, T_PORT), 0);
+	struct tseg cack2 = { .seq = 501, .ack = cookie2.seq + 1, .flags = F_ACK, .win = 1000,
+			      .sport = 6666 };
+	t_in(s, &cack2);
+	CHECK_INT_EQ(net_stack_counters(s)->tcp_syn_cookie_ok, 1);
+	CHECK_INT_EQ(t_events[NET_EV_ACCEPT], 3);
+	struct tseg syn2 = { .seq = 900, .flags = F_SYN, .win = 65535, .sport = 7777 };
+	t_in(s, &syn2);
+	CHECK_INT_EQ(t_last().flags, F_SYN | F_ACK);
+	CHECK_INT_EQ(net_stack_conn_count(s), 3);
+	net_conn_close(other);
+	net_stack_destroy(s);
+}
+
 /* Every state has its own name for the logs; a value out of range is not a crash. */
 static void test_state_names(void)
 {
@@ -1094,6 +1252,7 @@ int main(void)
 {
 	RUN_TEST(test_handshake);
 	RUN_TEST(test_closed_port_rst);
+	RUN_TEST(test_unlisten);
 	RUN_TEST(test_knows_segment);
 	RUN_TEST(test_rst_rate_limit);
 	RUN_TEST(test_syn_cookie);
