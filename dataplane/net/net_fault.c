@@ -1,6 +1,6 @@
 /* Seeded fault injection: drop, duplicate, reorder (hold a frame back a random time up to
- * delay_us) received and sent frames. The machines we test on have no netem (DESIGN.md
- * "The TCP/IP stack"); this gives the same disorder in-process and reproducibly. When off,
+ * delay_us) received and sent frames. The machines we test on have no netem
+ * (docs/ARCHITECTURE.md, "Transports"); this gives the same disorder in-process and reproducibly. When off,
  * the stack pays one predicted branch per frame (s->fault == NULL). */
 #include "net_internal.h"
 
