@@ -185,6 +185,23 @@ static void spool_log(void *ctx, bool warning, const char *line)
 	mx_log(warning ? MX_LOG_WARNING : MX_LOG_INFO, "%s", line);
 }
 
+/* Load the configuration for what the transport needs before the generation is built.
+ * The generation's build reads the file again and says every warning; this load says
+ * its problems only when it fails. */
+static int load_quietly(const char *path, struct mx_config **out)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	int rc = mx_config_load(path, out, mem ? mem : stderr);
+	if (mem)
+		fclose(mem);
+	if (rc < 0 && text)
+		fputs(text, stderr);
+	free(text);
+	return rc;
+}
+
 /* Build the generation a start would build; every problem goes to diag. NULL after
  * saying why on stderr. */
 static struct mx_generation *build_first_generation(const char *path, unsigned nworkers,
@@ -192,13 +209,25 @@ static struct mx_generation *build_first_generation(const char *path, unsigned n
 {
 	struct mx_generation *g = NULL;
 	char err[1024];
+	char *text = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
 	struct mx_generation_opts o = { .path = path, .id = 1, .nworkers = nworkers,
-					.diag = diag };
-	if (mx_generation_build(&o, &g, err, sizeof(err)) < 0) {
-		fprintf(stderr, "mxgate: %s\n", err);
-		return NULL;
+					.diag = mem ? mem : diag };
+	int rc = mx_generation_build(&o, &g, err, sizeof(err));
+	if (mem)
+		fclose(mem);
+	if (text)
+		fputs(text, diag);
+	if (rc < 0) {
+		/* the lines above said what and where; the summary only when they said nothing */
+		if (text && *text)
+			fprintf(stderr, "mxgate: %s: configuration has errors\n", path);
+		else
+			fprintf(stderr, "mxgate: %s\n", err);
 	}
-	return g;
+	free(text);
+	return rc < 0 ? NULL : g;
 }
 
 /* Tables the services' restriction lists name that are not built answer 451 4.3.5 to
@@ -214,7 +243,7 @@ static int check_generation_tables(const struct mx_generation *g, FILE *diag)
 static int check_config(const char *path)
 {
 	struct mx_config *cfg = NULL;
-	int rc = mx_config_load(path, &cfg, stderr);
+	int rc = load_quietly(path, &cfg);
 	if (rc < 0) {
 		mx_config_report_failure(stderr, "mxgate", path, rc);
 		return 1;
@@ -489,7 +518,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 
 	/* boot: what only a restart changes (the transport, workers, spools, relay, log) */
 	struct mx_config *boot = NULL;
-	int lrc = mx_config_load(config_path, &boot, stderr);
+	int lrc = load_quietly(config_path, &boot);
 	if (lrc < 0) {
 		mx_config_report_failure(stderr, "mxgate", config_path, lrc);
 		fprintf(stderr, "mxgate: not starting\n");

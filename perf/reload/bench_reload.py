@@ -95,8 +95,9 @@ class Target:
             self.python = sys.executable
         # the relay delivers to smtp-sink, so the spool drains and memory can settle
         self.sink_port = mxtest.free_port()
-        sink = [SMTP_SINK, f"127.0.0.1:{self.sink_port}", "256"]
-        self.sink = (self.topo.gw_popen(sink) if self.topo else
+        sink = [SMTP_SINK, "-u", "nobody", f"127.0.0.1:{self.sink_port}", "256"]
+        self.sink = (self.topo.gw_popen(sink, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL) if self.topo else
                      subprocess.Popen(sink, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
         with open(self.gw.config_path) as f:
