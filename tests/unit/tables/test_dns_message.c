@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "tables/dns_message.h"
+#include "tables/dns_result.h"
 #include "testing.h"
 
 /* ---- a packet builder ---- */
@@ -1407,6 +1408,73 @@ static void test_other_encoder(void)
 	free(p);
 }
 
+/* The compact, shared form of an answer (tables/dns_result.h): records of the type with
+ * their text, the TTLs, and failures as TEMPFAIL. */
+static void test_result(void)
+{
+	struct dns_query q;
+	struct pkt *p = malloc(sizeof(*p));
+	/* A records */
+	query(&q, "2.0.0.127.zen.example", DNS_TYPE_A);
+	p_response(p, &q, 0, 2, 0, 0);
+	p_a(p, QNAME_OFF, 300, 127, 0, 0, 2);
+	p_a(p, QNAME_OFF, 100, 127, 0, 0, 4);
+	parse(&q, p, 0);
+	struct dns_result *r = dns_result_from_answer(answer, DNS_TYPE_A, 60);
+	CHECK(r != NULL);
+	CHECK_STR_EQ(dns_result_status_name(r->status), "ok");
+	CHECK_INT_EQ(r->nrecords, 2);
+	CHECK_INT_EQ(r->ttl, 100);
+	CHECK_INT_EQ(r->records[1].addr.bytes[3], 4);
+	CHECK_STR_EQ(dns_result_name(r, &r->records[0]), "");
+	CHECK(dns_result_size(r) >= sizeof(*r) + 2 * sizeof(r->records[0]));
+	struct dns_result *r2 = dns_result_get(r);
+	dns_result_put(r);
+	CHECK_INT_EQ(r2->nrecords, 2); /* still alive: ASan would see a use after free */
+	dns_result_put(r2);
+	/* TXT: the first character-string of each record */
+	query(&q, "2.0.0.127.zen.example", DNS_TYPE_TXT);
+	p_response(p, &q, 0, 1, 0, 0);
+	size_t at = p_rr_ptr(p, QNAME_OFF, T_TXT, 1, 900);
+	p_u8(p, 6);
+	p_bytes(p, "Listed", 6);
+	p_u8(p, 4);
+	p_bytes(p, " now", 4);
+	p_rr_end(p, at);
+	parse(&q, p, 0);
+	r = dns_result_from_answer(answer, DNS_TYPE_TXT, 60);
+	CHECK_INT_EQ(r->nrecords, 1);
+	CHECK_STR_EQ(dns_result_txt(r, &r->records[0]), "Listed");
+	dns_result_put(r);
+	/* NXDOMAIN with an SOA: the negative TTL; without one: the floor */
+	query(&q, "9.9.9.9.zen.example", DNS_TYPE_A);
+	p_response(p, &q, 3, 0, 1, 0);
+	p_soa(p, "zen.example", 600, 120);
+	parse(&q, p, 0);
+	r = dns_result_from_answer(answer, DNS_TYPE_A, 60);
+	CHECK_STR_EQ(dns_result_status_name(r->status), "nxdomain");
+	CHECK_INT_EQ(r->ttl, 120);
+	CHECK_INT_EQ(r->nrecords, 0);
+	dns_result_put(r);
+	p_response(p, &q, 3, 0, 0, 0);
+	parse(&q, p, 0);
+	r = dns_result_from_answer(answer, DNS_TYPE_A, 60);
+	CHECK_INT_EQ(r->ttl, 60);
+	dns_result_put(r);
+	/* SERVFAIL: a temporary failure, never cached */
+	p_response(p, &q, 2, 0, 0, 0);
+	parse(&q, p, 0);
+	r = dns_result_from_answer(answer, DNS_TYPE_A, 60);
+	CHECK_STR_EQ(dns_result_status_name(r->status), "tempfail");
+	CHECK_INT_EQ(r->ttl, 0);
+	CHECK(strstr(r->why, "servfail") != NULL);
+	dns_result_put(r);
+	r = dns_result_tempfail(DNS_TYPE_MX, "timeout");
+	CHECK_STR_EQ(r->why, "timeout");
+	dns_result_put(r);
+	free(p);
+}
+
 int main(void)
 {
 	answer = malloc(sizeof(*answer));
@@ -1428,6 +1496,7 @@ int main(void)
 	RUN_TEST(test_dnsbl_names);
 	RUN_TEST(test_rhsbl_names);
 	RUN_TEST(test_other_encoder);
+	RUN_TEST(test_result);
 	free(answer);
 	return TEST_RESULT();
 }
