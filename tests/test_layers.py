@@ -23,11 +23,12 @@ dataplane_allowed = {
     "net": {"net"},
     "spool": {"spool"},
     "relay": {"relay", "spool"},
-    "session": {"session", "spool", ""},
-    "kernel": {"kernel", "session", "spool", ""},
-    "dpdk": {"dpdk", "session", "spool", "net", ""},
+    "svc": {"svc"},
+    "session": {"session", "spool", "svc", ""},
+    "kernel": {"kernel", "session", "spool", "svc", ""},
+    "dpdk": {"dpdk", "session", "spool", "svc", "net", ""},
     "tools": {"tools", "relay", "spool"},
-    "": {"", "relay", "spool", "session", "kernel", "dpdk"},
+    "": {"", "relay", "spool", "svc", "session", "kernel", "dpdk"},
 }
 project_dirs = {"tables", "smtp", "mgmt", "dataplane"}
 dpdk_header = re.compile(r'#\s*include\s*[<"](rte_|dpdk/|ethdev_|eal_)')

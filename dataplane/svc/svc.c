@@ -1,0 +1,366 @@
+/* The queues between workers and service threads (svc.h): one single-producer
+ * single-consumer ring each way for every worker and service. */
+#include "dataplane/svc/svc.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "mxgate/errf.h"
+
+const char *svc_kind_name(enum svc_kind k)
+{
+	static const char *const names[SVC_KIND_MAX] = {
+		[SVC_DNS] = "resolver",
+		[SVC_POLICY] = "policy",
+	};
+	return (unsigned)k < SVC_KIND_MAX ? names[k] : "?";
+}
+
+struct svc_request *svc_request_new(enum svc_kind kind)
+{
+	struct svc_request *r = calloc(1, sizeof(*r));
+	if (r)
+		r->kind = kind;
+	return r;
+}
+
+void svc_request_free(struct svc_request *r)
+{
+	if (!r)
+		return;
+	if (r->kind == SVC_DNS)
+		dns_result_put(r->u.dns.result);
+	else if (r->kind == SVC_POLICY)
+		free(r->u.policy.request);
+	free(r);
+}
+
+/* ---- a single-producer single-consumer ring of pointers ---- */
+
+struct svc_ring {
+	/* head: the next slot the consumer reads; tail: the next the producer writes; each
+	 * on its own cache line so the two sides do not share one */
+	_Alignas(64) atomic_size_t head;
+	_Alignas(64) atomic_size_t tail;
+	_Alignas(64) void *slot[SVC_RING_SIZE];
+};
+
+static bool svc_ring_push(struct svc_ring *r, void *p)
+{
+	size_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+	size_t head = atomic_load_explicit(&r->head, memory_order_acquire);
+	if (tail - head == SVC_RING_SIZE)
+		return false;
+	r->slot[tail % SVC_RING_SIZE] = p;
+	atomic_store_explicit(&r->tail, tail + 1, memory_order_release);
+	return true;
+}
+
+static void *svc_ring_pop(struct svc_ring *r)
+{
+	size_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+	size_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+	if (head == tail)
+		return NULL;
+	void *p = r->slot[head % SVC_RING_SIZE];
+	atomic_store_explicit(&r->head, head + 1, memory_order_release);
+	return p;
+}
+
+static bool svc_ring_empty(const struct svc_ring *r)
+{
+	return atomic_load_explicit(&r->head, memory_order_relaxed) ==
+	       atomic_load_explicit(&r->tail, memory_order_acquire);
+}
+
+/* ---- the set, its ports and the workers' clients ---- */
+
+/* One worker's pair of rings with one service. */
+struct svc_lane {
+	struct svc_ring *in;   /* worker -> service */
+	struct svc_ring *out;  /* service -> worker */
+	unsigned in_flight;    /* the worker's count (only the worker touches it) */
+	bool fed;              /* requests since the last svc_client_flush() */
+	bool answered;         /* the service's: answers since its last svc_port_flush() */
+};
+
+struct svc_port {
+	struct svc_set *set;
+	enum svc_kind kind;
+	int wake_fd;           /* workers write it */
+	unsigned next;         /* round robin over the workers */
+	void *impl;
+	bool running;
+};
+
+struct svc_set {
+	unsigned workers;
+	struct svc_lane *lanes[SVC_KIND_MAX];   /* [workers] each */
+	int *worker_wake;                       /* [workers]: the clients' wake fds (-1) */
+	struct svc_port ports[SVC_KIND_MAX];
+	const struct svc_ops *ops[SVC_KIND_MAX];
+	void (*orphan)(struct svc_request *r);
+};
+
+struct svc_client {
+	struct svc_set *set;
+	unsigned worker;
+};
+
+int svc_port_wake_fd(const struct svc_port *p)
+{
+	return p->wake_fd;
+}
+
+struct svc_request *svc_port_take(struct svc_port *p)
+{
+	struct svc_set *s = p->set;
+	for (unsigned k = 0; k < s->workers; k++) {
+		unsigned w = (p->next + k) % s->workers;
+		struct svc_request *r = svc_ring_pop(s->lanes[p->kind][w].in);
+		if (r) {
+			p->next = (w + 1) % s->workers;
+			return r;
+		}
+	}
+	return NULL;
+}
+
+void svc_port_complete(struct svc_port *p, struct svc_request *r)
+{
+	struct svc_lane *l = &p->set->lanes[p->kind][r->worker];
+	/* never full: the worker has at most SVC_RING_SIZE requests in flight */
+	bool ok = svc_ring_push(l->out, r);
+	(void)ok;
+	l->answered = true;
+}
+
+void svc_port_flush(struct svc_port *p)
+{
+	struct svc_set *s = p->set;
+	for (unsigned w = 0; w < s->workers; w++) {
+		struct svc_lane *l = &s->lanes[p->kind][w];
+		if (!l->answered)
+			continue;
+		l->answered = false;
+		int fd = __atomic_load_n(&s->worker_wake[w], __ATOMIC_ACQUIRE);
+		if (fd >= 0) {
+			uint64_t one = 1;
+			ssize_t n = write(fd, &one, sizeof(one)); /* full counter: already woken */
+			(void)n;
+		}
+	}
+}
+
+struct svc_client *svc_client_new(struct svc_set *set, unsigned worker, int wake_fd)
+{
+	if (!set || worker >= set->workers)
+		return NULL;
+	struct svc_client *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->set = set;
+	c->worker = worker;
+	__atomic_store_n(&set->worker_wake[worker], wake_fd, __ATOMIC_RELEASE);
+	return c;
+}
+
+void svc_client_free(struct svc_client *c)
+{
+	if (!c)
+		return;
+	__atomic_store_n(&c->set->worker_wake[c->worker], -1, __ATOMIC_RELEASE);
+	free(c);
+}
+
+int svc_submit(struct svc_client *c, struct svc_request *r)
+{
+	struct svc_set *s = c->set;
+	if ((unsigned)r->kind >= SVC_KIND_MAX || !s->ports[r->kind].running)
+		return -ENOSYS;
+	struct svc_lane *l = &s->lanes[r->kind][c->worker];
+	if (l->in_flight >= SVC_RING_SIZE)
+		return -EAGAIN;
+	r->worker = c->worker;
+	if (!svc_ring_push(l->in, r))
+		return -EAGAIN;
+	l->in_flight++;
+	l->fed = true;
+	return 0;
+}
+
+void svc_client_flush(struct svc_client *c)
+{
+	struct svc_set *s = c->set;
+	for (int k = 0; k < SVC_KIND_MAX; k++) {
+		if (!s->lanes[k])
+			continue;
+		struct svc_lane *l = &s->lanes[k][c->worker];
+		if (!l->fed)
+			continue;
+		l->fed = false;
+		uint64_t one = 1;
+		ssize_t n = write(s->ports[k].wake_fd, &one, sizeof(one));
+		(void)n;
+	}
+}
+
+void svc_client_poll(struct svc_client *c, void (*fn)(void *arg, struct svc_request *r),
+		     void *arg)
+{
+	struct svc_set *s = c->set;
+	for (int k = 0; k < SVC_KIND_MAX; k++) {
+		if (!s->lanes[k])
+			continue;
+		struct svc_lane *l = &s->lanes[k][c->worker];
+		struct svc_request *r;
+		while ((r = svc_ring_pop(l->out))) {
+			l->in_flight--;
+			fn(arg, r);
+		}
+	}
+}
+
+bool svc_client_pending(const struct svc_client *c)
+{
+	const struct svc_set *s = c->set;
+	for (int k = 0; k < SVC_KIND_MAX; k++)
+		if (s->lanes[k] && !svc_ring_empty(s->lanes[k][c->worker].out))
+			return true;
+	return false;
+}
+
+unsigned svc_client_in_flight(const struct svc_client *c)
+{
+	unsigned n = 0;
+	for (int k = 0; k < SVC_KIND_MAX; k++)
+		if (c->set->lanes[k])
+			n += c->set->lanes[k][c->worker].in_flight;
+	return n;
+}
+
+static void svc_set_release(struct svc_set *s)
+{
+	for (int k = 0; k < SVC_KIND_MAX; k++) {
+		for (unsigned w = 0; s->lanes[k] && w < s->workers; w++) {
+			/* answers no worker took (it stopped first): their owners go with them */
+			struct svc_request *r;
+			while (s->lanes[k][w].out && (r = svc_ring_pop(s->lanes[k][w].out))) {
+				if (s->orphan)
+					s->orphan(r);
+				else
+					svc_request_free(r);
+			}
+			free(s->lanes[k][w].in);
+			free(s->lanes[k][w].out);
+		}
+		free(s->lanes[k]);
+		if (s->ports[k].wake_fd >= 0)
+			close(s->ports[k].wake_fd);
+	}
+	free(s->worker_wake);
+	free(s);
+}
+
+int svc_set_start(struct svc_set **out, const struct svc_set_params *p, char *err,
+		  size_t errlen)
+{
+	*out = NULL;
+	struct svc_set *s = calloc(1, sizeof(*s));
+	if (!s)
+		return mx_errf(err, errlen, -ENOMEM, "services: out of memory");
+	s->workers = p->workers ? p->workers : 1;
+	s->orphan = p->orphan;
+	for (int k = 0; k < SVC_KIND_MAX; k++)
+		s->ports[k].wake_fd = -1;
+	s->worker_wake = malloc(s->workers * sizeof(*s->worker_wake));
+	int rc = s->worker_wake ? 0 : -ENOMEM;
+	for (unsigned w = 0; rc == 0 && w < s->workers; w++)
+		s->worker_wake[w] = -1;
+	for (int k = 0; rc == 0 && k < SVC_KIND_MAX; k++) {
+		struct svc_port *port = &s->ports[k];
+		port->set = s;
+		port->kind = (enum svc_kind)k;
+		if (!p->ops[k])
+			continue;
+		s->lanes[k] = calloc(s->workers, sizeof(*s->lanes[k]));
+		port->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (!s->lanes[k] || port->wake_fd < 0) {
+			rc = -ENOMEM;
+			break;
+		}
+		for (unsigned w = 0; w < s->workers; w++) {
+			struct svc_lane *l = &s->lanes[k][w];
+			l->in = aligned_alloc(64, sizeof(*l->in));
+			l->out = aligned_alloc(64, sizeof(*l->out));
+			if (l->in)
+				memset(l->in, 0, sizeof(*l->in));
+			if (l->out)
+				memset(l->out, 0, sizeof(*l->out));
+			if (!l->in || !l->out) {
+				rc = -ENOMEM;
+				break;
+			}
+			atomic_init(&l->in->head, 0);
+			atomic_init(&l->in->tail, 0);
+			atomic_init(&l->out->head, 0);
+			atomic_init(&l->out->tail, 0);
+		}
+	}
+	if (rc < 0) {
+		svc_set_release(s);
+		return mx_errf(err, errlen, rc, "services: out of memory");
+	}
+	for (int k = 0; k < SVC_KIND_MAX; k++) {
+		/* a service that is not running still has lanes (allocated lazily above only
+		 * when it runs): svc_submit() refuses its requests before touching them */
+		if (!p->ops[k])
+			continue;
+		char why[512];
+		rc = p->ops[k]->start(&s->ports[k].impl, &s->ports[k], p->params[k], why,
+				      sizeof(why));
+		if (rc < 0) {
+			mx_errf(err, errlen, rc, "%s: %s", svc_kind_name((enum svc_kind)k), why);
+			svc_set_stop(s);
+			svc_set_release(s);
+			return rc;
+		}
+		s->ops[k] = p->ops[k];
+		s->ports[k].running = true;
+	}
+	*out = s;
+	return 0;
+}
+
+void svc_set_stop(struct svc_set *s)
+{
+	if (!s)
+		return;
+	for (int k = 0; k < SVC_KIND_MAX; k++) {
+		if (s->ops[k] && s->ports[k].running) {
+			s->ops[k]->stop(s->ports[k].impl);
+			s->ports[k].running = false;
+		}
+	}
+}
+
+void svc_set_free(struct svc_set *s)
+{
+	if (!s)
+		return;
+	svc_set_stop(s);
+	svc_set_release(s);
+}
+
+void svc_set_log_statistics(struct svc_set *s, const char *when)
+{
+	if (!s)
+		return;
+	for (int k = 0; k < SVC_KIND_MAX; k++)
+		if (s->ops[k] && s->ports[k].running && s->ops[k]->log_statistics)
+			s->ops[k]->log_statistics(s->ports[k].impl, when);
+}

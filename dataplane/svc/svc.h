@@ -1,0 +1,166 @@
+/* Services: threads that do what a worker must never wait for (DNS lookups, policy
+ * servers; later SASL backends and milters), and the queues between them and the workers.
+ *
+ *   worker                               service thread (one per kind)
+ *   svc_submit(req)  -> per-worker ring ->  svc_port_take()      (request in)
+ *   svc_client_flush(): one wake-up per      ... the service's own I/O, timers ...
+ *      iteration for the services it fed
+ *   svc_client_poll() <- per-worker ring <-  svc_port_complete()  (answer out), and the
+ *      (fn per answer: resume the owner)       worker's wake fd (kernel) is written once
+ *
+ * Every ring has one producer and one consumer (a worker and a service thread), so
+ * neither side takes a lock. A worker never has more requests in flight with one service
+ * than its rings hold, so an answer always has room. Every request carries a deadline: the
+ * service answers by then, if only with a timeout, so a connection never waits forever.
+ *
+ * A request belongs to the worker until svc_submit() succeeds, to the service until it
+ * comes back through svc_client_poll(), and to the worker again after (svc_request_free()).
+ * The owner pointer says what waits for it; a connection that goes away first marks its
+ * pending operation cancelled and frees it when the answer comes. */
+#ifndef MXGATE_DATAPLANE_SVC_SVC_H
+#define MXGATE_DATAPLANE_SVC_SVC_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tables/dns_message.h"
+#include "tables/dns_result.h"
+
+#define SVC_RING_SIZE 4096        /* requests in flight per worker and service */
+#define SVC_ENDPOINT_MAX 256      /* "inet:127.0.0.1:10023", "unix:/var/run/policy" */
+#define SVC_POLICY_ACTION_MAX 4096
+
+enum svc_kind {
+	SVC_DNS,     /* the resolver (svc_resolver.c) */
+	SVC_POLICY,  /* policy servers (svc_policy.c) */
+	SVC_KIND_MAX
+};
+
+const char *svc_kind_name(enum svc_kind k);
+
+/* A DNS question and, when it comes back, its answer. */
+struct svc_dns {
+	enum dns_type type;
+	char name[DNS_HOSTNAME_MAX + 1];   /* presentation, as dns_query_init() takes it */
+	struct dns_result *result;          /* set by the resolver: a reference the request
+					       owns (never NULL on return: TEMPFAIL at worst) */
+};
+
+/* A policy delegation query (SMTPD_POLICY_README) and its reply. */
+struct svc_policy {
+	char endpoint[SVC_ENDPOINT_MAX];    /* inet:HOST:PORT or unix:PATH (Postfix syntax) */
+	uint32_t timeout_ms;                /* smtpd_policy_service_timeout: each try */
+	uint32_t max_idle_ms;               /* smtpd_policy_service_max_idle */
+	uint32_t max_ttl_ms;                /* smtpd_policy_service_max_ttl */
+	unsigned try_limit;                 /* smtpd_policy_service_try_limit */
+	unsigned request_limit;             /* smtpd_policy_service_request_limit (0: none) */
+	char *request;                      /* the encoded request (smtp_delegation), owned */
+	size_t request_len;
+	char action[SVC_POLICY_ACTION_MAX]; /* set by the service when status is 0 */
+};
+
+struct svc_request {
+	enum svc_kind kind;
+	unsigned worker;            /* set by svc_submit() */
+	void *owner;                /* the worker's: what waits for the answer */
+	uint64_t deadline_ms;       /* monotonic (mx_clock_monotonic_ms()): answered by then */
+	int status;                 /* set by the service: 0, or a negative errno
+				       (-ETIMEDOUT, -ECONNREFUSED, -EPROTO, ...) */
+	union {
+		struct svc_dns dns;
+		struct svc_policy policy;
+	} u;
+};
+
+/* A request of a kind, zeroed; NULL when out of memory. */
+struct svc_request *svc_request_new(enum svc_kind kind);
+/* Free it and what it owns (the DNS result reference, the policy request). */
+void svc_request_free(struct svc_request *r);
+
+/* ---- the worker's side ---- */
+
+struct svc_set;     /* the running services */
+struct svc_client;  /* one worker's queues to them */
+
+/* This worker's queues (worker < the set's worker count). wake_fd: an eventfd the services
+ * write when answers arrive (kernel transport), or -1 (the dpdk poll loop checks
+ * svc_client_pending() every iteration). NULL when out of memory. */
+struct svc_client *svc_client_new(struct svc_set *set, unsigned worker, int wake_fd);
+/* After every request came back (the worker is stopping and drained) or the services are
+ * stopped. NULL is a no-op. */
+void svc_client_free(struct svc_client *c);
+
+/* Hand a request to its service. 0, or -EAGAIN when this worker already has SVC_RING_SIZE
+ * requests in flight with it, -ENOSYS when that service is not running: the request stays
+ * the caller's, who answers as for a temporary failure. */
+int svc_submit(struct svc_client *c, struct svc_request *r);
+/* Wake the services that got requests since the last call (one write each); call once per
+ * iteration of the worker's loop. */
+void svc_client_flush(struct svc_client *c);
+/* Answers that came back, each handed to fn(arg, request); fn owns the request after. */
+void svc_client_poll(struct svc_client *c, void (*fn)(void *arg, struct svc_request *r),
+		     void *arg);
+/* True when svc_client_poll() has something to hand over: one atomic load per service. */
+bool svc_client_pending(const struct svc_client *c);
+/* Requests in flight (for statistics and a clean stop). */
+unsigned svc_client_in_flight(const struct svc_client *c);
+
+/* ---- the services' side ---- */
+
+struct svc_port; /* what one service thread sees of the workers */
+
+/* A service: started with its port, stopped before the set is freed. */
+struct svc_ops {
+	enum svc_kind kind;
+	/* Start the thread; it takes requests with svc_port_take() when svc_port_wake_fd()
+	 * is readable, and answers each with svc_port_complete(). 0 or a negative errno with
+	 * err. */
+	int (*start)(void **impl, struct svc_port *port, const void *params, char *err,
+		     size_t errlen);
+	/* Stop the thread: requests still queued or in progress are answered -ECANCELED
+	 * first. */
+	void (*stop)(void *impl);
+	/* A statistics line for the log (SIGUSR1); NULL: none. */
+	void (*log_statistics)(void *impl, const char *when);
+};
+
+/* The eventfd workers write when they queued requests for this service (EFD_NONBLOCK; the
+ * service reads it to clear it, then takes every request). */
+int svc_port_wake_fd(const struct svc_port *p);
+/* The next queued request from any worker (round robin), or NULL. */
+struct svc_request *svc_port_take(struct svc_port *p);
+/* Give a request back to its worker (the worker's wake fd is written once per batch:
+ * call svc_port_flush() when a batch is done). */
+void svc_port_complete(struct svc_port *p, struct svc_request *r);
+void svc_port_flush(struct svc_port *p);
+
+/* ---- the set ---- */
+
+struct svc_set_params {
+	unsigned workers;                     /* queues per service */
+	/* The services to run (ops[k]->kind == k) with their own parameters; a NULL ops
+	 * means that service does not run (its requests get -ENOSYS). */
+	const struct svc_ops *ops[SVC_KIND_MAX];
+	const void *params[SVC_KIND_MAX];
+	/* Frees an answer no worker took (its worker stopped before it came back), with
+	 * what its owner pointer holds; NULL: svc_request_free() only. */
+	void (*orphan)(struct svc_request *r);
+};
+
+/* Create the queues and start every service whose params are given. 0, or a negative
+ * errno with err (nothing is left running). */
+int svc_set_start(struct svc_set **out, const struct svc_set_params *p, char *err,
+		  size_t errlen);
+/* Stop the services (after the workers stopped submitting; each answers what it still
+ * holds), then free the set (after every svc_client was freed): answers no worker took go
+ * to params.orphan. NULL is a no-op. */
+void svc_set_stop(struct svc_set *s);
+void svc_set_free(struct svc_set *s);
+void svc_set_log_statistics(struct svc_set *s, const char *when);
+
+extern const struct svc_ops svc_resolver_ops; /* svc_resolver.c */
+extern const struct svc_ops svc_policy_ops;   /* svc_policy.c */
+
+#endif
