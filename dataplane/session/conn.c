@@ -1,131 +1,14 @@
-#include "dataplane/session/conn.h"
+#include "dataplane/session/conn_internal.h"
 
-#include <assert.h>
-#include <errno.h>
-#include <inttypes.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
-#include <time.h>
-
-#include "mgmt/log.h"
-#include "mxgate/clock.h"
-#include "mxgate/errf.h"
-#include "smtp/smtp_checks.h"
-#include "smtp/smtp_session.h"
-#include "tables/netlist.h"
-
-/* Postfix's wording for every failure to store a message (cleanup's "queue file write
- * error"), with the 4.3.0 enhanced code it sends. */
-#define CONN_SPOOL_ERROR_TEXT "4.3.0 Error: queue file write error"
-/* Postfix's smtpd refuses with this when the queue file system is short of space
- * (smtpd_check.c, "Insufficient system storage"); we send it for a full disk and for a
- * spool over mxgate_spool_quota. */
-#define CONN_SPOOL_FULL_TEXT "4.3.1 Insufficient system storage"
-
-/* "NAME[ADDR]": a name is at most 255 bytes (RFC 1035), an address INET6_ADDRSTRLEN. */
-#define CONN_CLIENT_MAX (256 + INET6_ADDRSTRLEN + 2)
-
-/* The commands the disconnect line counts, in the order of Postfix's command table
- * (smtpd_cmd_table), "unknown" last. */
-enum conn_cmd {
-	CONN_CMD_HELO,
-	CONN_CMD_EHLO,
-	CONN_CMD_XCLIENT,
-	CONN_CMD_XFORWARD,
-	CONN_CMD_STARTTLS,
-	CONN_CMD_AUTH,
-	CONN_CMD_MAIL,
-	CONN_CMD_RCPT,
-	CONN_CMD_DATA,
-	CONN_CMD_BDAT,
-	CONN_CMD_RSET,
-	CONN_CMD_NOOP,
-	CONN_CMD_VRFY,
-	CONN_CMD_HELP,
-	CONN_CMD_ETRN,
-	CONN_CMD_QUIT,
-	CONN_CMD_UNKNOWN,
-	CONN_CMD_MAX,
-};
-
-static const char *const conn_cmd_names[CONN_CMD_MAX] = {
+const char *const conn_cmd_names[CONN_CMD_MAX] = {
 	"helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt", "data",
 	"bdat", "rset", "noop", "vrfy", "help", "etrn", "quit", "unknown",
 };
 
-struct conn_cmd_count {
-	unsigned ok, total;
-};
-
-struct conn_gen {
-	struct mx_generation *g;         /* this worker's reference */
-	struct conn_gen_service *svc;    /* [g->nservices] */
-	unsigned nconns;                 /* this worker's connections on it */
-	struct conn_gen *next;
-};
-
-/* One service of a held generation, as this worker uses it. */
-struct conn_gen_service {
-	bool ready;                      /* made on first use */
-	bool delay_reject;               /* smtpd_delay_reject: no per-session policy state */
-	struct smtp_policy_ctx *policy;  /* table handles on the worker's reader */
-};
-
-struct conn {
-	struct conn_worker *w;
-	struct conn_gen *gen;          /* the generation it started with, for its whole life */
-	const struct mx_service *svc;  /* its service there */
-	const struct mx_config *cfg;   /* the service's parameters */
-	struct smtp_policy_ctx *policy;
-	struct mx_gen_counters *gc;    /* this worker's counters of the generation */
-	struct smtp_session *s;
-	struct mx_inet_addr addr;      /* unmapped */
-	uint16_t port;
-	char addr_str[INET6_ADDRSTRLEN];
-	char client[CONN_CLIENT_MAX];  /* "unknown[192.0.2.1]", "NAME[ADDR]" after XCLIENT */
-	char *name;                    /* the client's verified name; NULL: "unknown" */
-
-	/* The transaction. */
-	char *helo;                    /* as given; NULL before HELO/EHLO */
-	char *sender;                  /* NULL before MAIL; "" for <> */
-	char *mail_params;
-	char *first_rcpt;              /* for Received: "for <rcpt>" */
-	unsigned nrcpt;                /* accepted recipients */
-	char queue_id[QUEUE_ID_SIZE];  /* "" until the first accepted recipient */
-	/* Policy's envelope actions (HOLD, DISCARD, FILTER, REDIRECT, BCC, PREPEND) for this
-	 * transaction; allocated at MAIL (it is several KiB, and most connections never
-	 * get that far), freed with the transaction. */
-	struct smtp_policy_actions *actions;
-	/* What the evaluator keeps across commands with smtpd_delay_reject = no
-	 * (defer_if_permit from the client, helo or sender list); NULL with delay_reject. */
-	struct smtp_policy_session *policy_session;
-	/* header_checks and body_checks on the message being received (between DATA and its
-	 * end; NULL when none are configured). */
-	struct smtp_checks *checks;
-	struct spool_msg *msg;         /* from the first accepted recipient to the end */
-	bool message_open;             /* between the DATA verdict and the end */
-	bool commit_pending;           /* handed to the spool writer, result not back yet */
-	bool shutdown_deferred;        /* a stop arrived while a commit was pending */
-	void *owner;                   /* the transport's handle */
-	enum conn_cmd data_cmd;        /* DATA or BDAT: which counts the message */
-
-	/* For the log. */
-	struct conn_cmd_count cmds[CONN_CMD_MAX];
-	bool helo_answered;            /* an RSET event right after is EHLO's implicit one */
-	uint32_t delay_ms;
-	bool lost_logged;
-
-	/* smtpd_timeout: when the connection's time is up (monotonic ms), and the request
-	 * count it was computed for (conn_deadline()) */
-	uint64_t deadline_ms;
-	uint64_t deadline_requests;
-};
 
 /* ---- small helpers ---- */
 
-static char *conn_dup(struct mx_span v)
+char *conn_dup(struct mx_span v)
 {
 	char *p = malloc(v.len + 1);
 	if (p) {
@@ -137,7 +20,7 @@ static char *conn_dup(struct mx_span v)
 
 /* A span for a log line: control bytes would let a client forge log lines, so they
  * are shown as '?', and the length is bounded (Postfix bounds its log values too). */
-static const char *conn_printable(struct mx_span v, char *buf, size_t cap)
+const char *conn_printable(struct mx_span v, char *buf, size_t cap)
 {
 	size_t n = v.len < cap - 1 ? v.len : cap - 1;
 	for (size_t i = 0; i < n; i++) {
@@ -148,12 +31,12 @@ static const char *conn_printable(struct mx_span v, char *buf, size_t cap)
 	return buf;
 }
 
-static const char *conn_printable_str(const char *s, char *buf, size_t cap)
+const char *conn_printable_str(const char *s, char *buf, size_t cap)
 {
 	return conn_printable(mx_span_cstr(s ? s : ""), buf, cap);
 }
 
-static void conn_count(struct conn *c, enum conn_cmd cmd, bool ok)
+void conn_count(struct conn *c, enum conn_cmd cmd, bool ok)
 {
 	c->cmds[cmd].total++;
 	if (ok)
@@ -163,7 +46,7 @@ static void conn_count(struct conn *c, enum conn_cmd cmd, bool ok)
 
 /* The last reply line the engine queued (its output ends with it), without CRLF; used to
  * log the engine's own refusals with the exact text the client saw. */
-static const char *conn_last_reply(const struct conn *c, char *buf, size_t cap)
+const char *conn_last_reply(const struct conn *c, char *buf, size_t cap)
 {
 	struct mx_span out = smtp_session_output(c->s);
 	size_t end = out.len;
@@ -180,7 +63,7 @@ static const char *conn_last_reply(const struct conn *c, char *buf, size_t cap)
  * restriction's refusal (the from= and to= parts only when known); other kinds
  * (reject_warning, warn, info, hold, discard, filter, redirect, bcc, prepend) the same
  * way. */
-static void conn_log_action(struct conn *c, const char *kind, const char *cmd,
+void conn_log_action(struct conn *c, const char *kind, const char *cmd,
 			    const char *text, const char *rcpt)
 {
 	char from[600] = "", to[600] = "", helo[300], tmp[520], shown[700];
@@ -195,13 +78,13 @@ static void conn_log_action(struct conn *c, const char *kind, const char *cmd,
 	       smtp_session_protocol(c->s), conn_printable_str(c->helo, helo, sizeof(helo)));
 }
 
-static void conn_log_reject(struct conn *c, const char *cmd, const char *reply,
+void conn_log_reject(struct conn *c, const char *cmd, const char *reply,
 			    const char *rcpt)
 {
 	conn_log_action(c, "reject", cmd, reply, rcpt);
 }
 
-static void conn_txn_reset(struct conn *c)
+void conn_txn_reset(struct conn *c)
 {
 	spool_msg_release(c->msg);
 	c->msg = NULL;
@@ -219,7 +102,7 @@ static void conn_txn_reset(struct conn *c)
 	c->checks = NULL;
 }
 
-static int conn_verdict(struct conn *c, uint16_t code, const char *text, bool disconnect)
+int conn_verdict(struct conn *c, uint16_t code, const char *text, bool disconnect)
 {
 	struct smtp_verdict v = { .code = code, .text = text, .disconnect = disconnect };
 	int rc = smtp_session_verdict(c->s, &v);
@@ -227,14 +110,10 @@ static int conn_verdict(struct conn *c, uint16_t code, const char *text, bool di
 	return rc;
 }
 
-static void conn_accept(struct conn *c)
+void conn_accept(struct conn *c)
 {
 	conn_verdict(c, 0, NULL, false);
 }
-
-static bool conn_policy_check(struct conn *c, enum smtp_policy_stage stage, const char *cmd,
-			      const char *rcpt, bool unauth_pipelining,
-			      struct smtp_policy_result *res);
 
 /* ---- generations ---- */
 
@@ -501,682 +380,6 @@ void *conn_owner(const struct conn *c)
 	return c->owner;
 }
 
-/* The reply for a spool error: 452 4.3.1 when storage ran out, else 451 4.3.0. */
-static void conn_spool_refusal(struct conn *c, int rc)
-{
-	if (rc == -ENOSPC || rc == -EDQUOT)
-		conn_verdict(c, 452, CONN_SPOOL_FULL_TEXT, false);
-	else
-		conn_verdict(c, 451, CONN_SPOOL_ERROR_TEXT, false);
-}
-
-/* Refuse a new transaction (at MAIL) or a message (at DATA) when the spool is full or
- * over its quota, before the client sends anything big. Returns true when refused. */
-static bool conn_storage_refused(struct conn *c, const char *cmd)
-{
-	int rc = spool_storage_check(c->w->spool);
-	if (rc == 0)
-		return false;
-	char reply[128];
-	snprintf(reply, sizeof(reply), "452 %s", CONN_SPOOL_FULL_TEXT);
-	mx_log(MX_LOG_WARNING, "%s: spool %s", c->queue_id[0] ? c->queue_id : "NOQUEUE",
-	       rc == -EDQUOT ? "is over mxgate_spool_quota" : "file system is full");
-	conn_log_reject(c, cmd, reply, NULL);
-	conn_verdict(c, 452, CONN_SPOOL_FULL_TEXT, false);
-	return true;
-}
-
-/* ---- policy ---- */
-
-struct conn_policy_log {
-	struct conn *c;
-	const char *cmd;
-	const char *rcpt;
-};
-
-/* What the restriction lists want logged (warn_if_reject, WARN, INFO, HOLD...). */
-static void conn_policy_event(void *ctx, const char *kind, const char *text)
-{
-	struct conn_policy_log *pl = ctx;
-	conn_log_action(pl->c, kind, pl->cmd, text, pl->rcpt);
-}
-
-/* Evaluate the restriction lists of `stage` (cmd names it in logs: "RCPT"). Returns true
- * when the command may be accepted; otherwise the refusal is logged and in *res (code,
- * text, disconnect) for the verdict. */
-static bool conn_policy_check(struct conn *c, enum smtp_policy_stage stage, const char *cmd,
-			      const char *rcpt, bool unauth_pipelining,
-			      struct smtp_policy_result *res)
-{
-	struct smtp_policy_request req = {
-		.stage = stage,
-		.client_addr = c->addr_str,
-		.client_name = c->name ? c->name : "unknown",
-		.reverse_name = c->name ? c->name : "unknown",
-		.helo = c->helo,
-		.sender = c->sender,
-		.recipient = rcpt,
-		.protocol = smtp_session_protocol(c->s),
-		.recipient_count = c->nrcpt,
-		.unauth_pipelining = unauth_pipelining,
-		.now = mx_clock_wall_s(),
-		.session = c->policy_session,
-	};
-	struct conn_policy_log pl = { .c = c, .cmd = cmd, .rcpt = rcpt };
-	struct smtp_policy_callbacks cb = { .event = conn_policy_event, .ctx = &pl };
-	int rc = smtp_policy_check(c->policy, &req, c->actions, &cb, res);
-	if (rc < 0) {
-		/* A request the evaluator cannot take is our bug, not the client's: refuse it
-		 * the way a broken table is refused, never let it pass. */
-		mx_log(MX_LOG_WARNING, "%s: policy evaluation failed for %s: %s",
-		       c->queue_id[0] ? c->queue_id : "NOQUEUE", cmd, strerror(-rc));
-		*res = (struct smtp_policy_result){ .decision = SMTP_POLICY_DEFER, .code = 451 };
-		snprintf(res->text, sizeof(res->text), "4.3.5 Server configuration error");
-	}
-	if (res->decision == SMTP_POLICY_ACCEPT)
-		return true;
-	char reply[SMTP_POLICY_TEXT_MAX + 8];
-	snprintf(reply, sizeof(reply), "%u %s", res->code, res->text);
-	conn_log_reject(c, cmd, reply, rcpt);
-	return false;
-}
-
-static void conn_policy_verdict(struct conn *c, const struct smtp_policy_result *res)
-{
-	conn_verdict(c, res->code, res->text, res->disconnect);
-}
-
-/* ---- events ---- */
-
-static void conn_on_helo(struct conn *c, const struct smtp_event *ev)
-{
-	char *h = conn_dup(ev->u.helo.name);
-	if (!h) {
-		/* Out of memory: refuse this command, keep the session. */
-		conn_count(c, ev->u.helo.esmtp ? CONN_CMD_EHLO : CONN_CMD_HELO, false);
-		conn_verdict(c, 451, "4.3.0 Error: insufficient system resources", false);
-		return;
-	}
-	free(c->helo);
-	c->helo = h;
-	struct smtp_policy_result res;
-	if (!conn_policy_check(c, SMTP_STAGE_HELO, ev->u.helo.esmtp ? "EHLO" : "HELO", NULL,
-			       ev->unauth_pipelining, &res)) {
-		conn_count(c, ev->u.helo.esmtp ? CONN_CMD_EHLO : CONN_CMD_HELO, false);
-		conn_policy_verdict(c, &res);
-		/* Postfix does not record a refused HELO name */
-		free(c->helo);
-		c->helo = NULL;
-		return;
-	}
-	conn_count(c, ev->u.helo.esmtp ? CONN_CMD_EHLO : CONN_CMD_HELO, true);
-	conn_accept(c);
-	/* an accepted EHLO in a transaction makes the engine queue an RSET event now */
-	c->helo_answered = true;
-}
-
-/* XCLIENT from a client in smtpd_authorized_xclient_hosts (the engine refused it from
- * anyone else): the session goes on as the client it names, for the restriction lists,
- * Received: and the log, as Postfix's xclient_cmd() does. */
-static void conn_on_xclient(struct conn *c, const struct smtp_event *ev)
-{
-	const struct smtp_xclient *x = ev->u.xclient;
-	const struct smtp_xclient_value *addr = &x->attr[SMTP_XCLIENT_ADDR];
-	const struct smtp_xclient_value *name = &x->attr[SMTP_XCLIENT_NAME];
-	const struct smtp_xclient_value *port = &x->attr[SMTP_XCLIENT_PORT];
-	const struct smtp_xclient_value *helo = &x->attr[SMTP_XCLIENT_HELO];
-
-	struct mx_inet_addr a = c->addr;
-	if (addr->present && !addr->unavailable) {
-		char text[INET6_ADDRSTRLEN + 1];
-		size_t n = addr->value.len < sizeof(text) - 1 ? addr->value.len : sizeof(text) - 1;
-		memcpy(text, addr->value.ptr, n);
-		text[n] = '\0';
-		struct mx_inet_addr parsed;
-		/* the engine checked the syntax; a failure here keeps the old address */
-		if (mx_inet_parse(text, &parsed))
-			a = mx_inet_unmap(&parsed);
-	}
-	char *new_name = NULL, *new_helo = NULL;
-	bool oom = false;
-	if (name->present && !name->unavailable)
-		oom |= !(new_name = conn_dup(name->value));
-	else if (!name->present && c->name)
-		oom |= !(new_name = strdup(c->name)); /* NAME not given: unchanged */
-	if (helo->present && !helo->unavailable)
-		oom |= !(new_helo = conn_dup(helo->value));
-	if (oom) {
-		free(new_name);
-		free(new_helo);
-		conn_count(c, CONN_CMD_XCLIENT, false);
-		conn_verdict(c, 451, "4.3.0 Error: insufficient system resources", false);
-		return;
-	}
-	conn_txn_reset(c);
-	c->addr = a;
-	mx_inet_format(&c->addr, c->addr_str, sizeof(c->addr_str));
-	if (port->present && !port->unavailable) {
-		/* 1 to 5 digits (the engine checked); Postfix takes 99999 too, we keep 16 bits */
-		unsigned long p = 0;
-		for (size_t i = 0; i < port->value.len && i < 5; i++)
-			p = p * 10 + (unsigned long)(port->value.ptr[i] - '0');
-		c->port = (uint16_t)(p <= 65535 ? p : 0);
-	}
-	free(c->name);
-	c->name = new_name;
-	free(c->helo);
-	c->helo = new_helo;
-	snprintf(c->client, sizeof(c->client), "%s[%s]", c->name ? c->name : "unknown",
-		 c->addr_str);
-	struct smtp_verdict v = {
-		.code = 0,
-		.xclient_authorized = c->cfg->xclient_hosts &&
-				      netlist_match(c->cfg->xclient_hosts, &c->addr),
-	};
-	/* A new client: with smtpd_delay_reject = no its client restrictions decide now, and
-	 * a refusal answers XCLIENT (Postfix's xclient_cmd()). */
-	if (c->policy_session)
-		memset(c->policy_session, 0, sizeof(*c->policy_session));
-	struct smtp_policy_result res;
-	if (!conn_policy_check(c, SMTP_STAGE_CONNECT, "CONNECT", NULL, false, &res)) {
-		v.code = res.code;
-		v.text = res.text;
-		v.disconnect = res.disconnect;
-		v.access_denied = !res.disconnect;
-		conn_count(c, CONN_CMD_XCLIENT, false);
-	} else {
-		conn_count(c, CONN_CMD_XCLIENT, true);
-	}
-	smtp_session_verdict(c->s, &v);
-}
-
-static void conn_on_mail(struct conn *c, const struct smtp_event *ev)
-{
-	conn_txn_reset(c);
-	if (conn_storage_refused(c, "MAIL")) {
-		conn_count(c, CONN_CMD_MAIL, false);
-		return;
-	}
-	c->sender = conn_dup(ev->u.mail.addr);
-	c->mail_params = conn_dup(ev->u.mail.params);
-	c->actions = calloc(1, sizeof(*c->actions));
-	if (!c->sender || !c->mail_params || !c->actions) {
-		conn_txn_reset(c);
-		conn_count(c, CONN_CMD_MAIL, false);
-		conn_verdict(c, 451, "4.3.0 Error: insufficient system resources", false);
-		return;
-	}
-	struct smtp_policy_result res;
-	if (!conn_policy_check(c, SMTP_STAGE_MAIL, "MAIL", NULL, ev->unauth_pipelining, &res)) {
-		conn_txn_reset(c);
-		conn_count(c, CONN_CMD_MAIL, false);
-		conn_policy_verdict(c, &res);
-		return;
-	}
-	conn_count(c, CONN_CMD_MAIL, true);
-	conn_accept(c);
-}
-
-/* The first accepted recipient opens the queue file, as Postfix's smtpd does: the queue
- * ID is assigned here and logged with the client. */
-static int conn_open_message(struct conn *c)
-{
-	queue_id_next(&c->w->qid, queue_id_clock_us(), c->queue_id);
-	struct spool_envelope env = {
-		.queue_id = c->queue_id,
-		.arrival = mx_clock_wall_s(),
-		.client_addr = c->addr_str,
-		.client_port = c->port,
-		.client_name = c->name ? c->name : "unknown",
-		.helo = smtp_session_helo(c->s),
-		.protocol = smtp_session_protocol(c->s),
-		.sender = mx_span_cstr(c->sender),
-		.mail_params = mx_span_cstr(c->mail_params),
-	};
-	c->msg = spool_msg_new(c->w->spool_client, c);
-	if (!c->msg)
-		return -ENOMEM;
-	int rc = spool_msg_begin(c->msg, &env);
-	if (rc < 0)
-		return rc;
-	mx_log(MX_LOG_INFO, "%s: client=%s", c->queue_id, c->client);
-	return 0;
-}
-
-static void conn_on_rcpt(struct conn *c, const struct smtp_event *ev)
-{
-	char *rcpt = conn_dup(ev->u.rcpt.addr);
-	if (!rcpt) {
-		conn_count(c, CONN_CMD_RCPT, false);
-		conn_verdict(c, 451, "4.3.0 Error: insufficient system resources", false);
-		return;
-	}
-	struct smtp_policy_result res;
-	bool ok = conn_policy_check(c, SMTP_STAGE_RCPT, "RCPT", rcpt, ev->unauth_pipelining,
-				    &res);
-	free(rcpt);
-	if (!ok) {
-		c->w->counters.recipients_rejected++;
-		/* per generation: what a canary's policy refuses, and what it only defers */
-		bool deferred = res.code >= 400 && res.code < 500;
-		if (deferred)
-			c->gc->recipients_deferred++;
-		else
-			c->gc->recipients_rejected++;
-		mx_generation_count_reject(c->gen->g, c->w->index, res.restriction, deferred);
-		conn_count(c, CONN_CMD_RCPT, false);
-		conn_policy_verdict(c, &res);
-		return;
-	}
-
-	/* Order matters: nothing may fail after the recipient is in the envelope, or a
-	 * recipient the client saw refused would still get the message. */
-	int rc = 0;
-	if (!c->first_rcpt && !(c->first_rcpt = conn_dup(ev->u.rcpt.addr)))
-		rc = -ENOMEM;
-	if (rc == 0 && !c->msg)
-		rc = conn_open_message(c);
-	/* An envelope error is sticky: once one recipient could not be recorded, every
-	 * later one and DATA fail too, so no message goes out with part of its envelope. */
-	if (rc == 0)
-		rc = spool_msg_add_rcpt(c->msg, ev->u.rcpt.addr, ev->u.rcpt.params);
-	if (rc < 0) {
-		mx_log(MX_LOG_WARNING, "%s: queue file write error: %s",
-		       c->queue_id[0] ? c->queue_id : "NOQUEUE", strerror(-rc));
-		c->w->counters.spool_failures++;
-		c->w->counters.recipients_rejected++;
-		conn_count(c, CONN_CMD_RCPT, false);
-		conn_verdict(c, 451, CONN_SPOOL_ERROR_TEXT, false);
-		if (c->nrcpt == 0) {
-			/* nothing accepted yet: the next recipient may start afresh */
-			spool_msg_release(c->msg);
-			c->msg = NULL;
-			free(c->first_rcpt);
-			c->first_rcpt = NULL;
-			c->queue_id[0] = '\0';
-		}
-		return;
-	}
-	c->nrcpt++;
-	c->w->counters.recipients_accepted++;
-	c->gc->recipients_accepted++;
-	conn_count(c, CONN_CMD_RCPT, true);
-	conn_accept(c);
-}
-
-/* A header of our own making (PREPEND, Received:): like the client's headers it passes
- * header_checks, as smtpd's do in Postfix's cleanup. */
-static int conn_store_header(struct conn *c, const char *p, size_t n)
-{
-	if (c->checks)
-		return smtp_checks_header(c->checks, p, n);
-	return spool_msg_append(c->msg, p, n);
-}
-
-static int conn_checks_emit(void *ctx, const char *p, size_t n)
-{
-	struct conn *c = ctx;
-	return spool_msg_append(c->msg, p, n);
-}
-
-/* "4ZhQ5N0Bc9z01: warning: header Subject: x from unknown[192.0.2.1]; from=<a@b>
- * to=<c@d> proto=ESMTP helo=<h>: text", as Postfix's cleanup logs a check's action. */
-static void conn_checks_log(void *ctx, const struct smtp_checks_log *ev)
-{
-	struct conn *c = ctx;
-	char line[1400], sender[520], rcpt[520], helo[300];
-	smtp_checks_log_format(line, sizeof(line), ev, c->queue_id, c->client,
-			       conn_printable_str(c->sender, sender, sizeof(sender)),
-			       conn_printable_str(c->first_rcpt, rcpt, sizeof(rcpt)),
-			       smtp_session_protocol(c->s),
-			       conn_printable_str(c->helo, helo, sizeof(helo)));
-	char shown[1400];
-	mx_log(MX_LOG_INFO, "%s", conn_printable_str(line, shown, sizeof(shown)));
-}
-
-/* The checks' state lives only while a message is being received. */
-static int conn_checks_open(struct conn *c)
-{
-	static const struct smtp_checks_ops ops = { .emit = conn_checks_emit,
-						    .log = conn_checks_log };
-	int rc = smtp_checks_new(&c->svc->checks.cfg, c->w->checks_scratch, &ops, c, &c->checks);
-	if (rc < 0)
-		return rc;
-	smtp_checks_begin(c->checks);
-	return 0;
-}
-
-/* Our Received: header goes first in the stored message (RFC 5321 4.4). */
-static int conn_write_received(struct conn *c)
-{
-	char stack[1024];
-	int64_t now = mx_clock_wall_s();
-	time_t tt = (time_t)now;
-	struct tm tm;
-	int tz = 0;
-	if (localtime_r(&tt, &tm))
-		tz = (int)(tm.tm_gmtoff / 60);
-	const char *single = c->nrcpt == 1 ? c->first_rcpt : NULL;
-	size_t need = smtp_received_header(stack, sizeof(stack), c->s, c->queue_id, single, now,
-					   tz);
-	if (need < sizeof(stack))
-		return conn_store_header(c, stack, need);
-	char *big = malloc(need + 1);
-	if (!big)
-		return -ENOMEM;
-	smtp_received_header(big, need + 1, c->s, c->queue_id, single, now, tz);
-	int rc = conn_store_header(c, big, need);
-	free(big);
-	return rc;
-}
-
-/* PREPEND actions of the restriction lists go above our Received:, as smtpd writes them
- * first. The evaluator keeps them to one header line; a CR or LF that got through would
- * split it, so the line is cut there. */
-static int conn_write_prepends(struct conn *c)
-{
-	for (unsigned i = 0; c->actions && i < c->actions->nprepend; i++) {
-		char line[SMTP_POLICY_TEXT_MAX + 2];
-		const char *h = c->actions->prepend[i];
-		size_t n = strcspn(h, "\r\n");
-		memcpy(line, h, n);
-		memcpy(line + n, "\r\n", 2);
-		int rc = conn_store_header(c, line, n + 2);
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
-}
-
-static void conn_on_data(struct conn *c, const struct smtp_event *ev)
-{
-	enum conn_cmd cmd = ev->u.data.bdat ? CONN_CMD_BDAT : CONN_CMD_DATA;
-	/* The engine refuses DATA without an accepted recipient itself, so the message
-	 * exists here. */
-	int rc = c->msg && spool_msg_nrcpt(c->msg) > 0 && !c->message_open ? 0 : -EINVAL;
-	struct smtp_policy_result res;
-	if (rc == 0 && !conn_policy_check(c, SMTP_STAGE_DATA, ev->u.data.bdat ? "BDAT" : "DATA",
-					  NULL, ev->unauth_pipelining, &res)) {
-		c->cmds[cmd].total++;
-		c->w->counters.commands++;
-		conn_policy_verdict(c, &res);
-		return;
-	}
-	if (rc == 0 && spool_storage_check(c->w->spool) < 0) {
-		c->cmds[cmd].total++;
-		c->w->counters.commands++;
-		c->w->counters.messages_rejected++;
-		c->gc->messages_rejected++;
-		conn_storage_refused(c, "DATA");
-		conn_txn_reset(c);
-		return;
-	}
-	if (rc == 0 && c->svc->checks.any)
-		rc = conn_checks_open(c);
-	if (rc == 0)
-		rc = conn_write_prepends(c);
-	if (rc == 0)
-		rc = conn_write_received(c);
-	if (rc < 0) {
-		mx_log(MX_LOG_WARNING, "%s: queue file write error: %s",
-		       c->queue_id[0] ? c->queue_id : "NOQUEUE", strerror(-rc));
-		c->w->counters.spool_failures++;
-		c->w->counters.messages_rejected++;
-		c->gc->messages_rejected++;
-		/* data stays "not ok" in the disconnect counts */
-		c->cmds[cmd].total++;
-		c->w->counters.commands++;
-		conn_spool_refusal(c, rc);
-		conn_txn_reset(c);
-		return;
-	}
-	/* Counted as ok only once the message is queued (Postfix counts data=1 for a
-	 * message it accepted, data=0/1 for one it refused at the end). */
-	c->cmds[cmd].total++;
-	c->w->counters.commands++;
-	c->message_open = true;
-	c->data_cmd = cmd;
-	conn_accept(c);
-}
-
-static bool conn_header_is(struct mx_span text, const char *name)
-{
-	size_t n = strlen(name);
-	return text.len > n && text.ptr[n] == ':' && mx_span_eq_nocase(mx_span_make(text.ptr, n),
-									mx_span_cstr(name));
-}
-
-/* Postfix's cleanup logs "ID: message-id=<...>"; postmasters trace mail by it. */
-static void conn_log_message_id(struct conn *c, struct mx_span text)
-{
-	size_t i = strlen("Message-ID:"), end = text.len;
-	while (i < end && (text.ptr[i] == ' ' || text.ptr[i] == '\t' || text.ptr[i] == '\r' ||
-			   text.ptr[i] == '\n'))
-		i++;
-	while (end > i && (text.ptr[end - 1] == '\r' || text.ptr[end - 1] == '\n' ||
-			   text.ptr[end - 1] == ' ' || text.ptr[end - 1] == '\t'))
-		end--;
-	char buf[256];
-	mx_log(MX_LOG_INFO, "%s: message-id=%s", c->queue_id,
-	       conn_printable(mx_span_make(text.ptr + i, end - i), buf, sizeof(buf)));
-}
-
-/* The commit's result is known: answer the final dot. */
-static void conn_commit_done(struct conn *c, int rc)
-{
-	c->commit_pending = false;
-	uint64_t size = spool_msg_size(c->msg);
-	if (rc < 0) {
-		mx_log(MX_LOG_WARNING, "%s: %s: %s", c->queue_id,
-		       rc == -ENOSPC || rc == -EDQUOT ? "not enough space in the spool"
-						       : "queue file write error",
-		       strerror(-rc));
-		c->w->counters.spool_failures++;
-		c->w->counters.messages_rejected++;
-		c->gc->messages_rejected++;
-		conn_spool_refusal(c, rc);
-		conn_txn_reset(c);
-		return;
-	}
-	char sender[520];
-	mx_log(MX_LOG_INFO, "%s: from=<%s>, size=%" PRIu64 ", nrcpt=%u (queued as %s)",
-	       c->queue_id, conn_printable_str(c->sender, sender, sizeof(sender)), size,
-	       c->nrcpt, c->queue_id);
-	c->w->counters.messages_accepted++;
-	c->gc->messages_accepted++;
-	c->cmds[c->data_cmd].ok++;
-	struct smtp_verdict v = { .code = 0, .queue_id = c->queue_id };
-	smtp_session_verdict(c->s, &v); /* formats the reply now: the ID may go */
-	/* The transaction is over; the next one gets a new ID at its first recipient. */
-	conn_txn_reset(c);
-}
-
-/* The message is complete and passed every check, but policy said DISCARD: the client
- * hears "250 ... queued as ID" (as Postfix answers) and nothing is stored. */
-static void conn_discard(struct conn *c)
-{
-	char sender[520];
-	mx_log(MX_LOG_INFO, "%s: from=<%s>, size=%" PRIu64 ", nrcpt=%u (discarded)", c->queue_id,
-	       conn_printable_str(c->sender, sender, sizeof(sender)), spool_msg_size(c->msg),
-	       c->nrcpt);
-	c->w->counters.messages_discarded++;
-	c->cmds[c->data_cmd].ok++;
-	struct smtp_verdict v = { .code = 0, .queue_id = c->queue_id };
-	smtp_session_verdict(c->s, &v);
-	conn_txn_reset(c);
-}
-
-static void conn_on_message_end(struct conn *c, const struct smtp_event *ev)
-{
-	(void)ev;
-	c->message_open = false;
-	/* header_checks/body_checks: what is still buffered goes out, and the verdict. */
-	struct smtp_checks_verdict cv = { .outcome = SMTP_CHECKS_ACCEPT };
-	if (c->checks) {
-		int rc = smtp_checks_end(c->checks, &cv);
-		if (rc < 0) {
-			conn_commit_done(c, rc);
-			return;
-		}
-	}
-	struct smtp_policy_result res;
-	if (!conn_policy_check(c, SMTP_STAGE_END_OF_DATA, "END-OF-MESSAGE", NULL, false, &res)) {
-		c->w->counters.messages_rejected++;
-		c->gc->messages_rejected++;
-		conn_policy_verdict(c, &res);
-		conn_txn_reset(c);
-		return;
-	}
-	/* A DISCARD from the restriction lists decided before the content was seen: Postfix
-	 * answers 250 whatever header_checks say then. */
-	if (c->actions && c->actions->discard) {
-		conn_discard(c);
-		return;
-	}
-	if (cv.outcome == SMTP_CHECKS_REJECT || cv.outcome == SMTP_CHECKS_TEMPFAIL) {
-		/* cleanup's refusal: the log line was written by the checks' log event */
-		c->w->counters.messages_rejected++;
-		c->gc->messages_rejected++;
-		conn_verdict(c, (uint16_t)cv.code, cv.reply, false);
-		conn_txn_reset(c);
-		return;
-	}
-	if (cv.outcome == SMTP_CHECKS_DISCARD) {
-		conn_discard(c);
-		return;
-	}
-	/* Envelope actions: the restriction lists' (from MAIL and RCPT), then the content
-	 * checks'. A FILTER or REDIRECT from the checks comes later, so it wins, as in
-	 * Postfix where cleanup applies its own after smtpd's. */
-	const char *bcc[1 + SMTP_CHECKS_BCC_MAX];
-	unsigned nbcc = 0;
-	struct spool_envelope_actions ea = { .bcc = bcc };
-	if (c->actions) {
-		ea.hold_reason = c->actions->hold ? c->actions->hold_reason : NULL;
-		ea.filter = c->actions->filter;
-		ea.redirect = c->actions->redirect;
-		if (c->actions->bcc[0])
-			bcc[nbcc++] = c->actions->bcc;
-	}
-	if (cv.hold && !ea.hold_reason)
-		ea.hold_reason = cv.hold_reason ? cv.hold_reason : "";
-	if (cv.filter)
-		ea.filter = cv.filter;
-	if (cv.redirect)
-		ea.redirect = cv.redirect;
-	for (unsigned i = 0; i < cv.nbcc && nbcc < 1 + SMTP_CHECKS_BCC_MAX; i++)
-		bcc[nbcc++] = cv.bcc[i];
-	ea.nbcc = nbcc;
-	int rc = spool_msg_finish_envelope(c->msg, &ea);
-	if (rc < 0) {
-		conn_commit_done(c, rc);
-		return;
-	}
-	/* The durable commit runs on the spool writer thread (group commit); the verdict
-	 * follows in conn_spool_news(), and the engine holds the pipeline until then. */
-	rc = spool_msg_commit(c->msg);
-	if (rc < 0) {
-		conn_commit_done(c, rc);
-		return;
-	}
-	c->commit_pending = true;
-}
-
-void conn_spool_news(struct conn *c)
-{
-	if (!c->commit_pending || !c->msg)
-		return; /* room for more bytes: the transport services us again */
-	int rc = spool_msg_result(c->msg);
-	if (rc > 0)
-		return;
-	conn_commit_done(c, rc);
-	if (c->shutdown_deferred) {
-		/* the stop that arrived while we waited: its 421 follows this reply */
-		c->shutdown_deferred = false;
-		conn_shutdown(c);
-	}
-}
-
-bool conn_waiting(struct conn *c)
-{
-	if (c->commit_pending)
-		return true;
-	return c->message_open && c->msg && spool_msg_busy(c->msg);
-}
-
-/* Count a command the engine refused, by the verb it says it last saw. */
-static void conn_count_refused(struct conn *c, const struct smtp_event *ev)
-{
-	const char *where = smtp_session_where(c->s);
-	/* 500: a line that is no command at all (unknown verb, bad syntax, too long) */
-	if (ev->u.error.kind == SMTP_ERR_UNKNOWN_COMMAND || ev->u.error.code == 500) {
-		conn_count(c, CONN_CMD_UNKNOWN, false);
-		return;
-	}
-	if (ev->u.error.code == 0)
-		return; /* no reply of its own (junk command limit) */
-	for (int i = 0; i < CONN_CMD_UNKNOWN; i++) {
-		if (strcasecmp(where, conn_cmd_names[i]) == 0) {
-			conn_count(c, (enum conn_cmd)i, false);
-			return;
-		}
-	}
-	/* "END-OF-MESSAGE": the message was counted at DATA and stays "not ok" */
-	c->w->counters.commands++;
-}
-
-static void conn_on_error(struct conn *c, const struct smtp_event *ev)
-{
-	char reply[600];
-	const char *where = smtp_session_where(c->s);
-	enum smtp_error_kind kind = ev->u.error.kind;
-
-	if (kind == SMTP_ERR_RECIPIENT_OVERSHOOT) {
-		/* Postfix counts these RCPTs as successful commands and logs nothing */
-		c->w->counters.recipients_rejected++;
-		conn_count(c, CONN_CMD_RCPT, true);
-		return;
-	}
-	c->w->counters.protocol_errors++;
-	switch (kind) {
-	case SMTP_ERR_UNAUTH_PIPELINING:
-		/* Postfix 3.9: "improper command pipelining after CONNECT from ..." */
-		c->w->counters.pipelining_violations++;
-		mx_log(MX_LOG_INFO, "improper command pipelining after %s from %s", where,
-		       c->client);
-		return;
-	case SMTP_ERR_BARE_NEWLINE:
-		c->w->counters.bare_newlines++;
-		mx_log(MX_LOG_INFO, "bare <LF> received after %s from %s", where, c->client);
-		return;
-	case SMTP_ERR_HARD_ERROR_LIMIT:
-		mx_log(MX_LOG_INFO, "too many errors after %s from %s", where, c->client);
-		return;
-	case SMTP_ERR_TOO_MANY_RECIPIENTS:
-		conn_log_reject(c, "RCPT", conn_last_reply(c, reply, sizeof(reply)), NULL);
-		c->w->counters.recipients_rejected++;
-		break;
-	case SMTP_ERR_NO_VALID_RECIPIENTS:
-		conn_log_reject(c, "DATA", conn_last_reply(c, reply, sizeof(reply)), NULL);
-		break;
-	case SMTP_ERR_MESSAGE_TOO_BIG:
-	case SMTP_ERR_TOO_MANY_HOPS:
-		if (strcmp(where, "MAIL") == 0) {
-			/* MAIL FROM with a SIZE= above message_size_limit */
-			conn_log_reject(c, "MAIL", conn_last_reply(c, reply, sizeof(reply)), NULL);
-		} else {
-			conn_log_reject(c, "END-OF-MESSAGE",
-					conn_last_reply(c, reply, sizeof(reply)), NULL);
-			c->w->counters.messages_rejected++;
-			c->gc->messages_rejected++;
-		}
-		break;
-	default:
-		break;
-	}
-	conn_count_refused(c, ev);
-}
-
 size_t conn_input(struct conn *c, const char *buf, size_t len)
 {
 	size_t off = 0;
@@ -1393,3 +596,4 @@ void conn_peer_closed(struct conn *c)
 	smtp_session_peer_closed(c->s);
 	conn_drain(c);
 }
+

@@ -1,0 +1,163 @@
+/* The connection glue's internals, shared by conn.c (lifecycle, generations, input and
+ * output, timeouts), conn_command.c (the commands and the restriction lists) and
+ * conn_message.c (the message: checks, Received:, the spool and its commit). */
+#ifndef MXGATE_DATAPLANE_SESSION_CONN_INTERNAL_H
+#define MXGATE_DATAPLANE_SESSION_CONN_INTERNAL_H
+
+#include "dataplane/session/conn.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "mgmt/log.h"
+#include "mxgate/clock.h"
+#include "mxgate/errf.h"
+#include "smtp/smtp_checks.h"
+#include "smtp/smtp_session.h"
+#include "tables/netlist.h"
+
+/* Postfix's wording for every failure to store a message (cleanup's "queue file write
+ * error"), with the 4.3.0 enhanced code it sends. */
+#define CONN_SPOOL_ERROR_TEXT "4.3.0 Error: queue file write error"
+/* Postfix's smtpd refuses with this when the queue file system is short of space
+ * (smtpd_check.c, "Insufficient system storage"); we send it for a full disk and for a
+ * spool over mxgate_spool_quota. */
+#define CONN_SPOOL_FULL_TEXT "4.3.1 Insufficient system storage"
+
+/* "NAME[ADDR]": a name is at most 255 bytes (RFC 1035), an address INET6_ADDRSTRLEN. */
+#define CONN_CLIENT_MAX (256 + INET6_ADDRSTRLEN + 2)
+
+/* The commands the disconnect line counts, in the order of Postfix's command table
+ * (smtpd_cmd_table), "unknown" last. */
+enum conn_cmd {
+	CONN_CMD_HELO,
+	CONN_CMD_EHLO,
+	CONN_CMD_XCLIENT,
+	CONN_CMD_XFORWARD,
+	CONN_CMD_STARTTLS,
+	CONN_CMD_AUTH,
+	CONN_CMD_MAIL,
+	CONN_CMD_RCPT,
+	CONN_CMD_DATA,
+	CONN_CMD_BDAT,
+	CONN_CMD_RSET,
+	CONN_CMD_NOOP,
+	CONN_CMD_VRFY,
+	CONN_CMD_HELP,
+	CONN_CMD_ETRN,
+	CONN_CMD_QUIT,
+	CONN_CMD_UNKNOWN,
+	CONN_CMD_MAX,
+};
+
+extern const char *const conn_cmd_names[CONN_CMD_MAX];
+
+struct conn_cmd_count {
+	unsigned ok, total;
+};
+
+struct conn_gen {
+	struct mx_generation *g;         /* this worker's reference */
+	struct conn_gen_service *svc;    /* [g->nservices] */
+	unsigned nconns;                 /* this worker's connections on it */
+	struct conn_gen *next;
+};
+
+/* One service of a held generation, as this worker uses it. */
+struct conn_gen_service {
+	bool ready;                      /* made on first use */
+	bool delay_reject;               /* smtpd_delay_reject: no per-session policy state */
+	struct smtp_policy_ctx *policy;  /* table handles on the worker's reader */
+};
+
+struct conn {
+	struct conn_worker *w;
+	struct conn_gen *gen;          /* the generation it started with, for its whole life */
+	const struct mx_service *svc;  /* its service there */
+	const struct mx_config *cfg;   /* the service's parameters */
+	struct smtp_policy_ctx *policy;
+	struct mx_gen_counters *gc;    /* this worker's counters of the generation */
+	struct smtp_session *s;
+	struct mx_inet_addr addr;      /* unmapped */
+	uint16_t port;
+	char addr_str[INET6_ADDRSTRLEN];
+	char client[CONN_CLIENT_MAX];  /* "unknown[192.0.2.1]", "NAME[ADDR]" after XCLIENT */
+	char *name;                    /* the client's verified name; NULL: "unknown" */
+
+	/* The transaction. */
+	char *helo;                    /* as given; NULL before HELO/EHLO */
+	char *sender;                  /* NULL before MAIL; "" for <> */
+	char *mail_params;
+	char *first_rcpt;              /* for Received: "for <rcpt>" */
+	unsigned nrcpt;                /* accepted recipients */
+	char queue_id[QUEUE_ID_SIZE];  /* "" until the first accepted recipient */
+	/* Policy's envelope actions (HOLD, DISCARD, FILTER, REDIRECT, BCC, PREPEND) for this
+	 * transaction; allocated at MAIL (it is several KiB, and most connections never
+	 * get that far), freed with the transaction. */
+	struct smtp_policy_actions *actions;
+	/* What the evaluator keeps across commands with smtpd_delay_reject = no
+	 * (defer_if_permit from the client, helo or sender list); NULL with delay_reject. */
+	struct smtp_policy_session *policy_session;
+	/* header_checks and body_checks on the message being received (between DATA and its
+	 * end; NULL when none are configured). */
+	struct smtp_checks *checks;
+	struct spool_msg *msg;         /* from the first accepted recipient to the end */
+	bool message_open;             /* between the DATA verdict and the end */
+	bool commit_pending;           /* handed to the spool writer, result not back yet */
+	bool shutdown_deferred;        /* a stop arrived while a commit was pending */
+	void *owner;                   /* the transport's handle */
+	enum conn_cmd data_cmd;        /* DATA or BDAT: which counts the message */
+
+	/* For the log. */
+	struct conn_cmd_count cmds[CONN_CMD_MAX];
+	bool helo_answered;            /* an RSET event right after is EHLO's implicit one */
+	uint32_t delay_ms;
+	bool lost_logged;
+
+	/* smtpd_timeout: when the connection's time is up (monotonic ms), and the request
+	 * count it was computed for (conn_deadline()) */
+	uint64_t deadline_ms;
+	uint64_t deadline_requests;
+};
+
+/* ---- shared by the files of the connection glue ---- */
+
+/* conn.c: small helpers */
+char *conn_dup(struct mx_span v);
+const char *conn_printable(struct mx_span v, char *buf, size_t cap);
+const char *conn_printable_str(const char *s, char *buf, size_t cap);
+void conn_count(struct conn *c, enum conn_cmd cmd, bool ok);
+const char *conn_last_reply(const struct conn *c, char *buf, size_t cap);
+void conn_log_action(struct conn *c, const char *kind, const char *cmd, const char *text,
+		     const char *rcpt);
+void conn_log_reject(struct conn *c, const char *cmd, const char *reply, const char *rcpt);
+void conn_txn_reset(struct conn *c);
+int conn_verdict(struct conn *c, uint16_t code, const char *text, bool disconnect);
+void conn_accept(struct conn *c);
+
+/* conn_command.c: the commands and the restriction lists */
+bool conn_policy_check(struct conn *c, enum smtp_policy_stage stage, const char *cmd,
+		       const char *rcpt, bool unauth_pipelining, struct smtp_policy_result *res);
+void conn_policy_verdict(struct conn *c, const struct smtp_policy_result *res);
+void conn_spool_refusal(struct conn *c, int rc);
+bool conn_storage_refused(struct conn *c, const char *cmd);
+void conn_on_helo(struct conn *c, const struct smtp_event *ev);
+void conn_on_xclient(struct conn *c, const struct smtp_event *ev);
+void conn_on_mail(struct conn *c, const struct smtp_event *ev);
+void conn_on_rcpt(struct conn *c, const struct smtp_event *ev);
+void conn_on_error(struct conn *c, const struct smtp_event *ev);
+
+/* conn_message.c: the message, its checks and its commit */
+int conn_open_message(struct conn *c);
+void conn_on_data(struct conn *c, const struct smtp_event *ev);
+void conn_on_message_end(struct conn *c, const struct smtp_event *ev);
+bool conn_header_is(struct mx_span text, const char *name);
+void conn_log_message_id(struct conn *c, struct mx_span text);
+
+#endif
