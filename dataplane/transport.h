@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "dataplane/spool/spool_writer.h"
+#include "dataplane/svc/svc.h"
 #include "mgmt/config.h"
 #include "mgmt/generation.h"
 #include "mxgate/counters.h"
@@ -29,6 +30,9 @@ struct transport_params {
 	 * writer per spool directory: mxgate_spool_directory may list several). */
 	struct spool *const *spools;
 	unsigned nspools;
+	/* The service threads (resolver, policy servers); each worker makes its client of it
+	 * with its wake-up. NULL: none run (no lookups: names stay "unknown"). */
+	struct svc_set *svc;
 	unsigned workers;                       /* >= 1 (the caller resolves 0 = cores) */
 	unsigned max_connections;               /* per worker; 0 = no limit */
 	uint64_t shutdown_grace_ms;             /* how long a stop waits for output to drain */

@@ -52,6 +52,7 @@ struct mx_config {
 	struct netlist *xclient_hosts;          /* smtpd_authorized_xclient_hosts */
 	unsigned smtpd_timeout_s;               /* smtpd_timeout, Postfix time units allowed */
 	bool smtpd_per_request_deadline;        /* smtpd_timeout bounds a whole request */
+	bool smtpd_peername_lookup;             /* look the client's name up at connect */
 	unsigned smtpd_min_data_rate;           /* bytes/s that extend a DATA deadline */
 	char *maillog_file;                     /* empty: log to stderr */
 

@@ -225,6 +225,13 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		.doc = "close sessions that send commands ahead of replies without PIPELINING",
 		P_SERVICE_LIVE, P_FIELD(BOOL, smtp.forbid_unauth_pipelining),
 	},
+	[MX_P_SMTPD_PEERNAME_LOOKUP] = {
+		.id = MX_P_SMTPD_PEERNAME_LOOKUP, .name = "smtpd_peername_lookup",
+		.type = MX_PT_BOOL, .def = "yes", .postfix = true,
+		.doc = "look up the client's name (PTR, confirmed by its addresses) before the "
+		       "greeting",
+		P_SERVICE_LIVE, P_FIELD(BOOL, smtpd_peername_lookup),
+	},
 	[MX_P_SMTPD_HELO_REQUIRED] = {
 		.id = MX_P_SMTPD_HELO_REQUIRED, .name = "smtpd_helo_required",
 		.type = MX_PT_BOOL, .def = "no", .postfix = true,

@@ -229,7 +229,6 @@ const struct mx_refused_def mx_refused[] = {
 	W("smtpd_noop_commands", "mxgate answers NOOP only"),
 	W("smtpd_etrn_restrictions", "mxgate keeps no deferred queue for ETRN"),
 	W("smtpd_delay_open_until_valid_rcpt", "mxgate opens no queue file per session"),
-	W("smtpd_peername_lookup", NO_DNS),
 	W("smtpd_dns_reply_filter", NO_DNS),
 	W("smtpd_expansion_filter", "mxgate's reply texts have their own character rules"),
 	W("smtpd_history_flush_threshold", "mxgate sends no postmaster notices"),

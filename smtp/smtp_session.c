@@ -606,6 +606,12 @@ struct smtp_session *smtp_session_new(const struct smtp_config *cfg,
 	return s;
 }
 
+void smtp_session_set_client_name(struct smtp_session *s, const char *name)
+{
+	smtp_session_printable(s->client_name, sizeof(s->client_name),
+			       mx_span_cstr(name ? name : "unknown"), false);
+}
+
 void smtp_session_free(struct smtp_session *s)
 {
 	if (!s)

@@ -277,6 +277,10 @@ void smtp_session_free(struct smtp_session *s);
 /* Queue the greeting. Input given before this is "talking before the greeting": with
  * forbid_unauth_pipelining the session answers 554 5.5.0 and closes. */
 void smtp_session_greet(struct smtp_session *s);
+/* The client's verified name learned after the session was made (the reverse lookup at
+ * connect finishes before the greeting): Received: and the protocol show it. NULL:
+ * "unknown". */
+void smtp_session_set_client_name(struct smtp_session *s, const char *name);
 
 /* Refuse the connection at greeting time instead (e.g. a 421 or 554 from a client
  * restriction); the session closes after the reply. */

@@ -303,6 +303,15 @@ static void dp_spool_news(void *owner, void *arg)
 	dp_ready_push(w, k);
 }
 
+/* A service answered a request of one of this worker's connections. */
+static void dp_svc_answer(void *arg, struct svc_request *r)
+{
+	struct dp_worker *w = arg;
+	struct dp_conn *k = conn_service_answer(r);
+	if (k && !k->dead)
+		dp_ready_push(w, k);
+}
+
 static void dp_run_ready(struct dp_worker *w)
 {
 	struct dp_conn *tail = w->ready_tail;
@@ -405,6 +414,10 @@ static bool dp_iterate(struct dp_worker *w)
 		spool_client_poll(w->cw.spool_client, dp_spool_news, w);
 		work++;
 	}
+	if (w->cw.svc && svc_client_pending(w->cw.svc)) {
+		svc_client_poll(w->cw.svc, dp_svc_answer, w);
+		work++;
+	}
 	work += net_timer_advance(w->wheel, (uint32_t)w->now_ms, dp_timer_fire, w);
 	if (w->ready_head) {
 		dp_run_ready(w);
@@ -418,6 +431,8 @@ static bool dp_iterate(struct dp_worker *w)
 	}
 	dp_free_dead(w);
 	mx_log_batch_flush(); /* this iteration's connect, queued and disconnect lines */
+	if (w->cw.svc)
+		svc_client_flush(w->cw.svc); /* the services hear of this iteration's requests */
 	/* see table changes committed since the last snapshot, between batches */
 	if (work && w->now_us - w->renewed_us >= 1000) {
 		w->renewed_us = w->now_us;
@@ -572,6 +587,9 @@ int dp_worker_main(void *arg)
 			/* nothing to do for a while: give the core back briefly (clients, the
 			 * spool writer and the kernel share it on small machines) */
 			uint64_t us = dp_idle_sleep_us(&t->dc, w->now_us - busy_at_us);
+			/* an answer from a service is due: no long sleep before it is picked up */
+			if (w->cw.svc && svc_client_in_flight(w->cw.svc))
+				us = t->dc.idle_sleep_us;
 			struct timespec ts = { (time_t)(us / 1000000u), (long)(us % 1000000u) * 1000 };
 			/* asleep is quiescent: a reload does not wait for the sleep to end */
 			rte_rcu_qsbr_thread_offline(t->qsbr, w->index);

@@ -29,6 +29,9 @@ static int dp_worker_setup(struct dpdk_transport *t, struct dp_worker *w, char *
 	if ((rc = conn_worker_init(&w->cw, &t->p, w->index, err, errlen)) < 0)
 		return rc;
 	w->cw.spool_client = spool_client_new(w->cw.spool, -1);
+	/* answers are picked up by polling: no wake-up fd */
+	if (t->p.svc && !(w->cw.svc = svc_client_new(t->p.svc, w->index, -1)))
+		return mx_errf(err, errlen, -ENOMEM, "worker %u: out of memory", w->index);
 	w->wheel = malloc(sizeof(*w->wheel));
 	char name[RTE_RING_NAMESIZE];
 	snprintf(name, sizeof(name), "mx_steer_%u", w->index);

@@ -485,6 +485,15 @@ static void kt_new_conn(struct kt_worker *w, const struct kt_listener *l, int fd
 	kt_service(w, k, now);
 }
 
+/* A service answered a request of one of this worker's connections. */
+static void kt_svc_answer(void *arg, struct svc_request *r)
+{
+	struct kt_worker *w = arg;
+	struct kt_conn *k = conn_service_answer(r);
+	if (k && !k->dead)
+		kt_ready_push(w, k);
+}
+
 /* The spool writer has news for a connection of this worker (a commit's result, or room
  * for more message bytes): let the connection act on it, then service it. */
 static void kt_spool_news(void *owner, void *arg)
@@ -655,8 +664,11 @@ static void *kt_worker_main(void *arg)
 		 * without a reference any more, and idle generations are let go */
 		conn_worker_release_gens(&w->cw);
 		atomic_fetch_add_explicit(&w->qs, 1, memory_order_release);
-		/* the lines of the last batch of events leave in one write(2) before we wait */
+		/* the lines of the last batch of events leave in one write(2) before we wait,
+		 * and the services hear about this batch's requests */
 		mx_log_batch_flush();
+		if (w->cw.svc)
+			svc_client_flush(w->cw.svc);
 		atomic_store_explicit(&w->blocked, true, memory_order_release);
 		int n = epoll_wait(w->epfd, evs, KT_EVENTS, kt_wait_timeout(w, now));
 		atomic_store_explicit(&w->blocked, false, memory_order_seq_cst);
@@ -683,6 +695,8 @@ static void *kt_worker_main(void *arg)
 				ssize_t r = read(w->wake_fd, &v, sizeof(v));
 				(void)r;
 				spool_client_poll(w->cw.spool_client, kt_spool_news, w);
+				if (w->cw.svc)
+					svc_client_poll(w->cw.svc, kt_svc_answer, w);
 				break;
 			}
 			case KT_CONN: {
@@ -783,7 +797,10 @@ int kernel_transport_create(struct kernel_transport **out,
 		w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (w->wake_fd >= 0)
 			w->cw.spool_client = spool_client_new(w->cw.spool, w->wake_fd);
-		if (!w->scratch || w->epfd < 0 || w->wake_fd < 0 || !w->cw.spool_client) {
+		if (w->wake_fd >= 0 && p->svc)
+			w->cw.svc = svc_client_new(p->svc, i, w->wake_fd);
+		if (!w->scratch || w->epfd < 0 || w->wake_fd < 0 || !w->cw.spool_client ||
+		    (p->svc && !w->cw.svc)) {
 			rc = -(errno ? errno : ENOMEM);
 			mx_errf(err, errlen, rc, "worker %u setup: %s", i, strerror(-rc));
 			goto fail;

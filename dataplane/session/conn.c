@@ -195,6 +195,8 @@ int conn_worker_init(struct conn_worker *w, const struct transport_params *p, un
 void conn_worker_fini(struct conn_worker *w)
 {
 	spool_client_free(w->spool_client);
+	svc_client_free(w->svc);
+	w->svc = NULL;
 	while (w->held)
 		conn_gen_release(w, &w->held);
 	checks_scratch_free(w->checks_scratch);
@@ -292,7 +294,7 @@ struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, ui
 	cg->nconns++;
 	c->gc->connections++;
 	w->counters.connections_accepted++;
-	mx_log(MX_LOG_INFO, "connect from %s", c->client);
+	c->name_status = c->reverse_name_status = CONN_PEER_PERM;
 	return c;
 }
 
@@ -303,6 +305,20 @@ uint64_t conn_timeout_ms(const struct conn *c)
 
 void conn_greet(struct conn *c)
 {
+	/* Postfix looks the client's name up before it greets (smtpd_peer_init()) */
+	if (c->cfg->smtpd_peername_lookup && c->w->svc) {
+		conn_peer_lookup(c);
+		return;
+	}
+	conn_greet_now(c);
+}
+
+void conn_greet_now(struct conn *c)
+{
+	c->greeted = true;
+	mx_log(MX_LOG_INFO, "connect from %s", c->client);
+	if (smtp_session_closed(c->s))
+		return; /* the client went away while its name was looked up */
 	/* With smtpd_delay_reject = no, smtpd_client_restrictions decide here (with yes the
 	 * evaluator defers them to RCPT and accepts now). */
 	struct smtp_policy_result res;
@@ -346,9 +362,11 @@ void conn_free(struct conn *c)
 		snprintf(line + n, sizeof(line) - n, " commands=%u/%u", ok, total);
 	mx_log(MX_LOG_INFO, "disconnect from %s%s", c->client, line);
 
+	conn_wait_cancel(c);
 	conn_txn_reset(c);
 	free(c->helo);
 	free(c->name);
+	free(c->reverse_name);
 	free(c->policy_session);
 	smtp_session_free(c->s);
 	c->gen->nconns--;

@@ -27,6 +27,7 @@
 #include "dataplane/spool/queue_id.h"
 #include "dataplane/transport.h"
 #include "dataplane/spool/spool_writer.h"
+#include "dataplane/svc/svc.h"
 #include "mgmt/config.h"
 #include "mgmt/generation.h"
 #include "mxgate/counters.h"
@@ -53,6 +54,9 @@ struct conn_worker {
 	struct checks_scratch *checks_scratch;
 	struct spool *spool;
 	struct spool_client *spool_client;
+	/* This worker's queues to the service threads (the transport makes it, knowing how
+	 * the worker is woken); NULL: no services, lookups fail at once. */
+	struct svc_client *svc;
 	struct queue_id_gen qid;
 	struct mx_counters counters;
 	unsigned index;
@@ -108,8 +112,20 @@ void conn_spool_news(struct conn *c);
  * conn_spool_news(). */
 bool conn_waiting(struct conn *c);
 
-/* Queue the 220 greeting. */
+/* Start the session: look the client's name up (smtpd_peername_lookup: PTR, then its
+ * addresses to confirm it, through the resolver service) and then log "connect from",
+ * run the client restrictions of smtpd_delay_reject = no and queue the 220 greeting (or
+ * the refusal). While the lookup is in flight conn_waiting() is true. */
 void conn_greet(struct conn *c);
+
+/* A service answered a request of this worker (svc_client_poll() hands it to the
+ * transport, which calls this): the connection it is for acts on it. Returns the
+ * transport's handle of that connection, to be serviced again; NULL when it went away
+ * meanwhile (the request is freed here either way). */
+void *conn_service_answer(struct svc_request *r);
+
+/* An answer no worker took (svc_set_params.orphan): free it and its owner. */
+void conn_service_orphan(struct svc_request *r);
 
 /* Feed received bytes. Returns how many were consumed; the caller keeps the rest and
  * offers them again later. The engine stops early when its output is above its

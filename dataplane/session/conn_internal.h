@@ -20,6 +20,7 @@
 #include "mxgate/errf.h"
 #include "smtp/smtp_checks.h"
 #include "smtp/smtp_session.h"
+#include "dataplane/svc/svc.h"
 #include "tables/netlist.h"
 
 /* Postfix's wording for every failure to store a message (cleanup's "queue file write
@@ -76,6 +77,31 @@ struct conn_gen_service {
 	struct smtp_policy_ctx *policy;  /* table handles on the worker's reader */
 };
 
+/* What a connection waits for from a service (dataplane/svc/), one at a time. */
+enum conn_wait {
+	CONN_WAIT_NONE,
+	CONN_WAIT_PEER_PTR,   /* the client's reverse name (smtpd_peername_lookup) */
+	CONN_WAIT_PEER_ADDR,  /* its addresses, to confirm the name */
+	CONN_WAIT_MAX,
+};
+
+const char *conn_wait_name(enum conn_wait w);
+
+/* Postfix's SMTPD_PEER_CODE_*: how the client's name lookup went. */
+enum conn_peer_status {
+	CONN_PEER_OK,         /* a name (forward-confirmed for the verified name) */
+	CONN_PEER_TEMP,       /* a temporary failure: "unknown" for now */
+	CONN_PEER_PERM,       /* no name, or none wanted */
+	CONN_PEER_FORGED,     /* the name does not resolve back to the address */
+	CONN_PEER_STATUS_MAX,
+};
+
+/* A request in flight: the svc_request's owner. When the connection goes first, c becomes
+ * NULL and the answer frees it. */
+struct conn_op {
+	struct conn *c;
+};
+
 struct conn {
 	struct conn_worker *w;
 	struct conn_gen *gen;          /* the generation it started with, for its whole life */
@@ -89,6 +115,12 @@ struct conn {
 	char addr_str[INET6_ADDRSTRLEN];
 	char client[CONN_CLIENT_MAX];  /* "unknown[192.0.2.1]", "NAME[ADDR]" after XCLIENT */
 	char *name;                    /* the client's verified name; NULL: "unknown" */
+	char *reverse_name;            /* its reverse (PTR) name, unverified; NULL: "unknown" */
+	enum conn_peer_status name_status, reverse_name_status;
+	/* a request to a service in flight (NULL: none), and what it is for */
+	struct conn_op *op;
+	enum conn_wait wait;
+	bool greeted;                  /* conn_greet() finished: the 220 (or refusal) is out */
 
 	/* The transaction. */
 	char *helo;                    /* as given; NULL before HELO/EHLO */
@@ -152,6 +184,13 @@ void conn_on_xclient(struct conn *c, const struct smtp_event *ev);
 void conn_on_mail(struct conn *c, const struct smtp_event *ev);
 void conn_on_rcpt(struct conn *c, const struct smtp_event *ev);
 void conn_on_error(struct conn *c, const struct smtp_event *ev);
+
+/* conn_wait.c: waiting for services */
+bool conn_wait_submit(struct conn *c, struct svc_request *r, enum conn_wait why,
+		      uint64_t timeout_ms);
+void conn_wait_cancel(struct conn *c);
+void conn_peer_lookup(struct conn *c);
+void conn_greet_now(struct conn *c);
 
 /* conn_message.c: the message, its checks and its commit */
 int conn_open_message(struct conn *c);

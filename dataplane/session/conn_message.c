@@ -324,7 +324,7 @@ void conn_spool_news(struct conn *c)
 
 bool conn_waiting(struct conn *c)
 {
-	if (c->commit_pending)
+	if (c->commit_pending || c->op)
 		return true;
 	return c->message_open && c->msg && spool_msg_busy(c->msg);
 }
