@@ -2,8 +2,11 @@
 and spool, talk to it with real clients, read what it spooled and logged, and run a private
 Debian Postfix instance as a peer. Python 3 standard library only.
 
-Tests import this module; they exit 77 (meson's "skipped") when a tool they need is missing
-and 1 on the first failed expectation, printing what was expected and what was seen.
+Tests import this module. They exit 1 on the first failed expectation, printing what was
+expected and what was seen, and also when a tool they need is missing: need_tool() names the
+Debian package to install (tests/tool_packages.py holds the table; deploy/install-deps.sh
+installs every package in it). They exit 77 (meson's "skipped") only for what no package
+gives: need_root() when not root, and a kernel that refuses what the test needs.
 """
 
 import os
@@ -16,10 +19,14 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import tool_packages  # noqa: E402  (tests/tool_packages.py)
+
 SKIP = 77
 
 
 def skip(why):
+    """Exit 77 for a reason no package can fix (never for a missing tool: need_tool)."""
     print(f"SKIP: {why}")
     sys.exit(SKIP)
 
@@ -29,14 +36,29 @@ def fail(why):
     sys.exit(1)
 
 
-def need_tool(path):
-    if not (shutil.which(path) or os.path.exists(path)):
-        skip(f"{path} is not installed (deploy/install-deps.sh installs it)")
+def need_tool(tool):
+    """The path of `tool` (a tests/tool_packages.py TOOLS entry: a program name or an
+    absolute path); when it is missing the test fails, naming the Debian package."""
+    return tool_packages.need_tool(tool)
 
 
-def need_root():
+def need_python_module(module, python="/usr/bin/python3"):
+    """Fail, naming the Debian package (python3-scapy...), unless `python` imports
+    `module` (a tests/tool_packages.py PYTHON_MODULES entry)."""
+    tool_packages.need_python_module(module, python)
+
+
+def need_postfix_pcre():
+    """Fail, naming postfix-pcre, unless Postfix can open pcre: tables."""
+    tool_packages.need_postfix_pcre()
+
+
+def need_root(what="this test"):
+    """Skip (77) unless root: namespaces, Postfix instances and DPDK need it, and no
+    package gives it. Check tools first (need_tool), so that a missing package fails even
+    for a user who is not root."""
     if os.geteuid() != 0:
-        skip("needs root")
+        skip(f"{what} needs root (running as uid {os.geteuid()}); not a missing package")
 
 
 def free_port():
@@ -322,9 +344,10 @@ postlog   unix-dgram n - n - 1 postlogd
         """listen_host: smtpd's address (inet_interfaces too); command_prefix: run the
         postfix command under it, e.g. ["ip", "netns", "exec", NS] to start master and its
         daemons inside a network namespace."""
-        need_root()
+        for tool in ("/usr/sbin/postfix", "/usr/sbin/sendmail", "/usr/sbin/postqueue"):
+            need_tool(tool)
+        need_root("a private Postfix instance")
         self.command_prefix = list(command_prefix)
-        need_tool("/usr/sbin/postfix")
         self.dir = tempfile.mkdtemp(prefix="mxgate-postfix-")
         self.conf = os.path.join(self.dir, "conf")
         self.smtpd_port = smtpd_port or free_port()

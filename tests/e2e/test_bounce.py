@@ -9,7 +9,8 @@
      hops, error: (bounced with its text), discard:, the relayhost for the rest, and the
      notification itself routed by the table to "the sender's relay"
   4. a real Debian Postfix as next hop refusing one recipient with 550: the DSN reaches
-     the sender's relay (root only; skipped otherwise)
+     the sender's relay (fails, naming the package, without Debian's postfix; the
+     instance needs root: this part alone is skipped without it)
   5. disk use stays flat while a message is deferred: the spool relocates it forward and
      deletes old segments; after a restart it is still there, intact
   6. two spool directories: both take mail, everything is delivered"""
@@ -24,7 +25,7 @@ import subprocess
 import time
 
 from mxtest import (Gateway, PostfixPeer, ScriptedSmtpServer, binary_from_argv, fail,
-                    wait_for)
+                    need_tool, wait_for)
 
 binary = binary_from_argv()
 tools = os.path.dirname(os.path.abspath(binary))
@@ -229,8 +230,9 @@ def test_transport_maps():
 
 # ---- 4. Debian Postfix as next hop refusing a recipient ----
 def test_postfix_5xx():
-    if os.geteuid() != 0 or not os.path.exists("/usr/sbin/postfix"):
-        print("skip part 4: needs root and Debian's postfix")
+    need_tool("/usr/sbin/postfix")
+    if os.geteuid() != 0:
+        print("skip part 4: a private Postfix instance needs root (not a missing package)")
         return
     with ScriptedSmtpServer() as senders:
         gw = Gateway(binary, "")

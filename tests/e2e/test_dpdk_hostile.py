@@ -12,8 +12,9 @@
      truncated frames, IPv6 with extension headers, ICMPv6 neighbour discovery junk, ARP
      junk, VLAN tags, random bytes. Then swaks delivers, mbufs_in_use returns to its
      baseline, and the gateway exits 0 on SIGTERM (under ASan: no sanitizer report).
-Needs root (exit 77 otherwise), hping3, /usr/bin/python3 with scapy (python3-scapy), swaks,
-smtp-source.
+Needs hping3, /usr/bin/python3 with scapy (python3-scapy), swaks, smtp-source (postfix) and
+netns.py's tools: a missing one fails the test, naming its package. Needs root: skipped
+(exit 77) otherwise.
 """
 
 import os
@@ -22,13 +23,12 @@ import subprocess
 import time
 
 import netns
-from mxtest import binary_from_argv, fail, need_tool, skip
+from mxtest import binary_from_argv, fail, need_python_module, need_tool
 
-netns.need_netns_tools()
 for tool in ("swaks", "/usr/sbin/smtp-source", "hping3", netns.SYS_PYTHON):
     need_tool(tool)
-if subprocess.run([netns.SYS_PYTHON, "-c", "import scapy.all"], capture_output=True).returncode:
-    skip(f"{netns.SYS_PYTHON} has no scapy (python3-scapy; deploy/install-deps.sh installs it)")
+need_python_module("scapy", netns.SYS_PYTHON)
+netns.need_netns_tools()
 binary = binary_from_argv()
 
 FLOOD_SECONDS = 10
