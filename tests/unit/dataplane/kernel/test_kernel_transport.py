@@ -464,8 +464,9 @@ class KernelTransportTest(unittest.TestCase):
         try:
             with socket.socket(socket.AF_INET6) as probe:
                 probe.bind(("::1", 0))
-        except OSError:
-            self.skipTest("no IPv6 loopback")
+        except OSError as e:
+            # the kernel's choice (IPv6 disabled), not a missing package
+            self.skipTest(f"the kernel has no IPv6 loopback: bind [::1]: {e}")
         port4, port6 = free_port(), free_port()
         gw = Gateway(mxgate_listen="127.0.0.1:%d [::1]:%d" % (port4, port6))
         gw.port = port4
@@ -564,8 +565,6 @@ class KernelTransportTest(unittest.TestCase):
     def test_spool_quota_answers_452(self):
         # a quota below what an empty spool already holds (its first segment's header)
         gw = self.gateway(mxgate_spool_quota=1)
-        if "unused parameter" in gw.read(gw.stderr) + gw.log():
-            self.skipTest("mxgate_spool_quota is not in the configuration table yet")
         with gw.smtp() as s:
             s.ehlo()
             # refused at MAIL, before the client sends anything big
@@ -582,8 +581,6 @@ class KernelTransportTest(unittest.TestCase):
         # its commit is pending. The message is committed and answered 250 first; the 421
         # follows.
         gw = self.gateway(mxgate_spool_commit_delay=1000, mxgate_workers=1)
-        if "unused parameter" in gw.read(gw.stderr) + gw.log():
-            self.skipTest("mxgate_spool_commit_delay is not in the configuration table yet")
         c = gw.raw()
         c.reply()
         c.send(b"EHLO client.example\r\n")
