@@ -100,13 +100,20 @@ def package_of(tool):
 
 
 def find_tool(tool):
-    """The path of a TOOLS entry on this machine, or None. Names are looked up on PATH
-    and in the sbin directories (a non-root PATH often lacks them)."""
+    """The path of a TOOLS entry on this machine, or None. Names are looked up on PATH,
+    as the tests run them."""
     package_of(tool)
     if tool.startswith("/"):
         return tool if os.path.exists(tool) else None
-    path = os.pathsep.join([os.environ.get("PATH", os.defpath), *_SBIN])
-    return shutil.which(tool, path=path)
+    return shutil.which(tool)
+
+
+def off_path(tool):
+    """Where a program missing from PATH is installed all the same (a non-root PATH
+    often lacks the sbin directories), or None."""
+    if tool.startswith("/"):
+        return None
+    return shutil.which(tool, path=os.pathsep.join(_SBIN))
 
 
 def missing_message(what, package):
@@ -134,6 +141,11 @@ def need_tool(tool):
     module it needs (TOOL_PERL_MODULES) is missing."""
     path = find_tool(tool)
     if path is None:
+        elsewhere = off_path(tool)
+        if elsewhere is not None:
+            print(f"FAIL: {tool} is installed ({elsewhere}) but not on PATH, which the "
+                  f"tests run it from: add {os.path.dirname(elsewhere)} to PATH", flush=True)
+            sys.exit(1)
         fail_missing(tool, package_of(tool))
     for module in TOOL_PERL_MODULES.get(tool, ()):
         err = perl_module_error(module)

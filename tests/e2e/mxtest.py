@@ -245,8 +245,10 @@ class Gateway:
 
     def stats(self, timeout=15.0):
         """SIGUSR1, wait for the lines it writes, and return their key=value integers as
-        one dict: the statistics line, the dpdk line (dpdk transport), and the spool lines
-        with keys prefixed "spool_" and summed over the spool directories."""
+        one dict: the statistics line, the dpdk line (dpdk transport), the spool lines
+        with keys prefixed "spool_" and the relay lines with keys prefixed "relay_" (both
+        summed over the spool directories: relay_queued, relay_sent, relay_deferred,
+        relay_removed, relay_notifications...)."""
         before = self.log().count(self._LAST_STAT_LINE)
         self.proc.send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + timeout
@@ -259,17 +261,19 @@ class Gateway:
                 # the group, read backwards from its last line: the statistics line(s),
                 # then the spool lines written just before them, up to the group before
                 for line in reversed(lines[:ends[-1] + 1]):
+                    per_spool = re.search(r"\b(spool|relay) \d+ statistics: ", line)
                     if "statistics (SIGUSR1):" in line:
                         if spools:
                             break
                         body = line.split("statistics (SIGUSR1):", 1)[1]
                         for k, v in self._KV.findall(body):
                             out.setdefault(k, int(v))
-                    elif re.search(r"spool \d+ statistics: ", line):
+                    elif per_spool:
                         spools = True
+                        prefix = per_spool.group(1) + "_"
                         for k, v in self._KV.findall(line.split("statistics:", 1)[1]):
-                            out["spool_" + k] = out.get("spool_" + k, 0) + int(v)
-                    elif not re.search(r"relay \d+ statistics: ", line):
+                            out[prefix + k] = out.get(prefix + k, 0) + int(v)
+                    else:
                         break
                 return out
             if self.proc.poll() is not None:
@@ -456,6 +460,7 @@ class ScriptedSmtpServer:
       rcpt_reply(addr) -> "250 2.1.5 Ok" (default) or e.g. "451 4.3.0 try later"
       data_reply(txn)  -> "250 2.0.0 Ok: queued as N" (default)
       data_delay       seconds to wait before the final reply (a slow next hop)
+    .data_ends counts messages whose final "." arrived (before data_delay and the reply).
     Use as a context manager; .port is where it listens."""
 
     def __init__(self, port=None, lmtp=False):
@@ -467,6 +472,7 @@ class ScriptedSmtpServer:
         self.transactions = []
         self.commands = []
         self.connections = 0
+        self.data_ends = 0
         self.data_delay = 0.0
         self.lock = threading.Lock()
         self.loop = None
@@ -525,6 +531,8 @@ class ScriptedSmtpServer:
                             break
                         data.append(l[1:] if l.startswith(b".") else l)
                     txn["data"] = b"".join(data)
+                    with self.lock:
+                        self.data_ends += 1
                     if self.data_delay:
                         await self.asyncio.sleep(self.data_delay)
                     reply = self.data_reply(txn)
