@@ -75,7 +75,8 @@ def main():
     named = {}
     for tool, package in tp.TOOLS.items():
         named.setdefault(package, []).append(tool)
-        path = tp.find_tool(tool)
+        # installed is what counts here, even in an sbin directory off this PATH
+        path = tp.find_tool(tool) or tp.off_path(tool)
         if path is None:
             problems.append(tp.missing_message(tool, package))
         else:
