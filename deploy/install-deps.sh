@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Install every Debian 12 package mxgate's build, tests and demo need. Idempotent: packages
-# already present are left alone, and apt is not touched at all when nothing is missing.
-# Run as root.
+# Install every Debian 12 package mxgate's build, tests, demo and perf/ need. Idempotent:
+# packages already present are left alone, and apt is not touched at all when nothing is
+# missing. Run as root. A test that lacks one of them fails, naming it
+# (tests/tool_packages.py maps each tool to its package; tests/test_packages.py checks that
+# every package named there is listed here and installed).
 set -euo pipefail
 
 packages=(
@@ -19,8 +21,9 @@ packages=(
 	# a local DNS blocklist server for Postfix's reject_rbl_client in the differential
 	# policy tests (tests/e2e/test_policy_diff.py serves the same zones to both servers)
 	rbldnsd
-	# perf: the disk's own fdatasync rate beside the spool's group commit
-	fio
+	# perf: the disk's own fdatasync rate beside the spool's group commit; git for the
+	# commit perf/hostile/bench_hostile.py stamps on its report
+	fio git
 	# the DPDK dataplane's namespace tests (tests/e2e/test_dpdk*.py): a SYN flood, a storm of
 	# malformed frames (scapy for Debian's /usr/bin/python3), ethtool to turn off the client
 	# veth's TX checksum offload, ping (v4 and v6), tcpdump for packet traces on failure

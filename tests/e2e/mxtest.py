@@ -2,8 +2,11 @@
 and spool, talk to it with real clients, read what it spooled and logged, and run a private
 Debian Postfix instance as a peer. Python 3 standard library only.
 
-Tests import this module; they exit 77 (meson's "skipped") when a tool they need is missing
-and 1 on the first failed expectation, printing what was expected and what was seen.
+Tests import this module. They exit 1 on the first failed expectation, printing what was
+expected and what was seen, and also when a tool they need is missing: need_tool() names the
+Debian package to install (tests/tool_packages.py holds the table; deploy/install-deps.sh
+installs every package in it). They exit 77 (meson's "skipped") only for what no package
+gives: need_root() when not root, and a kernel that refuses what the test needs.
 """
 
 import os
@@ -16,10 +19,14 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import tool_packages  # noqa: E402  (tests/tool_packages.py)
+
 SKIP = 77
 
 
 def skip(why):
+    """Exit 77 for a reason no package can fix (never for a missing tool: need_tool)."""
     print(f"SKIP: {why}")
     sys.exit(SKIP)
 
@@ -29,14 +36,29 @@ def fail(why):
     sys.exit(1)
 
 
-def need_tool(path):
-    if not (shutil.which(path) or os.path.exists(path)):
-        skip(f"{path} is not installed (deploy/install-deps.sh installs it)")
+def need_tool(tool):
+    """The path of `tool` (a tests/tool_packages.py TOOLS entry: a program name or an
+    absolute path); when it is missing the test fails, naming the Debian package."""
+    return tool_packages.need_tool(tool)
 
 
-def need_root():
+def need_python_module(module, python="/usr/bin/python3"):
+    """Fail, naming the Debian package (python3-scapy...), unless `python` imports
+    `module` (a tests/tool_packages.py PYTHON_MODULES entry)."""
+    tool_packages.need_python_module(module, python)
+
+
+def need_postfix_pcre():
+    """Fail, naming postfix-pcre, unless Postfix can open pcre: tables."""
+    tool_packages.need_postfix_pcre()
+
+
+def need_root(what="this test"):
+    """Skip (77) unless root: namespaces, Postfix instances and DPDK need it, and no
+    package gives it. Check tools first (need_tool), so that a missing package fails even
+    for a user who is not root."""
     if os.geteuid() != 0:
-        skip("needs root")
+        skip(f"{what} needs root (running as uid {os.geteuid()}); not a missing package")
 
 
 def free_port():
@@ -223,8 +245,10 @@ class Gateway:
 
     def stats(self, timeout=15.0):
         """SIGUSR1, wait for the lines it writes, and return their key=value integers as
-        one dict: the statistics line, the dpdk line (dpdk transport), and the spool lines
-        with keys prefixed "spool_" and summed over the spool directories."""
+        one dict: the statistics line, the dpdk line (dpdk transport), the spool lines
+        with keys prefixed "spool_" and the relay lines with keys prefixed "relay_" (both
+        summed over the spool directories: relay_queued, relay_sent, relay_deferred,
+        relay_removed, relay_notifications...)."""
         before = self.log().count(self._LAST_STAT_LINE)
         self.proc.send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + timeout
@@ -237,17 +261,19 @@ class Gateway:
                 # the group, read backwards from its last line: the statistics line(s),
                 # then the spool lines written just before them, up to the group before
                 for line in reversed(lines[:ends[-1] + 1]):
+                    per_spool = re.search(r"\b(spool|relay) \d+ statistics: ", line)
                     if "statistics (SIGUSR1):" in line:
                         if spools:
                             break
                         body = line.split("statistics (SIGUSR1):", 1)[1]
                         for k, v in self._KV.findall(body):
                             out.setdefault(k, int(v))
-                    elif re.search(r"spool \d+ statistics: ", line):
+                    elif per_spool:
                         spools = True
+                        prefix = per_spool.group(1) + "_"
                         for k, v in self._KV.findall(line.split("statistics:", 1)[1]):
-                            out["spool_" + k] = out.get("spool_" + k, 0) + int(v)
-                    elif not re.search(r"relay \d+ statistics: ", line):
+                            out[prefix + k] = out.get(prefix + k, 0) + int(v)
+                    else:
                         break
                 return out
             if self.proc.poll() is not None:
@@ -322,9 +348,10 @@ postlog   unix-dgram n - n - 1 postlogd
         """listen_host: smtpd's address (inet_interfaces too); command_prefix: run the
         postfix command under it, e.g. ["ip", "netns", "exec", NS] to start master and its
         daemons inside a network namespace."""
-        need_root()
+        for tool in ("/usr/sbin/postfix", "/usr/sbin/sendmail", "/usr/sbin/postqueue"):
+            need_tool(tool)
+        need_root("a private Postfix instance")
         self.command_prefix = list(command_prefix)
-        need_tool("/usr/sbin/postfix")
         self.dir = tempfile.mkdtemp(prefix="mxgate-postfix-")
         self.conf = os.path.join(self.dir, "conf")
         self.smtpd_port = smtpd_port or free_port()
@@ -433,6 +460,7 @@ class ScriptedSmtpServer:
       rcpt_reply(addr) -> "250 2.1.5 Ok" (default) or e.g. "451 4.3.0 try later"
       data_reply(txn)  -> "250 2.0.0 Ok: queued as N" (default)
       data_delay       seconds to wait before the final reply (a slow next hop)
+    .data_ends counts messages whose final "." arrived (before data_delay and the reply).
     Use as a context manager; .port is where it listens."""
 
     def __init__(self, port=None, lmtp=False):
@@ -444,6 +472,7 @@ class ScriptedSmtpServer:
         self.transactions = []
         self.commands = []
         self.connections = 0
+        self.data_ends = 0
         self.data_delay = 0.0
         self.lock = threading.Lock()
         self.loop = None
@@ -502,6 +531,8 @@ class ScriptedSmtpServer:
                             break
                         data.append(l[1:] if l.startswith(b".") else l)
                     txn["data"] = b"".join(data)
+                    with self.lock:
+                        self.data_ends += 1
                     if self.data_delay:
                         await self.asyncio.sleep(self.data_delay)
                     reply = self.data_reply(txn)

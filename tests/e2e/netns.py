@@ -1,5 +1,6 @@
 """Network-namespace topology and a DPDK gateway for mxgate's end-to-end tests, also used by
-perf/side_by_side.py. Needs root, iproute2 and ethtool; Python 3 standard library only.
+perf/side_by_side.py. Needs root, iproute2, ethtool, procps and Debian's python3 (a missing
+one fails the test, naming its package); Python 3 standard library only.
 
 Stable API (other scripts import it; change it only by adding):
 
@@ -38,7 +39,8 @@ DpdkGateway(binary, topo, extra_config="", workers=2, port=25, steering="auto", 
     stop() also removes DPDK's runtime directory /var/run/dpdk/FILE_PREFIX.
 
 Clients and checks (functions):
-    need_netns_tools()                 exit 77 unless root with ip and ethtool
+    need_netns_tools()                 fail naming the package when ip, ethtool, sysctl or
+                                       /usr/bin/python3 is missing; then exit 77 unless root
     client_python()                    the interpreter for scripts run in cl_ns
     swaks(topo, server, to, port=25, sender=..., extra=()) -> (status, transcript)
     swaks_queue_id(transcript) -> queue ID of the 250 reply, or None
@@ -48,18 +50,17 @@ Clients and checks (functions):
     check_smtp_source(msgs, messages, length, sender, rcpt=...) -> count; fails the test
                 unless each of the messages is in msgs exactly once and byte-exact
     tcpdump_cl(topo, path, count=2000, bpf=()) / stop_tcpdump(p) / tcpdump_read(path)
-                a header capture on dp_cl_if, for failure reports
+                a header capture on dp_cl_if, for failure reports (tcpdump is required)
 
 Tools run inside the namespaces (`ip netns exec NS tool`) because Python 3.11 has no
 os.setns; /usr/bin/python3 is Debian's Python (the one python3-scapy is installed for).
 """
 
 import os
-import re
+import selectors
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -83,10 +84,12 @@ def _run(argv, check=True, **kw):
 
 
 def need_netns_tools():
-    """Skip (exit 77) when the test cannot build a topology: not root or a tool missing."""
-    mxtest.need_root()
-    for tool in ("ip", "ethtool"):
+    """Fail, naming the package, when a tool the topology needs is missing (the greeting
+    probe runs Debian's python3 in the client namespace); then skip (exit 77) unless root,
+    which namespaces need."""
+    for tool in ("ip", "ethtool", "sysctl", SYS_PYTHON):
         mxtest.need_tool(tool)
+    mxtest.need_root("a network-namespace topology")
 
 
 class Topology:
@@ -320,8 +323,8 @@ class DpdkGateway(mxtest.Gateway):
 # -- clients in the client namespace, and checks of what they left in the spool -----------
 
 def client_python():
-    """The interpreter for scripts run in the client namespace."""
-    return SYS_PYTHON if os.path.exists(SYS_PYTHON) else sys.executable
+    """The interpreter for scripts run in the client namespace: Debian's python3."""
+    return mxtest.need_tool(SYS_PYTHON)
 
 
 def swaks(topo, server, to, port=25, sender="alice@sender.example", extra=(), timeout=120):
@@ -410,18 +413,29 @@ def check_smtp_source(msgs, messages, length, sender, rcpt="sink@localhost"):
 
 def tcpdump_cl(topo, path, count=2000, bpf=()):
     """Start a packet capture (headers only) on the client end of the dp veth, optionally
-    with a filter (a list of tcpdump filter words); returns the Popen (None without
-    tcpdump); stop it with stop_tcpdump and read it with tcpdump_read."""
-    if not shutil.which("tcpdump"):
-        return None
+    with a filter (a list of tcpdump filter words); returns the Popen once the capture
+    runs; stop it with stop_tcpdump and read it with tcpdump_read. Fails, naming the
+    package, without tcpdump."""
+    mxtest.need_tool("tcpdump")
     p = topo.cl_popen(["tcpdump", "-n", "-s", "128", "-i", topo.dp_cl_if, "-c", str(count),
                        "-w", path, *bpf],
                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    # tcpdump says "listening on" once the capture runs; wait for it (at most 5 s)
+    # tcpdump says "listening on IFACE" on stderr once the capture runs: wait for that line
+    # (at most 5 s), so that nothing sent after this returns is missed
+    said = b""
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not os.path.exists(path):
-        time.sleep(0.05)
-    time.sleep(0.2)
+    with selectors.DefaultSelector() as sel:
+        sel.register(p.stderr, selectors.EVENT_READ)
+        while b"listening on" not in said and time.monotonic() < deadline:
+            if sel.select(timeout=max(0.0, deadline - time.monotonic())):
+                chunk = os.read(p.stderr.fileno(), 4096)
+                if not chunk:
+                    break
+                said += chunk
+    if b"listening on" not in said:
+        stop_tcpdump(p)
+        mxtest.fail(f"tcpdump on {topo.dp_cl_if} did not start capturing within 5 s: "
+                    f"{said.decode(errors='replace')}")
     return p
 
 

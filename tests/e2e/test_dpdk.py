@@ -12,7 +12,8 @@ namespaces (tests/e2e/netns.py), 2 worker lcores, real clients in the client nam
      open_connections returns to 0
   6. with mxgate_dpdk_steering = software, smtp-source -m 4000 and the stats show packets
      carried over the steering rings (steered > 0)
-Needs root (exit 77 otherwise) and swaks, smtp-source, ping, ethtool.
+Needs swaks, smtp-source (postfix), ping (iputils-ping), tcpdump and netns.py's tools: a
+missing one fails the test, naming its package. Needs root: skipped (exit 77) otherwise.
 """
 
 import os
@@ -23,9 +24,9 @@ import time
 import netns
 from mxtest import binary_from_argv, fail, need_tool
 
-netns.need_netns_tools()
-for tool in ("swaks", "/usr/sbin/smtp-source", "ping"):
+for tool in ("swaks", "/usr/sbin/smtp-source", "ping", "tcpdump"):
     need_tool(tool)
+netns.need_netns_tools()
 
 def resets_to_live_flows(pcap, gw_ip):
     """Read a capture (tcpdump -S: absolute sequence numbers) and return (resets the gateway

@@ -5,7 +5,8 @@ smtplib clients in the client namespace of tests/e2e/netns.py, are every one spo
 byte-exact and exactly once. A client never retries: an error fails the test.
 
 The seed is printed; MXGATE_TEST_SEED=N repeats a run (the same sizes, contents and faults).
-Needs root (exit 77 otherwise).
+Needs netns.py's tools (a missing one fails the test, naming its package) and root
+(skipped, exit 77, otherwise).
 """
 
 import os

@@ -8,7 +8,8 @@ worker; SMTP is served on both.
      right client address
   3. the statistics count packets on both (rx_packets covers both ports, and the tap's
      kernel side saw our replies)
-Needs root (exit 77 otherwise), swaks and ethtool.
+Needs swaks and netns.py's tools (a missing one fails the test, naming its package), and
+root (skipped, exit 77, otherwise).
 """
 
 import re
@@ -17,8 +18,8 @@ import subprocess
 import netns
 from mxtest import binary_from_argv, fail, need_tool
 
-netns.need_netns_tools()
 need_tool("swaks")
+netns.need_netns_tools()
 binary = binary_from_argv()
 
 

@@ -52,12 +52,13 @@ import threading
 import time
 
 import mxtest
-from mxtest import Gateway, binary_from_argv, fail, read_spool, skip
+from mxtest import Gateway, binary_from_argv, fail, need_tool, read_spool
 
-FIU_RUN = shutil.which("fiu-run")
-FIU_CTRL = shutil.which("fiu-ctrl")
-if not FIU_RUN or not FIU_CTRL:
-    skip("fiu-run/fiu-ctrl are not installed (deploy/install-deps.sh installs fiu-utils)")
+# Without them the test fails, naming the package (fiu-utils; libfiu0 for the preload
+# library fiu-run -x puts in front of the gateway).
+FIU_RUN = need_tool("fiu-run")
+FIU_CTRL = need_tool("fiu-ctrl")
+need_tool("/usr/lib/fiu/fiu_posix_preload.so")
 
 binary = binary_from_argv()
 SEED = int(os.environ.get("MXGATE_FAULTS_SEED", str(int(time.time()))))

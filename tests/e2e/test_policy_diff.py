@@ -17,7 +17,9 @@ smtpd_delay_reject = no, and with soft_bounce = yes.
 
 Everything runs in a private network namespace (lo only) whose /etc/resolv.conf points at
 the rbldnsd on 127.0.0.1:53 (`ip netns exec` bind-mounts /etc/netns/NAME/resolv.conf).
-Needs root, Postfix with pcre and rbldnsd; exits 77 (skipped) without them.
+Needs Postfix with pcre (postfix, postfix-pcre), rbldnsd and iproute2: a missing one fails
+the test, naming its package. Needs root and a kernel that lets it create a network
+namespace: skipped (exit 77) otherwise, saying which.
 
 Environment: MXGATE_POLICY_SEEDS=1,2 runs only those seeds (all variants);
 MXGATE_POLICY_SESSIONS=N sessions per seed (default 40); MXGATE_POLICY_DUMP=FILE writes every
@@ -44,7 +46,8 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, POLICY)
 
 import sessions as gen  # noqa: E402
-from mxtest import Gateway, PostfixPeer, fail, need_root, skip  # noqa: E402
+from mxtest import (Gateway, PostfixPeer, fail, need_postfix_pcre, need_root,  # noqa: E402
+                    need_tool, skip)
 
 NETNS_ENV = "MXGATE_POLICY_NETNS"
 
@@ -90,12 +93,10 @@ COVERAGE = [
 def run_in_netns():
     """Create a network namespace with lo up and resolv.conf -> 127.0.0.1, run this script
     in it, remove both afterwards, and exit with the script's status."""
-    need_root()
-    for tool in ("ip", "rbldnsd", "postmap"):
-        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
-            skip(f"{tool} is not installed (deploy/install-deps.sh installs it)")
-    if not os.path.exists("/usr/sbin/postfix"):
-        skip("postfix is not installed (deploy/install-deps.sh installs it)")
+    for tool in ("ip", "/usr/sbin/rbldnsd", "/usr/sbin/postfix"):
+        need_tool(tool)
+    need_postfix_pcre()
+    need_root("the differential policy test (a network namespace, Postfix)")
     name = f"mxgate-pdiff-{os.getpid()}"
     netns_root_existed = os.path.isdir("/etc/netns")
     etc = f"/etc/netns/{name}"
@@ -106,7 +107,8 @@ def run_in_netns():
     try:
         r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
         if r.returncode != 0:
-            skip(f"cannot create a network namespace: {r.stderr.strip()}")
+            skip(f"the kernel refused a network namespace (not a missing package): "
+                 f"ip netns add: {r.stderr.strip()}")
         subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
                        check=True)
         env = dict(os.environ, **{NETNS_ENV: name})
@@ -331,13 +333,13 @@ def prepare(tmp, binary):
     with open(os.path.join(pmconf, "main.cf"), "w") as f:
         f.write("compatibility_level = 3.6\n")
     for t in HASH_TABLES:
-        r = subprocess.run(["postmap", "-c", pmconf, f"hash:{tables}/{t}"],
+        r = subprocess.run(["/usr/sbin/postmap", "-c", pmconf, f"hash:{tables}/{t}"],
                            capture_output=True, text=True)
         if r.returncode != 0:
             fail(f"postmap hash:{t}: {r.stderr}")
     for typ, t in OTHER_TABLES + [("pcre", "header_checks")]:
-        r = subprocess.run(["postmap", "-c", pmconf, "-q", "probe@example", f"{typ}:{tables}/{t}"],
-                           capture_output=True, text=True)
+        r = subprocess.run(["/usr/sbin/postmap", "-c", pmconf, "-q", "probe@example",
+                            f"{typ}:{tables}/{t}"], capture_output=True, text=True)
         if r.returncode not in (0, 1):
             fail(f"Postfix cannot read {typ}:{t}: {r.stderr}")
 
@@ -366,7 +368,7 @@ def prepare(tmp, binary):
     # rbldnsd for Postfix, on the namespace's 127.0.0.1:53.
     log = open(os.path.join(tmp, "rbldnsd.log"), "wb")
     zspecs = [f"{zone}:{fmt}:{z}" for zone, fmt, z in ZONES]
-    rbl = subprocess.Popen(["rbldnsd", "-n", "-b", "127.0.0.1/53", "-w", tables,
+    rbl = subprocess.Popen(["/usr/sbin/rbldnsd", "-n", "-b", "127.0.0.1/53", "-w", tables,
                             *zspecs], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 10
     probe = None

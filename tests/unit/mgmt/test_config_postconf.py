@@ -19,6 +19,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+import tool_packages  # noqa: E402  (tests/tool_packages.py)
+
 POSTCONF = "/usr/sbin/postconf"
 # config_params.c: "with these deliberate differences" (its header comment)
 DELIBERATE = {
@@ -182,10 +185,7 @@ def main():
         print(__doc__)
         return 2
     mxgate, root = sys.argv[1], sys.argv[2]
-    if not os.access(POSTCONF, os.X_OK):
-        print(f"FAIL: {POSTCONF} not found: install Debian's postfix package "
-              "(deploy/install-deps.sh does)")
-        return 1
+    tool_packages.need_tool(POSTCONF)
     with open(os.path.join(root, "deploy", "mxgate.cf.demo")) as f:
         demo = f.read()
     demo = demo.replace("@DEMO@", "/tmp/mxgate-demo").replace("@IFACE@", "mxdemo0") \

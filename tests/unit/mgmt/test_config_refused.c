@@ -266,8 +266,8 @@ static void test_debian_main_cf(void)
 static void test_every_postfix_parameter(void)
 {
 	if (access("/usr/sbin/postconf", X_OK) != 0) {
-		fprintf(stderr, "  /usr/sbin/postconf is missing: install Debian's postfix "
-				"package (deploy/install-deps.sh)\n");
+		fprintf(stderr, "  FAIL: /usr/sbin/postconf is missing: install Debian package "
+				"'postfix' (deploy/install-deps.sh installs it)\n");
 		CHECK(false);
 		return;
 	}

@@ -255,8 +255,9 @@ static void test_debian(void)
 {
 	const char *path = "/etc/postfix/master.cf";
 	if (access(path, R_OK) != 0) {
-		fprintf(stderr, "  %s is missing: install Debian's postfix package "
-				"(deploy/install-deps.sh)\n", path);
+		fprintf(stderr, "  FAIL: %s is missing: install Debian package 'postfix' "
+				"(deploy/install-deps.sh installs it)\n",
+			path);
 		CHECK(false);
 		return;
 	}
