@@ -54,7 +54,7 @@ bool conn_policy_check(struct conn *c, enum smtp_policy_stage stage, const char 
 		.stage = stage,
 		.client_addr = c->addr_str,
 		.client_name = c->name ? c->name : "unknown",
-		.reverse_name = c->name ? c->name : "unknown",
+		.reverse_name = c->reverse_name ? c->reverse_name : "unknown",
 		.helo = c->helo,
 		.sender = c->sender,
 		.recipient = rcpt,
@@ -125,6 +125,7 @@ void conn_on_xclient(struct conn *c, const struct smtp_event *ev)
 	const struct smtp_xclient *x = ev->u.xclient;
 	const struct smtp_xclient_value *addr = &x->attr[SMTP_XCLIENT_ADDR];
 	const struct smtp_xclient_value *name = &x->attr[SMTP_XCLIENT_NAME];
+	const struct smtp_xclient_value *rname = &x->attr[SMTP_XCLIENT_REVERSE_NAME];
 	const struct smtp_xclient_value *port = &x->attr[SMTP_XCLIENT_PORT];
 	const struct smtp_xclient_value *helo = &x->attr[SMTP_XCLIENT_HELO];
 
@@ -139,16 +140,38 @@ void conn_on_xclient(struct conn *c, const struct smtp_event *ev)
 		if (mx_inet_parse(text, &parsed))
 			a = mx_inet_unmap(&parsed);
 	}
-	char *new_name = NULL, *new_helo = NULL;
+	/* Postfix's xclient_cmd(): NAME sets the verified name and its status ([UNAVAILABLE]:
+	 * permanent, [TEMPUNAVAIL]: temporary), and an available NAME the reverse name too;
+	 * REVERSE_NAME sets the reverse name and its status. */
+	char *new_name = NULL, *new_rname = NULL, *new_helo = NULL;
+	enum conn_peer_status name_st = c->name_status, rname_st = c->reverse_name_status;
 	bool oom = false;
-	if (name->present && !name->unavailable)
-		oom |= !(new_name = conn_dup(name->value));
-	else if (!name->present && c->name)
+	if (name->present) {
+		name_st = name->tempunavail ? CONN_PEER_TEMP
+			  : name->unavailable ? CONN_PEER_PERM : CONN_PEER_OK;
+		if (name_st == CONN_PEER_OK) {
+			oom |= !(new_name = conn_dup(name->value));
+			oom |= !(new_rname = conn_dup(name->value));
+			rname_st = CONN_PEER_OK;
+		}
+	} else if (c->name) {
 		oom |= !(new_name = strdup(c->name)); /* NAME not given: unchanged */
+	}
+	if (rname->present) {
+		free(new_rname);
+		new_rname = NULL;
+		rname_st = rname->tempunavail ? CONN_PEER_TEMP
+			   : rname->unavailable ? CONN_PEER_PERM : CONN_PEER_OK;
+		if (rname_st == CONN_PEER_OK)
+			oom |= !(new_rname = conn_dup(rname->value));
+	} else if (!new_rname && !name->present && c->reverse_name) {
+		oom |= !(new_rname = strdup(c->reverse_name));
+	}
 	if (helo->present && !helo->unavailable)
 		oom |= !(new_helo = conn_dup(helo->value));
 	if (oom) {
 		free(new_name);
+		free(new_rname);
 		free(new_helo);
 		conn_count(c, CONN_CMD_XCLIENT, false);
 		conn_verdict(c, 451, "4.3.0 Error: insufficient system resources", false);
@@ -166,6 +189,10 @@ void conn_on_xclient(struct conn *c, const struct smtp_event *ev)
 	}
 	free(c->name);
 	c->name = new_name;
+	free(c->reverse_name);
+	c->reverse_name = new_rname;
+	c->name_status = name_st;
+	c->reverse_name_status = rname_st;
 	free(c->helo);
 	c->helo = new_helo;
 	snprintf(c->client, sizeof(c->client), "%s[%s]", c->name ? c->name : "unknown",
