@@ -2,6 +2,7 @@
  * and what is trusted. */
 #include "tables/checks_cache.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -299,6 +300,8 @@ int checks_cache_decode(const uint8_t *buf, size_t len, const uint8_t key[CHECKS
 	if (dblen > 0) {
 		const char *info = (const char *)rec + (size_t)nrec * CHECKS_CACHE_RECORD_LEN;
 		const char *blob = info + infolen;
+		/* Hyperscan gets exactly the rest of the buffer (len == want above). */
+		assert(blob + dblen == (const char *)buf + len);
 		char *hinfo = NULL;
 		hs_error_t e = hs_serialized_database_info(blob, (size_t)dblen, &hinfo);
 		if (e == HS_NOMEM)
