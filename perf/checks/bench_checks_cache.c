@@ -176,6 +176,7 @@ int main(int argc, char **argv)
 			printf("%8zu %-6s %14.1f %14.1f %14.1f %14.1f %12.0f\n", n,
 			       body ? "body" : "header", none.ms, miss.ms, best, best_proc,
 			       (double)dir_bytes(dir) / 1024);
+			fflush(stdout);
 			fprintf(stderr,
 				"  %s %zu: database %.0f KiB in memory; hits %.1f/%.1f/%.1f ms; "
 				"%zu compile(s) uncached, %zu on a hit\n",

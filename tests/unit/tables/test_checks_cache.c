@@ -91,7 +91,8 @@ static int cache_rm_one(const char *p, const struct stat *st, int flag, struct F
 	(void)flag;
 	(void)f;
 	chmod(p, 0700);
-	return remove(p) < 0 ? 0 : 0;
+	remove(p);
+	return 0; /* go on whatever happened: a best-effort clean-up */
 }
 
 static void cache_rm(const char *dir)
