@@ -31,7 +31,8 @@
  * word is CHECKS_UNKNOWN (Postfix warns "unknown command" and treats it as DUNNO).
  *
  * Compiled sets are immutable and may be shared by threads; every thread matches with its
- * own struct checks_scratch. */
+ * own struct checks_scratch. Compiling is slow (about 10 s for 10,000 rules): with a cache
+ * directory (struct checks_options, checks_cache.h) an unchanged set is read back instead. */
 #ifndef MXGATE_TABLES_CHECKS_H
 #define MXGATE_TABLES_CHECKS_H
 

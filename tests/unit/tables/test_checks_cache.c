@@ -692,7 +692,7 @@ static void test_permissions(void)
 
 static void set_mtime(const char *dir, const char *name, time_t sec)
 {
-	char p[400];
+	char p[1024];
 	snprintf(p, sizeof(p), "%s/%s", dir, name);
 	struct timespec ts[2] = { { sec, 0 }, { sec, 0 } };
 	CHECK_INT_EQ(utimensat(AT_FDCWD, p, ts, 0), 0);
@@ -715,7 +715,7 @@ static struct built build_nth(size_t i, const char *dir, const struct checks_opt
 		for (size_t k = 0; k < nb && k < 80; k++)
 			old = old || strcmp(after[j], before[k]) == 0;
 		if (!old)
-			snprintf(name, CHECKS_CACHE_NAME_LEN + 1, "%s", after[j]);
+			memcpy(name, after[j], CHECKS_CACHE_NAME_LEN + 1);
 	}
 	return b;
 }
@@ -738,7 +738,7 @@ static void test_eviction(void)
 	}
 	CHECK_INT_EQ(cache_files(dir, names, 80), 3);
 	for (size_t i = 3; i < 6; i++) {
-		char p[400];
+		char p[600];
 		snprintf(p, sizeof(p), "%s/%s", dir, order[i]);
 		CHECK_INT_EQ(access(p, F_OK), 0);
 	}
@@ -749,7 +749,7 @@ static void test_eviction(void)
 	struct built b = build_nth(6, dir, &o, order[6]);
 	CHECK(b.st.cache_stored);
 	checks_free(b.c);
-	char p3[400], p4[400];
+	char p3[600], p4[600];
 	snprintf(p3, sizeof(p3), "%s/%s", dir, order[3]);
 	snprintf(p4, sizeof(p4), "%s/%s", dir, order[4]);
 	CHECK_INT_EQ(access(p3, F_OK), 0);
@@ -765,7 +765,7 @@ static void test_eviction(void)
 
 	/* A writer's temporary file: removed when an hour old, kept while fresh; other
 	 * files are never touched. */
-	char stale[400], fresh[400], other[400];
+	char stale[600], fresh[600], other[600];
 	snprintf(stale, sizeof(stale), "%s/.%.64s.0123456789abcdef.tmp", dir, names[0]);
 	snprintf(fresh, sizeof(fresh), "%s/.%.64s.fedcba9876543210.tmp", dir, names[0]);
 	snprintf(other, sizeof(other), "%s/README", dir);
