@@ -717,6 +717,14 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		.doc = "bytes of each body part that body_checks inspect",
 		P_SERVICE_LIVE,
 	},
+	[MX_P_MXGATE_CHECKS_CACHE_DIRECTORY] = {
+		.id = MX_P_MXGATE_CHECKS_CACHE_DIRECTORY,
+		.name = "mxgate_checks_cache_directory", .type = MX_PT_PATH,
+		.def = "/var/cache/mxgate/checks", .min = 0,
+		.doc = "compiled Hyperscan databases of the *_checks sets, so a start or reload "
+		       "with unchanged rules skips the compile (empty: no cache)",
+		P_GLOBAL_LIVE,
+	},
 	[MX_P_MXGATE_MASTER_FILE] = {
 		.id = MX_P_MXGATE_MASTER_FILE, .name = "mxgate_master_file", .type = MX_PT_PATH,
 		.def = "", .min = 0,

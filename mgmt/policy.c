@@ -1,5 +1,6 @@
 #include "mgmt/policy.h"
 
+#include "mgmt/log.h"
 #include "tables/rbl_zone.h"
 #include "tables/tables_env.h"
 
@@ -493,6 +494,11 @@ int mx_checks_build(const struct mx_config *cfg, struct mx_checks *cc, char *err
 		[SMTP_CHECKS_BODY] = "body_checks",
 	};
 	*cc = (struct mx_checks){ 0 };
+	/* A compiled set comes from, and goes to, the cache when its rules are unchanged;
+	 * cache trouble is a warning, never a failed build. */
+	struct checks_options opts = {
+		.cache_dir = mx_config_get(cfg, "mxgate_checks_cache_directory"),
+	};
 	const char *values[SMTP_CHECKS_CLASS_MAX];
 	for (int i = 0; i < SMTP_CHECKS_CLASS_MAX; i++) {
 		values[i] = mx_config_get(cfg, params[i]);
@@ -506,13 +512,17 @@ int mx_checks_build(const struct mx_config *cfg, struct mx_checks *cc, char *err
 			continue;
 		}
 		char why[400];
-		int rc = checks_compile_list(values[i] ? values[i] : "", &cc->owned[i], why,
-					     sizeof(why));
+		int rc = checks_compile_list_opts(values[i] ? values[i] : "", &opts, &cc->owned[i],
+						  why, sizeof(why));
 		if (rc < 0) {
 			snprintf(err, errlen, "%s: %s", params[i], why);
 			mx_checks_free(cc);
 			return rc;
 		}
+		struct checks_stats st;
+		checks_stats(cc->owned[i], &st);
+		if (st.cache_error[0])
+			mx_log(MX_LOG_WARNING, "%s: %s", params[i], st.cache_error);
 		cc->cfg.set[i] = cc->owned[i];
 	}
 	for (int i = 0; i < SMTP_CHECKS_CLASS_MAX; i++)

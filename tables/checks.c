@@ -7,9 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include "mxgate/ctype.h"
 #include "mxgate/list.h"
+#include "tables/checks_cache.h"
 #include "tables/rule_file.h"
 #include "tables/tables_internal.h"
 
@@ -21,6 +24,10 @@ enum checks_mode {
 	CHECKS_MODE_CONFIRM, /* Hyperscan hit (superset), confirmed by PCRE2/regexec */
 	CHECKS_MODE_NONE,    /* not in the database: PCRE2/regexec on every subject */
 };
+_Static_assert(CHECKS_MODE_EXACT == (int)CHECKS_CACHE_EXACT &&
+		       CHECKS_MODE_CONFIRM == (int)CHECKS_CACHE_CONFIRM &&
+		       CHECKS_MODE_NONE == (int)CHECKS_CACHE_NONE,
+	       "the cache stores modes as they are");
 
 struct checks_rule {
 	uint8_t op; /* enum rule_file_op */
@@ -283,12 +290,8 @@ static int checks_build_db(struct checks *c)
 	size_t n = 0;
 	for (size_t i = 0; i < c->n; i++) {
 		struct checks_rule *r = &c->rules[i];
-		if (r->op == RULE_FILE_ENDIF)
+		if (r->op == RULE_FILE_ENDIF || !r->hs_expr)
 			continue;
-		if (!r->hs_expr) { /* whatever the reason, a rule Hyperscan does not see */
-			r->mode = CHECKS_MODE_NONE;
-			continue;
-		}
 		hs_expr_info_t *info = NULL;
 		hs_compile_error_t *ce = NULL;
 		if (hs_expression_info(r->hs_expr, r->hs_flags, &info, &ce) != HS_SUCCESS) {
@@ -361,8 +364,118 @@ out:
 	return rc;
 }
 
+/* The rules that go to Hyperscan, as they are before checks_build_db() retries any: the
+ * inputs of the cache key. Returns their number, with a calloc'd array in *out (NULL when
+ * there are none), or -ENOMEM. */
+static ssize_t checks_cache_inputs(const struct checks *c, struct checks_cache_rule **out)
+{
+	size_t n = 0;
+	*out = NULL;
+	for (size_t i = 0; i < c->n; i++)
+		n += c->rules[i].op != RULE_FILE_ENDIF && c->rules[i].hs_expr;
+	if (n == 0)
+		return 0;
+	struct checks_cache_rule *cr = calloc(n, sizeof(*cr));
+	if (!cr)
+		return -ENOMEM;
+	size_t k = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		const struct checks_rule *r = &c->rules[i];
+		if (r->op == RULE_FILE_ENDIF || !r->hs_expr)
+			continue;
+		cr[k++] = (struct checks_cache_rule){ .expr = r->hs_expr, .flags = r->hs_flags,
+						      .id = (unsigned)i, .mode = r->mode };
+	}
+	*out = cr;
+	return (ssize_t)n;
+}
+
+/* checks_build_db(), or its result from the cache directory: a hit restores the database
+ * and every rule's flags and mode as the compile decided them; a miss compiles and stores.
+ * Trouble with the cache goes to c->st.cache_error, never fails the build. Returns 0 or
+ * -ENOMEM. */
+static int checks_build(struct checks *c, const struct checks_options *o)
+{
+	for (size_t i = 0; i < c->n; i++) /* whatever the reason, a rule Hyperscan does not see */
+		if (c->rules[i].op != RULE_FILE_ENDIF && !c->rules[i].hs_expr)
+			c->rules[i].mode = CHECKS_MODE_NONE;
+	if (!o || !o->cache_dir || !*o->cache_dir)
+		return checks_build_db(c);
+	const char *dir = o->cache_dir;
+	struct checks_cache_rule *cr = NULL;
+	struct checks_cache_decision *cd = NULL;
+	int dfd = -1;
+	char why[256];
+	ssize_t n = checks_cache_inputs(c, &cr);
+	int rc = n < 0 ? (int)n : 0;
+	if (n <= 0) /* nothing for Hyperscan: nothing worth caching */
+		goto compile;
+	uint8_t key[CHECKS_CACHE_KEY_LEN];
+	if (!(cd = calloc((size_t)n, sizeof(*cd))) ||
+	    (rc = checks_cache_key(cr, (size_t)n, c->n, key)) == -ENOMEM) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (rc < 0) {
+		snprintf(c->st.cache_error, sizeof(c->st.cache_error),
+			 "checks cache %s: cannot compute the key; compiled instead", dir);
+		goto compile;
+	}
+	if ((rc = checks_cache_dir_open(dir, &dfd, why, sizeof(why))) < 0) {
+		snprintf(c->st.cache_error, sizeof(c->st.cache_error), "%s; compiled instead", why);
+		goto compile;
+	}
+	hs_database_t *db = NULL;
+	if ((rc = checks_cache_load(dfd, key, cr, (size_t)n, cd, &db, why, sizeof(why))) < 0)
+		goto out;
+	if (rc == 1) {
+		for (size_t k = 0; k < (size_t)n; k++) {
+			struct checks_rule *r = &c->rules[cr[k].id];
+			r->hs_flags = cd[k].flags;
+			r->mode = cd[k].mode;
+		}
+		c->db = db;
+		size_t dbsize = 0;
+		if (db && hs_database_size(db, &dbsize) == HS_SUCCESS)
+			c->st.hs_bytes = (double)dbsize;
+		c->st.cache_hit = true;
+		rc = 0;
+		goto out;
+	}
+	if (why[0])
+		snprintf(c->st.cache_error, sizeof(c->st.cache_error),
+			 "checks cache %s: %s; compiled again", dir, why);
+compile:
+	if (rc == -ENOMEM || (rc = checks_build_db(c)) < 0 || dfd < 0)
+		goto out;
+	for (size_t k = 0; k < (size_t)n; k++) {
+		const struct checks_rule *r = &c->rules[cr[k].id];
+		cd[k] = (struct checks_cache_decision){ .flags = r->hs_flags, .mode = r->mode };
+	}
+	struct checks_cache_limits lim = { .max_files = o->cache_max_files,
+					   .max_bytes = o->cache_max_bytes };
+	int wr = checks_cache_store(dfd, key, cr, cd, (size_t)n, c->db, &lim, why, sizeof(why));
+	if (wr == 0)
+		c->st.cache_stored = true;
+	else if (!c->st.cache_error[0])
+		snprintf(c->st.cache_error, sizeof(c->st.cache_error),
+			 "checks cache %s: cannot store: %s", dir, why);
+out:
+	if (dfd >= 0)
+		close(dfd);
+	free(cr);
+	free(cd);
+	return rc;
+}
+
 int checks_compile(const struct checks_source *src, size_t n, struct checks **out, char *err,
 		   size_t errlen)
+{
+	return checks_compile_opts(src, n, NULL, out, err, errlen);
+}
+
+int checks_compile_opts(const struct checks_source *src, size_t n, const struct checks_options *o,
+			struct checks **out, char *err, size_t errlen)
 {
 	if (n > CHECKS_FILES_MAX) {
 		snprintf(err, errlen, "more than %u check files in one list", CHECKS_FILES_MAX);
@@ -375,7 +488,7 @@ int checks_compile(const struct checks_source *src, size_t n, struct checks **ou
 	for (size_t f = 0; f < n; f++)
 		if ((rc = checks_parse(c, &src[f], (uint32_t)f, err, errlen)) < 0)
 			goto fail;
-	if ((rc = checks_build_db(c)) < 0)
+	if ((rc = checks_build(c, o)) < 0)
 		goto fail;
 	rc = -ENOMEM;
 	if (!(c->always = calloc(c->n ? c->n : 1, sizeof(*c->always))))
@@ -429,6 +542,12 @@ void checks_stats(const struct checks *c, struct checks_stats *st)
 
 int checks_compile_list(const char *list, struct checks **out, char *err, size_t errlen)
 {
+	return checks_compile_list_opts(list, NULL, out, err, errlen);
+}
+
+int checks_compile_list_opts(const char *list, const struct checks_options *o,
+			     struct checks **out, char *err, size_t errlen)
+{
 	struct checks_source src[CHECKS_FILES_MAX];
 	char *names[CHECKS_FILES_MAX], *texts[CHECKS_FILES_MAX];
 	size_t n = 0;
@@ -468,7 +587,7 @@ int checks_compile_list(const char *list, struct checks **out, char *err, size_t
 		src[n - 1] = (struct checks_source){ name, pcre, texts[n - 1], len };
 	}
 	if (n > 0)
-		rc = checks_compile(src, n, out, err, errlen);
+		rc = checks_compile_opts(src, n, o, out, err, errlen);
 out:
 	for (size_t i = 0; i < n; i++) {
 		free(names[i]);

@@ -693,6 +693,8 @@ static const struct bad_value bad_values[] = {
 	{ "queue_run_delay = 0", "invalid queue_run_delay: 0 (min 1)" },
 	{ "mxgate_master_file = master.cf", "parameter mxgate_master_file: not an absolute path: "
 					    "\"master.cf\"" },
+	{ "mxgate_checks_cache_directory = cache", "parameter mxgate_checks_cache_directory: not "
+						   "an absolute path: \"cache\"" },
 };
 
 static void test_bad_values(void)
