@@ -186,6 +186,8 @@ class Gateway:
                 f"mxgate_workers = {workers}\n"
                 f"mxgate_spool_directory = {self.spool}\n"
                 f"maillog_file = {self.maillog}\n"
+                # compiled check sets are cached here, not in the machine's /var/cache
+                f"mxgate_checks_cache_directory = {self.dir}/checks-cache\n"
                 + extra_config
             )
         self.proc = None

@@ -268,6 +268,7 @@ class DpdkGateway(mxtest.Gateway):
             f"mxgate_listen = 0.0.0.0:{port}",
             f"mxgate_workers = {workers}",
             f"mxgate_spool_directory = {self.spool}",
+            f"mxgate_checks_cache_directory = {self.dir}/checks-cache",
             f"maillog_file = {self.maillog}",
         ]
         if mbufs is not None:
