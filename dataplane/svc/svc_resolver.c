@@ -90,7 +90,8 @@ static void svc_resolver_request(struct svc_resolver *s, struct svc_request *r)
 		return;
 	}
 	uint64_t hash = svc_resolver_key_hash(s, d->type, name, len);
-	struct dns_result *hit = svc_resolver_cache_get(&s->cache, d->type, name, len, hash, s->now);
+	struct dns_result *hit = svc_resolver_cache_get(&s->cache, d->type, name, len, hash,
+							s->now);
 	if (hit) {
 		svc_resolver_count(s, hits, 1);
 		svc_resolver_answer(s, r, 0, dns_result_get(hit));
@@ -166,6 +167,8 @@ static void *svc_resolver_main(void *arg)
 		s->now = mx_clock_monotonic_ms();
 		for (int i = 0; i < n; i++) {
 			enum svc_resolver_ev *kind = ev[i].data.ptr;
+			struct svc_resolver_udp *u;
+			struct svc_resolver_tcp *conn;
 			switch (*kind) {
 			case SVC_RESOLVER_EV_WAKE:
 				svc_resolver_take(s);
@@ -174,13 +177,12 @@ static void *svc_resolver_main(void *arg)
 				stop = true;
 				break;
 			case SVC_RESOLVER_EV_UDP:
-				svc_resolver_udp_readable(
-					s, svc_resolver_container_of(kind, struct svc_resolver_udp, ev));
+				u = svc_resolver_container_of(kind, struct svc_resolver_udp, ev);
+				svc_resolver_udp_readable(s, u);
 				break;
 			case SVC_RESOLVER_EV_TCP:
-				svc_resolver_tcp_event(
-					s, svc_resolver_container_of(kind, struct svc_resolver_tcp, ev),
-					ev[i].events);
+				conn = svc_resolver_container_of(kind, struct svc_resolver_tcp, ev);
+				svc_resolver_tcp_event(s, conn, ev[i].events);
 				break;
 			}
 		}

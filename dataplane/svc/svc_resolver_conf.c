@@ -100,12 +100,12 @@ int svc_resolver_servers_parse(const char *text, struct svc_resolver_server *out
 	size_t len;
 	while ((len = mx_list_next(&cur, &w)) > 0) {
 		struct svc_resolver_server s;
+		int shown = (int)(len < SVC_RESOLVER_WORD_MAX ? len : SVC_RESOLVER_WORD_MAX);
 		if (svc_resolver_server_word(w, len, &s) < 0)
 			return mx_errf(err, errlen, -EINVAL,
-				       "mxgate_dns_servers: '%.*s' is not a numeric address with an "
-				       "optional port (192.0.2.1:53, [2001:db8::1]:53)",
-				       (int)(len < SVC_RESOLVER_WORD_MAX ? len : SVC_RESOLVER_WORD_MAX),
-				       w);
+				       "mxgate_dns_servers: '%.*s' is not a numeric address with "
+				       "an optional port (192.0.2.1:53, [2001:db8::1]:53)",
+				       shown, w);
 		if (*n >= cap)
 			return mx_errf(err, errlen, -E2BIG,
 				       "mxgate_dns_servers: more than %u servers", cap);
@@ -193,7 +193,8 @@ void svc_resolver_resolv_conf_parse(const char *text, size_t len,
 		if (eol > cur && eol[-1] == '\r')
 			eol--;
 		/* glibc's res_init reads keywords at the very start of a line only */
-		if (cur < eol && (*cur == '#' || *cur == ';' || mx_ctype_is_blank((unsigned char)*cur)))
+		if (cur < eol &&
+		    (*cur == '#' || *cur == ';' || mx_ctype_is_blank((unsigned char)*cur)))
 			continue;
 		const char *kw;
 		size_t kwlen = svc_resolver_token(&cur, eol, &kw);

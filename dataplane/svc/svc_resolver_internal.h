@@ -29,6 +29,9 @@
 #define SVC_RESOLVER_RECV_BATCH 64      /* datagrams read from one socket per event */
 #define SVC_RESOLVER_WHY_MAX 96         /* dns_result.why */
 #define SVC_RESOLVER_SERVER_TEXT 56     /* "[v6]:port" */
+#define SVC_RESOLVER_UDP_RETIRED_MAX 16 /* open UDP sockets at most, in pools: past it a
+					   socket is not replaced after its uses (answers
+					   lost to a dead server keep retired ones open) */
 
 #define svc_resolver_container_of(ptr, type, member)                                      \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
@@ -243,6 +246,7 @@ struct svc_resolver {
 	struct svc_resolver_udp **pool;        /* [nservers * udp_sockets_per_server] */
 	unsigned *pool_next;                   /* [nservers]: round robin in the pool */
 	struct svc_resolver_udp *udp_all;
+	unsigned udp_count;                    /* open UDP sockets, retired ones included */
 	struct svc_resolver_udp *udp_dead;
 	struct svc_resolver_tcp *tcp_dead;
 	unsigned tcp_open;

@@ -87,6 +87,7 @@ static void svc_resolver_udp_close(struct svc_resolver *s, struct svc_resolver_u
 	}
 	close(sock->fd); /* also leaves the epoll set */
 	sock->fd = -1;
+	s->udp_count--;
 	if (sock->all_prev)
 		sock->all_prev->all_next = sock->all_next;
 	else
@@ -123,6 +124,7 @@ static struct svc_resolver_udp *svc_resolver_udp_open(struct svc_resolver *s, un
 	if (s->udp_all)
 		s->udp_all->all_prev = sock;
 	s->udp_all = sock;
+	s->udp_count++;
 	return sock;
 }
 
@@ -157,9 +159,10 @@ void svc_resolver_leg_register(struct svc_resolver *s, struct svc_resolver_leg *
 		sock->legs->sock_prev = leg;
 	sock->legs = leg;
 	sock->nlegs++;
-	if (++sock->uses >= s->cfg.p.udp_socket_uses && !sock->retired) {
+	unsigned per = s->cfg.p.udp_sockets_per_server;
+	if (++sock->uses >= s->cfg.p.udp_socket_uses && !sock->retired &&
+	    s->udp_count < per * s->cfg.p.nservers * SVC_RESOLVER_UDP_RETIRED_MAX) {
 		/* out of the pool: the next query gets a fresh socket, a fresh port */
-		unsigned per = s->cfg.p.udp_sockets_per_server;
 		for (unsigned k = 0; k < per; k++)
 			if (s->pool[sock->server * per + k] == sock)
 				s->pool[sock->server * per + k] = NULL;

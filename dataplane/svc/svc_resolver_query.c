@@ -67,8 +67,8 @@ struct svc_resolver_query *svc_resolver_query_find(struct svc_resolver *s, enum 
 {
 	for (struct svc_resolver_hnode *n = svc_resolver_hmap_first(&s->inflight, hash); n;
 	     n = svc_resolver_hmap_next(n, hash)) {
-		struct svc_resolver_query *q = svc_resolver_container_of(n, struct svc_resolver_query,
-									 node);
+		struct svc_resolver_query *q =
+			svc_resolver_container_of(n, struct svc_resolver_query, node);
 		if (q->dq.type == type && memcmp(q->dq.name, name, len) == 0 &&
 		    q->dq.name[len] == '\0')
 			return q;
@@ -98,7 +98,7 @@ struct svc_resolver_query *svc_resolver_query_new(struct svc_resolver *s, enum d
 		return NULL;
 	}
 	svc_resolver_timer_init(&q->timer, SVC_RESOLVER_TIMER_TRY);
-	q->state = SVC_RESOLVER_Q_NEW;
+	svc_resolver_query_enter_state(q, SVC_RESOLVER_Q_NEW);
 	unsigned n = s->cfg.p.nservers;
 	q->start = s->cfg.p.rotate ? s->next_start++ % n : 0;
 	svc_resolver_hmap_insert(&s->inflight, &q->node, hash);
@@ -342,8 +342,8 @@ static void svc_resolver_query_response(struct svc_resolver *s, struct svc_resol
 	case DNS_STATUS_OK:
 	case DNS_STATUS_NODATA:
 	case DNS_STATUS_NXDOMAIN:
-		svc_resolver_query_finish(s, q, dns_result_from_answer(a, q->dq.type,
-								       s->cfg.p.negative_ttl_floor));
+		svc_resolver_query_finish(
+			s, q, dns_result_from_answer(a, q->dq.type, s->cfg.p.negative_ttl_floor));
 		return;
 	case DNS_STATUS_TRUNCATED:
 		if (over_tcp) {
@@ -404,9 +404,8 @@ bool svc_resolver_query_tcp_answer(struct svc_resolver *s, struct svc_resolver_q
 void svc_resolver_timer_fire(struct svc_resolver *s, struct svc_resolver_timer *t)
 {
 	if (t->kind == SVC_RESOLVER_TIMER_WAITER) {
-		struct svc_resolver_waiter *w = svc_resolver_container_of(t,
-									  struct svc_resolver_waiter,
-									  timer);
+		struct svc_resolver_waiter *w =
+			svc_resolver_container_of(t, struct svc_resolver_waiter, timer);
 		enum dns_type type = w->q->dq.type;
 		svc_resolver_waiter_unlink(s, w);
 		svc_resolver_count(s, expired, 1);

@@ -28,7 +28,7 @@ struct rh {
 	unsigned taken;
 };
 
-static void rh_collect(void *arg, struct svc_request *r)
+static inline void rh_collect(void *arg, struct svc_request *r)
 {
 	struct rh *h = arg;
 	if (h->nanswers < RH_ANSWERS_MAX)
@@ -38,7 +38,7 @@ static void rh_collect(void *arg, struct svc_request *r)
 }
 
 /* Start the resolver with p (p->handle is set to the harness's). 0 or -errno. */
-static int rh_start(struct rh *h, struct svc_resolver_params *p)
+static inline int rh_start(struct rh *h, struct svc_resolver_params *p)
 {
 	char err[256];
 	memset(h, 0, sizeof(*h));
@@ -56,7 +56,7 @@ static int rh_start(struct rh *h, struct svc_resolver_params *p)
 }
 
 /* Submit a question; deadline_rel_ms 0: no deadline. Not flushed (rh_flush). */
-static struct svc_request *rh_submit(struct rh *h, enum dns_type type, const char *name,
+static inline struct svc_request *rh_submit(struct rh *h, enum dns_type type, const char *name,
 				     uint64_t deadline_rel_ms)
 {
 	struct svc_request *r = svc_request_new(SVC_DNS);
@@ -73,13 +73,13 @@ static struct svc_request *rh_submit(struct rh *h, enum dns_type type, const cha
 	return r;
 }
 
-static void rh_flush(struct rh *h)
+static inline void rh_flush(struct rh *h)
 {
 	svc_client_flush(h->c);
 }
 
 /* Wait until n answers were collected in all (or timeout_ms). Returns the count. */
-static unsigned rh_wait(struct rh *h, unsigned n, uint64_t timeout_ms)
+static inline unsigned rh_wait(struct rh *h, unsigned n, uint64_t timeout_ms)
 {
 	uint64_t end = mx_clock_monotonic_ms() + timeout_ms;
 	while (h->nanswers < n) {
@@ -99,7 +99,7 @@ static unsigned rh_wait(struct rh *h, unsigned n, uint64_t timeout_ms)
 }
 
 /* The next answer in arrival order (the caller frees it), or NULL after timeout_ms. */
-static struct svc_request *rh_next(struct rh *h, uint64_t timeout_ms)
+static inline struct svc_request *rh_next(struct rh *h, uint64_t timeout_ms)
 {
 	if (rh_wait(h, h->taken + 1, timeout_ms) <= h->taken)
 		return NULL;
@@ -107,7 +107,7 @@ static struct svc_request *rh_next(struct rh *h, uint64_t timeout_ms)
 }
 
 /* Ask and wait for the answer (the caller frees it). */
-static struct svc_request *rh_ask(struct rh *h, enum dns_type type, const char *name,
+static inline struct svc_request *rh_ask(struct rh *h, enum dns_type type, const char *name,
 				  uint64_t deadline_rel_ms)
 {
 	if (!rh_submit(h, type, name, deadline_rel_ms))
@@ -116,13 +116,13 @@ static struct svc_request *rh_ask(struct rh *h, enum dns_type type, const char *
 	return rh_next(h, deadline_rel_ms ? deadline_rel_ms + 5000 : 30000);
 }
 
-static void rh_stats(struct rh *h, struct svc_resolver_stats *st)
+static inline void rh_stats(struct rh *h, struct svc_resolver_stats *st)
 {
 	svc_resolver_statistics(h->handle, st);
 }
 
 /* Stop the set (answers still in flight come back), then free what came back. */
-static void rh_stop(struct rh *h)
+static inline void rh_stop(struct rh *h)
 {
 	svc_set_stop(h->set);
 	svc_client_poll(h->c, rh_collect, h);

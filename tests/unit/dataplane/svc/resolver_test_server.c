@@ -217,7 +217,13 @@ static struct rts_rule *rts_match(struct rts_server *s, const struct rts_query *
 {
 	for (unsigned i = 0; i < s->nrules; i++) {
 		struct rts_rule *r = &s->rules[i];
-		if (strcasecmp(r->name, q->qname) == 0 && (!r->qtype || r->qtype == q->qtype))
+		bool name_ok = strcasecmp(r->name, q->qname) == 0;
+		if (!name_ok && r->name[0] == '*') {
+			/* "*.zone": any name under zone */
+			size_t nl = strlen(q->qname), sl = strlen(r->name) - 1;
+			name_ok = nl > sl && strcasecmp(q->qname + nl - sl, r->name + 1) == 0;
+		}
+		if (name_ok && (!r->qtype || r->qtype == q->qtype))
 			return r;
 	}
 	return NULL;
@@ -265,6 +271,12 @@ static void rts_udp(struct rts_server *s)
 		return;
 	atomic_fetch_add(&s->udp_total, 1);
 	pthread_mutex_lock(&s->lock);
+	uint16_t port = ntohs(((struct sockaddr_in *)&peer)->sin_port);
+	bool seen = false;
+	for (unsigned i = 0; i < s->nports; i++)
+		seen |= s->ports[i] == port;
+	if (!seen && s->nports < 256)
+		s->ports[s->nports++] = port;
 	struct rts_rule *r = rts_match(s, &q);
 	enum rts_action action = r ? r->action : RTS_REFUSED;
 	unsigned delay = 0;
@@ -453,6 +465,14 @@ void rts_last_qname(struct rts_server *s, const struct rts_rule *r, char *out, s
 	pthread_mutex_lock(&s->lock);
 	snprintf(out, cap, "%s", r->last_qname);
 	pthread_mutex_unlock(&s->lock);
+}
+
+unsigned rts_source_ports(struct rts_server *s)
+{
+	pthread_mutex_lock(&s->lock);
+	unsigned n = s->nports;
+	pthread_mutex_unlock(&s->lock);
+	return n;
 }
 
 unsigned rts_queries(const struct rts_rule *r)

@@ -35,7 +35,8 @@ enum rts_action {
 };
 
 struct rts_rule {
-	char name[256];            /* matched without regard to case */
+	char name[256];            /* matched without regard to case; "*.zone": any name
+				      under zone */
 	uint16_t qtype;            /* 0: any */
 	enum rts_action action;
 	enum rts_action tcp_action; /* over TCP (RTS_ANSWER unless set) */
@@ -74,6 +75,8 @@ struct rts_server {
 	struct rts_pending *pending; /* [RTS_PENDING_MAX] */
 	unsigned npending;
 	atomic_uint udp_total, tcp_total;
+	uint16_t ports[256];       /* distinct UDP source ports seen (under the lock) */
+	unsigned nports;
 };
 
 /* Start on 127.0.0.1 at a free port (s->port). 0 or -errno. */
@@ -86,6 +89,8 @@ struct rts_rule *rts_add(struct rts_server *s, const char *name, uint16_t qtype,
 void rts_value(struct rts_server *s, struct rts_rule *r, const char *value);
 /* The question name as the rule last received it. */
 void rts_last_qname(struct rts_server *s, const struct rts_rule *r, char *out, size_t cap);
+/* Distinct UDP source ports the server saw (at most 256 counted). */
+unsigned rts_source_ports(struct rts_server *s);
 /* Queries a rule got, UDP and TCP. */
 unsigned rts_queries(const struct rts_rule *r);
 

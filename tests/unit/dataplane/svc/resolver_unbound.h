@@ -26,7 +26,7 @@ struct ru {
 };
 
 /* A port free on 127.0.0.1 for UDP and TCP at the time of asking. */
-static uint16_t ru_free_port(void)
+static inline uint16_t ru_free_port(void)
 {
 	for (int tries = 0; tries < 50; tries++) {
 		struct sockaddr_in sin = { .sin_family = AF_INET };
@@ -47,7 +47,7 @@ static uint16_t ru_free_port(void)
 
 /* Start unbound with `zones` (server: clauses, one per line). 0; -ENOENT when the
  * package is missing (the caller fails naming it); another -errno with a message. */
-static int ru_start(struct ru *u, const char *zones)
+static inline int ru_start(struct ru *u, const char *zones)
 {
 	memset(u, 0, sizeof(*u));
 	if (access(RU_UNBOUND, X_OK) != 0)
@@ -101,7 +101,7 @@ static int ru_start(struct ru *u, const char *zones)
 }
 
 /* unbound's own words, for a failure message. */
-static void ru_dump(const struct ru *u)
+static inline void ru_dump(const struct ru *u)
 {
 	const char *files[] = { "stderr", "unbound.log" };
 	for (int i = 0; i < 2; i++) {
@@ -117,13 +117,13 @@ static void ru_dump(const struct ru *u)
 	}
 }
 
-static bool ru_running(const struct ru *u)
+static inline bool ru_running(const struct ru *u)
 {
 	int st;
 	return u->pid > 0 && waitpid(u->pid, &st, WNOHANG) == 0;
 }
 
-static void ru_stop(struct ru *u)
+static inline void ru_stop(struct ru *u)
 {
 	if (u->pid > 0) {
 		kill(u->pid, SIGTERM);

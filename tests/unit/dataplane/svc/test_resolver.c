@@ -405,7 +405,8 @@ static void test_closed_port(void)
 	servers_start();
 	struct rts_rule *a2 = rts_add(&srv2, "closed.test", 1, RTS_ANSWER, 300, "192.0.2.21");
 	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	socklen_t sl = sizeof(sin);
 	bind(fd, (struct sockaddr *)&sin, sizeof(sin));
 	getsockname(fd, (struct sockaddr *)&sin, &sl);
@@ -630,6 +631,46 @@ static void test_tcp(void)
 		CHECK_INT_EQ(res(r)->nrecords, 40);
 		svc_request_free(r);
 	}
+	rh_stop(h);
+	servers_stop();
+}
+
+/* Source ports: a pool of sockets, each replaced after its uses by one with a fresh port. */
+static void test_source_ports(void)
+{
+	servers_start();
+	rts_add(&srv1, "*.ports.test", 1, RTS_ANSWER, 300, "192.0.2.71");
+	rts_add(&srv2, "*.ports.test", 1, RTS_ANSWER, 300, "192.0.2.71");
+	struct svc_resolver_params p;
+	params_for(&p, 1, 2000, 1);
+	start_with(&p);
+	char name[64];
+	for (int i = 0; i < 40; i++) {
+		snprintf(name, sizeof(name), "a%d.ports.test", i);
+		struct svc_request *r = rh_ask(h, DNS_TYPE_A, name, 0);
+		addr_is(res(r), 0, "192.0.2.71");
+		svc_request_free(r);
+	}
+	CHECK_INT_EQ(rts_source_ports(&srv1), 8); /* the pool, round robin */
+	rh_stop(h);
+
+	/* one socket, one use each: a new port every query */
+	params_for(&p, 2, 2000, 1);
+	p.servers[0].port = srv2.port;
+	p.udp_sockets_per_server = 1;
+	p.udp_socket_uses = 1;
+	start_with(&p);
+	for (int i = 0; i < 40; i++) {
+		snprintf(name, sizeof(name), "b%d.ports.test", i);
+		struct svc_request *r = rh_ask(h, DNS_TYPE_A, name, 0);
+		addr_is(res(r), 0, "192.0.2.71");
+		svc_request_free(r);
+	}
+	struct svc_resolver_stats st;
+	rh_stats(h, &st);
+	CHECK_INT_EQ(st.queries, 40);
+	/* ports are the kernel's random choice: a repeat now and then is possible */
+	CHECK(rts_source_ports(&srv2) >= 35);
 	rh_stop(h);
 	servers_stop();
 }
@@ -877,6 +918,7 @@ int main(void)
 	RUN_TEST(test_deadline);
 	RUN_TEST(test_spoof_and_0x20);
 	RUN_TEST(test_tcp);
+	RUN_TEST(test_source_ports);
 	RUN_TEST(test_busy);
 	RUN_TEST(test_stop_in_flight);
 	RUN_TEST(test_statistics_line);
