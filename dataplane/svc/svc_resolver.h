@@ -171,7 +171,9 @@ struct svc_resolver_stats {
  * torn-free per counter, not a snapshot across them). */
 void svc_resolver_statistics(const void *handle, struct svc_resolver_stats *out);
 
-/* The statistics line log_statistics writes (after "resolver statistics (WHEN): "). */
+/* The statistics line log_statistics writes (after "resolver statistics (WHEN): "),
+ * "requests=N hits=N ..." in SVC_RESOLVER_STATS order. Returns the length of the whole line
+ * (as snprintf(): a result >= cap means it was cut). */
 int svc_resolver_stats_format(const struct svc_resolver_stats *s, char *buf, size_t cap);
 
 #endif

@@ -9,6 +9,7 @@
  * and the hash map under random operations. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -784,6 +785,134 @@ static void test_statistics_line(void)
 	servers_stop();
 }
 
+/* Two workers at once over names that answer, answer late, fail, truncate or never
+ * answer, with short deadlines, tiny socket pools replaced after 3 uses, 2 TCP slots and
+ * a small cache: every request comes back exactly once to its worker (ASan checks the
+ * lifetimes, and that nothing leaks). */
+#define STRESS_PER_WORKER 3000
+
+struct stress_worker {
+	struct svc_set *set;
+	unsigned index;
+	unsigned got, wrong, timeouts;
+	unsigned char seen[STRESS_PER_WORKER];
+};
+
+static void stress_answer(void *arg, struct svc_request *r)
+{
+	struct stress_worker *w = arg;
+	unsigned char *slot = r->owner;
+	if (r->worker != w->index || slot < w->seen || slot >= w->seen + STRESS_PER_WORKER ||
+	    *slot != 1 || !r->u.dns.result)
+		w->wrong++;
+	else
+		*slot = 2;
+	w->timeouts += r->status == -ETIMEDOUT;
+	w->got++;
+	svc_request_free(r);
+}
+
+static void *stress_main(void *arg)
+{
+	struct stress_worker *w = arg;
+	int wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	struct svc_client *c = svc_client_new(w->set, w->index, wake);
+	static const char *const kinds[] = { "ok", "late", "sf", "tc", "drop", "nx" };
+	unsigned sent = 0, seed = 12345 + w->index;
+	while (w->got < STRESS_PER_WORKER) {
+		for (int k = 0; k < 50 && sent < STRESS_PER_WORKER; k++) {
+			seed = seed * 1103515245u + 12345u;
+			struct svc_request *r = svc_request_new(SVC_DNS);
+			r->u.dns.type = DNS_TYPE_A;
+			snprintf(r->u.dns.name, sizeof(r->u.dns.name), "n%u.%s.stress.test",
+				 (seed >> 16) % 40, kinds[(seed >> 8) % 6]);
+			r->deadline_ms = mx_clock_monotonic_ms() + 20 + (seed >> 4) % 200;
+			r->owner = &w->seen[sent];
+			w->seen[sent] = 1;
+			if (svc_submit(c, r) != 0) {
+				w->seen[sent] = 0;
+				svc_request_free(r);
+				break;
+			}
+			sent++;
+		}
+		svc_client_flush(c);
+		if (!svc_client_pending(c)) {
+			struct pollfd pf = { .fd = wake, .events = POLLIN };
+			poll(&pf, 1, 20);
+			uint64_t v;
+			ssize_t n = read(wake, &v, sizeof(v));
+			(void)n;
+		}
+		svc_client_poll(c, stress_answer, w);
+	}
+	svc_client_free(c);
+	close(wake);
+	return NULL;
+}
+
+static void test_stress(void)
+{
+	servers_start();
+	struct rts_server *s[2] = { &srv1, &srv2 };
+	for (int i = 0; i < 2; i++) {
+		rts_add(s[i], "*.ok.stress.test", 1, RTS_ANSWER, 1, "192.0.2.81");
+		struct rts_rule *late = rts_add(s[i], "*.late.stress.test", 1, RTS_ANSWER, 1,
+						"192.0.2.82");
+		late->delay_ms = 60;
+		rts_add(s[i], "*.sf.stress.test", 1, RTS_SERVFAIL, 0, NULL);
+		struct rts_rule *tc = rts_add(s[i], "*.tc.stress.test", 1, RTS_ANSWER, 1, NULL);
+		tc->generate_a = 100;
+		rts_add(s[i], "*.drop.stress.test", 1, RTS_DROP, 0, NULL);
+		rts_add(s[i], "*.nx.stress.test", 1, RTS_NXDOMAIN, 1, NULL);
+	}
+	struct svc_resolver_params p;
+	params_for(&p, 2, 50, 2);
+	p.udp_sockets_per_server = 2;
+	p.udp_socket_uses = 3;
+	p.max_tcp = 2;
+	p.cache_max_entries = 50;
+	p.max_in_flight = 100;
+	p.rotate = true;
+	const void *handle = NULL;
+	p.handle = &handle;
+	struct svc_set *set;
+	char err[256];
+	struct svc_set_params sp = { .workers = 2, .ops = { [SVC_DNS] = &svc_resolver_ops },
+				     .params = { [SVC_DNS] = &p } };
+	CHECK_INT_EQ(svc_set_start(&set, &sp, err, sizeof(err)), 0);
+	struct stress_worker *w = calloc(2, sizeof(*w));
+	pthread_t t[2];
+	for (unsigned i = 0; i < 2; i++) {
+		w[i].set = set;
+		w[i].index = i;
+		pthread_create(&t[i], NULL, stress_main, &w[i]);
+	}
+	unsigned timeouts = 0;
+	for (unsigned i = 0; i < 2; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_INT_EQ(w[i].got, STRESS_PER_WORKER);
+		CHECK_INT_EQ(w[i].wrong, 0);
+		unsigned missing = 0;
+		for (unsigned k = 0; k < STRESS_PER_WORKER; k++)
+			missing += w[i].seen[k] != 2;
+		CHECK_INT_EQ(missing, 0);
+		timeouts += w[i].timeouts;
+	}
+	struct svc_resolver_stats st;
+	svc_resolver_statistics(handle, &st);
+	CHECK_INT_EQ(st.requests, 2 * STRESS_PER_WORKER);
+	CHECK(st.hits > 0 && st.merges > 0 && st.tcp > 0 && st.servfails > 0);
+	CHECK(st.timeouts > 0 && timeouts > 0);
+	CHECK(st.entries <= 50);
+	char line[1024];
+	svc_resolver_stats_format(&st, line, sizeof(line));
+	fprintf(stderr, "stress: %s\n", line);
+	svc_set_free(set);
+	free(w);
+	servers_stop();
+}
+
 /* Refusals at start: bad bounds, and an unreadable resolv.conf. */
 static void test_start_errors(void)
 {
@@ -922,6 +1051,7 @@ int main(void)
 	RUN_TEST(test_busy);
 	RUN_TEST(test_stop_in_flight);
 	RUN_TEST(test_statistics_line);
+	RUN_TEST(test_stress);
 	RUN_TEST(test_start_errors);
 	RUN_TEST(test_siphash);
 	RUN_TEST(test_heap);
