@@ -299,9 +299,10 @@ void svc_resolver_query_tcp_slot(struct svc_resolver *s);
 void svc_resolver_query_cancel_all(struct svc_resolver *s);
 
 /* svc_resolver_net.c */
-/* A pool socket to `server` on which ID id is free; NULL when none can be had. */
+/* A pool socket to `server` on which q's ID is free or q's own (an earlier try of q on
+ * it); NULL when none can be had. */
 struct svc_resolver_udp *svc_resolver_udp_pick(struct svc_resolver *s, unsigned server,
-					       uint16_t id);
+					       const struct svc_resolver_query *q);
 /* Register leg on sock under the leg's query ID; count a use (retiring the socket after
  * udp_socket_uses). */
 void svc_resolver_leg_register(struct svc_resolver *s, struct svc_resolver_leg *leg,

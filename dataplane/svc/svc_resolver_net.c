@@ -129,7 +129,7 @@ static struct svc_resolver_udp *svc_resolver_udp_open(struct svc_resolver *s, un
 }
 
 struct svc_resolver_udp *svc_resolver_udp_pick(struct svc_resolver *s, unsigned server,
-					       uint16_t id)
+					       const struct svc_resolver_query *q)
 {
 	unsigned per = s->cfg.p.udp_sockets_per_server;
 	for (unsigned k = 0; k < per; k++) {
@@ -139,7 +139,8 @@ struct svc_resolver_udp *svc_resolver_udp_pick(struct svc_resolver *s, unsigned 
 			*p = svc_resolver_udp_open(s, server);
 		if (!*p)
 			return NULL; /* no socket to be had (EMFILE...): the try is lost */
-		if (!svc_resolver_wire_find(s, *p, id)) {
+		const struct svc_resolver_leg *taken = svc_resolver_wire_find(s, *p, q->dq.id);
+		if (!taken || taken->q == q) {
 			s->pool_next[server] = (slot + 1) % per;
 			return *p;
 		}

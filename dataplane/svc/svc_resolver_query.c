@@ -212,13 +212,22 @@ static bool svc_resolver_query_send_udp(struct svc_resolver *s, struct svc_resol
 		q->pos = UINT32_MAX; /* no try can be timed: give up */
 		return false;
 	}
-	struct svc_resolver_leg *leg = &q->legs[q->next_leg++ % SVC_RESOLVER_LEGS];
-	svc_resolver_leg_unregister(s, leg); /* the oldest try's late answer is let go */
-	struct svc_resolver_udp *sock = svc_resolver_udp_pick(s, server, q->dq.id);
+	struct svc_resolver_udp *sock = svc_resolver_udp_pick(s, server, q);
 	if (!sock)
 		return true;
-	leg->q = q;
-	svc_resolver_leg_register(s, leg, sock);
+	/* an earlier try on the same socket (one socket a server, a later round): its leg
+	 * already matches the answer */
+	struct svc_resolver_leg *leg = NULL;
+	for (unsigned i = 0; i < SVC_RESOLVER_LEGS; i++)
+		if (q->legs[i].sock == sock)
+			leg = &q->legs[i];
+	if (!leg) {
+		leg = &q->legs[q->next_leg++ % SVC_RESOLVER_LEGS];
+		/* the oldest try's late answer is let go (never on sock: see above) */
+		svc_resolver_leg_unregister(s, leg);
+		leg->q = q;
+		svc_resolver_leg_register(s, leg, sock);
+	}
 	uint8_t buf[DNS_HEADER_LEN + DNS_NAME_WIRE_MAX + 4 + 11];
 	size_t len;
 	int rc = dns_query_encode(&q->dq, buf, sizeof(buf), &len);

@@ -386,6 +386,18 @@ static void test_failover(void)
 	CHECK_INT_EQ(st.malformed, 1);
 	rh_stop(h);
 
+	/* one server, one socket, two rounds: the retry goes out on the same socket and ID */
+	struct rts_rule *again = rts_add(&srv1, "again.test", 1, RTS_ANSWER, 300, "192.0.2.16");
+	again->drop_first = 1;
+	params_for(&p, 1, 300, 2);
+	p.udp_sockets_per_server = 1;
+	start_with(&p);
+	r = rh_ask(h, DNS_TYPE_A, "again.test", 0);
+	addr_is(res(r), 0, "192.0.2.16");
+	svc_request_free(r);
+	CHECK_INT_EQ(rts_queries(again), 2);
+	rh_stop(h);
+
 	/* rotate: each query starts at the next server */
 	struct rts_rule *r1 = rts_add(&srv1, "rot.test", 0, RTS_NXDOMAIN, 0, NULL);
 	struct rts_rule *r2 = rts_add(&srv2, "rot.test", 0, RTS_NXDOMAIN, 0, NULL);
