@@ -21,6 +21,9 @@ packages=(
 	# a local DNS blocklist server for Postfix's reject_rbl_client in the differential
 	# policy tests (tests/e2e/test_policy_diff.py serves the same zones to both servers)
 	rbldnsd
+	# a real recursive resolver with local zones for the resolver service's tests and
+	# benchmark (tests/unit/dataplane/svc/test_resolver_unbound.c, perf/resolver/)
+	unbound
 	# perf: the disk's own fdatasync rate beside the spool's group commit; git for the
 	# commit perf/hostile/bench_hostile.py stamps on its report
 	fio git
