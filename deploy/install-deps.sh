@@ -19,6 +19,9 @@ packages=(
 	# a local DNS blocklist server for Postfix's reject_rbl_client in the differential
 	# policy tests (tests/e2e/test_policy_diff.py serves the same zones to both servers)
 	rbldnsd
+	# a real policy server for check_policy_service (tests/unit/dataplane/svc/
+	# test_policy_postgrey.c greylists through it; the package's own daemon is not used)
+	postgrey
 	# perf: the disk's own fdatasync rate beside the spool's group commit
 	fio
 	# the DPDK dataplane's namespace tests (tests/e2e/test_dpdk*.py): a SYN flood, a storm of
