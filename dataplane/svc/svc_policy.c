@@ -284,7 +284,7 @@ struct svc_policy_conn {
 /* Counters: written by the service thread only, read by log_statistics() from another
  * thread, both through relaxed atomics. */
 struct svc_policy_stats {
-	uint64_t requests, replies, failed, invalid, cancelled, retries, utf8;
+	uint64_t requests, replies, failed, invalid, cancelled, retries, stale, utf8;
 	uint64_t fail[SVC_POLICY_FAIL_MAX];
 	uint64_t opened, reused, closed[SVC_POLICY_CLOSE_MAX];
 	uint64_t in_flight, queued, conns, idle; /* now */
@@ -396,7 +396,8 @@ static uint64_t svc_policy_conn_expiry(const struct svc_policy_conn *c)
 	return at;
 }
 
-/* The one place a connection's state changes. CLOSED takes the reason from *why. */
+/* The one place a connection's state changes; why is the reason for CLOSED (for the
+ * statistics), ignored otherwise. */
 static void svc_policy_conn_enter_state(struct svc_policy_service *p, struct svc_policy_conn *c,
 					enum svc_policy_conn_state s, enum svc_policy_close why)
 {
@@ -535,7 +536,7 @@ static void svc_policy_job_enter_state(struct svc_policy_service *p, struct svc_
 	switch (s) {
 	case SVC_POLICY_JOB_QUEUED:
 		/* a retry goes first: it has waited longest */
-		if (j->tries > 0)
+		if (j->fresh)
 			svc_policy_list_insert_after(&j->ep->queue, &j->link);
 		else
 			svc_policy_list_insert_after(j->ep->queue.prev, &j->link);
@@ -703,6 +704,35 @@ static void svc_policy_reply(struct svc_policy_service *p, struct svc_policy_con
 	svc_policy_answer(p, j, 0);
 }
 
+/* The connection failed under a try (EOF, reset, a failed write). When it had served
+ * requests before and not one octet of this reply came, the server most likely closed it
+ * while this request was on its way (one that closes idle connections, or closes after
+ * each reply, as postgrey --exim): the request goes again at once on a fresh connection,
+ * without costing a try or the retry delay (Postfix avoids the same race by closing a
+ * stream as soon as it turns readable between requests, as this service does too, but
+ * cannot for a close that crosses the request). Otherwise the try failed. */
+static void svc_policy_conn_lost(struct svc_policy_service *p, struct svc_policy_conn *c,
+				 int error)
+{
+	struct svc_policy_job *j = c->job;
+	const struct smtp_delegation_reader *rd = &c->reader;
+	bool nothing_read = rd->state == SMTP_DELEGATION_READ_NAME && rd->lines == 0 &&
+			    rd->line_len == 0;
+	bool stale = c->served > 0 && nothing_read &&
+		     (error == -ECONNRESET || error == -EPIPE);
+	if (!stale) {
+		svc_policy_try_failed(p, j, error, SVC_POLICY_FAIL_CLOSED);
+		return;
+	}
+	c->job = NULL;
+	j->conn = NULL;
+	svc_policy_conn_close(p, c, SVC_POLICY_CLOSE_PEER);
+	j->tries--;
+	j->fresh = true;
+	SVC_POLICY_ADD(p, stale, 1);
+	svc_policy_job_enter_state(p, j, SVC_POLICY_JOB_QUEUED);
+}
+
 /* Read what the server sent and feed the reply reader. Bounded: the reader fails a reply
  * over SMTP_DELEGATION_LINES_MAX lines of SMTP_DELEGATION_LINE_MAX octets. */
 static void svc_policy_conn_read(struct svc_policy_service *p, struct svc_policy_conn *c)
@@ -715,8 +745,7 @@ static void svc_policy_conn_read(struct svc_policy_service *p, struct svc_policy
 			return;
 		if (n <= 0) {
 			/* EOF before the reply ended: the server closed the connection */
-			svc_policy_try_failed(p, c->job, n == 0 ? -ECONNRESET : -errno,
-					      SVC_POLICY_FAIL_CLOSED);
+			svc_policy_conn_lost(p, c, n == 0 ? -ECONNRESET : -errno);
 			return;
 		}
 		size_t used;
@@ -751,7 +780,7 @@ static void svc_policy_conn_send(struct svc_policy_service *p, struct svc_policy
 				svc_policy_try_failed(p, c->job, rc, SVC_POLICY_FAIL_CLOSED);
 			return;
 		}
-		svc_policy_try_failed(p, c->job, n < 0 ? -errno : -EPIPE, SVC_POLICY_FAIL_CLOSED);
+		svc_policy_conn_lost(p, c, n < 0 ? -errno : -EPIPE);
 		return;
 	}
 	int rc = svc_policy_conn_watch(p, c, EPOLLIN | EPOLLRDHUP);
@@ -778,12 +807,14 @@ static void svc_policy_conn_event(struct svc_policy_service *p, struct svc_polic
 		socklen_t len = sizeof(soerr);
 		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
 			soerr = errno;
-		if (soerr == 0 && !(events & (EPOLLERR | EPOLLHUP))) {
+		if (soerr == 0) {
+			/* connected; what else came with it (the server's EOF) is seen as
+			 * the request is written and the reply read */
 			svc_policy_conn_connected(p, c);
-			svc_policy_conn_send(p, c);
+			svc_policy_conn_event(p, c, events | EPOLLOUT);
 			return;
 		}
-		c->connect_error = soerr ? -soerr : -ECONNREFUSED;
+		c->connect_error = -soerr;
 		close(c->fd);
 		c->fd = -1;
 		c->events = 0;
@@ -1266,6 +1297,7 @@ static void svc_policy_log_statistics(void *impl, const char *when)
 	       " invalid=%" PRIu64 " cancelled=%" PRIu64 " retries=%" PRIu64
 	       " fail_connect=%" PRIu64 " fail_timeout=%" PRIu64 " fail_closed=%" PRIu64
 	       " fail_malformed=%" PRIu64 " fail_lookup=%" PRIu64 " bad_utf8=%" PRIu64
+	       " stale_resent=%" PRIu64
 	       " conns_opened=%" PRIu64 " conns_reused=%" PRIu64 " conns_closed_idle=%" PRIu64
 	       " conns_closed_ttl=%" PRIu64 " conns_closed_limit=%" PRIu64
 	       " conns_closed_peer=%" PRIu64 " conns_closed_error=%" PRIu64
@@ -1279,6 +1311,7 @@ static void svc_policy_log_statistics(void *impl, const char *when)
 	       SVC_POLICY_GET(p, fail[SVC_POLICY_FAIL_CLOSED]),
 	       SVC_POLICY_GET(p, fail[SVC_POLICY_FAIL_MALFORMED]),
 	       SVC_POLICY_GET(p, fail[SVC_POLICY_FAIL_LOOKUP]), SVC_POLICY_GET(p, utf8),
+	       SVC_POLICY_GET(p, stale),
 	       SVC_POLICY_GET(p, opened), SVC_POLICY_GET(p, reused),
 	       SVC_POLICY_GET(p, closed[SVC_POLICY_CLOSE_IDLE]),
 	       SVC_POLICY_GET(p, closed[SVC_POLICY_CLOSE_TTL]),

@@ -13,6 +13,7 @@
  *   close             close the connection without a word
  *   never             read the request and never answer
  *   flaky:ACTION      close without a reply on odd-numbered flaky requests, else ok:
+ *   first:ACTION      ok: for a connection's first request; close on any later one
  *
  * It counts what the tests check: connections accepted, requests, connections open now
  * and at most, the most requests seen on one connection, connections the client closed. */
@@ -169,6 +170,13 @@ static bool psrv_answer(struct psrv *s, struct psrv_conn *c, const char *req, si
 		return false;
 	} else if (strncmp(script, "flaky:", 6) == 0) {
 		if (atomic_fetch_add(&s->flaky, 1) % 2 == 0) {
+			psrv_close(s, c);
+			return false;
+		}
+		n = snprintf(out, sizeof(out), "action=%s\n\n", script + 6);
+		psrv_send(c->fd, out, (size_t)n);
+	} else if (strncmp(script, "first:", 6) == 0) {
+		if (c->requests > 1) {
 			psrv_close(s, c);
 			return false;
 		}

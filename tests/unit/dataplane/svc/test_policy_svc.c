@@ -608,6 +608,32 @@ static void test_server_restart(void)
 	CHECK_STR_EQ(action, "OK conn=2 req=1");
 	CHECK_INT_EQ(stats(&w, "retries"), 0);
 	CHECK_INT_EQ(stats(&w, "conns_closed_peer"), 1);
+
+	/* the server closes as the request arrives (a close that crosses it): sent again
+	 * at once on a new connection, costing no try (try_limit 1 here) and no delay */
+	struct limits l = defaults;
+	l.try_limit = 1;
+	int accepted = atomic_load(&s->accepted);
+	CHECK_INT_EQ(ask(&w, s->endpoint, "first:A", &l, action, sizeof(action)), 0);
+	uint64_t t0 = mx_clock_monotonic_ms();
+	CHECK_INT_EQ(ask(&w, s->endpoint, "first:B", &l, action, sizeof(action)), 0);
+	CHECK(mx_clock_monotonic_ms() - t0 < 90); /* under the retry delay */
+	CHECK_STR_EQ(action, "B");
+	/* the pooled connection (conn=2) failed A over to a new one, which failed B over */
+	CHECK_INT_EQ(atomic_load(&s->accepted), accepted + 2);
+	CHECK_INT_EQ(stats(&w, "stale_resent"), 2);
+	CHECK_INT_EQ(stats(&w, "retries"), 0);
+	/* a fresh connection that fails the same way is a failed try */
+	CHECK_INT_EQ(ask(&w, s->endpoint, "close", &l, NULL, 0), -ECONNRESET);
+	CHECK_INT_EQ(stats(&w, "stale_resent"), 3); /* (the pooled one first) */
+	CHECK_INT_EQ(stats(&w, "fail_closed"), 1);
+
+	/* a server that closes after every reply, queried back to back */
+	for (int i = 0; i < 30; i++) {
+		static const char reply[] = "action=OK\n\n";
+		CHECK_INT_EQ(ask_raw(&w, s, reply, sizeof(reply) - 1, true, &l, NULL, 0), 0);
+	}
+	CHECK_INT_EQ(stats(&w, "retries"), 0);
 	stop(&w);
 	psrv_stop(s);
 }
@@ -849,6 +875,7 @@ struct two {
 	const char *endpoint;
 	unsigned index;
 	unsigned ok, wrong;
+	int wake;
 };
 
 static void two_on_answer(void *arg, struct svc_request *r)
@@ -866,7 +893,7 @@ static void two_on_answer(void *arg, struct svc_request *r)
 static void *two_main(void *arg)
 {
 	struct two *t = arg;
-	int wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	int wake = t->wake;
 	struct svc_client *c = svc_client_new(t->set, t->index, wake);
 	unsigned sent = 0;
 	unsigned seed = t->index + 7;
@@ -892,8 +919,9 @@ static void *two_main(void *arg)
 		(void)k;
 		svc_client_poll(c, two_on_answer, t);
 	}
+	/* the wake fd stays open until the services stopped: the service may still be
+	 * writing it for the last batch of answers this worker already took */
 	svc_client_free(c);
-	close(wake);
 	return NULL;
 }
 
@@ -907,7 +935,8 @@ static void test_two_workers(void)
 	struct svc_set *set;
 	char err[256];
 	CHECK_INT_EQ(svc_set_start(&set, &sp, err, sizeof(err)), 0);
-	struct two t[2] = { { set, s->endpoint, 0, 0, 0 }, { set, s->endpoint, 1, 0, 0 } };
+	struct two t[2] = { { set, s->endpoint, 0, 0, 0, eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) },
+			    { set, s->endpoint, 1, 0, 0, eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) } };
 	pthread_t th[2];
 	for (int i = 0; i < 2; i++)
 		pthread_create(&th[i], NULL, two_main, &t[i]);
@@ -919,6 +948,8 @@ static void test_two_workers(void)
 	CHECK(atomic_load(&s->peak_open) <= 6);
 	CHECK_INT_EQ(atomic_load(&s->requests), 2 * PER_WORKER);
 	svc_set_free(set);
+	close(t[0].wake);
+	close(t[1].wake);
 	psrv_stop(s);
 }
 
@@ -987,7 +1018,8 @@ static void test_statistics(void)
 	char *log = read_log();
 	CHECK(strstr(log, "policy statistics (SIGUSR1): requests=5 replies=3 failed=2 invalid=1 "
 			  "cancelled=0 retries=1 fail_connect=0 fail_timeout=2 fail_closed=0 "
-			  "fail_malformed=0 fail_lookup=0 bad_utf8=0 conns_opened=2 conns_reused=3 ") !=
+			  "fail_malformed=0 fail_lookup=0 bad_utf8=0 stale_resent=0 conns_opened=2 "
+			  "conns_reused=3 ") !=
 	      NULL);
 	free(log);
 	CHECK_INT_EQ(stat_of("conns_closed_error"), 2);
