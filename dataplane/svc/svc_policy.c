@@ -1042,10 +1042,12 @@ static bool svc_policy_request_valid(const struct svc_policy *q)
 {
 	if (!memchr(q->endpoint, '\0', sizeof(q->endpoint)))
 		return false;
-	/* whole name=value lines and the empty line that ends them: anything else would put
-	 * the stream out of step with the server */
-	return q->request && q->request_len >= 2 && q->request_len <= SVC_POLICY_REQUEST_MAX &&
-	       q->request[q->request_len - 1] == '\n' && q->request[q->request_len - 2] == '\n';
+	/* whole name=value lines and the one empty line that ends them: anything else would
+	 * put the stream out of step with the server */
+	if (!q->request || q->request_len < 2 || q->request_len > SVC_POLICY_REQUEST_MAX)
+		return false;
+	const char *end = memmem(q->request, q->request_len, "\n\n", 2);
+	return end && (size_t)(end - q->request) == q->request_len - 2 && q->request[0] != '\n';
 }
 
 static void svc_policy_accept(struct svc_policy_service *p, struct svc_request *r)

@@ -786,17 +786,22 @@ static void test_invalid(void)
 	snprintf(r->u.policy.endpoint, sizeof(r->u.policy.endpoint), "inet:127.0.0.1:9");
 	r->deadline_ms = mx_clock_monotonic_ms() + 1000;
 	submit(&w, r);
+	/* two requests in one */
+	r = request("inet:127.0.0.1:9", "ok:OK", &defaults);
+	r->u.policy.request[10] = '\n';
+	r->u.policy.request[11] = '\n';
+	submit(&w, r);
 	/* an endpoint without its NUL */
 	r = request("inet:127.0.0.1:9", "ok:OK", &defaults);
 	memset(r->u.policy.endpoint, 'x', sizeof(r->u.policy.endpoint));
 	submit(&w, r);
-	CHECK_INT_EQ(wait_answers(&w, 3, 3000), 3);
-	for (int i = 0; i < 3; i++) {
+	CHECK_INT_EQ(wait_answers(&w, 4, 3000), 4);
+	for (int i = 0; i < 4; i++) {
 		r = take(&w);
 		CHECK_INT_EQ(r ? r->status : 0, -EINVAL);
 		svc_request_free(r);
 	}
-	CHECK_INT_EQ(stats(&w, "invalid"), 5);
+	CHECK_INT_EQ(stats(&w, "invalid"), 6);
 	/* more distinct endpoints than allowed, at once */
 	struct psrv *s = psrv_start(AF_INET, true);
 	struct limits l = defaults;
