@@ -26,7 +26,10 @@
  * check_policy_service() does so whenever attr_clnt_request() fails); the service has then
  * already logged Postfix's warning ("problem talking to server ..."). Failed tries (every
  * status above from connecting to -ENOMSG) are retried on a fresh connection after
- * params.retry_delay_ms, up to u.policy.try_limit tries (0: until the deadline). */
+ * params.retry_delay_ms, up to u.policy.try_limit tries (0: until the deadline). One
+ * exception: when a pooled connection turns out closed under a request (EOF, reset or a
+ * failed write before one octet of the reply), the request is sent again at once on a new
+ * connection without counting a try (a close that crossed the request in flight). */
 #ifndef MXGATE_DATAPLANE_SVC_SVC_POLICY_H
 #define MXGATE_DATAPLANE_SVC_SVC_POLICY_H
 
