@@ -21,6 +21,9 @@ packages=(
 	# a local DNS blocklist server for Postfix's reject_rbl_client in the differential
 	# policy tests (tests/e2e/test_policy_diff.py serves the same zones to both servers)
 	rbldnsd
+	# a real policy server for check_policy_service (tests/unit/dataplane/svc/
+	# test_policy_postgrey.c greylists through it; the package's own daemon is not used)
+	postgrey
 	# a real recursive resolver with local zones for the resolver service's tests and
 	# benchmark (tests/unit/dataplane/svc/test_resolver_unbound.c, perf/resolver/)
 	unbound
