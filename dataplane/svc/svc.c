@@ -34,8 +34,10 @@ void svc_request_free(struct svc_request *r)
 		return;
 	if (r->kind == SVC_DNS)
 		dns_result_put(r->u.dns.result);
-	else if (r->kind == SVC_POLICY)
+	else if (r->kind == SVC_POLICY) {
 		free(r->u.policy.request);
+		free(r->u.policy.action);
+	}
 	free(r);
 }
 

@@ -58,7 +58,10 @@ struct svc_policy {
 	unsigned request_limit;             /* smtpd_policy_service_request_limit (0: none) */
 	char *request;                      /* the encoded request (smtp_delegation), owned */
 	size_t request_len;
-	char action[SVC_POLICY_ACTION_MAX]; /* set by the service when status is 0 */
+	char *action;                       /* set by the service when status is 0 (NUL-
+					       terminated, at most SVC_POLICY_ACTION_MAX
+					       bytes; owned by the request); NULL else. A
+					       pointer, so a DNS request stays small */
 };
 
 struct svc_request {
@@ -86,7 +89,9 @@ struct svc_client;  /* one worker's queues to them */
 
 /* This worker's queues (worker < the set's worker count). wake_fd: an eventfd the services
  * write when answers arrive (kernel transport), or -1 (the dpdk poll loop checks
- * svc_client_pending() every iteration). NULL when out of memory. */
+ * svc_client_pending() every iteration). The fd must stay open until svc_set_stop()
+ * returned: a service may be writing it while the client is freed. NULL when out of
+ * memory. */
 struct svc_client *svc_client_new(struct svc_set *set, unsigned worker, int wake_fd);
 /* After every request came back (the worker is stopping and drained) or the services are
  * stopped. NULL is a no-op. */

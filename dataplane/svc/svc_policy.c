@@ -562,8 +562,10 @@ static void svc_policy_job_enter_state(struct svc_policy_service *p, struct svc_
 static void svc_policy_finish(struct svc_policy_service *p, struct svc_request *r, int status)
 {
 	r->status = status;
-	if (status != 0)
-		r->u.policy.action[0] = '\0';
+	if (status != 0) {
+		free(r->u.policy.action);
+		r->u.policy.action = NULL;
+	}
 	if (status == 0)
 		SVC_POLICY_ADD(p, replies, 1);
 	else if (status == -ECANCELED)
@@ -675,9 +677,13 @@ static void svc_policy_reply(struct svc_policy_service *p, struct svc_policy_con
 	struct svc_policy *q = &j->req->u.policy;
 	struct mx_span a = smtp_delegation_reader_action(&c->reader);
 	/* The reader allows no NUL and at most SMTP_DELEGATION_ACTION_MAX octets. */
-	memcpy(q->action, a.ptr, a.len);
-	q->action[a.len] = '\0';
-	bool utf8_ok = !p->params.smtputf8 || smtp_utf8_valid(q->action, a.len);
+	free(q->action);
+	q->action = malloc(a.len + 1);
+	if (q->action) {
+		memcpy(q->action, a.ptr, a.len);
+		q->action[a.len] = '\0';
+	}
+	bool utf8_ok = !q->action || !p->params.smtputf8 || smtp_utf8_valid(q->action, a.len);
 
 	c->served++;
 	c->job = NULL;
@@ -701,7 +707,7 @@ static void svc_policy_reply(struct svc_policy_service *p, struct svc_policy_con
 		svc_policy_answer(p, j, -EILSEQ);
 		return;
 	}
-	svc_policy_answer(p, j, 0);
+	svc_policy_answer(p, j, q->action ? 0 : -ENOMEM);
 }
 
 /* The connection failed under a try (EOF, reset, a failed write). When it had served
@@ -1054,7 +1060,8 @@ static void svc_policy_accept(struct svc_policy_service *p, struct svc_request *
 {
 	assert(r->kind == SVC_POLICY);
 	struct svc_policy *q = &r->u.policy;
-	q->action[0] = '\0';
+	free(q->action);
+	q->action = NULL;
 	SVC_POLICY_ADD(p, requests, 1);
 	if (!svc_policy_request_valid(q)) {
 		SVC_POLICY_ADD(p, invalid, 1);

@@ -225,7 +225,7 @@ static int query(struct worker *w, const char *endpoint, const char *recipient, 
 	if (!w->got)
 		return -999;
 	int status = w->got->status;
-	snprintf(action, cap, "%s", w->got->u.policy.action);
+	snprintf(action, cap, "%s", w->got->u.policy.action ? w->got->u.policy.action : "");
 	svc_request_free(w->got);
 	w->got = NULL;
 	return status;
