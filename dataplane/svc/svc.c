@@ -81,9 +81,12 @@ static bool svc_ring_empty(const struct svc_ring *r)
 
 /* ---- the set, its ports and the workers' clients ---- */
 
-/* One worker's pair of rings with one service. */
+/* One worker's pair of rings with one service. The rings (64 KiB a pair) are made when
+ * the worker makes its client, so a set sized for every possible lcore costs little until
+ * workers exist; the service sees a lane once its rings are published (release/acquire on
+ * `in`). */
 struct svc_lane {
-	struct svc_ring *in;   /* worker -> service */
+	struct svc_ring *in;   /* worker -> service; NULL until the worker's client exists */
 	struct svc_ring *out;  /* service -> worker */
 	unsigned in_flight;    /* the worker's count (only the worker touches it) */
 	bool fed;              /* requests since the last svc_client_flush() */
@@ -123,7 +126,10 @@ struct svc_request *svc_port_take(struct svc_port *p)
 	struct svc_set *s = p->set;
 	for (unsigned k = 0; k < s->workers; k++) {
 		unsigned w = (p->next + k) % s->workers;
-		struct svc_request *r = svc_ring_pop(s->lanes[p->kind][w].in);
+		struct svc_ring *in = __atomic_load_n(&s->lanes[p->kind][w].in, __ATOMIC_ACQUIRE);
+		if (!in)
+			continue;
+		struct svc_request *r = svc_ring_pop(in);
 		if (r) {
 			p->next = (w + 1) % s->workers;
 			return r;
@@ -158,10 +164,32 @@ void svc_port_flush(struct svc_port *p)
 	}
 }
 
+/* The rings of one lane, zeroed; false when out of memory. */
+static bool svc_lane_make(struct svc_lane *l)
+{
+	if (l->out)
+		return true; /* a client made before, freed since: its rings stay */
+	struct svc_ring *in = aligned_alloc(64, sizeof(*in));
+	struct svc_ring *out = aligned_alloc(64, sizeof(*out));
+	if (!in || !out) {
+		free(in);
+		free(out);
+		return false;
+	}
+	memset(in, 0, sizeof(*in));
+	memset(out, 0, sizeof(*out));
+	l->out = out;
+	__atomic_store_n(&l->in, in, __ATOMIC_RELEASE);
+	return true;
+}
+
 struct svc_client *svc_client_new(struct svc_set *set, unsigned worker, int wake_fd)
 {
 	if (!set || worker >= set->workers)
 		return NULL;
+	for (int k = 0; k < SVC_KIND_MAX; k++)
+		if (set->lanes[k] && !svc_lane_make(&set->lanes[k][worker]))
+			return NULL;
 	struct svc_client *c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
@@ -294,23 +322,6 @@ int svc_set_start(struct svc_set **out, const struct svc_set_params *p, char *er
 		if (!s->lanes[k] || port->wake_fd < 0) {
 			rc = -ENOMEM;
 			break;
-		}
-		for (unsigned w = 0; w < s->workers; w++) {
-			struct svc_lane *l = &s->lanes[k][w];
-			l->in = aligned_alloc(64, sizeof(*l->in));
-			l->out = aligned_alloc(64, sizeof(*l->out));
-			if (l->in)
-				memset(l->in, 0, sizeof(*l->in));
-			if (l->out)
-				memset(l->out, 0, sizeof(*l->out));
-			if (!l->in || !l->out) {
-				rc = -ENOMEM;
-				break;
-			}
-			atomic_init(&l->in->head, 0);
-			atomic_init(&l->in->tail, 0);
-			atomic_init(&l->out->head, 0);
-			atomic_init(&l->out->tail, 0);
 		}
 	}
 	if (rc < 0) {
