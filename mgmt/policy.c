@@ -360,7 +360,7 @@ int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE 
 	const char *servers = mx_config_get(cfg, "mxgate_dns_servers");
 	char why[256];
 	if (mx_policy_dns_servers(servers ? servers : "", NULL, 0, why, sizeof(why)) < 0) {
-		unsigned line;
+		unsigned line = 0;
 		const char *file = mx_config_source(cfg, "mxgate_dns_servers", &line);
 		snprintf(err, errlen, "mxgate_dns_servers: %s", why);
 		if (diag)

@@ -231,9 +231,11 @@ struct smtp_policy_ctx;
 /* Compile. Returns 0 and *out, or a negative errno with ONE line in err naming the
  * parameter and the restriction, e.g.
  *   smtpd_recipient_restrictions: unknown restriction: "rejct_unauth_destination"
- *   smtpd_client_restrictions: reject_unknown_client_hostname needs DNS lookups; mxgate
- *     has no DNS resolver yet (future work)
+ *   smtpd_recipient_restrictions: permit_mx_backup is not supported: it needs the
+ *     gateway's own addresses ...
  *   smtpd_sender_restrictions: check_sender_access needs a table argument
+ *   smtpd_client_restrictions: check_policy_service { inet:127.0.0.1:9998, bogus=1 }:
+ *     unknown option: "bogus = 1"
  *   smtpd_restriction_classes: class "foo" has no definition
  * (-EINVAL for what is wrong, -ENOTSUP for what mxgate does not do yet.) Table specs are
  * checked for syntax here (table_spec_parse); whether a table is built is only known at
@@ -460,7 +462,7 @@ struct smtp_policy_callbacks {
  * *res filled (a table lookup error is a DEFER 451 "4.3.5 Server configuration error",
  * not an errno; SMTP_POLICY_PENDING: call again with the same request once the answer
  * asked for is there), or -EINVAL for a request that makes no sense (RCPT without
- * recipient), or -ENOMEM (a traced check could not grow its trace buffer). */
+ * recipient). */
 int smtp_policy_check(struct smtp_policy_ctx *ctx, const struct smtp_policy_request *req,
 		      struct smtp_policy_actions *actions, const struct smtp_policy_callbacks *cb,
 		      struct smtp_policy_result *res);

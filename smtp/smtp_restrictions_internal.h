@@ -174,7 +174,7 @@ struct prec {
 	char text[1024];                 /* event: its text; trace: the detail */
 };
 
-#define PREC_EVENTS 32    /* records a check buffers without a trace callback */
+#define PREC_EVENTS 64    /* records a check buffers without a trace callback */
 #define PREC_TRACED 1024  /* ... and with one (mxgate explain) */
 
 struct smtp_policy_ctx {

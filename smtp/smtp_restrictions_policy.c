@@ -139,7 +139,7 @@ static int service_option(struct psvc *v, char *nv, struct svc_strs *ss, char *e
 	while (mx_ctype_is_space(*np))
 		np++;
 	if (!*np || *np == '=') {
-		snprintf(err, errlen, "malformed option: missing attribute name: \"...%s...\"", nv);
+		snprintf(err, errlen, "malformed option: missing attribute name: \"...%.200s...\"", nv);
 		return -EINVAL;
 	}
 	char *ep = np;
@@ -149,7 +149,7 @@ static int service_option(struct psvc *v, char *nv, struct svc_strs *ss, char *e
 	while (mx_ctype_is_space(*cp))
 		cp++;
 	if (*cp != '=') {
-		snprintf(err, errlen, "malformed option: missing '=' after attribute name: \"...%s...\"",
+		snprintf(err, errlen, "malformed option: missing '=' after attribute name: \"...%.200s...\"",
 			 nv);
 		return -EINVAL;
 	}
@@ -181,7 +181,7 @@ static int service_option(struct psvc *v, char *nv, struct svc_strs *ss, char *e
 			continue;
 		if (opts[i].kind == 's') {
 			if (vl < opts[i].min) {
-				snprintf(err, errlen, "bad string length %zu < %u: %s = %s", vl,
+				snprintf(err, errlen, "bad string length %zu < %u: %.200s = %.200s", vl,
 					 opts[i].min, np, val);
 				return -EINVAL;
 			}
@@ -197,20 +197,20 @@ static int service_option(struct psvc *v, char *nv, struct svc_strs *ss, char *e
 		unsigned n;
 		bool ok = opts[i].kind == 't' ? parse_time(val, &n) : parse_int(val, &n);
 		if (!ok) {
-			snprintf(err, errlen, opts[i].kind == 't' ? "%s: bad time value or unit: %s"
-								 : "bad numerical configuration: %s = %s",
+			snprintf(err, errlen, opts[i].kind == 't' ? "%.200s: bad time value or unit: %.200s"
+								 : "bad numerical configuration: %.200s = %.200s",
 				 np, val);
 			return -EINVAL;
 		}
 		if (n < opts[i].min) {
-			snprintf(err, errlen, "invalid %s parameter value %u < %u", np, n,
+			snprintf(err, errlen, "invalid %.200s parameter value %u < %u", np, n,
 				 opts[i].min);
 			return -EINVAL;
 		}
 		memcpy((char *)&v->s + opts[i].off, &n, sizeof(n));
 		return 0;
 	}
-	snprintf(err, errlen, "unknown option: \"%s = %s\"", np, val);
+	snprintf(err, errlen, "unknown option: \"%.200s = %.200s\"", np, val);
 	return -EINVAL;
 }
 

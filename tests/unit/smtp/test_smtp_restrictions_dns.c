@@ -183,8 +183,11 @@ static void evaluate(struct smtp_policy_ctx *ctx, const struct treq *q, struct p
 	CHECK(!sess->pending.active);
 	if (o->r.decision == SMTP_POLICY_ACCEPT)
 		snprintf(o->res, sizeof(o->res), "OK");
-	else
-		snprintf(o->res, sizeof(o->res), "%u %s", o->r.code, o->r.text);
+	else {
+		char text[sizeof(o->r.text)];
+		memcpy(text, o->r.text, sizeof(text));
+		snprintf(o->res, sizeof(o->res), "%u %s", o->r.code, text);
+	}
 }
 
 static struct out last;    /* the direct run of the last case */
@@ -1103,6 +1106,48 @@ static void test_replay_diverged(void)
 	smtp_policy_free(p);
 }
 
+/* More events than a check buffers: the rest are dropped, counted and said. */
+static void test_events_dropped(void)
+{
+	struct tcfg t = { 0 };
+	static char list[8192];
+	list[0] = '\0';
+	for (int i = 0; i < 70; i++)
+		strcat(list, "check_client_access inline:{192.0.2.1=WARN} ");
+	t.lists[SMTP_LIST_CLIENT] = list;
+	struct smtp_policy *p;
+	struct smtp_policy_ctx *ctx;
+	char err[300];
+	CHECK_INT_EQ(compile(&t, &p, err, sizeof(err)), 0);
+	CHECK_INT_EQ(smtp_policy_ctx_new(p, rd, &ctx), 0);
+	struct pf f = { .mode = PF_DIRECT };
+	struct smtp_policy_lookups lk = { pf_dns, pf_policy, &f };
+	static struct out o;
+	memset(&o, 0, sizeof(o));
+	struct smtp_policy_callbacks cb = { on_event, NULL, &o, &lk };
+	struct treq q = RCPT("a@example.org", "u@mx.example.net");
+	struct smtp_policy_request req;
+	mkreq(&q, &req);
+	struct smtp_policy_result res;
+	CHECK_INT_EQ(smtp_policy_check(ctx, &req, NULL, &cb, &res), 0);
+	CHECK(strstr(o.ev, "warning: restriction evaluation: 6 more log events of this command "
+			   "dropped\n") != NULL);
+	struct smtp_policy_stats st;
+	smtp_policy_ctx_stats(ctx, &st);
+	CHECK_INT_EQ(st.events_dropped, 6);
+	/* without lookups nothing is buffered: all 70 */
+	memset(&o, 0, sizeof(o));
+	cb.lookups = NULL;
+	CHECK_INT_EQ(smtp_policy_check(ctx, &req, NULL, &cb, &res), 0);
+	CHECK(strstr(o.ev, "dropped") == NULL);
+	size_t lines = 0;
+	for (const char *c = o.ev; *c; c++)
+		lines += *c == '\n';
+	CHECK_INT_EQ(lines, 70);
+	smtp_policy_ctx_free(ctx);
+	smtp_policy_free(p);
+}
+
 int main(void)
 {
 	char err[200];
@@ -1127,6 +1172,7 @@ int main(void)
 	RUN_TEST(test_policy_request);
 	RUN_TEST(test_no_lookups);
 	RUN_TEST(test_replay_diverged);
+	RUN_TEST(test_events_dropped);
 	pf_forget(&lastf);
 	tables_reader_close(rd);
 	netlist_free(mynetworks);
