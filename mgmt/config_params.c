@@ -732,6 +732,120 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		       "own -o overrides (empty: one service on mxgate_listen)",
 		P_GLOBAL_RESTART,
 	},
+	/* --- DNS-backed restrictions and policy delegation (issue 13) --- */
+	[MX_P_UNKNOWN_CLIENT_REJECT_CODE] = {
+		.id = MX_P_UNKNOWN_CLIENT_REJECT_CODE, .name = "unknown_client_reject_code",
+		.type = MX_PT_INT, .def = "450", .min = 400, .max = 599, .postfix = true,
+		.doc = "reply code of reject_unknown_client_hostname and "
+		       "reject_unknown_reverse_client_hostname when the name does not exist",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_UNKNOWN_HOSTNAME_REJECT_CODE] = {
+		.id = MX_P_UNKNOWN_HOSTNAME_REJECT_CODE, .name = "unknown_hostname_reject_code",
+		.type = MX_PT_INT, .def = "450", .min = 400, .max = 599, .postfix = true,
+		.doc = "reply code of reject_unknown_helo_hostname",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_UNKNOWN_ADDRESS_REJECT_CODE] = {
+		.id = MX_P_UNKNOWN_ADDRESS_REJECT_CODE, .name = "unknown_address_reject_code",
+		.type = MX_PT_INT, .def = "450", .min = 400, .max = 599, .postfix = true,
+		.doc = "reply code of reject_unknown_sender_domain and "
+		       "reject_unknown_recipient_domain",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_REJECT_TEMPFAIL_ACTION] = {
+		.id = MX_P_REJECT_TEMPFAIL_ACTION, .name = "reject_tempfail_action",
+		.type = MX_PT_CHOICE, .def = "defer_if_permit", .choices = "defer_if_permit|defer",
+		.postfix = true,
+		.doc = "what a temporary DNS failure in a reject_unknown_* check does (the "
+		       "default of the *_tempfail_action parameters)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_UNKNOWN_HELO_HOSTNAME_TEMPFAIL_ACTION] = {
+		.id = MX_P_UNKNOWN_HELO_HOSTNAME_TEMPFAIL_ACTION,
+		.name = "unknown_helo_hostname_tempfail_action", .type = MX_PT_CHOICE,
+		.def = "$reject_tempfail_action", .choices = "defer_if_permit|defer",
+		.postfix = true,
+		.doc = "what a temporary DNS failure in reject_unknown_helo_hostname does",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_UNKNOWN_ADDRESS_TEMPFAIL_ACTION] = {
+		.id = MX_P_UNKNOWN_ADDRESS_TEMPFAIL_ACTION, .name = "unknown_address_tempfail_action",
+		.type = MX_PT_CHOICE, .def = "$reject_tempfail_action",
+		.choices = "defer_if_permit|defer", .postfix = true,
+		.doc = "what a temporary DNS failure in reject_unknown_{sender,recipient}_domain "
+		       "does",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_RBL_REPLY_MAPS] = {
+		.id = MX_P_RBL_REPLY_MAPS, .name = "rbl_reply_maps", .type = MX_PT_WORDS,
+		.def = "", .postfix = true,
+		.doc = "tables of reply templates per DNS blocklist, keyed by the list as written "
+		       "after reject_rbl_client and friends (default: default_rbl_reply)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_POLICY_SERVICE_TIMEOUT] = {
+		.id = MX_P_SMTPD_POLICY_SERVICE_TIMEOUT, .name = "smtpd_policy_service_timeout",
+		.type = MX_PT_TIME, .def = "100s", .min = 1, .max = 0, .postfix = true,
+		.doc = "how long a check_policy_service query may take",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_POLICY_SERVICE_MAX_IDLE] = {
+		.id = MX_P_SMTPD_POLICY_SERVICE_MAX_IDLE, .name = "smtpd_policy_service_max_idle",
+		.type = MX_PT_TIME, .def = "300s", .min = 1, .max = 0, .postfix = true,
+		.doc = "an idle policy server connection is closed after this",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_POLICY_SERVICE_MAX_TTL] = {
+		.id = MX_P_SMTPD_POLICY_SERVICE_MAX_TTL, .name = "smtpd_policy_service_max_ttl",
+		.type = MX_PT_TIME, .def = "1000s", .min = 1, .max = 0, .postfix = true,
+		.doc = "a policy server connection is closed after this long",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_POLICY_SERVICE_RETRY_DELAY] = {
+		.id = MX_P_SMTPD_POLICY_SERVICE_RETRY_DELAY,
+		.name = "smtpd_policy_service_retry_delay", .type = MX_PT_TIME, .def = "1s",
+		.min = 1, .max = 0, .postfix = true,
+		.doc = "the pause before a failed policy query is tried again",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_POLICY_SERVICE_TRY_LIMIT] = {
+		.id = MX_P_SMTPD_POLICY_SERVICE_TRY_LIMIT, .name = "smtpd_policy_service_try_limit",
+		.type = MX_PT_INT, .def = "2", .min = 1, .max = 0, .postfix = true,
+		.doc = "how many times a policy query is tried",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_POLICY_SERVICE_REQUEST_LIMIT] = {
+		.id = MX_P_SMTPD_POLICY_SERVICE_REQUEST_LIMIT,
+		.name = "smtpd_policy_service_request_limit", .type = MX_PT_INT, .def = "0",
+		.min = 0, .max = 0, .postfix = true,
+		.doc = "queries per policy server connection before it is closed (0: no limit)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_POLICY_SERVICE_DEFAULT_ACTION] = {
+		.id = MX_P_SMTPD_POLICY_SERVICE_DEFAULT_ACTION,
+		.name = "smtpd_policy_service_default_action", .type = MX_PT_TEXT,
+		.def = "451 4.3.5 Server configuration problem", .min = 1, .max = 512,
+		.postfix = true,
+		.doc = "the access(5) action when a policy server cannot be asked",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_POLICY_SERVICE_POLICY_CONTEXT] = {
+		.id = MX_P_SMTPD_POLICY_SERVICE_POLICY_CONTEXT,
+		.name = "smtpd_policy_service_policy_context", .type = MX_PT_TEXT, .def = "",
+		.min = 0, .max = 512, .postfix = true,
+		.doc = "the policy_context attribute sent to policy servers",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_MXGATE_DNS_SERVERS] = {
+		.id = MX_P_MXGATE_DNS_SERVERS, .name = "mxgate_dns_servers", .type = MX_PT_WORDS,
+		.def = "",
+		.doc = "recursive resolvers for the gateway's DNS lookups: addresses, optionally "
+		       "[address]:port (empty: the nameserver lines of /etc/resolv.conf). Use a "
+		       "local resolver such as unbound: DNS blocklists refuse queries that come "
+		       "through public resolvers",
+		P_GLOBAL_LIVE,
+	},
 };
 
 const char *mx_param_scope_name(enum mx_param_scope s)

@@ -26,7 +26,7 @@
  *   - stricter acceptance mxgate does not apply (strict_7bit_headers, strict_8bitmime...,
  *     smtpd_command_filter, allow_untrusted_routing = yes, smtpd_tls_req_ccert): refused;
  *   - restrictions' helpers whose restrictions the policy compiler already refuses
- *     (policy service, address verification, DNS lookups, login maps): warnings;
+ *     (address verification, permit_mx_backup, login maps): warnings;
  *   - the relay client's tuning (smtp_*, lmtp_*) beyond what mxgate reads (relayhost, the
  *     timeouts, connection cache time): warnings, except where noted above.
  * Every name `postconf -d` prints for Debian 12 (with its stock master.cf) is either a
@@ -58,7 +58,7 @@
 #define NO_TLS_YET "mxgate does not speak TLS yet; this matters only once it does"
 #define NO_SASL_YET "mxgate does not offer AUTH yet; this matters only once it does"
 #define NO_RELAY_TUNING "a Postfix SMTP/LMTP client setting mxgate's relay does not read"
-#define NO_DNS "mxgate does no DNS lookups (relayhost is a numeric address)"
+#define NO_DNS "a setting of Postfix's DNS client; mxgate's resolver is set with mxgate_dns_servers (its relay uses a numeric relayhost)"
 #define REFUSED_RESTRICTION "used only by restrictions that mxgate --check refuses"
 #define NO_TRANSPORT "a Postfix per-transport setting; mxgate has one relay transport"
 #define NO_MILTER "mxgate has no milter client yet: mail would not be filtered"
@@ -229,14 +229,12 @@ const struct mx_refused_def mx_refused[] = {
 	W("smtpd_noop_commands", "mxgate answers NOOP only"),
 	W("smtpd_etrn_restrictions", "mxgate keeps no deferred queue for ETRN"),
 	W("smtpd_delay_open_until_valid_rcpt", "mxgate opens no queue file per session"),
-	W("smtpd_dns_reply_filter", NO_DNS),
+	W("smtpd_dns_reply_filter", "mxgate applies no filter to DNS replies"),
 	W("smtpd_expansion_filter", "mxgate's reply texts have their own character rules"),
 	W("smtpd_history_flush_threshold", "mxgate sends no postmaster notices"),
 	W("smtpd_log_access_permit_actions", NO_LOG),
 	W("smtpd_client_port_logging", NO_LOG),
 	W("smtpd_service_name", NO_DAEMON),
-	W("smtpd_policy_service_*", "used only by check_policy_service, which mxgate --check "
-				    "refuses"),
 	W("smtpd_sender_login_maps", REFUSED_RESTRICTION),
 	W("local_login_sender_maps", "applies to locally submitted mail"),
 	W("empty_address_local_login_sender_maps_lookup_key", "applies to locally submitted "
@@ -244,20 +242,13 @@ const struct mx_refused_def mx_refused[] = {
 	W("permit_mx_backup_networks", REFUSED_RESTRICTION),
 	W("maps_rbl_domains", REFUSED_RESTRICTION),
 	W("relay_clientcerts", REFUSED_RESTRICTION),
-	W("rbl_reply_maps", "mxgate replies with default_rbl_reply"),
 	W("address_verify_*", REFUSED_RESTRICTION),
 	W("unverified_*", REFUSED_RESTRICTION),
-	W("unknown_address_reject_code", REFUSED_RESTRICTION),
-	W("unknown_address_tempfail_action", REFUSED_RESTRICTION),
-	W("unknown_client_reject_code", REFUSED_RESTRICTION),
-	W("unknown_hostname_reject_code", REFUSED_RESTRICTION),
-	W("unknown_helo_hostname_tempfail_action", REFUSED_RESTRICTION),
 	W("unknown_virtual_alias_reject_code", "used only with virtual aliases, which are "
 					       "refused"),
 	W("unknown_virtual_mailbox_reject_code", "used only with virtual mailboxes, which "
 						 "are refused"),
 	W("plaintext_reject_code", REFUSED_RESTRICTION),
-	W("reject_tempfail_action", REFUSED_RESTRICTION),
 	W("show_user_unknown_table_name", "mxgate's reply to an unknown user names no table"),
 	W("mynetworks_style", "mxgate computes no networks: mynetworks is loopback unless "
 			      "set (fewer clients are trusted, never more)"),

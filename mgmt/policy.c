@@ -4,10 +4,13 @@
 #include "tables/rbl_zone.h"
 #include "tables/tables_env.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "mxgate/list.h"
 
 static const char *mx_policy_class_value(void *ctx, const char *name)
 {
@@ -16,7 +19,7 @@ static const char *mx_policy_class_value(void *ctx, const char *name)
 
 static unsigned mx_policy_code(const struct mx_config *cfg, const char *name)
 {
-	/* Validated by the config (an int within 400..599). */
+	/* Validated by the config (an int within its bounds: 400..599 for a code). */
 	const char *v = mx_config_get(cfg, name);
 	return v ? (unsigned)strtoul(v, NULL, 10) : 0;
 }
@@ -25,6 +28,41 @@ static bool mx_policy_bool(const struct mx_config *cfg, const char *name)
 {
 	const char *v = mx_config_get(cfg, name);
 	return v && strcasecmp(v, "yes") == 0;
+}
+
+/* A TIME parameter in seconds (validated by the config: digits and one unit letter). */
+static unsigned mx_policy_seconds(const struct mx_config *cfg, const char *name)
+{
+	const char *v = mx_config_get(cfg, name);
+	if (!v)
+		return 0;
+	char *end;
+	unsigned long n = strtoul(v, &end, 10);
+	switch (*end) {
+	case 'm':
+		n *= 60;
+		break;
+	case 'h':
+		n *= 3600;
+		break;
+	case 'd':
+		n *= 86400;
+		break;
+	case 'w':
+		n *= 604800;
+		break;
+	default:
+		break;
+	}
+	return n > 0x7fffffff ? 0x7fffffffu : (unsigned)n;
+}
+
+static enum smtp_policy_tempfail_action mx_policy_tempfail(const struct mx_config *cfg,
+							   const char *name)
+{
+	enum smtp_policy_tempfail_action a = SMTP_POLICY_TEMPFAIL_DEFER_IF_PERMIT;
+	(void)smtp_policy_tempfail_action_parse(mx_config_get(cfg, name), &a);
+	return a;
 }
 
 struct mx_policy_diag {
@@ -268,6 +306,8 @@ int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE 
 		.myorigin = cfg->myorigin,
 		.relay_recipient_maps = mx_config_get(cfg, "relay_recipient_maps"),
 		.local_recipient_maps = mx_config_get(cfg, "local_recipient_maps"),
+		.rbl_reply_maps = mx_config_get(cfg, "rbl_reply_maps"),
+		.myhostname = cfg->myhostname,
 		.access = {
 			.recipient_delimiter = cfg->recipient_delimiter,
 			.parent_matches_subdomains = mx_config_word_listed(
@@ -299,6 +339,35 @@ int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE 
 	c->multi_recipient_bounce_reject_code =
 		mx_policy_code(cfg, "multi_recipient_bounce_reject_code");
 	c->default_rbl_reply = mx_config_get(cfg, "default_rbl_reply");
+	c->unknown_client_reject_code = mx_policy_code(cfg, "unknown_client_reject_code");
+	c->unknown_hostname_reject_code = mx_policy_code(cfg, "unknown_hostname_reject_code");
+	c->unknown_address_reject_code = mx_policy_code(cfg, "unknown_address_reject_code");
+	c->unknown_helo_hostname_tempfail_action =
+		mx_policy_tempfail(cfg, "unknown_helo_hostname_tempfail_action");
+	c->unknown_address_tempfail_action =
+		mx_policy_tempfail(cfg, "unknown_address_tempfail_action");
+
+	struct smtp_policy_service *ps = &pc.policy_service;
+	smtp_policy_service_defaults(ps);
+	ps->timeout = mx_policy_seconds(cfg, "smtpd_policy_service_timeout");
+	ps->max_idle = mx_policy_seconds(cfg, "smtpd_policy_service_max_idle");
+	ps->max_ttl = mx_policy_seconds(cfg, "smtpd_policy_service_max_ttl");
+	ps->retry_delay = mx_policy_seconds(cfg, "smtpd_policy_service_retry_delay");
+	ps->try_limit = mx_policy_code(cfg, "smtpd_policy_service_try_limit");
+	ps->request_limit = mx_policy_code(cfg, "smtpd_policy_service_request_limit");
+	ps->default_action = mx_config_get(cfg, "smtpd_policy_service_default_action");
+	ps->policy_context = mx_config_get(cfg, "smtpd_policy_service_policy_context");
+
+	const char *servers = mx_config_get(cfg, "mxgate_dns_servers");
+	char why[256];
+	if (mx_policy_dns_servers(servers ? servers : "", NULL, 0, why, sizeof(why)) < 0) {
+		unsigned line = 0;
+		const char *file = mx_config_source(cfg, "mxgate_dns_servers", &line);
+		snprintf(err, errlen, "mxgate_dns_servers: %s", why);
+		if (diag)
+			fprintf(diag, "%s:%u: %s\n", file ? file : "mxgate.cf", line, err);
+		return -EINVAL;
+	}
 
 	if (diag)
 		mx_policy_warn_never_match(cfg, diag);
@@ -312,7 +381,7 @@ int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE 
 		*out = NULL;
 		return -EINVAL;
 	}
-	/* A zone with no local data would be a DNS query, and there is no resolver. */
+	/* A zone with no local data is a DNS query, and DNS needs a resolver. */
 	if (mx_policy_check_zones(cfg, *out, diag, err, errlen) != 0) {
 		smtp_policy_free(*out);
 		*out = NULL;
@@ -327,8 +396,8 @@ static int mx_policy_stored(void *ctx, const char *spec, bool is_zone)
 	enum table_kind kind;
 	const char *name;
 	char err[128];
-	if (is_zone || (table_spec_parse(spec, &kind, &name, err, sizeof(err)) == 0 &&
-			kind != TABLE_KIND_STATIC && kind != TABLE_KIND_INLINE)) {
+	if (!is_zone && table_spec_parse(spec, &kind, &name, err, sizeof(err)) == 0 &&
+	    kind != TABLE_KIND_STATIC && kind != TABLE_KIND_INLINE) {
 		*needs = true;
 		return 1;
 	}
@@ -379,6 +448,7 @@ static int mx_policy_probe_one(void *ctx, const char *spec, bool is_zone)
 
 struct mx_policy_zones {
 	const struct mx_config *cfg;
+	const char *resolv_conf;
 	struct tables_reader *rd; /* NULL: the table directory cannot be read */
 	const char *env_error;
 	FILE *diag;
@@ -416,11 +486,12 @@ static int mx_policy_zone_one(void *ctx, const char *spec, bool is_zone)
 				    : zs->cfg->source_path;
 	char msg[1200];
 	snprintf(msg, sizeof(msg),
-		 "%s: RBL zone %.*s has no local data in mxgate_table_directory %s%s, and "
-		 "mxgate has no DNS resolver yet: load it with mxgate-map -d %s -z %.*s -t "
-		 "FORMAT FILE",
+		 "%s: RBL zone %.*s has no local data in mxgate_table_directory %s%s, and no DNS "
+		 "resolver is configured (mxgate_dns_servers is empty and %s names no "
+		 "nameserver): set mxgate_dns_servers, or load the zone with mxgate-map -d %s "
+		 "-z %.*s -t FORMAT FILE",
 		 za.param ? za.param : "restrictions", (int)zl, spec, zs->cfg->table_directory,
-		 why, zs->cfg->table_directory, (int)zl, spec);
+		 why, zs->resolv_conf, zs->cfg->table_directory, (int)zl, spec);
 	if (zs->diag) {
 		if (line)
 			fprintf(zs->diag, "%s:%u: %s\n", file ? file : "mxgate.cf", line, msg);
@@ -432,14 +503,135 @@ static int mx_policy_zone_one(void *ctx, const char *spec, bool is_zone)
 	return 0;
 }
 
+/* A restriction that needs DNS, with no resolver: an error at its list's line. */
+static int mx_policy_dns_one(void *ctx, const char *param, const char *restriction)
+{
+	struct mx_policy_zones *zs = ctx;
+	unsigned line = 0;
+	const char *file = mx_config_source(zs->cfg, param, &line);
+	char msg[800];
+	snprintf(msg, sizeof(msg),
+		 "%s: %s needs DNS lookups, and no DNS resolver is configured "
+		 "(mxgate_dns_servers is empty and %s names no nameserver)",
+		 param, restriction, zs->resolv_conf);
+	if (zs->diag) {
+		if (line)
+			fprintf(zs->diag, "%s:%u: %s\n", file ? file : "mxgate.cf", line, msg);
+		else
+			fprintf(zs->diag, "%s: %s\n", file ? file : "mxgate.cf", msg);
+	}
+	if (zs->missing++ == 0 && zs->err)
+		snprintf(zs->err, zs->errlen, "%s", msg);
+	return 0;
+}
+
+unsigned mx_policy_resolv_conf_nameservers(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	char line[512];
+	unsigned n = 0;
+	while (fgets(line, sizeof(line), f)) {
+		/* "nameserver ADDRESS" (resolv.conf(5); '#' and ';' start comments) */
+		char *p = line + strspn(line, " \t");
+		if (strncmp(p, "nameserver", 10) != 0 || (p[10] != ' ' && p[10] != '\t'))
+			continue;
+		p += 10;
+		p += strspn(p, " \t");
+		p[strcspn(p, " \t\r\n#;")] = '\0';
+		/* a scoped IPv6 address ("fe80::1%eth0") is an address too */
+		p[strcspn(p, "%")] = '\0';
+		struct mx_inet_addr a;
+		if (mx_inet_parse(p, &a))
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
+int mx_policy_dns_servers(const char *value, struct mx_dns_server *out, size_t max, char *err,
+			  size_t errlen)
+{
+	const char *cur = value ? value : "", *ts;
+	size_t tn;
+	int n = 0;
+	while ((tn = mx_list_next(&cur, &ts)) != 0) {
+		char w[80], host[64];
+		unsigned long port = 53;
+		if (tn >= sizeof(w)) {
+			snprintf(err, errlen, "bad server \"%.*s\"", (int)(tn < 60 ? tn : 60), ts);
+			return -EINVAL;
+		}
+		memcpy(w, ts, (size_t)tn);
+		w[tn] = '\0';
+		const char *h = w, *ps = NULL;
+		size_t hl;
+		if (w[0] == '[') {
+			const char *close = strchr(w, ']');
+			if (!close || (close[1] && close[1] != ':')) {
+				snprintf(err, errlen, "bad server \"%s\" (want ADDRESS or "
+						      "[ADDRESS]:PORT)", w);
+				return -EINVAL;
+			}
+			h = w + 1;
+			hl = (size_t)(close - h);
+			ps = close[1] ? close + 2 : NULL;
+		} else if (strchr(w, '.') && strchr(w, ':')) {
+			/* IPv4:PORT */
+			hl = strcspn(w, ":");
+			ps = w + hl + 1;
+		} else {
+			hl = strlen(w);
+		}
+		if (hl >= sizeof(host)) {
+			snprintf(err, errlen, "bad server \"%s\"", w);
+			return -EINVAL;
+		}
+		memcpy(host, h, hl);
+		host[hl] = '\0';
+		struct mx_inet_addr a;
+		if (!mx_inet_parse(host, &a)) {
+			snprintf(err, errlen, "\"%s\" is not a numeric IPv4 or IPv6 address", w);
+			return -EINVAL;
+		}
+		if (ps) {
+			char *end;
+			port = strtoul(ps, &end, 10);
+			if (!*ps || *end || port == 0 || port > 65535) {
+				snprintf(err, errlen, "bad port in \"%s\"", w);
+				return -EINVAL;
+			}
+		}
+		if ((size_t)n < max && out)
+			out[n] = (struct mx_dns_server){ .addr = a, .port = (uint16_t)port };
+		n++;
+	}
+	return n;
+}
+
 int mx_policy_check_zones(const struct mx_config *cfg, const struct smtp_policy *p, FILE *diag,
 			  char *err, size_t errlen)
 {
+	return mx_policy_check_dns(cfg, p, "/etc/resolv.conf", diag, err, errlen);
+}
+
+int mx_policy_check_dns(const struct mx_config *cfg, const struct smtp_policy *p,
+			const char *resolv_conf, FILE *diag, char *err, size_t errlen)
+{
+	/* a resolver: every question can be asked */
+	const char *servers = mx_config_get(cfg, "mxgate_dns_servers");
+	char why[200];
+	if (mx_policy_dns_servers(servers, NULL, 0, why, sizeof(why)) > 0 ||
+	    mx_policy_resolv_conf_nameservers(resolv_conf) > 0)
+		return 0;
+	struct mx_policy_zones zs = { .cfg = cfg, .resolv_conf = resolv_conf, .diag = diag,
+				      .err = err, .errlen = errlen };
+	smtp_policy_foreach_dns(p, mx_policy_dns_one, &zs);
 	size_t nz = 0;
 	smtp_policy_foreach_table(p, mx_policy_count_zones, &nz);
 	if (nz == 0)
-		return 0;
-	struct mx_policy_zones zs = { .cfg = cfg, .diag = diag, .err = err, .errlen = errlen };
+		return zs.missing;
 	struct tables_env *env = NULL;
 	struct tables_env_opts o = { .read_only = true };
 	char eerr[512];

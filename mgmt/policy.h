@@ -7,8 +7,10 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
+#include "mxgate/inet.h"
 #include "mgmt/config.h"
 #include "smtp/smtp_checks.h"
 #include "smtp/smtp_restrictions.h"
@@ -16,9 +18,9 @@
 /* Returns 0 and *out, or a negative errno with one line in err (from
  * smtp_policy_compile()). With diag, every error is also written there as
  * "FILE:LINE: problem" (the line of the list or class that holds it), all of them, not
- * only the first, with the warnings of mx_policy_warn_never_match(). An RBL zone without
- * local data is an error too (-ENOENT, mx_policy_check_zones()): there is no resolver to
- * ask, so every query would fail. */
+ * only the first, with the warnings of mx_policy_warn_never_match(). A restriction that
+ * needs DNS when no resolver is configured is an error too (-ENOENT,
+ * mx_policy_check_zones()): every query would fail. A bad mxgate_dns_servers is -EINVAL. */
 int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE *diag,
 		    char *err, size_t errlen);
 
@@ -29,18 +31,41 @@ int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE 
  * "FILE:LINE: warning: LIST: WORD can never match: ...". Returns how many. */
 int mx_policy_warn_never_match(const struct mx_config *cfg, FILE *diag);
 
-/* Every RBL zone the policy names (reject_rbl_client, reject_rhsbl_*, permit_dnswl_client,
- * permit_rhswl_client) must have local data in mxgate_table_directory (mxgate-map -z):
- * there is no DNS resolver yet. Each one that has none is an error written to diag (may be
- * NULL) as "FILE:LINE: LIST: RBL zone ZONE: ..."; the first also goes to err. Returns
- * how many have none (0: all are there), opening the table directory read-only for the
- * check (it needs none when the policy names no zone). mx_policy_build() calls it; the
- * start path and a reload get it from there. */
+/* DNS lookups need a resolver: mxgate_dns_servers, or else a nameserver line in
+ * /etc/resolv.conf. Without one, every RBL zone the policy names (reject_rbl_client,
+ * reject_rhsbl_*, permit_dnswl_client, permit_rhswl_client) must have local data in
+ * mxgate_table_directory (mxgate-map -z: a local zone answers first, DNS is asked only
+ * when there is none), and no restriction may need DNS (reject_unknown_*,
+ * check_*_{mx,ns,a}_access). Each problem is an error written to diag (may be NULL) as
+ * "FILE:LINE: LIST: RBL zone ZONE: ..." or "FILE:LINE: LIST: RESTRICTION needs DNS ...";
+ * the first also goes to err. Returns how many (0: none), opening the table directory
+ * read-only for the check only when there is no resolver and the policy names a zone.
+ * mx_policy_build() calls it; the start path and a reload get it from there. */
 int mx_policy_check_zones(const struct mx_config *cfg, const struct smtp_policy *p, FILE *diag,
 			  char *err, size_t errlen);
 
-/* True when the policy looks anything up in the table store (a hash/cidr/regexp/pcre table
- * or an RBL zone; static: and inline: need none). */
+/* The same, with resolv_conf in place of /etc/resolv.conf (for tests). */
+int mx_policy_check_dns(const struct mx_config *cfg, const struct smtp_policy *p,
+			const char *resolv_conf, FILE *diag, char *err, size_t errlen);
+
+/* The nameserver lines of a resolv.conf file (resolv.conf(5)): how many name a valid
+ * address (0 when the file is missing). */
+unsigned mx_policy_resolv_conf_nameservers(const char *path);
+
+/* mxgate_dns_servers: "ADDR", "[ADDR]" or "[ADDR]:PORT" (and "IPV4:PORT"), separated by
+ * commas and/or white space; port 53 when not given. Returns how many (up to max are
+ * stored in out), or -EINVAL with the bad word in err. */
+struct mx_dns_server {
+	struct mx_inet_addr addr;
+	uint16_t port;
+};
+int mx_policy_dns_servers(const char *value, struct mx_dns_server *out, size_t max, char *err,
+			  size_t errlen);
+
+/* True when the policy looks anything up in the table store (a hash/cidr/regexp/pcre
+ * table; static: and inline: need none). An RBL zone does not count: without a store it is
+ * asked in DNS; with one, its local data answers first (the store is opened whenever it
+ * exists). */
 bool mx_policy_needs_tables(const struct smtp_policy *p);
 
 /* For `mxgate --check`: warn on diag about every table the policy names that is not in

@@ -8,10 +8,13 @@
  * while evaluating (the per-thread context holds the scratch space).
  *
  * This file holds the public API around the compiled policy (names, defaults, the
- * per-thread context) and the refusal every check shares; compiling is in
- * smtp_restrictions_compile.c, evaluating in smtp_restrictions_eval.c, the access(5) and
- * DNSBL checks in smtp_restrictions_access.c and smtp_restrictions_rbl.c, all sharing
- * smtp_restrictions_internal.h. */
+ * per-thread context), the refusal every check shares, and the buffer of what a run
+ * delivers (events and trace lines wait in it until the check completes, so a run that
+ * stops to wait for an answer delivers nothing); compiling is in
+ * smtp_restrictions_compile.c, evaluating in smtp_restrictions_eval.c, the access(5),
+ * DNSBL, DNS and policy service checks in smtp_restrictions_access.c,
+ * smtp_restrictions_rbl.c, smtp_restrictions_dns.c and smtp_restrictions_policy.c, all
+ * sharing smtp_restrictions_internal.h. */
 #include "smtp/smtp_restrictions.h"
 
 #include <errno.h>
@@ -19,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "smtp/smtp_restrictions_internal.h"
 #include "tables/rbl_zone.h"
@@ -61,7 +65,77 @@ void smtp_policy_codes_defaults(struct smtp_policy_codes *c)
 		.plaintext_reject_code = 450,
 		.default_rbl_reply = "$rbl_code Service unavailable; $rbl_class [$rbl_what] "
 				     "blocked using $rbl_domain${rbl_reason?; $rbl_reason}",
+		.unknown_client_reject_code = 450,
+		.unknown_hostname_reject_code = 450,
+		.unknown_address_reject_code = 450,
+		.unknown_helo_hostname_tempfail_action = SMTP_POLICY_TEMPFAIL_DEFER_IF_PERMIT,
+		.unknown_address_tempfail_action = SMTP_POLICY_TEMPFAIL_DEFER_IF_PERMIT,
 	};
+}
+
+const char *smtp_policy_tempfail_action_name(enum smtp_policy_tempfail_action a)
+{
+	static const char *const names[SMTP_POLICY_TEMPFAIL_ACTION_MAX] = {
+		[SMTP_POLICY_TEMPFAIL_DEFER_IF_PERMIT] = "defer_if_permit",
+		[SMTP_POLICY_TEMPFAIL_DEFER] = "defer",
+	};
+	return (unsigned)a < SMTP_POLICY_TEMPFAIL_ACTION_MAX ? names[a] : "?";
+}
+
+int smtp_policy_tempfail_action_parse(const char *s, enum smtp_policy_tempfail_action *out)
+{
+	for (int a = 0; a < SMTP_POLICY_TEMPFAIL_ACTION_MAX; a++)
+		if (s && strcasecmp(s, smtp_policy_tempfail_action_name(
+					       (enum smtp_policy_tempfail_action)a)) == 0) {
+			*out = (enum smtp_policy_tempfail_action)a;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *smtp_policy_name_status_name(enum smtp_policy_name_status s)
+{
+	static const char *const names[SMTP_POLICY_NAME_STATUS_MAX] = {
+		[SMTP_POLICY_NAME_DEFAULT] = "default", [SMTP_POLICY_NAME_OK] = "ok",
+		[SMTP_POLICY_NAME_TEMP] = "temp",       [SMTP_POLICY_NAME_PERM] = "perm",
+		[SMTP_POLICY_NAME_FORGED] = "forged",
+	};
+	return (unsigned)s < SMTP_POLICY_NAME_STATUS_MAX ? names[s] : "?";
+}
+
+const char *smtp_policy_decision_name(enum smtp_policy_decision d)
+{
+	static const char *const names[SMTP_POLICY_DECISION_MAX] = {
+		[SMTP_POLICY_ACCEPT] = "accept", [SMTP_POLICY_REJECT] = "reject",
+		[SMTP_POLICY_DEFER] = "defer",   [SMTP_POLICY_PENDING] = "pending",
+	};
+	return (unsigned)d < SMTP_POLICY_DECISION_MAX ? names[d] : "?";
+}
+
+void smtp_policy_service_defaults(struct smtp_policy_service *s)
+{
+	/* postconf -d smtpd_policy_service_* (Postfix 3.7) */
+	*s = (struct smtp_policy_service){
+		.timeout = 100,
+		.max_idle = 300,
+		.max_ttl = 1000,
+		.retry_delay = 1,
+		.try_limit = 2,
+		.request_limit = 0,
+		.default_action = "451 4.3.5 Server configuration problem",
+		.policy_context = "",
+	};
+}
+
+size_t smtp_policy_service_count(const struct smtp_policy *p)
+{
+	return p->nservices;
+}
+
+const struct smtp_policy_service *smtp_policy_service_get(const struct smtp_policy *p,
+							  size_t i)
+{
+	return i < p->nservices ? &p->services[i].s : NULL;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -91,7 +165,14 @@ void smtp_policy_ctx_free(struct smtp_policy_ctx *ctx)
 	free(ctx->vbuf);
 	free(ctx->vitems);
 	free(ctx->lookup);
+	free(ctx->recs);
+	free(ctx->reqbuf);
 	free(ctx);
+}
+
+void smtp_policy_ctx_stats(const struct smtp_policy_ctx *ctx, struct smtp_policy_stats *out)
+{
+	*out = ctx->stats;
 }
 
 int smtp_policy_ctx_new(const struct smtp_policy *p, struct tables_reader *rd,
@@ -106,7 +187,9 @@ int smtp_policy_ctx_new(const struct smtp_policy *p, struct tables_reader *rd,
 	c->vbuf = calloc(EVAL_DEPTH_MAX + 1, sizeof(*c->vbuf));
 	c->vitems = calloc(EVAL_DEPTH_MAX + 1, sizeof(*c->vitems));
 	c->lookup = calloc(1, sizeof(*c->lookup));
-	if (!c->tables || !c->zones || !c->vbuf || !c->vitems || !c->lookup) {
+	c->recs = calloc(PREC_EVENTS, sizeof(*c->recs));
+	c->caprecs = PREC_EVENTS;
+	if (!c->tables || !c->zones || !c->vbuf || !c->vitems || !c->lookup || !c->recs) {
 		smtp_policy_ctx_free(c);
 		return -ENOMEM;
 	}
@@ -118,7 +201,8 @@ int smtp_policy_ctx_new(const struct smtp_policy *p, struct tables_reader *rd,
 			return rc;
 		}
 	}
-	for (size_t i = 0; i < p->nzones; i++) {
+	/* Without a table store there is no local zone: every zone is asked in DNS. */
+	for (size_t i = 0; rd && i < p->nzones; i++) {
 		int rc = rbl_zone_open(rd, p->zones[i], &c->zones[i]);
 		if (rc < 0) {
 			smtp_policy_ctx_free(c);
@@ -132,10 +216,85 @@ int smtp_policy_ctx_new(const struct smtp_policy *p, struct tables_reader *rd,
 /* ---------------------------------------------------------------------------------------
  * Refusals and events: what every check shares */
 
+/* The next record of the run's buffer, or NULL when it is full (counted). */
+static struct prec *smtp_policy_rec(struct ev *e)
+{
+	struct smtp_policy_ctx *c = e->ctx;
+	if (c->nrecs == c->caprecs) {
+		c->dropped++;
+		return NULL;
+	}
+	return &c->recs[c->nrecs++];
+}
+
 void smtp_policy_emit(struct ev *e, const char *kind, const char *text)
 {
-	if (e->cb && e->cb->event)
+	if (!e->cb || !e->cb->event)
+		return;
+	if (!e->buffered) {
 		e->cb->event(e->cb->ctx, kind, text);
+		return;
+	}
+	struct prec *r = smtp_policy_rec(e);
+	if (!r)
+		return;
+	r->type = PREC_EVENT;
+	smtp_policy_scopy(r->kind, sizeof(r->kind), kind);
+	smtp_policy_scopy(r->text, sizeof(r->text), text);
+}
+
+void smtp_policy_warn(struct ev *e, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	smtp_policy_printable(buf);
+	smtp_policy_emit(e, "warning", buf);
+}
+
+void smtp_policy_trace(struct ev *e, const char *name, const char *outcome,
+		       const char *detail)
+{
+	if (!e->cb || !e->cb->trace)
+		return;
+	if (!e->buffered) {
+		e->cb->trace(e->cb->ctx, e->list, name, outcome, detail);
+		return;
+	}
+	struct prec *r = smtp_policy_rec(e);
+	if (!r)
+		return;
+	r->type = PREC_TRACE;
+	r->list = (uint8_t)e->list;
+	smtp_policy_scopy(r->kind, sizeof(r->kind), outcome);
+	smtp_policy_scopy(r->name, sizeof(r->name), name);
+	smtp_policy_scopy(r->text, sizeof(r->text), detail);
+}
+
+void smtp_policy_deliver(struct ev *e, bool deliver)
+{
+	struct smtp_policy_ctx *c = e->ctx;
+	for (unsigned i = 0; deliver && i < c->nrecs; i++) {
+		const struct prec *r = &c->recs[i];
+		if (r->type == PREC_EVENT)
+			e->cb->event(e->cb->ctx, r->kind, r->text);
+		else
+			e->cb->trace(e->cb->ctx, (enum smtp_restriction_list)r->list, r->name,
+				     r->kind, r->text);
+	}
+	if (deliver && c->dropped) {
+		char buf[128];
+		snprintf(buf, sizeof(buf),
+			 "restriction evaluation: %u more log events of this command dropped",
+			 c->dropped);
+		if (e->cb->event)
+			e->cb->event(e->cb->ctx, "warning", buf);
+		c->stats.events_dropped += c->dropped;
+	}
+	c->nrecs = 0;
+	c->dropped = 0;
 }
 
 /* Operator and client data in replies and log text: Postfix's printable(..., ' ') keeps
@@ -271,4 +430,33 @@ int smtp_policy_server_error(struct ev *e, const char *why)
 	e->note = "server configuration error";
 	smtp_policy_scopy(e->detail, sizeof(e->detail), why);
 	return smtp_policy_reject(e, EC_SOFTWARE, 451, "4.3.5", "Server configuration error");
+}
+
+int smtp_policy_defer_if_permit(struct ev *e, bool defer_now, enum ecls cls, unsigned code,
+				const char *dsn, const char *fmt, ...)
+{
+	char buf[SMTP_POLICY_TEXT_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	/* smtpd_check.c: with warn_if_reject the 450 is logged as a reject_warning now
+	 * instead of raising the flag */
+	if (e->warn_if_reject == 0 && !defer_now)
+		return smtp_policy_defer_if(&e->dip, cls, code, dsn, "%s", buf);
+	return smtp_policy_reject(e, cls, code, dsn, "%s", buf);
+}
+
+int smtp_policy_forbid_allowlist(struct ev *e, const char *restriction, int status,
+				 const char *target)
+{
+	if (e->discard || status != ST_OK)
+		return status;
+	smtp_policy_warn(e, "restriction %s returns OK for %s", restriction, target);
+	smtp_policy_warn(e, "this is not allowed for security reasons");
+	smtp_policy_warn(e, "use DUNNO instead of OK if you want to make an exception");
+	char why[SMTP_POLICY_TEXT_MAX];
+	snprintf(why, sizeof(why), "%s returns OK; this is not allowed for security reasons (use DUNNO)",
+		 restriction);
+	return smtp_policy_server_error(e, why);
 }

@@ -1,9 +1,10 @@
 /* Compiling Postfix's restriction lists (postconf(5) smtpd_*_restrictions,
- * smtpd_restriction_classes, relay_recipient_maps, local_recipient_maps) into the
- * immutable struct smtp_policy: the table of restrictions mxgate knows (and of those it
- * refuses honestly), the list tokenizer, table specs, RBL zone specs with their reply
- * filters, and the diag callback that reports every error at once. Part of the evaluator
- * split across smtp_restrictions*.c. */
+ * smtpd_restriction_classes, relay_recipient_maps, local_recipient_maps, rbl_reply_maps)
+ * into the immutable struct smtp_policy: the table of restrictions mxgate knows (and of
+ * those it refuses honestly), the list tokenizer, table specs, RBL zone specs with their
+ * reply filters, policy services (smtp_restrictions_policy.c parses them), and the diag
+ * callback that reports every error at once. Part of the evaluator split across
+ * smtp_restrictions*.c. */
 #include "smtp/smtp_restrictions.h"
 
 #include <errno.h>
@@ -17,7 +18,7 @@
 /* ---------------------------------------------------------------------------------------
  * Restrictions mxgate knows */
 
-enum r_arg { ARG_NONE, ARG_TABLE, ARG_ZONE };
+enum r_arg { ARG_NONE, ARG_TABLE, ARG_ZONE, ARG_SERVICE };
 
 struct r_def {
 	const char *name;
@@ -62,26 +63,48 @@ static const struct r_def r_defs[] = {
 	{ "reject_rhsbl_recipient", R_REJECT_RHSBL_RECIPIENT, ARG_ZONE },
 	{ "permit_dnswl_client", R_PERMIT_DNSWL_CLIENT, ARG_ZONE },
 	{ "permit_rhswl_client", R_PERMIT_RHSWL_CLIENT, ARG_ZONE },
+	{ "reject_unknown_client_hostname", R_REJECT_UNKNOWN_CLIENT, ARG_NONE },
+	{ "reject_unknown_client", R_REJECT_UNKNOWN_CLIENT, ARG_NONE },
+	{ "reject_unknown_reverse_client_hostname", R_REJECT_UNKNOWN_REVERSE_CLIENT, ARG_NONE },
+	{ "reject_unknown_helo_hostname", R_REJECT_UNKNOWN_HELO, ARG_NONE },
+	{ "reject_unknown_hostname", R_REJECT_UNKNOWN_HELO, ARG_NONE },
+	{ "reject_unknown_sender_domain", R_REJECT_UNKNOWN_SENDER_DOMAIN, ARG_NONE },
+	{ "reject_unknown_address", R_REJECT_UNKNOWN_SENDER_DOMAIN, ARG_NONE },
+	{ "reject_unknown_recipient_domain", R_REJECT_UNKNOWN_RCPT_DOMAIN, ARG_NONE },
+	{ "check_client_mx_access", R_CHECK_CLIENT_MX_ACCESS, ARG_TABLE },
+	{ "check_client_ns_access", R_CHECK_CLIENT_NS_ACCESS, ARG_TABLE },
+	{ "check_client_a_access", R_CHECK_CLIENT_A_ACCESS, ARG_TABLE },
+	{ "check_reverse_client_mx_access", R_CHECK_REVERSE_CLIENT_MX_ACCESS, ARG_TABLE },
+	{ "check_reverse_client_ns_access", R_CHECK_REVERSE_CLIENT_NS_ACCESS, ARG_TABLE },
+	{ "check_reverse_client_a_access", R_CHECK_REVERSE_CLIENT_A_ACCESS, ARG_TABLE },
+	{ "check_helo_mx_access", R_CHECK_HELO_MX_ACCESS, ARG_TABLE },
+	{ "check_helo_ns_access", R_CHECK_HELO_NS_ACCESS, ARG_TABLE },
+	{ "check_helo_a_access", R_CHECK_HELO_A_ACCESS, ARG_TABLE },
+	{ "check_sender_mx_access", R_CHECK_SENDER_MX_ACCESS, ARG_TABLE },
+	{ "check_sender_ns_access", R_CHECK_SENDER_NS_ACCESS, ARG_TABLE },
+	{ "check_sender_a_access", R_CHECK_SENDER_A_ACCESS, ARG_TABLE },
+	{ "check_recipient_mx_access", R_CHECK_RECIPIENT_MX_ACCESS, ARG_TABLE },
+	{ "check_recipient_ns_access", R_CHECK_RECIPIENT_NS_ACCESS, ARG_TABLE },
+	{ "check_recipient_a_access", R_CHECK_RECIPIENT_A_ACCESS, ARG_TABLE },
+	{ "check_policy_service", R_CHECK_POLICY_SERVICE, ARG_SERVICE },
 };
 
-/* Postfix restrictions that need a DNS resolver, which mxgate does not have yet. */
-static const char *const r_need_dns[] = {
-	"reject_unknown_client_hostname", "reject_unknown_client",
-	"reject_unknown_reverse_client_hostname", "reject_unknown_helo_hostname",
-	"reject_unknown_hostname", "reject_unknown_sender_domain",
-	"reject_unknown_recipient_domain", "reject_unknown_address",
-	"check_client_mx_access", "check_client_ns_access", "check_client_a_access",
-	"check_reverse_client_mx_access", "check_reverse_client_ns_access",
-	"check_reverse_client_a_access", "check_helo_mx_access", "check_helo_ns_access",
-	"check_helo_a_access", "check_sender_mx_access", "check_sender_ns_access",
-	"check_sender_a_access", "check_recipient_mx_access", "check_recipient_ns_access",
-	"check_recipient_a_access", "permit_mx_backup", "reject_unverified_sender",
-	"reject_unverified_recipient",
+/* Postfix restrictions that need more than DNS, and why mxgate refuses them. */
+static const struct {
+	const char *name, *why;
+} r_need_more[] = {
+	{ "permit_mx_backup", "it needs the gateway's own addresses (inet_interfaces, "
+			      "proxy_interfaces) to tell a backup MX, which mxgate does not "
+			      "know; list the domains in relay_domains instead" },
+	{ "reject_unverified_sender", "it needs Postfix's address verification service "
+				      "(verify(8)), which mxgate does not have" },
+	{ "reject_unverified_recipient", "it needs Postfix's address verification service "
+					 "(verify(8)), which mxgate does not have" },
 };
 
-/* Postfix restrictions mxgate does not implement yet (policy service, TLS, SASL, ...). */
+/* Postfix restrictions mxgate does not implement yet (TLS, SASL, ...). */
 static const char *const r_not_yet[] = {
-	"check_policy_service", "permit_tls_clientcerts", "permit_tls_all_clientcerts",
+	"permit_tls_clientcerts", "permit_tls_all_clientcerts",
 	"check_ccert_access", "check_sasl_access", "reject_plaintext_session",
 	"reject_sender_login_mismatch", "reject_authenticated_sender_login_mismatch",
 	"reject_known_sender_login_mismatch", "reject_unauthenticated_sender_login_mismatch",
@@ -246,7 +269,7 @@ static int add_rbl(struct smtp_policy *p, const char *spec, char *err, size_t er
 	struct prbl r = { 0 };
 	const char *eq = strchr(spec, '=');
 	size_t dlen = eq ? (size_t)(eq - spec) : strlen(spec);
-	if (dlen == 0 || dlen > 253) {
+	if (dlen == 0 || dlen > DNS_HOSTNAME_MAX || !dns_name_valid(spec, dlen)) {
 		snprintf(err, errlen, "%s: %s: bad zone \"%s\"", param, rname, spec);
 		return -EINVAL;
 	}
@@ -259,9 +282,11 @@ static int add_rbl(struct smtp_policy *p, const char *spec, char *err, size_t er
 		r.has_filter = true;
 	}
 	r.domain = strndup(spec, dlen);
+	r.shown = strndup(spec, dlen);
 	r.spec = strdup(spec);
-	if (!r.domain || !r.spec) {
+	if (!r.domain || !r.spec || !r.shown) {
 		free(r.domain);
+		free(r.shown);
 		free(r.spec);
 		return -ENOMEM;
 	}
@@ -269,6 +294,7 @@ static int add_rbl(struct smtp_policy *p, const char *spec, char *err, size_t er
 	int z = push_str(&p->zones, &p->nzones, r.domain, true);
 	if (z < 0) {
 		free(r.domain);
+		free(r.shown);
 		free(r.spec);
 		return z;
 	}
@@ -276,6 +302,7 @@ static int add_rbl(struct smtp_policy *p, const char *spec, char *err, size_t er
 	struct prbl *nr = realloc(p->rbls, (p->nrbls + 1) * sizeof(*nr));
 	if (!nr) {
 		free(r.domain);
+		free(r.shown);
 		free(r.spec);
 		return -ENOMEM;
 	}
@@ -328,12 +355,12 @@ int smtp_policy_parse_item(struct smtp_policy *p, const char *param, const char 
 			*it = (struct pitem){ R_CLASS, (uint32_t)c };
 			return 0;
 		}
-		if (in_set(r_need_dns, COUNT(r_need_dns), word)) {
-			snprintf(err, errlen,
-				 "%s: %s needs DNS lookups; mxgate has no DNS resolver yet (future work)",
-				 param, word);
-			return -ENOTSUP;
-		}
+		for (size_t i = 0; i < COUNT(r_need_more); i++)
+			if (strcasecmp(r_need_more[i].name, word) == 0) {
+				snprintf(err, errlen, "%s: %s is not supported: %s", param, word,
+					 r_need_more[i].why);
+				return -ENOTSUP;
+			}
 		if (in_set(r_not_yet, COUNT(r_not_yet), word)) {
 			snprintf(err, errlen, "%s: %s is not supported yet", param, word);
 			return -ENOTSUP;
@@ -346,6 +373,21 @@ int smtp_policy_parse_item(struct smtp_policy *p, const char *param, const char 
 	if (d->arg == ARG_NONE)
 		return 0;
 	tn = mx_list_next_braced(cur, &ts);
+	if (d->arg == ARG_SERVICE) {
+		/* the argument as written, braces and all: Postfix's key of the client */
+		if (tn <= 0 || (size_t)tn >= sizeof(arg)) {
+			snprintf(err, errlen, "%s: %s must be followed by transport:server", param,
+				 d->name);
+			return -EINVAL;
+		}
+		memcpy(arg, ts, (size_t)tn);
+		arg[tn] = '\0';
+		int si = smtp_policy_service_add(p, param, arg, compile, err, errlen);
+		if (si < 0)
+			return si;
+		it->arg = (uint32_t)si;
+		return 0;
+	}
 	if (tn <= 0 || !smtp_policy_token_copy(arg, sizeof(arg), ts, (size_t)tn)) {
 		snprintf(err, errlen, "%s: %s needs %s argument", param, d->name,
 			 d->arg == ARG_TABLE ? "a table" : "a zone");
@@ -485,6 +527,33 @@ static int compile_maps(struct smtp_policy *p, const char *param, const char *te
 	return 0;
 }
 
+/* Does this restriction ask DNS questions (other than an RBL zone's)? */
+static bool needs_dns(int id)
+{
+	return (id >= R_REJECT_UNKNOWN_CLIENT && id <= R_REJECT_UNKNOWN_RCPT_DOMAIN) ||
+	       smtp_policy_is_server_access(id);
+}
+
+void smtp_policy_foreach_dns(const struct smtp_policy *p,
+			     int (*fn)(void *ctx, const char *param, const char *restriction),
+			     void *ctx)
+{
+	for (int l = 0; l < SMTP_LIST_MAX; l++)
+		for (size_t i = 0; i < p->lists[l].n; i++)
+			if (needs_dns(p->lists[l].items[i].id) &&
+			    fn(ctx, smtp_restriction_list_name((enum smtp_restriction_list)l),
+			       smtp_restriction_id_name(
+				       (enum smtp_restriction_id)p->lists[l].items[i].id)))
+				return;
+	for (size_t c = 0; c < p->nclasses; c++)
+		for (size_t i = 0; p->classes && i < p->classes[c].n; i++)
+			if (needs_dns(p->classes[c].items[i].id) &&
+			    fn(ctx, p->class_names[c],
+			       smtp_restriction_id_name(
+				       (enum smtp_restriction_id)p->classes[c].items[i].id)))
+				return;
+}
+
 void smtp_policy_free(struct smtp_policy *p)
 {
 	if (!p)
@@ -507,10 +576,13 @@ void smtp_policy_free(struct smtp_policy *p)
 	for (size_t i = 0; i < p->nrbls; i++) {
 		free(p->rbls[i].spec);
 		free(p->rbls[i].domain);
+		free(p->rbls[i].shown);
 	}
 	free(p->rbls);
+	smtp_policy_services_free(p);
 	free(p->default_rbl_reply);
 	free(p->myorigin);
+	free(p->myhostname);
 	free(p->recipient_delimiter);
 	free(p->null_key);
 	free(p);
@@ -537,11 +609,28 @@ int smtp_policy_compile(const struct smtp_policy_config *cfg, struct smtp_policy
 	p->relay_domains = cfg->relay_domains;
 	p->default_rbl_reply = xstrdup(cfg->codes.default_rbl_reply);
 	p->myorigin = xstrdup(cfg->myorigin);
+	p->myhostname = xstrdup(cfg->myhostname ? cfg->myhostname : "unknown");
 	p->recipient_delimiter = xstrdup(cfg->access.recipient_delimiter);
 	p->null_key = xstrdup(cfg->access.null_key ? cfg->access.null_key : "<>");
-	if (!p->default_rbl_reply || !p->myorigin || !p->recipient_delimiter || !p->null_key) {
+	if (!p->default_rbl_reply || !p->myorigin || !p->myhostname || !p->recipient_delimiter ||
+	    !p->null_key) {
 		rc = -ENOMEM;
 		goto fail;
+	}
+	{
+		/* a zeroed config means Postfix's defaults */
+		struct smtp_policy_service d = cfg->policy_service;
+		if (!d.default_action) {
+			smtp_policy_service_defaults(&d);
+		}
+		if ((rc = smtp_policy_service_set_defaults(p, &d)) < 0)
+			goto fail;
+		char why[SMTP_POLICY_TEXT_MAX];
+		if (smtp_policy_rbl_template_check(p->default_rbl_reply, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "default_rbl_reply: %s", why);
+			if ((rc = compile_error(p, -EINVAL, err)) < 0)
+				goto fail;
+		}
 	}
 	p->codes.default_rbl_reply = p->default_rbl_reply;
 	p->access = cfg->access;
@@ -602,6 +691,10 @@ int smtp_policy_compile(const struct smtp_policy_config *cfg, struct smtp_policy
 		goto fail;
 	if ((rc = compile_maps(p, "local_recipient_maps", cfg->local_recipient_maps,
 			       p->local_maps, &p->nlocal_maps, err, errlen)) < 0 &&
+	    (rc = compile_error(p, rc, err)) < 0)
+		goto fail;
+	if ((rc = compile_maps(p, "rbl_reply_maps", cfg->rbl_reply_maps, p->rbl_reply_maps,
+			       &p->nrbl_reply_maps, err, errlen)) < 0 &&
 	    (rc = compile_error(p, rc, err)) < 0)
 		goto fail;
 	if (p->nerrors) {

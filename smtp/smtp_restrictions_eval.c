@@ -2,8 +2,11 @@
  * (which lists run at which command, in Postfix's order, and smtpd_delay_reject),
  * generic_checks() over a list or class with warn_if_reject and defer_if_permit /
  * defer_if_reject, one restriction at a time, and the built-in checks of names and
- * addresses (HELO syntax, FQDN, relay authorization, recipient maps). Part of the
- * evaluator split across smtp_restrictions*.c. */
+ * addresses (HELO syntax, FQDN, relay authorization, recipient maps). A restriction that
+ * waits for an answer stops the run (ST_PENDING); smtp_policy_check() then drops what the
+ * run buffered and returns PENDING, and the caller's next call replays the stage from its
+ * start (see smtp_restrictions.h). Part of the evaluator split across
+ * smtp_restrictions*.c. */
 #include "smtp/smtp_restrictions.h"
 
 #include <errno.h>
@@ -55,6 +58,12 @@ bool smtp_policy_valid_hostname(const char *name, size_t len)
 	if (label == 0 || name[len - 1] == '-')
 		return false;
 	return non_numeric;
+}
+
+bool smtp_policy_valid_hostaddr(const char *s)
+{
+	struct mx_inet_addr a;
+	return mx_inet_parse(s, &a);
 }
 
 static bool valid_hostaddr(const char *s)
@@ -136,7 +145,7 @@ static int reject_non_fqdn_address(struct ev *e, const char *addr, const char *r
 
 /* The domain of an address as trivial-rewrite would resolve it: after the last '@',
  * else $myorigin; one trailing dot dropped. */
-static struct mx_span addr_domain(const struct ev *e, const char *addr)
+struct mx_span smtp_policy_addr_domain(const struct ev *e, const char *addr)
 {
 	const char *at = strrchr(addr, '@');
 	struct mx_span d = at ? mx_span_cstr(at + 1) : mx_span_cstr(e->p->myorigin);
@@ -149,12 +158,17 @@ enum addr_class { AC_DEFAULT, AC_LOCAL, AC_RELAY };
 
 static enum addr_class addr_class_of(const struct ev *e, const char *addr)
 {
-	struct mx_span d = addr_domain(e, addr);
+	struct mx_span d = smtp_policy_addr_domain(e, addr);
 	if (d.len && e->p->mydestination && domain_list_match(e->p->mydestination, d))
 		return AC_LOCAL;
 	if (d.len && e->p->relay_domains && domain_list_match(e->p->relay_domains, d))
 		return AC_RELAY;
 	return AC_DEFAULT;
+}
+
+bool smtp_policy_addr_is_local(const struct ev *e, const char *addr)
+{
+	return addr_class_of(e, addr) == AC_LOCAL;
 }
 
 /* Postfix's permit_auth_destination(): final delivery here (mydestination) or a relay
@@ -291,6 +305,9 @@ static void item_name(const struct ev *e, const struct pitem *it, char *buf, siz
 	case R_CHECK_RECIPIENT_ACCESS:
 		snprintf(buf, cap, "%s %s", n, e->p->tables[it->arg]);
 		return;
+	case R_CHECK_POLICY_SERVICE:
+		snprintf(buf, cap, "%s %s", n, e->p->services[it->arg].s.name);
+		return;
 	case R_REJECT_RBL_CLIENT:
 	case R_REJECT_RHSBL_CLIENT:
 	case R_REJECT_RHSBL_REVERSE_CLIENT:
@@ -302,7 +319,10 @@ static void item_name(const struct ev *e, const struct pitem *it, char *buf, siz
 		snprintf(buf, cap, "%s %s", n, e->p->rbls[it->arg].spec);
 		return;
 	default:
-		smtp_policy_scopy(buf, cap, n);
+		if (smtp_policy_is_server_access(it->id))
+			snprintf(buf, cap, "%s %s", n, e->p->tables[it->arg]);
+		else
+			smtp_policy_scopy(buf, cap, n);
 	}
 }
 
@@ -412,9 +432,8 @@ static int eval_item(struct ev *e, const struct pitem *it, const char *rn, const
 		const char *rev = e->req->reverse_name ? e->req->reverse_name : "unknown";
 		int st = smtp_policy_access_client(e, it->arg, rev, rev, NAME_REV_CLIENT, def_acl);
 		/* forbid_allowlist(): an unverified name must never allowlist a client. */
-		if (st == ST_OK && !e->discard)
-			return smtp_policy_server_error(e, "check_reverse_client_hostname_access returns OK; this is not allowed for security reasons (use DUNNO)");
-		return st;
+		return smtp_policy_forbid_allowlist(e, "check_reverse_client_hostname_access", st,
+						    rev);
 	}
 	case R_CHECK_HELO_ACCESS:
 		if (e->helo)
@@ -461,6 +480,26 @@ static int eval_item(struct ev *e, const struct pitem *it, const char *rn, const
 			return ST_DUNNO;
 		return smtp_policy_rhsbl(e, it->arg, what, cls, id == R_PERMIT_RHSWL_CLIENT);
 	}
+	case R_REJECT_UNKNOWN_CLIENT:
+		return smtp_policy_unknown_client(e);
+	case R_REJECT_UNKNOWN_REVERSE_CLIENT:
+		return smtp_policy_unknown_reverse_client(e);
+	case R_REJECT_UNKNOWN_HELO:
+		if (!e->helo)
+			return ST_DUNNO;
+		if (e->helo[0] == '[')
+			return reject_invalid_hostaddr(e, e->helo, e->helo, NAME_HELO);
+		return smtp_policy_unknown_helo(e);
+	case R_REJECT_UNKNOWN_SENDER_DOMAIN:
+		if (e->sender && *e->sender)
+			return smtp_policy_unknown_address(e, e->sender, NAME_SENDER);
+		return ST_DUNNO;
+	case R_REJECT_UNKNOWN_RCPT_DOMAIN:
+		if (e->recipient)
+			return smtp_policy_unknown_address(e, e->recipient, NAME_RECIPIENT);
+		return ST_DUNNO;
+	case R_CHECK_POLICY_SERVICE:
+		return smtp_policy_service_check(e, it->arg, rn, rc, def_acl);
 	case R_CLASS: {
 		const struct plist *c = &p->classes[it->arg];
 		if (e->recursion > EVAL_DEPTH_MAX - 1)
@@ -468,6 +507,8 @@ static int eval_item(struct ev *e, const struct pitem *it, const char *rn, const
 		return smtp_policy_generic_checks(e, c->items, c->n, rn, rc, def_acl);
 	}
 	default:
+		if (smtp_policy_is_server_access(id))
+			return smtp_policy_server_access(e, id, it->arg, rn, rc, def_acl);
 		return smtp_policy_server_error(e, "internal: unknown restriction id");
 	}
 }
@@ -482,18 +523,24 @@ int smtp_policy_generic_checks(struct ev *e, const struct pitem *items, size_t n
 		if (e->discard)
 			break;
 		const struct pitem *it = &items[i];
+		if (e->recursion <= (int)COUNT(e->path))
+			e->path[e->recursion - 1] = (uint16_t)(i < UINT16_MAX ? i : UINT16_MAX);
 		item_name(e, it, name, sizeof(name));
 		if (it->id == R_WARN_IF_REJECT) {
 			if (!e->warn_if_reject)
 				e->warn_if_reject = e->recursion;
-			if (e->cb && e->cb->trace)
-				e->cb->trace(e->cb->ctx, e->list, name, "armed", "");
+			smtp_policy_trace(e, name, "armed", "");
 			continue;
 		}
 		e->note = NULL;
 		e->detail[0] = '\0';
 		e->warned = false;
 		status = eval_item(e, it, rn, rc, def_acl);
+		if (status == ST_PENDING) {
+			/* waiting for an answer: this run ends here, delivers nothing */
+			e->recursion = saved;
+			return ST_PENDING;
+		}
 		if (e->cb && e->cb->trace) {
 			const char *outcome;
 			if (status == ST_OK)
@@ -511,7 +558,7 @@ int smtp_policy_generic_checks(struct ev *e, const struct pitem *items, size_t n
 			const char *detail = e->detail;
 			if (status == ST_REJECT && !*detail)
 				detail = e->reply;
-			e->cb->trace(e->cb->ctx, e->list, name, outcome, detail);
+			smtp_policy_trace(e, name, outcome, detail);
 		}
 		if (status == ST_REJECT && !e->rname[0])
 			smtp_policy_scopy(e->rname, sizeof(e->rname), name);
@@ -578,6 +625,8 @@ static int check_mail(struct ev *e, bool dip_client, bool dip_helo, bool *dip_se
 	e->dip.active = dip_client || dip_helo;
 	e->sender_checked = false;
 	int st = run_list(e, SMTP_LIST_SENDER, e->sender, NAME_SENDER, R_CHECK_SENDER_ACCESS);
+	if (st == ST_PENDING)
+		return st;
 	*dip_sender = e->dip.active;
 	/* smtpd_reject_unlisted_sender: the implicit reject_unlisted_sender at the end. */
 	if (e->p->reject_unlisted_sender && st != ST_REJECT && !e->sender_checked &&
@@ -628,6 +677,111 @@ static void load_session_dip(struct ev *e, const struct smtp_policy_session *s)
 	smtp_policy_scopy(e->dip.reason, sizeof(e->dip.reason), s->dip_reason);
 }
 
+/* Evaluate the stage's lists (smtpd_check_client/helo/mail/rcpt/data/eod). s is the
+ * run's copy of the session (NULL without one); the caller keeps it only when the run
+ * completes. Returns ST_DUNNO/ST_OK (accepted), ST_REJECT (e->reply) or ST_PENDING. */
+static int check_stage(struct ev *e, struct smtp_policy_session *s)
+{
+	const struct smtp_policy_request *req = e->req;
+	int st = ST_DUNNO;
+	bool dc = false, dh = false, ds = false;
+	if (s)
+		load_session_dip(e, s);
+	switch (req->stage) {
+	case SMTP_STAGE_CONNECT:
+		/* Only without delay_reject: with it the caller asks at RCPT. */
+		st = check_client(e, &dc);
+		if (st != ST_PENDING && s) {
+			s->dip_client = dc;
+			save_session_dip(e, s);
+		}
+		return st;
+	case SMTP_STAGE_HELO:
+		st = check_helo(e, s ? s->dip_client : false, &dh);
+		if (st != ST_PENDING && s) {
+			s->dip_helo = dh;
+			save_session_dip(e, s);
+		}
+		return st;
+	case SMTP_STAGE_MAIL:
+		st = check_mail(e, s ? s->dip_client : false, s ? s->dip_helo : false, &ds);
+		if (st != ST_PENDING && s) {
+			s->dip_sender = ds;
+			save_session_dip(e, s);
+		}
+		return st;
+	case SMTP_STAGE_RCPT:
+		/* RFC 5321 4.5.1: "postmaster" must be accepted; Postfix accepts it before
+		 * any restriction. */
+		if (strcasecmp(req->recipient, "postmaster") == 0)
+			return ST_DUNNO;
+		if (e->p->delay_reject) {
+			st = check_client(e, &dc);
+			if (st != ST_REJECT && st != ST_PENDING)
+				st = check_helo(e, dc, &dh);
+			if (st != ST_REJECT && st != ST_PENDING)
+				st = check_mail(e, dc, dh, &ds);
+			if (st == ST_REJECT || st == ST_PENDING)
+				return st;
+		} else {
+			ds = s ? s->dip_sender : false;
+		}
+		e->dip.active = ds;
+		e->rcpt_checked = false;
+		st = run_list(e, SMTP_LIST_RELAY, e->recipient, NAME_RECIPIENT,
+			      R_CHECK_RECIPIENT_ACCESS);
+		if (st != ST_REJECT && st != ST_PENDING)
+			st = run_list(e, SMTP_LIST_RECIPIENT, e->recipient, NAME_RECIPIENT,
+				      R_CHECK_RECIPIENT_ACCESS);
+		if (st == ST_PENDING)
+			return st;
+		st = apply_dip(e, st);
+		/* smtpd_reject_unlisted_recipient: the implicit reject_unlisted_recipient
+		 * after both lists. */
+		if (e->p->reject_unlisted_recipient && st != ST_REJECT && !e->rcpt_checked &&
+		    !e->discard) {
+			e->list = SMTP_LIST_RECIPIENT;
+			int s2 = check_recipient_rcpt_maps(e, e->recipient);
+			if (s2 == ST_REJECT && !e->rname[0])
+				snprintf(e->rname, sizeof(e->rname), "smtpd_reject_unlisted_recipient");
+			if (s2 != ST_DUNNO)
+				st = s2;
+		}
+		return st;
+	case SMTP_STAGE_DATA:
+	case SMTP_STAGE_END_OF_DATA: {
+		bool data = req->stage == SMTP_STAGE_DATA;
+		e->dip.active = false;
+		st = run_list(e, data ? SMTP_LIST_DATA : SMTP_LIST_END_OF_DATA,
+			      data ? "DATA" : "END-OF-MESSAGE", data ? NAME_DATA : NAME_EOD, -1);
+		if (st == ST_PENDING)
+			return st;
+		return apply_dip(e, st);
+	}
+	default:
+		return ST_DUNNO;
+	}
+}
+
+/* The run's outcome in *res (a refusal, or an acceptance). */
+static void fill_result(struct ev *e, int st, struct smtp_policy_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	res->list = SMTP_LIST_MAX;
+	if (st != ST_REJECT) {
+		res->decision = SMTP_POLICY_ACCEPT;
+		return;
+	}
+	res->code = (uint16_t)atoi(e->reply);
+	smtp_policy_scopy(res->text, sizeof(res->text), e->reply + 4);
+	res->decision = e->reply[0] == '5' || e->reply_hard ? SMTP_POLICY_REJECT
+							    : SMTP_POLICY_DEFER;
+	res->disconnect = e->disconnect || e->hangup;
+	res->hangup = e->hangup;
+	res->list = e->list;
+	smtp_policy_scopy(res->restriction, sizeof(res->restriction), e->rname);
+}
+
 int smtp_policy_check(struct smtp_policy_ctx *ctx, const struct smtp_policy_request *req,
 		      struct smtp_policy_actions *actions, const struct smtp_policy_callbacks *cb,
 		      struct smtp_policy_result *res)
@@ -641,9 +795,28 @@ int smtp_policy_check(struct smtp_policy_ctx *ctx, const struct smtp_policy_requ
 	e->ctx = ctx;
 	e->p = ctx->p;
 	e->req = req;
-	e->act = actions;
 	e->cb = cb ? cb : &nocb;
+	/* Waiting is possible only with lookups; then everything the run would deliver
+	 * waits in the context until it completes. */
+	e->buffered = e->cb->lookups != NULL;
 	e->discard = actions && actions->discard;
+	if (e->buffered && actions) {
+		ctx->act = *actions;
+		e->act = &ctx->act;
+	} else {
+		e->act = actions;
+	}
+	if (e->buffered && e->cb->trace && ctx->caprecs < PREC_TRACED) {
+		/* mxgate explain: room for a trace line per restriction (kept if it fails:
+		 * the lines past the buffer are dropped and counted) */
+		struct prec *r = realloc(ctx->recs, PREC_TRACED * sizeof(*r));
+		if (r) {
+			ctx->recs = r;
+			ctx->caprecs = PREC_TRACED;
+		}
+	}
+	ctx->nrecs = 0;
+	ctx->dropped = 0;
 	/* Postfix's namaddr: "name[addr]" */
 	{
 		char *o = e->namaddr;
@@ -670,97 +843,42 @@ int smtp_policy_check(struct smtp_policy_ctx *ctx, const struct smtp_policy_requ
 		memset(res, 0, sizeof(*res));
 		res->decision = SMTP_POLICY_ACCEPT;
 		res->list = SMTP_LIST_MAX;
+		ctx->stats.checks++;
 		return 0;
 	}
-	struct smtp_policy_session *s = req->session;
-	if (s)
-		load_session_dip(e, s);
-	int st = ST_DUNNO;
-	bool dc = false, dh = false, ds = false;
-	switch (req->stage) {
-	case SMTP_STAGE_CONNECT:
-		/* Only without delay_reject: with it the caller asks at RCPT. */
-		st = check_client(e, &dc);
-		if (s) {
-			s->dip_client = dc;
-			save_session_dip(e, s);
-		}
-		break;
-	case SMTP_STAGE_HELO:
-		st = check_helo(e, s ? s->dip_client : false, &dh);
-		if (s) {
-			s->dip_helo = dh;
-			save_session_dip(e, s);
-		}
-		break;
-	case SMTP_STAGE_MAIL:
-		st = check_mail(e, s ? s->dip_client : false, s ? s->dip_helo : false, &ds);
-		if (s) {
-			s->dip_sender = ds;
-			save_session_dip(e, s);
-		}
-		break;
-	case SMTP_STAGE_RCPT:
-		/* RFC 5321 4.5.1: "postmaster" must be accepted; Postfix accepts it before
-		 * any restriction. */
-		if (strcasecmp(req->recipient, "postmaster") == 0)
-			break;
-		if (e->p->delay_reject) {
-			st = check_client(e, &dc);
-			if (st != ST_REJECT)
-				st = check_helo(e, dc, &dh);
-			if (st != ST_REJECT)
-				st = check_mail(e, dc, dh, &ds);
-			if (st == ST_REJECT)
-				break;
-		} else {
-			ds = s ? s->dip_sender : false;
-		}
-		e->dip.active = ds;
-		e->rcpt_checked = false;
-		st = run_list(e, SMTP_LIST_RELAY, e->recipient, NAME_RECIPIENT,
-			      R_CHECK_RECIPIENT_ACCESS);
-		if (st != ST_REJECT)
-			st = run_list(e, SMTP_LIST_RECIPIENT, e->recipient, NAME_RECIPIENT,
-				      R_CHECK_RECIPIENT_ACCESS);
-		st = apply_dip(e, st);
-		/* smtpd_reject_unlisted_recipient: the implicit reject_unlisted_recipient
-		 * after both lists. */
-		if (e->p->reject_unlisted_recipient && st != ST_REJECT && !e->rcpt_checked &&
-		    !e->discard) {
-			e->list = SMTP_LIST_RECIPIENT;
-			int s2 = check_recipient_rcpt_maps(e, e->recipient);
-			if (s2 == ST_REJECT && !e->rname[0])
-				snprintf(e->rname, sizeof(e->rname), "smtpd_reject_unlisted_recipient");
-			if (s2 != ST_DUNNO)
-				st = s2;
-		}
-		break;
-	case SMTP_STAGE_DATA:
-	case SMTP_STAGE_END_OF_DATA: {
-		bool data = req->stage == SMTP_STAGE_DATA;
-		e->dip.active = false;
-		st = run_list(e, data ? SMTP_LIST_DATA : SMTP_LIST_END_OF_DATA,
-			      data ? "DATA" : "END-OF-MESSAGE", data ? NAME_DATA : NAME_EOD, -1);
-		st = apply_dip(e, st);
-		break;
+	/* The session changes only when the run completes: the run works on a copy. */
+	struct smtp_policy_session *sess = req->session, scopy;
+	struct smtp_policy_pending replay = { 0 };
+	if (sess) {
+		scopy = *sess;
+		replay = sess->pending;
 	}
-	default:
-		return -EINVAL;
+	if (replay.active) {
+		e->replay = &replay;
+		ctx->stats.replays++;
 	}
-
-	memset(res, 0, sizeof(*res));
-	res->list = SMTP_LIST_MAX;
-	if (st == ST_REJECT) {
-		res->code = (uint16_t)atoi(e->reply);
-		smtp_policy_scopy(res->text, sizeof(res->text), e->reply + 4);
-		res->decision = e->reply[0] == '5' || e->reply_hard ? SMTP_POLICY_REJECT
-								    : SMTP_POLICY_DEFER;
-		res->disconnect = e->disconnect;
+	int st = check_stage(e, sess ? &scopy : NULL);
+	ctx->stats.checks++;
+	if (e->replay && (!e->replay_reached || replay.stage != req->stage))
+		ctx->stats.replay_diverged++;
+	if (st == ST_PENDING) {
+		smtp_policy_deliver(e, false);
+		if (sess)
+			sess->pending = e->stop;
+		ctx->stats.pending++;
+		memset(res, 0, sizeof(*res));
+		res->decision = SMTP_POLICY_PENDING;
 		res->list = e->list;
-		smtp_policy_scopy(res->restriction, sizeof(res->restriction), e->rname);
-	} else {
-		res->decision = SMTP_POLICY_ACCEPT;
+		return 0;
 	}
+	if (sess) {
+		scopy.pending = (struct smtp_policy_pending){ 0 };
+		*sess = scopy;
+	}
+	if (e->buffered && actions)
+		*actions = ctx->act;
+	if (e->buffered)
+		smtp_policy_deliver(e, true);
+	fill_result(e, st, res);
 	return 0;
 }

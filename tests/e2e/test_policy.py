@@ -270,13 +270,19 @@ with Gateway(binary, extra_config=config) as gw:
         fail(f"only {done[0]} sessions ran during the replacement")
     print(f"table replaced 20 times under load: {done[0]} sessions, none failed")
 
-# mxgate --check refuses DNS restrictions, naming the resolver
-cf = write("dns.cf", "myhostname = mx.test.example\n"
+# mxgate --check accepts DNS restrictions when a resolver is configured (issue 13), and
+# refuses what needs more than DNS, naming why
+cf = write("dns.cf", "myhostname = mx.test.example\nmxgate_dns_servers = 127.0.0.1\n"
            "smtpd_client_restrictions = reject_unknown_client_hostname\n")
 r = subprocess.run([binary, "--check", "-c", cf], capture_output=True, text=True)
-if r.returncode == 0 or "reject_unknown_client_hostname" not in r.stderr or \
-        "DNS" not in r.stderr:
-    fail(f"--check accepted a DNS restriction: exit {r.returncode} {r.stdout}{r.stderr}")
+if r.returncode != 0:
+    fail(f"--check refused a DNS restriction: exit {r.returncode} {r.stdout}{r.stderr}")
+cf = write("verify.cf", "myhostname = mx.test.example\n"
+           "smtpd_sender_restrictions = reject_unverified_sender\n")
+r = subprocess.run([binary, "--check", "-c", cf], capture_output=True, text=True)
+if r.returncode == 0 or "reject_unverified_sender" not in r.stderr or \
+        "verification" not in r.stderr:
+    fail(f"--check accepted reject_unverified_sender: exit {r.returncode} {r.stdout}{r.stderr}")
 
 # mxgate explain names the deciding list and restriction
 cf = write("explain.cf", "myhostname = mx.test.example\nrelay_domains = relay.example\n"

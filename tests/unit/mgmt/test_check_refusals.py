@@ -1,5 +1,7 @@
 """`mxgate --check` refuses what mxgate cannot honour (issue 12's list), naming the
-parameter at its FILE:LINE, and exits non-zero; a clean configuration passes.
+parameter at its FILE:LINE, and exits non-zero; a clean configuration passes, and so does
+each restriction of issue 13 (DNS blocklists without local data, reject_unknown_*,
+check_*_mx_access, check_policy_service) when a resolver is configured.
 
     test_check_refusals.py MXGATE
 """
@@ -32,10 +34,43 @@ CASES = [
     ("smtpd_tls_security_level = encrypt", "smtpd_tls_security_level",
      "not implemented by mxgate"),
     ("smtpd_sasl_auth_enable = yes", "smtpd_sasl_auth_enable", "not implemented by mxgate"),
-    ("smtpd_client_restrictions = reject_rbl_client zen.spamhaus.org",
-     "smtpd_client_restrictions", "zen.spamhaus.org has no local data"),
-    ("smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:10023",
-     "smtpd_recipient_restrictions", "check_policy_service"),
+    ("smtpd_recipient_restrictions = reject_unverified_recipient",
+     "smtpd_recipient_restrictions", "reject_unverified_recipient is not supported"),
+    ("smtpd_recipient_restrictions = permit_mx_backup, reject_unauth_destination",
+     "smtpd_recipient_restrictions", "permit_mx_backup is not supported"),
+    ("mxgate_dns_servers = resolver.example", "mxgate_dns_servers",
+     "is not a numeric IPv4 or IPv6 address"),
+]
+
+# Accepted with a resolver (mxgate_dns_servers), whatever this machine's resolv.conf says.
+ACCEPTED = [
+    "smtpd_client_restrictions = reject_rbl_client zen.spamhaus.org=127.0.0.[2..11],\n"
+    "    permit_dnswl_client list.dnswl.org, reject_rhsbl_client dbl.spamhaus.org,\n"
+    "    reject_rhsbl_reverse_client dbl.spamhaus.org, permit_rhswl_client swl.example,\n"
+    "    reject_unknown_client_hostname, reject_unknown_reverse_client_hostname,\n"
+    "    check_client_mx_access inline:{mx.bad.example=REJECT},\n"
+    "    check_reverse_client_ns_access inline:{ns.bad.example=REJECT},\n"
+    "    check_client_a_access cidr:/etc/postfix/client_a.cidr",
+    "smtpd_helo_restrictions = reject_unknown_helo_hostname, reject_rhsbl_helo dbl.example,\n"
+    "    check_helo_mx_access inline:{a=b} check_helo_ns_access inline:{a=b}\n"
+    "    check_helo_a_access inline:{a=b}",
+    "smtpd_sender_restrictions = reject_unknown_sender_domain, reject_rhsbl_sender dbl.example\n"
+    "    check_sender_mx_access inline:{a=b} check_sender_ns_access inline:{a=b}\n"
+    "    check_sender_a_access inline:{a=b}",
+    "smtpd_recipient_restrictions = reject_unauth_destination,\n"
+    "    reject_unknown_recipient_domain, reject_rhsbl_recipient dbl.example,\n"
+    "    check_recipient_mx_access inline:{a=b} check_recipient_ns_access inline:{a=b}\n"
+    "    check_recipient_a_access inline:{a=b},\n"
+    "    check_policy_service inet:127.0.0.1:10023,\n"
+    "    check_policy_service unix:private/policyd-spf,\n"
+    "    check_policy_service { inet:127.0.0.1:9998, timeout=10s, max_idle=20s, max_ttl=60s,\n"
+    "      retry_delay=2s, try_limit=3, request_limit=10, policy_context=x,\n"
+    "      { default_action = DEFER_IF_PERMIT policy server down } }",
+    "rbl_reply_maps = inline:{ {zen.spamhaus.org=127.0.0.[2..11]=$rbl_code blocked} }\n"
+    "unknown_client_reject_code = 550\nunknown_hostname_reject_code = 550\n"
+    "unknown_address_reject_code = 550\nreject_tempfail_action = defer\n"
+    "smtpd_policy_service_timeout = 5s\nsmtpd_policy_service_default_action = DUNNO\n"
+    "smtpd_client_restrictions = reject_rbl_client zen.spamhaus.org=127.0.0.[2..11]",
 ]
 
 
@@ -67,7 +102,15 @@ def main():
                 failures += 1
             else:
                 print(f"ok: {add!r} refused: {out.splitlines()[0][:140]}")
-    print(f"{len(CASES) - failures} of {len(CASES)} refusals as expected")
+        for add in ACCEPTED:
+            rc, out, path = check(mxgate, base + "mxgate_dns_servers = 127.0.0.1\n" + add + "\n",
+                                  d)
+            if rc != 0:
+                print(f"FAIL: not accepted:\n{add}\n{out}")
+                failures += 1
+            else:
+                print(f"ok: accepted: {add.splitlines()[0][:100]}")
+    print(f"{len(CASES) + len(ACCEPTED) - failures} of {len(CASES) + len(ACCEPTED)} as expected")
     return 1 if failures else 0
 
 

@@ -695,6 +695,30 @@ static const struct bad_value bad_values[] = {
 					    "\"master.cf\"" },
 	{ "mxgate_checks_cache_directory = cache", "parameter mxgate_checks_cache_directory: not "
 						   "an absolute path: \"cache\"" },
+	{ "unknown_client_reject_code = 250", "invalid unknown_client_reject_code parameter "
+					      "value 250 < 400" },
+	{ "unknown_hostname_reject_code = x", "bad numerical configuration: "
+					      "unknown_hostname_reject_code" },
+	{ "unknown_address_reject_code = 600", "invalid unknown_address_reject_code parameter "
+					       "value 600 > 599" },
+	{ "reject_tempfail_action = reject", "parameter reject_tempfail_action: bad value "
+					     "\"reject\" (expected one of: defer_if_permit "
+					     "defer)" },
+	{ "unknown_helo_hostname_tempfail_action = defer_if_reject",
+	  "parameter unknown_helo_hostname_tempfail_action: bad value \"defer_if_reject\"" },
+	{ "unknown_address_tempfail_action = ", "parameter unknown_address_tempfail_action: "
+					       "bad value \"\"" },
+	{ "smtpd_policy_service_timeout = 0", "invalid smtpd_policy_service_timeout: 0 (min 1)" },
+	{ "smtpd_policy_service_max_idle = 5x", "bad time value or unit" },
+	{ "smtpd_policy_service_max_ttl = 0s", "invalid smtpd_policy_service_max_ttl: 0 (min 1)" },
+	{ "smtpd_policy_service_retry_delay = -1", "bad time value or unit" },
+	{ "smtpd_policy_service_try_limit = 0", "invalid smtpd_policy_service_try_limit "
+						"parameter value 0 < 1" },
+	{ "smtpd_policy_service_request_limit = -1", "invalid "
+	  "smtpd_policy_service_request_limit parameter value -1 < 0" },
+	{ "smtpd_policy_service_default_action = ", "bad string length 0 < 1: "
+						    "smtpd_policy_service_default_action" },
+	{ "smtpd_policy_service_policy_context = a\x01" "b", "control character 0x01" },
 };
 
 static void test_bad_values(void)

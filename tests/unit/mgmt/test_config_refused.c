@@ -333,15 +333,18 @@ static void test_policy_checks(void)
 	CHECK_INT_EQ(mx_policy_warn_never_match(l.cfg, stderr), 0);
 	load_free(&l);
 
-	/* an RBL zone with no local data: an error, at the list's line */
+	/* an RBL zone with no local data is asked in DNS: fine with a resolver */
 	char dir[] = "/tmp/mxgate-test-zone-XXXXXX";
 	CHECK(mkdtemp(dir) != NULL);
-	char text[512];
+	char text[1024];
 	snprintf(text, sizeof(text),
 		 "myhostname = mx.example.com\nmxgate_table_directory = %s/none\n"
 		 "smtpd_client_restrictions = permit_mynetworks,\n"
 		 "    reject_rbl_client zen.example=127.0.0.[2..11]\n"
-		 "smtpd_sender_restrictions = reject_rhsbl_sender dbl.example\n",
+		 "smtpd_sender_restrictions = reject_rhsbl_sender dbl.example,\n"
+		 "    reject_unknown_sender_domain, check_sender_mx_access inline:{x=DUNNO}\n"
+		 "smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:10023\n"
+		 "mxgate_dns_servers = 127.0.0.1 [::1]:5353\n",
 		 dir);
 	l = load(text);
 	CHECK_INT_EQ(l.rc, 0);
@@ -350,18 +353,102 @@ static void test_policy_checks(void)
 		char err[512], *diag = NULL;
 		size_t n = 0;
 		FILE *f = open_memstream(&diag, &n);
-		CHECK_INT_EQ(mx_policy_build(l.cfg, &p, f, err, sizeof(err)), -ENOENT);
+		CHECK_INT_EQ(mx_policy_build(l.cfg, &p, f, err, sizeof(err)), 0);
 		fclose(f);
-		CHECK(p == NULL);
+		CHECK(p != NULL);
+		CHECK_STR_EQ(diag, "");
+		free(diag);
+		/* no resolver: each zone without data and each DNS restriction is an error,
+		 * at its list's line */
+		diag = NULL;
+		f = open_memstream(&diag, &n);
+		CHECK_INT_EQ(mx_policy_check_dns(l.cfg, p, "/nonexistent/resolv.conf", f, err,
+						 sizeof(err)),
+			     0); /* mxgate_dns_servers is set */
+		fclose(f);
+		free(diag);
+		smtp_policy_free(p);
+	}
+	load_free(&l);
+	/* without a resolver: the policy is built where one is configured (so the test does
+	 * not depend on this machine's /etc/resolv.conf), then checked against a
+	 * configuration with the same lines and none */
+#define LISTS                                                                             \
+	"myhostname = mx.example.com\nmxgate_table_directory = %s/none\n"                   \
+	"smtpd_client_restrictions = permit_mynetworks,\n"                                   \
+	"    reject_rbl_client zen.example=127.0.0.[2..11]\n"                                \
+	"smtpd_sender_restrictions = reject_rhsbl_sender dbl.example,\n"                     \
+	"    reject_unknown_sender_domain\n%s"
+	char text2[1024];
+	snprintf(text, sizeof(text), LISTS, dir, "mxgate_dns_servers = 127.0.0.1\n");
+	snprintf(text2, sizeof(text2), LISTS, dir, "");
+#undef LISTS
+	l = load(text);
+	struct load l2 = load(text2);
+	if (l.cfg && l2.cfg) {
+		struct smtp_policy *p = NULL;
+		char err[512], *diag = NULL;
+		size_t n = 0;
+		char rc[64];
+		snprintf(rc, sizeof(rc), "%s/resolv.conf", dir);
+		FILE *r = fopen(rc, "w");
+		fprintf(r, "# no resolver here\nsearch example.com\nnameserver bogus\n");
+		fclose(r);
+		CHECK_INT_EQ(mx_policy_resolv_conf_nameservers(rc), 0);
+		CHECK_INT_EQ(mx_policy_resolv_conf_nameservers("/nonexistent"), 0);
+		CHECK_INT_EQ(mx_policy_build(l.cfg, &p, NULL, err, sizeof(err)), 0);
+		FILE *f = open_memstream(&diag, &n);
+		CHECK_INT_EQ(mx_policy_check_dns(l2.cfg, p, rc, f, err, sizeof(err)), 3);
+		fclose(f);
+		CHECK(strstr(diag, "t.cf:5: smtpd_sender_restrictions: reject_unknown_sender_domain "
+				   "needs DNS lookups, and no DNS resolver is configured "
+				   "(mxgate_dns_servers is empty and ") != NULL);
 		CHECK(strstr(diag, "t.cf:3: smtpd_client_restrictions: RBL zone zen.example has no "
 				   "local data in mxgate_table_directory") != NULL);
-		CHECK(strstr(diag, "t.cf:5: smtpd_sender_restrictions: RBL zone dbl.example has "
-				   "no local data") != NULL);
-		CHECK(strstr(diag, "mxgate has no DNS resolver yet") != NULL);
-		CHECK(strstr(err, "smtpd_client_restrictions: RBL zone zen.example") == err);
+		CHECK(strstr(diag, "t.cf:5: smtpd_sender_restrictions: RBL zone dbl.example has no "
+				   "local data") != NULL);
+		CHECK(strstr(err, "smtpd_sender_restrictions: reject_unknown_sender_domain") == err);
 		free(diag);
-		/* without diag too (mxgate explain), and the count */
-		CHECK_INT_EQ(mx_policy_build(l.cfg, &p, NULL, err, sizeof(err)), -ENOENT);
+		/* with a nameserver line, none */
+		r = fopen(rc, "w");
+		fprintf(r, "nameserver 192.0.2.53 # comment\nnameserver fe80::1%%eth0\n");
+		fclose(r);
+		CHECK_INT_EQ(mx_policy_resolv_conf_nameservers(rc), 2);
+		CHECK_INT_EQ(mx_policy_check_dns(l2.cfg, p, rc, NULL, err, sizeof(err)), 0);
+		smtp_policy_free(p);
+	}
+	load_free(&l);
+	load_free(&l2);
+	/* mxgate_dns_servers */
+	{
+		struct mx_dns_server sv[4];
+		char err[200];
+		CHECK_INT_EQ(mx_policy_dns_servers("", sv, 4, err, sizeof(err)), 0);
+		CHECK_INT_EQ(mx_policy_dns_servers("127.0.0.1, [::1]:5353 192.0.2.1:54 ::2", sv, 4,
+						   err, sizeof(err)),
+			     4);
+		CHECK_INT_EQ(sv[0].port, 53);
+		CHECK_INT_EQ(sv[1].port, 5353);
+		CHECK_INT_EQ(sv[2].port, 54);
+		CHECK_INT_EQ(sv[3].port, 53);
+		CHECK_INT_EQ(mx_policy_dns_servers("resolver.example", sv, 4, err, sizeof(err)),
+			     -EINVAL);
+		CHECK_STR_EQ(err, "\"resolver.example\" is not a numeric IPv4 or IPv6 address");
+		CHECK_INT_EQ(mx_policy_dns_servers("[::1]x", sv, 4, err, sizeof(err)), -EINVAL);
+		CHECK_INT_EQ(mx_policy_dns_servers("127.0.0.1:0", sv, 4, err, sizeof(err)), -EINVAL);
+		CHECK_INT_EQ(mx_policy_dns_servers("[::1]:65536", sv, 4, err, sizeof(err)), -EINVAL);
+	}
+	l = load("myhostname = mx.example.com\nmxgate_dns_servers = dns.example\n");
+	if (l.cfg) {
+		struct smtp_policy *p = NULL;
+		char err[512], *diag = NULL;
+		size_t n = 0;
+		FILE *f = open_memstream(&diag, &n);
+		CHECK_INT_EQ(mx_policy_build(l.cfg, &p, f, err, sizeof(err)), -EINVAL);
+		fclose(f);
+		CHECK(strstr(diag, "t.cf:2: mxgate_dns_servers: \"dns.example\" is not a numeric") !=
+		      NULL);
+		free(diag);
 	}
 	load_free(&l);
 	/* no zone: no table directory needed */
