@@ -198,11 +198,14 @@ static void dp_accept(struct dp_worker *w, struct net_conn *nc)
 	peer.family = family;
 	memcpy(peer.bytes, addr, family == AF_INET ? 4 : 16);
 	/* a service listens on its TCP port on every port address: found by the port */
+	struct mx_inet_addr local = { 0 };
 	uint16_t local_port;
 	net_conn_local(nc, &family, addr, &local_port);
+	local.family = family;
+	memcpy(local.bytes, addr, family == AF_INET ? 4 : 16);
 
 	struct dp_conn *k = calloc(1, sizeof(*k));
-	struct conn *c = k ? conn_new(&w->cw, &peer, port, NULL, local_port) : NULL;
+	struct conn *c = k ? conn_new(&w->cw, &peer, port, &local, local_port, true) : NULL;
 	if (!c) {
 		free(k);
 		dp_refuse(w, nc, "out of memory, or no service on this port");

@@ -422,8 +422,22 @@ static void kt_new_conn(struct kt_worker *w, const struct kt_listener *l, int fd
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
+	/* the address the client reached (the listener's may be a wildcard): the service is
+	 * found by it, and policy servers are told it */
+	struct mx_inet_addr local = l->addr;
+	struct sockaddr_storage ls;
+	socklen_t lsl = sizeof(ls);
+	if (getsockname(fd, (struct sockaddr *)&ls, &lsl) == 0) {
+		if (ls.ss_family == AF_INET) {
+			local.family = AF_INET;
+			memcpy(local.bytes, &((struct sockaddr_in *)&ls)->sin_addr, 4);
+		} else if (ls.ss_family == AF_INET6) {
+			local.family = AF_INET6;
+			memcpy(local.bytes, &((struct sockaddr_in6 *)&ls)->sin6_addr, 16);
+		}
+	}
 	struct kt_conn *k = calloc(1, sizeof(*k));
-	struct conn *c = k ? conn_new(&w->cw, &peer, port, &l->addr, l->port) : NULL;
+	struct conn *c = k ? conn_new(&w->cw, &peer, port, &local, l->port, false) : NULL;
 	if (!c) {
 		free(k);
 		kt_refuse(w, fd, &peer, now, "out of memory, or no service on this address");

@@ -152,8 +152,6 @@ static int conn_gen_service_ready(struct conn_worker *w, struct conn_gen *cg, un
 		if (svc->checks.cfg.set[k] &&
 		    (rc = checks_scratch_alloc(svc->checks.cfg.set[k], &w->checks_scratch)) < 0)
 			return rc;
-	const char *dr = mx_config_get(svc->cfg, "smtpd_delay_reject");
-	cs->delay_reject = !dr || strcasecmp(dr, "yes") == 0;
 	cs->ready = true;
 	return 0;
 }
@@ -238,18 +236,19 @@ void conn_worker_counters_add(struct mx_counters *sum, const struct conn_worker 
 }
 
 struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, uint16_t port,
-		      const struct mx_inet_addr *local, uint16_t local_port)
+		      const struct mx_inet_addr *local, uint16_t local_port, bool by_port)
 {
 	struct mx_inet_addr client = mx_inet_unmap(peer);
 	struct mx_generation *g = mx_gen_pick(w->gens, &client, &w->canary_acc);
-	int si = mx_generation_service_at(g, local, local_port);
+	const struct mx_inet_addr *match = by_port ? NULL : local;
+	int si = mx_generation_service_at(g, match, local_port);
 	if (si < 0) {
 		/* a listener of the other published generation (a canary that adds or drops
 		 * a service): serve it from the one that has it */
 		struct mx_generation *cur = atomic_load(&w->gens->current);
 		struct mx_generation *can = atomic_load(&w->gens->canary);
 		g = g == cur && can ? can : cur;
-		si = mx_generation_service_at(g, local, local_port);
+		si = mx_generation_service_at(g, match, local_port);
 		if (si < 0)
 			return NULL;
 	}
@@ -268,6 +267,10 @@ struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, ui
 	c->addr = client;
 	c->port = port;
 	mx_inet_format(&c->addr, c->addr_str, sizeof(c->addr_str));
+	struct mx_inet_addr server = mx_inet_unmap(local);
+	mx_inet_format(&server, c->server_addr_str, sizeof(c->server_addr_str));
+	c->server_port = local_port;
+	c->started_us = mx_clock_wall_us();
 	/* No reverse DNS in this version: Postfix shows such a client as unknown[addr]. */
 	snprintf(c->client, sizeof(c->client), "unknown[%s]", c->addr_str);
 
@@ -285,8 +288,9 @@ struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, ui
 		free(c);
 		return NULL;
 	}
-	if (!cg->svc[si].delay_reject &&
-	    !(c->policy_session = calloc(1, sizeof(*c->policy_session)))) {
+	/* the evaluator's memory between commands (smtpd_delay_reject = no) and of a check
+	 * that waits for an answer */
+	if (!(c->policy_session = calloc(1, sizeof(*c->policy_session)))) {
 		smtp_session_free(c->s);
 		free(c);
 		return NULL;
@@ -321,14 +325,20 @@ void conn_greet_now(struct conn *c)
 		return; /* the client went away while its name was looked up */
 	/* With smtpd_delay_reject = no, smtpd_client_restrictions decide here (with yes the
 	 * evaluator defers them to RCPT and accepts now). */
-	struct smtp_policy_result res;
-	if (!conn_policy_check(c, SMTP_STAGE_CONNECT, "CONNECT", NULL, false, &res)) {
+	c->check = (struct conn_check){ .at = CONN_AT_GREET, .stage = SMTP_STAGE_CONNECT,
+					.cmd = "CONNECT" };
+	conn_check_start(c);
+}
+
+void conn_greet_decided(struct conn *c, const struct smtp_policy_result *res)
+{
+	if (res->decision != SMTP_POLICY_ACCEPT) {
 		/* Postfix keeps talking: the refusal stands for the greeting and later
 		 * commands get 503 (a 421/521 from a table still closes). */
-		if (res.disconnect)
-			smtp_session_greet_reject(c->s, res.code, res.text);
+		if (res->disconnect || res->hangup)
+			smtp_session_greet_reject(c->s, res->code, res->text);
 		else
-			smtp_session_greet_deny(c->s, res.code, res.text);
+			smtp_session_greet_deny(c->s, res->code, res->text);
 		return;
 	}
 	smtp_session_greet(c->s);
@@ -363,6 +373,7 @@ void conn_free(struct conn *c)
 	mx_log(MX_LOG_INFO, "disconnect from %s%s", c->client, line);
 
 	conn_wait_cancel(c);
+	conn_check_abandon(c);
 	conn_txn_reset(c);
 	free(c->helo);
 	free(c->name);
@@ -556,6 +567,9 @@ bool conn_in_data(const struct conn *c)
  * message in progress) without feeding it input. */
 static void conn_drain(struct conn *c)
 {
+	/* an answer a command waited for has nobody to answer now */
+	conn_wait_cancel(c);
+	conn_check_abandon(c);
 	for (int i = 0; i < 16; i++) {
 		size_t used;
 		struct smtp_event ev = smtp_session_step(c->s, NULL, 0, &used);

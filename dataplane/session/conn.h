@@ -57,6 +57,7 @@ struct conn_worker {
 	/* This worker's queues to the service threads (the transport makes it, knowing how
 	 * the worker is woken); NULL: no services, lookups fail at once. */
 	struct svc_client *svc;
+	uint64_t rbl_warned_ms;        /* the last "RBL error code" warning (rate limit) */
 	struct queue_id_gen qid;
 	struct mx_counters counters;
 	unsigned index;
@@ -90,9 +91,11 @@ struct conn;
  * IPv4-mapped addresses are shown and matched as IPv4; no reverse DNS: the name is
  * "unknown", as Postfix shows a client without one. Logs "connect from". Returns NULL
  * when out of memory, or when no generation serves local:local_port (a listener being
- * closed by a reload). local NULL: the service is found by local_port alone. */
+ * closed by a reload). local is the address the client connected to (policy servers are
+ * told it); by_port: the service is found by local_port alone (the dpdk transport serves
+ * every port address). */
 struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, uint16_t port,
-		      const struct mx_inet_addr *local, uint16_t local_port);
+		      const struct mx_inet_addr *local, uint16_t local_port, bool by_port);
 
 /* The smtpd_timeout of the connection's service, in ms. */
 uint64_t conn_timeout_ms(const struct conn *c);

@@ -28,66 +28,6 @@ bool conn_storage_refused(struct conn *c, const char *cmd)
 	return true;
 }
 
-/* ---- policy ---- */
-
-struct conn_policy_log {
-	struct conn *c;
-	const char *cmd;
-	const char *rcpt;
-};
-
-/* What the restriction lists want logged (warn_if_reject, WARN, INFO, HOLD...). */
-static void conn_policy_event(void *ctx, const char *kind, const char *text)
-{
-	struct conn_policy_log *pl = ctx;
-	conn_log_action(pl->c, kind, pl->cmd, text, pl->rcpt);
-}
-
-/* Evaluate the restriction lists of `stage` (cmd names it in logs: "RCPT"). Returns true
- * when the command may be accepted; otherwise the refusal is logged and in *res (code,
- * text, disconnect) for the verdict. */
-bool conn_policy_check(struct conn *c, enum smtp_policy_stage stage, const char *cmd,
-			      const char *rcpt, bool unauth_pipelining,
-			      struct smtp_policy_result *res)
-{
-	struct smtp_policy_request req = {
-		.stage = stage,
-		.client_addr = c->addr_str,
-		.client_name = c->name ? c->name : "unknown",
-		.reverse_name = c->reverse_name ? c->reverse_name : "unknown",
-		.helo = c->helo,
-		.sender = c->sender,
-		.recipient = rcpt,
-		.protocol = smtp_session_protocol(c->s),
-		.recipient_count = c->nrcpt,
-		.unauth_pipelining = unauth_pipelining,
-		.now = mx_clock_wall_s(),
-		.session = c->policy_session,
-	};
-	struct conn_policy_log pl = { .c = c, .cmd = cmd, .rcpt = rcpt };
-	struct smtp_policy_callbacks cb = { .event = conn_policy_event, .ctx = &pl };
-	int rc = smtp_policy_check(c->policy, &req, c->actions, &cb, res);
-	if (rc < 0) {
-		/* A request the evaluator cannot take is our bug, not the client's: refuse it
-		 * the way a broken table is refused, never let it pass. */
-		mx_log(MX_LOG_WARNING, "%s: policy evaluation failed for %s: %s",
-		       c->queue_id[0] ? c->queue_id : "NOQUEUE", cmd, strerror(-rc));
-		*res = (struct smtp_policy_result){ .decision = SMTP_POLICY_DEFER, .code = 451 };
-		snprintf(res->text, sizeof(res->text), "4.3.5 Server configuration error");
-	}
-	if (res->decision == SMTP_POLICY_ACCEPT)
-		return true;
-	char reply[SMTP_POLICY_TEXT_MAX + 8];
-	snprintf(reply, sizeof(reply), "%u %s", res->code, res->text);
-	conn_log_reject(c, cmd, reply, rcpt);
-	return false;
-}
-
-void conn_policy_verdict(struct conn *c, const struct smtp_policy_result *res)
-{
-	conn_verdict(c, res->code, res->text, res->disconnect);
-}
-
 /* ---- events ---- */
 
 void conn_on_helo(struct conn *c, const struct smtp_event *ev)
@@ -101,17 +41,25 @@ void conn_on_helo(struct conn *c, const struct smtp_event *ev)
 	}
 	free(c->helo);
 	c->helo = h;
-	struct smtp_policy_result res;
-	if (!conn_policy_check(c, SMTP_STAGE_HELO, ev->u.helo.esmtp ? "EHLO" : "HELO", NULL,
-			       ev->unauth_pipelining, &res)) {
-		conn_count(c, ev->u.helo.esmtp ? CONN_CMD_EHLO : CONN_CMD_HELO, false);
-		conn_policy_verdict(c, &res);
+	c->check = (struct conn_check){ .at = CONN_AT_HELO, .stage = SMTP_STAGE_HELO,
+					.cmd = ev->u.helo.esmtp ? "EHLO" : "HELO",
+					.unauth_pipelining = ev->unauth_pipelining,
+					.esmtp = ev->u.helo.esmtp };
+	conn_check_start(c);
+}
+
+void conn_helo_decided(struct conn *c, const struct smtp_policy_result *res)
+{
+	enum conn_cmd cmd = c->check.esmtp ? CONN_CMD_EHLO : CONN_CMD_HELO;
+	if (res->decision != SMTP_POLICY_ACCEPT) {
+		conn_count(c, cmd, false);
+		conn_policy_verdict(c, res);
 		/* Postfix does not record a refused HELO name */
 		free(c->helo);
 		c->helo = NULL;
 		return;
 	}
-	conn_count(c, ev->u.helo.esmtp ? CONN_CMD_EHLO : CONN_CMD_HELO, true);
+	conn_count(c, cmd, true);
 	conn_accept(c);
 	/* an accepted EHLO in a transaction makes the engine queue an RSET event now */
 	c->helo_answered = true;
@@ -197,21 +145,27 @@ void conn_on_xclient(struct conn *c, const struct smtp_event *ev)
 	c->helo = new_helo;
 	snprintf(c->client, sizeof(c->client), "%s[%s]", c->name ? c->name : "unknown",
 		 c->addr_str);
-	struct smtp_verdict v = {
-		.code = 0,
-		.xclient_authorized = c->cfg->xclient_hosts &&
-				      netlist_match(c->cfg->xclient_hosts, &c->addr),
-	};
 	/* A new client: with smtpd_delay_reject = no its client restrictions decide now, and
 	 * a refusal answers XCLIENT (Postfix's xclient_cmd()). */
 	if (c->policy_session)
 		memset(c->policy_session, 0, sizeof(*c->policy_session));
-	struct smtp_policy_result res;
-	if (!conn_policy_check(c, SMTP_STAGE_CONNECT, "CONNECT", NULL, false, &res)) {
-		v.code = res.code;
-		v.text = res.text;
-		v.disconnect = res.disconnect;
-		v.access_denied = !res.disconnect;
+	c->check = (struct conn_check){
+		.at = CONN_AT_XCLIENT, .stage = SMTP_STAGE_CONNECT, .cmd = "CONNECT",
+		.xclient = { .code = 0,
+			     .xclient_authorized = c->cfg->xclient_hosts &&
+						   netlist_match(c->cfg->xclient_hosts, &c->addr) },
+	};
+	conn_check_start(c);
+}
+
+void conn_xclient_decided(struct conn *c, const struct smtp_policy_result *res)
+{
+	struct smtp_verdict v = c->check.xclient;
+	if (res->decision != SMTP_POLICY_ACCEPT) {
+		v.code = res->code;
+		v.text = res->text;
+		v.disconnect = res->disconnect || res->hangup;
+		v.access_denied = !v.disconnect;
 		conn_count(c, CONN_CMD_XCLIENT, false);
 	} else {
 		conn_count(c, CONN_CMD_XCLIENT, true);
@@ -235,11 +189,19 @@ void conn_on_mail(struct conn *c, const struct smtp_event *ev)
 		conn_verdict(c, 451, "4.3.0 Error: insufficient system resources", false);
 		return;
 	}
-	struct smtp_policy_result res;
-	if (!conn_policy_check(c, SMTP_STAGE_MAIL, "MAIL", NULL, ev->unauth_pipelining, &res)) {
+	c->mail_size = ev->u.mail.size;
+	c->transactions++;
+	c->check = (struct conn_check){ .at = CONN_AT_MAIL, .stage = SMTP_STAGE_MAIL,
+					.cmd = "MAIL", .unauth_pipelining = ev->unauth_pipelining };
+	conn_check_start(c);
+}
+
+void conn_mail_decided(struct conn *c, const struct smtp_policy_result *res)
+{
+	if (res->decision != SMTP_POLICY_ACCEPT) {
 		conn_txn_reset(c);
 		conn_count(c, CONN_CMD_MAIL, false);
-		conn_policy_verdict(c, &res);
+		conn_policy_verdict(c, res);
 		return;
 	}
 	conn_count(c, CONN_CMD_MAIL, true);
@@ -248,41 +210,49 @@ void conn_on_mail(struct conn *c, const struct smtp_event *ev)
 
 void conn_on_rcpt(struct conn *c, const struct smtp_event *ev)
 {
-	char *rcpt = conn_dup(ev->u.rcpt.addr);
-	if (!rcpt) {
+	char *rcpt = conn_dup(ev->u.rcpt.addr), *params = conn_dup(ev->u.rcpt.params);
+	if (!rcpt || !params) {
+		free(rcpt);
+		free(params);
 		conn_count(c, CONN_CMD_RCPT, false);
 		conn_verdict(c, 451, "4.3.0 Error: insufficient system resources", false);
 		return;
 	}
-	struct smtp_policy_result res;
-	bool ok = conn_policy_check(c, SMTP_STAGE_RCPT, "RCPT", rcpt, ev->unauth_pipelining,
-				    &res);
-	free(rcpt);
-	if (!ok) {
+	c->check = (struct conn_check){ .at = CONN_AT_RCPT, .stage = SMTP_STAGE_RCPT,
+					.cmd = "RCPT", .unauth_pipelining = ev->unauth_pipelining,
+					.rcpt = rcpt, .rcpt_params = params };
+	conn_check_start(c);
+}
+
+void conn_rcpt_decided(struct conn *c, const struct smtp_policy_result *res)
+{
+	if (res->decision != SMTP_POLICY_ACCEPT) {
 		c->w->counters.recipients_rejected++;
 		/* per generation: what a canary's policy refuses, and what it only defers */
-		bool deferred = res.code >= 400 && res.code < 500;
+		bool deferred = res->code >= 400 && res->code < 500;
 		if (deferred)
 			c->gc->recipients_deferred++;
 		else
 			c->gc->recipients_rejected++;
-		mx_generation_count_reject(c->gen->g, c->w->index, res.restriction, deferred);
+		mx_generation_count_reject(c->gen->g, c->w->index, res->restriction, deferred);
 		conn_count(c, CONN_CMD_RCPT, false);
-		conn_policy_verdict(c, &res);
+		conn_policy_verdict(c, res);
 		return;
 	}
+	struct mx_span addr = mx_span_cstr(c->check.rcpt);
+	struct mx_span params = mx_span_cstr(c->check.rcpt_params);
 
 	/* Order matters: nothing may fail after the recipient is in the envelope, or a
 	 * recipient the client saw refused would still get the message. */
 	int rc = 0;
-	if (!c->first_rcpt && !(c->first_rcpt = conn_dup(ev->u.rcpt.addr)))
+	if (!c->first_rcpt && !(c->first_rcpt = conn_dup(addr)))
 		rc = -ENOMEM;
 	if (rc == 0 && !c->msg)
 		rc = conn_open_message(c);
 	/* An envelope error is sticky: once one recipient could not be recorded, every
 	 * later one and DATA fail too, so no message goes out with part of its envelope. */
 	if (rc == 0)
-		rc = spool_msg_add_rcpt(c->msg, ev->u.rcpt.addr, ev->u.rcpt.params);
+		rc = spool_msg_add_rcpt(c->msg, addr, params);
 	if (rc < 0) {
 		mx_log(MX_LOG_WARNING, "%s: queue file write error: %s",
 		       c->queue_id[0] ? c->queue_id : "NOQUEUE", strerror(-rc));

@@ -73,7 +73,6 @@ struct conn_gen {
 /* One service of a held generation, as this worker uses it. */
 struct conn_gen_service {
 	bool ready;                      /* made on first use */
-	bool delay_reject;               /* smtpd_delay_reject: no per-session policy state */
 	struct smtp_policy_ctx *policy;  /* table handles on the worker's reader */
 };
 
@@ -82,6 +81,7 @@ enum conn_wait {
 	CONN_WAIT_NONE,
 	CONN_WAIT_PEER_PTR,   /* the client's reverse name (smtpd_peername_lookup) */
 	CONN_WAIT_PEER_ADDR,  /* its addresses, to confirm the name */
+	CONN_WAIT_LOOKUP,     /* an answer the restriction lists asked for (conn_check.c) */
 	CONN_WAIT_MAX,
 };
 
@@ -95,6 +95,34 @@ enum conn_peer_status {
 	CONN_PEER_FORGED,     /* the name does not resolve back to the address */
 	CONN_PEER_STATUS_MAX,
 };
+
+/* The command whose restriction lists are evaluated (conn_check.c), kept while they wait
+ * for an answer: what conn_check_decided() needs to finish it. */
+enum conn_at {
+	CONN_AT_NONE,
+	CONN_AT_GREET,   /* the connection: smtpd_client_restrictions with delay_reject = no */
+	CONN_AT_HELO,
+	CONN_AT_XCLIENT, /* a new client named by XCLIENT (CONNECT stage) */
+	CONN_AT_MAIL,
+	CONN_AT_RCPT,
+	CONN_AT_DATA,
+	CONN_AT_END,     /* END-OF-MESSAGE */
+	CONN_AT_MAX,
+};
+
+struct conn_check {
+	enum conn_at at;
+	enum smtp_policy_stage stage;
+	const char *cmd;                  /* "RCPT", for log lines (a static string) */
+	bool unauth_pipelining;
+	bool esmtp;                       /* HELO/EHLO */
+	bool bdat;                        /* DATA/BDAT */
+	char *rcpt, *rcpt_params;         /* RCPT */
+	struct smtp_verdict xclient;      /* XCLIENT's verdict being made */
+	struct smtp_checks_verdict cv;    /* END: what header/body checks said */
+};
+
+struct conn_memo;
 
 /* A request in flight: the svc_request's owner. When the connection goes first, c becomes
  * NULL and the answer frees it. */
@@ -121,6 +149,16 @@ struct conn {
 	struct conn_op *op;
 	enum conn_wait wait;
 	bool greeted;                  /* conn_greet() finished: the 220 (or refusal) is out */
+	/* the restriction lists of the command being decided, and the answers they got */
+	struct conn_check check;
+	struct conn_memo *memo;
+	/* for policy servers: where the client connected to, the transaction's instance
+	 * (started_us, transactions) and MAIL's SIZE= */
+	char server_addr_str[INET6_ADDRSTRLEN];
+	uint16_t server_port;
+	uint64_t started_us;
+	uint64_t transactions;
+	uint64_t mail_size;
 
 	/* The transaction. */
 	char *helo;                    /* as given; NULL before HELO/EHLO */
@@ -173,10 +211,23 @@ void conn_txn_reset(struct conn *c);
 int conn_verdict(struct conn *c, uint16_t code, const char *text, bool disconnect);
 void conn_accept(struct conn *c);
 
-/* conn_command.c: the commands and the restriction lists */
-bool conn_policy_check(struct conn *c, enum smtp_policy_stage stage, const char *cmd,
-		       const char *rcpt, bool unauth_pipelining, struct smtp_policy_result *res);
+/* conn_check.c: evaluating c->check, and the answers it waits for */
+void conn_check_start(struct conn *c);
+void conn_check_answer(struct conn *c, struct svc_request *r);
+void conn_check_abandon(struct conn *c);
 void conn_policy_verdict(struct conn *c, const struct smtp_policy_result *res);
+/* A check ended with res (accept, or a refusal already logged): the command at `at`
+ * finishes (conn_greet_decided(), conn_helo_decided(), ...). */
+void conn_check_decided(struct conn *c, enum conn_at at, const struct smtp_policy_result *res);
+void conn_greet_decided(struct conn *c, const struct smtp_policy_result *res);
+void conn_helo_decided(struct conn *c, const struct smtp_policy_result *res);
+void conn_xclient_decided(struct conn *c, const struct smtp_policy_result *res);
+void conn_mail_decided(struct conn *c, const struct smtp_policy_result *res);
+void conn_rcpt_decided(struct conn *c, const struct smtp_policy_result *res);
+void conn_data_decided(struct conn *c, const struct smtp_policy_result *res);
+void conn_end_decided(struct conn *c, const struct smtp_policy_result *res);
+
+/* conn_command.c: the commands */
 void conn_spool_refusal(struct conn *c, int rc);
 bool conn_storage_refused(struct conn *c, const char *cmd);
 void conn_on_helo(struct conn *c, const struct smtp_event *ev);

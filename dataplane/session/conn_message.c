@@ -113,20 +113,41 @@ static int conn_write_prepends(struct conn *c)
 	return 0;
 }
 
+static void conn_data_finish(struct conn *c, enum conn_cmd cmd, int rc);
+
 void conn_on_data(struct conn *c, const struct smtp_event *ev)
 {
 	enum conn_cmd cmd = ev->u.data.bdat ? CONN_CMD_BDAT : CONN_CMD_DATA;
 	/* The engine refuses DATA without an accepted recipient itself, so the message
 	 * exists here. */
 	int rc = c->msg && spool_msg_nrcpt(c->msg) > 0 && !c->message_open ? 0 : -EINVAL;
-	struct smtp_policy_result res;
-	if (rc == 0 && !conn_policy_check(c, SMTP_STAGE_DATA, ev->u.data.bdat ? "BDAT" : "DATA",
-					  NULL, ev->unauth_pipelining, &res)) {
-		c->cmds[cmd].total++;
-		c->w->counters.commands++;
-		conn_policy_verdict(c, &res);
+	if (rc < 0) {
+		conn_data_finish(c, cmd, rc);
 		return;
 	}
+	c->check = (struct conn_check){ .at = CONN_AT_DATA, .stage = SMTP_STAGE_DATA,
+					.cmd = ev->u.data.bdat ? "BDAT" : "DATA",
+					.unauth_pipelining = ev->unauth_pipelining,
+					.bdat = ev->u.data.bdat };
+	conn_check_start(c);
+}
+
+void conn_data_decided(struct conn *c, const struct smtp_policy_result *res)
+{
+	enum conn_cmd cmd = c->check.bdat ? CONN_CMD_BDAT : CONN_CMD_DATA;
+	if (res->decision != SMTP_POLICY_ACCEPT) {
+		c->cmds[cmd].total++;
+		c->w->counters.commands++;
+		conn_policy_verdict(c, res);
+		return;
+	}
+	conn_data_finish(c, cmd, 0);
+}
+
+/* DATA passed its restriction lists (rc 0), or the message cannot be (rc < 0): open the
+ * message for its content, or refuse. */
+static void conn_data_finish(struct conn *c, enum conn_cmd cmd, int rc)
+{
 	if (rc == 0 && spool_storage_check(c->w->spool) < 0) {
 		c->cmds[cmd].total++;
 		c->w->counters.commands++;
@@ -244,11 +265,19 @@ void conn_on_message_end(struct conn *c, const struct smtp_event *ev)
 			return;
 		}
 	}
-	struct smtp_policy_result res;
-	if (!conn_policy_check(c, SMTP_STAGE_END_OF_DATA, "END-OF-MESSAGE", NULL, false, &res)) {
+	c->check = (struct conn_check){ .at = CONN_AT_END, .stage = SMTP_STAGE_END_OF_DATA,
+					.cmd = "END-OF-MESSAGE", .cv = cv };
+	conn_check_start(c);
+}
+
+void conn_end_decided(struct conn *c, const struct smtp_policy_result *res)
+{
+	/* what the checks said stays valid with them until the transaction ends */
+	struct smtp_checks_verdict cv = c->check.cv;
+	if (res->decision != SMTP_POLICY_ACCEPT) {
 		c->w->counters.messages_rejected++;
 		c->gc->messages_rejected++;
-		conn_policy_verdict(c, &res);
+		conn_policy_verdict(c, res);
 		conn_txn_reset(c);
 		return;
 	}
