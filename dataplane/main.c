@@ -24,6 +24,10 @@
 #include "dataplane/relay/relay.h"
 #include "dataplane/reload.h"
 #include "dataplane/spool/spool_writer.h"
+#include "dataplane/session/conn.h"
+#include "dataplane/svc/svc.h"
+#include "dataplane/svc/svc_policy.h"
+#include "dataplane/svc/svc_resolver.h"
 #include "dataplane/transport.h"
 #include "mgmt/config.h"
 #include "mgmt/control.h"
@@ -442,6 +446,37 @@ static void spools_close(struct mx_spools *sp)
 	sp->tables = NULL;
 }
 
+/* The service threads: the resolver (mxgate_dns_servers, or resolv.conf's nameservers) and
+ * the policy client, with a queue pair per possible worker. Returns 0, or -1 after
+ * saying why. */
+static int services_start(struct svc_set **out, const struct mx_config *boot,
+			  unsigned nworkers)
+{
+	static struct svc_resolver_params rp;
+	static struct svc_policy_params pp;
+	char err[512];
+	svc_resolver_params_default(&rp);
+	const char *servers = mx_config_get(boot, "mxgate_dns_servers");
+	if (svc_resolver_servers_parse(servers, rp.servers, SVC_RESOLVER_SERVERS_MAX,
+				       &rp.nservers, err, sizeof(err)) < 0) {
+		startup_fatal("%s", err);
+		return -1;
+	}
+	svc_policy_params_init(&pp);
+	pp.smtputf8 = boot->smtp.enable_smtputf8;
+	struct svc_set_params p = {
+		.workers = nworkers,
+		.ops = { [SVC_DNS] = &svc_resolver_ops, [SVC_POLICY] = &svc_policy_ops },
+		.params = { [SVC_DNS] = &rp, [SVC_POLICY] = &pp },
+		.orphan = conn_service_orphan,
+	};
+	if (svc_set_start(out, &p, err, sizeof(err)) < 0) {
+		startup_fatal("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
 /* A SIGHUP: reload as `mxgate reload` does, the outcome in the log. */
 static void reload_on_sighup(struct reload *r)
 {
@@ -452,7 +487,7 @@ static void reload_on_sighup(struct reload *r)
 
 /* Wait for signals and act on them until one says stop. */
 static void signal_loop(const sigset_t *sigs, struct mx_transport_run *tr,
-			struct mx_spools *sp, struct reload *r)
+			struct mx_spools *sp, struct svc_set *services, struct reload *r)
 {
 	for (;;) {
 		siginfo_t si;
@@ -470,6 +505,7 @@ static void signal_loop(const sigset_t *sigs, struct mx_transport_run *tr,
 			/* the spools first: the statistics line (and the dpdk line after it) end
 			 * the group, so a reader that sees them has the whole group */
 			spools_log_statistics(sp);
+			svc_set_log_statistics(services, "SIGUSR1");
 			log_statistics(tr, "SIGUSR1");
 			continue;
 		}
@@ -582,6 +618,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	struct control_server *control = NULL;
 	struct queue_control *queue_cmds = NULL;
 	struct reload *reload = NULL;
+	struct svc_set *services = NULL;
 	bool pidfile_written = false, failed = true;
 	char err[512];
 	atomic_init(&pub.current, first);
@@ -602,12 +639,15 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	}
 	log_relay_plan(boot);
 
+	if (services_start(&services, boot, ops->worker_limit(boot, workers)) < 0)
+		goto out;
 	struct transport_params params = {
 		.boot = boot,
 		.gens = &pub,
 		.tables = sp.tables,
 		.spools = sp.spool,
 		.nspools = sp.n,
+		.svc = services,
 		.workers = workers,
 		.max_connections = boot->max_connections,
 		.shutdown_grace_ms = MXGATE_SHUTDOWN_GRACE_MS,
@@ -663,7 +703,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	mx_log(MX_LOG_INFO, "mxgate %s started -- transport %s, spool %s, configuration %s",
 	       MXGATE_VERSION, what, mx_config_get(boot, "mxgate_spool_directory"), config_path);
 
-	signal_loop(&sigs, &tr, &sp, reload);
+	signal_loop(&sigs, &tr, &sp, services, reload);
 
 	/* No control command runs from here on (a reload would wait for workers that are
 	 * stopping). Then the workers go; commits they handed over are synced before the
@@ -671,6 +711,8 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	control_server_free(control);
 	control = NULL;
 	transport_stop_join(&tr);
+	/* the services answer what they still hold while the workers' wake fds are open */
+	svc_set_stop(services);
 	spools_stop(&sp);
 	failed = transport_failed(&tr);
 	log_statistics(&tr, "shutdown");
@@ -682,8 +724,10 @@ out:
 	 * never created (NULL) or never started. */
 	control_server_free(control);
 	queue_control_free(queue_cmds);
+	svc_set_stop(services);
 	spools_stop(&sp);
 	transport_destroy(&tr);
+	svc_set_free(services); /* after the workers' clients: answers nobody took */
 	if (pidfile_written)
 		unlink(pidfile);
 	spools_close(&sp);

@@ -30,6 +30,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <sys/eventfd.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -1291,9 +1292,7 @@ static void svc_policy_stop(void *impl)
 {
 	struct svc_policy_service *p = impl;
 	atomic_store_explicit(&p->stop, true, memory_order_release);
-	uint64_t one = 1;
-	ssize_t n = write(svc_port_wake_fd(p->port), &one, sizeof(one));
-	(void)n;
+	eventfd_write(svc_port_wake_fd(p->port), 1); /* not write(2): see svc.c */
 	pthread_join(p->thread, NULL);
 	svc_policy_free(p);
 }

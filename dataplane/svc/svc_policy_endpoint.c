@@ -300,9 +300,7 @@ static void *svc_policy_lookup_main(void *arg)
 	l->next = h->done;
 	h->done = l;
 	pthread_mutex_unlock(&h->lock);
-	uint64_t one = 1;
-	ssize_t n = write(h->fd, &one, sizeof(one)); /* a full counter is already readable */
-	(void)n;
+	eventfd_write(h->fd, 1); /* a full counter is already readable; not write(2) */
 	svc_policy_hub_unref(h);
 	return NULL;
 }

@@ -330,9 +330,7 @@ static int svc_resolver_start(void **impl, struct svc_port *port, const void *pa
 static void svc_resolver_stop(void *impl)
 {
 	struct svc_resolver *s = impl;
-	uint64_t one = 1;
-	ssize_t n = write(s->stop_fd, &one, sizeof(one));
-	(void)n;
+	eventfd_write(s->stop_fd, 1); /* not write(2): see svc.c */
 	pthread_join(s->thread, NULL);
 	svc_resolver_free(s);
 }
