@@ -36,6 +36,10 @@ TOOLS = {
     # pcre: tables in Postfix (its dict_open loads this module for pcre:)
     "/usr/lib/postfix/postfix-pcre.so": "postfix-pcre",
     "/usr/sbin/rbldnsd": "rbldnsd",
+    # a recursive resolver with local zones, and a greylisting policy server, for the DNS
+    # and policy tests
+    "/usr/sbin/unbound": "unbound",
+    "/usr/sbin/postgrey": "postgrey",
     # namespaces and the DPDK tests' client side
     "ip": "iproute2",
     "ethtool": "ethtool",

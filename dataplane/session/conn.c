@@ -426,10 +426,11 @@ size_t conn_input(struct conn *c, const char *buf, size_t len)
 		case SMTP_EV_NONE:
 			return off;
 		case SMTP_EV_BLOCKED:
-			/* Every verdict but a pending commit's is given before step() is called
-			 * again, so this is the output buffer at its high-water mark (the
-			 * transport flushes it) or a commit the spool has not answered yet. */
-			assert(!smtp_session_verdict_pending(c->s) || c->commit_pending);
+			/* Every verdict but a pending commit's or a check's that waits for a
+			 * service is given before step() is called again, so this is the output
+			 * buffer at its high-water mark (the transport flushes it), a commit the
+			 * spool has not answered yet, or a lookup in flight. */
+			assert(!smtp_session_verdict_pending(c->s) || c->commit_pending || c->op);
 			return off;
 		case SMTP_EV_HELO:
 			conn_on_helo(c, &ev);
@@ -506,7 +507,7 @@ size_t conn_input(struct conn *c, const char *buf, size_t len)
 			return off;
 		}
 		if (ev.needs_verdict)
-			assert(!smtp_session_verdict_pending(c->s) || c->commit_pending);
+			assert(!smtp_session_verdict_pending(c->s) || c->commit_pending || c->op);
 	}
 }
 
