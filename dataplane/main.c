@@ -457,9 +457,9 @@ static int services_start(struct svc_set **out, const struct mx_config *boot,
 	char err[512];
 	svc_resolver_params_default(&rp);
 	const char *servers = mx_config_get(boot, "mxgate_dns_servers");
-	if (svc_resolver_servers_parse(servers, rp.servers, SVC_RESOLVER_SERVERS_MAX,
+	if (dns_servers_parse(servers, rp.servers, DNS_CONF_SERVERS_MAX,
 				       &rp.nservers, err, sizeof(err)) < 0) {
-		startup_fatal("%s", err);
+		startup_fatal("mxgate_dns_servers: %s", err);
 		return -1;
 	}
 	svc_policy_params_init(&pp);

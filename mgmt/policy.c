@@ -2,6 +2,7 @@
 
 #include "mgmt/log.h"
 #include "tables/rbl_zone.h"
+#include "tables/dns_conf.h"
 #include "tables/tables_env.h"
 
 #include <arpa/inet.h>
@@ -527,87 +528,24 @@ static int mx_policy_dns_one(void *ctx, const char *param, const char *restricti
 
 unsigned mx_policy_resolv_conf_nameservers(const char *path)
 {
-	FILE *f = fopen(path, "r");
-	if (!f)
+	struct dns_resolv_conf rc;
+	char err[256];
+	if (dns_resolv_conf_read(path, &rc, err, sizeof(err)) < 0 || rc.defaulted)
 		return 0;
-	char line[512];
-	unsigned n = 0;
-	while (fgets(line, sizeof(line), f)) {
-		/* "nameserver ADDRESS" (resolv.conf(5); '#' and ';' start comments) */
-		char *p = line + strspn(line, " \t");
-		if (strncmp(p, "nameserver", 10) != 0 || (p[10] != ' ' && p[10] != '\t'))
-			continue;
-		p += 10;
-		p += strspn(p, " \t");
-		p[strcspn(p, " \t\r\n#;")] = '\0';
-		/* a scoped IPv6 address ("fe80::1%eth0") is an address too */
-		p[strcspn(p, "%")] = '\0';
-		struct mx_inet_addr a;
-		if (mx_inet_parse(p, &a))
-			n++;
-	}
-	fclose(f);
-	return n;
+	return rc.nservers;
 }
 
-int mx_policy_dns_servers(const char *value, struct mx_dns_server *out, size_t max, char *err,
+int mx_policy_dns_servers(const char *value, struct dns_server *out, size_t max, char *err,
 			  size_t errlen)
 {
-	const char *cur = value ? value : "", *ts;
-	size_t tn;
-	int n = 0;
-	while ((tn = mx_list_next(&cur, &ts)) != 0) {
-		char w[80], host[64];
-		unsigned long port = 53;
-		if (tn >= sizeof(w)) {
-			snprintf(err, errlen, "bad server \"%.*s\"", (int)(tn < 60 ? tn : 60), ts);
-			return -EINVAL;
-		}
-		memcpy(w, ts, (size_t)tn);
-		w[tn] = '\0';
-		const char *h = w, *ps = NULL;
-		size_t hl;
-		if (w[0] == '[') {
-			const char *close = strchr(w, ']');
-			if (!close || (close[1] && close[1] != ':')) {
-				snprintf(err, errlen, "bad server \"%s\" (want ADDRESS or "
-						      "[ADDRESS]:PORT)", w);
-				return -EINVAL;
-			}
-			h = w + 1;
-			hl = (size_t)(close - h);
-			ps = close[1] ? close + 2 : NULL;
-		} else if (strchr(w, '.') && strchr(w, ':')) {
-			/* IPv4:PORT */
-			hl = strcspn(w, ":");
-			ps = w + hl + 1;
-		} else {
-			hl = strlen(w);
-		}
-		if (hl >= sizeof(host)) {
-			snprintf(err, errlen, "bad server \"%s\"", w);
-			return -EINVAL;
-		}
-		memcpy(host, h, hl);
-		host[hl] = '\0';
-		struct mx_inet_addr a;
-		if (!mx_inet_parse(host, &a)) {
-			snprintf(err, errlen, "\"%s\" is not a numeric IPv4 or IPv6 address", w);
-			return -EINVAL;
-		}
-		if (ps) {
-			char *end;
-			port = strtoul(ps, &end, 10);
-			if (!*ps || *end || port == 0 || port > 65535) {
-				snprintf(err, errlen, "bad port in \"%s\"", w);
-				return -EINVAL;
-			}
-		}
-		if ((size_t)n < max && out)
-			out[n] = (struct mx_dns_server){ .addr = a, .port = (uint16_t)port };
-		n++;
-	}
-	return n;
+	struct dns_server all[DNS_CONF_SERVERS_MAX];
+	unsigned n = 0;
+	int rc = dns_servers_parse(value, all, DNS_CONF_SERVERS_MAX, &n, err, errlen);
+	if (rc < 0)
+		return rc;
+	for (unsigned i = 0; out && i < n && i < max; i++)
+		out[i] = all[i];
+	return (int)n;
 }
 
 int mx_policy_check_zones(const struct mx_config *cfg, const struct smtp_policy *p, FILE *diag,

@@ -14,6 +14,7 @@
 #include "mgmt/config.h"
 #include "smtp/smtp_checks.h"
 #include "smtp/smtp_restrictions.h"
+#include "tables/dns_conf.h"
 
 /* Returns 0 and *out, or a negative errno with one line in err (from
  * smtp_policy_compile()). With diag, every error is also written there as
@@ -55,11 +56,7 @@ unsigned mx_policy_resolv_conf_nameservers(const char *path);
 /* mxgate_dns_servers: "ADDR", "[ADDR]" or "[ADDR]:PORT" (and "IPV4:PORT"), separated by
  * commas and/or white space; port 53 when not given. Returns how many (up to max are
  * stored in out), or -EINVAL with the bad word in err. */
-struct mx_dns_server {
-	struct mx_inet_addr addr;
-	uint16_t port;
-};
-int mx_policy_dns_servers(const char *value, struct mx_dns_server *out, size_t max, char *err,
+int mx_policy_dns_servers(const char *value, struct dns_server *out, size_t max, char *err,
 			  size_t errlen);
 
 /* True when the policy looks anything up in the table store (a hash/cidr/regexp/pcre

@@ -231,7 +231,7 @@ static void svc_resolver_free(struct svc_resolver *s)
 	free(s);
 }
 
-static void svc_resolver_server_format(const struct svc_resolver_server *srv, char *out,
+static void svc_resolver_server_format(const struct dns_server *srv, char *out,
 				       size_t cap)
 {
 	char a[INET6_ADDRSTRLEN];
@@ -311,7 +311,7 @@ static int svc_resolver_start(void **impl, struct svc_port *port, const void *pa
 	pthread_setname_np(s->thread, "mx-resolver");
 	if (p->handle)
 		*p->handle = s;
-	char list[SVC_RESOLVER_SERVERS_MAX * (SVC_RESOLVER_SERVER_TEXT + 2)] = "";
+	char list[DNS_CONF_SERVERS_MAX * (SVC_RESOLVER_SERVER_TEXT + 2)] = "";
 	for (unsigned i = 0; i < c->nservers; i++) {
 		size_t used = strlen(list);
 		snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "",

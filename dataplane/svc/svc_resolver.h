@@ -39,26 +39,17 @@
 #include <stdint.h>
 
 #include "mxgate/inet.h"
+#include "tables/dns_conf.h"
 
-#define SVC_RESOLVER_SERVERS_MAX 8   /* mxgate_dns_servers entries */
-#define SVC_RESOLVER_RESOLV_NS_MAX 3 /* nameserver lines used from resolv.conf (glibc's
-					MAXNS: later lines are ignored, as the libc does) */
-#define SVC_RESOLVER_TIMEOUT_MAX_MS 30000 /* glibc caps timeout:N at 30 s */
-#define SVC_RESOLVER_ATTEMPTS_MAX 5       /* glibc caps attempts:N at 5 */
-#define SVC_RESOLVER_RESOLV_CONF_MAX 65536 /* bytes of resolv.conf read */
 
 /* One server: a numeric address and a port (53 unless given). */
-struct svc_resolver_server {
-	struct mx_inet_addr addr;
-	uint16_t port;
-};
 
 /* What the service is started with (svc_set_params.params[SVC_DNS]). Fill it with
  * svc_resolver_params_default(), then set what the configuration says. */
 struct svc_resolver_params {
-	/* mxgate_dns_servers (svc_resolver_servers_parse()); nservers 0: the nameserver
+	/* mxgate_dns_servers (dns_servers_parse()); nservers 0: the nameserver
 	 * lines of resolv_conf, with its options timeout:N, attempts:N and rotate */
-	struct svc_resolver_server servers[SVC_RESOLVER_SERVERS_MAX];
+	struct dns_server servers[DNS_CONF_SERVERS_MAX];
 	unsigned nservers;
 	const char *resolv_conf;      /* NULL: /etc/resolv.conf (read once, at start) */
 	uint32_t timeout_ms;          /* one try; 0: resolv.conf's timeout:N when the
@@ -91,39 +82,9 @@ struct svc_resolver_params {
  * 3600 s, 16,384 questions in flight, 64 TCP connections, 8 sockets a server, 128 uses. */
 void svc_resolver_params_default(struct svc_resolver_params *p);
 
-/* Parse mxgate_dns_servers: numeric addresses separated by commas and/or white space,
- * each "192.0.2.1", "192.0.2.1:5353", "2001:db8::1", "[2001:db8::1]" or
- * "[2001:db8::1]:5353" (no names: the resolver cannot ask for its own servers). Returns 0
- * with *n servers (0 for an empty list), -EINVAL (syntax, port 0 or over 65535) or -E2BIG
- * (more than cap), with err. */
-int svc_resolver_servers_parse(const char *text, struct svc_resolver_server *out,
-			       unsigned cap, unsigned *n, char *err, size_t errlen);
 
-/* What resolv.conf(5) says that this resolver uses. */
-struct svc_resolver_resolv_conf {
-	struct svc_resolver_server servers[SVC_RESOLVER_RESOLV_NS_MAX];
-	unsigned nservers;     /* 0 lines: 127.0.0.1 (resolv.conf(5): the local machine) */
-	uint32_t timeout_ms;   /* timeout:N, default 5 s, at most 30 s */
-	unsigned attempts;     /* attempts:N, default 2, at most 5 */
-	bool rotate;           /* options rotate */
-	bool edns0;            /* options edns0 (noted: mxgate sends EDNS per edns_udp_size,
-				  since its expected servers all speak it) */
-	unsigned ignored;      /* nameserver lines past the third, or not numeric (a
-				  link-local address with a %scope), and unknown options */
-};
 
-/* Parse resolv.conf text (len bytes, not NUL-terminated). Lines starting with '#' or ';'
- * are comments; "nameserver ADDR" and "options ..." are read when the keyword starts the
- * line (as glibc's res_init reads them); domain, search, sortlist
- * and unknown options are ignored (mxgate always asks absolute names, as Postfix's
- * dns_lookup() does). Never fails: bad lines are counted in `ignored`. */
-void svc_resolver_resolv_conf_parse(const char *text, size_t len,
-				    struct svc_resolver_resolv_conf *out);
 
-/* Read and parse a resolv.conf file; a missing file is the defaults (as the libc).
- * Returns 0, or a negative errno (unreadable other than missing) with err. */
-int svc_resolver_resolv_conf_read(const char *path, struct svc_resolver_resolv_conf *out,
-				  char *err, size_t errlen);
 
 /* The settings a service runs with: params with resolv.conf filled in. */
 struct svc_resolver_config {

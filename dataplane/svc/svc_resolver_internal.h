@@ -233,7 +233,7 @@ struct svc_resolver_counters {
 struct svc_resolver {
 	struct svc_port *port;
 	struct svc_resolver_config cfg;
-	char server_text[SVC_RESOLVER_SERVERS_MAX][SVC_RESOLVER_SERVER_TEXT];
+	char server_text[DNS_CONF_SERVERS_MAX][SVC_RESOLVER_SERVER_TEXT];
 	pthread_t thread;
 	int epfd;
 	int stop_fd;

@@ -26,7 +26,7 @@
 
 #include "dataplane/svc/svc_resolver_internal.h"
 
-static socklen_t svc_resolver_sockaddr(const struct svc_resolver_server *srv,
+static socklen_t svc_resolver_sockaddr(const struct dns_server *srv,
 				       struct sockaddr_storage *ss)
 {
 	memset(ss, 0, sizeof(*ss));
@@ -100,7 +100,7 @@ static void svc_resolver_udp_close(struct svc_resolver *s, struct svc_resolver_u
 
 static struct svc_resolver_udp *svc_resolver_udp_open(struct svc_resolver *s, unsigned server)
 {
-	const struct svc_resolver_server *srv = &s->cfg.p.servers[server];
+	const struct dns_server *srv = &s->cfg.p.servers[server];
 	struct sockaddr_storage ss;
 	socklen_t sl = svc_resolver_sockaddr(srv, &ss);
 	struct svc_resolver_udp *sock = calloc(1, sizeof(*sock));
@@ -238,7 +238,7 @@ void svc_resolver_udp_readable(struct svc_resolver *s, struct svc_resolver_udp *
 int svc_resolver_tcp_open(struct svc_resolver *s, struct svc_resolver_query *q,
 			  unsigned server, char *why, size_t whylen)
 {
-	const struct svc_resolver_server *srv = &s->cfg.p.servers[server];
+	const struct dns_server *srv = &s->cfg.p.servers[server];
 	struct svc_resolver_tcp *t = malloc(sizeof(*t));
 	if (!t) {
 		snprintf(why, whylen, "out of memory");
