@@ -289,6 +289,42 @@ static int mx_policy_inline_one(void *ctx, const char *spec, bool is_zone)
 	return 0;
 }
 
+/* Policy servers on UNIX sockets: Postfix reads "unix:private/policy" relative to its
+ * queue_directory, which mxgate does not have; a relative path would silently be relative
+ * to wherever mxgate was started, so it is refused with its line. */
+static void mx_policy_check_services(const struct mx_config *cfg, const struct smtp_policy *p,
+				     struct mx_policy_inline *pi)
+{
+	for (size_t i = 0; i < smtp_policy_service_count(p); i++) {
+		const struct smtp_policy_service *svc = smtp_policy_service_get(p, i);
+		const char *ep = svc->endpoint;
+		const char *path = strncmp(ep, "unix:", 5) == 0	   ? ep + 5
+				   : strncmp(ep, "local:", 6) == 0 ? ep + 6
+								   : NULL;
+		if (!path || path[0] == '/')
+			continue;
+		struct mx_policy_text_at ta = { .needle = svc->name };
+		unsigned line = 0;
+		const char *file = pi->cfg->source_path;
+		if (mx_policy_each_list(cfg, false, mx_policy_text_at, &ta))
+			file = mx_config_source(cfg, ta.param, &line);
+		char msg[1200];
+		snprintf(msg, sizeof(msg),
+			 "%s%scheck_policy_service %.200s: a relative path is relative to Postfix's "
+			 "queue_directory, which mxgate does not have: write the socket's absolute "
+			 "path (for example unix:/var/spool/postfix/%.200s)",
+			 ta.param[0] ? ta.param : "", ta.param[0] ? ": " : "", ep, path);
+		if (pi->diag) {
+			if (line)
+				fprintf(pi->diag, "%s:%u: %s\n", file ? file : "mxgate.cf", line, msg);
+			else
+				fprintf(pi->diag, "%s: %s\n", file ? file : "mxgate.cf", msg);
+		}
+		if (pi->bad++ == 0 && pi->err)
+			snprintf(pi->err, pi->errlen, "%s", msg);
+	}
+}
+
 int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE *diag,
 		    char *err, size_t errlen)
 {
@@ -377,6 +413,7 @@ int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE 
 		return rc;
 	struct mx_policy_inline pi = { .cfg = cfg, .diag = diag, .err = err, .errlen = errlen };
 	smtp_policy_foreach_table(*out, mx_policy_inline_one, &pi);
+	mx_policy_check_services(cfg, *out, &pi);
 	if (pi.bad) {
 		smtp_policy_free(*out);
 		*out = NULL;

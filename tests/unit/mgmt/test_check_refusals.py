@@ -22,6 +22,8 @@ mxgate_table_directory = {dir}/tables
 
 # (line to add, parameter the message must name, what the message must say)
 CASES = [
+    ("smtpd_recipient_restrictions = check_policy_service unix:private/policyd-spf",
+     "smtpd_recipient_restrictions", "a relative path is relative to Postfix's queue_directory"),
     ("smtpd_milters = inet:127.0.0.1:8891", "smtpd_milters", "not implemented by mxgate"),
     ("non_smtpd_milters = inet:127.0.0.1:8891", "non_smtpd_milters",
      "not implemented by mxgate"),
