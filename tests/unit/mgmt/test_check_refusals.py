@@ -64,7 +64,7 @@ ACCEPTED = [
     "    check_recipient_mx_access inline:{a=b} check_recipient_ns_access inline:{a=b}\n"
     "    check_recipient_a_access inline:{a=b},\n"
     "    check_policy_service inet:127.0.0.1:10023,\n"
-    "    check_policy_service unix:private/policyd-spf,\n"
+    "    check_policy_service unix:/var/spool/postfix/private/policyd-spf,\n"
     "    check_policy_service { inet:127.0.0.1:9998, timeout=10s, max_idle=20s, max_ttl=60s,\n"
     "      retry_delay=2s, try_limit=3, request_limit=10, policy_context=x,\n"
     "      { default_action = DEFER_IF_PERMIT policy server down } }",
