@@ -24,6 +24,9 @@ packages=(
 	# a real policy server for check_policy_service (tests/unit/dataplane/svc/
 	# test_policy_postgrey.c greylists through it; the package's own daemon is not used)
 	postgrey
+	# policyd-spf, the SPF policy server of the tutorials, run through socat as a TCP
+	# check_policy_service (tests/e2e/test_dns.py)
+	postfix-policyd-spf-python socat
 	# a real recursive resolver with local zones for the resolver service's tests and
 	# benchmark (tests/unit/dataplane/svc/test_resolver_unbound.c, perf/resolver/)
 	unbound

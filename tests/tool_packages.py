@@ -40,6 +40,9 @@ TOOLS = {
     # and policy tests
     "/usr/sbin/unbound": "unbound",
     "/usr/sbin/postgrey": "postgrey",
+    # the SPF policy server of the tutorials, and socat to serve it over TCP
+    "/usr/bin/policyd-spf": "postfix-policyd-spf-python",
+    "socat": "socat",
     # namespaces and the DPDK tests' client side
     "ip": "iproute2",
     "ethtool": "ethtool",

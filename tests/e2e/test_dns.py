@@ -11,7 +11,13 @@ postgrey greylists; the gateway asks them through its resolver and policy servic
   3. check_policy_service with postgrey: a new triplet is greylisted (450), its retry
      after the delay accepted; a dead policy server gets the default action (451 4.3.5)
      after its timeout, and while that session waits another session completes: the
-     worker does not block.
+     worker does not block;
+  4. policyd-spf (Debian's postfix-policyd-spf-python, behind socat as a TCP policy
+     server, as sites run it without Postfix's spawn(8)): a sender whose SPF record allows
+     the client gets its Received-SPF header prepended to the spooled message, one that
+     fails SPF gets policyd-spf's 550 5.7.23. policyd-spf reads /etc/resolv.conf and can
+     only ask port 53, so it runs in a namespace of its own (`ip netns exec` mounts the
+     namespace's resolv.conf) with an unbound of its own serving the same records.
 Kernel: clients connect from 127.0.0.x, unbound and postgrey listen on 127.0.0.1. dpdk: the
 gateway runs in a network namespace (netns.py) with unbound and postgrey beside it; the
 clients (10.77.0.1, fd77::1) in the client namespace. Needs root for dpdk.
@@ -35,15 +41,20 @@ binary = mxtest.binary_from_argv()
 transport = sys.argv[2] if len(sys.argv) > 2 else "kernel"
 UNBOUND = mxtest.need_tool("/usr/sbin/unbound")
 POSTGREY = mxtest.need_tool("/usr/sbin/postgrey")
+POLICYD_SPF = mxtest.need_tool("/usr/bin/policyd-spf")
+SOCAT = mxtest.need_tool("socat")
+mxtest.need_tool("ip")
+mxtest.need_root("the policyd-spf namespace")
 mxtest.need_tool("swaks")
 if transport == "dpdk":
     import netns
     netns.need_netns_tools()
 
 GREYLIST_DELAY = 2
+SPF_PASS, SPF_FAIL = "192.0.2.10", "192.0.2.11"  # spf.dns.test allows the first only
 
 
-def unbound_conf(d, port, records):
+def unbound_conf(d, port, records, name="unbound"):
     lines = [
         "server:",
         "  interface: 127.0.0.1",
@@ -55,7 +66,7 @@ def unbound_conf(d, port, records):
         f'  directory: "{d}"',
         '  pidfile: ""',
         "  use-syslog: no",
-        f'  logfile: "{d}/unbound.log"',
+        f'  logfile: "{d}/{name}.log"',
         "  num-threads: 1",
         "  access-control: 127.0.0.0/8 allow",
         '  module-config: "iterator"',
@@ -114,10 +125,13 @@ class Env:
             '99.2.0.192.zen.bl.test. TXT "Listed for the e2e test"',
             "sender.dns.test. MX 10 mx.dns.test.",
             "mx.dns.test. A 192.0.2.25",
+            "spf.dns.test. MX 10 mx.dns.test.",
+            f'spf.dns.test. TXT "v=spf1 ip4:{SPF_PASS} -all"',
         ]
         with open(os.path.join(self.dir, "unbound.conf"), "w") as f:
             f.write(unbound_conf(self.dir, self.dns_port, records))
         self.spawn([UNBOUND, "-d", "-c", os.path.join(self.dir, "unbound.conf")], "unbound")
+        self.start_policyd_spf(records)
         pg_dir = os.path.join(self.dir, "postgrey")
         os.makedirs(pg_dir)
         os.chmod(self.dir, 0o755)  # postgrey drops to its own user: it must reach its dir
@@ -129,6 +143,34 @@ class Env:
         self.dead = None
         self.wait_udp_dns()
         self.wait_tcp(self.pg_port, "postgrey")
+
+    def start_policyd_spf(self, records):
+        """policyd-spf on 127.0.0.1:spf_port where the gateway runs: socat accepts and runs
+        one policyd-spf per connection in the SPF namespace, whose resolv.conf names the
+        unbound there (port 53, the same records)."""
+        self.spf_port = mxtest.free_port()
+        self.spf_ns = f"mxspf{os.getpid() % 100000}"
+        subprocess.run(["ip", "netns", "add", self.spf_ns], check=True)
+        subprocess.run(["ip", "-n", self.spf_ns, "link", "set", "lo", "up"], check=True)
+        os.makedirs(f"/etc/netns/{self.spf_ns}", exist_ok=True)
+        with open(f"/etc/netns/{self.spf_ns}/resolv.conf", "w") as f:
+            f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+        conf = os.path.join(self.dir, "spf-unbound.conf")
+        with open(conf, "w") as f:
+            f.write(unbound_conf(self.dir, 53, records, name="spf-unbound"))
+        out = open(os.path.join(self.dir, "spf-unbound.out"), "wb")
+        self.procs.append(("spf-unbound", subprocess.Popen(
+            ["ip", "netns", "exec", self.spf_ns, UNBOUND, "-d", "-c", conf], stdout=out,
+            stderr=subprocess.STDOUT)))
+        # Debian's policyd-spf.conf, spelled out: reject a Fail, prepend the header otherwise
+        spf_conf = os.path.join(self.dir, "policyd-spf.conf")
+        with open(spf_conf, "w") as f:
+            f.write("debugLevel = 1\nTestOnly = 1\nHELO_reject = Fail\n"
+                    "Mail_From_reject = Fail\nPermError_reject = False\n"
+                    "TempError_Defer = False\nskip_addresses = 127.0.0.0/8\n")
+        self.spawn([SOCAT, f"TCP-LISTEN:{self.spf_port},bind=127.0.0.1,reuseaddr,fork",
+                    f"EXEC:ip netns exec {self.spf_ns} {POLICYD_SPF} {spf_conf}"], "socat")
+        self.wait_tcp(self.spf_port, "socat for policyd-spf")
 
     @staticmethod
     def _has_user(name):
@@ -180,7 +222,8 @@ class Env:
 
     def logs(self):
         out = []
-        for name in ("unbound.out", "unbound.log", "postgrey.out"):
+        for name in ("unbound.out", "unbound.log", "postgrey.out", "spf-unbound.out",
+                     "spf-unbound.log", "socat.out"):
             p = os.path.join(self.dir, name)
             if os.path.exists(p):
                 with open(p, errors="replace") as f:
@@ -197,6 +240,9 @@ class Env:
                 p.wait()
         if self.topo:
             self.topo.destroy()
+        if getattr(self, "spf_ns", None):
+            subprocess.run(["ip", "netns", "del", self.spf_ns])
+            shutil.rmtree(f"/etc/netns/{self.spf_ns}", ignore_errors=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -208,11 +254,13 @@ smtpd_peername_lookup = yes
 mxgate_dns_servers = 127.0.0.1:{env.dns_port}
 smtpd_authorized_xclient_hosts = {clients}
 mynetworks = 192.0.2.0/30
-smtpd_restriction_classes = dead_policy
+smtpd_restriction_classes = dead_policy, spf_policy
 dead_policy = check_policy_service {{ inet:127.0.0.1:{env.dead_port}, timeout=1s, try_limit=1 }}
+spf_policy = check_policy_service inet:127.0.0.1:{env.spf_port}, permit
 smtpd_client_restrictions = reject_rbl_client zen.bl.test, reject_unknown_client_hostname
 smtpd_sender_restrictions = reject_unknown_sender_domain
 smtpd_recipient_restrictions = check_recipient_access inline:{{ {{ dead@relay.example = dead_policy }} }},
+    check_sender_access inline:{{ {{ spf.dns.test = spf_policy }} }},
     check_policy_service inet:127.0.0.1:{env.pg_port}, permit
 """
     if env.topo:
@@ -330,6 +378,25 @@ def test_policy(env, gw):
     print(f"policy: the waiting session took {result['s']:.2f} s, the other {other:.2f} s")
 
 
+def test_spf(env, gw):
+    rc, out = swaks(env, gw, env.named[1], "spf@relay.example", sender="someone@spf.dns.test",
+                    xclient=f"NAME=good.dns.test ADDR={SPF_PASS}")
+    expect(out, r"250 2\.0\.0 Ok: queued as", "policyd-spf: an SPF pass is accepted", gw, env)
+    msgs = [m for _, e, m in gw.spooled() if e.get("sender") == "someone@spf.dns.test"]
+    want = (f"Received-SPF: Pass (mailfrom) identity=mailfrom; client-ip={SPF_PASS}; "
+            f"helo=client.dns.test; envelope-from=someone@spf.dns.test").encode()
+    if len(msgs) != 1 or not msgs[0].startswith(want):
+        fail(f"policyd-spf's PREPEND is not the spooled message's first header: "
+             f"{[m[:300] for m in msgs]}\n{gw.output()}\n{env.logs()}")
+    rc, out = swaks(env, gw, env.named[1], "spf@relay.example", sender="someone@spf.dns.test",
+                    xclient=f"NAME=good.dns.test ADDR={SPF_FAIL}")
+    # the class was reached through check_sender_access: Postfix names the sender (the
+    # access lookup's reply name and class reach the class's restrictions)
+    expect(out, r"550 5\.7\.23 <someone@spf\.dns\.test>: Sender address rejected: Message "
+           r"rejected due to: SPF fail - not authorized\. Please see http://\S+"
+           + re.escape(f"ip={SPF_FAIL};"), "policyd-spf: an SPF fail is rejected", gw, env)
+
+
 gw = None
 env = Env.__new__(Env)
 env.procs, env.topo, env.dir = [], None, tempfile.mkdtemp(prefix="mxgate-dns-e2e-")
@@ -340,6 +407,7 @@ try:
     test_names(env, gw)
     test_dnsbl_and_domains(env, gw)
     test_policy(env, gw)
+    test_spf(env, gw)
     st = gw.stats()
 finally:
     if gw:
