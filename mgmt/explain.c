@@ -83,6 +83,7 @@ struct mx_explain_memo {
 	size_t keylen;
 	struct dns_result *result;              /* DNS (a reference) */
 	bool cached;                            /* DNS: asked earlier in the run */
+	bool shown;                             /* printed already for this check */
 	struct mx_explain_policy_reply *reply;  /* policy */
 };
 
@@ -343,9 +344,12 @@ static void mx_explain_print_use(struct mx_explain_run *x, const struct mx_expla
 			u->policy ? "the query failed" : "a temporary failure");
 		return;
 	}
-	const struct mx_explain_memo *m = &x->memo[u->memo];
+	struct mx_explain_memo *m = &x->memo[u->memo];
+	bool again = m->shown;
+	m->shown = true;
 	if (!m->policy && m->result)
-		mx_explain_print_dns(x->f, "    ", m->type, m->key, m->result, m->cached);
+		mx_explain_print_dns(x->f, "    ", m->type, m->key, m->result,
+				     m->cached || again);
 	else if (m->policy && m->reply)
 		mx_explain_print_policy(x->f, "    ", m->svc, m->key, m->keylen, m->reply,
 					x->verbose);
