@@ -24,7 +24,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "mgmt/policy.h"
+#include "mxgate/inet.h"
 #include "smtp/smtp_restrictions.h"
 #include "tables/dns_conf.h"
 #include "tables/dns_message.h"

@@ -17,7 +17,6 @@
 
 #include "mxgate/clock.h"
 #include "mxgate/ctype.h"
-#include "mxgate/errf.h"
 
 #define EXPLAIN_DNS_WHY_MAX 96 /* struct dns_result's why[] */
 
