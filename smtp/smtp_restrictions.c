@@ -175,6 +175,11 @@ void smtp_policy_ctx_stats(const struct smtp_policy_ctx *ctx, struct smtp_policy
 	*out = ctx->stats;
 }
 
+size_t smtp_policy_ctx_kept(const struct smtp_policy_ctx *ctx)
+{
+	return ctx->nrecs;
+}
+
 int smtp_policy_ctx_new(const struct smtp_policy *p, struct tables_reader *rd,
 			struct smtp_policy_ctx **out)
 {

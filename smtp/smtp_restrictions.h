@@ -286,6 +286,13 @@ struct smtp_policy_stats {
 };
 void smtp_policy_ctx_stats(const struct smtp_policy_ctx *ctx, struct smtp_policy_stats *out);
 
+/* For `mxgate explain`, from inside a lookups callback: how many events and trace lines
+ * the running check has kept so far (with lookups they wait, in order, until it completes;
+ * events need cb->event and trace lines cb->trace to be kept). The question being asked
+ * belongs to the restriction whose trace line is the first delivered at or after this
+ * position: a restriction's line is kept after its questions were answered. */
+size_t smtp_policy_ctx_kept(const struct smtp_policy_ctx *ctx);
+
 /* What must survive from one check to the next in a session when smtpd_delay_reject = no:
  * Postfix remembers that a defer_if_permit fired in the client, helo or sender list
  * (smtpd_check.c keeps defer_if_permit_{client,helo,sender}) and turns the next RCPT's
