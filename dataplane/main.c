@@ -614,7 +614,9 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	 * 250 before a crash are found and indexed, torn writes are discarded. */
 	struct mx_spools sp = { 0 };
 	struct mx_transport_run tr = { .ops = ops };
-	struct mx_gen_pub pub = { 0 };
+	/* atomics are initialised with atomic_init, not a brace initialiser (clang refuses
+	 * an int for an _Atomic pointer) */
+	struct mx_gen_pub pub;
 	struct control_server *control = NULL;
 	struct queue_control *queue_cmds = NULL;
 	struct reload *reload = NULL;
@@ -622,6 +624,9 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	bool pidfile_written = false, failed = true;
 	char err[512];
 	atomic_init(&pub.current, first);
+	atomic_init(&pub.canary, NULL);
+	atomic_init(&pub.canary_permille, 0);
+	atomic_init(&pub.canary_clients, NULL);
 	check_generation_tables(first, stderr);
 	if (spools_open(&sp, boot, generation_needs_tables(first)) < 0)
 		goto out;

@@ -113,7 +113,7 @@ if ! command -v clang >/dev/null; then
 	echo "!! build-fuzz: clang is missing: install Debian package 'clang' (deploy/install-deps.sh installs it)"
 	note_result "build-fuzz (clang, libFuzzer)" 1
 elif step "build-fuzz (clang, libFuzzer)" bash -c \
-	"$(declare -f setup); CC=clang setup build-fuzz -Dbuildtype=debug -Dfuzzing=true -Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link && ninja -C build-fuzz"; then
+	"$(declare -f setup); CC=clang setup build-fuzz -Dbuildtype=debug -Dwerror=true -Dfuzzing=true -Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link && ninja -C build-fuzz"; then
 	echo "== meson test --suite fuzz-run (build-fuzz)"
 	meson test -C build-fuzz --suite fuzz-run --num-processes 2 --print-errorlogs
 	count_meson_log build-fuzz
