@@ -150,6 +150,7 @@ static int conn_lookup_policy(void *ctx, const struct smtp_policy_service *svc,
 		q->max_idle_ms = svc->max_idle * 1000u;
 		q->max_ttl_ms = svc->max_ttl * 1000u;
 		q->try_limit = svc->try_limit;
+		q->retry_delay_ms = svc->retry_delay * 1000u;
 		q->request_limit = svc->request_limit;
 		/* every try, the waits between them, and a margin */
 		uint64_t tries = svc->try_limit ? svc->try_limit : 1;

@@ -55,6 +55,8 @@ struct svc_policy {
 	uint32_t max_idle_ms;               /* smtpd_policy_service_max_idle */
 	uint32_t max_ttl_ms;                /* smtpd_policy_service_max_ttl */
 	unsigned try_limit;                 /* smtpd_policy_service_try_limit */
+	uint32_t retry_delay_ms;            /* smtpd_policy_service_retry_delay (0: the
+					       service's params.retry_delay_ms) */
 	unsigned request_limit;             /* smtpd_policy_service_request_limit (0: none) */
 	char *request;                      /* the encoded request (smtp_delegation), owned */
 	size_t request_len;

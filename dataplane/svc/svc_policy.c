@@ -613,7 +613,8 @@ static void svc_policy_try_failed(struct svc_policy_service *p, struct svc_polic
 	}
 	SVC_POLICY_ADD(p, fail[kind], 1);
 	unsigned limit = j->req->u.policy.try_limit;
-	uint64_t retry_at = p->now + p->params.retry_delay_ms;
+	uint32_t delay = j->req->u.policy.retry_delay_ms;
+	uint64_t retry_at = p->now + (delay ? delay : p->params.retry_delay_ms);
 	if ((limit && j->tries >= limit) || retry_at >= j->req->deadline_ms) {
 		char why[128];
 		svc_policy_warn(p, j->ep, SVC_POLICY_WARN_TALK, "problem talking to server %s: %s",

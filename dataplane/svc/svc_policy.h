@@ -26,7 +26,7 @@
  * check_policy_service() does so whenever attr_clnt_request() fails); the service has then
  * already logged Postfix's warning ("problem talking to server ..."). Failed tries (every
  * status above from connecting to -ENOMSG) are retried on a fresh connection after
- * params.retry_delay_ms, up to u.policy.try_limit tries (0: until the deadline). One
+ * u.policy.retry_delay_ms (params.retry_delay_ms when 0), up to u.policy.try_limit tries (0: until the deadline). One
  * exception: when a pooled connection turns out closed under a request (EOF, reset or a
  * failed write before one octet of the reply), the request is sent again at once on a new
  * connection without counting a try (a close that crossed the request in flight). */
@@ -45,8 +45,9 @@ struct svc_policy_params {
 	unsigned conns_per_endpoint;
 	unsigned conns_max;          /* connections open at once, all endpoints together */
 	unsigned endpoints_max;      /* distinct endpoints (with their limits) at once */
-	/* smtpd_policy_service_retry_delay: the wait between tries (Postfix: 1s; must be
-	 * > 0, as Postfix's ATTR_CLNT_CTL_TRY_DELAY requires). */
+	/* The wait between tries of a request that does not say (its
+	 * smtpd_policy_service_retry_delay, a per-service parameter, normally does; Postfix:
+	 * 1s; must be > 0, as Postfix's ATTR_CLNT_CTL_TRY_DELAY requires). */
 	uint32_t retry_delay_ms;
 	/* smtputf8_enable: an action that is not valid UTF-8 is a failure (-EILSEQ). */
 	bool smtputf8;

@@ -69,6 +69,7 @@ static void stop(struct worker *w)
 struct limits {
 	uint32_t timeout_ms, max_idle_ms, max_ttl_ms, deadline_ms;
 	unsigned try_limit, request_limit;
+	uint32_t retry_delay_ms; /* 0: the service's */
 };
 
 static const struct limits defaults = { .timeout_ms = 3000, .max_idle_ms = 300000,
@@ -86,6 +87,7 @@ static struct svc_request *request(const char *endpoint, const char *script,
 	r->u.policy.max_ttl_ms = l->max_ttl_ms;
 	r->u.policy.try_limit = l->try_limit;
 	r->u.policy.request_limit = l->request_limit;
+	r->u.policy.retry_delay_ms = l->retry_delay_ms;
 	r->deadline_ms = mx_clock_monotonic_ms() + l->deadline_ms;
 	struct smtp_delegation_request q;
 	smtp_delegation_request_init(&q);
@@ -661,9 +663,19 @@ static void test_timeout_retry(void)
 	CHECK_INT_EQ(stats(&w, "fail_timeout"), 2);
 	CHECK_INT_EQ(stats(&w, "failed"), 1);
 
+	/* the request's own retry delay (a service's smtpd_policy_service_retry_delay) wins
+	 * over the service's default: try 200 ms, delay 700 ms, try 200 ms */
+	l.retry_delay_ms = 700;
+	t0 = mx_clock_monotonic_ms();
+	CHECK_INT_EQ(ask(&w, s->endpoint, "never", &l, NULL, 0), -ETIMEDOUT);
+	took = mx_clock_monotonic_ms() - t0;
+	CHECK(took >= 1080 && took < 2500);
+	CHECK_INT_EQ(atomic_load(&s->requests), 4);
+	l.retry_delay_ms = 0;
+
 	/* the first try fails (the server closes), the retry succeeds */
 	CHECK_INT_EQ(ask(&w, s->endpoint, "flaky:PERMIT", &l, NULL, 0), 0);
-	CHECK_INT_EQ(stats(&w, "retries"), 2);
+	CHECK_INT_EQ(stats(&w, "retries"), 3);
 	CHECK_INT_EQ(stats(&w, "fail_closed"), 1);
 
 	/* the deadline comes before the per-try timeout: answered at the deadline */
