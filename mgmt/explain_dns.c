@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include "mxgate/clock.h"
-#include "mxgate/ctype.h"
 
 #define EXPLAIN_DNS_WHY_MAX 96 /* struct dns_result's why[] */
 
@@ -612,46 +611,6 @@ struct dns_result *mx_explain_dns_lookup(struct mx_explain_dns *d, enum dns_type
 /* ---------------------------------------------------------------------------------------
  * The client's name, as at connect */
 
-/* A reverse name the gateway takes (conn_wait.c conn_peer_name_usable(), Postfix's
- * valid_hostname() and its checks in sockaddr_to_hostname()): a valid host name, not an
- * address, no label starting or ending with '-', not all numeric. *numeric: it was an
- * address (the gateway warns "numeric hostname"). */
-static bool mx_explain_peer_usable(const char *name, bool *numeric)
-{
-	*numeric = false;
-	size_t len = strlen(name);
-	if (len == 0 || len > 255 || !dns_name_valid(name, len))
-		return false;
-	struct mx_inet_addr a;
-	if (mx_inet_parse(name, &a)) {
-		*numeric = true;
-		return false;
-	}
-	bool non_numeric = false;
-	for (const char *p = name; *p; p++) {
-		if ((*p == '-' && (p == name || p[-1] == '.')) ||
-		    (*p == '-' && (p[1] == '.' || p[1] == '\0')))
-			return false;
-		if (!mx_ctype_is_digit((unsigned char)*p) && *p != '.')
-			non_numeric = true;
-	}
-	return non_numeric;
-}
-
-/* What glibc's gai_strerror() says for what getaddrinfo() would return (the gateway's
- * warning text). */
-static const char *mx_explain_peer_ai_error(enum dns_result_status st)
-{
-	switch (st) {
-	case DNS_RESULT_TEMPFAIL:
-		return "Temporary failure in name resolution";
-	case DNS_RESULT_NODATA:
-		return "No address associated with hostname";
-	default:
-		return "Name or service not known";
-	}
-}
-
 /* Ask (type, name) for the peer lookup; the result, NULL when out of memory. */
 static const struct dns_result *mx_explain_peer_ask(struct mx_explain_dns *d,
 						    struct mx_explain_peer *p, enum dns_type type,
@@ -688,7 +647,7 @@ int mx_explain_peer_lookup(struct mx_explain_dns *d, const struct mx_inet_addr *
 	bool numeric = false;
 	if (r->status == DNS_RESULT_OK && r->nrecords > 0)
 		name = dns_result_name(r, &r->records[0]);
-	if (!name || !mx_explain_peer_usable(name, &numeric)) {
+	if (!name || !dns_result_reverse_name_usable(name, &numeric)) {
 		if (name && numeric)
 			snprintf(out->warning, sizeof(out->warning), "numeric hostname: %s", name);
 		out->name_status = out->reverse_name_status =
@@ -705,7 +664,7 @@ int mx_explain_peer_lookup(struct mx_explain_dns *d, const struct mx_inet_addr *
 	if (r->status != DNS_RESULT_OK) {
 		snprintf(out->warning, sizeof(out->warning),
 			 "hostname %s does not resolve to address %s: %s", out->reverse_name,
-			 astr, mx_explain_peer_ai_error(r->status));
+			 astr, dns_result_gai_text(r->status));
 		out->name_status = r->status == DNS_RESULT_TEMPFAIL ? SMTP_POLICY_NAME_TEMP
 								    : SMTP_POLICY_NAME_FORGED;
 		return 0;

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mxgate/ctype.h"
+
 const char *dns_result_status_name(enum dns_result_status s)
 {
 	static const char *const names[DNS_RESULT_STATUS_MAX] = {
@@ -135,4 +137,37 @@ const char *dns_result_txt(const struct dns_result *r, const struct dns_result_r
 size_t dns_result_size(const struct dns_result *r)
 {
 	return sizeof(*r) + r->nrecords * sizeof(*r->records) + r->text_len;
+}
+
+bool dns_result_reverse_name_usable(const char *name, bool *numeric)
+{
+	*numeric = false;
+	size_t len = strlen(name);
+	if (len == 0 || len > 255 || !dns_name_valid(name, len))
+		return false;
+	struct mx_inet_addr a;
+	if (mx_inet_parse(name, &a)) {
+		*numeric = true;
+		return false;
+	}
+	bool non_numeric = false;
+	for (const char *p = name; *p; p++) {
+		if (*p == '-' && (p == name || p[-1] == '.' || p[1] == '.' || p[1] == '\0'))
+			return false;
+		if (!mx_ctype_is_digit((unsigned char)*p) && *p != '.')
+			non_numeric = true;
+	}
+	return non_numeric;
+}
+
+const char *dns_result_gai_text(enum dns_result_status st)
+{
+	switch (st) {
+	case DNS_RESULT_TEMPFAIL:
+		return "Temporary failure in name resolution";
+	case DNS_RESULT_NODATA:
+		return "No address associated with hostname";
+	default:
+		return "Name or service not known";
+	}
 }

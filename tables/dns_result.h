@@ -74,4 +74,15 @@ const char *dns_result_txt(const struct dns_result *r, const struct dns_result_r
 /* Bytes the result occupies (for the cache's bound). */
 size_t dns_result_size(const struct dns_result *r);
 
+/* A PTR answer's name as the client's reverse name, by Postfix's valid_hostname() and the
+ * checks of its sockaddr_to_hostname(): a valid host name of at most 255 octets, not an
+ * address, no label starting or ending with '-', not all digits and dots. *numeric: it
+ * was an address (Postfix warns "numeric hostname"). The gateway at connect and `mxgate
+ * explain` both decide with this. */
+bool dns_result_reverse_name_usable(const char *name, bool *numeric);
+
+/* The text glibc's gai_strerror() gives for what getaddrinfo() would return on a lookup
+ * with this status: Postfix's "hostname X does not resolve to address Y: TEXT". */
+const char *dns_result_gai_text(enum dns_result_status st);
+
 #endif

@@ -6,7 +6,6 @@
  * "unknown"). */
 #include "dataplane/session/conn_internal.h"
 
-#include "mxgate/ctype.h"
 #include "tables/dns_message.h"
 
 /* What a name lookup may take before the session goes on without it. The resolver
@@ -67,41 +66,15 @@ void conn_service_orphan(struct svc_request *r)
 
 /* ---- the client's name ---- */
 
-/* Postfix's valid_hostname() and sockaddr_to_hostname()'s checks of a reverse name:
- * a syntactically valid host name that is not an address. */
+/* A PTR name the client may have (dns_result_reverse_name_usable()), warning as Postfix
+ * does about an address in a PTR record. */
 static bool conn_peer_name_usable(const char *name)
 {
-	size_t len = strlen(name);
-	if (len == 0 || len > 255 || !dns_name_valid(name, len))
-		return false;
-	struct mx_inet_addr a;
-	if (mx_inet_parse(name, &a)) {
+	bool numeric;
+	bool usable = dns_result_reverse_name_usable(name, &numeric);
+	if (numeric)
 		mx_log(MX_LOG_WARNING, "numeric hostname: %s", name);
-		return false;
-	}
-	/* no label starts or ends with '-', and the name is not all numeric */
-	bool non_numeric = false;
-	for (const char *p = name; *p; p++) {
-		if ((*p == '-' && (p == name || p[-1] == '.')) ||
-		    (*p == '-' && (p[1] == '.' || p[1] == '\0')))
-			return false;
-		if (!mx_ctype_is_digit(*p) && *p != '.')
-			non_numeric = true;
-	}
-	return non_numeric;
-}
-
-static const char *conn_peer_ai_error(enum dns_result_status st)
-{
-	/* the texts glibc's gai_strerror() gives for what getaddrinfo() would return */
-	switch (st) {
-	case DNS_RESULT_TEMPFAIL:
-		return "Temporary failure in name resolution";
-	case DNS_RESULT_NODATA:
-		return "No address associated with hostname";
-	default:
-		return "Name or service not known";
-	}
+	return usable;
 }
 
 /* Ask for the client's reverse name. */
@@ -152,7 +125,7 @@ static void conn_peer_ptr_answer(struct conn *c, const struct dns_result *res)
 			return;
 	}
 	mx_log(MX_LOG_WARNING, "hostname %s does not resolve to address %s: %s", name,
-	       c->addr_str, conn_peer_ai_error(DNS_RESULT_TEMPFAIL));
+	       c->addr_str, dns_result_gai_text(DNS_RESULT_TEMPFAIL));
 	c->name_status = CONN_PEER_TEMP;
 	conn_greet_now(c);
 }
@@ -163,7 +136,7 @@ static void conn_peer_addr_answer(struct conn *c, const struct dns_result *res)
 	const char *name = c->reverse_name;
 	if (res->status != DNS_RESULT_OK) {
 		mx_log(MX_LOG_WARNING, "hostname %s does not resolve to address %s: %s", name,
-		       c->addr_str, conn_peer_ai_error(res->status));
+		       c->addr_str, dns_result_gai_text(res->status));
 		c->name_status =
 			res->status == DNS_RESULT_TEMPFAIL ? CONN_PEER_TEMP : CONN_PEER_FORGED;
 		conn_greet_now(c);

@@ -1475,6 +1475,46 @@ static void test_result(void)
 	free(p);
 }
 
+/* A PTR name as the client's name: Postfix's valid_hostname() and sockaddr_to_hostname(). */
+static void test_reverse_name_usable(void)
+{
+	static const struct {
+		const char *name;
+		bool usable, numeric;
+	} cases[] = {
+		{ "mail.example.com", true, false },
+		{ "a-b.example", true, false },
+		{ "1host.example", true, false },
+		{ "192.0.2.1", false, true },
+		{ "2001:db8::1", false, false }, /* not a host name at all */
+		{ "1.2.3", false, false },       /* all digits and dots */
+		{ "-a.example", false, false },  /* a label starting with '-' */
+		{ "a-.example", false, false },  /* ... or ending with it */
+		{ "a.-b.example", false, false },
+		{ "a.example-", false, false },
+		{ "", false, false },
+		{ "under_score.example", true, false }, /* Postfix allows "_" ("grr..") */
+		{ "a..example", false, false },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		bool numeric = true;
+		CHECK_INT_EQ(dns_result_reverse_name_usable(cases[i].name, &numeric),
+			     cases[i].usable);
+		CHECK_INT_EQ(numeric, cases[i].numeric);
+	}
+	char longname[300];
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	for (size_t i = 60; i < sizeof(longname) - 1; i += 61)
+		longname[i] = '.';
+	bool numeric;
+	CHECK(!dns_result_reverse_name_usable(longname, &numeric)); /* over 255 octets */
+	CHECK_STR_EQ(dns_result_gai_text(DNS_RESULT_TEMPFAIL),
+		     "Temporary failure in name resolution");
+	CHECK_STR_EQ(dns_result_gai_text(DNS_RESULT_NODATA), "No address associated with hostname");
+	CHECK_STR_EQ(dns_result_gai_text(DNS_RESULT_NXDOMAIN), "Name or service not known");
+}
+
 int main(void)
 {
 	answer = malloc(sizeof(*answer));
@@ -1497,6 +1537,7 @@ int main(void)
 	RUN_TEST(test_rhsbl_names);
 	RUN_TEST(test_other_encoder);
 	RUN_TEST(test_result);
+	RUN_TEST(test_reverse_name_usable);
 	free(answer);
 	return TEST_RESULT();
 }
