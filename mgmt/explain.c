@@ -32,10 +32,7 @@
 #include "tables/tables_env.h"
 
 #define EXPLAIN_MAX_RCPT 64
-/* Answers one command's check may wait for, as the gateway's connection bounds its memo
- * (CONN_MEMO_MAX in dataplane/session/conn_check.c): past it a lookup is not made, a
- * temporary failure, there as here. */
-#define EXPLAIN_MEMO_MAX 48
+#define EXPLAIN_MEMO_MAX SMTP_POLICY_LOOKUPS_MAX /* as the gateway's connection */
 #define EXPLAIN_USES_MAX 1024  /* lookups shown under one stage's lines (memo hits) */
 #define EXPLAIN_LINES_MAX 4096 /* trace lines and events of one stage */
 

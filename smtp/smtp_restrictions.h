@@ -431,6 +431,11 @@ struct smtp_policy_result {
 	char restriction[SMTP_POLICY_TEXT_MAX];
 };
 
+/* Answers one check may wait for, the bound of a caller's memo (the gateway's connection
+ * and `mxgate explain` keep the same): Postfix restriction lists with more lookups than
+ * this in one stage are not seen in practice; past it, a lookup is a temporary failure. */
+#define SMTP_POLICY_LOOKUPS_MAX 48
+
 /* The answers a check may wait for (see the file comment). The caller keeps, per check
  * that returned PENDING, every answer it has given or asked for (its memo), and gives each
  * again when asked again, until the check completes; then it forgets them. */

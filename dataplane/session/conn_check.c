@@ -15,9 +15,7 @@
 
 #include "smtp/smtp_delegation.h"
 
-/* Answers one check may wait for: Postfix restriction lists with more lookups than this
- * in one stage are not seen in practice; past it, a lookup is a temporary failure. */
-#define CONN_MEMO_MAX 48
+#define CONN_MEMO_MAX SMTP_POLICY_LOOKUPS_MAX
 /* What a policy query may take beyond its tries (a margin for the service's queue). */
 #define CONN_POLICY_MARGIN_MS 5000
 /* What a DNS lookup may take before the check goes on without it (the resolver answers
