@@ -240,6 +240,20 @@ class Gateway:
         with open(self.maillog, encoding="utf-8", errors="replace") as f:
             return f.read()
 
+    def _log_since(self, offset):
+        """The log from byte `offset` on, whole lines only (a line the offset cuts is
+        dropped)."""
+        if not os.path.exists(self.maillog):
+            return ""
+        with open(self.maillog, "rb") as f:
+            if offset:
+                f.seek(offset - 1)
+                data = f.read()
+                data = data[1:] if data[:1] == b"\n" else data[data.find(b"\n") + 1:]
+            else:
+                data = f.read()
+        return data.decode("utf-8", "replace")
+
     def spooled(self):
         """Every message made durable so far: list of (queue_id, envelope, message)."""
         return read_spool(self.binary, self.spool)
@@ -254,18 +268,20 @@ class Gateway:
         with keys prefixed "spool_" and the relay lines with keys prefixed "relay_" (both
         summed over the spool directories: relay_queued, relay_sent, relay_deferred,
         relay_removed, relay_notifications...)."""
-        before = self.log().count(self._LAST_STAT_LINE)
+        # only what is written after the signal is read: a long run's log is hundreds
+        # of megabytes, too much to read again every 50 ms
+        start = os.path.getsize(self.maillog) if os.path.exists(self.maillog) else 0
         self.proc.send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            lines = self.log().splitlines()
+            lines = self._log_since(start).splitlines()
             ends = [i for i, l in enumerate(lines) if self._LAST_STAT_LINE in l]
-            if len(ends) > before:
+            if ends:
                 out = {}
                 spools = False
                 # the group, read backwards from its last line: the statistics line(s),
-                # then the spool lines written just before them, up to the group before
-                for line in reversed(lines[:ends[-1] + 1]):
+                # then the spool lines written just before them
+                for line in reversed(lines[:ends[0] + 1]):
                     per_spool = re.search(r"\b(spool|relay) \d+ statistics: ", line)
                     if "statistics (SIGUSR1):" in line:
                         if spools:
