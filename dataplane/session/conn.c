@@ -110,6 +110,11 @@ int conn_verdict(struct conn *c, uint16_t code, const char *text, bool disconnec
 	return rc;
 }
 
+void conn_hangup(struct conn *c)
+{
+	smtp_session_peer_closed(c->s);
+}
+
 void conn_accept(struct conn *c)
 {
 	conn_verdict(c, 0, NULL, false);
@@ -332,10 +337,14 @@ void conn_greet_now(struct conn *c)
 
 void conn_greet_decided(struct conn *c, const struct smtp_policy_result *res)
 {
+	if (res->hangup) {
+		conn_hangup(c);
+		return;
+	}
 	if (res->decision != SMTP_POLICY_ACCEPT) {
 		/* Postfix keeps talking: the refusal stands for the greeting and later
 		 * commands get 503 (a 421/521 from a table still closes). */
-		if (res->disconnect || res->hangup)
+		if (res->disconnect)
 			smtp_session_greet_reject(c->s, res->code, res->text);
 		else
 			smtp_session_greet_deny(c->s, res->code, res->text);

@@ -209,8 +209,8 @@ static void conn_check_event(void *ctx, const char *kind, const char *text)
 		mx_log(MX_LOG_WARNING, "%s", conn_printable_str(text, shown, sizeof(shown)));
 		return;
 	}
-	if (strcmp(kind, "hangup") == 0)
-		return; /* the result says it; the verdict closes the session */
+	/* "hangup" too: Postfix's log_whatsup() line; the verdict then drops the connection
+	 * without a reply (conn_hangup()) */
 	conn_log_action(c, kind, c->check.cmd, text, c->check.rcpt);
 }
 
@@ -286,7 +286,7 @@ static void conn_check_run(struct conn *c)
 		res = (struct smtp_policy_result){ .decision = SMTP_POLICY_DEFER, .code = 451 };
 		snprintf(res.text, sizeof(res.text), "4.3.5 Server configuration error");
 	}
-	if (res.decision != SMTP_POLICY_ACCEPT) {
+	if (res.decision != SMTP_POLICY_ACCEPT && !res.hangup) {
 		char reply[SMTP_POLICY_TEXT_MAX + 8];
 		snprintf(reply, sizeof(reply), "%u %s", res.code, res.text);
 		conn_log_reject(c, k->cmd, reply, k->rcpt);
@@ -357,5 +357,7 @@ void conn_check_abandon(struct conn *c)
 
 void conn_policy_verdict(struct conn *c, const struct smtp_policy_result *res)
 {
+	if (res->hangup)
+		conn_hangup(c);
 	conn_verdict(c, res->code, res->text, res->disconnect || res->hangup);
 }

@@ -161,6 +161,8 @@ void conn_on_xclient(struct conn *c, const struct smtp_event *ev)
 void conn_xclient_decided(struct conn *c, const struct smtp_policy_result *res)
 {
 	struct smtp_verdict v = c->check.xclient;
+	if (res->hangup)
+		conn_hangup(c);
 	if (res->decision != SMTP_POLICY_ACCEPT) {
 		v.code = res->code;
 		v.text = res->text;

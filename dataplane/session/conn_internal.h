@@ -209,6 +209,10 @@ void conn_log_action(struct conn *c, const char *kind, const char *cmd, const ch
 void conn_log_reject(struct conn *c, const char *cmd, const char *reply, const char *rcpt);
 void conn_txn_reset(struct conn *c);
 int conn_verdict(struct conn *c, uint16_t code, const char *text, bool disconnect);
+/* Postfix's HANGUP (an access table or policy server): no reply, the connection closes
+ * (smtpd shutdown(2)s its socket): replies not yet sent are dropped, a message in progress
+ * is aborted. The pending verdict is still given; the closed session sends nothing. */
+void conn_hangup(struct conn *c);
 void conn_accept(struct conn *c);
 
 /* conn_check.c: evaluating c->check, and the answers it waits for */

@@ -18,7 +18,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mxtest import Gateway, binary_from_argv, fail  # noqa: E402
+from mxtest import Gateway, binary_from_argv, fail, wait_for  # noqa: E402
 
 binary = binary_from_argv()
 tools = os.path.dirname(os.path.abspath(binary))
@@ -56,6 +56,7 @@ bcc@x.example           BCC archive@relay.example
 prepend@x.example       PREPEND X-Policy: tagged
 class@x.example         strict
 521@x.example           521 5.7.1 go away
+hangup@x.example        HANGUP go away quietly
 """)
 clients = write("clients.cidr", """\
 192.0.2.0/28            REJECT
@@ -134,6 +135,44 @@ def expect(what, got, code, text=None):
         fail(f"{what}: expected {code} {text or ''}, got {got[0]} {got[1]}")
 
 
+def hangup_session(gw):
+    """HANGUP (Postfix's test feature): the connection closes with no reply to the RCPT
+    that met it, and the log says "hangup" as Postfix's log_whatsup() does."""
+    import socket
+    s = socket.create_connection((gw.host, gw.port), timeout=20)
+    f = s.makefile("rb")
+
+    def reply():
+        lines = []
+        while True:
+            line = f.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            if line[3:4] != b"-":
+                return lines
+
+    try:
+        reply()
+        for cmd in (b"EHLO xclient.test.example", b"XCLIENT NAME=client.test.example "
+                    b"ADDR=198.51.100.1", b"EHLO mail.test.example",
+                    b"MAIL FROM:<hangup@x.example>"):
+            s.sendall(cmd + b"\r\n")
+            r = reply()
+            if not r or r[-1][:1] not in (b"2",):
+                fail(f"HANGUP session: {cmd!r} got {r!r}")
+        s.sendall(b"RCPT TO:<u@relay.example>\r\n")
+        r = reply()
+        if r:
+            fail(f"HANGUP: the connection should close without a reply, got {r!r}")
+    finally:
+        s.close()
+    wait_for(lambda: "NOQUEUE: hangup: RCPT from client.test.example[198.51.100.1]: "
+                    "go away quietly; from=<hangup@x.example> to=<u@relay.example> "
+                    "proto=ESMTP helo=<mail.test.example>" in gw.log(), 10,
+                    "the hangup log line", gw.log)
+
+
 MSG = "Subject: hello\nX-Internal: secret\nMessage-ID: <m@test>\n\nbody\n"
 
 with Gateway(binary, extra_config=config) as gw:
@@ -169,6 +208,7 @@ with Gateway(binary, extra_config=config) as gw:
     r = session(gw, "198.51.100.1", "mail.test.example", "521@x.example",
                 ["u@relay.example"])
     expect("521", r[1], 521, "5.7.1 <521@x.example>: Sender address rejected: go away")
+    hangup_session(gw)
     # relay
     r = session(gw, "198.51.100.1", "mail.test.example", "a@test.example",
                 ["u@elsewhere.example"])
