@@ -21,95 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "golden_text.h"
 #include "smtp/smtp_session.h"
 
 #define MAX_LINES 20000
 #define MAX_SCRIPT 64
-
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-
-static void buf_add(struct buf *b, const void *p, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->p = realloc(b->p, cap);
-		if (!b->p) {
-			perror("realloc");
-			exit(2);
-		}
-		b->cap = cap;
-	}
-	if (n)
-		memcpy(b->p + b->len, p, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void buf_addf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_addf(struct buf *b, const char *fmt, ...)
-{
-	char tmp[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	buf_add(b, tmp, n < 0 ? 0 : (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
-static void buf_escaped(struct buf *b, const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)p[i];
-		if (c == '\r')
-			buf_add(b, "\\r", 2);
-		else if (c == '\n')
-			buf_add(b, "\\n", 2);
-		else if (c == '\t')
-			buf_add(b, "\\t", 2);
-		else if (c == '\\')
-			buf_add(b, "\\\\", 2);
-		else if (c == '"')
-			buf_add(b, "\\\"", 2);
-		else if (c < 32 || c >= 127)
-			buf_addf(b, "\\x%02x", c);
-		else
-			buf_add(b, &p[i], 1);
-	}
-}
-
-/* Unescape \r \n \t \0 \\ \xHH in place; returns the new length. */
-static size_t unescape(char *s, size_t n)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] != '\\' || i + 1 >= n) {
-			s[o++] = s[i];
-			continue;
-		}
-		char c = s[++i];
-		if (c == 'r')
-			s[o++] = '\r';
-		else if (c == 'n')
-			s[o++] = '\n';
-		else if (c == 't')
-			s[o++] = '\t';
-		else if (c == '0')
-			s[o++] = '\0';
-		else if (c == 'x' && i + 2 < n + 1 && isxdigit((unsigned char)s[i + 1]) &&
-			 isxdigit((unsigned char)s[i + 2])) {
-			char hex[3] = { s[i + 1], s[i + 2], 0 };
-			s[o++] = (char)strtol(hex, NULL, 16);
-			i += 2;
-		} else
-			s[o++] = c;
-	}
-	return o;
-}
 
 /* ---- the transcript ---- */
 
@@ -126,10 +42,10 @@ struct verdict_script {
 
 struct action {
 	enum action_kind kind;
-	struct buf flight; /* A_SEND */
+	struct golden_buf flight; /* A_SEND */
 	bool atomic;
 	struct verdict_script release; /* A_RELEASE */
-	struct buf want_replies, want_events;
+	struct golden_buf want_replies, want_events;
 	int want_closed; /* -1 unchecked, 0/1 */
 	int first_line, last_line; /* in the file, for --record */
 	/* verdict directives that become active when this action starts */
@@ -256,7 +172,7 @@ static void parse_verdict_args(struct transcript *t, int line, char *p, struct v
 			snprintf(v->queue, sizeof(v->queue), "%.*s", (int)n, rest + 6);
 			rest += 6 + n;
 		} else {
-			size_t n = unescape(rest, strlen(rest));
+			size_t n = golden_unescape(rest, strlen(rest));
 			rest[n] = '\0';
 			snprintf(v->text, sizeof(v->text), "%s", rest);
 			break;
@@ -296,7 +212,7 @@ static void load(struct transcript *t, const char *path)
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t n;
-	struct buf flight = { 0 };
+	struct golden_buf flight = { 0 };
 	struct verdict_script pending_scripts[MAX_SCRIPT];
 	int npending = 0;
 	struct action *cur = NULL; /* expectations attach here */
@@ -367,19 +283,19 @@ static void load(struct transcript *t, const char *path)
 			char *p = line + (raw ? 2 : 1);
 			if (*p == ' ')
 				p++;
-			size_t m = unescape(p, strlen(p));
-			buf_add(&flight, p, m);
+			size_t m = golden_unescape(p, strlen(p));
+			golden_buf_add(&flight, p, m);
 			if (!raw)
-				buf_add(&flight, "\r\n", 2);
+				golden_buf_add(&flight, "\r\n", 2);
 			continue;
 		}
 		if (line[0] == '<' || line[0] == '=') {
 			char *p = line + 1;
 			if (*p == ' ')
 				p++;
-			struct buf *b = line[0] == '<' ? &cur->want_replies : &cur->want_events;
-			buf_add(b, p, strlen(p));
-			buf_add(b, "\n", 1);
+			struct golden_buf *b = line[0] == '<' ? &cur->want_replies : &cur->want_events;
+			golden_buf_add(b, p, strlen(p));
+			golden_buf_add(b, "\n", 1);
 			cur->last_line = ln;
 			continue;
 		}
@@ -425,12 +341,12 @@ static void load(struct transcript *t, const char *path)
 struct runner {
 	const struct transcript *t;
 	struct smtp_session *s;
-	struct buf pend; /* bytes read and not yet consumed */
+	struct golden_buf pend; /* bytes read and not yet consumed */
 	size_t pend_off;
-	struct buf replies, events;
-	struct buf body; /* coalescing BODY events */
+	struct golden_buf replies, events;
+	struct golden_buf body; /* coalescing BODY events */
 	bool in_body;
-	struct buf message; /* the current message, HEADER + BODY bytes */
+	struct golden_buf message; /* the current message, HEADER + BODY bytes */
 	struct verdict_script fifo[MAX_SCRIPT * 4];
 	int nfifo;
 	bool deferred;
@@ -443,9 +359,9 @@ static void flush_body(struct runner *r)
 {
 	if (!r->in_body)
 		return;
-	buf_add(&r->events, "BODY \"", 6);
-	buf_escaped(&r->events, r->body.p, r->body.len);
-	buf_add(&r->events, "\"\n", 2);
+	golden_buf_add(&r->events, "BODY \"", 6);
+	golden_buf_escaped(&r->events, r->body.p, r->body.len);
+	golden_buf_add(&r->events, "\"\n", 2);
 	r->body.len = 0;
 	r->in_body = false;
 }
@@ -475,8 +391,8 @@ static void collect_output(struct runner *r)
 		for (size_t k = 0; k + 2 < n; k++)
 			if ((unsigned char)l[k] < 32 && l[k] != '\t')
 				fail_invariant(r, "control character in a reply");
-		buf_add(&r->replies, l, n - 2);
-		buf_add(&r->replies, "\n", 1);
+		golden_buf_add(&r->replies, l, n - 2);
+		golden_buf_add(&r->replies, "\n", 1);
 		i += n;
 	}
 	/* drain in two steps, to exercise partial writes */
@@ -508,87 +424,87 @@ static void answer(struct runner *r, const struct verdict_script *v)
 
 static void record_event(struct runner *r, const struct smtp_event *ev)
 {
-	struct buf *e = &r->events;
+	struct golden_buf *e = &r->events;
 	if (ev->type == SMTP_EV_BODY) {
-		buf_add(&r->body, ev->u.body.ptr, ev->u.body.len);
-		buf_add(&r->message, ev->u.body.ptr, ev->u.body.len);
+		golden_buf_add(&r->body, ev->u.body.ptr, ev->u.body.len);
+		golden_buf_add(&r->message, ev->u.body.ptr, ev->u.body.len);
 		r->in_body = true;
 		return;
 	}
 	flush_body(r);
 	switch (ev->type) {
 	case SMTP_EV_HELO:
-		buf_add(e, "HELO name=\"", 11);
-		buf_escaped(e, ev->u.helo.name.ptr, ev->u.helo.name.len);
-		buf_addf(e, "\" esmtp=%d\n", ev->u.helo.esmtp);
+		golden_buf_add(e, "HELO name=\"", 11);
+		golden_buf_escaped(e, ev->u.helo.name.ptr, ev->u.helo.name.len);
+		golden_buf_addf(e, "\" esmtp=%d\n", ev->u.helo.esmtp);
 		break;
 	case SMTP_EV_MAIL: {
 		static const char *bodies[] = { "UNSPECIFIED", "7BIT", "8BITMIME", "BINARYMIME" };
-		buf_add(e, "MAIL from=\"", 11);
-		buf_escaped(e, ev->u.mail.addr.ptr, ev->u.mail.addr.len);
-		buf_add(e, "\" params=\"", 10);
-		buf_escaped(e, ev->u.mail.params.ptr, ev->u.mail.params.len);
-		buf_addf(e, "\" size=%" PRIu64 " body=%s utf8=%d\n", ev->u.mail.size,
+		golden_buf_add(e, "MAIL from=\"", 11);
+		golden_buf_escaped(e, ev->u.mail.addr.ptr, ev->u.mail.addr.len);
+		golden_buf_add(e, "\" params=\"", 10);
+		golden_buf_escaped(e, ev->u.mail.params.ptr, ev->u.mail.params.len);
+		golden_buf_addf(e, "\" size=%" PRIu64 " body=%s utf8=%d\n", ev->u.mail.size,
 			 bodies[ev->u.mail.body % 4], ev->u.mail.smtputf8);
 		break;
 	}
 	case SMTP_EV_RCPT:
-		buf_add(e, "RCPT to=\"", 9);
-		buf_escaped(e, ev->u.rcpt.addr.ptr, ev->u.rcpt.addr.len);
-		buf_add(e, "\" params=\"", 10);
-		buf_escaped(e, ev->u.rcpt.params.ptr, ev->u.rcpt.params.len);
-		buf_add(e, "\"\n", 2);
+		golden_buf_add(e, "RCPT to=\"", 9);
+		golden_buf_escaped(e, ev->u.rcpt.addr.ptr, ev->u.rcpt.addr.len);
+		golden_buf_add(e, "\" params=\"", 10);
+		golden_buf_escaped(e, ev->u.rcpt.params.ptr, ev->u.rcpt.params.len);
+		golden_buf_add(e, "\"\n", 2);
 		break;
 	case SMTP_EV_DATA:
-		buf_addf(e, "DATA bdat=%d\n", ev->u.data.bdat);
+		golden_buf_addf(e, "DATA bdat=%d\n", ev->u.data.bdat);
 		r->message.len = 0;
 		break;
 	case SMTP_EV_HEADER:
-		buf_add(e, "HEADER \"", 8);
-		buf_escaped(e, ev->u.header.text.ptr, ev->u.header.text.len);
-		buf_addf(e, "\"%s\n", ev->u.header.truncated ? " truncated" : "");
-		buf_add(&r->message, ev->u.header.text.ptr, ev->u.header.text.len);
+		golden_buf_add(e, "HEADER \"", 8);
+		golden_buf_escaped(e, ev->u.header.text.ptr, ev->u.header.text.len);
+		golden_buf_addf(e, "\"%s\n", ev->u.header.truncated ? " truncated" : "");
+		golden_buf_add(&r->message, ev->u.header.text.ptr, ev->u.header.text.len);
 		break;
 	case SMTP_EV_MESSAGE_END:
-		buf_addf(e, "MESSAGE_END size=%" PRIu64 " rcpts=%u\n", ev->u.message.size,
+		golden_buf_addf(e, "MESSAGE_END size=%" PRIu64 " rcpts=%u\n", ev->u.message.size,
 			 ev->u.message.recipients);
 		if (ev->u.message.size != r->message.len)
 			fail_invariant(r, "MESSAGE_END size is not the bytes handed out");
 		r->messages++;
 		break;
 	case SMTP_EV_PROTOCOL_ERROR:
-		buf_addf(e, "PROTOCOL_ERROR kind=%s code=%u closing=%d delay=%u\n",
+		golden_buf_addf(e, "PROTOCOL_ERROR kind=%s code=%u closing=%d delay=%u\n",
 			 smtp_error_kind_name(ev->u.error.kind), ev->u.error.code,
 			 ev->u.error.closing, ev->u.error.delay_ms);
 		break;
 	case SMTP_EV_XCLIENT:
-		buf_add(e, "XCLIENT", 7);
+		golden_buf_add(e, "XCLIENT", 7);
 		for (unsigned i = 0; i < SMTP_XCLIENT_ATTR_MAX; i++) {
 			const struct smtp_xclient_value *a = &ev->u.xclient->attr[i];
 			if (!a->present)
 				continue;
-			buf_addf(e, " %s=", smtp_xclient_attr_name((enum smtp_xclient_attr)i));
+			golden_buf_addf(e, " %s=", smtp_xclient_attr_name((enum smtp_xclient_attr)i));
 			if (a->tempunavail) {
-				buf_add(e, "TEMPUNAVAIL", 11);
+				golden_buf_add(e, "TEMPUNAVAIL", 11);
 			} else if (a->unavailable) {
-				buf_add(e, "UNAVAILABLE", 11);
+				golden_buf_add(e, "UNAVAILABLE", 11);
 			} else {
-				buf_add(e, "\"", 1);
-				buf_escaped(e, a->value.ptr, a->value.len);
-				buf_add(e, "\"", 1);
+				golden_buf_add(e, "\"", 1);
+				golden_buf_escaped(e, a->value.ptr, a->value.len);
+				golden_buf_add(e, "\"", 1);
 			}
 		}
-		buf_add(e, "\n", 1);
+		golden_buf_add(e, "\n", 1);
 		break;
 	default:
-		buf_addf(e, "%s\n", smtp_event_name(ev->type));
+		golden_buf_addf(e, "%s\n", smtp_event_name(ev->type));
 		break;
 	}
 	if (ev->unauth_pipelining) {
 		/* the flag goes on the line just written: " unauth_pipelining" before its
 		 * newline */
 		e->len--;
-		buf_add(e, " unauth_pipelining\n", 19);
+		golden_buf_add(e, " unauth_pipelining\n", 19);
 	}
 }
 
@@ -656,12 +572,12 @@ static void drive(struct runner *r)
 
 static void feed(struct runner *r, const char *p, size_t n)
 {
-	buf_add(&r->pend, p, n);
+	golden_buf_add(&r->pend, p, n);
 	drive(r);
 }
 
 static bool compare(struct runner *r, const struct action *a, const char *what,
-		    const struct buf *want, const struct buf *got)
+		    const struct golden_buf *want, const struct golden_buf *got)
 {
 	const char *w = want->p ? want->p : "", *g = got->p ? got->p : "";
 	if (strcmp(w, g) == 0)
@@ -674,7 +590,7 @@ static bool compare(struct runner *r, const struct action *a, const char *what,
 
 /* Run the whole transcript; split_at: 0 whole, SIZE_MAX bytewise, else the offset. */
 static int run_mode(const struct transcript *t, size_t split_at, const char *mode,
-		    struct buf *record_replies, struct buf *record_events, int *record_closed)
+		    struct golden_buf *record_replies, struct golden_buf *record_events, int *record_closed)
 {
 	struct runner r = { .t = t, .mode = mode };
 	r.s = smtp_session_new(&t->cfg, &t->client);
@@ -743,8 +659,8 @@ static int run_mode(const struct transcript *t, size_t split_at, const char *mod
 		flush_body(&r);
 		collect_output(&r);
 		if (record_replies) {
-			buf_add(&record_replies[ai], r.replies.p ? r.replies.p : "", r.replies.len);
-			buf_add(&record_events[ai], r.events.p ? r.events.p : "", r.events.len);
+			golden_buf_add(&record_replies[ai], r.replies.p ? r.replies.p : "", r.replies.len);
+			golden_buf_add(&record_events[ai], r.events.p ? r.events.p : "", r.events.len);
 			record_closed[ai] = smtp_session_closed(r.s);
 			continue;
 		}
@@ -770,7 +686,7 @@ static int run_mode(const struct transcript *t, size_t split_at, const char *mod
 	return r.failures ? 1 : 0;
 }
 
-static void print_record(const struct transcript *t, struct buf *replies, struct buf *events,
+static void print_record(const struct transcript *t, struct golden_buf *replies, struct golden_buf *events,
 			 int *closed)
 {
 	int ai = 0;
@@ -846,8 +762,8 @@ int main(int argc, char **argv)
 	load(&t, argv[argc - 1]);
 
 	if (record) {
-		struct buf *rep = calloc((size_t)t.nactions, sizeof(*rep));
-		struct buf *evs = calloc((size_t)t.nactions, sizeof(*evs));
+		struct golden_buf *rep = calloc((size_t)t.nactions, sizeof(*rep));
+		struct golden_buf *evs = calloc((size_t)t.nactions, sizeof(*evs));
 		int *closed = calloc((size_t)t.nactions, sizeof(int));
 		run_mode(&t, 0, "whole", rep, evs, closed);
 		print_record(&t, rep, evs, closed);

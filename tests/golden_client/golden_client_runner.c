@@ -23,92 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "golden_text.h"
 #include "smtp/smtp_client.h"
-
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-
-static void buf_add(struct buf *b, const void *p, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->p = realloc(b->p, cap);
-		if (!b->p) {
-			perror("realloc");
-			exit(2);
-		}
-		b->cap = cap;
-	}
-	if (n)
-		memcpy(b->p + b->len, p, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void buf_addf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_addf(struct buf *b, const char *fmt, ...)
-{
-	char tmp[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	buf_add(b, tmp, n < 0 ? 0 : (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
-static void buf_escaped(struct buf *b, const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)p[i];
-		if (c == '\r')
-			buf_add(b, "\\r", 2);
-		else if (c == '\n')
-			buf_add(b, "\\n", 2);
-		else if (c == '\t')
-			buf_add(b, "\\t", 2);
-		else if (c == '\\')
-			buf_add(b, "\\\\", 2);
-		else if (c == '"')
-			buf_add(b, "\\\"", 2);
-		else if (c < 32 || c >= 127)
-			buf_addf(b, "\\x%02x", c);
-		else
-			buf_add(b, &p[i], 1);
-	}
-}
-
-/* Unescape \r \n \t \0 \\ \" \xHH in place; returns the new length. */
-static size_t unescape(char *s, size_t n)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] != '\\' || i + 1 >= n) {
-			s[o++] = s[i];
-			continue;
-		}
-		char c = s[++i];
-		if (c == 'r')
-			s[o++] = '\r';
-		else if (c == 'n')
-			s[o++] = '\n';
-		else if (c == 't')
-			s[o++] = '\t';
-		else if (c == '0')
-			s[o++] = '\0';
-		else if (c == 'x' && i + 2 < n + 1 && isxdigit((unsigned char)s[i + 1]) &&
-			 isxdigit((unsigned char)s[i + 2])) {
-			char hex[3] = { s[i + 1], s[i + 2], 0 };
-			s[o++] = (char)strtol(hex, NULL, 16);
-			i += 2;
-		} else
-			s[o++] = c;
-	}
-	return o;
-}
 
 /* ---- the transcript ---- */
 
@@ -125,9 +41,9 @@ struct action {
 	char call[8192];       /* A_CALL: the line without "=> RC" */
 	bool want_rc_given;
 	long want_rc;
-	struct buf bytes;      /* A_RECV: the flight; A_CONTENT: the content */
-	struct buf want_out, want_events;
-	struct buf checks;     /* "state X\nidle yes\n..." */
+	struct golden_buf bytes;      /* A_RECV: the flight; A_CONTENT: the content */
+	struct golden_buf want_out, want_events;
+	struct golden_buf checks;     /* "state X\nidle yes\n..." */
 	int line;              /* the action's line in the file (START: the last config
 	                          line, or -1) */
 };
@@ -232,12 +148,12 @@ static long parse_rc(const struct transcript *t, int line, const char *s)
 	return v;
 }
 
-static void add_expected_line(struct buf *b, char *text, bool crlf)
+static void add_expected_line(struct golden_buf *b, char *text, bool crlf)
 {
-	size_t n = unescape(text, strlen(text));
-	buf_add(b, text, n);
+	size_t n = golden_unescape(text, strlen(text));
+	golden_buf_add(b, text, n);
 	if (crlf)
-		buf_add(b, "\r\n", 2);
+		golden_buf_add(b, "\r\n", 2);
 }
 
 static void load(struct transcript *t, const char *path)
@@ -261,7 +177,7 @@ static void load(struct transcript *t, const char *path)
 	fclose(f);
 
 	struct action *cur = new_action(t, A_START, -1);
-	struct buf flight = { 0 };
+	struct golden_buf flight = { 0 };
 	for (int ln = 0; ln < t->nlines; ln++) {
 		char line[8192];
 		snprintf(line, sizeof(line), "%s", t->lines[ln]);
@@ -276,13 +192,13 @@ static void load(struct transcript *t, const char *path)
 		}
 		if (strncmp(line, "<< ", 3) == 0 || strcmp(line, "<<") == 0) {
 			char *s = line + (line[2] ? 3 : 2);
-			buf_add(&flight, s, unescape(s, strlen(s)));
+			golden_buf_add(&flight, s, golden_unescape(s, strlen(s)));
 			continue;
 		}
 		if (strncmp(line, "< ", 2) == 0 || strcmp(line, "<") == 0) {
 			char *s = line + (line[1] ? 2 : 1);
-			buf_add(&flight, s, unescape(s, strlen(s)));
-			buf_add(&flight, "\r\n", 2);
+			golden_buf_add(&flight, s, golden_unescape(s, strlen(s)));
+			golden_buf_add(&flight, "\r\n", 2);
 			continue;
 		}
 		if (strncmp(line, ">> ", 3) == 0 || strcmp(line, ">>") == 0) {
@@ -294,11 +210,11 @@ static void load(struct transcript *t, const char *path)
 			continue;
 		}
 		if (strncmp(line, "= ", 2) == 0) {
-			buf_addf(&cur->want_events, "%s\n", line + 2);
+			golden_buf_addf(&cur->want_events, "%s\n", line + 2);
 			continue;
 		}
 		if (is_check(line)) {
-			buf_addf(&cur->checks, "%s\n", line);
+			golden_buf_addf(&cur->checks, "%s\n", line);
 			continue;
 		}
 		/* an action */
@@ -311,7 +227,7 @@ static void load(struct transcript *t, const char *path)
 		} else if (strncmp(line, "content ", 8) == 0 || strcmp(line, "content") == 0) {
 			cur = new_action(t, A_CONTENT, ln);
 			char *s = line + (line[7] ? 8 : 7);
-			buf_add(&cur->bytes, s, unescape(s, strlen(s)));
+			golden_buf_add(&cur->bytes, s, golden_unescape(s, strlen(s)));
 		} else if (strcmp(line, "peer-closed") == 0) {
 			cur = new_action(t, A_PEER_CLOSED, ln);
 		} else {
@@ -336,7 +252,7 @@ struct runner {
 	const struct transcript *t;
 	const char *mode;
 	struct smtp_client *c;
-	struct buf out, events;
+	struct golden_buf out, events;
 	int failures;
 	bool raw_out; /* BDAT octets went out: they are sent as they are, CRLF or not */
 };
@@ -360,83 +276,83 @@ static void collect_output(struct runner *r, int line)
 		if (prev == '\r' && ch != '\n')
 			fail_invariant(r, line, "a bare CR in the output");
 	}
-	buf_add(&r->out, o.ptr, o.len);
+	golden_buf_add(&r->out, o.ptr, o.len);
 	smtp_client_output_done(r->c, o.len);
 }
 
-static void format_caps(struct buf *e, const struct smtp_client_caps *c)
+static void format_caps(struct golden_buf *e, const struct smtp_client_caps *c)
 {
-	buf_add(e, " caps=", 6);
+	golden_buf_add(e, " caps=", 6);
 	size_t start = e->len;
 	if (c->pipelining)
-		buf_add(e, "PIPELINING,", 11);
+		golden_buf_add(e, "PIPELINING,", 11);
 	if (c->size)
-		buf_addf(e, "SIZE=%" PRIu64 ",", c->size_limit);
+		golden_buf_addf(e, "SIZE=%" PRIu64 ",", c->size_limit);
 	if (c->eightbitmime)
-		buf_add(e, "8BITMIME,", 9);
+		golden_buf_add(e, "8BITMIME,", 9);
 	if (c->binarymime)
-		buf_add(e, "BINARYMIME,", 11);
+		golden_buf_add(e, "BINARYMIME,", 11);
 	if (c->smtputf8)
-		buf_add(e, "SMTPUTF8,", 9);
+		golden_buf_add(e, "SMTPUTF8,", 9);
 	if (c->dsn)
-		buf_add(e, "DSN,", 4);
+		golden_buf_add(e, "DSN,", 4);
 	if (c->chunking)
-		buf_add(e, "CHUNKING,", 9);
+		golden_buf_add(e, "CHUNKING,", 9);
 	if (c->enhancedstatuscodes)
-		buf_add(e, "ENHANCEDSTATUSCODES,", 20);
+		golden_buf_add(e, "ENHANCEDSTATUSCODES,", 20);
 	if (c->starttls)
-		buf_add(e, "STARTTLS,", 9);
+		golden_buf_add(e, "STARTTLS,", 9);
 	if (c->auth) {
-		buf_add(e, "AUTH", 4);
+		golden_buf_add(e, "AUTH", 4);
 		for (unsigned m = 0; m < SMTP_CLIENT_AUTH_MECH_MAX; m++)
 			if (c->auth_mechs & (1u << m))
-				buf_addf(e, ":%s", smtp_client_auth_mech_name((enum smtp_client_auth_mech)m));
-		buf_add(e, ",", 1);
+				golden_buf_addf(e, ":%s", smtp_client_auth_mech_name((enum smtp_client_auth_mech)m));
+		golden_buf_add(e, ",", 1);
 	}
 	if (c->xclient) {
-		buf_add(e, "XCLIENT", 7);
+		golden_buf_add(e, "XCLIENT", 7);
 		for (unsigned a = 0; a < SMTP_XCLIENT_ATTR_MAX; a++)
 			if (c->xclient_attrs & (1u << a))
-				buf_addf(e, ":%s", smtp_xclient_attr_name((enum smtp_xclient_attr)a));
-		buf_add(e, ",", 1);
+				golden_buf_addf(e, ":%s", smtp_xclient_attr_name((enum smtp_xclient_attr)a));
+		golden_buf_add(e, ",", 1);
 	}
 	if (e->len > start)
 		e->p[--e->len] = '\0'; /* the last comma */
 	else
-		buf_add(e, "none", 4);
+		golden_buf_add(e, "none", 4);
 }
 
 static void record_event(struct runner *r, int line, const struct smtp_client_event *ev)
 {
-	struct buf *e = &r->events;
-	buf_addf(e, "%s %s", smtp_client_event_name(ev->type), smtp_client_cmd_name(ev->cmd));
+	struct golden_buf *e = &r->events;
+	golden_buf_addf(e, "%s %s", smtp_client_event_name(ev->type), smtp_client_cmd_name(ev->cmd));
 	if (ev->rcpt >= 0)
-		buf_addf(e, " rcpt=%d", ev->rcpt);
+		golden_buf_addf(e, " rcpt=%d", ev->rcpt);
 	if (ev->type == SMTP_CLIENT_EV_DATA || ev->type == SMTP_CLIENT_EV_BDAT ||
 	    ev->type == SMTP_CLIENT_EV_MESSAGE)
-		buf_addf(e, " accepted=%u", ev->rcpt_accepted);
+		golden_buf_addf(e, " accepted=%u", ev->rcpt_accepted);
 	if (ev->error)
-		buf_addf(e, " error=%s", smtp_client_error_name(ev->error));
+		golden_buf_addf(e, " error=%s", smtp_client_error_name(ev->error));
 	if (ev->noreply) {
-		buf_addf(e, " noreply=%s", smtp_client_noreply_name(ev->noreply));
+		golden_buf_addf(e, " noreply=%s", smtp_client_noreply_name(ev->noreply));
 		if (ev->code || ev->text.len || ev->enhanced[0])
 			fail_invariant(r, line, "a noreply event with a reply");
 	} else {
-		buf_addf(e, " code=%u", ev->code);
+		golden_buf_addf(e, " code=%u", ev->code);
 		if (ev->enhanced[0])
-			buf_addf(e, " enh=%s", ev->enhanced);
+			golden_buf_addf(e, " enh=%s", ev->enhanced);
 		if (ev->lines > 1)
-			buf_addf(e, " lines=%u", ev->lines);
+			golden_buf_addf(e, " lines=%u", ev->lines);
 		if (ev->truncated)
-			buf_add(e, " truncated", 10);
-		buf_add(e, " \"", 2);
-		buf_escaped(e, ev->text.ptr, ev->text.len);
-		buf_add(e, "\"", 1);
+			golden_buf_add(e, " truncated", 10);
+		golden_buf_add(e, " \"", 2);
+		golden_buf_escaped(e, ev->text.ptr, ev->text.len);
+		golden_buf_add(e, "\"", 1);
 	}
 	if (ev->type == SMTP_CLIENT_EV_HELO && !ev->noreply && ev->code / 100 == 2 &&
 	    ev->cmd != SMTP_CLIENT_CMD_HELO)
 		format_caps(e, smtp_client_caps(r->c));
-	buf_add(e, "\n", 1);
+	golden_buf_add(e, "\n", 1);
 
 	/* the text is for logs: printable, bounded */
 	if (ev->text.len > r->t->cfg.text_max)
@@ -538,7 +454,7 @@ static bool word_arg(char **s, char *out, size_t cap)
 	if (n >= cap)
 		n = cap - 1;
 	memcpy(out, *s, n);
-	out[unescape(out, n)] = '\0';
+	out[golden_unescape(out, n)] = '\0';
 	*s += strcspn(*s, " ");
 	return true;
 }
@@ -641,13 +557,13 @@ static long call(struct runner *r, const struct action *a)
 }
 
 static bool compare(struct runner *r, const struct action *a, const char *what,
-		    const struct buf *want, const struct buf *got)
+		    const struct golden_buf *want, const struct golden_buf *got)
 {
 	if (want->len == got->len && (want->len == 0 || memcmp(want->p, got->p, want->len) == 0))
 		return true;
-	struct buf w = { 0 }, g = { 0 };
-	buf_escaped(&w, want->p ? want->p : "", want->len);
-	buf_escaped(&g, got->p ? got->p : "", got->len);
+	struct golden_buf w = { 0 }, g = { 0 };
+	golden_buf_escaped(&w, want->p ? want->p : "", want->len);
+	golden_buf_escaped(&g, got->p ? got->p : "", got->len);
 	fprintf(stderr, "%s:%d [%s]: %s differ\n--- expected\n%s\n--- got\n%s\n---\n", r->t->path,
 		a->line + 1, r->mode, what, w.p ? w.p : "", g.p ? g.p : "");
 	free(w.p);
@@ -656,12 +572,12 @@ static bool compare(struct runner *r, const struct action *a, const char *what,
 	return false;
 }
 
-static void observed_checks(struct runner *r, struct buf *out)
+static void observed_checks(struct runner *r, struct golden_buf *out)
 {
-	buf_addf(out, "state %s\n", smtp_client_state_name(smtp_client_state(r->c)));
-	buf_addf(out, "idle %s\n", smtp_client_idle(r->c) ? "yes" : "no");
-	buf_addf(out, "inflight %u\n", smtp_client_inflight(r->c));
-	buf_addf(out, "pending %u\n", smtp_client_pending(r->c));
+	golden_buf_addf(out, "state %s\n", smtp_client_state_name(smtp_client_state(r->c)));
+	golden_buf_addf(out, "idle %s\n", smtp_client_idle(r->c) ? "yes" : "no");
+	golden_buf_addf(out, "inflight %u\n", smtp_client_inflight(r->c));
+	golden_buf_addf(out, "pending %u\n", smtp_client_pending(r->c));
 }
 
 /* Each check line of the action against what the client says now. */
@@ -669,7 +585,7 @@ static bool run_checks(struct runner *r, const struct action *a)
 {
 	if (!a->checks.len)
 		return true;
-	struct buf now = { 0 };
+	struct golden_buf now = { 0 };
 	observed_checks(r, &now);
 	bool ok = true;
 	for (char *p = a->checks.p; *p;) {
@@ -701,9 +617,9 @@ static bool run_checks(struct runner *r, const struct action *a)
 }
 
 /* The observed values of the checks the action asks for. */
-static void record_checks(struct runner *r, const struct action *a, struct buf *out)
+static void record_checks(struct runner *r, const struct action *a, struct golden_buf *out)
 {
-	struct buf now = { 0 };
+	struct golden_buf now = { 0 };
 	observed_checks(r, &now);
 	for (char *p = a->checks.p; p && *p;) {
 		char *nl = strchr(p, '\n');
@@ -711,7 +627,7 @@ static void record_checks(struct runner *r, const struct action *a, struct buf *
 		for (char *q = now.p; *q;) {
 			char *qn = strchr(q, '\n');
 			if (strncmp(q, p, key + 1) == 0)
-				buf_add(out, q, (size_t)(qn - q) + 1);
+				golden_buf_add(out, q, (size_t)(qn - q) + 1);
 			q = qn + 1;
 		}
 		p = nl + 1;
@@ -721,7 +637,7 @@ static void record_checks(struct runner *r, const struct action *a, struct buf *
 
 /* Run the whole transcript; split_at: 0 whole, SIZE_MAX bytewise, else the offset. */
 static int run_mode(const struct transcript *t, size_t split_at, const char *mode,
-		    struct buf *rec_out, struct buf *rec_events, struct buf *rec_checks)
+		    struct golden_buf *rec_out, struct golden_buf *rec_events, struct golden_buf *rec_checks)
 {
 	struct runner r = { .t = t, .mode = mode };
 	int rc = smtp_client_new(&r.c, &t->cfg);
@@ -776,8 +692,8 @@ static int run_mode(const struct transcript *t, size_t split_at, const char *mod
 		collect_output(&r, a->line);
 		check_lockstep(&r, a->line);
 		if (rec_out) {
-			buf_add(&rec_out[ai], r.out.p ? r.out.p : "", r.out.len);
-			buf_add(&rec_events[ai], r.events.p ? r.events.p : "", r.events.len);
+			golden_buf_add(&rec_out[ai], r.out.p ? r.out.p : "", r.out.len);
+			golden_buf_add(&rec_events[ai], r.events.p ? r.events.p : "", r.events.len);
 			record_checks(&r, a, &rec_checks[ai]);
 			continue;
 		}
@@ -795,9 +711,9 @@ static int run_mode(const struct transcript *t, size_t split_at, const char *mod
 	return r.failures ? 1 : 0;
 }
 
-static void print_output(const struct buf *o)
+static void print_output(const struct golden_buf *o)
 {
-	struct buf line = { 0 };
+	struct golden_buf line = { 0 };
 	size_t i = 0;
 	while (i < o->len) {
 		const char *crlf = NULL;
@@ -808,14 +724,14 @@ static void print_output(const struct buf *o)
 			}
 		line.len = 0;
 		if (crlf) {
-			buf_escaped(&line, o->p + i, (size_t)(crlf - (o->p + i)));
+			golden_buf_escaped(&line, o->p + i, (size_t)(crlf - (o->p + i)));
 			if (line.len)
 				printf("> %.*s\n", (int)line.len, line.p);
 			else
 				printf(">\n"); /* an empty line */
 			i = (size_t)(crlf - o->p) + 2;
 		} else {
-			buf_escaped(&line, o->p + i, o->len - i);
+			golden_buf_escaped(&line, o->p + i, o->len - i);
 			printf(">> %.*s\n", (int)line.len, line.p ? line.p : "");
 			i = o->len;
 		}
@@ -831,8 +747,8 @@ static bool is_expectation(const char *l)
 /* The transcript with every expectation replaced by what was observed: for each action, the
  * lines before it (comments, server lines), its line, then its output, events and checks
  * (the checks as observed). */
-static void print_record(const struct transcript *t, struct buf *out, struct buf *events,
-			 struct buf *checks)
+static void print_record(const struct transcript *t, struct golden_buf *out, struct golden_buf *events,
+			 struct golden_buf *checks)
 {
 	int prev = -1;
 	for (int ai = 0; ai < t->nactions; ai++) {
@@ -881,9 +797,9 @@ int main(int argc, char **argv)
 	load(&t, argv[argc - 1]);
 
 	if (record) {
-		struct buf *out = calloc((size_t)t.nactions, sizeof(*out));
-		struct buf *evs = calloc((size_t)t.nactions, sizeof(*evs));
-		struct buf *chk = calloc((size_t)t.nactions, sizeof(*chk));
+		struct golden_buf *out = calloc((size_t)t.nactions, sizeof(*out));
+		struct golden_buf *evs = calloc((size_t)t.nactions, sizeof(*evs));
+		struct golden_buf *chk = calloc((size_t)t.nactions, sizeof(*chk));
 		run_mode(&t, 0, "whole", out, evs, chk);
 		print_record(&t, out, evs, chk);
 		for (int i = 0; i < t.nactions; i++) {
