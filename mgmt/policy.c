@@ -226,6 +226,23 @@ static bool mx_policy_zone_at(const char *param, const char *text, void *arg)
 	return true;
 }
 
+/* A problem found while checking: "FILE:LINE: msg" (or "FILE: msg" when the line is not
+ * known) on diag, and the first of them kept in err; *count counts them. */
+static void mx_policy_report(FILE *diag, const char *file, unsigned line, const char *msg,
+			     int *count, char *err, size_t errlen)
+{
+	if (!file)
+		file = "mxgate.cf";
+	if (diag) {
+		if (line)
+			fprintf(diag, "%s:%u: %s\n", file, line, msg);
+		else
+			fprintf(diag, "%s: %s\n", file, msg);
+	}
+	if ((*count)++ == 0 && err)
+		snprintf(err, errlen, "%s", msg);
+}
+
 /* inline: and static: tables live in the configuration itself: one that cannot be opened
  * is a configuration error, found now rather than by the first connection (a worker
  * cannot serve a service whose tables do not open). */
@@ -278,14 +295,7 @@ static int mx_policy_inline_one(void *ctx, const char *spec, bool is_zone)
 	char msg[800];
 	snprintf(msg, sizeof(msg), "%s%s%.80s: %s", ta.param[0] ? ta.param : "",
 		 ta.param[0] ? ": " : "", spec, why);
-	if (pi->diag) {
-		if (line)
-			fprintf(pi->diag, "%s:%u: %s\n", file ? file : "mxgate.cf", line, msg);
-		else
-			fprintf(pi->diag, "%s: %s\n", file ? file : "mxgate.cf", msg);
-	}
-	if (pi->bad++ == 0 && pi->err)
-		snprintf(pi->err, pi->errlen, "%s", msg);
+	mx_policy_report(pi->diag, file, line, msg, &pi->bad, pi->err, pi->errlen);
 	return 0;
 }
 
@@ -314,14 +324,7 @@ static void mx_policy_check_services(const struct mx_config *cfg, const struct s
 			 "queue_directory, which mxgate does not have: write the socket's absolute "
 			 "path (for example unix:/var/spool/postfix/%.200s)",
 			 ta.param[0] ? ta.param : "", ta.param[0] ? ": " : "", ep, path);
-		if (pi->diag) {
-			if (line)
-				fprintf(pi->diag, "%s:%u: %s\n", file ? file : "mxgate.cf", line, msg);
-			else
-				fprintf(pi->diag, "%s: %s\n", file ? file : "mxgate.cf", msg);
-		}
-		if (pi->bad++ == 0 && pi->err)
-			snprintf(pi->err, pi->errlen, "%s", msg);
+		mx_policy_report(pi->diag, file, line, msg, &pi->bad, pi->err, pi->errlen);
 	}
 }
 
@@ -530,14 +533,7 @@ static int mx_policy_zone_one(void *ctx, const char *spec, bool is_zone)
 		 "-z %.*s -t FORMAT FILE",
 		 za.param ? za.param : "restrictions", (int)zl, spec, zs->cfg->table_directory,
 		 why, zs->resolv_conf, zs->cfg->table_directory, (int)zl, spec);
-	if (zs->diag) {
-		if (line)
-			fprintf(zs->diag, "%s:%u: %s\n", file ? file : "mxgate.cf", line, msg);
-		else
-			fprintf(zs->diag, "%s: %s\n", file ? file : "mxgate.cf", msg);
-	}
-	if (zs->missing++ == 0 && zs->err)
-		snprintf(zs->err, zs->errlen, "%s", msg);
+	mx_policy_report(zs->diag, file, line, msg, &zs->missing, zs->err, zs->errlen);
 	return 0;
 }
 
@@ -552,14 +548,7 @@ static int mx_policy_dns_one(void *ctx, const char *param, const char *restricti
 		 "%s: %s needs DNS lookups, and no DNS resolver is configured "
 		 "(mxgate_dns_servers is empty and %s names no nameserver)",
 		 param, restriction, zs->resolv_conf);
-	if (zs->diag) {
-		if (line)
-			fprintf(zs->diag, "%s:%u: %s\n", file ? file : "mxgate.cf", line, msg);
-		else
-			fprintf(zs->diag, "%s: %s\n", file ? file : "mxgate.cf", msg);
-	}
-	if (zs->missing++ == 0 && zs->err)
-		snprintf(zs->err, zs->errlen, "%s", msg);
+	mx_policy_report(zs->diag, file, line, msg, &zs->missing, zs->err, zs->errlen);
 	return 0;
 }
 
