@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +37,7 @@
 #include "mgmt/generation.h"
 #include "mgmt/log.h"
 #include "mgmt/policy.h"
+#include "mxgate/clock.h"
 #include "mxgate/counters.h"
 #include "smtp/smtp_restrictions.h"
 
@@ -477,6 +479,23 @@ static int services_start(struct svc_set **out, const struct mx_config *boot,
 	return 0;
 }
 
+/* The table of anvil(8)'s per-client counts, shared by every worker: mxgate_anvil_table_size
+ * entries, its hash keyed with random bits so that clients cannot choose addresses that
+ * crowd one window. Returns 0, or -1 after saying why. */
+static int anvil_create(struct anvil **out, const struct mx_config *boot)
+{
+	uint64_t seed = 0;
+	if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+		seed = mx_clock_wall_us() ^ ((uint64_t)getpid() << 32);
+	int rc = anvil_new(boot->anvil_table_size, seed, out);
+	if (rc < 0) {
+		startup_fatal("mxgate_anvil_table_size = %u: %s", boot->anvil_table_size,
+			      strerror(-rc));
+		return -1;
+	}
+	return 0;
+}
+
 /* A SIGHUP: reload as `mxgate reload` does, the outcome in the log. */
 static void reload_on_sighup(struct reload *r)
 {
@@ -621,6 +640,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	struct queue_control *queue_cmds = NULL;
 	struct reload *reload = NULL;
 	struct svc_set *services = NULL;
+	struct anvil *anvil = NULL;
 	bool pidfile_written = false, failed = true;
 	char err[512];
 	atomic_init(&pub.current, first);
@@ -646,6 +666,8 @@ static int run_gateway(const char *given_path, const char *pidfile)
 
 	if (services_start(&services, boot, ops->worker_limit(boot, workers)) < 0)
 		goto out;
+	if ((rc = anvil_create(&anvil, boot)) < 0)
+		goto out;
 	struct transport_params params = {
 		.boot = boot,
 		.gens = &pub,
@@ -657,6 +679,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 		.max_connections = boot->max_connections,
 		.shutdown_grace_ms = MXGATE_SHUTDOWN_GRACE_MS,
 		.queue_id_floor_us = sp.newest_id_us,
+		.anvil = anvil,
 	};
 	rc = ops->create(&tr.impl, &params, err, sizeof(err));
 	if (rc < 0) {
@@ -732,6 +755,7 @@ out:
 	svc_set_stop(services);
 	spools_stop(&sp);
 	transport_destroy(&tr);
+	anvil_free(anvil); /* after the workers, which count in it */
 	svc_set_free(services); /* after the workers' clients: answers nobody took */
 	if (pidfile_written)
 		unlink(pidfile);

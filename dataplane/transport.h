@@ -13,6 +13,7 @@
 #include "mgmt/config.h"
 #include "mgmt/generation.h"
 #include "mxgate/counters.h"
+#include "tables/anvil.h"
 #include "tables/tables_env.h"
 
 struct transport_params {
@@ -37,6 +38,9 @@ struct transport_params {
 	unsigned max_connections;               /* per worker; 0 = no limit */
 	uint64_t shutdown_grace_ms;             /* how long a stop waits for output to drain */
 	uint64_t queue_id_floor_us;             /* the newest spool_newest_id_us() */
+	/* The per-client counts of anvil(8)'s limits, shared by every worker (it outlives
+	 * the transport and every generation, so a reload keeps the counts); NULL: none. */
+	struct anvil *anvil;
 };
 
 /* A transport behind one set of calls: main.c drives whichever mxgate_transport names. */

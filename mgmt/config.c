@@ -43,6 +43,7 @@ void mx_config_free(struct mx_config *cfg)
 	netlist_free(cfg->mynetworks);
 	netlist_free(cfg->bare_newline_exclusions);
 	netlist_free(cfg->xclient_hosts);
+	netlist_free(cfg->event_limit_exceptions);
 	for (size_t i = 0; i < impl->nclasses; i++) {
 		free(impl->class_names[i]);
 		free(impl->class_values[i]);

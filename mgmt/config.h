@@ -55,6 +55,15 @@ struct mx_config {
 	bool smtpd_peername_lookup;             /* look the client's name up at connect */
 	unsigned smtpd_min_data_rate;           /* bytes/s that extend a DATA deadline */
 	char *maillog_file;                     /* empty: log to stderr */
+	/* anvil(8)'s per-client limits (0 = no limit), per service */
+	unsigned client_connection_count_limit; /* smtpd_client_connection_count_limit */
+	unsigned client_connection_rate_limit;  /* smtpd_client_connection_rate_limit */
+	unsigned client_message_rate_limit;     /* smtpd_client_message_rate_limit */
+	unsigned client_recipient_rate_limit;   /* smtpd_client_recipient_rate_limit */
+	struct netlist *event_limit_exceptions; /* smtpd_client_event_limit_exceptions */
+	unsigned client_ipv4_prefix_length;     /* smtpd_client_ipv4_prefix_length */
+	unsigned client_ipv6_prefix_length;     /* smtpd_client_ipv6_prefix_length */
+	unsigned anvil_rate_time_unit_s;        /* anvil_rate_time_unit (global) */
 
 	/* The engine's view (limits, flags), filled from the parameters above. Its strings
 	 * point into this struct. */
@@ -74,6 +83,7 @@ struct mx_config {
 	char *control_socket_default;           /* owns the default when used */
 	const char *table_directory;            /* mxgate_table_directory (LMDB) */
 	unsigned max_connections;               /* mxgate_max_connections per worker */
+	unsigned anvil_table_size;              /* mxgate_anvil_table_size: entries */
 	unsigned spool_commit_delay_ms;         /* mxgate_spool_commit_delay: the most a
 						   group commit waits for company */
 	uint64_t spool_quota;                   /* mxgate_spool_quota, bytes; 0 = none */

@@ -456,6 +456,23 @@ int cfg_parse_banner(const struct mx_param_value *pv, struct mx_config *cfg)
 	return 0;
 }
 
+/* smtpd_client_connection_limit_exceptions, the Postfix 2.2 name of
+ * smtpd_client_event_limit_exceptions. Postfix keeps it only for the new name's default,
+ * ${smtpd_client_connection_limit_exceptions:$mynetworks}, which becomes empty when the
+ * old name is set -- no exceptions at all, never what its writer meant. Refused when set,
+ * naming the parameter to set instead. */
+int cfg_parse_renamed_exceptions(const struct mx_param_value *pv, struct mx_config *cfg)
+{
+	(void)cfg;
+	if (pv->value[0] == '\0')
+		return 0;
+	mx_param_report(pv, false, "%s: not implemented by mxgate: the Postfix 2.2 name of "
+				   "smtpd_client_event_limit_exceptions, which Postfix then leaves "
+				   "empty; set smtpd_client_event_limit_exceptions instead",
+			pv->def->name);
+	return -1;
+}
+
 int cfg_parse_compat_level(const struct mx_param_value *pv, struct mx_config *cfg)
 {
 	(void)cfg;

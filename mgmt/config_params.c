@@ -354,6 +354,90 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		.doc = "concurrent SMTP sessions per worker; beyond it a client gets 421 4.3.2 and is closed",
 		P_GLOBAL_RESTART, P_FIELD(UNSIGNED, max_connections),
 	},
+	/* anvil(8)'s limits (Postfix smtpd.c, anvil.c), enforced by the connection glue
+	 * (dataplane/session/conn_anvil.c) over one table all workers share (tables/anvil.h).
+	 * Bounds as Postfix's CONFIG_INT_TABLE (0, 0), but mxgate refuses a negative value
+	 * where Postfix would take it as "no limit". */
+	[MX_P_SMTPD_CLIENT_CONNECTION_COUNT_LIMIT] = {
+		.id = MX_P_SMTPD_CLIENT_CONNECTION_COUNT_LIMIT,
+		.name = "smtpd_client_connection_count_limit", .type = MX_PT_INT,
+		.def = "50", .min = 0, .max = 0, .postfix = true,
+		.doc = "connections one client (or prefix) may have open to this service at once; "
+		       "beyond it 421 4.7.0 (0 = no limit)",
+		P_SERVICE_LIVE, P_FIELD(UNSIGNED, client_connection_count_limit),
+	},
+	[MX_P_SMTPD_CLIENT_CONNECTION_RATE_LIMIT] = {
+		.id = MX_P_SMTPD_CLIENT_CONNECTION_RATE_LIMIT,
+		.name = "smtpd_client_connection_rate_limit", .type = MX_PT_INT,
+		.def = "0", .min = 0, .max = 0, .postfix = true,
+		.doc = "connection attempts one client may make per anvil_rate_time_unit; beyond "
+		       "it 421 4.7.0 (0 = no limit)",
+		P_SERVICE_LIVE, P_FIELD(UNSIGNED, client_connection_rate_limit),
+	},
+	[MX_P_SMTPD_CLIENT_MESSAGE_RATE_LIMIT] = {
+		.id = MX_P_SMTPD_CLIENT_MESSAGE_RATE_LIMIT,
+		.name = "smtpd_client_message_rate_limit", .type = MX_PT_INT,
+		.def = "0", .min = 0, .max = 0, .postfix = true,
+		.doc = "MAIL commands one client may send per anvil_rate_time_unit; beyond it "
+		       "450 4.7.1 (0 = no limit)",
+		P_SERVICE_LIVE, P_FIELD(UNSIGNED, client_message_rate_limit),
+	},
+	[MX_P_SMTPD_CLIENT_RECIPIENT_RATE_LIMIT] = {
+		.id = MX_P_SMTPD_CLIENT_RECIPIENT_RATE_LIMIT,
+		.name = "smtpd_client_recipient_rate_limit", .type = MX_PT_INT,
+		.def = "0", .min = 0, .max = 0, .postfix = true,
+		.doc = "RCPT and VRFY commands one client may send per anvil_rate_time_unit; "
+		       "beyond it 450 4.7.1 (0 = no limit)",
+		P_SERVICE_LIVE, P_FIELD(UNSIGNED, client_recipient_rate_limit),
+	},
+	[MX_P_SMTPD_CLIENT_CONNECTION_LIMIT_EXCEPTIONS] = {
+		/* known (as Postfix knows it) so that the next one's default can test it;
+		 * refused when set */
+		.id = MX_P_SMTPD_CLIENT_CONNECTION_LIMIT_EXCEPTIONS,
+		.name = "smtpd_client_connection_limit_exceptions", .type = MX_PT_WORDS,
+		.def = "", .postfix = true,
+		.doc = "the Postfix 2.2 name of smtpd_client_event_limit_exceptions: refused when "
+		       "set",
+		P_SERVICE_LIVE, .parse = cfg_parse_renamed_exceptions,
+	},
+	[MX_P_SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS] = {
+		/* Postfix's default names the Postfix 2.2 parameter, which mxgate refuses
+		 * when set: the value is $mynetworks */
+		.id = MX_P_SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS,
+		.name = "smtpd_client_event_limit_exceptions", .type = MX_PT_NETLIST,
+		.def = "${smtpd_client_connection_limit_exceptions:$mynetworks}", .postfix = true,
+		.doc = "clients neither counted nor limited by the smtpd_client_*_limit parameters",
+		P_SERVICE_LIVE, P_FIELD(NETLIST, event_limit_exceptions),
+	},
+	[MX_P_SMTPD_CLIENT_IPV4_PREFIX_LENGTH] = {
+		.id = MX_P_SMTPD_CLIENT_IPV4_PREFIX_LENGTH,
+		.name = "smtpd_client_ipv4_prefix_length", .type = MX_PT_INT,
+		.def = "32", .min = 0, .max = 32, .postfix = true,
+		.doc = "IPv4 clients are counted per network of this many bits (Postfix 3.8)",
+		P_SERVICE_LIVE, P_FIELD(UNSIGNED, client_ipv4_prefix_length),
+	},
+	[MX_P_SMTPD_CLIENT_IPV6_PREFIX_LENGTH] = {
+		.id = MX_P_SMTPD_CLIENT_IPV6_PREFIX_LENGTH,
+		.name = "smtpd_client_ipv6_prefix_length", .type = MX_PT_INT,
+		.def = "84", .min = 0, .max = 128, .postfix = true,
+		.doc = "IPv6 clients are counted per network of this many bits (Postfix 3.8)",
+		P_SERVICE_LIVE, P_FIELD(UNSIGNED, client_ipv6_prefix_length),
+	},
+	[MX_P_ANVIL_RATE_TIME_UNIT] = {
+		/* anvil(8)'s parameter: one value for every service */
+		.id = MX_P_ANVIL_RATE_TIME_UNIT, .name = "anvil_rate_time_unit",
+		.type = MX_PT_TIME, .def = "60s", .min = 1, .max = 0, .postfix = true,
+		.doc = "the window the smtpd_client_*_rate_limit parameters count in (a fixed "
+		       "window per client, restarted by its first event after it ends)",
+		P_GLOBAL_LIVE, P_FIELD(UNSIGNED, anvil_rate_time_unit_s),
+	},
+	[MX_P_MXGATE_ANVIL_TABLE_SIZE] = {
+		.id = MX_P_MXGATE_ANVIL_TABLE_SIZE, .name = "mxgate_anvil_table_size",
+		.type = MX_PT_INT, .def = "131072", .min = 1024, .max = 67108864,
+		.doc = "clients (or prefixes) the per-client limits track at once; past it idle "
+		       "ones are forgotten early, and a client that finds no room is not limited",
+		P_GLOBAL_RESTART, P_FIELD(UNSIGNED, anvil_table_size),
+	},
 	[MX_P_MXGATE_SPOOL_COMMIT_DELAY] = {
 		.id = MX_P_MXGATE_SPOOL_COMMIT_DELAY, .name = "mxgate_spool_commit_delay",
 		.type = MX_PT_INT, .def = "0", .min = 0, .max = 1000,

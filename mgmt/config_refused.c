@@ -18,8 +18,10 @@
  *     allows plaintext), anything stronger, wrappermode, enforce_tls, the relay's
  *     per-site TLS policy and smtpd_sasl_auth_enable = yes are refused; the other tls and
  *     sasl settings only matter once those are on: warnings;
- *   - anvil limits (smtpd_client_*_limit): refused when non-zero, an operator would
- *     believe clients are limited; postscreen: refused whatever the value (no screen yet);
+ *   - anvil limits: the connection, message and recipient limits are implemented
+ *     (config_params.c); the new TLS session and AUTH rate limits are refused when
+ *     non-zero (no TLS or AUTH to limit yet); postscreen: refused whatever the value
+ *     (no screen yet);
  *   - routing: default_transport/relay_transport other than Postfix's defaults,
  *     sender_dependent_*, defer_transports, smtp_fallback_relay, smtp_bind_address,
  *     smtp_tcp_port other than 25, master_service_disable: refused;
@@ -66,8 +68,10 @@
 #define NO_BCC "mxgate adds no recipients: the copies would not be sent"
 #define NO_VIRTUAL "mxgate has no virtual alias or mailbox tables: recipients would not " \
 		   "be validated, rewritten or routed as configured"
-#define NO_ANVIL "mxgate does not enforce per-client rate or connection limits yet: " \
-		 "clients would not be limited (set 0 to say so)"
+#define NO_TLS_RATE "mxgate does not speak TLS yet, so it has no new TLS sessions to " \
+		    "limit: clients would not be limited (set 0 to say so)"
+#define NO_AUTH_RATE "mxgate does not offer AUTH yet, so it has no AUTH commands to " \
+		     "limit: clients would not be limited (set 0 to say so)"
 
 const struct mx_refused_def mx_refused[] = {
 	/* --- Mail is filtered elsewhere ------------------------------------------------ */
@@ -187,13 +191,8 @@ const struct mx_refused_def mx_refused[] = {
 							     "transport_maps"),
 
 	/* --- What is accepted ---------------------------------------------------------- */
-	NONZERO("smtpd_client_connection_count_limit", NO_ANVIL),
-	NONZERO("smtpd_client_connection_rate_limit", NO_ANVIL),
-	NONZERO("smtpd_client_message_rate_limit", NO_ANVIL),
-	NONZERO("smtpd_client_recipient_rate_limit", NO_ANVIL),
-	NONZERO("smtpd_client_new_tls_session_rate_limit", NO_ANVIL),
-	NONZERO("smtpd_client_auth_rate_limit", NO_ANVIL),
-	W("smtpd_client_event_limit_exceptions", "used only with the anvil limits"),
+	NONZERO("smtpd_client_new_tls_session_rate_limit", NO_TLS_RATE),
+	NONZERO("smtpd_client_auth_rate_limit", NO_AUTH_RATE),
 	W("anvil_*", NO_DAEMON),
 	ALWAYS("postscreen_*", "mxgate does not screen clients yet (postscreen): no client "
 			       "would be screened"),

@@ -101,6 +101,8 @@ const char *smtp_error_kind_name(enum smtp_error_kind k)
 		return "unauth-pipelining";
 	case SMTP_ERR_HARD_ERROR_LIMIT:
 		return "hard-error-limit";
+	case SMTP_ERR_RATE_LIMIT:
+		return "rate-limit";
 	case SMTP_ERR_JUNK_COMMAND_LIMIT:
 		return "junk-command-limit";
 	case SMTP_ERR_NO_VALID_RECIPIENTS:
@@ -610,6 +612,26 @@ void smtp_session_set_client_name(struct smtp_session *s, const char *name)
 {
 	smtp_session_printable(s->client_name, sizeof(s->client_name),
 			       mx_span_cstr(name ? name : "unknown"), false);
+}
+
+const char *smtp_rate_event_name(enum smtp_rate_event e)
+{
+	switch (e) {
+	case SMTP_RATE_MESSAGE:
+		return "message";
+	case SMTP_RATE_RECIPIENT:
+		return "recipient";
+	case SMTP_RATE_EVENT_MAX:
+		break;
+	}
+	return "?";
+}
+
+void smtp_session_set_rate_hook(struct smtp_session *s,
+				bool (*over)(void *arg, enum smtp_rate_event event), void *arg)
+{
+	s->rate_over = over;
+	s->rate_arg = arg;
 }
 
 void smtp_session_free(struct smtp_session *s)

@@ -138,6 +138,7 @@ enum smtp_error_kind {
 	SMTP_ERR_JUNK_COMMAND_LIMIT,
 	SMTP_ERR_ACCESS_DENIED,     /* a command after smtp_session_greet_deny() */
 	SMTP_ERR_NO_VALID_RECIPIENTS,
+	SMTP_ERR_RATE_LIMIT,        /* the rate hook said the client is over its limit */
 	SMTP_ERR_KIND_MAX,
 };
 
@@ -273,6 +274,28 @@ struct smtp_verdict {
 struct smtp_session *smtp_session_new(const struct smtp_config *cfg,
 				      const struct smtp_client_info *client);
 void smtp_session_free(struct smtp_session *s);
+
+/* Postfix's per-client rate limits (anvil(8)) are asked where Postfix's smtpd asks anvil:
+ * MAIL right after its "FROM:" syntax check, RCPT after "TO:", VRFY after its argument
+ * check -- before the address and parameters are parsed, so a command refused later still
+ * counts ("regardless of whether or not Postfix actually accepts those messages",
+ * postconf(5)). The engine asks the transport's hook, which counts the event and says
+ * whether the client is over its limit (the counting is shared by every worker and
+ * outside the engine); over, the engine answers as Postfix's mail_cmd() and rcpt_cmd()
+ * ("450 4.7.1 Error: too much mail from ADDR", "450 4.7.1 Error: too many recipients from
+ * ADDR", ADDR the client's address) and counts an error (SMTP_ERR_RATE_LIMIT). */
+enum smtp_rate_event {
+	SMTP_RATE_MESSAGE,   /* MAIL: smtpd_client_message_rate_limit */
+	SMTP_RATE_RECIPIENT, /* RCPT and VRFY: smtpd_client_recipient_rate_limit */
+	SMTP_RATE_EVENT_MAX,
+};
+
+const char *smtp_rate_event_name(enum smtp_rate_event e);
+
+/* over(arg, event): count the event, and return true when the client is now over its
+ * limit. NULL (the default): no rate limits. */
+void smtp_session_set_rate_hook(struct smtp_session *s,
+				bool (*over)(void *arg, enum smtp_rate_event event), void *arg);
 
 /* Queue the greeting. Input given before this is "talking before the greeting": with
  * forbid_unauth_pipelining the session answers 554 5.5.0 and closes. */

@@ -337,6 +337,22 @@ static bool mail_params(struct smtp_session *s, struct mx_span text)
 	return true;
 }
 
+/* Postfix's anvil rate checks in mail_cmd(), rcpt_cmd() and vrfy_cmd(): the hook counts
+ * the event; over the limit the command is refused, as an error. Returns true after
+ * replying. */
+static bool rate_refused(struct smtp_session *s, enum smtp_rate_event ev)
+{
+	if (!s->rate_over || !s->rate_over(s->rate_arg, ev))
+		return false;
+	if (ev == SMTP_RATE_MESSAGE)
+		smtp_session_replyf(s, "450 4.7.1 Error: too much mail from %s", s->client_addr);
+	else
+		smtp_session_replyf(s, "450 4.7.1 Error: too many recipients from %s",
+				    s->client_addr);
+	smtp_session_engine_error(s, SMTP_ERR_RATE_LIMIT, 450);
+	return true;
+}
+
 static void cmd_mail(struct smtp_session *s, struct mx_span args)
 {
 	const struct smtp_config *c = s->cfg;
@@ -355,6 +371,8 @@ static void cmd_mail(struct smtp_session *s, struct mx_span args)
 		refuse_lit(s, SMTP_ERR_SYNTAX, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
 	}
+	if (rate_refused(s, SMTP_RATE_MESSAGE))
+		return;
 	unsigned flags = SMTP_PATH_ALLOW_NULL | (c->strict_rfc821_envelopes ? SMTP_PATH_STRICT : 0);
 	if (smtp_path_parse(rest, flags, &path) != SMTP_PATH_OK) {
 		refuse_lit(s, SMTP_ERR_BAD_ADDRESS, "501 5.1.7 Bad sender address syntax");
@@ -400,6 +418,8 @@ static void cmd_rcpt(struct smtp_session *s, struct mx_span args)
 		refuse_lit(s, SMTP_ERR_SYNTAX, "501 5.5.4 Syntax: RCPT TO:<address>");
 		return;
 	}
+	if (rate_refused(s, SMTP_RATE_RECIPIENT))
+		return;
 	unsigned flags = c->strict_rfc821_envelopes ? SMTP_PATH_STRICT : 0;
 	if (smtp_path_parse(rest, flags, &path) != SMTP_PATH_OK) {
 		refuse_lit(s, SMTP_ERR_BAD_ADDRESS, "501 5.1.3 Bad recipient address syntax");
@@ -579,6 +599,8 @@ static void cmd_vrfy(struct smtp_session *s, struct mx_span args)
 		smtp_session_engine_error(s, SMTP_ERR_SYNTAX, 501);
 		return;
 	}
+	if (rate_refused(s, SMTP_RATE_RECIPIENT))
+		return;
 	enum smtp_path_result r = smtp_path_parse(args, 0, &path);
 	bool utf8 = false;
 	if (r == SMTP_PATH_OK && path.rest.len) {

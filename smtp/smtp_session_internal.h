@@ -83,6 +83,9 @@ struct smtp_session {
 	bool ill_pipelining;     /* Postfix's SMTPD_FLAG_ILL_PIPELINING (sticky) */
 	bool access_denied;      /* smtp_session_greet_deny(): only QUIT (and XCLIENT) work */
 	struct xclient_buf *xcl; /* the XCLIENT awaiting its verdict (taken lazily) */
+	/* smtp_session_set_rate_hook() */
+	bool (*rate_over)(void *arg, enum smtp_rate_event event);
+	void *rate_arg;
 
 	/* HELO/EHLO: the accepted name (neutered for Received:) and the one being decided */
 	char helo[HOST_MAX + 1];

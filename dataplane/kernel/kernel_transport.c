@@ -188,10 +188,13 @@ static void kt_close(struct kt_worker *w, struct kt_conn *k)
 	for (int i = 0; i < 4 && !k->eof; i++)
 		if (read(k->fd, sink, sizeof(sink)) <= 0)
 			break;
-	close(k->fd);
-	k->fd = -1;
+	/* The session's end is accounted for before the FIN: a client that saw the close
+	 * and connects again is not counted twice (anvil's connection count, as Postfix's
+	 * smtpd disconnects from anvil before it closes). */
 	conn_free(k->c);
 	k->c = NULL;
+	close(k->fd);
+	k->fd = -1;
 	free(k->in);
 	k->in = NULL;
 	__atomic_store_n(&w->nconns, w->nconns - 1, __ATOMIC_RELAXED);

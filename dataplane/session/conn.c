@@ -153,6 +153,9 @@ static int conn_gen_service_ready(struct conn_worker *w, struct conn_gen *cg, un
 	int rc = smtp_policy_ctx_new(svc->policy, w->tables, &cs->policy);
 	if (rc < 0)
 		return rc;
+	/* the service's id in the shared anvil table: by name, so it is the same in every
+	 * generation and a reload keeps the counts */
+	cs->anvil_service = w->anvil ? anvil_service(w->anvil, svc->name) : -ENOENT;
 	for (int k = 0; svc->checks.any && k < SMTP_CHECKS_CLASS_MAX; k++)
 		if (svc->checks.cfg.set[k] &&
 		    (rc = checks_scratch_alloc(svc->checks.cfg.set[k], &w->checks_scratch)) < 0)
@@ -181,7 +184,7 @@ int conn_worker_init(struct conn_worker *w, const struct transport_params *p, un
 {
 	int rc;
 	*w = (struct conn_worker){ .gens = p->gens, .spool = p->spools[index % p->nspools],
-				   .index = index };
+				   .anvil = p->anvil, .index = index };
 	queue_id_gen_init(&w->qid, index, p->queue_id_floor_us);
 	if (p->tables && (rc = tables_reader_open(p->tables, &w->tables)) < 0)
 		return mx_errf(err, errlen, rc, "table reader: %s", strerror(-rc));
@@ -268,6 +271,7 @@ struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, ui
 	c->svc = &g->services[si];
 	c->cfg = c->svc->cfg;
 	c->policy = cg->svc[si].policy;
+	c->anvil_service = cg->svc[si].anvil_service;
 	c->gc = &g->counters[w->index];
 	c->addr = client;
 	c->port = port;
@@ -293,6 +297,8 @@ struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, ui
 		free(c);
 		return NULL;
 	}
+	c->xclient_allowed = info.xclient_authorized;
+	smtp_session_set_rate_hook(c->s, conn_anvil_rate_over, c);
 	/* the evaluator's memory between commands (smtpd_delay_reject = no) and of a check
 	 * that waits for an answer */
 	if (!(c->policy_session = calloc(1, sizeof(*c->policy_session)))) {
@@ -328,6 +334,10 @@ void conn_greet_now(struct conn *c)
 	mx_log(MX_LOG_INFO, "connect from %s", c->client);
 	if (smtp_session_closed(c->s))
 		return; /* the client went away while its name was looked up */
+	/* anvil(8)'s connection count and rate, before the client restrictions as in
+	 * Postfix's smtpd_proto() */
+	if (conn_anvil_connect(c))
+		return;
 	/* With smtpd_delay_reject = no, smtpd_client_restrictions decide here (with yes the
 	 * evaluator defers them to RCPT and accepts now). */
 	c->check = (struct conn_check){ .at = CONN_AT_GREET, .stage = SMTP_STAGE_CONNECT,
@@ -358,7 +368,8 @@ void conn_free(struct conn *c)
 	if (!c)
 		return;
 	/* "disconnect from unknown[192.0.2.1] ehlo=1 mail=1 rcpt=0/1 quit=1 commands=3/4":
-	 * each command used, as ok/total when some failed (Postfix 3.0+). */
+	 * each command used, as ok/total when some failed (Postfix 3.0+, smtpd.c
+	 * smtpd_format_cmd_stats()). */
 	char line[512];
 	size_t n = 0;
 	unsigned ok = 0, total = 0;
@@ -375,12 +386,14 @@ void conn_free(struct conn *c)
 			n += (size_t)snprintf(line + n, sizeof(line) - n, " %s=%u/%u",
 					      conn_cmd_names[i], k->ok, k->total);
 	}
-	if (ok == total)
+	/* "0/0" when no command came: Postfix marks an abnormal session that way too */
+	if (ok == total && total != 0)
 		snprintf(line + n, sizeof(line) - n, " commands=%u", total);
 	else
 		snprintf(line + n, sizeof(line) - n, " commands=%u/%u", ok, total);
 	mx_log(MX_LOG_INFO, "disconnect from %s%s", c->client, line);
 
+	conn_anvil_disconnect(c);
 	conn_wait_cancel(c);
 	conn_check_abandon(c);
 	conn_txn_reset(c);

@@ -35,6 +35,7 @@
 #include "mxgate/span.h"
 #include "smtp/smtp_checks.h"
 #include "smtp/smtp_restrictions.h"
+#include "tables/anvil.h"
 
 /* A worker's hold on one configuration generation (mgmt/generation.h): a reference, the
  * policy contexts (table handles on this worker's LMDB reader) of its services, made on
@@ -58,6 +59,9 @@ struct conn_worker {
 	 * the worker is woken); NULL: no services, lookups fail at once. */
 	struct svc_client *svc;
 	uint64_t rbl_warned_ms;        /* the last "RBL error code" warning (rate limit) */
+	/* The per-client counts every worker shares (anvil(8)'s limits); NULL: none kept. */
+	struct anvil *anvil;
+	uint64_t anvil_warned_ms;      /* the last "not limited" warning (rate limit) */
 	struct queue_id_gen qid;
 	struct mx_counters counters;
 	unsigned index;

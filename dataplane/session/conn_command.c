@@ -312,6 +312,18 @@ void conn_on_error(struct conn *c, const struct smtp_event *ev)
 		conn_count(c, CONN_CMD_RCPT, true);
 		return;
 	}
+	if (kind == SMTP_ERR_RATE_LIMIT) {
+		/* anvil's message or recipient rate (conn_anvil.c logged it): a refused
+		 * command, not a protocol error; a RCPT is a deferred recipient */
+		if (strcmp(where, "RCPT") == 0) {
+			c->w->counters.recipients_rejected++;
+			c->gc->recipients_deferred++;
+			mx_generation_count_reject(c->gen->g, c->w->index,
+						   "smtpd_client_recipient_rate_limit", true);
+		}
+		conn_count_refused(c, ev);
+		return;
+	}
 	c->w->counters.protocol_errors++;
 	switch (kind) {
 	case SMTP_ERR_UNAUTH_PIPELINING:

@@ -74,6 +74,7 @@ struct conn_gen {
 struct conn_gen_service {
 	bool ready;                      /* made on first use */
 	struct smtp_policy_ctx *policy;  /* table handles on the worker's reader */
+	int anvil_service;               /* the service's id in the anvil table, or -errno */
 };
 
 /* What a connection waits for from a service (dataplane/svc/), one at a time. */
@@ -137,6 +138,7 @@ struct conn {
 	const struct mx_config *cfg;   /* the service's parameters */
 	struct smtp_policy_ctx *policy;
 	struct mx_gen_counters *gc;    /* this worker's counters of the generation */
+	int anvil_service;             /* its service's id in w->anvil (conn_anvil.c) */
 	struct smtp_session *s;
 	struct mx_inet_addr addr;      /* unmapped */
 	uint16_t port;
@@ -149,6 +151,11 @@ struct conn {
 	struct conn_op *op;
 	enum conn_wait wait;
 	bool greeted;                  /* conn_greet() finished: the 220 (or refusal) is out */
+	/* anvil(8)'s limits (conn_anvil.c): the client's key, and whether it is counted
+	 * (then conn_free() gives its connection back) */
+	struct anvil_key anvil_key;
+	bool anvil_tracked;
+	bool xclient_allowed;          /* in smtpd_authorized_xclient_hosts when it connected */
 	/* the restriction lists of the command being decided, and the answers they got */
 	struct conn_check check;
 	struct conn_memo *memo;
@@ -246,6 +253,12 @@ bool conn_wait_submit(struct conn *c, struct svc_request *r, enum conn_wait why,
 void conn_wait_cancel(struct conn *c);
 void conn_peer_lookup(struct conn *c);
 void conn_greet_now(struct conn *c);
+
+/* conn_anvil.c: anvil(8)'s per-client limits. connect: when greeting; true when the
+ * client is over a connection limit (the 421 is queued instead of the greeting). */
+bool conn_anvil_connect(struct conn *c);
+void conn_anvil_disconnect(struct conn *c);
+bool conn_anvil_rate_over(void *arg, enum smtp_rate_event event);
 
 /* conn_message.c: the message, its checks and its commit */
 int conn_open_message(struct conn *c);

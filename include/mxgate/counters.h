@@ -20,7 +20,13 @@
 	X(recipients_accepted)                                                             \
 	X(recipients_rejected)                                                             \
 	X(bytes_received)                                                                  \
-	X(spool_failures)
+	X(spool_failures)                                                                  \
+	X(anvil_connection_count_refused)                                                  \
+	X(anvil_connection_rate_refused)                                                   \
+	X(anvil_message_rate_refused)                                                      \
+	X(anvil_recipient_rate_refused)                                                    \
+	X(anvil_untracked)                                                                 \
+	X(anvil_evicted)
 
 struct mx_counters {
 #define MX_COUNTER_FIELD(name) uint64_t name;

@@ -2,7 +2,8 @@
  *
  * Input layout:
  *   [0] config switches   [1] limit switches   [2] flight separator   [3] verdict seed
- *   (bit 0x08 of [3]: the client is in smtpd_authorized_xclient_hosts)
+ *   (bit 0x08 of [3]: the client is in smtpd_authorized_xclient_hosts; bit 0x10: a rate
+ *   hook says "over the limit" to one MAIL, RCPT or VRFY in four)
  *   [4..] client bytes, cut into flights at each separator byte. A flight that starts
  *         with 0xff and one of 'T' 'S' 'P' 'G' calls timeout(), shutdown(), peer_closed()
  *         or greet() instead of sending. Each flight is fed in pieces whose sizes come from
@@ -50,6 +51,14 @@ static uint32_t next_rand(struct state *st)
 {
 	st->rng = st->rng * 1103515245u + 12345u;
 	return st->rng >> 8;
+}
+
+/* anvil's rate hook: over for one event in four, as the generator says. */
+static bool fuzz_rate_over(void *arg, enum smtp_rate_event event)
+{
+	struct state *st = arg;
+	FUZZ_CHECK((unsigned)event < SMTP_RATE_EVENT_MAX);
+	return (next_rand(st) & 3) == 0;
 }
 
 /* Every span byte is read, so ASan sees a span that points where it should not. */
@@ -325,6 +334,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	st.s = smtp_session_new(&cfg, &client);
 	if (!st.s)
 		return 0;
+	if (data[3] & 0x10)
+		smtp_session_set_rate_hook(st.s, fuzz_rate_over, &st);
 	if (data[3] & 0x80) {
 		smtp_session_greet(st.s);
 		st.greeted = true;

@@ -112,6 +112,17 @@ static void test_defaults(void)
 	CHECK_STR_EQ(get(&l, "mynetworks"), "127.0.0.0/8 [::1]/128");
 	CHECK_INT_EQ(netlist_count(c->mynetworks), 2);
 	CHECK_INT_EQ(netlist_count(c->bare_newline_exclusions), 2);
+	/* anvil(8)'s limits: Postfix's defaults; the exceptions are $mynetworks */
+	CHECK_INT_EQ(c->client_connection_count_limit, 50);
+	CHECK_INT_EQ(c->client_connection_rate_limit, 0);
+	CHECK_INT_EQ(c->client_message_rate_limit, 0);
+	CHECK_INT_EQ(c->client_recipient_rate_limit, 0);
+	CHECK_INT_EQ(c->client_ipv4_prefix_length, 32);
+	CHECK_INT_EQ(c->client_ipv6_prefix_length, 84);
+	CHECK_INT_EQ(c->anvil_rate_time_unit_s, 60);
+	CHECK_INT_EQ(c->anvil_table_size, 131072);
+	CHECK_STR_EQ(get(&l, "smtpd_client_event_limit_exceptions"), "127.0.0.0/8 [::1]/128");
+	CHECK_INT_EQ(netlist_count(c->event_limit_exceptions), 2);
 	CHECK_INT_EQ(domain_list_count(c->mydestination), 3);
 	CHECK_INT_EQ(domain_list_count(c->relay_domains), 0);
 	CHECK_STR_EQ(get(&l, "relay_domains"), "");
@@ -622,6 +633,26 @@ static const struct bad_value bad_values[] = {
 	{ "mxgate_spool_directory = spool", "parameter mxgate_spool_directory: not an absolute "
 					    "path: \"spool\"" },
 	{ "mxgate_max_connections = 0", "invalid mxgate_max_connections parameter value 0 < 1" },
+	{ "smtpd_client_connection_count_limit = -1", "invalid "
+	  "smtpd_client_connection_count_limit parameter value -1 < 0" },
+	{ "smtpd_client_connection_rate_limit = x", "bad numerical configuration: "
+						   "smtpd_client_connection_rate_limit = x" },
+	{ "smtpd_client_message_rate_limit = 1.5", "bad numerical configuration: "
+						   "smtpd_client_message_rate_limit" },
+	{ "smtpd_client_recipient_rate_limit = -5", "invalid "
+	  "smtpd_client_recipient_rate_limit parameter value -5 < 0" },
+	{ "smtpd_client_event_limit_exceptions = 10.0.0.1/8", "parameter "
+	  "smtpd_client_event_limit_exceptions" },
+	{ "smtpd_client_connection_limit_exceptions = 192.0.2.0/24",
+	  "smtpd_client_connection_limit_exceptions: not implemented by mxgate: the Postfix "
+	  "2.2 name of smtpd_client_event_limit_exceptions" },
+	{ "smtpd_client_ipv4_prefix_length = 33", "invalid smtpd_client_ipv4_prefix_length "
+						  "parameter value 33 > 32" },
+	{ "smtpd_client_ipv6_prefix_length = 129", "invalid smtpd_client_ipv6_prefix_length "
+						   "parameter value 129 > 128" },
+	{ "anvil_rate_time_unit = 0", "invalid anvil_rate_time_unit: 0 (min 1)" },
+	{ "mxgate_anvil_table_size = 100", "invalid mxgate_anvil_table_size parameter value "
+					   "100 < 1024" },
 	{ "mxgate_max_connections = 10000001", "invalid mxgate_max_connections parameter value "
 					       "10000001 > 10000000" },
 	{ "mxgate_spool_commit_delay = -1", "invalid mxgate_spool_commit_delay parameter value "

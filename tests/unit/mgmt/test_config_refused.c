@@ -96,12 +96,9 @@ static void test_refused(void)
 	expect_refused("smtp_tls_security_level = dane");
 	expect_refused("smtp_tls_security_level = verify");
 	expect_refused("smtp_tls_security_level = secure");
-	expect_refused("smtpd_client_connection_count_limit = 50");
-	expect_refused("smtpd_client_connection_rate_limit = 30");
-	expect_refused("smtpd_client_message_rate_limit = 100");
-	expect_refused("smtpd_client_recipient_rate_limit = 1000");
 	expect_refused("smtpd_client_new_tls_session_rate_limit = 10");
 	expect_refused("smtpd_client_auth_rate_limit = 5");
+	expect_refused("smtpd_client_connection_limit_exceptions = 192.0.2.0/24");
 	expect_refused("postscreen_dnsbl_sites = zen.spamhaus.org*3");
 	expect_refused("postscreen_greet_action = enforce");
 	expect_refused("smtpd_upstream_proxy_protocol = haproxy");
@@ -129,7 +126,16 @@ static void test_refused(void)
 	expect_accepted("smtpd_tls_security_level = none", NULL);
 	expect_accepted("smtpd_use_tls = no", NULL);
 	expect_accepted("smtpd_sasl_auth_enable = no", NULL);
+	expect_accepted("smtpd_client_new_tls_session_rate_limit = 0", NULL);
+	expect_accepted("smtpd_client_auth_rate_limit = 0", NULL);
+	expect_accepted("smtpd_client_connection_limit_exceptions =", NULL);
+	/* the anvil limits mxgate implements (config_params.c), at any value */
 	expect_accepted("smtpd_client_connection_count_limit = 0", NULL);
+	expect_accepted("smtpd_client_connection_count_limit = 50", NULL);
+	expect_accepted("smtpd_client_connection_rate_limit = 30", NULL);
+	expect_accepted("smtpd_client_message_rate_limit = 100", NULL);
+	expect_accepted("smtpd_client_recipient_rate_limit = 1000", NULL);
+	expect_accepted("anvil_rate_time_unit = 2m", NULL);
 	expect_accepted("default_transport = smtp", NULL);
 	expect_accepted("smtp_tcp_port = smtp", NULL);
 	/* opportunistic TLS: allowed, with what it means */

@@ -184,6 +184,9 @@ static void test_errors(void)
 			    "set in main.cf only");
 	expect_master_error(SMTP_LINE "2525 inet n - y - - smtpd -o relayhost=[192.0.2.1]\n",
 			    "-o relayhost: a global parameter");
+	/* anvil's window is anvil(8)'s, one for every service */
+	expect_master_error(SMTP_LINE "2525 inet n - y - - smtpd -o anvil_rate_time_unit=10s\n",
+			    "-o anvil_rate_time_unit: a global parameter");
 	/* names */
 	expect_master_error(SMTP_LINE "nosuchservice inet n - y - - smtpd\n",
 			    "m.cf:2: service nosuchservice: \"nosuchservice\" is not a port");
@@ -390,7 +393,9 @@ static void test_services(void)
 		"  -o mail_name=Submit\n"
 		"  -o my_clients=permit_mynetworks,reject_unauth_destination\n"
 		"  -o smtpd_timeout=20s -o mynetworks=198.51.100.0/24\n"
-		"  -o message_size_limit=1000\n");
+		"  -o message_size_limit=1000\n"
+		"  -o smtpd_client_connection_count_limit=5\n"
+		"  -o smtpd_client_ipv4_prefix_length=24\n");
 	CHECK_INT_EQ(l.rc, 0);
 	if (!l.cfg) {
 		fprintf(stderr, "%s", l.diag);
@@ -413,6 +418,8 @@ static void test_services(void)
 		CHECK_INT_EQ(smtp->listen_count, 2);
 		CHECK_INT_EQ(smtp->listen[0].port, 25);
 		CHECK_INT_EQ(smtp->smtpd_timeout_s, 300);
+		CHECK_INT_EQ(smtp->client_connection_count_limit, 50);
+		CHECK_INT_EQ(smtp->client_ipv4_prefix_length, 32);
 	}
 	diag = NULL;
 	struct mx_config *sub = service(&l, "submission", &diag);
@@ -427,6 +434,14 @@ static void test_services(void)
 		CHECK_INT_EQ(sub->smtpd_timeout_s, 20);
 		CHECK_INT_EQ(sub->smtp.message_size_limit, 1000);
 		CHECK_INT_EQ(netlist_count(sub->mynetworks), 1);
+		/* anvil's limits per service; the exceptions follow the service's mynetworks */
+		CHECK_INT_EQ(sub->client_connection_count_limit, 5);
+		CHECK_INT_EQ(sub->client_ipv4_prefix_length, 24);
+		struct mx_inet_addr a;
+		CHECK(mx_inet_parse("198.51.100.7", &a));
+		CHECK(netlist_match(sub->event_limit_exceptions, &a));
+		CHECK(mx_inet_parse("192.0.2.7", &a));
+		CHECK(!netlist_match(sub->event_limit_exceptions, &a));
 		CHECK_INT_EQ(sub->listen[0].port, 587);
 		/* where each value comes from */
 		unsigned line;

@@ -832,6 +832,153 @@ static void test_soft_bounce(void)
 	smtp_session_free(s);
 }
 
+/* The rate hook (anvil's limits): asked where Postfix's smtpd asks anvil, after the
+ * command's own syntax check and before its address is parsed; over the limit, Postfix's
+ * 450 and an error. */
+struct fake_rate {
+	unsigned calls[SMTP_RATE_EVENT_MAX];
+	bool over;
+};
+
+static bool fake_rate_over(void *arg, enum smtp_rate_event event)
+{
+	struct fake_rate *f = arg;
+	f->calls[event]++;
+	return f->over;
+}
+
+/* Feed cmd (after EHLO and setup) with the hook; the reply, the kinds of the engine's
+ * errors, and the hook's calls. */
+static char *rate_reply(const struct smtp_config *c, struct fake_rate *f, const char *setup,
+			const char *cmd, char *errors, size_t ecap)
+{
+	struct smtp_session *s = smtp_session_new(c, &client);
+	smtp_session_set_rate_hook(s, fake_rate_over, f);
+	smtp_session_greet(s);
+	char names[256];
+	bool over = f->over;
+	f->over = false;
+	feed_accepting(s, "EHLO client.example\r\n", names, sizeof(names));
+	feed_accepting(s, setup, names, sizeof(names));
+	free(take_output(s));
+	f->over = over;
+	memset(f->calls, 0, sizeof(f->calls));
+	errors[0] = '\0';
+	size_t off = 0, len = strlen(cmd);
+	for (;;) {
+		size_t used;
+		struct smtp_event ev = smtp_session_step(s, cmd + off, len - off, &used);
+		off += used;
+		if (ev.type == SMTP_EV_NONE)
+			break;
+		if (ev.type == SMTP_EV_PROTOCOL_ERROR)
+			snprintf(errors + strlen(errors), ecap - strlen(errors), "%s%s/%u",
+				 errors[0] ? " " : "", smtp_error_kind_name(ev.u.error.kind),
+				 ev.u.error.code);
+		if (ev.needs_verdict) {
+			struct smtp_verdict v = { 0 };
+			CHECK_INT_EQ(smtp_session_verdict(s, &v), 0);
+		}
+	}
+	char *out = take_output(s);
+	smtp_session_free(s);
+	return out;
+}
+
+static void test_rate_hook(void)
+{
+	struct fake_rate f = { .over = true };
+	char errors[256];
+	char *out;
+	/* MAIL over the message rate: smtpd.c mail_cmd()'s reply, an error */
+	out = rate_reply(&cfg, &f, "", "MAIL FROM:<a@example.org>\r\n", errors, sizeof(errors));
+	CHECK_STR_EQ(out, "450 4.7.1 Error: too much mail from 192.0.2.1\r\n");
+	CHECK_STR_EQ(errors, "rate-limit/450");
+	CHECK_INT_EQ(f.calls[SMTP_RATE_MESSAGE], 1);
+	CHECK_INT_EQ(f.calls[SMTP_RATE_RECIPIENT], 0);
+	free(out);
+	/* counted before the address is parsed: a bad address is refused by the limit... */
+	out = rate_reply(&cfg, &f, "", "MAIL FROM:<a@@b\r\n", errors, sizeof(errors));
+	CHECK_STR_EQ(out, "450 4.7.1 Error: too much mail from 192.0.2.1\r\n");
+	free(out);
+	/* ... and under the limit still counts */
+	f.over = false;
+	out = rate_reply(&cfg, &f, "", "MAIL FROM:<a@@b\r\nMAIL FROM:<a@b> SIZE=x\r\n", errors,
+			 sizeof(errors));
+	CHECK_STR_EQ(out, "501 5.1.7 Bad sender address syntax\r\n"
+			  "501 5.5.4 Bad message size syntax\r\n");
+	CHECK_INT_EQ(f.calls[SMTP_RATE_MESSAGE], 2);
+	free(out);
+	/* but not before the command's own checks: syntax, sequence */
+	f.over = true;
+	out = rate_reply(&cfg, &f, "", "MAIL TO:<a@b>\r\nRCPT TO:<c@d>\r\n", errors,
+			 sizeof(errors));
+	CHECK_STR_EQ(out, "501 5.5.4 Syntax: MAIL FROM:<address>\r\n"
+			  "503 5.5.1 Error: need MAIL command\r\n");
+	CHECK_INT_EQ(f.calls[SMTP_RATE_MESSAGE] + f.calls[SMTP_RATE_RECIPIENT], 0);
+	free(out);
+	out = rate_reply(&cfg, &f, "MAIL FROM:<a@b>\r\n", "MAIL FROM:<a@b>\r\n", errors,
+			 sizeof(errors));
+	CHECK_STR_EQ(out, "503 5.5.1 Error: nested MAIL command\r\n");
+	CHECK_INT_EQ(f.calls[SMTP_RATE_MESSAGE], 0);
+	free(out);
+
+	/* RCPT over the recipient rate: rcpt_cmd()'s reply; the transaction goes on */
+	f.over = true;
+	out = rate_reply(&cfg, &f, "MAIL FROM:<a@b>\r\n",
+			 "RCPT TO:<c@d>\r\nRCPT TO:<bad\r\nRCPT <c@d>\r\n", errors,
+			 sizeof(errors));
+	CHECK_STR_EQ(out, "450 4.7.1 Error: too many recipients from 192.0.2.1\r\n"
+			  "450 4.7.1 Error: too many recipients from 192.0.2.1\r\n"
+			  "501 5.5.4 Syntax: RCPT TO:<address>\r\n");
+	CHECK_STR_EQ(errors, "rate-limit/450 rate-limit/450 syntax/501");
+	CHECK_INT_EQ(f.calls[SMTP_RATE_RECIPIENT], 2);
+	CHECK_INT_EQ(f.calls[SMTP_RATE_MESSAGE], 0);
+	free(out);
+	/* under it: asked before the recipient limit and the address */
+	f.over = false;
+	struct smtp_config one = cfg;
+	one.recipient_limit = 1;
+	out = rate_reply(&one, &f, "MAIL FROM:<a@b>\r\n",
+			 "RCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\nRCPT TO:<bad\r\n", errors,
+			 sizeof(errors));
+	CHECK_STR_EQ(out, "250 2.1.5 Ok\r\n452 4.5.3 Error: too many recipients\r\n"
+			  "501 5.1.3 Bad recipient address syntax\r\n");
+	CHECK_INT_EQ(f.calls[SMTP_RATE_RECIPIENT], 3);
+	free(out);
+
+	/* VRFY counts as a recipient (vrfy_cmd()), after its argument check (one command
+	 * per call: VRFY ends a pipelined group) */
+	f.over = true;
+	out = rate_reply(&cfg, &f, "", "VRFY\r\n", errors, sizeof(errors));
+	CHECK_STR_EQ(out, "501 5.5.4 Syntax: VRFY address [SMTPUTF8]\r\n");
+	CHECK_INT_EQ(f.calls[SMTP_RATE_RECIPIENT], 0);
+	free(out);
+	out = rate_reply(&cfg, &f, "", "VRFY u@example.org\r\n", errors, sizeof(errors));
+	CHECK_STR_EQ(out, "450 4.7.1 Error: too many recipients from 192.0.2.1\r\n");
+	CHECK_INT_EQ(f.calls[SMTP_RATE_RECIPIENT], 1);
+	free(out);
+	f.over = false;
+	out = rate_reply(&cfg, &f, "", "VRFY u@example.org\r\n", errors, sizeof(errors));
+	CHECK_STR_EQ(out, "252 2.0.0 u@example.org\r\n");
+	CHECK_INT_EQ(f.calls[SMTP_RATE_RECIPIENT], 1);
+	free(out);
+
+	/* the refusals are errors: smtpd_hard_error_limit closes the session */
+	f.over = true;
+	struct smtp_config two = cfg;
+	two.hard_error_limit = 2;
+	out = rate_reply(&two, &f, "", "MAIL FROM:<a@b>\r\nMAIL FROM:<a@b>\r\nNOOP\r\n", errors,
+			 sizeof(errors));
+	CHECK_STR_EQ(out, "450 4.7.1 Error: too much mail from 192.0.2.1\r\n"
+			  "450 4.7.1 Error: too much mail from 192.0.2.1\r\n"
+			  "421 4.7.0 mx.example.net Error: too many errors\r\n");
+	free(out);
+	CHECK_STR_EQ(smtp_rate_event_name(SMTP_RATE_MESSAGE), "message");
+	CHECK_STR_EQ(smtp_rate_event_name(SMTP_RATE_RECIPIENT), "recipient");
+	CHECK_STR_EQ(smtp_rate_event_name(SMTP_RATE_EVENT_MAX), "?");
+}
+
 int main(void)
 {
 	smtp_config_defaults(&cfg);
@@ -856,5 +1003,6 @@ int main(void)
 	RUN_TEST(test_unauth_pipelining_flag);
 	RUN_TEST(test_access_denied);
 	RUN_TEST(test_soft_bounce);
+	RUN_TEST(test_rate_hook);
 	return TEST_RESULT();
 }
