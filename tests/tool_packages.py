@@ -40,6 +40,7 @@ TOOLS = {
     # and policy tests
     "/usr/sbin/unbound": "unbound",
     "/usr/sbin/postgrey": "postgrey",
+    "/usr/sbin/unbound-checkconf": "unbound",
     # namespaces and the DPDK tests' client side
     "ip": "iproute2",
     "ethtool": "ethtool",
