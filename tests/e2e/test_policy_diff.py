@@ -13,19 +13,24 @@ enhanced status code must be the same; reply texts are compared after normalisin
 IDs and reported separately.
 
 Variants (VARIANTS): the fixture as is (smtpd_delay_reject = yes), with
-smtpd_delay_reject = no, with soft_bounce = yes; then two that ask DNS for everything:
+smtpd_delay_reject = no, with soft_bounce = yes; then two that ask DNS for everything,
+each also with smtpd_delay_reject = no:
   dns   restrictions_dns.cf appended (DNSBL and RHSBL with filters, permit_dnswl_client,
+        permit_rhswl_client,
         reject_unknown_{client,reverse_client,helo}_hostname,
-        reject_unknown_{sender,recipient}_domain, check_sender_mx_access); mxgate has no
-        local zone loaded and looks the client up at connect (smtpd_peername_lookup = yes),
+        reject_unknown_{sender,recipient}_domain, check_{sender,recipient}_mx_access,
+        check_sender_ns_access, check_{client,helo}_a_access); mxgate has no local zone
+        loaded and looks the client up at connect (smtpd_peername_lookup = yes),
         so both servers ask the same resolver. Clients come from XCLIENT NAME= and
         REVERSE_NAME= (names, [UNAVAILABLE], [TEMPUNAVAIL]), XCLIENT ADDR= alone, or no
         XCLIENT at all: the session connects from 127.0.0.N and both servers look up its
         PTR and the name's address.
   drop  the same restrictions, each session with one element (client address, its PTR or
-        name, a DNSBL or DNSWL question, HELO, sender or recipient domain) whose questions
-        the DNS server drops: Postfix's temporary-failure outcomes (defer_if_permit,
-        450 ... Host not found / Domain not found, the DNSWL's defer_if_reject).
+        name, a DNSBL, DNSWL, RHSBL or RHSWL question, HELO, sender or recipient domain, an
+        MX host's address) whose questions the DNS server drops: Postfix's
+        temporary-failure outcomes (defer_if_permit, 450 ... Host not found / Domain not
+        found, a list that does not answer as not listed, the allowlists'
+        defer_if_reject).
 
 Everything runs in a private network namespace (lo only). Its DNS (tests/e2e/dnsenv.py):
 on 127.0.0.1:53 a front that forwards to unbound (the local zones of
@@ -125,8 +130,10 @@ DNS_COVERAGE = [
     "Client host [198.51.100.51] blocked using zen.rbl.test",
     "blocked using zen.rbl.test; IPv6",
     "Client host [127.0.0.27] blocked using zen.rbl.test",
-    # permit_dnswl_client: a client zen.rbl.test lists, allowlisted
+    # permit_dnswl_client, permit_rhswl_client: a client zen.rbl.test lists, allowlisted
     ("permit_dnswl_client allowlists 198.51.100.50", accepted_rcpt_from("198.51.100.50")),
+    ("permit_rhswl_client allowlists mail.trusted.example[198.51.100.51]",
+     accepted_rcpt_from("198.51.100.51")),
     # reject_rhsbl_*: each class
     "Client host [host.spammer.example] blocked using rhs.rbl.test",
     "Client host [host.listed.example] blocked using rhs.rbl.test",
@@ -167,6 +174,13 @@ DNS_COVERAGE = [
     "451 4.3.5 Server configuration error",
     ("check_sender_mx_access: an MX host found DUNNO ends the search",
      accepted_rcpt_with_sender("user@dunno.sender.example")),
+    # check_client_a_access (the second address of the client's name), check_helo_a_access,
+    # check_sender_ns_access (the domain's NS, its parent's), check_recipient_mx_access
+    "<two.peer.example[127.0.0.31]>: Client host rejected: Server address blocked",
+    "<blockedip.helo.example>: Helo command rejected: Server address blocked",
+    "<user@ns.sender.example>: Sender address rejected: DNS server blocked",
+    "<user@sub.ns.sender.example>: Sender address rejected: DNS server blocked",
+    "<user@blockedmx.rcpt.example>: Recipient address rejected: Mail server blocked",
     "Relay access denied",
     "queued as",
 ]
@@ -181,19 +195,40 @@ DROP_COVERAGE = [
     "450 4.1.2 <user@rcpt.drop.example>: Recipient address rejected: Domain not found",
     ("a client whose zen.rbl.test question is dropped is not listed",
      accepted_rcpt_from("198.51.100.88")),
-    # permit_dnswl_client without an answer: a later rejection is deferred
+    # permit_dnswl_client and permit_rhswl_client without an answer: a later rejection
+    # (in the same restriction list) is deferred
     "450 4.7.1 <198.51.100.77>: Client host rejected: Service unavailable",
+    "450 4.7.1 <mail.slowwl.example>: Client host rejected: Service unavailable",
+    # reject_rhsbl_sender without an answer: not listed; check_sender_mx_access with an
+    # MX host whose address does not come: that host is passed over
+    ("a sender whose rhs.rbl.test question is dropped is not listed",
+     accepted_rcpt_with_sender("user@rhsdrop.example")),
+    ("an MX host without an address answer is passed over",
+     accepted_rcpt_with_sender("user@slowmx.sender.example")),
+    "queued as",
+]
+
+# The dns variant with smtpd_delay_reject = no: each list answers its own command, and a
+# real client refused at connect gets 503 for everything after, XCLIENT included.
+DNS_NO_DELAY_COVERAGE = [
+    "550 5.7.25 Client host rejected: cannot find your hostname, [127.0.0.22]",
+    "503 5.7.0 Error: access denied for unknown[127.0.0.22]",
+    "<nx.helo.example>: Helo command rejected: Host not found",
+    "<user@nx.sender.example>: Sender address rejected: Domain not found",
+    "<user@nx.rcpt.example>: Recipient address rejected: Domain not found",
     "queued as",
 ]
 
 # What the DNS front never answers (dnsenv.DropProxy): these names and all below them.
 DROP_NAMES = ["drop.example", "25.0.0.127.in-addr.arpa", "88.100.51.198.zen.rbl.test",
-              "77.100.51.198.wl.rbl.test"]
+              "77.100.51.198.wl.rbl.test", "rhsdrop.example.rhs.rbl.test",
+              "mail.slowwl.example.rhswl.rbl.test"]
 
 # The questions the drop variant's fixed seeds must have made the front drop.
 DROP_QUESTIONS = ["25.0.0.127.in-addr.arpa", "slow.drop.example",
                   "88.100.51.198.zen.rbl.test", "77.100.51.198.wl.rbl.test",
-                  "sender.drop.example", "rcpt.drop.example"]
+                  "sender.drop.example", "rcpt.drop.example", "rhsdrop.example.rhs.rbl.test",
+                  "mx.slowmx.drop.example", "mail.slowwl.example.rhswl.rbl.test"]
 
 with open(os.path.join(POLICY, "restrictions_dns.cf")) as _f:
     DNS_RESTRICTIONS = _f.read()
@@ -214,17 +249,26 @@ VARIANTS = [
     {"name": "drop", "extra": DNS_RESTRICTIONS, "seeds": [41], "dns": True,
      "generator": gen.drop_sessions, "sessions": 14, "parallel": 4,
      "coverage": DROP_COVERAGE},
+    # the same two with smtpd_delay_reject = no: each list at its own command, so the
+    # lookups (and the timeouts) happen at connect, HELO and MAIL as well
+    {"name": "dns+delay_reject=no", "extra": DNS_RESTRICTIONS + "smtpd_delay_reject = no\n",
+     "seeds": [34], "dns": True, "generator": gen.dns_sessions, "sessions": 100,
+     "coverage": DNS_NO_DELAY_COVERAGE},
+    {"name": "drop+delay_reject=no",
+     "extra": DNS_RESTRICTIONS + "smtpd_delay_reject = no\n", "seeds": [43], "dns": True,
+     "generator": gen.drop_sessions, "sessions": 14, "parallel": 4},
 ]
 
 HASH_TABLES = ["client_access", "helo_access", "recipient_access", "relay_recipients",
-               "local_recipients", "mx_access"]
+               "local_recipients", "mx_access", "server_access"]
 OTHER_TABLES = [("cidr", "client.cidr"), ("pcre", "sender.pcre"),
                 ("regexp", "recipient.regexp")]
 # rbldnsd serves all of these; mxgate's store of the first variants holds LOCAL_ZONES, the
 # DNS variants' store none.
 LOCAL_ZONES = [("zen.rbl.test", "combined", "zen.zone"), ("dbl.rbl.test", "dnset", "dbl.zone")]
 DNS_ZONES = LOCAL_ZONES + [("rhs.rbl.test", "dnset", "rhs.zone"),
-                           ("wl.rbl.test", "ip4set", "wl.zone")]
+                           ("wl.rbl.test", "ip4set", "wl.zone"),
+                           ("rhswl.rbl.test", "dnset", "rhswl.zone")]
 FIXTURE_FILES = HASH_TABLES + [f for _, f in OTHER_TABLES] + [z for _, _, z in DNS_ZONES] + \
     ["header_checks"]
 
@@ -538,6 +582,8 @@ DNS_FIXTURE_CHECKS = [
     ("50.100.51.198.wl.rbl.test", "A", ("NOERROR", ["127.0.0.2"])),
     ("71.100.51.198.wl.rbl.test", "A", ("NOERROR", ["127.0.0.9"])),
     ("29.0.0.127.wl.rbl.test", "A", ("NOERROR", ["127.0.0.2"])),
+    ("mail.trusted.example.rhswl.rbl.test", "A", ("NOERROR", ["127.0.0.2"])),
+    ("mail.good.example.rhswl.rbl.test", "A", ("NXDOMAIN", [])),
     # unbound's local zones
     ("a.helo.example", "A", ("NOERROR", ["198.51.100.1"])),
     ("aaaa.helo.example", "A", ("NOERROR", [])),
@@ -549,6 +595,11 @@ DNS_FIXTURE_CHECKS = [
     ("mx.sender.example", "MX", ("NOERROR", ["10 mail.sender.example"])),
     ("nullmx.rcpt.example", "MX", ("NOERROR", ["0 "])),
     ("mx.ghost.example", "A", ("NXDOMAIN", [])),
+    ("ns.sender.example", "NS", ("NOERROR", ["ns1.blocked-ns.example"])),
+    ("sub.ns.sender.example", "NS", ("NOERROR", [])),
+    ("multi.sender.example", "MX", ("NOERROR", ["10 mx.plain.example",
+                                                "20 mx.blocked.example"])),
+    ("two.peer.example", "A", ("NOERROR", ["127.0.0.31", "203.0.113.68"])),
     ("21.0.0.127.in-addr.arpa", "PTR", ("NOERROR", ["ok.peer.example"])),
     ("ok.peer.example", "A", ("NOERROR", ["127.0.0.21"])),
     ("24.0.0.127.in-addr.arpa", "PTR", ("NXDOMAIN", [])),
@@ -769,7 +820,7 @@ def main():
     print("\n==== summary ====")
     for variant, nsess, nbad, nsteps, nmis, ntext, by_kind, secs in summary:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(by_kind.items())) or "-"
-        print(f"{variant:17} {nsess:4} sessions ({nbad} differ) {nsteps:5} replies "
+        print(f"{variant:20} {nsess:4} sessions ({nbad} differ) {nsteps:5} replies "
               f"{nmis:4} mismatches ({kinds}) {ntext:4} text diffs {secs:5.1f} s")
     print(f"random seed this run: {random_seed} (+variant index); reproduce with "
           f"MXGATE_POLICY_SEEDS=SEED")

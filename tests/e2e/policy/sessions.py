@@ -184,6 +184,8 @@ DNS_CLIENT_ADDRS = [
 
 # (NAME=, REVERSE_NAME= or None when not sent)
 DNS_CLIENT_NAMES = [
+    # rhswl.rbl.test: allowlisted by name (permit_rhswl_client)
+    ("mail.trusted.example", None),
     ("mail.good.example", None), ("mail.good.example", None),
     ("[UNAVAILABLE]", None), ("[TEMPUNAVAIL]", None),
     ("mail.good.example", "[UNAVAILABLE]"), ("mail.good.example", "[TEMPUNAVAIL]"),
@@ -204,6 +206,7 @@ DNS_HELOS = [
     "host.spammer.example",                               # rhs.rbl.test =127.0.1.2
     "host.listed.example",                                # rhs .3: filtered out, has an A
     "[198.51.100.7]",                                     # address literal: not looked up
+    "blockedip.helo.example",                             # check_helo_a_access
 ]
 
 DNS_SENDERS = [
@@ -216,6 +219,8 @@ DNS_SENDERS = [
     "user@badmx.sender.example", "user@badip.sender.example", "user@okmx.sender.example",
     "user@ghostmx.sender.example", "user@selfmx.sender.example", "user@multi.sender.example",
     "user@dunno.sender.example",
+    # check_sender_ns_access (server_access): the domain's NS host, its parent's
+    "user@ns.sender.example", "user@sub.ns.sender.example",
     "user@x.spammer.example", "user@mail.other.example",          # rhs.rbl.test
     "", "user@[198.51.100.9]", "user@local.example",              # not looked up
 ]
@@ -226,14 +231,16 @@ DNS_RECIPIENTS = [
     "user@nx.rcpt.example", "user@txt.rcpt.example",       # NXDOMAIN, NODATA
     "user@nullmx.rcpt.example",                            # null MX
     "user@rcpt.spammer.example",                           # rhs.rbl.test
+    "user@blockedmx.rcpt.example",                         # check_recipient_mx_access
     "alice@local.example", "user@foreign.example",         # final destination, relay
 ]
 
 # Sessions without XCLIENT connect from these (dns_zones.conf, 0.0.127.in-addr.arpa):
 # confirmed, forged (other address), forged (no such name), no PTR, listed in zen by
-# address, listed in rhs by name, allowlisted without PTR, forged (name without address)
+# address, listed in rhs by name, allowlisted without PTR, forged (name without address),
+# confirmed with a blocked address among its name's (check_client_a_access)
 DNS_PEER_SOURCES = ["127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24", "127.0.0.27",
-                    "127.0.0.28", "127.0.0.29", "127.0.0.30"]
+                    "127.0.0.28", "127.0.0.29", "127.0.0.30", "127.0.0.31"]
 
 DNS_CLEAN_ADDRS = ["198.51.100.99", "192.0.2.77", "IPV6:2001:db8:9::1", "198.51.100.70",
                    "198.51.100.52", "198.51.100.54", "198.51.100.55"]
@@ -252,9 +259,16 @@ DROP_CLIENTS = [
     ("source", "127.0.0.26"),         # the PTR answers, the name's A question is dropped
     ("addr", "198.51.100.88"),        # the zen.rbl.test question is dropped
     ("addr", "198.51.100.77"),        # the wl.rbl.test question is dropped
+    # the rhswl.rbl.test question is dropped, at an address zen.rbl.test lists
+    ("name", ("mail.slowwl.example", "198.51.100.51")),
 ]
 DROP_HELO = "slow.drop.example"
 DROP_SENDER = "user@sender.drop.example"
+DROP_SENDERS = [
+    DROP_SENDER,                      # the domain's questions are dropped
+    "user@rhsdrop.example",           # the rhs.rbl.test question is dropped
+    "user@slowmx.sender.example",     # its MX host's address questions are dropped
+]
 DROP_RECIPIENT = "user@rcpt.drop.example"
 
 
@@ -337,6 +351,8 @@ def dns_plan(rnd):
     plan = [("source", s) for s in DNS_PEER_SOURCES]
     plan += [("addr", a) for a in DNS_CLIENT_ADDRS]
     plan += [("name", nr) for nr in DNS_CLIENT_NAMES if nr != (None, None)]
+    # a name allowlisted in rhswl.rbl.test at an address zen.rbl.test lists
+    plan += [("name-addr", ("mail.trusted.example", None, "198.51.100.51"))]
     # XCLIENT ADDR= alone from each kind of real connection (confirmed, forged, no PTR)
     plan += [("addr-alone", s) for s in ("127.0.0.21", "127.0.0.22", "127.0.0.24")]
     plan += [("helo", h) for h in DNS_HELOS]
@@ -362,6 +378,9 @@ def dns_planned_session(rnd, n, stage, value):
     elif stage == "name":
         source, (name, rname), addr = None, value, rnd.choice(
             ["198.51.100.99", "192.0.2.77", "IPV6:2001:db8:9::1"])
+        xcl = _xclient(name, rname, addr)
+    elif stage == "name-addr":
+        source, (name, rname, addr) = None, value
         xcl = _xclient(name, rname, addr)
     elif stage == "addr-alone":
         source, name, rname, addr = value, None, None, rnd.choice(DNS_CLEAN_ADDRS)
@@ -399,8 +418,8 @@ def dns_session(rnd, n):
 # clean one; the allowlist's a second time with a client name that a later client
 # restriction rejects: Postfix's defer_if_reject turns that into 450), then random draws.
 DROP_PLAN = [("client", c) for c in DROP_CLIENTS] + \
-    [("helo", None), ("sender", None), ("rcpt", "alone"), ("rcpt", "with"),
-     ("dnswl-then-reject", None)]
+    [("sender", s) for s in DROP_SENDERS] + \
+    [("helo", None), ("rcpt", "alone"), ("rcpt", "with"), ("dnswl-then-reject", None)]
 
 
 def drop_session(rnd, n, planned=None):
@@ -422,12 +441,14 @@ def drop_session(rnd, n, planned=None):
             how, value = planned[1] if planned else rnd.choice(DROP_CLIENTS)
             if how == "source":
                 source, name, addr = value, None, None
+            elif how == "name":
+                name, addr = value
             else:
                 addr = value
         elif kind == "helo":
             helo = DROP_HELO
         elif kind == "sender":
-            sender = DROP_SENDER
+            sender = planned[1] if planned else rnd.choice(DROP_SENDERS)
         elif kind == "rcpt":
             alone = planned[1] == "alone" if planned else rnd.random() < 0.5
             rcpts = [DROP_RECIPIENT] if alone else [DROP_RECIPIENT, rcpts[0]]
