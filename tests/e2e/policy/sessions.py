@@ -238,9 +238,11 @@ DNS_RECIPIENTS = [
 # Sessions without XCLIENT connect from these (dns_zones.conf, 0.0.127.in-addr.arpa):
 # confirmed, forged (other address), forged (no such name), no PTR, listed in zen by
 # address, listed in rhs by name, allowlisted without PTR, forged (name without address),
-# confirmed with a blocked address among its name's (check_client_a_access)
+# confirmed with a blocked address among its name's (check_client_a_access), two PTR names
+# (the first forged), a name in mixed case
 DNS_PEER_SOURCES = ["127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24", "127.0.0.27",
-                    "127.0.0.28", "127.0.0.29", "127.0.0.30", "127.0.0.31"]
+                    "127.0.0.28", "127.0.0.29", "127.0.0.30", "127.0.0.31", "127.0.0.32",
+                    "127.0.0.33"]
 
 DNS_CLEAN_ADDRS = ["198.51.100.99", "192.0.2.77", "IPV6:2001:db8:9::1", "198.51.100.70",
                    "198.51.100.52", "198.51.100.54", "198.51.100.55"]
