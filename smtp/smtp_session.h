@@ -311,8 +311,8 @@ void smtp_session_greet_reject(struct smtp_session *s, uint16_t code, const char
 
 /* The client restrictions refused the client at connect (smtpd_delay_reject = no): send
  * this reply instead of the greeting and keep the session, answering every later command
- * but QUIT (and XCLIENT from an authorized client) with "503 5.7.0 Error: access denied
- * for NAME[ADDR]", each counted as an error, as Postfix does. */
+ * but QUIT (XCLIENT and unknown verbs too) with "503 5.7.0 Error: access denied for
+ * NAME[ADDR]", each counted as an error, as Postfix does. */
 void smtp_session_greet_deny(struct smtp_session *s, uint16_t code, const char *text);
 
 /* Feed bytes. Consumes at most len bytes (*used says how many) and returns the next event.

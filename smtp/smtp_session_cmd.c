@@ -632,6 +632,15 @@ static void cmd_help(struct smtp_session *s)
 			    c->disable_vrfy_command ? "" : " VRFY");
 }
 
+/* A command while the client restrictions deny this client: Postfix's 503 for the client
+ * the restrictions saw (smtpd_proto(), "RFC 2821 Sec 3.1"). */
+static void refuse_denied(struct smtp_session *s)
+{
+	smtp_session_replyf(s, "503 5.7.0 Error: access denied for %s[%s]", s->client_name,
+			    s->client_addr);
+	smtp_session_engine_error(s, SMTP_ERR_ACCESS_DENIED, 503);
+}
+
 /* One complete command line (terminator removed). `more_after`: the client sent more
  * bytes after it without waiting for our reply. */
 static void process_command(struct smtp_session *s, const char *text, size_t n, bool more_after)
@@ -673,8 +682,21 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 			smtp_session_engine_close(s, SMTP_ERR_UNKNOWN_COMMAND, 221);
 			return;
 		}
+		if (s->access_denied) {
+			refuse_denied(s);
+			return;
+		}
 		/* Postfix checks no pipelining for a verb it does not know */
 		refuse_lit(s, SMTP_ERR_UNKNOWN_COMMAND, "500 5.5.2 Error: command not recognized");
+		return;
+	}
+
+	/* The client restrictions refused this client (smtpd_delay_reject = no): as Postfix's
+	 * smtpd_proto(), every command but QUIT is answered this way and counts as an error,
+	 * XCLIENT too (the identity it would set is never looked at), before any pipelining
+	 * check. */
+	if (s->access_denied && cmd != CMD_QUIT) {
+		refuse_denied(s);
 		return;
 	}
 
@@ -691,16 +713,6 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 		s->ill_pipelining = true;
 	}
 	s->where = commands[cmd].name;
-
-	/* The client restrictions refused this client at connect (smtpd_delay_reject = no):
-	 * as Postfix's smtpd_proto(), every command but QUIT, and XCLIENT from a client that
-	 * may use it, is answered this way and counts as an error. */
-	if (s->access_denied && cmd != CMD_QUIT && !(cmd == CMD_XCLIENT && s->xclient_authorized)) {
-		smtp_session_replyf(s, "503 5.7.0 Error: access denied for %s[%s]", s->client_name,
-				    s->client_addr);
-		smtp_session_engine_error(s, SMTP_ERR_ACCESS_DENIED, 503);
-		return;
-	}
 
 	switch (cmd) {
 	case CMD_HELO:

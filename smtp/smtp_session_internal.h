@@ -81,7 +81,7 @@ struct smtp_session {
 	bool peer_gone;
 	bool xclient_authorized; /* smtpd_authorized_xclient_hosts matches the client */
 	bool ill_pipelining;     /* Postfix's SMTPD_FLAG_ILL_PIPELINING (sticky) */
-	bool access_denied;      /* smtp_session_greet_deny(): only QUIT (and XCLIENT) work */
+	bool access_denied;      /* smtp_session_greet_deny(): only QUIT works */
 	struct xclient_buf *xcl; /* the XCLIENT awaiting its verdict (taken lazily) */
 	/* smtp_session_set_rate_hook() */
 	bool (*rate_over)(void *arg, enum smtp_rate_event event);

@@ -40,6 +40,13 @@ static inline void dns_put16(uint8_t *p, uint16_t v)
 int dns_wire_name_unpack(const uint8_t *pkt, size_t len, size_t off, uint8_t *wire,
 			 size_t *wire_len, size_t *next, char *err, size_t errlen);
 
+/* The same, with the labels read from before pkt[fold_below] lower-cased: a name in an
+ * answer that points into the question (fold_below: the question name's end) takes the
+ * question's letters, and with 0x20 those are our random pattern, not anyone's spelling. */
+int dns_wire_name_unpack_fold(const uint8_t *pkt, size_t len, size_t off, uint8_t *wire,
+			      size_t *wire_len, size_t *next, size_t fold_below, char *err,
+			      size_t errlen);
+
 /* Equal names, ASCII case ignored (RFC 4343). Length octets are at most 63, below 'A', so a
  * byte-wise fold over the whole wire form is exact. */
 bool dns_wire_name_eq(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
@@ -51,7 +58,9 @@ bool dns_wire_name_under(const uint8_t *name, size_t nlen, const uint8_t *suffix
 /* Lower-case the ASCII letters of a wire name in place. */
 void dns_wire_name_lower(uint8_t *wire, size_t len);
 
-/* Presentation form of a wire name, lower case, no trailing dot, "" for the root, with
+/* Presentation form of a wire name, in its case on the wire (a PTR name is shown as its
+ * zone spells it, as the libc's getnameinfo() gives it to Postfix; lower-case the wire
+ * form first for a key), no trailing dot, "" for the root, with
  * RFC 1035 5.1 escapes: "\." and "\\" for a dot or backslash inside a label, "\DDD" for
  * octets outside '!'..'~'. NUL-terminated. Returns 0 with *outlen, or -ENOSPC
  * (DNS_NAME_TEXT_MAX + 1 is always enough). */

@@ -88,16 +88,6 @@ static int dns_rr_read(const uint8_t *pkt, size_t len, size_t off, struct dns_rr
 	return 0;
 }
 
-/* A name that must fill RDATA from `off` to its end exactly. */
-static int dns_rdata_name(const uint8_t *pkt, const struct dns_rr *rr, size_t off,
-			  uint8_t *wire, size_t *wire_len, size_t *next, char *err, size_t errlen)
-{
-	/* The name's own octets must stay inside RDATA: parse against RDATA's end. Pointers
-	 * reach only before the name, so the rest of the packet needs no other bound. */
-	return dns_wire_name_unpack(pkt, rr->rdata + rr->rdlen, off, wire, wire_len, next, err,
-				    errlen);
-}
-
 /* Parse state shared by the steps below. */
 struct dns_parse {
 	const struct dns_query *q;
@@ -111,6 +101,20 @@ struct dns_parse {
 	uint32_t ttl;              /* running minimum */
 	bool ttl_set;
 };
+
+/* A name that must fill RDATA from `off` to its end exactly, as the answer spells it, but
+ * for the labels it takes from the question (compressed against it): those are
+ * lower-cased (dns_wire_name_unpack_fold()). */
+static int dns_rdata_name(const struct dns_parse *ps, const struct dns_rr *rr, size_t off,
+			  uint8_t *wire, size_t *wire_len, size_t *next)
+{
+	/* The name's own octets must stay inside RDATA: parse against RDATA's end. Pointers
+	 * reach only before the name, so the rest of the packet needs no other bound. The
+	 * question's name is at DNS_HEADER_LEN, uncompressed, as we sent it. */
+	return dns_wire_name_unpack_fold(ps->pkt, rr->rdata + rr->rdlen, off, wire, wire_len, next,
+					 DNS_HEADER_LEN + ps->q->qname_len, ps->err,
+					 ps->errlen);
+}
 
 static void dns_ttl_min(struct dns_parse *ps, uint32_t ttl)
 {
@@ -220,8 +224,7 @@ static int dns_follow_cnames(struct dns_parse *ps, uint8_t *name, size_t *nlen)
 				       "more than %d CNAMEs from the question (a loop?)",
 				       DNS_CNAME_DEPTH_MAX);
 		size_t next;
-		rc = dns_rdata_name(ps->pkt, &rr, rr.rdata, name, nlen, &next, ps->err,
-				    ps->errlen);
+		rc = dns_rdata_name(ps, &rr, rr.rdata, name, nlen, &next);
 		if (rc < 0)
 			return rc;
 		if (next != rr.rdata + rr.rdlen)
@@ -316,8 +319,7 @@ static int dns_record_decode(struct dns_parse *ps, const struct dns_rr *rr, stru
 			r->pref = dns_get16(ps->pkt + at);
 			at += 2;
 		}
-		rc = dns_rdata_name(ps->pkt, rr, at, wire, &wlen, &next, ps->err,
-				    ps->errlen);
+		rc = dns_rdata_name(ps, rr, at, wire, &wlen, &next);
 		if (rc < 0)
 			return rc;
 		if (next != end)
@@ -331,11 +333,9 @@ static int dns_record_decode(struct dns_parse *ps, const struct dns_rr *rr, stru
 	case DNS_TYPE_SOA: {
 		uint8_t rname[DNS_NAME_WIRE_MAX];
 		size_t rlen;
-		rc = dns_rdata_name(ps->pkt, rr, rr->rdata, wire, &wlen, &next, ps->err,
-				    ps->errlen);
+		rc = dns_rdata_name(ps, rr, rr->rdata, wire, &wlen, &next);
 		if (rc == 0)
-			rc = dns_rdata_name(ps->pkt, rr, next, rname, &rlen, &next,
-					    ps->err, ps->errlen);
+			rc = dns_rdata_name(ps, rr, next, rname, &rlen, &next);
 		if (rc < 0)
 			return rc;
 		if (end - next != 20)
@@ -418,11 +418,9 @@ static int dns_negative_ttl(struct dns_parse *ps, const uint8_t *name, size_t nl
 			continue;
 		uint8_t w[DNS_NAME_WIRE_MAX];
 		size_t wl, next;
-		rc = dns_rdata_name(ps->pkt, &rr, rr.rdata, w, &wl, &next, ps->err,
-				    ps->errlen);
+		rc = dns_rdata_name(ps, &rr, rr.rdata, w, &wl, &next);
 		if (rc == 0)
-			rc = dns_rdata_name(ps->pkt, &rr, next, w, &wl, &next, ps->err,
-					    ps->errlen);
+			rc = dns_rdata_name(ps, &rr, next, w, &wl, &next);
 		if (rc < 0)
 			return rc;
 		if (rr.rdata + rr.rdlen - next != 20)

@@ -136,8 +136,9 @@ struct dns_record {
 	uint32_t ttl;               /* RFC 2181 8: a TTL with the top bit set counts as 0 */
 	struct mx_inet_addr addr;   /* A, AAAA */
 	uint16_t pref;              /* MX preference */
-	struct dns_text name;       /* PTR/NS/CNAME target, MX exchange, SOA MNAME: lower case,
-	                               no trailing dot, RFC 1035 5.1 escapes (\. \\ \DDD) for any
+	struct dns_text name;       /* PTR/NS/CNAME target, MX exchange, SOA MNAME: in the
+	                               answer's case (Postfix shows a PTR name so), no
+	                               trailing dot, RFC 1035 5.1 escapes (\. \\ \DDD) for any
 	                               octet outside printable ASCII, '.' and '\'; the root
 	                               is "" (a null MX) */
 	struct dns_text rname;      /* SOA RNAME */

@@ -83,6 +83,13 @@ size_t dns_name_to_wire(const char *name, size_t len, uint8_t *out)
 int dns_wire_name_unpack(const uint8_t *pkt, size_t len, size_t off, uint8_t *wire,
 			 size_t *wire_len, size_t *next, char *err, size_t errlen)
 {
+	return dns_wire_name_unpack_fold(pkt, len, off, wire, wire_len, next, 0, err, errlen);
+}
+
+int dns_wire_name_unpack_fold(const uint8_t *pkt, size_t len, size_t off, uint8_t *wire,
+			      size_t *wire_len, size_t *next, size_t fold_below, char *err,
+			      size_t errlen)
+{
 	size_t pos = off;
 	size_t limit = off; /* a pointer must point before the labels that led to it */
 	size_t n = 0;
@@ -132,6 +139,8 @@ int dns_wire_name_unpack(const uint8_t *pkt, size_t len, size_t off, uint8_t *wi
 				       "name at %zu: longer than %d octets", off,
 				       DNS_NAME_WIRE_MAX);
 		memcpy(wire + n, pkt + pos, (size_t)c + 1);
+		if (pos < fold_below)
+			dns_wire_name_lower(wire + n + 1, c);
 		n += (size_t)c + 1;
 		pos += (size_t)c + 1;
 	}
@@ -177,7 +186,7 @@ int dns_wire_name_text(const uint8_t *wire, size_t len, char *out, size_t cap, s
 			out[n++] = '.';
 		}
 		for (size_t i = 0; i < l && p < len; i++, p++) {
-			unsigned char c = (unsigned char)mx_ctype_lower((char)wire[p]);
+			unsigned char c = wire[p];
 			char esc[5];
 			size_t el;
 			if (c == '.' || c == '\\') {

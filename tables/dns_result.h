@@ -34,7 +34,8 @@ struct dns_result_record {
 	struct mx_inet_addr addr;  /* A, AAAA */
 	uint16_t pref;             /* MX preference */
 	uint32_t name_off, name_len; /* PTR/NS/CNAME target, MX exchange ("" for a null MX),
-					 lower case, escaped as dns_answer's names */
+					 in the answer's case, escaped as dns_answer's
+					 names */
 	uint32_t txt_off, txt_len;   /* TXT: the record's first character-string (what
 					 Postfix uses as the DNSBL reason); non-printable
 					 bytes are kept: the reader filters */

@@ -40,6 +40,7 @@ TOOLS = {
     # and policy tests
     "/usr/sbin/unbound": "unbound",
     "/usr/sbin/postgrey": "postgrey",
+    "/usr/sbin/unbound-checkconf": "unbound",
     # the SPF policy server of the tutorials, and socat to serve it over TCP
     "/usr/bin/policyd-spf": "postfix-policyd-spf-python",
     "socat": "socat",

@@ -338,6 +338,30 @@ class Gateway:
         return False
 
 
+def main_cf_merge(text):
+    """main.cf text in which each parameter is defined once: a later definition replaces
+    an earlier one with its continuation lines, as in Postfix, but without Postfix's
+    "overriding earlier entry" warning.
+
+    Why not let Postfix warn: every Postfix process that reads a main.cf with duplicate
+    entries logs one warning per duplicate, through the postlog unix-dgram socket when
+    maillog_file is set - postlogd included, while it reads main.cf before it serves the
+    socket. A fresh network namespace has net.unix.max_dgram_qlen = 10: with ten such
+    warnings queued, postlogd blocks writing to its own socket and every other Postfix
+    process (postfix start, stop, smtpd) blocks behind it, for ever."""
+    entries = []  # [name or None, [lines]]
+    for line in text.splitlines(keepends=True):
+        if line[:1] in (" ", "\t") and entries and entries[-1][0] is not None \
+                and line.strip() and not line.lstrip().startswith("#"):
+            entries[-1][1].append(line)
+            continue
+        m = re.match(r"([A-Za-z0-9_]+)\s*=", line)
+        entries.append([m.group(1) if m else None, [line]])
+    last = {name: i for i, (name, _) in enumerate(entries) if name is not None}
+    return "".join("".join(lines) for i, (name, lines) in enumerate(entries)
+                   if name is None or last[name] == i)
+
+
 class PostfixPeer:
     """A private Debian Postfix instance (own config, queue and log under a temp dir) that
     relays everything to `relayhost`, with an smtpd on `smtpd_port`. Needs root."""
@@ -384,7 +408,7 @@ postlog   unix-dgram n - n - 1 postlogd
         os.chmod(self.dir, 0o755)
         self.maillog = os.path.join(self.dir, "maillog")
         with open(os.path.join(self.conf, "main.cf"), "w") as f:
-            f.write(
+            f.write(main_cf_merge(
                 "compatibility_level = 3.6\n"
                 f"queue_directory = {self.dir}/queue\n"
                 f"data_directory = {data}\n"
@@ -399,13 +423,17 @@ postlog   unix-dgram n - n - 1 postlogd
                 "smtpd_tls_security_level = none\n"
                 "smtp_address_preference = ipv4\n"
                 + extra_main_cf
-            )
+            ))
         with open(os.path.join(self.conf, "master.cf"), "w") as f:
             f.write(self.MASTER_CF.format(listen=f"{listen_host}:{self.smtpd_port}"))
 
     def postfix(self, *args, check=True):
-        r = subprocess.run([*self.command_prefix, "/usr/sbin/postfix", "-c", self.conf, *args],
-                           capture_output=True, text=True)
+        # bounded: a Postfix that cannot log blocks every command (main_cf_merge)
+        try:
+            r = subprocess.run([*self.command_prefix, "/usr/sbin/postfix", "-c", self.conf,
+                                *args], capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            fail(f"postfix {' '.join(args)} did not finish in 120 s\n{self.log()}")
         if check and r.returncode != 0:
             fail(f"postfix {' '.join(args)} failed: {r.stdout}{r.stderr}\n{self.log()}")
         return r
