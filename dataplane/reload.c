@@ -317,6 +317,13 @@ static int reload_probe(struct reload *r, const struct mx_generation *g, char *e
 		struct smtp_policy_ctx *pc = NULL;
 		rc = smtp_policy_ctx_new(g->services[i].policy, rd, &pc);
 		smtp_policy_ctx_free(pc);
+		/* and the lists a stress variant has of its own */
+		const struct mx_service *v = g->services[i].stress;
+		if (rc == 0 && v && v->policy != g->services[i].policy) {
+			pc = NULL;
+			rc = smtp_policy_ctx_new(v->policy, rd, &pc);
+			smtp_policy_ctx_free(pc);
+		}
 		if (rc < 0)
 			mx_errf(err, errlen, rc, "service %s: its restriction lists' tables cannot "
 						 "be opened: %s",
