@@ -11,6 +11,7 @@
 
 #include "mgmt/log.h"
 #include "mgmt/policy.h"
+#include "mgmt/stress.h"
 #include "mxgate/clock.h"
 #include "mxgate/errf.h"
 #include "tables/netlist.h"
@@ -40,6 +41,13 @@ struct reload {
 	uint64_t reloads, failures;
 	int64_t last_reload_at;
 	char last_failure[1024];
+	/* Stress (mgmt/stress.h): decided by the main thread's housekeeping, shown by
+	 * status (the control thread); stress_lock guards these, never held long. */
+	pthread_mutex_t stress_lock;
+	struct mx_stress stress;
+	struct mx_stress_limits stress_limits; /* the current generation's */
+	int64_t stress_since_wall;             /* wall-clock seconds, for status */
+	uint64_t stress_in_use, stress_capacity; /* the last observation */
 };
 
 /* ---- saying things: the log, and whoever asked ---- */
@@ -84,6 +92,115 @@ static void reload_say_diag(const struct reload_out *out, char *text)
 	}
 }
 
+/* ---- stress ---- */
+
+static void reload_time_text(int64_t t, char *buf, size_t len);
+
+/* The thresholds of the current generation (they are live parameters): at start and at
+ * every publication, under r->lock. */
+static void reload_stress_limits(struct reload *r)
+{
+	const struct mx_config *cfg = r->current->cfg;
+	pthread_mutex_lock(&r->stress_lock);
+	r->stress_limits = (struct mx_stress_limits){
+		.enter_percent = cfg->stress_enter_percent,
+		.leave_percent = cfg->stress_leave_percent,
+		.min_ms = (uint64_t)cfg->stress_minimum_time_s * 1000,
+	};
+	pthread_mutex_unlock(&r->stress_lock);
+}
+
+/* Once per housekeeping tick: the connections open on every worker against every
+ * worker's mxgate_max_connections; a change is published for the workers' next accept
+ * and said once. Postfix's master(8) says "service ... has reached its process limit"
+ * with its advice when it starts stress, and nothing when stress ends; mxgate says both,
+ * so the log shows how long the gateway was under stress. */
+static void reload_stress_update(struct reload *r)
+{
+	struct mx_counters sum;
+	uint64_t open = 0;
+	r->p.ops->counters(r->p.impl, &sum, &open);
+	unsigned workers = r->p.ops->workers ? r->p.ops->workers(r->p.impl) : 1;
+	unsigned per_worker = r->p.boot->max_connections;
+	uint64_t capacity = (uint64_t)per_worker * workers;
+	int64_t now_ms = (int64_t)mx_clock_monotonic_ms();
+
+	pthread_mutex_lock(&r->stress_lock);
+	struct mx_stress_limits l = r->stress_limits;
+	int64_t began_ms = r->stress.since_ms;
+	enum mx_stress_change ch = mx_stress_update(&r->stress, &l, open, capacity, now_ms);
+	uint64_t peak = r->stress.peak;
+	r->stress_in_use = open;
+	r->stress_capacity = capacity;
+	if (ch == MX_STRESS_ENTERED)
+		r->stress_since_wall = (int64_t)time(NULL);
+	pthread_mutex_unlock(&r->stress_lock);
+
+	switch (ch) {
+	case MX_STRESS_ENTERED:
+		atomic_store_explicit(&r->p.pub->stress, true, memory_order_relaxed);
+		mx_log(MX_LOG_WARNING,
+		       "entering stress mode: %" PRIu64 " of %" PRIu64 " connections in use "
+		       "(mxgate_max_connections = %u on each of %u worker(s), "
+		       "mxgate_stress_enter_percent = %u): new sessions get the values their "
+		       "parameters have with stress = yes",
+		       open, capacity, per_worker, workers, l.enter_percent);
+		mx_log(MX_LOG_WARNING, "to avoid this condition, increase mxgate_max_connections "
+				       "or mxgate_workers, or reduce the service time per client");
+		mx_log(MX_LOG_WARNING, "see https://www.postfix.org/STRESS_README.html for "
+				       "examples of stress-adapting configuration settings");
+		break;
+	case MX_STRESS_LEFT:
+		atomic_store_explicit(&r->p.pub->stress, false, memory_order_relaxed);
+		mx_log(MX_LOG_INFO,
+		       "leaving stress mode: %" PRIu64 " of %" PRIu64 " connections in use "
+		       "(mxgate_stress_leave_percent = %u) after %" PRIu64 "s in stress mode, "
+		       "at most %" PRIu64 " in use",
+		       open, capacity, l.leave_percent,
+		       now_ms > began_ms ? (uint64_t)(now_ms - began_ms) / 1000 : 0, peak);
+		break;
+	case MX_STRESS_UNCHANGED:
+	case MX_STRESS_CHANGE_MAX:
+		break;
+	}
+}
+
+void reload_log_stress(struct reload *r, const char *when)
+{
+	int64_t now_ms = (int64_t)mx_clock_monotonic_ms();
+	pthread_mutex_lock(&r->stress_lock);
+	struct mx_stress s = r->stress;
+	uint64_t in_use = r->stress_in_use, capacity = r->stress_capacity;
+	pthread_mutex_unlock(&r->stress_lock);
+	mx_log(MX_LOG_INFO,
+	       "stress (%s): stress=%s entered=%" PRIu64 " stress_seconds=%" PRIu64
+	       " connections_in_use=%" PRIu64 " capacity=%" PRIu64,
+	       when, mx_stress_state_name(s.state), s.entered,
+	       mx_stress_total_ms(&s, now_ms) / 1000, in_use, capacity);
+}
+
+/* The status line: on or off, with what it is measured by. */
+static void reload_status_stress(struct reload *r, struct control_out *out)
+{
+	int64_t now_ms = (int64_t)mx_clock_monotonic_ms();
+	pthread_mutex_lock(&r->stress_lock);
+	struct mx_stress s = r->stress;
+	struct mx_stress_limits l = r->stress_limits;
+	uint64_t in_use = r->stress_in_use, capacity = r->stress_capacity;
+	int64_t since = r->stress_since_wall;
+	pthread_mutex_unlock(&r->stress_lock);
+	char at[32] = "";
+	if (s.state == MX_STRESS_ON)
+		reload_time_text(since, at, sizeof(at));
+	control_printf(out,
+		       "stress: %s%s%s (%" PRIu64 " of %" PRIu64 " connections in use; enter at "
+		       "%u%%, leave at %u%%); entered %" PRIu64 " time(s), %" PRIu64
+		       "s in stress mode in all\n",
+		       mx_stress_state_name(s.state), *at ? " since " : "", at, in_use, capacity,
+		       l.enter_percent, l.leave_percent, s.entered,
+		       mx_stress_total_ms(&s, now_ms) / 1000);
+}
+
 /* ---- lifecycle ---- */
 
 int reload_create(struct reload **out, const struct reload_params *p)
@@ -93,7 +210,9 @@ int reload_create(struct reload **out, const struct reload_params *p)
 		return -ENOMEM;
 	r->p = *p;
 	pthread_mutex_init(&r->lock, NULL);
+	pthread_mutex_init(&r->stress_lock, NULL);
 	r->current = atomic_load(&p->pub->current);
+	reload_stress_limits(r);
 	r->next_id = r->current->id + 1;
 	*out = r;
 	return 0;
@@ -116,6 +235,7 @@ void reload_free(struct reload *r)
 		free(t);
 	}
 	pthread_mutex_destroy(&r->lock);
+	pthread_mutex_destroy(&r->stress_lock);
 	free(r);
 }
 
@@ -162,6 +282,7 @@ static void reload_prune_locked(struct reload *r)
 
 void reload_housekeeping(struct reload *r)
 {
+	reload_stress_update(r);
 	if (pthread_mutex_trylock(&r->lock) != 0)
 		return; /* a request is in progress; next second */
 	reload_prune_locked(r);
@@ -196,6 +317,13 @@ static int reload_probe(struct reload *r, const struct mx_generation *g, char *e
 		struct smtp_policy_ctx *pc = NULL;
 		rc = smtp_policy_ctx_new(g->services[i].policy, rd, &pc);
 		smtp_policy_ctx_free(pc);
+		/* and the lists a stress variant has of its own */
+		const struct mx_service *v = g->services[i].stress;
+		if (rc == 0 && v && v->policy != g->services[i].policy) {
+			pc = NULL;
+			rc = smtp_policy_ctx_new(v->policy, rd, &pc);
+			smtp_policy_ctx_free(pc);
+		}
 		if (rc < 0)
 			mx_errf(err, errlen, rc, "service %s: its restriction lists' tables cannot "
 						 "be opened: %s",
@@ -278,6 +406,7 @@ static struct mx_generation *reload_build(struct reload *r, const char *path,
  * unpublished can be retired after it. */
 static void reload_published(struct reload *r)
 {
+	reload_stress_limits(r);
 	if (r->p.ops->services_changed)
 		r->p.ops->services_changed(r->p.impl);
 	if (r->p.ops->synchronize)
@@ -601,6 +730,7 @@ static int status_cmd(void *ctx, int argc, char **argv, struct control_out *out)
 			       r->reloads ? last : "", r->failures,
 			       r->failures ? "; the last failure: " : "", r->last_failure);
 	}
+	reload_status_stress(r, out);
 	reload_status_gen(out, r->current, "current");
 	if (r->canary) {
 		char role[600], share[512];

@@ -76,6 +76,13 @@ int reload_apply(struct reload *r, const struct reload_request *q,
  * closes; drop those that are done (and log it). The main thread calls it every second. */
 void reload_housekeeping(struct reload *r);
 
+/* Stress (mgmt/stress.h) is decided by reload_housekeeping(): entered when the open
+ * connections reach mxgate_stress_enter_percent of every worker's mxgate_max_connections,
+ * left at mxgate_stress_leave_percent after mxgate_stress_minimum_time; published in
+ * mx_gen_pub.stress for new connections, logged at each change, shown by `status`. This
+ * logs its state and counters (SIGUSR1). */
+void reload_log_stress(struct reload *r, const char *when);
+
 /* Parse "10%", "2.5%", "10" (percent, > 0, <= 100) into permille. false on bad input. */
 bool reload_parse_share(const char *s, unsigned *permille);
 

@@ -60,6 +60,9 @@ struct transport_ops {
 	void (*stop)(void *impl);                /* ask the workers to stop (any thread) */
 	void (*join)(void *impl);                /* wait for them */
 	bool (*failed)(const void *impl);        /* a worker hit an internal error */
+	/* How many workers run (after create): with mxgate_max_connections each, the
+	 * capacity that stress is measured against (mgmt/stress.h). */
+	unsigned (*workers)(const void *impl);
 	/* The workers' counters summed, and the connections open now. */
 	void (*counters)(const void *impl, struct mx_counters *sum, uint64_t *open);
 	/* Extra statistics lines of this transport (SIGUSR1, shutdown); NULL: none. */

@@ -34,6 +34,9 @@ const char *mx_transport_name(enum mx_transport t)
 }
 
 static unsigned cfg_check_services(struct mx_config_impl *impl, FILE *diag);
+struct cfg_load_opts;
+static int cfg_load_stress(struct mx_config_impl *impl, const struct cfg_load_opts *opts,
+			   FILE *diag);
 
 void mx_config_free(struct mx_config *cfg)
 {
@@ -63,6 +66,7 @@ void mx_config_free(struct mx_config *cfg)
 	free(impl->text);
 	free(impl->over_path);
 	mx_master_free(impl->master);
+	mx_config_free(impl->stress);
 	free(impl);
 }
 
@@ -176,6 +180,7 @@ int cfg_add_defaults(struct cfg_ctx *c)
 struct cfg_load_opts {
 	const struct mx_master *master;          /* the service's master file */
 	const struct mx_master_service *service; /* NULL: main.cf alone */
+	bool stress;                             /* the variant with stress = yes */
 };
 
 /* A service's load: its overrides replace main.cf's values (or add names), as written at
@@ -209,6 +214,31 @@ static void cfg_service_diags(struct cfg_ctx *c, const struct mx_master *m,
 		char *text = NULL;
 		if (asprintf(&text, "%s (with the -o overrides of service %s, %s:%u)", d->text,
 			     svc->name, m->path, svc->line) < 0) {
+			c->oom = true;
+			text = NULL;
+		}
+		if (text) {
+			free(d->text);
+			d->text = text;
+		}
+		c->diags[w++] = *d;
+	}
+	c->ndiags = w;
+}
+
+/* The variant under stress repeats the load: its warnings were said by the normal one and
+ * are dropped; an error is one only under stress, and says so. */
+static void cfg_stress_diags(struct cfg_ctx *c)
+{
+	size_t w = 0;
+	for (size_t r = 0; r < c->ndiags; r++) {
+		struct cfg_diag *d = &c->diags[r];
+		if (strncmp(d->text, "warning: ", 9) == 0) {
+			free(d->text);
+			continue;
+		}
+		char *text = NULL;
+		if (asprintf(&text, "%s (under stress: with stress = yes)", d->text) < 0) {
 			c->oom = true;
 			text = NULL;
 		}
@@ -270,6 +300,10 @@ static int cfg_load(const char *text, size_t len, const char *name, struct mx_co
 		c->over_file = opts->master->path;
 		cfg_apply_overrides(c, opts->service);
 	}
+	/* As Postfix's master(8) runs a process under stress with -o stress=yes: over
+	 * main.cf and every -o, at no line (cfg_parse_stress() refuses one from a file). */
+	if (opts->stress && cfg_set(c, "stress", 6, "yes", 0) == SIZE_MAX)
+		return -ENOMEM;
 
 	/* Every known parameter gets a var: its file value or its default. */
 	if (cfg_add_defaults(c) != 0)
@@ -351,7 +385,7 @@ static int cfg_load(const char *text, size_t len, const char *name, struct mx_co
 
 	/* The services of mxgate_master_file. */
 	char *master_diag = NULL;
-	if (!opts->service && !c->oom)
+	if (!opts->service && !opts->stress && !c->oom)
 		cfg_read_master(c, impl, &master_diag);
 
 	/* Postfix parameters mxgate does not implement: refused or warned about (after the
@@ -387,11 +421,21 @@ static int cfg_load(const char *text, size_t len, const char *name, struct mx_co
 		cfg->listen_count = opts->service->listen_count;
 		cfg_service_diags(c, opts->master, opts->service);
 	}
+	if (opts->stress)
+		cfg_stress_diags(c);
 
 	cfg_diag_flush(c, diag);
 	if (master_diag && diag)
 		fputs(master_diag, diag);
 	free(master_diag);
+	/* The same under stress: it must load too, and is kept when some value differs. */
+	if (!c->oom && !c->errors && !opts->stress) {
+		int rc = cfg_load_stress(impl, opts, diag);
+		if (rc == -ENOMEM)
+			c->oom = true;
+		else if (rc < 0)
+			c->errors++;
+	}
 	/* Each service's effective configuration must load too. */
 	if (!c->oom && !c->errors && impl->master)
 		c->errors += cfg_check_services(impl, diag);
@@ -427,6 +471,68 @@ static int cfg_load_text(const char *text, size_t len, const char *name,
 	int rc = cfg_load(text, len, name, out, diag, &c, opts);
 	cfg_ctx_free(&c);
 	return rc;
+}
+
+static bool cfg_str_differ(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") != 0;
+}
+
+/* The names whose values differ between a and its stress variant b (see
+ * mx_config_stress_changes()). */
+static size_t cfg_stress_diff(const struct mx_config_impl *a, const struct mx_config_impl *b,
+			      const char **names, size_t max)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < MX_P_MAX; i++) {
+		if (i == MX_P_STRESS || !cfg_str_differ(a->values[i], b->values[i]))
+			continue;
+		if (n < max)
+			names[n] = mx_params[i].name;
+		n++;
+	}
+	/* the restriction classes: the same names (smtpd_restriction_classes would differ
+	 * otherwise), values that may not be */
+	for (size_t i = 0; i < a->nclasses; i++) {
+		const char *other = i < b->nclasses ? b->class_values[i] : NULL;
+		if (!cfg_str_differ(a->class_values[i], other))
+			continue;
+		if (n < max)
+			names[n] = a->class_names[i];
+		n++;
+	}
+	return n;
+}
+
+/* Load the same text with stress = yes; keep it in impl->stress when some value differs.
+ * Returns 0, -ENOMEM, or -EINVAL after its errors were said on diag. */
+static int cfg_load_stress(struct mx_config_impl *impl, const struct cfg_load_opts *opts,
+			   FILE *diag)
+{
+	struct cfg_load_opts so = *opts;
+	so.stress = true;
+	struct mx_config *v = NULL;
+	int rc = cfg_load_text(impl->text, impl->text_len, impl->pub.source_path, &v, diag, &so);
+	if (rc < 0)
+		return rc;
+	if (cfg_stress_diff(impl, (const struct mx_config_impl *)v, NULL, 0) == 0)
+		mx_config_free(v);
+	else
+		impl->stress = v;
+	return 0;
+}
+
+const struct mx_config *mx_config_stress(const struct mx_config *cfg)
+{
+	return cfg ? ((const struct mx_config_impl *)cfg)->stress : NULL;
+}
+
+size_t mx_config_stress_changes(const struct mx_config *cfg, const char **names, size_t max)
+{
+	const struct mx_config_impl *impl = (const struct mx_config_impl *)cfg;
+	if (!impl || !impl->stress)
+		return 0;
+	return cfg_stress_diff(impl, (const struct mx_config_impl *)impl->stress, names, max);
 }
 
 int mx_config_load_service(const struct mx_config *cfg, const struct mx_master_service *svc,

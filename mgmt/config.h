@@ -83,6 +83,13 @@ struct mx_config {
 	char *control_socket_default;           /* owns the default when used */
 	const char *table_directory;            /* mxgate_table_directory (LMDB) */
 	unsigned max_connections;               /* mxgate_max_connections per worker */
+	/* Stress (mgmt/stress.h): begins at stress_enter_percent of every worker's
+	 * max_connections together, ends at stress_leave_percent once it lasted
+	 * stress_minimum_time_s. */
+	unsigned stress_enter_percent;          /* mxgate_stress_enter_percent */
+	unsigned stress_leave_percent;          /* mxgate_stress_leave_percent */
+	unsigned stress_minimum_time_s;         /* mxgate_stress_minimum_time */
+	bool stress;                            /* this is a stress variant (stress = yes) */
 	unsigned anvil_table_size;              /* mxgate_anvil_table_size: entries */
 	unsigned spool_commit_delay_ms;         /* mxgate_spool_commit_delay: the most a
 						   group commit waits for company */
@@ -158,6 +165,19 @@ const struct mx_master *mx_config_master(const struct mx_config *cfg);
  * (svc must stay valid while it is used). */
 int mx_config_load_service(const struct mx_config *cfg, const struct mx_master_service *svc,
 			   struct mx_config **out, FILE *diag);
+
+/* Stress: every configuration mx_config_load() or mx_config_load_service() returns was
+ * expanded twice, with `stress` empty (cfg itself) and with stress = yes (as Postfix's
+ * master(8) starts a process under stress with -o stress=yes), and both were validated.
+ * The variant with stress = yes, which new sessions get while the gateway is under
+ * stress; NULL when no value depends on `stress` (cfg serves both). It lives as long as
+ * cfg; its own mx_config_stress() is NULL. */
+const struct mx_config *mx_config_stress(const struct mx_config *cfg);
+
+/* The parameters (and restriction classes) whose values differ between cfg and its
+ * stress variant: at most max names in names[] (strings of the configuration); returns
+ * how many differ (0 when mx_config_stress() is NULL). */
+size_t mx_config_stress_changes(const struct mx_config *cfg, const char **names, size_t max);
 
 /* For a service's configuration, its service; NULL for mx_config_load()'s. */
 const struct mx_master_service *mx_config_service(const struct mx_config *cfg);

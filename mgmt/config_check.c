@@ -522,6 +522,41 @@ int cfg_parse_relay_protocol(const struct mx_param_value *pv, struct mx_config *
 	return 0;
 }
 
+/* `stress` is mxgate's to set (the stress variant of a configuration has it at line 0);
+ * in main.cf or a -o override it would hold every session in or out of stress. Postfix's
+ * master(8) overrides such a main.cf value with its own -o stress=...; mxgate says so
+ * rather than ignore it. */
+int cfg_parse_stress(const struct mx_param_value *pv, struct mx_config *cfg)
+{
+	if (pv->c->vars[pv->var].line) {
+		mx_param_report(pv, false,
+				"parameter stress: is set by mxgate itself while the open "
+				"connections near mxgate_max_connections (as Postfix's master(8) "
+				"sets it); remove it");
+		return -1;
+	}
+	cfg->stress = strcasecmp(pv->value, "yes") == 0;
+	return 0;
+}
+
+/* Hysteresis: stress must be able to end before it begins again. */
+int cfg_parse_stress_leave(const struct mx_param_value *pv, struct mx_config *cfg)
+{
+	/* called before the value is stored; mxgate_stress_enter_percent was (its row
+	 * comes first) */
+	size_t e = cfg_find(pv->c, "mxgate_stress_enter_percent", 27);
+	if (e != SIZE_MAX && pv->c->vars[e].bad)
+		return 0; /* its own message says what is wrong */
+	if (pv->n >= (int64_t)cfg->stress_enter_percent) {
+		mx_param_report(pv, false,
+				"parameter mxgate_stress_leave_percent: %lld is not below "
+				"mxgate_stress_enter_percent (%u)",
+				(long long)pv->n, cfg->stress_enter_percent);
+		return -1;
+	}
+	return 0;
+}
+
 /* ---------------------------------------------------------------------------------------
  * The type checks, and the store by the row's field. */
 

@@ -145,6 +145,8 @@ struct mx_config_impl {
 	struct mx_master *master;
 	char *over_path;         /* a service's configuration: the master file */
 	const struct mx_master_service *service; /* ... and the service (in pub's master) */
+	/* The same configuration with stress = yes (owned); NULL when no value differs. */
+	struct mx_config *stress;
 };
 
 /* One parameter's value on its way into struct mx_config (config_check.c). */
@@ -178,6 +180,8 @@ int cfg_parse_listen(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_spool_dirs(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_relayhost(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_relay_protocol(const struct mx_param_value *pv, struct mx_config *cfg);
+int cfg_parse_stress(const struct mx_param_value *pv, struct mx_config *cfg);
+int cfg_parse_stress_leave(const struct mx_param_value *pv, struct mx_config *cfg);
 
 /* Postfix parameters mxgate does not implement (config_refused.c): for each name set in
  * the file (or, with over_only, in the override file) that is neither known nor a

@@ -14,14 +14,17 @@
  *   smtpd_forbid_unauth_pipelining  yes (Postfix 3.9+)
  *   smtpd_per_request_deadline      yes: smtpd_timeout bounds a whole request, so a client
  *                                   that trickles a byte at a time cannot hold a session
- *                                   (Postfix turns it on only under stress)
- *   smtpd_hard_error_limit 20, smtpd_junk_command_limit 100, smtpd_timeout 300s: Postfix
- *                                   writes these as ${stress?{..}:{..}}; mxgate has no
- *                                   stress mode, so the non-stress values stand
+ *                                   (Postfix: ${stress?{yes}:{no}}, on only under stress)
  *   local_recipient_maps            empty: mxgate has no local users (Postfix: the passwd
  *                                   file and $alias_maps), so it checks no local recipients
  *   smtpd_relay_restrictions        written as its level-1+ value: below level 1 Postfix
  *                                   has no relay restrictions, mxgate never goes without
+ *
+ * The stress-adapting defaults are Postfix's: smtpd_timeout = ${stress?{10}:{300}}s,
+ * smtpd_hard_error_limit = ${stress?{1}:{20}}, smtpd_junk_command_limit =
+ * ${stress?{1}:{100}}; mxgate sets `stress` as Postfix's master(8) does, but when the open
+ * connections near mxgate_max_connections (mxgate_stress_*), and a configuration holds
+ * both variants (mx_config_stress()).
  *
  * Each row also says where a value may be set (scope: global, main.cf only; or service,
  * also a master.cf service's -o), when a change takes effect (reload: live, with a new
@@ -150,13 +153,13 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 	},
 	[MX_P_SMTPD_HARD_ERROR_LIMIT] = {
 		.id = MX_P_SMTPD_HARD_ERROR_LIMIT, .name = "smtpd_hard_error_limit",
-		.type = MX_PT_INT, .def = "20", .min = 1, .max = 0, .postfix = true,
+		.type = MX_PT_INT, .def = "${stress?{1}:{20}}", .min = 1, .max = 0, .postfix = true,
 		.doc = "errors per session before it is closed",
 		P_SERVICE_LIVE, P_FIELD(UNSIGNED, smtp.hard_error_limit),
 	},
 	[MX_P_SMTPD_JUNK_COMMAND_LIMIT] = {
 		.id = MX_P_SMTPD_JUNK_COMMAND_LIMIT, .name = "smtpd_junk_command_limit",
-		.type = MX_PT_INT, .def = "100", .min = 1, .max = 0, .postfix = true,
+		.type = MX_PT_INT, .def = "${stress?{1}:{100}}", .min = 1, .max = 0, .postfix = true,
 		.doc = "NOOP/VRFY/RSET/HELP/ETRN commands per session",
 		P_SERVICE_LIVE, P_FIELD(UNSIGNED, smtp.junk_command_limit),
 	},
@@ -168,7 +171,7 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 	},
 	[MX_P_SMTPD_TIMEOUT] = {
 		.id = MX_P_SMTPD_TIMEOUT, .name = "smtpd_timeout", .type = MX_PT_TIME,
-		.def = "300s", .min = 1, .max = 0, .postfix = true,
+		.def = "${stress?{10}:{300}}s", .min = 1, .max = 0, .postfix = true,
 		.doc = "how long to wait for the client's next command or data",
 		P_SERVICE_LIVE, P_FIELD(UNSIGNED, smtpd_timeout_s),
 	},
@@ -353,6 +356,42 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		.type = MX_PT_INT, .def = "10000", .min = 1, .max = 10000000,
 		.doc = "concurrent SMTP sessions per worker; beyond it a client gets 421 4.3.2 and is closed",
 		P_GLOBAL_RESTART, P_FIELD(UNSIGNED, max_connections),
+	},
+	/* Stress (Postfix's STRESS_README): `stress` is "yes" in the configuration that new
+	 * sessions get while the gateway is under stress, empty otherwise, so a value
+	 * written ${stress?{X}:{Y}} (or ${stress?X}${stress:Y}) is X under stress. Postfix's
+	 * master(8) sets it (-o stress=yes) for an internet service that reached its
+	 * process limit; mxgate sets it while the open connections are near
+	 * mxgate_max_connections (the mxgate_stress_* thresholds below; dataplane/reload.c
+	 * decides, mgmt/stress.c is the state machine). */
+	[MX_P_STRESS] = {
+		.id = MX_P_STRESS, .name = "stress", .type = MX_PT_CHOICE, .def = "",
+		.choices = "|yes", .postfix = true,
+		.doc = "set by mxgate, never in main.cf: \"yes\" in the values new sessions get "
+		       "under stress (${stress?{under stress}:{otherwise}})",
+		P_SERVICE_LIVE, .parse = cfg_parse_stress,
+	},
+	[MX_P_MXGATE_STRESS_ENTER_PERCENT] = {
+		.id = MX_P_MXGATE_STRESS_ENTER_PERCENT, .name = "mxgate_stress_enter_percent",
+		.type = MX_PT_INT, .def = "90", .min = 1, .max = 100,
+		.doc = "stress begins when this percentage of mxgate_max_connections (of all "
+		       "workers together) is in use",
+		P_GLOBAL_LIVE, P_FIELD(UNSIGNED, stress_enter_percent),
+	},
+	[MX_P_MXGATE_STRESS_LEAVE_PERCENT] = {
+		.id = MX_P_MXGATE_STRESS_LEAVE_PERCENT, .name = "mxgate_stress_leave_percent",
+		.type = MX_PT_INT, .def = "70", .min = 0, .max = 99,
+		.doc = "stress ends when no more than this percentage is in use (below "
+		       "mxgate_stress_enter_percent) and mxgate_stress_minimum_time has passed",
+		P_GLOBAL_LIVE, P_FIELD(UNSIGNED, stress_leave_percent),
+		.parse = cfg_parse_stress_leave,
+	},
+	[MX_P_MXGATE_STRESS_MINIMUM_TIME] = {
+		.id = MX_P_MXGATE_STRESS_MINIMUM_TIME, .name = "mxgate_stress_minimum_time",
+		.type = MX_PT_TIME, .def = "60s", .min = 0, .max = 86400,
+		.doc = "the least time stress lasts once begun (Postfix keeps it 1000s after "
+		       "the limit was last reached)",
+		P_GLOBAL_LIVE, P_FIELD(UNSIGNED, stress_minimum_time_s),
 	},
 	/* anvil(8)'s limits (Postfix smtpd.c, anvil.c), enforced by the connection glue
 	 * (dataplane/session/conn_anvil.c) over one table all workers share (tables/anvil.h).

@@ -463,7 +463,6 @@ const struct mx_refused_def mx_refused[] = {
 	W("service_throttle_time", NO_DAEMON),
 	W("setgid_group", NO_DAEMON),
 	W("shlib_directory", NO_DAEMON),
-	W("stress", NO_DAEMON),
 	W("syslog_facility", NO_LOG),
 	W("syslog_name", NO_LOG),
 	W("tcp_windowsize", NO_DAEMON),

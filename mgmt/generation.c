@@ -10,6 +10,10 @@
 
 static void mx_service_fini(struct mx_service *s)
 {
+	if (s->stress) {
+		mx_service_fini(s->stress);
+		free(s->stress);
+	}
 	if (!s->borrowed) {
 		smtp_policy_free(s->policy);
 		mx_checks_free(&s->checks);
@@ -56,6 +60,85 @@ static int mx_service_compile(struct mx_generation *g, unsigned i, FILE *diag, c
 	return 0;
 }
 
+/* The parameters the engine and the connection glue read from the configuration when a
+ * session starts, and that no restriction list or check set is built from: a stress
+ * variant that differs only in these borrows its service's compiled lists and checks. */
+static const char *const mx_stress_session_params[] = {
+	"smtpd_timeout", "smtpd_hard_error_limit", "smtpd_soft_error_limit",
+	"smtpd_junk_command_limit", "smtpd_error_sleep_time", "smtpd_per_record_deadline",
+	"smtpd_per_request_deadline", "smtpd_min_data_rate", "smtpd_recipient_limit",
+	"smtpd_recipient_overshoot_limit", "smtpd_peername_lookup",
+	"smtpd_client_connection_count_limit", "smtpd_client_connection_rate_limit",
+	"smtpd_client_message_rate_limit", "smtpd_client_recipient_rate_limit",
+};
+
+static bool mx_stress_session_only(const struct mx_config *cfg)
+{
+	const char *names[256];
+	size_t n = mx_config_stress_changes(cfg, names, sizeof(names) / sizeof(names[0]));
+	if (n > sizeof(names) / sizeof(names[0]))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		bool found = false;
+		for (size_t k = 0; !found && k < sizeof(mx_stress_session_params) /
+							 sizeof(mx_stress_session_params[0]);
+		     k++)
+			found = strcmp(names[i], mx_stress_session_params[k]) == 0;
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+/* Service i's stress variant, when a value of its configuration depends on stress. Its
+ * lists and checks are the service's when only session parameters differ, an earlier
+ * service's variant's when both have main.cf's parameters, else compiled here. */
+static int mx_service_stress(struct mx_generation *g, unsigned i, FILE *diag, char *err,
+			     size_t errlen)
+{
+	struct mx_service *s = &g->services[i];
+	const struct mx_config *scfg = mx_config_stress(s->cfg);
+	if (!scfg)
+		return 0;
+	struct mx_service *v = calloc(1, sizeof(*v));
+	if (!v)
+		return mx_errf(err, errlen, -ENOMEM, "out of memory");
+	memcpy(v->name, s->name, sizeof(v->name));
+	memcpy(v->listen, s->listen, sizeof(v->listen));
+	v->nlisten = s->nlisten;
+	v->cfg = scfg;
+	s->stress = v;
+	if (mx_stress_session_only(s->cfg)) {
+		v->policy = s->policy;
+		v->checks = s->checks;
+		v->borrowed = true;
+		return 0;
+	}
+	for (unsigned j = 0; j < i; j++) {
+		if (g->services[j].cfg == s->cfg && g->services[j].stress) {
+			v->policy = g->services[j].stress->policy;
+			v->checks = g->services[j].stress->checks;
+			v->borrowed = true;
+			return 0;
+		}
+	}
+	char why[512];
+	int rc = mx_policy_build(scfg, &v->policy, diag, why, sizeof(why));
+	if (rc < 0)
+		return mx_errf(err, errlen, rc, "service %s under stress: %s", s->name, why);
+	rc = mx_checks_build(scfg, &v->checks, why, sizeof(why));
+	if (rc < 0)
+		return mx_errf(err, errlen, rc, "service %s under stress: %s", s->name, why);
+	return 0;
+}
+
+const struct mx_service *mx_generation_service(const struct mx_generation *g, unsigned i,
+					       bool stress)
+{
+	const struct mx_service *s = &g->services[i];
+	return stress && s->stress ? s->stress : s;
+}
+
 /* Without a master file, one service listens on the addresses of mxgate_listen with the
  * main configuration, as before services existed. */
 static int mx_generation_default_service(struct mx_generation *g, FILE *diag, char *err,
@@ -71,7 +154,8 @@ static int mx_generation_default_service(struct mx_generation *g, FILE *diag, ch
 	for (unsigned i = 0; i < cfg->listen_count; i++)
 		s->listen[s->nlisten++] = cfg->listen[i];
 	snprintf(s->name, sizeof(s->name), "smtp");
-	return mx_service_compile(g, 0, diag, err, errlen);
+	int rc = mx_service_compile(g, 0, diag, err, errlen);
+	return rc < 0 ? rc : mx_service_stress(g, 0, diag, err, errlen);
 }
 
 /* The inet smtpd services of mxgate_master_file, each with its effective parameters. */
@@ -101,6 +185,9 @@ static int mx_generation_master_services(struct mx_generation *g, const struct m
 			s->cfg = s->own_cfg;
 		}
 		int rc = mx_service_compile(g, g->nservices - 1, diag, err, errlen);
+		if (rc < 0)
+			return rc;
+		rc = mx_service_stress(g, g->nservices - 1, diag, err, errlen);
 		if (rc < 0)
 			return rc;
 	}

@@ -40,8 +40,13 @@ struct mx_service {
 	struct mx_config *own_cfg;    /* owned when the service has overrides */
 	struct smtp_policy *policy;   /* compiled restriction lists */
 	struct mx_checks checks;      /* compiled header/body checks */
-	bool borrowed;                /* policy and checks are an earlier service's (both
-					 have main.cf's parameters) */
+	bool borrowed;                /* policy and checks are another's: an earlier
+					 service's (both have main.cf's parameters), or for
+					 a stress variant its service's */
+	/* The service as new connections get it under stress: its parameters with stress =
+	 * yes (mx_config_stress()), its own lists and checks only when a value they are
+	 * built from depends on stress. NULL when none of its values does. */
+	struct mx_service *stress;
 };
 
 /* What one generation's connections did, per worker (each worker writes its own slot,
@@ -106,6 +111,11 @@ struct mx_generation *mx_generation_get(struct mx_generation *g);
 /* Drop a reference; the last frees it. NULL is a no-op. */
 void mx_generation_put(struct mx_generation *g);
 
+/* The variant of service i a new connection gets: its stress variant when stress is set
+ * and the service has one, else the service. */
+const struct mx_service *mx_generation_service(const struct mx_generation *g, unsigned i,
+					       bool stress);
+
 /* The service listening on a (an exact address match, or the wildcard address of its
  * family) and port, or with a NULL: the first listening on port, whatever its address
  * (the dpdk transport serves every port address); -1 when none. */
@@ -143,6 +153,11 @@ unsigned mx_generation_restart_changes(const struct mx_config *running,
  * kept it has taken a reference of its own. */
 struct mx_gen_pub {
 	_Atomic(struct mx_generation *) current;
+	/* The gateway is under stress: a new connection gets its service's stress variant
+	 * (mx_service.stress) when it has one. Written by the management thread
+	 * (dataplane/reload.c), read once per accept (relaxed: a connection that sees the
+	 * change late gets the other variant, both are valid). */
+	atomic_bool stress;
 	_Atomic(struct mx_generation *) canary;   /* NULL: no canary */
 	atomic_uint canary_permille;               /* share of new connections, 0..1000 */
 	_Atomic(struct netlist *) canary_clients;  /* or these clients; NULL: none */

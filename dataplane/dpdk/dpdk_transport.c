@@ -299,6 +299,12 @@ static void dp_ops_counters(const void *impl, struct mx_counters *sum, uint64_t 
 	dpdk_transport_counters(impl, sum, open);
 }
 
+static unsigned dp_ops_workers(const void *impl)
+{
+	const struct dpdk_transport *t = impl;
+	return t->nworkers;
+}
+
 static void dp_ops_log_statistics(const void *impl, const char *when)
 {
 	dpdk_transport_log_statistics(impl, when);
@@ -386,6 +392,7 @@ const struct transport_ops dpdk_transport_ops = {
 	.join = dp_ops_join,
 	.failed = dp_ops_failed,
 	.counters = dp_ops_counters,
+	.workers = dp_ops_workers,
 	.log_statistics = dp_ops_log_statistics,
 	.synchronize = dp_ops_synchronize,
 	.check_services = dp_ops_check_services,

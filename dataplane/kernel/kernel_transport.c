@@ -931,6 +931,12 @@ static void kt_ops_counters(const void *impl, struct mx_counters *sum, uint64_t 
 	kernel_transport_counters(impl, sum, open);
 }
 
+static unsigned kt_ops_workers(const void *impl)
+{
+	const struct kernel_transport *kt = impl;
+	return kt->nworkers;
+}
+
 static void kt_ops_describe(const void *impl, char *buf, size_t len)
 {
 	const struct kernel_transport *kt = impl;
@@ -1004,6 +1010,7 @@ const struct transport_ops kernel_transport_ops = {
 	.join = kt_ops_join,
 	.failed = kt_ops_failed,
 	.counters = kt_ops_counters,
+	.workers = kt_ops_workers,
 	.worker_limit = kt_ops_worker_limit,
 	.synchronize = kt_ops_synchronize,
 	.check_services = kt_ops_check_services,

@@ -132,7 +132,7 @@ static struct conn_gen *conn_gen_hold(struct conn_worker *w, struct mx_generatio
 		if (cg->g == g)
 			return cg;
 	struct conn_gen *cg = calloc(1, sizeof(*cg));
-	if (!cg || !(cg->svc = calloc(g->nservices, sizeof(*cg->svc)))) {
+	if (!cg || !(cg->svc = calloc(2 * (size_t)g->nservices, sizeof(*cg->svc)))) {
 		free(cg);
 		return NULL;
 	}
@@ -142,14 +142,22 @@ static struct conn_gen *conn_gen_hold(struct conn_worker *w, struct mx_generatio
 	return cg;
 }
 
-/* Service i of a held generation, made usable by this worker: the policy context on the
- * worker's LMDB reader, the scratch grown for its checks. 0 or a negative errno. */
+/* Entry k of cg->svc: service k, or for k >= nservices the stress variant of service
+ * k - nservices. */
+static const struct mx_service *conn_gen_service_of(const struct mx_generation *g, unsigned k)
+{
+	return k < g->nservices ? &g->services[k] : g->services[k - g->nservices].stress;
+}
+
+/* Entry i of a held generation (conn_gen_service_of()), made usable by this worker: the
+ * policy context on the worker's LMDB reader, the scratch grown for its checks. 0 or a
+ * negative errno. */
 static int conn_gen_service_ready(struct conn_worker *w, struct conn_gen *cg, unsigned i)
 {
 	struct conn_gen_service *cs = &cg->svc[i];
 	if (cs->ready)
 		return 0;
-	const struct mx_service *svc = &cg->g->services[i];
+	const struct mx_service *svc = conn_gen_service_of(cg->g, i);
 	int rc = smtp_policy_ctx_new(svc->policy, w->tables, &cs->policy);
 	if (rc < 0)
 		return rc;
@@ -170,7 +178,7 @@ static void conn_gen_release(struct conn_worker *w, struct conn_gen **pp)
 	(void)w;
 	struct conn_gen *cg = *pp;
 	*pp = cg->next;
-	for (unsigned i = 0; i < cg->g->nservices; i++)
+	for (unsigned i = 0; i < 2 * cg->g->nservices; i++)
 		smtp_policy_ctx_free(cg->svc[i].policy);
 	free(cg->svc);
 	mx_generation_put(cg->g);
@@ -260,18 +268,28 @@ struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, ui
 		if (si < 0)
 			return NULL;
 	}
+	/* Under stress a new connection gets the service's stress variant (the values with
+	 * stress = yes), as a process master(8) starts under stress does; it keeps it for
+	 * its whole life. A variant that borrows the service's lists uses its context. */
+	const struct mx_service *svc = &g->services[si];
+	unsigned k = (unsigned)si;
+	if (svc->stress && atomic_load_explicit(&w->gens->stress, memory_order_relaxed)) {
+		if (svc->stress->policy != svc->policy)
+			k += g->nservices;
+		svc = svc->stress;
+	}
 	struct conn_gen *cg = conn_gen_hold(w, g);
-	if (!cg || conn_gen_service_ready(w, cg, (unsigned)si) < 0)
+	if (!cg || conn_gen_service_ready(w, cg, k) < 0)
 		return NULL;
 	struct conn *c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
 	c->w = w;
 	c->gen = cg;
-	c->svc = &g->services[si];
-	c->cfg = c->svc->cfg;
-	c->policy = cg->svc[si].policy;
-	c->anvil_service = cg->svc[si].anvil_service;
+	c->svc = svc;
+	c->cfg = svc->cfg;
+	c->policy = cg->svc[k].policy;
+	c->anvil_service = cg->svc[k].anvil_service;
 	c->gc = &g->counters[w->index];
 	c->addr = client;
 	c->port = port;

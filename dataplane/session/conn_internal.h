@@ -65,7 +65,9 @@ struct conn_cmd_count {
 
 struct conn_gen {
 	struct mx_generation *g;         /* this worker's reference */
-	struct conn_gen_service *svc;    /* [g->nservices] */
+	/* [2 * g->nservices]: the services, then their stress variants (those with lists
+	 * of their own; mx_service.stress) */
+	struct conn_gen_service *svc;
 	unsigned nconns;                 /* this worker's connections on it */
 	struct conn_gen *next;
 };
@@ -134,7 +136,7 @@ struct conn_op {
 struct conn {
 	struct conn_worker *w;
 	struct conn_gen *gen;          /* the generation it started with, for its whole life */
-	const struct mx_service *svc;  /* its service there */
+	const struct mx_service *svc;  /* its service there (or its stress variant) */
 	const struct mx_config *cfg;   /* the service's parameters */
 	struct smtp_policy_ctx *policy;
 	struct mx_gen_counters *gc;    /* this worker's counters of the generation */

@@ -633,6 +633,17 @@ static const struct bad_value bad_values[] = {
 	{ "mxgate_spool_directory = spool", "parameter mxgate_spool_directory: not an absolute "
 					    "path: \"spool\"" },
 	{ "mxgate_max_connections = 0", "invalid mxgate_max_connections parameter value 0 < 1" },
+	{ "stress = yes", "parameter stress: is set by mxgate itself" },
+	{ "stress = no", "stress" },
+	{ "mxgate_stress_enter_percent = 0", "invalid mxgate_stress_enter_percent parameter "
+					     "value 0 < 1" },
+	{ "mxgate_stress_enter_percent = 101", "invalid mxgate_stress_enter_percent parameter "
+					       "value 101 > 100" },
+	{ "mxgate_stress_leave_percent = 90", "parameter mxgate_stress_leave_percent: 90 is not "
+					      "below mxgate_stress_enter_percent (90)" },
+	{ "mxgate_stress_leave_percent = 100", "invalid mxgate_stress_leave_percent parameter "
+					       "value 100 > 99" },
+	{ "mxgate_stress_minimum_time = 2d", "invalid mxgate_stress_minimum_time" },
 	{ "smtpd_client_connection_count_limit = -1", "invalid "
 	  "smtpd_client_connection_count_limit parameter value -1 < 0" },
 	{ "smtpd_client_connection_rate_limit = x", "bad numerical configuration: "
