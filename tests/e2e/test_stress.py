@@ -1,4 +1,4 @@
-"""Stress (Postfix's STRESS_README) on the kernel transport (argv: mxgate binary).
+"""Stress (Postfix's STRESS_README) on one transport (argv: mxgate binary, kernel|dpdk).
 
 One worker with mxgate_max_connections = 20, smtpd_timeout = ${stress?{2}:{300}}s and
 mxgate_stress_minimum_time = 1s:
@@ -12,49 +12,28 @@ mxgate_stress_minimum_time = 1s:
   4. when the connections close (<= 70%) the log says "leaving stress mode" once, status
      says "stress: off", and SIGUSR1's stress line counts one entry;
   5. a connection opened after stress gets 300 s again (alive after 3 s idle).
+The connections are held by connpool.py's client process (in the client namespace on
+dpdk, where the gateway runs on net_af_packet in its own namespace, see netns.py).
 """
 
+import os
 import re
-import socket
 import subprocess
 import sys
 import time
 
 import mxtest
+from connpool import ConnPool
 from mxtest import fail
 
 binary = mxtest.binary_from_argv()
+transport = sys.argv[2] if len(sys.argv) > 2 else "kernel"
+if transport == "dpdk":
+    import netns
+    netns.need_netns_tools()
+    mxtest.need_tool(netns.SYS_PYTHON)
 HOST = "mx.test.example"
 TIMEOUT_REPLY = f"421 4.4.2 {HOST} Error: timeout exceeded"
-
-
-class Conn:
-    def __init__(self, gw):
-        self.s = socket.create_connection((gw.host, gw.port), 10)
-        self.f = self.s.makefile("rb")
-        self.greeting = self.reply()
-        if not self.greeting.startswith("220 "):
-            fail(f"no greeting: {self.greeting!r}\n{gw.output()}")
-
-    def reply(self):
-        lines = []
-        while True:
-            line = self.f.readline()
-            if not line:
-                lines.append("EOF")
-                return "\n".join(lines)
-            line = line.decode("utf-8", "replace").rstrip("\r\n")
-            lines.append(line)
-            if len(line) < 4 or line[3] != "-":
-                return "\n".join(lines)
-
-    def cmd(self, line):
-        self.s.sendall((line + "\r\n").encode())
-        return self.reply()
-
-    def close(self):
-        self.f.close()
-        self.s.close()
 
 
 def count(text, pattern):
@@ -72,20 +51,42 @@ def status():
     return line[0]
 
 
+def greeted(pool, why):
+    r = pool.open()
+    if not r["reply"].startswith("220 "):
+        fail(f"{why}: no greeting: {r['reply']!r}\n{gw.output()}")
+    return r["id"]
+
+
+def noop_ok(pool, cid, name):
+    got = pool.cmd(cid, "NOOP")
+    if not got.startswith("250 "):
+        fail(f"the session opened {name} was cut: {got!r}\n{gw.output()}")
+
+
 started = time.monotonic()
-gw = mxtest.Gateway(binary, workers=1, extra_config=(
-    "mxgate_max_connections = 20\n"
-    "smtpd_timeout = ${stress?{2}:{300}}s\n"
-    "mxgate_stress_minimum_time = 1s\n"))
-with gw:
+config = ("mxgate_max_connections = 20\n"
+          "smtpd_timeout = ${stress?{2}:{300}}s\n"
+          "mxgate_stress_minimum_time = 1s\n")
+topo = None
+if transport == "dpdk":
+    topo = netns.Topology(prefix=f"str{os.getpid() % 10000}").create()
+    gw = netns.DpdkGateway(binary, topo, workers=1, extra_config=config)
+    python = netns.SYS_PYTHON
+else:
+    gw = mxtest.Gateway(binary, workers=1, extra_config=config)
+    python = sys.executable
+try:
+    gw.start()
+    pool = ConnPool(python, gw.host, gw.port, gw.output, topo)
     # 1. before stress
-    a = Conn(gw)
+    a = greeted(pool, "before stress")
     st = status()
     if not st.startswith("stress: off ("):
         fail(f"status before stress: {st}")
 
     # 2. 19 open: stress
-    others = [Conn(gw) for _ in range(18)]
+    others = [greeted(pool, "under 90%") for _ in range(18)]
     mxtest.wait_for(lambda: "entering stress mode" in gw.log(), 10,
                     "the log line entering stress mode", gw.output)
     log = gw.log()
@@ -107,25 +108,22 @@ with gw:
         fail(f"status under stress: {st}")
 
     # 3. a new session gets smtpd_timeout's stress value; A keeps its own
-    s = Conn(gw)
-    t0 = time.monotonic()
-    s.s.settimeout(20)
-    got = s.reply()
-    waited = time.monotonic() - t0
-    if not got.startswith(TIMEOUT_REPLY):
-        fail(f"stress session: expected {TIMEOUT_REPLY!r}, got {got!r}\n{gw.output()}")
+    s = greeted(pool, "under stress")
+    r = pool.read(s, 20)
+    waited = r["waited"]
+    if not r["reply"].startswith(TIMEOUT_REPLY):
+        fail(f"stress session: expected {TIMEOUT_REPLY!r}, got {r['reply']!r}\n"
+             f"{gw.output()}")
     if not 1.5 <= waited <= 5.0:
         fail(f"stress session timed out after {waited:.1f} s, expected about 2 s")
-    if s.reply() != "EOF":
+    if not r["eof"]:
         fail("stress session: not closed after the timeout reply")
-    s.close()
-    got = a.cmd("NOOP")
-    if not got.startswith("250 "):
-        fail(f"the session opened before stress was cut: {got!r}\n{gw.output()}")
+    pool.drop(s)
+    noop_ok(pool, a, "before stress")
 
     # 4. the connections close: stress ends, once
     for c in others:
-        c.close()
+        pool.drop(c)
     mxtest.wait_for(lambda: "leaving stress mode" in gw.log(), 10,
                     "the log line leaving stress mode", gw.output)
     log = gw.log()
@@ -146,15 +144,18 @@ with gw:
         fail(f"no stress line at SIGUSR1\n{gw.output()}")
 
     # 5. after stress: the normal value again
-    b = Conn(gw)
+    b = greeted(pool, "after stress")
     time.sleep(3)
     for c, name in ((b, "after stress"), (a, "before stress")):
-        got = c.cmd("NOOP")
-        if not got.startswith("250 "):
-            fail(f"the session opened {name} was cut: {got!r}\n{gw.output()}")
-        if not c.cmd("QUIT").startswith("221 "):
-            fail(f"the session opened {name}: no 221 to QUIT")
-        c.close()
+        noop_ok(pool, c, name)
+        pool.quit(c)
+    pool.close()
+    gw.stop()
+finally:
+    if gw.proc and gw.proc.poll() is None:
+        gw.stop(check=False)
+    if topo:
+        topo.destroy()
 
 print(f"stress: entered and left once; the stress session was cut after "
       f"{waited:.1f} s; {time.monotonic() - started:.1f} s in all")
