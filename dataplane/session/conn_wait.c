@@ -24,7 +24,7 @@ const char *conn_wait_name(enum conn_wait w)
 }
 
 /* Hand r to its service for c. true when in flight (conn_waiting() is true until the
- * answer); false when it could not be sent (no such service, too many in flight): r was
+ * answer); false when it could not be sent (no such service, out of memory): r was
  * freed and the caller goes on as for a failed lookup. */
 bool conn_wait_submit(struct conn *c, struct svc_request *r, enum conn_wait why,
 		      uint64_t timeout_ms)

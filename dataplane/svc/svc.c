@@ -9,6 +9,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "mxgate/clock.h"
 #include "mxgate/errf.h"
 
 const char *svc_kind_name(enum svc_kind k)
@@ -89,6 +90,9 @@ struct svc_lane {
 	struct svc_ring *in;   /* worker -> service; NULL until the worker's client exists */
 	struct svc_ring *out;  /* service -> worker */
 	unsigned in_flight;    /* the worker's count (only the worker touches it) */
+	/* requests the ring had no room for, oldest first (the worker's only) */
+	struct svc_request *queued_head, *queued_tail;
+	unsigned queued;
 	bool fed;              /* requests since the last svc_client_flush() */
 	bool answered;         /* the service's: answers since its last svc_port_flush() */
 };
@@ -207,19 +211,60 @@ void svc_client_free(struct svc_client *c)
 	free(c);
 }
 
+/* Move queued requests into the ring while it has room. Those whose deadline has passed
+ * while they waited are answered here with -ETIMEDOUT through fn (the service would only
+ * have answered them so). Only the head is looked at: a lane carries one kind of request,
+ * whose timeouts come from the same parameters, so the queue's order is its deadlines'
+ * order, near enough; and the requests in flight ahead of it are answered by their own
+ * deadlines, each answer bringing the worker back here. */
+static void svc_lane_drain(struct svc_lane *l, void (*fn)(void *arg, struct svc_request *r),
+			   void *arg)
+{
+	uint64_t now = l->queued_head ? mx_clock_monotonic_ms() : 0;
+	while (l->queued_head) {
+		struct svc_request *r = l->queued_head;
+		bool expired = r->deadline_ms <= now;
+		if (!expired && (l->in_flight >= SVC_RING_SIZE || !svc_ring_push(l->in, r)))
+			return;
+		l->queued_head = r->queued_next;
+		if (!l->queued_head)
+			l->queued_tail = NULL;
+		r->queued_next = NULL;
+		l->queued--;
+		if (expired) {
+			/* as the service answers a request past its deadline (a DNS one with a
+			 * TEMPFAIL result; out of memory the owner takes NULL as one) */
+			r->status = -ETIMEDOUT;
+			if (r->kind == SVC_DNS && !r->u.dns.result)
+				r->u.dns.result = dns_result_tempfail(r->u.dns.type, "timeout");
+			fn(arg, r);
+		} else {
+			l->in_flight++;
+			l->fed = true;
+		}
+	}
+}
+
 int svc_submit(struct svc_client *c, struct svc_request *r)
 {
 	struct svc_set *s = c->set;
 	if ((unsigned)r->kind >= SVC_KIND_MAX || !s->ports[r->kind].running)
 		return -ENOSYS;
 	struct svc_lane *l = &s->lanes[r->kind][c->worker];
-	if (l->in_flight >= SVC_RING_SIZE)
-		return -EAGAIN;
 	r->worker = c->worker;
-	if (!svc_ring_push(l->in, r))
-		return -EAGAIN;
-	l->in_flight++;
-	l->fed = true;
+	r->queued_next = NULL;
+	if (!l->queued_head && l->in_flight < SVC_RING_SIZE && svc_ring_push(l->in, r)) {
+		l->in_flight++;
+		l->fed = true;
+		return 0;
+	}
+	/* no room: behind the others that wait, in order */
+	if (l->queued_tail)
+		l->queued_tail->queued_next = r;
+	else
+		l->queued_head = r;
+	l->queued_tail = r;
+	l->queued++;
 	return 0;
 }
 
@@ -250,15 +295,21 @@ void svc_client_poll(struct svc_client *c, void (*fn)(void *arg, struct svc_requ
 			l->in_flight--;
 			fn(arg, r);
 		}
+		svc_lane_drain(l, fn, arg);
 	}
 }
 
 bool svc_client_pending(const struct svc_client *c)
 {
 	const struct svc_set *s = c->set;
-	for (int k = 0; k < SVC_KIND_MAX; k++)
-		if (s->lanes[k] && !svc_ring_empty(s->lanes[k][c->worker].out))
+	for (int k = 0; k < SVC_KIND_MAX; k++) {
+		if (!s->lanes[k])
+			continue;
+		const struct svc_lane *l = &s->lanes[k][c->worker];
+		if (!svc_ring_empty(l->out) ||
+		    (l->queued_head && l->queued_head->deadline_ms <= mx_clock_monotonic_ms()))
 			return true;
+	}
 	return false;
 }
 
@@ -267,7 +318,8 @@ unsigned svc_client_in_flight(const struct svc_client *c)
 	unsigned n = 0;
 	for (int k = 0; k < SVC_KIND_MAX; k++)
 		if (c->set->lanes[k])
-			n += c->set->lanes[k][c->worker].in_flight;
+			n += c->set->lanes[k][c->worker].in_flight +
+			     c->set->lanes[k][c->worker].queued;
 	return n;
 }
 
@@ -278,6 +330,14 @@ static void svc_set_release(struct svc_set *s)
 			/* answers no worker took (it stopped first): their owners go with them */
 			struct svc_request *r;
 			while (s->lanes[k][w].out && (r = svc_ring_pop(s->lanes[k][w].out))) {
+				if (s->orphan)
+					s->orphan(r);
+				else
+					svc_request_free(r);
+			}
+			/* and the requests still waiting for room (the worker stopped first) */
+			while ((r = s->lanes[k][w].queued_head)) {
+				s->lanes[k][w].queued_head = r->queued_next;
 				if (s->orphan)
 					s->orphan(r);
 				else

@@ -10,7 +10,11 @@
  *
  * Every ring has one producer and one consumer (a worker and a service thread), so
  * neither side takes a lock. A worker never has more requests in flight with one service
- * than its rings hold, so an answer always has room. Every request carries a deadline: the
+ * than its rings hold, so an answer always has room; what it submits beyond that waits in
+ * the worker's own queue (FIFO, one request per waiting connection, so bounded by the
+ * worker's connections) and enters the ring as answers free room. A request is never
+ * refused for want of room: under a flood of lookups, a lookup that failed at once would
+ * be "not listed" to a DNSBL, and the flood would open the gate for everyone else. Every request carries a deadline: the
  * service answers by then, if only with a timeout, so a connection never waits forever.
  *
  * A request belongs to the worker until svc_submit() succeeds, to the service until it
@@ -69,6 +73,7 @@ struct svc_policy {
 struct svc_request {
 	enum svc_kind kind;
 	unsigned worker;            /* set by svc_submit() */
+	struct svc_request *queued_next; /* the worker's queue while its ring is full */
 	void *owner;                /* the worker's: what waits for the answer */
 	uint64_t deadline_ms;       /* monotonic (mx_clock_monotonic_ms()): answered by then */
 	int status;                 /* set by the service: 0, or a negative errno
@@ -99,19 +104,24 @@ struct svc_client *svc_client_new(struct svc_set *set, unsigned worker, int wake
  * stopped. NULL is a no-op. */
 void svc_client_free(struct svc_client *c);
 
-/* Hand a request to its service. 0, or -EAGAIN when this worker already has SVC_RING_SIZE
- * requests in flight with it, -ENOSYS when that service is not running: the request stays
- * the caller's, who answers as for a temporary failure. */
+/* Hand a request to its service. 0 (when this worker already has SVC_RING_SIZE requests in
+ * flight with it, the request waits in the worker's queue until an answer makes room; one
+ * whose deadline passes there comes back from svc_client_poll() with -ETIMEDOUT), or
+ * -ENOSYS when that service is not running: the request stays the caller's, who answers
+ * as for a temporary failure. */
 int svc_submit(struct svc_client *c, struct svc_request *r);
 /* Wake the services that got requests since the last call (one write each); call once per
  * iteration of the worker's loop. */
 void svc_client_flush(struct svc_client *c);
-/* Answers that came back, each handed to fn(arg, request); fn owns the request after. */
+/* Answers that came back, each handed to fn(arg, request); fn owns the request after.
+ * Then queued requests move into the rings freed (or come back -ETIMEDOUT when their
+ * deadline passed while they waited). */
 void svc_client_poll(struct svc_client *c, void (*fn)(void *arg, struct svc_request *r),
 		     void *arg);
-/* True when svc_client_poll() has something to hand over: one atomic load per service. */
+/* True when svc_client_poll() has something to hand over: one atomic load per service
+ * (and a clock read while requests wait in the worker's queue). */
 bool svc_client_pending(const struct svc_client *c);
-/* Requests in flight (for statistics and a clean stop). */
+/* Requests in flight or waiting in the worker's queue (for statistics and a clean stop). */
 unsigned svc_client_in_flight(const struct svc_client *c);
 
 /* ---- the services' side ---- */

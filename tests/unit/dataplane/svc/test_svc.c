@@ -1,7 +1,8 @@
 /* The queues between workers and services (dataplane/svc/svc.h), with an echo service:
  * every request comes back once, to the worker that sent it, with its owner; a worker's
- * wake fd is written when answers arrive; a full lane refuses with -EAGAIN and a service
- * that does not run with -ENOSYS; a stop answers what is still queued; answers no worker
+ * wake fd is written when answers arrive; a full lane queues in the worker (and answers
+ * what waits past its deadline there with -ETIMEDOUT), a service that does not run
+ * refuses with -ENOSYS; a stop answers what is still queued; answers no worker
  * took go to the orphan callback. Two worker threads and the service thread run at once
  * (ThreadSanitizer-clean by construction: single producer, single consumer per ring). */
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "dataplane/svc/svc.h"
+#include "mxgate/clock.h"
 #include "testing.h"
 
 /* ---- an echo service: answers each request with a TEMPFAIL naming its question ---- */
@@ -189,19 +191,20 @@ static void test_full_lanes_and_stop(void)
 	CHECK_INT_EQ(svc_set_start(&set, &p, err, sizeof(err)), 0);
 	struct svc_client *c = svc_client_new(set, 0, -1);
 	CHECK(svc_client_new(set, 1, -1) == NULL); /* no such worker */
-	unsigned n = 0;
-	for (;;) {
+	/* twice what the ring holds: the rest waits in the worker's queue */
+	for (unsigned i = 0; i < 2 * SVC_RING_SIZE; i++) {
 		struct svc_request *r = svc_request_new(SVC_DNS);
-		int rc = svc_submit(c, r);
-		if (rc != 0) {
-			CHECK_INT_EQ(rc, -EAGAIN);
-			svc_request_free(r);
-			break;
-		}
-		n++;
+		r->deadline_ms = mx_clock_monotonic_ms() + 60000;
+		CHECK_INT_EQ(svc_submit(c, r), 0);
 	}
-	CHECK_INT_EQ(n, SVC_RING_SIZE);
-	CHECK_INT_EQ(svc_client_in_flight(c), SVC_RING_SIZE);
+	CHECK_INT_EQ(svc_client_in_flight(c), 2 * SVC_RING_SIZE);
+	CHECK(!svc_client_pending(c));
+	/* one that waits past its deadline comes back -ETIMEDOUT from the queue */
+	struct svc_request *late = svc_request_new(SVC_DNS);
+	late->deadline_ms = mx_clock_monotonic_ms() + 50;
+	CHECK_INT_EQ(svc_submit(c, late), 0);
+	usleep(100 * 1000);
+	CHECK(svc_client_pending(c) == false); /* not at the head: the queue is FIFO */
 	/* a service that does not run */
 	struct svc_request *pr = svc_request_new(SVC_POLICY);
 	CHECK_INT_EQ(svc_submit(c, pr), -ENOSYS);
@@ -210,7 +213,88 @@ static void test_full_lanes_and_stop(void)
 	svc_client_free(c); /* the worker stops with every request in flight */
 	orphans = 0;
 	svc_set_stop(set);  /* the service answers them -ECANCELED */
-	svc_set_free(set);  /* nobody takes them: orphans */
+	svc_set_free(set);  /* nobody takes them: orphans, the queued ones too */
+	CHECK_INT_EQ(orphans, 2 * SVC_RING_SIZE + 1);
+}
+
+static unsigned drained, drained_timeouts;
+
+static void count_answer(void *arg, struct svc_request *r)
+{
+	(void)arg;
+	drained++;
+	drained_timeouts += r->status == -ETIMEDOUT;
+	svc_request_free(r);
+}
+
+/* Requests beyond the ring wait and then go through, in order, as answers make room; one
+ * whose deadline passes at the head of the queue comes back -ETIMEDOUT without being sent. */
+static void test_queue_drains(void)
+{
+	struct svc_set *set;
+	char err[256];
+	struct svc_set_params p = { .workers = 1, .ops = { [SVC_DNS] = &echo_ops } };
+	echo_hold = false;
+	CHECK_INT_EQ(svc_set_start(&set, &p, err, sizeof(err)), 0);
+	int wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	struct svc_client *c = svc_client_new(set, 0, wake);
+	const unsigned total = 3 * SVC_RING_SIZE + 7;
+	for (unsigned i = 0; i < total; i++) {
+		struct svc_request *r = svc_request_new(SVC_DNS);
+		r->deadline_ms = mx_clock_monotonic_ms() + 60000;
+		CHECK_INT_EQ(svc_submit(c, r), 0);
+	}
+	drained = drained_timeouts = 0;
+	uint64_t until = mx_clock_monotonic_ms() + 20000;
+	while (drained < total && mx_clock_monotonic_ms() < until) {
+		svc_client_flush(c);
+		struct pollfd pfd = { .fd = wake, .events = POLLIN };
+		poll(&pfd, 1, 100);
+		uint64_t v;
+		if (read(wake, &v, sizeof(v)) < 0) {
+			/* nothing yet */
+		}
+		svc_client_poll(c, count_answer, NULL);
+	}
+	CHECK_INT_EQ(drained, total);
+	CHECK_INT_EQ(drained_timeouts, 0);
+	CHECK_INT_EQ(svc_client_in_flight(c), 0);
+	svc_client_free(c);
+	svc_set_stop(set);
+	svc_set_free(set);
+	close(wake);
+}
+
+/* A queued request whose deadline passed at the head of the queue. */
+static void test_queue_deadline(void)
+{
+	struct svc_set *set;
+	char err[256];
+	struct svc_set_params p = { .workers = 1, .ops = { [SVC_DNS] = &echo_ops },
+				    .orphan = orphan };
+	echo_hold = true;
+	CHECK_INT_EQ(svc_set_start(&set, &p, err, sizeof(err)), 0);
+	struct svc_client *c = svc_client_new(set, 0, -1);
+	for (unsigned i = 0; i < SVC_RING_SIZE; i++) {
+		struct svc_request *r = svc_request_new(SVC_DNS);
+		r->deadline_ms = mx_clock_monotonic_ms() + 60000;
+		CHECK_INT_EQ(svc_submit(c, r), 0);
+	}
+	struct svc_request *late = svc_request_new(SVC_DNS);
+	late->deadline_ms = mx_clock_monotonic_ms() + 50;
+	CHECK_INT_EQ(svc_submit(c, late), 0);
+	CHECK(!svc_client_pending(c));
+	usleep(100 * 1000);
+	CHECK(svc_client_pending(c)); /* its deadline passed: something to hand over */
+	drained = drained_timeouts = 0;
+	svc_client_poll(c, count_answer, NULL);
+	CHECK_INT_EQ(drained, 1);
+	CHECK_INT_EQ(drained_timeouts, 1);
+	CHECK_INT_EQ(svc_client_in_flight(c), SVC_RING_SIZE);
+	svc_client_free(c);
+	orphans = 0;
+	svc_set_stop(set);
+	svc_set_free(set);
 	CHECK_INT_EQ(orphans, SVC_RING_SIZE);
 }
 
@@ -218,5 +302,7 @@ int main(void)
 {
 	RUN_TEST(test_round_trips);
 	RUN_TEST(test_full_lanes_and_stop);
+	RUN_TEST(test_queue_drains);
+	RUN_TEST(test_queue_deadline);
 	return TEST_RESULT();
 }
