@@ -3,7 +3,7 @@ DNS server and 3 s for a policy server (issue 13, "a benchmark shows their rate 
 
     python3 perf/dns/bench_never_blocks.py --mxgate build-release/dataplane/mxgate \
         [--transports kernel,dpdk] [--workers 2] [--fast 100] [--slow 200] [--seconds 8] \
-        [--rounds 4] [--delay 3] [--shapes rcpt,message] [--out perf/results/DATE-dns.md]
+        [--rounds 3] [--delay 3] [--shapes rcpt,message] [--out perf/results/DATE-dns.md]
 
 Root: the two-namespace topology of dnsbench.py. In the gateway namespace:
   slow_dns.py     answers every name under slow.test --delay s after it was asked (NXDOMAIN:
@@ -97,12 +97,27 @@ class Sampler(threading.Thread):
             })
 
 
-def fast_run(env, gw, a, shape):
+def cpu_by_party(gw, others):
+    """CPU seconds so far: the gateway's threads by name ("mxgate:NAME") and each of
+    `others` ({name: pid}), and the machine's busy time."""
+    out = {f"mxgate:{k}": v for k, v in dnsbench.threads_cpu_seconds(gw.proc.pid).items()}
+    for name, pid in others.items():
+        out[name] = sum(dnsbench.threads_cpu_seconds(pid).values())
+    out["machine"] = dnsbench.machine_busy_seconds()
+    return out
+
+
+def fast_run(env, gw, a, shape, others):
     st0 = dnsbench.usr1(gw).get("dpdk", {})
     cpu0 = dnsbench.cpu_seconds(gw.proc.pid)
+    by0 = cpu_by_party(gw, others)
     r = env.load(gw.host, gw.port, concurrency=a.fast, duration=a.seconds,
                  data=(shape == "message"), timeout=a.seconds + 120)
     r["gateway_cpu_s"] = dnsbench.cpu_seconds(gw.proc.pid) - cpu0
+    by1 = cpu_by_party(gw, others)
+    # where the CPU went during the run: the load client reports its own
+    r["cpu_by"] = {k: v - by0.get(k, 0.0) for k, v in by1.items()}
+    r["cpu_by"]["fast client"] = r["cpu_s"]
     st1 = dnsbench.usr1(gw).get("dpdk", {})
     if st1.get("tsc_hz"):
         # the dpdk poll loops' busy time (iterations that did work), all sessions served
@@ -114,7 +129,8 @@ def fast_run(env, gw, a, shape):
 def one_round(env, gw, a, shape, dns, policy, base, span):
     """A (fast alone), then B (fast beside parked slow sessions)."""
     out = {"shape": shape, "background": dnsbench.wait_quiet(0.3, 30)}
-    out["A"] = fast_run(env, gw, a, shape)
+    others = {"slow_dns.py": dns.pid, "slow_policy.py": policy.pid}
+    out["A"] = fast_run(env, gw, a, shape, others)
     st0 = dnsbench_json(dns.stats).get("in_zone", 0)
     slow = env.load_start(gw.host, gw.port, concurrency=a.slow, duration=3600,
                           xclient_base=base, xclient_count=span, timeout=3600 + 600)
@@ -127,7 +143,7 @@ def one_round(env, gw, a, shape, dns, policy, base, span):
         time.sleep(0.1)
     sampler = Sampler(gw, dns, policy)
     sampler.start()
-    out["B"] = fast_run(env, gw, a, shape)
+    out["B"] = fast_run(env, gw, a, shape, dict(others, **{"slow client": slow.proc.pid}))
     sampler.stop.set()
     sampler.join()
     slow.proc.terminate()
@@ -216,6 +232,35 @@ def report(results, a, notes):
             for k in ("A", "B"):
                 if r[k]["failed"]:
                     notes.append(f"{transport}/{shape} {k}: fast failures {r[k]['failures']}")
+    lines += [
+        "", "Where the CPU went during the runs (CPUs: CPU seconds per second of run, "
+        "median of the rounds, A / B). \"Rest\" is the machine's busy time that none of "
+        "these processes was charged with: other people's work on the shared machine, "
+        "and softirq time that landed outside them.", "",
+        "| transport | shape | mxgate workers | mxgate other threads (resolver, policy, "
+        "main, spool, relay) | fast client | slow client + DNS server + policy server | "
+        "rest of the machine |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (transport, shape), rounds in results.items():
+        def cpus(k, pick):
+            return median([sum(v for n, v in r[k]["cpu_by"].items() if pick(n)) /
+                           r[k]["elapsed_s"] for r in rounds])
+
+        def both(pick):
+            return f"{cpus('A', pick):.2f} / {cpus('B', pick):.2f}"
+        workers = lambda n: n.startswith("mxgate:mxgate-w")  # noqa: E731
+        other = lambda n: n.startswith("mxgate:") and not workers(n)  # noqa: E731
+        slow = lambda n: n in ("slow client", "slow_dns.py", "slow_policy.py")  # noqa: E731
+        named = lambda n: n != "machine"  # noqa: E731
+
+        def rest(k):
+            return median([(r[k]["cpu_by"]["machine"] -
+                            sum(v for n, v in r[k]["cpu_by"].items() if named(n))) /
+                           r[k]["elapsed_s"] for r in rounds])
+        lines.append(f"| {transport} | {shape} | {both(workers)} | {both(other)} | "
+                     f"{both(lambda n: n == 'fast client')} | {both(slow)} | "
+                     f"{rest('A'):.2f} / {rest('B'):.2f} |")
     lines.append("")
     for n in notes:
         lines.append(f"- NOTE: {n}")
@@ -233,7 +278,7 @@ def main():
     ap.add_argument("--fast", type=int, default=100)
     ap.add_argument("--slow", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=8)
-    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--delay", type=float, default=3)
     ap.add_argument("--shapes", default="rcpt,message")
     ap.add_argument("--out", help="append the section to this file")

@@ -170,6 +170,7 @@ def wave(env, gw, dns, a, base, log_off):
     }
     out["rss_parked_kb"] = dnsbench.rss_kb(gw.proc.pid)
     out["resolver_parked"] = st.get("resolver", {})
+    out["dpdk_parked"] = st.get("dpdk", {})  # the TCP stack's own memory, dpdk only
     # the answers
     t_release = time.monotonic()
     dns.send_signal(signal.SIGUSR1)
@@ -256,6 +257,17 @@ def report(results, a, machine):
             for pr in w["problems"]:
                 notes.append(f"{transport}, {workers} workers, wave {i}: {pr}")
     lines.append("")
+    for (transport, workers), waves in results.items():
+        for i, w in enumerate(waves, 1):
+            d = w.get("dpdk_parked") or {}
+            if d.get("conn_bytes_each"):
+                lines.append(
+                    f"- {transport}, {workers} workers, wave {i}, the gateway's own account "
+                    f"while parked (SIGUSR1): {d['conn_bytes_each']:,} bytes of session "
+                    f"memory per connection ({d.get('conn_memory_bytes', 0) / 2**20:.1f} "
+                    f"MiB for {d.get('open_connections', 0):,}), TCP control block "
+                    f"{d.get('tcb_bytes', 0)} bytes, {d.get('stack_buffers', 0)} stack "
+                    f"buffers and {d.get('mbufs_in_use', 0)} mbufs in use.")
     for nt in notes:
         lines.append(f"- NOTE: {nt}")
     if not notes:

@@ -19,7 +19,8 @@ mxgate_dns_servers is empty) at a DNS server in the namespace.
     Env.load(host, port, **opts) -> dict; Env.load_start(...) -> Load (result() later)
     Env.client_ip(transport)    the address the gateway sees the client as
     usr1(gw) -> dict            SIGUSR1 and the lines it wrote: main, dpdk, resolver, policy
-    rss_kb(pid), hwm_kb(pid), thread_cpu_ns(pid, comm), cpu_seconds(pid)
+    rss_kb(pid), hwm_kb(pid), thread_cpu_ns(pid, comm), cpu_seconds(pid),
+    threads_cpu_seconds(pid)
     wait_quiet(limit, max_wait), machine_line(), commit()
 """
 
@@ -116,6 +117,26 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def threads_cpu_seconds(pid):
+    """{thread name: CPU seconds (user + system)} of a process, threads of one name
+    summed; {} once it is gone."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        out[comm] = out.get(comm, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
 
 
 def thread_cpu_ns(pid, comm):
