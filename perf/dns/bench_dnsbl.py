@@ -33,10 +33,14 @@ each: EHLO, XCLIENT ADDR=, EHLO, MAIL, RCPT (554 expected), QUIT. Shapes:
 work spreads over all of them; the table shows medians.
 
 Reported per shape and peer: RCPT rejects/s, the ratio to Postfix, RCPT reply time p50 and
-p99, the machine's busy CPU time per reject minus the client's own (the server, unbound
-and the kernel's network work, counted the same way for all peers), unbound's share of it,
-mxgate's process CPU per reject, and for mxgate-dpdk the busy poll-loop cycles per reject
-(in microseconds at the gateway's TSC rate); and one sample RCPT reply of each peer.
+p99, the server processes' CPU per reject (Postfix: its master and every process under it,
+reaped ones included; mxgate: its process), unbound's CPU per reject, the machine's busy
+time per reject minus the client's own (which also holds softirq work and anything else
+running), and for mxgate-dpdk the busy poll-loop cycles per reject (in microseconds at the
+gateway's TSC rate); and one sample RCPT reply of each peer.
+
+    python3 perf/dns/bench_dnsbl.py --mxgate X --from-json RAW.json   (the report again,
+        from a --json file, without running anything)
 """
 
 import argparse
@@ -129,8 +133,11 @@ s.sendall(b"QUIT\r\n")
 
 
 class Peer:
-    def __init__(self, name, host, port, pid_fn, gw=None):
-        self.name, self.host, self.port, self.pid_fn, self.gw = name, host, port, pid_fn, gw
+    """A server under test: where it listens, the process whose tree is the server (mxgate,
+    or Postfix's master), and the mxgate gateway object (None for Postfix)."""
+
+    def __init__(self, name, host, port, pid, gw=None):
+        self.name, self.host, self.port, self.pid, self.gw = name, host, port, pid, gw
 
 
 def start_postfix(env, a):
@@ -148,6 +155,7 @@ def start_postfix(env, a):
     if os.readlink(f"/proc/{master}/ns/net") != want:
         pf.stop()
         raise dnsbench.BenchError("postfix's master is not in the gateway namespace")
+    pf.master = master
     return pf
 
 
@@ -162,12 +170,14 @@ def run(env, peer, a, shape, base, unbound):
     st0 = dnsbench.usr1(peer.gw) if peer.gw else {}
     gpid = peer.gw.proc.pid if peer.gw else None
     g0 = dnsbench.cpu_seconds(gpid) if gpid else 0
+    t0 = dnsbench.tree_cpu_seconds(peer.pid)
     u0 = dnsbench.cpu_seconds(unbound.pid)
     b0 = dnsbench.machine_busy_seconds()
     r = env.load(peer.host, peer.port, concurrency=a.concurrency, duration=a.seconds,
                  xclient_base=base, xclient_count=SHAPES[shape], timeout=a.seconds + 300)
     busy = dnsbench.machine_busy_seconds() - b0
     out["unbound_cpu_s"] = dnsbench.cpu_seconds(unbound.pid) - u0
+    out["server_tree_cpu_s"] = dnsbench.tree_cpu_seconds(peer.pid) - t0
     if gpid:
         out["mxgate_cpu_s"] = dnsbench.cpu_seconds(gpid) - g0
         st1 = dnsbench.usr1(peer.gw)
@@ -207,13 +217,17 @@ def report(results, samples, a, machine, versions):
         f"`{ZONE}` (unbound, local data). distinct: a new client address every session "
         "(an A and a TXT query to unbound per reject, for both servers); repeat: 100 "
         "addresses in turn (mxgate answers from its cache; Postfix has none). "
-        f"{a.rounds} rounds, peers in turn within each; medians. \"Server CPU\" is the "
-        "machine's busy time during the run minus the load client's own, per reject: "
-        "the server, unbound and the kernel's network work. mxgate workers: "
+        f"{a.rounds} rounds, peers in turn within each; medians. \"Server processes' "
+        "CPU\": Postfix's master and every process under it (smtpd, anvil, ...; reaped "
+        "ones through cutime), mxgate's one process: user and system time, so it holds "
+        "the kernel's socket work done in their system calls. \"Machine busy minus "
+        "client\" also counts unbound, softirq work charged to no process, and whatever "
+        "else ran on the shared machine (see the last column). mxgate workers: "
         f"{a.workers}. Release build.", "",
         "| shape | peer | rejects/s | ratio to Postfix | rounds (rejects/s) | RCPT p50 / "
-        "p99 ms | server CPU us per reject | of which unbound | mxgate process CPU us "
-        "per reject | dpdk busy us per reject | failed | other load before (CPUs) |",
+        "p99 ms | server processes' CPU us per reject | unbound CPU us per reject | "
+        "machine busy minus client, us per reject | dpdk busy us per reject | failed | "
+        "other load before (CPUs) |",
         "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---|",
     ]
     notes = []
@@ -240,8 +254,9 @@ def report(results, samples, a, machine, versions):
             bg = ", ".join(f"{x['background']:.2f}" for x in runs)
             lines.append(
                 f"| {shape} | {name} | {rate:.0f} | {ratio} | {each} | "
-                f"{p50:.1f} / {p99:.1f} | {per('server_cpu_s')} | {per('unbound_cpu_s')} | "
-                f"{per('mxgate_cpu_s')} | {busy} | {failed} | {bg} |")
+                f"{p50:.1f} / {p99:.1f} | {per('server_tree_cpu_s')} | "
+                f"{per('unbound_cpu_s')} | {per('server_cpu_s')} | {busy} | {failed} | "
+                f"{bg} |")
             for x in runs:
                 codes = x["load"]["rcpt_codes"]
                 if set(codes) - {"554"} or x["load"]["failed"]:
@@ -280,7 +295,19 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", help="append the section to this file")
     ap.add_argument("--json", help="write the raw results here")
+    ap.add_argument("--from-json", help="run nothing: the report of a --json file")
     a = ap.parse_args()
+    if a.from_json:
+        with open(a.from_json) as f:
+            saved = json.load(f)
+        results = {(x["shape"], x["peer"]): x["runs"] for x in saved["results"]}
+        text = report(results, saved["samples"], argparse.Namespace(**saved["args"]),
+                      saved["machine"], saved["versions"])
+        print(text)
+        if a.out:
+            with open(a.out, "a") as f:
+                f.write(text + "\n")
+        return
     for tool in (UNBOUND, "/usr/sbin/postfix"):
         mxtest.need_tool(tool)
     machine = dnsbench.machine_line()
@@ -309,12 +336,12 @@ def main():
             for n in names:
                 if n == "postfix":
                     pf = start_postfix(env, a)
-                    peers.append(Peer(n, env.topo.kernel_gw_ip4, pf.smtpd_port, None))
+                    peers.append(Peer(n, env.topo.kernel_gw_ip4, pf.smtpd_port, pf.master))
                 else:
                     transport = n.split("-")[1]
                     gw = env.gateway(transport, a.workers, mxgate_cf(env.client_ip(transport)))
                     gws.append(gw)
-                    peers.append(Peer(n, gw.host, gw.port, None, gw))
+                    peers.append(Peer(n, gw.host, gw.port, gw.proc.pid, gw))
             for p in peers:
                 samples[p.name] = sample_reply(env, p, "172.31.0.9")
             addr = 0
@@ -334,12 +361,15 @@ def main():
                 pf.stop()
                 if os.environ.get("MXGATE_KEEP_TEST_DIRS") is None:
                     shutil.rmtree(pf.dir, ignore_errors=True)
-    text = report(results, samples, a, machine, versions_line())
-    print(text)
+    versions = versions_line()
     if a.json:
         with open(a.json, "w") as f:
-            json.dump([{"shape": s, "peer": n, "runs": r} for (s, n), r in results.items()],
-                      f, indent=1)
+            json.dump({"machine": machine, "versions": versions, "args": vars(a),
+                       "samples": samples,
+                       "results": [{"shape": s, "peer": n, "runs": r}
+                                   for (s, n), r in results.items()]}, f, indent=1)
+    text = report(results, samples, a, machine, versions)
+    print(text)
     if a.out:
         with open(a.out, "a") as f:
             f.write(text + "\n")

@@ -3,7 +3,10 @@ DNS server and 3 s for a policy server (issue 13, "a benchmark shows their rate 
 
     python3 perf/dns/bench_never_blocks.py --mxgate build-release/dataplane/mxgate \
         [--transports kernel,dpdk] [--workers 2] [--fast 100] [--slow 200] [--seconds 8] \
-        [--rounds 3] [--delay 3] [--shapes rcpt,message] [--out perf/results/DATE-dns.md]
+        [--rounds 3] [--delay 3] [--shapes rcpt,message] [--out perf/results/DATE-dns.md] \
+        [--json RAW.json]
+    python3 perf/dns/bench_never_blocks.py --mxgate X --from-json RAW.json  (the report
+        again, from the raw results, without running anything)
 
 Root: the two-namespace topology of dnsbench.py. In the gateway namespace:
   slow_dns.py     answers every name under slow.test --delay s after it was asked (NXDOMAIN:
@@ -237,8 +240,8 @@ def report(results, a, notes):
         "median of the rounds, A / B). \"Rest\" is the machine's busy time that none of "
         "these processes was charged with: other people's work on the shared machine, "
         "and softirq time that landed outside them.", "",
-        "| transport | shape | mxgate workers | mxgate other threads (resolver, policy, "
-        "main, spool, relay) | fast client | slow client + DNS server + policy server | "
+        "| transport | shape | mxgate workers | mxgate other threads (spool writer, "
+        "resolver, policy, main, relay) | fast client | slow client + DNS server + policy server | "
         "rest of the machine |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -249,7 +252,8 @@ def report(results, a, notes):
 
         def both(pick):
             return f"{cpus('A', pick):.2f} / {cpus('B', pick):.2f}"
-        workers = lambda n: n.startswith("mxgate:mxgate-w")  # noqa: E731
+        # kernel workers are mxgate-wN, dpdk worker lcores EAL's rte-worker-N
+        workers = lambda n: n.startswith(("mxgate:mxgate-w", "mxgate:rte-worker"))  # noqa: E731
         other = lambda n: n.startswith("mxgate:") and not workers(n)  # noqa: E731
         slow = lambda n: n in ("slow client", "slow_dns.py", "slow_policy.py")  # noqa: E731
         named = lambda n: n != "machine"  # noqa: E731
@@ -283,7 +287,20 @@ def main():
     ap.add_argument("--shapes", default="rcpt,message")
     ap.add_argument("--out", help="append the section to this file")
     ap.add_argument("--json", help="write the raw results here")
+    ap.add_argument("--from-json", help="run nothing: the report of a --json file")
     a = ap.parse_args()
+    if a.from_json:
+        with open(a.from_json) as f:
+            saved = json.load(f)
+        machine_line_cache[0] = saved["machine"]
+        b = argparse.Namespace(**saved["args"])
+        results = {(x["transport"], x["shape"]): x["rounds"] for x in saved["results"]}
+        text = report(results, b, saved["notes"])
+        print(text)
+        if a.out:
+            with open(a.out, "a") as f:
+                f.write(text + "\n")
+        return
     machine_line_cache[0] = dnsbench.machine_line()
     results, notes = {}, []
     # every round's slow sessions get addresses of their own in 172.16/16: no cache hits
@@ -307,12 +324,14 @@ def main():
                     notes.append(f"{transport}: the gateway did not exit 0 after SIGTERM")
             finally:
                 dnsbench.drop_gateway(gw)
-    text = report(results, a, notes)
-    print(text)
     if a.json:
         with open(a.json, "w") as f:
-            json.dump([{"transport": t, "shape": sh, "rounds": r}
-                   for (t, sh), r in results.items()], f, indent=1)
+            json.dump({"machine": machine_line_cache[0], "args": vars(a),
+                       "notes": list(notes),
+                       "results": [{"transport": t, "shape": sh, "rounds": r}
+                                   for (t, sh), r in results.items()]}, f, indent=1)
+    text = report(results, a, notes)
+    print(text)
     if a.out:
         with open(a.out, "a") as f:
             f.write(text + "\n")

@@ -4,7 +4,9 @@ and that every one gets its own answer once the DNS server answers.
 
     python3 perf/dns/bench_scale.py --mxgate build-release/dataplane/mxgate \
         [--transports kernel,dpdk] [--sessions 10000] [--rate 2000] [--waves 2] \
-        [--workers 2,3] [--out perf/results/DATE-dns.md] [--json FILE]
+        [--workers 2,3] [--out perf/results/DATE-dns.md] [--json RAW.json]
+    python3 perf/dns/bench_scale.py --mxgate X --from-json RAW.json  (the report again,
+        from the raw results, without running anything)
 
 Root: the two-namespace topology of dnsbench.py. In the gateway namespace, slow_dns.py
 --hold --answer mixed on 127.0.0.1:53 serves the zone scale.test: it holds every query
@@ -287,7 +289,18 @@ def main():
     ap.add_argument("--waves", type=int, default=2)
     ap.add_argument("--out", help="append the section to this file")
     ap.add_argument("--json", help="write the raw results here")
+    ap.add_argument("--from-json", help="run nothing: the report of a --json file")
     a = ap.parse_args()
+    if a.from_json:
+        with open(a.from_json) as f:
+            saved = json.load(f)
+        results = {(x["transport"], x["workers"]): x["waves"] for x in saved["results"]}
+        text = report(results, argparse.Namespace(**saved["args"]), saved["machine"])
+        print(text)
+        if a.out:
+            with open(a.out, "a") as f:
+                f.write(text + "\n")
+        return
     machine = dnsbench.machine_line()
     transports = a.transports.split(",")
     workers = [int(w) for w in a.workers.split(",")]
@@ -316,12 +329,13 @@ def main():
                             "the gateway did not exit 0 after SIGTERM")
                 finally:
                     dnsbench.drop_gateway(gw)
-    text = report(results, a, machine)
-    print(text)
     if a.json:
         with open(a.json, "w") as f:
-            json.dump([{"transport": t, "workers": nw, "waves": w}
-                       for (t, nw), w in results.items()], f, indent=1)
+            json.dump({"machine": machine, "args": vars(a),
+                       "results": [{"transport": t, "workers": nw, "waves": w}
+                                   for (t, nw), w in results.items()]}, f, indent=1)
+    text = report(results, a, machine)
+    print(text)
     if a.out:
         with open(a.out, "a") as f:
             f.write(text + "\n")

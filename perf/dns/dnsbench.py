@@ -20,7 +20,7 @@ mxgate_dns_servers is empty) at a DNS server in the namespace.
     Env.client_ip(transport)    the address the gateway sees the client as
     usr1(gw) -> dict            SIGUSR1 and the lines it wrote: main, dpdk, resolver, policy
     rss_kb(pid), hwm_kb(pid), thread_cpu_ns(pid, comm), cpu_seconds(pid),
-    threads_cpu_seconds(pid)
+    threads_cpu_seconds(pid), tree_cpu_seconds(pid)
     wait_quiet(limit, max_wait), machine_line(), commit()
 """
 
@@ -117,6 +117,33 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def tree_cpu_seconds(pid):
+    """CPU seconds of a process and all its descendants, living and reaped (a reaped
+    child's time is in its parent's cutime/cstime): Postfix's master and its smtpd
+    processes, say. Take it before and after a run; the difference is the tree's."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15]) / CLK_TCK
+        todo.extend(children.get(p, []))
+    return total
 
 
 def threads_cpu_seconds(pid):
