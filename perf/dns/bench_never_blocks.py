@@ -218,7 +218,7 @@ def report(results, a, notes):
             f"| {transport} | {shape} | {median(ra):.0f} | {median(rb):.0f} | {ratio:.2f} "
             f"({min(ratios):.2f}-{max(ratios):.2f}) | {p99} | {worst} | "
             f"{cpu_us('A'):.0f} / {cpu_us('B'):.0f} | {busy} | {nfail} | "
-            f"{done} ({slow_p50:.1f}) | "
+            f"{done} ({f'{slow_p50:.1f}' if slow_p50 == slow_p50 else '-'}) | "
             f"{waiting} | {bg} |")
         if ratio < 0.9:
             notes.append(f"{transport}/{shape}: the no-lookup rate beside parked lookups was "

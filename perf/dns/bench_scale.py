@@ -256,8 +256,9 @@ def report(results, a, machine):
                 f"{w['cpu_s'] / n * 1e6:.0f} us | "
                 f"{w['resolver_cpu_s'] / lookups * 1e6:.1f} us ({w['lookups']} lookups, "
                 f"{w['queries']} queries) | {w['background']:.2f} |")
-            for pr in w["problems"]:
-                notes.append(f"{transport}, {workers} workers, wave {i}: {pr}")
+            if w["problems"]:
+                notes.append(f"{transport}, {workers} workers, wave {i}: "
+                             + "; ".join(w["problems"]))
     lines.append("")
     for (transport, workers), waves in results.items():
         for i, w in enumerate(waves, 1):
