@@ -1285,6 +1285,7 @@ static int svc_policy_start(void **impl, struct svc_port *port, const void *para
 		svc_policy_free(p);
 		return mx_errf(err, errlen, -rc, "pthread_create: %s", strerror(rc));
 	}
+	pthread_setname_np(p->thread, "mx-policy"); /* as mx-resolver: ps, top, perf */
 	*impl = p;
 	return 0;
 }

@@ -269,6 +269,8 @@ void svc_policy_hub_release(struct svc_policy_hub *h)
 
 static void *svc_policy_lookup_main(void *arg)
 {
+	/* named by itself: a detached thread may be gone before its creator could */
+	pthread_setname_np(pthread_self(), "mx-policy-dns");
 	struct svc_policy_lookup *l = arg;
 	struct svc_policy_lookup_result *r = &l->result;
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
