@@ -131,6 +131,7 @@ struct conn_memo;
  * NULL and the answer frees it. */
 struct conn_op {
 	struct conn *c;
+	struct svc_request *r;  /* in flight: the services' until its answer comes back */
 };
 
 struct conn {

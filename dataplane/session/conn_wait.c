@@ -36,6 +36,7 @@ bool conn_wait_submit(struct conn *c, struct svc_request *r, enum conn_wait why,
 		return false;
 	}
 	op->c = c;
+	op->r = r;
 	r->owner = op;
 	r->deadline_ms = mx_clock_monotonic_ms() + timeout_ms;
 	if (svc_submit(c->w->svc, r) < 0) {
@@ -52,6 +53,7 @@ bool conn_wait_submit(struct conn *c, struct svc_request *r, enum conn_wait why,
 void conn_wait_cancel(struct conn *c)
 {
 	if (c->op) {
+		svc_request_cancel(c->op->r);
 		c->op->c = NULL;
 		c->op = NULL;
 	}

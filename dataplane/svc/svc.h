@@ -75,6 +75,11 @@ struct svc_request {
 	unsigned worker;            /* set by svc_submit() */
 	struct svc_request *queued_next; /* the worker's queue while its ring is full */
 	void *owner;                /* the worker's: what waits for the answer */
+	/* Set by the worker (svc_request_cancel()) when nobody waits for the answer any
+	 * more: a service may then skip work not yet begun (a policy query not yet sent
+	 * answers -ECANCELED instead of holding one of the server's connections). The
+	 * answer still comes back, as always. */
+	atomic_bool cancelled;
 	uint64_t deadline_ms;       /* monotonic (mx_clock_monotonic_ms()): answered by then */
 	int status;                 /* set by the service: 0, or a negative errno
 				       (-ETIMEDOUT, -ECONNREFUSED, -EPROTO, ...) */
@@ -88,6 +93,12 @@ struct svc_request {
 struct svc_request *svc_request_new(enum svc_kind kind);
 /* Free it and what it owns (the DNS result reference, the policy request). */
 void svc_request_free(struct svc_request *r);
+/* The worker no longer wants the answer of r, which is in flight (submitted, not yet come
+ * back through svc_client_poll()). */
+static inline void svc_request_cancel(struct svc_request *r)
+{
+	atomic_store_explicit(&r->cancelled, true, memory_order_relaxed);
+}
 
 /* ---- the worker's side ---- */
 

@@ -967,6 +967,11 @@ static void svc_policy_dispatch(struct svc_policy_service *p, struct svc_policy_
 			return;
 		struct svc_policy_job *j = SVC_POLICY_ENTRY(ep->queue.next, struct svc_policy_job,
 							   link);
+		if (atomic_load_explicit(&j->req->cancelled, memory_order_relaxed)) {
+			/* its session is gone: not worth a server connection */
+			svc_policy_answer(p, j, -ECANCELED);
+			continue;
+		}
 		struct svc_policy_conn *c = j->fresh ? NULL : svc_policy_idle_take(p, ep);
 		if (!c) {
 			if (!svc_policy_conn_slot(p, ep, j->fresh))

@@ -717,6 +717,34 @@ static void test_timeout_retry(void)
 	psrv_stop(s);
 }
 
+/* A request whose session went away before it was sent (svc_request_cancel()) is answered
+ * -ECANCELED without taking one of the server's connections. */
+static void test_cancelled_unsent(void)
+{
+	struct psrv *s = psrv_start(AF_INET, true);
+	struct svc_policy_params pp = test_params();
+	pp.conns_per_endpoint = 1; /* the second request waits for the first's connection */
+	struct worker w;
+	start(&w, &pp, 1);
+	struct svc_request *first = request(s->endpoint, "delay:300:DUNNO", &defaults);
+	struct svc_request *second = request(s->endpoint, "ok:OK", &defaults);
+	submit(&w, first);
+	submit(&w, second);
+	svc_request_cancel(second);
+	CHECK_INT_EQ(wait_answers(&w, 2, 5000), 2);
+	/* the cancelled one comes back first: it need not wait for the connection */
+	struct svc_request *b = take(&w), *a = take(&w);
+	CHECK(a == first && b == second);
+	CHECK_INT_EQ(a ? a->status : -1, 0);
+	CHECK_INT_EQ(b ? b->status : 0, -ECANCELED);
+	CHECK_INT_EQ(atomic_load(&s->requests), 1); /* the server never saw the second */
+	CHECK_INT_EQ(stats(&w, "cancelled"), 1);
+	svc_request_free(a);
+	svc_request_free(b);
+	stop(&w);
+	psrv_stop(s);
+}
+
 static void test_refused(void)
 {
 	struct svc_policy_params pp = test_params();
@@ -1068,6 +1096,7 @@ int main(void)
 	RUN_TEST(test_max_ttl);
 	RUN_TEST(test_server_restart);
 	RUN_TEST(test_timeout_retry);
+	RUN_TEST(test_cancelled_unsent);
 	RUN_TEST(test_refused);
 	RUN_TEST(test_names);
 	RUN_TEST(test_invalid);
