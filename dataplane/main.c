@@ -634,9 +634,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	 * 250 before a crash are found and indexed, torn writes are discarded. */
 	struct mx_spools sp = { 0 };
 	struct mx_transport_run tr = { .ops = ops };
-	/* atomics are initialised with atomic_init, not a brace initialiser (clang refuses
-	 * an int for an _Atomic pointer) */
-	struct mx_gen_pub pub;
+	struct mx_gen_pub pub; /* mx_gen_pub_init() below: every field */
 	struct control_server *control = NULL;
 	struct queue_control *queue_cmds = NULL;
 	struct reload *reload = NULL;
@@ -644,10 +642,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	struct anvil *anvil = NULL;
 	bool pidfile_written = false, failed = true;
 	char err[512];
-	atomic_init(&pub.current, first);
-	atomic_init(&pub.canary, NULL);
-	atomic_init(&pub.canary_permille, 0);
-	atomic_init(&pub.canary_clients, NULL);
+	mx_gen_pub_init(&pub, first);
 	check_generation_tables(first, stderr);
 	if (spools_open(&sp, boot, generation_needs_tables(first)) < 0)
 		goto out;

@@ -432,3 +432,12 @@ struct mx_generation *mx_gen_pick(struct mx_gen_pub *pub, const struct mx_inet_a
 	}
 	return atomic_load_explicit(&pub->current, memory_order_acquire);
 }
+
+void mx_gen_pub_init(struct mx_gen_pub *p, struct mx_generation *first)
+{
+	atomic_init(&p->current, first);
+	atomic_init(&p->stress, false);
+	atomic_init(&p->canary, NULL);
+	atomic_init(&p->canary_permille, 0);
+	atomic_init(&p->canary_clients, NULL);
+}

@@ -163,6 +163,11 @@ struct mx_gen_pub {
 	_Atomic(struct netlist *) canary_clients;  /* or these clients; NULL: none */
 };
 
+/* Every field of p: first published, no canary, no stress. (A field added above is
+ * initialised here too: the publisher lives on main()'s stack, where an atomic left out
+ * would start as garbage.) */
+void mx_gen_pub_init(struct mx_gen_pub *p, struct mx_generation *first);
+
 /* Which generation a new connection from `client` gets: the canary when the client is in
  * canary_clients, or when its share says so (*acc is the caller's running share, one per
  * worker, so that exactly permille of every thousand go there); else the current one. */
