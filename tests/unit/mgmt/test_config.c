@@ -16,32 +16,11 @@
 
 #include "mgmt/config.h"
 #include "mgmt/config_params.h"
+#include "load_config.h"
 #include "testing.h"
 
 #define POSTCONF "/usr/sbin/postconf"
 
-struct load {
-	int rc;
-	struct mx_config *cfg;
-	char *diag;
-};
-
-static struct load load(const char *text)
-{
-	struct load l = { 0 };
-	size_t n = 0;
-	FILE *f = open_memstream(&l.diag, &n);
-	l.rc = mx_config_load_string(text, "t.cf", &l.cfg, f);
-	fclose(f);
-	return l;
-}
-
-static void load_free(struct load *l)
-{
-	mx_config_free(l->cfg);
-	free(l->diag);
-	*l = (struct load){ 0 };
-}
 
 /* Loads without any message at all. */
 static struct load load_clean(const char *text)

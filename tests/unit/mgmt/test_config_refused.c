@@ -13,30 +13,9 @@
 #include "mgmt/config_params.h"
 #include "mgmt/config_refused.h"
 #include "mgmt/policy.h"
+#include "load_config.h"
 #include "testing.h"
 
-struct load {
-	int rc;
-	struct mx_config *cfg;
-	char *diag;
-};
-
-static struct load load(const char *text)
-{
-	struct load l = { 0 };
-	size_t n = 0;
-	FILE *f = open_memstream(&l.diag, &n);
-	l.rc = mx_config_load_string(text, "t.cf", &l.cfg, f);
-	fclose(f);
-	return l;
-}
-
-static void load_free(struct load *l)
-{
-	mx_config_free(l->cfg);
-	free(l->diag);
-	*l = (struct load){ 0 };
-}
 
 /* `line` (line 2, after myhostname) is refused with exactly one error naming it. */
 static void expect_refused(const char *line)

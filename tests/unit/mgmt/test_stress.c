@@ -12,6 +12,7 @@
 #include "mgmt/generation.h"
 #include "mgmt/master.h"
 #include "mgmt/stress.h"
+#include "load_config.h"
 #include "testing.h"
 
 /* ------------------------------------------------------------------------------------
@@ -101,28 +102,6 @@ static void test_no_limit_and_edges(void)
 /* ------------------------------------------------------------------------------------
  * A configuration's two variants. */
 
-struct load {
-	int rc;
-	struct mx_config *cfg;
-	char *diag;
-};
-
-static struct load load(const char *text)
-{
-	struct load l = { 0 };
-	size_t n = 0;
-	FILE *f = open_memstream(&l.diag, &n);
-	l.rc = mx_config_load_string(text, "t.cf", &l.cfg, f);
-	fclose(f);
-	return l;
-}
-
-static void load_free(struct load *l)
-{
-	mx_config_free(l->cfg);
-	free(l->diag);
-	*l = (struct load){ 0 };
-}
 
 static void test_defaults(void)
 {
