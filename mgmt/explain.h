@@ -34,6 +34,13 @@
  * 2 usage or configuration error. Writes the explanation to stdout. */
 int mx_explain_main(int argc, char **argv, const char *default_config);
 
+/* ---- Waiting with a deadline (explain_policy.c; the resolver uses them too) ---- */
+
+/* Milliseconds from now to deadline (monotonic ms), 0 when it has passed. */
+int mx_explain_ms_left(uint64_t deadline);
+/* Wait for events on fd until deadline: 0 ready, or -ETIMEDOUT / another negative errno. */
+int mx_explain_wait(int fd, short events, uint64_t deadline);
+
 /* ---- The stub resolver (explain_dns.c) ----
  *
  * Asks as the gateway's resolver service does (dataplane/svc/svc_resolver_query.c), one

@@ -177,12 +177,6 @@ static socklen_t mx_explain_dns_sockaddr(const struct dns_server *s,
 }
 
 /* Milliseconds left until deadline (0 when past it). */
-static int mx_explain_dns_left(uint64_t deadline)
-{
-	uint64_t now = mx_clock_monotonic_ms();
-	return now >= deadline ? 0 : (int)(deadline - now);
-}
-
 /* The server failed this question: not asked again, its late answers not taken. */
 static void mx_explain_dns_server_failed(struct mx_explain_dns_q *q, unsigned s,
 					 const char *why)
@@ -288,7 +282,7 @@ static enum mx_explain_dns_try mx_explain_dns_wait_udp(struct mx_explain_dns *d,
 	for (;;) {
 		if (q->fd[s] < 0)
 			return EXPLAIN_DNS_NEXT; /* the try's server failed */
-		int left = mx_explain_dns_left(deadline);
+		int left = mx_explain_ms_left(deadline);
 		if (left == 0)
 			return EXPLAIN_DNS_NEXT; /* timed out: asked again next round */
 		struct pollfd pfd[DNS_CONF_SERVERS_MAX];
@@ -346,7 +340,7 @@ static int mx_explain_dns_write_all(int fd, const uint8_t *buf, size_t len, uint
 			continue;
 		if (n < 0 && errno != EAGAIN)
 			return -errno;
-		int left = mx_explain_dns_left(deadline);
+		int left = mx_explain_ms_left(deadline);
 		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
 		if (left == 0 || (poll(&pfd, 1, left) < 0 && errno != EINTR))
 			return -ETIMEDOUT;
@@ -362,19 +356,9 @@ static int mx_explain_dns_connect(int fd, const struct sockaddr_storage *ss, soc
 		return 0;
 	if (errno != EINPROGRESS)
 		return -errno;
-	for (;;) {
-		int left = mx_explain_dns_left(deadline);
-		if (left == 0)
-			return -ETIMEDOUT;
-		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-		int n = poll(&pfd, 1, left);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n > 0)
-			break;
-	}
+	int rc = mx_explain_wait(fd, POLLOUT, deadline);
+	if (rc < 0)
+		return rc;
 	int soerr = 0;
 	socklen_t el = sizeof(soerr);
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &el) < 0)
@@ -389,19 +373,10 @@ static int mx_explain_dns_read_tcp(struct mx_explain_dns *d, struct mx_explain_d
 {
 	dns_tcp_reader_init(d->reader);
 	for (;;) {
-		int left = mx_explain_dns_left(deadline);
-		if (left == 0) {
-			*err = ETIMEDOUT;
+		int rc = mx_explain_wait(fd, POLLIN, deadline);
+		if (rc < 0) {
+			*err = -rc;
 			return -1;
-		}
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		int pr = poll(&pfd, 1, left);
-		if (pr <= 0) {
-			if (pr < 0 && errno != EINTR) {
-				*err = errno;
-				return -1;
-			}
-			continue;
 		}
 		uint8_t chunk[4096];
 		ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
@@ -536,7 +511,7 @@ static struct dns_result *mx_explain_dns_ask(struct mx_explain_dns *d, enum dns_
 		unsigned s = (start + pos % n) % n;
 		if (q->failed & (1u << s))
 			continue;
-		if (mx_explain_dns_left(q->end) == 0) {
+		if (mx_explain_ms_left(q->end) == 0) {
 			snprintf(q->why, sizeof(q->why), "timeout");
 			break;
 		}

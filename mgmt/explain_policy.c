@@ -144,17 +144,16 @@ static int mx_explain_policy_target(const char *endpoint, struct mx_explain_poli
 }
 
 /* Milliseconds left until deadline (0 when past it). */
-static int mx_explain_policy_left(uint64_t deadline)
+int mx_explain_ms_left(uint64_t deadline)
 {
 	uint64_t now = mx_clock_monotonic_ms();
 	return now >= deadline ? 0 : (int)(deadline - now);
 }
 
-/* Wait for events on fd until deadline: 0 ready, or -ETIMEDOUT / another negative errno. */
-static int mx_explain_policy_wait(int fd, short events, uint64_t deadline)
+int mx_explain_wait(int fd, short events, uint64_t deadline)
 {
 	for (;;) {
-		int left = mx_explain_policy_left(deadline);
+		int left = mx_explain_ms_left(deadline);
 		if (left == 0)
 			return -ETIMEDOUT;
 		struct pollfd pfd = { .fd = fd, .events = events };
@@ -179,7 +178,7 @@ static int mx_explain_policy_connect(const struct mx_explain_policy_target *t, u
 		return fd;
 	int rc = errno == EINPROGRESS ? 0 : -errno;
 	if (rc == 0)
-		rc = mx_explain_policy_wait(fd, POLLOUT, deadline);
+		rc = mx_explain_wait(fd, POLLOUT, deadline);
 	if (rc == 0) {
 		int soerr = 0;
 		socklen_t el = sizeof(soerr);
@@ -214,7 +213,7 @@ static int mx_explain_policy_try(const struct mx_explain_policy_target *t, unsig
 		if (n > 0)
 			off += (size_t)n;
 		else if (n < 0 && errno == EAGAIN)
-			rc = mx_explain_policy_wait(fd, POLLOUT, deadline);
+			rc = mx_explain_wait(fd, POLLOUT, deadline);
 		else if (n < 0 && errno != EINTR)
 			rc = -errno;
 	}
@@ -223,7 +222,7 @@ static int mx_explain_policy_try(const struct mx_explain_policy_target *t, unsig
 		return mx_errf(why, whylen, rc, "sending to %s: %s", t->shown, strerror(-rc));
 	}
 	for (;;) {
-		rc = mx_explain_policy_wait(fd, POLLIN, deadline);
+		rc = mx_explain_wait(fd, POLLIN, deadline);
 		if (rc < 0)
 			break;
 		char buf[4096];
