@@ -277,25 +277,20 @@ class Gateway:
             lines = self._log_since(start).splitlines()
             ends = [i for i, l in enumerate(lines) if self._LAST_STAT_LINE in l]
             if ends:
+                # every statistics line of this group: what the signal wrote up to its
+                # last line (sessions' lines may come in between: they are skipped),
+                # read backwards so that the main line's keys win over a service's
                 out = {}
-                spools = False
-                # the group, read backwards from its last line: the statistics line(s),
-                # then the spool lines written just before them
                 for line in reversed(lines[:ends[0] + 1]):
                     per_spool = re.search(r"\b(spool|relay) \d+ statistics: ", line)
-                    if "statistics (SIGUSR1):" in line:
-                        if spools:
-                            break
-                        body = line.split("statistics (SIGUSR1):", 1)[1]
-                        for k, v in self._KV.findall(body):
-                            out.setdefault(k, int(v))
-                    elif per_spool:
-                        spools = True
+                    if per_spool:
                         prefix = per_spool.group(1) + "_"
                         for k, v in self._KV.findall(line.split("statistics:", 1)[1]):
                             out[prefix + k] = out.get(prefix + k, 0) + int(v)
-                    else:
-                        break
+                    elif "statistics (SIGUSR1):" in line:
+                        body = line.split("statistics (SIGUSR1):", 1)[1]
+                        for k, v in self._KV.findall(body):
+                            out.setdefault(k, int(v))
                 return out
             if self.proc.poll() is not None:
                 break
