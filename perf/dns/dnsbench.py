@@ -40,9 +40,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+sys.path.insert(0, os.path.join(ROOT, "perf"))
 
 import mxtest  # noqa: E402
 import netns  # noqa: E402
+import side_by_side  # noqa: E402  (wait_greeting)
 
 SYS_PYTHON = netns.SYS_PYTHON
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -289,34 +291,10 @@ class KernelGateway(mxtest.Gateway):
         return self
 
 
-_PROBE = r"""
-import socket, sys, time
-host, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-deadline = time.monotonic() + timeout
-while time.monotonic() < deadline:
-    try:
-        with socket.create_connection((host, port), timeout=1.0) as s:
-            s.settimeout(3)
-            if s.recv(512).startswith(b"220"):
-                s.sendall(b"QUIT\r\n")
-                sys.exit(0)
-    except OSError:
-        pass
-    time.sleep(0.1)
-sys.exit(1)
-"""
-
-
 def greeting(topo, host, port, proc=None, timeout=60.0):
-    """True once a client in the client namespace reads a 220 from host:port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return False
-        r = topo.cl([SYS_PYTHON, "-c", _PROBE, host, str(port), "5"], capture_output=True)
-        if r.returncode == 0:
-            return True
-    return False
+    """True once a client in the client namespace reads a 220 from host:port (the probe
+    the side-by-side benchmark uses)."""
+    return side_by_side.wait_greeting(topo, host, port, proc=proc, timeout=timeout)
 
 
 class Env:
