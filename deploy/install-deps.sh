@@ -30,6 +30,8 @@ packages=(
 	# a real recursive resolver with local zones for the resolver service's tests and
 	# benchmark (tests/unit/dataplane/svc/test_resolver_unbound.c, perf/resolver/)
 	unbound
+	# a real load balancer in front, sending the PROXY protocol (tests/e2e/test_proxy.py)
+	haproxy
 	# perf: the disk's own fdatasync rate beside the spool's group commit; git for the
 	# commit perf/hostile/bench_hostile.py stamps on its report
 	fio git

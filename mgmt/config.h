@@ -53,6 +53,8 @@ struct mx_config {
 	unsigned smtpd_timeout_s;               /* smtpd_timeout, Postfix time units allowed */
 	bool smtpd_per_request_deadline;        /* smtpd_timeout bounds a whole request */
 	bool smtpd_peername_lookup;             /* look the client's name up at connect */
+	bool smtpd_upstream_proxy_haproxy;      /* smtpd_upstream_proxy_protocol = haproxy */
+	unsigned smtpd_upstream_proxy_timeout_s; /* smtpd_upstream_proxy_timeout */
 	unsigned smtpd_min_data_rate;           /* bytes/s that extend a DATA deadline */
 	char *maillog_file;                     /* empty: log to stderr */
 	/* anvil(8)'s per-client limits (0 = no limit), per service */

@@ -516,6 +516,13 @@ int cfg_parse_transport(const struct mx_param_value *pv, struct mx_config *cfg)
 	return 0;
 }
 
+/* smtpd_upstream_proxy_protocol: "haproxy" (the only protocol Postfix knows) or empty. */
+int cfg_parse_upstream_proxy(const struct mx_param_value *pv, struct mx_config *cfg)
+{
+	cfg->smtpd_upstream_proxy_haproxy = strcasecmp(pv->value, "haproxy") == 0;
+	return 0;
+}
+
 int cfg_parse_relay_protocol(const struct mx_param_value *pv, struct mx_config *cfg)
 {
 	cfg->relay_lmtp = strcasecmp(pv->value, "lmtp") == 0;

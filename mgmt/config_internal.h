@@ -179,6 +179,7 @@ int cfg_parse_transport(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_listen(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_spool_dirs(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_relayhost(const struct mx_param_value *pv, struct mx_config *cfg);
+int cfg_parse_upstream_proxy(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_relay_protocol(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_stress(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_stress_leave(const struct mx_param_value *pv, struct mx_config *cfg);

@@ -235,6 +235,19 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		       "greeting",
 		P_SERVICE_LIVE, P_FIELD(BOOL, smtpd_peername_lookup),
 	},
+	[MX_P_SMTPD_UPSTREAM_PROXY_PROTOCOL] = {
+		.id = MX_P_SMTPD_UPSTREAM_PROXY_PROTOCOL, .name = "smtpd_upstream_proxy_protocol",
+		.type = MX_PT_CHOICE, .def = "", .choices = "|haproxy", .postfix = true,
+		.doc = "haproxy: read a PROXY protocol v1 or v2 header before the greeting and "
+		       "take the client from it (behind a load balancer)",
+		P_SERVICE_LIVE, .parse = cfg_parse_upstream_proxy,
+	},
+	[MX_P_SMTPD_UPSTREAM_PROXY_TIMEOUT] = {
+		.id = MX_P_SMTPD_UPSTREAM_PROXY_TIMEOUT, .name = "smtpd_upstream_proxy_timeout",
+		.type = MX_PT_TIME, .def = "5s", .min = 1, .max = 3600, .postfix = true,
+		.doc = "how long to wait for the PROXY header",
+		P_SERVICE_LIVE, P_FIELD(UNSIGNED, smtpd_upstream_proxy_timeout_s),
+	},
 	[MX_P_SMTPD_HELO_REQUIRED] = {
 		.id = MX_P_SMTPD_HELO_REQUIRED, .name = "smtpd_helo_required",
 		.type = MX_PT_BOOL, .def = "no", .postfix = true,

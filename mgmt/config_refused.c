@@ -196,9 +196,6 @@ const struct mx_refused_def mx_refused[] = {
 	W("anvil_*", NO_DAEMON),
 	ALWAYS("postscreen_*", "mxgate does not screen clients yet (postscreen): no client "
 			       "would be screened"),
-	NONEMPTY("smtpd_upstream_proxy_protocol", "mxgate does not read the PROXY protocol "
-						  "yet: every client would be the proxy"),
-	W("smtpd_upstream_proxy_timeout", "used only with smtpd_upstream_proxy_protocol"),
 	NONEMPTY("smtpd_command_filter", "mxgate does not rewrite SMTP commands"),
 	NONEMPTY("smtpd_discard_ehlo_keyword_address_maps", "mxgate offers the same EHLO "
 							    "keywords to every client "

@@ -68,6 +68,7 @@ static const char *const mx_stress_session_params[] = {
 	"smtpd_junk_command_limit", "smtpd_error_sleep_time", "smtpd_per_record_deadline",
 	"smtpd_per_request_deadline", "smtpd_min_data_rate", "smtpd_recipient_limit",
 	"smtpd_recipient_overshoot_limit", "smtpd_peername_lookup",
+	"smtpd_upstream_proxy_protocol", "smtpd_upstream_proxy_timeout",
 	"smtpd_client_connection_count_limit", "smtpd_client_connection_rate_limit",
 	"smtpd_client_message_rate_limit", "smtpd_client_recipient_rate_limit",
 };

@@ -44,6 +44,8 @@ TOOLS = {
     # the SPF policy server of the tutorials, and socat to serve it over TCP
     "/usr/bin/policyd-spf": "postfix-policyd-spf-python",
     "socat": "socat",
+    # a load balancer sending the PROXY protocol
+    "/usr/sbin/haproxy": "haproxy",
     # namespaces and the DPDK tests' client side
     "ip": "iproute2",
     "ethtool": "ethtool",

@@ -1,5 +1,7 @@
 #include "dataplane/session/conn_internal.h"
 
+#include "smtp/smtp_proxy_protocol.h"
+
 const char *const conn_cmd_names[CONN_CMD_MAX] = {
 	"helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt", "data",
 	"bdat", "rset", "noop", "vrfy", "help", "etrn", "quit", "unknown",
@@ -317,9 +319,15 @@ struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, ui
 	}
 	c->xclient_allowed = info.xclient_authorized;
 	smtp_session_set_rate_hook(c->s, conn_anvil_rate_over, c);
+	if (conn_proxy_init(c) < 0) {
+		smtp_session_free(c->s);
+		free(c);
+		return NULL;
+	}
 	/* the evaluator's memory between commands (smtpd_delay_reject = no) and of a check
 	 * that waits for an answer */
 	if (!(c->policy_session = calloc(1, sizeof(*c->policy_session)))) {
+		free(c->proxy_buf);
 		smtp_session_free(c->s);
 		free(c);
 		return NULL;
@@ -338,6 +346,9 @@ uint64_t conn_timeout_ms(const struct conn *c)
 
 void conn_greet(struct conn *c)
 {
+	c->greet_asked = true;
+	if (c->proxy_buf)
+		return; /* after the PROXY header (conn_proxy_input()) */
 	/* Postfix looks the client's name up before it greets (smtpd_peer_init()) */
 	if (c->cfg->smtpd_peername_lookup && c->w->svc) {
 		conn_peer_lookup(c);
@@ -419,6 +430,7 @@ void conn_free(struct conn *c)
 	free(c->name);
 	free(c->reverse_name);
 	free(c->policy_session);
+	free(c->proxy_buf);
 	smtp_session_free(c->s);
 	c->gen->nconns--;
 	c->gc->connections_closed++;
@@ -434,6 +446,8 @@ const char *conn_client(const struct conn *c)
 size_t conn_memory(const struct conn *c)
 {
 	size_t n = sizeof(*c) + smtp_session_memory(c->s);
+	if (c->proxy_buf)
+		n += SMTP_PROXY_HEADER_MAX;
 	if (c->message_open)
 		n += SPOOL_FRAGMENT_SIZE;
 	return n;
@@ -452,6 +466,12 @@ void *conn_owner(const struct conn *c)
 size_t conn_input(struct conn *c, const char *buf, size_t len)
 {
 	size_t off = 0;
+
+	if (c->proxy_buf) {
+		off = conn_proxy_input(c, buf, len);
+		if (c->proxy_buf || smtp_session_closed(c->s))
+			return c->proxy_buf ? off : len;
+	}
 
 	for (;;) {
 		if (conn_waiting(c))
@@ -565,6 +585,8 @@ uint64_t conn_deadline(struct conn *c, uint64_t now_ms, size_t received, bool se
 {
 	const struct mx_config *cfg = c->cfg;
 	uint64_t timeout = (uint64_t)(cfg->smtpd_timeout_s ? cfg->smtpd_timeout_s : 1) * 1000u;
+	if (c->proxy_buf)
+		return conn_proxy_deadline(c, now_ms);
 	uint64_t requests = smtp_session_requests(c->s);
 	if (!cfg->smtpd_per_request_deadline) {
 		/* Postfix's default: smtpd_timeout for each read and each write */
@@ -639,6 +661,10 @@ static void conn_log_after(struct conn *c, const char *what)
 
 void conn_timeout(struct conn *c)
 {
+	if (c->proxy_buf) {
+		conn_proxy_timeout(c);
+		return;
+	}
 	if (smtp_session_closed(c->s))
 		return;
 	conn_log_after(c, "timeout");
@@ -662,6 +688,8 @@ void conn_shutdown(struct conn *c)
 
 void conn_peer_closed(struct conn *c)
 {
+	if (c->proxy_buf)
+		conn_proxy_eof(c);
 	if (!smtp_session_closed(c->s) && !c->lost_logged) {
 		conn_log_after(c, "lost connection");
 		c->lost_logged = true;

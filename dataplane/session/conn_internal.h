@@ -154,6 +154,12 @@ struct conn {
 	struct conn_op *op;
 	enum conn_wait wait;
 	bool greeted;                  /* conn_greet() finished: the 220 (or refusal) is out */
+	bool greet_asked;              /* the transport called conn_greet() */
+	/* smtpd_upstream_proxy_protocol (conn_proxy.c): the PROXY header's bytes so far, NULL
+	 * when none is awaited (any more); the wait's end (monotonic ms) */
+	char *proxy_buf;
+	uint16_t proxy_len;
+	uint64_t proxy_deadline_ms;
 	/* anvil(8)'s limits (conn_anvil.c): the client's key, and whether it is counted
 	 * (then conn_free() gives its connection back) */
 	struct anvil_key anvil_key;
@@ -262,6 +268,16 @@ void conn_greet_now(struct conn *c);
 bool conn_anvil_connect(struct conn *c);
 void conn_anvil_disconnect(struct conn *c);
 bool conn_anvil_rate_over(void *arg, enum smtp_rate_event event);
+
+/* conn_proxy.c: the PROXY protocol header before the greeting (smtpd_upstream_proxy_
+ * protocol). init: at accept (-ENOMEM); input: takes header bytes, returns how many (after
+ * the header the greeting begins if it was asked for); timeout/eof: the header never came
+ * (421 and close). */
+int conn_proxy_init(struct conn *c);
+uint64_t conn_proxy_deadline(struct conn *c, uint64_t now_ms);
+size_t conn_proxy_input(struct conn *c, const char *buf, size_t len);
+void conn_proxy_timeout(struct conn *c);
+void conn_proxy_eof(struct conn *c);
 
 /* conn_message.c: the message, its checks and its commit */
 int conn_open_message(struct conn *c);

@@ -210,12 +210,16 @@ class Topology:
 _GREETING_PROBE = r"""
 import socket, sys, time
 host, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+# "proxy": the service reads the PROXY protocol first; a v2 LOCAL header (a health check)
+proxy = len(sys.argv) > 4 and sys.argv[4] == "proxy"
 fam = socket.AF_INET6 if ":" in host else socket.AF_INET
 deadline = time.monotonic() + timeout
 last = "nothing tried"
 while time.monotonic() < deadline:
     try:
         with socket.create_connection((host, port), timeout=1.0) as s:
+            if proxy:
+                s.sendall(b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00")
             s.settimeout(3)
             g = s.recv(512)
             if g.startswith(b"220"):
@@ -283,6 +287,10 @@ class DpdkGateway(mxtest.Gateway):
             f.write("\n".join(lines) + "\n" + extra_config)
         self.proc = None
 
+    # set when the service reads the PROXY protocol (smtpd_upstream_proxy_protocol): the
+    # start-up probe sends a v2 LOCAL header before it waits for the greeting
+    probe_proxy = False
+
     def start(self, timeout=90.0):
         self.stderr = open(os.path.join(self.dir, "stderr"), "wb")
         env = dict(os.environ)
@@ -296,7 +304,8 @@ class DpdkGateway(mxtest.Gateway):
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 break
-            r = self.topo.cl([SYS_PYTHON, "-c", _GREETING_PROBE, self.host, str(self.port), "5"],
+            r = self.topo.cl([SYS_PYTHON, "-c", _GREETING_PROBE, self.host, str(self.port), "5",
+                              "proxy" if self.probe_proxy else ""],
                              capture_output=True, text=True)
             if r.returncode == 0:
                 return self

@@ -569,6 +569,9 @@ static const struct bad_value bad_values[] = {
 						   "smtpd_forbid_unauth_pipelining = true" },
 	{ "smtpd_helo_required = 1", "bad boolean configuration: smtpd_helo_required = 1" },
 	{ "smtpd_peername_lookup = maybe", "bad boolean configuration: smtpd_peername_lookup = maybe" },
+	{ "smtpd_upstream_proxy_protocol = nginx", "parameter smtpd_upstream_proxy_protocol: "
+						 "bad value \"nginx\"" },
+	{ "smtpd_upstream_proxy_timeout = 0", "smtpd_upstream_proxy_timeout" },
 	{ "disable_vrfy_command = on", "bad boolean configuration: disable_vrfy_command = on" },
 	{ "strict_rfc821_envelopes = ", "bad boolean configuration: strict_rfc821_envelopes = " },
 	{ "smtputf8_enable = yess", "bad boolean configuration: smtputf8_enable = yess" },

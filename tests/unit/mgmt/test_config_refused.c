@@ -80,7 +80,6 @@ static void test_refused(void)
 	expect_refused("smtpd_client_connection_limit_exceptions = 192.0.2.0/24");
 	expect_refused("postscreen_dnsbl_sites = zen.spamhaus.org*3");
 	expect_refused("postscreen_greet_action = enforce");
-	expect_refused("smtpd_upstream_proxy_protocol = haproxy");
 	expect_refused("relocated_maps = hash:/etc/postfix/relocated");
 	expect_refused("receive_override_options = no_address_mappings");
 	/* and others the table's comment explains */
