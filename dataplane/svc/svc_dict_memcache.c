@@ -334,6 +334,8 @@ static int svc_dict_mc_command(struct svc_dict *d, size_t n, enum memcache_cmd c
 	bool stale_retried = false;
 	for (unsigned tries = 0; tries < m->conf.max_try;) {
 		now = mx_clock_monotonic_ms();
+		if (now >= deadline_ms && tries == 0 && !stale_retried)
+			return -ETIMEDOUT; /* no time for a try: says nothing about the server */
 		if (now >= deadline_ms) {
 			rc = -ETIMEDOUT;
 			break;
