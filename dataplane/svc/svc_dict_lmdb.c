@@ -155,6 +155,11 @@ static int svc_dict_lmdb_env_get(const char *path, struct svc_dict_lmdb_env **ou
 	}
 	if (rc == 0 && stat(path, &st) < 0)
 		rc = errno;
+	if (rc == 0) {
+		/* reader slots a crashed process left behind */
+		int dead = 0;
+		mdb_reader_check(e->env, &dead);
+	}
 	if (rc != 0) {
 		int ret = svc_dict_lmdb_err(rc);
 		mx_errf(err, errlen, ret, "cannot open LMDB file %s: %s", path, mdb_strerror(rc));
