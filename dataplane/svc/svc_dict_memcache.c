@@ -214,7 +214,8 @@ static int svc_dict_mc_connect(struct svc_dict_mc *m, uint64_t until)
 {
 	struct svc_policy_addrs addrs = m->target.addrs;
 	if (!m->target.numeric) {
-		struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG };
+		/* no AI_ADDRCONFIG: it hides localhost on a host with loopback only */
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
 		struct addrinfo *res = NULL;
 		int g = getaddrinfo(m->target.host, m->target.port, &hints, &res);
 		if (g != 0)

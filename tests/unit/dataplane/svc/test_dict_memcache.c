@@ -269,6 +269,19 @@ static void test_put_get_del(void)
 	CHECK_INT_EQ(put(n, "big", big, 0), 0);
 	CHECK_INT_EQ(get(n, "big", val, sizeof(val)), 0);
 	CHECK_STR_EQ(val, big);
+	/* a host name (every address tried: memcached listens on 127.0.0.1 only) */
+	char path[160];
+	snprintf(path, sizeof(path), "%s/host.cf", dir);
+	FILE *f = fopen(path, "w");
+	fprintf(f, "memcache = inet:localhost:%d\nkey_format = test:%%s\n", port);
+	fclose(f);
+	struct svc_dict *h = open_conf("host.cf", "by_name");
+	if (h) {
+		CHECK_INT_EQ(put(n, "named", "yes", 0), 0);
+		CHECK_INT_EQ(get(h, "named", val, sizeof(val)), 0);
+		CHECK_STR_EQ(val, "yes");
+		svc_dict_close(h);
+	}
 	/* memcached takes no spaces in keys: skipped, as Postfix skips them */
 	CHECK_INT_EQ(put(n, "a b", "v", 0), -EINVAL);
 	CHECK_INT_EQ(get(n, "a b", val, sizeof(val)), -ENOENT);
