@@ -422,7 +422,7 @@ static void test_silent_server(void)
 	t = mx_clock_monotonic_ms();
 	CHECK_INT_EQ(svc_dict_put(s, "k", "v", 1, 0, wall_ms(), deadline(5000)), 0);
 	CHECK_INT_EQ(svc_dict_get(s, "k", val, sizeof(val), &len, wall_ms(), deadline(5000)), 0);
-	CHECK(mx_clock_monotonic_ms() - t < 200);
+	CHECK(mx_clock_monotonic_ms() - t < 700); /* not timeout (1 s): no try while down */
 	svc_dict_close(s);
 	close(lfd);
 }
