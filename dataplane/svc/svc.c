@@ -18,6 +18,7 @@ const char *svc_kind_name(enum svc_kind k)
 		[SVC_DNS] = "resolver",
 		[SVC_POLICY] = "policy",
 		[SVC_STATE] = "state",
+		[SVC_SASL] = "sasl",
 	};
 	return (unsigned)k < SVC_KIND_MAX ? names[k] : "?";
 }
@@ -32,11 +33,36 @@ const char *svc_state_op_name(enum svc_state_op op)
 	return (unsigned)op < SVC_STATE_OP_MAX ? names[op] : "?";
 }
 
+const char *svc_sasl_op_name(enum svc_sasl_op op)
+{
+	static const char *const names[SVC_SASL_OP_MAX] = {
+		[SVC_SASL_START] = "start",
+		[SVC_SASL_CONT] = "cont",
+		[SVC_SASL_CANCEL] = "cancel",
+	};
+	return (unsigned)op < SVC_SASL_OP_MAX ? names[op] : "?";
+}
+
+const char *svc_sasl_result_name(enum svc_sasl_result r)
+{
+	static const char *const names[SVC_SASL_RESULT_MAX] = {
+		[SVC_SASL_OK] = "ok",
+		[SVC_SASL_CONTINUE] = "continue",
+		[SVC_SASL_FAIL] = "fail",
+		[SVC_SASL_TEMPFAIL] = "tempfail",
+		[SVC_SASL_BAD_MECH] = "bad-mech",
+	};
+	return (unsigned)r < SVC_SASL_RESULT_MAX ? names[r] : "?";
+}
+
 struct svc_request *svc_request_new(enum svc_kind kind)
 {
 	struct svc_request *r = calloc(1, sizeof(*r));
-	if (r)
+	if (r) {
 		r->kind = kind;
+		if (kind == SVC_SASL) /* an answer never given reads as a temporary failure */
+			r->u.sasl.result = SVC_SASL_TEMPFAIL;
+	}
 	return r;
 }
 
@@ -49,8 +75,12 @@ void svc_request_free(struct svc_request *r)
 	else if (r->kind == SVC_POLICY) {
 		free(r->u.policy.request);
 		free(r->u.policy.action);
-	} else if (r->kind == SVC_STATE)
+	} else if (r->kind == SVC_STATE) {
 		free(r->u.state.value);
+	} else if (r->kind == SVC_SASL) {
+		free(r->u.sasl.data);
+		free(r->u.sasl.text);
+	}
 	free(r);
 }
 

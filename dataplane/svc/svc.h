@@ -30,6 +30,8 @@
 #include <stdint.h>
 
 #include "dataplane/svc/svc_dict.h"
+#include "mxgate/inet.h"
+#include "smtp/smtp_dovecot_auth.h"
 #include "tables/dns_message.h"
 #include "tables/dns_result.h"
 
@@ -41,6 +43,7 @@ enum svc_kind {
 	SVC_DNS,     /* the resolver (svc_resolver.c) */
 	SVC_POLICY,  /* policy servers (svc_policy.c) */
 	SVC_STATE,   /* dynamic state tables (svc_state.c, svc_dict.h) */
+	SVC_SASL,    /* Dovecot's auth socket for SMTP AUTH (svc_sasl.c) */
 	SVC_KIND_MAX
 };
 
@@ -93,6 +96,56 @@ struct svc_state {
 					       small */
 	size_t value_len;                   /* at most SVC_DICT_VALUE_MAX */
 	uint32_t ttl_s;                     /* PUT: seconds the entry lives (0: no expiry) */
+}
+
+/* One step of an SMTP AUTH exchange with Dovecot's auth server (svc_sasl.h). */
+enum svc_sasl_op {
+	SVC_SASL_START,  /* AUTH: a new exchange with mech, the session's facts and maybe data */
+	SVC_SASL_CONT,   /* CONT: the client's answer (data) to the last challenge */
+	SVC_SASL_CANCEL, /* CANCEL: the exchange is over for the session (answered at once) */
+	SVC_SASL_OP_MAX
+};
+
+const char *svc_sasl_op_name(enum svc_sasl_op op);
+
+/* Valid when the request's status is 0; any other status (the worker's queue timed it out,
+ * the service stopped) is answered as TEMPFAIL. svc_request_new() sets TEMPFAIL. */
+enum svc_sasl_result {
+	SVC_SASL_OK,        /* authenticated: text = the user name (printable, as Dovecot's user=) */
+	SVC_SASL_CONTINUE,  /* text = the challenge (base64, maybe empty) for "334 ": send a CONT next */
+	SVC_SASL_FAIL,      /* 535: text = Dovecot's reason (maybe empty) */
+	SVC_SASL_TEMPFAIL,  /* 454: text = reason (Dovecot temp fail, no connection:
+			       SMTP_DOVECOT_REASON_NO_SERVER, lost: _CONN_LOST) */
+	SVC_SASL_BAD_MECH,  /* the mechanism is not offered / not allowed by sec_opts */
+	SVC_SASL_RESULT_MAX,
+};
+
+const char *svc_sasl_result_name(enum svc_sasl_result r);
+
+/* Most bytes of data (an initial response or a CONT line, base64): what fits a Dovecot
+ * line; a larger one is answered FAIL without asking Dovecot (it would drop the
+ * connection). smtpd_sasl_response_limit (12288) is below it. */
+#define SVC_SASL_DATA_MAX SMTP_DOVECOT_LINE_MAX
+
+struct svc_sasl {
+	char endpoint[SVC_ENDPOINT_MAX]; /* "unix:/path" or "inet:host:port" (the caller
+					    resolved smtpd_sasl_path) */
+	enum svc_sasl_op op;
+	uint64_t exchange;   /* START's answer sets it; CONT and CANCEL name it */
+	/* START */
+	char mech[SMTP_DOVECOT_MECH_NAME_MAX + 1];
+	unsigned sec_opts;   /* SMTP_DOVECOT_SEC_* */
+	char service[32];    /* smtpd_sasl_service, "smtp" */
+	struct mx_inet_addr local, remote; /* family 0: left out of the AUTH line */
+	uint16_t local_port, remote_port;  /* 0: left out */
+	bool secured, valid_client_cert, has_initial_response;
+	char *data;          /* START: the initial response; CONT: the client's base64 line
+				(owned by the request; freed by svc_request_free()) */
+	size_t data_len;
+	/* the answer */
+	enum svc_sasl_result result;
+	char *text;          /* see svc_sasl_result (NUL-terminated; owned by the request;
+				never NULL when status is 0) */
 };
 
 struct svc_request {
@@ -112,6 +165,7 @@ struct svc_request {
 		struct svc_dns dns;
 		struct svc_policy policy;
 		struct svc_state state;
+		struct svc_sasl sasl;
 	} u;
 };
 
@@ -119,6 +173,8 @@ struct svc_request {
 struct svc_request *svc_request_new(enum svc_kind kind);
 /* Free it and what it owns (the DNS result reference, the policy request, the state
  * value). */
+/* Free it and what it owns (the DNS result reference, the policy request, the SASL data
+ * and text). */
 void svc_request_free(struct svc_request *r);
 /* The worker no longer wants the answer of r, which is in flight (submitted, not yet come
  * back through svc_client_poll()). */
@@ -218,5 +274,6 @@ void svc_set_log_statistics(struct svc_set *s, const char *when);
 extern const struct svc_ops svc_resolver_ops; /* svc_resolver.c */
 extern const struct svc_ops svc_policy_ops;   /* svc_policy.c */
 extern const struct svc_ops svc_state_ops;    /* svc_state.c */
+extern const struct svc_ops svc_sasl_ops;     /* svc_sasl.c */
 
 #endif
