@@ -32,6 +32,9 @@ packages=(
 	unbound
 	# a real load balancer in front, sending the PROXY protocol (tests/e2e/test_proxy.py)
 	haproxy
+	# a real Dovecot auth server for the SASL service (tests/e2e/test_sasl_dovecot.py through
+	# tests/e2e/dovecotenv.py, a private instance; the package's own daemon is not used)
+	dovecot-core
 	# perf: the disk's own fdatasync rate beside the spool's group commit; git for the
 	# commit perf/hostile/bench_hostile.py stamps on its report
 	fio git

@@ -48,6 +48,7 @@ TOOLS = {
     "socat": "socat",
     # a load balancer sending the PROXY protocol
     "/usr/sbin/haproxy": "haproxy",
+    "/usr/sbin/dovecot": "dovecot-core",
     # namespaces and the DPDK tests' client side
     "ip": "iproute2",
     "ethtool": "ethtool",

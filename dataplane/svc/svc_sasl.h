@@ -62,7 +62,12 @@ size_t svc_sasl_mech_list(const struct svc_sasl_directory *d, const char *endpoi
 struct svc_sasl_params {
 	struct svc_sasl_directory *directory;
 	uint32_t timeout_ms; /* per exchange step (Postfix has none; e.g. 30 s); a request's
-				own deadline_ms may come first */
+				own deadline_ms may come first; also bounds connect and
+				handshake. 0: 30 s */
+	/* How long an exchange answered CONTINUE waits for its CONT (or CANCEL) before the
+	 * service cancels it at Dovecot (a worker that lost it). 0: 10 minutes, beyond
+	 * smtpd_timeout (300 s) */
+	uint32_t client_wait_ms;
 };
 
 #endif
