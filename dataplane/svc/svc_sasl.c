@@ -805,6 +805,17 @@ static void svc_sasl_start_req(struct svc_sasl_service *p, struct svc_request *r
 		svc_sasl_answer_str(p, r, SVC_SASL_FAIL, SVC_SASL_LIMIT_REASON);
 		return;
 	case -EBUSY:
+		if (c->nlive < SVC_SASL_EXCHANGES_MAX / 2) {
+			/* most of the table holds requests given up on (deadline, worker gone)
+			 * whose replies never came: Dovecot is stuck; start afresh */
+			svc_sasl_warn(p, c, SVC_SASL_WARN_LOST,
+				      "SASL: Dovecot auth socket '%s' left %zu requests "
+				      "unanswered: reconnecting", svc_sasl_conn_name(c),
+				      smtp_dovecot_pending(c->codec) - c->nlive);
+			svc_sasl_conn_drop(p, c);
+			svc_sasl_answer_str(p, r, SVC_SASL_TEMPFAIL, SMTP_DOVECOT_REASON_CONN_LOST);
+			return;
+		}
 		svc_sasl_answer_str(p, r, SVC_SASL_TEMPFAIL, SVC_SASL_BUSY_REASON);
 		return;
 	default:
