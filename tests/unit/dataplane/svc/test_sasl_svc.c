@@ -316,12 +316,16 @@ static void test_directory(void)
 	svc_sasl_directory_free(NULL);
 }
 
-static void test_exchanges(bool tcp)
+/* transport: 0 UNIX, 1 TCP to an address, 2 TCP to a name ("localhost": a lookup, maybe
+ * ::1 refused first) */
+static void test_exchanges(int transport)
 {
 	struct fake_dovecot *f = fake_start(dir, NULL);
 	char ep[SVC_ENDPOINT_MAX];
-	if (tcp)
+	if (transport == 1)
 		snprintf(ep, sizeof(ep), "inet:127.0.0.1:%u", (unsigned)f->port);
+	else if (transport == 2)
+		snprintf(ep, sizeof(ep), "inet:localhost:%u", (unsigned)f->port);
 	else
 		endpoint_of(f, ep, sizeof(ep));
 	struct worker w;
@@ -398,12 +402,17 @@ static void test_exchanges(bool tcp)
 
 static void test_exchanges_unix(void)
 {
-	test_exchanges(false);
+	test_exchanges(0);
 }
 
 static void test_exchanges_tcp(void)
 {
-	test_exchanges(true);
+	test_exchanges(1);
+}
+
+static void test_exchanges_name(void)
+{
+	test_exchanges(2);
 }
 
 /* Deadlines: Dovecot too slow; its late reply is swallowed, its late challenge cancelled;
@@ -426,6 +435,18 @@ static void test_deadlines(void)
 	       SMTP_DOVECOT_REASON_CONN_LOST); /* the service's timeout_ms */
 	took = mx_clock_monotonic_ms() - t0;
 	CHECK(took >= 390 && took < 2000);
+	/* a request whose deadline passed before the service took it: not sent */
+	unsigned auths = fake_count(f, "AUTH\t");
+	struct svc_request *r = start_req(ep, "PLAIN", "ok", 0);
+	r->deadline_ms = mx_clock_monotonic_ms() - 1;
+	struct svc_request *a = ask(&w, r);
+	if (a) {
+		/* the worker's queue or the service answers it; either way a TEMPFAIL */
+		CHECK(a->status == -ETIMEDOUT ||
+		      (a->status == 0 && a->u.sasl.result == SVC_SASL_TEMPFAIL));
+		svc_request_free(a);
+	}
+	CHECK_INT_EQ(fake_count(f, "AUTH\t"), auths);
 	/* a late OK is swallowed; a late CONT gets a CANCEL */
 	expect(&w, start_req(ep, "PLAIN", "late", 200), SVC_SASL_TEMPFAIL,
 	       SMTP_DOVECOT_REASON_CONN_LOST);
@@ -629,9 +650,14 @@ static void test_bad_requests(void)
 		CHECK_INT_EQ(a->status, -EINVAL);
 		svc_request_free(a);
 	}
-	/* an endpoint that cannot be used */
+	/* an endpoint that cannot be used: one warning for many requests */
+	truncate_log();
 	expect(&w, start_req("tcp:nowhere", "PLAIN", "ok", 5000), SVC_SASL_TEMPFAIL,
 	       SMTP_DOVECOT_REASON_NO_SERVER);
+	expect(&w, start_req("tcp:nowhere", "PLAIN", "ok", 5000), SVC_SASL_TEMPFAIL,
+	       SMTP_DOVECOT_REASON_NO_SERVER);
+	CHECK_INT_EQ(count_in_log("warning: SASL: cannot use Dovecot auth socket 'tcp:nowhere': "
+				  "bad endpoint syntax"), 1);
 	/* exchanges made up */
 	expect(&w, step_req(ep, SVC_SASL_CONT, 12345, "ok", 5000), SVC_SASL_TEMPFAIL,
 	       SMTP_DOVECOT_REASON_CONN_LOST);
@@ -687,6 +713,7 @@ int main(void)
 	RUN_TEST(test_directory);
 	RUN_TEST(test_exchanges_unix);
 	RUN_TEST(test_exchanges_tcp);
+	RUN_TEST(test_exchanges_name);
 	RUN_TEST(test_deadlines);
 	RUN_TEST(test_drop_and_restart);
 	RUN_TEST(test_protocol_error);
