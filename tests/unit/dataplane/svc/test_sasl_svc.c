@@ -668,6 +668,48 @@ static void test_bad_requests(void)
 	fake_stop(f);
 }
 
+static void count_answer(void *arg, struct svc_request *r)
+{
+	unsigned *n = arg;
+	if (r->status == 0 && r->u.sasl.result == SVC_SASL_TEMPFAIL)
+		(*n)++;
+	svc_request_free(r);
+}
+
+/* Dovecot never answers requests given up on: once they fill the table the connection is
+ * made afresh rather than refusing every AUTH. */
+static void test_stuck(void)
+{
+	struct fake_dovecot *f = fake_start(dir, NULL);
+	char ep[SVC_ENDPOINT_MAX];
+	endpoint_of(f, ep, sizeof(ep));
+	struct worker w;
+	start(&w, ep, 3000, 0);
+	CHECK(wait_mechs(&w, ep, 3000));
+	unsigned n = 0, want = 4096;
+	for (unsigned i = 0; i < want; i++)
+		CHECK_INT_EQ(svc_submit(w.c, start_req(ep, "PLAIN", "slow", 200)), 0);
+	svc_client_flush(w.c);
+	uint64_t end = mx_clock_monotonic_ms() + 10000;
+	while (n < want && mx_clock_monotonic_ms() < end) {
+		struct pollfd pf = { .fd = w.wake, .events = POLLIN };
+		poll(&pf, 1, 20);
+		eventfd_t v;
+		eventfd_read(w.wake, &v);
+		svc_client_poll(w.c, count_answer, &n);
+	}
+	CHECK_INT_EQ(n, want);
+	truncate_log();
+	expect(&w, start_req(ep, "PLAIN", "ok", 5000), SVC_SASL_TEMPFAIL,
+	       SMTP_DOVECOT_REASON_CONN_LOST);
+	CHECK_INT_EQ(count_in_log("requests unanswered: reconnecting"), 1);
+	CHECK(wait_mechs(&w, ep, 3000));
+	expect(&w, start_req(ep, "PLAIN", "ok", 5000), SVC_SASL_OK, "alice");
+	CHECK_INT_EQ(fake_accepted(f), 2);
+	stop(&w);
+	fake_stop(f);
+}
+
 /* Stop with an exchange waiting for Dovecot, and the statistics line. */
 static void test_stop_and_statistics(void)
 {
@@ -719,6 +761,7 @@ int main(void)
 	RUN_TEST(test_protocol_error);
 	RUN_TEST(test_cancelled);
 	RUN_TEST(test_bad_requests);
+	RUN_TEST(test_stuck);
 	RUN_TEST(test_stop_and_statistics);
 	mx_log_close();
 	rmdir(dir);
