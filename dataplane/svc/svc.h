@@ -131,7 +131,7 @@ struct svc_sasl {
 	char endpoint[SVC_ENDPOINT_MAX]; /* "unix:/path" or "inet:host:port" (the caller
 					    resolved smtpd_sasl_path) */
 	enum svc_sasl_op op;
-	uint64_t exchange;   /* START's answer sets it; CONT and CANCEL name it */
+	uint64_t exchange;   /* START's answer sets it (never 0); CONT and CANCEL name it */
 	/* START */
 	char mech[SMTP_DOVECOT_MECH_NAME_MAX + 1];
 	unsigned sec_opts;   /* SMTP_DOVECOT_SEC_* */

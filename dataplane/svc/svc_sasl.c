@@ -131,6 +131,7 @@ struct svc_sasl_service {
 	uint64_t now;
 	uint64_t scan_at;                   /* the earliest timer may be due then */
 	uint64_t gen_counter;
+	uint64_t bad_warned_at;             /* the last warning about an unusable endpoint */
 	unsigned nconns;
 	struct svc_sasl_conn *conns[SVC_SASL_ENDPOINTS_MAX];
 	struct svc_sasl_stats stats;
@@ -725,9 +726,14 @@ static struct svc_sasl_conn *svc_sasl_request_conn(struct svc_sasl_service *p,
 	int slot = svc_sasl_directory_find(p->dir, q->endpoint);
 	if (slot < 0) {
 		/* main.c wants every endpoint it uses; one it did not is taken on now */
-		if (svc_sasl_directory_want(p->dir, q->endpoint) < 0)
+		int rc = svc_sasl_directory_want(p->dir, q->endpoint);
+		if (rc < 0 && (!p->bad_warned_at ||
+			       p->now - p->bad_warned_at >= SVC_SASL_WARN_INTERVAL_MS)) {
+			p->bad_warned_at = p->now ? p->now : 1;
 			mx_log(MX_LOG_WARNING, "SASL: cannot use Dovecot auth socket '%s': %s",
-			       q->endpoint, "bad endpoint, or too many endpoints");
+			       q->endpoint, rc == -ENOSPC ? "too many endpoints" :
+			       "bad endpoint syntax");
+		}
 		svc_sasl_adopt(p);
 		slot = svc_sasl_directory_find(p->dir, q->endpoint);
 	}
@@ -764,6 +770,12 @@ static void svc_sasl_start_req(struct svc_sasl_service *p, struct svc_request *r
 	}
 	if (q->data_len > SVC_SASL_DATA_MAX) {
 		svc_sasl_answer_str(p, r, SVC_SASL_FAIL, SVC_SASL_LIMIT_REASON);
+		return;
+	}
+	if (r->deadline_ms && r->deadline_ms <= p->now) {
+		/* too late to ask (it waited in the worker's queue): as a timeout */
+		SVC_SASL_ADD(p, timeouts);
+		svc_sasl_answer_str(p, r, SVC_SASL_TEMPFAIL, SMTP_DOVECOT_REASON_CONN_LOST);
 		return;
 	}
 	struct svc_sasl_conn *c = svc_sasl_request_conn(p, r);
@@ -805,6 +817,17 @@ static void svc_sasl_start_req(struct svc_sasl_service *p, struct svc_request *r
 		svc_sasl_answer_str(p, r, SVC_SASL_FAIL, SVC_SASL_LIMIT_REASON);
 		return;
 	case -EBUSY:
+		if (c->nlive < SVC_SASL_EXCHANGES_MAX / 2) {
+			/* most of the table holds requests given up on (deadline, worker gone)
+			 * whose replies never came: Dovecot is stuck; start afresh */
+			svc_sasl_warn(p, c, SVC_SASL_WARN_LOST,
+				      "SASL: Dovecot auth socket '%s' left %zu requests "
+				      "unanswered: reconnecting", svc_sasl_conn_name(c),
+				      smtp_dovecot_pending(c->codec) - c->nlive);
+			svc_sasl_conn_drop(p, c);
+			svc_sasl_answer_str(p, r, SVC_SASL_TEMPFAIL, SMTP_DOVECOT_REASON_CONN_LOST);
+			return;
+		}
 		svc_sasl_answer_str(p, r, SVC_SASL_TEMPFAIL, SVC_SASL_BUSY_REASON);
 		return;
 	default:

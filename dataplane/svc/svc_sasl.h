@@ -16,9 +16,15 @@
  * worker's own queue), to be answered as TEMPFAIL. A START or CONT is answered by its
  * deadline_ms at the latest, and by params.timeout_ms after it was sent to Dovecot: then
  * TEMPFAIL SMTP_DOVECOT_REASON_CONN_LOST (what Postfix's smtpd tells the client when its
- * read from Dovecot times out) and the exchange is cancelled at Dovecot. A request the
- * worker cancelled (svc_request_cancel()) while the service holds it is still answered, and
- * its exchange is cancelled at Dovecot, so nothing leaks there.
+ * read from Dovecot times out) and the exchange is cancelled (smtp_dovecot_cancel(): while
+ * Dovecot still works on it no CANCEL line is written, because below protocol 1.4 Dovecot
+ * confirms none and the id could never be reused safely; its late reply is swallowed, and
+ * a late challenge is answered with CANCEL). A request the worker cancelled
+ * (svc_request_cancel()) is still answered: a START not yet sent gets -ECANCELED without
+ * reaching Dovecot, one whose challenge comes back gets -ECANCELED and its exchange a
+ * CANCEL, so nothing leaks there. An exchange answered CONTINUE that sees neither CONT nor
+ * CANCEL for params.client_wait_ms is cancelled at Dovecot. A connection whose request
+ * table is half full of given-up requests Dovecot never answered is reconnected.
  *
  * Connections: the service connects at start to every endpoint the directory wants, keeps
  * the connection, reconnects with a back-off (1 s doubling to 30 s) when it drops or cannot
