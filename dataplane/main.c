@@ -29,6 +29,7 @@
 #include "dataplane/svc/svc.h"
 #include "dataplane/svc/svc_policy.h"
 #include "dataplane/svc/svc_resolver.h"
+#include "dataplane/svc/svc_sasl.h"
 #include "dataplane/transport.h"
 #include "mgmt/config.h"
 #include "mgmt/control.h"
@@ -452,10 +453,11 @@ static void spools_close(struct mx_spools *sp)
  * the policy client, with a queue pair per possible worker. Returns 0, or -1 after
  * saying why. */
 static int services_start(struct svc_set **out, const struct mx_config *boot,
-			  unsigned nworkers)
+			  unsigned nworkers, struct svc_sasl_directory *sasl)
 {
 	static struct svc_resolver_params rp;
 	static struct svc_policy_params pp;
+	static struct svc_sasl_params sp;
 	char err[512];
 	svc_resolver_params_default(&rp);
 	const char *servers = mx_config_get(boot, "mxgate_dns_servers");
@@ -466,10 +468,15 @@ static int services_start(struct svc_set **out, const struct mx_config *boot,
 	}
 	svc_policy_params_init(&pp);
 	pp.smtputf8 = boot->smtp.enable_smtputf8;
+	/* SMTP AUTH's Dovecot exchanges: a step Dovecot does not answer in this time gets
+	 * 454 (Postfix waits as long as its smtpd_timeout) */
+	sp.directory = sasl;
+	sp.timeout_ms = 30000;
 	struct svc_set_params p = {
 		.workers = nworkers,
-		.ops = { [SVC_DNS] = &svc_resolver_ops, [SVC_POLICY] = &svc_policy_ops },
-		.params = { [SVC_DNS] = &rp, [SVC_POLICY] = &pp },
+		.ops = { [SVC_DNS] = &svc_resolver_ops, [SVC_POLICY] = &svc_policy_ops,
+			 [SVC_SASL] = &svc_sasl_ops },
+		.params = { [SVC_DNS] = &rp, [SVC_POLICY] = &pp, [SVC_SASL] = &sp },
 		.orphan = conn_service_orphan,
 	};
 	if (svc_set_start(out, &p, err, sizeof(err)) < 0) {
@@ -504,9 +511,35 @@ static void reload_on_sighup(struct reload *r)
 	reload_apply(r, &q, NULL);
 }
 
+/* The Dovecot auth endpoints the published generations' services use (smtpd_sasl_path
+ * with smtpd_sasl_auth_enable): the SASL service connects to each and keeps it, so EHLO
+ * can offer its mechanisms. Called at start and once a second (after a reload, a new
+ * endpoint is connected within that second). */
+static void sasl_follow(struct svc_sasl_directory *d, struct mx_gen_pub *pub)
+{
+	static uint64_t seen[2];
+	struct mx_generation *gs[2] = { atomic_load(&pub->current), atomic_load(&pub->canary) };
+	for (int k = 0; k < 2; k++) {
+		struct mx_generation *g = gs[k];
+		if (!g || g->id == seen[k])
+			continue;
+		seen[k] = g->id;
+		for (unsigned i = 0; i < g->nservices; i++) {
+			const struct mx_config *cfg = g->services[i].cfg;
+			if (!cfg->sasl_auth_enable || !cfg->sasl_endpoint)
+				continue;
+			int rc = svc_sasl_directory_want(d, cfg->sasl_endpoint);
+			if (rc < 0)
+				mx_log(MX_LOG_WARNING, "service %s: smtpd_sasl_path %s: %s",
+				       g->services[i].name, cfg->sasl_endpoint, strerror(-rc));
+		}
+	}
+}
+
 /* Wait for signals and act on them until one says stop. */
 static void signal_loop(const sigset_t *sigs, struct mx_transport_run *tr,
-			struct mx_spools *sp, struct svc_set *services, struct reload *r)
+			struct mx_spools *sp, struct svc_set *services, struct reload *r,
+			struct svc_sasl_directory *sasl, struct mx_gen_pub *pub)
 {
 	for (;;) {
 		siginfo_t si;
@@ -514,6 +547,7 @@ static void signal_loop(const sigset_t *sigs, struct mx_transport_run *tr,
 		struct timespec tick = { .tv_sec = 1 };
 		int sig = sigtimedwait(sigs, &si, &tick);
 		reload_housekeeping(r);
+		sasl_follow(sasl, pub);
 		if (sig < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -640,6 +674,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	struct reload *reload = NULL;
 	struct svc_set *services = NULL;
 	struct anvil *anvil = NULL;
+	struct svc_sasl_directory *sasl = NULL;
 	bool pidfile_written = false, failed = true;
 	char err[512];
 	mx_gen_pub_init(&pub, first);
@@ -660,7 +695,12 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	}
 	log_relay_plan(boot);
 
-	if (services_start(&services, boot, ops->worker_limit(boot, workers)) < 0)
+	if (!(sasl = svc_sasl_directory_new())) {
+		startup_fatal("out of memory");
+		goto out;
+	}
+	sasl_follow(sasl, &pub);
+	if (services_start(&services, boot, ops->worker_limit(boot, workers), sasl) < 0)
 		goto out;
 	if ((rc = anvil_create(&anvil, boot)) < 0)
 		goto out;
@@ -676,6 +716,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 		.shutdown_grace_ms = MXGATE_SHUTDOWN_GRACE_MS,
 		.queue_id_floor_us = sp.newest_id_us,
 		.anvil = anvil,
+		.sasl = sasl,
 	};
 	rc = ops->create(&tr.impl, &params, err, sizeof(err));
 	if (rc < 0) {
@@ -727,7 +768,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	mx_log(MX_LOG_INFO, "mxgate %s started -- transport %s, spool %s, configuration %s",
 	       MXGATE_VERSION, what, mx_config_get(boot, "mxgate_spool_directory"), config_path);
 
-	signal_loop(&sigs, &tr, &sp, services, reload);
+	signal_loop(&sigs, &tr, &sp, services, reload, sasl, &pub);
 
 	/* No control command runs from here on (a reload would wait for workers that are
 	 * stopping). Then the workers go; commits they handed over are synced before the
@@ -753,6 +794,7 @@ out:
 	transport_destroy(&tr);
 	anvil_free(anvil); /* after the workers, which count in it */
 	svc_set_free(services); /* after the workers' clients: answers nobody took */
+	svc_sasl_directory_free(sasl); /* after the service and the workers that read it */
 	if (pidfile_written)
 		unlink(pidfile);
 	spools_close(&sp);

@@ -16,6 +16,8 @@
 #include "tables/anvil.h"
 #include "tables/tables_env.h"
 
+struct svc_sasl_directory;
+
 struct transport_params {
 	/* What only a restart changes (the transport, its ports, the workers, the listen
 	 * addresses to open at start), read while the transport is created; it lives as long
@@ -41,6 +43,9 @@ struct transport_params {
 	/* The per-client counts of anvil(8)'s limits, shared by every worker (it outlives
 	 * the transport and every generation, so a reload keeps the counts); NULL: none. */
 	struct anvil *anvil;
+	/* What the Dovecot auth endpoints offer (the SASL service keeps it up to date, the
+	 * workers read it at EHLO); NULL: no SASL service. */
+	struct svc_sasl_directory *sasl;
 };
 
 /* A transport behind one set of calls: main.c drives whichever mxgate_transport names. */

@@ -47,6 +47,7 @@ void mx_config_free(struct mx_config *cfg)
 	netlist_free(cfg->bare_newline_exclusions);
 	netlist_free(cfg->xclient_hosts);
 	netlist_free(cfg->event_limit_exceptions);
+	netlist_free(cfg->sasl_exceptions_networks);
 	for (size_t i = 0; i < impl->nclasses; i++) {
 		free(impl->class_names[i]);
 		free(impl->class_values[i]);
@@ -60,6 +61,7 @@ void mx_config_free(struct mx_config *cfg)
 		free(cfg->spool_dirs[i]);
 	free(cfg->control_socket_default);
 	free(cfg->myorigin_from_file);
+	free(cfg->sasl_endpoint);
 	for (size_t i = 0; i < MX_P_MAX; i++)
 		free(impl->values[i]);
 	free(cfg->source_path);

@@ -55,6 +55,17 @@ struct mx_config {
 	bool smtpd_peername_lookup;             /* look the client's name up at connect */
 	bool smtpd_upstream_proxy_haproxy;      /* smtpd_upstream_proxy_protocol = haproxy */
 	unsigned smtpd_upstream_proxy_timeout_s; /* smtpd_upstream_proxy_timeout */
+	/* SMTP AUTH through Dovecot (smtpd_sasl_*) */
+	const char *queue_directory;            /* queue_directory: relative smtpd_sasl_path */
+	bool sasl_type_dovecot;                 /* smtpd_sasl_type = dovecot */
+	bool sasl_auth_enable;                  /* smtpd_sasl_auth_enable */
+	char *sasl_endpoint;                    /* smtpd_sasl_path as "unix:/p" or "inet:h:p" */
+	const char *sasl_service;               /* smtpd_sasl_service */
+	unsigned sasl_sec_opts, sasl_tls_sec_opts; /* SMTP_DOVECOT_SEC_* */
+	struct netlist *sasl_exceptions_networks; /* smtpd_sasl_exceptions_networks */
+	bool sasl_authenticated_header;         /* smtpd_sasl_authenticated_header */
+	bool broken_sasl_auth_clients;          /* broken_sasl_auth_clients */
+	bool tls_auth_only;                     /* smtpd_tls_auth_only */
 	unsigned smtpd_min_data_rate;           /* bytes/s that extend a DATA deadline */
 	char *maillog_file;                     /* empty: log to stderr */
 	/* anvil(8)'s per-client limits (0 = no limit), per service */

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "mgmt/config_internal.h"
+#include "smtp/smtp_dovecot_auth.h"
 
 
 void mx_param_report(const struct mx_param_value *r, bool warning, const char *fmt, ...)
@@ -520,6 +521,70 @@ int cfg_parse_transport(const struct mx_param_value *pv, struct mx_config *cfg)
 int cfg_parse_upstream_proxy(const struct mx_param_value *pv, struct mx_config *cfg)
 {
 	cfg->smtpd_upstream_proxy_haproxy = strcasecmp(pv->value, "haproxy") == 0;
+	return 0;
+}
+
+/* smtpd_sasl_type: mxgate is a Dovecot auth client only. Refused (with smtpd_sasl_auth_enable)
+ * rather than taken for Dovecot: a Cyrus site's smtpd_sasl_path names a Cyrus application,
+ * and AUTH would silently never work. */
+int cfg_parse_sasl_type(const struct mx_param_value *pv, struct mx_config *cfg)
+{
+	cfg->sasl_type_dovecot = strcasecmp(pv->value, "dovecot") == 0;
+	return 0;
+}
+
+int cfg_parse_sasl_enable(const struct mx_param_value *pv, struct mx_config *cfg)
+{
+	cfg->sasl_auth_enable = pv->b;
+	if (pv->b && !cfg->sasl_type_dovecot) {
+		mx_param_report(pv, false, "smtpd_sasl_auth_enable = yes needs smtpd_sasl_type = "
+					   "dovecot: mxgate does not implement Cyrus SASL "
+					   "(saslauthd); point smtpd_sasl_path at Dovecot's auth "
+					   "socket");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* smtpd_sasl_path as Postfix's Dovecot client takes it (xsasl_dovecot_server.c): a
+ * "type:name" endpoint, or a UNIX socket path relative to queue_directory. */
+int cfg_parse_sasl_path(const struct mx_param_value *pv, struct mx_config *cfg)
+{
+	const char *v = pv->value;
+	char buf[512];
+	if (strncmp(v, "inet:", 5) == 0)
+		snprintf(buf, sizeof(buf), "%s", v);
+	else if (strncmp(v, "unix:", 5) == 0 && v[5] == '/')
+		snprintf(buf, sizeof(buf), "%s", v);
+	else if (strncmp(v, "unix:", 5) == 0)
+		snprintf(buf, sizeof(buf), "unix:%s/%s", cfg->queue_directory, v + 5);
+	else if (v[0] == '/')
+		snprintf(buf, sizeof(buf), "unix:%s", v);
+	else if (strchr(v, ':')) {
+		mx_param_report(pv, false, "%s: unsupported endpoint \"%s\" (inet:host:port, "
+					   "unix:path or a path)", pv->def->name, v);
+		return -EINVAL;
+	} else
+		snprintf(buf, sizeof(buf), "unix:%s/%s", cfg->queue_directory, v);
+	free(cfg->sasl_endpoint);
+	if (!(cfg->sasl_endpoint = strdup(buf)))
+		return -ENOMEM;
+	return 0;
+}
+
+/* smtpd_sasl_security_options and smtpd_sasl_tls_security_options. */
+int cfg_parse_sasl_sec(const struct mx_param_value *pv, struct mx_config *cfg)
+{
+	unsigned opts;
+	char why[200];
+	if (smtp_dovecot_sec_opts_parse(pv->value, &opts, why, sizeof(why)) < 0) {
+		mx_param_report(pv, false, "%s: %s", pv->def->name, why);
+		return -EINVAL;
+	}
+	if (pv->def->id == MX_P_SMTPD_SASL_SECURITY_OPTIONS)
+		cfg->sasl_sec_opts = opts;
+	else
+		cfg->sasl_tls_sec_opts = opts;
 	return 0;
 }
 

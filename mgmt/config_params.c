@@ -250,6 +250,101 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		.doc = "how long to wait for the PROXY header",
 		P_SERVICE_LIVE, P_FIELD(UNSIGNED, smtpd_upstream_proxy_timeout_s),
 	},
+	[MX_P_QUEUE_DIRECTORY] = {
+		.id = MX_P_QUEUE_DIRECTORY, .name = "queue_directory", .type = MX_PT_PATH,
+		.def = "/var/spool/postfix", .postfix = true,
+		.doc = "where a relative smtpd_sasl_path is found (Dovecot's Postfix socket is "
+		       "$queue_directory/private/auth); mxgate's own spool is "
+		       "mxgate_spool_directory",
+		P_SERVICE_LIVE, P_FIELD(STRING, queue_directory),
+	},
+	[MX_P_SMTPD_SASL_TYPE] = {
+		.id = MX_P_SMTPD_SASL_TYPE, .name = "smtpd_sasl_type", .type = MX_PT_CHOICE,
+		.def = "cyrus", .choices = "cyrus|dovecot", .postfix = true,
+		.doc = "the SASL implementation: mxgate speaks Dovecot's auth protocol only "
+		       "(dovecot); cyrus is refused once AUTH is enabled",
+		P_SERVICE_LIVE, .parse = cfg_parse_sasl_type,
+	},
+	[MX_P_SMTPD_SASL_AUTH_ENABLE] = {
+		.id = MX_P_SMTPD_SASL_AUTH_ENABLE, .name = "smtpd_sasl_auth_enable",
+		.type = MX_PT_BOOL, .def = "no", .postfix = true,
+		.doc = "offer SMTP AUTH (RFC 4954) through the Dovecot auth server at "
+		       "smtpd_sasl_path",
+		P_SERVICE_LIVE, .parse = cfg_parse_sasl_enable,
+	},
+	[MX_P_SMTPD_SASL_PATH] = {
+		.id = MX_P_SMTPD_SASL_PATH, .name = "smtpd_sasl_path", .type = MX_PT_TEXT,
+		.def = "smtpd", .min = 1, .max = 200, .postfix = true,
+		.doc = "Dovecot's auth socket: inet:host:port, unix:path, /absolute/path, or a "
+		       "path relative to queue_directory (private/auth)",
+		P_SERVICE_LIVE, .parse = cfg_parse_sasl_path,
+	},
+	[MX_P_SMTPD_SASL_SERVICE] = {
+		.id = MX_P_SMTPD_SASL_SERVICE, .name = "smtpd_sasl_service", .type = MX_PT_TEXT,
+		.def = "smtp", .min = 1, .max = 31, .postfix = true,
+		.doc = "the service name Dovecot is told (its protocol for passdb lookups)",
+		P_SERVICE_LIVE, P_FIELD(STRING, sasl_service),
+	},
+	[MX_P_SMTPD_SASL_SECURITY_OPTIONS] = {
+		.id = MX_P_SMTPD_SASL_SECURITY_OPTIONS, .name = "smtpd_sasl_security_options",
+		.type = MX_PT_WORDS, .def = "noanonymous", .postfix = true,
+		.doc = "mechanisms offered outside TLS: noplaintext, noactive, nodictionary, "
+		       "noanonymous, forward_secrecy, mutual_auth",
+		P_SERVICE_LIVE, .parse = cfg_parse_sasl_sec,
+	},
+	[MX_P_SMTPD_SASL_TLS_SECURITY_OPTIONS] = {
+		.id = MX_P_SMTPD_SASL_TLS_SECURITY_OPTIONS,
+		.name = "smtpd_sasl_tls_security_options", .type = MX_PT_WORDS,
+		.def = "$smtpd_sasl_security_options", .postfix = true,
+		.doc = "the same inside TLS",
+		P_SERVICE_LIVE, .parse = cfg_parse_sasl_sec,
+	},
+	[MX_P_SMTPD_SASL_LOCAL_DOMAIN] = {
+		.id = MX_P_SMTPD_SASL_LOCAL_DOMAIN, .name = "smtpd_sasl_local_domain",
+		.type = MX_PT_TEXT, .def = "", .min = 0, .max = 255, .postfix = true,
+		.doc = "Cyrus SASL's realm; Postfix's Dovecot client does not send it, nor does "
+		       "mxgate",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_SASL_EXCEPTIONS_NETWORKS] = {
+		.id = MX_P_SMTPD_SASL_EXCEPTIONS_NETWORKS,
+		.name = "smtpd_sasl_exceptions_networks", .type = MX_PT_NETLIST, .def = "",
+		.postfix = true,
+		.doc = "clients that are not offered AUTH in EHLO",
+		P_SERVICE_LIVE, P_FIELD(NETLIST, sasl_exceptions_networks),
+	},
+	[MX_P_SMTPD_SASL_AUTHENTICATED_HEADER] = {
+		.id = MX_P_SMTPD_SASL_AUTHENTICATED_HEADER,
+		.name = "smtpd_sasl_authenticated_header", .type = MX_PT_BOOL, .def = "no",
+		.postfix = true,
+		.doc = "name the login in Received: (\"(Authenticated sender: NAME)\")",
+		P_SERVICE_LIVE, P_FIELD(BOOL, sasl_authenticated_header),
+	},
+	[MX_P_SMTPD_SASL_RESPONSE_LIMIT] = {
+		.id = MX_P_SMTPD_SASL_RESPONSE_LIMIT, .name = "smtpd_sasl_response_limit",
+		.type = MX_PT_INT, .def = "12288", .min = 1, .max = 16000, .postfix = true,
+		.doc = "longest AUTH response line (500 5.5.6 beyond)",
+		P_SERVICE_LIVE, P_FIELD(SIZE, smtp.sasl_response_limit),
+	},
+	[MX_P_BROKEN_SASL_AUTH_CLIENTS] = {
+		.id = MX_P_BROKEN_SASL_AUTH_CLIENTS, .name = "broken_sasl_auth_clients",
+		.type = MX_PT_BOOL, .def = "no", .postfix = true,
+		.doc = "also say AUTH=mechs in EHLO, for Outlook 2003 and older clients",
+		P_SERVICE_LIVE, P_FIELD(BOOL, broken_sasl_auth_clients),
+	},
+	[MX_P_SMTPD_TLS_AUTH_ONLY] = {
+		.id = MX_P_SMTPD_TLS_AUTH_ONLY, .name = "smtpd_tls_auth_only", .type = MX_PT_BOOL,
+		.def = "no", .postfix = true,
+		.doc = "offer AUTH only inside TLS (outside: not in EHLO, and AUTH gets 504 5.5.4)",
+		P_SERVICE_LIVE, P_FIELD(BOOL, tls_auth_only),
+	},
+	[MX_P_SMTPD_SENDER_LOGIN_MAPS] = {
+		.id = MX_P_SMTPD_SENDER_LOGIN_MAPS, .name = "smtpd_sender_login_maps",
+		.type = MX_PT_WORDS, .def = "", .postfix = true,
+		.doc = "tables of who may use a MAIL FROM address (the owner login names), for "
+		       "reject_*_sender_login_mismatch",
+		P_SERVICE_LIVE,
+	},
 	[MX_P_SMTPD_HELO_REQUIRED] = {
 		.id = MX_P_SMTPD_HELO_REQUIRED, .name = "smtpd_helo_required",
 		.type = MX_PT_BOOL, .def = "no", .postfix = true,

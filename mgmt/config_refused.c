@@ -16,8 +16,8 @@
  *   - TLS and SASL, which mxgate does not speak yet: smtpd_tls_security_level = may and
  *     smtp_tls_security_level = may (Debian's default) are warnings (opportunistic TLS
  *     allows plaintext), anything stronger, wrappermode, enforce_tls, the relay's
- *     per-site TLS policy and smtpd_sasl_auth_enable = yes are refused; the other tls and
- *     sasl settings only matter once those are on: warnings;
+ *     per-site TLS policy are refused; the other tls settings only matter once those are
+ *     on: warnings; Cyrus SASL's own settings: warnings;
  *   - anvil limits: the connection, message and recipient limits are implemented
  *     (config_params.c); the new TLS session and AUTH rate limits are refused when
  *     non-zero (no TLS or AUTH to limit yet); postscreen: refused whatever the value
@@ -58,7 +58,7 @@
 #define NO_QMGR "Postfix queue manager tuning; mxgate's relay has its own scheduling"
 #define NO_LOG "logging: mxgate logs to maillog_file or standard error"
 #define NO_TLS_YET "mxgate does not speak TLS yet; this matters only once it does"
-#define NO_SASL_YET "mxgate does not offer AUTH yet; this matters only once it does"
+#define CYRUS_ONLY "used only by Cyrus SASL; mxgate speaks Dovecot's auth protocol"
 #define NO_RELAY_TUNING "a Postfix SMTP/LMTP client setting mxgate's relay does not read"
 #define NO_DNS "a setting of Postfix's DNS client; mxgate's resolver is set with mxgate_dns_servers (its relay uses a numeric relayhost)"
 #define REFUSED_RESTRICTION "used only by restrictions that mxgate --check refuses"
@@ -83,6 +83,9 @@ const struct mx_refused_def mx_refused[] = {
 	NONEMPTY("content_filter", "mxgate does not hand mail to a content filter: it would "
 				   "go out unfiltered"),
 	W("default_filter_nexthop", "used only with content_filter, which is refused"),
+	NONEMPTY("smtpd_sasl_mechanism_filter", "mxgate offers the mechanisms Dovecot offers "
+						"(its auth_mechanisms) as smtpd_sasl_security_options "
+						"allow; a filter on top is not implemented"),
 	NONEMPTY("smtpd_proxy_filter", "mxgate has no before-queue proxy filter: mail would "
 				       "not be filtered"),
 	W("smtpd_proxy_ehlo", "used only with smtpd_proxy_filter, which is refused"),
@@ -231,7 +234,6 @@ const struct mx_refused_def mx_refused[] = {
 	W("smtpd_log_access_permit_actions", NO_LOG),
 	W("smtpd_client_port_logging", NO_LOG),
 	W("smtpd_service_name", NO_DAEMON),
-	W("smtpd_sender_login_maps", REFUSED_RESTRICTION),
 	W("local_login_sender_maps", "applies to locally submitted mail"),
 	W("empty_address_local_login_sender_maps_lookup_key", "applies to locally submitted "
 							      "mail"),
@@ -265,7 +267,6 @@ const struct mx_refused_def mx_refused[] = {
 	YES("smtpd_tls_wrappermode", "mxgate does not speak TLS yet: the service would "
 				     "answer in plaintext"),
 	YES("smtpd_tls_req_ccert", "mxgate does not ask for client certificates yet"),
-	YES("smtpd_tls_auth_only", "mxgate does not offer AUTH yet"),
 	W("smtpd_tls_*", NO_TLS_YET),
 	W("smtpd_starttls_timeout", NO_TLS_YET),
 	TLS_LEVEL("smtp_tls_security_level", "|none",
@@ -304,18 +305,14 @@ const struct mx_refused_def mx_refused[] = {
 	W("openssl_path", NO_TLS_YET),
 
 	/* --- SASL ----------------------------------------------------------------------- */
-	YES("smtpd_sasl_auth_enable", "mxgate does not offer AUTH yet: clients could not "
-				      "authenticate"),
-	W("smtpd_sasl_*", NO_SASL_YET),
 	YES("smtp_sasl_auth_enable", "the relay does not authenticate to the next hop"),
 	YES("lmtp_sasl_auth_enable", "the relay does not authenticate to the next hop"),
 	W("smtp_sasl_*", "used only with smtp_sasl_auth_enable, which is refused"),
 	W("lmtp_sasl_*", "used only with lmtp_sasl_auth_enable, which is refused"),
 	W("smtp_sender_dependent_authentication", "used only with smtp_sasl_auth_enable"),
 	W("lmtp_sender_dependent_authentication", "used only with lmtp_sasl_auth_enable"),
-	W("cyrus_sasl_config_path", NO_SASL_YET),
-	W("send_cyrus_sasl_authzid", NO_SASL_YET),
-	W("broken_sasl_auth_clients", NO_SASL_YET),
+	W("cyrus_sasl_config_path", CYRUS_ONLY),
+	W("send_cyrus_sasl_authzid", CYRUS_ONLY),
 
 	/* --- The relay client's tuning --------------------------------------------------- */
 	W("smtp_*", NO_RELAY_TUNING),
@@ -448,7 +445,6 @@ const struct mx_refused_def mx_refused[] = {
 	W("process_name", NO_DAEMON),
 	W("proxy_read_maps", NO_DAEMON),
 	W("proxy_write_maps", NO_DAEMON),
-	W("queue_directory", "mxgate's spool is mxgate_spool_directory"),
 	W("queue_file_attribute_count_limit", NO_DAEMON),
 	W("queue_minfree", "mxgate's spool limit is mxgate_spool_quota"),
 	W("readme_directory", NO_DAEMON),

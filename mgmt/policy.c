@@ -138,12 +138,12 @@ static const struct {
 	const char *word;
 	const char *needs;
 } mx_policy_never_match[] = {
-	{ "permit_sasl_authenticated", "AUTH (SASL)" },
-	{ "reject_sender_login_mismatch", "AUTH (SASL)" },
-	{ "reject_authenticated_sender_login_mismatch", "AUTH (SASL)" },
-	{ "reject_known_sender_login_mismatch", "AUTH (SASL)" },
-	{ "reject_unauthenticated_sender_login_mismatch", "AUTH (SASL)" },
-	{ "check_sasl_access", "AUTH (SASL)" },
+	{ "permit_sasl_authenticated", NULL },
+	{ "reject_sender_login_mismatch", NULL },
+	{ "reject_authenticated_sender_login_mismatch", NULL },
+	{ "reject_known_sender_login_mismatch", NULL },
+	{ "reject_unauthenticated_sender_login_mismatch", NULL },
+	{ "check_sasl_access", NULL },
 	{ "permit_tls_clientcerts", "TLS client certificates" },
 	{ "permit_tls_all_clientcerts", "TLS client certificates" },
 	{ "check_ccert_access", "TLS client certificates" },
@@ -168,10 +168,19 @@ static bool mx_policy_never_list(const char *param, const char *text, void *arg)
 				continue;
 			unsigned line;
 			const char *file = mx_config_source(nv->cfg, param, &line);
-			fprintf(nv->diag,
-				"%s:%u: warning: %s: %s can never match: mxgate does not offer %s "
-				"yet\n",
-				file, line, param, word, mx_policy_never_match[i].needs);
+			const char *needs = mx_policy_never_match[i].needs;
+			if (!needs && nv->cfg->sasl_auth_enable)
+				continue; /* a SASL restriction, and AUTH is on */
+			if (needs)
+				fprintf(nv->diag,
+					"%s:%u: warning: %s: %s can never match: mxgate does not "
+					"offer %s yet\n",
+					file, line, param, word, needs);
+			else
+				fprintf(nv->diag,
+					"%s:%u: warning: %s: %s can never match: "
+					"smtpd_sasl_auth_enable = no\n",
+					file, line, param, word);
 			nv->found++;
 		}
 		p += n;
@@ -347,6 +356,8 @@ int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE 
 		.relay_recipient_maps = mx_config_get(cfg, "relay_recipient_maps"),
 		.local_recipient_maps = mx_config_get(cfg, "local_recipient_maps"),
 		.rbl_reply_maps = mx_config_get(cfg, "rbl_reply_maps"),
+		.sender_login_maps = mx_config_get(cfg, "smtpd_sender_login_maps"),
+		.sasl_enabled = cfg->sasl_auth_enable,
 		.myhostname = cfg->myhostname,
 		.access = {
 			.recipient_delimiter = cfg->recipient_delimiter,

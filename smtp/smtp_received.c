@@ -93,7 +93,18 @@ size_t smtp_received_header(char *out, size_t cap, const struct smtp_session *s,
 	if (strchr(ri.client_addr, ':'))
 		put_str(&w, "IPv6:");
 	put_clean_str(&w, ri.client_addr);
-	put_str(&w, "])\r\n\tby ");
+	put_str(&w, "])\r\n");
+	if (ri.auth_sender) {
+		/* Postfix's comment_sanitize(): nothing that would end or nest the comment */
+		put_str(&w, "\t(Authenticated sender: ");
+		for (const char *p = ri.auth_sender; *p; p++) {
+			if (*p == '(' || *p == ')' || *p == '\\')
+				put(&w, "\\", 1);
+			put_clean(&w, p, 1);
+		}
+		put_str(&w, ")\r\n");
+	}
+	put_str(&w, "\tby ");
 	put_clean_str(&w, ri.myhostname ? ri.myhostname : "localhost");
 	put_str(&w, " (");
 	put_clean_str(&w, ri.mail_name ? ri.mail_name : "mxgate");

@@ -207,6 +207,12 @@ struct smtp_policy_config {
 	/* rbl_reply_maps: tables of reply templates keyed by the blocklist as written after
 	 * the restriction ("zen.example=127.0.0.[2..11]"), "" or NULL for none. */
 	const char *rbl_reply_maps;
+	/* smtpd_sender_login_maps: who owns a MAIL FROM address (the reject_*_sender_login_
+	 * mismatch restrictions); "" or NULL for none. */
+	const char *sender_login_maps;
+	/* smtpd_sasl_auth_enable: without it the SASL restrictions never match, and say so
+	 * ("restriction ... ignored: no SASL support"), as Postfix's. */
+	bool sasl_enabled;
 	/* myhostname: $server_name in reply templates (NULL: "unknown"). Copied. */
 	const char *myhostname;
 	/* The smtpd_policy_service_* parameters (smtp_policy_service_defaults() when not
@@ -359,6 +365,9 @@ struct smtp_policy_request {
 	const char *queue_id;       /* NULL: none yet */
 	const char *instance;       /* a per-transaction identifier; NULL: none */
 	uint64_t size;              /* MAIL SIZE= (or the message size at END-OF-MESSAGE) */
+	/* SMTP AUTH: the login name and mechanism once authenticated, NULL before (and
+	 * without AUTH); MAIL's AUTH= (sasl_sender), NULL when absent or "<>". */
+	const char *sasl_username, *sasl_method, *sasl_sender;
 	/* Optional: the other policy attributes (TLS, SASL, client certificate, stress,
 	 * Postfix 3.8's compatibility_level/mail_version). The evaluator sets protocol_state,
 	 * protocol_name, client_*, reverse_client_name, server_*, helo_name, sender,

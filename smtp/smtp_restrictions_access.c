@@ -312,6 +312,18 @@ int smtp_policy_access_domain(struct ev *e, uint32_t t, const char *dom, const c
 	return access_result(e, t, rc, ta.key, rn, cls, def_acl);
 }
 
+int smtp_policy_access_key(struct ev *e, uint32_t t, const char *key, const char *rn,
+			   const char *cls, int def_acl)
+{
+	struct trace_acc ta;
+	smtp_policy_scopy(ta.key, sizeof(ta.key), key);
+	int rc = strlen(key) > TABLE_KEY_MAX
+			 ? 0
+			 : table_lookup(e->ctx->tables[t], key, e->ctx->lookup[0],
+					TABLE_VALUE_MAX + 1);
+	return access_result(e, t, rc, ta.key, rn, cls, def_acl);
+}
+
 int smtp_policy_access_address(struct ev *e, uint32_t t, const char *addr, const char *rn,
 			       const char *cls, int def_acl)
 {

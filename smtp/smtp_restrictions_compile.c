@@ -35,6 +35,13 @@ static const struct r_def r_defs[] = {
 	{ "warn_if_reject", R_WARN_IF_REJECT, ARG_NONE },
 	{ "permit_mynetworks", R_PERMIT_MYNETWORKS, ARG_NONE },
 	{ "permit_sasl_authenticated", R_PERMIT_SASL_AUTH, ARG_NONE },
+	{ "check_sasl_access", R_CHECK_SASL_ACCESS, ARG_TABLE },
+	{ "reject_sender_login_mismatch", R_REJECT_SENDER_LOGIN_MISMATCH, ARG_NONE },
+	{ "reject_authenticated_sender_login_mismatch", R_REJECT_AUTH_SENDER_LOGIN_MISMATCH,
+	  ARG_NONE },
+	{ "reject_known_sender_login_mismatch", R_REJECT_KNOWN_SENDER_LOGIN_MISMATCH, ARG_NONE },
+	{ "reject_unauthenticated_sender_login_mismatch", R_REJECT_UNAUTH_SENDER_LOGIN_MISMATCH,
+	  ARG_NONE },
 	{ "reject_unauth_destination", R_REJECT_UNAUTH_DEST, ARG_NONE },
 	{ "defer_unauth_destination", R_DEFER_UNAUTH_DEST, ARG_NONE },
 	{ "permit_auth_destination", R_PERMIT_AUTH_DEST, ARG_NONE },
@@ -105,9 +112,7 @@ static const struct {
 /* Postfix restrictions mxgate does not implement yet (TLS, SASL, ...). */
 static const char *const r_not_yet[] = {
 	"permit_tls_clientcerts", "permit_tls_all_clientcerts",
-	"check_ccert_access", "check_sasl_access", "reject_plaintext_session",
-	"reject_sender_login_mismatch", "reject_authenticated_sender_login_mismatch",
-	"reject_known_sender_login_mismatch", "reject_unauthenticated_sender_login_mismatch",
+	"check_ccert_access", "reject_plaintext_session",
 	"sleep", "permit_inet_interfaces", "check_etrn_access", "reject_maps_rbl",
 	"check_relay_domains", "permit_naked_ip_address", "check_address_map",
 	"check_sender_access_maps",
@@ -693,6 +698,11 @@ int smtp_policy_compile(const struct smtp_policy_config *cfg, struct smtp_policy
 			       p->local_maps, &p->nlocal_maps, err, errlen)) < 0 &&
 	    (rc = compile_error(p, rc, err)) < 0)
 		goto fail;
+	if ((rc = compile_maps(p, "smtpd_sender_login_maps", cfg->sender_login_maps,
+			       p->login_maps, &p->nlogin_maps, err, errlen)) < 0 &&
+	    (rc = compile_error(p, rc, err)) < 0)
+		goto fail;
+	p->sasl_enabled = cfg->sasl_enabled;
 	if ((rc = compile_maps(p, "rbl_reply_maps", cfg->rbl_reply_maps, p->rbl_reply_maps,
 			       &p->nrbl_reply_maps, err, errlen)) < 0 &&
 	    (rc = compile_error(p, rc, err)) < 0)

@@ -288,6 +288,96 @@ static int check_sender_rcpt_maps(struct ev *e, const char *sender)
 /* ---------------------------------------------------------------------------------------
  * generic_checks */
 
+/* smtpd_sender_login_maps: the owners of sender (mail_addr_find() order: the address,
+ * without its extension, @domain, and the local part for local domains), comma or blank
+ * separated. Returns 1 with the list in e->ctx->lookup[0], 0 when none, <0 error. */
+static int login_owners(struct ev *e, const char *sender)
+{
+	if (!e->p->nlogin_maps)
+		return 0;
+	return maps_find_addr(e, e->p->login_maps, e->p->nlogin_maps, sender,
+			      addr_class_of(e, sender) == AC_LOCAL);
+}
+
+/* Postfix's reject_auth_sender_login_mismatch(): a logged-in client must own the sender;
+ * allow_unknown: a sender nobody owns passes (reject_known_sender_login_mismatch). */
+static int auth_login_mismatch(struct ev *e, const char *sender, bool allow_unknown)
+{
+	const char *user = e->req->sasl_username;
+	if (!e->p->nlogin_maps || !user)
+		return ST_DUNNO;
+	int rc = login_owners(e, sender);
+	if (rc < 0)
+		return smtp_policy_server_error(e, "smtpd_sender_login_maps lookup error");
+	if (rc == 0 && allow_unknown)
+		return ST_DUNNO;
+	if (rc > 0) {
+		/* a copy: the owners list may be long and the buffer is reused */
+		char owners[TABLE_VALUE_MAX + 1];
+		smtp_policy_scopy(owners, sizeof(owners), e->ctx->lookup[0]);
+		char *save = NULL;
+		for (char *w = strtok_r(owners, ", \t\r\n", &save); w;
+		     w = strtok_r(NULL, ", \t\r\n", &save))
+			if (strcasecmp(w, user) == 0) {
+				snprintf(e->detail, sizeof(e->detail), "%s is owned by %s", sender, w);
+				return ST_DUNNO;
+			}
+	}
+	return smtp_policy_reject(e, EC_POLICY, 553, "5.7.1",
+				  "<%s>: Sender address rejected: not owned by user %s", sender,
+				  user);
+}
+
+/* reject_unauth_sender_login_mismatch(): a client that is not logged in may not use a
+ * sender that someone owns. */
+static int unauth_login_mismatch(struct ev *e, const char *sender)
+{
+	if (!e->p->nlogin_maps || e->req->sasl_username)
+		return ST_DUNNO;
+	int rc = login_owners(e, sender);
+	if (rc < 0)
+		return smtp_policy_server_error(e, "smtpd_sender_login_maps lookup error");
+	if (rc == 0)
+		return ST_DUNNO;
+	return smtp_policy_reject(e, EC_POLICY, 553, "5.7.1",
+				  "<%s>: Sender address rejected: not logged in", sender);
+}
+
+/* check_sasl_access and the sender login restrictions (smtpd_check.c): nothing without
+ * smtpd_sasl_auth_enable (and Postfix's warning), nothing for the null sender. */
+static int sasl_checks(struct ev *e, int id, uint32_t arg, const char *rn, int def_acl)
+{
+	if (!e->p->sasl_enabled) {
+		smtp_policy_warn(e, "restriction `%s' ignored: no SASL support",
+				 smtp_restriction_id_name((enum smtp_restriction_id)id));
+		return ST_DUNNO;
+	}
+	const char *user = e->req->sasl_username;
+	if (id == R_CHECK_SASL_ACCESS) {
+		if (!user || !user[0])
+			return ST_DUNNO;
+		/* the reply names the login: "<bob>: SASL login name rejected: ..." */
+		(void)rn;
+		return smtp_policy_access_key(e, arg, user, user, NAME_SASL_USER, def_acl);
+	}
+	const char *snd = e->sender;
+	if (!snd || !snd[0])
+		return ST_DUNNO;
+	int st;
+	switch (id) {
+	case R_REJECT_SENDER_LOGIN_MISMATCH:
+		/* Postfix's built-in class of the two below */
+		st = auth_login_mismatch(e, snd, false);
+		return st != ST_DUNNO ? st : unauth_login_mismatch(e, snd);
+	case R_REJECT_AUTH_SENDER_LOGIN_MISMATCH:
+		return auth_login_mismatch(e, snd, false);
+	case R_REJECT_KNOWN_SENDER_LOGIN_MISMATCH:
+		return user ? auth_login_mismatch(e, snd, true) : unauth_login_mismatch(e, snd);
+	default:
+		return unauth_login_mismatch(e, snd);
+	}
+}
+
 static void item_name(const struct ev *e, const struct pitem *it, char *buf, size_t cap)
 {
 	const char *n = smtp_restriction_id_name((enum smtp_restriction_id)it->id);
@@ -307,6 +397,9 @@ static void item_name(const struct ev *e, const struct pitem *it, char *buf, siz
 		return;
 	case R_CHECK_POLICY_SERVICE:
 		snprintf(buf, cap, "%s %s", n, e->p->services[it->arg].s.name);
+		return;
+	case R_CHECK_SASL_ACCESS:
+		snprintf(buf, cap, "%s %s", n, e->p->tables[it->arg]);
 		return;
 	case R_REJECT_RBL_CLIENT:
 	case R_REJECT_RHSBL_CLIENT:
@@ -367,8 +460,16 @@ static int eval_item(struct ev *e, const struct pitem *it, const char *rn, const
 		return ST_DUNNO;
 	}
 	case R_PERMIT_SASL_AUTH:
-		e->note = "no match (no SASL)";
-		return ST_DUNNO;
+		/* Postfix's permit_sasl_auth(): only with smtpd_sasl_auth_enable */
+		if (!p->sasl_enabled) {
+			e->note = "no match (smtpd_sasl_auth_enable = no)";
+			return ST_DUNNO;
+		}
+		if (!e->req->sasl_username || !e->req->sasl_username[0]) {
+			e->note = "no match (not authenticated)";
+			return ST_DUNNO;
+		}
+		return ST_OK;
 	case R_REJECT_UNAUTH_DEST:
 	case R_DEFER_UNAUTH_DEST:
 		if (!e->recipient)
@@ -500,6 +601,12 @@ static int eval_item(struct ev *e, const struct pitem *it, const char *rn, const
 		return ST_DUNNO;
 	case R_CHECK_POLICY_SERVICE:
 		return smtp_policy_service_check(e, it->arg, rn, rc, def_acl);
+	case R_CHECK_SASL_ACCESS:
+	case R_REJECT_SENDER_LOGIN_MISMATCH:
+	case R_REJECT_AUTH_SENDER_LOGIN_MISMATCH:
+	case R_REJECT_KNOWN_SENDER_LOGIN_MISMATCH:
+	case R_REJECT_UNAUTH_SENDER_LOGIN_MISMATCH:
+		return sasl_checks(e, id, it->arg, rn, def_acl);
 	case R_CLASS: {
 		const struct plist *c = &p->classes[it->arg];
 		if (e->recursion > EVAL_DEPTH_MAX - 1)

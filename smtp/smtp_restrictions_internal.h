@@ -81,6 +81,12 @@ enum smtp_restriction_id {
 	R_CHECK_RECIPIENT_NS_ACCESS,
 	R_CHECK_RECIPIENT_A_ACCESS,
 	R_CHECK_POLICY_SERVICE,
+	/* SASL (smtpd_check.c): the login name and smtpd_sender_login_maps */
+	R_CHECK_SASL_ACCESS,
+	R_REJECT_SENDER_LOGIN_MISMATCH,
+	R_REJECT_AUTH_SENDER_LOGIN_MISMATCH,
+	R_REJECT_KNOWN_SENDER_LOGIN_MISMATCH,
+	R_REJECT_UNAUTH_SENDER_LOGIN_MISMATCH,
 	R_IMPLICIT_ACCESS, /* a bare "type:name": the list's own check_*_access */
 	R_CLASS,           /* a restriction class */
 	R_MAX
@@ -132,8 +138,10 @@ struct smtp_policy {
 	char **zones;
 	size_t nrbls;
 	struct prbl *rbls;
-	size_t nrelay_maps, nlocal_maps, nrbl_reply_maps;
+	size_t nrelay_maps, nlocal_maps, nrbl_reply_maps, nlogin_maps;
 	uint32_t relay_maps[RCPT_MAPS_MAX], local_maps[RCPT_MAPS_MAX];
+	uint32_t login_maps[RCPT_MAPS_MAX]; /* smtpd_sender_login_maps */
+	bool sasl_enabled;                  /* smtpd_sasl_auth_enable */
 	uint32_t rbl_reply_maps[RCPT_MAPS_MAX];
 	size_t nservices;
 	struct psvc *services;
@@ -268,6 +276,7 @@ struct ev {
 #define NAME_RECIPIENT "Recipient address"
 #define NAME_DATA "Data command"
 #define NAME_EOD "End-of-data"
+#define NAME_SASL_USER "SASL login name"
 
 /* ---- smtp_restrictions.c: what every check shares ---- */
 
@@ -321,6 +330,9 @@ int smtp_policy_access_client(struct ev *e, uint32_t t, const char *name, const 
 			      const char *cls, int def_acl);
 int smtp_policy_access_domain(struct ev *e, uint32_t t, const char *dom, const char *rn,
 			      const char *cls, int def_acl);
+/* check_sasl_access: the whole key only (Postfix's check_access() with no partial keys). */
+int smtp_policy_access_key(struct ev *e, uint32_t t, const char *key, const char *rn,
+			   const char *cls, int def_acl);
 int smtp_policy_access_address(struct ev *e, uint32_t t, const char *addr, const char *rn,
 			       const char *cls, int def_acl);
 /* check_domain_access() / check_addr_access() of one name or address with Postfix's

@@ -359,6 +359,12 @@ static long policy_request(struct ev *e, const struct psvc *v)
 	r.instance = q->instance;
 	r.size = q->size;
 	r.policy_context = v->s.policy_context;
+	if (q->sasl_username) {
+		r.sasl_method = q->sasl_method;
+		r.sasl_username = q->sasl_username;
+	}
+	if (q->sasl_sender)
+		r.sasl_sender = q->sasl_sender;
 	struct smtp_policy_ctx *c = e->ctx;
 	size_t len = 0;
 	int rc = smtp_delegation_request_encode(&r, c->reqbuf, c->reqcap, &len);

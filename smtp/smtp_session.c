@@ -64,6 +64,10 @@ const char *smtp_event_name(enum smtp_event_type t)
 		return "CLOSE";
 	case SMTP_EV_XCLIENT:
 		return "XCLIENT";
+	case SMTP_EV_AUTH:
+		return "AUTH";
+	case SMTP_EV_AUTH_RESPONSE:
+		return "AUTH_RESPONSE";
 	case SMTP_EV_MAX:
 		break;
 	}
@@ -126,6 +130,8 @@ const char *smtp_session_state_name(const struct smtp_session *s)
 		return "DATA";
 	case ST_CHUNK:
 		return "CHUNK";
+	case ST_AUTH:
+		return "AUTH";
 	case ST_CLOSED:
 		return "CLOSED";
 	case ST_MAX:
@@ -161,6 +167,7 @@ void smtp_config_defaults(struct smtp_config *cfg)
 		.enable_smtputf8 = true,
 		.enable_8bitmime = true,
 		.enable_dsn = true,
+		.sasl_response_limit = 12288,
 	};
 }
 
@@ -354,6 +361,11 @@ static struct smtp_event run(struct smtp_session *s, const char *buf, size_t len
 			if (ev.type != SMTP_EV_NONE)
 				return ev;
 			continue;
+		case ST_AUTH:
+			if (*pos >= len)
+				return ev;
+			smtp_session_auth_input(s, buf, len, pos);
+			continue;
 		case ST_CLOSED:
 			*pos = len;
 			return ev;
@@ -437,7 +449,9 @@ int smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v)
 		return -EINVAL;
 	enum smtp_event_type type = s->pending;
 	unsigned code = v->code;
-	bool accept = code == 0 || code / 100 == 2 || (type == SMTP_EV_DATA && code / 100 == 3);
+	bool auth = type == SMTP_EV_AUTH || type == SMTP_EV_AUTH_RESPONSE;
+	bool accept = code == 0 || code / 100 == 2 || (type == SMTP_EV_DATA && code / 100 == 3) ||
+		      (auth && code == 334);
 	char host[HOST_MAX + 1];
 
 	s->pending = SMTP_EV_NONE;
@@ -545,6 +559,13 @@ int smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v)
 		free(s->xcl);
 		s->xcl = NULL;
 		break;
+	case SMTP_EV_AUTH:
+	case SMTP_EV_AUTH_RESPONSE:
+		/* it counts its own errors (a failed exchange is one error however many
+		 * lines it took) */
+		smtp_session_auth_verdict(s, code ? (uint16_t)code : 235, v->text);
+		accept = true;
+		break;
 	case SMTP_EV_MESSAGE_END:
 		if (code == 0 && v->queue_id) {
 			char line[100] = "250 2.0.0 Ok: queued as ";
@@ -642,6 +663,9 @@ void smtp_session_free(struct smtp_session *s)
 	free(s->hdr);
 	free(s->out);
 	free(s->xcl);
+	free(s->auth_line);
+	free(s->auth_header_user);
+	free(s->auth_mechs);
 	free(s);
 }
 
@@ -748,7 +772,8 @@ const char *smtp_session_where(const struct smtp_session *s)
 size_t smtp_session_memory(const struct smtp_session *s)
 {
 	return sizeof(*s) + (s->line ? s->cfg->line_length_limit : 0) + s->hdr_cap +
-	       (s->out ? OUT_CAP : 0) + (s->xcl ? sizeof(*s->xcl) : 0);
+	       (s->out ? OUT_CAP : 0) + (s->xcl ? sizeof(*s->xcl) : 0) +
+	       (s->auth_line ? s->cfg->sasl_response_limit + 2 : 0);
 }
 
 void smtp_session_received_info(const struct smtp_session *s, struct smtp_received_info *out)
@@ -758,5 +783,10 @@ void smtp_session_received_info(const struct smtp_session *s, struct smtp_receiv
 	out->client_addr = s->client_addr;
 	out->myhostname = s->cfg->myhostname;
 	out->mail_name = s->cfg->mail_name;
-	out->protocol = smtp_session_protocol(s);
+	/* Received: "with ESMTPA" after AUTH (RFC 3848), as Postfix */
+	const char *proto = smtp_session_protocol(s);
+	if (s->auth_authenticated && strcmp(proto, "ESMTP") == 0)
+		proto = "ESMTPA"; /* "RFC 3848 is defined for ESMTP only", Postfix says */
+	out->protocol = proto;
+	out->auth_sender = s->auth_header_user;
 }

@@ -79,6 +79,7 @@ struct smtp_config {
 	bool enable_8bitmime;       /* advertise 8BITMIME */
 	bool enable_dsn;            /* advertise DSN and accept RET ENVID NOTIFY ORCPT */
 	bool soft_bounce;           /* soft_bounce: every 5xx reply is sent as 4xx */
+	size_t sasl_response_limit; /* smtpd_sasl_response_limit: longest AUTH response line */
 };
 
 /* Fill *cfg with Postfix's defaults (and mxgate's hardened ones); hostname etc. are set to
@@ -114,6 +115,9 @@ enum smtp_event_type {
 	SMTP_EV_CLOSE,         /* the engine ended the session (421/554/221 queued) */
 	SMTP_EV_XCLIENT,       /* XCLIENT from an authorized client, attributes checked
 	                          (needs verdict) */
+	SMTP_EV_AUTH,          /* AUTH mech [initial-response], the engine's checks passed
+	                          (needs verdict; see smtp_session_set_auth()) */
+	SMTP_EV_AUTH_RESPONSE, /* the client's line after a 334 challenge (needs verdict) */
 	SMTP_EV_MAX,
 };
 
@@ -214,6 +218,8 @@ struct smtp_event {
 			uint64_t size;         /* SIZE=, 0 if absent */
 			enum smtp_body_type body;
 			bool smtputf8;
+			struct mx_span auth;   /* AUTH= as sent (xtext), empty when absent; only
+			                          taken while AUTH is enabled (RFC 4954 5) */
 		} mail;
 		struct {
 			struct mx_span addr;   /* without <>, source route stripped */
@@ -233,6 +239,16 @@ struct smtp_event {
 		} message;
 		/* The attributes given, all checked. Valid until the verdict (engine memory). */
 		const struct smtp_xclient *xclient;
+		/* AUTH: the mechanism and the initial response as written (not decoded; "="
+		 * is the empty response). AUTH_RESPONSE: the line in `response` (without its
+		 * line end), or too_long when it was longer than sasl_response_limit (its
+		 * bytes were skipped). */
+		struct {
+			struct mx_span mech;
+			struct mx_span response;
+			bool has_response;
+			bool too_long;
+		} auth;
 		struct {
 			enum smtp_error_kind kind;
 			uint16_t code;         /* the reply code the engine sent */
@@ -304,6 +320,30 @@ void smtp_session_greet(struct smtp_session *s);
  * connect finishes before the greeting): Received: and the protocol show it. NULL:
  * "unknown". */
 void smtp_session_set_client_name(struct smtp_session *s, const char *name);
+
+/* SMTP AUTH (RFC 4954) as Postfix's smtpd_sasl_proto.c: whether AUTH is enabled for this
+ * session (smtpd_sasl_auth_enable, and not a client of smtpd_sasl_exceptions_networks),
+ * and the mechanisms EHLO offers ("PLAIN LOGIN"; NULL or "" offers none: the backend's
+ * list is not known yet). With SMTP_AUTH_NEED_TLS (smtpd_tls_auth_only outside TLS) EHLO
+ * offers nothing and AUTH gets 504 5.5.4; SMTP_AUTH_BROKEN_CLIENTS adds Postfix's
+ * "AUTH=mechs" line for Outlook 2003 and friends (broken_sasl_auth_clients). The engine
+ * checks the command as Postfix's auth_cmd() (HELO first if smtpd_helo_required, enabled,
+ * not in a transaction, TLS if needed, not authenticated twice, syntax) and hands the
+ * rest to the transport as SMTP_EV_AUTH. The verdict of AUTH and AUTH_RESPONSE is:
+ *   334 and the challenge (base64) as text: "334 <text>", the next line is the client's
+ *       response (SMTP_EV_AUTH_RESPONSE);
+ *   235 (text "2.7.0 Authentication successful"): the session is authenticated;
+ *   anything else (535, 454, 501, 500): the reply, counted as an error.
+ * Call before the EHLO verdict; mechs is copied (at most 255 bytes). */
+#define SMTP_AUTH_NEED_TLS 0x1u
+#define SMTP_AUTH_BROKEN_CLIENTS 0x2u
+void smtp_session_set_auth(struct smtp_session *s, bool enabled, const char *mechs,
+			   unsigned flags);
+/* smtpd_sasl_authenticated_header: Received: gets "(Authenticated sender: NAME)" (copied;
+ * NULL: no such line). Returns 0 or -ENOMEM. */
+int smtp_session_set_auth_header(struct smtp_session *s, const char *name);
+/* True once an AUTH exchange ended in 235. */
+bool smtp_session_authenticated(const struct smtp_session *s);
 
 /* Refuse the connection at greeting time instead (e.g. a 421 or 554 from a client
  * restriction); the session closes after the reply. */

@@ -218,13 +218,15 @@ void smtp_session_reply_ehlo(struct smtp_session *s)
 {
 	const struct smtp_config *c = s->cfg;
 	char host[HOST_MAX + 1];
-	const char *kw[12];
+	const char *kw[16];
 	char size[40];
+	char auth[256 + 8], auth_broken[256 + 8];
 	unsigned n = 0;
 
 	/* Postfix's order: PIPELINING SIZE VRFY ETRN STARTTLS AUTH XCLIENT XFORWARD
-	 * ENHANCEDSTATUSCODES 8BITMIME DSN SMTPUTF8 CHUNKING (ETRN, STARTTLS, AUTH and
-	 * XFORWARD are not offered; XCLIENT only to smtpd_authorized_xclient_hosts) */
+	 * ENHANCEDSTATUSCODES 8BITMIME DSN SMTPUTF8 CHUNKING (ETRN, STARTTLS and XFORWARD
+	 * are not offered; AUTH as smtp_session_set_auth() says; XCLIENT only to
+	 * smtpd_authorized_xclient_hosts) */
 	if (c->enable_pipelining)
 		kw[n++] = "PIPELINING";
 	if (c->message_size_limit)
@@ -234,6 +236,7 @@ void smtp_session_reply_ehlo(struct smtp_session *s)
 	kw[n++] = size;
 	if (!c->disable_vrfy_command)
 		kw[n++] = "VRFY";
+	smtp_session_auth_ehlo(s, kw, &n, auth, sizeof(auth), auth_broken, sizeof(auth_broken));
 	if (s->xclient_authorized)
 		kw[n++] = "XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT";
 	kw[n++] = "ENHANCEDSTATUSCODES";
@@ -258,12 +261,13 @@ static bool mail_params(struct smtp_session *s, struct mx_span text)
 	struct smtp_param p;
 	size_t pos = 0;
 	bool have_size = false, have_body = false, have_utf8 = false;
-	bool have_ret = false, have_envid = false;
+	bool have_ret = false, have_envid = false, have_auth = false;
 	char tok[REPLY_LINE_MAX - 40];
 
 	s->mail_next_size = 0;
 	s->mail_next_body = SMTP_BODY_UNSPECIFIED;
 	s->mail_next_utf8 = false;
+	s->mail_next_auth = mx_span_make(NULL, 0);
 	while (smtp_param_next(text, &pos, &p)) {
 		smtp_session_printable(tok, sizeof(tok), p.text, c->enable_smtputf8);
 		bool is_size = smtp_span_eq_cstr_nocase(p.keyword, "SIZE");
@@ -328,6 +332,19 @@ static bool mail_params(struct smtp_session *s, struct mx_span text)
 				return false;
 			}
 			*(is_ret ? &have_ret : &have_envid) = true;
+			continue;
+		}
+		if (p.keyword_valid && p.has_value && s->auth_enabled &&
+		    smtp_span_eq_cstr_nocase(p.keyword, "AUTH")) {
+			/* RFC 4954 section 5, as Postfix's smtpd_sasl_mail_opt(): taken from
+			 * anyone while AUTH is enabled, once; "<>" is no submitter */
+			if (have_auth) {
+				refuse_lit(s, SMTP_ERR_BAD_PARAMETER,
+					   "503 5.5.4 Error: multiple AUTH= options");
+				return false;
+			}
+			have_auth = true;
+			s->mail_next_auth = p.value;
 			continue;
 		}
 		smtp_session_replyf(s, "555 5.5.4 Unsupported option: %s", tok);
@@ -395,6 +412,7 @@ static void cmd_mail(struct smtp_session *s, struct mx_span args)
 	ev.u.mail.size = s->mail_next_size;
 	ev.u.mail.body = s->mail_next_body;
 	ev.u.mail.smtputf8 = s->mail_next_utf8;
+	ev.u.mail.auth = s->mail_next_auth;
 	smtp_session_evq_push(s, ev);
 }
 
@@ -764,7 +782,7 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 		refuse_lit(s, SMTP_ERR_UNKNOWN_COMMAND, "502 5.5.1 Error: command not implemented");
 		break;
 	case CMD_AUTH:
-		refuse_lit(s, SMTP_ERR_UNKNOWN_COMMAND, "503 5.5.1 Error: authentication not enabled");
+		smtp_session_cmd_auth(s, args);
 		break;
 	case CMD_XCLIENT:
 		smtp_session_cmd_xclient(s, args);

@@ -27,6 +27,7 @@ enum session_state {
 	ST_COMMAND,  /* reading command lines */
 	ST_DATA,     /* DATA content, until CR LF . CR LF */
 	ST_CHUNK,    /* the octets of a BDAT chunk */
+	ST_AUTH,     /* an AUTH response line after a 334 challenge */
 	ST_CLOSED,
 	ST_MAX,
 };
@@ -100,6 +101,7 @@ struct smtp_session {
 	uint64_t mail_next_size;
 	enum smtp_body_type mail_next_body;
 	bool mail_next_utf8;
+	struct mx_span mail_next_auth; /* MAIL's AUTH= value (into the command line) */
 	bool data_next_bdat;
 	enum close_reason close_deferred; /* timeout/shutdown after the pending reply */
 
@@ -114,6 +116,16 @@ struct smtp_session {
 	bool bdat_used;   /* this transaction sends its message with BDAT */
 	bool bdat_failed; /* BDAT error state: chunks are discarded until LAST */
 	bool msg_open;    /* DATA accepted; MESSAGE_END or MESSAGE_ABORT still owed */
+
+	/* SMTP AUTH (smtp_session_auth.c): enabled, what EHLO offers, authenticated; the
+	 * response line being read (taken when a 334 is sent, freed when the exchange ends) */
+	bool auth_enabled, auth_authenticated;
+	unsigned auth_flags;
+	char *auth_mechs; /* EHLO's list, NULL: none (heap: most sessions never AUTH) */
+	char *auth_line;
+	size_t auth_line_len;
+	bool auth_line_skip;
+	char *auth_header_user; /* smtp_session_set_auth_header(): Received: names it */
 
 	/* Postfix's error_count and junk_cmds. */
 	unsigned error_count, junk_count;
@@ -175,6 +187,14 @@ bool smtp_session_pipelining_negotiated(const struct smtp_session *s);
 void smtp_session_sync_error(struct smtp_session *s);
 void smtp_session_bare_lf_reject(struct smtp_session *s);
 void smtp_session_txn_reset(struct smtp_session *s);
+
+/* ---- smtp_session_auth.c: AUTH ---- */
+
+void smtp_session_cmd_auth(struct smtp_session *s, struct mx_span args);
+void smtp_session_auth_input(struct smtp_session *s, const char *buf, size_t len, size_t *pos);
+void smtp_session_auth_verdict(struct smtp_session *s, uint16_t code, const char *text);
+void smtp_session_auth_ehlo(const struct smtp_session *s, const char **kw, unsigned *n,
+			    char *buf, size_t cap, char *broken, size_t broken_cap);
 
 /* ---- smtp_session_reply.c: replies and the output buffer ---- */
 

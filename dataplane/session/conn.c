@@ -102,6 +102,8 @@ void conn_txn_reset(struct conn *c)
 	c->actions = NULL;
 	smtp_checks_free(c->checks);
 	c->checks = NULL;
+	free(c->sasl_sender);
+	c->sasl_sender = NULL;
 }
 
 int conn_verdict(struct conn *c, uint16_t code, const char *text, bool disconnect)
@@ -194,7 +196,7 @@ int conn_worker_init(struct conn_worker *w, const struct transport_params *p, un
 {
 	int rc;
 	*w = (struct conn_worker){ .gens = p->gens, .spool = p->spools[index % p->nspools],
-				   .anvil = p->anvil, .index = index };
+				   .anvil = p->anvil, .sasl = p->sasl, .index = index };
 	queue_id_gen_init(&w->qid, index, p->queue_id_floor_us);
 	if (p->tables && (rc = tables_reader_open(p->tables, &w->tables)) < 0)
 		return mx_errf(err, errlen, rc, "table reader: %s", strerror(-rc));
@@ -319,6 +321,7 @@ struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, ui
 	}
 	c->xclient_allowed = info.xclient_authorized;
 	smtp_session_set_rate_hook(c->s, conn_anvil_rate_over, c);
+	conn_auth_offer(c);
 	if (conn_proxy_init(c) < 0) {
 		smtp_session_free(c->s);
 		free(c);
@@ -423,6 +426,7 @@ void conn_free(struct conn *c)
 	mx_log(MX_LOG_INFO, "disconnect from %s%s", c->client, line);
 
 	conn_anvil_disconnect(c);
+	conn_auth_abandon(c);
 	conn_wait_cancel(c);
 	conn_check_abandon(c);
 	conn_txn_reset(c);
@@ -431,6 +435,8 @@ void conn_free(struct conn *c)
 	free(c->reverse_name);
 	free(c->policy_session);
 	free(c->proxy_buf);
+	free(c->sasl_username);
+	free(c->sasl_method);
 	smtp_session_free(c->s);
 	c->gen->nconns--;
 	c->gc->connections_closed++;
@@ -506,6 +512,12 @@ size_t conn_input(struct conn *c, const char *buf, size_t len)
 			break;
 		case SMTP_EV_XCLIENT:
 			conn_on_xclient(c, &ev);
+			break;
+		case SMTP_EV_AUTH:
+			conn_on_auth(c, &ev);
+			break;
+		case SMTP_EV_AUTH_RESPONSE:
+			conn_on_auth_response(c, &ev);
 			break;
 		case SMTP_EV_HEADER:
 			if (c->message_open) {

@@ -59,6 +59,9 @@ struct conn_worker {
 	 * the worker is woken); NULL: no services, lookups fail at once. */
 	struct svc_client *svc;
 	uint64_t rbl_warned_ms;        /* the last "RBL error code" warning (rate limit) */
+	/* What each Dovecot auth endpoint offers (the SASL service keeps it); NULL: no SASL
+	 * service, AUTH fails at once. */
+	struct svc_sasl_directory *sasl;
 	/* The per-client counts every worker shares (anvil(8)'s limits); NULL: none kept. */
 	struct anvil *anvil;
 	uint64_t anvil_warned_ms;      /* the last "not limited" warning (rate limit) */

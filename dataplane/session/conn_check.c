@@ -259,6 +259,9 @@ static void conn_check_run(struct conn *c)
 		.instance = c->sender ? instance : NULL,
 		.size = k->stage == SMTP_STAGE_END_OF_DATA && c->msg ? spool_msg_size(c->msg)
 								    : c->mail_size,
+		.sasl_username = c->sasl_username,
+		.sasl_method = c->sasl_method,
+		.sasl_sender = c->sasl_sender,
 	};
 	static const struct smtp_policy_lookups lookups = {
 		.dns = conn_lookup_dns,

@@ -60,6 +60,7 @@ void conn_helo_decided(struct conn *c, const struct smtp_policy_result *res)
 		return;
 	}
 	conn_count(c, cmd, true);
+	conn_auth_offer(c); /* the mechanisms as Dovecot offers them now */
 	conn_accept(c);
 	/* an accepted EHLO in a transaction makes the engine queue an RSET event now */
 	c->helo_answered = true;
@@ -192,6 +193,21 @@ void conn_on_mail(struct conn *c, const struct smtp_event *ev)
 		return;
 	}
 	c->mail_size = ev->u.mail.size;
+	if (ev->u.mail.auth.len) {
+		/* MAIL's AUTH= (RFC 4954 section 5): sasl_sender for the log and policy
+		 * servers, "<>" being none; Postfix keeps the value made printable */
+		char val[300], shown[300];
+		size_t n = 0;
+		bool is_null = false;
+		if (smtp_dovecot_mail_auth_param(ev->u.mail.auth, val, sizeof(val) - 1, &n,
+						 &is_null) < 0) {
+			conn_printable(ev->u.mail.auth, shown, sizeof(shown));
+			c->sasl_sender = strdup(shown);
+		} else if (!is_null) {
+			c->sasl_sender = strdup(conn_printable(mx_span_make(val, n), shown,
+								sizeof(shown)));
+		}
+	}
 	c->transactions++;
 	c->check = (struct conn_check){ .at = CONN_AT_MAIL, .stage = SMTP_STAGE_MAIL,
 					.cmd = "MAIL", .unauth_pipelining = ev->unauth_pipelining };

@@ -19,6 +19,7 @@
 #include "mxgate/clock.h"
 #include "mxgate/errf.h"
 #include "smtp/smtp_checks.h"
+#include "smtp/smtp_dovecot_auth.h"
 #include "smtp/smtp_session.h"
 #include "dataplane/svc/svc.h"
 #include "tables/netlist.h"
@@ -85,6 +86,7 @@ enum conn_wait {
 	CONN_WAIT_PEER_PTR,   /* the client's reverse name (smtpd_peername_lookup) */
 	CONN_WAIT_PEER_ADDR,  /* its addresses, to confirm the name */
 	CONN_WAIT_LOOKUP,     /* an answer the restriction lists asked for (conn_check.c) */
+	CONN_WAIT_SASL,       /* a step of an AUTH exchange (conn_auth.c) */
 	CONN_WAIT_MAX,
 };
 
@@ -165,6 +167,12 @@ struct conn {
 	struct anvil_key anvil_key;
 	bool anvil_tracked;
 	bool xclient_allowed;          /* in smtpd_authorized_xclient_hosts when it connected */
+	/* SMTP AUTH (conn_auth.c): the login once authenticated (NULL before), the exchange
+	 * in progress (its mechanism as the client wrote it, the service's id), MAIL's AUTH= */
+	char *sasl_username, *sasl_method, *sasl_sender;
+	char sasl_mech[SMTP_DOVECOT_MECH_NAME_MAX + 1];
+	uint64_t sasl_exchange;
+	bool sasl_in_exchange;
 	/* the restriction lists of the command being decided, and the answers they got */
 	struct conn_check check;
 	struct conn_memo *memo;
@@ -278,6 +286,15 @@ uint64_t conn_proxy_deadline(struct conn *c, uint64_t now_ms);
 size_t conn_proxy_input(struct conn *c, const char *buf, size_t len);
 void conn_proxy_timeout(struct conn *c);
 void conn_proxy_eof(struct conn *c);
+
+/* conn_auth.c: SMTP AUTH. offer: what EHLO says (at the session's start and at each
+ * EHLO); on_auth / on_auth_response: the engine's events; answer: the service's; abandon:
+ * the connection ends mid-exchange (Dovecot is told). */
+void conn_auth_offer(struct conn *c);
+void conn_on_auth(struct conn *c, const struct smtp_event *ev);
+void conn_on_auth_response(struct conn *c, const struct smtp_event *ev);
+void conn_auth_answer(struct conn *c, struct svc_request *r);
+void conn_auth_abandon(struct conn *c);
 
 /* conn_message.c: the message, its checks and its commit */
 int conn_open_message(struct conn *c);

@@ -25,7 +25,13 @@ int conn_open_message(struct conn *c)
 	int rc = spool_msg_begin(c->msg, &env);
 	if (rc < 0)
 		return rc;
-	mx_log(MX_LOG_INFO, "%s: client=%s", c->queue_id, c->client);
+	/* Postfix's smtpd: ", sasl_method=PLAIN, sasl_username=alice" after AUTH, and
+	 * ", sasl_sender=..." for MAIL's AUTH= */
+	mx_log(MX_LOG_INFO, "%s: client=%s%s%s%s%s%s%s", c->queue_id, c->client,
+	       c->sasl_username ? ", sasl_method=" : "", c->sasl_username ? c->sasl_method : "",
+	       c->sasl_username ? ", sasl_username=" : "",
+	       c->sasl_username ? c->sasl_username : "", c->sasl_sender ? ", sasl_sender=" : "",
+	       c->sasl_sender ? c->sasl_sender : "");
 	return 0;
 }
 

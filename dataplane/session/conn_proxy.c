@@ -104,6 +104,8 @@ static int conn_proxy_take(struct conn *c, const struct smtp_proxy_header *h)
 	smtp_session_free(c->s);
 	c->s = s;
 	smtp_session_set_rate_hook(c->s, conn_anvil_rate_over, c);
+	c->addr = client; /* conn_auth_offer() matches smtpd_sasl_exceptions_networks */
+	conn_auth_offer(c);
 	c->xclient_allowed = info.xclient_authorized;
 	c->addr = client;
 	c->port = h->src_port;

@@ -19,6 +19,7 @@ const char *conn_wait_name(enum conn_wait w)
 		[CONN_WAIT_PEER_PTR] = "reverse name lookup",
 		[CONN_WAIT_PEER_ADDR] = "name confirmation",
 		[CONN_WAIT_LOOKUP] = "restriction lookup",
+		[CONN_WAIT_SASL] = "authentication server",
 	};
 	return (unsigned)w < CONN_WAIT_MAX ? names[w] : "?";
 }
@@ -184,6 +185,9 @@ void *conn_service_answer(struct svc_request *r)
 		break;
 	case CONN_WAIT_LOOKUP:
 		conn_check_answer(c, r); /* takes the answer into its memo */
+		break;
+	case CONN_WAIT_SASL:
+		conn_auth_answer(c, r);
 		break;
 	case CONN_WAIT_NONE:
 	case CONN_WAIT_MAX:

@@ -80,6 +80,7 @@ void svc_request_free(struct svc_request *r)
 	} else if (r->kind == SVC_SASL) {
 		free(r->u.sasl.data);
 		free(r->u.sasl.text);
+		free(r->u.sasl.user);
 	}
 	free(r);
 }

@@ -96,7 +96,7 @@ struct svc_state {
 					       small */
 	size_t value_len;                   /* at most SVC_DICT_VALUE_MAX */
 	uint32_t ttl_s;                     /* PUT: seconds the entry lives (0: no expiry) */
-}
+};
 
 /* One step of an SMTP AUTH exchange with Dovecot's auth server (svc_sasl.h). */
 enum svc_sasl_op {
@@ -146,6 +146,7 @@ struct svc_sasl {
 	enum svc_sasl_result result;
 	char *text;          /* see svc_sasl_result (NUL-terminated; owned by the request;
 				never NULL when status is 0) */
+	char *user;          /* FAIL: the user= Dovecot named (for the log), or NULL */
 };
 
 struct svc_request {

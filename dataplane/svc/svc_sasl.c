@@ -558,6 +558,9 @@ static void svc_sasl_on_event(struct svc_sasl_service *p, struct svc_sasl_conn *
 		break;
 	case SMTP_DOVECOT_EV_FAIL:
 		svc_sasl_xchg_clear(c, i);
+		/* Postfix logs the user= of a FAIL as sasl_username */
+		free(r->u.sasl.user);
+		r->u.sasl.user = ev->user.len ? strndup(ev->user.ptr, ev->user.len) : NULL;
 		svc_sasl_answer(p, r, ev->temp ? SVC_SASL_TEMPFAIL : SVC_SASL_FAIL, ev->reason.ptr,
 				ev->reason.len);
 		break;

@@ -98,6 +98,10 @@ class DovecotAuth:
     def _write_files(self):
         os.makedirs(self.base_dir, exist_ok=True)
         os.makedirs(self.state_dir, exist_ok=True)
+        # the socket must be reachable for clients that are not root (Postfix's smtpd runs
+        # as postfix): the directories on its path may be traversed, not listed
+        os.chmod(self.dir, 0o711)
+        os.chmod(self.base_dir, 0o755)
         lines = []
         for user, password in self.users.items():
             extra = self.extra_fields.get(user, "")

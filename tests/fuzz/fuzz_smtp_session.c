@@ -144,6 +144,16 @@ static void give_verdict(struct state *st, enum smtp_event_type type)
 		v.code = 421;
 		v.text = "4.3.2 going away";
 		break;
+	case 10:
+		if (type == SMTP_EV_AUTH || type == SMTP_EV_AUTH_RESPONSE) {
+			/* the exchange goes on: a challenge, and the next line is a response */
+			v.code = 334;
+			v.text = (r & 0x400) ? "" : "VXNlcm5hbWU6";
+			break;
+		}
+		v.code = 0;
+		v.queue_id = NULL;
+		break;
 	case 9:
 		v.code = 521;
 		break;
@@ -336,6 +346,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (data[3] & 0x10)
 		smtp_session_set_rate_hook(st.s, fuzz_rate_over, &st);
+	/* SMTP AUTH: enabled with a list, enabled without one, off; TLS required or not */
+	if (data[3] & 0x04)
+		smtp_session_set_auth(st.s, true, (data[3] & 0x02) ? "PLAIN LOGIN" : NULL,
+				      (data[3] & 0x01) ? SMTP_AUTH_NEED_TLS
+						       : SMTP_AUTH_BROKEN_CLIENTS);
 	if (data[3] & 0x80) {
 		smtp_session_greet(st.s);
 		st.greeted = true;

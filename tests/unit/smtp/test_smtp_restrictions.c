@@ -722,7 +722,7 @@ static void test_trace(void)
 	run(&t, RCPT("s@example.org", "u@mx.example.net"));
 	CHECK_STR_EQ(traces,
 		     "smtpd_relay_restrictions|permit_mynetworks|no match|\n"
-		     "smtpd_relay_restrictions|permit_sasl_authenticated|no match (no SASL)|\n"
+		     "smtpd_relay_restrictions|permit_sasl_authenticated|no match (smtpd_sasl_auth_enable = no)|\n"
 		     "smtpd_relay_restrictions|defer_unauth_destination|DUNNO|\n"
 		     "smtpd_recipient_restrictions|permit_mynetworks|no match|\n"
 		     "smtpd_recipient_restrictions|reject_non_fqdn_recipient|DUNNO|\n"
