@@ -448,6 +448,58 @@ long greylist_action_format(const struct greylist_outcome *o, enum greylist_verd
 }
 
 /* ---------------------------------------------------------------------------------------
+ * One request */
+
+int greylist_answer(const struct greylist_request *r, int64_t now, const char *version,
+		    const char *date, struct greylist_instances *instances,
+		    const struct greylist_store *store, enum greylist_verdict *verdict,
+		    char *out, size_t cap)
+{
+	const struct greylist_params *p = &r->params;
+	struct greylist_record client, trip;
+	bool have_client = false;
+	int rc;
+	if (p->awl_clients) {
+		rc = store->get(store->ctx, r->client, &client);
+		if (rc < 0 && rc != -ENOENT)
+			return rc;
+		have_client = rc == 0;
+		struct greylist_client_outcome co;
+		greylist_client_check(p, now, have_client ? &client : NULL, &co);
+		if (co.pass) {
+			if (co.write && (rc = store->put(store->ctx, r->client, &co.record,
+							 co.ttl_s)) < 0)
+				return rc;
+			*verdict = GREYLIST_PASS_CLIENT;
+			struct greylist_outcome none = { 0 };
+			long n = greylist_action_format(&none, GREYLIST_PASS_CLIENT, r->action, r->text,
+							r->header, r->recipient, version, date,
+							r->host, out, cap);
+			return n < 0 ? (int)n : 0;
+		}
+	}
+	rc = store->get(store->ctx, r->key, &trip);
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	bool have_trip = rc == 0;
+	/* the instance is remembered only when the header is due (postgrey asks
+	 * is_new_instance() only then) */
+	struct greylist_outcome o;
+	greylist_decide(p, now, have_trip ? &trip : NULL, have_client ? &client : NULL, true, &o);
+	if (o.verdict == GREYLIST_PASS_DELAYED && !greylist_instances_new(instances, r->instance))
+		greylist_decide(p, now, have_trip ? &trip : NULL, have_client ? &client : NULL,
+				false, &o);
+	if ((rc = store->put(store->ctx, r->key, &o.triplet, o.triplet_ttl_s)) < 0)
+		return rc;
+	if (o.client_write && (rc = store->put(store->ctx, r->client, &o.client, o.client_ttl_s)) < 0)
+		return rc;
+	*verdict = o.verdict;
+	long n = greylist_action_format(&o, o.verdict, r->action, r->text, r->header, r->recipient,
+					version, date, r->host, out, cap);
+	return n < 0 ? (int)n : 0;
+}
+
+/* ---------------------------------------------------------------------------------------
  * The request */
 
 enum rq_field {

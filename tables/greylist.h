@@ -32,6 +32,8 @@
 
 #include "mxgate/inet.h"
 
+struct greylist_request;
+
 #define GREYLIST_KEY_MAX 250        /* memcached's key limit: longer keys are hashed */
 #define GREYLIST_RECORD_MAX 48      /* "FIRST,LAST" */
 #define GREYLIST_TEXT_MAX 512       /* greylist text and header template */
@@ -161,9 +163,31 @@ long greylist_action_format(const struct greylist_outcome *o, enum greylist_verd
 			    const char *recipient, const char *version, const char *date,
 			    const char *host, char *out, size_t cap);
 
+/* ---- one request, whole ---- */
+
+/* The state store as the caller has it: get returns 0 with the record, -ENOENT when there
+ * is none (or it expired, or it does not parse), or another negative errno; put returns 0
+ * or a negative errno. */
+struct greylist_store {
+	int (*get)(void *ctx, const char *key, struct greylist_record *out);
+	int (*put)(void *ctx, const char *key, const struct greylist_record *r, uint32_t ttl_s);
+	void *ctx;
+};
+
+/* What postgrey's smtpd_access_policy() does after the static allowlists (which the
+ * caller checked): the client's auto-allowlist record (key: r->client), then the
+ * triplet's (r->key), the decision, the writes, and the action into out. version and date
+ * fill the header's %v and %d. 0 with *verdict and the action, or the store's negative
+ * errno (the caller applies its default action), or -ENOSPC. */
+int greylist_answer(const struct greylist_request *r, int64_t now, const char *version,
+		    const char *date, struct greylist_instances *instances,
+		    const struct greylist_store *store, enum greylist_verdict *verdict,
+		    char *out, size_t cap);
+
 /* ---- static allowlists ---- */
 
 struct greylist_allowlist;
+struct greylist_request;
 
 /* An empty allowlist; NULL when out of memory. */
 struct greylist_allowlist *greylist_allowlist_new(void);
