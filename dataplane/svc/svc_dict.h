@@ -19,7 +19,14 @@
  *                       tries memcached, then the backup (a backup hit is written back to
  *                       memcached); a write or delete goes to both. When memcached is
  *                       unreachable the dict goes on with its backup alone, logs one
- *                       warning, and one info line when memcached answers again.
+ *                       warning, and one info line when memcached answers again. The
+ *                       backup must be local (lmdb:, btree:, hash:), and is per node: a
+ *                       delete on one node does not reach another node's backup. An
+ *                       entry lives in memcached for its ttl_s, at most the file's ttl
+ *                       (3600 s by default; 0 there: no cap). Keys memcached cannot take
+ *                       (spaces, controls, over 250 bytes after key_format) or that
+ *                       key_format/domain skip are, as in Postfix, neither looked up
+ *                       (-ENOENT) nor stored (-EINVAL, with a warning).
  * Anything else (proxy:, redis:, cdb:, ...) is refused with -EINVAL.
  *
  * Keys are NUL-terminated strings of 1..SVC_DICT_KEY_MAX bytes; values are at most
@@ -48,11 +55,14 @@ int svc_dict_open(const char *spec, const char *name, struct svc_dict **out, cha
 		  size_t errlen);
 /* Look key up: 0 with the value copied to val (at most cap bytes, not NUL-terminated;
  * *len is its length, which may exceed cap: then -ENOBUFS and nothing useful in val),
- * -ENOENT when absent or expired, -ETIMEDOUT, or another negative errno. */
+ * -ENOENT when absent or expired, -ETIMEDOUT, or another negative errno (a memcache:
+ * dict without a backup: -ECONNREFUSED and the like while memcached is unreachable). A
+ * deadline that has passed is -ETIMEDOUT for memcached, never for a local file. */
 int svc_dict_get(struct svc_dict *d, const char *key, char *val, size_t cap, size_t *len,
 		 uint64_t now_ms, uint64_t deadline_ms);
-/* Store key = val (len <= SVC_DICT_VALUE_MAX). ttl_s: seconds the entry lives (0: no
- * expiry). 0 or a negative errno. */
+/* Store key = val (len <= SVC_DICT_VALUE_MAX, else -EMSGSIZE). ttl_s: seconds the entry
+ * lives (0: no expiry). 0 or a negative errno (-ENOSPC: the LMDB file is full). With a
+ * memcache: dict that has a backup, the backup's result is the result. */
 int svc_dict_put(struct svc_dict *d, const char *key, const char *val, size_t len,
 		 uint32_t ttl_s, uint64_t now_ms, uint64_t deadline_ms);
 /* Remove key: 0 (also when it was absent) or a negative errno. */
