@@ -41,6 +41,7 @@ enum svc_kind {
 	SVC_DNS,     /* the resolver (svc_resolver.c) */
 	SVC_POLICY,  /* policy servers (svc_policy.c) */
 	SVC_STATE,   /* dynamic state tables (svc_state.c, svc_dict.h) */
+	SVC_GREYLIST, /* check_greylist (svc_greylist.c): requests and answers in u.policy */
 	SVC_KIND_MAX
 };
 
@@ -218,5 +219,6 @@ void svc_set_log_statistics(struct svc_set *s, const char *when);
 extern const struct svc_ops svc_resolver_ops; /* svc_resolver.c */
 extern const struct svc_ops svc_policy_ops;   /* svc_policy.c */
 extern const struct svc_ops svc_state_ops;    /* svc_state.c */
+extern const struct svc_ops svc_greylist_ops; /* svc_greylist.c */
 
 #endif
