@@ -500,6 +500,8 @@ static int eval_item(struct ev *e, const struct pitem *it, const char *rn, const
 		return ST_DUNNO;
 	case R_CHECK_POLICY_SERVICE:
 		return smtp_policy_service_check(e, it->arg, rn, rc, def_acl);
+	case R_CHECK_GREYLIST:
+		return smtp_policy_greylist_check(e, rn, rc, def_acl);
 	case R_CLASS: {
 		const struct plist *c = &p->classes[it->arg];
 		if (e->recursion > EVAL_DEPTH_MAX - 1)
