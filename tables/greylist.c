@@ -281,6 +281,20 @@ size_t greylist_record_format(const struct greylist_record *r, char *out, size_t
 /* ---------------------------------------------------------------------------------------
  * The decision */
 
+/* Times and counts are kept within +-2^40 (some 35,000 years of seconds), so that no sum
+ * or difference of them can overflow, whatever a shared store hands back. */
+#define GREYLIST_T_MAX ((int64_t)1 << 40)
+
+static int64_t clamp_t(int64_t v)
+{
+	return v > GREYLIST_T_MAX ? GREYLIST_T_MAX : v < -GREYLIST_T_MAX ? -GREYLIST_T_MAX : v;
+}
+
+static struct greylist_record clamp_rec(const struct greylist_record *r)
+{
+	return (struct greylist_record){ clamp_t(r->a), clamp_t(r->b) };
+}
+
 /* How long a record lives: what postgrey's nightly do_maintenance() keeps, plus a second
  * (it drops a record only once strictly past its age). */
 static uint32_t ttl_of(uint32_t age)
@@ -293,7 +307,12 @@ void greylist_client_check(const struct greylist_params *p, int64_t now,
 			   struct greylist_client_outcome *out)
 {
 	*out = (struct greylist_client_outcome){ 0 };
-	if (!p->awl_clients || !rec || rec->a < (int64_t)p->awl_clients)
+	if (!p->awl_clients || !rec)
+		return;
+	struct greylist_record cr = clamp_rec(rec);
+	rec = &cr;
+	now = clamp_t(now);
+	if (rec->a < (int64_t)p->awl_clients)
 		return;
 	out->pass = true;
 	/* the count goes on (for statistics) and last-seen moves, at most once an interval */
@@ -309,6 +328,16 @@ void greylist_decide(const struct greylist_params *p, int64_t now,
 		     bool new_instance, struct greylist_outcome *out)
 {
 	*out = (struct greylist_outcome){ 0 };
+	struct greylist_record tr, cr;
+	if (trip) {
+		tr = clamp_rec(trip);
+		trip = &tr;
+	}
+	if (client) {
+		cr = clamp_rec(client);
+		client = &cr;
+	}
+	now = clamp_t(now);
 	int64_t first = now;
 	bool last_was_successful = false;
 	if (trip) {
