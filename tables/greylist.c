@@ -649,8 +649,8 @@ int greylist_request_decode(const char *in, size_t len, char *buf, size_t cap,
 	if (!ended)
 		return -EBADMSG;
 	for (int f = 0; f < RQ_MAX; f++)
-		if (!val[f])
-			return -EBADMSG;
+		if (!val[f] || strchr(val[f], '\r'))
+			return -EBADMSG; /* missing, or what the encoder never sends */
 	*r = (struct greylist_request){
 		.map = val[RQ_MAP],       .client = val[RQ_CLIENT],
 		.key = val[RQ_KEY],       .recipient = val[RQ_RECIPIENT],
