@@ -293,7 +293,10 @@ static bool postgrey_ask(struct postgrey *g, int64_t now, const char *addr, cons
 	buf[got - 2] = '\0';
 	if (strncmp(buf, "action=", 7) != 0)
 		return false;
-	snprintf(out, cap, "%s", buf + 7);
+	size_t alen = strlen(buf + 7);
+	if (alen >= cap)
+		return false;
+	memcpy(out, buf + 7, alen + 1);
 	return true;
 }
 
