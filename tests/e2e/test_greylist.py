@@ -11,6 +11,8 @@ data_directory, the default map), with mxgate_greylist_delay = 2s.
   - the state survives a restart: a triplet first seen before the restart passes after it;
   - auto-allowlisting: after mxgate_greylist_auto_allowlist_clients (2) passed triplets a
     client's new triplets pass at once, without a header;
+  - a reload's new text and action apply to the next recipient (parameters travel in
+    each request to the greylist service);
   - the greylist service's statistics line counts what happened.
 
 Clients come from distinct loopback addresses (127.0.0.x), each greylisted by host
@@ -20,6 +22,7 @@ Clients come from distinct loopback addresses (127.0.0.x), each greylisted by ho
 import os
 import re
 import smtplib
+import subprocess
 import sys
 import time
 
@@ -181,6 +184,19 @@ def main():
         # another client is still greylisted
         replies, _ = attempt(gw, "127.0.0.4", "alice3@elsewhere.example", [RCPT])
         expect_greylisted(replies[0], RCPT, "another client")
+
+        print("greylist: a reload applies new parameters to the next recipient")
+        with open(gw.config_path, "a") as f:
+            f.write("mxgate_greylist_text = Come back in %s seconds (%r)\n"
+                    "mxgate_greylist_action = DEFER\n")
+        r = subprocess.run([binary, "reload", "-c", gw.config_path],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            fail(f"mxgate reload failed:\n{r.stdout}{r.stderr}\n{gw.output()}")
+        replies, _ = attempt(gw, "127.0.0.6", "dave@sender.example", [RCPT])
+        want = f"4.2.0 <{RCPT}>: Recipient address rejected: Come back in {DELAY} seconds (mx.test.example)"
+        if replies[0] != (450, want):
+            fail(f"after the reload: want 450 {want!r}, got {replies[0]}")
 
         print("greylist: the statistics line")
         gw.stats()  # SIGUSR1, and wait for its lines
