@@ -216,6 +216,11 @@ static int gl_regex(struct gl_entry *e, const char *s, size_t n, char *err, size
 	PCRE2_SIZE off;
 	e->kind = GL_REGEX;
 	e->re = pcre2_compile((PCRE2_SPTR)s, n, PCRE2_CASELESS, &ec, &off, NULL);
+	if (e->re) {
+		/* matched at every RCPT of every client: compiled to machine code where
+		 * PCRE2 can (without JIT the interpreter matches the same) */
+		(void)pcre2_jit_compile(e->re, PCRE2_JIT_COMPLETE);
+	}
 	if (!e->re) {
 		PCRE2_UCHAR msg[200];
 		pcre2_get_error_message(ec, msg, sizeof(msg));
@@ -381,14 +386,11 @@ int greylist_allowlist_load(struct greylist_allowlist *a, enum greylist_list lis
 
 /* ---- matching ---- */
 
-static bool re_match(const pcre2_code *re, const char *s)
+/* md: the caller's match data (one per call of a matcher, shared by its regexps: the
+ * allowlist itself is shared by every worker and holds none). */
+static bool re_match(const pcre2_code *re, const char *s, size_t n, pcre2_match_data *md)
 {
-	pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-	if (!md)
-		return false;
-	int rc = pcre2_match(re, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL);
-	pcre2_match_data_free(md);
-	return rc >= 0;
+	return md && pcre2_match(re, (PCRE2_SPTR)s, n, 0, 0, md, NULL) >= 0;
 }
 
 /* s ends with suffix (ASCII case-insensitive), and the byte before it is `sep1` or `sep2`
@@ -425,13 +427,21 @@ bool greylist_allowlist_client(const struct greylist_allowlist *a, const char *n
 {
 	const struct gl_list *l = &a->lists[GREYLIST_LIST_CLIENTS];
 	size_t nl = strlen(name);
-	for (size_t i = 0; i < l->n; i++) {
+	pcre2_match_data *md = NULL;
+	bool hit = false;
+	for (size_t i = 0; i < l->n && !hit; i++) {
 		const struct gl_entry *e = &l->e[i];
 		if (e->kind == GL_NAME && ends_with(name, nl, e->s, true, '.', '.'))
-			return true;
-		if (e->kind == GL_REGEX && re_match(e->re, name))
-			return true;
+			hit = true;
+		else if (e->kind == GL_REGEX) {
+			if (!md)
+				md = pcre2_match_data_create(1, NULL);
+			hit = re_match(e->re, name, nl, md);
+		}
 	}
+	pcre2_match_data_free(md);
+	if (hit)
+		return true;
 	for (size_t i = 0; addr && i < l->n; i++)
 		if (l->e[i].kind == GL_NET && net_within(&l->e[i], addr))
 			return true;
@@ -460,27 +470,27 @@ bool greylist_allowlist_recipient(const struct greylist_allowlist *a, const char
 {
 	const struct gl_list *l = &a->lists[GREYLIST_LIST_RECIPIENTS];
 	size_t rl = strlen(rcpt);
-	for (size_t i = 0; i < l->n; i++) {
+	pcre2_match_data *md = NULL;
+	bool hit = false;
+	for (size_t i = 0; i < l->n && !hit; i++) {
 		const struct gl_entry *e = &l->e[i];
 		const char *d;
 		switch (e->kind) {
 		case GL_REGEX:
-			if (re_match(e->re, rcpt))
-				return true;
+			if (!md)
+				md = pcre2_match_data_create(1, NULL);
+			hit = re_match(e->re, rcpt, rl, md);
 			break;
 		case GL_USER_DOMAIN:
 			/* the extension runs to the first '@' after it, so there is one
 			 * way to match: the rest must be the domain */
-			if ((d = user_prefix(rcpt, e->s)) && strcasecmp(d, e->d) == 0)
-				return true;
+			hit = (d = user_prefix(rcpt, e->s)) && strcasecmp(d, e->d) == 0;
 			break;
 		case GL_USER:
-			if (user_prefix(rcpt, e->s))
-				return true;
+			hit = user_prefix(rcpt, e->s) != NULL;
 			break;
 		case GL_DOMAIN:
-			if (ends_with(rcpt, rl, e->s, false, '@', '.'))
-				return true;
+			hit = ends_with(rcpt, rl, e->s, false, '@', '.');
 			break;
 		case GL_NAME:
 		case GL_NET:
@@ -488,5 +498,6 @@ bool greylist_allowlist_recipient(const struct greylist_allowlist *a, const char
 			break;
 		}
 	}
-	return false;
+	pcre2_match_data_free(md);
+	return hit;
 }
