@@ -215,6 +215,10 @@ size_t greylist_triplet_key(const char *net, const char *sender, const char *rcp
 		}
 		for (const char *s = parts[p]; *s; s++) {
 			char c = (char)mx_ctype_lower(*s);
+			/* memcached keys take no blanks or control characters (a quoted local
+			 * part may have them): such bytes become '_' */
+			if ((unsigned char)c <= ' ' || c == 0x7f)
+				c = '_';
 			h1 = fnv64(h1, &c, 1);
 			h2 = fnv64(h2, &c, 1);
 			if (o < GREYLIST_KEY_MAX)

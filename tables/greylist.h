@@ -74,9 +74,10 @@ void greylist_addr_format(const struct mx_inet_addr *a, char *out, size_t cap);
  * it. cap >= 40. */
 void greylist_client_net(const struct mx_inet_addr *a, unsigned v4, unsigned v6, char *out,
 			 size_t cap);
-/* The triplet's key: lower case "NET/SENDER/RECIPIENT" (sender already normalised). A key
- * longer than GREYLIST_KEY_MAX is cut and ends in a hash of the whole ("#" and 32
- * hexadecimal digits). Returns the length. cap > GREYLIST_KEY_MAX. */
+/* The triplet's key: lower case "NET/SENDER/RECIPIENT" (sender already normalised), with
+ * blanks and control characters as '_' (memcached refuses them in keys). A key longer
+ * than GREYLIST_KEY_MAX is cut and ends in a hash of the whole ("#" and 32 hexadecimal
+ * digits). Returns the length. cap > GREYLIST_KEY_MAX. */
 size_t greylist_triplet_key(const char *net, const char *sender, const char *rcpt, char *out,
 			    size_t cap);
 

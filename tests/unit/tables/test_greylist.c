@@ -87,6 +87,9 @@ static void test_keys(void)
 				       key, sizeof(key));
 	CHECK_STR_EQ(key, "2001:db8:a:b:0:0:0:0/joe@x.example/rcpt@y");
 	CHECK_INT_EQ(n, strlen(key));
+	/* no blanks or control characters in a key (memcached refuses them) */
+	greylist_triplet_key("1.2.3.0", "\"a b\"@x", "r\t@y", key, sizeof(key));
+	CHECK_STR_EQ(key, "1.2.3.0/\"a_b\"@x/r_@y");
 	/* long keys: cut, with a hash of the whole; two that differ at the end differ */
 	char s1[400], s2[400], k1[GREYLIST_KEY_MAX + 1], k2[GREYLIST_KEY_MAX + 1];
 	memset(s1, 'a', 300);

@@ -5,9 +5,18 @@
  * the next one is DUNNO, a second recipient of the same message gets no second header,
  * the client is auto-allowlisted after its passes, the state survives a restart of the
  * service, malformed requests, a bad spec (one warning for many), a passed deadline, a
- * cancelled request, the statistics line. */
+ * cancelled request, the statistics line; and two services (two gateways) sharing a real
+ * memcached (memcache: map): a triplet first seen at one passes at the other.
+ *
+ * memcached must be installed (deploy/install-deps.sh): without it the shared case fails
+ * naming the package. */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -139,7 +148,13 @@ static int ask(struct worker *w, const struct req *q, char *out, size_t cap)
 
 /* Move a triplet's first and last seen `ago` seconds into the past (the service is
  * stopped: one LMDB environment per file and process). */
+static void age_record_in(const char *spec, const struct req *q, int64_t ago);
 static void age_record(const struct req *q, int64_t ago)
+{
+	age_record_in(map, q, ago);
+}
+
+static void age_record_in(const char *spec, const struct req *q, int64_t ago)
 {
 	struct mx_inet_addr a;
 	mx_inet_parse(q->client, &a);
@@ -149,7 +164,7 @@ static void age_record(const struct req *q, int64_t ago)
 	greylist_triplet_key(net, snorm, q->rcpt, key, sizeof(key));
 	struct svc_dict *d = NULL;
 	char err[300];
-	CHECK_INT_EQ(svc_dict_open(map, "test", &d, err, sizeof(err)), 0);
+	CHECK_INT_EQ(svc_dict_open(spec, "test", &d, err, sizeof(err)), 0);
 	if (!d)
 		return;
 	uint64_t wall = mx_clock_wall_us() / 1000u;
@@ -287,6 +302,102 @@ static void test_failures(void)
 	CHECK_INT_EQ(stats, 1);
 }
 
+/* ---- two gateways over one memcached ---- */
+
+#define MEMCACHED "/usr/bin/memcached"
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	socklen_t len = sizeof(sin);
+	int p = -1;
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
+		p = ntohs(sin.sin_port);
+	close(fd);
+	return p;
+}
+
+static pid_t memcached_start(int port)
+{
+	char portbuf[16];
+	snprintf(portbuf, sizeof(portbuf), "%d", port);
+	pid_t pid = fork();
+	if (pid == 0) {
+		char out[160];
+		snprintf(out, sizeof(out), "%s/memcached.log", dir);
+		FILE *f = freopen(out, "a", stderr);
+		(void)f;
+		/* as root memcached wants a user to drop to */
+		execl(MEMCACHED, "memcached", "-l", "127.0.0.1", "-p", portbuf, "-U", "0", "-m", "16",
+		      "-t", "1", geteuid() == 0 ? "-u" : (char *)NULL, "nobody", (char *)NULL);
+		_exit(127);
+	}
+	uint64_t end = mx_clock_monotonic_ms() + 5000;
+	while (pid > 0 && mx_clock_monotonic_ms() < end) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+					   .sin_addr.s_addr = htonl(0x7f000001) };
+		bool up = connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+		close(fd);
+		if (up)
+			return pid;
+		usleep(20000);
+	}
+	fprintf(stderr, "memcached did not start on port %d (see %s/memcached.log)\n", port, dir);
+	return pid;
+}
+
+static void test_shared_memcache(void)
+{
+	if (access(MEMCACHED, X_OK) != 0) {
+		fprintf(stderr, "%s is missing: install the Debian package memcached "
+				"(deploy/install-deps.sh)\n", MEMCACHED);
+		CHECK(!"memcached installed");
+		return;
+	}
+	int port = free_port();
+	pid_t mc = memcached_start(port);
+	char cf[128], spec[160];
+	snprintf(cf, sizeof(cf), "%s/greylist.cf", dir);
+	FILE *f = fopen(cf, "w");
+	if (!f) {
+		CHECK(f != NULL);
+		return;
+	}
+	fprintf(f, "# memcache_table(5)\nmemcache = inet:127.0.0.1:%d\nkey_format = greylist:%%s\n",
+		port);
+	fclose(f);
+	snprintf(spec, sizeof(spec), "memcache:%s", cf);
+	struct worker a, b;
+	char act[GREYLIST_ACTION_MAX];
+	start(&a);
+	start(&b);
+	struct req q = { .map = spec, .client = "192.0.2.50", .sender = "x@s.example",
+			 .rcpt = "r@example.com", .instance = "s1" };
+	CHECK_INT_EQ(ask(&a, &q, act, sizeof(act)), 0);
+	CHECK(strncmp(act, "DEFER_IF_PERMIT 4.2.0 Greylisted", 32) == 0);
+	/* the other gateway sees the same triplet: an early retry */
+	q.instance = "s2";
+	CHECK_INT_EQ(ask(&b, &q, act, sizeof(act)), 0);
+	CHECK(strncmp(act, "DEFER_IF_PERMIT 4.2.0 Greylisted", 32) == 0);
+	age_record_in(spec, &q, 400);
+	q.instance = "s3";
+	CHECK_INT_EQ(ask(&b, &q, act, sizeof(act)), 0);
+	CHECK(strncmp(act, "PREPEND X-Greylist: delayed 400 seconds", 39) == 0);
+	/* and the first gateway now lets it through */
+	q.instance = "s4";
+	CHECK_INT_EQ(ask(&a, &q, act, sizeof(act)), 0);
+	CHECK_STR_EQ(act, "DUNNO");
+	stop(&a);
+	stop(&b);
+	if (mc > 0) {
+		kill(mc, SIGKILL);
+		waitpid(mc, NULL, 0);
+	}
+}
+
 static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;
@@ -310,6 +421,7 @@ int main(void)
 	}
 	RUN_TEST(test_greylisting);
 	RUN_TEST(test_failures);
+	RUN_TEST(test_shared_memcache);
 	if (testing_failures == 0)
 		nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 	else
