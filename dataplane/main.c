@@ -27,6 +27,7 @@
 #include "dataplane/spool/spool_writer.h"
 #include "dataplane/session/conn.h"
 #include "dataplane/svc/svc.h"
+#include "dataplane/svc/svc_greylist.h"
 #include "dataplane/svc/svc_policy.h"
 #include "dataplane/svc/svc_resolver.h"
 #include "dataplane/svc/svc_sasl.h"
@@ -458,6 +459,7 @@ static int services_start(struct svc_set **out, const struct mx_config *boot,
 	static struct svc_resolver_params rp;
 	static struct svc_policy_params pp;
 	static struct svc_sasl_params sp;
+	static struct svc_greylist_params gp;
 	char err[512];
 	svc_resolver_params_default(&rp);
 	const char *servers = mx_config_get(boot, "mxgate_dns_servers");
@@ -472,11 +474,16 @@ static int services_start(struct svc_set **out, const struct mx_config *boot,
 	 * 454 (Postfix waits as long as its smtpd_timeout) */
 	sp.directory = sasl;
 	sp.timeout_ms = 30000;
+	/* The greylist service always runs: an idle thread costs nothing, and a reload may
+	 * add check_greylist; each request carries its map and parameters. */
+	svc_greylist_params_init(&gp);
+	gp.version = MXGATE_VERSION;
 	struct svc_set_params p = {
 		.workers = nworkers,
 		.ops = { [SVC_DNS] = &svc_resolver_ops, [SVC_POLICY] = &svc_policy_ops,
-			 [SVC_SASL] = &svc_sasl_ops },
-		.params = { [SVC_DNS] = &rp, [SVC_POLICY] = &pp, [SVC_SASL] = &sp },
+			 [SVC_SASL] = &svc_sasl_ops, [SVC_GREYLIST] = &svc_greylist_ops },
+		.params = { [SVC_DNS] = &rp, [SVC_POLICY] = &pp, [SVC_SASL] = &sp,
+			    [SVC_GREYLIST] = &gp },
 		.orphan = conn_service_orphan,
 	};
 	if (svc_set_start(out, &p, err, sizeof(err)) < 0) {

@@ -22,7 +22,9 @@ packages=(
 	# policy tests (tests/e2e/test_policy_diff.py serves the same zones to both servers)
 	rbldnsd
 	# a real policy server for check_policy_service (tests/unit/dataplane/svc/
-	# test_policy_postgrey.c greylists through it; the package's own daemon is not used)
+	# test_policy_postgrey.c greylists through it; the package's own daemon is not used),
+	# and the oracle of check_greylist (tests/unit/tables/test_greylist_postgrey.c; its
+	# /etc/postgrey allowlists load in tests/unit/tables/test_greylist.c)
 	postgrey
 	# policyd-spf, the SPF policy server of the tutorials, run through socat as a TCP
 	# check_policy_service (tests/e2e/test_dns.py)

@@ -1078,6 +1078,112 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		.doc = "the policy_context attribute sent to policy servers",
 		P_SERVICE_LIVE,
 	},
+	/* check_greylist: postgrey built in (tables/greylist.h); postgrey's option in ( ) */
+	[MX_P_MXGATE_GREYLIST_MAP] = {
+		.id = MX_P_MXGATE_GREYLIST_MAP, .name = "mxgate_greylist_map", .type = MX_PT_TEXT,
+		.def = "btree:$data_directory/greylist", .min = 0, .max = 255,
+		.doc = "check_greylist's state (triplets, auto-allowlisted clients): lmdb:/path or "
+		       "btree:/path (this gateway), memcache:/etc/mxgate/greylist.cf (shared by "
+		       "gateways, memcache_table(5))",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_MXGATE_GREYLIST_DELAY] = {
+		.id = MX_P_MXGATE_GREYLIST_DELAY, .name = "mxgate_greylist_delay",
+		.type = MX_PT_TIME, .def = "300s", .min = 1, .max = 0,
+		.doc = "how long a new triplet is greylisted (postgrey --delay)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_MXGATE_GREYLIST_MAX_AGE] = {
+		.id = MX_P_MXGATE_GREYLIST_MAX_AGE, .name = "mxgate_greylist_max_age",
+		.type = MX_PT_TIME, .def = "35d", .min = 1, .max = 0,
+		.doc = "a triplet that passed, or an auto-allowlisted client, is forgotten this "
+		       "long after it was last seen (postgrey --max-age)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_MXGATE_GREYLIST_RETRY_WINDOW] = {
+		.id = MX_P_MXGATE_GREYLIST_RETRY_WINDOW, .name = "mxgate_greylist_retry_window",
+		.type = MX_PT_TIME, .def = "2d", .min = 1, .max = 0,
+		.doc = "a retry this long after the first attempt starts greylisting over "
+		       "(postgrey --retry-window)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_MXGATE_GREYLIST_AUTO_ALLOWLIST_CLIENTS] = {
+		.id = MX_P_MXGATE_GREYLIST_AUTO_ALLOWLIST_CLIENTS,
+		.name = "mxgate_greylist_auto_allowlist_clients", .type = MX_PT_INT, .def = "5",
+		.min = 0, .max = 0,
+		.doc = "a client is no longer greylisted after this many passed triplets, 0 to "
+		       "never (postgrey --auto-whitelist-clients)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_MXGATE_GREYLIST_AUTO_ALLOWLIST_INTERVAL] = {
+		.id = MX_P_MXGATE_GREYLIST_AUTO_ALLOWLIST_INTERVAL,
+		.name = "mxgate_greylist_auto_allowlist_interval", .type = MX_PT_TIME,
+		.def = "1h", .min = 0, .max = 0,
+		.doc = "passes of one client closer together than this count once (postgrey's "
+		       "fixed hour)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_MXGATE_GREYLIST_IPV4_PREFIX_LENGTH] = {
+		.id = MX_P_MXGATE_GREYLIST_IPV4_PREFIX_LENGTH,
+		.name = "mxgate_greylist_ipv4_prefix_length", .type = MX_PT_INT, .def = "24",
+		.min = 0, .max = 32,
+		.doc = "IPv4 clients are greylisted per network of this many bits, 32 per host "
+		       "(postgrey --ipv4cidr, --lookup-by-host)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_MXGATE_GREYLIST_IPV6_PREFIX_LENGTH] = {
+		.id = MX_P_MXGATE_GREYLIST_IPV6_PREFIX_LENGTH,
+		.name = "mxgate_greylist_ipv6_prefix_length", .type = MX_PT_INT, .def = "64",
+		.min = 0, .max = 128,
+		.doc = "IPv6 clients are greylisted per network of this many bits, 128 per host "
+		       "(postgrey --ipv6cidr)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_MXGATE_GREYLIST_CLIENT_ALLOWLIST] = {
+		.id = MX_P_MXGATE_GREYLIST_CLIENT_ALLOWLIST,
+		.name = "mxgate_greylist_client_allowlist", .type = MX_PT_WORDS, .def = "",
+		.doc = "files of clients never greylisted, in postgrey's whitelist_clients format "
+		       "(Debian: /etc/postgrey/whitelist_clients; postgrey --whitelist-clients)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_MXGATE_GREYLIST_RECIPIENT_ALLOWLIST] = {
+		.id = MX_P_MXGATE_GREYLIST_RECIPIENT_ALLOWLIST,
+		.name = "mxgate_greylist_recipient_allowlist", .type = MX_PT_WORDS, .def = "",
+		.doc = "files of recipients never greylisted, in postgrey's whitelist_recipients "
+		       "format (postgrey --whitelist-recipients)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_MXGATE_GREYLIST_ACTION] = {
+		.id = MX_P_MXGATE_GREYLIST_ACTION, .name = "mxgate_greylist_action",
+		.type = MX_PT_TEXT, .def = "DEFER_IF_PERMIT", .min = 1, .max = 64,
+		.doc = "the access(5) action of a greylisted triplet (postgrey --greylist-action)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_MXGATE_GREYLIST_TEXT] = {
+		.id = MX_P_MXGATE_GREYLIST_TEXT, .name = "mxgate_greylist_text", .type = MX_PT_TEXT,
+		.def = "Greylisted, see http://postgrey.schweikert.ch/help/%r.html", .min = 1,
+		.max = 400,
+		.doc = "the text of a greylisted triplet: %s the seconds left, %r the recipient's "
+		       "domain (postgrey --greylist-text)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_MXGATE_GREYLIST_HEADER] = {
+		.id = MX_P_MXGATE_GREYLIST_HEADER, .name = "mxgate_greylist_header",
+		.type = MX_PT_TEXT, .def = "X-Greylist: delayed %t seconds by mxgate-%v at %h; %d",
+		.min = 0, .max = 400,
+		.doc = "the header prepended to a message that was greylisted: %t seconds, %v "
+		       "mxgate's version, %h myhostname, %d the date; empty for none (postgrey "
+		       "--x-greylist-header)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_MXGATE_GREYLIST_DEFAULT_ACTION] = {
+		.id = MX_P_MXGATE_GREYLIST_DEFAULT_ACTION, .name = "mxgate_greylist_default_action",
+		.type = MX_PT_TEXT, .def = "451 4.3.5 Server configuration problem", .min = 1,
+		.max = 512,
+		.doc = "the access(5) action when the greylist state cannot be read or written "
+		       "(as smtpd_policy_service_default_action for postgrey)",
+		P_SERVICE_LIVE,
+	},
 	[MX_P_MXGATE_DNS_SERVERS] = {
 		.id = MX_P_MXGATE_DNS_SERVERS, .name = "mxgate_dns_servers", .type = MX_PT_WORDS,
 		.def = "",

@@ -33,6 +33,7 @@
 
 #define EXPLAIN_MAX_RCPT 64
 #define EXPLAIN_MEMO_MAX SMTP_POLICY_LOOKUPS_MAX /* as the gateway's connection */
+#define EXPLAIN_USE_GREYLIST (-2)
 #define EXPLAIN_USES_MAX 1024  /* lookups shown under one stage's lines (memo hits) */
 #define EXPLAIN_LINES_MAX 4096 /* trace lines and events of one stage */
 
@@ -87,7 +88,8 @@ struct mx_explain_memo {
 /* A lookup the deciding run of a check made, in order. */
 struct mx_explain_use {
 	size_t pos;  /* smtp_policy_ctx_kept() when it was asked */
-	int memo;    /* the memo entry, or -1: not made (the memo was full) */
+	int memo;    /* the memo entry, or -1: not made (the memo was full), or
+		      * EXPLAIN_USE_GREYLIST: check_greylist's question (name: its triplet) */
 	bool policy; /* memo -1: what it was */
 	enum dns_type type;
 	char *name;  /* memo -1, DNS: the name */
@@ -306,6 +308,30 @@ static int mx_explain_lookup_policy(void *ctx, const struct smtp_policy_service 
 	return 0;
 }
 
+/* check_greylist's question (smtp_policy_lookups.greylist): not asked. The answer lives in
+ * the running gateway's state store, which only its greylist service reads and writes
+ * (an LMDB file is not to be opened by a second process's environment meanwhile, and
+ * asking would count as an attempt); explain shows the triplet and goes on as if the
+ * triplet had passed (DUNNO). */
+static int mx_explain_lookup_greylist(void *ctx, const char *request, size_t len,
+				      const char **action)
+{
+	struct mx_explain_run *x = ctx;
+	char key[GREYLIST_KEY_MAX + 1] = "?";
+	for (const char *p = request, *end = request + len; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		if (ll > 4 && memcmp(p, "key=", 4) == 0 && ll - 4 <= GREYLIST_KEY_MAX) {
+			memcpy(key, p + 4, ll - 4);
+			key[ll - 4] = '\0';
+		}
+		p += ll + 1;
+	}
+	mx_explain_use(x, EXPLAIN_USE_GREYLIST, false, DNS_TYPE_A, key);
+	*action = "DUNNO";
+	return 1;
+}
+
 /* Ask what the check waits for, blocking (the gateway hands it to a service thread). */
 static void mx_explain_answer(struct mx_explain_run *x, struct mx_explain_memo *m)
 {
@@ -333,6 +359,12 @@ static void mx_explain_answer(struct mx_explain_run *x, struct mx_explain_memo *
 
 static void mx_explain_print_use(struct mx_explain_run *x, const struct mx_explain_use *u)
 {
+	if (u->memo == EXPLAIN_USE_GREYLIST) {
+		fprintf(x->f, "    greylist triplet %s: would ask the greylist service "
+			"(mxgate_greylist_map); taken as passed (DUNNO)\n",
+			u->name ? u->name : "?");
+		return;
+	}
 	if (u->memo < 0) {
 		fprintf(x->f, "    %s%s%s: not asked: more than %d lookups in one command (the "
 			"gateway's bound): %s\n",
@@ -395,6 +427,7 @@ static int mx_explain_check(struct mx_explain_run *x, const struct smtp_policy_r
 {
 	const struct smtp_policy_lookups lk = {
 		.dns = mx_explain_lookup_dns, .policy = mx_explain_lookup_policy, .ctx = x,
+		.greylist = mx_explain_lookup_greylist,
 	};
 	const struct smtp_policy_callbacks cb = {
 		.event = mx_explain_event, .trace = mx_explain_trace, .ctx = x, .lookups = &lk,

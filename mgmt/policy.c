@@ -337,6 +337,75 @@ static void mx_policy_check_services(const struct mx_config *cfg, const struct s
 	}
 }
 
+/* A line of an allowlist file postgrey would warn about (and skip). */
+struct mx_policy_gl_warn {
+	FILE *diag;
+	const char *path;
+};
+
+static void mx_policy_gl_warn(void *ctx, unsigned line, const char *why)
+{
+	struct mx_policy_gl_warn *w = ctx;
+	if (w->diag)
+		fprintf(w->diag, "%s:%u: warning: %s (ignored, as postgrey does)\n", w->path, line,
+			why);
+}
+
+/* check_greylist's parameters, and its allowlist files loaded (postgrey's formats):
+ * 0, or a negative errno with err naming the parameter, the file and its line. */
+static int mx_policy_greylist(const struct mx_config *cfg, struct smtp_greylist_config *g,
+			      FILE *diag, char *err, size_t errlen)
+{
+	smtp_greylist_config_defaults(g);
+	g->map = mx_config_get(cfg, "mxgate_greylist_map");
+	g->params.delay_s = mx_policy_seconds(cfg, "mxgate_greylist_delay");
+	g->params.max_age_s = mx_policy_seconds(cfg, "mxgate_greylist_max_age");
+	g->params.retry_window_s = mx_policy_seconds(cfg, "mxgate_greylist_retry_window");
+	g->params.awl_clients = mx_policy_code(cfg, "mxgate_greylist_auto_allowlist_clients");
+	g->params.awl_interval_s = mx_policy_seconds(cfg, "mxgate_greylist_auto_allowlist_interval");
+	g->ipv4_prefix = mx_policy_code(cfg, "mxgate_greylist_ipv4_prefix_length");
+	g->ipv6_prefix = mx_policy_code(cfg, "mxgate_greylist_ipv6_prefix_length");
+	g->action = mx_config_get(cfg, "mxgate_greylist_action");
+	g->text = mx_config_get(cfg, "mxgate_greylist_text");
+	g->header = mx_config_get(cfg, "mxgate_greylist_header");
+	g->default_action = mx_config_get(cfg, "mxgate_greylist_default_action");
+	if (!g->map)
+		g->map = "";
+	static const char *const params[GREYLIST_LIST_MAX] = {
+		[GREYLIST_LIST_CLIENTS] = "mxgate_greylist_client_allowlist",
+		[GREYLIST_LIST_RECIPIENTS] = "mxgate_greylist_recipient_allowlist",
+	};
+	for (int l = 0; l < GREYLIST_LIST_MAX; l++) {
+		const char *cur = mx_config_get(cfg, params[l]);
+		const char *word;
+		size_t n;
+		while (cur && (n = mx_list_next(&cur, &word)) != 0) {
+			char path[4096];
+			if (n >= sizeof(path)) {
+				snprintf(err, errlen, "%s: file name too long", params[l]);
+				return -ENAMETOOLONG;
+			}
+			memcpy(path, word, n);
+			path[n] = '\0';
+			if (!g->allowlist && !(g->allowlist = greylist_allowlist_new()))
+				return -ENOMEM;
+			struct mx_policy_gl_warn w = { .diag = diag, .path = path };
+			char why[600];
+			int rc = greylist_allowlist_load(g->allowlist, (enum greylist_list)l, path,
+							 mx_policy_gl_warn, &w, why, sizeof(why));
+			if (rc < 0) {
+				unsigned line = 0;
+				const char *file = mx_config_source(cfg, params[l], &line);
+				snprintf(err, errlen, "%s: %s", params[l], why);
+				if (diag)
+					fprintf(diag, "%s:%u: %s\n", file ? file : "mxgate.cf", line, err);
+				return rc;
+			}
+		}
+	}
+	return 0;
+}
+
 int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE *diag,
 		    char *err, size_t errlen)
 {
@@ -420,6 +489,12 @@ int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE 
 		return -EINVAL;
 	}
 
+	/* last before compiling, which takes the allowlist over */
+	int grc = mx_policy_greylist(cfg, &pc.greylist, diag, err, errlen);
+	if (grc < 0) {
+		greylist_allowlist_free(pc.greylist.allowlist);
+		return grc;
+	}
 	if (diag)
 		mx_policy_warn_never_match(cfg, diag);
 	int rc = smtp_policy_compile(&pc, out, err, errlen);

@@ -53,6 +53,7 @@
 #include "tables/dns_message.h"
 #include "tables/dns_result.h"
 #include "tables/domain_list.h"
+#include "tables/greylist.h"
 #include "tables/netlist.h"
 #include "tables/table_access.h"
 #include "tables/tables_env.h"
@@ -176,6 +177,27 @@ struct smtp_policy_service {
 /* Postfix's defaults (name and endpoint NULL). */
 void smtp_policy_service_defaults(struct smtp_policy_service *s);
 
+/* check_greylist: greylisting with postgrey's semantics (tables/greylist.h), asked of the
+ * caller's greylist lookup (the greylist service) after the static allowlists. */
+struct smtp_greylist_config {
+	const char *map;            /* mxgate_greylist_map: the state store's spec */
+	struct greylist_params params;
+	unsigned ipv4_prefix;       /* mxgate_greylist_ipv4_prefix_length (24; 32: by host) */
+	unsigned ipv6_prefix;       /* mxgate_greylist_ipv6_prefix_length (64; 128) */
+	const char *action;         /* mxgate_greylist_action (DEFER_IF_PERMIT) */
+	const char *text;           /* mxgate_greylist_text (postgrey's) */
+	const char *header;         /* mxgate_greylist_header ("" for none) */
+	const char *default_action; /* mxgate_greylist_default_action: when the service
+				       cannot answer (451 4.3.5 Server configuration problem) */
+	/* mxgate_greylist_client_allowlist and _recipient_allowlist, loaded; NULL for none.
+	 * Taken over by smtp_policy_compile() (freed with the policy, or when it fails). */
+	struct greylist_allowlist *allowlist;
+};
+
+/* postgrey's defaults (map NULL: check_greylist then always fails to its default
+ * action). */
+void smtp_greylist_config_defaults(struct smtp_greylist_config *g);
+
 /* Everything a policy is compiled from. Strings are borrowed during compile only. */
 struct smtp_policy_config {
 	/* The lists as main.cf gives them, after $-expansion; NULL or "" for an empty list. */
@@ -218,6 +240,8 @@ struct smtp_policy_config {
 	/* The smtpd_policy_service_* parameters (smtp_policy_service_defaults() when not
 	 * set; name and endpoint ignored). Copied. */
 	struct smtp_policy_service policy_service;
+	/* check_greylist's parameters (zeroed: smtp_greylist_config_defaults()). Copied. */
+	struct smtp_greylist_config greylist;
 	/* recipient_delimiter, parent_domain_matches_subdomains (smtpd_access_maps),
 	 * smtpd_null_access_lookup_key. Copied. */
 	struct table_access_opts access;
@@ -283,6 +307,7 @@ struct smtp_policy_stats {
 	uint64_t pending;         /* of them, SMTP_POLICY_PENDING */
 	uint64_t dns_asked;       /* DNS answers asked of the callback (memo hits included) */
 	uint64_t policy_asked;    /* policy server answers asked of the callback */
+	uint64_t greylist_asked;  /* greylist answers asked of the callback */
 	uint64_t replays;         /* checks that replayed a PENDING one */
 	uint64_t replay_diverged; /* replays that did not ask again the question their
 				     PENDING run stopped at, at the same place: the tables
@@ -467,6 +492,12 @@ struct smtp_policy_lookups {
 	int (*policy)(void *ctx, const struct smtp_policy_service *svc, const char *request,
 		      size_t len, const char **action);
 	void *ctx;
+	/* A check_greylist query: request (len bytes, greylist_request_encode()) to the
+	 * greylist service. Returns as policy does: 1 with *action (what postgrey would
+	 * answer), 0 when asked now (PENDING), <0 when it failed (the greylist's
+	 * default_action applies). NULL: every query fails. (After ctx: callers that
+	 * initialise the first three by position stay valid.) */
+	int (*greylist)(void *ctx, const char *request, size_t len, const char **action);
 };
 
 struct smtp_policy_callbacks {

@@ -94,6 +94,8 @@ static const struct r_def r_defs[] = {
 	{ "check_recipient_ns_access", R_CHECK_RECIPIENT_NS_ACCESS, ARG_TABLE },
 	{ "check_recipient_a_access", R_CHECK_RECIPIENT_A_ACCESS, ARG_TABLE },
 	{ "check_policy_service", R_CHECK_POLICY_SERVICE, ARG_SERVICE },
+	/* mxgate's: postgrey built in (smtp_restrictions_greylist.c) */
+	{ "check_greylist", R_CHECK_GREYLIST, ARG_NONE },
 };
 
 /* Postfix restrictions that need more than DNS, and why mxgate refuses them. */
@@ -585,6 +587,7 @@ void smtp_policy_free(struct smtp_policy *p)
 	}
 	free(p->rbls);
 	smtp_policy_services_free(p);
+	smtp_policy_greylist_free(p);
 	free(p->default_rbl_reply);
 	free(p->myorigin);
 	free(p->myhostname);
@@ -598,8 +601,12 @@ int smtp_policy_compile(const struct smtp_policy_config *cfg, struct smtp_policy
 {
 	struct smtp_policy *p = calloc(1, sizeof(*p));
 	int rc;
-	if (!p)
+	if (!p) {
+		greylist_allowlist_free(cfg->greylist.allowlist);
 		return -ENOMEM;
+	}
+	if ((rc = smtp_policy_greylist_set(p, &cfg->greylist)) < 0)
+		goto fail;
 	if (errlen)
 		err[0] = '\0';
 	p->diag = cfg->diag;

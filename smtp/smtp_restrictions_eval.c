@@ -607,6 +607,8 @@ static int eval_item(struct ev *e, const struct pitem *it, const char *rn, const
 	case R_REJECT_KNOWN_SENDER_LOGIN_MISMATCH:
 	case R_REJECT_UNAUTH_SENDER_LOGIN_MISMATCH:
 		return sasl_checks(e, id, it->arg, rn, def_acl);
+	case R_CHECK_GREYLIST:
+		return smtp_policy_greylist_check(e, rn, rc, def_acl);
 	case R_CLASS: {
 		const struct plist *c = &p->classes[it->arg];
 		if (e->recursion > EVAL_DEPTH_MAX - 1)

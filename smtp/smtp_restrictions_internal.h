@@ -7,7 +7,7 @@
  * check_table_result(); smtp_restrictions_rbl.c the DNSBL/DNSWL checks (local zones, then
  * DNS) and their reply templates; smtp_restrictions_dns.c the questions asked of the
  * caller, reject_unknown_* and check_*_{mx,ns,a}_access; smtp_restrictions_policy.c
- * check_policy_service. */
+ * check_policy_service; smtp_restrictions_greylist.c check_greylist. */
 #ifndef MXGATE_SMTP_RESTRICTIONS_INTERNAL_H
 #define MXGATE_SMTP_RESTRICTIONS_INTERNAL_H
 
@@ -87,6 +87,7 @@ enum smtp_restriction_id {
 	R_REJECT_AUTH_SENDER_LOGIN_MISMATCH,
 	R_REJECT_KNOWN_SENDER_LOGIN_MISMATCH,
 	R_REJECT_UNAUTH_SENDER_LOGIN_MISMATCH,
+	R_CHECK_GREYLIST,
 	R_IMPLICIT_ACCESS, /* a bare "type:name": the list's own check_*_access */
 	R_CLASS,           /* a restriction class */
 	R_MAX
@@ -146,6 +147,9 @@ struct smtp_policy {
 	size_t nservices;
 	struct psvc *services;
 	struct psvc svc_defaults; /* the smtpd_policy_service_* parameters */
+	/* check_greylist's parameters, with copies of their strings */
+	struct smtp_greylist_config greylist;
+	char *gl_map, *gl_action, *gl_text, *gl_header, *gl_default_action;
 
 	bool delay_reject, soft_bounce, reject_unlisted_recipient, reject_unlisted_sender;
 	struct smtp_policy_codes codes;
@@ -266,6 +270,7 @@ struct ev {
 	bool replay_reached;
 	struct smtp_policy_pending stop; /* where this run stopped (ST_PENDING) */
 	int policy_nesting; /* check_policy_service's default-action recursion guard */
+	int greylist_nesting; /* check_greylist's */
 };
 
 /* What a list's refusals name, as Postfix's replies do ("Client host rejected: ..."). */
@@ -385,5 +390,12 @@ int smtp_policy_service_set_defaults(struct smtp_policy *p,
 				     const struct smtp_policy_service *d);
 int smtp_policy_service_check(struct ev *e, uint32_t si, const char *rn, const char *rc,
 			      int def_acl);
+
+/* ---- smtp_restrictions_greylist.c ---- */
+
+/* Copy cfg's greylist parameters into p (taking its allowlist over). 0 or -ENOMEM. */
+int smtp_policy_greylist_set(struct smtp_policy *p, const struct smtp_greylist_config *cfg);
+void smtp_policy_greylist_free(struct smtp_policy *p);
+int smtp_policy_greylist_check(struct ev *e, const char *rn, const char *rc, int def_acl);
 
 #endif

@@ -18,6 +18,9 @@
 #define CONN_MEMO_MAX SMTP_POLICY_LOOKUPS_MAX
 /* What a policy query may take beyond its tries (a margin for the service's queue). */
 #define CONN_POLICY_MARGIN_MS 5000
+/* What a greylist answer may take: the service reads and writes the state store (an
+ * LMDB commit, or memcached round trips) within it, else the default action applies. */
+#define CONN_GREYLIST_TIMEOUT_MS 10000
 /* What a DNS lookup may take before the check goes on without it (the resolver answers
  * sooner: its own timeouts and attempts; this bounds a stuck service). */
 #define CONN_DNS_TIMEOUT_MS 60000
@@ -26,6 +29,7 @@ struct conn_memo_entry {
 	enum svc_kind kind;
 	enum dns_type type;          /* SVC_DNS */
 	unsigned service;            /* SVC_POLICY: the service's index in the policy */
+	/* SVC_POLICY and SVC_GREYLIST answer alike (u.policy's action) */
 	char *key;                   /* the name, or the request bytes */
 	size_t keylen;
 	bool answered;
@@ -164,6 +168,36 @@ static int conn_lookup_policy(void *ctx, const struct smtp_policy_service *svc,
 	return e->status;
 }
 
+/* check_greylist's question: as a policy query, of the greylist service. */
+static int conn_lookup_greylist(void *ctx, const char *request, size_t len,
+				const char **action)
+{
+	struct conn *c = ctx;
+	struct conn_memo_entry *e = conn_memo_find(c, SVC_GREYLIST, 0, 0, request, len);
+	if (e && e->answered) {
+		if (e->status < 0)
+			return e->status;
+		*action = e->action;
+		return 1;
+	}
+	if (e || c->op)
+		return -EBUSY;
+	if (!(e = conn_memo_add(c, SVC_GREYLIST, 0, 0, request, len)))
+		return -ENOMEM;
+	struct svc_request *r = svc_request_new(SVC_GREYLIST);
+	if (r && (r->u.policy.request = malloc(len))) {
+		memcpy(r->u.policy.request, request, len);
+		r->u.policy.request_len = len;
+		if (conn_wait_submit(c, r, CONN_WAIT_LOOKUP, CONN_GREYLIST_TIMEOUT_MS))
+			return 0;
+		r = NULL; /* freed */
+	}
+	svc_request_free(r);
+	e->answered = true;
+	e->status = -ENOSYS;
+	return e->status;
+}
+
 /* The answer to the question in flight: into the memo. */
 static void conn_check_remember(struct conn *c, struct svc_request *r)
 {
@@ -266,6 +300,7 @@ static void conn_check_run(struct conn *c)
 	static const struct smtp_policy_lookups lookups = {
 		.dns = conn_lookup_dns,
 		.policy = conn_lookup_policy,
+		.greylist = conn_lookup_greylist,
 	};
 	struct smtp_policy_lookups lk = lookups;
 	lk.ctx = c;

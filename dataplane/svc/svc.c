@@ -19,6 +19,7 @@ const char *svc_kind_name(enum svc_kind k)
 		[SVC_POLICY] = "policy",
 		[SVC_STATE] = "state",
 		[SVC_SASL] = "sasl",
+		[SVC_GREYLIST] = "greylist",
 	};
 	return (unsigned)k < SVC_KIND_MAX ? names[k] : "?";
 }
@@ -72,7 +73,7 @@ void svc_request_free(struct svc_request *r)
 		return;
 	if (r->kind == SVC_DNS)
 		dns_result_put(r->u.dns.result);
-	else if (r->kind == SVC_POLICY) {
+	else if (r->kind == SVC_POLICY || r->kind == SVC_GREYLIST) {
 		free(r->u.policy.request);
 		free(r->u.policy.action);
 	} else if (r->kind == SVC_STATE) {

@@ -44,6 +44,7 @@ enum svc_kind {
 	SVC_POLICY,  /* policy servers (svc_policy.c) */
 	SVC_STATE,   /* dynamic state tables (svc_state.c, svc_dict.h) */
 	SVC_SASL,    /* Dovecot's auth socket for SMTP AUTH (svc_sasl.c) */
+	SVC_GREYLIST, /* check_greylist (svc_greylist.c): requests and answers in u.policy */
 	SVC_KIND_MAX
 };
 
@@ -276,5 +277,6 @@ extern const struct svc_ops svc_resolver_ops; /* svc_resolver.c */
 extern const struct svc_ops svc_policy_ops;   /* svc_policy.c */
 extern const struct svc_ops svc_state_ops;    /* svc_state.c */
 extern const struct svc_ops svc_sasl_ops;     /* svc_sasl.c */
+extern const struct svc_ops svc_greylist_ops; /* svc_greylist.c */
 
 #endif

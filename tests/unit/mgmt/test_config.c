@@ -759,6 +759,22 @@ static const struct bad_value bad_values[] = {
 	{ "smtpd_policy_service_default_action = ", "bad string length 0 < 1: "
 						    "smtpd_policy_service_default_action" },
 	{ "smtpd_policy_service_policy_context = a\x01" "b", "control character 0x01" },
+	{ "mxgate_greylist_map = a\x01" "b", "control character 0x01" },
+	{ "mxgate_greylist_delay = 0", "invalid mxgate_greylist_delay: 0 (min 1)" },
+	{ "mxgate_greylist_max_age = 35x", "bad time value or unit" },
+	{ "mxgate_greylist_retry_window = 0d", "invalid mxgate_greylist_retry_window: 0 (min 1)" },
+	{ "mxgate_greylist_auto_allowlist_clients = -1", "invalid "
+	  "mxgate_greylist_auto_allowlist_clients parameter value -1 < 0" },
+	{ "mxgate_greylist_auto_allowlist_interval = 1y", "bad time value or unit" },
+	{ "mxgate_greylist_ipv4_prefix_length = 33", "invalid "
+	  "mxgate_greylist_ipv4_prefix_length parameter value 33 > 32" },
+	{ "mxgate_greylist_ipv6_prefix_length = 129", "invalid "
+	  "mxgate_greylist_ipv6_prefix_length parameter value 129 > 128" },
+	{ "mxgate_greylist_action = ", "bad string length 0 < 1: mxgate_greylist_action" },
+	{ "mxgate_greylist_text = ", "bad string length 0 < 1: mxgate_greylist_text" },
+	{ "mxgate_greylist_header = a\x01" "b", "control character 0x01" },
+	{ "mxgate_greylist_default_action = ", "bad string length 0 < 1: "
+					       "mxgate_greylist_default_action" },
 };
 
 static void test_bad_values(void)

@@ -757,6 +757,54 @@ static void test_run(void)
 	psrv_stop(pol);
 }
 
+/* check_greylist: the triplet it would ask the greylist service about, taken as passed;
+ * an allowlisted client answers at once. */
+static void test_greylist(void)
+{
+	char cf[] = "/tmp/xpl-gl-XXXXXX";
+	char wl[] = "/tmp/xpl-glw-XXXXXX";
+	int wfd = mkstemp(wl);
+	FILE *w = fdopen(wfd, "w");
+	fprintf(w, "# postgrey's format\n/^mx\\d+\\.friend\\.test$/\n");
+	fclose(w);
+	int fd = mkstemp(cf);
+	FILE *f = fdopen(fd, "w");
+	fprintf(f,
+		"myhostname = mx.xpl.test\nmydestination = xpl.test\n"
+		"mxgate_table_directory = /nonexistent/xpl-tables\n"
+		"smtpd_recipient_restrictions = reject_unauth_destination, check_greylist, "
+		"permit\n"
+		"mxgate_greylist_client_allowlist = %s\n",
+		wl);
+	fclose(f);
+	const char *args[] = { "-c", cf, "--no-dns", "client=192.0.2.9",
+			       "sender=bounce-42@lists.example", "recipient=u@xpl.test" };
+	int status;
+	char *out = run_explain(args, 6, &status);
+	CHECK(out != NULL);
+	if (!out)
+		return;
+	CHECK_INT_EQ(status, 0);
+	CHECK(line_after(out, "smtpd_recipient_restrictions    check_greylist -> DUNNO (greylist: "
+			      "action=DUNNO)",
+			 "    greylist triplet 192.0.2.0/bounce-#@lists.example/u@xpl.test: would "
+			 "ask the greylist service (mxgate_greylist_map); taken as passed (DUNNO)"));
+	if (testing_failures)
+		fprintf(stderr, "%s", out);
+	free(out);
+	const char *allowed[] = { "-c", cf, "--no-dns", "client=192.0.2.9", "name=mx7.friend.test",
+				  "recipient=u@xpl.test" };
+	out = run_explain(allowed, 6, &status);
+	CHECK(out != NULL);
+	if (!out)
+		return;
+	CHECK(strstr(out, "check_greylist -> DUNNO (client allowlist)\n") != NULL);
+	CHECK(strstr(out, "greylist triplet") == NULL);
+	free(out);
+	unlink(cf);
+	unlink(wl);
+}
+
 int main(void)
 {
 	(void)psrv_drop_all; /* policy_server.h's, not needed here */
@@ -773,6 +821,7 @@ int main(void)
 	RUN_TEST(test_policy);
 	RUN_TEST(test_print);
 	RUN_TEST(test_run);
+	RUN_TEST(test_greylist);
 	rts_stop(&srv1);
 	rts_stop(&srv2);
 	return TEST_RESULT();

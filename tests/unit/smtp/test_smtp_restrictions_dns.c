@@ -33,6 +33,8 @@ struct tcfg {
 	bool tempfail_defer;
 	const char *policy_default, *policy_context;
 	const char *default_rbl_reply;
+	/* check_greylist: its map ("" none) and allowlists (postgrey's formats) */
+	const char *gl_map, *gl_clients, *gl_recipients;
 };
 
 static const char *class_value(void *ctx, const char *name)
@@ -84,6 +86,24 @@ static int compile(const struct tcfg *t, struct smtp_policy **p, char *err, size
 		cfg.policy_service.default_action = t->policy_default;
 	if (t->policy_context)
 		cfg.policy_service.policy_context = t->policy_context;
+	smtp_greylist_config_defaults(&cfg.greylist);
+	cfg.greylist.map = t->gl_map ? t->gl_map : "lmdb:/var/lib/mxgate/greylist";
+	if (t->gl_clients || t->gl_recipients) {
+		cfg.greylist.allowlist = greylist_allowlist_new();
+		char e2[200];
+		if (t->gl_clients)
+			CHECK_INT_EQ(greylist_allowlist_add(cfg.greylist.allowlist,
+							    GREYLIST_LIST_CLIENTS, t->gl_clients,
+							    strlen(t->gl_clients), NULL, NULL, e2,
+							    sizeof(e2)),
+				     0);
+		if (t->gl_recipients)
+			CHECK_INT_EQ(greylist_allowlist_add(cfg.greylist.allowlist,
+							    GREYLIST_LIST_RECIPIENTS, t->gl_recipients,
+							    strlen(t->gl_recipients), NULL, NULL, e2,
+							    sizeof(e2)),
+				     0);
+	}
 	return smtp_policy_compile(&cfg, p, err, errlen);
 }
 
@@ -156,6 +176,7 @@ static void evaluate(struct smtp_policy_ctx *ctx, const struct treq *q, struct p
 {
 	f->mode = mode;
 	struct smtp_policy_lookups lk = { pf_dns, pf_policy, f };
+	lk.greylist = pf_greylist;
 	struct smtp_policy_callbacks cb = { on_event, on_trace, o, &lk };
 	struct smtp_policy_request req;
 	mkreq(q, &req);
@@ -826,6 +847,87 @@ static void test_stages_without_delay(void)
 }
 
 /* ---------------------------------------------------------------------------------------
+ * check_greylist: the question asked of the greylist service, its answers applied as
+ * postgrey's through check_policy_service, the allowlists that answer at once */
+
+static void test_greylist(void)
+{
+	struct tcfg t = { 0 };
+	t.lists[SMTP_LIST_RECIPIENT] = "check_greylist, permit";
+	struct treq q = RCPT("bounce-123+x@Lists.Example", "u@mx.example.net");
+	/* postgrey's first answer: Postfix's reply keeps its 4.2.0 */
+	CHECK_STR_EQ(run_policy(&t, q, "DEFER_IF_PERMIT 4.2.0 Greylisted, see "
+				       "http://postgrey.schweikert.ch/help/mx.example.net.html"),
+		     "450 4.2.0 <u@mx.example.net>: Recipient address rejected: Greylisted, see "
+		     "http://postgrey.schweikert.ch/help/mx.example.net.html");
+	/* the question: keys, the message, every parameter */
+	const char *rq = lastf.last_request;
+	CHECK(strstr(rq, "map=lmdb:/var/lib/mxgate/greylist\n") != NULL);
+	CHECK(strstr(rq, "client=192.0.2.1\n") != NULL);
+	CHECK(strstr(rq, "key=192.0.2.0/bounce-#@lists.example/u@mx.example.net\n") != NULL);
+	CHECK(strstr(rq, "recipient=u@mx.example.net\n") != NULL);
+	CHECK(strstr(rq, "instance=a1.b2.c3.1\n") != NULL);
+	CHECK(strstr(rq, "action=DEFER_IF_PERMIT\n") != NULL);
+	CHECK(strstr(rq, "host=mx.example.net\n") != NULL);
+	CHECK(strstr(rq, "delay=300\n") != NULL);
+	CHECK(strstr(rq, "awl_clients=5\n") != NULL);
+	/* a retry that passes: the header goes on the message */
+	CHECK_STR_EQ(run_policy(&t, q, "PREPEND X-Greylist: delayed 301 seconds by mxgate-1 at "
+				       "mx.example.net; Mon, 07 Dec 2026 17:00:00 UTC"),
+		     "OK");
+	CHECK_INT_EQ(lastacts.nprepend, 1);
+	CHECK_STR_EQ(lastacts.prepend[0], "X-Greylist: delayed 301 seconds by mxgate-1 at "
+					  "mx.example.net; Mon, 07 Dec 2026 17:00:00 UTC");
+	CHECK_STR_EQ(run_policy(&t, q, "DUNNO"), "OK");
+	/* DEFER_IF_PERMIT is lifted by a reject after it */
+	t.lists[SMTP_LIST_RECIPIENT] = "check_greylist, reject";
+	CHECK_STR_EQ(run_policy(&t, q, "DEFER_IF_PERMIT 4.2.0 Greylisted"),
+		     "554 5.7.1 <u@mx.example.net>: Recipient address rejected: Access denied");
+	t.lists[SMTP_LIST_RECIPIENT] = "check_greylist, permit";
+	/* the service cannot answer: the default action */
+	CHECK_STR_EQ(run_policy(&t, q, NULL),
+		     "451 4.3.5 <u@mx.example.net>: Recipient address rejected: Server "
+		     "configuration problem");
+	/* no map: no question, the default action and a warning */
+	t.gl_map = "";
+	CHECK_STR_EQ(run_policy(&t, q, "DUNNO"),
+		     "451 4.3.5 <u@mx.example.net>: Recipient address rejected: Server "
+		     "configuration problem");
+	CHECK_INT_EQ(lastf.np, 0);
+	CHECK(strstr(last.ev, "mxgate_greylist_map is empty") != NULL);
+	t.gl_map = NULL;
+	/* allowlists answer at once, without a question */
+	t.gl_clients = "# Debian's format\n192.0.2.0/24\n";
+	CHECK_STR_EQ(run_policy(&t, q, "DEFER_IF_PERMIT greylisted"), "OK");
+	CHECK_INT_EQ(lastf.np, 0);
+	t.gl_clients = "mail.example.org\n";
+	struct treq named = q;
+	named.name = "out.MAIL.example.org";
+	CHECK_STR_EQ(run_policy(&t, named, "DEFER_IF_PERMIT greylisted"), "OK");
+	CHECK_INT_EQ(lastf.np, 0);
+	CHECK_STR_EQ(run_policy(&t, q, "DEFER_IF_PERMIT 4.2.0 greylisted"),
+		     "450 4.2.0 <u@mx.example.net>: Recipient address rejected: greylisted");
+	CHECK_INT_EQ(lastf.np, 1);
+	t.gl_recipients = "u@\n";
+	CHECK_STR_EQ(run_policy(&t, q, "DEFER_IF_PERMIT greylisted"), "OK");
+	CHECK_INT_EQ(lastf.np, 0);
+	t.gl_clients = t.gl_recipients = NULL;
+	/* an IPv6 client: its /64 */
+	struct treq v6 = q;
+	v6.addr = "2001:db8:1:2:3:4:5:6";
+	CHECK_STR_EQ(run_policy(&t, v6, "DUNNO"), "OK");
+	CHECK(strstr(lastf.last_request, "key=2001:db8:1:2:0:0:0:0/bounce-#@lists.example/") != NULL);
+	CHECK(strstr(lastf.last_request, "client=2001:DB8:1:2:3:4:5:6\n") != NULL);
+	/* in the client list with delay_reject: asked at RCPT with the recipient, refused
+	 * in the client's words, as Postfix refuses a policy reply there */
+	t.lists[SMTP_LIST_RECIPIENT] = NULL;
+	t.lists[SMTP_LIST_CLIENT] = "check_greylist";
+	CHECK_STR_EQ(run_policy(&t, q, "DEFER_IF_PERMIT 4.2.0 Greylisted"),
+		     "450 4.2.0 <unknown[192.0.2.1]>: Client host rejected: Greylisted");
+	CHECK(strstr(lastf.last_request, "recipient=u@mx.example.net\n") != NULL);
+}
+
+/* ---------------------------------------------------------------------------------------
  * check_policy_service */
 
 static void test_policy_replies(void)
@@ -1171,6 +1273,7 @@ int main(void)
 	RUN_TEST(test_policy_replies);
 	RUN_TEST(test_policy_request);
 	RUN_TEST(test_no_lookups);
+	RUN_TEST(test_greylist);
 	RUN_TEST(test_replay_diverged);
 	RUN_TEST(test_events_dropped);
 	pf_forget(&lastf);
