@@ -37,6 +37,9 @@ packages=(
 	# malformed frames (scapy for Debian's /usr/bin/python3), ethtool to turn off the client
 	# veth's TX checksum offload, ping (v4 and v6), tcpdump for packet traces on failure
 	hping3 python3-scapy ethtool tcpdump iputils-ping
+	# a real memcached for the memcache: dict (memcache_table(5)): shared state, and the
+	# backup taking over while it is down (tests/unit/dataplane/svc/test_dict_memcache.c)
+	memcached
 )
 
 missing=()

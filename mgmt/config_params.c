@@ -17,6 +17,8 @@
  *                                   (Postfix: ${stress?{yes}:{no}}, on only under stress)
  *   local_recipient_maps            empty: mxgate has no local users (Postfix: the passwd
  *                                   file and $alias_maps), so it checks no local recipients
+ *   data_directory                  /var/lib/mxgate (Postfix: /var/lib/postfix): mxgate's
+ *                                   own writable state (postscreen_cache, greylisting)
  *   smtpd_relay_restrictions        written as its level-1+ value: below level 1 Postfix
  *                                   has no relay restrictions, mxgate never goes without
  *
@@ -270,6 +272,14 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		.def = "", .min = 0, .postfix = true,
 		.doc = "log file (empty: standard error)",
 		P_GLOBAL_RESTART, P_FIELD(STRING, maillog_file),
+	},
+	[MX_P_DATA_DIRECTORY] = {
+		.id = MX_P_DATA_DIRECTORY, .name = "data_directory", .type = MX_PT_PATH,
+		.def = "/var/lib/mxgate", .min = 1, .postfix = true,
+		.doc = "writable state kept across restarts: LMDB caches such as "
+		       "postscreen_cache_map = btree:$data_directory/postscreen_cache (mxgate's "
+		       "default; Postfix's is /var/lib/postfix)",
+		P_GLOBAL_RESTART,
 	},
 	[MX_P_DATAPLANE] = {
 		.id = MX_P_DATAPLANE, .name = "dataplane", .type = MX_PT_CHOICE,

@@ -406,7 +406,6 @@ const struct mx_refused_def mx_refused[] = {
 	W("config_directory", NO_DAEMON),
 	W("confirm_delay_cleared", NO_DAEMON),
 	W("daemon_*", NO_DAEMON),
-	W("data_directory", NO_DAEMON),
 	W("debug_peer_level", NO_LOG),
 	W("debug_peer_list", NO_LOG),
 	W("debugger_command", NO_DAEMON),

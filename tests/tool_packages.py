@@ -40,6 +40,8 @@ TOOLS = {
     # and policy tests
     "/usr/sbin/unbound": "unbound",
     "/usr/sbin/postgrey": "postgrey",
+    # a shared cache for the memcache: dict (memcache_table(5))
+    "/usr/bin/memcached": "memcached",
     "/usr/sbin/unbound-checkconf": "unbound",
     # the SPF policy server of the tutorials, and socat to serve it over TCP
     "/usr/bin/policyd-spf": "postfix-policyd-spf-python",

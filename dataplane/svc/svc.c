@@ -17,8 +17,19 @@ const char *svc_kind_name(enum svc_kind k)
 	static const char *const names[SVC_KIND_MAX] = {
 		[SVC_DNS] = "resolver",
 		[SVC_POLICY] = "policy",
+		[SVC_STATE] = "state",
 	};
 	return (unsigned)k < SVC_KIND_MAX ? names[k] : "?";
+}
+
+const char *svc_state_op_name(enum svc_state_op op)
+{
+	static const char *const names[SVC_STATE_OP_MAX] = {
+		[SVC_STATE_GET] = "get",
+		[SVC_STATE_PUT] = "put",
+		[SVC_STATE_DEL] = "del",
+	};
+	return (unsigned)op < SVC_STATE_OP_MAX ? names[op] : "?";
 }
 
 struct svc_request *svc_request_new(enum svc_kind kind)
@@ -38,7 +49,8 @@ void svc_request_free(struct svc_request *r)
 	else if (r->kind == SVC_POLICY) {
 		free(r->u.policy.request);
 		free(r->u.policy.action);
-	}
+	} else if (r->kind == SVC_STATE)
+		free(r->u.state.value);
 	free(r);
 }
 

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dataplane/svc/svc_dict.h"
 #include "tables/dns_message.h"
 #include "tables/dns_result.h"
 
@@ -39,6 +40,7 @@
 enum svc_kind {
 	SVC_DNS,     /* the resolver (svc_resolver.c) */
 	SVC_POLICY,  /* policy servers (svc_policy.c) */
+	SVC_STATE,   /* dynamic state tables (svc_state.c, svc_dict.h) */
 	SVC_KIND_MAX
 };
 
@@ -70,6 +72,29 @@ struct svc_policy {
 					       pointer, so a DNS request stays small */
 };
 
+/* A read or write of a dynamic state table (svc_state.h). */
+enum svc_state_op {
+	SVC_STATE_GET,
+	SVC_STATE_PUT,
+	SVC_STATE_DEL,
+	SVC_STATE_OP_MAX
+};
+
+const char *svc_state_op_name(enum svc_state_op op);
+
+struct svc_state {
+	char map[SVC_ENDPOINT_MAX];         /* the spec: "btree:/path", "memcache:/x.cf" */
+	enum svc_state_op op;
+	char key[SVC_DICT_KEY_MAX + 1];     /* NUL-terminated, not empty */
+	char *value;                        /* PUT: what to store (set by the worker); GET:
+					       set by the service when status is 0, NUL-
+					       terminated after value_len bytes. Owned by
+					       the request (heap), so a DNS request stays
+					       small */
+	size_t value_len;                   /* at most SVC_DICT_VALUE_MAX */
+	uint32_t ttl_s;                     /* PUT: seconds the entry lives (0: no expiry) */
+};
+
 struct svc_request {
 	enum svc_kind kind;
 	unsigned worker;            /* set by svc_submit() */
@@ -86,12 +111,14 @@ struct svc_request {
 	union {
 		struct svc_dns dns;
 		struct svc_policy policy;
+		struct svc_state state;
 	} u;
 };
 
 /* A request of a kind, zeroed; NULL when out of memory. */
 struct svc_request *svc_request_new(enum svc_kind kind);
-/* Free it and what it owns (the DNS result reference, the policy request). */
+/* Free it and what it owns (the DNS result reference, the policy request, the state
+ * value). */
 void svc_request_free(struct svc_request *r);
 /* The worker no longer wants the answer of r, which is in flight (submitted, not yet come
  * back through svc_client_poll()). */
@@ -190,5 +217,6 @@ void svc_set_log_statistics(struct svc_set *s, const char *when);
 
 extern const struct svc_ops svc_resolver_ops; /* svc_resolver.c */
 extern const struct svc_ops svc_policy_ops;   /* svc_policy.c */
+extern const struct svc_ops svc_state_ops;    /* svc_state.c */
 
 #endif

@@ -574,6 +574,8 @@ static const struct bad_value bad_values[] = {
 	{ "smtputf8_enable = yess", "bad boolean configuration: smtputf8_enable = yess" },
 	{ "maillog_file = var/log/mxgate.log", "parameter maillog_file: not an absolute path: "
 					       "\"var/log/mxgate.log\"" },
+	{ "data_directory = lib/mxgate", "parameter data_directory: not an absolute path: "
+					 "\"lib/mxgate\"" },
 	{ "mxgate_transport = netmap", "parameter mxgate_transport: bad value \"netmap\" "
 				       "(expected one of: kernel dpdk)" },
 	{ "dataplane = xdp", "parameter dataplane: bad value \"xdp\" (expected one of: kernel "
