@@ -457,8 +457,11 @@ static void kt_screen_service(struct kt_worker *w, struct kt_conn *k, uint64_t n
 		if (k->in_len) {
 			size_t used = conn_screen_input(k->sc, k->in, k->in_len, now);
 			kt_consume(k, used);
-			if (used == 0)
-				return; /* peeked at (a pregreet), or the engine waits for output */
+			/* nothing taken: peeked at (a pregreet; a decision may follow at
+			 * once), or the engine waits for its output to leave */
+			if (used == 0 && conn_screen_state(k->sc) == st &&
+			    conn_screen_wants_input(k->sc))
+				return;
 			continue;
 		}
 		if (!k->readable)

@@ -39,7 +39,15 @@ struct conn_screen {
 	bool finished;               /* the conclusion is counted and stored */
 	uint64_t cache_deadline_ms;
 	int64_t wall_s;
+	/* the transport's clock (its now_ms) is the monotonic clock minus this: every time
+	 * the codec sees and every deadline it gives back is on the transport's clock */
+	uint64_t clock_offset_ms;
 };
+
+static uint64_t conn_screen_now(const struct conn_screen *sc)
+{
+	return mx_clock_monotonic_ms() - sc->clock_offset_ms;
+}
 
 static void conn_screen_log(void *arg, const char *line)
 {
@@ -114,7 +122,7 @@ static void conn_screen_after(struct conn_screen *sc)
 	if (st == SMTP_SCREEN_ST_EARLY && !sc->asked_dns) {
 		sc->asked_dns = true;
 		unsigned nq = smtp_screen_queries(sc->s);
-		uint64_t now = mx_clock_monotonic_ms();
+		uint64_t now = conn_screen_now(sc);
 		for (unsigned i = 0; i < nq; i++) {
 			struct svc_request *r = svc_request_new(SVC_DNS);
 			bool sent = false;
@@ -163,7 +171,7 @@ static void conn_screen_begin(struct conn_screen *sc, const char *cache)
 	if (warn[0])
 		mx_log(MX_LOG_WARNING, "postscreen_access_list: %s", warn);
 	sc->waiting_cache = false;
-	smtp_screen_start(sc->s, acl, cache, mx_clock_monotonic_ms(), sc->wall_s);
+	smtp_screen_start(sc->s, acl, cache, conn_screen_now(sc), sc->wall_s);
 	conn_screen_after(sc);
 }
 
@@ -199,7 +207,7 @@ struct conn_screen *conn_screen_new(struct conn_worker *w, const struct mx_inet_
 	p.cg->nconns++;
 	w->counters.screen_connections++;
 	sc->wall_s = (int64_t)(mx_clock_wall_us() / 1000000u);
-	(void)now_ms;
+	sc->clock_offset_ms = mx_clock_monotonic_ms() - now_ms;
 	/* the temporary allowlist first: its answer decides whether there is a test */
 	if (sc->scr->cache_map[0] && w->svc) {
 		struct svc_request *r = svc_request_new(SVC_STATE);
@@ -212,7 +220,7 @@ struct conn_screen *conn_screen_new(struct conn_worker *w, const struct mx_inet_
 					       CONN_SCREEN_CACHE_TIMEOUT_MS)) {
 				sc->waiting_cache = true;
 				sc->cache_deadline_ms =
-					mx_clock_monotonic_ms() + CONN_SCREEN_CACHE_TIMEOUT_MS + 500;
+					now_ms + CONN_SCREEN_CACHE_TIMEOUT_MS + 500;
 				return sc;
 			}
 		}
@@ -243,7 +251,7 @@ void *conn_screen_answer(struct svc_request *r)
 		}
 	} else {
 		const struct dns_result *res = r->kind == SVC_DNS ? r->u.dns.result : NULL;
-		smtp_screen_dns_answer(sc->s, idx, res, mx_clock_monotonic_ms());
+		smtp_screen_dns_answer(sc->s, idx, res, conn_screen_now(sc));
 		conn_screen_after(sc);
 	}
 	svc_request_free(r);

@@ -32,7 +32,8 @@ enum conn_screen_state {
 /* A new connection to a service: screened when its service has a screen. Returns the
  * screen, or NULL: *screened false when the service has no screen (use conn_new()), true
  * when it has one and the screen could not be made (out of memory, no such service:
- * refuse the connection). now_ms is monotonic. */
+ * refuse the connection). now_ms is the transport's clock (milliseconds, monotonic): every
+ * now_ms passed later and every deadline given back is on it. */
 struct conn_screen *conn_screen_new(struct conn_worker *w, const struct mx_inet_addr *peer,
 				    uint16_t port, const struct mx_inet_addr *local,
 				    uint16_t local_port, bool by_port, uint64_t now_ms,
@@ -49,8 +50,8 @@ bool conn_screen_wants_input(const struct conn_screen *sc);
 size_t conn_screen_input(struct conn_screen *sc, const char *buf, size_t len, uint64_t now_ms);
 struct mx_span conn_screen_output(const struct conn_screen *sc);
 void conn_screen_output_done(struct conn_screen *sc, size_t n);
-/* When conn_screen_timer() is due (monotonic ms): the greet wait, the command time limit,
- * or the cache lookup's bound. */
+/* When conn_screen_timer() is due (the transport's ms): the greet wait, the command time
+ * limit, or the cache lookup's bound; UINT64_MAX once it passed or closed. */
 uint64_t conn_screen_deadline(const struct conn_screen *sc);
 void conn_screen_timer(struct conn_screen *sc, uint64_t now_ms);
 void conn_screen_peer_closed(struct conn_screen *sc, uint64_t now_ms);
