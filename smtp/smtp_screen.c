@@ -66,6 +66,123 @@ static int scr_action(const char *text, enum smtp_screen_action *out, const char
 	return -EINVAL;
 }
 
+/* One inline rule "/re/flags result" of a regexp: or pcre: table (Postfix's
+ * regexp_table(5): the first character delimits the pattern; flag i toggles the default
+ * case-insensitive match). */
+static int scr_forbidden_rule(struct smtp_screen_config *c, const char *r, size_t n,
+			      char *err, size_t errlen)
+{
+	char pat[256];
+	if (n < 2 || r[0] != '/') {
+		snprintf(err, errlen, "postscreen_forbidden_commands: bad rule \"%.*s\" "
+			 "(want /pattern/ result)", (int)(n > 60 ? 60 : n), r);
+		return -EINVAL;
+	}
+	size_t i = 1, o = 0;
+	for (; i < n && r[i] != '/'; i++) {
+		if (r[i] == '\\' && i + 1 < n && r[i + 1] == '/')
+			i++;
+		if (o + 1 >= sizeof(pat))
+			break;
+		pat[o++] = r[i];
+	}
+	pat[o] = '\0';
+	if (i >= n || o + 1 >= sizeof(pat)) {
+		snprintf(err, errlen, "postscreen_forbidden_commands: bad rule \"%.*s\" "
+			 "(no closing / or too long)", (int)(n > 60 ? 60 : n), r);
+		return -EINVAL;
+	}
+	int flags = REG_EXTENDED | REG_NOSUB | REG_ICASE;
+	for (i++; i < n && !mx_list_is_separator(r[i]); i++) {
+		if (r[i] == 'i') {
+			flags ^= REG_ICASE;
+		} else if (r[i] != 'x' && r[i] != 'm') {
+			snprintf(err, errlen, "postscreen_forbidden_commands: unknown flag '%c' in "
+				 "\"%.*s\"", r[i], (int)(n > 60 ? 60 : n), r);
+			return -EINVAL;
+		}
+	}
+	if (c->nforbidden_re == SMTP_SCREEN_FORBID_MAX) {
+		snprintf(err, errlen, "postscreen_forbidden_commands: more than %d rules",
+			 SMTP_SCREEN_FORBID_MAX);
+		return -EINVAL;
+	}
+	if (regcomp(&c->forbidden_re[c->nforbidden_re], pat, flags) != 0) {
+		snprintf(err, errlen, "postscreen_forbidden_commands: bad pattern \"%s\"", pat);
+		return -EINVAL;
+	}
+	c->nforbidden_re++;
+	return 0;
+}
+
+/* postscreen_forbidden_commands: command names, and inline regexp:/pcre: tables (their
+ * default, Postfix's smtpd_forbidden_commands, is "CONNECT GET POST
+ * regexp:{{/^[^A-Z]/ Bogus}}"). Other tables are refused. */
+static int scr_forbidden_parse(struct smtp_screen_config *c, const char *list, char *err,
+			       size_t errlen)
+{
+	const char *cur = list, *word;
+	long n;
+	while ((n = mx_list_next_braced(&cur, &word)) > 0) {
+		const char *colon = memchr(word, ':', (size_t)n);
+		if (colon) {
+			size_t tl = (size_t)(colon - word);
+			bool inline_re = (tl == 6 && !memcmp(word, "regexp", 6)) ||
+					 (tl == 4 && !memcmp(word, "pcre", 4));
+			if (!inline_re || colon[1] != '{' || word[n - 1] != '}') {
+				snprintf(err, errlen, "postscreen_forbidden_commands: %.*s: only "
+					 "command names and inline regexp:{...} or pcre:{...} tables "
+					 "are supported", (int)(n > 60 ? 60 : n), word);
+				return -EINVAL;
+			}
+			/* the body: {rule}, {rule}, ... */
+			char body[1024];
+			size_t bl = (size_t)(word + n - 1 - (colon + 2));
+			if (bl >= sizeof(body)) {
+				snprintf(err, errlen, "postscreen_forbidden_commands: table too long");
+				return -EINVAL;
+			}
+			memcpy(body, colon + 2, bl);
+			body[bl] = '\0';
+			const char *bc = body, *rule;
+			long rn;
+			while ((rn = mx_list_next_braced(&bc, &rule)) > 0) {
+				if (rn < 2 || rule[0] != '{' || rule[rn - 1] != '}') {
+					snprintf(err, errlen, "postscreen_forbidden_commands: rule "
+						 "\"%.*s\" not in {}", (int)(rn > 60 ? 60 : rn),
+						 rule);
+					return -EINVAL;
+				}
+				const char *r = rule + 1;
+				size_t rl = (size_t)rn - 2;
+				while (rl && mx_list_is_separator(*r))
+					r++, rl--;
+				int rc = scr_forbidden_rule(c, r, rl, err, errlen);
+				if (rc < 0)
+					return rc;
+			}
+			if (rn < 0) {
+				snprintf(err, errlen, "postscreen_forbidden_commands: unbalanced {}");
+				return -EINVAL;
+			}
+			continue;
+		}
+		if (c->nforbidden == SMTP_SCREEN_FORBID_MAX || (size_t)n >= sizeof(c->forbidden[0])) {
+			snprintf(err, errlen, "postscreen_forbidden_commands: more than %d "
+				 "commands or one longer than %zu bytes", SMTP_SCREEN_FORBID_MAX,
+				 sizeof(c->forbidden[0]) - 1);
+			return -EINVAL;
+		}
+		memcpy(c->forbidden[c->nforbidden], word, (size_t)n);
+		c->forbidden[c->nforbidden++][n] = '\0';
+	}
+	if (n < 0) {
+		snprintf(err, errlen, "postscreen_forbidden_commands: unbalanced {}");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int smtp_screen_config_new(const struct smtp_screen_params *p, struct smtp_screen_config **out,
 			   char *err, size_t errlen)
 {
@@ -119,21 +236,9 @@ int smtp_screen_config_new(const struct smtp_screen_params *p, struct smtp_scree
 	if ((rc = smtp_screen_sites_parse(c, p->dnsbl_sites ? p->dnsbl_sites : "", err,
 					  errlen)) < 0)
 		goto fail;
-	/* postscreen_forbidden_commands: a list of command names (Postfix's string_list;
-	 * a table in it is refused by mgmt/) */
-	const char *cur = p->forbidden_commands ? p->forbidden_commands : "", *word;
-	size_t n;
-	while ((n = mx_list_next(&cur, &word)) > 0) {
-		if (c->nforbidden == SMTP_SCREEN_FORBID_MAX || n >= sizeof(c->forbidden[0])) {
-			snprintf(err, errlen, "postscreen_forbidden_commands: more than %d "
-				 "commands or one longer than %zu bytes", SMTP_SCREEN_FORBID_MAX,
-				 sizeof(c->forbidden[0]) - 1);
-			rc = -EINVAL;
-			goto fail;
-		}
-		memcpy(c->forbidden[c->nforbidden], word, n);
-		c->forbidden[c->nforbidden++][n] = '\0';
-	}
+	if ((rc = scr_forbidden_parse(c, p->forbidden_commands ? p->forbidden_commands : "",
+				      err, errlen)) < 0)
+		goto fail;
 	*out = c;
 	return 0;
 fail:
@@ -145,6 +250,8 @@ void smtp_screen_config_free(struct smtp_screen_config *cfg)
 {
 	if (!cfg)
 		return;
+	for (unsigned i = 0; i < cfg->nforbidden_re; i++)
+		regfree(&cfg->forbidden_re[i]);
 	free(cfg->zones);
 	free(cfg);
 }
@@ -329,8 +436,14 @@ void smtp_screen_output_done(struct smtp_screen *s, size_t n)
 {
 	assert(n <= s->out_len - s->out_off);
 	s->out_off += n;
-	if (s->out_off == s->out_len)
+	if (s->out_off == s->out_len) {
+		/* a screened connection mostly waits with nothing to send: it holds no
+		 * buffer then */
 		s->out_off = s->out_len = 0;
+		free(s->out);
+		s->out = NULL;
+		s->out_cap = 0;
+	}
 }
 
 /* ---- tests to do (postscreen_tests.c) ---- */

@@ -39,6 +39,7 @@
 #ifndef MXGATE_SMTP_SMTP_SCREEN_H
 #define MXGATE_SMTP_SMTP_SCREEN_H
 
+#include <regex.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -126,6 +127,10 @@ struct smtp_screen_config {
 	uint32_t pipelining_ttl_s, non_smtp_ttl_s, bare_newline_ttl_s;
 	char forbidden[SMTP_SCREEN_FORBID_MAX][64]; /* postscreen_forbidden_commands */
 	unsigned nforbidden;
+	/* its inline regexp:{{/re/ result}} (and pcre:) rules, POSIX extended, matched as
+	 * Postfix's regexp tables match (case-insensitive unless the i flag) */
+	regex_t forbidden_re[SMTP_SCREEN_FORBID_MAX];
+	unsigned nforbidden_re;
 	unsigned command_count_limit;
 	uint32_t command_time_limit_ms;
 	uint32_t cache_retention_s;

@@ -167,6 +167,9 @@ static bool scr_forbidden(const struct smtp_screen_config *c, const char *cmd)
 	for (unsigned i = 0; i < c->nforbidden; i++)
 		if (strcasecmp(c->forbidden[i], cmd) == 0)
 			return true;
+	for (unsigned i = 0; i < c->nforbidden_re; i++)
+		if (regexec(&c->forbidden_re[i], cmd, 0, NULL, 0) == 0)
+			return true;
 	return false;
 }
 

@@ -4,11 +4,12 @@
  * answers and the state service for the client's temporary allowlist record, logs what
  * the screen says, writes the record back when a test passed, and counts the outcomes.
  *
- * What one costs while it screens: struct conn_screen (about 130 bytes) and the codec's
- * object (about 300 bytes, smtp_screen_memory()); the teaser and replies take an output
- * buffer of at most a few KiB only while they wait to be sent, the dummy engine's line
- * buffer (line_length_limit) only when it runs, and one small record per DNS question in
- * flight. The transport adds its own connection state (TCP control block, timers). */
+ * What one costs while it screens (x86-64): struct conn_screen (144 bytes) and the
+ * codec's object (368 bytes, smtp_screen_memory()); the teaser and replies take an output
+ * buffer (at most 3 KiB) only while they wait to be sent, the dummy engine 544 bytes plus
+ * a line buffer of line_length_limit only when it runs, and a 32-byte record per DNS
+ * question or cache request in flight (with the request itself, which the service
+ * holds). The transport adds its own connection state (TCP control block, timers). */
 #ifndef MXGATE_DATAPLANE_SESSION_CONN_SCREEN_H
 #define MXGATE_DATAPLANE_SESSION_CONN_SCREEN_H
 

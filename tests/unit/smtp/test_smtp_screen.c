@@ -35,7 +35,8 @@ static struct smtp_screen_params base_params(void)
 		.dnsbl_max_ttl_s = 3600, .dnsbl_timeout_s = 10, .dnsbl_threshold = 1,
 		.dnsbl_allowlist_threshold = 0, .dnsbl_sites = "", .pipelining_ttl_s = 2592000,
 		.non_smtp_ttl_s = 2592000, .bare_newline_ttl_s = 2592000,
-		.forbidden_commands = "CONNECT GET POST", .command_count_limit = 20,
+		.forbidden_commands = "CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}}",
+		.command_count_limit = 20,
 		.command_time_limit_s = 300, .cache_retention_s = 604800, .smtputf8 = true,
 		.message_size_limit = 10240000, .line_limit = 2048,
 	};
@@ -632,6 +633,18 @@ static void test_deep_fail(void)
 	feed(s, "Subject: hi\r\n", 1000);
 	CHECK(strstr(h.logs, "NON-SMTP COMMAND from [192.0.2.1]:12345 after CONNECT: Subject: "
 			     "hi\n"));
+	smtp_screen_free(s);
+	/* the regexp of Postfix's default: a command that does not start with a letter; one
+	 * that does is just unknown */
+	s = mk(c, &h);
+	smtp_screen_start(s, SMTP_SCREEN_ACL_DUNNO, cache, 1000, WALL);
+	take(s, out, sizeof(out));
+	feed(s, "xyzzy\r\n", 1000);
+	CHECK_STR_EQ(take(s, out, sizeof(out)), "502 5.5.2 Error: command not recognized\r\n");
+	feed(s, "\x01\x02 hello\r\n", 1000);
+	CHECK(strstr(h.logs, "NON-SMTP COMMAND from [192.0.2.1]:12345 after UNIMPLEMENTED: ?? "
+			     "hello\n"));
+	CHECK_INT_EQ(smtp_screen_state(s), SMTP_SCREEN_ST_CLOSE);
 	smtp_screen_free(s);
 	/* bare newline: ignore, the client goes on */
 	s = mk(c, &h);
