@@ -10,11 +10,11 @@
 /* The cache lookup is on the way of every screened client (postscreen's is a local
  * btree read): a state service slower than this is treated as "not in the cache". */
 #define CONN_SCREEN_CACHE_TIMEOUT_MS 2000
-/* A cache write is fire and forget, bounded all the same. */
-#define CONN_SCREEN_STORE_TIMEOUT_MS 10000
+/* A cache write holds the screen's conclusion at most this long. */
+#define CONN_SCREEN_STORE_TIMEOUT_MS 2000
 
 /* A request of the screen in flight: the svc_request's owner. sc is NULL once the screen
- * went away (or for a cache write nobody waits for). */
+ * went away. */
 struct conn_screen_op {
 	enum conn_op_kind kind;      /* CONN_OP_SCREEN */
 	struct conn_screen *sc;
@@ -35,6 +35,11 @@ struct conn_screen {
 	struct conn_screen_op **ops; /* [nops], made when the first request goes out */
 	uint8_t nops;
 	bool waiting_cache;          /* the screen starts when the cache answers */
+	/* the screen's conclusion (its last reply, or the pass to the SMTP session) waits
+	 * until the cache record is written, as postscreen writes its cache first: a client
+	 * that reconnects at once finds its record */
+	bool storing;
+	uint64_t store_deadline_ms;
 	bool asked_dns;
 	bool finished;               /* the conclusion is counted and stored */
 	uint64_t cache_deadline_ms;
@@ -88,13 +93,12 @@ static bool conn_screen_submit(struct conn_screen *sc, struct svc_request *r, un
 	return true;
 }
 
-/* Write the cache record (nobody waits for the answer). */
+/* Write the cache record; the conclusion waits for the write (conn_screen_answer()), or
+ * for its deadline. */
 static void conn_screen_store(struct conn_screen *sc, const char *rec, uint32_t keep_s)
 {
 	struct svc_request *r = sc->w->svc ? svc_request_new(SVC_STATE) : NULL;
-	struct conn_screen_op *op = r ? malloc(sizeof(*op)) : NULL;
-	if (!op || !(r->u.state.value = strdup(rec))) {
-		free(op);
+	if (!r || !(r->u.state.value = strdup(rec))) {
 		svc_request_free(r);
 		return;
 	}
@@ -104,13 +108,9 @@ static void conn_screen_store(struct conn_screen *sc, const char *rec, uint32_t 
 	mx_inet_format(&sc->peer, st->key, sizeof(st->key));
 	st->value_len = strlen(rec);
 	st->ttl_s = keep_s;
-	*op = (struct conn_screen_op){ .kind = CONN_OP_SCREEN, .sc = NULL,
-				       .idx = CONN_SCREEN_CACHE_IDX, .r = r };
-	r->owner = op;
-	r->deadline_ms = mx_clock_monotonic_ms() + CONN_SCREEN_STORE_TIMEOUT_MS;
-	if (svc_submit(sc->w->svc, r) < 0) {
-		free(op);
-		svc_request_free(r);
+	if (conn_screen_submit(sc, r, CONN_SCREEN_CACHE_IDX, CONN_SCREEN_STORE_TIMEOUT_MS)) {
+		sc->storing = true;
+		sc->store_deadline_ms = conn_screen_now(sc) + CONN_SCREEN_STORE_TIMEOUT_MS + 500;
 	}
 }
 
@@ -248,6 +248,12 @@ void *conn_screen_answer(struct svc_request *r)
 				       sc->scr->cache_map, sc->s ? conn_screen_client(sc) : "?",
 				       strerror(-r->status));
 			conn_screen_begin(sc, v);
+		} else if (sc->storing) {
+			if (r->status < 0)
+				mx_log(MX_LOG_WARNING, "postscreen_cache_map %s: update of %s: %s",
+				       sc->scr->cache_map, conn_screen_client(sc),
+				       strerror(-r->status));
+			sc->storing = false;
 		}
 	} else {
 		const struct dns_result *res = r->kind == SVC_DNS ? r->u.dns.result : NULL;
@@ -270,6 +276,8 @@ void *conn_screen_owner(const struct conn_screen *sc)
 
 enum conn_screen_state conn_screen_state(const struct conn_screen *sc)
 {
+	if (sc->storing)
+		return CONN_SCREEN_SCREENING;
 	switch (smtp_screen_state(sc->s)) {
 	case SMTP_SCREEN_ST_PASS:
 		return CONN_SCREEN_PASS;
@@ -282,7 +290,7 @@ enum conn_screen_state conn_screen_state(const struct conn_screen *sc)
 
 bool conn_screen_wants_input(const struct conn_screen *sc)
 {
-	return !sc->waiting_cache && smtp_screen_wants_input(sc->s);
+	return !sc->waiting_cache && !sc->storing && smtp_screen_wants_input(sc->s);
 }
 
 size_t conn_screen_input(struct conn_screen *sc, const char *buf, size_t len, uint64_t now_ms)
@@ -296,7 +304,7 @@ size_t conn_screen_input(struct conn_screen *sc, const char *buf, size_t len, ui
 
 struct mx_span conn_screen_output(const struct conn_screen *sc)
 {
-	return smtp_screen_output(sc->s);
+	return sc->storing ? mx_span_make("", 0) : smtp_screen_output(sc->s);
 }
 
 void conn_screen_output_done(struct conn_screen *sc, size_t n)
@@ -306,11 +314,20 @@ void conn_screen_output_done(struct conn_screen *sc, size_t n)
 
 uint64_t conn_screen_deadline(const struct conn_screen *sc)
 {
+	if (sc->storing)
+		return sc->store_deadline_ms;
 	return sc->waiting_cache ? sc->cache_deadline_ms : smtp_screen_deadline(sc->s);
 }
 
 void conn_screen_timer(struct conn_screen *sc, uint64_t now_ms)
 {
+	if (sc->storing) {
+		/* the state service answers by the request's deadline; this bounds a stuck
+		 * one: the reply goes out without the record */
+		if (now_ms >= sc->store_deadline_ms)
+			sc->storing = false;
+		return;
+	}
 	if (sc->waiting_cache) {
 		/* the state service answers by its deadline; this only bounds a stuck one */
 		if (now_ms >= sc->cache_deadline_ms)

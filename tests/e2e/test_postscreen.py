@@ -133,9 +133,15 @@ for sess in json.load(sys.stdin):
         for c in sess["cmds"]:
             if eof:
                 break
+            # several lines in one send (pipelined): as many replies
             s.sendall((c + "\r\n").encode())
-            text, eof = reply(f)
-            r["replies"].append(text)
+            texts = []
+            for _ in c.split("\r\n"):
+                if eof:
+                    break
+                text, eof = reply(f)
+                texts.append(text)
+            r["replies"].append("|".join(texts))
         if not eof:
             s.settimeout(5)
             try:
@@ -158,7 +164,8 @@ SCREEN_CMDS = ["EHLO client.example", "MAIL FROM:<s@sender.example>",
 def addrs(prefix):
     """The scenario's client addresses: name -> address."""
     names = ["pregreet_enforce", "pregreet_drop", "patient", "listed", "listed_allowed",
-             "off_filter", "wl_allowlisted", "acl_permit", "acl_reject"]
+             "off_filter", "wl_allowlisted", "acl_permit", "acl_reject", "deep_good",
+             "deep_pipelining", "deep_non_smtp"]
     return {n: f"{prefix}{21 + i}" for i, n in enumerate(names)}
 
 
@@ -194,14 +201,14 @@ class Target:
                              check=True)
             self.host = self.topo.gw_ip4
             self.probe = self.topo.cl_ip4
-            self.ports = (25, 2526, 2527)
+            self.ports = (25, 2526, 2527, 2528)
             self.python = netns.SYS_PYTHON
         else:
             self.topo = None
             self.a = addrs("127.0.0.")
             self.host = "127.0.0.1"
             self.probe = "127.0.0.1"
-            self.ports = (mxtest.free_port(), mxtest.free_port(), mxtest.free_port())
+            self.ports = tuple(mxtest.free_port() for _ in range(4))
             self.python = sys.executable
         self.dns_port = 53 if transport == "kernel" else 5353
         self.dns = None
@@ -231,7 +238,7 @@ class Target:
             f"postscreen_greet_wait = {GREET_WAIT}s\n"
             "postscreen_access_list =\n"
         )
-        pa, pb, pc = ports
+        pa, pb, pc, pd = ports
         lst = f"{host}:" if host else ""
         master = (
             f"{lst}{pa} inet n - n - 1 postscreen\n"
@@ -251,6 +258,12 @@ class Target:
             "  -o postscreen_dnsbl_sites=wl.test*-3\n"
             "  -o postscreen_dnsbl_allowlist_threshold=-1\n"
             "  -o postscreen_cache_map=btree:$data_directory/ps_c\n"
+            f"{lst}{pd} inet n - n - 1 postscreen\n"
+            f"  -o postscreen_access_list=cidr:{cidr}\n"
+            "  -o postscreen_pipelining_enable=yes\n"
+            "  -o postscreen_non_smtp_command_enable=yes\n"
+            "  -o postscreen_bare_newline_enable=yes\n"
+            "  -o postscreen_cache_map=btree:$data_directory/ps_d\n"
             "smtpd pass - - n - - smtpd\n"
         )
         return main, master
@@ -286,7 +299,7 @@ class Target:
         spec = []
         for s in sessions:
             s = dict(s)
-            s["port"] = ports["abc".index(s["svc"])]
+            s["port"] = ports["abcd".index(s["svc"])]
             spec.append(s)
         argv = [self.python, "-c", CLIENT, host]
         kw = dict(input=json.dumps(spec), capture_output=True, text=True, timeout=600)
@@ -354,6 +367,26 @@ def sessions(a, teaser):
         dict(name="access list reject, drop", svc="c", src=a["acl_reject"], cmds=[],
              want_greeting="521 5.3.2 Service currently unavailable", want=[],
              log=[f"DENYLISTED [{a['acl_reject']}]:"]),
+        # the deep tests: the dummy engine's 220 after the greet wait; a client that
+        # passes is told 450 at RCPT and comes back PASS OLD
+        dict(name="deep tests, a good client", svc="d", src=a["deep_good"],
+             cmds=SCREEN_CMDS, want_greeting=teaser + "\n" + g, slow=True,
+             want=[ehlo, "250 2.1.0 Ok", "450 4.3.2 Service currently unavailable",
+                   "221 2.0.0 Bye"],
+             log=[f"PASS NEW [{a['deep_good']}]:"]),
+        dict(name="deep tests, back", svc="d", src=a["deep_good"], cmds=PASS_CMDS,
+             want_greeting=g, fast=True, passed=True,
+             log=[f"PASS OLD [{a['deep_good']}]:"]),
+        dict(name="deep tests, pipelining", svc="d", src=a["deep_pipelining"],
+             cmds=["EHLO client.example\r\nMAIL FROM:<s@sender.example>\r\n"
+                   "RCPT TO:<u@relay.example>", "QUIT"],
+             want_greeting=teaser + "\n" + g,
+             want=[ehlo + "|250 2.1.0 Ok|550 5.5.1 Protocol error", "221 2.0.0 Bye"],
+             log=[f"COMMAND PIPELINING from [{a['deep_pipelining']}]:"]),
+        dict(name="deep tests, non-SMTP command", svc="d", src=a["deep_non_smtp"],
+             cmds=["GET / HTTP/1.0"], want_greeting=teaser + "\n" + g,
+             want=["521 5.7.0 Error: I can break rules, too. Goodbye."],
+             log=[f"NON-SMTP COMMAND from [{a['deep_non_smtp']}]:"]),
     ]
 
 
@@ -380,8 +413,8 @@ def decisions(log, addr):
     """The screen's decisions for one client in a log, in order."""
     out = []
     pat = re.compile(r"(PREGREET \d+|DNSBL rank \d+|PASS NEW|PASS OLD|ALLOWLISTED|"
-                     r"DENYLISTED|NOQUEUE: reject: RCPT|DISCONNECT)\b.*?\[" + re.escape(addr)
-                     + r"\]")
+                     r"DENYLISTED|NOQUEUE: reject: RCPT|DISCONNECT|COMMAND PIPELINING|"
+                     r"NON-SMTP COMMAND|BARE NEWLINE)\b.*?\[" + re.escape(addr) + r"\]")
     for line in log.splitlines():
         if "postscreen" in line or "mxgate" in line:
             m = pat.search(line)
@@ -400,12 +433,12 @@ def run_tests(t, postfix=None):
         check(s, g, "mxgate", t.gw.output)
     log = t.gw.log()
     st = t.gw.stats()
-    want = {"screen_pregreet_fail": 2, "screen_dnsbl_fail": 1, "screen_pass_new": 4,
-            "screen_pass_old": 1, "screen_denylisted": 1}
+    want = {"screen_pregreet_fail": 2, "screen_dnsbl_fail": 1, "screen_pass_new": 5,
+            "screen_pass_old": 2, "screen_denylisted": 1, "screen_deep_fail": 2}
     for k, v in want.items():
         if st.get(k) != v:
             fail(f"statistics: {k}={st.get(k)}, expected {v}: {st}\n{t.gw.output()}")
-    if st.get("screen_allowlisted", 0) < 1 or st.get("screen_closed", 0) < 4:
+    if st.get("screen_allowlisted", 0) < 1 or st.get("screen_closed", 0) < 7:
         fail(f"statistics: allowlisted or closed screens missing: {st}")
     for s in sess:
         for want in s["log"]:
@@ -466,7 +499,7 @@ class PostscreenPostfix:
     """A private Debian Postfix with postscreen in front of its smtpd: the oracle."""
 
     def __init__(self, t):
-        self.ports = (mxtest.free_port(), mxtest.free_port(), mxtest.free_port())
+        self.ports = tuple(mxtest.free_port() for _ in range(4))
         self.pf = mxtest.PostfixPeer(relayhost="[127.0.0.1]:9", extra_main_cf=(
             f"myhostname = {HOST}\nmynetworks = 127.0.0.1/32\n"
             "relay_domains = relay.example\n"))
