@@ -307,12 +307,17 @@ static void dp_accept(struct dp_worker *w, struct net_conn *nc)
 	memcpy(local.bytes, addr, family == AF_INET ? 4 : 16);
 
 	struct dp_conn *k = calloc(1, sizeof(*k));
-	bool screened = false;
-	/* a service with a screen: the screen holds the connection, no session yet */
-	struct conn_screen *sc = k ? conn_screen_new(&w->cw, &peer, port, &local, local_port,
-						   true, w->now_ms, &screened) : NULL;
-	struct conn *c = k && !screened ? conn_new(&w->cw, &peer, port, &local, local_port,
-						   true) : NULL;
+	struct conn_pick pick;
+	struct conn_screen *sc = NULL;
+	struct conn *c = NULL;
+	if (k && conn_pick(&w->cw, &peer, &local, local_port, true, &pick) == 0) {
+		/* a service with a screen: the screen holds the connection, no session yet */
+		if (conn_screen_wanted(&pick))
+			sc = conn_screen_new(&w->cw, &pick, &peer, port, &local, local_port,
+					     w->now_ms);
+		else
+			c = conn_new_picked(&w->cw, &pick, &peer, port, &local, local_port);
+	}
 	if (!c && !sc) {
 		free(k);
 		dp_refuse(w, nc, "out of memory, or no service on this port");

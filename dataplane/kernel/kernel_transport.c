@@ -564,12 +564,16 @@ static void kt_new_conn(struct kt_worker *w, const struct kt_listener *l, int fd
 		}
 	}
 	struct kt_conn *k = calloc(1, sizeof(*k));
-	bool screened = false;
-	/* a service with a screen: the screen holds the connection, no session yet */
-	struct conn_screen *sc = k ? conn_screen_new(&w->cw, &peer, port, &local, l->port, false,
-						   now, &screened) : NULL;
-	struct conn *c = k && !screened ? conn_new(&w->cw, &peer, port, &local, l->port, false)
-					: NULL;
+	struct conn_pick pick;
+	struct conn_screen *sc = NULL;
+	struct conn *c = NULL;
+	if (k && conn_pick(&w->cw, &peer, &local, l->port, false, &pick) == 0) {
+		/* a service with a screen: the screen holds the connection, no session yet */
+		if (conn_screen_wanted(&pick))
+			sc = conn_screen_new(&w->cw, &pick, &peer, port, &local, l->port, now);
+		else
+			c = conn_new_picked(&w->cw, &pick, &peer, port, &local, l->port);
+	}
 	if (!c && !sc) {
 		free(k);
 		kt_refuse(w, fd, &peer, now, "out of memory, or no service on this address");

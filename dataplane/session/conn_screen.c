@@ -175,25 +175,23 @@ static void conn_screen_begin(struct conn_screen *sc, const char *cache)
 	conn_screen_after(sc);
 }
 
-struct conn_screen *conn_screen_new(struct conn_worker *w, const struct mx_inet_addr *peer,
-				    uint16_t port, const struct mx_inet_addr *local,
-				    uint16_t local_port, bool by_port, uint64_t now_ms,
-				    bool *screened)
+bool conn_screen_wanted(const struct conn_pick *p)
 {
-	struct conn_pick p;
-	*screened = false;
-	int rc = conn_pick(w, peer, local, local_port, by_port, &p);
-	if (rc == 0 && !p.svc->screen)
-		return NULL;
-	*screened = true;
-	if (rc < 0)
-		return NULL;
+	return p->svc->screen != NULL;
+}
+
+struct conn_screen *conn_screen_new(struct conn_worker *w, const struct conn_pick *p,
+				    const struct mx_inet_addr *peer, uint16_t port,
+				    const struct mx_inet_addr *local, uint16_t local_port,
+				    uint64_t now_ms)
+{
+	assert(p->svc->screen);
 	struct conn_screen *sc = calloc(1, sizeof(*sc));
 	if (!sc)
 		return NULL;
 	sc->w = w;
-	sc->pick = p;
-	sc->scr = p.svc->screen;
+	sc->pick = *p;
+	sc->scr = p->svc->screen;
 	sc->peer = mx_inet_unmap(peer);
 	sc->local = mx_inet_unmap(local);
 	sc->port = port;
@@ -204,7 +202,7 @@ struct conn_screen *conn_screen_new(struct conn_worker *w, const struct mx_inet_
 		free(sc);
 		return NULL;
 	}
-	p.cg->nconns++;
+	p->cg->nconns++;
 	w->counters.screen_connections++;
 	sc->wall_s = (int64_t)(mx_clock_wall_us() / 1000000u);
 	sc->clock_offset_ms = mx_clock_monotonic_ms() - now_ms;

@@ -30,15 +30,18 @@ enum conn_screen_state {
 	CONN_SCREEN_STATE_MAX
 };
 
-/* A new connection to a service: screened when its service has a screen. Returns the
- * screen, or NULL: *screened false when the service has no screen (use conn_new()), true
- * when it has one and the screen could not be made (out of memory, no such service:
- * refuse the connection). now_ms is the transport's clock (milliseconds, monotonic): every
- * now_ms passed later and every deadline given back is on it. */
-struct conn_screen *conn_screen_new(struct conn_worker *w, const struct mx_inet_addr *peer,
-				    uint16_t port, const struct mx_inet_addr *local,
-				    uint16_t local_port, bool by_port, uint64_t now_ms,
-				    bool *screened);
+/* Whether a connection picked for a service (conn_pick()) is screened: its service has
+ * a screen. Then conn_screen_new(), else conn_new_picked(), on the same pick (a second
+ * pick would count the connection twice in a canary's share). */
+bool conn_screen_wanted(const struct conn_pick *p);
+
+/* A new screened connection on the generation and service p picked. NULL when out of
+ * memory (refuse the connection). now_ms is the transport's clock (milliseconds,
+ * monotonic): every now_ms passed later and every deadline given back is on it. */
+struct conn_screen *conn_screen_new(struct conn_worker *w, const struct conn_pick *p,
+				    const struct mx_inet_addr *peer, uint16_t port,
+				    const struct mx_inet_addr *local, uint16_t local_port,
+				    uint64_t now_ms);
 /* The transport's handle, given back by conn_service_answer() for the screen's answers. */
 void conn_screen_set_owner(struct conn_screen *sc, void *owner);
 void *conn_screen_owner(const struct conn_screen *sc);

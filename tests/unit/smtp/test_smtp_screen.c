@@ -548,7 +548,7 @@ static void deep_run(const struct smtp_screen_config *c, const size_t *cuts, siz
 		o += sp.len;
 	}
 	out[o] = '\0';
-	snprintf(logs, logcap, "%s", h.logs);
+	snprintf(logs, logcap, "%.*s", (int)(logcap - 1), h.logs);
 	CHECK_INT_EQ(smtp_screen_state(s), SMTP_SCREEN_ST_CLOSE);
 	smtp_screen_free(s);
 }
