@@ -549,16 +549,25 @@ void scr_conclude(struct smtp_screen *s, int64_t now_s)
 			s->outcome.pass_old = true;
 	}
 	if ((s->flags & SCR_F_NOFORWARD) == 0) {
-		s->state = SMTP_SCREEN_ST_PASS;
+		scr_enter_state(s, SMTP_SCREEN_ST_PASS);
 	} else {
 		if ((s->flags & SCR_F_HANGUP) == 0)
 			scr_send(s, s->final_reply);
 		scr_log(s, "DISCONNECT %s", s->addr_port);
-		s->state = SMTP_SCREEN_ST_CLOSE;
+		scr_enter_state(s, SMTP_SCREEN_ST_CLOSE);
 	}
-	s->deadline_ms = UINT64_MAX;
-	free(s->d);
-	s->d = NULL;
+}
+
+void scr_enter_state(struct smtp_screen *s, enum smtp_screen_state st)
+{
+	assert(s->state != SMTP_SCREEN_ST_PASS && s->state != SMTP_SCREEN_ST_CLOSE);
+	assert(st > s->state || (st == SMTP_SCREEN_ST_EARLY && s->state == st));
+	s->state = st;
+	if (st == SMTP_SCREEN_ST_PASS || st == SMTP_SCREEN_ST_CLOSE) {
+		s->deadline_ms = UINT64_MAX;
+		free(s->d);
+		s->d = NULL;
+	}
 }
 
 void scr_drop(struct smtp_screen *s, const char *reply, int64_t now_s)
@@ -677,7 +686,7 @@ static bool scr_early_all_done(const struct smtp_screen *s)
 
 static void scr_early_tests(struct smtp_screen *s, uint64_t now_ms)
 {
-	s->state = SMTP_SCREEN_ST_EARLY;
+	scr_enter_state(s, SMTP_SCREEN_ST_EARLY);
 	s->test_name = "tests before SMTP handshake";
 	s->start_ms = now_ms;
 	if ((s->flags & SCR_TODO(SMTP_SCREEN_PREGREET)) && s->cfg->greet_banner[0]) {
@@ -699,7 +708,7 @@ void smtp_screen_start(struct smtp_screen *s, enum smtp_screen_acl acl, const ch
 	mx_inet_format(&s->client.server, server, sizeof(server));
 	s->start_ms = now_ms;
 	s->wall0_s = wall_s;
-	s->state = SMTP_SCREEN_ST_EARLY;
+	scr_enter_state(s, SMTP_SCREEN_ST_EARLY);
 	scr_log(s, "CONNECT from %s to [%s]:%u", s->addr_port, server, s->client.server_port);
 	/* the permanent allow/denylist first (postscreen_access_list) */
 	if (acl == SMTP_SCREEN_ACL_REJECT) {

@@ -91,6 +91,9 @@ struct smtp_screen {
 };
 
 /* smtp_screen.c */
+/* The one place the screen's state changes: NEW -> EARLY -> (SMTPD ->) PASS or CLOSE;
+ * PASS and CLOSE are final and drop the timer and the dummy engine. */
+void scr_enter_state(struct smtp_screen *s, enum smtp_screen_state st);
 void scr_log(struct smtp_screen *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 bool scr_send(struct smtp_screen *s, const char *text);
 void scr_conclude(struct smtp_screen *s, int64_t now_s);

@@ -34,7 +34,7 @@ int scr_smtpd_start(struct smtp_screen *s, uint64_t now_ms)
 		return -ENOMEM;
 	s->d = d;
 	d->where = "CONNECT";
-	s->state = SMTP_SCREEN_ST_SMTPD;
+	scr_enter_state(s, SMTP_SCREEN_ST_SMTPD);
 	s->test_name = "tests after SMTP handshake";
 	s->start_ms = now_ms;
 	if (s->flags & SCR_F_X21)
