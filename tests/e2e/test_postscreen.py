@@ -7,7 +7,8 @@ master.cf has three postscreen services (each with its own -o, its own cache fil
      threshold 2 and action enforce;
   B  greet action drop;
   C  postscreen_access_list = cidr:access.cidr (one client permit, one reject),
-     denylist action drop, DNSBL site wl.test*-3 with allowlist threshold -1.
+     denylist action drop, DNSBL site wl.test*-3 with allowlist threshold -1;
+  D  the deep tests on (pipelining, non-SMTP commands, bare newlines).
 A private DNS server (a Python UDP server, Python's standard library only) answers A
 queries for the listed clients, NXDOMAIN with an SOA for the rest. Every client is its
 own address (kernel: 127.0.0.x bound as the source; dpdk: 10.77.0.x added to the client
@@ -25,6 +26,9 @@ namespace, the gateway on net_af_packet in its namespace, see netns.py); the ses
     wait;
   - the access list (C): the permitted client is ALLOWLISTED (220 at once), the rejected
     one DENYLISTED and dropped with 521 5.3.2;
+  - the deep tests (D): a good client gets the dummy engine's 220, 450 4.3.2 at RCPT and
+    PASS NEW, and when it comes back PASS OLD and the real server; a client that
+    pipelines gets 550 5.5.1 at RCPT; "GET / HTTP/1.0" is dropped with 521 5.7.0;
   - the screen's counters in the statistics line.
 On the kernel transport the whole test runs in a private network namespace whose
 resolv.conf names the DNS server, and a private Debian Postfix with the same main.cf
