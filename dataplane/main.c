@@ -28,6 +28,7 @@
 #include "dataplane/session/conn.h"
 #include "dataplane/svc/svc.h"
 #include "dataplane/svc/svc_greylist.h"
+#include "dataplane/svc/svc_state.h"
 #include "dataplane/svc/svc_policy.h"
 #include "dataplane/svc/svc_resolver.h"
 #include "dataplane/svc/svc_sasl.h"
@@ -123,7 +124,7 @@ static void log_statistics(const struct mx_transport_run *tr, const char *when)
 {
 	struct mx_counters sum;
 	uint64_t open;
-	char line[1024];
+	char line[2048];
 	size_t n = 0;
 
 	transport_counters(tr, &sum, &open);
@@ -460,6 +461,7 @@ static int services_start(struct svc_set **out, const struct mx_config *boot,
 	static struct svc_policy_params pp;
 	static struct svc_sasl_params sp;
 	static struct svc_greylist_params gp;
+	static struct svc_state_params stp;
 	char err[512];
 	svc_resolver_params_default(&rp);
 	const char *servers = mx_config_get(boot, "mxgate_dns_servers");
@@ -478,12 +480,24 @@ static int services_start(struct svc_set **out, const struct mx_config *boot,
 	 * add check_greylist; each request carries its map and parameters. */
 	svc_greylist_params_init(&gp);
 	gp.version = MXGATE_VERSION;
+	/* the state service: postscreen's temporary allowlist (postscreen_cache_map),
+	 * swept every postscreen_cache_cleanup_interval */
+	svc_state_params_init(&stp);
+	const char *sweep = mx_config_get(boot, "postscreen_cache_cleanup_interval");
+	if (sweep) {
+		unsigned long v = strtoul(sweep, NULL, 10);
+		char unit = sweep[strspn(sweep, "0123456789")];
+		v *= unit == 'm' ? 60 : unit == 'h' ? 3600 : unit == 'd' ? 86400
+		     : unit == 'w' ? 604800 : 1;
+		stp.sweep_interval_ms = v > UINT32_MAX / 1000 ? UINT32_MAX : (uint32_t)v * 1000u;
+	}
 	struct svc_set_params p = {
 		.workers = nworkers,
 		.ops = { [SVC_DNS] = &svc_resolver_ops, [SVC_POLICY] = &svc_policy_ops,
-			 [SVC_SASL] = &svc_sasl_ops, [SVC_GREYLIST] = &svc_greylist_ops },
-		.params = { [SVC_DNS] = &rp, [SVC_POLICY] = &pp, [SVC_SASL] = &sp,
-			    [SVC_GREYLIST] = &gp },
+			 [SVC_STATE] = &svc_state_ops, [SVC_SASL] = &svc_sasl_ops,
+			 [SVC_GREYLIST] = &svc_greylist_ops },
+		.params = { [SVC_DNS] = &rp, [SVC_POLICY] = &pp, [SVC_STATE] = &stp,
+			    [SVC_SASL] = &sp, [SVC_GREYLIST] = &gp },
 		.orphan = conn_service_orphan,
 	};
 	if (svc_set_start(out, &p, err, sizeof(err)) < 0) {

@@ -20,8 +20,10 @@
  *     on: warnings; Cyrus SASL's own settings: warnings;
  *   - anvil limits: the connection, message and recipient limits are implemented
  *     (config_params.c); the new TLS session and AUTH rate limits are refused when
- *     non-zero (no TLS or AUTH to limit yet); postscreen: refused whatever the value
- *     (no screen yet);
+ *     non-zero (no TLS or AUTH to limit yet); postscreen: its tests are implemented
+ *     (config_params.c), its connection limit, TLS, PROXY protocol, command filter and
+ *     EHLO keyword discarding are refused when set, its footers and queue limits
+ *     warned about;
  *   - routing: default_transport/relay_transport other than Postfix's defaults,
  *     sender_dependent_*, defer_transports, smtp_fallback_relay, smtp_bind_address,
  *     smtp_tcp_port other than 25, master_service_disable: refused;
@@ -197,8 +199,41 @@ const struct mx_refused_def mx_refused[] = {
 	NONZERO("smtpd_client_new_tls_session_rate_limit", NO_TLS_RATE),
 	NONZERO("smtpd_client_auth_rate_limit", NO_AUTH_RATE),
 	W("anvil_*", NO_DAEMON),
-	ALWAYS("postscreen_*", "mxgate does not screen clients yet (postscreen): no client "
-			       "would be screened"),
+	/* postscreen: the screen implements the tests (config_params.c); these are what
+	 * it does not */
+	ALWAYS("postscreen_client_connection_count_limit", "the screen has no connection "
+		"limit of its own: smtpd_client_connection_count_limit applies once a "
+		"client passed"),
+	W("postscreen_pre_queue_limit", "the screen's connections count toward "
+					"mxgate_max_connections"),
+	W("postscreen_post_queue_limit", "the screen's connections count toward "
+					 "mxgate_max_connections"),
+	W("postscreen_watchdog_timeout", "every wait of the screen has its own deadline"),
+	NONEMPTY("postscreen_upstream_proxy_protocol", "the screen does not read the PROXY "
+		 "protocol: every client would be the proxy (smtpd_upstream_proxy_protocol works on "
+		 "services without the screen)"),
+	W("postscreen_upstream_proxy_timeout", "used only with "
+					       "postscreen_upstream_proxy_protocol"),
+	NONEMPTY("postscreen_command_filter", "the screen does not rewrite SMTP commands"),
+	NONEMPTY("postscreen_discard_ehlo_keywords", "the screen's EHLO reply offers every "
+		 "keyword postscreen offers"),
+	NONEMPTY("postscreen_discard_ehlo_keyword_address_maps", "the screen's EHLO reply "
+		 "offers every keyword postscreen offers"),
+	W("postscreen_reject_footer", "the screen adds no text to its replies"),
+	W("postscreen_reject_footer_maps", "the screen adds no text to its replies"),
+	W("postscreen_expansion_filter", "the screen adds no text to its replies"),
+	TLS_LEVEL("postscreen_tls_security_level", "|none",
+		  "the screen does not offer STARTTLS: clients could not encrypt",
+		  "the screen does not offer STARTTLS: clients send in plaintext, which "
+		  "\"may\" allows"),
+	YES("postscreen_use_tls", "the screen does not offer STARTTLS"),
+	YES("postscreen_enforce_tls", "the screen does not offer STARTTLS: mail would be "
+				      "accepted in plaintext"),
+	W("postscreen_greet_enable", "Postfix 2.8's test switch: a non-empty "
+				     "postscreen_greet_banner runs the pregreet test"),
+	W("postscreen_dnsbl_enable", "Postfix 2.8's test switch: a non-empty "
+				     "postscreen_dnsbl_sites runs the DNSBL test"),
+	ALWAYS("postscreen_*", "a postscreen parameter mxgate's screen does not implement"),
 	NONEMPTY("smtpd_command_filter", "mxgate does not rewrite SMTP commands"),
 	NONEMPTY("smtpd_discard_ehlo_keyword_address_maps", "mxgate offers the same EHLO "
 							    "keywords to every client "

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "mgmt/master.h"
+#include "mgmt/screen.h"
 #include "mxgate/errf.h"
 
 static void mx_service_fini(struct mx_service *s)
@@ -18,6 +19,7 @@ static void mx_service_fini(struct mx_service *s)
 		smtp_policy_free(s->policy);
 		mx_checks_free(&s->checks);
 	}
+	mx_screen_free(s->screen);
 	mx_config_free(s->own_cfg);
 	*s = (struct mx_service){ 0 };
 }
@@ -71,6 +73,7 @@ static const char *const mx_stress_session_params[] = {
 	"smtpd_upstream_proxy_protocol", "smtpd_upstream_proxy_timeout",
 	"smtpd_client_connection_count_limit", "smtpd_client_connection_rate_limit",
 	"smtpd_client_message_rate_limit", "smtpd_client_recipient_rate_limit",
+	"postscreen_greet_wait", "postscreen_command_time_limit",
 };
 
 static bool mx_stress_session_only(const struct mx_config *cfg)
@@ -133,6 +136,17 @@ static int mx_service_stress(struct mx_generation *g, unsigned i, FILE *diag, ch
 	return 0;
 }
 
+/* The screen of a postscreen service, and of its stress variant (whose
+ * postscreen_greet_wait and postscreen_command_time_limit are the stress values). */
+static int mx_service_screen(struct mx_service *s, char *err, size_t errlen)
+{
+	char why[512];
+	int rc = mx_screen_build(s->cfg, &s->screen, why, sizeof(why));
+	if (rc == 0 && s->stress)
+		rc = mx_screen_build(s->stress->cfg, &s->stress->screen, why, sizeof(why));
+	return rc < 0 ? mx_errf(err, errlen, rc, "service %s: %s", s->name, why) : 0;
+}
+
 const struct mx_service *mx_generation_service(const struct mx_generation *g, unsigned i,
 					       bool stress)
 {
@@ -190,6 +204,8 @@ static int mx_generation_master_services(struct mx_generation *g, const struct m
 			return rc;
 		rc = mx_service_stress(g, g->nservices - 1, diag, err, errlen);
 		if (rc < 0)
+			return rc;
+		if (ms->screen && (rc = mx_service_screen(s, err, errlen)) < 0)
 			return rc;
 	}
 	return 0;

@@ -47,6 +47,9 @@ struct mx_service {
 	 * yes (mx_config_stress()), its own lists and checks only when a value they are
 	 * built from depends on stress. NULL when none of its values does. */
 	struct mx_service *stress;
+	/* The screen in front of it (a master.cf postscreen service; mgmt/screen.h), its own
+	 * in each service and stress variant; NULL: none. */
+	struct mx_screen *screen;
 };
 
 /* What one generation's connections did, per worker (each worker writes its own slot,

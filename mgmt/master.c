@@ -373,8 +373,6 @@ static const char *master_skip_why(const char *command, bool *refuse)
 		bool refuse;
 		const char *why;
 	} known[] = {
-		{ "postscreen", true, "postscreen is not implemented yet: clients would not be "
-				      "screened" },
 		{ "qmqpd", true, "mxgate does not accept QMQP: mail this listener accepts would "
 				 "be refused" },
 		{ "smtp", false, "a delivery transport: mxgate's relay delivers (relayhost, "
@@ -414,9 +412,9 @@ static const char *master_skip_why(const char *command, bool *refuse)
 		{ "dnsblog", false, "a postscreen helper" },
 		{ "postlogd", false, "one of Postfix's internal services; mxgate logs to "
 				     "maillog_file" },
-		{ "smtpd", true, "an smtpd that is not an inet listener (behind postscreen, or "
-				 "a unix/fifo service) is not supported: mail it would accept "
-				 "would be refused" },
+		{ "smtpd", true, "an smtpd that is not an inet listener (a unix/fifo service, or "
+				 "a pass service not named smtpd) is not supported: mail it "
+				 "would accept would be refused" },
 	};
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
 		if (strcmp(known[i].command, command) == 0) {
@@ -550,7 +548,22 @@ static void master_entry(struct master_ctx *x, const struct master_token *t, siz
 			return;
 		}
 	}
-	if (strcmp(type, "inet") != 0 || strcmp(command, "smtpd") != 0) {
+	/* postscreen hands clients that pass to the pass service named smtpd
+	 * (smtpd_service_name): its -o apply to every postscreen service */
+	if (!strcmp(type, "pass") && !strcmp(command, "smtpd") && !strcmp(name, "smtpd")) {
+		if (m->pass.name) {
+			master_diag(x, line, false, "a second smtpd pass service (also line %u)",
+				    m->pass.line);
+			return;
+		}
+		m->pass.line = line;
+		if (!(m->pass.name = master_strndup(x, name, strlen(name))))
+			return;
+		master_smtpd_args(x, &m->pass, t, nt);
+		return;
+	}
+	bool screen = !strcmp(type, "inet") && !strcmp(command, "postscreen");
+	if (!screen && (strcmp(type, "inet") != 0 || strcmp(command, "smtpd") != 0)) {
 		bool refuse;
 		const char *why = master_skip_why(command, &refuse);
 		if (!why) {
@@ -561,7 +574,7 @@ static void master_entry(struct master_ctx *x, const struct master_token *t, siz
 				     : "a program mxgate does not run";
 		}
 		if (strcmp(command, "smtpd") != 0 && strcmp(type, "inet") == 0 &&
-		    strcmp(command, "postscreen") != 0 && strcmp(command, "qmqpd") != 0) {
+		    strcmp(command, "qmqpd") != 0) {
 			refuse = true;
 			why = "an inet service mxgate cannot provide: what it accepts would be "
 			      "refused";
@@ -584,7 +597,7 @@ static void master_entry(struct master_ctx *x, const struct master_token *t, siz
 	}
 	m->services = svcs;
 	struct mx_master_service *svc = &m->services[m->nservices++];
-	*svc = (struct mx_master_service){ .line = line };
+	*svc = (struct mx_master_service){ .line = line, .screen = screen };
 	svc->name = master_strndup(x, name, strlen(name));
 	if (!svc->name)
 		return;
@@ -741,6 +754,57 @@ static void master_free_entry(struct mx_master_entry *e)
 	free(e->argv);
 }
 
+static void master_service_free(struct mx_master_service *svc)
+{
+	free(svc->name);
+	for (size_t i = 0; i < svc->noverrides; i++) {
+		free(svc->overrides[i].name);
+		free(svc->overrides[i].value);
+	}
+	free(svc->overrides);
+}
+
+/* Every postscreen service takes the smtpd pass line's overrides after its own; a
+ * postscreen service without a pass service to hand clients to is an error (Postfix's
+ * postscreen would fail every client that passed), a pass service without postscreen a
+ * warning. */
+static void master_screen_pass(struct master_ctx *x)
+{
+	struct mx_master *m = x->m;
+	bool any = false;
+	for (size_t s = 0; s < m->nservices && !x->oom; s++) {
+		struct mx_master_service *svc = &m->services[s];
+		if (!svc->screen)
+			continue;
+		any = true;
+		if (!m->pass.name) {
+			master_diag(x, svc->line, false, "service %s (postscreen): no \"smtpd pass\" "
+				    "service to hand clients to", svc->name);
+			continue;
+		}
+		for (size_t i = 0; i < m->pass.noverrides; i++) {
+			const struct mx_master_override *o = &m->pass.overrides[i];
+			struct mx_master_override *n =
+				realloc(svc->overrides, (svc->noverrides + 1) * sizeof(*n));
+			char *name = strdup(o->name), *value = strdup(o->value);
+			if (!n || !name || !value) {
+				if (n)
+					svc->overrides = n;
+				free(name);
+				free(value);
+				x->oom = true;
+				return;
+			}
+			svc->overrides = n;
+			n[svc->noverrides++] = (struct mx_master_override){
+				.name = name, .value = value, .line = o->line };
+		}
+	}
+	if (m->pass.name && !any)
+		master_diag(x, m->pass.line, true, "service smtpd/pass (smtpd): skipped: no "
+			    "postscreen service hands clients to it");
+}
+
 void mx_master_free(struct mx_master *m)
 {
 	if (!m)
@@ -748,15 +812,9 @@ void mx_master_free(struct mx_master *m)
 	for (size_t i = 0; i < m->nentries; i++)
 		master_free_entry(&m->entries[i]);
 	free(m->entries);
-	for (size_t s = 0; s < m->nservices; s++) {
-		struct mx_master_service *svc = &m->services[s];
-		free(svc->name);
-		for (size_t i = 0; i < svc->noverrides; i++) {
-			free(svc->overrides[i].name);
-			free(svc->overrides[i].value);
-		}
-		free(svc->overrides);
-	}
+	for (size_t s = 0; s < m->nservices; s++)
+		master_service_free(&m->services[s]);
+	master_service_free(&m->pass);
 	free(m->services);
 	free(m->path);
 	free(m);
@@ -779,6 +837,8 @@ int mx_master_parse(const char *text, size_t len, const char *name, struct mx_ma
 		return -ENOMEM;
 	}
 	master_read(&x, text, len);
+	if (!x.oom)
+		master_screen_pass(&x);
 	if (!x.oom && !x.errors && x.m->nservices == 0)
 		master_diag(&x, 0, false, "no inet smtpd service: mxgate would accept no mail");
 	master_diag_flush(&x, diag);

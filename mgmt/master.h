@@ -66,6 +66,11 @@ struct mx_master_service {
 	unsigned listen_count;
 	struct mx_master_override *overrides;
 	size_t noverrides;
+	/* A postscreen(8) inet line: the screen runs in front of this service. Its
+	 * overrides are the postscreen line's, then the `smtpd pass` line's (postscreen
+	 * hands a client that passed to that smtpd: mxgate keeps it on the same
+	 * connection, so the two lines are one service). */
+	bool screen;
 };
 
 struct mx_master {
@@ -74,6 +79,9 @@ struct mx_master {
 	size_t nentries;
 	struct mx_master_service *services;
 	size_t nservices;
+	/* The `smtpd pass` line postscreen services hand clients to (its -o overrides);
+	 * pass.name is NULL when there is none. */
+	struct mx_master_service pass;
 };
 
 /* Parse master.cf text (`name` stands for the file in messages). Every problem is written

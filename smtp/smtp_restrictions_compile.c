@@ -241,7 +241,7 @@ static bool parse_octet(const char *s, size_t n, uint8_t set[32])
 	return true;
 }
 
-static bool parse_filter(const char *f, uint8_t filter[4][32])
+bool smtp_policy_rbl_filter_parse(const char *f, uint8_t filter[4][32])
 {
 	const char *s = f;
 	for (int o = 0; o < 4; o++) {
@@ -281,7 +281,7 @@ static int add_rbl(struct smtp_policy *p, const char *spec, char *err, size_t er
 		return -EINVAL;
 	}
 	if (eq) {
-		if (!parse_filter(eq + 1, r.filter)) {
+		if (!smtp_policy_rbl_filter_parse(eq + 1, r.filter)) {
 			snprintf(err, errlen, "%s: %s: bad reply filter \"%s\" (want d.d.d.d with [a;b] or [n..m] per octet)",
 				 param, rname, eq + 1);
 			return -EINVAL;

@@ -120,6 +120,10 @@ struct prbl {
 	uint8_t filter[4][32];
 };
 
+/* Parse an ip_match(3) reply filter ("127.0.0.[2..11]"), one 256-bit set per octet
+ * (zeroed by the caller); also postscreen_dnsbl_sites' (smtp_screen_dnsbl.c). */
+bool smtp_policy_rbl_filter_parse(const char *f, uint8_t filter[4][32]);
+
 #define RCPT_MAPS_MAX 16
 
 /* A policy service with the strings it owns. */

@@ -33,6 +33,8 @@ TOOLS = {
     "/usr/sbin/sendmail": "postfix",
     "/usr/sbin/smtp-source": "postfix",
     "/usr/sbin/smtp-sink": "postfix",
+    "/usr/lib/postfix/sbin/postscreen": "postfix",
+    "/usr/lib/postfix/sbin/dnsblog": "postfix",
     # pcre: tables in Postfix (its dict_open loads this module for pcre:)
     "/usr/lib/postfix/postfix-pcre.so": "postfix-pcre",
     "/usr/sbin/rbldnsd": "rbldnsd",

@@ -28,6 +28,7 @@
 #include "dataplane/net/net_stack.h"
 #include "dataplane/net/net_timer.h"
 #include "dataplane/session/conn.h"
+#include "dataplane/session/conn_screen.h"
 
 #define DP_BURST 32
 #define DP_TX_BATCH 64
@@ -46,6 +47,8 @@ struct dp_port_ctx {
 struct dp_conn {
 	struct net_conn *nc;
 	struct conn *c;
+	/* the screen that holds the connection until it passes (c is NULL meanwhile) */
+	struct conn_screen *sc;
 	struct dp_worker *w;
 	struct net_timer timer; /* idle timeout or error-sleep hold, whichever is first */
 	uint64_t idle_at_ms;

@@ -21,6 +21,8 @@
 #define DP_IDLE_SPINS 256 /* empty iterations before an idle sleep */
 #define DP_IDLE_SHORT_US 100000 /* idle time before the sleeps grow */
 #define DP_WARN_INTERVAL_MS 1000
+/* A screened connection that ended waits at most this long for its last reply to leave. */
+#define DP_SCREEN_LINGER_MS 10000
 
 static const char dp_refusal[] = "421 4.3.2 Service currently unavailable\r\n";
 
@@ -65,6 +67,8 @@ static void dp_forget(struct dp_worker *w, struct dp_conn *k)
 		k->next->prev = k->prev;
 	conn_free(k->c);
 	k->c = NULL;
+	conn_screen_free(k->sc);
+	k->sc = NULL;
 	k->nc = NULL;
 	dp_stat_add(&w->st.nconns, (uint64_t)-1);
 	k->next = w->dead;
@@ -123,11 +127,17 @@ static void dp_fail_conn(struct dp_worker *w, struct dp_conn *k, const char *why
 	dp_close(w, k);
 }
 
+static void dp_screen_service(struct dp_worker *w, struct dp_conn *k);
+
 /* Do what can be done for one connection now: send, read, feed the engine, close. */
 static void dp_service(struct dp_worker *w, struct dp_conn *k)
 {
 	if (k->dead || (k->hold_until_ms && w->now_ms < k->hold_until_ms))
 		return;
+	if (k->sc) {
+		dp_screen_service(w, k);
+		return;
+	}
 	for (int round = 0; round < DP_ROUNDS; round++) {
 		int fr = dp_flush(w, k);
 		if (conn_closed(k->c) || k->eof) {
@@ -161,6 +171,98 @@ static void dp_service(struct dp_worker *w, struct dp_conn *k)
 			dp_fail_conn(w, k, "error: SMTP engine made no progress");
 			return;
 		}
+	}
+	dp_ready_push(w, k);
+}
+
+/* ---- screened connections (postscreen): no SMTP session until the screen lets them
+ * through; what the screen does not consume stays in the stack's receive buffer ---- */
+
+static int dp_screen_flush(struct dp_conn *k)
+{
+	for (;;) {
+		struct mx_span out = conn_screen_output(k->sc);
+		if (out.len == 0)
+			return 1;
+		size_t n = net_conn_write(k->nc, out.ptr, out.len);
+		if (n == 0)
+			return 0;
+		conn_screen_output_done(k->sc, n);
+	}
+}
+
+/* The screen let the connection through: its SMTP session starts on it and greets; the
+ * bytes the client sent that the screen did not consume are read after the greeting. */
+static void dp_screen_pass(struct dp_worker *w, struct dp_conn *k)
+{
+	struct conn *c = conn_screen_pass(k->sc);
+	if (!c) {
+		mx_log(MX_LOG_WARNING, "out of memory: closing connection from %s",
+		       conn_screen_client(k->sc));
+		dp_close(w, k);
+		return;
+	}
+	conn_screen_free(k->sc);
+	k->sc = NULL;
+	k->c = c;
+	conn_set_owner(c, k);
+	k->idle_at_ms = conn_deadline(c, w->now_ms, 0, false);
+	dp_timer_set(w, k);
+	if (k->eof)
+		conn_peer_closed(c);
+	else
+		conn_greet(c);
+	dp_service(w, k);
+}
+
+static void dp_screen_service(struct dp_worker *w, struct dp_conn *k)
+{
+	for (int round = 0; round < DP_ROUNDS; round++) {
+		int fr = dp_screen_flush(k);
+		enum conn_screen_state st = conn_screen_state(k->sc);
+		if (st == CONN_SCREEN_CLOSE) {
+			if (fr == 1 || k->eof) {
+				dp_close(w, k);
+				return;
+			}
+			if (k->idle_at_ms > w->now_ms + DP_SCREEN_LINGER_MS) {
+				k->idle_at_ms = w->now_ms + DP_SCREEN_LINGER_MS;
+				dp_timer_set(w, k);
+			}
+			return;
+		}
+		if (st == CONN_SCREEN_PASS) {
+			if (fr == 1)
+				dp_screen_pass(w, k);
+			return;
+		}
+		uint64_t due = conn_screen_deadline(k->sc);
+		if (due != k->idle_at_ms) {
+			k->idle_at_ms = due;
+			dp_timer_set(w, k);
+		}
+		if (fr == 0 || !conn_screen_wants_input(k->sc))
+			return;
+		size_t len;
+		const uint8_t *p = net_conn_peek(k->nc, &len);
+		if (len == 0) {
+			if (net_conn_eof(k->nc) && !k->eof) {
+				k->eof = true;
+				conn_screen_peer_closed(k->sc, w->now_ms);
+				continue;
+			}
+			return;
+		}
+		size_t used = conn_screen_input(k->sc, (const char *)p, len, w->now_ms);
+		if (used == 0) {
+			/* peeked at (a pregreet; a decision may follow at once), or the
+			 * engine waits for its output to leave */
+			if (conn_screen_state(k->sc) == st && conn_screen_wants_input(k->sc))
+				return;
+			continue;
+		}
+		net_conn_consume(k->nc, used);
+		w->cw.counters.bytes_received += used;
 	}
 	dp_ready_push(w, k);
 }
@@ -205,24 +307,42 @@ static void dp_accept(struct dp_worker *w, struct net_conn *nc)
 	memcpy(local.bytes, addr, family == AF_INET ? 4 : 16);
 
 	struct dp_conn *k = calloc(1, sizeof(*k));
-	struct conn *c = k ? conn_new(&w->cw, &peer, port, &local, local_port, true) : NULL;
-	if (!c) {
+	struct conn_pick pick;
+	struct conn_screen *sc = NULL;
+	struct conn *c = NULL;
+	if (k && conn_pick(&w->cw, &peer, &local, local_port, true, &pick) == 0) {
+		/* a service with a screen: the screen holds the connection, no session yet */
+		if (conn_screen_wanted(&pick))
+			sc = conn_screen_new(&w->cw, &pick, &peer, port, &local, local_port,
+					     w->now_ms);
+		else
+			c = conn_new_picked(&w->cw, &pick, &peer, port, &local, local_port);
+	}
+	if (!c && !sc) {
 		free(k);
 		dp_refuse(w, nc, "out of memory, or no service on this port");
 		return;
 	}
 	k->nc = nc;
 	k->c = c;
+	k->sc = sc;
 	k->w = w;
-	conn_set_owner(c, k);
+	if (c)
+		conn_set_owner(c, k);
+	else
+		conn_screen_set_owner(sc, k);
 	net_conn_set_user(nc, k);
-	k->idle_at_ms = conn_deadline(c, w->now_ms, 0, false);
+	k->idle_at_ms = c ? conn_deadline(c, w->now_ms, 0, false) : conn_screen_deadline(sc);
 	dp_timer_set(w, k);
 	k->next = w->conns;
 	if (w->conns)
 		w->conns->prev = k;
 	w->conns = k;
 	dp_stat_add(&w->st.nconns, 1);
+	if (sc) {
+		dp_service(w, k);
+		return;
+	}
 
 	/* Talking before the greeting: bytes that came with the handshake's last ACK were
 	 * sent before our 220 existed. They go to the engine before smtp_session_greet(),
@@ -260,7 +380,9 @@ void dp_event(void *ctx, struct net_conn *nc, enum net_event ev)
 	case NET_EV_ABORT:
 		/* the handle dies when we return */
 		if (k && !k->dead) {
-			if (!conn_closed(k->c) && !k->eof)
+			if (k->sc && !k->eof)
+				conn_screen_peer_closed(k->sc, w->now_ms);
+			else if (k->c && !conn_closed(k->c) && !k->eof)
 				conn_peer_closed(k->c);
 			dp_forget(w, k);
 		}
@@ -284,6 +406,16 @@ static void dp_timer_fire(void *arg, struct net_timer *tm)
 	if (k->hold_until_ms && k->hold_until_ms <= w->now_ms) {
 		k->hold_until_ms = 0;
 		dp_timer_set(w, k);
+		dp_service(w, k);
+		return;
+	}
+	if (k->sc) {
+		/* the screen's greet wait or command time limit, or a last reply not read */
+		if (conn_screen_state(k->sc) != CONN_SCREEN_SCREENING) {
+			dp_close(w, k);
+			return;
+		}
+		conn_screen_timer(k->sc, w->now_ms);
 		dp_service(w, k);
 		return;
 	}
@@ -375,7 +507,8 @@ static void dp_housekeeping(struct dp_worker *w)
 		w->sampled_ms = w->now_ms;
 		uint64_t bytes = 0;
 		for (struct dp_conn *k = w->conns; k; k = k->next)
-			bytes += sizeof(*k) + net_conn_size() + conn_memory(k->c);
+			bytes += sizeof(*k) + net_conn_size() +
+				 (k->sc ? conn_screen_memory(k->sc) : conn_memory(k->c));
 		__atomic_store_n(&w->st.conn_memory, bytes, __ATOMIC_RELAXED);
 	}
 }
@@ -386,6 +519,11 @@ static void dp_begin_stop(struct dp_worker *w)
 	w->stop_deadline_ms = w->now_ms + w->t->p.shutdown_grace_ms;
 	for (struct dp_conn *k = w->conns, *next; k; k = next) {
 		next = k->next;
+		if (k->sc) {
+			conn_screen_shutdown(k->sc, w->now_ms);
+			dp_service(w, k);
+			continue;
+		}
 		/* never interrupts a commit: its 250 (or 451) comes first, then the 421 */
 		conn_shutdown(k->c);
 		k->hold_until_ms = 0;
@@ -610,6 +748,12 @@ int dp_worker_main(void *arg)
 	 * the last replies and FINs leave (and are retransmitted if lost). */
 	while (w->conns) {
 		struct dp_conn *k = w->conns;
+		if (k->sc) {
+			conn_screen_shutdown(k->sc, w->now_ms);
+			dp_screen_flush(k);
+			dp_close(w, k);
+			continue;
+		}
 		if (!conn_closed(k->c) && !k->eof)
 			conn_shutdown(k->c);
 		dp_flush(w, k);

@@ -12,6 +12,7 @@
 
 #include "dataplane/kernel/kernel_transport.h"
 #include "dataplane/session/conn.h"
+#include "dataplane/session/conn_screen.h"
 #include "mxgate/inet.h"
 
 #define KT_LISTEN_BACKLOG 1024
@@ -57,6 +58,9 @@ struct kt_conn {
 	bool dead;       /* closed; freed at the end of the loop iteration */
 	bool in_ready;
 	struct conn *c;
+	/* The screen that holds the connection until it passes (c is NULL meanwhile); NULL
+	 * for a service without a screen, and once it passed. */
+	struct conn_screen *sc;
 	char *in;        /* unconsumed input, KT_READ_CHUNK bytes when allocated */
 	size_t in_len;
 	uint64_t idle_at;    /* smtpd_timeout deadline (monotonic ms) */

@@ -36,6 +36,9 @@
 /* After EMFILE/ENFILE, stop accepting this long rather than spin on the listener. */
 #define KT_ACCEPT_PAUSE_MS 100
 #define KT_WARN_INTERVAL_MS 1000
+/* A screened connection that ended waits at most this long for its last reply to leave
+ * (a client that does not read it does not keep the slot). */
+#define KT_SCREEN_LINGER_MS 10000
 
 static const char kt_refusal[] = "421 4.3.2 Service currently unavailable\r\n";
 
@@ -193,6 +196,8 @@ static void kt_close(struct kt_worker *w, struct kt_conn *k)
 	 * smtpd disconnects from anvil before it closes). */
 	conn_free(k->c);
 	k->c = NULL;
+	conn_screen_free(k->sc);
+	k->sc = NULL;
 	close(k->fd);
 	k->fd = -1;
 	free(k->in);
@@ -287,11 +292,17 @@ static void kt_fail_conn(struct kt_worker *w, struct kt_conn *k, const char *why
 		kt_close(w, k);
 }
 
+static void kt_screen_service(struct kt_worker *w, struct kt_conn *k, uint64_t now);
+
 /* Do what can be done for one connection now: send, read, feed the engine, close. */
 static void kt_service(struct kt_worker *w, struct kt_conn *k, uint64_t now)
 {
 	if (k->dead || (k->hold_until && now < k->hold_until))
 		return;
+	if (k->sc) {
+		kt_screen_service(w, k, now);
+		return;
+	}
 	for (int round = 0; round < KT_ROUNDS; round++) {
 		int fr = kt_flush(w, k, now);
 		if (fr < 0)
@@ -368,6 +379,119 @@ static void kt_service(struct kt_worker *w, struct kt_conn *k, uint64_t now)
 	kt_ready_push(w, k);
 }
 
+/* ---- screened connections (postscreen): no SMTP session until the screen lets them
+ * through ---- */
+
+/* Send the screen's replies. 1 all out, 0 the socket is full, -1 the peer is gone. */
+static int kt_screen_flush(struct kt_conn *k, uint64_t now)
+{
+	for (;;) {
+		struct mx_span out = conn_screen_output(k->sc);
+		if (out.len == 0)
+			return 1;
+		ssize_t n = send(k->fd, out.ptr, out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			conn_screen_output_done(k->sc, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		k->eof = true;
+		conn_screen_peer_closed(k->sc, now);
+		return -1;
+	}
+}
+
+/* The screen let the connection through: its SMTP session starts on it, greets, and
+ * reads what the client sent that the screen did not consume. */
+static void kt_screen_pass(struct kt_worker *w, struct kt_conn *k, uint64_t now)
+{
+	struct conn *c = conn_screen_pass(k->sc);
+	if (!c) {
+		mx_log(MX_LOG_WARNING, "out of memory: closing connection from %s",
+		       conn_screen_client(k->sc));
+		kt_close(w, k);
+		return;
+	}
+	conn_screen_free(k->sc);
+	k->sc = NULL;
+	k->c = c;
+	conn_set_owner(c, k);
+	k->idle_at = conn_deadline(c, now, 0, false);
+	kt_heap_update(w, k);
+	if (k->eof)
+		conn_peer_closed(c);
+	else
+		conn_greet(c);
+	kt_service(w, k, now);
+}
+
+static void kt_screen_service(struct kt_worker *w, struct kt_conn *k, uint64_t now)
+{
+	for (int round = 0; round < KT_ROUNDS; round++) {
+		int fr = kt_screen_flush(k, now);
+		enum conn_screen_state st = conn_screen_state(k->sc);
+		if (st == CONN_SCREEN_CLOSE || fr < 0) {
+			if (fr != 0 || k->eof) {
+				kt_close(w, k);
+				return;
+			}
+			/* the last reply waits for a client that does not read: bounded */
+			if (k->idle_at > now + KT_SCREEN_LINGER_MS) {
+				k->idle_at = now + KT_SCREEN_LINGER_MS;
+				kt_heap_update(w, k);
+			}
+			return;
+		}
+		if (st == CONN_SCREEN_PASS) {
+			if (fr == 1)
+				kt_screen_pass(w, k, now);
+			return;
+		}
+		k->idle_at = conn_screen_deadline(k->sc);
+		kt_heap_update(w, k);
+		if (fr == 0 || !conn_screen_wants_input(k->sc))
+			return;
+		if (k->in_len) {
+			size_t used = conn_screen_input(k->sc, k->in, k->in_len, now);
+			kt_consume(k, used);
+			/* nothing taken: peeked at (a pregreet; a decision may follow at
+			 * once), or the engine waits for its output to leave */
+			if (used == 0 && conn_screen_state(k->sc) == st &&
+			    conn_screen_wants_input(k->sc))
+				return;
+			continue;
+		}
+		if (!k->readable)
+			return;
+		ssize_t n = read(k->fd, w->scratch, KT_READ_CHUNK);
+		if (n > 0) {
+			w->cw.counters.bytes_received += (uint64_t)n;
+			if ((size_t)n < KT_READ_CHUNK && !k->hangup)
+				k->readable = false;
+			size_t used = conn_screen_input(k->sc, w->scratch, (size_t)n, now);
+			if (used < (size_t)n &&
+			    kt_keep(k, w->scratch + used, (size_t)n - used) < 0) {
+				conn_screen_shutdown(k->sc, now);
+				continue;
+			}
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			k->readable = false;
+			return;
+		}
+		k->eof = true;
+		k->readable = false;
+		conn_screen_peer_closed(k->sc, now);
+	}
+	kt_ready_push(w, k);
+}
+
 /* Refuse a new connection with 421; why: what the warning says ("mxgate_max_connections
  * = 100 reached", "out of memory"). */
 static void kt_refuse(struct kt_worker *w, int fd, const struct mx_inet_addr *peer,
@@ -440,8 +564,17 @@ static void kt_new_conn(struct kt_worker *w, const struct kt_listener *l, int fd
 		}
 	}
 	struct kt_conn *k = calloc(1, sizeof(*k));
-	struct conn *c = k ? conn_new(&w->cw, &peer, port, &local, l->port, false) : NULL;
-	if (!c) {
+	struct conn_pick pick;
+	struct conn_screen *sc = NULL;
+	struct conn *c = NULL;
+	if (k && conn_pick(&w->cw, &peer, &local, l->port, false, &pick) == 0) {
+		/* a service with a screen: the screen holds the connection, no session yet */
+		if (conn_screen_wanted(&pick))
+			sc = conn_screen_new(&w->cw, &pick, &peer, port, &local, l->port, now);
+		else
+			c = conn_new_picked(&w->cw, &pick, &peer, port, &local, l->port);
+	}
+	if (!c && !sc) {
 		free(k);
 		kt_refuse(w, fd, &peer, now, "out of memory, or no service on this address");
 		return;
@@ -449,19 +582,25 @@ static void kt_new_conn(struct kt_worker *w, const struct kt_listener *l, int fd
 	k->h.kind = KT_CONN;
 	k->fd = fd;
 	k->c = c;
-	conn_set_owner(c, k);
+	k->sc = sc;
+	if (c)
+		conn_set_owner(c, k);
+	else
+		conn_screen_set_owner(sc, k);
 	k->heap_idx = SIZE_MAX;
-	k->idle_at = conn_deadline(c, now, 0, false);
+	k->idle_at = c ? conn_deadline(c, now, 0, false) : conn_screen_deadline(sc);
 	struct epoll_event ev = {
 		.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
 		.data.ptr = k,
 	};
 	if (kt_heap_push(w, k) < 0 || epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-		mx_log(MX_LOG_WARNING, "cannot register connection from %s: %s", conn_client(c),
+		mx_log(MX_LOG_WARNING, "cannot register connection from %s: %s",
+		       c ? conn_client(c) : conn_screen_client(sc),
 		       strerror(errno ? errno : ENOMEM));
 		if (k->heap_idx != SIZE_MAX)
 			kt_heap_remove(w, k);
 		conn_free(c);
+		conn_screen_free(sc);
 		close(fd);
 		free(k);
 		return;
@@ -471,6 +610,12 @@ static void kt_new_conn(struct kt_worker *w, const struct kt_listener *l, int fd
 		w->conns->prev = k;
 	w->conns = k;
 	__atomic_store_n(&w->nconns, w->nconns + 1, __ATOMIC_RELAXED);
+	if (sc) {
+		/* the screen sent its teaser (or decided at once): read, send, wait */
+		k->readable = true;
+		kt_service(w, k, now);
+		return;
+	}
 
 	/* Talking before the greeting. Whatever is already readable now, right after
 	 * accept and before our 220 exists, was sent by a client that did not wait for the
@@ -577,6 +722,11 @@ static void kt_begin_stop(struct kt_worker *w, uint64_t now)
 	kt_listeners_close(w);
 	for (struct kt_conn *k = w->conns, *next; k; k = next) {
 		next = k->next;
+		if (k->sc) {
+			conn_screen_shutdown(k->sc, now);
+			kt_service(w, k, now);
+			continue;
+		}
 		/* conn_shutdown() never interrupts a commit: a connection waiting for one
 		 * gets its 250 (or 451) first and the 421 after it (conn_spool_news()). */
 		conn_shutdown(k->c);
@@ -599,6 +749,20 @@ static void kt_run_timers(struct kt_worker *w, uint64_t now)
 		if (k->hold_until && k->hold_until <= now) {
 			k->hold_until = 0;
 			k->heap_key = kt_due(k);
+			kt_heap_down(w, 0);
+			kt_service(w, k, now);
+			continue;
+		}
+		if (k->sc) {
+			/* the screen's greet wait, command time limit, or a last reply that
+			 * is not read */
+			if (conn_screen_state(k->sc) != CONN_SCREEN_SCREENING) {
+				kt_close(w, k);
+				continue;
+			}
+			conn_screen_timer(k->sc, now);
+			k->idle_at = conn_screen_deadline(k->sc);
+			k->heap_key = kt_due(k) > now ? kt_due(k) : now + 1;
 			kt_heap_down(w, 0);
 			kt_service(w, k, now);
 			continue;
@@ -740,7 +904,9 @@ static void *kt_worker_main(void *arg)
 	kt_listeners_close(w);
 	while (w->conns) {
 		struct kt_conn *k = w->conns;
-		if (!conn_closed(k->c) && !k->eof)
+		if (k->sc)
+			conn_screen_shutdown(k->sc, mx_clock_monotonic_ms());
+		else if (!conn_closed(k->c) && !k->eof)
 			conn_shutdown(k->c);
 		kt_close(w, k);
 	}

@@ -255,8 +255,9 @@ void conn_worker_counters_add(struct mx_counters *sum, const struct conn_worker 
 #undef CONN_ADD
 }
 
-struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, uint16_t port,
-		      const struct mx_inet_addr *local, uint16_t local_port, bool by_port)
+int conn_pick(struct conn_worker *w, const struct mx_inet_addr *peer,
+	      const struct mx_inet_addr *local, uint16_t local_port, bool by_port,
+	      struct conn_pick *out)
 {
 	struct mx_inet_addr client = mx_inet_unmap(peer);
 	struct mx_generation *g = mx_gen_pick(w->gens, &client, &w->canary_acc);
@@ -270,7 +271,7 @@ struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, ui
 		g = g == cur && can ? can : cur;
 		si = mx_generation_service_at(g, match, local_port);
 		if (si < 0)
-			return NULL;
+			return -ENOENT;
 	}
 	/* Under stress a new connection gets the service's stress variant (the values with
 	 * stress = yes), as a process master(8) starts under stress does; it keeps it for
@@ -284,7 +285,29 @@ struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, ui
 	}
 	struct conn_gen *cg = conn_gen_hold(w, g);
 	if (!cg || conn_gen_service_ready(w, cg, k) < 0)
+		return -ENOMEM;
+	*out = (struct conn_pick){ .cg = cg, .k = k, .svc = svc };
+	return 0;
+}
+
+struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, uint16_t port,
+		      const struct mx_inet_addr *local, uint16_t local_port, bool by_port)
+{
+	struct conn_pick p;
+	if (conn_pick(w, peer, local, local_port, by_port, &p) < 0)
 		return NULL;
+	return conn_new_picked(w, &p, peer, port, local, local_port);
+}
+
+struct conn *conn_new_picked(struct conn_worker *w, const struct conn_pick *p,
+			     const struct mx_inet_addr *peer, uint16_t port,
+			     const struct mx_inet_addr *local, uint16_t local_port)
+{
+	struct mx_inet_addr client = mx_inet_unmap(peer);
+	struct conn_gen *cg = p->cg;
+	const struct mx_service *svc = p->svc;
+	struct mx_generation *g = cg->g;
+	unsigned k = p->k;
 	struct conn *c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;

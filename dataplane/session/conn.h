@@ -104,6 +104,23 @@ struct conn;
 struct conn *conn_new(struct conn_worker *w, const struct mx_inet_addr *peer, uint16_t port,
 		      const struct mx_inet_addr *local, uint16_t local_port, bool by_port);
 
+/* A connection's generation and service, picked as conn_new() picks them (the canary's
+ * share or the current generation, the stress variant under stress) and held by the
+ * worker: conn_new_picked() makes the connection on them later (a screened connection
+ * that passed gets the generation and service it was screened with). */
+struct conn_pick {
+	struct conn_gen *cg;
+	unsigned k;                    /* its service entry there */
+	const struct mx_service *svc;
+};
+/* 0, -ENOENT (no service at local:local_port), -ENOMEM. */
+int conn_pick(struct conn_worker *w, const struct mx_inet_addr *peer,
+	      const struct mx_inet_addr *local, uint16_t local_port, bool by_port,
+	      struct conn_pick *out);
+struct conn *conn_new_picked(struct conn_worker *w, const struct conn_pick *p,
+			     const struct mx_inet_addr *peer, uint16_t port,
+			     const struct mx_inet_addr *local, uint16_t local_port);
+
 /* The smtpd_timeout of the connection's service, in ms. */
 uint64_t conn_timeout_ms(const struct conn *c);
 

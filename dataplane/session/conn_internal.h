@@ -129,9 +129,18 @@ struct conn_check {
 
 struct conn_memo;
 
+/* What a request's owner is (its first member): a connection's conn_op, or a screen's
+ * (conn_screen.c), so conn_service_answer() hands each answer to its kind. */
+enum conn_op_kind {
+	CONN_OP_CONN,
+	CONN_OP_SCREEN,
+	CONN_OP_KIND_MAX
+};
+
 /* A request in flight: the svc_request's owner. When the connection goes first, c becomes
  * NULL and the answer frees it. */
 struct conn_op {
+	enum conn_op_kind kind;       /* CONN_OP_CONN */
 	struct conn *c;
 	struct svc_request *r;  /* in flight: the services' until its answer comes back */
 };
@@ -270,6 +279,10 @@ bool conn_wait_submit(struct conn *c, struct svc_request *r, enum conn_wait why,
 void conn_wait_cancel(struct conn *c);
 void conn_peer_lookup(struct conn *c);
 void conn_greet_now(struct conn *c);
+
+/* conn_screen.c: a screen's answer (the request's owner is a screen op); returns the
+ * transport's handle of the screened connection, or NULL (gone, or a cache write). */
+void *conn_screen_answer(struct svc_request *r);
 
 /* conn_anvil.c: anvil(8)'s per-client limits. connect: when greeting; true when the
  * client is over a connection limit (the 421 is queued instead of the greeting). */

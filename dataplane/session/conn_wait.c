@@ -36,6 +36,7 @@ bool conn_wait_submit(struct conn *c, struct svc_request *r, enum conn_wait why,
 		svc_request_free(r);
 		return false;
 	}
+	op->kind = CONN_OP_CONN;
 	op->c = c;
 	op->r = r;
 	r->owner = op;
@@ -162,6 +163,9 @@ static void conn_peer_addr_answer(struct conn *c, const struct dns_result *res)
 
 void *conn_service_answer(struct svc_request *r)
 {
+	const enum conn_op_kind *kind = r->owner;
+	if (kind && *kind == CONN_OP_SCREEN)
+		return conn_screen_answer(r);
 	struct conn_op *op = r->owner;
 	struct conn *c = op ? op->c : NULL;
 	free(op);

@@ -27,7 +27,17 @@
 	X(anvil_recipient_rate_refused)                                                    \
 	X(anvil_untracked)                                                                 \
 	X(anvil_evicted)                                                                   \
-	X(proxy_failed)
+	X(proxy_failed)                                                                    \
+	X(screen_connections)                                                              \
+	X(screen_pregreet_fail)                                                            \
+	X(screen_dnsbl_fail)                                                               \
+	X(screen_deep_fail)                                                                \
+	X(screen_pass_new)                                                                 \
+	X(screen_pass_old)                                                                 \
+	X(screen_denylisted)                                                               \
+	X(screen_allowlisted)                                                              \
+	X(screen_passed)                                                                   \
+	X(screen_closed)
 
 struct mx_counters {
 #define MX_COUNTER_FIELD(name) uint64_t name;

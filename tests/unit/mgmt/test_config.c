@@ -775,6 +775,35 @@ static const struct bad_value bad_values[] = {
 	{ "mxgate_greylist_header = a\x01" "b", "control character 0x01" },
 	{ "mxgate_greylist_default_action = ", "bad string length 0 < 1: "
 					       "mxgate_greylist_default_action" },
+	{ "postscreen_denylist_action = reject", "postscreen_denylist_action" },
+	{ "postscreen_greet_banner = a\x01" "b", "control character 0x01" },
+	{ "postscreen_greet_wait = 0", "invalid postscreen_greet_wait: 0 (min 1)" },
+	{ "postscreen_greet_action = hold", "postscreen_greet_action" },
+	{ "postscreen_greet_ttl = x", "postscreen_greet_ttl" },
+	{ "postscreen_dnsbl_threshold = 0", "invalid postscreen_dnsbl_threshold parameter "
+					    "value 0 < 1" },
+	{ "postscreen_dnsbl_allowlist_threshold = x", "bad numerical configuration: "
+						      "postscreen_dnsbl_allowlist_threshold" },
+	{ "postscreen_dnsbl_action = bounce", "postscreen_dnsbl_action" },
+	{ "postscreen_dnsbl_min_ttl = 0", "postscreen_dnsbl_min_ttl" },
+	{ "postscreen_dnsbl_max_ttl = 1y", "postscreen_dnsbl_max_ttl" },
+	{ "postscreen_dnsbl_timeout = -1", "postscreen_dnsbl_timeout" },
+	{ "postscreen_pipelining_enable = maybe", "postscreen_pipelining_enable" },
+	{ "postscreen_pipelining_action = x", "postscreen_pipelining_action" },
+	{ "postscreen_pipelining_ttl = 0", "postscreen_pipelining_ttl" },
+	{ "postscreen_non_smtp_command_enable = 2", "postscreen_non_smtp_command_enable" },
+	{ "postscreen_non_smtp_command_action = x", "postscreen_non_smtp_command_action" },
+	{ "postscreen_non_smtp_command_ttl = 0", "postscreen_non_smtp_command_ttl" },
+	{ "postscreen_bare_newline_enable = x", "postscreen_bare_newline_enable" },
+	{ "postscreen_bare_newline_action = x", "postscreen_bare_newline_action" },
+	{ "postscreen_bare_newline_ttl = 0", "postscreen_bare_newline_ttl" },
+	{ "postscreen_command_count_limit = 0", "invalid postscreen_command_count_limit "
+						"parameter value 0 < 1" },
+	{ "postscreen_command_time_limit = 0", "postscreen_command_time_limit" },
+	{ "postscreen_helo_required = x", "postscreen_helo_required" },
+	{ "postscreen_disable_vrfy_command = x", "postscreen_disable_vrfy_command" },
+	{ "postscreen_cache_retention_time = x", "postscreen_cache_retention_time" },
+	{ "postscreen_cache_cleanup_interval = x", "postscreen_cache_cleanup_interval" },
 };
 
 static void test_bad_values(void)

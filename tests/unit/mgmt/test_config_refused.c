@@ -86,8 +86,12 @@ static void test_refused(void)
 	expect_refused("smtpd_client_new_tls_session_rate_limit = 10");
 	expect_refused("smtpd_client_auth_rate_limit = 5");
 	expect_refused("smtpd_client_connection_limit_exceptions = 192.0.2.0/24");
-	expect_refused("postscreen_dnsbl_sites = zen.spamhaus.org*3");
-	expect_refused("postscreen_greet_action = enforce");
+	expect_refused("postscreen_client_connection_count_limit = 5");
+	expect_refused("postscreen_upstream_proxy_protocol = haproxy");
+	expect_refused("postscreen_enforce_tls = yes");
+	expect_refused("postscreen_tls_security_level = encrypt");
+	expect_refused("postscreen_discard_ehlo_keywords = silent-discard, dsn");
+	expect_refused("postscreen_some_future_parameter = 1");
 	expect_refused("relocated_maps = hash:/etc/postfix/relocated");
 	expect_refused("receive_override_options = no_address_mappings");
 	/* and others the table's comment explains */
@@ -150,7 +154,7 @@ static void test_refused(void)
 	expect_accepted("no_such_postfix_parameter = 1", "t.cf:2: warning: unused parameter: "
 							 "no_such_postfix_parameter=1");
 	/* lookup */
-	CHECK(mx_refused_find("postscreen_access_list") != NULL);
+	CHECK(mx_refused_find("postscreen_watchdog_timeout") != NULL);
 	CHECK_STR_EQ(mx_refused_find("smtpd_tls_security_level")->name,
 		     "smtpd_tls_security_level");
 	CHECK_STR_EQ(mx_refused_find("smtpd_tls_loglevel")->name, "smtpd_tls_*");

@@ -205,14 +205,14 @@ static void test_errors(void)
 			    "m.cf:2: duplicate service smtp/inet (also line 1)");
 	/* what skipping would change: refused */
 	expect_master_error("smtp inet n - y - 1 postscreen\n"
-			    "smtpd pass - - y - - smtpd\n"
-			    "dnsblog unix - - y - 0 dnsblog\n"
-			    "tlsproxy unix - - y - 0 tlsproxy\n",
-			    "m.cf:1: service smtp/inet (postscreen): not implemented by mxgate: "
-			    "postscreen is not implemented yet");
-	expect_master_error(SMTP_LINE "smtpd pass - - y - - smtpd\n",
-			    "m.cf:2: service smtpd/pass (smtpd): not implemented by mxgate: an "
+			    "dnsblog unix - - y - 0 dnsblog\n",
+			    "m.cf:1: service smtp (postscreen): no \"smtpd pass\" service to hand "
+			    "clients to");
+	expect_master_error(SMTP_LINE "other pass - - y - - smtpd\n",
+			    "m.cf:2: service other/pass (smtpd): not implemented by mxgate: an "
 			    "smtpd that is not an inet listener");
+	expect_master_error("smtp inet n - y - 1 postscreen\nsmtpd pass - - y - - smtpd\n"
+			    "smtpd pass - - y - - smtpd\n", "m.cf:3: duplicate service smtpd/pass");
 	expect_master_error(SMTP_LINE "628 inet n - y - - qmqpd\n",
 			    "service 628/inet (qmqpd): not implemented by mxgate: mxgate does not "
 			    "accept QMQP");
@@ -254,6 +254,38 @@ static void test_errors(void)
 
 /* Debian 12's stock master.cf (the postfix package's conffile): warnings only, one
  * service. Without the package this fails, naming it: the test must not pass unchecked. */
+/* postscreen in front of smtpd, as Postfix writes it: one service with the screen on,
+ * the postscreen line's overrides then the pass line's. */
+static void test_postscreen(void)
+{
+	struct parsed p = parse("smtpd pass - - y - - smtpd\n  -o smtpd_banner=inner\n"
+				"smtp inet n - y - 1 postscreen\n"
+				"  -o postscreen_greet_action=enforce\n"
+				"dnsblog unix - - y - 0 dnsblog\n"
+				"2525 inet n - y - - smtpd\n");
+	CHECK_INT_EQ(p.rc, 0);
+	if (p.m) {
+		CHECK_INT_EQ(p.m->nservices, 2);
+		const struct mx_master_service *s = &p.m->services[0];
+		CHECK_STR_EQ(s->name, "smtp");
+		CHECK(s->screen);
+		CHECK_INT_EQ(s->noverrides, 2);
+		if (s->noverrides == 2) {
+			CHECK_STR_EQ(s->overrides[0].name, "postscreen_greet_action");
+			CHECK_STR_EQ(s->overrides[1].name, "smtpd_banner");
+			CHECK_STR_EQ(s->overrides[1].value, "inner");
+			CHECK_INT_EQ(s->overrides[1].line, 2);
+		}
+		CHECK(!p.m->services[1].screen);
+	}
+	parsed_free(&p);
+	/* a pass service without postscreen: skipped with a warning */
+	p = parse("smtp inet n - y - - smtpd\nsmtpd pass - - y - - smtpd\n");
+	CHECK_INT_EQ(p.rc, 0);
+	CHECK(p.diag && strstr(p.diag, "m.cf:2: warning: service smtpd/pass (smtpd): skipped"));
+	parsed_free(&p);
+}
+
 static void test_debian(void)
 {
 	const char *path = "/etc/postfix/master.cf";
@@ -561,6 +593,7 @@ int main(void)
 		return 1;
 	RUN_TEST(test_forms);
 	RUN_TEST(test_errors);
+	RUN_TEST(test_postscreen);
 	RUN_TEST(test_debian);
 	RUN_TEST(test_every_prefix);
 	RUN_TEST(test_services);
