@@ -16,7 +16,8 @@ struct smtp_received_info {
 	const char *client_addr;    /* numeric */
 	const char *myhostname;
 	const char *mail_name;
-	const char *protocol;       /* SMTP, ESMTP, UTF8SMTP */
+	const char *protocol;       /* SMTP, ESMTP, ESMTPS (over TLS, RFC 3848), UTF8SMTP */
+	const char *tls_clause;     /* Received:'s TLS lines, or NULL */
 };
 
 void smtp_session_received_info(const struct smtp_session *s, struct smtp_received_info *out);

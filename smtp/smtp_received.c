@@ -93,7 +93,14 @@ size_t smtp_received_header(char *out, size_t cap, const struct smtp_session *s,
 	if (strchr(ri.client_addr, ':'))
 		put_str(&w, "IPv6:");
 	put_clean_str(&w, ri.client_addr);
-	put_str(&w, "])\r\n\tby ");
+	put_str(&w, "])\r\n");
+	if (ri.tls_clause) {
+		/* Postfix's smtpd_tls_received_header lines ("\t(using TLSv1.3 with cipher
+		 * ...)"), already cleaned by smtp_session_set_tls_received() */
+		put_str(&w, ri.tls_clause);
+		put_str(&w, "\r\n");
+	}
+	put_str(&w, "\tby ");
 	put_clean_str(&w, ri.myhostname ? ri.myhostname : "localhost");
 	put_str(&w, " (");
 	put_clean_str(&w, ri.mail_name ? ri.mail_name : "mxgate");

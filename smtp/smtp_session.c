@@ -64,6 +64,8 @@ const char *smtp_event_name(enum smtp_event_type t)
 		return "CLOSE";
 	case SMTP_EV_XCLIENT:
 		return "XCLIENT";
+	case SMTP_EV_STARTTLS:
+		return "STARTTLS";
 	case SMTP_EV_MAX:
 		break;
 	}
@@ -642,7 +644,45 @@ void smtp_session_free(struct smtp_session *s)
 	free(s->hdr);
 	free(s->out);
 	free(s->xcl);
+	free(s->tls_received);
 	free(s);
+}
+
+void smtp_session_set_tls(struct smtp_session *s, bool offer, bool required)
+{
+	s->tls_offer = offer;
+	s->tls_required = required;
+}
+
+void smtp_session_tls_begin(struct smtp_session *s)
+{
+	s->tls_active = true;
+}
+
+bool smtp_session_tls_active(const struct smtp_session *s)
+{
+	return s->tls_active;
+}
+
+int smtp_session_set_tls_received(struct smtp_session *s, const char *clause)
+{
+	free(s->tls_received);
+	s->tls_received = NULL;
+	if (!clause)
+		return 0;
+	size_t n = strnlen(clause, 1024);
+	if (!(s->tls_received = malloc(n + 1)))
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)clause[i];
+		/* a CR or LF only as a line break followed by a TAB: the header stays one */
+		bool fold = (c == '\r' && i + 2 < n && clause[i + 1] == '\n' && clause[i + 2] == '\t') ||
+			    (c == '\n' && i > 0 && clause[i - 1] == '\r' && i + 1 < n &&
+			     clause[i + 1] == '\t');
+		s->tls_received[i] = (c < 32 && c != '\t' && !fold) || c == 127 ? '?' : (char)c;
+	}
+	s->tls_received[n] = '\0';
+	return 0;
 }
 
 void smtp_session_greet(struct smtp_session *s)
@@ -748,7 +788,8 @@ const char *smtp_session_where(const struct smtp_session *s)
 size_t smtp_session_memory(const struct smtp_session *s)
 {
 	return sizeof(*s) + (s->line ? s->cfg->line_length_limit : 0) + s->hdr_cap +
-	       (s->out ? OUT_CAP : 0) + (s->xcl ? sizeof(*s->xcl) : 0);
+	       (s->out ? OUT_CAP : 0) + (s->xcl ? sizeof(*s->xcl) : 0) +
+	       (s->tls_received ? strlen(s->tls_received) + 1 : 0);
 }
 
 void smtp_session_received_info(const struct smtp_session *s, struct smtp_received_info *out)
@@ -759,4 +800,8 @@ void smtp_session_received_info(const struct smtp_session *s, struct smtp_receiv
 	out->myhostname = s->cfg->myhostname;
 	out->mail_name = s->cfg->mail_name;
 	out->protocol = smtp_session_protocol(s);
+	/* RFC 3848: ESMTPS over TLS (Postfix: for ESMTP only) */
+	if (s->tls_active && strcmp(out->protocol, "ESMTP") == 0)
+		out->protocol = "ESMTPS";
+	out->tls_clause = s->tls_active ? s->tls_received : NULL;
 }

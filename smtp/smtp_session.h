@@ -114,6 +114,10 @@ enum smtp_event_type {
 	SMTP_EV_CLOSE,         /* the engine ended the session (421/554/221 queued) */
 	SMTP_EV_XCLIENT,       /* XCLIENT from an authorized client, attributes checked
 	                          (needs verdict) */
+	SMTP_EV_STARTTLS,      /* STARTTLS taken (RFC 3207): "220 2.0.0 Ready to start TLS"
+	                          is the last plaintext output, every input byte after the
+	                          command was discarded, HELO and the transaction are
+	                          forgotten; what comes next is TLS (smtp_session_set_tls()) */
 	SMTP_EV_MAX,
 };
 
@@ -378,6 +382,24 @@ const char *smtp_session_where(const struct smtp_session *s);
  * command lines), "DATA" (message content after the 354), "CHUNK" (the octets of a BDAT
  * chunk), "CLOSED". Static. */
 const char *smtp_session_state_name(const struct smtp_session *s);
+
+/* TLS (RFC 3207), as the transport's TLS layer sees it. offer: EHLO offers STARTTLS and
+ * the command is taken (Postfix's smtpd_tls_security_level may or encrypt); required:
+ * every command but HELO, EHLO, XCLIENT, STARTTLS, NOOP, HELP and QUIT is answered "530
+ * 5.7.0 Must issue a STARTTLS command first" (and counts as an error) until TLS is
+ * active, as Postfix's enforce level. Set before the first input. */
+void smtp_session_set_tls(struct smtp_session *s, bool offer, bool required);
+
+/* The session runs over TLS from now on (wrappermode: from the start; after STARTTLS the
+ * engine sets it itself): STARTTLS is no longer offered (554 5.5.1 Error: TLS already
+ * active), required commands are allowed, and Received: says ESMTPS (RFC 3848). */
+void smtp_session_tls_begin(struct smtp_session *s);
+bool smtp_session_tls_active(const struct smtp_session *s);
+
+/* The TLS lines of Received: (smtpd_tls_received_header), each "\t(...)" with CRLFs
+ * between, without the last CRLF; copied (at most 1024 bytes, control characters but
+ * TAB, CR and LF in line breaks turned into '?'). NULL: none. -ENOMEM or 0. */
+int smtp_session_set_tls_received(struct smtp_session *s, const char *clause);
 
 /* Format the Received: header mxgate prepends, in Postfix's form:
  *   Received: from HELO (NAME [ADDR])\r\n

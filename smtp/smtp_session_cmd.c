@@ -38,27 +38,29 @@ enum command {
 
 #define CMD_LAST 0x1u /* must end a pipelined group (RFC 2920 3.1, RFC 3207 4) */
 #define CMD_JUNK 0x2u /* counts toward smtpd_junk_command_limit */
+#define CMD_PRE_TLS 0x4u /* allowed before STARTTLS where TLS is required (Postfix's
+			    SMTPD_CMD_FLAG_PRE_TLS) */
 
 static const struct {
 	const char *name;
 	unsigned flags;
 } commands[CMD_MAX] = {
-	[CMD_HELO] = { "HELO", CMD_LAST | CMD_JUNK },
-	[CMD_EHLO] = { "EHLO", CMD_LAST | CMD_JUNK },
+	[CMD_HELO] = { "HELO", CMD_LAST | CMD_JUNK | CMD_PRE_TLS },
+	[CMD_EHLO] = { "EHLO", CMD_LAST | CMD_JUNK | CMD_PRE_TLS },
 	[CMD_MAIL] = { "MAIL", 0 },
 	[CMD_RCPT] = { "RCPT", 0 },
 	[CMD_DATA] = { "DATA", CMD_LAST },
 	[CMD_BDAT] = { "BDAT", 0 }, /* checked after its chunk */
 	[CMD_RSET] = { "RSET", CMD_JUNK },
-	[CMD_NOOP] = { "NOOP", CMD_LAST | CMD_JUNK },
-	[CMD_QUIT] = { "QUIT", CMD_LAST },
+	[CMD_NOOP] = { "NOOP", CMD_LAST | CMD_JUNK | CMD_PRE_TLS },
+	[CMD_QUIT] = { "QUIT", CMD_LAST | CMD_PRE_TLS },
 	[CMD_VRFY] = { "VRFY", CMD_LAST | CMD_JUNK },
-	[CMD_HELP] = { "HELP", CMD_JUNK },
-	[CMD_STARTTLS] = { "STARTTLS", CMD_LAST },
+	[CMD_HELP] = { "HELP", CMD_JUNK | CMD_PRE_TLS },
+	[CMD_STARTTLS] = { "STARTTLS", CMD_LAST | CMD_PRE_TLS },
 	[CMD_AUTH] = { "AUTH", 0 },
 	[CMD_ETRN] = { "ETRN", CMD_JUNK },
-	[CMD_XCLIENT] = { "XCLIENT", 0 },
-	[CMD_XFORWARD] = { "XFORWARD", 0 },
+	[CMD_XCLIENT] = { "XCLIENT", CMD_PRE_TLS },
+	[CMD_XFORWARD] = { "XFORWARD", CMD_PRE_TLS },
 };
 
 /* Postfix's smtpd_forbidden_commands (CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}}) and
@@ -218,13 +220,14 @@ void smtp_session_reply_ehlo(struct smtp_session *s)
 {
 	const struct smtp_config *c = s->cfg;
 	char host[HOST_MAX + 1];
-	const char *kw[12];
+	const char *kw[13];
 	char size[40];
 	unsigned n = 0;
 
 	/* Postfix's order: PIPELINING SIZE VRFY ETRN STARTTLS AUTH XCLIENT XFORWARD
-	 * ENHANCEDSTATUSCODES 8BITMIME DSN SMTPUTF8 CHUNKING (ETRN, STARTTLS, AUTH and
-	 * XFORWARD are not offered; XCLIENT only to smtpd_authorized_xclient_hosts) */
+	 * ENHANCEDSTATUSCODES 8BITMIME DSN SMTPUTF8 CHUNKING (ETRN, AUTH and XFORWARD are
+	 * not offered; STARTTLS where TLS is set up and not yet active; XCLIENT only to
+	 * smtpd_authorized_xclient_hosts) */
 	if (c->enable_pipelining)
 		kw[n++] = "PIPELINING";
 	if (c->message_size_limit)
@@ -234,6 +237,8 @@ void smtp_session_reply_ehlo(struct smtp_session *s)
 	kw[n++] = size;
 	if (!c->disable_vrfy_command)
 		kw[n++] = "VRFY";
+	if (s->tls_offer && !s->tls_active)
+		kw[n++] = "STARTTLS";
 	if (s->xclient_authorized)
 		kw[n++] = "XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT";
 	kw[n++] = "ENHANCEDSTATUSCODES";
@@ -632,6 +637,35 @@ static void cmd_help(struct smtp_session *s)
 			    c->disable_vrfy_command ? "" : " VRFY");
 }
 
+/* STARTTLS (RFC 3207 4, Postfix's starttls_cmd()). Taken: the 220 is the last plaintext
+ * reply, every byte the client sent after the command is thrown away (it was sent before
+ * the 220 and so before TLS: an attacker's injection, CVE-2011-0411), and the session
+ * starts over as RFC 3207 4.2 says: no HELO, no transaction. */
+static void cmd_starttls(struct smtp_session *s, struct mx_span args)
+{
+	if (args.len) {
+		refuse_lit(s, SMTP_ERR_SYNTAX, "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	if (s->tls_active) {
+		refuse_lit(s, SMTP_ERR_BAD_SEQUENCE, "554 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (!s->tls_offer) {
+		refuse_lit(s, SMTP_ERR_UNKNOWN_COMMAND, "502 5.5.1 Error: command not implemented");
+		return;
+	}
+	reply_lit(s, "220 2.0.0 Ready to start TLS");
+	s->discard_input = true;
+	s->tls_active = true;
+	smtp_session_abort_message(s);
+	smtp_session_txn_reset(s);
+	s->helo_seen = s->esmtp = false;
+	s->helo[0] = '\0';
+	s->helo_len = 0;
+	smtp_session_push_simple(s, SMTP_EV_STARTTLS);
+}
+
 /* A command while the client restrictions deny this client: Postfix's 503 for the client
  * the restrictions saw (smtpd_proto(), "RFC 2821 Sec 3.1"). */
 static void refuse_denied(struct smtp_session *s)
@@ -700,6 +734,14 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 		return;
 	}
 
+	/* Where TLS is required, only a few commands come before it (Postfix's
+	 * smtpd_proto(): 530 and an error, before the pipelining check). */
+	if (s->tls_required && !s->tls_active && !(commands[cmd].flags & CMD_PRE_TLS)) {
+		s->where = commands[cmd].name;
+		refuse_lit(s, SMTP_ERR_BAD_SEQUENCE, "530 5.7.0 Must issue a STARTTLS command first");
+		return;
+	}
+
 	/* RFC 2920 3.1: without PIPELINING every command waits for its reply, and EHLO,
 	 * DATA, VRFY, NOOP, QUIT... always end a group. Checked before the command runs,
 	 * as Postfix does. BDAT is checked after its chunk. */
@@ -759,8 +801,10 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 		cmd_help(s);
 		break;
 	case CMD_STARTTLS:
+		cmd_starttls(s, args);
+		break;
 	case CMD_ETRN:
-		/* not offered in this version (Postfix: TLS or fast flush not configured) */
+		/* not offered in this version (Postfix: fast flush not configured) */
 		refuse_lit(s, SMTP_ERR_UNKNOWN_COMMAND, "502 5.5.1 Error: command not implemented");
 		break;
 	case CMD_AUTH:
@@ -848,6 +892,11 @@ void smtp_session_command_input(struct smtp_session *s, const char *buf, size_t 
 		n -= 1;
 	}
 	process_command(s, text, n, *pos < len);
+	if (s->discard_input) {
+		/* STARTTLS: nothing after it in this input is read as plaintext */
+		s->discard_input = false;
+		*pos = len;
+	}
 	return;
 
 too_long:
