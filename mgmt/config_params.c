@@ -969,6 +969,136 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		       "through public resolvers",
 		P_GLOBAL_LIVE,
 	},
+	/* TLS for the SMTP server (mgmt/tls_conf.c, dataplane/tls/): Postfix's names,
+	 * meanings and defaults. */
+	[MX_P_SMTPD_TLS_SECURITY_LEVEL] = {
+		.id = MX_P_SMTPD_TLS_SECURITY_LEVEL, .name = "smtpd_tls_security_level",
+		.type = MX_PT_CHOICE, .def = "", .choices = "|none|may|encrypt", .postfix = true,
+		.doc = "none: no STARTTLS; may: offered; encrypt: required before MAIL (530); "
+		       "empty: smtpd_use_tls and smtpd_enforce_tls decide",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_USE_TLS] = {
+		.id = MX_P_SMTPD_USE_TLS, .name = "smtpd_use_tls", .type = MX_PT_BOOL,
+		.def = "no", .postfix = true,
+		.doc = "the old name of smtpd_tls_security_level = may (when the level is empty)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_ENFORCE_TLS] = {
+		.id = MX_P_SMTPD_ENFORCE_TLS, .name = "smtpd_enforce_tls", .type = MX_PT_BOOL,
+		.def = "no", .postfix = true,
+		.doc = "the old name of smtpd_tls_security_level = encrypt (when the level is "
+		       "empty)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_TLS_WRAPPERMODE] = {
+		.id = MX_P_SMTPD_TLS_WRAPPERMODE, .name = "smtpd_tls_wrappermode",
+		.type = MX_PT_BOOL, .def = "no", .postfix = true,
+		.doc = "TLS from the first byte, before the greeting (smtps, port 465)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_TLS_CERT_FILE] = {
+		.id = MX_P_SMTPD_TLS_CERT_FILE, .name = "smtpd_tls_cert_file", .type = MX_PT_PATH,
+		.def = "", .min = 0, .postfix = true,
+		.doc = "PEM file with the server's RSA certificate and its chain (leaf first)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_TLS_KEY_FILE] = {
+		.id = MX_P_SMTPD_TLS_KEY_FILE, .name = "smtpd_tls_key_file", .type = MX_PT_PATH,
+		.def = "$smtpd_tls_cert_file", .min = 0, .postfix = true,
+		.doc = "PEM file with the private key of smtpd_tls_cert_file",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_TLS_ECCERT_FILE] = {
+		.id = MX_P_SMTPD_TLS_ECCERT_FILE, .name = "smtpd_tls_eccert_file",
+		.type = MX_PT_PATH, .def = "", .min = 0, .postfix = true,
+		.doc = "PEM file with an ECDSA certificate and its chain, beside the RSA one",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_TLS_ECKEY_FILE] = {
+		.id = MX_P_SMTPD_TLS_ECKEY_FILE, .name = "smtpd_tls_eckey_file", .type = MX_PT_PATH,
+		.def = "$smtpd_tls_eccert_file", .min = 0, .postfix = true,
+		.doc = "PEM file with the private key of smtpd_tls_eccert_file",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_TLS_CHAIN_FILES] = {
+		.id = MX_P_SMTPD_TLS_CHAIN_FILES, .name = "smtpd_tls_chain_files",
+		.type = MX_PT_WORDS, .def = "", .postfix = true,
+		.doc = "PEM files, each a private key followed by its certificate chain; when "
+		       "set, the cert/key file parameters are not read",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_TLS_PROTOCOLS] = {
+		.id = MX_P_SMTPD_TLS_PROTOCOLS, .name = "smtpd_tls_protocols", .type = MX_PT_WORDS,
+		.def = ">=TLSv1", .postfix = true,
+		.doc = "TLS protocols offered at the may level (\">=TLSv1.2\", \"!SSLv3\")",
+		P_SERVICE_LIVE, .parse = cfg_parse_tls_protocols,
+	},
+	[MX_P_SMTPD_TLS_MANDATORY_PROTOCOLS] = {
+		.id = MX_P_SMTPD_TLS_MANDATORY_PROTOCOLS, .name = "smtpd_tls_mandatory_protocols",
+		.type = MX_PT_WORDS, .def = ">=TLSv1", .postfix = true,
+		.doc = "TLS protocols accepted where TLS is required (encrypt, wrappermode)",
+		P_SERVICE_LIVE, .parse = cfg_parse_tls_protocols,
+	},
+	[MX_P_SMTPD_TLS_CIPHERS] = {
+		.id = MX_P_SMTPD_TLS_CIPHERS, .name = "smtpd_tls_ciphers", .type = MX_PT_CHOICE,
+		.def = "medium", .choices = "high|medium|low|export|null", .postfix = true,
+		.doc = "the cipher grade at the may level",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_TLS_MANDATORY_CIPHERS] = {
+		.id = MX_P_SMTPD_TLS_MANDATORY_CIPHERS, .name = "smtpd_tls_mandatory_ciphers",
+		.type = MX_PT_CHOICE, .def = "medium", .choices = "high|medium|low|export|null",
+		.postfix = true,
+		.doc = "the cipher grade where TLS is required (encrypt, wrappermode)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_TLS_EXCLUDE_CIPHERS] = {
+		.id = MX_P_SMTPD_TLS_EXCLUDE_CIPHERS, .name = "smtpd_tls_exclude_ciphers",
+		.type = MX_PT_WORDS, .def = "", .postfix = true,
+		.doc = "ciphers or cipher types never used (OpenSSL names: aNULL, RC4, MD5...)",
+		P_SERVICE_LIVE, .parse = cfg_parse_tls_exclude,
+	},
+	[MX_P_SMTPD_TLS_MANDATORY_EXCLUDE_CIPHERS] = {
+		.id = MX_P_SMTPD_TLS_MANDATORY_EXCLUDE_CIPHERS,
+		.name = "smtpd_tls_mandatory_exclude_ciphers", .type = MX_PT_WORDS, .def = "",
+		.postfix = true,
+		.doc = "more ciphers excluded where TLS is required",
+		P_SERVICE_LIVE, .parse = cfg_parse_tls_exclude,
+	},
+	[MX_P_TLS_PREEMPT_CIPHERLIST] = {
+		.id = MX_P_TLS_PREEMPT_CIPHERLIST, .name = "tls_preempt_cipherlist",
+		.type = MX_PT_BOOL, .def = "no", .postfix = true,
+		.doc = "the server's cipher order wins over the client's",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_TLS_RECEIVED_HEADER] = {
+		.id = MX_P_SMTPD_TLS_RECEIVED_HEADER, .name = "smtpd_tls_received_header",
+		.type = MX_PT_BOOL, .def = "no", .postfix = true,
+		.doc = "Received: says the protocol and cipher of a TLS session",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_TLS_LOGLEVEL] = {
+		.id = MX_P_SMTPD_TLS_LOGLEVEL, .name = "smtpd_tls_loglevel", .type = MX_PT_INT,
+		.def = "0", .min = 0, .max = 4, .postfix = true,
+		.doc = "0: TLS failures only; 1: a summary line per TLS session; 2: also the "
+		       "handshake's start and a reused session",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_STARTTLS_TIMEOUT] = {
+		.id = MX_P_SMTPD_STARTTLS_TIMEOUT, .name = "smtpd_starttls_timeout",
+		.type = MX_PT_TIME, .def = "${stress?{10}:{300}}s", .min = 1, .max = 0,
+		.postfix = true,
+		.doc = "the time a TLS handshake may take",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_TLS_SESSION_CACHE_TIMEOUT] = {
+		.id = MX_P_SMTPD_TLS_SESSION_CACHE_TIMEOUT,
+		.name = "smtpd_tls_session_cache_timeout", .type = MX_PT_TIME, .def = "3600s",
+		.min = 0, .max = 8640000, .postfix = true,
+		.doc = "how long a session ticket resumes a TLS session (0: no resumption)",
+		P_SERVICE_LIVE,
+	},
 };
 
 const char *mx_param_scope_name(enum mx_param_scope s)

@@ -260,6 +260,12 @@ static void conn_check_run(struct conn *c)
 		.size = k->stage == SMTP_STAGE_END_OF_DATA && c->msg ? spool_msg_size(c->msg)
 								    : c->mail_size,
 	};
+	/* over TLS, policy servers are told the protocol and cipher */
+	struct smtp_delegation_request attrs;
+	if (c->tls) {
+		conn_tls_policy_attrs(c, &attrs);
+		req.policy_attrs = &attrs;
+	}
 	static const struct smtp_policy_lookups lookups = {
 		.dns = conn_lookup_dns,
 		.policy = conn_lookup_policy,

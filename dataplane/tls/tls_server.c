@@ -342,9 +342,20 @@ void tls_server_info(const struct tls_server *t, struct tls_server_info *out)
 	/* Postfix reports the key exchange and signature for TLS 1.3 only */
 	if (SSL_version(ssl) < TLS1_3_VERSION)
 		return;
-	int group = SSL_get_negotiated_group(ssl);
-	if (group > 0)
-		out->kex_name = SSL_group_to_name(ssl, group);
+	/* named as Debian's Postfix 3.7 names them (from the peer's key type): X25519 and
+	 * X448 by name, an EC curve as ECDHE with the curve, a finite-field group as DHE */
+	int nid = SSL_get_negotiated_group(ssl);
+	if (nid == NID_X25519 || nid == NID_X448) {
+		out->kex_name = OBJ_nid2sn(nid);
+	} else if (nid == NID_ffdhe2048 || nid == NID_ffdhe3072 || nid == NID_ffdhe4096 ||
+		   nid == NID_ffdhe6144 || nid == NID_ffdhe8192) {
+		out->kex_name = "DHE";
+		out->kex_bits = nid == NID_ffdhe2048 ? 2048 : nid == NID_ffdhe3072 ? 3072
+			      : nid == NID_ffdhe4096 ? 4096 : nid == NID_ffdhe6144 ? 6144 : 8192;
+	} else if (nid > 0 && !(nid & TLSEXT_nid_unknown)) {
+		out->kex_name = "ECDHE";
+		out->kex_curve = OBJ_nid2sn(nid);
+	}
 	if (out->reused)
 		return; /* resumption uses no signature */
 	EVP_PKEY *key = SSL_get_privatekey(ssl);
@@ -364,9 +375,9 @@ void tls_server_info(const struct tls_server *t, struct tls_server_info *out)
 			out->sig_name = EVP_PKEY_get0_type_name(key);
 		}
 	}
-	int nid = 0;
-	if (SSL_get_signature_nid(ssl, &nid) == 1 && nid != NID_undef)
-		out->sig_digest = OBJ_nid2sn(nid);
+	int dnid = 0;
+	if (SSL_get_signature_nid(ssl, &dnid) == 1 && dnid != NID_undef)
+		out->sig_digest = OBJ_nid2sn(dnid);
 	ERR_clear_error();
 }
 

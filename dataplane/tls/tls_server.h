@@ -77,7 +77,9 @@ struct tls_server_info {
 	const char *protocol;     /* "TLSv1.3" */
 	const char *cipher;       /* "TLS_AES_256_GCM_SHA384" */
 	int cipher_usebits, cipher_algbits;
-	const char *kex_name;     /* "X25519"; NULL below TLS 1.3 */
+	const char *kex_name;     /* "X25519", "ECDHE", "DHE"; NULL below TLS 1.3 */
+	const char *kex_curve;    /* ECDHE: "prime256v1" */
+	int kex_bits;             /* DHE: the group's bits */
 	const char *sig_name;     /* "RSA-PSS", "ECDSA"; NULL when resumed or below 1.3 */
 	const char *sig_curve;    /* "prime256v1" for ECDSA */
 	int sig_bits;             /* RSA key bits */
