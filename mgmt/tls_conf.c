@@ -178,7 +178,9 @@ int mx_tls_conf_ciphers(const char *grade, const char *exclude, char *buf, size_
 
 static void tls_cred_free(struct mx_tls_cred *c)
 {
-	OPENSSL_clear_free(c->key.p, c->key.len);
+	if (c->key.p)
+		OPENSSL_cleanse(c->key.p, c->key.len); /* a private key does not linger */
+	free(c->key.p);
 	for (unsigned i = 0; i < c->ncerts; i++)
 		free(c->certs[i].p);
 	memset(c, 0, sizeof(*c));
@@ -331,8 +333,14 @@ static int tls_conf_pair(struct mx_tls_conf *t, const struct mx_config *cfg,
 	if (!key || !*key)
 		key = cert;
 	int cur = -1, rc;
+	/* the key file by default is the certificate file: then its line is that one's */
+	const char *kp = key_param;
 	tls_conf_where(cfg, key_param, where, sizeof(where));
-	if ((rc = tls_conf_read_pem(t, where, key_param, key, TLS_PEM_KEY, &cur, err, errlen)) < 0)
+	if (!where[0]) {
+		kp = cert_param;
+		tls_conf_where(cfg, cert_param, where, sizeof(where));
+	}
+	if ((rc = tls_conf_read_pem(t, where, kp, key, TLS_PEM_KEY, &cur, err, errlen)) < 0)
 		return rc;
 	tls_conf_where(cfg, cert_param, where, sizeof(where));
 	if ((rc = tls_conf_read_pem(t, where, cert_param, cert, TLS_PEM_CERTS, &cur, err,
