@@ -740,6 +740,31 @@ static const struct bad_value bad_values[] = {
 	{ "smtpd_policy_service_default_action = ", "bad string length 0 < 1: "
 						    "smtpd_policy_service_default_action" },
 	{ "smtpd_policy_service_policy_context = a\x01" "b", "control character 0x01" },
+	{ "smtpd_tls_protocols = >=TLSv1.4", "parameter smtpd_tls_protocols: unknown TLS "
+					     "protocol \">=TLSv1.4\"" },
+	{ "smtpd_tls_mandatory_protocols = !TLSv1 !TLSv1.1 !TLSv1.2 !TLSv1.3",
+	  "leaves no TLS protocol enabled" },
+	{ "smtpd_tls_exclude_ciphers = RC4;MD5", "bad cipher exclusion" },
+	{ "smtpd_tls_mandatory_exclude_ciphers = a|b", "bad cipher exclusion" },
+	{ "smtpd_tls_security_level = verify", "parameter smtpd_tls_security_level: bad value "
+					       "\"verify\" (expected one of:  none may encrypt)" },
+	{ "smtpd_use_tls = perhaps", "smtpd_use_tls" },
+	{ "smtpd_enforce_tls = 2", "smtpd_enforce_tls" },
+	{ "smtpd_tls_wrappermode = on", "smtpd_tls_wrappermode" },
+	{ "smtpd_tls_cert_file = cert.pem", "parameter smtpd_tls_cert_file: not an absolute "
+					    "path" },
+	{ "smtpd_tls_key_file = key.pem", "parameter smtpd_tls_key_file: not an absolute path" },
+	{ "smtpd_tls_eccert_file = ec.pem", "parameter smtpd_tls_eccert_file: not an absolute "
+					    "path" },
+	{ "smtpd_tls_eckey_file = eckey.pem", "parameter smtpd_tls_eckey_file: not an absolute "
+					      "path" },
+	{ "smtpd_tls_ciphers = strong", "parameter smtpd_tls_ciphers: bad value \"strong\"" },
+	{ "smtpd_tls_mandatory_ciphers = ", "parameter smtpd_tls_mandatory_ciphers: bad value" },
+	{ "tls_preempt_cipherlist = maybe", "tls_preempt_cipherlist" },
+	{ "smtpd_tls_received_header = 1", "smtpd_tls_received_header" },
+	{ "smtpd_tls_loglevel = 5", "invalid smtpd_tls_loglevel parameter value 5 > 4" },
+	{ "smtpd_starttls_timeout = 0", "invalid smtpd_starttls_timeout: 0 (min 1)" },
+	{ "smtpd_tls_session_cache_timeout = 101d", "smtpd_tls_session_cache_timeout" },
 };
 
 static void test_bad_values(void)
