@@ -37,6 +37,9 @@ packages=(
 	# malformed frames (scapy for Debian's /usr/bin/python3), ethtool to turn off the client
 	# veth's TX checksum offload, ping (v4 and v6), tcpdump for packet traces on failure
 	hping3 python3-scapy ethtool tcpdump iputils-ping
+	# TLS (tests/e2e/test_tls.py): openssl makes the test certificates and is a client
+	# (s_client -starttls smtp); swaks --tls needs Net::SSLeay
+	openssl libnet-ssleay-perl
 )
 
 missing=()

@@ -42,7 +42,7 @@ static void mx_generation_free(struct mx_generation *g)
  * earlier service's when they have the same configuration (the same parameters), else
  * loaded now (keys and certificates read and checked). */
 static int mx_service_tls(struct mx_generation *g, struct mx_service *s, unsigned i,
-			  char *err, size_t errlen)
+			  FILE *diag, char *err, size_t errlen)
 {
 	for (unsigned j = 0; j < i; j++) {
 		const struct mx_service *o = &g->services[j];
@@ -54,8 +54,12 @@ static int mx_service_tls(struct mx_generation *g, struct mx_service *s, unsigne
 	}
 	char why[512];
 	int rc = mx_tls_conf_build(s->cfg, s->name, &s->tls, why, sizeof(why));
-	if (rc < 0)
+	if (rc < 0) {
+		/* said with the configuration's other problems (--check, reload) */
+		if (diag)
+			fprintf(diag, "%s (service %s)\n", why, s->name);
 		return mx_errf(err, errlen, rc, "service %s: %s", s->name, why);
+	}
 	return 0;
 }
 
@@ -65,7 +69,7 @@ static int mx_service_compile(struct mx_generation *g, unsigned i, FILE *diag, c
 			      size_t errlen)
 {
 	struct mx_service *s = &g->services[i];
-	int trc = mx_service_tls(g, s, i, err, errlen);
+	int trc = mx_service_tls(g, s, i, diag, err, errlen);
 	if (trc < 0)
 		return trc;
 	for (unsigned j = 0; j < i; j++) {
@@ -135,7 +139,7 @@ static int mx_service_stress(struct mx_generation *g, unsigned i, FILE *diag, ch
 	v->nlisten = s->nlisten;
 	v->cfg = scfg;
 	s->stress = v;
-	int trc = mx_service_tls(g, v, i, err, errlen);
+	int trc = mx_service_tls(g, v, i, diag, err, errlen);
 	if (trc < 0)
 		return trc;
 	if (mx_stress_session_only(s->cfg)) {
