@@ -60,7 +60,7 @@ static const struct {
 	[CMD_AUTH] = { "AUTH", 0 },
 	[CMD_ETRN] = { "ETRN", CMD_JUNK },
 	[CMD_XCLIENT] = { "XCLIENT", CMD_PRE_TLS },
-	[CMD_XFORWARD] = { "XFORWARD", CMD_PRE_TLS },
+	[CMD_XFORWARD] = { "XFORWARD", 0 },
 };
 
 /* Postfix's smtpd_forbidden_commands (CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}}) and
