@@ -19,7 +19,9 @@ STARTTLS code). Checked:
   6. garbage instead of a ClientHello, and a changed record after the handshake: the
      connection is closed, the log says why, the gateway serves the next client;
   7. reload with a new certificate: new connections get it; a key that does not match
-     fails the reload with the file named and the old certificate stays; --check says it.
+     fails the reload with the file named and the old certificate stays; --check says it;
+  8. (kernel) a policy server (check_policy_service) is told encryption_protocol,
+     encryption_cipher and encryption_keysize.
 The dpdk transport runs the gateway in a network namespace (netns.py, needs root) and the
 clients in the client namespace.
 """
@@ -27,8 +29,10 @@ clients in the client namespace.
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import mxtest
@@ -70,8 +74,44 @@ def make_cert(d, name, cn, kind):
     return crt, key
 
 
+class PolicyServer:
+    """A check_policy_service server on 127.0.0.1 that keeps every request and answers
+    DUNNO (the kernel transport's gateway reaches it; the dpdk one lives in a namespace)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.requests = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.session, args=(conn,), daemon=True).start()
+
+    def session(self, conn):
+        buf = b""
+        with conn:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+                while b"\n\n" in buf:
+                    req, buf = buf.split(b"\n\n", 1)
+                    self.requests.append(dict(line.split("=", 1) for line in
+                                              req.decode().splitlines() if "=" in line))
+                    conn.sendall(b"action=DUNNO\n\n")
+
+
 class Target:
     def __init__(self):
+        self.policy = None
         if transport == "dpdk":
             self.topo = netns.Topology(prefix=f"mxt{os.getpid() % 10000}").create()
             self.gw = netns.DpdkGateway(binary, self.topo, workers=2)
@@ -106,6 +146,14 @@ class Target:
         self.tls_lines = self.cert_lines(self.rsa)
         with open(self.gw.config_path) as f:
             self.base = f.read() + f"mxgate_master_file = {self.master}\n"
+        if not self.topo:
+            self.policy = PolicyServer()
+            self.base += ("smtpd_recipient_restrictions = permit_mynetworks, "
+                          f"check_policy_service inet:127.0.0.1:{self.policy.port}, "
+                          "reject_unauth_destination\n"
+                          "smtpd_relay_restrictions = check_policy_service "
+                          f"inet:127.0.0.1:{self.policy.port}, permit_mynetworks, "
+                          "reject_unauth_destination\n")
         self.write_config(self.tls_lines)
 
     def cert_lines(self, rsa):
@@ -303,6 +351,20 @@ try:
         if subject_cn(out) != "new.test.example":
             fail(f"a failed reload changed the certificate:\n{out}")
         print("ok 7: reload serves the new certificate; a bad key fails reload and --check")
+
+        # 8. policy servers are told the protocol and cipher
+        if t.policy:
+            tls_reqs = [r for r in t.policy.requests if r.get("encryption_protocol")]
+            if not tls_reqs:
+                fail(f"no policy request with encryption_protocol: {t.policy.requests[:3]}")
+            r = tls_reqs[0]
+            if r["encryption_protocol"] != "TLSv1.3" or \
+                    not r.get("encryption_cipher", "").startswith("TLS_") or \
+                    int(r.get("encryption_keysize", "0")) < 128:
+                fail(f"policy request's encryption attributes: {r}")
+            print(f"ok 8: policy request with encryption_protocol={r['encryption_protocol']} "
+                  f"encryption_cipher={r['encryption_cipher']} "
+                  f"encryption_keysize={r['encryption_keysize']}")
 finally:
     t.close()
 print(f"test_tls ({transport}): all passed")
