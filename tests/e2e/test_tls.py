@@ -21,7 +21,10 @@ STARTTLS code). Checked:
   7. reload with a new certificate: new connections get it; a key that does not match
      fails the reload with the file named and the old certificate stays; --check says it;
   8. (kernel) a policy server (check_policy_service) is told encryption_protocol,
-     encryption_cipher and encryption_keysize.
+     encryption_cipher and encryption_keysize;
+  9. (kernel) a Debian Postfix with smtp_tls_security_level = encrypt relays a message
+     through the gateway: Postfix logs the TLS connection and status=sent, the message
+     arrives "with ESMTPS".
 The dpdk transport runs the gateway in a network namespace (netns.py, needs root) and the
 clients in the client namespace.
 """
@@ -365,6 +368,38 @@ try:
             print(f"ok 8: policy request with encryption_protocol={r['encryption_protocol']} "
                   f"encryption_cipher={r['encryption_cipher']} "
                   f"encryption_keysize={r['encryption_keysize']}")
+
+        # 9. a Postfix relaying through the gateway with mandatory TLS
+        if not t.topo:
+            marker = f"postfix-tls-{time.time_ns()}"
+            pf = mxtest.PostfixPeer(relayhost=f"[127.0.0.1]:{t.ports['may']}",
+                                    extra_main_cf="smtp_tls_security_level = encrypt\n"
+                                                  "smtp_tls_loglevel = 1\n")
+            # Postfix's TLS client needs its tlsmgr (entropy, session cache)
+            with open(os.path.join(pf.conf, "master.cf"), "a") as f:
+                f.write("tlsmgr    unix  -  -  n  1000? 1  tlsmgr\n")
+            with pf:
+                pf.sendmail("origin@pfx.test.example", ["final@relay.example"],
+                            f"Subject: {marker}\nFrom: origin@pfx.test.example\n\n"
+                            "relayed over TLS\n".encode())
+                deadline = time.monotonic() + 60
+                found = []
+                while time.monotonic() < deadline and not found:
+                    pf.flush()
+                    time.sleep(0.5)
+                    found = [m for m in gw.spooled() if marker.encode() in m[2]]
+                if not found:
+                    fail(f"Postfix did not deliver over TLS within 60 s:\n"
+                         f"{pf.queue_listing()}\n{pf.log()}\n{gw.output()}")
+                qid, env, msg = found[0]
+                if b"with ESMTPS id " + qid.encode() not in msg:
+                    fail(f"Received: of the TLS relay: {msg[:600]!r}")
+                mxtest.wait_for(lambda: f"status=sent (250 2.0.0 Ok: queued as {qid})"
+                                in pf.log(), 20, "Postfix's status=sent", pf.log)
+                if not re.search(r"TLS connection established to 127\.0\.0\.1\[127\.0\.0\.1\]"
+                                 r":\d+: TLSv1\.3 with cipher", pf.log()):
+                    fail(f"Postfix did not log its TLS connection:\n{pf.log()}")
+            print(f"ok 9: Postfix relayed through the gateway with mandatory TLS ({qid})")
 finally:
     t.close()
 print(f"test_tls ({transport}): all passed")
