@@ -1099,6 +1099,12 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		.doc = "how long a session ticket resumes a TLS session (0: no resumption)",
 		P_SERVICE_LIVE,
 	},
+	[MX_P_PLAINTEXT_REJECT_CODE] = {
+		.id = MX_P_PLAINTEXT_REJECT_CODE, .name = "plaintext_reject_code",
+		.type = MX_PT_INT, .def = "450", .min = 400, .max = 599, .postfix = true,
+		.doc = "reply code of reject_plaintext_session",
+		P_SERVICE_LIVE,
+	},
 };
 
 const char *mx_param_scope_name(enum mx_param_scope s)

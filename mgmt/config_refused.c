@@ -250,7 +250,6 @@ const struct mx_refused_def mx_refused[] = {
 					       "refused"),
 	W("unknown_virtual_mailbox_reject_code", "used only with virtual mailboxes, which "
 						 "are refused"),
-	W("plaintext_reject_code", REFUSED_RESTRICTION),
 	W("show_user_unknown_table_name", "mxgate's reply to an unknown user names no table"),
 	W("mynetworks_style", "mxgate computes no networks: mynetworks is loopback unless "
 			      "set (fewer clients are trusted, never more)"),

@@ -380,6 +380,7 @@ int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE 
 		mx_policy_code(cfg, "multi_recipient_bounce_reject_code");
 	c->default_rbl_reply = mx_config_get(cfg, "default_rbl_reply");
 	c->unknown_client_reject_code = mx_policy_code(cfg, "unknown_client_reject_code");
+	c->plaintext_reject_code = mx_policy_code(cfg, "plaintext_reject_code");
 	c->unknown_hostname_reject_code = mx_policy_code(cfg, "unknown_hostname_reject_code");
 	c->unknown_address_reject_code = mx_policy_code(cfg, "unknown_address_reject_code");
 	c->unknown_helo_hostname_tempfail_action =

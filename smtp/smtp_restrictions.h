@@ -127,7 +127,7 @@ struct smtp_policy_codes {
 	unsigned unknown_relay_recipient_reject_code; /* 550 */
 	unsigned unknown_local_recipient_reject_code; /* 550 */
 	unsigned multi_recipient_bounce_reject_code;  /* 550 */
-	unsigned plaintext_reject_code;               /* 450 (unused until TLS) */
+	unsigned plaintext_reject_code;               /* 450: reject_plaintext_session */
 	const char *default_rbl_reply;                /* postconf -d default_rbl_reply */
 	unsigned unknown_client_reject_code;          /* 450: reject_unknown_client_hostname,
 							 reject_unknown_reverse_client_hostname
@@ -347,6 +347,8 @@ struct smtp_policy_request {
 	/* reject_unauth_pipelining: the client sent this command (DATA, or any command at
 	 * the data stage) ahead of our reply without having been told PIPELINING works. */
 	bool unauth_pipelining;
+	/* reject_plaintext_session: the session runs over TLS (after STARTTLS, or implicit) */
+	bool tls;
 	int64_t now;                /* wall-clock seconds ($TIMESTAMP in zones) */
 	struct smtp_policy_session *session; /* may be NULL (see struct smtp_policy_session) */
 	/* reject_unknown_client_hostname, reject_unknown_reverse_client_hostname */

@@ -39,6 +39,7 @@ static const struct r_def r_defs[] = {
 	{ "defer_unauth_destination", R_DEFER_UNAUTH_DEST, ARG_NONE },
 	{ "permit_auth_destination", R_PERMIT_AUTH_DEST, ARG_NONE },
 	{ "reject_unauth_pipelining", R_REJECT_UNAUTH_PIPELINING, ARG_NONE },
+	{ "reject_plaintext_session", R_REJECT_PLAINTEXT_SESSION, ARG_NONE },
 	{ "reject_invalid_helo_hostname", R_REJECT_INVALID_HELO, ARG_NONE },
 	{ "reject_invalid_hostname", R_REJECT_INVALID_HELO, ARG_NONE },
 	{ "reject_non_fqdn_helo_hostname", R_REJECT_NON_FQDN_HELO, ARG_NONE },
@@ -105,7 +106,7 @@ static const struct {
 /* Postfix restrictions mxgate does not implement yet (TLS, SASL, ...). */
 static const char *const r_not_yet[] = {
 	"permit_tls_clientcerts", "permit_tls_all_clientcerts",
-	"check_ccert_access", "check_sasl_access", "reject_plaintext_session",
+	"check_ccert_access", "check_sasl_access",
 	"reject_sender_login_mismatch", "reject_authenticated_sender_login_mismatch",
 	"reject_known_sender_login_mismatch", "reject_unauthenticated_sender_login_mismatch",
 	"sleep", "permit_inet_interfaces", "check_etrn_access", "reject_maps_rbl",

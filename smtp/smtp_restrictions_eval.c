@@ -390,6 +390,12 @@ static int eval_item(struct ev *e, const struct pitem *it, const char *rn, const
 				e, EC_PROTOCOL, 503, "5.5.0",
 				"<%s>: %s rejected: Improper use of SMTP command pipelining", rn, rc);
 		return ST_DUNNO;
+	case R_REJECT_PLAINTEXT_SESSION:
+		/* Postfix's reject_plaintext_session (smtpd_check.c) */
+		if (!e->req->tls)
+			return smtp_policy_reject(e, EC_POLICY, p->codes.plaintext_reject_code,
+						  "4.7.1", "Session encryption is required");
+		return ST_DUNNO;
 	case R_REJECT_INVALID_HELO:
 		if (!e->helo)
 			return ST_DUNNO;

@@ -765,6 +765,8 @@ static const struct bad_value bad_values[] = {
 	{ "smtpd_tls_loglevel = 5", "invalid smtpd_tls_loglevel parameter value 5 > 4" },
 	{ "smtpd_starttls_timeout = 0", "invalid smtpd_starttls_timeout: 0 (min 1)" },
 	{ "smtpd_tls_session_cache_timeout = 101d", "smtpd_tls_session_cache_timeout" },
+	{ "plaintext_reject_code = 250", "invalid plaintext_reject_code parameter value 250 < "
+					 "400" },
 };
 
 static void test_bad_values(void)

@@ -83,6 +83,7 @@ struct treq {
 	const char *addr, *name, *helo, *sender, *rcpt;
 	unsigned count;
 	bool pipelining;
+	bool tls;
 	struct smtp_policy_session *session;
 };
 
@@ -116,6 +117,7 @@ static const char *run(const struct tcfg *t, const struct treq *q)
 		.protocol = "ESMTP",
 		.recipient_count = q->count,
 		.unauth_pipelining = q->pipelining,
+		.tls = q->tls,
 		.now = 1700000000,
 		.session = q->session,
 	};
@@ -419,6 +421,16 @@ static void test_syntax_checks(void)
 	q.count = 2;
 	CHECK_STR_EQ(run(&t, &q),
 		     "550 5.5.3 <DATA>: Data command rejected: Multi-recipient bounce");
+
+	/* reject_plaintext_session: plaintext_reject_code (450), Postfix's text */
+	t.lists[SMTP_LIST_DATA] = NULL;
+	t.lists[SMTP_LIST_RECIPIENT] = "reject_plaintext_session";
+	q = *RCPT("s@example.org", "u@mx.example.net");
+	/* no "<address>: ... rejected:" prefix: Postfix's smtpd_check_reject() text as is */
+	CHECK_STR_EQ(run(&t, &q), "450 4.7.1 Session encryption is required");
+	q.tls = true;
+	CHECK_STR_EQ(run(&t, &q), "OK");
+	t.lists[SMTP_LIST_RECIPIENT] = NULL;
 }
 
 static void test_access_actions(void)
