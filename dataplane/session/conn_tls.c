@@ -93,6 +93,9 @@ static void conn_tls_established(struct conn *c)
 	c->tls_keysize = i.cipher_usebits;
 	c->deadline_ms = 0;
 	c->tls_deadline_ms = 0;
+	c->w->counters.tls_established++;
+	if (i.reused)
+		c->w->counters.tls_resumed++;
 	unsigned level = conn_tls_loglevel(c);
 	if (level >= 2 && i.reused)
 		mx_log(MX_LOG_INFO, "%s: Reusing old session (RFC 5077 session ticket)", c->client);
@@ -139,6 +142,7 @@ static void conn_tls_progress(struct conn *c)
 	c->tls_done_logged = true;
 	if (st == TLS_SERVER_FAILED) {
 		c->w->counters.protocol_errors++;
+		c->w->counters.tls_failed++;
 		if (!c->tls_protocol[0])
 			mx_log(MX_LOG_INFO, "SSL_accept error from %s: -1", c->client);
 		else

@@ -26,7 +26,10 @@
 	X(anvil_message_rate_refused)                                                      \
 	X(anvil_recipient_rate_refused)                                                    \
 	X(anvil_untracked)                                                                 \
-	X(anvil_evicted)
+	X(anvil_evicted)                                                                   \
+	X(tls_established)                                                                 \
+	X(tls_resumed)                                                                     \
+	X(tls_failed)
 
 struct mx_counters {
 #define MX_COUNTER_FIELD(name) uint64_t name;

@@ -355,6 +355,15 @@ try:
             fail(f"a failed reload changed the certificate:\n{out}")
         print("ok 7: reload serves the new certificate; a bad key fails reload and --check")
 
+        # the statistics count handshakes, resumptions and failures
+        st = gw.stats()
+        if st.get("tls_established", 0) < 10 or st.get("tls_resumed", 0) < 4 or \
+                st.get("tls_failed", 0) < 3:
+            fail(f"TLS counters: established={st.get('tls_established')} "
+                 f"resumed={st.get('tls_resumed')} failed={st.get('tls_failed')}")
+        print(f"ok 7b: statistics tls_established={st['tls_established']} "
+              f"tls_resumed={st['tls_resumed']} tls_failed={st['tls_failed']}")
+
         # 8. policy servers are told the protocol and cipher
         if t.policy:
             tls_reqs = [r for r in t.policy.requests if r.get("encryption_protocol")]
