@@ -14,7 +14,7 @@
 
 #include "mxgate/errf.h"
 
-#define TLS_FILE_MAX (1u << 20) /* a PEM file larger than this is not a key or a chain */
+#define MX_TLS_FILE_MAX (1u << 20) /* a PEM file larger than this is not a key or a chain */
 
 const char *mx_tls_level_name(enum mx_tls_level l)
 {
@@ -24,7 +24,7 @@ const char *mx_tls_level_name(enum mx_tls_level l)
 
 /* The latest OpenSSL error as text ("error:0A00018F:SSL routines::ee key too small"),
  * and the queue emptied. */
-static const char *tls_conf_ossl_error(char *buf, size_t cap)
+static const char *mx_tls_conf_ossl_error(char *buf, size_t cap)
 {
 	unsigned long e = ERR_peek_last_error();
 	if (e)
@@ -42,19 +42,20 @@ static const struct {
 	const char *name;
 	int version;
 	uint64_t off;
-} tls_versions[] = {
+} mx_tls_conf_versions[] = {
 	{ "SSLv3", SSL3_VERSION, SSL_OP_NO_SSLv3 },
 	{ "TLSv1", TLS1_VERSION, SSL_OP_NO_TLSv1 },
 	{ "TLSv1.1", TLS1_1_VERSION, SSL_OP_NO_TLSv1_1 },
 	{ "TLSv1.2", TLS1_2_VERSION, SSL_OP_NO_TLSv1_2 },
 	{ "TLSv1.3", TLS1_3_VERSION, SSL_OP_NO_TLSv1_3 },
 };
-#define TLS_NVERSIONS (sizeof(tls_versions) / sizeof(tls_versions[0]))
+#define MX_TLS_NVERSIONS (sizeof(mx_tls_conf_versions) / sizeof(mx_tls_conf_versions[0]))
 
-static int tls_version_index(const char *p, size_t n)
+static int mx_tls_conf_version_index(const char *p, size_t n)
 {
-	for (size_t i = 0; i < TLS_NVERSIONS; i++)
-		if (strlen(tls_versions[i].name) == n && strncasecmp(tls_versions[i].name, p, n) == 0)
+	for (size_t i = 0; i < MX_TLS_NVERSIONS; i++)
+		if (strlen(mx_tls_conf_versions[i].name) == n &&
+		    strncasecmp(mx_tls_conf_versions[i].name, p, n) == 0)
 			return (int)i;
 	if (n == 5 && strncasecmp(p, "SSLv2", 5) == 0)
 		return -2; /* known, never offered */
@@ -66,9 +67,10 @@ int mx_tls_conf_protocols(const char *list, int *min_version, int *max_version,
 {
 	/* postconf(5) smtpd_tls_protocols: ">=TLSv1", "<=TLSv1.3" bounds (Postfix 3.6), or
 	 * names to exclude ("!SSLv3"), or (the oldest form) names to include */
-	bool on[TLS_NVERSIONS], any_plain = false, plain[TLS_NVERSIONS] = { false };
-	for (size_t i = 0; i < TLS_NVERSIONS; i++)
-		on[i] = tls_versions[i].version >= TLS1_VERSION; /* OpenSSL 3 has no SSLv3 */
+	bool on[MX_TLS_NVERSIONS], any_plain = false, plain[MX_TLS_NVERSIONS] = { false };
+	for (size_t i = 0; i < MX_TLS_NVERSIONS; i++)
+		/* OpenSSL 3 has no SSLv3 */
+		on[i] = mx_tls_conf_versions[i].version >= TLS1_VERSION;
 	const char *p = list;
 	while (*p) {
 		size_t skip = strspn(p, " \t\r\n,:");
@@ -86,7 +88,7 @@ int mx_tls_conf_protocols(const char *list, int *min_version, int *max_version,
 			op = w[0];
 			w += 2, wn -= 2;
 		}
-		int k = tls_version_index(w, wn);
+		int k = mx_tls_conf_version_index(w, wn);
 		if (k == -1)
 			return mx_errf(err, errlen, -EINVAL, "unknown TLS protocol \"%.*s\"",
 				       (int)n, p);
@@ -97,7 +99,7 @@ int mx_tls_conf_protocols(const char *list, int *min_version, int *max_version,
 								     "SSLv2 can be offered");
 			continue; /* SSLv2 is never offered */
 		}
-		for (size_t i = 0; i < TLS_NVERSIONS; i++) {
+		for (size_t i = 0; i < MX_TLS_NVERSIONS; i++) {
 			if (op == '!' && i == (size_t)k)
 				on[i] = false;
 			else if (op == '>' && i < (size_t)k)
@@ -109,11 +111,11 @@ int mx_tls_conf_protocols(const char *list, int *min_version, int *max_version,
 			plain[k] = any_plain = true;
 	}
 	if (any_plain)
-		for (size_t i = 0; i < TLS_NVERSIONS; i++)
+		for (size_t i = 0; i < MX_TLS_NVERSIONS; i++)
 			on[i] = on[i] && plain[i];
 	int lo = -1, hi = -1;
 	uint64_t holes = 0;
-	for (size_t i = 0; i < TLS_NVERSIONS; i++) {
+	for (size_t i = 0; i < MX_TLS_NVERSIONS; i++) {
 		if (!on[i])
 			continue;
 		if (lo < 0)
@@ -124,9 +126,9 @@ int mx_tls_conf_protocols(const char *list, int *min_version, int *max_version,
 		return mx_errf(err, errlen, -EINVAL, "\"%s\" leaves no TLS protocol enabled", list);
 	for (int i = lo; i <= hi; i++)
 		if (!on[i])
-			holes |= tls_versions[i].off;
-	*min_version = tls_versions[lo].version;
-	*max_version = tls_versions[hi].version;
+			holes |= mx_tls_conf_versions[i].off;
+	*min_version = mx_tls_conf_versions[lo].version;
+	*max_version = mx_tls_conf_versions[hi].version;
 	*off = holes;
 	return 0;
 }
@@ -176,7 +178,7 @@ int mx_tls_conf_ciphers(const char *grade, const char *exclude, char *buf, size_
 
 /* ---- keys and certificates ---- */
 
-static void tls_cred_free(struct mx_tls_cred *c)
+static void mx_tls_conf_cred_free(struct mx_tls_cred *c)
 {
 	if (c->key.p)
 		OPENSSL_cleanse(c->key.p, c->key.len); /* a private key does not linger */
@@ -191,12 +193,12 @@ void mx_tls_conf_free(struct mx_tls_conf *t)
 	if (!t)
 		return;
 	for (unsigned i = 0; i < t->ncreds; i++)
-		tls_cred_free(&t->creds[i]);
+		mx_tls_conf_cred_free(&t->creds[i]);
 	free(t);
 }
 
 /* Where a parameter's value came from, for messages: "FILE:LINE: " or "". */
-static void tls_conf_where(const struct mx_config *cfg, const char *param, char *buf,
+static void mx_tls_conf_where(const struct mx_config *cfg, const char *param, char *buf,
 			   size_t cap)
 {
 	unsigned line = 0;
@@ -207,7 +209,7 @@ static void tls_conf_where(const struct mx_config *cfg, const char *param, char 
 		buf[0] = '\0';
 }
 
-static int tls_der_dup(struct mx_tls_der *d, const unsigned char *p, long len)
+static int mx_tls_conf_der_dup(struct mx_tls_der *d, const unsigned char *p, long len)
 {
 	if (len <= 0 || !(d->p = malloc((size_t)len)))
 		return -ENOMEM;
@@ -216,16 +218,16 @@ static int tls_der_dup(struct mx_tls_der *d, const unsigned char *p, long len)
 	return 0;
 }
 
-enum tls_pem_want {
-	TLS_PEM_KEY = 1,
-	TLS_PEM_CERTS = 2,
-	TLS_PEM_GROUPS = 4, /* smtpd_tls_chain_files: each key starts a new credential */
+enum mx_tls_conf_pem_want {
+	MX_TLS_PEM_KEY = 1,
+	MX_TLS_PEM_CERTS = 2,
+	MX_TLS_PEM_GROUPS = 4, /* smtpd_tls_chain_files: each key starts a new credential */
 };
 
 /* Read the PEM objects of `path` into the credentials of t: private keys and certificates
  * as `want` says. cur: the credential being filled (its index), updated when a key starts
  * a new one. 0, or a negative errno with err. */
-static int tls_conf_read_pem(struct mx_tls_conf *t, const char *where, const char *param,
+static int mx_tls_conf_read_pem(struct mx_tls_conf *t, const char *where, const char *param,
 			     const char *path, unsigned want, int *cur, char *err, size_t errlen)
 {
 	char why[256];
@@ -250,7 +252,7 @@ static int tls_conf_read_pem(struct mx_tls_conf *t, const char *where, const cha
 				ERR_clear_error(); /* the end of the file */
 			else
 				rc = mx_errf(err, errlen, -EINVAL, "%s%s: %s: %s", where, param, path,
-					     tls_conf_ossl_error(why, sizeof(why)));
+					     mx_tls_conf_ossl_error(why, sizeof(why)));
 			break;
 		}
 		total += (size_t)len;
@@ -259,15 +261,16 @@ static int tls_conf_read_pem(struct mx_tls_conf *t, const char *where, const cha
 			      strcmp(name, "EC PRIVATE KEY") == 0;
 		bool is_cert = strcmp(name, "CERTIFICATE") == 0 ||
 			       strcmp(name, "TRUSTED CERTIFICATE") == 0;
-		if (strcmp(name, "ENCRYPTED PRIVATE KEY") == 0 || (header && strstr(header, "ENCRYPTED")))
+		if (strcmp(name, "ENCRYPTED PRIVATE KEY") == 0 ||
+		    (header && strstr(header, "ENCRYPTED")))
 			rc = mx_errf(err, errlen, -EINVAL, "%s%s: %s: the private key is encrypted "
 							   "(a gateway cannot ask for its "
 							   "passphrase)", where, param, path);
-		else if (total > TLS_FILE_MAX)
+		else if (total > MX_TLS_FILE_MAX)
 			rc = mx_errf(err, errlen, -EFBIG, "%s%s: %s: larger than %u bytes", where,
-				     param, path, TLS_FILE_MAX);
-		else if (is_key && (want & TLS_PEM_KEY)) {
-			if ((want & TLS_PEM_GROUPS) || *cur < 0) {
+				     param, path, MX_TLS_FILE_MAX);
+		else if (is_key && (want & MX_TLS_PEM_KEY)) {
+			if ((want & MX_TLS_PEM_GROUPS) || *cur < 0) {
 				if (t->ncreds == MX_TLS_CREDS_MAX)
 					rc = mx_errf(err, errlen, -E2BIG, "%s%s: more than %d keys",
 						     where, param, MX_TLS_CREDS_MAX);
@@ -276,15 +279,15 @@ static int tls_conf_read_pem(struct mx_tls_conf *t, const char *where, const cha
 			}
 			if (rc == 0) {
 				struct mx_tls_cred *c = &t->creds[*cur];
-				if (c->key.p && !(want & TLS_PEM_GROUPS)) {
+				if (c->key.p && !(want & MX_TLS_PEM_GROUPS)) {
 					nkeys++; /* the first key of a key file counts */
-				} else if (tls_der_dup(&c->key, data, len) < 0) {
+				} else if (mx_tls_conf_der_dup(&c->key, data, len) < 0) {
 					rc = -ENOMEM;
 				} else {
 					nkeys++;
 				}
 			}
-		} else if (is_cert && (want & TLS_PEM_CERTS)) {
+		} else if (is_cert && (want & MX_TLS_PEM_CERTS)) {
 			if (*cur < 0) {
 				rc = mx_errf(err, errlen, -EINVAL, "%s%s: %s: a certificate before "
 								   "its private key", where, param, path);
@@ -294,7 +297,7 @@ static int tls_conf_read_pem(struct mx_tls_conf *t, const char *where, const cha
 					rc = mx_errf(err, errlen, -E2BIG, "%s%s: %s: a chain longer "
 									  "than %d certificates",
 						     where, param, path, MX_TLS_CHAIN_MAX);
-				else if (tls_der_dup(&c->certs[c->ncerts], data, len) < 0)
+				else if (mx_tls_conf_der_dup(&c->certs[c->ncerts], data, len) < 0)
 					rc = -ENOMEM;
 				else
 					c->ncerts++, ncerts++;
@@ -311,10 +314,10 @@ static int tls_conf_read_pem(struct mx_tls_conf *t, const char *where, const cha
 		return mx_errf(err, errlen, rc, "out of memory");
 	if (rc < 0)
 		return rc;
-	if ((want & TLS_PEM_KEY) && nkeys == 0)
+	if ((want & MX_TLS_PEM_KEY) && nkeys == 0)
 		return mx_errf(err, errlen, -EINVAL, "%s%s: %s: no private key in the file", where,
 			       param, path);
-	if ((want & TLS_PEM_CERTS) && ncerts == 0)
+	if ((want & MX_TLS_PEM_CERTS) && ncerts == 0)
 		return mx_errf(err, errlen, -EINVAL, "%s%s: %s: no certificate in the file", where,
 			       param, path);
 	return 0;
@@ -322,7 +325,7 @@ static int tls_conf_read_pem(struct mx_tls_conf *t, const char *where, const cha
 
 /* A key and certificate pair of parameters (smtpd_tls_cert_file and _key_file, or the
  * ec ones): the certificates of the one, the key of the other (often the same file). */
-static int tls_conf_pair(struct mx_tls_conf *t, const struct mx_config *cfg,
+static int mx_tls_conf_pair(struct mx_tls_conf *t, const struct mx_config *cfg,
 			 const char *cert_param, const char *key_param, char *err, size_t errlen)
 {
 	const char *cert = mx_config_get(cfg, cert_param);
@@ -335,15 +338,15 @@ static int tls_conf_pair(struct mx_tls_conf *t, const struct mx_config *cfg,
 	int cur = -1, rc;
 	/* the key file by default is the certificate file: then its line is that one's */
 	const char *kp = key_param;
-	tls_conf_where(cfg, key_param, where, sizeof(where));
+	mx_tls_conf_where(cfg, key_param, where, sizeof(where));
 	if (!where[0]) {
 		kp = cert_param;
-		tls_conf_where(cfg, cert_param, where, sizeof(where));
+		mx_tls_conf_where(cfg, cert_param, where, sizeof(where));
 	}
-	if ((rc = tls_conf_read_pem(t, where, kp, key, TLS_PEM_KEY, &cur, err, errlen)) < 0)
+	if ((rc = mx_tls_conf_read_pem(t, where, kp, key, MX_TLS_PEM_KEY, &cur, err, errlen)) < 0)
 		return rc;
-	tls_conf_where(cfg, cert_param, where, sizeof(where));
-	if ((rc = tls_conf_read_pem(t, where, cert_param, cert, TLS_PEM_CERTS, &cur, err,
+	mx_tls_conf_where(cfg, cert_param, where, sizeof(where));
+	if ((rc = mx_tls_conf_read_pem(t, where, cert_param, cert, MX_TLS_PEM_CERTS, &cur, err,
 				    errlen)) < 0)
 		return rc;
 	snprintf(t->creds[cur].source, sizeof(t->creds[cur].source), "%s%s%s", cert,
@@ -351,7 +354,7 @@ static int tls_conf_pair(struct mx_tls_conf *t, const struct mx_config *cfg,
 	return 0;
 }
 
-static unsigned tls_conf_uint(const struct mx_config *cfg, const char *name, unsigned def)
+static unsigned mx_tls_conf_uint(const struct mx_config *cfg, const char *name, unsigned def)
 {
 	const char *v = mx_config_get(cfg, name);
 	if (!v || !*v)
@@ -371,7 +374,7 @@ static unsigned tls_conf_uint(const struct mx_config *cfg, const char *name, uns
 	return n > 0xffffffffu ? 0xffffffffu : (unsigned)n;
 }
 
-static bool tls_conf_bool(const struct mx_config *cfg, const char *name)
+static bool mx_tls_conf_bool(const struct mx_config *cfg, const char *name)
 {
 	const char *v = mx_config_get(cfg, name);
 	return v && strcasecmp(v, "yes") == 0;
@@ -379,7 +382,7 @@ static bool tls_conf_bool(const struct mx_config *cfg, const char *name)
 
 /* Postfix's smtpd.c: an explicit security level wins over smtpd_use_tls and
  * smtpd_enforce_tls; wrappermode implies enforcement. */
-static enum mx_tls_level tls_conf_level(const struct mx_config *cfg, bool wrapper)
+static enum mx_tls_level mx_tls_conf_level(const struct mx_config *cfg, bool wrapper)
 {
 	const char *lv = mx_config_get(cfg, "smtpd_tls_security_level");
 	enum mx_tls_level l = MX_TLS_LEVEL_NONE;
@@ -388,9 +391,9 @@ static enum mx_tls_level tls_conf_level(const struct mx_config *cfg, bool wrappe
 			l = MX_TLS_LEVEL_MAY;
 		else if (strcasecmp(lv, "encrypt") == 0)
 			l = MX_TLS_LEVEL_ENCRYPT;
-	} else if (tls_conf_bool(cfg, "smtpd_enforce_tls")) {
+	} else if (mx_tls_conf_bool(cfg, "smtpd_enforce_tls")) {
 		l = MX_TLS_LEVEL_ENCRYPT;
-	} else if (tls_conf_bool(cfg, "smtpd_use_tls")) {
+	} else if (mx_tls_conf_bool(cfg, "smtpd_use_tls")) {
 		l = MX_TLS_LEVEL_MAY;
 	}
 	return wrapper ? MX_TLS_LEVEL_ENCRYPT : l;
@@ -400,8 +403,8 @@ int mx_tls_conf_build(const struct mx_config *cfg, const char *service,
 		      struct mx_tls_conf **out, char *err, size_t errlen)
 {
 	*out = NULL;
-	bool wrapper = tls_conf_bool(cfg, "smtpd_tls_wrappermode");
-	enum mx_tls_level level = tls_conf_level(cfg, wrapper);
+	bool wrapper = mx_tls_conf_bool(cfg, "smtpd_tls_wrappermode");
+	enum mx_tls_level level = mx_tls_conf_level(cfg, wrapper);
 	if (level == MX_TLS_LEVEL_NONE)
 		return 0;
 	struct mx_tls_conf *t = calloc(1, sizeof(*t));
@@ -409,11 +412,11 @@ int mx_tls_conf_build(const struct mx_config *cfg, const char *service,
 		return mx_errf(err, errlen, -ENOMEM, "out of memory");
 	t->level = level;
 	t->wrappermode = wrapper;
-	t->received_header = tls_conf_bool(cfg, "smtpd_tls_received_header");
-	t->preempt = tls_conf_bool(cfg, "tls_preempt_cipherlist");
-	t->loglevel = tls_conf_uint(cfg, "smtpd_tls_loglevel", 0);
-	t->starttls_timeout_s = tls_conf_uint(cfg, "smtpd_starttls_timeout", 300);
-	t->session_timeout_s = tls_conf_uint(cfg, "smtpd_tls_session_cache_timeout", 3600);
+	t->received_header = mx_tls_conf_bool(cfg, "smtpd_tls_received_header");
+	t->preempt = mx_tls_conf_bool(cfg, "tls_preempt_cipherlist");
+	t->loglevel = mx_tls_conf_uint(cfg, "smtpd_tls_loglevel", 0);
+	t->starttls_timeout_s = mx_tls_conf_uint(cfg, "smtpd_starttls_timeout", 300);
+	t->session_timeout_s = mx_tls_conf_uint(cfg, "smtpd_tls_session_cache_timeout", 3600);
 	snprintf(t->session_context, sizeof(t->session_context), "mxgate/%s", service);
 
 	char where[300], why[256];
@@ -426,7 +429,7 @@ int mx_tls_conf_build(const struct mx_config *cfg, const char *service,
 	if ((rc = mx_tls_conf_protocols(protocols ? protocols : "", &t->min_version,
 					&t->max_version, &t->version_off, why,
 					sizeof(why))) < 0) {
-		tls_conf_where(cfg, pp, where, sizeof(where));
+		mx_tls_conf_where(cfg, pp, where, sizeof(where));
 		mx_errf(err, errlen, rc, "%s%s: %s", where, pp, why);
 		goto fail;
 	}
@@ -437,7 +440,7 @@ int mx_tls_conf_build(const struct mx_config *cfg, const char *service,
 	const char *grade = mx_config_get(cfg, cp);
 	if ((rc = mx_tls_conf_ciphers(grade ? grade : "medium", exclude, t->ciphers,
 				      sizeof(t->ciphers), why, sizeof(why))) < 0) {
-		tls_conf_where(cfg, cp, where, sizeof(where));
+		mx_tls_conf_where(cfg, cp, where, sizeof(where));
 		mx_errf(err, errlen, rc, "%s%s: %s", where, cp, why);
 		goto fail;
 	}
@@ -445,7 +448,7 @@ int mx_tls_conf_build(const struct mx_config *cfg, const char *service,
 	const char *chain = mx_config_get(cfg, "smtpd_tls_chain_files");
 	if (chain && *chain) {
 		/* each file: private keys, each followed by its chain (postconf(5)) */
-		tls_conf_where(cfg, "smtpd_tls_chain_files", where, sizeof(where));
+		mx_tls_conf_where(cfg, "smtpd_tls_chain_files", where, sizeof(where));
 		for (const char *p = chain; *p;) {
 			p += strspn(p, " \t\r\n,");
 			size_t n = strcspn(p, " \t\r\n,");
@@ -456,8 +459,8 @@ int mx_tls_conf_build(const struct mx_config *cfg, const char *service,
 			p += n;
 			int cur = -1;
 			unsigned first = t->ncreds;
-			rc = tls_conf_read_pem(t, where, "smtpd_tls_chain_files", path,
-					       TLS_PEM_KEY | TLS_PEM_CERTS | TLS_PEM_GROUPS, &cur,
+			rc = mx_tls_conf_read_pem(t, where, "smtpd_tls_chain_files", path,
+					       MX_TLS_PEM_KEY | MX_TLS_PEM_CERTS | MX_TLS_PEM_GROUPS, &cur,
 					       err, errlen);
 			if (rc < 0)
 				goto fail;
@@ -466,16 +469,16 @@ int mx_tls_conf_build(const struct mx_config *cfg, const char *service,
 					 (int)sizeof(t->creds[i].source) - 1, path);
 		}
 	} else {
-		if ((rc = tls_conf_pair(t, cfg, "smtpd_tls_cert_file", "smtpd_tls_key_file", err,
+		if ((rc = mx_tls_conf_pair(t, cfg, "smtpd_tls_cert_file", "smtpd_tls_key_file", err,
 					errlen)) < 0 ||
-		    (rc = tls_conf_pair(t, cfg, "smtpd_tls_eccert_file", "smtpd_tls_eckey_file",
+		    (rc = mx_tls_conf_pair(t, cfg, "smtpd_tls_eccert_file", "smtpd_tls_eckey_file",
 					err, errlen)) < 0)
 			goto fail;
 	}
 	if (t->ncreds == 0) {
 		/* Postfix would offer STARTTLS and fail it ("TLS not available due to local
 		 * problem"); a configuration that cannot encrypt is an error here. */
-		tls_conf_where(cfg, "smtpd_tls_security_level", where, sizeof(where));
+		mx_tls_conf_where(cfg, "smtpd_tls_security_level", where, sizeof(where));
 		rc = mx_errf(err, errlen, -EINVAL, "%sservice %s: TLS level %s%s needs a "
 						   "certificate: set smtpd_tls_cert_file (and "
 						   "smtpd_tls_key_file) or smtpd_tls_chain_files",
@@ -506,7 +509,7 @@ fail:
 }
 
 /* One credential into ctx: the key, the leaf and its chain. */
-static int tls_conf_use_cred(SSL_CTX *ctx, const struct mx_tls_cred *c, OSSL_LIB_CTX *lib,
+static int mx_tls_conf_use_cred(SSL_CTX *ctx, const struct mx_tls_cred *c, OSSL_LIB_CTX *lib,
 			     char *err, size_t errlen)
 {
 	char why[256];
@@ -517,7 +520,7 @@ static int tls_conf_use_cred(SSL_CTX *ctx, const struct mx_tls_cred *c, OSSL_LIB
 	int rc = 0;
 	if (!key || !chain) {
 		rc = mx_errf(err, errlen, -EINVAL, "%s: cannot read the private key: %s", c->source,
-			     tls_conf_ossl_error(why, sizeof(why)));
+			     mx_tls_conf_ossl_error(why, sizeof(why)));
 		goto out;
 	}
 	for (unsigned i = 0; i < c->ncerts; i++) {
@@ -526,7 +529,7 @@ static int tls_conf_use_cred(SSL_CTX *ctx, const struct mx_tls_cred *c, OSSL_LIB
 		if (!x || !d2i_X509(&x, &p, (long)c->certs[i].len)) {
 			X509_free(x);
 			rc = mx_errf(err, errlen, -EINVAL, "%s: cannot read certificate %u: %s",
-				     c->source, i + 1, tls_conf_ossl_error(why, sizeof(why)));
+				     c->source, i + 1, mx_tls_conf_ossl_error(why, sizeof(why)));
 			goto out;
 		}
 		if (i == 0)
@@ -541,7 +544,7 @@ static int tls_conf_use_cred(SSL_CTX *ctx, const struct mx_tls_cred *c, OSSL_LIB
 	if (SSL_CTX_use_cert_and_key(ctx, leaf, key, chain, 1) != 1)
 		rc = mx_errf(err, errlen, -EINVAL, "%s: the key and certificate do not go together, "
 						   "or are refused: %s",
-			     c->source, tls_conf_ossl_error(why, sizeof(why)));
+			     c->source, mx_tls_conf_ossl_error(why, sizeof(why)));
 out:
 	X509_free(leaf);
 	sk_X509_pop_free(chain, X509_free);
@@ -556,7 +559,7 @@ SSL_CTX *mx_tls_conf_ssl_ctx(const struct mx_tls_conf *t, OSSL_LIB_CTX *lib, cha
 	SSL_CTX *ctx = SSL_CTX_new_ex(lib, NULL, TLS_server_method());
 	if (!ctx) {
 		mx_errf(err, errlen, -ENOMEM, "cannot make a TLS context: %s",
-			tls_conf_ossl_error(why, sizeof(why)));
+			mx_tls_conf_ossl_error(why, sizeof(why)));
 		return NULL;
 	}
 	/* no renegotiation at all: a client could make the server do handshakes at will */
@@ -580,16 +583,16 @@ SSL_CTX *mx_tls_conf_ssl_ctx(const struct mx_tls_conf *t, OSSL_LIB_CTX *lib, cha
 	if (SSL_CTX_set_min_proto_version(ctx, t->min_version) != 1 ||
 	    SSL_CTX_set_max_proto_version(ctx, t->max_version) != 1) {
 		mx_errf(err, errlen, -EINVAL, "protocol versions refused: %s",
-			tls_conf_ossl_error(why, sizeof(why)));
+			mx_tls_conf_ossl_error(why, sizeof(why)));
 		goto fail;
 	}
 	if (SSL_CTX_set_cipher_list(ctx, t->ciphers) != 1) {
 		mx_errf(err, errlen, -EINVAL, "cipher list \"%s\" leaves no cipher: %s", t->ciphers,
-			tls_conf_ossl_error(why, sizeof(why)));
+			mx_tls_conf_ossl_error(why, sizeof(why)));
 		goto fail;
 	}
 	for (unsigned i = 0; i < t->ncreds; i++)
-		if (tls_conf_use_cred(ctx, &t->creds[i], lib, err, errlen) < 0)
+		if (mx_tls_conf_use_cred(ctx, &t->creds[i], lib, err, errlen) < 0)
 			goto fail;
 	return ctx;
 fail:

@@ -126,6 +126,19 @@ static void tls_bio_make_method(void)
 
 /* ---- the connection ---- */
 
+/* Every change of t->state goes through here: HANDSHAKE -> OPEN -> CLOSED, and from
+ * HANDSHAKE or OPEN to FAILED; CLOSED and FAILED are final. */
+static void tls_server_enter(struct tls_server *t, enum tls_server_state next)
+{
+	assert(next < TLS_SERVER_STATE_MAX);
+	assert(t->state != TLS_SERVER_CLOSED && t->state != TLS_SERVER_FAILED);
+	assert(next != TLS_SERVER_OPEN || t->state == TLS_SERVER_HANDSHAKE);
+	assert(next != TLS_SERVER_CLOSED || t->state == TLS_SERVER_OPEN);
+	t->state = next;
+	if (next == TLS_SERVER_OPEN)
+		t->established = true;
+}
+
 struct tls_server *tls_server_new(SSL_CTX *ctx)
 {
 	pthread_once(&tls_bio_once, tls_bio_make_method);
@@ -171,7 +184,7 @@ static void tls_server_fail(struct tls_server *t, int ssl_error)
 	else
 		snprintf(t->reason, sizeof(t->reason), "TLS error %d", ssl_error);
 	ERR_clear_error();
-	t->state = TLS_SERVER_FAILED;
+	tls_server_enter(t, TLS_SERVER_FAILED);
 }
 
 static void tls_server_advance(struct tls_server *t)
@@ -180,8 +193,7 @@ static void tls_server_advance(struct tls_server *t)
 	if (t->state == TLS_SERVER_HANDSHAKE) {
 		int r = SSL_do_handshake(t->ssl);
 		if (r == 1) {
-			t->state = TLS_SERVER_OPEN;
-			t->established = true;
+			tls_server_enter(t, TLS_SERVER_OPEN);
 		} else {
 			int e = SSL_get_error(t->ssl, r);
 			if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
@@ -203,7 +215,7 @@ static void tls_server_advance(struct tls_server *t)
 			break; /* nothing to decrypt */
 		if (!t->plain && !(t->plain = malloc(TLS_SERVER_PLAIN_MAX))) {
 			snprintf(t->reason, sizeof(t->reason), "out of memory");
-			t->state = TLS_SERVER_FAILED;
+			tls_server_enter(t, TLS_SERVER_FAILED);
 			break;
 		}
 		int r = SSL_read(t->ssl, t->plain + t->plain_len,
@@ -217,7 +229,7 @@ static void tls_server_advance(struct tls_server *t)
 			break;
 		if (e == SSL_ERROR_ZERO_RETURN) {
 			snprintf(t->reason, sizeof(t->reason), "client sent close_notify");
-			t->state = TLS_SERVER_CLOSED;
+			tls_server_enter(t, TLS_SERVER_CLOSED);
 			ERR_clear_error();
 			break;
 		}
