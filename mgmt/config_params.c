@@ -1105,6 +1105,42 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		.doc = "reply code of reject_plaintext_session",
 		P_SERVICE_LIVE,
 	},
+	[MX_P_SMTPD_TLS_ASK_CCERT] = {
+		.id = MX_P_SMTPD_TLS_ASK_CCERT, .name = "smtpd_tls_ask_ccert", .type = MX_PT_BOOL,
+		.def = "no", .postfix = true,
+		.doc = "ask TLS clients for a certificate (permit_tls_clientcerts, "
+		       "permit_tls_all_clientcerts, check_ccert_access)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_TLS_CAFILE] = {
+		.id = MX_P_SMTPD_TLS_CAFILE, .name = "smtpd_tls_CAfile", .type = MX_PT_PATH,
+		.def = "", .min = 0, .postfix = true,
+		.doc = "PEM file of the CAs that client certificates are verified against (and "
+		       "whose names are sent to clients asked for one)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_TLS_CCERT_VERIFYDEPTH] = {
+		.id = MX_P_SMTPD_TLS_CCERT_VERIFYDEPTH, .name = "smtpd_tls_ccert_verifydepth",
+		.type = MX_PT_INT, .def = "9", .min = 1, .max = 100, .postfix = true,
+		.doc = "the longest client certificate chain that is verified",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_SMTPD_TLS_FINGERPRINT_DIGEST] = {
+		.id = MX_P_SMTPD_TLS_FINGERPRINT_DIGEST, .name = "smtpd_tls_fingerprint_digest",
+		.type = MX_PT_CHOICE,
+		.def = "${{$compatibility_level} <level {3.6} ? {md5} : {sha256}}",
+		.choices = "md5|sha1|sha224|sha256|sha384|sha512", .postfix = true,
+		.doc = "the digest of client certificate fingerprints (relay_clientcerts, "
+		       "check_ccert_access)",
+		P_SERVICE_LIVE,
+	},
+	[MX_P_RELAY_CLIENTCERTS] = {
+		.id = MX_P_RELAY_CLIENTCERTS, .name = "relay_clientcerts", .type = MX_PT_WORDS,
+		.def = "", .postfix = true,
+		.doc = "tables of client certificate (or public key) fingerprints that "
+		       "permit_tls_clientcerts permits",
+		P_SERVICE_LIVE,
+	},
 };
 
 const char *mx_param_scope_name(enum mx_param_scope s)

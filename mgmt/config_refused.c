@@ -243,7 +243,6 @@ const struct mx_refused_def mx_refused[] = {
 							      "mail"),
 	W("permit_mx_backup_networks", REFUSED_RESTRICTION),
 	W("maps_rbl_domains", REFUSED_RESTRICTION),
-	W("relay_clientcerts", REFUSED_RESTRICTION),
 	W("address_verify_*", REFUSED_RESTRICTION),
 	W("unverified_*", REFUSED_RESTRICTION),
 	W("unknown_virtual_alias_reject_code", "used only with virtual aliases, which are "
@@ -263,9 +262,7 @@ const struct mx_refused_def mx_refused[] = {
 	/* The server's TLS is implemented (mgmt/tls_conf.c): the security level, wrappermode,
 	 * certificates, protocols, ciphers, log level, Received: and the timeouts are known
 	 * parameters. What follows is what it does not do. */
-	YES("smtpd_tls_ask_ccert", "mxgate does not ask for client certificates: "
-				   "permit_tls_clientcerts and check_ccert_access could not match"),
-	YES("smtpd_tls_req_ccert", "mxgate does not ask for client certificates: clients "
+	YES("smtpd_tls_req_ccert", "mxgate does not require client certificates: clients "
 				   "without one would be accepted"),
 	YES("smtpd_tls_auth_only", "mxgate does not offer AUTH yet"),
 	NONEMPTY("smtpd_tls_dcert_file", "mxgate has no DSA certificates (OpenSSL 3 and "
@@ -290,12 +287,9 @@ const struct mx_refused_def mx_refused[] = {
 				    "apply"),
 	NOT_IN("tls_session_ticket_cipher", "aes-256-cbc", "mxgate's session tickets are "
 							   "encrypted with aes-256-cbc"),
-	W("smtpd_tls_CAfile", "used only with smtpd_tls_ask_ccert, which is refused"),
-	W("smtpd_tls_CApath", "used only with smtpd_tls_ask_ccert, which is refused"),
-	W("smtpd_tls_ccert_verifydepth", "used only with smtpd_tls_ask_ccert, which is "
-					 "refused"),
-	W("smtpd_tls_fingerprint_digest", "used only with client certificates, which "
-					  "mxgate does not ask for"),
+	W("smtpd_tls_CApath", "mxgate verifies client certificates against "
+			      "smtpd_tls_CAfile only: certificates of these CAs are not "
+			      "trusted"),
 	W("smtpd_tls_session_cache_database", "mxgate resumes TLS sessions with tickets "
 					      "whose keys every worker shares; it keeps no "
 					      "session cache database"),

@@ -144,6 +144,7 @@ static const struct {
 	{ "reject_known_sender_login_mismatch", "AUTH (SASL)" },
 	{ "reject_unauthenticated_sender_login_mismatch", "AUTH (SASL)" },
 	{ "check_sasl_access", "AUTH (SASL)" },
+	/* only with smtpd_tls_ask_ccert = yes (Postfix warns at each use) */
 	{ "permit_tls_clientcerts", "TLS client certificates" },
 	{ "permit_tls_all_clientcerts", "TLS client certificates" },
 	{ "check_ccert_access", "TLS client certificates" },
@@ -166,12 +167,22 @@ static bool mx_policy_never_list(const char *param, const char *text, void *arg)
 			const char *word = mx_policy_never_match[i].word;
 			if (!n || strlen(word) != n || strncasecmp(p, word, n) != 0)
 				continue;
+			bool ccert = strcmp(mx_policy_never_match[i].needs,
+					    "TLS client certificates") == 0;
+			if (ccert && mx_policy_bool(nv->cfg, "smtpd_tls_ask_ccert"))
+				continue; /* asked for: they can match */
 			unsigned line;
 			const char *file = mx_config_source(nv->cfg, param, &line);
-			fprintf(nv->diag,
-				"%s:%u: warning: %s: %s can never match: mxgate does not offer %s "
-				"yet\n",
-				file, line, param, word, mx_policy_never_match[i].needs);
+			if (ccert)
+				fprintf(nv->diag,
+					"%s:%u: warning: %s: %s can never match: "
+					"smtpd_tls_ask_ccert = no\n",
+					file, line, param, word);
+			else
+				fprintf(nv->diag,
+					"%s:%u: warning: %s: %s can never match: mxgate does not "
+					"offer %s yet\n",
+					file, line, param, word, mx_policy_never_match[i].needs);
 			nv->found++;
 		}
 		p += n;
@@ -345,6 +356,7 @@ int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE 
 		.relay_domains = cfg->relay_domains,
 		.myorigin = cfg->myorigin,
 		.relay_recipient_maps = mx_config_get(cfg, "relay_recipient_maps"),
+		.relay_clientcerts = mx_config_get(cfg, "relay_clientcerts"),
 		.local_recipient_maps = mx_config_get(cfg, "local_recipient_maps"),
 		.rbl_reply_maps = mx_config_get(cfg, "rbl_reply_maps"),
 		.myhostname = cfg->myhostname,

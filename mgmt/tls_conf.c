@@ -194,6 +194,7 @@ void mx_tls_conf_free(struct mx_tls_conf *t)
 		return;
 	for (unsigned i = 0; i < t->ncreds; i++)
 		mx_tls_conf_cred_free(&t->creds[i]);
+	free(t->ca_pem);
 	free(t);
 }
 
@@ -320,6 +321,69 @@ static int mx_tls_conf_read_pem(struct mx_tls_conf *t, const char *where, const 
 	if ((want & MX_TLS_PEM_CERTS) && ncerts == 0)
 		return mx_errf(err, errlen, -EINVAL, "%s%s: %s: no certificate in the file", where,
 			       param, path);
+	return 0;
+}
+
+/* The certificates of t->ca_pem into store (when not NULL) and their subjects into names
+ * (when not NULL). Returns how many, or -1 when the text does not parse. */
+static int mx_tls_conf_ca_store(const struct mx_tls_conf *t, OSSL_LIB_CTX *lib,
+				X509_STORE *store, STACK_OF(X509_NAME) *names)
+{
+	BIO *bio = BIO_new_mem_buf(t->ca_pem, (int)t->ca_len);
+	if (!bio)
+		return -1;
+	STACK_OF(X509_INFO) *infos = PEM_X509_INFO_read_bio_ex(bio, NULL, NULL, NULL, lib, NULL);
+	BIO_free(bio);
+	if (!infos)
+		return -1;
+	int n = 0;
+	for (int i = 0; i < sk_X509_INFO_num(infos); i++) {
+		X509_INFO *xi = sk_X509_INFO_value(infos, i);
+		if (!xi->x509)
+			continue;
+		n++;
+		if (store)
+			X509_STORE_add_cert(store, xi->x509);
+		if (names) {
+			X509_NAME *nm = X509_NAME_dup(X509_get_subject_name(xi->x509));
+			if (nm && !sk_X509_NAME_push(names, nm))
+				X509_NAME_free(nm);
+		}
+	}
+	sk_X509_INFO_pop_free(infos, X509_INFO_free);
+	return n;
+}
+
+/* smtpd_tls_CAfile: kept as text (a bundle of up to MX_TLS_FILE_MAX bytes), parsed here
+ * once to check it and again by each worker's context. */
+static int mx_tls_conf_read_ca(struct mx_tls_conf *t, const char *path, const char *where,
+			       char *err, size_t errlen)
+{
+	char why[256];
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return mx_errf(err, errlen, -errno, "%ssmtpd_tls_CAfile: %s: %s", where, path,
+			       strerror(errno));
+	char *buf = malloc(MX_TLS_FILE_MAX + 1);
+	size_t n = buf ? fread(buf, 1, MX_TLS_FILE_MAX + 1, f) : 0;
+	fclose(f);
+	if (!buf)
+		return mx_errf(err, errlen, -ENOMEM, "out of memory");
+	if (n > MX_TLS_FILE_MAX) {
+		free(buf);
+		return mx_errf(err, errlen, -EFBIG, "%ssmtpd_tls_CAfile: %s: larger than %u bytes",
+			       where, path, MX_TLS_FILE_MAX);
+	}
+	buf[n] = '\0';
+	t->ca_pem = buf;
+	t->ca_len = n;
+	int ncerts = mx_tls_conf_ca_store(t, NULL, NULL, NULL);
+	if (ncerts <= 0)
+		return mx_errf(err, errlen, -EINVAL, "%ssmtpd_tls_CAfile: %s: no certificate in "
+						     "the file%s%s",
+			       where, path, ncerts < 0 ? ": " : "",
+			       ncerts < 0 ? mx_tls_conf_ossl_error(why, sizeof(why)) : "");
+	ERR_clear_error();
 	return 0;
 }
 
@@ -475,6 +539,18 @@ int mx_tls_conf_build(const struct mx_config *cfg, const char *service,
 					err, errlen)) < 0)
 			goto fail;
 	}
+	/* client certificates: the CAs are read now, like the server's own files */
+	t->ask_ccert = mx_tls_conf_bool(cfg, "smtpd_tls_ask_ccert");
+	t->ccert_verifydepth = mx_tls_conf_uint(cfg, "smtpd_tls_ccert_verifydepth", 9);
+	const char *dg = mx_config_get(cfg, "smtpd_tls_fingerprint_digest");
+	snprintf(t->fingerprint_digest, sizeof(t->fingerprint_digest), "%s",
+		 dg && *dg ? dg : "sha256");
+	const char *ca = mx_config_get(cfg, "smtpd_tls_CAfile");
+	if (t->ask_ccert && ca && *ca) {
+		mx_tls_conf_where(cfg, "smtpd_tls_CAfile", where, sizeof(where));
+		if ((rc = mx_tls_conf_read_ca(t, ca, where, err, errlen)) < 0)
+			goto fail;
+	}
 	if (t->ncreds == 0) {
 		/* Postfix would offer STARTTLS and fail it ("TLS not available due to local
 		 * problem"); a configuration that cannot encrypt is an error here. */
@@ -552,6 +628,14 @@ out:
 	return rc;
 }
 
+/* Every client certificate is accepted at the handshake: SSL_get_verify_result() keeps
+ * whether it verified (trusted), which is what the restrictions ask. */
+static int mx_tls_conf_verify_any(int ok, X509_STORE_CTX *x)
+{
+	(void)ok, (void)x;
+	return 1;
+}
+
 SSL_CTX *mx_tls_conf_ssl_ctx(const struct mx_tls_conf *t, OSSL_LIB_CTX *lib, char *err,
 			     size_t errlen)
 {
@@ -594,6 +678,24 @@ SSL_CTX *mx_tls_conf_ssl_ctx(const struct mx_tls_conf *t, OSSL_LIB_CTX *lib, cha
 	for (unsigned i = 0; i < t->ncreds; i++)
 		if (mx_tls_conf_use_cred(ctx, &t->creds[i], lib, err, errlen) < 0)
 			goto fail;
+	if (t->ask_ccert) {
+		/* ask for a certificate, take any (Postfix records whether it is trusted and
+		 * leaves the decision to the restrictions), offer the CAs' names */
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE,
+				   mx_tls_conf_verify_any);
+		SSL_CTX_set_verify_depth(ctx, (int)t->ccert_verifydepth);
+		if (t->ca_pem) {
+			STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
+			if (!names || mx_tls_conf_ca_store(t, lib, SSL_CTX_get_cert_store(ctx),
+							   names) < 0) {
+				sk_X509_NAME_pop_free(names, X509_NAME_free);
+				mx_errf(err, errlen, -EINVAL, "smtpd_tls_CAfile: %s",
+					mx_tls_conf_ossl_error(why, sizeof(why)));
+				goto fail;
+			}
+			SSL_CTX_set_client_CA_list(ctx, names); /* takes them */
+		}
+	}
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);

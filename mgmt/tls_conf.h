@@ -14,6 +14,10 @@
  *                             apply at the encrypt level (and in wrappermode)
  *   smtpd_tls_session_cache_timeout  ticket lifetime; 0 turns resumption off
  *   smtpd_starttls_timeout, smtpd_tls_loglevel, smtpd_tls_received_header
+ *   smtpd_tls_ask_ccert, smtpd_tls_CAfile, smtpd_tls_ccert_verifydepth,
+ *   smtpd_tls_fingerprint_digest: client certificates, asked for and verified (any
+ *                             certificate is accepted; whether it is trusted is
+ *                             recorded for the restrictions)
  *
  * The parsed material is immutable and shared by every worker; each worker makes its own
  * SSL_CTX from it in its own OSSL_LIB_CTX (mx_tls_conf_ssl_ctx()). */
@@ -64,6 +68,11 @@ struct mx_tls_conf {
 	uint64_t version_off;           /* SSL_OP_NO_* for holes in the protocol list */
 	char ciphers[1024];             /* the OpenSSL cipher list of the grade, exclusions */
 	char session_context[64];       /* SSL session id context: the service's name */
+	bool ask_ccert;                 /* smtpd_tls_ask_ccert */
+	unsigned ccert_verifydepth;     /* smtpd_tls_ccert_verifydepth */
+	char fingerprint_digest[16];    /* smtpd_tls_fingerprint_digest: "sha256" */
+	char *ca_pem;                   /* smtpd_tls_CAfile's contents (NUL-terminated) */
+	size_t ca_len;
 	struct mx_tls_cred creds[MX_TLS_CREDS_MAX];
 	unsigned ncreds;
 };

@@ -40,6 +40,9 @@ static const struct r_def r_defs[] = {
 	{ "permit_auth_destination", R_PERMIT_AUTH_DEST, ARG_NONE },
 	{ "reject_unauth_pipelining", R_REJECT_UNAUTH_PIPELINING, ARG_NONE },
 	{ "reject_plaintext_session", R_REJECT_PLAINTEXT_SESSION, ARG_NONE },
+	{ "permit_tls_clientcerts", R_PERMIT_TLS_CLIENTCERTS, ARG_NONE },
+	{ "permit_tls_all_clientcerts", R_PERMIT_TLS_ALL_CLIENTCERTS, ARG_NONE },
+	{ "check_ccert_access", R_CHECK_CCERT_ACCESS, ARG_TABLE },
 	{ "reject_invalid_helo_hostname", R_REJECT_INVALID_HELO, ARG_NONE },
 	{ "reject_invalid_hostname", R_REJECT_INVALID_HELO, ARG_NONE },
 	{ "reject_non_fqdn_helo_hostname", R_REJECT_NON_FQDN_HELO, ARG_NONE },
@@ -105,8 +108,7 @@ static const struct {
 
 /* Postfix restrictions mxgate does not implement yet (TLS, SASL, ...). */
 static const char *const r_not_yet[] = {
-	"permit_tls_clientcerts", "permit_tls_all_clientcerts",
-	"check_ccert_access", "check_sasl_access",
+	"check_sasl_access",
 	"reject_sender_login_mismatch", "reject_authenticated_sender_login_mismatch",
 	"reject_known_sender_login_mismatch", "reject_unauthenticated_sender_login_mismatch",
 	"sleep", "permit_inet_interfaces", "check_etrn_access", "reject_maps_rbl",
@@ -692,6 +694,10 @@ int smtp_policy_compile(const struct smtp_policy_config *cfg, struct smtp_policy
 		goto fail;
 	if ((rc = compile_maps(p, "local_recipient_maps", cfg->local_recipient_maps,
 			       p->local_maps, &p->nlocal_maps, err, errlen)) < 0 &&
+	    (rc = compile_error(p, rc, err)) < 0)
+		goto fail;
+	if ((rc = compile_maps(p, "relay_clientcerts", cfg->relay_clientcerts,
+			       p->relay_ccert_maps, &p->nrelay_ccert_maps, err, errlen)) < 0 &&
 	    (rc = compile_error(p, rc, err)) < 0)
 		goto fail;
 	if ((rc = compile_maps(p, "rbl_reply_maps", cfg->rbl_reply_maps, p->rbl_reply_maps,

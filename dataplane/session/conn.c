@@ -451,6 +451,7 @@ void conn_free(struct conn *c)
 	free(c->reverse_name);
 	free(c->policy_session);
 	tls_server_free(c->tls);
+	free(c->tls_peer);
 	smtp_session_free(c->s);
 	c->gen->nconns--;
 	c->gc->connections_closed++;

@@ -249,6 +249,7 @@ static void conn_check_run(struct conn *c)
 		.recipient_count = c->nrcpt,
 		.unauth_pipelining = k->unauth_pipelining,
 		.tls = c->tls && c->tls_protocol[0],
+		.ccert = c->tls_peer ? &c->tls_ccert : NULL,
 		.now = mx_clock_wall_s(),
 		.session = c->policy_session,
 		.client_name_status = conn_name_status(c->name_status),

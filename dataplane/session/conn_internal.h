@@ -131,6 +131,14 @@ struct conn_check {
 
 struct conn_memo;
 
+/* A client certificate (conn_tls.c): what the TLS layer said, and its names xtext-encoded
+ * for policy servers (RFC 1891; empty unless trusted, as Postfix sends them). */
+struct conn_tls_peer {
+	struct tls_server_peer p;
+	char subject_x[3 * sizeof(((struct tls_server_peer *)0)->cn)];
+	char issuer_x[3 * sizeof(((struct tls_server_peer *)0)->issuer_cn)];
+};
+
 /* A request in flight: the svc_request's owner. When the connection goes first, c becomes
  * NULL and the answer frees it. */
 struct conn_op {
@@ -215,6 +223,9 @@ struct conn {
 	char tls_protocol[16];         /* for policy servers: "TLSv1.3" */
 	char tls_cipher[64];
 	int tls_keysize;
+	/* the client's certificate (smtpd_tls_ask_ccert), NULL when none was presented */
+	struct conn_tls_peer *tls_peer;
+	struct smtp_policy_ccert tls_ccert;
 
 	/* smtpd_timeout: when the connection's time is up (monotonic ms), and the request
 	 * count it was computed for (conn_deadline()) */

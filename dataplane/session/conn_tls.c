@@ -6,9 +6,12 @@
  *
  *     setting up TLS connection from unknown[192.0.2.1]           (smtpd_tls_loglevel 2)
  *     unknown[192.0.2.1]: Reusing old session (RFC 5077 session ticket)     (level 2)
+ *     unknown[192.0.2.1]: subject_CN=client.example, issuer=Example CA,
+ *         fingerprint=AB:..., pkey_fingerprint=CD:...       (level 2, a client certificate)
  *     Anonymous TLS connection established from unknown[192.0.2.1]: TLSv1.3 with cipher
  *         TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature
  *         RSA-PSS (2048 bits) server-digest SHA256                          (level 1)
+ *         (Trusted or Untrusted instead of Anonymous with a client certificate)
  *     SSL_accept error from unknown[192.0.2.1]: -1                          (always)
  *     warning: TLS library problem: error:0A00010B:SSL routines::wrong version number
  *     lost connection after STARTTLS from unknown[192.0.2.1]
@@ -25,6 +28,24 @@
 static unsigned conn_tls_loglevel(const struct conn *c)
 {
 	return c->svc->tls ? c->svc->tls->loglevel : 0;
+}
+
+/* RFC 1891 xtext, as Postfix's xtext_quote(): bytes outside '!'..'~', '+' and '=' become
+ * "+XX". */
+static void conn_tls_xtext(const char *in, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+	for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < cap; p++) {
+		if (*p < 33 || *p > 126 || *p == '+' || *p == '=') {
+			out[o++] = '+';
+			out[o++] = hex[*p >> 4];
+			out[o++] = hex[*p & 15];
+		} else {
+			out[o++] = (char)*p;
+		}
+	}
+	out[o] = '\0';
 }
 
 int conn_tls_start(struct conn *c)
@@ -74,9 +95,16 @@ static void conn_tls_received(struct conn *c, const struct tls_server_info *i)
 			n += (size_t)snprintf(buf + n, sizeof(buf) - n, " server-digest %s",
 					      i->sig_digest);
 	}
-	/* mxgate asks for no client certificate (smtpd_tls_ask_ccert is refused) */
-	if (n < sizeof(buf))
-		snprintf(buf + n, sizeof(buf) - n, ")\r\n\t(No client certificate requested)");
+	/* the client certificate's line (Postfix's smtpd.c) */
+	const struct tls_server_peer *pr = c->tls_peer ? &c->tls_peer->p : NULL;
+	if (n < sizeof(buf) && pr)
+		snprintf(buf + n, sizeof(buf) - n, ")\r\n\t(Client CN \"%s\", Issuer \"%s\" (%s))",
+			 pr->cn, pr->issuer_cn, pr->trusted ? "verified OK" : "not verified");
+	else if (n < sizeof(buf))
+		snprintf(buf + n, sizeof(buf) - n, ")\r\n\t(%s)",
+			 c->svc->tls && c->svc->tls->ask_ccert
+				 ? "Client did not present a certificate"
+				 : "No client certificate requested");
 	if (smtp_session_set_tls_received(c->s, buf) < 0)
 		mx_log(MX_LOG_WARNING, "out of memory: Received: of %s without its TLS lines",
 		       c->client);
@@ -97,6 +125,31 @@ static void conn_tls_established(struct conn *c)
 	if (i.reused)
 		c->w->counters.tls_resumed++;
 	unsigned level = conn_tls_loglevel(c);
+	const char *kind = "Anonymous";
+	if (c->svc->tls && c->svc->tls->ask_ccert) {
+		struct conn_tls_peer *cp = malloc(sizeof(*cp));
+		struct tls_server_peer *pr = cp ? &cp->p : NULL;
+		if (cp && tls_server_peer(c->tls, c->svc->tls->fingerprint_digest, pr)) {
+			c->tls_peer = cp;
+			conn_tls_xtext(pr->trusted ? pr->cn : "", cp->subject_x,
+				       sizeof(cp->subject_x));
+			conn_tls_xtext(pr->trusted ? pr->issuer_cn : "", cp->issuer_x,
+				       sizeof(cp->issuer_x));
+			c->tls_ccert = (struct smtp_policy_ccert){
+				.trusted = pr->trusted,
+				.fingerprint = pr->fingerprint,
+				.pkey_fingerprint = pr->pkey_fingerprint,
+			};
+			kind = pr->trusted ? "Trusted" : "Untrusted";
+			if (level >= 2)
+				mx_log(MX_LOG_INFO, "%s: subject_CN=%s, issuer=%s, fingerprint=%s, "
+						    "pkey_fingerprint=%s",
+				       c->client, pr->cn, pr->issuer_cn, pr->fingerprint,
+				       pr->pkey_fingerprint);
+		} else {
+			free(cp);
+		}
+	}
 	if (level >= 2 && i.reused)
 		mx_log(MX_LOG_INFO, "%s: Reusing old session (RFC 5077 session ticket)", c->client);
 	if (level >= 1) {
@@ -123,9 +176,10 @@ static void conn_tls_established(struct conn *c)
 				snprintf(extra + n, sizeof(extra) - n, " server-digest %s",
 					 i.sig_digest);
 		}
-		mx_log(MX_LOG_INFO, "Anonymous TLS connection established from %s: %s with cipher "
+		mx_log(MX_LOG_INFO, "%s TLS connection established from %s: %s with cipher "
 				    "%s (%d/%d bits)%s",
-		       c->client, i.protocol, i.cipher, i.cipher_usebits, i.cipher_algbits, extra);
+		       kind, c->client, i.protocol, i.cipher, i.cipher_usebits, i.cipher_algbits,
+		       extra);
 	}
 	if (c->svc->tls && c->svc->tls->received_header)
 		conn_tls_received(c, &i);
@@ -237,4 +291,13 @@ void conn_tls_policy_attrs(const struct conn *c, struct smtp_delegation_request 
 	r->encryption_protocol = c->tls_protocol;
 	r->encryption_cipher = c->tls_cipher;
 	r->encryption_keysize = (unsigned)c->tls_keysize;
+	const struct conn_tls_peer *cp = c->tls_peer;
+	if (!cp)
+		return;
+	/* the fingerprints whether trusted or not; the names only when trusted, xtext
+	 * (Postfix 3.7 check_policy_service()) */
+	r->ccert_fingerprint = cp->p.fingerprint;
+	r->ccert_pubkey_fingerprint = cp->p.pkey_fingerprint;
+	r->ccert_subject = cp->subject_x[0] ? cp->subject_x : NULL;
+	r->ccert_issuer = cp->issuer_x[0] ? cp->issuer_x : NULL;
 }

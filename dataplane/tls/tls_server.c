@@ -11,6 +11,7 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 /* Ciphertext waiting to be sent: the engine's replies (bounded by its output buffer, and
  * the glue writes only below TLS_SERVER_OUT_HIGH), a handshake flight (a certificate chain
@@ -391,6 +392,75 @@ void tls_server_info(const struct tls_server *t, struct tls_server_info *out)
 	if (SSL_get_signature_nid(ssl, &dnid) == 1 && dnid != NID_undef)
 		out->sig_digest = OBJ_nid2sn(dnid);
 	ERR_clear_error();
+}
+
+/* Postfix's tls_digest_encode(): "AB:CD:..." */
+static void tls_server_fprint(const unsigned char *der, int len, const EVP_MD *md, char *out,
+			      size_t cap)
+{
+	unsigned char buf[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	out[0] = '\0';
+	if (len <= 0 || EVP_Digest(der, (size_t)len, buf, &n, md, NULL) != 1)
+		return;
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+	for (unsigned i = 0; i < n && o + 3 < cap; i++) {
+		out[o++] = hex[buf[i] >> 4];
+		out[o++] = hex[buf[i] & 15];
+		if (i + 1 < n)
+			out[o++] = ':';
+	}
+	out[o] = '\0';
+}
+
+/* A name's common name for logs and Received: (Postfix's comment_sanitize() keeps a
+ * comment well-formed: no parentheses, no controls). */
+static void tls_server_cn(const X509_NAME *name, char *out, size_t cap)
+{
+	out[0] = '\0';
+	int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+	const ASN1_STRING *s = i >= 0 ? X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i))
+				      : NULL;
+	if (!s)
+		return;
+	const unsigned char *p = ASN1_STRING_get0_data(s);
+	size_t n = (size_t)ASN1_STRING_length(s);
+	if (n >= cap)
+		n = cap - 1;
+	for (size_t k = 0; k < n; k++) {
+		unsigned char c = p[k];
+		out[k] = (c < 32 || c == 127 || c == '(' || c == ')' || c == '"' || c == '\\')
+				 ? '?' : (char)c;
+	}
+	out[n] = '\0';
+}
+
+bool tls_server_peer(const struct tls_server *t, const char *digest,
+		     struct tls_server_peer *out)
+{
+	memset(out, 0, sizeof(*out));
+	X509 *x = SSL_get0_peer_certificate(t->ssl);
+	if (!x)
+		return false;
+	out->trusted = SSL_get_verify_result(t->ssl) == X509_V_OK;
+	tls_server_cn(X509_get_subject_name(x), out->cn, sizeof(out->cn));
+	tls_server_cn(X509_get_issuer_name(x), out->issuer_cn, sizeof(out->issuer_cn));
+	EVP_MD *md = EVP_MD_fetch(NULL, digest, NULL);
+	if (md) {
+		unsigned char *der = NULL;
+		int len = i2d_X509(x, &der);
+		tls_server_fprint(der, len, md, out->fingerprint, sizeof(out->fingerprint));
+		OPENSSL_free(der);
+		der = NULL;
+		len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+		tls_server_fprint(der, len, md, out->pkey_fingerprint,
+				  sizeof(out->pkey_fingerprint));
+		OPENSSL_free(der);
+		EVP_MD_free(md);
+	}
+	ERR_clear_error();
+	return true;
 }
 
 size_t tls_server_memory(const struct tls_server *t)

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 
 #include "mxgate/span.h"
@@ -87,6 +88,20 @@ struct tls_server_info {
 	bool reused;              /* resumed (a session ticket) */
 };
 void tls_server_info(const struct tls_server *t, struct tls_server_info *out);
+
+/* The client's certificate (smtpd_tls_ask_ccert), as Postfix describes it: its common
+ * name and its issuer's (control characters and parentheses as '?'), fingerprints of the
+ * certificate and of its public key (DER SubjectPublicKeyInfo) with `digest` ("sha256"),
+ * uppercase hex pairs joined by ':', and whether it verified against the CAs. Returns
+ * false (and *out cleared) when the client presented none. */
+struct tls_server_peer {
+	bool trusted;
+	char cn[256], issuer_cn[256];
+	char fingerprint[EVP_MAX_MD_SIZE * 3 + 1];
+	char pkey_fingerprint[EVP_MAX_MD_SIZE * 3 + 1];
+};
+bool tls_server_peer(const struct tls_server *t, const char *digest,
+		     struct tls_server_peer *out);
 
 /* Bytes this connection's TLS state holds now, ours and OpenSSL's as far as we can count
  * (the SSL object is measured in the unit test). */

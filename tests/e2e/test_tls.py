@@ -56,7 +56,7 @@ if transport == "dpdk":
     netns.need_netns_tools()
     mxtest.need_tool(netns.SYS_PYTHON)
 
-SERVICES = ("may", "smtps", "encrypt", "lax")
+SERVICES = ("may", "smtps", "encrypt", "lax", "ccert")
 
 
 def openssl(*args):
@@ -119,7 +119,7 @@ class Target:
             self.topo = netns.Topology(prefix=f"mxt{os.getpid() % 10000}").create()
             self.gw = netns.DpdkGateway(binary, self.topo, workers=2)
             self.python = netns.SYS_PYTHON
-            self.ports = dict(zip(SERVICES, (25, 465, 587, 2526)))
+            self.ports = dict(zip(SERVICES, (25, 465, 587, 2526, 2527)))
             self.names = {k: str(v) for k, v in self.ports.items()}
         else:
             self.topo = None
@@ -135,6 +135,20 @@ class Target:
         d = self.gw.dir
         self.rsa = make_cert(d, "rsa", "mx.test.example", "rsa")
         self.ec = make_cert(d, "ec", "mx.test.example", "ec")
+        # client certificates: one issued by a test CA, one self-signed
+        self.ca = make_cert(d, "ca", "Test Client CA", "ec")
+        self.client_key = os.path.join(d, "client.key")
+        self.client_crt = os.path.join(d, "client.crt")
+        csr = os.path.join(d, "client.csr")
+        openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", self.client_key)
+        openssl("req", "-new", "-key", self.client_key, "-out", csr,
+                "-subj", "/CN=client.test.example")
+        openssl("x509", "-req", "-in", csr, "-CA", self.ca[0], "-CAkey", self.ca[1],
+                "-CAcreateserial", "-out", self.client_crt, "-days", "2")
+        self.rogue = make_cert(d, "rogue", "rogue.test.example", "ec")
+        r = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in",
+                            self.client_crt], capture_output=True, text=True, check=True)
+        self.client_fp = r.stdout.strip().split("=", 1)[1]
         self.master = os.path.join(d, "master.cf")
         with open(self.master, "w") as f:
             f.write("# service type private unpriv chroot wakeup maxproc command\n"
@@ -145,7 +159,16 @@ class Target:
                     f"{self.names['encrypt']} inet n - y - - smtpd\n"
                     "  -o smtpd_tls_security_level=encrypt\n"
                     f"{self.names['lax']} inet n - y - - smtpd\n"
-                    "  -o smtpd_forbid_unauth_pipelining=no\n")
+                    "  -o smtpd_forbid_unauth_pipelining=no\n"
+                    f"{self.names['ccert']} inet n - y - - smtpd\n"
+                    "  -o smtpd_tls_ask_ccert=yes\n"
+                    f"  -o smtpd_tls_CAfile={self.ca[0]}\n"
+                    "  -o smtpd_tls_loglevel=2\n"
+                    "  -o mynetworks=192.0.2.0/24\n"
+                    "  -o smtpd_recipient_restrictions=permit\n"
+                    "  -o { smtpd_relay_restrictions = permit_tls_clientcerts, "
+                    "reject_unauth_destination }\n"
+                    f"  -o {{ relay_clientcerts = inline:{{ {{ {self.client_fp} = client }} }} }}\n")
         self.tls_lines = self.cert_lines(self.rsa)
         with open(self.gw.config_path) as f:
             self.base = f.read() + f"mxgate_master_file = {self.master}\n"
@@ -354,6 +377,34 @@ try:
         if subject_cn(out) != "new.test.example":
             fail(f"a failed reload changed the certificate:\n{out}")
         print("ok 7: reload serves the new certificate; a bad key fails reload and --check")
+
+        # 7c. client certificates: permit_tls_clientcerts with relay_clientcerts
+        def ccert_swaks(*extra):
+            r = t.run(["swaks", "--tls", "--server", f"{gw.host}:{t.ports['ccert']}",
+                       "--to", "far@elsewhere.example", "--from", "alice@sender.example",
+                       "--helo", "client.test.example", *extra])
+            return r.returncode, r.stdout + r.stderr
+        rc, out = ccert_swaks("--tls-cert", t.client_crt, "--tls-key", t.client_key)
+        if rc != 0 or "250 2.0.0 Ok: queued as " not in out:
+            fail(f"a listed client certificate did not permit relaying:\n{out}\n"
+                 f"{gw.output()}")
+        qid = out.split("250 2.0.0 Ok: queued as ")[1].split()[0]
+        msg = {m[0]: m for m in gw.spooled()}[qid][2]
+        if b'\t(Client CN "client.test.example", Issuer "Test Client CA" (verified OK))\r\n' \
+                not in msg:
+            fail(f"Received: without the client certificate line:\n{msg[:700]!r}")
+        wait_log(gw, r"Trusted TLS connection established from", "Trusted TLS")
+        wait_log(gw, r"subject_CN=client\.test\.example, issuer=Test Client CA, "
+                     r"fingerprint=" + re.escape(t.client_fp), "the fingerprint line")
+        rc, out = ccert_swaks()
+        if "554 5.7.1 <far@elsewhere.example>: Relay access denied" not in out:
+            fail(f"relaying without a client certificate:\n{out}")
+        rc, out = ccert_swaks("--tls-cert", t.rogue[0], "--tls-key", t.rogue[1])
+        if "554 5.7.1 <far@elsewhere.example>: Relay access denied" not in out:
+            fail(f"relaying with an unlisted certificate:\n{out}")
+        wait_log(gw, r"Untrusted TLS connection established from", "Untrusted TLS")
+        print("ok 7c: permit_tls_clientcerts relays for a listed certificate, not for none "
+              "or another; Received: and the log name it")
 
         # the statistics count handshakes, resumptions and failures
         st = gw.stats()

@@ -767,6 +767,12 @@ static const struct bad_value bad_values[] = {
 	{ "smtpd_tls_session_cache_timeout = 101d", "smtpd_tls_session_cache_timeout" },
 	{ "plaintext_reject_code = 250", "invalid plaintext_reject_code parameter value 250 < "
 					 "400" },
+	{ "smtpd_tls_ask_ccert = sometimes", "smtpd_tls_ask_ccert" },
+	{ "smtpd_tls_CAfile = ca.pem", "parameter smtpd_tls_CAfile: not an absolute path" },
+	{ "smtpd_tls_ccert_verifydepth = 0", "invalid smtpd_tls_ccert_verifydepth parameter "
+					     "value 0 < 1" },
+	{ "smtpd_tls_fingerprint_digest = crc32", "parameter smtpd_tls_fingerprint_digest: bad "
+						  "value \"crc32\"" },
 };
 
 static void test_bad_values(void)

@@ -67,7 +67,6 @@ static void test_refused(void)
 	expect_refused("sender_bcc_maps = hash:/etc/postfix/sbcc");
 	expect_refused("recipient_bcc_maps = hash:/etc/postfix/rbcc");
 	/* the server's TLS is implemented; what it does not do is refused */
-	expect_refused("smtpd_tls_ask_ccert = yes");
 	expect_refused("smtpd_tls_req_ccert = yes");
 	expect_refused("smtpd_tls_auth_only = yes");
 	expect_refused("smtpd_tls_dcert_file = /etc/postfix/dsa.pem");
@@ -147,9 +146,11 @@ static void test_refused(void)
 	expect_accepted("readme_directory = no", "warning: readme_directory: not implemented");
 	expect_accepted("mailbox_size_limit = 0", "warning: mailbox_size_limit: not implemented");
 	expect_accepted("smtpd_tls_cert_file = /etc/ssl/certs/x.pem", NULL);
-	expect_accepted("smtpd_tls_CAfile = /etc/ssl/certs/ca.pem",
-			"warning: smtpd_tls_CAfile: not implemented by mxgate, ignored: "
-			"used only with smtpd_tls_ask_ccert, which is refused");
+	expect_accepted("smtpd_tls_CAfile = /etc/ssl/certs/ca.pem", NULL);
+	expect_accepted("smtpd_tls_ask_ccert = yes", NULL);
+	expect_accepted("smtpd_tls_CApath = /etc/ssl/certs",
+			"warning: smtpd_tls_CApath: not implemented by mxgate, ignored: "
+			"mxgate verifies client certificates against smtpd_tls_CAfile only");
 	expect_accepted("smtpd_tls_session_cache_database = btree:/var/lib/postfix/x",
 			"warning: smtpd_tls_session_cache_database: not implemented by mxgate, "
 			"ignored: mxgate resumes TLS sessions with tickets");
@@ -321,8 +322,7 @@ static void test_policy_checks(void)
 		CHECK(strstr(diag, "t.cf:5: warning: smtpd_recipient_restrictions: "
 				   "permit_sasl_authenticated can never match"));
 		CHECK(strstr(diag, "t.cf:5: warning: smtpd_recipient_restrictions: "
-				   "check_ccert_access can never match: mxgate does not offer TLS "
-				   "client certificates yet"));
+				   "check_ccert_access can never match: smtpd_tls_ask_ccert = no"));
 		CHECK(strstr(diag, "t.cf:3: warning: auth_only: permit_tls_clientcerts can never "
 				   "match"));
 		free(diag);
