@@ -13,9 +13,9 @@
  *     smtpd_proxy_filter, receive_override_options, canonical/generic/masquerade, bcc maps,
  *     virtual aliases and mailboxes, relocated_maps, message_*_characters/headers: refused
  *     when non-empty;
- *   - TLS: the server's is implemented (mgmt/tls_conf.c); client certificates
- *     (ask_ccert, req_ccert), SNI maps, DSA certificates, other cipher lists, eecdh
- *     grades and OpenSSL options are refused; the relay does not encrypt:
+ *   - TLS: the server's is implemented (mgmt/tls_conf.c), client certificates asked for
+ *     (ask_ccert) too; required ones (req_ccert), SNI maps, DSA certificates, other
+ *     cipher lists, eecdh grades and OpenSSL options are refused; the relay does not encrypt:
  *     smtp_tls_security_level = may (Debian's default) is a warning (opportunistic TLS
  *     allows plaintext), anything stronger and the relay's per-site TLS policy are
  *     refused;

@@ -546,6 +546,76 @@ static void test_resumption(void)
 	tls_worker_free(b);
 }
 
+/* Client certificates (smtpd_tls_ask_ccert): one the CA file holds is trusted, another is
+ * not, none is none; fingerprints are OpenSSL's digest of the DER in Postfix's form. */
+static void test_client_certs(void)
+{
+	struct tls_worker *w = NULL;
+	char err[512], lines[1024];
+	CHECK_INT_EQ(tls_worker_new(&w, err, sizeof(err)), 0);
+	snprintf(lines, sizeof(lines), "smtpd_tls_cert_file = %s\nsmtpd_tls_key_file = %s\n"
+				       "smtpd_tls_ask_ccert = yes\nsmtpd_tls_CAfile = %s\n",
+		 rsa_crt, rsa_key, ec_crt);
+	struct mx_tls_conf *conf = conf_from(lines, err, sizeof(err));
+	if (!conf)
+		fprintf(stderr, "  %s\n", err);
+	CHECK(conf && conf->ask_ccert && conf->ca_pem);
+	CHECK_STR_EQ(conf ? conf->fingerprint_digest : "", "sha256");
+	SSL_CTX *sctx = conf ? tls_ctx_new(w, conf, err, sizeof(err)) : NULL;
+	CHECK(sctx != NULL);
+	for (int k = 0; sctx && k < 3; k++) {
+		struct pair p;
+		pair_init(&p, sctx, NULL);
+		/* 0: the CA file's own (self-signed) certificate, 1: another, 2: none */
+		if (k < 2) {
+			CHECK(SSL_use_certificate_file(p.client, k == 0 ? ec_crt : rsa_crt,
+						       SSL_FILETYPE_PEM) == 1);
+			CHECK(SSL_use_PrivateKey_file(p.client, k == 0 ? ec_key : rsa_key,
+						      SSL_FILETYPE_PEM) == 1);
+		}
+		CHECK(handshake(&p, SIZE_MAX));
+		struct tls_server_peer peer;
+		bool present = tls_server_peer(p.server, "sha256", &peer);
+		CHECK(present == (k < 2));
+		if (k == 0) {
+			CHECK(peer.trusted);
+			CHECK_STR_EQ(peer.cn, "mx.test");
+			CHECK_STR_EQ(peer.issuer_cn, "mx.test");
+			/* the digest of the certificate's DER, as openssl x509 -fingerprint */
+			FILE *f = fopen(ec_crt, "r");
+			X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+			if (f)
+				fclose(f);
+			unsigned char md[EVP_MAX_MD_SIZE];
+			unsigned int n = 0;
+			CHECK(x && X509_digest(x, EVP_sha256(), md, &n) == 1 && n == 32);
+			char want[100];
+			for (unsigned i = 0; i < n; i++)
+				snprintf(want + 3 * i, sizeof(want) - 3 * i, "%02X%s", md[i],
+					 i + 1 < n ? ":" : "");
+			CHECK_STR_EQ(peer.fingerprint, want);
+			CHECK_INT_EQ(strlen(peer.pkey_fingerprint), 95);
+			CHECK(strcmp(peer.fingerprint, peer.pkey_fingerprint) != 0);
+			X509_free(x);
+		} else if (k == 1) {
+			CHECK(!peer.trusted);
+			CHECK_INT_EQ(strlen(peer.fingerprint), 95);
+		}
+		pair_fini(&p);
+	}
+	SSL_CTX_free(sctx);
+	mx_tls_conf_free(conf);
+
+	/* a CA file without a certificate fails the build */
+	snprintf(lines, sizeof(lines), "smtpd_tls_cert_file = %s\nsmtpd_tls_key_file = %s\n"
+				       "smtpd_tls_ask_ccert = yes\nsmtpd_tls_CAfile = %s\n",
+		 rsa_crt, rsa_key, rsa_key);
+	conf = conf_from(lines, err, sizeof(err));
+	CHECK(conf == NULL);
+	CHECK(strstr(err, "smtpd_tls_CAfile") && strstr(err, "no certificate"));
+	tls_worker_free(w);
+}
+
 /* The bytes one idle TLS connection holds after its handshake: OpenSSL's (counted by the
  * allocator hooks: what freeing the server connection gives back) plus the layer's own. */
 static void test_idle_memory(void)
@@ -693,6 +763,7 @@ int main(void)
 	RUN_TEST(test_garbage);
 	RUN_TEST(test_plain_bound);
 	RUN_TEST(test_resumption);
+	RUN_TEST(test_client_certs);
 	RUN_TEST(test_idle_memory);
 	RUN_TEST(test_load_failures);
 	remove_certs();
