@@ -1,11 +1,11 @@
 """TLS on one transport (argv: mxgate binary, kernel|dpdk): STARTTLS (RFC 3207) and implicit
 TLS (smtpd_tls_wrappermode) with real clients.
 
-Four services (master.cf): "may" (STARTTLS offered; RSA and ECDSA certificates made here
+Five services (master.cf): "may" (STARTTLS offered; RSA and ECDSA certificates made here
 with openssl; loglevel 1 and the Received: clause), "smtps" (wrappermode, a 3 s
 smtpd_starttls_timeout), "encrypt" (530 before STARTTLS) and "lax" (may with
 smtpd_forbid_unauth_pipelining = no, where the pipelined-STARTTLS injection reaches the
-STARTTLS code). Checked:
+STARTTLS code), and "ccert" (client certificates). Checked:
   1. swaks --tls and smtplib starttls() deliver; Received: says "(using TLSv1.3 with
      cipher ...)" and "with ESMTPS"; the log has Postfix's "Anonymous TLS connection
      established from ..." and "starttls=1"; EHLO offers STARTTLS before TLS only;
@@ -20,6 +20,10 @@ STARTTLS code). Checked:
      connection is closed, the log says why, the gateway serves the next client;
   7. reload with a new certificate: new connections get it; a key that does not match
      fails the reload with the file named and the old certificate stays; --check says it;
+     the statistics count handshakes, resumptions and failures; client certificates
+     (a fifth service, "ccert": smtpd_tls_ask_ccert, a test CA, permit_tls_clientcerts
+     with the certificate's fingerprint in relay_clientcerts) relay for the listed
+     certificate only, with Postfix's Trusted/Untrusted lines and Received: client line;
   8. (kernel) a policy server (check_policy_service) is told encryption_protocol,
      encryption_cipher and encryption_keysize;
   9. (kernel) a Debian Postfix with smtp_tls_security_level = encrypt relays a message
