@@ -1141,6 +1141,13 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		       "permit_tls_clientcerts permits",
 		P_SERVICE_LIVE,
 	},
+	[MX_P_SMTPD_TLS_REQ_CCERT] = {
+		.id = MX_P_SMTPD_TLS_REQ_CCERT, .name = "smtpd_tls_req_ccert", .type = MX_PT_BOOL,
+		.def = "no", .postfix = true,
+		.doc = "at the encrypt level, a client without a trusted certificate gets \"421 "
+		       "4.7.1 ... Error: Client certificate not trusted\" after TLS",
+		P_SERVICE_LIVE,
+	},
 };
 
 const char *mx_param_scope_name(enum mx_param_scope s)

@@ -14,7 +14,7 @@
  *     virtual aliases and mailboxes, relocated_maps, message_*_characters/headers: refused
  *     when non-empty;
  *   - TLS: the server's is implemented (mgmt/tls_conf.c), client certificates asked for
- *     (ask_ccert) too; required ones (req_ccert), SNI maps, DSA certificates, other
+ *     (ask_ccert) and required (req_ccert) too; SNI maps, DSA certificates, other
  *     cipher lists, eecdh grades and OpenSSL options are refused; the relay does not encrypt:
  *     smtp_tls_security_level = may (Debian's default) is a warning (opportunistic TLS
  *     allows plaintext), anything stronger and the relay's per-site TLS policy are
@@ -29,7 +29,7 @@
  *     sender_dependent_*, defer_transports, smtp_fallback_relay, smtp_bind_address,
  *     smtp_tcp_port other than 25, master_service_disable: refused;
  *   - stricter acceptance mxgate does not apply (strict_7bit_headers, strict_8bitmime...,
- *     smtpd_command_filter, allow_untrusted_routing = yes, smtpd_tls_req_ccert): refused;
+ *     smtpd_command_filter, allow_untrusted_routing = yes): refused;
  *   - restrictions' helpers whose restrictions the policy compiler already refuses
  *     (address verification, permit_mx_backup, login maps): warnings;
  *   - the relay client's tuning (smtp_*, lmtp_*) beyond what mxgate reads (relayhost, the
@@ -262,8 +262,6 @@ const struct mx_refused_def mx_refused[] = {
 	/* The server's TLS is implemented (mgmt/tls_conf.c): the security level, wrappermode,
 	 * certificates, protocols, ciphers, log level, Received: and the timeouts are known
 	 * parameters. What follows is what it does not do. */
-	YES("smtpd_tls_req_ccert", "mxgate does not require client certificates: clients "
-				   "without one would be accepted"),
 	YES("smtpd_tls_auth_only", "mxgate does not offer AUTH yet"),
 	NONEMPTY("smtpd_tls_dcert_file", "mxgate has no DSA certificates (OpenSSL 3 and "
 					 "Postfix 3.7 deprecate them): use RSA or ECDSA"),

@@ -541,6 +541,18 @@ int mx_tls_conf_build(const struct mx_config *cfg, const char *service,
 	}
 	/* client certificates: the CAs are read now, like the server's own files */
 	t->ask_ccert = mx_tls_conf_bool(cfg, "smtpd_tls_ask_ccert");
+	t->req_ccert = mx_tls_conf_bool(cfg, "smtpd_tls_req_ccert");
+	if (t->req_ccert && level != MX_TLS_LEVEL_ENCRYPT) {
+		/* Postfix warns and ignores it; an operator who set it must not believe
+		 * clients are checked when they are not */
+		mx_tls_conf_where(cfg, "smtpd_tls_req_ccert", where, sizeof(where));
+		rc = mx_errf(err, errlen, -EINVAL, "%ssmtpd_tls_req_ccert = yes needs "
+						   "smtpd_tls_security_level = encrypt (clients "
+						   "could send in plaintext without a certificate)",
+			     where);
+		goto fail;
+	}
+	t->ask_ccert = t->ask_ccert || t->req_ccert;
 	t->ccert_verifydepth = mx_tls_conf_uint(cfg, "smtpd_tls_ccert_verifydepth", 9);
 	const char *dg = mx_config_get(cfg, "smtpd_tls_fingerprint_digest");
 	snprintf(t->fingerprint_digest, sizeof(t->fingerprint_digest), "%s",

@@ -68,7 +68,8 @@ struct mx_tls_conf {
 	uint64_t version_off;           /* SSL_OP_NO_* for holes in the protocol list */
 	char ciphers[1024];             /* the OpenSSL cipher list of the grade, exclusions */
 	char session_context[64];       /* SSL session id context: the service's name */
-	bool ask_ccert;                 /* smtpd_tls_ask_ccert */
+	bool ask_ccert;                 /* smtpd_tls_ask_ccert (or req_ccert) */
+	bool req_ccert;                 /* smtpd_tls_req_ccert (at the encrypt level) */
 	unsigned ccert_verifydepth;     /* smtpd_tls_ccert_verifydepth */
 	char fingerprint_digest[16];    /* smtpd_tls_fingerprint_digest: "sha256" */
 	char *ca_pem;                   /* smtpd_tls_CAfile's contents (NUL-terminated) */

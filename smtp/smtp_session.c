@@ -664,6 +664,14 @@ bool smtp_session_tls_active(const struct smtp_session *s)
 	return s->tls_active;
 }
 
+void smtp_session_tls_refuse(struct smtp_session *s, const char *why)
+{
+	size_t n = 0;
+	for (; why[n] && n + 1 < sizeof(s->tls_refuse); n++)
+		s->tls_refuse[n] = (why[n] < 32 || why[n] == 127) ? '?' : why[n];
+	s->tls_refuse[n] = '\0';
+}
+
 int smtp_session_set_tls_received(struct smtp_session *s, const char *clause)
 {
 	free(s->tls_received);

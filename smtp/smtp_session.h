@@ -396,6 +396,12 @@ void smtp_session_set_tls(struct smtp_session *s, bool offer, bool required);
 void smtp_session_tls_begin(struct smtp_session *s);
 bool smtp_session_tls_active(const struct smtp_session *s);
 
+/* smtpd_tls_req_ccert: the client's certificate is missing or not trusted. As Postfix's
+ * smtpd, the next command line is read and answered "421 4.7.1 <myhostname> Error:
+ * <why>" (why: "Client certificate not trusted" or "No client certificate presented",
+ * copied, at most 200 bytes), and the session closes; the line is not a command. */
+void smtp_session_tls_refuse(struct smtp_session *s, const char *why);
+
 /* The TLS lines of Received: (smtpd_tls_received_header), each "\t(...)" with CRLFs
  * between, without the last CRLF; copied (at most 1024 bytes, control characters but
  * TAB, CR and LF in line breaks turned into '?'). NULL: none. -ENOMEM or 0. */

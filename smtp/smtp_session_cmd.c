@@ -682,6 +682,14 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 	const struct smtp_config *c = s->cfg;
 
 	s->requests++;
+	if (s->tls_refuse[0]) {
+		/* smtpd_tls_req_ccert: whatever the line says (Postfix's smtpd_start_tls()) */
+		char host[HOST_MAX + 1];
+		smtp_session_replyf(s, "421 4.7.1 %s Error: %s",
+				    smtp_session_myhostname(s, host, sizeof(host)), s->tls_refuse);
+		smtp_session_engine_close(s, SMTP_ERR_ACCESS_DENIED, 0);
+		return;
+	}
 	if (memchr(text, '\0', n) || memchr(text, '\r', n)) {
 		/* RFC 5321 2.3.8: CR only before LF; NUL never belongs in a command */
 		refuse_lit(s, SMTP_ERR_SYNTAX, "500 5.5.2 Error: bad syntax");

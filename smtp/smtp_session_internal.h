@@ -87,6 +87,7 @@ struct smtp_session {
 	bool tls_active;         /* TLS began (wrappermode, or after STARTTLS) */
 	bool discard_input;      /* STARTTLS: the rest of this input is never read */
 	char *tls_received;      /* Received:'s TLS lines (smtp_session_set_tls_received()) */
+	char tls_refuse[201];    /* smtp_session_tls_refuse(): "" when not refused */
 	struct xclient_buf *xcl; /* the XCLIENT awaiting its verdict (taken lazily) */
 	/* smtp_session_set_rate_hook() */
 	bool (*rate_over)(void *arg, enum smtp_rate_event event);

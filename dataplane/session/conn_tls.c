@@ -183,6 +183,13 @@ static void conn_tls_established(struct conn *c)
 	}
 	if (c->svc->tls && c->svc->tls->received_header)
 		conn_tls_received(c, &i);
+	if (c->svc->tls && c->svc->tls->req_ccert && !(c->tls_peer && c->tls_peer->p.trusted)) {
+		/* smtpd_tls_req_ccert: Postfix's smtpd_start_tls() */
+		const char *why = c->tls_peer ? "Client certificate not trusted"
+					      : "No client certificate presented";
+		mx_log(MX_LOG_INFO, "NOQUEUE: abort: TLS from %s: %s", c->client, why);
+		smtp_session_tls_refuse(c->s, why);
+	}
 }
 
 /* After the layer moved: log the handshake's end, or its failure and the session's. */

@@ -60,7 +60,7 @@ if transport == "dpdk":
     netns.need_netns_tools()
     mxtest.need_tool(netns.SYS_PYTHON)
 
-SERVICES = ("may", "smtps", "encrypt", "lax", "ccert")
+SERVICES = ("may", "smtps", "encrypt", "lax", "ccert", "reqcert")
 
 
 def openssl(*args):
@@ -123,7 +123,7 @@ class Target:
             self.topo = netns.Topology(prefix=f"mxt{os.getpid() % 10000}").create()
             self.gw = netns.DpdkGateway(binary, self.topo, workers=2)
             self.python = netns.SYS_PYTHON
-            self.ports = dict(zip(SERVICES, (25, 465, 587, 2526, 2527)))
+            self.ports = dict(zip(SERVICES, (25, 465, 587, 2526, 2527, 2528)))
             self.names = {k: str(v) for k, v in self.ports.items()}
         else:
             self.topo = None
@@ -172,7 +172,11 @@ class Target:
                     "  -o smtpd_recipient_restrictions=permit\n"
                     "  -o { smtpd_relay_restrictions = permit_tls_clientcerts, "
                     "reject_unauth_destination }\n"
-                    f"  -o {{ relay_clientcerts = inline:{{ {{ {self.client_fp} = client }} }} }}\n")
+                    f"  -o {{ relay_clientcerts = inline:{{ {{ {self.client_fp} = client }} }} }}\n"
+                    f"{self.names['reqcert']} inet n - y - - smtpd\n"
+                    "  -o smtpd_tls_security_level=encrypt\n"
+                    "  -o smtpd_tls_req_ccert=yes\n"
+                    f"  -o smtpd_tls_CAfile={self.ca[0]}\n")
         self.tls_lines = self.cert_lines(self.rsa)
         with open(self.gw.config_path) as f:
             self.base = f.read() + f"mxgate_master_file = {self.master}\n"
@@ -409,6 +413,25 @@ try:
         wait_log(gw, r"Untrusted TLS connection established from", "Untrusted TLS")
         print("ok 7c: permit_tls_clientcerts relays for a listed certificate, not for none "
               "or another; Received: and the log name it")
+
+        # 7d. smtpd_tls_req_ccert: a client without a trusted certificate gets 421
+        def req_swaks(*extra):
+            r = t.run(["swaks", "--tls", "--server", f"{gw.host}:{t.ports['reqcert']}",
+                       "--to", "bob@localhost", "--from", "alice@sender.example",
+                       "--helo", "client.test.example", *extra])
+            return r.returncode, r.stdout + r.stderr
+        rc, out = req_swaks()
+        if "421 4.7.1 mx.test.example Error: No client certificate presented" not in out:
+            fail(f"smtpd_tls_req_ccert without a certificate:\n{out}")
+        wait_log(gw, r"NOQUEUE: abort: TLS from unknown\[[^]]+\]: No client certificate "
+                     r"presented", "the req_ccert abort line")
+        rc, out = req_swaks("--tls-cert", t.rogue[0], "--tls-key", t.rogue[1])
+        if "421 4.7.1 mx.test.example Error: Client certificate not trusted" not in out:
+            fail(f"smtpd_tls_req_ccert with an untrusted certificate:\n{out}")
+        rc, out = req_swaks("--tls-cert", t.client_crt, "--tls-key", t.client_key)
+        if rc != 0 or "250 2.0.0 Ok: queued as " not in out:
+            fail(f"smtpd_tls_req_ccert with a trusted certificate:\n{out}\n{gw.output()}")
+        print("ok 7d: smtpd_tls_req_ccert: 421 without a trusted certificate, mail with one")
 
         # the statistics count handshakes, resumptions and failures
         st = gw.stats()

@@ -33,7 +33,6 @@ CASES = [
      "not implemented by mxgate"),
     ("virtual_alias_domains = example.net", "virtual_alias_domains",
      "not implemented by mxgate"),
-    ("smtpd_tls_req_ccert = yes", "smtpd_tls_req_ccert", "not implemented by mxgate"),
     ("tls_server_sni_maps = hash:/etc/postfix/sni", "tls_server_sni_maps",
      "not implemented by mxgate"),
     ("smtpd_sasl_auth_enable = yes", "smtpd_sasl_auth_enable", "not implemented by mxgate"),

@@ -768,6 +768,7 @@ static const struct bad_value bad_values[] = {
 	{ "plaintext_reject_code = 250", "invalid plaintext_reject_code parameter value 250 < "
 					 "400" },
 	{ "smtpd_tls_ask_ccert = sometimes", "smtpd_tls_ask_ccert" },
+	{ "smtpd_tls_req_ccert = always", "smtpd_tls_req_ccert" },
 	{ "smtpd_tls_CAfile = ca.pem", "parameter smtpd_tls_CAfile: not an absolute path" },
 	{ "smtpd_tls_ccert_verifydepth = 0", "invalid smtpd_tls_ccert_verifydepth parameter "
 					     "value 0 < 1" },

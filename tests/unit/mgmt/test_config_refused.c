@@ -67,7 +67,6 @@ static void test_refused(void)
 	expect_refused("sender_bcc_maps = hash:/etc/postfix/sbcc");
 	expect_refused("recipient_bcc_maps = hash:/etc/postfix/rbcc");
 	/* the server's TLS is implemented; what it does not do is refused */
-	expect_refused("smtpd_tls_req_ccert = yes");
 	expect_refused("smtpd_tls_auth_only = yes");
 	expect_refused("smtpd_tls_dcert_file = /etc/postfix/dsa.pem");
 	expect_refused("smtpd_tls_eecdh_grade = strong");
@@ -163,7 +162,7 @@ static void test_refused(void)
 							 "no_such_postfix_parameter=1");
 	/* lookup */
 	CHECK(mx_refused_find("postscreen_access_list") != NULL);
-	CHECK_STR_EQ(mx_refused_find("smtpd_tls_req_ccert")->name, "smtpd_tls_req_ccert");
+	CHECK_STR_EQ(mx_refused_find("smtpd_tls_auth_only")->name, "smtpd_tls_auth_only");
 	CHECK_STR_EQ(mx_refused_find("smtpd_tls_loglevel")->name, "smtpd_tls_*");
 	CHECK_STR_EQ(mx_refused_find("relay_destination_rate_delay")->name,
 		     "*_destination_rate_delay");

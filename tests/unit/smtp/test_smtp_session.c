@@ -1121,6 +1121,24 @@ static void test_starttls(void)
 	expect_output(s, "250 2.1.0 Ok\r\n");
 	smtp_session_free(s);
 
+	/* smtpd_tls_req_ccert: the next line after TLS gets 421 and the session ends */
+	s = smtp_session_new(&c, &client);
+	smtp_session_set_tls(s, true, true);
+	smtp_session_greet(s);
+	free(take_output(s));
+	feed_accepting(s, "STARTTLS\r\n", names, sizeof(names));
+	free(take_output(s));
+	smtp_session_tls_refuse(s, "No client certificate presented");
+	feed_accepting(s, "EHLO a.example\r\nMAIL FROM:<a@b>\r\n", names, sizeof(names));
+	out = take_output(s);
+	CHECK(strncmp(out, "421 4.7.1 ", 10) == 0);
+	CHECK(strstr(out, " Error: No client certificate presented\r\n") != NULL);
+	CHECK(strchr(out, '\n') == out + strlen(out) - 1); /* one reply, the MAIL unread */
+	free(out);
+	CHECK(smtp_session_closed(s));
+	CHECK(strstr(names, "HELO") == NULL);
+	smtp_session_free(s);
+
 	/* with smtpd_forbid_unauth_pipelining (the default) a pipelined STARTTLS closes */
 	s = greeted();
 	smtp_session_set_tls(s, true, false);

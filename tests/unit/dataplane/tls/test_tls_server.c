@@ -747,6 +747,22 @@ static void test_load_failures(void)
 	CHECK(t && t->level == MX_TLS_LEVEL_ENCRYPT && t->wrappermode);
 	mx_tls_conf_free(t);
 
+	/* smtpd_tls_req_ccert below the encrypt level: an error, not Postfix's warning */
+	snprintf(lines, sizeof(lines), "smtpd_tls_req_ccert = yes\n"
+				       "smtpd_tls_cert_file = %s\nsmtpd_tls_key_file = %s\n",
+		 rsa_crt, rsa_key);
+	t = conf_from(lines, err, sizeof(err));
+	CHECK(t == NULL);
+	CHECK(strstr(err, "t.cf:3: smtpd_tls_req_ccert = yes needs smtpd_tls_security_level = "
+			  "encrypt"));
+	snprintf(lines, sizeof(lines), "smtpd_tls_security_level = encrypt\n"
+				       "smtpd_tls_req_ccert = yes\n"
+				       "smtpd_tls_cert_file = %s\nsmtpd_tls_key_file = %s\n",
+		 rsa_crt, rsa_key);
+	t = conf_from(lines, err, sizeof(err));
+	CHECK(t && t->req_ccert && t->ask_ccert);
+	mx_tls_conf_free(t);
+
 	/* a protocol typo is a configuration error at its line */
 	t = conf_from("smtpd_tls_protocols = >=TLSv1.5\n", err, sizeof(err));
 	CHECK(t == NULL);
