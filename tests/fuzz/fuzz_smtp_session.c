@@ -7,7 +7,8 @@
  *   [4..] client bytes, cut into flights at each separator byte. A flight that starts
  *         with 0xff and one of 'T' 'S' 'P' 'G' calls timeout(), shutdown(), peer_closed()
  *         or greet() instead of sending; 'L' and 'E' set STARTTLS up (offered; and
- *         required, the encrypt level), 'W' begins TLS (wrappermode). Each flight is fed in pieces whose sizes come from
+ *         required, the encrypt level), 'W' begins TLS (wrappermode), 'R' refuses the
+ *         client's certificate (smtpd_tls_req_ccert: 421 at the next line). Each flight is fed in pieces whose sizes come from
  *         a generator seeded by the input, so cuts land everywhere.
  * Verdicts vary with the seed: accept, custom 2xx/3xx, 4xx/5xx refusals (some multi-line,
  * some with control characters), 421 and disconnects, and verdicts held back until the
@@ -398,6 +399,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			case 'W':
 				smtp_session_tls_begin(st.s);
 				st.tls_was_active = true;
+				break;
+			case 'R':
+				smtp_session_tls_refuse(st.s, "Client certificate not trusted");
 				break;
 			default:
 				break;
