@@ -591,8 +591,12 @@ size_t conn_feed(struct conn *c, const char *buf, size_t len)
 			conn_txn_reset(c);
 			free(c->helo);
 			c->helo = NULL;
-			if (conn_tls_start(c) < 0)
+			if (conn_tls_start(c) < 0) {
+				/* no TLS after our 220: the session ends */
+				smtp_session_peer_closed(c->s);
+				conn_drain(c);
 				return len;
+			}
 			break;
 		case SMTP_EV_CLOSE:
 			return off;

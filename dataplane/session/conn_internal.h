@@ -289,7 +289,8 @@ void conn_greet_now(struct conn *c);
 size_t conn_feed(struct conn *c, const char *buf, size_t len);
 void conn_drain(struct conn *c);
 
-/* conn_tls.c: TLS over the connection's bytes */
+/* conn_tls.c: TLS over the connection's bytes. start: after STARTTLS's 220 (queued) or at
+ * accept in wrappermode; -ENOMEM, and the caller ends the session. */
 int conn_tls_start(struct conn *c);
 size_t conn_tls_input(struct conn *c, const char *buf, size_t len);
 struct mx_span conn_tls_output(struct conn *c);

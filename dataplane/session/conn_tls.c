@@ -55,10 +55,9 @@ int conn_tls_start(struct conn *c)
 	c->tls_plain_out = smtp_session_output(c->s).len;
 	c->tls = tls_server_new(c->tls_ctx);
 	if (!c->tls) {
+		/* the caller ends the session (conn_feed()) or refuses the connection */
 		mx_log(MX_LOG_WARNING, "out of memory for TLS: closing connection from %s",
 		       c->client);
-		smtp_session_peer_closed(c->s);
-		conn_drain(c);
 		return -ENOMEM;
 	}
 	smtp_session_tls_begin(c->s);
