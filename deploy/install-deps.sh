@@ -47,6 +47,9 @@ packages=(
 	# a real memcached for the memcache: dict (memcache_table(5)): shared state, and the
 	# backup taking over while it is down (tests/unit/dataplane/svc/test_dict_memcache.c)
 	memcached
+	# TLS (tests/e2e/test_tls.py): openssl makes the test certificates and is a client
+	# (s_client -starttls smtp); swaks --tls needs Net::SSLeay
+	openssl libnet-ssleay-perl
 )
 
 missing=()

@@ -173,6 +173,9 @@ int cfg_parse_banner(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_renamed_exceptions(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_compat_level(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_smtputf8(const struct mx_param_value *pv, struct mx_config *cfg);
+/* config_tls.c: smtpd_tls_[mandatory_]protocols, smtpd_tls_[mandatory_]exclude_ciphers */
+int cfg_parse_tls_protocols(const struct mx_param_value *pv, struct mx_config *cfg);
+int cfg_parse_tls_exclude(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_discard_ehlo(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_bare_newline(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_transport(const struct mx_param_value *pv, struct mx_config *cfg);

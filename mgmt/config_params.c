@@ -550,6 +550,13 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		       "beyond it 450 4.7.1 (0 = no limit)",
 		P_SERVICE_LIVE, P_FIELD(UNSIGNED, client_recipient_rate_limit),
 	},
+	[MX_P_SMTPD_CLIENT_AUTH_RATE_LIMIT] = {
+		.id = MX_P_SMTPD_CLIENT_AUTH_RATE_LIMIT, .name = "smtpd_client_auth_rate_limit",
+		.type = MX_PT_INT, .def = "0", .min = 0, .max = 0, .postfix = true,
+		.doc = "AUTH commands one client may send per anvil_rate_time_unit; beyond it "
+		       "450 4.7.1 (0 = no limit)",
+		P_SERVICE_LIVE, P_FIELD(UNSIGNED, client_auth_rate_limit),
+	},
 	[MX_P_SMTPD_CLIENT_CONNECTION_LIMIT_EXCEPTIONS] = {
 		/* known (as Postfix knows it) so that the next one's default can test it;
 		 * refused when set */
@@ -1196,203 +1203,8 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		       "through public resolvers",
 		P_GLOBAL_LIVE,
 	},
-	/* postscreen(8)'s tests, run by the screen in front of a master.cf postscreen
-	 * service (smtp/smtp_screen.h); Postfix 3.7's names and defaults. The old names
-	 * (blacklist, whitelist, dnsbl_ttl) are read only through the new names' defaults. */
-#define PSC_ACTIONS .type = MX_PT_CHOICE, .choices = "ignore|enforce|drop"
-#define PSC(id_, name_) .id = MX_P_POSTSCREEN_##id_, .name = name_, .postfix = true
-	[MX_P_POSTSCREEN_ACCESS_LIST] = {
-		PSC(ACCESS_LIST, "postscreen_access_list"), .type = MX_PT_WORDS,
-		.def = "permit_mynetworks",
-		.doc = "the permanent allow/deny list: permit_mynetworks, cidr: tables",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_BLACKLIST_ACTION] = {
-		PSC(BLACKLIST_ACTION, "postscreen_blacklist_action"), .type = MX_PT_WORDS,
-		.def = "", .doc = "the old name of postscreen_denylist_action",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_DENYLIST_ACTION] = {
-		PSC(DENYLIST_ACTION, "postscreen_denylist_action"), PSC_ACTIONS,
-		.def = "${postscreen_blacklist_action?{$postscreen_blacklist_action}:{ignore}}",
-		.doc = "what a client postscreen_access_list rejects gets", P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_WHITELIST_INTERFACES] = {
-		PSC(WHITELIST_INTERFACES, "postscreen_whitelist_interfaces"),
-		.type = MX_PT_WORDS, .def = "",
-		.doc = "the old name of postscreen_allowlist_interfaces", P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_ALLOWLIST_INTERFACES] = {
-		PSC(ALLOWLIST_INTERFACES, "postscreen_allowlist_interfaces"),
-		.type = MX_PT_WORDS,
-		.def = "${postscreen_whitelist_interfaces?{$postscreen_whitelist_interfaces}:"
-		       "{static:all}}",
-		.doc = "local addresses where clients may become allowlisted (static:all only)",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_GREET_BANNER] = {
-		PSC(GREET_BANNER, "postscreen_greet_banner"), .type = MX_PT_TEXT,
-		.def = "$smtpd_banner",
-		.doc = "the teaser \"220-\" text before the greet wait (empty: no pregreet test)",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_GREET_WAIT] = {
-		PSC(GREET_WAIT, "postscreen_greet_wait"), .type = MX_PT_TIME,
-		.def = "${stress?{2}:{6}}s", .min = 1,
-		.doc = "how long the pregreet test and the DNSBL lookups may take",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_GREET_ACTION] = {
-		PSC(GREET_ACTION, "postscreen_greet_action"), PSC_ACTIONS, .def = "ignore",
-		.doc = "what a client that talks before its turn gets", P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_GREET_TTL] = {
-		PSC(GREET_TTL, "postscreen_greet_ttl"), .type = MX_PT_TIME, .def = "1d",
-		.min = 1, .doc = "how long a passed pregreet test is remembered",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_DNSBL_SITES] = {
-		PSC(DNSBL_SITES, "postscreen_dnsbl_sites"), .type = MX_PT_WORDS, .def = "",
-		.doc = "DNSBLs and their weights: domain[=filter][*weight]", P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_DNSBL_THRESHOLD] = {
-		PSC(DNSBL_THRESHOLD, "postscreen_dnsbl_threshold"), .type = MX_PT_INT,
-		.def = "1", .min = 1, .doc = "the score that fails the DNSBL test",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_DNSBL_WHITELIST_THRESHOLD] = {
-		PSC(DNSBL_WHITELIST_THRESHOLD, "postscreen_dnsbl_whitelist_threshold"),
-		.type = MX_PT_WORDS, .def = "",
-		.doc = "the old name of postscreen_dnsbl_allowlist_threshold", P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_DNSBL_ALLOWLIST_THRESHOLD] = {
-		PSC(DNSBL_ALLOWLIST_THRESHOLD, "postscreen_dnsbl_allowlist_threshold"),
-		.type = MX_PT_INT, .min = INT_MIN,
-		.def = "${postscreen_dnsbl_whitelist_threshold?"
-		       "{$postscreen_dnsbl_whitelist_threshold}:{0}}",
-		.doc = "a score at or below it (negative) passes every other test",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_DNSBL_ACTION] = {
-		PSC(DNSBL_ACTION, "postscreen_dnsbl_action"), PSC_ACTIONS, .def = "ignore",
-		.doc = "what a client over postscreen_dnsbl_threshold gets", P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_DNSBL_REPLY_MAP] = {
-		PSC(DNSBL_REPLY_MAP, "postscreen_dnsbl_reply_map"), .type = MX_PT_WORDS,
-		.def = "",
-		.doc = "the DNSBL name the reply shows, by domain (texthash: or inline: tables)",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_DNSBL_TTL] = {
-		PSC(DNSBL_TTL, "postscreen_dnsbl_ttl"), .type = MX_PT_WORDS, .def = "",
-		.doc = "the old name of postscreen_dnsbl_max_ttl (in hours when a number)",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_DNSBL_MIN_TTL] = {
-		PSC(DNSBL_MIN_TTL, "postscreen_dnsbl_min_ttl"), .type = MX_PT_TIME,
-		.def = "60s", .min = 1, .doc = "the shortest a DNSBL result is remembered",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_DNSBL_MAX_TTL] = {
-		PSC(DNSBL_MAX_TTL, "postscreen_dnsbl_max_ttl"), .type = MX_PT_TIME,
-		.def = "${postscreen_dnsbl_ttl?{$postscreen_dnsbl_ttl}:{1}}h", .min = 1,
-		.doc = "the longest a DNSBL result is remembered", P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_DNSBL_TIMEOUT] = {
-		PSC(DNSBL_TIMEOUT, "postscreen_dnsbl_timeout"), .type = MX_PT_TIME,
-		.def = "10s", .min = 1, .doc = "how long a DNSBL lookup may take",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_PIPELINING_ENABLE] = {
-		PSC(PIPELINING_ENABLE, "postscreen_pipelining_enable"), .type = MX_PT_BOOL,
-		.def = "no", .doc = "test for commands sent ahead of replies (deep test)",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_PIPELINING_ACTION] = {
-		PSC(PIPELINING_ACTION, "postscreen_pipelining_action"), PSC_ACTIONS,
-		.def = "enforce", .doc = "what a client that pipelines gets", P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_PIPELINING_TTL] = {
-		PSC(PIPELINING_TTL, "postscreen_pipelining_ttl"), .type = MX_PT_TIME,
-		.def = "30d", .min = 1, .doc = "how long a passed pipelining test is remembered",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_NON_SMTP_COMMAND_ENABLE] = {
-		PSC(NON_SMTP_COMMAND_ENABLE, "postscreen_non_smtp_command_enable"),
-		.type = MX_PT_BOOL, .def = "no",
-		.doc = "test for header lines and forbidden commands (deep test)",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_NON_SMTP_COMMAND_ACTION] = {
-		PSC(NON_SMTP_COMMAND_ACTION, "postscreen_non_smtp_command_action"),
-		PSC_ACTIONS, .def = "drop", .doc = "what a client that sends them gets",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_NON_SMTP_COMMAND_TTL] = {
-		PSC(NON_SMTP_COMMAND_TTL, "postscreen_non_smtp_command_ttl"),
-		.type = MX_PT_TIME, .def = "30d", .min = 1,
-		.doc = "how long a passed non-SMTP command test is remembered", P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_BARE_NEWLINE_ENABLE] = {
-		PSC(BARE_NEWLINE_ENABLE, "postscreen_bare_newline_enable"), .type = MX_PT_BOOL,
-		.def = "no", .doc = "test for lines ending in a bare <LF> (deep test)",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_BARE_NEWLINE_ACTION] = {
-		PSC(BARE_NEWLINE_ACTION, "postscreen_bare_newline_action"), PSC_ACTIONS,
-		.def = "ignore", .doc = "what a client that sends them gets", P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_BARE_NEWLINE_TTL] = {
-		PSC(BARE_NEWLINE_TTL, "postscreen_bare_newline_ttl"), .type = MX_PT_TIME,
-		.def = "30d", .min = 1,
-		.doc = "how long a passed bare newline test is remembered", P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_FORBIDDEN_COMMANDS] = {
-		PSC(FORBIDDEN_COMMANDS, "postscreen_forbidden_commands"), .type = MX_PT_WORDS,
-		.def = "CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}}",
-		.doc = "commands the non-SMTP command test fails (Postfix's "
-		       "smtpd_forbidden_commands default)",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_COMMAND_COUNT_LIMIT] = {
-		PSC(COMMAND_COUNT_LIMIT, "postscreen_command_count_limit"), .type = MX_PT_INT,
-		.def = "20", .min = 1, .doc = "commands a screened session may send",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_COMMAND_TIME_LIMIT] = {
-		PSC(COMMAND_TIME_LIMIT, "postscreen_command_time_limit"), .type = MX_PT_TIME,
-		.def = "${stress?{10}:{300}}s", .min = 1,
-		.doc = "how long one command may take in a screened session", P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_HELO_REQUIRED] = {
-		PSC(HELO_REQUIRED, "postscreen_helo_required"), .type = MX_PT_BOOL,
-		.def = "$smtpd_helo_required", .doc = "the screen's MAIL needs HELO/EHLO first",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_DISABLE_VRFY_COMMAND] = {
-		PSC(DISABLE_VRFY_COMMAND, "postscreen_disable_vrfy_command"),
-		.type = MX_PT_BOOL, .def = "$disable_vrfy_command",
-		.doc = "the screen answers VRFY with 502", P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_CACHE_MAP] = {
-		PSC(CACHE_MAP, "postscreen_cache_map"), .type = MX_PT_WORDS,
-		.def = "btree:$data_directory/postscreen_cache",
-		.doc = "the temporary allowlist (btree:, hash:, lmdb:, memcache:; empty: none)",
-		P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_CACHE_RETENTION_TIME] = {
-		PSC(CACHE_RETENTION_TIME, "postscreen_cache_retention_time"),
-		.type = MX_PT_TIME, .def = "7d", .min = 0,
-		.doc = "how long an expired cache entry is kept", P_SERVICE_LIVE,
-	},
-	[MX_P_POSTSCREEN_CACHE_CLEANUP_INTERVAL] = {
-		PSC(CACHE_CLEANUP_INTERVAL, "postscreen_cache_cleanup_interval"),
-		.type = MX_PT_TIME, .def = "12h", .min = 0,
-		.doc = "how often expired cache entries are dropped (0: never)",
-		P_GLOBAL_RESTART,
-	},
-#undef PSC
-#undef PSC_ACTIONS
+#include "mgmt/config_params_screen.inc"
+#include "mgmt/config_params_tls.inc"
 };
 
 const char *mx_param_scope_name(enum mx_param_scope s)

@@ -13,14 +13,17 @@
  *     smtpd_proxy_filter, receive_override_options, canonical/generic/masquerade, bcc maps,
  *     virtual aliases and mailboxes, relocated_maps, message_*_characters/headers: refused
  *     when non-empty;
- *   - TLS and SASL, which mxgate does not speak yet: smtpd_tls_security_level = may and
- *     smtp_tls_security_level = may (Debian's default) are warnings (opportunistic TLS
- *     allows plaintext), anything stronger, wrappermode, enforce_tls, the relay's
- *     per-site TLS policy are refused; the other tls settings only matter once those are
- *     on: warnings; Cyrus SASL's own settings: warnings;
+ *   - TLS: the server's is implemented (mgmt/tls_conf.c), client certificates asked for
+ *     (ask_ccert) and required (req_ccert) too; SNI maps, DSA certificates, other
+ *     cipher lists, eecdh grades and OpenSSL options are refused; the relay does not encrypt:
+ *     smtp_tls_security_level = may (Debian's default) is a warning (opportunistic TLS
+ *     allows plaintext), anything stronger and the relay's per-site TLS policy are
+ *     refused;
+ *   - SASL: AUTH through Dovecot is implemented (smtpd_sasl_*); Cyrus SASL's own settings
+ *     are warnings, smtpd_sasl_mechanism_filter is refused when set;
  *   - anvil limits: the connection, message and recipient limits are implemented
  *     (config_params.c); the new TLS session and AUTH rate limits are refused when
- *     non-zero (no TLS or AUTH to limit yet); postscreen: its tests are implemented
+ *     non-zero (not counted yet); postscreen: its tests are implemented
  *     (config_params.c), its connection limit, TLS, PROXY protocol, command filter and
  *     EHLO keyword discarding are refused when set, its footers and queue limits
  *     warned about;
@@ -28,7 +31,7 @@
  *     sender_dependent_*, defer_transports, smtp_fallback_relay, smtp_bind_address,
  *     smtp_tcp_port other than 25, master_service_disable: refused;
  *   - stricter acceptance mxgate does not apply (strict_7bit_headers, strict_8bitmime...,
- *     smtpd_command_filter, allow_untrusted_routing = yes, smtpd_tls_req_ccert): refused;
+ *     smtpd_command_filter, allow_untrusted_routing = yes): refused;
  *   - restrictions' helpers whose restrictions the policy compiler already refuses
  *     (address verification, permit_mx_backup, login maps): warnings;
  *   - the relay client's tuning (smtp_*, lmtp_*) beyond what mxgate reads (relayhost, the
@@ -59,7 +62,7 @@
 #define NO_DAEMON "a setting of Postfix's own daemons, programs or files"
 #define NO_QMGR "Postfix queue manager tuning; mxgate's relay has its own scheduling"
 #define NO_LOG "logging: mxgate logs to maillog_file or standard error"
-#define NO_TLS_YET "mxgate does not speak TLS yet; this matters only once it does"
+#define NO_TLS_YET "the relay does not speak TLS yet; this matters only once it does"
 #define CYRUS_ONLY "used only by Cyrus SASL; mxgate speaks Dovecot's auth protocol"
 #define NO_RELAY_TUNING "a Postfix SMTP/LMTP client setting mxgate's relay does not read"
 #define NO_DNS "a setting of Postfix's DNS client; mxgate's resolver is set with mxgate_dns_servers (its relay uses a numeric relayhost)"
@@ -70,10 +73,8 @@
 #define NO_BCC "mxgate adds no recipients: the copies would not be sent"
 #define NO_VIRTUAL "mxgate has no virtual alias or mailbox tables: recipients would not " \
 		   "be validated, rewritten or routed as configured"
-#define NO_TLS_RATE "mxgate does not speak TLS yet, so it has no new TLS sessions to " \
-		    "limit: clients would not be limited (set 0 to say so)"
-#define NO_AUTH_RATE "mxgate does not offer AUTH yet, so it has no AUTH commands to " \
-		     "limit: clients would not be limited (set 0 to say so)"
+#define NO_TLS_RATE "mxgate does not count new TLS sessions yet: clients would not be " \
+		    "limited (set 0 to say so)"
 
 const struct mx_refused_def mx_refused[] = {
 	/* --- Mail is filtered elsewhere ------------------------------------------------ */
@@ -197,7 +198,6 @@ const struct mx_refused_def mx_refused[] = {
 
 	/* --- What is accepted ---------------------------------------------------------- */
 	NONZERO("smtpd_client_new_tls_session_rate_limit", NO_TLS_RATE),
-	NONZERO("smtpd_client_auth_rate_limit", NO_AUTH_RATE),
 	W("anvil_*", NO_DAEMON),
 	/* postscreen: the screen implements the tests (config_params.c); these are what
 	 * it does not */
@@ -274,14 +274,12 @@ const struct mx_refused_def mx_refused[] = {
 							      "mail"),
 	W("permit_mx_backup_networks", REFUSED_RESTRICTION),
 	W("maps_rbl_domains", REFUSED_RESTRICTION),
-	W("relay_clientcerts", REFUSED_RESTRICTION),
 	W("address_verify_*", REFUSED_RESTRICTION),
 	W("unverified_*", REFUSED_RESTRICTION),
 	W("unknown_virtual_alias_reject_code", "used only with virtual aliases, which are "
 					       "refused"),
 	W("unknown_virtual_mailbox_reject_code", "used only with virtual mailboxes, which "
 						 "are refused"),
-	W("plaintext_reject_code", REFUSED_RESTRICTION),
 	W("show_user_unknown_table_name", "mxgate's reply to an unknown user names no table"),
 	W("mynetworks_style", "mxgate computes no networks: mynetworks is loopback unless "
 			      "set (fewer clients are trusted, never more)"),
@@ -292,18 +290,44 @@ const struct mx_refused_def mx_refused[] = {
 	W("qmqpd_*", "mxgate does not accept QMQP"),
 
 	/* --- TLS ------------------------------------------------------------------------ */
-	TLS_LEVEL("smtpd_tls_security_level", "|none",
-		  "mxgate does not offer STARTTLS yet: clients could not encrypt",
-		  "STARTTLS is not offered yet: clients send in plaintext, which \"may\" "
-		  "allows"),
-	YES("smtpd_use_tls", "mxgate does not offer STARTTLS yet"),
-	YES("smtpd_enforce_tls", "mxgate does not offer STARTTLS yet: mail would be accepted "
-				 "in plaintext"),
-	YES("smtpd_tls_wrappermode", "mxgate does not speak TLS yet: the service would "
-				     "answer in plaintext"),
-	YES("smtpd_tls_req_ccert", "mxgate does not ask for client certificates yet"),
-	W("smtpd_tls_*", NO_TLS_YET),
-	W("smtpd_starttls_timeout", NO_TLS_YET),
+	/* The server's TLS is implemented (mgmt/tls_conf.c): the security level, wrappermode,
+	 * certificates, protocols, ciphers, log level, Received: and the timeouts are known
+	 * parameters. What follows is what it does not do. */
+	NONEMPTY("smtpd_tls_dcert_file", "mxgate has no DSA certificates (OpenSSL 3 and "
+					 "Postfix 3.7 deprecate them): use RSA or ECDSA"),
+	W("smtpd_tls_dkey_file", "used only with smtpd_tls_dcert_file, which is refused"),
+	NOT_IN("smtpd_tls_eecdh_grade", "auto", "mxgate offers OpenSSL's default key-exchange "
+						"groups (Postfix's \"auto\"); another grade would "
+						"not apply"),
+	NONEMPTY("tls_server_sni_maps", "mxgate does not choose certificates by SNI yet: "
+					"every client would get the default certificate"),
+	NOT_IN("tls_high_cipherlist", "aNULL:-aNULL:HIGH:@STRENGTH",
+	       "mxgate's cipher grades are Postfix's default lists"),
+	NOT_IN("tls_medium_cipherlist", "aNULL:-aNULL:HIGH:MEDIUM:+RC4:@STRENGTH",
+	       "mxgate's cipher grades are Postfix's default lists"),
+	NOT_IN("tls_low_cipherlist", "aNULL:-aNULL:HIGH:MEDIUM:LOW:+RC4:@STRENGTH",
+	       "mxgate's cipher grades are Postfix's default lists"),
+	NOT_IN("tls_export_cipherlist", "aNULL:-aNULL:HIGH:MEDIUM:LOW:EXPORT:+RC4:@STRENGTH",
+	       "mxgate's cipher grades are Postfix's default lists"),
+	NOT_IN("tls_null_cipherlist", "eNULL:!aNULL",
+	       "mxgate's cipher grades are Postfix's default lists"),
+	NONEMPTY("tls_ssl_options", "mxgate sets no extra OpenSSL options: they would not "
+				    "apply"),
+	NOT_IN("tls_session_ticket_cipher", "aes-256-cbc", "mxgate's session tickets are "
+							   "encrypted with aes-256-cbc"),
+	W("smtpd_tls_CApath", "mxgate verifies client certificates against "
+			      "smtpd_tls_CAfile only: certificates of these CAs are not "
+			      "trusted"),
+	W("smtpd_tls_session_cache_database", "mxgate resumes TLS sessions with tickets "
+					      "whose keys every worker shares; it keeps no "
+					      "session cache database"),
+	W("smtpd_tls_always_issue_session_ids", "mxgate resumes TLS sessions with tickets "
+						"only"),
+	W("smtpd_tls_dh1024_param_file", "mxgate uses OpenSSL's built-in (RFC 7919) DH "
+					 "groups"),
+	W("smtpd_tls_dh512_param_file", "mxgate uses OpenSSL's built-in (RFC 7919) DH "
+					"groups"),
+	W("smtpd_tls_*", "a TLS setting of Postfix's SMTP server that mxgate does not read"),
 	TLS_LEVEL("smtp_tls_security_level", "|none",
 		  "the relay does not encrypt: mail would go out in plaintext",
 		  "the relay does not encrypt yet: mail goes out in plaintext, which \"may\" "
@@ -334,10 +358,11 @@ const struct mx_refused_def mx_refused[] = {
 				      "policy would not apply"),
 	W("smtp_tls_*", NO_TLS_YET),
 	W("lmtp_tls_*", NO_TLS_YET),
-	W("tls_*", NO_TLS_YET),
-	W("tlsproxy_*", NO_TLS_YET),
-	W("tlsmgr_service_name", NO_TLS_YET),
-	W("openssl_path", NO_TLS_YET),
+	W("tls_*", "a setting of Postfix's TLS library that mxgate does not read (it uses "
+		   "OpenSSL's defaults; its TLS settings are the smtpd_tls_* parameters)"),
+	W("tlsproxy_*", NO_DAEMON),
+	W("tlsmgr_service_name", NO_DAEMON),
+	W("openssl_path", NO_DAEMON),
 
 	/* --- SASL ----------------------------------------------------------------------- */
 	YES("smtp_sasl_auth_enable", "the relay does not authenticate to the next hop"),

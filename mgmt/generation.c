@@ -20,6 +20,8 @@ static void mx_service_fini(struct mx_service *s)
 		mx_checks_free(&s->checks);
 	}
 	mx_screen_free(s->screen);
+	if (!s->tls_borrowed)
+		mx_tls_conf_free(s->tls);
 	mx_config_free(s->own_cfg);
 	*s = (struct mx_service){ 0 };
 }
@@ -38,12 +40,40 @@ static void mx_generation_free(struct mx_generation *g)
 	free(g);
 }
 
+/* The TLS settings of service s (or its stress variant) with configuration cfg: an
+ * earlier service's when they have the same configuration (the same parameters), else
+ * loaded now (keys and certificates read and checked). */
+static int mx_service_tls(struct mx_generation *g, struct mx_service *s, unsigned i,
+			  FILE *diag, char *err, size_t errlen)
+{
+	for (unsigned j = 0; j < i; j++) {
+		const struct mx_service *o = &g->services[j];
+		if (o->cfg == s->cfg || (o->stress && o->stress->cfg == s->cfg)) {
+			s->tls = o->cfg == s->cfg ? o->tls : o->stress->tls;
+			s->tls_borrowed = true;
+			return 0;
+		}
+	}
+	char why[512];
+	int rc = mx_tls_conf_build(s->cfg, s->name, &s->tls, why, sizeof(why));
+	if (rc < 0) {
+		/* said with the configuration's other problems (--check, reload) */
+		if (diag)
+			fprintf(diag, "%s (service %s)\n", why, s->name);
+		return mx_errf(err, errlen, rc, "service %s: %s", s->name, why);
+	}
+	return 0;
+}
+
 /* Compile what a service's parameters ask for. A service without overrides has main.cf's
  * parameters: it shares the lists and checks of an earlier one that has them too. */
 static int mx_service_compile(struct mx_generation *g, unsigned i, FILE *diag, char *err,
 			      size_t errlen)
 {
 	struct mx_service *s = &g->services[i];
+	int trc = mx_service_tls(g, s, i, diag, err, errlen);
+	if (trc < 0)
+		return trc;
 	for (unsigned j = 0; j < i; j++) {
 		if (g->services[j].cfg == s->cfg) {
 			s->policy = g->services[j].policy;
@@ -73,7 +103,9 @@ static const char *const mx_stress_session_params[] = {
 	"smtpd_upstream_proxy_protocol", "smtpd_upstream_proxy_timeout",
 	"smtpd_client_connection_count_limit", "smtpd_client_connection_rate_limit",
 	"smtpd_client_message_rate_limit", "smtpd_client_recipient_rate_limit",
+	"smtpd_client_auth_rate_limit",
 	"postscreen_greet_wait", "postscreen_command_time_limit",
+	"smtpd_starttls_timeout",
 };
 
 static bool mx_stress_session_only(const struct mx_config *cfg)
@@ -112,6 +144,9 @@ static int mx_service_stress(struct mx_generation *g, unsigned i, FILE *diag, ch
 	v->nlisten = s->nlisten;
 	v->cfg = scfg;
 	s->stress = v;
+	int trc = mx_service_tls(g, v, i, diag, err, errlen);
+	if (trc < 0)
+		return trc;
 	if (mx_stress_session_only(s->cfg)) {
 		v->policy = s->policy;
 		v->checks = s->checks;

@@ -6,6 +6,7 @@
  *                addresses of mxgate_listen), each with its effective parameters (main.cf
  *                with the service's -o overrides), its compiled restriction lists and its
  *                compiled header/body checks
+ *                and its TLS settings with the keys and certificates it serves
  *              + per-worker counters (what this generation's connections did)
  *
  * It is reference counted. A reload builds a new one (mx_generation_build) and publishes
@@ -23,6 +24,7 @@
 
 #include "mgmt/config.h"
 #include "mgmt/policy.h"
+#include "mgmt/tls_conf.h"
 #include "mxgate/inet.h"
 #include "smtp/smtp_restrictions.h"
 #include "tables/netlist.h"
@@ -40,6 +42,10 @@ struct mx_service {
 	struct mx_config *own_cfg;    /* owned when the service has overrides */
 	struct smtp_policy *policy;   /* compiled restriction lists */
 	struct mx_checks checks;      /* compiled header/body checks */
+	/* TLS (mgmt/tls_conf.h): keys and certificates loaded, settings parsed; NULL when
+	 * the service offers none. Each worker makes its SSL_CTX from it. */
+	struct mx_tls_conf *tls;
+	bool tls_borrowed;            /* tls is an earlier service's (same parameters) */
 	bool borrowed;                /* policy and checks are another's: an earlier
 					 service's (both have main.cf's parameters), or for
 					 a stress variant its service's */

@@ -132,8 +132,9 @@ static bool mx_policy_each_list(const struct mx_config *cfg, bool only_set,
 	return false;
 }
 
-/* Restrictions that need SASL or TLS, which mxgate does not offer yet: they can never
- * match (the permits never permit, the mismatch checks never find a login). */
+/* Restrictions that can never match in this configuration: the SASL ones (needs NULL)
+ * without smtpd_sasl_auth_enable, the client certificate ones without
+ * smtpd_tls_ask_ccert. */
 static const struct {
 	const char *word;
 	const char *needs;
@@ -144,6 +145,7 @@ static const struct {
 	{ "reject_known_sender_login_mismatch", NULL },
 	{ "reject_unauthenticated_sender_login_mismatch", NULL },
 	{ "check_sasl_access", NULL },
+	/* only with smtpd_tls_ask_ccert = yes (Postfix warns at each use) */
 	{ "permit_tls_clientcerts", "TLS client certificates" },
 	{ "permit_tls_all_clientcerts", "TLS client certificates" },
 	{ "check_ccert_access", "TLS client certificates" },
@@ -166,21 +168,31 @@ static bool mx_policy_never_list(const char *param, const char *text, void *arg)
 			const char *word = mx_policy_never_match[i].word;
 			if (!n || strlen(word) != n || strncasecmp(p, word, n) != 0)
 				continue;
+			bool ccert = mx_policy_never_match[i].needs &&
+				     strcmp(mx_policy_never_match[i].needs,
+					    "TLS client certificates") == 0;
+			if (ccert && mx_policy_bool(nv->cfg, "smtpd_tls_ask_ccert"))
+				continue; /* asked for: they can match */
 			unsigned line;
 			const char *file = mx_config_source(nv->cfg, param, &line);
 			const char *needs = mx_policy_never_match[i].needs;
 			if (!needs && nv->cfg->sasl_auth_enable)
 				continue; /* a SASL restriction, and AUTH is on */
-			if (needs)
-				fprintf(nv->diag,
-					"%s:%u: warning: %s: %s can never match: mxgate does not "
-					"offer %s yet\n",
-					file, line, param, word, needs);
-			else
+			if (!needs)
 				fprintf(nv->diag,
 					"%s:%u: warning: %s: %s can never match: "
 					"smtpd_sasl_auth_enable = no\n",
 					file, line, param, word);
+			else if (ccert)
+				fprintf(nv->diag,
+					"%s:%u: warning: %s: %s can never match: "
+					"smtpd_tls_ask_ccert = no\n",
+					file, line, param, word);
+			else
+				fprintf(nv->diag,
+					"%s:%u: warning: %s: %s can never match: mxgate does not "
+					"offer %s yet\n",
+					file, line, param, word, needs);
 			nv->found++;
 		}
 		p += n;
@@ -423,6 +435,7 @@ int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE 
 		.relay_domains = cfg->relay_domains,
 		.myorigin = cfg->myorigin,
 		.relay_recipient_maps = mx_config_get(cfg, "relay_recipient_maps"),
+		.relay_clientcerts = mx_config_get(cfg, "relay_clientcerts"),
 		.local_recipient_maps = mx_config_get(cfg, "local_recipient_maps"),
 		.rbl_reply_maps = mx_config_get(cfg, "rbl_reply_maps"),
 		.sender_login_maps = mx_config_get(cfg, "smtpd_sender_login_maps"),
@@ -460,6 +473,7 @@ int mx_policy_build(const struct mx_config *cfg, struct smtp_policy **out, FILE 
 		mx_policy_code(cfg, "multi_recipient_bounce_reject_code");
 	c->default_rbl_reply = mx_config_get(cfg, "default_rbl_reply");
 	c->unknown_client_reject_code = mx_policy_code(cfg, "unknown_client_reject_code");
+	c->plaintext_reject_code = mx_policy_code(cfg, "plaintext_reject_code");
 	c->unknown_hostname_reject_code = mx_policy_code(cfg, "unknown_hostname_reject_code");
 	c->unknown_address_reject_code = mx_policy_code(cfg, "unknown_address_reject_code");
 	c->unknown_helo_hostname_tempfail_action =

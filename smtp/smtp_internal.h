@@ -16,7 +16,8 @@ struct smtp_received_info {
 	const char *client_addr;    /* numeric */
 	const char *myhostname;
 	const char *mail_name;
-	const char *protocol;       /* SMTP, ESMTP, UTF8SMTP (ESMTPA after AUTH) */
+	const char *protocol;       /* SMTP, ESMTP, ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA, UTF8SMTP */
+	const char *tls_clause;     /* Received:'s TLS lines, or NULL */
 	const char *auth_sender;    /* "(Authenticated sender: NAME)", NULL: no such line */
 };
 

@@ -94,6 +94,12 @@ size_t smtp_received_header(char *out, size_t cap, const struct smtp_session *s,
 		put_str(&w, "IPv6:");
 	put_clean_str(&w, ri.client_addr);
 	put_str(&w, "])\r\n");
+	if (ri.tls_clause) {
+		/* Postfix's smtpd_tls_received_header lines ("\t(using TLSv1.3 with cipher
+		 * ...)"), already cleaned by smtp_session_set_tls_received() */
+		put_str(&w, ri.tls_clause);
+		put_str(&w, "\r\n");
+	}
 	if (ri.auth_sender) {
 		/* Postfix's comment_sanitize(): nothing that would end or nest the comment */
 		put_str(&w, "\t(Authenticated sender: ");

@@ -128,7 +128,7 @@ struct smtp_policy_codes {
 	unsigned unknown_relay_recipient_reject_code; /* 550 */
 	unsigned unknown_local_recipient_reject_code; /* 550 */
 	unsigned multi_recipient_bounce_reject_code;  /* 550 */
-	unsigned plaintext_reject_code;               /* 450 (unused until TLS) */
+	unsigned plaintext_reject_code;               /* 450: reject_plaintext_session */
 	const char *default_rbl_reply;                /* postconf -d default_rbl_reply */
 	unsigned unknown_client_reject_code;          /* 450: reject_unknown_client_hostname,
 							 reject_unknown_reverse_client_hostname
@@ -199,6 +199,14 @@ struct smtp_greylist_config {
 void smtp_greylist_config_defaults(struct smtp_greylist_config *g);
 
 /* Everything a policy is compiled from. Strings are borrowed during compile only. */
+/* A client certificate as the TLS layer saw it: fingerprints in Postfix's form
+ * ("AB:CD:...", smtpd_tls_fingerprint_digest) of the certificate and of its public key. */
+struct smtp_policy_ccert {
+	bool trusted;
+	const char *fingerprint;
+	const char *pkey_fingerprint;
+};
+
 struct smtp_policy_config {
 	/* The lists as main.cf gives them, after $-expansion; NULL or "" for an empty list. */
 	const char *lists[SMTP_LIST_MAX];
@@ -226,6 +234,9 @@ struct smtp_policy_config {
 	 * relay_recipient_maps means every relay_domains recipient is valid (as Postfix). */
 	const char *relay_recipient_maps;
 	const char *local_recipient_maps;
+	/* relay_clientcerts: tables of client certificate and public key fingerprints that
+	 * permit_tls_clientcerts permits, "" or NULL for none. */
+	const char *relay_clientcerts;
 	/* rbl_reply_maps: tables of reply templates keyed by the blocklist as written after
 	 * the restriction ("zen.example=127.0.0.[2..11]"), "" or NULL for none. */
 	const char *rbl_reply_maps;
@@ -378,6 +389,14 @@ struct smtp_policy_request {
 	/* reject_unauth_pipelining: the client sent this command (DATA, or any command at
 	 * the data stage) ahead of our reply without having been told PIPELINING works. */
 	bool unauth_pipelining;
+	/* reject_plaintext_session: the session runs over TLS (after STARTTLS, or implicit) */
+	bool tls;
+	/* The client's certificate over TLS (smtpd_tls_ask_ccert); NULL: none presented or
+	 * none asked for. permit_tls_all_clientcerts needs it trusted (verified against
+	 * smtpd_tls_CAfile); permit_tls_clientcerts (relay_clientcerts) and
+	 * check_ccert_access look its fingerprints up whether trusted or not, as Postfix
+	 * 3.7 does. */
+	const struct smtp_policy_ccert *ccert;
 	int64_t now;                /* wall-clock seconds ($TIMESTAMP in zones) */
 	struct smtp_policy_session *session; /* may be NULL (see struct smtp_policy_session) */
 	/* reject_unknown_client_hostname, reject_unknown_reverse_client_hostname */

@@ -299,6 +299,16 @@ int smtp_policy_access_client(struct ev *e, uint32_t t, const char *name, const 
 	return access_result(e, t, rc, ta.key, rn, cls, def_acl);
 }
 
+int smtp_policy_access_key(struct ev *e, uint32_t t, const char *key, const char *rn,
+			   const char *cls, int def_acl)
+{
+	/* one exact key (a certificate fingerprint, a SASL login name): no partial lookups */
+	if (!key || !*key || strlen(key) > TABLE_KEY_MAX)
+		return ST_DUNNO;
+	int rc = table_lookup(e->ctx->tables[t], key, e->ctx->lookup[0], TABLE_VALUE_MAX + 1);
+	return access_result(e, t, rc, key, rn, cls, def_acl);
+}
+
 int smtp_policy_access_domain(struct ev *e, uint32_t t, const char *dom, const char *rn,
 			      const char *cls, int def_acl)
 {
@@ -309,18 +319,6 @@ int smtp_policy_access_domain(struct ev *e, uint32_t t, const char *dom, const c
 					.matched = ta.key,
 					.matchedlen = sizeof(ta.key) };
 	int rc = table_access_domain(e->ctx->tables[t], dom, &q);
-	return access_result(e, t, rc, ta.key, rn, cls, def_acl);
-}
-
-int smtp_policy_access_key(struct ev *e, uint32_t t, const char *key, const char *rn,
-			   const char *cls, int def_acl)
-{
-	struct trace_acc ta;
-	smtp_policy_scopy(ta.key, sizeof(ta.key), key);
-	int rc = strlen(key) > TABLE_KEY_MAX
-			 ? 0
-			 : table_lookup(e->ctx->tables[t], key, e->ctx->lookup[0],
-					TABLE_VALUE_MAX + 1);
 	return access_result(e, t, rc, ta.key, rn, cls, def_acl);
 }
 

@@ -46,6 +46,10 @@ static const struct r_def r_defs[] = {
 	{ "defer_unauth_destination", R_DEFER_UNAUTH_DEST, ARG_NONE },
 	{ "permit_auth_destination", R_PERMIT_AUTH_DEST, ARG_NONE },
 	{ "reject_unauth_pipelining", R_REJECT_UNAUTH_PIPELINING, ARG_NONE },
+	{ "reject_plaintext_session", R_REJECT_PLAINTEXT_SESSION, ARG_NONE },
+	{ "permit_tls_clientcerts", R_PERMIT_TLS_CLIENTCERTS, ARG_NONE },
+	{ "permit_tls_all_clientcerts", R_PERMIT_TLS_ALL_CLIENTCERTS, ARG_NONE },
+	{ "check_ccert_access", R_CHECK_CCERT_ACCESS, ARG_TABLE },
 	{ "reject_invalid_helo_hostname", R_REJECT_INVALID_HELO, ARG_NONE },
 	{ "reject_invalid_hostname", R_REJECT_INVALID_HELO, ARG_NONE },
 	{ "reject_non_fqdn_helo_hostname", R_REJECT_NON_FQDN_HELO, ARG_NONE },
@@ -113,8 +117,6 @@ static const struct {
 
 /* Postfix restrictions mxgate does not implement yet (TLS, SASL, ...). */
 static const char *const r_not_yet[] = {
-	"permit_tls_clientcerts", "permit_tls_all_clientcerts",
-	"check_ccert_access", "reject_plaintext_session",
 	"sleep", "permit_inet_interfaces", "check_etrn_access", "reject_maps_rbl",
 	"check_relay_domains", "permit_naked_ip_address", "check_address_map",
 	"check_sender_access_maps",
@@ -710,6 +712,10 @@ int smtp_policy_compile(const struct smtp_policy_config *cfg, struct smtp_policy
 	    (rc = compile_error(p, rc, err)) < 0)
 		goto fail;
 	p->sasl_enabled = cfg->sasl_enabled;
+	if ((rc = compile_maps(p, "relay_clientcerts", cfg->relay_clientcerts,
+			       p->relay_ccert_maps, &p->nrelay_ccert_maps, err, errlen)) < 0 &&
+	    (rc = compile_error(p, rc, err)) < 0)
+		goto fail;
 	if ((rc = compile_maps(p, "rbl_reply_maps", cfg->rbl_reply_maps, p->rbl_reply_maps,
 			       &p->nrbl_reply_maps, err, errlen)) < 0 &&
 	    (rc = compile_error(p, rc, err)) < 0)

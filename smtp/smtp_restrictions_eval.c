@@ -393,6 +393,7 @@ static void item_name(const struct ev *e, const struct pitem *it, char *buf, siz
 	case R_CHECK_HELO_ACCESS:
 	case R_CHECK_SENDER_ACCESS:
 	case R_CHECK_RECIPIENT_ACCESS:
+	case R_CHECK_CCERT_ACCESS:
 		snprintf(buf, cap, "%s %s", n, e->p->tables[it->arg]);
 		return;
 	case R_CHECK_POLICY_SERVICE:
@@ -491,6 +492,56 @@ static int eval_item(struct ev *e, const struct pitem *it, const char *rn, const
 				e, EC_PROTOCOL, 503, "5.5.0",
 				"<%s>: %s rejected: Improper use of SMTP command pipelining", rn, rc);
 		return ST_DUNNO;
+	case R_REJECT_PLAINTEXT_SESSION:
+		/* Postfix's reject_plaintext_session (smtpd_check.c) */
+		if (!e->req->tls)
+			return smtp_policy_reject(e, EC_POLICY, p->codes.plaintext_reject_code,
+						  "4.7.1", "Session encryption is required");
+		return ST_DUNNO;
+	case R_PERMIT_TLS_ALL_CLIENTCERTS:
+	case R_PERMIT_TLS_CLIENTCERTS: {
+		/* Postfix 3.7 permit_tls_clientcerts(): all verified certificates, or a
+		 * fingerprint (of the certificate, then of its key) in relay_clientcerts,
+		 * trusted or not */
+		const struct smtp_policy_ccert *cc = e->req->ccert;
+		if (!cc) {
+			e->note = "no client certificate";
+			return ST_DUNNO;
+		}
+		if (id == R_PERMIT_TLS_ALL_CLIENTCERTS)
+			return cc->trusted ? ST_OK : ST_DUNNO;
+		const char *prints[2] = { cc->fingerprint, cc->pkey_fingerprint };
+		for (int k = 0; k < 2; k++) {
+			for (size_t i = 0; prints[k] && i < p->nrelay_ccert_maps; i++) {
+				int found = table_lookup(e->ctx->tables[p->relay_ccert_maps[i]],
+							 prints[k], e->ctx->lookup[0],
+							 TABLE_VALUE_MAX + 1);
+				if (found < 0)
+					return smtp_policy_server_error(e, "relay_clientcerts lookup "
+									   "error");
+				if (found > 0) {
+					snprintf(e->detail, sizeof(e->detail), "relay_clientcerts: %s",
+						 prints[k]);
+					return ST_OK;
+				}
+			}
+		}
+		e->note = "no match";
+		return ST_DUNNO;
+	}
+	case R_CHECK_CCERT_ACCESS: {
+		/* Postfix 3.7 check_ccert_access(): the certificate's fingerprint, then its
+		 * public key's, trusted or not */
+		const struct smtp_policy_ccert *cc = e->req->ccert;
+		if (!cc)
+			return ST_DUNNO;
+		int st = smtp_policy_access_key(e, it->arg, cc->fingerprint, e->namaddr, NAME_CCERT,
+						def_acl);
+		if (st != ST_DUNNO)
+			return st;
+		return smtp_policy_access_key(e, it->arg, cc->pkey_fingerprint, e->namaddr,
+					      NAME_CCERT, def_acl);
+	}
 	case R_REJECT_INVALID_HELO:
 		if (!e->helo)
 			return ST_DUNNO;

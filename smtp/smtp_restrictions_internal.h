@@ -38,6 +38,10 @@ enum smtp_restriction_id {
 	R_DEFER_UNAUTH_DEST,
 	R_PERMIT_AUTH_DEST,
 	R_REJECT_UNAUTH_PIPELINING,
+	R_REJECT_PLAINTEXT_SESSION,
+	R_PERMIT_TLS_CLIENTCERTS,
+	R_PERMIT_TLS_ALL_CLIENTCERTS,
+	R_CHECK_CCERT_ACCESS,
 	R_REJECT_INVALID_HELO,
 	R_REJECT_NON_FQDN_HELO,
 	R_REJECT_NON_FQDN_SENDER,
@@ -143,9 +147,10 @@ struct smtp_policy {
 	char **zones;
 	size_t nrbls;
 	struct prbl *rbls;
-	size_t nrelay_maps, nlocal_maps, nrbl_reply_maps, nlogin_maps;
+	size_t nrelay_maps, nlocal_maps, nrbl_reply_maps, nlogin_maps, nrelay_ccert_maps;
 	uint32_t relay_maps[RCPT_MAPS_MAX], local_maps[RCPT_MAPS_MAX];
 	uint32_t login_maps[RCPT_MAPS_MAX]; /* smtpd_sender_login_maps */
+	uint32_t relay_ccert_maps[RCPT_MAPS_MAX]; /* relay_clientcerts */
 	bool sasl_enabled;                  /* smtpd_sasl_auth_enable */
 	uint32_t rbl_reply_maps[RCPT_MAPS_MAX];
 	size_t nservices;
@@ -279,6 +284,7 @@ struct ev {
 
 /* What a list's refusals name, as Postfix's replies do ("Client host rejected: ..."). */
 #define NAME_CLIENT "Client host"
+#define NAME_CCERT "Client certificate"
 #define NAME_REV_CLIENT "Unverified Client host"
 #define NAME_HELO "Helo command"
 #define NAME_SENDER "Sender address"
@@ -335,13 +341,14 @@ int smtp_policy_generic_checks(struct ev *e, const struct pitem *items, size_t n
 
 /* ---- smtp_restrictions_access.c ---- */
 
+/* check_ccert_access, check_sasl_access: the access value for exactly `key` (no parent
+ * keys: Postfix's check_access() without partial lookups). */
+int smtp_policy_access_key(struct ev *e, uint32_t t, const char *key, const char *rn,
+			   const char *cls, int def_acl);
 int smtp_policy_access_client(struct ev *e, uint32_t t, const char *name, const char *rn,
 			      const char *cls, int def_acl);
 int smtp_policy_access_domain(struct ev *e, uint32_t t, const char *dom, const char *rn,
 			      const char *cls, int def_acl);
-/* check_sasl_access: the whole key only (Postfix's check_access() with no partial keys). */
-int smtp_policy_access_key(struct ev *e, uint32_t t, const char *key, const char *rn,
-			   const char *cls, int def_acl);
 int smtp_policy_access_address(struct ev *e, uint32_t t, const char *addr, const char *rn,
 			       const char *cls, int def_acl);
 /* check_domain_access() / check_addr_access() of one name or address with Postfix's

@@ -68,6 +68,8 @@ const char *smtp_event_name(enum smtp_event_type t)
 		return "AUTH";
 	case SMTP_EV_AUTH_RESPONSE:
 		return "AUTH_RESPONSE";
+	case SMTP_EV_STARTTLS:
+		return "STARTTLS";
 	case SMTP_EV_MAX:
 		break;
 	}
@@ -619,14 +621,19 @@ struct smtp_session *smtp_session_new(const struct smtp_config *cfg,
 	smtp_session_enter_state(s, ST_PREGREET);
 	s->where = "CONNECT";
 	s->pending = SMTP_EV_NONE;
+	smtp_session_set_client(s, client);
+	return s;
+}
+
+void smtp_session_set_client(struct smtp_session *s, const struct smtp_client_info *client)
+{
 	smtp_session_printable(s->client_addr, sizeof(s->client_addr), mx_span_cstr(client->addr),
 			       false);
 	smtp_session_printable(s->client_name, sizeof(s->client_name),
 			       mx_span_cstr(client->name ? client->name : "unknown"), false);
-	s->normalize_bare_lf = cfg->bare_newline == SMTP_BARE_NEWLINE_NORMALIZE ||
+	s->normalize_bare_lf = s->cfg->bare_newline == SMTP_BARE_NEWLINE_NORMALIZE ||
 			       client->bare_newline_excluded;
 	s->xclient_authorized = client->xclient_authorized;
-	return s;
 }
 
 void smtp_session_set_client_name(struct smtp_session *s, const char *name)
@@ -642,6 +649,8 @@ const char *smtp_rate_event_name(enum smtp_rate_event e)
 		return "message";
 	case SMTP_RATE_RECIPIENT:
 		return "recipient";
+	case SMTP_RATE_AUTH:
+		return "auth";
 	case SMTP_RATE_EVENT_MAX:
 		break;
 	}
@@ -666,7 +675,53 @@ void smtp_session_free(struct smtp_session *s)
 	free(s->auth_line);
 	free(s->auth_header_user);
 	free(s->auth_mechs);
+	free(s->tls_received);
 	free(s);
+}
+
+void smtp_session_set_tls(struct smtp_session *s, bool offer, bool required)
+{
+	s->tls_offer = offer;
+	s->tls_required = required;
+}
+
+void smtp_session_tls_begin(struct smtp_session *s)
+{
+	s->tls_active = true;
+}
+
+bool smtp_session_tls_active(const struct smtp_session *s)
+{
+	return s->tls_active;
+}
+
+void smtp_session_tls_refuse(struct smtp_session *s, const char *why)
+{
+	size_t n = 0;
+	for (; why[n] && n + 1 < sizeof(s->tls_refuse); n++)
+		s->tls_refuse[n] = (why[n] < 32 || why[n] == 127) ? '?' : why[n];
+	s->tls_refuse[n] = '\0';
+}
+
+int smtp_session_set_tls_received(struct smtp_session *s, const char *clause)
+{
+	free(s->tls_received);
+	s->tls_received = NULL;
+	if (!clause)
+		return 0;
+	size_t n = strnlen(clause, 1024);
+	if (!(s->tls_received = malloc(n + 1)))
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)clause[i];
+		/* a CR or LF only as a line break followed by a TAB: the header stays one */
+		bool fold = (c == '\r' && i + 2 < n && clause[i + 1] == '\n' && clause[i + 2] == '\t') ||
+			    (c == '\n' && i > 0 && clause[i - 1] == '\r' && i + 1 < n &&
+			     clause[i + 1] == '\t');
+		s->tls_received[i] = (c < 32 && c != '\t' && !fold) || c == 127 ? '?' : (char)c;
+	}
+	s->tls_received[n] = '\0';
+	return 0;
 }
 
 void smtp_session_greet(struct smtp_session *s)
@@ -773,7 +828,8 @@ size_t smtp_session_memory(const struct smtp_session *s)
 {
 	return sizeof(*s) + (s->line ? s->cfg->line_length_limit : 0) + s->hdr_cap +
 	       (s->out ? OUT_CAP : 0) + (s->xcl ? sizeof(*s->xcl) : 0) +
-	       (s->auth_line ? s->cfg->sasl_response_limit + 2 : 0);
+	       (s->auth_line ? s->cfg->sasl_response_limit + 2 : 0) +
+	       (s->tls_received ? strlen(s->tls_received) + 1 : 0);
 }
 
 void smtp_session_received_info(const struct smtp_session *s, struct smtp_received_info *out)
@@ -783,10 +839,13 @@ void smtp_session_received_info(const struct smtp_session *s, struct smtp_receiv
 	out->client_addr = s->client_addr;
 	out->myhostname = s->cfg->myhostname;
 	out->mail_name = s->cfg->mail_name;
-	/* Received: "with ESMTPA" after AUTH (RFC 3848), as Postfix */
+	/* Received: RFC 3848's ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA; Postfix: for ESMTP only */
 	const char *proto = smtp_session_protocol(s);
-	if (s->auth_authenticated && strcmp(proto, "ESMTP") == 0)
-		proto = "ESMTPA"; /* "RFC 3848 is defined for ESMTP only", Postfix says */
+	if (strcmp(proto, "ESMTP") == 0 && (s->tls_active || s->auth_authenticated))
+		proto = s->tls_active && s->auth_authenticated ? "ESMTPSA"
+			: s->tls_active			       ? "ESMTPS"
+							       : "ESMTPA";
 	out->protocol = proto;
+	out->tls_clause = s->tls_active ? s->tls_received : NULL;
 	out->auth_sender = s->auth_header_user;
 }

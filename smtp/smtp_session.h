@@ -118,6 +118,10 @@ enum smtp_event_type {
 	SMTP_EV_AUTH,          /* AUTH mech [initial-response], the engine's checks passed
 	                          (needs verdict; see smtp_session_set_auth()) */
 	SMTP_EV_AUTH_RESPONSE, /* the client's line after a 334 challenge (needs verdict) */
+	SMTP_EV_STARTTLS,      /* STARTTLS taken (RFC 3207): "220 2.0.0 Ready to start TLS"
+	                          is the last plaintext output, every input byte after the
+	                          command was discarded, HELO and the transaction are
+	                          forgotten; what comes next is TLS (smtp_session_set_tls()) */
 	SMTP_EV_MAX,
 };
 
@@ -290,6 +294,9 @@ struct smtp_verdict {
 struct smtp_session *smtp_session_new(const struct smtp_config *cfg,
 				      const struct smtp_client_info *client);
 void smtp_session_free(struct smtp_session *s);
+/* The client is someone else than the transport said at smtp_session_new() (a PROXY
+ * protocol header named it before any byte reached the session): the same fields again. */
+void smtp_session_set_client(struct smtp_session *s, const struct smtp_client_info *client);
 
 /* Postfix's per-client rate limits (anvil(8)) are asked where Postfix's smtpd asks anvil:
  * MAIL right after its "FROM:" syntax check, RCPT after "TO:", VRFY after its argument
@@ -303,6 +310,7 @@ void smtp_session_free(struct smtp_session *s);
 enum smtp_rate_event {
 	SMTP_RATE_MESSAGE,   /* MAIL: smtpd_client_message_rate_limit */
 	SMTP_RATE_RECIPIENT, /* RCPT and VRFY: smtpd_client_recipient_rate_limit */
+	SMTP_RATE_AUTH,      /* AUTH, before any of its checks: smtpd_client_auth_rate_limit */
 	SMTP_RATE_EVENT_MAX,
 };
 
@@ -418,6 +426,30 @@ const char *smtp_session_where(const struct smtp_session *s);
  * command lines), "DATA" (message content after the 354), "CHUNK" (the octets of a BDAT
  * chunk), "CLOSED". Static. */
 const char *smtp_session_state_name(const struct smtp_session *s);
+
+/* TLS (RFC 3207), as the transport's TLS layer sees it. offer: EHLO offers STARTTLS and
+ * the command is taken (Postfix's smtpd_tls_security_level may or encrypt); required:
+ * every command but HELO, EHLO, XCLIENT, STARTTLS, NOOP, HELP and QUIT is answered "530
+ * 5.7.0 Must issue a STARTTLS command first" (and counts as an error) until TLS is
+ * active, as Postfix's enforce level. Set before the first input. */
+void smtp_session_set_tls(struct smtp_session *s, bool offer, bool required);
+
+/* The session runs over TLS from now on (wrappermode: from the start; after STARTTLS the
+ * engine sets it itself): STARTTLS is no longer offered (554 5.5.1 Error: TLS already
+ * active), required commands are allowed, and Received: says ESMTPS (RFC 3848). */
+void smtp_session_tls_begin(struct smtp_session *s);
+bool smtp_session_tls_active(const struct smtp_session *s);
+
+/* smtpd_tls_req_ccert: the client's certificate is missing or not trusted. As Postfix's
+ * smtpd, the next command line is read and answered "421 4.7.1 <myhostname> Error:
+ * <why>" (why: "Client certificate not trusted" or "No client certificate presented",
+ * copied, at most 200 bytes), and the session closes; the line is not a command. */
+void smtp_session_tls_refuse(struct smtp_session *s, const char *why);
+
+/* The TLS lines of Received: (smtpd_tls_received_header), each "\t(...)" with CRLFs
+ * between, without the last CRLF; copied (at most 1024 bytes, control characters but
+ * TAB, CR and LF in line breaks turned into '?'). NULL: none. -ENOMEM or 0. */
+int smtp_session_set_tls_received(struct smtp_session *s, const char *clause);
 
 /* Format the Received: header mxgate prepends, in Postfix's form:
  *   Received: from HELO (NAME [ADDR])\r\n

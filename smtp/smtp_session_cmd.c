@@ -38,26 +38,28 @@ enum command {
 
 #define CMD_LAST 0x1u /* must end a pipelined group (RFC 2920 3.1, RFC 3207 4) */
 #define CMD_JUNK 0x2u /* counts toward smtpd_junk_command_limit */
+#define CMD_PRE_TLS 0x4u /* allowed before STARTTLS where TLS is required (Postfix's
+			    SMTPD_CMD_FLAG_PRE_TLS) */
 
 static const struct {
 	const char *name;
 	unsigned flags;
 } commands[CMD_MAX] = {
-	[CMD_HELO] = { "HELO", CMD_LAST | CMD_JUNK },
-	[CMD_EHLO] = { "EHLO", CMD_LAST | CMD_JUNK },
+	[CMD_HELO] = { "HELO", CMD_LAST | CMD_JUNK | CMD_PRE_TLS },
+	[CMD_EHLO] = { "EHLO", CMD_LAST | CMD_JUNK | CMD_PRE_TLS },
 	[CMD_MAIL] = { "MAIL", 0 },
 	[CMD_RCPT] = { "RCPT", 0 },
 	[CMD_DATA] = { "DATA", CMD_LAST },
 	[CMD_BDAT] = { "BDAT", 0 }, /* checked after its chunk */
 	[CMD_RSET] = { "RSET", CMD_JUNK },
-	[CMD_NOOP] = { "NOOP", CMD_LAST | CMD_JUNK },
-	[CMD_QUIT] = { "QUIT", CMD_LAST },
+	[CMD_NOOP] = { "NOOP", CMD_LAST | CMD_JUNK | CMD_PRE_TLS },
+	[CMD_QUIT] = { "QUIT", CMD_LAST | CMD_PRE_TLS },
 	[CMD_VRFY] = { "VRFY", CMD_LAST | CMD_JUNK },
-	[CMD_HELP] = { "HELP", CMD_JUNK },
-	[CMD_STARTTLS] = { "STARTTLS", CMD_LAST },
+	[CMD_HELP] = { "HELP", CMD_JUNK | CMD_PRE_TLS },
+	[CMD_STARTTLS] = { "STARTTLS", CMD_LAST | CMD_PRE_TLS },
 	[CMD_AUTH] = { "AUTH", 0 },
 	[CMD_ETRN] = { "ETRN", CMD_JUNK },
-	[CMD_XCLIENT] = { "XCLIENT", 0 },
+	[CMD_XCLIENT] = { "XCLIENT", CMD_PRE_TLS },
 	[CMD_XFORWARD] = { "XFORWARD", 0 },
 };
 
@@ -224,8 +226,9 @@ void smtp_session_reply_ehlo(struct smtp_session *s)
 	unsigned n = 0;
 
 	/* Postfix's order: PIPELINING SIZE VRFY ETRN STARTTLS AUTH XCLIENT XFORWARD
-	 * ENHANCEDSTATUSCODES 8BITMIME DSN SMTPUTF8 CHUNKING (ETRN, STARTTLS and XFORWARD
-	 * are not offered; AUTH as smtp_session_set_auth() says; XCLIENT only to
+	 * ENHANCEDSTATUSCODES 8BITMIME DSN SMTPUTF8 CHUNKING (ETRN and XFORWARD are not
+	 * offered; STARTTLS where TLS is set up and not yet active; AUTH as
+	 * smtp_session_set_auth() says; XCLIENT only to
 	 * smtpd_authorized_xclient_hosts) */
 	if (c->enable_pipelining)
 		kw[n++] = "PIPELINING";
@@ -236,6 +239,8 @@ void smtp_session_reply_ehlo(struct smtp_session *s)
 	kw[n++] = size;
 	if (!c->disable_vrfy_command)
 		kw[n++] = "VRFY";
+	if (s->tls_offer && !s->tls_active)
+		kw[n++] = "STARTTLS";
 	smtp_session_auth_ehlo(s, kw, &n, auth, sizeof(auth), auth_broken, sizeof(auth_broken));
 	if (s->xclient_authorized)
 		kw[n++] = "XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT";
@@ -363,6 +368,9 @@ static bool rate_refused(struct smtp_session *s, enum smtp_rate_event ev)
 		return false;
 	if (ev == SMTP_RATE_MESSAGE)
 		smtp_session_replyf(s, "450 4.7.1 Error: too much mail from %s", s->client_addr);
+	else if (ev == SMTP_RATE_AUTH)
+		smtp_session_replyf(s, "450 4.7.1 Error: too many AUTH commands from %s",
+				    s->client_addr);
 	else
 		smtp_session_replyf(s, "450 4.7.1 Error: too many recipients from %s",
 				    s->client_addr);
@@ -650,6 +658,39 @@ static void cmd_help(struct smtp_session *s)
 			    c->disable_vrfy_command ? "" : " VRFY");
 }
 
+/* STARTTLS (RFC 3207 4, Postfix's starttls_cmd()). Taken: the 220 is the last plaintext
+ * reply, every byte the client sent after the command is thrown away (it was sent before
+ * the 220 and so before TLS: an attacker's injection, CVE-2011-0411), and the session
+ * starts over as RFC 3207 4.2 says: no HELO, no transaction. */
+static void cmd_starttls(struct smtp_session *s, struct mx_span args)
+{
+	if (args.len) {
+		refuse_lit(s, SMTP_ERR_SYNTAX, "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	if (s->tls_active) {
+		refuse_lit(s, SMTP_ERR_BAD_SEQUENCE, "554 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (!s->tls_offer) {
+		refuse_lit(s, SMTP_ERR_UNKNOWN_COMMAND, "502 5.5.1 Error: command not implemented");
+		return;
+	}
+	reply_lit(s, "220 2.0.0 Ready to start TLS");
+	s->discard_input = true;
+	s->tls_active = true;
+	smtp_session_abort_message(s);
+	smtp_session_txn_reset(s);
+	s->helo_seen = s->esmtp = false;
+	s->helo[0] = '\0';
+	s->helo_len = 0;
+	/* and AUTH (Postfix's smtpd_start_tls() resets SASL) */
+	s->auth_authenticated = false;
+	free(s->auth_header_user);
+	s->auth_header_user = NULL;
+	smtp_session_push_simple(s, SMTP_EV_STARTTLS);
+}
+
 /* A command while the client restrictions deny this client: Postfix's 503 for the client
  * the restrictions saw (smtpd_proto(), "RFC 2821 Sec 3.1"). */
 static void refuse_denied(struct smtp_session *s)
@@ -666,6 +707,14 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 	const struct smtp_config *c = s->cfg;
 
 	s->requests++;
+	if (s->tls_refuse[0]) {
+		/* smtpd_tls_req_ccert: whatever the line says (Postfix's smtpd_start_tls()) */
+		char host[HOST_MAX + 1];
+		smtp_session_replyf(s, "421 4.7.1 %s Error: %s",
+				    smtp_session_myhostname(s, host, sizeof(host)), s->tls_refuse);
+		smtp_session_engine_close(s, SMTP_ERR_ACCESS_DENIED, 0);
+		return;
+	}
 	if (memchr(text, '\0', n) || memchr(text, '\r', n)) {
 		/* RFC 5321 2.3.8: CR only before LF; NUL never belongs in a command */
 		refuse_lit(s, SMTP_ERR_SYNTAX, "500 5.5.2 Error: bad syntax");
@@ -715,6 +764,14 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 	 * check. */
 	if (s->access_denied && cmd != CMD_QUIT) {
 		refuse_denied(s);
+		return;
+	}
+
+	/* Where TLS is required, only a few commands come before it (Postfix's
+	 * smtpd_proto(): 530 and an error, before the pipelining check). */
+	if (s->tls_required && !s->tls_active && !(commands[cmd].flags & CMD_PRE_TLS)) {
+		s->where = commands[cmd].name;
+		refuse_lit(s, SMTP_ERR_BAD_SEQUENCE, "530 5.7.0 Must issue a STARTTLS command first");
 		return;
 	}
 
@@ -777,12 +834,16 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 		cmd_help(s);
 		break;
 	case CMD_STARTTLS:
+		cmd_starttls(s, args);
+		break;
 	case CMD_ETRN:
-		/* not offered in this version (Postfix: TLS or fast flush not configured) */
+		/* not offered in this version (Postfix: fast flush not configured) */
 		refuse_lit(s, SMTP_ERR_UNKNOWN_COMMAND, "502 5.5.1 Error: command not implemented");
 		break;
 	case CMD_AUTH:
-		smtp_session_cmd_auth(s, args);
+		/* Postfix's smtpd_sasl_auth_cmd_wrapper(): the rate first, then the rest */
+		if (!rate_refused(s, SMTP_RATE_AUTH))
+			smtp_session_cmd_auth(s, args);
 		break;
 	case CMD_XCLIENT:
 		smtp_session_cmd_xclient(s, args);
@@ -866,6 +927,11 @@ void smtp_session_command_input(struct smtp_session *s, const char *buf, size_t 
 		n -= 1;
 	}
 	process_command(s, text, n, *pos < len);
+	if (s->discard_input) {
+		/* STARTTLS: nothing after it in this input is read as plaintext */
+		s->discard_input = false;
+		*pos = len;
+	}
 	return;
 
 too_long:

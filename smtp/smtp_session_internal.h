@@ -83,6 +83,12 @@ struct smtp_session {
 	bool xclient_authorized; /* smtpd_authorized_xclient_hosts matches the client */
 	bool ill_pipelining;     /* Postfix's SMTPD_FLAG_ILL_PIPELINING (sticky) */
 	bool access_denied;      /* smtp_session_greet_deny(): only QUIT works */
+	bool tls_offer;          /* smtp_session_set_tls() */
+	bool tls_required;
+	bool tls_active;         /* TLS began (wrappermode, or after STARTTLS) */
+	bool discard_input;      /* STARTTLS: the rest of this input is never read */
+	char *tls_received;      /* Received:'s TLS lines (smtp_session_set_tls_received()) */
+	char tls_refuse[201];    /* smtp_session_tls_refuse(): "" when not refused */
 	struct xclient_buf *xcl; /* the XCLIENT awaiting its verdict (taken lazily) */
 	/* smtp_session_set_rate_hook() */
 	bool (*rate_over)(void *arg, enum smtp_rate_event event);

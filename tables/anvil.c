@@ -53,6 +53,7 @@ const char *anvil_rate_name(enum anvil_rate r)
 		[ANVIL_RATE_CONNECT] = "connect",
 		[ANVIL_RATE_MESSAGE] = "message",
 		[ANVIL_RATE_RECIPIENT] = "recipient",
+		[ANVIL_RATE_AUTH] = "auth",
 	};
 	return (unsigned)r < ANVIL_RATE_MAX ? names[r] : "?";
 }

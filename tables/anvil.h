@@ -55,6 +55,7 @@ enum anvil_rate {
 	ANVIL_RATE_CONNECT,   /* connection attempts: smtpd_client_connection_rate_limit */
 	ANVIL_RATE_MESSAGE,   /* MAIL: smtpd_client_message_rate_limit */
 	ANVIL_RATE_RECIPIENT, /* RCPT and VRFY: smtpd_client_recipient_rate_limit */
+	ANVIL_RATE_AUTH,      /* AUTH: smtpd_client_auth_rate_limit */
 	ANVIL_RATE_MAX,
 };
 

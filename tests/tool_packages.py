@@ -65,6 +65,8 @@ TOOLS = {
     # Debian's Python, the one python3-scapy is installed for (meson may run the tests
     # with another python3 found first on PATH)
     "/usr/bin/python3": "python3",
+    # TLS: test certificates and the s_client of tests/e2e/test_tls.py
+    "openssl": "openssl",
 }
 
 # Where dpkg names another package as the file's owner than the one installed for it: the
@@ -80,10 +82,12 @@ PYTHON_MODULES = {
 
 # Perl module -> Debian package, and the modules a tool needs for what the tests use of it:
 # swaks talks to IPv6 servers only with IO::Socket::INET6, one of its Recommends (which
-# deploy/install-deps.sh does not install: --no-install-recommends). The tests use no TLS,
-# AUTH or MX lookup of swaks (Net::SSLeay, Authen::SASL, Net::DNS).
+# deploy/install-deps.sh does not install: --no-install-recommends). swaks --tls needs
+# Net::SSLeay (tests/e2e/test_tls.py asks for it); the tests use no AUTH or MX lookup of
+# swaks (Authen::SASL, Net::DNS).
 PERL_MODULES = {
     "IO::Socket::INET6": "libio-socket-inet6-perl",
+    "Net::SSLeay": "libnet-ssleay-perl",
 }
 TOOL_PERL_MODULES = {
     "swaks": ["IO::Socket::INET6"],

@@ -149,6 +149,13 @@ static void dp_service(struct dp_worker *w, struct dp_conn *k)
 			return; /* NET_EV_WRITABLE or the spool writer wakes us */
 		size_t len;
 		const uint8_t *p = net_conn_peek(k->nc, &len);
+		if (len == 0 && conn_pending_input(k->c)) {
+			/* over TLS: plaintext decrypted already, which the engine can take now */
+			conn_input(k->c, NULL, 0);
+			if (dp_after_input(w, k))
+				return;
+			continue;
+		}
 		if (len == 0) {
 			if (net_conn_eof(k->nc)) {
 				k->eof = true;

@@ -319,7 +319,8 @@ static void kt_service(struct kt_worker *w, struct kt_conn *k, uint64_t now)
 		if (conn_waiting(k->c))
 			return; /* the spool writer wakes us (kt_spool_news) */
 
-		if (k->in_len) {
+		/* bytes kept from an earlier read, or over TLS plaintext decrypted already */
+		if (k->in_len || conn_pending_input(k->c)) {
 			size_t before = k->in_len;
 			size_t used = conn_input(k->c, k->in, k->in_len);
 			kt_consume(k, used);

@@ -172,6 +172,21 @@ static int conn_gen_service_ready(struct conn_worker *w, struct conn_gen *cg, un
 		if (svc->checks.cfg.set[k] &&
 		    (rc = checks_scratch_alloc(svc->checks.cfg.set[k], &w->checks_scratch)) < 0)
 			return rc;
+	if (svc->tls && !cs->tls_ctx) {
+		/* this worker's own context for the service (OpenSSL 3.0 serialises threads
+		 * that share one), made from the generation's keys and certificates */
+		char err[512];
+		if (!w->tls && (rc = tls_worker_new(&w->tls, err, sizeof(err))) < 0) {
+			mx_log(MX_LOG_WARNING, "worker %u: service %s: %s", w->index, svc->name, err);
+			return rc;
+		}
+		cs->tls_ctx = tls_ctx_new(w->tls, svc->tls, err, sizeof(err));
+		if (!cs->tls_ctx) {
+			mx_log(MX_LOG_WARNING, "worker %u: service %s: TLS context: %s", w->index,
+			       svc->name, err);
+			return -EINVAL;
+		}
+	}
 	cs->ready = true;
 	return 0;
 }
@@ -182,8 +197,10 @@ static void conn_gen_release(struct conn_worker *w, struct conn_gen **pp)
 	(void)w;
 	struct conn_gen *cg = *pp;
 	*pp = cg->next;
-	for (unsigned i = 0; i < 2 * cg->g->nservices; i++)
+	for (unsigned i = 0; i < 2 * cg->g->nservices; i++) {
 		smtp_policy_ctx_free(cg->svc[i].policy);
+		SSL_CTX_free(cg->svc[i].tls_ctx);
+	}
 	free(cg->svc);
 	mx_generation_put(cg->g);
 	free(cg);
@@ -218,6 +235,8 @@ void conn_worker_fini(struct conn_worker *w)
 	while (w->held)
 		conn_gen_release(w, &w->held);
 	checks_scratch_free(w->checks_scratch);
+	tls_worker_free(w->tls); /* after every SSL_CTX made in it */
+	w->tls = NULL;
 	tables_reader_close(w->tables);
 	w->spool_client = NULL;
 	w->checks_scratch = NULL;
@@ -350,6 +369,18 @@ struct conn *conn_new_picked(struct conn_worker *w, const struct conn_pick *p,
 		free(c);
 		return NULL;
 	}
+	c->tls_ctx = cg->svc[k].tls_ctx;
+	if (svc->tls) {
+		/* STARTTLS is offered at may and encrypt; in wrappermode TLS starts now, before
+		 * the greeting, and is never offered */
+		smtp_session_set_tls(c->s, !svc->tls->wrappermode,
+				     svc->tls->level == MX_TLS_LEVEL_ENCRYPT);
+		if (svc->tls->wrappermode && conn_tls_start(c) < 0) {
+			smtp_session_free(c->s);
+			free(c);
+			return NULL;
+		}
+	}
 	/* the evaluator's memory between commands (smtpd_delay_reject = no) and of a check
 	 * that waits for an answer */
 	if (!(c->policy_session = calloc(1, sizeof(*c->policy_session)))) {
@@ -460,6 +491,8 @@ void conn_free(struct conn *c)
 	free(c->proxy_buf);
 	free(c->sasl_username);
 	free(c->sasl_method);
+	tls_server_free(c->tls);
+	free(c->tls_peer);
 	smtp_session_free(c->s);
 	c->gen->nconns--;
 	c->gc->connections_closed++;
@@ -474,7 +507,7 @@ const char *conn_client(const struct conn *c)
 
 size_t conn_memory(const struct conn *c)
 {
-	size_t n = sizeof(*c) + smtp_session_memory(c->s);
+	size_t n = sizeof(*c) + smtp_session_memory(c->s) + (c->tls ? tls_server_memory(c->tls) : 0);
 	if (c->proxy_buf)
 		n += SMTP_PROXY_HEADER_MAX;
 	if (c->message_open)
@@ -495,12 +528,25 @@ void *conn_owner(const struct conn *c)
 size_t conn_input(struct conn *c, const char *buf, size_t len)
 {
 	size_t off = 0;
-
 	if (c->proxy_buf) {
+		/* the PROXY header comes before anything else, TLS's ClientHello too */
 		off = conn_proxy_input(c, buf, len);
 		if (c->proxy_buf || smtp_session_closed(c->s))
 			return c->proxy_buf ? off : len;
 	}
+	return off + (c->tls ? conn_tls_input(c, buf + off, len - off)
+			     : conn_feed(c, buf + off, len - off));
+}
+
+bool conn_pending_input(const struct conn *c)
+{
+	return c->tls && tls_server_plain(c->tls).len > 0 && !conn_closed(c) && !c->op &&
+	       !c->commit_pending;
+}
+
+size_t conn_feed(struct conn *c, const char *buf, size_t len)
+{
+	size_t off = 0;
 
 	for (;;) {
 		if (conn_waiting(c))
@@ -595,6 +641,24 @@ size_t conn_input(struct conn *c, const char *buf, size_t len)
 		case SMTP_EV_QUIT:
 			conn_count(c, CONN_CMD_QUIT, true);
 			return off;
+		case SMTP_EV_STARTTLS:
+			/* RFC 3207 4.2: the transaction and HELO are forgotten; the engine threw
+			 * away what followed the command (off is at the end of this input) */
+			conn_count(c, CONN_CMD_STARTTLS, true);
+			conn_txn_reset(c);
+			free(c->helo);
+			c->helo = NULL;
+			if (conn_tls_start(c) < 0) {
+				/* no TLS after our 220: the session ends */
+				smtp_session_peer_closed(c->s);
+				conn_drain(c);
+				return len;
+			}
+			/* and a login, as Postfix's smtpd_start_tls() resets SASL; AUTH is
+			 * offered again with smtpd_sasl_tls_security_options */
+			conn_auth_reset(c);
+			conn_auth_offer(c);
+			break;
 		case SMTP_EV_CLOSE:
 			return off;
 		case SMTP_EV_MAX:
@@ -606,14 +670,17 @@ size_t conn_input(struct conn *c, const char *buf, size_t len)
 	}
 }
 
-struct mx_span conn_output(const struct conn *c)
+struct mx_span conn_output(struct conn *c)
 {
-	return smtp_session_output(c->s);
+	return c->tls ? conn_tls_output(c) : smtp_session_output(c->s);
 }
 
 void conn_output_done(struct conn *c, size_t n)
 {
-	smtp_session_output_done(c->s, n);
+	if (c->tls)
+		conn_tls_output_done(c, n);
+	else
+		smtp_session_output_done(c->s, n);
 }
 
 uint64_t conn_deadline(struct conn *c, uint64_t now_ms, size_t received, bool sent)
@@ -623,6 +690,8 @@ uint64_t conn_deadline(struct conn *c, uint64_t now_ms, size_t received, bool se
 	if (c->proxy_buf)
 		return conn_proxy_deadline(c, now_ms);
 	uint64_t requests = smtp_session_requests(c->s);
+	if (c->tls && tls_server_state(c->tls) == TLS_SERVER_HANDSHAKE)
+		return conn_tls_handshake_deadline(c, now_ms);
 	if (!cfg->smtpd_per_request_deadline) {
 		/* Postfix's default: smtpd_timeout for each read and each write */
 		if (received || sent || !c->deadline_ms)
@@ -653,7 +722,7 @@ uint32_t conn_take_delay_ms(struct conn *c)
 
 bool conn_closed(const struct conn *c)
 {
-	return smtp_session_closed(c->s);
+	return smtp_session_closed(c->s) || (c->tls && conn_tls_ended(c));
 }
 
 bool conn_in_data(const struct conn *c)
@@ -663,7 +732,7 @@ bool conn_in_data(const struct conn *c)
 
 /* Drain the events the engine has after a timeout, shutdown or lost peer (the abort of a
  * message in progress) without feeding it input. */
-static void conn_drain(struct conn *c)
+void conn_drain(struct conn *c)
 {
 	/* an answer a command waited for has nobody to answer now */
 	conn_wait_cancel(c);

@@ -62,6 +62,9 @@ struct conn_worker {
 	/* What each Dovecot auth endpoint offers (the SASL service keeps it); NULL: no SASL
 	 * service, AUTH fails at once. */
 	struct svc_sasl_directory *sasl;
+	/* This worker's TLS library context (dataplane/tls/tls_ctx.h), made when a service
+	 * with TLS is first used; NULL until then. */
+	struct tls_worker *tls;
 	/* The per-client counts every worker shares (anvil(8)'s limits); NULL: none kept. */
 	struct anvil *anvil;
 	uint64_t anvil_warned_ms;      /* the last "not limited" warning (rate limit) */
@@ -157,11 +160,20 @@ void conn_service_orphan(struct svc_request *r);
 /* Feed received bytes. Returns how many were consumed; the caller keeps the rest and
  * offers them again later. The engine stops early when its output is above its
  * high-water mark (flush, then call again), when a protocol error asks for a delay
- * (conn_take_delay_ms()), or when the session has ended (conn_closed()). */
+ * (conn_take_delay_ms()), or when the session has ended (conn_closed()).
+ * Over TLS (after STARTTLS, or from the start on a smtpd_tls_wrappermode service) the
+ * bytes are ciphertext: they are decrypted here, and plaintext the engine could not take
+ * yet waits in the connection (conn_pending_input()). */
 size_t conn_input(struct conn *c, const char *buf, size_t len);
 
-/* Reply bytes to send, and how many were sent. */
-struct mx_span conn_output(const struct conn *c);
+/* True when the connection holds decrypted input the engine has not taken: call
+ * conn_input() (with no new bytes if there are none) when it can go on, e.g. after a
+ * service answered or the output drained. */
+bool conn_pending_input(const struct conn *c);
+
+/* Bytes to send (replies, or over TLS the ciphertext of them and the handshake), and how
+ * many were sent. */
+struct mx_span conn_output(struct conn *c);
 void conn_output_done(struct conn *c, size_t n);
 
 /* When smtpd_timeout runs out for this connection (monotonic ms), after what just

@@ -114,21 +114,28 @@ void conn_anvil_disconnect(struct conn *c)
 	(void)rc;
 }
 
-/* The engine's rate hook (smtp_session_set_rate_hook()): MAIL, RCPT and VRFY. */
+/* The engine's rate hook (smtp_session_set_rate_hook()): MAIL, RCPT, VRFY and AUTH. */
 bool conn_anvil_rate_over(void *arg, enum smtp_rate_event event)
 {
 	struct conn *c = arg;
 	const struct mx_config *cfg = c->cfg;
 	unsigned limit = event == SMTP_RATE_MESSAGE ? cfg->client_message_rate_limit
+			 : event == SMTP_RATE_AUTH  ? cfg->client_auth_rate_limit
 						    : cfg->client_recipient_rate_limit;
 	if (!limit || !c->anvil_tracked)
 		return false;
 	uint32_t rate = 0;
-	enum anvil_rate r = event == SMTP_RATE_MESSAGE ? ANVIL_RATE_MESSAGE : ANVIL_RATE_RECIPIENT;
+	enum anvil_rate r = event == SMTP_RATE_MESSAGE ? ANVIL_RATE_MESSAGE
+			    : event == SMTP_RATE_AUTH  ? ANVIL_RATE_AUTH
+						       : ANVIL_RATE_RECIPIENT;
 	if (anvil_event(c->w->anvil, &c->anvil_key, r, conn_anvil_now(), conn_anvil_unit(c),
 			&rate) < 0 || rate <= limit)
 		return false;
-	if (event == SMTP_RATE_MESSAGE) {
+	if (event == SMTP_RATE_AUTH) {
+		c->w->counters.anvil_auth_rate_refused++;
+		mx_log(MX_LOG_WARNING, "AUTH command rate limit exceeded: %" PRIu32
+				       " from %s for service %s", rate, c->client, c->svc->name);
+	} else if (event == SMTP_RATE_MESSAGE) {
 		c->w->counters.anvil_message_rate_refused++;
 		mx_log(MX_LOG_WARNING, "Message delivery request rate limit exceeded: %" PRIu32
 				       " from %s for service %s", rate, c->client, c->svc->name);

@@ -21,6 +21,13 @@
  * later Postfix versions add the name, which Debian 12's does not). */
 #define CONN_AUTH_BAD_MECH "Invalid authentication mechanism"
 
+/* smtpd_sasl_security_options, or smtpd_sasl_tls_security_options inside TLS. */
+static unsigned conn_auth_sec_opts(const struct conn *c)
+{
+	return smtp_session_tls_active(c->s) ? c->cfg->sasl_tls_sec_opts
+					     : c->cfg->sasl_sec_opts;
+}
+
 void conn_auth_offer(struct conn *c)
 {
 	const struct mx_config *cfg = c->cfg;
@@ -32,9 +39,10 @@ void conn_auth_offer(struct conn *c)
 	}
 	char mechs[256] = "";
 	if (c->w->sasl)
-		svc_sasl_mech_list(c->w->sasl, cfg->sasl_endpoint, cfg->sasl_sec_opts, mechs,
+		svc_sasl_mech_list(c->w->sasl, cfg->sasl_endpoint, conn_auth_sec_opts(c), mechs,
 				   sizeof(mechs));
-	unsigned flags = (cfg->tls_auth_only ? SMTP_AUTH_NEED_TLS : 0) |
+	bool tls = smtp_session_tls_active(c->s);
+	unsigned flags = (cfg->tls_auth_only && !tls ? SMTP_AUTH_NEED_TLS : 0) |
 			 (cfg->broken_sasl_auth_clients ? SMTP_AUTH_BROKEN_CLIENTS : 0);
 	smtp_session_set_auth(c->s, true, mechs, flags);
 }
@@ -100,7 +108,8 @@ static void conn_auth_step(struct conn *c, enum svc_sasl_op op, struct mx_span d
 	q->data_len = data.len;
 	if (op == SVC_SASL_START) {
 		snprintf(q->mech, sizeof(q->mech), "%s", c->sasl_mech);
-		q->sec_opts = c->cfg->sasl_sec_opts;
+		q->sec_opts = conn_auth_sec_opts(c);
+		q->secured = smtp_session_tls_active(c->s);
 		snprintf(q->service, sizeof(q->service), "%s", c->cfg->sasl_service);
 		q->remote = c->addr;
 		q->remote_port = c->port;
@@ -221,6 +230,14 @@ void conn_auth_answer(struct conn *c, struct svc_request *r)
 		conn_auth_failed(c, true, text[0] ? text : SMTP_DOVECOT_REASON_CONN_LOST, NULL);
 		return;
 	}
+}
+
+void conn_auth_reset(struct conn *c)
+{
+	conn_auth_abandon(c);
+	free(c->sasl_username);
+	free(c->sasl_method);
+	c->sasl_username = c->sasl_method = NULL;
 }
 
 void conn_auth_abandon(struct conn *c)

@@ -282,6 +282,8 @@ static void conn_check_run(struct conn *c)
 		.protocol = smtp_session_protocol(c->s),
 		.recipient_count = c->nrcpt,
 		.unauth_pipelining = k->unauth_pipelining,
+		.tls = c->tls && c->tls_protocol[0],
+		.ccert = c->tls_peer ? &c->tls_ccert : NULL,
 		.now = mx_clock_wall_s(),
 		.session = c->policy_session,
 		.client_name_status = conn_name_status(c->name_status),
@@ -297,6 +299,12 @@ static void conn_check_run(struct conn *c)
 		.sasl_method = c->sasl_method,
 		.sasl_sender = c->sasl_sender,
 	};
+	/* over TLS, policy servers are told the protocol and cipher */
+	struct smtp_delegation_request attrs;
+	if (c->tls) {
+		conn_tls_policy_attrs(c, &attrs);
+		req.policy_attrs = &attrs;
+	}
 	static const struct smtp_policy_lookups lookups = {
 		.dns = conn_lookup_dns,
 		.policy = conn_lookup_policy,

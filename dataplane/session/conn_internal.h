@@ -22,6 +22,8 @@
 #include "smtp/smtp_dovecot_auth.h"
 #include "smtp/smtp_session.h"
 #include "dataplane/svc/svc.h"
+#include "dataplane/tls/tls_ctx.h"
+#include "dataplane/tls/tls_server.h"
 #include "tables/netlist.h"
 
 /* Postfix's wording for every failure to store a message (cleanup's "queue file write
@@ -78,6 +80,8 @@ struct conn_gen_service {
 	bool ready;                      /* made on first use */
 	struct smtp_policy_ctx *policy;  /* table handles on the worker's reader */
 	int anvil_service;               /* the service's id in the anvil table, or -errno */
+	SSL_CTX *tls_ctx;                /* its TLS context in this worker's library
+					    context; NULL without TLS */
 };
 
 /* What a connection waits for from a service (dataplane/svc/), one at a time. */
@@ -135,6 +139,14 @@ enum conn_op_kind {
 	CONN_OP_CONN,
 	CONN_OP_SCREEN,
 	CONN_OP_KIND_MAX
+};
+
+/* A client certificate (conn_tls.c): what the TLS layer said, and its names xtext-encoded
+ * for policy servers (RFC 1891; empty unless trusted, as Postfix sends them). */
+struct conn_tls_peer {
+	struct tls_server_peer p;
+	char subject_x[3 * sizeof(((struct tls_server_peer *)0)->cn)];
+	char issuer_x[3 * sizeof(((struct tls_server_peer *)0)->issuer_cn)];
 };
 
 /* A request in flight: the svc_request's owner. When the connection goes first, c becomes
@@ -223,6 +235,21 @@ struct conn {
 	uint32_t delay_ms;
 	bool lost_logged;
 
+	/* TLS (conn_tls.c): the layer once STARTTLS was taken or from the start in
+	 * wrappermode; the engine output that still goes out in plaintext (up to the 220 of
+	 * STARTTLS); when the handshake's smtpd_starttls_timeout runs out */
+	SSL_CTX *tls_ctx;
+	struct tls_server *tls;
+	size_t tls_plain_out;
+	uint64_t tls_deadline_ms;
+	bool tls_done_logged;          /* the failure or end was logged */
+	char tls_protocol[16];         /* for policy servers: "TLSv1.3" */
+	char tls_cipher[64];
+	int tls_keysize;
+	/* the client's certificate (smtpd_tls_ask_ccert), NULL when none was presented */
+	struct conn_tls_peer *tls_peer;
+	struct smtp_policy_ccert tls_ccert;
+
 	/* smtpd_timeout: when the connection's time is up (monotonic ms), and the request
 	 * count it was computed for (conn_deadline()) */
 	uint64_t deadline_ms;
@@ -284,6 +311,21 @@ void conn_greet_now(struct conn *c);
  * transport's handle of the screened connection, or NULL (gone, or a cache write). */
 void *conn_screen_answer(struct svc_request *r);
 
+/* conn.c: the engine fed plaintext (conn_input() without TLS), and what a timeout, stop
+ * or lost peer leaves to do */
+size_t conn_feed(struct conn *c, const char *buf, size_t len);
+void conn_drain(struct conn *c);
+
+/* conn_tls.c: TLS over the connection's bytes. start: after STARTTLS's 220 (queued) or at
+ * accept in wrappermode; -ENOMEM, and the caller ends the session. */
+int conn_tls_start(struct conn *c);
+size_t conn_tls_input(struct conn *c, const char *buf, size_t len);
+struct mx_span conn_tls_output(struct conn *c);
+void conn_tls_output_done(struct conn *c, size_t n);
+bool conn_tls_ended(const struct conn *c);
+uint64_t conn_tls_handshake_deadline(struct conn *c, uint64_t now_ms);
+void conn_tls_policy_attrs(const struct conn *c, struct smtp_delegation_request *r);
+
 /* conn_anvil.c: anvil(8)'s per-client limits. connect: when greeting; true when the
  * client is over a connection limit (the 421 is queued instead of the greeting). */
 bool conn_anvil_connect(struct conn *c);
@@ -308,6 +350,8 @@ void conn_on_auth(struct conn *c, const struct smtp_event *ev);
 void conn_on_auth_response(struct conn *c, const struct smtp_event *ev);
 void conn_auth_answer(struct conn *c, struct svc_request *r);
 void conn_auth_abandon(struct conn *c);
+/* STARTTLS: the login is forgotten (RFC 3207 4.2) */
+void conn_auth_reset(struct conn *c);
 
 /* conn_message.c: the message, its checks and its commit */
 int conn_open_message(struct conn *c);

@@ -12,8 +12,9 @@
  *
  * The bytes are kept in a buffer of SMTP_PROXY_HEADER_MAX (allocated at accept, freed when
  * the header is in) because the parser wants the whole header contiguous and TCP may cut
- * it anywhere; only the header's bytes are consumed, what follows is SMTP. The SMTP session
- * made at accept never saw a byte, so it is made again for the real client. */
+ * it anywhere; only the header's bytes are consumed, what follows is SMTP (or, in
+ * wrappermode, TLS). The SMTP session made at accept never saw a byte: it is told the real
+ * client. */
 #include "dataplane/session/conn_internal.h"
 
 #include "smtp/smtp_proxy_protocol.h"
@@ -81,11 +82,11 @@ static const char *conn_proxy_escape(const char *p, size_t n, char *buf, size_t 
 	return buf;
 }
 
-/* The client the header names: addresses, the session made again for it. */
-static int conn_proxy_take(struct conn *c, const struct smtp_proxy_header *h)
+/* The client the header names: its addresses, and the session told about it. */
+static void conn_proxy_take(struct conn *c, const struct smtp_proxy_header *h)
 {
 	if (h->use_connection)
-		return 0;
+		return;
 	struct mx_inet_addr client = mx_inet_unmap(&h->src);
 	struct mx_inet_addr server = mx_inet_unmap(&h->dst);
 	char addr_str[INET6_ADDRSTRLEN];
@@ -98,22 +99,15 @@ static int conn_proxy_take(struct conn *c, const struct smtp_proxy_header *h)
 		.xclient_authorized = c->cfg->xclient_hosts &&
 				      netlist_match(c->cfg->xclient_hosts, &client),
 	};
-	struct smtp_session *s = smtp_session_new(&c->cfg->smtp, &info);
-	if (!s)
-		return -ENOMEM;
-	smtp_session_free(c->s);
-	c->s = s;
-	smtp_session_set_rate_hook(c->s, conn_anvil_rate_over, c);
-	c->addr = client; /* conn_auth_offer() matches smtpd_sasl_exceptions_networks */
-	conn_auth_offer(c);
+	smtp_session_set_client(c->s, &info);
 	c->xclient_allowed = info.xclient_authorized;
 	c->addr = client;
+	conn_auth_offer(c); /* smtpd_sasl_exceptions_networks names the real client */
 	c->port = h->src_port;
 	memcpy(c->addr_str, addr_str, sizeof(addr_str));
 	mx_inet_format(&server, c->server_addr_str, sizeof(c->server_addr_str));
 	c->server_port = h->dst_port;
 	snprintf(c->client, sizeof(c->client), "unknown[%s]", c->addr_str);
-	return 0;
 }
 
 size_t conn_proxy_input(struct conn *c, const char *buf, size_t len)
@@ -141,11 +135,7 @@ size_t conn_proxy_input(struct conn *c, const char *buf, size_t len)
 	/* The parser said "need more" for the bytes before this call, so the header ends
 	 * within what this call brought. */
 	assert((size_t)n > before && (size_t)n <= before + take);
-	if (conn_proxy_take(c, &h) < 0) {
-		mx_log(MX_LOG_WARNING, "haproxy read: out of memory");
-		conn_proxy_failed(c);
-		return len;
-	}
+	conn_proxy_take(c, &h);
 	free(c->proxy_buf);
 	c->proxy_buf = NULL;
 	/* the greeting was asked for while the header was awaited: it begins now */

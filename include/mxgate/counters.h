@@ -25,6 +25,7 @@
 	X(anvil_connection_rate_refused)                                                   \
 	X(anvil_message_rate_refused)                                                      \
 	X(anvil_recipient_rate_refused)                                                    \
+	X(anvil_auth_rate_refused)                                                         \
 	X(anvil_untracked)                                                                 \
 	X(anvil_evicted)                                                                   \
 	X(proxy_failed)                                                                    \
@@ -37,7 +38,10 @@
 	X(screen_denylisted)                                                               \
 	X(screen_allowlisted)                                                              \
 	X(screen_passed)                                                                   \
-	X(screen_closed)
+	X(screen_closed)                                                                   \
+	X(tls_established)                                                                 \
+	X(tls_resumed)                                                                     \
+	X(tls_failed)
 
 struct mx_counters {
 #define MX_COUNTER_FIELD(name) uint64_t name;

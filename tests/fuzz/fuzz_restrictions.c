@@ -5,7 +5,9 @@
  *   4 client address   5 helo ("-" none)   6 sender ("-" none)   7 recipient   8 flags
  *   9 DNS script: bytes the answers are made from (hashed with each question)
  *   10 policy server actions, separated by '|' ("!" alone: the query fails)
- *   11 rbl_reply_maps
+ *   11 rbl_reply_maps   12 TLS: empty for plaintext, else a client certificate's
+ *      fingerprint ("-": TLS without one; a leading '+': the certificate is trusted);
+ *      relay_clientcerts holds the fingerprint "AA:01"
  * Invariants: compiling fails with a one-line message or succeeds; evaluation never fails
  * on a request that makes sense; a refusal is a 4xx/5xx whose text is printable, bounded and
  * consistent with its decision; the envelope actions stay bounded. The stages are run once
@@ -227,7 +229,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(buf, data, size);
 	buf[size] = '\0';
-	enum { NLINES = 11 };
+	enum { NLINES = 12 };
 	char *line[NLINES] = { 0 };
 	size_t linelen[NLINES] = { 0 };
 	char *s = buf;
@@ -281,6 +283,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.myorigin = "example.net";
 	cfg.myhostname = "mx.example.net";
 	cfg.relay_recipient_maps = (flags & 8) ? "inline:{ a@relay.example=1 }" : "";
+	cfg.relay_clientcerts = "inline:{ AA:01=listed }";
 	cfg.local_recipient_maps = "";
 	cfg.rbl_reply_maps = L(10);
 	cfg.access.parent_matches_subdomains = true;
@@ -324,6 +327,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.now = 1700000000,
 		.client_port = 1025,
 	};
+	/* line 12: TLS and the client certificate */
+	const char *tl = L(11);
+	struct smtp_policy_ccert ccert = { .trusted = tl[0] == '+',
+					   .fingerprint = tl + (tl[0] == '+'),
+					   .pkey_fingerprint = "BB:02" };
+	req.tls = tl[0] != '\0';
+	req.ccert = req.tls && strcmp(tl, "-") != 0 ? &ccert : NULL;
 	static struct seq_out direct, waiting, failing;
 	run_stages(ctx, &req, PF_DIRECT, &sc, actions, nact, cfg.soft_bounce, &direct);
 	run_stages(ctx, &req, PF_WAITING, &sc, actions, nact, cfg.soft_bounce, &waiting);

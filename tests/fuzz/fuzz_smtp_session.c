@@ -6,7 +6,9 @@
  *   hook says "over the limit" to one MAIL, RCPT or VRFY in four)
  *   [4..] client bytes, cut into flights at each separator byte. A flight that starts
  *         with 0xff and one of 'T' 'S' 'P' 'G' calls timeout(), shutdown(), peer_closed()
- *         or greet() instead of sending. Each flight is fed in pieces whose sizes come from
+ *         or greet() instead of sending; 'L' and 'E' set STARTTLS up (offered; and
+ *         required, the encrypt level), 'W' begins TLS (wrappermode), 'R' refuses the
+ *         client's certificate (smtpd_tls_req_ccert: 421 at the next line). Each flight is fed in pieces whose sizes come from
  *         a generator seeded by the input, so cuts land everywhere.
  * Verdicts vary with the seed: accept, custom 2xx/3xx, 4xx/5xx refusals (some multi-line,
  * some with control characters), 421 and disconnects, and verdicts held back until the
@@ -19,7 +21,9 @@
  * in CRLF and stays within header_size_limit; events come in a sane order (HEADER and BODY
  * only inside an accepted message, HEADERS_END once before MESSAGE_END); MESSAGE_END's size
  * is the bytes handed out and stays within message_size_limit; the session's memory stays
- * bounded by its limits. */
+ * bounded by its limits; STARTTLS comes only where offered and not over TLS, outside a
+ * message, with all of its input consumed (nothing after it is read in plaintext) and the
+ * 220 last in the output. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -42,6 +46,8 @@ struct state {
 	bool in_message;     /* DATA accepted, no END/ABORT yet */
 	bool greeted;        /* greet() or greet_reject() was called */
 	bool headers_ended;
+	bool tls_offered;    /* smtp_session_set_tls() offered STARTTLS */
+	bool tls_was_active; /* TLS began (STARTTLS or 'W') */
 	uint64_t message_bytes;
 	char pend[1 << 16];
 	size_t pend_len;
@@ -245,6 +251,17 @@ static void on_event(struct state *st, const struct smtp_event *ev)
 					   a->value.ptr[k] != 127);
 		}
 		break;
+	case SMTP_EV_STARTTLS: {
+		FUZZ_CHECK(st->tls_offered && !st->tls_was_active && !st->in_message);
+		FUZZ_CHECK(smtp_session_tls_active(st->s));
+		st->tls_was_active = true;
+		static const char ready[] = "220 2.0.0 Ready to start TLS\r\n";
+		struct mx_span out = smtp_session_output(st->s);
+		FUZZ_CHECK(out.len >= sizeof(ready) - 1 &&
+			   memcmp(out.ptr + out.len - (sizeof(ready) - 1), ready,
+				  sizeof(ready) - 1) == 0);
+		break;
+	}
 	case SMTP_EV_PROTOCOL_ERROR:
 		FUZZ_CHECK(ev->u.error.kind > SMTP_ERR_NONE && ev->u.error.kind < SMTP_ERR_KIND_MAX);
 		FUZZ_CHECK(ev->u.error.delay_ms <= cfg->error_sleep_ms);
@@ -270,6 +287,8 @@ static void drive(struct state *st)
 		struct smtp_event ev = smtp_session_step(st->s, in, st->pend_len, &used);
 		FUZZ_CHECK(used <= st->pend_len);
 		FUZZ_CHECK(ev.type != SMTP_EV_NONE || used == st->pend_len);
+		/* nothing after STARTTLS is read as plaintext */
+		FUZZ_CHECK(ev.type != SMTP_EV_STARTTLS || used == st->pend_len);
 		on_event(st, &ev);
 		free(in);
 		memmove(st->pend, st->pend + used, st->pend_len - used);
@@ -386,6 +405,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				if (!st.greeted)
 					smtp_session_greet(st.s);
 				st.greeted = true;
+				break;
+			case 'L':
+			case 'E':
+				smtp_session_set_tls(st.s, true, f[1] == 'E');
+				st.tls_offered = true;
+				break;
+			case 'W':
+				smtp_session_tls_begin(st.s);
+				st.tls_was_active = true;
+				break;
+			case 'R':
+				smtp_session_tls_refuse(st.s, "Client certificate not trusted");
 				break;
 			default:
 				break;

@@ -650,6 +650,8 @@ static const struct bad_value bad_values[] = {
 						   "smtpd_client_message_rate_limit" },
 	{ "smtpd_client_recipient_rate_limit = -5", "invalid "
 	  "smtpd_client_recipient_rate_limit parameter value -5 < 0" },
+	{ "smtpd_client_auth_rate_limit = -1", "invalid "
+	  "smtpd_client_auth_rate_limit parameter value -1 < 0" },
 	{ "smtpd_client_event_limit_exceptions = 10.0.0.1/8", "parameter "
 	  "smtpd_client_event_limit_exceptions" },
 	{ "smtpd_client_connection_limit_exceptions = 192.0.2.0/24",
@@ -804,6 +806,40 @@ static const struct bad_value bad_values[] = {
 	{ "postscreen_disable_vrfy_command = x", "postscreen_disable_vrfy_command" },
 	{ "postscreen_cache_retention_time = x", "postscreen_cache_retention_time" },
 	{ "postscreen_cache_cleanup_interval = x", "postscreen_cache_cleanup_interval" },
+	{ "smtpd_tls_protocols = >=TLSv1.4", "parameter smtpd_tls_protocols: unknown TLS "
+					     "protocol \">=TLSv1.4\"" },
+	{ "smtpd_tls_mandatory_protocols = !TLSv1 !TLSv1.1 !TLSv1.2 !TLSv1.3",
+	  "leaves no TLS protocol enabled" },
+	{ "smtpd_tls_exclude_ciphers = RC4;MD5", "bad cipher exclusion" },
+	{ "smtpd_tls_mandatory_exclude_ciphers = a|b", "bad cipher exclusion" },
+	{ "smtpd_tls_security_level = verify", "parameter smtpd_tls_security_level: bad value "
+					       "\"verify\" (expected one of:  none may encrypt)" },
+	{ "smtpd_use_tls = perhaps", "smtpd_use_tls" },
+	{ "smtpd_enforce_tls = 2", "smtpd_enforce_tls" },
+	{ "smtpd_tls_wrappermode = on", "smtpd_tls_wrappermode" },
+	{ "smtpd_tls_cert_file = cert.pem", "parameter smtpd_tls_cert_file: not an absolute "
+					    "path" },
+	{ "smtpd_tls_key_file = key.pem", "parameter smtpd_tls_key_file: not an absolute path" },
+	{ "smtpd_tls_eccert_file = ec.pem", "parameter smtpd_tls_eccert_file: not an absolute "
+					    "path" },
+	{ "smtpd_tls_eckey_file = eckey.pem", "parameter smtpd_tls_eckey_file: not an absolute "
+					      "path" },
+	{ "smtpd_tls_ciphers = strong", "parameter smtpd_tls_ciphers: bad value \"strong\"" },
+	{ "smtpd_tls_mandatory_ciphers = ", "parameter smtpd_tls_mandatory_ciphers: bad value" },
+	{ "tls_preempt_cipherlist = maybe", "tls_preempt_cipherlist" },
+	{ "smtpd_tls_received_header = 1", "smtpd_tls_received_header" },
+	{ "smtpd_tls_loglevel = 5", "invalid smtpd_tls_loglevel parameter value 5 > 4" },
+	{ "smtpd_starttls_timeout = 0", "invalid smtpd_starttls_timeout: 0 (min 1)" },
+	{ "smtpd_tls_session_cache_timeout = 101d", "smtpd_tls_session_cache_timeout" },
+	{ "plaintext_reject_code = 250", "invalid plaintext_reject_code parameter value 250 < "
+					 "400" },
+	{ "smtpd_tls_ask_ccert = sometimes", "smtpd_tls_ask_ccert" },
+	{ "smtpd_tls_req_ccert = always", "smtpd_tls_req_ccert" },
+	{ "smtpd_tls_CAfile = ca.pem", "parameter smtpd_tls_CAfile: not an absolute path" },
+	{ "smtpd_tls_ccert_verifydepth = 0", "invalid smtpd_tls_ccert_verifydepth parameter "
+					     "value 0 < 1" },
+	{ "smtpd_tls_fingerprint_digest = crc32", "parameter smtpd_tls_fingerprint_digest: bad "
+						  "value \"crc32\"" },
 };
 
 static void test_bad_values(void)

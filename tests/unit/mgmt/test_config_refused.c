@@ -66,10 +66,13 @@ static void test_refused(void)
 	expect_refused("always_bcc = archive@example.com");
 	expect_refused("sender_bcc_maps = hash:/etc/postfix/sbcc");
 	expect_refused("recipient_bcc_maps = hash:/etc/postfix/rbcc");
-	expect_refused("smtpd_tls_security_level = encrypt");
-	expect_refused("smtpd_enforce_tls = yes");
-	expect_refused("smtpd_use_tls = YES");
-	expect_refused("smtpd_tls_wrappermode = yes");
+	/* the server's TLS is implemented; what it does not do is refused */
+	expect_refused("smtpd_tls_dcert_file = /etc/postfix/dsa.pem");
+	expect_refused("smtpd_tls_eecdh_grade = strong");
+	expect_refused("tls_server_sni_maps = hash:/etc/postfix/sni");
+	expect_refused("tls_medium_cipherlist = ALL");
+	expect_refused("tls_ssl_options = NO_TICKET");
+	expect_refused("tls_session_ticket_cipher = aes-128-cbc");
 	/* AUTH through Dovecot only: Cyrus (Postfix's default type) is refused */
 	{
 		struct load l = load("myhostname = mx.example.com\nsmtpd_sasl_auth_enable = yes\n");
@@ -84,7 +87,6 @@ static void test_refused(void)
 	expect_refused("smtp_tls_security_level = verify");
 	expect_refused("smtp_tls_security_level = secure");
 	expect_refused("smtpd_client_new_tls_session_rate_limit = 10");
-	expect_refused("smtpd_client_auth_rate_limit = 5");
 	expect_refused("smtpd_client_connection_limit_exceptions = 192.0.2.0/24");
 	expect_refused("postscreen_client_connection_count_limit = 5");
 	expect_refused("postscreen_upstream_proxy_protocol = haproxy");
@@ -115,6 +117,14 @@ static void test_refused(void)
 	expect_accepted("virtual_alias_maps =", NULL);
 	expect_accepted("smtpd_tls_security_level = none", NULL);
 	expect_accepted("smtpd_use_tls = no", NULL);
+	expect_accepted("smtpd_tls_ask_ccert = no", NULL);
+	expect_accepted("smtpd_tls_eecdh_grade = auto", NULL);
+	expect_accepted("tls_medium_cipherlist = aNULL:-aNULL:HIGH:MEDIUM:+RC4:@STRENGTH", NULL);
+	/* implemented: known parameters, no message (the files are read with the
+	 * generation) */
+	expect_accepted("smtpd_tls_security_level = encrypt", NULL);
+	expect_accepted("smtpd_tls_wrappermode = yes", NULL);
+	expect_accepted("smtpd_enforce_tls = yes", NULL);
 	expect_accepted("smtpd_sasl_auth_enable = no", NULL);
 	expect_accepted("smtpd_client_new_tls_session_rate_limit = 0", NULL);
 	expect_accepted("smtpd_client_auth_rate_limit = 0", NULL);
@@ -128,10 +138,8 @@ static void test_refused(void)
 	expect_accepted("anvil_rate_time_unit = 2m", NULL);
 	expect_accepted("default_transport = smtp", NULL);
 	expect_accepted("smtp_tcp_port = smtp", NULL);
-	/* opportunistic TLS: allowed, with what it means */
-	expect_accepted("smtpd_tls_security_level = may",
-			"t.cf:2: warning: smtpd_tls_security_level = may: STARTTLS is not "
-			"offered yet: clients send in plaintext");
+	/* opportunistic TLS: the server offers it; the relay does not encrypt yet */
+	expect_accepted("smtpd_tls_security_level = may", NULL);
 	expect_accepted("smtp_tls_security_level = may",
 			"t.cf:2: warning: smtp_tls_security_level = may: the relay does not "
 			"encrypt yet");
@@ -143,9 +151,15 @@ static void test_refused(void)
 	expect_accepted("inet_interfaces = all", "warning: inet_interfaces: not implemented");
 	expect_accepted("readme_directory = no", "warning: readme_directory: not implemented");
 	expect_accepted("mailbox_size_limit = 0", "warning: mailbox_size_limit: not implemented");
-	expect_accepted("smtpd_tls_cert_file = /etc/ssl/certs/x.pem",
-			"warning: smtpd_tls_cert_file: not implemented by mxgate, ignored: "
-			"mxgate does not speak TLS yet");
+	expect_accepted("smtpd_tls_cert_file = /etc/ssl/certs/x.pem", NULL);
+	expect_accepted("smtpd_tls_CAfile = /etc/ssl/certs/ca.pem", NULL);
+	expect_accepted("smtpd_tls_ask_ccert = yes", NULL);
+	expect_accepted("smtpd_tls_CApath = /etc/ssl/certs",
+			"warning: smtpd_tls_CApath: not implemented by mxgate, ignored: "
+			"mxgate verifies client certificates against smtpd_tls_CAfile only");
+	expect_accepted("smtpd_tls_session_cache_database = btree:/var/lib/postfix/x",
+			"warning: smtpd_tls_session_cache_database: not implemented by mxgate, "
+			"ignored: mxgate resumes TLS sessions with tickets");
 	expect_accepted("lmtp_destination_concurrency_limit = 2",
 			"warning: lmtp_destination_concurrency_limit: not implemented");
 	/* a user-defined parameter in use is the operator's own, whatever its name */
@@ -155,8 +169,7 @@ static void test_refused(void)
 							 "no_such_postfix_parameter=1");
 	/* lookup */
 	CHECK(mx_refused_find("postscreen_watchdog_timeout") != NULL);
-	CHECK_STR_EQ(mx_refused_find("smtpd_tls_security_level")->name,
-		     "smtpd_tls_security_level");
+	CHECK_STR_EQ(mx_refused_find("tls_server_sni_maps")->name, "tls_server_sni_maps");
 	CHECK_STR_EQ(mx_refused_find("smtpd_tls_loglevel")->name, "smtpd_tls_*");
 	CHECK_STR_EQ(mx_refused_find("relay_destination_rate_delay")->name,
 		     "*_destination_rate_delay");
@@ -221,7 +234,7 @@ static void test_debian_main_cf(void)
 	if (l.rc != 0)
 		fprintf(stderr, "  Debian's main.cf:\n%s", l.diag);
 	CHECK_INT_EQ(l.rc, 0);
-	/* warnings only, among them what TLS "may" means today */
+	/* warnings only (TLS "may" with Debian's snakeoil certificate is implemented) */
 	for (const char *p = l.diag; *p;) {
 		const char *nl = strchr(p, '\n');
 		if (!strstr(p, ": warning: ") || strstr(p, ": warning: ") > nl) {
@@ -230,8 +243,8 @@ static void test_debian_main_cf(void)
 		}
 		p = nl + 1;
 	}
-	CHECK(strstr(l.diag, "warning: smtpd_tls_security_level = may: STARTTLS is not "
-			     "offered yet") != NULL);
+	CHECK(strstr(l.diag, "smtpd_tls_security_level") == NULL);
+	CHECK(strstr(l.diag, "smtpd_tls_cert_file") == NULL);
 	CHECK(strstr(l.diag, "warning: smtp_tls_security_level = may: the relay does not "
 			     "encrypt yet") != NULL);
 	CHECK(strstr(l.diag, "warning: biff: not implemented by mxgate, ignored") != NULL);
@@ -315,8 +328,7 @@ static void test_policy_checks(void)
 		CHECK(strstr(diag, "t.cf:5: warning: smtpd_recipient_restrictions: "
 				   "permit_sasl_authenticated can never match"));
 		CHECK(strstr(diag, "t.cf:5: warning: smtpd_recipient_restrictions: "
-				   "check_ccert_access can never match: mxgate does not offer TLS "
-				   "client certificates yet"));
+				   "check_ccert_access can never match: smtpd_tls_ask_ccert = no"));
 		CHECK(strstr(diag, "t.cf:3: warning: auth_only: permit_tls_clientcerts can never "
 				   "match"));
 		free(diag);

@@ -132,13 +132,15 @@ static void test_defaults(void)
 	CHECK(s->smtp.myhostname == s->myhostname);
 	CHECK(mx_config_stress(s) == NULL);
 	const char *names[8];
-	CHECK_INT_EQ(mx_config_stress_changes(cfg, names, 8), 5);
+	/* Postfix's: smtpd_starttls_timeout = ${stress?{10}:{300}}s too, and postscreen's */
+	CHECK_INT_EQ(mx_config_stress_changes(cfg, names, 8), 6);
 	CHECK_STR_EQ(names[0], "smtpd_hard_error_limit");
 	CHECK_STR_EQ(names[1], "smtpd_junk_command_limit");
 	CHECK_STR_EQ(names[2], "smtpd_timeout");
 	CHECK_STR_EQ(names[3], "postscreen_greet_wait");
 	CHECK_STR_EQ(names[4], "postscreen_command_time_limit");
-	CHECK_INT_EQ(mx_config_stress_changes(cfg, names, 1), 5);
+	CHECK_STR_EQ(names[5], "smtpd_starttls_timeout");
+	CHECK_INT_EQ(mx_config_stress_changes(cfg, names, 1), 6);
 	CHECK_INT_EQ(mx_config_stress_changes(s, names, 8), 0);
 out:
 	load_free(&l);
@@ -149,7 +151,8 @@ static void test_no_variant(void)
 	/* nothing depends on stress: one configuration serves both */
 	struct load l = load("myhostname = mx.example.com\nsmtpd_timeout = 60s\n"
 			     "smtpd_hard_error_limit = 5\nsmtpd_junk_command_limit = 7\n"
-			     "postscreen_greet_wait = 6s\npostscreen_command_time_limit = 60s\n");
+			     "postscreen_greet_wait = 6s\npostscreen_command_time_limit = 60s\n"
+			     "smtpd_starttls_timeout = 60s\n");
 	CHECK_INT_EQ(l.rc, 0);
 	CHECK(l.cfg && mx_config_stress(l.cfg) == NULL);
 	CHECK(l.cfg && mx_config_stress_changes(l.cfg, NULL, 0) == 0);
@@ -247,6 +250,7 @@ static const char main_cf_fmt[] =
 	"smtpd_junk_command_limit = 100\n"
 	"postscreen_greet_wait = 6s\n"
 	"postscreen_command_time_limit = 300s\n"
+	"smtpd_starttls_timeout = 300s\n"
 	"%s";
 
 /* Write main.cf and master.cf; returns main.cf's path. */

@@ -21,6 +21,7 @@ struct tcfg {
 	const char *class_defs[8][2];
 	bool no_delay, soft_bounce, unlisted_sender, no_unlisted_rcpt;
 	const char *relay_recipient_maps, *local_recipient_maps;
+	const char *relay_clientcerts;
 };
 
 static const char *class_value(void *ctx, const char *name)
@@ -54,6 +55,7 @@ static int compile(const struct tcfg *t, struct smtp_policy **p, char *err, size
 	cfg.myorigin = "mx.example.net";
 	cfg.relay_recipient_maps = t->relay_recipient_maps ? t->relay_recipient_maps : "";
 	cfg.local_recipient_maps = t->local_recipient_maps ? t->local_recipient_maps : "";
+	cfg.relay_clientcerts = t->relay_clientcerts ? t->relay_clientcerts : "";
 	cfg.access.parent_matches_subdomains = true;
 	cfg.access.recipient_delimiter = "+";
 	return smtp_policy_compile(&cfg, p, err, errlen);
@@ -83,6 +85,8 @@ struct treq {
 	const char *addr, *name, *helo, *sender, *rcpt;
 	unsigned count;
 	bool pipelining;
+	bool tls;
+	const struct smtp_policy_ccert *ccert;
 	struct smtp_policy_session *session;
 };
 
@@ -116,6 +120,8 @@ static const char *run(const struct tcfg *t, const struct treq *q)
 		.protocol = "ESMTP",
 		.recipient_count = q->count,
 		.unauth_pipelining = q->pipelining,
+		.tls = q->tls,
+		.ccert = q->ccert,
 		.now = 1700000000,
 		.session = q->session,
 	};
@@ -419,6 +425,58 @@ static void test_syntax_checks(void)
 	q.count = 2;
 	CHECK_STR_EQ(run(&t, &q),
 		     "550 5.5.3 <DATA>: Data command rejected: Multi-recipient bounce");
+
+	/* reject_plaintext_session: plaintext_reject_code (450), Postfix's text */
+	t.lists[SMTP_LIST_DATA] = NULL;
+	t.lists[SMTP_LIST_RECIPIENT] = "reject_plaintext_session";
+	q = *RCPT("s@example.org", "u@mx.example.net");
+	/* no "<address>: ... rejected:" prefix: Postfix's smtpd_check_reject() text as is */
+	CHECK_STR_EQ(run(&t, &q), "450 4.7.1 Session encryption is required");
+	q.tls = true;
+	CHECK_STR_EQ(run(&t, &q), "OK");
+	t.lists[SMTP_LIST_RECIPIENT] = NULL;
+
+	/* client certificates: permit_tls_all_clientcerts needs a trusted one;
+	 * permit_tls_clientcerts a fingerprint (the certificate's, then its key's) in
+	 * relay_clientcerts, trusted or not; check_ccert_access looks both up */
+	static const struct smtp_policy_ccert trusted = { .trusted = true, .fingerprint = "AA:01",
+							  .pkey_fingerprint = "BB:01" };
+	static const struct smtp_policy_ccert untrusted = { .fingerprint = "AA:02",
+							    .pkey_fingerprint = "BB:02" };
+	static const struct smtp_policy_ccert other = { .fingerprint = "AA:03",
+							.pkey_fingerprint = "BB:03" };
+	t.lists[SMTP_LIST_RELAY] = "permit_tls_all_clientcerts, reject_unauth_destination";
+	q = *RCPT("s@example.org", "u@elsewhere.example");
+	q.addr = "198.51.100.7";
+	q.tls = true;
+	CHECK_STR_EQ(run(&t, &q), "554 5.7.1 <u@elsewhere.example>: Relay access denied");
+	q.ccert = &untrusted;
+	CHECK_STR_EQ(run(&t, &q), "554 5.7.1 <u@elsewhere.example>: Relay access denied");
+	q.ccert = &trusted;
+	CHECK_STR_EQ(run(&t, &q), "OK");
+	t.lists[SMTP_LIST_RELAY] = "permit_tls_clientcerts, reject_unauth_destination";
+	t.relay_clientcerts = "inline:{ AA:02=client2, BB:01=client1 }";
+	CHECK_STR_EQ(run(&t, &q), "OK"); /* by its key's fingerprint */
+	q.ccert = &untrusted;
+	CHECK_STR_EQ(run(&t, &q), "OK"); /* by the certificate's, not trusted */
+	q.ccert = &other;
+	CHECK_STR_EQ(run(&t, &q), "554 5.7.1 <u@elsewhere.example>: Relay access denied");
+	q.ccert = NULL;
+	CHECK_STR_EQ(run(&t, &q), "554 5.7.1 <u@elsewhere.example>: Relay access denied");
+	t.relay_clientcerts = NULL;
+	t.lists[SMTP_LIST_RELAY] = NULL;
+	t.lists[SMTP_LIST_CLIENT] = "check_ccert_access { inline:{ { AA:03=REJECT bad cert }, "
+				    "BB:02=OK } }";
+	q = *RCPT("s@example.org", "u@mx.example.net");
+	q.addr = "198.51.100.7";
+	q.ccert = &other;
+	CHECK_STR_EQ(run(&t, &q), "554 5.7.1 <unknown[198.51.100.7]>: Client certificate "
+				  "rejected: bad cert");
+	q.ccert = &untrusted;
+	CHECK_STR_EQ(run(&t, &q), "OK");
+	q.ccert = NULL;
+	CHECK_STR_EQ(run(&t, &q), "OK");
+	t.lists[SMTP_LIST_CLIENT] = NULL;
 }
 
 static void test_access_actions(void)

@@ -999,6 +999,157 @@ static void test_rate_hook(void)
 	CHECK_STR_EQ(smtp_rate_event_name(SMTP_RATE_EVENT_MAX), "?");
 }
 
+/* STARTTLS (RFC 3207) as the engine sees it: offered only when the transport says so and
+ * not over TLS; the 220, then nothing more of that input is read (CVE-2011-0411: commands
+ * pipelined behind STARTTLS were sent before TLS and are dropped); HELO and the
+ * transaction are forgotten; the encrypt level's 530; Received: says ESMTPS with the TLS
+ * lines. */
+static void test_starttls(void)
+{
+	char names[256];
+	struct smtp_config c = cfg;
+	c.forbid_unauth_pipelining = false;
+
+	/* not set up: not offered, 502 */
+	struct smtp_session *s = smtp_session_new(&c, &client);
+	smtp_session_greet(s);
+	free(take_output(s));
+	feed_accepting(s, "EHLO a.example\r\n", names, sizeof(names));
+	char *out = take_output(s);
+	CHECK(strstr(out, "STARTTLS") == NULL);
+	free(out);
+	feed_accepting(s, "STARTTLS\r\n", names, sizeof(names));
+	expect_output(s, "502 5.5.1 Error: command not implemented\r\n");
+	smtp_session_free(s);
+
+	/* offered; the injection behind it is discarded, whole and split at every offset */
+	static const char inject[] = "STARTTLS\r\nMAIL FROM:<evil@x>\r\nRCPT TO:<a@b>\r\n";
+	for (size_t cut = 0; cut <= sizeof(inject) - 1; cut++) {
+		s = smtp_session_new(&c, &client);
+		smtp_session_set_tls(s, true, false);
+		smtp_session_greet(s);
+		free(take_output(s));
+		feed_accepting(s, "EHLO a.example\r\nMAIL FROM:<x@y>\r\n", names, sizeof(names));
+		out = take_output(s);
+		CHECK(strstr(out, "250-VRFY\r\n250-STARTTLS\r\n250-ENHANCEDSTATUSCODES") != NULL);
+		free(out);
+		size_t total = sizeof(inject) - 1, off = 0;
+		bool seen = false;
+		while (off < total) {
+			/* the first piece ends at cut, the second is the rest: each in a heap
+			 * buffer of exactly its size */
+			size_t end = off < cut ? cut : total;
+			size_t len = end - off;
+			char *piece = malloc(len ? len : 1);
+			memcpy(piece, inject + off, len);
+			size_t used = 0;
+			struct smtp_event ev = smtp_session_step(s, piece, len, &used);
+			free(piece);
+			off += used;
+			if (ev.type == SMTP_EV_STARTTLS) {
+				seen = true;
+				/* the rest of that input is consumed, never read */
+				CHECK_INT_EQ(off, end);
+				break;
+			}
+			CHECK(ev.type == SMTP_EV_NONE);
+			if (used == 0)
+				break;
+		}
+		CHECK(seen);
+		CHECK(smtp_session_tls_active(s));
+		expect_output(s, "220 2.0.0 Ready to start TLS\r\n");
+		/* nothing else came of the injected bytes */
+		size_t used;
+		struct smtp_event ev = smtp_session_step(s, NULL, 0, &used);
+		CHECK_INT_EQ(ev.type, SMTP_EV_NONE);
+		/* the transaction was forgotten: RCPT needs a new MAIL */
+		feed_accepting(s, "RCPT TO:<a@b>\r\n", names, sizeof(names));
+		expect_output(s, "503 5.5.1 Error: need MAIL command\r\n");
+		smtp_session_free(s);
+	}
+
+	/* over TLS: not offered again; a second STARTTLS is 554; Received: says ESMTPS */
+	s = smtp_session_new(&c, &client);
+	smtp_session_set_tls(s, true, false);
+	smtp_session_greet(s);
+	free(take_output(s));
+	feed_accepting(s, "STARTTLS\r\n", names, sizeof(names));
+	CHECK_STR_EQ(names, "STARTTLS");
+	free(take_output(s));
+	feed_accepting(s, "STARTTLS now\r\n", names, sizeof(names));
+	expect_output(s, "501 5.5.4 Syntax: STARTTLS\r\n");
+	feed_accepting(s, "EHLO a.example\r\n", names, sizeof(names));
+	CHECK_STR_EQ(names, "HELO");
+	out = take_output(s);
+	CHECK(strstr(out, "STARTTLS") == NULL);
+	free(out);
+	feed_accepting(s, "STARTTLS\r\n", names, sizeof(names));
+	expect_output(s, "554 5.5.1 Error: TLS already active\r\n");
+	CHECK_INT_EQ(smtp_session_set_tls_received(s, "\t(using TLSv1.3 with cipher X (256/256 "
+						      "bits)\r\n\t key-exchange X25519)\n\x01"),
+		     0);
+	char hdr[1024];
+	smtp_received_header(hdr, sizeof(hdr), s, "QID", NULL, 0, 0);
+	CHECK(strstr(hdr, "Received: from a.example (unknown [192.0.2.1])\r\n\t(using TLSv1.3 "
+			  "with cipher X (256/256 bits)\r\n\t key-exchange X25519)??\r\n\tby ") !=
+	      NULL);
+	CHECK(strstr(hdr, "with ESMTPS id QID") != NULL);
+	smtp_session_free(s);
+
+	/* encrypt: 530 before STARTTLS for all but HELO EHLO NOOP HELP QUIT (and STARTTLS) */
+	s = smtp_session_new(&c, &client);
+	smtp_session_set_tls(s, true, true);
+	smtp_session_greet(s);
+	free(take_output(s));
+	feed_accepting(s, "EHLO a.example\r\n", names, sizeof(names));
+	free(take_output(s));
+	feed_accepting(s, "MAIL FROM:<a@b>\r\n", names, sizeof(names));
+	expect_output(s, "530 5.7.0 Must issue a STARTTLS command first\r\n");
+	CHECK_STR_EQ(names, "PROTOCOL_ERROR");
+	feed_accepting(s, "RCPT TO:<a@b>\r\nVRFY a\r\nRSET\r\nDATA\r\n", names, sizeof(names));
+	expect_output(s, "530 5.7.0 Must issue a STARTTLS command first\r\n"
+			 "530 5.7.0 Must issue a STARTTLS command first\r\n"
+			 "530 5.7.0 Must issue a STARTTLS command first\r\n"
+			 "530 5.7.0 Must issue a STARTTLS command first\r\n");
+	feed_accepting(s, "NOOP\r\n", names, sizeof(names));
+	expect_output(s, "250 2.0.0 Ok\r\n");
+	feed_accepting(s, "STARTTLS\r\n", names, sizeof(names));
+	free(take_output(s));
+	feed_accepting(s, "MAIL FROM:<a@b>\r\n", names, sizeof(names));
+	CHECK_STR_EQ(names, "MAIL");
+	expect_output(s, "250 2.1.0 Ok\r\n");
+	smtp_session_free(s);
+
+	/* smtpd_tls_req_ccert: the next line after TLS gets 421 and the session ends */
+	s = smtp_session_new(&c, &client);
+	smtp_session_set_tls(s, true, true);
+	smtp_session_greet(s);
+	free(take_output(s));
+	feed_accepting(s, "STARTTLS\r\n", names, sizeof(names));
+	free(take_output(s));
+	smtp_session_tls_refuse(s, "No client certificate presented");
+	feed_accepting(s, "EHLO a.example\r\nMAIL FROM:<a@b>\r\n", names, sizeof(names));
+	out = take_output(s);
+	CHECK(strncmp(out, "421 4.7.1 ", 10) == 0);
+	CHECK(strstr(out, " Error: No client certificate presented\r\n") != NULL);
+	CHECK(strchr(out, '\n') == out + strlen(out) - 1); /* one reply, the MAIL unread */
+	free(out);
+	CHECK(smtp_session_closed(s));
+	CHECK(strstr(names, "HELO") == NULL);
+	smtp_session_free(s);
+
+	/* with smtpd_forbid_unauth_pipelining (the default) a pipelined STARTTLS closes */
+	s = greeted();
+	smtp_session_set_tls(s, true, false);
+	free(take_output(s));
+	feed_accepting(s, "STARTTLS\r\nMAIL FROM:<evil@x>\r\n", names, sizeof(names));
+	expect_output(s, "554 5.5.0 Error: SMTP protocol synchronization\r\n");
+	CHECK(smtp_session_closed(s));
+	CHECK(!smtp_session_tls_active(s));
+	smtp_session_free(s);
+}
+
 int main(void)
 {
 	smtp_config_defaults(&cfg);
@@ -1024,5 +1175,6 @@ int main(void)
 	RUN_TEST(test_access_denied);
 	RUN_TEST(test_soft_bounce);
 	RUN_TEST(test_rate_hook);
+	RUN_TEST(test_starttls);
 	return TEST_RESULT();
 }
