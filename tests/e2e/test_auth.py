@@ -6,6 +6,13 @@ permit_sasl_authenticated, a wrong password gets 535 and Postfix's warning, the 
 line carries sasl_method= and sasl_username=, Received: says ESMTPA and, with
 smtpd_sasl_authenticated_header, "(Authenticated sender: ...)".
 
+Kernel transport, the usual Postfix split (master.cf as Postfix users write it): port 25
+with opportunistic TLS and no AUTH, a submission service with -o
+smtpd_tls_security_level=encrypt, smtpd_sasl_auth_enable=yes, smtpd_tls_auth_only=yes and
+permit_sasl_authenticated,reject, an smtps service in wrappermode: AUTH is offered only
+inside TLS, MAIL before STARTTLS gets 530, an unauthenticated client may not send, a
+logged-in one may, over STARTTLS and over implicit TLS ("with ESMTPSA").
+
 Kernel transport, differential against Debian's Postfix (a private instance with the same
 SASL and restriction parameters, the same Dovecot): scripted sessions - AUTH PLAIN with and
 without an initial response, LOGIN, wrong passwords, "*", bad base64, a mechanism Dovecot
@@ -33,7 +40,7 @@ if transport == "dpdk":
     netns.need_netns_tools()
     mxtest.need_tool("swaks")
 else:
-    for tool in ("/usr/sbin/postfix", "/usr/sbin/postqueue"):
+    for tool in ("/usr/sbin/postfix", "/usr/sbin/postqueue", "openssl"):
         mxtest.need_tool(tool)
 
 USERS = {"alice@example.org": "secret", "bob": "hunter2"}
@@ -165,7 +172,9 @@ def kernel():
         finally:
             gw.stop()
             pf.stop()
-    print(f"ok: {len(SESSIONS)} AUTH sessions replied as Postfix's, over a real Dovecot")
+        typical_services(d)
+    print(f"ok: {len(SESSIONS)} AUTH sessions replied as Postfix's, over a real Dovecot; "
+          "submission (encrypt, smtpd_tls_auth_only) and smtps (wrappermode) with AUTH")
 
 
 def check_mxgate_side(gw, host, port, smtplib_client):
@@ -189,6 +198,90 @@ def check_mxgate_side(gw, host, port, smtplib_client):
     head = msgs[0][2].split(b"\r\n\r\n", 1)[0].decode()
     if "with ESMTPA id" not in head or "(Authenticated sender: alice@example.org)" not in head:
         fail(f"Received: does not show the AUTH:\n{head}")
+
+
+def typical_services(d):
+    """The submission/smtps split of a Postfix site, with TLS (a certificate made here)."""
+    import smtplib
+    import ssl
+    import subprocess
+    gw = mxtest.Gateway(binary, workers=2)
+    ports = [gw.port, mxtest.free_port(), mxtest.free_port()]
+    crt, key = os.path.join(gw.dir, "mx.crt"), os.path.join(gw.dir, "mx.key")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                        key, "-out", crt, "-days", "2", "-subj", "/CN=mx.test.example"],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        fail(f"openssl req failed: {r.stderr}")
+    master = os.path.join(gw.dir, "master.cf")
+    with open(master, "w") as f:
+        f.write(f"127.0.0.1:{ports[0]} inet n - y - - smtpd\n"
+                f"127.0.0.1:{ports[1]} inet n - y - - smtpd\n"
+                "  -o smtpd_tls_security_level=encrypt\n"
+                "  -o smtpd_sasl_auth_enable=yes\n"
+                "  -o smtpd_tls_auth_only=yes\n"
+                "  -o smtpd_client_restrictions=permit_sasl_authenticated,reject\n"
+                "  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n"
+                f"127.0.0.1:{ports[2]} inet n - y - - smtpd\n"
+                "  -o smtpd_tls_wrappermode=yes\n"
+                "  -o smtpd_sasl_auth_enable=yes\n"
+                "  -o smtpd_client_restrictions=permit_sasl_authenticated,reject\n"
+                "  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n")
+    with open(gw.config_path, "a") as f:
+        f.write(f"mxgate_master_file = {master}\n"
+                "mynetworks = 192.0.2.0/24\n"
+                "smtpd_tls_security_level = may\n"
+                f"smtpd_tls_cert_file = {crt}\nsmtpd_tls_key_file = {key}\n"
+                "smtpd_sasl_type = dovecot\n"
+                f"smtpd_sasl_path = {d.socket_path}\n")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        gw.start()
+        mxtest.wait_port("127.0.0.1", ports[1])
+        with smtplib.SMTP("127.0.0.1", ports[0], timeout=30) as c:
+            c.ehlo("c.example")
+            if c.has_extn("auth") or not c.has_extn("starttls"):
+                fail(f"port 25: STARTTLS without AUTH expected: {c.esmtp_features}")
+        with smtplib.SMTP("127.0.0.1", ports[1], timeout=30) as c:
+            c.ehlo("c.example")
+            if c.has_extn("auth") or not c.has_extn("starttls"):
+                fail(f"submission before TLS: STARTTLS without AUTH expected: "
+                     f"{c.esmtp_features}")
+            code, msg = c.mail("alice@example.org")
+            if code != 530 or b"Must issue a STARTTLS command first" not in msg:
+                fail(f"submission: MAIL before STARTTLS: {code} {msg}")
+            c.starttls(context=ctx)
+            c.ehlo("c.example")
+            if "PLAIN" not in c.esmtp_features.get("auth", ""):
+                fail(f"submission inside TLS: no AUTH PLAIN: {c.esmtp_features}")
+            c.mail("alice@example.org")
+            code, msg = c.rcpt("x@elsewhere.example")
+            if code != 554 or b"Access denied" not in msg:
+                fail(f"submission without AUTH: RCPT {code} {msg}")
+            c.rset()
+            c.login("alice@example.org", "secret")
+            c.sendmail("alice@example.org", ["x@elsewhere.example"],
+                       b"Subject: submission after AUTH\r\n\r\nhello\r\n")
+        with smtplib.SMTP_SSL("127.0.0.1", ports[2], timeout=30, context=ctx) as c:
+            c.ehlo("c.example")
+            c.login("bob", "hunter2")
+            c.sendmail("bob@example.org", ["x@elsewhere.example"],
+                       b"Subject: smtps after AUTH\r\n\r\nhello\r\n")
+        got = {}
+        for _, _, m in gw.spooled():
+            head = m.split(b"\r\n\r\n", 1)[0].decode()
+            for subj in ("submission after AUTH", "smtps after AUTH"):
+                if subj in head:
+                    got[subj] = head
+        for subj, head in sorted(got.items()):
+            if "with ESMTPSA id" not in head:
+                fail(f"{subj}: Received: does not say ESMTPSA:\n{head}")
+        if len(got) != 2:
+            fail(f"messages after AUTH over TLS not spooled: {sorted(got)}\n{gw.output()}")
+    finally:
+        gw.stop()
 
 
 # ---------------------------------------------------------------------- dpdk
