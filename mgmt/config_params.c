@@ -313,7 +313,7 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		.id = MX_P_SMTPD_SASL_EXCEPTIONS_NETWORKS,
 		.name = "smtpd_sasl_exceptions_networks", .type = MX_PT_NETLIST, .def = "",
 		.postfix = true,
-		.doc = "clients that are not offered AUTH in EHLO",
+		.doc = "clients that are not offered AUTH in EHLO (AUTH still works, as in Postfix)",
 		P_SERVICE_LIVE, P_FIELD(NETLIST, sasl_exceptions_networks),
 	},
 	[MX_P_SMTPD_SASL_AUTHENTICATED_HEADER] = {

@@ -333,7 +333,7 @@ void smtp_session_set_client_name(struct smtp_session *s, const char *name);
  * session (smtpd_sasl_auth_enable, and not a client of smtpd_sasl_exceptions_networks),
  * and the mechanisms EHLO offers ("PLAIN LOGIN"; NULL or "" offers none: the backend's
  * list is not known yet). With SMTP_AUTH_NEED_TLS (smtpd_tls_auth_only outside TLS) EHLO
- * offers nothing and AUTH gets 504 5.5.4; SMTP_AUTH_BROKEN_CLIENTS adds Postfix's
+ * offers nothing and AUTH gets Postfix's 503 (SASL is off outside TLS); SMTP_AUTH_BROKEN_CLIENTS adds Postfix's
  * "AUTH=mechs" line for Outlook 2003 and friends (broken_sasl_auth_clients). The engine
  * checks the command as Postfix's auth_cmd() (HELO first if smtpd_helo_required, enabled,
  * not in a transaction, TLS if needed, not authenticated twice, syntax) and hands the

@@ -78,9 +78,11 @@ void smtp_session_cmd_auth(struct smtp_session *s, struct mx_span args)
 		return;
 	}
 	if (s->auth_flags & SMTP_AUTH_NEED_TLS) {
-		/* RFC 4954 section 4 */
-		refuse_lit(s, SMTP_ERR_BAD_SEQUENCE,
-			   "504 5.5.4 Encryption required for requested authentication mechanism");
+		/* Postfix does not turn SASL on outside TLS with smtpd_tls_auth_only (smtpd.c
+		 * "Safety: don't enable SASL..."), so its AUTH says "not enabled" there; the
+		 * 504 of RFC 4954 section 4 that auth_cmd() has is never reached */
+		refuse_lit(s, SMTP_ERR_UNKNOWN_COMMAND,
+			   "503 5.5.1 Error: authentication not enabled");
 		return;
 	}
 	if (s->auth_authenticated) {

@@ -31,14 +31,16 @@ static unsigned conn_auth_sec_opts(const struct conn *c)
 void conn_auth_offer(struct conn *c)
 {
 	const struct mx_config *cfg = c->cfg;
-	if (!cfg->sasl_auth_enable || !cfg->sasl_endpoint ||
-	    (cfg->sasl_exceptions_networks &&
-	     netlist_match(cfg->sasl_exceptions_networks, &c->addr))) {
+	if (!cfg->sasl_auth_enable || !cfg->sasl_endpoint) {
 		smtp_session_set_auth(c->s, false, NULL, 0);
 		return;
 	}
+	/* smtpd_sasl_exceptions_networks: not announced, but AUTH still works (Postfix keeps
+	 * it for "backwards compatibility", smtpd.c) */
+	bool hidden = cfg->sasl_exceptions_networks &&
+		      netlist_match(cfg->sasl_exceptions_networks, &c->addr);
 	char mechs[256] = "";
-	if (c->w->sasl)
+	if (c->w->sasl && !hidden)
 		svc_sasl_mech_list(c->w->sasl, cfg->sasl_endpoint, conn_auth_sec_opts(c), mechs,
 				   sizeof(mechs));
 	bool tls = smtp_session_tls_active(c->s);

@@ -381,6 +381,7 @@ discard   unix  -  -  n  -   -  discard
 anvil     unix  -  -  n  -   1  anvil
 scache    unix  -  -  n  -   1  scache
 postlog   unix-dgram n - n - 1 postlogd
+tlsmgr    unix  -  -  n  1000? 1 tlsmgr
 """
 
     def __init__(self, relayhost, smtpd_port=None, extra_main_cf="", listen_host="127.0.0.1",

@@ -76,7 +76,8 @@ def policy_cf(socket_path):
 # ---------------------------------------------------------------------- sessions
 
 # Each session: a list of lines to send, one at a time, each answered before the next.
-# "EHLO" lines are compared by their AUTH line only (the rest differs by design).
+# EHLO replies are compared by their AUTH and STARTTLS lines only, HELO's by the code (the
+# rest differs by design).
 SESSIONS = [
     ["EHLO c.example", f"AUTH PLAIN {plain('alice@example.org', 'secret')}",
      "MAIL FROM:<alice@example.org>", "RCPT TO:<x@elsewhere.example>",
@@ -129,8 +130,10 @@ class Client:
 
 
 def normalise(cmd, lines):
+    if cmd.upper().startswith("HELO"):
+        return [x[:3] for x in lines]  # "250 HOSTNAME": the names differ by design
     if cmd.upper().startswith("EHLO"):
-        return [x[4:] for x in lines if x[4:].upper().startswith("AUTH")]
+        return [x[4:] for x in lines if x[4:].upper().startswith(("AUTH", "STARTTLS"))]
     return lines
 
 
@@ -138,43 +141,89 @@ def run_session(host, port, source, steps):
     c = Client(host, port, source)
     out = [c.reply()[0][:3]]  # the greeting's code only
     for step in steps:
-        out.append((step, normalise(step, c.send(step))))
+        lines = c.send(step)
+        out.append((step, normalise(step, lines)))
+        if step == "STARTTLS" and lines and lines[0].startswith("220"):
+            break  # TLS from here: not this driver's business
     c.close()
     return out
 
 
 # ---------------------------------------------------------------------- kernel
 
+def differential(cf, sessions, src, what, after=None):
+    """The sessions against mxgate and a private Postfix with the same parameters; every
+    reply must be the same. src(i, side): the source address of session i on side 1 or 2.
+    after(gw): more checks on the gateway before it stops."""
+    gw = mxtest.Gateway(binary, workers=2, extra_config=cf)
+    pf = mxtest.PostfixPeer(relayhost="[127.0.0.1]:9", extra_main_cf=cf)
+    try:
+        gw.start()
+        pf.start()
+        mismatches = []
+        for i, steps in enumerate(sessions):
+            mine = run_session("127.0.0.1", gw.port, src(i, 1), steps)
+            try:
+                theirs = run_session("127.0.0.1", pf.smtpd_port, src(i, 2), steps)
+            except OSError as e:
+                fail(f"{what} session {i + 1} with Postfix: {e}\n{pf.log()[-3000:]}")
+            for a, b in zip(mine[1:], theirs[1:]):
+                if a != b:
+                    mismatches.append(f"{what} session {i + 1} {a[0]!r}:\n"
+                                      f"    mxgate:  {a[1]}\n    postfix: {b[1]}")
+        if mismatches:
+            fail("replies differ from Postfix's:\n" + "\n".join(mismatches) +
+                 f"\n{gw.output()}\n--- postfix log ---\n{pf.log()[-4000:]}")
+        if after:
+            after(gw)
+    finally:
+        gw.stop()
+        pf.stop()
+
+
+# STARTTLS before the handshake (each session ends at the 220: the driver speaks no TLS):
+# the syntax, AUTH outside TLS with smtpd_tls_auth_only, and the encrypt level's 530.
+TLS_SESSIONS = [
+    ["EHLO c.example", "STARTTLS now", f"AUTH PLAIN {plain('bob', 'hunter2')}",
+     "MAIL FROM:<a@b.example>", "RSET", "STARTTLS"],
+    ["HELO c.example", "NOOP", "STARTTLS"],
+]
+ENCRYPT_SESSIONS = [
+    ["EHLO c.example", "MAIL FROM:<a@b.example>", f"AUTH PLAIN {plain('bob', 'hunter2')}",
+     "VRFY postmaster", "NOOP", "STARTTLS"],
+]
+
+
+def tls_cf(socket_path, level, directory):
+    import subprocess
+    crt, key = os.path.join(directory, "mx.crt"), os.path.join(directory, "mx.key")
+    if not os.path.exists(crt):
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                            "-keyout", key, "-out", crt, "-days", "2", "-subj",
+                            "/CN=mx.test.example"], capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            fail(f"openssl req failed: {r.stderr}")
+        os.chmod(directory, 0o755)
+    return (policy_cf(socket_path) + f"smtpd_tls_security_level = {level}\n"
+            f"smtpd_tls_cert_file = {crt}\nsmtpd_tls_key_file = {key}\n"
+            "smtpd_tls_auth_only = yes\n")
+
+
 def kernel():
+    import tempfile
     with DovecotAuth(users=USERS) as d:
-        cf = policy_cf(d.socket_path)
-        gw = mxtest.Gateway(binary, workers=2, extra_config=cf)
-        pf = mxtest.PostfixPeer(relayhost="[127.0.0.1]:9", extra_main_cf=cf)
-        try:
-            gw.start()
-            pf.start()
-            mismatches = []
-            for i, steps in enumerate(SESSIONS):
-                mine = run_session("127.0.0.1", gw.port, f"127.0.1.{i + 1}", steps)
-                try:
-                    theirs = run_session("127.0.0.1", pf.smtpd_port, f"127.0.2.{i + 1}",
-                                         steps)
-                except OSError as e:
-                    fail(f"session {i + 1} with Postfix: {e}\n{pf.log()[-3000:]}")
-                for a, b in zip(mine[1:], theirs[1:]):
-                    if a != b:
-                        mismatches.append(f"session {i + 1} {a[0]!r}:\n"
-                                          f"    mxgate:  {a[1]}\n    postfix: {b[1]}")
-            if mismatches:
-                fail("replies differ from Postfix's:\n" + "\n".join(mismatches) +
-                     f"\n{gw.output()}\n--- postfix log ---\n{pf.log()[-4000:]}")
-            check_mxgate_side(gw, "127.0.0.1", gw.port, smtplib_client=True)
-        finally:
-            gw.stop()
-            pf.stop()
+        differential(policy_cf(d.socket_path), SESSIONS, lambda i, side: f"127.0.{side}.{i + 1}",
+                     "AUTH", after=lambda gw: check_mxgate_side(gw, "127.0.0.1", gw.port,
+                                                                 smtplib_client=True))
+        certs = tempfile.mkdtemp(prefix="mxgate-auth-certs-")
+        differential(tls_cf(d.socket_path, "may", certs), TLS_SESSIONS,
+                     lambda i, side: f"127.0.{side + 2}.{i + 1}", "STARTTLS")
+        differential(tls_cf(d.socket_path, "encrypt", certs), ENCRYPT_SESSIONS,
+                     lambda i, side: f"127.0.{side + 4}.{i + 1}", "encrypt")
         typical_services(d)
-    print(f"ok: {len(SESSIONS)} AUTH sessions replied as Postfix's, over a real Dovecot; "
-          "submission (encrypt, smtpd_tls_auth_only) and smtps (wrappermode) with AUTH")
+    print(f"ok: {len(SESSIONS)} AUTH and {len(TLS_SESSIONS) + len(ENCRYPT_SESSIONS)} "
+          "STARTTLS sessions replied as Postfix's, over a real Dovecot; submission "
+          "(encrypt, smtpd_tls_auth_only) and smtps (wrappermode) with AUTH")
 
 
 def check_mxgate_side(gw, host, port, smtplib_client):
