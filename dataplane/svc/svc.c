@@ -3,6 +3,7 @@
 #include "dataplane/svc/svc.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "mxgate/clock.h"
+#include "mgmt/log.h"
 #include "mxgate/errf.h"
 
 const char *svc_kind_name(enum svc_kind k)
@@ -478,4 +480,43 @@ void svc_set_log_statistics(struct svc_set *s, const char *when)
 	for (int k = 0; k < SVC_KIND_MAX; k++)
 		if (s->ops[k] && s->ports[k].running && s->ops[k]->log_statistics)
 			s->ops[k]->log_statistics(s->ports[k].impl, when);
+}
+
+/* ---- helpers the service threads share ---- */
+
+int svc_thread_start(pthread_t *thread, void *(*main)(void *), void *arg, const char *name,
+		     char *err, size_t errlen)
+{
+	int rc = pthread_create(thread, NULL, main, arg);
+	if (rc != 0)
+		return mx_errf(err, errlen, -rc, "pthread_create: %s", strerror(rc));
+	pthread_setname_np(*thread, name);
+	return 0;
+}
+
+void svc_thread_stop(pthread_t thread, atomic_bool *stop, struct svc_port *port)
+{
+	atomic_store_explicit(stop, true, memory_order_release);
+	eventfd_write(svc_port_wake_fd(port), 1); /* not write(2): see svc_port_flush() */
+	pthread_join(thread, NULL);
+}
+
+void svc_warn_limited(struct svc_warn_limit *w, uint64_t now, uint64_t interval_ms,
+		      const char *fmt, ...)
+{
+	if (w->at && now - w->at < interval_ms) {
+		w->suppressed++;
+		return;
+	}
+	w->at = now ? now : 1;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (w->suppressed)
+		mx_log(MX_LOG_WARNING, "%s (%u more like it suppressed)", msg, w->suppressed);
+	else
+		mx_log(MX_LOG_WARNING, "%s", msg);
+	w->suppressed = 0;
 }

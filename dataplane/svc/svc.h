@@ -24,6 +24,7 @@
 #ifndef MXGATE_DATAPLANE_SVC_SVC_H
 #define MXGATE_DATAPLANE_SVC_SVC_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -272,6 +273,25 @@ int svc_set_start(struct svc_set **out, const struct svc_set_params *p, char *er
 void svc_set_stop(struct svc_set *s);
 void svc_set_free(struct svc_set *s);
 void svc_set_log_statistics(struct svc_set *s, const char *when);
+
+/* ---- helpers the service threads share ---- */
+
+/* Start a service's thread (named for ps, top and perf: "mx-policy"). 0, or a negative
+ * errno with err. */
+int svc_thread_start(pthread_t *thread, void *(*main)(void *), void *arg, const char *name,
+		     char *err, size_t errlen);
+/* Stop it: set *stop, wake the thread through its port's eventfd, join it. */
+void svc_thread_stop(pthread_t thread, atomic_bool *stop, struct svc_port *port);
+
+/* A warning of one kind at most once per interval (a dead server under load would log one
+ * line per request otherwise), with how many were held back: "TEXT (N more like it
+ * suppressed)". now: monotonic ms. */
+struct svc_warn_limit {
+	uint64_t at;         /* when the last one was logged (0: never) */
+	unsigned suppressed; /* held back since */
+};
+void svc_warn_limited(struct svc_warn_limit *w, uint64_t now, uint64_t interval_ms,
+		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 extern const struct svc_ops svc_resolver_ops; /* svc_resolver.c */
 extern const struct svc_ops svc_policy_ops;   /* svc_policy.c */

@@ -313,12 +313,11 @@ static int svc_greylist_start(void **impl, struct svc_port *port, const void *pa
 	atomic_init(&s->stop, false);
 	greylist_instances_init(&s->instances);
 	s->next_sweep = mx_clock_monotonic_ms() + pp->sweep_interval_ms;
-	int rc = pthread_create(&s->thread, NULL, svc_greylist_main, s);
-	if (rc != 0) {
+	int rc = svc_thread_start(&s->thread, svc_greylist_main, s, "mx-greylist", err, errlen);
+	if (rc < 0) {
 		svc_greylist_free(s);
-		return mx_errf(err, errlen, -rc, "pthread_create: %s", strerror(rc));
+		return rc;
 	}
-	pthread_setname_np(s->thread, "mx-greylist");
 	*impl = s;
 	return 0;
 }
@@ -326,9 +325,7 @@ static int svc_greylist_start(void **impl, struct svc_port *port, const void *pa
 static void svc_greylist_stop(void *impl)
 {
 	struct svc_greylist_service *s = impl;
-	atomic_store_explicit(&s->stop, true, memory_order_release);
-	eventfd_write(svc_port_wake_fd(s->port), 1); /* not write(2): see svc.c */
-	pthread_join(s->thread, NULL);
+	svc_thread_stop(s->thread, &s->stop, s->port);
 	svc_greylist_free(s);
 }
 

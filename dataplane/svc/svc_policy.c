@@ -247,8 +247,7 @@ struct svc_policy_endpoint {
 	struct svc_policy_link idle;          /* IDLE connections, most recently used first */
 	unsigned nconns;                      /* open (or opening) connections */
 	unsigned njobs;                       /* jobs of any state for this endpoint */
-	uint64_t warned_at[SVC_POLICY_WARN_MAX];
-	unsigned suppressed[SVC_POLICY_WARN_MAX];
+	struct svc_warn_limit warned[SVC_POLICY_WARN_MAX];
 };
 
 struct svc_policy_conn;
@@ -347,21 +346,12 @@ static void svc_policy_warn(struct svc_policy_service *p, struct svc_policy_endp
 static void svc_policy_warn(struct svc_policy_service *p, struct svc_policy_endpoint *ep,
 			    enum svc_policy_warning kind, const char *fmt, ...)
 {
-	if (ep->warned_at[kind] && p->now - ep->warned_at[kind] < SVC_POLICY_WARN_INTERVAL_MS) {
-		ep->suppressed[kind]++;
-		return;
-	}
-	ep->warned_at[kind] = p->now ? p->now : 1;
 	char msg[1024];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (ep->suppressed[kind])
-		mx_log(MX_LOG_WARNING, "%s (%u more like it suppressed)", msg, ep->suppressed[kind]);
-	else
-		mx_log(MX_LOG_WARNING, "%s", msg);
-	ep->suppressed[kind] = 0;
+	svc_warn_limited(&ep->warned[kind], p->now, SVC_POLICY_WARN_INTERVAL_MS, "%s", msg);
 }
 
 /* ---- connections ---- */
@@ -1285,12 +1275,10 @@ static int svc_policy_start(void **impl, struct svc_port *port, const void *para
 		return mx_errf(err, errlen, rc, "epoll_ctl: %s", strerror(-rc));
 	}
 	p->now = mx_clock_monotonic_ms();
-	rc = pthread_create(&p->thread, NULL, svc_policy_main, p);
-	if (rc != 0) {
+	if ((rc = svc_thread_start(&p->thread, svc_policy_main, p, "mx-policy", err, errlen)) < 0) {
 		svc_policy_free(p);
-		return mx_errf(err, errlen, -rc, "pthread_create: %s", strerror(rc));
+		return rc;
 	}
-	pthread_setname_np(p->thread, "mx-policy"); /* as mx-resolver: ps, top, perf */
 	*impl = p;
 	return 0;
 }
@@ -1298,9 +1286,7 @@ static int svc_policy_start(void **impl, struct svc_port *port, const void *para
 static void svc_policy_stop(void *impl)
 {
 	struct svc_policy_service *p = impl;
-	atomic_store_explicit(&p->stop, true, memory_order_release);
-	eventfd_write(svc_port_wake_fd(p->port), 1); /* not write(2): see svc.c */
-	pthread_join(p->thread, NULL);
+	svc_thread_stop(p->thread, &p->stop, p->port);
 	svc_policy_free(p);
 }
 

@@ -104,8 +104,7 @@ struct svc_sasl_conn {
 	unsigned failures;                   /* connect attempts failed since the last ready */
 	bool mech_dirty;                     /* the mechanisms are still to be published */
 	int last_error;
-	uint64_t warned_at[SVC_SASL_WARN_MAX];
-	unsigned suppressed[SVC_SASL_WARN_MAX];
+	struct svc_warn_limit warned[SVC_SASL_WARN_MAX];
 	struct svc_sasl_xchg *x;             /* [SVC_SASL_EXCHANGES_MAX] */
 	size_t nlive;
 };
@@ -175,21 +174,12 @@ static void svc_sasl_warn(struct svc_sasl_service *p, struct svc_sasl_conn *c,
 static void svc_sasl_warn(struct svc_sasl_service *p, struct svc_sasl_conn *c,
 			  enum svc_sasl_warning kind, const char *fmt, ...)
 {
-	if (c->warned_at[kind] && p->now - c->warned_at[kind] < SVC_SASL_WARN_INTERVAL_MS) {
-		c->suppressed[kind]++;
-		return;
-	}
-	c->warned_at[kind] = p->now ? p->now : 1;
 	char msg[1024];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (c->suppressed[kind])
-		mx_log(MX_LOG_WARNING, "%s (%u more like it suppressed)", msg, c->suppressed[kind]);
-	else
-		mx_log(MX_LOG_WARNING, "%s", msg);
-	c->suppressed[kind] = 0;
+	svc_warn_limited(&c->warned[kind], p->now, SVC_SASL_WARN_INTERVAL_MS, "%s", msg);
 }
 
 /* ---- answers ---- */
@@ -1171,12 +1161,10 @@ static int svc_sasl_start(void **impl, struct svc_port *port, const void *params
 		svc_sasl_free(p);
 		return mx_errf(err, errlen, rc, "epoll_ctl: %s", strerror(-rc));
 	}
-	rc = pthread_create(&p->thread, NULL, svc_sasl_main, p);
-	if (rc != 0) {
+	if ((rc = svc_thread_start(&p->thread, svc_sasl_main, p, "mx-sasl", err, errlen)) < 0) {
 		svc_sasl_free(p);
-		return mx_errf(err, errlen, -rc, "pthread_create: %s", strerror(rc));
+		return rc;
 	}
-	pthread_setname_np(p->thread, "mx-sasl");
 	*impl = p;
 	return 0;
 }
@@ -1184,9 +1172,7 @@ static int svc_sasl_start(void **impl, struct svc_port *port, const void *params
 static void svc_sasl_stop(void *impl)
 {
 	struct svc_sasl_service *p = impl;
-	atomic_store_explicit(&p->stop, true, memory_order_release);
-	eventfd_write(svc_port_wake_fd(p->port), 1);
-	pthread_join(p->thread, NULL);
+	svc_thread_stop(p->thread, &p->stop, p->port);
 	svc_sasl_free(p);
 }
 

@@ -281,12 +281,11 @@ static int svc_state_start(void **impl, struct svc_port *port, const void *param
 		return mx_errf(err, errlen, -ENOMEM, "out of memory");
 	}
 	s->next_sweep = mx_clock_monotonic_ms() + pp->sweep_interval_ms;
-	int rc = pthread_create(&s->thread, NULL, svc_state_main, s);
-	if (rc != 0) {
+	int rc = svc_thread_start(&s->thread, svc_state_main, s, "mx-state", err, errlen);
+	if (rc < 0) {
 		svc_state_free(s);
-		return mx_errf(err, errlen, -rc, "pthread_create: %s", strerror(rc));
+		return rc;
 	}
-	pthread_setname_np(s->thread, "mx-state");
 	*impl = s;
 	return 0;
 }
@@ -294,9 +293,7 @@ static int svc_state_start(void **impl, struct svc_port *port, const void *param
 static void svc_state_stop(void *impl)
 {
 	struct svc_state_service *s = impl;
-	atomic_store_explicit(&s->stop, true, memory_order_release);
-	eventfd_write(svc_port_wake_fd(s->port), 1); /* not write(2): see svc.c */
-	pthread_join(s->thread, NULL);
+	svc_thread_stop(s->thread, &s->stop, s->port);
 	svc_state_free(s);
 }
 
