@@ -292,15 +292,18 @@ static int screen_acl_value(const char *v, const char *table, char *warn, size_t
 	return 0;
 }
 
-enum smtp_screen_acl mx_screen_access(const struct mx_screen *s, const struct mx_config *cfg,
-				      const struct mx_inet_addr *addr, char *warn,
-				      size_t warnlen)
+enum smtp_screen_acl mx_screen_access_entry(const struct mx_screen *s,
+					    const struct mx_config *cfg,
+					    const struct mx_inet_addr *addr, int *entry,
+					    char *warn, size_t warnlen)
 {
+	*entry = -1;
 	if (warnlen)
 		warn[0] = '\0';
 	struct mx_inet_addr a = mx_inet_unmap(addr);
 	for (unsigned i = 0; i < s->nacl; i++) {
 		const struct mx_screen_acl *e = &s->acl[i];
+		*entry = (int)i; /* until it says nothing */
 		switch (e->kind) {
 		case MX_SCREEN_ACL_PERMIT:
 			return SMTP_SCREEN_ACL_PERMIT;
@@ -329,5 +332,14 @@ enum smtp_screen_acl mx_screen_access(const struct mx_screen *s, const struct mx
 			break;
 		}
 	}
+	*entry = -1;
 	return SMTP_SCREEN_ACL_DUNNO;
+}
+
+enum smtp_screen_acl mx_screen_access(const struct mx_screen *s, const struct mx_config *cfg,
+				      const struct mx_inet_addr *addr, char *warn,
+				      size_t warnlen)
+{
+	int entry;
+	return mx_screen_access_entry(s, cfg, addr, &entry, warn, warnlen);
 }

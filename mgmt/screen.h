@@ -55,5 +55,11 @@ void mx_screen_free(struct mx_screen *s);
 enum smtp_screen_acl mx_screen_access(const struct mx_screen *s, const struct mx_config *cfg,
 				      const struct mx_inet_addr *addr, char *warn,
 				      size_t warnlen);
+/* The same, and which element decided (for `mxgate explain`): *entry its index in
+ * s->acl, or -1 when none did (no element matched: dunno). */
+enum smtp_screen_acl mx_screen_access_entry(const struct mx_screen *s,
+					    const struct mx_config *cfg,
+					    const struct mx_inet_addr *addr, int *entry,
+					    char *warn, size_t warnlen);
 
 #endif
