@@ -12,7 +12,12 @@ gateway), as an ISP's MX front doors would share it.
     that gateway after the delay) and each logs the dict's warning for each map;
   - memcached back (empty, on the same port): both use it again (the dict's info line for
     each map in each log), and the state is shared again (PASS NEW at A then PASS OLD at
-    B; greylisted at B, accepted at A).
+    B; greylisted at B, accepted at A);
+  - the per-DNSBL counters of the statistics (SIGUSR1): postscreen_dnsbl_sites =
+    bl.test=127.0.0.[2..11]*2, wl.test*-3 against a private DNS server (test_postscreen.py's):
+    a client in both lists counts once for each site, one whose answer is outside bl.test's
+    filter counts for none; B, where the same client is PASS OLD (no DNS asked), counts
+    nothing.
 The maps use distinct key_format prefixes: postscreen's cache and greylisting's client
 records are both keyed by the client's address, and one memcached holds both.
 
@@ -20,7 +25,9 @@ Delays are short (postscreen_greet_wait 1s, mxgate_greylist_delay 2s). Each clie
 own loopback address (127.0.0.x), greylisted by host. memcached comes from Debian's
 memcached package (deploy/install-deps.sh); without it the test fails naming it."""
 
+import json
 import os
+import re
 import shutil
 import signal
 import smtplib
@@ -33,6 +40,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest  # noqa: E402
 from mxtest import fail  # noqa: E402
+from test_postscreen import DNS_SERVER  # noqa: E402  (a UDP DNS server, stdlib only)
 
 GREET_WAIT = 1
 DELAY = 2
@@ -97,7 +105,36 @@ class Memcached:
         return lines[1].decode() if lines[0].startswith(b"VALUE ") else None
 
 
-def gateway(binary, name, port, mc_port):
+SITES = ("bl.test=127.0.0.[2..11]*2", "wl.test*-3")
+ZONES = {  # the DNS server's names: A records; everything else NXDOMAIN
+    "31.0.0.127.bl.test": [300, ["127.0.0.2"]],
+    "31.0.0.127.wl.test": [300, ["127.0.2.1"]],
+    "32.0.0.127.bl.test": [300, ["127.0.0.20"]],
+    "33.0.0.127.bl.test": [300, ["127.0.0.3"]],
+}
+
+
+def start_dns(port):
+    p = subprocess.Popen([sys.executable, "-u", "-c", DNS_SERVER, str(port),
+                          json.dumps(ZONES)], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    if p.stdout.readline().strip() != "ready":
+        fail(f"the DNS server did not start: {p.stdout.read()}")
+    return p
+
+
+def dnsbl_counts(gw):
+    """SIGUSR1; the per-site lines of this service: {site: listed}."""
+    gw.stats()
+    out = {}
+    for m in re.finditer(r"postscreen dnsbl \(SIGUSR1\): generation=\d+ service=(\S+) "
+                         r"site=(\S+) listed=(\d+)", gw.log()):
+        if m.group(1) == f"127.0.0.1:{gw.port}":
+            out[m.group(2)] = int(m.group(3))  # the last SIGUSR1's
+    return out
+
+
+def gateway(binary, name, port, mc_port, dns_port):
     """A gateway with a postscreen service on port and check_greylist behind it, its two
     maps memcache: files on memcached at mc_port with local backups."""
     gw = mxtest.Gateway(binary, workers=2, port=port, extra_config="")
@@ -123,6 +160,9 @@ def gateway(binary, name, port, mc_port):
                 # every client is 127.0.0.x: no access list (its default permits
                 # mynetworks)
                 "postscreen_access_list =\n"
+                f"postscreen_dnsbl_sites = {', '.join(SITES)}\n"
+                "postscreen_dnsbl_threshold = 2\n"
+                f"mxgate_dns_servers = 127.0.0.1:{dns_port}\n"
                 f"postscreen_cache_map = memcache:{d}/postscreen.cf\n"
                 f"mxgate_greylist_map = memcache:{d}/greylist.cf\n"
                 "smtpd_recipient_restrictions = reject_unauth_destination, check_greylist,"
@@ -221,8 +261,10 @@ def main():
     pa, pb = mxtest.free_port(), mxtest.free_port()
     while pb == pa:
         pb = mxtest.free_port()
-    a = gateway(binary, "A", pa, mc.port)
-    b = gateway(binary, "B", pb, mc.port)
+    dns_port = mxtest.free_port()
+    dns = start_dns(dns_port)
+    a = gateway(binary, "A", pa, mc.port, dns_port)
+    b = gateway(binary, "B", pb, mc.port, dns_port)
     server = f"127.0.0.1:{mc.port}"
     try:
         a.start()
@@ -239,6 +281,20 @@ def main():
         expect_greylisted(a, "127.0.0.21", "alice@sender.example", "first attempt at A")
         time.sleep(max(0.0, t0 + DELAY + 0.5 - time.monotonic()))
         expect_accepted(b, "127.0.0.21", "alice@sender.example", "the retry at B")
+
+        print("shared: per-DNSBL counters in the statistics")
+        expect_pass_new(a, "127.0.0.31", "listed in both lists (2 - 3 < 2)")
+        expect_pass_new(a, "127.0.0.32", "an answer outside the filter")
+        greet(a, "127.0.0.33")  # listed in bl.test: rank 2, postscreen_dnsbl_action ignore
+        wait_log(a, "DNSBL rank 2 for [127.0.0.33]:", "listed in bl.test")
+        expect_pass_old(b, "127.0.0.31", "the listed client at B")
+        want = {SITES[0]: 2, SITES[1]: 1}
+        got = dnsbl_counts(a)
+        if got != want:
+            fail(f"gateway A's per-DNSBL counts: {got}, want {want}\n{a.output()}")
+        got = dnsbl_counts(b)
+        if got != {SITES[0]: 0, SITES[1]: 0}:
+            fail(f"gateway B's per-DNSBL counts: {got}, want none listed\n{b.output()}")
 
         print("shared: memcached down, each gateway goes on with its backup")
         mc.stop()
@@ -287,6 +343,8 @@ def main():
     finally:
         rcs = [gw.stop(check=False) for gw in (a, b)]
         mc.stop()
+        dns.kill()
+        dns.wait()
         if os.environ.get("MXGATE_KEEP_TEST_DIRS") is None:
             shutil.rmtree(tmp, ignore_errors=True)
             for gw in (a, b):
