@@ -579,6 +579,7 @@ static void signal_loop(const sigset_t *sigs, struct mx_transport_run *tr,
 			/* the spools first: the statistics line (and the dpdk line after it) end
 			 * the group, so a reader that sees them has the whole group */
 			reload_log_stress(r, "SIGUSR1");
+			reload_log_screen(r, "SIGUSR1");
 			spools_log_statistics(sp);
 			svc_set_log_statistics(services, "SIGUSR1");
 			log_statistics(tr, "SIGUSR1");

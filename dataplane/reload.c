@@ -11,6 +11,7 @@
 
 #include "mgmt/log.h"
 #include "mgmt/policy.h"
+#include "mgmt/screen.h"
 #include "mgmt/stress.h"
 #include "mxgate/clock.h"
 #include "mxgate/errf.h"
@@ -177,6 +178,51 @@ void reload_log_stress(struct reload *r, const char *when)
 	       " connections_in_use=%" PRIu64 " capacity=%" PRIu64,
 	       when, mx_stress_state_name(s.state), s.entered,
 	       mx_stress_total_ms(&s, now_ms) / 1000, in_use, capacity);
+}
+
+/* One service's DNSBL sites: a line per site with the clients it listed. A stress
+ * variant with its own screen counts into the same line when its site is the same. */
+static void reload_log_screen_service(const struct mx_generation *g, const struct mx_service *svc,
+				      const char *when)
+{
+	const struct mx_screen *scr = svc->screen;
+	const struct mx_screen *st = svc->stress ? svc->stress->screen : NULL;
+	if (st == scr)
+		st = NULL;
+	for (unsigned k = 0; scr && scr->sites && k < scr->cfg->nsites; k++) {
+		uint64_t n = atomic_load_explicit(&scr->sites[k].listed, memory_order_relaxed);
+		if (st && st->sites && k < st->cfg->nsites &&
+		    strcmp(st->sites[k].text, scr->sites[k].text) == 0)
+			n += atomic_load_explicit(&st->sites[k].listed, memory_order_relaxed);
+		mx_log(MX_LOG_INFO, "postscreen dnsbl (%s): generation=%" PRIu64 " service=%s "
+		       "site=%s listed=%" PRIu64, when, g->id, svc->name, scr->sites[k].text, n);
+	}
+	/* a stress variant whose sites differ: its own lines */
+	for (unsigned k = 0; st && st->sites && k < st->cfg->nsites; k++) {
+		if (scr && scr->sites && k < scr->cfg->nsites &&
+		    strcmp(st->sites[k].text, scr->sites[k].text) == 0)
+			continue;
+		mx_log(MX_LOG_INFO, "postscreen dnsbl (%s): generation=%" PRIu64 " service=%s "
+		       "(stress) site=%s listed=%" PRIu64, when, g->id, svc->name,
+		       st->sites[k].text,
+		       (uint64_t)atomic_load_explicit(&st->sites[k].listed,
+						      memory_order_relaxed));
+	}
+}
+
+void reload_log_screen(struct reload *r, const char *when)
+{
+	/* a reload may hold the lock while it builds: the statistics do not wait for it */
+	if (pthread_mutex_trylock(&r->lock) != 0) {
+		mx_log(MX_LOG_INFO, "postscreen dnsbl (%s): not counted now: a reload is in "
+		       "progress", when);
+		return;
+	}
+	const struct mx_generation *gens[2] = { r->current, r->canary };
+	for (unsigned i = 0; i < 2; i++)
+		for (unsigned j = 0; gens[i] && j < gens[i]->nservices; j++)
+			reload_log_screen_service(gens[i], &gens[i]->services[j], when);
+	pthread_mutex_unlock(&r->lock);
 }
 
 /* The status line: on or off, with what it is measured by. */

@@ -83,6 +83,11 @@ void reload_housekeeping(struct reload *r);
  * logs its state and counters (SIGUSR1). */
 void reload_log_stress(struct reload *r, const char *when);
 
+/* Per DNSBL site of each postscreen service of the current (and canary) generation, how
+ * many clients it listed since that generation was built: one line per service and site,
+ * "postscreen dnsbl (WHEN): generation=N service=NAME site=SITE listed=N" (SIGUSR1). */
+void reload_log_screen(struct reload *r, const char *when);
+
 /* Parse "10%", "2.5%", "10" (percent, > 0, <= 100) into permille. false on bad input. */
 bool reload_parse_share(const char *s, unsigned *permille);
 

@@ -25,7 +25,9 @@
 #include <sys/stat.h>
 
 #include "mgmt/config.h"
+#include "mgmt/master.h"
 #include "mgmt/policy.h"
+#include "mgmt/screen.h"
 #include "mxgate/clock.h"
 #include "mxgate/inet.h"
 #include "smtp/smtp_restrictions.h"
@@ -50,6 +52,9 @@ static void mx_explain_usage(FILE *f, const char *default_config)
 		"not disturbed). Prints every restriction tried and what it matched, the DNS\n"
 		"answers and policy server exchanges it used, the one that decided, and the\n"
 		"reply. sender= with an empty value is the null sender <>.\n"
+		"Each postscreen service of mxgate_master_file first shows its screen's verdict\n"
+		"for the client (access list, DNSBL sites and score, the tests; its cache is\n"
+		"not read).\n"
 		"Defaults: client=192.0.2.1 helo=unknown.example sender=<>.\n"
 		"\n"
 		"DNS questions go to the servers the gateway asks (mxgate_dns_servers, else the\n"
@@ -659,6 +664,39 @@ static int mx_explain_client_name(struct mx_explain_run *x, const struct mx_expl
 	return 0;
 }
 
+/* The screen of every postscreen service of mxgate_master_file, printed before the
+ * session as the client meets it first; true when one would refuse the client. A service
+ * whose configuration or screen cannot be built is said and skipped (the gateway would not
+ * start with it). */
+static bool mx_explain_screens(struct mx_explain_run *x, const struct mx_config *cfg,
+			       const struct mx_inet_addr *addr)
+{
+	const struct mx_master *m = mx_config_master(cfg);
+	bool refused = false;
+	for (size_t i = 0; m && i < m->nservices; i++) {
+		const struct mx_master_service *ms = &m->services[i];
+		if (!ms->screen)
+			continue;
+		struct mx_config *own = NULL;
+		if (ms->noverrides && mx_config_load_service(cfg, ms, &own, stderr) < 0) {
+			fprintf(x->f, "screen (postscreen) of service %s: its configuration has "
+				      "errors (above)\n", ms->name);
+			continue;
+		}
+		const struct mx_config *scfg = own ? own : cfg;
+		struct mx_screen *scr = NULL;
+		char err[512];
+		if (mx_screen_build(scfg, &scr, err, sizeof(err)) < 0)
+			fprintf(x->f, "screen (postscreen) of service %s: %s\n", ms->name, err);
+		else if (mx_explain_screen(x->f, x->dns, ms->name, scfg, scr, addr,
+					   mx_clock_wall_s()))
+			refused = true;
+		mx_screen_free(scr);
+		mx_config_free(own);
+	}
+	return refused;
+}
+
 /* Every stage of the session; returns true when something was refused. */
 static bool mx_explain_session(struct mx_explain_run *x, const struct mx_explain_args *a,
 			       const char *addr, const struct mx_explain_peer *peer,
@@ -783,8 +821,9 @@ int mx_explain_main(int argc, char **argv, const char *default_config)
 		printf("policy servers: not contacted (--no-policy): each query fails\n");
 	if (mx_explain_client_name(&x, &a, cfg->smtpd_peername_lookup, &ua, &peer) < 0)
 		goto out;
+	bool screened = mx_explain_screens(&x, cfg, &ua);
 	printf("client %s[%s], helo=<%s>, sender=<%s>\n", peer.name, addr, a.helo, a.sender);
-	bool refused = mx_explain_session(&x, &a, addr, &peer, actions);
+	bool refused = mx_explain_session(&x, &a, addr, &peer, actions) || screened;
 	mx_explain_print_actions(actions);
 	status = refused ? 1 : 0;
 out:

@@ -15,7 +15,8 @@
  *   explain.c         the command line, the session, the memo and replay, the output
  *   explain_dns.c     the stub resolver, and the client's name looked up as at connect
  *   explain_policy.c  one check_policy_service query
- *   explain_print.c   how DNS answers, policy exchanges and the client's name read */
+ *   explain_print.c   how DNS answers, policy exchanges and the client's name read
+ *   explain_screen.c  the screen's verdict for the client (postscreen services) */
 #ifndef MXGATE_MGMT_EXPLAIN_H
 #define MXGATE_MGMT_EXPLAIN_H
 
@@ -177,6 +178,29 @@ struct mx_explain_policy_reply {
  * -EADDRNOTAVAIL (a host name that does not resolve), -ENOMEM. */
 int mx_explain_policy_query(const struct smtp_policy_service *svc, const char *request,
 			    size_t len, bool smtputf8, struct mx_explain_policy_reply *out);
+
+/* ---- The screen (explain_screen.c) ----
+ *
+ * What the screen (postscreen(8)'s tests, mgmt/screen.h) in front of a service would do
+ * with a client that connects and waits quietly for its greeting: postscreen_access_list's
+ * verdict and the element that gave it; each postscreen_dnsbl_sites domain asked through
+ * dns (NULL: --no-dns, every answer a temporary failure) and printed as
+ * mx_explain_print_dns() prints it, then each site: listed or not, whether its filter
+ * matched, its weight; the score against postscreen_dnsbl_threshold and
+ * postscreen_dnsbl_allowlist_threshold; the tests it would run (the teaser and greet
+ * wait, the deep tests); the lines the screen would log, what the client would see, and
+ * the verdict (allowlisted, denylisted -> action, DNSBL rank -> action, PASS NEW, the deep
+ * tests). The screen codec itself decides (smtp/smtp_screen.h), run as the gateway's
+ * connection runs it with no cache record: the cache (postscreen_cache_map) is not read,
+ * and the output says that a client still in it is PASS OLD. cfg: the service's effective
+ * configuration (for permit_mynetworks); wall_s: the wall clock. Returns true when the
+ * screen would refuse the client (denylisted or DNSBL rank, with an action other than
+ * ignore). */
+struct mx_config;
+struct mx_screen;
+bool mx_explain_screen(FILE *f, struct mx_explain_dns *dns, const char *service,
+		       const struct mx_config *cfg, const struct mx_screen *scr,
+		       const struct mx_inet_addr *addr, int64_t wall_s);
 
 /* ---- The output (explain_print.c) ----
  *

@@ -1,6 +1,7 @@
 /* A service's screen, compiled from its postscreen_* parameters (mgmt/screen.h). */
 #include "mgmt/screen.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -185,6 +186,38 @@ static int screen_reply_map(struct mx_screen *s, const char *map, char *err, siz
 	return 0;
 }
 
+/* The per-site counters, named by the sites as written: smtp_screen_sites_parse() made
+ * one site of each word of the list, in order. */
+static int screen_sites(struct mx_screen *s, const char *list, char *err, size_t errlen)
+{
+	unsigned n = s->cfg->nsites;
+	if (n == 0)
+		return 0;
+	s->sites = calloc(n, sizeof(*s->sites));
+	if (!s->sites)
+		return mx_errf(err, errlen, -ENOMEM, "out of memory");
+	const char *cur = list, *word;
+	size_t len;
+	unsigned k = 0;
+	while ((len = mx_list_next(&cur, &word)) > 0 && k < n) {
+		struct mx_screen_site_stat *st = &s->sites[k++];
+		if (len >= sizeof(st->text))
+			len = sizeof(st->text) - 1;
+		memcpy(st->text, word, len);
+		st->text[len] = '\0';
+		atomic_init(&st->listed, 0);
+	}
+	assert(k == n); /* the codec made one site per word */
+	return 0;
+}
+
+void mx_screen_count_listed(const struct mx_screen *s, uint64_t listed)
+{
+	for (unsigned k = 0; listed && s->sites && k < s->cfg->nsites; k++, listed >>= 1)
+		if (listed & 1u)
+			atomic_fetch_add_explicit(&s->sites[k].listed, 1, memory_order_relaxed);
+}
+
 int mx_screen_build(const struct mx_config *cfg, struct mx_screen **out, char *err,
 		    size_t errlen)
 {
@@ -255,6 +288,8 @@ int mx_screen_build(const struct mx_config *cfg, struct mx_screen **out, char *e
 	}
 	memcpy(s->cache_map, map, strlen(map) + 1);
 	s->dnsbl_timeout_ms = p.dnsbl_timeout_s * 1000u;
+	if ((rc = screen_sites(s, p.dnsbl_sites ? p.dnsbl_sites : "", err, errlen)) < 0)
+		goto fail;
 	*out = s;
 	return 0;
 fail:
@@ -269,6 +304,7 @@ void mx_screen_free(struct mx_screen *s)
 	for (unsigned i = 0; i < s->nacl; i++)
 		table_cidr_free(s->acl[i].cidr);
 	smtp_screen_config_free(s->cfg);
+	free(s->sites);
 	free(s);
 }
 
@@ -292,15 +328,18 @@ static int screen_acl_value(const char *v, const char *table, char *warn, size_t
 	return 0;
 }
 
-enum smtp_screen_acl mx_screen_access(const struct mx_screen *s, const struct mx_config *cfg,
-				      const struct mx_inet_addr *addr, char *warn,
-				      size_t warnlen)
+enum smtp_screen_acl mx_screen_access_entry(const struct mx_screen *s,
+					    const struct mx_config *cfg,
+					    const struct mx_inet_addr *addr, int *entry,
+					    char *warn, size_t warnlen)
 {
+	*entry = -1;
 	if (warnlen)
 		warn[0] = '\0';
 	struct mx_inet_addr a = mx_inet_unmap(addr);
 	for (unsigned i = 0; i < s->nacl; i++) {
 		const struct mx_screen_acl *e = &s->acl[i];
+		*entry = (int)i; /* until it says nothing */
 		switch (e->kind) {
 		case MX_SCREEN_ACL_PERMIT:
 			return SMTP_SCREEN_ACL_PERMIT;
@@ -329,5 +368,14 @@ enum smtp_screen_acl mx_screen_access(const struct mx_screen *s, const struct mx
 			break;
 		}
 	}
+	*entry = -1;
 	return SMTP_SCREEN_ACL_DUNNO;
+}
+
+enum smtp_screen_acl mx_screen_access(const struct mx_screen *s, const struct mx_config *cfg,
+				      const struct mx_inet_addr *addr, char *warn,
+				      size_t warnlen)
+{
+	int entry;
+	return mx_screen_access_entry(s, cfg, addr, &entry, warn, warnlen);
 }

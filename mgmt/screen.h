@@ -6,6 +6,7 @@
 #ifndef MXGATE_MGMT_SCREEN_H
 #define MXGATE_MGMT_SCREEN_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,13 +34,30 @@ struct mx_screen_acl {
 	char name[MX_SCREEN_MAP_MAX];   /* "cidr:/etc/postfix/postscreen_access.cidr" */
 };
 
+#define MX_SCREEN_SITE_TEXT_MAX 128 /* a DNSBL site as written, for the statistics */
+
+/* Per DNSBL site: the site as postscreen_dnsbl_sites writes it (cut at
+ * MX_SCREEN_SITE_TEXT_MAX - 1 bytes) and how many clients it listed (the site's answer had
+ * an address in its filter before the score was final: its weight counted). Workers add
+ * (relaxed atomics: a listing is at most once per screened connection), the statistics
+ * read. */
+struct mx_screen_site_stat {
+	char text[MX_SCREEN_SITE_TEXT_MAX];
+	atomic_uint_fast64_t listed;
+};
+
 struct mx_screen {
 	struct smtp_screen_config *cfg;
 	struct mx_screen_acl acl[MX_SCREEN_ACL_MAX];
 	unsigned nacl;
 	char cache_map[MX_SCREEN_MAP_MAX];  /* "" : no cache */
 	uint32_t dnsbl_timeout_ms;
+	struct mx_screen_site_stat *sites;  /* [cfg->nsites], NULL when none */
 };
+
+/* Count one screened client's listings: bit k of listed (smtp_screen_outcome()'s
+ * dnsbl_listed) is site k of s->cfg->sites. */
+void mx_screen_count_listed(const struct mx_screen *s, uint64_t listed);
 
 /* Compile cfg's postscreen_* parameters. 0, or a negative errno with the reason in err
  * (naming the parameter). */
@@ -55,5 +73,11 @@ void mx_screen_free(struct mx_screen *s);
 enum smtp_screen_acl mx_screen_access(const struct mx_screen *s, const struct mx_config *cfg,
 				      const struct mx_inet_addr *addr, char *warn,
 				      size_t warnlen);
+/* The same, and which element decided (for `mxgate explain`): *entry its index in
+ * s->acl, or -1 when none did (no element matched: dunno). */
+enum smtp_screen_acl mx_screen_access_entry(const struct mx_screen *s,
+					    const struct mx_config *cfg,
+					    const struct mx_inet_addr *addr, int *entry,
+					    char *warn, size_t warnlen);
 
 #endif

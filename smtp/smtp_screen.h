@@ -241,10 +241,16 @@ void smtp_screen_output_done(struct smtp_screen *s, size_t n);
 bool smtp_screen_cache_record(const struct smtp_screen *s, int64_t wall_s, char *out,
 			      size_t cap, uint32_t *keep_s);
 
-/* What happened, for counters. */
+/* What happened, for counters. dnsbl_listed: bit k set when the answer of site k of
+ * cfg->sites (postscreen_dnsbl_sites' order) listed the client within the site's filter,
+ * so that its weight counted (answers after the score was final do not count);
+ * dnsbl_score: the DNSBL score once final (dnsbl_scored). */
 struct smtp_screen_outcome {
 	bool pregreet_fail, dnsbl_fail, pipelining_fail, non_smtp_fail, bare_newline_fail;
 	bool pass_new, pass_old, denylisted, allowlisted;
+	bool dnsbl_scored;
+	int dnsbl_score;
+	uint64_t dnsbl_listed;
 };
 struct smtp_screen_outcome smtp_screen_outcome(const struct smtp_screen *s);
 

@@ -173,6 +173,8 @@ void scr_dnsbl_answer(struct smtp_screen *s, unsigned zone, const struct dns_res
 				match = a->family == AF_INET && scr_filter_match(site, a->bytes);
 			}
 			if (match) {
+				_Static_assert(SMTP_SCREEN_SITES_MAX <= 64, "a bit per site");
+				s->outcome.dnsbl_listed |= 1ull << k;
 				if (s->dnsbl_name < 0 || s->dnsbl_weight < site->weight) {
 					s->dnsbl_name = (int)zone;
 					s->dnsbl_weight = site->weight;
@@ -198,4 +200,6 @@ void scr_dnsbl_retrieve(struct smtp_screen *s)
 		ttl = (int)c->dnsbl_max_ttl_s;
 	s->dnsbl_ttl = ttl;
 	s->score_final = true;
+	s->outcome.dnsbl_scored = true;
+	s->outcome.dnsbl_score = s->score;
 }

@@ -151,6 +151,7 @@ static void conn_screen_after(struct conn_screen *sc)
 	ct->screen_pass_old += o.pass_old;
 	ct->screen_denylisted += o.denylisted;
 	ct->screen_allowlisted += o.allowlisted;
+	mx_screen_count_listed(sc->scr, o.dnsbl_listed);
 	if (st == SMTP_SCREEN_ST_PASS)
 		ct->screen_passed++;
 	else

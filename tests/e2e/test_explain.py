@@ -15,7 +15,10 @@ and get:
   4. check_policy_service: the request sent (attributes), the action received, a reply
      that rejects; a server that never answers: its timeout and the default action;
   5. SERVFAIL and a timeout: TEMPFAIL with the reason, the blocklist's lookup error;
-  6. --no-dns and --no-policy: nothing is asked, and it says so.
+  6. --no-dns and --no-policy: nothing is asked, and it says so;
+  7. the screen of a postscreen service: the DNSBL site's answer, weight and score, the
+     verdict (DNSBL rank 2 -> drop) and the reply, and a gateway screening with the same
+     configuration drops a client from that address with the same reply.
 Kernel sockets only (explain is a command-line tool); no root needed.
 """
 
@@ -365,6 +368,54 @@ def test_no_policy(cf):
     print("explain: --no-policy")
 
 
+def test_screen(d, dns_port):
+    port = mxtest.free_port()
+    master = os.path.join(d, "master-screen.cf")
+    with open(master, "w") as f:
+        f.write(f"127.0.0.1:{port} inet n - n - 1 postscreen\n"
+                "  -o { postscreen_dnsbl_sites = zen.bl.test=127.0.0.[2..11]*2, "
+                "nx.test*-1 }\n"
+                "  -o postscreen_dnsbl_threshold=2\n"
+                "  -o postscreen_dnsbl_action=drop\n"
+                "smtpd pass - - n - - smtpd\n")
+    gw = mxtest.Gateway(binary, port=port, workers=1, extra_config=(
+        f"mxgate_master_file = {master}\nmxgate_dns_servers = 127.0.0.1:{dns_port}\n"
+        f"mxgate_table_directory = {d}/tables\npostscreen_greet_wait = 1s\n"
+        f"data_directory = {d}\npostscreen_access_list =\n"))
+    gw.start()
+    try:
+        out, _ = explain(gw.config_path, "client=127.0.0.2", "name=unknown", want_rc=1)
+        expect(out, rf"^screen \(postscreen\) of service 127\.0\.0\.1:{port}:$", "the service")
+        expect(out, r"^  postscreen_access_list: dunno \(the list is empty\)$", "the access list")
+        expect(out, r"^    dns: A 2\.0\.0\.127\.zen\.bl\.test -> 127\.0\.0\.2 \(ttl \d+\)$",
+               "the DNSBL answer")
+        expect(out, r"^    site zen\.bl\.test \(with a filter\), weight 2: listed, the filter "
+               r"matched: \+2$", "the listing site")
+        expect(out, r"^    site nx\.test, weight -1: not listed$", "the other site")
+        expect(out, r"^  DNSBL score 2: postscreen_dnsbl_threshold 2 reached", "the score")
+        reply = "521 5.7.1 Service unavailable; client [127.0.0.2] blocked using zen.bl.test"
+        expect(out, r"^  client sees: " + re.escape(reply) + "$", "the screen's reply")
+        expect(out, r"^  => DNSBL rank 2 -> postscreen_dnsbl_action = drop$", "the verdict")
+        # the gateway's screen, for a client from that address
+        with socket.create_connection(("127.0.0.1", port), 20,
+                                      source_address=("127.0.0.2", 0)) as c:
+            c.settimeout(20)
+            got = b""
+            while True:
+                chunk = c.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+        if reply.encode() + b"\r\n" not in got:
+            fail(f"the gateway's screen said {got!r}, explain {reply!r}\n{gw.output()}")
+        gw.stop()
+    finally:
+        gw.stop(check=False)
+        if os.environ.get("MXGATE_KEEP_TEST_DIRS") is None:
+            shutil.rmtree(gw.dir, ignore_errors=True)
+    print("explain: the screen's DNSBL verdict as the gateway's screen gives it")
+
+
 def main():
     d = tempfile.mkdtemp(prefix="mxgate-xpl-")
     procs = []
@@ -423,6 +474,7 @@ smtpd_recipient_restrictions = check_recipient_access inline:{{ {{ never@relay.e
             "mxgate_dns_servers = {dns}\n"
             "smtpd_client_restrictions = reject_rbl_client zen.bl.test\n")
         test_failures(d, tmpl, servfail, silent)
+        test_screen(d, dns_port)
         gw.stop()  # exit 0: a clean shutdown, no sanitizer report
         if os.environ.get("MXGATE_XPL_SHOW"):
             print(ex_rbl, ex_unknown, ex_policy, sep="\n----\n")

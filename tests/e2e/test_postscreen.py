@@ -29,7 +29,7 @@ namespace, the gateway on net_af_packet in its namespace, see netns.py); the ses
   - the deep tests (D): a good client gets the dummy engine's 220, 450 4.3.2 at RCPT and
     PASS NEW, and when it comes back PASS OLD and the real server; a client that
     pipelines gets 550 5.5.1 at RCPT; "GET / HTTP/1.0" is dropped with 521 5.7.0;
-  - the screen's counters in the statistics line.
+  - the screen's counters in the statistics line, and the clients each DNSBL site listed.
 On the kernel transport the whole test runs in a private network namespace whose
 resolv.conf names the DNS server, and a private Debian Postfix with the same main.cf
 parameters and master.cf (postscreen, smtpd pass, dnsblog, tlsproxy) gets the same sessions
@@ -444,6 +444,18 @@ def run_tests(t, postfix=None):
             fail(f"statistics: {k}={st.get(k)}, expected {v}: {st}\n{t.gw.output()}")
     if st.get("screen_allowlisted", 0) < 1 or st.get("screen_closed", 0) < 7:
         fail(f"statistics: allowlisted or closed screens missing: {st}")
+    # per DNSBL site, the clients it listed: A's bl.test listed "listed" and
+    # "listed_allowed" (not "off_filter": outside the filter), its wl.test the latter;
+    # C's wl.test "wl_allowlisted"; B and D have no sites
+    per_site = {}
+    for m in re.finditer(r"postscreen dnsbl \(SIGUSR1\): generation=\d+ service=\S*?(\d+) "
+                         r"site=(\S+) listed=(\d+)", t.gw.log()):
+        per_site[(int(m.group(1)), m.group(2))] = int(m.group(3))
+    pa, _, pc, _ = t.ports
+    want_sites = {(pa, "bl.test=127.0.0.[2..11]*2"): 1 + 1, (pa, "wl.test*-3"): 1,
+                  (pc, "wl.test*-3"): 1}
+    if per_site != want_sites:
+        fail(f"per-DNSBL statistics: {per_site}, expected {want_sites}\n{t.gw.output()}")
     for s in sess:
         for want in s["log"]:
             if want not in log:

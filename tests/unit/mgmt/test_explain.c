@@ -805,6 +805,145 @@ static void test_greylist(void)
 	unlink(wl);
 }
 
+/* The screen of a postscreen service (master.cf), before the session: the access list's
+ * element, each DNSBL site's answer, filter and weight, the score against both
+ * thresholds, and the screen's verdict, which the screen codec itself gives. */
+static char *screen_run(const char *cf, const char *client, bool no_dns, int *status)
+{
+	char c[64];
+	snprintf(c, sizeof(c), "client=%s", client);
+	const char *args[] = { "-c", cf, c, "name=unknown", no_dns ? "--no-dns" : "-v" };
+	char *out = run_explain(args, 5, status);
+	CHECK(out != NULL);
+	return out;
+}
+
+static void test_screen(void)
+{
+	rts_add(&srv2, "21.2.0.192.bl.xpl.test", T_A, RTS_ANSWER, 300, "127.0.0.2");
+	rts_add(&srv2, "22.2.0.192.bl.xpl.test", T_A, RTS_ANSWER, 300, "127.0.0.3");
+	rts_add(&srv2, "22.2.0.192.wl.xpl.test", T_A, RTS_ANSWER, 300, "127.0.2.1");
+	rts_add(&srv2, "23.2.0.192.bl.xpl.test", T_A, RTS_ANSWER, 300, "127.0.0.20");
+	rts_add(&srv2, "*.bl.xpl.test", T_A, RTS_NXDOMAIN, 60, NULL);
+	rts_add(&srv2, "*.wl.xpl.test", T_A, RTS_NXDOMAIN, 60, NULL);
+	char cidr[] = "/tmp/xpl-cidr-XXXXXX", master[] = "/tmp/xpl-master-XXXXXX";
+	char cf[] = "/tmp/xpl-scf-XXXXXX";
+	FILE *f = fdopen(mkstemp(cidr), "w");
+	fprintf(f, "192.0.2.24 reject\n192.0.2.25 permit\n");
+	fclose(f);
+	f = fdopen(mkstemp(master), "w");
+	fprintf(f,
+		"127.0.0.1:2599 inet n - n - 1 postscreen\n"
+		"  -o postscreen_greet_action=enforce\n"
+		"  -o { postscreen_dnsbl_sites = bl.xpl.test=127.0.0.[2..11]*2, wl.xpl.test*-3 }\n"
+		"  -o postscreen_dnsbl_threshold=2\n"
+		"  -o postscreen_dnsbl_action=enforce\n"
+		"  -o postscreen_denylist_action=drop\n"
+		"  -o postscreen_access_list=cidr:%s\n"
+		"127.0.0.1:2598 inet n - n - - smtpd\n"
+		"smtpd pass - - n - - smtpd\n",
+		cidr);
+	fclose(f);
+	f = fdopen(mkstemp(cf), "w");
+	fprintf(f,
+		"myhostname = mx.xpl.test\nrelay_domains = relay.example\n"
+		"mxgate_table_directory = /nonexistent/xpl-tables\n"
+		"mxgate_dns_servers = 127.0.0.1:%u\nmxgate_master_file = %s\n"
+		"postscreen_greet_wait = 3s\n"
+		"postscreen_cache_map = btree:/nonexistent/xpl/psc\n",
+		srv2.port, master);
+	fclose(f);
+	int status;
+
+	/* listed in bl.xpl.test: rank 2 >= 2, enforced */
+	char *out = screen_run(cf, "192.0.2.21", false, &status);
+	if (out) {
+		CHECK_INT_EQ(status, 1);
+		CHECK(strstr(out, "screen (postscreen) of service 127.0.0.1:2599:\n"
+				  "  postscreen_access_list: dunno (no element matched)\n"
+				  "  postscreen_dnsbl_sites:\n"
+				  "    dns: A 21.2.0.192.bl.xpl.test -> 127.0.0.2 (ttl 300)\n"
+				  "    dns: A 21.2.0.192.wl.xpl.test -> NXDOMAIN") != NULL);
+		CHECK(strstr(out, "    site bl.xpl.test (with a filter), weight 2: listed, the "
+				  "filter matched: +2\n"
+				  "    site wl.xpl.test, weight -3: not listed\n"
+				  "  DNSBL score 2: postscreen_dnsbl_threshold 2 reached; "
+				  "postscreen_dnsbl_allowlist_threshold 0 (off: not negative)\n")
+		      != NULL);
+		CHECK(strstr(out, "  would log: DNSBL rank 2 for [192.0.2.21]:0\n") != NULL);
+		CHECK(strstr(out, "  => DNSBL rank 2 -> postscreen_dnsbl_action = enforce (the "
+				  "dummy engine rejects every RCPT with a 550)\n") != NULL);
+		CHECK(strstr(out, "  postscreen_cache_map btree:/nonexistent/xpl/psc: not read")
+		      != NULL);
+		/* the other service has no screen */
+		CHECK(strstr(out, "of service 127.0.0.1:2598") == NULL);
+		if (testing_failures)
+			fprintf(stderr, "%s", out);
+		free(out);
+	}
+	/* listed in both: 2 - 3 = -1, under the threshold: the tests, PASS NEW */
+	out = screen_run(cf, "192.0.2.22", false, &status);
+	if (out) {
+		CHECK_INT_EQ(status, 0);
+		CHECK(strstr(out, "    site wl.xpl.test, weight -3: listed: -3\n") != NULL);
+		CHECK(strstr(out, "  DNSBL score -1: postscreen_dnsbl_threshold 2 not reached")
+		      != NULL);
+		CHECK(strstr(out, "  tests: the teaser \"220-mx.xpl.test ESMTP mxgate\", then the greet "
+				  "wait of 3000 ms") != NULL);
+		CHECK(strstr(out, "  client sees: 220-mx.xpl.test ESMTP mxgate\n") != NULL);
+		CHECK(strstr(out, "  would log: PASS NEW [192.0.2.22]:0\n") != NULL);
+		CHECK(strstr(out, "  => a client that waits for the greeting passes: PASS NEW")
+		      != NULL);
+		if (testing_failures)
+			fprintf(stderr, "%s", out);
+		free(out);
+	}
+	/* an answer outside the filter is not a listing */
+	out = screen_run(cf, "192.0.2.23", false, &status);
+	if (out) {
+		CHECK_INT_EQ(status, 0);
+		CHECK(strstr(out, "    site bl.xpl.test (with a filter), weight 2: answered, but no "
+				  "address is in the filter: not listed\n") != NULL);
+		CHECK(strstr(out, "  DNSBL score 0:") != NULL);
+		free(out);
+	}
+	/* the access list: reject (denylisted, dropped, no DNSBL asked), permit */
+	out = screen_run(cf, "192.0.2.24", false, &status);
+	if (out) {
+		CHECK_INT_EQ(status, 1);
+		char want[256];
+		snprintf(want, sizeof(want), "  postscreen_access_list: reject (cidr:%s: "
+			 "\"reject\")\n  postscreen_dnsbl_sites: not asked\n", cidr);
+		CHECK(strstr(out, want) != NULL);
+		CHECK(strstr(out, "  client sees: 521 5.3.2 Service currently unavailable\n") != NULL);
+		CHECK(strstr(out, "  => denylisted -> postscreen_denylist_action = drop\n") != NULL);
+		CHECK(strstr(out, "  tests:") == NULL);
+		if (testing_failures)
+			fprintf(stderr, "%s", out);
+		free(out);
+	}
+	out = screen_run(cf, "192.0.2.25", true, &status);
+	if (out) {
+		CHECK_INT_EQ(status, 0);
+		CHECK(strstr(out, "  postscreen_access_list: permit (cidr:") != NULL);
+		CHECK(strstr(out, "  would log: ALLOWLISTED [192.0.2.25]:0\n") != NULL);
+		CHECK(strstr(out, "  => allowlisted: straight to the SMTP server, no tests\n") != NULL);
+		free(out);
+	}
+	/* --no-dns: every site's answer a temporary failure, not listed */
+	out = screen_run(cf, "192.0.2.21", true, &status);
+	if (out) {
+		CHECK_INT_EQ(status, 0);
+		CHECK(strstr(out, "    dns: A 21.2.0.192.bl.xpl.test -> TEMPFAIL (not asked: "
+				  "--no-dns)\n") != NULL);
+		CHECK(strstr(out, "  DNSBL score 0:") != NULL);
+		free(out);
+	}
+	unlink(cf);
+	unlink(master);
+	unlink(cidr);
+}
+
 int main(void)
 {
 	(void)psrv_drop_all; /* policy_server.h's, not needed here */
@@ -822,6 +961,7 @@ int main(void)
 	RUN_TEST(test_print);
 	RUN_TEST(test_run);
 	RUN_TEST(test_greylist);
+	RUN_TEST(test_screen);
 	rts_stop(&srv1);
 	rts_stop(&srv2);
 	return TEST_RESULT();

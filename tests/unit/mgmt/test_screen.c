@@ -145,11 +145,61 @@ static void test_access_list(void)
 			     SMTP_SCREEN_ACL_REJECT);
 		CHECK_STR_EQ(s->cfg->zones[0].shown, "Zen List");
 		CHECK_STR_EQ(s->cfg->zones[1].shown, "other.example");
+		/* which element decided (mxgate explain): the table, mynetworks, none */
+		struct mx_inet_addr a;
+		int entry = 99;
+		CHECK(mx_inet_parse("192.0.2.5", &a));
+		CHECK_INT_EQ(mx_screen_access_entry(s, l.cfg, &a, &entry, warn, sizeof(warn)),
+			     SMTP_SCREEN_ACL_REJECT);
+		CHECK_INT_EQ(entry, 0);
+		CHECK(mx_inet_parse("192.0.2.6", &a));
+		CHECK_INT_EQ(mx_screen_access_entry(s, l.cfg, &a, &entry, warn, sizeof(warn)),
+			     SMTP_SCREEN_ACL_PERMIT);
+		CHECK_INT_EQ(entry, 1);
+		CHECK(mx_inet_parse("198.18.0.1", &a));
+		CHECK_INT_EQ(mx_screen_access_entry(s, l.cfg, &a, &entry, warn, sizeof(warn)),
+			     SMTP_SCREEN_ACL_DUNNO);
+		CHECK_INT_EQ(entry, -1);
 	}
 	mx_screen_free(s);
 	load_free(&l);
 	free(cidr);
 	free(reply);
+}
+
+/* Per-site counters: named by the sites as written, one count per listed bit. */
+static void test_site_counters(void)
+{
+	struct load l;
+	char err[256];
+	struct mx_screen *s = build("postscreen_dnsbl_sites = zen.example=127.0.0.[2..11]*3, "
+				    "zen.example*-1\n  wl.example*-3\n", &l, err, sizeof(err));
+	CHECK(s != NULL);
+	if (s) {
+		CHECK_INT_EQ(s->cfg->nsites, 3);
+		CHECK(s->sites != NULL);
+		CHECK_STR_EQ(s->sites[0].text, "zen.example=127.0.0.[2..11]*3");
+		CHECK_STR_EQ(s->sites[1].text, "zen.example*-1");
+		CHECK_STR_EQ(s->sites[2].text, "wl.example*-3");
+		mx_screen_count_listed(s, 0);
+		mx_screen_count_listed(s, 1u | 4u);
+		mx_screen_count_listed(s, 4u);
+		mx_screen_count_listed(s, ~0ull); /* bits past the sites count nothing */
+		CHECK_INT_EQ(atomic_load(&s->sites[0].listed), 2);
+		CHECK_INT_EQ(atomic_load(&s->sites[1].listed), 1);
+		CHECK_INT_EQ(atomic_load(&s->sites[2].listed), 3);
+	}
+	mx_screen_free(s);
+	load_free(&l);
+	/* no sites: nothing allocated, counting is a no-op */
+	s = build("", &l, err, sizeof(err));
+	CHECK(s != NULL);
+	if (s) {
+		CHECK(s->sites == NULL);
+		mx_screen_count_listed(s, 1u);
+	}
+	mx_screen_free(s);
+	load_free(&l);
 }
 
 static void test_errors(void)
@@ -191,6 +241,7 @@ int main(void)
 	RUN_TEST(test_old_names);
 	RUN_TEST(test_access_list);
 	RUN_TEST(test_errors);
+	RUN_TEST(test_site_counters);
 	char cmd[256];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)

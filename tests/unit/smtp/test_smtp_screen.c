@@ -424,6 +424,10 @@ static void test_dnsbl(void)
 			     "unavailable; client [192.0.2.1] blocked using zen.example; "
 			     "from=<a@b>, to=<c@d>, proto=SMTP, helo=<h>\n"));
 	CHECK(smtp_screen_outcome(s).dnsbl_fail);
+	/* which sites listed the client, and the score (for counters and explain) */
+	CHECK(smtp_screen_outcome(s).dnsbl_scored);
+	CHECK_INT_EQ(smtp_screen_outcome(s).dnsbl_score, 2);
+	CHECK(smtp_screen_outcome(s).dnsbl_listed == 1u);
 	smtp_screen_free(s);
 
 	/* the allowlist's negative weight keeps the score under the threshold */
@@ -439,6 +443,8 @@ static void test_dnsbl(void)
 	CHECK(smtp_screen_cache_record(s, WALL, rec, sizeof(rec), &keep));
 	/* score -1: the pass TTL is the allowlist's 30s, raised to min_ttl 60 */
 	CHECK_STR_EQ(rec, "1;1700000060;1;1;1");
+	CHECK(smtp_screen_outcome(s).dnsbl_listed == 3u);
+	CHECK_INT_EQ(smtp_screen_outcome(s).dnsbl_score, -1);
 	smtp_screen_free(s);
 
 	/* a failed lookup is not listed; a wait that ends first scores what came */
@@ -448,6 +454,9 @@ static void test_dnsbl(void)
 	smtp_screen_timer(s, 7000);
 	CHECK_INT_EQ(smtp_screen_state(s), SMTP_SCREEN_ST_PASS);
 	smtp_screen_dns_answer(s, 1, &r1, 7100); /* late: ignored */
+	CHECK(smtp_screen_outcome(s).dnsbl_scored);
+	CHECK_INT_EQ(smtp_screen_outcome(s).dnsbl_score, 0);
+	CHECK(smtp_screen_outcome(s).dnsbl_listed == 0u);
 	smtp_screen_free(s);
 
 	/* drop: 521 with the reply map's name */
@@ -471,6 +480,7 @@ static void test_dnsbl(void)
 	smtp_screen_dns_answer(s, 0, &r3, 1100);
 	smtp_screen_dns_answer(s, 1, &r1, 1100);
 	CHECK_INT_EQ(smtp_screen_state(s), SMTP_SCREEN_ST_PASS);
+	CHECK(smtp_screen_outcome(s).dnsbl_listed == 0u);
 	smtp_screen_free(s);
 	smtp_screen_config_free(c);
 }
