@@ -1,4 +1,4 @@
-"""Hostile TLS clients on the kernel transport (argv: mxgate binary, kernel).
+"""Hostile TLS clients on one transport (argv: mxgate binary, kernel|dpdk).
 
 A gateway with three services (master.cf): "may" (STARTTLS offered, an ECDSA and an RSA
 certificate made here with openssl), "smtps" (smtpd_tls_wrappermode) and "lax" (may with
@@ -28,33 +28,27 @@ STARTTLS code), all with smtpd_starttls_timeout = 2s. Checked:
      "starttls" with bare LFs, and MAIL behind STARTTLS followed by a real handshake and
      RCPT over TLS (must get "503 ... need MAIL"): the injected sender never appears in
      the log, and no message or recipient is accepted.
-The dpdk transport is not run here (test_tls.py covers TLS on dpdk; the half-open load
-against net_af_packet needs the namespace topology and more time than this test's budget).
+The clients run in a subprocess of this file (--client): on the dpdk transport the gateway
+runs in a network namespace on net_af_packet (netns.py, needs root) and the clients in the
+client namespace (Debian's python3). Under AddressSanitizer the quarantine is made small,
+so that RSS means what it means in a release build; LeakSanitizer checks the exit.
 """
 
 import asyncio
+import json
 import os
 import random
+import resource
 import socket
 import ssl
 import struct
+import subprocess
 import sys
 import time
 
-import mxtest
-from mxtest import fail
-
-binary = mxtest.binary_from_argv()
-transport = sys.argv[2] if len(sys.argv) > 2 else "kernel"
-if transport != "kernel":
-    mxtest.skip("test_tls_hostile runs on the kernel transport only")
-mxtest.need_tool("openssl")
-
-import subprocess  # noqa: E402
-
+HERE = os.path.dirname(os.path.abspath(__file__))
 HALF_OPEN = int(os.environ.get("MXGATE_TLS_HOSTILE_N", "10000"))
 CONCURRENCY = 1000
-STALL_S = 2
 
 
 def openssl(*args):
@@ -146,7 +140,10 @@ async def closed_in(reader, limit):
 
 
 class Attack:
-    def __init__(self, ports):
+    """The clients; run by client_main() (in the client namespace on dpdk)."""
+
+    def __init__(self, host, ports):
+        self.host = host
         self.ports = ports
         self.errors = []
 
@@ -154,7 +151,7 @@ class Attack:
         kind = i % 4
         port = self.ports["may"] if kind < 2 else self.ports["smtps"]
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.open_connection(self.host, port)
         except OSError as e:
             self.errors.append(f"connect: {e}")
             return
@@ -182,7 +179,7 @@ class Attack:
         """A handshake that stalls after a partial ClientHello: seconds until closed."""
         wrapper = i % 2 == 1
         reader, writer = await asyncio.open_connection(
-            "127.0.0.1", self.ports["smtps" if wrapper else "may"])
+            self.host, self.ports["smtps" if wrapper else "may"])
         t0 = time.monotonic()
         if not wrapper:
             await to_starttls(reader, writer)
@@ -193,7 +190,7 @@ class Attack:
         return None if s is None else time.monotonic() - t0
 
     async def garbage(self, kind, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.ports[port])
+        reader, writer = await asyncio.open_connection(self.host, self.ports[port])
         if port != "smtps":
             await to_starttls(reader, writer)
         if kind == "oversize-record":
@@ -220,7 +217,7 @@ class Attack:
 
     async def inject(self, variant):
         """An injection on "lax": the server's reply to what follows, if anything."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.ports["lax"])
+        reader, writer = await asyncio.open_connection(self.host, self.ports["lax"])
         await read_reply(reader)
         writer.write(b"EHLO hostile.test.example\r\n")
         await read_reply(reader)
@@ -265,9 +262,9 @@ class Attack:
         return r, rcpt
 
 
-async def normal_tls_message(port):
+async def normal_tls_message(host, port):
     """EHLO, STARTTLS, EHLO, one message, QUIT over TLS: the reply to the final dot."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection(host, port)
     r = await to_starttls(reader, writer)
     if not r.startswith("220"):
         return f"STARTTLS: {r}"
@@ -287,7 +284,96 @@ async def normal_tls_message(port):
     return out
 
 
-def main():
+def client_main(host, ports, phase, n):
+    """The client side of one phase (python3 test_tls_hostile.py --client HOST PORTS PHASE
+    N): prints one JSON object."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    att = Attack(host, ports)
+    out = {}
+    if phase == "normal":
+        out["dot"] = asyncio.run(normal_tls_message(host, ports["may"]))
+    elif phase == "half-open":
+        t0 = time.monotonic()
+        asyncio.run(att.run_half_open(n))
+        out = {"seconds": time.monotonic() - t0, "errors": att.errors[:5],
+               "nerrors": len(att.errors)}
+    elif phase == "stall":
+        async def stalls():
+            return await asyncio.gather(*(att.stall(i) for i in range(n)))
+        out["times"] = asyncio.run(stalls())
+    elif phase == "garbage":
+        async def garbages():
+            return await asyncio.gather(*(att.garbage(k, p) for k in GARBAGE
+                                          for p in ("may", "smtps") for _ in range(n)))
+        out["times"] = asyncio.run(garbages())
+    elif phase == "inject":
+        async def injections():
+            return await asyncio.gather(*(att.inject(v) for v in INJECTIONS
+                                          for _ in range(n)))
+        out["results"] = asyncio.run(injections())
+    print(json.dumps(out))
+
+
+GARBAGE = ("oversize-record", "sslv2", "http", "random", "corrupt-hello")
+INJECTIONS = ("hello-behind", "second-write", "bare-lf", "then-tls")
+
+
+class Target:
+    """A gateway with the three services, of the chosen transport, and its client."""
+
+    def __init__(self, binary, transport, extra):
+        self.topo = None
+        if transport == "dpdk":
+            import netns
+            netns.need_netns_tools()
+            mxtest.need_tool(netns.SYS_PYTHON)
+            self.topo = netns.Topology(prefix=f"mxth{os.getpid() % 10000}").create()
+            self.gw = netns.DpdkGateway(binary, self.topo, extra_config=extra, workers=2)
+            self.python = netns.SYS_PYTHON
+            self.ports = {"may": 25, "smtps": 465, "lax": 2526}
+            names = {k: str(v) for k, v in self.ports.items()}
+        else:
+            self.gw = mxtest.Gateway(binary, extra_config=extra, workers=2)
+            self.python = sys.executable
+            self.ports = {"may": self.gw.port}
+            for name in ("smtps", "lax"):
+                q = mxtest.free_port()
+                while q in self.ports.values():
+                    q = mxtest.free_port()
+                self.ports[name] = q
+            names = {k: f"127.0.0.1:{v}" for k, v in self.ports.items()}
+        rsa, ec = make_certs(self.gw.dir)
+        master = os.path.join(self.gw.dir, "master.cf")
+        with open(master, "w") as f:
+            f.write(f"{names['may']} inet n - y - - smtpd\n"
+                    f"{names['smtps']} inet n - y - - smtpd\n"
+                    "  -o smtpd_tls_wrappermode=yes\n"
+                    f"{names['lax']} inet n - y - - smtpd\n"
+                    "  -o smtpd_forbid_unauth_pipelining=no\n")
+        with open(self.gw.config_path, "a") as f:
+            f.write(f"mxgate_master_file = {master}\n"
+                    "smtpd_tls_security_level = may\n"
+                    f"smtpd_tls_cert_file = {rsa[0]}\nsmtpd_tls_key_file = {rsa[1]}\n"
+                    f"smtpd_tls_eccert_file = {ec[0]}\nsmtpd_tls_eckey_file = {ec[1]}\n")
+
+    def client(self, phase, n=0, timeout=240):
+        argv = [self.python, os.path.abspath(__file__), "--client", self.gw.host,
+                json.dumps(self.ports), phase, str(n)]
+        if self.topo:
+            argv = self.topo._ns(self.topo.cl_ns, argv)
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0 or not r.stdout.strip():
+            fail(f"client {phase} failed ({r.returncode}):\n{r.stdout}{r.stderr}\n"
+                 f"{self.gw.output()}")
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    def close(self):
+        if self.topo:
+            self.topo.destroy()
+
+
+def main(binary, transport):
     # Under AddressSanitizer freed memory waits in a quarantine (256 MB by default) before
     # it is reused, so RSS would grow by the attack's churn whatever the gateway frees; a
     # small quarantine lets the RSS check mean the same as in a release build (and
@@ -298,46 +384,36 @@ def main():
     extra = ("mxgate_max_connections = 1500\n"
              "smtpd_timeout = 10s\n"
              "smtpd_starttls_timeout = 2s\n")
-    gw = mxtest.Gateway(binary, extra_config=extra, workers=2)
-    rsa, ec = make_certs(gw.dir)
-    ports = {"may": gw.port}
-    for name in ("smtps", "lax"):
-        p = mxtest.free_port()
-        while p in ports.values():
-            p = mxtest.free_port()
-        ports[name] = p
-    master = os.path.join(gw.dir, "master.cf")
-    with open(master, "w") as f:
-        f.write(f"127.0.0.1:{ports['may']} inet n - y - - smtpd\n"
-                f"127.0.0.1:{ports['smtps']} inet n - y - - smtpd\n"
-                "  -o smtpd_tls_wrappermode=yes\n"
-                f"127.0.0.1:{ports['lax']} inet n - y - - smtpd\n"
-                "  -o smtpd_forbid_unauth_pipelining=no\n")
-    with open(gw.config_path, "a") as f:
-        f.write(f"mxgate_master_file = {master}\n"
-                "smtpd_tls_security_level = may\n"
-                f"smtpd_tls_cert_file = {rsa[0]}\nsmtpd_tls_key_file = {rsa[1]}\n"
-                f"smtpd_tls_eccert_file = {ec[0]}\nsmtpd_tls_eckey_file = {ec[1]}\n")
-    att = Attack(ports)
+    t = Target(binary, transport, extra)
+    try:
+        run(t)
+    finally:
+        t.close()
+    print(f"test_tls_hostile ({transport}): all passed")
+
+
+def normal(t, when):
+    dot = t.client("normal")["dot"]
+    if not dot.startswith("250 2.0.0 Ok: queued as"):
+        fail(f"a normal STARTTLS message {when}: {dot!r}\n{t.gw.output()}")
+
+
+def run(t):
     t_start = time.monotonic()
-    with gw:
+    with t.gw as gw:
         pid = gw.proc.pid
-        dot = asyncio.run(normal_tls_message(ports["may"]))
-        if not dot.startswith("250 2.0.0 Ok: queued as"):
-            fail(f"a normal STARTTLS message before the attack: {dot!r}\n{gw.output()}")
+        normal(t, "before the attack")
 
         # a. half-open handshakes: a warm-up round sets the memory baseline
-        warm = min(2000, HALF_OPEN)
-        asyncio.run(att.run_half_open(warm))
-        gw.wait_stat(lambda s: s["open_connections"] == 0, 10, "warm-up connections gone")
+        t.client("half-open", min(2000, HALF_OPEN))
+        gw.wait_stat(lambda s: s["open_connections"] == 0, 20, "warm-up connections gone")
         base_fds, base_rss = gw.fds(), rss_kb(pid)
         st0 = gw.stats()
-        t0 = time.monotonic()
-        asyncio.run(att.run_half_open(HALF_OPEN))
-        secs = time.monotonic() - t0
-        if att.errors:
-            fail(f"{len(att.errors)} half-open connections went wrong, e.g. "
-                 f"{att.errors[:5]}\n{gw.output()}")
+        r = t.client("half-open", HALF_OPEN)
+        secs = r["seconds"]
+        if r["nerrors"]:
+            fail(f"{r['nerrors']} half-open connections went wrong, e.g. {r['errors']}\n"
+                 f"{gw.output()}")
         st = gw.wait_stat(lambda s: s["open_connections"] == 0, 10,
                           f"open connections back to 0 after {HALF_OPEN} half-open handshakes")
         deadline = time.monotonic() + 10
@@ -355,23 +431,18 @@ def main():
             fail(f"counted {accepted} accepted and {closed} closed of {HALF_OPEN}: {st}")
         if st["tls_established"] != st0["tls_established"]:
             fail(f"half-open handshakes counted as established: {st}")
-        dot = asyncio.run(normal_tls_message(ports["may"]))
-        if not dot.startswith("250 2.0.0 Ok: queued as"):
-            fail(f"a normal STARTTLS message after the attack: {dot!r}\n{gw.output()}")
+        normal(t, "after the half-open handshakes")
         print(f"ok a: {HALF_OPEN} half-open handshakes in {secs:.1f} s ({HALF_OPEN / secs:.0f}/s);"
               f" back to 0 connections, {base_fds} descriptors, RSS {rss} kB "
               f"(baseline {base_rss} kB); tls_failed +{st['tls_failed'] - st0['tls_failed']}")
 
         # b. stalled handshakes are cut by smtpd_starttls_timeout = 2s
         st0 = gw.stats()
-
-        async def stalls():
-            return await asyncio.gather(*(att.stall(i) for i in range(200)))
-        times = asyncio.run(stalls())
-        late = [t for t in times if t is None or not 1.5 <= t <= 8]
+        times = t.client("stall", 200)["times"]
+        late = [x for x in times if x is None or not 1.5 <= x <= 8]
         if late:
             fail(f"{len(late)} of 200 stalled handshakes not closed 1.5-8 s after they "
-                 f"began: {sorted(times, key=lambda t: t or 99)[-5:]}")
+                 f"began: {sorted(times, key=lambda x: x or 99)[-5:]}")
         st = gw.wait_stat(lambda s: s["open_connections"] == 0, 10, "stalled ones gone")
         timed = st["connections_timed_out"] - st0["connections_timed_out"]
         if timed < 200:
@@ -381,32 +452,23 @@ def main():
 
         # c. garbage instead of a ClientHello, on both services
         st0 = gw.stats()
-        kinds = ("oversize-record", "sslv2", "http", "random", "corrupt-hello")
-
-        async def garbages():
-            return await asyncio.gather(*(att.garbage(k, p) for k in kinds
-                                          for p in ("may", "smtps") for _ in range(20)))
-        times = asyncio.run(garbages())
-        labels = [f"{k} on {p}" for k in kinds for p in ("may", "smtps") for _ in range(20)]
-        slow = sorted({lab for lab, t in zip(labels, times) if t is None or t > 1.5})
+        times = t.client("garbage", 20)["times"]
+        labels = [f"{k} on {p}" for k in GARBAGE for p in ("may", "smtps") for _ in range(20)]
+        slow = sorted({lab for lab, x in zip(labels, times) if x is None or x > 1.5})
         if slow:
             fail(f"garbage handshakes not closed within 1.5 s: {slow}")
         st = gw.wait_stat(lambda s: s["open_connections"] == 0, 10, "garbage ones gone")
         failed = st["tls_failed"] - st0["tls_failed"]
         if failed < len(times) * 9 // 10:
             fail(f"only {failed} of {len(times)} garbage handshakes counted in tls_failed")
-        print(f"ok c: {len(times)} garbage ClientHellos of {len(kinds)} kinds closed within "
+        print(f"ok c: {len(times)} garbage ClientHellos of {len(GARBAGE)} kinds closed within "
               f"{max(times):.2f} s; tls_failed +{failed}")
 
         st0 = gw.stats()
-        variants = ("hello-behind", "second-write", "bare-lf", "then-tls")
-
-        async def injections():
-            return await asyncio.gather(*(att.inject(v) for v in variants for _ in range(50)))
-        res = asyncio.run(injections())
-        for v, (r, after) in zip([v for v in variants for _ in range(50)], res):
+        res = t.client("inject", 50)["results"]
+        for v, (r, after) in zip([v for v in INJECTIONS for _ in range(50)], res):
             if v == "then-tls":
-                if not r.startswith("220") or not after.startswith("503 5.5.1"):
+                if not r.startswith("220") or not (after or "").startswith("503 5.5.1"):
                     fail(f"injection then TLS: STARTTLS {r!r}, RCPT over TLS {after!r}")
             elif after is None:
                 fail(f"injection {v}: the connection was not closed ({r!r})")
@@ -416,12 +478,16 @@ def main():
         for k in ("messages_accepted", "recipients_accepted"):
             if st[k] != st0[k]:
                 fail(f"{k} moved during the injections: {st0[k]} -> {st[k]}")
-        dot = asyncio.run(normal_tls_message(ports["may"]))
-        if not dot.startswith("250 2.0.0 Ok: queued as"):
-            fail(f"a normal STARTTLS message at the end: {dot!r}\n{gw.output()}")
+        normal(t, "at the end")
         print(f"ok c: 4 injections x 50 never executed the injected MAIL; "
               f"{time.monotonic() - t_start:.0f} s in all")
-    print("test_tls_hostile (kernel): all passed")
 
 
-main()
+if len(sys.argv) > 1 and sys.argv[1] == "--client":
+    client_main(sys.argv[2], json.loads(sys.argv[3]), sys.argv[4], int(sys.argv[5]))
+else:
+    sys.path.insert(0, HERE)
+    import mxtest
+    from mxtest import fail
+    mxtest.need_tool("openssl")
+    main(mxtest.binary_from_argv(), sys.argv[2] if len(sys.argv) > 2 else "kernel")
