@@ -15,13 +15,15 @@ STARTTLS code), all with smtpd_starttls_timeout = 2s. Checked:
   b. 200 handshakes that stall past smtpd_starttls_timeout = 2s (half after STARTTLS and
      a partial ClientHello, half on the wrappermode service with a partial ClientHello)
      are all closed by the gateway, each 1.5 to 8 s after it started, and counted in
-     connections_timed_out.
+     connections_timed_out. (Before 2dd629a both transports let the STARTTLS half run to
+     smtpd_timeout: a deadline that moved earlier kept its later place in the timer heap
+     or wheel.)
   c. (extends test_tls.py's cases 5 and 6, which send one garbage record after STARTTLS
      and MAIL/RCPT pipelined in the same packet as STARTTLS) garbage of five kinds
      instead of a ClientHello, on both services: a TLS record header announcing a record
      longer than TLS allows, an SSLv2-style hello, an HTTP request, random bytes, and a
-     ClientHello whose body is corrupted: each is closed well before the timeout and
-     counted in tls_failed (or closed as plaintext). Then four injections on "lax", 50
+     ClientHello whose body is corrupted: each is closed within 1.5 s (well before the
+     timeout) and counted in tls_failed. Then four injections on "lax", 50
      times each and concurrently: MAIL pipelined behind STARTTLS with a ClientHello in
      the same packet (the ClientHello is thrown away with it: the handshake stalls and is
      cut by the timeout), MAIL sent in a second write before the 220 is read, lower-case
@@ -459,7 +461,7 @@ def run(t):
             fail(f"garbage handshakes not closed within 1.5 s: {slow}")
         st = gw.wait_stat(lambda s: s["open_connections"] == 0, 10, "garbage ones gone")
         failed = st["tls_failed"] - st0["tls_failed"]
-        if failed < len(times) * 9 // 10:
+        if failed < len(times):
             fail(f"only {failed} of {len(times)} garbage handshakes counted in tls_failed")
         print(f"ok c: {len(times)} garbage ClientHellos of {len(GARBAGE)} kinds closed within "
               f"{max(times):.2f} s; tls_failed +{failed}")
