@@ -169,6 +169,10 @@ static void dp_service(struct dp_worker *w, struct dp_conn *k)
 			net_conn_consume(k->nc, used);
 			w->cw.counters.bytes_received += used;
 			k->idle_at_ms = conn_deadline(k->c, w->now_ms, used, false);
+			/* STARTTLS: smtpd_starttls_timeout may come before the armed
+			 * smtpd_timeout (a later deadline is found when the timer fires) */
+			if ((int32_t)((uint32_t)dp_due_ms(k) - k->timer.expire) < 0)
+				dp_timer_set(w, k);
 		}
 		if (dp_after_input(w, k))
 			return;

@@ -123,7 +123,8 @@ static void kt_heap_remove(struct kt_worker *w, struct kt_conn *k)
 	kt_heap_down(w, last->heap_idx);
 }
 
-/* The deadline may have moved earlier (a hold): fix the entry's place. */
+/* The deadline may have moved earlier (a hold, or STARTTLS: smtpd_starttls_timeout
+ * replaces a later smtpd_timeout): fix the entry's place. */
 static void kt_heap_update(struct kt_worker *w, struct kt_conn *k)
 {
 	uint64_t due = kt_due(k);
@@ -325,6 +326,7 @@ static void kt_service(struct kt_worker *w, struct kt_conn *k, uint64_t now)
 			size_t used = conn_input(k->c, k->in, k->in_len);
 			kt_consume(k, used);
 			k->idle_at = conn_deadline(k->c, now, 0, false); /* a request may have ended */
+			kt_heap_update(w, k);
 			if (kt_after_input(w, k, now))
 				return;
 			if (used == 0 && conn_output(k->c).len == 0 && !conn_closed(k->c) &&
@@ -349,6 +351,7 @@ static void kt_service(struct kt_worker *w, struct kt_conn *k, uint64_t now)
 				k->readable = false;
 			size_t used = conn_input(k->c, w->scratch, (size_t)n);
 			k->idle_at = conn_deadline(k->c, now, (size_t)n, false);
+			kt_heap_update(w, k); /* STARTTLS may have brought it closer */
 			if (used < (size_t)n && kt_keep(k, w->scratch + used, (size_t)n - used) < 0) {
 				kt_fail_conn(w, k, "warning: out of memory");
 				return;
