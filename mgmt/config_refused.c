@@ -14,7 +14,7 @@
  *     virtual aliases and mailboxes, relocated_maps, message_*_characters/headers: refused
  *     when non-empty;
  *   - TLS: the server's is implemented (mgmt/tls_conf.c), client certificates asked for
- *     (ask_ccert) and required (req_ccert) too; SNI maps, DSA certificates, other
+ *     (ask_ccert) and required (req_ccert) too, and SNI maps; DSA certificates, other
  *     cipher lists, eecdh grades and OpenSSL options are refused; the relay does not encrypt:
  *     smtp_tls_security_level = may (Debian's default) is a warning (opportunistic TLS
  *     allows plaintext), anything stronger and the relay's per-site TLS policy are
@@ -299,8 +299,6 @@ const struct mx_refused_def mx_refused[] = {
 	NOT_IN("smtpd_tls_eecdh_grade", "auto", "mxgate offers OpenSSL's default key-exchange "
 						"groups (Postfix's \"auto\"); another grade would "
 						"not apply"),
-	NONEMPTY("tls_server_sni_maps", "mxgate does not choose certificates by SNI yet: "
-					"every client would get the default certificate"),
 	NOT_IN("tls_high_cipherlist", "aNULL:-aNULL:HIGH:@STRENGTH",
 	       "mxgate's cipher grades are Postfix's default lists"),
 	NOT_IN("tls_medium_cipherlist", "aNULL:-aNULL:HIGH:MEDIUM:+RC4:@STRENGTH",
