@@ -73,8 +73,6 @@
 #define NO_BCC "mxgate adds no recipients: the copies would not be sent"
 #define NO_VIRTUAL "mxgate has no virtual alias or mailbox tables: recipients would not " \
 		   "be validated, rewritten or routed as configured"
-#define NO_TLS_RATE "mxgate does not count new TLS sessions yet: clients would not be " \
-		    "limited (set 0 to say so)"
 
 const struct mx_refused_def mx_refused[] = {
 	/* --- Mail is filtered elsewhere ------------------------------------------------ */
@@ -197,7 +195,6 @@ const struct mx_refused_def mx_refused[] = {
 							     "transport_maps"),
 
 	/* --- What is accepted ---------------------------------------------------------- */
-	NONZERO("smtpd_client_new_tls_session_rate_limit", NO_TLS_RATE),
 	W("anvil_*", NO_DAEMON),
 	/* postscreen: the screen implements the tests (config_params.c); these are what
 	 * it does not */

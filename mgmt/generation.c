@@ -103,7 +103,7 @@ static const char *const mx_stress_session_params[] = {
 	"smtpd_upstream_proxy_protocol", "smtpd_upstream_proxy_timeout",
 	"smtpd_client_connection_count_limit", "smtpd_client_connection_rate_limit",
 	"smtpd_client_message_rate_limit", "smtpd_client_recipient_rate_limit",
-	"smtpd_client_auth_rate_limit",
+	"smtpd_client_auth_rate_limit", "smtpd_client_new_tls_session_rate_limit",
 	"postscreen_greet_wait", "postscreen_command_time_limit",
 	"smtpd_starttls_timeout",
 };

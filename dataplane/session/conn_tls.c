@@ -224,6 +224,8 @@ static void conn_tls_established(struct conn *c)
 		mx_log(MX_LOG_INFO, "NOQUEUE: abort: TLS from %s: %s", c->client, why);
 		smtp_session_tls_refuse(c->s, why);
 	}
+	/* smtpd_client_new_tls_session_rate_limit: a full handshake counts */
+	conn_anvil_tls_established(c, i.reused);
 }
 
 /* After the layer moved: log the handshake's end, or its failure and the session's. */
@@ -253,6 +255,15 @@ static void conn_tls_progress(struct conn *c)
 
 size_t conn_tls_input(struct conn *c, const char *buf, size_t len)
 {
+	if (!c->tls_rate_checked && c->svc->tls && c->svc->tls->wrappermode) {
+		/* Postfix's smtpd_proto(): a client over its new TLS session rate gets no
+		 * handshake at all in wrappermode, it is hung up on */
+		c->tls_rate_checked = true;
+		if (conn_anvil_tls_refused(c)) {
+			conn_hangup(c);
+			return len;
+		}
+	}
 	size_t used = tls_server_input(c->tls, buf, len);
 	conn_tls_progress(c);
 	/* plaintext to the engine while it takes it (it stops when it waits for a verdict,

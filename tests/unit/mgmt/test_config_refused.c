@@ -85,7 +85,6 @@ static void test_refused(void)
 	expect_refused("smtp_tls_security_level = dane");
 	expect_refused("smtp_tls_security_level = verify");
 	expect_refused("smtp_tls_security_level = secure");
-	expect_refused("smtpd_client_new_tls_session_rate_limit = 10");
 	expect_refused("smtpd_client_connection_limit_exceptions = 192.0.2.0/24");
 	expect_refused("postscreen_client_connection_count_limit = 5");
 	expect_refused("postscreen_upstream_proxy_protocol = haproxy");
@@ -128,6 +127,8 @@ static void test_refused(void)
 	expect_accepted("smtpd_enforce_tls = yes", NULL);
 	expect_accepted("smtpd_sasl_auth_enable = no", NULL);
 	expect_accepted("smtpd_client_new_tls_session_rate_limit = 0", NULL);
+	/* counted through anvil (conn_anvil.c) */
+	expect_accepted("smtpd_client_new_tls_session_rate_limit = 10", NULL);
 	expect_accepted("smtpd_client_auth_rate_limit = 0", NULL);
 	expect_accepted("smtpd_client_connection_limit_exceptions =", NULL);
 	/* the anvil limits mxgate implements (config_params.c), at any value */
