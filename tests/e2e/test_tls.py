@@ -457,6 +457,68 @@ try:
         print("ok 7e: tls_server_sni_maps serves the named certificates (STARTTLS and "
               "wrappermode), the default for unknown names; a missing file fails the reload")
 
+        # 7f. smtpd_client_new_tls_session_rate_limit through anvil
+        rate_lines = ("smtpd_client_new_tls_session_rate_limit = 2\n"
+                      "anvil_rate_time_unit = 3600s\n")
+        t.write_config(t.cert_lines(new) + rate_lines + "smtpd_client_event_limit_exceptions =\n")
+        t.mxgate("reload", "-c", gw.config_path)
+        sess = os.path.join(gw.dir, "rate.sess")
+        too_many = "too many new TLS sessions from unknown[127.0.0.1]" if not t.topo else \
+            "too many new TLS sessions from unknown["
+        for n, extra in ((1, ("-sess_out", sess)), (2, ())):
+            out = t.s_client("may", *extra)
+            if "New, TLSv1.3" not in out or "221 " not in out:
+                fail(f"new TLS session {n} of 2 was not served:\n{out}\n{gw.output()}")
+        out = t.s_client("may", "-sess_in", sess)
+        if "Reused, TLSv1.3" not in out or "221 " not in out:
+            fail(f"a resumed session under the limit was not served:\n{out}")
+        out = t.s_client("may")
+        if "New, TLSv1.3" not in out or "421 4.7.0 mx.test.example Error: " + too_many \
+                not in out:
+            fail(f"the third new TLS session did not get the 421:\n{out}\n{gw.output()}")
+        wait_log(gw, r"warning: New TLS session rate limit exceeded: 3 from unknown\[[^]]+\] "
+                     r"for service ", "the new TLS session rate warning")
+        # s_client does not show the reply to its STARTTLS: smtplib does
+        r = t.run([t.python, "-c",
+                   "import smtplib,sys\n"
+                   f"s = smtplib.SMTP({gw.host!r}, {t.ports['may']}, timeout=30)\n"
+                   "s.ehlo('client.test.example')\n"
+                   "code, text = s.docmd('STARTTLS')\n"
+                   "print(code, text.decode())\n"
+                   "print(s.docmd('NOOP')[0])\n"])
+        out = r.stdout + r.stderr
+        if "454 4.7.0 Error: " + too_many not in out or "\n250" not in out:
+            fail(f"STARTTLS over the new TLS session rate was not refused (454, the "
+                 f"session goes on):\n{out}")
+        wait_log(gw, r"warning: Refusing STARTTLS request from unknown\[[^]]+\] for service ",
+                 "the STARTTLS refusal warning")
+        # wrappermode counts its own service: two pass, the third gets the 421, the
+        # fourth no handshake at all
+        for n in (1, 2):
+            out = t.s_client("smtps")
+            if "New, TLSv1.3" not in out or "221 " not in out:
+                fail(f"wrappermode: new TLS session {n} of 2 was not served:\n{out}")
+        out = t.s_client("smtps")
+        if "421 4.7.0 mx.test.example Error: " + too_many not in out:
+            fail(f"wrappermode: the third new TLS session did not get the 421:\n{out}")
+        out = t.s_client("smtps")
+        if "New, TLSv1.3" in out or subject_cn(out):
+            fail(f"wrappermode: a client over the rate got a handshake:\n{out}")
+        wait_log(gw, r"warning: Refusing TLS service request from unknown\[[^]]+\] for "
+                     r"service ", "the wrappermode refusal warning")
+        # an excepted client (the default exceptions: $mynetworks) is not limited
+        t.write_config(t.cert_lines(new) + rate_lines)
+        t.mxgate("reload", "-c", gw.config_path)
+        for _ in range(3):
+            out = t.s_client("may")
+            if "New, TLSv1.3" not in out or "221 " not in out:
+                fail(f"an excepted client was limited:\n{out}")
+        t.write_config(t.cert_lines(new))
+        t.mxgate("reload", "-c", gw.config_path)
+        print("ok 7f: smtpd_client_new_tls_session_rate_limit = 2: the third new session "
+              "gets 421, then STARTTLS 454 (wrappermode: hung up), resumed ones are not "
+              "counted, excepted clients are not limited")
+
         # 7c. client certificates: permit_tls_clientcerts with relay_clientcerts
         def ccert_swaks(*extra):
             r = t.run(["swaks", "--tls", "--server", f"{gw.host}:{t.ports['ccert']}",
