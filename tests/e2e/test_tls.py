@@ -506,8 +506,9 @@ try:
             fail(f"wrappermode: a client over the rate got a handshake:\n{out}")
         wait_log(gw, r"warning: Refusing TLS service request from unknown\[[^]]+\] for "
                      r"service ", "the wrappermode refusal warning")
-        # an excepted client (the default exceptions: $mynetworks) is not limited
-        t.write_config(t.cert_lines(new) + rate_lines)
+        # an excepted client (smtpd_client_event_limit_exceptions) is not limited
+        t.write_config(t.cert_lines(new) + rate_lines +
+                       "smtpd_client_event_limit_exceptions = 0.0.0.0/0\n")
         t.mxgate("reload", "-c", gw.config_path)
         for _ in range(3):
             out = t.s_client("may")
