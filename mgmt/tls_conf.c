@@ -239,8 +239,8 @@ enum mx_tls_conf_pem_want {
 };
 
 /* Read the PEM objects of `path` into creds[*ncreds] (up to MX_TLS_CREDS_MAX): private keys
- * and certificates as `want` says. cur: the credential being filled (its index), updated when a key starts
- * a new one. 0, or a negative errno with err. */
+ * and certificates as `want` says. cur: the credential being filled (its index), updated
+ * when a key starts a new one. 0, or a negative errno with err. */
 static int mx_tls_conf_read_pem(struct mx_tls_cred *creds, unsigned *ncreds, const char *where,
 				const char *param, const char *path, unsigned want, int *cur,
 				char *err, size_t errlen)

@@ -114,8 +114,9 @@ int anvil_disconnect(struct anvil *a, const struct anvil_key *k, uint64_t now_s,
 		     unsigned unit_s);
 
 /* One MESSAGE, RECIPIENT, AUTH or NEWTLS event of a client that has a connection open
- * (anvil's "mail", "rcpt", "auth", "newtls"): *rate is the rate after counting it. Returns 0, or -ENOENT when the client
- * has no entry (it was not tracked), -EINVAL for ANVIL_RATE_CONNECT. */
+ * (anvil's "mail", "rcpt", "auth", "newtls"): *rate is the rate after counting it.
+ * Returns 0, or -ENOENT when the client has no entry (it was not tracked), -EINVAL for
+ * ANVIL_RATE_CONNECT. */
 int anvil_event(struct anvil *a, const struct anvil_key *k, enum anvil_rate r,
 		uint64_t now_s, unsigned unit_s, uint32_t *rate);
 
