@@ -395,6 +395,7 @@ static struct mx_generation *reload_build(struct reload *r, const char *path,
 		.id = r->next_id,
 		.nworkers = r->p.nworkers,
 		.diag = diag,
+		.tables = r->p.tables, /* the store is open: read tls_server_sni_maps there */
 	};
 	int rc = mx_generation_build(&o, &g, err, sizeof(err));
 	/* the tables the restriction lists name: the store must have been open at start

@@ -74,6 +74,7 @@ struct mx_config {
 	unsigned client_message_rate_limit;     /* smtpd_client_message_rate_limit */
 	unsigned client_recipient_rate_limit;   /* smtpd_client_recipient_rate_limit */
 	unsigned client_auth_rate_limit;        /* smtpd_client_auth_rate_limit */
+	unsigned client_new_tls_session_rate_limit; /* smtpd_client_new_tls_session_rate_limit */
 	struct netlist *event_limit_exceptions; /* smtpd_client_event_limit_exceptions */
 	unsigned client_ipv4_prefix_length;     /* smtpd_client_ipv4_prefix_length */
 	unsigned client_ipv6_prefix_length;     /* smtpd_client_ipv6_prefix_length */

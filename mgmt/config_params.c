@@ -557,6 +557,15 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		       "450 4.7.1 (0 = no limit)",
 		P_SERVICE_LIVE, P_FIELD(UNSIGNED, client_auth_rate_limit),
 	},
+	[MX_P_SMTPD_CLIENT_NEW_TLS_SESSION_RATE_LIMIT] = {
+		.id = MX_P_SMTPD_CLIENT_NEW_TLS_SESSION_RATE_LIMIT,
+		.name = "smtpd_client_new_tls_session_rate_limit", .type = MX_PT_INT,
+		.def = "0", .min = 0, .max = 0, .postfix = true,
+		.doc = "new (not resumed) TLS sessions one client may negotiate per "
+		       "anvil_rate_time_unit; beyond it STARTTLS gets 454 4.7.0, the session "
+		       "that went over 421 4.7.0 (0 = no limit)",
+		P_SERVICE_LIVE, P_FIELD(UNSIGNED, client_new_tls_session_rate_limit),
+	},
 	[MX_P_SMTPD_CLIENT_CONNECTION_LIMIT_EXCEPTIONS] = {
 		/* known (as Postfix knows it) so that the next one's default can test it;
 		 * refused when set */

@@ -14,7 +14,7 @@
  *     virtual aliases and mailboxes, relocated_maps, message_*_characters/headers: refused
  *     when non-empty;
  *   - TLS: the server's is implemented (mgmt/tls_conf.c), client certificates asked for
- *     (ask_ccert) and required (req_ccert) too; SNI maps, DSA certificates, other
+ *     (ask_ccert) and required (req_ccert) too, and SNI maps; DSA certificates, other
  *     cipher lists, eecdh grades and OpenSSL options are refused; the relay does not encrypt:
  *     smtp_tls_security_level = may (Debian's default) is a warning (opportunistic TLS
  *     allows plaintext), anything stronger and the relay's per-site TLS policy are
@@ -73,8 +73,6 @@
 #define NO_BCC "mxgate adds no recipients: the copies would not be sent"
 #define NO_VIRTUAL "mxgate has no virtual alias or mailbox tables: recipients would not " \
 		   "be validated, rewritten or routed as configured"
-#define NO_TLS_RATE "mxgate does not count new TLS sessions yet: clients would not be " \
-		    "limited (set 0 to say so)"
 
 const struct mx_refused_def mx_refused[] = {
 	/* --- Mail is filtered elsewhere ------------------------------------------------ */
@@ -197,7 +195,6 @@ const struct mx_refused_def mx_refused[] = {
 							     "transport_maps"),
 
 	/* --- What is accepted ---------------------------------------------------------- */
-	NONZERO("smtpd_client_new_tls_session_rate_limit", NO_TLS_RATE),
 	W("anvil_*", NO_DAEMON),
 	/* postscreen: the screen implements the tests (config_params.c); these are what
 	 * it does not */
@@ -299,8 +296,6 @@ const struct mx_refused_def mx_refused[] = {
 	NOT_IN("smtpd_tls_eecdh_grade", "auto", "mxgate offers OpenSSL's default key-exchange "
 						"groups (Postfix's \"auto\"); another grade would "
 						"not apply"),
-	NONEMPTY("tls_server_sni_maps", "mxgate does not choose certificates by SNI yet: "
-					"every client would get the default certificate"),
 	NOT_IN("tls_high_cipherlist", "aNULL:-aNULL:HIGH:@STRENGTH",
 	       "mxgate's cipher grades are Postfix's default lists"),
 	NOT_IN("tls_medium_cipherlist", "aNULL:-aNULL:HIGH:MEDIUM:+RC4:@STRENGTH",

@@ -44,7 +44,7 @@ static void mx_generation_free(struct mx_generation *g)
  * earlier service's when they have the same configuration (the same parameters), else
  * loaded now (keys and certificates read and checked). */
 static int mx_service_tls(struct mx_generation *g, struct mx_service *s, unsigned i,
-			  FILE *diag, char *err, size_t errlen)
+			  FILE *diag, struct tables_env *tables, char *err, size_t errlen)
 {
 	for (unsigned j = 0; j < i; j++) {
 		const struct mx_service *o = &g->services[j];
@@ -55,7 +55,7 @@ static int mx_service_tls(struct mx_generation *g, struct mx_service *s, unsigne
 		}
 	}
 	char why[512];
-	int rc = mx_tls_conf_build(s->cfg, s->name, &s->tls, why, sizeof(why));
+	int rc = mx_tls_conf_build(s->cfg, s->name, tables, &s->tls, why, sizeof(why));
 	if (rc < 0) {
 		/* said with the configuration's other problems (--check, reload) */
 		if (diag)
@@ -67,11 +67,11 @@ static int mx_service_tls(struct mx_generation *g, struct mx_service *s, unsigne
 
 /* Compile what a service's parameters ask for. A service without overrides has main.cf's
  * parameters: it shares the lists and checks of an earlier one that has them too. */
-static int mx_service_compile(struct mx_generation *g, unsigned i, FILE *diag, char *err,
-			      size_t errlen)
+static int mx_service_compile(struct mx_generation *g, unsigned i, FILE *diag,
+			      struct tables_env *tables, char *err, size_t errlen)
 {
 	struct mx_service *s = &g->services[i];
-	int trc = mx_service_tls(g, s, i, diag, err, errlen);
+	int trc = mx_service_tls(g, s, i, diag, tables, err, errlen);
 	if (trc < 0)
 		return trc;
 	for (unsigned j = 0; j < i; j++) {
@@ -103,7 +103,7 @@ static const char *const mx_stress_session_params[] = {
 	"smtpd_upstream_proxy_protocol", "smtpd_upstream_proxy_timeout",
 	"smtpd_client_connection_count_limit", "smtpd_client_connection_rate_limit",
 	"smtpd_client_message_rate_limit", "smtpd_client_recipient_rate_limit",
-	"smtpd_client_auth_rate_limit",
+	"smtpd_client_auth_rate_limit", "smtpd_client_new_tls_session_rate_limit",
 	"postscreen_greet_wait", "postscreen_command_time_limit",
 	"smtpd_starttls_timeout",
 };
@@ -129,8 +129,8 @@ static bool mx_stress_session_only(const struct mx_config *cfg)
 /* Service i's stress variant, when a value of its configuration depends on stress. Its
  * lists and checks are the service's when only session parameters differ, an earlier
  * service's variant's when both have main.cf's parameters, else compiled here. */
-static int mx_service_stress(struct mx_generation *g, unsigned i, FILE *diag, char *err,
-			     size_t errlen)
+static int mx_service_stress(struct mx_generation *g, unsigned i, FILE *diag,
+			     struct tables_env *tables, char *err, size_t errlen)
 {
 	struct mx_service *s = &g->services[i];
 	const struct mx_config *scfg = mx_config_stress(s->cfg);
@@ -144,7 +144,7 @@ static int mx_service_stress(struct mx_generation *g, unsigned i, FILE *diag, ch
 	v->nlisten = s->nlisten;
 	v->cfg = scfg;
 	s->stress = v;
-	int trc = mx_service_tls(g, v, i, diag, err, errlen);
+	int trc = mx_service_tls(g, v, i, diag, tables, err, errlen);
 	if (trc < 0)
 		return trc;
 	if (mx_stress_session_only(s->cfg)) {
@@ -191,8 +191,8 @@ const struct mx_service *mx_generation_service(const struct mx_generation *g, un
 
 /* Without a master file, one service listens on the addresses of mxgate_listen with the
  * main configuration, as before services existed. */
-static int mx_generation_default_service(struct mx_generation *g, FILE *diag, char *err,
-					 size_t errlen)
+static int mx_generation_default_service(struct mx_generation *g, FILE *diag,
+					 struct tables_env *tables, char *err, size_t errlen)
 {
 	g->services = calloc(1, sizeof(*g->services));
 	if (!g->services)
@@ -204,13 +204,14 @@ static int mx_generation_default_service(struct mx_generation *g, FILE *diag, ch
 	for (unsigned i = 0; i < cfg->listen_count; i++)
 		s->listen[s->nlisten++] = cfg->listen[i];
 	snprintf(s->name, sizeof(s->name), "smtp");
-	int rc = mx_service_compile(g, 0, diag, err, errlen);
-	return rc < 0 ? rc : mx_service_stress(g, 0, diag, err, errlen);
+	int rc = mx_service_compile(g, 0, diag, tables, err, errlen);
+	return rc < 0 ? rc : mx_service_stress(g, 0, diag, tables, err, errlen);
 }
 
 /* The inet smtpd services of mxgate_master_file, each with its effective parameters. */
 static int mx_generation_master_services(struct mx_generation *g, const struct mx_master *m,
-					 FILE *diag, char *err, size_t errlen)
+					 FILE *diag, struct tables_env *tables, char *err,
+					 size_t errlen)
 {
 	g->services = calloc(m->nservices ? m->nservices : 1, sizeof(*g->services));
 	if (!g->services)
@@ -234,10 +235,10 @@ static int mx_generation_master_services(struct mx_generation *g, const struct m
 					       m->path, ms->line, ms->name);
 			s->cfg = s->own_cfg;
 		}
-		int rc = mx_service_compile(g, g->nservices - 1, diag, err, errlen);
+		int rc = mx_service_compile(g, g->nservices - 1, diag, tables, err, errlen);
 		if (rc < 0)
 			return rc;
-		rc = mx_service_stress(g, g->nservices - 1, diag, err, errlen);
+		rc = mx_service_stress(g, g->nservices - 1, diag, tables, err, errlen);
 		if (rc < 0)
 			return rc;
 		if (ms->screen && (rc = mx_service_screen(s, err, errlen)) < 0)
@@ -276,8 +277,8 @@ int mx_generation_build(const struct mx_generation_opts *o, struct mx_generation
 		goto fail;
 	}
 	const struct mx_master *m = mx_config_master(g->cfg);
-	rc = m ? mx_generation_master_services(g, m, o->diag, err, errlen)
-	       : mx_generation_default_service(g, o->diag, err, errlen);
+	rc = m ? mx_generation_master_services(g, m, o->diag, o->tables, err, errlen)
+	       : mx_generation_default_service(g, o->diag, o->tables, err, errlen);
 	if (rc < 0)
 		goto fail;
 	*out = g;

@@ -108,6 +108,9 @@ struct mx_generation_opts {
 	uint64_t id;
 	unsigned nworkers;   /* counter slots */
 	FILE *diag;          /* every problem, as FILE:LINE: problem (may be NULL) */
+	/* the gateway's table store when it is open (a reload), where tls_server_sni_maps'
+	 * tables are read; NULL: the build opens mxgate_table_directory itself if needed */
+	struct tables_env *tables;
 };
 
 /* Build a generation: load and check the configuration, its services, compile every

@@ -2,6 +2,7 @@
  * postconf(5) describes them, the keys and certificates read once per generation. */
 #include "mgmt/tls_conf.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +13,10 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "mxgate/ctype.h"
 #include "mxgate/errf.h"
+#include "mxgate/list.h"
+#include "tables/tables_env.h"
 
 #define MX_TLS_FILE_MAX (1u << 20) /* a PEM file larger than this is not a key or a chain */
 
@@ -194,6 +198,15 @@ void mx_tls_conf_free(struct mx_tls_conf *t)
 		return;
 	for (unsigned i = 0; i < t->ncreds; i++)
 		mx_tls_conf_cred_free(&t->creds[i]);
+	for (unsigned i = 0; i < t->nsni_chains; i++) {
+		for (unsigned j = 0; j < t->sni_chains[i].ncreds; j++)
+			mx_tls_conf_cred_free(&t->sni_chains[i].creds[j]);
+		free(t->sni_chains[i].files);
+	}
+	free(t->sni_chains);
+	for (unsigned i = 0; i < t->nsni_names; i++)
+		free(t->sni_names[i].name);
+	free(t->sni_names);
 	free(t->ca_pem);
 	free(t);
 }
@@ -225,11 +238,12 @@ enum mx_tls_conf_pem_want {
 	MX_TLS_PEM_GROUPS = 4, /* smtpd_tls_chain_files: each key starts a new credential */
 };
 
-/* Read the PEM objects of `path` into the credentials of t: private keys and certificates
- * as `want` says. cur: the credential being filled (its index), updated when a key starts
- * a new one. 0, or a negative errno with err. */
-static int mx_tls_conf_read_pem(struct mx_tls_conf *t, const char *where, const char *param,
-			     const char *path, unsigned want, int *cur, char *err, size_t errlen)
+/* Read the PEM objects of `path` into creds[*ncreds] (up to MX_TLS_CREDS_MAX): private keys
+ * and certificates as `want` says. cur: the credential being filled (its index), updated
+ * when a key starts a new one. 0, or a negative errno with err. */
+static int mx_tls_conf_read_pem(struct mx_tls_cred *creds, unsigned *ncreds, const char *where,
+				const char *param, const char *path, unsigned want, int *cur,
+				char *err, size_t errlen)
 {
 	char why[256];
 	FILE *f = fopen(path, "r");
@@ -272,14 +286,14 @@ static int mx_tls_conf_read_pem(struct mx_tls_conf *t, const char *where, const 
 				     param, path, MX_TLS_FILE_MAX);
 		else if (is_key && (want & MX_TLS_PEM_KEY)) {
 			if ((want & MX_TLS_PEM_GROUPS) || *cur < 0) {
-				if (t->ncreds == MX_TLS_CREDS_MAX)
+				if (*ncreds == MX_TLS_CREDS_MAX)
 					rc = mx_errf(err, errlen, -E2BIG, "%s%s: more than %d keys",
 						     where, param, MX_TLS_CREDS_MAX);
 				else
-					*cur = (int)t->ncreds++;
+					*cur = (int)(*ncreds)++;
 			}
 			if (rc == 0) {
-				struct mx_tls_cred *c = &t->creds[*cur];
+				struct mx_tls_cred *c = &creds[*cur];
 				if (c->key.p && !(want & MX_TLS_PEM_GROUPS)) {
 					nkeys++; /* the first key of a key file counts */
 				} else if (mx_tls_conf_der_dup(&c->key, data, len) < 0) {
@@ -293,7 +307,7 @@ static int mx_tls_conf_read_pem(struct mx_tls_conf *t, const char *where, const 
 				rc = mx_errf(err, errlen, -EINVAL, "%s%s: %s: a certificate before "
 								   "its private key", where, param, path);
 			} else {
-				struct mx_tls_cred *c = &t->creds[*cur];
+				struct mx_tls_cred *c = &creds[*cur];
 				if (c->ncerts == MX_TLS_CHAIN_MAX)
 					rc = mx_errf(err, errlen, -E2BIG, "%s%s: %s: a chain longer "
 									  "than %d certificates",
@@ -321,6 +335,37 @@ static int mx_tls_conf_read_pem(struct mx_tls_conf *t, const char *where, const 
 	if ((want & MX_TLS_PEM_CERTS) && ncerts == 0)
 		return mx_errf(err, errlen, -EINVAL, "%s%s: %s: no certificate in the file", where,
 			       param, path);
+	return 0;
+}
+
+/* A list of chain files (smtpd_tls_chain_files' syntax: names separated by commas or
+ * white space; each file holds private keys, each followed by its chain) into creds. */
+static int mx_tls_conf_chain_files(struct mx_tls_cred *creds, unsigned *ncreds,
+				   const char *where, const char *param, const char *list,
+				   char *err, size_t errlen)
+{
+	for (const char *p = list; *p;) {
+		p += strspn(p, " \t\r\n,");
+		size_t n = strcspn(p, " \t\r\n,");
+		if (n == 0)
+			break;
+		char path[1024];
+		if (n >= sizeof(path))
+			return mx_errf(err, errlen, -ENAMETOOLONG, "%s%s: %.64s...: file name too "
+								   "long", where, param, p);
+		snprintf(path, sizeof(path), "%.*s", (int)n, p);
+		p += n;
+		int cur = -1;
+		unsigned first = *ncreds;
+		int rc = mx_tls_conf_read_pem(creds, ncreds, where, param, path,
+					      MX_TLS_PEM_KEY | MX_TLS_PEM_CERTS | MX_TLS_PEM_GROUPS,
+					      &cur, err, errlen);
+		if (rc < 0)
+			return rc;
+		for (unsigned i = first; i < *ncreds; i++)
+			snprintf(creds[i].source, sizeof(creds[i].source), "%.*s",
+				 (int)sizeof(creds[i].source) - 1, path);
+	}
 	return 0;
 }
 
@@ -407,11 +452,12 @@ static int mx_tls_conf_pair(struct mx_tls_conf *t, const struct mx_config *cfg,
 		kp = cert_param;
 		mx_tls_conf_where(cfg, cert_param, where, sizeof(where));
 	}
-	if ((rc = mx_tls_conf_read_pem(t, where, kp, key, MX_TLS_PEM_KEY, &cur, err, errlen)) < 0)
+	if ((rc = mx_tls_conf_read_pem(t->creds, &t->ncreds, where, kp, key, MX_TLS_PEM_KEY, &cur,
+				       err, errlen)) < 0)
 		return rc;
 	mx_tls_conf_where(cfg, cert_param, where, sizeof(where));
-	if ((rc = mx_tls_conf_read_pem(t, where, cert_param, cert, MX_TLS_PEM_CERTS, &cur, err,
-				    errlen)) < 0)
+	if ((rc = mx_tls_conf_read_pem(t->creds, &t->ncreds, where, cert_param, cert,
+				       MX_TLS_PEM_CERTS, &cur, err, errlen)) < 0)
 		return rc;
 	snprintf(t->creds[cur].source, sizeof(t->creds[cur].source), "%s%s%s", cert,
 		 strcmp(cert, key) ? " and " : "", strcmp(cert, key) ? key : "");
@@ -444,6 +490,313 @@ static bool mx_tls_conf_bool(const struct mx_config *cfg, const char *name)
 	return v && strcasecmp(v, "yes") == 0;
 }
 
+/* ---- tls_server_sni_maps ---- */
+
+bool mx_tls_conf_sni_valid(const char *name)
+{
+	/* Postfix's valid_hostname() (util/valid_hostname.c), without its wildcard form */
+	size_t label = 0, total = 0;
+	bool non_numeric = false;
+	if (!name || !*name)
+		return false;
+	for (const char *p = name; *p; p++, total++) {
+		unsigned char ch = (unsigned char)*p;
+		if (total >= 255)
+			return false;
+		if (mx_ctype_is_alnum(ch) || ch == '_') {
+			if (++label > 63)
+				return false;
+			if (!mx_ctype_is_digit(ch))
+				non_numeric = true;
+		} else if (ch == '.') {
+			if (label == 0 || p[1] == '\0')
+				return false;
+			label = 0;
+		} else if (ch == '-') {
+			non_numeric = true;
+			if (++label == 1 || p[1] == '\0' || p[1] == '.')
+				return false;
+		} else {
+			return false;
+		}
+	}
+	return non_numeric;
+}
+
+static int mx_tls_conf_sni_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct mx_tls_sni_name *)a)->name,
+		      ((const struct mx_tls_sni_name *)b)->name);
+}
+
+static int mx_tls_conf_sni_index(const struct mx_tls_conf *t, const char *key)
+{
+	struct mx_tls_sni_name k = { .name = (char *)key };
+	const struct mx_tls_sni_name *n = bsearch(&k, t->sni_names, t->nsni_names,
+						  sizeof(*t->sni_names), mx_tls_conf_sni_cmp);
+	return n ? (int)n->chain : -1;
+}
+
+int mx_tls_conf_sni_find(const struct mx_tls_conf *t, const char *name)
+{
+	if (!t->nsni_names || !mx_tls_conf_sni_valid(name))
+		return -1;
+	char key[256]; /* a valid name has at most 255 bytes */
+	size_t n = strlen(name);
+	for (size_t i = 0; i <= n; i++)
+		key[i] = mx_ctype_lower(name[i]);
+	/* tls_server_sni_maps (postconf(5)): the name, then each ancestor domain with a
+	 * leading dot, as Postfix's tls_cert_cb() walks them */
+	for (const char *cp = key; cp; cp = strchr(cp + 1, '.')) {
+		int c = mx_tls_conf_sni_index(t, cp);
+		if (c >= 0)
+			return c;
+	}
+	return -1;
+}
+
+/* An entry read from a map while building: its name, value, and the map's order. */
+struct mx_tls_sni_entry {
+	char *name, *value;
+	unsigned seq; /* first map, first entry wins for a name */
+};
+
+struct mx_tls_sni_read {
+	struct mx_tls_sni_entry *e;
+	unsigned n, cap;
+	const char *spec, *where;
+	int rc;
+	char *err;
+	size_t errlen;
+};
+
+static int mx_tls_conf_sni_entry(void *ctx, const char *key, const char *value)
+{
+	struct mx_tls_sni_read *r = ctx;
+	char name[256];
+	size_t n = strlen(key);
+	/* a key is a host name or a parent domain with its leading dot ("postconf(5)") */
+	const char *host = key[0] == '.' ? key + 1 : key;
+	if (n >= sizeof(name) || !mx_tls_conf_sni_valid(host)) {
+		r->rc = mx_errf(r->err, r->errlen, -EINVAL, "%stls_server_sni_maps: %s: key "
+							    "\"%.255s\" is not a host name or "
+							    ".domain",
+				r->where, r->spec, key);
+		return 1;
+	}
+	if (!value || !*value) {
+		r->rc = mx_errf(r->err, r->errlen, -EINVAL, "%stls_server_sni_maps: %s: %s: no "
+							    "chain files", r->where, r->spec, key);
+		return 1;
+	}
+	if (r->n == MX_TLS_SNI_NAMES_MAX) {
+		r->rc = mx_errf(r->err, r->errlen, -E2BIG, "%stls_server_sni_maps: more than %u "
+							   "names", r->where, MX_TLS_SNI_NAMES_MAX);
+		return 1;
+	}
+	if (r->n == r->cap) {
+		unsigned cap = r->cap ? 2 * r->cap : 16;
+		struct mx_tls_sni_entry *e = realloc(r->e, cap * sizeof(*e));
+		if (!e) {
+			r->rc = mx_errf(r->err, r->errlen, -ENOMEM, "out of memory");
+			return 1;
+		}
+		r->e = e, r->cap = cap;
+	}
+	for (size_t i = 0; i <= n; i++)
+		name[i] = mx_ctype_lower(key[i]);
+	struct mx_tls_sni_entry *e = &r->e[r->n];
+	e->name = strdup(name);
+	e->value = strdup(value);
+	e->seq = r->n;
+	if (!e->name || !e->value) {
+		free(e->name);
+		free(e->value);
+		r->rc = mx_errf(r->err, r->errlen, -ENOMEM, "out of memory");
+		return 1;
+	}
+	r->n++;
+	return 0;
+}
+
+static int mx_tls_conf_sni_by_name(const void *a, const void *b)
+{
+	const struct mx_tls_sni_entry *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+static int mx_tls_conf_sni_by_value(const void *a, const void *b)
+{
+	const struct mx_tls_sni_entry *const *x = a, *const *y = b;
+	return strcmp((*x)->value, (*y)->value);
+}
+
+/* Read every map of tls_server_sni_maps (hash:/lmdb: from the table store, inline:),
+ * load each distinct value's chain files and check them by making a context. */
+static int mx_tls_conf_sni_build(struct mx_tls_conf *t, const struct mx_config *cfg,
+				 struct tables_env *tables, char *err, size_t errlen)
+{
+	const char *maps = mx_config_get(cfg, "tls_server_sni_maps");
+	if (!maps || !*maps)
+		return 0;
+	t->sni = true;
+	char where[300], spec[4096], why[512];
+	mx_tls_conf_where(cfg, "tls_server_sni_maps", where, sizeof(where));
+	struct mx_tls_sni_read r = { .where = where, .err = err, .errlen = errlen };
+	struct tables_env *own = NULL;
+	struct tables_reader *rd = NULL;
+	int rc = 0;
+	long n;
+	const char *p = maps, *word;
+	while (rc == 0 && (n = mx_list_next_braced(&p, &word)) != 0) {
+		enum table_kind kind;
+		const char *tname;
+		if (n < 0 || (size_t)n >= sizeof(spec)) {
+			rc = mx_errf(err, errlen, -EINVAL, "%stls_server_sni_maps: %s", where,
+				     n < 0 ? "unbalanced braces" : "a table name too long");
+			break;
+		}
+		memcpy(spec, word, (size_t)n);
+		spec[n] = '\0';
+		if ((rc = table_spec_parse(spec, &kind, &tname, why, sizeof(why))) < 0) {
+			mx_errf(err, errlen, rc, "%stls_server_sni_maps: %s: %s", where, spec, why);
+			break;
+		}
+		if (kind != TABLE_KIND_HASH && kind != TABLE_KIND_INLINE) {
+			/* the whole map is read at the build: a pattern table cannot be listed
+			 * as names, and static: would give every name one chain (that is the
+			 * default certificate's job) */
+			rc = mx_errf(err, errlen, -EINVAL, "%stls_server_sni_maps: %s: only hash:, "
+							   "lmdb: and inline: tables can map SNI "
+							   "names", where, spec);
+			break;
+		}
+		if (kind == TABLE_KIND_HASH && !rd) {
+			struct tables_env_opts o = { .read_only = true };
+			if (!tables && (rc = tables_env_open(cfg->table_directory, &o, &own, why,
+							     sizeof(why))) < 0) {
+				mx_errf(err, errlen, rc, "%stls_server_sni_maps: %s: "
+							 "mxgate_table_directory %s: %s",
+					where, spec, cfg->table_directory, why);
+				break;
+			}
+			if ((rc = tables_reader_open(tables ? tables : own, &rd)) < 0) {
+				mx_errf(err, errlen, rc, "%stls_server_sni_maps: %s: cannot read "
+							 "the table store: %s",
+					where, spec, strerror(-rc));
+				break;
+			}
+		}
+		struct table *tb = NULL;
+		if ((rc = table_open(kind == TABLE_KIND_HASH ? rd : NULL, spec, &tb, why,
+				     sizeof(why))) < 0) {
+			mx_errf(err, errlen, rc, "%stls_server_sni_maps: %s: %s", where, spec, why);
+			break;
+		}
+		r.spec = spec;
+		r.rc = 0;
+		rc = table_list(tb, mx_tls_conf_sni_entry, &r);
+		table_close(tb);
+		if (r.rc < 0) {
+			rc = r.rc;
+		} else if (rc == -ENOENT) {
+			mx_errf(err, errlen, rc, "%stls_server_sni_maps: %s is not in "
+						 "mxgate_table_directory %s (build it with mxgate-map)",
+				where, spec, cfg->table_directory);
+		} else if (rc < 0) {
+			mx_errf(err, errlen, rc, "%stls_server_sni_maps: %s: %s", where, spec,
+				strerror(-rc));
+		}
+	}
+	tables_reader_close(rd);
+	tables_env_close(own);
+	if (rc < 0)
+		goto out;
+	/* the names, sorted; a name in an earlier map (or earlier in one) wins, as Postfix
+	 * tries the maps in order for each name */
+	qsort(r.e, r.n, sizeof(*r.e), mx_tls_conf_sni_by_name);
+	unsigned keep = 0;
+	for (unsigned i = 0; i < r.n; i++) {
+		if (keep && strcmp(r.e[keep - 1].name, r.e[i].name) == 0) {
+			free(r.e[i].name);
+			free(r.e[i].value);
+			continue;
+		}
+		r.e[keep++] = r.e[i];
+	}
+	r.n = keep;
+	/* one chain per distinct value */
+	struct mx_tls_sni_entry **byv = r.n ? malloc(r.n * sizeof(*byv)) : NULL;
+	t->sni_names = r.n ? calloc(r.n, sizeof(*t->sni_names)) : NULL;
+	t->sni_chains = r.n ? calloc(r.n < MX_TLS_SNI_CHAINS_MAX ? r.n : MX_TLS_SNI_CHAINS_MAX,
+				     sizeof(*t->sni_chains))
+			    : NULL;
+	if (r.n && (!byv || !t->sni_names || !t->sni_chains)) {
+		free(byv);
+		rc = mx_errf(err, errlen, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (unsigned i = 0; i < r.n; i++)
+		byv[i] = &r.e[i];
+	qsort(byv, r.n, sizeof(*byv), mx_tls_conf_sni_by_value);
+	for (unsigned i = 0; i < r.n && rc == 0; i++) {
+		struct mx_tls_sni_entry *e = byv[i];
+		if (i == 0 || strcmp(byv[i - 1]->value, e->value) != 0) {
+			if (t->nsni_chains == MX_TLS_SNI_CHAINS_MAX) {
+				rc = mx_errf(err, errlen, -E2BIG, "%stls_server_sni_maps: more than "
+								  "%u distinct chain file lists",
+					     where, MX_TLS_SNI_CHAINS_MAX);
+				break;
+			}
+			struct mx_tls_sni_chain *c = &t->sni_chains[t->nsni_chains++];
+			if (!(c->files = strdup(e->value))) {
+				rc = mx_errf(err, errlen, -ENOMEM, "out of memory");
+				break;
+			}
+			char param[TABLE_KEY_MAX + 64];
+			snprintf(param, sizeof(param), "tls_server_sni_maps (%s)", e->name);
+			rc = mx_tls_conf_chain_files(c->creds, &c->ncreds, where, param, e->value,
+						     err, errlen);
+			for (unsigned k = 0; rc == 0 && k < c->ncreds; k++)
+				if (c->creds[k].ncerts == 0)
+					rc = mx_errf(err, errlen, -EINVAL, "%s%s: %s: a private key "
+									   "without its certificate",
+						     where, param, c->creds[k].source);
+			if (rc == 0 && c->ncreds == 0)
+				rc = mx_errf(err, errlen, -EINVAL, "%s%s: no chain files", where,
+					     param);
+			if (rc == 0) {
+				/* a key that does not match its certificate shows now */
+				SSL_CTX *ctx = mx_tls_conf_sni_ssl_ctx(t, t->nsni_chains - 1, NULL,
+								       why, sizeof(why));
+				if (!ctx)
+					rc = mx_errf(err, errlen, -EINVAL, "%s%s: %s", where, param,
+						     why);
+				SSL_CTX_free(ctx);
+			}
+		}
+		/* the entries are still in name order in r.e: the index is the same */
+		unsigned at = (unsigned)(e - r.e);
+		t->sni_names[at].chain = t->nsni_chains - 1;
+	}
+	free(byv);
+	if (rc < 0)
+		goto out;
+	for (unsigned i = 0; i < r.n; i++) {
+		t->sni_names[i].name = r.e[i].name;
+		r.e[i].name = NULL;
+	}
+	t->nsni_names = r.n;
+out:
+	for (unsigned i = 0; i < r.n; i++) {
+		free(r.e[i].name);
+		free(r.e[i].value);
+	}
+	free(r.e);
+	return rc;
+}
+
 /* Postfix's smtpd.c: an explicit security level wins over smtpd_use_tls and
  * smtpd_enforce_tls; wrappermode implies enforcement. */
 static enum mx_tls_level mx_tls_conf_level(const struct mx_config *cfg, bool wrapper)
@@ -464,7 +817,8 @@ static enum mx_tls_level mx_tls_conf_level(const struct mx_config *cfg, bool wra
 }
 
 int mx_tls_conf_build(const struct mx_config *cfg, const char *service,
-		      struct mx_tls_conf **out, char *err, size_t errlen)
+		      struct tables_env *tables, struct mx_tls_conf **out, char *err,
+		      size_t errlen)
 {
 	*out = NULL;
 	bool wrapper = mx_tls_conf_bool(cfg, "smtpd_tls_wrappermode");
@@ -513,25 +867,9 @@ int mx_tls_conf_build(const struct mx_config *cfg, const char *service,
 	if (chain && *chain) {
 		/* each file: private keys, each followed by its chain (postconf(5)) */
 		mx_tls_conf_where(cfg, "smtpd_tls_chain_files", where, sizeof(where));
-		for (const char *p = chain; *p;) {
-			p += strspn(p, " \t\r\n,");
-			size_t n = strcspn(p, " \t\r\n,");
-			if (n == 0)
-				break;
-			char path[1024];
-			snprintf(path, sizeof(path), "%.*s", (int)n, p);
-			p += n;
-			int cur = -1;
-			unsigned first = t->ncreds;
-			rc = mx_tls_conf_read_pem(t, where, "smtpd_tls_chain_files", path,
-					       MX_TLS_PEM_KEY | MX_TLS_PEM_CERTS | MX_TLS_PEM_GROUPS, &cur,
-					       err, errlen);
-			if (rc < 0)
-				goto fail;
-			for (unsigned i = first; i < t->ncreds; i++)
-				snprintf(t->creds[i].source, sizeof(t->creds[i].source), "%.*s",
-					 (int)sizeof(t->creds[i].source) - 1, path);
-		}
+		if ((rc = mx_tls_conf_chain_files(t->creds, &t->ncreds, where,
+						  "smtpd_tls_chain_files", chain, err, errlen)) < 0)
+			goto fail;
 	} else {
 		if ((rc = mx_tls_conf_pair(t, cfg, "smtpd_tls_cert_file", "smtpd_tls_key_file", err,
 					errlen)) < 0 ||
@@ -589,6 +927,8 @@ int mx_tls_conf_build(const struct mx_config *cfg, const char *service,
 		goto fail;
 	}
 	SSL_CTX_free(ctx);
+	if ((rc = mx_tls_conf_sni_build(t, cfg, tables, err, errlen)) < 0)
+		goto fail;
 	*out = t;
 	return 0;
 fail:
@@ -648,8 +988,9 @@ static int mx_tls_conf_verify_any(int ok, X509_STORE_CTX *x)
 	return 1;
 }
 
-SSL_CTX *mx_tls_conf_ssl_ctx(const struct mx_tls_conf *t, OSSL_LIB_CTX *lib, char *err,
-			     size_t errlen)
+/* A server context with t's settings and the keys and chains creds[ncreds]. */
+static SSL_CTX *mx_tls_conf_ctx_with(const struct mx_tls_conf *t, const struct mx_tls_cred *creds,
+				     unsigned ncreds, OSSL_LIB_CTX *lib, char *err, size_t errlen)
 {
 	char why[256];
 	SSL_CTX *ctx = SSL_CTX_new_ex(lib, NULL, TLS_server_method());
@@ -687,8 +1028,8 @@ SSL_CTX *mx_tls_conf_ssl_ctx(const struct mx_tls_conf *t, OSSL_LIB_CTX *lib, cha
 			mx_tls_conf_ossl_error(why, sizeof(why)));
 		goto fail;
 	}
-	for (unsigned i = 0; i < t->ncreds; i++)
-		if (mx_tls_conf_use_cred(ctx, &t->creds[i], lib, err, errlen) < 0)
+	for (unsigned i = 0; i < ncreds; i++)
+		if (mx_tls_conf_use_cred(ctx, &creds[i], lib, err, errlen) < 0)
 			goto fail;
 	if (t->ask_ccert) {
 		/* ask for a certificate, take any (Postfix records whether it is trusted and
@@ -712,4 +1053,18 @@ SSL_CTX *mx_tls_conf_ssl_ctx(const struct mx_tls_conf *t, OSSL_LIB_CTX *lib, cha
 fail:
 	SSL_CTX_free(ctx);
 	return NULL;
+}
+
+SSL_CTX *mx_tls_conf_ssl_ctx(const struct mx_tls_conf *t, OSSL_LIB_CTX *lib, char *err,
+			     size_t errlen)
+{
+	return mx_tls_conf_ctx_with(t, t->creds, t->ncreds, lib, err, errlen);
+}
+
+SSL_CTX *mx_tls_conf_sni_ssl_ctx(const struct mx_tls_conf *t, unsigned chain,
+				 OSSL_LIB_CTX *lib, char *err, size_t errlen)
+{
+	assert(chain < t->nsni_chains);
+	const struct mx_tls_sni_chain *c = &t->sni_chains[chain];
+	return mx_tls_conf_ctx_with(t, c->creds, c->ncreds, lib, err, errlen);
 }

@@ -18,6 +18,11 @@
  *   smtpd_tls_fingerprint_digest: client certificates, asked for and verified (any
  *                             certificate is accepted; whether it is trusted is
  *                             recorded for the restrictions)
+ *   tls_server_sni_maps       names a client sends in SNI to key and chain files (the
+ *                             syntax of smtpd_tls_chain_files); every entry of the maps
+ *                             is read, and its files loaded and checked, when the
+ *                             generation is built, so a worker only looks names up in
+ *                             memory (a change of the maps or the files needs a reload)
  *
  * The parsed material is immutable and shared by every worker; each worker makes its own
  * SSL_CTX from it in its own OSSL_LIB_CTX (mx_tls_conf_ssl_ctx()). */
@@ -56,6 +61,21 @@ struct mx_tls_cred {
 	char source[256]; /* the file(s) it came from, for messages */
 };
 
+/* tls_server_sni_maps: the distinct values of the maps (each a list of chain files, read
+ * as smtpd_tls_chain_files), and every name, sorted, with the value it maps to. */
+#define MX_TLS_SNI_NAMES_MAX 65536u
+#define MX_TLS_SNI_CHAINS_MAX 1024u
+struct mx_tls_sni_chain {
+	struct mx_tls_cred creds[MX_TLS_CREDS_MAX];
+	unsigned ncreds;
+	char *files; /* the value in the map, for messages */
+};
+
+struct mx_tls_sni_name {
+	char *name;     /* lower case: "mail.example.com", or ".example.com" for subdomains */
+	unsigned chain; /* index into sni_chains */
+};
+
 struct mx_tls_conf {
 	enum mx_tls_level level;
 	bool wrappermode;
@@ -76,20 +96,48 @@ struct mx_tls_conf {
 	size_t ca_len;
 	struct mx_tls_cred creds[MX_TLS_CREDS_MAX];
 	unsigned ncreds;
+	bool sni;                       /* tls_server_sni_maps is set: SNI is looked at */
+	struct mx_tls_sni_chain *sni_chains;
+	unsigned nsni_chains;
+	struct mx_tls_sni_name *sni_names; /* sorted by name (strcmp) */
+	unsigned nsni_names;
 };
+
+struct tables_env;
 
 /* Read a service's TLS parameters from cfg. *out is NULL when the level is none and the
  * service is not in wrappermode (no TLS at all); else the settings, with every key and
- * certificate loaded and checked by building a context once. Returns 0, or a negative
- * errno with err ("FILE:LINE: smtpd_tls_cert_file /etc/x.pem: ...: no such file"). */
+ * certificate loaded and checked by building a context once. tables: the gateway's table
+ * store, where tls_server_sni_maps' hash: and lmdb: tables are read (NULL: the build
+ * opens mxgate_table_directory itself, read-only, when the maps name such a table; never
+ * while the gateway has it open: LMDB forbids two opens of one store in a process).
+ * Returns 0, or a negative errno with err ("FILE:LINE: smtpd_tls_cert_file /etc/x.pem:
+ * ...: no such file"). */
 int mx_tls_conf_build(const struct mx_config *cfg, const char *service,
-		      struct mx_tls_conf **out, char *err, size_t errlen);
+		      struct tables_env *tables, struct mx_tls_conf **out, char *err,
+		      size_t errlen);
 void mx_tls_conf_free(struct mx_tls_conf *t);
 
 /* A server SSL_CTX with t's settings in library context lib (NULL: the default one).
  * Returns NULL with err on failure. The caller adds session-ticket keys. */
 SSL_CTX *mx_tls_conf_ssl_ctx(const struct mx_tls_conf *t, OSSL_LIB_CTX *lib, char *err,
 			     size_t errlen);
+
+/* The same for the SNI chain `chain` (an index into t->sni_chains): t's settings with that
+ * chain's keys and certificates instead of the default ones. */
+SSL_CTX *mx_tls_conf_sni_ssl_ctx(const struct mx_tls_conf *t, unsigned chain,
+				 OSSL_LIB_CTX *lib, char *err, size_t errlen);
+
+/* Whether name (from a client's SNI) is a host name by Postfix's valid_hostname(): labels
+ * of letters, digits, '-' (not first or last) and '_', up to 63 bytes, up to 255 in all,
+ * not all numeric. */
+bool mx_tls_conf_sni_valid(const char *name);
+
+/* The SNI chain for name, as Postfix's tls_server_sni_maps lookup: the name itself, then
+ * each parent domain with a leading dot ("mail.example.com", ".example.com", ".com"),
+ * case-insensitively. Returns the chain's index, or -1 when nothing matches (the default
+ * certificate) or name is not a valid host name. */
+int mx_tls_conf_sni_find(const struct mx_tls_conf *t, const char *name);
 
 /* Postfix's protocol list ("!SSLv2, !SSLv3", ">=TLSv1.2", "TLSv1.2 TLSv1.3"): the lowest
  * and highest version left and the holes between. 0, or -EINVAL with err. */

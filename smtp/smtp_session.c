@@ -651,6 +651,8 @@ const char *smtp_rate_event_name(enum smtp_rate_event e)
 		return "recipient";
 	case SMTP_RATE_AUTH:
 		return "auth";
+	case SMTP_RATE_NEWTLS:
+		return "newtls";
 	case SMTP_RATE_EVENT_MAX:
 		break;
 	}
@@ -697,6 +699,16 @@ bool smtp_session_tls_active(const struct smtp_session *s)
 
 void smtp_session_tls_refuse(struct smtp_session *s, const char *why)
 {
+	smtp_session_tls_refuse_as(s, "4.7.1", why);
+}
+
+void smtp_session_tls_refuse_as(struct smtp_session *s, const char *dsn, const char *why)
+{
+	size_t d = 0;
+	for (; dsn[d] && d + 1 < sizeof(s->tls_refuse_dsn); d++)
+		s->tls_refuse_dsn[d] = (dsn[d] >= '0' && dsn[d] <= '9') || dsn[d] == '.' ? dsn[d]
+											: '?';
+	s->tls_refuse_dsn[d] = '\0';
 	size_t n = 0;
 	for (; why[n] && n + 1 < sizeof(s->tls_refuse); n++)
 		s->tls_refuse[n] = (why[n] < 32 || why[n] == 127) ? '?' : why[n];

@@ -311,6 +311,11 @@ enum smtp_rate_event {
 	SMTP_RATE_MESSAGE,   /* MAIL: smtpd_client_message_rate_limit */
 	SMTP_RATE_RECIPIENT, /* RCPT and VRFY: smtpd_client_recipient_rate_limit */
 	SMTP_RATE_AUTH,      /* AUTH, before any of its checks: smtpd_client_auth_rate_limit */
+	/* STARTTLS, before its 220: smtpd_client_new_tls_session_rate_limit. The hook only
+	 * looks (anvil's newtls_stat): a session is counted after its handshake, by the
+	 * transport, unless it was resumed. Over the limit: "454 4.7.0 Error: too many new
+	 * TLS sessions from NAME[ADDR]" (Postfix's starttls_cmd()), no TLS. */
+	SMTP_RATE_NEWTLS,
 	SMTP_RATE_EVENT_MAX,
 };
 
@@ -445,6 +450,10 @@ bool smtp_session_tls_active(const struct smtp_session *s);
  * <why>" (why: "Client certificate not trusted" or "No client certificate presented",
  * copied, at most 200 bytes), and the session closes; the line is not a command. */
 void smtp_session_tls_refuse(struct smtp_session *s, const char *why);
+/* The same with another enhanced status than 4.7.1 (dsn: "4.7.0", at most 7 bytes):
+ * smtpd_client_new_tls_session_rate_limit's "421 4.7.0 <myhostname> Error: too many new
+ * TLS sessions from NAME[ADDR]" after the handshake that went over the limit. */
+void smtp_session_tls_refuse_as(struct smtp_session *s, const char *dsn, const char *why);
 
 /* The TLS lines of Received: (smtpd_tls_received_header), each "\t(...)" with CRLFs
  * between, without the last CRLF; copied (at most 1024 bytes, control characters but

@@ -371,6 +371,13 @@ static bool rate_refused(struct smtp_session *s, enum smtp_rate_event ev)
 	else if (ev == SMTP_RATE_AUTH)
 		smtp_session_replyf(s, "450 4.7.1 Error: too many AUTH commands from %s",
 				    s->client_addr);
+	else if (ev == SMTP_RATE_NEWTLS) {
+		/* Postfix's starttls_cmd(): the client's name and address */
+		smtp_session_replyf(s, "454 4.7.0 Error: too many new TLS sessions from %s[%s]",
+				    s->client_name, s->client_addr);
+		smtp_session_engine_error(s, SMTP_ERR_RATE_LIMIT, 454);
+		return true;
+	}
 	else
 		smtp_session_replyf(s, "450 4.7.1 Error: too many recipients from %s",
 				    s->client_addr);
@@ -676,6 +683,9 @@ static void cmd_starttls(struct smtp_session *s, struct mx_span args)
 		refuse_lit(s, SMTP_ERR_UNKNOWN_COMMAND, "502 5.5.1 Error: command not implemented");
 		return;
 	}
+	/* smtpd_client_new_tls_session_rate_limit: refused before the handshake */
+	if (rate_refused(s, SMTP_RATE_NEWTLS))
+		return;
 	reply_lit(s, "220 2.0.0 Ready to start TLS");
 	s->discard_input = true;
 	s->tls_active = true;
@@ -710,7 +720,7 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 	if (s->tls_refuse[0]) {
 		/* smtpd_tls_req_ccert: whatever the line says (Postfix's smtpd_start_tls()) */
 		char host[HOST_MAX + 1];
-		smtp_session_replyf(s, "421 4.7.1 %s Error: %s",
+		smtp_session_replyf(s, "421 %s %s Error: %s", s->tls_refuse_dsn,
 				    smtp_session_myhostname(s, host, sizeof(host)), s->tls_refuse);
 		smtp_session_engine_close(s, SMTP_ERR_ACCESS_DENIED, 0);
 		return;

@@ -89,6 +89,7 @@ struct smtp_session {
 	bool discard_input;      /* STARTTLS: the rest of this input is never read */
 	char *tls_received;      /* Received:'s TLS lines (smtp_session_set_tls_received()) */
 	char tls_refuse[201];    /* smtp_session_tls_refuse(): "" when not refused */
+	char tls_refuse_dsn[8];  /* its enhanced status ("4.7.1") */
 	struct xclient_buf *xcl; /* the XCLIENT awaiting its verdict (taken lazily) */
 	/* smtp_session_set_rate_hook() */
 	bool (*rate_over)(void *arg, enum smtp_rate_event event);

@@ -54,6 +54,7 @@ const char *anvil_rate_name(enum anvil_rate r)
 		[ANVIL_RATE_MESSAGE] = "message",
 		[ANVIL_RATE_RECIPIENT] = "recipient",
 		[ANVIL_RATE_AUTH] = "auth",
+		[ANVIL_RATE_NEWTLS] = "newtls",
 	};
 	return (unsigned)r < ANVIL_RATE_MAX ? names[r] : "?";
 }
@@ -343,7 +344,8 @@ int anvil_disconnect(struct anvil *a, const struct anvil_key *k, uint64_t now_s,
 int anvil_event(struct anvil *a, const struct anvil_key *k, enum anvil_rate r,
 		uint64_t now_s, unsigned unit_s, uint32_t *rate)
 {
-	if (r != ANVIL_RATE_MESSAGE && r != ANVIL_RATE_RECIPIENT)
+	/* every rate but the connection rate, which anvil_connect() counts */
+	if (r == ANVIL_RATE_CONNECT || (unsigned)r >= ANVIL_RATE_MAX)
 		return -EINVAL;
 	struct anvil_shard *s;
 	size_t home;

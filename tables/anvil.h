@@ -8,6 +8,8 @@
  *   rate[CONNECT]    connection attempts in the current window, refused ones included
  *   rate[MESSAGE]    MAIL commands in the window          (only where a limit asks)
  *   rate[RECIPIENT]  RCPT and VRFY commands in the window (only where a limit asks)
+ *   rate[AUTH]       AUTH commands in the window          (only where a limit asks)
+ *   rate[NEWTLS]     TLS sessions that were not resumed   (only where a limit asks)
  * The rates share one fixed window per client, as anvil's ANVIL_REMOTE_INCR_RATE(): it
  * starts with the client's first connection; an event that comes when start + unit < now
  * (whole seconds, strictly later) first sets every rate to zero and starts a new window
@@ -56,6 +58,7 @@ enum anvil_rate {
 	ANVIL_RATE_MESSAGE,   /* MAIL: smtpd_client_message_rate_limit */
 	ANVIL_RATE_RECIPIENT, /* RCPT and VRFY: smtpd_client_recipient_rate_limit */
 	ANVIL_RATE_AUTH,      /* AUTH: smtpd_client_auth_rate_limit */
+	ANVIL_RATE_NEWTLS,    /* full TLS handshakes: smtpd_client_new_tls_session_rate_limit */
 	ANVIL_RATE_MAX,
 };
 
@@ -110,9 +113,10 @@ int anvil_connect(struct anvil *a, const struct anvil_key *k, uint64_t now_s,
 int anvil_disconnect(struct anvil *a, const struct anvil_key *k, uint64_t now_s,
 		     unsigned unit_s);
 
-/* One MESSAGE or RECIPIENT event of a client that has a connection open (anvil's "mail",
- * "rcpt"): *rate is the rate after counting it. Returns 0, or -ENOENT when the client
- * has no entry (it was not tracked), -EINVAL for ANVIL_RATE_CONNECT. */
+/* One MESSAGE, RECIPIENT, AUTH or NEWTLS event of a client that has a connection open
+ * (anvil's "mail", "rcpt", "auth", "newtls"): *rate is the rate after counting it.
+ * Returns 0, or -ENOENT when the client has no entry (it was not tracked), -EINVAL for
+ * ANVIL_RATE_CONNECT. */
 int anvil_event(struct anvil *a, const struct anvil_key *k, enum anvil_rate r,
 		uint64_t now_s, unsigned unit_s, uint32_t *rate);
 

@@ -199,7 +199,7 @@ static void conn_gen_release(struct conn_worker *w, struct conn_gen **pp)
 	*pp = cg->next;
 	for (unsigned i = 0; i < 2 * cg->g->nservices; i++) {
 		smtp_policy_ctx_free(cg->svc[i].policy);
-		SSL_CTX_free(cg->svc[i].tls_ctx);
+		tls_ctx_free(cg->svc[i].tls_ctx);
 	}
 	free(cg->svc);
 	mx_generation_put(cg->g);

@@ -23,6 +23,21 @@
  *       warning: Message delivery request rate limit exceeded: 11 from NAME[ADDR] for
  *         service smtp
  *       warning: Recipient address rate limit exceeded: 21 from NAME[ADDR] for service smtp
+ *   - new TLS sessions (smtpd_client_new_tls_session_rate_limit, when > 0), as Postfix's
+ *     starttls_cmd(), smtpd_proto() and smtpd_start_tls(): before a handshake the rate
+ *     is only looked at (anvil's newtls_stat): over the limit, STARTTLS gets "454 4.7.0
+ *     Error: too many new TLS sessions from NAME[ADDR]" with
+ *       warning: Refusing STARTTLS request from NAME[ADDR] for service smtp
+ *     and a wrappermode connection is closed before its handshake with
+ *       warning: Refusing TLS service request from NAME[ADDR] for service smtps
+ *     After a handshake that did not resume a session the rate is counted (anvil's
+ *     newtls); over the limit:
+ *       warning: New TLS session rate limit exceeded: 3 from NAME[ADDR] for service smtp
+ *     and the next command gets "421 4.7.0 MYHOSTNAME Error: too many new TLS sessions
+ *     from NAME[ADDR]", then the session closes (Postfix sends it at once; the engine
+ *     answers a line, as for smtpd_tls_req_ccert). A wrappermode session whose client was
+ *     not counted yet when its handshake ended (its name lookup still running) is not
+ *     counted;
  * Not copied: after XCLIENT from an authorized client names a client outside
  * smtpd_authorized_xclient_hosts, Postfix counts the connection again under the proxy's
  * own range; mxgate leaves such connections uncounted for their whole life. */
@@ -114,11 +129,75 @@ void conn_anvil_disconnect(struct conn *c)
 	(void)rc;
 }
 
-/* The engine's rate hook (smtp_session_set_rate_hook()): MAIL, RCPT, VRFY and AUTH. */
+/* Whether smtpd_client_new_tls_session_rate_limit applies to c: a limit, a table, and a
+ * client that is counted (not an exception, not an XCLIENT host). */
+static bool conn_anvil_newtls_applies(const struct conn *c)
+{
+	const struct mx_config *cfg = c->cfg;
+	return cfg->client_new_tls_session_rate_limit && c->w->anvil && !c->xclient_allowed &&
+	       c->anvil_service >= 0 &&
+	       !(cfg->event_limit_exceptions && netlist_match(cfg->event_limit_exceptions, &c->addr));
+}
+
+/* anvil's newtls_stat: the client's new TLS sessions in this window, not counting. */
+static uint32_t conn_anvil_newtls_stat(const struct conn *c)
+{
+	const struct mx_config *cfg = c->cfg;
+	struct anvil_key k;
+	if (c->anvil_tracked)
+		k = c->anvil_key;
+	else
+		anvil_key_make(&k, &c->addr, cfg->client_ipv4_prefix_length,
+			       cfg->client_ipv6_prefix_length, (unsigned)c->anvil_service);
+	struct anvil_view v;
+	if (anvil_lookup(c->w->anvil, &k, conn_anvil_now(), conn_anvil_unit(c), &v) < 0)
+		return 0;
+	return v.rate[ANVIL_RATE_NEWTLS];
+}
+
+bool conn_anvil_tls_refused(struct conn *c)
+{
+	if (!conn_anvil_newtls_applies(c) ||
+	    conn_anvil_newtls_stat(c) <= c->cfg->client_new_tls_session_rate_limit)
+		return false;
+	c->w->counters.anvil_newtls_rate_refused++;
+	mx_log(MX_LOG_WARNING, "Refusing TLS service request from %s for service %s", c->client,
+	       c->svc->name);
+	return true;
+}
+
+void conn_anvil_tls_established(struct conn *c, bool reused)
+{
+	uint32_t rate = 0;
+	unsigned limit = c->cfg->client_new_tls_session_rate_limit;
+	if (reused || !conn_anvil_newtls_applies(c) || !c->anvil_tracked ||
+	    anvil_event(c->w->anvil, &c->anvil_key, ANVIL_RATE_NEWTLS, conn_anvil_now(),
+			conn_anvil_unit(c), &rate) < 0 ||
+	    rate <= limit)
+		return;
+	c->w->counters.anvil_newtls_rate_refused++;
+	mx_log(MX_LOG_WARNING, "New TLS session rate limit exceeded: %" PRIu32 " from %s for "
+			       "service %s", rate, c->client, c->svc->name);
+	char why[sizeof(c->client) + 40];
+	snprintf(why, sizeof(why), "too many new TLS sessions from %s", c->client);
+	smtp_session_tls_refuse_as(c->s, "4.7.0", why);
+}
+
+/* The engine's rate hook (smtp_session_set_rate_hook()): MAIL, RCPT, VRFY, AUTH, and
+ * STARTTLS (which only looks). */
 bool conn_anvil_rate_over(void *arg, enum smtp_rate_event event)
 {
 	struct conn *c = arg;
 	const struct mx_config *cfg = c->cfg;
+	if (event == SMTP_RATE_NEWTLS) {
+		if (!conn_anvil_newtls_applies(c) ||
+		    conn_anvil_newtls_stat(c) <= cfg->client_new_tls_session_rate_limit)
+			return false;
+		c->w->counters.anvil_newtls_rate_refused++;
+		mx_log(MX_LOG_WARNING, "Refusing STARTTLS request from %s for service %s",
+		       c->client, c->svc->name);
+		return true;
+	}
 	unsigned limit = event == SMTP_RATE_MESSAGE ? cfg->client_message_rate_limit
 			 : event == SMTP_RATE_AUTH  ? cfg->client_auth_rate_limit
 						    : cfg->client_recipient_rate_limit;

@@ -243,6 +243,7 @@ struct conn {
 	size_t tls_plain_out;
 	uint64_t tls_deadline_ms;
 	bool tls_done_logged;          /* the failure or end was logged */
+	bool tls_rate_checked;         /* wrappermode: the new-session rate was looked at */
 	char tls_protocol[16];         /* for policy servers: "TLSv1.3" */
 	char tls_cipher[64];
 	int tls_keysize;
@@ -331,6 +332,12 @@ void conn_tls_policy_attrs(const struct conn *c, struct smtp_delegation_request 
 bool conn_anvil_connect(struct conn *c);
 void conn_anvil_disconnect(struct conn *c);
 bool conn_anvil_rate_over(void *arg, enum smtp_rate_event event);
+/* smtpd_client_new_tls_session_rate_limit: before a wrappermode handshake, true (and the
+ * warning logged) when the client is over the limit and is to be hung up on; after any
+ * handshake, count it unless it was resumed, and when over the limit have the engine
+ * answer 421 and close (conn_anvil.c). */
+bool conn_anvil_tls_refused(struct conn *c);
+void conn_anvil_tls_established(struct conn *c, bool reused);
 
 /* conn_proxy.c: the PROXY protocol header before the greeting (smtpd_upstream_proxy_
  * protocol). init: at accept (-ENOMEM); input: takes header bytes, returns how many (after

@@ -109,6 +109,39 @@ static void conn_tls_received(struct conn *c, const struct tls_server_info *i)
 		       c->client);
 }
 
+/* What tls_server_sni_maps made of the name the client sent in SNI, in Postfix's words
+ * (tls/tls_misc.c): said once, when the handshake ends. Returns the name to show in the
+ * "established from CLIENT to NAME" line, or NULL. */
+static const char *conn_tls_sni_log(const struct conn *c)
+{
+	const struct tls_sni *sni = tls_server_sni(c->tls);
+	if (!sni)
+		return NULL;
+	switch (sni->status) {
+	case TLS_SNI_MATCHED:
+		return sni->name;
+	case TLS_SNI_UNMATCHED:
+		mx_log(MX_LOG_INFO, "TLS SNI %s from %s not matched, using default chain",
+		       sni->name, c->client);
+		return sni->name;
+	case TLS_SNI_INVALID:
+		mx_log(MX_LOG_WARNING, "TLS SNI from %s is invalid: %s", c->client, sni->name);
+		return NULL;
+	case TLS_SNI_CHANGED:
+		mx_log(MX_LOG_WARNING, "TLS SNI changed from %s initially %s after hello retry",
+		       c->client, sni->name);
+		return NULL;
+	case TLS_SNI_FAILED:
+		mx_log(MX_LOG_WARNING, "TLS SNI %s from %s: the context of its certificate chain "
+				       "cannot be made (out of memory)", sni->name, c->client);
+		return NULL;
+	case TLS_SNI_NONE:
+	case TLS_SNI_STATUS_MAX:
+		break;
+	}
+	return NULL;
+}
+
 /* The handshake completed: the log line, Received:, the policy attributes, and the
  * session's clock restarts (the handshake had smtpd_starttls_timeout). */
 static void conn_tls_established(struct conn *c)
@@ -124,6 +157,7 @@ static void conn_tls_established(struct conn *c)
 	if (i.reused)
 		c->w->counters.tls_resumed++;
 	unsigned level = conn_tls_loglevel(c);
+	const char *sni = conn_tls_sni_log(c);
 	const char *kind = "Anonymous";
 	if (c->svc->tls && c->svc->tls->ask_ccert) {
 		struct conn_tls_peer *cp = malloc(sizeof(*cp));
@@ -175,10 +209,11 @@ static void conn_tls_established(struct conn *c)
 				snprintf(extra + n, sizeof(extra) - n, " server-digest %s",
 					 i.sig_digest);
 		}
-		mx_log(MX_LOG_INFO, "%s TLS connection established from %s: %s with cipher "
+		/* Postfix 3.4+: "from CLIENT to NAME" when the client's SNI was taken */
+		mx_log(MX_LOG_INFO, "%s TLS connection established from %s%s%s: %s with cipher "
 				    "%s (%d/%d bits)%s",
-		       kind, c->client, i.protocol, i.cipher, i.cipher_usebits, i.cipher_algbits,
-		       extra);
+		       kind, c->client, sni ? " to " : "", sni ? sni : "", i.protocol, i.cipher,
+		       i.cipher_usebits, i.cipher_algbits, extra);
 	}
 	if (c->svc->tls && c->svc->tls->received_header)
 		conn_tls_received(c, &i);
@@ -189,6 +224,8 @@ static void conn_tls_established(struct conn *c)
 		mx_log(MX_LOG_INFO, "NOQUEUE: abort: TLS from %s: %s", c->client, why);
 		smtp_session_tls_refuse(c->s, why);
 	}
+	/* smtpd_client_new_tls_session_rate_limit: a full handshake counts */
+	conn_anvil_tls_established(c, i.reused);
 }
 
 /* After the layer moved: log the handshake's end, or its failure and the session's. */
@@ -204,6 +241,8 @@ static void conn_tls_progress(struct conn *c)
 		c->w->counters.protocol_errors++;
 		c->w->counters.tls_failed++;
 		if (!c->tls_protocol[0])
+			(void)conn_tls_sni_log(c);
+		if (!c->tls_protocol[0])
 			mx_log(MX_LOG_INFO, "SSL_accept error from %s: -1", c->client);
 		else
 			mx_log(MX_LOG_INFO, "SSL_read error from %s: -1", c->client);
@@ -216,6 +255,15 @@ static void conn_tls_progress(struct conn *c)
 
 size_t conn_tls_input(struct conn *c, const char *buf, size_t len)
 {
+	if (!c->tls_rate_checked && c->svc->tls && c->svc->tls->wrappermode) {
+		/* Postfix's smtpd_proto(): a client over its new TLS session rate gets no
+		 * handshake at all in wrappermode, it is hung up on */
+		c->tls_rate_checked = true;
+		if (conn_anvil_tls_refused(c)) {
+			conn_hangup(c);
+			return len;
+		}
+	}
 	size_t used = tls_server_input(c->tls, buf, len);
 	conn_tls_progress(c);
 	/* plaintext to the engine while it takes it (it stops when it waits for a verdict,

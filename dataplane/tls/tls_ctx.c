@@ -14,11 +14,21 @@
 #include <openssl/rand.h>
 
 #include "mxgate/clock.h"
+#include "dataplane/tls/tls_server.h"
 #include "mxgate/errf.h"
 
 struct tls_worker {
 	OSSL_LIB_CTX *lib;
 	EVP_CIPHER *ticket_cipher; /* AES-256-CBC (Postfix's tls_session_ticket_cipher) */
+};
+
+/* The app data of a service's context and of its SNI chains' contexts (all share it): the
+ * ticket callback finds the worker there, the servername callback the settings and the
+ * chains' contexts, made in this worker on first use. */
+struct tls_ctx_app {
+	struct tls_worker *w;
+	const struct mx_tls_conf *conf;
+	SSL_CTX **sni; /* [conf->nsni_chains] */
 };
 
 /* ---- the gateway's ticket keys ---- */
@@ -110,7 +120,8 @@ static int tls_keys_find(const unsigned char *name, struct tls_ticket_key *k)
 static int tls_ticket_cb(SSL *ssl, unsigned char *key_name, unsigned char *iv,
 			 EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
 {
-	struct tls_worker *w = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	const struct tls_ctx_app *app = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	struct tls_worker *w = app->w;
 	struct tls_ticket_key k;
 	int rc;
 	if (enc) {
@@ -173,16 +184,127 @@ void tls_worker_free(struct tls_worker *w)
 	free(w);
 }
 
-SSL_CTX *tls_ctx_new(struct tls_worker *w, const struct mx_tls_conf *conf, char *err,
-		     size_t errlen)
+/* ---- contexts ---- */
+
+/* What a ticket needs on every context of a service. */
+static void tls_ctx_tickets(SSL_CTX *ctx, const struct mx_tls_conf *conf)
 {
-	SSL_CTX *ctx = mx_tls_conf_ssl_ctx(conf, w->lib, err, errlen);
-	if (!ctx)
-		return NULL;
-	SSL_CTX_set_app_data(ctx, w);
 	if (conf->session_timeout_s) {
 		tls_keys_note_lifetime(conf->session_timeout_s);
 		SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_ticket_cb);
 	}
+}
+
+/* The name for the log: up to 255 bytes, bytes outside '!'..'~' as '?' (a client's bytes
+ * never reach the log raw). */
+static void tls_ctx_sni_copy(char *dst, size_t cap, const char *name)
+{
+	size_t i = 0;
+	for (; name[i] && i + 1 < cap; i++) {
+		unsigned char ch = (unsigned char)name[i];
+		dst[i] = ch >= '!' && ch <= '~' ? (char)ch : '?';
+	}
+	dst[i] = '\0';
+}
+
+/* SSL_CTX_set_tlsext_servername_callback(), with the ClientHello's server_name (RFC 6066
+ * section 3): Postfix's server_sni_callback() and tls_cert_cb() in one. A name that is not
+ * a host name is ignored (NOACK); a known name switches the connection to its chain's
+ * context (the same settings, another certificate); an unknown one keeps the default. A
+ * second ClientHello (after a HelloRetryRequest) must carry the same name. */
+static int tls_ctx_servername(SSL *ssl, int *alert, void *arg)
+{
+	struct tls_ctx_app *app = arg;
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	if (!name || !*name)
+		return SSL_TLSEXT_ERR_NOACK;
+	struct tls_sni *rec = tls_server_sni_record(ssl);
+	char seen[sizeof(rec->name)];
+	tls_ctx_sni_copy(seen, sizeof(seen), name);
+	if (rec && rec->status != TLS_SNI_NONE) {
+		/* the HelloRetryRequest's second ClientHello: the choice is made */
+		if (strcmp(rec->name, seen) != 0) {
+			rec->status = TLS_SNI_CHANGED;
+			return SSL_TLSEXT_ERR_NOACK;
+		}
+		return rec->status == TLS_SNI_INVALID || rec->status == TLS_SNI_CHANGED
+			       ? SSL_TLSEXT_ERR_NOACK
+			       : SSL_TLSEXT_ERR_OK;
+	}
+	if (rec)
+		memcpy(rec->name, seen, sizeof(seen));
+	if (!mx_tls_conf_sni_valid(name)) {
+		if (rec)
+			rec->status = TLS_SNI_INVALID;
+		return SSL_TLSEXT_ERR_NOACK;
+	}
+	int c = mx_tls_conf_sni_find(app->conf, name);
+	if (c < 0) {
+		if (rec)
+			rec->status = TLS_SNI_UNMATCHED;
+		return SSL_TLSEXT_ERR_OK;
+	}
+	if (!app->sni[c]) {
+		/* first use in this worker: made from the keys and chains the generation
+		 * loaded (no file is read here) */
+		char err[256];
+		SSL_CTX *ctx = mx_tls_conf_sni_ssl_ctx(app->conf, (unsigned)c, app->w->lib, err,
+						       sizeof(err));
+		if (ctx) {
+			SSL_CTX_set_app_data(ctx, app);
+			tls_ctx_tickets(ctx, app->conf);
+		}
+		app->sni[c] = ctx;
+	}
+	if (!app->sni[c] || !SSL_set_SSL_CTX(ssl, app->sni[c])) {
+		if (rec)
+			rec->status = TLS_SNI_FAILED;
+		ERR_clear_error();
+		*alert = SSL_AD_INTERNAL_ERROR;
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	}
+	if (rec)
+		rec->status = TLS_SNI_MATCHED;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+SSL_CTX *tls_ctx_new(struct tls_worker *w, const struct mx_tls_conf *conf, char *err,
+		     size_t errlen)
+{
+	struct tls_ctx_app *app = calloc(1, sizeof(*app));
+	if (app && conf->nsni_chains)
+		app->sni = calloc(conf->nsni_chains, sizeof(*app->sni));
+	if (!app || (conf->nsni_chains && !app->sni)) {
+		free(app);
+		mx_errf(err, errlen, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	app->w = w;
+	app->conf = conf;
+	SSL_CTX *ctx = mx_tls_conf_ssl_ctx(conf, w->lib, err, errlen);
+	if (!ctx) {
+		free(app->sni);
+		free(app);
+		return NULL;
+	}
+	SSL_CTX_set_app_data(ctx, app);
+	tls_ctx_tickets(ctx, conf);
+	if (conf->sni) {
+		SSL_CTX_set_tlsext_servername_callback(ctx, tls_ctx_servername);
+		SSL_CTX_set_tlsext_servername_arg(ctx, app);
+	}
 	return ctx;
+}
+
+void tls_ctx_free(SSL_CTX *ctx)
+{
+	if (!ctx)
+		return;
+	struct tls_ctx_app *app = SSL_CTX_get_app_data(ctx);
+	for (unsigned i = 0; app && i < app->conf->nsni_chains; i++)
+		SSL_CTX_free(app->sni[i]);
+	if (app)
+		free(app->sni);
+	free(app);
+	SSL_CTX_free(ctx);
 }

@@ -31,9 +31,16 @@ int tls_worker_new(struct tls_worker **out, char *err, size_t errlen);
 void tls_worker_free(struct tls_worker *w);
 
 /* The server context of a service for this worker: conf's settings, in w's library
- * context, with the shared ticket keys. NULL with err. Free with SSL_CTX_free(). */
+ * context, with the shared ticket keys. With tls_server_sni_maps (conf->sni) it looks at
+ * the name a client sends (SNI) and serves the certificate the maps give it: a context
+ * per chain, made in this worker from conf's loaded keys on the first client that asks
+ * for it, and selected for the connection (SSL_set_SSL_CTX()); the outcome is recorded
+ * in the connection (tls_server_sni()). conf must outlive the context. NULL with err.
+ * Free with tls_ctx_free() (never SSL_CTX_free(): it owns the chains' contexts). */
 SSL_CTX *tls_ctx_new(struct tls_worker *w, const struct mx_tls_conf *conf, char *err,
 		     size_t errlen);
+/* NULL is fine. Every connection on it (or its chains' contexts) is freed already. */
+void tls_ctx_free(SSL_CTX *ctx);
 
 /* For tests: forget the ticket keys (the next ticket makes a new set), as a restart
  * would. */

@@ -35,6 +35,7 @@ struct tls_server {
 	size_t plain_len, plain_off;
 	char reason[256];
 	char sig_curve[32];
+	struct tls_sni *sni;     /* made by the servername callback (tls_server_sni_record) */
 };
 
 const char *tls_server_state_name(enum tls_server_state s)
@@ -159,6 +160,7 @@ struct tls_server *tls_server_new(SSL_CTX *ctx)
 	BIO_set_data(bio, t);
 	SSL_set_bio(t->ssl, bio, bio); /* the SSL owns it (one reference for both) */
 	SSL_set_accept_state(t->ssl);
+	SSL_set_app_data(t->ssl, t); /* the servername callback finds the connection */
 	t->state = TLS_SERVER_HANDSHAKE;
 	return t;
 }
@@ -170,7 +172,29 @@ void tls_server_free(struct tls_server *t)
 	SSL_free(t->ssl);
 	free(t->out);
 	free(t->plain);
+	free(t->sni);
 	free(t);
+}
+
+const char *tls_sni_status_name(enum tls_sni_status s)
+{
+	static const char *const names[TLS_SNI_STATUS_MAX] = {
+		"none", "matched", "unmatched", "invalid", "changed", "failed",
+	};
+	return s < TLS_SNI_STATUS_MAX ? names[s] : "?";
+}
+
+const struct tls_sni *tls_server_sni(const struct tls_server *t)
+{
+	return t->sni;
+}
+
+struct tls_sni *tls_server_sni_record(SSL *ssl)
+{
+	struct tls_server *t = SSL_get_app_data(ssl);
+	if (t && !t->sni)
+		t->sni = calloc(1, sizeof(*t->sni));
+	return t ? t->sni : NULL;
 }
 
 /* The layer failed: keep OpenSSL's first reason (the queue is this thread's, cleared
@@ -465,5 +489,6 @@ bool tls_server_peer(const struct tls_server *t, const char *digest,
 
 size_t tls_server_memory(const struct tls_server *t)
 {
-	return sizeof(*t) + t->out_cap + (t->plain ? TLS_SERVER_PLAIN_MAX : 0);
+	return sizeof(*t) + t->out_cap + (t->plain ? TLS_SERVER_PLAIN_MAX : 0) +
+	       (t->sni ? sizeof(*t->sni) : 0);
 }

@@ -103,6 +103,35 @@ struct tls_server_peer {
 bool tls_server_peer(const struct tls_server *t, const char *digest,
 		     struct tls_server_peer *out);
 
+/* The name the client sent in TLS SNI (RFC 6066 section 3) and what tls_server_sni_maps
+ * made of it (dataplane/tls/tls_ctx.c chooses the certificate; the connection glue logs
+ * it as Postfix does). Kept only when the service has SNI maps and the client sent a
+ * name. */
+enum tls_sni_status {
+	TLS_SNI_NONE,      /* no name, or the service has no tls_server_sni_maps */
+	TLS_SNI_MATCHED,   /* its chain was chosen */
+	TLS_SNI_UNMATCHED, /* no entry: the default chain ("not matched") */
+	TLS_SNI_INVALID,   /* not a host name: ignored, the default chain */
+	TLS_SNI_CHANGED,   /* another name after a HelloRetryRequest: ignored */
+	TLS_SNI_FAILED,    /* its chain's context could not be made: the handshake fails */
+	TLS_SNI_STATUS_MAX,
+};
+
+const char *tls_sni_status_name(enum tls_sni_status s);
+
+struct tls_sni {
+	enum tls_sni_status status;
+	char name[256]; /* as sent, up to 255 bytes, bytes outside '!'..'~' as '?' */
+};
+
+/* The SNI record of t, or NULL when none was kept. */
+const struct tls_sni *tls_server_sni(const struct tls_server *t);
+
+/* For the servername callback: the record of the connection whose SSL is ssl, made now
+ * (a name is rare enough not to cost memory on every connection); NULL when ssl is not a
+ * tls_server's or out of memory. */
+struct tls_sni *tls_server_sni_record(SSL *ssl);
+
 /* Bytes this connection's TLS state holds now, ours and OpenSSL's as far as we can count
  * (the SSL object is measured in the unit test). */
 size_t tls_server_memory(const struct tls_server *t);

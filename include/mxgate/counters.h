@@ -26,6 +26,7 @@
 	X(anvil_message_rate_refused)                                                      \
 	X(anvil_recipient_rate_refused)                                                    \
 	X(anvil_auth_rate_refused)                                                         \
+	X(anvil_newtls_rate_refused)                                                       \
 	X(anvil_untracked)                                                                 \
 	X(anvil_evicted)                                                                   \
 	X(proxy_failed)                                                                    \

@@ -49,6 +49,7 @@ binary = mxtest.binary_from_argv()
 transport = sys.argv[2] if len(sys.argv) > 2 else "kernel"
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT = os.path.join(HERE, "tls_client.py")
+MXGATE_MAP = os.path.join(os.path.dirname(os.path.abspath(binary)), "..", "mgmt", "mxgate-map")
 mxtest.need_tool("openssl")
 mxtest.need_tool("swaks")
 import tool_packages  # noqa: E402
@@ -178,8 +179,24 @@ class Target:
                     "  -o smtpd_tls_req_ccert=yes\n"
                     f"  -o smtpd_tls_CAfile={self.ca[0]}\n")
         self.tls_lines = self.cert_lines(self.rsa)
+        # tls_server_sni_maps: two chain files (key, then certificate) in a hash: table of
+        # the store, which exists from the start (the gateway opens it, and a reload reads
+        # the map through the gateway's own handle)
+        self.tables = os.path.join(d, "tables")
+        os.makedirs(self.tables)
+        self.sni = {}
+        for name, cn, kind in (("sni-a", "a.sni.example", "rsa"),
+                               ("sni-b", "b.sni.example", "ec")):
+            crt, key = make_cert(d, name, cn, kind)
+            chain = os.path.join(d, f"{name}.pem")
+            with open(chain, "w") as f:
+                f.write(open(key).read() + open(crt).read())
+            self.sni[name] = chain
+        self.build_sni_map({"a.sni.example": self.sni["sni-a"],
+                            ".b.sni.example": self.sni["sni-b"]})
         with open(self.gw.config_path) as f:
-            self.base = f.read() + f"mxgate_master_file = {self.master}\n"
+            self.base = f.read() + f"mxgate_master_file = {self.master}\n" + \
+                f"mxgate_table_directory = {self.tables}\n"
         if not self.topo:
             self.policy = PolicyServer()
             self.base += ("smtpd_recipient_restrictions = permit_mynetworks, "
@@ -195,6 +212,15 @@ class Target:
                 f"smtpd_tls_cert_file = {rsa[0]}\nsmtpd_tls_key_file = {rsa[1]}\n"
                 f"smtpd_tls_eccert_file = {self.ec[0]}\nsmtpd_tls_eckey_file = {self.ec[1]}\n"
                 "smtpd_tls_loglevel = 1\nsmtpd_tls_received_header = yes\n")
+
+    def build_sni_map(self, entries, spec="hash:/etc/mxgate/sni"):
+        src = os.path.join(self.gw.dir, "sni.map")
+        with open(src, "w") as f:
+            f.writelines(f"{k} {v}\n" for k, v in entries.items())
+        r = subprocess.run([MXGATE_MAP, "-d", self.tables, spec, src], capture_output=True,
+                           text=True, timeout=60)
+        if r.returncode != 0:
+            fail(f"mxgate-map {spec}: {r.stdout}{r.stderr}")
 
     def write_config(self, tls_lines, path=None):
         with open(path or self.gw.config_path, "w") as f:
@@ -216,9 +242,9 @@ class Target:
                  f"{self.gw.output()}")
         return json.loads(r.stdout.strip().splitlines()[-1])
 
-    def s_client(self, service, *extra, sigalgs=None):
+    def s_client(self, service, *extra, sigalgs=None, servername="mx.test.example"):
         argv = ["openssl", "s_client", "-connect", f"{self.gw.host}:{self.ports[service]}",
-                "-servername", "mx.test.example", "-ign_eof", *extra]
+                "-servername", servername, "-ign_eof", *extra]
         if service != "smtps":
             argv[2:2] = ["-starttls", "smtp"]
         if sigalgs:
@@ -385,6 +411,114 @@ try:
         if subject_cn(out) != "new.test.example":
             fail(f"a failed reload changed the certificate:\n{out}")
         print("ok 7: reload serves the new certificate; a bad key fails reload and --check")
+
+        # 7e. tls_server_sni_maps: the certificate by the name the client sends
+        sni_line = "tls_server_sni_maps = hash:/etc/mxgate/sni\n"
+        t.write_config(t.cert_lines(new) + sni_line)
+        t.mxgate("reload", "-c", gw.config_path)
+        for name, want in (("a.sni.example", "a.sni.example"),
+                           ("A.SNI.example", "a.sni.example"),
+                           ("mail.b.sni.example", "b.sni.example"),
+                           ("b.sni.example", None),
+                           ("unknown.example", None)):
+            for service in ("may", "smtps"):
+                out = t.s_client(service, servername=name)
+                # None: the default chains (RSA new.test.example, ECDSA mx.test.example)
+                if subject_cn(out) != want and not \
+                        (want is None and subject_cn(out) in ("new.test.example",
+                                                              "mx.test.example")):
+                    fail(f"SNI {name} on {service}: got {subject_cn(out)}, want {want}:\n"
+                         f"{out}\n{gw.output()}")
+        wait_log(gw, r"Anonymous TLS connection established from unknown\[[^]]+\] to "
+                     r"a\.sni\.example: TLSv1\.3", "the established line with the SNI name")
+        wait_log(gw, r"TLS SNI unknown\.example from unknown\[[^]]+\] not matched, using "
+                     r"default chain", "the unmatched SNI line")
+        # a resumed session with the name resumes (the ticket keys are the gateway's)
+        sess = os.path.join(gw.dir, "sni.sess")
+        t.s_client("may", "-sess_out", sess, servername="a.sni.example")
+        out = t.s_client("may", "-sess_in", sess, servername="a.sni.example")
+        if "Reused, TLSv1.3" not in out:
+            fail(f"a session with SNI was not resumed:\n{out}")
+        # a map entry whose file does not exist fails the reload, and changes nothing
+        t.build_sni_map({"a.sni.example": t.sni["sni-a"],
+                         "gone.sni.example": os.path.join(gw.dir, "gone.pem")},
+                        spec="hash:/etc/mxgate/sni-bad")
+        bad = os.path.join(gw.dir, "bad-sni.cf")
+        t.write_config(t.cert_lines(new) + "tls_server_sni_maps = hash:/etc/mxgate/sni-bad\n",
+                       path=bad)
+        out = t.mxgate("reload", "-c", bad, expect=1)
+        if "gone.pem" not in out or "No such file" not in out:
+            fail(f"a reload with a missing SNI chain file did not say so:\n{out}")
+        out = t.s_client("may", servername="mail.b.sni.example")
+        if subject_cn(out) != "b.sni.example":
+            fail(f"a failed reload changed the SNI certificates:\n{out}")
+        t.write_config(t.cert_lines(new))
+        t.mxgate("reload", "-c", gw.config_path)
+        print("ok 7e: tls_server_sni_maps serves the named certificates (STARTTLS and "
+              "wrappermode), the default for unknown names; a missing file fails the reload")
+
+        # 7f. smtpd_client_new_tls_session_rate_limit through anvil
+        rate_lines = ("smtpd_client_new_tls_session_rate_limit = 2\n"
+                      "anvil_rate_time_unit = 3600s\n")
+        t.write_config(t.cert_lines(new) + rate_lines + "smtpd_client_event_limit_exceptions =\n")
+        t.mxgate("reload", "-c", gw.config_path)
+        sess = os.path.join(gw.dir, "rate.sess")
+        too_many = "too many new TLS sessions from unknown[127.0.0.1]" if not t.topo else \
+            "too many new TLS sessions from unknown["
+        for n, extra in ((1, ("-sess_out", sess)), (2, ())):
+            out = t.s_client("may", *extra)
+            if "New, TLSv1.3" not in out or "221 " not in out:
+                fail(f"new TLS session {n} of 2 was not served:\n{out}\n{gw.output()}")
+        out = t.s_client("may", "-sess_in", sess)
+        if "Reused, TLSv1.3" not in out or "221 " not in out:
+            fail(f"a resumed session under the limit was not served:\n{out}")
+        out = t.s_client("may")
+        if "New, TLSv1.3" not in out or "421 4.7.0 mx.test.example Error: " + too_many \
+                not in out:
+            fail(f"the third new TLS session did not get the 421:\n{out}\n{gw.output()}")
+        wait_log(gw, r"warning: New TLS session rate limit exceeded: 3 from unknown\[[^]]+\] "
+                     r"for service ", "the new TLS session rate warning")
+        # s_client does not show the reply to its STARTTLS: smtplib does
+        r = t.run([t.python, "-c",
+                   "import smtplib,sys\n"
+                   f"s = smtplib.SMTP({gw.host!r}, {t.ports['may']}, timeout=30)\n"
+                   "s.ehlo('client.test.example')\n"
+                   "code, text = s.docmd('STARTTLS')\n"
+                   "print(code, text.decode())\n"
+                   "print(s.docmd('NOOP')[0])\n"])
+        out = r.stdout + r.stderr
+        if "454 4.7.0 Error: " + too_many not in out or "\n250" not in out:
+            fail(f"STARTTLS over the new TLS session rate was not refused (454, the "
+                 f"session goes on):\n{out}")
+        wait_log(gw, r"warning: Refusing STARTTLS request from unknown\[[^]]+\] for service ",
+                 "the STARTTLS refusal warning")
+        # wrappermode counts its own service: two pass, the third gets the 421, the
+        # fourth no handshake at all
+        for n in (1, 2):
+            out = t.s_client("smtps")
+            if "New, TLSv1.3" not in out or "221 " not in out:
+                fail(f"wrappermode: new TLS session {n} of 2 was not served:\n{out}")
+        out = t.s_client("smtps")
+        if "421 4.7.0 mx.test.example Error: " + too_many not in out:
+            fail(f"wrappermode: the third new TLS session did not get the 421:\n{out}")
+        out = t.s_client("smtps")
+        if "New, TLSv1.3" in out or subject_cn(out):
+            fail(f"wrappermode: a client over the rate got a handshake:\n{out}")
+        wait_log(gw, r"warning: Refusing TLS service request from unknown\[[^]]+\] for "
+                     r"service ", "the wrappermode refusal warning")
+        # an excepted client (smtpd_client_event_limit_exceptions) is not limited
+        t.write_config(t.cert_lines(new) + rate_lines +
+                       "smtpd_client_event_limit_exceptions = 0.0.0.0/0\n")
+        t.mxgate("reload", "-c", gw.config_path)
+        for _ in range(3):
+            out = t.s_client("may")
+            if "New, TLSv1.3" not in out or "221 " not in out:
+                fail(f"an excepted client was limited:\n{out}")
+        t.write_config(t.cert_lines(new))
+        t.mxgate("reload", "-c", gw.config_path)
+        print("ok 7f: smtpd_client_new_tls_session_rate_limit = 2: the third new session "
+              "gets 421, then STARTTLS 454 (wrappermode: hung up), resumed ones are not "
+              "counted, excepted clients are not limited")
 
         # 7c. client certificates: permit_tls_clientcerts with relay_clientcerts
         def ccert_swaks(*extra):

@@ -3,6 +3,10 @@
  * certificate made once at start. OpenSSL's parsers are not the target; the glue is: its
  * BIO over the caller's buffer, the plaintext bound, the output buffer, failure and close.
  *
+ * The context has tls_server_sni_maps (".example" and "fuzz.example"): a ClientHello's
+ * server_name goes through the servername callback and the lookup; the name kept for the
+ * log is printable and bounded, and a matched name is one the maps have.
+ *
  * Input layout: [0] piece-size seed, [1] engine seed, [2..] ciphertext, fed in pieces
  * (sizes from the seed, each piece in a heap buffer of exactly its size); between pieces
  * the "engine" takes some plaintext or none, and writes a reply.
@@ -26,6 +30,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* the service's settings, kept for the process as a generation keeps them */
+static struct mx_tls_conf fuzz_conf;
+
 static SSL_CTX *fuzz_ctx(void)
 {
 	static SSL_CTX *ctx;
@@ -44,30 +51,42 @@ static SSL_CTX *fuzz_ctx(void)
 				   (const unsigned char *)"fuzz", -1, -1, 0);
 	X509_set_issuer_name(x, X509_get_subject_name(x));
 	FUZZ_CHECK(X509_sign(x, k, EVP_sha256()) > 0);
-	static struct mx_tls_conf conf;
-	conf.level = MX_TLS_LEVEL_MAY;
-	conf.session_timeout_s = 3600;
-	conf.starttls_timeout_s = 300;
-	conf.min_version = TLS1_VERSION;
-	conf.max_version = TLS1_3_VERSION;
-	FUZZ_CHECK(mx_tls_conf_ciphers("medium", "", conf.ciphers, sizeof(conf.ciphers), NULL,
-				       0) == 0);
-	memcpy(conf.session_context, "fuzz", 5);
+	fuzz_conf.level = MX_TLS_LEVEL_MAY;
+	fuzz_conf.session_timeout_s = 3600;
+	fuzz_conf.starttls_timeout_s = 300;
+	fuzz_conf.min_version = TLS1_VERSION;
+	fuzz_conf.max_version = TLS1_3_VERSION;
+	FUZZ_CHECK(mx_tls_conf_ciphers("medium", "", fuzz_conf.ciphers,
+				       sizeof(fuzz_conf.ciphers), NULL, 0) == 0);
+	memcpy(fuzz_conf.session_context, "fuzz", 5);
 	unsigned char *p = NULL;
 	int n = i2d_PrivateKey(k, &p);
 	FUZZ_CHECK(n > 0);
-	conf.creds[0].key.p = p;
-	conf.creds[0].key.len = (size_t)n;
+	fuzz_conf.creds[0].key.p = p;
+	fuzz_conf.creds[0].key.len = (size_t)n;
 	p = NULL;
 	n = i2d_X509(x, &p);
 	FUZZ_CHECK(n > 0);
-	conf.creds[0].certs[0].p = p;
-	conf.creds[0].certs[0].len = (size_t)n;
-	conf.creds[0].ncerts = 1;
-	conf.ncreds = 1;
+	fuzz_conf.creds[0].certs[0].p = p;
+	fuzz_conf.creds[0].certs[0].len = (size_t)n;
+	fuzz_conf.creds[0].ncerts = 1;
+	fuzz_conf.ncreds = 1;
+	/* tls_server_sni_maps: a ClientHello's server_name reaches the lookup (a name and a
+	 * parent domain, both to one chain: the same key and certificate) */
+	static struct mx_tls_sni_chain chain;
+	static struct mx_tls_sni_name names[] = { { (char *)".example", 0 },
+						  { (char *)"fuzz.example", 0 } };
+	chain.creds[0] = fuzz_conf.creds[0];
+	chain.ncreds = 1;
+	chain.files = (char *)"fuzz.pem";
+	fuzz_conf.sni = true;
+	fuzz_conf.sni_chains = &chain;
+	fuzz_conf.nsni_chains = 1;
+	fuzz_conf.sni_names = names;
+	fuzz_conf.nsni_names = 2;
 	struct tls_worker *w = NULL;
 	FUZZ_CHECK(tls_worker_new(&w, NULL, 0) == 0);
-	ctx = tls_ctx_new(w, &conf, NULL, 0);
+	ctx = tls_ctx_new(w, &fuzz_conf, NULL, 0);
 	FUZZ_CHECK(ctx != NULL);
 	X509_free(x);
 	EVP_PKEY_free(k);
@@ -104,6 +123,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_CHECK(plain.len == 0 && used == len);
 		if (st == TLS_SERVER_FAILED)
 			FUZZ_CHECK(tls_server_reason(t)[0] != '\0');
+		const struct tls_sni *sni = tls_server_sni(t);
+		if (sni) {
+			/* the name as kept for the log: printable, bounded */
+			FUZZ_CHECK(sni->status < TLS_SNI_STATUS_MAX);
+			size_t nl = strnlen(sni->name, sizeof(sni->name));
+			FUZZ_CHECK(nl < sizeof(sni->name));
+			for (size_t i = 0; i < nl; i++)
+				FUZZ_CHECK(sni->name[i] >= '!' && sni->name[i] <= '~');
+			if (sni->status == TLS_SNI_MATCHED)
+				FUZZ_CHECK(mx_tls_conf_sni_find(&fuzz_conf, sni->name) == 0);
+		}
 		if (used < len)
 			FUZZ_CHECK(st == TLS_SERVER_OPEN && plain.len > 0);
 		off += used ? used : len; /* a stalled engine: what it would have kept, dropped */

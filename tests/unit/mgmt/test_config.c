@@ -652,6 +652,10 @@ static const struct bad_value bad_values[] = {
 	  "smtpd_client_recipient_rate_limit parameter value -5 < 0" },
 	{ "smtpd_client_auth_rate_limit = -1", "invalid "
 	  "smtpd_client_auth_rate_limit parameter value -1 < 0" },
+	{ "smtpd_client_new_tls_session_rate_limit = -1", "invalid "
+	  "smtpd_client_new_tls_session_rate_limit parameter value -1 < 0" },
+	{ "smtpd_client_new_tls_session_rate_limit = many", "bad numerical configuration: "
+	  "smtpd_client_new_tls_session_rate_limit = many" },
 	{ "smtpd_client_event_limit_exceptions = 10.0.0.1/8", "parameter "
 	  "smtpd_client_event_limit_exceptions" },
 	{ "smtpd_client_connection_limit_exceptions = 192.0.2.0/24",

@@ -507,12 +507,12 @@ static void test_services(void)
 	loaded_free(&l);
 	/* Refused Postfix parameters are refused per service too. */
 	l = load_with_master("", SMTP_LINE "submission inet n - y - - smtpd\n"
-				 "  -o tls_server_sni_maps=hash:/etc/postfix/sni\n"
+				 "  -o smtpd_tls_dcert_file=/etc/postfix/dsa.pem\n"
 				 "  -o smtpd_milters=inet:127.0.0.1:8891\n"
 				 "  -o syslog_name=postfix/submission\n"
 				 "  -o smtpd_sasl_type=dovecot\n");
 	CHECK_INT_EQ(l.rc, -EINVAL);
-	CHECK(strstr(l.diag, "/master.cf:3: tls_server_sni_maps: not implemented by "
+	CHECK(strstr(l.diag, "/master.cf:3: smtpd_tls_dcert_file: not implemented by "
 			     "mxgate") != NULL);
 	CHECK(strstr(l.diag, "/master.cf:4: smtpd_milters: not implemented by mxgate") != NULL);
 	CHECK(strstr(l.diag, "/master.cf:5: warning: syslog_name: not implemented by mxgate, "

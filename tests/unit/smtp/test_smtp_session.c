@@ -1139,6 +1139,43 @@ static void test_starttls(void)
 	CHECK(strstr(names, "HELO") == NULL);
 	smtp_session_free(s);
 
+	/* smtpd_client_new_tls_session_rate_limit: over it STARTTLS gets Postfix's 454 (the
+	 * client's name and address), an error, and no TLS; the hook is asked after the
+	 * command's own checks only */
+	struct fake_rate f = { .over = true };
+	s = smtp_session_new(&c, &client);
+	smtp_session_set_rate_hook(s, fake_rate_over, &f);
+	smtp_session_set_tls(s, true, false);
+	smtp_session_greet(s);
+	free(take_output(s));
+	feed_accepting(s, "STARTTLS now\r\n", names, sizeof(names));
+	expect_output(s, "501 5.5.4 Syntax: STARTTLS\r\n");
+	CHECK_INT_EQ(f.calls[SMTP_RATE_NEWTLS], 0);
+	feed_accepting(s, "STARTTLS\r\n", names, sizeof(names));
+	expect_output(s, "454 4.7.0 Error: too many new TLS sessions from unknown[192.0.2.1]\r\n");
+	CHECK_STR_EQ(names, "PROTOCOL_ERROR");
+	CHECK_INT_EQ(f.calls[SMTP_RATE_NEWTLS], 1);
+	CHECK(!smtp_session_tls_active(s));
+	CHECK(!smtp_session_closed(s));
+	/* under it: the 220 */
+	f.over = false;
+	feed_accepting(s, "STARTTLS\r\n", names, sizeof(names));
+	expect_output(s, "220 2.0.0 Ready to start TLS\r\n");
+	CHECK(smtp_session_tls_active(s));
+	CHECK_INT_EQ(f.calls[SMTP_RATE_NEWTLS], 2);
+	/* the session that went over after its handshake: 421 4.7.0 to the next line */
+	smtp_session_tls_refuse_as(s, "4.7.0", "too many new TLS sessions from "
+					       "unknown[192.0.2.1]");
+	feed_accepting(s, "EHLO a.example\r\n", names, sizeof(names));
+	out = take_output(s);
+	CHECK(strncmp(out, "421 4.7.0 ", 10) == 0);
+	CHECK(strstr(out, " Error: too many new TLS sessions from unknown[192.0.2.1]\r\n") !=
+	      NULL);
+	free(out);
+	CHECK(smtp_session_closed(s));
+	smtp_session_free(s);
+	CHECK_STR_EQ(smtp_rate_event_name(SMTP_RATE_NEWTLS), "newtls");
+
 	/* with smtpd_forbid_unauth_pipelining (the default) a pipelined STARTTLS closes */
 	s = greeted();
 	smtp_session_set_tls(s, true, false);

@@ -153,6 +153,24 @@ static void test_window(void)
 	CHECK_INT_EQ(anvil_event(a, &k, ANVIL_RATE_MESSAGE, 1125, 3600, &rate), 0);
 	CHECK_INT_EQ(rate, 2);
 	CHECK_INT_EQ(anvil_event(a, &k, ANVIL_RATE_CONNECT, 1125, UNIT, &rate), -EINVAL);
+	CHECK_INT_EQ(anvil_event(a, &k, ANVIL_RATE_MAX, 1125, UNIT, &rate), -EINVAL);
+	/* AUTH and new TLS sessions count as the others, each on its own, and the window
+	 * reset zeroes them too */
+	CHECK_INT_EQ(anvil_event(a, &k, ANVIL_RATE_AUTH, 1125, 3600, &rate), 0);
+	CHECK_INT_EQ(rate, 1);
+	CHECK_INT_EQ(anvil_event(a, &k, ANVIL_RATE_NEWTLS, 1125, 3600, &rate), 0);
+	CHECK_INT_EQ(rate, 1);
+	CHECK_INT_EQ(anvil_event(a, &k, ANVIL_RATE_NEWTLS, 1125, 3600, &rate), 0);
+	CHECK_INT_EQ(rate, 2);
+	CHECK_INT_EQ(anvil_lookup(a, &k, 1125, 3600, &v), 0);
+	CHECK_INT_EQ(v.rate[ANVIL_RATE_AUTH], 1);
+	CHECK_INT_EQ(v.rate[ANVIL_RATE_NEWTLS], 2);
+	CHECK_INT_EQ(v.rate[ANVIL_RATE_MESSAGE], 2);
+	CHECK_INT_EQ(anvil_lookup(a, &k, 1125, UNIT, &v), 0); /* window passed: not reported */
+	CHECK_INT_EQ(v.rate[ANVIL_RATE_NEWTLS] + v.rate[ANVIL_RATE_AUTH], 0);
+	CHECK_INT_EQ(anvil_event(a, &k, ANVIL_RATE_NEWTLS, 1125, UNIT, &rate), 0);
+	CHECK_INT_EQ(rate, 1);
+	CHECK_STR_EQ(anvil_rate_name(ANVIL_RATE_NEWTLS), "newtls");
 	anvil_free(a);
 }
 

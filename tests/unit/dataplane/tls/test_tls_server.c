@@ -153,7 +153,7 @@ static struct mx_tls_conf *conf_from(const char *lines, char *err, size_t errlen
 	struct mx_tls_conf *t = NULL;
 	if (rc < 0)
 		snprintf(err, errlen, "%s", diag ? diag : "load failed");
-	else if (mx_tls_conf_build(cfg, "smtp", &t, err, errlen) < 0)
+	else if (mx_tls_conf_build(cfg, "smtp", NULL, &t, err, errlen) < 0)
 		t = NULL;
 	free(diag);
 	mx_config_free(cfg);
@@ -306,7 +306,7 @@ static void test_handshake(void)
 		exchange(sctx, 1, "RSA-PSS"); /* byte by byte */
 		exchange(sctx, 7, "RSA-PSS");
 	}
-	SSL_CTX_free(sctx);
+	tls_ctx_free(sctx);
 	mx_tls_conf_free(conf);
 
 	/* ECDSA alone, and through smtpd_tls_chain_files (key then certificate) */
@@ -318,7 +318,7 @@ static void test_handshake(void)
 	sctx = conf ? tls_ctx_new(w, conf, err, sizeof(err)) : NULL;
 	if (sctx)
 		exchange(sctx, SIZE_MAX, "ECDSA");
-	SSL_CTX_free(sctx);
+	tls_ctx_free(sctx);
 	mx_tls_conf_free(conf);
 
 	char chain[300];
@@ -344,7 +344,7 @@ static void test_handshake(void)
 	sctx = conf ? tls_ctx_new(w, conf, err, sizeof(err)) : NULL;
 	if (sctx)
 		exchange(sctx, 3, "ECDSA");
-	SSL_CTX_free(sctx);
+	tls_ctx_free(sctx);
 	mx_tls_conf_free(conf);
 	unlink(chain);
 	tls_worker_free(w);
@@ -426,7 +426,7 @@ static void test_garbage(void)
 	CHECK(tls_server_output(p.server).len > 0);
 	pair_fini(&p);
 
-	SSL_CTX_free(sctx);
+	tls_ctx_free(sctx);
 	mx_tls_conf_free(conf);
 	tls_worker_free(w);
 }
@@ -471,7 +471,7 @@ static void test_plain_bound(void)
 		CHECK_INT_EQ(total, sizeof(big));
 		pair_fini(&p);
 	}
-	SSL_CTX_free(sctx);
+	tls_ctx_free(sctx);
 	mx_tls_conf_free(conf);
 	tls_worker_free(w);
 }
@@ -518,8 +518,8 @@ static void test_resumption(void)
 		pair_fini(&q);
 		SSL_SESSION_free(sess);
 	}
-	SSL_CTX_free(ca);
-	SSL_CTX_free(cb);
+	tls_ctx_free(ca);
+	tls_ctx_free(cb);
 	mx_tls_conf_free(conf);
 
 	/* smtpd_tls_session_cache_timeout = 0: no ticket is issued */
@@ -540,7 +540,7 @@ static void test_resumption(void)
 		SSL_SESSION_free(sess);
 		pair_fini(&p);
 	}
-	SSL_CTX_free(c0);
+	tls_ctx_free(c0);
 	mx_tls_conf_free(conf);
 	tls_worker_free(a);
 	tls_worker_free(b);
@@ -603,7 +603,7 @@ static void test_client_certs(void)
 		}
 		pair_fini(&p);
 	}
-	SSL_CTX_free(sctx);
+	tls_ctx_free(sctx);
 	mx_tls_conf_free(conf);
 
 	/* a CA file without a certificate fails the build */
@@ -651,7 +651,7 @@ static void test_idle_memory(void)
 		CHECK(openssl + ours < 16384);
 		pair_fini(&p);
 	}
-	SSL_CTX_free(sctx);
+	tls_ctx_free(sctx);
 	mx_tls_conf_free(conf);
 	tls_worker_free(w);
 }
@@ -728,7 +728,7 @@ static void test_load_failures(void)
 	char e2[64];
 	struct mx_config *cfg = NULL;
 	CHECK_INT_EQ(mx_config_load_string("myhostname = a.example\n", "t.cf", &cfg, NULL), 0);
-	CHECK_INT_EQ(mx_tls_conf_build(cfg, "smtp", &t, e2, sizeof(e2)), 0);
+	CHECK_INT_EQ(mx_tls_conf_build(cfg, "smtp", NULL, &t, e2, sizeof(e2)), 0);
 	CHECK(t == NULL);
 	mx_config_free(cfg);
 
