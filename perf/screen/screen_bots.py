@@ -90,6 +90,8 @@ def main():
 
     while True:
         now = time.monotonic()
+        if stop[0] and end > now:
+            end = now  # SIGTERM: no new connections, the open ones get 15 s
         active = len(sel.get_map())
         if not stop[0] and now < end:
             while active < conc and (not rate or st["connections"] < (now - t0) * rate):
