@@ -16,17 +16,23 @@ server in turn, freshly started, gets these phases (clients on the same loopback
 attacker from its own source address, screen_bots.py):
   1. pre-warm: one session from 127.0.0.1 (the legitimate clients' address) waits for the
      greeting, passes (PASS NEW) and is cached: later legitimate sessions are PASS OLD;
-  2. quiet: smtp-source, MESSAGES messages of 1 KB, one message per session, SESSIONS
-     sessions at once, from 127.0.0.1 -> legitimate messages/s;
-  3. pregreet bots alone (ADDRS addresses 127.1.x.y, BOT_CONC at once, for ATTACK_S s):
-     rejects/s, the server's CPU time per reject;
-  4. DNSBL-listed clients alone (ADDRS addresses 127.2.x.y, DNSBL_CONC at once): each is
-     held for the greet wait, then dropped with 521 5.7.1; rejects/s, CPU per reject;
-  5. under attack: 3 and 4 together (each at most ATTACK_RATE new connections/s: on two
+  2. quiet: smtp-source, 1 KB messages, one message per session, from 127.0.0.1, in each
+     shape of --shapes (20 sessions at once, 3,000 messages; 2 at once, 600) ->
+     legitimate messages/s;
+  3. pregreet bots alone (--addrs addresses 127.1.x.y, --bot-conc at once, for
+     --attack-s s): rejects/s, the server's CPU time per reject;
+  4. DNSBL-listed clients alone (--addrs addresses 127.2.x.y, --dnsbl-conc at once): each
+     is held for the greet wait, then dropped with 521 5.7.1; rejects/s, CPU per reject;
+  5. under attack: 3 and 4 together (each at most --attack-rate new connections/s: on two
      CPUs shared by server and clients, unbounded Python attackers would measure the
      clients' CPU appetite, not the server), with a bounded SYN flood (hping3 -S, random
-     sources, one SYN every SYN_US microseconds) against the same port, and the same
-     smtp-source load as 2 started 1 s in -> legitimate messages/s under attack / quiet.
+     sources, one SYN every --syn-us microseconds) against the same port, and the same
+     smtp-source shapes as 2 once the attack is steady (each cut after 4 times its quiet
+     time + 20 s; its -c counter then gives the rate) -> messages/s under attack / quiet.
+Before each server the script waits (--quiet-wait) for other work on the machine to use
+fewer than --quiet-cpus CPUs, and reports what it found. Every process it starts has a
+process group of its own and is killed in a finally block; hping3 is stopped with the
+attack.
 Server CPU: mxgate's process (utime + stime of /proc/PID/stat, every thread); Postfix's
 master and every process under it (postscreen, dnsblog, smtpd, cleanup, postlogd, ...)
 plus what master reaped (cutime + cstime), so short-lived smtpd processes count. Softirq
@@ -328,11 +334,12 @@ def run_server(srv, a):
         # 2. quiet: each legitimate load shape
         row["quiet"] = {}
         for sessions, messages in a.shapes:
-            (dt, rate, _), cpu, busy, _ = measure(srv, lambda: legit(srv.port, messages,
-                                                                      sessions))
+            (dt, rate, _), cpu, busy, wall = measure(srv, lambda: legit(srv.port, messages,
+                                                                         sessions))
             row["quiet"][str(sessions)] = {"s": round(dt, 2), "msgs_per_s": round(rate, 1),
                                            "server_cpu_s": round(cpu, 2),
-                                           "machine_busy_s": round(busy, 2)}
+                                           "machine_busy_s": round(busy, 2),
+                                           "wall_s": round(wall, 2)}
             print(f"{srv.name}: quiet, {sessions} sessions: {rate:.0f} msg/s", flush=True)
         # 3. and 4. each attack alone
         for mode, prefix, conc in (("pregreet", "127.1", a.bot_conc),
@@ -440,15 +447,18 @@ def report(res):
             out.append(f"| {k} | {mv} | {pv} | {ratio} |")
         out.append("")
     out.append("## Legitimate mail, quiet and under attack\n")
-    out.append("| server | smtp-source sessions | quiet msg/s | CPUs busy (quiet) | "
+    out.append("| server | smtp-source sessions | quiet msg/s | CPUs busy (quiet, all work) | "
                "under attack msg/s | attack / quiet |")
     out.append("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         for sh in shapes:
             q, x = r["quiet"][sh], r["attack"]["legit"][sh]
             cut = "" if x.get("finished", True) else f" (cut at {x['messages']})"
+            # busy time is counted over the run and 0.3 s after it (older results
+            # lack wall_s: the same window, approximately)
+            wall = q.get("wall_s", q["s"] + 0.3)
             out.append(f"| {r['server']} | {sh} | {q['msgs_per_s']} | "
-                       f"{q['machine_busy_s'] / q['s']:.2f} | {x['msgs_per_s']}{cut} | "
+                       f"{q['machine_busy_s'] / wall:.2f} | {x['msgs_per_s']}{cut} | "
                        f"{x['vs_quiet']:.2f} |")
     out.append("")
     out.append("The attack during those runs (all at once):\n")
@@ -549,8 +559,8 @@ def main():
     ap.add_argument("--syn-us", type=int, default=100, help="us between SYNs (100: 10k/s)")
     ap.add_argument("--quiet-cpus", type=float, default=0.15,
                     help="before each server, wait until other work uses fewer CPUs")
-    ap.add_argument("--quiet-wait", type=float, default=60,
-                    help="... for at most this many seconds")
+    ap.add_argument("--quiet-wait", type=float,
+                    help="... for at most this many seconds (60; --quick: 10)")
     ap.add_argument("--out")
     ap.add_argument("--json")
     ap.add_argument("--from-json")
@@ -564,7 +574,8 @@ def main():
     q = a.quick
     for k, full, quick in (("addrs", 1000, 300), ("bot_conc", 200, 100),
                            ("dnsbl_conc", 900, 250), ("attack_s", 20, 5),
-                           ("shapes", "20:3000,2:600", "20:1000,2:300")):
+                           ("shapes", "20:3000,2:600", "20:1000,2:300"),
+                           ("quiet_wait", 60, 10)):
         if getattr(a, k) is None:
             setattr(a, k, quick if q else full)
     a.shapes = [tuple(int(x) for x in sh.split(":")) for sh in a.shapes.split(",")]
