@@ -136,6 +136,18 @@ def machine_busy():
     return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / CLK_TCK
 
 
+def listen_drops():
+    """The namespace's TcpExt ListenOverflows + ListenDrops (/proc/net/netstat): SYNs and
+    handshakes dropped because a listen queue was full."""
+    with open("/proc/net/netstat") as f:
+        lines = f.read().splitlines()
+    for head, vals in zip(lines[::2], lines[1::2]):
+        if head.startswith("TcpExt:"):
+            d = dict(zip(head.split()[1:], (int(x) for x in vals.split()[1:])))
+            return d.get("ListenDrops", 0)  # ListenDrops counts the overflows too
+    return 0
+
+
 def background_cpus(seconds=1.0):
     """CPUs' worth of busy time over the next `seconds` with no server running: other
     people's work on a shared machine, which every column here would otherwise count."""
@@ -346,6 +358,7 @@ def run_server(srv, a):
                                    ("dnsbl", "127.2", a.dnsbl_conc)):
             p = bots(mode, srv.port, prefix, a.addrs, conc, a.attack_s)
             u0, s0 = srv.cpu_split()
+            ld0 = listen_drops()
             try:
                 res, cpu, busy, wall = measure(srv, lambda: bots_result(p, a.attack_s + 60))
             finally:
@@ -353,6 +366,7 @@ def run_server(srv, a):
             u1, s1 = srv.cpu_split()
             rej = res["rejected"]
             row[mode] = dict(res, rejects_per_s=rps(res), server_user_s=round(u1 - u0, 2),
+                             listen_drops=listen_drops() - ld0,
                              server_sys_s=round(s1 - s0, 2),
                              server_cpu_s=round(cpu, 3), machine_busy_s=round(busy, 2),
                              cpu_us_per_reject=round(cpu / rej * 1e6) if rej else None,
@@ -374,6 +388,7 @@ def run_server(srv, a):
                 syn = spawn(["/usr/sbin/hping3", "-q", "-S", "-p", str(srv.port), "-i",
                              f"u{a.syn_us}", "--rand-source", "127.0.0.1"])
             c0, b0, t0 = srv.cpu(), machine_busy(), time.monotonic()
+            ld0 = listen_drops()
             time.sleep(2 * GREET_WAIT + 1)  # the attack at its steady state
             for (sessions, messages), limit in zip(a.shapes, limits):
                 dt, rate, done = legit(srv.port, messages, sessions, limit)
@@ -384,6 +399,7 @@ def run_server(srv, a):
                 print(f"{srv.name}: under attack, {sessions} sessions: {rate:.0f} msg/s "
                       f"({rate / q:.2f} of quiet)", flush=True)
             cpu, busy, wall = srv.cpu() - c0, machine_busy() - b0, time.monotonic() - t0
+            att["listen_drops"] = listen_drops() - ld0
             for p in procs:
                 kill_group(p, signal.SIGTERM)
             pre = bots_result(procs[0], 30)
@@ -481,6 +497,10 @@ def report(res):
            [(0, "pregreet", r["pregreet"]), (0, "dnsbl", r["dnsbl"]),
             (1, "pregreet", r["attack"]["pregreet"]), (1, "dnsbl", r["attack"]["dnsbl"])]
            if x["other"]]
+    out.append("Listen-queue drops (TcpExt ListenDrops of the namespace): " + "; ".join(
+        f"{r['server']}: pregreet alone {r['pregreet'].get('listen_drops')}, DNSBL alone "
+        f"{r['dnsbl'].get('listen_drops')}, under attack (with the SYN flood) "
+        f"{r['attack'].get('listen_drops')}" for r in rows) + ".\n")
     out.append("Attack connections that ended without the 521: " +
                ("; ".join(odd) if odd else "none") + ".\n")
     out.append("Other work on the machine just before each server's phases (CPUs busy, "
