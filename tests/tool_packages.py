@@ -41,6 +41,7 @@ TOOLS = {
     # a recursive resolver with local zones, and a greylisting policy server, for the DNS
     # and policy tests
     "/usr/sbin/unbound": "unbound",
+    "/usr/sbin/hping3": "hping3",  # perf/screen/bench_screen.py: the SYN flood
     "/usr/sbin/postgrey": "postgrey",
     # a shared cache for the memcache: dict (memcache_table(5))
     "/usr/bin/memcached": "memcached",

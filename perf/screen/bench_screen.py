@@ -1,0 +1,649 @@
+"""The screen under attack: mxgate (kernel transport) and Debian's Postfix, both with
+postscreen in front of their SMTP server, side by side in one run.
+
+    python3 perf/screen/bench_screen.py --mxgate build-rel/dataplane/mxgate [--quick]
+        [--out perf/results/DATE-screen.md] [--json perf/results/DATE-screen.json]
+
+Needs root: the whole run happens in a private network namespace (this script re-runs
+itself under `ip netns exec`), whose resolv.conf names 127.0.0.1; hping3; Postfix.
+
+Both servers get the same main.cf postscreen_* parameters (SETTINGS below) and the same
+master.cf shape (`127.0.0.1:PORT inet n - n - 1 postscreen` + `smtpd pass - - n - -
+smtpd`), and ask the same DNS server (screen_dns.py on 127.0.0.1:53: an A record
+127.0.0.2 in bl.test for every 127.2.x.y, NXDOMAIN for the rest). Postfix's dnsblog asks
+through libc (no cache); mxgate's resolver caches answers (TTL 300, negative 60). Each
+server in turn, freshly started, gets these phases (clients on the same loopback, every
+attacker from its own source address, screen_bots.py):
+  1. pre-warm: one session from 127.0.0.1 (the legitimate clients' address) waits for the
+     greeting, passes (PASS NEW) and is cached: later legitimate sessions are PASS OLD;
+  2. quiet: smtp-source, 1 KB messages, one message per session, from 127.0.0.1, in each
+     shape of --shapes (20 sessions at once, 3,000 messages; 2 at once, 600) ->
+     legitimate messages/s;
+  3. pregreet bots alone (--addrs addresses 127.1.x.y, --bot-conc at once, for
+     --attack-s s): rejects/s, the server's CPU time per reject;
+  4. DNSBL-listed clients alone (--addrs addresses 127.2.x.y, --dnsbl-conc at once): each
+     is held for the greet wait, then dropped with 521 5.7.1; rejects/s, CPU per reject;
+  5. under attack: 3 and 4 together (each at most --attack-rate new connections/s: on two
+     CPUs shared by server and clients, unbounded Python attackers would measure the
+     clients' CPU appetite, not the server), with a bounded SYN flood (hping3 -S, random
+     sources, one SYN every --syn-us microseconds) against the same port, and the same
+     smtp-source shapes as 2 once the attack is steady (each cut after 4 times its quiet
+     time + 20 s; its -c counter then gives the rate) -> messages/s under attack / quiet.
+Before each server the script waits (--quiet-wait) for other work on the machine to use
+fewer than --quiet-cpus CPUs, and reports what it found. Every process it starts has a
+process group of its own and is killed in a finally block; hping3 is stopped with the
+attack.
+Server CPU: mxgate's process (utime + stime of /proc/PID/stat, every thread); Postfix's
+master and every process under it (postscreen, dnsblog, smtpd, cleanup, postlogd, ...)
+plus what master reaped (cutime + cstime), so short-lived smtpd processes count. Softirq
+work (the loopback, the SYN flood) belongs to no process and is in neither.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+
+import mxtest  # noqa: E402
+
+NETNS_ENV = "MXGATE_SCREEN_BENCH_NETNS"
+BOTS = os.path.join(HERE, "screen_bots.py")
+DNS = os.path.join(HERE, "screen_dns.py")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+GREET_WAIT = 2
+
+# main.cf for both servers (the screen's parameters and what is behind it)
+SETTINGS = f"""\
+postscreen_greet_wait = {GREET_WAIT}s
+postscreen_greet_action = drop
+postscreen_dnsbl_sites = bl.test*2
+postscreen_dnsbl_threshold = 1
+postscreen_dnsbl_action = drop
+postscreen_pipelining_enable = no
+postscreen_non_smtp_command_enable = no
+postscreen_bare_newline_enable = no
+postscreen_access_list = permit_mynetworks
+smtpd_client_restrictions = check_client_access static:HOLD
+smtpd_peername_lookup = no
+relay_domains = relay.example
+"""
+# Postfix only: its postscreen queue limits (default 100 = default_process_limit) would
+# answer 421 to the attack's concurrent clients before the tests; mxgate bounds every
+# connection by mxgate_max_connections instead
+POSTFIX_ONLY = """\
+mynetworks = 127.255.255.254/32
+default_process_limit = 200
+postscreen_pre_queue_limit = 5000
+postscreen_post_queue_limit = 5000
+postscreen_client_connection_count_limit = 0
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+in_flow_delay = 0
+"""
+MXGATE_ONLY = """\
+mynetworks = 127.255.255.254/32
+mxgate_max_connections = 8000
+"""
+
+
+def read_stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    # after the comm: state ppid ... utime(11) stime(12) cutime(13) cstime(14)
+    return int(rest[1]), [int(x) for x in rest[11:15]]
+
+
+def tree_cpu(root, reaped=True):
+    """CPU seconds of root and every live process under it, plus (reaped) what root
+    waited for."""
+    procs = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                procs[int(d)] = read_stat(int(d))
+            except (OSError, IndexError):
+                pass
+    kids = {}
+    for pid, (ppid, _) in procs.items():
+        kids.setdefault(ppid, []).append(pid)
+    user = system = 0
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in procs:
+            continue
+        t = procs[pid][1]
+        user += t[0] + (t[2] if (reaped and pid == root) else 0)
+        system += t[1] + (t[3] if (reaped and pid == root) else 0)
+        todo += kids.get(pid, [])
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def machine_busy():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / CLK_TCK
+
+
+def listen_drops():
+    """The namespace's TcpExt ListenOverflows + ListenDrops (/proc/net/netstat): SYNs and
+    handshakes dropped because a listen queue was full."""
+    with open("/proc/net/netstat") as f:
+        lines = f.read().splitlines()
+    for head, vals in zip(lines[::2], lines[1::2]):
+        if head.startswith("TcpExt:"):
+            d = dict(zip(head.split()[1:], (int(x) for x in vals.split()[1:])))
+            return d.get("ListenDrops", 0)  # ListenDrops counts the overflows too
+    return 0
+
+
+def background_cpus(seconds=1.0):
+    """CPUs' worth of busy time over the next `seconds` with no server running: other
+    people's work on a shared machine, which every column here would otherwise count."""
+    b0, t0 = machine_busy(), time.monotonic()
+    time.sleep(seconds)
+    return (machine_busy() - b0) / (time.monotonic() - t0)
+
+
+def wait_quiet(limit, max_wait):
+    """Wait (up to max_wait s) until background_cpus() is under limit; returns the last
+    measurement."""
+    deadline = time.monotonic() + max_wait
+    bg = background_cpus()
+    while bg >= limit and time.monotonic() < deadline:
+        bg = background_cpus()
+    return bg
+
+
+def master_cf(port):
+    return (f"127.0.0.1:{port} inet n - n - 1 postscreen\n"
+            "smtpd pass - - n - - smtpd\n")
+
+
+class MxgateServer:
+    name = "mxgate-kernel"
+
+    def __init__(self, binary, workers):
+        self.port = mxtest.free_port()
+        self.gw = mxtest.Gateway(binary, workers=workers, port=self.port, extra_config="")
+        data = os.path.join(self.gw.dir, "data")
+        os.makedirs(data)
+        mpath = os.path.join(self.gw.dir, "master.cf")
+        with open(mpath, "w") as f:
+            f.write(master_cf(self.port))
+        with open(self.gw.config_path, "a") as f:
+            f.write(SETTINGS + MXGATE_ONLY + f"mxgate_master_file = {mpath}\n"
+                    f"data_directory = {data}\nmxgate_dns_servers = 127.0.0.1:53\n")
+        self.settings = SETTINGS + MXGATE_ONLY
+
+    def start(self):
+        self.gw.start()
+
+    def cpu(self):
+        return sum(self.cpu_split())
+
+    def cpu_split(self):
+        return tree_cpu(self.gw.proc.pid, reaped=False)
+
+    def counters(self):
+        st = self.gw.stats()
+        return {k: v for k, v in st.items() if k.startswith("screen_")}
+
+    def stop(self):
+        self.gw.stop(check=False)
+        if os.environ.get("MXGATE_KEEP_TEST_DIRS") is None:
+            shutil.rmtree(self.gw.dir, ignore_errors=True)
+        else:
+            print(f"kept {self.gw.dir}", flush=True)
+
+
+class PostfixServer:
+    name = "postfix"
+
+    def __init__(self):
+        self.pf = mxtest.PostfixPeer(relayhost="[127.0.0.1]:9", extra_main_cf=(
+            "myhostname = mx.test.example\n" + SETTINGS + POSTFIX_ONLY))
+        self.port = mxtest.free_port()
+        rest = mxtest.PostfixPeer.MASTER_CF.split("\n", 1)[1]
+        with open(os.path.join(self.pf.conf, "master.cf"), "w") as f:
+            f.write(master_cf(self.port) + "dnsblog unix - - n - 0 dnsblog\n"
+                    "tlsproxy unix - - n - 0 tlsproxy\n" + rest)
+        self.settings = SETTINGS + POSTFIX_ONLY
+        self.master = None
+
+    def start(self):
+        self.pf.start()
+        if not mxtest.wait_port("127.0.0.1", self.port):
+            raise RuntimeError(f"postscreen did not listen:\n{self.pf.log()[-3000:]}")
+        with open(os.path.join(self.pf.dir, "queue", "pid", "master.pid")) as f:
+            self.master = int(f.read().split()[0])
+
+    def cpu(self):
+        return sum(self.cpu_split())
+
+    def cpu_split(self):
+        return tree_cpu(self.master)
+
+    def counters(self):
+        log = self.pf.log()
+        return {"PREGREET": log.count(" PREGREET "), "DNSBL rank": log.count(" DNSBL rank "),
+                "PASS NEW": log.count(" PASS NEW "), "PASS OLD": log.count(" PASS OLD ")}
+
+    def stop(self):
+        self.pf.stop()
+        if os.environ.get("MXGATE_KEEP_TEST_DIRS") is None:
+            shutil.rmtree(self.pf.dir, ignore_errors=True)
+        else:
+            print(f"kept {self.pf.dir}", flush=True)
+
+
+def spawn(argv):
+    # a process group of its own: killed whole in finally blocks
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def kill_group(p, sig=signal.SIGKILL):
+    if p and p.poll() is None:
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def bots(mode, port, prefix, addrs, conc, seconds, rate=0):
+    return spawn([sys.executable, BOTS, mode, "127.0.0.1", str(port), prefix, str(addrs),
+                  str(conc), str(seconds), str(rate)])
+
+
+def bots_result(p, timeout):
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(p)
+        out, err = p.communicate()
+    lines = out.strip().splitlines()
+    if p.returncode != 0 or not lines:
+        raise RuntimeError(f"screen_bots failed ({p.returncode}): {out[-500:]}{err[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def rps(res):
+    """Rejects per second: rejects over the time from the first connect to the last
+    reject (connections still open after the end do not stretch it)."""
+    return round(res["rejected"] / res["last_reject"], 1) if res["last_reject"] else 0.0
+
+
+def prewarm(port):
+    """One patient session from 127.0.0.1: the greeting after the greet wait (PASS NEW),
+    EHLO, QUIT. Returns the seconds to the greeting."""
+    import socket
+    t0 = time.monotonic()
+    s = socket.create_connection(("127.0.0.1", port), 10, source_address=("127.0.0.1", 0))
+    f = s.makefile("rb")
+    while True:
+        line = f.readline()
+        if not line:
+            raise RuntimeError("pre-warm: no greeting")
+        if line[:4] == b"220 ":
+            break
+    dt = time.monotonic() - t0
+    s.sendall(b"QUIT\r\n")
+    f.readline()
+    s.close()
+    return dt
+
+
+def legit(port, messages, sessions, timeout=300):
+    """smtp-source from 127.0.0.1: (elapsed s, messages/s, messages done). After timeout
+    seconds it is killed and the rate is what its counter (-c) reached."""
+    argv = ["/usr/sbin/smtp-source", "-c", "-s", str(sessions), "-m", str(messages),
+            "-l", "1000", "-f", "s@sender.example", "-t", "u@relay.example",
+            f"127.0.0.1:{port}"]
+    t0 = time.monotonic()
+    p = spawn(argv)
+    try:
+        out, err = p.communicate(timeout=timeout)
+        done = messages
+        if p.returncode != 0:
+            raise RuntimeError(f"smtp-source failed ({p.returncode}): {out[-300:]}{err}")
+    except subprocess.TimeoutExpired:
+        kill_group(p)
+        out, err = p.communicate()
+        counts = [int(x) for x in out.replace("\r", "\n").split() if x.isdigit()]
+        done = max(counts) if counts else 0
+    finally:
+        kill_group(p)
+    dt = time.monotonic() - t0
+    return dt, done / dt, done
+
+
+def measure(srv, fn):
+    c0, b0, t0 = srv.cpu(), machine_busy(), time.monotonic()
+    out = fn()
+    time.sleep(0.3)  # the last closes and log lines
+    return out, srv.cpu() - c0, machine_busy() - b0, time.monotonic() - t0
+
+
+def run_server(srv, a):
+    row = {"server": srv.name, "background_cpus": round(wait_quiet(a.quiet_cpus,
+                                                                    a.quiet_wait), 2)}
+    srv.start()
+    try:
+        time.sleep(1)
+        row["prewarm_greet_s"] = round(prewarm(srv.port), 2)
+        # 2. quiet: each legitimate load shape
+        row["quiet"] = {}
+        for sessions, messages in a.shapes:
+            (dt, rate, _), cpu, busy, wall = measure(srv, lambda: legit(srv.port, messages,
+                                                                         sessions))
+            row["quiet"][str(sessions)] = {"s": round(dt, 2), "msgs_per_s": round(rate, 1),
+                                           "server_cpu_s": round(cpu, 2),
+                                           "machine_busy_s": round(busy, 2),
+                                           "wall_s": round(wall, 2)}
+            print(f"{srv.name}: quiet, {sessions} sessions: {rate:.0f} msg/s", flush=True)
+        # 3. and 4. each attack alone
+        for mode, prefix, conc in (("pregreet", "127.1", a.bot_conc),
+                                   ("dnsbl", "127.2", a.dnsbl_conc)):
+            p = bots(mode, srv.port, prefix, a.addrs, conc, a.attack_s)
+            u0, s0 = srv.cpu_split()
+            ld0 = listen_drops()
+            try:
+                res, cpu, busy, wall = measure(srv, lambda: bots_result(p, a.attack_s + 60))
+            finally:
+                kill_group(p)
+            u1, s1 = srv.cpu_split()
+            rej = res["rejected"]
+            row[mode] = dict(res, rejects_per_s=rps(res), server_user_s=round(u1 - u0, 2),
+                             listen_drops=listen_drops() - ld0,
+                             server_sys_s=round(s1 - s0, 2),
+                             server_cpu_s=round(cpu, 3), machine_busy_s=round(busy, 2),
+                             cpu_us_per_reject=round(cpu / rej * 1e6) if rej else None,
+                             rejects_per_cpu_s=round(rej / cpu) if cpu > 0 else None)
+            print(f"{srv.name}: {mode}: {json.dumps(row[mode])}", flush=True)
+        # 5. under attack: both attacks and the SYN flood, the legitimate shapes in turn
+        procs = []
+        syn = None
+        att = {"legit": {}}
+        try:
+            # each legitimate run under attack may take 4 times its quiet time (+ 20 s)
+            limits = [4 * row["quiet"][str(sh)]["s"] + 20 for sh, _ in a.shapes]
+            secs = sum(limits) + 2 * GREET_WAIT + 10
+            procs.append(bots("pregreet", srv.port, "127.1", a.addrs, a.bot_conc, secs,
+                              a.attack_rate))
+            procs.append(bots("dnsbl", srv.port, "127.2", a.addrs, a.dnsbl_conc, secs,
+                              a.attack_rate))
+            if a.syn_us:
+                syn = spawn(["/usr/sbin/hping3", "-q", "-S", "-p", str(srv.port), "-i",
+                             f"u{a.syn_us}", "--rand-source", "127.0.0.1"])
+            c0, b0, t0 = srv.cpu(), machine_busy(), time.monotonic()
+            ld0 = listen_drops()
+            time.sleep(2 * GREET_WAIT + 1)  # the attack at its steady state
+            for (sessions, messages), limit in zip(a.shapes, limits):
+                dt, rate, done = legit(srv.port, messages, sessions, limit)
+                q = row["quiet"][str(sessions)]["msgs_per_s"]
+                att["legit"][str(sessions)] = {"s": round(dt, 2), "msgs_per_s": round(rate, 1),
+                                               "vs_quiet": round(rate / q, 3),
+                                               "messages": done, "finished": done == messages}
+                print(f"{srv.name}: under attack, {sessions} sessions: {rate:.0f} msg/s "
+                      f"({rate / q:.2f} of quiet)", flush=True)
+            cpu, busy, wall = srv.cpu() - c0, machine_busy() - b0, time.monotonic() - t0
+            att["listen_drops"] = listen_drops() - ld0
+            for p in procs:
+                kill_group(p, signal.SIGTERM)
+            pre = bots_result(procs[0], 30)
+            dns = bots_result(procs[1], 30)
+            if syn:
+                kill_group(syn, signal.SIGINT)
+                _, _, ru = os.wait4(syn.pid, 0)
+                syn.returncode = 0
+                att["syn_cpu_s"] = round(ru.ru_utime + ru.ru_stime, 2)
+        finally:
+            for p in procs + [syn]:
+                if p:
+                    kill_group(p)
+                    if p.returncode is None:
+                        p.wait()
+        att.update({"pregreet": pre, "dnsbl": dns, "wall_s": round(wall, 2),
+                    "pregreet_rejects_per_s": rps(pre), "dnsbl_rejects_per_s": rps(dns),
+                    "server_cpu_s": round(cpu, 2), "machine_busy_s": round(busy, 2),
+                    "syn_per_s": round(1e6 / a.syn_us) if a.syn_us else 0})
+        row["attack"] = att
+        time.sleep(1)
+        row["counters"] = srv.counters()
+    finally:
+        srv.stop()
+    return row
+
+
+def report(res):
+    a = res["args"]
+    rows = res["rows"]
+    by = {r["server"]: r for r in rows}
+    shapes = [str(x[0]) for x in a["shapes"]]
+    out = ["# The screen under attack: mxgate and Postfix's postscreen\n",
+           f"{res['date']}, commit {res['commit']}, {res['host']}, {res['cpus']} CPUs, "
+           f"{res['platform']}\n",
+           f"`python3 perf/screen/bench_screen.py --mxgate {a['mxgate']}"
+           f"{' --quick' if a['quick'] else ''}` (release build, kernel transport, "
+           f"{a['workers']} workers; Debian Postfix {res['postfix_version']}). Everything on "
+           "one loopback in a private network namespace: clients, attackers, the DNS server "
+           "and the server share the two CPUs.\n",
+           "## Rejects at connect, each attack alone\n",
+           "| server | kind | connections | rejected | rejects/s | server CPU s (user + sys) | "
+           "CPU us per reject | rejects per CPU second | attacker CPU s | machine busy s |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        for k in ("pregreet", "dnsbl"):
+            x = r[k]
+            out.append(f"| {r['server']} | {k} | {x['connections']} | {x['rejected']} | "
+                       f"{x['rejects_per_s']} | {x['server_cpu_s']} ({x.get('server_user_s')} + "
+                       f"{x.get('server_sys_s')}) | {x['cpu_us_per_reject']} | {x['rejects_per_cpu_s']} | {x['cpu']} | "
+                       f"{x['machine_busy_s']} |")
+    out.append("")
+    if "mxgate-kernel" in by and "postfix" in by:
+        m, p = by["mxgate-kernel"], by["postfix"]
+        out.append("mxgate / Postfix, rejects per second of server CPU (rejects/s per core):\n")
+        out.append("| kind | mxgate | Postfix | ratio |")
+        out.append("|---|---:|---:|---:|")
+        for k in ("pregreet", "dnsbl"):
+            mv, pv = m[k]["rejects_per_cpu_s"], p[k]["rejects_per_cpu_s"]
+            ratio = f"{mv / pv:.1f}x" if mv and pv else "n/a"
+            out.append(f"| {k} | {mv} | {pv} | {ratio} |")
+        out.append("")
+    out.append("## Legitimate mail, quiet and under attack\n")
+    out.append("| server | smtp-source sessions | quiet msg/s | CPUs busy (quiet, all work) | "
+               "under attack msg/s | attack / quiet |")
+    out.append("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        for sh in shapes:
+            q, x = r["quiet"][sh], r["attack"]["legit"][sh]
+            cut = "" if x.get("finished", True) else f" (cut at {x['messages']})"
+            # busy time is counted over the run and 0.3 s after it (older results
+            # lack wall_s: the same window, approximately)
+            wall = q.get("wall_s", q["s"] + 0.3)
+            out.append(f"| {r['server']} | {sh} | {q['msgs_per_s']} | "
+                       f"{q['machine_busy_s'] / wall:.2f} | {x['msgs_per_s']}{cut} | "
+                       f"{x['vs_quiet']:.2f} |")
+    out.append("")
+    out.append("The attack during those runs (all at once):\n")
+    out.append("| server | wall s | pregreet conns | pregreet rejected | pregreet rejects/s | "
+               "DNSBL conns | DNSBL rejected | DNSBL rejects/s | errors | SYN/s offered | "
+               "server CPU s | attackers' CPU s (bots + hping3) | machine busy s |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        x = r["attack"]
+        pre, dns = x["pregreet"], x["dnsbl"]
+        acpu = round(pre["cpu"] + dns["cpu"] + x.get("syn_cpu_s", 0), 2)
+        out.append(f"| {r['server']} | {x['wall_s']} | {pre['connections']} | "
+                   f"{pre['rejected']} | {x['pregreet_rejects_per_s']} | "
+                   f"{dns['connections']} | {dns['rejected']} | {x['dnsbl_rejects_per_s']} | "
+                   f"{pre['errors'] + dns['errors']} | {x['syn_per_s']} | "
+                   f"{x['server_cpu_s']} | {acpu} | {x['machine_busy_s']} |")
+    out.append("")
+    odd = [f"{r['server']} {k}{' (under attack)' if w else ''}: {x['other']}"
+           for r in rows for w, k, x in
+           [(0, "pregreet", r["pregreet"]), (0, "dnsbl", r["dnsbl"]),
+            (1, "pregreet", r["attack"]["pregreet"]), (1, "dnsbl", r["attack"]["dnsbl"])]
+           if x["other"]]
+    out.append("Listen-queue drops (TcpExt ListenDrops of the namespace): " + "; ".join(
+        f"{r['server']}: pregreet alone {r['pregreet'].get('listen_drops')}, DNSBL alone "
+        f"{r['dnsbl'].get('listen_drops')}, under attack (with the SYN flood) "
+        f"{r['attack'].get('listen_drops')}" for r in rows) + ".\n")
+    out.append("Attack connections that ended without the 521: " +
+               ("; ".join(odd) if odd else "none") + ".\n")
+    out.append("Other work on the machine just before each server's phases (CPUs busy, "
+               "--quiet-cpus/--quiet-wait): " + "; ".join(
+                   f"{r['server']}: {r.get('background_cpus')}" for r in rows) + ".\n")
+    out.append("Server counters after the run: " + "; ".join(
+        f"{r['server']}: {r['counters']}" for r in rows) + "\n")
+    out.append(f"DNS server: {res.get('dns')} (queries over the whole run, both servers)\n")
+    out.append("## Settings\n\nmain.cf of both servers:\n\n```\n" + SETTINGS + "```\n")
+    out.append("Postfix only:\n\n```\n" + POSTFIX_ONLY + "```\n\nmxgate only:\n\n```\n" +
+               MXGATE_ONLY + "```\n")
+    out.append(f"master.cf (both): `127.0.0.1:PORT inet n - n - 1 postscreen` and `smtpd "
+               f"pass - - n - - smtpd` (Postfix: plus dnsblog, tlsproxy and its usual "
+               f"services).\n")
+    out.append(f"Load: {a['addrs']} pregreet bots (127.1.x.y, \"EHLO bot.example\" at "
+               f"connect) with {a['bot_conc']} connections open at once, {a['addrs']} "
+               f"DNSBL-listed clients (127.2.x.y, silent) with {a['dnsbl_conc']} at once; a "
+               f"bot never has two connections open. Each attack alone for {a['attack_s']} "
+               f"s at the client's full speed. Under attack each kind opens at most "
+               f"{a['attack_rate']} connections/s, with hping3 -S --rand-source one SYN "
+               f"every {a['syn_us']} us to the same port. Legitimate load: smtp-source -s "
+               f"SESSIONS -m MESSAGES -l 1000 (shapes {a['shapes']}) from 127.0.0.1, "
+               f"pre-warmed (one patient session, PASS NEW; the rest PASS OLD), deep tests "
+               f"off.\n")
+    return "\n".join(out)
+
+
+def in_netns():
+    mxtest.need_tool("ip")
+    name = f"mxgate-scr-{os.getpid()}"
+    root_existed = os.path.isdir("/etc/netns")
+    etc = f"/etc/netns/{name}"
+    os.makedirs(etc)
+    with open(os.path.join(etc, "resolv.conf"), "w") as f:
+        f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:2\n")
+    with open(os.path.join(etc, "hosts"), "w") as f:
+        f.write("127.0.0.1 localhost\n")
+    rc = 1
+    try:
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
+                       check=True)
+        for k, v in (("net.ipv4.tcp_syncookies", "1"), ("net.core.somaxconn", "4096"),
+                     ("net.ipv4.tcp_max_syn_backlog", "4096"),
+                     ("net.ipv4.ip_local_port_range", "10000 60999")):
+            subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw", f"{k}={v}"])
+        env = dict(os.environ, **{NETNS_ENV: name})
+        rc = subprocess.call(["ip", "netns", "exec", name, sys.executable,
+                              os.path.abspath(__file__), *sys.argv[1:]], env=env)
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        shutil.rmtree(etc, ignore_errors=True)
+        if not root_existed:
+            try:
+                os.rmdir("/etc/netns")
+            except OSError:
+                pass
+    sys.exit(rc)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mxgate", required=False)
+    ap.add_argument("--quick", action="store_true", help="a run of about a minute")
+    ap.add_argument("--servers", default="mxgate-kernel,postfix")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--addrs", type=int, help="addresses of each attacker kind (1000)")
+    ap.add_argument("--bot-conc", type=int, help="pregreet connections at once (200)")
+    ap.add_argument("--dnsbl-conc", type=int, help="DNSBL connections at once (900)")
+    ap.add_argument("--attack-s", type=float, help="seconds each attack runs alone (20)")
+    ap.add_argument("--shapes", help="legitimate load shapes, SESSIONS:MESSAGES,... "
+                    "(20:3000,2:600): smtp-source -s SESSIONS -m MESSAGES")
+    ap.add_argument("--attack-rate", type=int, default=500,
+                    help="new connections/s of each attacker kind beside the legitimate "
+                    "load (500; 0: as fast as the client can)")
+    ap.add_argument("--syn-us", type=int, default=100, help="us between SYNs (100: 10k/s)")
+    ap.add_argument("--quiet-cpus", type=float, default=0.15,
+                    help="before each server, wait until other work uses fewer CPUs")
+    ap.add_argument("--quiet-wait", type=float,
+                    help="... for at most this many seconds (60; --quick: 10)")
+    ap.add_argument("--out")
+    ap.add_argument("--json")
+    ap.add_argument("--from-json")
+    a = ap.parse_args()
+    if a.from_json:
+        with open(a.from_json) as f:
+            print(report(json.load(f)))
+        return
+    if not a.mxgate:
+        ap.error("--mxgate is required")
+    q = a.quick
+    for k, full, quick in (("addrs", 1000, 300), ("bot_conc", 200, 100),
+                           ("dnsbl_conc", 900, 250), ("attack_s", 20, 5),
+                           ("shapes", "20:3000,2:600", "20:1000,2:300"),
+                           ("quiet_wait", 60, 10)):
+        if getattr(a, k) is None:
+            setattr(a, k, quick if q else full)
+    a.shapes = [tuple(int(x) for x in sh.split(":")) for sh in a.shapes.split(",")]
+    mxtest.need_root("the screen benchmark (a network namespace, Postfix, hping3)")
+    for tool in ("/usr/sbin/postfix", "/usr/lib/postfix/sbin/postscreen", "/usr/sbin/hping3",
+                 "/usr/sbin/smtp-source"):
+        mxtest.need_tool(tool)
+    if not os.environ.get(NETNS_ENV):
+        in_netns()
+    a.mxgate = os.path.abspath(a.mxgate)
+    soft, hard = __import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE)
+    __import__("resource").setrlimit(__import__("resource").RLIMIT_NOFILE,
+                                     (min(hard, 65536), hard))
+    dns = spawn([sys.executable, DNS, "53", "bl.test", "127.2."])
+    rows = []
+    dns_counts = None
+    try:
+        if dns.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the DNS server did not start: {dns.stderr.read()}")
+        for name in a.servers.split(","):
+            srv = (MxgateServer(a.mxgate, a.workers) if name == "mxgate-kernel"
+                   else PostfixServer())
+            rows.append(run_server(srv, a))
+    finally:
+        if dns.poll() is None:
+            dns.send_signal(signal.SIGTERM)
+            try:
+                dns_counts = json.loads(dns.communicate(timeout=5)[0].strip().splitlines()[-1])
+            except Exception:
+                pass
+        kill_group(dns)
+        dns.wait()
+    pv = subprocess.run(["/usr/sbin/postconf", "-d", "-h", "mail_version"],
+                        capture_output=True, text=True).stdout.strip()
+    res = {"date": str(datetime.date.today()),
+           "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                    capture_output=True, text=True).stdout.strip(),
+           "host": platform.node(), "cpus": os.cpu_count(), "platform": platform.platform(),
+           "postfix_version": pv, "args": vars(a), "rows": rows, "dns": dns_counts}
+    text = report(res)
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
