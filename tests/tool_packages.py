@@ -84,8 +84,9 @@ PYTHON_MODULES = {
 # Perl module -> Debian package, and the modules a tool needs for what the tests use of it:
 # swaks talks to IPv6 servers only with IO::Socket::INET6, one of its Recommends (which
 # deploy/install-deps.sh does not install: --no-install-recommends). swaks --tls needs
-# Net::SSLeay (tests/e2e/test_tls.py asks for it); the tests use no AUTH or MX lookup of
-# swaks (Authen::SASL, Net::DNS).
+# Net::SSLeay (tests/e2e/test_tls.py and test_auth.py ask for it); the tests use swaks's
+# AUTH PLAIN and LOGIN, which it does itself (only CRAM-MD5 and the like need
+# Authen::SASL), and no MX lookup (Net::DNS).
 PERL_MODULES = {
     "IO::Socket::INET6": "libio-socket-inet6-perl",
     "Net::SSLeay": "libnet-ssleay-perl",

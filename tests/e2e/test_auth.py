@@ -40,8 +40,12 @@ if transport == "dpdk":
     netns.need_netns_tools()
     mxtest.need_tool("swaks")
 else:
-    for tool in ("/usr/sbin/postfix", "/usr/sbin/postqueue", "openssl"):
+    for tool in ("/usr/sbin/postfix", "/usr/sbin/postqueue", "openssl", "swaks"):
         mxtest.need_tool(tool)
+    import tool_packages
+    if tool_packages.perl_module_error("Net::SSLeay") is not None:
+        tool_packages.fail_missing("Perl module Net::SSLeay, which swaks --tlsc needs",
+                                   tool_packages.PERL_MODULES["Net::SSLeay"])
 
 USERS = {"alice@example.org": "secret", "bob": "hunter2"}
 
@@ -318,16 +322,25 @@ def typical_services(d):
             c.login("bob", "hunter2")
             c.sendmail("bob@example.org", ["x@elsewhere.example"],
                        b"Subject: smtps after AUTH\r\n\r\nhello\r\n")
+        # swaks on the smtps port: TLS on connect (--tlsc), then AUTH LOGIN
+        r = subprocess.run(["swaks", "--tlsc", "--server", f"127.0.0.1:{ports[2]}",
+                            "--auth", "LOGIN", "--auth-user", "bob", "--auth-password",
+                            "hunter2", "--from", "bob@example.org", "--to",
+                            "x@elsewhere.example", "--header", "Subject: swaks tlsc AUTH"],
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode != 0 or "235 2.7.0 Authentication successful" not in r.stdout:
+            fail(f"swaks --tlsc with AUTH LOGIN failed ({r.returncode}):\n{r.stdout}"
+                 f"{r.stderr}\n{gw.output()}")
         got = {}
         for _, _, m in gw.spooled():
             head = m.split(b"\r\n\r\n", 1)[0].decode()
-            for subj in ("submission after AUTH", "smtps after AUTH"):
+            for subj in ("submission after AUTH", "smtps after AUTH", "swaks tlsc AUTH"):
                 if subj in head:
                     got[subj] = head
         for subj, head in sorted(got.items()):
             if "with ESMTPSA id" not in head:
                 fail(f"{subj}: Received: does not say ESMTPSA:\n{head}")
-        if len(got) != 2:
+        if len(got) != 3:
             fail(f"messages after AUTH over TLS not spooled: {sorted(got)}\n{gw.output()}")
     finally:
         gw.stop()
