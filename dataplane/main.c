@@ -483,14 +483,8 @@ static int services_start(struct svc_set **out, const struct mx_config *boot,
 	/* the state service: postscreen's temporary allowlist (postscreen_cache_map),
 	 * swept every postscreen_cache_cleanup_interval */
 	svc_state_params_init(&stp);
-	const char *sweep = mx_config_get(boot, "postscreen_cache_cleanup_interval");
-	if (sweep) {
-		unsigned long v = strtoul(sweep, NULL, 10);
-		char unit = sweep[strspn(sweep, "0123456789")];
-		v *= unit == 'm' ? 60 : unit == 'h' ? 3600 : unit == 'd' ? 86400
-		     : unit == 'w' ? 604800 : 1;
-		stp.sweep_interval_ms = v > UINT32_MAX / 1000 ? UINT32_MAX : (uint32_t)v * 1000u;
-	}
+	unsigned sweep_s = boot->postscreen_cache_cleanup_interval_s;
+	stp.sweep_interval_ms = sweep_s > UINT32_MAX / 1000 ? UINT32_MAX : sweep_s * 1000u;
 	struct svc_set_params p = {
 		.workers = nworkers,
 		.ops = { [SVC_DNS] = &svc_resolver_ops, [SVC_POLICY] = &svc_policy_ops,

@@ -106,6 +106,7 @@ struct mx_config {
 	unsigned stress_minimum_time_s;         /* mxgate_stress_minimum_time */
 	bool stress;                            /* this is a stress variant (stress = yes) */
 	unsigned anvil_table_size;              /* mxgate_anvil_table_size: entries */
+	unsigned postscreen_cache_cleanup_interval_s; /* postscreen_cache_cleanup_interval */
 	unsigned spool_commit_delay_ms;         /* mxgate_spool_commit_delay: the most a
 						   group commit waits for company */
 	uint64_t spool_quota;                   /* mxgate_spool_quota, bytes; 0 = none */

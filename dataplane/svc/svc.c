@@ -501,8 +501,8 @@ void svc_thread_stop(pthread_t thread, atomic_bool *stop, struct svc_port *port)
 	pthread_join(thread, NULL);
 }
 
-void svc_warn_limited(struct svc_warn_limit *w, uint64_t now, uint64_t interval_ms,
-		      const char *fmt, ...)
+void svc_warn_limitedv(struct svc_warn_limit *w, uint64_t now, uint64_t interval_ms,
+		       const char *fmt, va_list ap)
 {
 	if (w->at && now - w->at < interval_ms) {
 		w->suppressed++;
@@ -510,13 +510,19 @@ void svc_warn_limited(struct svc_warn_limit *w, uint64_t now, uint64_t interval_
 	}
 	w->at = now ? now : 1;
 	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	if (w->suppressed)
 		mx_log(MX_LOG_WARNING, "%s (%u more like it suppressed)", msg, w->suppressed);
 	else
 		mx_log(MX_LOG_WARNING, "%s", msg);
 	w->suppressed = 0;
+}
+
+void svc_warn_limited(struct svc_warn_limit *w, uint64_t now, uint64_t interval_ms,
+		      const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	svc_warn_limitedv(w, now, interval_ms, fmt, ap);
+	va_end(ap);
 }

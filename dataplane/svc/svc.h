@@ -25,6 +25,7 @@
 #define MXGATE_DATAPLANE_SVC_SVC_H
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -292,6 +293,8 @@ struct svc_warn_limit {
 };
 void svc_warn_limited(struct svc_warn_limit *w, uint64_t now, uint64_t interval_ms,
 		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void svc_warn_limitedv(struct svc_warn_limit *w, uint64_t now, uint64_t interval_ms,
+		       const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
 
 extern const struct svc_ops svc_resolver_ops; /* svc_resolver.c */
 extern const struct svc_ops svc_policy_ops;   /* svc_policy.c */

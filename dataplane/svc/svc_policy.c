@@ -346,12 +346,10 @@ static void svc_policy_warn(struct svc_policy_service *p, struct svc_policy_endp
 static void svc_policy_warn(struct svc_policy_service *p, struct svc_policy_endpoint *ep,
 			    enum svc_policy_warning kind, const char *fmt, ...)
 {
-	char msg[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	svc_warn_limitedv(&ep->warned[kind], p->now, SVC_POLICY_WARN_INTERVAL_MS, fmt, ap);
 	va_end(ap);
-	svc_warn_limited(&ep->warned[kind], p->now, SVC_POLICY_WARN_INTERVAL_MS, "%s", msg);
 }
 
 /* ---- connections ---- */

@@ -174,12 +174,10 @@ static void svc_sasl_warn(struct svc_sasl_service *p, struct svc_sasl_conn *c,
 static void svc_sasl_warn(struct svc_sasl_service *p, struct svc_sasl_conn *c,
 			  enum svc_sasl_warning kind, const char *fmt, ...)
 {
-	char msg[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	svc_warn_limitedv(&c->warned[kind], p->now, SVC_SASL_WARN_INTERVAL_MS, fmt, ap);
 	va_end(ap);
-	svc_warn_limited(&c->warned[kind], p->now, SVC_SASL_WARN_INTERVAL_MS, "%s", msg);
 }
 
 /* ---- answers ---- */
