@@ -56,6 +56,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 
 import mxtest  # noqa: E402
+import netns  # noqa: E402
 
 NETNS_ENV = "MXGATE_SCREEN_BENCH_NETNS"
 BOTS = os.path.join(HERE, "screen_bots.py")
@@ -529,36 +530,14 @@ def report(res):
 
 
 def in_netns():
-    mxtest.need_tool("ip")
-    name = f"mxgate-scr-{os.getpid()}"
-    root_existed = os.path.isdir("/etc/netns")
-    etc = f"/etc/netns/{name}"
-    os.makedirs(etc)
-    with open(os.path.join(etc, "resolv.conf"), "w") as f:
-        f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:2\n")
-    with open(os.path.join(etc, "hosts"), "w") as f:
-        f.write("127.0.0.1 localhost\n")
-    rc = 1
-    try:
-        subprocess.run(["ip", "netns", "add", name], check=True)
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
-                       check=True)
-        for k, v in (("net.ipv4.tcp_syncookies", "1"), ("net.core.somaxconn", "4096"),
-                     ("net.ipv4.tcp_max_syn_backlog", "4096"),
-                     ("net.ipv4.ip_local_port_range", "10000 60999")):
-            subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw", f"{k}={v}"])
-        env = dict(os.environ, **{NETNS_ENV: name})
-        rc = subprocess.call(["ip", "netns", "exec", name, sys.executable,
-                              os.path.abspath(__file__), *sys.argv[1:]], env=env)
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
-        shutil.rmtree(etc, ignore_errors=True)
-        if not root_existed:
-            try:
-                os.rmdir("/etc/netns")
-            except OSError:
-                pass
-    sys.exit(rc)
+    """Run the benchmark in a private network namespace (DNS on 127.0.0.1, room for many
+    connections), and exit with its status."""
+    netns.rerun_in_private_netns(
+        "mxgate-scr", NETNS_ENV, __file__, sys.argv[1:],
+        "nameserver 127.0.0.1\noptions timeout:1 attempts:2\n", "127.0.0.1 localhost\n",
+        sysctls=(("net.ipv4.tcp_syncookies", "1"), ("net.core.somaxconn", "4096"),
+                 ("net.ipv4.tcp_max_syn_backlog", "4096"),
+                 ("net.ipv4.ip_local_port_range", "10000 60999")))
 
 
 def main():

@@ -61,6 +61,7 @@ import selectors
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -467,3 +468,50 @@ def stop_tcpdump(p):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def rerun_in_private_netns(prefix, env_var, script, argv, resolv_conf, hosts,
+                           sysctls=()):
+    """Run `script` again (with argv, and env_var set to the namespace's name) in a new
+    network namespace with lo up, its own /etc/netns resolv.conf and hosts file (what
+    `ip netns exec` bind-mounts for the C library) and the given sysctls; remove the
+    namespace and those files afterwards, and exit with the script's status. A kernel
+    that refuses the namespace skips the test (exit 77). A SystemExit while waiting (the
+    caller's SIGTERM handler) stops the child first."""
+    mxtest.need_tool("ip")
+    name = f"{prefix}-{os.getpid()}"
+    root_existed = os.path.isdir("/etc/netns")
+    etc = f"/etc/netns/{name}"
+    os.makedirs(etc)
+    with open(os.path.join(etc, "resolv.conf"), "w") as f:
+        f.write(resolv_conf)
+    with open(os.path.join(etc, "hosts"), "w") as f:
+        f.write(hosts)
+    rc = 1
+    try:
+        r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+        if r.returncode != 0:
+            mxtest.skip(f"the kernel refused a network namespace (not a missing package): "
+                        f"ip netns add: {r.stderr.strip()}")
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
+                       check=True)
+        for k, v in sysctls:
+            subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw", f"{k}={v}"])
+        env = dict(os.environ, **{env_var: name})
+        child = subprocess.Popen(["ip", "netns", "exec", name, sys.executable,
+                                  os.path.abspath(script), *argv], env=env)
+        try:
+            rc = child.wait()
+        except SystemExit:
+            child.terminate()
+            child.wait(60)
+            raise
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        shutil.rmtree(etc, ignore_errors=True)
+        if not root_existed:
+            try:
+                os.rmdir("/etc/netns")
+            except OSError:
+                pass
+    sys.exit(rc)

@@ -74,9 +74,10 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, POLICY)
 
 import dnsenv  # noqa: E402
+import netns  # noqa: E402
 import sessions as gen  # noqa: E402
 from mxtest import (Gateway, PostfixPeer, fail, need_postfix_pcre, need_root,  # noqa: E402
-                    need_tool, skip)
+                    need_tool)
 
 NETNS_ENV = "MXGATE_POLICY_NETNS"
 
@@ -283,50 +284,17 @@ FIXTURE_FILES = HASH_TABLES + [f for _, f in OTHER_TABLES] + [z for _, _, z in D
 # ---------------------------------------------------------------------------- netns
 
 def run_in_netns():
-    """Create a network namespace with lo up, its own resolv.conf (unbound on 127.0.0.1)
-    and hosts file, run this script in it, remove both afterwards, and exit with the
-    script's status."""
+    """Run this script in a network namespace with lo up and its own resolv.conf (unbound
+    on 127.0.0.1) and hosts file, and exit with its status."""
     for tool in ("ip", "/usr/sbin/rbldnsd", "/usr/sbin/unbound", "/usr/sbin/unbound-checkconf",
                  "/usr/sbin/postfix"):
         need_tool(tool)
     need_postfix_pcre()
     need_root("the differential policy test (a network namespace, Postfix)")
-    name = f"mxgate-pdiff-{os.getpid()}"
-    netns_root_existed = os.path.isdir("/etc/netns")
-    etc = f"/etc/netns/{name}"
-    os.makedirs(etc)
-    with open(os.path.join(etc, "resolv.conf"), "w") as f:
-        f.write(dnsenv.RESOLV_CONF)
     # Postfix finds client names through the C library (hosts file, then DNS); mxgate
     # asks DNS only. The namespace's hosts file names nothing the sessions use.
-    with open(os.path.join(etc, "hosts"), "w") as f:
-        f.write("127.0.0.1 localhost\n::1 localhost\n")
-    rc = 1
-    try:
-        r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
-        if r.returncode != 0:
-            skip(f"the kernel refused a network namespace (not a missing package): "
-                 f"ip netns add: {r.stderr.strip()}")
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
-                       check=True)
-        env = dict(os.environ, **{NETNS_ENV: name})
-        child = subprocess.Popen(["ip", "netns", "exec", name, sys.executable,
-                                  os.path.abspath(__file__), *sys.argv[1:]], env=env)
-        try:
-            rc = child.wait()
-        except SystemExit:
-            child.terminate()
-            child.wait(60)
-            raise
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
-        shutil.rmtree(etc, ignore_errors=True)
-        if not netns_root_existed:
-            try:
-                os.rmdir("/etc/netns")
-            except OSError:
-                pass
-    sys.exit(rc)
+    netns.rerun_in_private_netns("mxgate-pdiff", NETNS_ENV, __file__, sys.argv[1:],
+                                 dnsenv.RESOLV_CONF, "127.0.0.1 localhost\n::1 localhost\n")
 
 
 # ---------------------------------------------------------------------------- SMTP

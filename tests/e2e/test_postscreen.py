@@ -52,6 +52,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import mxtest  # noqa: E402
+import netns  # noqa: E402
 from mxtest import fail  # noqa: E402
 
 NETNS_ENV = "MXGATE_POSTSCREEN_NETNS"
@@ -546,34 +547,9 @@ class PostscreenPostfix:
 def in_netns(argv):
     """Run this script again in a private network namespace whose resolv.conf names the
     test's DNS server (127.0.0.1), and exit with its status."""
-    mxtest.need_tool("ip")
-    name = f"mxgate-psc-{os.getpid()}"
-    root_existed = os.path.isdir("/etc/netns")
-    etc = f"/etc/netns/{name}"
-    os.makedirs(etc)
-    with open(os.path.join(etc, "resolv.conf"), "w") as f:
-        f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
-    with open(os.path.join(etc, "hosts"), "w") as f:
-        f.write("127.0.0.1 localhost\n::1 localhost\n")
-    rc = 1
-    try:
-        r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
-        if r.returncode != 0:
-            mxtest.skip(f"the kernel refused a network namespace: {r.stderr.strip()}")
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
-                       check=True)
-        env = dict(os.environ, **{NETNS_ENV: name})
-        rc = subprocess.call(["ip", "netns", "exec", name, sys.executable,
-                              os.path.abspath(__file__), *argv], env=env)
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
-        shutil.rmtree(etc, ignore_errors=True)
-        if not root_existed:
-            try:
-                os.rmdir("/etc/netns")
-            except OSError:
-                pass
-    sys.exit(rc)
+    netns.rerun_in_private_netns("mxgate-psc", NETNS_ENV, __file__, argv,
+                                 "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+                                 "127.0.0.1 localhost\n::1 localhost\n")
 
 
 def main():
