@@ -271,7 +271,8 @@ static void on_event(struct state *st, const struct smtp_event *ev)
 	}
 	FUZZ_CHECK(smtp_session_memory(st->s) <=
 		       8192 + cfg->line_length_limit + cfg->header_size_limit + 64 +
-			       4096 /* the XCLIENT being decided */);
+			       4096 /* the XCLIENT being decided */ +
+			       cfg->sasl_response_limit + 2 /* an AUTH response being read */);
 }
 
 static void drive(struct state *st)
