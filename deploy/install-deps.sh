@@ -40,6 +40,8 @@ packages=(
 	# perf: the disk's own fdatasync rate beside the spool's group commit; git for the
 	# commit perf/hostile/bench_hostile.py stamps on its report
 	fio git
+	# perf: where the dpdk gateway's CPU goes under attack (perf/screen/bench_screen.py)
+	linux-perf
 	# the DPDK dataplane's namespace tests (tests/e2e/test_dpdk*.py): a SYN flood, a storm of
 	# malformed frames (scapy for Debian's /usr/bin/python3), ethtool to turn off the client
 	# veth's TX checksum offload, ping (v4 and v6), tcpdump for packet traces on failure

@@ -42,6 +42,7 @@ TOOLS = {
     # and policy tests
     "/usr/sbin/unbound": "unbound",
     "/usr/sbin/hping3": "hping3",  # perf/screen/bench_screen.py: the SYN flood
+    "/usr/bin/perf": "linux-perf",  # perf/screen/bench_screen.py: where the CPU goes
     "/usr/sbin/postgrey": "postgrey",
     # a shared cache for the memcache: dict (memcache_table(5))
     "/usr/bin/memcached": "memcached",

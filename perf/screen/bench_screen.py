@@ -44,6 +44,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -63,6 +64,7 @@ BOTS = os.path.join(HERE, "screen_bots.py")
 DNS = os.path.join(HERE, "screen_dns.py")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 GREET_WAIT = 2
+PROFILE_S = 6
 
 # main.cf for both servers (the screen's parameters and what is behind it)
 SETTINGS = f"""\
@@ -167,13 +169,18 @@ def wait_quiet(limit, max_wait):
     return bg
 
 
-def master_cf(port):
-    return (f"127.0.0.1:{port} inet n - n - 1 postscreen\n"
+def master_cf(port, host="127.0.0.1"):
+    lst = f"{host}:" if host else ""
+    return (f"{lst}{port} inet n - n - 1 postscreen\n"
             "smtpd pass - - n - - smtpd\n")
 
 
 class MxgateServer:
     name = "mxgate-kernel"
+    # where clients connect, the legitimate clients' source address, the attackers'
+    # address prefixes (PREFIX.x.y)
+    host = legit_src = "127.0.0.1"
+    bot_prefix = {"pregreet": "127.1", "dnsbl": "127.2"}
 
     def __init__(self, binary, workers):
         self.port = mxtest.free_port()
@@ -209,8 +216,173 @@ class MxgateServer:
             print(f"kept {self.gw.dir}", flush=True)
 
 
+class BenchTopology(netns.Topology):
+    """The dpdk gateway's own namespace, joined by a veth pair to this (the benchmark's)
+    namespace, where the clients and attackers stay as for the other servers: the client
+    end of the veth has 10.77.0.1/24 (the legitimate clients' address), and the attackers'
+    prefixes are local to this namespace (AnyIP: `ip route add local P/16 dev lo`), so that
+    a bot binds any address of them and the gateway reaches them all through its one
+    next hop, 10.77.0.1 (one ARP entry, as for a gateway behind a router)."""
+
+    def __init__(self, prefix, local_nets):
+        super().__init__(prefix=prefix)
+        self.cl_ns = None  # this namespace
+        self.local_nets = local_nets
+
+    def _ns(self, ns, argv):
+        return list(argv) if ns is None else super()._ns(ns, argv)
+
+    def _delete(self):
+        subprocess.run(["ip", "netns", "delete", self.gw_ns], capture_output=True)
+        subprocess.run(["ip", "link", "delete", self.dp_cl_if], capture_output=True)
+        for net in self.local_nets:
+            subprocess.run(["ip", "route", "delete", "local", net, "dev", "lo"],
+                           capture_output=True)
+
+    def create(self):
+        self._delete()
+        run = netns._run
+        try:
+            run(["ip", "netns", "add", self.gw_ns])
+            run(self._ns(self.gw_ns, ["ip", "link", "set", "lo", "up"]))
+            run(["ip", "link", "add", self.dp_gw_if, "netns", self.gw_ns, "type", "veth",
+                 "peer", "name", self.dp_cl_if])
+            run(self._ns(self.gw_ns, ["sysctl", "-q", "-w",
+                                      f"net.ipv6.conf.{self.dp_gw_if}.disable_ipv6=1"]))
+            run(self._ns(self.gw_ns, ["ip", "link", "set", self.dp_gw_if, "up"]))
+            # the kernel would leave TCP checksums to the "hardware" (see netns.Topology)
+            run(["ethtool", "-K", self.dp_cl_if, "tx", "off"])
+            run(["ip", "addr", "add", f"{self.cl_ip4}/24", "dev", self.dp_cl_if])
+            run(["ip", "-6", "addr", "add", f"{self.cl_ip6}/64", "dev", self.dp_cl_if,
+                 "nodad"])
+            run(["ip", "link", "set", self.dp_cl_if, "up"])
+            for net in self.local_nets:
+                run(["ip", "route", "add", "local", net, "dev", "lo"])
+            self.dp_gw_mac = self._mac(self.gw_ns, self.dp_gw_if)
+            self.dp_cl_mac = self._mac(None, self.dp_cl_if)
+        except BaseException:
+            self._delete()
+            raise
+        self.up = True
+        return self
+
+
+class MxgateDpdkServer:
+    """mxgate on the dpdk transport (--no-huge, net_af_packet on the veth of a
+    BenchTopology), its own DNS server in its namespace (the resolver's sockets are the
+    kernel's, there). Its CPU is the process's utime + stime as for the kernel transport:
+    the workers sleep when idle (mxgate_dpdk_idle_sleep_us), so polling an empty port
+    costs little, and what it does cost is counted. The system part is mostly
+    af_packet's: a TX burst's sendto() runs the veth and the receiving namespace's TCP
+    stack inline (on a NIC it would be a doorbell write). busy() gives the workers'
+    busy cycles (poll iterations that did work) for the split."""
+    name = "mxgate-dpdk"
+    host, legit_src = "10.77.0.2", "10.77.0.1"
+    bot_prefix = {"pregreet": "10.1", "dnsbl": "10.2"}
+
+    def __init__(self, binary, workers):
+        self.port = 25
+        self.topo = BenchTopology(f"scr{os.getpid() % 10000}",
+                                  [f"{p}.0.0/16" for p in self.bot_prefix.values()]).create()
+        self.dns = None
+        try:
+            self.gw = netns.DpdkGateway(binary, self.topo, workers=workers, port=self.port,
+                                        mbufs=65536)
+            data = os.path.join(self.gw.dir, "data")
+            os.makedirs(data)
+            mpath = os.path.join(self.gw.dir, "master.cf")
+            with open(mpath, "w") as f:
+                f.write(master_cf(self.port, host=None))
+            with open(self.gw.config_path, "a") as f:
+                f.write(SETTINGS + MXGATE_ONLY + f"mxgate_master_file = {mpath}\n"
+                        f"data_directory = {data}\nmxgate_dns_servers = 127.0.0.1:53\n")
+        except BaseException:
+            self.topo.destroy()
+            raise
+        self.settings = SETTINGS + MXGATE_ONLY
+
+    def start(self):
+        self.dns = self.topo.gw_popen([sys.executable, DNS, "53", "bl.test",
+                                       self.bot_prefix["dnsbl"] + "."],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True)
+        if self.dns.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the gateway's DNS server did not start: "
+                               f"{self.dns.stderr.read()}")
+        self.gw.start()
+
+    def cpu(self):
+        return sum(self.cpu_split())
+
+    def cpu_split(self):
+        return tree_cpu(self.gw.proc.pid, reaped=False)
+
+    def busy(self):
+        """(busy cycles of the workers, TSC Hz) from the dpdk statistics line."""
+        st = self.gw.stats()
+        return st["busy_cycles"], st["tsc_hz"]
+
+    def profile(self, a):
+        """Where the process's CPU goes while pregreet bots attack: perf samples (-g) of
+        the gateway for PROFILE_S seconds, and the share of them under af_packet's
+        sendto(2) (a TX burst: the veth, and the receiving namespace's TCP stack run inline
+        in it). Returns {samples, sendto_share, softirq_share}."""
+        perf = mxtest.need_tool("/usr/bin/perf")
+        data = os.path.join(self.gw.dir, "perf.data")
+        p = bots(self, "pregreet", a.addrs, a.bot_conc, PROFILE_S + 4)
+        try:
+            time.sleep(2)
+            r = subprocess.run([perf, "record", "-q", "-g", "-o", data, "-p",
+                                str(self.gw.proc.pid), "--", "sleep", str(PROFILE_S)],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError(f"perf record failed: {r.stderr[-500:]}")
+            bots_result(p, PROFILE_S + 60)
+        finally:
+            kill_group(p)
+        rep = subprocess.run([perf, "report", "-i", data, "--children", "--sort", "sym",
+                              "-g", "none", "--stdio"], capture_output=True, text=True).stdout
+        share = {}
+        for line in rep.splitlines():
+            f = line.split()
+            # "  65.37%  0.05%  [k] __x64_sys_sendto"
+            if len(f) == 4 and f[0].endswith("%") and f[2] == "[k]":
+                share.setdefault(f[3], float(f[0][:-1]) / 100)
+        samples = re.search(r"# Samples: (\d+\S*)", rep)
+        if not share:
+            raise RuntimeError(f"perf report gave no symbols:\n{rep[:2000]}")
+        return {"samples": samples.group(1) if samples else None,
+                "sendto_share": round(share.get("__x64_sys_sendto", 0.0), 3),
+                "softirq_share": round(share.get("handle_softirqs", 0.0), 3)}
+
+    def counters(self):
+        st = self.gw.stats()
+        keep = ("tcp_syn", "tcp_syn_cookie_sent", "tcp_syn_cookie_ok", "tcp_accept",
+                "tcp_rst_sent", "rx_missed", "tx_dropped", "tcp_conn_full")
+        return {k: v for k, v in st.items() if k.startswith("screen_") or k in keep}
+
+    def stop(self):
+        try:
+            self.gw.stop(check=False)
+        finally:
+            if self.dns and self.dns.poll() is None:
+                self.dns.send_signal(signal.SIGTERM)
+                try:
+                    self.dns_counts = json.loads(
+                        self.dns.communicate(timeout=5)[0].strip().splitlines()[-1])
+                except Exception:
+                    pass
+            self.topo.destroy()
+            if os.environ.get("MXGATE_KEEP_TEST_DIRS") is None:
+                shutil.rmtree(self.gw.dir, ignore_errors=True)
+            else:
+                print(f"kept {self.gw.dir}", flush=True)
+
+
 class PostfixServer:
     name = "postfix"
+    host = legit_src = "127.0.0.1"
+    bot_prefix = MxgateServer.bot_prefix
 
     def __init__(self):
         self.pf = mxtest.PostfixPeer(relayhost="[127.0.0.1]:9", extra_main_cf=(
@@ -263,9 +435,9 @@ def kill_group(p, sig=signal.SIGKILL):
             pass
 
 
-def bots(mode, port, prefix, addrs, conc, seconds, rate=0):
-    return spawn([sys.executable, BOTS, mode, "127.0.0.1", str(port), prefix, str(addrs),
-                  str(conc), str(seconds), str(rate)])
+def bots(srv, mode, addrs, conc, seconds, rate=0):
+    return spawn([sys.executable, BOTS, mode, srv.host, str(srv.port), srv.bot_prefix[mode],
+                  str(addrs), str(conc), str(seconds), str(rate)])
 
 
 def bots_result(p, timeout):
@@ -286,12 +458,12 @@ def rps(res):
     return round(res["rejected"] / res["last_reject"], 1) if res["last_reject"] else 0.0
 
 
-def prewarm(port):
-    """One patient session from 127.0.0.1: the greeting after the greet wait (PASS NEW),
-    EHLO, QUIT. Returns the seconds to the greeting."""
+def prewarm(srv):
+    """One patient session from the legitimate clients' address: the greeting after the
+    greet wait (PASS NEW), EHLO, QUIT. Returns the seconds to the greeting."""
     import socket
     t0 = time.monotonic()
-    s = socket.create_connection(("127.0.0.1", port), 10, source_address=("127.0.0.1", 0))
+    s = socket.create_connection((srv.host, srv.port), 10, source_address=(srv.legit_src, 0))
     f = s.makefile("rb")
     while True:
         line = f.readline()
@@ -306,12 +478,13 @@ def prewarm(port):
     return dt
 
 
-def legit(port, messages, sessions, timeout=300):
-    """smtp-source from 127.0.0.1: (elapsed s, messages/s, messages done). After timeout
-    seconds it is killed and the rate is what its counter (-c) reached."""
+def legit(srv, messages, sessions, timeout=300):
+    """smtp-source from the legitimate clients' address (the kernel picks it: the route to
+    the server): (elapsed s, messages/s, messages done). After timeout seconds it is killed
+    and the rate is what its counter (-c) reached."""
     argv = ["/usr/sbin/smtp-source", "-c", "-s", str(sessions), "-m", str(messages),
             "-l", "1000", "-f", "s@sender.example", "-t", "u@relay.example",
-            f"127.0.0.1:{port}"]
+            f"{srv.host}:{srv.port}"]
     t0 = time.monotonic()
     p = spawn(argv)
     try:
@@ -343,21 +516,20 @@ def run_server(srv, a):
     srv.start()
     try:
         time.sleep(1)
-        row["prewarm_greet_s"] = round(prewarm(srv.port), 2)
+        row["prewarm_greet_s"] = round(prewarm(srv), 2)
         # 2. quiet: each legitimate load shape
         row["quiet"] = {}
         for sessions, messages in a.shapes:
-            (dt, rate, _), cpu, busy, wall = measure(srv, lambda: legit(srv.port, messages,
-                                                                         sessions))
+            (dt, rate, _), cpu, busy, wall = measure(srv, lambda: legit(srv, messages, sessions))
             row["quiet"][str(sessions)] = {"s": round(dt, 2), "msgs_per_s": round(rate, 1),
                                            "server_cpu_s": round(cpu, 2),
                                            "machine_busy_s": round(busy, 2),
                                            "wall_s": round(wall, 2)}
             print(f"{srv.name}: quiet, {sessions} sessions: {rate:.0f} msg/s", flush=True)
         # 3. and 4. each attack alone
-        for mode, prefix, conc in (("pregreet", "127.1", a.bot_conc),
-                                   ("dnsbl", "127.2", a.dnsbl_conc)):
-            p = bots(mode, srv.port, prefix, a.addrs, conc, a.attack_s)
+        for mode, conc in (("pregreet", a.bot_conc), ("dnsbl", a.dnsbl_conc)):
+            p = bots(srv, mode, a.addrs, conc, a.attack_s)
+            busy0 = srv.busy() if hasattr(srv, "busy") else None
             u0, s0 = srv.cpu_split()
             ld0 = listen_drops()
             try:
@@ -372,7 +544,15 @@ def run_server(srv, a):
                              server_cpu_s=round(cpu, 3), machine_busy_s=round(busy, 2),
                              cpu_us_per_reject=round(cpu / rej * 1e6) if rej else None,
                              rejects_per_cpu_s=round(rej / cpu) if cpu > 0 else None)
+            if busy0:
+                (b1, hz), b0 = srv.busy(), busy0[0]
+                row[mode].update(busy_s=round((b1 - b0) / hz, 3),
+                                 busy_cycles_per_reject=round((b1 - b0) / rej) if rej else None,
+                                 tsc_hz=hz)
             print(f"{srv.name}: {mode}: {json.dumps(row[mode])}", flush=True)
+        if hasattr(srv, "profile"):
+            row["profile"] = srv.profile(a)
+            print(f"{srv.name}: profile: {json.dumps(row['profile'])}", flush=True)
         # 5. under attack: both attacks and the SYN flood, the legitimate shapes in turn
         procs = []
         syn = None
@@ -381,18 +561,16 @@ def run_server(srv, a):
             # each legitimate run under attack may take 4 times its quiet time (+ 20 s)
             limits = [4 * row["quiet"][str(sh)]["s"] + 20 for sh, _ in a.shapes]
             secs = sum(limits) + 2 * GREET_WAIT + 10
-            procs.append(bots("pregreet", srv.port, "127.1", a.addrs, a.bot_conc, secs,
-                              a.attack_rate))
-            procs.append(bots("dnsbl", srv.port, "127.2", a.addrs, a.dnsbl_conc, secs,
-                              a.attack_rate))
+            procs.append(bots(srv, "pregreet", a.addrs, a.bot_conc, secs, a.attack_rate))
+            procs.append(bots(srv, "dnsbl", a.addrs, a.dnsbl_conc, secs, a.attack_rate))
             if a.syn_us:
                 syn = spawn(["/usr/sbin/hping3", "-q", "-S", "-p", str(srv.port), "-i",
-                             f"u{a.syn_us}", "--rand-source", "127.0.0.1"])
+                             f"u{a.syn_us}", "--rand-source", srv.host])
             c0, b0, t0 = srv.cpu(), machine_busy(), time.monotonic()
             ld0 = listen_drops()
             time.sleep(2 * GREET_WAIT + 1)  # the attack at its steady state
             for (sessions, messages), limit in zip(a.shapes, limits):
-                dt, rate, done = legit(srv.port, messages, sessions, limit)
+                dt, rate, done = legit(srv, messages, sessions, limit)
                 q = row["quiet"][str(sessions)]["msgs_per_s"]
                 att["legit"][str(sessions)] = {"s": round(dt, 2), "msgs_per_s": round(rate, 1),
                                                "vs_quiet": round(rate / q, 3),
@@ -425,6 +603,8 @@ def run_server(srv, a):
         row["counters"] = srv.counters()
     finally:
         srv.stop()
+    if getattr(srv, "dns_counts", None):
+        row["dns"] = srv.dns_counts
     return row
 
 
@@ -437,10 +617,12 @@ def report(res):
            f"{res['date']}, commit {res['commit']}, {res['host']}, {res['cpus']} CPUs, "
            f"{res['platform']}\n",
            f"`python3 perf/screen/bench_screen.py --mxgate {a['mxgate']}"
-           f"{' --quick' if a['quick'] else ''}` (release build, kernel transport, "
-           f"{a['workers']} workers; Debian Postfix {res['postfix_version']}). Everything on "
-           "one loopback in a private network namespace: clients, attackers, the DNS server "
-           "and the server share the two CPUs.\n",
+           f"{' --quick' if a['quick'] else ''}` (release build, {a['workers']} workers; "
+           f"Debian Postfix {res['postfix_version']}). Everything in a private network "
+           "namespace: clients, attackers, the DNS server and the server share the two "
+           "CPUs. mxgate-kernel and Postfix on its loopback; mxgate-dpdk (`--no-huge`, "
+           "net_af_packet) on a veth to a namespace of its own, its clients on the other "
+           "end (10.77.0.1; attackers 10.1.x.y and 10.2.x.y, local routes there).\n",
            "## Rejects at connect, each attack alone\n",
            "| server | kind | connections | rejected | rejects/s | server CPU s (user + sys) | "
            "CPU us per reject | rejects per CPU second | attacker CPU s | machine busy s |",
@@ -453,16 +635,49 @@ def report(res):
                        f"{x.get('server_sys_s')}) | {x['cpu_us_per_reject']} | {x['rejects_per_cpu_s']} | {x['cpu']} | "
                        f"{x['machine_busy_s']} |")
     out.append("")
-    if "mxgate-kernel" in by and "postfix" in by:
-        m, p = by["mxgate-kernel"], by["postfix"]
+    mx = [by[n] for n in ("mxgate-kernel", "mxgate-dpdk") if n in by]
+    if mx and "postfix" in by:
+        p = by["postfix"]
         out.append("mxgate / Postfix, rejects per second of server CPU (rejects/s per core):\n")
-        out.append("| kind | mxgate | Postfix | ratio |")
-        out.append("|---|---:|---:|---:|")
+        out.append("| kind | server | mxgate | Postfix | ratio |")
+        out.append("|---|---|---:|---:|---:|")
         for k in ("pregreet", "dnsbl"):
-            mv, pv = m[k]["rejects_per_cpu_s"], p[k]["rejects_per_cpu_s"]
-            ratio = f"{mv / pv:.1f}x" if mv and pv else "n/a"
-            out.append(f"| {k} | {mv} | {pv} | {ratio} |")
+            for m in mx:
+                mv, pv = m[k]["rejects_per_cpu_s"], p[k]["rejects_per_cpu_s"]
+                ratio = f"{mv / pv:.1f}x" if mv and pv else "n/a"
+                out.append(f"| {k} | {m['server']} | {mv} | {pv} | {ratio} |")
         out.append("")
+    for r in rows:
+        pr = r.get("profile")
+        if pr and pr.get("sendto_share") is not None and "postfix" in by:
+            share = pr["sendto_share"]
+            out.append(f"{r['server']} without af_packet's transmit path: perf sampled the "
+                       f"gateway ({pr['samples']} samples) during a pregreet attack; "
+                       f"{share:.0%} of its CPU was under sendto(2) (of it, softirq: the "
+                       f"receiving namespace's TCP stack run inline: "
+                       f"{pr['softirq_share']:.0%} of all). On a NIC that is a descriptor "
+                       f"write and a doorbell. The rest, the dataplane's own work:\n")
+            out.append("| kind | CPU us per reject, all | without sendto | rejects per CPU "
+                       "second | Postfix | ratio |")
+            out.append("|---|---:|---:|---:|---:|---:|")
+            for k in ("pregreet", "dnsbl"):
+                x, pv = r[k], by["postfix"][k]["rejects_per_cpu_s"]
+                if not x["rejected"] or not x["server_cpu_s"]:
+                    continue
+                own = x["server_cpu_s"] * (1 - share) / x["rejected"]
+                out.append(f"| {k} | {x['cpu_us_per_reject']} | {own * 1e6:.1f} | "
+                           f"{1 / own:.0f} | {pv} | "
+                           f"{(1 / own) / pv:.1f}x |" if pv else "| n/a |")
+            out.append("")
+        if "busy_cycles_per_reject" in r["pregreet"]:
+            hz = r["pregreet"]["tsc_hz"]
+            out.append(f"{r['server']}: the workers' busy cycles (poll iterations that did "
+                       f"work, TSC at {hz / 1e9:.2f} GHz) per reject: " + "; ".join(
+                           f"{k} {r[k]['busy_cycles_per_reject']} "
+                           f"({r[k]['busy_cycles_per_reject'] / hz * 1e6:.1f} us; busy "
+                           f"{r[k]['busy_s']} s of {r[k]['server_cpu_s']} s process CPU)"
+                           for k in ("pregreet", "dnsbl") if r[k]["busy_cycles_per_reject"])
+                       + ".\n")
     out.append("## Legitimate mail, quiet and under attack\n")
     out.append("| server | smtp-source sessions | quiet msg/s | CPUs busy (quiet, all work) | "
                "under attack msg/s | attack / quiet |")
@@ -544,7 +759,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mxgate", required=False)
     ap.add_argument("--quick", action="store_true", help="a run of about a minute")
-    ap.add_argument("--servers", default="mxgate-kernel,postfix")
+    ap.add_argument("--servers", default="mxgate-kernel,mxgate-dpdk,postfix")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--addrs", type=int, help="addresses of each attacker kind (1000)")
     ap.add_argument("--bot-conc", type=int, help="pregreet connections at once (200)")
@@ -595,8 +810,9 @@ def main():
         if dns.stdout.readline().strip() != "ready":
             raise RuntimeError(f"the DNS server did not start: {dns.stderr.read()}")
         for name in a.servers.split(","):
-            srv = (MxgateServer(a.mxgate, a.workers) if name == "mxgate-kernel"
-                   else PostfixServer())
+            srv = {"mxgate-kernel": lambda: MxgateServer(a.mxgate, a.workers),
+                   "mxgate-dpdk": lambda: MxgateDpdkServer(a.mxgate, a.workers),
+                   "postfix": PostfixServer}[name]()
             rows.append(run_server(srv, a))
     finally:
         if dns.poll() is None:
