@@ -122,7 +122,11 @@ int svc_anvil_new(struct svc_anvil **out, struct anvil *a, const struct svc_anvi
 			snprintf(why, sizeof(why), "out of memory");
 		}
 	}
-	if (rc == 0 && (rc = anvil_share_enable(a, 0)) < 0)
+	/* the windows are aligned from the first event on (the thread's first round comes
+	 * an interval later) */
+	int64_t offset = (int64_t)(mx_clock_wall_us() / 1000000u) -
+			 (int64_t)(mx_clock_monotonic_ms() / 1000u);
+	if (rc == 0 && (rc = anvil_share_enable(a, offset)) < 0)
 		snprintf(why, sizeof(why), "out of memory for the table's shared counts");
 	if (rc < 0) {
 		svc_anvil_free(s);
