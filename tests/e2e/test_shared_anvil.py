@@ -13,7 +13,8 @@ memcached), as several MX front doors behind one name would count them.
     fifth connection to A alone, B (which never saw that client) greets it; the statistics
     line (SIGUSR1) says memcache=down and counts the outage;
   - memcached back (empty, the same port): both log "is back", and a new client alternating
-    between them is refused on its fifth connection again.
+    between them is refused on its fifth connection again;
+  - `mxgate explain` names the map.
 
 Between two connections the test waits for the counter in memcached to reach the count so
 far (anvil:smtp:ADDR:connect:UNIT:WINDOW, under the file's key_format): the sync thread's
@@ -27,6 +28,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -155,6 +157,15 @@ def main():
         for g in gws:
             expect_log(g, "mxgate_anvil_rate_map: anvil rates are shared through "
                           f"memcache:{g.dir}/anvil.cf")
+
+        # mxgate explain names the map
+        r = subprocess.run([binary, "explain", "-c", a.config_path, "--no-dns",
+                            "client_address=192.0.2.1"], capture_output=True, text=True,
+                           timeout=60)
+        want = (f"anvil rate limits: shared with the other gateways through memcache:"
+                f"{a.dir}/anvil.cf")
+        if want not in r.stdout:
+            fail(f"mxgate explain: no line {want!r}:\n{r.stdout}{r.stderr}")
 
         def alternate(win):
             c = next(clients)
