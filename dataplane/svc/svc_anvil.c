@@ -42,6 +42,7 @@
 
 struct svc_anvil_counters {
 	atomic_uint_fast64_t syncs, counters, events, failed, errors, outages, skipped;
+	atomic_uint_fast64_t round_ms;   /* how long the last round took */
 	atomic_bool down;
 };
 
@@ -435,6 +436,8 @@ int svc_anvil_sync(struct svc_anvil *s)
 			svc_anvil_mark_down(s, why);
 		}
 	}
+	atomic_store_explicit(&s->n.round_ms, mx_clock_monotonic_ms() - mono_ms,
+			      memory_order_relaxed);
 	if (rc == 0) {
 		SVC_ANVIL_ADD(s, syncs, 1);
 		if (reached)
@@ -499,6 +502,7 @@ void svc_anvil_stats(struct svc_anvil *s, struct svc_anvil_stats *out)
 	out->errors = SVC_ANVIL_GET(s, errors);
 	out->outages = SVC_ANVIL_GET(s, outages);
 	out->skipped = SVC_ANVIL_GET(s, skipped);
+	out->round_ms = SVC_ANVIL_GET(s, round_ms);
 	out->down = atomic_load_explicit(&s->n.down, memory_order_relaxed);
 }
 
@@ -509,7 +513,7 @@ void svc_anvil_log_statistics(struct svc_anvil *s, const char *when)
 	mx_log(MX_LOG_INFO,
 	       "anvil share statistics (%s): map=%s memcache=%s syncs=%" PRIu64
 	       " counters=%" PRIu64 " events=%" PRIu64 " failed=%" PRIu64 " errors=%" PRIu64
-	       " outages=%" PRIu64 " skipped=%" PRIu64 " unavailable=%d",
+	       " outages=%" PRIu64 " skipped=%" PRIu64 " round_ms=%" PRIu64 " unavailable=%d",
 	       when, s->spec, st.down ? "down" : "up", st.syncs, st.counters, st.events,
-	       st.failed, st.errors, st.outages, st.skipped, st.down ? 1 : 0);
+	       st.failed, st.errors, st.outages, st.skipped, st.round_ms, st.down ? 1 : 0);
 }

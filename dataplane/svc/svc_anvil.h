@@ -60,6 +60,7 @@ struct svc_anvil_stats {
 	uint64_t errors;       /* error replies from memcached */
 	uint64_t outages;      /* times memcached became unavailable */
 	uint64_t skipped;      /* counters whose key key_format could not make */
+	uint64_t round_ms;     /* how long the last round took (the lag beyond the interval) */
 	bool down;             /* unavailable now */
 };
 void svc_anvil_stats(struct svc_anvil *s, struct svc_anvil_stats *out);
