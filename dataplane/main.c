@@ -29,6 +29,7 @@
 #include "dataplane/svc/svc.h"
 #include "dataplane/svc/svc_greylist.h"
 #include "dataplane/svc/svc_state.h"
+#include "dataplane/svc/svc_anvil.h"
 #include "dataplane/svc/svc_policy.h"
 #include "dataplane/svc/svc_resolver.h"
 #include "dataplane/svc/svc_sasl.h"
@@ -518,6 +519,47 @@ static int anvil_create(struct anvil **out, const struct mx_config *boot)
 	return 0;
 }
 
+/* mxgate_anvil_rate_map: the thread that shares the rate counters through memcached
+ * (svc_anvil.h), or nothing when it is empty. Which rates a limit asks for, in any
+ * service of the first generation, are read back for connected clients even before
+ * this node counted one (a reload that sets a new limit gets them as they are counted).
+ * Returns 0, or -1 after saying why. */
+static int anvil_share_start(struct svc_anvil **out, struct anvil *a,
+			     const struct mx_config *boot, const struct mx_generation *g)
+{
+	*out = NULL;
+	if (!boot->anvil_rate_map || !boot->anvil_rate_map[0])
+		return 0;
+	unsigned mask = 0;
+	for (unsigned i = 0; i < g->nservices; i++) {
+		const struct mx_config *c = g->services[i].cfg;
+		if (c->client_connection_rate_limit)
+			mask |= 1u << ANVIL_RATE_CONNECT;
+		if (c->client_message_rate_limit)
+			mask |= 1u << ANVIL_RATE_MESSAGE;
+		if (c->client_recipient_rate_limit)
+			mask |= 1u << ANVIL_RATE_RECIPIENT;
+		if (c->client_auth_rate_limit)
+			mask |= 1u << ANVIL_RATE_AUTH;
+		if (c->client_new_tls_session_rate_limit)
+			mask |= 1u << ANVIL_RATE_NEWTLS;
+	}
+	struct svc_anvil_params p = {
+		.spec = boot->anvil_rate_map,
+		.name = "mxgate_anvil_rate_map",
+		.read_mask = mask,
+	};
+	char err[768];
+	if (svc_anvil_new(out, a, &p, err, sizeof(err)) < 0 ||
+	    svc_anvil_start(*out, err, sizeof(err)) < 0) {
+		svc_anvil_free(*out);
+		*out = NULL;
+		startup_fatal("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
 /* A SIGHUP: reload as `mxgate reload` does, the outcome in the log. */
 static void reload_on_sighup(struct reload *r)
 {
@@ -554,7 +596,8 @@ static void sasl_follow(struct svc_sasl_directory *d, struct mx_gen_pub *pub)
 /* Wait for signals and act on them until one says stop. */
 static void signal_loop(const sigset_t *sigs, struct mx_transport_run *tr,
 			struct mx_spools *sp, struct svc_set *services, struct reload *r,
-			struct svc_sasl_directory *sasl, struct mx_gen_pub *pub)
+			struct svc_sasl_directory *sasl, struct mx_gen_pub *pub,
+			struct svc_anvil *anvil_share)
 {
 	for (;;) {
 		siginfo_t si;
@@ -576,6 +619,8 @@ static void signal_loop(const sigset_t *sigs, struct mx_transport_run *tr,
 			reload_log_screen(r, "SIGUSR1");
 			spools_log_statistics(sp);
 			svc_set_log_statistics(services, "SIGUSR1");
+			if (anvil_share)
+				svc_anvil_log_statistics(anvil_share, "SIGUSR1");
 			log_statistics(tr, "SIGUSR1");
 			continue;
 		}
@@ -690,6 +735,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	struct reload *reload = NULL;
 	struct svc_set *services = NULL;
 	struct anvil *anvil = NULL;
+	struct svc_anvil *anvil_share = NULL;
 	struct svc_sasl_directory *sasl = NULL;
 	bool pidfile_written = false, failed = true;
 	char err[512];
@@ -718,7 +764,8 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	sasl_follow(sasl, &pub);
 	if (services_start(&services, boot, ops->worker_limit(boot, workers), sasl) < 0)
 		goto out;
-	if ((rc = anvil_create(&anvil, boot)) < 0)
+	if ((rc = anvil_create(&anvil, boot)) < 0 ||
+	    (rc = anvil_share_start(&anvil_share, anvil, boot, first)) < 0)
 		goto out;
 	struct transport_params params = {
 		.boot = boot,
@@ -784,7 +831,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	mx_log(MX_LOG_INFO, "mxgate %s started -- transport %s, spool %s, configuration %s",
 	       MXGATE_VERSION, what, mx_config_get(boot, "mxgate_spool_directory"), config_path);
 
-	signal_loop(&sigs, &tr, &sp, services, reload, sasl, &pub);
+	signal_loop(&sigs, &tr, &sp, services, reload, sasl, &pub, anvil_share);
 
 	/* No control command runs from here on (a reload would wait for workers that are
 	 * stopping). Then the workers go; commits they handed over are synced before the
@@ -796,6 +843,8 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	svc_set_stop(services);
 	spools_stop(&sp);
 	failed = transport_failed(&tr);
+	if (anvil_share)
+		svc_anvil_log_statistics(anvil_share, "shutdown");
 	log_statistics(&tr, "shutdown");
 	spools_log_statistics(&sp);
 	mx_log(MX_LOG_INFO, "mxgate stopped%s", failed ? " after an internal error" : "");
@@ -808,6 +857,7 @@ out:
 	svc_set_stop(services);
 	spools_stop(&sp);
 	transport_destroy(&tr);
+	svc_anvil_free(anvil_share); /* before the table it syncs */
 	anvil_free(anvil); /* after the workers, which count in it */
 	svc_set_free(services); /* after the workers' clients: answers nobody took */
 	svc_sasl_directory_free(sasl); /* after the service and the workers that read it */

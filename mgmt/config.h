@@ -106,6 +106,9 @@ struct mx_config {
 	unsigned stress_minimum_time_s;         /* mxgate_stress_minimum_time */
 	bool stress;                            /* this is a stress variant (stress = yes) */
 	unsigned anvil_table_size;              /* mxgate_anvil_table_size: entries */
+	/* mxgate_anvil_rate_map: "" (rates counted per node) or memcache:/path.cf, where
+	 * the rate counters are shared with other nodes (dataplane/svc/svc_anvil.h) */
+	const char *anvil_rate_map;
 	unsigned postscreen_cache_cleanup_interval_s; /* postscreen_cache_cleanup_interval */
 	unsigned spool_commit_delay_ms;         /* mxgate_spool_commit_delay: the most a
 						   group commit waits for company */

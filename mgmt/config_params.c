@@ -51,6 +51,21 @@
 #define P_GLOBAL_RESTART .scope = MX_SCOPE_GLOBAL, .reload = MX_RELOAD_RESTART
 #define P_FIELD(kind, member) .field = MX_FIELD_##kind, .offset = offsetof(struct mx_config, member)
 
+/* mxgate_anvil_rate_map: empty, or memcache: with an absolute memcache_table(5) file
+ * (the file itself is read when the sync thread starts: dataplane/svc/svc_anvil.c). */
+static int cfg_parse_anvil_rate_map(const struct mx_param_value *pv, struct mx_config *cfg)
+{
+	(void)cfg;
+	const char *v = pv->value;
+	if (!*v || (strncmp(v, "memcache:/", 10) == 0 && !strpbrk(v, " \t,")))
+		return 0;
+	mx_param_report(pv, false,
+			"parameter mxgate_anvil_rate_map: bad value \"%.*s%s\": expected "
+			"memcache:/path/to/file.cf (a memcache_table(5) file) or nothing",
+			CFG_SHOW(v));
+	return -1;
+}
+
 const struct mx_param_def mx_params[MX_P_MAX] = {
 	[MX_P_COMPATIBILITY_LEVEL] = {
 		.id = MX_P_COMPATIBILITY_LEVEL, .name = "compatibility_level",
@@ -1211,6 +1226,18 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		       "local resolver such as unbound: DNS blocklists refuse queries that come "
 		       "through public resolvers",
 		P_GLOBAL_LIVE,
+	},
+	[MX_P_MXGATE_ANVIL_RATE_MAP] = {
+		/* rates only: a connection count needs the decrement of every connection's
+		 * end, which a node that died or lost the store never sends */
+		.id = MX_P_MXGATE_ANVIL_RATE_MAP, .name = "mxgate_anvil_rate_map",
+		.type = MX_PT_WORDS, .def = "",
+		.doc = "memcache:/path.cf (a memcache_table(5) file): the smtpd_client_*_rate_limit "
+		       "counters are shared with the other gateways using it, in windows aligned "
+		       "on anvil_rate_time_unit (empty: counted per gateway; the connection "
+		       "count limit is always per gateway)",
+		P_GLOBAL_RESTART, P_FIELD(STRING, anvil_rate_map),
+		.parse = cfg_parse_anvil_rate_map,
 	},
 #include "mgmt/config_params_screen.inc"
 #include "mgmt/config_params_tls.inc"

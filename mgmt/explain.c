@@ -817,6 +817,10 @@ int mx_explain_main(int argc, char **argv, const char *default_config)
 	printf("configuration %s\n", a.config_path);
 	if (mx_explain_resolver(cfg, &a, &x.dns) < 0)
 		goto out;
+	if (cfg->anvil_rate_map && cfg->anvil_rate_map[0])
+		printf("anvil rate limits: shared with the other gateways through %s (windows "
+		       "aligned on anvil_rate_time_unit; connection counts per gateway)\n",
+		       cfg->anvil_rate_map);
 	if (a.no_policy && smtp_policy_service_count(policy) > 0)
 		printf("policy servers: not contacted (--no-policy): each query fails\n");
 	if (mx_explain_client_name(&x, &a, cfg->smtpd_peername_lookup, &ua, &peer) < 0)

@@ -29,11 +29,23 @@ struct anvil_entry {
 	uint64_t expires;               /* count == 0: forgotten from this second on */
 };
 
+/* What an entry counts for sharing (anvil.h, anvil_share_*), beside it in its own array so
+ * that a table that does not share costs nothing more. */
+struct anvil_share_slot {
+	uint64_t win;                    /* the aligned window these count in, + 1 (0: none) */
+	uint32_t unit;                   /* its anvil_rate_time_unit */
+	uint8_t touched;                 /* 1 << rate: counted here in this window */
+	uint32_t pending[ANVIL_RATE_MAX];
+	uint32_t inflight[ANVIL_RATE_MAX];
+	uint32_t cluster[ANVIL_RATE_MAX];
+};
+
 /* One shard: its lock and its slots, on cache lines of its own. */
 struct anvil_shard {
 	alignas(64) atomic_uint lock;
 	uint32_t used;                  /* slots with used set */
 	struct anvil_entry *slot;       /* [a->slots_per_shard] */
+	struct anvil_share_slot *share; /* [a->slots_per_shard], when shared */
 };
 
 struct anvil {
@@ -42,6 +54,8 @@ struct anvil {
 	unsigned shard_bits;            /* nshards == 1 << shard_bits */
 	size_t slots_per_shard;         /* a power of two >= ANVIL_PROBE */
 	uint64_t seed;
+	bool shared;                    /* anvil_share_enable() */
+	atomic_int_fast64_t wall_offset; /* wall minus monotonic seconds, when shared */
 	pthread_mutex_t names_lock;     /* anvil_service() only */
 	unsigned nnames;
 	char names[ANVIL_SERVICES_MAX][ANVIL_SERVICE_NAME_MAX];
@@ -176,6 +190,7 @@ int anvil_new(size_t capacity, uint64_t seed, struct anvil **out)
 			return -ENOMEM;
 		}
 	}
+	atomic_init(&a->wall_offset, 0);
 	pthread_mutex_init(&a->names_lock, NULL);
 	*out = a;
 	return 0;
@@ -185,8 +200,10 @@ void anvil_free(struct anvil *a)
 {
 	if (!a)
 		return;
-	for (unsigned i = 0; a->shard && i < a->nshards; i++)
+	for (unsigned i = 0; a->shard && i < a->nshards; i++) {
 		free(a->shard[i].slot);
+		free(a->shard[i].share);
+	}
 	free(a->shard);
 	pthread_mutex_destroy(&a->names_lock);
 	free(a);
@@ -284,6 +301,205 @@ static uint32_t anvil_incr(struct anvil_entry *e, enum anvil_rate r, uint64_t no
 	return e->rate[r];
 }
 
+/* ---- sharing (anvil.h, anvil_share_*) ---- */
+
+static struct anvil_share_slot *anvil_share_of(struct anvil_shard *s, const struct anvil_entry *e)
+{
+	return &s->share[e - s->slot];
+}
+
+/* The aligned window of monotonic second now: wall seconds / unit, + 1 (0 means none). */
+static uint64_t anvil_share_window(struct anvil *a, uint64_t now_s, unsigned unit_s)
+{
+	int64_t off = atomic_load_explicit(&a->wall_offset, memory_order_relaxed);
+	int64_t wall = (int64_t)now_s + off;
+	if (wall < 0)
+		wall = 0;
+	return (uint64_t)wall / (unit_s ? unit_s : 1) + 1;
+}
+
+/* The slot's counts moved to window win (of unit): a new window starts at zero. Events
+ * in flight for the old window are forgotten here; their answers no longer match. */
+static void anvil_share_roll(struct anvil_share_slot *sh, uint64_t win, unsigned unit_s)
+{
+	if (sh->win == win && sh->unit == unit_s)
+		return;
+	memset(sh, 0, sizeof(*sh));
+	sh->win = win;
+	sh->unit = unit_s;
+}
+
+static uint32_t anvil_share_sum(const struct anvil_share_slot *sh, enum anvil_rate r)
+{
+	uint64_t n = (uint64_t)sh->cluster[r] + sh->inflight[r] + sh->pending[r];
+	return n > ANVIL_COUNT_MAX ? ANVIL_COUNT_MAX : (uint32_t)n;
+}
+
+/* After e's local count of r went up (shard locked): count it for sharing too, and return
+ * the rate a limit is held against (anvil.h): the local rate alone when not shared. */
+static uint32_t anvil_share_count(struct anvil *a, struct anvil_shard *s, struct anvil_entry *e,
+				  enum anvil_rate r, uint64_t now_s, unsigned unit_s)
+{
+	uint32_t local = e->rate[r];
+	if (!a->shared)
+		return local;
+	struct anvil_share_slot *sh = anvil_share_of(s, e);
+	anvil_share_roll(sh, anvil_share_window(a, now_s, unit_s), unit_s);
+	if (sh->pending[r] < ANVIL_COUNT_MAX)
+		sh->pending[r]++;
+	sh->touched |= (uint8_t)(1u << r);
+	uint32_t shared = anvil_share_sum(sh, r);
+	return shared > local ? shared : local;
+}
+
+/* anvil_lookup() of a shared table: each rate at least the window's shared sum. */
+static void anvil_share_view(struct anvil *a, struct anvil_shard *s, struct anvil_entry *e,
+			     uint64_t now_s, unsigned unit_s, struct anvil_view *out)
+{
+	struct anvil_share_slot *sh = anvil_share_of(s, e);
+	if (sh->win != anvil_share_window(a, now_s, unit_s) || sh->unit != unit_s)
+		return;
+	for (unsigned r = 0; r < ANVIL_RATE_MAX; r++) {
+		uint32_t n = anvil_share_sum(sh, (enum anvil_rate)r);
+		if (n > out->rate[r])
+			out->rate[r] = n;
+	}
+}
+
+int anvil_share_enable(struct anvil *a, int64_t wall_offset_s)
+{
+	for (unsigned i = 0; i < a->nshards; i++) {
+		if (a->shard[i].share)
+			continue;
+		a->shard[i].share = calloc(a->slots_per_shard, sizeof(struct anvil_share_slot));
+		if (!a->shard[i].share)
+			return -ENOMEM;
+	}
+	atomic_store(&a->wall_offset, wall_offset_s);
+	a->shared = true;
+	return 0;
+}
+
+bool anvil_shared(const struct anvil *a)
+{
+	return a->shared;
+}
+
+void anvil_share_set_offset(struct anvil *a, int64_t wall_offset_s)
+{
+	atomic_store_explicit(&a->wall_offset, wall_offset_s, memory_order_relaxed);
+}
+
+/* Slots looked at per lock of a shard: a walk never holds a lock long. */
+#define ANVIL_SHARE_STRIDE 256u
+
+size_t anvil_share_collect(struct anvil *a, uint64_t now_s, unsigned read_mask,
+			   struct anvil_cursor *cur, struct anvil_delta *out, size_t max)
+{
+	assert(a->shared && max >= ANVIL_RATE_MAX);
+	size_t n = 0;
+	cur->done = false;
+	while (cur->shard < a->nshards) {
+		struct anvil_shard *s = &a->shard[cur->shard];
+		size_t end = cur->slot + ANVIL_SHARE_STRIDE;
+		if (end > a->slots_per_shard)
+			end = a->slots_per_shard;
+		anvil_lock(s);
+		for (; cur->slot < end; cur->slot++) {
+			if (max - n < ANVIL_RATE_MAX) {
+				anvil_unlock(s);
+				return n;
+			}
+			struct anvil_entry *e = &s->slot[cur->slot];
+			if (!e->used || anvil_expired(e, now_s))
+				continue;
+			struct anvil_share_slot *sh = &s->share[cur->slot];
+			if (!sh->unit)
+				continue; /* never counted for sharing */
+			uint64_t win = anvil_share_window(a, now_s, sh->unit);
+			unsigned kinds = 0;
+			if (sh->win == win)
+				kinds = sh->touched;
+			if (e->count > 0) {
+				anvil_share_roll(sh, win, sh->unit);
+				kinds |= read_mask;
+			}
+			for (unsigned r = 0; r < ANVIL_RATE_MAX; r++) {
+				if (!(kinds & (1u << r)))
+					continue;
+				struct anvil_delta *d = &out[n++];
+				memset(d, 0, sizeof(*d));
+				d->key = e->key;
+				d->rate = (uint8_t)r;
+				d->unit = sh->unit;
+				d->window = win - 1;
+				d->n = sh->pending[r];
+				sh->inflight[r] += sh->pending[r];
+				sh->pending[r] = 0;
+			}
+		}
+		anvil_unlock(s);
+		if (cur->slot >= a->slots_per_shard) {
+			cur->shard++;
+			cur->slot = 0;
+		}
+	}
+	cur->done = true;
+	return n;
+}
+
+/* The share slot of d's entry, when it still counts d's window (shard locked on return,
+ * also when NULL). */
+static struct anvil_share_slot *anvil_share_find(struct anvil *a, const struct anvil_delta *d,
+						 struct anvil_shard **sp)
+{
+	size_t home;
+	struct anvil_entry *e = anvil_find(a, &d->key, sp, &home);
+	if (!e || d->rate >= ANVIL_RATE_MAX)
+		return NULL;
+	struct anvil_share_slot *sh = anvil_share_of(*sp, e);
+	if (sh->win != d->window + 1 || sh->unit != d->unit)
+		return NULL;
+	return sh;
+}
+
+void anvil_share_applied(struct anvil *a, const struct anvil_delta *d, uint64_t total)
+{
+	struct anvil_shard *s;
+	struct anvil_share_slot *sh = anvil_share_find(a, d, &s);
+	if (sh) {
+		sh->inflight[d->rate] -= d->n <= sh->inflight[d->rate] ? d->n
+								      : sh->inflight[d->rate];
+		sh->cluster[d->rate] = total > ANVIL_COUNT_MAX ? ANVIL_COUNT_MAX : (uint32_t)total;
+	}
+	anvil_unlock(s);
+}
+
+void anvil_share_failed(struct anvil *a, const struct anvil_delta *d)
+{
+	struct anvil_shard *s;
+	struct anvil_share_slot *sh = anvil_share_find(a, d, &s);
+	if (sh) {
+		uint32_t n = d->n <= sh->inflight[d->rate] ? d->n : sh->inflight[d->rate];
+		sh->inflight[d->rate] -= n;
+		uint64_t p = (uint64_t)sh->pending[d->rate] + n;
+		sh->pending[d->rate] = p > ANVIL_COUNT_MAX ? ANVIL_COUNT_MAX : (uint32_t)p;
+	}
+	anvil_unlock(s);
+}
+
+const char *anvil_service_name(struct anvil *a, unsigned id, char *buf, size_t len)
+{
+	const char *rv = NULL;
+	pthread_mutex_lock(&a->names_lock);
+	if (id < a->nnames) {
+		snprintf(buf, len, "%s", a->names[id]);
+		rv = buf;
+	}
+	pthread_mutex_unlock(&a->names_lock);
+	return rv;
+}
+
 int anvil_connect(struct anvil *a, const struct anvil_key *k, uint64_t now_s,
 		  unsigned unit_s, uint32_t *count, uint32_t *rate, struct anvil_effect *fx)
 {
@@ -310,6 +526,8 @@ int anvil_connect(struct anvil *a, const struct anvil_key *k, uint64_t now_s,
 		e->count = 1;
 		e->rate[ANVIL_RATE_CONNECT] = 1;
 		e->start = now_s;
+		if (a->shared)
+			memset(anvil_share_of(s, e), 0, sizeof(struct anvil_share_slot));
 	} else {
 		/* ANVIL_REMOTE_NEXT_CONN() */
 		anvil_incr(e, ANVIL_RATE_CONNECT, now_s, unit_s);
@@ -317,7 +535,7 @@ int anvil_connect(struct anvil *a, const struct anvil_key *k, uint64_t now_s,
 			e->count++;
 	}
 	*count = e->count;
-	*rate = e->rate[ANVIL_RATE_CONNECT];
+	*rate = anvil_share_count(a, s, e, ANVIL_RATE_CONNECT, now_s, unit_s);
 	anvil_unlock(s);
 	if (fx)
 		fx->evicted = evicted;
@@ -352,7 +570,8 @@ int anvil_event(struct anvil *a, const struct anvil_key *k, enum anvil_rate r,
 	struct anvil_entry *e = anvil_find(a, k, &s, &home);
 	int rc = -ENOENT;
 	if (e && !anvil_expired(e, now_s)) {
-		*rate = anvil_incr(e, r, now_s, unit_s);
+		anvil_incr(e, r, now_s, unit_s);
+		*rate = anvil_share_count(a, s, e, r, now_s, unit_s);
 		rc = 0;
 	}
 	anvil_unlock(s);
@@ -373,6 +592,8 @@ int anvil_lookup(struct anvil *a, const struct anvil_key *k, uint64_t now_s,
 			memset(out->rate, 0, sizeof(out->rate));
 		else
 			memcpy(out->rate, e->rate, sizeof(out->rate));
+		if (a->shared)
+			anvil_share_view(a, s, e, now_s, unit_s, out);
 		rc = 0;
 	}
 	anvil_unlock(s);

@@ -133,4 +133,62 @@ int anvil_lookup(struct anvil *a, const struct anvil_key *k, uint64_t now_s,
 size_t anvil_entries(struct anvil *a);
 size_t anvil_capacity(const struct anvil *a);
 
+/* ---- sharing the rates with other nodes (anvil_share_*) ----
+ *
+ * Several gateways behind one MX name can count the rate limits together in memcached
+ * (mxgate_anvil_rate_map). The table stays the workers' source of truth; a sync thread
+ * (dataplane/svc/svc_anvil.c) moves what the workers counted to memcached and brings the
+ * cluster's totals back. Per entry and rate kind the table keeps, for the current aligned
+ * window (wall seconds / anvil_rate_time_unit, the same on every node):
+ *   pending   events counted here and not yet handed to the sync thread
+ *   inflight  events handed over, not yet confirmed by memcached
+ *   cluster   the cluster's total the last sync read back (this node's confirmed events
+ *             included)
+ * and a worker's rate is max(Postfix's local rate, cluster + inflight + pending): never
+ * below what this node alone saw (so a node that loses memcached keeps Postfix's limits on
+ * its own traffic), and otherwise the cluster's total as of the last sync plus what
+ * happened here since. The connection count is never shared.
+ * Only the sync thread calls these (apart from anvil_share_enable() at start-up). */
+
+/* Make the table count for sharing; before any worker uses it. wall_offset_s is the wall
+ * clock minus the monotonic clock (seconds) that the windows are aligned on. 0 or
+ * -ENOMEM. */
+int anvil_share_enable(struct anvil *a, int64_t wall_offset_s);
+bool anvil_shared(const struct anvil *a);
+/* A new offset (a wall clock step): windows are aligned on it from now on. */
+void anvil_share_set_offset(struct anvil *a, int64_t wall_offset_s);
+
+/* One entry's rate kind for memcached: the events to add (0: only read the total back)
+ * in the window that starts at window * unit (wall seconds). */
+struct anvil_delta {
+	struct anvil_key key;
+	uint8_t rate;          /* enum anvil_rate */
+	uint32_t unit;         /* anvil_rate_time_unit of the window, seconds */
+	uint64_t window;       /* wall seconds / unit */
+	uint32_t n;
+};
+
+/* Where anvil_share_collect() goes on: zero it to start a walk of the whole table. */
+struct anvil_cursor {
+	unsigned shard;
+	size_t slot;
+	bool done;             /* the walk reached the table's end */
+};
+
+/* Walk on from cur and hand over every live entry's kinds of the current window that
+ * count here (touched in this window) or, for a client with a connection open here, are
+ * in read_mask (1 << ANVIL_RATE_x: the kinds a limit asks for, so that other nodes'
+ * events are seen): each one's pending events become inflight and a delta in out (at most
+ * max, max >= ANVIL_RATE_MAX). Returns the deltas written; cur->done at the end. */
+size_t anvil_share_collect(struct anvil *a, uint64_t now_s, unsigned read_mask,
+			   struct anvil_cursor *cur, struct anvil_delta *out, size_t max);
+/* memcached took d: the cluster's total for its window is total (d->n included). */
+void anvil_share_applied(struct anvil *a, const struct anvil_delta *d, uint64_t total);
+/* d could not be sent: its events are pending again (sent with the next sync, when its
+ * window is still current). */
+void anvil_share_failed(struct anvil *a, const struct anvil_delta *d);
+
+/* The name of service id (anvil_service()) into buf: buf, or NULL for an unknown id. */
+const char *anvil_service_name(struct anvil *a, unsigned id, char *buf, size_t len);
+
 #endif

@@ -51,6 +51,11 @@ void svc_dict_lmdb_close(struct svc_dict_lmdb *l);
 
 /* ---- memcache (svc_dict_memcache.c) ---- */
 
+struct memcache_conf;
+/* Read and parse the memcache_table(5) file path into conf (also for svc_anvil.c). 0 or a
+ * negative errno with err naming the file (and line). */
+int svc_dict_mc_read_file(const char *path, struct memcache_conf *conf, char *err,
+			  size_t errlen);
 /* Read the memcache_table(5) file path and open its backup. d->name and d->spec are set.
  * 0 or a negative errno with err. */
 int svc_dict_mc_open(struct svc_dict *d, const char *path, char *err, size_t errlen);

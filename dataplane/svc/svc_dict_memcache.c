@@ -66,8 +66,8 @@ struct svc_dict_mc {
 
 /* ---- the configuration ---- */
 
-static int svc_dict_mc_read_file(const char *path, struct memcache_conf *conf, char *err,
-				 size_t errlen)
+int svc_dict_mc_read_file(const char *path, struct memcache_conf *conf, char *err,
+			  size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)

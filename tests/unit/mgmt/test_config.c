@@ -844,6 +844,13 @@ static const struct bad_value bad_values[] = {
 					     "value 0 < 1" },
 	{ "smtpd_tls_fingerprint_digest = crc32", "parameter smtpd_tls_fingerprint_digest: bad "
 						  "value \"crc32\"" },
+	{ "mxgate_anvil_rate_map = btree:/var/lib/mxgate/anvil", "parameter "
+	  "mxgate_anvil_rate_map: bad value \"btree:/var/lib/mxgate/anvil\": expected "
+	  "memcache:/path/to/file.cf" },
+	{ "mxgate_anvil_rate_map = memcache:anvil.cf", "parameter mxgate_anvil_rate_map: bad "
+	  "value \"memcache:anvil.cf\"" },
+	{ "mxgate_anvil_rate_map = memcache:/a.cf, memcache:/b.cf", "parameter "
+	  "mxgate_anvil_rate_map: bad value" },
 };
 
 static void test_bad_values(void)
@@ -1029,6 +1036,16 @@ static void test_good_values(void)
 	/* A banner that does not start with the host name is allowed, with a warning. */
 	expect_warning("myhostname = mx.example.com\nsmtpd_banner = ESMTP ready\n",
 		       "t.cf:2: warning: parameter smtpd_banner does not start with $myhostname");
+	/* mxgate_anvil_rate_map: empty by default (rates per gateway), or one memcache: file */
+	l = load_clean("myhostname = mx.example.com\n");
+	CHECK(l.cfg && l.cfg->anvil_rate_map && !l.cfg->anvil_rate_map[0]);
+	load_free(&l);
+	l = load_clean("myhostname = mx.example.com\n"
+		       "mxgate_anvil_rate_map = memcache:/etc/mxgate/anvil-memcache.cf\n");
+	CHECK(l.cfg && l.cfg->anvil_rate_map);
+	if (l.cfg)
+		CHECK_STR_EQ(l.cfg->anvil_rate_map, "memcache:/etc/mxgate/anvil-memcache.cf");
+	load_free(&l);
 	/* Banners are sent before SMTPUTF8 can be negotiated: ASCII only. */
 	expect_error("myhostname = mx.example.com\nsmtpd_banner = $myhostname \xe2\x9c\x89\n",
 		     "t.cf:2: parameter smtpd_banner: character 0xe2 is not printable ASCII");
