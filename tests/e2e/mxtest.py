@@ -69,13 +69,23 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(host, port, timeout=15.0, proc=None):
+# A PROXY protocol v2 LOCAL header (a load balancer's health check): a service that reads
+# the PROXY protocol first then greets as for a direct connection.
+PROXY_V2_LOCAL = b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"
+
+
+def wait_port(host, port, timeout=15.0, proc=None, proxy=False):
+    """Wait until host:port greets (proxy: after a PROXY v2 LOCAL header, without which
+    such a service only closes after smtpd_upstream_proxy_timeout); False when it did not
+    within timeout, or proc ended."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             return False
         try:
             with socket.create_connection((host, port), timeout=0.5) as s:
+                if proxy:
+                    s.sendall(PROXY_V2_LOCAL)
                 s.settimeout(2)
                 s.recv(512)  # the greeting; connecting alone proves little
                 return True
@@ -166,6 +176,10 @@ def read_spool(mxgate_binary, spool):
 class Gateway:
     """The mxgate binary with a private config and spool. Use as a context manager."""
 
+    # set when the service reads the PROXY protocol (smtpd_upstream_proxy_protocol): the
+    # start-up probe sends a v2 LOCAL header before it waits for the greeting
+    probe_proxy = False
+
     def __init__(self, binary, extra_config="", workers=2, port=None, host="127.0.0.1"):
         self.binary = binary
         self.dir = tempfile.mkdtemp(prefix="mxgate-e2e-")
@@ -199,7 +213,7 @@ class Gateway:
         self.stderr = open(os.path.join(self.dir, "stderr"), "wb")
         self.proc = subprocess.Popen([self.binary, "-c", self.config_path],
                                      stdout=self.stderr, stderr=subprocess.STDOUT)
-        if not wait_port(self.host, self.port, proc=self.proc):
+        if not wait_port(self.host, self.port, proc=self.proc, proxy=self.probe_proxy):
             self.stop(check=False)
             fail(f"gateway did not come up on {self.host}:{self.port}:\n{self.output()}")
         return self
