@@ -843,7 +843,11 @@ static const struct bad_value bad_values[] = {
 	{ "smtpd_tls_ccert_verifydepth = 0", "invalid smtpd_tls_ccert_verifydepth parameter "
 					     "value 0 < 1" },
 	{ "smtpd_tls_fingerprint_digest = crc32", "parameter smtpd_tls_fingerprint_digest: bad "
-						  "value \"crc32\"" },
+						  "value \"crc32\"" },	{ "mxgate_metrics_listen = localhost:9465", "parameter mxgate_metrics_listen: bad "
+						   "address \"localhost\"" },
+	{ "mxgate_metrics_listen = 127.0.0.1:9465, 127.0.0.2:9465",
+	  "parameter mxgate_metrics_listen: one address only (got 2)" },
+	{ "mxgate_metrics_listen = 127.0.0.1:0", "parameter mxgate_metrics_listen: bad port" },
 };
 
 static void test_bad_values(void)

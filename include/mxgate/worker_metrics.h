@@ -1,0 +1,91 @@
+/* What a worker counts for the metrics registry (mgmt/metrics.h) besides its event
+ * counters (mxgate/counters.h): latency histograms and SMTP replies by code. Each worker
+ * owns one struct mx_worker_metrics and is its only writer: plain increments, no atomic
+ * read-modify-write, no lock. Readers (the management thread) sum the workers' structs
+ * with relaxed loads and tolerate a slightly old view. */
+#ifndef MXGATE_WORKER_METRICS_H
+#define MXGATE_WORKER_METRICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* Upper bounds of the latency buckets in microseconds (+Inf follows): 100 us to 30 s. The
+ * registry reports them in seconds (mx_latency_buckets_s[] in mgmt/metrics.c). */
+#define MX_LATENCY_BOUNDS_US                                                               \
+	{ 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,    \
+	  1000000, 2500000, 10000000, 30000000 }
+#define MX_LATENCY_NBOUNDS 16
+
+struct mx_latency_hist {
+	uint64_t count[MX_LATENCY_NBOUNDS + 1]; /* per bucket, not cumulative; +Inf last */
+	uint64_t sum_us;
+};
+
+static inline void mx_latency_observe(struct mx_latency_hist *h, uint64_t us)
+{
+	static const uint64_t bound[MX_LATENCY_NBOUNDS] = MX_LATENCY_BOUNDS_US;
+	unsigned i = 0;
+	while (i < MX_LATENCY_NBOUNDS && us > bound[i])
+		i++;
+	h->count[i]++;
+	h->sum_us += us;
+}
+
+/* Reply codes with their enhanced status code (RFC 3463), as the client saw them: the
+ * final line of every reply. Open addressing on a fixed table; a pair that finds no slot
+ * is counted in `other`. A slot's key is written once, with release, after which only its
+ * count changes, so a reader that loads the key (acquire) and sees it non-zero reads a
+ * whole key. */
+#define MX_REPLY_SLOTS 128
+
+struct mx_reply_slot {
+	_Atomic uint32_t key;   /* mx_reply_key(); 0: free */
+	uint64_t n;
+};
+
+struct mx_reply_counts {
+	struct mx_reply_slot slot[MX_REPLY_SLOTS];
+	uint64_t other;
+};
+
+/* code 200..599; enhanced class.subject.detail with class 0 for none (subject and detail
+ * each below 1000). */
+static inline uint32_t mx_reply_key(unsigned code, unsigned cls, unsigned subject,
+				    unsigned detail)
+{
+	return (uint32_t)code << 22 | (uint32_t)cls << 20 | (uint32_t)(subject & 0x3ff) << 10 |
+	       (uint32_t)(detail & 0x3ff);
+}
+
+static inline void mx_reply_count(struct mx_reply_counts *t, uint32_t key)
+{
+	unsigned h = (unsigned)((key * 2654435761u) >> 25) % MX_REPLY_SLOTS;
+	for (unsigned probe = 0; probe < 8; probe++) {
+		struct mx_reply_slot *s = &t->slot[(h + probe) % MX_REPLY_SLOTS];
+		uint32_t k = atomic_load_explicit(&s->key, memory_order_relaxed);
+		if (k == key) {
+			s->n++;
+			return;
+		}
+		if (k == 0) {
+			s->n = 1;
+			atomic_store_explicit(&s->key, key, memory_order_release);
+			return;
+		}
+	}
+	t->other++;
+}
+
+enum mx_latency {
+	MX_LAT_GREETING,     /* accepted to the 220 greeting (or the first reply) */
+	MX_LAT_DATA_FINAL,   /* end of data (the final dot) to the final reply */
+	MX_LAT_RESTRICTIONS, /* a restriction stage evaluated, waits included */
+	MX_LAT_MAX
+};
+
+struct mx_worker_metrics {
+	struct mx_latency_hist lat[MX_LAT_MAX];
+	struct mx_reply_counts replies;
+};
+
+#endif
