@@ -3,6 +3,7 @@
 
 #include "mgmt/config.h"
 #include "mgmt/config_internal.h"
+#include "mxgate/list.h"
 
 int cfg_parse_metrics_listen(const struct mx_param_value *pv, struct mx_config *cfg)
 {
@@ -13,6 +14,12 @@ int cfg_parse_metrics_listen(const struct mx_param_value *pv, struct mx_config *
 	if (!tmp) {
 		mx_param_report(pv, false, "parameter %s: out of memory", pv->def->name);
 		return -1;
+	}
+	const char *cur = pv->value, *word;
+	/* empty (only white space or commas): no endpoint */
+	if (mx_list_next(&cur, &word) == 0) {
+		free(tmp);
+		return 0;
 	}
 	int rc = cfg_parse_listen(pv, tmp);
 	if (rc == 0 && tmp->listen_count > 1) {
