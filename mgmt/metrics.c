@@ -257,7 +257,10 @@ size_t mx_metrics_visit(struct mx_metrics *m, const char *subsystem, mx_metrics_
 
 struct metrics_stat {
 	const char *label_name, *label_value;
-	const struct mx_metric_family *done; /* the family already written (first match) */
+	const struct mx_metric_family *cur; /* the family being summed */
+	bool cur_int;
+	uint64_t u;
+	double d;
 	char *buf;
 	size_t len, n;
 };
@@ -270,29 +273,45 @@ static int metrics_label_index(const struct mx_metric_family *f, const char *nam
 	return -1;
 }
 
+/* Write the family summed so far. */
+static void metrics_stat_flush(struct metrics_stat *st)
+{
+	if (!st->cur || st->n >= st->len - 1)
+		return;
+	int k = st->cur_int ? snprintf(st->buf + st->n, st->len - st->n, " %s=%llu",
+				       st->cur->stat_key, (unsigned long long)st->u)
+			    : snprintf(st->buf + st->n, st->len - st->n, " %s=%g",
+				       st->cur->stat_key, st->d);
+	if (k > 0)
+		st->n += (size_t)k;
+	if (st->n >= st->len)
+		st->n = st->len - 1;
+	st->cur = NULL;
+}
+
 static void metrics_stat_visit(void *ctx, const char *subsystem,
 			       const struct mx_metric_family *f,
 			       const struct mx_metric_sample *s)
 {
 	(void)subsystem;
 	struct metrics_stat *st = ctx;
-	if (!f->stat_key || st->done == f)
+	if (!f->stat_key)
 		return;
 	if (st->label_name && metrics_nlabels(f) > 0) {
 		int li = metrics_label_index(f, st->label_name);
 		if (li < 0 || strcmp(s->label_values[li], st->label_value) != 0)
 			return;
 	}
-	st->done = f;
-	if (st->n >= st->len)
-		return;
-	int k = s->is_int ? snprintf(st->buf + st->n, st->len - st->n, " %s=%llu", f->stat_key,
-				     (unsigned long long)s->u)
-			  : snprintf(st->buf + st->n, st->len - st->n, " %s=%g", f->stat_key, s->d);
-	if (k > 0)
-		st->n += (size_t)k;
-	if (st->n >= st->len)
-		st->n = st->len - 1;
+	if (st->cur != f) {
+		metrics_stat_flush(st);
+		st->cur = f;
+		st->cur_int = true;
+		st->u = 0;
+		st->d = 0;
+	}
+	st->cur_int = st->cur_int && s->is_int;
+	st->u += s->u;
+	st->d += s->d;
 }
 
 size_t mx_metrics_stat_line(struct mx_metrics *m, const char *subsystem,
@@ -305,6 +324,7 @@ size_t mx_metrics_stat_line(struct mx_metrics *m, const char *subsystem,
 				   .label_value = label_value ? label_value : "",
 				   .buf = buf, .len = len };
 	mx_metrics_visit(m, subsystem, metrics_stat_visit, &st);
+	metrics_stat_flush(&st);
 	return st.n;
 }
 

@@ -103,9 +103,9 @@ size_t mx_metrics_visit(struct mx_metrics *m, const char *subsystem, mx_metrics_
 			void *ctx);
 
 /* The statistics line's body: " key=value" for every family of subsystem that has a
- * stat_key, in registration order; of a labelled family the sample whose label
- * label_name is label_value (the first, when label_name is NULL). Returns the length
- * (truncated at len - 1, always terminated). */
+ * stat_key and a sample to show, in registration order; of a labelled family the sum of
+ * the samples whose label label_name is label_value (of all, when label_name is NULL).
+ * Returns the length (truncated at len - 1, always terminated). */
 size_t mx_metrics_stat_line(struct mx_metrics *m, const char *subsystem,
 			    const char *label_name, const char *label_value, char *buf,
 			    size_t len);

@@ -382,6 +382,12 @@ static void dp_ops_destroy(void *impl)
 	dpdk_transport_destroy(impl);
 }
 
+static const struct conn_worker *dp_ops_worker(const void *impl, unsigned i)
+{
+	const struct dpdk_transport *t = impl;
+	return i < t->nworkers ? &t->workers[i].cw : NULL;
+}
+
 const struct transport_ops dpdk_transport_ops = {
 	.name = "dpdk",
 	.check = dp_ops_check,
@@ -398,4 +404,5 @@ const struct transport_ops dpdk_transport_ops = {
 	.check_services = dp_ops_check_services,
 	.describe = dp_ops_describe,
 	.destroy = dp_ops_destroy,
+	.worker = dp_ops_worker,
 };

@@ -38,6 +38,60 @@ const char *conn_printable_str(const char *s, char *buf, size_t cap)
 	return conn_printable(mx_span_cstr(s ? s : ""), buf, cap);
 }
 
+/* "DDD" at line[0..3): the number, or 0. */
+static unsigned conn_reply_digits(const char *p, size_t n)
+{
+	unsigned v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return 0;
+		v = v * 10 + (unsigned)(p[i] - '0');
+	}
+	return v;
+}
+
+/* The last line of a reply the session queued (smtp_session_set_reply_hook()): counted
+ * by its code and enhanced status code (RFC 3463: class "." subject "." detail, each of 1
+ * to 3 digits) in the worker's fixed table, and timed: the first reply is the greeting,
+ * the first after the final dot is the message's final reply. */
+static void conn_reply_seen(void *ctx, const char *line, size_t n)
+{
+	struct conn *c = ctx;
+	struct mx_worker_metrics *wm = &c->w->metrics;
+	unsigned code = conn_reply_digits(line, 3);
+	if (code < 200 || code > 599)
+		return;
+	unsigned part[3] = { 0, 0, 0 }, np = 0;
+	size_t i = 4, start = 4;
+	while (i < n && np < 3) {
+		if (line[i] >= '0' && line[i] <= '9' && i - start < 3) {
+			i++;
+			continue;
+		}
+		bool sep = np < 2 ? line[i] == '.' : (line[i] == ' ' || line[i] == '\r');
+		if (i == start || !sep)
+			break;
+		part[np++] = conn_reply_digits(line + start, i - start);
+		start = ++i;
+	}
+	/* the class of an enhanced code is the reply's (2, 4, 5); else none */
+	if (np < 3 || part[0] != code / 100)
+		part[0] = part[1] = part[2] = 0;
+	mx_reply_count(&wm->replies, mx_reply_key(code, part[0], part[1], part[2]));
+	uint64_t now = 0;
+	if (!c->greeting_timed) {
+		c->greeting_timed = true;
+		now = mx_clock_wall_us();
+		mx_latency_observe(&wm->lat[MX_LAT_GREETING],
+				   now > c->started_us ? now - c->started_us : 0);
+	}
+	if (c->dot_us) {
+		now = now ? now : mx_clock_wall_us();
+		mx_latency_observe(&wm->lat[MX_LAT_DATA_FINAL], now > c->dot_us ? now - c->dot_us : 0);
+		c->dot_us = 0;
+	}
+}
+
 void conn_count(struct conn *c, enum conn_cmd cmd, bool ok)
 {
 	c->cmds[cmd].total++;
@@ -336,7 +390,7 @@ struct conn *conn_new_picked(struct conn_worker *w, const struct conn_pick *p,
 	c->cfg = svc->cfg;
 	c->policy = cg->svc[k].policy;
 	c->anvil_service = cg->svc[k].anvil_service;
-	c->gc = &g->counters[w->index];
+	c->gc = mx_generation_counter_slot(g, w->index, k);
 	c->addr = client;
 	c->port = port;
 	mx_inet_format(&c->addr, c->addr_str, sizeof(c->addr_str));
@@ -357,6 +411,8 @@ struct conn *conn_new_picked(struct conn_worker *w, const struct conn_pick *p,
 				      netlist_match(c->cfg->xclient_hosts, &c->addr),
 	};
 	c->s = smtp_session_new(&c->cfg->smtp, &info);
+	if (c->s)
+		smtp_session_set_reply_hook(c->s, conn_reply_seen, c);
 	if (!c->s) {
 		free(c);
 		return NULL;
@@ -615,6 +671,7 @@ size_t conn_feed(struct conn *c, const char *buf, size_t len)
 			}
 			break;
 		case SMTP_EV_MESSAGE_END:
+			c->dot_us = mx_clock_wall_us(); /* until the final reply (metrics) */
 			if (c->message_open) {
 				conn_on_message_end(c, &ev);
 			} else {

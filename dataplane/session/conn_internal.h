@@ -129,6 +129,7 @@ struct conn_check {
 	char *rcpt, *rcpt_params;         /* RCPT */
 	struct smtp_verdict xclient;      /* XCLIENT's verdict being made */
 	struct smtp_checks_verdict cv;    /* END: what header/body checks said */
+	uint64_t started_us;              /* when the stage's evaluation began (metrics) */
 };
 
 struct conn_memo;
@@ -202,6 +203,10 @@ struct conn {
 	char server_addr_str[INET6_ADDRSTRLEN];
 	uint16_t server_port;
 	uint64_t started_us;
+	/* metrics (mxgate/worker_metrics.h): the first reply was counted as the greeting;
+	 * when the final dot arrived (0: no message waits for its final reply) */
+	bool greeting_timed;
+	uint64_t dot_us;
 	uint64_t transactions;
 	uint64_t mail_size;
 
