@@ -162,10 +162,10 @@ static void gm_collect_replies(void *ctx, unsigned i, struct mx_metrics_sink *si
 	for (unsigned k = 0; k < nm; k++) {
 		uint32_t key = merged[k].key;
 		char code[8], enh[16] = "";
-		snprintf(code, sizeof(code), "%u", key >> 22);
-		if ((key >> 20) & 3)
-			snprintf(enh, sizeof(enh), "%u.%u.%u", (key >> 20) & 3, (key >> 10) & 0x3ff,
-				 key & 0x3ff);
+		snprintf(code, sizeof(code), "%u", mx_reply_key_code(key));
+		if (mx_reply_key_class(key))
+			snprintf(enh, sizeof(enh), "%u.%u.%u", mx_reply_key_class(key),
+				 mx_reply_key_subject(key), mx_reply_key_detail(key));
 		const char *lv[2] = { code, enh };
 		mx_metrics_u64(sink, lv, merged[k].n);
 	}

@@ -52,8 +52,8 @@ packages=(
 	openssl libnet-ssleay-perl
 	# metrics (tests/e2e/test_metrics.py): promtool checks a scrape of the Prometheus
 	# endpoint (package prometheus), dpdk-telemetry.py reads the same registry over DPDK
-	# telemetry (package dpdk)
-	prometheus dpdk
+	# telemetry (package dpdk-dev)
+	prometheus dpdk-dev
 )
 
 missing=()

@@ -48,14 +48,20 @@ struct mx_reply_counts {
 	uint64_t other;
 };
 
-/* code 200..599; enhanced class.subject.detail with class 0 for none (subject and detail
- * each below 1000). */
+/* code 200..599; enhanced class.subject.detail with class 0 for none (class below 8,
+ * subject and detail each below 1000). Bits: code - 199 (1..400, never 0) in 31..23,
+ * class in 22..20, subject in 19..10, detail in 9..0. */
 static inline uint32_t mx_reply_key(unsigned code, unsigned cls, unsigned subject,
 				    unsigned detail)
 {
-	return (uint32_t)code << 22 | (uint32_t)cls << 20 | (uint32_t)(subject & 0x3ff) << 10 |
-	       (uint32_t)(detail & 0x3ff);
+	return (uint32_t)(code - 199) << 23 | (uint32_t)(cls & 7) << 20 |
+	       (uint32_t)(subject & 0x3ff) << 10 | (uint32_t)(detail & 0x3ff);
 }
+
+static inline unsigned mx_reply_key_code(uint32_t key) { return (key >> 23) + 199; }
+static inline unsigned mx_reply_key_class(uint32_t key) { return (key >> 20) & 7; }
+static inline unsigned mx_reply_key_subject(uint32_t key) { return (key >> 10) & 0x3ff; }
+static inline unsigned mx_reply_key_detail(uint32_t key) { return key & 0x3ff; }
 
 static inline void mx_reply_count(struct mx_reply_counts *t, uint32_t key)
 {

@@ -228,6 +228,16 @@ static void test_reply_counts(void)
 	struct mx_reply_counts *t = calloc(1, sizeof(*t));
 	uint32_t k250 = mx_reply_key(250, 2, 0, 0), k550 = mx_reply_key(550, 5, 7, 1);
 	CHECK(k250 != k550 && k250 != 0);
+	CHECK_INT_EQ(mx_reply_key_code(k550), 550);
+	CHECK_INT_EQ(mx_reply_key_class(k550), 5);
+	CHECK_INT_EQ(mx_reply_key_subject(k550), 7);
+	CHECK_INT_EQ(mx_reply_key_detail(k550), 1);
+	uint32_t k = mx_reply_key(599, 5, 999, 999);
+	CHECK_INT_EQ(mx_reply_key_code(k), 599);
+	CHECK_INT_EQ(mx_reply_key_class(k), 5);
+	CHECK_INT_EQ(mx_reply_key_subject(k), 999);
+	CHECK_INT_EQ(mx_reply_key_detail(k), 999);
+	CHECK(mx_reply_key(200, 0, 0, 0) != 0);
 	mx_reply_count(t, k250);
 	mx_reply_count(t, k250);
 	mx_reply_count(t, k550);
