@@ -162,6 +162,11 @@ int dpdk_transport_create(struct dpdk_transport **out, const struct transport_pa
 	for (i = 0; i < t->nworkers; i++)
 		if ((rc = dp_worker_setup(t, &t->workers[i], err, errlen)) < 0)
 			goto fail;
+	if ((rc = dp_metrics_register(t)) < 0) {
+		mx_errf(err, errlen, rc, "metrics: cannot register the dpdk families: %s",
+			strerror(-rc));
+		goto fail;
+	}
 	*workers = t->nworkers;
 	*out = t;
 	return 0;
@@ -210,6 +215,7 @@ void dpdk_transport_destroy(struct dpdk_transport *t)
 {
 	if (!t)
 		return;
+	dp_metrics_unregister(t); /* nothing reads the workers or ports after this */
 	for (unsigned i = 0; t->workers && i < t->nworkers; i++) {
 		struct dp_worker *w = &t->workers[i];
 		for (unsigned pi = 0; pi < DPDK_MAX_PORTS; pi++) {

@@ -208,7 +208,8 @@ def load_phase(t):
     if result["r"].returncode != 0:
         fail(f"smtp-source: {result['r'].stdout}{result['r'].stderr}")
     t.gw.wait_metric("mxgate_smtp_messages_accepted_total", LOAD)
-    print(f"ok 0: {scrapes} scrapes ({during} while smtp-source ran ({LOAD} messages) pass promtool check metrics")
+    print(f"ok 0: {scrapes} scrapes ({during} while smtp-source sent {LOAD} messages) pass "
+          "promtool check metrics")
 
 
 # (metric, labels, what the ledger says the difference is)
