@@ -395,12 +395,6 @@ void smtp_session_shutdown(struct smtp_session *s);
 void smtp_session_peer_closed(struct smtp_session *s);
 
 /* Reply bytes waiting to be sent, and how many of them were sent. */
-/* Told of the last line of each reply the session queues (after soft_bounce's rewriting:
- * what the client will read), with its CRLF; for counting replies by code. The line is
- * only valid during the call. */
-typedef void smtp_session_reply_fn(void *ctx, const char *line, size_t n);
-void smtp_session_set_reply_hook(struct smtp_session *s, smtp_session_reply_fn *fn, void *ctx);
-
 struct mx_span smtp_session_output(const struct smtp_session *s);
 void smtp_session_output_done(struct smtp_session *s, size_t n);
 

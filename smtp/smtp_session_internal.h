@@ -170,9 +170,6 @@ struct smtp_session {
 	 * was turned from 5xx into 4xx (then a 5.x.x enhanced code follows suit). */
 	unsigned out_col;
 	bool out_softened;
-	/* Told of the last line of every reply as it is queued (smtp_session_set_reply_hook). */
-	smtp_session_reply_fn *reply_hook;
-	void *reply_ctx;
 };
 
 /* ---- smtp_session.c: states, events, error accounting, the transaction ---- */

@@ -55,18 +55,7 @@ void smtp_session_out_write(struct smtp_session *s, const char *p, size_t n)
 	memcpy(s->out + s->out_len, p, n);
 	if (s->cfg->soft_bounce)
 		out_soften(s, s->out + s->out_len, n);
-	/* every caller writes whole lines; the last line of a reply has a space (or nothing)
-	 * after its code (RFC 5321 4.2.1) */
-	if (s->reply_hook && n >= 5 && (s->out[s->out_len + 3] == ' ' ||
-					s->out[s->out_len + 3] == '\r'))
-		s->reply_hook(s->reply_ctx, s->out + s->out_len, n);
 	s->out_len += n;
-}
-
-void smtp_session_set_reply_hook(struct smtp_session *s, smtp_session_reply_fn *fn, void *ctx)
-{
-	s->reply_hook = fn;
-	s->reply_ctx = ctx;
 }
 
 /* One reply line; CRLF is appended. */

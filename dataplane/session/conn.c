@@ -50,14 +50,17 @@ static unsigned conn_reply_digits(const char *p, size_t n)
 	return v;
 }
 
-/* The last line of a reply the session queued (smtp_session_set_reply_hook()): counted
- * by its code and enhanced status code (RFC 3463: class "." subject "." detail, each of 1
- * to 3 digits) in the worker's fixed table, and timed: the first reply is the greeting,
- * the first after the final dot is the message's final reply. */
-static void conn_reply_seen(void *ctx, const char *line, size_t n)
+/* The start of a reply line as it leaves the session (at most its first
+ * CONN_REPLY_HEAD bytes, n of them): the last line of a reply (a space or nothing after
+ * its code, RFC 5321 4.2.1) is counted by its code and enhanced status code (RFC 3463:
+ * class "." subject "." detail, each of 1 to 3 digits) in the worker's fixed table, and
+ * timed: the first reply is the greeting, the first after the final dot is the message's
+ * final reply. */
+static void conn_reply_seen(struct conn *c, const char *line, size_t n)
 {
-	struct conn *c = ctx;
 	struct mx_worker_metrics *wm = &c->w->metrics;
+	if (n < 4 || (line[3] != ' ' && line[3] != '\r' && line[3] != '\n'))
+		return; /* a continuation line, or not a reply */
 	unsigned code = conn_reply_digits(line, 3);
 	if (code < 200 || code > 599)
 		return;
@@ -90,6 +93,30 @@ static void conn_reply_seen(void *ctx, const char *line, size_t n)
 		mx_latency_observe(&wm->lat[MX_LAT_DATA_FINAL], now > c->dot_us ? now - c->dot_us : 0);
 		c->dot_us = 0;
 	}
+}
+
+/* The session's output bytes [p, p + n) are leaving (sent, or handed to TLS): find the
+ * replies' line ends in them, keeping a line's start across calls. */
+static void conn_reply_scan(struct conn *c, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (c->reply_col < CONN_REPLY_HEAD)
+			c->reply_head[c->reply_col] = p[i];
+		if (c->reply_col < UINT8_MAX)
+			c->reply_col++;
+		if (p[i] == '\n') {
+			conn_reply_seen(c, c->reply_head,
+					c->reply_col < CONN_REPLY_HEAD ? c->reply_col : CONN_REPLY_HEAD);
+			c->reply_col = 0;
+		}
+	}
+}
+
+void conn_session_output_done(struct conn *c, size_t n)
+{
+	struct mx_span out = smtp_session_output(c->s);
+	conn_reply_scan(c, out.ptr, n < out.len ? n : out.len);
+	smtp_session_output_done(c->s, n);
 }
 
 void conn_count(struct conn *c, enum conn_cmd cmd, bool ok)
@@ -411,8 +438,6 @@ struct conn *conn_new_picked(struct conn_worker *w, const struct conn_pick *p,
 				      netlist_match(c->cfg->xclient_hosts, &c->addr),
 	};
 	c->s = smtp_session_new(&c->cfg->smtp, &info);
-	if (c->s)
-		smtp_session_set_reply_hook(c->s, conn_reply_seen, c);
 	if (!c->s) {
 		free(c);
 		return NULL;
@@ -737,7 +762,7 @@ void conn_output_done(struct conn *c, size_t n)
 	if (c->tls)
 		conn_tls_output_done(c, n);
 	else
-		smtp_session_output_done(c->s, n);
+		conn_session_output_done(c, n);
 }
 
 uint64_t conn_deadline(struct conn *c, uint64_t now_ms, size_t received, bool sent)

@@ -119,6 +119,13 @@ enum conn_at {
 	CONN_AT_MAX,
 };
 
+/* What of a reply line the metrics read: "550 5.7.1 " at most, with room */
+#define CONN_REPLY_HEAD 16
+
+/* The session's first n output bytes left (sent, or taken by TLS): the replies in them are
+ * counted (metrics), then smtp_session_output_done(). */
+void conn_session_output_done(struct conn *c, size_t n);
+
 struct conn_check {
 	enum conn_at at;
 	enum smtp_policy_stage stage;
@@ -207,6 +214,9 @@ struct conn {
 	 * when the final dot arrived (0: no message waits for its final reply) */
 	bool greeting_timed;
 	uint64_t dot_us;
+	/* the reply line leaving now: its first bytes and how far it got (saturating) */
+	char reply_head[CONN_REPLY_HEAD];
+	uint8_t reply_col;
 	uint64_t transactions;
 	uint64_t mail_size;
 
