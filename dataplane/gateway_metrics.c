@@ -10,6 +10,7 @@
 
 #include "dataplane/session/conn.h"
 #include "dataplane/svc/svc_resolver.h"
+#include "mgmt/screen.h"
 #include "mxgate/counters.h"
 #include "mxgate/worker_metrics.h"
 
@@ -77,6 +78,7 @@ enum gm_group {
 	GM_SPOOL,
 	GM_RELAY,
 	GM_RESOLVER,
+	GM_CHECKS,
 	GM_GROUP_MAX
 };
 
@@ -216,6 +218,39 @@ static void gm_collect_latency(void *ctx, unsigned i, struct mx_metrics_sink *si
 	mx_metrics_hist(sink, NULL, counts, (double)sum_us / 1e6);
 }
 
+/* ---- header_checks and body_checks ---- */
+
+static const struct mx_metric_family gm_checks[] = {
+	{ .name = "mxgate_checks_messages_total",
+	  .help = "Messages header_checks/body_checks decided, by outcome (accept, reject, "
+		  "discard, tempfail) and by envelope action asked for (hold, filter, redirect, "
+		  "bcc).",
+	  .type = MX_METRIC_COUNTER, .labels = { "action" } },
+};
+
+static void gm_collect_checks(void *ctx, unsigned i, struct mx_metrics_sink *sink)
+{
+	(void)i;
+	struct gateway_metrics *g = ctx;
+	static const char *const names[MX_CHECKS_ACTION_MAX] = {
+		[MX_CHECKS_ACCEPT] = "accept",     [MX_CHECKS_REJECT] = "reject",
+		[MX_CHECKS_DISCARD] = "discard",   [MX_CHECKS_TEMPFAIL] = "tempfail",
+		[MX_CHECKS_HOLD] = "hold",         [MX_CHECKS_FILTER] = "filter",
+		[MX_CHECKS_REDIRECT] = "redirect", [MX_CHECKS_BCC] = "bcc",
+	};
+	uint64_t sum[MX_CHECKS_ACTION_MAX] = { 0 };
+	unsigned nw = g->p.ops->workers(g->p.impl);
+	for (unsigned w = 0; w < nw; w++) {
+		const struct conn_worker *cw = g->p.ops->worker(g->p.impl, w);
+		for (unsigned a = 0; cw && a < MX_CHECKS_ACTION_MAX; a++)
+			sum[a] += __atomic_load_n(&cw->metrics.checks[a], __ATOMIC_RELAXED);
+	}
+	for (unsigned a = 0; a < MX_CHECKS_ACTION_MAX; a++) {
+		const char *lv[1] = { names[a] };
+		mx_metrics_u64(sink, lv, sum[a]);
+	}
+}
+
 /* ---- generations and services ---- */
 
 enum gm_gen_family {
@@ -228,6 +263,7 @@ enum gm_gen_family {
 	GM_GEN_RCPT_REJECTED,
 	GM_GEN_RCPT_DEFERRED,
 	GM_GEN_REFUSALS,
+	GM_GEN_DNSBL,
 	GM_GEN_MAX
 };
 
@@ -272,6 +308,11 @@ static const struct mx_metric_family gm_generation[GM_GEN_MAX] = {
 				      "\"other\".",
 			      .type = MX_METRIC_COUNTER,
 			      .labels = { "generation", "restriction", "outcome" } },
+	[GM_GEN_DNSBL] = { .name = "mxgate_screen_dnsbl_listed_total",
+			   .help = "Screened clients each DNSBL site of postscreen_dnsbl_sites "
+				   "listed, by generation and service.",
+			   .type = MX_METRIC_COUNTER,
+			   .labels = { "generation", "service", "site" } },
 };
 
 struct gm_gen_visit {
@@ -290,6 +331,36 @@ static void gm_gen_reject(void *ctx, const char *restriction, uint64_t rejected,
 	mx_metrics_u64(v->sink, ld, deferred);
 }
 
+/* A service's screen sites (and its stress variant's, added to the site of the same
+ * text: a site is one label whatever variant listed the client). */
+static void gm_gen_dnsbl(struct gm_gen_visit *v, const char *service, const struct mx_service *svc)
+{
+	const struct mx_screen *scr[2] = { svc->screen, svc->stress ? svc->stress->screen : NULL };
+	if (scr[1] == scr[0])
+		scr[1] = NULL;
+	for (unsigned a = 0; a < 2; a++) {
+		for (unsigned k = 0; scr[a] && scr[a]->sites && k < scr[a]->cfg->nsites; k++) {
+			const char *text = scr[a]->sites[k].text;
+			/* the stress variant's site already shown with the base's */
+			bool shown = false;
+			for (unsigned j = 0; a == 1 && scr[0] && scr[0]->sites &&
+					     j < scr[0]->cfg->nsites; j++)
+				shown = shown || strcmp(scr[0]->sites[j].text, text) == 0;
+			if (shown)
+				continue;
+			uint64_t n = 0;
+			for (unsigned b = a; b < 2; b++)
+				for (unsigned j = 0; scr[b] && scr[b]->sites && j < scr[b]->cfg->nsites;
+				     j++)
+					if (strcmp(scr[b]->sites[j].text, text) == 0)
+						n += atomic_load_explicit(&scr[b]->sites[j].listed,
+									  memory_order_relaxed);
+			const char *lv[3] = { v->id, service, text };
+			mx_metrics_u64(v->sink, lv, n);
+		}
+	}
+}
+
 static void gm_gen_one(void *ctx, const struct mx_generation *g, const char *role)
 {
 	struct gm_gen_visit *v = ctx;
@@ -301,6 +372,11 @@ static void gm_gen_one(void *ctx, const struct mx_generation *g, const char *rol
 	}
 	if (v->family == GM_GEN_REFUSALS) {
 		mx_generation_rejects(g, gm_gen_reject, v);
+		return;
+	}
+	if (v->family == GM_GEN_DNSBL) {
+		for (unsigned s = 0; s < g->nservices; s++)
+			gm_gen_dnsbl(v, g->services[s].name, &g->services[s]);
 		return;
 	}
 	for (unsigned s = 0; s < g->nservices; s++) {
@@ -505,6 +581,7 @@ int gateway_metrics_register(struct gateway_metrics **out, const struct gateway_
 		[GM_RESOLVER] = { "resolver", gm_resolver,
 				  sizeof(gm_resolver) / sizeof(gm_resolver[0]),
 				  gm_collect_resolver, p->resolver },
+		[GM_CHECKS] = { "checks", gm_checks, 1, gm_collect_checks, p->ops->worker },
 	};
 	for (unsigned k = 0; k < GM_GROUP_MAX; k++) {
 		if (!groups[k].on)

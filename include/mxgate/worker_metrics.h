@@ -89,9 +89,24 @@ enum mx_latency {
 	MX_LAT_MAX
 };
 
+/* What header_checks/body_checks decided for a message (one outcome each, and the
+ * envelope actions they asked for). */
+enum mx_checks_action {
+	MX_CHECKS_ACCEPT,
+	MX_CHECKS_REJECT,
+	MX_CHECKS_DISCARD,
+	MX_CHECKS_TEMPFAIL,
+	MX_CHECKS_HOLD,
+	MX_CHECKS_FILTER,
+	MX_CHECKS_REDIRECT,
+	MX_CHECKS_BCC,
+	MX_CHECKS_ACTION_MAX
+};
+
 struct mx_worker_metrics {
 	struct mx_latency_hist lat[MX_LAT_MAX];
 	struct mx_reply_counts replies;
+	uint64_t checks[MX_CHECKS_ACTION_MAX];
 };
 
 #endif
