@@ -423,6 +423,8 @@ int mx_metrics_http_start(struct mx_metrics *m, const struct mx_listen_addr *add
 		snprintf(err, errlen, "metrics endpoint: thread: %s", strerror(-rc));
 		goto fail;
 	}
+	/* its name: ps, top -H and perf/metrics/bench_metrics.py find it by it */
+	pthread_setname_np(h->thread, "mx-metrics");
 	*out = h;
 	return 0;
 fail:
