@@ -199,6 +199,18 @@ static const struct mx_metric_family gm_latency[MX_LAT_MAX] = {
 			"servers and greylisting included.",
 		.type = MX_METRIC_HISTOGRAM, .buckets = mx_latency_buckets_s,
 		.nbuckets = MX_LATENCY_BUCKETS },
+	[MX_LAT_DNS] = {
+		.name = "mxgate_resolver_answer_seconds",
+		.help = "From a worker's DNS question (client names, RBL and RHSBL lookups, the "
+			"screen's DNSBL sites excluded) to the resolver service's answer, cache hits "
+			"included.",
+		.type = MX_METRIC_HISTOGRAM, .buckets = mx_latency_buckets_s,
+		.nbuckets = MX_LATENCY_BUCKETS },
+	[MX_LAT_POLICY] = {
+		.name = "mxgate_policy_answer_seconds",
+		.help = "From a check_policy_service query to the policy service's answer.",
+		.type = MX_METRIC_HISTOGRAM, .buckets = mx_latency_buckets_s,
+		.nbuckets = MX_LATENCY_BUCKETS },
 };
 
 static void gm_collect_latency(void *ctx, unsigned i, struct mx_metrics_sink *sink)

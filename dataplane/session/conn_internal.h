@@ -163,6 +163,7 @@ struct conn_op {
 	enum conn_op_kind kind;       /* CONN_OP_CONN */
 	struct conn *c;
 	struct svc_request *r;  /* in flight: the services' until its answer comes back */
+	uint64_t asked_us;      /* when it was submitted (the answer-time histograms) */
 };
 
 struct conn {

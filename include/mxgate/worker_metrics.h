@@ -86,6 +86,8 @@ enum mx_latency {
 	MX_LAT_GREETING,     /* accepted to the 220 greeting (or the first reply) */
 	MX_LAT_DATA_FINAL,   /* end of data (the final dot) to the final reply */
 	MX_LAT_RESTRICTIONS, /* a restriction stage evaluated, waits included */
+	MX_LAT_DNS,          /* a DNS question asked of the resolver service to its answer */
+	MX_LAT_POLICY,       /* a policy server query (check_policy_service) to its answer */
 	MX_LAT_MAX
 };
 
