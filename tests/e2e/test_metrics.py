@@ -3,7 +3,7 @@
 mxgate_metrics_listen = 127.0.0.1:PORT (on dpdk inside the gateway's namespace: the endpoint
 is a management thread on kernel sockets). mynetworks does not hold the client, relaying is
 decided by reject_unauth_destination, mxgate_spool_quota is small.
-  0. Load: smtp-source sends LOAD messages while the endpoint is scraped every 0.2 s; every
+  0. Load: smtp-source sends 1000 messages while the endpoint is scraped every 0.1 s; every
      scrape passes `promtool check metrics` (Debian's prometheus package).
   1. Known traffic, counted from a snapshot taken after the load: N sessions with one message
      each (250), one session with M recipients refused by reject_unauth_destination (554
@@ -31,7 +31,7 @@ import time
 import mxtest
 from mxtest import fail
 
-N, M, K, LOAD = 4, 3, 3, 300
+N, M, K, LOAD = 4, 3, 3, 1000
 QUOTA = 3_000_000
 SENDER = "s@sender.example"
 
@@ -201,7 +201,7 @@ def load_phase(t):
         promtool_check(t.gw.scrape(), f"scrape {scrapes + 1} under load")
         scrapes += 1
         during += alive and th.is_alive()
-        time.sleep(0.2)
+        time.sleep(0.1)
     if during == 0:
         fail("no scrape was taken while smtp-source ran")
     th.join()
