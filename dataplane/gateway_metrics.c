@@ -79,6 +79,7 @@ enum gm_group {
 	GM_RELAY,
 	GM_RESOLVER,
 	GM_CHECKS,
+	GM_AUTH,
 	GM_GROUP_MAX
 };
 
@@ -258,6 +259,36 @@ static void gm_collect_checks(void *ctx, unsigned i, struct mx_metrics_sink *sin
 			sum[a] += __atomic_load_n(&cw->metrics.checks[a], __ATOMIC_RELAXED);
 	}
 	for (unsigned a = 0; a < MX_CHECKS_ACTION_MAX; a++) {
+		const char *lv[1] = { names[a] };
+		mx_metrics_u64(sink, lv, sum[a]);
+	}
+}
+
+/* ---- SMTP AUTH ---- */
+
+static const struct mx_metric_family gm_auth[] = {
+	{ .name = "mxgate_sasl_authentications_total",
+	  .help = "SMTP AUTH exchanges by outcome: success (235), failed (535), tempfail (454: "
+		  "the auth server did not answer), aborted (the client's \"*\").",
+	  .type = MX_METRIC_COUNTER, .labels = { "outcome" } },
+};
+
+static void gm_collect_auth(void *ctx, unsigned i, struct mx_metrics_sink *sink)
+{
+	(void)i;
+	struct gateway_metrics *g = ctx;
+	static const char *const names[MX_AUTH_OUTCOME_MAX] = {
+		[MX_AUTH_SUCCESS] = "success", [MX_AUTH_FAILED] = "failed",
+		[MX_AUTH_TEMPFAIL] = "tempfail", [MX_AUTH_ABORTED] = "aborted",
+	};
+	uint64_t sum[MX_AUTH_OUTCOME_MAX] = { 0 };
+	unsigned nw = g->p.ops->workers(g->p.impl);
+	for (unsigned w = 0; w < nw; w++) {
+		const struct conn_worker *cw = g->p.ops->worker(g->p.impl, w);
+		for (unsigned a = 0; cw && a < MX_AUTH_OUTCOME_MAX; a++)
+			sum[a] += __atomic_load_n(&cw->metrics.auth[a], __ATOMIC_RELAXED);
+	}
+	for (unsigned a = 0; a < MX_AUTH_OUTCOME_MAX; a++) {
 		const char *lv[1] = { names[a] };
 		mx_metrics_u64(sink, lv, sum[a]);
 	}
@@ -594,6 +625,7 @@ int gateway_metrics_register(struct gateway_metrics **out, const struct gateway_
 				  sizeof(gm_resolver) / sizeof(gm_resolver[0]),
 				  gm_collect_resolver, p->resolver },
 		[GM_CHECKS] = { "checks", gm_checks, 1, gm_collect_checks, p->ops->worker },
+		[GM_AUTH] = { "sasl", gm_auth, 1, gm_collect_auth, p->ops->worker },
 	};
 	for (unsigned k = 0; k < GM_GROUP_MAX; k++) {
 		if (!groups[k].on)

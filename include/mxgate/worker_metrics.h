@@ -105,10 +105,20 @@ enum mx_checks_action {
 	MX_CHECKS_ACTION_MAX
 };
 
+/* How SMTP AUTH exchanges ended (SASL through Dovecot's auth server). */
+enum mx_auth_outcome {
+	MX_AUTH_SUCCESS,  /* 235 */
+	MX_AUTH_FAILED,   /* 535: the credentials were refused */
+	MX_AUTH_TEMPFAIL, /* 454: the auth server could not answer */
+	MX_AUTH_ABORTED,  /* the client sent "*" */
+	MX_AUTH_OUTCOME_MAX
+};
+
 struct mx_worker_metrics {
 	struct mx_latency_hist lat[MX_LAT_MAX];
 	struct mx_reply_counts replies;
 	uint64_t checks[MX_CHECKS_ACTION_MAX];
+	uint64_t auth[MX_AUTH_OUTCOME_MAX];
 };
 
 #endif
