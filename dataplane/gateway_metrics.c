@@ -80,6 +80,7 @@ enum gm_group {
 	GM_RESOLVER,
 	GM_CHECKS,
 	GM_AUTH,
+	GM_RELAY_DELAY,
 	GM_GROUP_MAX
 };
 
@@ -518,6 +519,28 @@ static const struct mx_metric_family gm_relay[GM_RL_MAX] = {
 		 "relocated", "Messages copied forward to free old segments."),
 };
 
+static const struct mx_metric_family gm_relay_delay[] = {
+	{ .name = "mxgate_relay_delivery_delay_seconds",
+	  .help = "From a message's arrival to a recipient's final status (sent or bounced), as "
+		  "Postfix's delay=.",
+	  .type = MX_METRIC_HISTOGRAM, .labels = { "spool" }, .buckets = mx_latency_buckets_s,
+	  .nbuckets = MX_LATENCY_BUCKETS },
+};
+
+static void gm_collect_relay_delay(void *ctx, unsigned i, struct mx_metrics_sink *sink)
+{
+	(void)i;
+	struct gateway_metrics *g = ctx;
+	for (unsigned k = 0; k < g->p.nspools; k++) {
+		uint64_t counts[MX_LATENCY_NBOUNDS + 1], sum_us;
+		relay_delivery_delays(g->p.relays[k], counts, &sum_us);
+		char idx[12];
+		snprintf(idx, sizeof(idx), "%u", k);
+		const char *lv[1] = { idx };
+		mx_metrics_hist(sink, lv, counts, (double)sum_us / 1e6);
+	}
+}
+
 static void gm_collect_relay(void *ctx, unsigned i, struct mx_metrics_sink *sink)
 {
 	struct gateway_metrics *g = ctx;
@@ -626,6 +649,8 @@ int gateway_metrics_register(struct gateway_metrics **out, const struct gateway_
 				  gm_collect_resolver, p->resolver },
 		[GM_CHECKS] = { "checks", gm_checks, 1, gm_collect_checks, p->ops->worker },
 		[GM_AUTH] = { "sasl", gm_auth, 1, gm_collect_auth, p->ops->worker },
+		[GM_RELAY_DELAY] = { "relay_delay", gm_relay_delay, 1, gm_collect_relay_delay,
+				     p->nspools },
 	};
 	for (unsigned k = 0; k < GM_GROUP_MAX; k++) {
 		if (!groups[k].on)
