@@ -195,12 +195,18 @@ static pthread_mutex_t dpm_tel_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mx_metrics *dpm_tel_registry; /* NULL: no transport now */
 static bool dpm_tel_registered;
 
+struct dpm_tel_list {
+	struct rte_tel_data *d;
+	const struct mx_metric_family *last; /* the family named last (one name each) */
+	unsigned n;
+};
+
 static void dpm_tel_names(void *ctx, const char *subsystem, const struct mx_metric_family *f,
 			  const struct mx_metric_sample *s)
 {
 	(void)subsystem;
 	(void)s;
-	struct { struct rte_tel_data *d; const struct mx_metric_family *last; unsigned n; } *v = ctx;
+	struct dpm_tel_list *v = ctx;
 	if (v->last == f || v->n >= RTE_TEL_MAX_ARRAY_ENTRIES)
 		return;
 	v->last = f;
@@ -213,8 +219,7 @@ static int dpm_tel_list(const char *cmd, const char *params, struct rte_tel_data
 	(void)cmd;
 	(void)params;
 	rte_tel_data_start_array(d, RTE_TEL_STRING_VAL);
-	struct { struct rte_tel_data *d; const struct mx_metric_family *last; unsigned n; } v = {
-		.d = d };
+	struct dpm_tel_list v = { .d = d };
 	pthread_mutex_lock(&dpm_tel_lock);
 	if (dpm_tel_registry)
 		mx_metrics_visit(dpm_tel_registry, NULL, dpm_tel_names, &v);
