@@ -43,6 +43,9 @@
 #include "mgmt/policy.h"
 #include "mxgate/clock.h"
 #include "mxgate/counters.h"
+#include "mgmt/metrics.h"
+#include "mgmt/metrics_http.h"
+#include "dataplane/gateway_metrics.h"
 #include "smtp/smtp_restrictions.h"
 
 #ifndef MXGATE_VERSION
@@ -83,12 +86,6 @@ struct mx_transport_run {
 	void *impl;
 };
 
-static void transport_counters(const struct mx_transport_run *tr, struct mx_counters *sum,
-			       uint64_t *open)
-{
-	tr->ops->counters(tr->impl, sum, open);
-}
-
 static bool transport_failed(const struct mx_transport_run *tr)
 {
 	return tr->impl && tr->ops->failed(tr->impl);
@@ -121,20 +118,15 @@ static const struct transport_ops *transport_or_complain(const struct mx_config 
 	return ops;
 }
 
-static void log_statistics(const struct mx_transport_run *tr, const char *when)
+/* The statistics line: the registry's "smtp" families (dataplane/gateway_metrics.h), the
+ * same numbers the metrics endpoint shows: open_connections, then every counter of
+ * mxgate/counters.h in its order. */
+static void log_statistics(const struct mx_transport_run *tr, struct mx_metrics *m,
+			   const char *when)
 {
-	struct mx_counters sum;
-	uint64_t open;
-	char line[2048];
-	size_t n = 0;
-
-	transport_counters(tr, &sum, &open);
-#define MAIN_FMT(name)                                                                     \
-	n += (size_t)snprintf(line + n, n < sizeof(line) ? sizeof(line) - n : 0,             \
-			      " " #name "=%" PRIu64, sum.name);
-	MX_COUNTERS(MAIN_FMT)
-#undef MAIN_FMT
-	mx_log(MX_LOG_INFO, "statistics (%s): open_connections=%" PRIu64 "%s", when, open, line);
+	char line[4096];
+	mx_metrics_stat_line(m, "smtp", NULL, NULL, line, sizeof(line));
+	mx_log(MX_LOG_INFO, "statistics (%s):%s", when, line);
 	if (tr->ops->log_statistics)
 		tr->ops->log_statistics(tr->impl, when);
 }
@@ -419,24 +411,18 @@ static void spools_stop(struct mx_spools *sp)
 		spool_stop(sp->spool[i]);
 }
 
-static void spools_log_statistics(struct mx_spools *sp)
+/* "spool N statistics: committed=... (what group commit bought: messages per
+ * fdatasync)" and "relay N statistics: queued=...": the registry's "spool" and "relay"
+ * families of spool N. */
+static void spools_log_statistics(struct mx_spools *sp, struct mx_metrics *m)
 {
 	for (unsigned i = 0; i < sp->n; i++) {
-		struct spool_stats sst;
-		spool_stats(sp->spool[i], &sst);
-		/* what group commit bought: messages per fdatasync */
-		mx_log(MX_LOG_INFO,
-		       "spool %u statistics: committed=%" PRIu64 " failed=%" PRIu64
-		       " syncs=%" PRIu64 " bytes=%" PRIu64 " punched=%" PRIu64,
-		       i, sst.committed, sst.failed, sst.syncs, sst.bytes, sst.punched);
-		struct relay_stats rs;
-		relay_stats(sp->relay[i], &rs);
-		mx_log(MX_LOG_INFO,
-		       "relay %u statistics: queued=%" PRIu64 " sent=%" PRIu64 " deferred=%" PRIu64
-		       " bounced=%" PRIu64 " expired=%" PRIu64 " notifications=%" PRIu64
-		       " removed=%" PRIu64 " segments_reclaimed=%" PRIu64 " relocated=%" PRIu64,
-		       i, rs.queued, rs.sent, rs.deferred, rs.bounced, rs.expired, rs.notified,
-		       rs.removed, rs.reclaimed, rs.relocated);
+		char idx[12], line[1024];
+		snprintf(idx, sizeof(idx), "%u", i);
+		mx_metrics_stat_line(m, "spool", "spool", idx, line, sizeof(line));
+		mx_log(MX_LOG_INFO, "spool %u statistics:%s", i, line);
+		mx_metrics_stat_line(m, "relay", "spool", idx, line, sizeof(line));
+		mx_log(MX_LOG_INFO, "relay %u statistics:%s", i, line);
 	}
 }
 
@@ -456,7 +442,8 @@ static void spools_close(struct mx_spools *sp)
  * the policy client, with a queue pair per possible worker. Returns 0, or -1 after
  * saying why. */
 static int services_start(struct svc_set **out, const struct mx_config *boot,
-			  unsigned nworkers, struct svc_sasl_directory *sasl)
+			  unsigned nworkers, struct svc_sasl_directory *sasl,
+			  const void **resolver)
 {
 	static struct svc_resolver_params rp;
 	static struct svc_policy_params pp;
@@ -465,6 +452,7 @@ static int services_start(struct svc_set **out, const struct mx_config *boot,
 	static struct svc_state_params stp;
 	char err[512];
 	svc_resolver_params_default(&rp);
+	rp.handle = resolver; /* the metrics read its statistics */
 	const char *servers = mx_config_get(boot, "mxgate_dns_servers");
 	if (dns_servers_parse(servers, rp.servers, DNS_CONF_SERVERS_MAX,
 				       &rp.nservers, err, sizeof(err)) < 0) {
@@ -597,7 +585,7 @@ static void sasl_follow(struct svc_sasl_directory *d, struct mx_gen_pub *pub)
 static void signal_loop(const sigset_t *sigs, struct mx_transport_run *tr,
 			struct mx_spools *sp, struct svc_set *services, struct reload *r,
 			struct svc_sasl_directory *sasl, struct mx_gen_pub *pub,
-			struct svc_anvil *anvil_share)
+			struct svc_anvil *anvil_share, struct mx_metrics *metrics)
 {
 	for (;;) {
 		siginfo_t si;
@@ -617,11 +605,11 @@ static void signal_loop(const sigset_t *sigs, struct mx_transport_run *tr,
 			 * the group, so a reader that sees them has the whole group */
 			reload_log_stress(r, "SIGUSR1");
 			reload_log_screen(r, "SIGUSR1");
-			spools_log_statistics(sp);
+			spools_log_statistics(sp, metrics);
 			svc_set_log_statistics(services, "SIGUSR1");
 			if (anvil_share)
 				svc_anvil_log_statistics(anvil_share, "SIGUSR1");
-			log_statistics(tr, "SIGUSR1");
+			log_statistics(tr, metrics, "SIGUSR1");
 			continue;
 		}
 		if (sig == SIGHUP) {
@@ -737,9 +725,19 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	struct anvil *anvil = NULL;
 	struct svc_anvil *anvil_share = NULL;
 	struct svc_sasl_directory *sasl = NULL;
+	/* The metrics registry: every statistics line, `mxgate status` and the endpoint
+	 * (mxgate_metrics_listen) read it. */
+	struct mx_metrics *metrics = mx_metrics_new();
+	struct gateway_metrics *gmetrics = NULL;
+	struct mx_metrics_http *metrics_http = NULL;
+	const void *resolver = NULL;
 	bool pidfile_written = false, failed = true;
 	char err[512];
 	mx_gen_pub_init(&pub, first);
+	if (!metrics) {
+		startup_fatal("out of memory");
+		goto out;
+	}
 	check_generation_tables(first, stderr);
 	if (spools_open(&sp, boot, generation_needs_tables(first)) < 0)
 		goto out;
@@ -762,7 +760,8 @@ static int run_gateway(const char *given_path, const char *pidfile)
 		goto out;
 	}
 	sasl_follow(sasl, &pub);
-	if (services_start(&services, boot, ops->worker_limit(boot, workers), sasl) < 0)
+	if (services_start(&services, boot, ops->worker_limit(boot, workers), sasl,
+			   &resolver) < 0)
 		goto out;
 	if ((rc = anvil_create(&anvil, boot)) < 0 ||
 	    (rc = anvil_share_start(&anvil_share, anvil, boot, first)) < 0)
@@ -780,6 +779,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 		.queue_id_floor_us = sp.newest_id_us,
 		.anvil = anvil,
 		.sasl = sasl,
+		.metrics = metrics,
 	};
 	rc = ops->create(&tr.impl, &params, err, sizeof(err));
 	if (rc < 0) {
@@ -797,12 +797,40 @@ static int run_gateway(const char *given_path, const char *pidfile)
 		.nworkers = ops->worker_limit(boot, workers),
 		.started_at = (int64_t)time(NULL),
 		.transport_description = what,
+		.metrics = metrics,
 	};
 	if (reload_create(&reload, &rp) < 0) {
 		startup_fatal("out of memory");
 		goto out;
 	}
 	first = NULL; /* the reload holds its publication now */
+
+	struct gateway_metrics_params gmp = {
+		.m = metrics,
+		.ops = ops,
+		.impl = tr.impl,
+		.spools = sp.spool,
+		.relays = sp.relay,
+		.nspools = sp.n,
+		.reload = reload,
+		.resolver = resolver,
+	};
+	if ((rc = gateway_metrics_register(&gmetrics, &gmp)) < 0) {
+		startup_fatal("metrics: %s", strerror(-rc));
+		goto out;
+	}
+	if (boot->metrics_listen_set) {
+		if ((rc = mx_metrics_http_start(metrics, &boot->metrics_listen, &metrics_http, err,
+						sizeof(err))) < 0) {
+			startup_fatal("mxgate_metrics_listen: %s", err);
+			goto out;
+		}
+		mx_log(MX_LOG_INFO, "metrics on http://%s%s%s:%u/metrics",
+		       strchr(boot->metrics_listen.host, ':') ? "[" : "",
+		       boot->metrics_listen.host,
+		       strchr(boot->metrics_listen.host, ':') ? "]" : "",
+		       mx_metrics_http_port(metrics_http));
+	}
 
 	/* The control socket is always open: the queue tool and reloads work whatever the
 	 * configuration. */
@@ -831,7 +859,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	mx_log(MX_LOG_INFO, "mxgate %s started -- transport %s, spool %s, configuration %s",
 	       MXGATE_VERSION, what, mx_config_get(boot, "mxgate_spool_directory"), config_path);
 
-	signal_loop(&sigs, &tr, &sp, services, reload, sasl, &pub, anvil_share);
+	signal_loop(&sigs, &tr, &sp, services, reload, sasl, &pub, anvil_share, metrics);
 
 	/* No control command runs from here on (a reload would wait for workers that are
 	 * stopping). Then the workers go; commits they handed over are synced before the
@@ -845,8 +873,8 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	failed = transport_failed(&tr);
 	if (anvil_share)
 		svc_anvil_log_statistics(anvil_share, "shutdown");
-	log_statistics(&tr, "shutdown");
-	spools_log_statistics(&sp);
+	log_statistics(&tr, metrics, "shutdown");
+	spools_log_statistics(&sp, metrics);
 	mx_log(MX_LOG_INFO, "mxgate stopped%s", failed ? " after an internal error" : "");
 
 out:
@@ -854,6 +882,9 @@ out:
 	 * never created (NULL) or never started. */
 	control_server_free(control);
 	queue_control_free(queue_cmds);
+	/* nothing reads the registry after this: then what it reads can go */
+	mx_metrics_http_stop(metrics_http);
+	gateway_metrics_unregister(gmetrics);
 	svc_set_stop(services);
 	spools_stop(&sp);
 	transport_destroy(&tr);
@@ -869,6 +900,7 @@ out:
 		atomic_store(&pub.current, NULL);
 		mx_generation_put(first);
 	}
+	mx_metrics_free(metrics); /* after the transport unregistered its families */
 	mx_log_close();
 	mx_config_free(boot);
 	return failed ? 1 : 0;

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "mgmt/log.h"
+#include "mgmt/metrics.h"
 #include "mgmt/policy.h"
 #include "mgmt/screen.h"
 #include "mgmt/stress.h"
@@ -735,26 +736,59 @@ static void reload_status_reject(void *ctx, const char *restriction, uint64_t re
 		       restriction, rejected, deferred);
 }
 
-static void reload_status_gen(struct control_out *out, const struct mx_generation *g,
-			      const char *role)
+static void reload_status_gen(struct reload *r, struct control_out *out,
+			      const struct mx_generation *g, const char *role)
 {
-	char built[32], services[1024];
+	char built[32], services[1024], counts[512] = "";
 	reload_time_text(g->built_at, built, sizeof(built));
 	reload_services_line(g, services, sizeof(services));
-	struct mx_gen_counters c;
-	mx_generation_counters(g, &c);
+	if (r->p.metrics) {
+		/* the same registry the metrics endpoint and SIGUSR1 read: this generation's
+		 * counters summed over its services */
+		char id[24];
+		snprintf(id, sizeof(id), "%" PRIu64, g->id);
+		mx_metrics_stat_line(r->p.metrics, "generation", "generation", id, counts,
+				     sizeof(counts));
+	} else {
+		struct mx_gen_counters c;
+		mx_generation_counters(g, &c);
+		snprintf(counts, sizeof(counts),
+			 " connections=%" PRIu64 " open=%" PRIu64 " messages_accepted=%" PRIu64
+			 " messages_rejected=%" PRIu64 " recipients_accepted=%" PRIu64
+			 " recipients_rejected=%" PRIu64 " recipients_deferred=%" PRIu64,
+			 c.connections, c.connections - c.connections_closed,
+			 c.messages_accepted, c.messages_rejected, c.recipients_accepted,
+			 c.recipients_rejected, c.recipients_deferred);
+	}
 	control_printf(out,
 		       "generation %" PRIu64 " (%s): built %s from %s\n"
 		       "  services: %s\n"
-		       "  connections=%" PRIu64 " open=%" PRIu64 " messages_accepted=%" PRIu64
-		       " messages_rejected=%" PRIu64 " recipients_accepted=%" PRIu64
-		       " recipients_rejected=%" PRIu64 " recipients_deferred=%" PRIu64 "\n",
-		       g->id, role, built, g->path, services, c.connections,
-		       c.connections - c.connections_closed, c.messages_accepted,
-		       c.messages_rejected, c.recipients_accepted, c.recipients_rejected,
-		       c.recipients_deferred);
+		       " %s\n",
+		       g->id, role, built, g->path, services, counts);
 	mx_generation_rejects(g, reload_status_reject, out);
 }
+
+void reload_visit_generations(struct reload *r,
+			      void (*fn)(void *ctx, const struct mx_generation *g,
+					 const char *role),
+			      void *ctx)
+{
+	pthread_mutex_lock(&r->lock);
+	fn(ctx, r->current, "current");
+	if (r->canary)
+		fn(ctx, r->canary, "canary");
+	for (struct reload_retiring *t = r->retiring; t; t = t->next)
+		fn(ctx, t->g, "retiring");
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* What status shows of one generation, taken under the lock and printed after it (the
+ * registry's generation families take the lock themselves). */
+#define RELOAD_STATUS_GENS_MAX 64
+struct reload_status_item {
+	struct mx_generation *g;
+	char role[600];
+};
 
 static int status_cmd(void *ctx, int argc, char **argv, struct control_out *out)
 {
@@ -778,18 +812,31 @@ static int status_cmd(void *ctx, int argc, char **argv, struct control_out *out)
 			       r->failures ? "; the last failure: " : "", r->last_failure);
 	}
 	reload_status_stress(r, out);
-	reload_status_gen(out, r->current, "current");
-	if (r->canary) {
-		char role[600], share[512];
-		reload_share_text(atomic_load(&r->p.pub->canary_permille),
-				  r->canary_clients ? r->canary_clients_text : NULL, share,
-				  sizeof(share));
-		snprintf(role, sizeof(role), "canary: %s", share);
-		reload_status_gen(out, r->canary, role);
+	struct reload_status_item *items = calloc(RELOAD_STATUS_GENS_MAX, sizeof(*items));
+	unsigned n = 0;
+	if (items) {
+		items[n].g = mx_generation_get(r->current);
+		snprintf(items[n++].role, sizeof(items[0].role), "current");
+		if (r->canary) {
+			char share[512];
+			reload_share_text(atomic_load(&r->p.pub->canary_permille),
+					  r->canary_clients ? r->canary_clients_text : NULL,
+					  share, sizeof(share));
+			items[n].g = mx_generation_get(r->canary);
+			snprintf(items[n++].role, sizeof(items[0].role), "canary: %s", share);
+		}
+		for (struct reload_retiring *t = r->retiring; t && n < RELOAD_STATUS_GENS_MAX;
+		     t = t->next) {
+			items[n].g = mx_generation_get(t->g);
+			snprintf(items[n++].role, sizeof(items[0].role), "retiring");
+		}
 	}
-	for (struct reload_retiring *t = r->retiring; t; t = t->next)
-		reload_status_gen(out, t->g, "retiring");
 	pthread_mutex_unlock(&r->lock);
+	for (unsigned i = 0; i < n; i++) {
+		reload_status_gen(r, out, items[i].g, items[i].role);
+		mx_generation_put(items[i].g);
+	}
+	free(items);
 	return 0;
 }
 

@@ -38,11 +38,21 @@ struct reload_params {
 	unsigned nworkers;              /* counter slots of each generation */
 	int64_t started_at;             /* wall-clock seconds */
 	const char *transport_description;
+	/* The metrics registry `status` reads each generation's counters from (its
+	 * "generation" families, dataplane/gateway_metrics.h); NULL: none. */
+	struct mx_metrics *metrics;
 };
 
 int reload_create(struct reload **out, const struct reload_params *p);
 /* After the transport is destroyed: drops every generation the reload holds. */
 void reload_free(struct reload *r);
+
+/* Call fn for every generation the reload holds: the current one, the canary, those
+ * retiring (role says which), under the reload's lock (so fn must not reload). */
+void reload_visit_generations(struct reload *r,
+			      void (*fn)(void *ctx, const struct mx_generation *g,
+					 const char *role),
+			      void *ctx);
 
 /* Register the control commands `reload` and `status` (before control_server_start()). */
 int reload_register(struct reload *r, struct control_server *s, char *err, size_t errlen);

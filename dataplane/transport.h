@@ -17,6 +17,8 @@
 #include "tables/tables_env.h"
 
 struct svc_sasl_directory;
+struct conn_worker;
+struct mx_metrics;
 
 struct transport_params {
 	/* What only a restart changes (the transport, its ports, the workers, the listen
@@ -46,6 +48,10 @@ struct transport_params {
 	/* What the Dovecot auth endpoints offer (the SASL service keeps it up to date, the
 	 * workers read it at EHLO); NULL: no SASL service. */
 	struct svc_sasl_directory *sasl;
+	/* The metrics registry (mgmt/metrics.h) where the transport registers its own
+	 * families (ports, workers, its stack) at create() and unregisters them at destroy();
+	 * NULL: none. */
+	struct mx_metrics *metrics;
 };
 
 /* A transport behind one set of calls: main.c drives whichever mxgate_transport names. */
@@ -87,6 +93,9 @@ struct transport_ops {
 	/* For the start-up line: "dpdk (DPDK 22.11.4), 2 worker lcore(s), 1 port(s), ...". */
 	void (*describe)(const void *impl, char *buf, size_t len);
 	void (*destroy)(void *impl);             /* after join; NULL is a no-op */
+	/* Worker i's connection state (i < workers()), for the metrics registry to read its
+	 * counters from another thread (relaxed loads). */
+	const struct conn_worker *(*worker)(const void *impl, unsigned i);
 };
 
 /* The transport mxgate_transport names, or NULL when this mxgate was built without it

@@ -52,6 +52,10 @@ packages=(
 	# TLS (tests/e2e/test_tls.py): openssl makes the test certificates and is a client
 	# (s_client -starttls smtp); swaks --tls needs Net::SSLeay
 	openssl libnet-ssleay-perl
+	# metrics (tests/e2e/test_metrics.py): promtool checks a scrape of the Prometheus
+	# endpoint (package prometheus), dpdk-telemetry.py reads the same registry over DPDK
+	# telemetry (package dpdk-dev)
+	prometheus dpdk-dev
 )
 
 missing=()

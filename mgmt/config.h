@@ -130,6 +130,11 @@ struct mx_config {
 	const char *transport_maps;             /* table specs, commas and/or white space */
 	const char *recipient_delimiter;        /* "" for none */
 
+	/* mxgate_metrics_listen: where the Prometheus endpoint listens (mgmt/metrics_http.h);
+	 * off when not set. */
+	struct mx_listen_addr metrics_listen;
+	bool metrics_listen_set;
+
 	char *source_path; /* the file it came from, for messages */
 };
 

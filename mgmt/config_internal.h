@@ -180,6 +180,9 @@ int cfg_parse_discard_ehlo(const struct mx_param_value *pv, struct mx_config *cf
 int cfg_parse_bare_newline(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_transport(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_listen(const struct mx_param_value *pv, struct mx_config *cfg);
+/* mxgate_metrics_listen: empty, or one address as mxgate_listen writes them
+ * (mgmt/config_metrics.c). */
+int cfg_parse_metrics_listen(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_spool_dirs(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_relayhost(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_upstream_proxy(const struct mx_param_value *pv, struct mx_config *cfg);

@@ -1241,6 +1241,13 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 	},
 #include "mgmt/config_params_screen.inc"
 #include "mgmt/config_params_tls.inc"
+	[MX_P_MXGATE_METRICS_LISTEN] = {
+		.id = MX_P_MXGATE_METRICS_LISTEN, .name = "mxgate_metrics_listen",
+		.type = MX_PT_LISTEN, .def = "",
+		.doc = "where the Prometheus endpoint (GET /metrics) listens: one ADDR:PORT or "
+		       "[IPV6]:PORT, e.g. 127.0.0.1:9465; empty: no endpoint",
+		P_GLOBAL_RESTART, .parse = cfg_parse_metrics_listen,
+	},
 };
 
 const char *mx_param_scope_name(enum mx_param_scope s)

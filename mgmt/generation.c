@@ -1,5 +1,6 @@
 #include "mgmt/generation.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,6 +282,15 @@ int mx_generation_build(const struct mx_generation_opts *o, struct mx_generation
 	       : mx_generation_default_service(g, o->diag, o->tables, err, errlen);
 	if (rc < 0)
 		goto fail;
+	/* the counters: a slot per worker and service, now that the services are known */
+	free(g->counters);
+	size_t nslots = (size_t)g->nworkers * (g->nservices ? g->nservices : 1);
+	g->counters = aligned_alloc(64, nslots * sizeof(*g->counters));
+	if (!g->counters) {
+		rc = mx_errf(err, errlen, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	memset(g->counters, 0, nslots * sizeof(*g->counters));
 	*out = g;
 	return 0;
 fail:
@@ -350,11 +360,40 @@ int mx_generation_service_at(const struct mx_generation *g, const struct mx_inet
 	return wildcard;
 }
 
+struct mx_gen_counters *mx_generation_counter_slot(struct mx_generation *g, unsigned worker,
+						   unsigned service)
+{
+	assert(worker < g->nworkers && service < (g->nservices ? g->nservices : 1));
+	return &g->counters[(size_t)worker * (g->nservices ? g->nservices : 1) + service];
+}
+
 void mx_generation_counters(const struct mx_generation *g, struct mx_gen_counters *sum)
 {
 	*sum = (struct mx_gen_counters){ 0 };
+	for (unsigned i = 0; i < (g->nservices ? g->nservices : 1); i++) {
+		struct mx_gen_counters one;
+		mx_generation_service_counters(g, i, &one);
+#define MX_GEN_SUM(f) sum->f += one.f
+		MX_GEN_SUM(connections);
+		MX_GEN_SUM(connections_closed);
+		MX_GEN_SUM(messages_accepted);
+		MX_GEN_SUM(messages_rejected);
+		MX_GEN_SUM(recipients_accepted);
+		MX_GEN_SUM(recipients_rejected);
+		MX_GEN_SUM(recipients_deferred);
+#undef MX_GEN_SUM
+	}
+}
+
+void mx_generation_service_counters(const struct mx_generation *g, unsigned service,
+				    struct mx_gen_counters *sum)
+{
+	*sum = (struct mx_gen_counters){ 0 };
+	unsigned ns = g->nservices ? g->nservices : 1;
+	if (service >= ns)
+		return;
 	for (unsigned w = 0; w < g->nworkers; w++) {
-		const struct mx_gen_counters *c = &g->counters[w];
+		const struct mx_gen_counters *c = &g->counters[(size_t)w * ns + service];
 #define MX_GEN_ADD(f) sum->f += __atomic_load_n(&c->f, __ATOMIC_RELAXED)
 		MX_GEN_ADD(connections);
 		MX_GEN_ADD(connections_closed);

@@ -99,7 +99,7 @@ struct mx_generation {
 	struct mx_service *services;
 	unsigned nservices;
 	unsigned nworkers;
-	struct mx_gen_counters *counters; /* [nworkers] */
+	struct mx_gen_counters *counters; /* [nworkers][nservices] */
 	_Atomic(struct mx_gen_rejects *) *rejects; /* [nworkers], NULL until the first */
 };
 
@@ -136,6 +136,12 @@ int mx_generation_service_at(const struct mx_generation *g, const struct mx_inet
 
 /* The sum of every worker's counters. */
 void mx_generation_counters(const struct mx_generation *g, struct mx_gen_counters *sum);
+/* The same for one service (an index of services[]); zeros for one out of range. */
+void mx_generation_service_counters(const struct mx_generation *g, unsigned service,
+				    struct mx_gen_counters *sum);
+/* The slot a worker counts a connection of service in (worker threads: their own). */
+struct mx_gen_counters *mx_generation_counter_slot(struct mx_generation *g, unsigned worker,
+						   unsigned service);
 
 /* Count a recipient refused by `restriction` (deferred: a 4xx) on worker's table. Worker
  * threads only, each with its own index. */

@@ -53,6 +53,10 @@ TOOLS = {
     # a load balancer sending the PROXY protocol
     "/usr/sbin/haproxy": "haproxy",
     "/usr/sbin/dovecot": "dovecot-core",
+    # the metrics endpoint's scrape checked by Prometheus's own linter, and DPDK telemetry
+    # read with DPDK's client (tests/e2e/test_metrics.py)
+    "promtool": "prometheus",
+    "dpdk-telemetry.py": "dpdk-dev",
     # namespaces and the DPDK tests' client side
     "ip": "iproute2",
     "ethtool": "ethtool",

@@ -77,6 +77,7 @@ struct dp_stats {
 	uint64_t rx_packets, tx_packets, tx_dropped, rx_multiseg_drop;
 	uint64_t steered_out, steered_in, steer_drops;
 	uint64_t busy_cycles, total_cycles, idle_sleeps;
+	uint64_t iterations, busy_iterations; /* poll loop iterations, and those that worked */
 	uint64_t conn_memory; /* bytes held by the open connections (sampled each second) */
 	uint64_t nconns;
 };
@@ -127,6 +128,8 @@ struct dpdk_transport {
 	bool ports_started;
 	/* quiescent points of the workers (RCU: rte_rcu_qsbr), for publishing generations */
 	struct rte_rcu_qsbr *qsbr;
+	/* this transport's groups in the metrics registry (dpdk_metrics.c); 0: none */
+	int metrics_handle[3];
 };
 
 static inline void dp_stat_add(uint64_t *field, uint64_t n)
@@ -138,6 +141,12 @@ static inline uint64_t dp_stat_get(const uint64_t *field)
 {
 	return __atomic_load_n(field, __ATOMIC_RELAXED);
 }
+
+/* dpdk_metrics.c: the ports', lcores' and stacks' families in the registry
+ * (transport_params.metrics) and the telemetry commands that read it. 0 or a negative
+ * errno; unregister is idempotent. */
+int dp_metrics_register(struct dpdk_transport *t);
+void dp_metrics_unregister(struct dpdk_transport *t);
 
 /* dpdk_port.c */
 int dp_port_setup(struct dpdk_transport *t, unsigned pi, char *err, size_t errlen);

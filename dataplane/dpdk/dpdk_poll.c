@@ -727,9 +727,12 @@ int dp_worker_main(void *arg)
 		conn_worker_release_gens(&w->cw);
 		rte_rcu_qsbr_quiescent(t->qsbr, w->index);
 		uint64_t now = rte_rdtsc();
-		if (busy)
+		if (busy) {
 			dp_stat_add(&w->st.busy_cycles, now - last);
+			dp_stat_add(&w->st.busy_iterations, 1);
+		}
 		dp_stat_add(&w->st.total_cycles, now - last);
+		dp_stat_add(&w->st.iterations, 1);
 		last = now;
 		dp_update_clock(w, now);
 		idle = busy ? 0 : idle + 1;

@@ -162,6 +162,11 @@ int dpdk_transport_create(struct dpdk_transport **out, const struct transport_pa
 	for (i = 0; i < t->nworkers; i++)
 		if ((rc = dp_worker_setup(t, &t->workers[i], err, errlen)) < 0)
 			goto fail;
+	if ((rc = dp_metrics_register(t)) < 0) {
+		mx_errf(err, errlen, rc, "metrics: cannot register the dpdk families: %s",
+			strerror(-rc));
+		goto fail;
+	}
 	*workers = t->nworkers;
 	*out = t;
 	return 0;
@@ -210,6 +215,7 @@ void dpdk_transport_destroy(struct dpdk_transport *t)
 {
 	if (!t)
 		return;
+	dp_metrics_unregister(t); /* nothing reads the workers or ports after this */
 	for (unsigned i = 0; t->workers && i < t->nworkers; i++) {
 		struct dp_worker *w = &t->workers[i];
 		for (unsigned pi = 0; pi < DPDK_MAX_PORTS; pi++) {
@@ -382,6 +388,12 @@ static void dp_ops_destroy(void *impl)
 	dpdk_transport_destroy(impl);
 }
 
+static const struct conn_worker *dp_ops_worker(const void *impl, unsigned i)
+{
+	const struct dpdk_transport *t = impl;
+	return i < t->nworkers ? &t->workers[i].cw : NULL;
+}
+
 const struct transport_ops dpdk_transport_ops = {
 	.name = "dpdk",
 	.check = dp_ops_check,
@@ -398,4 +410,5 @@ const struct transport_ops dpdk_transport_ops = {
 	.check_services = dp_ops_check_services,
 	.describe = dp_ops_describe,
 	.destroy = dp_ops_destroy,
+	.worker = dp_ops_worker,
 };

@@ -1172,6 +1172,12 @@ static void kt_ops_destroy(void *impl)
 	kernel_transport_destroy(impl);
 }
 
+static const struct conn_worker *kt_ops_worker(const void *impl, unsigned i)
+{
+	const struct kernel_transport *kt = impl;
+	return i < kt->nworkers ? &kt->workers[i].cw : NULL;
+}
+
 const struct transport_ops kernel_transport_ops = {
 	.name = "kernel",
 	.create = kt_ops_create,
@@ -1187,4 +1193,5 @@ const struct transport_ops kernel_transport_ops = {
 	.services_changed = kt_ops_services_changed,
 	.describe = kt_ops_describe,
 	.destroy = kt_ops_destroy,
+	.worker = kt_ops_worker,
 };

@@ -26,6 +26,8 @@
 
 #include "mxgate/errf.h"
 
+static void relay_count_delay(struct relay *r, double delay);
+
 
 uint64_t relay_now_ms(void)
 {
@@ -686,6 +688,7 @@ static enum relay_result relay_deliver(struct relay_thread *t, struct relay_msg 
 			continue;
 		}
 		char stored[RELAY_WHY_MAX + 20];
+		relay_count_delay(r, delay);
 		if (o.st[i] == SPOOL_RCPT_SENT) {
 			atomic_fetch_add(&r->sent, 1);
 			snprintf(stored, sizeof(stored), "%s", o.text[i]);
@@ -1057,6 +1060,27 @@ void relay_free(struct relay *r)
 	free(r->helo_name);
 	free(r->transport_maps);
 	free(r);
+}
+
+/* A recipient's final status came delay seconds after its message arrived: into the
+ * delivery-delay histogram (several delivery threads: atomic adds; off the fast path). */
+static void relay_count_delay(struct relay *r, double delay)
+{
+	static const uint64_t bound[MX_LATENCY_NBOUNDS] = MX_LATENCY_BOUNDS_US;
+	uint64_t us = (uint64_t)(delay * 1e6);
+	unsigned b = 0;
+	while (b < MX_LATENCY_NBOUNDS && us > bound[b])
+		b++;
+	atomic_fetch_add(&r->delay_hist[b], 1);
+	atomic_fetch_add(&r->delay_sum_us, us);
+}
+
+void relay_delivery_delays(struct relay *r, uint64_t counts[MX_LATENCY_NBOUNDS + 1],
+			   uint64_t *sum_us)
+{
+	for (unsigned b = 0; b <= MX_LATENCY_NBOUNDS; b++)
+		counts[b] = atomic_load(&r->delay_hist[b]);
+	*sum_us = atomic_load(&r->delay_sum_us);
 }
 
 void relay_stats(struct relay *r, struct relay_stats *out)

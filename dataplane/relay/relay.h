@@ -42,6 +42,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "mxgate/worker_metrics.h"
 #include "dataplane/relay/relay_transport.h"
 #include "dataplane/spool/spool_writer.h"
 #include "tables/tables_env.h"
@@ -100,6 +101,11 @@ struct relay_stats {
 	uint64_t relocated; /* messages copied forward to free old segments */
 };
 void relay_stats(struct relay *r, struct relay_stats *out);
+/* The delivery delays (a message's arrival to a recipient's final status, sent or
+ * bounced, as Postfix's delay=) per bucket of MX_LATENCY_BOUNDS_US (mxgate/
+ * worker_metrics.h; +Inf last), and their sum in µs. */
+void relay_delivery_delays(struct relay *r, uint64_t counts[MX_LATENCY_NBOUNDS + 1],
+			   uint64_t *sum_us);
 
 /* ---- the queue, for operators (mxgate-queue through the control socket) ---- */
 

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "mxgate/worker_metrics.h"
 #include "dataplane/relay/relay.h"
 #include "dataplane/spool/queue_id.h"
 #include "smtp/smtp_client.h"
@@ -123,6 +124,9 @@ struct relay {
 
 	atomic_uint_fast64_t queued, sent, deferred, bounced, removed, reclaimed;
 	atomic_uint_fast64_t expired, notified, relocated;
+	/* arrival to a recipient's final status (sent or bounced), per bucket of
+	 * MX_LATENCY_BOUNDS_US (+Inf last), and the sum in µs: relay_delivery_delays() */
+	atomic_uint_fast64_t delay_hist[MX_LATENCY_NBOUNDS + 1], delay_sum_us;
 };
 
 /* Why a delivery attempt did not go through, in Postfix's words. */

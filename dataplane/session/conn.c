@@ -38,6 +38,87 @@ const char *conn_printable_str(const char *s, char *buf, size_t cap)
 	return conn_printable(mx_span_cstr(s ? s : ""), buf, cap);
 }
 
+/* "DDD" at line[0..3): the number, or 0. */
+static unsigned conn_reply_digits(const char *p, size_t n)
+{
+	unsigned v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return 0;
+		v = v * 10 + (unsigned)(p[i] - '0');
+	}
+	return v;
+}
+
+/* The start of a reply line as it leaves the session (at most its first
+ * CONN_REPLY_HEAD bytes, n of them): the last line of a reply (a space or nothing after
+ * its code, RFC 5321 4.2.1) is counted by its code and enhanced status code (RFC 3463:
+ * class "." subject "." detail, each of 1 to 3 digits) in the worker's fixed table, and
+ * timed: the first reply is the greeting, the first after the final dot is the message's
+ * final reply. */
+static void conn_reply_seen(struct conn *c, const char *line, size_t n)
+{
+	struct mx_worker_metrics *wm = &c->w->metrics;
+	if (n < 4 || (line[3] != ' ' && line[3] != '\r' && line[3] != '\n'))
+		return; /* a continuation line, or not a reply */
+	unsigned code = conn_reply_digits(line, 3);
+	if (code < 200 || code > 599)
+		return;
+	unsigned part[3] = { 0, 0, 0 }, np = 0;
+	size_t i = 4, start = 4;
+	while (i < n && np < 3) {
+		if (line[i] >= '0' && line[i] <= '9' && i - start < 3) {
+			i++;
+			continue;
+		}
+		bool sep = np < 2 ? line[i] == '.' : (line[i] == ' ' || line[i] == '\r');
+		if (i == start || !sep)
+			break;
+		part[np++] = conn_reply_digits(line + start, i - start);
+		start = ++i;
+	}
+	/* the class of an enhanced code is the reply's (2, 4, 5); else none */
+	if (np < 3 || part[0] != code / 100)
+		part[0] = part[1] = part[2] = 0;
+	mx_reply_count(&wm->replies, mx_reply_key(code, part[0], part[1], part[2]));
+	uint64_t now = 0;
+	if (!c->greeting_timed) {
+		c->greeting_timed = true;
+		now = mx_clock_wall_us();
+		mx_latency_observe(&wm->lat[MX_LAT_GREETING],
+				   now > c->started_us ? now - c->started_us : 0);
+	}
+	if (c->dot_us) {
+		now = now ? now : mx_clock_wall_us();
+		mx_latency_observe(&wm->lat[MX_LAT_DATA_FINAL], now > c->dot_us ? now - c->dot_us : 0);
+		c->dot_us = 0;
+	}
+}
+
+/* The session's output bytes [p, p + n) are leaving (sent, or handed to TLS): find the
+ * replies' line ends in them, keeping a line's start across calls. */
+static void conn_reply_scan(struct conn *c, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (c->reply_col < CONN_REPLY_HEAD)
+			c->reply_head[c->reply_col] = p[i];
+		if (c->reply_col < UINT8_MAX)
+			c->reply_col++;
+		if (p[i] == '\n') {
+			conn_reply_seen(c, c->reply_head,
+					c->reply_col < CONN_REPLY_HEAD ? c->reply_col : CONN_REPLY_HEAD);
+			c->reply_col = 0;
+		}
+	}
+}
+
+void conn_session_output_done(struct conn *c, size_t n)
+{
+	struct mx_span out = smtp_session_output(c->s);
+	conn_reply_scan(c, out.ptr, n < out.len ? n : out.len);
+	smtp_session_output_done(c->s, n);
+}
+
 void conn_count(struct conn *c, enum conn_cmd cmd, bool ok)
 {
 	c->cmds[cmd].total++;
@@ -336,7 +417,7 @@ struct conn *conn_new_picked(struct conn_worker *w, const struct conn_pick *p,
 	c->cfg = svc->cfg;
 	c->policy = cg->svc[k].policy;
 	c->anvil_service = cg->svc[k].anvil_service;
-	c->gc = &g->counters[w->index];
+	c->gc = mx_generation_counter_slot(g, w->index, k);
 	c->addr = client;
 	c->port = port;
 	mx_inet_format(&c->addr, c->addr_str, sizeof(c->addr_str));
@@ -615,6 +696,7 @@ size_t conn_feed(struct conn *c, const char *buf, size_t len)
 			}
 			break;
 		case SMTP_EV_MESSAGE_END:
+			c->dot_us = mx_clock_wall_us(); /* until the final reply (metrics) */
 			if (c->message_open) {
 				conn_on_message_end(c, &ev);
 			} else {
@@ -680,7 +762,7 @@ void conn_output_done(struct conn *c, size_t n)
 	if (c->tls)
 		conn_tls_output_done(c, n);
 	else
-		smtp_session_output_done(c->s, n);
+		conn_session_output_done(c, n);
 }
 
 uint64_t conn_deadline(struct conn *c, uint64_t now_ms, size_t received, bool sent)

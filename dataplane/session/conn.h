@@ -31,6 +31,7 @@
 #include "mgmt/config.h"
 #include "mgmt/generation.h"
 #include "mxgate/counters.h"
+#include "mxgate/worker_metrics.h"
 #include "mxgate/inet.h"
 #include "mxgate/span.h"
 #include "smtp/smtp_checks.h"
@@ -70,6 +71,9 @@ struct conn_worker {
 	uint64_t anvil_warned_ms;      /* the last "not limited" warning (rate limit) */
 	struct queue_id_gen qid;
 	struct mx_counters counters;
+	/* Latency histograms and replies by code (mxgate/worker_metrics.h): this worker
+	 * writes them, the metrics registry reads them. */
+	struct mx_worker_metrics metrics;
 	unsigned index;
 };
 

@@ -87,6 +87,7 @@ static void conn_auth_failed(struct conn *c, bool temp, const char *reason, cons
 	smtp_dovecot_fail_reply(temp, rs, reply, sizeof(reply));
 	/* "535 5.7.8 ..." -> code and text */
 	uint16_t code = (uint16_t)((reply[0] - '0') * 100 + (reply[1] - '0') * 10 + (reply[2] - '0'));
+	c->w->metrics.auth[temp ? MX_AUTH_TEMPFAIL : MX_AUTH_FAILED]++;
 	conn_auth_end(c, false);
 	conn_verdict(c, code, reply + 4, false);
 }
@@ -166,6 +167,7 @@ void conn_on_auth_response(struct conn *c, const struct smtp_event *ev)
 	case SMTP_DOVECOT_RESP_CANCEL:
 		mx_log(MX_LOG_WARNING, "%s: SASL %s authentication aborted", c->client,
 		       c->sasl_mech);
+		c->w->metrics.auth[MX_AUTH_ABORTED]++;
 		conn_auth_cancel(c);
 		conn_auth_end(c, false);
 		conn_verdict(c, 501, "5.7.0 Authentication aborted", false);
@@ -214,6 +216,7 @@ void conn_auth_answer(struct conn *c, struct svc_request *r)
 			mx_log(MX_LOG_WARNING, "%s: out of memory for the Authenticated sender "
 			       "line", c->client);
 		conn_auth_end(c, true);
+		c->w->metrics.auth[MX_AUTH_SUCCESS]++;
 		conn_verdict(c, 235, "2.7.0 Authentication successful", false);
 		return;
 	}

@@ -339,6 +339,9 @@ static void conn_check_run(struct conn *c)
 	}
 	enum conn_at at = k->at;
 	k->at = CONN_AT_NONE;
+	uint64_t now_us = mx_clock_wall_us();
+	mx_latency_observe(&c->w->metrics.lat[MX_LAT_RESTRICTIONS],
+			   now_us > k->started_us ? now_us - k->started_us : 0);
 	conn_check_decided(c, at, &res);
 	free(k->rcpt);
 	free(k->rcpt_params);
@@ -379,6 +382,7 @@ void conn_check_decided(struct conn *c, enum conn_at at, const struct smtp_polic
 void conn_check_start(struct conn *c)
 {
 	assert(c->check.at != CONN_AT_NONE && !c->op);
+	c->check.started_us = mx_clock_wall_us();
 	conn_check_run(c);
 }
 

@@ -119,6 +119,13 @@ enum conn_at {
 	CONN_AT_MAX,
 };
 
+/* What of a reply line the metrics read: "550 5.7.1 " at most, with room */
+#define CONN_REPLY_HEAD 16
+
+/* The session's first n output bytes left (sent, or taken by TLS): the replies in them are
+ * counted (metrics), then smtp_session_output_done(). */
+void conn_session_output_done(struct conn *c, size_t n);
+
 struct conn_check {
 	enum conn_at at;
 	enum smtp_policy_stage stage;
@@ -129,6 +136,7 @@ struct conn_check {
 	char *rcpt, *rcpt_params;         /* RCPT */
 	struct smtp_verdict xclient;      /* XCLIENT's verdict being made */
 	struct smtp_checks_verdict cv;    /* END: what header/body checks said */
+	uint64_t started_us;              /* when the stage's evaluation began (metrics) */
 };
 
 struct conn_memo;
@@ -155,6 +163,7 @@ struct conn_op {
 	enum conn_op_kind kind;       /* CONN_OP_CONN */
 	struct conn *c;
 	struct svc_request *r;  /* in flight: the services' until its answer comes back */
+	uint64_t asked_us;      /* when it was submitted (the answer-time histograms) */
 };
 
 struct conn {
@@ -202,6 +211,13 @@ struct conn {
 	char server_addr_str[INET6_ADDRSTRLEN];
 	uint16_t server_port;
 	uint64_t started_us;
+	/* metrics (mxgate/worker_metrics.h): the first reply was counted as the greeting;
+	 * when the final dot arrived (0: no message waits for its final reply) */
+	bool greeting_timed;
+	uint64_t dot_us;
+	/* the reply line leaving now: its first bytes and how far it got (saturating) */
+	char reply_head[CONN_REPLY_HEAD];
+	uint8_t reply_col;
 	uint64_t transactions;
 	uint64_t mail_size;
 

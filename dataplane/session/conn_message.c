@@ -258,6 +258,32 @@ static void conn_discard(struct conn *c)
 	conn_txn_reset(c);
 }
 
+/* What header/body checks decided for this message, per worker (metrics): the outcome,
+ * and the envelope actions they asked for. */
+static void conn_count_checks(struct conn *c, int rc, const struct smtp_checks_verdict *cv)
+{
+	uint64_t *n = c->w->metrics.checks;
+	if (rc < 0) {
+		n[MX_CHECKS_TEMPFAIL]++;
+		return;
+	}
+	switch (cv->outcome) {
+	case SMTP_CHECKS_ACCEPT: n[MX_CHECKS_ACCEPT]++; break;
+	case SMTP_CHECKS_REJECT: n[MX_CHECKS_REJECT]++; break;
+	case SMTP_CHECKS_DISCARD: n[MX_CHECKS_DISCARD]++; break;
+	case SMTP_CHECKS_TEMPFAIL: n[MX_CHECKS_TEMPFAIL]++; break;
+	case SMTP_CHECKS_OUTCOME_MAX: break;
+	}
+	if (cv->hold)
+		n[MX_CHECKS_HOLD]++;
+	if (cv->filter)
+		n[MX_CHECKS_FILTER]++;
+	if (cv->redirect)
+		n[MX_CHECKS_REDIRECT]++;
+	if (cv->nbcc)
+		n[MX_CHECKS_BCC]++;
+}
+
 void conn_on_message_end(struct conn *c, const struct smtp_event *ev)
 {
 	(void)ev;
@@ -266,6 +292,7 @@ void conn_on_message_end(struct conn *c, const struct smtp_event *ev)
 	struct smtp_checks_verdict cv = { .outcome = SMTP_CHECKS_ACCEPT };
 	if (c->checks) {
 		int rc = smtp_checks_end(c->checks, &cv);
+		conn_count_checks(c, rc, &cv);
 		if (rc < 0) {
 			conn_commit_done(c, rc);
 			return;

@@ -298,7 +298,7 @@ struct mx_span conn_tls_output(struct conn *c)
 			size_t n = tls_server_write(c->tls, out.ptr, out.len);
 			if (n == 0)
 				break;
-			smtp_session_output_done(c->s, n);
+			conn_session_output_done(c, n);
 		}
 		conn_tls_progress(c);
 		/* the session is over and its last reply encrypted: close_notify follows */
@@ -312,7 +312,7 @@ void conn_tls_output_done(struct conn *c, size_t n)
 {
 	if (c->tls_plain_out) {
 		assert(n <= c->tls_plain_out);
-		smtp_session_output_done(c->s, n);
+		conn_session_output_done(c, n);
 		c->tls_plain_out -= n;
 		return;
 	}

@@ -39,6 +39,7 @@ bool conn_wait_submit(struct conn *c, struct svc_request *r, enum conn_wait why,
 	op->kind = CONN_OP_CONN;
 	op->c = c;
 	op->r = r;
+	op->asked_us = mx_clock_wall_us();
 	r->owner = op;
 	r->deadline_ms = mx_clock_monotonic_ms() + timeout_ms;
 	if (svc_submit(c->w->svc, r) < 0) {
@@ -168,10 +169,18 @@ void *conn_service_answer(struct svc_request *r)
 		return conn_screen_answer(r);
 	struct conn_op *op = r->owner;
 	struct conn *c = op ? op->c : NULL;
+	uint64_t asked_us = op ? op->asked_us : 0;
 	free(op);
 	if (!c) {
 		svc_request_free(r);
 		return NULL;
+	}
+	/* how long the service took to answer, as this worker saw it (metrics) */
+	if (r->kind == SVC_DNS || r->kind == SVC_POLICY) {
+		uint64_t now = mx_clock_wall_us();
+		mx_latency_observe(&c->w->metrics.lat[r->kind == SVC_DNS ? MX_LAT_DNS
+									 : MX_LAT_POLICY],
+				   now > asked_us ? now - asked_us : 0);
 	}
 	enum conn_wait why = c->wait;
 	c->op = NULL;

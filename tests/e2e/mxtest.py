@@ -322,6 +322,42 @@ class Gateway:
             st = self.stats()
         return st
 
+    # ---- the metrics endpoint (mxgate_metrics_listen; set metrics_port to its port) ----
+    metrics_port = None
+
+    def metrics_http_get(self, path="/metrics", timeout=10.0):
+        """(status, body) of GET path on the metrics endpoint (127.0.0.1:metrics_port)."""
+        return http_get("127.0.0.1", self.metrics_port, path, timeout)
+
+    def scrape(self, timeout=10.0):
+        """The endpoint's text (format 0.0.4); fails unless it answers 200."""
+        status, body = self.metrics_http_get("/metrics", timeout)
+        if status != 200:
+            fail(f"GET /metrics: HTTP {status}\n{body[:2000]}\n{self.output()}")
+        return body
+
+    def metrics(self):
+        """One scrape parsed: {name: {labels (sorted tuple of (k, v)): value}}."""
+        return parse_metrics(self.scrape())
+
+    def metric(self, name, **labels):
+        """The sum of the samples of `name` whose labels include `labels` (0 when none)."""
+        return metric_value(self.metrics(), name, **labels)
+
+    def wait_metric(self, name, pred, timeout=15.0, **labels):
+        """Scrape until pred(value of name{labels}) holds (or value == pred when pred is a
+        number); tests wait on a counter instead of sleeping. Returns the value."""
+        check = pred if callable(pred) else (lambda v: v == pred)
+        deadline = time.monotonic() + timeout
+        while True:
+            v = self.metric(name, **labels)
+            if check(v):
+                return v
+            if time.monotonic() > deadline:
+                fail(f"timed out after {timeout} s waiting for {name}{labels}: last value "
+                     f"{v}\n{self.output()}")
+            time.sleep(0.1)
+
     def fds(self):
         """How many descriptors the gateway process holds."""
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
@@ -666,3 +702,53 @@ def wait_for(pred, timeout, what, diag=lambda: ""):
             return v
         time.sleep(0.1)
     fail(f"timed out after {timeout} s waiting for {what}\n{diag()}")
+
+
+# ---- Prometheus text format (mxgate's metrics endpoint) ----
+
+def http_get(host, port, path="/metrics", timeout=10.0):
+    """(status, body) of one HTTP/1.1 GET; standard library only."""
+    import http.client
+    c = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read().decode("utf-8", "replace")
+    finally:
+        c.close()
+
+
+_METRIC_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text):
+    """The text exposition format as {name: {labels: value}}, labels a sorted tuple of
+    (name, unescaped value); comment lines are skipped. Fails on a line it cannot read."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _METRIC_LINE.match(line)
+        if not m:
+            fail(f"metrics: cannot parse line {line!r}")
+        labels = []
+        if m.group(3):
+            for k, v in _LABEL.findall(m.group(3)):
+                v = re.sub(r'\\(.)', lambda x: "\n" if x.group(1) == "n" else x.group(1), v)
+                labels.append((k, v))
+        value = float(m.group(4)) if m.group(4) not in ("+Inf", "-Inf", "NaN") else \
+            float(m.group(4).replace("Inf", "inf").replace("NaN", "nan"))
+        out.setdefault(m.group(1), {})[tuple(sorted(labels))] = value
+    return out
+
+
+def metric_value(parsed, name, **labels):
+    """The sum of the samples of `name` in parse_metrics() output whose labels include
+    `labels` (0 when none)."""
+    total = 0
+    for ls, v in parsed.get(name, {}).items():
+        d = dict(ls)
+        if all(d.get(k) == str(want) for k, want in labels.items()):
+            total += v
+    return total

@@ -851,7 +851,34 @@ static const struct bad_value bad_values[] = {
 	  "value \"memcache:anvil.cf\"" },
 	{ "mxgate_anvil_rate_map = memcache:/a.cf, memcache:/b.cf", "parameter "
 	  "mxgate_anvil_rate_map: bad value" },
+	{ "mxgate_metrics_listen = localhost:9465", "parameter mxgate_metrics_listen: bad "
+						   "address \"localhost\"" },
+	{ "mxgate_metrics_listen = 127.0.0.1:9465, 127.0.0.2:9465",
+	  "parameter mxgate_metrics_listen: one address only (got 2)" },
+	{ "mxgate_metrics_listen = 127.0.0.1:0", "parameter mxgate_metrics_listen: bad port" },
 };
+
+/* mxgate_metrics_listen: off by default, one address (IPv4 or [IPv6]) when set. */
+static void test_metrics_listen(void)
+{
+	struct load l = load_clean("myhostname = mx.example.com\n");
+	CHECK(l.cfg && !l.cfg->metrics_listen_set);
+	load_free(&l);
+	l = load_clean("myhostname = mx.example.com\nmxgate_metrics_listen = 127.0.0.1:9465\n");
+	CHECK(l.cfg && l.cfg->metrics_listen_set);
+	if (l.cfg) {
+		CHECK_STR_EQ(l.cfg->metrics_listen.host, "127.0.0.1");
+		CHECK_INT_EQ(l.cfg->metrics_listen.port, 9465);
+	}
+	load_free(&l);
+	l = load_clean("myhostname = mx.example.com\nmxgate_metrics_listen = [::1]:19465\n");
+	CHECK(l.cfg && l.cfg->metrics_listen_set);
+	if (l.cfg) {
+		CHECK_STR_EQ(l.cfg->metrics_listen.host, "::1");
+		CHECK_INT_EQ(l.cfg->metrics_listen.port, 19465);
+	}
+	load_free(&l);
+}
 
 static void test_bad_values(void)
 {
@@ -1695,6 +1722,7 @@ int main(int argc, char **argv)
 	RUN_TEST(test_expansion);
 	RUN_TEST(test_recursion);
 	RUN_TEST(test_bad_values);
+	RUN_TEST(test_metrics_listen);
 	RUN_TEST(test_good_values);
 	RUN_TEST(test_parent_domain_matches);
 	RUN_TEST(test_compatibility_level);
