@@ -50,6 +50,9 @@ packages=(
 	# TLS (tests/e2e/test_tls.py): openssl makes the test certificates and is a client
 	# (s_client -starttls smtp); swaks --tls needs Net::SSLeay
 	openssl libnet-ssleay-perl
+	# pflogsumm, the log summariser postmasters run on Postfix's log: it reads the gateway's
+	# maillog_file and syslog lines (tests/e2e/test_pflogsumm.py)
+	pflogsumm
 )
 
 missing=()
