@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -657,9 +658,27 @@ static int run_gateway(const char *given_path, const char *pidfile)
 
 	char host[256];
 	short_hostname(host, sizeof(host));
-	int rc = mx_log_open(boot->maillog_file, host, "smtpd");
+	/* Postfix's rule: maillog_file when set, else syslog (syslog_facility, syslog_name).
+	 * Lines are tagged smtpd unless a thread or a line says otherwise (mx_log_as). */
+	int facility = mx_log_facility_code(boot->syslog_facility);
+	struct mx_log_conf lc = {
+		.maillog_file = boot->maillog_file,
+		.syslog_socket = boot->mxgate_syslog_socket,
+		.syslog_name = boot->syslog_name,
+		.facility = facility < 0 ? LOG_MAIL : facility,
+		.hostname = host,
+		.process = "smtpd",
+	};
+	char lwarn[512];
+	int rc = mx_log_open_conf(&lc, lwarn, sizeof(lwarn));
+	if (rc == 0 && lwarn[0])
+		fprintf(stderr, "mxgate: warning: %s\n", lwarn);
+	/* this thread starts, reloads and stops: Postfix's master(8) logs those */
+	mx_log_set_process(MX_LOG_MASTER);
 	if (rc < 0) {
-		fprintf(stderr, "mxgate: fatal: open maillog_file %s: %s\n", boot->maillog_file,
+		fprintf(stderr, "mxgate: fatal: open %s %s: %s\n",
+			boot->maillog_file[0] ? "maillog_file" : "syslog socket",
+			boot->maillog_file[0] ? boot->maillog_file : boot->mxgate_syslog_socket,
 			strerror(-rc));
 		mx_generation_put(first);
 		mx_config_free(boot);

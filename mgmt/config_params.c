@@ -24,6 +24,9 @@
  *   postscreen_forbidden_commands   the value of Postfix's $smtpd_forbidden_commands
  *                                   default, written out (mxgate has no
  *                                   smtpd_forbidden_commands parameter)
+ *   syslog_name                     mxgate (Postfix: postfix): the gateway's lines stay
+ *                                   apart from a Postfix's on the same host; pflogsumm
+ *                                   --syslog-name=mxgate reads them
  *
  * The stress-adapting defaults are Postfix's: smtpd_timeout = ${stress?{10}:{300}}s,
  * smtpd_hard_error_limit = ${stress?{1}:{20}}, smtpd_junk_command_limit =
@@ -381,7 +384,7 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 	[MX_P_MAILLOG_FILE] = {
 		.id = MX_P_MAILLOG_FILE, .name = "maillog_file", .type = MX_PT_PATH,
 		.def = "", .min = 0, .postfix = true,
-		.doc = "log file (empty: standard error)",
+		.doc = "log file (empty: syslog, as syslog_facility and syslog_name say)",
 		P_GLOBAL_RESTART, P_FIELD(STRING, maillog_file),
 	},
 	[MX_P_DATA_DIRECTORY] = {
@@ -1214,6 +1217,7 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 	},
 #include "mgmt/config_params_screen.inc"
 #include "mgmt/config_params_tls.inc"
+#include "mgmt/config_params_log.inc"
 };
 
 const char *mx_param_scope_name(enum mx_param_scope s)
