@@ -522,7 +522,7 @@ static int anvil_create(struct anvil **out, const struct mx_config *boot)
 /* A SIGHUP: reload as `mxgate reload` does, the outcome in the log. */
 static void reload_on_sighup(struct reload *r)
 {
-	mx_log(MX_LOG_INFO, "SIGHUP: reloading the configuration");
+	mx_log_as(MX_LOG_MASTER, MX_LOG_INFO, "SIGHUP: reloading the configuration");
 	struct reload_request q = { .mode = RELOAD_FULL };
 	reload_apply(r, &q, NULL);
 }
@@ -585,7 +585,8 @@ static void signal_loop(const sigset_t *sigs, struct mx_transport_run *tr,
 			continue;
 		}
 		if (!transport_failed(tr))
-			mx_log(MX_LOG_INFO, "terminating on signal %d (%s)", sig, strsignal(sig));
+			mx_log_as(MX_LOG_MASTER, MX_LOG_INFO, "terminating on signal %d (%s)", sig,
+				  strsignal(sig));
 		return;
 	}
 }
@@ -673,8 +674,9 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	int rc = mx_log_open_conf(&lc, lwarn, sizeof(lwarn));
 	if (rc == 0 && lwarn[0])
 		fprintf(stderr, "mxgate: warning: %s\n", lwarn);
-	/* this thread starts, reloads and stops: Postfix's master(8) logs those */
-	mx_log_set_process(MX_LOG_MASTER);
+	/* this thread's lines (statistics, reload, the spool at start) are mgmt's; starting,
+	 * stopping and SIGHUP are master's, as Postfix's master(8) logs them */
+	mx_log_set_process(MX_LOG_MGMT);
 	if (rc < 0) {
 		fprintf(stderr, "mxgate: fatal: open %s %s: %s\n",
 			boot->maillog_file[0] ? "maillog_file" : "syslog socket",
@@ -800,7 +802,8 @@ static int run_gateway(const char *given_path, const char *pidfile)
 		startup_fatal("cannot start workers: %s", strerror(-rc));
 		goto out;
 	}
-	mx_log(MX_LOG_INFO, "mxgate %s started -- transport %s, spool %s, configuration %s",
+	mx_log_as(MX_LOG_MASTER, MX_LOG_INFO,
+		  "mxgate %s started -- transport %s, spool %s, configuration %s",
 	       MXGATE_VERSION, what, mx_config_get(boot, "mxgate_spool_directory"), config_path);
 
 	signal_loop(&sigs, &tr, &sp, services, reload, sasl, &pub);
@@ -817,7 +820,8 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	failed = transport_failed(&tr);
 	log_statistics(&tr, "shutdown");
 	spools_log_statistics(&sp);
-	mx_log(MX_LOG_INFO, "mxgate stopped%s", failed ? " after an internal error" : "");
+	mx_log_as(MX_LOG_MASTER, MX_LOG_INFO, "mxgate stopped%s",
+		  failed ? " after an internal error" : "");
 
 out:
 	/* Also the undoing of a start-up step that failed: every call here accepts what was

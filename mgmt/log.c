@@ -108,6 +108,7 @@ const char *mx_log_proc_name(enum mx_log_proc p)
 		[MX_LOG_CLEANUP] = "cleanup", [MX_LOG_QMGR] = "qmgr",
 		[MX_LOG_SMTP] = "smtp",       [MX_LOG_LMTP] = "lmtp",
 		[MX_LOG_BOUNCE] = "bounce",   [MX_LOG_MASTER] = "master",
+		[MX_LOG_MGMT] = "mgmt",
 	};
 	return (unsigned)p < MX_LOG_PROC_MAX ? names[p] : "?";
 }

@@ -44,7 +44,8 @@ enum mx_log_proc {
 	MX_LOG_SMTP,       /* the relay's delivery status lines */
 	MX_LOG_LMTP,       /* the same over LMTP */
 	MX_LOG_BOUNCE,     /* sender non-delivery notification: ID */
-	MX_LOG_MASTER,     /* start, stop, reload */
+	MX_LOG_MASTER,     /* start, stop, SIGHUP */
+	MX_LOG_MGMT,       /* mxgate's own: the management thread (statistics, reload) */
 	MX_LOG_PROC_MAX,
 };
 const char *mx_log_proc_name(enum mx_log_proc p);

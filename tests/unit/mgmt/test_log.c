@@ -636,6 +636,7 @@ static void test_facility_names(void)
 	CHECK_INT_EQ(mx_log_facility_code(NULL), -EINVAL);
 	CHECK_STR_EQ(mx_log_proc_name(MX_LOG_CLEANUP), "cleanup");
 	CHECK_STR_EQ(mx_log_proc_name(MX_LOG_POSTSCREEN), "postscreen");
+	CHECK_STR_EQ(mx_log_proc_name(MX_LOG_MGMT), "mgmt");
 	CHECK_STR_EQ(mx_log_proc_name(MX_LOG_PROC_MAX), "?");
 }
 
