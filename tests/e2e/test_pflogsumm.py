@@ -12,7 +12,8 @@ address of a client on the internet):
   - recipients in a domain whose next hop (transport_maps) is down: deferred;
   - recipients refused at RCPT by different restrictions: reject_unauth_destination (Relay
     access denied), check_recipient_access and check_sender_access (hash tables),
-    reject_rbl_client (a local zone built with mxgate-map);
+    reject_rbl_client (a local zone built with mxgate-map); a message refused after DATA by
+    header_checks (cleanup's "reject: header" line);
 The day runs twice: once logging to maillog_file (pflogsumm --syslog-name=mxgate), once to
 syslog, through a datagram socket the test binds (mxgate_syslog_socket) as a syslog daemon
 would, with syslog_name = gw-in; the test writes what it receives as rsyslog writes
@@ -63,7 +64,9 @@ REJECT_REASONS = {
     "rcpt_access": "Recipient address rejected: Access denied",
     "sender_access": "Sender address rejected: no mail from you",
     "rbl": "blocked using rbl.test.example",
+    "header": "header",   # cleanup's header_checks REJECT: pflogsumm names it by the part
 }
+SPAM_SUBJECT = "cheap viagra"  # header_checks REJECT
 
 CLEAN = ["198.51.100.10", "198.51.100.11", "198.51.100.12"]
 LISTED = "203.0.113.9"   # in the RBL zone
@@ -113,12 +116,15 @@ DAY = [
     (CLEAN[2], "ops@client.test", ["peggy@example.com", "busy2@example.org",
                                    "trent@example.com"]),
     (CLEAN[0], "alice@client.test", ["victor@nowhere.test"]),
+    (CLEAN[2], "billing@shop.example", ["bob@example.net", "dave@example.org"], SPAM_SUBJECT),
+    (CLEAN[1], "news@lists.example", ["erin@example.org"]),
 ]
 
 
 class Ledger:
     def __init__(self):
-        self.received = 0           # messages the gateway took (250 after DATA)
+        self.received = 0           # messages that got a queue ID (client= lines)
+        self.queued = 0             # of them, those the gateway took (250 after DATA)
         self.sent = []              # recipient addresses delivered, DSN recipients too
         self.deferred_rcpts = []    # one deferral each (the retry is hours away)
         self.deferred_msgs = 0
@@ -129,14 +135,20 @@ class Ledger:
         self.received_by_domain = {}
         self.sizes_min = 0          # bytes the clients sent (the gateway adds Received:)
 
-    def record(self, client, sender, outcomes, accepted, size):
+    def record(self, client, sender, outcomes, accepted, size, header_reject=False):
         for rcpt, out in outcomes:
             if out.startswith("reject:"):
                 key = out.split(":", 1)[1]
                 self.rejects[key] = self.rejects.get(key, 0) + 1
         if not accepted:
             return
-        self.received += 1
+        self.received += 1      # pflogsumm counts client= lines: the ID came at RCPT
+        if header_reject:
+            # refused after DATA: one reject, nothing queued (no qmgr line: not among
+            # the senders or the received bytes)
+            self.rejects["header"] = self.rejects.get("header", 0) + 1
+            return
+        self.queued += 1
         self.sizes_min += size
         self.senders.add(sender)
         dom = sender.split("@")[1]
@@ -195,6 +207,7 @@ def gateway_config(work, hop_port, dead_port):
     senders = write(work, "senders", "bad.example REJECT no mail from you\n")
     rcpts = write(work, "recipients", "blocked@example.net REJECT\n")
     transport = write(work, "transport", f"down.example smtp:[127.0.0.1]:{dead_port}\n")
+    checks = write(work, "header_checks", f"/^Subject: {SPAM_SUBJECT}$/ REJECT spam subject\n")
     rbl = write(work, "rbl.ip4set", ":127.0.0.2:Listed, see https://rbl.test.example/$\n"
                                     "203.0.113.0/24\n")
     build(tables, "hash:", senders)
@@ -208,6 +221,7 @@ def gateway_config(work, hop_port, dead_port):
             f"smtpd_sender_restrictions = check_sender_access hash:{senders}\n"
             "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n"
             f"smtpd_recipient_restrictions = check_recipient_access hash:{rcpts}\n"
+            f"header_checks = regexp:{checks}\n"
             f"relayhost = [127.0.0.1]:{hop_port}\n"
             f"transport_maps = hash:{transport}\n"
             # a deferred recipient is tried once in the test's day: the retry is an hour
@@ -222,9 +236,11 @@ def run_day(gw):
     """Send the day through the gateway; return the ledger. Each session says it comes
     from its client address (XCLIENT), as the internet's clients would."""
     ledger = Ledger()
-    for n, (client, sender, rcpts) in enumerate(DAY):
+    for n, (client, sender, rcpts, *subject) in enumerate(DAY):
         outcomes = [(r, expected_outcome(client, sender, r)) for r in rcpts]
-        body = (f"From: {sender}\r\nTo: {', '.join(rcpts)}\r\nSubject: day message {n}\r\n"
+        spam = subject == [SPAM_SUBJECT]
+        subject = subject[0] if subject else f"day message {n}"
+        body = (f"From: {sender}\r\nTo: {', '.join(rcpts)}\r\nSubject: {subject}\r\n"
                 f"Message-ID: <day-{n}-{time.monotonic_ns()}@{sender.split('@')[1]}>\r\n"
                 "Date: Mon, 07 Dec 2026 10:00:00 +0000\r\n\r\n"
                 + f"message {n} of the day\r\n" * 5)
@@ -256,19 +272,19 @@ def run_day(gw):
                     fail(f"DATA: {code} {msg!r}")
                 s.send(body.encode() + b".\r\n")
                 code, msg = s.getreply()
-                if code != 250:
-                    fail(f"end of data: {code} {msg!r}")
+                if code != (550 if spam else 250):
+                    fail(f"end of data (Subject: {subject}): {code} {msg!r}")
             s.quit()
         finally:
             s.close()
-        ledger.record(client, sender, outcomes, accepted, len(body))
+        ledger.record(client, sender, outcomes, accepted, len(body), header_reject=spam)
     return ledger
 
 
 def wait_settled(gw, read_log, ledger):
     """Until the log shows every outcome of the day: each delivery, deferral and bounce,
     and each finished message removed."""
-    finished = ledger.received - ledger.deferred_msgs + ledger.dsns
+    finished = ledger.queued - ledger.deferred_msgs + ledger.dsns
 
     def counts():
         log = read_log()
