@@ -473,6 +473,8 @@ void mx_log_batch_end(void)
 /* Format one line for the current target into line[MX_LOG_LINE_MAX], newline included
  * (not sent to syslog). Returns its length. */
 static size_t mx_log_format(char *line, const char *proc, enum mx_log_level level,
+			    const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+static size_t mx_log_format(char *line, const char *proc, enum mx_log_level level,
 			    const char *fmt, va_list ap)
 {
 	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -537,6 +539,8 @@ static const char *mx_log_thread_proc_name(void)
 }
 
 /* proc: the process name, or NULL for the thread's. */
+static void mx_log_emit(const char *proc, enum mx_log_level level, const char *fmt,
+			va_list ap) __attribute__((format(printf, 3, 0)));
 static void mx_log_emit(const char *proc, enum mx_log_level level, const char *fmt,
 			va_list ap)
 {
