@@ -64,6 +64,7 @@ static bool mx_log_syslog;
 static int mx_log_facility = LOG_MAIL;
 static struct sockaddr_un mx_log_sun;
 static _Atomic uint64_t mx_log_drops; /* lines the queue or the socket did not take */
+static uint64_t mx_log_drops_at_open; /* the writer reports drops from here on */
 static pthread_cond_t mx_log_cond = PTHREAD_COND_INITIALIZER;
 static pthread_t mx_log_writer;
 static bool mx_log_writer_on, mx_log_writer_stop;
@@ -244,6 +245,7 @@ static int mx_log_open_target(const struct mx_log_conf *c, bool syslog, char *wa
 		       proc ? strlen(proc) : 0);
 	mx_log_queued = 0;
 	int crc = sys ? mx_log_connect() : 0;
+	mx_log_drops_at_open = atomic_load(&mx_log_drops);
 	int trc = sys ? pthread_create(&mx_log_writer, NULL, mx_log_writer_main, NULL) : 0;
 	mx_log_writer_on = sys && trc == 0;
 	if (sys && trc != 0) { /* no writer: standard error rather than nothing */
@@ -393,7 +395,11 @@ static void mx_log_send_lines(struct mx_log_sender *st, const char *p, size_t le
 static void *mx_log_writer_main(void *arg)
 {
 	(void)arg;
-	struct mx_log_sender st = { .told = atomic_load(&mx_log_drops) };
+	/* not the count now: lines may have been dropped between the open and this thread's
+	 * first run, and they are reported too */
+	pthread_mutex_lock(&mx_log_lock);
+	struct mx_log_sender st = { .told = mx_log_drops_at_open };
+	pthread_mutex_unlock(&mx_log_lock);
 	pthread_mutex_lock(&mx_log_lock);
 	for (;;) {
 		while (!mx_log_queued && !mx_log_writer_stop) {
