@@ -183,8 +183,17 @@ static int mx_log_open_target(const struct mx_log_conf *c, bool syslog, char *wa
 	bool own = false, sys = false;
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	if (c->maillog_file && *c->maillog_file) {
-		fd = open(c->maillog_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY,
-			  0640);
+		/* Postfix's container idiom, maillog_file = /dev/stdout: the descriptor we
+		 * were given, not a new open of /proc/self/fd/N, which fails when it is a
+		 * socket (systemd's journal stream) */
+		int std = strcmp(c->maillog_file, "/dev/stdout") == 0	? STDOUT_FILENO
+			  : strcmp(c->maillog_file, "/dev/stderr") == 0 ? STDERR_FILENO
+									: -1;
+		if (std >= 0)
+			fd = fcntl(std, F_DUPFD_CLOEXEC, 3);
+		else
+			fd = open(c->maillog_file,
+				  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
 		if (fd < 0)
 			return -errno;
 		own = true;

@@ -640,6 +640,30 @@ static void test_facility_names(void)
 	CHECK_STR_EQ(mx_log_proc_name(MX_LOG_PROC_MAX), "?");
 }
 
+/* maillog_file = /dev/stdout or /dev/stderr: the descriptor itself, even a socket (as
+ * systemd's journal stream), which open("/dev/stderr") refuses. */
+static void test_dev_stderr_socket(void)
+{
+	int sv[2];
+	CHECK_INT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	int saved = dup(STDERR_FILENO);
+	dup2(sv[0], STDERR_FILENO);
+	struct mx_log_conf c = { .maillog_file = "/dev/stderr", .hostname = "h",
+				 .process = "smtpd" };
+	int rc = mx_log_open_conf(&c, NULL, 0);
+	mx_log(MX_LOG_INFO, "through the socket");
+	mx_log_close();
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(sv[0]);
+	CHECK_INT_EQ(rc, 0);
+	char buf[512];
+	ssize_t n = recv(sv[1], buf, sizeof(buf) - 1, MSG_DONTWAIT);
+	buf[n > 0 ? n : 0] = '\0';
+	CHECK(strstr(buf, " h mxgate/smtpd[") && strstr(buf, "]: through the socket\n"));
+	close(sv[1]);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir)) {
@@ -658,6 +682,7 @@ int main(void)
 	RUN_TEST(test_syslog_full_never_blocks);
 	RUN_TEST(test_syslog_daemon_late);
 	RUN_TEST(test_facility_names);
+	RUN_TEST(test_dev_stderr_socket);
 	char cmd[200];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)
