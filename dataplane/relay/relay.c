@@ -564,9 +564,16 @@ static int relay_notify(struct relay_thread *t, struct relay_msg *m, const struc
 		mx_errf(why, whylen, rc, "cannot spool the delivery status notification: %s",
 			strerror(-rc));
 	} else {
-		mx_log(MX_LOG_INFO, "%s: from=<>, size=%zu, nrcpt=1 (queue active)", nid, len);
+		/* Postfix's order: the notification passes cleanup (its Message-Id), bounce
+		 * names it, qmgr takes it */
+		const char *mid = memmem(msg, len, "\r\nMessage-Id: ", 14);
+		const char *eol = mid ? memchr(mid + 14, '\r', len - (size_t)(mid + 14 - msg)) : NULL;
+		if (eol)
+			mx_log_as(MX_LOG_CLEANUP, MX_LOG_INFO, "%s: message-id=%.*s", nid,
+				  (int)(eol - (mid + 14)), mid + 14);
 		mx_log_as(MX_LOG_BOUNCE, MX_LOG_INFO, "%s: sender non-delivery notification: %s",
 			  m->e.id, nid);
+		mx_log(MX_LOG_INFO, "%s: from=<>, size=%zu, nrcpt=1 (queue active)", nid, len);
 		atomic_fetch_add(&r->notified, 1);
 	}
 	free(msg);
