@@ -1,33 +1,38 @@
 /* Postfix-style log lines:
  *     Nov 22 10:14:55 mx1 mxgate/smtpd[1234]: warning: text
  * in local time, as syslog and Postfix's maillog_file write them, so pflogsumm and a
- * postmaster's grep habits work unchanged.
+ * postmaster's grep habits work unchanged. A line longer than MX_LOG_LINE_MAX is cut,
+ * never overflowed. Control characters in the text are shown as '?', as Postfix's
+ * printable() does, so a client-supplied string cannot forge a second log line.
  *
- * Each line is formatted into a bounded buffer and written with one write(2) on a
- * descriptor opened with O_APPEND: lines from concurrent threads (and processes sharing the
- * file) never interleave. Without maillog_file, lines go to syslog as Postfix's do: one
- * datagram each on our own non-blocking AF_UNIX socket connected to /dev/log, in the form
- * glibc's syslog(3) sends ("<PRI>Mmm dd hh:mm:ss TAG[pid]: text", RFC 3164 section 4.1).
- * Not syslog(3) itself: it blocks when the daemon falls behind and /dev/log is full (the
- * kernel queues only net.unix.max_dgram_qlen datagrams, 10 by default), and a worker thread
- * must never wait. Here a thread appends its lines to a bounded queue in memory and a
- * writer thread of ours sends them; when the queue is full, lines are dropped and counted,
- * and the next line that gets through is preceded by a warning that says how many. A line longer than MX_LOG_LINE_MAX is cut, never overflowed.
- * Control characters in the text are shown as '?', as Postfix's printable() does, so a
- * client-supplied string cannot forge a second log line.
+ * maillog_file: each line is formatted into a bounded buffer and written with one write(2)
+ * on a descriptor opened with O_APPEND, so lines from concurrent threads (and processes
+ * sharing the file) never interleave.
+ *
+ * syslog (no maillog_file, as Postfix): one datagram per line on an AF_UNIX socket of our
+ * own connected to /dev/log (mxgate_syslog_socket), in the form glibc's syslog(3) sends,
+ * "<PRI>Mmm dd hh:mm:ss NAME/process[pid]: text" (RFC 3164 section 4.1; the daemon adds the
+ * host name). Not syslog(3) itself: it blocks when the daemon falls behind and the socket
+ * is full (the kernel queues only net.unix.max_dgram_qlen datagrams, 10 by default), and a
+ * worker thread must never wait. Here a logging thread appends its line to a bounded queue
+ * in memory (a memcpy under the mutex) and a writer thread of ours sends the queue with
+ * sendmmsg(2), waiting at most a second on a stalled daemon. A line the full queue cannot
+ * take is dropped and counted (mx_log_dropped()), and the next line that gets through is
+ * preceded by a warning that says how many.
  *
  * A poll-loop thread may batch (mx_log_batch_begin): its informational lines collect in a
- * per-thread buffer that mx_log_batch_flush() writes with one write(2) at the end of each
- * iteration, instead of one system call per connect, queued and disconnect line. Lines
- * stay whole and in order; a warning or worse flushes the batch and is written at once. */
+ * per-thread buffer that mx_log_batch_flush() hands over (one write(2), or one append to
+ * the syslog queue) at the end of each iteration, instead of one call per connect, queued
+ * and disconnect line. Lines stay whole and in order; a warning or worse flushes the batch
+ * and is written at once. */
 #include "mgmt/log.h"
 
 #include <errno.h>
-#include <inttypes.h>
-#include <stdatomic.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,7 +160,8 @@ static int mx_log_connect(void)
 
 static void *mx_log_writer_main(void *arg);
 
-/* Stop the writer after it sent what is queued (bounded: a send waits 1 s at most). */
+/* Stop the writer after it sent what is queued (bounded: a send waits 1 s at most). Lines
+ * logged from then until the target changes are dropped and counted (mx_log_write). */
 static void mx_log_writer_join(void)
 {
 	pthread_mutex_lock(&mx_log_lock);
@@ -166,9 +172,7 @@ static void mx_log_writer_join(void)
 	if (on)
 		pthread_join(mx_log_writer, NULL);
 	pthread_mutex_lock(&mx_log_lock);
-	mx_log_writer_on = false;
 	mx_log_writer_stop = false;
-	mx_log_syslog = false;
 	pthread_mutex_unlock(&mx_log_lock);
 }
 
@@ -429,6 +433,7 @@ static void *mx_log_writer_main(void *arg)
 		pthread_mutex_lock(&mx_log_lock);
 	}
 	mx_log_sending = false;
+	mx_log_writer_on = false; /* later lines are dropped and counted, not queued */
 	pthread_cond_broadcast(&mx_log_idle);
 	pthread_mutex_unlock(&mx_log_lock);
 	return NULL;
@@ -449,7 +454,7 @@ static void mx_log_write(const char *p, size_t len)
 	pthread_mutex_lock(&mx_log_lock);
 	if (!mx_log_syslog) {
 		mx_log_write_file(p, len);
-	} else if (mx_log_queued + len > MX_LOG_QUEUE_MAX) {
+	} else if (!mx_log_writer_on || mx_log_queued + len > MX_LOG_QUEUE_MAX) {
 		atomic_fetch_add(&mx_log_drops, mx_log_count_lines(p, len));
 	} else {
 		memcpy(mx_log_queue + mx_log_queued, p, len);
