@@ -80,7 +80,8 @@ size_t relay_log_delivery(char *buf, size_t cap, const char *id, const char *to,
 	relay_log_format_tv(s, sizeof(s), sdelay);
 	relay_log_format_tv(x, sizeof(x), xdelay);
 	int n = snprintf(buf, cap,
-			 "%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
+			 "%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, "
+			 "status=%s (%s)",
 			 id, to, relay, d, p, a, s, x, dsn, status, text);
 	return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }

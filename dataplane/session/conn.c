@@ -618,7 +618,8 @@ size_t conn_feed(struct conn *c, const char *buf, size_t len)
 				smtp_checks_headers_end(c->checks);
 			/* Postfix's cleanup: "ID: message-id=<>" for a message without one */
 			if (c->message_open && !c->message_id_seen)
-				mx_log_as(MX_LOG_CLEANUP, MX_LOG_INFO, "%s: message-id=<>", c->queue_id);
+				mx_log_as(MX_LOG_CLEANUP, MX_LOG_INFO, "%s: message-id=<>",
+					  c->queue_id);
 			break;
 		case SMTP_EV_BODY:
 			if (c->message_open) {

@@ -328,8 +328,8 @@ def grand_totals(report):
     hosts/domains", "bytes received"...)."""
     out = {}
     for l in section(report, "Grand Totals"):
-        m = re.match(r"^\s*(\d+)([km]?)\s+([a-z][a-z /]*?)\s*(?:\((\d+)\s+deferrals\)|\(\d+%\))?\s*$",
-                     l)
+        m = re.match(r"^\s*(\d+)([km]?)\s+([a-z][a-z /]*?)\s*"
+                     r"(?:\((\d+)\s+deferrals\)|\(\d+%\))?\s*$", l)
         if m:
             n = int(m.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2)]
             out[m.group(3)] = n
@@ -419,10 +419,11 @@ def check_report(report, ledger, where):
 
 
 def summary(gt, ledger, where):
+    reasons = ", ".join(f"{REJECT_REASONS[k]}: {n}" for k, n in sorted(ledger.rejects.items()))
     print(f"ok   {where}: pflogsumm = ledger: received {gt['received']}, delivered "
           f"{gt['delivered']} ({ledger.dsns} of them notifications), deferred "
           f"{gt['deferred']} ({gt.get('deferrals', 0)} deferrals), bounced {gt['bounced']}, "
-          f"rejected {gt['rejected']} ({', '.join(f'{REJECT_REASONS[k]}: {n}' for k, n in sorted(ledger.rejects.items()))}), "
+          f"rejected {gt['rejected']} ({reasons}), "
           f"senders {gt['senders']} from {gt['sending hosts/domains']} domains, recipients "
           f"{gt['recipients']} in {gt['recipient hosts/domains']} domains")
 

@@ -77,7 +77,8 @@ static void test_delivery_line(void)
 	relay_log_delivery(buf, sizeof(buf), "ID", "a@b", "none", &t, "4.4.1", "deferred",
 			   "connect to 127.0.0.1[127.0.0.1]:9: Connection refused");
 	CHECK_STR_EQ(buf, "ID: to=<a@b>, relay=none, delay=3.2, delays=0.2/0.01/0/3, dsn=4.4.1, "
-			  "status=deferred (connect to 127.0.0.1[127.0.0.1]:9: Connection refused)");
+			  "status=deferred (connect to 127.0.0.1[127.0.0.1]:9: Connection "
+			  "refused)");
 
 	/* never handed to a next hop (no route, expiry): all after the attempt began is the
 	 * queue manager's */
