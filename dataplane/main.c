@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -551,7 +552,7 @@ static int anvil_share_start(struct svc_anvil **out, struct anvil *a,
 /* A SIGHUP: reload as `mxgate reload` does, the outcome in the log. */
 static void reload_on_sighup(struct reload *r)
 {
-	mx_log(MX_LOG_INFO, "SIGHUP: reloading the configuration");
+	mx_log_as(MX_LOG_MASTER, MX_LOG_INFO, "SIGHUP: reloading the configuration");
 	struct reload_request q = { .mode = RELOAD_FULL };
 	reload_apply(r, &q, NULL);
 }
@@ -617,7 +618,8 @@ static void signal_loop(const sigset_t *sigs, struct mx_transport_run *tr,
 			continue;
 		}
 		if (!transport_failed(tr))
-			mx_log(MX_LOG_INFO, "terminating on signal %d (%s)", sig, strsignal(sig));
+			mx_log_as(MX_LOG_MASTER, MX_LOG_INFO, "terminating on signal %d (%s)", sig,
+				  strsignal(sig));
 		return;
 	}
 }
@@ -690,9 +692,28 @@ static int run_gateway(const char *given_path, const char *pidfile)
 
 	char host[256];
 	short_hostname(host, sizeof(host));
-	int rc = mx_log_open(boot->maillog_file, host, "smtpd");
+	/* Postfix's rule: maillog_file when set, else syslog (syslog_facility, syslog_name).
+	 * Lines are tagged smtpd unless a thread or a line says otherwise (mx_log_as). */
+	int facility = mx_log_facility_code(boot->syslog_facility);
+	struct mx_log_conf lc = {
+		.maillog_file = boot->maillog_file,
+		.syslog_socket = boot->mxgate_syslog_socket,
+		.syslog_name = boot->syslog_name,
+		.facility = facility < 0 ? LOG_MAIL : facility,
+		.hostname = host,
+		.process = "smtpd",
+	};
+	char lwarn[512];
+	int rc = mx_log_open_conf(&lc, lwarn, sizeof(lwarn));
+	if (rc == 0 && lwarn[0])
+		fprintf(stderr, "mxgate: warning: %s\n", lwarn);
+	/* this thread's lines (statistics, reload, the spool at start) are mgmt's; starting,
+	 * stopping and SIGHUP are master's, as Postfix's master(8) logs them */
+	mx_log_set_process(MX_LOG_MGMT);
 	if (rc < 0) {
-		fprintf(stderr, "mxgate: fatal: open maillog_file %s: %s\n", boot->maillog_file,
+		fprintf(stderr, "mxgate: fatal: open %s %s: %s\n",
+			boot->maillog_file[0] ? "maillog_file" : "syslog socket",
+			boot->maillog_file[0] ? boot->maillog_file : boot->mxgate_syslog_socket,
 			strerror(-rc));
 		mx_generation_put(first);
 		mx_config_free(boot);
@@ -856,7 +877,8 @@ static int run_gateway(const char *given_path, const char *pidfile)
 		startup_fatal("cannot start workers: %s", strerror(-rc));
 		goto out;
 	}
-	mx_log(MX_LOG_INFO, "mxgate %s started -- transport %s, spool %s, configuration %s",
+	mx_log_as(MX_LOG_MASTER, MX_LOG_INFO,
+		  "mxgate %s started -- transport %s, spool %s, configuration %s",
 	       MXGATE_VERSION, what, mx_config_get(boot, "mxgate_spool_directory"), config_path);
 
 	signal_loop(&sigs, &tr, &sp, services, reload, sasl, &pub, anvil_share, metrics);
@@ -875,7 +897,8 @@ static int run_gateway(const char *given_path, const char *pidfile)
 		svc_anvil_log_statistics(anvil_share, "shutdown");
 	log_statistics(&tr, metrics, "shutdown");
 	spools_log_statistics(&sp, metrics);
-	mx_log(MX_LOG_INFO, "mxgate stopped%s", failed ? " after an internal error" : "");
+	mx_log_as(MX_LOG_MASTER, MX_LOG_INFO, "mxgate stopped%s",
+		  failed ? " after an internal error" : "");
 
 out:
 	/* Also the undoing of a start-up step that failed: every call here accepts what was

@@ -56,6 +56,9 @@ packages=(
 	# endpoint (package prometheus), dpdk-telemetry.py reads the same registry over DPDK
 	# telemetry (package dpdk-dev)
 	prometheus dpdk-dev
+	# pflogsumm, the log summariser postmasters run on Postfix's log: it reads the gateway's
+	# maillog_file and syslog lines (tests/e2e/test_pflogsumm.py)
+	pflogsumm
 )
 
 missing=()

@@ -67,7 +67,10 @@ struct mx_config {
 	bool broken_sasl_auth_clients;          /* broken_sasl_auth_clients */
 	bool tls_auth_only;                     /* smtpd_tls_auth_only */
 	unsigned smtpd_min_data_rate;           /* bytes/s that extend a DATA deadline */
-	char *maillog_file;                     /* empty: log to stderr */
+	char *maillog_file;                     /* empty: log to syslog */
+	char *syslog_facility;                  /* syslog_facility: mail, local0... */
+	char *syslog_name;                      /* syslog_name: NAME/smtpd[pid] */
+	char *mxgate_syslog_socket;             /* mxgate_syslog_socket: /dev/log */
 	/* anvil(8)'s per-client limits (0 = no limit), per service */
 	unsigned client_connection_count_limit; /* smtpd_client_connection_count_limit */
 	unsigned client_connection_rate_limit;  /* smtpd_client_connection_rate_limit */

@@ -812,3 +812,24 @@ int cfg_apply(struct cfg_ctx *c, size_t v, struct mx_config_impl *impl, const ch
 	cfg_store(&pv, cfg);
 	return 0;
 }
+
+/* syslog_name: the NAME in "NAME/smtpd[pid]:". Log readers split the tag at '/', '[' and
+ * ':' (pflogsumm's m#^NAME/([^\[:]*)#), and syslog ends the tag at a blank, so only
+ * letters, digits, '.', '_', '-' and '/' (Postfix's "postfix-out/submission" style) are
+ * taken. */
+int cfg_parse_syslog_name(const struct mx_param_value *pv, struct mx_config *cfg)
+{
+	(void)cfg;
+	for (const char *p = pv->value; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		    ch == '.' || ch == '_' || ch == '-' || ch == '/')
+			continue;
+		mx_param_report(pv, false,
+				"parameter %s: character '%c' (0x%02x) in \"%s\": a syslog tag takes "
+				"letters, digits, '.', '_', '-' and '/'",
+				pv->def->name, ch >= 0x20 && ch < 0x7f ? ch : '?', ch, pv->value);
+		return -1;
+	}
+	return 0;
+}

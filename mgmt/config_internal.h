@@ -170,6 +170,7 @@ int cfg_apply(struct cfg_ctx *c, size_t v, struct mx_config_impl *impl, const ch
 
 /* The parse hooks of the registry rows (config_check.c). */
 int cfg_parse_banner(const struct mx_param_value *pv, struct mx_config *cfg);
+int cfg_parse_syslog_name(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_renamed_exceptions(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_compat_level(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_smtputf8(const struct mx_param_value *pv, struct mx_config *cfg);

@@ -24,6 +24,9 @@
  *   postscreen_forbidden_commands   the value of Postfix's $smtpd_forbidden_commands
  *                                   default, written out (mxgate has no
  *                                   smtpd_forbidden_commands parameter)
+ *   syslog_name                     mxgate (Postfix: postfix): the gateway's lines stay
+ *                                   apart from a Postfix's on the same host; pflogsumm
+ *                                   --syslog-name=mxgate reads them
  *
  * The stress-adapting defaults are Postfix's: smtpd_timeout = ${stress?{10}:{300}}s,
  * smtpd_hard_error_limit = ${stress?{1}:{20}}, smtpd_junk_command_limit =
@@ -396,7 +399,7 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 	[MX_P_MAILLOG_FILE] = {
 		.id = MX_P_MAILLOG_FILE, .name = "maillog_file", .type = MX_PT_PATH,
 		.def = "", .min = 0, .postfix = true,
-		.doc = "log file (empty: standard error)",
+		.doc = "log file (empty: syslog, as syslog_facility and syslog_name say)",
 		P_GLOBAL_RESTART, P_FIELD(STRING, maillog_file),
 	},
 	[MX_P_DATA_DIRECTORY] = {
@@ -1248,6 +1251,7 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		       "[IPV6]:PORT, e.g. 127.0.0.1:9465; empty: no endpoint",
 		P_GLOBAL_RESTART, .parse = cfg_parse_metrics_listen,
 	},
+#include "mgmt/config_params_log.inc"
 };
 
 const char *mx_param_scope_name(enum mx_param_scope s)

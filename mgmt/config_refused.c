@@ -61,7 +61,7 @@
 #define NO_LOCAL "mxgate delivers nothing locally; it relays every message"
 #define NO_DAEMON "a setting of Postfix's own daemons, programs or files"
 #define NO_QMGR "Postfix queue manager tuning; mxgate's relay has its own scheduling"
-#define NO_LOG "logging: mxgate logs to maillog_file or standard error"
+#define NO_LOG "logging: mxgate logs to maillog_file or syslog"
 #define NO_TLS_YET "the relay does not speak TLS yet; this matters only once it does"
 #define CYRUS_ONLY "used only by Cyrus SASL; mxgate speaks Dovecot's auth protocol"
 #define NO_RELAY_TUNING "a Postfix SMTP/LMTP client setting mxgate's relay does not read"
@@ -510,8 +510,6 @@ const struct mx_refused_def mx_refused[] = {
 	W("service_throttle_time", NO_DAEMON),
 	W("setgid_group", NO_DAEMON),
 	W("shlib_directory", NO_DAEMON),
-	W("syslog_facility", NO_LOG),
-	W("syslog_name", NO_LOG),
 	W("tcp_windowsize", NO_DAEMON),
 	W("trigger_timeout", NO_DAEMON),
 	W("*_service_name", NO_DAEMON),

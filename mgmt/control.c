@@ -320,6 +320,7 @@ reply:
 static void *control_thread(void *arg)
 {
 	struct control_server *s = arg;
+	mx_log_set_process(MX_LOG_MGMT); /* queue commands, reloads: the management plane */
 	for (;;) {
 		struct pollfd p[2] = {
 			{ .fd = s->lfd, .events = POLLIN },

@@ -268,7 +268,15 @@ static bool master_override(struct master_ctx *x, struct mx_master_service *svc,
 
 	/* The registry says which parameters a service may set. */
 	const struct mx_param_def *def = mx_param_find(name, nl);
-	if (def && def->scope == MX_SCOPE_GLOBAL)
+	if (def && def->id == MX_P_SYSLOG_NAME)
+		/* Debian's master.cf has it on submission and smtps: Postfix tags that
+		 * service's lines postfix/submission/smtpd. mxgate tags all lines with main.cf's
+		 * syslog_name; pflogsumm counts both alike. */
+		master_diag(x, line, true,
+			    "service %s: -o syslog_name=%s: not applied per service; its lines "
+			    "carry main.cf's syslog_name",
+			    svc->name, value);
+	else if (def && def->scope == MX_SCOPE_GLOBAL)
 		master_diag(x, line, false,
 			    "service %s: -o %s: a global parameter; it can be set in main.cf only",
 			    svc->name, name);
@@ -411,7 +419,7 @@ static const char *master_skip_why(const char *command, bool *refuse)
 				     "yet)" },
 		{ "dnsblog", false, "a postscreen helper" },
 		{ "postlogd", false, "one of Postfix's internal services; mxgate logs to "
-				     "maillog_file" },
+				     "maillog_file or syslog" },
 		{ "smtpd", true, "an smtpd that is not an inet listener (a unix/fifo service, or "
 				 "a pass service not named smtpd) is not supported: mail it "
 				 "would accept would be refused" },

@@ -73,6 +73,8 @@ TOOLS = {
     "/usr/bin/python3": "python3",
     # TLS: test certificates and the s_client of tests/e2e/test_tls.py
     "openssl": "openssl",
+    # the log summariser postmasters run on Postfix's log (tests/e2e/test_pflogsumm.py)
+    "/usr/sbin/pflogsumm": "pflogsumm",
 }
 
 # Where dpkg names another package as the file's owner than the one installed for it: the

@@ -22,6 +22,7 @@
 
 #include "dataplane/spool/queue_id.h"
 #include "dataplane/relay/relay_dsn.h"
+#include "dataplane/relay/relay_log.h"
 #include "mgmt/log.h"
 
 #include "mxgate/errf.h"
@@ -526,7 +527,8 @@ static int relay_notify(struct relay_thread *t, struct relay_msg *m, const struc
 		k++;
 	}
 	if (!relay_dsn_owed(rec, dr, n)) {
-		mx_log(MX_LOG_INFO, "%s: sender non-delivery notification not sent: %s", m->e.id,
+		mx_log_as(MX_LOG_BOUNCE, MX_LOG_INFO,
+			  "%s: sender non-delivery notification not sent: %s", m->e.id,
 		       rec->sender[0] ? "no recipient asked for one (NOTIFY)"
 				      : "the sender is the null sender");
 		goto out;
@@ -564,8 +566,16 @@ static int relay_notify(struct relay_thread *t, struct relay_msg *m, const struc
 		mx_errf(why, whylen, rc, "cannot spool the delivery status notification: %s",
 			strerror(-rc));
 	} else {
+		/* Postfix's order: the notification passes cleanup (its Message-Id), bounce
+		 * names it, qmgr takes it */
+		const char *mid = memmem(msg, len, "\r\nMessage-Id: ", 14);
+		const char *eol = mid ? memchr(mid + 14, '\r', len - (size_t)(mid + 14 - msg)) : NULL;
+		if (eol)
+			mx_log_as(MX_LOG_CLEANUP, MX_LOG_INFO, "%s: message-id=%.*s", nid,
+				  (int)(eol - (mid + 14)), mid + 14);
+		mx_log_as(MX_LOG_BOUNCE, MX_LOG_INFO, "%s: sender non-delivery notification: %s",
+			  m->e.id, nid);
 		mx_log(MX_LOG_INFO, "%s: from=<>, size=%zu, nrcpt=1 (queue active)", nid, len);
-		mx_log(MX_LOG_INFO, "%s: sender non-delivery notification: %s", m->e.id, nid);
 		atomic_fetch_add(&r->notified, 1);
 	}
 	free(msg);
@@ -590,12 +600,14 @@ static const char *relay_status_name(enum spool_rcpt_state st)
 	return st == SPOOL_RCPT_SENT ? "sent" : st == SPOOL_RCPT_FAILED ? "bounced" : "deferred";
 }
 
+/* Postfix's smtp (or lmtp) delivery agent logs the status line (log_adhoc()). */
 static void relay_log_rcpt(const struct relay_msg *m, const char *addr, const char *relay,
-			   double delay, const char *dsn, const char *status, const char *text)
+			   const struct relay_log_times *lt, bool lmtp, const char *dsn,
+			   const char *status, const char *text)
 {
-	/* Postfix's precision: delay=0.25, delay=1.2, delay=51 */
-	mx_log(MX_LOG_INFO, "%s: to=<%s>, relay=%s, delay=%.*f, dsn=%s, status=%s (%s)", m->e.id,
-	       addr, relay, delay < 1 ? 2 : delay < 10 ? 1 : 0, delay, dsn, status, text);
+	char line[RELAY_WHY_MAX + 1024];
+	relay_log_delivery(line, sizeof(line), m->e.id, addr, relay, lt, dsn, status, text);
+	mx_log_as(lmtp ? MX_LOG_LMTP : MX_LOG_SMTP, MX_LOG_INFO, "%s", line);
 }
 
 /* Remember a decided recipient in memory as recovery would after a restart: we do not
@@ -631,12 +643,18 @@ static enum relay_result relay_deliver(struct relay_thread *t, struct relay_msg 
 		.tried = calloc(n, sizeof(*o.tried)),
 		.relay = calloc(n, sizeof(*o.relay)),
 		.decided = calloc(n, sizeof(*o.decided)),
+		.handoff_us = calloc(n, sizeof(*o.handoff_us)),
+		.setup_us = calloc(n, sizeof(*o.setup_us)),
+		.done_us = calloc(n, sizeof(*o.done_us)),
+		.lmtp = calloc(n, sizeof(*o.lmtp)),
 	};
 	size_t *idx = calloc(n, sizeof(*idx)), *gidx = calloc(n, sizeof(*gidx));
 	struct relay_dest **dest = calloc(n, sizeof(*dest));
 	enum relay_result result = RELAY_DEFERRED;
-	if (!o.st || !o.text || !o.dsn || !o.tried || !o.relay || !o.decided || !idx || !gidx ||
-	    !dest || relay_entry_grow(&m->e, n) < 0) {
+	uint64_t active_us = queue_id_clock_us();
+	if (!o.st || !o.text || !o.dsn || !o.tried || !o.relay || !o.decided || !o.handoff_us ||
+	    !o.setup_us || !o.done_us || !o.lmtp || !idx || !gidx || !dest ||
+	    relay_entry_grow(&m->e, n) < 0) {
 		mx_log(MX_LOG_WARNING, "%s: out of memory; retrying later", m->e.id);
 		relay_set_reason(m, "out of memory");
 		goto out;
@@ -669,10 +687,11 @@ static enum relay_result relay_deliver(struct relay_thread *t, struct relay_msg 
 		}
 	}
 
-	/* log and record each decided recipient; durable before it counts */
-	double delay = relay_wall() - (double)rec->arrival;
-	if (delay < 0)
-		delay = 0;
+	/* log and record each decided recipient; durable before it counts. The message
+	 * arrived when its queue ID was made (Postfix: when its queue file was opened). */
+	uint64_t arrival_us = 0, now_us = queue_id_clock_us();
+	if (queue_id_time_us(m->e.id, &arrival_us) < 0 || arrival_us > now_us)
+		arrival_us = rec->arrival > 0 ? (uint64_t)rec->arrival * 1000000u : now_us;
 	size_t deferred = 0;
 	struct relay_wait *w = &t->wait;
 	for (size_t k = 0; k < np; k++) {
@@ -680,15 +699,25 @@ static enum relay_result relay_deliver(struct relay_thread *t, struct relay_msg 
 		if (!o.decided[i])
 			continue; /* waiting for a connection slot: not tried */
 		const char *text = o.text[i][0] ? o.text[i] : "delivery temporarily suspended";
-		relay_log_rcpt(m, rec->rcpts[i].addr, o.relay[i] ? o.relay[i] : "none", delay,
-			       o.dsn[i][0] ? o.dsn[i] : "4.0.0", relay_status_name(o.st[i]), text);
+		struct relay_log_times lt = {
+			.arrival_us = arrival_us,
+			.active_us = active_us,
+			.handoff_us = o.handoff_us[i],
+			.setup_us = o.setup_us[i],
+			.done_us = o.done_us[i] ? o.done_us[i] : now_us,
+		};
+		relay_log_rcpt(m, rec->rcpts[i].addr, o.relay[i] ? o.relay[i] : "none", &lt,
+			       o.lmtp[i], o.dsn[i][0] ? o.dsn[i] : "4.0.0",
+			       relay_status_name(o.st[i]), text);
 		if (o.st[i] == SPOOL_RCPT_PENDING) {
 			deferred++;
 			relay_set_reason(m, text);
 			continue;
 		}
 		char stored[RELAY_WHY_MAX + 20];
-		relay_count_delay(r, delay);
+		/* the histogram's delay is the log line's: arrival to this recipient's status */
+		relay_count_delay(r, (double)(lt.done_us > lt.arrival_us
+						      ? lt.done_us - lt.arrival_us : 0) / 1e6);
 		if (o.st[i] == SPOOL_RCPT_SENT) {
 			atomic_fetch_add(&r->sent, 1);
 			snprintf(stored, sizeof(stored), "%s", o.text[i]);
@@ -771,6 +800,10 @@ out:
 	free(o.tried);
 	free(o.relay);
 	free(o.decided);
+	free(o.handoff_us);
+	free(o.setup_us);
+	free(o.done_us);
+	free(o.lmtp);
 	free(idx);
 	free(gidx);
 	free(dest);
@@ -784,6 +817,7 @@ static void *relay_main(void *arg)
 {
 	struct relay_thread *t = arg;
 	struct relay *r = t->r;
+	mx_log_set_process(MX_LOG_QMGR); /* its lines are qmgr's; deliveries say smtp */
 	pthread_mutex_lock(&r->mu);
 	for (;;) {
 		if (r->stop)

@@ -144,6 +144,10 @@ struct relay_outcome {
 	bool *tried;
 	const char **relay; /* relay= in the log: the destination's name, or "none" */
 	bool *decided;      /* this attempt decided (or deferred) it: log and record it */
+	/* for delays=a/b/c/d (relay_log.h): wall-clock microseconds, 0 when it did not
+	 * happen; and whether the next hop spoke LMTP (the line is lmtp's, not smtp's) */
+	uint64_t *handoff_us, *setup_us, *done_us;
+	bool *lmtp;
 };
 
 /* ---- relay.c ---- */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "dataplane/relay/relay_internal.h"
+#include "dataplane/spool/queue_id.h"
 
 enum relay_phase {
 	RELAY_PH_GREETING,
@@ -784,6 +785,11 @@ void relay_deliver_group(struct relay_thread *t, const struct spool_record *rec,
 {
 	struct relay *r = t->r;
 	struct relay_failure f = { 0 };
+	uint64_t handoff = queue_id_clock_us();
+	for (size_t k = 0; k < gn; k++) {
+		o->handoff_us[gidx[k]] = handoff;
+		o->lmtp[gidx[k]] = d->nh.kind == RELAY_TRANSPORT_LMTP;
+	}
 	for (int attempt = 0; attempt < 2; attempt++) {
 		char why[RELAY_WHY_MAX];
 		enum relay_acquire acq = relay_conn_acquire(t, d, why, sizeof(why));
@@ -812,11 +818,16 @@ void relay_deliver_group(struct relay_thread *t, const struct spool_record *rec,
 			relay_conn_release(t);
 			return;
 		}
+		uint64_t setup = queue_id_clock_us();
 		for (size_t k = 0; k < gn; k++) {
 			o->tried[gidx[k]] = false;
 			o->relay[gidx[k]] = d->nh.name;
+			o->setup_us[gidx[k]] = setup;
 		}
 		int rc = relay_transaction(t, rec, gidx, gn, o, &f);
+		uint64_t done = queue_id_clock_us();
+		for (size_t k = 0; k < gn; k++)
+			o->done_us[gidx[k]] = done;
 		if (rc < 0 && reused && rc != -ECANCELED) {
 			/* a cached connection the next hop closed meanwhile: once more, fresh */
 			relay_conn_release(t);

@@ -149,16 +149,26 @@ const char *conn_last_reply(const struct conn *c, char *buf, size_t cap)
 void conn_log_action(struct conn *c, const char *kind, const char *cmd,
 			    const char *text, const char *rcpt)
 {
-	char from[600] = "", to[600] = "", helo[300], tmp[520], shown[700];
+	char from[600] = "", to[600] = "", helo[300] = "", sasl[700] = "", tmp[520], shown[700];
 	if (c->sender)
 		snprintf(from, sizeof(from), " from=<%s>",
 			 conn_printable_str(c->sender, tmp, sizeof(tmp)));
 	if (rcpt)
 		snprintf(to, sizeof(to), " to=<%s>", conn_printable_str(rcpt, tmp, sizeof(tmp)));
-	mx_log(MX_LOG_INFO, "%s: %s: %s from %s: %s;%s%s proto=%s helo=<%s>",
+	/* Postfix's log_whatsup(): helo=<> only once HELO/EHLO named one, then the SASL
+	 * login's method, name and MAIL AUTH= sender */
+	if (c->helo)
+		snprintf(helo, sizeof(helo), " helo=<%s>",
+			 conn_printable_str(c->helo, tmp, sizeof(tmp)));
+	if (c->sasl_username)
+		snprintf(sasl, sizeof(sasl), " sasl_method=%s sasl_username=%s%s%s",
+			 c->sasl_method ? c->sasl_method : "",
+			 conn_printable_str(c->sasl_username, tmp, sizeof(tmp)),
+			 c->sasl_sender ? " sasl_sender=" : "", c->sasl_sender ? c->sasl_sender : "");
+	mx_log(MX_LOG_INFO, "%s: %s: %s from %s: %s;%s%s proto=%s%s%s",
 	       c->queue_id[0] ? c->queue_id : "NOQUEUE", kind, cmd, c->client,
 	       conn_printable_str(text, shown, sizeof(shown)), from, to,
-	       smtp_session_protocol(c->s), conn_printable_str(c->helo, helo, sizeof(helo)));
+	       smtp_session_protocol(c->s), helo, sasl);
 }
 
 void conn_log_reject(struct conn *c, const char *cmd, const char *reply,
@@ -179,6 +189,7 @@ void conn_txn_reset(struct conn *c)
 	c->nrcpt = 0;
 	c->queue_id[0] = '\0';
 	c->message_open = false;
+	c->message_id_seen = false;
 	free(c->actions);
 	c->actions = NULL;
 	smtp_checks_free(c->checks);
@@ -686,6 +697,10 @@ size_t conn_feed(struct conn *c, const char *buf, size_t len)
 		case SMTP_EV_HEADERS_END:
 			if (c->message_open && c->checks)
 				smtp_checks_headers_end(c->checks);
+			/* Postfix's cleanup: "ID: message-id=<>" for a message without one */
+			if (c->message_open && !c->message_id_seen)
+				mx_log_as(MX_LOG_CLEANUP, MX_LOG_INFO, "%s: message-id=<>",
+					  c->queue_id);
 			break;
 		case SMTP_EV_BODY:
 			if (c->message_open) {

@@ -240,6 +240,7 @@ struct conn {
 	struct smtp_checks *checks;
 	struct spool_msg *msg;         /* from the first accepted recipient to the end */
 	bool message_open;             /* between the DATA verdict and the end */
+	bool message_id_seen;          /* a Message-ID: header was logged (cleanup) */
 	bool commit_pending;           /* handed to the spool writer, result not back yet */
 	bool shutdown_deferred;        /* a stop arrived while a commit was pending */
 	void *owner;                   /* the transport's handle */

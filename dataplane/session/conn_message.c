@@ -62,7 +62,8 @@ static void conn_checks_log(void *ctx, const struct smtp_checks_log *ev)
 			       smtp_session_protocol(c->s),
 			       conn_printable_str(c->helo, helo, sizeof(helo)));
 	char shown[1400];
-	mx_log(MX_LOG_INFO, "%s", conn_printable_str(line, shown, sizeof(shown)));
+	mx_log_as(MX_LOG_CLEANUP, MX_LOG_INFO, "%s",
+		  conn_printable_str(line, shown, sizeof(shown)));
 }
 
 /* The checks' state lives only while a message is being received. */
@@ -209,7 +210,8 @@ void conn_log_message_id(struct conn *c, struct mx_span text)
 			   text.ptr[end - 1] == ' ' || text.ptr[end - 1] == '\t'))
 		end--;
 	char buf[256];
-	mx_log(MX_LOG_INFO, "%s: message-id=%s", c->queue_id,
+	c->message_id_seen = true;
+	mx_log_as(MX_LOG_CLEANUP, MX_LOG_INFO, "%s: message-id=%s", c->queue_id,
 	       conn_printable(mx_span_make(text.ptr + i, end - i), buf, sizeof(buf)));
 }
 
@@ -230,10 +232,13 @@ static void conn_commit_done(struct conn *c, int rc)
 		conn_txn_reset(c);
 		return;
 	}
+	/* Postfix's qmgr logs the sender, size and recipient count when the message enters
+	 * its active queue; mxgate's spool is that queue, from the commit on. pflogsumm takes
+	 * the sender's domain and the size from this line. */
 	char sender[520];
-	mx_log(MX_LOG_INFO, "%s: from=<%s>, size=%" PRIu64 ", nrcpt=%u (queued as %s)",
-	       c->queue_id, conn_printable_str(c->sender, sender, sizeof(sender)), size,
-	       c->nrcpt, c->queue_id);
+	mx_log_as(MX_LOG_QMGR, MX_LOG_INFO,
+		  "%s: from=<%s>, size=%" PRIu64 ", nrcpt=%u (queue active)", c->queue_id,
+		  conn_printable_str(c->sender, sender, sizeof(sender)), size, c->nrcpt);
 	c->w->counters.messages_accepted++;
 	c->gc->messages_accepted++;
 	c->cmds[c->data_cmd].ok++;

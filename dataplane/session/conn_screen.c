@@ -57,7 +57,7 @@ static uint64_t conn_screen_now(const struct conn_screen *sc)
 static void conn_screen_log(void *arg, const char *line)
 {
 	(void)arg;
-	mx_log(MX_LOG_INFO, "%s", line);
+	mx_log_as(MX_LOG_POSTSCREEN, MX_LOG_INFO, "%s", line);
 }
 
 /* Send r for sc (idx: the question, or the cache); false when it could not go (r freed). */

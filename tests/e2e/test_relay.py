@@ -106,7 +106,8 @@ def test_postfix():
             for marker, (rcpts, body) in sent.items():
                 for r in rcpts:
                     if not re.search(rf"to=<{r}>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:"
-                                     rf"{pf.smtpd_port}, delay=[0-9.]+, dsn=2\.0\.0, "
+                                     rf"{pf.smtpd_port}, delay=[0-9.]+, "
+                                     r"delays=[0-9.]+/[0-9.]+/[0-9.]+/[0-9.]+, dsn=2\.0\.0, "
                                      r"status=sent \(250 2\.0\.0 Ok: queued as \w+\)", log):
                         fail(f"no status=sent line for {r}:\n{log}")
             pids = re.findall(r"status=sent \(250 2\.0\.0 Ok: queued as (\w+)\)", log)
@@ -234,7 +235,8 @@ def test_5xx_one():
                      "bounce", gw.output)
             log = gw.log()
             if not re.search(r"to=<bad@relay\.example>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+, "
-                             r"delay=[0-9.]+, dsn=5\.1\.1, status=bounced \(host 127\.0\.0\.1"
+                             r"delay=[0-9.]+, delays=[0-9.]+/[0-9.]+/[0-9.]+/[0-9.]+, "
+                             r"dsn=5\.1\.1, status=bounced \(host 127\.0\.0\.1"
                              r"\[127\.0\.0\.1\] said: 550 5\.1\.1 <bad@relay\.example>: "
                              r"Recipient address rejected: User unknown \(in reply to RCPT TO "
                              r"command\)\)", log):

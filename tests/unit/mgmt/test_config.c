@@ -109,6 +109,9 @@ static void test_defaults(void)
 	CHECK(domain_list_match(c->mydestination, mx_span_cstr(want_host)));
 	CHECK_INT_EQ(c->smtpd_timeout_s, 300);
 	CHECK_STR_EQ(c->maillog_file, "");
+	CHECK_STR_EQ(c->syslog_facility, "mail");
+	CHECK_STR_EQ(c->syslog_name, "mxgate");
+	CHECK_STR_EQ(c->mxgate_syslog_socket, "/dev/log");
 	CHECK_INT_EQ(c->transport, MX_TRANSPORT_KERNEL);
 	CHECK_INT_EQ(c->listen_count, 1);
 	CHECK_STR_EQ(c->listen[0].host, "0.0.0.0");
@@ -593,6 +596,17 @@ static const struct bad_value bad_values[] = {
 					       "\"var/log/mxgate.log\"" },
 	{ "data_directory = lib/mxgate", "parameter data_directory: not an absolute path: "
 					 "\"lib/mxgate\"" },
+	{ "syslog_facility = mial", "parameter syslog_facility: bad value \"mial\"" },
+	{ "syslog_facility = local8", "parameter syslog_facility: bad value \"local8\"" },
+	{ "syslog_facility = ", "parameter syslog_facility: bad value \"\"" },
+	{ "syslog_name = ", "syslog_name" },
+	{ "syslog_name = mx gate", "parameter syslog_name: character ' ' (0x20) in \"mx gate\"" },
+	{ "syslog_name = mx[1]", "parameter syslog_name: character '[' (0x5b)" },
+	{ "syslog_name = mx:gate", "parameter syslog_name: character ':' (0x3a)" },
+	{ "syslog_name = mx\x01gate", "control character 0x01" },
+	{ "mxgate_syslog_socket = dev/log", "parameter mxgate_syslog_socket: not an absolute "
+					    "path: \"dev/log\"" },
+	{ "mxgate_syslog_socket = ", "mxgate_syslog_socket" },
 	{ "mxgate_transport = netmap", "parameter mxgate_transport: bad value \"netmap\" "
 				       "(expected one of: kernel dpdk)" },
 	{ "dataplane = xdp", "parameter dataplane: bad value \"xdp\" (expected one of: kernel "
@@ -975,6 +989,9 @@ static void test_good_values(void)
 		"strict_rfc821_envelopes = yes\n"
 		"smtpd_discard_ehlo_keywords = CHUNKING, 8bitmime silent-discard\n"
 		"maillog_file = /var/log/mxgate.log\n"
+		"syslog_facility = LOCAL3\n"
+		"syslog_name = postfix-mx/in\n"
+		"mxgate_syslog_socket = /run/systemd/journal/dev-log\n"
 		"mxgate_transport = DPDK\n"
 		"mxgate_listen = 192.0.2.1:25, [2001:db8::1]:2525\t[::]:587\n"
 		"mxgate_workers = 8\n"
@@ -1018,6 +1035,9 @@ static void test_good_values(void)
 	CHECK(c->smtp.enable_smtputf8);
 	CHECK(!c->smtp.enable_8bitmime);
 	CHECK_STR_EQ(c->maillog_file, "/var/log/mxgate.log");
+	CHECK_STR_EQ(c->syslog_facility, "LOCAL3");
+	CHECK_STR_EQ(c->syslog_name, "postfix-mx/in");
+	CHECK_STR_EQ(c->mxgate_syslog_socket, "/run/systemd/journal/dev-log");
 	CHECK_INT_EQ(c->transport, MX_TRANSPORT_DPDK);
 	CHECK_INT_EQ(c->listen_count, 3);
 	CHECK_STR_EQ(c->listen[0].host, "192.0.2.1");
@@ -1581,7 +1601,8 @@ static void test_postconf_defaults(void)
 		"smtpd_recipient_limit", "smtpd_soft_error_limit", "smtpd_hard_error_limit",
 		"smtpd_junk_command_limit", "smtpd_error_sleep_time", "smtpd_timeout",
 		"smtpd_helo_required", "disable_vrfy_command", "strict_rfc821_envelopes",
-		"smtputf8_enable", "smtpd_discard_ehlo_keywords", "maillog_file", NULL,
+		"smtputf8_enable", "smtpd_discard_ehlo_keywords", "maillog_file",
+		"syslog_facility", NULL,
 	};
 	compare_with_postconf("compatibility_level = 3.6\n", same);
 	/* Derived defaults. */
@@ -1609,6 +1630,7 @@ static void test_postconf_defaults(void)
 		{ "smtpd_forbid_bare_newline", "normalize" },
 		{ "smtpd_forbid_unauth_pipelining", "yes" },
 		{ "mynetworks", "127.0.0.0/8 [::1]/128" },
+		{ "syslog_name", "mxgate" },
 	};
 	for (size_t i = 0; i < sizeof(differ) / sizeof(differ[0]); i++) {
 		pf = postconf_x("compatibility_level = 3.6\n", differ[i].name);

@@ -30,6 +30,7 @@ DELIBERATE = {
     "compatibility_level", "mail_name", "mynetworks", "smtpd_forbid_bare_newline",
     "smtpd_forbid_unauth_pipelining", "smtpd_per_request_deadline", "local_recipient_maps",
     "smtpd_relay_restrictions", "data_directory", "postscreen_forbidden_commands",
+    "syslog_name",
 }
 
 RICH = """\

@@ -1,9 +1,13 @@
 /* mgmt/log.c: Postfix-style log lines, one write(2) each. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -370,6 +374,300 @@ static void test_stderr(void)
 	free(text);
 }
 
+/* ---- syslog: a fake /dev/log (a datagram socket bound in the test's directory) ---- */
+
+static int fake_devlog(const char *path)
+{
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	unlink(path);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		perror("fake /dev/log");
+		CHECK(false);
+	}
+	return fd;
+}
+
+/* The next datagram (waiting for it up to 5 s: the writer thread sends it), or "". */
+static const char *devlog_recv(int fd, char *buf, size_t cap)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	ssize_t n = poll(&pfd, 1, 5000) == 1 ? recv(fd, buf, cap - 1, MSG_DONTWAIT) : -1;
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+/* Whether nothing more arrives: once the writer has sent all it holds (few lines here,
+ * fewer than the kernel queues), no datagram is waiting. */
+static bool devlog_quiet(int fd)
+{
+	mx_log_drain();
+	char buf[64];
+	return recv(fd, buf, sizeof(buf), MSG_DONTWAIT) < 0 && errno == EAGAIN;
+}
+
+/* "<PRI>Mmm dd hh:mm:ss TAG[pid]: " as glibc's syslog(3) sends it: no host name, no
+ * newline. Returns the text after it, or NULL. */
+static const char *check_syslog(const char *dgram, int pri, const char *tag)
+{
+	char want[64];
+	snprintf(want, sizeof(want), "<%d>", pri);
+	if (strncmp(dgram, want, strlen(want)) != 0) {
+		fprintf(stderr, "  datagram \"%.60s\" does not start with %s\n", dgram, want);
+		CHECK(false);
+		return NULL;
+	}
+	const char *p = dgram + strlen(want);
+	/* the time stamp: check_header() checks it with a host name after it */
+	char line[2200];
+	snprintf(line, sizeof(line), "%.16shost %s", p, p + 16);
+	const char *rest = check_header(line, "host", tag);
+	CHECK(!strchr(dgram, '\n'));
+	return rest ? p + (rest - line) - 5 : NULL;
+}
+
+static void test_syslog(void)
+{
+	char sock[128];
+	snprintf(sock, sizeof(sock), "%s/devlog", dir);
+	int fd = fake_devlog(sock);
+	char warn[256] = "x";
+	struct mx_log_conf c = { .syslog_socket = sock, .syslog_name = "mxgate",
+				 .facility = LOG_MAIL, .hostname = "mx1.example",
+				 .process = "smtpd" };
+	CHECK_INT_EQ(mx_log_open_conf(&c, warn, sizeof(warn)), 0);
+	CHECK_STR_EQ(warn, "");
+	uint64_t drops = mx_log_dropped();
+
+	char buf[4096];
+	/* mail.info = 2 * 8 + 6 */
+	mx_log(MX_LOG_INFO, "4ZhQ5N0Bc9z01: client=unknown[%s]", "192.0.2.1");
+	const char *r = check_syslog(devlog_recv(fd, buf, sizeof(buf)), 22, "mxgate/smtpd");
+	CHECK(r && strcmp(r, "4ZhQ5N0Bc9z01: client=unknown[192.0.2.1]") == 0);
+	/* severities as Postfix's msg_syslog.c maps them */
+	mx_log(MX_LOG_WARNING, "w");
+	r = check_syslog(devlog_recv(fd, buf, sizeof(buf)), LOG_MAIL | LOG_WARNING,
+			 "mxgate/smtpd");
+	CHECK(r && strcmp(r, "warning: w") == 0);
+	mx_log(MX_LOG_ERROR, "e");
+	r = check_syslog(devlog_recv(fd, buf, sizeof(buf)), LOG_MAIL | LOG_ERR, "mxgate/smtpd");
+	CHECK(r && strcmp(r, "error: e") == 0);
+	mx_log(MX_LOG_FATAL, "f");
+	r = check_syslog(devlog_recv(fd, buf, sizeof(buf)), LOG_MAIL | LOG_CRIT, "mxgate/smtpd");
+	CHECK(r && strcmp(r, "fatal: f") == 0);
+	/* another program name for one line, and for a thread */
+	mx_log_as(MX_LOG_QMGR, MX_LOG_INFO, "ID: removed");
+	r = check_syslog(devlog_recv(fd, buf, sizeof(buf)), 22, "mxgate/qmgr");
+	CHECK(r && strcmp(r, "ID: removed") == 0);
+	mx_log_set_process(MX_LOG_SMTP);
+	mx_log(MX_LOG_INFO, "t");
+	r = check_syslog(devlog_recv(fd, buf, sizeof(buf)), 22, "mxgate/smtp");
+	CHECK(r && strcmp(r, "t") == 0);
+	mx_log_set_process(MX_LOG_PROC_MAX); /* back to the default */
+	mx_log(MX_LOG_INFO, "t2");
+	r = check_syslog(devlog_recv(fd, buf, sizeof(buf)), 22, "mxgate/smtpd");
+	CHECK(r && strcmp(r, "t2") == 0);
+
+	/* a batch: one datagram per line, in order, after the flush */
+	CHECK_INT_EQ(mx_log_batch_begin(), 0);
+	for (int i = 0; i < 100; i++)
+		mx_log(MX_LOG_INFO, "batch %d", i);
+	CHECK(devlog_quiet(fd));
+	mx_log_batch_end();
+	for (int i = 0; i < 100; i++) {
+		char want[32];
+		snprintf(want, sizeof(want), "batch %d", i);
+		r = check_syslog(devlog_recv(fd, buf, sizeof(buf)), 22, "mxgate/smtpd");
+		CHECK(r && strcmp(r, want) == 0);
+	}
+	CHECK(devlog_quiet(fd));
+	CHECK(mx_log_dropped() == drops);
+
+	/* another facility and name; a control character cannot start a second record */
+	c.facility = LOG_LOCAL3;
+	c.syslog_name = "postfix-mx";
+	CHECK_INT_EQ(mx_log_open_conf(&c, warn, sizeof(warn)), 0);
+	mx_log(MX_LOG_INFO, "a\nb");
+	r = check_syslog(devlog_recv(fd, buf, sizeof(buf)), LOG_LOCAL3 | LOG_INFO,
+			 "postfix-mx/smtpd");
+	CHECK(r && strcmp(r, "a?b") == 0);
+	mx_log_close();
+	close(fd);
+	unlink(sock);
+}
+
+/* The fake daemon's reader: counts lines and the drop warnings' numbers until "end". */
+struct devlog_reader {
+	int fd;
+	int got, last, disorder;
+	uint64_t warned;
+};
+
+static void *devlog_read_all(void *arg)
+{
+	struct devlog_reader *rd = arg;
+	char buf[4096];
+	for (;;) {
+		ssize_t n = recv(rd->fd, buf, sizeof(buf) - 1, 0);
+		if (n <= 0)
+			break;
+		buf[n] = '\0';
+		const char *t = strstr(buf, "]: ");
+		if (!t)
+			continue;
+		t += 3;
+		unsigned long long w = 0;
+		int k = -1;
+		if (strcmp(t, "end") == 0)
+			break;
+		if (sscanf(t, "warning: %llu log line(s) dropped", &w) == 1) {
+			rd->warned += w;
+		} else if (sscanf(t, "n=%d", &k) == 1 || sscanf(t, "m=%d", &k) == 1) {
+			if (t[0] == 'm')
+				k += 3000;
+			rd->disorder += k <= rd->last;
+			rd->last = k;
+			rd->got++;
+		}
+	}
+	return NULL;
+}
+
+/* A daemon that does not read: the writer's sends stall, the queue fills, lines are
+ * dropped and counted, and no logging thread waits. When the daemon reads again, what was
+ * queued arrives whole and in order, and warnings say how many were dropped. */
+static void test_syslog_full_never_blocks(void)
+{
+	char sock[128];
+	snprintf(sock, sizeof(sock), "%s/devlog-full", dir);
+	int fd = fake_devlog(sock);
+	struct mx_log_conf c = { .syslog_socket = sock, .facility = LOG_MAIL, .hostname = "h",
+				 .process = "smtpd" };
+	CHECK_INT_EQ(mx_log_open_conf(&c, NULL, 0), 0);
+	uint64_t before = mx_log_dropped();
+	char pad[1000];
+	memset(pad, 'p', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	/* more than the kernel (10 datagrams by default) and the queue (512 kB) hold */
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_INT_EQ(mx_log_batch_begin(), 0);
+	for (int i = 0; i < 3000; i++) {
+		mx_log(MX_LOG_INFO, "n=%d %s", i, pad);
+		if (i % 10 == 9)
+			mx_log_batch_flush();
+	}
+	mx_log_batch_end();
+	for (int i = 0; i < 3000; i++)
+		mx_log(MX_LOG_INFO, "m=%d", i);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	CHECK(secs < 5);
+	CHECK(mx_log_dropped() > before);
+
+	struct devlog_reader rd = { .fd = fd, .last = -1 };
+	pthread_t th;
+	pthread_create(&th, NULL, devlog_read_all, &rd);
+	mx_log_drain();
+	mx_log(MX_LOG_INFO, "end");
+	pthread_join(th, NULL);
+	uint64_t dropped = mx_log_dropped() - before;
+	CHECK(dropped > 0 && dropped < 6000);
+	CHECK_INT_EQ((uint64_t)rd.got + dropped, 6000);
+	CHECK_INT_EQ(rd.disorder, 0);
+	CHECK_INT_EQ(rd.warned, dropped);
+	mx_log_close();
+	close(fd);
+	unlink(sock);
+}
+
+/* No daemon yet: open says so and succeeds; lines are counted; when the daemon comes,
+ * the next line (a second later: reconnects are rate limited) reaches it. */
+static void test_syslog_daemon_late(void)
+{
+	char sock[128];
+	snprintf(sock, sizeof(sock), "%s/devlog-late", dir);
+	unlink(sock);
+	char warn[256];
+	struct mx_log_conf c = { .syslog_socket = sock, .facility = LOG_MAIL, .hostname = "h",
+				 .process = "smtpd" };
+	CHECK_INT_EQ(mx_log_open_conf(&c, warn, sizeof(warn)), 0);
+	CHECK(strstr(warn, sock) && strstr(warn, "dropped"));
+	uint64_t before = mx_log_dropped();
+	mx_log(MX_LOG_INFO, "lost");
+	mx_log_drain();
+	CHECK(mx_log_dropped() == before + 1);
+	int fd = fake_devlog(sock);
+	char buf[4096];
+	bool got = false;
+	for (int i = 0; i < 30 && !got; i++) {
+		mx_log(MX_LOG_INFO, "hello %d", i);
+		mx_log_drain(); /* sent, or dropped: nothing waits in the writer */
+		ssize_t n;
+		while ((n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT)) > 0) {
+			buf[n] = '\0';
+			got |= strstr(buf, "]: hello ") != NULL;
+		}
+		if (!got)
+			usleep(100 * 1000);
+	}
+	CHECK(got);
+	/* a maillog_file wins over syslog, as in Postfix */
+	char path[128];
+	snprintf(path, sizeof(path), "%s/wins.log", dir);
+	c.maillog_file = path;
+	CHECK_INT_EQ(mx_log_open_conf(&c, warn, sizeof(warn)), 0);
+	mx_log(MX_LOG_INFO, "to the file");
+	CHECK(devlog_quiet(fd));
+	char *text = slurp(path, NULL);
+	CHECK(text && strstr(text, " h mxgate/smtpd[") && strstr(text, "]: to the file\n"));
+	free(text);
+	mx_log_close();
+	close(fd);
+	unlink(sock);
+}
+
+static void test_facility_names(void)
+{
+	CHECK_INT_EQ(mx_log_facility_code("mail"), LOG_MAIL);
+	CHECK_INT_EQ(mx_log_facility_code("MAIL"), LOG_MAIL);
+	CHECK_INT_EQ(mx_log_facility_code("local7"), LOG_LOCAL7);
+	CHECK_INT_EQ(mx_log_facility_code("daemon"), LOG_DAEMON);
+	CHECK_INT_EQ(mx_log_facility_code("authpriv"), LOG_AUTHPRIV);
+	CHECK_INT_EQ(mx_log_facility_code("local8"), -EINVAL);
+	CHECK_INT_EQ(mx_log_facility_code(""), -EINVAL);
+	CHECK_INT_EQ(mx_log_facility_code(NULL), -EINVAL);
+	CHECK_STR_EQ(mx_log_proc_name(MX_LOG_CLEANUP), "cleanup");
+	CHECK_STR_EQ(mx_log_proc_name(MX_LOG_POSTSCREEN), "postscreen");
+	CHECK_STR_EQ(mx_log_proc_name(MX_LOG_MGMT), "mgmt");
+	CHECK_STR_EQ(mx_log_proc_name(MX_LOG_PROC_MAX), "?");
+}
+
+/* maillog_file = /dev/stdout or /dev/stderr: the descriptor itself, even a socket (as
+ * systemd's journal stream), which open("/dev/stderr") refuses. */
+static void test_dev_stderr_socket(void)
+{
+	int sv[2];
+	CHECK_INT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	int saved = dup(STDERR_FILENO);
+	dup2(sv[0], STDERR_FILENO);
+	struct mx_log_conf c = { .maillog_file = "/dev/stderr", .hostname = "h",
+				 .process = "smtpd" };
+	int rc = mx_log_open_conf(&c, NULL, 0);
+	mx_log(MX_LOG_INFO, "through the socket");
+	mx_log_close();
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(sv[0]);
+	CHECK_INT_EQ(rc, 0);
+	char buf[512];
+	ssize_t n = recv(sv[1], buf, sizeof(buf) - 1, MSG_DONTWAIT);
+	buf[n > 0 ? n : 0] = '\0';
+	CHECK(strstr(buf, " h mxgate/smtpd[") && strstr(buf, "]: through the socket\n"));
+	close(sv[1]);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir)) {
@@ -384,6 +682,11 @@ int main(void)
 	RUN_TEST(test_threads_do_not_interleave);
 	RUN_TEST(test_batches);
 	RUN_TEST(test_stderr);
+	RUN_TEST(test_syslog);
+	RUN_TEST(test_syslog_full_never_blocks);
+	RUN_TEST(test_syslog_daemon_late);
+	RUN_TEST(test_facility_names);
+	RUN_TEST(test_dev_stderr_socket);
 	char cmd[200];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)

@@ -515,8 +515,8 @@ static void test_services(void)
 	CHECK(strstr(l.diag, "/master.cf:3: smtpd_tls_dcert_file: not implemented by "
 			     "mxgate") != NULL);
 	CHECK(strstr(l.diag, "/master.cf:4: smtpd_milters: not implemented by mxgate") != NULL);
-	CHECK(strstr(l.diag, "/master.cf:5: warning: syslog_name: not implemented by mxgate, "
-			     "ignored") != NULL);
+	CHECK(strstr(l.diag, "/master.cf:5: warning: service submission: -o "
+			     "syslog_name=postfix/submission: not applied per service") != NULL);
 	loaded_free(&l);
 	/* A global parameter in -o is an error of the master file. */
 	l = load_with_master("", SMTP_LINE "2525 inet n - y - - smtpd -o maillog_file=/x\n");

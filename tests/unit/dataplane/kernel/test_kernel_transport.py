@@ -267,8 +267,9 @@ class KernelTransportTest(unittest.TestCase):
             envs[env["sender"]] = (env, msg)
             self.assertEqual(env["queue-id"], qid)
             self.assertIn("%s: client=unknown[127.0.0.1]" % qid, log)
-            self.assertIn("%s: from=<%s>, size=%d, nrcpt=%d (queued as %s)"
-                          % (qid, env["sender"], len(msg), len(env["recipient"]), qid), log)
+            self.assertIn("mxgate/qmgr[%d]: %s: from=<%s>, size=%d, nrcpt=%d (queue active)"
+                          % (gw.proc.pid, qid, env["sender"], len(msg), len(env["recipient"])),
+                          log)
             self.assertTrue(msg.startswith(b"Received: from client.example (unknown "
                                            b"[127.0.0.1])\r\n\tby " + HOST.encode()), msg[:200])
             self.assertIn(b" id " + qid.encode(), msg[:400])
