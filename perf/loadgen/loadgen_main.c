@@ -23,7 +23,6 @@
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
-#include <rte_random.h>
 
 #include "dataplane/net/net_stack.h"
 
@@ -248,7 +247,14 @@ int main(int argc, char **argv)
 	struct loadgen_stats st;
 	if (loadgen_stats_init(&st, cfg.errors_kept) < 0)
 		return 1;
-	uint64_t now_us = 1000000; /* any origin; not 0 */
+	/* The clock's origin is CLOCK_MONOTONIC, and the stack's secret is fixed (below): so
+	 * TCP timestamps and initial sequence numbers keep growing from one run to the next,
+	 * and a 4-tuple an earlier run used, still in TIME-WAIT at the server, is taken again
+	 * (RFC 6191) instead of failing. */
+	struct timespec mono;
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	uint64_t origin_us = (uint64_t)mono.tv_sec * 1000000u + (uint64_t)mono.tv_nsec / 1000u;
+	uint64_t now_us = origin_us;
 	struct loadgen *lg = loadgen_new(&cfg, &st, now_us);
 	if (!lg) {
 		fprintf(stderr, "loadgen: %s\n", strerror(errno));
@@ -271,10 +277,8 @@ int main(int argc, char **argv)
 	nc.sndbuf = cfg.sndbuf;
 	nc.rcvbuf = cfg.rcvbuf;
 	nc.time_wait_max = 65536;
-	for (int i = 0; i < 16; i += 8) {
-		uint64_t r = rte_rand();
-		memcpy(nc.secret + i, &r, 8);
-	}
+	/* A load generator needs no secret: the same one in every run (see the clock above) */
+	memcpy(nc.secret, "mxgate-loadgen!!", 16);
 	struct net_stack *s = net_stack_create(&nc, &ops, now_us);
 	if (!s) {
 		fprintf(stderr, "loadgen: stack: %s\n", strerror(errno));
@@ -302,7 +306,7 @@ int main(int argc, char **argv)
 	bool stopped_once = false;
 	for (;;) {
 		uint64_t t = rte_rdtsc();
-		now_us = 1000000 + (t - tsc0) / tsc_per_us;
+		now_us = origin_us + (t - tsc0) / tsc_per_us;
 		uint16_t n = rte_eth_rx_burst(port.id, 0, rx, LG_BURST);
 		for (uint16_t i = 0; i < n; i++) {
 			unsigned flags = 0;
@@ -367,7 +371,7 @@ int main(int argc, char **argv)
 	uint64_t until = rte_rdtsc() + hz / 5;
 	while (rte_rdtsc() < until && net_stack_conn_count(s)) {
 		uint64_t t = rte_rdtsc();
-		now_us = 1000000 + (t - tsc0) / tsc_per_us;
+		now_us = origin_us + (t - tsc0) / tsc_per_us;
 		uint16_t n = rte_eth_rx_burst(port.id, 0, rx, LG_BURST);
 		for (uint16_t i = 0; i < n; i++) {
 			if (rx[i]->nb_segs == 1)
