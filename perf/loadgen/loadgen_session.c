@@ -335,8 +335,12 @@ static void sess_event(struct loadgen *lg, struct loadgen_session *se,
 			}
 			return;
 		}
-		if (!se->lost_counted && !(ev->type == SMTP_CLIENT_EV_QUIT &&
-					   ev->noreply == SMTP_CLIENT_NOREPLY_CLOSED)) {
+		/* after a protocol error (counted) or the server's 421 (judged as a reply), the
+		 * commands left get no reply: not another error */
+		if (ev->noreply == SMTP_CLIENT_NOREPLY_ERROR ||
+		    ev->noreply == SMTP_CLIENT_NOREPLY_CLOSED)
+			return;
+		if (!se->lost_counted) {
 			se->lost_counted = true;
 			sess_error(lg, se, LOADGEN_ERR_LOST, ev, "no reply");
 		}
@@ -437,13 +441,19 @@ static void sess_event(struct loadgen *lg, struct loadgen_session *se,
 		else if (!se->failed)
 			st->sessions_done++;
 		return;
-	case SMTP_CLIENT_EV_PROTOCOL_ERROR:
-		sess_error(lg, se, LOADGEN_ERR_PROTOCOL, NULL, smtp_client_error_name(ev->error));
-		if (ev->text.len)
-			loadgen_stats_error(st, LOADGEN_ERR_PROTOCOL, ev->code, "offending line: %.*s",
-					    (int)(ev->text.len > 150 ? 150 : ev->text.len),
-					    (const char *)ev->text.ptr);
+	case SMTP_CLIENT_EV_PROTOCOL_ERROR: {
+		char what[96];
+		snprintf(what, sizeof(what), "%s: protocol error %s", smtp_client_cmd_name(ev->cmd),
+			 smtp_client_error_name(ev->error));
+		if (!se->failed) {
+			se->failed = true;
+			st->sessions_failed++;
+		}
+		loadgen_stats_error(st, LOADGEN_ERR_PROTOCOL, ev->code, "%s: %.*s", what,
+				    (int)(ev->text.len > 150 ? 150 : ev->text.len),
+				    ev->text.len ? (const char *)ev->text.ptr : "");
 		return;
+	}
 	case SMTP_CLIENT_EV_BDAT:
 	case SMTP_CLIENT_EV_RSET:
 	case SMTP_CLIENT_EV_NOOP:
