@@ -124,6 +124,22 @@ static int parse_ip(const char *s, uint32_t *out)
 	return 0;
 }
 
+/* Whether host-order [lo, hi] touches addresses no host may use as its own (RFC 1122
+ * 3.2.1.3, RFC 5735): "this network" 0/8, loopback 127/8, multicast and reserved from 224/3
+ * up (the limited broadcast with them). */
+static bool range_reserved(uint32_t lo, uint32_t hi)
+{
+	static const uint32_t blocks[][2] = {
+		{ 0x00000000u, 0x00ffffffu },
+		{ 0x7f000000u, 0x7fffffffu },
+		{ 0xe0000000u, 0xffffffffu },
+	};
+	for (size_t i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++)
+		if (lo <= blocks[i][1] && hi >= blocks[i][0])
+			return true;
+	return false;
+}
+
 int loadgen_args_addr_prefix(const char *s, uint32_t *addr, uint8_t *prefix)
 {
 	char buf[32];
@@ -138,7 +154,7 @@ int loadgen_args_addr_prefix(const char *s, uint32_t *addr, uint8_t *prefix)
 		if (parse_u64(slash + 1, 0, 32, &plen) < 0)
 			return -EINVAL;
 	}
-	if (parse_ip(buf, addr) < 0 || *addr == 0)
+	if (parse_ip(buf, addr) < 0 || range_reserved(ntohl(*addr), ntohl(*addr)))
 		return -EINVAL;
 	*prefix = (uint8_t)plen;
 	return 0;
@@ -158,7 +174,7 @@ int loadgen_args_range(const char *s, uint32_t *base, uint32_t *count)
 		if (parse_ip(buf, &a) < 0 || parse_ip(dash + 1, &b) < 0)
 			return -EINVAL;
 		uint32_t ha = ntohl(a), hb = ntohl(b);
-		if (ha == 0 || hb < ha || hb == 0xffffffffu)
+		if (hb < ha || range_reserved(ha, hb))
 			return -EINVAL;
 		*base = a;
 		*count = hb - ha + 1;
@@ -172,6 +188,8 @@ int loadgen_args_range(const char *s, uint32_t *base, uint32_t *count)
 		/* RFC 3021: both addresses of a /31 are hosts; /32 is the one address */
 		uint32_t size = plen == 32 ? 1 : 2;
 		ha &= plen == 32 ? ~0u : ~1u;
+		if (range_reserved(ha, ha + size - 1))
+			return -EINVAL;
 		*base = htonl(ha);
 		*count = size;
 		return 0;
@@ -180,6 +198,8 @@ int loadgen_args_range(const char *s, uint32_t *base, uint32_t *count)
 		return -EINVAL; /* 2^24 sources is more than any run needs */
 	uint32_t host = ~0u >> plen;
 	uint32_t net = ha & ~host;
+	if (range_reserved(net, net + host))
+		return -EINVAL;
 	*base = htonl(net + 1);
 	*count = host - 1; /* without the network and the broadcast address */
 	return 0;

@@ -4,7 +4,7 @@ socket is a file in the gateway's directory, socket-abstract=no). Used by
 tests/e2e/test_loadgen_memif.py and perf/loadgen/bench_memif.py. Needs root (DPDK's
 runtime directory, the memif socket) but no namespace: memif is shared memory.
 
-MemifGateway(binary, extra_config="", workers=1, idle_sleep_us=None) -- mxtest.Gateway's
+MemifGateway(binary, extra_config="", workers=1, idle_sleep_us=None, cpu=None) -- mxtest.Gateway's
     semantics (dir, spool, maillog, start(), stop(), stats(), spooled(), context manager)
     for `mxgate_transport = dpdk` on net_memif0 (role=server) with address GW_IP/24.
     start() waits for the gateway's "dpdk statistics" line (it answers SIGUSR1 once its
@@ -47,7 +47,7 @@ def _cpus():
 
 
 class MemifGateway(mxtest.Gateway):
-    def __init__(self, binary, extra_config="", workers=1, idle_sleep_us=None):
+    def __init__(self, binary, extra_config="", workers=1, idle_sleep_us=None, cpu=None):
         global _ids
         _ids += 1
         self.binary = binary
@@ -59,7 +59,9 @@ class MemifGateway(mxtest.Gateway):
         self.socket = os.path.join(self.dir, "memif.sock")
         self.config_path = os.path.join(self.dir, "mxgate.cf")
         self.file_prefix = f"mxlg-gw-{os.getpid()}-{_ids}"
-        lcores = ",".join(f"{i}@({_cpus()})" for i in range(workers + 1))
+        # every lcore may run on any CPU, or all on `cpu` (a measurement pins them)
+        where = _cpus() if cpu is None else str(cpu)
+        lcores = ",".join(f"{i}@({where})" for i in range(workers + 1))
         eal = (f"--lcores={lcores} --no-huge -m 512 --no-pci --no-telemetry "
                f"--file-prefix={self.file_prefix} "
                f"--vdev=net_memif0,role=server,socket={self.socket},socket-abstract=no")
