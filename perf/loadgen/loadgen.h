@@ -13,7 +13,7 @@
  *
  * Memory. A session costs its struct loadgen_session (preallocated, one array for the
  * whole concurrency), the stack's control block (net_conn_size()), the client codec while
- * connected (one allocation, smtp_client_memory(): about 3.5 KiB with the small bounds set
+ * connected (one allocation, smtp_client_memory(): about 1.5 KiB with the small bounds set
  * here) and the stack's per-connection buffers only while they hold bytes. Nothing is
  * allocated per byte or per message: the message content is one buffer shared by every
  * session. loadgen_session_memory() reports the sum so a run states it.
