@@ -14,6 +14,8 @@ worker, the generator the client on one lcore. Needs root and libdpdk (built wit
    SIGUSR2: all of them QUIT, none lost, the gateway back to 0 connections.
 4. Verification: recipients the gateway accepts but the run says must be refused are
    reported as errors (exit status 3, the reply text kept).
+5. The target rate: 100 messages at --rate 200 (messages/s, then sessions/s) take about
+   half a second.
 """
 
 import os
@@ -136,6 +138,20 @@ def main():
                 "expected 4xx/5xx, got 250" not in res["errors_kept"][0]["text"]:
             mxtest.fail(f"run 4: errors not reported as expected: {res['errors']} "
                         f"{res['errors_kept']}")
+        # -- 5: the target rate holds (messages/s, then sessions/s) -----------------
+        for what, args, n in (("messages", ["--sessions", "20", "--messages", "5"], 100),
+                              ("sessions", ["--sessions", "100", "--messages", "1"], 100)):
+            jp = os.path.join(gw.dir, f"run5-{what}.json")
+            rc, out, res = loadgen.run_loadgen(
+                gen, gw.socket, ["--src", "10.99.4.0/24", "--concurrency", "20", "--rate",
+                                 "200", "--rate-of", what, *args], timeout=120, json_path=jp)
+            if rc != 0 or res is None:
+                mxtest.fail(f"run 5 ({what}): exit status {rc}:\n{out}")
+            # 100 at 200/s, with a burst of at most 2: about half a second
+            if res["messages"]["accepted"] != n or not 0.4 <= res["seconds"] <= 5:
+                mxtest.fail(f"run 5 ({what}): {res['messages']['accepted']} messages in "
+                            f"{res['seconds']} s at --rate 200 --rate-of {what}")
+            print(f"ok: --rate 200 --rate-of {what}: {n} in {res['seconds']:.2f} s")
     print("ok")
 
 
