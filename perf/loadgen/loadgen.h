@@ -48,6 +48,8 @@ struct loadgen_config {
 	uint32_t server;               /* network order */
 	uint16_t server_port;
 	uint32_t concurrency;          /* sessions open at once (1..2^24) */
+	uint32_t handshakes;           /* sessions between connect and greeting at once
+	                                  (1..2^24, default 512): the ramp follows the server */
 	uint64_t sessions;             /* sessions in all; 0 = until --duration */
 	double duration_s;             /* stop opening sessions after this; 0 = no limit */
 	uint32_t messages;             /* per session (0: EHLO and QUIT only) */

@@ -16,6 +16,7 @@ void loadgen_config_defaults(struct loadgen_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->server_port = 25;
 	cfg->concurrency = 10;
+	cfg->handshakes = 512;
 	cfg->sessions = 1;
 	cfg->messages = 1;
 	cfg->size = 1024;
@@ -61,6 +62,7 @@ void loadgen_args_usage(FILE *out)
 	      "load:\n"
 	      "  --server ADDR[:PORT]  the SMTP server (port 25)\n"
 	      "  --concurrency N       sessions open at once (default 10)\n"
+	      "  --handshakes N        sessions between connect and greeting at once (512)\n"
 	      "  --sessions N          sessions in all (default 1; 0: until --duration)\n"
 	      "  --duration SECS       stop opening sessions after this (0: no limit)\n"
 	      "  --messages N          messages per session (default 1; 0: EHLO, QUIT)\n"
@@ -207,7 +209,7 @@ int loadgen_args_range(const char *s, uint32_t *base, uint32_t *count)
 
 enum {
 	OPT_PORT = 256, OPT_LOCAL, OPT_SRC, OPT_NEXT_HOP, OPT_MBUFS, OPT_SNDBUF, OPT_RCVBUF,
-	OPT_SERVER, OPT_CONCURRENCY, OPT_SESSIONS, OPT_DURATION, OPT_MESSAGES, OPT_SIZE,
+	OPT_SERVER, OPT_CONCURRENCY, OPT_HANDSHAKES, OPT_SESSIONS, OPT_DURATION, OPT_MESSAGES, OPT_SIZE,
 	OPT_RCPTS, OPT_RATE, OPT_RATE_OF, OPT_NO_PIPELINING, OPT_IDLE, OPT_IDLE_HOLD, OPT_HELO,
 	OPT_SENDER, OPT_RCPT_DOMAIN, OPT_BAD_RCPT, OPT_BAD_RCPT_EVERY, OPT_TIMEOUT, OPT_JSON,
 	OPT_ERRORS_KEPT, OPT_PROGRESS, OPT_LABEL, OPT_HELP,
@@ -223,6 +225,7 @@ static const struct option loadgen_options[] = {
 	{ "rcvbuf", required_argument, NULL, OPT_RCVBUF },
 	{ "server", required_argument, NULL, OPT_SERVER },
 	{ "concurrency", required_argument, NULL, OPT_CONCURRENCY },
+	{ "handshakes", required_argument, NULL, OPT_HANDSHAKES },
 	{ "sessions", required_argument, NULL, OPT_SESSIONS },
 	{ "duration", required_argument, NULL, OPT_DURATION },
 	{ "messages", required_argument, NULL, OPT_MESSAGES },
@@ -315,9 +318,10 @@ static int parse_one(struct loadgen_config *cfg, int opt, const char *name, cons
 		*(opt == OPT_SNDBUF ? &cfg->sndbuf : &cfg->rcvbuf) = (uint32_t)u;
 		return 0;
 	case OPT_CONCURRENCY:
+	case OPT_HANDSHAKES:
 		if (parse_u64(v, 1, 1u << 24, &u) < 0)
 			return bad(err, errlen, name, v, "not 1..16777216");
-		cfg->concurrency = (uint32_t)u;
+		*(opt == OPT_CONCURRENCY ? &cfg->concurrency : &cfg->handshakes) = (uint32_t)u;
 		return 0;
 	case OPT_SESSIONS:
 		if (parse_u64(v, 0, UINT64_MAX / 2, &cfg->sessions) < 0)

@@ -27,6 +27,7 @@
 #include "dataplane/net/net_stack.h"
 
 #define LG_BURST 32
+#define LG_RX_BURSTS 8
 #define LG_TX_BATCH 64
 #define LG_IDLE_SPINS 2000
 #define LG_IDLE_SLEEP_US 20
@@ -107,6 +108,27 @@ static void lg_tx_send(void *ctx, void *frame, size_t len, const struct net_tx_m
 	p->tx[p->ntx++] = m;
 	if (p->ntx == LG_TX_BATCH)
 		lg_tx_flush(p);
+}
+
+/* Give received frames to the stack and free them (the stack copies what it keeps). */
+static void lg_input(struct net_stack *s, const struct loadgen_port *p, struct rte_mbuf **rx,
+		     uint16_t n, uint64_t now_us)
+{
+	for (uint16_t i = 0; i < n; i++) {
+		unsigned flags = 0;
+		if (p->rx_cksum) {
+			uint64_t ol = rx[i]->ol_flags;
+			if ((ol & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD)
+				flags |= NET_RX_IP_CKSUM_GOOD;
+			if ((ol & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD)
+				flags |= NET_RX_L4_CKSUM_GOOD;
+		}
+		/* one segment always (the pool's buffers hold a 1500-byte frame) */
+		if (rx[i]->nb_segs == 1)
+			net_stack_input(s, rte_pktmbuf_mtod(rx[i], const uint8_t *),
+					rx[i]->data_len, flags, now_us);
+		rte_pktmbuf_free(rx[i]);
+	}
 }
 
 static void lg_event(void *ctx, struct net_conn *c, enum net_event ev)
@@ -307,20 +329,15 @@ int main(int argc, char **argv)
 	for (;;) {
 		uint64_t t = rte_rdtsc();
 		now_us = origin_us + (t - tsc0) / tsc_per_us;
-		uint16_t n = rte_eth_rx_burst(port.id, 0, rx, LG_BURST);
-		for (uint16_t i = 0; i < n; i++) {
-			unsigned flags = 0;
-			if (port.rx_cksum) {
-				uint64_t ol = rx[i]->ol_flags;
-				if ((ol & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD)
-					flags |= NET_RX_IP_CKSUM_GOOD;
-				if ((ol & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD)
-					flags |= NET_RX_L4_CKSUM_GOOD;
-			}
-			if (rx[i]->nb_segs == 1)
-				net_stack_input(s, rte_pktmbuf_mtod(rx[i], const uint8_t *),
-						rx[i]->data_len, flags, now_us);
-			rte_pktmbuf_free(rx[i]);
+		/* drain the ring (a bounded number of bursts): what the peer sends in answer to
+		 * a burst of opens must not wait behind the next burst of opens */
+		unsigned n = 0;
+		for (int burst = 0; burst < LG_RX_BURSTS; burst++) {
+			uint16_t got = rte_eth_rx_burst(port.id, 0, rx, LG_BURST);
+			lg_input(s, &port, rx, got, now_us);
+			n += got;
+			if (got < LG_BURST)
+				break;
 		}
 		port.rx += n;
 		net_stack_poll(s, now_us);
@@ -372,13 +389,7 @@ int main(int argc, char **argv)
 	while (rte_rdtsc() < until && net_stack_conn_count(s)) {
 		uint64_t t = rte_rdtsc();
 		now_us = origin_us + (t - tsc0) / tsc_per_us;
-		uint16_t n = rte_eth_rx_burst(port.id, 0, rx, LG_BURST);
-		for (uint16_t i = 0; i < n; i++) {
-			if (rx[i]->nb_segs == 1)
-				net_stack_input(s, rte_pktmbuf_mtod(rx[i], const uint8_t *),
-						rx[i]->data_len, 0, now_us);
-			rte_pktmbuf_free(rx[i]);
-		}
+		lg_input(s, &port, rx, rte_eth_rx_burst(port.id, 0, rx, LG_BURST), now_us);
 		net_stack_poll(s, now_us);
 		if (port.ntx)
 			lg_tx_flush(&port);

@@ -65,6 +65,7 @@ struct loadgen_session {
 	bool failed;                /* an error was counted for this session */
 	bool lost_counted;
 	bool quitting;              /* QUIT queued */
+	bool handshaking;           /* counted in loadgen.handshaking (connect to greeting) */
 };
 
 struct loadgen {
@@ -79,6 +80,7 @@ struct loadgen {
 	char *msg;                  /* the message content, shared by all sessions */
 	size_t msg_len;
 	uint32_t active;            /* slots in use */
+	uint32_t handshaking;       /* sessions between connect and greeting */
 	uint64_t opened;            /* sessions opened so far */
 	uint64_t next_src;          /* the next (address, port) pair, counted */
 	uint64_t rcpt_counter;      /* recipients numbered across the run */
@@ -183,9 +185,18 @@ static void wait_unlink(struct loadgen *lg, struct loadgen_session *se)
 }
 
 /* The session is over: close (or abort) its connection, free the codec, free the slot. */
+static void sess_handshake_done(struct loadgen *lg, struct loadgen_session *se)
+{
+	if (se->handshaking) {
+		se->handshaking = false;
+		lg->handshaking--;
+	}
+}
+
 static void sess_end(struct loadgen *lg, struct loadgen_session *se, bool abort_conn)
 {
 	assert(se->state != LOADGEN_SS_FREE);
+	sess_handshake_done(lg, se);
 	if (se->state == LOADGEN_SS_WAIT_TOKEN)
 		wait_unlink(lg, se);
 	if (se->state == LOADGEN_SS_IDLE && lg->st->idle_held)
@@ -349,6 +360,7 @@ static void sess_event(struct loadgen *lg, struct loadgen_session *se,
 	switch (ev->type) {
 	case SMTP_CLIENT_EV_GREETING:
 		lat(lg, se, LOADGEN_LAT_CONNECT);
+		sess_handshake_done(lg, se);
 		if (ev->code != 220) {
 			sess_error(lg, se, LOADGEN_ERR_GREETING, ev, "greeting: expected 220");
 			sess_quit(lg, se);
@@ -594,6 +606,8 @@ static int sess_open(struct loadgen *lg)
 	memset(se, 0, sizeof(*se));
 	se->nc = nc;
 	se->state = LOADGEN_SS_CONNECTING;
+	se->handshaking = true;
+	lg->handshaking++;
 	se->t_cmd[LOADGEN_LAT_CONNECT] = lg->now_us;
 	net_conn_set_user(nc, se);
 	net_timer_arm(lg->wheel, &se->timer,
@@ -802,9 +816,17 @@ void loadgen_tick(struct loadgen *lg, uint64_t now_us)
 		release_some(lg);
 	if (lg->stop_opening || now_us < lg->connect_retry_us)
 		return;
-	/* at most a burst of 256 opens per tick, so that replies are read in between */
-	for (unsigned burst = 0; burst < 256; burst++) {
+	/* at most a burst of 32 opens per tick (the receive burst), so that the answers to
+	 * them are read before more go out: a ring between two polling processes holds
+	 * about a thousand frames, and a SYN-ACK dropped there costs a second-long RTO */
+	for (unsigned burst = 0; burst < 32; burst++) {
 		if (lg->free_list == NULL || (lg->cfg.sessions && lg->opened >= lg->cfg.sessions))
+			break;
+		/* a window of handshakes: a server whose SYN backlog overflows answers with
+		 * SYN cookies, and a cookie connection whose last ACK is lost hangs silent
+		 * (the server speaks first in SMTP); the window keeps the ramp at the pace
+		 * the server greets */
+		if (lg->handshaking >= lg->cfg.handshakes)
 			break;
 		if (lg->cfg.rate > 0 && lg->cfg.rate_of == LOADGEN_RATE_SESSIONS && lg->tokens < 1)
 			break;

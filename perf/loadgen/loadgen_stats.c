@@ -285,11 +285,11 @@ int loadgen_report_json(const char *path, const struct loadgen_config *cfg,
 		"  \"config\": {\"server\": \"%s:%u\", \"concurrency\": %u, \"sessions\": %llu, "
 		"\"messages_per_session\": %u, \"size\": %u, \"rcpts\": %u, \"rate\": %g, "
 		"\"rate_of\": \"%s\", \"pipelining\": %s, \"idle\": %s, \"sources\": %u, "
-		"\"bad_rcpt_every\": %u},\n",
+		"\"bad_rcpt_every\": %u, \"handshakes\": %u},\n",
 		a, cfg->server_port, cfg->concurrency, (unsigned long long)cfg->sessions,
 		cfg->messages, cfg->size, cfg->rcpts, cfg->rate, loadgen_rate_of_name(cfg->rate_of),
 		cfg->pipelining ? "true" : "false", cfg->idle ? "true" : "false",
-		cfg->src_count ? cfg->src_count : 1, cfg->bad_rcpt_every);
+		cfg->src_count ? cfg->src_count : 1, cfg->bad_rcpt_every, cfg->handshakes);
 	fprintf(f,
 		"  \"seconds\": %.6f,\n  \"sessions\": {\"started\": %llu, \"connected\": %llu, "
 		"\"greeted\": %llu, \"done\": %llu, \"failed\": %llu, \"idle_max\": %llu},\n",

@@ -87,7 +87,7 @@ static void test_args_ok(void)
 		       "--bad-rcpt-every", "7", "--timeout", "2.5", "--json", "/tmp/x.json",
 		       "--errors-kept", "5", "--progress", "0", "--label", "a \"run\"",
 		       "--port", "net_memif0", "--mbufs", "4095", "--sndbuf", "8192", "--rcvbuf",
-		       "4096", "--duration", "10", NULL);
+		       "4096", "--duration", "10", "--handshakes", "64", NULL);
 	CHECK_INT_EQ(rc, 0);
 	if (rc)
 		fprintf(stderr, "%s\n", err);
@@ -121,6 +121,7 @@ static void test_args_ok(void)
 	CHECK_INT_EQ(c.sndbuf, 8192);
 	CHECK_INT_EQ(c.rcvbuf, 4096);
 	CHECK(c.duration_s == 10);
+	CHECK_INT_EQ(c.handshakes, 64);
 
 	/* defaults; --local defaults to the first source; idle raises sessions */
 	rc = parse(&c, err, sizeof(err), "--server", "10.0.0.1", "--src", "10.9.0.0/24", "--idle",
@@ -152,6 +153,7 @@ static void test_args_bad(void)
 		{ "--concurrency", "16777217", "--concurrency" },
 		{ "--concurrency", "-1", "--concurrency" },
 		{ "--concurrency", "1e3", "--concurrency" },
+		{ "--handshakes", "0", "--handshakes" },
 		{ "--sessions", "x", "--sessions" },
 		{ "--messages", "1073741825", "--messages" },
 		{ "--size", "199", "--size" },
