@@ -148,6 +148,7 @@ struct loadgen_stats {
 	uint64_t rcpts_sent, rcpts_accepted, rcpts_refused, bytes_content;
 	uint64_t idle_held; /* idle mode: sessions greeted and waiting now (a gauge) */
 	uint64_t idle_max;  /* ... and the most at once */
+	uint64_t connect_deferred; /* opens put off: the stack's table was full */
 	uint64_t errors[LOADGEN_ERR_MAX];
 	uint64_t errors_total;
 	struct loadgen_hist lat[LOADGEN_LAT_MAX];

@@ -293,7 +293,9 @@ int main(int argc, char **argv)
 	nc.ipv4_src_base = cfg.src_base;
 	nc.ipv4_src_count = cfg.src_count;
 	nc.offload = port.offload;
-	uint64_t maxc = (uint64_t)cfg.concurrency * 2 + 1024;
+	/* room for the sessions, and for connections still closing (FIN-WAIT, LAST-ACK:
+	 * tens of milliseconds each at tens of thousands of sessions a second) */
+	uint64_t maxc = (uint64_t)cfg.concurrency * 2 + 65536;
 	nc.max_conns = (uint32_t)(maxc > (1u << 24) ? (1u << 24) : maxc);
 	nc.syn_backlog = 1024;
 	nc.sndbuf = cfg.sndbuf;

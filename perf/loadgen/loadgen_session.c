@@ -591,6 +591,12 @@ static int sess_open(struct loadgen *lg)
 		int e = errno;
 		if (e == EHOSTUNREACH)
 			return -EHOSTUNREACH; /* ARP for the next hop is under way */
+		if (e == ENOMEM) {
+			/* the stack's connection table is full of connections still closing:
+			 * back-pressure, not a failed session; the next tick tries again */
+			lg->st->connect_deferred++;
+			return -ENOBUFS;
+		}
 		lg->next_src++;
 		if (e == EADDRINUSE)
 			return -EAGAIN; /* that pair is still busy: the next one */
@@ -840,6 +846,8 @@ void loadgen_tick(struct loadgen *lg, uint64_t now_us)
 			}
 			return;
 		}
+		if (rc == -ENOBUFS)
+			return;
 		if (rc == 0)
 			token_take(lg, LOADGEN_RATE_SESSIONS);
 	}

@@ -292,11 +292,12 @@ int loadgen_report_json(const char *path, const struct loadgen_config *cfg,
 		cfg->src_count ? cfg->src_count : 1, cfg->bad_rcpt_every, cfg->handshakes);
 	fprintf(f,
 		"  \"seconds\": %.6f,\n  \"sessions\": {\"started\": %llu, \"connected\": %llu, "
-		"\"greeted\": %llu, \"done\": %llu, \"failed\": %llu, \"idle_max\": %llu},\n",
+		"\"greeted\": %llu, \"done\": %llu, \"failed\": %llu, \"idle_max\": %llu, "
+		"\"connect_deferred\": %llu},\n",
 		s, (unsigned long long)st->sessions_started,
 		(unsigned long long)st->sessions_connected, (unsigned long long)st->sessions_greeted,
 		(unsigned long long)st->sessions_done, (unsigned long long)st->sessions_failed,
-		(unsigned long long)st->idle_max);
+		(unsigned long long)st->idle_max, (unsigned long long)st->connect_deferred);
 	fprintf(f,
 		"  \"messages\": {\"started\": %llu, \"accepted\": %llu, \"refused\": %llu},\n"
 		"  \"rcpts\": {\"sent\": %llu, \"accepted\": %llu, \"refused\": %llu},\n"

@@ -420,6 +420,24 @@ static void test_rate(void)
 	loadgen_stats_free(&st);
 }
 
+/* --sessions 0 --duration: sessions are opened for that long, then the open ones finish */
+static void test_duration(void)
+{
+	struct loadgen_stats st;
+	uint64_t ms;
+	run(SRV_GOOD, &st, &ms, "--sessions", "0", "--duration", "0.5", "--concurrency", "4",
+	    "--messages", "2", NULL);
+	CHECK_INT_EQ(st.errors_total, 0);
+	CHECK(st.sessions_done > 8);
+	CHECK_INT_EQ(st.sessions_done, st.sessions_started);
+	CHECK_INT_EQ(st.messages_accepted, 2 * st.sessions_done);
+	CHECK(ms >= 500 && ms < 1000);
+	/* the generator's table (2 x 4 + 64 here) filled with closing connections: opens
+	 * waited, none failed */
+	CHECK(st.connect_deferred > 0);
+	loadgen_stats_free(&st);
+}
+
 static void test_idle(void)
 {
 	struct loadgen_stats st;
@@ -443,6 +461,7 @@ int main(void)
 	RUN_TEST(test_wrong_replies);
 	RUN_TEST(test_silent_server);
 	RUN_TEST(test_rate);
+	RUN_TEST(test_duration);
 	RUN_TEST(test_idle);
 	return TEST_RESULT();
 }
