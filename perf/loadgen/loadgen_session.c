@@ -608,6 +608,8 @@ static int sess_open(struct loadgen *lg)
 		return -e;
 	}
 	lg->next_src++;
+	if (lg->opened == 0)
+		lg->st->start_us = lg->now_us; /* the run starts with its first SYN, after ARP */
 	lg->free_list = se->next;
 	memset(se, 0, sizeof(*se));
 	se->nc = nc;
@@ -838,7 +840,7 @@ void loadgen_tick(struct loadgen *lg, uint64_t now_us)
 			break;
 		int rc = sess_open(lg);
 		if (rc == -EHOSTUNREACH) {
-			lg->connect_retry_us = now_us + 200000;
+			lg->connect_retry_us = now_us + 20000;
 			if (now_us - lg->st->start_us > (uint64_t)(lg->cfg.timeout_s * 1e6)) {
 				loadgen_stats_error(lg->st, LOADGEN_ERR_CONNECT, 0,
 						    "connect: the next hop does not answer ARP");
