@@ -193,14 +193,30 @@ static void sess_handshake_done(struct loadgen *lg, struct loadgen_session *se)
 	}
 }
 
+/* The one place a session changes state: keeps the idle gauge (idle_held, idle_max). */
+static void sess_enter_state(struct loadgen *lg, struct loadgen_session *se,
+			     enum loadgen_sess_state to)
+{
+	assert(to < LOADGEN_SS_MAX);
+	struct loadgen_stats *st = lg->st;
+	if (se->state == LOADGEN_SS_IDLE && to != LOADGEN_SS_IDLE) {
+		assert(st->idle_held > 0);
+		st->idle_held--;
+	}
+	if (to == LOADGEN_SS_IDLE && se->state != LOADGEN_SS_IDLE) {
+		st->idle_held++;
+		if (st->idle_held > st->idle_max)
+			st->idle_max = st->idle_held;
+	}
+	se->state = (uint8_t)to;
+}
+
 static void sess_end(struct loadgen *lg, struct loadgen_session *se, bool abort_conn)
 {
 	assert(se->state != LOADGEN_SS_FREE);
 	sess_handshake_done(lg, se);
 	if (se->state == LOADGEN_SS_WAIT_TOKEN)
 		wait_unlink(lg, se);
-	if (se->state == LOADGEN_SS_IDLE && lg->st->idle_held)
-		lg->st->idle_held--;
 	sess_timer_off(lg, se);
 	if (se->nc) {
 		net_conn_set_user(se->nc, NULL);
@@ -214,7 +230,7 @@ static void sess_end(struct loadgen *lg, struct loadgen_session *se, bool abort_
 		smtp_client_free(se->cl);
 		se->cl = NULL;
 	}
-	se->state = LOADGEN_SS_FREE;
+	sess_enter_state(lg, se, LOADGEN_SS_FREE);
 	se->next = lg->free_list;
 	lg->free_list = se;
 	lg->active--;
@@ -303,7 +319,7 @@ static void sess_next(struct loadgen *lg, struct loadgen_session *se)
 		return;
 	}
 	if (!token_take(lg, LOADGEN_RATE_MESSAGES)) {
-		se->state = LOADGEN_SS_WAIT_TOKEN;
+		sess_enter_state(lg, se, LOADGEN_SS_WAIT_TOKEN);
 		se->next = NULL;
 		if (lg->wait_tail)
 			lg->wait_tail->next = se;
@@ -369,10 +385,7 @@ static void sess_event(struct loadgen *lg, struct loadgen_session *se,
 		st->sessions_greeted++;
 		se->t_cmd[LOADGEN_LAT_EHLO] = lg->now_us;
 		if (lg->cfg.idle) {
-			se->state = LOADGEN_SS_IDLE;
-			st->idle_held++;
-			if (st->idle_held > st->idle_max)
-				st->idle_max = st->idle_held;
+			sess_enter_state(lg, se, LOADGEN_SS_IDLE);
 			if (st->sessions_greeted == 1)
 				st->first_greeting_us = lg->now_us;
 			if (st->idle_held >= lg->cfg.concurrency && !st->all_greeted_us) {
@@ -613,7 +626,7 @@ static int sess_open(struct loadgen *lg)
 	lg->free_list = se->next;
 	memset(se, 0, sizeof(*se));
 	se->nc = nc;
-	se->state = LOADGEN_SS_CONNECTING;
+	sess_enter_state(lg, se, LOADGEN_SS_CONNECTING);
 	se->handshaking = true;
 	lg->handshaking++;
 	se->t_cmd[LOADGEN_LAT_CONNECT] = lg->now_us;
@@ -637,7 +650,7 @@ static void sess_connected(struct loadgen *lg, struct loadgen_session *se)
 	}
 	if (!lg->client_memory)
 		lg->client_memory = smtp_client_memory(se->cl);
-	se->state = LOADGEN_SS_OPEN;
+	sess_enter_state(lg, se, LOADGEN_SS_OPEN);
 	if (!lg->cfg.idle)
 		smtp_client_ehlo(se->cl, lg->cfg.helo); /* goes out after the greeting */
 	sess_pump(lg, se);
@@ -791,9 +804,7 @@ static void release_some(struct loadgen *lg)
 		if (se->state != LOADGEN_SS_IDLE)
 			continue;
 		budget--;
-		se->state = LOADGEN_SS_OPEN;
-		if (lg->st->idle_held)
-			lg->st->idle_held--;
+		sess_enter_state(lg, se, LOADGEN_SS_OPEN);
 		sess_quit(lg, se);
 		sess_pump(lg, se);
 	}
@@ -811,7 +822,7 @@ void loadgen_tick(struct loadgen *lg, uint64_t now_us)
 		if (!lg->wait_head)
 			lg->wait_tail = NULL;
 		se->next = NULL;
-		se->state = LOADGEN_SS_OPEN;
+		sess_enter_state(lg, se, LOADGEN_SS_OPEN);
 		sess_start_message(lg, se);
 		sess_pump(lg, se);
 	}
