@@ -192,6 +192,9 @@ void loadgen_report_text(FILE *out, const struct loadgen_config *cfg,
 	fprintf(out, "loadgen: %.1f messages/s, %.1f sessions/s, %.1f MB/s content\n",
 		per_sec(st->messages_accepted, s), per_sec(st->sessions_done, s),
 		per_sec(st->bytes_content, s) / 1e6);
+	if (st->connect_deferred)
+		fprintf(out, "loadgen: %llu opens deferred (the connection table was full)\n",
+			(unsigned long long)st->connect_deferred);
 	if (cfg->idle)
 		fprintf(out, "loadgen: idle sessions held at most %llu; ramp %.3f s\n",
 			(unsigned long long)st->idle_max,
