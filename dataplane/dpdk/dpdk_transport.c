@@ -242,6 +242,7 @@ void dpdk_transport_destroy(struct dpdk_transport *t)
 	}
 	free(t->owner);
 	free(t->workers);
+	free(t->qsbr);
 	free(t);
 	if (dp_eal_initialised)
 		rte_eal_cleanup();

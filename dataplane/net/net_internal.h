@@ -216,6 +216,16 @@ void net_tx_ipv6(struct net_stack *s, void *handle, uint8_t *frame, const uint8_
 /* Fill Ethernet and IPv4 headers and the L4 checksum (proto 6 or 1), then send. */
 void net_tx_ipv4(struct net_stack *s, void *handle, uint8_t *frame, const uint8_t dmac[6],
 		 uint32_t src, uint32_t dst, uint8_t proto, size_t l4len, size_t l4hdr);
+/* One of our IPv4 addresses: cfg.ipv4 or within the source range (network order). */
+static inline bool net_ipv4_ours(const struct net_stack *s, uint32_t a)
+{
+	if (a == 0)
+		return false;
+	if (a == s->cfg.ipv4)
+		return true;
+	return __builtin_bswap32(a) - __builtin_bswap32(s->cfg.ipv4_src_base) <
+	       s->cfg.ipv4_src_count;
+}
 bool net_arp_lookup(struct net_stack *s, uint32_t ip, uint8_t mac[6]);
 void net_arp_request(struct net_stack *s, uint32_t ip);
 /* An ARP packet (the Ethernet payload, len bytes). */

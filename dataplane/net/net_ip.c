@@ -328,7 +328,7 @@ static bool ipv4_bad_source(const struct net_stack *s, uint32_t src_be)
 	/* RFC 1122 3.2.1.3: a source that is broadcast, multicast, "this network" or
 	 * loopback is discarded; so is a forged copy of our own address. */
 	if (a == 0xffffffffu || (a >> 28) == 0xe || (a >> 24) == 0 || (a >> 24) == 127 ||
-	    src_be == s->cfg.ipv4)
+	    net_ipv4_ours(s, src_be))
 		return true;
 	if (s->cfg.ipv4_prefix && s->cfg.ipv4_prefix < 31) {
 		uint32_t host = ~0u >> s->cfg.ipv4_prefix;
@@ -361,7 +361,7 @@ static void ipv4_input(struct net_stack *s, const uint8_t *smac, const uint8_t *
 	uint32_t dst, src;
 	memcpy(&dst, ip + 16, 4);
 	memcpy(&src, ip + 12, 4);
-	if (dst != s->cfg.ipv4 || s->cfg.ipv4 == 0) {
+	if (!net_ipv4_ours(s, dst)) {
 		s->cnt.rx_not_ours++; /* we do not forward, nor answer broadcasts */
 		return;
 	}

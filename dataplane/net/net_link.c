@@ -151,8 +151,9 @@ static void arp_update(struct net_stack *s, uint32_t ip, const uint8_t mac[6], b
 	memcpy(s->arp[oldest].mac, mac, 6);
 }
 
-static void arp_send(struct net_stack *s, uint16_t op, const uint8_t tha[6], uint32_t tpa,
-		     const uint8_t dmac[6])
+/* spa: the sender protocol address, ours (an answer says the address asked for). */
+static void arp_send(struct net_stack *s, uint16_t op, uint32_t spa, const uint8_t tha[6],
+		     uint32_t tpa, const uint8_t dmac[6])
 {
 	uint8_t *frame;
 	void *h = s->ops.tx_alloc(s->ops.ctx, &frame, 60);
@@ -171,7 +172,7 @@ static void arp_send(struct net_stack *s, uint16_t op, const uint8_t tha[6], uin
 	a[5] = 4;
 	net_put16(a + 6, op);
 	memcpy(a + 8, s->cfg.mac, 6);
-	memcpy(a + 14, &s->cfg.ipv4, 4);
+	memcpy(a + 14, &spa, 4);
 	memcpy(a + 18, tha, 6);
 	memcpy(a + 24, &tpa, 4);
 	s->cnt.tx_arp++;
@@ -183,7 +184,8 @@ void net_arp_request(struct net_stack *s, uint32_t ip)
 {
 	static const uint8_t zero[6];
 	s->arp_next_try = s->now_ms + 1000;
-	arp_send(s, 1, zero, ip, net_eth_bcast);
+	arp_send(s, 1, s->cfg.ipv4 ? s->cfg.ipv4 : s->cfg.ipv4_src_base, zero, ip,
+		 net_eth_bcast);
 }
 
 /* RFC 826 "Packet reception": merge the sender into the cache if we hold it; if the
@@ -204,9 +206,9 @@ void net_arp_input(struct net_stack *s, const uint8_t *a, size_t len, unsigned r
 	/* Refuse broadcast/multicast sender hardware addresses and a zero sender IP
 	 * (an ARP probe, RFC 5227) as cache material. */
 	bool sane = !(sha[0] & 1) && spa != 0;
-	bool for_us = tpa == s->cfg.ipv4 && s->cfg.ipv4 != 0;
+	bool for_us = net_ipv4_ours(s, tpa);
 	if (sane)
 		arp_update(s, spa, sha, for_us);
 	if (for_us && op == 1 && !(rx_flags & NET_RX_LEARN_ONLY))
-		arp_send(s, 2, sha, spa, sha);
+		arp_send(s, 2, tpa, sha, spa, sha);
 }

@@ -55,7 +55,8 @@ struct net_stack *net_stack_create(const struct net_config *cfg, const struct ne
 		c.delack_ms = 40;
 	if (c.mtu < 576 || c.mtu > 9000 || c.ipv4_prefix > 32 || c.rcvbuf < 1024 ||
 	    c.rcvbuf > (1u << 20) || c.sndbuf < 1024 || c.sndbuf > (1u << 20) ||
-	    c.max_conns > (1u << 24) || c.time_wait_max > (1u << 24) || c.delack_ms >= 500) {
+	    c.max_conns > (1u << 24) || c.time_wait_max > (1u << 24) || c.delack_ms >= 500 ||
+	    (uint64_t)__builtin_bswap32(c.ipv4_src_base) + c.ipv4_src_count > (1ull << 32)) {
 		/* RFC 1122 4.2.3.2: an ACK must not be delayed 500 ms or more. */
 		errno = EINVAL;
 		return NULL;

@@ -102,6 +102,12 @@ struct net_config {
 	uint32_t ipv4; /* network byte order */
 	uint8_t ipv4_prefix; /* on-link prefix length */
 	uint32_t ipv4_gateway; /* network byte order; 0: none */
+	/* More local IPv4 addresses, for active opens from many sources (the load
+	 * generator's): the ipv4_src_count addresses from ipv4_src_base (network byte order)
+	 * on, within ipv4's on-link prefix or not. ARP is answered and IPv4 accepted for them
+	 * as for ipv4; net_conn_connect_from() opens from one of them. 0: none. */
+	uint32_t ipv4_src_base;
+	uint32_t ipv4_src_count;
 	uint16_t mtu; /* IP MTU; 576..9000, 0 means 1500 */
 	unsigned offload; /* enum net_offload */
 	uint32_t max_conns; /* control blocks (established + half-open); 0: 65536 */
@@ -207,6 +213,10 @@ bool net_stack_gateway6_mac(const struct net_stack *s, uint8_t mac[6]);
  * (0: pick one). Completes with NET_EV_CONNECTED or NET_EV_ABORT. NULL with errno. */
 struct net_conn *net_conn_connect(struct net_stack *s, uint32_t ipv4, uint16_t port,
 				  uint16_t lport, uint64_t now_us);
+/* The same from local address src (network order): ipv4, or one of the ipv4_src_count
+ * addresses from ipv4_src_base (else NULL with EADDRNOTAVAIL). */
+struct net_conn *net_conn_connect_from(struct net_stack *s, uint32_t src, uint32_t ipv4,
+				       uint16_t port, uint16_t lport, uint64_t now_us);
 
 void net_conn_set_user(struct net_conn *c, void *user);
 void *net_conn_user(const struct net_conn *c);

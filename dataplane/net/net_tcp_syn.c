@@ -229,6 +229,16 @@ void net_tcp_listen_input(struct net_stack *s, const uint8_t smac[6], const uint
 struct net_conn *net_conn_connect(struct net_stack *s, uint32_t ipv4, uint16_t port,
 				  uint16_t lport, uint64_t now_us)
 {
+	return net_conn_connect_from(s, s->cfg.ipv4, ipv4, port, lport, now_us);
+}
+
+struct net_conn *net_conn_connect_from(struct net_stack *s, uint32_t src, uint32_t ipv4,
+				       uint16_t port, uint16_t lport, uint64_t now_us)
+{
+	if (!net_ipv4_ours(s, src)) {
+		errno = EADDRNOTAVAIL;
+		return NULL;
+	}
 	if (now_us > s->now_us) {
 		s->now_us = now_us;
 		s->now_ms = (uint32_t)(now_us / 1000);
@@ -244,7 +254,7 @@ struct net_conn *net_conn_connect(struct net_stack *s, uint32_t ipv4, uint16_t p
 		return NULL;
 	}
 	uint8_t laddr[16], raddr[16];
-	net_addr_map4(laddr, s->cfg.ipv4);
+	net_addr_map4(laddr, src);
 	net_addr_map4(raddr, ipv4);
 	if (!lport) {
 		for (unsigned i = 0; i < 28000 && !lport; i++) {

@@ -90,6 +90,50 @@ static void test_arp_gateway(void)
 	net_stack_destroy(s);
 }
 
+/* A source range (net_config.ipv4_src_base/count): ARP is answered for each address of it,
+ * from that address; an active open leaves from the address asked for; an address outside
+ * the range is neither answered nor usable. */
+static void test_src_range(void)
+{
+	struct net_config bad = { .ipv4_src_base = t_ip("255.255.255.0"), .ipv4_src_count = 512 };
+	CHECK(t_stack(&bad) == NULL);
+	struct net_config cfg = { .ipv4_src_base = t_ip("192.0.2.100"), .ipv4_src_count = 100 };
+	struct net_stack *s = t_stack(&cfg);
+	uint8_t f[64];
+	size_t n = arp_frame(f, 1, bcast, t_ip(T_PEER_IP), t_ip("192.0.2.199"));
+	net_stack_input(s, f, n, 0, t_now);
+	CHECK_INT_EQ(t_ntx, 1);
+	uint32_t asked = t_ip("192.0.2.199");
+	CHECK_INT_EQ(memcmp(t_tx[0].d + 14 + 14, &asked, 4), 0);
+	CHECK_INT_EQ(t_tx[0].d[14 + 7], 2);
+	n = arp_frame(f, 1, bcast, t_ip(T_PEER_IP), t_ip("192.0.2.200"));
+	net_stack_input(s, f, n, 0, t_now);
+	n = arp_frame(f, 1, bcast, t_ip(T_PEER_IP), t_ip("192.0.2.99"));
+	net_stack_input(s, f, n, 0, t_now);
+	CHECK_INT_EQ(t_ntx, 1);
+	/* the peer is known now (it asked): open from two addresses of the range */
+	struct net_conn *c = net_conn_connect_from(s, t_ip("192.0.2.150"), t_ip(T_PEER_IP), 25,
+						   4000, t_now);
+	CHECK(c != NULL);
+	CHECK_INT_EQ(t_ntx, 2);
+	uint32_t src = t_ip("192.0.2.150");
+	CHECK_INT_EQ(memcmp(t_tx[1].d + 14 + 12, &src, 4), 0);
+	int fam;
+	uint8_t a[16];
+	uint16_t lport;
+	net_conn_local(c, &fam, a, &lport);
+	CHECK_INT_EQ(fam, AF_INET);
+	CHECK_INT_EQ(memcmp(a, &src, 4), 0);
+	CHECK_INT_EQ(lport, 4000);
+	/* the same local port from another address is another connection */
+	CHECK(net_conn_connect_from(s, t_ip("192.0.2.151"), t_ip(T_PEER_IP), 25, 4000, t_now));
+	errno = 0;
+	CHECK(!net_conn_connect_from(s, t_ip("192.0.2.200"), t_ip(T_PEER_IP), 25, 0, t_now));
+	CHECK_INT_EQ(errno, EADDRNOTAVAIL);
+	CHECK_INT_EQ(net_stack_conn_count(s), 2);
+	net_stack_destroy(s);
+}
+
 static uint16_t csum(const uint8_t *p, size_t n)
 {
 	return t_csum(0, p, n);
@@ -429,6 +473,7 @@ int main(void)
 	RUN_TEST(test_fault_parse);
 	RUN_TEST(test_fault_rx);
 	RUN_TEST(test_arp_reply);
+	RUN_TEST(test_src_range);
 	RUN_TEST(test_arp_gateway);
 	RUN_TEST(test_learn_only);
 	RUN_TEST(test_icmp_echo);
