@@ -22,8 +22,10 @@
 #include <unistd.h>
 
 #include "dataplane/relay/queue_control.h"
+#include "dataplane/privdrop.h"
 #include "dataplane/relay/relay.h"
 #include "dataplane/reload.h"
+#include "dataplane/sdnotify.h"
 #include "dataplane/spool/spool_writer.h"
 #include "dataplane/session/conn.h"
 #include "dataplane/svc/svc.h"
@@ -614,6 +616,104 @@ static void log_relay_plan(const struct mx_config *cfg)
 				    "in the spool (mxgate-queue lists it)");
 }
 
+/* mail_owner and mxgate_chroot, looked up before anything starts: a missing user, or a
+ * chroot without the files a reload reads, is a one-line refusal, not a half-started
+ * gateway. Returns 0, or -1 after saying why. */
+static int privdrop_prepare(struct privdrop_plan *plan, const struct mx_config *boot,
+			    const char *config_path)
+{
+	char err[PATH_MAX + 512];
+	const char *user = mx_config_get(boot, "mail_owner");
+	const char *root = mx_config_get(boot, "mxgate_chroot");
+	if (privdrop_plan_make(plan, user, root, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mxgate: fatal: %s: %s\n", config_path, err);
+		return -1;
+	}
+	if (!plan->active) {
+		if (geteuid() != plan->uid)
+			fprintf(stderr, "mxgate: warning: not started as root: running as uid %u, "
+					"not as mail_owner = %s (uid %u)%s\n",
+				(unsigned)geteuid(), user, (unsigned)plan->uid,
+				root && *root ? "; no mxgate_chroot either" : "");
+		else if (root && *root)
+			fprintf(stderr, "mxgate: warning: not started as root: no chroot into "
+					"mxgate_chroot = %s\n", root);
+		return 0;
+	}
+	if (!plan->chroot_dir[0])
+		return 0;
+	/* A reload reads the configuration (and the master file) again, at the same path
+	 * inside the chroot, as Postfix's chrooted daemons find etc/ files copied into
+	 * the queue directory. */
+	const char *master = mx_config_get(boot, "mxgate_master_file");
+	const char *need[] = { config_path, master && *master ? master : NULL };
+	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+		if (need[i] && privdrop_chroot_has(plan->chroot_dir, need[i]) < 0) {
+			fprintf(stderr,
+				"mxgate: fatal: mxgate_chroot = %s: a reload reads %s, which is not "
+				"in the chroot (%s%s): copy or bind-mount it there, or set "
+				"mxgate_chroot empty\n",
+				plan->chroot_dir, need[i], plan->chroot_dir, need[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* What mail_owner must own before the drop: the spools, the table store, the compiled
+ * checks cache, data_directory (postscreen and greylist state) and the control socket;
+ * files a root-only earlier version made there are given to it as well. Returns 0, or
+ * -1 after logging. */
+static int privdrop_give(const struct privdrop_plan *plan, const struct mx_config *boot)
+{
+	char err[PATH_MAX + 256];
+	const char *dirs[MX_CONFIG_MAX_SPOOLS + 4];
+	size_t n = 0;
+	for (unsigned i = 0; i < boot->spool_dir_count; i++)
+		dirs[n++] = boot->spool_dirs[i];
+	dirs[n++] = boot->table_directory;
+	dirs[n++] = mx_config_get(boot, "mxgate_checks_cache_directory");
+	dirs[n++] = mx_config_get(boot, "data_directory");
+	dirs[n++] = boot->control_socket;
+	for (size_t i = 0; i < n; i++) {
+		if (!dirs[i] || !*dirs[i])
+			continue;
+		long changed = privdrop_own_tree(dirs[i], plan->uid, plan->gid, err, sizeof(err));
+		if (changed < 0) {
+			startup_fatal("mail_owner = %s: %s", plan->user, err);
+			return -1;
+		}
+		if (changed > 0)
+			mx_log(MX_LOG_INFO, "mail_owner = %s: %ld file(s) under %s given to it",
+			       plan->user, changed, dirs[i]);
+	}
+	return 0;
+}
+
+/* Become mail_owner. The capabilities kept: the kernel transport opens the listeners a
+ * reload adds (ports below 1024: CAP_NET_BIND_SERVICE); the dpdk transport needs none
+ * once its ports run (docs/ARCHITECTURE.md). Returns 0, or -1 after logging. */
+static int privdrop_now(const struct privdrop_plan *plan, const struct mx_config *boot)
+{
+	if (!plan->active)
+		return 0;
+	uint64_t keep = boot->transport == MX_TRANSPORT_KERNEL
+				? PRIVDROP_CAP(CAP_NET_BIND_SERVICE)
+				: 0;
+	char err[PATH_MAX + 256], caps[256];
+	if (privdrop_give(plan, boot) < 0)
+		return -1;
+	if (privdrop_apply(plan, keep, err, sizeof(err)) < 0) {
+		startup_fatal("%s", err);
+		return -1;
+	}
+	privdrop_caps_text(keep, caps, sizeof(caps));
+	mx_log(MX_LOG_INFO, "running as %s (uid %u gid %u)%s%s, capabilities kept: %s",
+	       plan->user, (unsigned)plan->uid, (unsigned)plan->gid,
+	       plan->chroot_dir[0] ? ", chroot " : "", plan->chroot_dir, caps);
+	return 0;
+}
+
 /* Run the gateway until a signal stops it. The exit status. */
 static int run_gateway(const char *given_path, const char *pidfile)
 {
@@ -640,6 +740,15 @@ static int run_gateway(const char *given_path, const char *pidfile)
 		mx_config_free(boot);
 		return 1;
 	}
+	struct privdrop_plan plan;
+	if (privdrop_prepare(&plan, boot, config_path) < 0) {
+		mx_config_free(boot);
+		return 1;
+	}
+	/* under systemd (Type=notify): connected now, while the socket's path is reachable */
+	int nrc = sdnotify_open();
+	if (nrc < 0)
+		fprintf(stderr, "mxgate: warning: NOTIFY_SOCKET: %s\n", strerror(-nrc));
 	unsigned workers = boot->workers;
 	if (workers == 0 && boot->transport == MX_TRANSPORT_KERNEL) {
 		/* dpdk: the EAL's lcores say how many */
@@ -766,6 +875,11 @@ static int run_gateway(const char *given_path, const char *pidfile)
 		startup_fatal("mxgate_control_socket: %s", err);
 		goto out;
 	}
+	/* Everything that needs root is done: the listeners or ports, the spools, the log,
+	 * the control socket. Threads started from here on (the control thread, the
+	 * workers) inherit what this one keeps. */
+	if (privdrop_now(&plan, boot) < 0)
+		goto out;
 	if ((rc = control_server_start(control)) < 0) {
 		startup_fatal("mxgate_control_socket: cannot start its thread: %s", strerror(-rc));
 		goto out;
@@ -784,7 +898,10 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	mx_log(MX_LOG_INFO, "mxgate %s started -- transport %s, spool %s, configuration %s",
 	       MXGATE_VERSION, what, mx_config_get(boot, "mxgate_spool_directory"), config_path);
 
+	sdnotify_send("READY=1\nSTATUS=accepting mail");
+
 	signal_loop(&sigs, &tr, &sp, services, reload, sasl, &pub);
+	sdnotify_send("STOPPING=1");
 
 	/* No control command runs from here on (a reload would wait for workers that are
 	 * stopping). Then the workers go; commits they handed over are synced before the
@@ -811,8 +928,10 @@ out:
 	anvil_free(anvil); /* after the workers, which count in it */
 	svc_set_free(services); /* after the workers' clients: answers nobody took */
 	svc_sasl_directory_free(sasl); /* after the service and the workers that read it */
-	if (pidfile_written)
-		unlink(pidfile);
+	/* as mail_owner, its directory must let the user remove it */
+	if (pidfile_written && unlink(pidfile) != 0 && errno != ENOENT)
+		mx_log(MX_LOG_WARNING, "pidfile %s: cannot remove it: %s", pidfile,
+		       strerror(errno));
 	spools_close(&sp);
 	reload_free(reload);
 	if (first) {
@@ -821,6 +940,7 @@ out:
 	}
 	mx_log_close();
 	mx_config_free(boot);
+	sdnotify_close();
 	return failed ? 1 : 0;
 }
 
