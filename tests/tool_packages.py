@@ -68,6 +68,13 @@ TOOLS = {
     "/usr/bin/python3": "python3",
     # TLS: test certificates and the s_client of tests/e2e/test_tls.py
     "openssl": "openssl",
+    # unprivileged running (tests/e2e/test_privdrop.py): tools run as mail_owner
+    "setpriv": "util-linux",
+    # the man pages' lint (tests/man/test_man.py)
+    "groff": "groff-base",
+    # the systemd unit in a container (tests/e2e/test_systemd.py)
+    "systemd-nspawn": "systemd-container",
+    "/lib/systemd/systemd": "systemd",
 }
 
 # Where dpkg names another package as the file's owner than the one installed for it: the

@@ -169,6 +169,9 @@ class Gateway:
     def __init__(self, binary, extra_config="", workers=2, port=None, host="127.0.0.1"):
         self.binary = binary
         self.dir = tempfile.mkdtemp(prefix="mxgate-e2e-")
+        # the gateway runs as mail_owner (mxgate) after start: it reads the configuration
+        # again on reload, and mxgate-queue run as that user reaches the control socket
+        os.chmod(self.dir, 0o755)
         self.spool = os.path.join(self.dir, "spool")
         self.maillog = os.path.join(self.dir, "maillog")
         self.host = host
