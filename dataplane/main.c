@@ -878,17 +878,18 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	/* Everything that needs root is done: the listeners or ports, the spools, the log,
 	 * the control socket. Threads started from here on (the control thread, the
 	 * workers) inherit what this one keeps. */
+	/* written as root, as Postfix's master writes its pid file */
+	if (pidfile && (rc = write_pidfile(pidfile)) < 0) {
+		startup_fatal("pidfile %s: %s", pidfile, strerror(-rc));
+		goto out;
+	}
+	pidfile_written = pidfile != NULL;
 	if (privdrop_now(&plan, boot) < 0)
 		goto out;
 	if ((rc = control_server_start(control)) < 0) {
 		startup_fatal("mxgate_control_socket: cannot start its thread: %s", strerror(-rc));
 		goto out;
 	}
-	if (pidfile && (rc = write_pidfile(pidfile)) < 0) {
-		startup_fatal("pidfile %s: %s", pidfile, strerror(-rc));
-		goto out;
-	}
-	pidfile_written = pidfile != NULL;
 
 	rc = ops->start(tr.impl);
 	if (rc < 0) {
