@@ -209,7 +209,7 @@ def check(out, diag):
     want("stop_rc", "0")
     want("after_stop", "inactive")
     want("result", "success")
-    want("exit", "exited/0")
+    want("exit", "1/0")  # ExecMainCode CLD_EXITED (1), status 0
 
 
 main()
