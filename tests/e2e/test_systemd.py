@@ -102,7 +102,8 @@ timeout 120 systemctl reload mxgate.service; say "bad_reload_rc=$?"
 cp /etc/mxgate/mxgate.cf.good /etc/mxgate/mxgate.cf
 say "after_bad_reload=$(show ActiveState)/$(show SubState) mainpid=$(show MainPID)"
 timeout 60 systemctl stop mxgate.service; say "stop_rc=$?"
-say "after_stop=$(show ActiveState) result=$(show Result) exit=$(show ExecMainCode)/$(show ExecMainStatus)"
+say "after_stop=$(show ActiveState) result=$(show Result) exit=$(show ExecMainStatus)"
+say "clean_stop=$(grep -c 'mxgate stopped$' /var/log/mxgate/mxgate.log)"
 say "done=1"
 """
 
@@ -209,7 +210,8 @@ def check(out, diag):
     want("stop_rc", "0")
     want("after_stop", "inactive")
     want("result", "success")
-    want("exit", "1/0")  # ExecMainCode CLD_EXITED (1), status 0
+    want("exit", "0")
+    want("clean_stop", "1")
 
 
 main()
