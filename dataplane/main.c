@@ -259,7 +259,16 @@ static int check_config(const char *path)
 		mx_config_report_failure(stderr, "mxgate", path, rc);
 		return 1;
 	}
-	char err[512];
+	char err[PATH_MAX + 512];
+	/* mail_owner must exist (and not be root) for a start to go ahead, and
+	 * mxgate_chroot be a directory, as postfix check verifies its mail_owner */
+	struct privdrop_plan plan;
+	if (privdrop_plan_make(&plan, mx_config_get(cfg, "mail_owner"),
+			       mx_config_get(cfg, "mxgate_chroot"), err, sizeof(err)) < 0) {
+		fprintf(stderr, "mxgate: %s: %s\n", path, err);
+		mx_config_free(cfg);
+		return 1;
+	}
 	/* what the transport can check without starting (dpdk: the ports, addresses, listen
 	 * ports and fault specification; the EAL arguments are DPDK's to judge) */
 	const struct transport_ops *ops = transport_or_complain(cfg, path, stderr);

@@ -13,7 +13,8 @@ deploy/install-deps.sh creates) once it serves. Checked, on each transport:
   4. mxgate-queue lists it, run as the user (setpriv) and as root;
   5. `mxgate reload` works run as the user and as root; on kernel, a reload that adds a
      master.cf service on a port below 1024 opens it (the kept CAP_NET_BIND_SERVICE);
-  6. with mxgate_chroot = the spool's parent: a start without the configuration inside the
+  6. a mail_owner that does not exist, or is root, is refused by --check and at start;
+  7. with mxgate_chroot = the spool's parent: a start without the configuration inside the
      chroot is refused, naming the file; with it, /proc/PID/root is the chroot, the checks of
      1, 3, 4 and 5 hold, and the reload reads the copy inside the chroot.
 Needs root (skipped, exit 77, otherwise), the user mxgate (adduser; deploy/install-deps.sh
@@ -253,7 +254,26 @@ def _try_greeting(host, port):
         return None
 
 
+def check_refusals():
+    """A missing user, and root, refused by --check and at start, saying why."""
+    for user, why in (("mxgate-no-such-user", "no such user"),
+                      ("root", "privileged user ID 0")):
+        gw = mxtest.Gateway(binary, extra_config=f"mail_owner = {user}\n")
+        try:
+            for argv in ([binary, "--check", "-c", gw.config_path],
+                         [binary, "-c", gw.config_path]):
+                r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+                if r.returncode != 1 or f"mail_owner = {user}" not in r.stderr or \
+                        why not in r.stderr:
+                    fail(f"{' '.join(argv)} with mail_owner = {user}: exit {r.returncode}, "
+                         f"want 1 and \"{why}\":\n{r.stderr}")
+            print(f"  mail_owner = {user}: refused by --check and at start ({why})")
+        finally:
+            shutil.rmtree(gw.dir, ignore_errors=True)
+
+
 def main():
+    check_refusals()
     topo = None
     if transport == "dpdk":
         topo = netns.Topology(prefix=f"mxp{os.getpid() % 10000}").create()
