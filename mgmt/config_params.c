@@ -21,6 +21,8 @@
  *                                   own writable state (postscreen_cache, greylisting)
  *   smtpd_relay_restrictions        written as its level-1+ value: below level 1 Postfix
  *                                   has no relay restrictions, mxgate never goes without
+ *   mail_owner                      mxgate (Postfix: postfix): the user the gateway
+ *                                   runs as after start-up (dataplane/privdrop.h)
  *   postscreen_forbidden_commands   the value of Postfix's $smtpd_forbidden_commands
  *                                   default, written out (mxgate has no
  *                                   smtpd_forbidden_commands parameter)

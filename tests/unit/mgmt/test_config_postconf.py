@@ -31,6 +31,7 @@ DELIBERATE = {
     "smtpd_forbid_unauth_pipelining", "smtpd_per_request_deadline", "local_recipient_maps",
     "smtpd_relay_restrictions", "data_directory", "postscreen_forbidden_commands",
 }
+DELIBERATE |= {"mail_owner"}  # mxgate's own user, not Postfix's (dataplane/privdrop.h)
 
 RICH = """\
 # A richer main.cf: comments, continuation lines, expansions.
