@@ -628,7 +628,7 @@ static void log_relay_plan(const struct mx_config *cfg)
 /* mail_owner and mxgate_chroot, looked up before anything starts: a missing user, or a
  * chroot without the files a reload reads, is a one-line refusal, not a half-started
  * gateway. Returns 0, or -1 after saying why. */
-static int privdrop_prepare(struct privdrop_plan *plan, const struct mx_config *boot,
+static int mail_owner_prepare(struct privdrop_plan *plan, const struct mx_config *boot,
 			    const char *config_path)
 {
 	char err[PATH_MAX + 512];
@@ -673,7 +673,7 @@ static int privdrop_prepare(struct privdrop_plan *plan, const struct mx_config *
  * checks cache, data_directory (postscreen and greylist state) and the control socket;
  * files a root-only earlier version made there are given to it as well. Returns 0, or
  * -1 after logging. */
-static int privdrop_give(const struct privdrop_plan *plan, const struct mx_config *boot)
+static int mail_owner_give(const struct privdrop_plan *plan, const struct mx_config *boot)
 {
 	char err[PATH_MAX + 256];
 	const char *dirs[MX_CONFIG_MAX_SPOOLS + 4];
@@ -702,7 +702,7 @@ static int privdrop_give(const struct privdrop_plan *plan, const struct mx_confi
 /* Become mail_owner. The capabilities kept: the kernel transport opens the listeners a
  * reload adds (ports below 1024: CAP_NET_BIND_SERVICE); the dpdk transport needs none
  * once its ports run (docs/ARCHITECTURE.md). Returns 0, or -1 after logging. */
-static int privdrop_now(const struct privdrop_plan *plan, const struct mx_config *boot)
+static int mail_owner_become(const struct privdrop_plan *plan, const struct mx_config *boot)
 {
 	if (!plan->active)
 		return 0;
@@ -710,7 +710,7 @@ static int privdrop_now(const struct privdrop_plan *plan, const struct mx_config
 				? PRIVDROP_CAP(CAP_NET_BIND_SERVICE)
 				: 0;
 	char err[PATH_MAX + 256], caps[256];
-	if (privdrop_give(plan, boot) < 0)
+	if (mail_owner_give(plan, boot) < 0)
 		return -1;
 	if (privdrop_apply(plan, keep, err, sizeof(err)) < 0) {
 		startup_fatal("%s", err);
@@ -750,7 +750,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 		return 1;
 	}
 	struct privdrop_plan plan;
-	if (privdrop_prepare(&plan, boot, config_path) < 0) {
+	if (mail_owner_prepare(&plan, boot, config_path) < 0) {
 		mx_config_free(boot);
 		return 1;
 	}
@@ -893,7 +893,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 		goto out;
 	}
 	pidfile_written = pidfile != NULL;
-	if (privdrop_now(&plan, boot) < 0)
+	if (mail_owner_become(&plan, boot) < 0)
 		goto out;
 	if ((rc = control_server_start(control)) < 0) {
 		startup_fatal("mxgate_control_socket: cannot start its thread: %s", strerror(-rc));
