@@ -677,17 +677,27 @@ static int mail_owner_give(const struct privdrop_plan *plan, const struct mx_con
 {
 	char err[PATH_MAX + 256];
 	const char *dirs[MX_CONFIG_MAX_SPOOLS + 4];
+	int depth[MX_CONFIG_MAX_SPOOLS + 4];
 	size_t n = 0;
-	for (unsigned i = 0; i < boot->spool_dir_count; i++)
+	for (unsigned i = 0; i < boot->spool_dir_count; i++) {
+		depth[n] = -1;
 		dirs[n++] = boot->spool_dirs[i];
+	}
+	depth[n] = -1;
 	dirs[n++] = boot->table_directory;
+	depth[n] = -1;
 	dirs[n++] = mx_config_get(boot, "mxgate_checks_cache_directory");
+	/* shared with whatever else an operator keeps there: the directory and the files
+	 * in it (the LMDB files of postscreen_cache_map and the greylist), not below */
+	depth[n] = 1;
 	dirs[n++] = mx_config_get(boot, "data_directory");
+	depth[n] = 0;
 	dirs[n++] = boot->control_socket;
 	for (size_t i = 0; i < n; i++) {
 		if (!dirs[i] || !*dirs[i])
 			continue;
-		long changed = privdrop_own_tree(dirs[i], plan->uid, plan->gid, err, sizeof(err));
+		long changed = privdrop_own_tree(dirs[i], plan->uid, plan->gid, depth[i], err,
+						 sizeof(err));
 		if (changed < 0) {
 			startup_fatal("mail_owner = %s: %s", plan->user, err);
 			return -1;

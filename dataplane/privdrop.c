@@ -76,6 +76,7 @@ int privdrop_plan_make(struct privdrop_plan *p, const char *user, const char *ch
 static struct {
 	uid_t uid;
 	gid_t gid;
+	int max_depth;
 	long changed;
 	int err;
 	char path[PATH_MAX];
@@ -84,37 +85,58 @@ static struct {
 static int privdrop_walk_one(const char *path, const struct stat *st, int type,
 			     struct FTW *ftw)
 {
-	(void)type;
-	(void)ftw;
+	/* at the depth limit, a directory is changed but not entered */
+	int next = type == FTW_D && privdrop_walk.max_depth >= 0 &&
+			   ftw->level >= privdrop_walk.max_depth
+		       ? FTW_SKIP_SUBTREE
+		       : FTW_CONTINUE;
 	if (st->st_uid == privdrop_walk.uid && st->st_gid == privdrop_walk.gid)
-		return 0;
+		return next;
 	if (lchown(path, privdrop_walk.uid, privdrop_walk.gid) != 0) {
 		privdrop_walk.err = -errno;
 		snprintf(privdrop_walk.path, sizeof(privdrop_walk.path), "%s", path);
-		return 1;
+		return FTW_STOP;
 	}
 	privdrop_walk.changed++;
-	return 0;
+	return next;
 }
 
-long privdrop_own_tree(const char *path, uid_t uid, gid_t gid, char *err, size_t errlen)
+/* Components of an absolute path: "/" 0, "/var" 1, "/var/spool/" 2. */
+static int privdrop_components(const char *path)
+{
+	int n = 0;
+	for (const char *p = path; *p; p++)
+		if (*p != '/' && (p == path || p[-1] == '/'))
+			n++;
+	return n;
+}
+
+long privdrop_own_tree(const char *path, uid_t uid, gid_t gid, int max_depth, char *err,
+		       size_t errlen)
 {
 	struct stat st;
+	if (path[0] != '/' || privdrop_components(path) < 2)
+		return mx_errf(err, errlen, -EPERM,
+			       "%s: will not give a system directory to the gateway's user (name a "
+			       "directory of its own)",
+			       path);
 	if (lstat(path, &st) != 0)
 		return errno == ENOENT ? 0 : mx_errf(err, errlen, -errno, "%s: %s", path,
 						     strerror(errno));
 	privdrop_walk.uid = uid;
 	privdrop_walk.gid = gid;
+	privdrop_walk.max_depth = max_depth;
 	privdrop_walk.changed = 0;
 	privdrop_walk.err = 0;
 	/* FTW_PHYS: a link is changed itself, never what it points at; FTW_MOUNT: a file
-	 * system mounted below is someone else's. 64 descriptors at most. */
-	int rc = nftw(path, privdrop_walk_one, 64, FTW_PHYS | FTW_MOUNT);
-	if (rc < 0)
-		return mx_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
+	 * system mounted below is someone else's; FTW_ACTIONRETVAL: the depth limit skips
+	 * subtrees. 64 descriptors at most. */
+	int rc = nftw(path, privdrop_walk_one, 64, FTW_PHYS | FTW_MOUNT | FTW_ACTIONRETVAL);
 	if (privdrop_walk.err)
 		return mx_errf(err, errlen, privdrop_walk.err, "chown %s: %s", privdrop_walk.path,
 			       strerror(-privdrop_walk.err));
+	if (rc < 0)
+		return mx_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
 	return privdrop_walk.changed;
 }
 

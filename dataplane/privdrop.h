@@ -46,11 +46,14 @@ struct privdrop_plan {
 int privdrop_plan_make(struct privdrop_plan *p, const char *user, const char *chroot_dir,
 		       char *err, size_t errlen);
 
-/* Give path, and everything below it, to uid:gid where it belongs to someone else
- * (lchown, symbolic links are not followed, other file systems below it are not entered).
- * A missing path is not an error. Returns how many entries changed owner, or a negative
+/* Give path, and what is below it down to max_depth levels (-1: all; 0: path only), to
+ * uid:gid where it belongs to someone else (lchown, symbolic links are not followed, other
+ * file systems below it are not entered). A missing path is not an error; a path of fewer
+ * than two components ("/", "/var") is refused (-EPERM): a directory of the gateway's own
+ * is wanted, not a system one. Returns how many entries changed owner, or a negative
  * errno with err. */
-long privdrop_own_tree(const char *path, uid_t uid, gid_t gid, char *err, size_t errlen);
+long privdrop_own_tree(const char *path, uid_t uid, gid_t gid, int max_depth, char *err,
+		       size_t errlen);
 
 /* Whether `path`, as read after a chroot into dir, exists: dir + path is there. 0, or a
  * negative errno. */

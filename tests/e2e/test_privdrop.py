@@ -7,7 +7,8 @@ deploy/install-deps.sh creates) once it serves. Checked, on each transport:
      are the user's, its groups are the user's; CapPrm, CapEff and CapBnd are exactly what
      the gateway says it keeps (kernel: cap_net_bind_service; dpdk: none), CapAmb is empty;
      every thread (/proc/PID/task/*) runs as the user with no capability beyond those;
-  2. the spool and the control socket belong to the user;
+  2. the spool and the control socket belong to the user, also when an earlier root-only
+     version left the spool (every file root's: given to the user at start);
   3. mail still flows (smtplib; from the client namespace on dpdk): 250 and the message in
      the spool;
   4. mxgate-queue lists it, run as the user (setpriv) and as root;
@@ -244,6 +245,19 @@ def checks(gw, topo, chroot, what, master):
         # mail after the reloads, and the identity unchanged by them
         send(gw, topo, f"privdrop {what} after reload")
         check_identity(pid, what + " after reloads")
+        if not chroot:
+            # a spool an earlier, root-only version left: given to the user at start
+            gw.stop()
+            for dirpath, dirnames, filenames in os.walk(gw.spool):
+                for n in [dirpath] + [os.path.join(dirpath, x) for x in dirnames + filenames]:
+                    os.lchown(n, 0, 0)
+            gw.start()
+            check_owned(gw)
+            if not re.search(r"mail_owner = mxgate: \d+ file\(s\) under " +
+                             re.escape(gw.spool) + " given to it", gw.log()):
+                fail(f"no log line for the spool given to mxgate\n{gw.output()}")
+            check_queue(gw, qid)
+            check_identity(gw.proc.pid, what + " on a root-owned spool")
 
 
 def _try_greeting(host, port):

@@ -56,8 +56,15 @@ static void test_caps_text(void)
 static void test_own_tree(void)
 {
 	char err[512];
-	CHECK_INT_EQ((int)privdrop_own_tree("/nonexistent/mxgate-test", 0, 0, err, sizeof(err)),
+	CHECK_INT_EQ((int)privdrop_own_tree("/nonexistent/mxgate-test", 0, 0, -1, err,
+					     sizeof(err)),
 		     0);
+	/* system directories are never given away, whoever runs this */
+	CHECK_INT_EQ((int)privdrop_own_tree("/", 0, 0, -1, err, sizeof(err)), -EPERM);
+	CHECK(strstr(err, "will not give a system directory") != NULL);
+	CHECK_INT_EQ((int)privdrop_own_tree("/var/", 0, 0, -1, err, sizeof(err)), -EPERM);
+	CHECK_INT_EQ((int)privdrop_own_tree("//tmp", 0, 0, -1, err, sizeof(err)), -EPERM);
+	CHECK_INT_EQ((int)privdrop_own_tree("relative/dir", 0, 0, -1, err, sizeof(err)), -EPERM);
 	if (geteuid() != 0) {
 		printf("  (not root: the chown walk is checked as root only)\n");
 		return;
@@ -80,9 +87,15 @@ static void test_own_tree(void)
 	CHECK(fd >= 0);
 	close(fd);
 	CHECK_INT_EQ(symlink(outside, link), 0);
-	/* dir, seg, seg/1 and the link itself: 4; what the link points at stays root's */
-	CHECK_INT_EQ((int)privdrop_own_tree(dir, pw->pw_uid, pw->pw_gid, err, sizeof(err)), 4);
+	/* depth 0: the directory only; depth 1: and seg and link, not seg/1 */
+	CHECK_INT_EQ((int)privdrop_own_tree(dir, pw->pw_uid, pw->pw_gid, 0, err, sizeof(err)), 1);
+	CHECK_INT_EQ((int)privdrop_own_tree(dir, pw->pw_uid, pw->pw_gid, 1, err, sizeof(err)), 2);
 	struct stat st;
+	CHECK_INT_EQ(stat(b, &st), 0);
+	CHECK_INT_EQ((int)st.st_uid, 0);
+	/* all: seg/1 too; what the link points at stays root's */
+	CHECK_INT_EQ((int)privdrop_own_tree(dir, pw->pw_uid, pw->pw_gid, -1, err, sizeof(err)),
+		     1);
 	CHECK_INT_EQ(stat(b, &st), 0);
 	CHECK_INT_EQ((int)st.st_uid, (int)pw->pw_uid);
 	CHECK_INT_EQ(lstat(link, &st), 0);
@@ -90,7 +103,8 @@ static void test_own_tree(void)
 	CHECK_INT_EQ(stat(outside, &st), 0);
 	CHECK_INT_EQ((int)st.st_uid, 0);
 	/* again: nothing left to change */
-	CHECK_INT_EQ((int)privdrop_own_tree(dir, pw->pw_uid, pw->pw_gid, err, sizeof(err)), 0);
+	CHECK_INT_EQ((int)privdrop_own_tree(dir, pw->pw_uid, pw->pw_gid, -1, err, sizeof(err)),
+		     0);
 	unlink(link);
 	unlink(b);
 	rmdir(a);
