@@ -23,8 +23,10 @@
 #include <unistd.h>
 
 #include "dataplane/relay/queue_control.h"
+#include "dataplane/privdrop.h"
 #include "dataplane/relay/relay.h"
 #include "dataplane/reload.h"
+#include "dataplane/sdnotify.h"
 #include "dataplane/spool/spool_writer.h"
 #include "dataplane/session/conn.h"
 #include "dataplane/svc/svc.h"
@@ -251,7 +253,16 @@ static int check_config(const char *path)
 		mx_config_report_failure(stderr, "mxgate", path, rc);
 		return 1;
 	}
-	char err[512];
+	char err[PATH_MAX + 512];
+	/* mail_owner must exist (and not be root) for a start to go ahead, and
+	 * mxgate_chroot be a directory, as postfix check verifies its mail_owner */
+	struct privdrop_plan plan;
+	if (privdrop_plan_make(&plan, mx_config_get(cfg, "mail_owner"),
+			       mx_config_get(cfg, "mxgate_chroot"), err, sizeof(err)) < 0) {
+		fprintf(stderr, "mxgate: %s: %s\n", path, err);
+		mx_config_free(cfg);
+		return 1;
+	}
 	/* what the transport can check without starting (dpdk: the ports, addresses, listen
 	 * ports and fault specification; the EAL arguments are DPDK's to judge) */
 	const struct transport_ops *ops = transport_or_complain(cfg, path, stderr);
@@ -649,6 +660,114 @@ static void log_relay_plan(const struct mx_config *cfg)
 				    "in the spool (mxgate-queue lists it)");
 }
 
+/* mail_owner and mxgate_chroot, looked up before anything starts: a missing user, or a
+ * chroot without the files a reload reads, is a one-line refusal, not a half-started
+ * gateway. Returns 0, or -1 after saying why. */
+static int mail_owner_prepare(struct privdrop_plan *plan, const struct mx_config *boot,
+			    const char *config_path)
+{
+	char err[PATH_MAX + 512];
+	const char *user = mx_config_get(boot, "mail_owner");
+	const char *root = mx_config_get(boot, "mxgate_chroot");
+	if (privdrop_plan_make(plan, user, root, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mxgate: fatal: %s: %s\n", config_path, err);
+		return -1;
+	}
+	if (!plan->active) {
+		if (geteuid() != plan->uid)
+			fprintf(stderr, "mxgate: warning: not started as root: running as uid %u, "
+					"not as mail_owner = %s (uid %u)%s\n",
+				(unsigned)geteuid(), user, (unsigned)plan->uid,
+				root && *root ? "; no mxgate_chroot either" : "");
+		else if (root && *root)
+			fprintf(stderr, "mxgate: warning: not started as root: no chroot into "
+					"mxgate_chroot = %s\n", root);
+		return 0;
+	}
+	if (!plan->chroot_dir[0])
+		return 0;
+	/* A reload reads the configuration (and the master file) again, at the same path
+	 * inside the chroot, as Postfix's chrooted daemons find etc/ files copied into
+	 * the queue directory. */
+	const char *master = mx_config_get(boot, "mxgate_master_file");
+	const char *need[] = { config_path, master && *master ? master : NULL };
+	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+		if (need[i] && privdrop_chroot_has(plan->chroot_dir, need[i]) < 0) {
+			fprintf(stderr,
+				"mxgate: fatal: mxgate_chroot = %s: a reload reads %s, which is not "
+				"in the chroot (%s%s): copy or bind-mount it there, or set "
+				"mxgate_chroot empty\n",
+				plan->chroot_dir, need[i], plan->chroot_dir, need[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* What mail_owner must own before the drop: the spools, the table store, the compiled
+ * checks cache, data_directory (postscreen and greylist state) and the control socket;
+ * files a root-only earlier version made there are given to it as well. Returns 0, or
+ * -1 after logging. */
+static int mail_owner_give(const struct privdrop_plan *plan, const struct mx_config *boot)
+{
+	char err[PATH_MAX + 256];
+	const char *dirs[MX_CONFIG_MAX_SPOOLS + 4];
+	int depth[MX_CONFIG_MAX_SPOOLS + 4];
+	size_t n = 0;
+	for (unsigned i = 0; i < boot->spool_dir_count; i++) {
+		depth[n] = -1;
+		dirs[n++] = boot->spool_dirs[i];
+	}
+	depth[n] = -1;
+	dirs[n++] = boot->table_directory;
+	depth[n] = -1;
+	dirs[n++] = mx_config_get(boot, "mxgate_checks_cache_directory");
+	/* shared with whatever else an operator keeps there: the directory and the files
+	 * in it (the LMDB files of postscreen_cache_map and the greylist), not below */
+	depth[n] = 1;
+	dirs[n++] = mx_config_get(boot, "data_directory");
+	depth[n] = 0;
+	dirs[n++] = boot->control_socket;
+	for (size_t i = 0; i < n; i++) {
+		if (!dirs[i] || !*dirs[i])
+			continue;
+		long changed = privdrop_own_tree(dirs[i], plan->uid, plan->gid, depth[i], err,
+						 sizeof(err));
+		if (changed < 0) {
+			startup_fatal("mail_owner = %s: %s", plan->user, err);
+			return -1;
+		}
+		if (changed > 0)
+			mx_log(MX_LOG_INFO, "mail_owner = %s: %ld file(s) under %s given to it",
+			       plan->user, changed, dirs[i]);
+	}
+	return 0;
+}
+
+/* Become mail_owner. The capabilities kept: the kernel transport opens the listeners a
+ * reload adds (ports below 1024: CAP_NET_BIND_SERVICE); the dpdk transport needs none
+ * once its ports run (docs/ARCHITECTURE.md). Returns 0, or -1 after logging. */
+static int mail_owner_become(const struct privdrop_plan *plan, const struct mx_config *boot)
+{
+	if (!plan->active)
+		return 0;
+	uint64_t keep = boot->transport == MX_TRANSPORT_KERNEL
+				? PRIVDROP_CAP(CAP_NET_BIND_SERVICE)
+				: 0;
+	char err[PATH_MAX + 256], caps[256];
+	if (mail_owner_give(plan, boot) < 0)
+		return -1;
+	if (privdrop_apply(plan, keep, err, sizeof(err)) < 0) {
+		startup_fatal("%s", err);
+		return -1;
+	}
+	privdrop_caps_text(keep, caps, sizeof(caps));
+	mx_log(MX_LOG_INFO, "running as %s (uid %u gid %u)%s%s, capabilities kept: %s",
+	       plan->user, (unsigned)plan->uid, (unsigned)plan->gid,
+	       plan->chroot_dir[0] ? ", chroot " : "", plan->chroot_dir, caps);
+	return 0;
+}
+
 /* Run the gateway until a signal stops it. The exit status. */
 static int run_gateway(const char *given_path, const char *pidfile)
 {
@@ -675,6 +794,15 @@ static int run_gateway(const char *given_path, const char *pidfile)
 		mx_config_free(boot);
 		return 1;
 	}
+	struct privdrop_plan plan;
+	if (mail_owner_prepare(&plan, boot, config_path) < 0) {
+		mx_config_free(boot);
+		return 1;
+	}
+	/* under systemd (Type=notify): connected now, while the socket's path is reachable */
+	int nrc = sdnotify_open();
+	if (nrc < 0)
+		fprintf(stderr, "mxgate: warning: NOTIFY_SOCKET: %s\n", strerror(-nrc));
 	unsigned workers = boot->workers;
 	if (workers == 0 && boot->transport == MX_TRANSPORT_KERNEL) {
 		/* dpdk: the EAL's lcores say how many */
@@ -862,15 +990,21 @@ static int run_gateway(const char *given_path, const char *pidfile)
 		startup_fatal("mxgate_control_socket: %s", err);
 		goto out;
 	}
-	if ((rc = control_server_start(control)) < 0) {
-		startup_fatal("mxgate_control_socket: cannot start its thread: %s", strerror(-rc));
-		goto out;
-	}
+	/* Everything that needs root is done: the listeners or ports, the spools, the log,
+	 * the control socket. Threads started from here on (the control thread, the
+	 * workers) inherit what this one keeps. */
+	/* written as root, as Postfix's master writes its pid file */
 	if (pidfile && (rc = write_pidfile(pidfile)) < 0) {
 		startup_fatal("pidfile %s: %s", pidfile, strerror(-rc));
 		goto out;
 	}
 	pidfile_written = pidfile != NULL;
+	if (mail_owner_become(&plan, boot) < 0)
+		goto out;
+	if ((rc = control_server_start(control)) < 0) {
+		startup_fatal("mxgate_control_socket: cannot start its thread: %s", strerror(-rc));
+		goto out;
+	}
 
 	rc = ops->start(tr.impl);
 	if (rc < 0) {
@@ -881,7 +1015,10 @@ static int run_gateway(const char *given_path, const char *pidfile)
 		  "mxgate %s started -- transport %s, spool %s, configuration %s",
 	       MXGATE_VERSION, what, mx_config_get(boot, "mxgate_spool_directory"), config_path);
 
+	sdnotify_send("READY=1\nSTATUS=accepting mail");
+
 	signal_loop(&sigs, &tr, &sp, services, reload, sasl, &pub, anvil_share, metrics);
+	sdnotify_send("STOPPING=1");
 
 	/* No control command runs from here on (a reload would wait for workers that are
 	 * stopping). Then the workers go; commits they handed over are synced before the
@@ -915,8 +1052,10 @@ out:
 	anvil_free(anvil); /* after the workers, which count in it */
 	svc_set_free(services); /* after the workers' clients: answers nobody took */
 	svc_sasl_directory_free(sasl); /* after the service and the workers that read it */
-	if (pidfile_written)
-		unlink(pidfile);
+	/* as mail_owner, its directory must let the user remove it */
+	if (pidfile_written && unlink(pidfile) != 0 && errno != ENOENT)
+		mx_log(MX_LOG_WARNING, "pidfile %s: cannot remove it: %s", pidfile,
+		       strerror(errno));
 	spools_close(&sp);
 	reload_free(reload);
 	if (first) {
@@ -926,6 +1065,7 @@ out:
 	mx_metrics_free(metrics); /* after the transport unregistered its families */
 	mx_log_close();
 	mx_config_free(boot);
+	sdnotify_close();
 	return failed ? 1 : 0;
 }
 

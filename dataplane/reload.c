@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dataplane/sdnotify.h"
 #include "mgmt/log.h"
 #include "mgmt/metrics.h"
 #include "mgmt/policy.h"
@@ -609,6 +610,9 @@ static int reload_abort(struct reload *r, const struct reload_out *out)
 int reload_apply(struct reload *r, const struct reload_request *q, const struct reload_out *out)
 {
 	pthread_mutex_lock(&r->lock);
+	/* systemd (Type=notify) hears of the reload and of its end, whatever its outcome:
+	 * the gateway serves on, with the old generation when the new one failed */
+	sdnotify_reloading(mx_clock_monotonic_ms() * 1000u);
 	int rc;
 	switch (q->mode) {
 	case RELOAD_FULL:
@@ -628,6 +632,7 @@ int reload_apply(struct reload *r, const struct reload_request *q, const struct 
 	}
 	reload_prune_locked(r);
 	pthread_mutex_unlock(&r->lock);
+	sdnotify_send("READY=1");
 	return rc;
 }
 

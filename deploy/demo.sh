@@ -91,6 +91,9 @@ queue=$bdir/dataplane/mxgate-queue
 
 stop_previous
 mkdir -p "$demo"
+# After start-up the gateway runs as mail_owner, the user mxgate that install-deps.sh made
+# (mxgate(8)): it reads this directory's configuration again on a reload.
+chmod 0755 "$demo"
 
 if [ "$transport" = dpdk ]; then
 	echo "== network namespace $ns: $cl_if 10.77.0.1/24 fd77::1/64 <-veth-> $gw_if (DPDK)"

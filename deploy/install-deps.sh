@@ -59,6 +59,13 @@ packages=(
 	# pflogsumm, the log summariser postmasters run on Postfix's log: it reads the gateway's
 	# maillog_file and syslog lines (tests/e2e/test_pflogsumm.py)
 	pflogsumm
+	# unprivileged running (tests/e2e/test_privdrop.py): adduser makes the mail_owner user
+	# below, setpriv runs mxgate-queue as it; the man pages' lint (tests/man/test_man.py:
+	# groff -man -ww -z)
+	adduser util-linux groff-base
+	# the systemd unit started, reloaded and stopped by a systemd in a container booted on
+	# the host's own tree (tests/e2e/test_systemd.py: systemd-nspawn)
+	systemd systemd-container
 )
 
 missing=()
@@ -68,7 +75,27 @@ for p in "${packages[@]}"; do
 	fi
 done
 
+# The user the gateway runs as after start-up (mail_owner's default, as Postfix has its
+# postfix user); the e2e tests' gateways run as it too. No home, no login shell.
+mxgate_user() {
+	if ! getent passwd mxgate >/dev/null; then
+		if [ "$(id -u)" -ne 0 ]; then
+			echo "install-deps: the mxgate user is missing; run this script as root" >&2
+			return 1
+		fi
+		if command -v adduser >/dev/null; then
+			adduser --system --group --no-create-home --home /nonexistent \
+				--shell /usr/sbin/nologin mxgate >/dev/null
+		else
+			useradd --system --user-group --no-create-home --home-dir /nonexistent \
+				--shell /usr/sbin/nologin mxgate
+		fi
+		echo "install-deps: created the system user mxgate (mail_owner)"
+	fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+	mxgate_user
 	echo "install-deps: all ${#packages[@]} packages present"
 	exit 0
 fi
@@ -85,3 +112,4 @@ export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+mxgate_user

@@ -833,3 +833,35 @@ int cfg_parse_syslog_name(const struct mx_param_value *pv, struct mx_config *cfg
 	}
 	return 0;
 }
+
+/* mail_owner: a user name, looked up (and refused when missing or root) at start by
+ * dataplane/privdrop.c, since the configuration may be checked on another machine. Here
+ * only its form: the portable user name characters of POSIX (3.437) that useradd(8)
+ * accepts by default, not starting with '-'. */
+int cfg_parse_mail_owner(const struct mx_param_value *pv, struct mx_config *cfg)
+{
+	(void)cfg;
+	const char *v = pv->value;
+	if (v[0] == '-') {
+		mx_param_report(pv, false, "parameter %s: user name \"%s\" starts with '-'",
+				pv->def->name, v);
+		return -1;
+	}
+	for (const char *p = v; *p; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-')) {
+			mx_param_report(pv, false,
+					"parameter %s: \"%s\" is not a user name (letters, digits, "
+					"'.', '_' and '-' only)",
+					pv->def->name, v);
+			return -1;
+		}
+	}
+	if (strspn(v, "0123456789") == strlen(v)) {
+		mx_param_report(pv, false,
+				"parameter %s: \"%s\" is a number: name the user, as Postfix does",
+				pv->def->name, v);
+		return -1;
+	}
+	return 0;
+}

@@ -194,6 +194,7 @@ int cfg_parse_sasl_sec(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_relay_protocol(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_stress(const struct mx_param_value *pv, struct mx_config *cfg);
 int cfg_parse_stress_leave(const struct mx_param_value *pv, struct mx_config *cfg);
+int cfg_parse_mail_owner(const struct mx_param_value *pv, struct mx_config *cfg);
 
 /* Postfix parameters mxgate does not implement (config_refused.c): for each name set in
  * the file (or, with over_only, in the override file) that is neither known nor a

@@ -21,6 +21,8 @@
  *                                   own writable state (postscreen_cache, greylisting)
  *   smtpd_relay_restrictions        written as its level-1+ value: below level 1 Postfix
  *                                   has no relay restrictions, mxgate never goes without
+ *   mail_owner                      mxgate (Postfix: postfix): the user the gateway
+ *                                   runs as after start-up (dataplane/privdrop.h)
  *   postscreen_forbidden_commands   the value of Postfix's $smtpd_forbidden_commands
  *                                   default, written out (mxgate has no
  *                                   smtpd_forbidden_commands parameter)
@@ -1252,6 +1254,23 @@ const struct mx_param_def mx_params[MX_P_MAX] = {
 		P_GLOBAL_RESTART, .parse = cfg_parse_metrics_listen,
 	},
 #include "mgmt/config_params_log.inc"
+	/* --- unprivileged running (issue 16; dataplane/privdrop.h) --- */
+	[MX_P_MAIL_OWNER] = {
+		.id = MX_P_MAIL_OWNER, .name = "mail_owner", .type = MX_PT_TEXT,
+		.def = "mxgate", .min = 1, .max = 32, .postfix = true,
+		.doc = "the user that owns the spool, the table store and the control socket, "
+		       "and that the gateway runs as once its listeners (and DPDK ports) are "
+		       "set up; it must exist and must not be root (Postfix: postfix)",
+		P_GLOBAL_RESTART, .parse = cfg_parse_mail_owner,
+	},
+	[MX_P_MXGATE_CHROOT] = {
+		.id = MX_P_MXGATE_CHROOT, .name = "mxgate_chroot", .type = MX_PT_PATH,
+		.def = "", .min = 0,
+		.doc = "a directory to chroot into after start-up, as master.cf's chroot column "
+		       "(empty: none); what is read later (reloads: the configuration, master "
+		       "file, checks files, certificates) is found at the same path inside it",
+		P_GLOBAL_RESTART,
+	},
 };
 
 const char *mx_param_scope_name(enum mx_param_scope s)

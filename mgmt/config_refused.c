@@ -482,7 +482,6 @@ const struct mx_refused_def mx_refused[] = {
 	W("ipc_*", NO_DAEMON),
 	W("lmdb_map_size", "mxgate's tables live in mxgate_table_directory"),
 	W("default_database_type", "mxgate's tables live in mxgate_table_directory"),
-	W("mail_owner", NO_DAEMON),
 	W("mail_release_date", NO_DAEMON),
 	W("mail_version", NO_DAEMON),
 	W("mailq_path", NO_DAEMON),

@@ -75,6 +75,13 @@ TOOLS = {
     "openssl": "openssl",
     # the log summariser postmasters run on Postfix's log (tests/e2e/test_pflogsumm.py)
     "/usr/sbin/pflogsumm": "pflogsumm",
+    # unprivileged running (tests/e2e/test_privdrop.py): tools run as mail_owner
+    "setpriv": "util-linux",
+    # the man pages' lint (tests/man/test_man.py)
+    "groff": "groff-base",
+    # the systemd unit in a container (tests/e2e/test_systemd.py)
+    "systemd-nspawn": "systemd-container",
+    "/lib/systemd/systemd": "systemd",
 }
 
 # Where dpkg names another package as the file's owner than the one installed for it: the

@@ -10,6 +10,7 @@ gives: need_root() when not root, and a kernel that refuses what the test needs.
 """
 
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -183,6 +184,9 @@ class Gateway:
     def __init__(self, binary, extra_config="", workers=2, port=None, host="127.0.0.1"):
         self.binary = binary
         self.dir = tempfile.mkdtemp(prefix="mxgate-e2e-")
+        # the gateway runs as mail_owner (mxgate) after start: it reads the configuration
+        # again on reload, and mxgate-queue run as that user reaches the control socket
+        os.chmod(self.dir, 0o755)
         self.spool = os.path.join(self.dir, "spool")
         self.maillog = os.path.join(self.dir, "maillog")
         self.host = host
@@ -539,6 +543,18 @@ def smtp_source_body(length):
     lines = [f"{n % 10}".encode() + b"X" * 77 + b"\r\n" for n in range(1, length // 80 + 1)]
     tail = b"X" * (length % 80)
     return b"".join(lines) + (tail + b"\r\n" if tail else b"")
+
+
+def mail_owner_may_read(path, owner="mxgate"):
+    """Let the gateway read path again after start, when it runs as mail_owner (a key a
+    reload loads): group of the user, mode 0640, as Debian's ssl-cert group is used for
+    Postfix's keys. Without the user, nothing (the gateway refuses to start, saying so)."""
+    try:
+        gid = pwd.getpwnam(owner).pw_gid
+    except KeyError:
+        return
+    os.chown(path, -1, gid)
+    os.chmod(path, 0o640)
 
 
 def binary_from_argv():

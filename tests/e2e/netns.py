@@ -244,6 +244,7 @@ class DpdkGateway(mxtest.Gateway):
         self.topo = topo
         self.workers = workers
         self.dir = tempfile.mkdtemp(prefix="mxgate-dpdk-e2e-")
+        os.chmod(self.dir, 0o755)  # for mail_owner, as mxtest.Gateway's
         self.spool = os.path.join(self.dir, "spool")
         self.maillog = os.path.join(self.dir, "maillog")
         self.host, self.host6 = topo.gw_ip4, topo.gw_ip6

@@ -208,6 +208,7 @@ def tls_cf(socket_path, level, directory):
         if r.returncode != 0:
             fail(f"openssl req failed: {r.stderr}")
         os.chmod(directory, 0o755)
+        mxtest.mail_owner_may_read(key)  # reloads read it as mail_owner
     return (policy_cf(socket_path) + f"smtpd_tls_security_level = {level}\n"
             f"smtpd_tls_cert_file = {crt}\nsmtpd_tls_key_file = {key}\n"
             "smtpd_tls_auth_only = yes\n")
@@ -266,6 +267,7 @@ def typical_services(d):
                        capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         fail(f"openssl req failed: {r.stderr}")
+    mxtest.mail_owner_may_read(key)  # reloads read it as mail_owner
     master = os.path.join(gw.dir, "master.cf")
     with open(master, "w") as f:
         f.write(f"127.0.0.1:{ports[0]} inet n - y - - smtpd\n"

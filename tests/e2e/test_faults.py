@@ -43,6 +43,7 @@ own recovery (a restart without faults) and mxgate-spoolcat:
 
 import atexit
 import os
+import pwd
 import random
 import re
 import shutil
@@ -110,6 +111,19 @@ class FaultGateway(Gateway):
         if not self.inject:
             return super().start()
         cmd = [FIU_RUN, "-x", "-f", self.fifo]
+        # As root the gateway would become mail_owner after start, and libfiu's control
+        # thread, which opens its root-only FIFOs again for every command, could not: under
+        # libfiu the gateway runs as that user from the start (its directory the user's).
+        try:
+            pw = pwd.getpwnam("mxgate") if os.geteuid() == 0 else None
+        except KeyError:
+            pw = None  # the gateway refuses to start and says why
+        if pw:
+            for dirpath, dirnames, filenames in os.walk(self.dir):
+                for n in [dirpath] + [os.path.join(dirpath, x) for x in dirnames + filenames]:
+                    os.lchown(n, pw.pw_uid, pw.pw_gid)
+            cmd = [need_tool("setpriv"), f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
+                   "--init-groups", "--"] + cmd
         if ASAN_RT:
             cmd += ["/bin/sh", "-c", 'LD_PRELOAD="$0 $LD_PRELOAD" exec "$@"', ASAN_RT]
         cmd += [self.binary, "-c", self.config_path]

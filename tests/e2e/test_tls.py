@@ -79,6 +79,7 @@ def make_cert(d, name, cn, kind):
         openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
         openssl("req", "-x509", "-new", "-key", key, "-out", crt, "-days", "2",
                 "-subj", f"/CN={cn}")
+    mxtest.mail_owner_may_read(key)  # reloads read it as mail_owner
     return crt, key
 
 

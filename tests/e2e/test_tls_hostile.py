@@ -67,6 +67,8 @@ def make_certs(d):
     openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", ec[1])
     openssl("req", "-x509", "-new", "-key", ec[1], "-out", ec[0], "-days", "2",
             "-subj", "/CN=mx.test.example")
+    for key in (rsa[1], ec[1]):
+        mxtest.mail_owner_may_read(key)  # reloads read them as mail_owner
     return rsa, ec
 
 

@@ -870,6 +870,13 @@ static const struct bad_value bad_values[] = {
 	{ "mxgate_metrics_listen = 127.0.0.1:9465, 127.0.0.2:9465",
 	  "parameter mxgate_metrics_listen: one address only (got 2)" },
 	{ "mxgate_metrics_listen = 127.0.0.1:0", "parameter mxgate_metrics_listen: bad port" },
+	{ "mail_owner = ", "bad string length 0 < 1: mail_owner = " },
+	{ "mail_owner = mx gate", "parameter mail_owner: \"mx gate\" is not a user name" },
+	{ "mail_owner = mx:gate", "parameter mail_owner: \"mx:gate\" is not a user name" },
+	{ "mail_owner = -mxgate", "parameter mail_owner: user name \"-mxgate\" starts with '-'" },
+	{ "mail_owner = 1001", "parameter mail_owner: \"1001\" is a number" },
+	{ "mail_owner = aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "bad string length 33 > 32: mail_owner" },
+	{ "mxgate_chroot = var/spool", "parameter mxgate_chroot: not an absolute path" },
 };
 
 /* mxgate_metrics_listen: off by default, one address (IPv4 or [IPv6]) when set. */
@@ -891,6 +898,24 @@ static void test_metrics_listen(void)
 		CHECK_STR_EQ(l.cfg->metrics_listen.host, "::1");
 		CHECK_INT_EQ(l.cfg->metrics_listen.port, 19465);
 	}
+	load_free(&l);
+}
+
+/* mail_owner (no longer refused) and mxgate_chroot: defaults, and values taken as given
+ * (whether the user exists is judged at start, dataplane/privdrop.c). */
+static void test_privdrop_params(void)
+{
+	struct load l = load_clean("myhostname = mx.example.com\n");
+	CHECK_STR_EQ(get(&l, "mail_owner"), "mxgate");
+	CHECK_STR_EQ(get(&l, "mxgate_chroot"), "");
+	load_free(&l);
+	l = load_clean("myhostname = mx.example.com\nmail_owner = postfix\n"
+		       "mxgate_chroot = /var/spool\n");
+	CHECK_STR_EQ(get(&l, "mail_owner"), "postfix");
+	CHECK_STR_EQ(get(&l, "mxgate_chroot"), "/var/spool");
+	load_free(&l);
+	l = load_clean("myhostname = mx.example.com\nmail_owner = _mx-gate.2\n");
+	CHECK_STR_EQ(get(&l, "mail_owner"), "_mx-gate.2");
 	load_free(&l);
 }
 
@@ -1745,6 +1770,7 @@ int main(int argc, char **argv)
 	RUN_TEST(test_recursion);
 	RUN_TEST(test_bad_values);
 	RUN_TEST(test_metrics_listen);
+	RUN_TEST(test_privdrop_params);
 	RUN_TEST(test_good_values);
 	RUN_TEST(test_parent_domain_matches);
 	RUN_TEST(test_compatibility_level);

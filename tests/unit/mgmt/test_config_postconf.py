@@ -32,6 +32,7 @@ DELIBERATE = {
     "smtpd_relay_restrictions", "data_directory", "postscreen_forbidden_commands",
     "syslog_name",
 }
+DELIBERATE |= {"mail_owner"}  # mxgate's own user, not Postfix's (dataplane/privdrop.h)
 
 RICH = """\
 # A richer main.cf: comments, continuation lines, expansions.

@@ -4,7 +4,10 @@ with a temporary spool and configuration, driven by smtplib and raw sockets.
 
 usage: test_kernel_transport.py MXGATE MXGATE_SPOOLCAT
 
-Python 3.11 standard library only. Needs no root and no network beyond loopback."""
+Python 3.11 standard library only. Needs no root and no network beyond loopback. Run as
+root, the gateway runs as mail_owner (mxgate) after start: the test's directory is given to
+that user (it removes its pid file there), and setpriv and prlimit (util-linux) change its
+file size limit as that user (root may lack CAP_SYS_RESOURCE in a container)."""
 
 import array
 import fcntl
@@ -74,11 +77,44 @@ def spool_messages(spool):
     return msgs
 
 
+def mail_owner_ids():
+    """(uid, gid) of mail_owner when this test runs as root (the gateway then becomes that
+    user), else None."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+    try:
+        pw = pwd.getpwnam("mxgate")
+    except KeyError:
+        return None  # the gateway refuses to start and says why
+    return pw.pw_uid, pw.pw_gid
+
+
+def set_fsize(pid, soft):
+    """RLIMIT_FSIZE's soft limit of process pid: soft bytes, or None for its hard limit. As
+    the process's own user when it is not ours (setpriv + prlimit)."""
+    import resource
+    if os.stat("/proc/%d" % pid).st_uid == os.geteuid():
+        _, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard if soft is None else soft, hard))
+        return
+    with open("/proc/%d/limits" % pid) as f:
+        hard = [l.split()[4] for l in f if l.startswith("Max file size")][0]
+    st = os.stat("/proc/%d" % pid)
+    subprocess.run(["setpriv", "--reuid=%d" % st.st_uid, "--regid=%d" % st.st_gid,
+                    "--clear-groups", "prlimit", "--pid=%d" % pid,
+                    "--fsize=%s:" % (hard if soft is None else soft)], check=True)
+
+
 class Gateway:
     """One mxgate process with its own directory, config, spool and log."""
 
     def __init__(self, **params):
         self.dir = tempfile.mkdtemp(prefix="mxgate-kt-")
+        ids = mail_owner_ids()
+        if ids:
+            # the gateway, as mail_owner, reads its configuration and removes its pid file
+            os.chown(self.dir, *ids)
         self.port = free_port()
         self.spool = os.path.join(self.dir, "spool")
         self.maillog = os.path.join(self.dir, "maillog")
@@ -553,7 +589,6 @@ class KernelTransportTest(unittest.TestCase):
         a.close()
 
     def test_spool_failure_answers_451(self):
-        import resource
         gw = self.gateway()
         seg = os.path.join(gw.spool, "seg")
         first = sorted(os.listdir(seg))
@@ -561,8 +596,7 @@ class KernelTransportTest(unittest.TestCase):
         # A file size limit on the running gateway: the next write past it fails
         # (EFBIG; SIGXFSZ is ignored), as a failing disk would.
         limit = 16384
-        _, hard = resource.prlimit(gw.proc.pid, resource.RLIMIT_FSIZE)
-        resource.prlimit(gw.proc.pid, resource.RLIMIT_FSIZE, (limit, hard))
+        set_fsize(gw.proc.pid, limit)
         with gw.smtp() as s:
             s.ehlo()
             s.mail("a@client.example")
@@ -577,7 +611,7 @@ class KernelTransportTest(unittest.TestCase):
             self.assertEqual(res, {})
         gw.wait_log(r"warning: \w+: queue file write error: File too large")
         gw.wait_log(r"disconnect from .* data=1/2 ")
-        resource.prlimit(gw.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+        set_fsize(gw.proc.pid, None)
         segs = sorted(os.listdir(seg))
         self.assertEqual(len(segs), 2, segs)
         msgs = spool_messages(gw.spool)
