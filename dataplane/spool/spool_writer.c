@@ -115,7 +115,13 @@ void spool_msg_put(struct spool_msg *m)
 {
 	if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	spool_open_unlink(m);
+	/* The last reference: nobody else touches m now (the acq_rel above orders every
+	 * other thread's accesses before this), so `open` can be read without the lock,
+	 * which a committed message (unlinked by spool_finish()) never needs: no lock per
+	 * message on the worker's release, and no touching the spool of a message released
+	 * after spool_close(). */
+	if (m->open)
+		spool_open_unlink(m);
 	free(m->locs);
 	free(m->cur);
 	spool_envbuf_free(&m->env);
