@@ -179,11 +179,20 @@ void spool_handoff_init(struct spool *s)
 	atomic_init(&s->sleeps, 0);
 }
 
+static void spool_client_destroy(struct spool_client *c);
+
 void spool_handoff_fini(struct spool *s)
 {
-	/* every client is freed first (spool_close()); ops for the writer after the last
-	 * spool_stop() would never be done */
-	assert(!s->clients && !s->ops);
+	/* Clients freed while the writer ran are still listed; every other one must have
+	 * been freed first (spool_close()). Ops for the writer after the last spool_stop()
+	 * would never be done. */
+	while (s->clients) {
+		struct spool_client *c = s->clients;
+		assert(__atomic_load_n(&c->retired, __ATOMIC_ACQUIRE));
+		s->clients = c->next;
+		spool_client_destroy(c);
+	}
+	assert(!s->ops);
 	pthread_mutex_destroy(&s->clients_mu);
 }
 
@@ -206,7 +215,7 @@ void spool_notify(struct spool_msg *m)
 					    __ATOMIC_RELAXED));
 	/* The worker takes the whole list after each wake-up: only the first news after
 	 * a take needs one. EAGAIN (the counter is full) means it is already readable. */
-	if (!h && c->wake_fd >= 0)
+	if (!h && c->wake_fd >= 0 && !__atomic_load_n(&c->retired, __ATOMIC_ACQUIRE))
 		(void)eventfd_write(c->wake_fd, 1);
 }
 
@@ -246,19 +255,9 @@ void spool_client_poll(struct spool_client *c, void (*fn)(void *owner, void *arg
 	}
 }
 
-void spool_client_free(struct spool_client *c)
+/* Drop what is still queued on c (its owner and the writer are gone) and free it. */
+static void spool_client_destroy(struct spool_client *c)
 {
-	if (!c)
-		return;
-	struct spool *s = c->s;
-	/* The writer walks the client list without a lock: it must be gone. */
-	assert(!s->started);
-	pthread_mutex_lock(&s->clients_mu);
-	struct spool_client **pp = &s->clients;
-	while (*pp != c)
-		pp = &(*pp)->next;
-	*pp = c->next;
-	pthread_mutex_unlock(&s->clients_mu);
 	/* Ops queued after the writer's last look (a message released while spool_stop()
 	 * ran): nobody will write them; the messages lose the references they held. */
 	struct spool_op *last, *op = spool_ops_take(&c->ops, &last), *next;
@@ -275,4 +274,26 @@ void spool_client_free(struct spool_client *c)
 		spool_msg_put(m);
 	}
 	free(c);
+}
+
+void spool_client_free(struct spool_client *c)
+{
+	if (!c)
+		return;
+	struct spool *s = c->s;
+	if (s->started) {
+		/* The writer walks the client list without a lock, so c stays in it while the
+		 * writer runs (a transport that failed to start frees its workers' clients
+		 * with the spool up): retired, no more eventfd writes, its queued ops still
+		 * done; spool_close() frees it. */
+		__atomic_store_n(&c->retired, true, __ATOMIC_RELEASE);
+		return;
+	}
+	pthread_mutex_lock(&s->clients_mu);
+	struct spool_client **pp = &s->clients;
+	while (*pp != c)
+		pp = &(*pp)->next;
+	*pp = c->next;
+	pthread_mutex_unlock(&s->clients_mu);
+	spool_client_destroy(c);
 }

@@ -94,6 +94,9 @@ struct spool_client {
 	struct spool *s;
 	int wake_fd;
 	struct spool_client *next; /* the spool's clients (s->clients) */
+	/* freed by its owner while the writer ran (__atomic): left in the list for the
+	 * writer, freed by spool_close() */
+	bool retired;
 	/* worker -> writer: this client's ops, newest first (a lock-free stack: push with a
 	 * compare-and-swap, the writer takes all of it with one exchange) */
 	_Alignas(64) struct spool_op *ops;
@@ -171,7 +174,8 @@ void spool_msg_put(struct spool_msg *m);
 
 /* ---- spool_handoff.c: the queues between the workers and the writer ---- */
 
-/* Set up and tear down the hand-off's fields of s. */
+/* Set up and tear down the hand-off's fields of s (fini: after the writer stopped; it
+ * frees the clients retired while it ran). */
 void spool_handoff_init(struct spool *s);
 void spool_handoff_fini(struct spool *s);
 /* Queue an op for the writer from any thread (the shared list) and wake the writer if it
