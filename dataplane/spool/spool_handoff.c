@@ -3,7 +3,7 @@
  *
  * Workers to writer. Every client (one per worker thread, spool_client_new()) has its own
  * list of ops, a lock-free stack: the worker pushes an op with one compare-and-swap on the
- * client's `ops` (only the writer's take can make it fail, and then only once), the writer
+ * client's `ops` (retried only when the writer's take came in between, or spuriously), the writer
  * takes the whole stack with one exchange and reverses it, so the ops of each client, and
  * therefore of each message (its fragments in offset order, then its commit or abort), reach
  * spool_process() in the order they were queued. Ops that belong to no message (relay
