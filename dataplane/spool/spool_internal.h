@@ -81,16 +81,27 @@ struct spool_msg {
 	bool open;
 	uint64_t first_seg;
 	struct spool_msg *open_prev, *open_next;
-	/* client side (under client->mu) */
-	bool news_queued;
+	/* news for the worker (spool_handoff.c): set by the writer when it links the
+	 * message into its client's news list, cleared by the worker as it takes it */
+	atomic_bool news_queued;
 	struct spool_msg *news_next;
 };
 
+/* One per worker thread (spool_handoff.c). The two lists each have their own cache line:
+ * `ops` is written by the worker (push) and the writer (take), `news` by the writer
+ * (push) and the worker (take). */
 struct spool_client {
 	struct spool *s;
 	int wake_fd;
-	pthread_mutex_t mu;
-	struct spool_msg *news_head;
+	struct spool_client *next; /* the spool's clients (s->clients) */
+	/* freed by its owner while the writer ran (__atomic): left in the list for the
+	 * writer, freed by spool_close() */
+	bool retired;
+	/* worker -> writer: this client's ops, newest first (a lock-free stack: push with a
+	 * compare-and-swap, the writer takes all of it with one exchange) */
+	_Alignas(64) struct spool_op *ops;
+	/* writer -> worker: messages with news, newest first (the same kind of stack) */
+	_Alignas(64) struct spool_msg *news;
 };
 
 struct spool {
@@ -102,10 +113,18 @@ struct spool {
 
 	pthread_t thread;
 	bool started;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct spool_op *head, *tail;
-	bool stop;
+	/* The hand-off (spool_handoff.c). Ops of a message go through its client's list;
+	 * ops from threads without a client (the relay's records, relocations, the queue
+	 * tool) through `ops`, which any thread may push onto. The writer sleeps on the
+	 * futex `sleeping` (1 while it sleeps or is about to); a producer wakes it only
+	 * when it finds that 1. */
+	_Alignas(64) struct spool_op *ops;
+	_Alignas(64) uint32_t sleeping;
+	bool stop;                      /* __atomic: set once by spool_stop() */
+	struct spool_client *clients;   /* __atomic head; added under clients_mu */
+	pthread_mutex_t clients_mu;     /* spool_client_new() and _free() only */
+	atomic_uint_fast64_t wakeups;   /* futex wakes producers issued */
+	atomic_uint_fast64_t sleeps;    /* times the writer blocked */
 
 	/* writer thread only */
 	int seg_fd;          /* -1: none open */
@@ -152,7 +171,30 @@ struct spool {
 
 void spool_msg_get(struct spool_msg *m);
 void spool_msg_put(struct spool_msg *m);
+
+/* ---- spool_handoff.c: the queues between the workers and the writer ---- */
+
+/* Set up and tear down the hand-off's fields of s (fini: after the writer stopped; it
+ * frees the clients retired while it ran). */
+void spool_handoff_init(struct spool *s);
+void spool_handoff_fini(struct spool *s);
+/* Queue an op for the writer from any thread (the shared list) and wake the writer if it
+ * sleeps. Used for ops that belong to no message: relay records, relocations. */
 void spool_enqueue(struct spool *s, struct spool_op *op);
+/* Queue an op of one of c's messages (the thread that owns c) and wake the writer if it
+ * sleeps. The ops of one message keep their order: the writer takes them first in, first
+ * out. */
+void spool_client_enqueue(struct spool_client *c, struct spool_op *op);
+/* The writer: take every queued op, oldest first for each producer. NULL when none. */
+struct spool_op *spool_take(struct spool *s);
+/* The writer: block until an op is queued, spool_stop() is called or timeout_us passes
+ * (0: no timeout). It may return early (a spurious wake-up): the caller looks again. */
+void spool_writer_sleep(struct spool *s, uint64_t timeout_us);
+/* Set the stop flag and wake the writer. */
+void spool_handoff_stop(struct spool *s);
+bool spool_stopping(struct spool *s);
+/* Tell the message's worker that something changed (the writer's thread). */
+void spool_notify(struct spool_msg *m);
 /* Write the stage out (0, or a negative errno: the caller fails the segment). */
 int spool_flush_stage(struct spool *s);
 /* A write or sync failed: every unsynced message of the segment fails with rc. */

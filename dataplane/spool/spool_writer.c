@@ -115,87 +115,17 @@ void spool_msg_put(struct spool_msg *m)
 {
 	if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	spool_open_unlink(m);
+	/* The last reference: nobody else touches m now (the acq_rel above orders every
+	 * other thread's accesses before this), so `open` can be read without the lock,
+	 * which a committed message (unlinked by spool_finish()) never needs: no lock per
+	 * message on the worker's release, and no touching the spool of a message released
+	 * after spool_close(). */
+	if (m->open)
+		spool_open_unlink(m);
 	free(m->locs);
 	free(m->cur);
 	spool_envbuf_free(&m->env);
 	free(m);
-}
-
-/* Tell the message's worker that something changed (any thread). */
-static void spool_notify(struct spool_msg *m)
-{
-	struct spool_client *c = m->client;
-	bool wake = false;
-	pthread_mutex_lock(&c->mu);
-	if (!m->news_queued) {
-		m->news_queued = true;
-		spool_msg_get(m);
-		wake = c->news_head == NULL;
-		m->news_next = c->news_head;
-		/* atomic: spool_client_pending() peeks at it without the lock */
-		__atomic_store_n(&c->news_head, m, __ATOMIC_RELEASE);
-	}
-	pthread_mutex_unlock(&c->mu);
-	if (wake && c->wake_fd >= 0) {
-		int r = eventfd_write(c->wake_fd, 1);
-		(void)r; /* EAGAIN: the counter is already non-zero, the worker will wake */
-	}
-}
-
-struct spool_client *spool_client_new(struct spool *s, int wake_fd)
-{
-	struct spool_client *c = calloc(1, sizeof(*c));
-	if (!c)
-		return NULL;
-	c->s = s;
-	c->wake_fd = wake_fd;
-	pthread_mutex_init(&c->mu, NULL);
-	return c;
-}
-
-/* Take the list of messages with news. Each stays marked queued (so the writer does not
- * relink it while we walk the list) until spool_client_poll() clears the mark just before
- * it looks at the message: news arriving after that queue it again. */
-static struct spool_msg *spool_client_take(struct spool_client *c)
-{
-	pthread_mutex_lock(&c->mu);
-	struct spool_msg *list = c->news_head;
-	__atomic_store_n(&c->news_head, NULL, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&c->mu);
-	return list;
-}
-
-bool spool_client_pending(const struct spool_client *c)
-{
-	return __atomic_load_n(&c->news_head, __ATOMIC_ACQUIRE) != NULL;
-}
-
-void spool_client_poll(struct spool_client *c, void (*fn)(void *owner, void *arg), void *arg)
-{
-	struct spool_msg *m = spool_client_take(c), *next;
-	for (; m; m = next) {
-		pthread_mutex_lock(&c->mu);
-		next = m->news_next;
-		m->news_queued = false;
-		pthread_mutex_unlock(&c->mu);
-		if (m->owner)
-			fn(m->owner, arg);
-		spool_msg_put(m);
-	}
-}
-
-void spool_client_free(struct spool_client *c)
-{
-	if (!c)
-		return;
-	struct spool_msg *m = spool_client_take(c), *next;
-	for (; m; m = next) {
-		next = m->news_next;
-		spool_msg_put(m);
-	}
-	pthread_mutex_destroy(&c->mu);
-	free(c);
 }
 
 /* ---- the worker's side of a message ---- */
@@ -239,25 +169,6 @@ unsigned spool_msg_nrcpt(const struct spool_msg *m)
 	return m->env.nrcpt;
 }
 
-/* Queue op for the writer; s->mu held. */
-static void spool_link_op(struct spool *s, struct spool_op *op)
-{
-	op->next = NULL;
-	if (s->tail)
-		s->tail->next = op;
-	else
-		s->head = op;
-	s->tail = op;
-	pthread_cond_signal(&s->cv);
-}
-
-void spool_enqueue(struct spool *s, struct spool_op *op)
-{
-	pthread_mutex_lock(&s->mu);
-	spool_link_op(s, op);
-	pthread_mutex_unlock(&s->mu);
-}
-
 static void spool_msg_submit_fragment(struct spool_msg *m)
 {
 	struct spool_op *op = m->cur;
@@ -268,7 +179,7 @@ static void spool_msg_submit_fragment(struct spool_msg *m)
 	m->nfrag++;
 	spool_msg_get(m);
 	atomic_fetch_add(&m->inflight, 1);
-	spool_enqueue(m->client->s, op);
+	spool_client_enqueue(m->client, op);
 }
 
 int spool_msg_append(struct spool_msg *m, const void *p, size_t n)
@@ -341,7 +252,7 @@ int spool_msg_commit(struct spool_msg *m)
 				 .crc = m->crc, .nfrag = m->nfrag };
 	m->committed = true;
 	spool_msg_get(m);
-	spool_enqueue(m->client->s, op);
+	spool_client_enqueue(m->client, op);
 	return 0;
 }
 
@@ -369,22 +280,14 @@ void spool_msg_release(struct spool_msg *m)
 	 * would turn a harmless duplicate into a damaged message, so those wait for their
 	 * segment to be reclaimed. */
 	if (m->nfrag && !m->committed) {
-		struct spool_op *op = malloc(sizeof(*op));
-		struct spool *s = m->spool;
+		/* A stopped writer takes no more work: the next start's recovery gives the
+		 * space back instead. (An abort queued while the writer stops, after its last
+		 * look, is dropped by spool_client_free().) */
+		struct spool_op *op = spool_stopping(m->spool) ? NULL : malloc(sizeof(*op));
 		if (op) {
 			*op = (struct spool_op){ .m = m, .kind = SPOOL_OP_ABORT };
 			spool_msg_get(m);
-			pthread_mutex_lock(&s->mu);
-			/* a stopped writer takes no more work: the next start's recovery gives
-			 * the space back instead */
-			bool stopped = s->stop;
-			if (!stopped)
-				spool_link_op(s, op);
-			pthread_mutex_unlock(&s->mu);
-			if (stopped) {
-				free(op);
-				spool_msg_put(m);
-			}
+			spool_client_enqueue(m->client, op);
 		}
 		/* without memory the records stay until their segment is reclaimed */
 	}
@@ -907,55 +810,53 @@ int spool_seg_dir_fd(const struct spool *s)
 	return s->seg_dir_fd;
 }
 
-static void spool_deadline(struct timespec *ts, uint64_t us)
+static uint64_t spool_now_us(void)
 {
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += (time_t)(us / 1000000u);
-	ts->tv_nsec += (long)(us % 1000000u) * 1000;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* The writer thread: take what the workers queued (spool_handoff.c), write it, sync, and
+ * sleep when there is nothing to do. */
 static void *spool_writer_main(void *arg)
 {
 	struct spool *s = arg;
-	pthread_mutex_lock(&s->mu);
 	for (;;) {
-		while (!s->head && !s->stop)
-			pthread_cond_wait(&s->cv, &s->mu);
-		if (!s->head && s->stop)
-			break;
-		struct spool_op *list = s->head;
-		s->head = s->tail = NULL;
-		pthread_mutex_unlock(&s->mu);
+		struct spool_op *list = spool_take(s);
+		if (!list) {
+			if (!spool_stopping(s)) {
+				spool_writer_sleep(s, 0);
+				continue;
+			}
+			/* stop is set after the workers are gone: what they queued is visible
+			 * now, whatever the take above missed */
+			if (!(list = spool_take(s)))
+				break;
+		}
 		spool_process(s, list);
 
 		if (s->p.commit_delay_us && s->nbatch) {
-			/* Wait for company, at most commit_delay after the first commit. */
-			struct timespec until;
-			spool_deadline(&until, s->p.commit_delay_us);
-			pthread_mutex_lock(&s->mu);
-			while (!s->stop && s->stage_len < SPOOL_STAGE_SIZE / 2) {
-				if (!s->head &&
-				    pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT)
+			/* Wait for company, at most commit_delay after the first commit, taking
+			 * what arrives meanwhile (fragments too: their senders wait for room). */
+			uint64_t until = spool_now_us() + s->p.commit_delay_us;
+			while (!spool_stopping(s) && s->stage_len < SPOOL_STAGE_SIZE / 2) {
+				struct spool_op *more = spool_take(s);
+				if (more) {
+					spool_process(s, more);
+					continue;
+				}
+				uint64_t now = spool_now_us();
+				if (now >= until)
 					break;
-				struct spool_op *more = s->head;
-				s->head = s->tail = NULL;
-				pthread_mutex_unlock(&s->mu);
-				spool_process(s, more);
-				pthread_mutex_lock(&s->mu);
+				spool_writer_sleep(s, until - now);
 			}
-			pthread_mutex_unlock(&s->mu);
 		}
 		if (s->nbatch || s->nstatus || s->nrelocs)
 			spool_sync(s);
 		else
 			spool_write_pending(s);
-		pthread_mutex_lock(&s->mu);
 	}
-	pthread_mutex_unlock(&s->mu);
 	spool_sync(s);
 	return NULL;
 }
@@ -996,8 +897,7 @@ static void spool_free(struct spool *s)
 	if (s->lock_fd >= 0)
 		close(s->lock_fd); /* releases the flock */
 	spool_index_free(&s->index);
-	pthread_cond_destroy(&s->cv);
-	pthread_mutex_destroy(&s->mu);
+	spool_handoff_fini(s);
 	pthread_mutex_destroy(&s->open_mu);
 	pthread_mutex_destroy(&s->reclaim_mu);
 	free(s->status);
@@ -1016,22 +916,19 @@ int spool_open(struct spool **out, const struct spool_params *p,
 	int rc;
 	if (!p->path || !*p->path)
 		return mx_errf(err, errlen, -EINVAL, "no spool directory configured");
-	struct spool *s = calloc(1, sizeof(*s));
+	/* aligned: the hand-off's fields each have a cache line (spool_internal.h) */
+	struct spool *s = aligned_alloc(_Alignof(struct spool), sizeof(*s));
 	if (!s)
 		return mx_errf(err, errlen, -ENOMEM, "out of memory");
+	memset(s, 0, sizeof(*s));
 	s->p = *p;
 	s->io = p->io ? p->io : &spool_io_system;
 	s->log = log;
 	s->log_ctx = ctx;
 	s->root_fd = s->seg_dir_fd = s->lock_fd = s->seg_fd = -1;
-	pthread_mutex_init(&s->mu, NULL);
+	spool_handoff_init(s);
 	pthread_mutex_init(&s->open_mu, NULL);
 	pthread_mutex_init(&s->reclaim_mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&s->cv, &ca);
-	pthread_condattr_destroy(&ca);
 	s->path = strdup(p->path);
 	s->stage = malloc(SPOOL_STAGE_SIZE);
 	if (!s->path || !s->stage) {
@@ -1150,18 +1047,13 @@ int spool_start(struct spool *s)
 
 void spool_stop(struct spool *s)
 {
-	pthread_mutex_lock(&s->mu);
-	s->stop = true;
-	pthread_cond_signal(&s->cv);
-	pthread_mutex_unlock(&s->mu);
+	spool_handoff_stop(s);
 	if (s->started) {
 		pthread_join(s->thread, NULL);
 		s->started = false;
 	} else {
 		/* never started (tests, an early exit): do the work here */
-		struct spool_op *list = s->head;
-		s->head = s->tail = NULL;
-		spool_process(s, list);
+		spool_process(s, spool_take(s));
 		spool_sync(s);
 	}
 }
@@ -1170,7 +1062,7 @@ void spool_close(struct spool *s)
 {
 	if (!s)
 		return;
-	assert(!s->started && !s->head);
+	assert(!s->started);
 	spool_free(s);
 }
 
@@ -1193,4 +1085,6 @@ void spool_stats(const struct spool *s, struct spool_stats *out)
 	out->failed = atomic_load(&w->failed);
 	out->bytes = atomic_load(&w->bytes);
 	out->punched = atomic_load(&w->punched);
+	out->writer_sleeps = atomic_load(&w->sleeps);
+	out->writer_wakeups = atomic_load(&w->wakeups);
 }

@@ -20,8 +20,9 @@
  * Memory per connection is a few fragment buffers whatever the message size: the worker
  * stops feeding a message once two are handed over and not yet taken, so there are at
  * most those two, the one being filled, and what one engine event adds (a header is at
- * most header_size_limit). The queue between workers and writer is a mutex-protected
- * list bounded by the same rule.
+ * most header_size_limit). The queues between workers and writer (spool_handoff.c: a
+ * lock-free list per worker, a wake-up only when the writer sleeps) are bounded by the
+ * same rule.
  *
  * Batching: the writer syncs as soon as it has taken everything queued (commit_delay 0):
  * while one sync runs, the commits that arrive meanwhile form the next batch, so the batch
@@ -114,6 +115,8 @@ struct spool_stats {
 	uint64_t failed;    /* messages failed by the writer */
 	uint64_t bytes;     /* bytes the segments occupy (what mxgate_spool_quota counts) */
 	uint64_t punched;   /* bytes given back from messages that never became durable */
+	uint64_t writer_sleeps;  /* times the writer thread blocked for want of work */
+	uint64_t writer_wakeups; /* times a worker (or another thread) had to wake it */
 };
 void spool_stats(const struct spool *s, struct spool_stats *out);
 
