@@ -88,6 +88,26 @@ struct mx_log_batch {
 	char buf[MX_LOG_BATCH_MAX];
 };
 static __thread struct mx_log_batch *mx_log_batch;
+/* This thread's last time stamp ("Dec  7 21:30:05") and the second it is for. */
+static __thread time_t mx_log_stamp_secs = -1;
+static __thread unsigned mx_log_stamp_opening;
+static __thread char mx_log_stamp[24];
+/* Counts the opens: a time stamp made before the last one (which read TZ again) is made
+ * anew. */
+static _Atomic unsigned mx_log_openings;
+/* The process's ID, taken at the first line and forgotten in a forked child. */
+static _Atomic long mx_log_pid;
+static pthread_once_t mx_log_pid_once = PTHREAD_ONCE_INIT;
+
+static void mx_log_pid_forget(void)
+{
+	atomic_store_explicit(&mx_log_pid, 0, memory_order_relaxed);
+}
+
+static void mx_log_pid_watch_forks(void)
+{
+	pthread_atfork(NULL, NULL, mx_log_pid_forget);
+}
 
 static const char *const mx_log_prefix[MX_LOG_LEVEL_MAX] = {
 	[MX_LOG_INFO] = "",
@@ -239,6 +259,7 @@ static int mx_log_open_target(const struct mx_log_conf *c, bool syslog, char *wa
 
 	/* localtime_r() need not read TZ itself; make sure it was. */
 	tzset();
+	atomic_fetch_add_explicit(&mx_log_openings, 1, memory_order_relaxed);
 
 	mx_log_writer_join(); /* the old target's queue goes out first */
 	pthread_mutex_lock(&mx_log_lock);
@@ -507,9 +528,26 @@ static size_t mx_log_format(char *line, const char *proc, enum mx_log_level leve
 		[MX_LOG_ERROR] = LOG_ERR,
 		[MX_LOG_FATAL] = LOG_CRIT,
 	};
-	struct tm tm;
+	/* The time stamp is made once a second per thread: a busy worker writes thousands of
+	 * lines a second (three per connection a screen turns away), and localtime_r() with
+	 * its time zone rules cost more than the rest of the line. */
 	time_t secs = (time_t)mx_clock_wall_s();
-	localtime_r(&secs, &tm);
+	unsigned opening = atomic_load_explicit(&mx_log_openings, memory_order_relaxed);
+	if (secs != mx_log_stamp_secs || opening != mx_log_stamp_opening) {
+		struct tm tm;
+		localtime_r(&secs, &tm);
+		snprintf(mx_log_stamp, sizeof(mx_log_stamp), "%s %2d %02d:%02d:%02d",
+			 months[tm.tm_mon % 12], tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+		mx_log_stamp_secs = secs;
+		mx_log_stamp_opening = opening;
+	}
+	long pid = atomic_load_explicit(&mx_log_pid, memory_order_relaxed);
+	if (!pid) {
+		/* glibc no longer caches getpid(): it is a system call */
+		pthread_once(&mx_log_pid_once, mx_log_pid_watch_forks);
+		pid = (long)getpid();
+		atomic_store_explicit(&mx_log_pid, pid, memory_order_relaxed);
+	}
 
 	const size_t room = MX_LOG_LINE_MAX - 1; /* the last byte is kept for the newline */
 
@@ -521,9 +559,8 @@ static size_t mx_log_format(char *line, const char *proc, enum mx_log_level leve
 		snprintf(pri, sizeof(pri), "<%d>", mx_log_facility | severity[level]);
 	else
 		snprintf(host, sizeof(host), "%s ", mx_log_host);
-	int head = snprintf(line, room, "%s%s %2d %02d:%02d:%02d %s%s%s%s[%ld]: %s", pri,
-			    months[tm.tm_mon % 12], tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-			    host, mx_log_name, proc ? "/" : "", proc ? proc : "", (long)getpid(),
+	int head = snprintf(line, room, "%s%s %s%s%s%s[%ld]: %s", pri, mx_log_stamp, host,
+			    mx_log_name, proc ? "/" : "", proc ? proc : "", pid,
 			    mx_log_prefix[level]);
 	size_t len = head < 0 ? 0 : (size_t)head < room ? (size_t)head : room - 1;
 
