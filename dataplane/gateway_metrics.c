@@ -308,6 +308,9 @@ enum gm_gen_family {
 	GM_GEN_RCPT_DEFERRED,
 	GM_GEN_REFUSALS,
 	GM_GEN_DNSBL,
+	GM_GEN_REFUSED,
+	GM_GEN_ANVIL_REFUSED,
+	GM_GEN_TIMED_OUT,
 	GM_GEN_MAX
 };
 
@@ -346,17 +349,34 @@ static const struct mx_metric_family gm_generation[GM_GEN_MAX] = {
 				   .type = MX_METRIC_COUNTER, .labels = GM_GS,
 				   .stat_key = "recipients_deferred" },
 	[GM_GEN_REFUSALS] = { .name = "mxgate_restriction_refusals_total",
-			      .help = "Recipients refused, by the restriction as main.cf writes it "
+			      .help = "Recipients refused, by the restriction list that refused "
+				      "(smtpd_recipient_restrictions; empty: no list, a rate limit) "
+				      "and the restriction as main.cf writes it "
 				      "(reject_rbl_client zen.spamhaus.org), generation and outcome "
 				      "(reject: 5xx, defer: 4xx); bounded per worker, the rest is "
 				      "\"other\".",
 			      .type = MX_METRIC_COUNTER,
-			      .labels = { "generation", "restriction", "outcome" } },
+			      .labels = { "generation", "list", "restriction", "outcome" } },
 	[GM_GEN_DNSBL] = { .name = "mxgate_screen_dnsbl_listed_total",
 			   .help = "Screened clients each DNSBL site of postscreen_dnsbl_sites "
 				   "listed, by generation and service.",
 			   .type = MX_METRIC_COUNTER,
 			   .labels = { "generation", "service", "site" } },
+	[GM_GEN_REFUSED] = { .name = "mxgate_service_connections_refused_total",
+			     .help = "Connections refused at accept (mxgate_max_connections, out "
+				     "of memory, stopping), by the service they reached and "
+				     "generation.",
+			     .type = MX_METRIC_COUNTER, .labels = GM_GS },
+	[GM_GEN_ANVIL_REFUSED] = { .name = "mxgate_service_anvil_refusals_total",
+				   .help = "Connections refused with 421 by "
+					   "smtpd_client_connection_count_limit or "
+					   "smtpd_client_connection_rate_limit, by service and "
+					   "generation.",
+				   .type = MX_METRIC_COUNTER, .labels = GM_GS },
+	[GM_GEN_TIMED_OUT] = { .name = "mxgate_service_timeouts_total",
+			       .help = "Sessions closed by smtpd_timeout, by service and "
+				       "generation.",
+			       .type = MX_METRIC_COUNTER, .labels = GM_GS },
 };
 
 struct gm_gen_visit {
@@ -365,13 +385,13 @@ struct gm_gen_visit {
 	char id[24];
 };
 
-static void gm_gen_reject(void *ctx, const char *restriction, uint64_t rejected,
-			  uint64_t deferred)
+static void gm_gen_reject(void *ctx, const char *list, const char *restriction,
+			  uint64_t rejected, uint64_t deferred)
 {
 	struct gm_gen_visit *v = ctx;
-	const char *lr[3] = { v->id, restriction, "reject" };
+	const char *lr[4] = { v->id, list, restriction, "reject" };
 	mx_metrics_u64(v->sink, lr, rejected);
-	const char *ld[3] = { v->id, restriction, "defer" };
+	const char *ld[4] = { v->id, list, restriction, "defer" };
 	mx_metrics_u64(v->sink, ld, deferred);
 }
 
@@ -415,7 +435,7 @@ static void gm_gen_one(void *ctx, const struct mx_generation *g, const char *rol
 		return;
 	}
 	if (v->family == GM_GEN_REFUSALS) {
-		mx_generation_rejects(g, gm_gen_reject, v);
+		mx_generation_rejects_by_list(g, gm_gen_reject, v);
 		return;
 	}
 	if (v->family == GM_GEN_DNSBL) {
@@ -435,6 +455,9 @@ static void gm_gen_one(void *ctx, const struct mx_generation *g, const char *rol
 		case GM_GEN_RCPT_ACCEPTED: val = c.recipients_accepted; break;
 		case GM_GEN_RCPT_REJECTED: val = c.recipients_rejected; break;
 		case GM_GEN_RCPT_DEFERRED: val = c.recipients_deferred; break;
+		case GM_GEN_REFUSED: val = c.connections_refused; break;
+		case GM_GEN_ANVIL_REFUSED: val = c.anvil_refused; break;
+		case GM_GEN_TIMED_OUT: val = c.timed_out; break;
 		default: break;
 		}
 		const char *lv[2] = { v->id, g->services[s].name };
