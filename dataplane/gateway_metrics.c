@@ -10,6 +10,7 @@
 
 #include "dataplane/session/conn.h"
 #include "dataplane/svc/svc_resolver.h"
+#include "mgmt/log.h"
 #include "mgmt/screen.h"
 #include "mxgate/counters.h"
 #include "mxgate/worker_metrics.h"
@@ -81,6 +82,8 @@ enum gm_group {
 	GM_CHECKS,
 	GM_AUTH,
 	GM_RELAY_DELAY,
+	GM_ANVIL_SHARE,
+	GM_LOG,
 	GM_GROUP_MAX
 };
 
@@ -622,6 +625,61 @@ static void gm_collect_resolver(void *ctx, unsigned i, struct mx_metrics_sink *s
 	mx_metrics_u64(sink, NULL, v[i]);
 }
 
+/* ---- the shared anvil sync (svc_anvil.h) ---- */
+
+#define GM_AS_COUNTER(what, hlp)                                                           \
+	{ .name = "mxgate_anvil_share_" what "_total", .help = hlp, .type = MX_METRIC_COUNTER }
+enum { GM_AS_SYNCS, GM_AS_COUNTERS, GM_AS_EVENTS, GM_AS_FAILED, GM_AS_ERRORS, GM_AS_OUTAGES,
+       GM_AS_SKIPPED, GM_AS_ROUND, GM_AS_UP, GM_AS_MAX };
+static const struct mx_metric_family gm_anvil_share[GM_AS_MAX] = {
+	[GM_AS_SYNCS] = GM_AS_COUNTER("syncs", "Sync rounds that reached memcached."),
+	[GM_AS_COUNTERS] = GM_AS_COUNTER("counters", "Counters sent and answered with a total."),
+	[GM_AS_EVENTS] = GM_AS_COUNTER("events", "Local events those counters carried."),
+	[GM_AS_FAILED] = GM_AS_COUNTER("failed", "Counters not sent or not answered (kept "
+						 "pending for the next round)."),
+	[GM_AS_ERRORS] = GM_AS_COUNTER("errors", "Error replies from memcached."),
+	[GM_AS_OUTAGES] = GM_AS_COUNTER("outages", "Times memcached became unavailable."),
+	[GM_AS_SKIPPED] = GM_AS_COUNTER("skipped", "Counters whose key the key format could "
+						   "not make."),
+	[GM_AS_ROUND] = { .name = "mxgate_anvil_share_round_seconds",
+			  .help = "How long the last sync round took (the lag beyond the "
+				  "interval).",
+			  .type = MX_METRIC_GAUGE },
+	[GM_AS_UP] = { .name = "mxgate_anvil_share_up",
+		       .help = "1 while memcached answers the sync, 0 while it is unavailable.",
+		       .type = MX_METRIC_GAUGE },
+};
+
+static void gm_collect_anvil_share(void *ctx, unsigned i, struct mx_metrics_sink *sink)
+{
+	struct gateway_metrics *g = ctx;
+	struct svc_anvil_stats st;
+	svc_anvil_stats(g->p.anvil_share, &st);
+	const uint64_t v[GM_AS_MAX] = { st.syncs,  st.counters, st.events,
+					st.failed, st.errors,   st.outages,
+					st.skipped, 0,          st.down ? 0 : 1 };
+	if (i == GM_AS_ROUND)
+		mx_metrics_f64(sink, NULL, (double)st.round_ms / 1e3);
+	else
+		mx_metrics_u64(sink, NULL, v[i]);
+}
+
+/* ---- the log writer ---- */
+
+static const struct mx_metric_family gm_log[] = {
+	{ .name = "mxgate_log_lines_dropped_total",
+	  .help = "Log lines the syslog socket could not take (full, or no daemon "
+		  "listening) since start.",
+	  .type = MX_METRIC_COUNTER },
+};
+
+static void gm_collect_log(void *ctx, unsigned i, struct mx_metrics_sink *sink)
+{
+	(void)ctx;
+	(void)i;
+	mx_metrics_u64(sink, NULL, mx_log_dropped());
+}
+
 /* ---- registration ---- */
 
 int gateway_metrics_register(struct gateway_metrics **out, const struct gateway_metrics_params *p)
@@ -674,6 +732,9 @@ int gateway_metrics_register(struct gateway_metrics **out, const struct gateway_
 		[GM_AUTH] = { "sasl", gm_auth, 1, gm_collect_auth, p->ops->worker },
 		[GM_RELAY_DELAY] = { "relay_delay", gm_relay_delay, 1, gm_collect_relay_delay,
 				     p->nspools },
+		[GM_ANVIL_SHARE] = { "anvil_share", gm_anvil_share, GM_AS_MAX,
+				     gm_collect_anvil_share, p->anvil_share },
+		[GM_LOG] = { "log", gm_log, 1, gm_collect_log, true },
 	};
 	for (unsigned k = 0; k < GM_GROUP_MAX; k++) {
 		if (!groups[k].on)
