@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dataplane/session/conn.h"
+#include "dataplane/spool/queue_id.h"
 #include "dataplane/svc/svc_resolver.h"
 #include "mgmt/log.h"
 #include "mgmt/screen.h"
@@ -84,6 +85,8 @@ enum gm_group {
 	GM_RELAY_DELAY,
 	GM_ANVIL_SHARE,
 	GM_LOG,
+	GM_RELAY_OLDEST,
+	GM_RELAY_NEXTHOP,
 	GM_GROUP_MAX
 };
 
@@ -525,8 +528,14 @@ enum {
 #define GM_RELAY(idx, nm, typ, key, hlp)                                                   \
 	[idx] = { .name = nm, .help = hlp, .type = typ, .labels = { "spool" }, .stat_key = key }
 static const struct mx_metric_family gm_relay[GM_RL_MAX] = {
-	GM_RELAY(GM_RL_QUEUED, "mxgate_relay_queue_messages", MX_METRIC_GAUGE, "queued",
-		 "Live messages in the queue (not yet delivered to every recipient)."),
+	/* by state: counted under the relay's lock at read time (relay_queue_states()) */
+	[GM_RL_QUEUED] = { .name = "mxgate_relay_queue_messages",
+			   .help = "Live messages in the queue (not yet delivered to every "
+				   "recipient), by state: hold, active (an attempt running), "
+				   "deferred (backoff), waiting (for a connection to a busy next "
+				   "hop), ready (for a delivery thread).",
+			   .type = MX_METRIC_GAUGE, .labels = { "spool", "state" },
+			   .stat_key = "queued" },
 	GM_RELAY(GM_RL_SENT, "mxgate_relay_recipients_sent_total", MX_METRIC_COUNTER, "sent",
 		 "Recipients the next hop accepted."),
 	GM_RELAY(GM_RL_DEFERRED, "mxgate_relay_deferrals_total", MX_METRIC_COUNTER, "deferred",
@@ -578,8 +587,85 @@ static void gm_collect_relay(void *ctx, unsigned i, struct mx_metrics_sink *sink
 						rs.removed, rs.reclaimed, rs.relocated };
 		char idx[12];
 		snprintf(idx, sizeof(idx), "%u", k);
+		if (i == GM_RL_QUEUED) {
+			struct relay_queue_states qs;
+			relay_queue_states(g->p.relays[k], &qs);
+			for (unsigned st = 0; st < RELAY_QS_MAX; st++) {
+				const char *ls[2] = { idx, relay_qstate_name(st) };
+				mx_metrics_u64(sink, ls, qs.messages[st]);
+			}
+			continue;
+		}
 		const char *lv[1] = { idx };
 		mx_metrics_u64(sink, lv, v[i]);
+	}
+}
+
+/* ---- the queue's oldest message, and the next hops ---- */
+
+static const struct mx_metric_family gm_relay_oldest[] = {
+	{ .name = "mxgate_relay_queue_oldest_age_seconds",
+	  .help = "Age of the oldest live message in the queue (since its queue ID was made); "
+		  "0 when the queue is empty.",
+	  .type = MX_METRIC_GAUGE, .labels = { "spool" } },
+};
+
+static void gm_collect_relay_oldest(void *ctx, unsigned i, struct mx_metrics_sink *sink)
+{
+	(void)i;
+	struct gateway_metrics *g = ctx;
+	uint64_t now_us = queue_id_clock_us();
+	for (unsigned k = 0; k < g->p.nspools; k++) {
+		struct relay_queue_states qs;
+		relay_queue_states(g->p.relays[k], &qs);
+		double age = qs.oldest_arrival_us && qs.oldest_arrival_us < now_us
+				     ? (double)(now_us - qs.oldest_arrival_us) / 1e6 : 0.0;
+		char idx[12];
+		snprintf(idx, sizeof(idx), "%u", k);
+		const char *lv[1] = { idx };
+		mx_metrics_f64(sink, lv, age);
+	}
+}
+
+enum { GM_NH_ATTEMPTS, GM_NH_DELIVERED, GM_NH_DEFERRED, GM_NH_BOUNCED, GM_NH_MAX };
+
+#define GM_NH(idx, nm, hlp)                                                                \
+	[idx] = { .name = nm, .help = hlp, .type = MX_METRIC_COUNTER,                      \
+		  .labels = { "spool", "nexthop" } }
+static const struct mx_metric_family gm_relay_nexthop[GM_NH_MAX] = {
+	GM_NH(GM_NH_ATTEMPTS, "mxgate_relay_nexthop_attempts_total",
+	      "Delivery transactions tried per next hop (the destination's key, as "
+	      "smtp:192.0.2.1:25; past 64 per relay: other)."),
+	GM_NH(GM_NH_DELIVERED, "mxgate_relay_nexthop_recipients_delivered_total",
+	      "Recipients the next hop accepted."),
+	GM_NH(GM_NH_DEFERRED, "mxgate_relay_nexthop_recipients_deferred_total",
+	      "Recipients deferred at the next hop (4xx, no connection, timeout)."),
+	GM_NH(GM_NH_BOUNCED, "mxgate_relay_nexthop_recipients_bounced_total",
+	      "Recipients the next hop refused for good (5xx)."),
+};
+
+struct gm_nh_visit {
+	unsigned family;
+	const char *spool;
+	struct mx_metrics_sink *sink;
+};
+
+static void gm_nh_one(void *ctx, const char *nexthop, const struct relay_nexthop_counts *c)
+{
+	const struct gm_nh_visit *v = ctx;
+	const uint64_t val[GM_NH_MAX] = { c->attempts, c->delivered, c->deferred, c->bounced };
+	const char *lv[2] = { v->spool, nexthop };
+	mx_metrics_u64(v->sink, lv, val[v->family]);
+}
+
+static void gm_collect_relay_nexthop(void *ctx, unsigned i, struct mx_metrics_sink *sink)
+{
+	struct gateway_metrics *g = ctx;
+	for (unsigned k = 0; k < g->p.nspools; k++) {
+		char idx[12];
+		snprintf(idx, sizeof(idx), "%u", k);
+		struct gm_nh_visit v = { .family = i, .spool = idx, .sink = sink };
+		relay_nexthops(g->p.relays[k], gm_nh_one, &v);
 	}
 }
 
@@ -735,6 +821,10 @@ int gateway_metrics_register(struct gateway_metrics **out, const struct gateway_
 		[GM_ANVIL_SHARE] = { "anvil_share", gm_anvil_share, GM_AS_MAX,
 				     gm_collect_anvil_share, p->anvil_share },
 		[GM_LOG] = { "log", gm_log, 1, gm_collect_log, true },
+		[GM_RELAY_OLDEST] = { "relay_state", gm_relay_oldest, 1, gm_collect_relay_oldest,
+				      p->nspools },
+		[GM_RELAY_NEXTHOP] = { "relay_nexthop", gm_relay_nexthop, GM_NH_MAX,
+				       gm_collect_relay_nexthop, p->nspools },
 	};
 	for (unsigned k = 0; k < GM_GROUP_MAX; k++) {
 		if (!groups[k].on)
