@@ -48,10 +48,6 @@ void relay_queue_states(struct relay *r, struct relay_queue_states *out)
 void relay_nexthop_assign(struct relay *r, struct relay_dest *d)
 {
 	unsigned used = atomic_load_explicit(&r->nh_used, memory_order_relaxed);
-	if (used >= RELAY_NEXTHOP_SLOTS) {
-		d->nh_slot = RELAY_NEXTHOP_SLOTS; /* "other" */
-		return;
-	}
 	/* a key seen before (a destination is only made once per key, but keep the rows
 	 * unique whatever the caller does) */
 	for (unsigned k = 0; k < used; k++) {
@@ -59,6 +55,10 @@ void relay_nexthop_assign(struct relay *r, struct relay_dest *d)
 			d->nh_slot = k;
 			return;
 		}
+	}
+	if (used >= RELAY_NEXTHOP_SLOTS) {
+		d->nh_slot = RELAY_NEXTHOP_SLOTS; /* "other" */
+		return;
 	}
 	snprintf(r->nh[used].name, sizeof(r->nh[used].name), "%s", d->nh.key);
 	d->nh_slot = used;
