@@ -441,16 +441,17 @@ void mx_generation_count_list_reject(struct mx_generation *g, unsigned worker,
 			return; /* a statistic, not worth failing a session for */
 		atomic_store_explicit(&g->rejects[worker], t, memory_order_release);
 	}
-	char name[MX_GEN_REJECT_NAME_MAX];
+	char name[MX_GEN_REJECT_NAME_MAX], lname[MX_GEN_REJECT_LIST_MAX];
 	snprintf(name, sizeof(name), "%s", restriction && *restriction ? restriction : "?");
-	uint32_t h = mx_gen_name_hash(name) ^ mx_gen_name_hash(list);
+	snprintf(lname, sizeof(lname), "%s", list);
+	uint32_t h = mx_gen_name_hash(name) ^ mx_gen_name_hash(lname);
 	for (unsigned k = 0; k < MX_GEN_REJECT_SLOTS; k++) {
 		struct mx_gen_reject_slot *sl = &t->slot[(h + k) % MX_GEN_REJECT_SLOTS];
 		if (!atomic_load_explicit(&sl->used, memory_order_relaxed)) {
 			memcpy(sl->name, name, sizeof(name));
-			sl->list = list;
+			memcpy(sl->list, lname, sizeof(lname));
 			atomic_store_explicit(&sl->used, true, memory_order_release);
-		} else if (strcmp(sl->name, name) != 0 || strcmp(sl->list, list) != 0) {
+		} else if (strcmp(sl->name, name) != 0 || strcmp(sl->list, lname) != 0) {
 			continue;
 		}
 		__atomic_fetch_add(deferred ? &sl->deferred : &sl->rejected, 1, __ATOMIC_RELAXED);

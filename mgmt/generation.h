@@ -81,13 +81,15 @@ struct mx_gen_counters {
  * whole name. Names past the table's size are counted as "other". */
 #define MX_GEN_REJECT_SLOTS 32
 #define MX_GEN_REJECT_NAME_MAX 96
+#define MX_GEN_REJECT_LIST_MAX 64 /* a longer class name is cut */
 
 struct mx_gen_reject_slot {
 	atomic_bool used;
 	char name[MX_GEN_REJECT_NAME_MAX];
-	/* the list that refused ("smtpd_recipient_restrictions"; "" for a refusal no list
-	 * made, such as smtpd_client_recipient_rate_limit): a string literal */
-	const char *list;
+	/* the list that refused ("smtpd_recipient_restrictions", or the name of the
+	 * smtpd_restriction_classes class; "" for a refusal no list made, such as
+	 * smtpd_client_recipient_rate_limit) */
+	char list[MX_GEN_REJECT_LIST_MAX];
 	uint64_t rejected;   /* 5xx */
 	uint64_t deferred;   /* 4xx */
 };
@@ -154,9 +156,8 @@ struct mx_gen_counters *mx_generation_counter_slot(struct mx_generation *g, unsi
  * threads only, each with its own index. */
 void mx_generation_count_reject(struct mx_generation *g, unsigned worker,
 				const char *restriction, bool deferred);
-/* The same with the list that refused: list must be a string that lives as long as the
- * generation (smtp_restriction_list_name()'s literals; NULL is ""). A (list, restriction)
- * pair is one slot. */
+/* The same with the list that refused (smtp_restriction_list_name(), or a restriction
+ * class's name; NULL is ""), copied. A (list, restriction) pair is one slot. */
 void mx_generation_count_list_reject(struct mx_generation *g, unsigned worker,
 				     const char *list, const char *restriction, bool deferred);
 

@@ -254,7 +254,9 @@ void conn_rcpt_decided(struct conn *c, const struct smtp_policy_result *res)
 			c->gc->recipients_rejected++;
 		mx_generation_count_list_reject(
 			c->gen->g, c->w->index,
-			res->list < SMTP_LIST_MAX ? smtp_restriction_list_name(res->list) : "",
+			res->class_name		  ? res->class_name
+			: res->list < SMTP_LIST_MAX ? smtp_restriction_list_name(res->list)
+						    : "",
 			res->restriction, deferred);
 		conn_count(c, CONN_CMD_RCPT, false);
 		conn_policy_verdict(c, res);

@@ -19,10 +19,11 @@ decided by reject_unauth_destination, mxgate_spool_quota is small.
   5. kernel only, a second gateway (one worker, mxgate_max_connections = 2) with two smtpd
      services in master.cf (A: main.cf's lists; B: -o smtpd_timeout=3s, a connection count
      limit of 1 that 127.0.0.1 is not excepted from), relayhost a port nothing listens on,
-     and smtpd_sender_restrictions refusing one sender: the third concurrent connection to
-     A is refused at accept, the second to B by anvil, the idle one on B times out - each
-     counted for its own service only; the sender's refusal is counted under
-     list="smtpd_sender_restrictions"; a message to the dead next hop shows the queue by
+     smtpd_sender_restrictions refusing one sender and a recipient sent to the restriction
+     class strict_rcpt: the third concurrent connection to A is refused at accept, the
+     second to B by anvil, the idle one on B times out - each counted for its own service
+     only; the refusals are counted under list="smtpd_sender_restrictions" and
+     list="strict_rcpt" (the class, not the list that named it); a message to the dead next hop shows the queue by
      state (deferred), the oldest age > 0 and the next hop's attempt and deferral; the
      scrape passes promtool check metrics.
 Needs root on dpdk (network namespaces).
@@ -366,7 +367,11 @@ def services_phase():
         "mxgate_max_connections = 2\n"
         f"relayhost = [127.0.0.1]:{dead}\n"
         "smtpd_sender_restrictions = check_sender_access "
-        "inline:{ { spam@bad.example = REJECT no spam here } }\n"))
+        "inline:{ { spam@bad.example = REJECT no spam here } }\n"
+        "smtpd_restriction_classes = strict_rcpt\n"
+        "strict_rcpt = reject\n"
+        "smtpd_recipient_restrictions = check_recipient_access "
+        "inline:{ { classy@relay.example = strict_rcpt } }\n"))
     gw.metrics_port = mport
     master = os.path.join(gw.dir, "master.cf")
     with open(master, "w") as f:
@@ -380,6 +385,9 @@ def services_phase():
     svc_a, svc_b = f"127.0.0.1:{port_a}", f"127.0.0.1:{port_b}"
     gw.start()
     try:
+        # start()'s probe of the port (one connection) must be gone before counting
+        gw.wait_metric("mxgate_smtp_connections_closed_total", lambda v: v >= 1)
+        gw.wait_metric("mxgate_smtp_connections_open", 0)
         # refused at accept: two sessions on A fill the worker's mxgate_max_connections
         held = [greeting(port_a) for _ in range(2)]
         for _, line in held:
@@ -413,6 +421,11 @@ def services_phase():
             if code != 554:
                 fail(f"the refused sender's RCPT: {code}\n{gw.output()}")
             c.rset()
+            c.mail("ok@client.example")
+            code, _ = c.rcpt("classy@relay.example")
+            if code != 554:
+                fail(f"RCPT refused by the class strict_rcpt: {code}\n{gw.output()}")
+            c.rset()
             c.sendmail("ok@client.example", ["u@relay.example"],
                        b"Subject: dead next hop\r\n\r\nbody\r\n")
         nexthop = f"smtp:127.0.0.1:{dead}"
@@ -435,6 +448,8 @@ def services_phase():
             ("mxgate_smtp_connections_refused_total", {}, 1),
             ("mxgate_restriction_refusals_total",
              {"list": "smtpd_sender_restrictions", "outcome": "reject"}, 1),
+            ("mxgate_restriction_refusals_total",
+             {"list": "strict_rcpt", "restriction": "reject", "outcome": "reject"}, 1),
             ("mxgate_restriction_refusals_total",
              {"list": "smtpd_recipient_restrictions", "outcome": "reject"}, 0),
             ("mxgate_relay_queue_messages", {}, 1),
