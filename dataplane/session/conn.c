@@ -442,7 +442,9 @@ struct conn *conn_new_picked(struct conn_worker *w, const struct conn_pick *p,
 	c->cfg = svc->cfg;
 	c->policy = cg->svc[k].policy;
 	c->anvil_service = cg->svc[k].anvil_service;
-	c->gc = mx_generation_counter_slot(g, w->index, k);
+	/* a stress variant with lists of its own is entry k + nservices (conn_pick()): it
+	 * counts under its service, the generation's slots are per service */
+	c->gc = mx_generation_counter_slot(g, w->index, k < g->nservices ? k : k - g->nservices);
 	c->addr = client;
 	c->port = port;
 	mx_inet_format(&c->addr, c->addr_str, sizeof(c->addr_str));
