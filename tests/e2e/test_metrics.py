@@ -26,6 +26,8 @@ decided by reject_unauth_destination, mxgate_spool_quota is small.
      list="strict_rcpt" (the class, not the list that named it); a message to the dead next hop shows the queue by
      state (deferred), the oldest age > 0 and the next hop's attempt and deferral; the
      scrape passes promtool check metrics.
+  6. kernel only: under stress (mxgate_stress_enter_percent = 50 of 4), a session of a
+     service whose stress variant has lists of its own is counted under that service.
 Needs root on dpdk (network namespaces).
 """
 
@@ -477,6 +479,43 @@ def services_phase():
           "list; the queue by state, its oldest age and the dead next hop's deferrals")
 
 
+def stress_phase():
+    """A service whose stress variant has lists of its own: a session it takes under stress
+    is counted under the service (its entry is past the generation's services)."""
+    pa, pb, mport = mxtest.free_port(), mxtest.free_port(), mxtest.free_port()
+    while len({pa, pb, mport}) < 3:
+        pb, mport = mxtest.free_port(), mxtest.free_port()
+    gw = mxtest.Gateway(binary, workers=1, port=pa, extra_config=(
+        f"mxgate_metrics_listen = 127.0.0.1:{mport}\n"
+        "mxgate_max_connections = 4\n"
+        "mxgate_stress_enter_percent = 50\n"
+        "mxgate_stress_leave_percent = 10\n"))
+    gw.metrics_port = mport
+    master = os.path.join(gw.dir, "master.cf")
+    with open(master, "w") as f:
+        f.write(f"127.0.0.1:{pa} inet n - n - - smtpd\n"
+                f"127.0.0.1:{pb} inet n - n - - smtpd\n"
+                "  -o smtpd_client_restrictions=${stress?{permit_mynetworks}:{permit}}\n")
+    with open(gw.config_path, "a") as f:
+        f.write(f"mxgate_master_file = {master}\n")
+    gw.start()
+    try:
+        held = [greeting(pa) for _ in range(2)]
+        mxtest.wait_for(lambda: "entering stress mode" in gw.log(), 15,
+                        "stress with 2 of 4 connections in use", gw.output)
+        s, line = greeting(pb)
+        s.close()
+        if not line.startswith("220"):
+            fail(f"B under stress: {line!r}\n{gw.output()}")
+        for h, _ in held:
+            h.close()
+        gw.wait_metric("mxgate_service_sessions_total", 1, service=f"127.0.0.1:{pb}")
+    finally:
+        gw.stop()
+    print("ok 6: a session of a stress variant with its own lists is counted under its "
+          "service")
+
+
 def main():
     t = Target()
     try:
@@ -491,6 +530,7 @@ def main():
         t.close()
     if transport == "kernel":
         services_phase()
+        stress_phase()
     print("PASS")
 
 
