@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include "dataplane/session/conn.h"
+#include "dataplane/spool/queue_id.h"
 #include "dataplane/svc/svc_resolver.h"
+#include "mgmt/log.h"
 #include "mgmt/screen.h"
 #include "mxgate/counters.h"
 #include "mxgate/worker_metrics.h"
@@ -81,6 +83,10 @@ enum gm_group {
 	GM_CHECKS,
 	GM_AUTH,
 	GM_RELAY_DELAY,
+	GM_ANVIL_SHARE,
+	GM_LOG,
+	GM_RELAY_OLDEST,
+	GM_RELAY_NEXTHOP,
 	GM_GROUP_MAX
 };
 
@@ -308,6 +314,9 @@ enum gm_gen_family {
 	GM_GEN_RCPT_DEFERRED,
 	GM_GEN_REFUSALS,
 	GM_GEN_DNSBL,
+	GM_GEN_REFUSED,
+	GM_GEN_ANVIL_REFUSED,
+	GM_GEN_TIMED_OUT,
 	GM_GEN_MAX
 };
 
@@ -346,17 +355,34 @@ static const struct mx_metric_family gm_generation[GM_GEN_MAX] = {
 				   .type = MX_METRIC_COUNTER, .labels = GM_GS,
 				   .stat_key = "recipients_deferred" },
 	[GM_GEN_REFUSALS] = { .name = "mxgate_restriction_refusals_total",
-			      .help = "Recipients refused, by the restriction as main.cf writes it "
+			      .help = "Recipients refused, by the restriction list that refused "
+				      "(smtpd_recipient_restrictions; empty: no list, a rate limit) "
+				      "and the restriction as main.cf writes it "
 				      "(reject_rbl_client zen.spamhaus.org), generation and outcome "
 				      "(reject: 5xx, defer: 4xx); bounded per worker, the rest is "
 				      "\"other\".",
 			      .type = MX_METRIC_COUNTER,
-			      .labels = { "generation", "restriction", "outcome" } },
+			      .labels = { "generation", "list", "restriction", "outcome" } },
 	[GM_GEN_DNSBL] = { .name = "mxgate_screen_dnsbl_listed_total",
 			   .help = "Screened clients each DNSBL site of postscreen_dnsbl_sites "
 				   "listed, by generation and service.",
 			   .type = MX_METRIC_COUNTER,
 			   .labels = { "generation", "service", "site" } },
+	[GM_GEN_REFUSED] = { .name = "mxgate_service_connections_refused_total",
+			     .help = "Connections refused at accept (mxgate_max_connections, out "
+				     "of memory, stopping), by the service they reached and "
+				     "generation.",
+			     .type = MX_METRIC_COUNTER, .labels = GM_GS },
+	[GM_GEN_ANVIL_REFUSED] = { .name = "mxgate_service_anvil_refusals_total",
+				   .help = "Connections refused with 421 by "
+					   "smtpd_client_connection_count_limit or "
+					   "smtpd_client_connection_rate_limit, by service and "
+					   "generation.",
+				   .type = MX_METRIC_COUNTER, .labels = GM_GS },
+	[GM_GEN_TIMED_OUT] = { .name = "mxgate_service_timeouts_total",
+			       .help = "Sessions closed by smtpd_timeout, by service and "
+				       "generation.",
+			       .type = MX_METRIC_COUNTER, .labels = GM_GS },
 };
 
 struct gm_gen_visit {
@@ -365,13 +391,13 @@ struct gm_gen_visit {
 	char id[24];
 };
 
-static void gm_gen_reject(void *ctx, const char *restriction, uint64_t rejected,
-			  uint64_t deferred)
+static void gm_gen_reject(void *ctx, const char *list, const char *restriction,
+			  uint64_t rejected, uint64_t deferred)
 {
 	struct gm_gen_visit *v = ctx;
-	const char *lr[3] = { v->id, restriction, "reject" };
+	const char *lr[4] = { v->id, list, restriction, "reject" };
 	mx_metrics_u64(v->sink, lr, rejected);
-	const char *ld[3] = { v->id, restriction, "defer" };
+	const char *ld[4] = { v->id, list, restriction, "defer" };
 	mx_metrics_u64(v->sink, ld, deferred);
 }
 
@@ -415,7 +441,7 @@ static void gm_gen_one(void *ctx, const struct mx_generation *g, const char *rol
 		return;
 	}
 	if (v->family == GM_GEN_REFUSALS) {
-		mx_generation_rejects(g, gm_gen_reject, v);
+		mx_generation_rejects_by_list(g, gm_gen_reject, v);
 		return;
 	}
 	if (v->family == GM_GEN_DNSBL) {
@@ -435,6 +461,9 @@ static void gm_gen_one(void *ctx, const struct mx_generation *g, const char *rol
 		case GM_GEN_RCPT_ACCEPTED: val = c.recipients_accepted; break;
 		case GM_GEN_RCPT_REJECTED: val = c.recipients_rejected; break;
 		case GM_GEN_RCPT_DEFERRED: val = c.recipients_deferred; break;
+		case GM_GEN_REFUSED: val = c.connections_refused; break;
+		case GM_GEN_ANVIL_REFUSED: val = c.anvil_refused; break;
+		case GM_GEN_TIMED_OUT: val = c.timed_out; break;
 		default: break;
 		}
 		const char *lv[2] = { v->id, g->services[s].name };
@@ -499,8 +528,14 @@ enum {
 #define GM_RELAY(idx, nm, typ, key, hlp)                                                   \
 	[idx] = { .name = nm, .help = hlp, .type = typ, .labels = { "spool" }, .stat_key = key }
 static const struct mx_metric_family gm_relay[GM_RL_MAX] = {
-	GM_RELAY(GM_RL_QUEUED, "mxgate_relay_queue_messages", MX_METRIC_GAUGE, "queued",
-		 "Live messages in the queue (not yet delivered to every recipient)."),
+	/* by state: counted under the relay's lock at read time (relay_queue_states()) */
+	[GM_RL_QUEUED] = { .name = "mxgate_relay_queue_messages",
+			   .help = "Live messages in the queue (not yet delivered to every "
+				   "recipient), by state: hold, active (an attempt running), "
+				   "deferred (backoff), waiting (for a connection to a busy next "
+				   "hop), ready (for a delivery thread).",
+			   .type = MX_METRIC_GAUGE, .labels = { "spool", "state" },
+			   .stat_key = "queued" },
 	GM_RELAY(GM_RL_SENT, "mxgate_relay_recipients_sent_total", MX_METRIC_COUNTER, "sent",
 		 "Recipients the next hop accepted."),
 	GM_RELAY(GM_RL_DEFERRED, "mxgate_relay_deferrals_total", MX_METRIC_COUNTER, "deferred",
@@ -552,8 +587,85 @@ static void gm_collect_relay(void *ctx, unsigned i, struct mx_metrics_sink *sink
 						rs.removed, rs.reclaimed, rs.relocated };
 		char idx[12];
 		snprintf(idx, sizeof(idx), "%u", k);
+		if (i == GM_RL_QUEUED) {
+			struct relay_queue_states qs;
+			relay_queue_states(g->p.relays[k], &qs);
+			for (unsigned st = 0; st < RELAY_QS_MAX; st++) {
+				const char *ls[2] = { idx, relay_qstate_name(st) };
+				mx_metrics_u64(sink, ls, qs.messages[st]);
+			}
+			continue;
+		}
 		const char *lv[1] = { idx };
 		mx_metrics_u64(sink, lv, v[i]);
+	}
+}
+
+/* ---- the queue's oldest message, and the next hops ---- */
+
+static const struct mx_metric_family gm_relay_oldest[] = {
+	{ .name = "mxgate_relay_queue_oldest_age_seconds",
+	  .help = "Age of the oldest live message in the queue (since its queue ID was made); "
+		  "0 when the queue is empty.",
+	  .type = MX_METRIC_GAUGE, .labels = { "spool" } },
+};
+
+static void gm_collect_relay_oldest(void *ctx, unsigned i, struct mx_metrics_sink *sink)
+{
+	(void)i;
+	struct gateway_metrics *g = ctx;
+	uint64_t now_us = queue_id_clock_us();
+	for (unsigned k = 0; k < g->p.nspools; k++) {
+		struct relay_queue_states qs;
+		relay_queue_states(g->p.relays[k], &qs);
+		double age = qs.oldest_arrival_us && qs.oldest_arrival_us < now_us
+				     ? (double)(now_us - qs.oldest_arrival_us) / 1e6 : 0.0;
+		char idx[12];
+		snprintf(idx, sizeof(idx), "%u", k);
+		const char *lv[1] = { idx };
+		mx_metrics_f64(sink, lv, age);
+	}
+}
+
+enum { GM_NH_ATTEMPTS, GM_NH_DELIVERED, GM_NH_DEFERRED, GM_NH_BOUNCED, GM_NH_MAX };
+
+#define GM_NH(idx, nm, hlp)                                                                \
+	[idx] = { .name = nm, .help = hlp, .type = MX_METRIC_COUNTER,                      \
+		  .labels = { "spool", "nexthop" } }
+static const struct mx_metric_family gm_relay_nexthop[GM_NH_MAX] = {
+	GM_NH(GM_NH_ATTEMPTS, "mxgate_relay_nexthop_attempts_total",
+	      "Delivery transactions tried per next hop (the destination's key, as "
+	      "smtp:192.0.2.1:25; past 64 per relay: other)."),
+	GM_NH(GM_NH_DELIVERED, "mxgate_relay_nexthop_recipients_delivered_total",
+	      "Recipients the next hop accepted."),
+	GM_NH(GM_NH_DEFERRED, "mxgate_relay_nexthop_recipients_deferred_total",
+	      "Recipients deferred at the next hop (4xx, no connection, timeout)."),
+	GM_NH(GM_NH_BOUNCED, "mxgate_relay_nexthop_recipients_bounced_total",
+	      "Recipients the next hop refused for good (5xx)."),
+};
+
+struct gm_nh_visit {
+	unsigned family;
+	const char *spool;
+	struct mx_metrics_sink *sink;
+};
+
+static void gm_nh_one(void *ctx, const char *nexthop, const struct relay_nexthop_counts *c)
+{
+	const struct gm_nh_visit *v = ctx;
+	const uint64_t val[GM_NH_MAX] = { c->attempts, c->delivered, c->deferred, c->bounced };
+	const char *lv[2] = { v->spool, nexthop };
+	mx_metrics_u64(v->sink, lv, val[v->family]);
+}
+
+static void gm_collect_relay_nexthop(void *ctx, unsigned i, struct mx_metrics_sink *sink)
+{
+	struct gateway_metrics *g = ctx;
+	for (unsigned k = 0; k < g->p.nspools; k++) {
+		char idx[12];
+		snprintf(idx, sizeof(idx), "%u", k);
+		struct gm_nh_visit v = { .family = i, .spool = idx, .sink = sink };
+		relay_nexthops(g->p.relays[k], gm_nh_one, &v);
 	}
 }
 
@@ -597,6 +709,61 @@ static void gm_collect_resolver(void *ctx, unsigned i, struct mx_metrics_sink *s
 	uint64_t v[sizeof(st) / sizeof(uint64_t)];
 	memcpy(v, &st, sizeof(v));
 	mx_metrics_u64(sink, NULL, v[i]);
+}
+
+/* ---- the shared anvil sync (svc_anvil.h) ---- */
+
+#define GM_AS_COUNTER(what, hlp)                                                           \
+	{ .name = "mxgate_anvil_share_" what "_total", .help = hlp, .type = MX_METRIC_COUNTER }
+enum { GM_AS_SYNCS, GM_AS_COUNTERS, GM_AS_EVENTS, GM_AS_FAILED, GM_AS_ERRORS, GM_AS_OUTAGES,
+       GM_AS_SKIPPED, GM_AS_ROUND, GM_AS_UP, GM_AS_MAX };
+static const struct mx_metric_family gm_anvil_share[GM_AS_MAX] = {
+	[GM_AS_SYNCS] = GM_AS_COUNTER("syncs", "Sync rounds that reached memcached."),
+	[GM_AS_COUNTERS] = GM_AS_COUNTER("counters", "Counters sent and answered with a total."),
+	[GM_AS_EVENTS] = GM_AS_COUNTER("events", "Local events those counters carried."),
+	[GM_AS_FAILED] = GM_AS_COUNTER("failed", "Counters not sent or not answered (kept "
+						 "pending for the next round)."),
+	[GM_AS_ERRORS] = GM_AS_COUNTER("errors", "Error replies from memcached."),
+	[GM_AS_OUTAGES] = GM_AS_COUNTER("outages", "Times memcached became unavailable."),
+	[GM_AS_SKIPPED] = GM_AS_COUNTER("skipped", "Counters whose key the key format could "
+						   "not make."),
+	[GM_AS_ROUND] = { .name = "mxgate_anvil_share_round_seconds",
+			  .help = "How long the last sync round took (the lag beyond the "
+				  "interval).",
+			  .type = MX_METRIC_GAUGE },
+	[GM_AS_UP] = { .name = "mxgate_anvil_share_up",
+		       .help = "1 while memcached answers the sync, 0 while it is unavailable.",
+		       .type = MX_METRIC_GAUGE },
+};
+
+static void gm_collect_anvil_share(void *ctx, unsigned i, struct mx_metrics_sink *sink)
+{
+	struct gateway_metrics *g = ctx;
+	struct svc_anvil_stats st;
+	svc_anvil_stats(g->p.anvil_share, &st);
+	const uint64_t v[GM_AS_MAX] = { st.syncs,  st.counters, st.events,
+					st.failed, st.errors,   st.outages,
+					st.skipped, 0,          st.down ? 0 : 1 };
+	if (i == GM_AS_ROUND)
+		mx_metrics_f64(sink, NULL, (double)st.round_ms / 1e3);
+	else
+		mx_metrics_u64(sink, NULL, v[i]);
+}
+
+/* ---- the log writer ---- */
+
+static const struct mx_metric_family gm_log[] = {
+	{ .name = "mxgate_log_lines_dropped_total",
+	  .help = "Log lines the syslog socket could not take (full, or no daemon "
+		  "listening) since start.",
+	  .type = MX_METRIC_COUNTER },
+};
+
+static void gm_collect_log(void *ctx, unsigned i, struct mx_metrics_sink *sink)
+{
+	(void)ctx;
+	(void)i;
+	mx_metrics_u64(sink, NULL, mx_log_dropped());
 }
 
 /* ---- registration ---- */
@@ -651,6 +818,13 @@ int gateway_metrics_register(struct gateway_metrics **out, const struct gateway_
 		[GM_AUTH] = { "sasl", gm_auth, 1, gm_collect_auth, p->ops->worker },
 		[GM_RELAY_DELAY] = { "relay_delay", gm_relay_delay, 1, gm_collect_relay_delay,
 				     p->nspools },
+		[GM_ANVIL_SHARE] = { "anvil_share", gm_anvil_share, GM_AS_MAX,
+				     gm_collect_anvil_share, p->anvil_share },
+		[GM_LOG] = { "log", gm_log, 1, gm_collect_log, true },
+		[GM_RELAY_OLDEST] = { "relay_state", gm_relay_oldest, 1, gm_collect_relay_oldest,
+				      p->nspools },
+		[GM_RELAY_NEXTHOP] = { "relay_nexthop", gm_relay_nexthop, GM_NH_MAX,
+				       gm_collect_relay_nexthop, p->nspools },
 	};
 	for (unsigned k = 0; k < GM_GROUP_MAX; k++) {
 		if (!groups[k].on)

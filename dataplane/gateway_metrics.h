@@ -8,13 +8,15 @@
  *   "smtp"        the SIGUSR1 "statistics (SIGUSR1): open_connections=..." line
  *   "generation"  `mxgate status`, one line per generation (label generation)
  *   "spool", "relay"  the "spool N statistics:" and "relay N statistics:" lines (label spool)
- *   "replies", "latency", "restrictions", "services", "resolver"  the endpoint only */
+ *   "replies", "latency", "restrictions", "services", "resolver"  the endpoint only
+ *   "anvil_share", "log", "relay_state", "relay_nexthop"  the endpoint only */
 #ifndef MXGATE_DATAPLANE_GATEWAY_METRICS_H
 #define MXGATE_DATAPLANE_GATEWAY_METRICS_H
 
 #include "dataplane/reload.h"
 #include "dataplane/relay/relay.h"
 #include "dataplane/spool/spool_writer.h"
+#include "dataplane/svc/svc_anvil.h"
 #include "dataplane/transport.h"
 #include "mgmt/metrics.h"
 
@@ -29,6 +31,7 @@ struct gateway_metrics_params {
 	unsigned nspools;
 	struct reload *reload;        /* NULL: no generation families */
 	const void *resolver;         /* svc_resolver_statistics()'s handle; NULL: none */
+	struct svc_anvil *anvil_share; /* the shared anvil sync (svc_anvil.h); NULL: none */
 };
 
 /* Register every family. 0 and *out, or a negative errno. */

@@ -963,6 +963,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 		.nspools = sp.n,
 		.reload = reload,
 		.resolver = resolver,
+		.anvil_share = anvil_share,
 	};
 	if ((rc = gateway_metrics_register(&gmetrics, &gmp)) < 0) {
 		startup_fatal("metrics: %s", strerror(-rc));

@@ -381,6 +381,9 @@ void mx_generation_counters(const struct mx_generation *g, struct mx_gen_counter
 		MX_GEN_SUM(recipients_accepted);
 		MX_GEN_SUM(recipients_rejected);
 		MX_GEN_SUM(recipients_deferred);
+		MX_GEN_SUM(connections_refused);
+		MX_GEN_SUM(anvil_refused);
+		MX_GEN_SUM(timed_out);
 #undef MX_GEN_SUM
 	}
 }
@@ -402,6 +405,9 @@ void mx_generation_service_counters(const struct mx_generation *g, unsigned serv
 		MX_GEN_ADD(recipients_accepted);
 		MX_GEN_ADD(recipients_rejected);
 		MX_GEN_ADD(recipients_deferred);
+		MX_GEN_ADD(connections_refused);
+		MX_GEN_ADD(anvil_refused);
+		MX_GEN_ADD(timed_out);
 #undef MX_GEN_ADD
 	}
 }
@@ -417,8 +423,16 @@ static uint32_t mx_gen_name_hash(const char *s)
 void mx_generation_count_reject(struct mx_generation *g, unsigned worker,
 				const char *restriction, bool deferred)
 {
+	mx_generation_count_list_reject(g, worker, "", restriction, deferred);
+}
+
+void mx_generation_count_list_reject(struct mx_generation *g, unsigned worker,
+				     const char *list, const char *restriction, bool deferred)
+{
 	if (worker >= g->nworkers)
 		return;
+	if (!list)
+		list = "";
 	struct mx_gen_rejects *t = atomic_load_explicit(&g->rejects[worker],
 							 memory_order_relaxed);
 	if (!t) {
@@ -427,15 +441,17 @@ void mx_generation_count_reject(struct mx_generation *g, unsigned worker,
 			return; /* a statistic, not worth failing a session for */
 		atomic_store_explicit(&g->rejects[worker], t, memory_order_release);
 	}
-	char name[MX_GEN_REJECT_NAME_MAX];
+	char name[MX_GEN_REJECT_NAME_MAX], lname[MX_GEN_REJECT_LIST_MAX];
 	snprintf(name, sizeof(name), "%s", restriction && *restriction ? restriction : "?");
-	uint32_t h = mx_gen_name_hash(name);
+	snprintf(lname, sizeof(lname), "%s", list);
+	uint32_t h = mx_gen_name_hash(name) ^ mx_gen_name_hash(lname);
 	for (unsigned k = 0; k < MX_GEN_REJECT_SLOTS; k++) {
 		struct mx_gen_reject_slot *sl = &t->slot[(h + k) % MX_GEN_REJECT_SLOTS];
 		if (!atomic_load_explicit(&sl->used, memory_order_relaxed)) {
 			memcpy(sl->name, name, sizeof(name));
+			memcpy(sl->list, lname, sizeof(lname));
 			atomic_store_explicit(&sl->used, true, memory_order_release);
-		} else if (strcmp(sl->name, name) != 0) {
+		} else if (strcmp(sl->name, name) != 0 || strcmp(sl->list, lname) != 0) {
 			continue;
 		}
 		__atomic_fetch_add(deferred ? &sl->deferred : &sl->rejected, 1, __ATOMIC_RELAXED);
@@ -445,14 +461,16 @@ void mx_generation_count_reject(struct mx_generation *g, unsigned worker,
 			   __ATOMIC_RELAXED);
 }
 
-void mx_generation_rejects(const struct mx_generation *g,
-			   void (*fn)(void *ctx, const char *restriction, uint64_t rejected,
-				      uint64_t deferred),
-			   void *ctx)
+/* The workers' tables merged by name, or by (list, name) when by_list; fn gets list ""
+ * when not by_list. */
+static void mx_gen_rejects_merge(const struct mx_generation *g, bool by_list,
+				 void (*fn)(void *ctx, const char *list, const char *restriction,
+					    uint64_t rejected, uint64_t deferred),
+				 void *ctx)
 {
 	/* merge the workers' tables by name (at most nworkers * slots names, usually a few) */
 	struct merged {
-		const char *name;
+		const char *list, *name;
 		uint64_t rejected, deferred;
 	} m[MX_GEN_REJECT_SLOTS * 4];
 	size_t n = 0;
@@ -468,10 +486,12 @@ void mx_generation_rejects(const struct mx_generation *g,
 			const struct mx_gen_reject_slot *sl = &t->slot[k];
 			if (!atomic_load_explicit(&sl->used, memory_order_acquire))
 				continue;
+			const char *list = by_list ? sl->list : "";
 			uint64_t r = __atomic_load_n(&sl->rejected, __ATOMIC_RELAXED);
 			uint64_t d = __atomic_load_n(&sl->deferred, __ATOMIC_RELAXED);
 			size_t i = 0;
-			while (i < n && strcmp(m[i].name, sl->name) != 0)
+			while (i < n && (strcmp(m[i].name, sl->name) != 0 ||
+					 strcmp(m[i].list, list) != 0))
 				i++;
 			if (i == n) {
 				if (n == sizeof(m) / sizeof(m[0])) {
@@ -479,16 +499,47 @@ void mx_generation_rejects(const struct mx_generation *g,
 					other_def += d;
 					continue;
 				}
-				m[n++] = (struct merged){ sl->name, 0, 0 };
+				m[n++] = (struct merged){ list, sl->name, 0, 0 };
 			}
 			m[i].rejected += r;
 			m[i].deferred += d;
 		}
 	}
 	for (size_t i = 0; i < n; i++)
-		fn(ctx, m[i].name, m[i].rejected, m[i].deferred);
+		fn(ctx, m[i].list, m[i].name, m[i].rejected, m[i].deferred);
 	if (other_rej || other_def)
-		fn(ctx, "other", other_rej, other_def);
+		fn(ctx, by_list ? "other" : "", "other", other_rej, other_def);
+}
+
+struct mx_gen_rejects_adapter {
+	void (*fn)(void *ctx, const char *restriction, uint64_t rejected, uint64_t deferred);
+	void *ctx;
+};
+
+static void mx_gen_rejects_adapt(void *ctx, const char *list, const char *restriction,
+				 uint64_t rejected, uint64_t deferred)
+{
+	(void)list;
+	const struct mx_gen_rejects_adapter *a = ctx;
+	a->fn(a->ctx, restriction, rejected, deferred);
+}
+
+void mx_generation_rejects(const struct mx_generation *g,
+			   void (*fn)(void *ctx, const char *restriction, uint64_t rejected,
+				      uint64_t deferred),
+			   void *ctx)
+{
+	struct mx_gen_rejects_adapter a = { fn, ctx };
+	mx_gen_rejects_merge(g, false, mx_gen_rejects_adapt, &a);
+}
+
+void mx_generation_rejects_by_list(const struct mx_generation *g,
+				   void (*fn)(void *ctx, const char *list,
+					      const char *restriction, uint64_t rejected,
+					      uint64_t deferred),
+				   void *ctx)
+{
+	mx_gen_rejects_merge(g, true, fn, ctx);
 }
 
 unsigned mx_generation_restart_changes(const struct mx_config *running,

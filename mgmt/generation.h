@@ -68,6 +68,10 @@ struct mx_gen_counters {
 	uint64_t recipients_accepted;
 	uint64_t recipients_rejected; /* 5xx at RCPT */
 	uint64_t recipients_deferred; /* 4xx at RCPT */
+	/* Connections of this service that ended without a session's work: */
+	uint64_t connections_refused; /* refused at accept (mxgate_max_connections) */
+	uint64_t anvil_refused;       /* refused by anvil's connection count or rate limit */
+	uint64_t timed_out;           /* closed by smtpd_timeout */
 } __attribute__((aligned(64)));
 
 /* Recipients refused per restriction (the restriction as the log names it:
@@ -77,10 +81,15 @@ struct mx_gen_counters {
  * whole name. Names past the table's size are counted as "other". */
 #define MX_GEN_REJECT_SLOTS 32
 #define MX_GEN_REJECT_NAME_MAX 96
+#define MX_GEN_REJECT_LIST_MAX 64 /* a longer class name is cut */
 
 struct mx_gen_reject_slot {
 	atomic_bool used;
 	char name[MX_GEN_REJECT_NAME_MAX];
+	/* the list that refused ("smtpd_recipient_restrictions", or the name of the
+	 * smtpd_restriction_classes class; "" for a refusal no list made, such as
+	 * smtpd_client_recipient_rate_limit) */
+	char list[MX_GEN_REJECT_LIST_MAX];
 	uint64_t rejected;   /* 5xx */
 	uint64_t deferred;   /* 4xx */
 };
@@ -147,6 +156,10 @@ struct mx_gen_counters *mx_generation_counter_slot(struct mx_generation *g, unsi
  * threads only, each with its own index. */
 void mx_generation_count_reject(struct mx_generation *g, unsigned worker,
 				const char *restriction, bool deferred);
+/* The same with the list that refused (smtp_restriction_list_name(), or a restriction
+ * class's name; NULL is ""), copied. A (list, restriction) pair is one slot. */
+void mx_generation_count_list_reject(struct mx_generation *g, unsigned worker,
+				     const char *list, const char *restriction, bool deferred);
 
 /* The refusals per restriction, summed over the workers: fn is called once per name
  * ("other" last, when some did not fit), from any thread. */
@@ -154,6 +167,14 @@ void mx_generation_rejects(const struct mx_generation *g,
 			   void (*fn)(void *ctx, const char *restriction, uint64_t rejected,
 				      uint64_t deferred),
 			   void *ctx);
+
+/* The same by list and restriction: fn is called once per (list, restriction) pair
+ * (list "" for refusals no list made; "other"/"other" last, when some did not fit). */
+void mx_generation_rejects_by_list(const struct mx_generation *g,
+				   void (*fn)(void *ctx, const char *list,
+					      const char *restriction, uint64_t rejected,
+					      uint64_t deferred),
+				   void *ctx);
 
 /* The parameters that only a restart applies (mxgate_transport, the DPDK settings, worker
  * count, spool directories, ...) whose values in g differ from those the gateway runs

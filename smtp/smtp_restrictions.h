@@ -482,6 +482,10 @@ struct smtp_policy_result {
 	/* Which list and restriction decided (SMTP_LIST_MAX and "" when accepted). */
 	enum smtp_restriction_list list;
 	char restriction[SMTP_POLICY_TEXT_MAX];
+	/* The smtpd_restriction_classes class the refusing restriction is in (the innermost
+	 * when classes nest; its name as smtpd_restriction_classes writes it), or NULL when
+	 * the list's own item refused. Valid as long as the policy is. */
+	const char *class_name;
 };
 
 /* Answers one check may wait for, the bound of a caller's memo (the gateway's connection

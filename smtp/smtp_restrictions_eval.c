@@ -664,7 +664,11 @@ static int eval_item(struct ev *e, const struct pitem *it, const char *rn, const
 		const struct plist *c = &p->classes[it->arg];
 		if (e->recursion > EVAL_DEPTH_MAX - 1)
 			return smtp_policy_server_error(e, "restriction class causes unreasonable recursion");
-		return smtp_policy_generic_checks(e, c->items, c->n, rn, rc, def_acl);
+		int st = smtp_policy_generic_checks(e, c->items, c->n, rn, rc, def_acl);
+		/* the innermost class returns first: the one whose item refused */
+		if (st == ST_REJECT && !e->rclass)
+			e->rclass = p->class_names[it->arg];
+		return st;
 	}
 	default:
 		if (smtp_policy_is_server_access(id))
@@ -939,6 +943,7 @@ static void fill_result(struct ev *e, int st, struct smtp_policy_result *res)
 	res->disconnect = e->disconnect || e->hangup;
 	res->hangup = e->hangup;
 	res->list = e->list;
+	res->class_name = e->rclass;
 	smtp_policy_scopy(res->restriction, sizeof(res->restriction), e->rname);
 }
 

@@ -270,6 +270,7 @@ struct ev {
 	char detail[SMTP_POLICY_TEXT_MAX];
 	bool warned;
 	char rname[SMTP_POLICY_TEXT_MAX]; /* decided restriction */
+	const char *rclass; /* the innermost restriction class that refused, or NULL */
 	bool hangup;     /* HANGUP: close without a reply */
 	/* waiting: events, trace and actions are buffered until the run completes */
 	bool buffered;

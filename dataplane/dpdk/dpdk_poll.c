@@ -281,6 +281,13 @@ static void dp_screen_service(struct dp_worker *w, struct dp_conn *k)
 static void dp_refuse(struct dp_worker *w, struct net_conn *nc, const char *why)
 {
 	net_conn_write(nc, dp_refusal, sizeof(dp_refusal) - 1);
+	/* per service: the service is found by the port the client reached */
+	int family;
+	uint8_t addr[16];
+	uint16_t local_port;
+	net_conn_local(nc, &family, addr, &local_port);
+	conn_count_refused_at(&w->cw, &(struct mx_inet_addr){ .family = family }, local_port,
+			      true);
 	net_conn_close(nc);
 	w->cw.counters.connections_refused++;
 	w->refused_since_warning++;

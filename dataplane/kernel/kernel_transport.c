@@ -544,6 +544,7 @@ static void kt_new_conn(struct kt_worker *w, const struct kt_listener *l, int fd
 		char why[64];
 		snprintf(why, sizeof(why), "mxgate_max_connections = %u reached",
 			 w->kt->p.max_connections);
+		conn_count_refused_at(&w->cw, &l->addr, l->port, false);
 		kt_refuse(w, fd, &peer, now, why);
 		return;
 	}
@@ -580,6 +581,7 @@ static void kt_new_conn(struct kt_worker *w, const struct kt_listener *l, int fd
 	}
 	if (!c && !sc) {
 		free(k);
+		conn_count_refused_at(&w->cw, &local, l->port, false);
 		kt_refuse(w, fd, &peer, now, "out of memory, or no service on this address");
 		return;
 	}

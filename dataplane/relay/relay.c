@@ -127,6 +127,8 @@ void relay_ready_unlink(struct relay *r, struct relay_msg *m)
 static void relay_add(struct relay *r, struct relay_msg *m)
 {
 	m->min_seg = spool_msg_entry_min_seg(&m->e);
+	if (queue_id_time_us(m->e.id, &m->arrival_us) < 0)
+		m->arrival_us = queue_id_clock_us();
 	m->prev = NULL;
 	m->next = r->all;
 	if (r->all)
@@ -684,6 +686,7 @@ static enum relay_result relay_deliver(struct relay_thread *t, struct relay_msg 
 			}
 			dest[idx[k]] = NULL;
 			relay_deliver_group(t, rec, d, gidx, gn, &o, &waiting);
+			relay_nexthop_count(r, d, &o, gidx, gn);
 		}
 	}
 

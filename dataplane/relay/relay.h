@@ -107,6 +107,45 @@ void relay_stats(struct relay *r, struct relay_stats *out);
 void relay_delivery_delays(struct relay *r, uint64_t counts[MX_LATENCY_NBOUNDS + 1],
 			   uint64_t *sum_us);
 
+/* ---- the queue and the next hops for the metrics registry (relay_metrics.c) ---- */
+
+/* Where a live message is; each is in exactly one (the first that applies, in this
+ * order), so the states add up to relay_stats()'s queued. */
+enum relay_qstate {
+	RELAY_QS_HOLD,     /* held (policy HOLD, mxgate-queue hold) */
+	RELAY_QS_ACTIVE,   /* a thread works on it (a delivery attempt, relocation) */
+	RELAY_QS_DEFERRED, /* waiting for its next attempt (backoff) */
+	RELAY_QS_WAITING,  /* waiting for a free connection to a destination at its limit */
+	RELAY_QS_READY,    /* queued for the next free delivery thread */
+	RELAY_QS_MAX
+};
+/* "hold", "active", "deferred", "waiting", "ready" */
+const char *relay_qstate_name(enum relay_qstate s);
+
+struct relay_queue_states {
+	uint64_t messages[RELAY_QS_MAX];
+	uint64_t oldest_arrival_us; /* wall-clock µs of the oldest live message; 0: none */
+};
+/* Count the live messages by state under the relay's lock (the lock the queue commands
+ * take): O(live messages) per call, a compare and an increment each. */
+void relay_queue_states(struct relay *r, struct relay_queue_states *out);
+
+/* Next hops: the first RELAY_NEXTHOP_SLOTS destinations this relay used get a row of
+ * their own, named by the destination's key (relay_transport.h: "smtp:192.0.2.1:25",
+ * "lmtp:unix:/run/dovecot/lmtp"); later ones share the row "other". */
+#define RELAY_NEXTHOP_SLOTS 64
+struct relay_nexthop_counts {
+	uint64_t attempts;  /* transactions tried (a group of recipients for one next hop) */
+	uint64_t delivered; /* recipients the next hop accepted */
+	uint64_t deferred;  /* recipients deferred (4xx, no connection, timeout) */
+	uint64_t bounced;   /* recipients refused for good (5xx) */
+};
+/* fn once per row in use ("other" last, when used), from any thread without a lock. */
+void relay_nexthops(struct relay *r,
+		    void (*fn)(void *ctx, const char *nexthop,
+			       const struct relay_nexthop_counts *c),
+		    void *ctx);
+
 /* ---- the queue, for operators (mxgate-queue through the control socket) ---- */
 
 /* One live message as the relay sees it now. */

@@ -42,6 +42,7 @@ struct relay_dest {
 	struct relay_conn *idle;     /* cached idle connections, most recent first */
 	uint64_t dead_until_ms;      /* connecting failed: defer without trying until then */
 	char dead_reason[RELAY_WHY_MAX];
+	unsigned nh_slot;            /* its row of next-hop counters (relay_metrics.c) */
 	struct relay_dest *next;
 };
 
@@ -70,6 +71,7 @@ struct relay_msg {
 	/* operator changes asked for while busy, applied when the attempt ends */
 	bool want_hold, want_release, want_delete;
 	char *reason;   /* the last deferral reason (malloc'd), for mailq */
+	uint64_t arrival_us; /* wall-clock µs its queue ID carries (the metrics' oldest age) */
 	struct relay_msg *prev, *next; /* all live messages */
 	struct relay_msg *qnext;       /* ready queue */
 };
@@ -127,6 +129,14 @@ struct relay {
 	/* arrival to a recipient's final status (sent or bounced), per bucket of
 	 * MX_LATENCY_BOUNDS_US (+Inf last), and the sum in µs: relay_delivery_delays() */
 	atomic_uint_fast64_t delay_hist[MX_LATENCY_NBOUNDS + 1], delay_sum_us;
+	/* next hops' counters (relay_metrics.c): rows [0, nh_used) are named, row
+	 * RELAY_NEXTHOP_SLOTS is "other"; a row's name is written before nh_used covers it
+	 * (release), never after */
+	struct relay_nh_row {
+		char name[160];
+		atomic_uint_fast64_t attempts, delivered, deferred, bounced;
+	} nh[RELAY_NEXTHOP_SLOTS + 1];
+	atomic_uint nh_used;
 };
 
 /* Why a delivery attempt did not go through, in Postfix's words. */
@@ -202,6 +212,14 @@ void relay_free_dests(struct relay *r);
 /* Delete segments no live message needs, relocating the waiting messages that pin mostly
  * dead ones first. Relay thread, r->mu not held. */
 void relay_reclaim(struct relay_thread *t);
+
+/* ---- relay_metrics.c ---- */
+
+/* Give a new destination its next-hop row. Under r->mu. */
+void relay_nexthop_assign(struct relay *r, struct relay_dest *d);
+/* Count one transaction's outcome for d: the recipients gidx[0..gn) that o decided. */
+void relay_nexthop_count(struct relay *r, const struct relay_dest *d,
+			 const struct relay_outcome *o, const size_t *gidx, size_t gn);
 
 /* ---- relay_admin.c ---- */
 

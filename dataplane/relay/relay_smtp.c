@@ -348,6 +348,7 @@ struct relay_dest *relay_dest_get(struct relay *r, const struct relay_nexthop *n
 	char *br = strrchr(d->host, ']');
 	if (br)
 		br[1] = '\0';
+	relay_nexthop_assign(r, d);
 	d->next = r->dests;
 	r->dests = d;
 	r->ndests++;

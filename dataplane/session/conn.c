@@ -366,6 +366,20 @@ void conn_worker_counters_add(struct mx_counters *sum, const struct conn_worker 
 #undef CONN_ADD
 }
 
+void conn_count_refused_at(struct conn_worker *w, const struct mx_inet_addr *local,
+			   uint16_t local_port, bool by_port)
+{
+	/* the worker may read a published generation until its next quiescent point */
+	struct mx_generation *g = atomic_load_explicit(&w->gens->current, memory_order_acquire);
+	if (!g)
+		return;
+	struct mx_inet_addr a = mx_inet_unmap(local);
+	int si = mx_generation_service_at(g, by_port ? NULL : &a, local_port);
+	if (si < 0)
+		return;
+	mx_generation_counter_slot(g, w->index, (unsigned)si)->connections_refused++;
+}
+
 int conn_pick(struct conn_worker *w, const struct mx_inet_addr *peer,
 	      const struct mx_inet_addr *local, uint16_t local_port, bool by_port,
 	      struct conn_pick *out)
@@ -428,7 +442,9 @@ struct conn *conn_new_picked(struct conn_worker *w, const struct conn_pick *p,
 	c->cfg = svc->cfg;
 	c->policy = cg->svc[k].policy;
 	c->anvil_service = cg->svc[k].anvil_service;
-	c->gc = mx_generation_counter_slot(g, w->index, k);
+	/* a stress variant with lists of its own is entry k + nservices (conn_pick()): it
+	 * counts under its service, the generation's slots are per service */
+	c->gc = mx_generation_counter_slot(g, w->index, k < g->nservices ? k : k - g->nservices);
 	c->addr = client;
 	c->port = port;
 	mx_inet_format(&c->addr, c->addr_str, sizeof(c->addr_str));
@@ -870,6 +886,7 @@ void conn_timeout(struct conn *c)
 		return;
 	conn_log_after(c, "timeout");
 	c->w->counters.connections_timed_out++;
+	c->gc->timed_out++;
 	smtp_session_timeout(c->s);
 	conn_drain(c);
 }

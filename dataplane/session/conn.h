@@ -128,6 +128,13 @@ struct conn *conn_new_picked(struct conn_worker *w, const struct conn_pick *p,
 			     const struct mx_inet_addr *peer, uint16_t port,
 			     const struct mx_inet_addr *local, uint16_t local_port);
 
+/* Count a connection refused at accept (mxgate_max_connections, out of memory, stopping)
+ * on the per-service counters of the current generation's service at local:local_port
+ * (by_port: any address, as conn_pick()); nothing when no service listens there. The
+ * worker's own counter slot: a plain increment. */
+void conn_count_refused_at(struct conn_worker *w, const struct mx_inet_addr *local,
+			   uint16_t local_port, bool by_port);
+
 /* The smtpd_timeout of the connection's service, in ms. */
 uint64_t conn_timeout_ms(const struct conn *c);
 

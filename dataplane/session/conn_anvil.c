@@ -107,6 +107,7 @@ bool conn_anvil_connect(struct conn *c)
 	}
 	if (!what)
 		return false;
+	c->gc->anvil_refused++;
 	/* smtpd.c smtpd_proto(): the warning, then the 421 instead of the greeting */
 	mx_log(MX_LOG_WARNING, "%s limit exceeded: %" PRIu32 " from %s for service %s", what,
 	       value, c->client, c->svc->name);

@@ -252,7 +252,12 @@ void conn_rcpt_decided(struct conn *c, const struct smtp_policy_result *res)
 			c->gc->recipients_deferred++;
 		else
 			c->gc->recipients_rejected++;
-		mx_generation_count_reject(c->gen->g, c->w->index, res->restriction, deferred);
+		mx_generation_count_list_reject(
+			c->gen->g, c->w->index,
+			res->class_name		  ? res->class_name
+			: res->list < SMTP_LIST_MAX ? smtp_restriction_list_name(res->list)
+						    : "",
+			res->restriction, deferred);
 		conn_count(c, CONN_CMD_RCPT, false);
 		conn_policy_verdict(c, res);
 		return;

@@ -16,6 +16,18 @@ decided by reject_unauth_destination, mxgate_spool_quota is small.
   3. The endpoint answers 404 and 405 for what it does not serve.
   4. dpdk only: dpdk-telemetry.py (Debian's dpdk-dev) reads /mxgate/metrics and /mxgate/metric
      with the same values as the scrape, and the ports' and workers' families are there.
+  5. kernel only, a second gateway (one worker, mxgate_max_connections = 2) with two smtpd
+     services in master.cf (A: main.cf's lists; B: -o smtpd_timeout=3s, a connection count
+     limit of 1 that 127.0.0.1 is not excepted from), relayhost a port nothing listens on,
+     smtpd_sender_restrictions refusing one sender and a recipient sent to the restriction
+     class strict_rcpt: the third concurrent connection to A is refused at accept, the
+     second to B by anvil, the idle one on B times out - each counted for its own service
+     only; the refusals are counted under list="smtpd_sender_restrictions" and
+     list="strict_rcpt" (the class, not the list that named it); a message to the dead next hop shows the queue by
+     state (deferred), the oldest age > 0 and the next hop's attempt and deferral; the
+     scrape passes promtool check metrics.
+  6. kernel only: under stress (mxgate_stress_enter_percent = 50 of 4), a session of a
+     service whose stress variant has lists of its own is counted under that service.
 Needs root on dpdk (network namespaces).
 """
 
@@ -334,6 +346,176 @@ def telemetry_phase(t, scraped):
     print(f"ok 4: dpdk-telemetry.py reads the registry ({len(names)} families)")
 
 
+def greeting(port):
+    """A connection to 127.0.0.1:port and its first line (read without a file object, so
+    that close() closes it)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    line = b""
+    while not line.endswith(b"\n"):
+        b = s.recv(1)
+        if not b:
+            break
+        line += b
+    return s, line.decode(errors="replace").strip()
+
+
+def services_phase():
+    port_a = mxtest.free_port()
+    port_b, dead, mport = mxtest.free_port(), mxtest.free_port(), mxtest.free_port()
+    while len({port_a, port_b, dead, mport}) < 4:
+        port_b, dead, mport = mxtest.free_port(), mxtest.free_port(), mxtest.free_port()
+    gw = mxtest.Gateway(binary, workers=1, port=port_a, extra_config=(
+        f"mxgate_metrics_listen = 127.0.0.1:{mport}\n"
+        "mxgate_max_connections = 2\n"
+        f"relayhost = [127.0.0.1]:{dead}\n"
+        "smtpd_sender_restrictions = check_sender_access "
+        "inline:{ { spam@bad.example = REJECT no spam here } }\n"
+        "smtpd_restriction_classes = strict_rcpt\n"
+        "strict_rcpt = reject\n"
+        "smtpd_recipient_restrictions = check_recipient_access "
+        "inline:{ { classy@relay.example = strict_rcpt } }\n"))
+    gw.metrics_port = mport
+    master = os.path.join(gw.dir, "master.cf")
+    with open(master, "w") as f:
+        f.write(f"127.0.0.1:{port_a} inet n - n - - smtpd\n"
+                f"127.0.0.1:{port_b} inet n - n - - smtpd\n"
+                "  -o smtpd_timeout=3s\n"
+                "  -o smtpd_client_connection_count_limit=1\n"
+                "  -o smtpd_client_event_limit_exceptions=\n")
+    with open(gw.config_path, "a") as f:
+        f.write(f"mxgate_master_file = {master}\n")
+    svc_a, svc_b = f"127.0.0.1:{port_a}", f"127.0.0.1:{port_b}"
+    gw.start()
+    try:
+        # start()'s probe of the port (one connection) must be gone before counting
+        gw.wait_metric("mxgate_smtp_connections_closed_total", lambda v: v >= 1)
+        gw.wait_metric("mxgate_smtp_connections_open", 0)
+        # refused at accept: two sessions on A fill the worker's mxgate_max_connections
+        held = [greeting(port_a) for _ in range(2)]
+        for _, line in held:
+            if not line.startswith("220"):
+                fail(f"A did not greet: {line!r}\n{gw.output()}")
+        s, line = greeting(port_a)
+        s.close()
+        if not line.startswith("421"):
+            fail(f"a third connection with mxgate_max_connections = 2: {line!r}")
+        gw.wait_metric("mxgate_service_connections_refused_total", 1, service=svc_a)
+        for s, _ in held:
+            s.close()
+        gw.wait_metric("mxgate_smtp_connections_open", 0)
+        # anvil on B: the second concurrent connection of one client; then the first
+        # times out (smtpd_timeout=3s on B only)
+        s1, line1 = greeting(port_b)
+        s2, line2 = greeting(port_b)
+        s2.close()
+        if not line1.startswith("220") or not line2.startswith("421"):
+            fail(f"B with a count limit of 1: {line1!r}, then {line2!r}\n{gw.output()}")
+        gw.wait_metric("mxgate_service_anvil_refusals_total", 1, service=svc_b)
+        gw.wait_metric("mxgate_service_timeouts_total", 1, service=svc_b)
+        s1.close()
+        # a sender refused by smtpd_sender_restrictions (evaluated at RCPT), and a message
+        # for the dead next hop
+        with smtplib.SMTP("127.0.0.1", port_a, local_hostname="client.example",
+                          timeout=30) as c:
+            c.ehlo()
+            c.mail("spam@bad.example")
+            code, _ = c.rcpt("u@relay.example")
+            if code != 554:
+                fail(f"the refused sender's RCPT: {code}\n{gw.output()}")
+            c.rset()
+            c.mail("ok@client.example")
+            code, _ = c.rcpt("classy@relay.example")
+            if code != 554:
+                fail(f"RCPT refused by the class strict_rcpt: {code}\n{gw.output()}")
+            c.rset()
+            c.sendmail("ok@client.example", ["u@relay.example"],
+                       b"Subject: dead next hop\r\n\r\nbody\r\n")
+        nexthop = f"smtp:127.0.0.1:{dead}"
+        gw.wait_metric("mxgate_relay_nexthop_recipients_deferred_total", lambda v: v >= 1,
+                       nexthop=nexthop)
+        gw.wait_metric("mxgate_relay_queue_messages", 1, state="deferred")
+        gw.wait_metric("mxgate_relay_queue_oldest_age_seconds", lambda v: v > 0)
+        text = gw.scrape()
+        promtool_check(text, "the two-service gateway")
+        m = mxtest.parse_metrics(text)
+        v = mxtest.metric_value
+        bad = []
+        want = [
+            ("mxgate_service_connections_refused_total", {"service": svc_a}, 1),
+            ("mxgate_service_connections_refused_total", {"service": svc_b}, 0),
+            ("mxgate_service_anvil_refusals_total", {"service": svc_a}, 0),
+            ("mxgate_service_anvil_refusals_total", {"service": svc_b}, 1),
+            ("mxgate_service_timeouts_total", {"service": svc_a}, 0),
+            ("mxgate_service_timeouts_total", {"service": svc_b}, 1),
+            ("mxgate_smtp_connections_refused_total", {}, 1),
+            ("mxgate_restriction_refusals_total",
+             {"list": "smtpd_sender_restrictions", "outcome": "reject"}, 1),
+            ("mxgate_restriction_refusals_total",
+             {"list": "strict_rcpt", "restriction": "reject", "outcome": "reject"}, 1),
+            ("mxgate_restriction_refusals_total",
+             {"list": "smtpd_recipient_restrictions", "outcome": "reject"}, 0),
+            ("mxgate_relay_queue_messages", {}, 1),
+            ("mxgate_relay_queue_messages", {"state": "deferred"}, 1),
+            ("mxgate_relay_queue_messages", {"state": "hold"}, 0),
+            ("mxgate_relay_nexthop_recipients_delivered_total", {"nexthop": nexthop}, 0),
+            ("mxgate_relay_nexthop_recipients_bounced_total", {"nexthop": nexthop}, 0),
+            ("mxgate_log_lines_dropped_total", {}, 0),
+        ]
+        for name, labels, n in want:
+            if v(m, name, **labels) != n:
+                bad.append(f"{name}{labels}: {v(m, name, **labels)}, expected {n}")
+        if v(m, "mxgate_relay_nexthop_attempts_total", nexthop=nexthop) < 1:
+            bad.append(f"no attempt counted for {nexthop}")
+        refusals = m.get("mxgate_restriction_refusals_total", {})
+        if not any(dict(ls).get("list") == "smtpd_sender_restrictions" and
+                   dict(ls).get("restriction", "").startswith("check_sender_access") and val == 1
+                   for ls, val in refusals.items()):
+            bad.append(f"no check_sender_access row under smtpd_sender_restrictions: {refusals}")
+        if bad:
+            fail("two-service gateway:\n  " + "\n  ".join(bad) + f"\n{gw.output()}")
+    finally:
+        gw.stop()
+    print("ok 5: per-service refusals at accept, anvil refusals and timeouts; a refusal by "
+          "list; the queue by state, its oldest age and the dead next hop's deferrals")
+
+
+def stress_phase():
+    """A service whose stress variant has lists of its own: a session it takes under stress
+    is counted under the service (its entry is past the generation's services)."""
+    pa, pb, mport = mxtest.free_port(), mxtest.free_port(), mxtest.free_port()
+    while len({pa, pb, mport}) < 3:
+        pb, mport = mxtest.free_port(), mxtest.free_port()
+    gw = mxtest.Gateway(binary, workers=1, port=pa, extra_config=(
+        f"mxgate_metrics_listen = 127.0.0.1:{mport}\n"
+        "mxgate_max_connections = 4\n"
+        "mxgate_stress_enter_percent = 50\n"
+        "mxgate_stress_leave_percent = 10\n"))
+    gw.metrics_port = mport
+    master = os.path.join(gw.dir, "master.cf")
+    with open(master, "w") as f:
+        f.write(f"127.0.0.1:{pa} inet n - n - - smtpd\n"
+                f"127.0.0.1:{pb} inet n - n - - smtpd\n"
+                "  -o smtpd_client_restrictions=${stress?{permit_mynetworks}:{permit}}\n")
+    with open(gw.config_path, "a") as f:
+        f.write(f"mxgate_master_file = {master}\n")
+    gw.start()
+    try:
+        held = [greeting(pa) for _ in range(2)]
+        mxtest.wait_for(lambda: "entering stress mode" in gw.log(), 15,
+                        "stress with 2 of 4 connections in use", gw.output)
+        s, line = greeting(pb)
+        s.close()
+        if not line.startswith("220"):
+            fail(f"B under stress: {line!r}\n{gw.output()}")
+        for h, _ in held:
+            h.close()
+        gw.wait_metric("mxgate_service_sessions_total", 1, service=f"127.0.0.1:{pb}")
+    finally:
+        gw.stop()
+    print("ok 6: a session of a stress variant with its own lists is counted under its "
+          "service")
+
+
 def main():
     t = Target()
     try:
@@ -346,6 +528,9 @@ def main():
             telemetry_phase(t, t.gw.metrics())
     finally:
         t.close()
+    if transport == "kernel":
+        services_phase()
+        stress_phase()
     print("PASS")
 
 

@@ -14,7 +14,9 @@ memcached), as several MX front doors behind one name would count them.
     line (SIGUSR1) says memcache=down and counts the outage;
   - memcached back (empty, the same port): both log "is back", and a new client alternating
     between them is refused on its fifth connection again;
-  - `mxgate explain` names the map.
+  - `mxgate explain` names the map;
+  - gateway A's metrics endpoint shows the same: mxgate_anvil_share_up 0 and one outage
+    while memcached is down, 1 with syncs and counters once it is back.
 
 Between two connections the test waits for the counter in memcached to reach the count so
 far (anvil:smtp:ADDR:connect:UNIT:WINDOW, under the file's key_format): the sync thread's
@@ -54,8 +56,10 @@ def gateway(binary, name, mc_port):
                 f"key_format = {PREFIX}:%s\n"
                 "timeout = 1\n"
                 "retry_pause = 1\n")
+    gw.metrics_port = mxtest.free_port()
     with open(gw.config_path, "a") as f:
-        f.write("mynetworks = 127.0.0.1/32\n"  # every other 127.0.0.x is limited
+        f.write(f"mxgate_metrics_listen = 127.0.0.1:{gw.metrics_port}\n"
+                "mynetworks = 127.0.0.1/32\n"  # every other 127.0.0.x is limited
                 "smtpd_banner = $myhostname ESMTP\n"
                 f"smtpd_client_connection_rate_limit = {CONN_LIMIT}\n"
                 f"smtpd_client_message_rate_limit = {MAIL_LIMIT}\n"
@@ -246,12 +250,23 @@ def main():
         if not m or m[-1] != ("down", "1"):
             fail(f"A's statistics line: expected memcache=down outages=1, got {m}\n"
                  f"{a.output()}")
+        # the same numbers as metrics families
+        scraped = a.metrics()
+        if (mxtest.metric_value(scraped, "mxgate_anvil_share_up"),
+                mxtest.metric_value(scraped, "mxgate_anvil_share_outages_total")) != (0, 1):
+            fail("A's scrape: expected mxgate_anvil_share_up 0 and outages_total 1, got "
+                 f"{scraped.get('mxgate_anvil_share_up')} "
+                 f"{scraped.get('mxgate_anvil_share_outages_total')}")
 
         print("shared anvil: memcached back, shared again")
         mc.start()
         for g in gws:
             expect_log(g, f"memcache server 127.0.0.1:{mc.port} is back; anvil rates are "
                           "shared with the other nodes again")
+        a.wait_metric("mxgate_anvil_share_up", 1)
+        if a.metric("mxgate_anvil_share_syncs_total") < 1 or \
+                a.metric("mxgate_anvil_share_counters_total") < 1:
+            fail(f"A's scrape: no anvil share syncs or counters\n{a.output()}")
         in_one_window(alternate)
         ok = True
     finally:

@@ -134,6 +134,12 @@ static const char *run(const struct tcfg *t, const struct treq *q)
 		snprintf(out, sizeof(out), "OK");
 	else
 		snprintf(out, sizeof(out), "%u %s", lastres.code, lastres.text);
+	/* the class name points into the policy, freed below */
+	static char lastclass[128];
+	if (lastres.class_name) {
+		snprintf(lastclass, sizeof(lastclass), "%s", lastres.class_name);
+		lastres.class_name = lastclass;
+	}
 	smtp_policy_ctx_free(ctx);
 	smtp_policy_free(p);
 	return out;
@@ -256,6 +262,7 @@ static void test_generic_texts(void)
 	CHECK_INT_EQ(lastres.decision, SMTP_POLICY_REJECT);
 	CHECK_INT_EQ(lastres.list, SMTP_LIST_CLIENT);
 	CHECK_STR_EQ(lastres.restriction, "reject");
+	CHECK(lastres.class_name == NULL); /* the list's own item */
 	CHECK_STR_EQ(rcpt_with("reject", SMTP_LIST_HELO, "u@mx.example.net"),
 		     "554 5.7.1 <mail.example.org>: Helo command rejected: Access denied");
 	CHECK_STR_EQ(rcpt_with("reject", SMTP_LIST_SENDER, "u@mx.example.net"),
@@ -713,6 +720,24 @@ static void test_mynetworks_and_classes(void)
 	CHECK_STR_EQ(run(&t, &q),
 		     "554 5.7.1 <u@mx.example.net>: Recipient address rejected: Access denied");
 	CHECK_STR_EQ(lastres.restriction, "reject");
+	/* the innermost class whose item refused, in the list that named the outer one */
+	CHECK(lastres.class_name != NULL);
+	if (lastres.class_name)
+		CHECK_STR_EQ(lastres.class_name, "inner");
+	CHECK_INT_EQ(lastres.list, SMTP_LIST_RECIPIENT);
+	/* a class's refusal through a table's result (check_recipient_access -> class) */
+	t.class_defs[2][0] = "strict";
+	t.class_defs[2][1] = "reject";
+	t.classes = "outer, inner, strict";
+	t.lists[SMTP_LIST_RECIPIENT] = "check_recipient_access inline:{u@mx.example.net=strict}";
+	CHECK_STR_EQ(run(&t, &q),
+		     "554 5.7.1 <u@mx.example.net>: Recipient address rejected: Access denied");
+	if (lastres.class_name)
+		CHECK_STR_EQ(lastres.class_name, "strict");
+	else
+		CHECK(!"no class for a refusal through a table's class result");
+	t.lists[SMTP_LIST_RECIPIENT] = "outer";
+	t.classes = "outer, inner";
 	q.addr = "10.9.9.9";
 	CHECK_STR_EQ(run(&t, &q), "OK");
 	/* a class that names itself: unreasonable recursion, not a crash */
