@@ -480,7 +480,16 @@ static void gm_collect_generation(void *ctx, unsigned i, struct mx_metrics_sink 
 
 /* ---- spools and relays ---- */
 
-enum { GM_SP_COMMITTED, GM_SP_FAILED, GM_SP_SYNCS, GM_SP_BYTES, GM_SP_PUNCHED, GM_SP_MAX };
+enum {
+	GM_SP_COMMITTED,
+	GM_SP_FAILED,
+	GM_SP_SYNCS,
+	GM_SP_BYTES,
+	GM_SP_PUNCHED,
+	GM_SP_SLEEPS,
+	GM_SP_WAKEUPS,
+	GM_SP_MAX
+};
 
 static const struct mx_metric_family gm_spool[GM_SP_MAX] = {
 	[GM_SP_COMMITTED] = { .name = "mxgate_spool_messages_committed_total",
@@ -503,6 +512,15 @@ static const struct mx_metric_family gm_spool[GM_SP_MAX] = {
 			    .help = "Bytes given back from messages that never became durable.",
 			    .type = MX_METRIC_COUNTER, .labels = { "spool" },
 			    .stat_key = "punched" },
+	[GM_SP_SLEEPS] = { .name = "mxgate_spool_writer_sleeps_total",
+			   .help = "Times the spool writer blocked for want of work.",
+			   .type = MX_METRIC_COUNTER, .labels = { "spool" },
+			   .stat_key = "writer_sleeps" },
+	[GM_SP_WAKEUPS] = { .name = "mxgate_spool_writer_wakeups_total",
+			    .help = "Times a worker or another thread had to wake the sleeping "
+				    "spool writer (a futex call; none while it is busy).",
+			    .type = MX_METRIC_COUNTER, .labels = { "spool" },
+			    .stat_key = "writer_wakeups" },
 };
 
 static void gm_collect_spool(void *ctx, unsigned i, struct mx_metrics_sink *sink)
@@ -511,8 +529,10 @@ static void gm_collect_spool(void *ctx, unsigned i, struct mx_metrics_sink *sink
 	for (unsigned k = 0; k < g->p.nspools; k++) {
 		struct spool_stats st;
 		spool_stats(g->p.spools[k], &st);
-		const uint64_t v[GM_SP_MAX] = { st.committed, st.failed, st.syncs, st.bytes,
-						st.punched };
+		const uint64_t v[GM_SP_MAX] = { st.committed,	  st.failed,
+						st.syncs,	  st.bytes,
+						st.punched,	  st.writer_sleeps,
+						st.writer_wakeups };
 		char idx[12];
 		snprintf(idx, sizeof(idx), "%u", k);
 		const char *lv[1] = { idx };
