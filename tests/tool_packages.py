@@ -93,6 +93,7 @@ DPKG_OWNER = {
 # Python module (imported by /usr/bin/python3) -> Debian package.
 PYTHON_MODULES = {
     "scapy": "python3-scapy",
+    "matplotlib": "python3-matplotlib",  # deploy/grafana/render_dashboard.py
 }
 
 # Perl module -> Debian package, and the modules a tool needs for what the tests use of it:
