@@ -56,6 +56,7 @@ TOOLS = {
     # the metrics endpoint's scrape checked by Prometheus's own linter, and DPDK telemetry
     # read with DPDK's client (tests/e2e/test_metrics.py)
     "promtool": "prometheus",
+    "/usr/bin/prometheus": "prometheus",  # tests/e2e/test_dashboard.py: a private server
     "dpdk-telemetry.py": "dpdk-dev",
     # namespaces and the DPDK tests' client side
     "ip": "iproute2",

@@ -21,7 +21,7 @@ What runs (all on loopback, every client on its own 127.0.0.x source address):
 Traffic (Run.traffic(seconds)): smtp-source batches to PORT_SMTP from 127.0.0.1 (relayed
 and delivered), and in each round: a STARTTLS message, messages to defer@ and bounce@, a
 header_checks reject, recipients refused by reject_unauth_destination and (from a listed
-client) by reject_rbl_client rbl.test, a client over the anvil's rate, a pregreet burst
+client) by reject_rbl_client rbl.test, protocol errors and a pipelining violation, a client over the anvil's rate, a pregreet burst
 and DNSBL-listed clients on the screen, and a client that passes the screen and sends.
 
 Python 3 standard library; needs prometheus, openssl, smtp-source."""
@@ -314,6 +314,25 @@ class Run:
         self.count(f"rbl {self._message(s, 'y@relay.example')}")
         s.quit()
 
+    def protocol_errors(self):
+        """An unknown command, a MAIL without its brackets, then HELO and NOOP in one write
+        (commands sent ahead without PIPELINING: the gateway may hang up)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port_smtp), 10,
+                                          source_address=(TLS_CLIENT, 0)) as c:
+                f = c.makefile("rb")
+                f.readline()
+                for line in (b"XYZZY\r\n", b"MAIL FROM:broken\r\n"):
+                    c.sendall(line)
+                    f.readline()
+                c.sendall(b"HELO client.example\r\nNOOP\r\n")
+                c.settimeout(3)
+                while f.readline():
+                    pass
+            self.count("protocol errors")
+        except OSError:
+            self.count("protocol errors (closed)")
+
     def anvil_burst(self, n=8):
         for _ in range(n):
             try:
@@ -393,6 +412,7 @@ class Run:
             self.relay_messages()
             self.header_reject()
             self.refused_recipients(RBL_CLIENTS[i % len(RBL_CLIENTS)])
+            self.protocol_errors()
             if i % 3 == 0:
                 self.anvil_burst()
             if i % 2 == 0:

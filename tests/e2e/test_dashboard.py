@@ -221,9 +221,12 @@ def check_queries(run, start, end):
         elif reason is not None:
             fail(f"panel {p['title']!r} is in EXPECTED_EMPTY ({reason}) but shows data: "
                  "take it out")
+    by_reason = {}
+    for t in empty_ok:
+        by_reason.setdefault(EXPECTED_EMPTY[t], []).append(t)
     print(f"ok 3: {n_queries} queries over {len(panels)} panels succeed; "
           f"{len(panels) - len(empty_ok)} panels show data, {len(empty_ok)} expected "
-          f"empty: " + "; ".join(f"{t}: {EXPECTED_EMPTY[t]}" for t in empty_ok))
+          f"empty:\n" + "\n".join(f"  {', '.join(ts)}: {r}" for r, ts in by_reason.items()))
 
 
 def main():
