@@ -12,7 +12,8 @@ queries and layout, drawn by matplotlib in Grafana's dark colours, not Grafana's
         next hop, the anvil's rate limit, a pregreet burst and DNSBL-listed clients on the
         screen) and draws the whole run;
     render_dashboard.py --prometheus URL --job JOB --instance INSTANCE [--minutes 60]
-        draws the last minutes of an existing Prometheus (any deployment).
+        draws the last minutes of an existing Prometheus (any deployment);
+    --save JSON keeps the answers, --load JSON draws them again (no run).
 The template variables are set as Grafana sets them (service "All": .*) and
 $__rate_interval to --rate-interval (default 10s). Needs python3-matplotlib."""
 
@@ -125,9 +126,10 @@ def draw(dash, data, start, end, step, out, subtitle):
         h = g["h"] * UNIT_PX - 2 * pad
         return x0 / W, 1 - (y0 + h) / H, w / W, h / H
 
-    fig.text(8 / W, 1 - 18 / H, dash["title"], color=TEXT, fontsize=15, weight="bold",
+    fig.text(8 / W, 1 - 30 / H, dash["title"], color=TEXT, fontsize=16, weight="bold",
              va="center")
-    fig.text(90 / W, 1 - 18 / H, subtitle, color=DIM, fontsize=8.5, va="center")
+    for i, line in enumerate(subtitle):
+        fig.text(110 / W, 1 - (21 + 17 * i) / H, line, color=DIM, fontsize=8.5, va="center")
     tick_fmt = lambda t, _: datetime.datetime.utcfromtimestamp(t).strftime("%H:%M:%S")  # noqa
     for p in dash["panels"]:
         g = p["gridPos"]
@@ -143,7 +145,8 @@ def draw(dash, data, start, end, step, out, subtitle):
                                  edgecolor=BORDER, linewidth=0.8, zorder=0))
         fig.text(l + 8 / W, b + h - 13 / H, p["title"], color=TEXT, fontsize=9,
                  weight="bold", va="center")
-        lines = data.get(p["id"], [])
+        # series with no number at all (histogram_quantile of nothing: NaN) draw nothing
+        lines = [ln for ln in data.get(p["id"], []) if any(not math.isnan(v) for v in ln[2])]
         unit = p["fieldConfig"]["defaults"].get("unit", "short")
         legend_rows = 1 if lines else 0
         if lines:
@@ -156,7 +159,7 @@ def draw(dash, data, start, end, step, out, subtitle):
                 used += need
             legend_rows = min(legend_rows, 3)
         top = 26
-        bottom = 22 + 14 * legend_rows
+        bottom = 24 + 14 * legend_rows
         left_px = 62
         ax = fig.add_axes([l + left_px / W, b + bottom / H, w - (left_px + 12) / W,
                            h - (top + bottom) / H], facecolor=PANEL)
@@ -168,7 +171,7 @@ def draw(dash, data, start, end, step, out, subtitle):
         ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.xaxis.set_major_formatter(FuncFormatter(tick_fmt))
         ax.yaxis.set_major_locator(MaxNLocator(4))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt_value(v, unit)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _, u=unit: fmt_value(v, u)))
         if not lines:
             ax.set_ylim(0, 1)
             ax.set_yticks([])
@@ -183,8 +186,8 @@ def draw(dash, data, start, end, step, out, subtitle):
         for i, (name, ts, vs) in enumerate(lines):
             color = PALETTE[i % len(PALETTE)]
             if stack:
-                at = dict(zip(ts, vs))
-                ys = [at.get(t, math.nan) for t in grid]
+                at = {round((t - start) / step): v for t, v in zip(ts, vs)}
+                ys = [at.get(k, math.nan) for k in range(len(grid))]
                 top_ = [bb + (0 if math.isnan(y) else y) for bb, y in zip(base, ys)]
                 ax.fill_between(grid, base, top_, color=color, alpha=0.25, linewidth=0)
                 hl, = ax.plot(grid, top_, color=color, linewidth=1.1)
@@ -214,6 +217,12 @@ def draw(dash, data, start, end, step, out, subtitle):
             t.set_color(TEXT)
     fig.savefig(out, dpi=dpi, facecolor=BG)
     plt.close(fig)
+    # a palette of 96 colours keeps the picture small (the README's): the antialiased lines
+    # of a dark theme need no more (Pillow comes with matplotlib)
+    from PIL import Image
+    with Image.open(out) as im:
+        small = im.convert("RGB").quantize(colors=96, method=Image.Quantize.MEDIANCUT)
+    small.save(out, optimize=True)
 
 
 def main():
@@ -226,6 +235,8 @@ def main():
     ap.add_argument("--minutes", type=float, default=60, help="the range (--prometheus)")
     ap.add_argument("--rate-interval", default="10s")
     ap.add_argument("--step", type=float, default=2)
+    ap.add_argument("--save", metavar="JSON", help="also write the answers to this file")
+    ap.add_argument("--load", metavar="JSON", help="draw the answers --save wrote")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "images", "dashboard.png"))
     args = ap.parse_args()
     with open(DASHBOARD) as f:
@@ -253,12 +264,27 @@ def main():
         data = fetch(dash, args.prometheus.rstrip("/"), args.job, instance, start, end,
                      args.step, args.rate_interval)
         what = f"{args.prometheus}, the last {args.minutes:g} minutes"
+    elif args.load:
+        with open(args.load) as f:
+            saved = json.load(f)
+        data = {int(k): v for k, v in saved["data"].items()}
+        start, end, instance, what = saved["start"], saved["end"], saved["instance"], \
+            saved["what"]
+        args.job, args.step, args.rate_interval = saved["job"], saved["step"], \
+            saved["rate_interval"]
     else:
-        ap.error("--run MXGATE or --prometheus URL")
+        ap.error("--run MXGATE, --prometheus URL or --load JSON")
+    if args.save:
+        with open(args.save, "w") as f:
+            json.dump({"data": data, "start": start, "end": end, "instance": instance,
+                       "what": what, "job": args.job, "step": args.step,
+                       "rate_interval": args.rate_interval}, f)
     stamp = datetime.datetime.utcfromtimestamp(end).strftime("%Y-%m-%d %H:%M UTC")
-    subtitle = (f"deploy/grafana/mxgate-dashboard.json's panels drawn by matplotlib from "
-                f"Prometheus query_range answers: {what}, {stamp}; job={args.job} "
-                f"instance={instance} service=All, $__rate_interval={args.rate_interval}")
+    subtitle = (f"The panels of deploy/grafana/mxgate-dashboard.json drawn by matplotlib "
+                f"(deploy/grafana/render_dashboard.py) from Prometheus query_range answers, "
+                f"not by Grafana",
+                f"{what}, {stamp}; job={args.job} instance={instance} service=All, "
+                f"$__rate_interval={args.rate_interval}, step {args.step:g} s")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     draw(dash, data, start, end, args.step, args.out, subtitle)
     print(f"wrote {args.out} ({os.path.getsize(args.out)} bytes)")
