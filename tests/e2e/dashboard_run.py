@@ -22,9 +22,10 @@ Traffic (Run.traffic(seconds)): smtp-source batches to PORT_SMTP from 127.0.0.1 
 and delivered), and in each round: a STARTTLS message, messages to defer@ and bounce@, a
 header_checks reject, recipients refused by reject_unauth_destination and (from a listed
 client) by reject_rbl_client rbl.test, protocol errors and a pipelining violation, a client over the anvil's rate, a pregreet burst
-and DNSBL-listed clients on the screen, and a client that passes the screen and sends.
+and DNSBL-listed clients on the screen, a client that passes the screen and sends, AUTH PLAIN (after STARTTLS) that
+succeeds and wrong passwords (535) through a private Dovecot (dovecotenv.py; root).
 
-Python 3 standard library; needs prometheus, openssl, smtp-source."""
+Python 3 standard library; needs root, prometheus, openssl, smtp-source, dovecot-core."""
 
 import json
 import os
@@ -56,6 +57,8 @@ RBL_CLIENTS = [f"127.0.0.{i}" for i in range(30, 36)]
 PREGREET_CLIENTS = [f"127.0.0.{i}" for i in range(40, 50)]
 DNSBL_CLIENTS = [f"127.0.0.{i}" for i in range(60, 66)]
 ANVIL_CLIENT = "127.0.0.50"
+AUTH_FAIL_CLIENTS = [f"127.0.0.{i}" for i in range(70, 80)]
+AUTH_USER, AUTH_PASSWORD = "alice", "secret"
 SPAM_SUBJECT = "dashboard spam"
 SENDER = "s@sender.example"
 
@@ -160,7 +163,7 @@ class Run:
         self.port_screen = mxtest.free_port()
         self.metrics_port = mxtest.free_port()
         self.dns_port = mxtest.free_port()
-        self.dns = self.hop = self.gw = self.prom = None
+        self.dns = self.hop = self.gw = self.prom = self.dovecot = None
         self.counts = {}
         self.lock = threading.Lock()
 
@@ -191,6 +194,9 @@ class Run:
         os.chmod(self.dir, 0o755)
         self._dns()
         self.hop = NextHop().start()
+        from dovecotenv import DovecotAuth
+        self.dovecot = DovecotAuth(users={AUTH_USER: AUTH_PASSWORD})
+        self.dovecot.start()
         crt, key = self._cert()
         checks = os.path.join(self.dir, "header_checks")
         with open(checks, "w") as f:
@@ -214,6 +220,9 @@ class Run:
             "reject_unauth_destination\n"
             f"header_checks = regexp:{checks}\n"
             "smtpd_tls_security_level = may\n"
+            "smtpd_sasl_type = dovecot\n"
+            f"smtpd_sasl_path = {self.dovecot.socket_path}\n"
+            "smtpd_sasl_auth_enable = yes\n"
             f"smtpd_tls_cert_file = {crt}\nsmtpd_tls_key_file = {key}\n"
             "smtpd_client_connection_rate_limit = 20\n"
             "anvil_rate_time_unit = 60s\n"
@@ -248,6 +257,8 @@ class Run:
         if self.dns:
             self.dns.kill()
             self.dns.wait()
+        if self.dovecot:
+            self.dovecot.close()
         if os.environ.get("MXGATE_KEEP_TEST_DIRS") is None:
             shutil.rmtree(self.dir, ignore_errors=True)
             if self.gw:
@@ -291,9 +302,24 @@ class Run:
         ctx.verify_mode = ssl.CERT_NONE
         s.ehlo("client.example")
         s.starttls(context=ctx)
+        s.ehlo("client.example")
+        s.login(AUTH_USER, AUTH_PASSWORD)
+        self.count("auth ok")
         code = self._message(s, "tls@relay.example")
         s.quit()
         self.count(f"tls {code}")
+
+    def auth_failure(self, src):
+        """A wrong password (535); Dovecot delays further failures from one address, so
+        they come from several."""
+        s = self._smtp(src)
+        s.ehlo("client.example")
+        try:
+            s.login(AUTH_USER, "wrong")
+            self.count("auth wrong password accepted")
+        except smtplib.SMTPAuthenticationError as e:
+            self.count(f"auth {e.smtp_code}")
+        s.quit()
 
     def relay_messages(self):
         for rcpt in ("defer@relay.example", "bounce@relay.example"):
@@ -415,6 +441,8 @@ class Run:
             self.protocol_errors()
             if i % 3 == 0:
                 self.anvil_burst()
+            if i % 4 == 0:
+                self.auth_failure(AUTH_FAIL_CLIENTS[i // 4 % len(AUTH_FAIL_CLIENTS)])
             if i % 2 == 0:
                 self.screen_round(i)
             i += 1

@@ -11,14 +11,16 @@ scraping a real gateway (argv: mxgate binary, the source root).
      transport) while clients send known traffic for TRAFFIC_S seconds: messages accepted
      and relayed, refused by reject_unauth_destination and reject_rbl_client rbl.test,
      header_checks REJECT, STARTTLS, the next hop's 451 and 550, the anvil's rate limit,
-     a pregreet burst and DNSBL-listed clients on the screen. Then every panel expression,
+     a pregreet burst and DNSBL-listed clients on the screen, AUTH (a private Dovecot)
+     that succeeds and fails. Then every panel expression,
      with the template variables set to this run's job, instance and every service (as
      Grafana substitutes them), is asked of Prometheus's HTTP API over /api/v1/query and
      /api/v1/query_range: none may fail, every one must return series, and every panel
      must show a value above zero somewhere in the run, except the panels listed in
      EXPECTED_EMPTY (with the reason); each template variable's label_values() query
      must find this run's value.
-Python 3 standard library; needs prometheus (Debian's package), openssl, smtp-source."""
+Python 3 standard library; needs root (Dovecot), prometheus (Debian's package), openssl,
+smtp-source, dovecot-core."""
 
 import json
 import math
@@ -47,7 +49,6 @@ EXPECTED_EMPTY = {
     "Mbufs in use": DPDK,
     "TCP stack": DPDK,
     "Worker connections": DPDK,
-    "AUTH by outcome": "no SASL server in this run (tests/e2e/test_auth.py drives AUTH)",
     "Policy service answer": "no check_policy_service in this run (tests/e2e/test_policy.py)",
 }
 
@@ -237,7 +238,7 @@ def main():
         start = time.time()
         counts = run.traffic(TRAFFIC_S)
         for key in ("tls 250", "defer 250", "bounce 250", "header_checks 550", "unauth 554",
-                    "rbl 554", "anvil refused", "screened 250"):
+                    "rbl 554", "anvil refused", "screened 250", "auth ok", "auth 535"):
             if not counts.get(key):
                 fail(f"the traffic did not produce {key!r}: {counts}\n{run.output()}")
         # the last deliveries and two more scrapes
