@@ -9,7 +9,8 @@ What runs (all on loopback, every client on its own 127.0.0.x source address):
       PORT_SCREEN postscreen (greet wait 1 s, pregreet: drop, DNSBL site dnsbl.test:
                   drop) in front of `smtpd pass`
     main.cf: relay_domains = relay.example, nobody in mynetworks,
-    smtpd_recipient_restrictions = reject_rbl_client rbl.test, reject_unauth_destination,
+    smtpd_recipient_restrictions = reject_rbl_client rbl.test, check_policy_service (a
+    policy server here that answers DUNNO), reject_unauth_destination,
     header_checks (a Subject REJECT), the anvil's connection rate limit (20 a minute,
     127.0.0.1 and 127.0.0.2 excepted), relayhost = the next hop below, short backoff and
     queue lifetimes so that deferred mail is retried and expires within the run;
@@ -79,6 +80,45 @@ class NextHop(mxtest.ScriptedSmtpServer):
         if addr.startswith("bounce@"):
             return "550 5.1.1 no such user"
         return "250 2.1.5 Ok"
+
+
+class PolicyServer:
+    """A Postfix policy delegation server (SMTPD_POLICY_README: name=value lines, an empty
+    line; the answer action=DUNNO and an empty line) on a free loopback port, for
+    check_policy_service: every request answered DUNNO, counted."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.requests = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        with c, c.makefile("rb") as f:
+            try:
+                while True:
+                    line = f.readline()
+                    if not line:
+                        return
+                    if line in (b"\n", b"\r\n"):
+                        self.requests += 1
+                        c.sendall(b"action=DUNNO\n\n")
+            except OSError:
+                return
+
+    def stop(self):
+        self.sock.close()
 
 
 class Prometheus:
@@ -163,7 +203,7 @@ class Run:
         self.port_screen = mxtest.free_port()
         self.metrics_port = mxtest.free_port()
         self.dns_port = mxtest.free_port()
-        self.dns = self.hop = self.gw = self.prom = self.dovecot = None
+        self.dns = self.hop = self.gw = self.prom = self.dovecot = self.policy = None
         self.counts = {}
         self.lock = threading.Lock()
 
@@ -195,6 +235,7 @@ class Run:
         self._dns()
         self.hop = NextHop().start()
         from dovecotenv import DovecotAuth
+        self.policy = PolicyServer()
         self.dovecot = DovecotAuth(users={AUTH_USER: AUTH_PASSWORD})
         self.dovecot.start()
         crt, key = self._cert()
@@ -217,6 +258,7 @@ class Run:
             "mynetworks = 192.0.2.0/24\n"
             "smtpd_relay_restrictions = reject_unauth_destination\n"
             "smtpd_recipient_restrictions = reject_rbl_client rbl.test, "
+            f"check_policy_service inet:127.0.0.1:{self.policy.port}, "
             "reject_unauth_destination\n"
             f"header_checks = regexp:{checks}\n"
             "smtpd_tls_security_level = may\n"
@@ -259,6 +301,8 @@ class Run:
             self.dns.wait()
         if self.dovecot:
             self.dovecot.close()
+        if self.policy:
+            self.policy.stop()
         if os.environ.get("MXGATE_KEEP_TEST_DIRS") is None:
             shutil.rmtree(self.dir, ignore_errors=True)
             if self.gw:

@@ -49,7 +49,6 @@ EXPECTED_EMPTY = {
     "Mbufs in use": DPDK,
     "TCP stack": DPDK,
     "Worker connections": DPDK,
-    "Policy service answer": "no check_policy_service in this run (tests/e2e/test_policy.py)",
 }
 
 binary = mxtest.binary_from_argv()
