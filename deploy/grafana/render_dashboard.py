@@ -280,9 +280,9 @@ def main():
                        "what": what, "job": args.job, "step": args.step,
                        "rate_interval": args.rate_interval}, f)
     stamp = datetime.datetime.utcfromtimestamp(end).strftime("%Y-%m-%d %H:%M UTC")
-    subtitle = (f"The panels of deploy/grafana/mxgate-dashboard.json drawn by matplotlib "
-                f"(deploy/grafana/render_dashboard.py) from Prometheus query_range answers, "
-                f"not by Grafana",
+    subtitle = ("The panels of deploy/grafana/mxgate-dashboard.json drawn by matplotlib "
+                "(deploy/grafana/render_dashboard.py) from Prometheus query_range answers, "
+                "not by Grafana",
                 f"{what}, {stamp}; job={args.job} instance={instance} service=All, "
                 f"$__rate_interval={args.rate_interval}, step {args.step:g} s")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

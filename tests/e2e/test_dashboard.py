@@ -242,7 +242,7 @@ def main():
                 fail(f"the traffic did not produce {key!r}: {counts}\n{run.output()}")
         # the last deliveries and two more scrapes
         mxtest.wait_for(lambda: run.prom.instant(
-            f'mxgate_relay_recipients_bounced_total{{job="mxgate"}} > 0'), 60,
+            'mxgate_relay_recipients_bounced_total{job="mxgate"} > 0'), 60,
             "a bounce counted", run.output)
         time.sleep(3)
         end = time.time()
