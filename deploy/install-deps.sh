@@ -66,6 +66,9 @@ packages=(
 	# the systemd unit started, reloaded and stopped by a systemd in a container booted on
 	# the host's own tree (tests/e2e/test_systemd.py: systemd-nspawn)
 	systemd systemd-container
+	# the Grafana dashboard's picture (deploy/grafana/render_dashboard.py draws its panels
+	# from a real run's Prometheus answers: Grafana itself is not packaged for Debian)
+	python3-matplotlib
 )
 
 missing=()

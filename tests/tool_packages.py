@@ -56,6 +56,7 @@ TOOLS = {
     # the metrics endpoint's scrape checked by Prometheus's own linter, and DPDK telemetry
     # read with DPDK's client (tests/e2e/test_metrics.py)
     "promtool": "prometheus",
+    "/usr/bin/prometheus": "prometheus",  # tests/e2e/test_dashboard.py: a private server
     "dpdk-telemetry.py": "dpdk-dev",
     # namespaces and the DPDK tests' client side
     "ip": "iproute2",
@@ -93,6 +94,7 @@ DPKG_OWNER = {
 # Python module (imported by /usr/bin/python3) -> Debian package.
 PYTHON_MODULES = {
     "scapy": "python3-scapy",
+    "matplotlib": "python3-matplotlib",  # deploy/grafana/render_dashboard.py
 }
 
 # Perl module -> Debian package, and the modules a tool needs for what the tests use of it:
