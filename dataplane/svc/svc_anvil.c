@@ -139,78 +139,15 @@ int svc_anvil_new(struct svc_anvil **out, struct anvil *a, const struct svc_anvi
 
 /* ---- the connection ---- */
 
-static int svc_anvil_wait(int fd, short events, uint64_t until)
-{
-	for (;;) {
-		uint64_t now = mx_clock_monotonic_ms();
-		if (now >= until)
-			return -ETIMEDOUT;
-		uint64_t left = until - now;
-		struct pollfd p = { .fd = fd, .events = events };
-		int k = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			return -ETIMEDOUT;
-		return 0;
-	}
-}
-
-static int svc_anvil_connect_one(const struct sockaddr *sa, socklen_t len, uint64_t until)
-{
-	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, sa, len) == 0)
-		return fd;
-	int rc = -errno;
-	if (rc == -EINPROGRESS && (rc = svc_anvil_wait(fd, POLLOUT, until)) == 0) {
-		int soerr = 0;
-		socklen_t sl = sizeof(soerr);
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
-			rc = -errno;
-		else if (soerr)
-			rc = -soerr;
-		else
-			return fd;
-	}
-	close(fd);
-	return rc;
-}
-
-/* Every address of the server in turn: 0 (s->fd set) or the last address's -errno. */
+/* The connection comes from the memcache dictionary's code (svc_dict_internal.h). */
 static int svc_anvil_connect(struct svc_anvil *s, uint64_t until)
 {
-	struct svc_policy_addrs addrs = s->target.addrs;
-	if (!s->target.numeric) {
-		struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
-		struct addrinfo *res = NULL;
-		int g = getaddrinfo(s->target.host, s->target.port, &hints, &res);
-		if (g != 0)
-			return g == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
-		addrs.n = 0;
-		for (struct addrinfo *ai = res; ai && addrs.n < SVC_POLICY_ADDRS_MAX;
-		     ai = ai->ai_next) {
-			if (ai->ai_addrlen > sizeof(addrs.addr[0]))
-				continue;
-			memcpy(&addrs.addr[addrs.n], ai->ai_addr, ai->ai_addrlen);
-			addrs.len[addrs.n++] = ai->ai_addrlen;
-		}
-		freeaddrinfo(res);
-	}
-	int rc = -EADDRNOTAVAIL;
-	for (unsigned i = 0; i < addrs.n; i++) {
-		rc = svc_anvil_connect_one((const struct sockaddr *)&addrs.addr[i], addrs.len[i],
-					   until);
-		if (rc >= 0) {
-			s->fd = rc;
-			s->rlen = s->roff = 0;
-			return 0;
-		}
-	}
-	return rc;
+	int fd = svc_dict_mc_dial(&s->target, until);
+	if (fd < 0)
+		return fd;
+	s->fd = fd;
+	s->rlen = s->roff = 0;
+	return 0;
 }
 
 static void svc_anvil_disconnect(struct svc_anvil *s)
@@ -258,7 +195,7 @@ static int svc_anvil_send(struct svc_anvil *s, size_t n, uint64_t until)
 			continue;
 		if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
 			return -errno;
-		int rc = svc_anvil_wait(s->fd, POLLOUT, until);
+		int rc = svc_dict_mc_wait(s->fd, POLLOUT, until);
 		if (rc < 0)
 			return rc;
 	}
@@ -290,7 +227,7 @@ static int svc_anvil_read_pair(struct svc_anvil *s, uint64_t until)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
 				return -errno;
-			int rc = svc_anvil_wait(s->fd, POLLIN, until);
+			int rc = svc_dict_mc_wait(s->fd, POLLIN, until);
 			if (rc < 0)
 				return rc;
 			continue;

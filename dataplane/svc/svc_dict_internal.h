@@ -52,8 +52,15 @@ void svc_dict_lmdb_close(struct svc_dict_lmdb *l);
 /* ---- memcache (svc_dict_memcache.c) ---- */
 
 struct memcache_conf;
+struct svc_policy_target;
 /* Read and parse the memcache_table(5) file path into conf (also for svc_anvil.c). 0 or a
  * negative errno with err naming the file (and line). */
+/* Wait for events on fd until the monotonic time until: 0, -ETIMEDOUT or -errno. */
+int svc_dict_mc_wait(int fd, short events, uint64_t until);
+/* A non-blocking TCP connection to the memcached server target (its addresses, or its name
+ * resolved now), each address in turn, by the monotonic time until: the socket, or the last
+ * address's -errno. Also the shared anvil counts' (svc_anvil.c). */
+int svc_dict_mc_dial(const struct svc_policy_target *target, uint64_t until);
 int svc_dict_mc_read_file(const char *path, struct memcache_conf *conf, char *err,
 			  size_t errlen);
 /* Read the memcache_table(5) file path and open its backup. d->name and d->spec are set.

@@ -162,8 +162,7 @@ void svc_dict_mc_close(struct svc_dict *d)
 
 /* ---- the connection ---- */
 
-/* Wait for events on fd until the monotonic time until: 0, -ETIMEDOUT or -errno. */
-static int svc_dict_mc_wait(int fd, short events, uint64_t until)
+int svc_dict_mc_wait(int fd, short events, uint64_t until)
 {
 	for (;;) {
 		uint64_t now = mx_clock_monotonic_ms();
@@ -210,14 +209,14 @@ static int svc_dict_mc_connect_one(const struct sockaddr *sa, socklen_t len, uin
 
 /* Open the connection: every address of the server in turn (as Postfix's inet_connect()).
  * 0 or -errno (of the last address tried). */
-static int svc_dict_mc_connect(struct svc_dict_mc *m, uint64_t until)
+int svc_dict_mc_dial(const struct svc_policy_target *target, uint64_t until)
 {
-	struct svc_policy_addrs addrs = m->target.addrs;
-	if (!m->target.numeric) {
+	struct svc_policy_addrs addrs = target->addrs;
+	if (!target->numeric) {
 		/* no AI_ADDRCONFIG: it hides localhost on a host with loopback only */
 		struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
 		struct addrinfo *res = NULL;
-		int g = getaddrinfo(m->target.host, m->target.port, &hints, &res);
+		int g = getaddrinfo(target->host, target->port, &hints, &res);
 		if (g != 0)
 			return g == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
 		addrs.n = 0;
@@ -228,20 +227,25 @@ static int svc_dict_mc_connect(struct svc_dict_mc *m, uint64_t until)
 			addrs.len[addrs.n++] = a->ai_addrlen;
 		}
 		freeaddrinfo(res);
-		if (addrs.n == 0)
-			return -EADDRNOTAVAIL;
 	}
 	int rc = -EADDRNOTAVAIL;
 	for (unsigned i = 0; i < addrs.n; i++) {
 		rc = svc_dict_mc_connect_one((const struct sockaddr *)&addrs.addr[i], addrs.len[i],
 					     until);
-		if (rc >= 0) {
-			m->fd = rc;
-			m->reused = false;
-			return 0;
-		}
+		if (rc >= 0)
+			return rc;
 	}
 	return rc;
+}
+
+static int svc_dict_mc_connect(struct svc_dict_mc *m, uint64_t until)
+{
+	int fd = svc_dict_mc_dial(&m->target, until);
+	if (fd < 0)
+		return fd;
+	m->fd = fd;
+	m->reused = false;
+	return 0;
 }
 
 static void svc_dict_mc_disconnect(struct svc_dict_mc *m)
