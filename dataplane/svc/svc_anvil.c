@@ -184,22 +184,7 @@ static void svc_anvil_mark_up(struct svc_anvil *s)
 
 static int svc_anvil_send(struct svc_anvil *s, size_t n, uint64_t until)
 {
-	size_t off = 0;
-	while (off < n) {
-		ssize_t k = send(s->fd, s->wbuf + off, n - off, MSG_NOSIGNAL);
-		if (k > 0) {
-			off += (size_t)k;
-			continue;
-		}
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-			return -errno;
-		int rc = svc_dict_mc_wait(s->fd, POLLOUT, until);
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
+	return svc_dict_mc_send_all(s->fd, s->wbuf, n, until);
 }
 
 /* The replies of one pair into s->reader: 0, or a negative errno (the connection is of

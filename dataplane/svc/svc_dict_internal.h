@@ -61,6 +61,8 @@ int svc_dict_mc_wait(int fd, short events, uint64_t until);
  * resolved now), each address in turn, by the monotonic time until: the socket, or the last
  * address's -errno. Also the shared anvil counts' (svc_anvil.c). */
 int svc_dict_mc_dial(const struct svc_policy_target *target, uint64_t until);
+/* Send all n bytes of p on the non-blocking fd by until: 0, -ETIMEDOUT or -errno. */
+int svc_dict_mc_send_all(int fd, const char *p, size_t n, uint64_t until);
 int svc_dict_mc_read_file(const char *path, struct memcache_conf *conf, char *err,
 			  size_t errlen);
 /* Read the memcache_table(5) file path and open its backup. d->name and d->spec are set.

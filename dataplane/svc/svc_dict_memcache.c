@@ -209,6 +209,26 @@ static int svc_dict_mc_connect_one(const struct sockaddr *sa, socklen_t len, uin
 
 /* Open the connection: every address of the server in turn (as Postfix's inet_connect()).
  * 0 or -errno (of the last address tried). */
+int svc_dict_mc_send_all(int fd, const char *p, size_t n, uint64_t until)
+{
+	size_t off = 0;
+	while (off < n) {
+		ssize_t k = send(fd, p + off, n - off, MSG_NOSIGNAL);
+		if (k > 0) {
+			off += (size_t)k;
+			continue;
+		}
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			return -errno;
+		int rc = svc_dict_mc_wait(fd, POLLOUT, until);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 int svc_dict_mc_dial(const struct svc_policy_target *target, uint64_t until)
 {
 	struct svc_policy_addrs addrs = target->addrs;
@@ -261,21 +281,9 @@ static int svc_dict_mc_exchange(struct svc_dict_mc *m, size_t n, enum memcache_c
 				uint64_t until, bool *any)
 {
 	*any = false;
-	size_t off = 0;
-	while (off < n) {
-		ssize_t k = send(m->fd, m->cmd + off, n - off, MSG_NOSIGNAL);
-		if (k > 0) {
-			off += (size_t)k;
-			continue;
-		}
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-			return -errno;
-		int rc = svc_dict_mc_wait(m->fd, POLLOUT, until);
-		if (rc < 0)
-			return rc;
-	}
+	int sent = svc_dict_mc_send_all(m->fd, m->cmd, n, until);
+	if (sent < 0)
+		return sent;
 	memcache_reader_start(&m->reader, cmd);
 	char in[2048];
 	for (;;) {
