@@ -8,7 +8,11 @@
  * A session: connect (from the next source address and port) -> greeting -> EHLO ->
  * messages (MAIL, RCPT..., DATA, content, ".": pipelined as one group when the server
  * offers PIPELINING and the run allows it) -> QUIT -> close. In idle mode it stops after
- * the greeting and waits for loadgen_release().
+ * the greeting and waits for loadgen_release(). In pregreet mode (a bot, as postscreen(8)
+ * sees one: "PREGREET ... after 0.00 from [addr]") it writes "EHLO helo" right after the
+ * handshake, before the greeting, and expects the screen's 521 (Postfix and mxgate send
+ * "521 5.5.1 Protocol error" with postscreen_greet_action = drop) and then the close; any
+ * other reply, a close without it, or no close is an error of the session.
  *
  * No DPDK here: the main loop feeds the stack and hands its events to loadgen_event(). */
 #include "loadgen.h"
@@ -66,6 +70,7 @@ struct loadgen_session {
 	bool lost_counted;
 	bool quitting;              /* QUIT queued */
 	bool handshaking;           /* counted in loadgen.handshaking (connect to greeting) */
+	bool rejected;              /* pregreet: the 521 came; the close is awaited */
 };
 
 struct loadgen {
@@ -377,6 +382,19 @@ static void sess_event(struct loadgen *lg, struct loadgen_session *se,
 	case SMTP_CLIENT_EV_GREETING:
 		lat(lg, se, LOADGEN_LAT_CONNECT);
 		sess_handshake_done(lg, se);
+		if (lg->cfg.pregreet) {
+			/* the screen's verdict on a client that spoke first: 521, then it
+			 * closes (sess_pump counts the session when the close comes) */
+			if (ev->code == 521) {
+				se->rejected = true;
+				return;
+			}
+			/* one error: a bot does not stay to see what follows */
+			sess_error(lg, se, LOADGEN_ERR_GREETING, ev,
+				   "pregreet: expected the screen's 521");
+			sess_end(lg, se, true);
+			return;
+		}
 		if (ev->code != 220) {
 			sess_error(lg, se, LOADGEN_ERR_GREETING, ev, "greeting: expected 220");
 			sess_quit(lg, se);
@@ -572,12 +590,19 @@ static void sess_pump(struct loadgen *lg, struct loadgen_session *se)
 			break;
 	}
 	if (smtp_client_closed(se->cl)) {
-		if (!se->quitting && !se->failed)
+		if (se->rejected && !se->failed)
+			lg->st->sessions_rejected++;
+		else if (lg->cfg.pregreet && !se->quitting && !se->failed)
+			sess_error(lg, se, LOADGEN_ERR_LOST, NULL,
+				   "pregreet: the server closed without the 521");
+		else if (!se->quitting && !se->failed)
 			sess_error(lg, se, LOADGEN_ERR_LOST, NULL, "the server closed the session");
 		sess_end(lg, se, false);
 		return;
 	}
-	bool waiting = smtp_client_awaiting(se->cl) != SMTP_CLIENT_CMD_NONE || se->in_content;
+	/* a pregreeting bot waits for the close after the 521 too */
+	bool waiting = smtp_client_awaiting(se->cl) != SMTP_CLIENT_CMD_NONE || se->in_content ||
+		       se->rejected;
 	if (waiting && se->state != LOADGEN_SS_IDLE)
 		net_timer_arm(lg->wheel, &se->timer,
 			      ms_of(lg->now_us) + (uint32_t)(lg->cfg.timeout_s * 1000));
@@ -651,8 +676,21 @@ static void sess_connected(struct loadgen *lg, struct loadgen_session *se)
 	if (!lg->client_memory)
 		lg->client_memory = smtp_client_memory(se->cl);
 	sess_enter_state(lg, se, LOADGEN_SS_OPEN);
-	if (!lg->cfg.idle)
+	if (lg->cfg.pregreet) {
+		/* written past the codec, which would hold it for the greeting (RFC 5321
+		 * 3.1); the codec then reads the 521 as the greeting */
+		char cmd[LOADGEN_NAME_MAX + 8];
+		int n = snprintf(cmd, sizeof(cmd), "EHLO %s\r\n", lg->cfg.helo);
+		assert(n > 0 && (size_t)n < sizeof(cmd));
+		if (net_conn_write(se->nc, cmd, (size_t)n) != (size_t)n) {
+			sess_error(lg, se, LOADGEN_ERR_LOCAL, NULL,
+				   "pregreet: the EHLO did not fit the send buffer");
+			sess_end(lg, se, true);
+			return;
+		}
+	} else if (!lg->cfg.idle) {
 		smtp_client_ehlo(se->cl, lg->cfg.helo); /* goes out after the greeting */
+	}
 	sess_pump(lg, se);
 }
 
