@@ -38,6 +38,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -137,6 +138,12 @@ def run_memif(a):
         }
         if res["errors"]["total"]:
             row["pregreet"]["kept_errors"] = res.get("errors_kept", res["errors"])
+        # a warning per connection (a cache the gateway cannot open, say) would be
+        # measured as the screen's cost: the run is void
+        warn = subprocess.run(["grep", "-m", "3", "warning:", srv.gw.maillog],
+                              capture_output=True, text=True).stdout
+        if warn:
+            raise RuntimeError(f"the gateway logged warnings during the attack:\n{warn}")
         print(f"{srv.name}: pregreet: {json.dumps(row['pregreet'])}", flush=True)
         if a.profile:
             row["profile"] = profile(srv, a)
@@ -170,12 +177,15 @@ def profile(srv, a):
     (p, prefix), jp = srv.attack(a, a.profile_s + 4, "profile")
     try:
         time.sleep(2)
-        r = subprocess.run([perf, "record", "-q", "-g", "-o", data, "-p", str(srv.pid()),
-                            "--", "sleep", str(a.profile_s)], capture_output=True, text=True)
+        r = subprocess.run([perf, "record", "-q", f"--call-graph={a.call_graph}", "-o", data,
+                            "-p", str(srv.pid()), "--", "sleep", str(a.profile_s)],
+                           capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"perf record failed: {r.stderr[-500:]}")
     finally:
         loadgen.finish_loadgen(p, prefix, a.profile_s + 120, jp)
+    if a.perf_data:
+        shutil.copyfile(data, a.perf_data)
     rep = subprocess.run([perf, "report", "-i", data, "--no-children", "--sort", "dso,sym",
                           "-g", "none", "--stdio"], capture_output=True, text=True).stdout
     top, groups = [], {g: 0.0 for g, _ in GROUPS}
@@ -291,6 +301,10 @@ def main():
     ap.add_argument("--no-profile", dest="profile", action="store_false")
     ap.add_argument("--profile-s", type=int, default=6)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--call-graph", default="fp",
+                    help="perf record --call-graph (fp; dwarf,16384 for callers in a "
+                    "build without frame pointers)")
+    ap.add_argument("--perf-data", help="keep the profile's perf.data here")
     ap.add_argument("--quiet-cpus", type=float, default=0.15)
     ap.add_argument("--quiet-wait", type=float, default=30)
     ap.add_argument("--json")
