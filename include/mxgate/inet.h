@@ -28,9 +28,27 @@ static inline bool mx_inet_parse(const char *s, struct mx_inet_addr *out)
 	return false;
 }
 
-/* Format into buf (INET6_ADDRSTRLEN is enough); returns buf. */
+/* Format into buf (INET6_ADDRSTRLEN is enough; too small a buffer gets ""); returns buf.
+ * IPv4 by hand: glibc's inet_ntop() formats it with sprintf(), and a screen rejecting a
+ * bot formats its client's address several times (log lines, cache key): that sprintf was
+ * 4% of the gateway's CPU turning pregreeting bots away (perf/results/
+ * 2026-12-07-screen-memif.md). Same text as inet_ntop's (RFC 4001 3: dotted decimal, no
+ * leading zeros). */
 static inline const char *mx_inet_format(const struct mx_inet_addr *a, char *buf, size_t len)
 {
+	if (a->family == AF_INET && len >= INET_ADDRSTRLEN) {
+		char *p = buf;
+		for (int i = 0; i < 4; i++) {
+			unsigned v = a->bytes[i];
+			if (v >= 100)
+				*p++ = (char)('0' + v / 100);
+			if (v >= 10)
+				*p++ = (char)('0' + v / 10 % 10);
+			*p++ = (char)('0' + v % 10);
+			*p++ = i < 3 ? '.' : '\0';
+		}
+		return buf;
+	}
 	if (!inet_ntop(a->family, a->bytes, buf, (socklen_t)len) && len)
 		buf[0] = '\0';
 	return buf;

@@ -60,6 +60,8 @@ struct loadgen_config {
 	bool pipelining;               /* pipeline when the server offers PIPELINING */
 	bool idle;                     /* greet, then stay silent until told to QUIT */
 	double idle_hold_s;            /* idle: QUIT after this; 0 = on SIGUSR2/SIGINT only */
+	bool pregreet;                 /* a bot: "EHLO helo" right after the handshake, before
+	                                  the greeting; the screen must answer 521 and close */
 	char helo[LOADGEN_NAME_MAX];
 	char sender[LOADGEN_NAME_MAX];
 	char rcpt_domain[LOADGEN_NAME_MAX]; /* recipients are u<N>@rcpt_domain, N unique */
@@ -149,6 +151,7 @@ struct loadgen_stats {
 	uint64_t idle_held; /* idle mode: sessions greeted and waiting now (a gauge) */
 	uint64_t idle_max;  /* ... and the most at once */
 	uint64_t connect_deferred; /* opens put off: the stack's table was full */
+	uint64_t sessions_rejected; /* pregreet: 521 then the close, as a screen does */
 	uint64_t errors[LOADGEN_ERR_MAX];
 	uint64_t errors_total;
 	struct loadgen_hist lat[LOADGEN_LAT_MAX];

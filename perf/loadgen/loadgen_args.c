@@ -73,6 +73,8 @@ void loadgen_args_usage(FILE *out)
 	      "  --no-pipelining       one command at a time even if PIPELINING is offered\n"
 	      "  --idle                connect, read the greeting, stay silent until told to QUIT\n"
 	      "  --idle-hold SECS      idle: QUIT this long after all are greeted (0: SIGUSR2)\n"
+	      "  --pregreet            a pregreeting bot: EHLO before the greeting; the server's\n"
+	      "                        screen must answer 521 and close (counted as rejected)\n"
 	      "  --helo NAME, --sender ADDR, --rcpt-domain DOMAIN (recipients u<N>@DOMAIN)\n"
 	      "  --bad-rcpt ADDR --bad-rcpt-every N  every Nth recipient is ADDR, which the\n"
 	      "                        server must refuse (a 2xx to it is an error)\n"
@@ -210,7 +212,7 @@ int loadgen_args_range(const char *s, uint32_t *base, uint32_t *count)
 enum {
 	OPT_PORT = 256, OPT_LOCAL, OPT_SRC, OPT_NEXT_HOP, OPT_MBUFS, OPT_SNDBUF, OPT_RCVBUF,
 	OPT_SERVER, OPT_CONCURRENCY, OPT_HANDSHAKES, OPT_SESSIONS, OPT_DURATION, OPT_MESSAGES, OPT_SIZE,
-	OPT_RCPTS, OPT_RATE, OPT_RATE_OF, OPT_NO_PIPELINING, OPT_IDLE, OPT_IDLE_HOLD, OPT_HELO,
+	OPT_RCPTS, OPT_RATE, OPT_RATE_OF, OPT_NO_PIPELINING, OPT_IDLE, OPT_IDLE_HOLD, OPT_PREGREET, OPT_HELO,
 	OPT_SENDER, OPT_RCPT_DOMAIN, OPT_BAD_RCPT, OPT_BAD_RCPT_EVERY, OPT_TIMEOUT, OPT_JSON,
 	OPT_ERRORS_KEPT, OPT_PROGRESS, OPT_LABEL, OPT_HELP,
 };
@@ -236,6 +238,7 @@ static const struct option loadgen_options[] = {
 	{ "no-pipelining", no_argument, NULL, OPT_NO_PIPELINING },
 	{ "idle", no_argument, NULL, OPT_IDLE },
 	{ "idle-hold", required_argument, NULL, OPT_IDLE_HOLD },
+	{ "pregreet", no_argument, NULL, OPT_PREGREET },
 	{ "helo", required_argument, NULL, OPT_HELO },
 	{ "sender", required_argument, NULL, OPT_SENDER },
 	{ "rcpt-domain", required_argument, NULL, OPT_RCPT_DOMAIN },
@@ -368,6 +371,9 @@ static int parse_one(struct loadgen_config *cfg, int opt, const char *name, cons
 		if (parse_double(v, 0, 86400 * 365, &cfg->idle_hold_s) < 0)
 			return bad(err, errlen, name, v, "not seconds");
 		return 0;
+	case OPT_PREGREET:
+		cfg->pregreet = true;
+		return 0;
 	case OPT_HELO:
 		if (copy_name(cfg->helo, sizeof(cfg->helo), v, false) < 0)
 			return bad(err, errlen, name, v, "not a host name");
@@ -464,6 +470,10 @@ int loadgen_args_parse(struct loadgen_config *cfg, int argc, char **argv, FILE *
 	}
 	if (cfg->bad_rcpt_every && !cfg->bad_rcpt[0]) {
 		snprintf(err, errlen, "--bad-rcpt-every needs --bad-rcpt");
+		return -EINVAL;
+	}
+	if (cfg->pregreet && cfg->idle) {
+		snprintf(err, errlen, "--pregreet and --idle exclude each other");
 		return -EINVAL;
 	}
 	if (cfg->idle && cfg->sessions < cfg->concurrency)

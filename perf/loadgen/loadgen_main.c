@@ -224,12 +224,12 @@ static void lg_progress(const struct loadgen_stats *st, const struct loadgen *lg
 {
 	fprintf(stderr,
 		"loadgen: %.1f s: %u open, %llu greeted, %llu done, %llu accepted (%.0f msg/s, "
-		"%.0f sess/s), %llu errors%s\n",
+		"%.0f sess/s), %llu rejected, %llu errors%s\n",
 		s, loadgen_active(lg), (unsigned long long)st->sessions_greeted,
 		(unsigned long long)st->sessions_done, (unsigned long long)st->messages_accepted,
 		dt > 0 ? (double)(st->messages_accepted - last_msgs) / dt : 0.0,
 		dt > 0 ? (double)(st->sessions_done - last_sess) / dt : 0.0,
-		(unsigned long long)st->errors_total, st->idle_held ? " (idle held)" : "");
+		(unsigned long long)st->sessions_rejected, (unsigned long long)st->errors_total, st->idle_held ? " (idle held)" : "");
 }
 
 int main(int argc, char **argv)
@@ -321,7 +321,8 @@ int main(int argc, char **argv)
 		mac.addr_bytes[2], mac.addr_bytes[3], mac.addr_bytes[4], mac.addr_bytes[5], a,
 		cfg.local_prefix, cfg.src_count ? cfg.src_count : 1, b, cfg.server_port,
 		cfg.concurrency, (unsigned long long)cfg.sessions, cfg.messages, cfg.size,
-		cfg.rcpts, cfg.pipelining ? "" : ", no pipelining", cfg.idle ? ", idle" : "");
+		cfg.rcpts, cfg.pipelining ? "" : ", no pipelining",
+		cfg.idle ? ", idle" : cfg.pregreet ? ", pregreet bots" : "");
 
 	struct rte_mbuf *rx[LG_BURST];
 	uint64_t busy = 0, total = 0, last = rte_rdtsc(), next_progress = 0;

@@ -8,7 +8,14 @@
  * A session: connect (from the next source address and port) -> greeting -> EHLO ->
  * messages (MAIL, RCPT..., DATA, content, ".": pipelined as one group when the server
  * offers PIPELINING and the run allows it) -> QUIT -> close. In idle mode it stops after
- * the greeting and waits for loadgen_release().
+ * the greeting and waits for loadgen_release(). In pregreet mode (a bot, as postscreen(8)
+ * sees one: "PREGREET ... after 0.00 from [addr]") it writes "EHLO helo" right after the
+ * handshake, before the greeting, and expects the screen's 521 (Postfix and mxgate send
+ * "521 5.5.1 Protocol error" with postscreen_greet_action = drop), after the teaser lines
+ * "220-..." the screen may have sent (postscreen_greet_banner), and then the close; any
+ * other reply, a close without it, or no close is an error of the session. That path has
+ * no codec: its replies are a multi-line greeting cut short, which the codec (rightly)
+ * calls a protocol error, and a bot needs only the reply codes.
  *
  * No DPDK here: the main loop feeds the stack and hands its events to loadgen_event(). */
 #include "loadgen.h"
@@ -66,7 +73,13 @@ struct loadgen_session {
 	bool lost_counted;
 	bool quitting;              /* QUIT queued */
 	bool handshaking;           /* counted in loadgen.handshaking (connect to greeting) */
+	bool rejected;              /* pregreet: the 521 came; the close is awaited */
+	uint16_t pg_pos;            /* pregreet: bytes of the reply line so far */
+	char pg_code[4];            /* pregreet: its first four bytes ("521 ", "220-") */
 };
+
+/* A pregreeting bot's reply line: at most this long (RFC 5321 4.5.3.1.5: 512 with CRLF) */
+#define LOADGEN_PG_LINE_MAX 512
 
 struct loadgen {
 	struct loadgen_config cfg;
@@ -585,6 +598,118 @@ static void sess_pump(struct loadgen *lg, struct loadgen_session *se)
 		sess_timer_off(lg, se);
 }
 
+/* ---- pregreeting bots ---- */
+
+/* One reply line of the screen, complete: its code and separator in se->pg_code. The
+ * teaser ("220-") is skipped, 521 is the verdict awaited; 0, or -EPROTO with the error
+ * counted. */
+static int pregreet_line(struct loadgen *lg, struct loadgen_session *se)
+{
+	const char *c = se->pg_code;
+	if (se->pg_pos >= 4 && memcmp(c, "220-", 4) == 0 && !se->rejected)
+		return 0; /* postscreen_greet_banner: the greeting's first line */
+	if (se->pg_pos >= 4 && memcmp(c, "521", 3) == 0 && (c[3] == ' ' || c[3] == '-')) {
+		if (!se->rejected) {
+			se->rejected = true; /* the close is awaited now */
+			lat(lg, se, LOADGEN_LAT_CONNECT);
+			sess_handshake_done(lg, se);
+		}
+		return 0;
+	}
+	char code[5];
+	for (int i = 0; i < 4; i++)
+		code[i] = i < se->pg_pos && c[i] >= 0x20 && c[i] < 0x7f ? c[i] : '?';
+	code[4] = 0;
+	if (!se->failed) {
+		se->failed = true;
+		lg->st->sessions_failed++;
+	}
+	uint16_t n = (uint16_t)((c[0] - '0') * 100 + (c[1] - '0') * 10 + (c[2] - '0'));
+	bool numeric = se->pg_pos >= 3 && c[0] >= '2' && c[0] <= '5' && c[1] >= '0' &&
+		       c[1] <= '9' && c[2] >= '0' && c[2] <= '9';
+	loadgen_stats_error(lg->st, numeric ? LOADGEN_ERR_GREETING : LOADGEN_ERR_PROTOCOL,
+			    numeric ? n : 0, "pregreet: expected the screen's 521, got \"%s\"%s",
+			    code, se->rejected ? " after it" : "");
+	return -EPROTO;
+}
+
+/* Read what the screen sent on c (the session's connection, or one being reset): whole
+ * lines through pregreet_line(). 0, or -EPROTO (counted). */
+static int pregreet_scan(struct loadgen *lg, struct loadgen_session *se, struct net_conn *c)
+{
+	size_t len;
+	const uint8_t *p;
+	while ((p = net_conn_peek(c, &len)) != NULL && len) {
+		for (size_t i = 0; i < len; i++) {
+			if (p[i] == '\n') {
+				int rc = pregreet_line(lg, se);
+				se->pg_pos = 0;
+				if (rc < 0)
+					return rc;
+				continue;
+			}
+			if (se->pg_pos < 4)
+				se->pg_code[se->pg_pos] = (char)p[i];
+			if (++se->pg_pos > LOADGEN_PG_LINE_MAX) {
+				if (!se->failed) {
+					se->failed = true;
+					lg->st->sessions_failed++;
+				}
+				loadgen_stats_error(lg->st, LOADGEN_ERR_PROTOCOL, 0,
+						    "pregreet: a reply line over %d bytes",
+						    LOADGEN_PG_LINE_MAX);
+				return -EPROTO;
+			}
+		}
+		net_conn_consume(c, len);
+	}
+	return 0;
+}
+
+/* The connection ended (FIN, or reset: `reset`): a reject when the 521 came before. */
+static void pregreet_closed(struct loadgen *lg, struct loadgen_session *se, bool reset)
+{
+	if (se->failed)
+		return;
+	if (se->rejected) {
+		lg->st->sessions_rejected++;
+		return;
+	}
+	sess_error(lg, se, LOADGEN_ERR_LOST, NULL,
+		   reset ? "pregreet: reset without the 521"
+			 : "pregreet: the server closed without the 521");
+}
+
+/* Readable or the peer's FIN: the replies, then the close; else wait (the timer runs
+ * from the connect to the close). */
+static void pregreet_pump(struct loadgen *lg, struct loadgen_session *se)
+{
+	if (pregreet_scan(lg, se, se->nc) < 0) {
+		sess_end(lg, se, true); /* a bot does not stay to hear more */
+		return;
+	}
+	if (net_conn_eof(se->nc)) {
+		pregreet_closed(lg, se, false);
+		sess_end(lg, se, false);
+	}
+}
+
+/* Connected: the EHLO at once, before any greeting. */
+static void pregreet_connected(struct loadgen *lg, struct loadgen_session *se)
+{
+	char cmd[LOADGEN_NAME_MAX + 8];
+	int n = snprintf(cmd, sizeof(cmd), "EHLO %s\r\n", lg->cfg.helo);
+	assert(n > 0 && (size_t)n < sizeof(cmd));
+	sess_enter_state(lg, se, LOADGEN_SS_OPEN);
+	if (net_conn_write(se->nc, cmd, (size_t)n) != (size_t)n) {
+		sess_error(lg, se, LOADGEN_ERR_LOCAL, NULL,
+			   "pregreet: the EHLO did not fit the send buffer");
+		sess_end(lg, se, true);
+		return;
+	}
+	pregreet_pump(lg, se);
+}
+
 /* ---- opening sessions ---- */
 
 static int sess_open(struct loadgen *lg)
@@ -642,6 +767,10 @@ static int sess_open(struct loadgen *lg)
 static void sess_connected(struct loadgen *lg, struct loadgen_session *se)
 {
 	lg->st->sessions_connected++;
+	if (lg->cfg.pregreet) {
+		pregreet_connected(lg, se);
+		return;
+	}
 	int rc = smtp_client_new(&se->cl, &lg->ccfg);
 	if (rc < 0) {
 		sess_error(lg, se, LOADGEN_ERR_LOCAL, NULL, "no memory for the client codec");
@@ -691,9 +820,20 @@ void loadgen_event(void *ctx, struct net_conn *c, int ev)
 	case NET_EV_WRITABLE:
 		if (se->cl)
 			sess_pump(lg, se);
+		else if (lg->cfg.pregreet && se->state == LOADGEN_SS_OPEN)
+			pregreet_pump(lg, se);
 		return;
 	case NET_EV_ABORT: {
 		int err = net_conn_error(c);
+		if (lg->cfg.pregreet && se->state == LOADGEN_SS_OPEN) {
+			/* what came before the reset still counts (the handle lives until we
+			 * return) */
+			if (pregreet_scan(lg, se, c) == 0)
+				pregreet_closed(lg, se, true);
+			se->nc = NULL;
+			sess_end(lg, se, false);
+			return;
+		}
 		se->nc = NULL; /* the handle dies when we return */
 		if (se->state == LOADGEN_SS_CONNECTING || !se->cl) {
 			if (!se->failed) {

@@ -195,6 +195,10 @@ void loadgen_report_text(FILE *out, const struct loadgen_config *cfg,
 	if (st->connect_deferred)
 		fprintf(out, "loadgen: %llu opens deferred (the connection table was full)\n",
 			(unsigned long long)st->connect_deferred);
+	if (cfg->pregreet)
+		fprintf(out, "loadgen: pregreet: %llu rejected by the screen (521, close), "
+			     "%.1f rejects/s\n",
+			(unsigned long long)st->sessions_rejected, per_sec(st->sessions_rejected, s));
 	if (cfg->idle)
 		fprintf(out, "loadgen: idle sessions held at most %llu; ramp %.3f s\n",
 			(unsigned long long)st->idle_max,
@@ -288,19 +292,21 @@ int loadgen_report_json(const char *path, const struct loadgen_config *cfg,
 		"  \"config\": {\"server\": \"%s:%u\", \"concurrency\": %u, \"sessions\": %llu, "
 		"\"messages_per_session\": %u, \"size\": %u, \"rcpts\": %u, \"rate\": %g, "
 		"\"rate_of\": \"%s\", \"pipelining\": %s, \"idle\": %s, \"sources\": %u, "
-		"\"bad_rcpt_every\": %u, \"handshakes\": %u},\n",
+		"\"bad_rcpt_every\": %u, \"handshakes\": %u, \"pregreet\": %s},\n",
 		a, cfg->server_port, cfg->concurrency, (unsigned long long)cfg->sessions,
 		cfg->messages, cfg->size, cfg->rcpts, cfg->rate, loadgen_rate_of_name(cfg->rate_of),
 		cfg->pipelining ? "true" : "false", cfg->idle ? "true" : "false",
-		cfg->src_count ? cfg->src_count : 1, cfg->bad_rcpt_every, cfg->handshakes);
+		cfg->src_count ? cfg->src_count : 1, cfg->bad_rcpt_every, cfg->handshakes,
+		cfg->pregreet ? "true" : "false");
 	fprintf(f,
 		"  \"seconds\": %.6f,\n  \"sessions\": {\"started\": %llu, \"connected\": %llu, "
 		"\"greeted\": %llu, \"done\": %llu, \"failed\": %llu, \"idle_max\": %llu, "
-		"\"connect_deferred\": %llu},\n",
+		"\"connect_deferred\": %llu, \"rejected\": %llu},\n",
 		s, (unsigned long long)st->sessions_started,
 		(unsigned long long)st->sessions_connected, (unsigned long long)st->sessions_greeted,
 		(unsigned long long)st->sessions_done, (unsigned long long)st->sessions_failed,
-		(unsigned long long)st->idle_max, (unsigned long long)st->connect_deferred);
+		(unsigned long long)st->idle_max, (unsigned long long)st->connect_deferred,
+		(unsigned long long)st->sessions_rejected);
 	fprintf(f,
 		"  \"messages\": {\"started\": %llu, \"accepted\": %llu, \"refused\": %llu},\n"
 		"  \"rcpts\": {\"sent\": %llu, \"accepted\": %llu, \"refused\": %llu},\n"
@@ -309,8 +315,11 @@ int loadgen_report_json(const char *path, const struct loadgen_config *cfg,
 		(unsigned long long)st->messages_refused, (unsigned long long)st->rcpts_sent,
 		(unsigned long long)st->rcpts_accepted, (unsigned long long)st->rcpts_refused,
 		(unsigned long long)st->bytes_content);
-	fprintf(f, "  \"messages_per_s\": %.3f,\n  \"sessions_per_s\": %.3f,\n",
-		per_sec(st->messages_accepted, s), per_sec(st->sessions_done, s));
+	fprintf(f,
+		"  \"messages_per_s\": %.3f,\n  \"sessions_per_s\": %.3f,\n  \"rejects_per_s\": "
+		"%.3f,\n",
+		per_sec(st->messages_accepted, s), per_sec(st->sessions_done, s),
+		per_sec(st->sessions_rejected, s));
 	fprintf(f, "  \"ramp_s\": %.6f,\n",
 		st->all_greeted_us > st->start_us
 			? (double)(st->all_greeted_us - st->start_us) / 1e6

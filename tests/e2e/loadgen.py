@@ -53,6 +53,9 @@ class MemifGateway(mxtest.Gateway):
         self.binary = binary
         self.workers = workers
         self.dir = tempfile.mkdtemp(prefix="mxgate-memif-e2e-")
+        # the gateway drops to mail_owner: its data directory (the screen's cache, LMDB)
+        # lies under this one (as mxtest.Gateway's)
+        os.chmod(self.dir, 0o755)
         self.spool = os.path.join(self.dir, "spool")
         self.maillog = os.path.join(self.dir, "maillog")
         self.host, self.port = GW_IP, 25

@@ -6,7 +6,8 @@
  * - the parser returns 0, 1 (--help) or -EINVAL; on -EINVAL the message is a terminated
  *   string within its buffer and not empty;
  * - on 0 every value is within its documented bound (concurrency 1..2^24, size >= 200,
- *   rcpts 1..1000, a server and a local address set, errors_kept <= the maximum);
+ *   rcpts 1..1000, a server and a local address set, errors_kept <= the maximum; never
+ *   --pregreet together with --idle);
  * - a range that parses is non-empty and does not run past 255.255.255.255. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -69,6 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(cfg.errors_kept <= LOADGEN_ERRORS_KEPT_MAX);
 		FUZZ_CHECK(cfg.timeout_s >= 0.01 && cfg.mbufs >= 1023);
 		FUZZ_CHECK(memchr(cfg.helo, 0, sizeof(cfg.helo)) && cfg.helo[0]);
+		FUZZ_CHECK(!(cfg.pregreet && cfg.idle)); /* they exclude each other */
 	}
 	for (int i = 0; i < argc; i++)
 		free(argv[i]);

@@ -134,7 +134,19 @@ static void test_args_ok(void)
 	CHECK_INT_EQ(c.sessions, 300);
 	CHECK(c.pipelining);
 	CHECK_INT_EQ(c.messages, 1);
+	CHECK(!c.pregreet);
 	CHECK_INT_EQ(parse(&c, err, sizeof(err), "--help", NULL), 1);
+
+	/* pregreet bots; not together with idle (an idle session waits for the greeting) */
+	rc = parse(&c, err, sizeof(err), "--server", "10.0.0.1", "--src", "10.1.0.0/16",
+		   "--pregreet", "--duration", "5", "--sessions", "0", NULL);
+	CHECK_INT_EQ(rc, 0);
+	CHECK(c.pregreet);
+	CHECK(!c.idle);
+	rc = parse(&c, err, sizeof(err), "--server", "10.0.0.1", "--src", "10.1.0.0/16",
+		   "--pregreet", "--idle", NULL);
+	CHECK_INT_EQ(rc, -EINVAL);
+	CHECK(strstr(err, "--pregreet") != NULL);
 }
 
 static void test_args_bad(void)

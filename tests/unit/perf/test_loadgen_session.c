@@ -2,7 +2,8 @@
  * wired back to back with a second stack that runs a small scripted SMTP server, on a
  * virtual clock. Covers whole runs (pipelined and not, many sources, expected refusals,
  * several messages per session), every reply check against a server that answers wrongly,
- * timeouts of a silent server, the message rate, and idle sessions held and released. */
+ * timeouts of a silent server, the message rate, idle sessions held and released, and
+ * pregreeting bots against a screen that answers them right and wrongly. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -21,6 +22,14 @@ enum srv_mode {
 	SRV_SILENT,    /* never greets */
 	SRV_DOT_451,   /* 451 to every end of data */
 	SRV_NO_PIPELINING,
+	/* a screen (postscreen's greet wait): no greeting yet; a client that speaks first
+	 * gets ... */
+	SRV_SCREEN,          /* 521 and the close, as postscreen_greet_action = drop does */
+	SRV_SCREEN_RST,      /* 521 and a reset */
+	SRV_SCREEN_NO_CLOSE, /* 521, and the connection stays open */
+	SRV_SCREEN_CLOSE,    /* the close without a reply */
+	SRV_SCREEN_550,      /* 550 (postscreen's enforce), then the close */
+	SRV_SCREEN_BARE,     /* 521 and the close, without the "220-" teaser before */
 };
 
 struct frame {
@@ -49,6 +58,7 @@ static struct {
 	enum srv_mode mode;
 	struct srv_conn conns[SRV_CONNS];
 	unsigned messages, rcpts_ok, rcpts_refused, sessions, quits, pipelined_batches;
+	unsigned pregreets; /* screen modes: clients that spoke before the greeting */
 	uint64_t now;
 } W;
 
@@ -148,11 +158,54 @@ static void srv_line(struct srv_conn *k, const char *l)
 	}
 }
 
+static bool srv_screen(void)
+{
+	return W.mode >= SRV_SCREEN && W.mode <= SRV_SCREEN_BARE;
+}
+
+/* The screen's answer to a client that spoke before the greeting: all it sent is read
+ * (so the close is a FIN, not a reset: RFC 2525 2.17), then the mode's reply and end. */
+static void srv_screen_read(struct srv_conn *k)
+{
+	size_t n;
+	while (k->nc && net_conn_peek(k->nc, &n) != NULL && n)
+		net_conn_consume(k->nc, n);
+	if (!k->nc || k->data) /* answered already (data: the flag marks it here) */
+		return;
+	k->data = true;
+	W.pregreets++;
+	switch (W.mode) {
+	case SRV_SCREEN:
+	case SRV_SCREEN_BARE:
+	case SRV_SCREEN_RST:
+	case SRV_SCREEN_NO_CLOSE:
+		srv_say(k, "521 5.5.1 Protocol error\r\n");
+		break;
+	case SRV_SCREEN_550:
+		srv_say(k, "550 5.5.1 Protocol error\r\n");
+		break;
+	default:
+		break;
+	}
+	if (W.mode == SRV_SCREEN_NO_CLOSE)
+		return;
+	if (W.mode == SRV_SCREEN_RST)
+		net_conn_abort(k->nc);
+	else
+		net_conn_close(k->nc);
+	k->nc = NULL;
+	k->used = false;
+}
+
 static void srv_read(struct srv_conn *k)
 {
 	size_t n;
 	const uint8_t *p;
 	unsigned lines = 0;
+	if (srv_screen()) {
+		srv_screen_read(k);
+		return;
+	}
 	while (k->nc && (p = net_conn_peek(k->nc, &n)) != NULL && n) {
 		size_t i;
 		for (i = 0; i < n && k->nc; i++) {
@@ -201,8 +254,10 @@ static void srv_event(void *ctx, struct net_conn *c, enum net_event ev)
 			return;
 		}
 		W.sessions++;
-		if (W.mode != SRV_SILENT)
+		if (W.mode != SRV_SILENT && !srv_screen())
 			srv_say(k, "220 srv ESMTP\r\n");
+		else if (srv_screen() && W.mode != SRV_SCREEN_BARE)
+			srv_say(k, "220-srv ESMTP\r\n"); /* postscreen_greet_banner */
 		return;
 	case NET_EV_READABLE:
 		if (k)
@@ -454,6 +509,77 @@ static void test_idle(void)
 	loadgen_stats_free(&st);
 }
 
+/* Pregreeting bots: EHLO before the greeting; the screen's 521 and the close count as a
+ * reject, anything else as an error of its kind. */
+static void test_pregreet(void)
+{
+	struct loadgen_stats st;
+	uint64_t ms;
+	run(SRV_SCREEN, &st, &ms, "--pregreet", "--sessions", "300", "--concurrency", "50",
+	    "--helo", "bot.example", NULL);
+	CHECK_INT_EQ(st.errors_total, 0);
+	CHECK_INT_EQ(st.sessions_started, 300);
+	CHECK_INT_EQ(st.sessions_rejected, 300);
+	CHECK_INT_EQ(st.sessions_failed, 0);
+	CHECK_INT_EQ(st.sessions_greeted, 0);
+	CHECK_INT_EQ(st.sessions_done, 0);
+	CHECK_INT_EQ(W.pregreets, 300); /* each spoke first */
+	CHECK_INT_EQ(W.sessions, 300);
+	CHECK_INT_EQ(W.quits, 0);
+	CHECK_INT_EQ(st.lat[LOADGEN_LAT_CONNECT].n, 300); /* connect to the 521 */
+	loadgen_stats_free(&st);
+
+	/* without the teaser */
+	run(SRV_SCREEN_BARE, &st, &ms, "--pregreet", "--sessions", "20", "--concurrency", "5",
+	    NULL);
+	CHECK_INT_EQ(st.errors_total, 0);
+	CHECK_INT_EQ(st.sessions_rejected, 20);
+	loadgen_stats_free(&st);
+
+	/* a reset after the 521 is a close too */
+	run(SRV_SCREEN_RST, &st, &ms, "--pregreet", "--sessions", "20", "--concurrency", "5",
+	    NULL);
+	CHECK_INT_EQ(st.errors_total, 0);
+	CHECK_INT_EQ(st.sessions_rejected, 20);
+	loadgen_stats_free(&st);
+
+	/* 521 but no close: the timeout */
+	run(SRV_SCREEN_NO_CLOSE, &st, &ms, "--pregreet", "--sessions", "3", "--concurrency",
+	    "3", "--timeout", "2", NULL);
+	CHECK_INT_EQ(st.errors[LOADGEN_ERR_TIMEOUT], 3);
+	CHECK_INT_EQ(st.errors_total, 3);
+	CHECK_INT_EQ(st.sessions_rejected, 0);
+	CHECK(ms >= 2000 && ms < 3000);
+	loadgen_stats_free(&st);
+
+	/* the close without the 521 */
+	run(SRV_SCREEN_CLOSE, &st, &ms, "--pregreet", "--sessions", "4", "--concurrency", "2",
+	    NULL);
+	CHECK_INT_EQ(st.errors[LOADGEN_ERR_LOST], 4);
+	CHECK_INT_EQ(st.errors_total, 4);
+	CHECK_INT_EQ(st.sessions_failed, 4);
+	CHECK_INT_EQ(st.sessions_rejected, 0);
+	loadgen_stats_free(&st);
+
+	/* another reply */
+	run(SRV_SCREEN_550, &st, &ms, "--pregreet", "--sessions", "4", "--concurrency", "4",
+	    NULL);
+	CHECK_INT_EQ(st.errors[LOADGEN_ERR_GREETING], 4);
+	CHECK_INT_EQ(st.errors_total, 4);
+	CHECK_INT_EQ(st.sessions_rejected, 0);
+	CHECK(strstr(st.kept[0].text, "expected the screen's 521, got \"550 \"") != NULL);
+	loadgen_stats_free(&st);
+
+	/* no screen: the server greets at once; the bot's EHLO gets a 220 first */
+	run(SRV_GOOD, &st, &ms, "--pregreet", "--sessions", "5", "--concurrency", "5", NULL);
+	CHECK_INT_EQ(st.errors[LOADGEN_ERR_GREETING], 5);
+	CHECK_INT_EQ(st.errors_total, 5);
+	CHECK(strstr(st.kept[0].text, "got \"220 \"") != NULL);
+	CHECK_INT_EQ(st.sessions_failed, 5);
+	CHECK_INT_EQ(st.sessions_rejected, 0);
+	loadgen_stats_free(&st);
+}
+
 int main(void)
 {
 	RUN_TEST(test_good_run);
@@ -463,5 +589,6 @@ int main(void)
 	RUN_TEST(test_rate);
 	RUN_TEST(test_duration);
 	RUN_TEST(test_idle);
+	RUN_TEST(test_pregreet);
 	return TEST_RESULT();
 }

@@ -8,6 +8,7 @@
 
 #include "mxgate/clock.h"
 #include "mxgate/ctype.h"
+#include "mxgate/inet.h"
 #include "mxgate/list.h"
 #include "testing.h"
 
@@ -163,6 +164,46 @@ static void test_clock(void)
 	CHECK(us / 1000000u >= (uint64_t)s && us / 1000000u <= (uint64_t)s + 1);
 }
 
+/* mx_inet_format: IPv4 formatted by hand gives inet_ntop's text for every octet value in
+ * every position and a spread of whole addresses; IPv6 and small buffers as inet_ntop. */
+static void test_inet_format(void)
+{
+	struct mx_inet_addr a = { .family = AF_INET };
+	char got[INET6_ADDRSTRLEN], want[INET6_ADDRSTRLEN];
+	unsigned bad = 0;
+	for (unsigned pos = 0; pos < 4; pos++)
+		for (unsigned v = 0; v < 256; v++) {
+			static const uint8_t base[4] = { 10, 0, 255, 7 };
+			memcpy(a.bytes, base, 4);
+			a.bytes[pos] = (uint8_t)v;
+			inet_ntop(AF_INET, a.bytes, want, sizeof(want));
+			if (strcmp(mx_inet_format(&a, got, sizeof(got)), want) != 0)
+				bad++;
+		}
+	uint32_t x = 12345;
+	for (unsigned i = 0; i < 200000; i++) {
+		x = x * 1103515245u + 12345u;
+		memcpy(a.bytes, &x, 4);
+		inet_ntop(AF_INET, a.bytes, want, sizeof(want));
+		if (strcmp(mx_inet_format(&a, got, sizeof(got)), want) != 0)
+			bad++;
+	}
+	CHECK_INT_EQ(bad, 0);
+	memcpy(a.bytes, "\xff\xff\xff\xff", 4);
+	char exact[INET_ADDRSTRLEN];
+	CHECK_STR_EQ(mx_inet_format(&a, exact, sizeof(exact)), "255.255.255.255");
+	memcpy(a.bytes, "\x00\x00\x00\x00", 4);
+	CHECK_STR_EQ(mx_inet_format(&a, exact, sizeof(exact)), "0.0.0.0");
+	/* too small for the longest address: inet_ntop's answer (it fits, or "") */
+	char small[8];
+	CHECK_STR_EQ(mx_inet_format(&a, small, sizeof(small)), "0.0.0.0");
+	memcpy(a.bytes, "\xc0\x00\x02\x01", 4);
+	CHECK_STR_EQ(mx_inet_format(&a, small, sizeof(small)), "");
+	struct mx_inet_addr six;
+	CHECK(mx_inet_parse("2001:db8::1", &six));
+	CHECK_STR_EQ(mx_inet_format(&six, got, sizeof(got)), "2001:db8::1");
+}
+
 int main(void)
 {
 	RUN_TEST(test_ctype_against_libc);
@@ -170,5 +211,6 @@ int main(void)
 	RUN_TEST(test_list);
 	RUN_TEST(test_list_reference);
 	RUN_TEST(test_clock);
+	RUN_TEST(test_inet_format);
 	return TEST_RESULT();
 }
