@@ -24,6 +24,7 @@
 #include <rte_ring.h>
 #include <rte_spinlock.h>
 
+#include "dataplane/dpdk/dpdk_mbuf.h"
 #include "dataplane/dpdk/dpdk_transport.h"
 #include "dataplane/net/net_stack.h"
 #include "dataplane/net/net_timer.h"

@@ -67,20 +67,7 @@ void dp_tx_send(void *ctx, void *frame, size_t len, const struct net_tx_meta *me
 		rte_pktmbuf_free(m);
 		return;
 	}
-	m->data_len = (uint16_t)len;
-	m->pkt_len = (uint32_t)len;
-	m->ol_flags = 0;
-	if (meta->offload) {
-		m->l2_len = meta->l2_len;
-		m->l3_len = meta->l3_len;
-		m->l4_len = meta->l4_len;
-		bool v4 = meta->l3_len && (rte_pktmbuf_mtod(m, uint8_t *)[12] == 0x08);
-		m->ol_flags |= v4 ? RTE_MBUF_F_TX_IPV4 : RTE_MBUF_F_TX_IPV6;
-		if (meta->offload & NET_OFFLOAD_IPV4_CKSUM)
-			m->ol_flags |= RTE_MBUF_F_TX_IP_CKSUM;
-		if (meta->offload & NET_OFFLOAD_TCP_CKSUM)
-			m->ol_flags |= RTE_MBUF_F_TX_TCP_CKSUM;
-	}
+	dpdk_mbuf_tx_prepare(m, len, meta);
 	w->tx[pc->port][w->ntx[pc->port]++] = m;
 	if (w->ntx[pc->port] == DP_TX_BATCH)
 		dp_tx_flush_port(w, pc->port);

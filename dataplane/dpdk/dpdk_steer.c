@@ -60,15 +60,7 @@ static void dp_reclaim(struct dp_worker *w, const uint8_t *f, size_t len)
 
 static void dp_input(struct dp_worker *w, unsigned pi, struct rte_mbuf *m)
 {
-	const struct dp_port *port = &w->t->port[pi];
-	unsigned flags = 0;
-	if (port->rx_cksum) {
-		uint64_t ol = m->ol_flags;
-		if ((ol & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD)
-			flags |= NET_RX_IP_CKSUM_GOOD;
-		if ((ol & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD)
-			flags |= NET_RX_L4_CKSUM_GOOD;
-	}
+	unsigned flags = dpdk_mbuf_rx_flags(m, w->t->port[pi].rx_cksum);
 	net_stack_input(w->stack[pi], rte_pktmbuf_mtod(m, const uint8_t *), m->data_len, flags,
 			w->now_us);
 }

@@ -24,6 +24,7 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 
+#include "dataplane/dpdk/dpdk_mbuf.h"
 #include "dataplane/net/net_stack.h"
 
 #define LG_BURST 32
@@ -92,19 +93,7 @@ static void lg_tx_send(void *ctx, void *frame, size_t len, const struct net_tx_m
 		rte_pktmbuf_free(m);
 		return;
 	}
-	m->data_len = (uint16_t)len;
-	m->pkt_len = (uint32_t)len;
-	m->ol_flags = 0;
-	if (meta->offload) {
-		m->l2_len = meta->l2_len;
-		m->l3_len = meta->l3_len;
-		m->l4_len = meta->l4_len;
-		m->ol_flags |= RTE_MBUF_F_TX_IPV4;
-		if (meta->offload & NET_OFFLOAD_IPV4_CKSUM)
-			m->ol_flags |= RTE_MBUF_F_TX_IP_CKSUM;
-		if (meta->offload & NET_OFFLOAD_TCP_CKSUM)
-			m->ol_flags |= RTE_MBUF_F_TX_TCP_CKSUM;
-	}
+	dpdk_mbuf_tx_prepare(m, len, meta);
 	p->tx[p->ntx++] = m;
 	if (p->ntx == LG_TX_BATCH)
 		lg_tx_flush(p);
@@ -115,14 +104,7 @@ static void lg_input(struct net_stack *s, const struct loadgen_port *p, struct r
 		     uint16_t n, uint64_t now_us)
 {
 	for (uint16_t i = 0; i < n; i++) {
-		unsigned flags = 0;
-		if (p->rx_cksum) {
-			uint64_t ol = rx[i]->ol_flags;
-			if ((ol & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD)
-				flags |= NET_RX_IP_CKSUM_GOOD;
-			if ((ol & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD)
-				flags |= NET_RX_L4_CKSUM_GOOD;
-		}
+		unsigned flags = dpdk_mbuf_rx_flags(rx[i], p->rx_cksum);
 		/* one segment always (the pool's buffers hold a 1500-byte frame) */
 		if (rx[i]->nb_segs == 1)
 			net_stack_input(s, rte_pktmbuf_mtod(rx[i], const uint8_t *),
