@@ -1,7 +1,7 @@
 /* What the stack and an mbuf tell each other, for every DPDK program on mxgate's stack (the
- * gateway's workers, perf/loadgen): the receive checksum verdicts a PMD reports as the
- * stack's NET_RX_* flags, and a frame the stack wrote made ready to send with the offloads
- * it asked for. */
+ * gateway's workers, perf/loadgen): a buffer for a frame the stack writes, the receive
+ * checksum verdicts a PMD reports as the stack's NET_RX_* flags, and a frame the stack wrote
+ * made ready to send with the offloads it asked for. */
 #ifndef MXGATE_DATAPLANE_DPDK_MBUF_H
 #define MXGATE_DATAPLANE_DPDK_MBUF_H
 
@@ -12,6 +12,22 @@
 #include <rte_mbuf.h>
 
 #include "dataplane/net/net_stack.h"
+
+/* An mbuf from pool for a frame of up to cap bytes, *data where the stack writes it; NULL
+ * when the pool is empty (or its buffers are too small). */
+static inline struct rte_mbuf *dpdk_mbuf_tx_alloc(struct rte_mempool *pool, uint8_t **data,
+						  size_t cap)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
+	if (!m)
+		return NULL;
+	if (cap > rte_pktmbuf_tailroom(m)) {
+		rte_pktmbuf_free(m);
+		return NULL;
+	}
+	*data = rte_pktmbuf_mtod(m, uint8_t *);
+	return m;
+}
 
 /* The NET_RX_* flags for a received frame; none unless the port reports checksum status
  * (rx_cksum). */

@@ -23,15 +23,7 @@ void *dp_tx_alloc(void *ctx, uint8_t **data, size_t cap)
 {
 	struct dp_port_ctx *pc = ctx;
 	struct dp_port *port = &pc->w->t->port[pc->port];
-	struct rte_mbuf *m = rte_pktmbuf_alloc(port->pool);
-	if (!m)
-		return NULL;
-	if (cap > rte_pktmbuf_tailroom(m)) {
-		rte_pktmbuf_free(m);
-		return NULL;
-	}
-	*data = rte_pktmbuf_mtod(m, uint8_t *);
-	return m;
+	return dpdk_mbuf_tx_alloc(port->pool, data, cap);
 }
 
 void dp_tx_flush_port(struct dp_worker *w, unsigned pi)

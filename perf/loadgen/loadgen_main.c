@@ -74,15 +74,7 @@ static void lg_tx_flush(struct loadgen_port *p)
 static void *lg_tx_alloc(void *ctx, uint8_t **data, size_t cap)
 {
 	struct loadgen_port *p = ((void **)ctx)[0];
-	struct rte_mbuf *m = rte_pktmbuf_alloc(p->pool);
-	if (!m)
-		return NULL;
-	if (cap > rte_pktmbuf_tailroom(m)) {
-		rte_pktmbuf_free(m);
-		return NULL;
-	}
-	*data = rte_pktmbuf_mtod(m, uint8_t *);
-	return m;
+	return dpdk_mbuf_tx_alloc(p->pool, data, cap);
 }
 
 static void lg_tx_send(void *ctx, void *frame, size_t len, const struct net_tx_meta *meta)
