@@ -31,9 +31,9 @@
 #include "dataplane/svc/svc_anvil.h"
 #include "mgmt/log.h"
 #include "mxgate/clock.h"
+#include "memcached_harness.h"
 #include "testing.h"
 
-#define MEMCACHED "/usr/bin/memcached"
 #define UNIT 3600
 
 static char dir[64];
@@ -43,76 +43,21 @@ static pid_t mc_pid = -1;
 
 /* ---- memcached ---- */
 
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
-	socklen_t len = sizeof(sin);
-	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&sin, &len) < 0) {
-		close(fd);
-		return -1;
-	}
-	close(fd);
-	return ntohs(sin.sin_port);
-}
-
-static int connect_port(int p)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)p),
-				   .sin_addr.s_addr = htonl(0x7f000001) };
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 static bool memcached_start(void)
 {
-	char portbuf[16];
-	snprintf(portbuf, sizeof(portbuf), "%d", port);
-	mc_pid = fork();
-	if (mc_pid == 0) {
-		char out[160];
-		snprintf(out, sizeof(out), "%s/memcached.log", dir);
-		FILE *f = freopen(out, "a", stderr);
-		(void)f;
-		if (geteuid() == 0)
-			execl(MEMCACHED, "memcached", "-l", "127.0.0.1", "-p", portbuf, "-U", "0",
-			      "-m", "16", "-t", "1", "-u", "nobody", (char *)NULL);
-		else
-			execl(MEMCACHED, "memcached", "-l", "127.0.0.1", "-p", portbuf, "-U", "0",
-			      "-m", "16", "-t", "1", (char *)NULL);
-		_exit(127);
-	}
-	uint64_t end = mx_clock_monotonic_ms() + 5000;
-	while (mx_clock_monotonic_ms() < end) {
-		int fd = connect_port(port);
-		if (fd >= 0) {
-			close(fd);
-			return true;
-		}
-		usleep(20000);
-	}
-	fprintf(stderr, "memcached did not start on port %d\n", port);
-	return false;
+	mc_pid = mch_start(port, dir);
+	return mc_pid > 0;
 }
 
 static void memcached_stop(void)
 {
-	if (mc_pid <= 0)
-		return;
-	kill(mc_pid, SIGKILL);
-	waitpid(mc_pid, NULL, 0);
-	mc_pid = -1;
+	mch_stop(&mc_pid);
 }
 
 /* memcached's counter for key as a number; -1 when absent. */
 static long memcached_counter(const char *key)
 {
-	int fd = connect_port(port);
+	int fd = mch_connect(port);
 	if (fd < 0)
 		return -1;
 	char cmd[300];
@@ -509,7 +454,7 @@ int main(void)
 	snprintf(log_path, sizeof(log_path), "%s/mxgate.log", dir);
 	if (mx_log_open(log_path, "test", "mxgate") != 0)
 		return 1;
-	port = free_port();
+	port = mch_free_port();
 	bool up = port > 0 && memcached_start();
 	CHECK(up);
 	if (up) {
