@@ -4,7 +4,8 @@
 #   build-test     debug, ASan+UBSan, -Werror: every unit, golden, corpus and e2e test
 #   build-release  release, -Werror: must compile cleanly at -O2 (different warnings)
 #   build-nodpdk   -Ddpdk=disabled: the gateway without DPDK (kernel transport) compiles
-#   build-fuzz     clang + libFuzzer: each harness fuzzes for MXGATE_FUZZ_SECONDS (30)
+#   build-fuzz     clang + libFuzzer: each harness fuzzes for MXGATE_FUZZ_SECONDS (20;
+#                longer campaigns are run by hand: see tests/fuzz/meson.build)
 # The last line is "N passed, N failed[, N skipped]"; the exit status is non-zero on any
 # failure.
 set -uo pipefail
