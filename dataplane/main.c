@@ -872,6 +872,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 	struct reload *reload = NULL;
 	struct svc_set *services = NULL;
 	struct anvil *anvil = NULL;
+	struct anvil *screen_counts = NULL; /* postscreen's per-client concurrency */
 	struct svc_anvil *anvil_share = NULL;
 	struct svc_sasl_directory *sasl = NULL;
 	/* The metrics registry: every statistics line, `mxgate status` and the endpoint
@@ -913,6 +914,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 			   &resolver) < 0)
 		goto out;
 	if ((rc = anvil_create(&anvil, boot)) < 0 ||
+	    (rc = anvil_create(&screen_counts, boot)) < 0 ||
 	    (rc = anvil_share_start(&anvil_share, anvil, boot, first)) < 0)
 		goto out;
 	struct transport_params params = {
@@ -927,6 +929,7 @@ static int run_gateway(const char *given_path, const char *pidfile)
 		.shutdown_grace_ms = MXGATE_SHUTDOWN_GRACE_MS,
 		.queue_id_floor_us = sp.newest_id_us,
 		.anvil = anvil,
+		.screen_counts = screen_counts,
 		.sasl = sasl,
 		.metrics = metrics,
 	};
@@ -1051,6 +1054,7 @@ out:
 	transport_destroy(&tr);
 	svc_anvil_free(anvil_share); /* before the table it syncs */
 	anvil_free(anvil); /* after the workers, which count in it */
+	anvil_free(screen_counts);
 	svc_set_free(services); /* after the workers' clients: answers nobody took */
 	svc_sasl_directory_free(sasl); /* after the service and the workers that read it */
 	/* as mail_owner, its directory must let the user remove it */

@@ -45,6 +45,9 @@ struct transport_params {
 	/* The per-client counts of anvil(8)'s limits, shared by every worker (it outlives
 	 * the transport and every generation, so a reload keeps the counts); NULL: none. */
 	struct anvil *anvil;
+	/* The screen's per-client connection counts (conn_screen.c), apart from anvil's so that
+	 * they are never shared through mxgate_anvil_rate_map; NULL: none. */
+	struct anvil *screen_counts;
 	/* What the Dovecot auth endpoints offer (the SASL service keeps it up to date, the
 	 * workers read it at EHLO); NULL: no SASL service. */
 	struct svc_sasl_directory *sasl;

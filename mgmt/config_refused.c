@@ -198,9 +198,6 @@ const struct mx_refused_def mx_refused[] = {
 	W("anvil_*", NO_DAEMON),
 	/* postscreen: the screen implements the tests (config_params.c); these are what
 	 * it does not */
-	ALWAYS("postscreen_client_connection_count_limit", "the screen has no connection "
-		"limit of its own: smtpd_client_connection_count_limit applies once a "
-		"client passed"),
 	W("postscreen_pre_queue_limit", "the screen's connections count toward "
 					"mxgate_max_connections"),
 	W("postscreen_post_queue_limit", "the screen's connections count toward "

@@ -252,6 +252,8 @@ int mx_screen_build(const struct mx_config *cfg, struct mx_screen **out, char *e
 		.bare_newline_ttl_s = screen_time(cfg, "postscreen_bare_newline_ttl"),
 		.forbidden_commands = mx_config_get(cfg, "postscreen_forbidden_commands"),
 		.command_count_limit = (unsigned)screen_int(cfg, "postscreen_command_count_limit"),
+		.client_connection_count_limit =
+			(unsigned)screen_int(cfg, "postscreen_client_connection_count_limit"),
 		.command_time_limit_s = screen_time(cfg, "postscreen_command_time_limit"),
 		.cache_retention_s = screen_time(cfg, "postscreen_cache_retention_time"),
 		.helo_required = screen_bool(cfg, "postscreen_helo_required"),

@@ -226,6 +226,7 @@ int smtp_screen_config_new(const struct smtp_screen_params *p, struct smtp_scree
 	c->non_smtp_ttl_s = p->non_smtp_ttl_s;
 	c->bare_newline_ttl_s = p->bare_newline_ttl_s;
 	c->command_count_limit = p->command_count_limit;
+	c->client_connection_count_limit = p->client_connection_count_limit;
 	c->command_time_limit_ms = p->command_time_limit_s * 1000u;
 	c->cache_retention_s = p->cache_retention_s;
 	c->helo_required = p->helo_required;
@@ -710,6 +711,15 @@ void smtp_screen_start(struct smtp_screen *s, enum smtp_screen_acl acl, const ch
 	s->wall0_s = wall_s;
 	scr_enter_state(s, SMTP_SCREEN_ST_EARLY);
 	scr_log(s, "CONNECT from %s to [%s]:%u", s->addr_port, server, s->client.server_port);
+	/* postscreen_client_connection_count_limit, before anything else is looked at
+	 * (psc_endpt_lookup_done(): every client, allowlisted ones too) */
+	if (c->client_connection_count_limit &&
+	    s->client.concurrency > c->client_connection_count_limit) {
+		scr_log(s, "NOQUEUE: reject: CONNECT from %s: too many connections", s->addr_port);
+		s->outcome.too_many = true;
+		scr_drop(s, "421 4.7.0 Error: too many connections\r\n", wall_s);
+		return;
+	}
 	/* the permanent allow/denylist first (postscreen_access_list) */
 	if (acl == SMTP_SCREEN_ACL_REJECT) {
 		scr_log(s, "DENYLISTED %s", s->addr_port);

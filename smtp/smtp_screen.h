@@ -132,6 +132,7 @@ struct smtp_screen_config {
 	regex_t forbidden_re[SMTP_SCREEN_FORBID_MAX];
 	unsigned nforbidden_re;
 	unsigned command_count_limit;
+	unsigned client_connection_count_limit; /* 0: none */
 	uint32_t command_time_limit_ms;
 	uint32_t cache_retention_s;
 	bool helo_required, disable_vrfy, smtputf8;
@@ -152,6 +153,7 @@ struct smtp_screen_params {
 	uint32_t pipelining_ttl_s, non_smtp_ttl_s, bare_newline_ttl_s;
 	const char *forbidden_commands;
 	unsigned command_count_limit;
+	unsigned client_connection_count_limit;
 	uint32_t command_time_limit_s;
 	uint32_t cache_retention_s;
 	bool helo_required, disable_vrfy, smtputf8;
@@ -179,6 +181,9 @@ struct smtp_screen_client {
 	uint16_t port;
 	struct mx_inet_addr server;   /* where it connected to */
 	uint16_t server_port;
+	/* this client address's connections in the screen now, this one included
+	 * (postscreen's client concurrency); 0: not counted, no limit applies */
+	uint32_t concurrency;
 };
 
 struct smtp_screen;
@@ -248,6 +253,7 @@ bool smtp_screen_cache_record(const struct smtp_screen *s, int64_t wall_s, char 
 struct smtp_screen_outcome {
 	bool pregreet_fail, dnsbl_fail, pipelining_fail, non_smtp_fail, bare_newline_fail;
 	bool pass_new, pass_old, denylisted, allowlisted;
+	bool too_many; /* over postscreen_client_connection_count_limit: 421 at once */
 	bool dnsbl_scored;
 	int dnsbl_score;
 	uint64_t dnsbl_listed;

@@ -260,6 +260,8 @@ static int conn_gen_service_ready(struct conn_worker *w, struct conn_gen *cg, un
 	/* the service's id in the shared anvil table: by name, so it is the same in every
 	 * generation and a reload keeps the counts */
 	cs->anvil_service = w->anvil ? anvil_service(w->anvil, svc->name) : -ENOENT;
+	cs->screen_service = w->screen_counts ? anvil_service(w->screen_counts, svc->name)
+					      : -ENOENT;
 	for (int k = 0; svc->checks.any && k < SMTP_CHECKS_CLASS_MAX; k++)
 		if (svc->checks.cfg.set[k] &&
 		    (rc = checks_scratch_alloc(svc->checks.cfg.set[k], &w->checks_scratch)) < 0)
@@ -305,7 +307,8 @@ int conn_worker_init(struct conn_worker *w, const struct transport_params *p, un
 {
 	int rc;
 	*w = (struct conn_worker){ .gens = p->gens, .spool = p->spools[index % p->nspools],
-				   .anvil = p->anvil, .sasl = p->sasl, .index = index };
+				   .anvil = p->anvil, .screen_counts = p->screen_counts,
+				   .sasl = p->sasl, .index = index };
 	queue_id_gen_init(&w->qid, index, p->queue_id_floor_us);
 	if (p->tables && (rc = tables_reader_open(p->tables, &w->tables)) < 0)
 		return mx_errf(err, errlen, rc, "table reader: %s", strerror(-rc));

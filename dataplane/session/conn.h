@@ -68,6 +68,9 @@ struct conn_worker {
 	struct tls_worker *tls;
 	/* The per-client counts every worker shares (anvil(8)'s limits); NULL: none kept. */
 	struct anvil *anvil;
+	/* The screen's own per-client connection counts (postscreen_client_connection_count_
+	 * limit), shared by every worker as postscreen's process-wide table is; NULL: none. */
+	struct anvil *screen_counts;
 	uint64_t anvil_warned_ms;      /* the last "not limited" warning (rate limit) */
 	struct queue_id_gen qid;
 	struct mx_counters counters;

@@ -80,6 +80,7 @@ struct conn_gen_service {
 	bool ready;                      /* made on first use */
 	struct smtp_policy_ctx *policy;  /* table handles on the worker's reader */
 	int anvil_service;               /* the service's id in the anvil table, or -errno */
+	int screen_service;              /* its id in w->screen_counts, or -errno */
 	SSL_CTX *tls_ctx;                /* its TLS context in this worker's library
 					    context; NULL without TLS */
 };

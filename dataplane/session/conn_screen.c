@@ -42,6 +42,7 @@ struct conn_screen {
 	uint64_t store_deadline_ms;
 	bool asked_dns;
 	bool finished;               /* the conclusion is counted and stored */
+	bool counted;                /* in w->screen_counts (conn_screen_count()) */
 	uint64_t cache_deadline_ms;
 	int64_t wall_s;
 	/* the transport's clock (its now_ms) is the monotonic clock minus this: every time
@@ -150,6 +151,7 @@ static void conn_screen_after(struct conn_screen *sc)
 	ct->screen_pass_new += o.pass_new;
 	ct->screen_pass_old += o.pass_old;
 	ct->screen_denylisted += o.denylisted;
+	ct->screen_too_many += o.too_many;
 	ct->screen_allowlisted += o.allowlisted;
 	mx_screen_count_listed(sc->scr, o.dnsbl_listed);
 	if (st == SMTP_SCREEN_ST_PASS)
@@ -162,6 +164,44 @@ static void conn_screen_after(struct conn_screen *sc)
 	if (sc->scr->cache_map[0] &&
 	    smtp_screen_cache_record(sc->s, wall, rec, sizeof(rec), &keep))
 		conn_screen_store(sc, rec, keep);
+}
+
+/* postscreen_client_connection_count_limit: this connection counted among its client
+ * address's in the screen (by exact address and service, as each postscreen process keeps
+ * its own table), in the table every worker shares, so a client's connections are counted
+ * together whichever worker took them. Returns the count with this one, or 0 when the
+ * table has no room near the client (then no limit applies, as for anvil's). The count
+ * goes down when the screen lets the connection go (conn_screen_free()), passed or not,
+ * as postscreen's does when it hands the client over or drops it. */
+static uint32_t conn_screen_count(struct conn_screen *sc)
+{
+	struct conn_worker *w = sc->w;
+	int service = sc->pick.cg->svc[sc->pick.k].screen_service;
+	if (!w->screen_counts || service < 0 || !sc->scr->cfg->client_connection_count_limit)
+		return 0;
+	struct anvil_key k;
+	anvil_key_make(&k, &sc->peer, 32, 128, (unsigned)service);
+	uint32_t count = 0, rate = 0;
+	if (anvil_connect(w->screen_counts, &k, mx_clock_monotonic_ms() / 1000u, 1, &count,
+			  &rate, NULL) < 0) {
+		w->counters.anvil_untracked++;
+		return 0;
+	}
+	sc->counted = true;
+	return count;
+}
+
+static void conn_screen_uncount(struct conn_screen *sc)
+{
+	if (!sc->counted)
+		return;
+	struct anvil_key k;
+	anvil_key_make(&k, &sc->peer, 32, 128,
+		       (unsigned)sc->pick.cg->svc[sc->pick.k].screen_service);
+	int rc = anvil_disconnect(sc->w->screen_counts, &k, mx_clock_monotonic_ms() / 1000u, 1);
+	assert(rc == 0); /* an entry with open connections is never moved or evicted */
+	(void)rc;
+	sc->counted = false;
 }
 
 static void conn_screen_begin(struct conn_screen *sc, const char *cache)
@@ -198,8 +238,10 @@ struct conn_screen *conn_screen_new(struct conn_worker *w, const struct conn_pic
 	sc->port = port;
 	sc->local_port = local_port;
 	struct smtp_screen_client cl = { .addr = sc->peer, .port = port, .server = sc->local,
-					 .server_port = local_port };
+					 .server_port = local_port,
+					 .concurrency = conn_screen_count(sc) };
 	if (!(sc->s = smtp_screen_new(sc->scr->cfg, &cl, conn_screen_log, sc))) {
+		conn_screen_uncount(sc);
 		free(sc);
 		return NULL;
 	}
@@ -207,8 +249,11 @@ struct conn_screen *conn_screen_new(struct conn_worker *w, const struct conn_pic
 	w->counters.screen_connections++;
 	sc->wall_s = (int64_t)(mx_clock_wall_us() / 1000000u);
 	sc->clock_offset_ms = mx_clock_monotonic_ms() - now_ms;
-	/* the temporary allowlist first: its answer decides whether there is a test */
-	if (sc->scr->cache_map[0] && w->svc) {
+	/* the temporary allowlist first: its answer decides whether there is a test (a
+	 * client over its connection limit is refused before it is looked at) */
+	bool too_many = cl.concurrency > sc->scr->cfg->client_connection_count_limit &&
+			sc->scr->cfg->client_connection_count_limit;
+	if (sc->scr->cache_map[0] && w->svc && !too_many) {
 		struct svc_request *r = svc_request_new(SVC_STATE);
 		if (r) {
 			struct svc_state *st = &r->u.state;
@@ -383,6 +428,7 @@ void conn_screen_free(struct conn_screen *sc)
 	}
 	free(sc->ops);
 	smtp_screen_free(sc->s);
+	conn_screen_uncount(sc);
 	sc->pick.cg->nconns--;
 	free(sc);
 }

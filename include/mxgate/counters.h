@@ -37,6 +37,7 @@
 	X(screen_pass_new)                                                                 \
 	X(screen_pass_old)                                                                 \
 	X(screen_denylisted)                                                               \
+	X(screen_too_many)                                                                 \
 	X(screen_allowlisted)                                                              \
 	X(screen_passed)                                                                   \
 	X(screen_closed)                                                                   \

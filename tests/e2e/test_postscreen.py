@@ -29,6 +29,9 @@ namespace, the gateway on net_af_packet in its namespace, see netns.py); the ses
   - the deep tests (D): a good client gets the dummy engine's 220, 450 4.3.2 at RCPT and
     PASS NEW, and when it comes back PASS OLD and the real server; a client that
     pipelines gets 550 5.5.1 at RCPT; "GET / HTTP/1.0" is dropped with 521 5.7.0;
+  - the connection limit (B: postscreen_client_connection_count_limit = 2): two
+    connections from one address get the teaser, a third one at the same time "421 4.7.0
+    Error: too many connections" and the close (with two workers, whichever takes it);
   - the screen's counters in the statistics line, and the clients each DNSBL site listed.
 On the kernel transport the whole test runs in a private network namespace whose
 resolv.conf names the DNS server, and a private Debian Postfix with the same main.cf
@@ -161,6 +164,26 @@ for sess in json.load(sys.stdin):
 print(json.dumps(out))
 """
 
+# One client address crowding a service: argv host, port, source, n. Opens n connections one
+# after the other, each read up to its first line; the last one is read to its end. Then
+# closes them all; stdout a JSON list of the first lines, and whether the last one closed.
+CROWD = r"""
+import json, socket, sys
+host, port, src, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+socks, lines = [], []
+for i in range(n):
+    s = socket.create_connection((host, port), 20, source_address=(src, 0))
+    s.settimeout(20)
+    f = s.makefile("rb")
+    lines.append(f.readline().decode("utf-8", "replace").rstrip("\r\n"))
+    socks.append((s, f))
+eof = socks[-1][1].read() == b""
+for s, f in socks:
+    s.close()
+print(json.dumps({"lines": lines, "eof": eof}))
+"""
+CROWD_LIMIT = 2
+
 PASS_CMDS = ["EHLO client.example", "QUIT"]
 SCREEN_CMDS = ["EHLO client.example", "MAIL FROM:<s@sender.example>",
                "RCPT TO:<u@relay.example>", "QUIT"]
@@ -170,7 +193,7 @@ def addrs(prefix):
     """The scenario's client addresses: name -> address."""
     names = ["pregreet_enforce", "pregreet_drop", "patient", "listed", "listed_allowed",
              "off_filter", "wl_allowlisted", "acl_permit", "acl_reject", "deep_good",
-             "deep_pipelining", "deep_non_smtp"]
+             "deep_pipelining", "deep_non_smtp", "crowd"]
     return {n: f"{prefix}{21 + i}" for i, n in enumerate(names)}
 
 
@@ -255,6 +278,7 @@ class Target:
             "  -o postscreen_cache_map=btree:$data_directory/ps_a\n"
             f"{lst}{pb} inet n - n - 1 postscreen\n"
             "  -o postscreen_greet_action=drop\n"
+            f"  -o postscreen_client_connection_count_limit={CROWD_LIMIT}\n"
             f"  -o postscreen_access_list=cidr:{cidr}\n"
             "  -o postscreen_cache_map=btree:$data_directory/ps_b\n"
             f"{lst}{pc} inet n - n - 1 postscreen\n"
@@ -316,6 +340,19 @@ class Target:
             if "error" in o:
                 fail(f"session {s['name']}: {o['error']}\n{self.gw.output()}")
         return out
+
+    def crowd(self, host=None, ports=None):
+        """postscreen_client_connection_count_limit (service B): the limit's connections
+        from one address are screened (the teaser), the next one gets 421 and the close."""
+        host = host or self.host
+        port = (ports or self.ports)[1]
+        argv = [self.python, "-c", CROWD, host, str(port), self.a["crowd"],
+                str(CROWD_LIMIT + 1)]
+        kw = dict(capture_output=True, text=True, timeout=60)
+        r = self.topo.cl(argv, **kw) if self.topo else subprocess.run(argv, **kw)
+        if r.returncode != 0:
+            fail(f"the crowding client failed: {r.stdout}{r.stderr}")
+        return json.loads(r.stdout)
 
     def close(self):
         if self.gw:
@@ -418,7 +455,7 @@ def decisions(log, addr):
     """The screen's decisions for one client in a log, in order."""
     out = []
     pat = re.compile(r"(PREGREET \d+|DNSBL rank \d+|PASS NEW|PASS OLD|ALLOWLISTED|"
-                     r"DENYLISTED|NOQUEUE: reject: RCPT|DISCONNECT|COMMAND PIPELINING|"
+                     r"DENYLISTED|NOQUEUE: reject: (?:RCPT|CONNECT)|DISCONNECT|COMMAND PIPELINING|"
                      r"NON-SMTP COMMAND|BARE NEWLINE)\b.*?\[" + re.escape(addr) + r"\]")
     for line in log.splitlines():
         if "postscreen" in line or "mxgate" in line:
@@ -436,10 +473,23 @@ def run_tests(t, postfix=None):
     got = t.run(sess)
     for s, g in zip(sess, got):
         check(s, g, "mxgate", t.gw.output)
+    crowd = t.crowd()
+    want_crowd = {"lines": [teaser] * CROWD_LIMIT + ["421 4.7.0 Error: too many connections"],
+                  "eof": True}
+    if crowd != want_crowd:
+        fail(f"the connection limit: {crowd}, expected {want_crowd}\n{t.gw.output()}")
+    # the held connections hang up: wait for their ends in the log
+    deadline = time.monotonic() + 10
+    while (t.gw.log().count(f"DISCONNECT [{t.a['crowd']}]") < CROWD_LIMIT + 1 and
+           time.monotonic() < deadline):
+        time.sleep(0.1)
     log = t.gw.log()
+    if f"NOQUEUE: reject: CONNECT from [{t.a['crowd']}]:" not in log:
+        fail(f"mxgate: no NOQUEUE: reject: CONNECT line for the crowding client\n{log}")
     st = t.gw.stats()
     want = {"screen_pregreet_fail": 2, "screen_dnsbl_fail": 1, "screen_pass_new": 5,
-            "screen_pass_old": 2, "screen_denylisted": 1, "screen_deep_fail": 2}
+            "screen_pass_old": 2, "screen_denylisted": 1, "screen_deep_fail": 2,
+            "screen_too_many": 1}
     for k, v in want.items():
         if st.get(k) != v:
             fail(f"statistics: {k}={st.get(k)}, expected {v}: {st}\n{t.gw.output()}")
@@ -472,14 +522,17 @@ def run_tests(t, postfix=None):
         if st.get(k) != v:
             fail(f"statistics after the restart: {k}={st.get(k)}, expected {v}: {st}")
     if postfix:
-        differential(t, postfix, sess, got, log)
+        differential(t, postfix, sess, got, crowd, log)
 
 
-def differential(t, pf, sess, got, log):
+def differential(t, pf, sess, got, crowd, log):
     """The same sessions against Debian's postscreen: the same replies and decisions."""
     pf.start()
     try:
         pgot = t.run(sess, host="127.0.0.1", ports=pf.ports)
+        pcrowd = t.crowd(host="127.0.0.1", ports=pf.ports)
+        if pcrowd != crowd:
+            fail(f"the connection limit: mxgate {crowd}, Postfix {pcrowd}")
         time.sleep(1)
         plog = pf.log()
         for s, g, p in zip(sess, got, pgot):

@@ -820,6 +820,8 @@ static const struct bad_value bad_values[] = {
 	{ "postscreen_command_count_limit = 0", "invalid postscreen_command_count_limit "
 						"parameter value 0 < 1" },
 	{ "postscreen_command_time_limit = 0", "postscreen_command_time_limit" },
+	{ "postscreen_client_connection_count_limit = -1", "invalid "
+	  "postscreen_client_connection_count_limit parameter value -1 < 0" },
 	{ "postscreen_helo_required = x", "postscreen_helo_required" },
 	{ "postscreen_disable_vrfy_command = x", "postscreen_disable_vrfy_command" },
 	{ "postscreen_cache_retention_time = x", "postscreen_cache_retention_time" },

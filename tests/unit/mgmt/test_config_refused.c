@@ -86,7 +86,7 @@ static void test_refused(void)
 	expect_refused("smtp_tls_security_level = verify");
 	expect_refused("smtp_tls_security_level = secure");
 	expect_refused("smtpd_client_connection_limit_exceptions = 192.0.2.0/24");
-	expect_refused("postscreen_client_connection_count_limit = 5");
+	expect_refused("postscreen_command_filter = pcre:/etc/postfix/command_filter");
 	expect_refused("postscreen_upstream_proxy_protocol = haproxy");
 	expect_refused("postscreen_enforce_tls = yes");
 	expect_refused("postscreen_tls_security_level = encrypt");

@@ -215,6 +215,57 @@ static void test_denylisted(void)
 	smtp_screen_config_free(c);
 }
 
+/* postscreen_client_connection_count_limit: the count the glue gives, compared before the
+ * access list and the cache; at the limit the client is screened as usual. */
+static void test_connection_limit(void)
+{
+	struct smtp_screen_params p = base_params();
+	p.client_connection_count_limit = 2;
+	struct smtp_screen_config *c = mkcfg(&p);
+	char out[4096];
+	struct harness h;
+	struct smtp_screen_client cl = { .port = 12345, .server_port = 25, .concurrency = 3 };
+	mx_inet_parse("192.0.2.1", &cl.addr);
+	mx_inet_parse("198.51.100.1", &cl.server);
+	/* over the limit: 421 and the close, even for an allowlisted client with a record */
+	memset(&h, 0, sizeof(h));
+	struct smtp_screen *s = smtp_screen_new(c, &cl, hlog, &h);
+	smtp_screen_start(s, SMTP_SCREEN_ACL_PERMIT, "1900000000;1;1;1;1", 1000, WALL);
+	CHECK_INT_EQ(smtp_screen_state(s), SMTP_SCREEN_ST_CLOSE);
+	CHECK_STR_EQ(take(s, out, sizeof(out)), "421 4.7.0 Error: too many connections\r\n");
+	CHECK_STR_EQ(h.logs, "CONNECT from [192.0.2.1]:12345 to [198.51.100.1]:25\n"
+			     "NOQUEUE: reject: CONNECT from [192.0.2.1]:12345: too many "
+			     "connections\nDISCONNECT [192.0.2.1]:12345\n");
+	struct smtp_screen_outcome o = smtp_screen_outcome(s);
+	CHECK(o.too_many && !o.allowlisted && !o.pass_old && !o.pass_new);
+	char rec[128];
+	uint32_t keep;
+	CHECK(!smtp_screen_cache_record(s, WALL, rec, sizeof(rec), &keep));
+	smtp_screen_free(s);
+	/* at the limit, and uncounted (0): the tests as usual */
+	for (uint32_t n = 0; n <= 2; n += 2) {
+		cl.concurrency = n;
+		memset(&h, 0, sizeof(h));
+		s = smtp_screen_new(c, &cl, hlog, &h);
+		smtp_screen_start(s, SMTP_SCREEN_ACL_DUNNO, NULL, 1000, WALL);
+		CHECK_INT_EQ(smtp_screen_state(s), SMTP_SCREEN_ST_EARLY);
+		CHECK_STR_EQ(take(s, out, sizeof(out)), "220-mx.example ESMTP\r\n");
+		CHECK(!smtp_screen_outcome(s).too_many);
+		smtp_screen_free(s);
+	}
+	smtp_screen_config_free(c);
+	/* no limit (0): any count passes */
+	p.client_connection_count_limit = 0;
+	c = mkcfg(&p);
+	cl.concurrency = 1000;
+	memset(&h, 0, sizeof(h));
+	s = smtp_screen_new(c, &cl, hlog, &h);
+	smtp_screen_start(s, SMTP_SCREEN_ACL_DUNNO, NULL, 1000, WALL);
+	CHECK_INT_EQ(smtp_screen_state(s), SMTP_SCREEN_ST_EARLY);
+	smtp_screen_free(s);
+	smtp_screen_config_free(c);
+}
+
 static void test_pass_new_then_old(void)
 {
 	struct smtp_screen_params p = base_params();
@@ -729,6 +780,7 @@ int main(void)
 	RUN_TEST(test_config);
 	RUN_TEST(test_allowlisted);
 	RUN_TEST(test_denylisted);
+	RUN_TEST(test_connection_limit);
 	RUN_TEST(test_pass_new_then_old);
 	RUN_TEST(test_cache_parse);
 	RUN_TEST(test_pregreet);
