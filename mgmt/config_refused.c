@@ -209,8 +209,6 @@ const struct mx_refused_def mx_refused[] = {
 	W("postscreen_upstream_proxy_timeout", "used only with "
 					       "postscreen_upstream_proxy_protocol"),
 	NONEMPTY("postscreen_command_filter", "the screen does not rewrite SMTP commands"),
-	NONEMPTY("postscreen_discard_ehlo_keywords", "the screen's EHLO reply offers every "
-		 "keyword postscreen offers"),
 	NONEMPTY("postscreen_discard_ehlo_keyword_address_maps", "the screen's EHLO reply "
 		 "offers every keyword postscreen offers"),
 	W("postscreen_reject_footer", "the screen adds no text to its replies"),

@@ -258,7 +258,10 @@ int mx_screen_build(const struct mx_config *cfg, struct mx_screen **out, char *e
 		.cache_retention_s = screen_time(cfg, "postscreen_cache_retention_time"),
 		.helo_required = screen_bool(cfg, "postscreen_helo_required"),
 		.disable_vrfy = screen_bool(cfg, "postscreen_disable_vrfy_command"),
-		.smtputf8 = cfg->smtp.enable_smtputf8,
+		/* smtputf8_enable alone: smtpd_discard_ehlo_keywords reaches the screen only
+		 * through postscreen_discard_ehlo_keywords's default */
+		.smtputf8 = screen_bool(cfg, "smtputf8_enable"),
+		.discard_ehlo_keywords = mx_config_get(cfg, "postscreen_discard_ehlo_keywords"),
 		.message_size_limit = cfg->smtp.message_size_limit,
 		.line_limit = (unsigned)cfg->smtp.line_length_limit,
 	};

@@ -115,6 +115,34 @@ static int scr_forbidden_rule(struct smtp_screen_config *c, const char *r, size_
 	return 0;
 }
 
+/* postscreen_discard_ehlo_keywords as Postfix's ehlo_mask() reads it: words separated by
+ * commas or white space, in any case; words the screen never offers, silent-discard
+ * (the screen logs no discards) and unknown words are ignored. */
+static uint32_t scr_ehlo_mask(const char *list)
+{
+	static const struct {
+		const char *word;
+		uint32_t bit;
+	} words[] = {
+		{ "size", SMTP_SCREEN_EHLO_SIZE },
+		{ "vrfy", SMTP_SCREEN_EHLO_VRFY },
+		{ "etrn", SMTP_SCREEN_EHLO_ETRN },
+		{ "enhancedstatuscodes", SMTP_SCREEN_EHLO_ENHANCEDSTATUSCODES },
+		{ "8bitmime", SMTP_SCREEN_EHLO_8BITMIME },
+		{ "dsn", SMTP_SCREEN_EHLO_DSN },
+		{ "smtputf8", SMTP_SCREEN_EHLO_SMTPUTF8 },
+		{ "chunking", SMTP_SCREEN_EHLO_CHUNKING },
+	};
+	uint32_t mask = 0;
+	const char *word;
+	size_t len;
+	while ((len = mx_list_next(&list, &word)) > 0)
+		for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+			if (strlen(words[i].word) == len && strncasecmp(words[i].word, word, len) == 0)
+				mask |= words[i].bit;
+	return mask;
+}
+
 /* postscreen_forbidden_commands: command names, and inline regexp:/pcre: tables (their
  * default, Postfix's smtpd_forbidden_commands, is "CONNECT GET POST
  * regexp:{{/^[^A-Z]/ Bogus}}"). Other tables are refused. */
@@ -240,6 +268,7 @@ int smtp_screen_config_new(const struct smtp_screen_params *p, struct smtp_scree
 	if ((rc = scr_forbidden_parse(c, p->forbidden_commands ? p->forbidden_commands : "",
 				      err, errlen)) < 0)
 		goto fail;
+	c->ehlo_discard = scr_ehlo_mask(p->discard_ehlo_keywords ? p->discard_ehlo_keywords : "");
 	*out = c;
 	return 0;
 fail:

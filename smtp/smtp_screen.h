@@ -110,6 +110,20 @@ struct smtp_screen_zone {
 };
 
 /* A service's compiled screen parameters (immutable; shared by its connections). */
+/* The dummy engine's EHLO keywords postscreen_discard_ehlo_keywords can take away
+ * (Postfix's ehlo_mask(); the others it names, AUTH, STARTTLS, XCLIENT..., are never
+ * offered by the screen, and unknown words are ignored as Postfix ignores them). */
+enum smtp_screen_ehlo_keyword {
+	SMTP_SCREEN_EHLO_SIZE = 1u << 0,
+	SMTP_SCREEN_EHLO_VRFY = 1u << 1,
+	SMTP_SCREEN_EHLO_ETRN = 1u << 2,
+	SMTP_SCREEN_EHLO_ENHANCEDSTATUSCODES = 1u << 3,
+	SMTP_SCREEN_EHLO_8BITMIME = 1u << 4,
+	SMTP_SCREEN_EHLO_DSN = 1u << 5,
+	SMTP_SCREEN_EHLO_SMTPUTF8 = 1u << 6,
+	SMTP_SCREEN_EHLO_CHUNKING = 1u << 7,
+};
+
 struct smtp_screen_config {
 	char greet_banner[SMTP_SCREEN_TEXT_MAX];  /* "": no teaser and no pregreet test */
 	char smtpd_banner[SMTP_SCREEN_TEXT_MAX];  /* the dummy engine's "220 ..." */
@@ -136,6 +150,7 @@ struct smtp_screen_config {
 	uint32_t command_time_limit_ms;
 	uint32_t cache_retention_s;
 	bool helo_required, disable_vrfy, smtputf8;
+	uint32_t ehlo_discard;                    /* smtp_screen_ehlo_keyword bits */
 	uint64_t message_size_limit;              /* EHLO's SIZE (0: "SIZE" without one) */
 	unsigned line_limit;                      /* line_length_limit */
 };
@@ -157,6 +172,7 @@ struct smtp_screen_params {
 	uint32_t command_time_limit_s;
 	uint32_t cache_retention_s;
 	bool helo_required, disable_vrfy, smtputf8;
+	const char *discard_ehlo_keywords;        /* postscreen_discard_ehlo_keywords */
 	uint64_t message_size_limit;
 	unsigned line_limit;
 };

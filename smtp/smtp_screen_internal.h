@@ -51,6 +51,7 @@
 struct scr_smtpd {
 	char helo[256];           /* "" before HELO/EHLO */
 	bool have_helo, have_sender, esmtp;
+	uint32_t ehlo_discard;    /* the keywords the last EHLO reply left out */
 	char sender[256];
 	unsigned commands;
 	const char *where;        /* the last command's name, for "after ..." */

@@ -9,6 +9,7 @@
  * PASS OLD. */
 #include "smtp/smtp_screen_internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,23 +227,44 @@ static bool scr_deep_todo(const struct smtp_screen *s, int t)
 	return (s->flags & (SCR_TODO(t) | SCR_DONE(t))) == SCR_TODO(t);
 }
 
+/* postscreen's psc_smtpd_format_ehlo_reply(): its keywords in its order, less the
+ * discarded ones; the last line that remains gets the space. */
 static void scr_ehlo_reply(struct smtp_screen *s)
 {
 	const struct smtp_screen_config *c = s->cfg;
+	uint32_t off = c->ehlo_discard;
 	char buf[512 + 200];
 	size_t n = (size_t)snprintf(buf, sizeof(buf), "250-%s\r\n", c->myhostname);
-	if (c->message_size_limit)
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "250-SIZE %llu\r\n",
-				      (unsigned long long)c->message_size_limit);
-	else
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "250-SIZE\r\n");
-	if (!c->disable_vrfy)
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "250-VRFY\r\n");
-	n += (size_t)snprintf(buf + n, sizeof(buf) - n, "250-ETRN\r\n250-ENHANCEDSTATUSCODES\r\n"
-			      "250-8BITMIME\r\n250-DSN\r\n");
-	if (c->smtputf8)
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "250-SMTPUTF8\r\n");
-	snprintf(buf + n, sizeof(buf) - n, "250 CHUNKING\r\n");
+	size_t last = 0; /* where the last line begins */
+#define SCR_EHLO_ADD(...) \
+	do { \
+		last = n; \
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, __VA_ARGS__); \
+	} while (0)
+	if (!(off & SMTP_SCREEN_EHLO_SIZE)) {
+		if (c->message_size_limit)
+			SCR_EHLO_ADD("250-SIZE %llu\r\n",
+				     (unsigned long long)c->message_size_limit);
+		else
+			SCR_EHLO_ADD("250-SIZE\r\n");
+	}
+	if (!(off & SMTP_SCREEN_EHLO_VRFY) && !c->disable_vrfy)
+		SCR_EHLO_ADD("250-VRFY\r\n");
+	if (!(off & SMTP_SCREEN_EHLO_ETRN))
+		SCR_EHLO_ADD("250-ETRN\r\n");
+	if (!(off & SMTP_SCREEN_EHLO_ENHANCEDSTATUSCODES))
+		SCR_EHLO_ADD("250-ENHANCEDSTATUSCODES\r\n");
+	if (!(off & SMTP_SCREEN_EHLO_8BITMIME))
+		SCR_EHLO_ADD("250-8BITMIME\r\n");
+	if (!(off & SMTP_SCREEN_EHLO_DSN))
+		SCR_EHLO_ADD("250-DSN\r\n");
+	if (!(off & SMTP_SCREEN_EHLO_SMTPUTF8) && c->smtputf8)
+		SCR_EHLO_ADD("250-SMTPUTF8\r\n");
+	if (!(off & SMTP_SCREEN_EHLO_CHUNKING))
+		SCR_EHLO_ADD("250-CHUNKING\r\n");
+#undef SCR_EHLO_ADD
+	assert(n < sizeof(buf));
+	buf[last + 3] = ' ';
 	scr_send(s, buf);
 }
 
@@ -270,6 +292,8 @@ static bool scr_smtpd_command(struct smtp_screen *s, enum scr_cmd cmd, char *arg
 			scr_send(s, buf);
 		} else {
 			d->esmtp = true;
+			/* what BDAT is told below: only after EHLO, as postscreen's mask */
+			d->ehlo_discard = c->ehlo_discard;
 			scr_ehlo_reply(s);
 		}
 		return false;
@@ -325,7 +349,9 @@ static bool scr_smtpd_command(struct smtp_screen *s, enum scr_cmd cmd, char *arg
 		return true;
 	case SCR_CMD_BDAT:
 		scr_log(s, "BDAT without valid RCPT from %s", s->addr_port);
-		if (!scr_token(&args))
+		if (d->ehlo_discard & SMTP_SCREEN_EHLO_CHUNKING)
+			scr_smtpd_drop(s, "502 5.5.1 Error: command not implemented\r\n", now_ms);
+		else if (!scr_token(&args))
 			scr_smtpd_drop(s, "501 5.5.4 Syntax: BDAT count [LAST]\r\n", now_ms);
 		else if (!d->have_sender)
 			scr_smtpd_drop(s, "554 5.5.1 Error: need MAIL command\r\n", now_ms);

@@ -3,7 +3,8 @@ kernel|dpdk), and against Debian's postscreen on the kernel transport.
 
 master.cf has three postscreen services (each with its own -o, its own cache file) and the
 `smtpd pass` service they hand clients to, as Postfix writes it:
-  A  greet action enforce, DNSBL sites bl.test=127.0.0.[2..11]*2 and wl.test*-3 with
+  A  greet action enforce, postscreen_discard_ehlo_keywords (its dummy engine's EHLO
+     reply without DSN and CHUNKING), DNSBL sites bl.test=127.0.0.[2..11]*2 and wl.test*-3 with
      threshold 2 and action enforce;
   B  greet action drop;
   C  postscreen_access_list = cidr:access.cidr (one client permit, one reject),
@@ -271,6 +272,7 @@ class Target:
         master = (
             f"{lst}{pa} inet n - n - 1 postscreen\n"
             "  -o postscreen_greet_action=enforce\n"
+            "  -o postscreen_discard_ehlo_keywords=dsn,CHUNKING\n"
             "  -o { postscreen_dnsbl_sites = bl.test=127.0.0.[2..11]*2, wl.test*-3 }\n"
             "  -o postscreen_dnsbl_threshold=2\n"
             "  -o postscreen_dnsbl_action=enforce\n"
@@ -373,11 +375,14 @@ def sessions(a, teaser):
     ehlo = "\n".join([f"250-{HOST}", "250-SIZE 10240000", "250-VRFY", "250-ETRN",
                       "250-ENHANCEDSTATUSCODES", "250-8BITMIME", "250-DSN", "250-SMTPUTF8",
                       "250 CHUNKING"])
+    # service A's dummy engine: postscreen_discard_ehlo_keywords = dsn, CHUNKING
+    ehlo_a = "\n".join([f"250-{HOST}", "250-SIZE 10240000", "250-VRFY", "250-ETRN",
+                        "250-ENHANCEDSTATUSCODES", "250-8BITMIME", "250 SMTPUTF8"])
     return [
         dict(name="pregreet enforce", svc="a", src=a["pregreet_enforce"],
              pre="EHLO bot.example\r\n", cmds=["MAIL FROM:<s@sender.example>",
                                                "RCPT TO:<u@relay.example>", "QUIT"],
-             want_greeting=teaser + "\n" + ehlo,
+             want_greeting=teaser + "\n" + ehlo_a,
              want=["250 2.1.0 Ok", "550 5.5.1 Protocol error", "221 2.0.0 Bye"],
              log=[f"PREGREET 18 after ", f"NOQUEUE: reject: RCPT from [{a['pregreet_enforce']}]:"]),
         dict(name="pregreet drop", svc="b", src=a["pregreet_drop"], pre="HELO bot\r\n",
@@ -390,7 +395,7 @@ def sessions(a, teaser):
              want_greeting=g, fast=True, passed=True, log=[f"PASS OLD [{a['patient']}]:"]),
         dict(name="DNSBL listed (2 >= 2)", svc="a", src=a["listed"], cmds=SCREEN_CMDS,
              want_greeting=teaser + "\n" + g,
-             want=[ehlo, "250 2.1.0 Ok",
+             want=[ehlo_a, "250 2.1.0 Ok",
                    f"550 5.7.1 Service unavailable; client [{a['listed']}] blocked using "
                    f"bl.test", "221 2.0.0 Bye"],
              log=[f"DNSBL rank 2 for [{a['listed']}]:"]),

@@ -90,7 +90,7 @@ static void test_refused(void)
 	expect_refused("postscreen_upstream_proxy_protocol = haproxy");
 	expect_refused("postscreen_enforce_tls = yes");
 	expect_refused("postscreen_tls_security_level = encrypt");
-	expect_refused("postscreen_discard_ehlo_keywords = silent-discard, dsn");
+	expect_refused("postscreen_discard_ehlo_keyword_address_maps = cidr:/etc/postfix/esmtp_access");
 	expect_refused("postscreen_some_future_parameter = 1");
 	expect_refused("relocated_maps = hash:/etc/postfix/relocated");
 	expect_refused("receive_override_options = no_address_mappings");

@@ -658,6 +658,51 @@ static void test_deep_pass(void)
 	smtp_screen_config_free(c);
 }
 
+/* postscreen_discard_ehlo_keywords: the dummy engine's EHLO reply without them (Postfix's
+ * order, the space on the last line that remains), unknown words ignored; a discarded
+ * CHUNKING makes BDAT "not implemented", after EHLO only. */
+static void test_discard_ehlo(void)
+{
+	struct smtp_screen_params p = base_params();
+	p.non_smtp_enable = true;
+	p.discard_ehlo_keywords = "DSN, chunking vrfy\tsilent-discard bogus-word";
+	struct smtp_screen_config *c = mkcfg(&p);
+	char out[4096];
+	struct harness h;
+	struct smtp_screen *s = mk(c, &h);
+	smtp_screen_start(s, SMTP_SCREEN_ACL_DUNNO, "1800000000;1;0;0;0", 1000, WALL);
+	take(s, out, sizeof(out));
+	CHECK_INT_EQ(feed(s, "EHLO a\r\n", 1000), 8);
+	CHECK_STR_EQ(take(s, out, sizeof(out)),
+		     "250-mx.example\r\n250-SIZE 10240000\r\n250-ETRN\r\n"
+		     "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n");
+	feed(s, "BDAT 10 LAST\r\n", 1000);
+	CHECK_STR_EQ(take(s, out, sizeof(out)), "502 5.5.1 Error: command not implemented\r\n");
+	CHECK_INT_EQ(smtp_screen_state(s), SMTP_SCREEN_ST_CLOSE);
+	smtp_screen_free(s);
+	/* HELO only: BDAT is answered as ever */
+	s = mk(c, &h);
+	smtp_screen_start(s, SMTP_SCREEN_ACL_DUNNO, "1800000000;1;0;0;0", 1000, WALL);
+	take(s, out, sizeof(out));
+	feed(s, "HELO a\r\n", 1000);
+	CHECK_STR_EQ(take(s, out, sizeof(out)), "250 mx.example\r\n");
+	feed(s, "BDAT 10 LAST\r\n", 1000);
+	CHECK_STR_EQ(take(s, out, sizeof(out)), "554 5.5.1 Error: need MAIL command\r\n");
+	smtp_screen_free(s);
+	smtp_screen_config_free(c);
+	/* every keyword away: one line */
+	p.discard_ehlo_keywords = "size vrfy etrn enhancedstatuscodes 8bitmime dsn smtputf8 "
+				  "chunking";
+	c = mkcfg(&p);
+	s = mk(c, &h);
+	smtp_screen_start(s, SMTP_SCREEN_ACL_DUNNO, "1800000000;1;0;0;0", 1000, WALL);
+	take(s, out, sizeof(out));
+	feed(s, "EHLO a\r\n", 1000);
+	CHECK_STR_EQ(take(s, out, sizeof(out)), "250 mx.example\r\n");
+	smtp_screen_free(s);
+	smtp_screen_config_free(c);
+}
+
 static void test_deep_fail(void)
 {
 	struct smtp_screen_params p = base_params();
@@ -789,6 +834,7 @@ int main(void)
 	RUN_TEST(test_allowlist_threshold);
 	RUN_TEST(test_deep_pass);
 	RUN_TEST(test_deep_fail);
+	RUN_TEST(test_discard_ehlo);
 	RUN_TEST(test_output_bound);
 	return TEST_RESULT();
 }
