@@ -203,11 +203,6 @@ const struct mx_refused_def mx_refused[] = {
 	W("postscreen_post_queue_limit", "the screen's connections count toward "
 					 "mxgate_max_connections"),
 	W("postscreen_watchdog_timeout", "every wait of the screen has its own deadline"),
-	NONEMPTY("postscreen_upstream_proxy_protocol", "the screen does not read the PROXY "
-		 "protocol: every client would be the proxy (smtpd_upstream_proxy_protocol works on "
-		 "services without the screen)"),
-	W("postscreen_upstream_proxy_timeout", "used only with "
-					       "postscreen_upstream_proxy_protocol"),
 	NONEMPTY("postscreen_command_filter", "the screen does not rewrite SMTP commands"),
 	NONEMPTY("postscreen_discard_ehlo_keyword_address_maps", "the screen's EHLO reply "
 		 "offers every keyword postscreen offers"),

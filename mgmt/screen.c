@@ -293,6 +293,9 @@ int mx_screen_build(const struct mx_config *cfg, struct mx_screen **out, char *e
 	}
 	memcpy(s->cache_map, map, strlen(map) + 1);
 	s->dnsbl_timeout_ms = p.dnsbl_timeout_s * 1000u;
+	s->proxy_haproxy =
+		strcasecmp(mx_config_get(cfg, "postscreen_upstream_proxy_protocol"), "haproxy") == 0;
+	s->proxy_timeout_ms = screen_time(cfg, "postscreen_upstream_proxy_timeout") * 1000u;
 	if ((rc = screen_sites(s, p.dnsbl_sites ? p.dnsbl_sites : "", err, errlen)) < 0)
 		goto fail;
 	*out = s;

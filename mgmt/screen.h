@@ -52,6 +52,10 @@ struct mx_screen {
 	unsigned nacl;
 	char cache_map[MX_SCREEN_MAP_MAX];  /* "" : no cache */
 	uint32_t dnsbl_timeout_ms;
+	/* postscreen_upstream_proxy_protocol = haproxy: a PROXY header comes first, within
+	 * proxy_timeout_ms (postscreen_upstream_proxy_timeout) */
+	bool proxy_haproxy;
+	uint32_t proxy_timeout_ms;
 	struct mx_screen_site_stat *sites;  /* [cfg->nsites], NULL when none */
 };
 

@@ -419,17 +419,31 @@ struct smtp_screen *smtp_screen_new(const struct smtp_screen_config *cfg,
 	s->cfg = cfg;
 	s->log = log;
 	s->log_arg = log_arg;
-	s->client = *client;
-	s->client.addr = mx_inet_unmap(&client->addr);
-	s->client.server = mx_inet_unmap(&client->server);
-	mx_inet_format(&s->client.addr, s->addr_str, sizeof(s->addr_str));
-	snprintf(s->addr_port, sizeof(s->addr_port), "[%s]:%u", s->addr_str, client->port);
+	smtp_screen_set_client(s, client);
 	s->final_reply = "421 4.3.2 Service currently unavailable\r\n";
 	s->rcpt_reply = "450 4.3.2 Service currently unavailable\r\n";
 	s->dnsbl_name = -1;
 	s->pass_ttl = s->fail_ttl = -1;
 	s->deadline_ms = UINT64_MAX;
 	return s;
+}
+
+void smtp_screen_set_client(struct smtp_screen *s, const struct smtp_screen_client *client)
+{
+	assert(s->state == SMTP_SCREEN_ST_NEW);
+	s->client = *client;
+	s->client.addr = mx_inet_unmap(&client->addr);
+	s->client.server = mx_inet_unmap(&client->server);
+	mx_inet_format(&s->client.addr, s->addr_str, sizeof(s->addr_str));
+	snprintf(s->addr_port, sizeof(s->addr_port), "[%s]:%u", s->addr_str, client->port);
+}
+
+void smtp_screen_refuse(struct smtp_screen *s, const char *reply)
+{
+	assert(s->state == SMTP_SCREEN_ST_NEW);
+	s->flags |= SCR_F_NOFORWARD;
+	scr_send(s, reply);
+	scr_enter_state(s, SMTP_SCREEN_ST_CLOSE);
 }
 
 void smtp_screen_free(struct smtp_screen *s)

@@ -215,6 +215,14 @@ void smtp_screen_free(struct smtp_screen *s);
 /* Bytes the object holds (the object, its output, the dummy engine's buffer). */
 size_t smtp_screen_memory(const struct smtp_screen *s);
 
+/* Before smtp_screen_start() only: the client is another one (the PROXY header named the
+ * real client; postscreen_upstream_proxy_protocol), or its concurrency is now known. */
+void smtp_screen_set_client(struct smtp_screen *s, const struct smtp_screen_client *client);
+/* Before smtp_screen_start() only: the client is refused before it is screened (postscreen
+ * could not read its PROXY header): reply goes out, then the close; nothing is logged (the
+ * caller logs why) and nothing is tested or stored. */
+void smtp_screen_refuse(struct smtp_screen *s, const char *reply);
+
 /* Start: log CONNECT, apply the access list's verdict, the cache record (NULL: none,
  * a new client; it is parsed leniently as postscreen does), then send the teaser and ask
  * for DNS, or conclude at once (ALLOWLISTED, PASS OLD, a denylisted drop). */

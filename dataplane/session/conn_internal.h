@@ -366,6 +366,17 @@ uint64_t conn_proxy_deadline(struct conn *c, uint64_t now_ms);
 size_t conn_proxy_input(struct conn *c, const char *buf, size_t len);
 void conn_proxy_timeout(struct conn *c);
 void conn_proxy_eof(struct conn *c);
+/* The connection's client came from the screen, which read the header already
+ * (postscreen_upstream_proxy_protocol): none is awaited. */
+void conn_proxy_skip(struct conn *c);
+/* The header reader both the SMTP session and the screen use: len bytes onto hbuf
+ * (SMTP_PROXY_HEADER_MAX bytes, *hlen of them so far). 1: the header is whole, in *h; 0:
+ * more to come; -1: it is bad or too long, why says so as Postfix's warning continues
+ * after "haproxy read: " (with the bytes escaped). *used: the bytes taken (every byte
+ * on -1: nothing more is read from the client). */
+struct smtp_proxy_header;
+int conn_proxy_feed(char *hbuf, uint16_t *hlen, const char *buf, size_t len,
+		    struct smtp_proxy_header *h, size_t *used, char *why, size_t whylen);
 
 /* conn_auth.c: SMTP AUTH. offer: what EHLO says (at the session's start and at each
  * EHLO); on_auth / on_auth_response: the engine's events; answer: the service's; abandon:

@@ -110,36 +110,61 @@ static void conn_proxy_take(struct conn *c, const struct smtp_proxy_header *h)
 	snprintf(c->client, sizeof(c->client), "unknown[%s]", c->addr_str);
 }
 
-size_t conn_proxy_input(struct conn *c, const char *buf, size_t len)
+int conn_proxy_feed(char *hbuf, uint16_t *hlen, const char *buf, size_t len,
+		    struct smtp_proxy_header *h, size_t *used, char *why, size_t whylen)
 {
-	size_t before = c->proxy_len;
+	size_t before = *hlen;
 	size_t take = SMTP_PROXY_HEADER_MAX - before;
 	if (take > len)
 		take = len;
-	memcpy(c->proxy_buf + before, buf, take);
-	c->proxy_len = (uint16_t)(before + take);
+	memcpy(hbuf + before, buf, take);
+	*hlen = (uint16_t)(before + take);
 
-	struct smtp_proxy_header h;
 	char err[160] = "";
-	ssize_t n = smtp_proxy_parse(c->proxy_buf, c->proxy_len, 0, &h, err, sizeof(err));
-	if (n == 0 && c->proxy_len < SMTP_PROXY_HEADER_MAX)
-		return take; /* more to come */
+	ssize_t n = smtp_proxy_parse(hbuf, *hlen, 0, h, err, sizeof(err));
+	if (n == 0 && *hlen < SMTP_PROXY_HEADER_MAX) {
+		*used = take; /* more to come */
+		return 0;
+	}
 	if (n <= 0) {
 		char shown[4 * SMTP_PROXY_HEADER_MAX + 1];
-		mx_log(MX_LOG_WARNING, "haproxy read: %s: %s",
-		       n == 0 ? "header too long" : err,
-		       conn_proxy_escape(c->proxy_buf, c->proxy_len, shown, sizeof(shown)));
-		conn_proxy_failed(c);
-		return len; /* nothing more is read from it */
+		snprintf(why, whylen, "%s: %s", n == 0 ? "header too long" : err,
+			 conn_proxy_escape(hbuf, *hlen, shown, sizeof(shown)));
+		*used = len; /* nothing more is read from it */
+		return -1;
 	}
 	/* The parser said "need more" for the bytes before this call, so the header ends
 	 * within what this call brought. */
 	assert((size_t)n > before && (size_t)n <= before + take);
+	*used = (size_t)n - before;
+	return 1;
+}
+
+size_t conn_proxy_input(struct conn *c, const char *buf, size_t len)
+{
+	struct smtp_proxy_header h;
+	char why[4 * SMTP_PROXY_HEADER_MAX + 200];
+	size_t used = 0;
+	int rc = conn_proxy_feed(c->proxy_buf, &c->proxy_len, buf, len, &h, &used, why,
+				 sizeof(why));
+	if (rc == 0)
+		return used;
+	if (rc < 0) {
+		mx_log(MX_LOG_WARNING, "haproxy read: %s", why);
+		conn_proxy_failed(c);
+		return used;
+	}
 	conn_proxy_take(c, &h);
 	free(c->proxy_buf);
 	c->proxy_buf = NULL;
 	/* the greeting was asked for while the header was awaited: it begins now */
 	if (c->greet_asked)
 		conn_greet(c);
-	return (size_t)n - before;
+	return used;
+}
+
+void conn_proxy_skip(struct conn *c)
+{
+	free(c->proxy_buf);
+	c->proxy_buf = NULL;
 }

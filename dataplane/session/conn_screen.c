@@ -5,6 +5,7 @@
 
 #include "dataplane/session/conn_internal.h"
 #include "mgmt/screen.h"
+#include "smtp/smtp_proxy_protocol.h"
 #include "smtp/smtp_screen.h"
 
 /* The cache lookup is on the way of every screened client (postscreen's is a local
@@ -23,6 +24,14 @@ struct conn_screen_op {
 };
 
 #define CONN_SCREEN_CACHE_IDX SMTP_SCREEN_ZONES_MAX
+
+/* postscreen_upstream_proxy_protocol = haproxy: the PROXY header's bytes while it is
+ * awaited (allocated at accept, freed when it is in). */
+struct conn_screen_proxy {
+	uint64_t deadline_ms;        /* the transport's clock */
+	uint16_t len;
+	char buf[SMTP_PROXY_HEADER_MAX];
+};
 
 struct conn_screen {
 	struct conn_worker *w;
@@ -43,6 +52,7 @@ struct conn_screen {
 	bool asked_dns;
 	bool finished;               /* the conclusion is counted and stored */
 	bool counted;                /* in w->screen_counts (conn_screen_count()) */
+	struct conn_screen_proxy *proxy; /* the PROXY header awaited; NULL: none or read */
 	uint64_t cache_deadline_ms;
 	int64_t wall_s;
 	/* the transport's clock (its now_ms) is the monotonic clock minus this: every time
@@ -221,6 +231,38 @@ bool conn_screen_wanted(const struct conn_pick *p)
 	return p->svc->screen != NULL;
 }
 
+/* The screen proper begins: the client counted, then its cache record asked for (the
+ * screen starts when it comes) or the screen started now. now_ms is the transport's. */
+static void conn_screen_open(struct conn_screen *sc, uint64_t now_ms)
+{
+	struct conn_worker *w = sc->w;
+	struct smtp_screen_client cl = { .addr = sc->peer, .port = sc->port, .server = sc->local,
+					 .server_port = sc->local_port,
+					 .concurrency = conn_screen_count(sc) };
+	smtp_screen_set_client(sc->s, &cl);
+	/* the temporary allowlist first: its answer decides whether there is a test (a
+	 * client over its connection limit is refused before it is looked at) */
+	bool too_many = cl.concurrency > sc->scr->cfg->client_connection_count_limit &&
+			sc->scr->cfg->client_connection_count_limit;
+	if (sc->scr->cache_map[0] && w->svc && !too_many) {
+		struct svc_request *r = svc_request_new(SVC_STATE);
+		if (r) {
+			struct svc_state *st = &r->u.state;
+			snprintf(st->map, sizeof(st->map), "%s", sc->scr->cache_map);
+			st->op = SVC_STATE_GET;
+			mx_inet_format(&sc->peer, st->key, sizeof(st->key));
+			if (conn_screen_submit(sc, r, CONN_SCREEN_CACHE_IDX,
+					       CONN_SCREEN_CACHE_TIMEOUT_MS)) {
+				sc->waiting_cache = true;
+				sc->cache_deadline_ms =
+					now_ms + CONN_SCREEN_CACHE_TIMEOUT_MS + 500;
+				return;
+			}
+		}
+	}
+	conn_screen_begin(sc, NULL);
+}
+
 struct conn_screen *conn_screen_new(struct conn_worker *w, const struct conn_pick *p,
 				    const struct mx_inet_addr *peer, uint16_t port,
 				    const struct mx_inet_addr *local, uint16_t local_port,
@@ -238,10 +280,10 @@ struct conn_screen *conn_screen_new(struct conn_worker *w, const struct conn_pic
 	sc->port = port;
 	sc->local_port = local_port;
 	struct smtp_screen_client cl = { .addr = sc->peer, .port = port, .server = sc->local,
-					 .server_port = local_port,
-					 .concurrency = conn_screen_count(sc) };
-	if (!(sc->s = smtp_screen_new(sc->scr->cfg, &cl, conn_screen_log, sc))) {
-		conn_screen_uncount(sc);
+					 .server_port = local_port };
+	if (!(sc->s = smtp_screen_new(sc->scr->cfg, &cl, conn_screen_log, sc)) ||
+	    (sc->scr->proxy_haproxy && !(sc->proxy = malloc(sizeof(*sc->proxy))))) {
+		smtp_screen_free(sc->s);
 		free(sc);
 		return NULL;
 	}
@@ -249,28 +291,59 @@ struct conn_screen *conn_screen_new(struct conn_worker *w, const struct conn_pic
 	w->counters.screen_connections++;
 	sc->wall_s = (int64_t)(mx_clock_wall_us() / 1000000u);
 	sc->clock_offset_ms = mx_clock_monotonic_ms() - now_ms;
-	/* the temporary allowlist first: its answer decides whether there is a test (a
-	 * client over its connection limit is refused before it is looked at) */
-	bool too_many = cl.concurrency > sc->scr->cfg->client_connection_count_limit &&
-			sc->scr->cfg->client_connection_count_limit;
-	if (sc->scr->cache_map[0] && w->svc && !too_many) {
-		struct svc_request *r = svc_request_new(SVC_STATE);
-		if (r) {
-			struct svc_state *st = &r->u.state;
-			snprintf(st->map, sizeof(st->map), "%s", sc->scr->cache_map);
-			st->op = SVC_STATE_GET;
-			mx_inet_format(&sc->peer, st->key, sizeof(st->key));
-			if (conn_screen_submit(sc, r, CONN_SCREEN_CACHE_IDX,
-					       CONN_SCREEN_CACHE_TIMEOUT_MS)) {
-				sc->waiting_cache = true;
-				sc->cache_deadline_ms =
-					now_ms + CONN_SCREEN_CACHE_TIMEOUT_MS + 500;
-				return sc;
-			}
-		}
+	if (sc->proxy) {
+		/* postscreen_upstream_proxy_protocol: nothing is screened, counted or logged
+		 * until the header names the client (conn_screen_proxy_input()) */
+		sc->proxy->len = 0;
+		sc->proxy->deadline_ms = now_ms + sc->scr->proxy_timeout_ms;
+		return sc;
 	}
-	conn_screen_begin(sc, NULL);
+	conn_screen_open(sc, now_ms);
 	return sc;
+}
+
+/* The header could not be had: postscreen's psc_endpt_lookup_done() after a failed
+ * endpoint lookup: "421 4.3.2 No system resources" and the close, no CONNECT line; why
+ * as postscreen's warning says it after "haproxy read: ". */
+static void conn_screen_proxy_failed(struct conn_screen *sc, const char *why)
+{
+	mx_log_as(MX_LOG_POSTSCREEN, MX_LOG_WARNING, "haproxy read: %s", why);
+	free(sc->proxy);
+	sc->proxy = NULL;
+	sc->w->counters.proxy_failed++;
+	smtp_screen_refuse(sc->s, "421 4.3.2 No system resources\r\n");
+	conn_screen_after(sc);
+}
+
+/* Header bytes; once it is whole the client it names is screened (a LOCAL header, the
+ * proxy's own health check, keeps the connection's endpoints). Returns the bytes taken:
+ * the rest is the client's (a pregreet, or SMTP after the greeting). Unlike postscreen,
+ * which reads the header with one read(2) and fails a header TCP cut in two, the bytes
+ * are gathered until the header is whole or postscreen_upstream_proxy_timeout ends. */
+static size_t conn_screen_proxy_input(struct conn_screen *sc, const char *buf, size_t len,
+				      uint64_t now_ms)
+{
+	struct smtp_proxy_header h;
+	char why[4 * SMTP_PROXY_HEADER_MAX + 200];
+	size_t used = 0;
+	int rc = conn_proxy_feed(sc->proxy->buf, &sc->proxy->len, buf, len, &h, &used, why,
+				 sizeof(why));
+	if (rc == 0)
+		return used;
+	if (rc < 0) {
+		conn_screen_proxy_failed(sc, why);
+		return used;
+	}
+	free(sc->proxy);
+	sc->proxy = NULL;
+	if (!h.use_connection) {
+		sc->peer = mx_inet_unmap(&h.src);
+		sc->port = h.src_port;
+		sc->local = mx_inet_unmap(&h.dst);
+		sc->local_port = h.dst_port;
+	}
+	conn_screen_open(sc, now_ms);
+	return used;
 }
 
 void *conn_screen_answer(struct svc_request *r)
@@ -334,16 +407,24 @@ enum conn_screen_state conn_screen_state(const struct conn_screen *sc)
 
 bool conn_screen_wants_input(const struct conn_screen *sc)
 {
+	if (sc->proxy)
+		return true;
 	return !sc->waiting_cache && !sc->storing && smtp_screen_wants_input(sc->s);
 }
 
 size_t conn_screen_input(struct conn_screen *sc, const char *buf, size_t len, uint64_t now_ms)
 {
+	size_t off = 0;
+	if (sc->proxy) {
+		off = conn_screen_proxy_input(sc, buf, len, now_ms);
+		if (sc->proxy || off == len)
+			return off;
+	}
 	if (sc->waiting_cache)
-		return 0;
-	size_t used = smtp_screen_input(sc->s, buf, len, now_ms);
+		return off;
+	size_t used = smtp_screen_input(sc->s, buf + off, len - off, now_ms);
 	conn_screen_after(sc);
-	return used;
+	return off + used;
 }
 
 struct mx_span conn_screen_output(const struct conn_screen *sc)
@@ -358,6 +439,8 @@ void conn_screen_output_done(struct conn_screen *sc, size_t n)
 
 uint64_t conn_screen_deadline(const struct conn_screen *sc)
 {
+	if (sc->proxy)
+		return sc->proxy->deadline_ms;
 	if (sc->storing)
 		return sc->store_deadline_ms;
 	return sc->waiting_cache ? sc->cache_deadline_ms : smtp_screen_deadline(sc->s);
@@ -365,6 +448,11 @@ uint64_t conn_screen_deadline(const struct conn_screen *sc)
 
 void conn_screen_timer(struct conn_screen *sc, uint64_t now_ms)
 {
+	if (sc->proxy) {
+		if (now_ms >= sc->proxy->deadline_ms)
+			conn_screen_proxy_failed(sc, "time limit exceeded");
+		return;
+	}
 	if (sc->storing) {
 		/* the state service answers by the request's deadline; this bounds a stuck
 		 * one: the reply goes out without the record */
@@ -384,6 +472,10 @@ void conn_screen_timer(struct conn_screen *sc, uint64_t now_ms)
 
 void conn_screen_peer_closed(struct conn_screen *sc, uint64_t now_ms)
 {
+	if (sc->proxy) {
+		conn_screen_proxy_failed(sc, "EOF");
+		return;
+	}
 	if (sc->waiting_cache) {
 		/* the client left before the screen began: as a hang-up in its first test */
 		conn_screen_begin(sc, NULL);
@@ -394,6 +486,14 @@ void conn_screen_peer_closed(struct conn_screen *sc, uint64_t now_ms)
 
 void conn_screen_shutdown(struct conn_screen *sc, uint64_t now_ms)
 {
+	if (sc->proxy) {
+		/* nobody to screen yet: the shutdown reply, without a test */
+		free(sc->proxy);
+		sc->proxy = NULL;
+		smtp_screen_refuse(sc->s, "421 4.3.2 Service shutting down\r\n");
+		conn_screen_after(sc);
+		return;
+	}
 	if (sc->waiting_cache)
 		conn_screen_begin(sc, NULL);
 	smtp_screen_shutdown(sc->s, now_ms);
@@ -403,8 +503,13 @@ void conn_screen_shutdown(struct conn_screen *sc, uint64_t now_ms)
 struct conn *conn_screen_pass(struct conn_screen *sc)
 {
 	assert(smtp_screen_state(sc->s) == SMTP_SCREEN_ST_PASS);
-	return conn_new_picked(sc->w, &sc->pick, &sc->peer, sc->port, &sc->local,
-			       sc->local_port);
+	struct conn *c = conn_new_picked(sc->w, &sc->pick, &sc->peer, sc->port, &sc->local,
+					 sc->local_port);
+	/* as postscreen hands smtpd the client with the socket: the session behind the
+	 * screen never reads a PROXY header of its own */
+	if (c)
+		conn_proxy_skip(c);
+	return c;
 }
 
 const char *conn_screen_client(const struct conn_screen *sc)
@@ -427,6 +532,7 @@ void conn_screen_free(struct conn_screen *sc)
 		}
 	}
 	free(sc->ops);
+	free(sc->proxy);
 	smtp_screen_free(sc->s);
 	conn_screen_uncount(sc);
 	sc->pick.cg->nconns--;
@@ -435,5 +541,6 @@ void conn_screen_free(struct conn_screen *sc)
 
 size_t conn_screen_memory(const struct conn_screen *sc)
 {
-	return sizeof(*sc) + smtp_screen_memory(sc->s) + sc->nops * sizeof(*sc->ops);
+	return sizeof(*sc) + smtp_screen_memory(sc->s) + sc->nops * sizeof(*sc->ops) +
+	       (sc->proxy ? sizeof(*sc->proxy) : 0);
 }

@@ -33,6 +33,12 @@ namespace, the gateway on net_af_packet in its namespace, see netns.py); the ses
   - the connection limit (B: postscreen_client_connection_count_limit = 2): two
     connections from one address get the teaser, a third one at the same time "421 4.7.0
     Error: too many connections" and the close (with two workers, whichever takes it);
+  - the PROXY protocol (E: postscreen_upstream_proxy_protocol = haproxy, timeout 2 s,
+    greet action drop, and smtpd_upstream_proxy_protocol too): a v1 header, then a patient
+    client: the client the header names passes (PASS NEW [192.0.2.50]) and the session
+    behind the screen reads no second header; a header then a pregreet: PREGREET for the
+    named client and 521; SMTP instead of a header, and nothing at all: "421 4.3.2 No
+    system resources", the close and postscreen's "haproxy read:" warnings;
   - the screen's counters in the statistics line, and the clients each DNSBL site listed.
 On the kernel transport the whole test runs in a private network namespace whose
 resolv.conf names the DNS server, and a private Debian Postfix with the same main.cf
@@ -60,6 +66,7 @@ import netns  # noqa: E402
 from mxtest import fail  # noqa: E402
 
 NETNS_ENV = "MXGATE_POSTSCREEN_NETNS"
+HAPROXY = "/usr/sbin/haproxy"
 GREET_WAIT = 2
 HOST = "mx.test.example"
 
@@ -184,6 +191,13 @@ for s, f in socks:
 print(json.dumps({"lines": lines, "eof": eof}))
 """
 CROWD_LIMIT = 2
+PROXY_TIMEOUT = 2
+# The clients service E's PROXY headers name (never bound: only the header carries them).
+PROXIED = {"proxied_patient": "192.0.2.50", "proxied_bot": "192.0.2.51"}
+
+
+def proxy_v1(src, port):
+    return f"PROXY TCP4 {src} 198.51.100.25 {port} 25\r\n"
 
 PASS_CMDS = ["EHLO client.example", "QUIT"]
 SCREEN_CMDS = ["EHLO client.example", "MAIL FROM:<s@sender.example>",
@@ -194,7 +208,7 @@ def addrs(prefix):
     """The scenario's client addresses: name -> address."""
     names = ["pregreet_enforce", "pregreet_drop", "patient", "listed", "listed_allowed",
              "off_filter", "wl_allowlisted", "acl_permit", "acl_reject", "deep_good",
-             "deep_pipelining", "deep_non_smtp", "crowd"]
+             "deep_pipelining", "deep_non_smtp", "crowd", "proxy", "via_haproxy"]
     return {n: f"{prefix}{21 + i}" for i, n in enumerate(names)}
 
 
@@ -230,14 +244,14 @@ class Target:
                              check=True)
             self.host = self.topo.gw_ip4
             self.probe = self.topo.cl_ip4
-            self.ports = (25, 2526, 2527, 2528)
+            self.ports = (25, 2526, 2527, 2528, 2529)
             self.python = netns.SYS_PYTHON
         else:
             self.topo = None
             self.a = addrs("127.0.0.")
             self.host = "127.0.0.1"
             self.probe = "127.0.0.1"
-            self.ports = tuple(mxtest.free_port() for _ in range(4))
+            self.ports = tuple(mxtest.free_port() for _ in range(5))
             self.python = sys.executable
         self.dns_port = 53 if transport == "kernel" else 5353
         self.dns = None
@@ -267,7 +281,7 @@ class Target:
             f"postscreen_greet_wait = {GREET_WAIT}s\n"
             "postscreen_access_list =\n"
         )
-        pa, pb, pc, pd = ports
+        pa, pb, pc, pd, pe = ports
         lst = f"{host}:" if host else ""
         master = (
             f"{lst}{pa} inet n - n - 1 postscreen\n"
@@ -295,6 +309,12 @@ class Target:
             "  -o postscreen_non_smtp_command_enable=yes\n"
             "  -o postscreen_bare_newline_enable=yes\n"
             "  -o postscreen_cache_map=btree:$data_directory/ps_d\n"
+            f"{lst}{pe} inet n - n - 1 postscreen\n"
+            "  -o postscreen_upstream_proxy_protocol=haproxy\n"
+            f"  -o postscreen_upstream_proxy_timeout={PROXY_TIMEOUT}s\n"
+            "  -o postscreen_greet_action=drop\n"
+            "  -o smtpd_upstream_proxy_protocol=haproxy\n"
+            "  -o postscreen_cache_map=btree:$data_directory/ps_e\n"
             "smtpd pass - - n - - smtpd\n"
         )
         return main, master
@@ -330,7 +350,7 @@ class Target:
         spec = []
         for s in sessions:
             s = dict(s)
-            s["port"] = ports["abcd".index(s["svc"])]
+            s["port"] = ports["abcde".index(s["svc"])]
             spec.append(s)
         argv = [self.python, "-c", CLIENT, host]
         kw = dict(input=json.dumps(spec), capture_output=True, text=True, timeout=600)
@@ -355,6 +375,49 @@ class Target:
         if r.returncode != 0:
             fail(f"the crowding client failed: {r.stdout}{r.stderr}")
         return json.loads(r.stdout)
+
+    def via_haproxy(self, host=None, ports=None):
+        """Debian's HAProxy where the clients are, sending PROXY v2 to service E: a
+        patient client through it is screened as itself (its own address, not the
+        proxy's) and passes."""
+        host = host or self.host
+        port_e = (ports or self.ports)[4]
+        front = mxtest.free_port()
+        cfg = os.path.join(self.tmp, f"haproxy-{port_e}.cfg")
+        with open(cfg, "w") as f:
+            f.write("global\n    maxconn 20\ndefaults\n    mode tcp\n"
+                    "    timeout connect 5s\n    timeout client 30s\n"
+                    "    timeout server 30s\n"
+                    f"frontend screen\n    bind 127.0.0.1:{front}\n"
+                    "    default_backend gateway\nbackend gateway\n"
+                    f"    server gw {host}:{port_e} send-proxy-v2\n")
+        argv = [HAPROXY, "-db", "-f", cfg]
+        kw = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        hap = self.topo.cl_popen(argv, **kw) if self.topo else subprocess.Popen(argv, **kw)
+        try:
+            probe = [self.python, "-c", "import socket, sys, time\n"
+                     "for i in range(100):\n"
+                     "    try:\n"
+                     f"        s = socket.create_connection(('127.0.0.1', {front}), 5)\n"
+                     "        s.settimeout(5)\n"
+                     "        line = s.makefile('rb').readline()\n"
+                     "        sys.exit(0 if line.startswith(b'220-') else 1)\n"
+                     "    except OSError:\n        time.sleep(0.05)\nsys.exit(1)"]
+            # the probe is a connection through HAProxy too, read up to the teaser (so
+            # the header went through) then hung up in the greet wait: a client at
+            # 127.0.0.1, not a case
+            r = self.topo.cl(probe) if self.topo else subprocess.run(probe)
+            if r.returncode != 0:
+                fail("HAProxy did not listen")
+            sess = [dict(name="through HAProxy (PROXY v2), a patient client", svc="e",
+                         src=self.a["via_haproxy"], cmds=PASS_CMDS,
+                         want_greeting=f"220-{HOST} ESMTP\n220 {HOST} ESMTP", slow=True,
+                         passed=True, log=[f"PASS NEW [{self.a['via_haproxy']}]:"])]
+            got = self.run(sess, host="127.0.0.1", ports=(0, 0, 0, 0, front))
+            return sess, got
+        finally:
+            hap.terminate()
+            hap.wait(timeout=10)
 
     def close(self):
         if self.gw:
@@ -434,6 +497,24 @@ def sessions(a, teaser):
              cmds=["GET / HTTP/1.0"], want_greeting=teaser + "\n" + g,
              want=["521 5.7.0 Error: I can break rules, too. Goodbye."],
              log=[f"NON-SMTP COMMAND from [{a['deep_non_smtp']}]:"]),
+        # postscreen_upstream_proxy_protocol (E): the header's client is screened, and
+        # the SMTP session behind (smtpd_upstream_proxy_protocol set too) reads none
+        dict(name="PROXY header, a patient client", svc="e", src=a["proxy"],
+             pre=proxy_v1(PROXIED["proxied_patient"], 5550), cmds=PASS_CMDS,
+             want_greeting=teaser + "\n" + g, slow=True, passed=True,
+             log=[f"PASS NEW [{PROXIED['proxied_patient']}]:5550"]),
+        dict(name="PROXY header, then a pregreet", svc="e", src=a["proxy"],
+             pre=proxy_v1(PROXIED["proxied_bot"], 5551) + "EHLO bot\r\n", cmds=[],
+             want_greeting=teaser + "\n521 5.5.1 Protocol error", want=[],
+             log=[f"from [{PROXIED['proxied_bot']}]:5551: EHLO bot"]),
+        dict(name="SMTP instead of a PROXY header", svc="e", src=a["proxy"],
+             pre="EHLO not.a.proxy\r\n", cmds=[],
+             want_greeting="421 4.3.2 No system resources", want=[],
+             log=["warning: haproxy read: unrecognized protocol header: "
+                  "EHLO not.a.proxy\\r\\n"]),
+        dict(name="no PROXY header", svc="e", src=a["proxy"], cmds=[],
+             want_greeting="421 4.3.2 No system resources", want=[],
+             log=["warning: haproxy read: time limit exceeded"]),
     ]
 
 
@@ -478,6 +559,9 @@ def run_tests(t, postfix=None):
     got = t.run(sess)
     for s, g in zip(sess, got):
         check(s, g, "mxgate", t.gw.output)
+    hsess, hgot = t.via_haproxy()
+    check(hsess[0], hgot[0], "mxgate", t.gw.output)
+    sess, got = sess + hsess, got + hgot
     crowd = t.crowd()
     want_crowd = {"lines": [teaser] * CROWD_LIMIT + ["421 4.7.0 Error: too many connections"],
                   "eof": True}
@@ -492,9 +576,9 @@ def run_tests(t, postfix=None):
     if f"NOQUEUE: reject: CONNECT from [{t.a['crowd']}]:" not in log:
         fail(f"mxgate: no NOQUEUE: reject: CONNECT line for the crowding client\n{log}")
     st = t.gw.stats()
-    want = {"screen_pregreet_fail": 2, "screen_dnsbl_fail": 1, "screen_pass_new": 5,
+    want = {"screen_pregreet_fail": 3, "screen_dnsbl_fail": 1, "screen_pass_new": 7,
             "screen_pass_old": 2, "screen_denylisted": 1, "screen_deep_fail": 2,
-            "screen_too_many": 1}
+            "screen_too_many": 1, "proxy_failed": 2}
     for k, v in want.items():
         if st.get(k) != v:
             fail(f"statistics: {k}={st.get(k)}, expected {v}: {st}\n{t.gw.output()}")
@@ -507,7 +591,7 @@ def run_tests(t, postfix=None):
     for m in re.finditer(r"postscreen dnsbl \(SIGUSR1\): generation=\d+ service=\S*?(\d+) "
                          r"site=(\S+) listed=(\d+)", t.gw.log()):
         per_site[(int(m.group(1)), m.group(2))] = int(m.group(3))
-    pa, _, pc, _ = t.ports
+    pa, _, pc, _, _ = t.ports
     want_sites = {(pa, "bl.test=127.0.0.[2..11]*2"): 1 + 1, (pa, "wl.test*-3"): 1,
                   (pc, "wl.test*-3"): 1}
     if per_site != want_sites:
@@ -534,7 +618,8 @@ def differential(t, pf, sess, got, crowd, log):
     """The same sessions against Debian's postscreen: the same replies and decisions."""
     pf.start()
     try:
-        pgot = t.run(sess, host="127.0.0.1", ports=pf.ports)
+        pgot = t.run(sess[:-1], host="127.0.0.1", ports=pf.ports)
+        pgot += t.via_haproxy(host="127.0.0.1", ports=pf.ports)[1]
         pcrowd = t.crowd(host="127.0.0.1", ports=pf.ports)
         if pcrowd != crowd:
             fail(f"the connection limit: mxgate {crowd}, Postfix {pcrowd}")
@@ -554,7 +639,7 @@ def differential(t, pf, sess, got, crowd, log):
                 fail(f"{s['name']}: replies: mxgate {g['replies']!r}, Postfix "
                      f"{p['replies']!r}")
         ndec = 0
-        for name, addr in t.a.items():
+        for name, addr in list(t.a.items()) + list(PROXIED.items()):
             m, p = decisions(log, addr), decisions(plog, addr)
             if m != p:
                 fail(f"decisions for {name} [{addr}]: mxgate {m}, Postfix {p}\n"
@@ -574,7 +659,7 @@ class PostscreenPostfix:
     """A private Debian Postfix with postscreen in front of its smtpd: the oracle."""
 
     def __init__(self, t):
-        self.ports = tuple(mxtest.free_port() for _ in range(4))
+        self.ports = tuple(mxtest.free_port() for _ in range(5))
         self.pf = mxtest.PostfixPeer(relayhost="[127.0.0.1]:9", extra_main_cf=(
             f"myhostname = {HOST}\nmynetworks = 127.0.0.1/32\n"
             "relay_domains = relay.example\n"))
@@ -614,6 +699,7 @@ def main():
     binary = mxtest.binary_from_argv()
     transport = sys.argv[2] if len(sys.argv) > 2 else "kernel"
     mxtest.need_root("the postscreen test (a network namespace, a Postfix instance)")
+    mxtest.need_tool(HAPROXY)
     if transport == "kernel":
         for tool in ("/usr/sbin/postfix", "/usr/lib/postfix/sbin/postscreen",
                      "/usr/lib/postfix/sbin/dnsblog"):

@@ -822,6 +822,8 @@ static const struct bad_value bad_values[] = {
 	{ "postscreen_command_time_limit = 0", "postscreen_command_time_limit" },
 	{ "postscreen_client_connection_count_limit = -1", "invalid "
 	  "postscreen_client_connection_count_limit parameter value -1 < 0" },
+	{ "postscreen_upstream_proxy_protocol = nginx", "postscreen_upstream_proxy_protocol" },
+	{ "postscreen_upstream_proxy_timeout = 0", "postscreen_upstream_proxy_timeout" },
 	{ "postscreen_helo_required = x", "postscreen_helo_required" },
 	{ "postscreen_disable_vrfy_command = x", "postscreen_disable_vrfy_command" },
 	{ "postscreen_cache_retention_time = x", "postscreen_cache_retention_time" },

@@ -87,7 +87,6 @@ static void test_refused(void)
 	expect_refused("smtp_tls_security_level = secure");
 	expect_refused("smtpd_client_connection_limit_exceptions = 192.0.2.0/24");
 	expect_refused("postscreen_command_filter = pcre:/etc/postfix/command_filter");
-	expect_refused("postscreen_upstream_proxy_protocol = haproxy");
 	expect_refused("postscreen_enforce_tls = yes");
 	expect_refused("postscreen_tls_security_level = encrypt");
 	expect_refused("postscreen_discard_ehlo_keyword_address_maps = cidr:/etc/postfix/esmtp_access");

@@ -266,6 +266,38 @@ static void test_connection_limit(void)
 	smtp_screen_config_free(c);
 }
 
+/* Before the start: another client (the PROXY header's), or a refusal with nothing
+ * logged, tested or stored (no header could be read). */
+static void test_set_client_and_refuse(void)
+{
+	struct smtp_screen_params p = base_params();
+	struct smtp_screen_config *c = mkcfg(&p);
+	char out[4096];
+	struct harness h;
+	struct smtp_screen *s = mk(c, &h);
+	struct smtp_screen_client cl = { .port = 5550, .server_port = 2525 };
+	mx_inet_parse("::ffff:192.0.2.50", &cl.addr);
+	mx_inet_parse("198.51.100.25", &cl.server);
+	smtp_screen_set_client(s, &cl);
+	smtp_screen_start(s, SMTP_SCREEN_ACL_PERMIT, NULL, 1000, WALL);
+	CHECK_STR_EQ(h.logs, "CONNECT from [192.0.2.50]:5550 to [198.51.100.25]:2525\n"
+			     "ALLOWLISTED [192.0.2.50]:5550\n");
+	smtp_screen_free(s);
+	s = mk(c, &h);
+	smtp_screen_refuse(s, "421 4.3.2 No system resources\r\n");
+	CHECK_INT_EQ(smtp_screen_state(s), SMTP_SCREEN_ST_CLOSE);
+	CHECK_STR_EQ(take(s, out, sizeof(out)), "421 4.3.2 No system resources\r\n");
+	CHECK_STR_EQ(h.logs, "");
+	struct smtp_screen_outcome o = smtp_screen_outcome(s);
+	CHECK(!o.pass_new && !o.pass_old && !o.pregreet_fail && !o.too_many);
+	char rec[128];
+	uint32_t keep;
+	CHECK(!smtp_screen_cache_record(s, WALL, rec, sizeof(rec), &keep));
+	CHECK_INT_EQ(smtp_screen_deadline(s), UINT64_MAX);
+	smtp_screen_free(s);
+	smtp_screen_config_free(c);
+}
+
 static void test_pass_new_then_old(void)
 {
 	struct smtp_screen_params p = base_params();
@@ -826,6 +858,7 @@ int main(void)
 	RUN_TEST(test_allowlisted);
 	RUN_TEST(test_denylisted);
 	RUN_TEST(test_connection_limit);
+	RUN_TEST(test_set_client_and_refuse);
 	RUN_TEST(test_pass_new_then_old);
 	RUN_TEST(test_cache_parse);
 	RUN_TEST(test_pregreet);
