@@ -279,7 +279,12 @@ int main(int argc, char **argv)
 	nc.ipv4_src_count = cfg.src_count;
 	uint64_t all_conc = cfg.concurrency;
 	if (cfg.nalso) { /* every class's sources are ours */
-		loadgen_mix_src_cover(&cfg, &nc.ipv4_src_base, &nc.ipv4_src_count);
+		if (loadgen_mix_src_cover(&cfg, &nc.ipv4_src_base, &nc.ipv4_src_count) < 0) {
+			fprintf(stderr, "loadgen: the classes' sources, from the lowest to the "
+					"highest, span the server's (or next hop's) address: choose "
+					"ranges on one side of it\n");
+			return 2;
+		}
 		for (uint32_t i = 0; i < cfg.nalso; i++)
 			all_conc += cfg.also[i].concurrency;
 	}

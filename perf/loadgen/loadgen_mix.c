@@ -133,8 +133,8 @@ void loadgen_class_config(const struct loadgen_config *base,
 		 base->label, base->label[0] ? " " : "", loadgen_class_kind_name(sp->kind));
 }
 
-void loadgen_mix_src_cover(const struct loadgen_config *base, uint32_t *src_base,
-			   uint32_t *src_count)
+int loadgen_mix_src_cover(const struct loadgen_config *base, uint32_t *src_base,
+			  uint32_t *src_count)
 {
 	uint32_t lo, hi;
 	if (base->src_count) {
@@ -155,6 +155,12 @@ void loadgen_mix_src_cover(const struct loadgen_config *base, uint32_t *src_base
 	}
 	*src_base = htonl(lo);
 	*src_count = hi - lo + 1; /* < 2^32: reserved blocks bound every range */
+	/* the stack takes every address of the cover as its own, and drops what comes from
+	 * its own addresses: the server (or the router) must lie outside */
+	uint32_t srv = ntohl(base->server), hop = ntohl(base->next_hop);
+	if ((srv >= lo && srv <= hi) || (base->next_hop && hop >= lo && hop <= hi))
+		return -EINVAL;
+	return 0;
 }
 
 struct loadgen_class {

@@ -63,9 +63,10 @@ void loadgen_class_config(const struct loadgen_config *base,
 			  const struct loadgen_class_spec *sp, struct loadgen_config *out);
 /* The smallest range holding the main class's sources and every session class's (the
  * stack's own addresses; the SYN flood's are left out: their answers must not be ours).
- * Host-order bounds in, network-order base out. */
-void loadgen_mix_src_cover(const struct loadgen_config *base, uint32_t *src_base,
-			   uint32_t *src_count);
+ * Network-order base. 0, or -EINVAL when the server or the next hop falls inside it (the
+ * stack would take the server's address for its own). */
+int loadgen_mix_src_cover(const struct loadgen_config *base, uint32_t *src_base,
+			  uint32_t *src_count);
 
 /* The classes of base->also, with their stats; NULL with errno. smac: our MAC (the SYNs'
  * source). */

@@ -1,0 +1,404 @@
+#!/usr/bin/env python3
+"""Issue 14's "under attack" check over net_memif: legitimate mail at a fixed rate while
+pregreeting bots, DNSBL-listed clients and a SYN flood hit the same gateway at the same
+time, all offered by ONE mxgate-loadgen process (its traffic classes: the main class is
+the legitimate senders, `--also pregreet:...`, `--also listed:...`, `--also synflood:...`),
+beside Debian Postfix + postscreen under bench_screen.py's attack (Python bots, hping3,
+smtp-source on loopback) on the same machine.
+
+    python3 perf/screen/bench_attack_memif.py --mxgate build-rel/dataplane/mxgate \\
+        [--seconds 15] [--legit-rate 3000] [--pregreet-rate 20000] [--syn-rate 50000] \\
+        [--servers mxgate-memif,postfix] [--json OUT.json]
+
+Root (a private network namespace whose resolv.conf names 127.0.0.1, DPDK's runtime
+directory, Postfix, hping3). One DNS server (screen_dns.py on 127.0.0.1:53) lists every
+address 10.2.x.y under bl.test (mxgate's resolver asks it over the kernel's UDP).
+
+mxgate-memif: a release build, `--no-huge`, one worker; the worker and the main lcore on
+--gw-cpu, the generator's one lcore on --gen-cpu. main.cf: bench_screen.py's SETTINGS but
+`postscreen_dnsbl_action = enforce` (a listed client is greeted after the greet wait and
+refused at RCPT: "550 5.7.1 Service unavailable; client [ip] blocked using bl.test"). The
+classes, each with its own sources and counters:
+
+  legit     10.3.0.1-10.3.0.100 (not listed; pre-warmed: each address passed the greet
+            wait once, PASS NEW, so the measured sessions are PASS OLD), --legit-conc
+            sessions of --legit-msgs messages of 4 KiB, at --legit-rate messages/s
+  pregreet  1,000 addresses 10.1.0.1-10.1.3.232, EHLO before the greeting, must get 521
+            and the close; --pregreet-rate sessions/s, --pregreet-conc at once
+  listed    1,000 addresses 10.2.0.1-10.2.3.232 (listed), all 1,000 at once: greeting after
+            the 2 s greet wait, EHLO, MAIL, RCPT -> 550 (counted as rejected), QUIT
+  synflood  SYNs from random addresses of 172.16.0.0/12 and random ports at --syn-rate,
+            never completed (the gateway's SYN-ACKs and cookies go to addresses the
+            generator does not own; it counts them)
+
+Phases: warm-up; quiet (legit alone, --seconds); each attack kind alone (--alone-s, for
+its cost per rejected connection: the gateway's busy cycles and process CPU over the
+phase, the SYN flood beside a trickle of one legitimate session a second); then legit +
+all three attacks (--seconds). The gateway's figures come from its SIGUSR1 statistics
+(busy cycles, screen_* and tcp_* counters) and /proc (utime + stime of every thread).
+
+What shares the CPUs: the gateway (worker + main lcore + its service threads: resolver,
+postscreen cache, log, spool writer) on --gw-cpu; the generator (all classes) on --gen-cpu;
+the DNS server (Python) and the kernel's loopback UDP for the resolver's queries float.
+On this VM other helpers' builds may share them too; the script waits for a quiet machine
+(--quiet-cpus) and records what it saw.
+
+postfix: bench_screen.run_server(PostfixServer) unchanged: its quiet smtp-source shapes,
+each attack alone (Python bots: 1,000 pregreet addresses, 1,000 DNSBL addresses with
+postscreen_dnsbl_action = drop, i.e. 521 after the greet wait), then the legitimate shapes
+under pregreet + DNSBL bots at --pf-attack-rate each and hping3 --rand-source at
+--pf-syn-us. Postfix's legitimate load is smtp-source at full speed (no fixed rate): its
+ratio is of full-speed rates.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+import types
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+sys.path.insert(0, HERE)
+
+import bench_screen as bs  # noqa: E402
+import loadgen  # noqa: E402
+import mxtest  # noqa: E402
+import netns  # noqa: E402
+
+NETNS_ENV = "MXGATE_ATTACK_MEMIF_NETNS"
+LEGIT_SRC = "10.3.0.1-10.3.0.100"
+PREGREET_SRC = "10.1.0.1-10.1.3.232"
+LISTED_SRC = "10.2.0.1-10.2.3.232"
+LISTED_PREFIX = "10.2."
+SYN_SRC = "172.16.0.0/12"
+SETTINGS = bs.SETTINGS.replace("postscreen_dnsbl_action = drop",
+                               "postscreen_dnsbl_action = enforce")
+assert SETTINGS != bs.SETTINGS
+
+
+class MemifAttackGateway:
+    name = "mxgate-memif"
+
+    def __init__(self, binary, cpu, gen=None):
+        self.gw = loadgen.MemifGateway(binary, workers=1, cpu=cpu)
+        data = os.path.join(self.gw.dir, "data")
+        os.makedirs(data)
+        mpath = os.path.join(self.gw.dir, "master.cf")
+        with open(mpath, "w") as f:
+            f.write(bs.master_cf(25, host=None))
+        with open(self.gw.config_path, "a") as f:
+            f.write(SETTINGS + "mxgate_max_connections = 8000\n"
+                    f"mxgate_master_file = {mpath}\ndata_directory = {data}\n"
+                    "mxgate_dns_servers = 127.0.0.1:53\n")
+        self.gen = gen or loadgen.loadgen_binary(binary)
+
+    def pid(self):
+        return self.gw.proc.pid
+
+
+def legit_args(a, rate, conc, msgs, seconds):
+    return ["--src", LEGIT_SRC, "--concurrency", str(conc), "--handshakes", str(conc),
+            "--sessions", "0", "--duration", str(seconds), "--messages", str(msgs),
+            "--size", "4096", "--rate", str(rate), "--rate-of", "messages",
+            "--timeout", "10", "--errors-kept", "5"]
+
+
+def also(kind, a):
+    if kind == "pregreet":
+        return f"pregreet:src={PREGREET_SRC},concurrency={a.pregreet_conc}," \
+               f"rate={a.pregreet_rate}"
+    if kind == "listed":
+        return f"listed:src={LISTED_SRC},concurrency=1000"
+    return f"synflood:src={SYN_SRC},rate={a.syn_rate}"
+
+
+def run_gen(srv, a, tag, args, seconds):
+    """One generator run; (exit status, output, {class: result})."""
+    jp = os.path.join(srv.gw.dir, f"{tag}.json")
+    rc, out, res = loadgen.run_loadgen(srv.gen, srv.gw.socket, args + ["--label", tag],
+                                       timeout=seconds + 120, json_path=jp,
+                                       lcore_cpu=a.gen_cpu)
+    if res is None:
+        raise RuntimeError(f"{tag}: mxgate-loadgen gave no result ({rc}):\n{out[-3000:]}")
+    out_res = {"main": res}
+    for kind in ("pregreet", "listed", "synflood"):
+        p = jp[:-5] + f".{kind}.json"
+        if os.path.exists(p):
+            with open(p) as f:
+                out_res[kind] = json.load(f)
+    return rc, out, out_res
+
+
+def gw_phase(srv, a, tag, args, seconds):
+    """A generator run with the gateway's counters, busy cycles and CPU around it."""
+    st0 = srv.gw.stats()
+    u0, s0 = bs.tree_cpu(srv.pid(), reaped=False)
+    t0 = time.monotonic()
+    rc, out, res = run_gen(srv, a, tag, args, seconds)
+    time.sleep(0.3)  # the last closes and log lines
+    u1, s1 = bs.tree_cpu(srv.pid(), reaped=False)
+    wall = time.monotonic() - t0
+    st1 = srv.gw.stats()
+    d = {k: st1.get(k, 0) - st0.get(k, 0) for k in set(st0) | set(st1)
+         if isinstance(st1.get(k, 0), int)}
+    hz = st1["tsc_hz"]
+    ph = {"generator_exit": rc, "wall_s": round(wall, 2),
+          "server_cpu_s": round((u1 - u0) + (s1 - s0), 3),
+          "server_user_s": round(u1 - u0, 2), "server_sys_s": round(s1 - s0, 2),
+          "busy_s": round(d.get("busy_cycles", 0) / hz, 3),
+          "busy_cycles": d.get("busy_cycles", 0), "tsc_hz": hz,
+          "busy_share": round(d.get("busy_cycles", 0) / max(d.get("total_cycles", 1), 1), 3),
+          "counters": {k: v for k, v in d.items()
+                       if k.startswith("screen_") or k.startswith("tcp_") or
+                       k in ("rx_packets", "tx_packets", "rx_missed", "tx_dropped",
+                             "accepted", "messages", "sessions")},
+          "classes": {}}
+    for kind, r in res.items():
+        if kind == "synflood":
+            ph["classes"][kind] = r
+            continue
+        lat = r.get("latency_us", {})
+        ph["classes"][kind] = {
+            "seconds": r["seconds"], "sessions": r["sessions"],
+            "messages": r["messages"], "msgs_per_s": round(r.get("messages_per_s", 0), 1),
+            "rejects_per_s": round(r.get("rejects_per_s", 0), 1),
+            "errors": r["errors"]["total"], "errors_by_kind": {
+                k: v for k, v in r["errors"].items() if v and k != "total"},
+            "kept_errors": r.get("errors_kept", [])[:5] if r["errors"]["total"] else [],
+            "latency_us": {k: lat.get(k) for k in ("connect", "dot", "rcpt")},
+            "generator_busy_share": round(r["busy_cycles"] / max(r["total_cycles"], 1), 3)}
+    return ph, out
+
+
+def run_memif(a):
+    srv = MemifAttackGateway(a.mxgate, a.gw_cpu, a.loadgen)
+    row = {"server": srv.name, "background_cpus": round(bs.wait_quiet(a.quiet_cpus,
+                                                                       a.quiet_wait), 2)}
+    srv.gw.start()
+    try:
+        time.sleep(1)
+        # warm-up: every legitimate address passes the greet wait once (PASS NEW)
+        rc, out, res = run_gen(srv, a, "warm", [
+            "--src", LEGIT_SRC, "--concurrency", "100", "--handshakes", "100",
+            "--sessions", "100", "--messages", "0", "--timeout", "15"], 30)
+        if rc != 0:
+            raise RuntimeError(f"warm-up failed ({rc}):\n{out[-3000:]}")
+        row["warm"] = res["main"]["sessions"]
+        phases = {}
+        la = legit_args(a, a.legit_rate, a.legit_conc, a.legit_msgs, a.seconds)
+        phases["quiet"], out = gw_phase(srv, a, "quiet", la, a.seconds)
+        print(f"quiet: {json.dumps(phases['quiet'])}", flush=True)
+        trickle = legit_args(a, 1, 1, 1, a.alone_s)
+        phases["pregreet_alone"], _ = gw_phase(srv, a, "pregreet_alone", [
+            "--pregreet", "--helo", "bot.example", "--src", PREGREET_SRC,
+            "--concurrency", str(a.pregreet_conc), "--handshakes", str(a.pregreet_conc),
+            "--sessions", "0", "--duration", str(a.alone_s), "--rate", str(a.pregreet_rate),
+            "--timeout", "10", "--errors-kept", "5"], a.alone_s)
+        print(f"pregreet alone: {json.dumps(phases['pregreet_alone'])}", flush=True)
+        phases["listed_alone"], _ = gw_phase(srv, a, "listed_alone", [
+            "--listed", "--src", LISTED_SRC, "--concurrency", "1000", "--handshakes", "1000",
+            "--sessions", "0", "--duration", str(a.alone_s), "--timeout", "10",
+            "--errors-kept", "5"], a.alone_s)
+        print(f"listed alone: {json.dumps(phases['listed_alone'])}", flush=True)
+        phases["synflood_alone"], _ = gw_phase(srv, a, "synflood_alone",
+                                               trickle + ["--also", also("synflood", a)],
+                                               a.alone_s)
+        print(f"synflood alone: {json.dumps(phases['synflood_alone'])}", flush=True)
+        phases["attack"], out = gw_phase(
+            srv, a, "attack", la + ["--also", also("pregreet", a), "--also", also("listed", a),
+                                    "--also", also("synflood", a)], a.seconds)
+        print(f"attack: {json.dumps(phases['attack'])}", flush=True)
+        row["phases"] = phases
+        warn = subprocess.run(["grep", "-m", "3", "warning:", srv.gw.maillog],
+                              capture_output=True, text=True).stdout
+        row["maillog_warnings"] = warn
+        if warn:
+            # a warning per connection (a cache the gateway cannot open) is measured as
+            # the screen's cost: the run is void
+            raise RuntimeError(f"the gateway logged warnings:\n{warn}")
+    finally:
+        srv.gw.stop(check=False)
+    return row
+
+
+def run_postfix(a):
+    pa = types.SimpleNamespace(
+        quiet_cpus=a.quiet_cpus, quiet_wait=a.quiet_wait, shapes=[(20, 3000), (2, 600)],
+        bot_conc=200, dnsbl_conc=900, addrs=1000, attack_s=a.pf_attack_s,
+        attack_rate=a.pf_attack_rate, syn_us=a.pf_syn_us)
+    return bs.run_server(bs.PostfixServer(), pa)
+
+
+def per_reject(ph, n):
+    if not n:
+        return None, None, None
+    return (round(ph["busy_cycles"] / n), round(ph["busy_cycles"] / ph["tsc_hz"] / n * 1e6, 2),
+            round(ph["server_cpu_s"] / n * 1e6, 2))
+
+
+def summary(res):
+    out = [f"{res['date']}, commit {res['commit']}, {res['host']}, {res['cpus']} CPUs, "
+           f"Postfix {res['postfix_version']}", ""]
+    by = {r["server"]: r for r in res["rows"]}
+    m = by.get("mxgate-memif")
+    figs = {}
+    if m:
+        P = m["phases"]
+        q, at = P["quiet"], P["attack"]
+        out += ["mxgate-memif, each attack kind alone (cost per rejected connection):", "",
+                "| kind | rejected | rejects/s | errors | gateway busy cycles per reject | "
+                "busy us | process CPU us | rejects per busy CPU second |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for kind, ph in (("pregreet", P["pregreet_alone"]), ("listed", P["listed_alone"]),
+                         ("synflood", P["synflood_alone"])):
+            if kind == "synflood":
+                c = ph["classes"]["synflood"]
+                n, rps, errs = c["synacks_seen"], c["syns_per_s"], "-"
+            else:
+                c = ph["classes"]["main"]
+                n, rps, errs = c["sessions"]["rejected"], c["rejects_per_s"], c["errors"]
+            cyc, bus, cpu = per_reject(ph, n)
+            figs[kind] = {"rejected": n, "rejects_per_s": rps, "busy_cycles_per_reject": cyc,
+                          "busy_us_per_reject": bus, "cpu_us_per_reject": cpu,
+                          "rejects_per_busy_s": round(1e6 / bus) if bus else None}
+            out.append(f"| {kind} | {n} | {rps} | {errs} | {cyc} | {bus} | {cpu} | "
+                       f"{figs[kind]['rejects_per_busy_s']} |")
+        lq, la = q["classes"]["main"], at["classes"]["main"]
+        out += ["", "mxgate-memif, legitimate mail quiet and under all three attacks at once:",
+                "", "| phase | legit msg/s | accepted | errors | connect p50/p99 us | "
+                "dot p50/p99 us | gateway busy share | process CPU s |",
+                "|---|---:|---:|---:|---|---|---:|---:|"]
+        for name, ph, l in (("quiet", q, lq), ("attack", at, la)):
+            c, d = l["latency_us"]["connect"] or {}, l["latency_us"]["dot"] or {}
+            out.append(f"| {name} | {l['msgs_per_s']} | {l['messages']['accepted']} | "
+                       f"{l['errors']} | {c.get('p50')}/{c.get('p99')} | "
+                       f"{d.get('p50')}/{d.get('p99')} | {ph['busy_share']} | "
+                       f"{ph['server_cpu_s']} |")
+        ratio = la["msgs_per_s"] / lq["msgs_per_s"] if lq["msgs_per_s"] else None
+        out += ["", f"legit kept under attack: {ratio:.3f} of the quiet rate (goal >= 0.8)"
+                if ratio else "legit kept: n/a", ""]
+        out += ["during the attack, per kind:", "",
+                "| kind | rejected | rejects/s | errors |", "|---|---:|---:|---:|"]
+        for kind in ("pregreet", "listed"):
+            c = at["classes"].get(kind)
+            if c:
+                out.append(f"| {kind} | {c['sessions']['rejected']} | {c['rejects_per_s']} | "
+                           f"{c['errors']} |")
+        sf = at["classes"].get("synflood")
+        if sf:
+            out.append(f"| synflood (SYNs sent; SYN-ACKs seen) | {sf['syns_sent']}; "
+                       f"{sf['synacks_seen']} | {sf['syns_per_s']} | - |")
+        out += ["", f"gateway counters during the attack: {json.dumps(at['counters'])}"]
+        figs["legit_ratio"] = ratio
+    p = by.get("postfix")
+    if p:
+        out += ["", "postfix (bench_screen.run_server: Python bots, hping3, smtp-source):", "",
+                "| kind | rejected | rejects/s | server CPU s | CPU us per reject | "
+                "rejects per CPU second |", "|---|---:|---:|---:|---:|---:|"]
+        for kind in ("pregreet", "dnsbl"):
+            r = p[kind]
+            out.append(f"| {kind} | {r['rejected']} | {r['rejects_per_s']} | "
+                       f"{r['server_cpu_s']} | {r['cpu_us_per_reject']} | "
+                       f"{r['rejects_per_cpu_s']} |")
+        out += ["", "| smtp-source sessions | quiet msg/s | under attack msg/s | ratio |",
+                "|---:|---:|---:|---:|"]
+        for k, v in p["quiet"].items():
+            w = p["attack"]["legit"].get(k, {})
+            out.append(f"| {k} | {v['msgs_per_s']} | {w.get('msgs_per_s')} | "
+                       f"{w.get('vs_quiet')} |")
+        if m:
+            out += ["", "rejects per core (mxgate: per busy-cycle second of its worker; "
+                    "Postfix: per CPU second of all its processes):", ""]
+            for mk, pk in (("pregreet", "pregreet"), ("listed", "dnsbl")):
+                mv, pv = figs[mk]["rejects_per_busy_s"], p[pk]["rejects_per_cpu_s"]
+                if mv and pv:
+                    out.append(f"- {mk}: mxgate {mv}, Postfix {pv}: {mv / pv:.1f}x")
+    res["figures"] = figs
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mxgate")
+    ap.add_argument("--loadgen")
+    ap.add_argument("--servers", default="mxgate-memif,postfix")
+    ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--alone-s", type=float, default=8)
+    ap.add_argument("--legit-rate", type=float, default=3000)
+    ap.add_argument("--legit-conc", type=int, default=60)
+    ap.add_argument("--legit-msgs", type=int, default=10)
+    ap.add_argument("--pregreet-rate", type=float, default=20000)
+    ap.add_argument("--pregreet-conc", type=int, default=500)
+    ap.add_argument("--syn-rate", type=float, default=50000)
+    ap.add_argument("--pf-attack-s", type=float, default=20)
+    ap.add_argument("--pf-attack-rate", type=int, default=500)
+    ap.add_argument("--pf-syn-us", type=int, default=100)
+    ap.add_argument("--gw-cpu", type=int, default=0)
+    ap.add_argument("--gen-cpu", type=int, default=1)
+    ap.add_argument("--quiet-cpus", type=float, default=0.3)
+    ap.add_argument("--quiet-wait", type=float, default=30)
+    ap.add_argument("--json")
+    ap.add_argument("--from-json")
+    a = ap.parse_args()
+    if a.from_json:
+        with open(a.from_json) as f:
+            print(summary(json.load(f)))
+        return
+    if not a.mxgate:
+        ap.error("--mxgate is required")
+    mxtest.need_root("the attack benchmark (a network namespace, DPDK, Postfix, hping3)")
+    if not os.environ.get(NETNS_ENV):
+        netns.rerun_in_private_netns(
+            "mxgate-atk", NETNS_ENV, __file__, sys.argv[1:],
+            "nameserver 127.0.0.1\noptions timeout:1 attempts:2\n", "127.0.0.1 localhost\n",
+            sysctls=(("net.ipv4.tcp_syncookies", "1"), ("net.core.somaxconn", "4096"),
+                     ("net.ipv4.tcp_max_syn_backlog", "4096"),
+                     ("net.ipv4.ip_local_port_range", "10000 60999")))
+    a.mxgate = os.path.abspath(a.mxgate)
+    if a.loadgen:
+        a.loadgen = os.path.abspath(a.loadgen)
+    import resource
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+    # the DNS server lists one prefix: 10.2. (the memif run's listed clients) while
+    # mxgate runs, 127.2. (bench_screen's DNSBL bots) while Postfix runs
+    rows, dns_counts = [], {}
+    for name in a.servers.split(","):
+        prefix = LISTED_PREFIX if name == "mxgate-memif" else "127.2."
+        dns = bs.spawn([sys.executable, bs.DNS, "53", "bl.test", prefix])
+        try:
+            if dns.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"the DNS server did not start: {dns.stderr.read()}")
+            rows.append({"mxgate-memif": run_memif, "postfix": run_postfix}[name](a))
+        finally:
+            if dns.poll() is None:
+                dns.send_signal(signal.SIGTERM)
+                try:
+                    dns_counts[name] = json.loads(
+                        dns.communicate(timeout=5)[0].strip().splitlines()[-1])
+                except Exception:
+                    pass
+            bs.kill_group(dns)
+            dns.wait()
+    pv = subprocess.run(["/usr/sbin/postconf", "-d", "-h", "mail_version"],
+                        capture_output=True, text=True).stdout.strip()
+    res = {"date": str(datetime.date.today()),
+           "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                    capture_output=True, text=True).stdout.strip(),
+           "host": platform.node(), "cpus": os.cpu_count(), "platform": platform.platform(),
+           "postfix_version": pv, "args": vars(a), "rows": rows, "dns": dns_counts}
+    print(summary(res))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
