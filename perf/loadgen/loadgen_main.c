@@ -372,6 +372,10 @@ int main(int argc, char **argv)
 			busy += after - last;
 		total += after - last;
 		last = after;
+		/* each class's rate is over its own sessions: the main class's clock stops
+		 * when its last session ends, not when the other classes' do */
+		if (!st.end_us && loadgen_done(lg))
+			st.end_us = now_us;
 		if (loadgen_done(lg) && loadgen_mix_done(mix))
 			break;
 		if (cfg.progress_s > 0 && now_us >= next_progress) {
@@ -394,7 +398,8 @@ int main(int argc, char **argv)
 			last = woke;
 		}
 	}
-	st.end_us = now_us;
+	if (!st.end_us)
+		st.end_us = now_us;
 	/* let the last ACKs and FINs leave */
 	uint64_t until = rte_rdtsc() + hz / 5;
 	while (rte_rdtsc() < until && net_stack_conn_count(s)) {

@@ -250,8 +250,12 @@ void loadgen_mix_event(struct loadgen_mix *m, struct loadgen *main_lg, struct ne
 
 void loadgen_mix_tick(struct loadgen_mix *m, uint64_t now_us)
 {
-	for (uint32_t i = 0; i < m->n; i++)
+	for (uint32_t i = 0; i < m->n; i++) {
 		loadgen_tick(m->cls[i].lg, now_us);
+		/* the class's clock stops with its last session (its rates are its own) */
+		if (!m->cls[i].st.end_us && loadgen_done(m->cls[i].lg))
+			m->cls[i].st.end_us = now_us;
+	}
 	if (m->have_sf && m->duration_s > 0 &&
 	    now_us - m->start_us >= (uint64_t)(m->duration_s * 1e6))
 		loadgen_synflood_stop(&m->sf, now_us);

@@ -202,6 +202,13 @@ def run_memif(a):
             "--sessions", "0", "--duration", str(a.alone_s), "--rate", str(a.pregreet_rate),
             "--timeout", "10", "--errors-kept", "5"], a.alone_s)
         print(f"pregreet alone: {json.dumps(phases['pregreet_alone'])}", flush=True)
+        # the same bots as fast as the generator opens them (200 at once): the gateway's
+        # rejects/s per core at saturation (bench_screen_memif.py's measure)
+        phases["pregreet_full"], _ = gw_phase(srv, a, "pregreet_full", [
+            "--pregreet", "--helo", "bot.example", "--src", PREGREET_SRC,
+            "--concurrency", "200", "--handshakes", "200", "--sessions", "0",
+            "--duration", str(a.alone_s), "--timeout", "10", "--errors-kept", "5"], a.alone_s)
+        print(f"pregreet full: {json.dumps(phases['pregreet_full'])}", flush=True)
         phases["listed_alone"], _ = gw_phase(srv, a, "listed_alone", [
             "--listed", "--src", LISTED_SRC, "--concurrency", "1000", "--handshakes", "1000",
             "--sessions", "0", "--duration", str(a.alone_s), "--timeout", "10",
@@ -256,8 +263,11 @@ def summary(res):
                 "| kind | rejected | rejects/s | errors | gateway busy cycles per reject | "
                 "busy us | process CPU us | rejects per busy CPU second |",
                 "|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for kind, ph in (("pregreet", P["pregreet_alone"]), ("listed", P["listed_alone"]),
-                         ("synflood", P["synflood_alone"])):
+        for kind, ph in (("pregreet", P["pregreet_alone"]),
+                         ("pregreet_full", P.get("pregreet_full")),
+                         ("listed", P["listed_alone"]), ("synflood", P["synflood_alone"])):
+            if ph is None:
+                continue
             if kind == "synflood":
                 c = ph["classes"]["synflood"]
                 n, rps, errs = c["synacks_seen"], c["syns_per_s"], "-"
@@ -316,10 +326,19 @@ def summary(res):
         if m:
             out += ["", "rejects per core (mxgate: per busy-cycle second of its worker; "
                     "Postfix: per CPU second of all its processes):", ""]
-            for mk, pk in (("pregreet", "pregreet"), ("listed", "dnsbl")):
-                mv, pv = figs[mk]["rejects_per_busy_s"], p[pk]["rejects_per_cpu_s"]
-                if mv and pv:
-                    out.append(f"- {mk}: mxgate {mv}, Postfix {pv}: {mv / pv:.1f}x")
+            for mk, pk in (("pregreet", "pregreet"), ("pregreet_full", "pregreet"),
+                           ("listed", "dnsbl")):
+                if mk not in figs:
+                    continue
+                for what, key in (("busy cycles", "rejects_per_busy_s"),
+                                  ("process CPU", "cpu_us_per_reject")):
+                    mv = figs[mk][key]
+                    if key == "cpu_us_per_reject":
+                        mv = round(1e6 / mv) if mv else None
+                    pv = p[pk]["rejects_per_cpu_s"]
+                    if mv and pv:
+                        out.append(f"- {mk} ({what}): mxgate {mv}, Postfix {pv}: "
+                                   f"{mv / pv:.1f}x")
     res["figures"] = figs
     return "\n".join(out)
 
