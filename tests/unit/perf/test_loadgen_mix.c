@@ -321,8 +321,9 @@ static void test_synflood_frames(void)
 	CHECK_MEM_EQ(sf.dmac, 6, DMAC, 6);
 	free(arp);
 
-	/* the rate: 1,000/s; 5 ms after the last look, 5 SYNs; the burst is capped at 10 ms */
-	CHECK_INT_EQ(loadgen_synflood_due(&sf, 3000000, 64), 0); /* restarts the clock */
+	/* the rate: 1,000/s from the last look without the MAC (2 s): a second's worth is
+	 * capped at a 10 ms burst; then 5 ms later, 5 SYNs */
+	CHECK_INT_EQ(loadgen_synflood_due(&sf, 3000000, 64), 10);
 	CHECK_INT_EQ(loadgen_synflood_due(&sf, 3005000, 64), 5);
 	CHECK_INT_EQ(loadgen_synflood_due(&sf, 3005000, 64), 0);
 	CHECK_INT_EQ(loadgen_synflood_due(&sf, 4000000, 64), 10);
@@ -382,13 +383,16 @@ static void test_synflood_frames(void)
 	uint8_t *rst = tcp_frame(ip("10.88.0.2"), ip("172.20.1.3"), 0x14, &len);
 	uint8_t *mine = tcp_frame(ip("10.88.0.2"), ip("10.3.0.1"), 0x12, &len);
 	uint8_t *stranger = tcp_frame(ip("10.88.0.7"), ip("172.20.1.2"), 0x12, &len);
+	/* cut before the TCP flags (14 + 20 + 13): nothing counted; from there on the flags
+	 * are read (and nothing beyond the cut) */
 	for (size_t cut = 0; cut < len; cut++) {
 		uint8_t *c = malloc(cut ? cut : 1);
 		memcpy(c, synack, cut);
 		loadgen_synflood_observe(&sf, c, cut);
 		free(c);
+		CHECK_INT_EQ(sf.synack_seen, cut < 48 ? 0 : cut - 47);
 	}
-	CHECK_INT_EQ(sf.synack_seen, 0);
+	sf.synack_seen = 0;
 	loadgen_synflood_observe(&sf, synack, len);
 	loadgen_synflood_observe(&sf, synack, len);
 	loadgen_synflood_observe(&sf, rst, len);
