@@ -234,7 +234,7 @@ size_t loadgen_session_memory(const struct loadgen *lg);
 /* Whether c is one of lg's sessions (several engines share a stack: loadgen_mix.c). */
 bool loadgen_owns(const struct loadgen *lg, const struct net_conn *c);
 
-/* ---- loadgen_mix.c (the rest in loadgen_mix.h) ---- */
+/* ---- loadgen_spec.c (the classes themselves: loadgen_mix.h) ---- */
 
 /* "KIND:src=RANGE[,concurrency=N][,rate=R]" (KIND pregreet, listed or synflood; synflood
  * needs rate=). 0, or -EINVAL with the reason in err. */

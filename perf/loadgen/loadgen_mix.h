@@ -6,7 +6,8 @@
  * addresses of its range that the stack never sees again (their SYN-ACKs are addressed to
  * no address of ours and are dropped; they are counted here, from the received frames).
  *
- *   loadgen_mix.c       the classes: spec parsing, their configurations, the dispatch of
+ *   loadgen_spec.c      the --also specs (what loadgen_args.c calls)
+ *   loadgen_mix.c       the classes: their configurations, the dispatch of
  *                       the stack's events to the engine owning a connection, the report
  *   loadgen_synflood.c  the SYN flood: rate, random sources, the frame, what came back
  *
