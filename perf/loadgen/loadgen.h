@@ -9,6 +9,11 @@
  *   loadgen_session.c  the sessions: opening them at the target rate and concurrency,
  *                      driving the client codec over a net_conn, checking every reply
  *                      (no DPDK: it sees only the stack)
+ *   loadgen_spec.c     the --also specs (no DPDK: unit-tested, fuzzed)
+ *   loadgen_mix.c      traffic classes beside the main one: an engine each on the one
+ *                      stack, the events to the engine owning the connection, their
+ *                      reports (loadgen_mix.h; no DPDK)
+ *   loadgen_synflood.c the SYN flood's frames, rate and answers (no DPDK)
  *   loadgen_main.c     EAL, the port, the poll loop, signals
  *
  * Memory. A session costs its struct loadgen_session (preallocated, one array for the

@@ -319,7 +319,9 @@ int main(int argc, char **argv)
 		cfg.local_prefix, cfg.src_count ? cfg.src_count : 1, b, cfg.server_port,
 		cfg.concurrency, (unsigned long long)cfg.sessions, cfg.messages, cfg.size,
 		cfg.rcpts, cfg.pipelining ? "" : ", no pipelining",
-		cfg.idle ? ", idle" : cfg.pregreet ? ", pregreet bots" : "");
+		cfg.idle ? ", idle" : cfg.pregreet ? ", pregreet bots"
+				  : cfg.listed	 ? ", DNSBL-listed clients"
+						 : "");
 
 	struct rte_mbuf *rx[LG_BURST];
 	uint64_t busy = 0, total = 0, last = rte_rdtsc(), next_progress = 0;
