@@ -129,9 +129,10 @@ def also(kind, a):
 def run_gen(srv, a, tag, args, seconds):
     """One generator run; (exit status, output, {class: result})."""
     jp = os.path.join(srv.gw.dir, f"{tag}.json")
-    rc, out, res = loadgen.run_loadgen(srv.gen, srv.gw.socket, args + ["--label", tag],
-                                       timeout=seconds + 120, json_path=jp,
-                                       lcore_cpu=a.gen_cpu)
+    rc, out, res = loadgen.run_loadgen(
+        srv.gen, srv.gw.socket, args + ["--label", tag], timeout=seconds + 120,
+        json_path=jp, lcore_cpu=a.gen_cpu,
+        vdev_extra=f",rsize={a.memif_rsize}" if a.memif_rsize else "")
     if res is None:
         raise RuntimeError(f"{tag}: mxgate-loadgen gave no result ({rc}):\n{out[-3000:]}")
     out_res = {"main": res}
@@ -613,6 +614,9 @@ def main():
     ap.add_argument("--pf-attack-s", type=float, default=20)
     ap.add_argument("--pf-attack-rate", type=int, default=500)
     ap.add_argument("--pf-syn-us", type=int, default=100)
+    ap.add_argument("--memif-rsize", type=int, default=0,
+                    help="log2 of the memif rings' size (the client's devarg; 0: DPDK's "
+                    "default, 10)")
     ap.add_argument("--gw-cpu", type=int, default=0)
     ap.add_argument("--gen-cpu", type=int, default=1)
     ap.add_argument("--quiet-cpus", type=float, default=0.3)
