@@ -9,6 +9,11 @@
  *   loadgen_session.c  the sessions: opening them at the target rate and concurrency,
  *                      driving the client codec over a net_conn, checking every reply
  *                      (no DPDK: it sees only the stack)
+ *   loadgen_spec.c     the --also specs (no DPDK: unit-tested, fuzzed)
+ *   loadgen_mix.c      traffic classes beside the main one: an engine each on the one
+ *                      stack, the events to the engine owning the connection, their
+ *                      reports (loadgen_mix.h; no DPDK)
+ *   loadgen_synflood.c the SYN flood's frames, rate and answers (no DPDK)
  *   loadgen_main.c     EAL, the port, the poll loop, signals
  *
  * Memory. A session costs its struct loadgen_session (preallocated, one array for the
@@ -31,6 +36,23 @@
 #define LOADGEN_ERRORS_KEPT_MAX 1000
 #define LOADGEN_ERROR_TEXT_MAX 200
 #define LOADGEN_NAME_MAX 256
+
+/* A traffic class run beside the main one in the same process and against the same
+ * server (--also KIND:src=RANGE[,concurrency=N][,rate=R]): its own source range, its own
+ * counters and report (loadgen_mix.c). */
+#define LOADGEN_ALSO_MAX 4
+enum loadgen_class_kind {
+	LOADGEN_CLASS_PREGREET, /* pregreeting bots (as --pregreet) */
+	LOADGEN_CLASS_LISTED,   /* DNSBL-listed clients (as --listed) */
+	LOADGEN_CLASS_SYNFLOOD, /* SYNs from random sources of the range, never completed */
+	LOADGEN_CLASS_MAX
+};
+struct loadgen_class_spec {
+	enum loadgen_class_kind kind;
+	uint32_t src_base, src_count; /* network-order base */
+	uint32_t concurrency;         /* sessions at once (not synflood) */
+	double rate;                  /* sessions (SYNs) per second; 0: as fast as possible */
+};
 
 enum loadgen_rate_of {
 	LOADGEN_RATE_SESSIONS, /* new sessions per second */
@@ -62,6 +84,12 @@ struct loadgen_config {
 	double idle_hold_s;            /* idle: QUIT after this; 0 = on SIGUSR2/SIGINT only */
 	bool pregreet;                 /* a bot: "EHLO helo" right after the handshake, before
 	                                  the greeting; the screen must answer 521 and close */
+	bool listed;                   /* a DNSBL-listed client: postscreen's enforce action
+	                                  greets it, then must refuse every RCPT with 550
+	                                  (counted as rejected, not as an error) */
+	struct loadgen_class_spec also[LOADGEN_ALSO_MAX]; /* --also: traffic classes run
+	                                  beside this one (loadgen_mix.h) */
+	uint32_t nalso;
 	char helo[LOADGEN_NAME_MAX];
 	char sender[LOADGEN_NAME_MAX];
 	char rcpt_domain[LOADGEN_NAME_MAX]; /* recipients are u<N>@rcpt_domain, N unique */
@@ -208,5 +236,15 @@ bool loadgen_done(const struct loadgen *lg);
 uint32_t loadgen_active(const struct loadgen *lg);
 /* Bytes one session costs here, all-in but the stack's lazily taken buffers. */
 size_t loadgen_session_memory(const struct loadgen *lg);
+/* Whether c is one of lg's sessions (several engines share a stack: loadgen_mix.c). */
+bool loadgen_owns(const struct loadgen *lg, const struct net_conn *c);
+
+/* ---- loadgen_spec.c (the classes themselves: loadgen_mix.h) ---- */
+
+/* "KIND:src=RANGE[,concurrency=N][,rate=R]" (KIND pregreet, listed or synflood; synflood
+ * needs rate=). 0, or -EINVAL with the reason in err. */
+int loadgen_class_spec_parse(const char *s, struct loadgen_class_spec *out, char *err,
+			     size_t errlen);
+const char *loadgen_class_kind_name(enum loadgen_class_kind k);
 
 #endif

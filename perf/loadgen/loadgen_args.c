@@ -75,6 +75,11 @@ void loadgen_args_usage(FILE *out)
 	      "  --idle-hold SECS      idle: QUIT this long after all are greeted (0: SIGUSR2)\n"
 	      "  --pregreet            a pregreeting bot: EHLO before the greeting; the server's\n"
 	      "                        screen must answer 521 and close (counted as rejected)\n"
+	      "  --listed              a DNSBL-listed client: greeted (after the greet wait),\n"
+	      "                        every RCPT must get 550 (counted as rejected)\n"
+	      "  --also KIND:src=RANGE[,concurrency=N][,rate=R]  a traffic class beside this\n"
+	      "                        one, with its own sources and counters (up to 4):\n"
+	      "                        pregreet, listed, synflood (rate= SYNs/s, required)\n"
 	      "  --helo NAME, --sender ADDR, --rcpt-domain DOMAIN (recipients u<N>@DOMAIN)\n"
 	      "  --bad-rcpt ADDR --bad-rcpt-every N  every Nth recipient is ADDR, which the\n"
 	      "                        server must refuse (a 2xx to it is an error)\n"
@@ -214,7 +219,7 @@ enum {
 	OPT_SERVER, OPT_CONCURRENCY, OPT_HANDSHAKES, OPT_SESSIONS, OPT_DURATION, OPT_MESSAGES, OPT_SIZE,
 	OPT_RCPTS, OPT_RATE, OPT_RATE_OF, OPT_NO_PIPELINING, OPT_IDLE, OPT_IDLE_HOLD, OPT_PREGREET, OPT_HELO,
 	OPT_SENDER, OPT_RCPT_DOMAIN, OPT_BAD_RCPT, OPT_BAD_RCPT_EVERY, OPT_TIMEOUT, OPT_JSON,
-	OPT_ERRORS_KEPT, OPT_PROGRESS, OPT_LABEL, OPT_HELP,
+	OPT_ERRORS_KEPT, OPT_PROGRESS, OPT_LABEL, OPT_HELP, OPT_LISTED, OPT_ALSO,
 };
 
 static const struct option loadgen_options[] = {
@@ -250,6 +255,8 @@ static const struct option loadgen_options[] = {
 	{ "progress", required_argument, NULL, OPT_PROGRESS },
 	{ "label", required_argument, NULL, OPT_LABEL },
 	{ "help", no_argument, NULL, OPT_HELP },
+	{ "listed", no_argument, NULL, OPT_LISTED },
+	{ "also", required_argument, NULL, OPT_ALSO },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -374,6 +381,18 @@ static int parse_one(struct loadgen_config *cfg, int opt, const char *name, cons
 	case OPT_PREGREET:
 		cfg->pregreet = true;
 		return 0;
+	case OPT_LISTED:
+		cfg->listed = true;
+		return 0;
+	case OPT_ALSO: {
+		if (cfg->nalso >= LOADGEN_ALSO_MAX)
+			return bad(err, errlen, name, v, "more than 4 classes");
+		char why[128];
+		if (loadgen_class_spec_parse(v, &cfg->also[cfg->nalso], why, sizeof(why)) < 0)
+			return bad(err, errlen, name, v, why);
+		cfg->nalso++;
+		return 0;
+	}
 	case OPT_HELO:
 		if (copy_name(cfg->helo, sizeof(cfg->helo), v, false) < 0)
 			return bad(err, errlen, name, v, "not a host name");
@@ -474,6 +493,14 @@ int loadgen_args_parse(struct loadgen_config *cfg, int argc, char **argv, FILE *
 	}
 	if (cfg->pregreet && cfg->idle) {
 		snprintf(err, errlen, "--pregreet and --idle exclude each other");
+		return -EINVAL;
+	}
+	if ((cfg->pregreet || cfg->idle) && cfg->listed) {
+		snprintf(err, errlen, "--listed excludes --pregreet and --idle");
+		return -EINVAL;
+	}
+	if (cfg->nalso && (cfg->duration_s == 0 || cfg->idle)) {
+		snprintf(err, errlen, "--also needs --duration (and no --idle)");
 		return -EINVAL;
 	}
 	if (cfg->idle && cfg->sessions < cfg->concurrency)

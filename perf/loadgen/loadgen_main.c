@@ -8,6 +8,7 @@
  * Signals: SIGUSR2 releases idle sessions (QUIT); SIGINT/SIGTERM stop opening sessions
  * and release idle ones (a second one ends the run at once, with the report). */
 #include "loadgen.h"
+#include "loadgen_mix.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -93,21 +94,25 @@ static void lg_tx_send(void *ctx, void *frame, size_t len, const struct net_tx_m
 
 /* Give received frames to the stack and free them (the stack copies what it keeps). */
 static void lg_input(struct net_stack *s, const struct loadgen_port *p, struct rte_mbuf **rx,
-		     uint16_t n, uint64_t now_us)
+		     uint16_t n, uint64_t now_us, struct loadgen_synflood *sf)
 {
 	for (uint16_t i = 0; i < n; i++) {
 		unsigned flags = dpdk_mbuf_rx_flags(rx[i], p->rx_cksum);
 		/* one segment always (the pool's buffers hold a 1500-byte frame) */
-		if (rx[i]->nb_segs == 1)
+		if (rx[i]->nb_segs == 1) {
+			if (sf) /* the server's MAC, and its answers to the flood */
+				loadgen_synflood_observe(sf, rte_pktmbuf_mtod(rx[i], const uint8_t *),
+							 rx[i]->data_len);
 			net_stack_input(s, rte_pktmbuf_mtod(rx[i], const uint8_t *),
 					rx[i]->data_len, flags, now_us);
+		}
 		rte_pktmbuf_free(rx[i]);
 	}
 }
 
 static void lg_event(void *ctx, struct net_conn *c, enum net_event ev)
 {
-	loadgen_event(((void **)ctx)[1], c, (int)ev);
+	loadgen_mix_event(((void **)ctx)[2], ((void **)ctx)[1], c, (int)ev);
 }
 
 /* ---- the port ---- */
@@ -256,7 +261,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "loadgen: %s\n", strerror(errno));
 		return 1;
 	}
-	void *ctx[2] = { &port, lg };
+	struct loadgen_mix *mix = loadgen_mix_new(&cfg, mac.addr_bytes, now_us);
+	if (!mix) {
+		fprintf(stderr, "loadgen: traffic classes: %s\n", strerror(errno));
+		return 1;
+	}
+	struct loadgen_synflood *sf = loadgen_mix_synflood(mix);
+	void *ctx[3] = { &port, lg, mix };
 	struct net_ops ops = { ctx, lg_tx_alloc, lg_tx_send, lg_event };
 	struct net_config nc;
 	memset(&nc, 0, sizeof(nc));
@@ -266,10 +277,21 @@ int main(int argc, char **argv)
 	nc.ipv4_gateway = cfg.next_hop;
 	nc.ipv4_src_base = cfg.src_base;
 	nc.ipv4_src_count = cfg.src_count;
+	uint64_t all_conc = cfg.concurrency;
+	if (cfg.nalso) { /* every class's sources are ours */
+		if (loadgen_mix_src_cover(&cfg, &nc.ipv4_src_base, &nc.ipv4_src_count) < 0) {
+			fprintf(stderr, "loadgen: the classes' sources, from the lowest to the "
+					"highest, span the server's (or next hop's) address: choose "
+					"ranges on one side of it\n");
+			return 2;
+		}
+		for (uint32_t i = 0; i < cfg.nalso; i++)
+			all_conc += cfg.also[i].concurrency;
+	}
 	nc.offload = port.offload;
 	/* room for the sessions, and for connections still closing (FIN-WAIT, LAST-ACK:
 	 * tens of milliseconds each at tens of thousands of sessions a second) */
-	uint64_t maxc = (uint64_t)cfg.concurrency * 2 + 65536;
+	uint64_t maxc = all_conc * 2 + 65536;
 	nc.max_conns = (uint32_t)(maxc > (1u << 24) ? (1u << 24) : maxc);
 	nc.syn_backlog = 1024;
 	nc.sndbuf = cfg.sndbuf;
@@ -283,6 +305,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	loadgen_attach(lg, s);
+	loadgen_mix_attach(mix, s);
 
 	char a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN];
 	inet_ntop(AF_INET, &cfg.local, a, sizeof(a));
@@ -296,7 +319,9 @@ int main(int argc, char **argv)
 		cfg.local_prefix, cfg.src_count ? cfg.src_count : 1, b, cfg.server_port,
 		cfg.concurrency, (unsigned long long)cfg.sessions, cfg.messages, cfg.size,
 		cfg.rcpts, cfg.pipelining ? "" : ", no pipelining",
-		cfg.idle ? ", idle" : cfg.pregreet ? ", pregreet bots" : "");
+		cfg.idle ? ", idle" : cfg.pregreet ? ", pregreet bots"
+				  : cfg.listed	 ? ", DNSBL-listed clients"
+						 : "");
 
 	struct rte_mbuf *rx[LG_BURST];
 	uint64_t busy = 0, total = 0, last = rte_rdtsc(), next_progress = 0;
@@ -311,7 +336,7 @@ int main(int argc, char **argv)
 		unsigned n = 0;
 		for (int burst = 0; burst < LG_RX_BURSTS; burst++) {
 			uint16_t got = rte_eth_rx_burst(port.id, 0, rx, LG_BURST);
-			lg_input(s, &port, rx, got, now_us);
+			lg_input(s, &port, rx, got, now_us, sf);
 			n += got;
 			if (got < LG_BURST)
 				break;
@@ -321,15 +346,26 @@ int main(int argc, char **argv)
 		if (lg_release_req) {
 			lg_release_req = 0;
 			loadgen_release(lg);
+			loadgen_mix_release(mix);
 		}
 		if (lg_stop_req && !stopped_once) {
 			stopped_once = true;
 			loadgen_release(lg);
+			loadgen_mix_release(mix);
 		}
 		if (lg_stop_req > 1)
 			break;
 		uint64_t before = port.tx_sent + port.ntx;
 		loadgen_tick(lg, now_us);
+		loadgen_mix_tick(mix, now_us);
+		for (uint32_t k = sf ? loadgen_synflood_due(sf, now_us, LG_BURST) : 0; k; k--) {
+			uint8_t *d;
+			struct rte_mbuf *m = dpdk_mbuf_tx_alloc(port.pool, &d, 128);
+			if (!m)
+				break;
+			struct net_tx_meta meta = { 14, 20, 24, 0 }; /* checksums done */
+			lg_tx_send(ctx, m, loadgen_synflood_frame(sf, d, 128, now_us), &meta);
+		}
 		if (port.ntx)
 			lg_tx_flush(&port);
 		bool did = n > 0 || port.tx_sent != before;
@@ -338,7 +374,11 @@ int main(int argc, char **argv)
 			busy += after - last;
 		total += after - last;
 		last = after;
-		if (loadgen_done(lg))
+		/* each class's rate is over its own sessions: the main class's clock stops
+		 * when its last session ends, not when the other classes' do */
+		if (!st.end_us && loadgen_done(lg))
+			st.end_us = now_us;
+		if (loadgen_done(lg) && loadgen_mix_done(mix))
 			break;
 		if (cfg.progress_s > 0 && now_us >= next_progress) {
 			if (next_progress)
@@ -360,13 +400,14 @@ int main(int argc, char **argv)
 			last = woke;
 		}
 	}
-	st.end_us = now_us;
+	if (!st.end_us)
+		st.end_us = now_us;
 	/* let the last ACKs and FINs leave */
 	uint64_t until = rte_rdtsc() + hz / 5;
 	while (rte_rdtsc() < until && net_stack_conn_count(s)) {
 		uint64_t t = rte_rdtsc();
 		now_us = origin_us + (t - tsc0) / tsc_per_us;
-		lg_input(s, &port, rx, rte_eth_rx_burst(port.id, 0, rx, LG_BURST), now_us);
+		lg_input(s, &port, rx, rte_eth_rx_burst(port.id, 0, rx, LG_BURST), now_us, sf);
 		net_stack_poll(s, now_us);
 		if (port.ntx)
 			lg_tx_flush(&port);
@@ -388,6 +429,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "loadgen: %s: %s\n", cfg.json, strerror(-rc));
 		status = 1;
 	}
+	if (cfg.nalso && loadgen_mix_report(mix, stdout, cfg.json, &x, now_us) < 0)
+		status = 1;
+	fflush(stdout);
+	uint64_t mix_errors = loadgen_mix_errors(mix);
+	loadgen_mix_free(mix);
 	loadgen_free(lg);
 	net_stack_destroy(s);
 	loadgen_stats_free(&st);
@@ -395,5 +441,5 @@ int main(int argc, char **argv)
 	rte_eth_dev_close(port.id);
 	rte_eal_cleanup();
 	/* 0: the run went as expected; 3: some reply or connection was not what it should be */
-	return status ? status : st.errors_total ? 3 : 0;
+	return status ? status : st.errors_total || mix_errors ? 3 : 0;
 }

@@ -346,6 +346,8 @@ static void sess_next(struct loadgen *lg, struct loadgen_session *se)
 
 static bool is_bad_rcpt(const struct loadgen *lg, const struct loadgen_session *se, int idx)
 {
+	if (lg->cfg.listed)
+		return true; /* a listed client: the screen refuses every recipient */
 	if (!lg->cfg.bad_rcpt_every || idx < 0)
 		return false;
 	uint64_t n = se->rcpt_seq + (uint64_t)idx;
@@ -436,7 +438,15 @@ static void sess_event(struct loadgen *lg, struct loadgen_session *se,
 			st->rcpts_accepted++;
 		else
 			st->rcpts_refused++;
-		if (is_bad_rcpt(lg, se, ev->rcpt)) {
+		if (lg->cfg.listed) {
+			/* postscreen's enforce: "550 5.7.1 Service unavailable; client [ip]
+			 * blocked using ZONE" (postscreen(8), postscreen_dnsbl_action) */
+			if (ev->code == 550)
+				st->sessions_rejected++;
+			else
+				sess_error(lg, se, LOADGEN_ERR_RCPT, ev,
+					   "RCPT of a listed client: expected 550");
+		} else if (is_bad_rcpt(lg, se, ev->rcpt)) {
 			if (cls != 4 && cls != 5)
 				sess_error(lg, se, LOADGEN_ERR_RCPT, ev,
 					   "RCPT of the refused address: expected 4xx/5xx");
@@ -1018,6 +1028,13 @@ bool loadgen_done(const struct loadgen *lg)
 uint32_t loadgen_active(const struct loadgen *lg)
 {
 	return lg->active;
+}
+
+bool loadgen_owns(const struct loadgen *lg, const struct net_conn *c)
+{
+	const struct loadgen_session *se = net_conn_user(c);
+	uintptr_t p = (uintptr_t)se, lo = (uintptr_t)lg->sess;
+	return se && p >= lo && p < lo + (uintptr_t)lg->cfg.concurrency * sizeof(*se);
 }
 
 size_t loadgen_session_memory(const struct loadgen *lg)

@@ -199,6 +199,10 @@ void loadgen_report_text(FILE *out, const struct loadgen_config *cfg,
 		fprintf(out, "loadgen: pregreet: %llu rejected by the screen (521, close), "
 			     "%.1f rejects/s\n",
 			(unsigned long long)st->sessions_rejected, per_sec(st->sessions_rejected, s));
+	if (cfg->listed)
+		fprintf(out, "loadgen: listed: %llu refused at RCPT by the screen (550), "
+			     "%.1f rejects/s\n",
+			(unsigned long long)st->sessions_rejected, per_sec(st->sessions_rejected, s));
 	if (cfg->idle)
 		fprintf(out, "loadgen: idle sessions held at most %llu; ramp %.3f s\n",
 			(unsigned long long)st->idle_max,

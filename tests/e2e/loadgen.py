@@ -127,15 +127,18 @@ class MemifGateway(mxtest.Gateway):
             shutil.rmtree(f"/var/run/dpdk/{self.file_prefix}", ignore_errors=True)
 
 
-def loadgen_argv(binary, socket, args, json_path=None, lcore_cpu=None, file_prefix=None):
-    """The generator's command line as the memif client; returns (argv, file_prefix)."""
+def loadgen_argv(binary, socket, args, json_path=None, lcore_cpu=None, file_prefix=None,
+                 vdev_extra=""):
+    """The generator's command line as the memif client; returns (argv, file_prefix).
+    vdev_extra: more net_memif devargs (",rsize=12": the client sets the rings' size)."""
     global _ids
     _ids += 1
     prefix = file_prefix or f"mxlg-gen-{os.getpid()}-{_ids}"
     cpu = _cpus() if lcore_cpu is None else str(lcore_cpu)
     argv = [binary, f"--lcores=0@({cpu})", "--no-huge", "-m", "256", "--no-pci",
             "--no-telemetry", f"--file-prefix={prefix}",
-            f"--vdev=net_memif0,role=client,socket={socket},socket-abstract=no", "--",
+            f"--vdev=net_memif0,role=client,socket={socket},socket-abstract=no{vdev_extra}",
+            "--",
             "--port", "net_memif0", "--local", f"{GEN_IP}/24", "--server", f"{GW_IP}:25",
             "--progress", "0"]
     if json_path:
@@ -143,9 +146,10 @@ def loadgen_argv(binary, socket, args, json_path=None, lcore_cpu=None, file_pref
     return argv + list(args), prefix
 
 
-def start_loadgen(binary, socket, args, json_path=None, lcore_cpu=None):
+def start_loadgen(binary, socket, args, json_path=None, lcore_cpu=None, vdev_extra=""):
     """The generator in the background: (Popen with text stdout/stderr pipes, prefix)."""
-    argv, prefix = loadgen_argv(binary, socket, args, json_path, lcore_cpu)
+    argv, prefix = loadgen_argv(binary, socket, args, json_path, lcore_cpu,
+                                vdev_extra=vdev_extra)
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True), prefix
 
@@ -167,6 +171,7 @@ def finish_loadgen(p, prefix, timeout, json_path=None):
     return p.returncode, out, result
 
 
-def run_loadgen(binary, socket, args, timeout, json_path=None, lcore_cpu=None):
-    p, prefix = start_loadgen(binary, socket, args, json_path, lcore_cpu)
+def run_loadgen(binary, socket, args, timeout, json_path=None, lcore_cpu=None,
+                vdev_extra=""):
+    p, prefix = start_loadgen(binary, socket, args, json_path, lcore_cpu, vdev_extra)
     return finish_loadgen(p, prefix, timeout, json_path)

@@ -71,6 +71,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(cfg.timeout_s >= 0.01 && cfg.mbufs >= 1023);
 		FUZZ_CHECK(memchr(cfg.helo, 0, sizeof(cfg.helo)) && cfg.helo[0]);
 		FUZZ_CHECK(!(cfg.pregreet && cfg.idle)); /* they exclude each other */
+		FUZZ_CHECK(!(cfg.listed && (cfg.pregreet || cfg.idle)));
+		FUZZ_CHECK(cfg.nalso <= LOADGEN_ALSO_MAX);
+		FUZZ_CHECK(cfg.nalso == 0 || cfg.duration_s > 0);
 	}
 	for (int i = 0; i < argc; i++)
 		free(argv[i]);

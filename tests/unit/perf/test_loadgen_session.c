@@ -2,8 +2,9 @@
  * wired back to back with a second stack that runs a small scripted SMTP server, on a
  * virtual clock. Covers whole runs (pipelined and not, many sources, expected refusals,
  * several messages per session), every reply check against a server that answers wrongly,
- * timeouts of a silent server, the message rate, idle sessions held and released, and
- * pregreeting bots against a screen that answers them right and wrongly. */
+ * timeouts of a silent server, the message rate, idle sessions held and released,
+ * pregreeting bots against a screen that answers them right and wrongly, and DNSBL-listed
+ * clients refused at RCPT (and a server that does not refuse them). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -30,6 +31,10 @@ enum srv_mode {
 	SRV_SCREEN_CLOSE,    /* the close without a reply */
 	SRV_SCREEN_550,      /* 550 (postscreen's enforce), then the close */
 	SRV_SCREEN_BARE,     /* 521 and the close, without the "220-" teaser before */
+	/* postscreen's dummy engine for a DNSBL-listed client (postscreen_dnsbl_action =
+	 * enforce): greeted, no PIPELINING, every RCPT 550 5.7.1, DATA 554 and the close */
+	SRV_LISTED,
+	SRV_LISTED_450, /* the same, but 450 4.3.2 to RCPT (a client still being tested) */
 };
 
 struct frame {
@@ -133,9 +138,26 @@ static void srv_line(struct srv_conn *k, const char *l)
 		}
 		return;
 	}
+	bool listed = W.mode == SRV_LISTED || W.mode == SRV_LISTED_450;
+	if (listed && strncmp(l, "RCPT TO:", 8) == 0) {
+		W.rcpts_refused++;
+		srv_say(k, W.mode == SRV_LISTED
+				   ? "550 5.7.1 Service unavailable; client [10.0.0.100] blocked "
+				     "using bl.test\r\n"
+				   : "450 4.3.2 Service currently unavailable\r\n");
+		return;
+	}
+	if (listed && strcmp(l, "DATA") == 0) {
+		srv_say(k, "554 5.5.1 Error: no valid recipients\r\n");
+		net_conn_close(k->nc);
+		k->nc = NULL;
+		k->used = false;
+		return;
+	}
 	if (strncmp(l, "EHLO ", 5) == 0) {
-		srv_say(k, W.mode == SRV_NO_PIPELINING ? "250-srv\r\n250 8BITMIME\r\n"
-						       : "250-srv\r\n250 PIPELINING\r\n");
+		srv_say(k, W.mode == SRV_NO_PIPELINING || listed
+				   ? "250-srv\r\n250 8BITMIME\r\n"
+				   : "250-srv\r\n250 PIPELINING\r\n");
 	} else if (strncmp(l, "MAIL FROM:", 10) == 0) {
 		srv_say(k, "250 2.1.0 ok\r\n");
 	} else if (strncmp(l, "RCPT TO:<bad", 12) == 0 && W.mode != SRV_RCPT_ALL) {
@@ -580,6 +602,40 @@ static void test_pregreet(void)
 	loadgen_stats_free(&st);
 }
 
+/* DNSBL-listed clients (--listed): the 550 at RCPT is the expected rejection, counted as
+ * such; anything else at RCPT (a 450, or a 250) is an RCPT error. */
+static void test_listed(void)
+{
+	struct loadgen_stats st;
+	uint64_t ms;
+	run(SRV_LISTED, &st, &ms, "--listed", "--sessions", "20", "--concurrency", "5", NULL);
+	CHECK_INT_EQ(st.errors_total, 0);
+	CHECK_INT_EQ(st.sessions_failed, 0);
+	CHECK_INT_EQ(st.sessions_greeted, 20);
+	CHECK_INT_EQ(st.sessions_rejected, 20);
+	CHECK_INT_EQ(st.rcpts_refused, 20);
+	CHECK_INT_EQ(st.messages_accepted, 0);
+	CHECK_INT_EQ(st.messages_refused, 20);
+	CHECK_INT_EQ(W.rcpts_refused, 20);
+	CHECK_INT_EQ(W.messages, 0);
+	loadgen_stats_free(&st);
+
+	run(SRV_LISTED_450, &st, &ms, "--listed", "--sessions", "4", "--concurrency", "4",
+	    NULL);
+	CHECK_INT_EQ(st.errors[LOADGEN_ERR_RCPT], 4);
+	CHECK_INT_EQ(st.sessions_rejected, 0);
+	CHECK(strstr(st.kept[0].text, "expected 550, got 450 4.3.2") != NULL);
+	loadgen_stats_free(&st);
+
+	/* a server that takes the listed client's recipient */
+	run(SRV_GOOD, &st, &ms, "--listed", "--sessions", "3", "--concurrency", "3", NULL);
+	CHECK_INT_EQ(st.errors[LOADGEN_ERR_RCPT], 3);
+	CHECK_INT_EQ(st.sessions_rejected, 0);
+	CHECK(strstr(st.kept[0].text, "RCPT of a listed client: expected 550, got 250") !=
+	      NULL);
+	loadgen_stats_free(&st);
+}
+
 int main(void)
 {
 	RUN_TEST(test_good_run);
@@ -590,5 +646,6 @@ int main(void)
 	RUN_TEST(test_duration);
 	RUN_TEST(test_idle);
 	RUN_TEST(test_pregreet);
+	RUN_TEST(test_listed);
 	return TEST_RESULT();
 }
