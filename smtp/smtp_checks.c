@@ -104,6 +104,36 @@ int smtp_checks_new(const struct smtp_checks_config *cfg, struct checks_scratch 
 	return 0;
 }
 
+int smtp_checks_rebind(struct smtp_checks *m, const struct smtp_checks_config *cfg,
+		       struct checks_scratch *scratch, const struct smtp_checks_ops *ops,
+		       void *ctx)
+{
+	if (!cfg->line_length_limit || !cfg->header_size_limit || !ops || !ops->emit ||
+	    cfg->header_size_limit > CHECKS_SUBJECT_MAX)
+		return -EINVAL;
+	if (cfg->line_length_limit != m->cfg.line_length_limit) {
+		char *line = malloc(cfg->line_length_limit + 1);
+		if (!line)
+			return -ENOMEM;
+		free(m->line);
+		m->line = line;
+	}
+	if (cfg->header_size_limit < m->cfg.header_size_limit) {
+		/* what grew under the larger bound is given back, as a new object holds none */
+		free(m->hdr);
+		free(m->subj);
+		m->hdr = m->subj = NULL;
+		m->hdr_cap = m->subj_cap = 0;
+	}
+	m->cfg = *cfg;
+	m->scratch = scratch;
+	m->ops = ops;
+	m->ctx = ctx;
+	m->hdr_max = 2 * cfg->header_size_limit + 4;
+	m->hdr_trunc = false;
+	return 0;
+}
+
 void smtp_checks_free(struct smtp_checks *m)
 {
 	if (!m)

@@ -192,8 +192,7 @@ void conn_txn_reset(struct conn *c)
 	c->message_id_seen = false;
 	free(c->actions);
 	c->actions = NULL;
-	smtp_checks_free(c->checks);
-	c->checks = NULL;
+	conn_checks_close(c);
 	free(c->sasl_sender);
 	c->sasl_sender = NULL;
 }
@@ -326,6 +325,8 @@ void conn_worker_fini(struct conn_worker *w)
 	w->svc = NULL;
 	while (w->held)
 		conn_gen_release(w, &w->held);
+	while (w->checks_pooled)
+		smtp_checks_free(w->checks_pool[--w->checks_pooled]);
 	checks_scratch_free(w->checks_scratch);
 	tls_worker_free(w->tls); /* after every SSL_CTX made in it */
 	w->tls = NULL;

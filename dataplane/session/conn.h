@@ -45,6 +45,11 @@ struct conn_gen;
 
 /* What a worker shares with all its connections: the published generations, its LMDB
  * reader, its Hyperscan scratch, its spool client, queue-ID generator and counters. */
+struct smtp_checks;
+
+/* header_checks states a worker keeps for reuse (memory held at most about 2 MB). */
+#define CONN_CHECKS_POOL_MAX 64u
+
 struct conn_worker {
 	struct mx_gen_pub *gens;
 	unsigned canary_acc;          /* the canary's running share (mx_gen_pick()) */
@@ -54,6 +59,10 @@ struct conn_worker {
 	/* Hyperscan/PCRE2 scratch for every header_checks set of every generation this worker
 	 * serves (Hyperscan grows one scratch to fit each database). */
 	struct checks_scratch *checks_scratch;
+	/* header_checks states of messages that ended, kept for the next ones (each is about
+	 * 30 KB: allocating and zeroing one per message cost more than the checks). */
+	struct smtp_checks *checks_pool[CONN_CHECKS_POOL_MAX];
+	unsigned checks_pooled;
 	struct spool *spool;
 	struct spool_client *spool_client;
 	/* This worker's queues to the service threads (the transport makes it, knowing how
