@@ -972,6 +972,13 @@ static void smtp_policy_actions_copy(struct smtp_policy_actions *dst,
 		smtp_policy_text_copy(dst->prepend[i], src->prepend[i]);
 }
 
+void smtp_policy_actions_reset(struct smtp_policy_actions *a)
+{
+	a->hold = a->discard = false;
+	a->hold_reason[0] = a->discard_reason[0] = a->filter[0] = a->redirect[0] = a->bcc[0] = '\0';
+	a->nprepend = 0;
+}
+
 int smtp_policy_check(struct smtp_policy_ctx *ctx, const struct smtp_policy_request *req,
 		      struct smtp_policy_actions *actions, const struct smtp_policy_callbacks *cb,
 		      struct smtp_policy_result *res)

@@ -46,9 +46,13 @@ struct conn_gen;
 /* What a worker shares with all its connections: the published generations, its LMDB
  * reader, its Hyperscan scratch, its spool client, queue-ID generator and counters. */
 struct smtp_checks;
+struct smtp_policy_actions;
 
-/* header_checks states a worker keeps for reuse (memory held at most about 2 MB). */
-#define CONN_CHECKS_POOL_MAX 64u
+/* header_checks states (about 30 KB each) and restriction actions (6.6 KB) a worker keeps
+ * for reuse: as many as the messages it receives at once, up to these (at most about 8 MB
+ * and 1.7 MB held). */
+#define CONN_CHECKS_POOL_MAX 256u
+#define CONN_ACTIONS_POOL_MAX 256u
 
 struct conn_worker {
 	struct mx_gen_pub *gens;
@@ -63,6 +67,9 @@ struct conn_worker {
 	 * 30 KB: allocating and zeroing one per message cost more than the checks). */
 	struct smtp_checks *checks_pool[CONN_CHECKS_POOL_MAX];
 	unsigned checks_pooled;
+	/* the same for the restriction lists' actions of a transaction (MAIL to its end) */
+	struct smtp_policy_actions *actions_pool[CONN_ACTIONS_POOL_MAX];
+	unsigned actions_pooled;
 	struct spool *spool;
 	struct spool_client *spool_client;
 	/* This worker's queues to the service threads (the transport makes it, knowing how
