@@ -11,8 +11,11 @@ part, whoever called it; nanosleep is the idle sleep.
         perf_breakdown.py --cycles-per-message 120000 [--json out.json]
 
 With --cycles-per-message C (the busy cycles per message bench_memif.py measured) each
-part's share of the busy samples (all but the idle sleep and the empty polls) is printed
-as cycles per message too.
+part's share of the busy samples (all but the idle sleep) is printed as cycles per message
+too. With --messages N --freq F --hz H instead, each part's cycles per message come from
+the samples themselves (N messages, perf's sampling frequency F, the TSC's H Hz): on-CPU
+time only, which the other processes on a shared machine do not inflate (a busy poll
+iteration's cycles count the time the worker was preempted too).
 """
 import argparse
 import json
@@ -101,7 +104,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cycles-per-message", type=float, default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--messages", type=int, default=None)
+    ap.add_argument("--freq", type=float, default=4000.0)
+    ap.add_argument("--hz", type=float, default=None)
     a = ap.parse_args()
+    if a.messages and a.hz:
+        a.cycles_per_message = None
     counts = {}
     total = 0
     for fr in samples(sys.stdin):
@@ -114,10 +122,14 @@ def main():
         share = v / busy if k != "idle sleep" and busy else None
         cpm = round(share * a.cycles_per_message) if share is not None and \
             a.cycles_per_message else None
+        if share is not None and a.messages and a.hz:
+            cpm = round(v / a.freq * a.hz / a.messages)
         rows.append({"part": k, "samples": v, "share_of_busy": share, "cycles": cpm})
         print(f"{k:48} {v:7} {'' if share is None else f'{100 * share:5.1f}%':>7} "
               f"{'' if cpm is None else cpm:>8}")
     print(f"{'samples (busy, all)':48} {busy:7} {total:7}")
+    if a.messages and a.hz:
+        print(f"{'on-CPU busy cycles per message':48} {round(busy / a.freq * a.hz / a.messages)}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"samples": total, "busy_samples": busy, "rows": rows}, f, indent=2)
