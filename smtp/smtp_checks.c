@@ -727,14 +727,18 @@ int smtp_checks_body(struct smtp_checks *m, const char *p, size_t n)
 {
 	size_t cap = m->cfg.line_length_limit;
 	int rc;
-	if (sc_body_plain(m)) {
-		long took = sc_body_pass(m, p, n);
-		if (took < 0)
-			return (int)took;
-		p += took;
-		n -= (size_t)took;
-	}
 	while (n > 0) {
+		/* checked between lines: the piece that ends the headers turns plain after its
+		 * first line */
+		if (!m->line_len && sc_body_plain(m)) {
+			long took = sc_body_pass(m, p, n);
+			if (took < 0)
+				return (int)took;
+			p += took;
+			n -= (size_t)took;
+			if (!n)
+				break;
+		}
 		if (m->cr_pending) {
 			m->cr_pending = false;
 			if (*p == '\n') { /* the line fits exactly: CR LF ends it */
