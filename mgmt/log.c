@@ -88,6 +88,23 @@ struct mx_log_batch {
 	char buf[MX_LOG_BATCH_MAX];
 };
 static __thread struct mx_log_batch *mx_log_batch;
+/* This thread's last line heads ("Dec  7 21:30:05 host mxgate/smtpd[123]: " and the
+ * like), by process and level, for the second and the opening they were made in: a
+ * worker writes three to five lines a message, and formatting the head with snprintf()
+ * cost as much as the rest of the line. */
+#define MX_LOG_HEADS 4
+struct mx_log_head {
+	const char *proc;
+	enum mx_log_level level;
+	time_t secs;
+	unsigned opening;
+	long pid;
+	bool syslog;
+	size_t len; /* 0: empty */
+	char text[512];
+};
+static __thread struct mx_log_head mx_log_heads[MX_LOG_HEADS];
+static __thread unsigned mx_log_head_next;
 /* This thread's last time stamp ("Dec  7 21:30:05") and the second it is for. */
 static __thread time_t mx_log_stamp_secs = -1;
 static __thread unsigned mx_log_stamp_opening;
@@ -554,15 +571,38 @@ static size_t mx_log_format(char *line, const char *proc, enum mx_log_level leve
 	/* Months are spelled out here rather than by strftime(), which follows the locale:
 	 * syslog's format is the C locale's. The tags are set before any thread logs. A
 	 * syslog datagram has no host name: the daemon adds its own (as syslog(3)). */
-	char pri[16] = "", host[MX_LOG_TAG_MAX + 1] = "";
-	if (mx_log_syslog)
-		snprintf(pri, sizeof(pri), "<%d>", mx_log_facility | severity[level]);
-	else
-		snprintf(host, sizeof(host), "%s ", mx_log_host);
-	int head = snprintf(line, room, "%s%s %s%s%s%s[%ld]: %s", pri, mx_log_stamp, host,
-			    mx_log_name, proc ? "/" : "", proc ? proc : "", pid,
-			    mx_log_prefix[level]);
-	size_t len = head < 0 ? 0 : (size_t)head < room ? (size_t)head : room - 1;
+	size_t len;
+	bool sys = mx_log_syslog;
+	struct mx_log_head *hc = NULL;
+	for (unsigned i = 0; i < MX_LOG_HEADS; i++) {
+		struct mx_log_head *h = &mx_log_heads[i];
+		if (h->len && h->proc == proc && h->level == level && h->secs == secs &&
+		    h->opening == opening && h->pid == pid && h->syslog == sys) {
+			hc = h;
+			break;
+		}
+	}
+	if (hc) {
+		memcpy(line, hc->text, hc->len);
+		len = hc->len;
+	} else {
+		char pri[16] = "", host[MX_LOG_TAG_MAX + 1] = "";
+		if (sys)
+			snprintf(pri, sizeof(pri), "<%d>", mx_log_facility | severity[level]);
+		else
+			snprintf(host, sizeof(host), "%s ", mx_log_host);
+		int head = snprintf(line, room, "%s%s %s%s%s%s[%ld]: %s", pri, mx_log_stamp,
+				    host, mx_log_name, proc ? "/" : "", proc ? proc : "", pid,
+				    mx_log_prefix[level]);
+		len = head < 0 ? 0 : (size_t)head < room ? (size_t)head : room - 1;
+		if (len && len < sizeof(hc->text)) {
+			hc = &mx_log_heads[mx_log_head_next++ % MX_LOG_HEADS];
+			*hc = (struct mx_log_head){ .proc = proc, .level = level, .secs = secs,
+						    .opening = opening, .pid = pid, .syslog = sys,
+						    .len = len };
+			memcpy(hc->text, line, len);
+		}
+	}
 
 	int body = vsnprintf(line + len, room - len, fmt, ap);
 	size_t text_start = len;

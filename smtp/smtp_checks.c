@@ -104,6 +104,36 @@ int smtp_checks_new(const struct smtp_checks_config *cfg, struct checks_scratch 
 	return 0;
 }
 
+int smtp_checks_rebind(struct smtp_checks *m, const struct smtp_checks_config *cfg,
+		       struct checks_scratch *scratch, const struct smtp_checks_ops *ops,
+		       void *ctx)
+{
+	if (!cfg->line_length_limit || !cfg->header_size_limit || !ops || !ops->emit ||
+	    cfg->header_size_limit > CHECKS_SUBJECT_MAX)
+		return -EINVAL;
+	if (cfg->line_length_limit != m->cfg.line_length_limit) {
+		char *line = malloc(cfg->line_length_limit + 1);
+		if (!line)
+			return -ENOMEM;
+		free(m->line);
+		m->line = line;
+	}
+	if (cfg->header_size_limit < m->cfg.header_size_limit) {
+		/* what grew under the larger bound is given back, as a new object holds none */
+		free(m->hdr);
+		free(m->subj);
+		m->hdr = m->subj = NULL;
+		m->hdr_cap = m->subj_cap = 0;
+	}
+	m->cfg = *cfg;
+	m->scratch = scratch;
+	m->ops = ops;
+	m->ctx = ctx;
+	m->hdr_max = 2 * cfg->header_size_limit + 4;
+	m->hdr_trunc = false;
+	return 0;
+}
+
 void smtp_checks_free(struct smtp_checks *m)
 {
 	if (!m)
@@ -654,11 +684,61 @@ static int sc_line(struct smtp_checks *m, const char *p, size_t n, bool nl, bool
 	}
 }
 
+/* Whether the rest of the body is only stored: the top-level body of a message that is not
+ * multipart (in SC_BODY at depth 0 no boundary can match and no part header follows), with
+ * no body_checks to apply to it (none, the message already decided, or past
+ * body_checks_size_limit), between lines. */
+static bool sc_body_plain(const struct smtp_checks *m)
+{
+	size_t lim = m->cfg.body_checks_size_limit;
+	return m->st == SC_BODY && m->depth == 0 && !m->line_len && !m->cr_pending &&
+	       !m->line_cont &&
+	       (!m->cfg.set[SMTP_CHECKS_BODY] || !m->inspect || (lim && m->body_offset >= lim));
+}
+
+/* The whole lines at the start of p[n] stored as sc_line() would store them (a line ends
+ * in CRLF whether it came with CR LF or a bare LF; a long line is stored in pieces with
+ * nothing added), in runs instead of two emits a line. Returns the bytes taken (up to the
+ * last LF) or an emit error. */
+static long sc_body_pass(struct smtp_checks *m, const char *p, size_t n)
+{
+	size_t pos = 0, run = 0;
+	int rc;
+	for (;;) {
+		const char *lf = memchr(p + pos, '\n', n - pos);
+		if (!lf)
+			break;
+		size_t i = (size_t)(lf - p);
+		/* between lines, the byte before p[0] was an LF */
+		if (i == 0 || p[i - 1] != '\r') {
+			if ((rc = sc_emit(m, p + run, i - run)) < 0 || (rc = sc_emit(m, "\r\n", 2)) < 0)
+				return rc;
+			run = i + 1;
+		}
+		pos = i + 1;
+	}
+	if ((rc = sc_emit(m, p + run, pos - run)) < 0)
+		return rc;
+	m->body_offset += pos;
+	return (long)pos;
+}
+
 int smtp_checks_body(struct smtp_checks *m, const char *p, size_t n)
 {
 	size_t cap = m->cfg.line_length_limit;
 	int rc;
 	while (n > 0) {
+		/* checked between lines: the piece that ends the headers turns plain after its
+		 * first line */
+		if (!m->line_len && sc_body_plain(m)) {
+			long took = sc_body_pass(m, p, n);
+			if (took < 0)
+				return (int)took;
+			p += took;
+			n -= (size_t)took;
+			if (!n)
+				break;
+		}
 		if (m->cr_pending) {
 			m->cr_pending = false;
 			if (*p == '\n') { /* the line fits exactly: CR LF ends it */

@@ -110,6 +110,14 @@ struct smtp_checks;
 int smtp_checks_new(const struct smtp_checks_config *cfg, struct checks_scratch *scratch,
 		    const struct smtp_checks_ops *ops, void *ctx, struct smtp_checks **out);
 void smtp_checks_free(struct smtp_checks *m);
+/* Make m, from smtp_checks_new() for any configuration, as smtp_checks_new() would have made
+ * it for cfg, scratch, ops and ctx, keeping its buffers where their bounds allow: a worker
+ * keeps objects of messages that ended for the next ones instead of allocating about 30 KB
+ * per message (and the allocator's page faults). Call smtp_checks_begin() next. Returns 0,
+ * -EINVAL (bad limits; m is unchanged) or -ENOMEM (m stays valid for its old cfg). */
+int smtp_checks_rebind(struct smtp_checks *m, const struct smtp_checks_config *cfg,
+		       struct checks_scratch *scratch, const struct smtp_checks_ops *ops,
+		       void *ctx);
 
 /* Start a message (also after an aborted one). */
 void smtp_checks_begin(struct smtp_checks *m);

@@ -947,6 +947,38 @@ static void fill_result(struct ev *e, int st, struct smtp_policy_result *res)
 	smtp_policy_scopy(res->restriction, sizeof(res->restriction), e->rname);
 }
 
+/* One text of the actions: its bytes up to and with the NUL (all of it without one); what
+ * follows the NUL is never read. */
+static void smtp_policy_text_copy(char *dst, const char *src)
+{
+	size_t n = strnlen(src, SMTP_POLICY_TEXT_MAX);
+	memcpy(dst, src, n < SMTP_POLICY_TEXT_MAX ? n + 1 : n);
+}
+
+/* *dst = *src as far as anyone reads it: the struct is 6.6 KB of mostly empty texts and a
+ * run copies it in and out at every command, which was most of a run's own cost. */
+static void smtp_policy_actions_copy(struct smtp_policy_actions *dst,
+				     const struct smtp_policy_actions *src)
+{
+	dst->hold = src->hold;
+	dst->discard = src->discard;
+	smtp_policy_text_copy(dst->hold_reason, src->hold_reason);
+	smtp_policy_text_copy(dst->discard_reason, src->discard_reason);
+	smtp_policy_text_copy(dst->filter, src->filter);
+	smtp_policy_text_copy(dst->redirect, src->redirect);
+	smtp_policy_text_copy(dst->bcc, src->bcc);
+	dst->nprepend = src->nprepend;
+	for (unsigned i = 0; i < src->nprepend && i < SMTP_POLICY_PREPEND_MAX; i++)
+		smtp_policy_text_copy(dst->prepend[i], src->prepend[i]);
+}
+
+void smtp_policy_actions_reset(struct smtp_policy_actions *a)
+{
+	a->hold = a->discard = false;
+	a->hold_reason[0] = a->discard_reason[0] = a->filter[0] = a->redirect[0] = a->bcc[0] = '\0';
+	a->nprepend = 0;
+}
+
 int smtp_policy_check(struct smtp_policy_ctx *ctx, const struct smtp_policy_request *req,
 		      struct smtp_policy_actions *actions, const struct smtp_policy_callbacks *cb,
 		      struct smtp_policy_result *res)
@@ -964,13 +996,6 @@ int smtp_policy_check(struct smtp_policy_ctx *ctx, const struct smtp_policy_requ
 	/* Waiting is possible only with lookups; then everything the run would deliver
 	 * waits in the context until it completes. */
 	e->buffered = e->cb->lookups != NULL;
-	e->discard = actions && actions->discard;
-	if (e->buffered && actions) {
-		ctx->act = *actions;
-		e->act = &ctx->act;
-	} else {
-		e->act = actions;
-	}
 	if (e->buffered && e->cb->trace && ctx->caprecs < PREC_TRACED) {
 		/* mxgate explain: room for a trace line per restriction (kept if it fails:
 		 * the lines past the buffer are dropped and counted) */
@@ -1011,6 +1036,13 @@ int smtp_policy_check(struct smtp_policy_ctx *ctx, const struct smtp_policy_requ
 		ctx->stats.checks++;
 		return 0;
 	}
+	e->discard = actions && actions->discard;
+	if (e->buffered && actions) {
+		smtp_policy_actions_copy(&ctx->act, actions);
+		e->act = &ctx->act;
+	} else {
+		e->act = actions;
+	}
 	/* The session changes only when the run completes: the run works on a copy. */
 	struct smtp_policy_session *sess = req->session, scopy;
 	struct smtp_policy_pending replay = { 0 };
@@ -1041,7 +1073,7 @@ int smtp_policy_check(struct smtp_policy_ctx *ctx, const struct smtp_policy_requ
 		*sess = scopy;
 	}
 	if (e->buffered && actions)
-		*actions = ctx->act;
+		smtp_policy_actions_copy(actions, &ctx->act);
 	if (e->buffered)
 		smtp_policy_deliver(e, true);
 	fill_result(e, st, res);

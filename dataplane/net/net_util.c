@@ -63,19 +63,58 @@ uint64_t net_siphash(const uint8_t key[16], const void *data, size_t len)
 	return v0 ^ v1 ^ v2 ^ v3;
 }
 
+/* End-around carry down to 16 bits; a sum that was not zero never becomes zero, so the
+ * folded form stays interchangeable with the unfolded one under net_csum_fold(). */
+static uint32_t net_csum_fold16(uint64_t acc)
+{
+	while (acc >> 16)
+		acc = (acc & 0xffff) + (acc >> 16);
+	return (uint32_t)acc;
+}
+
+/* The Internet checksum's sum (RFC 1071): 16-bit big-endian words, a last odd byte as the
+ * high half of a word. It is added eight bytes at a time in the machine's own byte order
+ * into 64 bits (RFC 1071 2.(B): the one's complement sum is independent of byte order up
+ * to a swap of the result, and 2.(C): deferred carries), then folded and swapped: every
+ * received and sent TCP segment goes through here (memif and af_packet offer no checksum
+ * offload), a 16-bit loop cost about 1.5 cycles a byte. */
 uint32_t net_csum_add(uint32_t sum, const void *data, size_t len)
 {
 	const uint8_t *p = data;
-	while (len > 1) {
-		sum += (uint32_t)(p[0] << 8 | p[1]);
+	uint64_t acc = 0;
+	while (len >= 8) {
+		uint64_t v;
+		memcpy(&v, p, 8);
+		acc += (v & 0xffffffffu) + (v >> 32); /* < 2^33 a step: no overflow below 2^31 steps */
+		p += 8;
+		len -= 8;
+	}
+	if (len >= 4) {
+		uint32_t v;
+		memcpy(&v, p, 4);
+		acc += v;
+		p += 4;
+		len -= 4;
+	}
+	if (len >= 2) {
+		uint16_t v;
+		memcpy(&v, p, 2);
+		acc += v;
 		p += 2;
 		len -= 2;
-		if (sum & 0x80000000u)
-			sum = (sum & 0xffff) + (sum >> 16);
 	}
-	if (len)
-		sum += (uint32_t)p[0] << 8;
-	return sum;
+	if (len) {
+		/* the odd byte, at an even offset: the high half of a big-endian word */
+		uint8_t last[2] = { p[0], 0 };
+		uint16_t v;
+		memcpy(&v, last, 2);
+		acc += v;
+	}
+	uint32_t s = net_csum_fold16(acc);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	s = ((s >> 8) | (s << 8)) & 0xffff;
+#endif
+	return net_csum_fold16((uint64_t)sum + s);
 }
 
 uint16_t net_csum_fold(uint32_t sum)

@@ -190,10 +190,12 @@ void conn_txn_reset(struct conn *c)
 	c->queue_id[0] = '\0';
 	c->message_open = false;
 	c->message_id_seen = false;
-	free(c->actions);
+	if (c->actions && c->w->actions_pooled < CONN_ACTIONS_POOL_MAX)
+		c->w->actions_pool[c->w->actions_pooled++] = c->actions;
+	else
+		free(c->actions);
 	c->actions = NULL;
-	smtp_checks_free(c->checks);
-	c->checks = NULL;
+	conn_checks_close(c);
 	free(c->sasl_sender);
 	c->sasl_sender = NULL;
 }
@@ -329,6 +331,10 @@ void conn_worker_fini(struct conn_worker *w)
 	w->svc = NULL;
 	while (w->held)
 		conn_gen_release(w, &w->held);
+	while (w->checks_pooled)
+		smtp_checks_free(w->checks_pool[--w->checks_pooled]);
+	while (w->actions_pooled)
+		free(w->actions_pool[--w->actions_pooled]);
 	checks_scratch_free(w->checks_scratch);
 	tls_worker_free(w->tls); /* after every SSL_CTX made in it */
 	w->tls = NULL;

@@ -45,6 +45,15 @@ struct conn_gen;
 
 /* What a worker shares with all its connections: the published generations, its LMDB
  * reader, its Hyperscan scratch, its spool client, queue-ID generator and counters. */
+struct smtp_checks;
+struct smtp_policy_actions;
+
+/* header_checks states (about 30 KB each) and restriction actions (6.6 KB) a worker keeps
+ * for reuse: as many as the messages it receives at once, up to these (at most about 8 MB
+ * and 1.7 MB held). */
+#define CONN_CHECKS_POOL_MAX 256u
+#define CONN_ACTIONS_POOL_MAX 256u
+
 struct conn_worker {
 	struct mx_gen_pub *gens;
 	unsigned canary_acc;          /* the canary's running share (mx_gen_pick()) */
@@ -54,6 +63,13 @@ struct conn_worker {
 	/* Hyperscan/PCRE2 scratch for every header_checks set of every generation this worker
 	 * serves (Hyperscan grows one scratch to fit each database). */
 	struct checks_scratch *checks_scratch;
+	/* header_checks states of messages that ended, kept for the next ones (each is about
+	 * 30 KB: allocating and zeroing one per message cost more than the checks). */
+	struct smtp_checks *checks_pool[CONN_CHECKS_POOL_MAX];
+	unsigned checks_pooled;
+	/* the same for the restriction lists' actions of a transaction (MAIL to its end) */
+	struct smtp_policy_actions *actions_pool[CONN_ACTIONS_POOL_MAX];
+	unsigned actions_pooled;
 	struct spool *spool;
 	struct spool_client *spool_client;
 	/* This worker's queues to the service threads (the transport makes it, knowing how

@@ -185,7 +185,12 @@ void conn_on_mail(struct conn *c, const struct smtp_event *ev)
 	}
 	c->sender = conn_dup(ev->u.mail.addr);
 	c->mail_params = conn_dup(ev->u.mail.params);
-	c->actions = calloc(1, sizeof(*c->actions));
+	if (c->w->actions_pooled) {
+		c->actions = c->w->actions_pool[--c->w->actions_pooled];
+		smtp_policy_actions_reset(c->actions);
+	} else {
+		c->actions = calloc(1, sizeof(*c->actions));
+	}
 	if (!c->sender || !c->mail_params || !c->actions) {
 		conn_txn_reset(c);
 		conn_count(c, CONN_CMD_MAIL, false);

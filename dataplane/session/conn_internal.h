@@ -287,6 +287,8 @@ void conn_log_action(struct conn *c, const char *kind, const char *cmd, const ch
 		     const char *rcpt);
 void conn_log_reject(struct conn *c, const char *cmd, const char *reply, const char *rcpt);
 void conn_txn_reset(struct conn *c);
+/* The message's header_checks state goes back to the worker's pool (or is freed). */
+void conn_checks_close(struct conn *c);
 int conn_verdict(struct conn *c, uint16_t code, const char *text, bool disconnect);
 /* Postfix's HANGUP (an access table or policy server): no reply, the connection closes
  * (smtpd shutdown(2)s its socket): replies not yet sent are dropped, a message in progress

@@ -66,16 +66,38 @@ static void conn_checks_log(void *ctx, const struct smtp_checks_log *ev)
 		  conn_printable_str(line, shown, sizeof(shown)));
 }
 
-/* The checks' state lives only while a message is being received. */
+/* The checks' state lives only while a message is being received; the worker reuses those
+ * of ended messages. */
 static int conn_checks_open(struct conn *c)
 {
 	static const struct smtp_checks_ops ops = { .emit = conn_checks_emit,
 						    .log = conn_checks_log };
-	int rc = smtp_checks_new(&c->svc->checks.cfg, c->w->checks_scratch, &ops, c, &c->checks);
+	struct conn_worker *w = c->w;
+	int rc = -ENOENT;
+	if (w->checks_pooled) {
+		struct smtp_checks *m = w->checks_pool[w->checks_pooled - 1];
+		rc = smtp_checks_rebind(m, &c->svc->checks.cfg, w->checks_scratch, &ops, c);
+		if (rc == 0) {
+			w->checks_pooled--;
+			c->checks = m;
+		}
+	}
+	if (rc < 0)
+		rc = smtp_checks_new(&c->svc->checks.cfg, w->checks_scratch, &ops, c, &c->checks);
 	if (rc < 0)
 		return rc;
 	smtp_checks_begin(c->checks);
 	return 0;
+}
+
+void conn_checks_close(struct conn *c)
+{
+	struct conn_worker *w = c->w;
+	if (c->checks && w->checks_pooled < CONN_CHECKS_POOL_MAX)
+		w->checks_pool[w->checks_pooled++] = c->checks;
+	else
+		smtp_checks_free(c->checks);
+	c->checks = NULL;
 }
 
 /* Our Received: header goes first in the stored message (RFC 5321 4.4). */
@@ -372,6 +394,9 @@ void conn_end_decided(struct conn *c, const struct smtp_policy_result *res)
 		return;
 	}
 	c->commit_pending = true;
+	/* the envelope holds what the checks said: their state serves the next message
+	 * (of any connection) while this one waits for the group commit */
+	conn_checks_close(c);
 }
 
 void conn_spool_news(struct conn *c)

@@ -51,11 +51,11 @@ static void spool_crc_init(void)
 	__atomic_store_n(&spool_crc_ready, 1, __ATOMIC_RELEASE);
 }
 
-uint32_t spool_crc32c(uint32_t crc, const void *buf, size_t n)
+uint32_t spool_crc32c_portable(uint32_t crc, const void *buf, size_t n)
 {
+	const unsigned char *p = buf;
 	if (!__atomic_load_n(&spool_crc_ready, __ATOMIC_ACQUIRE))
 		spool_crc_init();
-	const unsigned char *p = buf;
 	crc = ~crc;
 	while (n >= 8) {
 		uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
@@ -70,6 +70,56 @@ uint32_t spool_crc32c(uint32_t crc, const void *buf, size_t n)
 	while (n--)
 		crc = (crc >> 8) ^ spool_crc_table[0][(crc ^ *p++) & 0xff];
 	return ~crc;
+}
+
+#if defined(__x86_64__)
+/* SSE4.2's CRC32 instruction computes exactly CRC32C (Castagnoli, reflected): 8 bytes per
+ * instruction, about 0.4 cycles a byte against the tables' 2.5. Every message's content
+ * goes through here on the worker (and again on the writer), so it matters. Three
+ * independent streams would hide the instruction's latency; one keeps it simple and is
+ * already far below the rest of a message's cost. */
+__attribute__((target("sse4.2"))) static uint32_t spool_crc32c_hw(uint32_t crc,
+								    const unsigned char *p,
+								    size_t n)
+{
+	uint64_t c = ~crc;
+	while (n && ((uintptr_t)p & 7)) {
+		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+		n--;
+	}
+	while (n >= 8) {
+		uint64_t v;
+		memcpy(&v, p, 8);
+		c = __builtin_ia32_crc32di(c, v);
+		p += 8;
+		n -= 8;
+	}
+	while (n--)
+		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+	return ~(uint32_t)c;
+}
+#endif
+
+/* Which form this machine runs: 0 not decided yet, 1 tables, 2 SSE4.2. */
+static int spool_crc_impl;
+
+uint32_t spool_crc32c(uint32_t crc, const void *buf, size_t n)
+{
+	int impl = __atomic_load_n(&spool_crc_impl, __ATOMIC_RELAXED);
+	if (!impl) {
+		impl = 1;
+#if defined(__x86_64__)
+		__builtin_cpu_init();
+		if (__builtin_cpu_supports("sse4.2"))
+			impl = 2;
+#endif
+		__atomic_store_n(&spool_crc_impl, impl, __ATOMIC_RELAXED);
+	}
+#if defined(__x86_64__)
+	if (impl == 2)
+		return spool_crc32c_hw(crc, buf, n);
+#endif
+	return spool_crc32c_portable(crc, buf, n);
 }
 
 /* ---- little-endian helpers ---- */

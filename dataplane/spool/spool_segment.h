@@ -93,6 +93,9 @@ const char *spool_rcpt_state_name(enum spool_rcpt_state st);
 /* CRC32C (Castagnoli), as iSCSI and ext4 use: crc = spool_crc32c(crc, p, n) continues a
  * running value; start from 0. */
 uint32_t spool_crc32c(uint32_t crc, const void *p, size_t n);
+/* The same by tables on any CPU; spool_crc32c() takes the CPU's instruction where it has one
+ * (x86-64 SSE4.2). */
+uint32_t spool_crc32c_portable(uint32_t crc, const void *p, size_t n);
 
 /* A record as parsed; pointers point into the caller's buffer. */
 struct spool_rec {

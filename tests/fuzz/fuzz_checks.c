@@ -7,7 +7,9 @@
  *   Hyperscan path exactly as the rule-by-rule PCRE2/regexec path does (unless that path hit
  *   its backtracking limit, which Hyperscan does not have);
  * - smtp_checks gives the same stored bytes, log and verdict whether the message is fed
- *   whole or in pieces. */
+ *   whole or in pieces;
+ * - without body_checks (the body stored in runs once nothing inspects it) it gives the same
+ *   as with a body_checks set whose every match is DUNNO (the body taken line by line). */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +23,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct checks_scratch *scratch;
+static struct checks *never; /* a body_checks set whose every match does nothing */
 
 struct sink {
 	uint64_t h; /* FNV-1a over what was stored and logged */
@@ -50,11 +53,11 @@ static void on_log(void *ctx, const struct smtp_checks_log *ev)
 	mix(ctx, line, n);
 }
 
-static int feed(struct checks *set, const char *msg, size_t len, size_t piece,
-		struct sink *s)
+static int feed(struct checks *set, struct checks *body, const char *msg, size_t len,
+		size_t piece, struct sink *s)
 {
 	static const struct smtp_checks_ops ops = { on_emit, on_log, NULL };
-	struct smtp_checks_config cfg = { .set = { set, set, set, set },
+	struct smtp_checks_config cfg = { .set = { set, set, set, body },
 					  .body_checks_size_limit = 300,
 					  .line_length_limit = 64,
 					  .header_size_limit = 256 };
@@ -137,9 +140,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		pos += l + 1;
 	}
 	struct sink whole = { 14695981039346656037ull, 0 }, split = whole;
-	if (feed(set, msg, mlen, 0, &whole) == 0 &&
-	    feed(set, msg, mlen, piece ? piece : 1, &split) == 0)
+	if (feed(set, set, msg, mlen, 0, &whole) == 0 &&
+	    feed(set, set, msg, mlen, piece ? piece : 1, &split) == 0)
 		FUZZ_CHECK(whole.h == split.h && whole.n == split.n);
+	/* no body_checks against body_checks that change nothing: the same bytes and log */
+	if (!never) {
+		static const char rule[] = "/^/ DUNNO\n"; /* matches, does nothing */
+		struct checks_source nsrc = { "never", true, rule, sizeof(rule) - 1 };
+		FUZZ_CHECK(checks_compile(&nsrc, 1, &never, err, sizeof(err)) == 0);
+	}
+	FUZZ_CHECK(checks_scratch_alloc(never, &scratch) == 0);
+	struct sink lines = { 14695981039346656037ull, 0 }, runs = lines;
+	if (feed(set, never, msg, mlen, piece ? piece : 1, &lines) == 0 &&
+	    feed(set, NULL, msg, mlen, piece ? piece : 1, &runs) == 0)
+		FUZZ_CHECK(lines.h == runs.h && lines.n == runs.n);
 	checks_free(set);
 	return 0;
 }

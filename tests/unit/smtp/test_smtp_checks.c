@@ -1,5 +1,6 @@
 /* smtp/smtp_checks.c: the four check sets applied to a streaming message. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "smtp/smtp_checks.h"
@@ -72,14 +73,25 @@ struct msg_result {
 	char bcc[SMTP_CHECKS_BCC_MAX][256];
 };
 
+/* An object that checked earlier messages (of other tests, other configurations, some cut
+ * off mid-way): run() with reuse rebinds it instead of making a new one, as a worker's pool
+ * does, and keeps it after the message. */
+static struct smtp_checks *pooled;
+
 /* Feed a message (CRLF text): headers are split here as the engine does, the body is given
  * in pieces of `piece` bytes (0 = whole). */
-static void run(const struct smtp_checks_config *cfg, const char *msg, size_t piece,
-		struct msg_result *r)
+static void run_as(const struct smtp_checks_config *cfg, const char *msg, size_t piece,
+		   struct msg_result *r, bool reuse)
 {
 	memset(r, 0, sizeof(*r));
 	struct smtp_checks *m = NULL;
-	CHECK_INT_EQ(smtp_checks_new(cfg, scratch, &ops, &r->o, &m), 0);
+	if (reuse && pooled) {
+		CHECK_INT_EQ(smtp_checks_rebind(pooled, cfg, scratch, &ops, &r->o), 0);
+		m = pooled;
+		pooled = NULL;
+	} else {
+		CHECK_INT_EQ(smtp_checks_new(cfg, scratch, &ops, &r->o, &m), 0);
+	}
 	if (!m)
 		return;
 	smtp_checks_begin(m);
@@ -111,17 +123,28 @@ static void run(const struct smtp_checks_config *cfg, const char *msg, size_t pi
 	snprintf(r->filter, sizeof(r->filter), "%s", r->v.filter ? r->v.filter : "");
 	for (unsigned i = 0; i < r->v.nbcc; i++)
 		snprintf(r->bcc[i], sizeof(r->bcc[i]), "%s", r->v.bcc[i]);
-	smtp_checks_free(m); /* the verdict's strings die with it: use the copies */
+	/* the verdict's strings die with it (or with its next message): use the copies */
+	if (reuse && !pooled)
+		pooled = m;
+	else
+		smtp_checks_free(m);
 }
 
-/* Whole, byte by byte and in every piece size up to 64: the same result. */
+static void run(const struct smtp_checks_config *cfg, const char *msg, size_t piece,
+		struct msg_result *r)
+{
+	run_as(cfg, msg, piece, r, false);
+}
+
+/* Whole, byte by byte and in every piece size up to 64: the same result, with a new object
+ * and (odd pieces) with one that served earlier messages. */
 static void run_all_ways(const struct smtp_checks_config *cfg, const char *msg,
 			 struct msg_result *whole)
 {
 	static struct msg_result r;
 	run(cfg, msg, 0, whole);
 	for (size_t piece = 1; piece <= 64; piece++) {
-		run(cfg, msg, piece, &r);
+		run_as(cfg, msg, piece, &r, piece % 2 == 1);
 		CHECK_MEM_EQ(r.o.stored, r.o.n, whole->o.stored, whole->o.n);
 		CHECK_MEM_EQ(r.o.hits, r.o.hitn, whole->o.hits, whole->o.hitn);
 		CHECK_MEM_EQ(r.o.log, r.o.logn, whole->o.log, whole->o.logn);
@@ -263,6 +286,44 @@ static void test_body_actions_and_limits(void)
 	checks_free(b);
 }
 
+/* A body nothing inspects is stored in runs (sc_body_pass): byte for byte what the line by
+ * line path stores (forced here by a body_checks set that never matches), bare LFs made
+ * CRLF, lone CRs and long lines kept, in every split; and a message that turns plain only
+ * mid-way (a reject stops the inspection) or is multipart stays on the line path. */
+static void test_plain_body(void)
+{
+	static struct msg_result fast, slow;
+	struct checks *h = set_of("/^Subject: reject me/ REJECT no\n");
+	struct checks *never = set_of("/^NEVER-MATCHES-ANY-LINE$/ REJECT no\n");
+	static const char *const msgs[] = {
+		"Subject: a\r\n\r\nline 1\r\nbare lf\nlone\rcr\r\n\n\r\n\r\r\nlast",
+		"Subject: a\r\n\r\n\nx\n\n",
+		"Subject: a\r\n\r\nxxxxxxxxxxxxxxxxxxxxxxxxx\r\nxxxxxxxxx\r\r\nyyyyyyyyyy\r\n"
+		"zzzzzzzzzzzzzzzzzzzz\nend\r",
+		"Subject: reject me\r\n\r\nbody\nbare\r\n",
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\npre\n--b\r\nX: y\n\nin part\n"
+		"--b--\nafter\n",
+		"Subject: no body",
+	};
+	for (size_t limit = 10; limit <= 2048; limit += 2038) {
+		for (size_t i = 0; i < sizeof(msgs) / sizeof(msgs[0]); i++) {
+			struct smtp_checks_config fc = cfg_all(h, NULL, NULL, NULL);
+			struct smtp_checks_config sc = cfg_all(h, NULL, NULL, never);
+			fc.line_length_limit = sc.line_length_limit = limit;
+			run(&sc, msgs[i], 0, &slow);
+			run_all_ways(&fc, msgs[i], &fast);
+			CHECK_MEM_EQ(fast.o.stored, fast.o.n, slow.o.stored, slow.o.n);
+			CHECK_INT_EQ(fast.v.outcome, slow.v.outcome);
+			for (size_t piece = 1; piece <= 7; piece++) {
+				run_as(&fc, msgs[i], piece, &fast, piece % 2 == 0);
+				CHECK_MEM_EQ(fast.o.stored, fast.o.n, slow.o.stored, slow.o.n);
+			}
+		}
+	}
+	checks_free(h);
+	checks_free(never);
+}
+
 /* Which set sees which header: top-level, MIME parts, message/rfc822, MIME headers. */
 static void test_mime_classes(void)
 {
@@ -339,6 +400,11 @@ static void test_new_rejects_bad_config(void)
 	cfg.line_length_limit = 0;
 	struct out o;
 	CHECK_INT_EQ(smtp_checks_new(&cfg, scratch, &ops, &o, &m), -EINVAL);
+	/* a rebind to bad limits changes nothing: the object still checks for its old ones */
+	struct smtp_checks_config good = cfg_all(NULL, NULL, NULL, NULL);
+	CHECK_INT_EQ(smtp_checks_new(&good, scratch, &ops, &o, &m), 0);
+	CHECK_INT_EQ(smtp_checks_rebind(m, &cfg, scratch, &ops, &o), -EINVAL);
+	smtp_checks_free(m);
 	CHECK_STR_EQ(smtp_checks_class_name(SMTP_CHECKS_NESTED_HEADER), "nested_header_checks");
 	CHECK_STR_EQ(smtp_checks_outcome_name(SMTP_CHECKS_DISCARD), "discard");
 	CHECK_STR_EQ(smtp_checks_outcome_name(SMTP_CHECKS_OUTCOME_MAX), "?");
@@ -352,6 +418,12 @@ int main(void)
 	RUN_TEST(test_mime_classes);
 	RUN_TEST(test_part_header_limit);
 	RUN_TEST(test_new_rejects_bad_config);
+	RUN_TEST(test_plain_body);
+	/* a reused object: the tests again, each message on the one that served the last */
+	RUN_TEST(test_header_actions);
+	RUN_TEST(test_part_header_limit);
+	RUN_TEST(test_mime_classes);
+	smtp_checks_free(pooled);
 	checks_scratch_free(scratch);
 	return TEST_RESULT();
 }

@@ -598,6 +598,22 @@ static void test_access_actions(void)
 	CHECK_STR_EQ(events, "discard: <disc@mx.example.net>: Recipient address spam\n");
 	/* after DISCARD the transaction's later recipients skip the checks */
 	CHECK_STR_EQ(R("rej@mx.example.net"), "OK");
+	/* the actions reused for the next transaction (smtp_policy_actions_reset) read as new,
+	 * and take the next actions as a zeroed struct does */
+	smtp_policy_actions_reset(&acts);
+	CHECK(!acts.hold && !acts.discard);
+	CHECK_INT_EQ(acts.nprepend, 0);
+	CHECK_STR_EQ(acts.filter, "");
+	CHECK_STR_EQ(acts.redirect, "");
+	CHECK_STR_EQ(acts.bcc, "");
+	CHECK_STR_EQ(acts.hold_reason, "");
+	CHECK_STR_EQ(acts.discard_reason, "");
+	CHECK_STR_EQ(R("rej@mx.example.net"), "554 5.7.1 <rej@mx.example.net>: Recipient address rejected: Access denied");
+	CHECK_STR_EQ(R("prep@mx.example.net"), "OK");
+	CHECK_INT_EQ(acts.nprepend, 1);
+	CHECK_STR_EQ(acts.prepend[0], "X-Tag: yes");
+	CHECK_STR_EQ(R("redir@mx.example.net"), "OK");
+	CHECK_STR_EQ(acts.redirect, "abuse@example.net");
 	memset(&acts, 0, sizeof(acts));
 
 	/* Lookup error: the table was never built */
