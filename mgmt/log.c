@@ -7,7 +7,11 @@
  *
  * maillog_file: each line is formatted into a bounded buffer and written with one write(2)
  * on a descriptor opened with O_APPEND, so lines from concurrent threads (and processes
- * sharing the file) never interleave.
+ * sharing the file) never interleave. The gateway's log (mx_log_open_conf()) is written by
+ * the writer thread below from the same bounded queue as syslog's, never by the thread
+ * that logs: a write(2) to a file can wait for the disk, and one to /dev/stdout or
+ * /dev/stderr (Postfix's container idiom) for whoever reads the pipe; a worker must not.
+ * The tools' logs (mx_log_open()) are written at once.
  *
  * syslog (no maillog_file, as Postfix): one datagram per line on an AF_UNIX socket of our
  * own connected to /dev/log (mxgate_syslog_socket), in the form glibc's syslog(3) sends,
@@ -38,7 +42,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
@@ -66,6 +72,10 @@ static bool mx_log_tag_bare = true; /* no process: "mxgate[pid]" (before any ope
 /* syslog: the socket (mx_log_fd) is a datagram socket connected to mx_log_sun; lines
  * wait in mx_log_queue (under mx_log_lock) for the writer thread. */
 static bool mx_log_syslog;
+/* maillog_file through the writer thread (the gateway's log) */
+static bool mx_log_threaded_file;
+/* that file is a pipe, socket or terminal: its reader may stall (mx_log_write_stream) */
+static bool mx_log_stream;
 static int mx_log_facility = LOG_MAIL;
 static struct sockaddr_un mx_log_sun;
 static _Atomic uint64_t mx_log_drops; /* lines the queue or the socket did not take */
@@ -213,15 +223,25 @@ static void mx_log_writer_join(void)
 	pthread_mutex_unlock(&mx_log_lock);
 }
 
-/* Open what `c` says; without a maillog_file, syslog when `syslog` is true, else
- * standard error. */
-static int mx_log_open_target(const struct mx_log_conf *c, bool syslog, char *warn,
+/* The writer's two buffers (kept across opens). 0 or -ENOMEM. */
+static int mx_log_queue_alloc(void)
+{
+	if (!mx_log_queue)
+		mx_log_queue = malloc(MX_LOG_QUEUE_MAX);
+	if (!mx_log_spare)
+		mx_log_spare = malloc(MX_LOG_QUEUE_MAX);
+	return mx_log_queue && mx_log_spare ? 0 : -ENOMEM;
+}
+
+/* Open what `c` says; without a maillog_file, syslog when `gateway` is true, else
+ * standard error. gateway: the writer thread writes (syslog, or the file). */
+static int mx_log_open_target(const struct mx_log_conf *c, bool gateway, char *warn,
 			      size_t warnlen)
 {
 	if (warn && warnlen)
 		warn[0] = '\0';
 	int fd = STDERR_FILENO;
-	bool own = false, sys = false;
+	bool own = false, sys = false, threaded = false;
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	if (c->maillog_file && *c->maillog_file) {
 		/* Postfix's container idiom, maillog_file = /dev/stdout: the descriptor we
@@ -238,17 +258,18 @@ static int mx_log_open_target(const struct mx_log_conf *c, bool syslog, char *wa
 		if (fd < 0)
 			return -errno;
 		own = true;
-	} else if (syslog) {
+		if (gateway && mx_log_queue_alloc() < 0) {
+			close(fd);
+			return -ENOMEM;
+		}
+		threaded = gateway;
+	} else if (gateway) {
 		const char *path = c->syslog_socket && *c->syslog_socket ? c->syslog_socket
 									 : "/dev/log";
 		if (strlen(path) >= sizeof(sun.sun_path))
 			return -ENAMETOOLONG;
 		memcpy(sun.sun_path, path, strlen(path) + 1);
-		if (!mx_log_queue)
-			mx_log_queue = malloc(MX_LOG_QUEUE_MAX);
-		if (!mx_log_spare)
-			mx_log_spare = malloc(MX_LOG_QUEUE_MAX);
-		if (!mx_log_queue || !mx_log_spare)
+		if (mx_log_queue_alloc() < 0)
 			return -ENOMEM;
 		/* Blocking, for the writer thread only, but never for long: a daemon that
 		 * reads nothing for a second costs the lines of that send, not the writer. */
@@ -257,7 +278,7 @@ static int mx_log_open_target(const struct mx_log_conf *c, bool syslog, char *wa
 			return -errno;
 		struct timeval tv = { .tv_sec = 1 };
 		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		own = sys = true;
+		own = sys = threaded = true;
 	}
 
 	char host[HOST_NAME_MAX + 1] = "";
@@ -285,6 +306,9 @@ static int mx_log_open_target(const struct mx_log_conf *c, bool syslog, char *wa
 	mx_log_fd = fd;
 	mx_log_own_fd = own;
 	mx_log_syslog = sys;
+	mx_log_threaded_file = threaded && !sys;
+	struct stat st;
+	mx_log_stream = mx_log_threaded_file && fstat(fd, &st) == 0 && !S_ISREG(st.st_mode);
 	mx_log_sun = sun;
 	mx_log_facility = c->facility & LOG_FACMASK;
 	mx_log_set_tag(mx_log_host, sizeof(mx_log_host), hostname, hlen);
@@ -297,14 +321,16 @@ static int mx_log_open_target(const struct mx_log_conf *c, bool syslog, char *wa
 	mx_log_queued = 0;
 	int crc = sys ? mx_log_connect() : 0;
 	mx_log_drops_at_open = atomic_load(&mx_log_drops);
-	int trc = sys ? pthread_create(&mx_log_writer, NULL, mx_log_writer_main, NULL) : 0;
-	mx_log_writer_on = sys && trc == 0;
+	int trc = threaded ? pthread_create(&mx_log_writer, NULL, mx_log_writer_main, NULL) : 0;
+	mx_log_writer_on = threaded && trc == 0;
 	if (sys && trc != 0) { /* no writer: standard error rather than nothing */
 		close(mx_log_fd);
 		mx_log_fd = STDERR_FILENO;
 		mx_log_own_fd = false;
 		mx_log_syslog = false;
 	}
+	if (trc != 0)
+		mx_log_threaded_file = false; /* the file, written at once */
 	pthread_mutex_unlock(&mx_log_lock);
 	if (trc != 0)
 		return -trc;
@@ -336,12 +362,14 @@ void mx_log_close(void)
 	mx_log_fd = STDERR_FILENO;
 	mx_log_own_fd = false;
 	mx_log_syslog = false;
+	mx_log_threaded_file = false;
 	pthread_mutex_unlock(&mx_log_lock);
 }
 
 /* One write: O_APPEND makes it atomic against other writers of the file. The loop only
  * runs again after EINTR or a short write (a full disk), where a cut line is better than a
- * lost one. The caller holds mx_log_lock. */
+ * lost one. The caller holds mx_log_lock, or is the writer thread of a threaded file (the
+ * only thread that writes it then). */
 static void mx_log_write_file(const char *p, size_t len)
 {
 	size_t off = 0;
@@ -367,6 +395,36 @@ static size_t mx_log_count_lines(const char *p, size_t len)
 	for (const char *q = p; (q = memchr(q, '\n', len - (size_t)(q - p))); q++)
 		n++;
 	return n;
+}
+
+/* The writer's write to a pipe, socket or terminal: whole lines, at most PIPE_BUF bytes
+ * at a time, each once poll(2) says there is room for them (so the write does not wait),
+ * and dropped and counted when the reader took nothing for a second, so that the writer,
+ * and a close that waits for it, never hang on a reader that went to sleep. */
+static void mx_log_write_stream(const char *p, size_t len)
+{
+	size_t off = 0;
+	while (off < len) {
+		size_t n = 0;
+		while (off + n < len) {
+			const char *nl = memchr(p + off + n, '\n', len - off - n);
+			size_t l = nl ? (size_t)(nl - (p + off + n)) + 1 : len - off - n;
+			if (n && n + l > PIPE_BUF)
+				break;
+			n += l;
+		}
+		struct pollfd pfd = { .fd = mx_log_fd, .events = POLLOUT };
+		int r;
+		do
+			r = poll(&pfd, 1, 1000);
+		while (r < 0 && errno == EINTR);
+		if (r <= 0 || (pfd.revents & (POLLERR | POLLHUP | POLLNVAL))) {
+			atomic_fetch_add(&mx_log_drops, mx_log_count_lines(p + off, len - off));
+			return;
+		}
+		mx_log_write_file(p + off, n);
+		off += n;
+	}
 }
 
 /* The writer's state between sends. */
@@ -428,11 +486,30 @@ static void mx_log_send_lines(struct mx_log_sender *st, const char *p, size_t le
 		if (drops > st->told) {
 			char line[MX_LOG_LINE_MAX];
 			size_t n = mx_log_formatf(line, mx_log_thread_proc_name(), MX_LOG_WARNING,
-						  "%" PRIu64 " log line(s) dropped: the syslog "
-						  "socket was full or nobody listened",
-						  drops - st->told);
-			if (mx_log_send_chunk(st, line, n) > 0)
+						  "%" PRIu64 " log line(s) dropped: %s",
+						  drops - st->told,
+						  mx_log_syslog ? "the syslog socket was full or "
+								  "nobody listened"
+								: "the log file's writer fell "
+								  "behind");
+			if (!mx_log_syslog) {
+				if (mx_log_stream)
+					mx_log_write_stream(line, n);
+				else
+					mx_log_write_file(line, n);
 				st->told = drops;
+			} else if (mx_log_send_chunk(st, line, n) > 0) {
+				st->told = drops;
+			}
+		}
+		if (!mx_log_syslog) {
+			/* a file: what could not be had in the queue was dropped (see above),
+			 * the rest is written whole */
+			if (mx_log_stream)
+				mx_log_write_stream(p + off, len - off);
+			else
+				mx_log_write_file(p + off, len - off);
+			return;
 		}
 		ssize_t sent = mx_log_send_chunk(st, p + off, len - off);
 		if (sent < 0) {
@@ -485,12 +562,12 @@ void mx_log_drain(void)
 	pthread_mutex_unlock(&mx_log_lock);
 }
 
-/* A file: written now. syslog: queued for the writer, or dropped and counted when the
- * queue is full. */
+/* A tool's file: written now. syslog, or the gateway's file: queued for the writer, or
+ * dropped and counted when the queue is full. */
 static void mx_log_write(const char *p, size_t len)
 {
 	pthread_mutex_lock(&mx_log_lock);
-	if (!mx_log_syslog) {
+	if (!mx_log_syslog && !mx_log_threaded_file) {
 		mx_log_write_file(p, len);
 	} else if (!mx_log_writer_on || mx_log_queued + len > MX_LOG_QUEUE_MAX) {
 		atomic_fetch_add(&mx_log_drops, mx_log_count_lines(p, len));
@@ -660,6 +737,9 @@ static void mx_log_emit(const char *proc, enum mx_log_level level, const char *f
 	if (b)
 		mx_log_batch_flush(); /* what came before this line goes first */
 	mx_log_write(line, len);
+	/* the process is about to end: the line must be out first */
+	if (level == MX_LOG_FATAL)
+		mx_log_drain();
 }
 
 void mx_logv(enum mx_log_level level, const char *fmt, va_list ap)
