@@ -685,7 +685,12 @@ def run_one(name, client, shape, topo, args, binary, gen, run_id):
     cg = CpuGroup(f"mxgate-sbs-{os.getpid()}-{run_id}")
     try:
         with make_peer(name, client, topo, args, binary) as peer:
-            res["link"] = getattr(peer, "link", "kernel")
+            # client's end / server's end of the link
+            srv = getattr(peer, "link", None)
+            if client == "smtp-source":
+                res["link"] = "veth/af_packet" if srv else "veth"
+            else:
+                res["link"] = "memif" if srv == "memif" else "af_packet/veth"
             # the server's processes into the group (children inherit it)
             if isinstance(peer, MxgateMemifPeer):
                 cg.add(peer.gw.proc.pid)
