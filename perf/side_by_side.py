@@ -827,15 +827,15 @@ def markdown(rows, info, args):
         "and shape.",
         "",
         "| shape | peer | client (link) | msgs/s | vs Postfix | vs Haraka | CPU us/msg | "
-        "dot p50 / p99 us | counts |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|",
+        "dot p50 / p99 us | counts | other load |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     by = {(r["shape"], r["peer"], r["client"]): r for r in rows}
     notes = []
     for r in rows:
         shape_name = SHAPES[r["shape"]][0]
         if "error" in r:
-            lines.append(f"| {shape_name} | {r['peer']} | {r['client']} | failed | | | | | |")
+            lines.append(f"| {shape_name} | {r['peer']} | {r['client']} | failed | | | | | | |")
             notes.append(f"{r['shape']}, {r['peer']}, {r['client']}: "
                          f"{r['error'].splitlines()[0][:300]}")
             continue
@@ -855,16 +855,19 @@ def markdown(rows, info, args):
             rng = f" ({fmt(r['msgs_per_s_range'][0])}-{fmt(r['msgs_per_s_range'][1])})"
         lines.append(f"| {shape_name} | {r['peer']} | {r['client']} ({r['link']}) | "
                      f"{fmt(r['msgs_per_s'])}{rng} | {ratio(r['msgs_per_s'], pf)} | "
-                     f"{ratio(r['msgs_per_s'], hk)} | {fmt(cpu_cell(r), 1)} | {lat} | {counts} |")
+                     f"{ratio(r['msgs_per_s'], hk)} | {fmt(cpu_cell(r), 1)} | {lat} | {counts} | "
+                     f"{r['background_cpus']:.2f} |")
     bg = max((r.get("background_cpus", 0) for r in rows), default=0)
-    lines += ["", f"Other work on the machine just before a run: at most {bg:.2f} CPUs "
-              f"(waited up to {args.quiet_wait:.0f} s for under {args.quiet_cpus})."]
+    lines += ["", f"Other load: CPUs busy with other work in the second before a run (the most "
+              f"over a cell's repeats; at most {bg:.2f} here), after waiting up to "
+              f"{args.quiet_wait:.0f} s for under {args.quiet_cpus}. It inflates the CPU "
+              "columns and lowers msgs/s of the runs it touched."]
     for n in notes:
         lines.append(f"NOTE: {n}")
     return "\n".join(lines) + "\n", notes
 
 
-def plots(rows, results, args, stem):
+def plots(rows, results, args, stem, info):
     """Three PNGs: msgs/s and CPU per message by peer and shape (one bar group per shape,
     solid bars smtp-source, hatched loadgen), and loadgen's final-dot latency CDFs."""
     try:
@@ -882,7 +885,7 @@ def plots(rows, results, args, stem):
     files = []
 
     def bars(metric, ylabel, title, suffix, log=False):
-        fig, ax = plt.subplots(figsize=(10, 4.8))
+        fig, ax = plt.subplots(figsize=(11.5, 4.8))
         groups = len(args.shapes)
         nbar = len(args.peers) * len(args.clients)
         width = 0.8 / nbar
@@ -911,7 +914,7 @@ def plots(rows, results, args, stem):
                         plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="black",
                                       hatch="//")]
             labels += ["smtp-source (solid)", "mxgate-loadgen (hatched)"]
-        ax.legend(handles, labels, fontsize=8, ncol=2)
+        ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()
         path = f"{stem}-{suffix}.png"
@@ -919,11 +922,13 @@ def plots(rows, results, args, stem):
         plt.close(fig)
         files.append(path)
 
-    sub = f"{args.sessions} sessions, {args.messages} messages per run, {os.cpu_count()} CPUs"
+    sub = (f"{args.sessions} sessions, {args.messages} messages per run, "
+           f"{info['nproc']} CPUs, {info['date'][:10]}")
     bars(lambda r: r.get("msgs_per_s"), "messages/s",
          f"Messages/s by peer and load ({sub})", "msgs")
     bars(cpu_cell, "server CPU us per message (log)",
-         "Server CPU per message (mxgate-dpdk: busy poll time)", "cpu", log=True)
+         "Server CPU per message (mxgate-dpdk: busy poll time; af_packet for smtp-source, "
+        "memif for loadgen)", "cpu", log=True)
 
     fig, axes = plt.subplots(1, len(args.shapes), figsize=(4 * len(args.shapes), 4),
                              squeeze=False)
@@ -993,9 +998,20 @@ def parse_args(argv=None):
     ap.add_argument("--name", default=None,
                     help="file name stem (default: DATE-side-by-side)")
     ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--from-json", default=None,
+                    help="no runs: the table and plots again from an earlier NAME.json "
+                         "(its runs and settings) into --out")
     ap.add_argument("--strict", action="store_true",
                     help="exit 1 when a run failed or a count did not match")
     a = ap.parse_args(argv)
+    if a.from_json:
+        # the settings of the run that wrote it, but this invocation's outputs
+        with open(a.from_json) as f:
+            saved = json.load(f)["args"]
+        for k, v in saved.items():
+            if k not in ("out", "name", "no_plots", "from_json", "strict"):
+                setattr(a, k, v)
+        return a
     a.peers = [p.strip() for p in a.peers.split(",") if p.strip()]
     a.clients = [c.strip() for c in a.clients.split(",") if c.strip()]
     a.shapes = [s.strip() for s in a.shapes.split(",") if s.strip()]
@@ -1009,8 +1025,18 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            doc = json.load(f)
+        return write_outputs(doc["runs"], doc["machine"], args)
     if os.geteuid() != 0:
         sys.exit("run as root (namespaces, Postfix, DPDK, cgroups)")
+    # SIGTERM (and SIGINT, which a shell's background job ignores) unwinds like ^C: every
+    # peer is stopped, the namespaces and cgroups removed
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     binary = os.path.abspath(args.mxgate)
     gen = loadgen.loadgen_binary(binary) if "loadgen" in args.clients else None
     # room for every session on each side; as high as the hard limit allows
@@ -1040,6 +1066,11 @@ def main(argv=None):
                                   + (f"  cpu {cpu / res['messages'] * 1e6:.0f} us/msg"
                                      if cpu is not None and res['messages'] else ""),
                                   file=sys.stderr, flush=True)
+    return write_outputs(results, info, args)
+
+
+def write_outputs(results, info, args):
+    """The table on standard output; with --out the table, JSON and plots in files."""
     rows = summarize(results, args)
     text, notes = markdown(rows, info, args)
     print(text)
@@ -1047,7 +1078,7 @@ def main(argv=None):
         os.makedirs(args.out, exist_ok=True)
         stem = os.path.join(args.out, args.name or
                             f"{info['date'][:10]}-side-by-side")
-        files = [] if args.no_plots else plots(rows, results, args, stem)
+        files = [] if args.no_plots else plots(rows, results, args, stem, info)
         doc = {"machine": info, "args": {k: v for k, v in vars(args).items()},
                "rows": rows, "runs": results, "plots": [os.path.basename(f) for f in files]}
         with open(f"{stem}.json", "w") as f:
