@@ -948,8 +948,10 @@ def plots(rows, results, args, stem, info):
                 acc += hist[upper]
                 xs.append(max(upper, 1) / 1000)
                 ys.append(acc / total)
-            ax.step(xs, ys, where="post", color=colors.get(name, "k"), label=name)
+            label = name + (" (memif)" if name == "mxgate-dpdk" else "")
+            ax.step(xs, ys, where="post", color=colors.get(name, "k"), label=label)
         ax.set_xscale("log")
+        ax.set_xlim(left=0.01)  # replies under 10 us are in the first bucket
         ax.set_xlabel("final dot to reply, ms (log)")
         ax.set_title(SHAPES[shape][0], fontsize=10)
         ax.grid(alpha=0.3)
@@ -1069,6 +1071,18 @@ def main(argv=None):
     return write_outputs(results, info, args)
 
 
+def slim(run):
+    """A run as the JSON keeps it: of loadgen's histograms only the final dot's (the CDF
+    plot's; the percentiles of every kind stay)."""
+    lg = run.get("loadgen")
+    if not lg or "latency_hist_us" not in lg:
+        return run
+    run = dict(run, loadgen=dict(lg))
+    dot = lg["latency_hist_us"].get("dot", [])
+    run["loadgen"]["latency_hist_us"] = {"dot": dot}
+    return run
+
+
 def write_outputs(results, info, args):
     """The table on standard output; with --out the table, JSON and plots in files."""
     rows = summarize(results, args)
@@ -1080,9 +1094,13 @@ def write_outputs(results, info, args):
                             f"{info['date'][:10]}-side-by-side")
         files = [] if args.no_plots else plots(rows, results, args, stem, info)
         doc = {"machine": info, "args": {k: v for k, v in vars(args).items()},
-               "rows": rows, "runs": results, "plots": [os.path.basename(f) for f in files]}
+               "rows": rows, "runs": [slim(r) for r in results],
+               "plots": [os.path.basename(f) for f in files]}
+        text_json = json.dumps(doc, indent=1)
+        # histogram pairs on one line each: [upper, count]
+        text_json = re.sub(r"\[\s+(\d+),\s+(\d+)\s+\]", r"[\1, \2]", text_json)
         with open(f"{stem}.json", "w") as f:
-            json.dump(doc, f, indent=1)
+            f.write(text_json + "\n")
         with open(f"{stem}.md", "w") as f:
             f.write(text)
             if files:
