@@ -100,8 +100,8 @@ mxgate_user() {
 # Haraka, the Node.js MTA, as a peer of the side-by-side benchmark (perf/side_by_side.py)
 # and its CI smoke test (tests/e2e/test_side_by_side.py). It is not a Debian package: npm
 # installs the version pinned by perf/peers/haraka/package-lock.json into
-# perf/peers/haraka/node_modules (bin: node_modules/.bin/haraka). Node.js and npm come with
-# the machine image (Debian 12's nodejs is 18, too old for the pinned tree's engines).
+# perf/peers/haraka/node_modules (bin: node_modules/.bin/haraka). Node.js (20) and npm come
+# with the machine image; Debian's nodejs package is not used.
 # Optional dependencies (plugins we do not load, some native) are left out. Idempotent: npm ci
 # runs only when the lock file changed since the last install (a hash kept beside it).
 haraka_peer() {
