@@ -827,8 +827,8 @@ def ratio(a, b):
 
 def markdown(rows, info, args):
     lines = [
-        f"# Side by side: smtp-sink, Postfix, Haraka, mxgate (kernel, dpdk); smtp-source and "
-        f"mxgate-loadgen",
+        "# Side by side: smtp-sink, Postfix, Haraka, mxgate (kernel, dpdk); smtp-source and "
+        "mxgate-loadgen",
         "",
         f"{info['date']}, commit `{info['commit']}`, {info['nproc']} CPUs ({info['cpu_model']}), "
         f"{info['memory_gib']} GiB, Linux {info['kernel']}; Postfix {info['postfix']}, Haraka "

@@ -41,7 +41,7 @@ def main():
     if not os.access(HARAKA, os.X_OK):
         mxtest.fail(f"{os.path.normpath(HARAKA)} is missing: the npm package Haraka, pinned "
                     "in perf/peers/haraka; run deploy/install-deps.sh (npm ci there)")
-    gen = loadgen.loadgen_binary(binary)
+    loadgen.loadgen_binary(binary)  # fails the test, naming what to build, when missing
     mxtest.need_root("namespaces, Postfix, DPDK and cgroups")
     out = tempfile.mkdtemp(prefix="mxgate-sbs-")
     try:
