@@ -15,6 +15,8 @@ tests/e2e/netns.py, so every byte crosses a veth and the client's kernel, never 
   mxgate-kernel  mxgate on the kernel transport, 250 only after fdatasync
   mxgate-dpdk    mxgate on the dpdk transport, its own TCP/IP stack, 250 after fdatasync:
                  net_af_packet on a veth for smtp-source, net_memif for mxgate-loadgen
+  mxgate-dpdk-afp  the same for mxgate-loadgen over net_af_packet on the same veth pair as
+                 smtp-source's (DPDK at both ends), --memif-workers worker lcores
 
 Clients (the same load from each):
   smtp-source    Postfix's load generator, in the client namespace, over the kernel veth
@@ -44,7 +46,7 @@ mxgate's spool; a mismatch is a NOTE in the table (and a failure with --strict).
 Usage (as root, with a release build; mxgate-loadgen beside mxgate's build tree):
   python3 perf/side_by_side.py --mxgate build-rel/dataplane/mxgate \\
       [--messages 5000] [--sessions 20] [--size 1024] [--workers 2] \\
-      [--peers smtp-sink,postfix,haraka,mxgate-kernel,mxgate-dpdk] \\
+      [--peers smtp-sink,postfix,haraka,mxgate-kernel,mxgate-dpdk,mxgate-dpdk-afp] \\
       [--clients smtp-source,loadgen] [--shapes reused,one,4k] [--repeat 1] \\
       [--out perf/results] [--name 2026-12-08-side-by-side] [--no-plots] [--strict] \\
       [--timeout 300] [--idle-sleep-us N] [--quiet-cpus 0.15] [--quiet-wait 60]
@@ -75,7 +77,14 @@ import netns  # noqa: E402  (Topology, DpdkGateway)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HARAKA_DIR = os.path.join(HERE, "peers", "haraka")
-PEERS = ("smtp-sink", "postfix", "haraka", "mxgate-kernel", "mxgate-dpdk")
+# mxgate-dpdk-afp: the generator over net_af_packet (both ends DPDK on the dp veth pair)
+# instead of memif, with --memif-workers lcores; smtp-source does not run against it (its
+# mxgate-dpdk run is that link already)
+PEERS = ("smtp-sink", "postfix", "haraka", "mxgate-kernel", "mxgate-dpdk", "mxgate-dpdk-afp")
+
+
+def runs_with(name, client):
+    return not (name == "mxgate-dpdk-afp" and client == "smtp-source")
 CLIENTS = ("smtp-source", "loadgen")
 # name -> (description, sessions reused, message size or None for --size)
 SHAPES = {
@@ -533,6 +542,25 @@ class MxgateDpdkPeer:
         shutil.rmtree(self.gw.dir, ignore_errors=True)
 
 
+class MxgateDpdkAfpPeer(MxgateDpdkPeer):
+    """mxgate-dpdk on the dp veth pair for the generator over net_af_packet: the client
+    end's kernel addresses are taken away while the generator holds it (else the kernel
+    answers the gateway's segments for its own address with resets), and given back."""
+    link = "af_packet"
+
+    def __enter__(self):
+        super().__enter__()  # the start-up probe needs the kernel address
+        self.topo.cl(["ip", "addr", "flush", "dev", self.topo.dp_cl_if], check=True)
+        return self
+
+    def __exit__(self, *exc):
+        cl_if = self.topo.dp_cl_if
+        self.topo.cl(["ip", "addr", "add", f"{self.topo.cl_ip4}/24", "dev", cl_if])
+        self.topo.cl(["ip", "-6", "addr", "add", f"{self.topo.cl_ip6}/64", "dev", cl_if,
+                      "nodad"])
+        super().__exit__(*exc)
+
+
 class MxgateMemifPeer(MxgateDpdkPeer):
     """net_memif beside the generator (loadgen's link): no namespace, shared memory."""
     link = "memif"
@@ -611,7 +639,7 @@ def _loadgen_result(rc, out, res, shape):
             "sessions": res["sessions"]["done"], "loadgen": res}
 
 
-def run_loadgen_af_packet(topo, gen, host, port, args, shape):
+def run_loadgen_af_packet(topo, gen, host, port, args, shape, iface=None, local=LG_CL_IP):
     """mxgate-loadgen in the client namespace on the loadgen veth's client end."""
     global _lg_runs
     _lg_runs += 1
@@ -621,8 +649,8 @@ def run_loadgen_af_packet(topo, gen, host, port, args, shape):
     cpus = "0" if ncpu == 1 else f"0-{ncpu - 1}"
     argv = [gen, f"--lcores=0@({cpus})", "--no-huge", "-m", "256", "--no-pci",
             "--no-telemetry", f"--file-prefix={prefix}",
-            f"--vdev=net_af_packet0,iface={lg_cl_if(topo)},framecnt=4096", "--",
-            "--port", "net_af_packet0", "--local", f"{LG_CL_IP}/24",
+            f"--vdev=net_af_packet0,iface={iface or lg_cl_if(topo)},framecnt=4096", "--",
+            "--port", "net_af_packet0", "--local", f"{local}/24",
             "--server", f"{host}:{port}", "--progress", "0", "--json", json_path,
             *loadgen_args(args, shape)]
     try:
@@ -699,6 +727,8 @@ def make_peer(name, client, topo, args, binary):
         return HarakaPeer(topo, host, args.haraka_nodes or args.workers)
     if name == "mxgate-kernel":
         return MxgateKernelPeer(topo, host, binary, args.workers)
+    if name == "mxgate-dpdk-afp":
+        return MxgateDpdkAfpPeer(topo, binary, args.memif_workers, args.idle_sleep_us)
     if client == "smtp-source":
         return MxgateDpdkPeer(topo, binary, args.workers, args.idle_sleep_us)
     return MxgateMemifPeer(binary, args.memif_workers, args.idle_sleep_us)
@@ -717,7 +747,8 @@ def run_one(name, client, shape, topo, args, binary, gen, run_id):
             if client == "smtp-source":
                 res["link"] = "veth/af_packet" if srv else "veth"
             else:
-                res["link"] = "memif" if srv == "memif" else "af_packet/veth"
+                res["link"] = {"memif": "memif", "af_packet": "af_packet/veth/af_packet"}.get(
+                    srv, "af_packet/veth")
             # the server's processes into the group (children inherit it)
             if isinstance(peer, MxgateMemifPeer):
                 peer_pids[0] = lambda: [peer.gw.proc.pid]
@@ -733,6 +764,9 @@ def run_one(name, client, shape, topo, args, binary, gen, run_id):
                 r = run_smtp_source(topo, peer.host, peer.port, args, shape)
             elif isinstance(peer, MxgateMemifPeer):
                 r = run_loadgen_memif(gen, peer, args, shape)
+            elif isinstance(peer, MxgateDpdkAfpPeer):
+                r = run_loadgen_af_packet(topo, gen, peer.host, peer.port, args, shape,
+                                          iface=topo.dp_cl_if, local=topo.cl_ip4)
             else:
                 r = run_loadgen_af_packet(topo, gen, peer.host, peer.port, args, shape)
             cpu1, busy1 = cg.usage(), machine_busy_seconds()
@@ -766,6 +800,8 @@ def summarize(results, args):
     for shape in args.shapes:
         for name in args.peers:
             for client in args.clients:
+                if not runs_with(name, client):
+                    continue
                 runs = [r for r in results if (r["shape"], r["peer"], r["client"]) ==
                         (shape, name, client)]
                 ok = [r for r in runs if "error" not in r]
@@ -905,26 +941,25 @@ def plots(rows, results, args, stem, info):
 
     by = {(r["shape"], r["peer"], r["client"]): r for r in rows}
     colors = {"smtp-sink": "#999999", "postfix": "#1f77b4", "haraka": "#ff7f0e",
+              "mxgate-dpdk-afp": "#9467bd",
               "mxgate-kernel": "#2ca02c", "mxgate-dpdk": "#d62728"}
     files = []
 
     def bars(metric, ylabel, title, suffix, log=False):
         fig, ax = plt.subplots(figsize=(11.5, 4.8))
         groups = len(args.shapes)
-        nbar = len(args.peers) * len(args.clients)
+        slots = [(n, c) for n in args.peers for c in args.clients if runs_with(n, c)]
+        nbar = len(slots)
         width = 0.8 / nbar
         for gi, shape in enumerate(args.shapes):
-            k = 0
-            for name in args.peers:
-                for client in args.clients:
-                    r = by.get((shape, name, client), {})
-                    v = metric(r) if "error" not in r and r else None
-                    x = gi + (k - nbar / 2 + 0.5) * width
-                    if v:
-                        ax.bar(x, v, width, color=colors.get(name, "k"),
-                               hatch="//" if client == "loadgen" else None,
-                               edgecolor="white" if client == "loadgen" else None)
-                    k += 1
+            for k, (name, client) in enumerate(slots):
+                r = by.get((shape, name, client), {})
+                v = metric(r) if "error" not in r and r else None
+                x = gi + (k - nbar / 2 + 0.5) * width
+                if v:
+                    ax.bar(x, v, width, color=colors.get(name, "k"),
+                           hatch="//" if client == "loadgen" else None,
+                           edgecolor="white" if client == "loadgen" else None)
         ax.set_xticks(range(groups))
         ax.set_xticklabels([SHAPES[s][0] for s in args.shapes])
         ax.set_ylabel(ylabel)
@@ -1081,6 +1116,8 @@ def main(argv=None):
             for shape in args.shapes:
                 for name in args.peers:
                     for client in args.clients:
+                        if not runs_with(name, client):
+                            continue
                         run_id += 1
                         res = run_one(name, client, shape, topo, args, binary, gen, run_id)
                         results.append(res)

@@ -1,8 +1,8 @@
 """The side-by-side harness (perf/side_by_side.py) cannot rot: a tiny load (4 sessions, 40
 messages, sessions reused) from both clients, smtp-source over the kernel veth and
-mxgate-loadgen (net_af_packet on its own veth; net_memif beside mxgate-dpdk), against every
-peer: smtp-sink, Debian's Postfix, Haraka (npm, perf/peers/haraka), mxgate on the kernel
-transport and on the dpdk transport. Every run must finish, every peer must count exactly
+mxgate-loadgen (net_af_packet on its own veth; net_memif and net_af_packet to mxgate-dpdk),
+against every peer: smtp-sink, Debian's Postfix, Haraka (npm, perf/peers/haraka), mxgate on
+the kernel transport and on the dpdk transport. Every run must finish, every peer must count exactly
 the messages its client sent (smtp-sink's counters, Postfix's hold queue, Haraka's
 disconnect lines, mxgate's spool), loadgen must report no error and its latency histogram,
 and the table, the JSON and the three plots must be written. Under 90 s; root, DPDK,
@@ -24,8 +24,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 HARNESS = os.path.join(HERE, "..", "..", "perf", "side_by_side.py")
 HARAKA = os.path.join(HERE, "..", "..", "perf", "peers", "haraka", "node_modules", ".bin",
                       "haraka")
-PEERS = ["smtp-sink", "postfix", "haraka", "mxgate-kernel", "mxgate-dpdk"]
+PEERS = ["smtp-sink", "postfix", "haraka", "mxgate-kernel", "mxgate-dpdk", "mxgate-dpdk-afp"]
 CLIENTS = ["smtp-source", "loadgen"]
+
+
+def clients_of(peer):
+    # mxgate-dpdk-afp is the generator over af_packet to mxgate-dpdk (smtp-source's link to
+    # mxgate-dpdk already)
+    return ["loadgen"] if peer == "mxgate-dpdk-afp" else CLIENTS
 MESSAGES, SESSIONS = 40, 4
 
 
@@ -63,7 +69,7 @@ def main():
                 mxtest.fail(f"the result does not record the machine's {key}: {doc['machine']}")
         rows = {(x["peer"], x["client"]): x for x in doc["rows"]}
         for peer in PEERS:
-            for client in CLIENTS:
+            for client in clients_of(peer):
                 row = rows.get((peer, client))
                 if row is None or "error" in row:
                     mxtest.fail(f"{peer} with {client}: "
@@ -80,7 +86,7 @@ def main():
                         row.get("dpdk_busy_us_per_msg") is None:
                     mxtest.fail(f"{peer} with {client}: no server CPU measured")
             print(f"ok: {peer}: " + ", ".join(
-                f"{c} {rows[(peer, c)]['msgs_per_s']:.0f} msgs/s" for c in CLIENTS))
+                f"{c} {rows[(peer, c)]['msgs_per_s']:.0f} msgs/s" for c in clients_of(peer)))
         hist = [run["loadgen"]["latency_hist_us"]["dot"] for run in doc["runs"]
                 if run["client"] == "loadgen"]
         if len(hist) != len(PEERS) or any(sum(n for _, n in h) != MESSAGES for h in hist):
