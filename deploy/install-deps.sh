@@ -97,8 +97,34 @@ mxgate_user() {
 	fi
 }
 
+# Haraka, the Node.js MTA, as a peer of the side-by-side benchmark (perf/side_by_side.py)
+# and its CI smoke test (tests/e2e/test_side_by_side.py). It is not a Debian package: npm
+# installs the version pinned by perf/peers/haraka/package-lock.json into
+# perf/peers/haraka/node_modules (bin: node_modules/.bin/haraka). Node.js (20) and npm come
+# with the machine image; Debian's nodejs package is not used.
+# Optional dependencies (plugins we do not load, some native) are left out. Idempotent: npm ci
+# runs only when the lock file changed since the last install (a hash kept beside it).
+haraka_peer() {
+	local dir stamp want
+	dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/perf/peers/haraka"
+	stamp="$dir/node_modules/.mxgate-lock-sha256"
+	want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+	if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] &&
+		[ -x "$dir/node_modules/.bin/haraka" ]; then
+		return 0
+	fi
+	if ! command -v npm >/dev/null; then
+		echo "install-deps: npm (Node.js 20 or later) is needed for Haraka (perf/peers/haraka)" >&2
+		return 1
+	fi
+	echo "install-deps: npm ci in $dir (Haraka)"
+	(cd "$dir" && npm ci --omit=optional --no-audit --no-fund --loglevel=error)
+	echo "$want" >"$stamp"
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
 	mxgate_user
+	haraka_peer
 	echo "install-deps: all ${#packages[@]} packages present"
 	exit 0
 fi
@@ -116,3 +142,4 @@ echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-se
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
 mxgate_user
+haraka_peer

@@ -164,6 +164,8 @@ void loadgen_hist_add(struct loadgen_hist *h, uint64_t us);
 /* The value at quantile q (0..1): the upper bound of the bucket where it falls (exact max
  * for q = 1); 0 when empty. */
 uint64_t loadgen_hist_quantile(const struct loadgen_hist *h, double q);
+/* The largest value bucket i holds (i < LOADGEN_HIST_BUCKETS). */
+uint64_t loadgen_hist_upper(unsigned i);
 
 struct loadgen_error_record {
 	enum loadgen_err kind;
@@ -210,6 +212,9 @@ int loadgen_report_json(const char *path, const struct loadgen_config *cfg,
 			const struct loadgen_stats *st, const struct loadgen_report_extra *x);
 /* A JSON string literal of s (quotes included) into out; cut to fit cap. */
 void loadgen_json_string(char *out, size_t cap, const char *s);
+/* loadgen_hist_json.c: the "latency_hist_us" member (every histogram's non-empty
+ * buckets as [upper bound, count] pairs) and its trailing comma, into a JSON result. */
+void loadgen_hist_json(FILE *f, const struct loadgen_stats *st);
 
 /* ---- loadgen_session.c ---- */
 

@@ -78,8 +78,7 @@ static unsigned hist_index(uint64_t v)
 	return idx < LOADGEN_HIST_BUCKETS ? idx : LOADGEN_HIST_BUCKETS - 1;
 }
 
-/* The largest value of bucket i. */
-static uint64_t hist_upper(unsigned i)
+uint64_t loadgen_hist_upper(unsigned i)
 {
 	if (i < LOADGEN_HIST_SUB)
 		return i;
@@ -116,7 +115,7 @@ uint64_t loadgen_hist_quantile(const struct loadgen_hist *h, double q)
 	for (unsigned i = 0; i < LOADGEN_HIST_BUCKETS; i++) {
 		seen += h->b[i];
 		if (seen >= rank) {
-			uint64_t u = hist_upper(i);
+			uint64_t u = loadgen_hist_upper(i);
 			return u < h->max ? u : h->max;
 		}
 	}
@@ -342,7 +341,9 @@ int loadgen_report_json(const char *path, const struct loadgen_config *cfg,
 		fprintf(f, ", \"max\": %llu, \"mean\": %.1f}", (unsigned long long)h->max,
 			h->n ? (double)h->sum / (double)h->n : 0.0);
 	}
-	fprintf(f, "\n  },\n  \"errors\": {\"total\": %llu", (unsigned long long)st->errors_total);
+	fprintf(f, "\n  },\n");
+	loadgen_hist_json(f, st);
+	fprintf(f, "  \"errors\": {\"total\": %llu", (unsigned long long)st->errors_total);
 	for (unsigned e = 0; e < LOADGEN_ERR_MAX; e++)
 		fprintf(f, ", \"%s\": %llu", loadgen_err_name(e), (unsigned long long)st->errors[e]);
 	fprintf(f, "},\n  \"errors_kept\": [");

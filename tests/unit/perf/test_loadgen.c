@@ -306,6 +306,11 @@ static void test_report(void)
 	CHECK(strstr(buf, "\"rcpt\": 1") != NULL);
 	CHECK(strstr(buf, "\"text\": \"RCPT: expected 5xx, got 250 2.1.5 \\\"Ok\\\"\"") != NULL);
 	CHECK(strstr(buf, "not kept") == NULL);
+	/* the histogram itself: the dot's one value in its bucket, empty kinds empty */
+	CHECK(strstr(buf, "\"latency_hist_us\": {") != NULL);
+	/* 250 us falls in the bucket 248..251 (4 us wide above 128) */
+	CHECK(strstr(buf, "\"dot\": [[251, 1]]") != NULL);
+	CHECK(strstr(buf, "\"quit\": []") != NULL);
 	f = fopen("/dev/null", "w");
 	loadgen_report_text(f, &c, &st, NULL);
 	fclose(f);
