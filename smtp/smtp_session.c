@@ -472,8 +472,7 @@ int smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v)
 			smtp_session_reply_text(s, (uint16_t)code, v->text);
 			break;
 		}
-		memcpy(s->helo, s->helo_next, s->helo_next_len + 1);
-		s->helo_len = s->helo_next_len;
+		smtp_session_helo_accept(s);
 		s->helo_seen = true;
 		s->esmtp = s->helo_next_esmtp;
 		if (s->mail_given || s->msg_open) {
@@ -627,10 +626,8 @@ struct smtp_session *smtp_session_new(const struct smtp_config *cfg,
 
 void smtp_session_set_client(struct smtp_session *s, const struct smtp_client_info *client)
 {
-	smtp_session_printable(s->client_addr, sizeof(s->client_addr), mx_span_cstr(client->addr),
-			       false);
-	smtp_session_printable(s->client_name, sizeof(s->client_name),
-			       mx_span_cstr(client->name ? client->name : "unknown"), false);
+	smtp_session_store_client_addr(s, mx_span_cstr(client->addr));
+	smtp_session_store_client_name(s, mx_span_cstr(client->name ? client->name : "unknown"));
 	s->normalize_bare_lf = s->cfg->bare_newline == SMTP_BARE_NEWLINE_NORMALIZE ||
 			       client->bare_newline_excluded;
 	s->xclient_authorized = client->xclient_authorized;
@@ -638,8 +635,38 @@ void smtp_session_set_client(struct smtp_session *s, const struct smtp_client_in
 
 void smtp_session_set_client_name(struct smtp_session *s, const char *name)
 {
-	smtp_session_printable(s->client_name, sizeof(s->client_name),
-			       mx_span_cstr(name ? name : "unknown"), false);
+	smtp_session_store_client_name(s, mx_span_cstr(name ? name : "unknown"));
+}
+
+void smtp_session_store_client_addr(struct smtp_session *s, struct mx_span addr)
+{
+	char buf[ADDR_MAX + 1];
+	smtp_session_printable(buf, sizeof(buf), addr, false);
+	size_t n = strlen(buf) + 1;
+	char *p = malloc(n);
+	if (!p) {
+		s->out_failed = true; /* smtp_session_step() ends the session */
+		return;
+	}
+	memcpy(p, buf, n);
+	free(s->client_addr);
+	s->client_addr = p;
+}
+
+void smtp_session_store_client_name(struct smtp_session *s, struct mx_span name)
+{
+	char buf[HOST_MAX + 1];
+	smtp_session_printable(buf, sizeof(buf), name, false);
+	free(s->client_name);
+	s->client_name = NULL;
+	if (strcmp(buf, "unknown") == 0)
+		return;
+	size_t n = strlen(buf) + 1;
+	if (!(s->client_name = malloc(n))) {
+		s->out_failed = true; /* smtp_session_step() ends the session */
+		return;
+	}
+	memcpy(s->client_name, buf, n);
 }
 
 const char *smtp_rate_event_name(enum smtp_rate_event e)
@@ -678,6 +705,10 @@ void smtp_session_free(struct smtp_session *s)
 	free(s->auth_header_user);
 	free(s->auth_mechs);
 	free(s->tls_received);
+	free(s->names);
+	free(s->client_name);
+	free(s->client_addr);
+	free(s->tls_refuse);
 	free(s);
 }
 
@@ -704,15 +735,19 @@ void smtp_session_tls_refuse(struct smtp_session *s, const char *why)
 
 void smtp_session_tls_refuse_as(struct smtp_session *s, const char *dsn, const char *why)
 {
+	struct session_tls_refuse *r = s->tls_refuse;
+	if (!r && !(r = s->tls_refuse = malloc(sizeof(*r)))) {
+		s->out_failed = true; /* no refusal to give: the session ends all the same */
+		return;
+	}
 	size_t d = 0;
-	for (; dsn[d] && d + 1 < sizeof(s->tls_refuse_dsn); d++)
-		s->tls_refuse_dsn[d] = (dsn[d] >= '0' && dsn[d] <= '9') || dsn[d] == '.' ? dsn[d]
-											: '?';
-	s->tls_refuse_dsn[d] = '\0';
+	for (; dsn[d] && d + 1 < sizeof(r->dsn); d++)
+		r->dsn[d] = (dsn[d] >= '0' && dsn[d] <= '9') || dsn[d] == '.' ? dsn[d] : '?';
+	r->dsn[d] = '\0';
 	size_t n = 0;
-	for (; why[n] && n + 1 < sizeof(s->tls_refuse); n++)
-		s->tls_refuse[n] = (why[n] < 32 || why[n] == 127) ? '?' : why[n];
-	s->tls_refuse[n] = '\0';
+	for (; why[n] && n + 1 < sizeof(r->text); n++)
+		r->text[n] = (why[n] < 32 || why[n] == 127) ? '?' : why[n];
+	r->text[n] = '\0';
 }
 
 int smtp_session_set_tls_received(struct smtp_session *s, const char *clause)
@@ -828,7 +863,7 @@ const char *smtp_session_protocol(const struct smtp_session *s)
 
 struct mx_span smtp_session_helo(const struct smtp_session *s)
 {
-	return mx_span_make(s->helo, s->helo_len);
+	return mx_span_make(smtp_session_helo_str(s), s->helo_len);
 }
 
 const char *smtp_session_where(const struct smtp_session *s)
@@ -841,14 +876,17 @@ size_t smtp_session_memory(const struct smtp_session *s)
 	return sizeof(*s) + (s->line ? s->cfg->line_length_limit : 0) + s->hdr_cap +
 	       (s->out ? OUT_CAP : 0) + (s->xcl ? sizeof(*s->xcl) : 0) +
 	       (s->auth_line ? s->cfg->sasl_response_limit + 2 : 0) +
-	       (s->tls_received ? strlen(s->tls_received) + 1 : 0);
+	       (s->tls_received ? strlen(s->tls_received) + 1 : 0) +
+	       (s->names ? sizeof(*s->names) : 0) + (s->tls_refuse ? sizeof(*s->tls_refuse) : 0) +
+	       (s->client_name ? strlen(s->client_name) + 1 : 0) +
+	       (s->client_addr ? strlen(s->client_addr) + 1 : 0);
 }
 
 void smtp_session_received_info(const struct smtp_session *s, struct smtp_received_info *out)
 {
-	out->helo = mx_span_make(s->helo, s->helo_len);
-	out->client_name = s->client_name;
-	out->client_addr = s->client_addr;
+	out->helo = mx_span_make(smtp_session_helo_str(s), s->helo_len);
+	out->client_name = smtp_session_client_name_str(s);
+	out->client_addr = smtp_session_client_addr_str(s);
 	out->myhostname = s->cfg->myhostname;
 	out->mail_name = s->cfg->mail_name;
 	/* Received: RFC 3848's ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA; Postfix: for ESMTP only */

@@ -98,6 +98,12 @@ struct dp_worker {
 	struct dp_stats st;
 	uint64_t now_us, now_ms;
 	uint64_t renewed_us, sampled_ms, pressure_ms;
+	/* the walk adding up the connections' memory (dp_housekeeping()): the next one
+	 * (NULL: the list's head), how many are left of this second's sample and how many
+	 * it has, and their sum so far */
+	struct dp_conn *mem_cursor;
+	uint32_t mem_left, mem_walked;
+	uint64_t mem_sum;
 	bool pressure;
 	bool stopping;
 	uint64_t stop_deadline_ms;
