@@ -5,7 +5,9 @@
  * stack (net_conn_*) and the session engine (conn_*): accept, service, close. */
 #include "dataplane/dpdk/dpdk_internal.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -23,6 +25,8 @@
 #define DP_WARN_INTERVAL_MS 1000
 #define DP_MEM_WALK 256    /* connections whose memory one iteration adds up */
 #define DP_MEM_SAMPLE 4096 /* connections whose memory a second's statistics add up */
+/* Connections closed since the peak before the allocator is asked to give memory back */
+#define DP_TRIM_DROP 4096
 /* A screened connection that ended waits at most this long for its last reply to leave. */
 #define DP_SCREEN_LINGER_MS 10000
 
@@ -348,7 +352,6 @@ static void dp_accept(struct dp_worker *w, struct net_conn *nc)
 	k->nc = nc;
 	k->c = c;
 	k->sc = sc;
-	k->w = w;
 	if (c)
 		conn_set_owner(c, k);
 	else
@@ -507,6 +510,27 @@ void dp_update_clock(struct dp_worker *w, uint64_t tsc)
 	w->now_ms = w->now_us / 1000;
 }
 
+/* Give the allocator's free pages back to the kernel. jemalloc (the release builds')
+ * returns dirty pages only as it allocates and frees (its decay runs on those ticks; no
+ * background thread): once a million connections closed, an idle worker allocates nothing
+ * and the gateway kept its peak RSS. Its mallctl is looked up at run time, so a build on
+ * glibc's malloc (sanitizers) trims with malloc_trim() instead. A few milliseconds of
+ * madvise(2) for a large release, so only after DP_TRIM_DROP closes (dp_housekeeping()). */
+static void dp_memory_trim(void)
+{
+	typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+	static mallctl_fn mallctl;
+	static bool looked;
+	if (!looked) {
+		looked = true;
+		mallctl = (mallctl_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "mallctl");
+	}
+	/* "arena.<MALLCTL_ARENAS_ALL>.purge": 4096 is jemalloc's "all arenas" index */
+	if (mallctl && mallctl("arena.4096.purge", NULL, NULL, NULL, 0) == 0)
+		return;
+	malloc_trim(0);
+}
+
 /* Once a millisecond: tell the stacks whether their pool runs low (an eighth left:
  * pressure on; a quarter again: off), and once a second sample connection memory. */
 static void dp_housekeeping(struct dp_worker *w)
@@ -531,6 +555,15 @@ static void dp_housekeeping(struct dp_worker *w)
 	 * third of the worker's core in cache misses, and stalled the loop while it ran;
 	 * the sample is walked DP_MEM_WALK per iteration. */
 	uint64_t n = w->st.nconns;
+	/* after many closes (idle sessions released, a flood gone), memory goes back */
+	if (n > w->conn_peak)
+		w->conn_peak = n;
+	if ((w->conn_peak - n >= DP_TRIM_DROP || (n == 0 && w->conn_peak > 0)) &&
+	    w->now_ms - w->trimmed_ms >= 1000) {
+		w->trimmed_ms = w->now_ms;
+		w->conn_peak = n;
+		dp_memory_trim();
+	}
 	if (!w->conns || !n) {
 		w->mem_cursor = NULL;
 		w->mem_left = 0;

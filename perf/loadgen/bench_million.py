@@ -100,7 +100,7 @@ def main():
     with loadgen.MemifGateway(a.mxgate, extra_config=extra, workers=1, cpu=a.gw_cpu,
                               eal_mb=a.gw_mb) as gw:
         pid = gw.proc.pid
-        time.sleep(2)
+        time.sleep(5)  # start-up work (tables, the first statistics) is over
         st0 = gw.stats()
         rss0 = rss_bytes(pid)
         res["baseline"] = {"rss": rss0, "mbufs_in_use": st0["mbufs_in_use"],
@@ -217,6 +217,8 @@ def main():
         ("gateway's conn_bytes_each", f"{h['conn_bytes_each']}"),
         ("busy cycles/s idle / holding", f"{b['idle']['busy_cycles_per_s']:,} / "
                                          f"{h['idle']['busy_cycles_per_s']:,}"),
+        ("worker CPU ms/s idle / holding", f"{b['idle']['cpu_ns_per_s'] / 1e6:.2f} / "
+                                           f"{h['idle']['cpu_ns_per_s'] / 1e6:.2f}"),
         ("release (QUIT, all closed)", f"{r['seconds']} s, {r['connections_per_s']:,}/s"),
         ("lost / errors", f"{lost} / {r['generator']['errors']['total']}"),
         ("RSS residue after settle", f"{r['rss_residue'] / 2**20:.1f} MiB "
