@@ -102,8 +102,10 @@ struct dp_worker {
 	 * (NULL: the list's head), how many are left of this second's sample and how many
 	 * it has, and their sum so far */
 	struct dp_conn *mem_cursor;
-	/* the most connections open since the allocator last gave memory back, and when */
+	/* the most connections open since the allocator last gave memory back, and when;
+	 * the connections accepted then, the count last seen and when it last changed */
 	uint64_t conn_peak, trimmed_ms;
+	uint64_t trim_acc, acc_seen, acc_changed_ms;
 	uint32_t mem_left, mem_walked;
 	uint64_t mem_sum;
 	bool pressure;

@@ -25,7 +25,8 @@
 #define DP_WARN_INTERVAL_MS 1000
 #define DP_MEM_WALK 256    /* connections whose memory one iteration adds up */
 #define DP_MEM_SAMPLE 4096 /* connections whose memory a second's statistics add up */
-/* Connections closed since the peak before the allocator is asked to give memory back */
+/* Connections closed since the peak (or accepted since the last time, then none for a
+ * second) before the allocator is asked to give memory back */
 #define DP_TRIM_DROP 4096
 /* A screened connection that ended waits at most this long for its last reply to leave. */
 #define DP_SCREEN_LINGER_MS 10000
@@ -555,13 +556,24 @@ static void dp_housekeeping(struct dp_worker *w)
 	 * third of the worker's core in cache misses, and stalled the loop while it ran;
 	 * the sample is walked DP_MEM_WALK per iteration. */
 	uint64_t n = w->st.nconns;
-	/* after many closes (idle sessions released, a flood gone), memory goes back */
+	/* Memory goes back to the kernel after many closes (idle sessions released, a
+	 * flood gone), and after a ramp of many accepts once a second passed without one:
+	 * each greeting took a send buffer (the stack's sndbuf, 64 KiB) until its ACK came,
+	 * and a thousand of them at once left 64 MB of free pages to an allocator that is not
+	 * asked for memory any more. */
+	uint64_t acc = w->cw.counters.connections_accepted;
+	if (acc != w->acc_seen) {
+		w->acc_seen = acc;
+		w->acc_changed_ms = w->now_ms;
+	}
 	if (n > w->conn_peak)
 		w->conn_peak = n;
-	if ((w->conn_peak - n >= DP_TRIM_DROP || (n == 0 && w->conn_peak > 0)) &&
+	if ((w->conn_peak - n >= DP_TRIM_DROP || (n == 0 && w->conn_peak > 0) ||
+	     (acc - w->trim_acc >= DP_TRIM_DROP && w->now_ms - w->acc_changed_ms >= 1000)) &&
 	    w->now_ms - w->trimmed_ms >= 1000) {
 		w->trimmed_ms = w->now_ms;
 		w->conn_peak = n;
+		w->trim_acc = acc;
 		dp_memory_trim();
 	}
 	if (!w->conns || !n) {
