@@ -511,6 +511,8 @@ struct conn *conn_new_picked(struct conn_worker *w, const struct conn_pick *p,
 				     svc->tls->level == MX_TLS_LEVEL_ENCRYPT);
 		if (svc->tls->wrappermode && conn_tls_start(c) < 0) {
 			smtp_session_free(c->s);
+			free(c->proxy_buf);
+			free(c->client);
 			free(c);
 			return NULL;
 		}
