@@ -200,6 +200,12 @@ void smtp_session_evq_push(struct smtp_session *s, struct smtp_event ev)
 	assert(s->evq_len < EVQ_CAP);
 	if (s->evq_len >= EVQ_CAP)
 		return;
+	if (!s->evq && !(s->evq = malloc(EVQ_CAP * sizeof(*s->evq)))) {
+		/* no memory for the event: the session ends (smtp_session_step()); its
+		 * state, not an event, tells the transport it is closed */
+		s->out_failed = true;
+		return;
+	}
 	ev.unauth_pipelining = s->ill_pipelining;
 	s->evq[(s->evq_head + s->evq_len) % EVQ_CAP] = ev;
 	s->evq_len++;
@@ -207,6 +213,8 @@ void smtp_session_evq_push(struct smtp_session *s, struct smtp_event ev)
 
 static struct smtp_event evq_pop(struct smtp_session *s)
 {
+	if (s->evq_len == 0) /* its push found no memory (out_failed) */
+		return (struct smtp_event){ .type = SMTP_EV_NONE };
 	struct smtp_event ev = s->evq[s->evq_head];
 	s->evq_head = (s->evq_head + 1) % EVQ_CAP;
 	s->evq_len--;
@@ -215,6 +223,17 @@ static struct smtp_event evq_pop(struct smtp_session *s)
 	if (ev.type == SMTP_EV_MESSAGE_END)
 		s->msg_open = false;
 	return ev;
+}
+
+/* The queue goes back once it is empty at the end of a step() that consumed its input, or
+ * of a verdict: a session waiting for its client holds none. */
+static void session_evq_release(struct smtp_session *s)
+{
+	if (s->evq && !s->evq_len) {
+		free(s->evq);
+		s->evq = NULL;
+		s->evq_head = 0;
+	}
 }
 
 /* A queued event that needs a verdict but was never handed out cannot be answered once
@@ -379,8 +398,8 @@ static struct smtp_event run(struct smtp_session *s, const char *buf, size_t len
 	}
 }
 
-struct smtp_event smtp_session_step(struct smtp_session *s, const char *buf, size_t len,
-				    size_t *used)
+static struct smtp_event session_step(struct smtp_session *s, const char *buf, size_t len,
+				      size_t *used)
 {
 	struct smtp_event ev = { .type = SMTP_EV_NONE };
 
@@ -426,6 +445,17 @@ struct smtp_event smtp_session_step(struct smtp_session *s, const char *buf, siz
 	return ev;
 }
 
+struct smtp_event smtp_session_step(struct smtp_session *s, const char *buf, size_t len,
+				    size_t *used)
+{
+	struct smtp_event ev = session_step(s, buf, len, used);
+	/* input consumed, every event handed out: the queue goes back until the client
+	 * sends more (once per read, not per event) */
+	if (ev.type == SMTP_EV_NONE)
+		session_evq_release(s);
+	return ev;
+}
+
 /* ---- verdicts ---- */
 
 /* timeout()/shutdown(): the 421 and the end of the session. */
@@ -445,7 +475,7 @@ static void close_now(struct smtp_session *s, enum close_reason why)
 	smtp_session_enter_state(s, ST_CLOSED);
 }
 
-int smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v)
+static int session_verdict(struct smtp_session *s, const struct smtp_verdict *v)
 {
 	if (s->pending == SMTP_EV_NONE)
 		return -EINVAL;
@@ -608,6 +638,13 @@ int smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v)
 	return 0;
 }
 
+int smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v)
+{
+	int rc = session_verdict(s, v);
+	session_evq_release(s);
+	return rc;
+}
+
 /* ---- lifecycle ---- */
 
 struct smtp_session *smtp_session_new(const struct smtp_config *cfg,
@@ -705,6 +742,7 @@ void smtp_session_free(struct smtp_session *s)
 	free(s->auth_header_user);
 	free(s->auth_mechs);
 	free(s->tls_received);
+	free(s->evq);
 	free(s->names);
 	free(s->client_name);
 	free(s->client_addr);
@@ -877,7 +915,7 @@ size_t smtp_session_memory(const struct smtp_session *s)
 	       (s->out ? OUT_CAP : 0) + (s->xcl ? sizeof(*s->xcl) : 0) +
 	       (s->auth_line ? s->cfg->sasl_response_limit + 2 : 0) +
 	       (s->tls_received ? strlen(s->tls_received) + 1 : 0) +
-	       (s->names ? sizeof(*s->names) : 0) + (s->tls_refuse ? sizeof(*s->tls_refuse) : 0) +
+	       (s->names ? sizeof(*s->names) : 0) + (s->evq ? EVQ_CAP * sizeof(*s->evq) : 0) + (s->tls_refuse ? sizeof(*s->tls_refuse) : 0) +
 	       (s->client_name ? strlen(s->client_name) + 1 : 0) +
 	       (s->client_addr ? strlen(s->client_addr) + 1 : 0);
 }

@@ -17,9 +17,7 @@
 #define REPLY_MAX 1024                     /* longest reply one command or verdict makes */
 #define OUT_HIGH_WATER (OUT_CAP - 2 * REPLY_MAX) /* room for a reply and a closing 421 */
 #define REPLY_LINE_MAX 510                 /* RFC 5321 4.5.3.1.5: 512 with CRLF */
-/* The most one step queues is 4; a timeout adds 2: 7 leaves one to spare (the session
- * struct is held per connection, and each entry is 72 bytes). */
-#define EVQ_CAP 7
+#define EVQ_CAP 8 /* the most one step queues is 4; a timeout adds 2 */
 #define HOST_MAX 255
 #define ADDR_MAX 63
 #define XCLIENT_VALUE_MAX 255 /* Postfix: "attribute value too long" past it */
@@ -135,7 +133,11 @@ struct smtp_session {
 	uint64_t msg_bytes;  /* content after unstuffing and normalizing: the size limit */
 	uint64_t msg_stored; /* what HEADER and BODY events handed out */
 
-	struct smtp_event evq[EVQ_CAP];
+	/* The events not handed out yet: EVQ_CAP of them, taken with the first event of a
+	 * step() and given back when step() has consumed its input and handed them all out,
+	 * so a session waiting for its client holds none (a gateway holds a million such:
+	 * 576 bytes each). NULL while empty. */
+	struct smtp_event *evq;
 
 	/* Replies waiting to be sent. Taken when a reply is made and given back once all of
 	 * it was sent, so an idle session holds none. */
