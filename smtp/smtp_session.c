@@ -200,6 +200,12 @@ void smtp_session_evq_push(struct smtp_session *s, struct smtp_event ev)
 	assert(s->evq_len < EVQ_CAP);
 	if (s->evq_len >= EVQ_CAP)
 		return;
+	if (!s->evq && !(s->evq = malloc(EVQ_CAP * sizeof(*s->evq)))) {
+		/* no memory for the event: the session ends (smtp_session_step()); its
+		 * state, not an event, tells the transport it is closed */
+		s->out_failed = true;
+		return;
+	}
 	ev.unauth_pipelining = s->ill_pipelining;
 	s->evq[(s->evq_head + s->evq_len) % EVQ_CAP] = ev;
 	s->evq_len++;
@@ -207,6 +213,8 @@ void smtp_session_evq_push(struct smtp_session *s, struct smtp_event ev)
 
 static struct smtp_event evq_pop(struct smtp_session *s)
 {
+	if (s->evq_len == 0) /* its push found no memory (out_failed) */
+		return (struct smtp_event){ .type = SMTP_EV_NONE };
 	struct smtp_event ev = s->evq[s->evq_head];
 	s->evq_head = (s->evq_head + 1) % EVQ_CAP;
 	s->evq_len--;
@@ -215,6 +223,17 @@ static struct smtp_event evq_pop(struct smtp_session *s)
 	if (ev.type == SMTP_EV_MESSAGE_END)
 		s->msg_open = false;
 	return ev;
+}
+
+/* The queue goes back once it is empty at the end of a step() that consumed its input, or
+ * of a verdict: a session waiting for its client holds none. */
+static void session_evq_release(struct smtp_session *s)
+{
+	if (s->evq && !s->evq_len) {
+		free(s->evq);
+		s->evq = NULL;
+		s->evq_head = 0;
+	}
 }
 
 /* A queued event that needs a verdict but was never handed out cannot be answered once
@@ -379,8 +398,8 @@ static struct smtp_event run(struct smtp_session *s, const char *buf, size_t len
 	}
 }
 
-struct smtp_event smtp_session_step(struct smtp_session *s, const char *buf, size_t len,
-				    size_t *used)
+static struct smtp_event session_step(struct smtp_session *s, const char *buf, size_t len,
+				      size_t *used)
 {
 	struct smtp_event ev = { .type = SMTP_EV_NONE };
 
@@ -426,6 +445,17 @@ struct smtp_event smtp_session_step(struct smtp_session *s, const char *buf, siz
 	return ev;
 }
 
+struct smtp_event smtp_session_step(struct smtp_session *s, const char *buf, size_t len,
+				    size_t *used)
+{
+	struct smtp_event ev = session_step(s, buf, len, used);
+	/* input consumed, every event handed out: the queue goes back until the client
+	 * sends more (once per read, not per event) */
+	if (ev.type == SMTP_EV_NONE)
+		session_evq_release(s);
+	return ev;
+}
+
 /* ---- verdicts ---- */
 
 /* timeout()/shutdown(): the 421 and the end of the session. */
@@ -445,7 +475,7 @@ static void close_now(struct smtp_session *s, enum close_reason why)
 	smtp_session_enter_state(s, ST_CLOSED);
 }
 
-int smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v)
+static int session_verdict(struct smtp_session *s, const struct smtp_verdict *v)
 {
 	if (s->pending == SMTP_EV_NONE)
 		return -EINVAL;
@@ -472,8 +502,7 @@ int smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v)
 			smtp_session_reply_text(s, (uint16_t)code, v->text);
 			break;
 		}
-		memcpy(s->helo, s->helo_next, s->helo_next_len + 1);
-		s->helo_len = s->helo_next_len;
+		smtp_session_helo_accept(s);
 		s->helo_seen = true;
 		s->esmtp = s->helo_next_esmtp;
 		if (s->mail_given || s->msg_open) {
@@ -609,6 +638,13 @@ int smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v)
 	return 0;
 }
 
+int smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v)
+{
+	int rc = session_verdict(s, v);
+	session_evq_release(s);
+	return rc;
+}
+
 /* ---- lifecycle ---- */
 
 struct smtp_session *smtp_session_new(const struct smtp_config *cfg,
@@ -627,10 +663,8 @@ struct smtp_session *smtp_session_new(const struct smtp_config *cfg,
 
 void smtp_session_set_client(struct smtp_session *s, const struct smtp_client_info *client)
 {
-	smtp_session_printable(s->client_addr, sizeof(s->client_addr), mx_span_cstr(client->addr),
-			       false);
-	smtp_session_printable(s->client_name, sizeof(s->client_name),
-			       mx_span_cstr(client->name ? client->name : "unknown"), false);
+	smtp_session_store_client_addr(s, mx_span_cstr(client->addr));
+	smtp_session_store_client_name(s, mx_span_cstr(client->name ? client->name : "unknown"));
 	s->normalize_bare_lf = s->cfg->bare_newline == SMTP_BARE_NEWLINE_NORMALIZE ||
 			       client->bare_newline_excluded;
 	s->xclient_authorized = client->xclient_authorized;
@@ -638,8 +672,38 @@ void smtp_session_set_client(struct smtp_session *s, const struct smtp_client_in
 
 void smtp_session_set_client_name(struct smtp_session *s, const char *name)
 {
-	smtp_session_printable(s->client_name, sizeof(s->client_name),
-			       mx_span_cstr(name ? name : "unknown"), false);
+	smtp_session_store_client_name(s, mx_span_cstr(name ? name : "unknown"));
+}
+
+void smtp_session_store_client_addr(struct smtp_session *s, struct mx_span addr)
+{
+	char buf[ADDR_MAX + 1];
+	smtp_session_printable(buf, sizeof(buf), addr, false);
+	size_t n = strlen(buf) + 1;
+	char *p = malloc(n);
+	if (!p) {
+		s->out_failed = true; /* smtp_session_step() ends the session */
+		return;
+	}
+	memcpy(p, buf, n);
+	free(s->client_addr);
+	s->client_addr = p;
+}
+
+void smtp_session_store_client_name(struct smtp_session *s, struct mx_span name)
+{
+	char buf[HOST_MAX + 1];
+	smtp_session_printable(buf, sizeof(buf), name, false);
+	free(s->client_name);
+	s->client_name = NULL;
+	if (strcmp(buf, "unknown") == 0)
+		return;
+	size_t n = strlen(buf) + 1;
+	if (!(s->client_name = malloc(n))) {
+		s->out_failed = true; /* smtp_session_step() ends the session */
+		return;
+	}
+	memcpy(s->client_name, buf, n);
 }
 
 const char *smtp_rate_event_name(enum smtp_rate_event e)
@@ -678,6 +742,11 @@ void smtp_session_free(struct smtp_session *s)
 	free(s->auth_header_user);
 	free(s->auth_mechs);
 	free(s->tls_received);
+	free(s->evq);
+	free(s->names);
+	free(s->client_name);
+	free(s->client_addr);
+	free(s->tls_refuse);
 	free(s);
 }
 
@@ -704,15 +773,19 @@ void smtp_session_tls_refuse(struct smtp_session *s, const char *why)
 
 void smtp_session_tls_refuse_as(struct smtp_session *s, const char *dsn, const char *why)
 {
+	struct session_tls_refuse *r = s->tls_refuse;
+	if (!r && !(r = s->tls_refuse = malloc(sizeof(*r)))) {
+		s->out_failed = true; /* no refusal to give: the session ends all the same */
+		return;
+	}
 	size_t d = 0;
-	for (; dsn[d] && d + 1 < sizeof(s->tls_refuse_dsn); d++)
-		s->tls_refuse_dsn[d] = (dsn[d] >= '0' && dsn[d] <= '9') || dsn[d] == '.' ? dsn[d]
-											: '?';
-	s->tls_refuse_dsn[d] = '\0';
+	for (; dsn[d] && d + 1 < sizeof(r->dsn); d++)
+		r->dsn[d] = (dsn[d] >= '0' && dsn[d] <= '9') || dsn[d] == '.' ? dsn[d] : '?';
+	r->dsn[d] = '\0';
 	size_t n = 0;
-	for (; why[n] && n + 1 < sizeof(s->tls_refuse); n++)
-		s->tls_refuse[n] = (why[n] < 32 || why[n] == 127) ? '?' : why[n];
-	s->tls_refuse[n] = '\0';
+	for (; why[n] && n + 1 < sizeof(r->text); n++)
+		r->text[n] = (why[n] < 32 || why[n] == 127) ? '?' : why[n];
+	r->text[n] = '\0';
 }
 
 int smtp_session_set_tls_received(struct smtp_session *s, const char *clause)
@@ -828,7 +901,7 @@ const char *smtp_session_protocol(const struct smtp_session *s)
 
 struct mx_span smtp_session_helo(const struct smtp_session *s)
 {
-	return mx_span_make(s->helo, s->helo_len);
+	return mx_span_make(smtp_session_helo_str(s), s->helo_len);
 }
 
 const char *smtp_session_where(const struct smtp_session *s)
@@ -841,14 +914,17 @@ size_t smtp_session_memory(const struct smtp_session *s)
 	return sizeof(*s) + (s->line ? s->cfg->line_length_limit : 0) + s->hdr_cap +
 	       (s->out ? OUT_CAP : 0) + (s->xcl ? sizeof(*s->xcl) : 0) +
 	       (s->auth_line ? s->cfg->sasl_response_limit + 2 : 0) +
-	       (s->tls_received ? strlen(s->tls_received) + 1 : 0);
+	       (s->tls_received ? strlen(s->tls_received) + 1 : 0) +
+	       (s->names ? sizeof(*s->names) : 0) + (s->evq ? EVQ_CAP * sizeof(*s->evq) : 0) + (s->tls_refuse ? sizeof(*s->tls_refuse) : 0) +
+	       (s->client_name ? strlen(s->client_name) + 1 : 0) +
+	       (s->client_addr ? strlen(s->client_addr) + 1 : 0);
 }
 
 void smtp_session_received_info(const struct smtp_session *s, struct smtp_received_info *out)
 {
-	out->helo = mx_span_make(s->helo, s->helo_len);
-	out->client_name = s->client_name;
-	out->client_addr = s->client_addr;
+	out->helo = mx_span_make(smtp_session_helo_str(s), s->helo_len);
+	out->client_name = smtp_session_client_name_str(s);
+	out->client_addr = smtp_session_client_addr_str(s);
 	out->myhostname = s->cfg->myhostname;
 	out->mail_name = s->cfg->mail_name;
 	/* Received: RFC 3848's ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA; Postfix: for ESMTP only */

@@ -4,6 +4,7 @@
  * the commands mxgate refuses. Part of the engine split across smtp_session*.c. */
 #include "smtp/smtp_session.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -80,17 +81,36 @@ static bool forbidden_command(struct mx_span verb)
 }
 
 /* The HELO name as Received: shows it: Postfix's printable() and neuter(" <>()\\\";@"). */
-void smtp_session_helo_neuter(struct smtp_session *s, struct mx_span name)
+bool smtp_session_helo_neuter(struct smtp_session *s, struct mx_span name)
 {
+	if (!s->names && !(s->names = calloc(1, sizeof(*s->names)))) {
+		s->out_failed = true; /* smtp_session_step() ends the session */
+		return false;
+	}
 	size_t n = name.len < HOST_MAX ? name.len : HOST_MAX;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)name.ptr[i];
 		bool bad = c < 32 || c == 127 || (c >= 128 && !s->cfg->enable_smtputf8) ||
 			   strchr(" <>()\\\";@", c) != NULL;
-		s->helo_next[i] = bad ? '?' : (char)c;
+		s->names->helo_next[i] = bad ? '?' : (char)c;
 	}
-	s->helo_next[n] = '\0';
-	s->helo_next_len = n;
+	s->names->helo_next[n] = '\0';
+	s->helo_next_len = (uint16_t)n;
+	return true;
+}
+
+void smtp_session_helo_accept(struct smtp_session *s)
+{
+	assert(s->names);
+	memcpy(s->names->helo, s->names->helo_next, s->helo_next_len + 1u);
+	s->helo_len = s->helo_next_len;
+}
+
+void smtp_session_helo_forget(struct smtp_session *s)
+{
+	if (s->names)
+		s->names->helo[0] = '\0';
+	s->helo_len = 0;
 }
 
 static void cmd_helo(struct smtp_session *s, struct mx_span args, bool esmtp)
@@ -101,7 +121,8 @@ static void cmd_helo(struct smtp_session *s, struct mx_span args, bool esmtp)
 		smtp_session_engine_error(s, SMTP_ERR_SYNTAX, 501);
 		return;
 	}
-	smtp_session_helo_neuter(s, args);
+	if (!smtp_session_helo_neuter(s, args))
+		return;
 	s->helo_next_esmtp = esmtp;
 	struct smtp_event ev = { .type = SMTP_EV_HELO, .needs_verdict = true };
 	ev.u.helo.name = args;
@@ -367,20 +388,20 @@ static bool rate_refused(struct smtp_session *s, enum smtp_rate_event ev)
 	if (!s->rate_over || !s->rate_over(s->rate_arg, ev))
 		return false;
 	if (ev == SMTP_RATE_MESSAGE)
-		smtp_session_replyf(s, "450 4.7.1 Error: too much mail from %s", s->client_addr);
+		smtp_session_replyf(s, "450 4.7.1 Error: too much mail from %s", smtp_session_client_addr_str(s));
 	else if (ev == SMTP_RATE_AUTH)
 		smtp_session_replyf(s, "450 4.7.1 Error: too many AUTH commands from %s",
-				    s->client_addr);
+				    smtp_session_client_addr_str(s));
 	else if (ev == SMTP_RATE_NEWTLS) {
 		/* Postfix's starttls_cmd(): the client's name and address */
 		smtp_session_replyf(s, "454 4.7.0 Error: too many new TLS sessions from %s[%s]",
-				    s->client_name, s->client_addr);
+				    smtp_session_client_name_str(s), smtp_session_client_addr_str(s));
 		smtp_session_engine_error(s, SMTP_ERR_RATE_LIMIT, 454);
 		return true;
 	}
 	else
 		smtp_session_replyf(s, "450 4.7.1 Error: too many recipients from %s",
-				    s->client_addr);
+				    smtp_session_client_addr_str(s));
 	smtp_session_engine_error(s, SMTP_ERR_RATE_LIMIT, 450);
 	return true;
 }
@@ -692,8 +713,7 @@ static void cmd_starttls(struct smtp_session *s, struct mx_span args)
 	smtp_session_abort_message(s);
 	smtp_session_txn_reset(s);
 	s->helo_seen = s->esmtp = false;
-	s->helo[0] = '\0';
-	s->helo_len = 0;
+	smtp_session_helo_forget(s);
 	/* and AUTH (Postfix's smtpd_start_tls() resets SASL) */
 	s->auth_authenticated = false;
 	free(s->auth_header_user);
@@ -705,8 +725,8 @@ static void cmd_starttls(struct smtp_session *s, struct mx_span args)
  * the restrictions saw (smtpd_proto(), "RFC 2821 Sec 3.1"). */
 static void refuse_denied(struct smtp_session *s)
 {
-	smtp_session_replyf(s, "503 5.7.0 Error: access denied for %s[%s]", s->client_name,
-			    s->client_addr);
+	smtp_session_replyf(s, "503 5.7.0 Error: access denied for %s[%s]",
+			    smtp_session_client_name_str(s), smtp_session_client_addr_str(s));
 	smtp_session_engine_error(s, SMTP_ERR_ACCESS_DENIED, 503);
 }
 
@@ -717,11 +737,12 @@ static void process_command(struct smtp_session *s, const char *text, size_t n, 
 	const struct smtp_config *c = s->cfg;
 
 	s->requests++;
-	if (s->tls_refuse[0]) {
+	if (s->tls_refuse) {
 		/* smtpd_tls_req_ccert: whatever the line says (Postfix's smtpd_start_tls()) */
 		char host[HOST_MAX + 1];
-		smtp_session_replyf(s, "421 %s %s Error: %s", s->tls_refuse_dsn,
-				    smtp_session_myhostname(s, host, sizeof(host)), s->tls_refuse);
+		smtp_session_replyf(s, "421 %s %s Error: %s", s->tls_refuse->dsn,
+				    smtp_session_myhostname(s, host, sizeof(host)),
+				    s->tls_refuse->text);
 		smtp_session_engine_close(s, SMTP_ERR_ACCESS_DENIED, 0);
 		return;
 	}

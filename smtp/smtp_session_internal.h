@@ -65,19 +65,109 @@ enum close_reason {
 	CLOSE_MAX,
 };
 
+/* The HELO/EHLO names: the accepted one and the one awaiting its verdict. */
+struct session_names {
+	char helo[HOST_MAX + 1];
+	char helo_next[HOST_MAX + 1];
+};
+
+/* smtp_session_tls_refuse_as(): the 421 every command gets. */
+struct session_tls_refuse {
+	char dsn[8];    /* its enhanced status ("4.7.1") */
+	char text[201];
+};
+
 /* The decoded attribute values of the XCLIENT being decided; the event points here. */
 struct xclient_buf {
 	struct smtp_xclient pub;
 	char val[SMTP_XCLIENT_ATTR_MAX][XCLIENT_VALUE_MAX + 1];
 };
 
+/* Fields are grouped by size (pointers and 64-bit counters, then 32-bit, then 16-bit, then
+ * flags) so the struct has no holes: a gateway holds one per connection, a million at
+ * once (perf/loadgen/README.md, memory). */
 struct smtp_session {
 	const struct smtp_config *cfg;
-	enum session_state state;
 	const char *where; /* the last command, as Postfix logs "lost connection after X" */
+	/* the client's name as shown in replies and Received:, NULL for "unknown" (most
+	 * clients: heap only for a name, so an idle session does not carry 256 bytes) */
+	char *client_name;
+	/* the client's address as shown in replies and Received: (XCLIENT may change it), at
+	 * its length (smtp_session_store_client_addr()); NULL only without memory */
+	char *client_addr;
+	char *tls_received;      /* Received:'s TLS lines (smtp_session_set_tls_received()) */
+	struct session_tls_refuse *tls_refuse; /* smtp_session_tls_refuse(); NULL: none */
+	struct xclient_buf *xcl; /* the XCLIENT awaiting its verdict (taken lazily) */
+	/* smtp_session_set_rate_hook() */
+	bool (*rate_over)(void *arg, enum smtp_rate_event event);
+	void *rate_arg;
+	/* HELO/EHLO: the accepted name (neutered for Received:) and the one being decided,
+	 * taken with the first name (NULL before: an idle session holds none) */
+	struct session_names *names;
 
-	char client_addr[ADDR_MAX + 1];
-	char client_name[HOST_MAX + 1];
+	/* The verdict being waited for and what applying it needs (and pending, below). */
+	uint64_t mail_next_size;
+	struct mx_span mail_next_auth; /* MAIL's AUTH= value (into the command line) */
+
+	/* The mail transaction (and its flags, below). */
+	uint64_t declared_size;
+	uint64_t requests;       /* command lines and message contents read in full */
+
+	/* SMTP AUTH (smtp_session_auth.c): enabled, what EHLO offers, authenticated; the
+	 * response line being read (taken when a 334 is sent, freed when the exchange ends) */
+	char *auth_mechs; /* EHLO's list, NULL: none (heap: most sessions never AUTH) */
+	char *auth_line;
+	size_t auth_line_len;
+	char *auth_header_user; /* smtp_session_set_auth_header(): Received: names it */
+
+	/* A command line that arrived in pieces. */
+	char *line;
+	size_t line_len;
+
+	/* The BDAT chunk being read. */
+	uint64_t chunk_size, chunk_left;
+
+	/* Message content. */
+	char *hdr;
+	size_t hdr_cap, hdr_len, hdr_start, hdr_drop;
+	uint64_t msg_bytes;  /* content after unstuffing and normalizing: the size limit */
+	uint64_t msg_stored; /* what HEADER and BODY events handed out */
+
+	/* The events not handed out yet: EVQ_CAP of them, taken with the first event of a
+	 * step() and given back when step() has consumed its input and handed them all out,
+	 * so a session waiting for its client holds none (a gateway holds a million such:
+	 * 576 bytes each). NULL while empty. */
+	struct smtp_event *evq;
+
+	/* Replies waiting to be sent. Taken when a reply is made and given back once all of
+	 * it was sent, so an idle session holds none. */
+	char *out;
+	size_t out_off, out_len;
+
+	/* 32 bits */
+	enum session_state state;
+	enum smtp_event_type pending;
+	enum smtp_body_type mail_next_body;
+	enum close_reason close_deferred; /* timeout/shutdown after the pending reply */
+	enum smtp_body_type body;
+	unsigned rcpt_count;
+	unsigned rcpt_overshoot; /* 452s past recipient_limit in this transaction */
+	unsigned auth_flags;
+	/* Postfix's error_count and junk_cmds. */
+	unsigned error_count, junk_count;
+	enum content_state cs;
+	enum header_state hs;
+	unsigned hops;
+	enum msg_failure fail;
+	unsigned evq_head, evq_len;
+	/* soft_bounce: where the reply being written is in its line, and whether its code
+	 * was turned from 5xx into 4xx (then a 5.x.x enhanced code follows suit). */
+	unsigned out_col;
+
+	/* 16 bits */
+	uint16_t helo_len, helo_next_len;
+
+	/* flags */
 	bool normalize_bare_lf; /* bare LF is taken as CRLF (normalize mode, or excluded) */
 	bool peer_gone;
 	bool xclient_authorized; /* smtpd_authorized_xclient_hosts matches the client */
@@ -87,88 +177,22 @@ struct smtp_session {
 	bool tls_required;
 	bool tls_active;         /* TLS began (wrappermode, or after STARTTLS) */
 	bool discard_input;      /* STARTTLS: the rest of this input is never read */
-	char *tls_received;      /* Received:'s TLS lines (smtp_session_set_tls_received()) */
-	char tls_refuse[201];    /* smtp_session_tls_refuse(): "" when not refused */
-	char tls_refuse_dsn[8];  /* its enhanced status ("4.7.1") */
-	struct xclient_buf *xcl; /* the XCLIENT awaiting its verdict (taken lazily) */
-	/* smtp_session_set_rate_hook() */
-	bool (*rate_over)(void *arg, enum smtp_rate_event event);
-	void *rate_arg;
-
-	/* HELO/EHLO: the accepted name (neutered for Received:) and the one being decided */
-	char helo[HOST_MAX + 1];
-	size_t helo_len;
 	bool helo_seen, esmtp;
-	char helo_next[HOST_MAX + 1];
-	size_t helo_next_len;
 	bool helo_next_esmtp;
-
-	/* The verdict being waited for and what applying it needs. */
-	enum smtp_event_type pending;
-	uint64_t mail_next_size;
-	enum smtp_body_type mail_next_body;
 	bool mail_next_utf8;
-	struct mx_span mail_next_auth; /* MAIL's AUTH= value (into the command line) */
 	bool data_next_bdat;
-	enum close_reason close_deferred; /* timeout/shutdown after the pending reply */
-
-	/* The mail transaction. */
 	bool mail_given;
 	bool smtputf8;
-	enum smtp_body_type body;
-	uint64_t declared_size;
-	unsigned rcpt_count;
-	unsigned rcpt_overshoot; /* 452s past recipient_limit in this transaction */
-	uint64_t requests;       /* command lines and message contents read in full */
 	bool bdat_used;   /* this transaction sends its message with BDAT */
 	bool bdat_failed; /* BDAT error state: chunks are discarded until LAST */
 	bool msg_open;    /* DATA accepted; MESSAGE_END or MESSAGE_ABORT still owed */
-
-	/* SMTP AUTH (smtp_session_auth.c): enabled, what EHLO offers, authenticated; the
-	 * response line being read (taken when a 334 is sent, freed when the exchange ends) */
 	bool auth_enabled, auth_authenticated;
-	unsigned auth_flags;
-	char *auth_mechs; /* EHLO's list, NULL: none (heap: most sessions never AUTH) */
-	char *auth_line;
-	size_t auth_line_len;
 	bool auth_line_skip;
-	char *auth_header_user; /* smtp_session_set_auth_header(): Received: names it */
-
-	/* Postfix's error_count and junk_cmds. */
-	unsigned error_count, junk_count;
-
-	/* A command line that arrived in pieces. */
-	char *line;
-	size_t line_len;
 	bool line_skip; /* over line_length_limit: skipping to its end */
-
-	/* The BDAT chunk being read. */
-	uint64_t chunk_size, chunk_left;
 	bool chunk_last, chunk_discard;
-
-	/* Message content. */
-	enum content_state cs;
 	bool bol_crlf; /* the current line began after a real CRLF (or at the 354) */
-	enum header_state hs;
-	char *hdr;
-	size_t hdr_cap, hdr_len, hdr_start, hdr_drop;
 	bool hdr_have, hdr_trunc, headers_end_sent;
-	uint64_t msg_bytes;  /* content after unstuffing and normalizing: the size limit */
-	uint64_t msg_stored; /* what HEADER and BODY events handed out */
-	unsigned hops;
-	enum msg_failure fail;
-
-	struct smtp_event evq[EVQ_CAP];
-	unsigned evq_head, evq_len;
-
-	/* Replies waiting to be sent. Taken when a reply is made and given back once all of
-	 * it was sent, so an idle session holds none. */
-	char *out;
-	size_t out_off, out_len;
 	bool out_failed; /* a reply could not be kept (no memory): the session ends */
-	/* soft_bounce: where the reply being written is in its line, and whether its code
-	 * was turned from 5xx into 4xx (then a 5.x.x enhanced code follows suit). */
-	unsigned out_col;
 	bool out_softened;
 };
 
@@ -231,7 +255,27 @@ const char *smtp_session_myhostname(const struct smtp_session *s, char *buf, siz
 
 void smtp_session_command_input(struct smtp_session *s, const char *buf, size_t len,
 				size_t *pos);
-void smtp_session_helo_neuter(struct smtp_session *s, struct mx_span name);
+/* false: no memory for the names (the session ends, as for a lost reply) */
+bool smtp_session_helo_neuter(struct smtp_session *s, struct mx_span name);
+/* The accepted HELO name ("" before one) */
+static inline const char *smtp_session_helo_str(const struct smtp_session *s)
+{
+	return s->names ? s->names->helo : "";
+}
+/* Keep the verdict's name (helo_next) as the accepted one. */
+void smtp_session_helo_accept(struct smtp_session *s);
+void smtp_session_helo_forget(struct smtp_session *s);
+/* Set the client's name (printable; "unknown" and no memory keep none). */
+void smtp_session_store_client_name(struct smtp_session *s, struct mx_span name);
+void smtp_session_store_client_addr(struct smtp_session *s, struct mx_span addr);
+static inline const char *smtp_session_client_addr_str(const struct smtp_session *s)
+{
+	return s->client_addr ? s->client_addr : "unknown";
+}
+static inline const char *smtp_session_client_name_str(const struct smtp_session *s)
+{
+	return s->client_name ? s->client_name : "unknown";
+}
 void smtp_session_reply_ehlo(struct smtp_session *s);
 
 /* ---- smtp_session_data.c: message content ---- */

@@ -320,21 +320,19 @@ void smtp_session_xclient_apply(struct smtp_session *s, bool authorized)
 
 	v = &a[SMTP_XCLIENT_NAME];
 	if (v->present)
-		smtp_session_printable(s->client_name, sizeof(s->client_name),
-				       v->unavailable ? mx_span_cstr("unknown") : v->value, false);
+		smtp_session_store_client_name(s, v->unavailable ? mx_span_cstr("unknown")
+								 : v->value);
 	v = &a[SMTP_XCLIENT_ADDR];
 	if (v->present)
-		smtp_session_printable(s->client_addr, sizeof(s->client_addr),
-				       v->unavailable ? mx_span_cstr("unknown") : v->value, false);
+		smtp_session_store_client_addr(s, v->unavailable ? mx_span_cstr("unknown")
+								 : v->value);
 	v = &a[SMTP_XCLIENT_HELO];
-	if (v->present && !v->unavailable) {
-		smtp_session_helo_neuter(s, v->value);
-		memcpy(s->helo, s->helo_next, s->helo_next_len + 1);
-		s->helo_len = s->helo_next_len;
+	if (v->present && !v->unavailable && smtp_session_helo_neuter(s, v->value)) {
+		smtp_session_helo_accept(s);
 		s->helo_seen = true;
 	} else {
-		s->helo[0] = '\0';
-		s->helo_len = 0;
+		/* (without memory for the name the session ends: smtp_session_step()) */
+		smtp_session_helo_forget(s);
 		s->helo_seen = false;
 	}
 	v = &a[SMTP_XCLIENT_PROTO];

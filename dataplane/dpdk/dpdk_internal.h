@@ -45,12 +45,12 @@ struct dp_port_ctx {
 	unsigned port; /* index into t->port[] */
 };
 
+/* One per connection (96 bytes, an allocator size class; a worker may hold a million). */
 struct dp_conn {
 	struct net_conn *nc;
 	struct conn *c;
 	/* the screen that holds the connection until it passes (c is NULL meanwhile) */
 	struct conn_screen *sc;
-	struct dp_worker *w;
 	struct net_timer timer; /* idle timeout or error-sleep hold, whichever is first */
 	uint64_t idle_at_ms;
 	uint64_t hold_until_ms; /* 0: none */
@@ -98,6 +98,16 @@ struct dp_worker {
 	struct dp_stats st;
 	uint64_t now_us, now_ms;
 	uint64_t renewed_us, sampled_ms, pressure_ms;
+	/* the walk adding up the connections' memory (dp_housekeeping()): the next one
+	 * (NULL: the list's head), how many are left of this second's sample and how many
+	 * it has, and their sum so far */
+	struct dp_conn *mem_cursor;
+	/* the most connections open since the allocator last gave memory back, and when;
+	 * the connections accepted then, the count last seen and when it last changed */
+	uint64_t conn_peak, trimmed_ms;
+	uint64_t trim_acc, acc_seen, acc_changed_ms;
+	uint32_t mem_left, mem_walked;
+	uint64_t mem_sum;
 	bool pressure;
 	bool stopping;
 	uint64_t stop_deadline_ms;

@@ -5,7 +5,9 @@
  * stack (net_conn_*) and the session engine (conn_*): accept, service, close. */
 #include "dataplane/dpdk/dpdk_internal.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -21,6 +23,11 @@
 #define DP_IDLE_SPINS 256 /* empty iterations before an idle sleep */
 #define DP_IDLE_SHORT_US 100000 /* idle time before the sleeps grow */
 #define DP_WARN_INTERVAL_MS 1000
+#define DP_MEM_WALK 256    /* connections whose memory one iteration adds up */
+#define DP_MEM_SAMPLE 4096 /* connections whose memory a second's statistics add up */
+/* Connections closed since the peak (or accepted since the last time, then none for a
+ * second) before the allocator is asked to give memory back */
+#define DP_TRIM_DROP 4096
 /* A screened connection that ended waits at most this long for its last reply to leave. */
 #define DP_SCREEN_LINGER_MS 10000
 
@@ -58,6 +65,8 @@ static void dp_timer_set(struct dp_worker *w, struct dp_conn *k)
 static void dp_forget(struct dp_worker *w, struct dp_conn *k)
 {
 	k->dead = true;
+	if (w->mem_cursor == k)
+		w->mem_cursor = k->next; /* the memory walk goes on from the next one */
 	net_timer_cancel(w->wheel, &k->timer);
 	if (k->prev)
 		k->prev->next = k->next;
@@ -344,7 +353,6 @@ static void dp_accept(struct dp_worker *w, struct net_conn *nc)
 	k->nc = nc;
 	k->c = c;
 	k->sc = sc;
-	k->w = w;
 	if (c)
 		conn_set_owner(c, k);
 	else
@@ -503,6 +511,27 @@ void dp_update_clock(struct dp_worker *w, uint64_t tsc)
 	w->now_ms = w->now_us / 1000;
 }
 
+/* Give the allocator's free pages back to the kernel. jemalloc (the release builds')
+ * returns dirty pages only as it allocates and frees (its decay runs on those ticks; no
+ * background thread): once a million connections closed, an idle worker allocates nothing
+ * and the gateway kept its peak RSS. Its mallctl is looked up at run time, so a build on
+ * glibc's malloc (sanitizers) trims with malloc_trim() instead. A few milliseconds of
+ * madvise(2) for a large release, so only after DP_TRIM_DROP closes (dp_housekeeping()). */
+static void dp_memory_trim(void)
+{
+	typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+	static mallctl_fn mallctl;
+	static bool looked;
+	if (!looked) {
+		looked = true;
+		mallctl = (mallctl_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "mallctl");
+	}
+	/* "arena.<MALLCTL_ARENAS_ALL>.purge": 4096 is jemalloc's "all arenas" index */
+	if (mallctl && mallctl("arena.4096.purge", NULL, NULL, NULL, 0) == 0)
+		return;
+	malloc_trim(0);
+}
+
 /* Once a millisecond: tell the stacks whether their pool runs low (an eighth left:
  * pressure on; a quarter again: off), and once a second sample connection memory. */
 static void dp_housekeeping(struct dp_worker *w)
@@ -521,13 +550,54 @@ static void dp_housekeeping(struct dp_worker *w)
 			}
 		}
 	}
-	if (w->now_ms - w->sampled_ms >= 1000 || (!w->conns && w->st.conn_memory)) {
+	/* The connections' memory, once a second: every connection up to DP_MEM_SAMPLE of
+	 * them, beyond that a sample of DP_MEM_SAMPLE (taken round the list from where the
+	 * last one stopped) scaled to the count. Walking a million each second cost a
+	 * third of the worker's core in cache misses, and stalled the loop while it ran;
+	 * the sample is walked DP_MEM_WALK per iteration. */
+	uint64_t n = w->st.nconns;
+	/* Memory goes back to the kernel after many closes (idle sessions released, a
+	 * flood gone), and after a ramp of many accepts once a second passed without one:
+	 * each greeting took a send buffer (the stack's sndbuf, 64 KiB) until its ACK came,
+	 * and a thousand of them at once left 64 MB of free pages to an allocator that is not
+	 * asked for memory any more. */
+	uint64_t acc = w->cw.counters.connections_accepted;
+	if (acc != w->acc_seen) {
+		w->acc_seen = acc;
+		w->acc_changed_ms = w->now_ms;
+	}
+	if (n > w->conn_peak)
+		w->conn_peak = n;
+	if ((w->conn_peak - n >= DP_TRIM_DROP || (n == 0 && w->conn_peak > 0) ||
+	     (acc - w->trim_acc >= DP_TRIM_DROP && w->now_ms - w->acc_changed_ms >= 1000)) &&
+	    w->now_ms - w->trimmed_ms >= 1000) {
+		w->trimmed_ms = w->now_ms;
+		w->conn_peak = n;
+		w->trim_acc = acc;
+		dp_memory_trim();
+	}
+	if (!w->conns || !n) {
+		w->mem_cursor = NULL;
+		w->mem_left = 0;
+		if (w->st.conn_memory)
+			__atomic_store_n(&w->st.conn_memory, 0, __ATOMIC_RELAXED);
+		return;
+	}
+	if (!w->mem_left && w->now_ms - w->sampled_ms >= 1000) {
 		w->sampled_ms = w->now_ms;
-		uint64_t bytes = 0;
-		for (struct dp_conn *k = w->conns; k; k = k->next)
-			bytes += sizeof(*k) + net_conn_size() +
-				 (k->sc ? conn_screen_memory(k->sc) : conn_memory(k->c));
-		__atomic_store_n(&w->st.conn_memory, bytes, __ATOMIC_RELAXED);
+		w->mem_left = w->mem_walked = n < DP_MEM_SAMPLE ? (uint32_t)n : DP_MEM_SAMPLE;
+		w->mem_sum = 0;
+		if (n <= DP_MEM_SAMPLE || !w->mem_cursor)
+			w->mem_cursor = w->conns;
+	}
+	for (unsigned i = 0; i < DP_MEM_WALK && w->mem_left; i++) {
+		struct dp_conn *k = w->mem_cursor ? w->mem_cursor : w->conns;
+		w->mem_sum += sizeof(*k) + net_conn_size() +
+			      (k->sc ? conn_screen_memory(k->sc) : conn_memory(k->c));
+		w->mem_cursor = k->next;
+		if (--w->mem_left == 0)
+			__atomic_store_n(&w->st.conn_memory, w->mem_sum * n / w->mem_walked,
+					 __ATOMIC_RELAXED);
 	}
 }
 

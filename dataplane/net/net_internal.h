@@ -64,9 +64,11 @@ static inline bool net_addr_is4(const uint8_t a[16])
 	return memcmp(a, prefix, 12) == 0;
 }
 
-/* The per-connection control block. Kept small (see net_conn_size()): buffers hang off
- * it only while they hold bytes, timers are one wheel node, addresses are 16 bytes so
- * IPv6 fits without another layout. */
+/* The per-connection control block. Kept small (see net_conn_size(); 256 bytes, an
+ * allocator size class, and a gateway holds a million): buffers hang off it only while
+ * they hold bytes, timers are one wheel node, addresses are 16 bytes so IPv6 fits without
+ * another layout, and what only the handshake needs shares room with what only an
+ * established connection needs. */
 struct net_conn {
 	struct net_conn *hnext; /* hash chain, or the dead list */
 	struct net_stack *stack;
@@ -77,17 +79,17 @@ struct net_conn {
 	uint16_t lport, rport;
 	uint8_t peer_mac[6];
 	uint8_t state; /* enum net_tcp_state */
-	uint8_t snd_wscale, rcv_wscale; /* shifts in use (0 when not negotiated) */
+	/* shifts in use (0 when not negotiated; at most 14, RFC 7323 2.3) */
+	uint8_t snd_wscale : 4, rcv_wscale : 4;
 	uint8_t backoff; /* RTO doublings since the last new ACK */
 	uint8_t dupacks;
 	uint8_t sack_n; /* out-of-order runs in ooo[] */
 	uint8_t sack_last; /* index of the run that took the latest segment (RFC 2018 4) */
 	uint16_t flags; /* enum conn_flag */
 	uint16_t mss; /* what we send per segment, options excluded */
-	int16_t error; /* -errno for NET_EV_ABORT */
+	int8_t error; /* -errno for NET_EV_ABORT (every one the stack gives is above -128) */
 	uint8_t syn_retries;
 	uint8_t pending_ev; /* bit per enum net_event to deliver */
-	uint32_t iss, irs;
 	uint32_t snd_una, snd_nxt, snd_max, snd_wnd, snd_wl1, snd_wl2, max_snd_wnd;
 	uint32_t rcv_nxt, rcv_adv; /* rcv_adv: right edge of the window we advertised */
 	uint32_t ts_recent, ts_recent_ms; /* RFC 7323 5.3; when it was taken */
@@ -98,9 +100,18 @@ struct net_conn {
 	uint32_t rtx_at, delack_at; /* ms ticks, 0 = off (1 stands in for a real 0) */
 	uint32_t rhead, rlen; /* in-order bytes in rbuf from rhead */
 	uint32_t shead, slen; /* bytes in sbuf from snd_una's byte at shead */
-	struct {
-		uint32_t start, end;
-	} ooo[NET_SACK_RANGES]; /* received beyond rcv_nxt, sorted, disjoint */
+	union {
+		/* the initial sequence numbers: read only in SYN-SENT and SYN-RECEIVED (the
+		 * SYN or SYN-ACK sent again) */
+		struct {
+			uint32_t iss, irs;
+		};
+		/* received beyond rcv_nxt, sorted, disjoint: sack_n of them, only once
+		 * ESTABLISHED (a segment's data is taken only after the handshake) */
+		struct {
+			uint32_t start, end;
+		} ooo[NET_SACK_RANGES];
+	};
 };
 
 enum conn_flag {

@@ -204,7 +204,7 @@ void net_tcp_deliver(struct net_stack *s, struct net_conn *c)
 /* The connection failed under the app: tell it (NET_EV_ABORT), then forget it. */
 void net_tcp_conn_abort(struct net_stack *s, struct net_conn *c, int err)
 {
-	c->error = (int16_t)err;
+	c->error = (int8_t)err;
 	net_timer_cancel(&s->wheel, &c->timer);
 	c->rtx_at = c->delack_at = 0;
 	if ((c->flags & CF_APP_GONE) || c->state == NET_TCP_SYN_RCVD) {

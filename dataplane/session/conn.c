@@ -119,12 +119,32 @@ void conn_session_output_done(struct conn *c, size_t n)
 	smtp_session_output_done(c->s, n);
 }
 
+void conn_count_add(struct conn *c, enum conn_cmd cmd, unsigned total, unsigned ok)
+{
+	if (!c->cmds && !(c->cmds = calloc(CONN_CMD_MAX, sizeof(*c->cmds))))
+		return;
+	c->cmds[cmd].total += total;
+	c->cmds[cmd].ok += ok;
+}
+
 void conn_count(struct conn *c, enum conn_cmd cmd, bool ok)
 {
-	c->cmds[cmd].total++;
-	if (ok)
-		c->cmds[cmd].ok++;
+	conn_count_add(c, cmd, 1, ok);
 	c->w->counters.commands++;
+}
+
+bool conn_set_client(struct conn *c, const char *name, const char *addr)
+{
+	char buf[CONN_CLIENT_MAX];
+	snprintf(buf, sizeof(buf), "%s[%s]", name ? name : "unknown", addr);
+	size_t n = strlen(buf) + 1;
+	char *p = malloc(n);
+	if (!p)
+		return false;
+	memcpy(p, buf, n);
+	free(c->client);
+	c->client = p;
+	return true;
 }
 
 /* The last reply line the engine queued (its output ends with it), without CRLF; used to
@@ -196,6 +216,8 @@ void conn_txn_reset(struct conn *c)
 		free(c->actions);
 	c->actions = NULL;
 	conn_checks_close(c);
+	free(c->end_cv);
+	c->end_cv = NULL;
 	free(c->sasl_sender);
 	c->sasl_sender = NULL;
 }
@@ -457,12 +479,14 @@ struct conn *conn_new_picked(struct conn_worker *w, const struct conn_pick *p,
 	c->addr = client;
 	c->port = port;
 	mx_inet_format(&c->addr, c->addr_str, sizeof(c->addr_str));
-	struct mx_inet_addr server = mx_inet_unmap(local);
-	mx_inet_format(&server, c->server_addr_str, sizeof(c->server_addr_str));
+	c->server = mx_inet_unmap(local);
 	c->server_port = local_port;
 	c->started_us = mx_clock_wall_us();
 	/* No reverse DNS in this version: Postfix shows such a client as unknown[addr]. */
-	snprintf(c->client, sizeof(c->client), "unknown[%s]", c->addr_str);
+	if (!conn_set_client(c, NULL, c->addr_str)) {
+		free(c);
+		return NULL;
+	}
 
 	struct smtp_client_info info = {
 		.addr = c->addr_str,
@@ -475,6 +499,7 @@ struct conn *conn_new_picked(struct conn_worker *w, const struct conn_pick *p,
 	};
 	c->s = smtp_session_new(&c->cfg->smtp, &info);
 	if (!c->s) {
+		free(c->client);
 		free(c);
 		return NULL;
 	}
@@ -483,6 +508,7 @@ struct conn *conn_new_picked(struct conn_worker *w, const struct conn_pick *p,
 	conn_auth_offer(c);
 	if (conn_proxy_init(c) < 0) {
 		smtp_session_free(c->s);
+		free(c->client);
 		free(c);
 		return NULL;
 	}
@@ -494,17 +520,11 @@ struct conn *conn_new_picked(struct conn_worker *w, const struct conn_pick *p,
 				     svc->tls->level == MX_TLS_LEVEL_ENCRYPT);
 		if (svc->tls->wrappermode && conn_tls_start(c) < 0) {
 			smtp_session_free(c->s);
+			free(c->proxy_buf);
+			free(c->client);
 			free(c);
 			return NULL;
 		}
-	}
-	/* the evaluator's memory between commands (smtpd_delay_reject = no) and of a check
-	 * that waits for an answer */
-	if (!(c->policy_session = calloc(1, sizeof(*c->policy_session)))) {
-		free(c->proxy_buf);
-		smtp_session_free(c->s);
-		free(c);
-		return NULL;
 	}
 	cg->nconns++;
 	c->gc->connections++;
@@ -576,7 +596,7 @@ void conn_free(struct conn *c)
 	char line[512];
 	size_t n = 0;
 	unsigned ok = 0, total = 0;
-	for (int i = 0; i < CONN_CMD_MAX; i++) {
+	for (int i = 0; c->cmds && i < CONN_CMD_MAX; i++) {
 		const struct conn_cmd_count *k = &c->cmds[i];
 		ok += k->ok;
 		total += k->total;
@@ -610,6 +630,8 @@ void conn_free(struct conn *c)
 	free(c->sasl_method);
 	tls_server_free(c->tls);
 	free(c->tls_peer);
+	free(c->cmds);
+	free(c->client);
 	smtp_session_free(c->s);
 	c->gen->nconns--;
 	c->gc->connections_closed++;
@@ -624,7 +646,9 @@ const char *conn_client(const struct conn *c)
 
 size_t conn_memory(const struct conn *c)
 {
-	size_t n = sizeof(*c) + smtp_session_memory(c->s) + (c->tls ? tls_server_memory(c->tls) : 0);
+	size_t n = sizeof(*c) + smtp_session_memory(c->s) + (c->tls ? tls_server_memory(c->tls) : 0) +
+		   strlen(c->client) + 1 + (c->cmds ? CONN_CMD_MAX * sizeof(*c->cmds) : 0) +
+		   (c->policy_session ? sizeof(*c->policy_session) : 0);
 	if (c->proxy_buf)
 		n += SMTP_PROXY_HEADER_MAX;
 	if (c->message_open)

@@ -179,7 +179,7 @@ void conn_anvil_tls_established(struct conn *c, bool reused)
 	c->w->counters.anvil_newtls_rate_refused++;
 	mx_log(MX_LOG_WARNING, "New TLS session rate limit exceeded: %" PRIu32 " from %s for "
 			       "service %s", rate, c->client, c->svc->name);
-	char why[sizeof(c->client) + 40];
+	char why[CONN_CLIENT_MAX + 40];
 	snprintf(why, sizeof(why), "too many new TLS sessions from %s", c->client);
 	smtp_session_tls_refuse_as(c->s, "4.7.0", why);
 }

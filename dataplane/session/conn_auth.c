@@ -116,7 +116,7 @@ static void conn_auth_step(struct conn *c, enum svc_sasl_op op, struct mx_span d
 		snprintf(q->service, sizeof(q->service), "%s", c->cfg->sasl_service);
 		q->remote = c->addr;
 		q->remote_port = c->port;
-		mx_inet_parse(c->server_addr_str, &q->local);
+		q->local = c->server;
 		q->local_port = c->server_port;
 		q->has_initial_response = has_data;
 	}

@@ -264,13 +264,30 @@ static enum smtp_policy_name_status conn_name_status(enum conn_peer_status s)
 	}
 }
 
+/* The evaluator's memory between commands (defer_if_permit with smtpd_delay_reject =
+ * no) and of a check that waits for an answer: taken for a check, and given back when it
+ * holds nothing after one (all zero is what a new one is), so an idle connection holds
+ * none. */
+static void conn_policy_session_trim(struct conn *c)
+{
+	static const struct smtp_policy_session none;
+	if (c->policy_session && memcmp(c->policy_session, &none, sizeof(none)) == 0) {
+		free(c->policy_session);
+		c->policy_session = NULL;
+	}
+}
+
 /* Run (or run again) the check in c->check. */
 static void conn_check_run(struct conn *c)
 {
 	struct conn_check *k = &c->check;
+	if (!c->policy_session)
+		c->policy_session = calloc(1, sizeof(*c->policy_session)); /* NULL: -ENOMEM below */
 	char instance[32];
 	snprintf(instance, sizeof(instance), "%" PRIx64 ".%" PRIx64, c->started_us,
 		 c->transactions);
+	char server_addr[INET6_ADDRSTRLEN];
+	mx_inet_format(&c->server, server_addr, sizeof(server_addr));
 	struct smtp_policy_request req = {
 		.stage = k->stage,
 		.client_addr = c->addr_str,
@@ -282,13 +299,13 @@ static void conn_check_run(struct conn *c)
 		.protocol = smtp_session_protocol(c->s),
 		.recipient_count = c->nrcpt,
 		.unauth_pipelining = k->unauth_pipelining,
-		.tls = c->tls && c->tls_protocol[0],
-		.ccert = c->tls_peer ? &c->tls_ccert : NULL,
+		.tls = c->tls && c->tls_protocol,
+		.ccert = c->tls_peer ? &c->tls_peer->ccert : NULL,
 		.now = mx_clock_wall_s(),
 		.session = c->policy_session,
 		.client_name_status = conn_name_status(c->name_status),
 		.reverse_name_status = conn_name_status(c->reverse_name_status),
-		.server_addr = c->server_addr_str[0] ? c->server_addr_str : NULL,
+		.server_addr = server_addr[0] ? server_addr : NULL,
 		.server_port = c->server_port,
 		.client_port = c->port,
 		.queue_id = c->queue_id[0] ? c->queue_id : NULL,
@@ -316,7 +333,9 @@ static void conn_check_run(struct conn *c)
 	if (c->w->svc)
 		cb.lookups = &lk;
 	struct smtp_policy_result res;
-	int rc = smtp_policy_check(c->policy, &req, c->actions, &cb, &res);
+	int rc = -ENOMEM;
+	if (c->policy_session)
+		rc = smtp_policy_check(c->policy, &req, c->actions, &cb, &res);
 	if (rc == 0 && res.decision == SMTP_POLICY_PENDING) {
 		if (c->op)
 			return; /* its answer resumes us (conn_check_answer()) */
@@ -324,6 +343,7 @@ static void conn_check_run(struct conn *c)
 		rc = -EPROTO;
 	}
 	conn_memo_free(c);
+	conn_policy_session_trim(c);
 	if (rc < 0) {
 		/* A request the evaluator cannot take is our bug, not the client's: refuse it
 		 * the way a broken table is refused, never let it pass. */

@@ -144,8 +144,7 @@ void conn_on_xclient(struct conn *c, const struct smtp_event *ev)
 	c->reverse_name_status = rname_st;
 	free(c->helo);
 	c->helo = new_helo;
-	snprintf(c->client, sizeof(c->client), "%s[%s]", c->name ? c->name : "unknown",
-		 c->addr_str);
+	conn_set_client(c, c->name, c->addr_str);
 	/* A new client: with smtpd_delay_reject = no its client restrictions decide now, and
 	 * a refusal answers XCLIENT (Postfix's xclient_cmd()). */
 	if (c->policy_session)

@@ -136,7 +136,6 @@ struct conn_check {
 	bool bdat;                        /* DATA/BDAT */
 	char *rcpt, *rcpt_params;         /* RCPT */
 	struct smtp_verdict xclient;      /* XCLIENT's verdict being made */
-	struct smtp_checks_verdict cv;    /* END: what header/body checks said */
 	uint64_t started_us;              /* when the stage's evaluation began (metrics) */
 };
 
@@ -154,6 +153,7 @@ enum conn_op_kind {
  * for policy servers (RFC 1891; empty unless trusted, as Postfix sends them). */
 struct conn_tls_peer {
 	struct tls_server_peer p;
+	struct smtp_policy_ccert ccert; /* for the restriction lists: points into p */
 	char subject_x[3 * sizeof(((struct tls_server_peer *)0)->cn)];
 	char issuer_x[3 * sizeof(((struct tls_server_peer *)0)->issuer_cn)];
 };
@@ -167,6 +167,11 @@ struct conn_op {
 	uint64_t asked_us;      /* when it was submitted (the answer-time histograms) */
 };
 
+/* One per connection, a million at once on a gateway (perf/loadgen/README.md, memory):
+ * what only some connections need is taken when they need it (the client's text, the
+ * command counts, the evaluator's session, the end's check verdict, TLS's peer), and the
+ * fields are grouped by size (pointers and 64-bit values, 32-bit, 16-bit, bytes and
+ * flags) so the struct has no holes. */
 struct conn {
 	struct conn_worker *w;
 	struct conn_gen *gen;          /* the generation it started with, for its whole life */
@@ -174,51 +179,31 @@ struct conn {
 	const struct mx_config *cfg;   /* the service's parameters */
 	struct smtp_policy_ctx *policy;
 	struct mx_gen_counters *gc;    /* this worker's counters of the generation */
-	int anvil_service;             /* its service's id in w->anvil (conn_anvil.c) */
 	struct smtp_session *s;
-	struct mx_inet_addr addr;      /* unmapped */
-	uint16_t port;
-	char addr_str[INET6_ADDRSTRLEN];
-	char client[CONN_CLIENT_MAX];  /* "unknown[192.0.2.1]", "NAME[ADDR]" after XCLIENT */
+	/* "unknown[192.0.2.1]", "NAME[ADDR]" after XCLIENT: on the heap at its length
+	 * (conn_set_client()), as most are 20-odd bytes of the CONN_CLIENT_MAX a name may take */
+	char *client;
 	char *name;                    /* the client's verified name; NULL: "unknown" */
 	char *reverse_name;            /* its reverse (PTR) name, unverified; NULL: "unknown" */
-	enum conn_peer_status name_status, reverse_name_status;
-	/* a request to a service in flight (NULL: none), and what it is for */
+	/* a request to a service in flight (NULL: none), and what it is for (wait, below) */
 	struct conn_op *op;
-	enum conn_wait wait;
-	bool greeted;                  /* conn_greet() finished: the 220 (or refusal) is out */
-	bool greet_asked;              /* the transport called conn_greet() */
 	/* smtpd_upstream_proxy_protocol (conn_proxy.c): the PROXY header's bytes so far, NULL
-	 * when none is awaited (any more); the wait's end (monotonic ms) */
+	 * when none is awaited (any more); the wait's end (monotonic ms); proxy_len below */
 	char *proxy_buf;
-	uint16_t proxy_len;
 	uint64_t proxy_deadline_ms;
-	/* anvil(8)'s limits (conn_anvil.c): the client's key, and whether it is counted
-	 * (then conn_free() gives its connection back) */
-	struct anvil_key anvil_key;
-	bool anvil_tracked;
-	bool xclient_allowed;          /* in smtpd_authorized_xclient_hosts when it connected */
 	/* SMTP AUTH (conn_auth.c): the login once authenticated (NULL before), the exchange
 	 * in progress (its mechanism as the client wrote it, the service's id), MAIL's AUTH= */
 	char *sasl_username, *sasl_method, *sasl_sender;
-	char sasl_mech[SMTP_DOVECOT_MECH_NAME_MAX + 1];
 	uint64_t sasl_exchange;
-	bool sasl_in_exchange;
 	/* the restriction lists of the command being decided, and the answers they got */
 	struct conn_check check;
 	struct conn_memo *memo;
-	/* for policy servers: where the client connected to, the transaction's instance
-	 * (started_us, transactions) and MAIL's SIZE= */
-	char server_addr_str[INET6_ADDRSTRLEN];
-	uint16_t server_port;
+	/* for policy servers: the transaction's instance (started_us, transactions) and
+	 * MAIL's SIZE=; where the client connected to is below (server, server_port) */
 	uint64_t started_us;
-	/* metrics (mxgate/worker_metrics.h): the first reply was counted as the greeting;
-	 * when the final dot arrived (0: no message waits for its final reply) */
-	bool greeting_timed;
+	/* metrics (mxgate/worker_metrics.h): when the final dot arrived (0: no message waits
+	 * for its final reply); greeting_timed below */
 	uint64_t dot_us;
-	/* the reply line leaving now: its first bytes and how far it got (saturating) */
-	char reply_head[CONN_REPLY_HEAD];
-	uint8_t reply_col;
 	uint64_t transactions;
 	uint64_t mail_size;
 
@@ -227,31 +212,25 @@ struct conn {
 	char *sender;                  /* NULL before MAIL; "" for <> */
 	char *mail_params;
 	char *first_rcpt;              /* for Received: "for <rcpt>" */
-	unsigned nrcpt;                /* accepted recipients */
-	char queue_id[QUEUE_ID_SIZE];  /* "" until the first accepted recipient */
 	/* Policy's envelope actions (HOLD, DISCARD, FILTER, REDIRECT, BCC, PREPEND) for this
 	 * transaction; allocated at MAIL (it is several KiB, and most connections never
 	 * get that far), freed with the transaction. */
 	struct smtp_policy_actions *actions;
-	/* What the evaluator keeps across commands with smtpd_delay_reject = no
-	 * (defer_if_permit from the client, helo or sender list); NULL with delay_reject. */
+	/* What the evaluator keeps across commands (defer_if_permit with smtpd_delay_reject
+	 * = no) and of a check waiting for an answer: taken by a check, given back when it
+	 * holds nothing (conn_check.c) */
 	struct smtp_policy_session *policy_session;
 	/* header_checks and body_checks on the message being received (between DATA and its
 	 * end; NULL when none are configured). */
 	struct smtp_checks *checks;
 	struct spool_msg *msg;         /* from the first accepted recipient to the end */
-	bool message_open;             /* between the DATA verdict and the end */
-	bool message_id_seen;          /* a Message-ID: header was logged (cleanup) */
-	bool commit_pending;           /* handed to the spool writer, result not back yet */
-	bool shutdown_deferred;        /* a stop arrived while a commit was pending */
+	/* END-OF-MESSAGE with header/body checks: what they said, while the end's
+	 * restriction lists decide (NULL: no checks, accept); freed with the transaction */
+	struct smtp_checks_verdict *end_cv;
 	void *owner;                   /* the transport's handle */
-	enum conn_cmd data_cmd;        /* DATA or BDAT: which counts the message */
 
 	/* For the log. */
-	struct conn_cmd_count cmds[CONN_CMD_MAX];
-	bool helo_answered;            /* an RSET event right after is EHLO's implicit one */
-	uint32_t delay_ms;
-	bool lost_logged;
+	struct conn_cmd_count *cmds;   /* [CONN_CMD_MAX], taken at the first command */
 
 	/* TLS (conn_tls.c): the layer once STARTTLS was taken or from the start in
 	 * wrappermode; the engine output that still goes out in plaintext (up to the 220 of
@@ -260,19 +239,60 @@ struct conn {
 	struct tls_server *tls;
 	size_t tls_plain_out;
 	uint64_t tls_deadline_ms;
-	bool tls_done_logged;          /* the failure or end was logged */
-	bool tls_rate_checked;         /* wrappermode: the new-session rate was looked at */
-	char tls_protocol[16];         /* for policy servers: "TLSv1.3" */
-	char tls_cipher[64];
-	int tls_keysize;
+	/* for policy servers, once the handshake completed (NULL before): "TLSv1.3" and the
+	 * cipher's name, OpenSSL's own static strings (SSL_get_version(),
+	 * SSL_CIPHER_get_name() of its built-in suites), not copies */
+	const char *tls_protocol, *tls_cipher;
 	/* the client's certificate (smtpd_tls_ask_ccert), NULL when none was presented */
 	struct conn_tls_peer *tls_peer;
-	struct smtp_policy_ccert tls_ccert;
 
 	/* smtpd_timeout: when the connection's time is up (monotonic ms), and the request
 	 * count it was computed for (conn_deadline()) */
 	uint64_t deadline_ms;
 	uint64_t deadline_requests;
+
+	/* 32 bits */
+	int anvil_service;             /* its service's id in w->anvil (conn_anvil.c) */
+	enum conn_peer_status name_status, reverse_name_status;
+	enum conn_wait wait;
+	unsigned nrcpt;                /* accepted recipients */
+	enum conn_cmd data_cmd;        /* DATA or BDAT: which counts the message */
+	uint32_t delay_ms;
+	int tls_keysize;
+	/* anvil(8)'s limits (conn_anvil.c): the client's key, and whether it is counted
+	 * (anvil_tracked: then conn_free() gives its connection back) */
+	struct anvil_key anvil_key;
+
+	/* 16 bits */
+	uint16_t port;
+	uint16_t proxy_len;
+	uint16_t server_port;
+
+	/* bytes */
+	struct mx_inet_addr addr;      /* unmapped */
+	struct mx_inet_addr server;    /* unmapped: where the client connected to */
+	char addr_str[INET6_ADDRSTRLEN];
+	char sasl_mech[SMTP_DOVECOT_MECH_NAME_MAX + 1];
+	char queue_id[QUEUE_ID_SIZE];  /* "" until the first accepted recipient */
+	/* the reply line leaving now: its first bytes and how far it got (saturating) */
+	char reply_head[CONN_REPLY_HEAD];
+	uint8_t reply_col;
+
+	/* flags */
+	bool greeted;                  /* conn_greet() finished: the 220 (or refusal) is out */
+	bool greet_asked;              /* the transport called conn_greet() */
+	bool anvil_tracked;
+	bool xclient_allowed;          /* in smtpd_authorized_xclient_hosts when it connected */
+	bool sasl_in_exchange;
+	bool greeting_timed;           /* the first reply was counted as the greeting */
+	bool message_open;             /* between the DATA verdict and the end */
+	bool message_id_seen;          /* a Message-ID: header was logged (cleanup) */
+	bool commit_pending;           /* handed to the spool writer, result not back yet */
+	bool shutdown_deferred;        /* a stop arrived while a commit was pending */
+	bool helo_answered;            /* an RSET event right after is EHLO's implicit one */
+	bool lost_logged;
+	bool tls_done_logged;          /* the failure or end was logged */
+	bool tls_rate_checked;         /* wrappermode: the new-session rate was looked at */
 };
 
 /* ---- shared by the files of the connection glue ---- */
@@ -282,6 +302,13 @@ char *conn_dup(struct mx_span v);
 const char *conn_printable(struct mx_span v, char *buf, size_t cap);
 const char *conn_printable_str(const char *s, char *buf, size_t cap);
 void conn_count(struct conn *c, enum conn_cmd cmd, bool ok);
+/* Add to a command's counts for the disconnect line (total and/or ok), without the
+ * worker's command counter. The counts are taken at the first command; without memory
+ * they are not kept (the line then shows fewer). */
+void conn_count_add(struct conn *c, enum conn_cmd cmd, unsigned total, unsigned ok);
+/* c->client = "NAME[ADDR]" (name NULL: "unknown"). false without memory: the previous
+ * text stays (it names the client in log lines only). */
+bool conn_set_client(struct conn *c, const char *name, const char *addr);
 const char *conn_last_reply(const struct conn *c, char *buf, size_t cap);
 void conn_log_action(struct conn *c, const char *kind, const char *cmd, const char *text,
 		     const char *rcpt);

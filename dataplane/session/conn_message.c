@@ -165,7 +165,7 @@ void conn_data_decided(struct conn *c, const struct smtp_policy_result *res)
 {
 	enum conn_cmd cmd = c->check.bdat ? CONN_CMD_BDAT : CONN_CMD_DATA;
 	if (res->decision != SMTP_POLICY_ACCEPT) {
-		c->cmds[cmd].total++;
+		conn_count_add(c, cmd, 1, 0);
 		c->w->counters.commands++;
 		conn_policy_verdict(c, res);
 		return;
@@ -178,7 +178,7 @@ void conn_data_decided(struct conn *c, const struct smtp_policy_result *res)
 static void conn_data_finish(struct conn *c, enum conn_cmd cmd, int rc)
 {
 	if (rc == 0 && spool_storage_check(c->w->spool) < 0) {
-		c->cmds[cmd].total++;
+		conn_count_add(c, cmd, 1, 0);
 		c->w->counters.commands++;
 		c->w->counters.messages_rejected++;
 		c->gc->messages_rejected++;
@@ -199,7 +199,7 @@ static void conn_data_finish(struct conn *c, enum conn_cmd cmd, int rc)
 		c->w->counters.messages_rejected++;
 		c->gc->messages_rejected++;
 		/* data stays "not ok" in the disconnect counts */
-		c->cmds[cmd].total++;
+		conn_count_add(c, cmd, 1, 0);
 		c->w->counters.commands++;
 		conn_spool_refusal(c, rc);
 		conn_txn_reset(c);
@@ -207,7 +207,7 @@ static void conn_data_finish(struct conn *c, enum conn_cmd cmd, int rc)
 	}
 	/* Counted as ok only once the message is queued (Postfix counts data=1 for a
 	 * message it accepted, data=0/1 for one it refused at the end). */
-	c->cmds[cmd].total++;
+	conn_count_add(c, cmd, 1, 0);
 	c->w->counters.commands++;
 	c->message_open = true;
 	c->data_cmd = cmd;
@@ -263,7 +263,7 @@ static void conn_commit_done(struct conn *c, int rc)
 		  conn_printable_str(c->sender, sender, sizeof(sender)), size, c->nrcpt);
 	c->w->counters.messages_accepted++;
 	c->gc->messages_accepted++;
-	c->cmds[c->data_cmd].ok++;
+	conn_count_add(c, c->data_cmd, 0, 1);
 	struct smtp_verdict v = { .code = 0, .queue_id = c->queue_id };
 	smtp_session_verdict(c->s, &v); /* formats the reply now: the ID may go */
 	/* The transaction is over; the next one gets a new ID at its first recipient. */
@@ -279,7 +279,7 @@ static void conn_discard(struct conn *c)
 	       conn_printable_str(c->sender, sender, sizeof(sender)), spool_msg_size(c->msg),
 	       c->nrcpt);
 	c->w->counters.messages_discarded++;
-	c->cmds[c->data_cmd].ok++;
+	conn_count_add(c, c->data_cmd, 0, 1);
 	struct smtp_verdict v = { .code = 0, .queue_id = c->queue_id };
 	smtp_session_verdict(c->s, &v);
 	conn_txn_reset(c);
@@ -325,15 +325,25 @@ void conn_on_message_end(struct conn *c, const struct smtp_event *ev)
 			return;
 		}
 	}
+	if (c->checks) {
+		/* kept until the end's restriction lists decided (conn_end_decided()) */
+		if (!(c->end_cv = malloc(sizeof(*c->end_cv)))) {
+			conn_commit_done(c, -ENOMEM);
+			return;
+		}
+		*c->end_cv = cv;
+	}
 	c->check = (struct conn_check){ .at = CONN_AT_END, .stage = SMTP_STAGE_END_OF_DATA,
-					.cmd = "END-OF-MESSAGE", .cv = cv };
+					.cmd = "END-OF-MESSAGE" };
 	conn_check_start(c);
 }
 
 void conn_end_decided(struct conn *c, const struct smtp_policy_result *res)
 {
 	/* what the checks said stays valid with them until the transaction ends */
-	struct smtp_checks_verdict cv = c->check.cv;
+	struct smtp_checks_verdict cv = { .outcome = SMTP_CHECKS_ACCEPT };
+	if (c->end_cv)
+		cv = *c->end_cv;
 	if (res->decision != SMTP_POLICY_ACCEPT) {
 		c->w->counters.messages_rejected++;
 		c->gc->messages_rejected++;

@@ -41,7 +41,7 @@ static void conn_proxy_failed(struct conn *c)
 	free(c->proxy_buf);
 	c->proxy_buf = NULL;
 	snprintf(c->addr_str, sizeof(c->addr_str), "unknown");
-	snprintf(c->client, sizeof(c->client), "unknown[unknown]");
+	conn_set_client(c, NULL, c->addr_str);
 	c->greeted = true;
 	c->w->counters.proxy_failed++;
 	mx_log(MX_LOG_INFO, "connect from %s", c->client);
@@ -105,9 +105,9 @@ static void conn_proxy_take(struct conn *c, const struct smtp_proxy_header *h)
 	conn_auth_offer(c); /* smtpd_sasl_exceptions_networks names the real client */
 	c->port = h->src_port;
 	memcpy(c->addr_str, addr_str, sizeof(addr_str));
-	mx_inet_format(&server, c->server_addr_str, sizeof(c->server_addr_str));
+	c->server = server;
 	c->server_port = h->dst_port;
-	snprintf(c->client, sizeof(c->client), "unknown[%s]", c->addr_str);
+	conn_set_client(c, NULL, c->addr_str);
 }
 
 int conn_proxy_feed(char *hbuf, uint16_t *hlen, const char *buf, size_t len,

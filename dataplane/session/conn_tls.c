@@ -148,8 +148,8 @@ static void conn_tls_established(struct conn *c)
 {
 	struct tls_server_info i;
 	tls_server_info(c->tls, &i);
-	snprintf(c->tls_protocol, sizeof(c->tls_protocol), "%s", i.protocol);
-	snprintf(c->tls_cipher, sizeof(c->tls_cipher), "%s", i.cipher);
+	c->tls_protocol = i.protocol ? i.protocol : "";
+	c->tls_cipher = i.cipher ? i.cipher : "";
 	c->tls_keysize = i.cipher_usebits;
 	c->deadline_ms = 0;
 	c->tls_deadline_ms = 0;
@@ -168,7 +168,7 @@ static void conn_tls_established(struct conn *c)
 				       sizeof(cp->subject_x));
 			conn_tls_xtext(pr->trusted ? pr->issuer_cn : "", cp->issuer_x,
 				       sizeof(cp->issuer_x));
-			c->tls_ccert = (struct smtp_policy_ccert){
+			cp->ccert = (struct smtp_policy_ccert){
 				.trusted = pr->trusted,
 				.fingerprint = pr->fingerprint,
 				.pkey_fingerprint = pr->pkey_fingerprint,
@@ -240,9 +240,9 @@ static void conn_tls_progress(struct conn *c)
 	if (st == TLS_SERVER_FAILED) {
 		c->w->counters.protocol_errors++;
 		c->w->counters.tls_failed++;
-		if (!c->tls_protocol[0])
+		if (!c->tls_protocol)
 			(void)conn_tls_sni_log(c);
-		if (!c->tls_protocol[0])
+		if (!c->tls_protocol)
 			mx_log(MX_LOG_INFO, "SSL_accept error from %s: -1", c->client);
 		else
 			mx_log(MX_LOG_INFO, "SSL_read error from %s: -1", c->client);
@@ -338,7 +338,7 @@ uint64_t conn_tls_handshake_deadline(struct conn *c, uint64_t now_ms)
 void conn_tls_policy_attrs(const struct conn *c, struct smtp_delegation_request *r)
 {
 	smtp_delegation_request_init(r);
-	if (!c->tls || !c->tls_protocol[0])
+	if (!c->tls || !c->tls_protocol)
 		return;
 	/* Postfix's encryption_protocol, encryption_cipher, encryption_keysize
 	 * (SMTPD_POLICY_README) */

@@ -102,8 +102,7 @@ static void conn_peer_set_name(struct conn *c, const char *name)
 {
 	free(c->name);
 	c->name = name ? strdup(name) : NULL;
-	snprintf(c->client, sizeof(c->client), "%s[%s]", c->name ? c->name : "unknown",
-		 c->addr_str);
+	conn_set_client(c, c->name, c->addr_str);
 	smtp_session_set_client_name(c->s, c->name);
 }
 

@@ -4,7 +4,8 @@ socket is a file in the gateway's directory, socket-abstract=no). Used by
 tests/e2e/test_loadgen_memif.py and perf/loadgen/bench_memif.py. Needs root (DPDK's
 runtime directory, the memif socket) but no namespace: memif is shared memory.
 
-MemifGateway(binary, extra_config="", workers=1, idle_sleep_us=None, cpu=None) -- mxtest.Gateway's
+MemifGateway(binary, extra_config="", workers=1, idle_sleep_us=None, cpu=None, eal_mb=512)
+    -- mxtest.Gateway's
     semantics (dir, spool, maillog, start(), stop(), stats(), spooled(), context manager)
     for `mxgate_transport = dpdk` on net_memif0 (role=server) with address GW_IP/24.
     start() waits for the gateway's "dpdk statistics" line (it answers SIGUSR1 once its
@@ -47,7 +48,8 @@ def _cpus():
 
 
 class MemifGateway(mxtest.Gateway):
-    def __init__(self, binary, extra_config="", workers=1, idle_sleep_us=None, cpu=None):
+    def __init__(self, binary, extra_config="", workers=1, idle_sleep_us=None, cpu=None,
+                 eal_mb=512):
         global _ids
         _ids += 1
         self.binary = binary
@@ -65,7 +67,7 @@ class MemifGateway(mxtest.Gateway):
         # every lcore may run on any CPU, or all on `cpu` (a measurement pins them)
         where = _cpus() if cpu is None else str(cpu)
         lcores = ",".join(f"{i}@({where})" for i in range(workers + 1))
-        eal = (f"--lcores={lcores} --no-huge -m 512 --no-pci --no-telemetry "
+        eal = (f"--lcores={lcores} --no-huge -m {eal_mb} --no-pci --no-telemetry "
                f"--file-prefix={self.file_prefix} "
                f"--vdev=net_memif0,role=server,socket={self.socket},socket-abstract=no")
         lines = [
@@ -128,14 +130,14 @@ class MemifGateway(mxtest.Gateway):
 
 
 def loadgen_argv(binary, socket, args, json_path=None, lcore_cpu=None, file_prefix=None,
-                 vdev_extra=""):
+                 vdev_extra="", eal_mb=256):
     """The generator's command line as the memif client; returns (argv, file_prefix).
     vdev_extra: more net_memif devargs (",rsize=12": the client sets the rings' size)."""
     global _ids
     _ids += 1
     prefix = file_prefix or f"mxlg-gen-{os.getpid()}-{_ids}"
     cpu = _cpus() if lcore_cpu is None else str(lcore_cpu)
-    argv = [binary, f"--lcores=0@({cpu})", "--no-huge", "-m", "256", "--no-pci",
+    argv = [binary, f"--lcores=0@({cpu})", "--no-huge", "-m", str(eal_mb), "--no-pci",
             "--no-telemetry", f"--file-prefix={prefix}",
             f"--vdev=net_memif0,role=client,socket={socket},socket-abstract=no{vdev_extra}",
             "--",
@@ -146,10 +148,11 @@ def loadgen_argv(binary, socket, args, json_path=None, lcore_cpu=None, file_pref
     return argv + list(args), prefix
 
 
-def start_loadgen(binary, socket, args, json_path=None, lcore_cpu=None, vdev_extra=""):
+def start_loadgen(binary, socket, args, json_path=None, lcore_cpu=None, vdev_extra="",
+                  eal_mb=256):
     """The generator in the background: (Popen with text stdout/stderr pipes, prefix)."""
     argv, prefix = loadgen_argv(binary, socket, args, json_path, lcore_cpu,
-                                vdev_extra=vdev_extra)
+                                vdev_extra=vdev_extra, eal_mb=eal_mb)
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True), prefix
 

@@ -393,6 +393,53 @@ static void test_timer_wheel(void)
 	CHECK_INT_EQ(wheel.armed, 0);
 }
 
+/* Timers due beyond the fine wheel's span wait in the coarse wheel (net_timer.h): each
+ * fires exactly at its tick, advancing a millisecond at a time, after a stall of several
+ * coarse slots, after a stall longer than the whole coarse span, and beyond the coarse span
+ * (a later round), across the tick counter's wrap; a cancelled coarse timer never fires. */
+static void test_timer_wheel_coarse(void)
+{
+	static const uint32_t due[8] = { 4097, 8192, 8193, 600000, 3600000, 6000000, 12345, 5000 };
+	struct net_timer tm[8];
+	uint32_t t0 = 0xfff00000u; /* wraps an hour and a quarter in */
+	memset(tm, 0, sizeof(tm));
+	net_timer_wheel_init(&wheel, t0);
+	for (int i = 0; i < 8; i++)
+		net_timer_arm(&wheel, &tm[i], t0 + due[i]);
+	net_timer_cancel(&wheel, &tm[6]);
+	nfired = 0;
+	/* a millisecond at a time up to 700 s: each fires at its tick, not before */
+	for (uint32_t ms = 1; ms <= 700000; ms++) {
+		int before = nfired;
+		net_timer_advance(&wheel, t0 + ms, fire, tm);
+		for (int k = before; k < nfired; k++)
+			CHECK_INT_EQ(due[fired[k]], ms);
+	}
+	CHECK_INT_EQ(nfired, 5); /* 4097, 5000, 8192, 8193, 600000 */
+	/* a stall of 40 minutes in one advance: the hour's timer waits, then fires */
+	net_timer_advance(&wheel, t0 + 3000000, fire, tm);
+	CHECK_INT_EQ(nfired, 5);
+	net_timer_advance(&wheel, t0 + 3599999, fire, tm);
+	CHECK_INT_EQ(nfired, 5);
+	net_timer_advance(&wheel, t0 + 3600000, fire, tm);
+	CHECK_INT_EQ(nfired, 6);
+	CHECK_INT_EQ(fired[5], 4);
+	/* beyond the coarse span (100 minutes), reached by a stall longer than the span */
+	net_timer_advance(&wheel, t0 + 5999999, fire, tm);
+	CHECK_INT_EQ(nfired, 6);
+	net_timer_advance(&wheel, t0 + 6000000 + 2 * 4096 * 1024, fire, tm);
+	CHECK_INT_EQ(nfired, 7);
+	CHECK_INT_EQ(fired[6], 5);
+	CHECK_INT_EQ(wheel.armed, 0);
+	/* armed from a fire callback's time (now = tick - 1) far ahead, then a long stall */
+	net_timer_arm(&wheel, &tm[0], wheel.now + 5000000);
+	net_timer_advance(&wheel, wheel.now + 4999999, fire, tm);
+	CHECK_INT_EQ(nfired, 7);
+	net_timer_advance(&wheel, wheel.now + 1, fire, tm);
+	CHECK_INT_EQ(nfired, 8);
+	CHECK_INT_EQ(wheel.armed, 0);
+}
+
 static void test_create_rejects(void)
 {
 	struct net_config cfg = { .mtu = 100 };
@@ -530,6 +577,7 @@ int main(void)
 	RUN_TEST(test_ip_validation);
 	RUN_TEST(test_unreachable);
 	RUN_TEST(test_timer_wheel);
+	RUN_TEST(test_timer_wheel_coarse);
 	RUN_TEST(test_create_rejects);
 	t_clear_tx();
 	return TEST_RESULT();
