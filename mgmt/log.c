@@ -36,6 +36,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -223,6 +224,20 @@ static void mx_log_writer_join(void)
 	pthread_mutex_unlock(&mx_log_lock);
 }
 
+/* The writer thread, with every signal blocked: the log may be opened before the process
+ * blocks the signals its main thread takes with sigtimedwait(), and a SIGTERM delivered to
+ * a thread that does not block it would kill the process instead of stopping it. Returns
+ * pthread_create()'s result. */
+static int mx_log_writer_start(void)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = pthread_create(&mx_log_writer, NULL, mx_log_writer_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
 /* The writer's two buffers (kept across opens). 0 or -ENOMEM. */
 static int mx_log_queue_alloc(void)
 {
@@ -321,7 +336,7 @@ static int mx_log_open_target(const struct mx_log_conf *c, bool gateway, char *w
 	mx_log_queued = 0;
 	int crc = sys ? mx_log_connect() : 0;
 	mx_log_drops_at_open = atomic_load(&mx_log_drops);
-	int trc = threaded ? pthread_create(&mx_log_writer, NULL, mx_log_writer_main, NULL) : 0;
+	int trc = threaded ? mx_log_writer_start() : 0;
 	mx_log_writer_on = threaded && trc == 0;
 	if (sys && trc != 0) { /* no writer: standard error rather than nothing */
 		close(mx_log_fd);
