@@ -515,22 +515,41 @@ void dp_update_clock(struct dp_worker *w, uint64_t tsc)
  * returns dirty pages only as it allocates and frees (its decay runs on those ticks; no
  * background thread): once a million connections closed, an idle worker allocates nothing
  * and the gateway kept its peak RSS. Its mallctl is looked up at run time, so a build on
- * glibc's malloc (sanitizers) trims with malloc_trim() instead. A few milliseconds of
- * madvise(2) for a large release, so only after DP_TRIM_DROP closes (dp_housekeeping()). */
+ * glibc's malloc trims with malloc_trim() instead; under AddressSanitizer, whose allocator
+ * is neither (glibc's malloc_trim() then walks arenas that were never set up, and crashes),
+ * nothing is trimmed. A few milliseconds of madvise(2) for a large release, so only after
+ * DP_TRIM_DROP closes (dp_housekeeping()). */
+#if defined(__SANITIZE_ADDRESS__)
+#define DP_TRIM_NONE 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DP_TRIM_NONE 1
+#endif
+#endif
+
+#ifdef DP_TRIM_NONE
 static void dp_memory_trim(void)
 {
-	typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
-	static mallctl_fn mallctl;
-	static bool looked;
-	if (!looked) {
-		looked = true;
-		mallctl = (mallctl_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "mallctl");
-	}
+}
+#else
+typedef int (*dp_mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+static dp_mallctl_fn dp_mallctl;
+static pthread_once_t dp_mallctl_once = PTHREAD_ONCE_INIT;
+
+static void dp_mallctl_lookup(void)
+{
+	dp_mallctl = (dp_mallctl_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "mallctl");
+}
+
+static void dp_memory_trim(void)
+{
+	pthread_once(&dp_mallctl_once, dp_mallctl_lookup); /* every worker trims */
 	/* "arena.<MALLCTL_ARENAS_ALL>.purge": 4096 is jemalloc's "all arenas" index */
-	if (mallctl && mallctl("arena.4096.purge", NULL, NULL, NULL, 0) == 0)
+	if (dp_mallctl && dp_mallctl("arena.4096.purge", NULL, NULL, NULL, 0) == 0)
 		return;
 	malloc_trim(0);
 }
+#endif
 
 /* Once a millisecond: tell the stacks whether their pool runs low (an eighth left:
  * pressure on; a quarter again: off), and once a second sample connection memory. */
