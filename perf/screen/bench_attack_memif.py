@@ -632,18 +632,11 @@ def main():
         ap.error("--mxgate is required")
     mxtest.need_root("the attack benchmark (a network namespace, DPDK, Postfix, hping3)")
     if not os.environ.get(NETNS_ENV):
-        netns.rerun_in_private_netns(
-            "mxgate-atk", NETNS_ENV, __file__, sys.argv[1:],
-            "nameserver 127.0.0.1\noptions timeout:1 attempts:2\n", "127.0.0.1 localhost\n",
-            sysctls=(("net.ipv4.tcp_syncookies", "1"), ("net.core.somaxconn", "4096"),
-                     ("net.ipv4.tcp_max_syn_backlog", "4096"),
-                     ("net.ipv4.ip_local_port_range", "10000 60999")))
+        bs.in_netns("mxgate-atk", NETNS_ENV, __file__)
     a.mxgate = os.path.abspath(a.mxgate)
     if a.loadgen:
         a.loadgen = os.path.abspath(a.loadgen)
-    import resource
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+    bs.raise_nofile()
     # the DNS server lists one prefix: 10.2. (the memif run's listed clients) while
     # mxgate runs, 127.2. (bench_screen's DNSBL bots) while Postfix runs
     rows, dns_counts = [], {}

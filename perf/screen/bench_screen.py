@@ -744,15 +744,22 @@ def report(res):
     return "\n".join(out)
 
 
-def in_netns():
-    """Run the benchmark in a private network namespace (DNS on 127.0.0.1, room for many
-    connections), and exit with its status."""
+def in_netns(name="mxgate-scr", env=NETNS_ENV, script=__file__):
+    """Run a screen benchmark (this one, or script) again in a private network namespace
+    (DNS on 127.0.0.1, room for many connections), and exit with its status."""
     netns.rerun_in_private_netns(
-        "mxgate-scr", NETNS_ENV, __file__, sys.argv[1:],
+        name, env, script, sys.argv[1:],
         "nameserver 127.0.0.1\noptions timeout:1 attempts:2\n", "127.0.0.1 localhost\n",
         sysctls=(("net.ipv4.tcp_syncookies", "1"), ("net.core.somaxconn", "4096"),
                  ("net.ipv4.tcp_max_syn_backlog", "4096"),
                  ("net.ipv4.ip_local_port_range", "10000 60999")))
+
+
+def raise_nofile(limit=65536):
+    """Room for a benchmark's many sockets: the soft limit up to limit (or the hard one)."""
+    import resource
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, limit), hard))
 
 
 def main():
@@ -800,9 +807,7 @@ def main():
     if not os.environ.get(NETNS_ENV):
         in_netns()
     a.mxgate = os.path.abspath(a.mxgate)
-    soft, hard = __import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE)
-    __import__("resource").setrlimit(__import__("resource").RLIMIT_NOFILE,
-                                     (min(hard, 65536), hard))
+    raise_nofile()
     dns = spawn([sys.executable, DNS, "53", "bl.test", "127.2."])
     rows = []
     dns_counts = None

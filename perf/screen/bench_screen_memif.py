@@ -52,7 +52,6 @@ sys.path.insert(0, HERE)
 import bench_screen as bs  # noqa: E402
 import loadgen  # noqa: E402
 import mxtest  # noqa: E402
-import netns  # noqa: E402
 
 NETNS_ENV = "MXGATE_SCREEN_MEMIF_NETNS"
 
@@ -309,18 +308,11 @@ def main():
         ap.error("--mxgate is required")
     mxtest.need_root("the memif screen benchmark (a network namespace, DPDK, Postfix)")
     if not os.environ.get(NETNS_ENV):
-        netns.rerun_in_private_netns(
-            "mxgate-scm", NETNS_ENV, __file__, sys.argv[1:],
-            "nameserver 127.0.0.1\noptions timeout:1 attempts:2\n", "127.0.0.1 localhost\n",
-            sysctls=(("net.ipv4.tcp_syncookies", "1"), ("net.core.somaxconn", "4096"),
-                     ("net.ipv4.tcp_max_syn_backlog", "4096"),
-                     ("net.ipv4.ip_local_port_range", "10000 60999")))
+        bs.in_netns("mxgate-scm", NETNS_ENV, __file__)
     a.mxgate = os.path.abspath(a.mxgate)
     if a.loadgen:
         a.loadgen = os.path.abspath(a.loadgen)
-    import resource
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+    bs.raise_nofile()
     dns = bs.spawn([sys.executable, bs.DNS, "53", "bl.test", "127.2."])
     rows = []
     dns_counts = None

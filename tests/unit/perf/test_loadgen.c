@@ -9,26 +9,8 @@
 #include <unistd.h>
 
 #include "loadgen.h"
+#include "loadgen_parse.h"
 #include "testing.h"
-
-static int parse(struct loadgen_config *cfg, char *err, size_t errlen, ...)
-{
-	char *argv[64];
-	int argc = 0;
-	argv[argc++] = (char *)"mxgate-loadgen";
-	va_list ap;
-	va_start(ap, errlen);
-	const char *a;
-	while ((a = va_arg(ap, const char *)) != NULL && argc < 63)
-		argv[argc++] = (char *)a;
-	va_end(ap);
-	argv[argc] = NULL;
-	loadgen_config_defaults(cfg);
-	FILE *devnull = fopen("/dev/null", "w");
-	int rc = loadgen_args_parse(cfg, argc, argv, devnull, err, errlen);
-	fclose(devnull);
-	return rc;
-}
 
 static uint32_t ip(const char *s)
 {
