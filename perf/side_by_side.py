@@ -645,27 +645,13 @@ def run_loadgen_af_packet(topo, gen, host, port, args, shape, iface=None, local=
     _lg_runs += 1
     prefix = f"mxsbs-{topo.prefix}-{_lg_runs}"
     json_path = os.path.join(tempfile.gettempdir(), f"{prefix}.json")
-    ncpu = os.cpu_count() or 1
-    cpus = "0" if ncpu == 1 else f"0-{ncpu - 1}"
-    argv = [gen, f"--lcores=0@({cpus})", "--no-huge", "-m", "256", "--no-pci",
-            "--no-telemetry", f"--file-prefix={prefix}",
-            f"--vdev=net_af_packet0,iface={iface or lg_cl_if(topo)},framecnt=4096", "--",
-            "--port", "net_af_packet0", "--local", f"{local}/24",
-            "--server", f"{host}:{port}", "--progress", "0", "--json", json_path,
-            *loadgen_args(args, shape)]
     try:
-        r = topo.cl(argv, capture_output=True, text=True, timeout=args.timeout)
+        rc, out, res = loadgen.run_loadgen_af_packet(
+            topo.cl, gen, iface or lg_cl_if(topo), local, f"{host}:{port}",
+            loadgen_args(args, shape), args.timeout, prefix, json_path)
     except subprocess.TimeoutExpired as e:
         raise PeerError(f"mxgate-loadgen ran over {args.timeout} s: {e.stdout}")
-    finally:
-        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
-    res = None
-    if os.path.exists(json_path):
-        with open(json_path) as f:
-            res = json.load(f)
-        os.unlink(json_path)
-    out = r.stdout + "\n".join(l for l in r.stderr.splitlines() if not l.startswith("EAL:"))
-    return _loadgen_result(r.returncode, out, res, shape)
+    return _loadgen_result(rc, out, res, shape)
 
 
 def run_loadgen_memif(gen, peer, args, shape):

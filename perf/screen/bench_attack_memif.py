@@ -59,11 +59,8 @@ ratio is of full-speed rates.
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import signal
 import subprocess
 import sys
 import time
@@ -649,22 +646,10 @@ def main():
             rows.append({"mxgate-memif": run_memif, "postfix": run_postfix,
                          "postfix-afpacket": run_postfix_afpacket}[name](a))
         finally:
-            if dns.poll() is None:
-                dns.send_signal(signal.SIGTERM)
-                try:
-                    dns_counts[name] = json.loads(
-                        dns.communicate(timeout=5)[0].strip().splitlines()[-1])
-                except Exception:
-                    pass
-            bs.kill_group(dns)
-            dns.wait()
-    pv = subprocess.run(["/usr/sbin/postconf", "-d", "-h", "mail_version"],
-                        capture_output=True, text=True).stdout.strip()
-    res = {"date": str(datetime.date.today()),
-           "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                                    capture_output=True, text=True).stdout.strip(),
-           "host": platform.node(), "cpus": os.cpu_count(), "platform": platform.platform(),
-           "postfix_version": pv, "args": vars(a), "rows": rows, "dns": dns_counts}
+            counts = bs.stop_dns(dns)
+            if counts is not None:
+                dns_counts[name] = counts
+    res = dict(bs.result_head(), args=vars(a), rows=rows, dns=dns_counts)
     print(summary(res))
     if a.json:
         with open(a.json, "w") as f:

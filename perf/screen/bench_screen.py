@@ -365,13 +365,8 @@ class MxgateDpdkServer:
         try:
             self.gw.stop(check=False)
         finally:
-            if self.dns and self.dns.poll() is None:
-                self.dns.send_signal(signal.SIGTERM)
-                try:
-                    self.dns_counts = json.loads(
-                        self.dns.communicate(timeout=5)[0].strip().splitlines()[-1])
-                except Exception:
-                    pass
+            if self.dns:
+                self.dns_counts = stop_dns(self.dns)
             self.topo.destroy()
             if os.environ.get("MXGATE_KEEP_TEST_DIRS") is None:
                 shutil.rmtree(self.gw.dir, ignore_errors=True)
@@ -744,6 +739,35 @@ def report(res):
     return "\n".join(out)
 
 
+def stop_dns(dns):
+    """Stop the DNS server (screen_dns.py) and return the counts it prints on SIGTERM, or
+    None when it said nothing usable; the process is reaped either way."""
+    counts = None
+    if dns.poll() is None:
+        dns.send_signal(signal.SIGTERM)
+        try:
+            counts = json.loads(dns.communicate(timeout=5)[0].strip().splitlines()[-1])
+        except Exception:
+            pass
+    kill_group(dns)
+    if dns.poll() is None:  # not a group of its own (started in a topology's namespace)
+        dns.kill()
+    dns.wait()
+    return counts
+
+
+def result_head():
+    """What every screen benchmark's JSON result starts with: date, commit, machine and
+    the Postfix it ran against."""
+    pv = subprocess.run(["/usr/sbin/postconf", "-d", "-h", "mail_version"],
+                        capture_output=True, text=True).stdout.strip()
+    return {"date": str(datetime.date.today()),
+            "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                     capture_output=True, text=True).stdout.strip(),
+            "host": platform.node(), "cpus": os.cpu_count(), "platform": platform.platform(),
+            "postfix_version": pv}
+
+
 def in_netns(name="mxgate-scr", env=NETNS_ENV, script=__file__):
     """Run a screen benchmark (this one, or script) again in a private network namespace
     (DNS on 127.0.0.1, room for many connections), and exit with its status."""
@@ -810,7 +834,6 @@ def main():
     raise_nofile()
     dns = spawn([sys.executable, DNS, "53", "bl.test", "127.2."])
     rows = []
-    dns_counts = None
     try:
         if dns.stdout.readline().strip() != "ready":
             raise RuntimeError(f"the DNS server did not start: {dns.stderr.read()}")
@@ -820,21 +843,8 @@ def main():
                    "postfix": PostfixServer}[name]()
             rows.append(run_server(srv, a))
     finally:
-        if dns.poll() is None:
-            dns.send_signal(signal.SIGTERM)
-            try:
-                dns_counts = json.loads(dns.communicate(timeout=5)[0].strip().splitlines()[-1])
-            except Exception:
-                pass
-        kill_group(dns)
-        dns.wait()
-    pv = subprocess.run(["/usr/sbin/postconf", "-d", "-h", "mail_version"],
-                        capture_output=True, text=True).stdout.strip()
-    res = {"date": str(datetime.date.today()),
-           "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                                    capture_output=True, text=True).stdout.strip(),
-           "host": platform.node(), "cpus": os.cpu_count(), "platform": platform.platform(),
-           "postfix_version": pv, "args": vars(a), "rows": rows, "dns": dns_counts}
+        dns_counts = stop_dns(dns)
+    res = dict(result_head(), args=vars(a), rows=rows, dns=dns_counts)
     text = report(res)
     print(text)
     if a.out:

@@ -33,13 +33,10 @@ postscreen`, its dnsblog, the same SETTINGS) and screen_bots.py pregreet (1000 a
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -315,28 +312,14 @@ def main():
     bs.raise_nofile()
     dns = bs.spawn([sys.executable, bs.DNS, "53", "bl.test", "127.2."])
     rows = []
-    dns_counts = None
     try:
         if dns.stdout.readline().strip() != "ready":
             raise RuntimeError(f"the DNS server did not start: {dns.stderr.read()}")
         for name in a.servers.split(","):
             rows.append({"mxgate-memif": run_memif, "postfix": run_postfix}[name](a))
     finally:
-        if dns.poll() is None:
-            dns.send_signal(signal.SIGTERM)
-            try:
-                dns_counts = json.loads(dns.communicate(timeout=5)[0].strip().splitlines()[-1])
-            except Exception:
-                pass
-        bs.kill_group(dns)
-        dns.wait()
-    pv = subprocess.run(["/usr/sbin/postconf", "-d", "-h", "mail_version"],
-                        capture_output=True, text=True).stdout.strip()
-    res = {"date": str(datetime.date.today()),
-           "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                                    capture_output=True, text=True).stdout.strip(),
-           "host": platform.node(), "cpus": os.cpu_count(), "platform": platform.platform(),
-           "postfix_version": pv, "args": vars(a), "rows": rows, "dns": dns_counts}
+        dns_counts = bs.stop_dns(dns)
+    res = dict(bs.result_head(), args=vars(a), rows=rows, dns=dns_counts)
     print(summary(res))
     if a.json:
         with open(a.json, "w") as f:

@@ -174,6 +174,30 @@ def finish_loadgen(p, prefix, timeout, json_path=None):
     return p.returncode, out, result
 
 
+def run_loadgen_af_packet(run, binary, iface, local, server, args, timeout, prefix,
+                          json_path):
+    """The generator on net_af_packet over iface (a veth end in a namespace), started by
+    run (the namespace's runner: a Topology's cl or gw), from local (its address, /24)
+    against server ("ADDR:PORT"): (returncode, output without EAL's lines, the JSON result
+    or None). Raises subprocess.TimeoutExpired past timeout."""
+    argv = [binary, f"--lcores=0@({_cpus()})", "--no-huge", "-m", "256", "--no-pci",
+            "--no-telemetry", f"--file-prefix={prefix}",
+            f"--vdev=net_af_packet0,iface={iface},framecnt=4096", "--",
+            "--port", "net_af_packet0", "--local", f"{local}/24", "--server", server,
+            "--progress", "0", "--json", json_path, *args]
+    try:
+        r = run(argv, capture_output=True, text=True, timeout=timeout)
+    finally:
+        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+    result = None
+    if os.path.exists(json_path):
+        with open(json_path) as f:
+            result = json.load(f)
+        os.unlink(json_path)
+    out = r.stdout + "\n".join(l for l in r.stderr.splitlines() if not l.startswith("EAL:"))
+    return r.returncode, out, result
+
+
 def run_loadgen(binary, socket, args, timeout, json_path=None, lcore_cpu=None,
                 vdev_extra=""):
     p, prefix = start_loadgen(binary, socket, args, json_path, lcore_cpu, vdev_extra)

@@ -13,7 +13,6 @@ Needs root, smtp-sink and Debian's Postfix.
    is reported as the error it is (exit status 3, the kind counted, the text kept).
 """
 
-import json
 import os
 import re
 import shutil
@@ -22,6 +21,7 @@ import subprocess
 import sys
 import time
 
+import loadgen
 import mxtest
 import netns
 
@@ -35,27 +35,12 @@ def run_gen(topo, gen, port, args, timeout=180):
     _runs += 1
     prefix = f"mxlg-{topo.prefix}-{_runs}"
     json_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"{prefix}.json")
-    ncpu = os.cpu_count() or 1
-    cpus = "0" if ncpu == 1 else f"0-{ncpu - 1}"
-    argv = [gen, f"--lcores=0@({cpus})", "--no-huge", "-m", "256", "--no-pci",
-            "--no-telemetry", f"--file-prefix={prefix}",
-            f"--vdev=net_af_packet0,iface={topo.dp_gw_if},framecnt=4096", "--",
-            "--port", "net_af_packet0", "--local", f"{topo.gw_ip4}/24", "--src", SRC,
-            "--server", f"{topo.cl_ip4}:{port}", "--progress", "0", "--json", json_path,
-            *args]
     try:
-        r = topo.gw(argv, capture_output=True, text=True, timeout=timeout)
+        return loadgen.run_loadgen_af_packet(topo.gw, gen, topo.dp_gw_if, topo.gw_ip4,
+                                             f"{topo.cl_ip4}:{port}", ["--src", SRC, *args],
+                                             timeout, prefix, json_path)
     except subprocess.TimeoutExpired as e:
         mxtest.fail(f"mxgate-loadgen ran over {timeout} s: {e.stdout} {e.stderr}")
-    finally:
-        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
-    res = None
-    if os.path.exists(json_path):
-        with open(json_path) as f:
-            res = json.load(f)
-        os.unlink(json_path)
-    out = r.stdout + "\n".join(l for l in r.stderr.splitlines() if not l.startswith("EAL:"))
-    return r.returncode, out, res
 
 
 def test_smtp_sink(topo, gen):
@@ -189,7 +174,6 @@ def test_broken(topo, gen):
 def main():
     binary = mxtest.binary_from_argv()
     netns.need_netns_tools()
-    import loadgen
     gen = loadgen.loadgen_binary(binary)
     mxtest.need_tool("/usr/sbin/smtp-sink")
     with netns.Topology() as topo:
