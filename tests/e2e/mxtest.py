@@ -70,6 +70,22 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_ports(n):
+    """n distinct free TCP ports: each is held until all are chosen, so that two of them
+    cannot be the same port released and handed out again (free_port() called n times
+    can return one port twice)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 # A PROXY protocol v2 LOCAL header (a load balancer's health check): a service that reads
 # the PROXY protocol first then greets as for a direct connection.
 PROXY_V2_LOCAL = b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"

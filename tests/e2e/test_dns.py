@@ -95,9 +95,9 @@ def reverse6(a):
 
 class Env:
     def __init__(self):
-        self.dns_port = mxtest.free_port()
-        self.pg_port = mxtest.free_port()
-        self.dead_port = mxtest.free_port()
+        # distinct: policyd-spf's socat once took postgrey's port (the same free port
+        # handed out twice), and the greylisting case asked the wrong server
+        self.dns_port, self.pg_port, self.dead_port, self.spf_port = mxtest.free_ports(4)
         if transport == "dpdk":
             self.topo = netns.Topology(prefix=f"mxd{os.getpid() % 10000}").create()
             # the clients: the confirmed one (IPv4), the one with no name (IPv6); the
@@ -148,7 +148,6 @@ class Env:
         """policyd-spf on 127.0.0.1:spf_port where the gateway runs: socat accepts and runs
         one policyd-spf per connection in the SPF namespace, whose resolv.conf names the
         unbound there (port 53, the same records)."""
-        self.spf_port = mxtest.free_port()
         self.spf_ns = f"mxspf{os.getpid() % 100000}"
         subprocess.run(["ip", "netns", "add", self.spf_ns], check=True)
         subprocess.run(["ip", "-n", self.spf_ns, "link", "set", "lo", "up"], check=True)
